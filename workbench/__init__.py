@@ -1,0 +1,108 @@
+"""workbench: convert models between JAX and ONNX, from a notebook.
+
+The public API is re-exported here. Importing the package is cheap on purpose:
+JAX, onnxruntime, plotly and the Jupyter stack are imported only when a
+function that needs them is first used (PEP 562 module ``__getattr__``),
+because the first conversion in a fresh kernel is what users feel.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import (
+    ConversionError,
+    OnnxModelError,
+    PluginLoadError,
+    SpecError,
+    TraceError,
+    UnsupportedOnnxOpError,
+    UnsupportedPrimitiveError,
+    WorkbenchError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY_EXPORTS: dict[str, str] = {
+    "to_onnx": "workbench.export.api",
+    "convert": "workbench.export.api",
+    "Conversion": "workbench.export.api",
+    "onnx_function": "workbench.trace.functions",
+    "check": "workbench.analysis.report",
+    "CompatibilityReport": "workbench.analysis.report",
+    "parity": "workbench.analysis.parity",
+    "ParityReport": "workbench.analysis.parity",
+    "locate_divergence": "workbench.analysis.locate",
+    "to_jax_source": "workbench.codegen.api",
+    "to_jax": "workbench.codegen.api",
+    "save_jax": "workbench.codegen.api",
+    "coverage": "workbench.jupyter.coverage",
+    "view": "workbench.jupyter.viewer",
+    "export_web_harness": "workbench.web.harness",
+    "HarnessInfo": "workbench.web.harness",
+    "smoke_test_web_harness": "workbench.web.smoke",
+    "SmokeReport": "workbench.web.smoke",
+}
+
+__all__ = sorted(
+    [
+        *_LAZY_EXPORTS,
+        "ConversionError",
+        "OnnxModelError",
+        "PluginLoadError",
+        "SpecError",
+        "TraceError",
+        "UnsupportedOnnxOpError",
+        "UnsupportedPrimitiveError",
+        "WorkbenchError",
+        "load_ipython_extension",
+        "unload_ipython_extension",
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext workbench``: register the ``%%to_onnx`` and ``%onnx_view`` magics."""
+    from workbench.jupyter.magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext workbench``: remove the magics again."""
+    from workbench.jupyter.magics import unload_ipython_extension as _unload
+
+    _unload(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Entry point Jupyter Server uses to find the viewer server extension."""
+    return [{"module": "workbench.jupyter.server"}]
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from workbench.analysis.locate import locate_divergence
+    from workbench.analysis.parity import ParityReport, parity
+    from workbench.analysis.report import CompatibilityReport, check
+    from workbench.codegen.api import save_jax, to_jax, to_jax_source
+    from workbench.export.api import Conversion, convert, to_onnx
+    from workbench.jupyter.coverage import coverage
+    from workbench.jupyter.viewer import view
+    from workbench.trace.functions import onnx_function
+    from workbench.web.harness import HarnessInfo, export_web_harness
+    from workbench.web.smoke import SmokeReport, smoke_test_web_harness

@@ -1,0 +1,79 @@
+"""The error hierarchy of the workbench.
+
+Every error a user can cause derives from :class:`WorkbenchError` (or is a
+``ValueError`` for plain argument mistakes, see :class:`SpecError`), names the
+thing at fault and says what to do. Internal failures of JAX, protobuf or
+onnxruntime are chained with ``raise ... from`` so nothing is lost, but the
+message the user reads is ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class WorkbenchError(Exception):
+    """Base class of every error raised by the workbench for a user-facing problem."""
+
+
+class SpecError(WorkbenchError, ValueError):
+    """An argument (input spec, callable, option) is malformed or inconsistent."""
+
+
+class TraceError(WorkbenchError):
+    """The callable could not be traced to a jaxpr with the given input specs."""
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where in the user's code an equation came from."""
+
+    file: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} ({self.function})"
+
+
+@dataclass
+class UnsupportedPrimitive:
+    """One primitive without a handler, with every place it was used."""
+
+    name: str
+    count: int
+    locations: list[SourceLocation] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = ", ".join(str(loc) for loc in self.locations[:5])
+        more = f" and {len(self.locations) - 5} more" if len(self.locations) > 5 else ""
+        return f"  {self.name} ×{self.count}" + (f" at {where}{more}" if where else "")
+
+
+class UnsupportedPrimitiveError(WorkbenchError):
+    """The jaxpr holds primitives that have no registered handler (all are listed)."""
+
+    def __init__(self, primitives: list[UnsupportedPrimitive]):
+        self.primitives = primitives
+        lines = "\n".join(p.describe() for p in primitives)
+        super().__init__(
+            f"{len(primitives)} primitive(s) have no ONNX handler:\n{lines}\n"
+            "Run wb.check(fn, inputs) for the full report and a handler stub, "
+            "or register a handler with @workbench.export.registry.handler(...)."
+        )
+
+
+class ConversionError(WorkbenchError):
+    """A handler failed to lower an equation; the message names the primitive and the source line."""
+
+
+class PluginLoadError(WorkbenchError):
+    """A handler plugin registered through the ``workbench.handlers`` entry point failed to import."""
+
+
+class OnnxModelError(WorkbenchError):
+    """An ONNX file or ModelProto is unreadable, invalid or uses something we cannot handle."""
+
+
+class UnsupportedOnnxOpError(OnnxModelError):
+    """The ONNX model uses an operator (or type) that has no JAX emitter."""
