@@ -31,6 +31,11 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.export.handlers.linalg",
     "workbench.export.handlers.shape",
     "workbench.export.handlers.reduce",
+    "workbench.export.handlers.index",
+    "workbench.export.handlers.conv",
+    "workbench.export.handlers.control",
+    "workbench.export.handlers.sort",
+    "workbench.export.handlers.cumulative",
 )
 
 
