@@ -123,7 +123,7 @@ def _write_model(model: onnx.ModelProto, out_dir: Path, threshold: int) -> list[
         if external:
             onnx.save_model(
                 model, str(staging / MODEL_NAME), save_as_external_data=True,
-                all_tensors_to_one_file=True, location=EXTERNAL_DATA_NAME, size_threshold=0,
+                all_tensors_to_one_file=True, location=EXTERNAL_DATA_NAME, size_threshold=1024,
             )  # fmt: skip
         else:
             onnx.save_model(model, str(staging / MODEL_NAME))

@@ -222,6 +222,12 @@ def _drive_browser(url: str, executable: str, timeout_s: float) -> tuple[dict[st
             context = browser.new_context(service_workers="block")
             context.route("**/*", guard)
             page = context.new_page()
+            snapshots: list[dict[str, Any]] = []
+
+            def remember(snapshot: dict[str, Any]) -> None:
+                snapshots.append(snapshot)
+
+            page.expose_function("workbenchPublishTelemetry", remember)
             page.on("request", lambda request: requests.append(request.url))
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
             page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
@@ -231,7 +237,11 @@ def _drive_browser(url: str, executable: str, timeout_s: float) -> tuple[dict[st
                 page.wait_for_function(_DONE, timeout=deadline_ms)
             except PlaywrightError as e:
                 timed_out = f"no result from the page within {timeout_s:g} s ({str(e).splitlines()[0]})"
-            telemetry = page.evaluate("() => window.workbenchTelemetry ?? null") or {}
+            if timed_out is None:
+                telemetry = page.evaluate("() => window.workbenchTelemetry")
+            else:
+                # the page may be busy or navigating: never evaluate in it again, use its last snapshot
+                telemetry = snapshots[-1] if snapshots else {}
         finally:
             browser.close()
     return telemetry, requests, external, console, timed_out

@@ -22,6 +22,14 @@ const telemetry = {
 };
 window.workbenchTelemetry = telemetry;
 
+// A test driver may expose window.workbenchPublishTelemetry to receive snapshots as the page
+// progresses, so it still learns how far the page got when the page later hangs.
+function publish() {
+  if (typeof window.workbenchPublishTelemetry === 'function') {
+    window.workbenchPublishTelemetry(JSON.parse(JSON.stringify(telemetry)));
+  }
+}
+
 const MAX_REPORTED_ELEMENTS = 1 << 20;
 const SAMPLE_SIZE = 8;
 // How onnxruntime names an operator it has no kernel for (session creation errors).
@@ -59,6 +67,7 @@ function setStatus(status, error) {
     if (match) telemetry.missing_op = match[1];
     document.getElementById('error').textContent = error;
   }
+  publish();
 }
 
 function errorText(e) {
@@ -117,6 +126,7 @@ async function loadWithFallback(ort, manifest) {
       if (reason) {
         telemetry.fallback_reasons[provider] = reason;
         addRow('providers', [provider, `unavailable: ${reason}`]);
+        publish();
         continue;
       }
     }
@@ -127,11 +137,13 @@ async function loadWithFallback(ort, manifest) {
       telemetry.provider_used = provider;
       addRow('providers', [provider, 'used']);
       addRow('timings', ['load model + create session', telemetry.load_ms.toFixed(1)]);
+      publish();
       return session;
     } catch (e) {
       lastError = errorText(e);
       telemetry.fallback_reasons[provider] = `session creation failed: ${lastError}`;
       addRow('providers', [provider, `failed: ${lastError}`]);
+      publish();
     }
   }
   throw new Error(`no execution provider could load the model; last error: ${lastError ?? 'none tried'}`);
