@@ -155,7 +155,7 @@ def test_large_models_get_an_external_data_file(fake_cache: Path, tmp_path: Path
     out = tmp_path / "ext"
     info = export_web_harness(model, out, external_data_threshold=0)
     data = out / "model.onnx.data"
-    assert data.is_file() and data.stat().st_size > 4 * (16 * 32 + 32 * 10)
+    assert data.is_file() and data.stat().st_size == 4 * (16 * 32 + 32 * 10)  # w1, w2; tensors < 1 KiB stay inline
     assert info.manifest["model"]["external_data"] == [{"file": "model.onnx.data", "sha256": _sha256(data)}]
     assert (out / "model.onnx").stat().st_size < 2000  # the weights are not inline
     # re-exporting small removes the stale data file
@@ -269,3 +269,14 @@ def test_cli_export_and_its_errors(fake_cache: Path, tmp_path: Path, capsys: pyt
     np.savez(tmp_path / "inputs.npz", x=np.ones((1, 3, 16, 16), np.float32))
     assert cli.main(["web", "export", str(path), "-o", str(tmp_path / "h3"), "--inputs", str(tmp_path / "inputs.npz")]) == 0
     assert json.loads((tmp_path / "h3" / "inputs.example.json").read_text())["inputs"]["x"]["shape"] == [1, 3, 16, 16]
+
+
+def test_setup_is_a_no_op_when_installed_and_needs_npm_otherwise(
+    fake_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    dist = runtime.setup_runtime()
+    assert dist == runtime.runtime_dist_dir() and (dist / "ort.wasm.min.mjs").is_file()
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    with pytest.raises(WorkbenchError, match="npm was not found"):
+        runtime.setup_runtime(tmp_path / "other-cache")
+    assert cli.main(["web", "setup", "--cache-dir", str(tmp_path / "other-cache")]) == 1
