@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-import web_models
+from tests import web_models
 from workbench.errors import WorkbenchError
 from workbench.web import cli, runtime
 from workbench.web.harness import GreedyGeneration, HarnessInfo, export_web_harness
@@ -21,6 +21,7 @@ from workbench.web.smoke import DEFAULT_BROWSER, SmokeReport, smoke_test_web_har
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("web_browser"),  # one worker shares the module's exports and reports
     pytest.mark.skipif(not Path(DEFAULT_BROWSER).is_file(),
                        reason=f"Debian's chromium is not installed at {DEFAULT_BROWSER} (apt-get install -y chromium)"),
 ]  # fmt: skip
@@ -131,7 +132,7 @@ def test_external_data_and_wasm_only_harness_run_in_chromium(tmp_path: Path):
 
 
 def test_cli_smoke_exit_codes(harnesses, capsys: pytest.CaptureFixture[str]):
-    assert cli.main(["web", "smoke", str(harnesses["mlp"].out_dir)]) == 0
+    assert cli.main(["web", "smoke", str(harnesses["mlp"].out_dir), "--timeout", "120"]) == 0
     assert "PASSED" in capsys.readouterr().out
-    assert cli.main(["web", "smoke", str(harnesses["unsupported"].out_dir)]) == 1
+    assert cli.main(["web", "smoke", str(harnesses["unsupported"].out_dir), "--timeout", "120"]) == 1
     assert "Scaler" in capsys.readouterr().out

@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import web_models
+from tests import web_models
 from workbench.errors import OnnxModelError, SpecError, WorkbenchError
 from workbench.web import cli, runtime, tensors
 from workbench.web.harness import GreedyGeneration, HarnessInfo, export_web_harness

@@ -1,6 +1,6 @@
 """Small ONNX models built with onnx.helper for the web harness tests and the GPT demo.
 
-Random weights from a seeded generator, nothing downloaded. Run ``python tests/web_models.py OUT``
+Random weights from a seeded generator, nothing downloaded. Run ``python -m tests.web_models OUT``
 to export the tiny GPT demo harness into OUT and smoke-test it in headless Chromium.
 """
 
