@@ -1,0 +1,1 @@
+"""control ops (see docs/codegen.md)."""

@@ -1,0 +1,1 @@
+"""index ops (see docs/codegen.md)."""

@@ -1,0 +1,1 @@
+"""norm ops (see docs/codegen.md)."""

@@ -1,0 +1,1 @@
+"""reduce ops (see docs/codegen.md)."""
