@@ -166,6 +166,10 @@ class NodeContext:
             raise self.error(f"attribute {attr_name!r} is not a graph")
         return self._graph.emit_subgraph(graph, hint=f"{self.node.op_type}_{attr_name}")
 
+    def bind_constant(self, value: np.ndarray) -> str:
+        """Make output 0 a value known at generation time; returns its expression (literal or params)."""
+        return self._graph.constant_expr(self.node.output[0], value)
+
     # ---- errors -------------------------------------------------------------------------
     def _where(self) -> str:
         from workbench.importer.reader import describe_node

@@ -255,6 +255,14 @@ class GraphEmitter:
             self.writer.line(f"{ident} = params[{literal(key)}]")
         self.static[onnx_name] = value
 
+    def constant_expr(self, onnx_name: str, value: np.ndarray) -> str:
+        """Expression for a constant output (literal if small, else a params entry); marks it static."""
+        self.static[onnx_name] = value
+        if value.size <= INLINE_MAX_ELEMENTS:
+            return literal(value)
+        self.module.params[onnx_name] = value
+        return f"params[{literal(onnx_name)}]"
+
     def load_initializers(self, graph: onnx.GraphProto) -> None:
         for tensor in graph.initializer:
             value = self.tensor_to_array(tensor)
