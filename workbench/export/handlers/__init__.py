@@ -1,0 +1,1 @@
+"""Built-in primitive handlers, one module per primitive family (see registry.BUILTIN_HANDLER_MODULES)."""

@@ -1,0 +1,168 @@
+"""Read an ONNX model for display: load it, make sure every edge has a shape, tabulate its nodes.
+
+This is the data behind the viewer's static fallback and text summary, kept
+free of any Jupyter import so it can be tested and used as plain data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from workbench.errors import OnnxModelError
+
+ModelSource = onnx.ModelProto | str | os.PathLike[str] | bytes
+
+_ELEMENT_NAMES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64"}
+
+
+def load_model(source: ModelSource) -> onnx.ModelProto:
+    """A ModelProto from a ModelProto, serialized bytes or an .onnx file path (read, never executed)."""
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, bytes):
+        try:
+            return onnx.load_model_from_string(source)
+        except Exception as error:  # protobuf's DecodeError and friends
+            raise OnnxModelError(f"The given bytes are not a serialized ONNX model: {error}") from error
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise OnnxModelError(f"ONNX file {str(path)!r} does not exist (or is not a file).")
+        try:
+            return onnx.load(str(path))
+        except Exception as error:
+            raise OnnxModelError(f"Cannot read {str(path)!r} as an ONNX model: {error}") from error
+    raise TypeError(
+        f"Expected an onnx.ModelProto, a path to an .onnx file or serialized bytes, got {type(source).__name__}."
+    )
+
+
+def _has_shape(value: onnx.ValueInfoProto) -> bool:
+    if value.type.HasField("tensor_type"):
+        return value.type.tensor_type.HasField("shape")
+    return value.type.WhichOneof("value") is not None
+
+
+def edges_without_shape(graph: onnx.GraphProto) -> list[str]:
+    """Names of node outputs in the top-level graph that carry no shape information."""
+    known = {
+        value.name
+        for value in [*graph.value_info, *graph.input, *graph.output]
+        if _has_shape(value)
+    }
+    known.update(init.name for init in graph.initializer)
+    return [name for node in graph.node for name in node.output if name and name not in known]
+
+
+def with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model itself if every edge has a shape, else a shape-inferred copy (the input is not modified)."""
+    if not edges_without_shape(model.graph):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    try:
+        return onnx.shape_inference.infer_shapes(copy, strict_mode=False, data_prop=True)
+    except Exception as error:  # onnx raises InferenceError/ValidationError with its own messages
+        raise OnnxModelError(f"ONNX shape inference failed on graph {model.graph.name!r}: {error}") from error
+
+
+def type_text(value: onnx.ValueInfoProto) -> str:
+    """``float32[B×30]`` for a tensor, ``?`` when nothing is known."""
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return kind.replace("_type", "") if kind else "?"
+    tensor = value.type.tensor_type
+    element = _ELEMENT_NAMES.get(tensor.elem_type) or onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+    if not tensor.HasField("shape"):
+        return element
+    dims = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+    return f"{element}[{'×'.join(dims)}]"
+
+
+def _initializer_text(tensor: onnx.TensorProto) -> str:
+    element = _ELEMENT_NAMES.get(tensor.data_type) or onnx.TensorProto.DataType.Name(tensor.data_type).lower()
+    return f"{element}[{'×'.join(str(d) for d in tensor.dims)}]"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One value a node reads or writes."""
+
+    name: str
+    type: str
+    is_parameter: bool = False
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One node of the top-level graph, as the static table shows it."""
+
+    index: int
+    op: str
+    name: str
+    inputs: tuple[Edge, ...]
+    outputs: tuple[Edge, ...]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """Counts and tables describing a model, computed once."""
+
+    graph_name: str
+    inputs: tuple[Edge, ...]
+    outputs: tuple[Edge, ...]
+    nodes: tuple[NodeRow, ...]
+    parameter_count: int
+    op_counts: tuple[tuple[str, int], ...]
+    opset: int | None
+
+    def text(self) -> str:
+        """A stable plain-text summary (no addresses, ports, paths or timings), e.g. for nbval."""
+        ops = ", ".join(f"{op} ×{count}" for op, count in self.op_counts)
+        lines = [
+            f"ONNX graph {self.graph_name!r}: {len(self.nodes)} nodes ({ops}), "
+            f"{self.parameter_count:,} parameters, opset {self.opset}",
+            "  inputs:  " + ", ".join(f"{e.name}: {e.type}" for e in self.inputs),
+            "  outputs: " + ", ".join(f"{e.name}: {e.type}" for e in self.outputs),
+        ]
+        return "\n".join(lines)
+
+
+def summarize(model: onnx.ModelProto) -> ModelSummary:
+    """Tabulate the top-level graph of ``model`` (call :func:`with_shapes` first for shapes on every edge)."""
+    graph = model.graph
+    types = {value.name: type_text(value) for value in [*graph.input, *graph.value_info, *graph.output]}
+    parameters = {init.name: _initializer_text(init) for init in graph.initializer}
+
+    def edge(name: str) -> Edge:
+        if name in parameters:
+            return Edge(name, parameters[name], is_parameter=True)
+        return Edge(name, types.get(name, "?"))
+
+    nodes = tuple(
+        NodeRow(
+            index=index,
+            op=node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}",
+            name=node.name,
+            inputs=tuple(edge(name) for name in node.input if name),
+            outputs=tuple(edge(name) for name in node.output if name),
+        )
+        for index, node in enumerate(graph.node)
+    )
+    op_counts = Counter(row.op for row in nodes)
+    opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+    return ModelSummary(
+        graph_name=graph.name,
+        inputs=tuple(edge(value.name) for value in graph.input if value.name not in parameters),
+        outputs=tuple(edge(value.name) for value in graph.output),
+        nodes=nodes,
+        parameter_count=sum(math.prod(init.dims) for init in graph.initializer),
+        op_counts=tuple(sorted(op_counts.items(), key=lambda item: (-item[1], item[0]))),
+        opset=opset,
+    )

@@ -1,0 +1,152 @@
+"""Input specs: what the user writes for ``inputs`` → abstract values JAX can trace.
+
+A spec per positional argument is one of
+- a shape tuple whose entries are ints or strings (a string is a symbolic
+  dimension such as ``"B"``; equal strings are the same dimension), float32;
+- a ``jax.ShapeDtypeStruct`` (its shape may hold strings too);
+- a concrete array (NumPy or JAX): its shape and dtype are used;
+- a pytree (dict, list, tuple) of the above.
+
+All symbolic dimensions of one call share one ``jax.export.SymbolicScope`` so
+that ``"B"`` in two inputs is the same dimension.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+from jax import export as jax_export
+
+from workbench.errors import SpecError
+
+DEFAULT_DTYPE = np.dtype("float32")
+_DIM_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^[-+*/%() 0-9A-Za-z_]+$")
+
+
+@dataclass(frozen=True)
+class InputSpecs:
+    """The normalized specs: one pytree of ShapeDtypeStruct per positional argument."""
+
+    args: tuple[Any, ...]
+    symbols: tuple[str, ...]
+    scope: jax_export.SymbolicScope
+
+    def flat(self) -> list[jax.ShapeDtypeStruct]:
+        return jax.tree_util.tree_leaves(self.args)
+
+    def flat_with_names(self) -> list[tuple[str, jax.ShapeDtypeStruct]]:
+        """Leaves paired with their input names: ``x`` / ``x.key`` style paths from the argument index."""
+        named: list[tuple[str, jax.ShapeDtypeStruct]] = []
+        for index, arg in enumerate(self.args):
+            leaves = jax.tree_util.tree_flatten_with_path(arg)[0]
+            for path, leaf in leaves:
+                suffix = jax.tree_util.keystr(path, simple=True, separator=".") if path else ""
+                named.append((f"in_{index}" + (f".{suffix}" if suffix else ""), leaf))
+        return named
+
+
+def _is_shape_tuple(spec: Any) -> bool:
+    """A tuple of scalars (ints, names, and mistakes such as floats or None) is a shape, not a pytree."""
+    return (
+        isinstance(spec, tuple)
+        and not _is_namedtuple(spec)
+        and all(isinstance(d, (int, str, float, np.integer, np.floating)) or d is None for d in spec)
+    )
+
+
+def _is_namedtuple(value: Any) -> bool:
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, jax.Array, np.generic))
+
+
+def _dim_text(dim: Any, where: str) -> str:
+    if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool):
+        if dim < 0:
+            raise SpecError(f"{where}: dimension {dim} is negative; use a non-negative int or a name such as 'B'.")
+        return str(int(dim))
+    if isinstance(dim, str):
+        text = dim.strip()
+        if not text or not _DIM_TEXT.match(text):
+            raise SpecError(
+                f"{where}: symbolic dimension {dim!r} is not a name or expression; use e.g. 'B' or '2*B'."
+            )
+        return text
+    raise SpecError(f"{where}: dimension {dim!r} must be an int or a string such as 'B', not {type(dim).__name__}.")
+
+
+def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
+    """Normalize ``inputs`` to ShapeDtypeStructs with symbolic dims in one shared scope."""
+    if inputs is None or isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+        raise SpecError(
+            "inputs: expected a list with one spec per positional argument, e.g. [('B', 30)], "
+            f"got {type(inputs).__name__}."
+        )
+    scope = jax_export.SymbolicScope()
+    symbols: dict[str, None] = {}
+
+    def convert(spec: Any, where: str) -> Any:
+        if isinstance(spec, jax.ShapeDtypeStruct):
+            return _make_struct(spec.shape, spec.dtype, where)
+        if _is_array(spec):
+            array = np.asarray(spec) if isinstance(spec, np.generic) else spec
+            return jax.ShapeDtypeStruct(tuple(array.shape), array.dtype)
+        if _is_shape_tuple(spec):
+            return _make_struct(spec, DEFAULT_DTYPE, where)
+        if isinstance(spec, dict):
+            return {key: convert(value, f"{where}[{key!r}]") for key, value in spec.items()}
+        if isinstance(spec, (list, tuple)):
+            converted = [convert(value, f"{where}[{i}]") for i, value in enumerate(spec)]
+            return type(spec)(*converted) if _is_namedtuple(spec) else type(spec)(converted)
+        raise SpecError(
+            f"{where}: cannot use {type(spec).__name__} as an input spec; give a shape tuple such as ('B', 30), "
+            "a jax.ShapeDtypeStruct, an array, or a dict/tuple of those."
+        )
+
+    def _make_struct(shape: Sequence[Any], dtype: Any, where: str) -> jax.ShapeDtypeStruct:
+        texts = [_dim_text(d, where) for d in shape]
+        try:
+            np_dtype = np.dtype(dtype)
+        except TypeError as error:
+            raise SpecError(f"{where}: {dtype!r} is not a dtype.") from error
+        if all(t.isdigit() for t in texts):
+            return jax.ShapeDtypeStruct(tuple(int(t) for t in texts), np_dtype)
+        try:
+            dims = jax_export.symbolic_shape(", ".join(texts), scope=scope)
+        except Exception as error:  # jax raises ValueError/TypeError subclasses with parser details
+            raise SpecError(f"{where}: cannot parse shape {tuple(shape)!r} as symbolic dimensions: {error}") from error
+        for dim in dims:
+            if not isinstance(dim, int):
+                for symbol in sorted(dim._get_vars()):  # noqa: SLF001 - jax has no public accessor
+                    symbols[symbol] = None
+        return jax.ShapeDtypeStruct(dims, np_dtype)
+
+    args = tuple(convert(spec, f"inputs[{i}]") for i, spec in enumerate(inputs))
+    return InputSpecs(args=args, symbols=tuple(symbols), scope=scope)
+
+
+def parse_shape_text(text: str) -> tuple[tuple[int | str, ...], np.dtype]:
+    """Parse the command-line / magic form ``B,30`` or ``2,64:int32`` into (shape, dtype)."""
+    shape_text, _, dtype_text = text.partition(":")
+    dtype = DEFAULT_DTYPE
+    if dtype_text:
+        try:
+            dtype = np.dtype(dtype_text.strip())
+        except TypeError as error:
+            raise SpecError(f"input spec {text!r}: unknown dtype {dtype_text!r}; use e.g. float32 or int32.") from error
+    dims: list[int | str] = []
+    for part in shape_text.split(","):
+        part = part.strip()
+        if not part:
+            if shape_text.strip():
+                raise SpecError(f"input spec {text!r}: empty dimension; write e.g. 'B,30' or '2,64:int32'.")
+            continue
+        dims.append(int(part) if part.isdigit() else _dim_text(part, f"input spec {text!r}"))
+    return tuple(dims), dtype

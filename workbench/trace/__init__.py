@@ -1,0 +1,1 @@
+"""Tracing: normalize a user callable and turn it into a ClosedJaxpr with named parameters."""

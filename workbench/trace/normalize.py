@@ -1,0 +1,207 @@
+"""Normalize any supported callable into ``pure(params, *args)`` plus its named parameters.
+
+Supported: plain functions, ``jax.jit``-wrapped functions, Flax NNX modules (run in
+eval mode on a copy), Flax Linen ``functools.partial(model.apply, variables)``,
+Equinox modules (run in inference mode) and any ``functools.partial`` whose bound
+arguments hold arrays.
+
+Lifting the weights out of the callable into an explicit ``params`` argument is
+what lets the exporter name every initializer after its module path
+(``linear1.kernel``, ``blocks.3.attn.query.kernel``) instead of ``const_17``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+from workbench.errors import SpecError
+
+# Key-path components that only say "the array inside a Variable"; dropped from names.
+_WRAPPER_KEYS = frozenset({"value", "raw_value"})
+
+
+@dataclass(frozen=True)
+class NormalizedCallable:
+    """A pure function and the parameters it closes over, with names for each parameter leaf."""
+
+    pure: Callable[..., Any]
+    params: Any
+    param_names: tuple[str, ...]
+    kind: str  # "function" | "nnx" | "linen" | "equinox" | "partial"
+    display_name: str
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    parts = jax.tree_util.keystr(path, simple=True, separator=".").split(".") if path else []
+    while parts and parts[-1] in _WRAPPER_KEYS:
+        parts.pop()
+    return ".".join(p for p in parts if p) or "param"
+
+
+def _is_exportable_array(leaf: Any) -> bool:
+    """Numeric arrays become initializers; PRNG keys and Python scalars stay closed over."""
+    if not isinstance(leaf, (jax.Array, np.ndarray)):
+        return False
+    return not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _split_arrays(tree: Any) -> tuple[list[Any], list[str], Callable[[list[Any]], Any]]:
+    """Split a pytree into its exportable array leaves (with names) and a function that rebuilds it."""
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    arrays: list[Any] = []
+    names: list[str] = []
+    positions: list[int] = []
+    for position, (path, leaf) in enumerate(leaves_with_path):
+        if _is_exportable_array(leaf):
+            positions.append(position)
+            arrays.append(leaf)
+            names.append(_path_name(path))
+    all_leaves = [leaf for _, leaf in leaves_with_path]
+
+    def rebuild(new_arrays: list[Any]) -> Any:
+        leaves = list(all_leaves)
+        for position, array in zip(positions, new_arrays, strict=True):
+            leaves[position] = array
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+
+    return arrays, names, rebuild
+
+
+def _callable_name(fn: Any) -> str:
+    if isinstance(fn, functools.partial):
+        return _callable_name(fn.func)
+    name = getattr(fn, "__name__", None)  # plain attribute of functions; classes use their type name
+    return name if isinstance(name, str) else type(fn).__name__
+
+
+def _normalize_nnx(module: Any) -> NormalizedCallable:
+    from flax import nnx
+
+    graphdef, state = nnx.split(module)
+    arrays, names, rebuild = _split_arrays(state)
+
+    def pure(params: list[Any], *args: Any) -> Any:
+        copy = nnx.merge(graphdef, rebuild(params))
+        copy.eval()  # Dropout off, BatchNorm on running statistics; the user's module is untouched
+        return copy(*args)
+
+    return NormalizedCallable(pure, arrays, tuple(names), "nnx", type(module).__name__)
+
+
+def _normalize_equinox(module: Any) -> NormalizedCallable:
+    import equinox as eqx
+
+    inference = eqx.nn.inference_mode(module, value=True)
+    arrays, names, rebuild = _split_arrays(inference)
+
+    def pure(params: list[Any], *args: Any) -> Any:
+        return rebuild(params)(*args)
+
+    return NormalizedCallable(pure, arrays, tuple(names), "equinox", type(module).__name__)
+
+
+def _normalize_partial(fn: functools.partial) -> NormalizedCallable:
+    bound = (fn.args, dict(fn.keywords))
+    arrays, names, rebuild = _split_arrays(bound)
+    inner = fn.func
+    kind = "linen" if _is_linen_apply(inner) else "partial"
+    if kind == "linen":
+        # `partial(model.apply, variables)`: name weights by module path inside their collection,
+        # dropping the argument index and the default "params" collection for readability.
+        names = [_linen_name(name) for name in names]
+
+    def pure(params: list[Any], *args: Any) -> Any:
+        bound_args, bound_kwargs = rebuild(params)
+        return inner(*bound_args, *args, **bound_kwargs)
+
+    return NormalizedCallable(pure, arrays, tuple(names), kind, _callable_name(inner))
+
+
+def _linen_name(name: str) -> str:
+    parts = name.split(".")
+    while parts and parts[0].isdigit():  # position inside the partial's (args, kwargs)
+        parts = parts[1:]
+    if parts and parts[0] == "params":
+        parts = parts[1:]
+    return ".".join(parts) or name
+
+
+def _is_linen_apply(fn: Any) -> bool:
+    import flax.linen as nn
+
+    return isinstance(getattr(fn, "__self__", None), nn.Module)
+
+
+def normalize_callable(fn: Any) -> NormalizedCallable:
+    """Dispatch on the kind of callable; raise SpecError for anything that is not callable."""
+    if not callable(fn):
+        raise SpecError(
+            f"fn: expected a callable (function, jax.jit function, Flax NNX/Linen or Equinox module), "
+            f"got {type(fn).__name__}."
+        )
+    if _derives_from_package(fn, "flax"):
+        from flax import nnx
+
+        if isinstance(fn, nnx.Module):
+            return _normalize_nnx(fn)
+        import flax.linen as nn
+
+        if isinstance(fn, nn.Module):
+            raise SpecError(
+                f"fn: the Linen module {type(fn).__name__} is not bound to variables; pass "
+                "functools.partial(model.apply, variables) instead."
+            )
+    if isinstance(fn, functools.partial):
+        return _normalize_partial(fn)
+    if _is_equinox_module(fn):
+        return _normalize_equinox(fn)
+    if _derives_from_package(getattr(fn, "__self__", None), "flax") and isinstance(fn.__self__, _nnx_module_type()):
+        # a bound method of an NNX module, e.g. model.encode: lift the module's weights too
+        return _normalize_nnx_method(fn)
+
+    def pure(params: list[Any], *args: Any) -> Any:
+        del params
+        return fn(*args)
+
+    return NormalizedCallable(pure, [], (), "function", _callable_name(fn))
+
+
+def _nnx_module_type() -> type:
+    from flax import nnx
+
+    return nnx.Module
+
+
+def _normalize_nnx_method(method: Any) -> NormalizedCallable:
+    from flax import nnx
+
+    module = method.__self__
+    method_name = method.__name__
+    graphdef, state = nnx.split(module)
+    arrays, names, rebuild = _split_arrays(state)
+
+    def pure(params: list[Any], *args: Any) -> Any:
+        copy = nnx.merge(graphdef, rebuild(params))
+        copy.eval()
+        return getattr(copy, method_name)(*args)
+
+    return NormalizedCallable(pure, arrays, tuple(names), "nnx", f"{type(module).__name__}.{method_name}")
+
+
+def _derives_from_package(value: Any, package: str) -> bool:
+    """True when a class in the value's MRO comes from ``package`` (avoids importing it otherwise)."""
+    return any(cls.__module__.split(".")[0] == package for cls in type(value).__mro__)
+
+
+def _is_equinox_module(fn: Any) -> bool:
+    if not _derives_from_package(fn, "equinox"):
+        return False
+    import equinox as eqx
+
+    return isinstance(fn, eqx.Module)
