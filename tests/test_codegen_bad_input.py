@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from codegen_models import mlp
+from tests.codegen_models import mlp
 
 
 def _write(tmp_path, name: str, data: bytes):

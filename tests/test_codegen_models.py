@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from codegen_models import cnn, if_and_loop, mlp, run_onnxruntime
+from tests.codegen_models import cnn, if_and_loop, mlp, run_onnxruntime
 
 MODELS = {"mlp": (mlp, (3, 8)), "cnn": (cnn, (2, 3, 8, 8)), "if_loop": (if_and_loop, (4,))}
 
