@@ -1,8 +1,8 @@
 """%%to_onnx and %onnx_view, driven headless through an IPython InteractiveShell.
 
-The JAX -> ONNX converter is written in parallel; until ``workbench.export.api`` is in main these
-tests replace ``workbench.to_onnx`` with ``recording_converter``, which builds a real, checked ONNX
-model with onnx.helper and records what the magic passed to it.
+Conversions go through the real converter (``workbench.to_onnx``); ``converter`` only wraps it to
+record what the magic passed. Unsupported primitives come from a primitive this test defines, so
+no future handler can make that test moot.
 """
 
 from __future__ import annotations
@@ -15,31 +15,28 @@ from typing import Any
 import jax
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
-from conftest import make_mlp
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
 import workbench
-from workbench.errors import SourceLocation, SpecError, UnsupportedPrimitive, UnsupportedPrimitiveError
+from workbench.errors import SpecError
 from workbench.jupyter.magics import defined_names, parse_input_spec
 from workbench.jupyter.result import OnnxResult
 
 
 @dataclass
 class RecordingConverter:
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    unsupported: list[UnsupportedPrimitive] | None = None
+    """The real converter, recording each call's arguments."""
 
-    def __call__(self, fn: Any, inputs: list[Any], *, path: str | None = None, opset: int | None = None) -> onnx.ModelProto:
-        self.calls.append({"fn": fn, "inputs": inputs, "path": path, "opset": opset})
-        if self.unsupported:
-            raise UnsupportedPrimitiveError(self.unsupported)
-        first = inputs[0]
-        model = make_mlp(first[0] if isinstance(first, tuple) and first else "B")
-        if path is not None:
-            onnx.save(model, path)
-        return model
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, fn: Any, inputs: list[Any], **options: Any) -> onnx.ModelProto:
+        from workbench.export.api import to_onnx
+
+        self.calls.append({"fn": fn, "inputs": inputs, **options})
+        return to_onnx(fn, inputs, **options)
 
 
 @pytest.fixture
@@ -49,13 +46,26 @@ def converter(monkeypatch: pytest.MonkeyPatch, no_server_extension: None) -> Rec
     return recording
 
 
+MLP_CELL = """\
+import jax, jax.numpy as jnp, numpy as np
+rng = np.random.default_rng(0)
+w1 = jnp.asarray(rng.standard_normal((30, 20)), jnp.float32)
+w2 = jnp.asarray(rng.standard_normal((20, 10)), jnp.float32)
+def g(x):
+    return jax.nn.relu(x)
+def f(x):
+    return g(x @ w1) @ w2
+y = 3
+"""
+
+
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "workbench")
     yield ip
     ip.run_line_magic("unload_ext", "workbench")
-    for name in ("f", "g", "h", "_onnx", "result", "model", "Scale", "scale", "y", "MLP", "obj"):
+    for name in ("f", "g", "h", "_onnx", "result", "model", "Scale", "scale", "y", "MLP", "w1", "w2"):
         ip.user_ns.pop(name, None)
 
 
@@ -75,13 +85,7 @@ def test_load_and_unload_register_the_magics() -> None:
 
 def test_to_onnx_runs_cell_converts_last_function_and_displays_one_bundle(shell, converter, tmp_path) -> None:
     out = tmp_path / "mlp.onnx"
-    execution, captured = run(
-        shell,
-        f"%%to_onnx -i B,30 --out {out} --opset 20\n"
-        "def g(x):\n    return x\n"
-        "def f(x):\n    return g(x) * 2\n"
-        "y = 3\n",
-    )
+    execution, captured = run(shell, f"%%to_onnx -i B,30 --out {out} --opset 20\n" + MLP_CELL)
     assert execution.success, captured.stderr
     assert shell.user_ns["y"] == 3 and callable(shell.user_ns["g"])  # the cell ran in the user namespace
     [call] = converter.calls
@@ -89,33 +93,41 @@ def test_to_onnx_runs_cell_converts_last_function_and_displays_one_bundle(shell,
     assert call["inputs"] == [("B", 30)] and call["path"] == str(out) and call["opset"] == 20
     result = shell.user_ns["_onnx"]
     assert isinstance(result, OnnxResult) and result.ok
-    onnx.checker.check_model(onnx.load(out))
+    # the written file is the model, and it computes what the cell's function computes
+    written = onnx.load(out)
+    onnx.checker.check_model(written)
+    x = np.random.default_rng(1).standard_normal((5, 30)).astype(np.float32)
+    session = onnxruntime.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
+    [got] = session.run(None, {session.get_inputs()[0].name: x})
+    np.testing.assert_allclose(got, np.asarray(shell.user_ns["f"](x)), rtol=1e-5, atol=1e-5)
     [output] = captured.outputs
     assert set(output.data) == {"text/html", "text/plain"}
     page = output.data["text/html"]
     assert "<iframe" in page and "127.0.0.1" in page
-    assert "<details" in page and "float32[B×20]" in page  # static fallback with shapes
+    assert "<details" in page and "float32[B×20]" in page  # static fallback with intermediate shapes
     text = output.data["text/plain"]
-    assert text.startswith(f"f → ONNX: 3 nodes, 830 parameters, 3.6 kB, opset 20, written to {out}")
-    assert "in_0: float32[B×30]" in text and "127.0.0.1" not in text and " s)" not in text
+    nodes = len(written.graph.node)
+    parameters = sum(int(np.prod(init.dims)) for init in written.graph.initializer)
+    assert parameters >= 800  # w1 and w2, plus any scalar constants
+    assert text.startswith(f"f → ONNX: {nodes} nodes, {parameters} parameters, ") and f"opset 20, written to {out}" in text
+    assert ": float32[B×30]" in text and "127.0.0.1" not in text and " s)" not in text
 
 
 def test_fn_option_name_option_and_dtype_specs(shell, converter) -> None:
     execution, captured = run(
         shell,
-        "%%to_onnx --fn model.apply -i 2,64:int32 -i :float16 --name result --no-view\n"
-        "class MLP:\n    def apply(self, x, s):\n        return x\n"
+        "%%to_onnx --fn model.apply -i 2,64:int32 -i :int32 --name result --no-view\n"
+        "class MLP:\n    def apply(self, x, s):\n        return x * s\n"
         "model = MLP()\n"
         "def h(x):\n    return x\n",
     )
     assert execution.success, captured.stderr
     [call] = converter.calls
     assert call["fn"] == shell.user_ns["model"].apply
-    assert call["inputs"] == [
-        jax.ShapeDtypeStruct((2, 64), np.int32),
-        jax.ShapeDtypeStruct((), np.float16),
-    ]
-    assert "_onnx" not in shell.user_ns and shell.user_ns["result"].viewer is None
+    assert call["inputs"] == [jax.ShapeDtypeStruct((2, 64), np.int32), jax.ShapeDtypeStruct((), np.int32)]
+    result = shell.user_ns["result"]
+    assert "_onnx" not in shell.user_ns and result.viewer is None
+    assert [i.type.tensor_type.elem_type for i in result.model.graph.input] == [onnx.TensorProto.INT32] * 2
     [output] = captured.outputs
     assert "<iframe" not in output.data["text/html"] and "<details" in output.data["text/html"]
 
@@ -169,15 +181,25 @@ def test_failing_cell_shows_its_traceback_and_converts_nothing(shell, converter)
     assert converter.calls == [] and "_onnx" not in shell.user_ns
 
 
+UNSUPPORTED_CELL = """\
+from jax.extend.core import Primitive
+wobble_p = Primitive("workbench_test_wobble")
+wobble_p.def_impl(lambda x: x)
+wobble_p.def_abstract_eval(lambda x: x)
+def f(x):
+    return wobble_p.bind(x) * 2
+"""
+
+
 def test_unsupported_primitives_show_the_table_and_no_viewer(shell, converter) -> None:
-    converter.unsupported = [UnsupportedPrimitive("cumlogsumexp", 2, [SourceLocation("cell.py", 3, "f")])]
-    execution, captured = run(shell, "%%to_onnx -i B,30\ndef f(x):\n    return x\n")
+    execution, captured = run(shell, "%%to_onnx -i B,30\n" + UNSUPPORTED_CELL)
     assert execution.success, captured.stderr
     result = shell.user_ns["_onnx"]
-    assert not result.ok and result.unsupported[0].name == "cumlogsumexp"
+    assert not result.ok and [p.name for p in result.unsupported] == ["workbench_test_wobble"]
     [output] = captured.outputs
     page = output.data["text/html"]
-    assert "<iframe" not in page and "<th>primitive</th>" in page and "cell.py:3 (f)" in page
+    assert "<iframe" not in page and "<th>primitive</th>" in page and "workbench_test_wobble" in page
+    assert ":6 (f)" in page  # the cell line that used it
     assert "not converted, 1 unsupported primitive(s)" in output.data["text/plain"]
 
 
@@ -212,7 +234,7 @@ def test_onnx_view_shows_files_variables_and_results(shell, converter, tmp_path,
     shell.user_ns["model"] = mlp_model
     for source in (str(path), "model", "_onnx"):
         if source == "_onnx":
-            run(shell, "%%to_onnx -i B,30 --no-view\ndef f(x):\n    return x\n")
+            run(shell, "%%to_onnx -i B,30 --no-view\n" + MLP_CELL)
         execution, captured = run(shell, f"%onnx_view {source}")
         assert execution.success, captured.stderr
         assert "float32[B×20]" in execution.result._repr_mimebundle_()["text/html"]
