@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 import onnx
+from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
-from workbench.analysis.interpret import record_values
+from workbench.analysis.interpret import CALL_BODIES, record_values
 from workbench.analysis.runtime import make_session, model_opset, model_specs, run_session
 from workbench.analysis.subject import Subject, prepare
 from workbench.errors import WorkbenchError
+from workbench.trace.source import eqn_location
 
 # a re-export must reproduce at least this share of the model's value names, or it is another model
 MIN_NAME_MATCH = 0.5
@@ -322,6 +324,8 @@ def _analyse(
             worst_abs = max(worst_abs, comparison.max_abs_error)
             worst_rel = max(worst_rel, comparison.max_rel_error)
             _, primitive, location = origins.get(output, ("", "", ""))
+            if not location:
+                location = _call_site_location(conversion.traced.closed_jaxpr.jaxpr, key[0])
         if not primitive and node.doc_string:
             primitive, _, location = node.doc_string.partition(" at ")
         results.append(
@@ -385,6 +389,20 @@ def _analyse(
         function="",
         inputs=[],
     )
+
+
+def _call_site_location(jaxpr: Any, path: tuple[int, ...]) -> str:
+    """The user's line for a value inside library code (``jax.nn.relu``'s own jit): its call site."""
+    location = ""
+    for index in path:
+        eqn = jaxpr.eqns[index]
+        found = eqn_location(eqn)
+        location = str(found) if found else location
+        body = eqn.params.get(CALL_BODIES.get(eqn.primitive.name, ""))
+        if body is None:
+            break
+        jaxpr = body.jaxpr if isinstance(body, jex_core.ClosedJaxpr) else body
+    return location
 
 
 def _finite_max_abs(array: np.ndarray) -> float:

@@ -19,6 +19,7 @@ import onnx
 from workbench.analysis.inputs import InputPlan, make_sample, plan_inputs, symbol_sizes, unflatten_args
 from workbench.analysis.runtime import LoadedModel, real_inputs, check_inputs_match, load_model, model_specs
 from workbench.errors import WorkbenchError
+from workbench.specs import parse_input_specs
 from workbench.trace.tracing import Traced, trace
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
@@ -94,7 +95,7 @@ def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None)
         specs = list(inputs)
         if _all_arrays(specs):
             given = tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(specs))
-        x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in jax.tree_util.tree_leaves(specs))
+        x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in parse_input_specs(specs).flat())
     traced = trace(fn, specs, enable_double_precision=x64)
     check_inputs_match(loaded, traced.specs.flat(), traced.callable.display_name)
     plans = tuple(plan_inputs(traced, [i.name for i in real_inputs(loaded.proto)]))
