@@ -175,6 +175,10 @@ def test_conversion_results_are_accepted_through_their_model_attribute(fake_cach
     assert export_web_harness(path, tmp_path / "from-path").manifest["model"]["opset"] == 21
     with pytest.raises(TypeError, match="ModelProto"):
         export_web_harness(object(), tmp_path / "nope")  # type: ignore[arg-type]
+    failed = Converted(web_models.mlp())
+    failed.model = None  # type: ignore[assignment]  # what a failed %%to_onnx cell holds
+    with pytest.raises(OnnxModelError, match="holds no ONNX model"):
+        export_web_harness(failed, tmp_path / "nope")
     with pytest.raises(OnnxModelError, match="does not exist"):
         export_web_harness(tmp_path / "missing.onnx", tmp_path / "nope")
 
@@ -280,3 +284,20 @@ def test_setup_is_a_no_op_when_installed_and_needs_npm_otherwise(
     with pytest.raises(WorkbenchError, match="npm was not found"):
         runtime.setup_runtime(tmp_path / "other-cache")
     assert cli.main(["web", "setup", "--cache-dir", str(tmp_path / "other-cache")]) == 1
+
+
+def test_a_jax_conversion_exports_with_expected_outputs_equal_to_jax(fake_cache: Path, tmp_path: Path):
+    import jax
+    import jax.numpy as jnp
+
+    import workbench as wb
+
+    def mlp(x, w1, w2):
+        return jax.nn.softmax(jnp.tanh(x @ w1) @ w2)
+
+    conversion = wb.convert(mlp, [("B", 16), (16, 32), (32, 10)])
+    info = export_web_harness(conversion, tmp_path / "jax")
+    assert [spec["name"] for spec in info.manifest["inputs"]] == ["x", "w1", "w2"]
+    (want,) = info.expected_outputs.values()
+    got = np.asarray(mlp(info.inputs["x"], info.inputs["w1"], info.inputs["w2"]))
+    np.testing.assert_allclose(want, got, rtol=1e-5, atol=1e-6)
