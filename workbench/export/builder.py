@@ -56,6 +56,11 @@ class ModelState:
     functions: dict[tuple[Any, ...], ir.Function] = field(default_factory=dict)
     # ONNX value name → (jaxpr variable as text, primitive, source location text)
     origins: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # ONNX value name → (path of equation indices to the enclosing jaxpr, jaxpr Var object): a key that
+    # is unique even when one nested jaxpr (and so one Var) is inlined at several call sites
+    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    # equation indices from the top-level jaxpr down to the equation being lowered
+    eqn_path: list[int] = field(default_factory=list)
 
     def fresh(self, hint: str) -> str:
         base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
