@@ -320,6 +320,18 @@ class _DimOperand:
     def __rfloordiv__(self, other: Any) -> _DimOperand:
         return self._binary("Div", self._lift(other), self.value)
 
+    def __divmod__(self, other: Any) -> tuple[_DimOperand, _DimOperand]:
+        return self._floor_divmod(self.value, self._lift(other))
+
+    def __rdivmod__(self, other: Any) -> tuple[_DimOperand, _DimOperand]:
+        return self._floor_divmod(self._lift(other), self.value)
+
+    def _floor_divmod(self, left: ir.Value, right: ir.Value) -> tuple[_DimOperand, _DimOperand]:
+        """Python floor semantics, which JAX's evaluator uses (expressions like floordiv(-H, 2) are negative):
+        integer Mod with fmod=0 takes the divisor's sign, so (left - mod) / right is exact."""
+        remainder = self._binary("Mod", left, right)
+        return self._binary("Div", self._binary("Sub", left, remainder.value).value, right), remainder
+
     def __mod__(self, other: Any) -> _DimOperand:
         return self._binary("Mod", self.value, self._lift(other))
 
