@@ -125,7 +125,8 @@ def _normalize_partial(fn: functools.partial) -> NormalizedCallable:
 
 def _linen_name(name: str) -> str:
     parts = name.split(".")
-    if parts and parts[0].isdigit():
+    # the path starts with (args, kwargs) then the argument index: "0.0.params.linear1.kernel"
+    while parts and parts[0].isdigit():
         parts = parts[1:]
     if parts and parts[0] == "params":
         parts = parts[1:]
