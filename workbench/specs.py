@@ -51,7 +51,12 @@ class InputSpecs:
 
 
 def _is_shape_tuple(spec: Any) -> bool:
-    return isinstance(spec, tuple) and all(isinstance(d, (int, str, np.integer)) for d in spec) and not _is_namedtuple(spec)
+    """A tuple of scalars (ints, names, and mistakes such as floats or None) is a shape, not a pytree."""
+    return (
+        isinstance(spec, tuple)
+        and not _is_namedtuple(spec)
+        and all(isinstance(d, (int, str, float, np.integer, np.floating)) or d is None for d in spec)
+    )
 
 
 def _is_namedtuple(value: Any) -> bool:

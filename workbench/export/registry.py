@@ -47,6 +47,8 @@ class Testcase:
     concrete arrays; specs are filled with random data of their dtype (ints in ``[0, int_high)``).
     """
 
+    __test__ = False  # not a pytest test class despite the name
+
     name: str
     fn: Callable[..., Any]
     inputs: Sequence[Any]

@@ -125,8 +125,7 @@ def _normalize_partial(fn: functools.partial) -> NormalizedCallable:
 
 def _linen_name(name: str) -> str:
     parts = name.split(".")
-    # the path starts with (args, kwargs) then the argument index: "0.0.params.linear1.kernel"
-    while parts and parts[0].isdigit():
+    while parts and parts[0].isdigit():  # position inside the partial's (args, kwargs)
         parts = parts[1:]
     if parts and parts[0] == "params":
         parts = parts[1:]

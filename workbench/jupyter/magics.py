@@ -1,0 +1,250 @@
+"""IPython magics: ``%%to_onnx`` (convert what a cell defines) and ``%onnx_view`` (show any model).
+
+Loaded with ``%load_ext workbench``. The magics stay thin: they parse options,
+run the cell, call the public ``workbench`` API a script would call, and display
+the result object they also bind in the namespace.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import operator
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import onnx
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import Code, display
+
+from workbench.errors import SpecError, UnsupportedPrimitiveError, WorkbenchError
+from workbench.jupyter.result import OnnxResult
+
+_INPUT_HELP = (
+    "Input spec, one per positional argument, repeatable: comma-separated dims, each an int or a "
+    "symbolic name, optionally ':dtype' (default float32). Examples: -i B,30   -i 2,64:int32   -i :int32 (scalar)."
+)
+
+
+def parse_input_spec(text: str) -> tuple[int | str, ...] | Any:
+    """``B,30`` -> ("B", 30); ``2,64:int32`` -> jax.ShapeDtypeStruct((2, 64), int32).
+
+    Raises SpecError with a one-line message naming the spec.
+    """
+    shape_text, has_dtype, dtype_text = text.partition(":")
+    dims: list[int | str] = []
+    if shape_text.strip():
+        for part in shape_text.split(","):
+            part = part.strip()
+            if part.isdigit():
+                dims.append(int(part))
+            elif part.isidentifier() and not keyword.iskeyword(part):
+                dims.append(part)
+            else:
+                what = "an empty dimension" if not part else f"dimension {part!r}"
+                raise SpecError(
+                    f"--input {text!r}: {what} is neither a non-negative int nor a name; "
+                    "write e.g. 'B,30' or '2,64:int32'."
+                )
+    if not has_dtype:
+        return tuple(dims)
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        dtype = jnp.dtype(dtype_text.strip())
+    except TypeError as error:
+        raise SpecError(f"--input {text!r}: unknown dtype {dtype_text!r}; use e.g. float32, int32 or bfloat16.") from error
+    return jax.ShapeDtypeStruct(tuple(dims), dtype)
+
+
+def defined_names(cell_source: str) -> list[str]:
+    """Names the cell's top-level statements bind, in order (functions, classes, assignment targets)."""
+    tree = ast.parse(cell_source)
+    names: list[str] = []
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(statement.name)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                names.extend(node.id for node in ast.walk(target) if isinstance(node, ast.Name))
+    return names
+
+
+def _public(name: str, option: str) -> Any:
+    """``workbench.<name>``, or a UsageError if the module behind it is not part of this install yet."""
+    import workbench
+
+    try:
+        return getattr(workbench, name)
+    except ModuleNotFoundError as error:
+        if error.name and error.name.startswith("workbench."):
+            raise UsageError(f"{option} is not available yet in this workbench version ({error.name} is missing).") from error
+        raise
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+@magics_class
+class WorkbenchMagics(Magics):
+    """The workbench's IPython magics."""
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument(
+        "--fn", metavar="NAME",
+        help="The function or callable object to convert (a name, dotted access allowed). "
+        "Default: the last top-level function or callable object the cell defines.",
+    )
+    @magic_arguments.argument("-i", "--input", dest="inputs", action="append", default=[], metavar="SPEC", help=_INPUT_HELP)
+    @magic_arguments.argument("--out", metavar="PATH", help="Write the ONNX model to PATH.")
+    @magic_arguments.argument("--opset", type=int, metavar="N", help="Target ONNX opset (default: the converter's).")
+    @magic_arguments.argument("--no-view", action="store_true", help="Do not show the inline graph viewer.")
+    @magic_arguments.argument("--parity", action="store_true", help="Run the model in onnxruntime and JAX and plot the parity.")
+    @magic_arguments.argument(
+        "--to-jax", nargs="?", const="", default=None, metavar="PATH",
+        help="Round-trip back to JAX source: show it, or write it to PATH.",
+    )
+    @magic_arguments.argument(
+        "--name", default="_onnx", metavar="VAR",
+        help="Bind the result object (model, path, report...) to VAR in the namespace (default: _onnx).",
+    )
+    @cell_magic
+    def to_onnx(self, line: str, cell: str) -> None:
+        """Run the cell, then convert the function it defines to ONNX and show the graph inline.
+
+        The cell runs in the user namespace like any cell (its definitions stay available; a failing
+        cell shows its traceback and nothing is converted). Output: a header (model size, node and
+        parameter counts, time taken) and the inline viewer with a shape on every edge; the table of
+        unsupported primitives instead, if any. The result object is bound to ``--name`` (``_onnx``).
+
+        Example::
+
+            %%to_onnx -i B,30 --out mlp.onnx
+            def mlp(x):
+                return jax.nn.gelu(x @ w1) @ w2
+        """
+        args = magic_arguments.parse_argstring(self.to_onnx, line)  # raises UsageError on bad options
+        if not args.name.isidentifier() or keyword.iskeyword(args.name):
+            raise UsageError(f"--name {args.name!r} is not a Python variable name.")
+        if args.opset is not None and args.opset < 1:
+            raise UsageError(f"--opset {args.opset}: give a positive opset number such as 21.")
+        if not args.inputs:
+            raise UsageError("Give one --input/-i SPEC per positional argument, e.g. %%to_onnx -i B,30")
+        try:
+            inputs = [parse_input_spec(spec) for spec in args.inputs]
+        except SpecError as error:
+            raise UsageError(str(error)) from None
+        convert = _public("to_onnx", "%%to_onnx (the JAX -> ONNX converter)")
+        parity = _public("parity", "--parity") if args.parity else None
+        to_jax_source = _public("to_jax_source", "--to-jax") if args.to_jax is not None else None
+
+        execution = self.shell.run_cell(cell, store_history=False)
+        if not execution.success:
+            raise UsageError("The cell failed (traceback above); nothing was converted.")
+
+        fn_name, fn = self._callable(args.fn, cell)
+        start = time.perf_counter()
+        try:
+            model = convert(fn, inputs, path=args.out, opset=args.opset)
+        except UnsupportedPrimitiveError as error:
+            result = OnnxResult(fn_name, time.perf_counter() - start, unsupported=list(error.primitives))
+            self.shell.user_ns[args.name] = result
+            display(result)
+            return
+        except SpecError as error:
+            raise UsageError(str(error)) from None
+        result = OnnxResult(fn_name, time.perf_counter() - start, model=model, path=args.out)
+        if not args.no_view:
+            from workbench.jupyter.viewer import view
+
+            result.viewer = view(model, name=fn_name)
+        if to_jax_source is not None:
+            result.jax_source = to_jax_source(model)
+            if args.to_jax:
+                _write_text_atomically(Path(args.to_jax), result.jax_source)
+                result.jax_path = args.to_jax
+        if parity is not None:
+            result.parity = parity(fn, inputs, model)
+        self.shell.user_ns[args.name] = result
+        display(result)
+        if result.jax_source is not None and not args.to_jax:
+            display(Code(result.jax_source, language="python"))
+        if result.parity is not None:
+            display(result.parity)
+
+    def _callable(self, fn_option: str | None, cell: str) -> tuple[str, Any]:
+        namespace = self.shell.user_ns
+        if fn_option is not None:
+            head, _, rest = fn_option.partition(".")
+            if not all(part.isidentifier() for part in fn_option.split(".")):
+                raise UsageError(f"--fn {fn_option!r}: give a name such as 'forward' or 'model.encode'.")
+            if head not in namespace:
+                raise UsageError(f"--fn {fn_option!r}: {head!r} is not defined.")
+            try:
+                fn = operator.attrgetter(rest)(namespace[head]) if rest else namespace[head]
+            except AttributeError as error:
+                raise UsageError(f"--fn {fn_option!r}: {error}") from None
+            if not callable(fn):
+                raise UsageError(f"--fn {fn_option!r} is a {type(fn).__name__}, not a function or callable object.")
+            return fn_option, fn
+        source = self.shell.transform_cell(cell)  # turns %magics and !commands into Python
+        for name in reversed(defined_names(source)):
+            value = namespace.get(name)
+            if callable(value) and not isinstance(value, type):
+                return name, value
+        raise UsageError("The cell defines no function or callable object to convert; name one with --fn NAME.")
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("--height", type=int, default=500, metavar="PX", help="Viewer height in pixels.")
+    @magic_arguments.argument(
+        "source", nargs="+", help="An .onnx file path, or a variable/expression holding an onnx.ModelProto or a %%to_onnx result."
+    )
+    @line_magic
+    def onnx_view(self, line: str) -> Any:
+        """Show an ONNX model or file inline with Netron (shapes on every edge), e.g. ``%onnx_view mlp.onnx``."""
+        from workbench.jupyter.viewer import view
+
+        args = magic_arguments.parse_argstring(self.onnx_view, line)
+        text = " ".join(args.source)
+        if Path(text).is_file():
+            model: Any = text
+        else:
+            try:
+                model = self.shell.ev(text)
+            except Exception as error:
+                raise UsageError(f"%onnx_view: {text!r} is neither an existing file nor a variable ({error}).") from None
+        if isinstance(model, OnnxResult):
+            if model.model is None:
+                raise UsageError(f"%onnx_view: {text!r} holds no model (the conversion found unsupported primitives).")
+            model = model.model
+        if not isinstance(model, (onnx.ModelProto, str, os.PathLike, bytes)):
+            raise UsageError(f"%onnx_view: {text!r} is a {type(model).__name__}, not an ONNX model or file path.")
+        try:
+            return view(model, height=args.height)
+        except (WorkbenchError, ValueError) as error:
+            raise UsageError(f"%onnx_view: {error}") from None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(WorkbenchMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    manager = ipython.magics_manager
+    manager.magics["cell"].pop("to_onnx", None)
+    manager.magics["line"].pop("onnx_view", None)
+    manager.registry.pop(WorkbenchMagics.__name__, None)
+
+
+__all__ = ["WorkbenchMagics", "defined_names", "load_ipython_extension", "parse_input_spec", "unload_ipython_extension"]

@@ -1,0 +1,102 @@
+"""What ``%%to_onnx`` binds in the namespace (``_onnx`` by default) and displays.
+
+One display bundle: a compact header (function, nodes, parameters, size, opset,
+time) followed by the inline viewer, or, when primitives are unsupported, the
+table of them instead of the viewer. ``text/plain`` leaves out the timing and
+the viewer address so notebook regression tools (nbval) can compare it.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from workbench.errors import UnsupportedPrimitive
+from workbench.jupyter.model_summary import summarize
+from workbench.jupyter.viewer import ViewerHandle, static_table_html
+
+
+def _size_text(size: int) -> str:
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.2f} GB"
+
+
+@dataclass
+class OnnxResult:
+    """The outcome of one ``%%to_onnx`` cell: the model (or what was unsupported) and what was shown."""
+
+    function: str
+    seconds: float
+    model: onnx.ModelProto | None = None
+    path: str | None = None
+    unsupported: list[UnsupportedPrimitive] = field(default_factory=list)
+    viewer: ViewerHandle | None = None
+    jax_source: str | None = None
+    jax_path: str | None = None
+    parity: Any = None  # the report object returned by workbench.parity, when --parity was given
+
+    @property
+    def ok(self) -> bool:
+        return self.model is not None
+
+    def header_text(self) -> str:
+        if self.model is None:
+            return f"{self.function} → ONNX: not converted, {len(self.unsupported)} unsupported primitive(s)"
+        summary = summarize(self.model)
+        parts = [
+            f"{len(summary.nodes)} nodes",
+            f"{summary.parameter_count:,} parameters",
+            _size_text(self.model.ByteSize()),
+            f"opset {summary.opset}",
+        ]
+        if self.path:
+            parts.append(f"written to {self.path}")
+        if self.jax_path:
+            parts.append(f"JAX source written to {self.jax_path}")
+        return f"{self.function} → ONNX: " + ", ".join(parts)
+
+    def _header_html(self) -> str:
+        color = "#2e7d32" if self.ok else "#c62828"
+        mark = "✔" if self.ok else "✘"
+        return (
+            f'<div style="font-family:monospace;margin:4px 0"><span style="color:{color}">{mark}</span> '
+            f"{html.escape(self.header_text())} <span style=\"color:#777\">({self.seconds:.2f} s)</span></div>"
+        )
+
+    def _unsupported_html(self) -> str:
+        rows = "".join(
+            "<tr>"
+            f"<td><code>{html.escape(p.name)}</code></td><td>{p.count}</td>"
+            f"<td>{'<br>'.join(f'<code>{html.escape(str(loc))}</code>' for loc in p.locations) or '?'}</td>"
+            f"<td>register a handler for <code>{html.escape(p.name)}</code> "
+            "(<code>wb.check(fn, inputs)</code> prints a stub)</td>"
+            "</tr>"
+            for p in self.unsupported
+        )
+        return (
+            "<table><thead><tr><th>primitive</th><th>count</th><th>where</th><th>what to do</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+
+    def _unsupported_text(self) -> str:
+        return "\n".join(p.describe() for p in self.unsupported)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        parts_html = [self._header_html()]
+        parts_text = [self.header_text()]
+        if self.unsupported:
+            parts_html.append(self._unsupported_html())
+            parts_text.append(self._unsupported_text())
+        elif self.viewer is not None:
+            bundle = self.viewer._repr_mimebundle_()
+            parts_html.append(bundle["text/html"])
+            parts_text.append(bundle["text/plain"])
+        elif self.model is not None:  # --no-view: the node table alone, closed
+            parts_html.append(static_table_html(summarize(self.model)))
+        return {"text/html": "".join(parts_html), "text/plain": "\n".join(parts_text)}
