@@ -17,12 +17,8 @@ from workbench import zoo
 EXPECTED_FAILURES: dict[str, str] = {
     "nnx_cnn": "needs conv_general_dilated, reduce_window_max, reduce_window_sum (h-conv)",
     "linen_cnn": "needs conv_general_dilated, reduce_window_max, reduce_window_sum (h-conv)",
-    "eqx_cnn": "needs conv_general_dilated, reduce_window_* (h-conv), squeeze, transpose (h-shape)",
-    "nnx_gpt": "needs gather, iota, transpose (h-shape)",
-    "nnx_vit": "needs conv_general_dilated (h-conv), concatenate, gather, transpose (h-shape)",
-    "nnx_gru": "needs scan (h-control), split, transpose (h-shape)",
-    "nnx_lstm": "needs scan (h-control), transpose (h-shape)",
-    "eqx_mlp": "needs transpose (h-shape)",
+    "eqx_cnn": "needs conv_general_dilated, reduce_window_max, reduce_window_sum (h-conv)",
+    "nnx_vit": "needs conv_general_dilated (h-conv)",
 }
 
 # Initializer names that say which weight they are, per model (module paths from the framework).
