@@ -301,3 +301,12 @@ def test_a_jax_conversion_exports_with_expected_outputs_equal_to_jax(fake_cache:
     (want,) = info.expected_outputs.values()
     got = np.asarray(mlp(info.inputs["x"], info.inputs["w1"], info.inputs["w2"]))
     np.testing.assert_allclose(want, got, rtol=1e-5, atol=1e-6)
+
+
+def test_smoke_report_repr_is_the_summary_not_the_raw_telemetry():
+    from workbench.web.smoke import SmokeReport
+
+    report = SmokeReport(url="http://127.0.0.1:1/", telemetry={"provider_used": "wasm", "outputs": {"y": {"data": [0.0] * 5000}}},
+                         parity=[], requests=[], external_requests=[], failure="boom")  # fmt: skip
+    text = repr(report)
+    assert text.startswith("<SmokeReport FAILED>") and "failure: boom" in text and len(text) < 1000
