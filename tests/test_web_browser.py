@@ -82,6 +82,8 @@ def test_model_runs_in_chromium_and_matches_onnxruntime(name: str, reports, harn
     assert report.telemetry["schema"] == "workbench_web_telemetry_v1"
     assert report.telemetry["status"] == "ok"
     assert report.telemetry["load_ms"] > 0 and report.telemetry["run_ms"] > 0
+    assert report.telemetry["ort_version"] == runtime.ORT_WEB_VERSION
+    assert report.telemetry["cross_origin_isolated"] is True  # COOP/COEP from our server: wasm threads
     expected = harnesses[name].expected_outputs
     assert [p.name for p in report.parity] == list(expected)
     for item in report.parity:

@@ -301,3 +301,24 @@ def test_a_jax_conversion_exports_with_expected_outputs_equal_to_jax(fake_cache:
     (want,) = info.expected_outputs.values()
     got = np.asarray(mlp(info.inputs["x"], info.inputs["w1"], info.inputs["w2"]))
     np.testing.assert_allclose(want, got, rtol=1e-5, atol=1e-6)
+
+
+def test_smoke_report_repr_is_the_summary_not_the_raw_telemetry():
+    from workbench.web.smoke import SmokeReport
+
+    report = SmokeReport(url="http://127.0.0.1:1/", telemetry={"provider_used": "wasm", "outputs": {"y": {"data": [0.0] * 5000}}},
+                         parity=[], requests=[], external_requests=[], failure="boom")  # fmt: skip
+    text = repr(report)
+    assert text.startswith("<SmokeReport FAILED>") and "failure: boom" in text and len(text) < 1000
+
+
+def test_cli_export_with_greedy_generation(fake_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = tmp_path / "gpt.onnx"
+    onnx.save(web_models.tiny_gpt(), str(path))
+    out = tmp_path / "gpt"
+    assert cli.main(["web", "export", str(path), "-o", str(out), "--generate", "3", "--prompt", "1", "2"]) == 0
+    generation = json.loads((out / "harness.manifest.json").read_text())["generation"]
+    assert generation["prompt"] == [1, 2] and len(generation["expected_tokens"]) == 3
+    assert all(0 <= t < 64 for t in generation["expected_tokens"])
+    assert cli.main(["web", "export", str(path), "-o", str(out), "--generate", "3"]) == 2
+    assert "--prompt" in capsys.readouterr().err
