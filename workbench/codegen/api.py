@@ -1,0 +1,128 @@
+"""Public ONNX -> JAX API: ``to_jax_source``, ``to_jax`` and ``save_jax``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from workbench.importer.reader import ModelSource, load_model
+
+_MODULE_FILE = "model_jax.py"
+_WEIGHTS_FILE = "weights.npz"
+_WEIGHTS_INDEX = "weights.json"
+_LOADER_FILE = "load.py"
+
+
+def generate(model: ModelSource, *, function_name: str = "forward") -> tuple[str, dict[str, np.ndarray]]:
+    """The generated module source and the params dict (numpy arrays keyed by initializer name)."""
+    from workbench.codegen.generator import ModuleBuilder
+
+    loaded = load_model(model)
+    builder = ModuleBuilder(loaded, function_name)
+    source = builder.build()
+    return source, dict(builder.params)
+
+
+def to_jax_source(model: ModelSource, *, function_name: str = "forward") -> str:
+    """Python source of a module defining ``function_name(params, *inputs)`` for the ONNX model.
+
+    ``model`` is a path, bytes or ``onnx.ModelProto``. The source is parsed with
+    ``ast`` before it is returned; weights are not inlined (see :func:`to_jax`).
+    """
+    source, _ = generate(model, function_name=function_name)
+    return source
+
+
+def compile_source(source: str, function_name: str = "forward") -> Callable[..., Any]:
+    """Compile source that :func:`to_jax_source` generated (never anything else) and return the function."""
+    code = compile(source, "<workbench-generated>", "exec")
+    namespace: dict[str, Any] = {"__name__": "workbench_generated"}
+    exec(code, namespace)  # noqa: S102 - our own generated code; model text only appears as escaped literals
+    return namespace[function_name]
+
+
+def to_jax(model: ModelSource) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """``(forward, params)``: call ``forward(params, *inputs)``; one output -> array, several -> tuple."""
+    import jax.numpy as jnp
+
+    source, params = generate(model)
+    forward = compile_source(source)
+    device_params = {k: (jnp.asarray(v) if v.dtype.kind in "fc" else v) for k, v in params.items()}
+    return forward, device_params
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+_LOADER_SOURCE = '''"""Load the JAX model that workbench generated: ``forward, params = load()``.
+
+Needs only numpy and jax. Call ``forward(params, *inputs)``.
+"""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+
+def load(directory=None):
+    directory = directory or os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("model_jax", os.path.join(directory, "model_jax.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import jax.numpy as jnp
+
+    with open(os.path.join(directory, "weights.json"), encoding="utf-8") as handle:
+        index = json.load(handle)
+    params = {}
+    with np.load(os.path.join(directory, "weights.npz"), allow_pickle=False) as arrays:
+        for i, (name, dtype) in enumerate(zip(index["names"], index["dtypes"])):
+            raw = arrays[f"p{i}"]
+            params[name] = raw.view(jnp.dtype(dtype)) if raw.dtype.name != dtype else raw
+    return module.forward, params
+'''
+
+
+def save_jax(model: ModelSource, out_dir: str | os.PathLike) -> Path:
+    """Write ``model_jax.py``, the weights (``weights.npz`` + ``weights.json``) and ``load.py``.
+
+    The directory runs with JAX alone: ``from load import load; forward, params = load()``.
+    Returns the directory path.
+    """
+    import io
+
+    source, params = generate(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(params)
+    dtypes = [params[n].dtype.name for n in names]
+    arrays = {}
+    for i, name in enumerate(names):
+        value = np.ascontiguousarray(params[name])
+        if value.dtype.kind not in "biufc" or value.dtype.name not in np.sctypeDict:
+            # ml_dtypes (bfloat16, float8, int4...) are stored as raw bits and viewed back by the loader
+            value = value.view(f"u{value.dtype.itemsize}")
+        arrays[f"p{i}"] = value
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _write_atomic(out / _WEIGHTS_FILE, buffer.getvalue())
+    index = json.dumps({"names": names, "dtypes": dtypes}, indent=1).encode("utf-8")
+    _write_atomic(out / _WEIGHTS_INDEX, index)
+    _write_atomic(out / _MODULE_FILE, source.encode("utf-8"))
+    _write_atomic(out / _LOADER_FILE, _LOADER_SOURCE.encode("utf-8"))
+    return out
