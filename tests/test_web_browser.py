@@ -43,7 +43,31 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HarnessInfo
         "gpt": export_web_harness(web_models.tiny_gpt(), root / "gpt",
                                   generate=GreedyGeneration(prompt=GPT_PROMPT, steps=GPT_STEPS)),
         "unsupported": export_web_harness(web_models.unsupported_op_model(), root / "unsupported"),
+        "jax_mlp": export_web_harness(_jax_mlp_conversion(), root / "jax_mlp"),
     }  # fmt: skip
+
+
+def _jax_mlp(params: dict, x):
+    import jax
+    import jax.numpy as jnp
+
+    hidden = jax.nn.relu(x @ params["w1"] + params["b1"])
+    return jax.nn.softmax(hidden @ params["w2"] + params["b2"])
+
+
+def _jax_mlp_params() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {"w1": rng.standard_normal((16, 32)).astype(np.float32) * 0.25, "b1": np.zeros(32, np.float32),
+            "w2": rng.standard_normal((32, 10)).astype(np.float32) * 0.2, "b2": np.zeros(10, np.float32)}  # fmt: skip
+
+
+def _jax_mlp_conversion():
+    """The README MLP through the JAX -> ONNX converter (weights closed over, batch symbolic)."""
+    import functools
+
+    import workbench as wb
+
+    return wb.convert(functools.partial(_jax_mlp, _jax_mlp_params()), [("B", 16)])
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +75,15 @@ def reports(harnesses: dict[str, HarnessInfo]) -> dict[str, SmokeReport]:
     return {name: smoke_test_web_harness(info.out_dir, timeout=90) for name, info in harnesses.items()}
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "gpt"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gpt", "jax_mlp"])
 def test_model_runs_in_chromium_and_matches_onnxruntime(name: str, reports, harnesses):
     report = reports[name]
     assert report.passed, report.summary()
     assert report.telemetry["schema"] == "workbench_web_telemetry_v1"
     assert report.telemetry["status"] == "ok"
     assert report.telemetry["load_ms"] > 0 and report.telemetry["run_ms"] > 0
+    assert report.telemetry["ort_version"] == runtime.ORT_WEB_VERSION
+    assert report.telemetry["cross_origin_isolated"] is True  # COOP/COEP from our server: wasm threads
     expected = harnesses[name].expected_outputs
     assert [p.name for p in report.parity] == list(expected)
     for item in report.parity:
@@ -66,6 +92,14 @@ def test_model_runs_in_chromium_and_matches_onnxruntime(name: str, reports, harn
         browser = np.asarray(report.telemetry["outputs"][item.name]["data"], np.float64)
         np.testing.assert_allclose(browser.reshape(expected[item.name].shape), expected[item.name],
                                    atol=1e-4, rtol=1e-4)  # fmt: skip
+
+
+def test_jax_mlp_in_the_browser_matches_jax(reports, harnesses):
+    info = harnesses["jax_mlp"]
+    (output,) = info.manifest["outputs"]
+    browser = np.asarray(reports["jax_mlp"].telemetry["outputs"][output["name"]]["data"], np.float32)
+    want = np.asarray(_jax_mlp(_jax_mlp_params(), info.inputs["x"]))
+    np.testing.assert_allclose(browser.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
 
 
 def test_webgpu_is_unavailable_here_and_the_page_falls_back_to_wasm(reports):
@@ -99,7 +133,7 @@ def test_an_op_missing_from_the_wasm_build_fails_the_report_and_names_it(reports
     assert report.parity == []
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "gpt", "unsupported"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gpt", "jax_mlp", "unsupported"])
 def test_the_page_only_requests_files_from_127_0_0_1(name: str, reports, harnesses):
     report = reports[name]
     assert report.external_requests == []

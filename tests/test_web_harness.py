@@ -175,6 +175,10 @@ def test_conversion_results_are_accepted_through_their_model_attribute(fake_cach
     assert export_web_harness(path, tmp_path / "from-path").manifest["model"]["opset"] == 21
     with pytest.raises(TypeError, match="ModelProto"):
         export_web_harness(object(), tmp_path / "nope")  # type: ignore[arg-type]
+    failed = Converted(web_models.mlp())
+    failed.model = None  # type: ignore[assignment]  # what a failed %%to_onnx cell holds
+    with pytest.raises(OnnxModelError, match="holds no ONNX model"):
+        export_web_harness(failed, tmp_path / "nope")
     with pytest.raises(OnnxModelError, match="does not exist"):
         export_web_harness(tmp_path / "missing.onnx", tmp_path / "nope")
 
@@ -280,3 +284,41 @@ def test_setup_is_a_no_op_when_installed_and_needs_npm_otherwise(
     with pytest.raises(WorkbenchError, match="npm was not found"):
         runtime.setup_runtime(tmp_path / "other-cache")
     assert cli.main(["web", "setup", "--cache-dir", str(tmp_path / "other-cache")]) == 1
+
+
+def test_a_jax_conversion_exports_with_expected_outputs_equal_to_jax(fake_cache: Path, tmp_path: Path):
+    import jax
+    import jax.numpy as jnp
+
+    import workbench as wb
+
+    def mlp(x, w1, w2):
+        return jax.nn.softmax(jnp.tanh(x @ w1) @ w2)
+
+    conversion = wb.convert(mlp, [("B", 16), (16, 32), (32, 10)])
+    info = export_web_harness(conversion, tmp_path / "jax")
+    assert [spec["name"] for spec in info.manifest["inputs"]] == ["x", "w1", "w2"]
+    (want,) = info.expected_outputs.values()
+    got = np.asarray(mlp(info.inputs["x"], info.inputs["w1"], info.inputs["w2"]))
+    np.testing.assert_allclose(want, got, rtol=1e-5, atol=1e-6)
+
+
+def test_smoke_report_repr_is_the_summary_not_the_raw_telemetry():
+    from workbench.web.smoke import SmokeReport
+
+    report = SmokeReport(url="http://127.0.0.1:1/", telemetry={"provider_used": "wasm", "outputs": {"y": {"data": [0.0] * 5000}}},
+                         parity=[], requests=[], external_requests=[], failure="boom")  # fmt: skip
+    text = repr(report)
+    assert text.startswith("<SmokeReport FAILED>") and "failure: boom" in text and len(text) < 1000
+
+
+def test_cli_export_with_greedy_generation(fake_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    path = tmp_path / "gpt.onnx"
+    onnx.save(web_models.tiny_gpt(), str(path))
+    out = tmp_path / "gpt"
+    assert cli.main(["web", "export", str(path), "-o", str(out), "--generate", "3", "--prompt", "1", "2"]) == 0
+    generation = json.loads((out / "harness.manifest.json").read_text())["generation"]
+    assert generation["prompt"] == [1, 2] and len(generation["expected_tokens"]) == 3
+    assert all(0 <= t < 64 for t in generation["expected_tokens"])
+    assert cli.main(["web", "export", str(path), "-o", str(out), "--generate", "3"]) == 2
+    assert "--prompt" in capsys.readouterr().err

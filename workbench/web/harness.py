@@ -91,7 +91,12 @@ def _load_model(model: onnx.ModelProto | str | Path | HasModelProto) -> onnx.Mod
             proto = onnx.load(str(path))
         except Exception as e:  # protobuf's DecodeError and onnx's external-data errors
             raise OnnxModelError(f"{path} is not a readable ONNX model: {e}") from e
-    elif isinstance(model, HasModelProto) and isinstance(model.model, onnx.ModelProto):
+    elif isinstance(model, HasModelProto):
+        if not isinstance(model.model, onnx.ModelProto):
+            raise OnnxModelError(
+                f"the {type(model).__name__} holds no ONNX model (model={type(model.model).__name__}); "
+                "the conversion did not succeed, fix it first"
+            )
         proto = model.model
     else:
         raise TypeError(

@@ -48,7 +48,7 @@ class OutputParity:
         return self.problem is None and self.max_abs_error <= self.tolerance
 
 
-@dataclass
+@dataclass(repr=False)  # the telemetry holds every output value: show the summary instead
 class SmokeReport:
     """Result of :func:`smoke_test_web_harness`: telemetry, parity verdict and request log."""
 
@@ -108,6 +108,9 @@ class SmokeReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        return f"<SmokeReport {'passed' if self.passed else 'FAILED'}>\n{self.summary()}"
 
 
 def _is_local(url: str) -> bool:

@@ -21,6 +21,7 @@ without batch dimensions is a dynamic slice, e.g. ``x[..., 1:3]``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,10 +52,20 @@ def _clamp(ctx: LoweringContext, index: ir.Value, upper: ir.Value) -> ir.Value:
     return ctx.op("Max", ctx.op("Min", index, upper), ctx.i64(0))
 
 
-def _out_of_bounds(ctx: LoweringContext, index: ir.Value, clamped: ir.Value) -> ir.Value:
-    """Boolean over the batch shape: some component of the last axis was out of range."""
-    differs = ctx.op("Cast", ctx.op("Not", ctx.op("Equal", index, clamped)), to=ir.DataType.INT32)
-    return ctx.op("Cast", ctx.op("ReduceMax", differs, ctx.i64([-1]), keepdims=0), to=ir.DataType.BOOL)
+def _out_of_bounds(ctx: LoweringContext, index: ir.Value, clamped: ir.Value, index_length: int) -> ir.Value:
+    """Boolean over the batch shape: some component of the index vector (last axis) was out of range."""
+    differs = ctx.op("Not", ctx.op("Equal", index, clamped))
+    if index_length == 1:
+        return ctx.op("Squeeze", differs, ctx.i64([-1]))
+    count = ctx.op("ReduceMax", ctx.op("Cast", differs, to=ir.DataType.INT32), ctx.i64([-1]), keepdims=0)
+    return ctx.op("Cast", count, to=ir.DataType.BOOL)
+
+
+def _check_mode(mode: Any, what: str) -> GatherScatterMode:
+    parsed = GatherScatterMode.from_any(mode)
+    if parsed not in (GatherScatterMode.CLIP, GatherScatterMode.FILL_OR_DROP, GatherScatterMode.PROMISE_IN_BOUNDS):
+        raise ConversionError(f"{what} mode {parsed.name} is not supported; CLIP, FILL_OR_DROP and PROMISE_IN_BOUNDS are")
+    return parsed
 
 
 def _default_fill(dtype: Any) -> Any:
@@ -236,6 +247,15 @@ def _choose_gather(spec: _GatherSpec) -> Any:
     return _gather_general
 
 
+@functools.cache
+def _nnx_embed() -> Any:
+    """An nnx.Embed (vocabulary 10, features 4), built on first use so importing handlers stays cheap."""
+    from flax import nnx
+
+    with jax.ensure_compile_time_eval():  # concrete weights even when first called while tracing
+        return nnx.Embed(10, 4, rngs=nnx.Rngs(0))
+
+
 _x = ("B", 4)
 _idx = np.array([0, 2, 3, 1], np.int32)
 
@@ -253,6 +273,8 @@ _idx = np.array([0, 2, 3, 1], np.int32)
     Testcase("gather_take_int_fill", lambda x, i: jnp.take(x, i), [np.arange(6, dtype=np.int32), np.array([1, 8], np.int32)]),
     Testcase("gather_embedding", lambda w, i: jnp.take(w, i, axis=0), [(10, 4), np.array([[1, 9, 0], [3, 3, 2]], np.int32)]),
     Testcase("gather_embedding_symbolic", lambda w, i: jnp.take(w, i, axis=0), [(10, 4), jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], int_high=10),
+    Testcase("gather_nnx_embed_symbolic", lambda i: _nnx_embed()(i), [jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], int_high=12),
+    Testcase("gather_fill_window", lambda x, i: jnp.asarray(x).at[i, 1:3].get(mode="fill", fill_value=-1.0), [(5, 4), np.array([4, -1, 5, -6], np.int32)]),
     Testcase("gather_take_along_axis", lambda x, i: jnp.take_along_axis(x, i, axis=1), [(3, 4), np.array([[0, 3], [1, 1], [2, 0]], np.int32)], expect_ops=("GatherElements",)),
     Testcase("gather_take_along_axis_0", lambda x, i: jnp.take_along_axis(x, i, axis=0), [(3, 4), np.array([[0, 2, 1, 1]], np.int32)]),
     Testcase("gather_strided_slice", lambda x: x[1:, ::2], [("B", 5)]),
@@ -285,7 +307,7 @@ def _gather(
         start_indices_batching_dims=tuple(dnums.start_indices_batching_dims),
         slice_sizes=tuple(slice_sizes),
     )
-    mode = GatherScatterMode.from_any(mode)
+    mode = _check_mode(mode, "gather")
     raw = _as_i64(ctx, indices, indices_aval.dtype)
     upper = ctx.shape_value([spec.operand_shape[d] - spec.slice_sizes[d] for d in spec.start_index_map])
     starts = _clamp(ctx, raw, upper)
@@ -294,12 +316,10 @@ def _gather(
     if mode == GatherScatterMode.FILL_OR_DROP:
         dtype = ctx.aval_out.dtype
         fill = ctx.scalar(_default_fill(dtype) if fill_value is None else fill_value, dtype)
-        outside = _out_of_bounds(ctx, raw, starts)
+        outside = _out_of_bounds(ctx, raw, starts, len(spec.start_index_map))
         if spec.offset_dims:
             outside = ctx.op("Unsqueeze", outside, ctx.i64(list(spec.offset_dims)))
         result = ctx.op("Where", outside, fill, result)
-    elif mode not in (GatherScatterMode.CLIP, GatherScatterMode.PROMISE_IN_BOUNDS):
-        raise ConversionError(f"gather mode {mode} is not supported (CLIP, FILL_OR_DROP and PROMISE_IN_BOUNDS are)")
     return result
 
 
@@ -329,4 +349,143 @@ def _dynamic_slice(ctx: LoweringContext, operand: ir.Value, *starts: ir.Value, s
     return ctx.op("Slice", operand, start, end, ctx.i64(axes))
 
 
-__all__ = ["is_static"]
+
+@handler("dynamic_update_slice", onnx_ops=("ScatterND", "Min", "Max"), testcases=[
+    Testcase("dynamic_update_slice_clamped", lambda x, u, i: lax.dynamic_update_slice(x, u, (i, 0)), [(5, 4), (2, 4), np.int32(4)]),
+    Testcase("dynamic_update_slice_2d", lambda x, u, i, j: lax.dynamic_update_slice(x, u, (i, j)), [(5, 4), (2, 3), np.int32(-2), np.int32(1)]),
+    Testcase("dynamic_update_slice_kv_cache", lambda c, u, t: lax.dynamic_update_slice(c, u, (0, t, 0)), [("B", 6, 4), ("B", 1, 4), np.int32(3)]),
+])
+def _dynamic_update_slice(ctx: LoweringContext, operand: ir.Value, update: ir.Value, *starts: ir.Value) -> ir.Value:
+    """ScatterND of the update window at starts clamped to ``[0, dim - update_dim]``; axes the update
+    covers whole are trailing (no index memory for them)."""
+    shape, update_shape = ctx.avals_in[0].shape, ctx.avals_in[1].shape
+    leading = [d for d in range(len(shape)) if not same_dim(update_shape[d], shape[d])]
+    if not leading:
+        return ctx.op("Identity", update)
+    start = _stack_starts(ctx, [starts[d] for d in leading], [ctx.avals_in[2 + d] for d in leading])
+    start = _clamp(ctx, start, ctx.shape_value([shape[d] - update_shape[d] for d in leading]))
+    windows = [_Window(start=_start_column(ctx, start, k), size=update_shape[d]) for k, d in enumerate(leading)]
+    coords = _coordinates(ctx, windows, ())
+    trailing = [d for d in range(len(shape)) if d not in leading]
+    perm = leading + trailing
+    result = ctx.op("ScatterND", transpose(ctx, operand, perm), coords, transpose(ctx, update, perm))
+    return transpose(ctx, result, np.argsort(perm).tolist())
+
+
+# ----------------------------------------------------------------------------- scatter
+_REDUCTIONS = {"scatter": "none", "scatter-add": "add", "scatter-sub": "add", "scatter-mul": "mul",
+               "scatter-min": "min", "scatter-max": "max"}
+
+
+def _scatter(
+    ctx: LoweringContext,
+    operand: ir.Value,
+    indices: ir.Value,
+    updates: ir.Value,
+    *,
+    dimension_numbers: Any,
+    indices_are_sorted: bool,
+    unique_indices: bool,
+    mode: Any,
+    update_jaxpr: Any,
+    update_consts: Any,
+) -> ir.Value:
+    """lax.scatter*: ScatterND (with its reduction) on the operand transposed so the indexed axes lead.
+
+    Out-of-bounds windows are dropped (FILL_OR_DROP, PROMISE_IN_BOUNDS) by sending them to one extra
+    slot appended to the first leading axis and cut off afterwards; CLIP clamps the start indices.
+    """
+    del indices_are_sorted, unique_indices  # promises for XLA's code generation only
+    del update_jaxpr, update_consts  # the combiner is implied by the primitive (add, mul, min, max)
+    primitive = ctx.eqn.primitive.name
+    reduction = _REDUCTIONS[primitive]
+    if primitive == "scatter-sub":
+        updates = ctx.op("Neg", updates)
+    dnums = dimension_numbers
+    operand_aval, indices_aval, updates_aval = ctx.avals_in
+    operand_shape, batch_shape = tuple(operand_aval.shape), tuple(indices_aval.shape[:-1])
+    index_map = tuple(dnums.scatter_dims_to_operand_dims)
+    batching = tuple(dnums.operand_batching_dims)
+    window_dims = [d for d in range(len(operand_shape)) if d not in dnums.inserted_window_dims and d not in batching]
+    window_size = {d: updates_aval.shape[u] for d, u in zip(window_dims, dnums.update_window_dims, strict=True)}
+    if not index_map and not batching:
+        raise ConversionError("scatter without indexed operand axes is not supported")
+
+    raw = _as_i64(ctx, indices, indices_aval.dtype)
+    starts = _clamp(ctx, raw, ctx.shape_value([operand_shape[d] - window_size.get(d, 1) for d in index_map]))
+    trailing = [d for d in window_dims if d not in index_map and same_dim(window_size[d], operand_shape[d])]
+    leading = [d for d in range(len(operand_shape)) if d not in trailing]
+    windows = []
+    for d in leading:
+        size = window_size.get(d)
+        if d in batching:
+            windows.append(_Window(batch_axis=dnums.scatter_indices_batching_dims[batching.index(d)]))
+        elif d in index_map:
+            windows.append(_Window(start=_start_column(ctx, starts, index_map.index(d)), size=size))
+        else:
+            windows.append(_Window(size=size))
+    if all(w.size is None and w.batch_axis is None for w in windows) and leading == list(index_map):
+        coords = starts
+    else:
+        coords = _coordinates(ctx, windows, batch_shape)
+
+    # updates → [*G, *W, *trailing]
+    scatter_axes = [a for a in range(len(updates_aval.shape)) if a not in dnums.update_window_dims]
+    label_of = {a: ("g", j) for j, a in enumerate(scatter_axes)}
+    label_of.update({u: ("o", d) for d, u in zip(window_dims, dnums.update_window_dims, strict=True)})
+    current = [label_of[a] for a in range(len(updates_aval.shape))]
+    target = [("g", j) for j in range(len(batch_shape))] + [("o", d) for d in leading if d in window_size] + [("o", d) for d in trailing]
+    updates = transpose(ctx, updates, _permutation(current, target))
+
+    perm = leading + trailing
+    data = transpose(ctx, operand, perm)
+    drop = _check_mode(mode, primitive) != GatherScatterMode.CLIP
+    if drop:
+        valid = ctx.op("Not", _out_of_bounds(ctx, raw, starts, len(index_map)))
+        n_window = sum(1 for w in windows if w.size is not None) if coords is not starts else 0
+        valid = ctx.op("Unsqueeze", valid, ctx.i64(list(range(len(batch_shape), len(batch_shape) + n_window + 1))))
+        slot = ctx.shape_value([operand_shape[leading[0]]] + [0] * (len(leading) - 1))
+        coords = ctx.op("Where", valid, coords, slot)
+        pads = [0] * (2 * len(perm))
+        pads[len(perm)] = 1
+        data = ctx.op("Pad", data, ctx.i64(pads), mode="constant")
+    result = ctx.op("ScatterND", data, coords, updates, reduction=reduction)
+    if drop:
+        result = ctx.op("Slice", result, ctx.i64([0]), ctx.i64([-1]), ctx.i64([0]))
+    return transpose(ctx, result, np.argsort(perm).tolist())
+
+
+_rows = np.array([0, 2], np.int32)
+_oob_rows = np.array([1, 7, -1, -9], np.int32)
+
+
+def _vmapped_row_set(x: Any, i: Any, u: Any) -> Any:
+    return jax.vmap(lambda r, k, v: r.at[k].set(v))(x, i, u)
+
+
+handler("scatter", onnx_ops=("ScatterND", "Pad", "Slice", "Where"), testcases=[
+    Testcase("scatter_set_rows", lambda x, i, u: jnp.asarray(x).at[i].set(u), [(5, 4), _rows, (2, 4)]),
+    Testcase("scatter_set_drops_out_of_bounds", lambda x, i, u: jnp.asarray(x).at[i].set(u), [(5, 4), _oob_rows, (4, 4)]),
+    Testcase("scatter_set_symbolic", lambda x, i, u: jnp.asarray(x).at[i].set(u), [("B", 4), _rows, (2, 4)]),
+    Testcase("scatter_set_constant_index", lambda x: jnp.asarray(x).at[0].set(1.0), [("B", 4)]),
+    Testcase("scatter_set_window", lambda x, i: jnp.asarray(x).at[i, 1:3].set(0.0), [(5, 4), np.array([4, 1, 6], np.int32)]),
+    Testcase("scatter_set_clip", lambda x, i, u: jnp.asarray(x).at[i].set(u, mode="clip"), [(5, 4), np.array([9, -7], np.int32), (2, 4)]),
+    Testcase("scatter_set_batched", _vmapped_row_set, [(3, 5), np.array([0, 4, 2], np.int32), (3,)]),
+])(_scatter)
+handler("scatter-add", onnx_ops=("ScatterND",), testcases=[
+    Testcase("scatter_add_columns", lambda x, i: jnp.asarray(x).at[:, i].add(1.0), [("B", 4), np.array([0, 3, 3, 5], np.int32)]),
+    Testcase("scatter_add_promise_drops", lambda x, i: jnp.asarray(x).at[i].add(1.0, mode="promise_in_bounds"), [(5, 2), np.array([1, 7, 4], np.int32)]),
+    Testcase("scatter_add_duplicates", lambda x, i, u: jnp.asarray(x).at[i].add(u), [(5, 4), np.array([0, 0, 2], np.int32), (3, 4)]),
+])(_scatter)
+handler("scatter-sub", onnx_ops=("Neg", "ScatterND"), testcases=[
+    Testcase("scatter_sub_rows", lambda x, i, u: jnp.asarray(x).at[i].subtract(u), [(5, 4), _rows, (2, 4)]),
+])(_scatter)
+handler("scatter-mul", onnx_ops=("ScatterND",), testcases=[
+    Testcase("scatter_mul_rows", lambda x, i, u: jnp.asarray(x).at[i].mul(u), [(5, 4), np.array([0, 2, 2, 8], np.int32), (4, 4)]),
+])(_scatter)
+handler("scatter-min", onnx_ops=("ScatterND",), testcases=[
+    Testcase("scatter_min_points", lambda x, i, j: jnp.asarray(x).at[i, j].min(0.0), [(5, 4), np.array([0, 2, 4], np.int32), np.array([1, 3, -1], np.int32)]),
+])(_scatter)
+handler("scatter-max", onnx_ops=("ScatterND",), testcases=[
+    Testcase("scatter_max_rows", lambda x, i, u: jnp.asarray(x).at[i].max(u), [("B", 4), np.array([1, 1], np.int32), (2, 4)]),
+])(_scatter)
