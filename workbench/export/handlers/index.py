@@ -21,6 +21,7 @@ without batch dimensions is a dynamic slice, e.g. ``x[..., 1:3]``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,10 +52,20 @@ def _clamp(ctx: LoweringContext, index: ir.Value, upper: ir.Value) -> ir.Value:
     return ctx.op("Max", ctx.op("Min", index, upper), ctx.i64(0))
 
 
-def _out_of_bounds(ctx: LoweringContext, index: ir.Value, clamped: ir.Value) -> ir.Value:
-    """Boolean over the batch shape: some component of the last axis was out of range."""
-    differs = ctx.op("Cast", ctx.op("Not", ctx.op("Equal", index, clamped)), to=ir.DataType.INT32)
-    return ctx.op("Cast", ctx.op("ReduceMax", differs, ctx.i64([-1]), keepdims=0), to=ir.DataType.BOOL)
+def _out_of_bounds(ctx: LoweringContext, index: ir.Value, clamped: ir.Value, index_length: int) -> ir.Value:
+    """Boolean over the batch shape: some component of the index vector (last axis) was out of range."""
+    differs = ctx.op("Not", ctx.op("Equal", index, clamped))
+    if index_length == 1:
+        return ctx.op("Squeeze", differs, ctx.i64([-1]))
+    count = ctx.op("ReduceMax", ctx.op("Cast", differs, to=ir.DataType.INT32), ctx.i64([-1]), keepdims=0)
+    return ctx.op("Cast", count, to=ir.DataType.BOOL)
+
+
+def _check_mode(mode: Any, what: str) -> GatherScatterMode:
+    parsed = GatherScatterMode.from_any(mode)
+    if parsed not in (GatherScatterMode.CLIP, GatherScatterMode.FILL_OR_DROP, GatherScatterMode.PROMISE_IN_BOUNDS):
+        raise ConversionError(f"{what} mode {parsed.name} is not supported; CLIP, FILL_OR_DROP and PROMISE_IN_BOUNDS are")
+    return parsed
 
 
 def _default_fill(dtype: Any) -> Any:
@@ -236,6 +247,15 @@ def _choose_gather(spec: _GatherSpec) -> Any:
     return _gather_general
 
 
+@functools.cache
+def _nnx_embed() -> Any:
+    """An nnx.Embed (vocabulary 10, features 4), built on first use so importing handlers stays cheap."""
+    from flax import nnx
+
+    with jax.ensure_compile_time_eval():  # concrete weights even when first called while tracing
+        return nnx.Embed(10, 4, rngs=nnx.Rngs(0))
+
+
 _x = ("B", 4)
 _idx = np.array([0, 2, 3, 1], np.int32)
 
@@ -253,6 +273,8 @@ _idx = np.array([0, 2, 3, 1], np.int32)
     Testcase("gather_take_int_fill", lambda x, i: jnp.take(x, i), [np.arange(6, dtype=np.int32), np.array([1, 8], np.int32)]),
     Testcase("gather_embedding", lambda w, i: jnp.take(w, i, axis=0), [(10, 4), np.array([[1, 9, 0], [3, 3, 2]], np.int32)]),
     Testcase("gather_embedding_symbolic", lambda w, i: jnp.take(w, i, axis=0), [(10, 4), jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], int_high=10),
+    Testcase("gather_nnx_embed_symbolic", lambda i: _nnx_embed()(i), [jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], int_high=12),
+    Testcase("gather_fill_window", lambda x, i: jnp.asarray(x).at[i, 1:3].get(mode="fill", fill_value=-1.0), [(5, 4), np.array([4, -1, 5, -6], np.int32)]),
     Testcase("gather_take_along_axis", lambda x, i: jnp.take_along_axis(x, i, axis=1), [(3, 4), np.array([[0, 3], [1, 1], [2, 0]], np.int32)], expect_ops=("GatherElements",)),
     Testcase("gather_take_along_axis_0", lambda x, i: jnp.take_along_axis(x, i, axis=0), [(3, 4), np.array([[0, 2, 1, 1]], np.int32)]),
     Testcase("gather_strided_slice", lambda x: x[1:, ::2], [("B", 5)]),
@@ -285,7 +307,7 @@ def _gather(
         start_indices_batching_dims=tuple(dnums.start_indices_batching_dims),
         slice_sizes=tuple(slice_sizes),
     )
-    mode = GatherScatterMode.from_any(mode)
+    mode = _check_mode(mode, "gather")
     raw = _as_i64(ctx, indices, indices_aval.dtype)
     upper = ctx.shape_value([spec.operand_shape[d] - spec.slice_sizes[d] for d in spec.start_index_map])
     starts = _clamp(ctx, raw, upper)
@@ -294,12 +316,10 @@ def _gather(
     if mode == GatherScatterMode.FILL_OR_DROP:
         dtype = ctx.aval_out.dtype
         fill = ctx.scalar(_default_fill(dtype) if fill_value is None else fill_value, dtype)
-        outside = _out_of_bounds(ctx, raw, starts)
+        outside = _out_of_bounds(ctx, raw, starts, len(spec.start_index_map))
         if spec.offset_dims:
             outside = ctx.op("Unsqueeze", outside, ctx.i64(list(spec.offset_dims)))
         result = ctx.op("Where", outside, fill, result)
-    elif mode not in (GatherScatterMode.CLIP, GatherScatterMode.PROMISE_IN_BOUNDS):
-        raise ConversionError(f"gather mode {mode} is not supported (CLIP, FILL_OR_DROP and PROMISE_IN_BOUNDS are)")
     return result
 
 
@@ -419,9 +439,9 @@ def _scatter(
 
     perm = leading + trailing
     data = transpose(ctx, operand, perm)
-    drop = GatherScatterMode.from_any(mode) != GatherScatterMode.CLIP
+    drop = _check_mode(mode, primitive) != GatherScatterMode.CLIP
     if drop:
-        valid = ctx.op("Not", _out_of_bounds(ctx, raw, starts))
+        valid = ctx.op("Not", _out_of_bounds(ctx, raw, starts, len(index_map)))
         n_window = sum(1 for w in windows if w.size is not None) if coords is not starts else 0
         valid = ctx.op("Unsqueeze", valid, ctx.i64(list(range(len(batch_shape), len(batch_shape) + n_window + 1))))
         slot = ctx.shape_value([operand_shape[leading[0]]] + [0] * (len(leading) - 1))
@@ -454,6 +474,7 @@ handler("scatter", onnx_ops=("ScatterND", "Pad", "Slice", "Where"), testcases=[
 ])(_scatter)
 handler("scatter-add", onnx_ops=("ScatterND",), testcases=[
     Testcase("scatter_add_columns", lambda x, i: jnp.asarray(x).at[:, i].add(1.0), [("B", 4), np.array([0, 3, 3, 5], np.int32)]),
+    Testcase("scatter_add_promise_drops", lambda x, i: jnp.asarray(x).at[i].add(1.0, mode="promise_in_bounds"), [(5, 2), np.array([1, 7, 4], np.int32)]),
     Testcase("scatter_add_duplicates", lambda x, i, u: jnp.asarray(x).at[i].add(u), [(5, 4), np.array([0, 0, 2], np.int32), (3, 4)]),
 ])(_scatter)
 handler("scatter-sub", onnx_ops=("Neg", "ScatterND"), testcases=[
