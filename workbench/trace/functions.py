@@ -23,6 +23,7 @@ import contextvars
 import functools
 import hashlib
 import inspect
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -158,6 +159,11 @@ def onnx_function(target: T | None = None, *, name: str | None = None) -> Any:
 
 
 # ----------------------------------------------------------------------------- lowering
+# Fingerprints of nested jaxprs, which JAX shares between calls (the jitted jnp helpers inside each
+# block): computed once per jaxpr object, forgotten with it.
+_FINGERPRINTS: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+
+
 def _param_key(value: Any) -> Any:
     """A hashable stand-in for an equation parameter, for the structural fingerprint."""
     from jax.extend import core as jex_core
@@ -170,10 +176,18 @@ def _param_key(value: Any) -> Any:
         return tuple(_param_key(v) for v in value)
     if isinstance(value, np.ndarray):
         return ("array", _consts_key([value]))
-    if callable(value) and not isinstance(value, type):
-        # JVP/VJP rules and similar callbacks: they do not change what the ONNX graph computes
-        return "callable"
-    return repr(value)
+    from jax._src import linear_util  # WrappedFun has no public alias
+
+    opaque = isinstance(value, linear_util.WrappedFun) or type(value).__eq__ is object.__eq__
+    if opaque or (callable(value) and not isinstance(value, type)):
+        # JVP/VJP rules, thunks and other objects compared by identity (linear_util.WrappedFun):
+        # differentiation machinery that does not change what the ONNX graph computes
+        return ("opaque", type(value).__name__)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value  # JAX requires equation parameters to be hashable; equal values compute the same
 
 
 def _consts_key(consts: Sequence[Any]) -> tuple[Any, ...]:
@@ -186,26 +200,31 @@ def _consts_key(consts: Sequence[Any]) -> tuple[Any, ...]:
 
 def jaxpr_fingerprint(jaxpr: Any) -> tuple[Any, ...]:
     """What a jaxpr computes, independent of variable names and source lines (linear in its size)."""
+    cached = _FINGERPRINTS.get(jaxpr)
+    if cached is not None:
+        return cached
     from jax._src import core as jax_core  # Literal has no public alias in jax.extend yet
 
     numbering: dict[Any, int] = {}
 
     def atom(value: Any) -> Any:
         if isinstance(value, jax_core.Literal):
-            return ("literal", repr(value.val), str(value.aval))
+            return ("literal", repr(value.val), value.aval)
         return numbering.setdefault(value, len(numbering))
 
-    header = tuple((atom(v), str(v.aval)) for v in [*jaxpr.constvars, *jaxpr.invars])
+    header = tuple((atom(v), v.aval) for v in [*jaxpr.constvars, *jaxpr.invars])
     body = tuple(
         (
             eqn.primitive.name,
             tuple(atom(v) for v in eqn.invars),
-            tuple(sorted((k, _param_key(v)) for k, v in eqn.params.items())),
-            tuple((atom(v), str(v.aval)) for v in eqn.outvars),
+            tuple((k, _param_key(v)) for k, v in sorted(eqn.params.items())),
+            tuple((atom(v), v.aval) for v in eqn.outvars),
         )
         for eqn in jaxpr.eqns
     )
-    return (header, body, tuple(atom(v) for v in jaxpr.outvars))
+    fingerprint = (header, body, tuple(atom(v) for v in jaxpr.outvars))
+    _FINGERPRINTS[jaxpr] = fingerprint
+    return fingerprint
 
 
 def lower_onnx_function(
