@@ -5,12 +5,16 @@ wheels do not ship the data files). Every case not listed in
 ``tests/conformance_expected_failures.py`` must pass; every listed case must
 still fail (so the list stays honest). The pass count is measured against the
 suite's own total.
+
+The run takes several minutes (1,884 cases, each generated, compiled and run
+eagerly), so it is opt-in: ``WORKBENCH_CONFORMANCE=1 pytest tests/test_onnx_conformance.py -n 2``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 
 import pytest
 
@@ -18,6 +22,10 @@ from tests.conformance_cases import collect_cases, run_case
 from tests.conformance_expected_failures import EXPECTED_FAILURES
 
 TARGET = 0.90
+ENABLED = os.environ.get("WORKBENCH_CONFORMANCE") == "1"
+pytestmark = pytest.mark.skipif(
+    not ENABLED, reason="the full ONNX node suite takes minutes; set WORKBENCH_CONFORMANCE=1 to run it"
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -32,7 +40,7 @@ def expected_failure_reason(name: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", sorted(_cases()))
+@pytest.mark.parametrize("name", sorted(_cases()) if ENABLED else ["(suite not collected)"])
 def test_node_case(name):
     result = run_case(_cases()[name])
     reason = expected_failure_reason(name)
