@@ -35,6 +35,9 @@ class Conversion:
     origins: dict[str, tuple[str, str, str]]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
+    # ``origins`` that the divergence locator uses to find each value's JAX counterpart
+    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -142,6 +145,7 @@ def convert(
         model=model_proto,
         traced=traced,
         origins=state.origins,
+        origin_vars=state.origin_vars,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
     )
@@ -165,6 +169,8 @@ def _name_outputs(
             value = builder.op("Identity", value)
         seen.add(id(value))
         builder.state.origins[name] = builder.state.origins.pop(value.name, ("", "", ""))
+        if value.name in builder.state.origin_vars:
+            builder.state.origin_vars[name] = builder.state.origin_vars.pop(value.name)
         value.name = name
         builder.set_type(value, aval)
         final.append(value)

@@ -56,6 +56,11 @@ class ModelState:
     functions: dict[tuple[Any, ...], ir.Function] = field(default_factory=dict)
     # ONNX value name → (jaxpr variable as text, primitive, source location text)
     origins: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # ONNX value name → (path of equation indices to the enclosing jaxpr, jaxpr Var object): a key that
+    # is unique even when one nested jaxpr (and so one Var) is inlined at several call sites
+    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    # equation indices from the top-level jaxpr down to the equation being lowered
+    eqn_path: list[int] = field(default_factory=list)
 
     def fresh(self, hint: str) -> str:
         base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
@@ -314,6 +319,18 @@ class _DimOperand:
 
     def __rfloordiv__(self, other: Any) -> _DimOperand:
         return self._binary("Div", self._lift(other), self.value)
+
+    def __divmod__(self, other: Any) -> tuple[_DimOperand, _DimOperand]:
+        return self._floor_divmod(self.value, self._lift(other))
+
+    def __rdivmod__(self, other: Any) -> tuple[_DimOperand, _DimOperand]:
+        return self._floor_divmod(self._lift(other), self.value)
+
+    def _floor_divmod(self, left: ir.Value, right: ir.Value) -> tuple[_DimOperand, _DimOperand]:
+        """Python floor semantics, which JAX's evaluator uses (expressions like floordiv(-H, 2) are negative):
+        integer Mod with fmod=0 takes the divisor's sign, so (left - mod) / right is exact."""
+        remainder = self._binary("Mod", left, right)
+        return self._binary("Div", self._binary("Sub", left, remainder.value).value, right), remainder
 
     def __mod__(self, other: Any) -> _DimOperand:
         return self._binary("Mod", self.value, self._lift(other))

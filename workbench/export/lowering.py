@@ -129,8 +129,13 @@ def lower_jaxpr(
         )
     env.update(zip(jaxpr.constvars, consts, strict=True))
     env.update(zip(jaxpr.invars, args, strict=True))
-    for eqn in jaxpr.eqns:
-        _lower_eqn(builder, env, eqn)
+    path = builder.state.eqn_path
+    for index, eqn in enumerate(jaxpr.eqns):
+        path.append(index)
+        try:
+            _lower_eqn(builder, env, eqn)
+        finally:
+            path.pop()
     return [_read(builder, env, atom) for atom in jaxpr.outvars]
 
 
@@ -172,6 +177,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         if id(value) in new_outputs:
             builder.set_type(value, var.aval)
             builder.state.origins[value.name] = (str(var), name, origin_location)
+            builder.state.origin_vars[value.name] = (tuple(builder.state.eqn_path[:-1]), var)
             producer = value.producer()
             if producer is not None and location is not None and not producer.doc_string:
                 producer.doc_string = f"{name} at {location}"

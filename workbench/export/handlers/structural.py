@@ -48,9 +48,8 @@ _custom_vjp_fn.defvjp(lambda x: (_custom_vjp_fn(x), x), lambda residual, g: (g,)
 def _jit(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, name: str, **params: Any) -> Any:
     """Inline the jitted body, or emit a call of an ONNX local function for @wb.onnx_function."""
     del params  # shardings, donation, inline, keep_unused, compiler options: XLA-only
-    function_name = function_name_from_marker(name)
-    if function_name is not None:
-        return lower_onnx_function(ctx, function_name, jaxpr, list(operands))
+    if function_name_from_marker(name) is not None:
+        return lower_onnx_function(ctx, name, jaxpr, list(operands))
     return ctx.lower_inline(jaxpr, operands)
 
 

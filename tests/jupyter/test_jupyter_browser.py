@@ -1,0 +1,241 @@
+"""In a real browser (Debian's chromium, driven by Playwright): the viewer renders graph nodes with
+shape labels and no update/consent modal, through the kernel-side server and in JupyterLab running
+``%%to_onnx`` in a notebook (through the server extension).
+
+Netron replaces ``window.eval``, so Playwright's ``evaluate`` and locators fail inside the viewer;
+the tests read the frame's HTML with ``content()`` instead. Screenshots go to ``test-output/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import pytest
+
+import workbench as wb
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]  # fmt: skip
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT = REPO / "test-output"
+MODAL_TEXTS = ("Please update", "uses cookies", "Accept")
+
+if not CHROMIUM.exists():
+    pytest.skip("needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def _wait_for_graph(frame_or_page: object, timeout: float = 60) -> str:
+    """The viewer's HTML once Netron drew the graph (an SVG with node text), read without evaluate."""
+    deadline = time.monotonic() + timeout
+    html = ""
+    while time.monotonic() < deadline:
+        html = frame_or_page.content()
+        if "<svg" in html and html.count("<text") >= 5 and "B×10" in html:
+            return html
+        time.sleep(0.25)
+    raise AssertionError(f"Netron did not draw the graph in {timeout}s; last HTML:\n{html[-3000:]}")
+
+
+def _assert_graph(html: str, shapes: tuple[str, ...], ops: tuple[str, ...]) -> None:
+    for shape in shapes:
+        assert shape in html, f"shape label {shape} missing"
+    for op in ops:
+        assert f">{op}<" in html, f"node {op} missing"
+    for text in MODAL_TEXTS:
+        assert text not in html, f"a Netron dialog is showing ({text!r})"
+
+
+def test_viewer_renders_mlp_with_shapes_and_no_modal(browser, mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
+    handle = wb.view(mlp_model)
+    page = browser.new_page(viewport={"width": 900, "height": 650})
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(handle.url)
+    html = _wait_for_graph(page)
+    _assert_graph(html, ("B×30", "B×20", "B×10"), ("Gemm", "Gelu"))
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "viewer_kernel_server.png"))
+    page.close()
+    assert all(url.startswith("http://127.0.0.1:") for url in requests), "the viewer reached outside the machine"
+
+
+# --- JupyterLab, a notebook running %%to_onnx -------------------------------------------------
+
+NOTEBOOK_CELLS = [
+    "%load_ext workbench",
+    """\
+%%to_onnx -i B,30 --out mlp.onnx
+import jax, jax.numpy as jnp, numpy as np
+rng = np.random.default_rng(0)
+w1 = jnp.asarray(rng.standard_normal((30, 20)), jnp.float32)
+w2 = jnp.asarray(rng.standard_normal((20, 10)), jnp.float32)
+
+def mlp(x):
+    return jax.nn.relu(x @ w1) @ w2""",
+]
+
+
+def _notebook(cells: list[str]) -> dict:
+    return {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {}, "outputs": [], "source": src}
+            for i, src in enumerate(cells)
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _is_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    root = tmp_path_factory.mktemp("lab")
+    config_d = root / "config" / "jupyter_server_config.d"
+    config_d.mkdir(parents=True)
+    shutil.copy(REPO / "extensions" / "jupyter_server_config.d" / "workbench.json", config_d)
+    (root / "work").mkdir()
+    (root / "work" / "mlp.ipynb").write_text(json.dumps(_notebook(NOTEBOOK_CELLS)))
+    # no "get notified about Jupyter news?" toast over the screenshot
+    notification = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false"}))
+    token = secrets.token_hex(16)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(root / "config"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+        "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
+    }
+    for name in ("WORKBENCH_VIEWER_BASE_URL", "WORKBENCH_VIEWER_STORE"):
+        env.pop(name, None)
+    command = [
+        sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+        "--no-browser", "--allow-root", f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root / 'work'}", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    log_path = root / "lab.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        origin = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while not _is_up(f"{origin}/api/status?token={token}"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not start:\n{log_path.read_text()}")
+                time.sleep(0.5)
+            yield origin, token, root / "work"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_jupyterlab_notebook_runs_to_onnx_and_shows_the_graph(browser, jupyterlab) -> None:
+    origin, token, work = jupyterlab
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    page = browser.new_page(viewport={"width": 1100, "height": 960})
+    page.goto(f"{origin}/lab/tree/mlp.ipynb?token={token}")
+    page.locator(".jp-Notebook").wait_for(timeout=90_000)
+    _wait_for_idle_kernel(origin, token)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    select_kernel = page.locator(".jp-Dialog button", has_text="Select")
+    try:  # JupyterLab asks for a kernel when none is running yet
+        select_kernel.wait_for(timeout=15_000)
+        select_kernel.click()
+    except PlaywrightTimeoutError:
+        pass
+
+    iframe = page.locator("iframe[title='ONNX graph viewer']")
+    try:
+        iframe.wait_for(timeout=120_000)
+    except Exception:
+        OUTPUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "jupyterlab_failure.png"))
+        raise
+    src = iframe.get_attribute("src")
+    assert src.startswith("/workbench/viewer/index.html?model="), src  # same origin, through the extension
+    frame = next(f for f in _frames_until(page, "workbench/viewer"))
+    html = _wait_for_graph(frame)
+    _assert_graph(html, ("B×30", "B×20", "B×10"), ("MatMul",))
+    header = page.locator(".jp-OutputArea-output").filter(has_text="mlp → ONNX").first.inner_text()
+    assert re.search(r"mlp → ONNX: \d+ nodes, [\d,]+ parameters", header)
+    assert onnx.load(work / "mlp.onnx").graph.node  # --out wrote the file next to the notebook
+
+    iframe.scroll_into_view_if_needed()
+    OUTPUT.mkdir(exist_ok=True)
+    shot = OUTPUT / "to_onnx_jupyterlab.png"
+    page.screenshot(path=str(shot))
+    images = REPO / "docs" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, images / "to_onnx_jupyterlab.png")
+    page.close()
+
+
+def _wait_for_idle_kernel(origin: str, token: str, timeout: float = 120) -> None:
+    """Wait until the notebook's kernel is started and idle (asked through the REST API)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{origin}/api/kernels?token={token}", timeout=5) as response:
+            kernels = json.loads(response.read())
+        if kernels and all(k["execution_state"] == "idle" for k in kernels):
+            time.sleep(1)  # let the page's websocket settle on the kernel too
+            return
+        time.sleep(0.5)
+    raise AssertionError("the notebook's kernel did not become idle")
+
+
+def _frames_until(page: object, url_part: str, timeout: float = 60) -> Iterator[object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            if url_part in frame.url:
+                yield frame
+                return
+        time.sleep(0.25)
+    raise AssertionError(f"no frame with {url_part!r} in its URL; frames: {[f.url for f in page.frames]}")

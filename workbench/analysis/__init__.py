@@ -1,0 +1,1 @@
+"""Analysis of a conversion: compatibility report, numeric parity, divergence locator, figures."""

@@ -1,0 +1,82 @@
+"""Comparing an onnxruntime array with its JAX counterpart: errors, tolerances, verdict.
+
+Tolerances default by dtype (a float16 model cannot be held to float32 accuracy; integers and
+booleans must match exactly). An element matches when ``|onnx - jax| <= atol + rtol * |jax|``
+(NumPy's ``allclose`` rule); NaN matches NaN at the same place, infinities must be equal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# dtype name → (rtol, atol); chosen for single runs of typical layers, not bit-exactness
+_DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-7, 1e-9),
+    "float32": (1e-4, 1e-5),
+    "float16": (1e-2, 1e-3),
+    "bfloat16": (2e-2, 1e-2),
+}
+_FLOAT8_TOLERANCES = (1.25e-1, 1e-1)
+
+
+def default_tolerances(dtype: np.dtype) -> tuple[float, float]:
+    """(rtol, atol) for comparing values of ``dtype``; (0, 0) for integers and booleans."""
+    dtype = np.dtype(dtype)
+    if dtype.name in _DEFAULT_TOLERANCES:
+        return _DEFAULT_TOLERANCES[dtype.name]
+    if dtype.name.startswith("float8"):
+        return _FLOAT8_TOLERANCES
+    if np.issubdtype(dtype, np.complexfloating):
+        return _DEFAULT_TOLERANCES["float64" if dtype.itemsize == 16 else "float32"]
+    return (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How far one ONNX array is from the JAX array it should equal."""
+
+    max_abs_error: float
+    max_rel_error: float
+    mismatch_fraction: float
+    rtol: float
+    atol: float
+    problem: str = ""  # "shape", "dtype" or "" when the arrays are comparable
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem and self.mismatch_fraction == 0.0
+
+
+def compare_arrays(onnx_value: np.ndarray, jax_value: np.ndarray, rtol: float, atol: float) -> Comparison:
+    """Errors of ``onnx_value`` against ``jax_value`` (the reference)."""
+    got, want = np.asarray(onnx_value), np.asarray(jax_value)
+    if got.shape != want.shape:
+        return Comparison(math.inf, math.inf, 1.0, rtol, atol, problem="shape")
+    if got.dtype != want.dtype:
+        problem = "dtype"
+    else:
+        problem = ""
+    if got.size == 0:
+        return Comparison(0.0, 0.0, 0.0, rtol, atol, problem)
+    if want.dtype == np.dtype(bool) or got.dtype == np.dtype(bool):
+        mismatched = got.astype(bool) != want.astype(bool)
+        fraction = float(mismatched.mean())
+        return Comparison(float(mismatched.any()), float(mismatched.any()), fraction, rtol, atol, problem)
+    got64 = got.astype(np.complex128 if np.iscomplexobj(got) else np.float64)
+    want64 = want.astype(np.complex128 if np.iscomplexobj(want) else np.float64)
+    both_nan = np.isnan(got64) & np.isnan(want64)
+    same_inf = np.isinf(want64) & (got64 == want64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(got64 - want64)
+        diff = np.where(both_nan | same_inf, 0.0, diff)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        scale = np.abs(want64)
+        rel = np.where(diff == 0, 0.0, diff / np.maximum(scale, np.finfo(np.float64).tiny))
+        mismatched = diff > atol + rtol * np.where(np.isinf(scale), 0.0, scale)
+    return Comparison(float(diff.max()), float(rel.max()), float(mismatched.mean()), rtol, atol, problem)
+
+
+__all__ = ["Comparison", "compare_arrays", "default_tolerances"]

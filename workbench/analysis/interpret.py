@@ -1,0 +1,127 @@
+"""Evaluate a jaxpr equation by equation and keep every intermediate value.
+
+The divergence locator needs the JAX value of every jaxpr variable that became an ONNX value.
+Call-like primitives the converter inlines (``jit``, ``custom_jvp_call``, ``custom_vjp_call``,
+``remat2``) are entered here too, so their inner variables are recorded under the same key
+the converter uses: (equation-index path of the enclosing jaxpr, Var).
+
+Jaxprs traced with symbolic dimensions carry those dimensions in equation parameters
+(``broadcast_in_dim[shape=(B, 4)]``); they are replaced by the sizes of the concrete inputs
+before each equation is bound. An equation that holds a nested symbolic jaxpr of its own
+(``scan``, ``while``, ``cond``) is evaluated through ``jax.export``, which handles the
+symbolic shapes for us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax._src import core as jax_core  # DropVar and Literal have no public alias in jax.extend yet
+from jax.extend import core as jex_core
+
+from workbench.errors import WorkbenchError
+from workbench.export.lowering import sub_jaxprs
+from workbench.trace.source import eqn_location
+
+# call-like primitive → the parameter holding the body the converter inlines
+CALL_BODIES: dict[str, str] = {"jit": "jaxpr", "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr", "remat2": "jaxpr"}
+
+ValueKey = tuple[tuple[int, ...], Any]
+
+
+def symbol_env(jaxpr: Any, args: Sequence[Any]) -> dict[str, int]:
+    """Sizes of the bare symbolic dimensions of the jaxpr's inputs, read off the concrete arguments."""
+    env: dict[str, int] = {}
+    for var, arg in zip(jaxpr.invars, args, strict=True):
+        for dim, size in zip(var.aval.shape, np.shape(arg), strict=True):
+            if jax.export.is_symbolic_dim(dim) and str(dim).isidentifier():
+                env[str(dim)] = int(size)
+    return env
+
+
+def _concrete(value: Any, env: Mapping[str, int]) -> Any:
+    if jax.export.is_symbolic_dim(value):
+        return int(value._evaluate(dict(env)))  # noqa: SLF001 - JAX's own evaluator of dimension expressions
+    if isinstance(value, tuple) and not hasattr(type(value), "_fields"):
+        return tuple(_concrete(v, env) for v in value)
+    if isinstance(value, list):
+        return [_concrete(v, env) for v in value]
+    return value
+
+
+def _is_symbolic_aval(aval: Any) -> bool:
+    return any(jax.export.is_symbolic_dim(d) for d in getattr(aval, "shape", ()))
+
+
+def _bind(eqn: Any, invals: list[Any], env: Mapping[str, int]) -> Any:
+    params = eqn.params
+    symbolic = env and any(_is_symbolic_aval(a.aval) for a in (*eqn.invars, *eqn.outvars))
+    if symbolic and any(True for _ in sub_jaxprs(eqn)):
+        return _bind_via_export(eqn, invals)
+    if symbolic:
+        params = {key: _concrete(value, env) for key, value in params.items()}
+    return eqn.primitive.bind(*invals, **params)
+
+
+def _bind_via_export(eqn: Any, invals: list[Any]) -> Any:
+    def apply(*operands: Any) -> Any:
+        return eqn.primitive.bind(*operands, **eqn.params)
+
+    avals = [jax.ShapeDtypeStruct(atom.aval.shape, atom.aval.dtype) for atom in eqn.invars]
+    exported = jax.export.export(jax.jit(apply))(*avals)
+    return exported.call(*invals)
+
+
+def record_values(closed_jaxpr: Any, args: Sequence[Any]) -> dict[ValueKey, Any]:
+    """Run ``closed_jaxpr`` on ``args``; returns every variable's value keyed like Conversion.origin_vars."""
+    env = symbol_env(closed_jaxpr.jaxpr, args)
+    values: dict[ValueKey, Any] = {}
+
+    def run(jaxpr: Any, consts: Sequence[Any], inputs: Sequence[Any], path: tuple[int, ...]) -> list[Any]:
+        local: dict[Any, Any] = {}
+
+        def read(atom: Any) -> Any:
+            return atom.val if isinstance(atom, jax_core.Literal) else local[atom]
+
+        local.update(zip(jaxpr.constvars, consts, strict=True))
+        local.update(zip(jaxpr.invars, inputs, strict=True))
+        for index, eqn in enumerate(jaxpr.eqns):
+            invals = [read(atom) for atom in eqn.invars]
+            body_param = CALL_BODIES.get(eqn.primitive.name)
+            try:
+                if body_param is not None:
+                    body = eqn.params[body_param]
+                    if isinstance(body, jex_core.ClosedJaxpr):
+                        outs = run(body.jaxpr, body.consts, invals, (*path, index))
+                    else:
+                        outs = run(body, [], invals, (*path, index))
+                else:
+                    outs = _bind(eqn, invals, env)
+                    if not eqn.primitive.multiple_results:
+                        outs = [outs]
+            except WorkbenchError:
+                raise
+            except Exception as error:  # a primitive that fails here would fail in the function too
+                location = eqn_location(eqn)
+                where = f" at {location}" if location else ""
+                raise WorkbenchError(
+                    f"evaluating {eqn.primitive.name}{where} in JAX failed: {type(error).__name__}: {error}"
+                ) from error
+            for var, out in zip(eqn.outvars, outs, strict=True):
+                if isinstance(var, jax_core.DropVar):
+                    continue
+                local[var] = out
+                values[(path, var)] = out
+        return [read(atom) for atom in jaxpr.outvars]
+
+    outputs = run(closed_jaxpr.jaxpr, closed_jaxpr.consts, list(args), ())
+    for var, out in zip(closed_jaxpr.jaxpr.outvars, outputs, strict=True):
+        if not isinstance(var, jax_core.Literal):
+            values.setdefault(((), var), out)
+    return values
+
+
+__all__ = ["CALL_BODIES", "record_values", "symbol_env"]

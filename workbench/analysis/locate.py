@@ -1,0 +1,416 @@
+"""The divergence locator: find the first ONNX node whose value drifts from JAX.
+
+One onnxruntime run of a copy of the model in which every intermediate value that came from a
+jaxpr variable is also a graph output, one equation-by-equation evaluation of the jaxpr that
+records every variable, and a comparison of the two in topological order. No per-node re-runs.
+
+A node *diverges* when one of its outputs is further from JAX than the tolerance, and it is the
+*first divergent* node when every value it reads (following handler-internal values, which have
+no JAX counterpart, back to ones that do) was still within tolerance. Errors are judged against
+the tensor's scale (``|onnx - jax| <= atol + rtol * max|jax|``) so that float cancellation deep
+inside a network is not mistaken for divergence.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from jax.extend import core as jex_core
+
+from workbench.analysis.compare import compare_arrays, default_tolerances
+from workbench.analysis.interpret import CALL_BODIES, record_values
+from workbench.analysis.runtime import make_session, model_opset, model_specs, run_session
+from workbench.analysis.subject import Subject, prepare
+from workbench.errors import WorkbenchError
+from workbench.trace.source import eqn_location
+
+# a re-export must reproduce at least this share of the model's value names, or it is another model
+MIN_NAME_MATCH = 0.5
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One ONNX node of the main graph, in topological order, with its error against JAX."""
+
+    index: int
+    node: str
+    op_type: str
+    outputs: tuple[str, ...]
+    primitive: str
+    location: str
+    compared: bool  # at least one output has a JAX counterpart
+    max_abs_error: float
+    max_rel_error: float
+    tolerance: float
+    ok: bool  # within tolerance (True when nothing was compared)
+    inputs_ok: bool  # every value it reads was within tolerance
+
+
+@dataclass
+class DivergenceReport:
+    """Node-by-node errors of an ONNX model against its JAX function on one input sample."""
+
+    nodes: list[NodeResult]
+    first_divergent: NodeResult | None
+    suspects: list[str]  # the handler-internal nodes feeding the first divergent one
+    changed_initializers: list[str]  # initializers whose values differ from the function's weights
+    model_source: str
+    function: str
+    inputs: list[np.ndarray] = field(repr=False)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_divergent is None and all(n.ok for n in self.nodes)
+
+    @property
+    def divergent(self) -> list[NodeResult]:
+        """Every node whose error exceeds tolerance while its inputs were within it (root causes)."""
+        return [n for n in self.nodes if not n.ok and n.inputs_ok]
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "index": n.index,
+                    "node": n.node,
+                    "op": n.op_type,
+                    "primitive": n.primitive,
+                    "location": n.location,
+                    "compared": n.compared,
+                    "max_abs_error": n.max_abs_error,
+                    "max_rel_error": n.max_rel_error,
+                    "tolerance": n.tolerance,
+                    "ok": n.ok,
+                    "first_divergent": self.first_divergent is not None and n.index == self.first_divergent.index,
+                }
+                for n in self.nodes
+            ]
+        )
+
+    def figure(self) -> Any:
+        """Plotly figure: error of each compared node along the topological order, first divergent marked."""
+        from workbench.analysis.plots import divergence_figure
+
+        return divergence_figure(self)
+
+    def summary(self) -> str:
+        compared = sum(n.compared for n in self.nodes)
+        head = f"Divergence locator: {self.model_source} vs {self.function}, {compared} of {len(self.nodes)} nodes compared"
+        if self.first_divergent is None:
+            return head + "; no node diverges."
+        node = self.first_divergent
+        where = f" at {node.location}" if node.location else ""
+        return (
+            f"{head}; first divergent node {node.node!r} ({node.op_type} from {node.primitive or '?'}{where}): "
+            f"max abs error {node.max_abs_error:.3g} > tolerance {node.tolerance:.3g}"
+        )
+
+    def __repr__(self) -> str:
+        lines = [self.summary()]
+        if self.suspects:
+            lines.append(f"  handler-internal nodes feeding it (no JAX counterpart): {', '.join(self.suspects)}")
+        if self.changed_initializers:
+            lines.append(f"  initializers differing from the function's weights: {', '.join(self.changed_initializers)}")
+        shown = [n for n in self.nodes if n.compared]
+        if self.first_divergent is not None:
+            start = max(0, next(i for i, n in enumerate(shown) if n.index == self.first_divergent.index) - 3)
+            shown = shown[start : start + 8]
+        else:
+            shown = sorted(shown, key=lambda n: -n.max_abs_error)[:8]
+        for n in shown:
+            mark = "  <-- first divergent" if self.first_divergent is not None and n.index == self.first_divergent.index else ""
+            lines.append(
+                f"  #{n.index:<4} {n.node:<24} {n.op_type:<12} {n.primitive:<18} abs {n.max_abs_error:9.3g}  "
+                f"tol {n.tolerance:9.3g}  {'ok' if n.ok else 'DIVERGES'}{mark}"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        color = "#2e7d32" if self.first_divergent is None else "#c62828"
+        frame = self.to_pandas()
+        frame = frame[frame["compared"]]
+
+        def highlight(row: Any) -> list[str]:
+            return ["background-color:#ffcdd2" if row["first_divergent"] else "" for _ in row]
+
+        table = frame.style.apply(highlight, axis=1).format(precision=3).hide(axis="index").to_html()
+        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{table}</div>'
+
+
+def locate_divergence(
+    fn: Any,
+    model: onnx.ModelProto | str | os.PathLike[str],
+    inputs: Sequence[Any] | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    optimize: bool = False,
+    sizes: Mapping[str, int] | None = None,
+) -> DivergenceReport:
+    """Find the first node of ``model`` (exported from ``fn``) whose value drifts from JAX.
+
+    ``model`` must come from ``wb.to_onnx(fn, ...)`` (possibly edited since): the function is
+    converted again with the model's input types to learn which jaxpr variable each ONNX value
+    came from. ``inputs`` are concrete arrays, specs, or ``None`` (generated as for ``wb.parity``).
+    onnxruntime runs with graph optimisations off by default so every node runs as written.
+    """
+    subject = prepare(fn, model, inputs)
+    flat_inputs, chosen = subject.samples(1, seed, sizes)[0]
+    return locate_on_subject(subject, flat_inputs, chosen, rtol=rtol, atol=atol, optimize=optimize)
+
+
+def locate_on_subject(
+    subject: Subject,
+    flat_inputs: Sequence[np.ndarray],
+    sizes: Mapping[str, int],
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    optimize: bool = False,
+) -> DivergenceReport:
+    """The locator on an already prepared function/model pair and one sample."""
+    import time
+
+    from workbench.export.api import convert
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    proto = subject.loaded.proto
+    conversion = convert(
+        subject.fn,
+        _specs_for_reconversion(subject),
+        opset=model_opset(proto),
+        input_names=subject.input_names,
+        output_names=subject.output_names,
+        enable_double_precision=subject.x64,
+    )
+    timings["convert"] = time.perf_counter() - start
+    origins = conversion.origin_vars
+    node_outputs = [o for node in proto.graph.node for o in node.output if o]
+    matched = [name for name in node_outputs if name in origins]
+    if len(matched) < MIN_NAME_MATCH * len([n for n in origins if n in set(_all_node_outputs(conversion.model))]):
+        raise WorkbenchError(
+            f"model {subject.loaded.source} does not look like an export of {subject.name} with these input types: "
+            f"only {len(matched)} of its {len(node_outputs)} values carry the names a fresh export gives. The locator "
+            "needs a model produced by wb.to_onnx(fn, ...) (edits of single nodes are fine)."
+        )
+
+    step = time.perf_counter()
+    normalized = conversion.traced.callable
+    with subject.x64_context():
+        args = [*normalized.params, *flat_inputs]
+        values = record_values(conversion.traced.closed_jaxpr, args)
+    timings["jax"] = time.perf_counter() - step
+
+    step = time.perf_counter()
+    exposed = _expose(proto, matched)
+    session = make_session(exposed, subject.loaded.source, optimize=optimize)
+    output_names = [o.name for o in exposed.graph.output]
+    got = run_session(session, subject.loaded.source, dict(zip(subject.input_names, flat_inputs, strict=True)), output_names)
+    onnx_values = dict(zip(output_names, got, strict=True))
+    timings["onnxruntime"] = time.perf_counter() - step
+
+    step = time.perf_counter()
+    report = _analyse(proto, conversion, values, onnx_values, rtol, atol)
+    report.model_source = subject.loaded.source
+    report.function = subject.name
+    report.inputs = list(flat_inputs)
+    report.changed_initializers = _changed_initializers(proto, conversion.model)
+    timings["compare"] = time.perf_counter() - step
+    report.seconds = timings
+    return report
+
+
+def _specs_for_reconversion(subject: Subject) -> list[Any]:
+    """The model's own input types (with its symbolic dim names), so the re-export reproduces its names."""
+    try:
+        specs = model_specs(subject.loaded)
+    except WorkbenchError:
+        specs = subject.traced.specs.flat()
+    import jax
+
+    treedef = jax.tree_util.tree_structure(list(subject.traced.specs.args))
+    return jax.tree_util.tree_unflatten(treedef, specs)
+
+
+def _all_node_outputs(model: onnx.ModelProto) -> list[str]:
+    return [o for node in model.graph.node for o in node.output if o]
+
+
+def _expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph outputs also list ``names`` (types from value_info)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    present = {o.name for o in graph.output}
+    typed = {v.name: v for v in graph.value_info}
+    for name in names:
+        if name in present:
+            continue
+        info = typed.get(name)
+        if info is None:
+            info = onnx.helper.make_empty_tensor_value_info(name)
+        graph.output.append(info)
+        present.add(name)
+    return copy
+
+
+def _changed_initializers(model: onnx.ModelProto, fresh: onnx.ModelProto) -> list[str]:
+    from onnx import numpy_helper
+
+    reference = {t.name: t for t in fresh.graph.initializer}
+    changed = []
+    for tensor in model.graph.initializer:
+        twin = reference.get(tensor.name)
+        if twin is None or twin.data_location == onnx.TensorProto.EXTERNAL or tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        if tuple(twin.dims) != tuple(tensor.dims) or twin.data_type != tensor.data_type:
+            changed.append(tensor.name)
+            continue
+        a, b = numpy_helper.to_array(tensor), numpy_helper.to_array(twin)
+        if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
+            changed.append(tensor.name)
+    return changed
+
+
+def _analyse(
+    model: onnx.ModelProto,
+    conversion: Any,
+    values: Mapping[Any, Any],
+    onnx_values: Mapping[str, np.ndarray],
+    rtol: float | None,
+    atol: float | None,
+) -> DivergenceReport:
+    origins = conversion.origins
+    origin_vars = conversion.origin_vars
+    value_ok: dict[str, bool] = {}  # compared values only
+    producer: dict[str, int] = {}
+    results: list[NodeResult] = []
+    for index, node in enumerate(model.graph.node):
+        worst_abs = worst_rel = 0.0
+        worst_tol = math.nan
+        compared = False
+        ok = True
+        primitive, location = "", ""
+        for output in node.output:
+            producer[output] = index
+            key = origin_vars.get(output)
+            if key is None or key not in values or output not in onnx_values:
+                continue
+            jax_value = np.asarray(values[key])
+            onnx_value = onnx_values[output]
+            default_rtol, default_atol = default_tolerances(jax_value.dtype)
+            use_rtol = default_rtol if rtol is None else rtol
+            use_atol = default_atol if atol is None else atol
+            scale = _finite_max_abs(jax_value)
+            tolerance = use_atol + use_rtol * scale
+            comparison = compare_arrays(onnx_value, jax_value, 0.0, tolerance)
+            compared = True
+            value_ok[output] = comparison.ok
+            ok = ok and comparison.ok
+            if math.isnan(worst_tol) or comparison.max_abs_error >= worst_abs:
+                worst_tol = tolerance
+            worst_abs = max(worst_abs, comparison.max_abs_error)
+            worst_rel = max(worst_rel, comparison.max_rel_error)
+            _, primitive, location = origins.get(output, ("", "", ""))
+            if not location:
+                location = _call_site_location(conversion.traced.closed_jaxpr.jaxpr, key[0])
+        if not primitive and node.doc_string:
+            primitive, _, location = node.doc_string.partition(" at ")
+        results.append(
+            NodeResult(
+                index=index,
+                node=node.name or f"#{index}",
+                op_type=node.op_type,
+                outputs=tuple(node.output),
+                primitive=primitive,
+                location=location,
+                compared=compared,
+                max_abs_error=worst_abs if compared else math.nan,
+                max_rel_error=worst_rel if compared else math.nan,
+                tolerance=worst_tol,
+                ok=ok,
+                inputs_ok=True,
+            )
+        )
+    # inputs_ok: follow values without a JAX counterpart back to ones that have one
+    upstream_ok: dict[str, bool] = {}
+    upstream_nodes: dict[str, set[int]] = {}
+
+    def resolve(name: str) -> tuple[bool, set[int]]:
+        if name in value_ok:
+            return value_ok[name], set()
+        if name in upstream_ok:
+            return upstream_ok[name], upstream_nodes[name]
+        index = producer.get(name)
+        if index is None:  # graph input or initializer
+            upstream_ok[name], upstream_nodes[name] = True, set()
+            return True, set()
+        status, nodes = _node_inputs(index)
+        upstream_ok[name], upstream_nodes[name] = status, nodes | {index}
+        return status, upstream_nodes[name]
+
+    def _node_inputs(index: int) -> tuple[bool, set[int]]:
+        status, nodes = True, set()
+        for name in model.graph.node[index].input:
+            if name:
+                input_ok, feeding = resolve(name)
+                status = status and input_ok
+                nodes |= feeding
+        return status, nodes
+
+    final: list[NodeResult] = []
+    first: NodeResult | None = None
+    suspects: list[str] = []
+    for result in results:
+        inputs_ok, feeding = _node_inputs(result.index)
+        updated = NodeResult(**{**result.__dict__, "inputs_ok": inputs_ok})
+        final.append(updated)
+        if first is None and not updated.ok and inputs_ok:
+            first = updated
+            suspects = [model.graph.node[i].name or f"#{i}" for i in sorted(feeding)]
+    return DivergenceReport(
+        nodes=final,
+        first_divergent=first,
+        suspects=suspects,
+        changed_initializers=[],
+        model_source="",
+        function="",
+        inputs=[],
+    )
+
+
+def _call_site_location(jaxpr: Any, path: tuple[int, ...]) -> str:
+    """The user's line for a value inside library code (``jax.nn.relu``'s own jit): its call site."""
+    location = ""
+    for index in path:
+        eqn = jaxpr.eqns[index]
+        found = eqn_location(eqn)
+        location = str(found) if found else location
+        body = eqn.params.get(CALL_BODIES.get(eqn.primitive.name, ""))
+        if body is None:
+            break
+        jaxpr = body.jaxpr if isinstance(body, jex_core.ClosedJaxpr) else body
+    return location
+
+
+def _finite_max_abs(array: np.ndarray) -> float:
+    if array.size == 0 or array.dtype == np.dtype(bool):
+        return 0.0
+    magnitude = np.abs(array.astype(np.complex128 if np.iscomplexobj(array) else np.float64))
+    finite = magnitude[np.isfinite(magnitude)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+__all__ = ["DivergenceReport", "NodeResult", "locate_divergence", "locate_on_subject"]

@@ -1,0 +1,205 @@
+"""``wb.parity``: prove (or disprove) that an ONNX model computes what the JAX function computes.
+
+Inputs are generated per sample (see :mod:`workbench.analysis.inputs`), the function runs in
+JAX and the model in onnxruntime (CPU, graph optimisations on or off), and every output of
+every sample is compared: max absolute and relative error, fraction of elements outside the
+tolerance, and a verdict. ``report.locate()`` follows up on a failing sample with the
+divergence locator.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from workbench.analysis.compare import Comparison, compare_arrays, default_tolerances
+from workbench.analysis.runtime import make_session, run_session
+from workbench.analysis.subject import Subject, prepare
+
+
+@dataclass(frozen=True)
+class OutputResult:
+    """One output of one sample, compared."""
+
+    sample: int
+    output: str
+    shape: tuple[int, ...]
+    dtype: str
+    comparison: Comparison
+    onnx_value: np.ndarray = field(repr=False)
+    jax_value: np.ndarray = field(repr=False)
+
+    @property
+    def verdict(self) -> str:
+        if self.comparison.problem == "shape":
+            return f"FAIL shape {list(self.onnx_value.shape)} vs JAX {list(self.jax_value.shape)}"
+        if self.comparison.problem == "dtype":
+            return f"FAIL dtype {self.onnx_value.dtype} vs JAX {self.jax_value.dtype}"
+        if self.comparison.ok:
+            return "ok"
+        return f"FAIL {self.comparison.mismatch_fraction:.2%} outside tolerance"
+
+
+@dataclass
+class ParityReport:
+    """Per-output, per-sample comparison of an ONNX model with its JAX function."""
+
+    results: list[OutputResult]
+    inputs: list[list[np.ndarray]]  # flat inputs of each sample
+    sizes: list[dict[str, int]]  # symbol sizes of each sample
+    input_names: list[str]
+    output_names: list[str]
+    model_source: str
+    optimized: bool
+    subject: Subject = field(repr=False)
+    rtol: float | None = None
+    atol: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.comparison.ok for r in self.results)
+
+    @property
+    def failures(self) -> list[OutputResult]:
+        return [r for r in self.results if not r.comparison.ok]
+
+    def to_pandas(self) -> Any:
+        """One row per (sample, output)."""
+        import pandas as pd
+
+        rows = [
+            {
+                "sample": r.sample,
+                "output": r.output,
+                "shape": str(list(r.shape)),
+                "dtype": r.dtype,
+                "max_abs_error": r.comparison.max_abs_error,
+                "max_rel_error": r.comparison.max_rel_error,
+                "mismatch_fraction": r.comparison.mismatch_fraction,
+                "rtol": r.comparison.rtol,
+                "atol": r.comparison.atol,
+                "ok": r.comparison.ok,
+                "verdict": r.verdict,
+            }
+            for r in self.results
+        ]
+        return pd.DataFrame(rows)
+
+    def figure(self) -> Any:
+        """Plotly figure: ONNX vs JAX scatter per output, and a histogram of absolute errors."""
+        from workbench.analysis.plots import parity_figure
+
+        return parity_figure(self)
+
+    def locate(self, sample: int | None = None, **options: Any) -> Any:
+        """Run the divergence locator on one sample (default: the first failing one, else 0)."""
+        from workbench.analysis.locate import locate_on_subject
+
+        if sample is None:
+            failing = self.failures
+            sample = failing[0].sample if failing else 0
+        if not 0 <= sample < len(self.inputs):
+            raise ValueError(f"sample: expected 0..{len(self.inputs) - 1}, got {sample}.")
+        options.setdefault("rtol", self.rtol)
+        options.setdefault("atol", self.atol)
+        return locate_on_subject(self.subject, self.inputs[sample], self.sizes[sample], **options)
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
+        return (
+            f"Parity {verdict}: {self.model_source} vs {self.subject.name}, {len(self.inputs)} sample(s), "
+            f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
+        )
+
+    def __repr__(self) -> str:
+        lines = [self.summary()]
+        for r in self.results:
+            sizes = self.sizes[r.sample]
+            size_text = f" {sizes}" if sizes else ""
+            lines.append(
+                f"  sample {r.sample}{size_text} {r.output} {r.dtype}{list(r.shape)}: "
+                f"max abs {r.comparison.max_abs_error:.3g}, max rel {r.comparison.max_rel_error:.3g} "
+                f"(rtol {r.comparison.rtol:g}, atol {r.comparison.atol:g}) -> {r.verdict}"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        color = "#2e7d32" if self.ok else "#c62828"
+        table = self.to_pandas().to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{table}</div>'
+
+
+def parity(
+    fn: Any,
+    model: onnx.ModelProto | str | os.PathLike[str],
+    inputs: Sequence[Any] | None = None,
+    *,
+    samples: int = 3,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    optimize: bool = True,
+    sizes: Mapping[str, int] | None = None,
+) -> ParityReport:
+    """Compare ``model`` run by onnxruntime with ``fn`` run by JAX.
+
+    Args:
+        fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts).
+        model: a ModelProto or a path to an .onnx file.
+        inputs: ``None`` to generate inputs from the model's input types; input specs (shape
+            tuples, ShapeDtypeStructs) to generate from those; or concrete arrays (one sample).
+        samples: how many generated samples (symbolic dims take different sizes in each).
+        rtol / atol: tolerances; by default chosen per output dtype (exact for ints and bools).
+        seed: seed of the input generator.
+        optimize: run onnxruntime with its graph optimisations (``False``: ORT_DISABLE_ALL).
+        sizes: fixed sizes for some symbolic dimensions, e.g. ``{"T": 64}``.
+
+    Raises:
+        WorkbenchError: when the model's inputs do not match the function's, the model is not an
+            ONNX file or onnxruntime cannot load or run it, or the function fails on the inputs.
+    """
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ValueError(f"samples: expected a positive int, got {samples!r}.")
+    subject = prepare(fn, model, inputs)
+    session = make_session(subject.loaded.proto, subject.loaded.source, optimize=optimize)
+    input_names = subject.input_names
+    results: list[OutputResult] = []
+    all_inputs: list[list[np.ndarray]] = []
+    all_sizes: list[dict[str, int]] = []
+    for index, (flat_inputs, chosen_sizes) in enumerate(subject.samples(samples, seed, sizes)):
+        expected = subject.run_jax(flat_inputs, chosen_sizes)
+        got = run_session(session, subject.loaded.source, dict(zip(input_names, flat_inputs, strict=True)))
+        all_inputs.append(flat_inputs)
+        all_sizes.append(chosen_sizes)
+        for name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
+            default_rtol, default_atol = default_tolerances(jax_value.dtype)
+            comparison = compare_arrays(
+                onnx_value,
+                jax_value,
+                default_rtol if rtol is None else rtol,
+                default_atol if atol is None else atol,
+            )
+            results.append(
+                OutputResult(index, name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
+            )
+    return ParityReport(
+        results=results,
+        inputs=all_inputs,
+        sizes=all_sizes,
+        input_names=input_names,
+        output_names=subject.output_names,
+        model_source=subject.loaded.source,
+        optimized=optimize,
+        subject=subject,
+        rtol=rtol,
+        atol=atol,
+    )
+
+
+__all__ = ["OutputResult", "ParityReport", "parity"]

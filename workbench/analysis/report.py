@@ -1,0 +1,272 @@
+"""``wb.check``: know before exporting which primitives will convert, and where the others are.
+
+The function is traced once (nothing is lowered), every equation of the jaxpr and of the jaxprs
+nested in it is counted per primitive, and each primitive is looked up in the handler registry.
+The report never raises for an unsupported primitive: it says where it is used and what to do,
+down to a ready-to-fill handler stub (``report.stub(name)``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import keyword
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.errors import SourceLocation
+from workbench.export.lowering import sub_jaxprs
+from workbench.export.registry import REGISTRY
+from workbench.trace.source import eqn_location
+from workbench.trace.tracing import trace
+
+# What users can do about primitives that have no ONNX handler, by the primitive's name.
+# Each entry names something that exists: a composite of supported operations or a way around.
+KNOWN_ALTERNATIVES: dict[str, str] = {
+    "random_bits": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
+    "random_seed": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
+    "random_wrap": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
+    "threefry2x32": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
+    "rng_bit_generator": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
+    "pure_callback": "host callbacks run Python; move the callback out of the exported function",
+    "io_callback": "host callbacks run Python; move the callback out of the exported function",
+    "debug_callback": "remove jax.debug.print / jax.debug.callback from the exported function",
+    "psum": "collectives need several devices; export the per-device function (outside shard_map/pmap)",
+    "all_gather": "collectives need several devices; export the per-device function (outside shard_map/pmap)",
+    "erf_inv": "no ONNX op; write it as a rational approximation with supported ops (log, sqrt, mul, add)",
+    "lgamma": "no ONNX op; use a Stirling/Lanczos series written with supported jnp ops",
+    "digamma": "no ONNX op; use an asymptotic series written with supported jnp ops",
+    "cumsum": "jnp.cumsum(x) equals jnp.tril(ones) @ x for short axes (dot_general is supported)",
+    "argmax": "jnp.argmax can be written with reduce_max, eq, iota and reduce_min",
+    "iota": "pass jnp.arange(...) as a constant input or closure (a constant array exports as an initializer)",
+}
+
+
+@dataclass
+class PrimitiveUsage:
+    """One primitive of the traced function: how often and where it appears, and whether it converts."""
+
+    name: str
+    count: int
+    supported: bool
+    onnx_ops: tuple[str, ...]
+    handler_module: str
+    locations: list[SourceLocation] = field(default_factory=list)
+    location_counts: dict[SourceLocation, int] = field(default_factory=dict)
+    suggestion: str = ""
+    example_eqn: Any = field(default=None, repr=False)
+
+    def where(self, limit: int | None = None) -> str:
+        shown = self.locations if limit is None else self.locations[:limit]
+        parts = [f"{loc} ×{self.location_counts[loc]}" if self.location_counts[loc] > 1 else str(loc) for loc in shown]
+        more = len(self.locations) - len(shown)
+        return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass
+class CompatibilityReport:
+    """Per-primitive compatibility of a function with the ONNX exporter."""
+
+    function: str
+    primitives: list[PrimitiveUsage]
+    num_equations: int
+
+    @property
+    def supported(self) -> bool:
+        return all(p.supported for p in self.primitives)
+
+    @property
+    def unsupported(self) -> list[PrimitiveUsage]:
+        return [p for p in self.primitives if not p.supported]
+
+    def __getitem__(self, name: str) -> PrimitiveUsage:
+        for usage in self.primitives:
+            if usage.name == name:
+                return usage
+        raise KeyError(f"primitive {name!r} does not appear in {self.function}; it uses {[p.name for p in self.primitives]}")
+
+    def to_pandas(self) -> Any:
+        """One row per primitive."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "primitive": p.name,
+                    "count": p.count,
+                    "supported": p.supported,
+                    "onnx_ops": ", ".join(p.onnx_ops) if p.supported and p.onnx_ops else ("(inlined)" if p.supported else ""),
+                    "locations": p.where(),
+                    "suggestion": p.suggestion,
+                }
+                for p in self.primitives
+            ]
+        )
+
+    def stub(self, name: str) -> str:
+        """Python source of a handler module for primitive ``name``, ready to fill in."""
+        return handler_stub(self[name])
+
+    def summary(self) -> str:
+        if self.supported:
+            return (
+                f"{self.function}: all {len(self.primitives)} primitives ({self.num_equations} equations) "
+                "convert to ONNX"
+            )
+        names = ", ".join(p.name for p in self.unsupported)
+        return (
+            f"{self.function}: {len(self.unsupported)} of {len(self.primitives)} primitives have no ONNX handler: {names}"
+        )
+
+    def __repr__(self) -> str:
+        lines = [self.summary()]
+        for p in self.primitives:
+            mark = "ok " if p.supported else "NO "
+            ops = ", ".join(p.onnx_ops) if p.onnx_ops else "inlined"
+            detail = f"-> {ops}" if p.supported else f"at {p.where(3)}"
+            lines.append(f"  {mark} {p.name:<24} ×{p.count:<4} {detail}")
+            if not p.supported:
+                lines.append(f"      what to do: {p.suggestion}")
+        if not self.supported:
+            lines.append("  report.stub(name) prints a handler to fill in.")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        color = "#2e7d32" if self.supported else "#c62828"
+        frame = self.to_pandas()
+
+        def highlight(row: Any) -> list[str]:
+            return ["" if row["supported"] else "background-color:#ffcdd2" for _ in row]
+
+        table = frame.style.apply(highlight, axis=1).hide(axis="index").to_html()
+        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{table}</div>'
+
+
+def check(fn: Any, inputs: Sequence[Any], *, enable_double_precision: bool = False) -> CompatibilityReport:
+    """Trace ``fn`` with ``inputs`` (specs as for ``wb.to_onnx``) and report per primitive.
+
+    Never raises for unsupported primitives; raises ``SpecError``/``TraceError`` when the
+    function cannot be traced at all.
+    """
+    traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+    counts: Counter[str] = Counter()
+    usages: dict[str, PrimitiveUsage] = {}
+    total = 0
+    for eqn, location in _eqns_with_locations(traced.closed_jaxpr.jaxpr, None):
+        total += 1
+        name = eqn.primitive.name
+        counts[name] += 1
+        usage = usages.get(name)
+        if usage is None:
+            info = REGISTRY.get(name)
+            usage = PrimitiveUsage(
+                name=name,
+                count=0,
+                supported=info is not None,
+                onnx_ops=info.onnx_ops if info is not None else (),
+                handler_module=info.module if info is not None else "",
+                example_eqn=eqn,
+            )
+            usages[name] = usage
+        usage.count += 1
+        if location is not None:
+            if location not in usage.location_counts:
+                usage.locations.append(location)
+                usage.location_counts[location] = 0
+            usage.location_counts[location] += 1
+    for usage in usages.values():
+        if not usage.supported:
+            usage.suggestion = suggest(usage.name)
+    ordered = sorted(usages.values(), key=lambda u: (u.supported, -u.count, u.name))
+    return CompatibilityReport(function=traced.callable.display_name, primitives=ordered, num_equations=total)
+
+
+def _eqns_with_locations(jaxpr: Any, enclosing: SourceLocation | None) -> Iterator[tuple[Any, SourceLocation | None]]:
+    """Every equation (nested jaxprs included) with its user location; equations inside library
+    code such as ``jnp.cumsum``'s own jit carry no user frame, so they get their call site's."""
+    for eqn in jaxpr.eqns:
+        location = eqn_location(eqn) or enclosing
+        yield eqn, location
+        for sub in sub_jaxprs(eqn):
+            yield from _eqns_with_locations(sub, location)
+
+
+def suggest(name: str) -> str:
+    """What to do about an unsupported primitive: a known alternative, a close handler, or the stub."""
+    advice = KNOWN_ALTERNATIVES.get(name)
+    close = difflib.get_close_matches(name, [h.primitive for h in REGISTRY.all()], n=1, cutoff=0.8)
+    parts = [advice] if advice else []
+    if close:
+        parts.append(f"a handler exists for the similar primitive {close[0]!r}")
+    parts.append(f"{'or ' if parts else ''}write a handler: report.stub({name!r})")
+    return "; ".join(parts)
+
+
+def _identifier(text: str) -> str:
+    ident = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text) or "param"
+    if ident[0].isdigit() or keyword.iskeyword(ident):
+        ident = f"p_{ident}"
+    return ident
+
+
+def _spec_text(aval: Any) -> str:
+    dims = ", ".join(repr(int(d)) if isinstance(d, int) else repr(str(d)) for d in aval.shape)
+    shape = f"({dims},)" if len(aval.shape) == 1 else f"({dims})"
+    return f"jax.ShapeDtypeStruct({shape}, jnp.{aval.dtype.name})"
+
+
+def handler_stub(usage: PrimitiveUsage) -> str:
+    """Source of a handler module for ``usage.name`` following the registry's decorator API."""
+    eqn = usage.example_eqn
+    name = usage.name
+    ident = _identifier(name)
+    operands = [f"x{i}" for i in range(len(eqn.invars))]
+    params = [_identifier(p) for p in eqn.params]
+    signature = ", ".join(["ctx: LoweringContext", *(f"{o}: ir.Value" for o in operands)])
+    if params:
+        signature += ", *, " + ", ".join(f"{p}: Any" for p in params)
+    avals_in = ", ".join(f"{a.aval.dtype.name}{list(a.aval.shape)}" for a in eqn.invars)
+    avals_out = ", ".join(f"{v.aval.dtype.name}{list(v.aval.shape)}" for v in eqn.outvars)
+    specs = ", ".join(_spec_text(a.aval) for a in eqn.invars)
+    where = usage.where(3) or "your code"
+    returns = "ir.Value" if len(eqn.outvars) == 1 else "tuple[ir.Value, ...]"
+    param_doc = ", ".join(sorted(eqn.params)) or "none"
+    lines = [
+        f'"""ONNX handler for the JAX primitive ``{name}`` (stub written by wb.check; fill in the TODOs)."""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import Any",
+        "",
+        "import jax",
+        "import jax.numpy as jnp",
+        "import onnx_ir as ir",
+        "",
+        "from workbench.export.lowering import LoweringContext",
+        "from workbench.export.registry import Testcase, handler",
+        "",
+        "",
+        f"def _example({', '.join(operands)}):",
+        f"    # TODO: the code that produces {name}, e.g. copied from {where}",
+        f'    raise NotImplementedError("write the JAX code that uses {name}")',
+        "",
+        "",
+        f"@handler({name!r}, onnx_ops=(), testcases=[  # TODO: the ONNX ops you emit, e.g. (\"Add\",)",
+        f"    Testcase({(name + '_example')!r}, _example, [{specs}]),",
+        "])",
+        f"def _{ident}({signature}) -> {returns}:",
+        f'    """Lower ``{name}``: {avals_in} -> {avals_out}. Params: {param_doc}."""',
+    ]
+    if params:
+        lines.append(f"    del {', '.join(params)}  # TODO: use the params that change the result; say why others are ignored")
+    lines += [
+        f"    # TODO: emit nodes with ctx.op(\"OpType\", {operands[0] if operands else ''}...), constants with ctx.const(...)",
+        f'    raise NotImplementedError("handler for {name} not written yet")',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["CompatibilityReport", "PrimitiveUsage", "check", "handler_stub", "suggest"]

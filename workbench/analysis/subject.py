@@ -1,0 +1,110 @@
+"""The pair under test: a JAX function and an ONNX model, matched input by input.
+
+Parity and the divergence locator both start here: load the model, trace the function with
+specs read from the model (or with the user's inputs), check that the two agree on the
+inputs (count, dtype, rank), build sample inputs, and run the JAX side with clear errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+import onnx
+
+from workbench.analysis.inputs import InputPlan, make_sample, plan_inputs, symbol_sizes, unflatten_args
+from workbench.analysis.runtime import LoadedModel, real_inputs, check_inputs_match, load_model, model_specs
+from workbench.errors import WorkbenchError
+from workbench.specs import parse_input_specs
+from workbench.trace.tracing import Traced, trace
+
+_WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A traced function, the model it should equal, and how to make inputs for both."""
+
+    fn: Any
+    traced: Traced
+    loaded: LoadedModel
+    x64: bool
+    plans: tuple[InputPlan, ...]
+    given: tuple[np.ndarray, ...] | None  # concrete flat inputs the user gave, if any
+
+    @property
+    def name(self) -> str:
+        return self.traced.callable.display_name
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in real_inputs(self.loaded.proto)]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.loaded.proto.graph.output]
+
+    def x64_context(self) -> Any:
+        return jax.enable_x64(True) if self.x64 else contextlib.nullcontext()
+
+    def samples(self, count: int, seed: int, sizes: Mapping[str, int] | None) -> list[tuple[list[np.ndarray], dict[str, int]]]:
+        """``count`` flat input lists (the user's own inputs when given) with the symbol sizes used."""
+        if self.given is not None:
+            return [(list(self.given), {})]
+        rng = np.random.default_rng(seed)
+        return [(make_sample(self.plans, chosen, rng), chosen) for chosen in
+                (symbol_sizes(self.plans, index, sizes) for index in range(count))]
+
+    def run_jax(self, flat_inputs: Sequence[np.ndarray], sizes: Mapping[str, int]) -> list[np.ndarray]:
+        """The function's flat outputs as NumPy arrays; a failure names the inputs it got."""
+        args = unflatten_args(self.traced, flat_inputs)
+        normalized = self.traced.callable
+        with self.x64_context():
+            try:
+                result = normalized.pure(normalized.params, *args)
+                return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(result)]
+            except Exception as error:  # user code raises anything; we say with which inputs
+                shapes = [f"{a.dtype}{list(a.shape)}" for a in flat_inputs]
+                origin = "generated " if self.given is None else ""
+                hint = f" (symbol sizes {dict(sizes)}; fix them with sizes=...)" if sizes else ""
+                raise WorkbenchError(
+                    f"{self.name} failed on the {origin}inputs {shapes}{hint}: {type(error).__name__}: {error}"
+                ) from error
+
+
+def _all_arrays(inputs: Sequence[Any]) -> bool:
+    leaves = jax.tree_util.tree_leaves(list(inputs))
+    return bool(leaves) and all(isinstance(leaf, (np.ndarray, np.generic, jax.Array)) for leaf in leaves)
+
+
+def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None) -> Subject:
+    """Load the model, trace ``fn`` consistently with it and check that their inputs agree."""
+    loaded = load_model(model)
+    given: tuple[np.ndarray, ...] | None = None
+    if inputs is None:
+        specs: Sequence[Any] = model_specs(loaded)
+        # the model's flat inputs are the function's positional arguments (pytree inputs need inputs=)
+        x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in specs)
+    else:
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise WorkbenchError(f"inputs: expected a list with one entry per positional argument, got {type(inputs).__name__}.")
+        specs = list(inputs)
+        if _all_arrays(specs):
+            given = tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(specs))
+        x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in parse_input_specs(specs).flat())
+    traced = trace(fn, specs, enable_double_precision=x64)
+    check_inputs_match(loaded, traced.specs.flat(), traced.callable.display_name)
+    plans = tuple(plan_inputs(traced, [i.name for i in real_inputs(loaded.proto)]))
+    if len(loaded.proto.graph.output) != len(traced.out_avals):
+        raise WorkbenchError(
+            f"model {loaded.source} has {len(loaded.proto.graph.output)} output(s) but "
+            f"{traced.callable.display_name} returns {len(traced.out_avals)} flat output(s)."
+        )
+    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given)
+
+
+__all__ = ["Subject", "prepare"]

@@ -1,0 +1,296 @@
+"""Export an ONNX model as a browser harness folder for onnxruntime-web.
+
+The folder holds the model, ``harness.manifest.json`` (what the page and the smoke test need,
+including the outputs onnxruntime computes in Python for the example inputs), the example
+inputs, the page (``index.html`` + ``harness.js``, static templates shipped with the package)
+and the onnxruntime-web files copied from the local npm cache. It is self-contained: serve it
+from any static file server and open ``index.html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import onnx
+
+from workbench.errors import OnnxModelError, SpecError
+from workbench.web import files, runtime, tensors
+
+MANIFEST_NAME = "harness.manifest.json"
+MANIFEST_FORMAT = "workbench_web_harness_v1"
+MODEL_NAME = "model.onnx"
+EXTERNAL_DATA_NAME = "model.onnx.data"
+EXAMPLE_INPUTS_NAME = "inputs.example.json"
+TEMPLATE_NAMES = ("index.html", "harness.js")
+#: Models whose serialized size exceeds this are written with their weights in model.onnx.data.
+DEFAULT_EXTERNAL_DATA_THRESHOLD = 64 * 1024 * 1024
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-4
+
+
+@runtime_checkable
+class HasModelProto(Protocol):
+    """A conversion result (e.g. what ``%%to_onnx`` returns) carrying its ONNX model."""
+
+    model: onnx.ModelProto
+
+
+@dataclass(frozen=True)
+class GreedyGeneration:
+    """Ask the page to generate ``steps`` tokens greedily from ``prompt`` with a decoder model.
+
+    The model takes token ids ``[1, T]`` (``input``, int64 or int32) and returns logits
+    ``[1, T, vocab]`` (``output``); each step appends the argmax of the last position. The same
+    loop is run with onnxruntime in Python and its tokens are stored as the expected ones.
+    ``None`` for ``input``/``output`` means the model's only input / first output.
+    """
+
+    prompt: Sequence[int]
+    steps: int
+    input: str | None = None
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class HarnessInfo:
+    """What :func:`export_web_harness` wrote."""
+
+    out_dir: Path
+    files: tuple[str, ...]
+    providers: tuple[str, ...]
+    inputs: dict[str, np.ndarray] = field(repr=False)
+    expected_outputs: dict[str, np.ndarray] = field(repr=False)
+    expected_tokens: tuple[int, ...] | None
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def index_html(self) -> Path:
+        return self.out_dir / "index.html"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / MANIFEST_NAME
+
+
+def _load_model(model: onnx.ModelProto | str | Path | HasModelProto) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    elif isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise OnnxModelError(f"ONNX file {path} does not exist")
+        try:
+            proto = onnx.load(str(path))
+        except Exception as e:  # protobuf's DecodeError and onnx's external-data errors
+            raise OnnxModelError(f"{path} is not a readable ONNX model: {e}") from e
+    elif isinstance(model, HasModelProto):
+        if not isinstance(model.model, onnx.ModelProto):
+            raise OnnxModelError(
+                f"the {type(model).__name__} holds no ONNX model (model={type(model.model).__name__}); "
+                "the conversion did not succeed, fix it first"
+            )
+        proto = model.model
+    else:
+        raise TypeError(
+            "model must be an onnx.ModelProto, a path to an .onnx file or a conversion result "
+            f"with a .model ModelProto (the %%to_onnx result); got {type(model).__name__}"
+        )
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    try:
+        onnx.checker.check_model(copy)
+    except onnx.checker.ValidationError as e:
+        raise OnnxModelError(f"the model does not pass onnx.checker: {e}") from e
+    return copy
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_model(model: onnx.ModelProto, out_dir: Path, threshold: int) -> list[str]:
+    """Write model.onnx (+ model.onnx.data when large) atomically; return the file names."""
+    external = model.ByteSize() > threshold
+    staging = Path(tempfile.mkdtemp(prefix=".model.", dir=out_dir))
+    try:
+        if external:
+            onnx.save_model(
+                model, str(staging / MODEL_NAME), save_as_external_data=True,
+                all_tensors_to_one_file=True, location=EXTERNAL_DATA_NAME, size_threshold=1024,
+            )  # fmt: skip
+        else:
+            onnx.save_model(model, str(staging / MODEL_NAME))
+        names = [MODEL_NAME, EXTERNAL_DATA_NAME] if external else [MODEL_NAME]
+        for name in reversed(names):  # the data file first: model.onnx never points at nothing
+            (staging / name).replace(out_dir / name)
+        if not external:
+            (out_dir / EXTERNAL_DATA_NAME).unlink(missing_ok=True)
+        return names
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _session(model_path: Path) -> Any:
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own pybind exception types
+        raise OnnxModelError(
+            f"onnxruntime (Python) cannot load {model_path.name}, so no expected outputs can be "
+            f"computed: {e}"
+        ) from e
+
+
+def _run(session: Any, feeds: Mapping[str, np.ndarray], what: str) -> list[np.ndarray]:
+    try:
+        return session.run(None, dict(feeds))
+    except Exception as e:
+        raise OnnxModelError(f"onnxruntime (Python) failed to run the {what}: {e}") from e
+
+
+def greedy_tokens(session: Any, generation: GreedyGeneration, input_name: str,
+                  input_dtype: str, output_index: int) -> list[int]:  # fmt: skip
+    """The greedy loop of the page, in Python: append argmax of the last position's logits."""
+    tokens = [int(t) for t in generation.prompt]
+    generated: list[int] = []
+    for _ in range(generation.steps):
+        ids = np.asarray([tokens], dtype=input_dtype)
+        logits = _run(session, {input_name: ids}, "greedy generation")[output_index]
+        next_token = int(np.argmax(logits.reshape(-1, logits.shape[-1])[-1]))
+        tokens.append(next_token)
+        generated.append(next_token)
+    return generated
+
+
+def _generation_manifest(
+    generation: GreedyGeneration, in_specs: list[tensors.TensorSpec],
+    out_specs: list[tensors.TensorSpec], session: Any,
+) -> dict[str, Any]:  # fmt: skip
+    if generation.steps < 1 or not generation.prompt:
+        raise SpecError("generation needs steps >= 1 and a non-empty prompt")
+    if generation.input is None and len(in_specs) != 1:
+        raise SpecError("the model has several inputs; name the token-id input in GreedyGeneration(input=...)")
+    input_name = generation.input or in_specs[0].name
+    output_name = generation.output or out_specs[0].name
+    in_spec = next((s for s in in_specs if s.name == input_name), None)
+    out_names = [s.name for s in out_specs]
+    if in_spec is None or output_name not in out_names:
+        raise SpecError(f"generation input {input_name!r} or output {output_name!r} is not in the model")
+    if len(in_specs) != 1 or in_spec.dtype not in ("int64", "int32"):
+        raise SpecError("greedy generation needs a model with exactly one int64/int32 token-id input")
+    tokens = greedy_tokens(session, generation, input_name, in_spec.dtype, out_names.index(output_name))
+    return {
+        "input": input_name, "input_dtype": in_spec.dtype, "output": output_name,
+        "prompt": [int(t) for t in generation.prompt], "steps": int(generation.steps),
+        "expected_tokens": tokens,
+    }  # fmt: skip
+
+
+def _template(name: str) -> bytes:
+    return resources.files("workbench.web").joinpath("templates", name).read_bytes()
+
+
+def export_web_harness(
+    model: onnx.ModelProto | str | Path | HasModelProto,
+    out_dir: str | Path,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    providers: Sequence[str] = ("webgpu", "wasm"),
+    generate: GreedyGeneration | None = None,
+    external_data_threshold: int = DEFAULT_EXTERNAL_DATA_THRESHOLD,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> HarnessInfo:
+    """Write a self-contained onnxruntime-web harness for ``model`` into ``out_dir``.
+
+    ``model`` is an ``onnx.ModelProto``, a path to an .onnx file, or a conversion result with a
+    ``.model`` ModelProto. ``inputs`` maps input names to arrays; without it, example inputs are
+    generated from the input specs (symbolic dims -> 2, token ids below the vocab size).
+    ``providers`` is the order the page tries (``"webgpu"``, ``"wasm"``). The expected outputs
+    are computed with onnxruntime in Python; the smoke test accepts a browser output when
+    ``max|browser - expected| <= atol + rtol * max|expected|``. Needs ``workbench web setup`` once.
+    """
+    providers = runtime.validate_providers(tuple(providers) if not isinstance(providers, str) else providers)
+    if external_data_threshold < 0:
+        raise ValueError("external_data_threshold must be >= 0 bytes")
+    runtime_files = runtime.runtime_files(providers, None if cache_dir is None else Path(cache_dir))
+    proto = _load_model(model)
+    in_specs, out_specs = tensors.graph_specs(proto)
+    if inputs is None:
+        example = tensors.example_inputs(proto, in_specs, seed=seed)
+    else:
+        example = tensors.coerce_inputs(inputs, in_specs)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_files = _write_model(proto, out, external_data_threshold)
+    session = _session(out / MODEL_NAME)
+    expected = dict(zip([s.name for s in out_specs], _run(session, example, "example inputs"), strict=True))
+    for name, value in expected.items():
+        if value.dtype.name not in tensors.SUPPORTED_DTYPES:
+            raise OnnxModelError(f"output {name!r} has dtype {value.dtype.name}, which the page cannot read")
+    generation = None if generate is None else _generation_manifest(generate, in_specs, out_specs, session)
+
+    bundle = runtime.bundle_for(providers)
+    for name, source in runtime_files.items():
+        files.copy_file_atomic(source, out / name)
+    for name in TEMPLATE_NAMES:
+        files.write_bytes_atomic(out / name, _template(name))
+    files.write_json_atomic(
+        out / EXAMPLE_INPUTS_NAME,
+        {"inputs": {name: tensors.tensor_to_json(array) for name, array in example.items()}},
+    )
+    import onnxruntime
+
+    opsets = {op.domain or "ai.onnx": int(op.version) for op in proto.opset_import}
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "model": {
+            "file": MODEL_NAME,
+            "sha256": _sha256(out / MODEL_NAME),
+            "external_data": [
+                {"file": name, "sha256": _sha256(out / name)} for name in model_files[1:]
+            ],
+            "ir_version": int(proto.ir_version),
+            "opset": opsets.get("ai.onnx"),
+            "opset_imports": opsets,
+            "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        },
+        "inputs": [s.to_json() for s in in_specs],
+        "outputs": [s.to_json() for s in out_specs],
+        "providers": list(providers),
+        "runtime": {
+            "package": "onnxruntime-web", "version": runtime.ORT_WEB_VERSION,
+            "entry": bundle.entry, "files": list(bundle.files),
+        },  # fmt: skip
+        "example_inputs": EXAMPLE_INPUTS_NAME,
+        "expected_outputs": {name: tensors.tensor_to_json(v) for name, v in expected.items()},
+        "expected_from": {"onnxruntime": onnxruntime.__version__, "provider": "CPUExecutionProvider"},
+        "tolerance": {"atol": float(atol), "rtol": float(rtol)},
+        "generation": generation,
+    }
+    files.write_json_atomic(out / MANIFEST_NAME, manifest)
+    written = (*model_files, *bundle.files, *TEMPLATE_NAMES, EXAMPLE_INPUTS_NAME, MANIFEST_NAME)
+    return HarnessInfo(
+        out_dir=out, files=written, providers=providers, inputs=example, expected_outputs=expected,
+        expected_tokens=None if generation is None else tuple(generation["expected_tokens"]),
+        manifest=manifest,
+    )  # fmt: skip
+
+
+__all__ = ["GreedyGeneration", "HarnessInfo", "HasModelProto", "export_web_harness"]

@@ -1,0 +1,245 @@
+// workbench web harness: load onnxruntime-web from this folder, try the execution providers
+// of harness.manifest.json in order, run inputs.example.json and publish what happened in
+// window.workbenchTelemetry (schema workbench_web_telemetry_v1). Everything shown on the page
+// comes from JSON files and is inserted as text, never as HTML.
+
+const telemetry = {
+  schema: 'workbench_web_telemetry_v1',
+  status: 'running',
+  error: null,
+  missing_op: null,
+  ort_version: null,
+  cross_origin_isolated: self.crossOriginIsolated === true,
+  providers_requested: [],
+  providers_tried: [],
+  provider_used: null,
+  fallback_reasons: {},
+  load_ms: null,
+  run_ms: null,
+  warm_run_ms: null,
+  outputs: {},
+  generation: null,
+};
+window.workbenchTelemetry = telemetry;
+
+// A test driver may expose window.workbenchPublishTelemetry to receive snapshots as the page
+// progresses, so it still learns how far the page got when the page later hangs.
+function publish() {
+  if (typeof window.workbenchPublishTelemetry === 'function') {
+    window.workbenchPublishTelemetry(JSON.parse(JSON.stringify(telemetry)));
+  }
+}
+
+const MAX_REPORTED_ELEMENTS = 1 << 20;
+const SAMPLE_SIZE = 8;
+// How onnxruntime names an operator it has no kernel for (session creation errors).
+const MISSING_OP_PATTERNS = [
+  /No Op registered for (\w+)/,
+  /Could not find an implementation for (\w+)/,
+  /[Oo]perator ['"]?(\w+)['"]? is not (?:supported|implemented)/,
+];
+const TYPED_ARRAYS = {
+  float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array,
+  int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
+  int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
+};
+
+function cell(row, text) {
+  const td = document.createElement('td');
+  td.textContent = String(text);
+  row.appendChild(td);
+}
+
+function addRow(tableId, values) {
+  const row = document.createElement('tr');
+  values.forEach((v) => cell(row, v));
+  document.querySelector(`#${tableId} tbody`).appendChild(row);
+}
+
+function setStatus(status, error) {
+  telemetry.status = status;
+  const el = document.getElementById('status');
+  el.textContent = status === 'ok' ? 'ok' : status;
+  el.className = status;
+  if (error) {
+    telemetry.error = error;
+    const match = MISSING_OP_PATTERNS.map((pattern) => pattern.exec(error)).find((m) => m);
+    if (match) telemetry.missing_op = match[1];
+    document.getElementById('error').textContent = error;
+  }
+  publish();
+}
+
+function errorText(e) {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+async function fetchJson(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`fetching ${url} failed: HTTP ${response.status}`);
+  return response.json();
+}
+
+function toTensor(ort, spec) {
+  const Typed = TYPED_ARRAYS[spec.dtype];
+  if (!Typed) throw new Error(`unsupported dtype ${spec.dtype}`);
+  const values = spec.data.map((v) => (typeof v === 'string' ? Number(v) : v));
+  let data;
+  if (spec.dtype === 'int64' || spec.dtype === 'uint64') data = Typed.from(values, (v) => BigInt(v));
+  else if (spec.dtype === 'bool') data = Typed.from(values, (v) => (v ? 1 : 0));
+  else data = Typed.from(values);
+  return new ort.Tensor(spec.dtype, data, spec.shape);
+}
+
+function tensorNumbers(tensor) {
+  return Array.from(tensor.data, (v) => (typeof v === 'bigint' ? Number(v) : Number(v)));
+}
+
+async function webgpuUnavailableReason() {
+  if (!('gpu' in navigator) || !navigator.gpu) {
+    return 'navigator.gpu is undefined: this browser has WebGPU disabled or unsupported';
+  }
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return 'navigator.gpu.requestAdapter() returned null: no usable GPU adapter';
+  } catch (e) {
+    return `navigator.gpu.requestAdapter() failed: ${errorText(e)}`;
+  }
+  return null;
+}
+
+async function createSession(ort, manifest, provider) {
+  const options = { executionProviders: [provider], graphOptimizationLevel: 'all' };
+  const external = manifest.model.external_data || [];
+  if (external.length > 0) {
+    options.externalData = external.map((f) => ({ path: f.file, data: f.file }));
+  }
+  return ort.InferenceSession.create(manifest.model.file, options);
+}
+
+async function loadWithFallback(ort, manifest) {
+  let lastError = null;
+  for (const provider of manifest.providers) {
+    telemetry.providers_tried.push(provider);
+    if (provider === 'webgpu') {
+      const reason = await webgpuUnavailableReason();
+      if (reason) {
+        telemetry.fallback_reasons[provider] = reason;
+        addRow('providers', [provider, `unavailable: ${reason}`]);
+        publish();
+        continue;
+      }
+    }
+    const start = performance.now();
+    try {
+      const session = await createSession(ort, manifest, provider);
+      telemetry.load_ms = performance.now() - start;
+      telemetry.provider_used = provider;
+      addRow('providers', [provider, 'used']);
+      addRow('timings', ['load model + create session', telemetry.load_ms.toFixed(1)]);
+      publish();
+      return session;
+    } catch (e) {
+      lastError = errorText(e);
+      telemetry.fallback_reasons[provider] = `session creation failed: ${lastError}`;
+      addRow('providers', [provider, `failed: ${lastError}`]);
+      publish();
+    }
+  }
+  throw new Error(`no execution provider could load the model; last error: ${lastError ?? 'none tried'}`);
+}
+
+function maxAbsError(actual, expected) {
+  const want = expected.data.map((v) => (typeof v === 'string' ? Number(v) : Number(v)));
+  if (actual.length !== want.length) return NaN;
+  let worst = 0;
+  for (let i = 0; i < want.length; i += 1) {
+    const a = actual[i];
+    const b = want[i];
+    if (Number.isNaN(a) && Number.isNaN(b)) continue;
+    if (a === b) continue;
+    worst = Math.max(worst, Math.abs(a - b));
+  }
+  return worst;
+}
+
+async function runExample(ort, manifest, session, examples) {
+  const feeds = {};
+  for (const spec of manifest.inputs) feeds[spec.name] = toTensor(ort, examples.inputs[spec.name]);
+  let start = performance.now();
+  const results = await session.run(feeds);
+  telemetry.run_ms = performance.now() - start;
+  start = performance.now();
+  await session.run(feeds);
+  telemetry.warm_run_ms = performance.now() - start;
+  addRow('timings', ['first run', telemetry.run_ms.toFixed(2)]);
+  addRow('timings', ['second run', telemetry.warm_run_ms.toFixed(2)]);
+  for (const spec of manifest.outputs) {
+    const tensor = results[spec.name];
+    const numbers = tensorNumbers(tensor);
+    const record = {
+      dtype: tensor.type,
+      shape: Array.from(tensor.dims),
+      sample: numbers.slice(0, SAMPLE_SIZE),
+      data: numbers.length <= MAX_REPORTED_ELEMENTS ? numbers : null,
+    };
+    telemetry.outputs[spec.name] = record;
+    const expected = (manifest.expected_outputs || {})[spec.name];
+    const err = expected ? maxAbsError(numbers, expected).toExponential(2) : 'n/a';
+    addRow('outputs', [spec.name, record.dtype, JSON.stringify(record.shape),
+      record.sample.map((v) => Number(v.toPrecision(5))).join(', '), err]);
+  }
+}
+
+function argmaxLastRow(tensor) {
+  const dims = tensor.dims;
+  const vocab = dims[dims.length - 1];
+  const values = tensor.data;
+  const offset = values.length - vocab;
+  let best = 0;
+  for (let i = 1; i < vocab; i += 1) if (values[offset + i] > values[offset + best]) best = i;
+  return best;
+}
+
+async function runGeneration(ort, manifest, session) {
+  const spec = manifest.generation;
+  const tokens = spec.prompt.slice();
+  const generated = [];
+  const start = performance.now();
+  for (let step = 0; step < spec.steps; step += 1) {
+    const ids = spec.input_dtype === 'int32'
+      ? Int32Array.from(tokens) : BigInt64Array.from(tokens, (v) => BigInt(v));
+    const feeds = { [spec.input]: new ort.Tensor(spec.input_dtype, ids, [1, tokens.length]) };
+    const results = await session.run(feeds);
+    const next = argmaxLastRow(results[spec.output]);
+    tokens.push(next);
+    generated.push(next);
+  }
+  telemetry.generation = { prompt: spec.prompt, tokens: generated, ms: performance.now() - start };
+  document.getElementById('generation-section').hidden = false;
+  addRow('generation', [spec.prompt.join(' '), generated.join(' '), (spec.expected_tokens || []).join(' ')]);
+  addRow('timings', [`greedy generation (${spec.steps} tokens)`, telemetry.generation.ms.toFixed(1)]);
+}
+
+async function main() {
+  const manifest = await fetchJson('./harness.manifest.json');
+  document.getElementById('model-name').textContent = manifest.model.file;
+  telemetry.providers_requested = manifest.providers.slice();
+  if (!/^ort\.[a-z.]+\.mjs$/.test(manifest.runtime.entry)) {
+    throw new Error(`unexpected runtime entry ${manifest.runtime.entry}`);
+  }
+  const ort = await import(`./${manifest.runtime.entry}`);
+  telemetry.ort_version = ort.env.versions ? ort.env.versions.web : null;
+  ort.env.wasm.wasmPaths = new URL('./', window.location.href).href;
+  ort.env.logLevel = 'error';
+  const examples = await fetchJson(`./${manifest.example_inputs}`);
+  const session = await loadWithFallback(ort, manifest);
+  await runExample(ort, manifest, session, examples);
+  if (manifest.generation) await runGeneration(ort, manifest, session);
+  setStatus('ok');
+}
+
+window.addEventListener('unhandledrejection', (event) => {
+  if (telemetry.status === 'running') setStatus('error', errorText(event.reason));
+});
+main().catch((e) => setStatus('error', errorText(e)));
