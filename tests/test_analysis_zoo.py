@@ -1,4 +1,4 @@
-"""Each analysis report on every zoo model: check says supported, parity passes, the locator finds
+"""Each analysis report on the zoo models: check says supported, parity passes, the locator finds
 nothing on the clean export and names the tampered node on a broken one."""
 
 from __future__ import annotations
