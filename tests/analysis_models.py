@@ -60,3 +60,29 @@ def scale_initializer(model: onnx.ModelProto, predicate, factor: float) -> tuple
             consumers = [n.name for n in copy.graph.node if tensor.name in n.input]
             return copy, tensor.name, consumers
     raise AssertionError("no initializer matched")
+
+
+def scanned(x):
+    """A scan over the symbolic leading axis: evaluated through jax.export by the locator."""
+
+    def body(carry, row):
+        carry = jnp.tanh(carry + row)
+        return carry, carry * 2.0
+
+    carry, ys = jax.lax.scan(body, jnp.zeros(x.shape[1:]), x)
+    return ys.sum(0) + carry
+
+
+def make_nnx_net():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            self.l1 = nnx.Linear(4, 8, rngs=rngs)
+            self.norm = nnx.LayerNorm(8, rngs=rngs)
+            self.l2 = nnx.Linear(8, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(nnx.gelu(self.norm(self.l1(x))))
+
+    return Net(nnx.Rngs(0))

@@ -108,3 +108,36 @@ def test_model_of_another_function_is_refused(mlp_model):
 
     with pytest.raises(wb.WorkbenchError, match="does not look like an export of other"):
         wb.locate_divergence(other, mlp_model)
+
+
+def test_node_with_a_body_is_named_when_its_body_is_tampered():
+    from tests.analysis_models import scanned
+
+    model = wb.to_onnx(scanned, [("T", 4)])
+    assert wb.locate_divergence(scanned, model).ok
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    scan = next(n for n in broken.graph.node if n.op_type == "Scan")
+    body = next(a.g for a in scan.attribute if a.name == "body")
+    next(n for n in body.node if n.op_type == "Tanh").op_type = "Sigmoid"
+    report = wb.locate_divergence(scanned, broken)
+    assert report.first_divergent is not None and report.first_divergent.node == scan.name
+    assert report.first_divergent.primitive == "scan"
+
+
+def test_flax_nnx_module_weights_are_compared_by_name():
+    from tests.analysis_models import make_nnx_net
+
+    net = make_nnx_net()
+    model = wb.to_onnx(net, [("B", 4)])
+    assert wb.locate_divergence(net, model).ok
+    kernel = next(t.name for t in model.graph.initializer if t.name == "l2.kernel")
+    from onnx import numpy_helper
+
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    tensor = next(t for t in broken.graph.initializer if t.name == kernel)
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * np.float32(1.1), kernel))
+    report = wb.locate_divergence(net, broken)
+    assert report.changed_initializers == [kernel]
+    assert kernel in next(n for n in broken.graph.node if n.name == report.first_divergent.node).input

@@ -14,12 +14,7 @@ from workbench import zoo
 
 # Expected failures, all in one place: zoo models waiting for handlers other helpers are writing.
 # Each entry is strict, so the test fails as soon as the model starts passing: delete the entry then.
-EXPECTED_FAILURES: dict[str, str] = {
-    "nnx_cnn": "needs conv_general_dilated, reduce_window_max, reduce_window_sum (h-conv)",
-    "linen_cnn": "needs conv_general_dilated, reduce_window_max, reduce_window_sum (h-conv)",
-    "eqx_cnn": "needs conv_general_dilated, reduce_window_max, reduce_window_sum (h-conv)",
-    "nnx_vit": "needs conv_general_dilated (h-conv)",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 # Initializer names that say which weight they are, per model (module paths from the framework).
 EXPECTED_NAMES: dict[str, tuple[str, ...]] = {

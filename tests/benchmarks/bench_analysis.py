@@ -1,4 +1,4 @@
-"""Benchmark of the analysis tools on a 12-layer GPT (d=256, 8 heads, seq 64, vocab 1000).
+"""Benchmark of the analysis tools on the zoo's 12-layer GPT (d=256, 8 heads, seq 64, vocab 1000).
 
 Prints one table: the time of one conversion, of ``wb.check``, ``wb.parity`` (3 samples) and
 ``wb.locate_divergence``, next to one onnxruntime run and one JAX run of the same model, and the
@@ -8,7 +8,6 @@ compilation included) and warm. Run: ``PYTHONPATH=$PWD python tests/benchmarks/b
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
@@ -16,56 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 LAYERS, D_MODEL, HEADS, SEQ, VOCAB, BATCH = 12, 256, 8, 64, 1000, 1
-
-
-def init_gpt(seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-
-    def dense(n_in: int, n_out: int) -> dict:
-        return {"kernel": (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32),
-                "bias": np.zeros(n_out, np.float32)}
-
-    def norm() -> dict:
-        return {"scale": np.ones(D_MODEL, np.float32), "bias": np.zeros(D_MODEL, np.float32)}
-
-    blocks = [
-        {"ln1": norm(), "qkv": dense(D_MODEL, 3 * D_MODEL), "proj": dense(D_MODEL, D_MODEL),
-         "ln2": norm(), "fc": dense(D_MODEL, 4 * D_MODEL), "out": dense(4 * D_MODEL, D_MODEL)}
-        for _ in range(LAYERS)
-    ]
-    return {"wte": (rng.standard_normal((VOCAB, D_MODEL)) * 0.02).astype(np.float32),
-            "wpe": (rng.standard_normal((SEQ, D_MODEL)) * 0.02).astype(np.float32),
-            "blocks": blocks, "ln_f": norm()}
-
-
-def _layer_norm(p: dict, x: jax.Array) -> jax.Array:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * p["scale"] + p["bias"]
-
-
-def _dense(p: dict, x: jax.Array) -> jax.Array:
-    return x @ p["kernel"] + p["bias"]
-
-
-def _attention(p: dict, x: jax.Array) -> jax.Array:
-    b, t, _ = x.shape
-    q, k, v = jnp.split(_dense(p["qkv"], x), 3, axis=-1)
-    heads = lambda a: a.reshape(b, t, HEADS, D_MODEL // HEADS)  # noqa: E731
-    scores = jnp.einsum("bqhd,bkhd->bhqk", heads(q), heads(k)) / np.sqrt(D_MODEL // HEADS)
-    # additive causal mask built in NumPy (a bool jnp.tril exports a bool Where, which onnxruntime lacks)
-    mask = np.triu(np.full((t, t), -1e9, np.float32), k=1)
-    weights = jax.nn.softmax(scores + mask, axis=-1)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, heads(v)).reshape(b, t, D_MODEL)
-    return _dense(p["proj"], out)
-
-
-def gpt(params: dict, tokens: jax.Array) -> jax.Array:
-    x = params["wte"][tokens] + params["wpe"][: tokens.shape[1]]
-    for block in params["blocks"]:
-        x = x + _attention(block, _layer_norm(block["ln1"], x))
-        x = x + _dense(block["out"], jax.nn.gelu(_dense(block["fc"], _layer_norm(block["ln2"], x))))
-    return _layer_norm(params["ln_f"], x) @ params["wte"].T
 
 
 def _timed(fn, *args, **kwargs):
@@ -79,7 +28,9 @@ def main() -> None:
 
     import workbench as wb
 
-    fn = functools.partial(gpt, jax.tree_util.tree_map(jnp.asarray, init_gpt()))
+    from workbench.zoo import nnx_gpt
+
+    fn = nnx_gpt(layers=LAYERS, d_model=D_MODEL, heads=HEADS, seq=SEQ, vocab=VOCAB, symbolic_seq=False).fn
     spec = [jax.ShapeDtypeStruct((BATCH, SEQ), jnp.int32)]
     tokens = np.random.default_rng(1).integers(0, VOCAB, (BATCH, SEQ)).astype(np.int32)
 
@@ -100,11 +51,14 @@ def main() -> None:
     t_ort_cold = time.perf_counter() - start
     _, t_ort_warm = _timed(session.run, None, feeds)
 
-    jitted = jax.jit(fn)
+    from flax import nnx
+
+    fn.eval()
+    jitted = nnx.jit(lambda model, t: model(t))
     start = time.perf_counter()
-    jax.block_until_ready(jitted(tokens))
+    jax.block_until_ready(jitted(fn, tokens))
     t_jax_cold = time.perf_counter() - start
-    _, t_jax_warm = _timed(lambda: jax.block_until_ready(jitted(tokens)))
+    _, t_jax_warm = _timed(lambda: jax.block_until_ready(jitted(fn, tokens)))
 
     parity_report, t_parity = _timed(wb.parity, fn, model, samples=3)
     located, t_locate = _timed(wb.locate_divergence, fn, model, [tokens])

@@ -7,7 +7,6 @@ no future handler can make that test moot.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,23 +202,48 @@ def test_unsupported_primitives_show_the_table_and_no_viewer(shell, converter) -
     assert "not converted, 1 unsupported primitive(s)" in output.data["text/plain"]
 
 
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # its parent package is missing too
-        return False
-
-
-@pytest.mark.parametrize(
-    ("option", "module"),
-    [("--parity", "workbench.analysis.parity"), ("--to-jax", "workbench.codegen.api")],
-)
-def test_options_whose_feature_is_not_in_this_build_say_so(shell, converter, option: str, module: str) -> None:
-    if _module_exists(module):
-        pytest.skip(f"{module} exists now; {option} is tested with the real feature in its own tests")
-    execution, captured = run(shell, f"%%to_onnx -i B,30 {option}\ndef f(x):\n    return x\n")
+@pytest.mark.parametrize(("option", "public_name"), [("--parity", "parity"), ("--to-jax", "to_jax_source")])
+def test_option_whose_module_is_missing_says_so(shell, converter, monkeypatch, option: str, public_name: str) -> None:
+    # as in a build where that feature's module is not installed
+    monkeypatch.delitem(vars(workbench), public_name, raising=False)
+    monkeypatch.setitem(workbench._LAZY_EXPORTS, public_name, "workbench.analysis.not_built_yet")
+    execution, captured = run(shell, f"%%to_onnx -i B,30 {option}\n" + MLP_CELL)
     assert not execution.success and f"{option} is not available yet" in captured.stderr
     assert converter.calls == []
+
+
+def test_to_jax_writes_source_that_computes_the_same(shell, converter, tmp_path) -> None:
+    from workbench.codegen.api import compile_source, generate
+
+    target = tmp_path / "gen" / "mlp_jax.py"
+    execution, captured = run(shell, f"%%to_onnx -i B,30 --no-view --to-jax {target}\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    result = shell.user_ns["_onnx"]
+    source = target.read_text()
+    assert source == result.jax_source and result.jax_path == str(target)
+    assert f"JAX source written to {target}" in captured.outputs[0].data["text/plain"]
+    forward = compile_source(source)
+    _, params = generate(result.model)
+    x = np.random.default_rng(2).standard_normal((3, 30)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(forward(params, x)), np.asarray(shell.user_ns["f"](x)), rtol=1e-5, atol=1e-5)
+
+
+def test_to_jax_without_path_shows_the_source(shell, converter) -> None:
+    execution, captured = run(shell, "%%to_onnx -i B,30 --no-view --to-jax\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    header, code = captured.outputs
+    assert "def forward(" in shell.user_ns["_onnx"].jax_source
+    assert "def forward(" in code.data["text/plain"] or "forward" in code.data.get("text/html", "")
+
+
+def test_parity_shows_report_and_plot(shell, converter) -> None:
+    execution, captured = run(shell, "%%to_onnx -i B,30 --no-view --parity\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    report = shell.user_ns["_onnx"].parity
+    assert report.ok, repr(report)
+    header, table, *figure = captured.outputs  # plotly may add a renderer-setup output before the figure
+    assert "Parity PASS" in table.data["text/html"]
+    assert any("application/vnd.plotly.v1+json" in output.data for output in figure)
 
 
 def test_help_lists_every_option(shell) -> None:

@@ -105,6 +105,19 @@ def test_kernel_server_refuses_unregistered_and_traversal(path: str, mlp_model: 
     assert status == 404
 
 
+def test_kernel_server_refuses_foreign_host_headers(mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example."""
+    handle = wb.view(mlp_model)
+    request = urllib.request.Request(handle.url, headers={"Host": "evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    port = urllib.parse.urlsplit(handle.url).port
+    request = urllib.request.Request(handle.url, headers={"Host": f"localhost:{port}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
 def test_view_accepts_paths_and_bytes(tmp_path, mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
     path = tmp_path / "net.onnx"
     onnx.save(mlp_model, path)

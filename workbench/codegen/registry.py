@@ -45,6 +45,10 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.codegen.ops.norm",
     "workbench.codegen.ops.control",
     "workbench.codegen.ops.misc",
+    "workbench.codegen.ops.attention",
+    "workbench.codegen.ops.loss",
+    "workbench.codegen.ops.quant",
+    "workbench.codegen.ops.resize",
 )
 
 

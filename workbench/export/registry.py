@@ -36,6 +36,7 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.export.handlers.control",
     "workbench.export.handlers.sort",
     "workbench.export.handlers.cumulative",
+    "workbench.export.handlers.special",
 )
 
 

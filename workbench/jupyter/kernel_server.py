@@ -34,7 +34,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _answer(self, *, send_body: bool) -> None:
         parsed = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(parsed.path)
-        if not path.startswith(_ROOT):
+        if self.headers.get("Host") not in self.registry.allowed_hosts:
+            # a page on another origin that rebinds its DNS name to 127.0.0.1 sends its own Host
+            response = viewer_routes.Response(403, b"Forbidden host.", "text/plain; charset=utf-8")
+        elif not path.startswith(_ROOT):
             response = viewer_routes.Response(404, b"No such file.", "text/plain; charset=utf-8")
         else:
             query = dict(urllib.parse.parse_qsl(parsed.query))
@@ -64,6 +67,10 @@ class KernelViewerServer:
         self.host, self.port = self._httpd.server_address[:2]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="workbench-viewer", daemon=True)
         self._thread.start()
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset({f"127.0.0.1:{self.port}", f"localhost:{self.port}"})
 
     @property
     def root(self) -> str:

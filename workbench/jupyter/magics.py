@@ -175,13 +175,14 @@ class WorkbenchMagics(Magics):
                 _write_text_atomically(Path(args.to_jax), result.jax_source)
                 result.jax_path = args.to_jax
         if parity is not None:
-            result.parity = parity(fn, inputs, model)
+            result.parity = parity(fn, model, inputs)
         self.shell.user_ns[args.name] = result
         display(result)
         if result.jax_source is not None and not args.to_jax:
             display(Code(result.jax_source, language="python"))
         if result.parity is not None:
-            display(result.parity)
+            display(result.parity)  # verdict and per-output error table
+            display(result.parity.figure())  # plotly: ONNX vs JAX scatter and error histogram
 
     def _callable(self, fn_option: str | None, cell: str) -> tuple[str, Any]:
         namespace = self.shell.user_ns

@@ -287,3 +287,23 @@ def _reverse_sequence(x, lengths, batch_axis, time_axis):
 def reverse_sequence(ctx: NodeContext) -> str:
     return ctx.call(_reverse_sequence, ctx.x(0), ctx.x(1), ctx.lit(ctx.attr("batch_axis", 1)),
                     ctx.lit(ctx.attr("time_axis", 0)))
+
+
+@runtime_helper
+def _cumprod(x, axis, exclusive, reverse):
+    x = jnp.asarray(x)
+    axis = int(np.asarray(axis).reshape(())) % x.ndim
+    if reverse:
+        x = jnp.flip(x, axis)
+    if exclusive:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (1, 0)
+        x = jax.lax.slice_in_dim(jnp.pad(x, widths, constant_values=1), 0, x.shape[axis], axis=axis)
+    out = jnp.cumprod(x, axis=axis, dtype=x.dtype)
+    return jnp.flip(out, axis) if reverse else out
+
+
+@emitter("CumProd", since=26)
+def cumprod(ctx: NodeContext) -> str:
+    return ctx.call(_cumprod, ctx.x(0), ctx.x(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
+                    ctx.lit(bool(ctx.attr("reverse", 0))))

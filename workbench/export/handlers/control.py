@@ -27,6 +27,7 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
+from workbench.errors import ConversionError
 from workbench.export.builder import GraphBuilder, is_static
 from workbench.export.lowering import LoweringContext, finish_subgraph, lower_jaxpr
 from workbench.export.registry import Testcase, handler
@@ -358,12 +359,13 @@ def _scan(
 
 
 def _trip_count(ctx: LoweringContext, length: Any) -> ir.Value:
-    """The Loop trip count M: an int64 scalar, read from a Shape when the scan length is symbolic."""
-    if is_static(length):
-        return ctx.const(np.asarray(int(length), dtype=np.int64))
-    value = ctx.op("Squeeze", ctx.dim_value(length), ctx.i64([0]))
-    ctx.builder.set_type(value, _I64_SCALAR)
-    return value
+    """The Loop trip count M as an int64 scalar.
+
+    Without scanned inputs JAX itself requires a static ``length`` (a symbolic one fails in tracing).
+    """
+    if not is_static(length):
+        raise ConversionError(f"scan without scanned inputs needs a static length, got {length!r}")
+    return ctx.const(np.asarray(int(length), dtype=np.int64))
 
 
 __all__: list[str] = []

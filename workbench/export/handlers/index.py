@@ -42,23 +42,114 @@ from workbench.export.registry import Testcase, handler
 _I64 = ir.DataType.INT64
 
 
+# ----------------------------------------------------------------------------- build-time folding of index arithmetic
+# Indices are often constants (x[..., :4], x[:, ::-1], x.at[0].set on symbolic shapes trace to gather/scatter
+# whose indices come from literals and iota). Folding their small integer arithmetic here keeps those graphs
+# to one Slice/Gather instead of a chain of Cast/Min/Max/Add; it is written by hand because it must run while
+# the graph is being built (a later optimizer pass cannot undo the out-of-bounds masking nodes it saves).
+_FOLD_LIMIT = 1 << 16  # elements; larger constant indices are left to the runtime
+
+
+def _attr(node: ir.Node, name: str, default: Any = None) -> Any:
+    attribute = node.attributes.get(name)
+    return default if attribute is None else attribute.value
+
+
+def _slice_np(x: np.ndarray, starts: Any, ends: Any, axes: Any = None, steps: Any = None) -> np.ndarray:
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        index[int(axis)] = slice(int(start), None if abs(int(end)) >= 2**62 else int(end), int(step))
+    return x[tuple(index)]
+
+
+def _reshape_np(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    return x.reshape([x.shape[i] if int(d) == 0 else int(d) for i, d in enumerate(shape)])
+
+
+_NUMPY_OPS: dict[str, Any] = {
+    "Identity": lambda n, x: x,
+    "Unsqueeze": lambda n, x, axes: np.expand_dims(x, tuple(int(a) % (x.ndim + len(axes)) for a in axes)),
+    "Squeeze": lambda n, x, axes: np.squeeze(x, tuple(int(a) % x.ndim for a in axes)),
+    "Reshape": lambda n, x, shape: _reshape_np(x, shape),
+    "Cast": lambda n, x: x.astype(ir.DataType(_attr(n, "to")).numpy()),
+    "Concat": lambda n, *xs: np.concatenate(xs, axis=_attr(n, "axis")),
+    "Expand": lambda n, x, shape: np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(int(d) for d in shape))).copy(),
+    "Gather": lambda n, x, i: np.take(x, i, axis=_attr(n, "axis", 0)),
+    "Slice": lambda n, x, *rest: _slice_np(x, *rest),
+    "Range": lambda n, start, limit, delta: np.arange(start, limit, delta, dtype=start.dtype),
+    "Add": lambda n, a, b: np.add(a, b), "Sub": lambda n, a, b: np.subtract(a, b),
+    "Mul": lambda n, a, b: np.multiply(a, b), "Neg": lambda n, a: np.negative(a),
+    "Min": lambda n, a, b: np.minimum(a, b), "Max": lambda n, a, b: np.maximum(a, b),
+    "Less": lambda n, a, b: np.less(a, b), "Equal": lambda n, a, b: np.equal(a, b),
+    "Not": lambda n, a: np.logical_not(a), "Where": lambda n, c, a, b: np.where(c, a, b),
+    "ReduceMax": lambda n, x, axes: np.max(x, axis=tuple(int(a) for a in axes), keepdims=bool(_attr(n, "keepdims", 1))),
+}
+
+
+def constant_of(value: ir.Value | None, depth: int = 12) -> np.ndarray | None:
+    """The value as a NumPy array when it is computed from constants only (a few integer ops deep)."""
+    if value is None:
+        return None
+    if value.const_value is not None:
+        return value.const_value.numpy()
+    node = value.producer()
+    if node is None or depth == 0 or node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type == "Constant":
+        tensor = _attr(node, "value")
+        return None if tensor is None else tensor.numpy()
+    evaluate = _NUMPY_OPS.get(node.op_type)
+    if evaluate is None or len(node.outputs) != 1:
+        return None
+    inputs = [constant_of(v, depth - 1) for v in node.inputs]
+    if any(i is None for i in inputs):
+        return None
+    result = np.asarray(evaluate(node, *inputs))
+    return result if result.size <= _FOLD_LIMIT else None
+
+
+def _op(ctx: LoweringContext, op_type: str, *inputs: ir.Value, **attributes: Any) -> ir.Value:
+    """``ctx.op`` for index arithmetic: a constant instead of a node when every input is constant."""
+    values = [constant_of(v, depth=1) for v in inputs]
+    if op_type in _NUMPY_OPS and all(v is not None for v in values):
+        probe = ir.Node("", op_type, [], attributes=ir.convenience.convert_attributes(attributes))
+        result = np.asarray(_NUMPY_OPS[op_type](probe, *values))
+        if result.size <= _FOLD_LIMIT:
+            return ctx.const(result)
+    return ctx.op(op_type, *inputs, **attributes)
+
+
+def _folded(ctx: LoweringContext, value: ir.Value) -> ir.Value:
+    """``value`` as a constant when it is computed from constants (e.g. normalised literal indices)."""
+    known = constant_of(value)
+    return value if known is None or value.const_value is not None else ctx.const(known)
+
+
+def _statically(mask: ir.Value, expected: bool) -> bool:
+    """True when the boolean ``mask`` is a known constant with every element equal to ``expected``."""
+    known = constant_of(mask, depth=1)
+    return known is not None and bool(np.all(known == expected))
+
+
 # ----------------------------------------------------------------------------- small helpers
 def _as_i64(ctx: LoweringContext, x: ir.Value, dtype: Any) -> ir.Value:
-    return x if np.dtype(dtype) == np.dtype("int64") else ctx.op("Cast", x, to=_I64)
+    return x if np.dtype(dtype) == np.dtype("int64") else _op(ctx, "Cast", x, to=_I64)
 
 
 def _clamp(ctx: LoweringContext, index: ir.Value, upper: ir.Value) -> ir.Value:
     """max(min(index, upper), 0) in int64."""
-    return ctx.op("Max", ctx.op("Min", index, upper), ctx.i64(0))
+    return _op(ctx, "Max", _op(ctx, "Min", index, upper), ctx.i64(0))
 
 
 def _out_of_bounds(ctx: LoweringContext, index: ir.Value, clamped: ir.Value, index_length: int) -> ir.Value:
     """Boolean over the batch shape: some component of the index vector (last axis) was out of range."""
-    differs = ctx.op("Not", ctx.op("Equal", index, clamped))
+    differs = _op(ctx, "Not", _op(ctx, "Equal", index, clamped))
     if index_length == 1:
-        return ctx.op("Squeeze", differs, ctx.i64([-1]))
-    count = ctx.op("ReduceMax", ctx.op("Cast", differs, to=ir.DataType.INT32), ctx.i64([-1]), keepdims=0)
-    return ctx.op("Cast", count, to=ir.DataType.BOOL)
+        return _op(ctx, "Squeeze", differs, ctx.i64([-1]))
+    count = _op(ctx, "ReduceMax", _op(ctx, "Cast", differs, to=ir.DataType.INT32), ctx.i64([-1]), keepdims=0)
+    return _op(ctx, "Cast", count, to=ir.DataType.BOOL)
 
 
 def _check_mode(mode: Any, what: str) -> GatherScatterMode:
@@ -86,9 +177,9 @@ def _iota_along(ctx: LoweringContext, length: Any, axis: int, rank: int) -> ir.V
     if is_static(length):
         shape[axis] = int(length)
         return ctx.const(np.arange(int(length), dtype=np.int64).reshape(shape))
-    line = ctx.op("Range", ctx.i64(0), dim_scalar(ctx, length), ctx.i64(1))
+    line = _op(ctx, "Range", ctx.i64(0), dim_scalar(ctx, length), ctx.i64(1))
     others = [a for a in range(rank) if a != axis]
-    return ctx.op("Unsqueeze", line, ctx.i64(others)) if others else line
+    return _op(ctx, "Unsqueeze", line, ctx.i64(others)) if others else line
 
 
 def _permutation(current: Sequence[Any], target: Sequence[Any]) -> list[int]:
@@ -121,18 +212,18 @@ def _coordinates(
         if window.batch_axis is not None:
             coord = _iota_along(ctx, batch_shape[window.batch_axis], window.batch_axis, rank)
         elif window.start is not None:
-            coord = ctx.op("Unsqueeze", window.start, ctx.i64(window_axes)) if window_axes else window.start
+            coord = _op(ctx, "Unsqueeze", window.start, ctx.i64(window_axes)) if window_axes else window.start
         else:
             coord = ctx.const(np.zeros([1] * rank, dtype=np.int64))
         if window.size is not None:
-            coord = ctx.op("Add", coord, _iota_along(ctx, window.size, window_position, rank))
+            coord = _op(ctx, "Add", coord, _iota_along(ctx, window.size, window_position, rank))
             window_position += 1
-        columns.append(ctx.op("Unsqueeze", ctx.op("Expand", coord, full_shape), ctx.i64([-1])))
-    return columns[0] if len(columns) == 1 else ctx.op("Concat", *columns, axis=-1)
+        columns.append(_op(ctx, "Unsqueeze", _op(ctx, "Expand", coord, full_shape), ctx.i64([-1])))
+    return columns[0] if len(columns) == 1 else _op(ctx, "Concat", *columns, axis=-1)
 
 
 def _start_column(ctx: LoweringContext, indices: ir.Value, k: int) -> ir.Value:
-    return ctx.op("Gather", indices, ctx.i64(k), axis=-1)
+    return _op(ctx, "Gather", indices, ctx.i64(k), axis=-1)
 
 
 # ----------------------------------------------------------------------------- gather
@@ -165,7 +256,7 @@ class _GatherSpec:
 def _gather_single_axis(ctx: LoweringContext, operand: ir.Value, starts: ir.Value, spec: _GatherSpec) -> tuple[ir.Value, list[Any]]:
     """ONNX Gather on the one indexed axis (x[idx], take, embedding lookups)."""
     axis = spec.start_index_map[0]
-    flat = ctx.op("Squeeze", starts, ctx.i64([-1]))
+    flat = _op(ctx, "Squeeze", starts, ctx.i64([-1]))
     result = ctx.op("Gather", operand, flat, axis=axis)
     n_batch = len(spec.batch_shape)
     layout: list[Any] = [("o", d) for d in range(axis)] + [("g", j) for j in range(n_batch)]
@@ -181,10 +272,10 @@ def _gather_as_slice(ctx: LoweringContext, operand: ir.Value, starts: ir.Value, 
     axes = list(spec.start_index_map)
     sizes = ctx.shape_value([spec.slice_sizes[d] for d in axes])
     static_axes = [d for d in range(len(spec.operand_shape)) if d not in axes and not spec.is_full(d)]
-    starts_all, ends_all = starts, ctx.op("Add", starts, sizes)
+    starts_all, ends_all = starts, _op(ctx, "Add", starts, sizes)
     if static_axes:
-        starts_all = ctx.op("Concat", starts, ctx.i64([0] * len(static_axes)), axis=0)
-        ends_all = ctx.op("Concat", ends_all, ctx.shape_value([spec.slice_sizes[d] for d in static_axes]), axis=0)
+        starts_all = _op(ctx, "Concat", starts, ctx.i64([0] * len(static_axes)), axis=0)
+        ends_all = _op(ctx, "Concat", ends_all, ctx.shape_value([spec.slice_sizes[d] for d in static_axes]), axis=0)
     result = ctx.op("Slice", operand, starts_all, ends_all, ctx.i64(axes + static_axes))
     if spec.collapsed:
         result = ctx.op("Squeeze", result, ctx.i64(list(spec.collapsed)))
@@ -194,7 +285,7 @@ def _gather_as_slice(ctx: LoweringContext, operand: ir.Value, starts: ir.Value, 
 def _gather_elements(ctx: LoweringContext, operand: ir.Value, starts: ir.Value, spec: _GatherSpec) -> tuple[ir.Value, list[Any]]:
     """take_along_axis: every other axis is a batching axis in order, so GatherElements fits."""
     axis = spec.start_index_map[0]
-    flat = ctx.op("Squeeze", starts, ctx.i64([-1]))
+    flat = _op(ctx, "Squeeze", starts, ctx.i64([-1]))
     return ctx.op("GatherElements", operand, flat, axis=axis), [("g", j) for j in range(len(spec.batch_shape))]
 
 
@@ -308,7 +399,7 @@ def _gather(
         slice_sizes=tuple(slice_sizes),
     )
     mode = _check_mode(mode, "gather")
-    raw = _as_i64(ctx, indices, indices_aval.dtype)
+    raw = _as_i64(ctx, _folded(ctx, indices), indices_aval.dtype)
     upper = ctx.shape_value([spec.operand_shape[d] - spec.slice_sizes[d] for d in spec.start_index_map])
     starts = _clamp(ctx, raw, upper)
     result, layout = _choose_gather(spec)(ctx, operand, starts, spec)
@@ -317,8 +408,10 @@ def _gather(
         dtype = ctx.aval_out.dtype
         fill = ctx.scalar(_default_fill(dtype) if fill_value is None else fill_value, dtype)
         outside = _out_of_bounds(ctx, raw, starts, len(spec.start_index_map))
+        if _statically(outside, False):
+            return result
         if spec.offset_dims:
-            outside = ctx.op("Unsqueeze", outside, ctx.i64(list(spec.offset_dims)))
+            outside = _op(ctx, "Unsqueeze", outside, ctx.i64(list(spec.offset_dims)))
         result = ctx.op("Where", outside, fill, result)
     return result
 
@@ -326,8 +419,8 @@ def _gather(
 # ----------------------------------------------------------------------------- dynamic_slice
 def _stack_starts(ctx: LoweringContext, starts: Sequence[ir.Value], avals: Sequence[Any]) -> ir.Value:
     """Scalar start indices → one 1-D int64 vector."""
-    pieces = [ctx.op("Unsqueeze", _as_i64(ctx, s, a.dtype), ctx.i64([0])) for s, a in zip(starts, avals, strict=True)]
-    return pieces[0] if len(pieces) == 1 else ctx.op("Concat", *pieces, axis=0)
+    pieces = [_op(ctx, "Unsqueeze", _as_i64(ctx, _folded(ctx, s), a.dtype), ctx.i64([0])) for s, a in zip(starts, avals, strict=True)]
+    return pieces[0] if len(pieces) == 1 else _op(ctx, "Concat", *pieces, axis=0)
 
 
 @handler("dynamic_slice", onnx_ops=("Slice", "Min", "Max"), testcases=[
@@ -345,7 +438,7 @@ def _dynamic_slice(ctx: LoweringContext, operand: ir.Value, *starts: ir.Value, s
         return ctx.op("Identity", operand)
     start = _stack_starts(ctx, [starts[d] for d in axes], [ctx.avals_in[1 + d] for d in axes])
     start = _clamp(ctx, start, ctx.shape_value([shape[d] - slice_sizes[d] for d in axes]))
-    end = ctx.op("Add", start, ctx.shape_value([slice_sizes[d] for d in axes]))
+    end = _op(ctx, "Add", start, ctx.shape_value([slice_sizes[d] for d in axes]))
     return ctx.op("Slice", operand, start, end, ctx.i64(axes))
 
 
@@ -411,7 +504,7 @@ def _scatter(
     if not index_map and not batching:
         raise ConversionError("scatter without indexed operand axes is not supported")
 
-    raw = _as_i64(ctx, indices, indices_aval.dtype)
+    raw = _as_i64(ctx, _folded(ctx, indices), indices_aval.dtype)
     starts = _clamp(ctx, raw, ctx.shape_value([operand_shape[d] - window_size.get(d, 1) for d in index_map]))
     trailing = [d for d in window_dims if d not in index_map and same_dim(window_size[d], operand_shape[d])]
     leading = [d for d in range(len(operand_shape)) if d not in trailing]
@@ -439,13 +532,13 @@ def _scatter(
 
     perm = leading + trailing
     data = transpose(ctx, operand, perm)
-    drop = _check_mode(mode, primitive) != GatherScatterMode.CLIP
+    valid = _op(ctx, "Not", _out_of_bounds(ctx, raw, starts, len(index_map)))
+    drop = _check_mode(mode, primitive) != GatherScatterMode.CLIP and not _statically(valid, True)
     if drop:
-        valid = ctx.op("Not", _out_of_bounds(ctx, raw, starts, len(index_map)))
         n_window = sum(1 for w in windows if w.size is not None) if coords is not starts else 0
-        valid = ctx.op("Unsqueeze", valid, ctx.i64(list(range(len(batch_shape), len(batch_shape) + n_window + 1))))
+        valid = _op(ctx, "Unsqueeze", valid, ctx.i64(list(range(len(batch_shape), len(batch_shape) + n_window + 1))))
         slot = ctx.shape_value([operand_shape[leading[0]]] + [0] * (len(leading) - 1))
-        coords = ctx.op("Where", valid, coords, slot)
+        coords = _op(ctx, "Where", valid, coords, slot)
         pads = [0] * (2 * len(perm))
         pads[len(perm)] = 1
         data = ctx.op("Pad", data, ctx.i64(pads), mode="constant")

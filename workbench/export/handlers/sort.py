@@ -80,6 +80,7 @@ def _sort(ctx: LoweringContext, *operands: ir.Value, dimension: int, is_stable: 
     Testcase("top_k_last_axis", lambda x: lax.top_k(x, 3), [("B", 8)], expect_ops=("TopK",)),
     Testcase("top_k_ties_int", lambda x: lax.top_k(x, 4), [_TIES]),
     Testcase("top_k_k1", lambda x: lax.top_k(x, 1)[1], [(3, 5)]),
+    Testcase("top_k_axis0", lambda x: lax.top_k(x, 2, axis=0), [(5, "B")]),
     Testcase("top_k_float16", lambda x: lax.top_k(x.astype(jnp.float16), 2)[0], [(2, 6)], rtol=1e-3, atol=1e-3),
 ])
 def _top_k(ctx: LoweringContext, x: ir.Value, *, k: int, axis: int = -1) -> tuple[ir.Value, ir.Value]:

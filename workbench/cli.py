@@ -1,0 +1,159 @@
+"""The ``workbench`` command line: one function per subcommand.
+
+``workbench inspect model.onnx [--format text|json]`` and
+``workbench to-jax model.onnx -o out_dir/``. Add a subcommand by writing a
+``_add_<name>(subparsers)`` function that registers its parser with
+``set_defaults(run=...)`` and listing it in ``_SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any, Callable
+
+from workbench.errors import WorkbenchError
+
+
+# ---- inspect ------------------------------------------------------------------------------
+def inspect_model(path: str) -> dict[str, Any]:
+    """A JSON-ready summary of an ONNX model (after shape inference)."""
+    import numpy as np
+    import onnx
+
+    from workbench.importer.reader import load_model
+
+    loaded = load_model(path)
+    graph = loaded.model.graph
+    init_names = {t.name for t in graph.initializer}
+
+    def describe_type(info: onnx.ValueInfoProto) -> dict[str, Any]:
+        kind = info.type.WhichOneof("value")
+        if kind != "tensor_type":
+            return {"name": info.name, "type": kind}
+        tt = info.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
+        return {
+            "name": info.name,
+            "dtype": onnx.TensorProto.DataType.Name(tt.elem_type).lower(),
+            "shape": dims if tt.HasField("shape") else None,
+        }
+
+    types = {i.name: describe_type(i) for i in [*graph.input, *graph.output, *graph.value_info]}
+    param_count = 0
+    param_bytes = 0
+    for tensor in graph.initializer:
+        count = int(np.prod(tensor.dims, dtype=np.int64))
+        param_count += count
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 0
+        param_bytes += count * itemsize
+    nodes = []
+    for node in loaded.nodes:
+        nodes.append({
+            "name": node.name,
+            "op_type": node.op_type,
+            "domain": node.domain,
+            "inputs": [{"name": n, "shape": types.get(n, {}).get("shape")} for n in node.input],
+            "outputs": [{"name": n, "shape": types.get(n, {}).get("shape"), "dtype": types.get(n, {}).get("dtype")}
+                        for n in node.output],
+        })
+    return {
+        "file": loaded.label,
+        "ir_version": loaded.model.ir_version,
+        "producer": f"{loaded.model.producer_name} {loaded.model.producer_version}".strip(),
+        "opsets": {(e.domain or "ai.onnx"): int(e.version) for e in loaded.model.opset_import},
+        "inputs": [types[i.name] for i in graph.input if i.name not in init_names],
+        "outputs": [types[o.name] for o in graph.output],
+        "op_histogram": dict(Counter(n.op_type for n in loaded.nodes).most_common()),
+        "parameters": {"count": param_count, "bytes": param_bytes, "tensors": len(graph.initializer)},
+        "nodes": nodes,
+    }
+
+
+def _format_text(summary: dict[str, Any]) -> str:
+    def shape_text(value: dict[str, Any]) -> str:
+        shape = value.get("shape")
+        return "?" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+    lines = [
+        f"file:       {summary['file']}",
+        f"ir_version: {summary['ir_version']}   producer: {summary['producer'] or '-'}",
+        "opsets:     " + ", ".join(f"{d} {v}" for d, v in summary["opsets"].items()),
+        f"parameters: {summary['parameters']['count']:,} in {summary['parameters']['tensors']} tensors "
+        f"({summary['parameters']['bytes']:,} bytes)",
+        "inputs:",
+        *[f"  {i['name']!r}: {i.get('dtype', i.get('type'))} {shape_text(i)}" for i in summary["inputs"]],
+        "outputs:",
+        *[f"  {o['name']!r}: {o.get('dtype', o.get('type'))} {shape_text(o)}" for o in summary["outputs"]],
+        "ops:",
+        *[f"  {op:<24} {count}" for op, count in summary["op_histogram"].items()],
+        "nodes:",
+    ]
+    for node in summary["nodes"]:
+        outs = ", ".join(f"{o['name']!r} {shape_text(o)}" for o in node["outputs"])
+        ins = ", ".join(repr(i["name"]) for i in node["inputs"])
+        lines.append(f"  {node['op_type']}({ins}) -> {outs}")
+    return "\n".join(lines)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    summary = inspect_model(args.model)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(_format_text(summary))
+    return 0
+
+
+def _add_inspect(subparsers: Any) -> None:
+    parser = subparsers.add_parser("inspect", help="summarize an ONNX model (inputs, outputs, ops, shapes)")
+    parser.add_argument("model", help="path to an .onnx file")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(run=_run_inspect)
+
+
+# ---- to-jax -------------------------------------------------------------------------------
+def _run_to_jax(args: argparse.Namespace) -> int:
+    from workbench.codegen.api import save_jax
+
+    out = save_jax(args.model, args.output)
+    print(f"wrote {out / 'model_jax.py'}, {out / 'weights.npz'} and {out / 'load.py'}")
+    print(f"use: import sys; sys.path.insert(0, {str(out)!r}); from load import load; forward, params = load()")
+    return 0
+
+
+def _add_to_jax(subparsers: Any) -> None:
+    parser = subparsers.add_parser("to-jax", help="convert an ONNX model to a JAX module (save_jax)")
+    parser.add_argument("model", help="path to an .onnx file")
+    parser.add_argument("-o", "--output", required=True, help="output directory")
+    parser.set_defaults(run=_run_to_jax)
+
+
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Convert models between JAX and ONNX.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in _SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except WorkbenchError as e:
+        print(f"workbench {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
