@@ -294,19 +294,28 @@ handler("reduce_precision", onnx_ops=(), testcases=[
 ])(_identity)
 
 
-@handler("select_n", onnx_ops=("Where", "Equal"), testcases=[
+@handler("select_n", onnx_ops=("Where", "Equal", "Cast"), testcases=[
     Testcase("select_bool", lambda p, x, y: jnp.where(p > 0, x, y), [F, F, F]),
     Testcase("select_n_int", lambda i, a, b, c: lax.select_n(i, a, b, c), [np.array([0, 1, 2, 1], np.int32), (4,), (4,), (4,)]),
+    Testcase("select_of_bools", lambda m: jnp.tril(m), [np.array([[True, True, False], [True, False, True], [True, True, True]])]),
 ])
 def _select_n(ctx: LoweringContext, which: ir.Value, *cases: ir.Value) -> ir.Value:
-    """select_n(which, *cases) picks cases[which]: nested Where, last case as the default."""
+    """select_n(which, *cases) picks cases[which]: nested Where, last case as the default.
+
+    onnxruntime's CPU provider has no Where kernel for bool tensors, so bool cases are selected
+    as uint8 and cast back.
+    """
+    bool_cases = _is_bool(ctx.avals_in[1])
+    if bool_cases:
+        cases = tuple(ctx.op("Cast", case, to=ir.DataType.UINT8) for case in cases)
     if _is_bool(ctx.avals_in[0]):
-        return ctx.op("Where", which, cases[1], cases[0])
-    result = cases[-1]
-    index_dtype = ctx.avals_in[0].dtype
-    for index in range(len(cases) - 2, -1, -1):
-        result = ctx.op("Where", ctx.op("Equal", which, ctx.scalar(index, index_dtype)), cases[index], result)
-    return result
+        result = ctx.op("Where", which, cases[1], cases[0])
+    else:
+        result = cases[-1]
+        index_dtype = ctx.avals_in[0].dtype
+        for index in range(len(cases) - 2, -1, -1):
+            result = ctx.op("Where", ctx.op("Equal", which, ctx.scalar(index, index_dtype)), cases[index], result)
+    return ctx.op("Cast", result, to=ir.DataType.BOOL) if bool_cases else result
 
 
 @handler("clamp", onnx_ops=("Max", "Min"), testcases=[
