@@ -134,7 +134,60 @@ def _add_to_jax(subparsers: Any) -> None:
     parser.set_defaults(run=_run_to_jax)
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax]
+# ---- export -------------------------------------------------------------------------------
+def _resolve_target(text: str) -> Any:
+    """``pkg.module:attr`` (attr may be dotted) → the object; errors name the part at fault."""
+    import importlib
+
+    module_name, sep, attribute = text.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"callable {text!r}: expected the form pkg.module:attr, e.g. mymodels:model")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise WorkbenchError(f"callable {text!r}: cannot import module {module_name!r}: {error}") from error
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)  # the user named this attribute explicitly
+        except AttributeError as error:
+            raise WorkbenchError(f"callable {text!r}: {module_name} has no attribute {attribute!r}") from error
+    return target
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from workbench.export.api import to_onnx
+    from workbench.specs import TensorSpec, parse_shape_text
+
+    specs = []
+    for text in args.input:
+        if ":" not in text and args.dtype:
+            text = f"{text}:{args.dtype}"
+        shape, dtype = parse_shape_text(text)
+        specs.append(TensorSpec(shape, dtype))
+    model = to_onnx(_resolve_target(args.callable), specs, path=args.output, opset=args.opset)
+    print(f"wrote {args.output}: {len(model.graph.node)} nodes, opset {model.opset_import[0].version}")
+    return 0
+
+
+def _add_export(subparsers: Any) -> None:
+    parser = subparsers.add_parser("export", help="convert a JAX callable to ONNX (wb.to_onnx from the shell)")
+    parser.add_argument("callable", help="pkg.module:attr naming a function, jitted function or module instance")
+    parser.add_argument("-i", "--input", action="append", required=True, metavar="SPEC",
+                        help="one per positional argument: dims separated by commas, ints or names "
+                             "(B,30), optionally :dtype (2,64:int32)")  # fmt: skip
+    parser.add_argument("--dtype", default=None, help="default dtype for inputs without :dtype (float32)")
+    parser.add_argument("--opset", type=int, default=None, help="target ONNX opset (default 21)")
+    parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    parser.set_defaults(run=_run_export)
+
+
+def _add_web(subparsers: Any) -> None:
+    from workbench.web.cli import add_web_subcommands
+
+    add_web_subcommands(subparsers)
+
+
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_web]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,11 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "web":
+        from workbench.web.cli import run_handler
+
+        return run_handler(args)
     try:
         return int(args.run(args))
     except WorkbenchError as e:
         print(f"workbench {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # argument mistakes (bad spec, bad callable path)
+        print(f"workbench {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

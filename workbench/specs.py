@@ -29,6 +29,14 @@ _DIM_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^[-+*/%() 0-9A-Za-z_]+$")
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """An explicit (shape, dtype) spec, e.g. from the command line: ``TensorSpec(("B", 64), "int32")``."""
+
+    shape: tuple[int | str, ...]
+    dtype: Any = DEFAULT_DTYPE
+
+
+@dataclass(frozen=True)
 class InputSpecs:
     """The normalized specs: one pytree of ShapeDtypeStruct per positional argument."""
 
@@ -93,7 +101,7 @@ def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
     symbols: dict[str, None] = {}
 
     def convert(spec: Any, where: str) -> Any:
-        if isinstance(spec, jax.ShapeDtypeStruct):
+        if isinstance(spec, (jax.ShapeDtypeStruct, TensorSpec)):
             return _make_struct(spec.shape, spec.dtype, where)
         if _is_array(spec):
             array = np.asarray(spec) if isinstance(spec, np.generic) else spec
