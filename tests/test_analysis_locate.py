@@ -29,7 +29,8 @@ def test_clean_model_has_no_divergence(mlp_model):
     assert "no node diverges" in repr(report)
 
 
-@pytest.mark.parametrize(("old", "new"), [("Sigmoid", "Tanh"), ("Tanh", "Sigmoid"), ("Add", "Sub")])
+# (MatMul + bias Add is fused into Gemm by the export passes, so the MLP has no Add left to swap.)
+@pytest.mark.parametrize(("old", "new"), [("Sigmoid", "Tanh"), ("Tanh", "Sigmoid")])
 def test_swapped_op_is_named(mlp_model, old, new):
     broken, node_name = swap_op(mlp_model, old, new)
     report = wb.locate_divergence(mlp, broken)
@@ -46,7 +47,7 @@ def test_changed_weight_names_its_consumer(mlp_model):
     broken, initializer, consumers = scale_initializer(mlp_model, lambda a: a.shape == W1.shape, 1.01)
     report = wb.locate_divergence(mlp, broken)
     assert report.first_divergent is not None and report.first_divergent.node in consumers
-    assert report.first_divergent.op_type == "MatMul"
+    assert report.first_divergent.op_type in ("MatMul", "Gemm")  # Gemm when the bias Add was fused
     assert report.changed_initializers == [initializer]
 
 

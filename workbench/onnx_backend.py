@@ -30,7 +30,10 @@ class BackendRep(_OnnxBackendRep):
             inputs = [inputs]
         if len(inputs) > self._n_inputs:
             inputs = list(inputs)[: self._n_inputs]
-        result = self._forward(self._params, *inputs)
+        import jax
+
+        with jax.enable_x64(True):  # ONNX's int64/float64 must not be truncated; scoped to this call
+            result = self._forward(self._params, *inputs)
         outputs = result if isinstance(result, tuple) else (result,)
         return tuple(np.asarray(o) for o in outputs)
 
@@ -41,13 +44,10 @@ class Backend(_OnnxBackend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> BackendRep:
         del kwargs
-        import jax
-
         from workbench.codegen.api import compile_source, generate
 
         if not cls.supports_device(device):
             raise ValueError(f"the workbench JAX backend runs on CPU, not {device!r}")
-        jax.config.update("jax_enable_x64", True)  # ONNX's int64/float64 must not be truncated
         source, params = generate(model)
         forward = compile_source(source)
         inits = {t.name for t in model.graph.initializer}

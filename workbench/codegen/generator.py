@@ -163,10 +163,6 @@ class ModuleBuilder:
         module.line("import numpy as np")
         module.line("from jax import lax")
         module.line("")
-        if self._needs_x64(graph):
-            module.line("# the model's inputs or outputs are 64-bit: JAX must not truncate them to 32 bits")
-            module.line("jax.config.update('jax_enable_x64', True)")
-            module.line("")
         module.line(f"ONNX_OPSET = {literal(self.opsets[''])}")
         module.line(f"ONNX_INPUT_NAMES = {literal(tuple(i.name for i in real_inputs))}")
         module.line(f"ONNX_OUTPUT_NAMES = {literal(tuple(o.name for o in graph.output))}")
@@ -176,8 +172,19 @@ class ModuleBuilder:
                 module.line(text)
             module.line("")
         module.line("")
-        with module.block(f"def {self.function_name}({', '.join(['params', *arg_names])}):"):
+        needs_x64 = self._needs_x64(graph)
+        body_name = f"_{self.function_name}_body" if needs_x64 else self.function_name
+        with module.block(f"def {body_name}({', '.join(['params', *arg_names])}):"):
             module.extend(body)
+        if needs_x64:
+            # 64-bit inputs or outputs: run with x64 enabled for this call only, never flipping
+            # JAX's global setting in the user's process.
+            module.line("")
+            module.line("")
+            with module.block(f"def {self.function_name}(params, *inputs):"):
+                module.line('"""Runs with 64-bit types enabled: the model has 64-bit inputs or outputs."""')
+                with module.block("with jax.enable_x64(True):"):
+                    module.line(f"return {body_name}(params, *inputs)")
         source = module.source()
         try:
             ast.parse(source)
