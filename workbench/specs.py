@@ -47,16 +47,6 @@ class InputSpecs:
     def flat(self) -> list[jax.ShapeDtypeStruct]:
         return jax.tree_util.tree_leaves(self.args)
 
-    def flat_with_names(self) -> list[tuple[str, jax.ShapeDtypeStruct]]:
-        """Leaves paired with their input names: ``x`` / ``x.key`` style paths from the argument index."""
-        named: list[tuple[str, jax.ShapeDtypeStruct]] = []
-        for index, arg in enumerate(self.args):
-            leaves = jax.tree_util.tree_flatten_with_path(arg)[0]
-            for path, leaf in leaves:
-                suffix = jax.tree_util.keystr(path, simple=True, separator=".") if path else ""
-                named.append((f"in_{index}" + (f".{suffix}" if suffix else ""), leaf))
-        return named
-
 
 def _is_shape_tuple(spec: Any) -> bool:
     """A tuple of scalars (ints, names, and mistakes such as floats or None) is a shape, not a pytree."""

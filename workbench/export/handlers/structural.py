@@ -16,7 +16,7 @@ import onnx_ir as ir
 
 from workbench.export.lowering import LoweringContext
 from workbench.export.registry import Testcase, handler
-from workbench.trace.functions import ONNX_FUNCTION_DOMAIN, function_name_from_marker, lower_onnx_function
+from workbench.trace.functions import function_name_from_marker, lower_onnx_function
 
 F = ("B", 4)
 
@@ -78,5 +78,3 @@ def _remat(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, **params: Any)
     del params  # prevent_cse, differentiated, policy: rematerialization is a training concern
     return ctx.lower_inline(jaxpr, operands)
 
-
-__all__ = ["ONNX_FUNCTION_DOMAIN"]
