@@ -49,6 +49,8 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.codegen.ops.loss",
     "workbench.codegen.ops.quant",
     "workbench.codegen.ops.resize",
+    "workbench.codegen.ops.recurrent",
+    "workbench.codegen.ops.spectral",
 )
 
 
