@@ -51,6 +51,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.codegen.ops.resize",
     "workbench.codegen.ops.recurrent",
     "workbench.codegen.ops.spectral",
+    "workbench.codegen.ops.sampling",
 )
 
 
