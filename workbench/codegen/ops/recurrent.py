@@ -1,4 +1,5 @@
-"""Recurrent layers: RNN, GRU, LSTM, each one ``lax.scan`` per direction.
+"""Recurrent layers: RNN, GRU, LSTM, each one ``lax.scan`` per direction; the stateful decode ops
+LinearAttention (a ``lax.scan`` over tokens) and CausalConvWithState (opset 27).
 
 One runtime helper implements the three cells as the ONNX spec writes them:
 gate order (RNN: one gate; GRU: z, r, h; LSTM: i, o, f, c), bias split into
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from workbench.codegen.context import NodeContext
@@ -184,3 +186,93 @@ def _recurrent_emitter(kind: str):
 emitter("RNN", since=(7, 14, 22))(_recurrent_emitter("RNN"))
 emitter("GRU", since=(7, 14, 22))(_recurrent_emitter("GRU"))
 emitter("LSTM", since=(7, 14, 22))(_recurrent_emitter("LSTM"))
+
+
+@runtime_helper
+def _split_heads(x, num_heads):
+    """(B, T, H*D) -> (B, H, T, D)."""
+    b, t, _ = x.shape
+    return jnp.transpose(jnp.reshape(x, (b, t, num_heads, -1)), (0, 2, 1, 3))
+
+
+@runtime_helper
+def _linear_attention(query, key, value, past_state, decay, beta, q_num_heads, kv_num_heads, scale, update_rule):
+    """ONNX LinearAttention: the recurrent state update run token by token, in float32."""
+    b, t, _ = query.shape
+    q = _split_heads(query, q_num_heads).astype(jnp.float32)
+    k = _split_heads(key, kv_num_heads).astype(jnp.float32)
+    v = _split_heads(value, kv_num_heads).astype(jnp.float32)
+    d_k, d_v = q.shape[-1], v.shape[-1]
+    group = q_num_heads // kv_num_heads
+    gating = update_rule in ("gated", "gated_delta")
+    delta = update_rule in ("delta", "gated_delta")
+    if gating:  # decay per head (B, T, H) or per key channel (B, T, H*d_k), in log space
+        g = _split_heads(decay, kv_num_heads).astype(jnp.float32)
+    else:
+        g = jnp.zeros((b, kv_num_heads, t, 1), jnp.float32)
+    if delta:
+        rate = jnp.transpose(jnp.reshape(beta, (b, t, beta.shape[-1], 1)), (0, 2, 1, 3)).astype(jnp.float32)
+    else:
+        rate = jnp.ones((b, 1, t, 1), jnp.float32)
+    state_dtype = query.dtype if past_state is None else past_state.dtype
+    state = (jnp.zeros((b, kv_num_heads, d_k, d_v), jnp.float32) if past_state is None
+             else past_state.astype(jnp.float32))
+    scale = 1.0 / np.sqrt(d_k) if not scale else scale
+
+    def step(state, inputs):
+        q_t, k_t, v_t, g_t, rate_t = inputs
+        if gating:
+            state = state * jnp.exp(g_t)[..., None]
+        if delta:
+            v_t = rate_t * (v_t - jnp.einsum("bhdm,bhd->bhm", state, k_t))
+        state = state + k_t[..., :, None] * v_t[..., None, :]
+        read = jnp.repeat(state, group, axis=1) if group > 1 else state
+        return state, scale * jnp.einsum("bhd,bhdm->bhm", q_t, read)
+
+    sequence = tuple(jnp.moveaxis(a, 2, 0) for a in (q, k, v, g, rate))
+    state, outputs = lax.scan(step, state, sequence)  # outputs: (T, B, H_q, d_v)
+    output = jnp.reshape(jnp.transpose(outputs, (1, 0, 2, 3)), (b, t, q_num_heads * d_v))
+    return output.astype(query.dtype), state.astype(state_dtype)
+
+
+@emitter("LinearAttention", since=27)
+def linear_attention(ctx: NodeContext) -> str:
+    rule = ctx.attr("update_rule", "gated_delta")
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise ctx.error(f"unknown update_rule {rule!r}")
+    q_heads, kv_heads = ctx.attr("q_num_heads"), ctx.attr("kv_num_heads")
+    if q_heads <= 0 or kv_heads <= 0 or q_heads % kv_heads:
+        raise ctx.error(f"q_num_heads ({q_heads}) must be a positive multiple of kv_num_heads ({kv_heads})")
+    if rule in ("gated", "gated_delta") and not ctx.has(4):
+        raise ctx.error(f"update_rule {rule!r} needs the decay input")
+    if rule in ("delta", "gated_delta") and not ctx.has(5):
+        raise ctx.error(f"update_rule {rule!r} needs the beta input")
+    call = ctx.call(_linear_attention, ctx.x(0), ctx.x(1), ctx.x(2), ctx.opt(3), ctx.opt(4), ctx.opt(5),
+                    ctx.lit(q_heads), ctx.lit(kv_heads), ctx.lit(ctx.fattr("scale", 0.0)), ctx.lit(rule))
+    return call if ctx.n_out > 1 else [f"{call}[0]"]
+
+
+@runtime_helper
+def _causal_conv_with_state(x, weight, bias, past_state, activation):
+    """Depthwise causal 1-D convolution over [past_state, x]; returns (output, the last k-1 steps)."""
+    batch, channels, _ = x.shape
+    k = weight.shape[2]
+    past = jnp.zeros((batch, channels, k - 1), x.dtype) if past_state is None else past_state
+    padded = jnp.concatenate([past, x], axis=2)
+    y = lax.conv_general_dilated(padded, weight, window_strides=(1,), padding="VALID",
+                                 feature_group_count=channels)
+    if bias is not None:
+        y = y + jnp.reshape(bias, (1, -1, 1))
+    if activation in ("silu", "swish"):
+        y32 = y.astype(jnp.float32)
+        y = (y32 * jax.nn.sigmoid(y32)).astype(x.dtype)
+    return y.astype(x.dtype), padded[:, :, padded.shape[2] - (k - 1):]
+
+
+@emitter("CausalConvWithState", since=27)
+def causal_conv_with_state(ctx: NodeContext) -> str:
+    activation = ctx.attr("activation", "none")
+    if activation not in ("none", "silu", "swish"):
+        raise ctx.error(f"unknown activation {activation!r}; expected 'none', 'silu' or 'swish'")
+    call = ctx.call(_causal_conv_with_state, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.opt(3), ctx.lit(activation))
+    return call if ctx.n_out > 1 else [f"{call}[0]"]
