@@ -354,3 +354,11 @@ def cast_like(ctx: NodeContext) -> str:
 
 
 __all__ = ["jax", "np", "lax"]
+
+
+@emitter("SwiGLU", since=28)
+def swiglu(ctx: NodeContext) -> str:
+    a, b = ctx.x(0), ctx.x(1)
+    alpha = ctx.fattr("alpha", 1.0)
+    gate = f"jax.nn.sigmoid({ctx.lit(alpha)} * {a})" if alpha != 1.0 else f"jax.nn.sigmoid({a})"
+    return f"({a} * {gate} * {b}).astype({a}.dtype)"
