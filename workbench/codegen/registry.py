@@ -52,6 +52,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.codegen.ops.recurrent",
     "workbench.codegen.ops.spectral",
     "workbench.codegen.ops.sampling",
+    "workbench.codegen.ops.detection",
 )
 
 
