@@ -242,13 +242,118 @@ def _pool_call(ctx: NodeContext, kind: str) -> str:
                     attrs["auto_pad"], ceil_mode, count_include_pad, p)
 
 
+@runtime_helper
+def _max_pool_with_indices(x, kernel, strides, pads, dilations, auto_pad, ceil_mode, storage_order):
+    """MaxPool's (values, indices): indices flatten (n, c, spatial...) row-major, or column-major over
+    the spatial axes when ``storage_order`` is 1; ties keep the first position."""
+    nd = len(kernel)
+    strides = strides or (1,) * nd
+    dilations = dilations or (1,) * nd
+    explicit, extra = _pool_padding(x.shape, kernel, strides, dilations, pads, auto_pad, ceil_mode)
+    padding = ((0, 0), (0, 0)) + tuple((b, e + x_) for (b, e), x_ in zip(explicit, extra))
+    position = jnp.reshape(jnp.arange(x.size, dtype=jnp.int64), x.shape)
+    if storage_order:
+        spatial = x.shape[2:]
+        grids = jnp.meshgrid(*[jnp.arange(d, dtype=jnp.int64) for d in spatial], indexing="ij")
+        column_major = jnp.zeros(spatial, jnp.int64)
+        for axis in reversed(range(nd)):
+            column_major = column_major * spatial[axis] + grids[axis]
+        plane = int(np.prod(spatial, dtype=np.int64))
+        index = (jnp.arange(x.shape[0] * x.shape[1], dtype=jnp.int64) * plane).reshape(x.shape[:2] + (1,) * nd)
+        index = index + column_major
+    else:
+        index = position
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        lowest = jnp.array(-jnp.inf, x.dtype)
+    else:
+        lowest = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+
+    def pick(a, b):
+        a_value, a_position, a_index = a
+        b_value, b_position, b_index = b
+        take_b = (b_value > a_value) | ((b_value == a_value) & (b_position < a_position))
+        return (jnp.where(take_b, b_value, a_value), jnp.where(take_b, b_position, a_position),
+                jnp.where(take_b, b_index, a_index))
+
+    init = (lowest, jnp.array(x.size, jnp.int64), jnp.array(-1, jnp.int64))
+    values, _, indices = lax.reduce_window(
+        (x, position, index), init, pick, (1, 1) + tuple(kernel), (1, 1) + tuple(strides), padding,
+        window_dilation=(1, 1) + tuple(dilations),
+    )
+    return values, indices
+
+
 @emitter("MaxPool", since=(1, 8, 10, 11, 12))
 def max_pool(ctx: NodeContext) -> str:
-    if ctx.has_output(1):
-        raise ctx.unsupported("MaxPool's Indices output is not supported yet")
-    if ctx.attr("storage_order", 0):
-        raise ctx.unsupported("MaxPool storage_order=1 is not supported")
-    return _pool_call(ctx, "max")
+    storage_order = ctx.attr("storage_order", 0)
+    if not ctx.has_output(1):
+        return _pool_call(ctx, "max")
+    attrs = _conv_attrs(ctx)
+    ceil_mode = ctx.lit(bool(ctx.attr("ceil_mode", 0)) and ctx.opset >= 10)
+    return ctx.call(_max_pool_with_indices, ctx.x(0), ctx.lit(tuple(ctx.attr("kernel_shape"))), attrs["strides"],
+                    attrs["pads"], attrs["dilations"], attrs["auto_pad"], ceil_mode, ctx.lit(bool(storage_order)))
+
+
+@runtime_helper
+def _max_unpool(x, indices, output_shape, kernel, strides, pads):
+    nd = len(kernel)
+    strides = strides or (1,) * nd
+    pads = pads or (0,) * (2 * nd)
+    # indices address the shape the pooling arithmetic gives; a larger output_shape pads it at the end
+    spatial = tuple((x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[i + nd] + kernel[i] for i in range(nd))
+    inferred = x.shape[:2] + spatial
+    flat = jnp.zeros((int(np.prod(inferred, dtype=np.int64)),), x.dtype)
+    flat = flat.at[jnp.reshape(indices, (-1,))].set(jnp.reshape(x, (-1,)))
+    y = jnp.reshape(flat, inferred)
+    if output_shape is None:
+        return y
+    return jnp.pad(y, [(0, max(want - have, 0)) for want, have in zip(output_shape, inferred)])
+
+
+@emitter("MaxUnpool", since=(9, 11, 22))
+def max_unpool(ctx: NodeContext) -> str:
+    strides, pads = ctx.attr("strides", None), ctx.attr("pads", None)
+    return ctx.call(
+        _max_unpool, ctx.x(0), ctx.x(1), ctx.ints(2) if ctx.has(2) else "None",
+        ctx.lit(tuple(ctx.attr("kernel_shape"))), "None" if strides is None else ctx.lit(tuple(strides)),
+        "None" if pads is None else ctx.lit(tuple(pads)),
+    )
+
+
+@runtime_helper
+def _col2im(x, image_shape, block_shape, dilations, pads, strides):
+    """Col2Im: sum each column of ``x`` back into its block of the (padded) image, then crop the padding."""
+    nd = len(image_shape)
+    dilations = dilations or (1,) * nd
+    pads = pads or (0,) * (2 * nd)
+    strides = strides or (1,) * nd
+    padded = [image_shape[i] + pads[i] + pads[i + nd] for i in range(nd)]
+    counts = [(padded[i] - (dilations[i] * (block_shape[i] - 1) + 1)) // strides[i] + 1 for i in range(nd)]
+    n = x.shape[0]
+    blocks = int(np.prod(block_shape, dtype=np.int64))
+    columns = jnp.reshape(x, (n, x.shape[1] // blocks) + tuple(block_shape) + tuple(counts))
+    coordinates = []
+    for i in range(nd):
+        shape = [1] * (2 * nd)
+        offset = np.arange(block_shape[i]) * dilations[i]
+        start = np.arange(counts[i]) * strides[i]
+        coordinates.append(offset.reshape(shape[:i] + [-1] + shape[i + 1:]) + start.reshape(
+            shape[:nd + i] + [-1] + shape[nd + i + 1:]))
+    target = np.ravel_multi_index(np.broadcast_arrays(*coordinates), padded)
+    image = jnp.zeros((n, columns.shape[1], int(np.prod(padded, dtype=np.int64))), x.dtype)
+    image = image.at[:, :, np.reshape(target, (-1,))].add(jnp.reshape(columns, columns.shape[:2] + (-1,)))
+    image = jnp.reshape(image, (n, columns.shape[1]) + tuple(padded))
+    crop = tuple(slice(pads[i], pads[i] + image_shape[i]) for i in range(nd))
+    return image[(slice(None), slice(None)) + crop]
+
+
+@emitter("Col2Im", since=18)
+def col2im(ctx: NodeContext) -> str:
+    def opt(name: str) -> str:
+        value = ctx.attr(name, None)
+        return "None" if value is None else ctx.lit(tuple(value))
+
+    return ctx.call(_col2im, ctx.x(0), ctx.ints(1), ctx.ints(2), opt("dilations"), opt("pads"), opt("strides"))
 
 
 @emitter("AveragePool", since=(7, 10, 11, 19))
