@@ -124,4 +124,85 @@ def affine_grid(ctx: NodeContext) -> str:
     return ctx.call(_affine_grid, ctx.x(0), ctx.ints(1), ctx.lit(bool(ctx.attr("align_corners", 0))))
 
 
+@runtime_helper
+def _roi_align(x, rois, batch_indices, mode, out_h, out_w, sampling_ratio, spatial_scale, half_pixel):
+    """RoiAlign as the spec's reference computes it: per bin a grid of bilinear samples, averaged
+    (``avg``) or the largest weighted corner value (``max``). With ``sampling_ratio`` 0 the grid size
+    depends on each ROI's size; the largest is used with the extra samples masked out (so the ROI
+    values must be concrete: not under ``jax.jit``)."""
+    height, width = x.shape[2], x.shape[3]
+    offset = 0.5 if half_pixel else 0.0
+    start_w, start_h = rois[:, 0] * spatial_scale - offset, rois[:, 1] * spatial_scale - offset
+    roi_w = rois[:, 2] * spatial_scale - offset - start_w
+    roi_h = rois[:, 3] * spatial_scale - offset - start_h
+    if not half_pixel:
+        roi_w, roi_h = jnp.maximum(roi_w, 1.0), jnp.maximum(roi_h, 1.0)
+    bin_h, bin_w = roi_h / out_h, roi_w / out_w
+    if sampling_ratio > 0:
+        grid_h = jnp.full(roi_h.shape, sampling_ratio)
+        grid_w = jnp.full(roi_w.shape, sampling_ratio)
+        max_h = max_w = sampling_ratio
+    else:
+        grid_h, grid_w = jnp.ceil(roi_h / out_h), jnp.ceil(roi_w / out_w)
+        max_h, max_w = max(int(jnp.max(grid_h, initial=1)), 1), max(int(jnp.max(grid_w, initial=1)), 1)
+    # sample coordinates: [roi, bin, sample]
+    iy, ix = jnp.arange(max_h), jnp.arange(max_w)
+    ys = (start_h[:, None, None] + jnp.arange(out_h)[None, :, None] * bin_h[:, None, None]
+          + (iy[None, None, :] + 0.5) * bin_h[:, None, None] / grid_h[:, None, None])
+    xs = (start_w[:, None, None] + jnp.arange(out_w)[None, :, None] * bin_w[:, None, None]
+          + (ix[None, None, :] + 0.5) * bin_w[:, None, None] / grid_w[:, None, None])
+    y_used = iy[None, None, :] < grid_h[:, None, None]
+    x_used = ix[None, None, :] < grid_w[:, None, None]
+
+    def corners(v, size):
+        outside = (v < -1.0) | (v > size)
+        v = jnp.maximum(v, 0)
+        low = jnp.floor(v).astype(jnp.int32)
+        at_edge = low >= size - 1
+        low = jnp.where(at_edge, size - 1, low)
+        high = jnp.where(at_edge, size - 1, low + 1)
+        v = jnp.where(at_edge, low.astype(v.dtype), v)
+        frac = v - low
+        return low, high, 1 - frac, frac, outside
+
+    y_lo, y_hi, wy_lo, wy_hi, y_out = corners(ys, height)  # [roi, out_h, max_h]
+    x_lo, x_hi, wx_lo, wx_hi, x_out = corners(xs, width)  # [roi, out_w, max_w]
+    images = x[jnp.asarray(batch_indices, jnp.int32)]  # [roi, C, H, W]
+
+    def fetch(yi, xi):  # -> [roi, C, out_h, max_h, out_w, max_w]
+        rows = jnp.take_along_axis(images, yi.reshape(yi.shape[0], 1, -1, 1), axis=2)
+        values = jnp.take_along_axis(rows, xi.reshape(xi.shape[0], 1, 1, -1), axis=3)
+        return values.reshape(values.shape[:2] + yi.shape[1:] + xi.shape[1:])
+
+    def weight(wy, wx):
+        return (wy[:, :, :, None, None] * wx[:, None, None, :, :])[:, None]
+
+    terms = [fetch(a, b) * weight(wa, wb) for a, wa in ((y_lo, wy_lo), (y_hi, wy_hi))
+             for b, wb in ((x_lo, wx_lo), (x_hi, wx_hi))]
+    inside = ~(y_out[:, :, :, None, None] | x_out[:, None, None, :, :])[:, None]
+    used = (y_used[:, :, :, None, None] & x_used[:, None, None, :, :])[:, None]
+    if mode == "avg":
+        total = jnp.where(inside & used, terms[0] + terms[1] + terms[2] + terms[3], 0).sum(axis=(3, 5))
+        count = jnp.maximum(grid_h * grid_w, 1)[:, None, None, None]
+        return (total / count).astype(x.dtype)
+    best = jnp.where(inside, jnp.maximum(jnp.maximum(terms[0], terms[1]), jnp.maximum(terms[2], terms[3])), 0)
+    best = jnp.where(used, best, -jnp.inf)
+    return best.max(axis=(3, 5)).astype(x.dtype)
+
+
+@emitter("RoiAlign", since=(10, 16, 22))
+def roi_align(ctx: NodeContext) -> str:
+    mode = ctx.attr("mode", "avg")
+    if mode not in ("avg", "max"):
+        raise ctx.error(f"unknown mode {mode!r}; expected 'avg' or 'max'")
+    transform = ctx.attr("coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel")
+    if transform not in ("half_pixel", "output_half_pixel"):
+        raise ctx.error(f"unknown coordinate_transformation_mode {transform!r}")
+    return ctx.call(
+        _roi_align, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(mode), ctx.lit(ctx.attr("output_height", 1)),
+        ctx.lit(ctx.attr("output_width", 1)), ctx.lit(ctx.attr("sampling_ratio", 0)),
+        ctx.lit(ctx.fattr("spatial_scale", 1.0)), ctx.lit(transform == "half_pixel"),
+    )
+
+
 __all__ = ["np"]
