@@ -217,15 +217,28 @@ def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_
         return (total ** (1.0 / p)).astype(x.dtype)
     total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, window, window_strides, padding,
                               window_dilation=window_dilation)
-    if count_include_pad:
-        ones = jnp.pad(jnp.ones(x.shape, x.dtype), ((0, 0), (0, 0)) + tuple(explicit), constant_values=1)
-        count_padding = ((0, 0), (0, 0)) + tuple((0, e) for e in extra)
-    else:
-        ones = jnp.ones(x.shape, x.dtype)
-        count_padding = padding
-    counts = lax.reduce_window(ones, jnp.array(0, x.dtype), lax.add, window, window_strides, count_padding,
-                               window_dilation=window_dilation)
-    return total / counts
+    counts = _pool_counts(x.shape[2:], total.shape[2:], kernel, strides, dilations, explicit, count_include_pad)
+    return total / jnp.asarray(counts, x.dtype)
+
+
+@runtime_helper
+def _pool_counts(sizes, out_sizes, kernel, strides, dilations, explicit, count_include_pad):
+    """How many input positions each average-pooling window covers (numpy, from shapes alone).
+
+    The window is a box, so the count is the product of one count per axis. Explicit pads count when
+    ``count_include_pad``; the extra end padding of ``ceil_mode`` never does. Computed on the host: as
+    a reduce_window over a constant, XLA spends seconds constant-folding it.
+    """
+    per_axis = []
+    for size, n_out, k, s, d, (begin, end) in zip(sizes, out_sizes, kernel, strides, dilations, explicit):
+        lo, hi = (-begin, size + end) if count_include_pad else (0, size)
+        starts = np.arange(n_out) * s - begin
+        taps = starts[:, None] + np.arange(k)[None, :] * d
+        per_axis.append(((taps >= lo) & (taps < hi)).sum(axis=1))
+    counts = np.ones((1, 1), np.int64)
+    for axis_counts in per_axis:
+        counts = counts[..., None] * axis_counts
+    return counts
 
 
 def _pool_call(ctx: NodeContext, kind: str) -> str:
