@@ -23,7 +23,9 @@ def _untraceable_errors() -> tuple[type[BaseException], ...]:
     import jax
 
     errors = jax.errors
-    return (errors.ConcretizationTypeError, errors.TracerArrayConversionError, errors.TracerIntegerConversionError,
+    # NotImplementedError: generated helpers raise it for constructs that only run eagerly
+    # (e.g. a Loop with scan outputs and a value-dependent condition)
+    return (NotImplementedError, errors.ConcretizationTypeError, errors.TracerArrayConversionError, errors.TracerIntegerConversionError,
             errors.TracerBoolConversionError, errors.NonConcreteBooleanIndexError)
 
 
