@@ -34,9 +34,11 @@ _SEQUENCE_OPS = {"SequenceMap", "SequenceEmpty", "SequenceLength", "SequenceInse
 _RANDOM_OPS = {"Bernoulli", "RandomUniformLike", "RandomNormalLike", "RandomUniform", "RandomNormal", "Multinomial"}
 
 
-def op_of_case(name: str, op_names: list[str]) -> str:
-    """The ONNX op a case tests, from its name (test_<op>_...), longest match first."""
-    stem = name.removeprefix("test_").replace("_", "")
+def op_of_case(result: CaseResult, op_names: list[str]) -> str:
+    """The ONNX op a case tests: its only op, else from its name (test_<op>_...), longest match first."""
+    if len(result.ops) == 1:
+        return result.ops[0]
+    stem = result.name.removeprefix("test_").replace("_", "")
     for op in op_names:
         if stem.startswith(op.lower()):
             return op
@@ -100,7 +102,7 @@ def write_table(results: list[CaseResult], elapsed: float, jobs: int, out: Path)
     op_names = sorted({s.name for s in onnx.defs.get_all_schemas_with_history()}, key=len, reverse=True)
     by_op: dict[str, list[CaseResult]] = defaultdict(list)
     for result in results:
-        by_op[op_of_case(result.name, op_names)].append(result)
+        by_op[op_of_case(result, op_names)].append(result)
     passed = sum(r.passed for r in results)
     lines = [
         "# ONNX node conformance of the ONNX -> JAX code generator",
