@@ -202,6 +202,22 @@ def test_unsupported_primitives_show_the_table_and_no_viewer(shell, converter) -
     assert "not converted, 1 unsupported primitive(s)" in output.data["text/plain"]
 
 
+def test_unsupported_table_widget_shows_source_and_handler_stub(shell, converter) -> None:
+    execution, captured = run(shell, "%%to_onnx -i B,30\n" + UNSUPPORTED_CELL)
+    assert execution.success, captured.stderr
+    table = shell.user_ns["_onnx"].unsupported_table
+    assert [row.name for row in table.rows] == ["workbench_test_wobble"]
+    [location_button] = table.location_buttons["workbench_test_wobble"]
+    assert location_button.description.endswith(":6 (f)")
+    location_button.click()  # the source line from the cell, read back through linecache
+    assert "→    6 |     return wobble_p.bind(x) * 2" in table.last_excerpt
+    table.stub_buttons["workbench_test_wobble"].click()
+    compile(table.last_stub, "<stub>", "exec")  # the stub is valid Python
+    assert "@handler('workbench_test_wobble'" in table.last_stub
+    shown = [out["data"]["text/plain"] for out in table.output.outputs]
+    assert any("def _workbench_test_wobble(" in text for text in shown)
+
+
 @pytest.mark.parametrize(("option", "public_name"), [("--parity", "parity"), ("--to-jax", "to_jax_source")])
 def test_option_whose_module_is_missing_says_so(shell, converter, monkeypatch, option: str, public_name: str) -> None:
     # as in a build where that feature's module is not installed

@@ -159,6 +159,10 @@ class WorkbenchMagics(Magics):
             model = convert(fn, inputs, path=args.out, opset=args.opset)
         except UnsupportedPrimitiveError as error:
             result = OnnxResult(fn_name, time.perf_counter() - start, unsupported=list(error.primitives))
+            from workbench.jupyter.unsupported_table import UnsupportedTable
+
+            report = _public("check", "the unsupported-primitives table")(fn, inputs)
+            result.unsupported_table = UnsupportedTable(report, header_html=result._header_html())
             self.shell.user_ns[args.name] = result
             display(result)
             return
