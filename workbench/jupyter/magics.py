@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from IPython.core import magic_arguments
@@ -25,42 +25,29 @@ from IPython.display import Code, display
 from workbench.errors import SpecError, UnsupportedPrimitiveError, WorkbenchError
 from workbench.jupyter.result import OnnxResult
 
+if TYPE_CHECKING:
+    from workbench.specs import TensorSpec
+
 _INPUT_HELP = (
     "Input spec, one per positional argument, repeatable: comma-separated dims, each an int or a "
     "symbolic name, optionally ':dtype' (default float32). Examples: -i B,30   -i 2,64:int32   -i :int32 (scalar)."
 )
 
 
-def parse_input_spec(text: str) -> tuple[int | str, ...] | Any:
-    """``B,30`` -> ("B", 30); ``2,64:int32`` -> jax.ShapeDtypeStruct((2, 64), int32).
+def parse_input_spec(text: str) -> "TensorSpec":
+    """``B,30`` -> TensorSpec(("B", 30), float32); ``2,64:int32`` -> TensorSpec((2, 64), int32).
 
-    Raises SpecError with a one-line message naming the spec.
+    The same grammar as ``workbench export --input``; raises SpecError naming the spec.
     """
-    shape_text, has_dtype, dtype_text = text.partition(":")
-    dims: list[int | str] = []
-    if shape_text.strip():
-        for part in shape_text.split(","):
-            part = part.strip()
-            if part.isdigit():
-                dims.append(int(part))
-            elif part.isidentifier() and not keyword.iskeyword(part):
-                dims.append(part)
-            else:
-                what = "an empty dimension" if not part else f"dimension {part!r}"
-                raise SpecError(
-                    f"--input {text!r}: {what} is neither a non-negative int nor a name; "
-                    "write e.g. 'B,30' or '2,64:int32'."
-                )
-    if not has_dtype:
-        return tuple(dims)
-    import jax
-    import jax.numpy as jnp
+    from workbench.specs import TensorSpec, parse_input_specs, parse_shape_text  # imports jax: only when used
 
     try:
-        dtype = jnp.dtype(dtype_text.strip())
-    except TypeError as error:
-        raise SpecError(f"--input {text!r}: unknown dtype {dtype_text!r}; use e.g. float32, int32 or bfloat16.") from error
-    return jax.ShapeDtypeStruct(tuple(dims), dtype)
+        shape, dtype = parse_shape_text(text)
+        spec = TensorSpec(shape, dtype)
+        parse_input_specs([spec])  # reject what the converter would reject (e.g. '-1'), now, as a usage error
+    except SpecError as error:
+        raise SpecError(f"--input {text!r}: {error}") from None
+    return spec
 
 
 def defined_names(cell_source: str) -> list[str]:
