@@ -296,6 +296,19 @@ def coverage_frame(entries: Sequence[CoverageEntry] | None = None) -> Any:
     return frame
 
 
+def summary_frame(frame: Any) -> Any:
+    """One row per primitive / zoo model / ONNX op: its areas, ONNX ops and how many testcases (and passes)."""
+    grouped = frame.groupby(["direction", "subject"], observed=True, sort=True)
+    summary = grouped.agg(
+        areas=("area", lambda areas: ", ".join(sorted({str(a) for a in areas}, key=AREAS.index))),
+        onnx_ops=("onnx_ops", "first"),
+        testcases=("testcase", "size"),
+        passed=("status", lambda statuses: int((statuses == "pass").sum())),
+        run=("status", lambda statuses: int((statuses != NOT_RUN).sum())),
+    ).reset_index()
+    return summary
+
+
 def filter_entries(
     entries: Sequence[CoverageEntry], *, text: str = "", areas: Iterable[str] = (), statuses: Iterable[str] = ()
 ) -> list[CoverageEntry]:
@@ -322,5 +335,5 @@ def filter_entries(
 
 __all__ = [
     "AREAS", "COLUMNS", "CoverageEntry", "Outcome", "STATUSES", "api_area", "catalogue", "coverage_frame",
-    "filter_entries", "forget_outcomes", "last_outcome", "run_entries",
+    "filter_entries", "forget_outcomes", "last_outcome", "run_entries", "summary_frame",
 ]

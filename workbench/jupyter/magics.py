@@ -11,7 +11,6 @@ import ast
 import keyword
 import operator
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import Code, display
 
 from workbench.errors import SpecError, UnsupportedPrimitiveError, WorkbenchError
+from workbench.files import write_text_atomic
 from workbench.jupyter.result import OnnxResult
 
 if TYPE_CHECKING:
@@ -74,13 +74,6 @@ def _public(name: str, option: str) -> Any:
         if error.name and error.name.startswith("workbench."):
             raise UsageError(f"{option} is not available yet in this workbench version ({error.name} is missing).") from error
         raise
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 @magics_class
@@ -163,7 +156,7 @@ class WorkbenchMagics(Magics):
         if to_jax_source is not None:
             result.jax_source = to_jax_source(model)
             if args.to_jax:
-                _write_text_atomically(Path(args.to_jax), result.jax_source)
+                write_text_atomic(Path(args.to_jax), result.jax_source)
                 result.jax_path = args.to_jax
         if parity is not None:
             result.parity = parity(fn, model, inputs)
