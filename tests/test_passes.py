@@ -143,10 +143,10 @@ def test_float64_layer_norm_stays_decomposed_and_exact():
         assert_matches_jax(norm, model, [x], rtol=1e-12, atol=1e-12)
 
 
-# the node budget of one pre-LN GPT block with static shapes: 2 LayerNormalization, 6 Einsum/MatMul for the
-# attention contractions and projections, 2 MatMul + Gelu for the MLP, 8 Add (4 biases, 2 residuals, ...),
-# Mul (scale) + Where (folded causal mask) + Softmax, and 4 Transpose/Reshape around the grouped heads
-GPT_NODES_PER_BLOCK = 26
+# the node budget of one pre-LN GPT block with static shapes: 2 LayerNormalization, 8 MatMul (4 projections,
+# 2 attention contractions, 2 MLP) + Gelu, 8 Add (6 biases, 2 residuals), Mul (scale) + Where (folded causal
+# mask) + Softmax, and 15 Transpose/Reshape that split and merge the heads around the MatMuls
+GPT_NODES_PER_BLOCK = 37
 
 
 def test_gpt_blocks_fuse_to_a_fixed_node_budget():
@@ -163,7 +163,7 @@ def test_gpt_blocks_fuse_to_a_fixed_node_budget():
     assert len(two.graph.node) <= len(one.graph.node) + per_block
     ops = [n.op_type for n in two.graph.node]
     assert ops.count("LayerNormalization") == 5 and ops.count("Softmax") == 2 and ops.count("Gelu") == 2, ops
-    assert not {"ReduceSum", "ReduceMax", "Exp", "Tanh", "Expand", "And", "GreaterOrEqual"} & set(ops), ops
+    assert not {"ReduceSum", "ReduceMax", "Exp", "Tanh", "Expand", "And", "GreaterOrEqual", "Einsum"} & set(ops), ops
     assert_graph_quality(two)
     tokens = np.random.default_rng(0).integers(0, 50, (2, 8)).astype(np.int32)
     assert_matches_jax(two_built.eval_fn(), two, [tokens], rtol=1e-4, atol=1e-4)

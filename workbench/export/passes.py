@@ -374,6 +374,12 @@ def _apply_rules(
             delta = indexed.rule.try_rewrite(model, graph, node)
             if delta is None:
                 continue
+            if delta.new_initializers:
+                if not isinstance(graph, ir.Graph):
+                    continue  # a function body has no initializers: leave this match alone
+                for initializer in delta.new_initializers:
+                    if initializer.name not in graph.initializers:
+                        graph.register_initializer(initializer)
             ir.convenience.replace_nodes_and_values(
                 graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
             )
@@ -450,6 +456,38 @@ def _share_equal_constants(graph: ir.Graph, weights: frozenset[str]) -> None:
             value.replace_all_uses_with(first)
 
 
+def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
+    """``MatMul(x, Reshape/Transpose(W))`` with W a weight used only there → ``MatMul(x, W')``, in place.
+
+    W' is stored under W's own name (so weights stay named after their module path) in the layout
+    the MatMul wants (e.g. an attention kernel (256, 8, 32) as (256, 256)). Returns how many folded.
+    """
+    count = 0
+    for node in list(graph):
+        if node.op_type not in ("Reshape", "Transpose") or node.domain != "" or node.graph is None:
+            continue
+        weight, output = node.inputs[0], node.outputs[0]
+        if weight is None or weight.name not in weights or weight.const_value is None or len(weight.uses()) != 1:
+            continue
+        if output.is_graph_output() or any(use.node.op_type != "MatMul" or use.idx != 1 for use in output.uses()):
+            continue
+        array = weight.const_value.numpy()
+        if node.op_type == "Transpose":
+            perm = node.attributes.get("perm")
+            array = np.transpose(array, None if perm is None else list(perm.as_ints()))
+        else:
+            target = _constant(node.inputs[1])
+            if target is None or 0 in target or node.attributes.get_int("allowzero", 0):
+                continue
+            array = array.reshape([int(d) for d in target])
+        weight.const_value = ir.tensor(np.ascontiguousarray(array), name=weight.name)
+        weight.shape = ir.Shape(array.shape)
+        output.replace_all_uses_with(weight)
+        graph.remove(node, safe=True)
+        count += 1
+    return count
+
+
 def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str] = frozenset()) -> onnx.ModelProto:
     """Clean up, fold constants and fuse patterns (``optimize``), then annotate shapes; returns the proto.
 
@@ -463,6 +501,7 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
     if optimize:
         fold_constants(model, weights)
         fuse_patterns(model)
+        fold_weight_layouts(model.graph, weights)
     cleanup = ir.passes.PassManager(
         [
             common_passes.RemoveUnusedNodesPass(),
