@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
@@ -50,12 +51,20 @@ def _is_matmul_form(lhs_rank: int, rhs_rank: int, dimension_numbers: Any) -> boo
     )
 
 
+def _f64(*shape: Any) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, np.float64)
+
+
 @handler("dot_general", onnx_ops=("MatMul", "Einsum"), testcases=[
     Testcase("matmul_2d", lambda x, w: x @ w, [("B", 8), (8, 5)], rtol=1e-4, atol=1e-5),
     Testcase("matmul_3d_weight", lambda x, w: x @ w, [("B", "T", 8), (8, 5)], rtol=1e-4, atol=1e-5),
     Testcase("batched_matmul", lambda x, y: jnp.einsum("bij,bjk->bik", x, y), [(2, 3, 4), (2, 4, 5)], rtol=1e-4, atol=1e-5),
     Testcase("einsum_heads", lambda q, k: jnp.einsum("bthd,bshd->bhts", q, k), [(2, 5, 3, 4), (2, 6, 3, 4)], rtol=1e-4, atol=1e-5),
     Testcase("dot_transposed_rhs", lambda x, w: lax.dot_general(x, w, (((1,), (1,)), ((), ()))), [(3, 8), (5, 8)], rtol=1e-4, atol=1e-5),
+    # float64 kept end to end (enable_double_precision), at a tolerance float32 cannot meet
+    Testcase("matmul_3d_f64", lambda x, w: x @ w, [_f64("B", "T", 8), _f64(8, 5)], rtol=1e-12, atol=1e-12, x64=True),
+    Testcase("einsum_heads_f64", lambda q, k: jnp.einsum("bthd,bshd->bhts", q, k), [_f64(2, 5, 3, 4), _f64(2, 6, 3, 4)],
+             rtol=1e-12, atol=1e-12, x64=True),
     Testcase("dot_int", lambda x, y: x @ y, [np.arange(6, dtype=np.int32).reshape(2, 3), np.arange(12, dtype=np.int32).reshape(3, 4)]),
 ])
 def _dot_general(
