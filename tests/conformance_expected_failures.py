@@ -85,7 +85,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     'test_optional_has_element_empty_optional_input': 'sequences and optionals have no JAX equivalent',
     'test_optional_has_element_optional_input': 'sequences and optionals have no JAX equivalent',
     'test_optional_has_element_tensor_input': 'sequences and optionals have no JAX equivalent',
-    'test_reduce_max_empty_set_bool': 'ReduceMax of an empty bool tensor: the identity (False) is not handled yet (jnp.max has no identity for bool)',
     'test_regex_full_match_basic': 'string tensors have no JAX equivalent',
     'test_regex_full_match_email_domain': 'string tensors have no JAX equivalent',
     'test_regex_full_match_empty': 'string tensors have no JAX equivalent',
