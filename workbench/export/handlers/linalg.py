@@ -71,10 +71,36 @@ def _dense_general_split(lhs_shape: Any, rhs_shape: Any, dimension_numbers: Any)
     return int(np.prod([int(d) for d in rhs_shape[:n]])), len(rhs_shape) - n
 
 
+def _moves_data(shape: Any, order: list[int]) -> bool:
+    """Whether transposing to ``order`` moves data: not when only axes of static size 1 change place."""
+    if order == sorted(order):
+        return False
+    if not all(is_static(d) for d in shape):
+        return True
+    kept = [axis for axis in order if int(shape[axis]) != 1]
+    return kept != sorted(kept)
+
+
+def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_batch: int, flat: list[int] | None) -> ir.Value:
+    """``x`` with its axes in ``order`` (a Reshape when no data moves), then shaped ``[*batch, *flat]``."""
+    moves = _moves_data(shape, order)
+    if moves:
+        x = ctx.op("Transpose", x, perm=order)
+    if flat is None and (moves or order == sorted(order)):
+        return x
+    if moves:  # Reshape's 0 keeps the (maybe symbolic) batch axes, which now lead
+        batch = [0] * n_batch
+    else:
+        batch = [int(shape[a]) for a in order[:n_batch]]
+    rest = flat if flat is not None else [int(shape[a]) for a in order[n_batch:]]
+    return ctx.op("Reshape", x, ctx.i64(batch + rest))
+
+
 def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any) -> ir.Value | None:
     """Any contraction as Transpose → Reshape → MatMul → Reshape: ``[batch, free, contract]`` against
-    ``[batch, contract, free]``. None when a free or contracted axis is symbolic (their products would
-    need runtime shape arithmetic; Einsum says it more simply then)."""
+    ``[batch, contract, free]``, or with the operands swapped (then the result is transposed) when that
+    moves fewer elements, e.g. attention's ``probs @ values``. None when a free or contracted axis is
+    symbolic (their products would need runtime shape arithmetic; Einsum says it more simply then)."""
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
     lhs_shape, rhs_shape = ctx.avals_in[0].shape, ctx.avals_in[1].shape
     lhs_free = [a for a in range(len(lhs_shape)) if a not in lhs_batch and a not in lhs_contract]
@@ -87,21 +113,40 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
         return int(np.prod([int(shape[a]) for a in axes]))
 
     n_batch = len(lhs_batch)
-    keep = [0] * n_batch  # Reshape's 0: the batch axes lead every operand and keep their (maybe symbolic) size
-    lhs_order = [*lhs_batch, *lhs_free, *lhs_contract]
-    rhs_order = [*rhs_batch, *rhs_contract, *rhs_free]
-    if lhs_order != sorted(lhs_order):
-        lhs = ctx.op("Transpose", lhs, perm=lhs_order)
-    if rhs_order != sorted(rhs_order):
-        rhs = ctx.op("Transpose", rhs, perm=rhs_order)
-    if len(lhs_free) != 1 or len(lhs_contract) != 1:
-        lhs = ctx.op("Reshape", lhs, ctx.i64(keep + [size(lhs_shape, lhs_free), size(lhs_shape, lhs_contract)]))
-    if len(rhs_free) != 1 or len(rhs_contract) != 1:
-        rhs = ctx.op("Reshape", rhs, ctx.i64(keep + [size(rhs_shape, rhs_contract), size(rhs_shape, rhs_free)]))
-    result = ctx.op("MatMul", lhs, rhs)
+    free_l, free_r, depth = size(lhs_shape, lhs_free), size(rhs_shape, rhs_free), size(lhs_shape, lhs_contract)
+
+    def moved(shape: Any, order: list[int], elements: int) -> int:
+        return elements if _moves_data(shape, order) else 0
+
+    straight = (
+        moved(lhs_shape, [*lhs_batch, *lhs_free, *lhs_contract], free_l * depth)
+        + moved(rhs_shape, [*rhs_batch, *rhs_contract, *rhs_free], free_r * depth)
+    )
+    swapped = (
+        moved(rhs_shape, [*rhs_batch, *rhs_free, *rhs_contract], free_r * depth)
+        + moved(lhs_shape, [*lhs_batch, *lhs_contract, *lhs_free], free_l * depth)
+        + (free_l * free_r if lhs_free and rhs_free else 0)
+    )
+    out_l, out_r = [int(lhs_shape[a]) for a in lhs_free], [int(rhs_shape[a]) for a in rhs_free]
+    keep = [0] * n_batch  # Reshape's 0: the batch axes lead the MatMul result and keep their (maybe symbolic) size
+    if swapped < straight:
+        first = _arrange(ctx, rhs, rhs_shape, [*rhs_batch, *rhs_free, *rhs_contract], n_batch,
+                         None if len(rhs_free) == 1 and len(rhs_contract) == 1 else [free_r, depth])
+        second = _arrange(ctx, lhs, lhs_shape, [*lhs_batch, *lhs_contract, *lhs_free], n_batch,
+                          None if len(lhs_free) == 1 and len(lhs_contract) == 1 else [depth, free_l])
+        result = ctx.op("MatMul", first, second)
+        if len(lhs_free) != 1 or len(rhs_free) != 1:
+            result = ctx.op("Reshape", result, ctx.i64(keep + out_r + out_l))
+        n_r = len(rhs_free)
+        perm = [*range(n_batch), *range(n_batch + n_r, n_batch + n_r + len(lhs_free)), *range(n_batch, n_batch + n_r)]
+        return ctx.op("Transpose", result, perm=perm)
+    first = _arrange(ctx, lhs, lhs_shape, [*lhs_batch, *lhs_free, *lhs_contract], n_batch,
+                     None if len(lhs_free) == 1 and len(lhs_contract) == 1 else [free_l, depth])
+    second = _arrange(ctx, rhs, rhs_shape, [*rhs_batch, *rhs_contract, *rhs_free], n_batch,
+                      None if len(rhs_free) == 1 and len(rhs_contract) == 1 else [depth, free_r])
+    result = ctx.op("MatMul", first, second)
     if len(lhs_free) != 1 or len(rhs_free) != 1:
-        out = [int(lhs_shape[a]) for a in lhs_free] + [int(rhs_shape[a]) for a in rhs_free]
-        result = ctx.op("Reshape", result, ctx.i64(keep + out))
+        result = ctx.op("Reshape", result, ctx.i64(keep + out_l + out_r))
     return result
 
 
