@@ -61,3 +61,83 @@ def test_softmax_with_other_guard_is_not_fused():
     model = wb.to_onnx(almost_softmax, [("B", 7)])
     assert "Softmax" not in [n.op_type for n in model.graph.node]
     assert_matches_jax(almost_softmax, model, concrete_inputs([("B", 7)]))
+
+
+def _nnx_layer_norm(features: int, **options):
+    from flax import nnx
+
+    norm = nnx.LayerNorm(features, rngs=nnx.Rngs(0), **options)
+    rng = np.random.default_rng(2)
+    if norm.scale is not None:
+        norm.scale[...] = rng.standard_normal(norm.scale.shape).astype(np.float32)
+    if norm.bias is not None:
+        norm.bias[...] = rng.standard_normal(norm.bias.shape).astype(np.float32)
+    return norm
+
+
+@pytest.mark.parametrize(
+    ("options", "specs"),
+    [
+        ({}, [("B", "T", 16)]),
+        ({"use_bias": False}, [("B", 16)]),
+        ({"use_scale": False}, [(2, 3, 16)]),
+        ({"use_scale": False, "use_bias": False}, [("B", 16)]),
+        ({"epsilon": 1e-3}, [("B", 16)]),
+    ],
+    ids=["scale_bias_3d", "no_bias", "no_scale", "neither", "epsilon"],
+)
+def test_flax_layer_norm_becomes_layer_normalization(options, specs):
+    norm = _nnx_layer_norm(specs[0][-1], **options)
+    model = wb.to_onnx(norm, specs)
+    assert_graph_quality(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("LayerNormalization") == 1, ops
+    assert not {"ReduceSum", "Sqrt", "Reciprocal", "Max"} & set(ops), ops
+    node = next(n for n in model.graph.node if n.op_type == "LayerNormalization")
+    epsilon = next(a.f for a in node.attribute if a.name == "epsilon")
+    assert epsilon == pytest.approx(options.get("epsilon", 1e-6), rel=1e-6)
+    inputs = concrete_inputs(specs)
+    inputs[0] = inputs[0] * 3.0 + 1.5  # a mean and scale away from 0/1, so the statistics matter
+    assert_matches_jax(norm, model, inputs, rtol=1e-4, atol=1e-5)
+
+
+def _layer_norm_two_axes(x):
+    # the fast-variance form over the two trailing axes, without scale and bias
+    mean = jnp.mean(x, axis=(1, 2))
+    var = jnp.maximum(jnp.mean(jnp.square(x), axis=(1, 2)) - jnp.square(mean), 0.0)
+    return (x - mean.reshape(-1, 1, 1)) * jax.lax.rsqrt(var.reshape(-1, 1, 1) + 1e-5)
+
+
+def test_layer_norm_over_two_trailing_axes_is_fused():
+    model = wb.to_onnx(_layer_norm_two_axes, [("B", 4, 16)])
+    assert_graph_quality(model)
+    node = next(n for n in model.graph.node if n.op_type == "LayerNormalization")
+    assert next(a.i for a in node.attribute if a.name == "axis") == 1
+    assert "ReduceSum" not in [n.op_type for n in model.graph.node]
+    x = concrete_inputs([("B", 4, 16)])[0] * 2.0 - 1.0
+    assert_matches_jax(_layer_norm_two_axes, model, [x], rtol=1e-4, atol=1e-5)
+
+
+def test_layer_norm_over_leading_axes_is_not_fused():
+    # statistics over axis 1 of (B, 8, 4): LayerNormalization only normalizes trailing axes
+    def norm_axis1(x):
+        mean = jnp.mean(x, axis=1, keepdims=True)
+        var = jnp.maximum(jnp.mean(jnp.square(x), axis=1, keepdims=True) - jnp.square(mean), 0.0)
+        return (x - mean) * jax.lax.rsqrt(var + 1e-6)
+
+    model = wb.to_onnx(norm_axis1, [("B", 8, 4)])
+    assert "LayerNormalization" not in [n.op_type for n in model.graph.node]
+    assert_matches_jax(norm_axis1, model, concrete_inputs([("B", 8, 4)]), rtol=1e-4, atol=1e-5)
+
+
+def test_float64_layer_norm_stays_decomposed_and_exact():
+    # LayerNormalization stashes statistics in float32; a float64 export keeps full precision instead
+    from flax import nnx
+
+    with jax.enable_x64(True):
+        norm = nnx.LayerNorm(16, rngs=nnx.Rngs(0), param_dtype=jnp.float64, dtype=jnp.float64)
+        spec = jax.ShapeDtypeStruct((3, 16), jnp.float64)
+        model = wb.to_onnx(norm, [spec], enable_double_precision=True)
+        assert "LayerNormalization" not in [n.op_type for n in model.graph.node]
+        x = np.random.default_rng(0).standard_normal((3, 16))
+        assert_matches_jax(norm, model, [x], rtol=1e-12, atol=1e-12)

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable
 
 from workbench.errors import WorkbenchError
@@ -181,13 +182,62 @@ def _add_export(subparsers: Any) -> None:
     parser.set_defaults(run=_run_export)
 
 
+# ---- coverage -----------------------------------------------------------------------------
+def _run_coverage(args: argparse.Namespace) -> int:
+    from workbench.analysis import coverage
+
+    entries = coverage.filter_entries(coverage.catalogue(), text=args.search, areas=args.area or ())
+    if args.execute:
+        from tqdm import tqdm
+
+        coverage.run_entries(entries, progress=lambda rows: tqdm(rows, total=len(entries), desc="running", unit="row"))
+    frame = coverage.coverage_frame(entries)
+    if args.by == "subject":
+        frame = coverage.summary_frame(frame)
+        if not args.execute:
+            frame = frame.drop(columns=["passed", "run"])
+    else:
+        frame = frame.drop(columns=["doc"] + ([] if args.execute else ["status", "detail", "max_abs_error", "seconds"]))
+    if args.format == "csv":
+        text = frame.to_csv(index=False)
+    elif args.format == "markdown":
+        text = frame.to_markdown(index=False) + "\n"
+    else:
+        text = frame.to_string(index=False) + "\n"
+    if args.output:
+        from workbench.files import write_text_atomic
+
+        write_text_atomic(Path(args.output), text)
+        print(f"wrote {args.output}: {len(frame)} rows")
+    else:
+        print(text, end="")
+    failed = args.execute and any(status in ("fail", "error") for status in coverage.coverage_frame(entries)["status"])
+    return 1 if failed else 0
+
+
+def _add_coverage(subparsers: Any) -> None:
+    from workbench.analysis.coverage import AREAS
+
+    parser = subparsers.add_parser(
+        "coverage", help="what converts: every handler testcase, zoo model and ONNX -> JAX emitter (wb.coverage)"
+    )
+    parser.add_argument("--area", action="append", choices=AREAS, help="only this area (repeatable)")
+    parser.add_argument("--search", default="", metavar="TEXT", help="only rows mentioning TEXT")
+    parser.add_argument("--by", choices=("testcase", "subject"), default="testcase",
+                        help="one row per testcase, or per primitive / model / ONNX op")
+    parser.add_argument("--run", dest="execute", action="store_true", help="run the rows (exit status 1 if any fails)")
+    parser.add_argument("--format", choices=("text", "markdown", "csv"), default="text")
+    parser.add_argument("-o", "--output", metavar="PATH", help="write the table to PATH instead of stdout")
+    parser.set_defaults(run=_run_coverage)
+
+
 def _add_web(subparsers: Any) -> None:
     from workbench.web.cli import add_web_subcommands
 
     add_web_subcommands(subparsers)
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_web]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_coverage, _add_web]
 
 
 def build_parser() -> argparse.ArgumentParser:

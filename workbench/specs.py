@@ -25,6 +25,7 @@ from jax import export as jax_export
 from workbench.errors import SpecError
 
 DEFAULT_DTYPE = np.dtype("float32")
+_INT_TEXT = re.compile(r"^[-+]?[0-9]+$")  # '-1' is a (bad) int, not a symbolic expression
 _DIM_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^[-+*/%() 0-9A-Za-z_]+$")
 
 
@@ -146,5 +147,5 @@ def parse_shape_text(text: str) -> tuple[tuple[int | str, ...], np.dtype]:
             if shape_text.strip():
                 raise SpecError(f"input spec {text!r}: empty dimension; write e.g. 'B,30' or '2,64:int32'.")
             continue
-        dims.append(int(part) if part.isdigit() else _dim_text(part, f"input spec {text!r}"))
+        dims.append(int(part) if _INT_TEXT.match(part) else _dim_text(part, f"input spec {text!r}"))
     return tuple(dims), dtype

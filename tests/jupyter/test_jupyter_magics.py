@@ -21,6 +21,7 @@ from IPython.utils.capture import CapturedIO, capture_output
 
 import workbench
 from workbench.errors import SpecError
+from workbench.specs import TensorSpec
 from workbench.jupyter.magics import defined_names, parse_input_spec
 from workbench.jupyter.result import OnnxResult
 
@@ -89,7 +90,7 @@ def test_to_onnx_runs_cell_converts_last_function_and_displays_one_bundle(shell,
     assert shell.user_ns["y"] == 3 and callable(shell.user_ns["g"])  # the cell ran in the user namespace
     [call] = converter.calls
     assert call["fn"] is shell.user_ns["f"]  # the last callable; y = 3 is not callable
-    assert call["inputs"] == [("B", 30)] and call["path"] == str(out) and call["opset"] == 20
+    assert call["inputs"] == [TensorSpec(("B", 30), np.dtype("float32"))] and call["path"] == str(out) and call["opset"] == 20
     result = shell.user_ns["_onnx"]
     assert isinstance(result, OnnxResult) and result.ok
     # the written file is the model, and it computes what the cell's function computes
@@ -123,7 +124,7 @@ def test_fn_option_name_option_and_dtype_specs(shell, converter) -> None:
     assert execution.success, captured.stderr
     [call] = converter.calls
     assert call["fn"] == shell.user_ns["model"].apply
-    assert call["inputs"] == [jax.ShapeDtypeStruct((2, 64), np.int32), jax.ShapeDtypeStruct((), np.int32)]
+    assert call["inputs"] == [TensorSpec((2, 64), np.dtype("int32")), TensorSpec((), np.dtype("int32"))]
     result = shell.user_ns["result"]
     assert "_onnx" not in shell.user_ns and result.viewer is None
     assert [i.type.tensor_type.elem_type for i in result.model.graph.input] == [onnx.TensorProto.INT32] * 2
@@ -146,7 +147,7 @@ def test_last_callable_object_is_chosen_and_classes_are_skipped(shell, converter
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("-i B,,30", "--input 'B,,30': an empty dimension"),
+        ("-i B,,30", "--input 'B,,30': input spec 'B,,30': empty dimension"),
         ("-i B,3.5", "dimension '3.5'"),
         ("-i 2,2:floaty", "unknown dtype 'floaty'"),
         ("", "Give one --input/-i SPEC"),
@@ -200,6 +201,22 @@ def test_unsupported_primitives_show_the_table_and_no_viewer(shell, converter) -
     assert "<iframe" not in page and "<th>primitive</th>" in page and "workbench_test_wobble" in page
     assert ":6 (f)" in page  # the cell line that used it
     assert "not converted, 1 unsupported primitive(s)" in output.data["text/plain"]
+
+
+def test_unsupported_table_widget_shows_source_and_handler_stub(shell, converter) -> None:
+    execution, captured = run(shell, "%%to_onnx -i B,30\n" + UNSUPPORTED_CELL)
+    assert execution.success, captured.stderr
+    table = shell.user_ns["_onnx"].unsupported_table
+    assert [row.name for row in table.rows] == ["workbench_test_wobble"]
+    [location_button] = table.location_buttons["workbench_test_wobble"]
+    assert location_button.description.endswith(":6 (f)")
+    location_button.click()  # the source line from the cell, read back through linecache
+    assert "→    6 |     return wobble_p.bind(x) * 2" in table.last_excerpt
+    table.stub_buttons["workbench_test_wobble"].click()
+    compile(table.last_stub, "<stub>", "exec")  # the stub is valid Python
+    assert "@handler('workbench_test_wobble'" in table.last_stub
+    shown = [out["data"]["text/plain"] for out in table.output.outputs]
+    assert any("def _workbench_test_wobble(" in text for text in shown)
 
 
 @pytest.mark.parametrize(("option", "public_name"), [("--parity", "parity"), ("--to-jax", "to_jax_source")])
@@ -275,10 +292,10 @@ def test_onnx_view_bad_sources(shell, source: str, message: str) -> None:
 
 
 def test_parse_input_spec() -> None:
-    assert parse_input_spec("B,30") == ("B", 30)
-    assert parse_input_spec("") == ()
-    assert parse_input_spec("2,64:bfloat16") == jax.ShapeDtypeStruct((2, 64), jax.numpy.bfloat16)
-    with pytest.raises(SpecError, match="'-1'"):
+    assert parse_input_spec("B,30") == TensorSpec(("B", 30), np.dtype("float32"))
+    assert parse_input_spec("") == TensorSpec((), np.dtype("float32"))
+    assert parse_input_spec("2,64:bfloat16") == TensorSpec((2, 64), np.dtype(jax.numpy.bfloat16))
+    with pytest.raises(SpecError, match="'-1,3'.*dimension -1 is negative"):
         parse_input_spec("-1,3")
 
 

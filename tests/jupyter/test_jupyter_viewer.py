@@ -135,3 +135,24 @@ def test_view_bad_input_errors(tmp_path) -> None:
         wb.view(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="height"):
         wb.view(b"", height=10)
+
+
+def test_static_table_shows_subgraph_nodes_with_shapes(no_server_extension: None) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    def running_tanh(x):
+        def body(carry, row):
+            carry = jnp.tanh(carry + row)
+            return carry, carry * 2
+
+        return jax.lax.scan(body, jnp.zeros(x.shape[1:]), x)[1]
+
+    model = wb.to_onnx(running_tanh, [("T", 4)])
+    summary = summarize(with_shapes(model))
+    assert [row.op for row in summary.nodes].count("Scan") == 1
+    body_rows = [row for row in summary.subgraph_nodes if row.graph.endswith(".body")]
+    assert {"Add", "Tanh", "Mul"} <= {row.op for row in body_rows}
+    assert all(edge.type == "float32[4]" for row in body_rows for edge in row.outputs)
+    page = wb.view(model)._repr_mimebundle_()["text/html"]
+    assert "Inside subgraphs (" in page and "<b>Tanh</b>" in page and "float32[4]" in page

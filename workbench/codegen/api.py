@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from workbench.files import write_bytes_atomic
 from workbench.importer.reader import ModelSource, load_model
 
 _MODULE_FILE = "model_jax.py"
@@ -54,18 +54,6 @@ def to_jax(model: ModelSource) -> tuple[Callable[..., Any], dict[str, Any]]:
     forward = compile_source(source)
     device_params = {k: (jnp.asarray(v) if v.dtype.kind in "fc" else v) for k, v in params.items()}
     return forward, device_params
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 _LOADER_SOURCE = '''"""Load the JAX model that workbench generated: ``forward, params = load()``.
@@ -120,9 +108,9 @@ def save_jax(model: ModelSource, out_dir: str | os.PathLike) -> Path:
         arrays[f"p{i}"] = value
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _write_atomic(out / _WEIGHTS_FILE, buffer.getvalue())
+    write_bytes_atomic(out / _WEIGHTS_FILE, buffer.getvalue())
     index = json.dumps({"names": names, "dtypes": dtypes}, indent=1).encode("utf-8")
-    _write_atomic(out / _WEIGHTS_INDEX, index)
-    _write_atomic(out / _MODULE_FILE, source.encode("utf-8"))
-    _write_atomic(out / _LOADER_FILE, _LOADER_SOURCE.encode("utf-8"))
+    write_bytes_atomic(out / _WEIGHTS_INDEX, index)
+    write_bytes_atomic(out / _MODULE_FILE, source.encode("utf-8"))
+    write_bytes_atomic(out / _LOADER_FILE, _LOADER_SOURCE.encode("utf-8"))
     return out

@@ -18,15 +18,17 @@ onnxscript do not recognise; the matching and the graph surgery are onnxscript's
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as common_passes
-from onnxscript.rewriter import RewriteRuleSet
 from onnxscript.rewriter._basics import MatchResult
-from onnxscript.rewriter._rewrite_rule import RewriteRuleClassBase
+from onnxscript.rewriter._pattern_ir import NodeOutputPattern
+from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.errors import ConversionError
@@ -98,11 +100,11 @@ class SubReshapedBias(_BiasReshapeBase):
 
 # --------------------------------------------------------------------------------- softmax
 class SoftmaxFusion(RewriteRuleClassBase):
-    """jax.nn.softmax: ``e = Exp(x - Unsqueeze(Max(-inf, ReduceMax(x, a)), a))``, ``e / Unsqueeze(ReduceSum(e, a), a)``."""
+    """jax.nn.softmax: ``e = Exp(x - Unsqueeze(Max(ReduceMax(x, a), -inf), a))``, ``e / Unsqueeze(ReduceSum(e, a), a)``."""
 
     def pattern(self, op, x, floor, axes_max, axes_unsq1, axes_sum, axes_unsq2):  # noqa: ANN001, ANN201
         reduced = op.ReduceMax(x, axes_max, keepdims=0)
-        shifted = op.Sub(x, op.Unsqueeze(op.Max(floor, reduced), axes_unsq1))
+        shifted = op.Sub(x, op.Unsqueeze(op.Max(reduced, floor), axes_unsq1))
         exp = op.Exp(shifted)
         total = op.Unsqueeze(op.ReduceSum(exp, axes_sum, keepdims=0), axes_unsq2)
         return op.Div(exp, total)
@@ -131,12 +133,12 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
 class GeluTanhFusion(RewriteRuleClassBase):
-    """jax.nn.gelu(approximate=True): ``x * (0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x*x*x))))``."""
+    """jax.nn.gelu(approximate=True): ``x * ((1 + tanh((x + x*x*x * 0.044715) * sqrt(2/pi))) * 0.5)``."""
 
     def pattern(self, op, x, c_cube, c_scale, one, half):  # noqa: ANN001, ANN201
         cube = op.Mul(x, op.Mul(x, x))
-        inner = op.Mul(c_scale, op.Add(x, op.Mul(c_cube, cube)))
-        return op.Mul(x, op.Mul(half, op.Add(one, op.Tanh(inner))))
+        inner = op.Mul(op.Add(x, op.Mul(cube, c_cube)), c_scale)
+        return op.Mul(x, op.Mul(op.Add(op.Tanh(inner), one), half))
 
     def check(self, context, x, c_cube, c_scale, one, half) -> MatchResult:  # noqa: ANN001
         del context, x
@@ -156,10 +158,10 @@ class GeluTanhFusion(RewriteRuleClassBase):
 
 
 class GeluErfFusion(RewriteRuleClassBase):
-    """jax.nn.gelu(approximate=False): ``(0.5 * x) * (1 - erf(-x * (1/sqrt 2)))``."""
+    """jax.nn.gelu(approximate=False): ``(x * 0.5) * (1 - erf(-x * (1/sqrt 2)))``."""
 
     def pattern(self, op, x, half, inv_sqrt2, one):  # noqa: ANN001, ANN201
-        return op.Mul(op.Mul(half, x), op.Sub(one, op.Erf(op.Mul(op.Neg(x), inv_sqrt2))))
+        return op.Mul(op.Mul(x, half), op.Sub(one, op.Erf(op.Mul(op.Neg(x), inv_sqrt2))))
 
     def check(self, context, x, half, inv_sqrt2, one) -> MatchResult:  # noqa: ANN001
         del context, x
@@ -173,24 +175,230 @@ class GeluErfFusion(RewriteRuleClassBase):
         return op.Gelu(x)
 
 
-def fusion_rules(opset: int) -> RewriteRuleSet:
-    """The rewrite rules that apply at ``opset``, in the order they must run."""
-    rules = [
-        AddReshapedBias.rule(),
-        MulReshapedBias.rule(),
-        SubReshapedBias.rule(),
-        MatMulAddToGemm.rule(),
-        SoftmaxFusion.rule(),
-    ]
+# ------------------------------------------------------------------------------ layer norm
+class LayerNormFusion(RewriteRuleClassBase):
+    """flax ``LayerNorm`` (fast variance): mean and E[x²] over the trailing axes, ``var = max(E[x²] - mean², 0)``,
+    ``(x - mean) * (rsqrt(var + eps) * scale) + bias`` → ``LayerNormalization``.
+
+    The variance form differs from ONNX's ``E[(x - mean)²]`` only by rounding (ONNX's is the more
+    accurate one); the rule checks every constant and shape it relies on: the axes are the trailing
+    ones, the divisor is their size, the guard is 0, the re-shaped statistics keep x's other dims.
+    """
+
+    def __init__(self, *, with_scale: bool, with_bias: bool) -> None:
+        super().__init__(name=f"LayerNorm{'Scale' if with_scale else ''}{'Bias' if with_bias else ''}")
+        self.with_scale = with_scale
+        self.with_bias = with_bias
+
+    def pattern(self, op, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale, bias):  # noqa: ANN001, ANN201
+        mean = op.Div(op.ReduceSum(x, axes, keepdims=0), count)
+        mean_sq = op.Div(op.ReduceSum(op.Mul(x, x), axes2, keepdims=0), count2)
+        var = op.Max(op.Sub(mean_sq, op.Mul(mean, mean)), zero)
+        centered = op.Sub(x, op.Reshape(mean, mean_shape))
+        inv_std = op.Reciprocal(op.Sqrt(op.Add(op.Reshape(var, var_shape), eps)))
+        normalized = op.Mul(centered, op.Mul(inv_std, scale) if self.with_scale else inv_std)
+        return op.Add(normalized, bias) if self.with_bias else normalized
+
+    def check(self, context, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale=None, bias=None) -> MatchResult:  # noqa: ANN001
+        del context, mean_shape, var_shape
+        result = MatchResult()
+        if x.dtype != ir.DataType.FLOAT or x.shape is None:
+            return result.fail("fused for float32 inputs of known rank only (LayerNormalization stashes float32)")
+        rank = len(x.shape)
+        axes_array, axes2_array = _constant(axes), _constant(axes2)
+        if axes_array is None or axes2_array is None:
+            return result.fail("reduction axes are not constant")
+        normalized = sorted({int(a) % rank for a in axes_array.reshape(-1)})
+        if sorted({int(a) % rank for a in axes2_array.reshape(-1)}) != normalized or not normalized:
+            return result.fail("the two means reduce different axes")
+        if normalized != list(range(normalized[0], rank)):
+            return result.fail("LayerNormalization normalizes trailing axes only")
+        trailing = [x.shape[a] for a in normalized]
+        if not all(isinstance(d, int) for d in trailing):
+            return result.fail("normalized axes must be static")
+        size = float(math.prod(trailing))
+        if not (_is_scalar(count, size) and _is_scalar(count2, size) and _is_scalar(zero, 0.0)):
+            return result.fail("divisors are not the normalized size or the variance guard is not 0")
+        eps_array = _constant(eps)
+        if eps_array is None or eps_array.size != 1 or not float(eps_array.reshape(())) >= 0.0:
+            return result.fail("epsilon is not a non-negative constant")
+        for value in (scale, bias) if self.with_scale else (bias,):
+            if value is None:
+                continue
+            if value.shape is None or list(value.shape) != trailing:
+                return result.fail("scale and bias must have exactly the normalized shape")
+        return result
+
+    def rewrite(self, op, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale=None, bias=None):  # noqa: ANN001, ANN201
+        del axes2, count, count2, zero, mean_shape, var_shape
+        rank = len(x.shape)
+        first_axis = min(int(a) % rank for a in _constant(axes).reshape(-1))
+        epsilon = float(_constant(eps).reshape(()))
+        trailing = [int(d) for d in x.shape[first_axis:]]
+        if not self.with_scale:
+            scale = op.Constant(value=ir.tensor(np.ones(trailing, np.float32)))
+        inputs = [x, scale] + ([bias] if self.with_bias else [])
+        return op.LayerNormalization(*inputs, axis=first_axis, epsilon=epsilon)
+
+
+# ------------------------------------------------------------------------------- the driver
+# commutative binary ops whose constant operand is moved to the right before matching, so that one
+# pattern orientation covers ``0.5 * x`` and ``x * 0.5``
+_COMMUTATIVE = frozenset({"Add", "Mul", "Max", "Min", "And", "Or", "Xor", "Equal", "BitwiseAnd", "BitwiseOr"})
+
+
+def canonicalize_constant_operands(graph: ir.Graph | ir.Function) -> None:
+    """``Op(constant, x)`` → ``Op(x, constant)`` for commutative binary ops, in place (subgraphs too)."""
+    for node in graph:
+        if node.op_type in _COMMUTATIVE and node.domain == "" and len(node.inputs) == 2:
+            left, right = node.inputs
+            if _constant_producer(left) and not _constant_producer(right):
+                node.replace_input_with(0, right)
+                node.replace_input_with(1, left)
+        for subgraph in _subgraphs(node):
+            canonicalize_constant_operands(subgraph)
+
+
+def _constant_producer(value: ir.Value | None) -> bool:
+    if value is None:
+        return False
+    if value.const_value is not None:
+        return True
+    producer = value.producer()
+    return producer is not None and producer.op_type == "Constant" and producer.domain == ""
+
+
+def _subgraphs(node: ir.Node) -> list[ir.Graph]:
+    graphs: list[ir.Graph] = []
+    for attr in node.attributes.values():
+        if attr.type == ir.AttributeType.GRAPH:
+            graphs.append(attr.value)
+        elif attr.type == ir.AttributeType.GRAPHS:
+            graphs.extend(attr.value)
+    return graphs
+
+
+def _rule_phases(opset: int) -> list[list[tuple[RewriteRuleClassBase, bool]]]:
+    """The rules that apply at ``opset`` as (rule, try both operand orders), phase by phase.
+
+    Bias reshapes go first so the larger patterns see plain 1-D biases and scales; the
+    LayerNorm forms without a bias go last (they are part of the forms with one). The larger
+    patterns match the canonical operand order only (see :func:`canonicalize_constant_operands`):
+    onnxscript's ``commute`` expands each of them into 2^(commutative ops) variants (128 for gelu),
+    which made the rewriter the slowest step of a conversion.
+    """
+    bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
+    fusions = [(MatMulAddToGemm.rule(), True), (SoftmaxFusion.rule(), False)]
+    fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
     if opset >= GELU_MIN_OPSET:
-        rules += [GeluTanhFusion.rule(), GeluErfFusion.rule()]
-    return RewriteRuleSet(rules, commute=True)
+        fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
+    # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
+    unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)]
+    return [bias, fusions, unbiased]
+
+
+def fusion_rules(opset: int) -> list[RewriteRule]:
+    """Every rewrite rule (with its commuted variants) that applies at ``opset``, in application order."""
+    rules: list[RewriteRule] = []
+    for phase in _rule_phases(opset):
+        for rule, commute in phase:
+            rules.extend(rule.commute() if commute else [rule])
+    return rules
+
+
+@dataclass(frozen=True)
+class _IndexedRule:
+    """A rule with the op types its root node and the root's direct producers must have.
+
+    Checking those few op types first rejects almost every node without entering onnxscript's
+    matcher (a full match attempt costs ~100x more).
+    """
+
+    rule: RewriteRule
+    root_op: str | None
+    producer_ops: tuple[tuple[int, str], ...]
+
+    @classmethod
+    def of(cls, rule: RewriteRule) -> _IndexedRule:
+        pattern = rule._target_pattern  # noqa: SLF001 - onnxscript keeps the compiled pattern private
+        if not pattern.has_single_output_node:
+            return cls(rule, None, ())
+        root = pattern.output_node
+        producers = tuple(
+            (index, value.producer().op_type)
+            for index, value in enumerate(root.inputs)
+            if isinstance(value, NodeOutputPattern)
+        )
+        return cls(rule, root.op_type, producers)
+
+    def may_match(self, node: ir.Node) -> bool:
+        for index, op_type in self.producer_ops:
+            if index >= len(node.inputs):
+                return False
+            value = node.inputs[index]
+            producer = None if value is None else value.producer()
+            if producer is None or producer.op_type != op_type:
+                return False
+        return True
+
+
+def _apply_rules(
+    model: ir.Model, graph: ir.Graph | ir.Function, rules_by_root: dict[str | None, list[_IndexedRule]]
+) -> int:
+    """Try the rules whose root op is each node's op type; onnxscript matches and replaces.
+
+    (onnxscript's ``RewriteRuleSet`` tries every rule on every node, which costs about as much as the
+    rest of the conversion for a 1,000-node graph; indexing the rules by root op type avoids that.)
+    """
+    count = 0
+    catch_all = rules_by_root.get(None, [])
+    for node in list(graph):
+        if node.graph is None:  # removed by an earlier rewrite
+            continue
+        for indexed in rules_by_root.get(node.op_type, []) + catch_all:
+            if not indexed.may_match(node):
+                continue
+            delta = indexed.rule.try_rewrite(model, graph, node)
+            if delta is None:
+                continue
+            ir.convenience.replace_nodes_and_values(
+                graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
+            )
+            count += 1
+            break
+        else:
+            for subgraph in _subgraphs(node):
+                count += _apply_rules(model, subgraph, rules_by_root)
+    return count
 
 
 def fuse_patterns(model: ir.Model) -> int:
-    """Apply the fusion rules to the main graph in place; returns how many rewrites happened."""
-    opset = model.opset_imports.get("", 0)
-    return fusion_rules(opset).apply_to_model(model)
+    """Apply the fusion rules to the main graph, its subgraphs and the local functions, in place.
+
+    Returns how many rewrites happened.
+    """
+    graphs: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
+    for graph in graphs:
+        canonicalize_constant_operands(graph)
+    count = 0
+    for rules_by_root in _indexed_phases(model.opset_imports.get("", 0)):
+        for graph in graphs:
+            count += _apply_rules(model, graph, rules_by_root)
+    return count
+
+
+@functools.lru_cache(maxsize=None)
+def _indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
+    """The rule phases indexed by root op, built once per opset (compiling patterns takes a while)."""
+    phases = []
+    for phase in _rule_phases(opset):
+        rules_by_root: dict[str | None, list[_IndexedRule]] = {}
+        for rule, commute in phase:
+            for variant in rule.commute() if commute else [rule]:
+                indexed = _IndexedRule.of(variant)
+                rules_by_root.setdefault(indexed.root_op, []).append(indexed)
+        phases.append(rules_by_root)
+    return tuple(phases)
 
 
 def run_passes(model: ir.Model, *, optimize: bool = True) -> onnx.ModelProto:
@@ -209,8 +417,50 @@ def run_passes(model: ir.Model, *, optimize: bool = True) -> onnx.ModelProto:
         ]
     )
     cleanup(model)
-    proto = ir.serde.serialize_model(model)
+    return infer_shapes(model)
+
+
+# initializers above this size are left out of the model that ONNX shape inference sees: it only
+# needs their types, while copying megabytes of weights through it twice costs more than the inference
+_SHAPE_INFERENCE_TENSOR_LIMIT = 4096
+
+
+def infer_shapes(model: ir.Model) -> onnx.ModelProto:
+    """Serialize ``model`` with ``value_info`` filled in by ONNX shape inference (strict, with data propagation).
+
+    Large initializers are passed to the inference as typed graph inputs without data and put back
+    (in their original order) afterwards, so the weights are serialized once and never copied.
+    """
+    graph = model.graph
+    order = list(graph.initializers)
+    large = [
+        value
+        for value in graph.initializers.values()
+        if value.const_value is not None and value.const_value.nbytes > _SHAPE_INFERENCE_TENSOR_LIMIT
+    ]
+    tensors = {value.name: value.const_value for value in large}
+    original_inputs = len(graph.inputs)
+    for value in large:
+        graph.initializers.pop(value.name)
+        value.const_value = None
+        graph.inputs.append(value)
     try:
-        return onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+        light = ir.serde.serialize_model(model)
+    finally:
+        del graph.inputs[original_inputs:]
+        for value in large:
+            value.const_value = tensors[value.name]
+            graph.register_initializer(value)
+    try:
+        proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as error:
         raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from error
+    del proto.graph.input[original_inputs:]
+    small = {tensor.name: onnx.TensorProto.FromString(tensor.SerializeToString()) for tensor in proto.graph.initializer}
+    del proto.graph.initializer[:]
+    for name in order:
+        if name in small:
+            proto.graph.initializer.add().CopyFrom(small[name])
+        else:  # written straight into the model proto: no copy of the weights
+            ir.serde.serialize_tensor_into(proto.graph.initializer.add(), tensors[name])
+    return proto

@@ -13,6 +13,7 @@ naming it, never a warning that is easy to miss.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from collections.abc import Callable, Sequence
@@ -153,7 +154,7 @@ def handler(
                     doc=doc or f"https://docs.jax.dev/en/latest/_autosummary/jax.lax.{name}.html",
                     testcases=tuple(testcases),
                     area=area,
-                    module=rule.__module__,
+                    module=(rule.func if isinstance(rule, functools.partial) else rule).__module__,
                 ),
                 override=override,
             )

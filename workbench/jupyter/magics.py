@@ -11,10 +11,9 @@ import ast
 import keyword
 import operator
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from IPython.core import magic_arguments
@@ -23,7 +22,11 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import Code, display
 
 from workbench.errors import SpecError, UnsupportedPrimitiveError, WorkbenchError
+from workbench.files import write_text_atomic
 from workbench.jupyter.result import OnnxResult
+
+if TYPE_CHECKING:
+    from workbench.specs import TensorSpec
 
 _INPUT_HELP = (
     "Input spec, one per positional argument, repeatable: comma-separated dims, each an int or a "
@@ -31,36 +34,20 @@ _INPUT_HELP = (
 )
 
 
-def parse_input_spec(text: str) -> tuple[int | str, ...] | Any:
-    """``B,30`` -> ("B", 30); ``2,64:int32`` -> jax.ShapeDtypeStruct((2, 64), int32).
+def parse_input_spec(text: str) -> "TensorSpec":
+    """``B,30`` -> TensorSpec(("B", 30), float32); ``2,64:int32`` -> TensorSpec((2, 64), int32).
 
-    Raises SpecError with a one-line message naming the spec.
+    The same grammar as ``workbench export --input``; raises SpecError naming the spec.
     """
-    shape_text, has_dtype, dtype_text = text.partition(":")
-    dims: list[int | str] = []
-    if shape_text.strip():
-        for part in shape_text.split(","):
-            part = part.strip()
-            if part.isdigit():
-                dims.append(int(part))
-            elif part.isidentifier() and not keyword.iskeyword(part):
-                dims.append(part)
-            else:
-                what = "an empty dimension" if not part else f"dimension {part!r}"
-                raise SpecError(
-                    f"--input {text!r}: {what} is neither a non-negative int nor a name; "
-                    "write e.g. 'B,30' or '2,64:int32'."
-                )
-    if not has_dtype:
-        return tuple(dims)
-    import jax
-    import jax.numpy as jnp
+    from workbench.specs import TensorSpec, parse_input_specs, parse_shape_text  # imports jax: only when used
 
     try:
-        dtype = jnp.dtype(dtype_text.strip())
-    except TypeError as error:
-        raise SpecError(f"--input {text!r}: unknown dtype {dtype_text!r}; use e.g. float32, int32 or bfloat16.") from error
-    return jax.ShapeDtypeStruct(tuple(dims), dtype)
+        shape, dtype = parse_shape_text(text)
+        spec = TensorSpec(shape, dtype)
+        parse_input_specs([spec])  # reject what the converter would reject (e.g. '-1'), now, as a usage error
+    except SpecError as error:
+        raise SpecError(f"--input {text!r}: {error}") from None
+    return spec
 
 
 def defined_names(cell_source: str) -> list[str]:
@@ -87,13 +74,6 @@ def _public(name: str, option: str) -> Any:
         if error.name and error.name.startswith("workbench."):
             raise UsageError(f"{option} is not available yet in this workbench version ({error.name} is missing).") from error
         raise
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 @magics_class
@@ -159,6 +139,10 @@ class WorkbenchMagics(Magics):
             model = convert(fn, inputs, path=args.out, opset=args.opset)
         except UnsupportedPrimitiveError as error:
             result = OnnxResult(fn_name, time.perf_counter() - start, unsupported=list(error.primitives))
+            from workbench.jupyter.unsupported_table import UnsupportedTable
+
+            report = _public("check", "the unsupported-primitives table")(fn, inputs)
+            result.unsupported_table = UnsupportedTable(report, header_html=result._header_html())
             self.shell.user_ns[args.name] = result
             display(result)
             return
@@ -172,7 +156,7 @@ class WorkbenchMagics(Magics):
         if to_jax_source is not None:
             result.jax_source = to_jax_source(model)
             if args.to_jax:
-                _write_text_atomically(Path(args.to_jax), result.jax_source)
+                write_text_atomic(Path(args.to_jax), result.jax_source)
                 result.jax_path = args.to_jax
         if parity is not None:
             result.parity = parity(fn, model, inputs)

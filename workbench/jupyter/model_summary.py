@@ -49,15 +49,19 @@ def _has_shape(value: onnx.ValueInfoProto) -> bool:
     return value.type.WhichOneof("value") is not None
 
 
-def edges_without_shape(graph: onnx.GraphProto) -> list[str]:
-    """Names of node outputs in the top-level graph that carry no shape information."""
-    known = {
+def edges_without_shape(graph: onnx.GraphProto, outer: frozenset[str] = frozenset()) -> list[str]:
+    """Names of node outputs, in the graph and in every If/Loop/Scan body below it, that carry no shape."""
+    known = set(outer) | {
         value.name
         for value in [*graph.value_info, *graph.input, *graph.output]
         if _has_shape(value)
     }
     known.update(init.name for init in graph.initializer)
-    return [name for node in graph.node for name in node.output if name and name not in known]
+    missing = [name for node in graph.node for name in node.output if name and name not in known]
+    for node in graph.node:
+        for _, body in _subgraphs(node):
+            missing += edges_without_shape(body, frozenset(known))
+    return missing
 
 
 def with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -101,13 +105,14 @@ class Edge:
 
 @dataclass(frozen=True)
 class NodeRow:
-    """One node of the top-level graph, as the static table shows it."""
+    """One node, as the static table shows it; ``graph`` names the subgraph it sits in ("" = top level)."""
 
     index: int
     op: str
     name: str
     inputs: tuple[Edge, ...]
     outputs: tuple[Edge, ...]
+    graph: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,10 +122,11 @@ class ModelSummary:
     graph_name: str
     inputs: tuple[Edge, ...]
     outputs: tuple[Edge, ...]
-    nodes: tuple[NodeRow, ...]
+    nodes: tuple[NodeRow, ...]  # the top-level graph
     parameter_count: int
     op_counts: tuple[tuple[str, int], ...]
     opset: int | None
+    subgraph_nodes: tuple[NodeRow, ...] = ()  # nodes inside If/Loop/Scan bodies, labelled by their subgraph
 
     def text(self) -> str:
         """A stable plain-text summary (no addresses, ports, paths or timings), e.g. for nbval."""
@@ -134,35 +140,72 @@ class ModelSummary:
         return "\n".join(lines)
 
 
+def _subgraphs(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
+    found = []
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            found.append((attribute.name, attribute.g))
+        found.extend((f"{attribute.name}[{i}]", g) for i, g in enumerate(attribute.graphs))
+    return found
+
+
+def _node_op(node: onnx.NodeProto) -> str:
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+
+
 def summarize(model: onnx.ModelProto) -> ModelSummary:
-    """Tabulate the top-level graph of ``model`` (call :func:`with_shapes` first for shapes on every edge)."""
+    """Tabulate ``model``: its top-level nodes, and the nodes of every If/Loop/Scan body with their shapes.
+
+    Call :func:`with_shapes` first for shapes on every edge.
+    """
     graph = model.graph
-    types = {value.name: type_text(value) for value in [*graph.input, *graph.value_info, *graph.output]}
     parameters = {init.name: _initializer_text(init) for init in graph.initializer}
 
-    def edge(name: str) -> Edge:
+    def rows(current: onnx.GraphProto, label: str, outer: dict[str, str]) -> tuple[list[NodeRow], list[NodeRow]]:
+        """(rows of this graph's nodes, rows of all nodes nested below it)."""
+        types = dict(outer)  # a body may read values of the graphs around it
+        types.update({v.name: type_text(v) for v in [*current.input, *current.value_info, *current.output]})
+        types.update({init.name: _initializer_text(init) for init in current.initializer})
+
+        def edge(name: str) -> Edge:
+            if name in parameters:
+                return Edge(name, parameters[name], is_parameter=True)
+            return Edge(name, types.get(name, "?"))
+
+        own: list[NodeRow] = []
+        nested: list[NodeRow] = []
+        for index, node in enumerate(current.node):
+            own.append(NodeRow(
+                index=index,
+                op=_node_op(node),
+                name=node.name,
+                inputs=tuple(edge(name) for name in node.input if name),
+                outputs=tuple(edge(name) for name in node.output if name),
+                graph=label,
+            ))
+            for attribute_name, body in _subgraphs(node):
+                where = f"{label + ' › ' if label else ''}{node.name or node.op_type}.{attribute_name}"
+                body_rows, deeper = rows(body, where, types)
+                nested += body_rows + deeper
+        return own, nested
+
+    nodes, subgraph_nodes = rows(graph, "", {})
+    top_types = {value.name: type_text(value) for value in [*graph.input, *graph.value_info, *graph.output]}
+
+    def top_edge(name: str) -> Edge:
         if name in parameters:
             return Edge(name, parameters[name], is_parameter=True)
-        return Edge(name, types.get(name, "?"))
+        return Edge(name, top_types.get(name, "?"))
 
-    nodes = tuple(
-        NodeRow(
-            index=index,
-            op=node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}",
-            name=node.name,
-            inputs=tuple(edge(name) for name in node.input if name),
-            outputs=tuple(edge(name) for name in node.output if name),
-        )
-        for index, node in enumerate(graph.node)
-    )
     op_counts = Counter(row.op for row in nodes)
     opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
     return ModelSummary(
         graph_name=graph.name,
-        inputs=tuple(edge(value.name) for value in graph.input if value.name not in parameters),
-        outputs=tuple(edge(value.name) for value in graph.output),
-        nodes=nodes,
+        inputs=tuple(top_edge(value.name) for value in graph.input if value.name not in parameters),
+        outputs=tuple(top_edge(value.name) for value in graph.output),
+        nodes=tuple(nodes),
         parameter_count=sum(math.prod(init.dims) for init in graph.initializer),
         op_counts=tuple(sorted(op_counts.items(), key=lambda item: (-item[1], item[0]))),
         opset=opset,
+        subgraph_nodes=tuple(subgraph_nodes),
     )

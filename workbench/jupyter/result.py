@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
 from workbench.errors import UnsupportedPrimitive
 from workbench.jupyter.model_summary import summarize
 from workbench.jupyter.viewer import ViewerHandle, static_table_html
+
+if TYPE_CHECKING:  # the table imports the tracer (jax); a successful conversion never needs it
+    from workbench.jupyter.unsupported_table import UnsupportedTable
 
 
 def _size_text(size: int) -> str:
@@ -40,6 +43,7 @@ class OnnxResult:
     jax_source: str | None = None
     jax_path: str | None = None
     parity: Any = None  # the report object returned by workbench.parity, when --parity was given
+    unsupported_table: UnsupportedTable | None = None  # the interactive table, when primitives are unsupported
 
     @property
     def ok(self) -> bool:
@@ -87,7 +91,11 @@ class OnnxResult:
     def _unsupported_text(self) -> str:
         return "\n".join(p.describe() for p in self.unsupported)
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        if self.unsupported_table is not None:  # the widget, with the header, static table and text around it
+            bundle = self.unsupported_table._repr_mimebundle_()
+            bundle["text/plain"] = self.header_text() + "\n" + bundle["text/plain"]
+            return bundle
         parts_html = [self._header_html()]
         parts_text = [self.header_text()]
         if self.unsupported:

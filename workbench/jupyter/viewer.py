@@ -102,6 +102,22 @@ def static_table_html(summary: ModelSummary, *, open_: bool = False) -> str:
     )
     more = len(summary.nodes) - len(rows)
     more_html = f"<p>… and {more} more nodes (see <code>.as_frame()</code>).</p>" if more > 0 else ""
+    nested = summary.subgraph_nodes[: max(0, MAX_TABLE_ROWS - len(rows))]
+    if nested:
+        nested_body = "".join(
+            "<tr>"
+            f"<td>{html.escape(row.graph)}</td><td>{row.index}</td><td><b>{html.escape(row.op)}</b></td>"
+            f"<td>{_edges_html(row.inputs)}</td><td>{_edges_html(row.outputs)}</td>"
+            "</tr>"
+            for row in nested
+        )
+        skipped = len(summary.subgraph_nodes) - len(nested)
+        more_html += (
+            f"<p>Inside subgraphs ({len(summary.subgraph_nodes)} nodes):</p>"
+            '<table class="workbench-nodes"><thead><tr><th>subgraph</th><th>#</th><th>op</th><th>inputs</th>'
+            f"<th>outputs</th></tr></thead><tbody>{nested_body}</tbody></table>"
+            + (f"<p>… and {skipped} more subgraph nodes.</p>" if skipped > 0 else "")
+        )
     ops = ", ".join(f"{html.escape(op)} ×{count}" for op, count in summary.op_counts)
     return (
         f"<details{' open' if open_ else ''}><summary>Node table: {len(summary.nodes)} nodes ({ops}), "

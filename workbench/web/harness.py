@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 
 from workbench.errors import OnnxModelError, SpecError
-from workbench.web import files, runtime, tensors
+from workbench import files
+from workbench.web import runtime, tensors
 
 MANIFEST_NAME = "harness.manifest.json"
 MANIFEST_FORMAT = "workbench_web_harness_v1"

@@ -1,4 +1,4 @@
-"""Atomic file writes for the harness folder (temp file in the same folder + ``os.replace``)."""
+"""Atomic file writes (temp file in the same folder + ``os.replace``): readers see the old file or the new one, never half."""
 
 from __future__ import annotations
 
