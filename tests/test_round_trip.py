@@ -5,9 +5,9 @@ generated code must compute what the user's model computes. Each zoo model is co
 per worker (module-scoped fixture) and the tests of one model share an xdist group, so
 ``-n 2 --dist loadgroup`` does not convert a model twice.
 
-Checked per model: the generated module parses; ``forward(params, *inputs)`` run eagerly and
-under ``jax.jit`` matches the original; the symbolic batch dim survives (one jitted function
-serves two batch sizes); params are keyed by the ONNX initializer names; gradients of the
+Checked per model: the generated module parses; ``forward(params, *inputs)`` under ``jax.jit``
+matches the original (jitted too) at two batch sizes through one compiled function (the symbolic
+batch dim survives), and eagerly for one model per family; params are keyed by the ONNX initializer names; gradients of the
 generated code w.r.t. a float input match ``jax.grad`` of the original. One model is also
 saved with ``wb.save_jax`` and run in a fresh interpreter that cannot import workbench.
 """
@@ -85,7 +85,8 @@ def trip(request: pytest.FixtureRequest) -> RoundTrip:
     onnx_model = wb.to_onnx(model.fn, model.inputs)
     source = wb.to_jax_source(onnx_model)
     forward, params = wb.to_jax(onnx_model)
-    original = jax.jit(model.eval_fn())
+    eval_fn = model.eval_fn()
+    original = jax.jit(lambda *args: eval_fn(*args))  # a closure: Equinox modules are not hashable
     return RoundTrip(name, original, model.inputs, onnx_model, source, forward, params)
 
 
@@ -110,6 +111,7 @@ def test_every_listed_model_exists():
     assert set(EXPECTED_FAILURES) <= set(zoo.ZOO)
     assert set(NO_INPUT_GRADIENT) <= set(zoo.ZOO)
     assert SAVED_MODEL in zoo.ZOO
+    assert set(EAGER_MODELS) <= set(zoo.ZOO)
 
 
 @per_model
@@ -128,18 +130,15 @@ def test_generated_source_parses_and_names_params_after_initializers(trip):
         assert f"params[{name!r}]" in trip.source, f"weight {name!r} is not read from params"
 
 
-@pytest.mark.parametrize("trip", [p for p in ZOO_PARAMS if p.values[0] in EAGER_MODELS], indirect=True)
-def test_round_trip_runs_eagerly_and_matches_the_original(trip):
-    args = _inputs(trip, SIZES)
-    _assert_same(trip.forward(trip.params, *args), trip.original(*args), what=f"{trip.name} (eager)")
-
-
 @per_model
-def test_round_trip_is_jittable_and_keeps_the_batch_symbolic(trip):
-    jitted = jax.jit(trip.forward)
+def test_round_trip_matches_the_original_under_jit_at_two_batch_sizes(trip):
+    jitted = jax.jit(trip.forward)  # one compiled function: the batch dim stayed symbolic
     for seed, sizes in enumerate((SIZES, OTHER_SIZES)):
         args = _inputs(trip, sizes, seed=seed)
         _assert_same(jitted(trip.params, *args), trip.original(*args), what=f"{trip.name} (jit, sizes {sizes})")
+    if trip.name in EAGER_MODELS:
+        args = _inputs(trip, SIZES)
+        _assert_same(trip.forward(trip.params, *args), trip.original(*args), what=f"{trip.name} (eager)")
 
 
 @per_model
