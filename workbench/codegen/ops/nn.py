@@ -219,6 +219,10 @@ def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_
         return (total ** (1.0 / p)).astype(x.dtype)
     total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, window_strides, padding,
                               window_dilation=window_dilation)
+    if all(b == 0 and e == 0 for b, e in padding):
+        # no padding: every window is full. Dividing by the window size keeps XLA from
+        # constant-folding a reduce_window over ones (seconds per pool in a big model's compile).
+        return total / np.array(np.prod(kernel), x.dtype)
     if count_include_pad:
         ones = jnp.pad(jnp.ones(x.shape, x.dtype), ((0, 0), (0, 0)) + tuple(explicit), constant_values=1)
         count_padding = ((0, 0), (0, 0)) + tuple((0, e) for e in extra)
