@@ -6,8 +6,11 @@ wheels do not ship the data files). Every case not listed in
 still fail (so the list stays honest). The pass count is measured against the
 suite's own total.
 
-The run takes several minutes (1,884 cases, each generated, compiled and run
-eagerly), so it is opt-in: ``WORKBENCH_CONFORMANCE=1 pytest tests/test_onnx_conformance.py -n 2``.
+Running every case takes minutes (1,884 cases, each generated, XLA-compiled and run: about 0.35 s of CPU
+per case, so about 5.5 minutes with ``-n 2`` on an idle 2-core machine, 16 minutes on a loaded one), so the
+per-case test is opt-in: ``WORKBENCH_CONFORMANCE=1 pytest tests/test_onnx_conformance.py -n 2``. The two
+checks of the expected-failure list against the suite (pass-rate target, every pattern matches a case)
+only build the cases and always run.
 """
 
 from __future__ import annotations
@@ -23,9 +26,6 @@ from tests.conformance_expected_failures import EXPECTED_FAILURES
 
 TARGET = 0.90
 ENABLED = os.environ.get("WORKBENCH_CONFORMANCE") == "1"
-pytestmark = pytest.mark.skipif(
-    not ENABLED, reason="the full ONNX node suite takes minutes; set WORKBENCH_CONFORMANCE=1 to run it"
-)
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,6 +40,7 @@ def expected_failure_reason(name: str) -> str | None:
     return None
 
 
+@pytest.mark.skipif(not ENABLED, reason="running all 1,884 cases takes minutes; set WORKBENCH_CONFORMANCE=1")
 @pytest.mark.parametrize("name", sorted(_cases()) if ENABLED else ["(suite not collected)"])
 def test_node_case(name):
     result = run_case(_cases()[name])

@@ -141,3 +141,29 @@ def test_float64_layer_norm_stays_decomposed_and_exact():
         assert "LayerNormalization" not in [n.op_type for n in model.graph.node]
         x = np.random.default_rng(0).standard_normal((3, 16))
         assert_matches_jax(norm, model, [x], rtol=1e-12, atol=1e-12)
+
+
+# the node budget of one pre-LN GPT block with static shapes: 2 LayerNormalization, 8 MatMul (4 projections,
+# 2 attention contractions, 2 MLP) + Gelu, 8 Add (6 biases, 2 residuals), Mul (scale) + Where (folded causal
+# mask) + Softmax, and 15 Transpose/Reshape that split and merge the heads around the MatMuls
+GPT_NODES_PER_BLOCK = 37
+
+
+def test_gpt_blocks_fuse_to_a_fixed_node_budget():
+    from workbench.zoo import nnx_gpt
+
+    def export(layers):
+        built = nnx_gpt(layers=layers, d_model=32, heads=4, seq=8, vocab=50, symbolic_seq=False)
+        spec = jax.ShapeDtypeStruct((2, 8), jnp.int32)
+        return built, wb.to_onnx(built.fn, [spec])
+
+    (_, one), (two_built, two) = export(1), export(2)
+    per_block = len(two.graph.node) - len(one.graph.node)
+    assert per_block <= GPT_NODES_PER_BLOCK, per_block
+    assert len(two.graph.node) <= len(one.graph.node) + per_block
+    ops = [n.op_type for n in two.graph.node]
+    assert ops.count("LayerNormalization") == 5 and ops.count("Softmax") == 2 and ops.count("Gelu") == 2, ops
+    assert not {"ReduceSum", "ReduceMax", "Exp", "Tanh", "Expand", "And", "GreaterOrEqual", "Einsum"} & set(ops), ops
+    assert_graph_quality(two)
+    tokens = np.random.default_rng(0).integers(0, 50, (2, 8)).astype(np.int32)
+    assert_matches_jax(two_built.eval_fn(), two, [tokens], rtol=1e-4, atol=1e-4)

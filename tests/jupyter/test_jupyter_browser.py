@@ -102,6 +102,22 @@ def mlp(x):
     return jax.nn.relu(x @ w1) @ w2""",
 ]
 
+WIDGET_CELLS = [
+    "%load_ext workbench",
+    """\
+%%to_onnx -i B,8 --name attempt
+import jax, jax.numpy as jnp
+
+def bessel_features(x):
+    return jax.scipy.special.i0e(x) * jnp.tanh(x)""",
+    """\
+import workbench as wb
+explorer = wb.coverage()
+explorer.search.value = "cumsum"
+explorer.area.value = "jnp"
+explorer""",
+]
+
 
 def _notebook(cells: list[str]) -> dict:
     return {
@@ -137,6 +153,7 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     shutil.copy(REPO / "extensions" / "jupyter_server_config.d" / "workbench.json", config_d)
     (root / "work").mkdir()
     (root / "work" / "mlp.ipynb").write_text(json.dumps(_notebook(NOTEBOOK_CELLS)))
+    (root / "work" / "widgets.ipynb").write_text(json.dumps(_notebook(WIDGET_CELLS)))
     # no "get notified about Jupyter news?" toast over the screenshot
     notification = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
@@ -176,20 +193,8 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 def test_jupyterlab_notebook_runs_to_onnx_and_shows_the_graph(browser, jupyterlab) -> None:
     origin, token, work = jupyterlab
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
     page = browser.new_page(viewport={"width": 1100, "height": 960})
-    page.goto(f"{origin}/lab/tree/mlp.ipynb?token={token}")
-    page.locator(".jp-Notebook").wait_for(timeout=90_000)
-    _wait_for_idle_kernel(origin, token)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    select_kernel = page.locator(".jp-Dialog button", has_text="Select")
-    try:  # JupyterLab asks for a kernel when none is running yet
-        select_kernel.wait_for(timeout=15_000)
-        select_kernel.click()
-    except PlaywrightTimeoutError:
-        pass
+    _open_and_run_all(page, origin, token, "mlp.ipynb")
 
     iframe = page.locator("iframe[title='ONNX graph viewer']")
     try:
@@ -214,6 +219,55 @@ def test_jupyterlab_notebook_runs_to_onnx_and_shows_the_graph(browser, jupyterla
     images = REPO / "docs" / "images"
     images.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, images / "to_onnx_jupyterlab.png")
+    page.close()
+
+
+def _open_and_run_all(page: object, origin: str, token: str, notebook: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    page.goto(f"{origin}/lab/tree/{notebook}?token={token}")
+    page.locator(".jp-Notebook").wait_for(timeout=90_000)
+    _wait_for_idle_kernel(origin, token)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    select_kernel = page.locator(".jp-Dialog button", has_text="Select")
+    try:  # JupyterLab asks for a kernel when none is running yet
+        select_kernel.wait_for(timeout=15_000)
+        select_kernel.click()
+    except PlaywrightTimeoutError:
+        pass
+
+
+def test_jupyterlab_renders_the_unsupported_table_and_coverage_explorer_widgets(browser, jupyterlab) -> None:
+    origin, token, _ = jupyterlab
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    _open_and_run_all(page, origin, token, "widgets.ipynb")
+    OUTPUT.mkdir(exist_ok=True)
+    stub_button = page.locator(".jp-OutputArea-output button", has_text="handler stub")
+    try:
+        stub_button.wait_for(timeout=180_000)  # the live ipywidgets table, not its static fallback
+        location = page.locator(".jp-OutputArea-output button", has_text=re.compile(r":\d+ \(bessel_features\)"))
+        location.first.click()
+        page.get_by_text(re.compile(r"→\s+\d+ \|\s+return jax.scipy.special.i0e")).wait_for(timeout=30_000)
+        stub_button.click()
+        page.get_by_text("@handler('bessel_i0e'").wait_for(timeout=30_000)
+        page.screenshot(path=str(OUTPUT / "unsupported_table_jupyterlab.png"))
+
+        rows = page.locator(".jp-OutputArea-output select").last
+        rows.wait_for(timeout=120_000)
+        labels = rows.locator("option").all_inner_texts()
+        assert labels and all("cumsum" in label and "jnp" in label for label in labels), labels
+        page.locator(".jp-OutputArea-output button", has_text="run shown").click()
+        deadline = time.monotonic() + 120
+        while not all(label.startswith("✔") for label in rows.locator("option").all_inner_texts()):
+            assert time.monotonic() < deadline, rows.locator("option").all_inner_texts()
+            time.sleep(0.5)
+        rows.select_option(index=0)  # selecting a row shows its graph in the viewer below
+        page.locator("iframe[title='ONNX graph viewer']").wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path=str(OUTPUT / "widgets_jupyterlab_failure.png"))
+        raise
+    page.screenshot(path=str(OUTPUT / "coverage_explorer_jupyterlab.png"))
     page.close()
 
 

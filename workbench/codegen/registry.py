@@ -49,6 +49,10 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.codegen.ops.loss",
     "workbench.codegen.ops.quant",
     "workbench.codegen.ops.resize",
+    "workbench.codegen.ops.recurrent",
+    "workbench.codegen.ops.spectral",
+    "workbench.codegen.ops.sampling",
+    "workbench.codegen.ops.detection",
 )
 
 

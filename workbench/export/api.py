@@ -139,7 +139,7 @@ def convert(
         functions=list(state.functions.values()),
         doc_string=f"{traced.callable.display_name} converted from JAX by workbench",
     )
-    model_proto = run_passes(model, optimize=optimize)
+    model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
     done = time.perf_counter()
     return Conversion(
         model=model_proto,

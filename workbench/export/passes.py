@@ -19,6 +19,7 @@ onnxscript do not recognise; the matching and the graph surgery are onnxscript's
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -26,9 +27,11 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as common_passes
+from onnxscript import optimizer as onnxscript_optimizer
 from onnxscript.rewriter._basics import MatchResult
 from onnxscript.rewriter._pattern_ir import NodeOutputPattern
 from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
+from onnxscript.rewriter.rules import common as common_rules
 from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.errors import ConversionError
@@ -60,7 +63,7 @@ def _rank(value: ir.Value) -> int | None:
 
 # ------------------------------------------------------------------------------------ bias
 class _BiasReshapeBase(RewriteRuleClassBase):
-    """``Op(x, Reshape(b, [1, ..., 1, N]))`` with a 1-D ``b`` of length N → ``Op(x, b)``."""
+    """``Op(x, Reshape(b, [1, ..., 1, *b.shape]))`` → ``Op(x, b)`` (numpy broadcasting adds the leading 1s)."""
 
     op_type = "Add"
 
@@ -71,11 +74,11 @@ class _BiasReshapeBase(RewriteRuleClassBase):
         del context
         result = MatchResult()
         target = _constant(shape)
-        if target is None or bias.shape is None or len(bias.shape) != 1:
-            return result.fail("bias is not 1-D or the reshape target is not constant")
-        length = bias.shape[0]
-        if not isinstance(length, int) or list(target) != [1] * (len(target) - 1) + [length]:
-            return result.fail("reshape target is not (1, ..., 1, N)")
+        if target is None or bias.shape is None or not bias.shape.is_static():
+            return result.fail("the bias shape is unknown or the reshape target is not constant")
+        dims = [int(d) for d in bias.shape]
+        if len(target) < len(dims) or list(target) != [1] * (len(target) - len(dims)) + dims:
+            return result.fail("reshape target is not (1, ..., 1, *bias.shape)")
         x_rank = _rank(x)
         if x_rank is None or x_rank < len(target):
             return result.fail("the other operand must have at least the reshaped rank")
@@ -278,15 +281,25 @@ def _subgraphs(node: ir.Node) -> list[ir.Graph]:
     return graphs
 
 
-def _rule_phases(opset: int) -> list[list[tuple[RewriteRuleClassBase, bool]]]:
+def _rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
     """The rules that apply at ``opset`` as (rule, try both operand orders), phase by phase.
 
-    Bias reshapes go first so the larger patterns see plain 1-D biases and scales; the
+    Chains of layout ops that cancel or combine (Transpose∘Transpose, Reshape∘Reshape, no-op
+    Transpose/Expand/Cast: onnxscript's own rules) and bias reshapes go first so the larger
+    patterns see plain 1-D biases and scales; the
     LayerNorm forms without a bias go last (they are part of the forms with one). The larger
     patterns match the canonical operand order only (see :func:`canonicalize_constant_operands`):
     onnxscript's ``commute`` expands each of them into 2^(commutative ops) variants (128 for gelu),
     which made the rewriter the slowest step of a conversion.
     """
+    layout = [(rule, False) for rule in (
+        common_rules.transpose_transpose_rule,
+        common_rules.no_op_transpose_rule,
+        common_rules.reshape_reshape_rule,
+        common_rules.unsqueeze_unsqueeze_rule,
+        common_rules.no_op_expand_rule,
+        common_rules.no_op_cast_rule,
+    )]
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
     fusions = [(MatMulAddToGemm.rule(), True), (SoftmaxFusion.rule(), False)]
     fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
@@ -294,7 +307,7 @@ def _rule_phases(opset: int) -> list[list[tuple[RewriteRuleClassBase, bool]]]:
         fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
     # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
     unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)]
-    return [bias, fusions, unbiased]
+    return [layout + bias, fusions, unbiased]
 
 
 def fusion_rules(opset: int) -> list[RewriteRule]:
@@ -361,6 +374,12 @@ def _apply_rules(
             delta = indexed.rule.try_rewrite(model, graph, node)
             if delta is None:
                 continue
+            if delta.new_initializers:
+                if not isinstance(graph, ir.Graph):
+                    continue  # a function body has no initializers: leave this match alone
+                for initializer in delta.new_initializers:
+                    if initializer.name not in graph.initializers:
+                        graph.register_initializer(initializer)
             ir.convenience.replace_nodes_and_values(
                 graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
             )
@@ -401,14 +420,88 @@ def _indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], .
     return tuple(phases)
 
 
-def run_passes(model: ir.Model, *, optimize: bool = True) -> onnx.ModelProto:
+# ------------------------------------------------------------------------- constant folding
+# onnxscript folds nodes whose inputs are all constants up to this many elements each (its default,
+# 8192, leaves e.g. a causal mask broadcast over 8 heads of 64x64 in the graph)
+FOLD_INPUT_LIMIT = 1 << 16
+
+
+def fold_constants(model: ir.Model, weights: frozenset[str]) -> None:
+    """Evaluate constant subgraphs (masks, iotas, index arithmetic) with onnxscript's folder, in place.
+
+    Nodes reading a weight are left alone: folding ``Reshape(bias)`` would replace the initializer
+    named after the module path by an anonymous copy. Equal folded constants (the same causal mask
+    in every block) are then stored once.
+    """
+
+    def should_fold(node: ir.Node) -> bool | None:
+        if any(value is not None and value.name in weights for value in node.inputs):
+            return False
+        return None
+
+    onnxscript_optimizer.fold_constants(model, input_size_limit=FOLD_INPUT_LIMIT, should_fold=should_fold)
+    _share_equal_constants(model.graph, weights)
+
+
+def _share_equal_constants(graph: ir.Graph, weights: frozenset[str]) -> None:
+    """Point every use of an anonymous initializer at the first one with the same dtype, shape and bytes."""
+    seen: dict[tuple[ir.DataType, tuple[int, ...], bytes], ir.Value] = {}
+    for value in list(graph.initializers.values()):
+        tensor = value.const_value
+        if tensor is None or value.name in weights or value.is_graph_input() or value.is_graph_output():
+            continue
+        key = (tensor.dtype, tuple(tensor.shape), hashlib.sha256(tensor.tobytes()).digest())
+        first = seen.setdefault(key, value)
+        if first is not value:
+            value.replace_all_uses_with(first)
+
+
+def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
+    """``MatMul(x, Reshape/Transpose(W))`` with W a weight used only there → ``MatMul(x, W')``, in place.
+
+    W' is stored under W's own name (so weights stay named after their module path) in the layout
+    the MatMul wants (e.g. an attention kernel (256, 8, 32) as (256, 256)). Returns how many folded.
+    """
+    count = 0
+    for node in list(graph):
+        if node.op_type not in ("Reshape", "Transpose") or node.domain != "" or node.graph is None:
+            continue
+        weight, output = node.inputs[0], node.outputs[0]
+        if weight is None or weight.name not in weights or weight.const_value is None or len(weight.uses()) != 1:
+            continue
+        if output.is_graph_output() or any(use.node.op_type != "MatMul" or use.idx != 1 for use in output.uses()):
+            continue
+        array = weight.const_value.numpy()
+        if node.op_type == "Transpose":
+            perm = node.attributes.get("perm")
+            array = np.transpose(array, None if perm is None else list(perm.as_ints()))
+        else:
+            target = _constant(node.inputs[1])
+            if target is None or 0 in target or node.attributes.get_int("allowzero", 0):
+                continue
+            array = array.reshape([int(d) for d in target])
+        weight.const_value = ir.tensor(np.ascontiguousarray(array), name=weight.name)
+        weight.shape = ir.Shape(array.shape)
+        output.replace_all_uses_with(weight)
+        graph.remove(node, safe=True)
+        count += 1
+    return count
+
+
+def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str] = frozenset()) -> onnx.ModelProto:
+    """Clean up, fold constants and fuse patterns (``optimize``), then annotate shapes; returns the proto.
+
+    ``weights`` names the initializers that hold the model's parameters: they keep their names and shapes.
+    """
     passes: list[ir.passes.PassBase] = [common_passes.RemoveUnusedNodesPass()]
     if optimize:
         passes.append(common_passes.CommonSubexpressionEliminationPass())
     manager = ir.passes.PassManager(passes)
     manager(model)
     if optimize:
+        fold_constants(model, weights)
         fuse_patterns(model)
+        fold_weight_layouts(model.graph, weights)
     cleanup = ir.passes.PassManager(
         [
             common_passes.RemoveUnusedNodesPass(),

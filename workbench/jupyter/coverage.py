@@ -39,8 +39,10 @@ class CoverageExplorer:
         self.search = widgets.Text(placeholder="filter: primitive, testcase, ONNX op…", description="search")
         self.area = widgets.Dropdown(options=[_ALL, *AREAS], value=_ALL, description="area")
         self.status = widgets.Dropdown(options=[_ALL, *STATUSES], value=_ALL, description="status")
-        self.run_button = widgets.Button(description="run shown", icon="play", tooltip="run every row shown")
-        self.rows = widgets.Select(options=[], rows=14, layout=widgets.Layout(width="100%"))
+        self.run_button = widgets.Button(
+            description="run shown", icon="play", tooltip="run every row shown", layout=widgets.Layout(width="auto")
+        )
+        self.rows = widgets.Select(options=[], rows=10, layout=widgets.Layout(width="100%"))
         self.counts = widgets.HTML()
         self.detail = widgets.HTML()
         self.output = widgets.Output()

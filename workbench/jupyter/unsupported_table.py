@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import linecache
+from pathlib import Path
 from typing import Any
 
 from workbench.analysis.report import CompatibilityReport, PrimitiveUsage, handler_stub
@@ -20,7 +21,7 @@ from workbench.jupyter.widget_bundle import widget_bundle
 MAX_LOCATIONS_SHOWN = 5
 SOURCE_CONTEXT_LINES = 2
 _COLUMNS = ("primitive", "count", "where", "what to do", "handler")
-_GRID_TEMPLATE = "minmax(9em, auto) 4em minmax(14em, 2fr) minmax(14em, 3fr) 9em"
+_GRID_TEMPLATE = "max-content max-content minmax(10em, 1fr) minmax(12em, 1.5fr) max-content"
 
 
 def source_excerpt(location: SourceLocation, context: int = SOURCE_CONTEXT_LINES) -> str:
@@ -68,7 +69,9 @@ class UnsupportedTable:
                 widgets.HTML(f"<span style='white-space:normal'>{html.escape(usage.suggestion)}</span>"),
                 stub_button,
             ]
-        grid = widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=_GRID_TEMPLATE, grid_gap="2px 10px"))
+        grid = widgets.GridBox(
+            cells, layout=widgets.Layout(grid_template_columns=_GRID_TEMPLATE, grid_gap="2px 10px", width="100%")
+        )
         parts: list[Any] = [widgets.HTML(header_html)] if header_html else []
         self.widget = widgets.VBox([*parts, widgets.HTML(f"<b>{html.escape(report.summary())}</b>"), grid, self.output])
         self._header_html = header_html
@@ -77,8 +80,11 @@ class UnsupportedTable:
         import ipywidgets as widgets
 
         count = usage.location_counts.get(location, 1)
-        label = f"{location}" + (f" ×{count}" if count > 1 else "")
-        button = widgets.Button(description=label, tooltip="show the source lines", layout=widgets.Layout(width="auto"))
+        # the short name fits the cell; the tooltip and the excerpt carry the full path
+        label = f"{Path(location.file).name}:{location.line} ({location.function})" + (f" ×{count}" if count > 1 else "")
+        button = widgets.Button(
+            description=label, tooltip=f"{location}: show the source lines", layout=widgets.Layout(width="auto", max_width="100%")
+        )
         button.style.button_color = "transparent"
         button.on_click(lambda _button: self.show_source(location))
         return button

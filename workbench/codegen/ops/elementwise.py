@@ -289,17 +289,52 @@ def clip(ctx: NodeContext) -> str:
 # ---- casts ------------------------------------------------------------------------------
 @runtime_helper
 def _cast(x, dtype, saturate):
-    """ONNX Cast: float -> float8 saturates to the finite range when asked (the default)."""
+    """ONNX Cast to the small types, as the spec's reference (numpy + ml_dtypes) converts.
+
+    float8 (saturate, the default): clipped to the finite range, so +-inf become +-max;
+    int4/uint4/int2/uint2: truncated to an integer, then wrapped (not clamped) to the bit width.
+    """
     x = jnp.asarray(x)
     target = jnp.dtype(dtype)
-    if saturate and target.name.startswith("float8") and jnp.issubdtype(x.dtype, jnp.floating):
-        limit = float(jnp.finfo(target).max)
-        x = jnp.where(jnp.isinf(x) | jnp.isnan(x), x, jnp.clip(x, -limit, limit))
-        if target.name in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2fnuz"):
-            x = jnp.clip(x, -limit, limit)
     if target == jnp.bool_:
         return x != 0
+    if saturate and target.name.startswith("float8") and jnp.issubdtype(x.dtype, jnp.floating):
+        limit = float(jnp.finfo(target).max)
+        x = jnp.clip(x, -limit, limit)
+    if target.name in ("int4", "uint4", "int2", "uint2") and not jnp.issubdtype(x.dtype, jnp.integer):
+        x = x.astype(jnp.int32)
     return x.astype(target)
+
+
+@runtime_helper
+def _cast_e8m0(x, saturate, round_mode):
+    """ONNX Cast to float8_e8m0fnu: keep the float32 exponent bits, rounded as ``round_mode`` asks."""
+    bits = lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.uint32)
+    exponent = ((bits >> 23) & 0xFF).astype(jnp.uint32)
+    special = exponent == 0xFF
+    if round_mode == "up":
+        round_up = (bits & 0x7FFFFF) > 0
+    elif round_mode == "nearest":
+        guard, rest = (bits & 0x400000) > 0, (bits & 0x3FFFFF) > 0
+        round_up = guard & (rest | (exponent > 0))
+    else:  # "down": truncate the mantissa
+        round_up = jnp.zeros(jnp.shape(bits), bool)
+    if saturate:
+        round_up = round_up & (exponent != 0xFE)
+    exponent = jnp.where(special, 0xFF, (exponent + round_up.astype(jnp.uint32)) & 0xFF)
+    return lax.bitcast_convert_type(exponent.astype(jnp.uint8), jnp.float8_e8m0fnu)
+
+
+_SMALL_TYPES = ("float8", "float4", "int4", "uint4", "int2", "uint2")
+
+
+def _cast_expr(ctx: NodeContext, value: str, dtype: np.dtype) -> str:
+    saturate = ctx.lit(bool(ctx.attr("saturate", 1)))
+    if dtype.name == "float8_e8m0fnu":
+        return ctx.call(_cast_e8m0, value, saturate, ctx.lit(ctx.attr("round_mode", "up")))
+    if dtype.name.startswith(_SMALL_TYPES):
+        return ctx.call(_cast, value, ctx.dt(dtype), saturate)
+    return f"jnp.asarray({value}).astype({ctx.dt(dtype)})"
 
 
 @emitter("Cast", since=(6, 19))
@@ -307,17 +342,23 @@ def cast(ctx: NodeContext) -> str:
     dtype = ctx.onnx_np_dtype(ctx.attr("to"))
     if ctx.dtype(0) is not None and ctx.dtype(0) == dtype:
         return ctx.x(0)
-    if dtype.name.startswith("float8") or dtype.name.startswith("float4"):
-        return ctx.call(_cast, ctx.x(0), ctx.dt(dtype), ctx.lit(bool(ctx.attr("saturate", 1))))
-    return f"jnp.asarray({ctx.x(0)}).astype({ctx.dt(dtype)})"
+    return _cast_expr(ctx, ctx.x(0), dtype)
 
 
 @emitter("CastLike", since=(15, 19))
 def cast_like(ctx: NodeContext) -> str:
     dtype = ctx.dtype(1)
-    if dtype is not None and (dtype.name.startswith("float8") or dtype.name.startswith("float4")):
-        return ctx.call(_cast, ctx.x(0), ctx.dt(dtype), ctx.lit(bool(ctx.attr("saturate", 1))))
+    if dtype is not None:
+        return _cast_expr(ctx, ctx.x(0), dtype)
     return f"jnp.asarray({ctx.x(0)}).astype(jnp.asarray({ctx.x(1)}).dtype)"
 
 
 __all__ = ["jax", "np", "lax"]
+
+
+@emitter("SwiGLU", since=28)
+def swiglu(ctx: NodeContext) -> str:
+    a, b = ctx.x(0), ctx.x(1)
+    alpha = ctx.fattr("alpha", 1.0)
+    gate = f"jax.nn.sigmoid({ctx.lit(alpha)} * {a})" if alpha != 1.0 else f"jax.nn.sigmoid({a})"
+    return f"({a} * {gate} * {b}).astype({a}.dtype)"

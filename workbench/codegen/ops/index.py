@@ -307,3 +307,55 @@ def _cumprod(x, axis, exclusive, reverse):
 def cumprod(ctx: NodeContext) -> str:
     return ctx.call(_cumprod, ctx.x(0), ctx.x(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
                     ctx.lit(bool(ctx.attr("reverse", 0))))
+
+
+@runtime_helper
+def _unique(x, axis, sorted_):
+    """ONNX Unique: (Y, first indices, inverse indices, counts); unsorted keeps first-occurrence order.
+
+    The output sizes depend on the values, so this runs eagerly (not under ``jax.jit``).
+    """
+    x = jnp.asarray(x)
+    values, first, inverse, counts = jnp.unique(
+        x, return_index=True, return_inverse=True, return_counts=True, axis=axis, equal_nan=False,
+    )
+    inverse = jnp.reshape(inverse, (-1,))
+    if not sorted_:
+        order = jnp.argsort(first)
+        values = jnp.take(values, order, axis=0 if axis is None else axis)
+        first, counts = first[order], counts[order]
+        inverse = jnp.argsort(order)[inverse]
+    return values, first.astype(jnp.int64), inverse.astype(jnp.int64), counts.astype(jnp.int64)
+
+
+@emitter("Unique", since=(11, 28))
+def unique(ctx: NodeContext) -> str:
+    axis = ctx.attr("axis", None)
+    call = ctx.call(_unique, ctx.x(0), ctx.lit(axis), ctx.lit(bool(ctx.attr("sorted", 1))))
+    return f"{call}[:{ctx.n_out}]" if ctx.n_out > 1 else [f"{call}[0]"]
+
+
+@runtime_helper
+def _tensor_scatter(cache, update, write_indices, axis, circular):
+    """Write ``update`` into ``cache`` along ``axis`` from each batch entry's write index."""
+    axis = axis % cache.ndim
+    batch, length, steps = cache.shape[0], cache.shape[axis], update.shape[axis]
+    starts = jnp.zeros((batch,), jnp.int32) if write_indices is None else jnp.asarray(write_indices, jnp.int32)
+    positions = starts[:, None] + jnp.arange(steps)[None, :]
+    if circular:
+        positions = positions % length
+    moved = jnp.moveaxis(cache, axis, 1)
+    rows = jnp.arange(batch)[:, None]
+    if axis == 0:  # the batch axis itself is the sequence axis: one write per position
+        return cache.at[positions[0]].set(update)
+    moved = moved.at[rows, positions].set(jnp.moveaxis(update, axis, 1))
+    return jnp.moveaxis(moved, 1, axis)
+
+
+@emitter("TensorScatter", since=24)
+def tensor_scatter(ctx: NodeContext) -> str:
+    mode = ctx.attr("mode", "linear")
+    if mode not in ("linear", "circular"):
+        raise ctx.error(f"unknown mode {mode!r}; expected 'linear' or 'circular'")
+    return ctx.call(_tensor_scatter, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.lit(ctx.attr("axis", -2)),
+                    ctx.lit(mode == "circular"))

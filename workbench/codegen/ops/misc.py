@@ -38,6 +38,10 @@ def bit_cast(ctx: NodeContext) -> str:
     source = ctx.dtype(0)
     if source is None or source.itemsize != target.itemsize:
         raise ctx.unsupported("BitCast between types of different sizes is not supported")
+    if source == np.bool_ or target == np.bool_:  # XLA bitcasts no bools; a bool byte holds 0 or 1
+        if source == target:
+            return ctx.x(0)
+        return f"jnp.asarray({ctx.x(0)}).astype({ctx.dt(target)})" if source == np.bool_ else f"({ctx.x(0)} != 0)"
     return f"lax.bitcast_convert_type({ctx.x(0)}, {ctx.dt(target)})"
 
 

@@ -219,19 +219,28 @@ def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_
         return (total ** (1.0 / p)).astype(x.dtype)
     total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, window_strides, padding,
                               window_dilation=window_dilation)
-    if all(b == 0 and e == 0 for b, e in padding):
-        # no padding: every window is full. Dividing by the window size keeps XLA from
-        # constant-folding a reduce_window over ones (seconds per pool in a big model's compile).
-        return total / np.array(np.prod(kernel), x.dtype)
-    if count_include_pad:
-        ones = jnp.pad(jnp.ones(x.shape, x.dtype), ((0, 0), (0, 0)) + tuple(explicit), constant_values=1)
-        count_padding = ((0, 0), (0, 0)) + tuple((0, e) for e in extra)
-    else:
-        ones = jnp.ones(x.shape, x.dtype)
-        count_padding = padding
-    counts = lax.reduce_window(ones, np.array(0, x.dtype), lax.add, window, window_strides, count_padding,
-                               window_dilation=window_dilation)
-    return total / counts
+    counts = _pool_counts(x.shape[2:], total.shape[2:], kernel, strides, dilations, explicit, count_include_pad)
+    return total / jnp.asarray(counts, x.dtype)
+
+
+@runtime_helper
+def _pool_counts(sizes, out_sizes, kernel, strides, dilations, explicit, count_include_pad):
+    """How many input positions each average-pooling window covers (numpy, from shapes alone).
+
+    The window is a box, so the count is the product of one count per axis. Explicit pads count when
+    ``count_include_pad``; the extra end padding of ``ceil_mode`` never does. Computed on the host: as
+    a reduce_window over a constant, XLA spends seconds constant-folding it.
+    """
+    per_axis = []
+    for size, n_out, k, s, d, (begin, end) in zip(sizes, out_sizes, kernel, strides, dilations, explicit):
+        lo, hi = (-begin, size + end) if count_include_pad else (0, size)
+        starts = np.arange(n_out) * s - begin
+        taps = starts[:, None] + np.arange(k)[None, :] * d
+        per_axis.append(((taps >= lo) & (taps < hi)).sum(axis=1))
+    counts = np.ones((1, 1), np.int64)
+    for axis_counts in per_axis:
+        counts = counts[..., None] * axis_counts
+    return counts
 
 
 def _pool_call(ctx: NodeContext, kind: str) -> str:
@@ -248,13 +257,118 @@ def _pool_call(ctx: NodeContext, kind: str) -> str:
                     attrs["auto_pad"], ceil_mode, count_include_pad, p)
 
 
+@runtime_helper
+def _max_pool_with_indices(x, kernel, strides, pads, dilations, auto_pad, ceil_mode, storage_order):
+    """MaxPool's (values, indices): indices flatten (n, c, spatial...) row-major, or column-major over
+    the spatial axes when ``storage_order`` is 1; ties keep the first position."""
+    nd = len(kernel)
+    strides = strides or (1,) * nd
+    dilations = dilations or (1,) * nd
+    explicit, extra = _pool_padding(x.shape, kernel, strides, dilations, pads, auto_pad, ceil_mode)
+    padding = ((0, 0), (0, 0)) + tuple((b, e + x_) for (b, e), x_ in zip(explicit, extra))
+    position = jnp.reshape(jnp.arange(x.size, dtype=jnp.int64), x.shape)
+    if storage_order:
+        spatial = x.shape[2:]
+        grids = jnp.meshgrid(*[jnp.arange(d, dtype=jnp.int64) for d in spatial], indexing="ij")
+        column_major = jnp.zeros(spatial, jnp.int64)
+        for axis in reversed(range(nd)):
+            column_major = column_major * spatial[axis] + grids[axis]
+        plane = int(np.prod(spatial, dtype=np.int64))
+        index = (jnp.arange(x.shape[0] * x.shape[1], dtype=jnp.int64) * plane).reshape(x.shape[:2] + (1,) * nd)
+        index = index + column_major
+    else:
+        index = position
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        lowest = jnp.array(-jnp.inf, x.dtype)
+    else:
+        lowest = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+
+    def pick(a, b):
+        a_value, a_position, a_index = a
+        b_value, b_position, b_index = b
+        take_b = (b_value > a_value) | ((b_value == a_value) & (b_position < a_position))
+        return (jnp.where(take_b, b_value, a_value), jnp.where(take_b, b_position, a_position),
+                jnp.where(take_b, b_index, a_index))
+
+    init = (lowest, jnp.array(x.size, jnp.int64), jnp.array(-1, jnp.int64))
+    values, _, indices = lax.reduce_window(
+        (x, position, index), init, pick, (1, 1) + tuple(kernel), (1, 1) + tuple(strides), padding,
+        window_dilation=(1, 1) + tuple(dilations),
+    )
+    return values, indices
+
+
 @emitter("MaxPool", since=(1, 8, 10, 11, 12))
 def max_pool(ctx: NodeContext) -> str:
-    if ctx.has_output(1):
-        raise ctx.unsupported("MaxPool's Indices output is not supported yet")
-    if ctx.attr("storage_order", 0):
-        raise ctx.unsupported("MaxPool storage_order=1 is not supported")
-    return _pool_call(ctx, "max")
+    storage_order = ctx.attr("storage_order", 0)
+    if not ctx.has_output(1):
+        return _pool_call(ctx, "max")
+    attrs = _conv_attrs(ctx)
+    ceil_mode = ctx.lit(bool(ctx.attr("ceil_mode", 0)) and ctx.opset >= 10)
+    return ctx.call(_max_pool_with_indices, ctx.x(0), ctx.lit(tuple(ctx.attr("kernel_shape"))), attrs["strides"],
+                    attrs["pads"], attrs["dilations"], attrs["auto_pad"], ceil_mode, ctx.lit(bool(storage_order)))
+
+
+@runtime_helper
+def _max_unpool(x, indices, output_shape, kernel, strides, pads):
+    nd = len(kernel)
+    strides = strides or (1,) * nd
+    pads = pads or (0,) * (2 * nd)
+    # indices address the shape the pooling arithmetic gives; a larger output_shape pads it at the end
+    spatial = tuple((x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[i + nd] + kernel[i] for i in range(nd))
+    inferred = x.shape[:2] + spatial
+    flat = jnp.zeros((int(np.prod(inferred, dtype=np.int64)),), x.dtype)
+    flat = flat.at[jnp.reshape(indices, (-1,))].set(jnp.reshape(x, (-1,)))
+    y = jnp.reshape(flat, inferred)
+    if output_shape is None:
+        return y
+    return jnp.pad(y, [(0, max(want - have, 0)) for want, have in zip(output_shape, inferred)])
+
+
+@emitter("MaxUnpool", since=(9, 11, 22))
+def max_unpool(ctx: NodeContext) -> str:
+    strides, pads = ctx.attr("strides", None), ctx.attr("pads", None)
+    return ctx.call(
+        _max_unpool, ctx.x(0), ctx.x(1), ctx.ints(2) if ctx.has(2) else "None",
+        ctx.lit(tuple(ctx.attr("kernel_shape"))), "None" if strides is None else ctx.lit(tuple(strides)),
+        "None" if pads is None else ctx.lit(tuple(pads)),
+    )
+
+
+@runtime_helper
+def _col2im(x, image_shape, block_shape, dilations, pads, strides):
+    """Col2Im: sum each column of ``x`` back into its block of the (padded) image, then crop the padding."""
+    nd = len(image_shape)
+    dilations = dilations or (1,) * nd
+    pads = pads or (0,) * (2 * nd)
+    strides = strides or (1,) * nd
+    padded = [image_shape[i] + pads[i] + pads[i + nd] for i in range(nd)]
+    counts = [(padded[i] - (dilations[i] * (block_shape[i] - 1) + 1)) // strides[i] + 1 for i in range(nd)]
+    n = x.shape[0]
+    blocks = int(np.prod(block_shape, dtype=np.int64))
+    columns = jnp.reshape(x, (n, x.shape[1] // blocks) + tuple(block_shape) + tuple(counts))
+    coordinates = []
+    for i in range(nd):
+        shape = [1] * (2 * nd)
+        offset = np.arange(block_shape[i]) * dilations[i]
+        start = np.arange(counts[i]) * strides[i]
+        coordinates.append(offset.reshape(shape[:i] + [-1] + shape[i + 1:]) + start.reshape(
+            shape[:nd + i] + [-1] + shape[nd + i + 1:]))
+    target = np.ravel_multi_index(np.broadcast_arrays(*coordinates), padded)
+    image = jnp.zeros((n, columns.shape[1], int(np.prod(padded, dtype=np.int64))), x.dtype)
+    image = image.at[:, :, np.reshape(target, (-1,))].add(jnp.reshape(columns, columns.shape[:2] + (-1,)))
+    image = jnp.reshape(image, (n, columns.shape[1]) + tuple(padded))
+    crop = tuple(slice(pads[i], pads[i] + image_shape[i]) for i in range(nd))
+    return image[(slice(None), slice(None)) + crop]
+
+
+@emitter("Col2Im", since=18)
+def col2im(ctx: NodeContext) -> str:
+    def opt(name: str) -> str:
+        value = ctx.attr(name, None)
+        return "None" if value is None else ctx.lit(tuple(value))
+
+    return ctx.call(_col2im, ctx.x(0), ctx.ints(1), ctx.ints(2), opt("dilations"), opt("pads"), opt("strides"))
 
 
 @emitter("AveragePool", since=(7, 10, 11, 19))

@@ -28,8 +28,11 @@ def _reduce(kind, x, axes, keepdims, noop_with_empty_axes):
         if is_float:
             initial = -jnp.inf if kind == "max" else jnp.inf
         else:
-            info = jnp.iinfo(x.dtype) if x.dtype != jnp.bool_ else None
-            initial = (info.min if kind == "max" else info.max) if info is not None else None
+            if x.dtype == jnp.bool_:  # the identities: max over nothing is False, min is True
+                initial = kind == "min"
+            else:
+                info = jnp.iinfo(x.dtype)
+                initial = info.min if kind == "max" else info.max
         fn = jnp.max if kind == "max" else jnp.min
         return fn(x, axis=axes, keepdims=keepdims, initial=initial)
     if kind == "sum":

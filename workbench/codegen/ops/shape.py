@@ -241,17 +241,21 @@ def depth_to_space(ctx: NodeContext) -> str:
 
 
 @runtime_helper
-def _space_to_depth(x, blocksize):
+def _space_to_depth(x, blocksize, mode):
+    """DCR: output channel = (row offset, column offset, channel); CRD (opset 28): (channel, row, column)."""
     n, c, h, w = x.shape
     b = blocksize
     y = jnp.reshape(x, (n, c, h // b, b, w // b, b))
-    y = jnp.transpose(y, (0, 3, 5, 1, 2, 4))
+    y = jnp.transpose(y, (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
     return jnp.reshape(y, (n, c * b * b, h // b, w // b))
 
 
-@emitter("SpaceToDepth", since=(1, 13))
+@emitter("SpaceToDepth", since=(1, 13, 28))
 def space_to_depth(ctx: NodeContext) -> str:
-    return ctx.call(_space_to_depth, ctx.x(0), ctx.lit(ctx.attr("blocksize")))
+    mode = ctx.attr("mode", "DCR") if ctx.opset >= 28 else "DCR"
+    if mode not in ("DCR", "CRD"):
+        raise ctx.error(f"unknown mode {mode!r}; expected 'DCR' or 'CRD'")
+    return ctx.call(_space_to_depth, ctx.x(0), ctx.lit(ctx.attr("blocksize")), ctx.lit(mode))
 
 
 @emitter("EyeLike", since=9)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
@@ -98,6 +99,9 @@ def _cases(kind: str) -> list[Testcase]:
     ]
     if kind != "logsumexp":
         cases.append(Testcase(f"cum{kind}_int", lambda x: fn(x, axis=1), [_INTS]))
+        # float64 kept end to end (enable_double_precision): a tolerance float32 cannot meet
+        cases.append(Testcase(f"cum{kind}_f64", lambda x: fn(x, axis=1), [jax.ShapeDtypeStruct(("B", 6), np.float64)],
+                              rtol=1e-12, atol=1e-12, x64=True))
     if kind == "sum":
         cases.append(Testcase("cumsum_int8", lambda x: lax.cumsum(x.astype(jnp.int8), axis=0, reverse=True), [_INTS]))
         cases.append(Testcase("cumsum_f16", lambda x: lax.cumsum(x.astype(jnp.float16), axis=1), [(2, 5)], rtol=2e-3, atol=2e-3))

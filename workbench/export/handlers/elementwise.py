@@ -16,6 +16,22 @@ from workbench.export.lowering import LoweringContext
 from workbench.export.registry import Testcase, handler
 
 F = ("B", 4)  # a float32 input with a symbolic batch
+F64 = jax.ShapeDtypeStruct(("B", 4), np.float64)  # the same in float64, for exports with enable_double_precision
+
+
+def _and_f64(case: Testcase) -> tuple[Testcase, Testcase]:
+    """``case`` and its float64 twin: float inputs in float64, exported with double precision and compared
+    at a tolerance float32 could not meet, so a silent downcast anywhere in the handler fails the test."""
+    inputs = [F64 if spec == F else spec for spec in case.inputs]
+    twin = Testcase(f"{case.name.removesuffix('_f32')}_f64", case.fn, inputs, rtol=1e-12, atol=1e-12, x64=True)
+    return case, twin
+
+
+# primitives whose ONNX op onnxruntime's CPU provider also runs in float64 (Tan, Asin, Acos, Atan, Sinh,
+# Cosh, Asinh, Atanh and Erf are float32-only there, so their float64 exports are valid but cannot run)
+_F64_RUNNABLE = frozenset({
+    "add", "sub", "mul", "neg", "exp", "sin", "cos", "tanh", "abs", "sign", "floor", "ceil", "logistic", "max", "min",
+})
 
 
 def _is_bool(aval: Any) -> bool:
@@ -34,10 +50,11 @@ def _direct(op_type: str, ctx: LoweringContext, *operands: ir.Value, **params: A
 
 def _register_direct(primitive: str, op_type: str, fn: Any, n_inputs: int, **tc_kwargs: Any) -> None:
     specs = [F] * n_inputs
+    case = Testcase(f"{primitive}_f32", fn, specs, **tc_kwargs)
     handler(
         primitive,
         onnx_ops=(op_type,),
-        testcases=[Testcase(f"{primitive}_f32", fn, specs, **tc_kwargs)],
+        testcases=list(_and_f64(case)) if primitive in _F64_RUNNABLE else [case],
     )(functools.partial(_direct, op_type))
 
 
@@ -72,7 +89,7 @@ for _prim, _op, _fn, _n in (
 
 
 @handler("div", onnx_ops=("Div",), testcases=[
-    Testcase("div_f32", lambda x, y: x / (jnp.abs(y) + 1.0), [F, F]),
+    *_and_f64(Testcase("div_f32", lambda x, y: x / (jnp.abs(y) + 1.0), [F, F])),
     Testcase("div_int_truncates", lambda x, y: lax.div(x, y), [np.array([7, -7, 5, -5], np.int32), np.array([2, 2, -3, -3], np.int32)]),
 ])
 def _div(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
@@ -81,7 +98,7 @@ def _div(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
 
 
 @handler("rem", onnx_ops=("Mod",), testcases=[
-    Testcase("rem_f32", lambda x, y: lax.rem(x, jnp.abs(y) + 1.0), [F, F]),
+    *_and_f64(Testcase("rem_f32", lambda x, y: lax.rem(x, jnp.abs(y) + 1.0), [F, F])),
     Testcase("rem_int", lambda x, y: lax.rem(x, y), [np.array([7, -7, 5, -5], np.int32), np.array([2, 2, -3, -3], np.int32)]),
 ])
 def _rem(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
@@ -89,13 +106,13 @@ def _rem(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
     return ctx.op("Mod", x, y, fmod=1)
 
 
-@handler("pow", onnx_ops=("Pow",), testcases=[Testcase("pow_f32", lambda x, y: jnp.abs(x) ** y, [F, F], rtol=1e-4)])
+@handler("pow", onnx_ops=("Pow",), testcases=[*_and_f64(Testcase("pow_f32", lambda x, y: jnp.abs(x) ** y, [F, F], rtol=1e-4))])
 def _pow(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
     return ctx.op("Pow", x, y)
 
 
 @handler("integer_pow", onnx_ops=("Mul", "Reciprocal"), testcases=[
-    Testcase("integer_pow_3", lambda x: x**3, [F], rtol=1e-4),
+    *_and_f64(Testcase("integer_pow_3", lambda x: x**3, [F], rtol=1e-4)),
     Testcase("integer_pow_neg2", lambda x: (jnp.abs(x) + 1.0) ** -2, [F]),
     Testcase("integer_pow_int", lambda x: x**2, [np.array([1, -2, 3], np.int32)]),
 ])
@@ -116,25 +133,25 @@ def _integer_pow(ctx: LoweringContext, x: ir.Value, *, y: int) -> ir.Value:
     return ctx.op("Reciprocal", result) if y < 0 else result
 
 
-@handler("square", onnx_ops=("Mul",), testcases=[Testcase("square", jnp.square, [F])])
+@handler("square", onnx_ops=("Mul",), testcases=[*_and_f64(Testcase("square", jnp.square, [F]))])
 def _square(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     del params
     return ctx.op("Mul", x, x)
 
 
-@handler("sqrt", onnx_ops=("Sqrt",), testcases=[Testcase("sqrt", lambda x: jnp.sqrt(jnp.abs(x)), [F])])
+@handler("sqrt", onnx_ops=("Sqrt",), testcases=[*_and_f64(Testcase("sqrt", lambda x: jnp.sqrt(jnp.abs(x)), [F]))])
 def _sqrt(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     del params
     return ctx.op("Sqrt", x)
 
 
-@handler("rsqrt", onnx_ops=("Sqrt", "Reciprocal"), testcases=[Testcase("rsqrt", lambda x: lax.rsqrt(jnp.abs(x) + 0.5), [F])])
+@handler("rsqrt", onnx_ops=("Sqrt", "Reciprocal"), testcases=[*_and_f64(Testcase("rsqrt", lambda x: lax.rsqrt(jnp.abs(x) + 0.5), [F]))])
 def _rsqrt(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     del params
     return ctx.op("Reciprocal", ctx.op("Sqrt", x))
 
 
-@handler("cbrt", onnx_ops=("Pow", "Sign", "Abs"), testcases=[Testcase("cbrt", jnp.cbrt, [F], rtol=1e-5)])
+@handler("cbrt", onnx_ops=("Pow", "Sign", "Abs"), testcases=[*_and_f64(Testcase("cbrt", jnp.cbrt, [F], rtol=1e-5))])
 def _cbrt(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     """Pow is undefined for negative bases with a fractional exponent: sign(x) * |x|^(1/3)."""
     del params
@@ -142,26 +159,26 @@ def _cbrt(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     return ctx.op("Mul", ctx.op("Sign", x), ctx.op("Pow", ctx.op("Abs", x), third))
 
 
-@handler("log", onnx_ops=("Log",), testcases=[Testcase("log", lambda x: jnp.log(jnp.abs(x) + 0.1), [F])])
+@handler("log", onnx_ops=("Log",), testcases=[*_and_f64(Testcase("log", lambda x: jnp.log(jnp.abs(x) + 0.1), [F]))])
 def _log(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     del params
     return ctx.op("Log", x)
 
 
-@handler("log1p", onnx_ops=("Log", "Add"), testcases=[Testcase("log1p", lambda x: jnp.log1p(jnp.abs(x)), [F])])
+@handler("log1p", onnx_ops=("Log", "Add"), testcases=[*_and_f64(Testcase("log1p", lambda x: jnp.log1p(jnp.abs(x)), [F]))])
 def _log1p(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     """ONNX has no Log1p; log(1 + x) loses relative precision only for |x| < ~1e-7."""
     del params
     return ctx.op("Log", ctx.op("Add", x, ctx.scalar(1, ctx.avals_in[0].dtype)))
 
 
-@handler("expm1", onnx_ops=("Exp", "Sub"), testcases=[Testcase("expm1", jnp.expm1, [F], atol=1e-6)])
+@handler("expm1", onnx_ops=("Exp", "Sub"), testcases=[*_and_f64(Testcase("expm1", jnp.expm1, [F], atol=1e-6))])
 def _expm1(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     del params
     return ctx.op("Sub", ctx.op("Exp", x), ctx.scalar(1, ctx.avals_in[0].dtype))
 
 
-@handler("exp2", onnx_ops=("Pow",), testcases=[Testcase("exp2", jnp.exp2, [F])])
+@handler("exp2", onnx_ops=("Pow",), testcases=[*_and_f64(Testcase("exp2", jnp.exp2, [F]))])
 def _exp2(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     del params
     return ctx.op("Pow", ctx.scalar(2, ctx.avals_in[0].dtype), x)
@@ -319,7 +336,7 @@ def _select_n(ctx: LoweringContext, which: ir.Value, *cases: ir.Value) -> ir.Val
 
 
 @handler("clamp", onnx_ops=("Max", "Min"), testcases=[
-    Testcase("clamp_scalar", lambda x: jnp.clip(x, -0.5, 0.5), [F]),
+    *_and_f64(Testcase("clamp_scalar", lambda x: jnp.clip(x, -0.5, 0.5), [F])),
     Testcase("clamp_lax", lambda lo, x, hi: lax.clamp(lo, x, hi), [np.float32(-0.2), F, np.float32(0.3)]),
 ])
 def _clamp(ctx: LoweringContext, low: ir.Value, x: ir.Value, high: ir.Value) -> ir.Value:

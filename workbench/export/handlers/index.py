@@ -407,6 +407,11 @@ def _gather(
     if mode == GatherScatterMode.FILL_OR_DROP:
         dtype = ctx.aval_out.dtype
         fill = ctx.scalar(_default_fill(dtype) if fill_value is None else fill_value, dtype)
+        if len(spec.start_index_map) == 1 and spec.offset_dims == (len(spec.batch_shape),):
+            # embedding lookups (take along axis 0 of a table): the (*batch, 1) in-range mask already
+            # broadcasts over the one trailing offset axis, so no Not/Squeeze/Unsqueeze is needed
+            inside = _op(ctx, "Equal", raw, starts)
+            return result if _statically(inside, True) else ctx.op("Where", inside, result, fill)
         outside = _out_of_bounds(ctx, raw, starts, len(spec.start_index_map))
         if _statically(outside, False):
             return result

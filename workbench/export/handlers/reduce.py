@@ -52,7 +52,12 @@ for _prim, _op, _fn, _extra in (
     ]),
     ("reduce_prod", "ReduceProd", lambda x: jnp.prod(x, axis=0), []),
 ):
-    handler(_prim, onnx_ops=(_op,), testcases=[Testcase(_prim, _fn, [("B", 3, 4)], rtol=1e-5, atol=1e-5), *_extra])(
+    _f64 = jax.ShapeDtypeStruct(("B", 3, 4), np.float64)  # double precision kept end to end: tolerance float32 cannot meet
+    handler(_prim, onnx_ops=(_op,), testcases=[
+        Testcase(_prim, _fn, [("B", 3, 4)], rtol=1e-5, atol=1e-5),
+        Testcase(f"{_prim}_f64", _fn, [_f64], rtol=1e-12, atol=1e-12, x64=True),
+        *_extra,
+    ])(
         functools.partial(_reduce, _op)
     )
 
@@ -113,6 +118,7 @@ handler("argmax", onnx_ops=("ArgMax", "Cast", "IsNaN", "ReduceMax", "Where"), te
     Testcase("argmax_axis1", lambda x: jnp.argmax(x, axis=1), [("B", 5)]),
     Testcase("argmax_symbolic_axis", lambda x: jnp.argmax(x, axis=0), [("T", 3)]),
     Testcase("argmax_nan_and_ties", lambda x: jnp.argmax(x, axis=1), [_NAN_ROWS]),
+    Testcase("argmax_f64", lambda x: jnp.argmax(x, axis=1), [jax.ShapeDtypeStruct(("B", 5), np.float64)], x64=True),
     Testcase("argmax_int_x64", lambda x: jnp.argmax(x, axis=-1), [np.array([[3, 9, 9, 1], [0, -2, 4, 4]], np.int64)], x64=True),
     Testcase("argmax_bool", lambda x: jnp.argmax(x, axis=1), [_BOOLS]),
 ])(functools.partial(_arg_reduce, "ArgMax"))
