@@ -205,4 +205,53 @@ def roi_align(ctx: NodeContext) -> str:
     )
 
 
+@runtime_helper
+def _deform_conv(x, w, offset, bias, mask, strides, pads, dilations, group, offset_group):
+    """2-D deformable convolution: every kernel tap reads the input bilinearly (zeros outside) at its
+    regular position plus the learned offset, scaled by the mask, then the grouped convolution sums."""
+    n, channels, height, width = x.shape
+    out_channels, per_group, kh, kw = w.shape
+    oh, ow = offset.shape[2:]
+    strides = strides or (1, 1)
+    pads = pads or (0, 0, 0, 0)
+    dilations = dilations or (1, 1)
+    offset = jnp.reshape(offset, (n, offset_group, kh, kw, 2, oh, ow))
+    mask = jnp.ones((n, offset_group, kh, kw, oh, ow), x.dtype) if mask is None else jnp.reshape(
+        mask, (n, offset_group, kh, kw, oh, ow))
+    base_h = (jnp.arange(kh) * dilations[0])[:, None, None, None] + (jnp.arange(oh) * strides[0] - pads[0])[None, None, :, None]
+    base_w = (jnp.arange(kw) * dilations[1])[None, :, None, None] + (jnp.arange(ow) * strides[1] - pads[1])[None, None, None, :]
+    rows = base_h[None, None] + offset[:, :, :, :, 0]  # [n, offset_group, kh, kw, oh, ow]
+    cols = base_w[None, None] + offset[:, :, :, :, 1]
+    sampled = []
+    per_offset_group = channels // offset_group
+    for g in range(offset_group):
+        # GridSample with align_corners=1 reads pixel p at the normalized coordinate p / (size - 1) * 2 - 1
+        grid = jnp.stack([cols[:, g] / (width - 1) * 2 - 1, rows[:, g] / (height - 1) * 2 - 1], axis=-1)
+        grid = jnp.reshape(grid, (n, kh * kw * oh, ow, 2)).astype(x.dtype)
+        part = _grid_sample(x[:, g * per_offset_group:(g + 1) * per_offset_group], grid, "linear", "zeros", True)
+        part = jnp.reshape(part, (n, per_offset_group, kh, kw, oh, ow)) * mask[:, g:g + 1]
+        sampled.append(part)
+    sampled = jnp.concatenate(sampled, axis=1)
+    sampled = jnp.reshape(sampled, (n, group, per_group, kh, kw, oh, ow))
+    kernels = jnp.reshape(w, (group, out_channels // group, per_group, kh, kw))
+    y = jnp.einsum("ngcklij,gockl->ngoij", sampled, kernels)
+    y = jnp.reshape(y, (n, out_channels, oh, ow))
+    if bias is not None:
+        y = y + jnp.reshape(bias, (1, -1, 1, 1))
+    return y.astype(x.dtype)
+
+
+@emitter("DeformConv", since=(19, 22))
+def deform_conv(ctx: NodeContext) -> str:
+    if ctx.rank(0) is not None and ctx.rank(0) != 4:
+        raise ctx.unsupported("DeformConv is supported for 2-D images (rank-4 input) only")
+
+    def opt(name: str) -> str:
+        value = ctx.attr(name, None)
+        return "None" if value is None else ctx.lit(tuple(value))
+
+    return ctx.call(_deform_conv, ctx.x(0), ctx.x(1), ctx.x(2), ctx.opt(3), ctx.opt(4), opt("strides"), opt("pads"),
+                    opt("dilations"), ctx.lit(ctx.attr("group", 1)), ctx.lit(ctx.attr("offset_group", 1)))
+
+
 __all__ = ["np"]
