@@ -66,7 +66,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     'test_image_decoder_decode_webp_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
     'test_loop13_seq': 'sequences and optionals have no JAX equivalent (used inside the subgraph)',
     'test_loop16_seq_none': 'sequences and optionals have no JAX equivalent (used inside the subgraph)',
-    'test_melweightmatrix': 'no emitter yet for MelWeightMatrix',
     'test_momentum': "operator domain 'ai.onnx.preview.training' is not supported (only the default ONNX domain)",
     'test_momentum_multiple': "operator domain 'ai.onnx.preview.training' is not supported (only the default ONNX domain)",
     'test_nesterov_momentum': "operator domain 'ai.onnx.preview.training' is not supported (only the default ONNX domain)",

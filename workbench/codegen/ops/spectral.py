@@ -99,3 +99,31 @@ def stft(ctx: NodeContext) -> str:
 
     frame_length = scalar(3) if ctx.has(3) else "None"
     return ctx.call(_stft, ctx.x(0), scalar(1), ctx.opt(2), frame_length, ctx.lit(bool(ctx.attr("onesided", 1))))
+
+
+@runtime_helper
+def _mel_weight_matrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz, dtype):
+    """Triangular mel filters [dft_length // 2 + 1, num_mel_bins], computed on the host as the spec does
+    (the band edges are rounded down to DFT bins, so every argument must be a concrete value)."""
+    num_mel_bins, dft_length, sample_rate = (int(np.asarray(v).reshape(())) for v in
+                                             (num_mel_bins, dft_length, sample_rate))
+    low, high = (float(np.asarray(v).reshape(())) for v in (lower_edge_hertz, upper_edge_hertz))
+    low_mel = 2595 * np.log1p(low / 700) / np.log(10)
+    high_mel = 2595 * np.log1p(high / 700) / np.log(10)
+    mels = np.arange(num_mel_bins + 2) * ((high_mel - low_mel) / (num_mel_bins + 2)) + low_mel
+    edges = (((dft_length + 1) * (700 * np.expm1(mels / 2595 * np.log(10)))) // sample_rate).astype(np.int64)
+    left, center, right = edges[:-2], edges[1:-1], edges[2:]
+    j = np.arange(dft_length // 2 + 1)[:, None].astype(np.float64)
+    rising = (j >= left) & (j <= center) & (center > left)
+    falling = (j >= center) & (j < right)
+    weights = np.zeros((dft_length // 2 + 1, num_mel_bins))
+    weights = np.where(rising, (j - left) / np.maximum(center - left, 1), weights)
+    weights = np.where((center == left) & (j == center), 1.0, weights)
+    weights = np.where(falling, (right - j) / np.maximum(right - center, 1), weights)
+    return jnp.asarray(weights.astype(dtype))
+
+
+@emitter("MelWeightMatrix", since=17)
+def mel_weight_matrix(ctx: NodeContext) -> str:
+    dtype = ctx.onnx_dt(ctx.attr("output_datatype", 1))
+    return ctx.call(_mel_weight_matrix, *(ctx.x(i) for i in range(5)), dtype)
