@@ -101,7 +101,7 @@ def save_jax(model: ModelSource, out_dir: str | os.PathLike) -> Path:
     dtypes = [params[n].dtype.name for n in names]
     arrays = {}
     for i, name in enumerate(names):
-        value = np.ascontiguousarray(params[name])
+        value = np.asarray(params[name], order="C")  # not ascontiguousarray: it turns 0-d scalars into shape (1,)
         if value.dtype.kind not in "biufc" or value.dtype.name not in np.sctypeDict:
             # ml_dtypes (bfloat16, float8, int4...) are stored as raw bits and viewed back by the loader
             value = value.view(f"u{value.dtype.itemsize}")

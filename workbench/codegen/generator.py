@@ -36,6 +36,8 @@ FOLDABLE = frozenset(
     "Floor Ceil Sqrt Not And Or Expand Tile Transpose Flatten Mod Sign Size Shape".split()
 )
 _X64 = {"float64", "int64", "uint64", "complex128"}
+# ops whose output is concrete at trace time (under jax.jit) whatever their input is
+SHAPE_OPS = frozenset({"Shape", "Size"})
 
 
 def _tensor_type(value_type: onnx.TypeProto):
@@ -142,7 +144,7 @@ class ModuleBuilder:
                     f"{self.label}: graph input {info.name!r} is a {kind}; only tensors are supported"
                 )
         body = SourceWriter()
-        top = GraphEmitter(self, self.scope, body, {}, trainable=set())
+        top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
         top.emit_nodes(self.loaded.nodes)
@@ -210,12 +212,17 @@ class GraphEmitter:
         writer: SourceWriter,
         static: dict[str, np.ndarray],
         trainable: set[str],
+        concrete: set[str],
     ):
         self.module = module
         self.scope = scope
         self.writer = writer
         self.static = static
         self.trainable = trainable
+        # Values that are concrete while jax.jit traces: literals, Shape/Size results and shape
+        # arithmetic on those. With a symbolic dim (batch "B") Shape cannot be folded now, but its
+        # result is still known at trace time; see _emits_trace_time_constant.
+        self.concrete = concrete
 
     @property
     def label(self) -> str:
@@ -256,6 +263,7 @@ class GraphEmitter:
         ident = self.scope.assign(onnx_name)
         if value.size <= INLINE_MAX_ELEMENTS and param_key is None:
             self.writer.line(f"{ident} = {literal(value)}")
+            self.concrete.add(onnx_name)
         else:
             key = param_key if param_key is not None else onnx_name
             self.module.params[key] = value
@@ -266,6 +274,7 @@ class GraphEmitter:
         """Expression for a constant output (literal if small, else a params entry); marks it static."""
         self.static[onnx_name] = value
         if value.size <= INLINE_MAX_ELEMENTS:
+            self.concrete.add(onnx_name)
             return literal(value)
         self.module.params[onnx_name] = value
         return f"params[{literal(onnx_name)}]"
@@ -313,7 +322,24 @@ class GraphEmitter:
             raise OnnxModelError(
                 f"{self.label}: {describe_node(node, index)}: code generation failed: {type(e).__name__}: {e}"
             ) from e
-        self._write_result(node, result)
+        if self._emits_trace_time_constant(node):
+            # Shape arithmetic on concrete values (e.g. Concat(Shape(x)[0:1], [16]) -> Reshape):
+            # evaluate it while tracing so the result stays a concrete array under jax.jit and
+            # Reshape/Expand/Range get static Python ints instead of tracers.
+            with self.writer.block("with jax.ensure_compile_time_eval():"):
+                self._write_result(node, result)
+            self.concrete.update(name for name in node.output if name)
+        else:
+            self._write_result(node, result)
+
+    def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
+        if node.domain not in ("", "ai.onnx"):
+            return False
+        if node.op_type in SHAPE_OPS:
+            self.concrete.update(name for name in node.output if name)
+            return False  # already numpy (np.array(jnp.shape(x))), no block needed
+        present = [n for n in node.input if n]
+        return node.op_type in FOLDABLE and bool(present) and all(n in self.concrete for n in present)
 
     def _write_result(self, node: onnx.NodeProto, result) -> None:
         outputs = list(node.output)
@@ -372,7 +398,9 @@ class GraphEmitter:
         fn_name = self.scope.fresh(hint)
         scope = self.scope.child()
         inner = SourceWriter()
-        child = GraphEmitter(self.module, scope, inner, dict(self.static), set(self.trainable))
+        child = GraphEmitter(
+            self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete)
+        )
         args = [scope.assign(i.name) for i in graph.input]
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())

@@ -204,18 +204,20 @@ def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_
     window_strides = (1, 1) + tuple(strides)
     window_dilation = (1, 1) + tuple(dilations)
     padding = ((0, 0), (0, 0)) + tuple((b, e + x_) for (b, e), x_ in zip(explicit, extra))
+    # The init values are numpy scalars on purpose: lax.reduce_window recognizes max/sum (and
+    # gives them a gradient) only when the init is concrete, which a jnp array is not under jit.
     if kind == "max":
         if jnp.issubdtype(x.dtype, jnp.floating):
-            init = jnp.array(-jnp.inf, x.dtype)
+            init = np.array(-np.inf, x.dtype)
         else:
-            init = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+            init = np.array(jnp.iinfo(x.dtype).min, x.dtype)
         return lax.reduce_window(x, init, lax.max, window, window_strides, padding, window_dilation=window_dilation)
     if kind == "lp":
         powered = jnp.abs(x) ** p
-        total = lax.reduce_window(powered, jnp.array(0, x.dtype), lax.add, window, window_strides, padding,
+        total = lax.reduce_window(powered, np.array(0, x.dtype), lax.add, window, window_strides, padding,
                                   window_dilation=window_dilation)
         return (total ** (1.0 / p)).astype(x.dtype)
-    total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, window, window_strides, padding,
+    total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, window_strides, padding,
                               window_dilation=window_dilation)
     counts = _pool_counts(x.shape[2:], total.shape[2:], kernel, strides, dilations, explicit, count_include_pad)
     return total / jnp.asarray(counts, x.dtype)
@@ -439,7 +441,7 @@ def _lrn(x, size, alpha, beta, bias):
     after = size - 1 - before
     padded = jnp.pad(squared, ((0, 0), (before, after)) + ((0, 0),) * (x.ndim - 2))
     window = (1, size) + (1,) * (x.ndim - 2)
-    total = lax.reduce_window(padded, jnp.array(0, x.dtype), lax.add, window, (1,) * x.ndim, "VALID")
+    total = lax.reduce_window(padded, np.array(0, x.dtype), lax.add, window, (1,) * x.ndim, "VALID")
     return (x / (bias + alpha / size * total) ** beta).astype(x.dtype)
 
 

@@ -1,0 +1,297 @@
+"""ONNX -> JAX benchmark: source generation time and jitted latency vs onnxruntime (and jaxonnxruntime).
+
+A script, not a test: it prints a table. The model is a DenseNet built in code with
+``onnx.helper`` (random weights, nothing downloaded): DenseNet-121's layer shapes
+(BatchNorm -> Relu -> 1x1 Conv -> BatchNorm -> Relu -> 3x3 Conv -> Concat per layer,
+transitions with 2x2 average pooling) with more layers per block, so the graph has about
+1,700 nodes, like the issue's "DenseNet-121-sized" target graph exported with every
+BatchNorm kept. Input (N, 3, 64, 64) with a symbolic batch.
+
+    PYTHONPATH=$PWD /work/venv/bin/python tests/benchmarks/bench_to_jax.py \
+        [--jaxonnxruntime-python /work/venv-jor/bin/python]
+
+Rows: generation time of the JAX source (``wb.to_jax_source``: load, check, shape inference,
+codegen, ``ast`` parse), first call in the process and best of the warm repeats; ``wb.to_jax``
+(generation + compile of the module); latency (median) of ``jax.jit(forward)`` vs an
+onnxruntime CPU session on the same model at two batch sizes, measured in interleaved rounds
+so machine load hits both alike; and jaxonnxruntime's jitted latency if an interpreter with it
+is given (it runs in its own venv so its pinned versions never touch ours).
+
+Targets (issue 4): generation < 1 s; jitted JAX <= 1.5x onnxruntime's latency.
+Threads: one intra-op thread for both runtimes by default (``--threads``), which makes the
+ratio reproducible on a shared machine; XLA's flag must be set before JAX is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+GENERATION_TARGET_S = 1.0
+LATENCY_TARGET_RATIO = 1.5
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", default="24,48,96,72", help="dense layers per block (default: ~1,700 nodes)")
+    parser.add_argument("--growth", type=int, default=8, help="growth rate (channels added per layer)")
+    parser.add_argument("--image", type=int, default=64, help="input height and width")
+    parser.add_argument("--batches", default="1,8", help="batch sizes to time")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds per batch size")
+    parser.add_argument("--generation-repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads for onnxruntime and XLA (0: defaults)")
+    parser.add_argument("--jaxonnxruntime-python", default=None, help="python of a venv with jaxonnxruntime")
+    return parser.parse_args()
+
+
+ARGS = _parse_args() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.threads > 0:  # before JAX is imported: XLA reads the flag once
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={ARGS.threads}"
+    ).strip()
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- the model
+class _GraphBuilder:
+    """Nodes and random initializers for a DenseNet; names follow torchvision's module paths."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def weight(self, name: str, shape: tuple[int, ...], scale: float, offset: float = 0.0) -> str:
+        """Random normal * scale + offset (offset 1 for BatchNorm scales; variances take |noise| + 1)."""
+        noise = self.rng.standard_normal(shape)
+        if name.endswith("running_var"):
+            noise = np.abs(noise)
+        value = (scale * noise + offset).astype(np.float32)
+        self.initializers.append(numpy_helper.from_array(value, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def conv(self, x: str, name: str, cin: int, cout: int, kernel: int, stride: int = 1, pad: int = 0) -> str:
+        w = self.weight(f"{name}.weight", (cout, cin, kernel, kernel), (2.0 / (cin * kernel * kernel)) ** 0.5)
+        return self.node("Conv", [x, w], name, kernel_shape=[kernel, kernel], strides=[stride, stride],
+                         pads=[pad] * 4)
+
+    def bn_relu(self, x: str, name: str, channels: int) -> str:
+        scale = self.weight(f"{name}.weight", (channels,), 0.1, offset=1.0)
+        bias = self.weight(f"{name}.bias", (channels,), 0.1)
+        mean = self.weight(f"{name}.running_mean", (channels,), 0.1)
+        var = self.weight(f"{name}.running_var", (channels,), 0.1, offset=1.0)
+        y = self.node("BatchNormalization", [x, scale, bias, mean, var], name, epsilon=1e-5)
+        return self.node("Relu", [y], f"{name}.relu")
+
+
+def densenet(blocks: tuple[int, ...], growth: int, image: int, seed: int = 0) -> onnx.ModelProto:
+    """A DenseNet-BC (bottleneck 4 x growth, compression 0.5) as an ONNX model, opset 17."""
+    g = _GraphBuilder(seed)
+    channels = 2 * growth
+    x = g.conv("input", "features.conv0", 3, channels, 7, stride=2, pad=3)
+    x = g.bn_relu(x, "features.norm0", channels)
+    x = g.node("MaxPool", [x], "features.pool0", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    for b, layers in enumerate(blocks, start=1):
+        for i in range(1, layers + 1):
+            prefix = f"features.denseblock{b}.denselayer{i}"
+            h = g.bn_relu(x, f"{prefix}.norm1", channels)
+            h = g.conv(h, f"{prefix}.conv1", channels, 4 * growth, 1)
+            h = g.bn_relu(h, f"{prefix}.norm2", 4 * growth)
+            h = g.conv(h, f"{prefix}.conv2", 4 * growth, growth, 3, pad=1)
+            x = g.node("Concat", [x, h], f"{prefix}.concat", axis=1)
+            channels += growth
+        if b < len(blocks):
+            prefix = f"features.transition{b}"
+            h = g.bn_relu(x, f"{prefix}.norm", channels)
+            h = g.conv(h, f"{prefix}.conv", channels, channels // 2, 1)
+            x = g.node("AveragePool", [h], f"{prefix}.pool", kernel_shape=[2, 2], strides=[2, 2])
+            channels //= 2
+    x = g.bn_relu(x, "features.norm5", channels)
+    x = g.node("GlobalAveragePool", [x], "pool")
+    x = g.node("Flatten", [x], "flat", axis=1)
+    w = g.weight("classifier.weight", (10, channels), channels ** -0.5)
+    b = g.weight("classifier.bias", (10,), 0.1)
+    g.node("Gemm", [x, w, b], "logits", transB=1)
+    graph = helper.make_graph(
+        g.nodes, "densenet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, image, image])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+# ----------------------------------------------------------------------------- timing
+def _best_and_first(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times[0], min(times[1:])
+
+
+_JOR_SCRIPT = """
+import json, sys, time
+import numpy as np, onnx, jax
+from jaxonnxruntime import call_onnx
+model = onnx.load(sys.argv[1])
+batches, rounds = [int(b) for b in sys.argv[2].split(",")], int(sys.argv[3])
+result = {"versions": {"jax": jax.__version__}}
+try:
+    import importlib.metadata as md
+    result["versions"]["jaxonnxruntime"] = md.version("jaxonnxruntime")
+except Exception:
+    pass
+for batch in batches:
+    x = np.random.default_rng(batch).standard_normal((batch, 3, %(image)d, %(image)d)).astype(np.float32)
+    fn, params = call_onnx.call_onnx_model(model, [x])
+    jitted = jax.jit(fn)
+    y = jitted(params, [x])
+    jax.block_until_ready(y)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        jax.block_until_ready(jitted(params, [x]))
+        times.append(time.perf_counter() - start)
+    np.save(sys.argv[4] + f"_{batch}.npy", np.asarray(y[0] if isinstance(y, (list, tuple)) else y))
+    result[str(batch)] = sorted(times)[len(times) // 2]
+print(json.dumps(result))
+"""
+
+
+def _jaxonnxruntime(python: str, path: Path, batches: list[int], rounds: int, image: int, out: Path) -> dict | str:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("PYTHONPATH", None)
+    try:
+        done = subprocess.run(
+            [python, "-c", _JOR_SCRIPT % {"image": image}, str(path), ",".join(map(str, batches)), str(rounds),
+             str(out)],
+            capture_output=True, text=True, env=env, timeout=1800,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"did not run: {type(e).__name__}: {e}"
+    if done.returncode != 0:
+        last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["(no stderr)"]
+        return f"failed: {last[0][:200]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    args = ARGS
+    import jax
+    import onnxruntime as ort
+
+    import workbench as wb
+
+    blocks = tuple(int(b) for b in args.blocks.split(","))
+    batches = [int(b) for b in args.batches.split(",")]
+    model = densenet(blocks, args.growth, args.image)
+    nodes = len(model.graph.node)
+    params_count = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_to_jax_"))
+    path = workdir / "densenet.onnx"
+    onnx.save(model, path)
+
+    gen_first, gen_best = _best_and_first(lambda: wb.to_jax_source(model), args.generation_repeats)
+    source = wb.to_jax_source(model)
+    tojax_first, tojax_best = _best_and_first(lambda: wb.to_jax(model), 2)
+    forward, params = wb.to_jax(model)
+    jitted = jax.jit(forward)
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if args.threads > 0:
+        options.intra_op_num_threads = args.threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    latency: dict[int, dict[str, float]] = {}
+    max_error: dict[int, float] = {}
+    for batch in batches:
+        x = np.random.default_rng(batch).standard_normal((batch, 3, args.image, args.image)).astype(np.float32)
+        compile_start = time.perf_counter()
+        y_jax = np.asarray(jax.block_until_ready(jitted(params, x)))
+        compile_s = time.perf_counter() - compile_start
+        (y_ort,) = session.run(None, {"input": x})
+        max_error[batch] = float(np.max(np.abs(y_jax - y_ort)))
+        np.save(workdir / f"ort_{batch}.npy", y_ort)
+        jax_times, ort_times = [], []
+        for _ in range(args.rounds):  # interleaved, so load spikes hit both runtimes alike
+            start = time.perf_counter()
+            jax.block_until_ready(jitted(params, x))
+            jax_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            session.run(None, {"input": x})
+            ort_times.append(time.perf_counter() - start)
+        latency[batch] = {"jax": statistics.median(jax_times), "ort": statistics.median(ort_times),
+                          "compile": compile_s}
+
+    jor: dict | str = "not run (pass --jaxonnxruntime-python)"
+    if args.jaxonnxruntime_python:
+        jor = _jaxonnxruntime(args.jaxonnxruntime_python, path, batches, args.rounds, args.image, workdir / "jor")
+
+    ms = 1000.0
+    print(f"model: DenseNet-BC blocks={blocks} growth={args.growth} input (N, 3, {args.image}, {args.image}); "
+          f"{nodes} nodes, {params_count / 1e6:.2f} M params; generated source {len(source.splitlines())} lines")
+    print(f"jax {jax.__version__}, onnxruntime {ort.__version__}, threads: "
+          f"{args.threads if args.threads > 0 else 'runtime defaults'}, cpu count {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print()
+    print(f"| {'measurement':<44} | {'value':>12} | {'target':>10} | {'ratio':>8} |")
+    print(f"|{'-' * 46}|{'-' * 14}|{'-' * 12}|{'-' * 10}|")
+
+    def row(label: str, value: str, target: str = "", ratio: str = "") -> None:
+        print(f"| {label:<44} | {value:>12} | {target:>10} | {ratio:>8} |")
+
+    row("to_jax_source, first call in process", f"{gen_first:.3f} s", f"< {GENERATION_TARGET_S:.0f} s",
+        f"{gen_first / GENERATION_TARGET_S:.2f}")
+    row(f"to_jax_source, best of {args.generation_repeats}", f"{gen_best:.3f} s", f"< {GENERATION_TARGET_S:.0f} s",
+        f"{gen_best / GENERATION_TARGET_S:.2f}")
+    row("to_jax (generate + compile module), best of 2", f"{tojax_best:.3f} s")
+    for batch in batches:
+        lat = latency[batch]
+        row(f"batch {batch}: jax.jit first call (XLA compile)", f"{lat['compile']:.2f} s")
+        row(f"batch {batch}: onnxruntime CPU latency (median)", f"{lat['ort'] * ms:.2f} ms", "", "1.00")
+        row(f"batch {batch}: jitted generated JAX latency (median)", f"{lat['jax'] * ms:.2f} ms",
+            f"<= {LATENCY_TARGET_RATIO}x ORT", f"{lat['jax'] / lat['ort']:.2f}")
+        if isinstance(jor, dict) and str(batch) in jor:
+            row(f"batch {batch}: jaxonnxruntime jitted latency (median)", f"{jor[str(batch)] * ms:.2f} ms", "",
+                f"{jor[str(batch)] / lat['ort']:.2f}")
+        row(f"batch {batch}: max |JAX - ORT| of the logits", f"{max_error[batch]:.1e}")
+    print()
+    print("ratio: generation rows against the 1 s target; latency rows against onnxruntime's median.")
+    if isinstance(jor, dict):
+        checks = []
+        for batch in batches:
+            theirs = workdir / f"jor_{batch}.npy"
+            if theirs.exists():
+                diff = float(np.max(np.abs(np.load(theirs) - np.load(workdir / f"ort_{batch}.npy"))))
+                checks.append(f"batch {batch} max |jaxonnxruntime - ORT| {diff:.1e}")
+        print(f"jaxonnxruntime {jor.get('versions', {})} in its own venv (its default threads); " + "; ".join(checks))
+    else:
+        print(f"jaxonnxruntime: {jor}")
+
+
+if __name__ == "__main__":
+    main()
