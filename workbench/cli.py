@@ -187,10 +187,13 @@ def _run_coverage(args: argparse.Namespace) -> int:
     from workbench.analysis import coverage
 
     entries = coverage.filter_entries(coverage.catalogue(), text=args.search, areas=args.area or ())
+    outcomes: list[coverage.Outcome] = []
     if args.execute:
         from tqdm import tqdm
 
-        coverage.run_entries(entries, progress=lambda rows: tqdm(rows, total=len(entries), desc="running", unit="row"))
+        outcomes = coverage.run_entries(
+            entries, progress=lambda rows: tqdm(rows, total=len(entries), desc="running", unit="row")
+        )
     frame = coverage.coverage_frame(entries)
     if args.by == "subject":
         frame = coverage.summary_frame(frame)
@@ -211,8 +214,7 @@ def _run_coverage(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: {len(frame)} rows")
     else:
         print(text, end="")
-    failed = args.execute and any(status in ("fail", "error") for status in coverage.coverage_frame(entries)["status"])
-    return 1 if failed else 0
+    return 1 if any(outcome.status in ("fail", "error") for outcome in outcomes) else 0
 
 
 def _add_coverage(subparsers: Any) -> None:

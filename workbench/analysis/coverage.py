@@ -63,6 +63,12 @@ def last_outcome(key: str) -> Outcome | None:
     return _LAST_OUTCOMES.get(key)
 
 
+def status_of(key: str) -> str:
+    """The row's last status this session, ``not run`` until it runs."""
+    outcome = _LAST_OUTCOMES.get(key)
+    return outcome.status if outcome else NOT_RUN
+
+
 def forget_outcomes() -> None:
     _LAST_OUTCOMES.clear()
 
@@ -181,6 +187,12 @@ def _handler_entries() -> Iterator[CoverageEntry]:
             )
 
 
+def _convert_zoo_model(built: Any) -> Any:
+    from workbench.export.api import to_onnx
+
+    return to_onnx(built.fn, built.inputs)
+
+
 def _zoo_entries() -> Iterator[CoverageEntry]:
     from workbench.export.api import to_onnx
     from workbench.zoo import ZOO, ZooModel
@@ -205,7 +217,7 @@ def _zoo_entries() -> Iterator[CoverageEntry]:
             doc=(build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else "",
             module="workbench.zoo",
             run=runner(build),
-            graph=lambda build=build: to_onnx(build().fn, build().inputs),
+            graph=lambda build=build: _convert_zoo_model(build()),
         )
 
 
@@ -283,7 +295,7 @@ def coverage_frame(entries: Sequence[CoverageEntry] | None = None) -> Any:
             "subject": entry.subject,
             "testcase": entry.testcase,
             "onnx_ops": ", ".join(entry.onnx_ops),
-            "status": outcome.status if outcome else NOT_RUN,
+            "status": status_of(entry.key),
             "detail": outcome.detail if outcome else "",
             "max_abs_error": outcome.max_abs_error if outcome else None,
             "seconds": round(outcome.seconds, 3) if outcome else None,
@@ -323,8 +335,7 @@ def filter_entries(
     for entry in entries:
         if wanted_areas and entry.area not in wanted_areas:
             continue
-        outcome = _LAST_OUTCOMES.get(entry.key)
-        if wanted_statuses and (outcome.status if outcome else NOT_RUN) not in wanted_statuses:
+        if wanted_statuses and status_of(entry.key) not in wanted_statuses:
             continue
         haystack = " ".join((entry.subject, entry.testcase, " ".join(entry.onnx_ops), entry.module)).lower()
         if needle and needle not in haystack:
@@ -335,5 +346,5 @@ def filter_entries(
 
 __all__ = [
     "AREAS", "COLUMNS", "CoverageEntry", "Outcome", "STATUSES", "api_area", "catalogue", "coverage_frame",
-    "filter_entries", "forget_outcomes", "last_outcome", "run_entries", "summary_frame",
+    "filter_entries", "forget_outcomes", "last_outcome", "run_entries", "status_of", "summary_frame",
 ]

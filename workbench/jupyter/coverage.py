@@ -9,6 +9,7 @@ shows is also data: ``explorer.frame()`` is the DataFrame of the rows currently 
 from __future__ import annotations
 
 import html
+from collections import Counter
 from typing import Any
 
 from workbench.analysis import coverage as catalogue_module
@@ -21,8 +22,7 @@ _STATUS_MARK = {NOT_RUN: "·", "pass": "✔", "fail": "✘", "error": "!"}
 
 
 def _row_label(entry: CoverageEntry) -> str:
-    outcome = catalogue_module.last_outcome(entry.key)
-    status = outcome.status if outcome else NOT_RUN
+    status = catalogue_module.status_of(entry.key)
     ops = ", ".join(entry.onnx_ops)
     return f"{_STATUS_MARK[status]} {entry.area:<10} {entry.subject:<26} {entry.testcase:<40} {ops}"
 
@@ -77,14 +77,9 @@ class CoverageExplorer:
         self.counts.value = html.escape(self.summary())
 
     def summary(self) -> str:
-        statuses = [self._status(entry) for entry in self.shown]
-        counted = ", ".join(f"{statuses.count(s)} {s}" for s in STATUSES if statuses.count(s))
+        statuses = Counter(catalogue_module.status_of(entry.key) for entry in self.shown)
+        counted = ", ".join(f"{statuses[s]} {s}" for s in STATUSES if statuses[s])
         return f"{len(self.shown)} of {len(self.entries)} rows shown ({counted or 'none'})"
-
-    @staticmethod
-    def _status(entry: CoverageEntry) -> str:
-        outcome = catalogue_module.last_outcome(entry.key)
-        return outcome.status if outcome else NOT_RUN
 
     def frame(self) -> Any:
         """The DataFrame of the rows currently shown."""

@@ -153,6 +153,42 @@ def _node_op(node: onnx.NodeProto) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
 
 
+def _graph_types(graph: onnx.GraphProto, outer: dict[str, str]) -> dict[str, str]:
+    """Type text of every value a graph can read: its own, and (for a body) those of the graphs around it."""
+    types = dict(outer)
+    types.update({v.name: type_text(v) for v in [*graph.input, *graph.value_info, *graph.output]})
+    types.update({init.name: _initializer_text(init) for init in graph.initializer})
+    return types
+
+
+def _edge(name: str, types: dict[str, str], parameters: dict[str, str]) -> Edge:
+    if name in parameters:
+        return Edge(name, parameters[name], is_parameter=True)
+    return Edge(name, types.get(name, "?"))
+
+
+def _rows(
+    graph: onnx.GraphProto, label: str, types: dict[str, str], parameters: dict[str, str]
+) -> tuple[list[NodeRow], list[NodeRow]]:
+    """(rows of this graph's nodes, rows of every node nested below it, labelled by subgraph)."""
+    own: list[NodeRow] = []
+    nested: list[NodeRow] = []
+    for index, node in enumerate(graph.node):
+        own.append(NodeRow(
+            index=index,
+            op=_node_op(node),
+            name=node.name,
+            inputs=tuple(_edge(name, types, parameters) for name in node.input if name),
+            outputs=tuple(_edge(name, types, parameters) for name in node.output if name),
+            graph=label,
+        ))
+        for attribute_name, body in _subgraphs(node):
+            where = f"{label + ' › ' if label else ''}{node.name or node.op_type}.{attribute_name}"
+            body_rows, deeper = _rows(body, where, _graph_types(body, types), parameters)
+            nested += body_rows + deeper
+    return own, nested
+
+
 def summarize(model: onnx.ModelProto) -> ModelSummary:
     """Tabulate ``model``: its top-level nodes, and the nodes of every If/Loop/Scan body with their shapes.
 
@@ -160,49 +196,14 @@ def summarize(model: onnx.ModelProto) -> ModelSummary:
     """
     graph = model.graph
     parameters = {init.name: _initializer_text(init) for init in graph.initializer}
-
-    def rows(current: onnx.GraphProto, label: str, outer: dict[str, str]) -> tuple[list[NodeRow], list[NodeRow]]:
-        """(rows of this graph's nodes, rows of all nodes nested below it)."""
-        types = dict(outer)  # a body may read values of the graphs around it
-        types.update({v.name: type_text(v) for v in [*current.input, *current.value_info, *current.output]})
-        types.update({init.name: _initializer_text(init) for init in current.initializer})
-
-        def edge(name: str) -> Edge:
-            if name in parameters:
-                return Edge(name, parameters[name], is_parameter=True)
-            return Edge(name, types.get(name, "?"))
-
-        own: list[NodeRow] = []
-        nested: list[NodeRow] = []
-        for index, node in enumerate(current.node):
-            own.append(NodeRow(
-                index=index,
-                op=_node_op(node),
-                name=node.name,
-                inputs=tuple(edge(name) for name in node.input if name),
-                outputs=tuple(edge(name) for name in node.output if name),
-                graph=label,
-            ))
-            for attribute_name, body in _subgraphs(node):
-                where = f"{label + ' › ' if label else ''}{node.name or node.op_type}.{attribute_name}"
-                body_rows, deeper = rows(body, where, types)
-                nested += body_rows + deeper
-        return own, nested
-
-    nodes, subgraph_nodes = rows(graph, "", {})
-    top_types = {value.name: type_text(value) for value in [*graph.input, *graph.value_info, *graph.output]}
-
-    def top_edge(name: str) -> Edge:
-        if name in parameters:
-            return Edge(name, parameters[name], is_parameter=True)
-        return Edge(name, top_types.get(name, "?"))
-
+    types = _graph_types(graph, {})
+    nodes, subgraph_nodes = _rows(graph, "", types, parameters)
     op_counts = Counter(row.op for row in nodes)
     opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
     return ModelSummary(
         graph_name=graph.name,
-        inputs=tuple(top_edge(value.name) for value in graph.input if value.name not in parameters),
-        outputs=tuple(top_edge(value.name) for value in graph.output),
+        inputs=tuple(_edge(value.name, types, parameters) for value in graph.input if value.name not in parameters),
+        outputs=tuple(_edge(value.name, types, parameters) for value in graph.output),
         nodes=tuple(nodes),
         parameter_count=sum(math.prod(init.dims) for init in graph.initializer),
         op_counts=tuple(sorted(op_counts.items(), key=lambda item: (-item[1], item[0]))),

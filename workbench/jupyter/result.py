@@ -73,24 +73,6 @@ class OnnxResult:
             f"{html.escape(self.header_text())} <span style=\"color:#777\">({self.seconds:.2f} s)</span></div>"
         )
 
-    def _unsupported_html(self) -> str:
-        rows = "".join(
-            "<tr>"
-            f"<td><code>{html.escape(p.name)}</code></td><td>{p.count}</td>"
-            f"<td>{'<br>'.join(f'<code>{html.escape(str(loc))}</code>' for loc in p.locations) or '?'}</td>"
-            f"<td>register a handler for <code>{html.escape(p.name)}</code> "
-            "(<code>wb.check(fn, inputs)</code> prints a stub)</td>"
-            "</tr>"
-            for p in self.unsupported
-        )
-        return (
-            "<table><thead><tr><th>primitive</th><th>count</th><th>where</th><th>what to do</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
-        )
-
-    def _unsupported_text(self) -> str:
-        return "\n".join(p.describe() for p in self.unsupported)
-
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         if self.unsupported_table is not None:  # the widget, with the header, static table and text around it
             bundle = self.unsupported_table._repr_mimebundle_()
@@ -98,10 +80,7 @@ class OnnxResult:
             return bundle
         parts_html = [self._header_html()]
         parts_text = [self.header_text()]
-        if self.unsupported:
-            parts_html.append(self._unsupported_html())
-            parts_text.append(self._unsupported_text())
-        elif self.viewer is not None:
+        if self.viewer is not None:
             bundle = self.viewer._repr_mimebundle_()
             parts_html.append(bundle["text/html"])
             parts_text.append(bundle["text/plain"])
