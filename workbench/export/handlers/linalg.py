@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -96,6 +97,44 @@ def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_
     return ctx.op("Reshape", x, ctx.i64(batch + rest))
 
 
+@dataclass(frozen=True)
+class _Operand:
+    """One side of a contraction: its value, static-or-symbolic shape and its batch / free / contracted axes."""
+
+    value: ir.Value
+    shape: Any
+    batch: list[int]
+    free: list[int]
+    contract: list[int]
+
+    def size(self, axes: list[int]) -> int:
+        return int(np.prod([int(self.shape[a]) for a in axes]))
+
+    @property
+    def as_left(self) -> list[int]:  # [batch, free, contract]
+        return [*self.batch, *self.free, *self.contract]
+
+    @property
+    def as_right(self) -> list[int]:  # [batch, contract, free]
+        return [*self.batch, *self.contract, *self.free]
+
+
+def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int, depth: int) -> ir.Value:
+    """``left @ right`` as one MatMul, shaped ``[*batch, *left free axes, *right free axes]``."""
+    simple_left = len(left.free) == 1 and len(left.contract) == 1
+    simple_right = len(right.free) == 1 and len(right.contract) == 1
+    first = _arrange(ctx, left.value, left.shape, left.as_left, n_batch,
+                     None if simple_left else [left.size(left.free), depth])
+    second = _arrange(ctx, right.value, right.shape, right.as_right, n_batch,
+                      None if simple_right else [depth, right.size(right.free)])
+    result = ctx.op("MatMul", first, second)
+    if len(left.free) != 1 or len(right.free) != 1:
+        # Reshape's 0: the batch axes lead the MatMul result and keep their (maybe symbolic) size
+        out = [int(left.shape[a]) for a in left.free] + [int(right.shape[a]) for a in right.free]
+        result = ctx.op("Reshape", result, ctx.i64([0] * n_batch + out))
+    return result
+
+
 def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any) -> ir.Value | None:
     """Any contraction as Transpose → Reshape → MatMul → Reshape: ``[batch, free, contract]`` against
     ``[batch, contract, free]``, or with the operands swapped (then the result is transposed) when that
@@ -103,51 +142,30 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
     symbolic (their products would need runtime shape arithmetic; Einsum says it more simply then)."""
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
     lhs_shape, rhs_shape = ctx.avals_in[0].shape, ctx.avals_in[1].shape
-    lhs_free = [a for a in range(len(lhs_shape)) if a not in lhs_batch and a not in lhs_contract]
-    rhs_free = [a for a in range(len(rhs_shape)) if a not in rhs_batch and a not in rhs_contract]
-    fixed = [lhs_shape[a] for a in [*lhs_free, *lhs_contract]] + [rhs_shape[a] for a in rhs_free]
+    left = _Operand(lhs, lhs_shape, list(lhs_batch), [a for a in range(len(lhs_shape)) if a not in lhs_batch and a not in lhs_contract], list(lhs_contract))
+    right = _Operand(rhs, rhs_shape, list(rhs_batch), [a for a in range(len(rhs_shape)) if a not in rhs_batch and a not in rhs_contract], list(rhs_contract))
+    fixed = [lhs_shape[a] for a in [*left.free, *left.contract]] + [rhs_shape[a] for a in right.free]
     if not all(is_static(d) for d in fixed):
         return None
 
-    def size(shape: Any, axes: Any) -> int:
-        return int(np.prod([int(shape[a]) for a in axes]))
-
     n_batch = len(lhs_batch)
-    free_l, free_r, depth = size(lhs_shape, lhs_free), size(rhs_shape, rhs_free), size(lhs_shape, lhs_contract)
+    free_l, free_r, depth = left.size(left.free), right.size(right.free), left.size(left.contract)
 
-    def moved(shape: Any, order: list[int], elements: int) -> int:
-        return elements if _moves_data(shape, order) else 0
+    def moved(operand: _Operand, order: list[int], elements: int) -> int:
+        return elements if _moves_data(operand.shape, order) else 0
 
-    straight = (
-        moved(lhs_shape, [*lhs_batch, *lhs_free, *lhs_contract], free_l * depth)
-        + moved(rhs_shape, [*rhs_batch, *rhs_contract, *rhs_free], free_r * depth)
-    )
+    straight = moved(left, left.as_left, free_l * depth) + moved(right, right.as_right, free_r * depth)
     swapped = (
-        moved(rhs_shape, [*rhs_batch, *rhs_free, *rhs_contract], free_r * depth)
-        + moved(lhs_shape, [*lhs_batch, *lhs_contract, *lhs_free], free_l * depth)
-        + (free_l * free_r if lhs_free and rhs_free else 0)
+        moved(right, right.as_left, free_r * depth)
+        + moved(left, left.as_right, free_l * depth)
+        + (free_l * free_r if left.free and right.free else 0)
     )
-    out_l, out_r = [int(lhs_shape[a]) for a in lhs_free], [int(rhs_shape[a]) for a in rhs_free]
-    keep = [0] * n_batch  # Reshape's 0: the batch axes lead the MatMul result and keep their (maybe symbolic) size
     if swapped < straight:
-        first = _arrange(ctx, rhs, rhs_shape, [*rhs_batch, *rhs_free, *rhs_contract], n_batch,
-                         None if len(rhs_free) == 1 and len(rhs_contract) == 1 else [free_r, depth])
-        second = _arrange(ctx, lhs, lhs_shape, [*lhs_batch, *lhs_contract, *lhs_free], n_batch,
-                          None if len(lhs_free) == 1 and len(lhs_contract) == 1 else [depth, free_l])
-        result = ctx.op("MatMul", first, second)
-        if len(lhs_free) != 1 or len(rhs_free) != 1:
-            result = ctx.op("Reshape", result, ctx.i64(keep + out_r + out_l))
-        n_r = len(rhs_free)
-        perm = [*range(n_batch), *range(n_batch + n_r, n_batch + n_r + len(lhs_free)), *range(n_batch, n_batch + n_r)]
+        result = _product(ctx, right, left, n_batch, depth)
+        n_r = len(right.free)
+        perm = [*range(n_batch), *range(n_batch + n_r, n_batch + n_r + len(left.free)), *range(n_batch, n_batch + n_r)]
         return ctx.op("Transpose", result, perm=perm)
-    first = _arrange(ctx, lhs, lhs_shape, [*lhs_batch, *lhs_free, *lhs_contract], n_batch,
-                     None if len(lhs_free) == 1 and len(lhs_contract) == 1 else [free_l, depth])
-    second = _arrange(ctx, rhs, rhs_shape, [*rhs_batch, *rhs_contract, *rhs_free], n_batch,
-                      None if len(rhs_free) == 1 and len(rhs_contract) == 1 else [depth, free_r])
-    result = ctx.op("MatMul", first, second)
-    if len(lhs_free) != 1 or len(rhs_free) != 1:
-        result = ctx.op("Reshape", result, ctx.i64(keep + out_l + out_r))
-    return result
+    return _product(ctx, left, right, n_batch, depth)
 
 
 @handler("dot_general", onnx_ops=("MatMul", "Einsum"), testcases=[

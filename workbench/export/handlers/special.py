@@ -90,6 +90,12 @@ def _sin_pi(ctx: LoweringContext, x: ir.Value, dtype: Any) -> ir.Value:
     return ctx.op("Abs", ctx.op("Sin", ctx.op("Mul", reduced, ctx.scalar(np.pi, dtype))))
 
 
+def _reflected(ctx: LoweringContext, x: ir.Value, dtype: Any) -> tuple[ir.Value, ir.Value]:
+    """(x < 0.5, the argument the series sees): 1 - x below 0.5 (the reflection formula's side), x above."""
+    reflect = ctx.op("Less", x, ctx.scalar(0.5, dtype))
+    return reflect, ctx.op("Where", reflect, ctx.op("Sub", ctx.scalar(1.0, dtype), x), x)
+
+
 def _is_pole(ctx: LoweringContext, x: ir.Value, dtype: Any) -> ir.Value:
     """x is 0 or a negative integer."""
     return ctx.op("And", ctx.op("LessOrEqual", x, ctx.scalar(0.0, dtype)), ctx.op("Equal", x, ctx.op("Floor", x)))
@@ -105,8 +111,7 @@ def _lgamma(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     del params  # accuracy: an XLA hint
     dtype = ctx.avals_in[0].dtype
     half, one = ctx.scalar(0.5, dtype), ctx.scalar(1.0, dtype)
-    reflect = ctx.op("Less", x, half)
-    w = ctx.op("Where", reflect, ctx.op("Sub", one, x), x)
+    reflect, w = _reflected(ctx, x, dtype)
     z = ctx.op("Sub", w, one)
     series = ctx.scalar(_LANCZOS[0], dtype)
     for i, c in enumerate(_LANCZOS[1:], start=1):
@@ -139,9 +144,8 @@ def _digamma(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
     """psi(x) = psi(x + 6) - sum 1/(x + k), asymptotic series at x + 6; psi(1 - x) - pi/tan(pi x) below 0.5."""
     del params  # accuracy: an XLA hint
     dtype = ctx.avals_in[0].dtype
-    half, one = ctx.scalar(0.5, dtype), ctx.scalar(1.0, dtype)
-    reflect = ctx.op("Less", x, half)
-    w = ctx.op("Where", reflect, ctx.op("Sub", one, x), x)
+    half = ctx.scalar(0.5, dtype)
+    reflect, w = _reflected(ctx, x, dtype)
     correction = ctx.op("Reciprocal", w)
     for k in range(1, _DIGAMMA_SHIFT):
         correction = ctx.op("Add", correction, ctx.op("Reciprocal", ctx.op("Add", w, ctx.scalar(float(k), dtype))))
