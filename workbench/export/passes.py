@@ -35,6 +35,7 @@ from onnxscript.rewriter.rules import common as common_rules
 from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.errors import ConversionError
+from workbench.export.bias import bias_reshape_problem
 
 GELU_MIN_OPSET = 20
 
@@ -73,16 +74,8 @@ class _BiasReshapeBase(RewriteRuleClassBase):
     def check(self, context, x, bias, shape) -> MatchResult:  # noqa: ANN001
         del context
         result = MatchResult()
-        target = _constant(shape)
-        if target is None or bias.shape is None or not bias.shape.is_static():
-            return result.fail("the bias shape is unknown or the reshape target is not constant")
-        dims = [int(d) for d in bias.shape]
-        if len(target) < len(dims) or list(target) != [1] * (len(target) - len(dims)) + dims:
-            return result.fail("reshape target is not (1, ..., 1, *bias.shape)")
-        x_rank = _rank(x)
-        if x_rank is None or x_rank < len(target):
-            return result.fail("the other operand must have at least the reshaped rank")
-        return result
+        problem = bias_reshape_problem(x, bias, shape)
+        return result.fail(problem) if problem else result
 
     def rewrite(self, op, x, bias, shape):  # noqa: ANN001, ANN201
         del shape
