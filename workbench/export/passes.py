@@ -35,6 +35,7 @@ from onnxscript.rewriter.rules import common as common_rules
 from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.errors import ConversionError
+from workbench.export import layout_rules
 from workbench.export.bias import bias_reshape_problem
 
 GELU_MIN_OPSET = 20
@@ -371,8 +372,7 @@ def _apply_rules(
                 if not isinstance(graph, ir.Graph):
                     continue  # a function body has no initializers: leave this match alone
                 for initializer in delta.new_initializers:
-                    if initializer.name not in graph.initializers:
-                        graph.register_initializer(initializer)
+                    _register_initializer(graph, initializer)
             ir.convenience.replace_nodes_and_values(
                 graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
             )
@@ -382,6 +382,23 @@ def _apply_rules(
             for subgraph in _subgraphs(node):
                 count += _apply_rules(model, subgraph, rules_by_root)
     return count
+
+
+def _register_initializer(graph: ir.Graph, initializer: ir.Value) -> None:
+    """Add a rule's new initializer, renamed when another value already has its name.
+
+    (Rules name their constants after the value they rewrite, e.g. ``reshape_179/shape``; a second
+    rewrite of the same value would otherwise point its node at an unregistered twin.)
+    """
+    existing = graph.initializers.get(initializer.name)
+    if existing is initializer:
+        return
+    if existing is not None:
+        base, suffix = initializer.name, 1
+        while f"{base}_{suffix}" in graph.initializers:
+            suffix += 1
+        initializer.name = f"{base}_{suffix}"
+    graph.register_initializer(initializer)
 
 
 def fuse_patterns(model: ir.Model) -> int:
@@ -411,6 +428,49 @@ def _indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], .
                 rules_by_root.setdefault(indexed.root_op, []).append(indexed)
         phases.append(rules_by_root)
     return tuple(phases)
+
+
+# rounds of the layout rules at most: each round moves a reshape one op further out, the GPT's
+# attention needs three
+_LAYOUT_ROUNDS = 6
+
+
+def rewrite_layouts(model: ir.Model) -> int:
+    """Apply :mod:`workbench.export.layout_rules` to the main graph until nothing changes; returns the count."""
+    (rules_by_root,) = _indexed_layout_rules()
+    layout_rules.annotate_shapes(model.graph, model.opset_imports.get("", 0))
+    total = 0
+    for _ in range(_LAYOUT_ROUNDS):
+        count = _apply_rules(model, model.graph, rules_by_root)
+        total += count
+        if count == 0:
+            break
+    _drop_identities(model.graph)
+    return total
+
+
+def _drop_identities(graph: ir.Graph) -> None:
+    """Bypass the ``Identity`` nodes of the main graph (the rules replace a no-op reshape by one), in place.
+
+    (onnx-ir's IdentityEliminationPass also rewrites Loop bodies, where it broke the GRU zoo model.)
+    """
+    for node in list(graph):
+        if node.op_type != "Identity" or node.domain != "" or node.outputs[0].is_graph_output():
+            continue
+        source = node.inputs[0]
+        if source is None:
+            continue
+        node.outputs[0].replace_all_uses_with(source)
+        graph.remove(node, safe=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _indexed_layout_rules() -> tuple[dict[str | None, list[_IndexedRule]]]:
+    rules_by_root: dict[str | None, list[_IndexedRule]] = {}
+    for rule in layout_rules.layout_rules():
+        indexed = _IndexedRule.of(rule)
+        rules_by_root.setdefault(indexed.root_op, []).append(indexed)
+    return (rules_by_root,)
 
 
 # ------------------------------------------------------------------------- constant folding
@@ -450,7 +510,8 @@ def _share_equal_constants(graph: ir.Graph, weights: frozenset[str]) -> None:
 
 
 def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
-    """``MatMul(x, Reshape/Transpose(W))`` with W a weight used only there → ``MatMul(x, W')``, in place.
+    """``MatMul(x, Reshape/Transpose(W))`` with W a weight used only there → ``MatMul(x, W')``, in place;
+    likewise a bias ``Add(y, Reshape(b))`` (attention's per-head bias (8, 32) added as (256,)).
 
     W' is stored under W's own name (so weights stay named after their module path) in the layout
     the MatMul wants (e.g. an attention kernel (256, 8, 32) as (256, 256)). Returns how many folded.
@@ -462,7 +523,7 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
         weight, output = node.inputs[0], node.outputs[0]
         if weight is None or weight.name not in weights or weight.const_value is None or len(weight.uses()) != 1:
             continue
-        if output.is_graph_output() or any(use.node.op_type != "MatMul" or use.idx != 1 for use in output.uses()):
+        if output.is_graph_output() or not all(_takes_weight_layout(use) for use in output.uses()):
             continue
         array = weight.const_value.numpy()
         if node.op_type == "Transpose":
@@ -481,6 +542,11 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
     return count
 
 
+def _takes_weight_layout(use: ir.Usage) -> bool:
+    """Whether a use of a re-laid-out weight can read the weight stored in that layout instead."""
+    return (use.node.op_type == "MatMul" and use.idx == 1) or use.node.op_type == "Add"
+
+
 def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str] = frozenset()) -> onnx.ModelProto:
     """Clean up, fold constants and fuse patterns (``optimize``), then annotate shapes; returns the proto.
 
@@ -494,6 +560,7 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
     if optimize:
         fold_constants(model, weights)
         fuse_patterns(model)
+        rewrite_layouts(model)
         fold_weight_layouts(model.graph, weights)
     cleanup = ir.passes.PassManager(
         [

@@ -1,0 +1,381 @@
+"""Layout rewrites that let onnxruntime run exported attention faster, with the same numbers.
+
+What JAX's attention (``nnx.MultiHeadAttention``: einsums ``BLD,DHK->BLHK`` and ``BQHK,BKHK->BHQK``,
+a mask ``where``, softmax) lowers to carries layout ops that onnxruntime executes as copies or
+that hide its fusions:
+
+- the per-head bias is added *after* the head split (``Add(Reshape(MatMul(x, W), (B, L, H, K)), b)``),
+  so onnxruntime cannot fuse ``MatMul`` + ``Add`` into one ``Gemm``: the bias is added before the
+  split instead (:class:`BiasBeforeHeadSplit`, the bias stored flat under its own name);
+- transposes of 5-D values with unit axes (flax inserts a size-1 "query groups" axis) run on
+  onnxruntime's generic N-D path: :class:`TransposeDropUnitAxes` moves only the non-unit axes;
+- the scores go through ``Reshape`` → ``Mul(scale)`` → ``Where(mask)`` → ``Softmax`` on a 5-D layout
+  and back: :class:`ReshapeAfterScalarOp`, :class:`WhereAcrossUnitReshape` and
+  :class:`SoftmaxAcrossUnitReshape` move the reshapes out so they cancel, which leaves
+  ``MatMul`` → ``Mul`` (onnxruntime's ``FusedMatMul`` with ``alpha``) → ``Where`` (a small mask, a
+  scalar fill) → ``Softmax`` on the 4-D scores; :class:`NoOpReshape` drops what is left.
+
+Each rule checks the static shapes, permutations and constants it relies on; values are never
+re-associated (moving a reshape or a bias add across a reshape changes no arithmetic). Why
+hand-written: onnxscript's own layout rules only merge adjacent pairs (``Reshape∘Reshape``,
+``Transpose∘Transpose``); none moves a reshape across an elementwise op or drops unit axes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnxscript.rewriter._basics import MatchResult
+from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
+from onnxscript.rewriter.rules import common as common_rules
+
+# the scalar ops a reshape is moved across (their result at each element depends on that element only)
+_SCALAR_OPS = ("Mul", "Add", "Sub", "Div")
+
+
+def _constant(value: ir.Value | None) -> np.ndarray | None:
+    if value is None:
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
+def _static_shape(value: ir.Value | None) -> list[int] | None:
+    """The value's shape as ints, or None when unknown or partly symbolic."""
+    if value is None or value.shape is None or not value.shape.is_static():
+        return None
+    return [int(d) for d in value.shape]
+
+
+def _without_units(shape: list[int]) -> list[int]:
+    return [d for d in shape if d != 1]
+
+
+def _only_unit_axes_differ(a: list[int] | None, b: list[int] | None) -> bool:
+    """True when a reshape between shapes ``a`` and ``b`` only inserts or removes size-1 axes."""
+    return a is not None and b is not None and _without_units(a) == _without_units(b)
+
+
+def _typed(value: ir.Value, shape: list[int], like: ir.Value) -> ir.Value:
+    """Give a value built by a rewrite its static shape and the dtype of ``like`` (later rules read them)."""
+    value.shape = ir.Shape(shape)
+    value.type = like.type
+    return value
+
+
+def _shape_initializer(op, shape: list[int], name: str) -> ir.Value:  # noqa: ANN001 - onnxscript builder
+    return op.initializer(ir.tensor(np.array(shape, np.int64), name=name))
+
+
+def _reshaped(op, value: ir.Value, shape: list[int], name: str) -> ir.Value:  # noqa: ANN001
+    """``Reshape(value, shape)``, or ``value`` itself when it already has that shape."""
+    if _static_shape(value) == shape:
+        return value
+    return _typed(op.Reshape(value, _shape_initializer(op, shape, name)), shape, value)
+
+
+# ------------------------------------------------------------------------------------ biases
+class BiasBeforeHeadSplit(RewriteRuleClassBase):
+    """``Add(Reshape(MatMul(x, W), (..., H, K)), b[H, K])`` → ``Reshape(Add(MatMul(x, W), Reshape(b, [H*K])), ...)``.
+
+    The reshape only splits the last axis of the product and the bias covers exactly the split
+    axes, so each element gets the same bias element either way. The bias reshape is then stored
+    in place under the bias's own name (``passes.fold_weight_layouts``), and onnxruntime fuses the
+    ``MatMul`` + ``Add`` into a ``Gemm``.
+    """
+
+    def pattern(self, op, x, weight, shape, bias):  # noqa: ANN001, ANN201 - onnxscript pattern builder
+        product = op.MatMul(x, weight, _outputs=["product"])
+        return op.Add(op.Reshape(product, shape, _outputs=["split"]), bias)
+
+    def check(self, context, x, weight, shape, bias, product, split) -> MatchResult:  # noqa: ANN001
+        del weight
+        result = MatchResult()
+        product_shape, split_shape, bias_shape = _static_shape(product), _static_shape(split), _static_shape(bias)
+        if product_shape is None or split_shape is None or bias_shape is None or _constant(bias) is None:
+            return result.fail("shapes must be static and the bias constant")
+        if _constant(shape) is None or x.dtype != bias.dtype:
+            return result.fail("the reshape target is not constant or the dtypes differ")
+        lead = len(product_shape) - 1
+        if lead < 1 or split_shape[:lead] != product_shape[:lead]:
+            return result.fail("the reshape must keep every axis of the product but the last")
+        trailing = split_shape[lead:]
+        if math.prod(trailing) != product_shape[-1] or len(bias_shape) > len(trailing):
+            return result.fail("the reshape does not split the last axis")
+        if [1] * (len(trailing) - len(bias_shape)) + bias_shape != trailing:
+            return result.fail("the bias does not cover exactly the split axes")
+        self._flat, self._name = product_shape[-1], context.output_values[0].name
+        self._product_shape = product_shape
+        return result
+
+    def rewrite(self, op, x, weight, shape, bias, product=None, split=None):  # noqa: ANN001, ANN201
+        del product, split
+        flat_bias = _typed(
+            op.Reshape(bias, _shape_initializer(op, [self._flat], f"{self._name}/bias_shape")), [self._flat], bias
+        )
+        product = _typed(op.MatMul(x, weight), self._product_shape, x)
+        return op.Reshape(_typed(op.Add(product, flat_bias), self._product_shape, x), shape)
+
+
+# ------------------------------------------------------------------------------ transposes
+class TransposeDropUnitAxes(RewriteRuleClassBase):
+    """``Transpose(Reshape(x, S), perm)`` with size-1 axes in S → a transpose that moves only the data axes.
+
+    Unit axes hold no data, so only the order in which ``perm`` moves the other axes matters. When
+    it keeps their order, the pair is one ``Reshape(x, out)``. Otherwise the unit axes are placed
+    where they cost nothing: where the reshape after the transpose wants them (the transpose then
+    yields that shape and the reshape drops out), else where x has them (no reshape of x), else
+    nowhere. A reshape restores the original output shape only where it differs, and only when
+    the output feeds reshapes (it merges with them, so the graph never grows).
+    """
+
+    def pattern(self, op, x, shape):  # noqa: ANN001, ANN201
+        return op.Transpose(op.Reshape(x, shape, _outputs=["reshaped"]), _outputs=["transposed"])
+
+    def check(self, context, x, shape, reshaped, transposed) -> MatchResult:  # noqa: ANN001
+        del context, shape
+        result = MatchResult()
+        perm_attr = transposed.producer().attributes.get("perm")
+        split_shape, x_shape = _static_shape(reshaped), _static_shape(x)
+        if perm_attr is None or split_shape is None or 1 not in split_shape or x_shape is None:
+            return result.fail("needs an explicit perm and static shapes with a unit axis")
+        if transposed.is_graph_output():
+            return result.fail("the transpose output is a graph output")
+        perm = list(perm_attr.as_ints())
+        kept = [axis for axis, size in enumerate(split_shape) if size != 1]
+        position = {axis: index for index, axis in enumerate(kept)}
+        order = [position[axis] for axis in perm if split_shape[axis] != 1]  # data axes, in output order
+        squeezed = [split_shape[axis] for axis in kept]
+        moved = [squeezed[axis] for axis in order]
+        self._out_shape = [split_shape[axis] for axis in perm]
+        self._name = transposed.name
+        if order == sorted(order):  # only unit axes move: a reshape
+            self._input_shape, self._perm, self._frame = self._out_shape, None, self._out_shape
+            return result
+        uses = list(transposed.uses())
+        frame = None
+        if len(uses) == 1 and uses[0].node.op_type == "Reshape" and uses[0].idx == 0:
+            wanted = _static_shape(uses[0].node.outputs[0])
+            frame = wanted if wanted is not None and _without_units(wanted) == moved else None
+        if frame is None and _without_units(x_shape) == squeezed:
+            frame = _fill_data_axes(x_shape, moved)
+        if frame is None:
+            frame = moved
+        self._frame = frame
+        self._input_shape, self._perm = _transpose_in_frame(frame, squeezed, order)
+        if frame != self._out_shape and any(use.node.op_type != "Reshape" or use.idx != 0 for use in uses):
+            return result.fail("the output would need a reshape that nothing absorbs")
+        return result
+
+    def rewrite(self, op, x, shape, reshaped=None, transposed=None):  # noqa: ANN001, ANN201
+        del shape, reshaped, transposed
+        value = _reshaped(op, x, self._input_shape, f"{self._name}/input_shape")
+        if self._perm is not None and self._perm != sorted(self._perm):
+            value = _typed(op.Transpose(value, perm=self._perm), self._frame, x)
+        return _reshaped(op, value, self._out_shape, f"{self._name}/shape")
+
+
+def _fill_data_axes(pattern: list[int], dims: list[int]) -> list[int]:
+    """``pattern`` with its non-unit sizes replaced, in order, by ``dims`` (its unit axes stay)."""
+    filled, remaining = list(pattern), iter(dims)
+    for axis, size in enumerate(pattern):
+        if size != 1:
+            filled[axis] = next(remaining)
+    return filled
+
+
+def _transpose_in_frame(frame: list[int], squeezed: list[int], order: list[int]) -> tuple[list[int], list[int]]:
+    """The input shape and permutation of a transpose that yields ``frame`` from data laid out as ``squeezed``.
+
+    ``order[i]`` is the data axis that becomes the i-th data axis of the output; unit axes of the
+    frame stay in place (the input has them at the same positions).
+    """
+    data_positions = [axis for axis, size in enumerate(frame) if size != 1]
+    input_shape = list(frame)
+    perm = list(range(len(frame)))
+    for index, axis in enumerate(data_positions):
+        input_shape[axis] = squeezed[index]
+        perm[axis] = data_positions[order[index]]
+    return input_shape, perm
+
+
+# ------------------------------------------------------------------- reshapes moved outward
+class ReshapeAfterScalarOp(RewriteRuleClassBase):
+    """``Op(Reshape(x, s), c)`` with c a one-element constant → ``Reshape(Op(x, c), s)`` (Op: Mul/Add/Sub/Div)."""
+
+    def __init__(self, op_type: str) -> None:
+        super().__init__(name=f"ReshapeAfterScalar{op_type}")
+        self.op_type = op_type
+
+    def pattern(self, op, x, shape, scalar):  # noqa: ANN001, ANN201
+        return getattr(op, self.op_type)(op.Reshape(x, shape), scalar)
+
+    def check(self, context, x, shape, scalar) -> MatchResult:  # noqa: ANN001
+        result = MatchResult()
+        value = _constant(scalar)
+        x_shape, out_shape = _static_shape(x), _static_shape(context.output_values[0])
+        if value is None or value.size != 1 or x_shape is None or out_shape is None or _constant(shape) is None:
+            return result.fail("needs a one-element constant and static shapes")
+        if value.ndim > len(x_shape) or scalar.dtype != x.dtype:
+            return result.fail("the constant would change the rank or the dtype")
+        self._x_shape = x_shape
+        return result
+
+    def rewrite(self, op, x, shape, scalar):  # noqa: ANN001, ANN201
+        applied = _typed(getattr(op, self.op_type)(x, scalar), self._x_shape, x)
+        return op.Reshape(applied, shape)
+
+
+class WhereAcrossUnitReshape(RewriteRuleClassBase):
+    """``Where(mask, Reshape(x, S), fill)`` with constant mask and fill, S = x's shape up to unit axes
+    → ``Reshape(Where(mask', x, fill'), S)``.
+
+    mask' and fill' are the same constants broadcast to S, laid out in x's shape (same element
+    order) and shrunk back along every axis where they do not vary (a causal mask repeated over
+    heads becomes (1, 1, L, L), a uniform fill a scalar), as new anonymous initializers.
+    """
+
+    def pattern(self, op, mask, x, shape, fill):  # noqa: ANN001, ANN201
+        return op.Where(mask, op.Reshape(x, shape, _outputs=["reshaped"]), fill)
+
+    def check(self, context, mask, x, shape, fill, reshaped) -> MatchResult:  # noqa: ANN001
+        del shape
+        result = MatchResult()
+        out = context.output_values[0]
+        mask_array, fill_array = _constant(mask), _constant(fill)
+        x_shape, out_shape = _static_shape(x), _static_shape(out)
+        if mask_array is None or fill_array is None or mask_array.dtype != np.bool_:
+            return result.fail("mask and fill must be constants, the mask boolean")
+        if not _only_unit_axes_differ(x_shape, out_shape) or fill.dtype != x.dtype:
+            return result.fail("the reshape must only insert or remove unit axes")
+        if _static_shape(reshaped) != out_shape:
+            return result.fail("mask or fill broadcast the data to a larger shape")
+        try:
+            self._mask = _shrink(np.broadcast_to(mask_array, out_shape).reshape(x_shape))
+            self._fill = _shrink(np.broadcast_to(fill_array, out_shape).reshape(x_shape))
+        except ValueError:
+            return result.fail("mask or fill do not broadcast to the output")
+        if self._fill.size == 1:
+            self._fill = self._fill.reshape(())
+        self._x_shape, self._name = x_shape, out.name
+        return result
+
+    def rewrite(self, op, mask, x, shape, fill, reshaped=None):  # noqa: ANN001, ANN201
+        del mask, fill, reshaped
+        new_mask = op.initializer(ir.tensor(self._mask, name=f"{self._name}/mask"))
+        new_fill = op.initializer(ir.tensor(self._fill, name=f"{self._name}/fill"))
+        selected = _typed(op.Where(new_mask, x, new_fill), self._x_shape, x)
+        return op.Reshape(selected, shape)
+
+
+def _shrink(array: np.ndarray) -> np.ndarray:
+    """``array`` with every axis along which it does not vary cut to size 1 (it still broadcasts the same)."""
+    for axis in range(array.ndim):
+        if array.shape[axis] > 1 and (array == array.take([0], axis=axis)).all():
+            array = array.take([0], axis=axis)
+    return np.ascontiguousarray(array)
+
+
+class SoftmaxAcrossUnitReshape(RewriteRuleClassBase):
+    """``Softmax(Reshape(x, S), axis)`` with S = x's shape up to unit axes → ``Reshape(Softmax(x, axis'), S)``.
+
+    axis' is the axis of x that holds the same (non-unit) dimension; Softmax (opset 13+)
+    normalizes along that one axis, whose elements are the same in both layouts.
+    """
+
+    def pattern(self, op, x, shape):  # noqa: ANN001, ANN201
+        return op.Softmax(op.Reshape(x, shape), _outputs=["probs"])
+
+    def check(self, context, x, shape, probs) -> MatchResult:  # noqa: ANN001
+        del context, shape
+        result = MatchResult()
+        x_shape, out_shape = _static_shape(x), _static_shape(probs)
+        if not _only_unit_axes_differ(x_shape, out_shape):
+            return result.fail("the reshape must only insert or remove unit axes")
+        axis = probs.producer().attributes.get_int("axis", -1) % len(out_shape)
+        if out_shape[axis] == 1:
+            return result.fail("softmax over a unit axis")
+        ordinal = sum(1 for size in out_shape[:axis] if size != 1)
+        self._axis = [index for index, size in enumerate(x_shape) if size != 1][ordinal]
+        self._x_shape = x_shape
+        return result
+
+    def rewrite(self, op, x, shape, probs=None):  # noqa: ANN001, ANN201
+        del probs
+        return op.Reshape(_typed(op.Softmax(x, axis=self._axis), self._x_shape, x), shape)
+
+
+class NoOpReshape(RewriteRuleClassBase):
+    """``Reshape(x, s)`` whose output has x's own static shape → x."""
+
+    def pattern(self, op, x, shape):  # noqa: ANN001, ANN201
+        return op.Reshape(x, shape, _outputs=["reshaped"])
+
+    def check(self, context, x, shape, reshaped) -> MatchResult:  # noqa: ANN001
+        del context
+        result = MatchResult()
+        target = _constant(shape)
+        x_shape = _static_shape(x)
+        if target is None or x_shape is None or reshaped.is_graph_output():
+            return result.fail("needs a constant target and a static input shape, not a graph output")
+        if [int(d) for d in target.reshape(-1)] != x_shape and _static_shape(reshaped) != x_shape:
+            return result.fail("the reshape changes the shape")
+        return result
+
+    def rewrite(self, op, x, shape, reshaped=None):  # noqa: ANN001, ANN201
+        del shape, reshaped
+        return op.Identity(x)
+
+
+# the op types whose output shapes the rules read
+_SHAPED_OPS = frozenset({"Reshape", "MatMul", "Transpose", "Where", "Softmax", *_SCALAR_OPS})
+
+
+def annotate_shapes(graph: ir.Graph, opset: int) -> None:
+    """Fill in the static output shapes the rules read where the lowering left them unset, in place.
+
+    Values made inside a handler's decomposition carry no shape until the final ONNX shape
+    inference; onnx's own per-node inference gives them one here (only for the op types above).
+    """
+    for node in graph:
+        if node.domain != "" or node.op_type not in _SHAPED_OPS or all(out.shape is not None for out in node.outputs):
+            continue
+        inputs = [value for value in node.inputs if value is not None]
+        if any(value.type is None or value.shape is None for value in inputs):
+            continue
+        input_types = {}
+        for value in inputs:
+            type_proto = ir.serde.serialize_type(value.type)
+            ir.serde.serialize_shape_into(type_proto, value.shape)
+            input_types[value.name] = type_proto
+        input_data = {
+            value.name: ir.serde.serialize_tensor(value.const_value)
+            for value in inputs
+            if value.const_value is not None and value.const_value.size <= 16
+        }
+        schema = onnx.defs.get_schema(node.op_type, opset, "")
+        try:
+            inferred = onnx.shape_inference.infer_node_outputs(schema, ir.serde.serialize_node(node), input_types, input_data)
+        except onnx.shape_inference.InferenceError:
+            continue  # left unshaped: the rules then leave this node alone, and the final inference reports it
+        for out in node.outputs:
+            if out.name in inferred and out.shape is None:
+                out.shape = ir.serde.deserialize_type_proto_for_shape(inferred[out.name])
+                out.type = ir.serde.deserialize_type_proto_for_type(inferred[out.name])
+
+
+def layout_rules() -> list[RewriteRule]:
+    """The rules of this module, with onnxscript's pair merges they rely on, in application order."""
+    return [
+        BiasBeforeHeadSplit.rule(),
+        common_rules.reshape_reshape_rule,
+        *(ReshapeAfterScalarOp.rule(op_type) for op_type in _SCALAR_OPS),
+        TransposeDropUnitAxes.rule(),
+        common_rules.no_op_transpose_rule,
+        WhereAcrossUnitReshape.rule(),
+        SoftmaxAcrossUnitReshape.rule(),
+        NoOpReshape.rule(),
+    ]
