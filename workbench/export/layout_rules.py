@@ -317,17 +317,24 @@ class NoOpReshape(RewriteRuleClassBase):
     def check(self, context, x, shape, reshaped) -> MatchResult:  # noqa: ANN001
         del context
         result = MatchResult()
-        target = _constant(shape)
-        x_shape = _static_shape(x)
-        if target is None or x_shape is None or reshaped.is_graph_output():
-            return result.fail("needs a constant target and a static input shape, not a graph output")
-        if [int(d) for d in target.reshape(-1)] != x_shape and _static_shape(reshaped) != x_shape:
-            return result.fail("the reshape changes the shape")
-        return result
+        problem = no_op_reshape_problem(x, shape, reshaped)
+        return result.fail(problem) if problem else result
+
 
     def rewrite(self, op, x, shape, reshaped=None):  # noqa: ANN001, ANN201
         del shape, reshaped
         return op.Identity(x)
+
+
+def no_op_reshape_problem(x: ir.Value | None, shape: ir.Value | None, reshaped: ir.Value) -> str | None:
+    """Why ``reshaped = Reshape(x, shape)`` is not a no-op :class:`NoOpReshape` removes, or None when it is."""
+    target = _constant(shape)
+    x_shape = _static_shape(x)
+    if target is None or x_shape is None or reshaped.is_graph_output():
+        return "needs a constant target and a static input shape, not a graph output"
+    if [int(d) for d in target.reshape(-1)] != x_shape and _static_shape(reshaped) != x_shape:
+        return "the reshape changes the shape"
+    return None
 
 
 # the op types whose output shapes the rules read
