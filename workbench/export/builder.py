@@ -8,6 +8,7 @@ from its own inputs). Names are unique across the whole model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Sequence
@@ -23,11 +24,21 @@ from workbench.errors import ConversionError
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
     """NumPy/JAX dtype → ONNX data type (bfloat16 and float8 through ml_dtypes)."""
-    np_dtype = np.dtype(dtype)
+    return _onnx_dtype(np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _onnx_dtype(np_dtype: np.dtype) -> ir.DataType:
     try:
         return ir.DataType.from_numpy(np_dtype)
     except (TypeError, ValueError) as error:
         raise ConversionError(f"dtype {np_dtype} has no ONNX equivalent") from error
+
+
+@functools.lru_cache(maxsize=None)
+def tensor_type(np_dtype: np.dtype) -> ir.TensorType:
+    """The (shared, never mutated) ONNX tensor type of a NumPy dtype."""
+    return ir.TensorType(_onnx_dtype(np_dtype))
 
 
 def dim_text(dim: Any) -> int | str:
@@ -149,7 +160,7 @@ class GraphBuilder:
                 self.dim_sources[text] = (value, axis)
 
     def set_type(self, value: ir.Value, aval: Any) -> None:
-        value.type = ir.TensorType(onnx_dtype(aval.dtype))
+        value.type = tensor_type(np.dtype(aval.dtype))
         value.shape = ir_shape(aval.shape)
 
     # ------------------------------------------------------------------ nodes
