@@ -602,7 +602,7 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
             if target is None or 0 in target or node.attributes.get_int("allowzero", 0):
                 continue
             array = array.reshape([int(d) for d in target])
-        weight.const_value = ir.tensor(np.ascontiguousarray(array), name=weight.name)
+        weight.const_value = ir.Tensor(np.ascontiguousarray(array), name=weight.name)
         weight.shape = ir.Shape(array.shape)
         output.replace_all_uses_with(weight)
         graph.remove(node, safe=True)
