@@ -445,30 +445,16 @@ _LAYOUT_ROUNDS = 6
 def rewrite_layouts(model: ir.Model) -> int:
     """Apply :mod:`workbench.export.layout_rules` to the main graph until nothing changes; returns the count."""
     (rules_by_root,) = _indexed_layout_rules()
-    layout_rules.annotate_shapes(model.graph, model.opset_imports.get("", 0))
+    layout_rules.annotate_shapes(model.graph)
     total = 0
     for _ in range(_LAYOUT_ROUNDS):
         count = _apply_rules(model, model.graph, rules_by_root)
         total += count
         if count == 0:
             break
-    _drop_identities(model.graph)
+    if total:
+        total += layout_rules.drop_no_op_reshapes(model.graph)
     return total
-
-
-def _drop_identities(graph: ir.Graph) -> None:
-    """Bypass the ``Identity`` nodes of the main graph (the rules replace a no-op reshape by one), in place.
-
-    (onnx-ir's IdentityEliminationPass also rewrites Loop bodies, where it broke the GRU zoo model.)
-    """
-    for node in list(graph):
-        if node.op_type != "Identity" or node.domain != "" or node.outputs[0].is_graph_output():
-            continue
-        source = node.inputs[0]
-        if source is None:
-            continue
-        node.outputs[0].replace_all_uses_with(source)
-        graph.remove(node, safe=True)
 
 
 @functools.lru_cache(maxsize=1)
