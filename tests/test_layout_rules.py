@@ -211,3 +211,24 @@ def test_bias_is_added_before_the_head_split_only_when_it_covers_the_split_axes(
     # a bias over the sequence axis too (3, 2, 4) does not broadcast along the product's last axis alone
     _, after = graph(np.random.default_rng(1).standard_normal((3, 2, 4)).astype(np.float32))
     assert [node.op_type for node in after.graph.node] == ["MatMul", "Reshape", "Add"]
+
+
+def test_reshape_read_elsewhere_is_not_rewritten_away():
+    # the unit-axis reshape also feeds a Neg: the match must not remove a value another node reads
+    nodes = [
+        helper.make_node("Reshape", ["x", "s5"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 3, 1, 2, 4]),
+        helper.make_node("Reshape", ["t", "s3"], ["back"]),
+        helper.make_node("Neg", ["r"], ["negated"]),
+        helper.make_node("Reshape", ["negated", "s3"], ["other"]),
+        helper.make_node("Add", ["back", "other"], ["y"]),
+    ]
+    before, after = _rewritten(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 3])],
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 12]),
+        [_shape("s5", [1, 4, 1, 6, 3]), _shape("s3", [1, 6, 12])],
+    )
+    assert [node.op_type for node in after.graph.node].count("Transpose") == 1
+    x = np.random.default_rng(0).standard_normal((1, 4, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(_run(after, {"x": x}), _run(before, {"x": x}))

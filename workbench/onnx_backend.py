@@ -72,12 +72,11 @@ class Backend(_OnnxBackend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", *, jit: bool = True, **kwargs: Any) -> BackendRep:
         del kwargs
-        from workbench.codegen.api import compile_source, generate
+        from workbench.codegen.api import generate_compiled
 
         if not cls.supports_device(device):
             raise ValueError(f"the workbench JAX backend runs on CPU, not {device!r}")
-        source, params = generate(model)
-        forward = compile_source(source)
+        source, forward, params = generate_compiled(model)
         inits = {t.name for t in model.graph.initializer}
         n_inputs = sum(1 for i in model.graph.input if i.name not in inits)
         return BackendRep(source, forward, params, n_inputs, jit=jit)

@@ -5,7 +5,7 @@ e.g. a venv made only for this benchmark) so its versions never touch ours; ever
 involves an import runs in a fresh process.
 
     PYTHONPATH=$PWD /work/venv/bin/python tests/benchmarks/bench_convert.py \
-        --jax2onnx-python /work/venv-j2o/bin/python
+        --jax2onnx-python /work/venv-j2o/bin/python [--latency-only]
 
 Targets (issue 2): cold start <= 1.25x the floor (import jax+flax, build the MLP, make_jaxpr);
 warm 12-layer GPT <= 0.5x jax2onnx's time with no more nodes and no slower onnxruntime latency;
@@ -95,23 +95,48 @@ def warm(python: str, tool: str, layers: int, repeats: int, out_path: str) -> di
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def ort_latency(path: str, runs: int) -> float:
+def ort_latencies(paths: list[str], *, threads: int, rounds: int, runs: int) -> list[float]:
+    """Median onnxruntime latency (s) of each model, measured in interleaved rounds (A, B, A, B, ...).
+
+    With one intra-op thread onnxruntime runs on the calling thread, so its CPU time is measured
+    (time.thread_time): it leaves out the time the process waits for a core on a shared machine.
+    With more threads (0 = onnxruntime's default, one per core) wall time is measured.
+    """
     import numpy as np
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     tokens = np.random.default_rng(0).integers(0, GPT["vocab"], (1, GPT["seq"])).astype(np.int32)
-    for _ in range(5):
-        session.run(None, {name: tokens})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, {name: tokens})
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    sessions = []
+    for path in paths:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # jax2onnx's models carry unused initializers onnxruntime warns about
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: tokens}
+        for _ in range(5):
+            session.run(None, feed)
+        sessions.append((session, feed))
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    times: list[list[float]] = [[] for _ in paths]
+    for _ in range(rounds):
+        for index, (session, feed) in enumerate(sessions):
+            for _ in range(runs):
+                start = clock()
+                session.run(None, feed)
+                times[index].append(clock() - start)
+    return [float(np.median(samples)) for samples in times]
+
+
+def latency_rows(ours: str, theirs: str | None, label: str, rounds: int, runs: int) -> list[str]:
+    """Table rows: onnxruntime latency of our model and jax2onnx's, 1 thread and default threads."""
+    rows = []
+    for threads, name in ((1, "1 thread, CPU ms"), (0, "default threads, ms")):
+        paths = [ours] + ([theirs] if theirs else [])
+        medians = [seconds * 1e3 for seconds in ort_latencies(paths, threads=threads, rounds=rounds, runs=runs)]
+        other = medians[1] if theirs else "-"
+        ratio = f"{medians[0] / medians[1]:.2f}x" if theirs else "-"
+        rows.append(_row(f"{label} ORT {name}", medians[0], other, ratio, "<= 1x"))
+    return rows
 
 
 def _row(label: str, ours: float | str, other: float | str, ratio: str, target: str) -> str:
@@ -128,7 +153,10 @@ def main() -> None:
     parser.add_argument("--layers", default="12,24,48", help="layer counts for the scaling run")
     parser.add_argument("--cold-repeats", type=int, default=3)
     parser.add_argument("--warm-repeats", type=int, default=3)
-    parser.add_argument("--ort-runs", type=int, default=50)
+    parser.add_argument("--ort-rounds", type=int, default=10, help="interleaved latency rounds (ours, theirs, ...)")
+    parser.add_argument("--ort-runs", type=int, default=20, help="runs of each model per round")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only convert the first GPT with both tools and measure onnxruntime latency")
     parser.add_argument("--only", choices=("all", "warm"), default="all",
                         help="'warm': only the warm conversion rows (first layer count: time, nodes, ORT latency)")
     args = parser.parse_args()
@@ -139,6 +167,17 @@ def main() -> None:
         layer_counts = layer_counts[:1]
     lines = [_row("measure", "workbench", "jax2onnx" if j2o else "-", "ratio", "target"),
              "|" + "|".join("-" * n for n in (40, 12, 12, 12, 24)) + "|"]
+    if args.latency_only:
+        base = layer_counts[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = warm(ours_python, "ours", base, 1, f"{tmp}/ours.onnx")
+            theirs = warm(j2o, "jax2onnx", base, 1, f"{tmp}/j2o.onnx") if j2o else None
+            lines.append(_row(f"GPT-{base} nodes", str(ours["nodes"]), str(theirs["nodes"]) if theirs else "-",
+                              f"{ours['nodes'] / theirs['nodes']:.2f}x" if theirs else "-", "<= 1x"))
+            lines += latency_rows(f"{tmp}/ours.onnx", f"{tmp}/j2o.onnx" if theirs else None, f"GPT-{base}",
+                                  args.ort_rounds, args.ort_runs)
+        print("\n".join(lines))
+        return
 
     if args.only == "all":
         floor = cold_start(ours_python, COLD_FLOOR, args.cold_repeats)
@@ -164,10 +203,8 @@ def main() -> None:
         lines.append(_row(f"GPT-{base} nodes", str(first["ours"]["nodes"]),
                           str(j2o_first["nodes"]) if j2o_first else "-",
                           f"{first['ours']['nodes'] / j2o_first['nodes']:.2f}x" if j2o_first else "-", "<= 1x"))
-        ours_lat = ort_latency(f"{tmp}/ours{base}.onnx", args.ort_runs) * 1e3
-        j2o_lat = ort_latency(f"{tmp}/j2o{base}.onnx", args.ort_runs) * 1e3 if j2o_first else None
-        lines.append(_row(f"GPT-{base} ORT CPU latency, ms (B=1)", ours_lat, j2o_lat if j2o_lat else "-",
-                          f"{ours_lat / j2o_lat:.2f}x" if j2o_lat else "-", "<= 1x"))
+        lines += latency_rows(f"{tmp}/ours{base}.onnx", f"{tmp}/j2o{base}.onnx" if j2o_first else None,
+                              f"GPT-{base}", args.ort_rounds, args.ort_runs)
         for layers in layer_counts:
             row = scaling[layers]
             other = row.get("jax2onnx")

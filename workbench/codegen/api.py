@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import CodeType
 from typing import Any, Callable
 
 import numpy as np
@@ -18,21 +19,35 @@ _WEIGHTS_INDEX = "weights.json"
 _LOADER_FILE = "load.py"
 
 
-def generate(model: ModelSource, *, function_name: str = "forward") -> tuple[str, dict[str, np.ndarray]]:
-    """The generated module source and the params dict (numpy arrays keyed by initializer name)."""
+def _build(model: ModelSource, function_name: str) -> tuple[str, CodeType, dict[str, np.ndarray]]:
     from workbench.codegen.generator import ModuleBuilder
 
-    loaded = load_model(model)
-    builder = ModuleBuilder(loaded, function_name)
+    builder = ModuleBuilder(load_model(model), function_name)
     source = builder.build()
-    return source, dict(builder.params)
+    if builder.code is None:  # pragma: no cover - build() always compiles
+        raise AssertionError("ModuleBuilder.build() did not compile the module")
+    return source, builder.code, dict(builder.params)
+
+
+def generate(model: ModelSource, *, function_name: str = "forward") -> tuple[str, dict[str, np.ndarray]]:
+    """The generated module source and the params dict (numpy arrays keyed by initializer name)."""
+    source, _, params = _build(model, function_name)
+    return source, params
+
+
+def generate_compiled(
+    model: ModelSource, *, function_name: str = "forward"
+) -> tuple[str, Callable[..., Any], dict[str, np.ndarray]]:
+    """``(source, function, params)``: the generated module compiled once and loaded."""
+    source, code, params = _build(model, function_name)
+    return source, _load(code, function_name), params
 
 
 def to_jax_source(model: ModelSource, *, function_name: str = "forward") -> str:
     """Python source of a module defining ``function_name(params, *inputs)`` for the ONNX model.
 
-    ``model`` is a path, bytes or ``onnx.ModelProto``. The source is parsed with
-    ``ast`` before it is returned; weights are not inlined (see :func:`to_jax`).
+    ``model`` is a path, bytes or ``onnx.ModelProto``. The source is compiled (not run) before
+    it is returned, so it is known to parse; weights are not inlined (see :func:`to_jax`).
     """
     source, _ = generate(model, function_name=function_name)
     return source
@@ -40,7 +55,12 @@ def to_jax_source(model: ModelSource, *, function_name: str = "forward") -> str:
 
 def compile_source(source: str, function_name: str = "forward") -> Callable[..., Any]:
     """Compile source that :func:`to_jax_source` generated (never anything else) and return the function."""
-    code = compile(source, "<workbench-generated>", "exec")
+    from workbench.codegen.generator import GENERATED_FILENAME
+
+    return _load(compile(source, GENERATED_FILENAME, "exec"), function_name)
+
+
+def _load(code: CodeType, function_name: str) -> Callable[..., Any]:
     namespace: dict[str, Any] = {"__name__": "workbench_generated"}
     exec(code, namespace)  # noqa: S102 - our own generated code; model text only appears as escaped literals
     return namespace[function_name]
@@ -50,8 +70,7 @@ def to_jax(model: ModelSource) -> tuple[Callable[..., Any], dict[str, Any]]:
     """``(forward, params)``: call ``forward(params, *inputs)``; one output -> array, several -> tuple."""
     import jax.numpy as jnp
 
-    source, params = generate(model)
-    forward = compile_source(source)
+    _, forward, params = generate_compiled(model)
     device_params = {k: (jnp.asarray(v) if v.dtype.kind in "fc" else v) for k, v in params.items()}
     return forward, device_params
 

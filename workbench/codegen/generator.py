@@ -10,7 +10,7 @@ initializers are never folded: they are the trainable ``params``.
 
 from __future__ import annotations
 
-import ast
+import types
 from collections import Counter
 from typing import Callable
 
@@ -26,6 +26,7 @@ from workbench.codegen.writer import SourceWriter
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchError
 from workbench.importer.reader import LoadedModel, describe_node, topological_order
 
+GENERATED_FILENAME = "<workbench-generated>"
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
 INLINE_MAX_ELEMENTS = 64  # folded values up to this size are written as literals, larger go to params
 FOLD_MAX_ELEMENTS = 4096
@@ -68,6 +69,7 @@ class ModuleBuilder:
         if "ai.onnx" in self.opsets:
             self.opsets[""] = self.opsets.pop("ai.onnx")
         self.helpers_used: set[str] = set()
+        self.code: types.CodeType | None = None  # the compiled module, once build() ran
         self.params: dict[str, np.ndarray] = {}
         self.types: dict[str, tuple] = {}
         self._collect_types(loaded.model.graph)
@@ -189,7 +191,9 @@ class ModuleBuilder:
                     module.line(f"return {body_name}(params, *inputs)")
         source = module.source()
         try:
-            ast.parse(source)
+            # compiled here, once: this checks that the source parses (faster than ast.parse,
+            # which builds Python objects for every node) and to_jax runs the same code object
+            self.code = compile(source, GENERATED_FILENAME, "exec")
         except SyntaxError as e:  # a bug in an emitter, never the user's fault
             raise AssertionError(f"generated source does not parse: {e}\n{source}") from e
         return source
@@ -259,15 +263,20 @@ class GraphEmitter:
 
     # ---- values -------------------------------------------------------------------------
     def bind_value(self, onnx_name: str, value: np.ndarray, *, param_key: str | None = None) -> None:
-        """Define ``onnx_name`` as a known value: a literal if small, else an entry of params."""
-        ident = self.scope.assign(onnx_name)
+        """Define ``onnx_name`` as a known value: a literal if small, else an entry of params.
+
+        A params entry is used in place (``params['conv1.weight']`` in the call that reads it)
+        rather than unpacked into a local first: the reader sees the weight's ONNX name where it
+        is used, and a CNN's source is not half assignments (which also halves parse time).
+        """
         if value.size <= INLINE_MAX_ELEMENTS and param_key is None:
+            ident = self.scope.assign(onnx_name)
             self.writer.line(f"{ident} = {literal(value)}")
             self.concrete.add(onnx_name)
         else:
             key = param_key if param_key is not None else onnx_name
             self.module.params[key] = value
-            self.writer.line(f"{ident} = params[{literal(key)}]")
+            self.scope.bind(onnx_name, f"params[{literal(key)}]")
         self.static[onnx_name] = value
 
     def constant_expr(self, onnx_name: str, value: np.ndarray) -> str:

@@ -58,8 +58,9 @@ class NameScope:
         self._by_onnx[onnx_name] = name
         return name
 
-    def bind(self, onnx_name: str, identifier: str) -> None:
-        self._by_onnx[onnx_name] = identifier
+    def bind(self, onnx_name: str, expression: str) -> None:
+        """Let ``onnx_name`` stand for an expression we built (e.g. ``params['w']`` with a repr-escaped key)."""
+        self._by_onnx[onnx_name] = expression
 
     def lookup(self, onnx_name: str) -> str | None:
         return self._by_onnx.get(onnx_name)

@@ -13,7 +13,7 @@ that hide its fusions:
   and back: :class:`ReshapeAfterScalarOp`, :class:`WhereAcrossUnitReshape` and
   :class:`SoftmaxAcrossUnitReshape` move the reshapes out so they cancel, which leaves
   ``MatMul`` → ``Mul`` (onnxruntime's ``FusedMatMul`` with ``alpha``) → ``Where`` (a small mask, a
-  scalar fill) → ``Softmax`` on the 4-D scores; :class:`NoOpReshape` drops what is left.
+  scalar fill) → ``Softmax`` on the 4-D scores; :func:`drop_no_op_reshapes` drops what is left.
 
 Each rule checks the static shapes, permutations and constants it relies on; values are never
 re-associated (moving a reshape or a bias add across a reshape changes no arithmetic). Why
@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 from onnxscript.rewriter._basics import MatchResult
 from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
@@ -166,6 +165,8 @@ class TransposeDropUnitAxes(RewriteRuleClassBase):
             frame = moved
         self._frame = frame
         self._input_shape, self._perm = _transpose_in_frame(frame, squeezed, order)
+        if self._input_shape == split_shape and self._perm == perm:
+            return result.fail("the transpose already moves only the data axes")
         if frame != self._out_shape and any(use.node.op_type != "Reshape" or use.idx != 0 for use in uses):
             return result.fail("the output would need a reshape that nothing absorbs")
         return result
@@ -308,70 +309,79 @@ class SoftmaxAcrossUnitReshape(RewriteRuleClassBase):
         return op.Reshape(_typed(op.Softmax(x, axis=self._axis), self._x_shape, x), shape)
 
 
-class NoOpReshape(RewriteRuleClassBase):
-    """``Reshape(x, s)`` whose output has x's own static shape → x."""
+def annotate_shapes(graph: ir.Graph) -> None:
+    """Give the outputs of Reshape, MatMul, Transpose, Softmax and the broadcasting ops the static shape
+    (and dtype) the rules read, where the lowering left them unset and the inputs' shapes are static.
 
-    def pattern(self, op, x, shape):  # noqa: ANN001, ANN201
-        return op.Reshape(x, shape, _outputs=["reshaped"])
+    Values made inside a handler's decomposition carry no shape until the final ONNX shape
+    inference. Written by hand because the rules need these few ops only, for static shapes, and
+    onnx's per-node inference (a protobuf round trip per node) took a tenth of a GPT conversion.
+    """
+    for node in graph:
+        if node.domain != "" or len(node.outputs) != 1 or node.outputs[0].shape is not None:
+            continue
+        shape = _static_output_shape(node)
+        if shape is None:
+            continue
+        out = node.outputs[0]
+        out.shape = ir.Shape(shape)
+        if out.type is None:
+            source = node.inputs[1] if node.op_type == "Where" else node.inputs[0]
+            out.type = source.type
 
-    def check(self, context, x, shape, reshaped) -> MatchResult:  # noqa: ANN001
-        del context
-        result = MatchResult()
-        problem = no_op_reshape_problem(x, shape, reshaped)
-        return result.fail(problem) if problem else result
 
-
-    def rewrite(self, op, x, shape, reshaped=None):  # noqa: ANN001, ANN201
-        del shape, reshaped
-        return op.Identity(x)
-
-
-def no_op_reshape_problem(x: ir.Value | None, shape: ir.Value | None, reshaped: ir.Value) -> str | None:
-    """Why ``reshaped = Reshape(x, shape)`` is not a no-op :class:`NoOpReshape` removes, or None when it is."""
-    target = _constant(shape)
-    x_shape = _static_shape(x)
-    if target is None or x_shape is None or reshaped.is_graph_output():
-        return "needs a constant target and a static input shape, not a graph output"
-    if [int(d) for d in target.reshape(-1)] != x_shape and _static_shape(reshaped) != x_shape:
-        return "the reshape changes the shape"
+def _static_output_shape(node: ir.Node) -> list[int] | None:
+    """The output shape of one of the ops above from static input shapes, or None."""
+    shapes = [_static_shape(value) for value in node.inputs]
+    if not shapes or any(shape is None for shape in shapes):
+        return None
+    if node.op_type == "Reshape":
+        target = _constant(node.inputs[1])
+        if target is None or node.attributes.get_int("allowzero", 0):
+            return None
+        dims = [shapes[0][axis] if size == 0 else int(size) for axis, size in enumerate(target.reshape(-1))]
+        if dims.count(-1) == 1:
+            known = math.prod(size for size in dims if size != -1)
+            if known == 0:
+                return None
+            dims[dims.index(-1)] = math.prod(shapes[0]) // known
+        return dims if math.prod(dims) == math.prod(shapes[0]) and min(dims, default=0) >= 0 else None
+    if node.op_type == "Transpose":
+        perm = node.attributes.get("perm")
+        order = list(perm.as_ints()) if perm is not None else list(reversed(range(len(shapes[0]))))
+        return [shapes[0][axis] for axis in order]
+    if node.op_type == "Softmax":
+        return shapes[0]
+    if node.op_type == "MatMul" and len(shapes[0]) >= 2 and len(shapes[1]) >= 2:
+        if shapes[0][-1] != shapes[1][-2]:
+            return None
+        batch = _broadcast(shapes[0][:-2], shapes[1][:-2])
+        return None if batch is None else [*batch, shapes[0][-2], shapes[1][-1]]
+    if node.op_type in (*_SCALAR_OPS, "Where"):
+        return _broadcast(*shapes)
     return None
 
 
-# the op types whose output shapes the rules read
-_SHAPED_OPS = frozenset({"Reshape", "MatMul", "Transpose", "Where", "Softmax", *_SCALAR_OPS})
+def _broadcast(*shapes: list[int]) -> list[int] | None:
+    try:
+        return [int(size) for size in np.broadcast_shapes(*(tuple(shape) for shape in shapes))]
+    except ValueError:
+        return None
 
 
-def annotate_shapes(graph: ir.Graph, opset: int) -> None:
-    """Fill in the static output shapes the rules read where the lowering left them unset, in place.
-
-    Values made inside a handler's decomposition carry no shape until the final ONNX shape
-    inference; onnx's own per-node inference gives them one here (only for the op types above).
-    """
-    for node in graph:
-        if node.domain != "" or node.op_type not in _SHAPED_OPS or all(out.shape is not None for out in node.outputs):
+def drop_no_op_reshapes(graph: ir.Graph) -> int:
+    """Bypass each ``Reshape`` whose output has its input's own static shape (what the rules leave), in place."""
+    count = 0
+    for node in list(graph):
+        if node.op_type != "Reshape" or node.domain != "" or node.graph is None:
             continue
-        inputs = [value for value in node.inputs if value is not None]
-        if any(value.type is None or value.shape is None for value in inputs):
+        source, out = node.inputs[0], node.outputs[0]
+        if out.is_graph_output() or _static_shape(source) is None or _static_shape(source) != _static_shape(out):
             continue
-        input_types = {}
-        for value in inputs:
-            type_proto = ir.serde.serialize_type(value.type)
-            ir.serde.serialize_shape_into(type_proto, value.shape)
-            input_types[value.name] = type_proto
-        input_data = {
-            value.name: ir.serde.serialize_tensor(value.const_value)
-            for value in inputs
-            if value.const_value is not None and value.const_value.size <= 16
-        }
-        schema = onnx.defs.get_schema(node.op_type, opset, "")
-        try:
-            inferred = onnx.shape_inference.infer_node_outputs(schema, ir.serde.serialize_node(node), input_types, input_data)
-        except onnx.shape_inference.InferenceError:
-            continue  # left unshaped: the rules then leave this node alone, and the final inference reports it
-        for out in node.outputs:
-            if out.name in inferred and out.shape is None:
-                out.shape = ir.serde.deserialize_type_proto_for_shape(inferred[out.name])
-                out.type = ir.serde.deserialize_type_proto_for_type(inferred[out.name])
+        out.replace_all_uses_with(source)
+        graph.remove(node, safe=True)
+        count += 1
+    return count
 
 
 def layout_rules() -> list[RewriteRule]:
@@ -381,8 +391,6 @@ def layout_rules() -> list[RewriteRule]:
         common_rules.reshape_reshape_rule,
         *(ReshapeAfterScalarOp.rule(op_type) for op_type in _SCALAR_OPS),
         TransposeDropUnitAxes.rule(),
-        common_rules.no_op_transpose_rule,
         WhereAcrossUnitReshape.rule(),
         SoftmaxAcrossUnitReshape.rule(),
-        NoOpReshape.rule(),
     ]

@@ -366,16 +366,10 @@ def _is_identity_transpose(node: ir.Node) -> bool:
     return perm is not None and perm.type == ir.AttributeType.INTS and list(perm.as_ints()) == list(range(len(perm.as_ints())))
 
 
-def _is_no_op_reshape(node: ir.Node) -> bool:
-    inputs = node.inputs
-    return len(inputs) == 2 and layout_rules.no_op_reshape_problem(inputs[0], inputs[1], node.outputs[0]) is None
-
-
 # rule name → the same condition its check applies, tested before entering onnxscript's matcher (a
-# failed match costs ~100x more); for the single-node rules, which are tried on every Transpose/Reshape
+# failed match costs ~100x more); for the single-node rules, which are tried on every node of their op type
 _ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
     "TransposeIdentity": _is_identity_transpose,
-    "NoOpReshape": _is_no_op_reshape,
 }
 
 
@@ -503,7 +497,7 @@ _LAYOUT_ROUNDS = 6
 def rewrite_layouts(model: ir.Model) -> int:
     """Apply :mod:`workbench.export.layout_rules` to the main graph until nothing changes; returns the count."""
     (rules_by_root,) = _indexed_layout_rules()
-    layout_rules.annotate_shapes(model.graph, model.opset_imports.get("", 0))
+    layout_rules.annotate_shapes(model.graph)
     total = 0
     only: set[ir.Node] | None = None  # the first round tries every node, later ones what the last changed
     for _ in range(_LAYOUT_ROUNDS):
@@ -513,23 +507,9 @@ def rewrite_layouts(model: ir.Model) -> int:
         if count == 0:
             break
         only = touched
-    _drop_identities(model.graph)
+    if total:
+        total += layout_rules.drop_no_op_reshapes(model.graph)
     return total
-
-
-def _drop_identities(graph: ir.Graph) -> None:
-    """Bypass the ``Identity`` nodes of the main graph (the rules replace a no-op reshape by one), in place.
-
-    (onnx-ir's IdentityEliminationPass also rewrites Loop bodies, where it broke the GRU zoo model.)
-    """
-    for node in list(graph):
-        if node.op_type != "Identity" or node.domain != "" or node.outputs[0].is_graph_output():
-            continue
-        source = node.inputs[0]
-        if source is None:
-            continue
-        node.outputs[0].replace_all_uses_with(source)
-        graph.remove(node, safe=True)
 
 
 @functools.lru_cache(maxsize=1)

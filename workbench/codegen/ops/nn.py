@@ -86,10 +86,18 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad):
     strides = strides or (1,) * nd
     dilations = dilations or (1,) * nd
     padding = _conv_pads(x.shape, kernel, strides, dilations, pads, auto_pad)
-    y = lax.conv_general_dilated(
-        x, w, window_strides=strides, padding=padding, rhs_dilation=dilations,
-        feature_group_count=group, preferred_element_type=None,
-    )
+    pointwise = group == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
+    if pointwise and all(p == (0, 0) for p in padding):
+        # A 1x1 convolution is a matmul over channels. XLA CPU runs NCHW convolutions through
+        # NHWC kernels with a transpose of the input, the weight and the output each, and
+        # compiles every transpose of a new shape separately: as a dot, a DenseNet's 1x1 layers
+        # compile about twice as fast and run faster with the weights as arguments.
+        y = jnp.einsum("nc...,oc->no...", x, jnp.reshape(w, w.shape[:2]))
+    else:
+        y = lax.conv_general_dilated(
+            x, w, window_strides=strides, padding=padding, rhs_dilation=dilations,
+            feature_group_count=group, preferred_element_type=None,
+        )
     if b is not None:
         y = y + jnp.reshape(b, (1, -1) + (1,) * nd)
     return y
