@@ -366,10 +366,44 @@ def _is_identity_transpose(node: ir.Node) -> bool:
     return perm is not None and perm.type == ir.AttributeType.INTS and list(perm.as_ints()) == list(range(len(perm.as_ints())))
 
 
-# rule name → the same condition its check applies, tested before entering onnxscript's matcher (a
-# failed match costs ~100x more); for the single-node rules, which are tried on every node of their op type
+def _may_drop_bias_reshape(node: ir.Node) -> bool:
+    """What the ``*ReshapedBias`` rules check, for either operand order."""
+    if len(node.inputs) != 2:
+        return False
+    left, right = node.inputs
+    for x, operand in ((left, right), (right, left)):
+        producer = None if operand is None else operand.producer()
+        if (
+            x is not None
+            and producer is not None
+            and producer.op_type == "Reshape"
+            and len(producer.inputs) == 2
+            and producer.inputs[0] is not None
+            and bias_reshape_problem(x, producer.inputs[0], producer.inputs[1]) is None
+        ):
+            return True
+    return False
+
+
+def _may_become_gemm(node: ir.Node) -> bool:
+    """What onnxscript's ``MatMulAddToGemm`` checks first: an added MatMul of two 2-D inputs."""
+    for value in node.inputs:
+        producer = None if value is None else value.producer()
+        if producer is not None and producer.op_type == "MatMul" and all(
+            operand is not None and operand.shape is not None and len(operand.shape) == 2 for operand in producer.inputs
+        ):
+            return True
+    return False
+
+
+# rule name → a condition its check requires, tested before entering onnxscript's matcher (a failed
+# match costs ~100x more); for the rules tried, and mostly failing, on every node of a common op type
 _ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
     "TransposeIdentity": _is_identity_transpose,
+    "AddReshapedBias": _may_drop_bias_reshape,
+    "SubReshapedBias": _may_drop_bias_reshape,
+    "MulReshapedBias": _may_drop_bias_reshape,
+    "MatMulAddToGemm": _may_become_gemm,
 }
 
 
