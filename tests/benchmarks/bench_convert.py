@@ -157,10 +157,14 @@ def main() -> None:
     parser.add_argument("--ort-runs", type=int, default=20, help="runs of each model per round")
     parser.add_argument("--latency-only", action="store_true",
                         help="only convert the first GPT with both tools and measure onnxruntime latency")
+    parser.add_argument("--only", choices=("all", "warm"), default="all",
+                        help="'warm': only the warm conversion rows (first layer count: time, nodes, ORT latency)")
     args = parser.parse_args()
     ours_python = sys.executable
     j2o = args.jax2onnx_python or None
     layer_counts = [int(n) for n in args.layers.split(",")]
+    if args.only == "warm":
+        layer_counts = layer_counts[:1]
     lines = [_row("measure", "workbench", "jax2onnx" if j2o else "-", "ratio", "target"),
              "|" + "|".join("-" * n for n in (40, 12, 12, 12, 24)) + "|"]
     if args.latency_only:
@@ -175,11 +179,12 @@ def main() -> None:
         print("\n".join(lines))
         return
 
-    floor = cold_start(ours_python, COLD_FLOOR, args.cold_repeats)
-    ours_cold = cold_start(ours_python, COLD_OURS, args.cold_repeats)
-    j2o_cold = cold_start(j2o, COLD_JAX2ONNX, args.cold_repeats) if j2o else "-"
-    lines.append(_row("cold start MLP, s (floor %.2f s)" % floor, ours_cold, j2o_cold,
-                      f"{ours_cold / floor:.2f}x fl", "<= 1.25x floor"))
+    if args.only == "all":
+        floor = cold_start(ours_python, COLD_FLOOR, args.cold_repeats)
+        ours_cold = cold_start(ours_python, COLD_OURS, args.cold_repeats)
+        j2o_cold = cold_start(j2o, COLD_JAX2ONNX, args.cold_repeats) if j2o else "-"
+        lines.append(_row("cold start MLP, s (floor %.2f s)" % floor, ours_cold, j2o_cold,
+                          f"{ours_cold / floor:.2f}x fl", "<= 1.25x floor"))
 
     with tempfile.TemporaryDirectory() as tmp:
         scaling: dict[int, dict[str, dict]] = {}
@@ -207,6 +212,9 @@ def main() -> None:
                               row["ours"]["seconds"], other["seconds"] if other else "-",
                               f"{row['ours']['seconds'] / other['seconds']:.2f}x" if other else "-", ""))
         last = layer_counts[-1]
+        if last == base:
+            print("\n".join(lines))
+            return
         ours_growth = scaling[last]["ours"]["seconds"] / first["ours"]["seconds"]
         j2o_growth = (scaling[last]["jax2onnx"]["seconds"] / j2o_first["seconds"]) if j2o_first else None
         lines.append(_row(f"scaling {last}/{base} layers", f"{ours_growth:.2f}x",

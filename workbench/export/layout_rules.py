@@ -66,7 +66,7 @@ def _typed(value: ir.Value, shape: list[int], like: ir.Value) -> ir.Value:
 
 
 def _shape_initializer(op, shape: list[int], name: str) -> ir.Value:  # noqa: ANN001 - onnxscript builder
-    return op.initializer(ir.tensor(np.array(shape, np.int64), name=name))
+    return op.initializer(ir.Tensor(np.array(shape, np.int64), name=name))
 
 
 def _reshaped(op, value: ir.Value, shape: list[int], name: str) -> ir.Value:  # noqa: ANN001
@@ -266,8 +266,8 @@ class WhereAcrossUnitReshape(RewriteRuleClassBase):
 
     def rewrite(self, op, mask, x, shape, fill, reshaped=None):  # noqa: ANN001, ANN201
         del mask, fill, reshaped
-        new_mask = op.initializer(ir.tensor(self._mask, name=f"{self._name}/mask"))
-        new_fill = op.initializer(ir.tensor(self._fill, name=f"{self._name}/fill"))
+        new_mask = op.initializer(ir.Tensor(self._mask, name=f"{self._name}/mask"))
+        new_fill = op.initializer(ir.Tensor(self._fill, name=f"{self._name}/fill"))
         selected = _typed(op.Where(new_mask, x, new_fill), self._x_shape, x)
         return op.Reshape(selected, shape)
 

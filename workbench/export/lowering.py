@@ -7,6 +7,7 @@ parameters as keyword arguments: ``rule(ctx, *operands, **eqn.params)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,12 +177,25 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
             continue
         if id(value) in new_outputs:
             builder.set_type(value, var.aval)
-            builder.state.origins[value.name] = (str(var), name, origin_location)
+            builder.state.origins[value.name] = (_var_text(var), name, origin_location)
             builder.state.origin_vars[value.name] = (tuple(builder.state.eqn_path[:-1]), var)
             producer = value.producer()
             if producer is not None and location is not None and not producer.doc_string:
                 producer.doc_string = f"{name} at {location}"
         env[var] = value
+
+
+def _var_text(var: Any) -> str:
+    """``str(var)`` (JAX's ``Var(id=...):f32[4,8]``) with the aval part formatted once per aval."""
+    try:
+        return f"Var(id={id(var)}):{_aval_text(var.aval)}"
+    except TypeError:  # an aval type that cannot be hashed: formatted every time
+        return str(var)
+
+
+@functools.lru_cache(maxsize=4096)
+def _aval_text(aval: Any) -> str:
+    return aval.str_short()
 
 
 # --------------------------------------------------------------------- discovery

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.errors import ConversionError
 from workbench.export import layout_rules
+from workbench.export.bias import bias_reshape_problem
 
 GELU_MIN_OPSET = 20
 
@@ -74,16 +76,8 @@ class _BiasReshapeBase(RewriteRuleClassBase):
     def check(self, context, x, bias, shape) -> MatchResult:  # noqa: ANN001
         del context
         result = MatchResult()
-        target = _constant(shape)
-        if target is None or bias.shape is None or not bias.shape.is_static():
-            return result.fail("the bias shape is unknown or the reshape target is not constant")
-        dims = [int(d) for d in bias.shape]
-        if len(target) < len(dims) or list(target) != [1] * (len(target) - len(dims)) + dims:
-            return result.fail("reshape target is not (1, ..., 1, *bias.shape)")
-        x_rank = _rank(x)
-        if x_rank is None or x_rank < len(target):
-            return result.fail("the other operand must have at least the reshaped rank")
-        return result
+        problem = bias_reshape_problem(x, bias, shape)
+        return result.fail(problem) if problem else result
 
     def rewrite(self, op, x, bias, shape):  # noqa: ANN001, ANN201
         del shape
@@ -272,7 +266,13 @@ def _constant_producer(value: ir.Value | None) -> bool:
     return producer is not None and producer.op_type == "Constant" and producer.domain == ""
 
 
+# the standard ops with graph attributes (bodies and branches)
+_CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+
+
 def _subgraphs(node: ir.Node) -> list[ir.Graph]:
+    if node.domain == "" and node.op_type not in _CONTROL_FLOW_OPS:
+        return []
     graphs: list[ir.Graph] = []
     for attr in node.attributes.values():
         if attr.type == ir.AttributeType.GRAPH:
@@ -331,6 +331,8 @@ class _IndexedRule:
     rule: RewriteRule
     root_op: str | None
     producer_ops: tuple[tuple[int, str], ...]
+    # a cheap necessary condition on the root node, for single-node rules tried on every node of their op type
+    guard: Callable[[ir.Node], bool] | None = None
 
     @classmethod
     def of(cls, rule: RewriteRule) -> _IndexedRule:
@@ -343,9 +345,11 @@ class _IndexedRule:
             for index, value in enumerate(root.inputs)
             if isinstance(value, NodeOutputPattern)
         )
-        return cls(rule, root.op_type, producers)
+        return cls(rule, root.op_type, producers, _ROOT_GUARDS.get(rule.name))
 
     def may_match(self, node: ir.Node) -> bool:
+        if self.guard is not None and not self.guard(node):
+            return False
         for index, op_type in self.producer_ops:
             if index >= len(node.inputs):
                 return False
@@ -356,10 +360,32 @@ class _IndexedRule:
         return True
 
 
+def _is_identity_transpose(node: ir.Node) -> bool:
+    """What onnxscript's ``TransposeIdentity`` checks: a ``perm`` attribute of ints in order."""
+    perm = node.attributes.get("perm")
+    return perm is not None and perm.type == ir.AttributeType.INTS and list(perm.as_ints()) == list(range(len(perm.as_ints())))
+
+
+# rule name → the same condition its check applies, tested before entering onnxscript's matcher (a
+# failed match costs ~100x more); for the single-node rules, which are tried on every node of their op type
+_ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
+    "TransposeIdentity": _is_identity_transpose,
+}
+
+
 def _apply_rules(
-    model: ir.Model, graph: ir.Graph | ir.Function, rules_by_root: dict[str | None, list[_IndexedRule]]
+    model: ir.Model,
+    graph: ir.Graph | ir.Function,
+    rules_by_root: dict[str | None, list[_IndexedRule]],
+    *,
+    only: set[ir.Node] | None = None,
+    touched: set[ir.Node] | None = None,
 ) -> int:
     """Try the rules whose root op is each node's op type; onnxscript matches and replaces.
+
+    ``only`` restricts the roots tried to those nodes (plus every node holding a subgraph, whose
+    body is searched whole); ``touched`` collects the nodes whose match may have changed through
+    this call's rewrites (see :func:`_note_rewrite_neighbourhood`).
 
     (onnxscript's ``RewriteRuleSet`` tries every rule on every node, which costs about as much as the
     rest of the conversion for a 1,000-node graph; indexing the rules by root op type avoids that.)
@@ -368,6 +394,9 @@ def _apply_rules(
     catch_all = rules_by_root.get(None, [])
     for node in list(graph):
         if node.graph is None:  # removed by an earlier rewrite
+            continue
+        subgraphs = _subgraphs(node)
+        if only is not None and node not in only and not subgraphs:
             continue
         for indexed in rules_by_root.get(node.op_type, []) + catch_all:
             if not indexed.may_match(node):
@@ -380,15 +409,38 @@ def _apply_rules(
                     continue  # a function body has no initializers: leave this match alone
                 for initializer in delta.new_initializers:
                     _register_initializer(graph, initializer)
+            upstream = [value.producer() for matched in delta.match.nodes for value in matched.inputs if value is not None]
             ir.convenience.replace_nodes_and_values(
                 graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
             )
+            if touched is not None:
+                _note_rewrite_neighbourhood([*delta.new_nodes, *upstream], touched)
             count += 1
             break
         else:
-            for subgraph in _subgraphs(node):
+            for subgraph in subgraphs:
                 count += _apply_rules(model, subgraph, rules_by_root)
     return count
+
+
+# how far below a rewrite a pattern root can be and still have seen the change: the layout rules'
+# patterns reach at most two nodes up from their root (``Add(Reshape(MatMul(..)))``), one more for margin
+_PATTERN_REACH = 3
+
+
+def _note_rewrite_neighbourhood(seeds: list[ir.Node | None], touched: set[ir.Node]) -> None:
+    """Add to ``touched`` every node a pattern rooted at which may match differently after a rewrite.
+
+    A pattern looks upwards from its root through the producers of its inputs, and onnxscript refuses
+    a match whose inner values have uses outside it. So the roots that can see a rewrite are the new
+    nodes and the nodes a few steps below them or below the producers that fed the replaced nodes (one
+    of their uses went away). Every other node would fail exactly as it failed in the previous round.
+    """
+    frontier = {node for node in seeds if node is not None and node.graph is not None}
+    for _ in range(_PATTERN_REACH):
+        touched |= frontier
+        frontier = {use.node for node in frontier for output in node.outputs for use in output.uses()} - touched
+    touched |= frontier
 
 
 def _register_initializer(graph: ir.Graph, initializer: ir.Value) -> None:
@@ -447,11 +499,14 @@ def rewrite_layouts(model: ir.Model) -> int:
     (rules_by_root,) = _indexed_layout_rules()
     layout_rules.annotate_shapes(model.graph)
     total = 0
+    only: set[ir.Node] | None = None  # the first round tries every node, later ones what the last changed
     for _ in range(_LAYOUT_ROUNDS):
-        count = _apply_rules(model, model.graph, rules_by_root)
+        touched: set[ir.Node] = set()
+        count = _apply_rules(model, model.graph, rules_by_root, only=only, touched=touched)
         total += count
         if count == 0:
             break
+        only = touched
     if total:
         total += layout_rules.drop_no_op_reshapes(model.graph)
     return total
@@ -527,7 +582,7 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
             if target is None or 0 in target or node.attributes.get_int("allowzero", 0):
                 continue
             array = array.reshape([int(d) for d in target])
-        weight.const_value = ir.tensor(np.ascontiguousarray(array), name=weight.name)
+        weight.const_value = ir.Tensor(np.ascontiguousarray(array), name=weight.name)
         weight.shape = ir.Shape(array.shape)
         output.replace_all_uses_with(weight)
         graph.remove(node, safe=True)

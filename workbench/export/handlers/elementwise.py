@@ -11,6 +11,7 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
+from workbench.export.bias import BIAS_BROADCAST_OPS, without_bias_reshape
 from workbench.export.builder import onnx_dtype
 from workbench.export.lowering import LoweringContext
 from workbench.export.registry import Testcase, handler
@@ -45,6 +46,14 @@ def _is_float(aval: Any) -> bool:
 # ----------------------------------------------------------------------------- n-ary direct mappings
 def _direct(op_type: str, ctx: LoweringContext, *operands: ir.Value, **params: Any) -> ir.Value:
     del params  # accuracy / out_sharding only matter to XLA
+    if op_type in BIAS_BROADCAST_OPS:
+        # a bias reshaped to (1, ..., 1, N) (Flax Dense, LayerNorm) is used as is: ONNX broadcasts it
+        left, right = operands
+        plain_right = without_bias_reshape(left, right)
+        if plain_right is not right:
+            operands = (left, plain_right)
+        else:
+            operands = (without_bias_reshape(right, left), right)
     return ctx.op(op_type, *operands)
 
 

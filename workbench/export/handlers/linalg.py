@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
-from workbench.export.builder import is_static
+from workbench.export.builder import ir_shape, is_static
 from workbench.export.lowering import LoweringContext
 from workbench.export.registry import Testcase, handler
 
@@ -82,11 +83,23 @@ def _moves_data(shape: Any, order: list[int]) -> bool:
     return kept != sorted(kept)
 
 
+def _typed(value: ir.Value, like: ir.Value, dims: Sequence[Any]) -> ir.Value:
+    """``value`` (an intermediate of this handler) typed as ``like``'s element type with shape ``dims``.
+
+    The walker types only the handler's result; typing the MatMul/Reshape/Transpose in between here
+    spares the export passes a per-node ONNX shape inference (the final full inference checks them).
+    """
+    value.type = like.type
+    value.shape = ir_shape(dims)
+    return value
+
+
 def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_batch: int, flat: list[int] | None) -> ir.Value:
     """``x`` with its axes in ``order`` (a Reshape when no data moves), then shaped ``[*batch, *flat]``."""
     moves = _moves_data(shape, order)
+    source = x
     if moves:
-        x = ctx.op("Transpose", x, perm=order)
+        x = _typed(ctx.op("Transpose", x, perm=order), source, [shape[a] for a in order])
     if flat is None and (moves or order == sorted(order)):
         return x
     if moves:  # Reshape's 0 keeps the (maybe symbolic) batch axes, which now lead
@@ -94,7 +107,8 @@ def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_
     else:
         batch = [int(shape[a]) for a in order[:n_batch]]
     rest = flat if flat is not None else [int(shape[a]) for a in order[n_batch:]]
-    return ctx.op("Reshape", x, ctx.i64(batch + rest))
+    reshaped = ctx.op("Reshape", x, ctx.i64(batch + rest))
+    return _typed(reshaped, source, [shape[a] for a in order[:n_batch]] + rest)
 
 
 @dataclass(frozen=True)
@@ -127,11 +141,14 @@ def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int
                      None if simple_left else [left.size(left.free), depth])
     second = _arrange(ctx, right.value, right.shape, right.as_right, n_batch,
                       None if simple_right else [depth, right.size(right.free)])
-    result = ctx.op("MatMul", first, second)
+    batch = [left.shape[a] for a in left.batch]
+    rows = left.shape[left.free[0]] if len(left.free) == 1 else left.size(left.free)
+    columns = right.shape[right.free[0]] if len(right.free) == 1 else right.size(right.free)
+    result = _typed(ctx.op("MatMul", first, second), left.value, [*batch, rows, columns])
     if len(left.free) != 1 or len(right.free) != 1:
         # Reshape's 0: the batch axes lead the MatMul result and keep their (maybe symbolic) size
         out = [int(left.shape[a]) for a in left.free] + [int(right.shape[a]) for a in right.free]
-        result = ctx.op("Reshape", result, ctx.i64([0] * n_batch + out))
+        result = _typed(ctx.op("Reshape", result, ctx.i64([0] * n_batch + out)), left.value, batch + out)
     return result
 
 
@@ -219,13 +236,16 @@ def _dot_general(
         size, n_out = dense
         n_free = lhs_rank - len(dimension_numbers[0][0])
         free = [int(d) if is_static(d) else 0 for d in lhs_aval.shape[:n_free]]
+        free_dims = list(lhs_aval.shape[:n_free])
         rhs_out = [int(d) for d in rhs_aval.shape[rhs_rank - n_out :]]
+        n_columns = int(np.prod(rhs_out))
         if lhs_rank - n_free > 1:
-            lhs = ctx.op("Reshape", lhs, ctx.i64(free + [size]))
+            lhs = _typed(ctx.op("Reshape", lhs, ctx.i64(free + [size])), lhs, [*free_dims, size])
         if rhs_rank != 2:
-            rhs = ctx.op("Reshape", rhs, ctx.i64([size, int(np.prod(rhs_out))]))
+            rhs = _typed(ctx.op("Reshape", rhs, ctx.i64([size, n_columns])), rhs, [size, n_columns])
         result = ctx.op("MatMul", lhs, rhs)
         if n_out != 1:
+            _typed(result, lhs, [*free_dims, n_columns])
             result = ctx.op("Reshape", result, ctx.i64(free + rhs_out))
     else:
         # onnxruntime runs MatMul (with the transposes) several times faster than Einsum on these
@@ -236,5 +256,5 @@ def _dot_general(
     if preferred_element_type is not None and np.dtype(out_dtype) != np.dtype(lhs_aval.dtype):
         from workbench.export.builder import onnx_dtype
 
-        result = ctx.op("Cast", result, to=onnx_dtype(out_dtype))
+        result = ctx.op("Cast", _typed(result, lhs, ctx.aval_out.shape), to=onnx_dtype(out_dtype))
     return result
