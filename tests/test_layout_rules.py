@@ -232,3 +232,16 @@ def test_reshape_read_elsewhere_is_not_rewritten_away():
     assert [node.op_type for node in after.graph.node].count("Transpose") == 1
     x = np.random.default_rng(0).standard_normal((1, 4, 6, 3)).astype(np.float32)
     np.testing.assert_array_equal(_run(after, {"x": x}), _run(before, {"x": x}))
+
+
+@pytest.mark.parametrize("name", ["nnx_vit", "nnx_cnn", "nnx_mlp"])
+def test_static_batch_zoo_models_keep_parity(name):
+    # the zoo's specs have a symbolic batch, which the rules leave alone: with a static batch they apply
+    from workbench import zoo
+
+    built = getattr(zoo, name)()
+    shape = tuple(2 if isinstance(size, str) else size for size in built.inputs[0])
+    model = wb.to_onnx(built.fn, [shape])
+    assert_graph_quality(model)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    assert_matches_jax(built.eval_fn(), model, [x], rtol=1e-4, atol=1e-4)

@@ -67,7 +67,13 @@ def _load(code: CodeType, function_name: str) -> Callable[..., Any]:
 
 
 def to_jax(model: ModelSource) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """``(forward, params)``: call ``forward(params, *inputs)``; one output -> array, several -> tuple."""
+    """``(forward, params)``: call ``forward(params, *inputs)``; one output -> array, several -> tuple.
+
+    ``jax.jit(forward)`` takes the weights as arguments (for fine-tuning and ``jax.grad``). For
+    inference, ``jax.jit(functools.partial(forward, params))`` folds them in as constants, as an
+    onnxruntime session does: XLA then computes everything that depends on weights alone
+    (BatchNorm coefficients, the weight layouts its CPU convolutions want) once, at compile time.
+    """
     import jax.numpy as jnp
 
     _, forward, params = generate_compiled(model)
