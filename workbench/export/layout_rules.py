@@ -31,15 +31,11 @@ from onnxscript.rewriter._basics import MatchResult
 from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.rules import common as common_rules
 
+from workbench.export.ir_values import constant_array
+
 # the scalar ops a reshape is moved across (their result at each element depends on that element only)
 _SCALAR_OPS = ("Mul", "Add", "Sub", "Div")
 
-
-def _constant(value: ir.Value | None) -> np.ndarray | None:
-    if value is None:
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
-    return None if tensor is None else tensor.numpy()
 
 
 def _static_shape(value: ir.Value | None) -> list[int] | None:
@@ -94,9 +90,9 @@ class BiasBeforeHeadSplit(RewriteRuleClassBase):
         del weight
         result = MatchResult()
         product_shape, split_shape, bias_shape = _static_shape(product), _static_shape(split), _static_shape(bias)
-        if product_shape is None or split_shape is None or bias_shape is None or _constant(bias) is None:
+        if product_shape is None or split_shape is None or bias_shape is None or constant_array(bias) is None:
             return result.fail("shapes must be static and the bias constant")
-        if _constant(shape) is None or x.dtype != bias.dtype:
+        if constant_array(shape) is None or x.dtype != bias.dtype:
             return result.fail("the reshape target is not constant or the dtypes differ")
         lead = len(product_shape) - 1
         if lead < 1 or split_shape[:lead] != product_shape[:lead]:
@@ -216,9 +212,9 @@ class ReshapeAfterScalarOp(RewriteRuleClassBase):
 
     def check(self, context, x, shape, scalar) -> MatchResult:  # noqa: ANN001
         result = MatchResult()
-        value = _constant(scalar)
+        value = constant_array(scalar)
         x_shape, out_shape = _static_shape(x), _static_shape(context.output_values[0])
-        if value is None or value.size != 1 or x_shape is None or out_shape is None or _constant(shape) is None:
+        if value is None or value.size != 1 or x_shape is None or out_shape is None or constant_array(shape) is None:
             return result.fail("needs a one-element constant and static shapes")
         if value.ndim > len(x_shape) or scalar.dtype != x.dtype:
             return result.fail("the constant would change the rank or the dtype")
@@ -246,7 +242,7 @@ class WhereAcrossUnitReshape(RewriteRuleClassBase):
         del shape
         result = MatchResult()
         out = context.output_values[0]
-        mask_array, fill_array = _constant(mask), _constant(fill)
+        mask_array, fill_array = constant_array(mask), constant_array(fill)
         x_shape, out_shape = _static_shape(x), _static_shape(out)
         if mask_array is None or fill_array is None or mask_array.dtype != np.bool_:
             return result.fail("mask and fill must be constants, the mask boolean")
@@ -336,7 +332,7 @@ def _static_output_shape(node: ir.Node) -> list[int] | None:
     if not shapes or any(shape is None for shape in shapes):
         return None
     if node.op_type == "Reshape":
-        target = _constant(node.inputs[1])
+        target = constant_array(node.inputs[1])
         if target is None or node.attributes.get_int("allowzero", 0):
             return None
         dims = [shapes[0][axis] if size == 0 else int(size) for axis, size in enumerate(target.reshape(-1))]

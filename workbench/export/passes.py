@@ -36,22 +36,16 @@ from onnxscript.rewriter.rules import common as common_rules
 from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.errors import ConversionError
+from workbench.export.ir_values import constant_array
 from workbench.export import layout_rules
 from workbench.export.bias import bias_reshape_problem
 
 GELU_MIN_OPSET = 20
 
 
-def _constant(value: ir.Value | None) -> np.ndarray | None:
-    """The array of an initializer or Constant output, or None when the value is computed at run time."""
-    if value is None:
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
-    return None if tensor is None else tensor.numpy()
-
 
 def _is_scalar(value: ir.Value | None, expected: float, *, rtol: float = 1e-6) -> bool:
-    array = _constant(value)
+    array = constant_array(value)
     if array is None or array.size != 1:
         return False
     actual = float(array.reshape(()))
@@ -112,7 +106,7 @@ class SoftmaxFusion(RewriteRuleClassBase):
         result = MatchResult()
         if not _is_scalar(floor, -math.inf):
             return result.fail("the max guard is not -inf")
-        axes = [_constant(a) for a in (axes_max, axes_unsq1, axes_sum, axes_unsq2)]
+        axes = [constant_array(a) for a in (axes_max, axes_unsq1, axes_sum, axes_unsq2)]
         rank = _rank(x)
         if rank is None or any(a is None or a.size != 1 for a in axes):
             return result.fail("softmax over one constant axis only")
@@ -123,7 +117,7 @@ class SoftmaxFusion(RewriteRuleClassBase):
 
     def rewrite(self, op, x, floor, axes_max, axes_unsq1, axes_sum, axes_unsq2):  # noqa: ANN001, ANN201
         del floor, axes_unsq1, axes_sum, axes_unsq2
-        return op.Softmax(x, axis=int(_constant(axes_max).reshape(())))
+        return op.Softmax(x, axis=int(constant_array(axes_max).reshape(())))
 
 
 # ------------------------------------------------------------------------------------ gelu
@@ -203,7 +197,7 @@ class LayerNormFusion(RewriteRuleClassBase):
         if x.dtype != ir.DataType.FLOAT or x.shape is None:
             return result.fail("fused for float32 inputs of known rank only (LayerNormalization stashes float32)")
         rank = len(x.shape)
-        axes_array, axes2_array = _constant(axes), _constant(axes2)
+        axes_array, axes2_array = constant_array(axes), constant_array(axes2)
         if axes_array is None or axes2_array is None:
             return result.fail("reduction axes are not constant")
         normalized = sorted({int(a) % rank for a in axes_array.reshape(-1)})
@@ -217,7 +211,7 @@ class LayerNormFusion(RewriteRuleClassBase):
         size = float(math.prod(trailing))
         if not (_is_scalar(count, size) and _is_scalar(count2, size) and _is_scalar(zero, 0.0)):
             return result.fail("divisors are not the normalized size or the variance guard is not 0")
-        eps_array = _constant(eps)
+        eps_array = constant_array(eps)
         if eps_array is None or eps_array.size != 1 or not float(eps_array.reshape(())) >= 0.0:
             return result.fail("epsilon is not a non-negative constant")
         for value in (scale, bias) if self.with_scale else (bias,):
@@ -230,8 +224,8 @@ class LayerNormFusion(RewriteRuleClassBase):
     def rewrite(self, op, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale=None, bias=None):  # noqa: ANN001, ANN201
         del axes2, count, count2, zero, mean_shape, var_shape
         rank = len(x.shape)
-        first_axis = min(int(a) % rank for a in _constant(axes).reshape(-1))
-        epsilon = float(_constant(eps).reshape(()))
+        first_axis = min(int(a) % rank for a in constant_array(axes).reshape(-1))
+        epsilon = float(constant_array(eps).reshape(()))
         trailing = [int(d) for d in x.shape[first_axis:]]
         if not self.with_scale:
             scale = op.Constant(value=ir.tensor(np.ones(trailing, np.float32)))
@@ -612,7 +606,7 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
             perm = node.attributes.get("perm")
             array = np.transpose(array, None if perm is None else list(perm.as_ints()))
         else:
-            target = _constant(node.inputs[1])
+            target = constant_array(node.inputs[1])
             if target is None or 0 in target or node.attributes.get_int("allowzero", 0):
                 continue
             array = array.reshape([int(d) for d in target])
