@@ -27,9 +27,9 @@ def bias_reshape_problem(x: ir.Value, bias: ir.Value, shape: ir.Value | None) ->
     return None
 
 
-def without_bias_reshape(x: ir.Value, operand: ir.Value) -> ir.Value:
+def droppable_bias(x: ir.Value, operand: ir.Value) -> ir.Value | None:
     """``bias`` when ``operand`` is ``Reshape(bias, (1, ..., 1, *bias.shape))`` and ``x`` has at least
-    that rank, else ``operand`` itself (the rewriter would make the same change at ~100x the cost)."""
+    that rank, else None."""
     producer = operand.producer()
     if (
         producer is None
@@ -39,6 +39,13 @@ def without_bias_reshape(x: ir.Value, operand: ir.Value) -> ir.Value:
         or producer.attributes.get_int("allowzero", 0)
         or producer.inputs[0] is None
     ):
-        return operand
+        return None
     bias = producer.inputs[0]
-    return operand if bias_reshape_problem(x, bias, producer.inputs[1]) else bias
+    return None if bias_reshape_problem(x, bias, producer.inputs[1]) else bias
+
+
+def without_bias_reshape(x: ir.Value, operand: ir.Value) -> ir.Value:
+    """The bias itself when ``operand`` is a droppable bias reshape (:func:`droppable_bias`), else
+    ``operand`` (the rewriter would make the same change at ~100x the cost)."""
+    bias = droppable_bias(x, operand)
+    return operand if bias is None else bias

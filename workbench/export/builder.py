@@ -82,6 +82,17 @@ def ir_shape(shape: Sequence[Any]) -> ir.Shape:
     return ir.Shape([dim_text(d) for d in shape])
 
 
+def typed_like(value: ir.Value, like: ir.Value, dims: Sequence[Any]) -> ir.Value:
+    """``value`` given ``like``'s element type and the shape ``dims`` (ints, names or JAX dims); returns it.
+
+    For values that handlers and rewrite rules build in between: later passes read these types, and
+    setting them here spares a per-node ONNX shape inference (the final full inference checks them).
+    """
+    value.type = like.type
+    value.shape = ir_shape(dims)
+    return value
+
+
 def is_static(dim: Any) -> bool:
     return isinstance(dim, (int, np.integer))
 

@@ -31,11 +31,11 @@ from onnxscript.rewriter._basics import MatchResult
 from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.rules import common as common_rules
 
+from workbench.export.builder import typed_like
 from workbench.export.ir_values import constant_array
 
 # the scalar ops a reshape is moved across (their result at each element depends on that element only)
 _SCALAR_OPS = ("Mul", "Add", "Sub", "Div")
-
 
 
 def _static_shape(value: ir.Value | None) -> list[int] | None:
@@ -54,13 +54,6 @@ def _only_unit_axes_differ(a: list[int] | None, b: list[int] | None) -> bool:
     return a is not None and b is not None and _without_units(a) == _without_units(b)
 
 
-def _typed(value: ir.Value, shape: list[int], like: ir.Value) -> ir.Value:
-    """Give a value built by a rewrite its static shape and the dtype of ``like`` (later rules read them)."""
-    value.shape = ir.Shape(shape)
-    value.type = like.type
-    return value
-
-
 def _shape_initializer(op, shape: list[int], name: str) -> ir.Value:  # noqa: ANN001 - onnxscript builder
     return op.initializer(ir.Tensor(np.array(shape, np.int64), name=name))
 
@@ -69,7 +62,7 @@ def _reshaped(op, value: ir.Value, shape: list[int], name: str) -> ir.Value:  # 
     """``Reshape(value, shape)``, or ``value`` itself when it already has that shape."""
     if _static_shape(value) == shape:
         return value
-    return _typed(op.Reshape(value, _shape_initializer(op, shape, name)), shape, value)
+    return typed_like(op.Reshape(value, _shape_initializer(op, shape, name)), value, shape)
 
 
 # ------------------------------------------------------------------------------------ biases
@@ -108,11 +101,11 @@ class BiasBeforeHeadSplit(RewriteRuleClassBase):
 
     def rewrite(self, op, x, weight, shape, bias, product=None, split=None):  # noqa: ANN001, ANN201
         del product, split
-        flat_bias = _typed(
-            op.Reshape(bias, _shape_initializer(op, [self._flat], f"{self._name}/bias_shape")), [self._flat], bias
+        flat_bias = typed_like(
+            op.Reshape(bias, _shape_initializer(op, [self._flat], f"{self._name}/bias_shape")), bias, [self._flat]
         )
-        product = _typed(op.MatMul(x, weight), self._product_shape, x)
-        return op.Reshape(_typed(op.Add(product, flat_bias), self._product_shape, x), shape)
+        product = typed_like(op.MatMul(x, weight), x, self._product_shape)
+        return op.Reshape(typed_like(op.Add(product, flat_bias), x, self._product_shape), shape)
 
 
 # ------------------------------------------------------------------------------ transposes
@@ -171,7 +164,7 @@ class TransposeDropUnitAxes(RewriteRuleClassBase):
         del shape, reshaped, transposed
         value = _reshaped(op, x, self._input_shape, f"{self._name}/input_shape")
         if self._perm is not None and self._perm != sorted(self._perm):
-            value = _typed(op.Transpose(value, perm=self._perm), self._frame, x)
+            value = typed_like(op.Transpose(value, perm=self._perm), x, self._frame)
         return _reshaped(op, value, self._out_shape, f"{self._name}/shape")
 
 
@@ -222,7 +215,7 @@ class ReshapeAfterScalarOp(RewriteRuleClassBase):
         return result
 
     def rewrite(self, op, x, shape, scalar):  # noqa: ANN001, ANN201
-        applied = _typed(getattr(op, self.op_type)(x, scalar), self._x_shape, x)
+        applied = typed_like(getattr(op, self.op_type)(x, scalar), x, self._x_shape)
         return op.Reshape(applied, shape)
 
 
@@ -264,7 +257,7 @@ class WhereAcrossUnitReshape(RewriteRuleClassBase):
         del mask, fill, reshaped
         new_mask = op.initializer(ir.Tensor(self._mask, name=f"{self._name}/mask"))
         new_fill = op.initializer(ir.Tensor(self._fill, name=f"{self._name}/fill"))
-        selected = _typed(op.Where(new_mask, x, new_fill), self._x_shape, x)
+        selected = typed_like(op.Where(new_mask, x, new_fill), x, self._x_shape)
         return op.Reshape(selected, shape)
 
 
@@ -302,7 +295,7 @@ class SoftmaxAcrossUnitReshape(RewriteRuleClassBase):
 
     def rewrite(self, op, x, shape, probs=None):  # noqa: ANN001, ANN201
         del probs
-        return op.Reshape(_typed(op.Softmax(x, axis=self._axis), self._x_shape, x), shape)
+        return op.Reshape(typed_like(op.Softmax(x, axis=self._axis), x, self._x_shape), shape)
 
 
 def annotate_shapes(graph: ir.Graph) -> None:

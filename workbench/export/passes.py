@@ -36,12 +36,11 @@ from onnxscript.rewriter.rules import common as common_rules
 from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.errors import ConversionError
-from workbench.export.ir_values import constant_array
 from workbench.export import layout_rules
-from workbench.export.bias import bias_reshape_problem
+from workbench.export.bias import bias_reshape_problem, droppable_bias
+from workbench.export.ir_values import constant_array
 
 GELU_MIN_OPSET = 20
-
 
 
 def _is_scalar(value: ir.Value | None, expected: float, *, rtol: float = 1e-6) -> bool:
@@ -365,18 +364,10 @@ def _may_drop_bias_reshape(node: ir.Node) -> bool:
     if len(node.inputs) != 2:
         return False
     left, right = node.inputs
-    for x, operand in ((left, right), (right, left)):
-        producer = None if operand is None else operand.producer()
-        if (
-            x is not None
-            and producer is not None
-            and producer.op_type == "Reshape"
-            and len(producer.inputs) == 2
-            and producer.inputs[0] is not None
-            and bias_reshape_problem(x, producer.inputs[0], producer.inputs[1]) is None
-        ):
-            return True
-    return False
+    return any(
+        x is not None and operand is not None and droppable_bias(x, operand) is not None
+        for x, operand in ((left, right), (right, left))
+    )
 
 
 def _may_become_gemm(node: ir.Node) -> bool:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -13,7 +13,7 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
-from workbench.export.builder import ir_shape, is_static
+from workbench.export.builder import is_static, typed_like
 from workbench.export.lowering import LoweringContext
 from workbench.export.registry import Testcase, handler
 
@@ -83,23 +83,12 @@ def _moves_data(shape: Any, order: list[int]) -> bool:
     return kept != sorted(kept)
 
 
-def _typed(value: ir.Value, like: ir.Value, dims: Sequence[Any]) -> ir.Value:
-    """``value`` (an intermediate of this handler) typed as ``like``'s element type with shape ``dims``.
-
-    The walker types only the handler's result; typing the MatMul/Reshape/Transpose in between here
-    spares the export passes a per-node ONNX shape inference (the final full inference checks them).
-    """
-    value.type = like.type
-    value.shape = ir_shape(dims)
-    return value
-
-
 def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_batch: int, flat: list[int] | None) -> ir.Value:
     """``x`` with its axes in ``order`` (a Reshape when no data moves), then shaped ``[*batch, *flat]``."""
     moves = _moves_data(shape, order)
     source = x
     if moves:
-        x = _typed(ctx.op("Transpose", x, perm=order), source, [shape[a] for a in order])
+        x = typed_like(ctx.op("Transpose", x, perm=order), source, [shape[a] for a in order])
     if flat is None and (moves or order == sorted(order)):
         return x
     if moves:  # Reshape's 0 keeps the (maybe symbolic) batch axes, which now lead
@@ -108,7 +97,7 @@ def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_
         batch = [int(shape[a]) for a in order[:n_batch]]
     rest = flat if flat is not None else [int(shape[a]) for a in order[n_batch:]]
     reshaped = ctx.op("Reshape", x, ctx.i64(batch + rest))
-    return _typed(reshaped, source, [shape[a] for a in order[:n_batch]] + rest)
+    return typed_like(reshaped, source, [shape[a] for a in order[:n_batch]] + rest)
 
 
 @dataclass(frozen=True)
@@ -120,6 +109,12 @@ class _Operand:
     batch: list[int]
     free: list[int]
     contract: list[int]
+
+    @classmethod
+    def of(cls, value: ir.Value, shape: Any, batch: Sequence[int], contract: Sequence[int]) -> _Operand:
+        """The operand with its free axes: those neither batched nor contracted, in order."""
+        free = [a for a in range(len(shape)) if a not in batch and a not in contract]
+        return cls(value, shape, list(batch), free, list(contract))
 
     def size(self, axes: list[int]) -> int:
         return int(np.prod([int(self.shape[a]) for a in axes]))
@@ -144,11 +139,11 @@ def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int
     batch = [left.shape[a] for a in left.batch]
     rows = left.shape[left.free[0]] if len(left.free) == 1 else left.size(left.free)
     columns = right.shape[right.free[0]] if len(right.free) == 1 else right.size(right.free)
-    result = _typed(ctx.op("MatMul", first, second), left.value, [*batch, rows, columns])
+    result = typed_like(ctx.op("MatMul", first, second), left.value, [*batch, rows, columns])
     if len(left.free) != 1 or len(right.free) != 1:
         # Reshape's 0: the batch axes lead the MatMul result and keep their (maybe symbolic) size
         out = [int(left.shape[a]) for a in left.free] + [int(right.shape[a]) for a in right.free]
-        result = _typed(ctx.op("Reshape", result, ctx.i64([0] * n_batch + out)), left.value, batch + out)
+        result = typed_like(ctx.op("Reshape", result, ctx.i64([0] * n_batch + out)), left.value, batch + out)
     return result
 
 
@@ -159,8 +154,8 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
     symbolic (their products would need runtime shape arithmetic; Einsum says it more simply then)."""
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
     lhs_shape, rhs_shape = ctx.avals_in[0].shape, ctx.avals_in[1].shape
-    left = _Operand(lhs, lhs_shape, list(lhs_batch), [a for a in range(len(lhs_shape)) if a not in lhs_batch and a not in lhs_contract], list(lhs_contract))
-    right = _Operand(rhs, rhs_shape, list(rhs_batch), [a for a in range(len(rhs_shape)) if a not in rhs_batch and a not in rhs_contract], list(rhs_contract))
+    left = _Operand.of(lhs, lhs_shape, lhs_batch, lhs_contract)
+    right = _Operand.of(rhs, rhs_shape, rhs_batch, rhs_contract)
     fixed = [lhs_shape[a] for a in [*left.free, *left.contract]] + [rhs_shape[a] for a in right.free]
     if not all(is_static(d) for d in fixed):
         return None
@@ -240,12 +235,12 @@ def _dot_general(
         rhs_out = [int(d) for d in rhs_aval.shape[rhs_rank - n_out :]]
         n_columns = int(np.prod(rhs_out))
         if lhs_rank - n_free > 1:
-            lhs = _typed(ctx.op("Reshape", lhs, ctx.i64(free + [size])), lhs, [*free_dims, size])
+            lhs = typed_like(ctx.op("Reshape", lhs, ctx.i64(free + [size])), lhs, [*free_dims, size])
         if rhs_rank != 2:
-            rhs = _typed(ctx.op("Reshape", rhs, ctx.i64([size, n_columns])), rhs, [size, n_columns])
+            rhs = typed_like(ctx.op("Reshape", rhs, ctx.i64([size, n_columns])), rhs, [size, n_columns])
         result = ctx.op("MatMul", lhs, rhs)
         if n_out != 1:
-            _typed(result, lhs, [*free_dims, n_columns])
+            typed_like(result, lhs, [*free_dims, n_columns])
             result = ctx.op("Reshape", result, ctx.i64(free + rhs_out))
     else:
         # onnxruntime runs MatMul (with the transposes) several times faster than Einsum on these
@@ -256,5 +251,5 @@ def _dot_general(
     if preferred_element_type is not None and np.dtype(out_dtype) != np.dtype(lhs_aval.dtype):
         from workbench.export.builder import onnx_dtype
 
-        result = ctx.op("Cast", _typed(result, lhs, ctx.aval_out.shape), to=onnx_dtype(out_dtype))
+        result = ctx.op("Cast", typed_like(result, lhs, ctx.aval_out.shape), to=onnx_dtype(out_dtype))
     return result
