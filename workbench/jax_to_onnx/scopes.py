@@ -111,10 +111,25 @@ def _scoped(call: Callable[..., Any], paths: dict[int, tuple[str, ...]], active:
 def module_path(name_stack: str, *, drop_root: bool) -> str:
     """The dotted module path in a JAX name stack: ``jit(f)/CNN/block2/c1`` → ``block2.c1``.
 
-    Transformation markers (``vmap()``, ``jit(f)``) and Equinox's class scopes (``eqx.nn.Conv``) are
-    not module names and are skipped; Linen's root module (its class name) is dropped with ``drop_root``.
+    Transformation markers are skipped: ``jit(f)`` names a function, ``vmap(conv1)`` wraps the scope
+    opened inside the vmapped function (``conv1``). Equinox's class scopes (``eqx.nn.Conv``) are not
+    module names either; Linen's root module (its class name) is dropped with ``drop_root``.
     """
-    parts = [part for part in name_stack.split("/") if part and "(" not in part and not part.startswith("eqx.")]
+    parts = [part for part in map(_unwrap, name_stack.split("/")) if part and not part.startswith("eqx.")]
     if drop_root and parts:
         parts = parts[1:]
     return ".".join(parts)
+
+
+# transformations whose marker holds a function name rather than the name scope opened inside them
+_FUNCTION_MARKERS = frozenset({"jit", "pjit", "remat", "checkpoint", "custom_jvp_call", "custom_vjp_call"})
+
+
+def _unwrap(part: str) -> str:
+    """``vmap(conv1)`` → ``conv1``, ``vmap()`` and ``jit(f)`` → ``""``, anything else unchanged."""
+    while part.endswith(")") and "(" in part:
+        marker, _, inner = part.partition("(")
+        if marker in _FUNCTION_MARKERS or not marker.isidentifier():
+            return ""
+        part = inner[:-1]
+    return part

@@ -18,7 +18,7 @@ from onnx_ir.passes import common as common_passes
 from workbench.jax_to_onnx.provenance import unique_node_names
 from workbench.jax_to_onnx.passes.folding import fold_constants, fold_weight_layouts
 from workbench.jax_to_onnx.passes.affine import fold_affine_chains
-from workbench.jax_to_onnx.passes.layout import sink_channel_transposes
+from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_transposes
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
 
@@ -39,6 +39,7 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
         fold_constants(model, weights)
         sink_channel_transposes(model.graph)
         fuse_patterns(model)
+        drop_identities(model.graph)
         fold_affine_chains(model.graph)
         rewrite_layouts(model)
         fold_weight_layouts(model.graph, weights)

@@ -47,6 +47,10 @@ class _Chain:
 def fold_affine_chains(graph: ir.Graph) -> int:
     """Fold per-channel affine chains into their producer, or into one BatchNormalization; returns how many."""
     count = 0
+    for value in list(graph.inputs):
+        chain = _collect(value, 1)
+        if chain is not None and _replace_chain(graph, value, chain):
+            count += 1
     for node in list(graph):
         if node.graph is None or len(node.outputs) != 1:
             continue

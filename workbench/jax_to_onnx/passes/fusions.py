@@ -191,6 +191,32 @@ class LeakyReluFusion(RewriteRuleClassBase):
         return op.LeakyRelu(x, alpha=float(constant_array(alpha)))
 
 
+class ReduceMeanFusion(RewriteRuleClassBase):
+    """jnp.mean: ``ReduceSum(x, axes) / n`` with n the number of reduced elements → ``ReduceMean(x, axes)``."""
+
+    def pattern(self, op, x, axes, count):  # noqa: ANN001, ANN201
+        return op.Div(op.ReduceSum(x, axes, _allow_other_attributes=True, _outputs=["total"]), count)
+
+    def check(self, context, x, axes, count, total) -> MatchResult:  # noqa: ANN001
+        del context
+        result = MatchResult()
+        axes_array = constant_array(axes)
+        if x.shape is None or axes_array is None or axes_array.size == 0:
+            return result.fail("reduction axes are not constant")
+        if total.producer().attributes.get_int("noop_with_empty_axes", 0):
+            return result.fail("noop_with_empty_axes")
+        rank = len(x.shape)
+        dims = [x.shape[int(a) % rank] for a in axes_array.reshape(-1)]
+        if not all(isinstance(d, int) for d in dims) or not _is_scalar(count, float(math.prod(dims))):
+            return result.fail("the divisor is not the number of reduced elements")
+        return result
+
+    def rewrite(self, op, x, axes, count, total):  # noqa: ANN001, ANN201
+        del count
+        keepdims = total.producer().attributes.get_int("keepdims", 1)
+        return op.ReduceMean(x, axes, keepdims=keepdims)
+
+
 # ------------------------------------------------------------------------------ layer norm
 class LayerNormFusion(RewriteRuleClassBase):
     """flax ``LayerNorm`` (fast variance): mean and E[x²] over the trailing axes, ``var = max(E[x²] - mean², 0)``,
@@ -290,8 +316,8 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
         fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
     # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
     unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)]
-    # Max(x, 0) is also LayerNorm's variance guard: Relu only once the LayerNorms are fused
-    activations = [(ReluFusion.rule(), False), (LeakyReluFusion.rule(), False)]
+    # Max(x, 0) is also LayerNorm's variance guard and ReduceSum/n its mean: both only once LayerNorms are fused
+    activations = [(ReluFusion.rule(), False), (LeakyReluFusion.rule(), False), (ReduceMeanFusion.rule(), False)]
     activations += [(rule, False) for rule in _hard_swish_rules()]
     return [layout + bias + clips, fusions, unbiased, activations]
 
