@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tempfile
 import time
 from pathlib import Path
+
+from workbench.files import write_bytes_atomic
 
 # Set by the server extension in its own environment; kernels it launches inherit them.
 ENV_STORE_DIR = "WORKBENCH_VIEWER_STORE"
@@ -62,14 +63,7 @@ class ModelStore:
         """Write the model atomically (temp file in the same directory, then os.replace)."""
         self.ensure()
         target = self._path(token)
-        with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".tmp-", suffix=_SUFFIX, delete=False) as tmp:
-            tmp.write(data)
-            temp_path = Path(tmp.name)
-        try:
-            os.replace(temp_path, target)
-        except BaseException:
-            temp_path.unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(target, data)
         self.prune()
         return target
 
