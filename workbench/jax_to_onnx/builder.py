@@ -19,6 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from workbench.errors import ConversionError
+from workbench.jax_to_onnx.keys import physical_aval
 
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
@@ -151,6 +152,7 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------ values
     def add_input(self, name: str, aval: Any) -> ir.Value:
+        aval = physical_aval(aval)  # a PRNG key array is carried by its uint32 key data
         value = ir.Value(
             name=self.state.fresh(name),
             type=ir.TensorType(onnx_dtype(aval.dtype)),
@@ -170,6 +172,7 @@ class GraphBuilder:
                 self.dim_sources[text] = (value, axis)
 
     def set_type(self, value: ir.Value, aval: Any) -> None:
+        aval = physical_aval(aval)
         value.type = tensor_type(np.dtype(aval.dtype))
         value.shape = ir_shape(aval.shape)
 
