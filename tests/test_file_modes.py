@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from tests import web_models
-from tests.test_web_harness import fake_cache  # noqa: F401 - the fixture, shared with the harness tests
+from tests.support import web_models
+from tests.web.test_harness import fake_cache  # noqa: F401 - the fixture, shared with the harness tests
 from workbench import cli, files
 from workbench.jupyter.model_store import ModelStore, new_token
 from workbench.web.harness import export_web_harness

@@ -26,18 +26,18 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {
-    "to_onnx": "workbench.export.api",
-    "convert": "workbench.export.api",
-    "Conversion": "workbench.export.api",
-    "onnx_function": "workbench.trace.functions",
+    "to_onnx": "workbench.jax_to_onnx.api",
+    "convert": "workbench.jax_to_onnx.api",
+    "Conversion": "workbench.jax_to_onnx.api",
+    "onnx_function": "workbench.jax_to_onnx.functions",
     "check": "workbench.analysis.report",
     "CompatibilityReport": "workbench.analysis.report",
     "parity": "workbench.analysis.parity",
     "ParityReport": "workbench.analysis.parity",
     "locate_divergence": "workbench.analysis.locate",
-    "to_jax_source": "workbench.codegen.api",
-    "to_jax": "workbench.codegen.api",
-    "save_jax": "workbench.codegen.api",
+    "to_jax_source": "workbench.onnx_to_jax.api",
+    "to_jax": "workbench.onnx_to_jax.api",
+    "save_jax": "workbench.onnx_to_jax.api",
     "coverage": "workbench.jupyter.coverage",
     "view": "workbench.jupyter.viewer",
     "export_web_harness": "workbench.web.harness",
@@ -99,10 +99,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from workbench.analysis.locate import locate_divergence
     from workbench.analysis.parity import ParityReport, parity
     from workbench.analysis.report import CompatibilityReport, check
-    from workbench.codegen.api import save_jax, to_jax, to_jax_source
-    from workbench.export.api import Conversion, convert, to_onnx
+    from workbench.onnx_to_jax.api import save_jax, to_jax, to_jax_source
+    from workbench.jax_to_onnx.api import Conversion, convert, to_onnx
     from workbench.jupyter.coverage import coverage
     from workbench.jupyter.viewer import view
-    from workbench.trace.functions import onnx_function
+    from workbench.jax_to_onnx.functions import onnx_function
     from workbench.web.harness import HarnessInfo, export_web_harness
     from workbench.web.smoke import SmokeReport, smoke_test_web_harness

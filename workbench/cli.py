@@ -24,7 +24,7 @@ def inspect_model(path: str) -> dict[str, Any]:
     import numpy as np
     import onnx
 
-    from workbench.importer.reader import load_model
+    from workbench.onnx_to_jax.reader import load_model
 
     loaded = load_model(path)
     graph = loaded.model.graph
@@ -120,7 +120,7 @@ def _add_inspect(subparsers: Any) -> None:
 
 # ---- to-jax -------------------------------------------------------------------------------
 def _run_to_jax(args: argparse.Namespace) -> int:
-    from workbench.codegen.api import save_jax
+    from workbench.onnx_to_jax.api import save_jax
 
     out = save_jax(args.model, args.output)
     print(f"wrote {out / 'model_jax.py'}, {out / 'weights.npz'} and {out / 'load.py'}")
@@ -156,7 +156,7 @@ def _resolve_target(text: str) -> Any:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from workbench.export.api import to_onnx
+    from workbench.jax_to_onnx.api import to_onnx
     from workbench.specs import TensorSpec, parse_shape_text
 
     specs = []

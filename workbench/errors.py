@@ -59,7 +59,7 @@ class UnsupportedPrimitiveError(WorkbenchError):
         super().__init__(
             f"{len(primitives)} primitive(s) have no ONNX handler:\n{lines}\n"
             "Run wb.check(fn, inputs) for the full report and a handler stub, "
-            "or register a handler with @workbench.export.registry.handler(...)."
+            "or register a handler with @workbench.jax_to_onnx.registry.handler(...)."
         )
 
 

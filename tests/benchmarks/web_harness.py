@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import web_models
+from tests.support import web_models
 from workbench.web.harness import GreedyGeneration, export_web_harness
 from workbench.web.smoke import smoke_test_web_harness
 

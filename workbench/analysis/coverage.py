@@ -152,8 +152,8 @@ def _parity_outcome(fn: Callable[..., Any], model: Any, inputs: Sequence[Any], *
 def _handler_entries() -> Iterator[CoverageEntry]:
     import jax
 
-    from workbench.export.api import to_onnx
-    from workbench.export.registry import REGISTRY, HandlerInfo, Testcase
+    from workbench.jax_to_onnx.api import to_onnx
+    from workbench.jax_to_onnx.registry import REGISTRY, HandlerInfo, Testcase
 
     def export(case: Testcase) -> Any:
         with jax.enable_x64(case.x64):
@@ -188,13 +188,13 @@ def _handler_entries() -> Iterator[CoverageEntry]:
 
 
 def _convert_zoo_model(built: Any) -> Any:
-    from workbench.export.api import to_onnx
+    from workbench.jax_to_onnx.api import to_onnx
 
     return to_onnx(built.fn, built.inputs)
 
 
 def _zoo_entries() -> Iterator[CoverageEntry]:
-    from workbench.export.api import to_onnx
+    from workbench.jax_to_onnx.api import to_onnx
     from workbench.zoo import ZOO, ZooModel
 
     def runner(build: Callable[[], ZooModel]) -> Callable[[], Outcome]:
@@ -222,8 +222,8 @@ def _zoo_entries() -> Iterator[CoverageEntry]:
 
 
 def _emitter_entries() -> Iterator[CoverageEntry]:
-    from workbench.codegen import node_suite
-    from workbench.codegen.registry import registered
+    from workbench.onnx_to_jax import node_suite
+    from workbench.onnx_to_jax.registry import registered
 
     def runner(op: str) -> Callable[[], Outcome]:
         def check() -> tuple[str, str, None]:

@@ -19,12 +19,14 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax._src import core as jax_core  # DropVar and Literal have no public alias in jax.extend yet
+from jax._src import (
+    core as jax_core,  # DropVar and Literal have no public alias in jax.extend yet
+)
 from jax.extend import core as jex_core
 
 from workbench.errors import WorkbenchError
-from workbench.export.lowering import sub_jaxprs
-from workbench.trace.source import eqn_location
+from workbench.jax_to_onnx.lowering import sub_jaxprs
+from workbench.jax_to_onnx.source import eqn_location
 
 # call-like primitive → the parameter holding the body the converter inlines
 CALL_BODIES: dict[str, str] = {"jit": "jaxpr", "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr", "remat2": "jaxpr"}

@@ -26,10 +26,15 @@ from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
 from workbench.analysis.interpret import CALL_BODIES, record_values
-from workbench.analysis.runtime import make_session, model_opset, model_specs, run_session
+from workbench.analysis.runtime import (
+    make_session,
+    model_opset,
+    model_specs,
+    run_session,
+)
 from workbench.analysis.subject import Subject, prepare
 from workbench.errors import WorkbenchError
-from workbench.trace.source import eqn_location
+from workbench.jax_to_onnx.source import eqn_location
 
 # a re-export must reproduce at least this share of the model's value names, or it is another model
 MIN_NAME_MATCH = 0.5
@@ -182,7 +187,7 @@ def locate_on_subject(
     """The locator on an already prepared function/model pair and one sample."""
     import time
 
-    from workbench.export.api import convert
+    from workbench.jax_to_onnx.api import convert
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

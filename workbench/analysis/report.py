@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import SourceLocation
-from workbench.export.lowering import sub_jaxprs
-from workbench.export.registry import REGISTRY
-from workbench.trace.source import eqn_location
-from workbench.trace.tracing import trace
+from workbench.jax_to_onnx.lowering import sub_jaxprs
+from workbench.jax_to_onnx.registry import REGISTRY
+from workbench.jax_to_onnx.source import eqn_location
+from workbench.jax_to_onnx.tracing import trace
 
 # What users can do about primitives that have no ONNX handler, by the primitive's name.
 # Each entry names something that exists: a composite of supported operations or a way around.
@@ -244,8 +244,8 @@ def handler_stub(usage: PrimitiveUsage) -> str:
         "import jax.numpy as jnp",
         "import onnx_ir as ir",
         "",
-        "from workbench.export.lowering import LoweringContext",
-        "from workbench.export.registry import Testcase, handler",
+        "from workbench.jax_to_onnx.lowering import LoweringContext",
+        "from workbench.jax_to_onnx.registry import Testcase, handler",
         "",
         "",
         f"def _example({', '.join(operands)}):",

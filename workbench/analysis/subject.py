@@ -16,11 +16,23 @@ import jax
 import numpy as np
 import onnx
 
-from workbench.analysis.inputs import InputPlan, make_sample, plan_inputs, symbol_sizes, unflatten_args
-from workbench.analysis.runtime import LoadedModel, real_inputs, check_inputs_match, load_model, model_specs
+from workbench.analysis.inputs import (
+    InputPlan,
+    make_sample,
+    plan_inputs,
+    symbol_sizes,
+    unflatten_args,
+)
+from workbench.analysis.runtime import (
+    LoadedModel,
+    check_inputs_match,
+    load_model,
+    model_specs,
+    real_inputs,
+)
 from workbench.errors import WorkbenchError
+from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.specs import parse_input_specs
-from workbench.trace.tracing import Traced, trace
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
 

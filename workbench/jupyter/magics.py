@@ -39,7 +39,11 @@ def parse_input_spec(text: str) -> "TensorSpec":
 
     The same grammar as ``workbench export --input``; raises SpecError naming the spec.
     """
-    from workbench.specs import TensorSpec, parse_input_specs, parse_shape_text  # imports jax: only when used
+    from workbench.specs import (  # imports jax: only when used
+        TensorSpec,
+        parse_input_specs,
+        parse_shape_text,
+    )
 
     try:
         shape, dtype = parse_shape_text(text)

@@ -22,7 +22,12 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 
 from workbench.jupyter import viewer_routes
-from workbench.jupyter.model_store import ENV_BASE_URL, ENV_STORE_DIR, ModelStore, default_store_dir
+from workbench.jupyter.model_store import (
+    ENV_BASE_URL,
+    ENV_STORE_DIR,
+    ModelStore,
+    default_store_dir,
+)
 
 VIEWER_PATH = "workbench/viewer"
 

@@ -24,8 +24,19 @@ import onnx
 
 from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jupyter import viewer_routes
-from workbench.jupyter.model_store import ENV_BASE_URL, ENV_STORE_DIR, ModelStore, new_token
-from workbench.jupyter.model_summary import ModelSource, ModelSummary, load_model, summarize, with_shapes
+from workbench.jupyter.model_store import (
+    ENV_BASE_URL,
+    ENV_STORE_DIR,
+    ModelStore,
+    new_token,
+)
+from workbench.jupyter.model_summary import (
+    ModelSource,
+    ModelSummary,
+    load_model,
+    summarize,
+    with_shapes,
+)
 
 if TYPE_CHECKING:
     import pandas

@@ -21,8 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import onnx
 
-from workbench.errors import OnnxModelError, SpecError
 from workbench import files
+from workbench.errors import OnnxModelError, SpecError
 from workbench.web import runtime, tensors
 
 MANIFEST_NAME = "harness.manifest.json"

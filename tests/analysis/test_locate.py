@@ -1,0 +1,144 @@
+"""Divergence locator: clean models show no divergence; a tampered node is named as the first divergent one."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import pytest
+
+import workbench as wb
+from tests.support.analysis_models import W1, mlp, scale_initializer, swap_op, twice_jitted, two_outputs
+
+
+@pytest.fixture(scope="module")
+def mlp_model():
+    return wb.to_onnx(mlp, [("B", 4)])
+
+
+def test_clean_model_has_no_divergence(mlp_model):
+    report = wb.locate_divergence(mlp, mlp_model)
+    assert report.ok and report.first_divergent is None and report.divergent == []
+    compared = [n for n in report.nodes if n.compared]
+    assert len(compared) >= 6
+    assert [n.index for n in report.nodes] == list(range(len(mlp_model.graph.node)))
+    assert all(n.max_abs_error <= n.tolerance for n in compared)
+    by_op = {n.op_type: n for n in compared}
+    assert by_op["Tanh"].primitive == "tanh" and "analysis_models.py" in by_op["Tanh"].location
+    assert by_op["Sigmoid"].primitive == "logistic"
+    assert "no node diverges" in repr(report)
+
+
+# (MatMul + bias Add is fused into Gemm by the export passes, so the MLP has no Add left to swap.)
+@pytest.mark.parametrize(("old", "new"), [("Sigmoid", "Tanh"), ("Tanh", "Sigmoid")])
+def test_swapped_op_is_named(mlp_model, old, new):
+    broken, node_name = swap_op(mlp_model, old, new)
+    report = wb.locate_divergence(mlp, broken)
+    assert report.first_divergent is not None, repr(report)
+    assert report.first_divergent.node == node_name
+    assert report.first_divergent.op_type == new
+    assert report.first_divergent.max_abs_error > report.first_divergent.tolerance
+    assert [n.node for n in report.divergent] == [node_name]
+    nodes_before = [n for n in report.nodes if n.index < report.first_divergent.index and n.compared]
+    assert all(n.ok for n in nodes_before)
+
+
+def test_changed_weight_names_its_consumer(mlp_model):
+    broken, initializer, consumers = scale_initializer(mlp_model, lambda a: a.shape == W1.shape, 1.01)
+    report = wb.locate_divergence(mlp, broken)
+    assert report.first_divergent is not None and report.first_divergent.node in consumers
+    assert report.first_divergent.op_type in ("MatMul", "Gemm")  # Gemm when the bias Add was fused
+    assert report.changed_initializers == [initializer]
+
+
+def test_changed_scalar_constant_names_its_consumer(mlp_model):
+    broken, _, consumers = scale_initializer(mlp_model, lambda a: a.shape == () and a == np.float32(3.0), 2.0)
+    assert len(consumers) == 1
+    report = wb.locate_divergence(mlp, broken)
+    assert report.first_divergent.node == consumers[0]
+    assert report.first_divergent.op_type == "Mul" and report.first_divergent.primitive == "mul"
+
+
+def test_same_jitted_body_inlined_twice_maps_each_call_site():
+    model = wb.to_onnx(twice_jitted, [("B", 3)])
+    sins = [n for n in model.graph.node if n.op_type == "Sin"]
+    assert len(sins) == 2
+    clean = wb.locate_divergence(twice_jitted, model)
+    assert clean.ok and sum(n.op_type == "Sin" and n.compared for n in clean.nodes) == 2
+    # tamper the second call only: the first call's nodes must stay within tolerance
+    broken, node_name = swap_op(model, "Sin", "Cos", occurrence=1)
+    report = wb.locate_divergence(twice_jitted, broken)
+    assert report.first_divergent.node == node_name
+    first_sin = next(n for n in report.nodes if n.node == sins[0].name)
+    assert first_sin.compared and first_sin.ok
+
+
+def test_parity_report_locates_its_failing_sample(mlp_model):
+    broken, node_name = swap_op(mlp_model, "Sigmoid", "Tanh")
+    parity_report = wb.parity(mlp, broken, samples=2)
+    assert not parity_report.ok
+    located = parity_report.locate()
+    assert located.first_divergent.node == node_name
+    assert np.array_equal(located.inputs[0], parity_report.inputs[0][0])
+
+
+def test_model_path_and_given_inputs(tmp_path):
+    x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(2, 4)
+    model = wb.to_onnx(two_outputs, [("B", 4), ("B", 4)])
+    broken, node_name = swap_op(model, "Exp", "Sigmoid")
+    path = tmp_path / "two.onnx"
+    onnx.save_model(broken, path)
+    report = wb.locate_divergence(two_outputs, path, [x, x + 1])
+    assert report.first_divergent.node == node_name and report.model_source == str(path)
+    frame = report.to_pandas()
+    assert frame["first_divergent"].sum() == 1
+    assert frame.loc[frame["first_divergent"], "node"].item() == node_name
+
+
+def test_figure_marks_the_first_divergent_node(mlp_model):
+    broken, node_name = swap_op(mlp_model, "Sigmoid", "Tanh")
+    figure = wb.locate_divergence(mlp, broken).figure()
+    names = [trace.name for trace in figure.data]
+    assert f"first divergent: {node_name}" in names
+    assert "<table" in wb.locate_divergence(mlp, broken)._repr_html_()
+
+
+def test_model_of_another_function_is_refused(mlp_model):
+    def other(x):
+        return jnp.cos(x).sum(axis=-1, keepdims=True) * jnp.ones((1, 3))
+
+    with pytest.raises(wb.WorkbenchError, match="does not look like an export of other"):
+        wb.locate_divergence(other, mlp_model)
+
+
+def test_node_with_a_body_is_named_when_its_body_is_tampered():
+    from tests.support.analysis_models import scanned
+
+    model = wb.to_onnx(scanned, [("T", 4)])
+    assert wb.locate_divergence(scanned, model).ok
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    scan = next(n for n in broken.graph.node if n.op_type == "Scan")
+    body = next(a.g for a in scan.attribute if a.name == "body")
+    next(n for n in body.node if n.op_type == "Tanh").op_type = "Sigmoid"
+    report = wb.locate_divergence(scanned, broken)
+    assert report.first_divergent is not None and report.first_divergent.node == scan.name
+    assert report.first_divergent.primitive == "scan"
+
+
+def test_flax_nnx_module_weights_are_compared_by_name():
+    from tests.support.analysis_models import make_nnx_net
+
+    net = make_nnx_net()
+    model = wb.to_onnx(net, [("B", 4)])
+    assert wb.locate_divergence(net, model).ok
+    kernel = next(t.name for t in model.graph.initializer if t.name == "l2.kernel")
+    from onnx import numpy_helper
+
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    tensor = next(t for t in broken.graph.initializer if t.name == kernel)
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * np.float32(1.1), kernel))
+    report = wb.locate_divergence(net, broken)
+    assert report.changed_initializers == [kernel]
+    assert kernel in next(n for n in broken.graph.node if n.name == report.first_divergent.node).input

@@ -1,0 +1,170 @@
+"""Each fusion rewrite: the pattern JAX emits becomes the named ONNX op, and outputs still match JAX."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import workbench as wb
+from tests.support.harness import assert_graph_quality, assert_matches_jax, concrete_inputs
+
+W = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+BIAS = np.random.default_rng(1).standard_normal((5,)).astype(np.float32)
+
+
+def _dense(x):
+    return x @ W + BIAS
+
+
+def _dense_3d(x):
+    return x @ W + BIAS
+
+
+def _scale_and_shift(x):
+    return x * BIAS - BIAS
+
+
+CASES = [
+    # (id, fn, input specs, op that must appear, ops that must be gone, opset)
+    ("gemm", _dense, [("B", 8)], "Gemm", ("MatMul", "Reshape"), 21),
+    ("bias_3d_no_reshape", _dense_3d, [("B", "T", 8)], "MatMul", ("Reshape", "Gemm"), 21),
+    ("mul_sub_bias_no_reshape", _scale_and_shift, [("B", 5)], "Mul", ("Reshape",), 21),
+    ("softmax_last", lambda x: jax.nn.softmax(x), [("B", 7)], "Softmax", ("Exp", "ReduceMax"), 21),
+    ("softmax_axis1", lambda x: jax.nn.softmax(x, axis=1), [("B", 4, 6)], "Softmax", ("Exp",), 18),
+    ("gelu_tanh", lambda x: jax.nn.gelu(x), [("B", 9)], "Gelu", ("Tanh",), 21),
+    ("gelu_erf", lambda x: jax.nn.gelu(x, approximate=False), [("B", 9)], "Gelu", ("Erf",), 20),
+    ("gelu_tanh_below_opset20", lambda x: jax.nn.gelu(x), [("B", 9)], "Tanh", ("Gelu",), 19),
+    ("gelu_erf_below_opset20", lambda x: jax.nn.gelu(x, approximate=False), [("B", 9)], "Erf", ("Gelu",), 18),
+]
+
+
+@pytest.mark.parametrize(("fn", "specs", "present", "absent", "opset"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rewrite_fuses_and_preserves_outputs(fn, specs, present, absent, opset):
+    model = wb.to_onnx(fn, specs, opset=opset)
+    assert_graph_quality(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert present in ops, f"expected {present} in {ops}"
+    for op in absent:
+        assert op not in ops, f"{op} should have been fused away: {ops}"
+    assert_matches_jax(fn, model, concrete_inputs(specs), rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_with_other_guard_is_not_fused():
+    # max(0, reduce_max) is not softmax's -inf guard: the rule must leave it alone
+    def almost_softmax(x):
+        shifted = x - jnp.maximum(0.0, jnp.max(x, axis=-1, keepdims=True))
+        e = jnp.exp(shifted)
+        return e / jnp.sum(e, axis=-1, keepdims=True)
+
+    model = wb.to_onnx(almost_softmax, [("B", 7)])
+    assert "Softmax" not in [n.op_type for n in model.graph.node]
+    assert_matches_jax(almost_softmax, model, concrete_inputs([("B", 7)]))
+
+
+def _nnx_layer_norm(features: int, **options):
+    from flax import nnx
+
+    norm = nnx.LayerNorm(features, rngs=nnx.Rngs(0), **options)
+    rng = np.random.default_rng(2)
+    if norm.scale is not None:
+        norm.scale[...] = rng.standard_normal(norm.scale.shape).astype(np.float32)
+    if norm.bias is not None:
+        norm.bias[...] = rng.standard_normal(norm.bias.shape).astype(np.float32)
+    return norm
+
+
+@pytest.mark.parametrize(
+    ("options", "specs"),
+    [
+        ({}, [("B", "T", 16)]),
+        ({"use_bias": False}, [("B", 16)]),
+        ({"use_scale": False}, [(2, 3, 16)]),
+        ({"use_scale": False, "use_bias": False}, [("B", 16)]),
+        ({"epsilon": 1e-3}, [("B", 16)]),
+    ],
+    ids=["scale_bias_3d", "no_bias", "no_scale", "neither", "epsilon"],
+)
+def test_flax_layer_norm_becomes_layer_normalization(options, specs):
+    norm = _nnx_layer_norm(specs[0][-1], **options)
+    model = wb.to_onnx(norm, specs)
+    assert_graph_quality(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("LayerNormalization") == 1, ops
+    assert not {"ReduceSum", "Sqrt", "Reciprocal", "Max"} & set(ops), ops
+    node = next(n for n in model.graph.node if n.op_type == "LayerNormalization")
+    epsilon = next(a.f for a in node.attribute if a.name == "epsilon")
+    assert epsilon == pytest.approx(options.get("epsilon", 1e-6), rel=1e-6)
+    inputs = concrete_inputs(specs)
+    inputs[0] = inputs[0] * 3.0 + 1.5  # a mean and scale away from 0/1, so the statistics matter
+    assert_matches_jax(norm, model, inputs, rtol=1e-4, atol=1e-5)
+
+
+def _layer_norm_two_axes(x):
+    # the fast-variance form over the two trailing axes, without scale and bias
+    mean = jnp.mean(x, axis=(1, 2))
+    var = jnp.maximum(jnp.mean(jnp.square(x), axis=(1, 2)) - jnp.square(mean), 0.0)
+    return (x - mean.reshape(-1, 1, 1)) * jax.lax.rsqrt(var.reshape(-1, 1, 1) + 1e-5)
+
+
+def test_layer_norm_over_two_trailing_axes_is_fused():
+    model = wb.to_onnx(_layer_norm_two_axes, [("B", 4, 16)])
+    assert_graph_quality(model)
+    node = next(n for n in model.graph.node if n.op_type == "LayerNormalization")
+    assert next(a.i for a in node.attribute if a.name == "axis") == 1
+    assert "ReduceSum" not in [n.op_type for n in model.graph.node]
+    x = concrete_inputs([("B", 4, 16)])[0] * 2.0 - 1.0
+    assert_matches_jax(_layer_norm_two_axes, model, [x], rtol=1e-4, atol=1e-5)
+
+
+def test_layer_norm_over_leading_axes_is_not_fused():
+    # statistics over axis 1 of (B, 8, 4): LayerNormalization only normalizes trailing axes
+    def norm_axis1(x):
+        mean = jnp.mean(x, axis=1, keepdims=True)
+        var = jnp.maximum(jnp.mean(jnp.square(x), axis=1, keepdims=True) - jnp.square(mean), 0.0)
+        return (x - mean) * jax.lax.rsqrt(var + 1e-6)
+
+    model = wb.to_onnx(norm_axis1, [("B", 8, 4)])
+    assert "LayerNormalization" not in [n.op_type for n in model.graph.node]
+    assert_matches_jax(norm_axis1, model, concrete_inputs([("B", 8, 4)]), rtol=1e-4, atol=1e-5)
+
+
+def test_float64_layer_norm_stays_decomposed_and_exact():
+    # LayerNormalization stashes statistics in float32; a float64 export keeps full precision instead
+    from flax import nnx
+
+    with jax.enable_x64(True):
+        norm = nnx.LayerNorm(16, rngs=nnx.Rngs(0), param_dtype=jnp.float64, dtype=jnp.float64)
+        spec = jax.ShapeDtypeStruct((3, 16), jnp.float64)
+        model = wb.to_onnx(norm, [spec], enable_double_precision=True)
+        assert "LayerNormalization" not in [n.op_type for n in model.graph.node]
+        x = np.random.default_rng(0).standard_normal((3, 16))
+        assert_matches_jax(norm, model, [x], rtol=1e-12, atol=1e-12)
+
+
+# the node budget of one pre-LN GPT block with static shapes: 2 LayerNormalization, 8 MatMul (4 projections,
+# 2 attention contractions, 2 MLP) + Gelu, 8 Add (6 biases, 2 residuals), Mul (scale) + Where (folded causal
+# mask) + Softmax, and the Transpose/Reshape that split and merge the heads around the MatMuls (9 here, where
+# head size = sequence length gives the probabilities @ values contraction another operand order; 8 otherwise)
+GPT_NODES_PER_BLOCK = 31
+
+
+def test_gpt_blocks_fuse_to_a_fixed_node_budget():
+    from workbench.zoo import nnx_gpt
+
+    def export(layers):
+        built = nnx_gpt(layers=layers, d_model=32, heads=4, seq=8, vocab=50, symbolic_seq=False)
+        spec = jax.ShapeDtypeStruct((2, 8), jnp.int32)
+        return built, wb.to_onnx(built.fn, [spec])
+
+    (_, one), (two_built, two) = export(1), export(2)
+    per_block = len(two.graph.node) - len(one.graph.node)
+    assert per_block <= GPT_NODES_PER_BLOCK, per_block
+    assert len(two.graph.node) <= len(one.graph.node) + per_block
+    ops = [n.op_type for n in two.graph.node]
+    assert ops.count("LayerNormalization") == 5 and ops.count("Softmax") == 2 and ops.count("Gelu") == 2, ops
+    assert not {"ReduceSum", "ReduceMax", "Exp", "Tanh", "Expand", "And", "GreaterOrEqual", "Einsum"} & set(ops), ops
+    assert_graph_quality(two)
+    tokens = np.random.default_rng(0).integers(0, 50, (2, 8)).astype(np.int32)
+    assert_matches_jax(two_built.eval_fn(), two, [tokens], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,140 @@
+"""``wb.coverage()``: the catalogue is generated from the registries, runs for real, and the widget drives it.
+
+The widget is driven through its traitlets (``value``, ``index``) and ``click()``, as a user would.
+Rows are run for real: a conversion compared against onnxruntime, or node cases through the
+generated JAX code; a handler registered here with a wrong lowering must come out as ``fail``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+from jax.extend.core import Primitive
+
+import workbench as wb
+from workbench.analysis import coverage as cov
+from workbench.onnx_to_jax.registry import registered
+from workbench.jax_to_onnx.registry import REGISTRY, Testcase, handler
+from workbench.jupyter.coverage import CoverageExplorer
+from workbench.jupyter.widget_bundle import WIDGET_MIMETYPE
+from workbench.zoo import ZOO
+
+pytestmark = pytest.mark.usefixtures("no_server_extension")
+
+
+@pytest.fixture(autouse=True)
+def fresh_outcomes() -> Iterator[None]:
+    cov.forget_outcomes()
+    yield
+    cov.forget_outcomes()
+
+
+def test_catalogue_is_generated_from_every_registry() -> None:
+    entries = cov.catalogue()
+    handler_rows = [e for e in entries if e.direction == "JAX → ONNX" and not e.key.startswith("zoo:")]
+    assert len(handler_rows) == sum(len(info.testcases) for info in REGISTRY.all())
+    assert {e.subject for e in entries if e.key.startswith("zoo:")} == set(ZOO)
+    emitter_ops = {e.subject for e in entries if e.direction == "ONNX → JAX"}
+    assert emitter_ops == {op if not domain else f"{domain}::{op}" for domain, op in registered()}
+    assert len({e.key for e in entries}) == len(entries), "row keys must be unique"
+    assert {e.area for e in entries} == set(cov.AREAS)  # every area has rows
+
+
+def test_api_area_reads_which_api_a_testcase_calls() -> None:
+    assert cov.api_area(lambda x: lax.sin(x)) == "lax"
+    assert cov.api_area(lambda x: jnp.sin(x)) == "jnp"
+    assert cov.api_area(lambda x: jax.nn.gelu(jnp.tanh(x))) == "nn"
+
+    def helper(x):
+        return jnp.cumsum(x)
+
+    assert cov.api_area(lambda x: helper(x)) == "jnp"  # followed into the helper it calls
+
+
+def test_frame_lists_every_row_as_not_run_until_run() -> None:
+    frame = wb.coverage(as_frame=True)
+    assert list(frame.columns) == list(cov.COLUMNS)
+    assert len(frame) == len(cov.catalogue())
+    assert set(frame["status"]) == {"not run"}
+
+
+def test_explorer_filters_runs_and_shows_statuses() -> None:
+    explorer = CoverageExplorer()
+    total = len(explorer.shown)
+    explorer.search.value = "cumsum"
+    assert 0 < len(explorer.shown) < total
+    assert all("cumsum" in (e.subject + e.testcase + " ".join(e.onnx_ops)).lower() for e in explorer.shown)
+    explorer.area.value = "jnp"
+    assert explorer.shown and all(e.area == "jnp" for e in explorer.shown)
+    assert len(explorer.rows.options) == len(explorer.shown)
+
+    explorer.run_button.click()
+    [bar] = explorer.progress.children  # tqdm's notebook bar, inside the explorer
+    assert bar.children[1].value == bar.children[1].max == len(explorer.shown)
+    frame = explorer.frame()
+    assert set(frame["status"]) == {"pass"}, frame[["testcase", "detail"]].to_string()
+    assert frame["max_abs_error"].notna().all() and (frame["seconds"] > 0).all()
+    assert all(label.startswith("✔") for label, _ in explorer.rows.options)
+
+    explorer.search.value = ""
+    explorer.area.value = "(all)"
+    explorer.status.value = "pass"
+    assert {e.key for e in explorer.shown} == {e.key for e in cov.catalogue() if "cumsum" in e.key and e.area == "jnp"}
+
+
+def test_a_wrong_handler_is_reported_as_failing() -> None:
+    doubled_p = Primitive("workbench_test_doubled")
+    doubled_p.def_impl(lambda x: x * 2)
+    doubled_p.def_abstract_eval(lambda x: x)
+
+    def use(x):
+        return doubled_p.bind(x) + 1.0
+
+    @handler("workbench_test_doubled", onnx_ops=("Identity",), testcases=[Testcase("doubled", use, [(3,)])])
+    def _wrong(ctx, x):  # forgets the doubling
+        return ctx.op("Identity", x)
+
+    try:
+        explorer = CoverageExplorer()
+        explorer.search.value = "workbench_test_doubled"
+        [entry] = explorer.shown
+        explorer.run_shown()
+        outcome = cov.last_outcome(entry.key)
+        assert outcome is not None and outcome.status == "fail" and outcome.max_abs_error > 0.1
+        explorer.status.value = "fail"
+        assert [e.key for e in explorer.shown] == [entry.key]
+    finally:
+        REGISTRY.unregister("workbench_test_doubled")
+
+
+def test_selecting_a_row_shows_its_graph_in_the_viewer() -> None:
+    explorer = CoverageExplorer()
+    explorer.search.value = "cumsum"
+    explorer.select(0)
+    entry = explorer.shown[0]
+    assert entry.subject in explorer.detail.value and "not run yet" in explorer.detail.value
+    handle = explorer.selected_graph
+    assert handle is not None and any(node.op_type == "CumSum" for node in handle.model.graph.node)
+    [shown] = explorer.output.outputs
+    assert "CumSum" in shown["data"]["text/html"]  # the viewer's static node table travels with the iframe
+
+
+def test_zoo_and_onnx_to_jax_rows_run_for_real() -> None:
+    entries = {e.key: e for e in cov.catalogue()}
+    zoo_row, relu_row = entries["zoo:eqx_mlp"], entries["onnx:::Relu"]
+    cov.run_entries([zoo_row, relu_row])
+    zoo_outcome, relu_outcome = cov.last_outcome(zoo_row.key), cov.last_outcome(relu_row.key)
+    assert zoo_outcome.status == "pass", zoo_outcome.detail
+    assert relu_outcome.status == "pass" and "node cases pass" in relu_outcome.detail, relu_outcome.detail
+
+
+def test_explorer_display_bundle_has_a_static_fallback() -> None:
+    explorer = CoverageExplorer()
+    bundle = explorer._repr_mimebundle_()
+    assert WIDGET_MIMETYPE in bundle
+    assert "rows shown" in bundle["text/plain"] and "ONNX → JAX" in bundle["text/plain"]
+    assert "<table" in bundle["text/html"]

@@ -1,0 +1,171 @@
+"""The web harness in real headless Chromium (Debian's /usr/bin/chromium) with onnxruntime-web.
+
+Needs `apt-get install -y chromium` and `workbench web setup` (the pinned onnxruntime-web in
+the npm cache). This machine has no GPU, so every page must fall back from WebGPU to wasm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from tests.support import web_models
+from workbench.errors import WorkbenchError
+from workbench.web import cli, runtime
+from workbench.web.harness import GreedyGeneration, HarnessInfo, export_web_harness
+from workbench.web.smoke import DEFAULT_BROWSER, SmokeReport, smoke_test_web_harness
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.xdist_group("web_browser"),  # one worker shares the module's exports and reports
+    pytest.mark.skipif(not Path(DEFAULT_BROWSER).is_file(),
+                       reason=f"Debian's chromium is not installed at {DEFAULT_BROWSER} (apt-get install -y chromium)"),
+]  # fmt: skip
+
+GPT_PROMPT = [3, 14, 15]
+GPT_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def harnesses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HarnessInfo]:
+    try:
+        runtime.runtime_dist_dir()
+    except WorkbenchError as e:
+        pytest.fail(f"onnxruntime-web is not set up for the browser tests: {e}")
+    root = tmp_path_factory.mktemp("web")
+    return {
+        "mlp": export_web_harness(web_models.mlp(), root / "mlp"),
+        "cnn": export_web_harness(web_models.cnn(), root / "cnn"),
+        "gpt": export_web_harness(web_models.tiny_gpt(), root / "gpt",
+                                  generate=GreedyGeneration(prompt=GPT_PROMPT, steps=GPT_STEPS)),
+        "unsupported": export_web_harness(web_models.unsupported_op_model(), root / "unsupported"),
+        "jax_mlp": export_web_harness(_jax_mlp_conversion(), root / "jax_mlp"),
+    }  # fmt: skip
+
+
+def _jax_mlp(params: dict, x):
+    import jax
+
+    hidden = jax.nn.relu(x @ params["w1"] + params["b1"])
+    return jax.nn.softmax(hidden @ params["w2"] + params["b2"])
+
+
+def _jax_mlp_params() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {"w1": rng.standard_normal((16, 32)).astype(np.float32) * 0.25, "b1": np.zeros(32, np.float32),
+            "w2": rng.standard_normal((32, 10)).astype(np.float32) * 0.2, "b2": np.zeros(10, np.float32)}  # fmt: skip
+
+
+def _jax_mlp_conversion():
+    """The README MLP through the JAX -> ONNX converter (weights closed over, batch symbolic)."""
+    import functools
+
+    import workbench as wb
+
+    return wb.convert(functools.partial(_jax_mlp, _jax_mlp_params()), [("B", 16)])
+
+
+@pytest.fixture(scope="module")
+def reports(harnesses: dict[str, HarnessInfo]) -> dict[str, SmokeReport]:
+    return {name: smoke_test_web_harness(info.out_dir, timeout=90) for name, info in harnesses.items()}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gpt", "jax_mlp"])
+def test_model_runs_in_chromium_and_matches_onnxruntime(name: str, reports, harnesses):
+    report = reports[name]
+    assert report.passed, report.summary()
+    assert report.telemetry["schema"] == "workbench_web_telemetry_v1"
+    assert report.telemetry["status"] == "ok"
+    assert report.telemetry["load_ms"] > 0 and report.telemetry["run_ms"] > 0
+    assert report.telemetry["ort_version"] == runtime.ORT_WEB_VERSION
+    assert report.telemetry["cross_origin_isolated"] is True  # COOP/COEP from our server: wasm threads
+    expected = harnesses[name].expected_outputs
+    assert [p.name for p in report.parity] == list(expected)
+    for item in report.parity:
+        assert item.ok and item.max_abs_error <= item.tolerance, report.summary()
+        # the browser values themselves, checked independently of the report's arithmetic
+        browser = np.asarray(report.telemetry["outputs"][item.name]["data"], np.float64)
+        np.testing.assert_allclose(browser.reshape(expected[item.name].shape), expected[item.name],
+                                   atol=1e-4, rtol=1e-4)  # fmt: skip
+
+
+def test_jax_mlp_in_the_browser_matches_jax(reports, harnesses):
+    info = harnesses["jax_mlp"]
+    (output,) = info.manifest["outputs"]
+    browser = np.asarray(reports["jax_mlp"].telemetry["outputs"][output["name"]]["data"], np.float32)
+    want = np.asarray(_jax_mlp(_jax_mlp_params(), info.inputs["x"]))
+    np.testing.assert_allclose(browser.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+
+
+def test_webgpu_is_unavailable_here_and_the_page_falls_back_to_wasm(reports):
+    telemetry = reports["mlp"].telemetry
+    assert telemetry["providers_tried"] == ["webgpu", "wasm"]
+    assert telemetry["provider_used"] == "wasm"
+    reason = telemetry["fallback_reasons"]["webgpu"]
+    assert "navigator.gpu" in reason or "adapter" in reason, reason
+    assert "wasm" not in telemetry["fallback_reasons"]
+
+
+def test_tiny_gpt_generates_the_same_tokens_as_python_onnxruntime(reports):
+    report = reports["gpt"]
+    session = ort.InferenceSession(web_models.tiny_gpt().SerializeToString(), providers=["CPUExecutionProvider"])
+    tokens = list(GPT_PROMPT)
+    for _ in range(GPT_STEPS):
+        (logits,) = session.run(None, {"input_ids": np.asarray([tokens], np.int64)})
+        tokens.append(int(logits[0, -1].argmax()))
+    assert report.generated_tokens == tokens[len(GPT_PROMPT):]
+    assert report.expected_tokens == tokens[len(GPT_PROMPT):]
+    assert report.telemetry["generation"]["ms"] > 0
+
+
+def test_an_op_missing_from_the_wasm_build_fails_the_report_and_names_it(reports):
+    report = reports["unsupported"]
+    assert not report.passed
+    assert report.missing_op == "Scaler"
+    assert "Scaler" in report.failure and "no kernel" in report.failure
+    assert report.telemetry["status"] == "error"
+    assert report.elapsed_s < 60, "a load failure must be reported, not waited out"
+    assert report.parity == []
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gpt", "jax_mlp", "unsupported"])
+def test_the_page_only_requests_files_from_127_0_0_1(name: str, reports, harnesses):
+    report = reports[name]
+    assert report.external_requests == []
+    assert report.requests, "the request log is empty"
+    for url in report.requests:
+        parts = urlsplit(url)
+        assert parts.scheme in ("http", "data", "blob"), url
+        if parts.scheme == "http":
+            assert parts.hostname == "127.0.0.1", url
+    requested = {urlsplit(u).path.lstrip("/") for u in report.requests}
+    runtime_files = set(harnesses[name].manifest["runtime"]["files"])
+    assert {"model.onnx", "harness.manifest.json", "inputs.example.json"} | runtime_files <= requested
+
+
+def test_timeout_gives_a_failing_report_not_a_hang(harnesses):
+    report = smoke_test_web_harness(harnesses["mlp"].out_dir, timeout=0.05)
+    assert not report.passed
+    assert "within 0.05 s" in report.failure
+    assert report.elapsed_s < 30
+
+
+def test_external_data_and_wasm_only_harness_run_in_chromium(tmp_path: Path):
+    info = export_web_harness(web_models.cnn(seed=3), tmp_path / "ext", providers=("wasm",),
+                              external_data_threshold=0)  # fmt: skip
+    assert info.manifest["model"]["external_data"]
+    report = smoke_test_web_harness(info.out_dir, timeout=90)
+    assert report.passed, report.summary()
+    assert report.telemetry["providers_tried"] == ["wasm"] and report.fallback_reasons == {}
+    assert any(u.endswith("/model.onnx.data") for u in report.requests)
+
+
+def test_cli_smoke_exit_codes(harnesses, capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["web", "smoke", str(harnesses["mlp"].out_dir), "--timeout", "120"]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    assert cli.main(["web", "smoke", str(harnesses["unsupported"].out_dir), "--timeout", "120"]) == 1
+    assert "Scaler" in capsys.readouterr().out

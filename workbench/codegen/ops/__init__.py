@@ -1,5 +1,0 @@
-"""Emitter families, one module per op family (see docs/codegen.md).
-
-Each module imports only ``workbench.codegen.registry`` (and ``common`` for shared
-runtime helpers) and registers its emitters at import time.
-"""

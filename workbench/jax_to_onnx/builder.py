@@ -1,0 +1,397 @@
+"""Graph building on top of onnx-ir: values, nodes, constants and runtime dimensions.
+
+One :class:`GraphBuilder` per ONNX graph being built: the main graph, each If/Loop
+body (which may read values of the enclosing graphs) and each ONNX local function
+body (which may not: its constants are Constant nodes and its dimensions are read
+from its own inputs). Names are unique across the whole model.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from workbench.errors import ConversionError
+
+
+def onnx_dtype(dtype: Any) -> ir.DataType:
+    """NumPy/JAX dtype → ONNX data type (bfloat16 and float8 through ml_dtypes)."""
+    return _onnx_dtype(np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _onnx_dtype(np_dtype: np.dtype) -> ir.DataType:
+    try:
+        return ir.DataType.from_numpy(np_dtype)
+    except (TypeError, ValueError) as error:
+        raise ConversionError(f"dtype {np_dtype} has no ONNX equivalent") from error
+
+
+@functools.lru_cache(maxsize=None)
+def tensor_type(np_dtype: np.dtype) -> ir.TensorType:
+    """The (shared, never mutated) ONNX tensor type of a NumPy dtype."""
+    return ir.TensorType(_onnx_dtype(np_dtype))
+
+
+def dim_text(dim: Any) -> int | str:
+    """A JAX dimension (int or symbolic expression) as an ONNX dim (int or dim_param)."""
+    if isinstance(dim, (int, np.integer)):
+        return int(dim)
+    return str(dim).replace(" ", "")
+
+
+def _attribute(name: str, value: Any) -> ir.Attr:
+    """A node attribute from a Python value, with the common types converted directly.
+
+    ``ir.convenience.convert_attribute`` (the fallback) checks the value against onnx-ir's runtime
+    Protocols first, which made attribute conversion a tenth of the lowering time; the result is the same.
+    """
+    kind = type(value)
+    if kind is int or kind is bool or isinstance(value, ir.DataType):
+        return ir.AttrInt64(name, int(value))
+    if kind is float:
+        return ir.AttrFloat32(name, value)
+    if kind is str:
+        return ir.AttrString(name, value)
+    if (kind is list or kind is tuple) and value and all(type(item) is int for item in value):
+        return ir.AttrInt64s(name, list(value))
+    if isinstance(value, ir.Tensor):
+        return ir.AttrTensor(name, value)
+    if isinstance(value, ir.Graph):
+        return ir.AttrGraph(name, value)
+    return ir.convenience.convert_attribute(name, value)
+
+
+def _constant_key(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
+    """What makes two constants equal: dtype, shape and bytes (a digest of them for larger arrays)."""
+    data = array.tobytes()
+    if len(data) > 256:
+        data = hashlib.sha256(data).digest()
+    return (array.dtype.str, array.shape, data)
+
+
+def ir_shape(shape: Sequence[Any]) -> ir.Shape:
+    return ir.Shape([dim_text(d) for d in shape])
+
+
+def typed_like(value: ir.Value, like: ir.Value, dims: Sequence[Any]) -> ir.Value:
+    """``value`` given ``like``'s element type and the shape ``dims`` (ints, names or JAX dims); returns it.
+
+    For values that handlers and rewrite rules build in between: later passes read these types, and
+    setting them here spares a per-node ONNX shape inference (the final full inference checks them).
+    """
+    value.type = like.type
+    value.shape = ir_shape(dims)
+    return value
+
+
+def is_static(dim: Any) -> bool:
+    return isinstance(dim, (int, np.integer))
+
+
+@dataclass
+class ModelState:
+    """What all builders of one export share: names, main-graph initializers, functions, origins."""
+
+    opset: int
+    names: set[str] = field(default_factory=set)
+    counter: itertools.count = field(default_factory=itertools.count)
+    initializers: list[ir.Value] = field(default_factory=list)
+    constant_cache: dict[tuple[str, tuple[int, ...], bytes], ir.Value] = field(default_factory=dict)
+    functions: dict[tuple[Any, ...], ir.Function] = field(default_factory=dict)
+    # ONNX value name → (jaxpr variable as text, primitive, source location text)
+    origins: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # ONNX value name → (path of equation indices to the enclosing jaxpr, jaxpr Var object): a key that
+    # is unique even when one nested jaxpr (and so one Var) is inlined at several call sites
+    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    # equation indices from the top-level jaxpr down to the equation being lowered
+    eqn_path: list[int] = field(default_factory=list)
+
+    def fresh(self, hint: str) -> str:
+        base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
+        if base not in self.names:
+            self.names.add(base)
+            return base
+        while True:
+            name = f"{base}_{next(self.counter)}"
+            if name not in self.names:
+                self.names.add(name)
+                return name
+
+
+class GraphBuilder:
+    """Collects the nodes of one graph and offers the helpers handlers use."""
+
+    SMALL_CONSTANT_ELEMENTS = 16
+
+    def __init__(
+        self,
+        state: ModelState,
+        *,
+        parent: GraphBuilder | None = None,
+        is_function: bool = False,
+    ) -> None:
+        self.state = state
+        self.parent = parent
+        self.is_function = is_function
+        self.nodes: list[ir.Node] = []
+        self.inputs: list[ir.Value] = []
+        self.local_constants: dict[tuple[str, tuple[int, ...], bytes], ir.Value] = {}
+        # symbol name → (value holding the dim, axis) for runtime dimensions
+        self.dim_sources: dict[str, tuple[ir.Value, int]] = {}
+        self.dim_cache: dict[str, ir.Value] = {}
+        self.used_opsets: dict[str, int] = {"": state.opset}
+
+    # ------------------------------------------------------------------ values
+    def add_input(self, name: str, aval: Any) -> ir.Value:
+        value = ir.Value(
+            name=self.state.fresh(name),
+            type=ir.TensorType(onnx_dtype(aval.dtype)),
+            shape=ir_shape(aval.shape),
+        )
+        self.inputs.append(value)
+        self.register_dims(value, aval.shape)
+        return value
+
+    def register_dims(self, value: ir.Value, shape: Sequence[Any]) -> None:
+        """Remember where each bare symbolic dimension can be read at run time."""
+        for axis, dim in enumerate(shape):
+            if is_static(dim):
+                continue
+            text = dim_text(dim)
+            if text.isidentifier() and text not in self.dim_sources:
+                self.dim_sources[text] = (value, axis)
+
+    def set_type(self, value: ir.Value, aval: Any) -> None:
+        value.type = tensor_type(np.dtype(aval.dtype))
+        value.shape = ir_shape(aval.shape)
+
+    # ------------------------------------------------------------------ nodes
+    def op(
+        self,
+        op_type: str,
+        *inputs: ir.Value | None,
+        domain: str = "",
+        num_outputs: int = 1,
+        name_hint: str | None = None,
+        **attributes: Any,
+    ) -> Any:
+        """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``."""
+        attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
+        node_name = self.state.fresh(op_type)
+        hint = name_hint or op_type.lower()
+        outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
+        node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
+        self.nodes.append(node)
+        if domain and domain not in self.used_opsets:
+            self.used_opsets[domain] = 1
+        return node.outputs[0] if num_outputs == 1 else tuple(node.outputs)
+
+    def call_function(self, function: ir.Function, inputs: Sequence[ir.Value], num_outputs: int) -> tuple[ir.Value, ...]:
+        node = ir.Node(
+            function.domain,
+            function.name,
+            inputs,
+            overload=function.overload,
+            num_outputs=num_outputs,
+            name=self.state.fresh(function.name),
+        )
+        for output in node.outputs:
+            output.name = self.state.fresh(function.name.lower())
+        self.nodes.append(node)
+        self.used_opsets.setdefault(function.domain, 1)
+        return tuple(node.outputs)
+
+    # --------------------------------------------------------------- constants
+    def const(self, array: Any, dtype: Any = None, *, name: str | None = None) -> ir.Value:
+        """A constant tensor: an initializer of the main graph, or a Constant node in a function body.
+
+        Anonymous main-graph constants are deduplicated (so repeated blocks, e.g. the causal mask
+        each attention layer builds from its own iota, read the same initializer and the common-
+        subexpression pass merges their arithmetic before constant folding); in function bodies only
+        small ones are. Named ones (weights) keep their name and are never merged.
+        """
+        np_array = np.asarray(array, dtype=dtype)
+        if np_array.dtype == np.dtype("float64") and dtype is None and not isinstance(array, np.ndarray):
+            np_array = np_array.astype(np.float32)
+        small = np_array.size <= self.SMALL_CONSTANT_ELEMENTS
+        if self.is_function or self._inside_function():
+            key = _constant_key(np_array) if small else None
+            cached = self.local_constants.get(key) if small else None
+            if cached is not None:
+                return cached
+            value = self.op("Constant", value=ir.Tensor(np_array), name_hint=name or "const")
+            value.type = ir.TensorType(onnx_dtype(np_array.dtype))
+            value.shape = ir.Shape(np_array.shape)
+            if small:
+                self.local_constants[key] = value
+            return value
+        key = _constant_key(np_array) if name is None else None
+        if key is not None:
+            cached = self.state.constant_cache.get(key)
+            if cached is not None:
+                return cached
+        value_name = self.state.fresh(name or "const")
+        tensor = ir.Tensor(np_array, name=value_name)
+        value = ir.Value(
+            name=value_name,
+            type=ir.TensorType(onnx_dtype(np_array.dtype)),
+            shape=ir.Shape(np_array.shape),
+            const_value=tensor,
+        )
+        self.state.initializers.append(value)
+        if key is not None:
+            self.state.constant_cache[key] = value
+        return value
+
+    def _inside_function(self) -> bool:
+        builder = self.parent
+        while builder is not None:
+            if builder.is_function:
+                return True
+            builder = builder.parent
+        return False
+
+    def i64(self, values: Sequence[int] | int) -> ir.Value:
+        return self.const(np.asarray(values, dtype=np.int64))
+
+    # ------------------------------------------------------ runtime dimensions
+    def _find_dim_source(self, symbol: str) -> tuple[ir.Value, int] | None:
+        builder: GraphBuilder | None = self
+        while builder is not None:
+            if symbol in builder.dim_sources:
+                return builder.dim_sources[symbol]
+            if builder.is_function:
+                return None
+            builder = builder.parent
+        return None
+
+    def dim_value(self, dim: Any) -> ir.Value:
+        """A 1-D int64 tensor of length 1 holding ``dim`` at run time (Shape ops when symbolic).
+
+        ``dim`` is an int, a JAX symbolic dimension expression, or a bare symbol name.
+        """
+        if is_static(dim):
+            return self.i64([int(dim)])
+        text = dim_text(dim)
+        cached = self.dim_cache.get(text)
+        if cached is not None:
+            return cached
+        if text.isidentifier():
+            source = self._find_dim_source(text)
+            if source is None:
+                raise ConversionError(
+                    f"symbolic dimension {text!r} is needed at run time but no input of this graph has it as "
+                    "a dimension; give it to an input spec."
+                )
+            value, axis = source
+            result = self.op("Shape", value, start=axis, end=axis + 1, name_hint=f"dim_{text}")
+            result.type = ir.TensorType(ir.DataType.INT64)
+            result.shape = ir.Shape([1])
+        else:
+            result = _evaluate_dim_expression(self, dim)
+        self.dim_cache[text] = result
+        return result
+
+    def shape_value(self, shape: Sequence[Any]) -> ir.Value:
+        """A 1-D int64 tensor holding a whole shape (a constant when every dim is static)."""
+        if all(is_static(d) for d in shape):
+            return self.i64([int(d) for d in shape])
+        pieces: list[ir.Value] = []
+        static_run: list[int] = []
+        for dim in shape:
+            if is_static(dim):
+                static_run.append(int(dim))
+                continue
+            if static_run:
+                pieces.append(self.i64(static_run))
+                static_run = []
+            pieces.append(self.dim_value(dim))
+        if static_run:
+            pieces.append(self.i64(static_run))
+        if len(pieces) == 1:
+            return pieces[0]
+        result = self.op("Concat", *pieces, axis=0, name_hint="shape")
+        result.type = ir.TensorType(ir.DataType.INT64)
+        result.shape = ir.Shape([len(shape)])
+        return result
+
+
+class _DimOperand:
+    """A runtime dimension value that JAX's dimension-expression evaluator can combine with + * // %."""
+
+    def __init__(self, builder: GraphBuilder, value: ir.Value) -> None:
+        self.builder = builder
+        self.value = value
+
+    def _lift(self, other: Any) -> ir.Value:
+        if isinstance(other, _DimOperand):
+            return other.value
+        return self.builder.i64([int(other)])
+
+    def _binary(self, op_type: str, left: ir.Value, right: ir.Value) -> _DimOperand:
+        result = self.builder.op(op_type, left, right, name_hint="dim")
+        result.type = ir.TensorType(ir.DataType.INT64)
+        result.shape = ir.Shape([1])
+        return _DimOperand(self.builder, result)
+
+    def __add__(self, other: Any) -> _DimOperand:
+        return self._binary("Add", self.value, self._lift(other))
+
+    def __radd__(self, other: Any) -> _DimOperand:
+        return self._binary("Add", self._lift(other), self.value)
+
+    def __sub__(self, other: Any) -> _DimOperand:
+        return self._binary("Sub", self.value, self._lift(other))
+
+    def __rsub__(self, other: Any) -> _DimOperand:
+        return self._binary("Sub", self._lift(other), self.value)
+
+    def __mul__(self, other: Any) -> _DimOperand:
+        if not isinstance(other, _DimOperand) and int(other) == 1:
+            return self
+        return self._binary("Mul", self.value, self._lift(other))
+
+    def __rmul__(self, other: Any) -> _DimOperand:
+        return self.__mul__(other)
+
+    def __floordiv__(self, other: Any) -> _DimOperand:
+        # dims are non-negative, so truncating Div equals floor division
+        return self._binary("Div", self.value, self._lift(other))
+
+    def __rfloordiv__(self, other: Any) -> _DimOperand:
+        return self._binary("Div", self._lift(other), self.value)
+
+    def __divmod__(self, other: Any) -> tuple[_DimOperand, _DimOperand]:
+        return self._floor_divmod(self.value, self._lift(other))
+
+    def __rdivmod__(self, other: Any) -> tuple[_DimOperand, _DimOperand]:
+        return self._floor_divmod(self._lift(other), self.value)
+
+    def _floor_divmod(self, left: ir.Value, right: ir.Value) -> tuple[_DimOperand, _DimOperand]:
+        """Python floor semantics, which JAX's evaluator uses (expressions like floordiv(-H, 2) are negative):
+        integer Mod with fmod=0 takes the divisor's sign, so (left - mod) / right is exact."""
+        remainder = self._binary("Mod", left, right)
+        return self._binary("Div", self._binary("Sub", left, remainder.value).value, right), remainder
+
+    def __mod__(self, other: Any) -> _DimOperand:
+        return self._binary("Mod", self.value, self._lift(other))
+
+    def __rmod__(self, other: Any) -> _DimOperand:
+        return self._binary("Mod", self._lift(other), self.value)
+
+
+def _evaluate_dim_expression(builder: GraphBuilder, dim: Any) -> ir.Value:
+    """Build a composite dimension such as ``H*W`` or ``2*B+1`` from its symbols' runtime values."""
+    env = {symbol: _DimOperand(builder, builder.dim_value(symbol)) for symbol in dim._get_vars()}  # noqa: SLF001
+    result = dim._evaluate(env)  # noqa: SLF001 - JAX's own evaluator of dimension expressions
+    if isinstance(result, _DimOperand):
+        return result.value
+    return builder.i64([int(result)])

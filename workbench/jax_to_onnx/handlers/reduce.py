@@ -1,0 +1,130 @@
+"""Reductions: reduce_sum/max/min/prod/and/or/xor, argmax/argmin (and what logsumexp traces to).
+
+- ``argmax``/``argmin``: ONNX ArgMax/ArgMin return int64, so a Cast to ``index_dtype`` follows.
+  JAX returns the index of the first NaN when the reduced slice holds one; ONNX leaves NaN order
+  unspecified, so float inputs get an explicit "first NaN wins" correction (ArgMax over IsNaN).
+- ``reduce_and``/``reduce_or``/``reduce_xor`` on booleans: onnxruntime has no boolean Reduce*, so the
+  bools are cast to int32 and reduced with ReduceMin (and), ReduceMax (or) or ReduceSum mod 2 (xor).
+- ``logsumexp`` (jax.nn / jax.scipy.special) traces to reduce_max, exp, reduce_sum, log and friends,
+  which lower one by one; its testcases live with ``reduce_max``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx_ir as ir
+from jax import lax
+
+from workbench.errors import ConversionError
+from workbench.jax_to_onnx.builder import onnx_dtype
+from workbench.jax_to_onnx.lowering import LoweringContext
+from workbench.jax_to_onnx.registry import Testcase, handler
+
+_NAN_ROWS = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 5.0, -1.0, 5.0], [np.nan, 0.0, 0.0, 1.0]], np.float32)
+
+
+def _reduce(op_type: str, ctx: LoweringContext, x: ir.Value, *, axes: Any, **params: Any) -> ir.Value:
+    """ONNX Reduce* with axes as an input (opset 18+), keepdims=0 as lax does."""
+    del params  # out_sharding
+    if not axes:
+        return x
+    return ctx.op(op_type, x, ctx.i64(list(axes)), keepdims=0)
+
+
+_LOGSUMEXP_CASES = [
+    Testcase("logsumexp_nn_axis", lambda x: jax.nn.logsumexp(x * 30.0, axis=1), [("B", 3, 4)], rtol=1e-5, atol=1e-4),
+    Testcase("logsumexp_scipy_all", lambda x: jax.scipy.special.logsumexp(x), [("B", 5)], rtol=1e-5, atol=1e-5),
+]
+
+for _prim, _op, _fn, _extra in (
+    ("reduce_sum", "ReduceSum", lambda x: jnp.sum(x, axis=1), [
+        Testcase("reduce_sum_symbolic_axis", lambda x: jnp.sum(x, axis=(0, 2)), [("B", 3, "T")]),
+        Testcase("reduce_sum_int", lambda x: jnp.sum(x, axis=0), [np.arange(12, dtype=np.int32).reshape(3, 4)]),
+    ]),
+    ("reduce_max", "ReduceMax", lambda x: jnp.max(x, axis=(0, 1)), _LOGSUMEXP_CASES),
+    ("reduce_min", "ReduceMin", lambda x: jnp.min(x, axis=-1), [
+        Testcase("reduce_min_int", lambda x: jnp.min(x, axis=1), [np.array([[3, -1, 2], [7, 8, -9]], np.int32)]),
+    ]),
+    ("reduce_prod", "ReduceProd", lambda x: jnp.prod(x, axis=0), []),
+):
+    _f64 = jax.ShapeDtypeStruct(("B", 3, 4), np.float64)  # double precision kept end to end: tolerance float32 cannot meet
+    handler(_prim, onnx_ops=(_op,), testcases=[
+        Testcase(_prim, _fn, [("B", 3, 4)], rtol=1e-5, atol=1e-5),
+        Testcase(f"{_prim}_f64", _fn, [_f64], rtol=1e-12, atol=1e-12, x64=True),
+        *_extra,
+    ])(
+        functools.partial(_reduce, _op)
+    )
+
+
+# ----------------------------------------------------------------------------- boolean reductions
+_BOOLS = np.array([[True, True, True], [True, False, True], [False, False, False], [False, True, True]])
+
+
+def _bool_reduce(kind: str, ctx: LoweringContext, x: ir.Value, *, axes: Any, **params: Any) -> ir.Value:
+    """Boolean and/or/xor over ``axes`` via int32 ReduceMin/ReduceMax/ReduceSum (no boolean Reduce* in onnxruntime)."""
+    del params  # out_sharding, if a future JAX adds it
+    if np.dtype(ctx.avals_in[0].dtype) != np.dtype(bool):
+        raise ConversionError(
+            f"reduce_{kind} over {np.dtype(ctx.avals_in[0].dtype)} (a bitwise reduction) has no ONNX reduction; "
+            "only boolean reduce_and/or/xor (jnp.all / jnp.any) are supported."
+        )
+    if not axes:
+        return x
+    as_int = ctx.op("Cast", x, to=ir.DataType.INT32)
+    op_type = {"and": "ReduceMin", "or": "ReduceMax", "xor": "ReduceSum"}[kind]
+    reduced = ctx.op(op_type, as_int, ctx.i64(list(axes)), keepdims=0)
+    if kind == "xor":
+        reduced = ctx.op("Mod", reduced, ctx.scalar(2, np.int32))
+    return ctx.op("Cast", reduced, to=ir.DataType.BOOL)
+
+
+for _kind, _fn, _fn_all in (
+    ("and", lambda x: jnp.all(x, axis=1), lambda x: jnp.all(x > 0)),
+    ("or", lambda x: jnp.any(x, axis=1), lambda x: jnp.any(x > 1.5)),
+    ("xor", lambda x: lax.reduce_xor(x, (1,)), lambda x: lax.reduce_xor(x > 0, (0, 1))),
+):
+    handler(f"reduce_{_kind}", onnx_ops=("Cast", "ReduceMin", "ReduceMax", "ReduceSum", "Mod"), testcases=[
+        Testcase(f"reduce_{_kind}_rows", _fn, [_BOOLS]),
+        Testcase(f"reduce_{_kind}_all_symbolic", _fn_all, [("B", 3)]),
+    ])(functools.partial(_bool_reduce, _kind))
+
+
+# ----------------------------------------------------------------------------- argmax / argmin
+def _arg_reduce(op_type: str, ctx: LoweringContext, x: ir.Value, *, axes: Any, index_dtype: Any) -> ir.Value:
+    """ArgMax/ArgMin (first index on ties, as lax) → Cast to ``index_dtype``; the first NaN wins as in JAX."""
+    (axis,) = axes
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    operand = x
+    if dtype == np.dtype(bool) or dtype in (np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.uint32)):
+        operand = ctx.op("Cast", x, to=ir.DataType.INT32 if dtype != np.dtype(np.uint32) else ir.DataType.INT64)
+    index = ctx.op(op_type, operand, axis=int(axis), keepdims=0, select_last_index=0)
+    if jnp.issubdtype(dtype, jnp.floating):
+        is_nan = ctx.op("Cast", ctx.op("IsNaN", x), to=ir.DataType.INT32)
+        first_nan = ctx.op("ArgMax", is_nan, axis=int(axis), keepdims=0, select_last_index=0)
+        any_nan = ctx.op("Cast", ctx.op("ReduceMax", is_nan, ctx.i64([int(axis)]), keepdims=0), to=ir.DataType.BOOL)
+        index = ctx.op("Where", any_nan, first_nan, index)
+    if np.dtype(index_dtype) != np.dtype(np.int64):
+        index = ctx.op("Cast", index, to=onnx_dtype(index_dtype))
+    return index
+
+
+handler("argmax", onnx_ops=("ArgMax", "Cast", "IsNaN", "ReduceMax", "Where"), testcases=[
+    Testcase("argmax_axis1", lambda x: jnp.argmax(x, axis=1), [("B", 5)]),
+    Testcase("argmax_symbolic_axis", lambda x: jnp.argmax(x, axis=0), [("T", 3)]),
+    Testcase("argmax_nan_and_ties", lambda x: jnp.argmax(x, axis=1), [_NAN_ROWS]),
+    Testcase("argmax_f64", lambda x: jnp.argmax(x, axis=1), [jax.ShapeDtypeStruct(("B", 5), np.float64)], x64=True),
+    Testcase("argmax_int_x64", lambda x: jnp.argmax(x, axis=-1), [np.array([[3, 9, 9, 1], [0, -2, 4, 4]], np.int64)], x64=True),
+    Testcase("argmax_bool", lambda x: jnp.argmax(x, axis=1), [_BOOLS]),
+])(functools.partial(_arg_reduce, "ArgMax"))
+
+handler("argmin", onnx_ops=("ArgMin", "Cast", "IsNaN", "ReduceMax", "Where"), testcases=[
+    Testcase("argmin_axis0", lambda x: jnp.argmin(x, axis=0), [("B", 5)]),
+    Testcase("argmin_nan_and_ties", lambda x: jnp.argmin(x, axis=1), [_NAN_ROWS]),
+    Testcase("argmin_int", lambda x: jnp.argmin(x, axis=1), [np.array([[3, 1, 1, 9], [0, -2, 4, -2]], np.int32)]),
+])(functools.partial(_arg_reduce, "ArgMin"))

@@ -1,0 +1,95 @@
+"""Sorting: sort (one or many operands, lexicographic num_keys), argsort (sort with an iota operand), top_k.
+
+ONNX has no Sort; ``TopK`` with ``k`` = the axis length and ``largest=0`` is an ascending sort
+that the ONNX spec makes stable (equal values keep their index order), so ``is_stable`` holds
+either way. Several keys sort lexicographically by stable passes from the last key to the first
+(each pass gathers the key by the permutation so far); every operand is then gathered with the
+final permutation (GatherElements). Descending ``jnp.sort``/``argsort`` arrive as ``rev`` or
+negation around an ascending sort and lower through those primitives.
+
+Known difference: JAX orders floats totally (-0.0 before 0.0, NaNs last); TopK treats -0.0 and
+0.0 as equal and leaves NaN placement to the runtime, so inputs with NaNs may sort differently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import onnx_ir as ir
+from jax import lax
+
+from workbench.jax_to_onnx.builder import onnx_dtype
+from workbench.jax_to_onnx.lowering import LoweringContext
+from workbench.jax_to_onnx.registry import Testcase, handler
+
+# Types onnxruntime's TopK takes; others are cast to an order-preserving wider type first.
+_TOPK_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _sortable(ctx: LoweringContext, x: ir.Value, dtype: Any) -> ir.Value:
+    dtype = np.dtype(dtype)
+    if dtype in _TOPK_TYPES:
+        return x
+    if jnp.issubdtype(dtype, jnp.floating):
+        return ctx.op("Cast", x, to=ir.DataType.FLOAT)  # float16/bfloat16 → float32 keeps the order
+    return ctx.op("Cast", x, to=ir.DataType.INT64)  # bool and narrow ints keep their order in int64
+
+
+_TIES = np.array([[3, 1, 2, 1, 3, 0], [5, 5, -1, 2, 2, 5]], np.int32)
+
+
+@handler("sort", onnx_ops=("TopK", "GatherElements", "Cast"), testcases=[
+    Testcase("sort_last_axis", lambda x: jnp.sort(x, axis=-1), [("B", 7)], expect_ops=("TopK",)),
+    Testcase("sort_axis0_symbolic", lambda x: jnp.sort(x, axis=0), [("T", 3)]),
+    Testcase("argsort_stable_ties", lambda x: jnp.argsort(x, axis=1, stable=True), [_TIES]),
+    Testcase("argsort_float", lambda x: jnp.argsort(x, axis=0), [("B", 4)]),
+    Testcase("sort_descending", lambda x: jnp.sort(x, axis=1, descending=True), [("B", 6)]),
+    Testcase("argsort_descending", lambda x: jnp.argsort(x, axis=1, descending=True), [_TIES]),
+    Testcase("sort_two_operands", lambda k, v: lax.sort((k, v), dimension=1, num_keys=1), [_TIES, (2, 6)]),
+    Testcase("sort_two_keys", lambda a, b, v: lax.sort((a, b, v), dimension=1, num_keys=2), [_TIES, np.array([[1, 0, 2, 0, 0, 5], [3, 1, 0, 9, 8, 2]], np.int32), (2, 6)]),
+    Testcase("sort_bool_keys", lambda k, v: lax.sort((k, v), dimension=0, num_keys=1), [np.array([True, False, True, False, False]), (5,)]),
+])
+def _sort(ctx: LoweringContext, *operands: ir.Value, dimension: int, is_stable: bool, num_keys: int) -> tuple[ir.Value, ...]:
+    """lax.sort(operands, dimension, is_stable, num_keys) → stable TopK passes + GatherElements."""
+    del is_stable  # ONNX TopK breaks ties by index: always stable
+    axis = int(dimension)
+    length = ctx.dim_value(ctx.avals_in[0].shape[axis])
+    permutation: ir.Value | None = None
+    first_key_sorted: ir.Value | None = None
+    for key_index in reversed(range(num_keys)):
+        key = _sortable(ctx, operands[key_index], ctx.avals_in[key_index].dtype)
+        if permutation is not None:
+            key = ctx.op("GatherElements", key, permutation, axis=axis)
+        values, order = ctx.op("TopK", key, length, axis=axis, largest=0, sorted=1, num_outputs=2)
+        permutation = order if permutation is None else ctx.op("GatherElements", permutation, order, axis=axis)
+        if key_index == 0 and key is operands[0] and num_keys == 1:
+            first_key_sorted = values  # the TopK values already are the sorted first operand
+    assert permutation is not None
+    results = []
+    for index, operand in enumerate(operands):
+        if index == 0 and first_key_sorted is not None:
+            results.append(first_key_sorted)
+        else:
+            results.append(ctx.op("GatherElements", operand, permutation, axis=axis))
+    return tuple(results)
+
+
+@handler("top_k", onnx_ops=("TopK", "Cast"), testcases=[
+    Testcase("top_k_last_axis", lambda x: lax.top_k(x, 3), [("B", 8)], expect_ops=("TopK",)),
+    Testcase("top_k_ties_int", lambda x: lax.top_k(x, 4), [_TIES]),
+    Testcase("top_k_k1", lambda x: lax.top_k(x, 1)[1], [(3, 5)]),
+    Testcase("top_k_axis0", lambda x: lax.top_k(x, 2, axis=0), [(5, "B")]),
+    Testcase("top_k_float16", lambda x: lax.top_k(x.astype(jnp.float16), 2)[0], [(2, 6)], rtol=1e-3, atol=1e-3),
+])
+def _top_k(ctx: LoweringContext, x: ir.Value, *, k: int, axis: int = -1) -> tuple[ir.Value, ir.Value]:
+    """lax.top_k(x, k, axis): the k largest along ``axis``, sorted, lower index first on ties."""
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    values, indices = ctx.op("TopK", _sortable(ctx, x, dtype), ctx.i64([int(k)]), axis=int(axis), largest=1, sorted=1, num_outputs=2)
+    if dtype not in _TOPK_TYPES:
+        values = ctx.op("Cast", values, to=onnx_dtype(dtype))
+    index_dtype = np.dtype(ctx.avals_out[1].dtype)
+    if index_dtype != np.dtype(np.int64):
+        indices = ctx.op("Cast", indices, to=onnx_dtype(index_dtype))
+    return values, indices

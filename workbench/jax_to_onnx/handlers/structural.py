@@ -1,0 +1,83 @@
+"""Call-like primitives whose body is a nested jaxpr: inlined, or kept as an ONNX local function.
+
+``jit`` (pjit), ``custom_jvp_call``, ``custom_vjp_call`` and
+``remat``/``checkpoint`` only matter to differentiation or compilation; for inference the body is
+what computes, so it is lowered in place. A ``jit`` whose name carries the
+:func:`workbench.onnx_function` marker becomes a call of an ONNX local function instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import onnx_ir as ir
+
+from workbench.jax_to_onnx.functions import (
+    function_name_from_marker,
+    lower_onnx_function,
+)
+from workbench.jax_to_onnx.lowering import LoweringContext
+from workbench.jax_to_onnx.registry import Testcase, handler
+
+F = ("B", 4)
+
+
+@jax.jit
+def _jitted(x: jax.Array) -> jax.Array:
+    return jnp.sin(x) * 2
+
+
+@jax.custom_jvp
+def _custom_jvp_fn(x: jax.Array) -> jax.Array:
+    return jnp.tanh(x) + 1
+
+
+_custom_jvp_fn.defjvp(lambda primals, tangents: (_custom_jvp_fn(primals[0]), tangents[0]))
+
+
+@jax.custom_vjp
+def _custom_vjp_fn(x: jax.Array) -> jax.Array:
+    return jnp.cos(x) * x
+
+
+_custom_vjp_fn.defvjp(lambda x: (_custom_vjp_fn(x), x), lambda residual, g: (g,))
+
+
+@handler("jit", onnx_ops=(), doc="https://docs.jax.dev/en/latest/_autosummary/jax.jit.html", area="jax", testcases=[
+    Testcase("jit_nested", lambda x: _jitted(x) + 1, [F]),
+])
+def _jit(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, name: str, **params: Any) -> Any:
+    """Inline the jitted body, or emit a call of an ONNX local function for @wb.onnx_function."""
+    del params  # shardings, donation, inline, keep_unused, compiler options: XLA-only
+    if function_name_from_marker(name) is not None:
+        return lower_onnx_function(ctx, name, jaxpr, list(operands))
+    return ctx.lower_inline(jaxpr, operands)
+
+
+@handler("custom_jvp_call", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.custom_jvp.html", testcases=[
+    Testcase("custom_jvp_call", _custom_jvp_fn, [F]),
+    Testcase("custom_jvp_relu", jax.nn.relu, [F]),
+])
+def _custom_jvp_call(ctx: LoweringContext, *operands: ir.Value, call_jaxpr: Any, **params: Any) -> Any:
+    """Only the primal computation matters for inference: the JVP rule is dropped."""
+    del params  # jvp_jaxpr_fun / jvp_jaxpr_thunk, num_consts, symbolic_zeros, name
+    return ctx.lower_inline(call_jaxpr, operands)
+
+
+@handler("custom_vjp_call", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.custom_vjp.html", testcases=[
+    Testcase("custom_vjp_call", _custom_vjp_fn, [F]),
+])
+def _custom_vjp_call(ctx: LoweringContext, *operands: ir.Value, call_jaxpr: Any, **params: Any) -> Any:
+    del params  # fwd, bwd, out_trees, symbolic_zeros, name
+    return ctx.lower_inline(call_jaxpr, operands)
+
+
+@handler("remat2", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.checkpoint.html", testcases=[
+    Testcase("checkpoint", jax.checkpoint(lambda x: jnp.sin(x) * x), [F]),
+])
+def _remat(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, **params: Any) -> Any:
+    del params  # prevent_cse, differentiated, policy: rematerialization is a training concern
+    return ctx.lower_inline(jaxpr, operands)
+

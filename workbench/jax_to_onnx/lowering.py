@@ -1,0 +1,252 @@
+"""The equation walker: lowers a (Closed)Jaxpr into a GraphBuilder, one handler call per equation.
+
+Handlers receive a :class:`LoweringContext` (the builder plus this equation's avals and
+source location) and the ONNX values of the equation's operands, with the primitive's
+parameters as keyword arguments: ``rule(ctx, *operands, **eqn.params)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+from jax._src import (
+    core as jax_core,  # DropVar and Literal have no public alias in jax.extend yet
+)
+from jax.extend import core as jex_core
+
+from workbench.errors import (
+    ConversionError,
+    SourceLocation,
+    UnsupportedPrimitive,
+    UnsupportedPrimitiveError,
+    WorkbenchError,
+)
+from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.registry import REGISTRY
+from workbench.jax_to_onnx.source import eqn_location
+
+
+@dataclass(frozen=True)
+class LoweringContext:
+    """What a handler may use while lowering one equation."""
+
+    builder: GraphBuilder
+    eqn: Any
+    avals_in: tuple[Any, ...]
+    avals_out: tuple[Any, ...]
+
+    @property
+    def aval_out(self) -> Any:
+        return self.avals_out[0]
+
+    @property
+    def location(self) -> SourceLocation | None:
+        return eqn_location(self.eqn)
+
+    def op(self, op_type: str, *inputs: ir.Value | None, **kwargs: Any) -> Any:
+        return self.builder.op(op_type, *inputs, **kwargs)
+
+    def const(self, array: Any, dtype: Any = None) -> ir.Value:
+        return self.builder.const(array, dtype)
+
+    def i64(self, values: Sequence[int] | int) -> ir.Value:
+        return self.builder.i64(values)
+
+    def scalar(self, value: Any, dtype: Any) -> ir.Value:
+        """A 0-d constant of the given dtype (e.g. the operand's dtype)."""
+        return self.builder.const(np.asarray(value, dtype=dtype))
+
+    def shape_value(self, shape: Sequence[Any]) -> ir.Value:
+        return self.builder.shape_value(shape)
+
+    def dim_value(self, dim: Any) -> ir.Value:
+        return self.builder.dim_value(dim)
+
+    @property
+    def opset(self) -> int:
+        return self.builder.state.opset
+
+    def lower_inline(self, closed_jaxpr: Any, inputs: Sequence[ir.Value]) -> list[ir.Value]:
+        """Inline a nested ClosedJaxpr (jit, custom_jvp_call, remat...) into the current graph."""
+        jaxpr, consts = _split_closed(closed_jaxpr)
+        const_values = [self.builder.const(np.asarray(c)) for c in consts]
+        return lower_jaxpr(self.builder, jaxpr, const_values, list(inputs))
+
+    def subgraph(
+        self, closed_jaxpr: Any, input_avals: Sequence[Any], *, name: str, input_names: Sequence[str] | None = None
+    ) -> ir.Graph:
+        """Build an ONNX subgraph (If/Loop/Scan body) from a jaxpr; it may read enclosing values."""
+        jaxpr, consts = _split_closed(closed_jaxpr)
+        child = GraphBuilder(self.builder.state, parent=self.builder)
+        names = input_names or [f"{name}_in{i}" for i in range(len(input_avals))]
+        inputs = [child.add_input(n, aval) for n, aval in zip(names, input_avals, strict=True)]
+        const_values = [self.builder.const(np.asarray(c)) for c in consts]
+        outputs = lower_jaxpr(child, jaxpr, const_values, inputs[len(inputs) - len(jaxpr.invars) :])
+        return finish_subgraph(child, inputs, outputs, name)
+
+
+def finish_subgraph(child: GraphBuilder, inputs: list[ir.Value], outputs: list[ir.Value], name: str) -> ir.Graph:
+    """Wrap a child builder's nodes as an ir.Graph; outputs that are not produced inside get an Identity."""
+    produced = {id(output) for node in child.nodes for output in node.outputs}
+    final_outputs: list[ir.Value] = []
+    seen: set[int] = set()
+    for value in outputs:
+        if id(value) not in produced or id(value) in seen:
+            copy = child.op("Identity", value, name_hint=f"{name}_out")
+            copy.type, copy.shape = value.type, value.shape
+            value = copy
+        seen.add(id(value))
+        final_outputs.append(value)
+    return ir.Graph(inputs, final_outputs, nodes=child.nodes, name=child.state.fresh(name))
+
+
+def _split_closed(closed_or_open: Any) -> tuple[Any, list[Any]]:
+    if isinstance(closed_or_open, jex_core.ClosedJaxpr):
+        return closed_or_open.jaxpr, list(closed_or_open.consts)
+    return closed_or_open, []
+
+
+def _read(builder: GraphBuilder, env: dict[Any, ir.Value], atom: Any) -> ir.Value:
+    if isinstance(atom, jax_core.Literal):
+        return builder.const(np.asarray(atom.val, dtype=atom.aval.dtype))
+    try:
+        return env[atom]
+    except KeyError as error:
+        raise ConversionError(f"jaxpr variable {atom} is used before it is defined") from error
+
+
+def lower_jaxpr(
+    builder: GraphBuilder, jaxpr: Any, consts: Sequence[ir.Value], args: Sequence[ir.Value]
+) -> list[ir.Value]:
+    """Lower every equation of ``jaxpr``; returns the ONNX values of its outputs."""
+    env: dict[Any, ir.Value] = {}
+    if len(consts) != len(jaxpr.constvars) or len(args) != len(jaxpr.invars):
+        raise ConversionError(
+            f"jaxpr expects {len(jaxpr.constvars)} constants and {len(jaxpr.invars)} inputs, "
+            f"got {len(consts)} and {len(args)}"
+        )
+    env.update(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+    path = builder.state.eqn_path
+    for index, eqn in enumerate(jaxpr.eqns):
+        path.append(index)
+        try:
+            _lower_eqn(builder, env, eqn)
+        finally:
+            path.pop()
+    return [_read(builder, env, atom) for atom in jaxpr.outvars]
+
+
+def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> None:
+    name = eqn.primitive.name
+    info = REGISTRY.get(name)
+    if info is None:
+        location = eqn_location(eqn)
+        raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [])])
+    inputs = [_read(builder, env, atom) for atom in eqn.invars]
+    ctx = LoweringContext(
+        builder=builder,
+        eqn=eqn,
+        avals_in=tuple(atom.aval for atom in eqn.invars),
+        avals_out=tuple(var.aval for var in eqn.outvars),
+    )
+    first_new_node = len(builder.nodes)
+    try:
+        result = info.rule(ctx, *inputs, **eqn.params)
+    except WorkbenchError:
+        raise
+    except Exception as error:
+        location = eqn_location(eqn)
+        where = f" at {location}" if location else ""
+        raise ConversionError(
+            f"the handler for primitive {name!r}{where} failed: {type(error).__name__}: {error}"
+        ) from error
+    outputs = result if isinstance(result, (tuple, list)) else (result,)
+    if len(outputs) != len(eqn.outvars):
+        raise ConversionError(
+            f"the handler for {name!r} returned {len(outputs)} values for {len(eqn.outvars)} outputs"
+        )
+    new_outputs = {id(o) for node in builder.nodes[first_new_node:] for o in node.outputs}
+    location = eqn_location(eqn)
+    origin_location = str(location) if location else ""
+    for var, value in zip(eqn.outvars, outputs, strict=True):
+        if isinstance(var, jax_core.DropVar):
+            continue
+        if id(value) in new_outputs:
+            builder.set_type(value, var.aval)
+            builder.state.origins[value.name] = (_var_text(var), name, origin_location)
+            builder.state.origin_vars[value.name] = (tuple(builder.state.eqn_path[:-1]), var)
+            producer = value.producer()
+            if producer is not None and location is not None and not producer.doc_string:
+                producer.doc_string = f"{name} at {location}"
+        env[var] = value
+
+
+def _var_text(var: Any) -> str:
+    """``str(var)`` (JAX's ``Var(id=...):f32[4,8]``) with the aval part formatted once per aval."""
+    try:
+        return f"Var(id={id(var)}):{_aval_text(var.aval)}"
+    except TypeError:  # an aval type that cannot be hashed: formatted every time
+        return str(var)
+
+
+@functools.lru_cache(maxsize=4096)
+def _aval_text(aval: Any) -> str:
+    return aval.str_short()
+
+
+# --------------------------------------------------------------------- discovery
+def iter_eqns(jaxpr: Any) -> Iterator[Any]:
+    """Every equation of a jaxpr and of every jaxpr nested in its parameters."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in sub_jaxprs(eqn):
+            yield from iter_eqns(sub)
+
+
+def sub_jaxprs(eqn: Any) -> Iterator[Any]:
+    for param in eqn.params.values():
+        candidates = param if isinstance(param, (tuple, list)) else (param,)
+        for candidate in candidates:
+            if isinstance(candidate, jex_core.ClosedJaxpr):
+                yield candidate.jaxpr
+            elif isinstance(candidate, jex_core.Jaxpr):
+                yield candidate
+
+
+def find_unsupported(jaxpr: Any) -> list[UnsupportedPrimitive]:
+    """Every primitive of the jaxpr (nested included) without a handler, with count and locations."""
+    found: dict[str, UnsupportedPrimitive] = {}
+    for eqn in iter_eqns(jaxpr):
+        name = eqn.primitive.name
+        if REGISTRY.get(name) is not None:
+            continue
+        entry = found.setdefault(name, UnsupportedPrimitive(name, 0, []))
+        entry.count += 1
+        location = eqn_location(eqn)
+        if location is not None and location not in entry.locations:
+            entry.locations.append(location)
+    return sorted(found.values(), key=lambda p: p.name)
+
+
+def check_all_supported(jaxpr: Any) -> None:
+    unsupported = find_unsupported(jaxpr)
+    if unsupported:
+        raise UnsupportedPrimitiveError(unsupported)
+
+
+__all__ = [
+    "LoweringContext",
+    "check_all_supported",
+    "find_unsupported",
+    "finish_subgraph",
+    "is_static",
+    "iter_eqns",
+    "lower_jaxpr",
+    "sub_jaxprs",
+]

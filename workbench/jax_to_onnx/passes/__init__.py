@@ -1,0 +1,48 @@
+"""Graph clean-up and fusion after lowering, then shape annotation: the pass pipeline.
+
+- unused nodes, initializers and functions are removed, common subexpressions merged (onnx-ir passes);
+- constant subgraphs are folded (:mod:`.folding`);
+- common patterns become the ONNX op that says what they are (:mod:`.fusions`, applied by
+  :mod:`.scheduler` through onnxscript's pattern rewriter);
+- attention is laid out the way onnxruntime runs it fastest (:mod:`.attention_layout`);
+- ONNX shape inference fills ``value_info`` for values whose type the lowering did not set itself
+  (handler decompositions, fused ops), so every edge shows a shape (:mod:`.shapes`).
+"""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes import common as common_passes
+
+from workbench.jax_to_onnx.passes.folding import fold_constants, fold_weight_layouts
+from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
+from workbench.jax_to_onnx.passes.shapes import infer_shapes
+
+__all__ = ["run_passes", "fuse_patterns", "rewrite_layouts", "fold_constants", "fold_weight_layouts", "infer_shapes"]
+
+
+def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str] = frozenset()) -> onnx.ModelProto:
+    """Clean up, fold constants and fuse patterns (``optimize``), then annotate shapes; returns the proto.
+
+    ``weights`` names the initializers that hold the model's parameters: they keep their names and shapes.
+    """
+    passes: list[ir.passes.PassBase] = [common_passes.RemoveUnusedNodesPass()]
+    if optimize:
+        passes.append(common_passes.CommonSubexpressionEliminationPass())
+    manager = ir.passes.PassManager(passes)
+    manager(model)
+    if optimize:
+        fold_constants(model, weights)
+        fuse_patterns(model)
+        rewrite_layouts(model)
+        fold_weight_layouts(model.graph, weights)
+    cleanup = ir.passes.PassManager(
+        [
+            common_passes.RemoveUnusedNodesPass(),
+            common_passes.RemoveUnusedFunctionsPass(),
+            common_passes.RemoveUnusedOpsetsPass(),
+        ]
+    )
+    cleanup(model)
+    return infer_shapes(model)

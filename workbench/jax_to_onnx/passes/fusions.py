@@ -1,0 +1,259 @@
+"""Fusion rules: the arithmetic JAX's decompositions produce, rewritten into the ONNX op that says what it is.
+
+A 1-D bias reshaped to ``(1, ..., 1, N)`` before a broadcasting Add/Mul/Sub is used as is (ONNX
+broadcasts numpy-style); ``MatMul`` + ``Add`` on 2-D inputs → ``Gemm``; the arithmetic of
+``jax.nn.softmax`` → ``Softmax``; both forms of ``jax.nn.gelu`` (tanh approximation and exact erf)
+→ ``Gelu`` at opset 20+ (kept decomposed below); flax's LayerNorm → ``LayerNormalization``.
+
+Why hand-written rules: the patterns are those JAX's own decompositions produce (e.g. softmax
+with its ``max(-inf, reduce_max)`` guard, gelu's ``x * x * x``), which the generic fusions of
+onnxscript do not recognise; the matching and the graph surgery are onnxscript's. Each rule checks
+the constants it relies on, so numerics are preserved.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter._basics import MatchResult
+from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
+from onnxscript.rewriter.rules import common as common_rules
+from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
+
+from workbench.jax_to_onnx.bias import bias_reshape_problem
+from workbench.jax_to_onnx.ir_values import constant_array
+
+GELU_MIN_OPSET = 20
+
+
+def _is_scalar(value: ir.Value | None, expected: float, *, rtol: float = 1e-6) -> bool:
+    array = constant_array(value)
+    if array is None or array.size != 1:
+        return False
+    actual = float(array.reshape(()))
+    if math.isinf(expected):
+        return actual == expected
+    return math.isclose(actual, expected, rel_tol=rtol, abs_tol=0.0)
+
+
+def _rank(value: ir.Value) -> int | None:
+    return None if value.shape is None else len(value.shape)
+
+
+# ------------------------------------------------------------------------------------ bias
+class _BiasReshapeBase(RewriteRuleClassBase):
+    """``Op(x, Reshape(b, [1, ..., 1, *b.shape]))`` → ``Op(x, b)`` (numpy broadcasting adds the leading 1s)."""
+
+    op_type = "Add"
+
+    def pattern(self, op, x, bias, shape):  # noqa: ANN001, ANN201 - onnxscript pattern builder
+        return getattr(op, self.op_type)(x, op.Reshape(bias, shape))
+
+    def check(self, context, x, bias, shape) -> MatchResult:  # noqa: ANN001
+        del context
+        result = MatchResult()
+        problem = bias_reshape_problem(x, bias, shape)
+        return result.fail(problem) if problem else result
+
+    def rewrite(self, op, x, bias, shape):  # noqa: ANN001, ANN201
+        del shape
+        return getattr(op, self.op_type)(x, bias)
+
+
+class AddReshapedBias(_BiasReshapeBase):
+    op_type = "Add"
+
+
+class MulReshapedBias(_BiasReshapeBase):
+    op_type = "Mul"
+
+
+class SubReshapedBias(_BiasReshapeBase):
+    op_type = "Sub"
+
+
+# --------------------------------------------------------------------------------- softmax
+class SoftmaxFusion(RewriteRuleClassBase):
+    """jax.nn.softmax: ``e = Exp(x - Unsqueeze(Max(ReduceMax(x, a), -inf), a))``, ``e / Unsqueeze(ReduceSum(e, a), a)``."""
+
+    def pattern(self, op, x, floor, axes_max, axes_unsq1, axes_sum, axes_unsq2):  # noqa: ANN001, ANN201
+        reduced = op.ReduceMax(x, axes_max, keepdims=0)
+        shifted = op.Sub(x, op.Unsqueeze(op.Max(reduced, floor), axes_unsq1))
+        exp = op.Exp(shifted)
+        total = op.Unsqueeze(op.ReduceSum(exp, axes_sum, keepdims=0), axes_unsq2)
+        return op.Div(exp, total)
+
+    def check(self, context, x, floor, axes_max, axes_unsq1, axes_sum, axes_unsq2) -> MatchResult:  # noqa: ANN001
+        del context
+        result = MatchResult()
+        if not _is_scalar(floor, -math.inf):
+            return result.fail("the max guard is not -inf")
+        axes = [constant_array(a) for a in (axes_max, axes_unsq1, axes_sum, axes_unsq2)]
+        rank = _rank(x)
+        if rank is None or any(a is None or a.size != 1 for a in axes):
+            return result.fail("softmax over one constant axis only")
+        normalized = {int(a.reshape(())) % rank for a in axes}
+        if len(normalized) != 1:
+            return result.fail("reduction and unsqueeze axes differ")
+        return result
+
+    def rewrite(self, op, x, floor, axes_max, axes_unsq1, axes_sum, axes_unsq2):  # noqa: ANN001, ANN201
+        del floor, axes_unsq1, axes_sum, axes_unsq2
+        return op.Softmax(x, axis=int(constant_array(axes_max).reshape(())))
+
+
+# ------------------------------------------------------------------------------------ gelu
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+class GeluTanhFusion(RewriteRuleClassBase):
+    """jax.nn.gelu(approximate=True): ``x * ((1 + tanh((x + x*x*x * 0.044715) * sqrt(2/pi))) * 0.5)``."""
+
+    def pattern(self, op, x, c_cube, c_scale, one, half):  # noqa: ANN001, ANN201
+        cube = op.Mul(x, op.Mul(x, x))
+        inner = op.Mul(op.Add(x, op.Mul(cube, c_cube)), c_scale)
+        return op.Mul(x, op.Mul(op.Add(op.Tanh(inner), one), half))
+
+    def check(self, context, x, c_cube, c_scale, one, half) -> MatchResult:  # noqa: ANN001
+        del context, x
+        result = MatchResult()
+        if not (
+            _is_scalar(c_cube, 0.044715, rtol=1e-5)
+            and _is_scalar(c_scale, _SQRT_2_OVER_PI, rtol=1e-5)
+            and _is_scalar(one, 1.0)
+            and _is_scalar(half, 0.5)
+        ):
+            return result.fail("constants are not those of the tanh gelu")
+        return result
+
+    def rewrite(self, op, x, c_cube, c_scale, one, half):  # noqa: ANN001, ANN201
+        del c_cube, c_scale, one, half
+        return op.Gelu(x, approximate="tanh")
+
+
+class GeluErfFusion(RewriteRuleClassBase):
+    """jax.nn.gelu(approximate=False): ``(x * 0.5) * (1 - erf(-x * (1/sqrt 2)))``."""
+
+    def pattern(self, op, x, half, inv_sqrt2, one):  # noqa: ANN001, ANN201
+        return op.Mul(op.Mul(x, half), op.Sub(one, op.Erf(op.Mul(op.Neg(x), inv_sqrt2))))
+
+    def check(self, context, x, half, inv_sqrt2, one) -> MatchResult:  # noqa: ANN001
+        del context, x
+        result = MatchResult()
+        if not (_is_scalar(half, 0.5) and _is_scalar(inv_sqrt2, 1 / math.sqrt(2), rtol=1e-5) and _is_scalar(one, 1.0)):
+            return result.fail("constants are not those of the erf gelu")
+        return result
+
+    def rewrite(self, op, x, half, inv_sqrt2, one):  # noqa: ANN001, ANN201
+        del half, inv_sqrt2, one
+        return op.Gelu(x)
+
+
+# ------------------------------------------------------------------------------ layer norm
+class LayerNormFusion(RewriteRuleClassBase):
+    """flax ``LayerNorm`` (fast variance): mean and E[x²] over the trailing axes, ``var = max(E[x²] - mean², 0)``,
+    ``(x - mean) * (rsqrt(var + eps) * scale) + bias`` → ``LayerNormalization``.
+
+    The variance form differs from ONNX's ``E[(x - mean)²]`` only by rounding (ONNX's is the more
+    accurate one); the rule checks every constant and shape it relies on: the axes are the trailing
+    ones, the divisor is their size, the guard is 0, the re-shaped statistics keep x's other dims.
+    """
+
+    def __init__(self, *, with_scale: bool, with_bias: bool) -> None:
+        super().__init__(name=f"LayerNorm{'Scale' if with_scale else ''}{'Bias' if with_bias else ''}")
+        self.with_scale = with_scale
+        self.with_bias = with_bias
+
+    def pattern(self, op, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale, bias):  # noqa: ANN001, ANN201
+        mean = op.Div(op.ReduceSum(x, axes, keepdims=0), count)
+        mean_sq = op.Div(op.ReduceSum(op.Mul(x, x), axes2, keepdims=0), count2)
+        var = op.Max(op.Sub(mean_sq, op.Mul(mean, mean)), zero)
+        centered = op.Sub(x, op.Reshape(mean, mean_shape))
+        inv_std = op.Reciprocal(op.Sqrt(op.Add(op.Reshape(var, var_shape), eps)))
+        normalized = op.Mul(centered, op.Mul(inv_std, scale) if self.with_scale else inv_std)
+        return op.Add(normalized, bias) if self.with_bias else normalized
+
+    def check(self, context, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale=None, bias=None) -> MatchResult:  # noqa: ANN001
+        del context, mean_shape, var_shape
+        result = MatchResult()
+        if x.dtype != ir.DataType.FLOAT or x.shape is None:
+            return result.fail("fused for float32 inputs of known rank only (LayerNormalization stashes float32)")
+        rank = len(x.shape)
+        axes_array, axes2_array = constant_array(axes), constant_array(axes2)
+        if axes_array is None or axes2_array is None:
+            return result.fail("reduction axes are not constant")
+        normalized = sorted({int(a) % rank for a in axes_array.reshape(-1)})
+        if sorted({int(a) % rank for a in axes2_array.reshape(-1)}) != normalized or not normalized:
+            return result.fail("the two means reduce different axes")
+        if normalized != list(range(normalized[0], rank)):
+            return result.fail("LayerNormalization normalizes trailing axes only")
+        trailing = [x.shape[a] for a in normalized]
+        if not all(isinstance(d, int) for d in trailing):
+            return result.fail("normalized axes must be static")
+        size = float(math.prod(trailing))
+        if not (_is_scalar(count, size) and _is_scalar(count2, size) and _is_scalar(zero, 0.0)):
+            return result.fail("divisors are not the normalized size or the variance guard is not 0")
+        eps_array = constant_array(eps)
+        if eps_array is None or eps_array.size != 1 or not float(eps_array.reshape(())) >= 0.0:
+            return result.fail("epsilon is not a non-negative constant")
+        for value in (scale, bias) if self.with_scale else (bias,):
+            if value is None:
+                continue
+            if value.shape is None or list(value.shape) != trailing:
+                return result.fail("scale and bias must have exactly the normalized shape")
+        return result
+
+    def rewrite(self, op, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale=None, bias=None):  # noqa: ANN001, ANN201
+        del axes2, count, count2, zero, mean_shape, var_shape
+        rank = len(x.shape)
+        first_axis = min(int(a) % rank for a in constant_array(axes).reshape(-1))
+        epsilon = float(constant_array(eps).reshape(()))
+        trailing = [int(d) for d in x.shape[first_axis:]]
+        if not self.with_scale:
+            scale = op.Constant(value=ir.tensor(np.ones(trailing, np.float32)))
+        inputs = [x, scale] + ([bias] if self.with_bias else [])
+        return op.LayerNormalization(*inputs, axis=first_axis, epsilon=epsilon)
+
+
+# ------------------------------------------------------------------------------- the driver
+# commutative binary ops whose constant operand is moved to the right before matching, so that one
+
+
+def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
+    """The rules that apply at ``opset`` as (rule, try both operand orders), phase by phase.
+
+    Chains of layout ops that cancel or combine (Transpose∘Transpose, Reshape∘Reshape, no-op
+    Transpose/Expand/Cast: onnxscript's own rules) and bias reshapes go first so the larger
+    patterns see plain 1-D biases and scales; the
+    LayerNorm forms without a bias go last (they are part of the forms with one). The larger
+    patterns match the canonical operand order only (see :func:`canonicalize_constant_operands`):
+    onnxscript's ``commute`` expands each of them into 2^(commutative ops) variants (128 for gelu),
+    which made the rewriter the slowest step of a conversion.
+    """
+    layout = [(rule, False) for rule in (
+        common_rules.transpose_transpose_rule,
+        common_rules.no_op_transpose_rule,
+        common_rules.reshape_reshape_rule,
+        common_rules.unsqueeze_unsqueeze_rule,
+        common_rules.no_op_expand_rule,
+        common_rules.no_op_cast_rule,
+    )]
+    bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
+    fusions = [(MatMulAddToGemm.rule(), True), (SoftmaxFusion.rule(), False)]
+    fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
+    if opset >= GELU_MIN_OPSET:
+        fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
+    # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
+    unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)]
+    return [layout + bias, fusions, unbiased]
+
+
+def fusion_rules(opset: int) -> list[RewriteRule]:
+    """Every rewrite rule (with its commuted variants) that applies at ``opset``, in application order."""
+    rules: list[RewriteRule] = []
+    for phase in rule_phases(opset):
+        for rule, commute in phase:
+            rules.extend(rule.commute() if commute else [rule])
+    return rules

@@ -1,0 +1,294 @@
+"""The rule scheduler: applies onnxscript rewrite rules indexed by root op type, in rounds.
+
+onnxscript's ``RewriteRuleSet`` tries every rule on every node, which costs about as much as the rest
+of a conversion for a 1,000-node graph. Indexing the rules by the op type of their root (and of the
+root's direct producers), testing cheap necessary conditions before the matcher, and retrying only
+the nodes near the previous round's rewrites keeps the passes proportional to the graph.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import onnx_ir as ir
+from onnxscript.rewriter._pattern_ir import NodeOutputPattern
+from onnxscript.rewriter._rewrite_rule import RewriteRule
+
+from workbench.jax_to_onnx.bias import droppable_bias
+from workbench.jax_to_onnx.passes import attention_layout
+from workbench.jax_to_onnx.passes.fusions import rule_phases
+
+# commutative binary ops whose constant operand is moved to the right before matching, so that one
+# pattern orientation covers ``0.5 * x`` and ``x * 0.5``
+_COMMUTATIVE = frozenset({"Add", "Mul", "Max", "Min", "And", "Or", "Xor", "Equal", "BitwiseAnd", "BitwiseOr"})
+
+
+def canonicalize_constant_operands(graph: ir.Graph | ir.Function) -> None:
+    """``Op(constant, x)`` → ``Op(x, constant)`` for commutative binary ops, in place (subgraphs too)."""
+    for node in graph:
+        if node.op_type in _COMMUTATIVE and node.domain == "" and len(node.inputs) == 2:
+            left, right = node.inputs
+            if _constant_producer(left) and not _constant_producer(right):
+                node.replace_input_with(0, right)
+                node.replace_input_with(1, left)
+        for subgraph in _subgraphs(node):
+            canonicalize_constant_operands(subgraph)
+
+
+def _constant_producer(value: ir.Value | None) -> bool:
+    if value is None:
+        return False
+    if value.const_value is not None:
+        return True
+    producer = value.producer()
+    return producer is not None and producer.op_type == "Constant" and producer.domain == ""
+
+
+# the standard ops with graph attributes (bodies and branches)
+_CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+
+
+def _subgraphs(node: ir.Node) -> list[ir.Graph]:
+    if node.domain == "" and node.op_type not in _CONTROL_FLOW_OPS:
+        return []
+    graphs: list[ir.Graph] = []
+    for attr in node.attributes.values():
+        if attr.type == ir.AttributeType.GRAPH:
+            graphs.append(attr.value)
+        elif attr.type == ir.AttributeType.GRAPHS:
+            graphs.extend(attr.value)
+    return graphs
+
+
+@dataclass(frozen=True)
+class _IndexedRule:
+    """A rule with the op types its root node and the root's direct producers must have.
+
+    Checking those few op types first rejects almost every node without entering onnxscript's
+    matcher (a full match attempt costs ~100x more).
+    """
+
+    rule: RewriteRule
+    root_op: str | None
+    producer_ops: tuple[tuple[int, str], ...]
+    # a cheap necessary condition on the root node, for single-node rules tried on every node of their op type
+    guard: Callable[[ir.Node], bool] | None = None
+
+    @classmethod
+    def of(cls, rule: RewriteRule) -> _IndexedRule:
+        pattern = rule._target_pattern  # noqa: SLF001 - onnxscript keeps the compiled pattern private
+        if not pattern.has_single_output_node:
+            return cls(rule, None, ())
+        root = pattern.output_node
+        producers = tuple(
+            (index, value.producer().op_type)
+            for index, value in enumerate(root.inputs)
+            if isinstance(value, NodeOutputPattern)
+        )
+        return cls(rule, root.op_type, producers, _ROOT_GUARDS.get(rule.name))
+
+    def may_match(self, node: ir.Node) -> bool:
+        if self.guard is not None and not self.guard(node):
+            return False
+        for index, op_type in self.producer_ops:
+            if index >= len(node.inputs):
+                return False
+            value = node.inputs[index]
+            producer = None if value is None else value.producer()
+            if producer is None or producer.op_type != op_type:
+                return False
+        return True
+
+
+def _is_identity_transpose(node: ir.Node) -> bool:
+    """What onnxscript's ``TransposeIdentity`` checks: a ``perm`` attribute of ints in order."""
+    perm = node.attributes.get("perm")
+    return perm is not None and perm.type == ir.AttributeType.INTS and list(perm.as_ints()) == list(range(len(perm.as_ints())))
+
+
+def _may_drop_bias_reshape(node: ir.Node) -> bool:
+    """What the ``*ReshapedBias`` rules check, for either operand order."""
+    if len(node.inputs) != 2:
+        return False
+    left, right = node.inputs
+    return any(
+        x is not None and operand is not None and droppable_bias(x, operand) is not None
+        for x, operand in ((left, right), (right, left))
+    )
+
+
+def _may_become_gemm(node: ir.Node) -> bool:
+    """What onnxscript's ``MatMulAddToGemm`` checks first: an added MatMul of two 2-D inputs."""
+    for value in node.inputs:
+        producer = None if value is None else value.producer()
+        if producer is not None and producer.op_type == "MatMul" and all(
+            operand is not None and operand.shape is not None and len(operand.shape) == 2 for operand in producer.inputs
+        ):
+            return True
+    return False
+
+
+# rule name → a condition its check requires, tested before entering onnxscript's matcher (a failed
+# match costs ~100x more); for the rules tried, and mostly failing, on every node of a common op type
+_ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
+    "TransposeIdentity": _is_identity_transpose,
+    "AddReshapedBias": _may_drop_bias_reshape,
+    "SubReshapedBias": _may_drop_bias_reshape,
+    "MulReshapedBias": _may_drop_bias_reshape,
+    "MatMulAddToGemm": _may_become_gemm,
+}
+
+
+def _apply_rules(
+    model: ir.Model,
+    graph: ir.Graph | ir.Function,
+    rules_by_root: dict[str | None, list[_IndexedRule]],
+    *,
+    only: set[ir.Node] | None = None,
+    touched: set[ir.Node] | None = None,
+) -> int:
+    """Try the rules whose root op is each node's op type; onnxscript matches and replaces.
+
+    ``only`` restricts the roots tried to those nodes (plus every node holding a subgraph, whose
+    body is searched whole); ``touched`` collects the nodes whose match may have changed through
+    this call's rewrites (see :func:`_note_rewrite_neighbourhood`).
+
+    (onnxscript's ``RewriteRuleSet`` tries every rule on every node, which costs about as much as the
+    rest of the conversion for a 1,000-node graph; indexing the rules by root op type avoids that.)
+    """
+    count = 0
+    catch_all = rules_by_root.get(None, [])
+    for node in list(graph):
+        if node.graph is None:  # removed by an earlier rewrite
+            continue
+        subgraphs = _subgraphs(node)
+        if only is not None and node not in only and not subgraphs:
+            continue
+        for indexed in rules_by_root.get(node.op_type, []) + catch_all:
+            if not indexed.may_match(node):
+                continue
+            delta = indexed.rule.try_rewrite(model, graph, node)
+            if delta is None:
+                continue
+            if delta.new_initializers:
+                if not isinstance(graph, ir.Graph):
+                    continue  # a function body has no initializers: leave this match alone
+                for initializer in delta.new_initializers:
+                    _register_initializer(graph, initializer)
+            upstream = [value.producer() for matched in delta.match.nodes for value in matched.inputs if value is not None]
+            ir.convenience.replace_nodes_and_values(
+                graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
+            )
+            if touched is not None:
+                _note_rewrite_neighbourhood([*delta.new_nodes, *upstream], touched)
+            count += 1
+            break
+        else:
+            for subgraph in subgraphs:
+                count += _apply_rules(model, subgraph, rules_by_root)
+    return count
+
+
+# how far below a rewrite a pattern root can be and still have seen the change: the layout rules'
+# patterns reach at most two nodes up from their root (``Add(Reshape(MatMul(..)))``), one more for margin
+_PATTERN_REACH = 3
+
+
+def _note_rewrite_neighbourhood(seeds: list[ir.Node | None], touched: set[ir.Node]) -> None:
+    """Add to ``touched`` every node a pattern rooted at which may match differently after a rewrite.
+
+    A pattern looks upwards from its root through the producers of its inputs, and onnxscript refuses
+    a match whose inner values have uses outside it. So the roots that can see a rewrite are the new
+    nodes and the nodes a few steps below them or below the producers that fed the replaced nodes (one
+    of their uses went away). Every other node would fail exactly as it failed in the previous round.
+    """
+    frontier = {node for node in seeds if node is not None and node.graph is not None}
+    for _ in range(_PATTERN_REACH):
+        touched |= frontier
+        frontier = {use.node for node in frontier for output in node.outputs for use in output.uses()} - touched
+    touched |= frontier
+
+
+def _register_initializer(graph: ir.Graph, initializer: ir.Value) -> None:
+    """Add a rule's new initializer, renamed when another value already has its name.
+
+    (Rules name their constants after the value they rewrite, e.g. ``reshape_179/shape``; a second
+    rewrite of the same value would otherwise point its node at an unregistered twin.)
+    """
+    existing = graph.initializers.get(initializer.name)
+    if existing is initializer:
+        return
+    if existing is not None:
+        base, suffix = initializer.name, 1
+        while f"{base}_{suffix}" in graph.initializers:
+            suffix += 1
+        initializer.name = f"{base}_{suffix}"
+    graph.register_initializer(initializer)
+
+
+def fuse_patterns(model: ir.Model) -> int:
+    """Apply the fusion rules to the main graph, its subgraphs and the local functions, in place.
+
+    Returns how many rewrites happened.
+    """
+    graphs: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
+    for graph in graphs:
+        canonicalize_constant_operands(graph)
+    count = 0
+    for rules_by_root in _indexed_phases(model.opset_imports.get("", 0)):
+        for graph in graphs:
+            count += _apply_rules(model, graph, rules_by_root)
+    return count
+
+
+@functools.lru_cache(maxsize=None)
+def _indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
+    """The rule phases indexed by root op, built once per opset (compiling patterns takes a while)."""
+    phases = []
+    for phase in rule_phases(opset):
+        rules_by_root: dict[str | None, list[_IndexedRule]] = {}
+        for rule, commute in phase:
+            for variant in rule.commute() if commute else [rule]:
+                indexed = _IndexedRule.of(variant)
+                rules_by_root.setdefault(indexed.root_op, []).append(indexed)
+        phases.append(rules_by_root)
+    return tuple(phases)
+
+
+# rounds of the layout rules at most: each round moves a reshape one op further out, the GPT's
+# attention needs three
+_LAYOUT_ROUNDS = 6
+
+
+def rewrite_layouts(model: ir.Model) -> int:
+    """Apply :mod:`workbench.jax_to_onnx.passes.attention_layout` to the main graph until nothing changes; returns the count."""
+    (rules_by_root,) = _indexed_layout_rules()
+    attention_layout.annotate_shapes(model.graph)
+    total = 0
+    only: set[ir.Node] | None = None  # the first round tries every node, later ones what the last changed
+    for _ in range(_LAYOUT_ROUNDS):
+        touched: set[ir.Node] = set()
+        count = _apply_rules(model, model.graph, rules_by_root, only=only, touched=touched)
+        total += count
+        if count == 0:
+            break
+        only = touched
+    if total:
+        total += attention_layout.drop_no_op_reshapes(model.graph)
+    return total
+
+
+@functools.lru_cache(maxsize=1)
+def _indexed_layout_rules() -> tuple[dict[str | None, list[_IndexedRule]]]:
+    rules_by_root: dict[str | None, list[_IndexedRule]] = {}
+    for rule in attention_layout.layout_rules():
+        indexed = _IndexedRule.of(rule)
+        rules_by_root.setdefault(indexed.root_op, []).append(indexed)
+    return (rules_by_root,)
+
+
+# ------------------------------------------------------------------------- constant folding
+# onnxscript folds nodes whose inputs are all constants up to this many elements each (its default,
+# 8192, leaves e.g. a causal mask broadcast over 8 heads of 64x64 in the graph)

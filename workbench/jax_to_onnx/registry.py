@@ -1,0 +1,163 @@
+"""The one registry of primitive handlers (JAX → ONNX), keyed by primitive name.
+
+A handler is a small function ``rule(ctx, *operands, **eqn.params) -> Value | tuple[Value, ...]``
+registered with :func:`handler`, which also declares its metadata: the ONNX ops it emits,
+a documentation link, and its testcases. The test suite (``tests/jax_to_onnx/test_handlers.py``) and the
+coverage explorer are generated from this metadata, so a handler without a testcase fails a test.
+
+Third parties add handlers either at run time with the same decorator, or through the
+``workbench.handlers`` entry-point group (each entry point names a module that registers
+handlers when imported). A plugin that fails to import raises :class:`PluginLoadError`
+naming it, never a warning that is easy to miss.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from workbench.errors import PluginLoadError
+
+ENTRY_POINT_GROUP = "workbench.handlers"
+
+# Built-in handler modules, one per primitive family; imported on first use of the registry.
+BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
+    "workbench.jax_to_onnx.handlers.elementwise",
+    "workbench.jax_to_onnx.handlers.structural",
+    "workbench.jax_to_onnx.handlers.linalg",
+    "workbench.jax_to_onnx.handlers.shape",
+    "workbench.jax_to_onnx.handlers.reduce",
+    "workbench.jax_to_onnx.handlers.index",
+    "workbench.jax_to_onnx.handlers.conv",
+    "workbench.jax_to_onnx.handlers.control",
+    "workbench.jax_to_onnx.handlers.sort",
+    "workbench.jax_to_onnx.handlers.cumulative",
+    "workbench.jax_to_onnx.handlers.special",
+)
+
+
+@dataclass(frozen=True)
+class Testcase:
+    """One numeric test of a handler: ``fn`` converted with ``inputs`` and compared with JAX.
+
+    ``inputs`` are input specs as for ``wb.to_onnx`` (shape tuples, ShapeDtypeStructs) or
+    concrete arrays; specs are filled with random data of their dtype (ints in ``[0, int_high)``).
+    """
+
+    __test__ = False  # not a pytest test class despite the name
+
+    name: str
+    fn: Callable[..., Any]
+    inputs: Sequence[Any]
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    int_high: int = 5
+    x64: bool = False
+    expect_ops: tuple[str, ...] = ()
+    symbolic_sizes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HandlerInfo:
+    """A registered handler and its metadata."""
+
+    primitive: str
+    rule: Callable[..., Any]
+    onnx_ops: tuple[str, ...]
+    doc: str
+    testcases: tuple[Testcase, ...]
+    area: str
+    module: str
+
+
+class HandlerRegistry:
+    """Primitive name → HandlerInfo. Duplicate registration is an error unless ``override=True``."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, HandlerInfo] = {}
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    def register(self, info: HandlerInfo, *, override: bool = False) -> None:
+        if not info.primitive or not isinstance(info.primitive, str):
+            raise ValueError(f"handler primitive name must be a non-empty string, got {info.primitive!r}")
+        with self._lock:
+            existing = self._handlers.get(info.primitive)
+            if existing is not None and not override:
+                raise ValueError(
+                    f"a handler for primitive {info.primitive!r} is already registered by {existing.module}; "
+                    "pass override=True to replace it."
+                )
+            self._handlers[info.primitive] = info
+
+    def unregister(self, primitive: str) -> None:
+        with self._lock:
+            self._handlers.pop(primitive, None)
+
+    def ensure_loaded(self) -> None:
+        """Import the built-in handler modules and the entry-point plugins, once."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            for module_name in BUILTIN_HANDLER_MODULES:
+                importlib.import_module(module_name)
+            for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    entry_point.load()
+                except Exception as error:
+                    raise PluginLoadError(
+                        f"handler plugin {entry_point.name!r} ({entry_point.value}) from the "
+                        f"{ENTRY_POINT_GROUP!r} entry-point group failed to import: {type(error).__name__}: {error}. "
+                        "Fix or uninstall the plugin."
+                    ) from error
+
+    def get(self, primitive: str) -> HandlerInfo | None:
+        self.ensure_loaded()
+        return self._handlers.get(primitive)
+
+    def all(self) -> list[HandlerInfo]:
+        self.ensure_loaded()
+        return sorted(self._handlers.values(), key=lambda info: info.primitive)
+
+
+REGISTRY = HandlerRegistry()
+
+
+def handler(
+    primitives: str | Sequence[str],
+    *,
+    onnx_ops: Sequence[str],
+    testcases: Sequence[Testcase] = (),
+    doc: str | None = None,
+    area: str = "lax",
+    override: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``rule`` for one or more JAX primitive names.
+
+    ``doc`` defaults to the jax.lax documentation of the primitive.
+    """
+    names = (primitives,) if isinstance(primitives, str) else tuple(primitives)
+
+    def decorate(rule: Callable[..., Any]) -> Callable[..., Any]:
+        for name in names:
+            REGISTRY.register(
+                HandlerInfo(
+                    primitive=name,
+                    rule=rule,
+                    onnx_ops=tuple(onnx_ops),
+                    doc=doc or f"https://docs.jax.dev/en/latest/_autosummary/jax.lax.{name}.html",
+                    testcases=tuple(testcases),
+                    area=area,
+                    module=(rule.func if isinstance(rule, functools.partial) else rule).__module__,
+                ),
+                override=override,
+            )
+        return rule
+
+    return decorate

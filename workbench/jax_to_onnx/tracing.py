@@ -1,0 +1,100 @@
+"""Trace a normalized callable to a ClosedJaxpr with symbolic shapes, wrapping JAX's errors."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+from workbench.errors import SpecError, TraceError
+from workbench.jax_to_onnx.functions import exporting
+from workbench.jax_to_onnx.normalize import NormalizedCallable, normalize_callable
+from workbench.specs import InputSpecs, parse_input_specs
+
+
+@dataclass(frozen=True)
+class Traced:
+    """The result of tracing: the jaxpr, the callable it came from and the input/output structure."""
+
+    closed_jaxpr: Any
+    callable: NormalizedCallable
+    specs: InputSpecs
+    out_tree: Any
+    out_avals: tuple[Any, ...]
+    arg_names: tuple[str, ...]
+
+    @property
+    def num_params(self) -> int:
+        return len(self.callable.param_names)
+
+
+def _argument_names(fn: Any, count: int) -> list[str]:
+    """Positional parameter names of ``fn`` (``x``, ``tokens``) when it has a plain signature."""
+    target = fn
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return [f"in_{i}" for i in range(count)]
+    names = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(names) < count and any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values()):
+        names += [f"in_{i}" for i in range(len(names), count)]
+    return names[:count] if len(names) >= count else [f"in_{i}" for i in range(count)]
+
+
+def _check_arity(fn: Any, count: int, display_name: str) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*range(count))
+    except TypeError as error:
+        raise SpecError(
+            f"inputs: {display_name} cannot be called with {count} positional argument(s) ({error}); "
+            "give one input spec per positional argument."
+        ) from None
+
+
+def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Traced:
+    """Normalize ``fn``, parse ``inputs`` and run ``jax.make_jaxpr`` with symbolic shapes."""
+    normalized = normalize_callable(fn)
+    specs = parse_input_specs(inputs)
+    _check_arity(fn, len(specs.args), normalized.display_name)
+    out_tree_box: list[Any] = []
+
+    def flat_pure(params: list[Any], *args: Any) -> Any:
+        result = normalized.pure(params, *args)
+        leaves, tree = jax.tree_util.tree_flatten(result)
+        out_tree_box.append(tree)
+        return leaves
+
+    context = jax.enable_x64(True) if enable_double_precision else contextlib.nullcontext()
+    with context, exporting():
+        try:
+            closed = jax.make_jaxpr(flat_pure)(list(normalized.params), *specs.args)
+        except Exception as error:  # user code and JAX shape checks raise many types; all are tracing failures
+            raise TraceError(
+                f"tracing {normalized.display_name} with inputs "
+                f"{[_describe(a) for a in specs.args]} failed: {type(error).__name__}: {error}"
+            ) from error
+    return Traced(
+        closed_jaxpr=closed,
+        callable=normalized,
+        specs=specs,
+        out_tree=out_tree_box[-1],
+        out_avals=tuple(v.aval for v in closed.jaxpr.outvars),
+        arg_names=tuple(_argument_names(fn, len(specs.args))),
+    )
+
+
+def _describe(arg: Any) -> str:
+    return str(jax.tree_util.tree_map(lambda s: f"{s.dtype}{list(s.shape)}", arg))
+
+

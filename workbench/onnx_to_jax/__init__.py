@@ -1,0 +1,10 @@
+"""ONNX → JAX: readable, jit-able JAX source from an (untrusted) ONNX model.
+
+- ``reader.py``: parse, check, infer shapes and order an ONNX model before any code is generated;
+- ``registry.py`` + ``emitters/``: one emitter per ONNX op and version, one module per op family;
+- ``generator.py`` (with ``context.py``, ``writer.py``, ``names.py``, ``literals.py``): one statement per node,
+  names sanitized, values as escaped literals;
+- ``api.py``: ``wb.to_jax_source`` / ``wb.to_jax`` / ``wb.save_jax``;
+- ``backend.py``: an ``onnx.backend`` Backend running models through the generated code;
+- ``node_suite.py``: the ONNX node test suite run through that backend.
+"""

@@ -1,0 +1,183 @@
+"""What an emitter sees: one node, its inputs as expressions, its attributes, known types."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import onnx
+from onnx import helper as onnx_helper
+
+from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
+from workbench.onnx_to_jax.literals import dtype_expr, literal
+
+if TYPE_CHECKING:
+    from workbench.onnx_to_jax.generator import GraphEmitter
+
+_REQUIRED = object()
+
+
+class NodeContext:
+    """The emitter's view of one node. Expressions returned by ``x`` are identifiers or literals."""
+
+    def __init__(self, graph: "GraphEmitter", node: onnx.NodeProto, index: int, opset: int):
+        self._graph = graph
+        self.node = node
+        self.index = index
+        self.opset = opset
+        self._attrs = {a.name: a for a in node.attribute}
+
+    # ---- inputs -------------------------------------------------------------------------
+    @property
+    def n_in(self) -> int:
+        return len(self.node.input)
+
+    @property
+    def n_out(self) -> int:
+        return len(self.node.output)
+
+    def has(self, i: int) -> bool:
+        """Whether optional input ``i`` is given."""
+        return i < len(self.node.input) and self.node.input[i] != ""
+
+    def has_output(self, i: int) -> bool:
+        return i < len(self.node.output) and self.node.output[i] != ""
+
+    def x(self, i: int) -> str:
+        """The expression of input ``i`` (an identifier or a literal)."""
+        if not self.has(i):
+            raise self.error(f"input {i} is required but missing")
+        return self._graph.expr_of(self.node.input[i])
+
+    def opt(self, i: int) -> str:
+        """The expression of optional input ``i``, or ``None`` (as code) when absent."""
+        return self.x(i) if self.has(i) else "None"
+
+    def xs(self) -> list[str]:
+        return [self.x(i) for i in range(self.n_in) if self.has(i)]
+
+    def static(self, i: int) -> np.ndarray | None:
+        """The value of input ``i`` when known at generation time (initializer, constant, folded)."""
+        if not self.has(i):
+            return None
+        return self._graph.static_of(self.node.input[i])
+
+    def shape(self, i: int) -> tuple[int | None, ...] | None:
+        if not self.has(i):
+            return None
+        return self._graph.shape_of(self.node.input[i])
+
+    def rank(self, i: int) -> int | None:
+        shape = self.shape(i)
+        return None if shape is None else len(shape)
+
+    def dtype(self, i: int) -> np.dtype | None:
+        if not self.has(i):
+            return None
+        return self._graph.dtype_of(self.node.input[i])
+
+    def out_dtype(self, i: int = 0) -> np.dtype | None:
+        if not self.has_output(i):
+            return None
+        return self._graph.dtype_of(self.node.output[i])
+
+    def out_shape(self, i: int = 0) -> tuple[int | None, ...] | None:
+        if not self.has_output(i):
+            return None
+        return self._graph.shape_of(self.node.output[i])
+
+    # ---- attributes ---------------------------------------------------------------------
+    def has_attr(self, name: str) -> bool:
+        return name in self._attrs
+
+    def attr(self, name: str, default: Any = _REQUIRED) -> Any:
+        """The attribute's Python value (str decoded, TensorProto -> numpy, graph -> GraphProto)."""
+        proto = self._attrs.get(name)
+        if proto is None:
+            if default is _REQUIRED:
+                raise self.error(f"the required attribute {name!r} is missing")
+            return default
+        if proto.ref_attr_name:
+            raise self.error(f"attribute {name!r} refers to a function attribute; inline the function first")
+        value = onnx_helper.get_attribute_value(proto)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        if isinstance(value, onnx.TensorProto):
+            return self._graph.tensor_to_array(value)
+        if isinstance(value, list) and value and isinstance(value[0], bytes):
+            return [v.decode("utf-8", errors="replace") for v in value]
+        if isinstance(value, list) and value and isinstance(value[0], onnx.TypeProto):
+            raise UnsupportedOnnxOpError(self._where() + ": type-valued attributes are not supported")
+        return value
+
+    def fattr(self, name: str, default: Any = _REQUIRED) -> float:
+        """A float attribute, written back in its shortest float32 form (0.1, not 0.10000000149)."""
+        value = self.attr(name, default)
+        return float(np.format_float_positional(np.float32(value), unique=True, trim="0"))
+
+    def ints(self, i: int) -> str:
+        """Input ``i`` as a tuple of Python ints: a literal when known now, else converted at run time."""
+        value = self.static(i)
+        if value is not None:
+            return literal(tuple(int(v) for v in np.asarray(value).reshape(-1)))
+        from workbench.onnx_to_jax.emitters.common import _ints
+
+        return self.call(_ints, self.x(i))
+
+    # ---- writing code -------------------------------------------------------------------
+    @staticmethod
+    def lit(value: Any) -> str:
+        """An escaped literal (the only way attribute values may reach code)."""
+        return literal(value)
+
+    @staticmethod
+    def dt(dtype: np.dtype) -> str:
+        return dtype_expr(dtype)
+
+    def onnx_dt(self, elem_type: int) -> str:
+        """The code expression of an ONNX TensorProto element type."""
+        return dtype_expr(self.onnx_np_dtype(elem_type))
+
+    def onnx_np_dtype(self, elem_type: int) -> np.dtype:
+        if elem_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+            raise UnsupportedOnnxOpError(self._where() + ": string tensors have no JAX equivalent")
+        try:
+            return np.dtype(onnx_helper.tensor_dtype_to_np_dtype(elem_type))
+        except (KeyError, ValueError, TypeError) as e:
+            raise self.error(f"unknown element type {elem_type}") from e
+
+    def helper(self, fn: Callable) -> str:
+        """Use a runtime helper; returns its name in generated code."""
+        return self._graph.use_helper(fn)
+
+    def call(self, fn: Callable | str, *args: str, **kwargs: str) -> str:
+        """``name(arg, ..., key=value)`` for a helper function or a dotted jnp/lax name."""
+        name = fn if isinstance(fn, str) else self.helper(fn)
+        parts = list(args) + [f"{k}={v}" for k, v in kwargs.items()]
+        return f"{name}({', '.join(parts)})"
+
+    def subgraph(self, attr_name: str) -> str:
+        """Emit the graph attribute as a nested function; returns its name.
+
+        The function takes the subgraph's inputs positionally and returns a tuple of its outputs.
+        """
+        graph = self.attr(attr_name)
+        if not isinstance(graph, onnx.GraphProto):
+            raise self.error(f"attribute {attr_name!r} is not a graph")
+        return self._graph.emit_subgraph(graph, hint=f"{self.node.op_type}_{attr_name}")
+
+    def bind_constant(self, value: np.ndarray) -> str:
+        """Make output 0 a value known at generation time; returns its expression (literal or params)."""
+        return self._graph.constant_expr(self.node.output[0], value)
+
+    # ---- errors -------------------------------------------------------------------------
+    def _where(self) -> str:
+        from workbench.onnx_to_jax.reader import describe_node
+
+        return f"{self._graph.label}: {describe_node(self.node, self.index)}"
+
+    def error(self, message: str) -> OnnxModelError:
+        return OnnxModelError(f"{self._where()}: {message}")
+
+    def unsupported(self, message: str) -> UnsupportedOnnxOpError:
+        return UnsupportedOnnxOpError(f"{self._where()}: {message}")

@@ -1,0 +1,161 @@
+"""Control flow: If -> lax.cond, Loop -> lax.while_loop / lax.scan, Scan -> lax.scan.
+
+Subgraphs become nested Python functions (see ``NodeContext.subgraph``) that
+read outer values through closures. When the condition or trip count is a
+concrete value (eager execution) the helpers run plain Python control flow, so
+branches with different output shapes and loops with growing state still
+work; under ``jax.jit`` they lower to ``lax`` control flow.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.registry import emitter, runtime_helper
+
+
+@runtime_helper
+def _is_concrete(value):
+    return not isinstance(value, jax.core.Tracer)
+
+
+@runtime_helper
+def _if(cond, then_fn, else_fn):
+    if _is_concrete(cond):
+        return then_fn() if bool(np.asarray(cond).reshape(())) else else_fn()
+    return lax.cond(jnp.reshape(cond, ()), then_fn, else_fn)
+
+
+@emitter("If", since=(1, 11, 13, 16))
+def if_(ctx: NodeContext) -> str:
+    then_fn = ctx.subgraph("then_branch")
+    else_fn = ctx.subgraph("else_branch")
+    call = ctx.call(_if, ctx.x(0), then_fn, else_fn)
+    return call if ctx.n_out > 1 else f"{call}[0]"
+
+
+@runtime_helper
+def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough):
+    """ONNX Loop. ``body(i, cond, *carried) -> (cond, *carried, *scan_outputs)``."""
+    carried = tuple(jnp.asarray(c) for c in carried)
+    has_max = max_trip is not None
+    has_cond = cond is not None
+    eager = (not has_max or _is_concrete(max_trip)) and (not has_cond or _is_concrete(cond))
+    eager = eager and all(_is_concrete(c) for c in carried)
+    if eager:
+        limit = int(np.asarray(max_trip).reshape(())) if has_max else None
+        keep_going = bool(np.asarray(cond).reshape(())) if has_cond else True
+        i = 0
+        scans = [[] for _ in range(n_scan)]
+        while keep_going and (limit is None or i < limit):
+            out = body(jnp.asarray(i, jnp.int64), jnp.asarray(keep_going), *carried)
+            if has_cond:
+                keep_going = bool(np.asarray(out[0]).reshape(()))
+            carried = tuple(out[1:1 + len(carried)])
+            for k in range(n_scan):
+                scans[k].append(out[1 + len(carried) + k])
+            i += 1
+        stacked = tuple(jnp.stack(s) if s else jnp.zeros((0,)) for s in scans)
+        return carried + stacked
+    always = not has_cond or (cond_passthrough and _is_concrete(cond) and bool(np.asarray(cond).reshape(())))
+    if n_scan and has_max and _is_concrete(max_trip) and always:
+        # fixed trip count: lax.scan collects the per-iteration outputs
+        count = int(np.asarray(max_trip).reshape(()))
+
+        def step(state, i):
+            out = body(i, jnp.asarray(True), *state)
+            return tuple(out[1:1 + len(state)]), tuple(out[1 + len(state):])
+
+        final, stacked = lax.scan(step, carried, jnp.arange(count, dtype=jnp.int64))
+        return tuple(final) + tuple(stacked)
+    if n_scan:
+        raise NotImplementedError("Loop with scan outputs and a dynamic condition cannot be jitted")
+    limit = jnp.asarray(max_trip if has_max else jnp.iinfo(jnp.int64).max).reshape(())
+    start_cond = jnp.asarray(cond if has_cond else True).reshape(())
+
+    def cond_fn(state):
+        i, c, _ = state
+        return jnp.logical_and(c, i < limit)
+
+    def body_fn(state):
+        i, c, values = state
+        out = body(i, c, *values)
+        return i + 1, jnp.reshape(out[0], ()).astype(bool), tuple(out[1:])
+
+    _, _, final = lax.while_loop(cond_fn, body_fn, (jnp.asarray(0, limit.dtype), start_cond, carried))
+    return tuple(final)
+
+
+def _cond_passes_through(body) -> bool:
+    """True when the body returns its condition input unchanged (directly or via Identity)."""
+    if len(body.input) < 2:
+        return False
+    name = body.output[0].name
+    producers = {out: node for node in body.node for out in node.output}
+    while name in producers and producers[name].op_type == "Identity":
+        name = producers[name].input[0]
+    return name == body.input[1].name
+
+
+@emitter("Loop", since=(1, 11, 13, 16))
+def loop(ctx: NodeContext) -> str:
+    body = ctx.attr("body")
+    n_carried = ctx.n_in - 2
+    n_scan = len(body.output) - 1 - n_carried
+    body_fn = ctx.subgraph("body")
+    max_trip = ctx.x(0) if ctx.has(0) else "None"
+    cond = ctx.x(1) if ctx.has(1) else "None"
+    carried = [ctx.x(i) for i in range(2, ctx.n_in)]
+    carried_expr = f"({', '.join(carried)}{',' if len(carried) == 1 else ''})"
+    call = ctx.call(_loop, body_fn, max_trip, cond, carried_expr, ctx.lit(n_scan),
+                    ctx.lit(_cond_passes_through(body)))
+    return call if ctx.n_out > 1 else f"{call}[0]"
+
+
+@runtime_helper
+def _scan(body, n_state, inputs, n_scan_in, scan_input_axes, scan_input_directions,
+          scan_output_axes, scan_output_directions):
+    state = tuple(jnp.asarray(v) for v in inputs[:n_state])
+    xs = []
+    for k, x in enumerate(inputs[n_state:]):
+        x = jnp.moveaxis(jnp.asarray(x), scan_input_axes[k] if scan_input_axes else 0, 0)
+        if scan_input_directions and scan_input_directions[k]:
+            x = jnp.flip(x, 0)
+        xs.append(x)
+
+    def step(carry, slices):
+        out = body(*carry, *slices)
+        return tuple(out[:n_state]), tuple(out[n_state:])
+
+    final, ys = lax.scan(step, state, tuple(xs))
+    outs = []
+    for k, y in enumerate(ys):
+        if scan_output_directions and scan_output_directions[k]:
+            y = jnp.flip(y, 0)
+        axis = scan_output_axes[k] if scan_output_axes else 0
+        outs.append(jnp.moveaxis(y, 0, axis % y.ndim))
+    return tuple(final) + tuple(outs)
+
+
+@emitter("Scan", since=(9, 11, 16))
+def scan(ctx: NodeContext) -> str:
+    body = ctx.attr("body")
+    n_scan_in = ctx.attr("num_scan_inputs")
+    n_state = ctx.n_in - n_scan_in
+    body_fn = ctx.subgraph("body")
+
+    def opt_list(name: str) -> str:
+        value = ctx.attr(name, None)
+        return "None" if value is None else ctx.lit(tuple(value))
+
+    inputs = f"({', '.join(ctx.xs())},)"
+    del body
+    call = ctx.call(
+        _scan, body_fn, ctx.lit(n_state), inputs, ctx.lit(n_scan_in), opt_list("scan_input_axes"),
+        opt_list("scan_input_directions"), opt_list("scan_output_axes"), opt_list("scan_output_directions"),
+    )
+    return call if ctx.n_out > 1 else f"{call}[0]"

@@ -1,0 +1,75 @@
+"""Object-detection ops: NonMaxSuppression.
+
+NonMaxSuppression follows the spec's greedy rule per (batch, class): boxes by
+descending score (ties: lower box index first), optionally only those scoring
+above ``score_threshold``, a box is kept when its IoU with every kept box is
+at most ``iou_threshold``, at most ``max_output_boxes_per_class`` per class.
+The suppression runs as a ``lax.fori_loop`` over the ranked boxes; the number
+of selected boxes depends on the values, so the result is gathered eagerly
+(the generated function is not ``jax.jit``-able when it contains this op).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.registry import emitter, runtime_helper
+
+
+@runtime_helper
+def _box_corners(boxes, center_point_box):
+    """(x_min, y_min, x_max, y_max) of [y1, x1, y2, x2] corners (any order) or [x_c, y_c, w, h] centers."""
+    if center_point_box:
+        x_c, y_c, w, h = (boxes[..., i] for i in range(4))
+        return x_c - w / 2, y_c - h / 2, x_c + w / 2, y_c + h / 2
+    y1, x1, y2, x2 = (boxes[..., i] for i in range(4))
+    return jnp.minimum(x1, x2), jnp.minimum(y1, y2), jnp.maximum(x1, x2), jnp.maximum(y1, y2)
+
+
+@runtime_helper
+def _non_max_suppression(boxes, scores, max_per_class, iou_threshold, score_threshold, center_point_box):
+    max_per_class = 0 if max_per_class is None or np.size(max_per_class) == 0 else int(
+        np.asarray(max_per_class).reshape(-1)[0])
+    max_per_class = max(max_per_class, 0)
+    iou_threshold = 0.0 if iou_threshold is None or np.size(iou_threshold) == 0 else jnp.reshape(iou_threshold, (-1,))[0]
+    x0, y0, x1, y1 = _box_corners(boxes, center_point_box)  # each [B, N]
+    inter_w = jnp.minimum(x1[:, :, None], x1[:, None, :]) - jnp.maximum(x0[:, :, None], x0[:, None, :])
+    inter_h = jnp.minimum(y1[:, :, None], y1[:, None, :]) - jnp.maximum(y0[:, :, None], y0[:, None, :])
+    inter = inter_w * inter_h
+    area = (x1 - x0) * (y1 - y0)
+    union = area[:, :, None] + area[:, None, :] - inter
+    overlapping = (inter_w > 0) & (inter_h > 0) & (area[:, :, None] > 0) & (area[:, None, :] > 0) & (union > 0)
+    suppresses = overlapping & (inter / jnp.where(union > 0, union, 1) > iou_threshold)  # [B, N, N]
+    order = jnp.argsort(-scores, axis=-1, stable=True)  # [B, C, N]
+    ranked_scores = jnp.take_along_axis(scores, order, axis=-1)
+    if score_threshold is None or np.size(score_threshold) == 0:
+        candidate = jnp.ones(ranked_scores.shape, bool)
+    else:
+        candidate = ranked_scores > jnp.reshape(score_threshold, (-1,))[0]
+    n_boxes = scores.shape[-1]
+
+    def one_class(suppress, rank_order, is_candidate):
+        ranked = suppress[rank_order][:, rank_order]  # ranked x ranked
+
+        def visit(k, keep):
+            free = ~jnp.any(keep & ranked[k])
+            take = is_candidate[k] & free & (jnp.sum(keep) < max_per_class)
+            return keep.at[k].set(take)
+
+        return lax.fori_loop(0, n_boxes, visit, jnp.zeros((n_boxes,), bool))
+
+    per_batch = jax.vmap(one_class, in_axes=(None, 0, 0))
+    keep = jax.vmap(per_batch)(suppresses, order, candidate)  # [B, C, N] over ranked positions
+    batch_index, class_index, rank = jnp.nonzero(keep)
+    box_index = order[batch_index, class_index, rank]
+    return jnp.stack([batch_index, class_index, box_index], axis=1).astype(jnp.int64)
+
+
+@emitter("NonMaxSuppression", since=(10, 11))
+def non_max_suppression(ctx: NodeContext) -> str:
+    return ctx.call(_non_max_suppression, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.opt(3), ctx.opt(4),
+                    ctx.lit(bool(ctx.attr("center_point_box", 0))))

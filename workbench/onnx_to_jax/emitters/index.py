@@ -1,0 +1,361 @@
+"""Indexing ops: Gather*, Scatter*, Slice, Compress, NonZero, OneHot, TopK, ArgMax/ArgMin,
+CumSum, ReverseSequence. Negative indices are normalized as ONNX specifies."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.registry import emitter, runtime_helper
+
+
+@runtime_helper
+def _gather(x, indices, axis):
+    x = jnp.asarray(x)
+    indices = jnp.asarray(indices)
+    indices = jnp.where(indices < 0, indices + x.shape[axis], indices)
+    return jnp.take(x, indices, axis=axis)
+
+
+@emitter("Gather", since=(1, 11, 13))
+def gather(ctx: NodeContext) -> str:
+    axis = ctx.attr("axis", 0)
+    indices = ctx.static(1)
+    shape = ctx.shape(0)
+    if indices is not None and shape is not None and shape[axis] is not None:
+        fixed = np.where(indices < 0, indices + shape[axis], indices)
+        return f"jnp.take({ctx.x(0)}, {ctx.lit(fixed)}, axis={ctx.lit(axis)})"
+    return ctx.call(_gather, ctx.x(0), ctx.x(1), ctx.lit(axis))
+
+
+@runtime_helper
+def _gather_elements(x, indices, axis):
+    indices = jnp.where(indices < 0, indices + x.shape[axis], indices)
+    return jnp.take_along_axis(x, indices, axis=axis)
+
+
+@emitter("GatherElements", since=(11, 13))
+def gather_elements(ctx: NodeContext) -> str:
+    return ctx.call(_gather_elements, ctx.x(0), ctx.x(1), ctx.lit(ctx.attr("axis", 0)))
+
+
+@runtime_helper
+def _gather_nd(data, indices, batch_dims):
+    data, indices = jnp.asarray(data), jnp.asarray(indices)
+    k = indices.shape[-1]
+    dims = jnp.asarray(data.shape[batch_dims:batch_dims + k], dtype=indices.dtype)
+    indices = jnp.where(indices < 0, indices + dims, indices)
+    batch_shape = data.shape[:batch_dims]
+    count = int(np.prod(batch_shape, dtype=np.int64))
+    flat_data = jnp.reshape(data, (count,) + data.shape[batch_dims:])
+    flat_indices = jnp.reshape(indices, (count,) + indices.shape[batch_dims:])
+
+    def one(d, i):
+        return d[tuple(jnp.moveaxis(i, -1, 0))]
+
+    out = jax.vmap(one)(flat_data, flat_indices)
+    return jnp.reshape(out, batch_shape + out.shape[1:])
+
+
+@emitter("GatherND", since=(11, 12, 13))
+def gather_nd(ctx: NodeContext) -> str:
+    return ctx.call(_gather_nd, ctx.x(0), ctx.x(1), ctx.lit(ctx.attr("batch_dims", 0)))
+
+
+@runtime_helper
+def _scatter_update(ref, updates, reduction):
+    if reduction == "none":
+        return ref.set(updates)
+    if reduction == "add":
+        return ref.add(updates)
+    if reduction == "mul":
+        return ref.multiply(updates)
+    if reduction == "max":
+        return ref.max(updates)
+    if reduction == "min":
+        return ref.min(updates)
+    raise ValueError(f"unknown scatter reduction {reduction!r}")
+
+
+@runtime_helper
+def _scatter_elements(x, indices, updates, axis, reduction):
+    x, indices = jnp.asarray(x), jnp.asarray(indices)
+    axis = axis % x.ndim
+    indices = jnp.where(indices < 0, indices + x.shape[axis], indices)
+    coords = list(jnp.indices(indices.shape, sparse=True))
+    coords[axis] = indices
+    return _scatter_update(x.at[tuple(coords)], updates, reduction)
+
+
+@emitter("ScatterElements", since=(11, 13, 16, 18))
+def scatter_elements(ctx: NodeContext) -> str:
+    reduction = ctx.attr("reduction", "none") if ctx.opset >= 16 else "none"
+    return ctx.call(_scatter_elements, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(ctx.attr("axis", 0)), ctx.lit(reduction))
+
+
+@emitter("Scatter", since=(9, 11))
+def scatter(ctx: NodeContext) -> str:
+    return ctx.call(_scatter_elements, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(ctx.attr("axis", 0)), ctx.lit("none"))
+
+
+@runtime_helper
+def _scatter_nd(x, indices, updates, reduction):
+    x, indices = jnp.asarray(x), jnp.asarray(indices)
+    k = indices.shape[-1]
+    dims = jnp.asarray(x.shape[:k], dtype=indices.dtype)
+    indices = jnp.where(indices < 0, indices + dims, indices)
+    return _scatter_update(x.at[tuple(jnp.moveaxis(indices, -1, 0))], updates, reduction)
+
+
+@emitter("ScatterND", since=(11, 13, 16, 18))
+def scatter_nd(ctx: NodeContext) -> str:
+    reduction = ctx.attr("reduction", "none") if ctx.opset >= 16 else "none"
+    return ctx.call(_scatter_nd, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(reduction))
+
+
+@runtime_helper
+def _slice(x, starts, ends, axes, steps):
+    x = jnp.asarray(x)
+    starts = [int(v) for v in np.asarray(starts).reshape(-1)]
+    ends = [int(v) for v in np.asarray(ends).reshape(-1)]
+    axes = list(range(len(starts))) if axes is None else [int(a) % x.ndim for a in np.asarray(axes).reshape(-1)]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in np.asarray(steps).reshape(-1)]
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[axis] = slice(start, end, step)
+    return x[tuple(index)]
+
+
+def _slice_text(start: int, end: int, step: int, dim: int | None) -> str:
+    big = 2**62
+    start_text = "" if (step > 0 and start == 0) else str(start)
+    if step > 0 and (end >= big or (dim is not None and end >= dim)):
+        end_text = ""
+    elif step < 0 and end <= -big:
+        end_text = ""
+    else:
+        end_text = str(end)
+    if step < 0 and start >= big:
+        start_text = ""
+    text = f"{start_text}:{end_text}"
+    return text + (f":{step}" if step != 1 else "")
+
+
+@emitter("Slice", since=(1, 10, 11, 13))
+def slice_(ctx: NodeContext) -> str:
+    shape = ctx.shape(0)
+    if ctx.opset < 10:
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes = ctx.attr("axes", None)
+        steps = None
+    else:
+        values = [ctx.static(i) for i in range(1, 5)]
+        if any(ctx.has(i + 1) and values[i] is None for i in range(4)):
+            return ctx.call(_slice, ctx.x(0), ctx.x(1), ctx.x(2), ctx.opt(3), ctx.opt(4))
+        starts, ends = [int(v) for v in values[0].reshape(-1)], [int(v) for v in values[1].reshape(-1)]
+        axes = None if values[2] is None else [int(v) for v in values[2].reshape(-1)]
+        steps = None if values[3] is None else [int(v) for v in values[3].reshape(-1)]
+    if shape is None:
+        return ctx.call(_slice, ctx.x(0), ctx.lit(tuple(starts)), ctx.lit(tuple(ends)),
+                        "None" if axes is None else ctx.lit(tuple(axes)),
+                        "None" if steps is None else ctx.lit(tuple(steps)))
+    rank = len(shape)
+    axes = list(range(len(starts))) if axes is None else [a % rank for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    parts = [":"] * rank
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        parts[axis] = _slice_text(start, end, step, shape[axis])
+    while parts and parts[-1] == ":":
+        parts.pop()
+    if not parts:
+        return ctx.x(0)
+    return f"{ctx.x(0)}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
+
+
+@emitter("Compress", since=(9, 11))
+def compress(ctx: NodeContext) -> str:
+    axis = ctx.attr("axis", None)
+    axis_text = "" if axis is None else f", axis={ctx.lit(axis)}"
+    return f"jnp.compress(jnp.asarray({ctx.x(1)}, bool), {ctx.x(0)}{axis_text})"
+
+
+@emitter("NonZero", since=(9, 13))
+def non_zero(ctx: NodeContext) -> str:
+    x = ctx.x(0)
+    return f"jnp.stack(jnp.nonzero(jnp.atleast_1d({x})) if jnp.ndim({x}) else jnp.nonzero(jnp.atleast_1d({x}))[:0], axis=0).astype(jnp.int64)"
+
+
+@runtime_helper
+def _one_hot(indices, depth, values, axis):
+    depth = int(np.asarray(depth).reshape(()))
+    indices = jnp.asarray(indices)
+    indices = jnp.where(indices < 0, indices + depth, indices)
+    hot = jax.nn.one_hot(indices, depth, axis=axis, dtype=jnp.bool_)
+    values = jnp.asarray(values)
+    return jnp.where(hot, values[1], values[0])
+
+
+@emitter("OneHot", since=(9, 11))
+def one_hot(ctx: NodeContext) -> str:
+    return ctx.call(_one_hot, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(ctx.attr("axis", -1)))
+
+
+@runtime_helper
+def _top_k(x, k, axis, largest):
+    k = int(np.asarray(k).reshape(-1)[0])
+    x = jnp.asarray(x)
+    moved = jnp.moveaxis(x, axis, -1)
+    if largest:
+        values, indices = jax.lax.top_k(moved, k)
+    else:
+        order = jnp.argsort(moved, axis=-1, stable=True)[..., :k]
+        values, indices = jnp.take_along_axis(moved, order, axis=-1), order
+    return jnp.moveaxis(values, -1, axis), jnp.moveaxis(indices, -1, axis).astype(jnp.int64)
+
+
+@emitter("TopK", since=(1, 10, 11))
+def top_k(ctx: NodeContext) -> str:
+    k = ctx.lit(ctx.attr("k")) if ctx.opset < 10 else ctx.x(1)
+    largest = ctx.attr("largest", 1) if ctx.opset >= 11 else 1
+    if ctx.opset >= 11 and not ctx.attr("sorted", 1):
+        pass  # unsorted output is allowed to be sorted
+    return ctx.call(_top_k, ctx.x(0), k, ctx.lit(ctx.attr("axis", -1)), ctx.lit(bool(largest)))
+
+
+@runtime_helper
+def _arg_reduce(fn, x, axis, keepdims, select_last_index):
+    x = jnp.asarray(x)
+    axis = axis % x.ndim
+    if select_last_index:
+        flipped = jnp.flip(x, axis=axis)
+        index = x.shape[axis] - 1 - fn(flipped, axis=axis, keepdims=keepdims)
+    else:
+        index = fn(x, axis=axis, keepdims=keepdims)
+    return index.astype(jnp.int64)
+
+
+def _arg(fn: str):
+    def emit(ctx: NodeContext) -> str:
+        last = ctx.attr("select_last_index", 0) if ctx.opset >= 12 else 0
+        return ctx.call(_arg_reduce, fn, ctx.x(0), ctx.lit(ctx.attr("axis", 0)),
+                        ctx.lit(bool(ctx.attr("keepdims", 1))), ctx.lit(bool(last)))
+
+    return emit
+
+
+emitter("ArgMax", since=(1, 11, 12, 13))(_arg("jnp.argmax"))
+emitter("ArgMin", since=(1, 11, 12, 13))(_arg("jnp.argmin"))
+
+
+@runtime_helper
+def _cumsum(x, axis, exclusive, reverse):
+    x = jnp.asarray(x)
+    axis = int(np.asarray(axis).reshape(())) % x.ndim
+    if reverse:
+        x = jnp.flip(x, axis)
+    out = jnp.cumsum(x, axis=axis, dtype=x.dtype)
+    if exclusive:
+        out = out - x
+    return jnp.flip(out, axis) if reverse else out
+
+
+@emitter("CumSum", since=(11, 14))
+def cumsum(ctx: NodeContext) -> str:
+    return ctx.call(_cumsum, ctx.x(0), ctx.x(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
+                    ctx.lit(bool(ctx.attr("reverse", 0))))
+
+
+@runtime_helper
+def _reverse_sequence(x, lengths, batch_axis, time_axis):
+    x = jnp.asarray(x)
+    steps = jnp.arange(x.shape[time_axis])
+    lengths = jnp.asarray(lengths)
+    shape = [1] * x.ndim
+    shape[time_axis] = x.shape[time_axis]
+    t = jnp.reshape(steps, shape)
+    shape = [1] * x.ndim
+    shape[batch_axis] = x.shape[batch_axis]
+    n = jnp.reshape(lengths, shape)
+    source = jnp.where(t < n, n - 1 - t, t)
+    source = jnp.broadcast_to(source, x.shape).astype(jnp.int32)
+    return jnp.take_along_axis(x, source, axis=time_axis)
+
+
+@emitter("ReverseSequence", since=10)
+def reverse_sequence(ctx: NodeContext) -> str:
+    return ctx.call(_reverse_sequence, ctx.x(0), ctx.x(1), ctx.lit(ctx.attr("batch_axis", 1)),
+                    ctx.lit(ctx.attr("time_axis", 0)))
+
+
+@runtime_helper
+def _cumprod(x, axis, exclusive, reverse):
+    x = jnp.asarray(x)
+    axis = int(np.asarray(axis).reshape(())) % x.ndim
+    if reverse:
+        x = jnp.flip(x, axis)
+    if exclusive:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (1, 0)
+        x = jax.lax.slice_in_dim(jnp.pad(x, widths, constant_values=1), 0, x.shape[axis], axis=axis)
+    out = jnp.cumprod(x, axis=axis, dtype=x.dtype)
+    return jnp.flip(out, axis) if reverse else out
+
+
+@emitter("CumProd", since=26)
+def cumprod(ctx: NodeContext) -> str:
+    return ctx.call(_cumprod, ctx.x(0), ctx.x(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
+                    ctx.lit(bool(ctx.attr("reverse", 0))))
+
+
+@runtime_helper
+def _unique(x, axis, sorted_):
+    """ONNX Unique: (Y, first indices, inverse indices, counts); unsorted keeps first-occurrence order.
+
+    The output sizes depend on the values, so this runs eagerly (not under ``jax.jit``).
+    """
+    x = jnp.asarray(x)
+    values, first, inverse, counts = jnp.unique(
+        x, return_index=True, return_inverse=True, return_counts=True, axis=axis, equal_nan=False,
+    )
+    inverse = jnp.reshape(inverse, (-1,))
+    if not sorted_:
+        order = jnp.argsort(first)
+        values = jnp.take(values, order, axis=0 if axis is None else axis)
+        first, counts = first[order], counts[order]
+        inverse = jnp.argsort(order)[inverse]
+    return values, first.astype(jnp.int64), inverse.astype(jnp.int64), counts.astype(jnp.int64)
+
+
+@emitter("Unique", since=(11, 28))
+def unique(ctx: NodeContext) -> str:
+    axis = ctx.attr("axis", None)
+    call = ctx.call(_unique, ctx.x(0), ctx.lit(axis), ctx.lit(bool(ctx.attr("sorted", 1))))
+    return f"{call}[:{ctx.n_out}]" if ctx.n_out > 1 else [f"{call}[0]"]
+
+
+@runtime_helper
+def _tensor_scatter(cache, update, write_indices, axis, circular):
+    """Write ``update`` into ``cache`` along ``axis`` from each batch entry's write index."""
+    axis = axis % cache.ndim
+    batch, length, steps = cache.shape[0], cache.shape[axis], update.shape[axis]
+    starts = jnp.zeros((batch,), jnp.int32) if write_indices is None else jnp.asarray(write_indices, jnp.int32)
+    positions = starts[:, None] + jnp.arange(steps)[None, :]
+    if circular:
+        positions = positions % length
+    moved = jnp.moveaxis(cache, axis, 1)
+    rows = jnp.arange(batch)[:, None]
+    if axis == 0:  # the batch axis itself is the sequence axis: one write per position
+        return cache.at[positions[0]].set(update)
+    moved = moved.at[rows, positions].set(jnp.moveaxis(update, axis, 1))
+    return jnp.moveaxis(moved, 1, axis)
+
+
+@emitter("TensorScatter", since=24)
+def tensor_scatter(ctx: NodeContext) -> str:
+    mode = ctx.attr("mode", "linear")
+    if mode not in ("linear", "circular"):
+        raise ctx.error(f"unknown mode {mode!r}; expected 'linear' or 'circular'")
+    return ctx.call(_tensor_scatter, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.lit(ctx.attr("axis", -2)),
+                    ctx.lit(mode == "circular"))

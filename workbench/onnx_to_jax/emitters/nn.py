@@ -1,0 +1,485 @@
+"""Neural-network ops: MatMul, Gemm, Conv, ConvTranspose, pooling, Softmax family, LRN, Dropout, Einsum."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.registry import emitter, runtime_helper
+
+
+@emitter("MatMul", since=(1, 9, 13))
+def matmul(ctx: NodeContext) -> str:
+    return f"jnp.matmul({ctx.x(0)}, {ctx.x(1)})"
+
+
+@emitter("MatMulInteger", since=10)
+def matmul_integer(ctx: NodeContext) -> str:
+    a, b = ctx.x(0), ctx.x(1)
+    a_expr = f"jnp.asarray({a}, jnp.int32)"
+    b_expr = f"jnp.asarray({b}, jnp.int32)"
+    if ctx.has(2):
+        zero = ctx.x(2)
+        a_expr = f"({a_expr} - jnp.reshape(jnp.asarray({zero}, jnp.int32), (-1, 1) if jnp.ndim({zero}) == 1 else ()))"
+    if ctx.has(3):
+        b_expr = f"({b_expr} - jnp.asarray({ctx.x(3)}, jnp.int32))"
+    return f"jnp.matmul({a_expr}, {b_expr})"
+
+
+@runtime_helper
+def _gemm(a, b, c, alpha, beta, trans_a, trans_b):
+    a = jnp.transpose(a) if trans_a else a
+    b = jnp.transpose(b) if trans_b else b
+    y = jnp.matmul(a, b)
+    if alpha != 1.0:
+        y = (alpha * y).astype(y.dtype)
+    if c is not None:
+        y = y + (c if beta == 1.0 else (beta * c).astype(y.dtype))
+    return y
+
+
+@emitter("Gemm", since=(7, 11, 13))
+def gemm(ctx: NodeContext) -> str:
+    alpha, beta = ctx.fattr("alpha", 1.0), ctx.fattr("beta", 1.0)
+    trans_a, trans_b = ctx.attr("transA", 0), ctx.attr("transB", 0)
+    if alpha == 1.0 and beta == 1.0 and not trans_a:
+        b = f"jnp.transpose({ctx.x(1)})" if trans_b else ctx.x(1)
+        product = f"jnp.matmul({ctx.x(0)}, {b})"
+        return f"{product} + {ctx.x(2)}" if ctx.has(2) else product
+    return ctx.call(
+        _gemm, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.lit(alpha), ctx.lit(beta),
+        ctx.lit(bool(trans_a)), ctx.lit(bool(trans_b)),
+    )
+
+
+@runtime_helper
+def _same_pads(in_sizes, kernel, strides, dilations, auto_pad):
+    """Begin/end padding for auto_pad SAME_UPPER / SAME_LOWER / VALID."""
+    pads = []
+    for size, k, s, d in zip(in_sizes, kernel, strides, dilations):
+        if auto_pad == "VALID":
+            pads.append((0, 0))
+            continue
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        pads.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
+    return pads
+
+
+@runtime_helper
+def _conv_pads(x_shape, kernel, strides, dilations, pads, auto_pad):
+    nd = len(kernel)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+        return _same_pads(x_shape[2:], kernel, strides, dilations, auto_pad)
+    pads = pads or (0,) * (2 * nd)
+    return [(pads[i], pads[i + nd]) for i in range(nd)]
+
+
+@runtime_helper
+def _conv(x, w, b, strides, pads, dilations, group, auto_pad):
+    nd = x.ndim - 2
+    kernel = w.shape[2:]
+    strides = strides or (1,) * nd
+    dilations = dilations or (1,) * nd
+    padding = _conv_pads(x.shape, kernel, strides, dilations, pads, auto_pad)
+    pointwise = group == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
+    if pointwise and all(p == (0, 0) for p in padding):
+        # A 1x1 convolution is a matmul over channels. XLA CPU runs NCHW convolutions through
+        # NHWC kernels with a transpose of the input, the weight and the output each, and
+        # compiles every transpose of a new shape separately: as a dot, a DenseNet's 1x1 layers
+        # compile about twice as fast and run faster with the weights as arguments.
+        y = jnp.einsum("nc...,oc->no...", x, jnp.reshape(w, w.shape[:2]))
+    else:
+        y = lax.conv_general_dilated(
+            x, w, window_strides=strides, padding=padding, rhs_dilation=dilations,
+            feature_group_count=group, preferred_element_type=None,
+        )
+    if b is not None:
+        y = y + jnp.reshape(b, (1, -1) + (1,) * nd)
+    return y
+
+
+def _conv_attrs(ctx: NodeContext) -> dict[str, str]:
+    def opt_tuple(name: str) -> str:
+        value = ctx.attr(name, None)
+        return "None" if value is None else ctx.lit(tuple(value))
+
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise ctx.error(f"unknown auto_pad {auto_pad!r}")
+    return {
+        "strides": opt_tuple("strides"),
+        "pads": opt_tuple("pads"),
+        "dilations": opt_tuple("dilations"),
+        "auto_pad": ctx.lit(auto_pad),
+    }
+
+
+@emitter("Conv", since=(1, 11))
+def conv(ctx: NodeContext) -> str:
+    attrs = _conv_attrs(ctx)
+    return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs)
+
+
+@runtime_helper
+def _conv_transpose(x, w, b, strides, pads, dilations, group, auto_pad, output_padding, output_shape):
+    nd = x.ndim - 2
+    c_in = w.shape[0]
+    c_out_per_group = w.shape[1]
+    kernel = w.shape[2:]
+    strides = strides or (1,) * nd
+    dilations = dilations or (1,) * nd
+    output_padding = output_padding or (0,) * nd
+    k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    in_sizes = x.shape[2:]
+    if output_shape is not None:
+        output_shape = output_shape[-nd:]
+        pairs = []
+        for i in range(nd):
+            total = strides[i] * (in_sizes[i] - 1) + output_padding[i] + k_eff[i] - output_shape[i]
+            small, big = total // 2, total - total // 2
+            pairs.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pairs = []
+        for i in range(nd):
+            total = max(strides[i] * (in_sizes[i] - 1) + output_padding[i] + k_eff[i] - in_sizes[i] * strides[i], 0)
+            small, big = total // 2, total - total // 2
+            pairs.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
+    elif auto_pad == "VALID":
+        pairs = [(0, 0)] * nd
+    else:
+        pads = pads or (0,) * (2 * nd)
+        pairs = [(pads[i], pads[i + nd]) for i in range(nd)]
+    # transposed conv = conv of the stride-dilated input with the flipped, in/out-swapped kernel
+    wg = jnp.reshape(w, (group, c_in // group, c_out_per_group) + tuple(kernel))
+    wg = jnp.swapaxes(wg, 1, 2)
+    wt = jnp.reshape(wg, (group * c_out_per_group, c_in // group) + tuple(kernel))
+    wt = jnp.flip(wt, axis=tuple(range(2, 2 + nd)))
+    padding = [
+        (k_eff[i] - 1 - pairs[i][0], k_eff[i] - 1 - pairs[i][1] + output_padding[i]) for i in range(nd)
+    ]
+    y = lax.conv_general_dilated(
+        x, wt, window_strides=(1,) * nd, padding=padding, lhs_dilation=strides,
+        rhs_dilation=dilations, feature_group_count=group,
+    )
+    if b is not None:
+        y = y + jnp.reshape(b, (1, -1) + (1,) * nd)
+    return y
+
+
+@emitter("ConvTranspose", since=(1, 11))
+def conv_transpose(ctx: NodeContext) -> str:
+    attrs = _conv_attrs(ctx)
+    output_padding = ctx.attr("output_padding", None)
+    output_shape = ctx.attr("output_shape", None)
+    return ctx.call(
+        _conv_transpose, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs,
+        output_padding="None" if output_padding is None else ctx.lit(tuple(output_padding)),
+        output_shape="None" if output_shape is None else ctx.lit(tuple(output_shape)),
+    )
+
+
+@runtime_helper
+def _pool_padding(x_shape, kernel, strides, dilations, pads, auto_pad, ceil_mode):
+    """(explicit pads, extra end pads from ceil_mode) per spatial dim."""
+    nd = len(kernel)
+    explicit = _conv_pads(x_shape, kernel, strides, dilations, pads, auto_pad)
+    extra = []
+    for i in range(nd):
+        size = x_shape[2 + i] + explicit[i][0] + explicit[i][1]
+        k_eff = (kernel[i] - 1) * dilations[i] + 1
+        if ceil_mode:
+            out = -(-(size - k_eff) // strides[i]) + 1
+            if (out - 1) * strides[i] >= x_shape[2 + i] + explicit[i][0]:
+                out -= 1
+        else:
+            out = (size - k_eff) // strides[i] + 1
+        extra.append(max((out - 1) * strides[i] + k_eff - size, 0))
+    return explicit, extra
+
+
+@runtime_helper
+def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_include_pad, p):
+    nd = len(kernel)
+    strides = strides or (1,) * nd
+    dilations = dilations or (1,) * nd
+    explicit, extra = _pool_padding(x.shape, kernel, strides, dilations, pads, auto_pad, ceil_mode)
+    window = (1, 1) + tuple(kernel)
+    window_strides = (1, 1) + tuple(strides)
+    window_dilation = (1, 1) + tuple(dilations)
+    padding = ((0, 0), (0, 0)) + tuple((b, e + x_) for (b, e), x_ in zip(explicit, extra))
+    # The init values are numpy scalars on purpose: lax.reduce_window recognizes max/sum (and
+    # gives them a gradient) only when the init is concrete, which a jnp array is not under jit.
+    if kind == "max":
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            init = np.array(-np.inf, x.dtype)
+        else:
+            init = np.array(jnp.iinfo(x.dtype).min, x.dtype)
+        return lax.reduce_window(x, init, lax.max, window, window_strides, padding, window_dilation=window_dilation)
+    if kind == "lp":
+        powered = jnp.abs(x) ** p
+        total = lax.reduce_window(powered, np.array(0, x.dtype), lax.add, window, window_strides, padding,
+                                  window_dilation=window_dilation)
+        return (total ** (1.0 / p)).astype(x.dtype)
+    total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, window_strides, padding,
+                              window_dilation=window_dilation)
+    counts = _pool_counts(x.shape[2:], total.shape[2:], kernel, strides, dilations, explicit, count_include_pad)
+    return total / jnp.asarray(counts, x.dtype)
+
+
+@runtime_helper
+def _pool_counts(sizes, out_sizes, kernel, strides, dilations, explicit, count_include_pad):
+    """How many input positions each average-pooling window covers (numpy, from shapes alone).
+
+    The window is a box, so the count is the product of one count per axis. Explicit pads count when
+    ``count_include_pad``; the extra end padding of ``ceil_mode`` never does. Computed on the host: as
+    a reduce_window over a constant, XLA spends seconds constant-folding it.
+    """
+    per_axis = []
+    for size, n_out, k, s, d, (begin, end) in zip(sizes, out_sizes, kernel, strides, dilations, explicit):
+        lo, hi = (-begin, size + end) if count_include_pad else (0, size)
+        starts = np.arange(n_out) * s - begin
+        taps = starts[:, None] + np.arange(k)[None, :] * d
+        per_axis.append(((taps >= lo) & (taps < hi)).sum(axis=1))
+    counts = np.ones((1, 1), np.int64)
+    for axis_counts in per_axis:
+        counts = counts[..., None] * axis_counts
+    return counts
+
+
+def _pool_call(ctx: NodeContext, kind: str) -> str:
+    attrs = _conv_attrs(ctx)
+    kernel = ctx.lit(tuple(ctx.attr("kernel_shape")))
+    ceil_mode = ctx.lit(bool(ctx.attr("ceil_mode", 0)))
+    count_include_pad = ctx.lit(bool(ctx.attr("count_include_pad", 0)))
+    p = ctx.lit(ctx.attr("p", 2))
+    if ctx.opset < 10 or kind == "lp" and ctx.opset < 18:
+        ceil_mode = "False"
+    if kind != "max" and ctx.opset < 19 and kind == "avg":
+        attrs["dilations"] = attrs["dilations"] if ctx.opset >= 19 else "None"
+    return ctx.call(_pool, ctx.x(0), ctx.lit(kind), kernel, attrs["strides"], attrs["pads"], attrs["dilations"],
+                    attrs["auto_pad"], ceil_mode, count_include_pad, p)
+
+
+@runtime_helper
+def _max_pool_with_indices(x, kernel, strides, pads, dilations, auto_pad, ceil_mode, storage_order):
+    """MaxPool's (values, indices): indices flatten (n, c, spatial...) row-major, or column-major over
+    the spatial axes when ``storage_order`` is 1; ties keep the first position."""
+    nd = len(kernel)
+    strides = strides or (1,) * nd
+    dilations = dilations or (1,) * nd
+    explicit, extra = _pool_padding(x.shape, kernel, strides, dilations, pads, auto_pad, ceil_mode)
+    padding = ((0, 0), (0, 0)) + tuple((b, e + x_) for (b, e), x_ in zip(explicit, extra))
+    position = jnp.reshape(jnp.arange(x.size, dtype=jnp.int64), x.shape)
+    if storage_order:
+        spatial = x.shape[2:]
+        grids = jnp.meshgrid(*[jnp.arange(d, dtype=jnp.int64) for d in spatial], indexing="ij")
+        column_major = jnp.zeros(spatial, jnp.int64)
+        for axis in reversed(range(nd)):
+            column_major = column_major * spatial[axis] + grids[axis]
+        plane = int(np.prod(spatial, dtype=np.int64))
+        index = (jnp.arange(x.shape[0] * x.shape[1], dtype=jnp.int64) * plane).reshape(x.shape[:2] + (1,) * nd)
+        index = index + column_major
+    else:
+        index = position
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        lowest = jnp.array(-jnp.inf, x.dtype)
+    else:
+        lowest = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+
+    def pick(a, b):
+        a_value, a_position, a_index = a
+        b_value, b_position, b_index = b
+        take_b = (b_value > a_value) | ((b_value == a_value) & (b_position < a_position))
+        return (jnp.where(take_b, b_value, a_value), jnp.where(take_b, b_position, a_position),
+                jnp.where(take_b, b_index, a_index))
+
+    init = (lowest, jnp.array(x.size, jnp.int64), jnp.array(-1, jnp.int64))
+    values, _, indices = lax.reduce_window(
+        (x, position, index), init, pick, (1, 1) + tuple(kernel), (1, 1) + tuple(strides), padding,
+        window_dilation=(1, 1) + tuple(dilations),
+    )
+    return values, indices
+
+
+@emitter("MaxPool", since=(1, 8, 10, 11, 12))
+def max_pool(ctx: NodeContext) -> str:
+    storage_order = ctx.attr("storage_order", 0)
+    if not ctx.has_output(1):
+        return _pool_call(ctx, "max")
+    attrs = _conv_attrs(ctx)
+    ceil_mode = ctx.lit(bool(ctx.attr("ceil_mode", 0)) and ctx.opset >= 10)
+    return ctx.call(_max_pool_with_indices, ctx.x(0), ctx.lit(tuple(ctx.attr("kernel_shape"))), attrs["strides"],
+                    attrs["pads"], attrs["dilations"], attrs["auto_pad"], ceil_mode, ctx.lit(bool(storage_order)))
+
+
+@runtime_helper
+def _max_unpool(x, indices, output_shape, kernel, strides, pads):
+    nd = len(kernel)
+    strides = strides or (1,) * nd
+    pads = pads or (0,) * (2 * nd)
+    # indices address the shape the pooling arithmetic gives; a larger output_shape pads it at the end
+    spatial = tuple((x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[i + nd] + kernel[i] for i in range(nd))
+    inferred = x.shape[:2] + spatial
+    flat = jnp.zeros((int(np.prod(inferred, dtype=np.int64)),), x.dtype)
+    flat = flat.at[jnp.reshape(indices, (-1,))].set(jnp.reshape(x, (-1,)))
+    y = jnp.reshape(flat, inferred)
+    if output_shape is None:
+        return y
+    return jnp.pad(y, [(0, max(want - have, 0)) for want, have in zip(output_shape, inferred)])
+
+
+@emitter("MaxUnpool", since=(9, 11, 22))
+def max_unpool(ctx: NodeContext) -> str:
+    strides, pads = ctx.attr("strides", None), ctx.attr("pads", None)
+    return ctx.call(
+        _max_unpool, ctx.x(0), ctx.x(1), ctx.ints(2) if ctx.has(2) else "None",
+        ctx.lit(tuple(ctx.attr("kernel_shape"))), "None" if strides is None else ctx.lit(tuple(strides)),
+        "None" if pads is None else ctx.lit(tuple(pads)),
+    )
+
+
+@runtime_helper
+def _col2im(x, image_shape, block_shape, dilations, pads, strides):
+    """Col2Im: sum each column of ``x`` back into its block of the (padded) image, then crop the padding."""
+    nd = len(image_shape)
+    dilations = dilations or (1,) * nd
+    pads = pads or (0,) * (2 * nd)
+    strides = strides or (1,) * nd
+    padded = [image_shape[i] + pads[i] + pads[i + nd] for i in range(nd)]
+    counts = [(padded[i] - (dilations[i] * (block_shape[i] - 1) + 1)) // strides[i] + 1 for i in range(nd)]
+    n = x.shape[0]
+    blocks = int(np.prod(block_shape, dtype=np.int64))
+    columns = jnp.reshape(x, (n, x.shape[1] // blocks) + tuple(block_shape) + tuple(counts))
+    coordinates = []
+    for i in range(nd):
+        shape = [1] * (2 * nd)
+        offset = np.arange(block_shape[i]) * dilations[i]
+        start = np.arange(counts[i]) * strides[i]
+        coordinates.append(offset.reshape(shape[:i] + [-1] + shape[i + 1:]) + start.reshape(
+            shape[:nd + i] + [-1] + shape[nd + i + 1:]))
+    target = np.ravel_multi_index(np.broadcast_arrays(*coordinates), padded)
+    image = jnp.zeros((n, columns.shape[1], int(np.prod(padded, dtype=np.int64))), x.dtype)
+    image = image.at[:, :, np.reshape(target, (-1,))].add(jnp.reshape(columns, columns.shape[:2] + (-1,)))
+    image = jnp.reshape(image, (n, columns.shape[1]) + tuple(padded))
+    crop = tuple(slice(pads[i], pads[i] + image_shape[i]) for i in range(nd))
+    return image[(slice(None), slice(None)) + crop]
+
+
+@emitter("Col2Im", since=18)
+def col2im(ctx: NodeContext) -> str:
+    def opt(name: str) -> str:
+        value = ctx.attr(name, None)
+        return "None" if value is None else ctx.lit(tuple(value))
+
+    return ctx.call(_col2im, ctx.x(0), ctx.ints(1), ctx.ints(2), opt("dilations"), opt("pads"), opt("strides"))
+
+
+@emitter("AveragePool", since=(7, 10, 11, 19))
+def average_pool(ctx: NodeContext) -> str:
+    return _pool_call(ctx, "avg")
+
+
+@emitter("LpPool", since=(2, 11, 18))
+def lp_pool(ctx: NodeContext) -> str:
+    return _pool_call(ctx, "lp")
+
+
+@emitter("GlobalAveragePool", since=1)
+def global_average_pool(ctx: NodeContext) -> str:
+    x = ctx.x(0)
+    return f"jnp.mean({x}, axis=tuple(range(2, jnp.ndim({x}))), keepdims=True)"
+
+
+@emitter("GlobalMaxPool", since=1)
+def global_max_pool(ctx: NodeContext) -> str:
+    x = ctx.x(0)
+    return f"jnp.max({x}, axis=tuple(range(2, jnp.ndim({x}))), keepdims=True)"
+
+
+@emitter("GlobalLpPool", since=2)
+def global_lp_pool(ctx: NodeContext) -> str:
+    x, p = ctx.x(0), ctx.lit(ctx.attr("p", 2))
+    return (f"(jnp.sum(jnp.abs({x}) ** {p}, axis=tuple(range(2, jnp.ndim({x}))), keepdims=True) ** (1.0 / {p}))"
+            f".astype({x}.dtype)")
+
+
+@runtime_helper
+def _softmax_2d(fn, x, axis):
+    """Softmax family before opset 13: flatten to 2-D at ``axis``, normalize rows, reshape back."""
+    x = jnp.asarray(x)
+    axis = axis % x.ndim if x.ndim else 0
+    rows = int(np.prod(x.shape[:axis], dtype=np.int64))
+    flat = jnp.reshape(x, (rows, -1))
+    return jnp.reshape(fn(flat, axis=1), x.shape)
+
+
+@runtime_helper
+def _hardmax(x, axis):
+    index = jnp.argmax(x, axis=axis)
+    return jax.nn.one_hot(index, x.shape[axis], axis=axis, dtype=x.dtype)
+
+
+def _softmax_family(fn: str):
+    def emit(ctx: NodeContext) -> str:
+        if fn == "hardmax":
+            name = ctx.helper(_hardmax)
+        else:
+            name = f"jax.nn.{fn}"
+        if ctx.opset < 13:
+            return ctx.call(_softmax_2d, name, ctx.x(0), ctx.lit(ctx.attr("axis", 1)))
+        return f"{name}({ctx.x(0)}, axis={ctx.lit(ctx.attr('axis', -1))})"
+
+    return emit
+
+
+emitter("Softmax", since=(1, 11, 13))(_softmax_family("softmax"))
+emitter("LogSoftmax", since=(1, 11, 13))(_softmax_family("log_softmax"))
+emitter("Hardmax", since=(1, 11, 13))(_softmax_family("hardmax"))
+
+
+@runtime_helper
+def _lrn(x, size, alpha, beta, bias):
+    squared = jnp.square(x)
+    before = (size - 1) // 2
+    after = size - 1 - before
+    padded = jnp.pad(squared, ((0, 0), (before, after)) + ((0, 0),) * (x.ndim - 2))
+    window = (1, size) + (1,) * (x.ndim - 2)
+    total = lax.reduce_window(padded, np.array(0, x.dtype), lax.add, window, (1,) * x.ndim, "VALID")
+    return (x / (bias + alpha / size * total) ** beta).astype(x.dtype)
+
+
+@emitter("LRN", since=(1, 13))
+def lrn(ctx: NodeContext) -> str:
+    return ctx.call(
+        _lrn, ctx.x(0), ctx.lit(ctx.attr("size")), ctx.lit(ctx.fattr("alpha", 0.0001)),
+        ctx.lit(ctx.fattr("beta", 0.75)), ctx.lit(ctx.fattr("bias", 1.0)),
+    )
+
+
+@emitter("Dropout", since=(7, 10, 12, 13))
+def dropout(ctx: NodeContext) -> list[str]:
+    if ctx.opset >= 12 and ctx.has(2):
+        training = ctx.static(2)
+        if training is None or bool(np.asarray(training).reshape(())):
+            ratio = ctx.static(1)
+            if ratio is None or float(np.asarray(ratio).reshape(())) != 0.0:
+                raise ctx.unsupported("Dropout in training mode is random; only inference is supported")
+    x = ctx.x(0)
+    outputs = [x]
+    if ctx.has_output(1):
+        outputs.append(f"jnp.ones(jnp.shape({x}), dtype=bool)")
+    return outputs
+
+
+@emitter("Einsum", since=12)
+def einsum(ctx: NodeContext) -> str:
+    equation = ctx.attr("equation")
+    return f"jnp.einsum({ctx.lit(equation)}, {', '.join(ctx.xs())})"
+
+
+__all__ = ["np"]

@@ -1,0 +1,425 @@
+"""Walk a checked ONNX graph and write the Python source of ``forward(params, *inputs)``.
+
+One statement per node, named after the (sanitized) ONNX output names. Values
+known at generation time (integer initializers, Constant nodes, shapes that
+shape inference fixed, and small computations on those, evaluated with the
+ONNX reference evaluator) are folded into literals so shape arithmetic stays
+static and ``jax.jit`` works without static-argument tricks. Float
+initializers are never folded: they are the trainable ``params``.
+"""
+
+from __future__ import annotations
+
+import types
+from collections import Counter
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchError
+from workbench.onnx_to_jax import registry
+from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.literals import literal
+from workbench.onnx_to_jax.names import NameScope
+from workbench.onnx_to_jax.reader import LoadedModel, describe_node, topological_order
+from workbench.onnx_to_jax.writer import SourceWriter
+
+GENERATED_FILENAME = "<workbench-generated>"
+RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
+INLINE_MAX_ELEMENTS = 64  # folded values up to this size are written as literals, larger go to params
+FOLD_MAX_ELEMENTS = 4096
+# deterministic ops the generator may evaluate when all inputs are known
+FOLDABLE = frozenset(
+    "Add Sub Mul Div Neg Abs Cast CastLike Concat Gather Unsqueeze Squeeze Slice Reshape Identity "
+    "Equal Less Greater Where Range ConstantOfShape ReduceProd ReduceSum ReduceMax ReduceMin Min Max "
+    "Floor Ceil Sqrt Not And Or Expand Tile Transpose Flatten Mod Sign Size Shape".split()
+)
+_X64 = {"float64", "int64", "uint64", "complex128"}
+# ops whose output is concrete at trace time (under jax.jit) whatever their input is
+SHAPE_OPS = frozenset({"Shape", "Size"})
+
+
+def _tensor_type(value_type: onnx.TypeProto):
+    if value_type.WhichOneof("value") != "tensor_type":
+        return None
+    tt = value_type.tensor_type
+    dtype = None
+    if tt.elem_type not in (0, onnx.TensorProto.STRING):
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except (KeyError, ValueError, TypeError):
+            dtype = None
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+    return dtype, shape
+
+
+class ModuleBuilder:
+    """State shared by every graph of one generated module."""
+
+    def __init__(self, loaded: LoadedModel, function_name: str):
+        self.loaded = loaded
+        self.label = loaded.label
+        self.function_name = function_name
+        self.opsets = {e.domain or "": int(e.version) for e in loaded.model.opset_import}
+        self.opsets.setdefault("", 1)
+        if "ai.onnx" in self.opsets:
+            self.opsets[""] = self.opsets.pop("ai.onnx")
+        self.helpers_used: set[str] = set()
+        self.code: types.CodeType | None = None  # the compiled module, once build() ran
+        self.params: dict[str, np.ndarray] = {}
+        self.types: dict[str, tuple] = {}
+        self._collect_types(loaded.model.graph)
+        if not function_name.isidentifier() or function_name in RESERVED:
+            raise ValueError(f"function_name must be a plain identifier, got {function_name!r}")
+        self.scope = NameScope(RESERVED | registry.helper_names() | {function_name})
+
+    def _collect_types(self, graph: onnx.GraphProto) -> None:
+        for info in [*graph.input, *graph.output, *graph.value_info]:
+            found = _tensor_type(info.type)
+            if found is not None:
+                self.types[info.name] = found
+        for init in graph.initializer:
+            try:
+                dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type))
+            except (KeyError, ValueError, TypeError):
+                dtype = None
+            self.types[init.name] = (dtype, tuple(init.dims))
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    self._collect_types(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for g in attr.graphs:
+                        self._collect_types(g)
+
+    def use_helper(self, fn: Callable) -> str:
+        name = fn.__name__
+        if name not in registry.helper_names():
+            raise AssertionError(f"{name} is not registered with @runtime_helper")
+        self.helpers_used.add(name)
+        return name
+
+    def check_supported(self, graph: onnx.GraphProto) -> None:
+        """Collect every op without an emitter (in all subgraphs) and raise once, listing them all."""
+        missing: Counter[str] = Counter()
+        where: dict[str, str] = {}
+
+        def visit(g: onnx.GraphProto) -> None:
+            for index, node in enumerate(g.node):
+                opset = self.opsets.get(node.domain or "", self.opsets[""])
+                try:
+                    registry.resolve(node.domain or "", node.op_type, opset)
+                except UnsupportedOnnxOpError as e:
+                    key = f"{node.domain or 'ai.onnx'}::{node.op_type} (opset {opset})"
+                    missing[key] += 1
+                    where.setdefault(key, describe_node(node, index))
+                    del e
+                for attr in node.attribute:
+                    if attr.type == onnx.AttributeProto.GRAPH:
+                        visit(attr.g)
+                    elif attr.type == onnx.AttributeProto.GRAPHS:
+                        for sub in attr.graphs:
+                            visit(sub)
+
+        visit(graph)
+        if missing:
+            lines = "\n".join(f"  {k} x{n}, first at {where[k]}" for k, n in missing.items())
+            raise UnsupportedOnnxOpError(
+                f"{self.label}: {len(missing)} operator(s) have no JAX emitter:\n{lines}\n"
+                "See docs/codegen.md for how to add an emitter."
+            )
+
+    def build(self) -> str:
+        model = self.loaded.model
+        graph = model.graph
+        self.check_supported(graph)
+        init_names = {t.name for t in graph.initializer}
+        real_inputs = [i for i in graph.input if i.name not in init_names]
+        for info in real_inputs:
+            kind = info.type.WhichOneof("value")
+            if kind != "tensor_type":
+                raise UnsupportedOnnxOpError(
+                    f"{self.label}: graph input {info.name!r} is a {kind}; only tensors are supported"
+                )
+        body = SourceWriter()
+        top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
+        arg_names = [self.scope.assign(i.name) for i in real_inputs]
+        top.load_initializers(graph)
+        top.emit_nodes(self.loaded.nodes)
+        outs = [top.output_expr(o.name) for o in graph.output]
+        if len(outs) == 1:
+            body.line(f"return {outs[0]}")
+        else:
+            body.line(f"return ({', '.join(outs)},)" if outs else "return ()")
+
+        module = SourceWriter()
+        module.line('"""JAX code generated by workbench from an ONNX model (do not edit by hand).')
+        module.line("")
+        module.line(f"Call {self.function_name}(params, *inputs); params maps initializer names to arrays.")
+        module.line('"""')
+        module.line("")
+        module.line("import jax")
+        module.line("import jax.numpy as jnp")
+        module.line("import numpy as np")
+        module.line("from jax import lax")
+        module.line("")
+        module.line(f"ONNX_OPSET = {literal(self.opsets[''])}")
+        module.line(f"ONNX_INPUT_NAMES = {literal(tuple(i.name for i in real_inputs))}")
+        module.line(f"ONNX_OUTPUT_NAMES = {literal(tuple(o.name for o in graph.output))}")
+        module.line("")
+        if self.helpers_used:
+            for text in registry.helper_source(self.helpers_used).splitlines():
+                module.line(text)
+            module.line("")
+        module.line("")
+        needs_x64 = self._needs_x64(graph)
+        body_name = f"_{self.function_name}_body" if needs_x64 else self.function_name
+        with module.block(f"def {body_name}({', '.join(['params', *arg_names])}):"):
+            module.extend(body)
+        if needs_x64:
+            # 64-bit inputs or outputs: run with x64 enabled for this call only, never flipping
+            # JAX's global setting in the user's process.
+            module.line("")
+            module.line("")
+            with module.block(f"def {self.function_name}(params, *inputs):"):
+                module.line('"""Runs with 64-bit types enabled: the model has 64-bit inputs or outputs."""')
+                with module.block("with jax.enable_x64(True):"):
+                    module.line(f"return {body_name}(params, *inputs)")
+        source = module.source()
+        try:
+            # compiled here, once: this checks that the source parses (faster than ast.parse,
+            # which builds Python objects for every node) and to_jax runs the same code object
+            self.code = compile(source, GENERATED_FILENAME, "exec")
+        except SyntaxError as e:  # a bug in an emitter, never the user's fault
+            raise AssertionError(f"generated source does not parse: {e}\n{source}") from e
+        return source
+
+    def _needs_x64(self, graph: onnx.GraphProto) -> bool:
+        for info in [*graph.input, *graph.output]:
+            found = self.types.get(info.name)
+            if found and found[0] is not None and found[0].name in _X64:
+                return True
+        return False
+
+
+class GraphEmitter:
+    """Emits one graph (the main one or a subgraph) into one writer."""
+
+    def __init__(
+        self,
+        module: ModuleBuilder,
+        scope: NameScope,
+        writer: SourceWriter,
+        static: dict[str, np.ndarray],
+        trainable: set[str],
+        concrete: set[str],
+    ):
+        self.module = module
+        self.scope = scope
+        self.writer = writer
+        self.static = static
+        self.trainable = trainable
+        # Values that are concrete while jax.jit traces: literals, Shape/Size results and shape
+        # arithmetic on those. With a symbolic dim (batch "B") Shape cannot be folded now, but its
+        # result is still known at trace time; see _emits_trace_time_constant.
+        self.concrete = concrete
+
+    @property
+    def label(self) -> str:
+        return self.module.label
+
+    # ---- lookups used by NodeContext ----------------------------------------------------
+    def expr_of(self, onnx_name: str) -> str:
+        name = self.scope.lookup(onnx_name)
+        if name is None:
+            raise OnnxModelError(f"{self.label}: the value {onnx_name!r} is used before it is defined")
+        return name
+
+    def static_of(self, onnx_name: str) -> np.ndarray | None:
+        return self.static.get(onnx_name)
+
+    def shape_of(self, onnx_name: str):
+        found = self.module.types.get(onnx_name)
+        return None if found is None else found[1]
+
+    def dtype_of(self, onnx_name: str):
+        found = self.module.types.get(onnx_name)
+        return None if found is None else found[0]
+
+    def use_helper(self, fn: Callable) -> str:
+        return self.module.use_helper(fn)
+
+    def tensor_to_array(self, tensor: onnx.TensorProto) -> np.ndarray:
+        if tensor.data_type == onnx.TensorProto.STRING:
+            raise UnsupportedOnnxOpError(f"{self.label}: string tensor {tensor.name!r} is not supported")
+        try:
+            return numpy_helper.to_array(tensor)
+        except (ValueError, TypeError) as e:
+            raise OnnxModelError(f"{self.label}: cannot decode tensor {tensor.name!r}: {e}") from e
+
+    # ---- values -------------------------------------------------------------------------
+    def bind_value(self, onnx_name: str, value: np.ndarray, *, param_key: str | None = None) -> None:
+        """Define ``onnx_name`` as a known value: a literal if small, else an entry of params.
+
+        A params entry is used in place (``params['conv1.weight']`` in the call that reads it)
+        rather than unpacked into a local first: the reader sees the weight's ONNX name where it
+        is used, and a CNN's source is not half assignments (which also halves parse time).
+        """
+        if value.size <= INLINE_MAX_ELEMENTS and param_key is None:
+            ident = self.scope.assign(onnx_name)
+            self.writer.line(f"{ident} = {literal(value)}")
+            self.concrete.add(onnx_name)
+        else:
+            key = param_key if param_key is not None else onnx_name
+            self.module.params[key] = value
+            self.scope.bind(onnx_name, f"params[{literal(key)}]")
+        self.static[onnx_name] = value
+
+    def constant_expr(self, onnx_name: str, value: np.ndarray) -> str:
+        """Expression for a constant output (literal if small, else a params entry); marks it static."""
+        self.static[onnx_name] = value
+        if value.size <= INLINE_MAX_ELEMENTS:
+            self.concrete.add(onnx_name)
+            return literal(value)
+        self.module.params[onnx_name] = value
+        return f"params[{literal(onnx_name)}]"
+
+    def load_initializers(self, graph: onnx.GraphProto) -> None:
+        for tensor in graph.initializer:
+            value = self.tensor_to_array(tensor)
+            if value.dtype.kind in "iub" and value.size <= INLINE_MAX_ELEMENTS:
+                self.module.params[tensor.name] = value
+                self.bind_value(tensor.name, value)
+            else:
+                self.bind_value(tensor.name, value, param_key=tensor.name)
+                if value.dtype.kind not in "iub":
+                    self.trainable.add(tensor.name)
+        if graph.sparse_initializer:
+            raise UnsupportedOnnxOpError(f"{self.label}: sparse initializers are not supported")
+
+    def output_expr(self, onnx_name: str) -> str:
+        ident = self.expr_of(onnx_name)
+        if onnx_name in self.static:
+            return f"jnp.asarray({ident})"
+        return ident
+
+    # ---- nodes --------------------------------------------------------------------------
+    def emit_nodes(self, nodes: list[onnx.NodeProto]) -> None:
+        for index, node in enumerate(nodes):
+            self.emit_node(node, index)
+
+    def emit_node(self, node: onnx.NodeProto, index: int) -> None:
+        domain = node.domain if node.domain != "ai.onnx" else ""
+        opset = self.module.opsets.get(domain, self.module.opsets[""])
+        folded = self._try_fold(node, opset)
+        if folded is not None:
+            for name, value in zip(node.output, folded):
+                if name:
+                    self.bind_value(name, value)
+            return
+        spec = registry.resolve(domain, node.op_type, opset)
+        ctx = NodeContext(self, node, index, opset)
+        try:
+            result = spec.fn(ctx)
+        except WorkbenchError:
+            raise
+        except Exception as e:  # an emitter bug or an attribute combination it cannot handle
+            raise OnnxModelError(
+                f"{self.label}: {describe_node(node, index)}: code generation failed: {type(e).__name__}: {e}"
+            ) from e
+        if self._emits_trace_time_constant(node):
+            # Shape arithmetic on concrete values (e.g. Concat(Shape(x)[0:1], [16]) -> Reshape):
+            # evaluate it while tracing so the result stays a concrete array under jax.jit and
+            # Reshape/Expand/Range get static Python ints instead of tracers.
+            with self.writer.block("with jax.ensure_compile_time_eval():"):
+                self._write_result(node, result)
+            self.concrete.update(name for name in node.output if name)
+        else:
+            self._write_result(node, result)
+
+    def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
+        if node.domain not in ("", "ai.onnx"):
+            return False
+        if node.op_type in SHAPE_OPS:
+            self.concrete.update(name for name in node.output if name)
+            return False  # already numpy (np.array(jnp.shape(x))), no block needed
+        present = [n for n in node.input if n]
+        return node.op_type in FOLDABLE and bool(present) and all(n in self.concrete for n in present)
+
+    def _write_result(self, node: onnx.NodeProto, result) -> None:
+        outputs = list(node.output)
+        if isinstance(result, str):
+            if len(outputs) == 1:
+                self.writer.line(f"{self._target(outputs[0])} = {result}")
+            else:
+                targets = ", ".join(self._target(o) for o in outputs)
+                self.writer.line(f"{targets} = {result}")
+            return
+        exprs = list(result)
+        for i, name in enumerate(outputs):
+            if not name:
+                continue
+            if i >= len(exprs) or exprs[i] is None:
+                raise OnnxModelError(f"{self.label}: the emitter of {node.op_type} did not produce output {i}")
+            self.writer.line(f"{self._target(name)} = {exprs[i]}")
+
+    def _target(self, onnx_name: str) -> str:
+        return self.scope.assign(onnx_name) if onnx_name else "_"
+
+    def _try_fold(self, node: onnx.NodeProto, opset: int) -> list[np.ndarray] | None:
+        """Evaluate the node now when its inputs are known (small, structural values only)."""
+        if node.domain not in ("", "ai.onnx") or node.op_type not in FOLDABLE:
+            return None
+        if node.op_type in ("Shape", "Size"):
+            shape = self.shape_of(node.input[0])
+            if shape is None or any(d is None for d in shape):
+                return None
+            if node.op_type == "Size":
+                return [np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)]
+            attrs = {a.name: a.i for a in node.attribute}
+            start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+            return [np.array(shape[slice(start, end)], dtype=np.int64)]
+        present = [n for n in node.input if n]
+        if not present or any(n not in self.static or n in self.trainable for n in present):
+            return None
+        if any(self.static[n].size > FOLD_MAX_ELEMENTS for n in present):
+            return None
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {n: self.static[n] for n in present}
+        try:
+            evaluator = ReferenceEvaluator(node, opsets={"": opset})
+            results = evaluator.run(None, feeds)
+        except Exception:  # noqa: BLE001 - folding is an optimization; the node is then emitted as code
+            return None
+        arrays = [np.asarray(r) for r in results]
+        if any(a.size > FOLD_MAX_ELEMENTS or a.dtype == object for a in arrays):
+            return None
+        return arrays
+
+    # ---- subgraphs ----------------------------------------------------------------------
+    def emit_subgraph(self, graph: onnx.GraphProto, hint: str) -> str:
+        """Write ``def name(*graph inputs): ...; return (outputs,)`` and return the name."""
+        fn_name = self.scope.fresh(hint)
+        scope = self.scope.child()
+        inner = SourceWriter()
+        child = GraphEmitter(
+            self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete)
+        )
+        args = [scope.assign(i.name) for i in graph.input]
+        child.load_initializers(graph)
+        outer = frozenset(self._visible_names())
+        nodes = topological_order(graph, self.label, outer)
+        child.emit_nodes(nodes)
+        outs = [child.output_expr(o.name) for o in graph.output]
+        inner.line(f"return ({', '.join(outs)},)" if outs else "return ()")
+        with self.writer.block(f"def {fn_name}({', '.join(args)}):"):
+            self.writer.extend(inner)
+        return fn_name
+
+    def _visible_names(self) -> set[str]:
+        return set(self.scope._by_onnx)  # noqa: SLF001 - same package, read-only
