@@ -38,6 +38,8 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.jax_to_onnx.handlers.sort",
     "workbench.jax_to_onnx.handlers.cumulative",
     "workbench.jax_to_onnx.handlers.special",
+    "workbench.jax_to_onnx.handlers.solve",
+    "workbench.jax_to_onnx.handlers.factorizations",
 )
 
 
