@@ -40,6 +40,7 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.jax_to_onnx.handlers.special",
     "workbench.jax_to_onnx.handlers.solve",
     "workbench.jax_to_onnx.handlers.factorizations",
+    "workbench.jax_to_onnx.handlers.eigen",
 )
 
 
