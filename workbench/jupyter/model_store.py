@@ -60,7 +60,11 @@ class ModelStore:
         return self.directory / f"{token}{_SUFFIX}"
 
     def put(self, token: str, data: bytes) -> Path:
-        """Write the model atomically (temp file in the same directory, then os.replace)."""
+        """Write the model atomically (temp file in the same directory, then os.replace).
+
+        The file gets the mode of any new file (0o666 less the umask); the directory (0700) is what
+        keeps the models private to this user.
+        """
         self.ensure()
         target = self._path(token)
         write_bytes_atomic(target, data)
