@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,59 +22,10 @@ from workbench.errors import WorkbenchError
 # ---- inspect ------------------------------------------------------------------------------
 def inspect_model(path: str) -> dict[str, Any]:
     """A JSON-ready summary of an ONNX model (after shape inference)."""
-    import numpy as np
-    import onnx
-
-    from workbench.onnx_to_jax.reader import load_model
+    from workbench.onnx_io import load_model, summarize, with_shapes
 
     loaded = load_model(path)
-    graph = loaded.model.graph
-    init_names = {t.name for t in graph.initializer}
-
-    def describe_type(info: onnx.ValueInfoProto) -> dict[str, Any]:
-        kind = info.type.WhichOneof("value")
-        if kind != "tensor_type":
-            return {"name": info.name, "type": kind}
-        tt = info.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
-        return {
-            "name": info.name,
-            "dtype": onnx.TensorProto.DataType.Name(tt.elem_type).lower(),
-            "shape": dims if tt.HasField("shape") else None,
-        }
-
-    types = {i.name: describe_type(i) for i in [*graph.input, *graph.output, *graph.value_info]}
-    param_count = 0
-    param_bytes = 0
-    for tensor in graph.initializer:
-        count = int(np.prod(tensor.dims, dtype=np.int64))
-        param_count += count
-        try:
-            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
-        except (KeyError, TypeError, ValueError):
-            itemsize = 0
-        param_bytes += count * itemsize
-    nodes = []
-    for node in loaded.nodes:
-        nodes.append({
-            "name": node.name,
-            "op_type": node.op_type,
-            "domain": node.domain,
-            "inputs": [{"name": n, "shape": types.get(n, {}).get("shape")} for n in node.input],
-            "outputs": [{"name": n, "shape": types.get(n, {}).get("shape"), "dtype": types.get(n, {}).get("dtype")}
-                        for n in node.output],
-        })
-    return {
-        "file": loaded.label,
-        "ir_version": loaded.model.ir_version,
-        "producer": f"{loaded.model.producer_name} {loaded.model.producer_version}".strip(),
-        "opsets": {(e.domain or "ai.onnx"): int(e.version) for e in loaded.model.opset_import},
-        "inputs": [types[i.name] for i in graph.input if i.name not in init_names],
-        "outputs": [types[o.name] for o in graph.output],
-        "op_histogram": dict(Counter(n.op_type for n in loaded.nodes).most_common()),
-        "parameters": {"count": param_count, "bytes": param_bytes, "tensors": len(graph.initializer)},
-        "nodes": nodes,
-    }
+    return {"file": loaded.label, **summarize(with_shapes(loaded.proto)).to_json()}
 
 
 def _format_text(summary: dict[str, Any]) -> str:
@@ -233,13 +185,45 @@ def _add_coverage(subparsers: Any) -> None:
     parser.set_defaults(run=_run_coverage)
 
 
+# ---- lab ----------------------------------------------------------------------------------
+def _run_lab(args: argparse.Namespace) -> int:
+    from workbench.jupyter import lab
+
+    target = Path(args.notebook) if args.notebook else lab.default_notebook(Path.cwd())
+    reason = "--no-browser was given" if args.no_browser else lab.browser_problem(os.environ)
+    plan = lab.plan_lab(target, euid=lab.effective_uid(), no_browser_reason=reason, port=args.port, ip=args.ip)
+    if args.dry_run:
+        for notice in plan.notices:
+            print(f"workbench lab: {notice}")
+        print(shlex.join(plan.argv))
+        return 0
+    lab.run_lab(plan)
+
+
+def _add_lab(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "lab",
+        help="start JupyterLab on the quickstart notebook (also as root and without a desktop)",
+        description="Start JupyterLab on a notebook (default: notebooks/01_quickstart.ipynb of the repository). "
+        "Run as root, it adds --allow-root and says so; where no browser can be opened (no DISPLAY or "
+        "WAYLAND_DISPLAY, or Python's webbrowser finds none) it adds --no-browser: open the URL JupyterLab "
+        "prints, which leads to the notebook.",
+    )
+    parser.add_argument("notebook", nargs="?", help="a notebook or a folder (default: the quickstart notebook)")
+    parser.add_argument("--port", type=int, default=None, help="the port to serve on (JupyterLab's default: 8888)")
+    parser.add_argument("--ip", default=None, help="the address to listen on (JupyterLab's default: localhost)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
+    parser.add_argument("--dry-run", action="store_true", help="print the notices and the JupyterLab command, start nothing")
+    parser.set_defaults(run=_run_lab)
+
+
 def _add_web(subparsers: Any) -> None:
     from workbench.web.cli import add_web_subcommands
 
     add_web_subcommands(subparsers)
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_coverage, _add_web]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_coverage, _add_lab, _add_web]
 
 
 def build_parser() -> argparse.ArgumentParser:

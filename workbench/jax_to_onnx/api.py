@@ -18,11 +18,12 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
+from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
-from workbench.jax_to_onnx.save import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
 from workbench.jax_to_onnx.tracing import Traced, trace
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18
@@ -147,7 +148,7 @@ def _convert(
     traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
     traced_at = time.perf_counter()
     jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr)
+    check_all_supported(jaxpr, target_opset)
 
     state = ModelState(opset=target_opset, drop_root_scope=traced.callable.kind == "linen")
     builder = GraphBuilder(state)
@@ -162,7 +163,7 @@ def _convert(
     user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
     layout_perms = input_permutations(input_layout, user_avals)
     graph_inputs = [builder.add_input(name, aval) for name, aval in zip(in_names, user_avals, strict=True)]
-    const_values = [builder.const(np.asarray(c)) for c in traced.closed_jaxpr.consts]
+    const_values = [builder.const(host_array(c)) for c in traced.closed_jaxpr.consts]
     outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
     outputs = _name_outputs(builder, outputs, out_names, traced.out_avals)
     graph_inputs = relayout_inputs(builder, graph_inputs, user_avals, layout_perms)
@@ -248,7 +249,7 @@ def to_onnx(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
-    external_data_threshold: int | None = DEFAULT_EXTERNAL_DATA_THRESHOLD,
+    external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
     input_layout: InputLayout = None,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
@@ -283,5 +284,6 @@ def to_onnx(
         input_layout=input_layout,
     )
     if path is not None:
-        save_model(conversion.model, path, external_data_threshold=external_data_threshold)
+        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
+        write_model(conversion.model, path, external_data=policy)
     return conversion.model

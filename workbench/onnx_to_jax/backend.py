@@ -29,16 +29,27 @@ def _untraceable_errors() -> tuple[type[BaseException], ...]:
             errors.TracerBoolConversionError, errors.NonConcreteBooleanIndexError)
 
 
+def _to_numpy(value: Any) -> Any:
+    """An output as numpy: a sequence (list) element by element, an empty optional stays None."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_to_numpy(v) for v in value]
+    return np.asarray(value)
+
+
 class BackendRep(_OnnxBackendRep):
     """A prepared model: the generated source, the compiled function and its params."""
 
-    def __init__(self, source: str, forward: Any, params: dict[str, Any], n_inputs: int, jit: bool = True):
+    def __init__(self, source: str, forward: Any, params: dict[str, Any], n_inputs: int, jit: bool = True,
+                 value_dependent: tuple[str, ...] = ()):
         self.source = source
         self._forward = forward
         self._params = params
         self._n_inputs = n_inputs
         self._jitted: Any = None
-        self.jit = jit
+        # a model whose shapes depend on values runs its own jitted parts (segments.py): no whole jit
+        self.jit = jit and not value_dependent
 
     def _call(self, inputs: list[Any]) -> Any:
         import jax
@@ -63,7 +74,7 @@ class BackendRep(_OnnxBackendRep):
         with jax.enable_x64(True):  # ONNX's int64/float64 must not be truncated; scoped to this call
             result = self._call(list(inputs))
         outputs = result if isinstance(result, tuple) else (result,)
-        return tuple(np.asarray(o) for o in outputs)
+        return tuple(_to_numpy(o) for o in outputs)
 
 
 class Backend(_OnnxBackend):
@@ -72,14 +83,15 @@ class Backend(_OnnxBackend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", *, jit: bool = True, **kwargs: Any) -> BackendRep:
         del kwargs
-        from workbench.onnx_to_jax.api import generate_compiled
+        from workbench.onnx_to_jax.api import generate_module
 
         if not cls.supports_device(device):
             raise ValueError(f"the workbench JAX backend runs on CPU, not {device!r}")
-        source, forward, params = generate_compiled(model)
+        generated = generate_module(model)
         inits = {t.name for t in model.graph.initializer}
         n_inputs = sum(1 for i in model.graph.input if i.name not in inits)
-        return BackendRep(source, forward, params, n_inputs, jit=jit)
+        return BackendRep(generated.source, generated.forward, generated.params, n_inputs, jit=jit,
+                          value_dependent=generated.value_dependent_nodes)
 
     @classmethod
     def run_model(

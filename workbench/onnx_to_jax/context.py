@@ -26,6 +26,9 @@ class NodeContext:
         self.index = index
         self.opset = opset
         self._attrs = {a.name: a for a in node.attribute}
+        # inputs whose values the emitted code reads on the host (shapes, axes, counts): they must be
+        # concrete when jax.jit traces the node, or the node runs between jitted parts (segments.py)
+        self.host_inputs: set[int] = set()
 
     # ---- inputs -------------------------------------------------------------------------
     @property
@@ -48,6 +51,25 @@ class NodeContext:
         if not self.has(i):
             raise self.error(f"input {i} is required but missing")
         return self._graph.expr_of(self.node.input[i])
+
+    def host(self, i: int) -> str:
+        """The expression of input ``i`` for code that reads its value on the host (``int(...)``, numpy).
+
+        A small value known now (a float initializer holding Resize scales, say) is written as a
+        literal, so the node stays jit-able even when the weights are passed as arguments.
+        """
+        from workbench.onnx_to_jax.generator import INLINE_MAX_ELEMENTS
+
+        value = self.static(i)
+        if value is not None and value.size <= INLINE_MAX_ELEMENTS:
+            return literal(value)
+        if self.has(i):
+            self.host_inputs.add(i)
+        return self.x(i)
+
+    def host_opt(self, i: int) -> str:
+        """Like :meth:`host` for an optional input (``None`` as code when absent)."""
+        return self.host(i) if self.has(i) else "None"
 
     def opt(self, i: int) -> str:
         """The expression of optional input ``i``, or ``None`` (as code) when absent."""
@@ -76,6 +98,12 @@ class NodeContext:
             return None
         return self._graph.dtype_of(self.node.input[i])
 
+    def kind(self, i: int) -> str | None:
+        """The kind of input ``i`` (``"tensor"``, ``"sequence"``, ``"optional"``...), if known."""
+        if not self.has(i):
+            return None
+        return self._graph.kind_of(self.node.input[i])
+
     def out_dtype(self, i: int = 0) -> np.dtype | None:
         if not self.has_output(i):
             return None
@@ -102,6 +130,10 @@ class NodeContext:
         value = onnx_helper.get_attribute_value(proto)
         if isinstance(value, bytes):
             return value.decode("utf-8", errors="replace")
+        if isinstance(value, onnx.TensorProto) and value.data_type == onnx.TensorProto.STRING:
+            # string tensors (LabelEncoder keys...) as numpy arrays of str, for host-side code
+            texts = [v.decode("utf-8", errors="replace") for v in value.string_data]
+            return np.array(texts, dtype=object).reshape(tuple(value.dims))
         if isinstance(value, onnx.TensorProto):
             return self._graph.tensor_to_array(value)
         if isinstance(value, list) and value and isinstance(value[0], bytes):
@@ -122,7 +154,7 @@ class NodeContext:
             return literal(tuple(int(v) for v in np.asarray(value).reshape(-1)))
         from workbench.onnx_to_jax.emitters.common import _ints
 
-        return self.call(_ints, self.x(i))
+        return self.call(_ints, self.host(i))
 
     # ---- writing code -------------------------------------------------------------------
     @staticmethod
@@ -165,6 +197,17 @@ class NodeContext:
         if not isinstance(graph, onnx.GraphProto):
             raise self.error(f"attribute {attr_name!r} is not a graph")
         return self._graph.emit_subgraph(graph, hint=f"{self.node.op_type}_{attr_name}")
+
+    def constant(self, value: np.ndarray, hint: str) -> str:
+        """A value the emitter computed now (tree tables, coefficients): a literal when small, else a
+        ``params`` entry named after the node's first output and ``hint``."""
+        from workbench.onnx_to_jax.generator import INLINE_MAX_ELEMENTS
+
+        if value.size <= INLINE_MAX_ELEMENTS:
+            return literal(value)
+        key = f"{self.node.output[0] or self.node.op_type}::{hint}"
+        self._graph.module.params[key] = value
+        return f"params[{literal(key)}]"
 
     def bind_constant(self, value: np.ndarray) -> str:
         """Make output 0 a value known at generation time; returns its expression (literal or params)."""

@@ -17,10 +17,8 @@ import math
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter._basics import MatchResult
-from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
+from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.rules import common as common_rules
-from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
@@ -309,7 +307,7 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
     # relu6 = Min(Max(x, 0), 6) → Clip, before Max(x, 0) alone becomes a Relu
     clips = [(common_rules.max_min_rule, False), (common_rules.min_max_rule, False)]
-    fusions = [(MatMulAddToGemm.rule(), True), (SoftmaxFusion.rule(), False)]
+    fusions = [(common_rules.matmul_add_to_gemm_rule, True), (SoftmaxFusion.rule(), False)]
     fusions += [(rule, False) for rule in _hard_sigmoid_rules()]
     fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
     if opset >= GELU_MIN_OPSET:
