@@ -115,7 +115,7 @@ def module_path(name_stack: str, *, drop_root: bool) -> str:
     opened inside the vmapped function (``conv1``). Equinox's class scopes (``eqx.nn.Conv``) are not
     module names either; Linen's root module (its class name) is dropped with ``drop_root``.
     """
-    parts = [part for part in map(_unwrap, name_stack.split("/")) if part and not part.startswith("eqx.")]
+    parts = [part for part in map(_unwrap, name_stack.split("/")) if _is_module_name(part)]
     if drop_root and parts:
         parts = parts[1:]
     return ".".join(parts)
@@ -123,6 +123,11 @@ def module_path(name_stack: str, *, drop_root: bool) -> str:
 
 # transformations whose marker holds a function name rather than the name scope opened inside them
 _FUNCTION_MARKERS = frozenset({"jit", "pjit", "remat", "checkpoint", "custom_jvp_call", "custom_vjp_call"})
+
+
+def _is_module_name(part: str) -> bool:
+    """Attribute paths (``blocks.0.attn``) only: not einsum's ``BTNH,BSNH->BNTS`` scope nor ``eqx.nn.Conv``."""
+    return bool(part) and not part.startswith("eqx.") and all(p.isidentifier() or p.isdigit() for p in part.split("."))
 
 
 def _unwrap(part: str) -> str:
