@@ -25,6 +25,7 @@ import onnx
 from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
+from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.analysis.interpret import CALL_BODIES, record_values
 from workbench.analysis.runtime import (
     make_session,
@@ -313,7 +314,7 @@ def _analyse(
             key = origin_vars.get(output)
             if key is None or key not in values or output not in onnx_values:
                 continue
-            jax_value = np.asarray(values[key])
+            jax_value = to_pairs(values[key])  # complex values as the model carries them
             onnx_value = onnx_values[output]
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             use_rtol = default_rtol if rtol is None else rtol

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from workbench.errors import OnnxModelError, SpecError, WorkbenchError
+from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, real_dtype, storage_shape, to_pairs
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,14 @@ def check_inputs_match(loaded: LoadedModel, flat_specs: Sequence[Any], fn_name: 
         )
     for position, (value_info, spec) in enumerate(zip(graph_inputs, flat_specs, strict=True)):
         model_dtype = onnx_input_dtype(value_info)
-        if model_dtype != np.dtype(spec.dtype):
+        if model_dtype != real_dtype(spec.dtype):  # complex inputs are real (real, imag) pairs in the model
             raise WorkbenchError(
                 f"model {loaded.source} input {position} {value_info.name!r} is {model_dtype} but "
                 f"{fn_name} gets {np.dtype(spec.dtype)} there; pass inputs of the model's dtype "
                 "(64-bit model inputs need enable_double_precision)."
             )
         rank = len(value_info.type.tensor_type.shape.dim)
-        if rank != len(spec.shape):
+        if rank != len(storage_shape(tuple(spec.shape), spec.dtype)):
             raise WorkbenchError(
                 f"model {loaded.source} input {position} {value_info.name!r} has rank {rank} "
                 f"({input_dims(value_info)}) but {fn_name} gets rank {len(spec.shape)} ({list(spec.shape)})."
@@ -105,7 +106,10 @@ def model_specs(loaded: LoadedModel) -> list[Any]:
                 f"model {loaded.source} input {value_info.name!r} has an unnamed dynamic dimension {dims}; "
                 "pass inputs= with concrete arrays."
             )
-        specs.append(jax.ShapeDtypeStruct(tuple(dims), onnx_input_dtype(value_info)))
+        dtype = onnx_input_dtype(value_info)
+        if value_info.doc_string.startswith(COMPLEX_DOC.split("{")[0]) and dims[-1:] == [2]:  # complex_numbers.py
+            dims, dtype = dims[:-1], np.result_type(dtype, np.complex64)
+        specs.append(jax.ShapeDtypeStruct(tuple(dims), dtype))
     return specs
 
 
@@ -135,6 +139,7 @@ def make_session(proto: onnx.ModelProto, source: str, *, optimize: bool = True) 
 
 
 def run_session(session: Any, source: str, feeds: dict[str, np.ndarray], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
+    feeds = {name: to_pairs(array) for name, array in feeds.items()}  # complex inputs as (real, imag) pairs
     try:
         return session.run(list(output_names) if output_names is not None else None, feeds)
     except Exception as error:  # onnxruntime raises its own pybind exception types

@@ -31,6 +31,7 @@ from workbench.analysis.runtime import (
     real_inputs,
 )
 from workbench.errors import WorkbenchError
+from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.specs import parse_input_specs
 
@@ -78,7 +79,8 @@ class Subject:
         with self.x64_context():
             try:
                 result = normalized.pure(normalized.params, *args)
-                return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(result)]
+                # as the model carries them: complex values as (real, imag) pairs
+                return [to_pairs(leaf) for leaf in jax.tree_util.tree_leaves(result)]
             except Exception as error:  # user code raises anything; we say with which inputs
                 shapes = [f"{a.dtype}{list(a.shape)}" for a in flat_inputs]
                 origin = "generated " if self.given is None else ""

@@ -27,6 +27,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
 
@@ -144,10 +145,10 @@ def lower_jaxpr(
 
 def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> None:
     name = eqn.primitive.name
-    info = REGISTRY.get(name)
+    info = REGISTRY.get(name, complex_numbers=touches_complex(eqn))
     if info is None:
         location = eqn_location(eqn)
-        raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [])])
+        raise UnsupportedPrimitiveError([UnsupportedPrimitive(_unsupported_name(eqn), 1, [location] if location else [])])
     inputs = [_read(builder, env, atom) for atom in eqn.invars]
     ctx = LoweringContext(
         builder=builder,
@@ -223,15 +224,23 @@ def find_unsupported(jaxpr: Any) -> list[UnsupportedPrimitive]:
     """Every primitive of the jaxpr (nested included) without a handler, with count and locations."""
     found: dict[str, UnsupportedPrimitive] = {}
     for eqn in iter_eqns(jaxpr):
-        name = eqn.primitive.name
-        if REGISTRY.get(name) is not None:
+        if REGISTRY.get(eqn.primitive.name, complex_numbers=touches_complex(eqn)) is not None:
             continue
+        name = _unsupported_name(eqn)
         entry = found.setdefault(name, UnsupportedPrimitive(name, 0, []))
         entry.count += 1
         location = eqn_location(eqn)
         if location is not None and location not in entry.locations:
             entry.locations.append(location)
     return sorted(found.values(), key=lambda p: p.name)
+
+
+def _unsupported_name(eqn: Any) -> str:
+    """The primitive's name, marked when what is missing is its handler for complex values."""
+    name = eqn.primitive.name
+    if touches_complex(eqn) and REGISTRY.get(name) is not None:
+        return f"{name} (on complex numbers)"
+    return name
 
 
 def check_all_supported(jaxpr: Any) -> None:
