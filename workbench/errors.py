@@ -20,6 +20,10 @@ class SpecError(WorkbenchError, ValueError):
     """An argument (input spec, callable, option) is malformed or inconsistent."""
 
 
+class ModelSourceError(SpecError, TypeError):
+    """The model argument is neither a ModelProto, a path nor bytes (a ``TypeError`` too, as Python's own)."""
+
+
 class TraceError(WorkbenchError):
     """The callable could not be traced to a jaxpr with the given input specs."""
 
@@ -43,11 +47,15 @@ class UnsupportedPrimitive:
     name: str
     count: int
     locations: list[SourceLocation] = field(default_factory=list)
+    # why it cannot be exported when a handler exists but refuses this use (a PRNG implementation
+    # other than threefry, a host callback...), with what to do instead
+    reason: str = ""
 
     def describe(self) -> str:
         where = ", ".join(str(loc) for loc in self.locations[:5])
         more = f" and {len(self.locations) - 5} more" if len(self.locations) > 5 else ""
-        return f"  {self.name} ×{self.count}" + (f" at {where}{more}" if where else "")
+        because = f": {self.reason}" if self.reason else ""
+        return f"  {self.name} ×{self.count}" + (f" at {where}{more}" if where else "") + because
 
 
 class UnsupportedPrimitiveError(WorkbenchError):

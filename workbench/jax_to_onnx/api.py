@@ -18,10 +18,11 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
+from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
-from workbench.jax_to_onnx.save import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
 from workbench.jax_to_onnx.tracing import Traced, trace
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18
@@ -140,7 +141,7 @@ def _convert(
     traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
     traced_at = time.perf_counter()
     jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr)
+    check_all_supported(jaxpr, target_opset)
 
     state = ModelState(opset=target_opset)
     builder = GraphBuilder(state)
@@ -154,7 +155,7 @@ def _convert(
     state.names.update(out_names)
     user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
     graph_inputs = [builder.add_input(name, aval) for name, aval in zip(in_names, user_avals, strict=True)]
-    const_values = [builder.const(np.asarray(c)) for c in traced.closed_jaxpr.consts]
+    const_values = [builder.const(host_array(c)) for c in traced.closed_jaxpr.consts]
     outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
     outputs = _name_outputs(builder, outputs, out_names, traced.out_avals)
     lowered_at = time.perf_counter()
@@ -224,7 +225,7 @@ def to_onnx(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
-    external_data_threshold: int | None = DEFAULT_EXTERNAL_DATA_THRESHOLD,
+    external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -253,5 +254,6 @@ def to_onnx(
         enable_double_precision=enable_double_precision,
     )
     if path is not None:
-        save_model(conversion.model, path, external_data_threshold=external_data_threshold)
+        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
+        write_model(conversion.model, path, external_data=policy)
     return conversion.model

@@ -20,6 +20,7 @@ import onnx_ir as ir
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
+from workbench.jax_to_onnx.keys import physical_aval
 
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
@@ -157,6 +158,7 @@ class GraphBuilder:
     # ------------------------------------------------------------------ values
     def add_input(self, name: str, aval: Any) -> ir.Value:
         """A graph input for ``aval`` (complex ones as real pairs, see complex_numbers.py)."""
+        aval = physical_aval(aval)  # a PRNG key array is carried by its uint32 key data
         value = ir.Value(
             name=self.state.fresh(name),
             type=ir.TensorType(onnx_dtype(real_dtype(aval.dtype))),
@@ -178,7 +180,9 @@ class GraphBuilder:
                 self.dim_sources[text] = (value, axis)
 
     def set_type(self, value: ir.Value, aval: Any) -> None:
-        """Type ``value`` as ``aval`` is stored in the graph (complex as real pairs, see complex_numbers.py)."""
+        """Type ``value`` as ``aval`` is stored in the graph (complex as real pairs, see complex_numbers.py,
+        PRNG keys as their uint32 data, see keys.py)."""
+        aval = physical_aval(aval)
         value.type = tensor_type(real_dtype(aval.dtype))
         value.shape = ir_shape(storage_shape(tuple(aval.shape), aval.dtype))
 

@@ -41,6 +41,11 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.jax_to_onnx.handlers.solve",
     "workbench.jax_to_onnx.handlers.factorizations",
     "workbench.jax_to_onnx.handlers.eigen",
+    "workbench.jax_to_onnx.handlers.random",
+    "workbench.jax_to_onnx.handlers.bitcast",
+    "workbench.jax_to_onnx.handlers.total_order",
+    "workbench.jax_to_onnx.handlers.transforms",
+    "workbench.jax_to_onnx.handlers.equinox",
     "workbench.jax_to_onnx.handlers.complex_ops",
     "workbench.jax_to_onnx.handlers.fft",
     "workbench.jax_to_onnx.handlers.special_functions",
@@ -80,6 +85,10 @@ class HandlerInfo:
     testcases: tuple[Testcase, ...]
     area: str
     module: str
+    # the lowest ONNX opset whose operators the handler can emit (it picks its form per opset above it)
+    min_opset: int = 13
+    # equation → why this particular use cannot be exported ("" when it can); checked before lowering
+    unsupported_reason: Callable[[Any], str] | None = None
     # True for the handler of equations that read or write complex values, which the exported graph
     # carries as real (real, imag) pairs (jax_to_onnx/complex_numbers.py); such an equation is only
     # ever lowered by its primitive's complex handler
@@ -158,12 +167,17 @@ def handler(
     doc: str | None = None,
     area: str = "lax",
     override: bool = False,
+    min_opset: int = 13,
+    unsupported_reason: Callable[[Any], str] | None = None,
     complex_numbers: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``rule`` for one or more JAX primitive names.
 
-    ``doc`` defaults to the jax.lax documentation of the primitive. With ``complex_numbers`` the
-    rule lowers the primitive's equations that touch complex values (carried as real pairs).
+    ``doc`` defaults to the jax.lax documentation of the primitive. ``min_opset`` is the lowest
+    target opset the handler supports; ``unsupported_reason(eqn)`` returns why a particular
+    equation cannot be exported (or ``""``), so it is reported with the unsupported primitives.
+    With ``complex_numbers`` the rule lowers the primitive's equations that touch complex values
+    (carried as real pairs, see complex_numbers.py).
     """
     names = (primitives,) if isinstance(primitives, str) else tuple(primitives)
 
@@ -178,6 +192,8 @@ def handler(
                     testcases=tuple(testcases),
                     area=area,
                     module=(rule.func if isinstance(rule, functools.partial) else rule).__module__,
+                    min_opset=min_opset,
+                    unsupported_reason=unsupported_reason,
                     complex_numbers=complex_numbers,
                 ),
                 override=override,

@@ -11,7 +11,8 @@ from typing import Any, Callable
 import numpy as np
 
 from workbench.files import write_bytes_atomic
-from workbench.onnx_to_jax.reader import ModelSource, load_model
+from workbench.onnx_io import ModelSource
+from workbench.onnx_to_jax.reader import read_model
 
 _MODULE_FILE = "model_jax.py"
 _WEIGHTS_FILE = "weights.npz"
@@ -22,7 +23,7 @@ _LOADER_FILE = "load.py"
 def _build(model: ModelSource, function_name: str) -> tuple[str, CodeType, dict[str, np.ndarray]]:
     from workbench.onnx_to_jax.generator import ModuleBuilder
 
-    builder = ModuleBuilder(load_model(model), function_name)
+    builder = ModuleBuilder(read_model(model), function_name)
     source = builder.build()
     if builder.code is None:  # pragma: no cover - build() always compiles
         raise AssertionError("ModuleBuilder.build() did not compile the module")

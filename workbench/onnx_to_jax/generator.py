@@ -23,7 +23,8 @@ from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.literals import literal
 from workbench.onnx_to_jax.names import NameScope
-from workbench.onnx_to_jax.reader import LoadedModel, describe_node, topological_order
+from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
+from workbench.onnx_to_jax.reader import CheckedModel, describe_node, topological_order
 from workbench.onnx_to_jax.writer import SourceWriter
 
 GENERATED_FILENAME = "<workbench-generated>"
@@ -41,53 +42,34 @@ _X64 = {"float64", "int64", "uint64", "complex128"}
 SHAPE_OPS = frozenset({"Shape", "Size"})
 
 
-def _tensor_type(value_type: onnx.TypeProto):
-    if value_type.WhichOneof("value") != "tensor_type":
-        return None
-    tt = value_type.tensor_type
-    dtype = None
-    if tt.elem_type not in (0, onnx.TensorProto.STRING):
-        try:
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
-        except (KeyError, ValueError, TypeError):
-            dtype = None
-    shape = None
-    if tt.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-    return dtype, shape
-
-
 class ModuleBuilder:
     """State shared by every graph of one generated module."""
 
-    def __init__(self, loaded: LoadedModel, function_name: str):
-        self.loaded = loaded
-        self.label = loaded.label
+    def __init__(self, checked: CheckedModel, function_name: str):
+        self.checked = checked
+        self.model = checked.loaded.proto
+        self.label = checked.loaded.label
         self.function_name = function_name
-        self.opsets = {e.domain or "": int(e.version) for e in loaded.model.opset_import}
+        self.opsets = {e.domain or "": int(e.version) for e in self.model.opset_import}
         self.opsets.setdefault("", 1)
         if "ai.onnx" in self.opsets:
             self.opsets[""] = self.opsets.pop("ai.onnx")
         self.helpers_used: set[str] = set()
         self.code: types.CodeType | None = None  # the compiled module, once build() ran
         self.params: dict[str, np.ndarray] = {}
-        self.types: dict[str, tuple] = {}
-        self._collect_types(loaded.model.graph)
+        self.types: dict[str, ValueDescription] = {}
+        self._collect_types(self.model.graph)
         if not function_name.isidentifier() or function_name in RESERVED:
             raise ValueError(f"function_name must be a plain identifier, got {function_name!r}")
         self.scope = NameScope(RESERVED | registry.helper_names() | {function_name})
 
     def _collect_types(self, graph: onnx.GraphProto) -> None:
         for info in [*graph.input, *graph.output, *graph.value_info]:
-            found = _tensor_type(info.type)
-            if found is not None:
-                self.types[info.name] = found
+            value = describe_value(info)
+            if value.is_tensor:
+                self.types[info.name] = value
         for init in graph.initializer:
-            try:
-                dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type))
-            except (KeyError, ValueError, TypeError):
-                dtype = None
-            self.types[init.name] = (dtype, tuple(init.dims))
+            self.types[init.name] = describe_tensor(init)
         for node in graph.node:
             for attr in node.attribute:
                 if attr.type == onnx.AttributeProto.GRAPH:
@@ -134,22 +116,19 @@ class ModuleBuilder:
             )
 
     def build(self) -> str:
-        model = self.loaded.model
-        graph = model.graph
+        graph = self.model.graph
         self.check_supported(graph)
-        init_names = {t.name for t in graph.initializer}
-        real_inputs = [i for i in graph.input if i.name not in init_names]
-        for info in real_inputs:
-            kind = info.type.WhichOneof("value")
-            if kind != "tensor_type":
+        real_inputs = describe_inputs(graph)
+        for value in real_inputs:
+            if not value.is_tensor:
                 raise UnsupportedOnnxOpError(
-                    f"{self.label}: graph input {info.name!r} is a {kind}; only tensors are supported"
+                    f"{self.label}: graph input {value.name!r} is a {value.kind}_type; only tensors are supported"
                 )
         body = SourceWriter()
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
-        top.emit_nodes(self.loaded.nodes)
+        top.emit_nodes(self.checked.nodes)
         outs = [top.output_expr(o.name) for o in graph.output]
         if len(outs) == 1:
             body.line(f"return {outs[0]}")
@@ -201,7 +180,7 @@ class ModuleBuilder:
     def _needs_x64(self, graph: onnx.GraphProto) -> bool:
         for info in [*graph.input, *graph.output]:
             found = self.types.get(info.name)
-            if found and found[0] is not None and found[0].name in _X64:
+            if found is not None and found.dtype is not None and found.dtype.name in _X64:
                 return True
         return False
 
@@ -242,13 +221,16 @@ class GraphEmitter:
     def static_of(self, onnx_name: str) -> np.ndarray | None:
         return self.static.get(onnx_name)
 
-    def shape_of(self, onnx_name: str):
+    def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None:
+        """The value's shape with its fixed dims (``None`` for symbolic or unknown ones), if known."""
         found = self.module.types.get(onnx_name)
-        return None if found is None else found[1]
+        if found is None or found.shape is None:
+            return None
+        return tuple(d if isinstance(d, int) else None for d in found.shape)
 
-    def dtype_of(self, onnx_name: str):
+    def dtype_of(self, onnx_name: str) -> np.dtype | None:
         found = self.module.types.get(onnx_name)
-        return None if found is None else found[0]
+        return None if found is None else found.dtype
 
     def use_helper(self, fn: Callable) -> str:
         return self.module.use_helper(fn)

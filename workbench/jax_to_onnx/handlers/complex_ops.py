@@ -35,6 +35,7 @@ from jax import lax
 
 from workbench.jax_to_onnx.builder import onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import is_complex, real_dtype, storage_aval
+from workbench.jax_to_onnx.handlers.linalg_kit import reduce_over
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import REGISTRY, Testcase, handler
 
@@ -352,7 +353,7 @@ def _reduce_prod(ctx: LoweringContext, z: ir.Value, *, axes: Sequence[int], **pa
     dtype = _dtype(ctx)
     real, imag = part(ctx, z, 0), part(ctx, z, 1)
     plane = _plane_aval(ctx.avals_in[0])
-    modulus = ctx.op("ReduceProd", _modulus(ctx, real, imag, dtype), ctx.i64(list(axes)), keepdims=0)
+    modulus = reduce_over(ctx.builder, "ReduceProd", _modulus(ctx, real, imag, dtype), list(axes), keepdims=False)
     angle = ctx.op("ReduceSum", _atan2(ctx, imag, real, plane), ctx.i64(list(axes)), keepdims=0)
     parts = [ctx.op("Unsqueeze", ctx.op("Mul", modulus, ctx.op(op, angle)), ctx.i64([-1])) for op in ("Cos", "Sin")]
     return ctx.op("Concat", *parts, axis=-1)

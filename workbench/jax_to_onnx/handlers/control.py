@@ -29,6 +29,7 @@ from jax import lax
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import LoweringContext, finish_subgraph, lower_jaxpr
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -39,7 +40,7 @@ _BOOL_SCALAR = jax.ShapeDtypeStruct((), np.bool_)
 # ----------------------------------------------------------------------------- shared helpers
 def _lower_closed(builder: GraphBuilder, closed_jaxpr: Any, args: Sequence[ir.Value]) -> list[ir.Value]:
     """Lower a ClosedJaxpr into ``builder`` with ``args`` bound to its inputs (its consts become constants)."""
-    consts = [builder.const(np.asarray(c)) for c in closed_jaxpr.consts]
+    consts = [builder.const(host_array(c)) for c in closed_jaxpr.consts]
     return lower_jaxpr(builder, closed_jaxpr.jaxpr, consts, list(args))
 
 

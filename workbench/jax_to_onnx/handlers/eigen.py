@@ -50,6 +50,7 @@ from workbench.jax_to_onnx.handlers.linalg_kit import (
     counted_loop,
     diagonal,
     local_function,
+    reduce_over,
     scalar,
     sign_nonnegative,
     static_size,
@@ -370,7 +371,7 @@ def _jacobi_svd(
 
     work = swap_last(g, x, rank) if wide else x
     # scale by the largest |entry| so squared column norms cannot overflow (undone on the singular values)
-    largest = g.op("ReduceMax", g.op("Abs", work), g.i64([-2, -1]), keepdims=1)
+    largest = reduce_over(g, "ReduceMax", g.op("Abs", work), [-2, -1], keepdims=True)
     scale = g.op("Where", g.op("Equal", largest, zero), one, largest)
     work = g.op("Div", work, scale)
     if size != columns:

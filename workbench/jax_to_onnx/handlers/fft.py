@@ -60,7 +60,7 @@ def _case(name: str, fn: Any, specs: Sequence[Any], **kwargs: Any) -> Testcase:
 _C = np.complex64
 
 
-@handler("fft", onnx_ops=("DFT", "Unsqueeze", "Squeeze", "Cast"), complex_numbers=True, testcases=[
+@handler("fft", onnx_ops=("DFT", "Unsqueeze", "Squeeze", "Cast"), complex_numbers=True, min_opset=MIN_DFT_OPSET, testcases=[
     _case("fft_complex", jnp.fft.fft, [jax.ShapeDtypeStruct(("B", 16), _C)]),
     _case("fft_real_input_odd_length", jnp.fft.fft, [("B", 15)]),
     _case("ifft", jnp.fft.ifft, [jax.ShapeDtypeStruct((3, 8), _C)]),
