@@ -21,7 +21,11 @@ COMPLEX_DOC = "complex values as {real}[..., 2] (real, imaginary): the exported 
 
 
 def is_complex(dtype: Any) -> bool:
-    return np.issubdtype(np.dtype(dtype), np.complexfloating)
+    """Whether ``dtype`` is complex (JAX's extended dtypes, such as PRNG key types, are not)."""
+    try:
+        return np.issubdtype(np.dtype(dtype), np.complexfloating)
+    except TypeError:  # an extended dtype (key<fry>) that NumPy cannot interpret
+        return False
 
 
 def real_dtype(dtype: Any) -> np.dtype:
