@@ -24,7 +24,8 @@ from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.literals import literal
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
-from workbench.onnx_to_jax.reader import CheckedModel, describe_node, topological_order
+from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
+from workbench.onnx_to_jax.segments import NodeCode, SegmentAssembler
 from workbench.onnx_to_jax.writer import SourceWriter
 
 GENERATED_FILENAME = "<workbench-generated>"
@@ -35,7 +36,11 @@ FOLD_MAX_ELEMENTS = 4096
 FOLDABLE = frozenset(
     "Add Sub Mul Div Neg Abs Cast CastLike Concat Gather Unsqueeze Squeeze Slice Reshape Identity "
     "Equal Less Greater Where Range ConstantOfShape ReduceProd ReduceSum ReduceMax ReduceMin Min Max "
-    "Floor Ceil Sqrt Not And Or Expand Tile Transpose Flatten Mod Sign Size Shape".split()
+    "Floor Ceil Sqrt Not And Or Expand Tile Transpose Flatten Mod Sign Size Shape "
+    # cheap elementwise and index ops that exporters put in shape arithmetic (Resize sizes computed
+    # through Reciprocal, box counts through NonZero of a constant mask...)
+    "Reciprocal Pow Round Clip Exp Log Relu LessOrEqual GreaterOrEqual Xor IsNaN IsInf Split NonZero "
+    "ArgMax ArgMin CumSum Trilu OneHot".split()
 )
 _X64 = {"float64", "int64", "uint64", "complex128"}
 # ops whose output is concrete at trace time (under jax.jit) whatever their input is
@@ -56,6 +61,7 @@ class ModuleBuilder:
             self.opsets[""] = self.opsets.pop("ai.onnx")
         self.helpers_used: set[str] = set()
         self.code: types.CodeType | None = None  # the compiled module, once build() ran
+        self.barriers: tuple[str, ...] = ()  # top-level nodes that cannot run under jax.jit (once built)
         self.params: dict[str, np.ndarray] = {}
         self.types: dict[str, ValueDescription] = {}
         self._collect_types(self.model.graph)
@@ -128,7 +134,18 @@ class ModuleBuilder:
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
-        top.emit_nodes(self.checked.nodes)
+        items = top.collect_nodes(self.checked.nodes)
+        parts = SourceWriter()
+        self.barriers = tuple(item.node.name or item.node.op_type for item in items if item.barrier)
+        if self.barriers:
+            # shapes depend on values: jitted parts between the nodes that need concrete values
+            body = SourceWriter()
+            top.writer = body
+            assembler = SegmentAssembler(top, self.function_name)
+            assembler.assemble(items, [o.name for o in graph.output], parts, body)
+        else:
+            for item in items:
+                body.extend(item.code)
         outs = [top.output_expr(o.name) for o in graph.output]
         if len(outs) == 1:
             body.line(f"return {outs[0]}")
@@ -149,11 +166,16 @@ class ModuleBuilder:
         module.line(f"ONNX_OPSET = {literal(self.opsets[''])}")
         module.line(f"ONNX_INPUT_NAMES = {literal(tuple(i.name for i in real_inputs))}")
         module.line(f"ONNX_OUTPUT_NAMES = {literal(tuple(o.name for o in graph.output))}")
+        # nodes whose output shapes depend on values: jax.jit(forward) cannot trace them, so forward
+        # runs them on concrete arrays between jitted parts (empty: the whole function is jit-able)
+        module.line(f"VALUE_DEPENDENT_NODES = {literal(self.barriers)}")
         module.line("")
         if self.helpers_used:
             for text in registry.helper_source(self.helpers_used).splitlines():
                 module.line(text)
             module.line("")
+        module.extend(parts)
+        module.line("")
         module.line("")
         needs_x64 = self._needs_x64(graph)
         body_name = f"_{self.function_name}_body" if needs_x64 else self.function_name
@@ -206,6 +228,7 @@ class GraphEmitter:
         # arithmetic on those. With a symbolic dim (batch "B") Shape cannot be folded now, but its
         # result is still known at trace time; see _emits_trace_time_constant.
         self.concrete = concrete
+        self.nested_barrier = False  # whether the subgraphs of the node being emitted hold a barrier
 
     @property
     def label(self) -> str:
@@ -290,11 +313,27 @@ class GraphEmitter:
         return ident
 
     # ---- nodes --------------------------------------------------------------------------
-    def emit_nodes(self, nodes: list[onnx.NodeProto]) -> None:
-        for index, node in enumerate(nodes):
-            self.emit_node(node, index)
+    def emit_nodes(self, nodes: list[onnx.NodeProto]) -> bool:
+        """Write every node's code; True when one of them cannot run under jax.jit."""
+        barriers = [self.emit_node(node, index) for index, node in enumerate(nodes)]
+        return any(barriers)
 
-    def emit_node(self, node: onnx.NodeProto, index: int) -> None:
+    def collect_nodes(self, nodes: list[onnx.NodeProto]) -> list[NodeCode]:
+        """Emit every node into its own writer (the top-level graph, before segments.py groups them)."""
+        items = []
+        outer = self.writer
+        try:
+            for index, node in enumerate(nodes):
+                self.writer = SourceWriter()
+                barrier = self.emit_node(node, index)
+                reads = tuple(dict.fromkeys([n for n in node.input if n] + sorted(subgraph_free_names(node))))
+                items.append(NodeCode(node, self.writer, reads, barrier))
+        finally:
+            self.writer = outer
+        return items
+
+    def emit_node(self, node: onnx.NodeProto, index: int) -> bool:
+        """Write the node's code; True when it cannot run under jax.jit (its shapes depend on values)."""
         domain = node.domain if node.domain != "ai.onnx" else ""
         opset = self.module.opsets.get(domain, self.module.opsets[""])
         folded = self._try_fold(node, opset)
@@ -302,9 +341,10 @@ class GraphEmitter:
             for name, value in zip(node.output, folded):
                 if name:
                     self.bind_value(name, value)
-            return
+            return False
         spec = registry.resolve(domain, node.op_type, opset)
         ctx = NodeContext(self, node, index, opset)
+        self.nested_barrier = False  # set by emit_subgraph
         try:
             result = spec.fn(ctx)
         except WorkbenchError:
@@ -313,6 +353,10 @@ class GraphEmitter:
             raise OnnxModelError(
                 f"{self.label}: {describe_node(node, index)}: code generation failed: {type(e).__name__}: {e}"
             ) from e
+        present = [n for n in node.input if n]
+        barrier = (spec.value_shaped and any(n not in self.concrete for n in present)) or any(
+            node.input[i] not in self.concrete for i in ctx.host_inputs
+        ) or self.nested_barrier
         if self._emits_trace_time_constant(node):
             # Shape arithmetic on concrete values (e.g. Concat(Shape(x)[0:1], [16]) -> Reshape):
             # evaluate it while tracing so the result stays a concrete array under jax.jit and
@@ -320,8 +364,9 @@ class GraphEmitter:
             with self.writer.block("with jax.ensure_compile_time_eval():"):
                 self._write_result(node, result)
             self.concrete.update(name for name in node.output if name)
-        else:
-            self._write_result(node, result)
+            return False
+        self._write_result(node, result)
+        return barrier
 
     def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
         if node.domain not in ("", "ai.onnx"):
@@ -396,7 +441,8 @@ class GraphEmitter:
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())
         nodes = topological_order(graph, self.label, outer)
-        child.emit_nodes(nodes)
+        if child.emit_nodes(nodes):
+            self.nested_barrier = True
         outs = [child.output_expr(o.name) for o in graph.output]
         inner.line(f"return ({', '.join(outs)},)" if outs else "return ()")
         with self.writer.block(f"def {fn_name}({', '.join(args)}):"):

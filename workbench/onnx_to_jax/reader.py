@@ -67,7 +67,7 @@ def _all_node_lists(graph: onnx.GraphProto):
                     yield from _all_node_lists(sub)
 
 
-def _subgraph_free_names(node: onnx.NodeProto) -> set[str]:
+def subgraph_free_names(node: onnx.NodeProto) -> set[str]:
     """Outer-scope names a node's subgraphs read (they count as inputs of the node for ordering)."""
     used: set[str] = set()
     for attr in node.attribute:
@@ -76,7 +76,7 @@ def _subgraph_free_names(node: onnx.NodeProto) -> set[str]:
             defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
             for sub in graph.node:
                 used.update(n for n in sub.input if n and n not in defined)
-                used.update(n for n in _subgraph_free_names(sub) if n not in defined)
+                used.update(n for n in subgraph_free_names(sub) if n not in defined)
                 defined.update(sub.output)
             used.update(o.name for o in graph.output if o.name not in defined)
     return used
@@ -102,7 +102,7 @@ def topological_indices(
                 producer[out] = index
     needs = []
     for index, node in enumerate(graph.node):
-        names = set(node.input) | _subgraph_free_names(node)
+        names = set(node.input) | subgraph_free_names(node)
         for name in sorted(names):
             if name not in available and name not in producer:
                 raise OnnxModelError(
