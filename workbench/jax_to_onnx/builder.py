@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from workbench.compat import evaluate_dim
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
@@ -414,8 +415,8 @@ class _DimOperand:
 
 def _evaluate_dim_expression(builder: GraphBuilder, dim: Any) -> ir.Value:
     """Build a composite dimension such as ``H*W`` or ``2*B+1`` from its symbols' runtime values."""
-    env = {symbol: _DimOperand(builder, builder.dim_value(symbol)) for symbol in dim._get_vars()}  # noqa: SLF001
-    result = dim._evaluate(env)  # noqa: SLF001 - JAX's own evaluator of dimension expressions
+    env = {symbol: _DimOperand(builder, builder.dim_value(symbol)) for symbol in dim.get_vars()}
+    result = evaluate_dim(dim, env)
     if isinstance(result, _DimOperand):
         return result.value
     return builder.i64([int(result)])

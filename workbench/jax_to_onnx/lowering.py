@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 import onnx_ir as ir
-from jax._src import (
-    core as jax_core,  # DropVar and Literal have no public alias in jax.extend yet
-)
+import jax
 from jax.extend import core as jex_core
 
 from workbench.errors import (
@@ -115,7 +113,7 @@ def _split_closed(closed_or_open: Any) -> tuple[Any, list[Any]]:
 
 
 def _read(builder: GraphBuilder, env: dict[Any, ir.Value], atom: Any) -> ir.Value:
-    if isinstance(atom, jax_core.Literal):
+    if isinstance(atom, jex_core.Literal):
         return builder.const(np.asarray(atom.val, dtype=atom.aval.dtype))
     try:
         return env[atom]
@@ -166,7 +164,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         if involves_keys(eqn) and name not in KEY_NATIVE:
             # a structural primitive moving PRNG keys: lowered on the keys' uint32 data (see keys.py)
             inputs, params = physical_equation(ctx, inputs, params)
-            extra = [jax_core.ShapedArray((), ctx.avals_in[-1].dtype)] * (len(inputs) - len(ctx.avals_in))
+            extra = [jax.core.ShapedArray((), ctx.avals_in[-1].dtype)] * (len(inputs) - len(ctx.avals_in))
             ctx = LoweringContext(
                 builder=builder,
                 eqn=eqn,
@@ -191,7 +189,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
     location = eqn_location(eqn)
     origin_location = str(location) if location else ""
     for var, value in zip(eqn.outvars, outputs, strict=True):
-        if isinstance(var, jax_core.DropVar):
+        if isinstance(var, jex_core.DropVar):
             continue
         if id(value) in new_outputs:
             builder.set_type(value, var.aval)
