@@ -36,6 +36,7 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
+from workbench.compat import special_function_expansion
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import REGISTRY, Testcase, handler
 
@@ -43,26 +44,12 @@ F = ("B", 6)
 
 
 # ----------------------------------------------------------------------------- JAX's expansions, lowered as is
-def _jax_expansion(name: str) -> Any:
-    """JAX's lax-level implementation of a special function (private: jax._src.lax.special)."""
-    from jax._src.lax import special  # private; the public API exposes only the primitives
-
-    expansions = {
-        "bessel_i0e": special.bessel_i0e_impl,
-        "igamma": special._up_and_broadcast(special.igamma_impl),  # noqa: SLF001
-        "igammac": special._up_and_broadcast(special.igammac_impl),  # noqa: SLF001
-        "igamma_grad_a": special._up_and_broadcast(special.igamma_grad_a_impl),  # noqa: SLF001
-        "regularized_incomplete_beta": special._up_and_broadcast(special.regularized_incomplete_beta_impl),  # noqa: SLF001
-    }
-    return expansions[name]
-
-
 def _lower_expansion(name: str, ctx: LoweringContext, *operands: ir.Value) -> ir.Value:
     """Trace JAX's expansion of ``name`` for this equation's operand types and lower it in place."""
     specs = [jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in ctx.avals_in]
     wide = any(np.dtype(aval.dtype).itemsize == 8 for aval in ctx.avals_in)
     with jax.enable_x64(wide):  # float64 operands keep float64 in the traced expansion
-        closed = jax.make_jaxpr(_jax_expansion(name))(*specs)
+        closed = jax.make_jaxpr(special_function_expansion(name))(*specs)
     (result,) = ctx.lower_inline(closed, operands)
     return result
 
