@@ -159,7 +159,116 @@ def test_runtime_domain_emitters_match_onnxruntime_schemas():
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
     schemas = {(s.domain, s.name, s.since_version) for s in ort_state.get_all_operator_schema()}
+    checked = 0
     for (domain, op_type), versions in registry.registered().items():
-        if domain in registry.RUNTIME_DOMAINS:
-            for version in versions:
+        for version in versions:
+            if domain in registry.RUNTIME_DOMAINS or (domain == "" and (op_type, version) in registry.RUNTIME_ONNX_OPS):
                 assert (domain, op_type, version) in schemas, f"{domain}::{op_type} since {version} is not an onnxruntime op"
+                checked += 1
+    assert checked >= 20
+
+
+# ---- com.microsoft --------------------------------------------------------------------------------
+MS = "com.microsoft"
+RNG = np.random.default_rng(11)
+
+
+def _f32(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _ms(op, inputs, outputs, values, *, opset=17, rtol=1e-4, atol=1e-5, out_type=TensorProto.FLOAT, **attrs):
+    node = helper.make_node(op, [name for name, _ in inputs], [name for name, _ in outputs], domain=MS, **attrs)
+    model = _model(node, [_value(n, list(v.shape), helper.np_dtype_to_tensor_dtype(v.dtype)) for (n, _), v in
+                          zip(inputs, values)], [_value(n, shape, out_type) for n, shape in outputs], opset=opset)
+    _check(model, values, rtol=rtol, atol=atol)
+
+
+def test_microsoft_activations():
+    x, bias = _f32(2, 5, 8), _f32(8)
+    _ms("Gelu", [("x", 0)], [("y", [2, 5, 8])], [x])
+    _ms("BiasGelu", [("x", 0), ("b", 0)], [("y", [2, 5, 8])], [x, bias])
+    _ms("FastGelu", [("x", 0), ("b", 0)], [("y", [2, 5, 8])], [x, bias])
+    _ms("QuickGelu", [("x", 0)], [("y", [2, 5, 8])], [x], alpha=1.5)
+
+
+def test_fused_matmul_and_conv():
+    _ms("FusedMatMul", [("a", 0), ("b", 0)], [("y", [2, 3, 5])], [_f32(2, 4, 3), _f32(2, 5, 4)],
+        transA=1, transB=1, alpha=0.5)
+    x, w, b, z = _f32(1, 4, 7, 7), _f32(6, 4, 3, 3), _f32(6), _f32(1, 6, 7, 7)
+    for activation, params in [("Relu", None), ("LeakyRelu", [0.2]), ("Clip", [-0.5, 0.5]), ("HardSigmoid", [0.2, 0.5])]:
+        extra = {} if params is None else {"activation_params": params}
+        _ms("FusedConv", [("x", 0), ("w", 0), ("b", 0), ("z", 0)], [("y", [1, 6, 7, 7])], [x, w, b, z],
+            activation=activation, pads=[1, 1, 1, 1], kernel_shape=[3, 3], **extra)
+
+
+def test_skip_layer_normalizations_and_runtime_layer_norms():
+    x, skip, gamma, beta, bias = _f32(2, 5, 8), _f32(2, 5, 8), _f32(8), _f32(8), _f32(8)
+    _ms("SkipLayerNormalization", [("x", 0), ("s", 0), ("g", 0), ("b", 0), ("bias", 0)],
+        [("y", [2, 5, 8]), ("mean", [2, 5, 1]), ("inv", [2, 5, 1]), ("sum", [2, 5, 8])],
+        [x, skip, gamma, beta, bias], epsilon=1e-5)
+    _ms("SkipSimplifiedLayerNormalization", [("x", 0), ("s", 0), ("g", 0)], [("y", [2, 5, 8])], [x, skip, gamma],
+        epsilon=1e-5)
+    for op in ("LayerNormalization", "SimplifiedLayerNormalization"):
+        node = helper.make_node(op, ["x", "g"] + (["b"] if op == "LayerNormalization" else []), ["y"], epsilon=1e-5)
+        inputs = [_value("x", [2, 5, 8]), _value("g", [8])] + ([_value("b", [8])] if op == "LayerNormalization" else [])
+        values = [x, gamma] + ([beta] if op == "LayerNormalization" else [])
+        _check(_model(node, inputs, [_value("y", [2, 5, 8])], opset=14), values, rtol=1e-4, atol=1e-5)
+
+
+def test_integer_matmuls_to_float():
+    a = RNG.integers(0, 255, (3, 8)).astype(np.uint8)
+    b = RNG.integers(-128, 127, (8, 4)).astype(np.int8)
+    a_scale, b_scale = np.array(0.02, np.float32), (RNG.random(4) * 0.05).astype(np.float32)
+    a_zero, b_zero = np.array(128, np.uint8), np.zeros(4, np.int8)
+    _ms("MatMulIntegerToFloat", [("a", 0), ("b", 0), ("sa", 0), ("sb", 0), ("za", 0), ("zb", 0), ("bias", 0)],
+        [("y", [3, 4])], [a, b, a_scale, b_scale, a_zero, b_zero, _f32(4)])
+    _ms("DynamicQuantizeMatMul", [("a", 0), ("b", 0), ("sb", 0), ("zb", 0)], [("y", [3, 4])],
+        [_f32(3, 8), b, b_scale, b_zero], rtol=1e-4, atol=1e-4)
+
+
+def test_qlinear_elementwise():
+    a = RNG.integers(0, 255, (2, 3, 4, 4)).astype(np.uint8)
+    b = RNG.integers(0, 255, (2, 3, 4, 4)).astype(np.uint8)
+    s, z = np.array(0.05, np.float32), np.array(120, np.uint8)
+    for op in ("QLinearAdd", "QLinearMul"):
+        _ms(op, [(n, 0) for n in ("a", "sa", "za", "b", "sb", "zb", "sc", "zc")], [("y", [2, 3, 4, 4])],
+            [a, s, z, b, s, z, np.array(0.1, np.float32), np.array(100, np.uint8)], atol=1, out_type=TensorProto.UINT8)
+    for op, attrs in (("QLinearSigmoid", {}), ("QLinearLeakyRelu", {"alpha": 0.1})):
+        _ms(op, [(n, 0) for n in ("x", "sx", "zx", "sy", "zy")], [("y", [2, 3, 4, 4])],
+            [a, s, z, np.array(0.004, np.float32), np.array(0, np.uint8)], atol=1, out_type=TensorProto.UINT8, **attrs)
+    _ms("QLinearGlobalAveragePool", [(n, 0) for n in ("x", "sx", "zx", "sy", "zy")], [("y", [2, 3, 1, 1])],
+        [a, s, z, s, z], atol=1, out_type=TensorProto.UINT8)
+
+
+def test_matmul_nbits():
+    n, k, block = 6, 32, 16
+    weights = RNG.integers(0, 16, (n, k)).astype(np.uint8)
+    packed = (weights[:, 0::2] | (weights[:, 1::2] << 4)).reshape(n, k // block, block // 2)
+    scales = (RNG.random(n * (k // block)) * 0.1).astype(np.float32)
+    _ms("MatMulNBits", [("a", 0), ("b", 0), ("s", 0)], [("y", [3, n])], [_f32(3, k), packed, scales],
+        N=n, K=k, bits=4, block_size=block, rtol=1e-4, atol=1e-4)
+
+
+def test_microsoft_attention_ops():
+    batch, seq, hidden, heads = 2, 5, 8, 2
+    x, w, b = _f32(batch, seq, hidden), _f32(hidden, 3 * hidden, scale=0.3), _f32(3 * hidden)
+    mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], np.int32)
+    _ms("Attention", [("x", 0), ("w", 0), ("b", 0), ("mask", 0)], [("y", [batch, seq, hidden])], [x, w, b, mask],
+        num_heads=heads, rtol=1e-4, atol=1e-5)
+    _ms("Attention", [("x", 0), ("w", 0), ("b", 0)], [("y", [batch, seq, hidden])], [x, w, b],
+        num_heads=heads, unidirectional=1, rtol=1e-4, atol=1e-5)
+    q, k, v = _f32(batch, seq, hidden), _f32(batch, 7, hidden), _f32(batch, 7, hidden)
+    _ms("MultiHeadAttention", [("q", 0), ("k", 0), ("v", 0)], [("y", [batch, seq, hidden])], [q, k, v],
+        num_heads=heads, rtol=1e-4, atol=1e-5)
+
+
+def test_microsoft_rotary_embedding():
+    batch, seq, heads, head = 2, 4, 2, 8
+    x = _f32(batch, seq, heads * head)
+    positions = np.tile(np.arange(seq, dtype=np.int64), (batch, 1))
+    angles = np.arange(16)[:, None] / (10000 ** (np.arange(head // 2) / (head // 2)))
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    for interleaved in (0, 1):
+        _ms("RotaryEmbedding", [("x", 0), ("p", 0), ("c", 0), ("s", 0)], [("y", [batch, seq, heads * head])],
+            [x, positions, cos, sin], num_heads=heads, interleaved=interleaved, rtol=1e-4, atol=1e-5)
