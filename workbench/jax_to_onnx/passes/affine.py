@@ -284,6 +284,6 @@ def _constant(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
         name = f"{base}_{suffix}"
         suffix += 1
     value = ir.Value(name=name, type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), shape=ir.Shape(array.shape),
-                     const_value=ir.Tensor(np.ascontiguousarray(array), name=name))
+                     const_value=ir.Tensor(np.array(array, order="C"), name=name))  # (ascontiguousarray makes 0-d 1-d)
     graph.register_initializer(value)
     return value
