@@ -188,7 +188,7 @@ def _convert(
 
 
 def _version() -> str:
-    from workbench import __version__
+    from workbench.version import __version__
 
     return __version__
 
