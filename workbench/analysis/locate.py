@@ -25,10 +25,10 @@ import onnx
 from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
-from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.analysis.interpret import CALL_BODIES, record_values
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
+from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.source import eqn_location
 from workbench.onnx_io import open_session
 

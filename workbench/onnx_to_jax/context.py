@@ -30,6 +30,10 @@ class GraphScope(Protocol):
 
     def dtype_of(self, onnx_name: str) -> np.dtype | None: ...
 
+    def kind_of(self, onnx_name: str) -> str | None: ...
+
+    def add_param(self, key: str, value: np.ndarray) -> None: ...
+
     def use_helper(self, fn: Callable) -> str: ...
 
     def tensor_to_array(self, tensor: onnx.TensorProto) -> np.ndarray: ...
@@ -219,12 +223,10 @@ class NodeContext:
     def constant(self, value: np.ndarray, hint: str) -> str:
         """A value the emitter computed now (tree tables, coefficients): a literal when small, else a
         ``params`` entry named after the node's first output and ``hint``."""
-        from workbench.onnx_to_jax.generator import INLINE_MAX_ELEMENTS
-
         if value.size <= INLINE_MAX_ELEMENTS:
             return literal(value)
         key = f"{self.node.output[0] or self.node.op_type}::{hint}"
-        self._graph.module.params[key] = value
+        self._graph.add_param(key, value)
         return f"params[{literal(key)}]"
 
     def bind_constant(self, value: np.ndarray) -> str:

@@ -289,6 +289,10 @@ class GraphEmitter:
             self.scope.bind(onnx_name, f"params[{literal(key)}]")
         self.static[onnx_name] = value
 
+    def add_param(self, key: str, value: np.ndarray) -> None:
+        """Store a value computed at generation time in the ``params`` of the generated function."""
+        self.module.params[key] = value
+
     def constant_expr(self, onnx_name: str, value: np.ndarray) -> str:
         """Expression for a constant output (literal if small, else a params entry); marks it static."""
         self.static[onnx_name] = value
