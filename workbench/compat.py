@@ -24,6 +24,7 @@ from typing import Any
 from jax._src import core as _jax_core
 from jax._src import source_info_util as _source_info_util
 from jax._src.interpreters import partial_eval as _partial_eval
+from jax._src.lax import special as _lax_special
 from jax._src.random import prng as _prng
 
 # ----------------------------------------------------------------------------- JAX
@@ -49,6 +50,24 @@ def prng_impl(key_dtype: Any) -> Any:
 def dce_jaxpr_consts(jaxpr: Any, used_outputs: Sequence[bool], instantiate: Sequence[bool]) -> tuple[Any, list[bool], list[bool]]:
     """JAX's dead-code elimination of a jaxpr: ``(pruned jaxpr, used constvars, used invars)``."""
     return _partial_eval.dce_jaxpr_consts(jaxpr, used_outputs=list(used_outputs), instantiate=list(instantiate))
+
+
+def special_function_expansion(primitive: str) -> Callable[..., Any]:
+    """JAX's lax-level expansion of a special-function primitive, the one its MLIR lowering traces.
+
+    ``bessel_i0e``, ``igamma``, ``igammac``, ``igamma_grad_a`` and ``regularized_incomplete_beta`` are
+    lowered by JAX through these Python functions (Cephes' series, continued fractions with their
+    while loops); the public API only binds the primitives. Each takes the primitive's operands.
+    """
+    broadcast = _lax_special._up_and_broadcast  # noqa: SLF001 - upcasts f16/bf16 and broadcasts, as JAX's lowering does
+    expansions: dict[str, Callable[..., Any]] = {
+        "bessel_i0e": _lax_special.bessel_i0e_impl,
+        "igamma": broadcast(_lax_special.igamma_impl),
+        "igammac": broadcast(_lax_special.igammac_impl),
+        "igamma_grad_a": broadcast(_lax_special.igamma_grad_a_impl),
+        "regularized_incomplete_beta": broadcast(_lax_special.regularized_incomplete_beta_impl),
+    }
+    return expansions[primitive]
 
 
 def evaluate_dim(dim: Any, env: Mapping[str, Any]) -> Any:

@@ -174,10 +174,10 @@ def _handler_entries() -> Iterator[CoverageEntry]:
     for info in REGISTRY.all():
         for case in info.testcases:
             yield CoverageEntry(
-                key=f"jax:{info.primitive}::{case.name}",
+                key=f"jax:{info.subject}::{case.name}",
                 area=api_area(case.fn),
                 direction="JAX → ONNX",
-                subject=info.primitive,
+                subject=info.subject,
                 testcase=case.name,
                 onnx_ops=info.onnx_ops,
                 doc=info.doc,

@@ -25,6 +25,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
@@ -144,7 +145,7 @@ def lower_jaxpr(
 
 def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> None:
     name = eqn.primitive.name
-    info = REGISTRY.get(name)
+    info = REGISTRY.get(name, complex_numbers=touches_complex(eqn))
     if info is None or info.unsupported_reason is not None or info.min_opset > builder.state.opset:
         reason = unsupported_reason(eqn, builder.state.opset)
         if reason is not None:
@@ -254,8 +255,15 @@ def find_unsupported(jaxpr: Any, opset: int | None = None) -> list[UnsupportedPr
 
 def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
     """None when ``eqn`` can be lowered; otherwise why not ("" for a primitive without a handler)."""
-    info = REGISTRY.get(eqn.primitive.name)
+    name = eqn.primitive.name
+    complex_values = touches_complex(eqn)
+    info = REGISTRY.get(name, complex_numbers=complex_values)
     if info is None:
+        if complex_values and REGISTRY.get(name) is not None:
+            return (
+                "its handler covers real numbers only, and this use reads or writes complex values (exported as "
+                "(real, imag) pairs, see complex_numbers.py); compute on the real and imaginary parts instead"
+            )
         return reason_without_handler(eqn)
     if opset is not None and opset < info.min_opset:
         return f"its handler needs opset >= {info.min_opset} (the export targets opset {opset})"
