@@ -122,6 +122,12 @@ class NodeContext:
             return None
         return self._graph.dtype_of(self.node.input[i])
 
+    def elem_type(self, i: int) -> int | None:
+        """The ``TensorProto`` element type of input ``i`` (strings included), if known."""
+        if not self.has(i):
+            return None
+        return self._graph.elem_type_of(self.node.input[i])
+
     def kind(self, i: int) -> str | None:
         """The kind of input ``i`` (``"tensor"``, ``"sequence"``, ``"optional"``...), if known."""
         if not self.has(i):

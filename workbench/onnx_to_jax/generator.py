@@ -255,6 +255,10 @@ class GraphEmitter:
         found = self.module.types.get(onnx_name)
         return None if found is None or not found.is_tensor else found.dtype
 
+    def elem_type_of(self, onnx_name: str) -> int | None:
+        found = self.module.types.get(onnx_name)
+        return None if found is None or not found.is_tensor else found.elem_type
+
     def kind_of(self, onnx_name: str) -> str | None:
         """``"tensor"``, ``"sequence"``, ``"optional"``... when the model or shape inference says."""
         found = self.module.types.get(onnx_name)

@@ -55,6 +55,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.onnx_to_jax.emitters.training",
     "workbench.onnx_to_jax.emitters.ml",
     "workbench.onnx_to_jax.emitters.microsoft",
+    "workbench.onnx_to_jax.emitters.strings",
 )
 
 # Operator sets that onnxruntime defines (onnx.defs does not know them): their registrations are
