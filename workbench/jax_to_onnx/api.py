@@ -216,7 +216,7 @@ def _relaid_origins(graph: ir.Graph, state: ModelState) -> dict[str, list[int]]:
 
 
 def _version() -> str:
-    from workbench import __version__
+    from workbench.version import __version__
 
     return __version__
 
