@@ -7,7 +7,6 @@ import gc
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -18,38 +17,17 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.tracing import Traced, trace
-from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18
 # Highest opset the installed onnxruntime is known to run; newer ones are refused with a clear error.
 MAX_OPSET = 23
-
-
-@dataclass
-class Conversion:
-    """Everything one conversion produced: the model plus what analysis tools need to look inside."""
-
-    model: onnx.ModelProto
-    traced: Traced
-    origins: dict[str, tuple[str, str, str]]
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-    # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
-    # ``origins`` that the divergence locator uses to find each value's JAX counterpart
-    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.model.graph.input]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.model.graph.output]
 
 
 def _resolve_opset(opset: int | None) -> int:
@@ -104,8 +82,26 @@ def convert(
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
     with _collector_paused():
-        return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize)
+        start = time.perf_counter()
+        target_opset = _resolve_opset(opset)
+        traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+        return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
+                      enable_double_precision=enable_double_precision, optimize=optimize)
+
+
+def convert_traced(
+    traced: Traced,
+    *,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    enable_double_precision: bool = False,
+    optimize: bool = True,
+) -> Conversion:
+    """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
+    with _collector_paused():
+        return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
+                      output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize)
 
 
 @contextlib.contextmanager
@@ -126,24 +122,22 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _convert(
-    fn: Any,
-    inputs: Sequence[Any],
+def _lower(
+    traced: Traced,
     *,
-    opset: int | None,
+    start: float,
+    opset: int,
     input_names: Sequence[str] | None,
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
 ) -> Conversion:
-    start = time.perf_counter()
-    target_opset = _resolve_opset(opset)
-    traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+    """Lower a traced function to a model: the part of a conversion after tracing."""
     traced_at = time.perf_counter()
     jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr, target_opset)
+    check_all_supported(jaxpr, opset)
 
-    state = ModelState(opset=target_opset)
+    state = ModelState(opset=opset)
     builder = GraphBuilder(state)
     param_values = [
         builder.const(np.asarray(p), name=name)
@@ -185,6 +179,7 @@ def _convert(
         origin_vars=state.origin_vars,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        enable_double_precision=enable_double_precision,
     )
 
 
@@ -254,6 +249,5 @@ def to_onnx(
         enable_double_precision=enable_double_precision,
     )
     if path is not None:
-        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
-        write_model(conversion.model, path, external_data=policy)
+        conversion.save(path, external_data_threshold=external_data_threshold)
     return conversion.model
