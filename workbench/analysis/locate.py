@@ -321,6 +321,8 @@ def _analyse(
                 continue
             jax_value = to_pairs(values[key])  # complex values as the model carries them
             onnx_value = onnx_values[output]
+            if output in conversion.layouts:  # kept channels-first by the export's layout pass
+                onnx_value = np.transpose(onnx_value, conversion.layouts[output])
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             use_rtol = default_rtol if rtol is None else rtol
             use_atol = default_atol if atol is None else atol
