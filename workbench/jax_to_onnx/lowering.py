@@ -26,10 +26,10 @@ from workbench.errors import (
     UnsupportedPrimitiveError,
     WorkbenchError,
 )
-from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.registry import REGISTRY
-from workbench.jax_to_onnx.source import eqn_location
+from workbench.jax_to_onnx.source import eqn_location, user_location
 from workbench.jax_to_onnx.unsupported import reason_without_handler
 
 
@@ -62,6 +62,18 @@ class LoweringContext:
     def scalar(self, value: Any, dtype: Any) -> ir.Value:
         """A 0-d constant of the given dtype (e.g. the operand's dtype)."""
         return self.builder.const(np.asarray(value, dtype=dtype))
+
+    def cast(self, value: ir.Value, aval: Any, dtype: Any) -> ir.Value:
+        """``value`` (of abstract value ``aval``) converted to ``dtype``, typed; itself when it already is.
+
+        For operands that JAX lets differ in dtype (dot_general, conv): they are converted the way
+        XLA's CPU lowering converts them before the operation.
+        """
+        if np.dtype(aval.dtype) == np.dtype(dtype):
+            return value
+        result = self.builder.op("Cast", value, to=onnx_dtype(dtype))
+        self.builder.set_type(result, jax_core.ShapedArray(aval.shape, dtype))
+        return result
 
     def shape_value(self, shape: Sequence[Any]) -> ir.Value:
         return self.builder.shape_value(shape)
@@ -241,17 +253,26 @@ def find_unsupported(jaxpr: Any, opset: int | None = None) -> list[UnsupportedPr
     whose lowest opset is above ``opset``.
     """
     found: dict[str, UnsupportedPrimitive] = {}
-    for eqn in iter_eqns(jaxpr):
+    for eqn, location in eqns_with_user_locations(jaxpr, None):
         name = eqn.primitive.name
         reason = unsupported_reason(eqn, opset)
         if reason is None:
             continue
         entry = found.setdefault(name, UnsupportedPrimitive(name, 0, [], reason))
         entry.count += 1
-        location = eqn_location(eqn)
+        location = location or eqn_location(eqn)
         if location is not None and location not in entry.locations:
             entry.locations.append(location)
     return sorted(found.values(), key=lambda p: p.name)
+
+
+def eqns_with_user_locations(jaxpr: Any, enclosing: SourceLocation | None) -> Iterator[tuple[Any, SourceLocation | None]]:
+    """Every equation (nested included) with the user's line: its own, else that of the equation around it."""
+    for eqn in jaxpr.eqns:
+        location = user_location(eqn) or enclosing
+        yield eqn, location
+        for sub in sub_jaxprs(eqn):
+            yield from eqns_with_user_locations(sub, location)
 
 
 def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
@@ -275,6 +296,7 @@ def check_all_supported(jaxpr: Any, opset: int | None = None) -> None:
 __all__ = [
     "LoweringContext",
     "check_all_supported",
+    "eqns_with_user_locations",
     "find_unsupported",
     "finish_subgraph",
     "is_static",

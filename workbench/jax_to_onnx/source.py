@@ -16,7 +16,9 @@ from jax._src import source_info_util
 from workbench.errors import SourceLocation
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LIBRARY_MARKERS = (os.sep + "flax" + os.sep, os.sep + "equinox" + os.sep, os.sep + "jax" + os.sep, _OWN_PACKAGE_DIR)
+# libraries whose frames are never "your line": model/solver libraries users call into
+_LIBRARIES = ("flax", "equinox", "jax", "diffrax", "optimistix", "lineax", "haiku", "keras", "transformers", "optax")
+_LIBRARY_MARKERS = (*(os.sep + name + os.sep for name in _LIBRARIES), _OWN_PACKAGE_DIR)
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,6 +53,23 @@ def eqn_location(eqn: Any) -> SourceLocation | None:
         if not _is_library_frame(file_name):
             return _location(code, lasti)
     return None if first is None else _location(*first)
+
+
+def user_location(eqn: Any) -> SourceLocation | None:
+    """The innermost frame of the user's own code (no library frame as a fallback), or None.
+
+    Equations traced inside library code (a branch of equinox's error check inside a diffrax solve)
+    may have no user frame at all: callers then use the location of the enclosing equation.
+    """
+    traceback = eqn.source_info.traceback
+    if traceback is None:
+        return None
+    codes, lastis = traceback.raw_frames()
+    for code, lasti in zip(codes, lastis):
+        file_name = code.co_filename
+        if source_info_util.is_user_filename(file_name) and not _is_library_frame(file_name):
+            return _location(code, lasti)
+    return None
 
 
 def eqn_scope(eqn: Any) -> str:
