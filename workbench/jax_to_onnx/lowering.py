@@ -26,6 +26,7 @@ from workbench.errors import (
     UnsupportedPrimitiveError,
     WorkbenchError,
 )
+from workbench.jax_to_onnx import constant_eval
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.registry import REGISTRY
@@ -62,6 +63,20 @@ class LoweringContext:
     def scalar(self, value: Any, dtype: Any) -> ir.Value:
         """A 0-d constant of the given dtype (e.g. the operand's dtype)."""
         return self.builder.const(np.asarray(value, dtype=dtype))
+
+    def constant_values(self, *values: ir.Value) -> list[np.ndarray] | None:
+        """The NumPy arrays of ``values`` when every one is a constant of the graph, else None.
+
+        Handlers whose decomposition is many nodes (bit-pattern arithmetic) compute constant operands
+        directly, rather than leave hundreds of nodes for constant folding.
+        """
+        arrays = []
+        for value in values:
+            tensor = value.const_value
+            if tensor is None:
+                return None
+            arrays.append(tensor.numpy())
+        return arrays
 
     def cast(self, value: ir.Value, aval: Any, dtype: Any) -> ir.Value:
         """``value`` (of abstract value ``aval``) converted to ``dtype``, typed; itself when it already is.
@@ -165,6 +180,13 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
             location = eqn_location(eqn)
             raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [], reason)])
     inputs = [_read(builder, env, atom) for atom in eqn.invars]
+    if not builder.is_function and all(value.const_value is not None for value in inputs):
+        computed = constant_eval.evaluate(eqn, inputs, builder.state.weights, builder.state.x64)
+        if computed is not None:  # every operand is a constant: JAX computed the result (constant_eval.py)
+            for var, array in zip(eqn.outvars, computed, strict=True):
+                if not isinstance(var, jax_core.DropVar):
+                    env[var] = builder.const(array)
+            return
     ctx = LoweringContext(
         builder=builder,
         eqn=eqn,
@@ -283,7 +305,7 @@ def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
     if opset is not None and opset < info.min_opset:
         return f"its handler needs opset >= {info.min_opset} (the export targets opset {opset})"
     if info.unsupported_reason is not None:
-        return info.unsupported_reason(eqn) or None
+        return info.unsupported_reason(eqn, opset) or None
     return None
 
 

@@ -83,8 +83,9 @@ class HandlerInfo:
     module: str
     # the lowest ONNX opset whose operators the handler can emit (it picks its form per opset above it)
     min_opset: int = 13
-    # equation → why this particular use cannot be exported ("" when it can); checked before lowering
-    unsupported_reason: Callable[[Any], str] | None = None
+    # (equation, target opset or None) → why this particular use cannot be exported ("" when it can);
+    # checked before lowering, so every refusal is reported at once with the unsupported primitives
+    unsupported_reason: Callable[[Any, int | None], str] | None = None
 
 
 class HandlerRegistry:
@@ -150,13 +151,14 @@ def handler(
     area: str = "lax",
     override: bool = False,
     min_opset: int = 13,
-    unsupported_reason: Callable[[Any], str] | None = None,
+    unsupported_reason: Callable[[Any, int | None], str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``rule`` for one or more JAX primitive names.
 
     ``doc`` defaults to the jax.lax documentation of the primitive. ``min_opset`` is the lowest
-    target opset the handler supports; ``unsupported_reason(eqn)`` returns why a particular
-    equation cannot be exported (or ``""``), so it is reported with the unsupported primitives.
+    target opset the handler supports; ``unsupported_reason(eqn, opset)`` returns why a particular
+    equation cannot be exported at that opset (``None``: any) or ``""``, so it is reported with the
+    unsupported primitives.
     """
     names = (primitives,) if isinstance(primitives, str) else tuple(primitives)
 

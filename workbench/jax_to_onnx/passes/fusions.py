@@ -3,7 +3,8 @@
 A 1-D bias reshaped to ``(1, ..., 1, N)`` before a broadcasting Add/Mul/Sub is used as is (ONNX
 broadcasts numpy-style); ``MatMul`` + ``Add`` on 2-D inputs → ``Gemm``; the arithmetic of
 ``jax.nn.softmax`` → ``Softmax``; both forms of ``jax.nn.gelu`` (tanh approximation and exact erf)
-→ ``Gelu`` at opset 20+ (kept decomposed below); flax's LayerNorm → ``LayerNormalization``.
+→ ``Gelu`` at opset 20+ (kept decomposed below); flax's LayerNorm → ``LayerNormalization`` at opset 17+; the
+softmax pattern reads the opset-18 form of ``ReduceMax`` (softmax stays decomposed below opset 18).
 
 Why hand-written rules: the patterns are those JAX's own decompositions produce (e.g. softmax
 with its ``max(-inf, reduce_max)`` guard, gelu's ``x * x * x``), which the generic fusions of
@@ -26,6 +27,7 @@ from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
 
 GELU_MIN_OPSET = 20
+LAYER_NORMALIZATION_MIN_OPSET = 17
 
 
 def _is_scalar(value: ir.Value | None, expected: float, *, rtol: float = 1e-6) -> bool:
@@ -241,12 +243,16 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
         common_rules.no_op_cast_rule,
     )]
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
-    fusions = [(MatMulAddToGemm.rule(), True), (SoftmaxFusion.rule(), False)]
-    fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
+    fusions = [(MatMulAddToGemm.rule(), True)]
+    if opset >= 18:  # the pattern reads ReduceMax's axes input (an attribute before opset 18)
+        fusions.append((SoftmaxFusion.rule(), False))
+    layer_norm = opset >= LAYER_NORMALIZATION_MIN_OPSET
+    if layer_norm:
+        fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
     if opset >= GELU_MIN_OPSET:
         fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
     # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
-    unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)]
+    unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)] if layer_norm else []
     return [layout + bias, fusions, unbiased]
 
 
