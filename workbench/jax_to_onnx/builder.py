@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from workbench.compat import evaluate_dim
 from workbench.errors import ConversionError
+from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
 from workbench.jax_to_onnx.opset_forms import adapt, needs_adapting, shape_slice
 
@@ -123,17 +125,34 @@ class ModelState:
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
     # equation indices from the top-level jaxpr down to the equation being lowered
     eqn_path: list[int] = field(default_factory=list)
+    # name stacks of the equations whose nested jaxprs are being lowered (theirs are relative to these)
+    scope_stack: list[str] = field(default_factory=list)
+    # user locations of those equations (nested equations inside library code have none of their own)
+    location_stack: list[str] = field(default_factory=list)
+    # node names (a namespace of their own in ONNX: a node may share its name with its output)
+    node_names: set[str] = field(default_factory=set)
+    # the first name-stack component is the root module's class name (Flax Linen), not a module path
+    drop_root_scope: bool = False
 
     def fresh(self, hint: str) -> str:
-        base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
-        if base not in self.names:
-            self.names.add(base)
-            return base
-        while True:
-            name = f"{base}_{next(self.counter)}"
-            if name not in self.names:
-                self.names.add(name)
-                return name
+        """A value name from ``hint`` that no other value of the model has."""
+        return _fresh(self.names, self.counter, hint)
+
+    def fresh_node(self, hint: str) -> str:
+        """A node name from ``hint`` that no other node of the model has."""
+        return _fresh(self.node_names, self.counter, hint)
+
+
+def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
+    base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
+    if base not in taken:
+        taken.add(base)
+        return base
+    while True:
+        name = f"{base}_{next(counter)}"
+        if name not in taken:
+            taken.add(name)
+            return name
 
 
 class GraphBuilder:
@@ -161,12 +180,15 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------ values
     def add_input(self, name: str, aval: Any) -> ir.Value:
+        """A graph input for ``aval`` (complex ones as real pairs, see complex_numbers.py)."""
         aval = physical_aval(aval)  # a PRNG key array is carried by its uint32 key data
         value = ir.Value(
             name=self.state.fresh(name),
-            type=ir.TensorType(onnx_dtype(aval.dtype)),
-            shape=ir_shape(aval.shape),
+            type=ir.TensorType(onnx_dtype(real_dtype(aval.dtype))),
+            shape=ir_shape(storage_shape(tuple(aval.shape), aval.dtype)),
         )
+        if is_complex(aval.dtype):
+            value.doc_string = COMPLEX_DOC.format(real=real_dtype(aval.dtype).name)
         self.inputs.append(value)
         self.register_dims(value, aval.shape)
         return value
@@ -181,9 +203,11 @@ class GraphBuilder:
                 self.dim_sources[text] = (value, axis)
 
     def set_type(self, value: ir.Value, aval: Any) -> None:
+        """Type ``value`` as ``aval`` is stored in the graph (complex as real pairs, see complex_numbers.py,
+        PRNG keys as their uint32 data, see keys.py)."""
         aval = physical_aval(aval)
-        value.type = tensor_type(np.dtype(aval.dtype))
-        value.shape = ir_shape(aval.shape)
+        value.type = tensor_type(real_dtype(aval.dtype))
+        value.shape = ir_shape(storage_shape(tuple(aval.shape), aval.dtype))
 
     # ------------------------------------------------------------------ nodes
     def op(
@@ -209,7 +233,7 @@ class GraphBuilder:
             adapted_inputs, attributes = adapt(op_type, list(inputs), dict(attributes), self.state.opset)
             inputs = tuple(adapted_inputs)
         attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
-        node_name = self.state.fresh(op_type)
+        node_name = self.state.fresh_node(op_type)
         hint = name_hint or op_type.lower()
         outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
         node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
@@ -225,7 +249,7 @@ class GraphBuilder:
             inputs,
             overload=function.overload,
             num_outputs=num_outputs,
-            name=self.state.fresh(function.name),
+            name=self.state.fresh_node(function.name),
         )
         for output in node.outputs:
             output.name = self.state.fresh(function.name.lower())
@@ -255,6 +279,7 @@ class GraphBuilder:
         np_array = np.asarray(array, dtype=dtype)
         if np_array.dtype == np.dtype("float64") and dtype is None and not isinstance(array, np.ndarray):
             np_array = np_array.astype(np.float32)
+        np_array = to_pairs(np_array)  # complex constants are stored as (real, imag) pairs
         small = np_array.size <= self.SMALL_CONSTANT_ELEMENTS
         if self.is_function or self._inside_function():
             key = _constant_key(np_array) if small else None
@@ -424,8 +449,8 @@ class _DimOperand:
 
 def _evaluate_dim_expression(builder: GraphBuilder, dim: Any) -> ir.Value:
     """Build a composite dimension such as ``H*W`` or ``2*B+1`` from its symbols' runtime values."""
-    env = {symbol: _DimOperand(builder, builder.dim_value(symbol)) for symbol in dim._get_vars()}  # noqa: SLF001
-    result = dim._evaluate(env)  # noqa: SLF001 - JAX's own evaluator of dimension expressions
+    env = {symbol: _DimOperand(builder, builder.dim_value(symbol)) for symbol in dim.get_vars()}
+    result = evaluate_dim(dim, env)
     if isinstance(result, _DimOperand):
         return result.value
     return builder.i64([int(result)])

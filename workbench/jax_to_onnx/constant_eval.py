@@ -8,7 +8,8 @@ onnxscript's constant folder would otherwise fold them node by node, at a cost t
 square of the folded chain (a diffrax solve left about 10,000 such nodes, folded in ~50 s).
 
 Not evaluated: equations that read a model weight (weights stay initializers named after their
-module path, as the folding pass keeps them), that have effects, that involve PRNG keys, whose
+module path, as the folding pass keeps them), that have effects, that involve PRNG keys or complex
+values (exported as real pairs by their own handlers), whose
 results have symbolic shapes or more than ``MAX_ELEMENTS`` elements (a large broadcast stays a small
 ``Expand`` instead of becoming a large initializer).
 """
@@ -38,11 +39,18 @@ def _static_small(aval: Any) -> bool:
     return int(np.prod(shape, dtype=np.int64)) <= MAX_ELEMENTS
 
 
+def _excluded(aval: Any) -> bool:
+    """PRNG keys, complex values (carried as real pairs, complex_numbers.py), symbolic or large shapes."""
+    if is_extended_dtype(aval.dtype) or np.issubdtype(aval.dtype, np.complexfloating):
+        return True
+    return not _static_small(aval)
+
+
 def evaluate(eqn: Any, inputs: Sequence[ir.Value], weights: frozenset[str] | set[str], x64: bool) -> list[np.ndarray] | None:
     """The equation's outputs as arrays when it can be computed now (see the module docstring), else None."""
     if eqn.primitive.name in _NEVER or eqn.effects:
         return None
-    if any(is_extended_dtype(v.aval.dtype) or not _static_small(v.aval) for v in (*eqn.invars, *eqn.outvars)):
+    if any(_excluded(v.aval) for v in (*eqn.invars, *eqn.outvars)):
         return None
     arrays = []
     for value in inputs:

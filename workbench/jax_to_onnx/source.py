@@ -1,7 +1,7 @@
 """Source locations of jaxpr equations: the user's ``file:line`` for every primitive.
 
-JAX keeps a traceback per equation; ``source_info_util.user_frame`` skips JAX's
-own frames. That helper is internal, so it is wrapped here, in one place.
+JAX keeps a traceback per equation; its internal ``source_info_util`` tells JAX's own frames
+from user code and decodes a frame (reached through :mod:`workbench.compat`).
 """
 
 from __future__ import annotations
@@ -11,23 +11,26 @@ import os
 import types
 from typing import Any
 
-from jax._src import source_info_util
-
+from workbench.compat import decode_frame, is_user_filename
 from workbench.errors import SourceLocation
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# libraries whose frames are never "your line": model/solver libraries users call into
+# libraries whose frames are never "your line": the model and solver libraries users call into
 _LIBRARIES = ("flax", "equinox", "jax", "diffrax", "optimistix", "lineax", "haiku", "keras", "transformers", "optax")
 _LIBRARY_MARKERS = (*(os.sep + name + os.sep for name in _LIBRARIES), _OWN_PACKAGE_DIR)
+# the model zoo is written as a user would write models: its frames are user code
+_USER_FILES_IN_PACKAGE = (os.path.join(_OWN_PACKAGE_DIR, "zoo.py"),)
 
 
 @functools.lru_cache(maxsize=None)
 def _is_library_frame(file_name: str) -> bool:
+    if file_name in _USER_FILES_IN_PACKAGE:
+        return False
     return any(marker in file_name for marker in _LIBRARY_MARKERS)
 
 
 def _location(code: types.CodeType, lasti: int) -> SourceLocation:
-    frame = source_info_util.raw_frame_to_frame(code, lasti)
+    frame = decode_frame(code, lasti)
     return SourceLocation(frame.file_name, frame.start_line, frame.function_name)
 
 
@@ -39,6 +42,15 @@ def eqn_location(eqn: Any) -> SourceLocation | None:
     (The raw frames are filtered by file name first and only the chosen one is decoded: decoding
     every frame of every equation was a tenth of the lowering time.)
     """
+    return _find_location(eqn, user_only=False)
+
+
+def eqn_user_location(eqn: Any) -> SourceLocation | None:
+    """The innermost frame of the user's own code (never JAX, Flax, Equinox, site-packages), or None."""
+    return _find_location(eqn, user_only=True)
+
+
+def _find_location(eqn: Any, *, user_only: bool) -> SourceLocation | None:
     traceback = eqn.source_info.traceback
     if traceback is None:
         return None
@@ -46,30 +58,13 @@ def eqn_location(eqn: Any) -> SourceLocation | None:
     first = None
     for code, lasti in zip(codes, lastis):
         file_name = code.co_filename
-        if not source_info_util.is_user_filename(file_name):
+        if not is_user_filename(file_name) and file_name not in _USER_FILES_IN_PACKAGE:
             continue
         if first is None:
             first = (code, lasti)
         if not _is_library_frame(file_name):
             return _location(code, lasti)
-    return None if first is None else _location(*first)
-
-
-def user_location(eqn: Any) -> SourceLocation | None:
-    """The innermost frame of the user's own code (no library frame as a fallback), or None.
-
-    Equations traced inside library code (a branch of equinox's error check inside a diffrax solve)
-    may have no user frame at all: callers then use the location of the enclosing equation.
-    """
-    traceback = eqn.source_info.traceback
-    if traceback is None:
-        return None
-    codes, lastis = traceback.raw_frames()
-    for code, lasti in zip(codes, lastis):
-        file_name = code.co_filename
-        if source_info_util.is_user_filename(file_name) and not _is_library_frame(file_name):
-            return _location(code, lasti)
-    return None
+    return None if first is None or user_only else _location(*first)
 
 
 def eqn_scope(eqn: Any) -> str:

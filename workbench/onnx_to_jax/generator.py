@@ -21,7 +21,8 @@ from onnx import numpy_helper
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchError
 from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
-from workbench.onnx_to_jax.literals import literal
+from workbench.onnx_to_jax.helpers import helper_source
+from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
@@ -30,7 +31,6 @@ from workbench.onnx_to_jax.writer import SourceWriter
 
 GENERATED_FILENAME = "<workbench-generated>"
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
-INLINE_MAX_ELEMENTS = 64  # folded values up to this size are written as literals, larger go to params
 FOLD_MAX_ELEMENTS = 4096
 # deterministic ops the generator may evaluate when all inputs are known
 FOLDABLE = frozenset(
@@ -44,7 +44,7 @@ FOLDABLE = frozenset(
 )
 _X64 = {"float64", "int64", "uint64", "complex128"}
 # ops whose output is concrete at trace time (under jax.jit) whatever their input is
-SHAPE_OPS = frozenset({"Shape", "Size"})
+SHAPE_OPS = frozenset({"Shape", "Size", "SequenceLength", "OptionalHasElement"})
 
 
 class ModuleBuilder:
@@ -72,7 +72,7 @@ class ModuleBuilder:
     def _collect_types(self, graph: onnx.GraphProto) -> None:
         for info in [*graph.input, *graph.output, *graph.value_info]:
             value = describe_value(info)
-            if value.is_tensor:
+            if value.kind is not None:  # sequences and optionals too: SequenceMap asks for the kind
                 self.types[info.name] = value
         for init in graph.initializer:
             self.types[init.name] = describe_tensor(init)
@@ -126,9 +126,9 @@ class ModuleBuilder:
         self.check_supported(graph)
         real_inputs = describe_inputs(graph)
         for value in real_inputs:
-            if not value.is_tensor:
+            if value.kind not in ("tensor", "sequence", "optional"):
                 raise UnsupportedOnnxOpError(
-                    f"{self.label}: graph input {value.name!r} is a {value.kind}_type; only tensors are supported"
+                    f"{self.label}: graph input {value.name!r} is a {value.kind}; only tensors, sequences and optionals are supported"
                 )
         body = SourceWriter()
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
@@ -171,7 +171,7 @@ class ModuleBuilder:
         module.line(f"VALUE_DEPENDENT_NODES = {literal(self.barriers)}")
         module.line("")
         if self.helpers_used:
-            for text in registry.helper_source(self.helpers_used).splitlines():
+            for text in helper_source(self.helpers_used).splitlines():
                 module.line(text)
             module.line("")
         module.extend(parts)
@@ -247,13 +247,22 @@ class GraphEmitter:
     def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None:
         """The value's shape with its fixed dims (``None`` for symbolic or unknown ones), if known."""
         found = self.module.types.get(onnx_name)
-        if found is None or found.shape is None:
+        if found is None or not found.is_tensor or found.shape is None:
             return None
         return tuple(d if isinstance(d, int) else None for d in found.shape)
 
     def dtype_of(self, onnx_name: str) -> np.dtype | None:
         found = self.module.types.get(onnx_name)
-        return None if found is None else found.dtype
+        return None if found is None or not found.is_tensor else found.dtype
+
+    def elem_type_of(self, onnx_name: str) -> int | None:
+        found = self.module.types.get(onnx_name)
+        return None if found is None or not found.is_tensor else found.elem_type
+
+    def kind_of(self, onnx_name: str) -> str | None:
+        """``"tensor"``, ``"sequence"``, ``"optional"``... when the model or shape inference says."""
+        found = self.module.types.get(onnx_name)
+        return None if found is None else found.kind
 
     def use_helper(self, fn: Callable) -> str:
         return self.module.use_helper(fn)
@@ -283,6 +292,10 @@ class GraphEmitter:
             self.module.params[key] = value
             self.scope.bind(onnx_name, f"params[{literal(key)}]")
         self.static[onnx_name] = value
+
+    def add_param(self, key: str, value: np.ndarray) -> None:
+        """Store a value computed at generation time in the ``params`` of the generated function."""
+        self.module.params[key] = value
 
     def constant_expr(self, onnx_name: str, value: np.ndarray) -> str:
         """Expression for a constant output (literal if small, else a params entry); marks it static."""
