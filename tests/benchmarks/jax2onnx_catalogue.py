@@ -138,7 +138,10 @@ def _run_case(tool: str, case: dict[str, Any]) -> tuple[str, str]:
             inputs = session.get_inputs()
             for index, info in enumerate(inputs):
                 if index < len(arrays):
-                    feed[info.name] = np.asarray(arrays[index])
+                    array = np.asarray(arrays[index])
+                    if np.iscomplexobj(array) and "complex" not in info.type:  # complex carried as (real, imag)
+                        array = np.stack([array.real, array.imag], axis=-1)
+                    feed[info.name] = array
                 else:  # jax2onnx's input_params become graph inputs
                     feed[info.name] = np.asarray(params[info.name])
             got = session.run(None, feed)

@@ -86,9 +86,7 @@ def check_program(entry: RealProgram) -> None:
 
 
 # Programs that do not convert yet, with the reason. Nothing else is skipped.
-EXPECTED_FAILURES: dict[str, str] = {
-    "jnp_fft_convolution": "no handler for fft yet (FFT and the complex-number convention: issue 14 part B)",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 def _reference(built: Built) -> Any:

@@ -145,7 +145,7 @@ def _haiku(forward_fn, sample: np.ndarray, spec) -> Built:
     import haiku as hk
 
     transformed = hk.transform_with_state(forward_fn)
-    params, state = transformed.init(jax.random.key(0), sample, True)
+    params, state = jax.jit(transformed.init, static_argnums=2)(jax.random.key(0), sample, True)  # eager init takes minutes
 
     def forward(x):
         return transformed.apply(params, state, None, x, False)[0]
