@@ -27,9 +27,10 @@ from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
 
 DEFAULT_OPSET = 21
-MIN_OPSET = 18
-# Highest opset the installed onnxruntime is known to run; newer ones are refused with a clear error.
-MAX_OPSET = 23
+# Lowest opset the export writes (handlers that need a newer one declare it: min_opset in the registry)
+MIN_OPSET = 13
+# Highest opset the installed onnxruntime (1.31) runs; newer ones are refused with a clear error.
+MAX_OPSET = 26
 
 
 def _resolve_opset(opset: int | None) -> int:
@@ -143,12 +144,13 @@ def _lower(
     jaxpr = traced.closed_jaxpr.jaxpr
     check_all_supported(jaxpr, opset)
 
-    state = ModelState(opset=opset, drop_root_scope=traced.callable.kind == "linen")
+    state = ModelState(opset=opset, x64=enable_double_precision, drop_root_scope=traced.callable.kind == "linen")
     builder = GraphBuilder(state)
     param_values = [
         builder.const(np.asarray(p), name=name)
         for p, name in zip(traced.callable.params, traced.callable.param_names, strict=True)
     ]
+    state.weights.update(value.name for value in param_values)
     in_names = _names(input_names, _default_input_names(traced), "input_names")
     out_names = _names(output_names, _default_output_names(traced), "output_names")
     # reserve the user-facing names so no intermediate value takes them
