@@ -89,7 +89,7 @@ def type_text(value: onnx.ValueInfoProto) -> str:
     return f"{element}[{'×'.join(dims)}]"
 
 
-def _initializer_text(tensor: onnx.TensorProto) -> str:
+def initializer_text(tensor: onnx.TensorProto) -> str:
     element = _ELEMENT_NAMES.get(tensor.data_type) or onnx.TensorProto.DataType.Name(tensor.data_type).lower()
     return f"{element}[{'×'.join(str(d) for d in tensor.dims)}]"
 
@@ -153,11 +153,11 @@ def _node_op(node: onnx.NodeProto) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
 
 
-def _graph_types(graph: onnx.GraphProto, outer: dict[str, str]) -> dict[str, str]:
+def graph_value_types(graph: onnx.GraphProto, outer: dict[str, str] | None = None) -> dict[str, str]:
     """Type text of every value a graph can read: its own, and (for a body) those of the graphs around it."""
-    types = dict(outer)
+    types = dict(outer or {})
     types.update({v.name: type_text(v) for v in [*graph.input, *graph.value_info, *graph.output]})
-    types.update({init.name: _initializer_text(init) for init in graph.initializer})
+    types.update({init.name: initializer_text(init) for init in graph.initializer})
     return types
 
 
@@ -184,7 +184,7 @@ def _rows(
         ))
         for attribute_name, body in _subgraphs(node):
             where = f"{label + ' › ' if label else ''}{node.name or node.op_type}.{attribute_name}"
-            body_rows, deeper = _rows(body, where, _graph_types(body, types), parameters)
+            body_rows, deeper = _rows(body, where, graph_value_types(body, types), parameters)
             nested += body_rows + deeper
     return own, nested
 
@@ -195,8 +195,8 @@ def summarize(model: onnx.ModelProto) -> ModelSummary:
     Call :func:`with_shapes` first for shapes on every edge.
     """
     graph = model.graph
-    parameters = {init.name: _initializer_text(init) for init in graph.initializer}
-    types = _graph_types(graph, {})
+    parameters = {init.name: initializer_text(init) for init in graph.initializer}
+    types = graph_value_types(graph, {})
     nodes, subgraph_nodes = _rows(graph, "", types, parameters)
     op_counts = Counter(row.op for row in nodes)
     opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)

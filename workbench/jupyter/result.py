@@ -16,7 +16,7 @@ import onnx
 
 from workbench.errors import UnsupportedPrimitive
 from workbench.jupyter.model_summary import summarize
-from workbench.jupyter.viewer import ViewerHandle, static_table_html
+from workbench.jupyter.viewer import MIME_TYPE, ViewerHandle, static_table_html
 
 if TYPE_CHECKING:  # the table imports the tracer (jax); a successful conversion never needs it
     from workbench.jupyter.unsupported_table import UnsupportedTable
@@ -80,10 +80,17 @@ class OnnxResult:
             return bundle
         parts_html = [self._header_html()]
         parts_text = [self.header_text()]
+        bundle: dict[str, Any] = {}
         if self.viewer is not None:
-            bundle = self.viewer._repr_mimebundle_()
-            parts_html.append(bundle["text/html"])
-            parts_text.append(bundle["text/plain"])
+            viewer_bundle = self.viewer._repr_mimebundle_()
+            parts_html.append(viewer_bundle["text/html"])
+            parts_text.append(viewer_bundle["text/plain"])
+            # the JupyterLab extension renders this one output: the header becomes the viewer's title line
+            payload = self.viewer.payload(title=f"{'✔' if self.ok else '✘'} {self.header_text()} ({self.seconds:.2f} s)")
+            if payload is not None:
+                bundle[MIME_TYPE] = payload
         elif self.model is not None:  # --no-view: the node table alone, closed
             parts_html.append(static_table_html(summarize(self.model)))
-        return {"text/html": "".join(parts_html), "text/plain": "\n".join(parts_text)}
+        bundle["text/html"] = "".join(parts_html)
+        bundle["text/plain"] = "\n".join(parts_text)
+        return bundle
