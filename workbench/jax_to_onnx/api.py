@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
+from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.save import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
@@ -139,7 +140,7 @@ def _convert(
     traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
     traced_at = time.perf_counter()
     jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr)
+    check_all_supported(jaxpr, target_opset)
 
     state = ModelState(opset=target_opset)
     builder = GraphBuilder(state)
@@ -153,7 +154,7 @@ def _convert(
     state.names.update(out_names)
     user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
     graph_inputs = [builder.add_input(name, aval) for name, aval in zip(in_names, user_avals, strict=True)]
-    const_values = [builder.const(np.asarray(c)) for c in traced.closed_jaxpr.consts]
+    const_values = [builder.const(host_array(c)) for c in traced.closed_jaxpr.consts]
     outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
     outputs = _name_outputs(builder, outputs, out_names, traced.out_avals)
     lowered_at = time.perf_counter()
