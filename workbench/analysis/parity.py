@@ -60,6 +60,7 @@ class ParityReport:
     subject: Subject = field(repr=False)
     rtol: float | None = None
     atol: float | None = None
+    name: str | None = None  # what the report calls the function (default: the callable's own name)
 
     @property
     def ok(self) -> bool:
@@ -113,7 +114,7 @@ class ParityReport:
     def summary(self) -> str:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
         return (
-            f"Parity {verdict}: {self.model_source} vs {self.subject.name}, {len(self.inputs)} sample(s), "
+            f"Parity {verdict}: {self.model_source} vs {self.name or self.subject.name}, {len(self.inputs)} sample(s), "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
 
@@ -146,6 +147,7 @@ def parity(
     seed: int = 0,
     optimize: bool = True,
     sizes: Mapping[str, int] | None = None,
+    name: str | None = None,
 ) -> ParityReport:
     """Compare ``model`` run by onnxruntime with ``fn`` run by JAX.
 
@@ -159,6 +161,8 @@ def parity(
         seed: seed of the input generator.
         optimize: run onnxruntime with its graph optimisations (``False``: ORT_DISABLE_ALL).
         sizes: fixed sizes for some symbolic dimensions, e.g. ``{"T": 64}``.
+        name: the function's name in the report and its figure (default: the callable's own name,
+            which is ``apply`` for ``functools.partial(module.apply, variables)``).
 
     Raises:
         WorkbenchError: when the model's inputs do not match the function's, the model is not an
@@ -177,7 +181,7 @@ def parity(
         got = run_session(session, subject.loaded.source, dict(zip(input_names, flat_inputs, strict=True)))
         all_inputs.append(flat_inputs)
         all_sizes.append(chosen_sizes)
-        for name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
+        for output_name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             comparison = compare_arrays(
                 onnx_value,
@@ -186,7 +190,7 @@ def parity(
                 default_atol if atol is None else atol,
             )
             results.append(
-                OutputResult(index, name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
+                OutputResult(index, output_name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
             )
     return ParityReport(
         results=results,
@@ -199,6 +203,7 @@ def parity(
         subject=subject,
         rtol=rtol,
         atol=atol,
+        name=name,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from jax._src import source_info_util
 
 from workbench.errors import SourceLocation
+from workbench.notebook_cells import cell_label
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIBRARY_MARKERS = (os.sep + "flax" + os.sep, os.sep + "equinox" + os.sep, os.sep + "jax" + os.sep, _OWN_PACKAGE_DIR)
@@ -26,7 +27,7 @@ def _is_library_frame(file_name: str) -> bool:
 
 def _location(code: types.CodeType, lasti: int) -> SourceLocation:
     frame = source_info_util.raw_frame_to_frame(code, lasti)
-    return SourceLocation(frame.file_name, frame.start_line, frame.function_name)
+    return SourceLocation(frame.file_name, frame.start_line, frame.function_name, cell=cell_label(frame.file_name))
 
 
 def eqn_location(eqn: Any) -> SourceLocation | None:

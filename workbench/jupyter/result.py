@@ -49,6 +49,12 @@ class OnnxResult:
     def ok(self) -> bool:
         return self.model is not None
 
+    def stub(self, name: str) -> str:
+        """The handler stub for unsupported primitive ``name`` (what the table's "handler stub" button shows)."""
+        if self.unsupported_table is None:
+            raise ValueError(f"{self.function} converted: no primitive is unsupported, so there is no stub to write.")
+        return self.unsupported_table.show_stub(name)
+
     def header_text(self) -> str:
         if self.model is None:
             return f"{self.function} → ONNX: not converted, {len(self.unsupported)} unsupported primitive(s)"

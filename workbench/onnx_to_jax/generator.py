@@ -27,6 +27,9 @@ from workbench.onnx_to_jax.reader import LoadedModel, describe_node, topological
 from workbench.onnx_to_jax.writer import SourceWriter
 
 GENERATED_FILENAME = "<workbench-generated>"
+# The generated module defines forward first and the runtime helpers it calls after this line
+# (Python looks them up when forward runs); notebooks fold the part below it away.
+HELPERS_MARKER = "# ---- runtime helpers called by the code above"
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
 INLINE_MAX_ELEMENTS = 64  # folded values up to this size are written as literals, larger go to params
 FOLD_MAX_ELEMENTS = 4096
@@ -171,10 +174,6 @@ class ModuleBuilder:
         module.line(f"ONNX_INPUT_NAMES = {literal(tuple(i.name for i in real_inputs))}")
         module.line(f"ONNX_OUTPUT_NAMES = {literal(tuple(o.name for o in graph.output))}")
         module.line("")
-        if self.helpers_used:
-            for text in registry.helper_source(self.helpers_used).splitlines():
-                module.line(text)
-            module.line("")
         module.line("")
         needs_x64 = self._needs_x64(graph)
         body_name = f"_{self.function_name}_body" if needs_x64 else self.function_name
@@ -189,6 +188,13 @@ class ModuleBuilder:
                 module.line('"""Runs with 64-bit types enabled: the model has 64-bit inputs or outputs."""')
                 with module.block("with jax.enable_x64(True):"):
                     module.line(f"return {body_name}(params, *inputs)")
+        if self.helpers_used:
+            module.line("")
+            module.line("")
+            module.line(HELPERS_MARKER)
+            module.line("")
+            for text in registry.helper_source(self.helpers_used).splitlines():
+                module.line(text)
         source = module.source()
         try:
             # compiled here, once: this checks that the source parses (faster than ast.parse,
@@ -217,10 +223,16 @@ class GraphEmitter:
         static: dict[str, np.ndarray],
         trainable: set[str],
         concrete: set[str],
+        parent: GraphEmitter | None = None,
     ):
         self.module = module
         self.scope = scope
         self.writer = writer
+        self.parent = parent  # the graph this subgraph is emitted in
+        # Small known values are written as literal assignments when first read, not when bound:
+        # most are shapes that folding turned into literals inside the statements that use them,
+        # and an assignment nobody reads is noise in the generated code.
+        self._pending_literals: dict[str, tuple[str, str]] = {}  # onnx name -> (identifier, statement)
         self.static = static
         self.trainable = trainable
         # Values that are concrete while jax.jit traces: literals, Shape/Size results and shape
@@ -237,7 +249,23 @@ class GraphEmitter:
         name = self.scope.lookup(onnx_name)
         if name is None:
             raise OnnxModelError(f"{self.label}: the value {onnx_name!r} is used before it is defined")
+        self._write_pending_literal(onnx_name, name)
         return name
+
+    def _write_pending_literal(self, onnx_name: str, ident: str) -> None:
+        """Write the literal assignment of ``ident`` (if still pending) in the graph that bound it.
+
+        A subgraph reading a value of an enclosing graph writes it there: that graph's writer is
+        still before the subgraph's ``def``, which it gets only once the subgraph is complete.
+        """
+        emitter: GraphEmitter | None = self
+        while emitter is not None:
+            pending = emitter._pending_literals.get(onnx_name)
+            if pending is not None and pending[0] == ident:
+                emitter.writer.line(pending[1])
+                del emitter._pending_literals[onnx_name]
+                return
+            emitter = emitter.parent
 
     def static_of(self, onnx_name: str) -> np.ndarray | None:
         return self.static.get(onnx_name)
@@ -271,7 +299,7 @@ class GraphEmitter:
         """
         if value.size <= INLINE_MAX_ELEMENTS and param_key is None:
             ident = self.scope.assign(onnx_name)
-            self.writer.line(f"{ident} = {literal(value)}")
+            self._pending_literals[onnx_name] = (ident, f"{ident} = {literal(value)}")
             self.concrete.add(onnx_name)
         else:
             key = param_key if param_key is not None else onnx_name
@@ -408,7 +436,7 @@ class GraphEmitter:
         scope = self.scope.child()
         inner = SourceWriter()
         child = GraphEmitter(
-            self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete)
+            self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete), parent=self
         )
         args = [scope.assign(i.name) for i in graph.input]
         child.load_initializers(graph)
