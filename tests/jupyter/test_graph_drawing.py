@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from workbench.jupyter import graph_drawing
 from workbench.jupyter.graph_drawing import draw_svg, shape_label
-from workbench.jupyter.model_summary import with_shapes
+from workbench.onnx_io import with_shapes
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -187,7 +187,7 @@ def test_file_page_opens_a_contents_file(jupyter_server: RunningServer, contents
 
 
 def test_contents_model_is_served_with_a_shape_on_every_edge(jupyter_server: RunningServer, contents_files: Path) -> None:
-    from workbench.jupyter.model_summary import edges_without_shape
+    from workbench.onnx_io.shapes import edges_without_shape
 
     on_disk = onnx.load(contents_files / "net work.onnx")
     assert edges_without_shape(on_disk.graph) == ["h1", "h2"]

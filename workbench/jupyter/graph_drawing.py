@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from workbench.jupyter.model_summary import graph_value_types, initializer_text
+from workbench.onnx_io.describe import describe_tensor, describe_value
 
 MAX_DRAWN_NODES = 600  # larger graphs get the node table only (the SVG would be slow and huge)
 
@@ -121,8 +121,8 @@ def _text_width(text: str, bold: bool = False) -> float:
 def _build(model: onnx.ModelProto) -> tuple[dict[int, _Vertex], list[_Edge]]:
     graph = model.graph
     opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 21)
-    types = graph_value_types(graph)
-    parameters = {init.name: shape_label(initializer_text(init)) for init in graph.initializer}
+    types = {value.name: describe_value(value).text() for value in [*graph.input, *graph.value_info, *graph.output]}
+    parameters = {init.name: shape_label(describe_tensor(init).text()) for init in graph.initializer}
     vertices: dict[int, _Vertex] = {}
     producer: dict[str, int] = {}
     edges: list[_Edge] = []

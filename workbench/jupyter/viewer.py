@@ -44,13 +44,7 @@ from workbench.jupyter.model_store import (
     ModelStore,
     new_token,
 )
-from workbench.jupyter.model_summary import (
-    ModelSource,
-    ModelSummary,
-    load_model,
-    summarize,
-    with_shapes,
-)
+from workbench.onnx_io import ModelSource, ModelSummary, load_model, summarize, with_shapes
 
 if TYPE_CHECKING:
     import pandas
@@ -293,7 +287,7 @@ def view(
     if isinstance(height, bool) or not isinstance(height, int) or height < 100:
         raise ValueError(f"height={height!r}: give the viewer height in pixels, at least 100.")
     used = choose_transport(transport)
-    proto = with_shapes(load_model(model))
+    proto = with_shapes(load_model(model).proto)
     if name is None:
         name = Path(model).stem if isinstance(model, (str, os.PathLike)) else (proto.graph.name or "model")
     url = _register(_serialize(proto), name, used)

@@ -82,9 +82,9 @@ def shaped_model_bytes(data: bytes) -> bytes:
 
     Raises OnnxModelError when ``data`` is not an ONNX model or its shapes cannot be inferred.
     """
-    from workbench.jupyter.model_summary import load_model, with_shapes
+    from workbench.onnx_io import load_model, with_shapes
 
-    return with_shapes(load_model(data)).SerializeToString()
+    return with_shapes(load_model(data, external_data=False).proto).SerializeToString()
 
 
 def respond(
