@@ -128,7 +128,28 @@ explorer""",
 
 NOTEBOOK7_CELLS = ["%load_ext workbench", "%onnx_view mlp.onnx"]
 
-NOTEBOOKS = {"mlp.ipynb": NOTEBOOK_CELLS, "widgets.ipynb": WIDGET_CELLS, "nb7.ipynb": NOTEBOOK7_CELLS}
+FAILING_CELLS = [
+    "%load_ext workbench",
+    """\
+%%to_onnx -i B,3,32,32
+from flax import nnx
+
+class ConvNet(nnx.Module):
+    def __init__(self, rngs):
+        self.conv = nnx.Conv(3, 8, (3, 3), rngs=rngs)
+        self.head = nnx.Linear(8, 10, rngs=rngs)
+
+    def __call__(self, x):
+        h = nnx.relu(self.conv(x))
+        return self.head(h.mean(axis=(1, 2)))
+
+model = ConvNet(nnx.Rngs(0))""",
+    "print('not reached: Run All stops at the failed cell')",
+]
+
+NOTEBOOKS = {
+    "mlp.ipynb": NOTEBOOK_CELLS, "widgets.ipynb": WIDGET_CELLS, "nb7.ipynb": NOTEBOOK7_CELLS, "failing.ipynb": FAILING_CELLS,
+}  # fmt: skip
 
 
 def _notebook(cells: list[str]) -> dict:
@@ -259,6 +280,37 @@ def test_jupyterlab_notebook_runs_to_onnx_and_shows_the_mime_rendered_viewer(bro
     page.close()
 
 
+def test_a_failing_conversion_shows_one_short_message_and_the_traceback_one_click_away(browser, jupyterlab) -> None:
+    origin, token, _ = jupyterlab
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    _open_and_run_all(page, origin, token, "failing.ipynb")
+    failure = page.locator(".jp-OutputArea-output .workbench-failure")
+    try:
+        failure.wait_for(timeout=180_000)
+    except Exception:
+        _shot(page, "failure_failure.png")
+        raise
+    text = failure.inner_text()
+    assert "✘ model → ONNX failed while converting it with -i B,3,32,32" in text
+    assert "at cell [2], line 10 in ConvNet.__call__:" in text and "h = nnx.relu(self.conv(x))" in text
+    assert "What to change: model traces with -i B,32,32,3: it expects input 1 channels last (NHWC)" in text
+    details = failure.locator("details")
+    assert details.get_attribute("open") is None  # the traceback is folded
+    traceback_text = failure.locator("pre")
+    assert not traceback_text.is_visible()
+    # the cell's error output is one line; Run All stopped there
+    error = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(has_text="ConversionFailed")
+    assert error.inner_text().strip().count("\n") == 0
+    assert "not reached" not in page.locator(".jp-Notebook").inner_text()
+    assert "Cell In[" not in text and "ipykernel_" not in text
+    failure.scroll_into_view_if_needed()
+    _shot(page, "failure_jupyterlab.png")
+    details.locator("summary").click()  # one click: the full traceback
+    assert traceback_text.is_visible() and "conv_general_dilated" in traceback_text.inner_text()
+    assert "Cell In[2], line 10" in traceback_text.inner_text()  # IPython's name for the same cell
+    page.close()
+
+
 def _open_lab(page: object, origin: str, token: str, workspace: str) -> None:
     """JupyterLab on a fresh workspace (nothing reopened from an earlier test), file browser shown."""
     page.goto(f"{origin}/lab/workspaces/{workspace}?reset&token={token}")
@@ -379,7 +431,7 @@ def test_jupyterlab_renders_the_unsupported_table_and_coverage_explorer_widgets(
     stub_button = page.locator(".jp-OutputArea-output button", has_text="handler stub")
     try:
         stub_button.wait_for(timeout=180_000)  # the live ipywidgets table, not its static fallback
-        location = page.locator(".jp-OutputArea-output button", has_text=re.compile(r":\d+ \(bessel_features\)"))
+        location = page.locator(".jp-OutputArea-output button", has_text=re.compile(r"cell \[2\], line 5 \(bessel_features\)"))
         location.first.click()
         page.get_by_text(re.compile(r"→\s+\d+ \|\s+return jax.scipy.special.i0e")).wait_for(timeout=30_000)
         stub_button.click()

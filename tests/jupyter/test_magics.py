@@ -426,3 +426,13 @@ def test_locations_name_the_notebook_cell_everywhere(shell) -> None:
     from workbench.notebook_cells import cell_label
 
     assert cell_label(workbench.__file__) is None  # a real file keeps its path
+
+
+def test_onnx_view_transport_option(shell, tmp_path, mlp_model, no_server_extension) -> None:
+    path = tmp_path / "net.onnx"
+    onnx.save(mlp_model, path)
+    execution, captured = run(shell, f"%onnx_view {path} --transport kernel-server")
+    assert execution.success, captured.stderr
+    assert execution.result.transport == "kernel-server" and "<iframe" in execution.result._repr_mimebundle_()["text/html"]
+    execution, captured = run(shell, f"%onnx_view {path} --transport jupyter-server")
+    assert not execution.success and "server extension is not active" in captured.stderr

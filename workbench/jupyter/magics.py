@@ -253,6 +253,11 @@ class WorkbenchMagics(Magics):
     @magic_arguments.magic_arguments()
     @magic_arguments.argument("--height", type=int, default=500, metavar="PX", help="Viewer height in pixels.")
     @magic_arguments.argument(
+        "--transport", default="auto", metavar="HOW",
+        help="How the viewer reaches the browser: auto (the first that works here), jupyter-server, colab, "
+        "kernel-server or inline (a self-contained drawing).",
+    )
+    @magic_arguments.argument(
         "source", nargs="+", help="An .onnx file path, or a variable/expression holding an onnx.ModelProto or a %%to_onnx result."
     )
     @line_magic
@@ -276,7 +281,7 @@ class WorkbenchMagics(Magics):
         if not isinstance(model, (onnx.ModelProto, str, os.PathLike, bytes)):
             raise UsageError(f"%onnx_view: {text!r} is a {type(model).__name__}, not an ONNX model or file path.")
         try:
-            return view(model, height=args.height)
+            return view(model, height=args.height, transport=args.transport)
         except (WorkbenchError, ValueError) as error:
             raise UsageError(f"%onnx_view: {error}") from None
 
