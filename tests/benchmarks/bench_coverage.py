@@ -1,12 +1,14 @@
-"""How long the coverage explorer's "run shown" takes, in a fresh kernel, for a checkout or another.
+"""How long the coverage explorer's "run shown" takes in a fresh kernel: with worker processes or without.
 
-Usage (from the repository root; compare checkouts in interleaved rounds on a shared machine):
+Usage (from the repository root; both variants run in interleaved rounds, as the machine is shared):
 
-    python tests/benchmarks/bench_coverage.py --rounds 2 [--checkout OTHER_CHECKOUT ...]
+    python tests/benchmarks/bench_coverage.py --rounds 2
 
-Each scenario starts a fresh kernel with the checkout on PYTHONPATH (its own, empty JAX cache folder),
-creates ``wb.coverage()``, filters the rows and calls ``explorer.run_shown()`` twice on two row sets
-(the second run sees warm workers). Reported: seconds to the first row's result and to the last.
+Each scenario starts a fresh kernel (its own, empty JAX cache folder), creates ``wb.coverage()``,
+filters the rows and calls ``explorer.run_shown()`` twice on two row sets (the second run sees warm
+workers), once with ``explorer.use_workers = True`` and once with ``False`` (every row in the kernel,
+one by one: what "run shown" did before, apart from reporting rows as they finish). Reported:
+seconds to the first row's result and to the last.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ SCENARIOS = {
 CELL = """\
 import json, time, workbench as wb
 explorer = wb.coverage()
+explorer.use_workers = {workers!r}
 timings = []
 for text, area in {sets!r}:
     explorer.search.value, explorer.area.value = text, area
@@ -42,8 +45,8 @@ print("RESULT", json.dumps(timings))
 """
 
 
-def run(checkout: Path, sets: tuple[tuple[str, str], ...]) -> list[dict]:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELL.format(sets=sets))])
+def run(checkout: Path, sets: tuple[tuple[str, str], ...], workers: bool) -> list[dict]:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELL.format(sets=sets, workers=workers))])
     with tempfile.TemporaryDirectory() as cache:
         env = {"PYTHONPATH": str(checkout), "XDG_CACHE_HOME": cache}
         saved = {k: os.environ.get(k) for k in env}
@@ -63,17 +66,17 @@ def run(checkout: Path, sets: tuple[tuple[str, str], ...]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--checkout", action="append", default=[], help="another checkout to compare (e.g. main)")
     args = parser.parse_args()
-    checkouts = [Path.cwd(), *map(Path, args.checkout)]
     table: dict[tuple[str, str, int], list[dict]] = {}
     for round_ in range(args.rounds):
         for name, sets in SCENARIOS.items():
-            for checkout in checkouts:  # interleaved: load changes on the shared machine hit every checkout
-                for index, timing in enumerate(run(checkout, sets)):
-                    table.setdefault((name, str(checkout), index), []).append(timing)
-                    print(round_, name, checkout, index, timing, flush=True)
-    print("\n| scenario | run | checkout | rows | first result, s (median) | all rows, s (median) |")
+            for workers in (True, False):  # interleaved: load changes on the shared machine hit both
+                variant = "workers" if workers else "kernel only"
+                for index, timing in enumerate(run(Path.cwd(), sets, workers)):
+                    table.setdefault((name, variant, index), []).append(timing)
+                    print(round_, name, variant, index, timing, flush=True)
+    print(f"\n{os.cpu_count()} cores")
+    print("\n| scenario | run | variant | rows | first result, s (median) | all rows, s (median) |")
     print("|---|---|---|---:|---:|---:|")
     for (name, checkout, index), timings in table.items():
         firsts = [t["first"] for t in timings if t["first"] is not None]

@@ -365,10 +365,12 @@ class _Worker:
                 pass
 
 
-# A row worker costs a process importing JAX and every handler (10-15 s of CPU on the CI machine),
-# taken from the kernel's rows on a 2-core machine: worth it for long runs only (measured with
-# tests/benchmarks/bench_coverage.py; docs/jupyter.md has the table).
+# A row worker costs a process importing JAX and every handler (10-15 s of CPU) and then competes
+# with the kernel for the cores: on the 2-core CI machine 35 rows took 42 s with one row worker and
+# 24 s without (tests/benchmarks/bench_coverage.py). So row workers start only for long runs on
+# machines with cores to spare.
 ROWS_FOR_ROW_WORKERS = 12
+CORES_FOR_ROW_WORKERS = 4
 
 
 class CoverageWorkers:
@@ -381,7 +383,10 @@ class CoverageWorkers:
     """
 
     def __init__(self, row_workers: int | None = None) -> None:
-        self.row_count = max(1, min(3, (os.cpu_count() or 2) - 1)) if row_workers is None else row_workers
+        cores = os.cpu_count() or 1
+        if row_workers is None:
+            row_workers = min(3, cores - 2) if cores >= CORES_FOR_ROW_WORKERS else 0
+        self.row_count = row_workers
         self._node_suite: _Worker | None = None
         self.rows: list[_Worker] = []
 
@@ -391,9 +396,10 @@ class CoverageWorkers:
             self._node_suite = _Worker(None)
         return self._node_suite
 
-    def start_row_workers(self) -> None:
+    def start_row_workers(self, count: int | None = None) -> None:
+        """Start the row workers (``count``: this many, whatever the machine) unless they run already."""
         if not self.rows:
-            self.rows = [_Worker(_warm_up) for _ in range(self.row_count)]
+            self.rows = [_Worker(_warm_up) for _ in range(self.row_count if count is None else count)]
 
     def idle_row_worker(self) -> _Worker | None:
         return next((worker for worker in self.rows if worker.idle()), None)

@@ -35,6 +35,7 @@ class CoverageExplorer:
         import ipywidgets as widgets
 
         self.entries = catalogue_module.catalogue() if entries is None else entries
+        self.use_workers = True  # False: run every row in this kernel, one by one
         self.shown: list[CoverageEntry] = list(self.entries)
         self.selected_graph: Any = None  # the ViewerHandle of the last selected row
         self.search = widgets.Text(placeholder="filter: primitive, testcase, ONNX op…", description="search")
@@ -105,7 +106,7 @@ class CoverageExplorer:
                 self._relabel(position)
             self.counts.value = html.escape(self.summary())
 
-        catalogue_module.run_entries(running, on_result=show)
+        catalogue_module.run_entries(running, on_result=show, workers=self.use_workers)
         bar.close()
         selected = self.rows.index
         self.refresh()
