@@ -203,12 +203,12 @@ def _handler_entries() -> Iterator[CoverageEntry]:
     info: HandlerInfo
     for info in REGISTRY.all():
         for case in info.testcases:
-            key = f"jax:{info.primitive}::{case.name}"
+            key = f"jax:{info.subject}::{case.name}"
             yield CoverageEntry(
                 key=key,
                 area=api_area(case.fn),
                 direction="JAX → ONNX",
-                subject=info.primitive,
+                subject=info.subject,
                 testcase=case.name,
                 onnx_ops=info.onnx_ops,
                 doc=info.doc,
@@ -252,6 +252,13 @@ def _zoo_entries() -> Iterator[CoverageEntry]:
             graph=lambda build=build, key=f"zoo:{name}": _kept_model(key, lambda: _convert_zoo_model(build())),
             importable=_importable(build),
         )
+
+
+def _operator_doc(domain: str, op: str) -> str:
+    """The operator's documentation page: onnx.ai for the ONNX domains, onnxruntime's for com.microsoft."""
+    if domain == "com.microsoft":
+        return f"https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft.{op}"
+    return f"https://onnx.ai/onnx/operators/onnx_{domain.replace('.', '')}_{op}.html"
 
 
 def emitter_outcome(op: str, results: Sequence[Any], seconds: float) -> Outcome:
@@ -472,7 +479,7 @@ def _emitter_entries() -> Iterator[CoverageEntry]:
             subject=op if not domain else f"{domain}::{op}",
             testcase="ONNX node suite",
             onnx_ops=(op,),
-            doc=f"https://onnx.ai/onnx/operators/onnx__{op}.html",
+            doc=_operator_doc(domain, op),
             module=f"opsets {', '.join(map(str, versions))}",
             run=runner(op),
             graph=lambda op=op, in_worker=in_worker: first_case_model(op, in_worker),

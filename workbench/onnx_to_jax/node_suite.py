@@ -59,11 +59,25 @@ def cases_by_op() -> dict[str, tuple[Any, ...]]:
     return {op: tuple(cases) for op, cases in grouped.items()}
 
 
-def _compare(expected: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> None:
+def _compare(expected: Any, actual: Any, rtol: float, atol: float) -> None:
+    if expected is None or isinstance(expected, list):  # an optional, a sequence
+        if expected is None or actual is None:
+            if not (expected is None and actual is None):
+                raise AssertionError(f"optional: got {type(actual).__name__}, expected {type(expected).__name__}")
+            return
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            raise AssertionError(f"sequence of {len(expected)} expected, got {type(actual).__name__}")
+        for want, got in zip(expected, actual):
+            _compare(want, got, rtol, atol)
+        return
     expected = np.asarray(expected)
     actual = np.asarray(actual)
-    if expected.dtype == object:
-        raise AssertionError("object (string) outputs are not comparable")
+    if expected.dtype == object:  # strings: the same shape and the same text
+        if actual.shape != expected.shape:
+            raise AssertionError(f"shape {actual.shape} != expected {expected.shape}")
+        decode = np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])
+        np.testing.assert_array_equal(decode(actual) if actual.size else actual, decode(expected) if expected.size else expected)
+        return
     if expected.shape != actual.shape:
         raise AssertionError(f"shape {actual.shape} != expected {expected.shape}")
     if expected.dtype != actual.dtype:

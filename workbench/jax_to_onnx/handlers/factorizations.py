@@ -39,6 +39,7 @@ from workbench.jax_to_onnx.handlers.linalg_kit import (
     batched_eye,
     counted_loop,
     diagonal,
+    leading_shape,
     local_function,
     mask_cmp,
     mask_eq,
@@ -100,9 +101,9 @@ def _cholesky(ctx: LoweringContext, x: ir.Value) -> ir.Value:
             return [body.op("Where", as_row(body, mask_eq(body, n, j)), as_column(body, col), lower)]
 
         (lower,) = counted_loop(g, n, [l0], [spec], column, name="cholesky_columns")
-        positive = g.op("ReduceMin", g.op("Cast", g.op("Greater", diagonal(g, lower, n, dtype), zero), to=ir.DataType.INT32),
-                        g.i64([-1]), keepdims=0)
-        return [nan_unless(g, g.op("Cast", positive, to=ir.DataType.BOOL), lower, dtype, 2)]
+        failed = g.op("Not", g.op("Greater", diagonal(g, lower, n, dtype), zero))  # NaN, zero or negative pivot
+        failures = g.op("ReduceSum", g.op("Cast", failed, to=ir.DataType.INT32), g.i64([-1]), keepdims=0)
+        return [nan_unless(g, g.op("Equal", failures, scalar(g, 0, np.int32)), lower, dtype, 2)]
 
     return local_function(ctx, "Cholesky", [x], build, input_names=["a"])[0]
 
@@ -201,7 +202,7 @@ def _lu_pivots_to_permutation(ctx: LoweringContext, pivots: ir.Value, *, permuta
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
         swaps = g.op("Cast", inputs[0], to=ir.DataType.INT64)
-        batch = g.op("Shape", swaps, end=-1)
+        batch = leading_shape(g, swaps, 1)
         permutation0 = g.op("Expand", arange(g, size), g.op("Concat", batch, g.i64([size]), axis=0))
 
         def step(body: GraphBuilder, i: ir.Value, state: list[ir.Value]) -> list[ir.Value]:

@@ -146,6 +146,16 @@ def counted_loop(
     return [typed(value, spec) for value, spec in zip(results, specs, strict=True)]
 
 
+# ----------------------------------------------------------------------------- opset-dependent forms
+def reduce_over(g: GraphBuilder, op_type: str, x: ir.Value, axes: Sequence[int], *, keepdims: bool) -> ir.Value:
+    """ReduceMax/ReduceMin/ReduceProd over ``axes`` in the target opset's form: the axes are an input
+    from opset 18 on (ReduceSum: from 13), an attribute before."""
+    axes_as_input = g.state.opset >= 18 or op_type == "ReduceSum"
+    if axes_as_input:
+        return g.op(op_type, x, g.i64(list(axes)), keepdims=int(keepdims))
+    return g.op(op_type, x, axes=list(axes), keepdims=int(keepdims))
+
+
 # ----------------------------------------------------------------------------- element access
 def scalar(g: GraphBuilder, value: Any, dtype: Any) -> ir.Value:
     return g.const(np.asarray(value, dtype=dtype))
@@ -200,9 +210,17 @@ def swap_last(g: GraphBuilder, x: ir.Value, rank: int) -> ir.Value:
     return g.op("Transpose", x, perm=perm)
 
 
+def leading_shape(g: GraphBuilder, x: ir.Value, drop: int) -> ir.Value:
+    """The runtime shape of ``x`` without its last ``drop`` axes, as a 1-D int64 (Shape's ``end``
+    attribute from opset 15 on, a Slice of the whole shape before)."""
+    if g.state.opset >= 15:
+        return g.op("Shape", x, end=-drop)
+    return g.op("Slice", g.op("Shape", x), g.i64([0]), g.i64([-drop]), g.i64([0]))
+
+
 def batch_shape(g: GraphBuilder, x: ir.Value) -> ir.Value:
     """The runtime shape of ``x``'s batch axes (all but the last two), as a 1-D int64."""
-    return g.op("Shape", x, end=-2)
+    return leading_shape(g, x, 2)
 
 
 def batched_eye(g: GraphBuilder, like: ir.Value, rows: int, columns: int, dtype: Any) -> ir.Value:
