@@ -436,3 +436,28 @@ def test_onnx_view_transport_option(shell, tmp_path, mlp_model, no_server_extens
     assert execution.result.transport == "kernel-server" and "<iframe" in execution.result._repr_mimebundle_()["text/html"]
     execution, captured = run(shell, f"%onnx_view {path} --transport jupyter-server")
     assert not execution.success and "server extension is not active" in captured.stderr
+
+
+def test_a_failure_outside_the_users_code_says_so(shell, converter, tmp_path) -> None:
+    """A handler that crashes (no line of the user's in the traceback): the message says where it is from."""
+    from jax.extend.core import Primitive
+
+    from workbench.jax_to_onnx.registry import REGISTRY, handler
+
+    crash_p = Primitive("workbench_test_crash")
+    crash_p.def_impl(lambda x: x)
+    crash_p.def_abstract_eval(lambda x: x)
+    shell.user_ns["crash_p"] = crash_p
+
+    @handler("workbench_test_crash", onnx_ops=("Identity",), testcases=[])
+    def _crashing(ctx, x):
+        raise RuntimeError("the handler is broken")
+
+    try:
+        execution, captured = run_stored(shell, "%%to_onnx -i 3\ndef f(x):\n    return crash_p.bind(x)\n")
+    finally:
+        REGISTRY.unregister("workbench_test_crash")
+    assert not execution.success
+    text = captured.outputs[0].data["text/plain"]
+    assert "the handler for primitive 'workbench_test_crash'" in text and "the handler is broken" in text
+    assert "in test_a_failure_outside_the_users_code_says_so.<locals>._crashing:" in text  # this file is "user code" here

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.errors import TraceError
 from workbench.notebook_cells import cell_label
 
 _LIBRARY_DIRS = tuple(
@@ -149,7 +150,10 @@ def _is_shape_error(root: BaseException) -> bool:
     return in_jax or bool(re.search(r"shape|dimension|broadcast|incompatible", str(root), re.IGNORECASE))
 
 
-def advice(root: BaseException, spec_texts: Sequence[str], function: str, traces: Callable[[list[str]], bool]) -> str:
+def advice(
+    root: BaseException, spec_texts: Sequence[str], function: str, traces: Callable[[list[str]], bool],
+    *, in_user_code: bool = True,
+) -> str:  # fmt: skip
     """What to change, for the kinds of errors users hit when converting (never empty)."""
     import jax.errors
 
@@ -175,6 +179,11 @@ def advice(root: BaseException, spec_texts: Sequence[str], function: str, traces
                 "(and give the model data in that layout), or transpose the input inside the function."
             )
         return f"the shapes do not fit this line: check that {specs} gives each input the shape it expects."
+    if not in_user_code:
+        return (
+            "the error comes from the conversion, not from a line of yours: the message says what is wrong; "
+            "if it looks like a bug of the workbench, the full traceback below is what to report."
+        )
     return f"fix the error at this line (the function was traced with {specs}), or convert another function with --fn."
 
 
@@ -193,8 +202,13 @@ class ConversionFailure:
     def root(self) -> BaseException:
         return root_cause(self.error)
 
+    def shown_error(self) -> BaseException:
+        """The error the message quotes: what tracing raised (the user's code), else the workbench's own
+        error, which names the primitive and the place (a handler that failed, a bad model...)."""
+        return self.root if isinstance(self.error, TraceError) else self.error
+
     def summary_lines(self) -> list[str]:
-        root = self.root
+        root = self.shown_error()
         message = str(root).strip().splitlines()[0] if str(root).strip() else ""
         specs = " ".join(f"-i {text}" for text in self.spec_texts)
         lines = [f"✘ {self.function} → ONNX failed while converting it with {specs}"]
@@ -254,12 +268,13 @@ def describe_failure(
 ) -> ConversionFailure:  # fmt: skip
     """Summarise ``error`` (raised converting ``function`` with ``spec_texts``) for the notebook."""
     root = root_cause(error)
+    line = user_line(error)
     return ConversionFailure(
         function=function,
         spec_texts=list(spec_texts),
         error=error,
-        line=user_line(error),
-        what_to_change=advice(root, spec_texts, function, traces),
+        line=line,
+        what_to_change=advice(root, spec_texts, function, traces, in_user_code=line is not None),
         full_traceback=plain_traceback(error, format_exception),
     )
 
