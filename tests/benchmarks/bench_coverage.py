@@ -6,8 +6,9 @@ Usage (from the repository root; both variants run in interleaved rounds, as the
 
 Each scenario starts a fresh kernel (its own, empty JAX cache folder), creates ``wb.coverage()``,
 filters the rows and calls ``explorer.run_shown()`` twice on two row sets (the second run sees warm
-workers), once with ``explorer.use_workers = True`` and once with ``False`` (every row in the kernel,
-one by one: what "run shown" did before, apart from reporting rows as they finish). Reported:
+workers), once with ``explorer.use_workers = True`` (worker processes whatever the machine) and once
+with ``False`` (every row in the kernel, one by one: what "run shown" did before, apart from
+reporting rows as they finish). Reported:
 seconds to the first row's result and to the last.
 """
 

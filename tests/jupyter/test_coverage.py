@@ -148,7 +148,9 @@ def test_zoo_and_onnx_to_jax_rows_run_for_real_and_report_as_they_finish() -> No
     assert relu_row.node_suite_op == "Relu" and zoo_row.node_suite_op is None
     built_here = node_suite.collect_cases.cache_info().misses
     reported: list[str] = []
-    outcomes = cov.run_entries([relu_row, zoo_row, dropout_row], on_result=lambda entry, _: reported.append(entry.key))
+    outcomes = cov.run_entries(
+        [relu_row, zoo_row, dropout_row], on_result=lambda entry, _: reported.append(entry.key), workers=True
+    )  # on 2 cores workers are off by default (they lose there); here they run for the test
     assert sorted(reported) == sorted([relu_row.key, zoo_row.key, dropout_row.key])
     assert [o.status for o in outcomes] == [cov.last_outcome(k).status for k in (relu_row.key, zoo_row.key, dropout_row.key)]
     zoo_outcome, relu_outcome = cov.last_outcome(zoo_row.key), cov.last_outcome(relu_row.key)
@@ -173,7 +175,7 @@ def test_warm_row_workers_take_rows_and_keep_compiled_programs() -> None:
     assert pool.rows and pool.rows[0].warm.result(timeout=300) == len(cov.catalogue())
     rows = [e for e in cov.catalogue() if e.subject == "cumsum" and e.area == "jnp"]
     assert len(rows) >= 2 and all(e.importable for e in rows)
-    outcomes = cov.run_entries(rows)
+    outcomes = cov.run_entries(rows, workers=True)
     assert [o.status for o in outcomes] == ["pass"] * len(rows)
     worker_row = rows[0]  # workers take rows from the front, the kernel from the back
     assert pool.rows[0].busy is not None and pool.rows[0].busy.done()
@@ -204,6 +206,7 @@ def test_explorer_counts_known_failures_apart() -> None:
     explorer.search.value = "Dropout"
     explorer.area.value = "ONNX → JAX"
     [entry] = explorer.shown
+    explorer.use_workers = True
     explorer.run_shown()  # for real, in the node-suite worker
     assert explorer.summary() == f"1 of {len(explorer.entries)} rows shown (1 known failure)"
     assert explorer.rows.options[0][0].startswith("◐")

@@ -14,17 +14,20 @@ session, so the DataFrame and the widget show the last status of each row. An em
 failing node cases are listed in :mod:`workbench.onnx_to_jax.expected_failures` is a ``known
 failure`` (each with its listed reason), kept apart from a ``fail`` (a regression).
 
-Speed ("run shown" must feel interactive). Where the time went, measured on the 2-core CI machine:
+Speed ("run shown" must feel interactive). Where the time goes, measured on the 2-core CI machine:
 building a zoo model eagerly compiles a small XLA program per JAX operation (nnx_mlp: 37 compiles,
-11 of its 15-18 s), and the first ONNX → JAX row made onnx build the whole node suite, running its
-reference implementations for all ~1,900 cases (25-30 s, two thirds of it in the 3-D pooling
-cases), all in the kernel, one row after another, with nothing shown until the last row ended.
-Now (:func:`run_entries`): rows run in worker processes as well as in the kernel, results are
-reported as each row finishes, and work is kept: the node suite is built once per session in its
-own worker (:class:`CoverageWorkers`), the row workers stay warm for the next run and keep JAX's
-compiled programs in a persistent cache across sessions (``~/.cache/workbench/jax``), and a row's
-exported model is kept for showing its graph. Threads would not help: conversion is Python
-holding the GIL (measured: 24 rows took as long on 2 threads as on one).
+11 of its 15-18 s), and the first ONNX → JAX row makes onnx build the whole node suite, running
+its reference implementations for all ~1,900 cases (10-30 s by the machine's load, two thirds of it
+in the 3-D pooling cases); the old "run shown" did all of it in the kernel, one row after another,
+and showed nothing until the last row ended. Now (:func:`run_entries`) each row is reported as it
+finishes (the first after about a second instead of at the end), a row's exported model is kept for
+showing its graph, and on machines with cores to spare (4 or more) rows also run in worker
+processes (:class:`CoverageWorkers`): the node suite built once per session in its own worker, row
+workers for long runs, which keep JAX's compiled programs in a persistent cache across sessions
+(``~/.cache/workbench/jax``). On 2 cores the workers lost (a process importing JAX competes with the
+kernel: 9 rows 18.5 s with the node-suite worker vs 13.7 s without), so there everything runs in the
+kernel. Threads would not help anywhere: conversion is Python holding the GIL (24 rows took as long
+on 2 threads as on one). Measured with tests/benchmarks/bench_coverage.py; table in docs/jupyter.md.
 """
 
 from __future__ import annotations
@@ -372,12 +375,19 @@ class _Worker:
                 pass
 
 
-# A row worker costs a process importing JAX and every handler (10-15 s of CPU) and then competes
-# with the kernel for the cores: on the 2-core CI machine 35 rows took 42 s with one row worker and
-# 24 s without (tests/benchmarks/bench_coverage.py). So row workers start only for long runs on
-# machines with cores to spare.
+# A worker is a process importing JAX and every handler (10-15 s of CPU) that then competes with the
+# kernel for the cores: on the 2-core CI machine rows ran slower with workers than without
+# (tests/benchmarks/bench_coverage.py). So workers are used only with cores to spare, and row
+# workers only for long runs.
+CORES_FOR_WORKERS = 4
 ROWS_FOR_ROW_WORKERS = 12
-CORES_FOR_ROW_WORKERS = 4
+
+
+def workers_pay() -> bool:
+    """True on a machine with cores to spare for worker processes (this process may use them)."""
+    return len(os.sched_getaffinity(0)) >= CORES_FOR_WORKERS if hasattr(os, "sched_getaffinity") else (
+        (os.cpu_count() or 1) >= CORES_FOR_WORKERS
+    )
 
 
 class CoverageWorkers:
@@ -390,10 +400,8 @@ class CoverageWorkers:
     """
 
     def __init__(self, row_workers: int | None = None) -> None:
-        cores = os.cpu_count() or 1
-        if row_workers is None:
-            row_workers = min(3, cores - 2) if cores >= CORES_FOR_ROW_WORKERS else 0
-        self.row_count = row_workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.row_count = max(1, min(3, cores - 2)) if row_workers is None else row_workers
         self._node_suite: _Worker | None = None
         self.rows: list[_Worker] = []
 
@@ -496,13 +504,14 @@ def run_entries(
     entries: Iterable[CoverageEntry],
     *,
     on_result: Callable[[CoverageEntry, Outcome], None] | None = None,
-    workers: bool = True,
+    workers: bool | None = None,
 ) -> list[Outcome]:
     """Run ``entries``, remember each outcome and report it with ``on_result(entry, outcome)`` as it comes.
 
     ONNX → JAX rows go to the node-suite worker; the other rows are shared between this process
     (from the back of the list) and the warm row workers (from the front; started by a run of more
-    than ROWS_FOR_ROW_WORKERS rows). ``workers=False``: all here, one by one. Returns the outcomes in the order of ``entries``; ``on_result`` sees them in
+    than ROWS_FOR_ROW_WORKERS rows). ``workers``: None uses them where they pay (:func:`workers_pay`),
+    False runs everything here one by one, True uses them whatever the machine. Returns the outcomes in the order of ``entries``; ``on_result`` sees them in
     the order they finish.
     """
     from collections import deque
@@ -546,7 +555,7 @@ def run_entries(
         for future in [f for f in pending if f.done()]:
             collect(future, pending.pop(future))
 
-    pool = coverage_workers() if workers else None
+    pool = coverage_workers() if (workers_pay() if workers is None else workers) else None
     shared: deque[CoverageEntry] = deque()  # rows a worker can run too
     here: deque[CoverageEntry] = deque()  # rows only this process has (defined in the notebook)
     for entry in entries:
@@ -643,5 +652,5 @@ def filter_entries(
 __all__ = [
     "AREAS", "COLUMNS", "KNOWN_FAILURE", "CoverageEntry", "CoverageWorkers", "Outcome", "STATUSES", "api_area",
     "catalogue", "coverage_frame", "coverage_workers", "emitter_outcome", "filter_entries", "forget_outcomes",
-    "last_outcome", "run_entries", "status_of", "summary_frame",
+    "last_outcome", "run_entries", "status_of", "summary_frame", "workers_pay",
 ]

@@ -35,7 +35,8 @@ class CoverageExplorer:
         import ipywidgets as widgets
 
         self.entries = catalogue_module.catalogue() if entries is None else entries
-        self.use_workers = True  # False: run every row in this kernel, one by one
+        # None: worker processes where they pay (4+ cores); False: every row in this kernel; True: workers
+        self.use_workers: bool | None = None
         self.shown: list[CoverageEntry] = list(self.entries)
         self.selected_graph: Any = None  # the ViewerHandle of the last selected row
         self.search = widgets.Text(placeholder="filter: primitive, testcase, ONNX op…", description="search")
