@@ -22,7 +22,8 @@ from onnx import numpy_helper
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchError
 from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
-from workbench.onnx_to_jax.literals import literal
+from workbench.onnx_to_jax.helpers import helper_source
+from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
@@ -34,7 +35,6 @@ GENERATED_FILENAME = "<workbench-generated>"
 # (Python looks them up when forward runs); notebooks fold the part below it away.
 HELPERS_MARKER = "# ---- runtime helpers called by the code above"
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
-INLINE_MAX_ELEMENTS = 64  # folded values up to this size are written as literals, larger go to params
 FOLD_MAX_ELEMENTS = 4096
 # deterministic ops the generator may evaluate when all inputs are known
 FOLDABLE = frozenset(
@@ -199,7 +199,7 @@ class ModuleBuilder:
             module.line("")
             module.line(HELPERS_MARKER)
             module.line("")
-            for text in registry.helper_source(self.helpers_used).splitlines():
+            for text in helper_source(self.helpers_used).splitlines():
                 module.line(text)
         source = module.source()
         try:
@@ -327,6 +327,10 @@ class GraphEmitter:
             self.module.params[key] = value
             self.scope.bind(onnx_name, f"params[{literal(key)}]")
         self.static[onnx_name] = value
+
+    def add_param(self, key: str, value: np.ndarray) -> None:
+        """Store a value computed at generation time in the ``params`` of the generated function."""
+        self.module.params[key] = value
 
     def constant_expr(self, onnx_name: str, value: np.ndarray) -> str:
         """Expression for a constant output (literal if small, else a params entry); marks it static."""
