@@ -20,6 +20,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
+import workbench
 from workbench.errors import SpecError
 from workbench.specs import TensorSpec
 from workbench.jupyter.magics import defined_names, parse_input_spec
