@@ -18,7 +18,7 @@ SOURCE = REPO / "extensions" / "jupyterlab"
 BUNDLE = SOURCE / "labextension"
 NAME = "workbench-jupyterlab"
 # the same inputs, in the same order, as scripts/build-labextension.mjs
-SOURCE_FILES = ("package.json", "package-lock.json", "tsconfig.json", "install.json", "scripts/build-labextension.mjs")
+SOURCE_FILES = ("package.json", "package-lock.json", "tsconfig.json", "install.json", "webpack.config.js", "scripts/build-labextension.mjs")
 SOURCE_DIRS = ("src", "style")
 
 

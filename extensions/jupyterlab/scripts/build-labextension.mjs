@@ -22,7 +22,7 @@ const check = process.argv.includes('--check');
 
 // The inputs of the bundle; tests/jupyter/test_labextension.py recomputes this digest to catch
 // sources edited without a rebuild.
-const SOURCE_FILES = ['package.json', 'package-lock.json', 'tsconfig.json', 'install.json', 'scripts/build-labextension.mjs'];
+const SOURCE_FILES = ['package.json', 'package-lock.json', 'tsconfig.json', 'install.json', 'webpack.config.js', 'scripts/build-labextension.mjs'];
 const SOURCE_DIRS = ['src', 'style'];
 
 function listFiles(directory) {
