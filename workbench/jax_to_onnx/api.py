@@ -21,7 +21,7 @@ from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
-from workbench.jax_to_onnx.passes import run_passes
+from workbench.jax_to_onnx.passes import infer_shapes, transform
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
@@ -180,7 +180,9 @@ def _lower(
         functions=list(state.functions.values()),
         doc_string=f"{traced.callable.display_name} converted from JAX by workbench",
     )
-    model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
+    transform(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
+    transformed_at = time.perf_counter()
+    model_proto = infer_shapes(model)  # serialises, shape-infers and checks
     layouts = _relaid_origins(model.graph, state)
     done = time.perf_counter()
     return Conversion(
@@ -190,7 +192,8 @@ def _lower(
         origin_vars=state.origin_vars,
         layouts=layouts,
         seconds=done - start,
-        timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": transformed_at - lowered_at,
+                 "serialise": done - transformed_at},
         enable_double_precision=enable_double_precision,
     )
 

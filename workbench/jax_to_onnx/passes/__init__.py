@@ -22,7 +22,7 @@ from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_tr
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
 
-__all__ = ["run_passes", "fuse_patterns", "rewrite_layouts", "fold_constants", "fold_weight_layouts", "infer_shapes"]
+__all__ = ["run_passes", "transform", "fuse_patterns", "rewrite_layouts", "fold_constants", "fold_weight_layouts", "infer_shapes"]
 
 
 def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str] = frozenset()) -> onnx.ModelProto:
@@ -30,6 +30,12 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
 
     ``weights`` names the initializers that hold the model's parameters: they keep their names and shapes.
     """
+    transform(model, optimize=optimize, weights=weights)
+    return infer_shapes(model)
+
+
+def transform(model: ir.Model, *, optimize: bool = True, weights: frozenset[str] = frozenset()) -> None:
+    """The graph rewrites of :func:`run_passes` (in place), without serialising: timed apart from it."""
     passes: list[ir.passes.PassBase] = [common_passes.RemoveUnusedNodesPass()]
     if optimize:
         passes.append(common_passes.CommonSubexpressionEliminationPass())
@@ -53,4 +59,3 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
     cleanup(model)
     for graph in (model.graph, *model.functions.values()):
         unique_node_names(graph)
-    return infer_shapes(model)
