@@ -1,4 +1,9 @@
-"""``wb.to_onnx`` / ``wb.convert``: trace, lower, clean up, validate shapes, optionally save."""
+"""``wb.to_onnx`` / ``wb.convert``: trace, lower, clean up, validate shapes, optionally save.
+
+``wb.convert`` returns a :class:`~workbench.jax_to_onnx.conversion.Conversion` (the model held
+without copying its weights, with ``save``/``run``/``parity``...); ``wb.to_onnx`` returns a plain
+``onnx.ModelProto`` as it always has, for code written against the onnx package.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import gc
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -18,38 +22,22 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
+from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.tracing import Traced, trace
-from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
+from workbench.onnx_io import load_model
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
+
+# protobuf cannot serialize a ModelProto above this size
+PROTOBUF_LIMIT = 2**31 - 1
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18
 # Highest opset the installed onnxruntime is known to run; newer ones are refused with a clear error.
 MAX_OPSET = 23
-
-
-@dataclass
-class Conversion:
-    """Everything one conversion produced: the model plus what analysis tools need to look inside."""
-
-    model: onnx.ModelProto
-    traced: Traced
-    origins: dict[str, tuple[str, str, str]]
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-    # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
-    # ``origins`` that the divergence locator uses to find each value's JAX counterpart
-    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.model.graph.input]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.model.graph.output]
 
 
 def _resolve_opset(opset: int | None) -> int:
@@ -101,11 +89,19 @@ def convert(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     optimize: bool = True,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
 ) -> Conversion:
-    """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
+    """Convert ``fn`` and return the :class:`Conversion`: the model (``.model``, ``.save``, ``.run``,
+    ``.parity``...), the jaxpr, value origins and timings. Arguments as for :func:`to_onnx`.
+
+    The conversion holds the model without copying its weights (they stay the traced arrays), so
+    ``wb.convert(fn, specs).save(path)`` is the way to export a model of several GB.
+    """
+    chosen = Precision.of(precision, keep_io_types)
     with _collector_paused():
         return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize)
+                        enable_double_precision=enable_double_precision, optimize=optimize, precision=chosen)
 
 
 @contextlib.contextmanager
@@ -135,6 +131,7 @@ def _convert(
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
+    precision: Precision,
 ) -> Conversion:
     start = time.perf_counter()
     target_opset = _resolve_opset(opset)
@@ -176,15 +173,21 @@ def _convert(
         functions=list(state.functions.values()),
         doc_string=f"{traced.callable.display_name} converted from JAX by workbench",
     )
-    model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
+    weights = frozenset(value.name for value in param_values)
+    run_passes(model, optimize=optimize, weights=weights, precision=precision)
     done = time.perf_counter()
     return Conversion(
-        model=model_proto,
+        ir_model=model,
         traced=traced,
         origins=state.origins,
         origin_vars=state.origin_vars,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        fn=fn,
+        weights=weights,
+        optimized=optimize,
+        precision=precision,
+        enable_double_precision=enable_double_precision,
     )
 
 
@@ -226,6 +229,8 @@ def to_onnx(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -239,6 +244,18 @@ def to_onnx(
         opset: target ONNX opset (default 21).
         input_names / output_names: names for the flattened graph inputs / outputs.
         enable_double_precision: trace with 64-bit types enabled (float64/int64 stay 64-bit).
+        precision: ``"float16"`` or ``"bfloat16"`` store the float32 weights and compute in half
+            precision, normalisations, softmax and accumulating reductions kept in float32
+            (:data:`workbench.jax_to_onnx.precision.FLOAT32_OPS`; a ``wb.Precision`` chooses others).
+        keep_io_types: with a half precision, the model still takes and returns float32 (default);
+            ``False`` makes its float inputs and outputs half precision too.
+
+    Returns:
+        The model as an ``onnx.ModelProto`` (as the onnx package expects), weights included. When
+        ``path`` is given and the weights do not fit a protobuf (2 GB), the proto returned is the
+        saved model, its weights referring to ``<path>.data`` (``onnx.load(path,
+        load_external_data=False)``): a copy of several GB is never made. ``wb.convert`` returns
+        the richer :class:`~workbench.jax_to_onnx.conversion.Conversion`.
 
     Raises:
         UnsupportedPrimitiveError: listing every primitive without a handler, with source lines.
@@ -252,8 +269,12 @@ def to_onnx(
         input_names=input_names,
         output_names=output_names,
         enable_double_precision=enable_double_precision,
+        precision=precision,
+        keep_io_types=keep_io_types,
     )
-    if path is not None:
-        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
-        write_model(conversion.model, path, external_data=policy)
-    return conversion.model
+    if path is None:
+        return conversion.model
+    conversion.save(path, external_data=False if external_data_threshold is None else external_data_threshold)
+    if conversion.weight_bytes < PROTOBUF_LIMIT:
+        return conversion.model
+    return load_model(path, external_data=False).proto

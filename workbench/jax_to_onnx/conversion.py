@@ -1,0 +1,171 @@
+"""The result of one JAX -> ONNX conversion: :class:`Conversion`, what ``wb.convert`` returns.
+
+Like torch's ``ONNXProgram``, it holds the model and lets you save, run and verify it without
+converting again. The model is kept as an onnx-ir model whose weights are the very arrays the
+function was traced with: nothing is copied, so a model of any size costs no memory beyond its
+graph. A ``ModelProto`` (which holds a copy of every weight, and which protobuf cannot serialize
+above 2 GB) is made only when :attr:`Conversion.model` is read; :meth:`Conversion.save` streams
+the weights from the arrays to the side file and :meth:`Conversion.run` hands them to
+onnxruntime in memory.
+
+``wb.to_onnx`` keeps returning a plain ModelProto (what existing code expects); ``wb.convert`` is
+the way to a model of several GB.
+
+The shortcuts :meth:`Conversion.check`, :meth:`Conversion.parity` and :meth:`Conversion.to_jax`
+reach the analysis layer and the other conversion direction from inside the method (they are
+calls of ``wb.check``/``wb.parity``/``wb.to_jax`` on this conversion); the conversion itself
+depends on nothing above this package.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from workbench.jax_to_onnx.complex_numbers import to_pairs
+from workbench.jax_to_onnx.passes import run_passes
+from workbench.jax_to_onnx.precision import Precision
+from workbench.jax_to_onnx.tracing import Traced
+from workbench.onnx_io import ExternalData, Session, WrittenModel, open_session, write_model
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
+
+
+@dataclass(eq=False)
+class Conversion:
+    """Everything one conversion produced: the model plus what analysis tools need to look inside.
+
+    ``ir_model`` is the model (onnx-ir; its weights are the traced arrays); ``traced`` the jaxpr and
+    the normalized callable; ``origins``/``origin_vars`` map ONNX value names back to the jaxpr;
+    ``weights`` names the initializers that hold the function's parameters; ``path`` is where
+    :meth:`save` last wrote the model.
+    """
+
+    ir_model: ir.Model
+    traced: Traced
+    origins: dict[str, tuple[str, str, str]]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
+    # ``origins`` that the divergence locator uses to find each value's JAX counterpart
+    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    fn: Any = None
+    weights: frozenset[str] = frozenset()
+    optimized: bool = True
+    precision: Precision = field(default_factory=Precision)
+    enable_double_precision: bool = False
+    path: Path | None = None
+    _proto: onnx.ModelProto | None = field(default=None, repr=False)
+    _session: Session | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ the model
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The model as an ``onnx.ModelProto`` (made on first use, then kept: it holds a copy of every weight)."""
+        if self._proto is None:
+            self._proto = to_proto(self.ir_model)
+        return self._proto
+
+    @property
+    def input_names(self) -> list[str]:
+        return [value.name for value in self.ir_model.graph.inputs if value.name]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [value.name for value in self.ir_model.graph.outputs if value.name]
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all initializers (the weights and the constants the graph keeps)."""
+        return sum(value.const_value.nbytes for value in self.ir_model.graph.initializers.values()
+                   if value.const_value is not None)  # fmt: skip
+
+    def save(self, path: str | os.PathLike[str], *, external_data: bool | int = True) -> WrittenModel:
+        """Write the model to ``path`` atomically; returns the files written.
+
+        ``external_data``: ``True`` moves every initializer of 1 MiB or more to ``<path>.data``
+        (as ``wb.to_onnx(path=...)`` does), an int is that threshold in bytes, ``False`` keeps
+        everything in one file (at most 2 GB). The weights go from the arrays to the file one at
+        a time: saving needs no memory beyond the largest weight.
+        """
+        if isinstance(external_data, bool):
+            policy = ExternalData(DEFAULT_TENSOR_THRESHOLD) if external_data else None
+        elif isinstance(external_data, int):
+            policy = ExternalData(external_data)
+        else:
+            raise ValueError(f"external_data: expected True, False or a threshold in bytes, got {external_data!r}.")
+        written = write_model(self.ir_model, path, external_data=policy)
+        self.path = written.model
+        return written
+
+    # ------------------------------------------------------------------ running and verifying
+    def session(self) -> Session:
+        """The onnxruntime session of this model (opened on first use, weights handed over in memory)."""
+        if self._session is None:
+            self._session = open_session(self.ir_model, label=f"<{self.ir_model.graph.name} conversion>")
+        return self._session
+
+    def run(self, *inputs: Any) -> list[np.ndarray]:
+        """Run the model in onnxruntime on the function's own arguments; one array per graph output.
+
+        ``inputs`` are what the function takes (arrays, or pytrees of them, in the order of its
+        positional parameters); they are flattened as the conversion flattened them, complex
+        arrays become (real, imag) pairs as the model carries them.
+        """
+        leaves = jax.tree_util.tree_leaves(list(inputs))
+        names = self.input_names
+        if len(leaves) != len(names):
+            raise ValueError(
+                f"run: the model takes {len(names)} input array(s) {names}, got {len(leaves)} "
+                "(pass the function's positional arguments)."
+            )
+        feeds = {name: to_pairs(np.asarray(leaf)) for name, leaf in zip(names, leaves, strict=True)}
+        return self.session().run(feeds)
+
+    def check(self) -> Any:
+        """``wb.check`` of the converted function, from this conversion's jaxpr (no second trace)."""
+        from workbench.analysis.report import report_of_traced
+
+        return report_of_traced(self.traced)
+
+    def parity(self, inputs: Any = None, **options: Any) -> Any:
+        """``wb.parity`` of the function against this model (no second trace, no reload); see ``wb.parity``."""
+        from workbench.analysis.parity import parity
+
+        return parity(self.fn, self, inputs, **options)
+
+    def optimize(self) -> Conversion:
+        """Run the optimisation passes ``wb.convert(optimize=True)`` runs, if this conversion skipped them; returns self."""
+        if not self.optimized:
+            run_passes(self.ir_model, optimize=True, weights=self.weights, precision=self.precision)
+            self.optimized = True
+            self._proto = None
+            self._session = None
+        return self
+
+    def to_jax(self) -> Any:
+        """``wb.to_jax`` of the model: ``(forward, params)`` in JAX again (from the saved file when there is one)."""
+        from workbench.onnx_to_jax.api import to_jax
+
+        return to_jax(self.path if self.path is not None else self.model)
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    """``model`` as a ModelProto (every weight copied in), ``value_info`` listing only computed values."""
+    proto = ir.serde.serialize_model(model)
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    if any(info.name in initializers for info in proto.graph.value_info):
+        # onnx-ir also lists each initializer's type there; their tensors already say it
+        kept = [info for info in proto.graph.value_info if info.name not in initializers]
+        del proto.graph.value_info[:]
+        proto.graph.value_info.extend(kept)
+    return proto
+
+
+__all__ = ["Conversion", "to_proto"]
