@@ -23,9 +23,11 @@ from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
 from workbench.jax_to_onnx.conversion import Conversion
+from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
+from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io import load_model
@@ -91,6 +93,7 @@ def convert(
     optimize: bool = True,
     precision: str | Precision = "float32",
     keep_io_types: bool = True,
+    input_layout: InputLayout = None,
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion`: the model (``.model``, ``.save``, ``.run``,
     ``.parity``...), the jaxpr, value origins and timings. Arguments as for :func:`to_onnx`.
@@ -101,7 +104,8 @@ def convert(
     chosen = Precision.of(precision, keep_io_types)
     with _collector_paused():
         return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize, precision=chosen)
+                        enable_double_precision=enable_double_precision, optimize=optimize,
+                        input_layout=input_layout, precision=chosen)
 
 
 @contextlib.contextmanager
@@ -132,6 +136,7 @@ def _convert(
     enable_double_precision: bool,
     optimize: bool,
     precision: Precision,
+    input_layout: InputLayout,
 ) -> Conversion:
     start = time.perf_counter()
     target_opset = _resolve_opset(opset)
@@ -140,7 +145,7 @@ def _convert(
     jaxpr = traced.closed_jaxpr.jaxpr
     check_all_supported(jaxpr, target_opset)
 
-    state = ModelState(opset=target_opset)
+    state = ModelState(opset=target_opset, drop_root_scope=traced.callable.kind == "linen")
     builder = GraphBuilder(state)
     param_values = [
         builder.const(np.asarray(p), name=name)
@@ -151,10 +156,12 @@ def _convert(
     # reserve the user-facing names so no intermediate value takes them
     state.names.update(out_names)
     user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
+    layout_perms = input_permutations(input_layout, user_avals)
     graph_inputs = [builder.add_input(name, aval) for name, aval in zip(in_names, user_avals, strict=True)]
     const_values = [builder.const(host_array(c)) for c in traced.closed_jaxpr.consts]
     outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
     outputs = _name_outputs(builder, outputs, out_names, traced.out_avals)
+    graph_inputs = relayout_inputs(builder, graph_inputs, user_avals, layout_perms)
     lowered_at = time.perf_counter()
 
     graph = ir.Graph(
@@ -175,12 +182,14 @@ def _convert(
     )
     weights = frozenset(value.name for value in param_values)
     run_passes(model, optimize=optimize, weights=weights, precision=precision)
+    layouts = _relaid_origins(model.graph, state)
     done = time.perf_counter()
     return Conversion(
         ir_model=model,
         traced=traced,
         origins=state.origins,
         origin_vars=state.origin_vars,
+        layouts=layouts,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
         fn=fn,
@@ -191,8 +200,23 @@ def _convert(
     )
 
 
+def _relaid_origins(graph: ir.Graph, state: ModelState) -> dict[str, list[int]]:
+    """Values the layout pass left channels-first, mapped to the JAX variables they hold transposed."""
+    layouts: dict[str, list[int]] = {}
+    for node in graph:
+        for value in node.outputs:
+            relaid = value.meta.get(RELAID_KEY)
+            if relaid is None or relaid[0] not in state.origin_vars:
+                continue
+            original, perm = relaid
+            state.origin_vars[value.name] = state.origin_vars[original]
+            state.origins[value.name] = state.origins.get(original, ("", "", ""))
+            layouts[value.name] = perm
+    return layouts
+
+
 def _version() -> str:
-    from workbench import __version__
+    from workbench.version import __version__
 
     return __version__
 
@@ -231,6 +255,7 @@ def to_onnx(
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
     precision: str | Precision = "float32",
     keep_io_types: bool = True,
+    input_layout: InputLayout = None,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -244,6 +269,10 @@ def to_onnx(
         opset: target ONNX opset (default 21).
         input_names / output_names: names for the flattened graph inputs / outputs.
         enable_double_precision: trace with 64-bit types enabled (float64/int64 stay 64-bit).
+        input_layout: ``"NCHW"`` (or ``"NCW"``, ``"NCDHW"``) makes every input of that rank take
+            channels-first data although ``fn`` takes it channels-last, as ONNX convolutions do (a CNN
+            then has no Transpose at its input); or one entry (layout string or ``None``) per
+            flattened input. ``inputs`` still describe what ``fn`` takes.
         precision: ``"float16"`` or ``"bfloat16"`` store the float32 weights and compute in half
             precision, normalisations, softmax and accumulating reductions kept in float32
             (:data:`workbench.jax_to_onnx.precision.FLOAT32_OPS`; a ``wb.Precision`` chooses others).
@@ -271,6 +300,7 @@ def to_onnx(
         enable_double_precision=enable_double_precision,
         precision=precision,
         keep_io_types=keep_io_types,
+        input_layout=input_layout,
     )
     if path is None:
         return conversion.model

@@ -120,17 +120,34 @@ class ModelState:
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
     # equation indices from the top-level jaxpr down to the equation being lowered
     eqn_path: list[int] = field(default_factory=list)
+    # name stacks of the equations whose nested jaxprs are being lowered (theirs are relative to these)
+    scope_stack: list[str] = field(default_factory=list)
+    # user locations of those equations (nested equations inside library code have none of their own)
+    location_stack: list[str] = field(default_factory=list)
+    # node names (a namespace of their own in ONNX: a node may share its name with its output)
+    node_names: set[str] = field(default_factory=set)
+    # the first name-stack component is the root module's class name (Flax Linen), not a module path
+    drop_root_scope: bool = False
 
     def fresh(self, hint: str) -> str:
-        base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
-        if base not in self.names:
-            self.names.add(base)
-            return base
-        while True:
-            name = f"{base}_{next(self.counter)}"
-            if name not in self.names:
-                self.names.add(name)
-                return name
+        """A value name from ``hint`` that no other value of the model has."""
+        return _fresh(self.names, self.counter, hint)
+
+    def fresh_node(self, hint: str) -> str:
+        """A node name from ``hint`` that no other node of the model has."""
+        return _fresh(self.node_names, self.counter, hint)
+
+
+def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
+    base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
+    if base not in taken:
+        taken.add(base)
+        return base
+    while True:
+        name = f"{base}_{next(counter)}"
+        if name not in taken:
+            taken.add(name)
+            return name
 
 
 class GraphBuilder:
@@ -199,7 +216,7 @@ class GraphBuilder:
     ) -> Any:
         """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``."""
         attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
-        node_name = self.state.fresh(op_type)
+        node_name = self.state.fresh_node(op_type)
         hint = name_hint or op_type.lower()
         outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
         node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
@@ -215,7 +232,7 @@ class GraphBuilder:
             inputs,
             overload=function.overload,
             num_outputs=num_outputs,
-            name=self.state.fresh(function.name),
+            name=self.state.fresh_node(function.name),
         )
         for output in node.outputs:
             output.name = self.state.fresh(function.name.lower())

@@ -55,6 +55,9 @@ class Conversion:
     # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
     # ``origins`` that the divergence locator uses to find each value's JAX counterpart
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    # ONNX value name → permutation for values the layout pass keeps channels-first: transposed by it,
+    # the value equals its JAX counterpart (``origins``/``origin_vars`` hold that counterpart under this name)
+    layouts: dict[str, list[int]] = field(default_factory=dict)
     fn: Any = None
     weights: frozenset[str] = frozenset()
     optimized: bool = True
