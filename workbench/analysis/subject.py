@@ -3,18 +3,27 @@
 Parity and the divergence locator both start here: load the model, trace the function with
 specs read from the model (or with the user's inputs), check that the two agree on the
 inputs (count, dtype, rank), build sample inputs, and run the JAX side with clear errors.
+
+The model is a ModelProto, a path or a :class:`~workbench.jax_to_onnx.conversion.Conversion`.
+Only its graph is loaded here: a file's external weights stay on disk (onnxruntime reads the file
+itself, the locator memory-maps them), a conversion's weights stay its arrays (handed to
+onnxruntime in memory) and its trace is reused. So a model of several GB is checked without a
+copy of its weights and without protobuf's 2 GB limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 from workbench.analysis.inputs import (
     InputPlan,
@@ -25,8 +34,19 @@ from workbench.analysis.inputs import (
 )
 from workbench.errors import WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, real_dtype, storage_shape, to_pairs
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.tracing import Traced, trace
-from workbench.onnx_io import LoadedModel, ValueDescription, describe_inputs, load_model, real_inputs
+from workbench.onnx_io import (
+    LoadedModel,
+    Session,
+    ValueDescription,
+    describe_inputs,
+    load_memory_mapped,
+    load_model,
+    open_session,
+    real_inputs,
+    skeleton,
+)
 from workbench.specs import parse_input_specs
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
@@ -38,10 +58,11 @@ class Subject:
 
     fn: Any
     traced: Traced
-    loaded: LoadedModel
+    loaded: LoadedModel  # the graph; weights kept in external files or by a conversion have no bytes here
     x64: bool
     plans: tuple[InputPlan, ...]
     given: tuple[np.ndarray, ...] | None  # concrete flat inputs the user gave, if any
+    source: onnx.ModelProto | Path | Conversion  # what onnxruntime runs: the proto, the file, the conversion
 
     @property
     def name(self) -> str:
@@ -54,6 +75,28 @@ class Subject:
     @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.loaded.proto.graph.output]
+
+    @property
+    def conversion(self) -> Conversion | None:
+        """The conversion under test when the model is one (its trace and value origins are reused)."""
+        return self.source if isinstance(self.source, Conversion) else None
+
+    def session(self, optimize: bool) -> Session:
+        """An onnxruntime session on the model, its weights read where they are."""
+        source = self.source.ir_model if isinstance(self.source, Conversion) else self.source
+        return open_session(source, label=self.loaded.label, optimize=optimize)
+
+    def session_with_outputs(self, model: onnx.ModelProto, optimize: bool) -> Session:
+        """A session on ``model``, an edited copy of :attr:`loaded` (more graph outputs), with the real weights."""
+        if isinstance(self.source, onnx.ModelProto):
+            return open_session(model, label=self.loaded.label, optimize=optimize)
+        edited = ir.serde.deserialize_model(model)  # its large weights are placeholders: give it the real ones
+        owner = self.source.ir_model if isinstance(self.source, Conversion) else load_memory_mapped(self.source)
+        tensors = {value.name: value.const_value for value in owner.graph.initializers.values()}
+        for value in edited.graph.initializers.values():
+            if value.name in tensors:
+                value.const_value = tensors[value.name]
+        return open_session(edited, label=self.loaded.label, optimize=optimize)
 
     def x64_context(self) -> Any:
         return jax.enable_x64(True) if self.x64 else contextlib.nullcontext()
@@ -136,10 +179,26 @@ def _all_arrays(inputs: Sequence[Any]) -> bool:
     return bool(leaves) and all(isinstance(leaf, (np.ndarray, np.generic, jax.Array)) for leaf in leaves)
 
 
+def _load(model: Any) -> tuple[LoadedModel, onnx.ModelProto | Path | Conversion]:
+    """The model's graph (without the bytes of external or conversion-held weights) and what to run."""
+    if isinstance(model, Conversion):
+        return LoadedModel(skeleton(model.ir_model), f"<conversion of {model.ir_model.graph.name}>"), model
+    if isinstance(model, (str, os.PathLike)):
+        loaded = load_model(model, external_data=False)
+        return loaded, Path(model)
+    loaded = load_model(model)
+    return loaded, loaded.proto
+
+
 def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None) -> Subject:
     """Load the model, trace ``fn`` consistently with it and check that their inputs agree."""
-    loaded = load_model(model)
+    loaded, source = _load(model)
     given: tuple[np.ndarray, ...] | None = None
+    reuse = isinstance(source, Conversion) and (fn is None or fn is source.fn)
+    if isinstance(source, Conversion) and reuse and (inputs is None or _all_arrays(list(inputs))):
+        traced = source.traced  # the conversion's own trace: no second one
+        given = None if inputs is None else tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(list(inputs)))
+        return _subject(source.fn, traced, loaded, source.enable_double_precision, given, source)
     if inputs is None:
         specs: Sequence[Any] = model_specs(loaded)
         # the model's flat inputs are the function's positional arguments (pytree inputs need inputs=)
@@ -152,6 +211,13 @@ def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None)
             given = tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(specs))
         x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in parse_input_specs(specs).flat())
     traced = trace(fn, specs, enable_double_precision=x64)
+    return _subject(fn, traced, loaded, x64, given, source)
+
+
+def _subject(
+    fn: Any, traced: Traced, loaded: LoadedModel, x64: bool, given: tuple[np.ndarray, ...] | None,
+    source: onnx.ModelProto | Path | Conversion,
+) -> Subject:
     check_inputs_match(loaded, traced.specs.flat(), traced.callable.display_name)
     plans = tuple(plan_inputs(traced, [value.name for value in describe_inputs(loaded.proto.graph)]))
     if len(loaded.proto.graph.output) != len(traced.out_avals):
@@ -159,7 +225,7 @@ def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None)
             f"model {loaded.label} has {len(loaded.proto.graph.output)} output(s) but "
             f"{traced.callable.display_name} returns {len(traced.out_avals)} flat output(s)."
         )
-    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given)
+    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given, source=source)
 
 
 __all__ = ["Subject", "check_inputs_match", "model_specs", "prepare"]

@@ -48,6 +48,13 @@ FLOAT32_OPS: frozenset[str] = frozenset({
     "EyeLike",
 })  # fmt: skip
 
+#: Ops that only move data: their output takes the precision of their input (no cast is added just
+#: to move float32 data around, e.g. between a float32 input and a float32 ``Scan``).
+DATA_MOVEMENT_OPS: frozenset[str] = frozenset({
+    "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand", "Tile", "Slice",
+    "Gather", "GatherElements", "GatherND", "Concat", "Split", "Pad", "DepthToSpace", "SpaceToDepth", "Where",
+})  # fmt: skip
+
 PRECISIONS = ("float32", "float16", "bfloat16")
 _LOW_TYPES = {"float16": ir.DataType.FLOAT16, "bfloat16": ir.DataType.BFLOAT16}
 _NUMPY_LOW = {ir.DataType.FLOAT16: np.dtype(np.float16), ir.DataType.BFLOAT16: np.dtype(ml_dtypes.bfloat16)}
@@ -82,16 +89,23 @@ class Precision:
     def is_half(self) -> bool:
         return self.dtype != "float32"
 
-    def tolerances(self) -> tuple[float, float] | None:
-        """(rtol, atol) for comparing this model's outputs with float32 JAX; ``None`` for float32 (per-dtype defaults)."""
-        return {"float16": (1e-2, 1e-2), "bfloat16": (5e-2, 5e-2)}.get(self.dtype)
-
 
 def convert_precision(model: ir.Model, precision: Precision) -> None:
     """Rewrite the typed ``model`` to compute in ``precision`` (a no-op for float32), in place."""
     if not precision.is_half:
         return
     _Rewrite(model, _LOW_TYPES[precision.dtype], precision).run()
+
+
+@dataclass
+class _Slots:
+    """Where a node may hold half-precision values, and the float type its outputs get."""
+
+    inputs: set[int]
+    outputs: set[int]
+    either: set[int]  # inputs that take float32 or half precision as they come
+    moves_data: bool
+    output_type: ir.DataType  # the low type; FLOAT when the node only moves float32 data
 
 
 class _Rewrite:
@@ -103,13 +117,14 @@ class _Rewrite:
         self.precision = precision
         self.opset = next((v for d, v in model.opset_imports.items() if d in _DEFAULT_DOMAINS), 21)
         self.casts: dict[tuple[int, ir.DataType], ir.Value] = {}
+        self.plan: dict[ir.Node, _Slots | None] = {}
         self.names = {v.name for v in self.graph.inputs} | set(self.graph.initializers) | {
             o.name for n in self.graph.all_nodes() for o in n.outputs
         }
 
     # -- which nodes compute in half precision, and which of their inputs/outputs may be half
-    def low_slots(self, node: ir.Node) -> tuple[set[int], set[int]] | None:
-        """(input indices, output indices) that hold half-precision values, or None for a float32 node."""
+    def slots(self, node: ir.Node) -> _Slots | None:
+        """Which inputs/outputs of ``node`` may hold half-precision values; None for a float32 node."""
         if node.domain not in _DEFAULT_DOMAINS or node.op_type in self.precision.float32_ops:
             return None
         if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values()):
@@ -120,37 +135,53 @@ class _Rewrite:
             return None  # not an ONNX op at this opset (a model-local function)
         allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
         half = f"tensor({'float16' if self.low == ir.DataType.FLOAT16 else 'bfloat16'})"
+        in_types = [_formal(schema.inputs, i).type_str for i in range(len(node.inputs))]
+        out_types = [_formal(schema.outputs, i).type_str for i in range(len(node.outputs))]
 
         def low_ok(type_str: str) -> bool:
             return half in allowed.get(type_str, {type_str})
 
-        inputs = {i for i in range(len(node.inputs)) if low_ok(_formal(schema.inputs, i).type_str)}
-        outputs = {i for i in range(len(node.outputs)) if low_ok(_formal(schema.outputs, i).type_str)}
-        return inputs, outputs
+        # an input whose type variable binds nothing else (Shape's data) takes either float type as it is
+        either = {i for i, t in enumerate(in_types) if t in allowed and in_types.count(t) == 1 and t not in out_types}
+        return _Slots(
+            inputs={i for i, t in enumerate(in_types) if low_ok(t)} - either,
+            outputs={i for i, t in enumerate(out_types) if low_ok(t)},
+            either=either,
+            moves_data=node.op_type in DATA_MOVEMENT_OPS,
+            output_type=self.low,
+        )
 
     def run(self) -> None:
         graph, low = self.graph, self.low
-        plan = {node: self.low_slots(node) for node in graph}
-        for node, slots in plan.items():
-            if slots is None:
-                continue
-            for index in slots[1]:
-                value = node.outputs[index]
-                if _elem(value) == ir.DataType.FLOAT:
-                    value.type = ir.TensorType(low)
-            self.rewrite_attributes(node)
-        for value in list(graph.initializers.values()):
-            if _elem(value) == ir.DataType.FLOAT and value.uses() and not value.is_graph_output() and all(
-                self.wants(use.node, use.idx, plan) == low for use in value.uses()
-            ):
-                self.store_low(value)
+        plan = {node: self.slots(node) for node in graph}
+        self.plan = plan
+        flexible = {v for v in graph.initializers.values() if _elem(v) == ir.DataType.FLOAT and not v.is_graph_output()}
         if not self.precision.keep_io_types:
             for value in graph.inputs:
                 if _elem(value) == ir.DataType.FLOAT:
                     value.type = ir.TensorType(low)
+        for node, slots in plan.items():  # in graph order: a node's inputs are decided before it
+            if slots is None:
+                continue
+            if slots.moves_data:
+                floats = [v for i, v in enumerate(node.inputs) if i in slots.inputs and v is not None
+                          and _elem(v) in (ir.DataType.FLOAT, low)]  # fmt: skip
+                fixed = [v for v in floats if v not in flexible]
+                # float32 data stays float32 while it is only moved; weights follow what reads them
+                if fixed and all(_elem(v) == ir.DataType.FLOAT for v in fixed):
+                    slots.output_type = ir.DataType.FLOAT
+            for index in slots.outputs:
+                value = node.outputs[index]
+                if _elem(value) == ir.DataType.FLOAT and slots.output_type == low:
+                    value.type = ir.TensorType(low)
+            if slots.output_type == low:
+                self.rewrite_attributes(node)
+        for value in flexible:
+            if value.uses() and all(self.wants(use.node, use.idx) in (low, None) for use in value.uses()):
+                self.store_low(value)
         for value in self.float_values():
             for use in list(value.uses()):
-                wanted = self.wants(use.node, use.idx, plan)
+                wanted = self.wants(use.node, use.idx)
                 if wanted is not None and wanted != _elem(value):
                     use.node.replace_input_with(use.idx, self.cast(value, wanted))
         if self.precision.keep_io_types:
@@ -158,12 +189,14 @@ class _Rewrite:
                 if _elem(value) == low:
                     graph.outputs[index] = self.cast_output(value)
 
-    def wants(self, node: ir.Node, index: int, plan: dict[ir.Node, tuple[set[int], set[int]] | None]) -> ir.DataType | None:
+    def wants(self, node: ir.Node, index: int) -> ir.DataType | None:
         """The float type input ``index`` of ``node`` needs (``None``: either will do)."""
-        slots = plan.get(node)  # nodes inside subgraphs are not in the plan: their bodies stay float32
+        slots = self.plan.get(node)  # nodes inside subgraphs are not in the plan: their bodies stay float32
         if slots is None:
             return ir.DataType.FLOAT
-        return self.low if index in slots[0] else ir.DataType.FLOAT
+        if index in slots.either:
+            return None
+        return slots.output_type if index in slots.inputs else ir.DataType.FLOAT
 
     def float_values(self) -> list[ir.Value]:
         values = [*self.graph.inputs, *self.graph.initializers.values()]
@@ -180,10 +213,10 @@ class _Rewrite:
             if attribute is None or node.op_type not in ("Constant", "ConstantOfShape"):
                 continue
             if attribute.type == ir.AttributeType.TENSOR and attribute.as_tensor().dtype == ir.DataType.FLOAT:
-                array = attribute.as_tensor().numpy().astype(_NUMPY_LOW[self.low])
+                array = _to_low(attribute.as_tensor().numpy(), _NUMPY_LOW[self.low])
                 node.attributes[name] = ir.AttrTensor(name, ir.Tensor(array))
             elif attribute.type in (ir.AttributeType.FLOAT, ir.AttributeType.FLOATS):
-                array = np.asarray(attribute.value, dtype=_NUMPY_LOW[self.low])
+                array = _to_low(np.asarray(attribute.value, dtype=np.float32), _NUMPY_LOW[self.low])
                 del node.attributes[name]
                 node.attributes["value"] = ir.AttrTensor("value", ir.Tensor(array))
 
@@ -245,8 +278,20 @@ def _elem(value: ir.Value) -> ir.DataType | None:
     return value.type.dtype if isinstance(value.type, ir.TensorType) else None
 
 
+def _to_low(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` in ``dtype``, magnitudes beyond its range saturated to its largest finite value.
+
+    float16 ends at 65504: the large negative numbers JAX uses for masks (float32's minimum)
+    become float16's minimum rather than -inf (infinities in masks turn into NaN in a sum).
+    """
+    limit = float(ml_dtypes.finfo(dtype).max)
+    if array.size and np.issubdtype(array.dtype, np.floating) and (array.max() > limit or array.min() < -limit):
+        array = np.where(np.isinf(array), array, np.clip(array, -limit, limit))
+    return array.astype(dtype)
+
+
 def _converter(tensor: ir.TensorProtocol, dtype: np.dtype) -> Callable[[], ir.Tensor]:
-    return lambda: ir.Tensor(tensor.numpy().astype(dtype))
+    return lambda: ir.Tensor(_to_low(tensor.numpy(), dtype))
 
 
 __all__ = ["FLOAT32_OPS", "PRECISIONS", "Precision", "convert_precision"]

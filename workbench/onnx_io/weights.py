@@ -32,11 +32,12 @@ _NOWHERE = "<in memory>"
 
 
 def large_initializers(model: ir.Model, min_bytes: int = LARGE_TENSOR_BYTES) -> list[ir.Value]:
-    """The main graph's initializers of at least ``min_bytes`` bytes, in order."""
+    """The main graph's initializers of at least ``min_bytes`` bytes, and those kept in files, in order."""
     return [
         value
         for value in model.graph.initializers.values()
-        if value.const_value is not None and value.const_value.nbytes >= min_bytes
+        if value.const_value is not None
+        and (value.const_value.nbytes >= min_bytes or isinstance(value.const_value, ir.ExternalTensor))
     ]
 
 
