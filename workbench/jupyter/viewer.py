@@ -30,13 +30,17 @@ from workbench.jupyter.model_store import (
     ModelStore,
     new_token,
 )
-from workbench.onnx_io import ModelSource, ModelSummary, load_model, summarize, with_shapes
+from workbench.jax_to_onnx.conversion import Conversion
+from workbench.onnx_io import ModelSource, ModelSummary, load_model, summarize, with_shapes, without_weight_bytes
 
 if TYPE_CHECKING:
     import pandas
 
 Transport = Literal["jupyter-server", "kernel-server"]
 MAX_TABLE_ROWS = 400  # the static table of a huge graph would bloat the notebook file
+# above this many bytes of weights, the viewer gets the graph without the bytes of its large weights
+# (Netron shows them as external tensors): drawing a graph never needs them
+VIEWER_WEIGHT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -164,14 +168,28 @@ def _register(data: bytes, name: str, transport: Literal["auto", "jupyter-server
     return viewer_routes.page_url(server.root, token, name), "kernel-server"
 
 
+def _graph_to_show(model: ModelSource | Conversion) -> onnx.ModelProto:
+    """The model to draw: a file without loading its external weights, a large model without its weights' bytes."""
+    if isinstance(model, Conversion):
+        return without_weight_bytes(model.ir_model)
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, external_data=False).proto
+    proto = load_model(model).proto
+    weight_bytes = sum(len(tensor.raw_data) for tensor in proto.graph.initializer)
+    return without_weight_bytes(proto) if weight_bytes > VIEWER_WEIGHT_BYTES else proto
+
+
 def view(
-    model: ModelSource,
+    model: ModelSource | Conversion,
     *,
     height: int = 500,
     name: str | None = None,
     transport: Literal["auto", "jupyter-server", "kernel-server"] = "auto",
 ) -> ViewerHandle:
-    """Show an ONNX model (ModelProto, .onnx path or bytes) inline with Netron, shapes on every edge.
+    """Show an ONNX model (ModelProto, .onnx path, bytes or a ``wb.convert`` result) inline with
+    Netron, shapes on every edge. Weights are not needed to draw a graph: a file's external weights
+    are not read, and a model with more than 64 MB of weights is shown without their bytes, so
+    graphs of any size (above protobuf's 2 GB too) can be viewed.
 
     Returns a display object: the last expression of a cell displays it; ``.as_frame()`` gives the
     node table as data. ``transport`` forces the Jupyter server extension or the kernel-side server.
@@ -180,7 +198,7 @@ def view(
         raise ValueError(f"height={height!r}: give the viewer height in pixels, at least 100.")
     if transport not in ("auto", "jupyter-server", "kernel-server"):
         raise ValueError(f"transport={transport!r}: use 'auto', 'jupyter-server' or 'kernel-server'.")
-    proto = with_shapes(load_model(model).proto)
+    proto = with_shapes(_graph_to_show(model))
     if name is None:
         name = Path(model).stem if isinstance(model, (str, os.PathLike)) else (proto.graph.name or "model")
     url, used = _register(_serialize(proto), name, transport)

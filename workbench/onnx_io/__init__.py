@@ -30,7 +30,7 @@ from workbench.onnx_io.load import LoadedModel, ModelSource, check_model, load_m
 from workbench.onnx_io.session import Session, open_session
 from workbench.onnx_io.shapes import infer_shapes, with_shapes
 from workbench.onnx_io.summary import ModelSummary, summarize
-from workbench.onnx_io.weights import load_memory_mapped, skeleton, weights_set_aside
+from workbench.onnx_io.weights import load_memory_mapped, skeleton, weights_set_aside, without_weight_bytes
 from workbench.onnx_io.write import ExternalData, WrittenModel, write_model
 
 __all__ = [
@@ -57,5 +57,6 @@ __all__ = [
     "summarize",
     "weights_set_aside",
     "with_shapes",
+    "without_weight_bytes",
     "write_model",
 ]

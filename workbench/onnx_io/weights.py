@@ -71,6 +71,15 @@ def skeleton(model: ir.Model, min_bytes: int = LARGE_TENSOR_BYTES) -> onnx.Model
         return ir.serde.serialize_model(model)
 
 
+def without_weight_bytes(model: onnx.ModelProto | ir.Model, min_bytes: int = LARGE_TENSOR_BYTES) -> onnx.ModelProto:
+    """A ModelProto of ``model``'s graph whose initializers of ``min_bytes`` or more carry no data.
+
+    For showing and summarizing a graph of any size; the caller's model is not modified and no
+    weight is copied (a ModelProto is read in place through onnx-ir).
+    """
+    return skeleton(model if isinstance(model, ir.Model) else ir.serde.deserialize_model(model), min_bytes)
+
+
 def load_memory_mapped(path: str | os.PathLike[str]) -> ir.Model:
     """The ONNX file at ``path`` as an onnx-ir model whose external weights are memory-mapped, not read.
 
@@ -101,4 +110,11 @@ def _check_location(tensor: onnx.TensorProto, folder: Path, label: str) -> None:
         )
 
 
-__all__ = ["LARGE_TENSOR_BYTES", "large_initializers", "load_memory_mapped", "skeleton", "weights_set_aside"]
+__all__ = [
+    "LARGE_TENSOR_BYTES",
+    "large_initializers",
+    "load_memory_mapped",
+    "skeleton",
+    "weights_set_aside",
+    "without_weight_bytes",
+]
