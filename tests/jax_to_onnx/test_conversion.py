@@ -60,10 +60,13 @@ def test_run_matches_jax(gpt, gpt_conversion):
         gpt_conversion.run(tokens, tokens)
 
 
-@pytest.mark.parametrize("external_data, side_file", [(True, False), (1024, True), (False, False)])
-def test_save_writes_what_the_policy_says(tmp_path, external_data, side_file):
+@pytest.mark.parametrize(
+    "options, side_file",
+    [({}, False), ({"external_data_threshold": 1024}, True), ({"external_data": False, "external_data_threshold": 1024}, False)],
+)
+def test_save_writes_what_the_policy_says(tmp_path, options, side_file):
     conversion = wb.convert(affine, [("B", 64)])
-    written = conversion.save(tmp_path / "affine.onnx", external_data=external_data)
+    written = conversion.save(tmp_path / "affine.onnx", **options)
     assert (written.data is not None) == side_file == (tmp_path / "affine.onnx.data").exists()
     assert conversion.path == tmp_path / "affine.onnx"
     loaded = load_model(tmp_path / "affine.onnx").proto
@@ -74,6 +77,8 @@ def test_save_writes_what_the_policy_says(tmp_path, external_data, side_file):
     np.testing.assert_allclose(session.run({"x": x})[0], np.asarray(affine(x)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="external_data"):
         conversion.save(tmp_path / "x.onnx", external_data="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="external_data_threshold"):
+        conversion.save(tmp_path / "x.onnx", external_data_threshold=1.5)  # type: ignore[arg-type]
 
 
 def test_to_onnx_with_path_returns_the_model_and_writes_the_side_file(tmp_path):
@@ -107,12 +112,15 @@ def test_optimize_runs_the_passes_skipped_at_conversion():
     built = nnx_mlp()
     plain = wb.convert(built.fn, built.inputs, optimize=False)
     before = len(plain.model.graph.node)
-    assert plain.optimize() is plain and plain.optimized
-    after = plain.model.graph.node
+    optimized = plain.optimize()
+    assert optimized is not plain and optimized.optimized and not plain.optimized
+    assert optimized.traced is plain.traced  # lowered again from the same trace
+    assert optimized.optimize() is optimized
+    after = optimized.model.graph.node
     assert len(after) < before
     assert [n.op_type for n in after] == [n.op_type for n in wb.to_onnx(built.fn, built.inputs).graph.node]
     x = concrete_inputs(built.inputs, sizes={"B": 4})[0]
-    np.testing.assert_allclose(plain.run(x)[0], np.asarray(built.eval_fn()(x)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(optimized.run(x)[0], np.asarray(built.eval_fn()(x)), rtol=1e-4, atol=1e-5)
 
 
 def test_to_jax_round_trips(gpt, gpt_conversion):

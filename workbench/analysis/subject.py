@@ -3,12 +3,13 @@
 Parity and the divergence locator both start here: load the model, trace the function with
 specs read from the model (or with the user's inputs), check that the two agree on the
 inputs (count, dtype, rank), build sample inputs, and run the JAX side with clear errors.
+Given a :class:`~workbench.jax_to_onnx.conversion.Conversion` (``wb.convert``'s result), nothing is
+traced again: its traced function, its model and its value origins are used as they are.
 
-The model is a ModelProto, a path or a :class:`~workbench.jax_to_onnx.conversion.Conversion`.
-Only its graph is loaded here: a file's external weights stay on disk (onnxruntime reads the file
-itself, the locator memory-maps them), a conversion's weights stay its arrays (handed to
-onnxruntime in memory) and its trace is reused. So a model of several GB is checked without a
-copy of its weights and without protobuf's 2 GB limit.
+Only the model's graph is loaded here: a file's external weights stay on disk (onnxruntime reads
+the file itself, the locator memory-maps them) and a conversion's weights stay its arrays (handed
+to onnxruntime in memory). So a model of several GB is checked without a copy of its weights and
+without protobuf's 2 GB limit.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from workbench.analysis.inputs import (
     symbol_sizes,
     unflatten_args,
 )
-from workbench.errors import WorkbenchError
+from workbench.errors import SpecError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.tracing import Traced, trace
@@ -56,13 +57,15 @@ _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint
 class Subject:
     """A traced function, the model it should equal, and how to make inputs for both."""
 
-    fn: Any
+    fn: Any  # the user's callable (the conversion's normalized one when a Conversion was given)
     traced: Traced
     loaded: LoadedModel  # the graph; weights kept in external files or by a conversion have no bytes here
     x64: bool
     plans: tuple[InputPlan, ...]
     given: tuple[np.ndarray, ...] | None  # concrete flat inputs the user gave, if any
     source: onnx.ModelProto | Path | Conversion  # what onnxruntime runs: the proto, the file, the conversion
+    conversion: Conversion | None = None  # what the model was converted from, when the caller had it
+    traced_with_model_types: bool = False  # traced with the model's own input types (symbolic names)
 
     @property
     def name(self) -> str:
@@ -75,11 +78,6 @@ class Subject:
     @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.loaded.proto.graph.output]
-
-    @property
-    def conversion(self) -> Conversion | None:
-        """The conversion under test when the model is one (its trace and value origins are reused)."""
-        return self.source if isinstance(self.source, Conversion) else None
 
     def session(self, optimize: bool) -> Session:
         """An onnxruntime session on the model, its weights read where they are."""
@@ -190,15 +188,18 @@ def _load(model: Any) -> tuple[LoadedModel, onnx.ModelProto | Path | Conversion]
     return loaded, loaded.proto
 
 
-def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None) -> Subject:
-    """Load the model, trace ``fn`` consistently with it and check that their inputs agree."""
+def prepare(fn: Any, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] | None) -> Subject:
+    """Load the model, trace ``fn`` consistently with it and check that their inputs agree.
+
+    ``fn`` may be a :class:`Conversion`: then ``model`` defaults to its model, nothing is traced, and
+    ``inputs`` is ``None`` (the conversion's own input types) or concrete arrays.
+    """
+    if isinstance(fn, Conversion):
+        return _prepare_conversion(fn, model, inputs)
+    if model is None:
+        raise SpecError("model: give the ONNX model (a ModelProto or a path), or pass the Conversion from wb.convert.")
     loaded, source = _load(model)
     given: tuple[np.ndarray, ...] | None = None
-    reuse = isinstance(source, Conversion) and (fn is None or fn is source.fn)
-    if isinstance(source, Conversion) and reuse and (inputs is None or _all_arrays(list(inputs))):
-        traced = source.traced  # the conversion's own trace: no second one
-        given = None if inputs is None else tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(list(inputs)))
-        return _subject(source.fn, traced, loaded, source.enable_double_precision, given, source)
     if inputs is None:
         specs: Sequence[Any] = model_specs(loaded)
         # the model's flat inputs are the function's positional arguments (pytree inputs need inputs=)
@@ -211,13 +212,29 @@ def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None)
             given = tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(specs))
         x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in parse_input_specs(specs).flat())
     traced = trace(fn, specs, enable_double_precision=x64)
-    return _subject(fn, traced, loaded, x64, given, source)
+    plans = _check_pair(loaded, traced)
+    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given, source=source,
+                   traced_with_model_types=inputs is None)
 
 
-def _subject(
-    fn: Any, traced: Traced, loaded: LoadedModel, x64: bool, given: tuple[np.ndarray, ...] | None,
-    source: onnx.ModelProto | Path | Conversion,
-) -> Subject:
+def _prepare_conversion(conversion: Conversion, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] | None) -> Subject:
+    loaded, source = _load(conversion if model is None else model)
+    given: tuple[np.ndarray, ...] | None = None
+    if inputs is not None:
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or not _all_arrays(list(inputs)):
+            raise SpecError(
+                "inputs: with a Conversion give concrete arrays (one sample) or None (samples of the conversion's "
+                "own input types; fix symbolic sizes with sizes=...). To use other input types, convert again."
+            )
+        given = tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(list(inputs)))
+    traced = conversion.traced
+    plans = _check_pair(loaded, traced)
+    return Subject(fn=traced.callable, traced=traced, loaded=loaded, x64=conversion.enable_double_precision,
+                   plans=plans, given=given, source=source, conversion=conversion)
+
+
+def _check_pair(loaded: LoadedModel, traced: Traced) -> tuple[InputPlan, ...]:
+    """Check the model against the traced function (inputs and output count); the plans of its inputs."""
     check_inputs_match(loaded, traced.specs.flat(), traced.callable.display_name)
     plans = tuple(plan_inputs(traced, [value.name for value in describe_inputs(loaded.proto.graph)]))
     if len(loaded.proto.graph.output) != len(traced.out_avals):
@@ -225,7 +242,7 @@ def _subject(
             f"model {loaded.label} has {len(loaded.proto.graph.output)} output(s) but "
             f"{traced.callable.display_name} returns {len(traced.out_avals)} flat output(s)."
         )
-    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given, source=source)
+    return plans
 
 
 __all__ = ["Subject", "check_inputs_match", "model_specs", "prepare"]

@@ -37,9 +37,10 @@ from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
 PROTOBUF_LIMIT = 2**31 - 1
 
 DEFAULT_OPSET = 21
-MIN_OPSET = 18
-# Highest opset the installed onnxruntime is known to run; newer ones are refused with a clear error.
-MAX_OPSET = 23
+# Lowest opset the export writes (handlers that need a newer one declare it: min_opset in the registry)
+MIN_OPSET = 13
+# Highest opset the installed onnxruntime (1.31) runs; newer ones are refused with a clear error.
+MAX_OPSET = 26
 
 
 def _resolve_opset(opset: int | None) -> int:
@@ -103,9 +104,32 @@ def convert(
     """
     chosen = Precision.of(precision, keep_io_types)
     with _collector_paused():
-        return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize,
-                        input_layout=input_layout, precision=chosen)
+        start = time.perf_counter()
+        target_opset = _resolve_opset(opset)
+        traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+        return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
+                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout,
+                      precision=chosen)
+
+
+def convert_traced(
+    traced: Traced,
+    *,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    enable_double_precision: bool = False,
+    optimize: bool = True,
+    input_layout: InputLayout = None,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
+) -> Conversion:
+    """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
+    chosen = Precision.of(precision, keep_io_types)
+    with _collector_paused():
+        return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
+                      output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize,
+                      input_layout=input_layout, precision=chosen)
 
 
 @contextlib.contextmanager
@@ -126,11 +150,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _convert(
-    fn: Any,
-    inputs: Sequence[Any],
+def _lower(
+    traced: Traced,
     *,
-    opset: int | None,
+    start: float,
+    opset: int,
     input_names: Sequence[str] | None,
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
@@ -138,19 +162,18 @@ def _convert(
     precision: Precision,
     input_layout: InputLayout,
 ) -> Conversion:
-    start = time.perf_counter()
-    target_opset = _resolve_opset(opset)
-    traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+    """Lower a traced function to a model: the part of a conversion after tracing."""
     traced_at = time.perf_counter()
     jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr, target_opset)
+    check_all_supported(jaxpr, opset)
 
-    state = ModelState(opset=target_opset, drop_root_scope=traced.callable.kind == "linen")
+    state = ModelState(opset=opset, x64=enable_double_precision, drop_root_scope=traced.callable.kind == "linen")
     builder = GraphBuilder(state)
     param_values = [
         builder.const(np.asarray(p), name=name)
         for p, name in zip(traced.callable.params, traced.callable.param_names, strict=True)
     ]
+    state.weights.update(value.name for value in param_values)
     in_names = _names(input_names, _default_input_names(traced), "input_names")
     out_names = _names(output_names, _default_output_names(traced), "output_names")
     # reserve the user-facing names so no intermediate value takes them
@@ -192,10 +215,10 @@ def _convert(
         layouts=layouts,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
-        fn=fn,
         weights=weights,
         optimized=optimize,
         precision=precision,
+        opset=opset,
         enable_double_precision=enable_double_precision,
     )
 
@@ -304,7 +327,7 @@ def to_onnx(
     )
     if path is None:
         return conversion.model
-    conversion.save(path, external_data=False if external_data_threshold is None else external_data_threshold)
+    conversion.save(path, external_data_threshold=external_data_threshold)
     if conversion.weight_bytes < PROTOBUF_LIMIT:
         return conversion.model
     return load_model(path, external_data=False).proto

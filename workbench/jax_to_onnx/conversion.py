@@ -1,20 +1,19 @@
-"""The result of one JAX -> ONNX conversion: :class:`Conversion`, what ``wb.convert`` returns.
+"""What one JAX -> ONNX conversion produced: :class:`Conversion` (``wb.convert``'s result).
 
-Like torch's ``ONNXProgram``, it holds the model and lets you save, run and verify it without
-converting again. The model is kept as an onnx-ir model whose weights are the very arrays the
-function was traced with: nothing is copied, so a model of any size costs no memory beyond its
-graph. A ``ModelProto`` (which holds a copy of every weight, and which protobuf cannot serialize
-above 2 GB) is made only when :attr:`Conversion.model` is read; :meth:`Conversion.save` streams
-the weights from the arrays to the side file and :meth:`Conversion.run` hands them to
-onnxruntime in memory.
+Like torch's ``ONNXProgram``, it holds the model and lets you save and run it without converting
+again. The model is kept as an onnx-ir model whose weights are the very arrays the function was
+traced with: nothing is copied, so a model of any size costs no memory beyond its graph. A
+``ModelProto`` (which holds a copy of every weight, and which protobuf cannot serialize above
+2 GB) is made only when :attr:`Conversion.model` is read; :meth:`Conversion.save` streams the
+weights from the arrays to the side file and :meth:`Conversion.run` hands them to onnxruntime in
+memory.
 
-``wb.to_onnx`` keeps returning a plain ModelProto (what existing code expects); ``wb.convert`` is
-the way to a model of several GB.
-
-The shortcuts :meth:`Conversion.check`, :meth:`Conversion.parity` and :meth:`Conversion.to_jax`
-reach the analysis layer and the other conversion direction from inside the method (they are
-calls of ``wb.check``/``wb.parity``/``wb.to_jax`` on this conversion); the conversion itself
-depends on nothing above this package.
+The verification shortcuts (``.check()``, ``.parity()``, ``.locate_divergence()``, ``.to_jax()``,
+``.optimize()``) need the analysis layer and the other conversion direction, which sit above or
+beside this package (docs/architecture.md): they are methods of
+:class:`workbench.analysis.conversion.Conversion`, the subclass ``wb.convert`` returns. This module
+stays apart from :mod:`~workbench.jax_to_onnx.api` so the analysis can accept a Conversion without
+importing the converter's passes.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import onnx
 import onnx_ir as ir
 
 from workbench.jax_to_onnx.complex_numbers import to_pairs
-from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.tracing import Traced
 from workbench.onnx_io import ExternalData, Session, WrittenModel, open_session, write_model
@@ -58,11 +56,11 @@ class Conversion:
     # ONNX value name → permutation for values the layout pass keeps channels-first: transposed by it,
     # the value equals its JAX counterpart (``origins``/``origin_vars`` hold that counterpart under this name)
     layouts: dict[str, list[int]] = field(default_factory=dict)
-    fn: Any = None
+    enable_double_precision: bool = False  # traced with 64-bit types enabled
     weights: frozenset[str] = frozenset()
     optimized: bool = True
     precision: Precision = field(default_factory=Precision)
-    enable_double_precision: bool = False
+    opset: int | None = None
     path: Path | None = None
     _proto: onnx.ModelProto | None = field(default=None, repr=False)
     _session: Session | None = field(default=None, repr=False)
@@ -85,33 +83,42 @@ class Conversion:
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of all initializers (the weights and the constants the graph keeps)."""
+        """Bytes of all initializers (the weights and the constants the graph keeps), as stored in the model."""
         return sum(value.const_value.nbytes for value in self.ir_model.graph.initializers.values()
                    if value.const_value is not None)  # fmt: skip
 
-    def save(self, path: str | os.PathLike[str], *, external_data: bool | int = True) -> WrittenModel:
-        """Write the model to ``path`` atomically; returns the files written.
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        external_data: bool = True,
+        external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
+    ) -> WrittenModel:
+        """Write the model to ``path`` atomically (model and side file as one unit); returns the files written.
 
-        ``external_data``: ``True`` moves every initializer of 1 MiB or more to ``<path>.data``
-        (as ``wb.to_onnx(path=...)`` does), an int is that threshold in bytes, ``False`` keeps
-        everything in one file (at most 2 GB). The weights go from the arrays to the file one at
-        a time: saving needs no memory beyond the largest weight.
+        With ``external_data`` (the default) tensors of at least ``external_data_threshold`` bytes
+        (1 MiB) go to ``<path>.data``, as ``wb.to_onnx(path=...)`` does; ``external_data=False`` or a
+        threshold of ``None`` keeps everything in one file (at most 2 GB). The weights go from the
+        arrays to the file one at a time: saving needs no memory beyond the largest weight.
         """
-        if isinstance(external_data, bool):
-            policy = ExternalData(DEFAULT_TENSOR_THRESHOLD) if external_data else None
-        elif isinstance(external_data, int):
-            policy = ExternalData(external_data)
-        else:
-            raise ValueError(f"external_data: expected True, False or a threshold in bytes, got {external_data!r}.")
+        if not isinstance(external_data, bool):
+            raise ValueError(f"external_data: expected True or False, got {external_data!r}.")
+        if external_data_threshold is not None and (
+            isinstance(external_data_threshold, bool) or not isinstance(external_data_threshold, int)
+        ):
+            raise ValueError(f"external_data_threshold: expected bytes (an int) or None, got {external_data_threshold!r}.")
+        policy = None
+        if external_data and external_data_threshold is not None:
+            policy = ExternalData(tensor_bytes=external_data_threshold)
         written = write_model(self.ir_model, path, external_data=policy)
         self.path = written.model
         return written
 
-    # ------------------------------------------------------------------ running and verifying
+    # ------------------------------------------------------------------ running
     def session(self) -> Session:
         """The onnxruntime session of this model (opened on first use, weights handed over in memory)."""
         if self._session is None:
-            self._session = open_session(self.ir_model, label=f"<{self.ir_model.graph.name} conversion>")
+            self._session = open_session(self.ir_model, label=f"<conversion of {self.ir_model.graph.name}>")
         return self._session
 
     def run(self, *inputs: Any) -> list[np.ndarray]:
@@ -130,33 +137,6 @@ class Conversion:
             )
         feeds = {name: to_pairs(np.asarray(leaf)) for name, leaf in zip(names, leaves, strict=True)}
         return self.session().run(feeds)
-
-    def check(self) -> Any:
-        """``wb.check`` of the converted function, from this conversion's jaxpr (no second trace)."""
-        from workbench.analysis.report import report_of_traced
-
-        return report_of_traced(self.traced)
-
-    def parity(self, inputs: Any = None, **options: Any) -> Any:
-        """``wb.parity`` of the function against this model (no second trace, no reload); see ``wb.parity``."""
-        from workbench.analysis.parity import parity
-
-        return parity(self.fn, self, inputs, **options)
-
-    def optimize(self) -> Conversion:
-        """Run the optimisation passes ``wb.convert(optimize=True)`` runs, if this conversion skipped them; returns self."""
-        if not self.optimized:
-            run_passes(self.ir_model, optimize=True, weights=self.weights, precision=self.precision)
-            self.optimized = True
-            self._proto = None
-            self._session = None
-        return self
-
-    def to_jax(self) -> Any:
-        """``wb.to_jax`` of the model: ``(forward, params)`` in JAX again (from the saved file when there is one)."""
-        from workbench.onnx_to_jax.api import to_jax
-
-        return to_jax(self.path if self.path is not None else self.model)
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:

@@ -65,5 +65,7 @@ def run_passes(
     for graph in (model.graph, *model.functions.values()):
         unique_node_names(graph)
     infer_shapes(model)
-    convert_precision(model, precision)
+    if precision.is_half:
+        convert_precision(model, precision)  # reads the types inferred above
+        infer_shapes(model)  # the casts' types, and the checker on the rewritten graph
     return model

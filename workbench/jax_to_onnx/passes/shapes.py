@@ -1,8 +1,8 @@
-"""Shape annotation: every edge of the onnx-ir model typed by ONNX's own (strict) shape inference.
+"""Shape annotation and validation: every edge typed by ONNX's own (strict) shape inference, then the checker.
 
 The model stays an onnx-ir model (its weights still the arrays the lowering was given): ONNX shape
-inference runs on a serialized copy without the large weights, and the types it finds are copied
-back onto the model's values. Nothing here copies a weight.
+inference and the checker run on a serialized copy without the large weights, and the types
+inference finds are copied back onto the model's values. Nothing here copies a weight.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ _SHAPE_INFERENCE_TENSOR_LIMIT = 4096
 
 
 def infer_shapes(model: ir.Model) -> None:
-    """Give every value of ``model`` the type and shape ONNX shape inference (strict, data propagation) finds, in place.
+    """Give every value of ``model`` the type and shape ONNX shape inference (strict, data propagation) finds,
+    in place, and validate the model with the ONNX checker: an invalid model raises ConversionError.
 
     Large initializers are passed to the inference as typed graph inputs without data (and put back
     afterwards, in their original order), so no weight is serialized or copied.
@@ -52,9 +53,25 @@ def _inferred_graph(model: ir.Model) -> onnx.GraphProto:
         for name in order:
             graph.register_initializer(values[name])
     try:
-        return onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True).graph
-    except onnx.shape_inference.InferenceError as error:
-        raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from error
+        proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as first_error:
+        # ONNX's data propagation mistakes small 1-D float tensors for shape tensors in broadcasting ops
+        # (jnp.outer of vectors of 3 and 4: "Invalid rank for Mul broadcasting: (3) vs (4)", onnx 1.23);
+        # without it the inference is sound, only symbolic dims computed from shape arithmetic stay unnamed
+        try:
+            proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=False)
+        except onnx.shape_inference.InferenceError as error:
+            raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from first_error
+    try:
+        # with the strict inference above, this is onnx.checker.check_model(full_check=True), run on the
+        # weight-less model (large weights are typed inputs here) so its cost does not grow with the weights
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as error:
+        raise ConversionError(
+            f"the exported graph is not valid ONNX ({error}); this is a bug in the workbench, please report it "
+            "with the function you converted"
+        ) from error
+    return proto.graph
 
 
 def _annotate(graph: ir.Graph, inferred: onnx.GraphProto) -> None:
