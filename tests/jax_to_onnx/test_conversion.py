@@ -98,7 +98,7 @@ def test_check_parity_and_locate_reuse_the_conversion(gpt, gpt_conversion, monke
     assert report.supported and report.num_equations > 0
     parity = gpt_conversion.parity(samples=2)
     assert parity.ok and len(parity.results) == 2
-    assert parity.model_source.startswith("<conversion of")
+    assert parity.model_source == "<Conversion>"
     located = parity.locate()
     assert located.ok and located.changed_initializers == []
 

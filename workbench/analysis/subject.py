@@ -34,8 +34,13 @@ from workbench.analysis.inputs import (
     unflatten_args,
 )
 from workbench.errors import SpecError, WorkbenchError
-from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, real_dtype, storage_shape, to_pairs
-from workbench.jax_to_onnx.conversion import Conversion
+from workbench.jax_to_onnx.complex_numbers import (
+    COMPLEX_DOC,
+    real_dtype,
+    storage_shape,
+    to_pairs,
+)
+from workbench.jax_to_onnx.conversion import CONVERSION_LABEL, Conversion
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io import (
     LoadedModel,
@@ -180,7 +185,7 @@ def _all_arrays(inputs: Sequence[Any]) -> bool:
 def _load(model: Any) -> tuple[LoadedModel, onnx.ModelProto | Path | Conversion]:
     """The model's graph (without the bytes of external or conversion-held weights) and what to run."""
     if isinstance(model, Conversion):
-        return LoadedModel(skeleton(model.ir_model), f"<conversion of {model.ir_model.graph.name}>"), model
+        return LoadedModel(skeleton(model.ir_model), CONVERSION_LABEL), model
     if isinstance(model, (str, os.PathLike)):
         loaded = load_model(model, external_data=False)
         return loaded, Path(model)

@@ -31,8 +31,17 @@ import onnx_ir as ir
 from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.tracing import Traced
-from workbench.onnx_io import ExternalData, Session, WrittenModel, open_session, write_model
+from workbench.onnx_io import (
+    ExternalData,
+    Session,
+    WrittenModel,
+    open_session,
+    write_model,
+)
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
+
+#: How reports and errors name a model run from a conversion (as ``<ModelProto>`` names a proto).
+CONVERSION_LABEL = "<Conversion>"
 
 
 @dataclass(eq=False)
@@ -118,7 +127,7 @@ class Conversion:
     def session(self) -> Session:
         """The onnxruntime session of this model (opened on first use, weights handed over in memory)."""
         if self._session is None:
-            self._session = open_session(self.ir_model, label=f"<conversion of {self.ir_model.graph.name}>")
+            self._session = open_session(self.ir_model, label=CONVERSION_LABEL)
         return self._session
 
     def run(self, *inputs: Any) -> list[np.ndarray]:
@@ -151,4 +160,4 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
     return proto
 
 
-__all__ = ["Conversion", "to_proto"]
+__all__ = ["CONVERSION_LABEL", "Conversion", "to_proto"]

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import onnx
 
 from workbench.errors import OnnxModelError, WorkbenchError
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jupyter import viewer_routes
 from workbench.jupyter.graph_drawing import MAX_DRAWN_NODES, draw_svg
 from workbench.jupyter.model_store import (
@@ -44,8 +45,14 @@ from workbench.jupyter.model_store import (
     ModelStore,
     new_token,
 )
-from workbench.jax_to_onnx.conversion import Conversion
-from workbench.onnx_io import ModelSource, ModelSummary, load_model, summarize, with_shapes, without_weight_bytes
+from workbench.onnx_io import (
+    ModelSource,
+    ModelSummary,
+    load_model,
+    summarize,
+    with_shapes,
+    without_weight_bytes,
+)
 
 if TYPE_CHECKING:
     import pandas
