@@ -36,10 +36,16 @@ class ZooExport:
 
 
 @functools.cache
-def zoo_export(name: str) -> ZooExport:
-    """The zoo model ``name`` built with its defaults and converted with ``wb.to_onnx``, once per process."""
-    built = zoo.ZOO[name]()
-    return ZooExport(name, built, wb.to_onnx(built.fn, built.inputs).SerializeToString())
+def zoo_export(name: str, *, opset: int | None = None) -> ZooExport:
+    """The zoo model ``name`` built with its defaults (once per process) and converted with
+    ``wb.to_onnx`` at ``opset`` (the default one when None), once per process and opset."""
+    built = _built(name)
+    return ZooExport(name, built, wb.to_onnx(built.fn, built.inputs, opset=opset).SerializeToString())
+
+
+@functools.cache
+def _built(name: str) -> zoo.ZooModel:
+    return zoo.ZOO[name]()
 
 
 @functools.cache

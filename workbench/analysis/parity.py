@@ -136,7 +136,7 @@ class ParityReport:
 
 def parity(
     fn: Any,
-    model: onnx.ModelProto | str | os.PathLike[str],
+    model: onnx.ModelProto | str | os.PathLike[str] | None = None,
     inputs: Sequence[Any] | None = None,
     *,
     samples: int = 3,
@@ -149,10 +149,13 @@ def parity(
     """Compare ``model`` run by onnxruntime with ``fn`` run by JAX.
 
     Args:
-        fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts).
+        fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts), or the
+            ``Conversion`` ``wb.convert`` returned: then nothing is traced again and ``model``
+            defaults to the conversion's model.
         model: a ModelProto or a path to an .onnx file.
-        inputs: ``None`` to generate inputs from the model's input types; input specs (shape
-            tuples, ShapeDtypeStructs) to generate from those; or concrete arrays (one sample).
+        inputs: ``None`` to generate inputs from the model's input types (a Conversion's own input
+            types); input specs (shape tuples, ShapeDtypeStructs) to generate from those (not with a
+            Conversion); or concrete arrays (one sample).
         samples: how many generated samples (symbolic dims take different sizes in each).
         rtol / atol: tolerances; by default chosen per output dtype (exact for ints and bools).
         seed: seed of the input generator.

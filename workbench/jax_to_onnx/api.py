@@ -7,7 +7,6 @@ import gc
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -18,43 +17,20 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.tracing import Traced, trace
-from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
 
 DEFAULT_OPSET = 21
-MIN_OPSET = 18
-# Highest opset the installed onnxruntime is known to run; newer ones are refused with a clear error.
-MAX_OPSET = 23
-
-
-@dataclass
-class Conversion:
-    """Everything one conversion produced: the model plus what analysis tools need to look inside."""
-
-    model: onnx.ModelProto
-    traced: Traced
-    origins: dict[str, tuple[str, str, str]]
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-    # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
-    # ``origins`` that the divergence locator uses to find each value's JAX counterpart
-    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
-    # ONNX value name → permutation for values the layout pass keeps channels-first: transposed by it,
-    # the value equals its JAX counterpart (``origins``/``origin_vars`` hold that counterpart under this name)
-    layouts: dict[str, list[int]] = field(default_factory=dict)
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.model.graph.input]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.model.graph.output]
+# Lowest opset the export writes (handlers that need a newer one declare it: min_opset in the registry)
+MIN_OPSET = 13
+# Highest opset the installed onnxruntime (1.31) runs; newer ones are refused with a clear error.
+MAX_OPSET = 26
 
 
 def _resolve_opset(opset: int | None) -> int:
@@ -110,9 +86,28 @@ def convert(
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
     with _collector_paused():
-        return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize,
-                        input_layout=input_layout)
+        start = time.perf_counter()
+        target_opset = _resolve_opset(opset)
+        traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+        return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
+                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout)
+
+
+def convert_traced(
+    traced: Traced,
+    *,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    enable_double_precision: bool = False,
+    optimize: bool = True,
+    input_layout: InputLayout = None,
+) -> Conversion:
+    """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
+    with _collector_paused():
+        return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
+                      output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize,
+                      input_layout=input_layout)
 
 
 @contextlib.contextmanager
@@ -133,30 +128,29 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _convert(
-    fn: Any,
-    inputs: Sequence[Any],
+def _lower(
+    traced: Traced,
     *,
-    opset: int | None,
+    start: float,
+    opset: int,
     input_names: Sequence[str] | None,
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
     input_layout: InputLayout,
 ) -> Conversion:
-    start = time.perf_counter()
-    target_opset = _resolve_opset(opset)
-    traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+    """Lower a traced function to a model: the part of a conversion after tracing."""
     traced_at = time.perf_counter()
     jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr, target_opset)
+    check_all_supported(jaxpr, opset)
 
-    state = ModelState(opset=target_opset, drop_root_scope=traced.callable.kind == "linen")
+    state = ModelState(opset=opset, x64=enable_double_precision, drop_root_scope=traced.callable.kind == "linen")
     builder = GraphBuilder(state)
     param_values = [
         builder.const(np.asarray(p), name=name)
         for p, name in zip(traced.callable.params, traced.callable.param_names, strict=True)
     ]
+    state.weights.update(value.name for value in param_values)
     in_names = _names(input_names, _default_input_names(traced), "input_names")
     out_names = _names(output_names, _default_output_names(traced), "output_names")
     # reserve the user-facing names so no intermediate value takes them
@@ -197,6 +191,7 @@ def _convert(
         layouts=layouts,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        enable_double_precision=enable_double_precision,
     )
 
 
@@ -287,6 +282,5 @@ def to_onnx(
         input_layout=input_layout,
     )
     if path is not None:
-        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
-        write_model(conversion.model, path, external_data=policy)
+        conversion.save(path, external_data_threshold=external_data_threshold)
     return conversion.model

@@ -22,6 +22,7 @@ from workbench.compat import evaluate_dim
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
+from workbench.jax_to_onnx.opset_forms import adapt, needs_adapting, shape_slice
 
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
@@ -108,6 +109,10 @@ class ModelState:
     """What all builders of one export share: names, main-graph initializers, functions, origins."""
 
     opset: int
+    # the export traced with 64-bit types (enable_double_precision), for JAX evaluations while lowering
+    x64: bool = False
+    # names of the initializers that hold the model's weights (never folded into other constants)
+    weights: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     counter: itertools.count = field(default_factory=itertools.count)
     initializers: list[ir.Value] = field(default_factory=list)
@@ -139,7 +144,7 @@ class ModelState:
 
 
 def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
-    base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
+    base = _sanitized(hint)
     if base not in taken:
         taken.add(base)
         return base
@@ -148,6 +153,12 @@ def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
         if name not in taken:
             taken.add(name)
             return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _sanitized(hint: str) -> str:
+    """``hint`` with characters other than letters, digits and ``._/`` replaced (hints repeat: cached)."""
+    return "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
 
 
 class GraphBuilder:
@@ -214,12 +225,25 @@ class GraphBuilder:
         name_hint: str | None = None,
         **attributes: Any,
     ) -> Any:
-        """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``."""
+        """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``.
+
+        Nodes are written in their opset-18 form; below it they take the target opset's (opset_forms.py).
+        """
+        if needs_adapting(op_type, self.state.opset, domain):
+            window = shape_slice(op_type, attributes, self.state.opset)
+            if window is not None:  # Shape(start, end) before opset 15: the whole shape, then a Slice
+                whole = self.op("Shape", *inputs, name_hint=name_hint)
+                start, end = window
+                stop = self.i64([end if end is not None else np.iinfo(np.int64).max])
+                return self.op("Slice", whole, self.i64([start]), stop, self.i64([0]), name_hint=name_hint)
+            adapted_inputs, attributes = adapt(op_type, list(inputs), dict(attributes), self.state.opset)
+            inputs = tuple(adapted_inputs)
         attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
-        node_name = self.state.fresh_node(op_type)
         hint = name_hint or op_type.lower()
         outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
-        node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
+        # unnamed here: the lowering names each node after its module path, and the passes make node
+        # names unique once at the end (provenance.unique_node_names)
+        node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs)
         self.nodes.append(node)
         if domain:
             self._use_domain(domain)

@@ -122,11 +122,14 @@ class WorkbenchMagics(Magics):
             raise UsageError("The cell failed (traceback above); nothing was converted.")
 
         fn_name, fn = self._callable(args.fn, cell)
-        from workbench.jax_to_onnx.api import to_onnx
+        from workbench.jax_to_onnx.api import convert
 
         start = time.perf_counter()
         try:
-            model = to_onnx(fn, inputs, path=args.out, opset=args.opset)
+            conversion = convert(fn, inputs, opset=args.opset)  # the Conversion: --parity need not trace again
+            if args.out:
+                conversion.save(args.out)
+            model = conversion.model
         except UnsupportedPrimitiveError as error:
             result = OnnxResult(fn_name, time.perf_counter() - start, unsupported=list(error.primitives))
             from workbench.analysis.report import check
@@ -154,7 +157,7 @@ class WorkbenchMagics(Magics):
         if args.parity:
             from workbench.analysis.parity import parity
 
-            result.parity = parity(fn, model, inputs)
+            result.parity = parity(conversion)
         self.shell.user_ns[args.name] = result
         display(result)
         if result.jax_source is not None and not args.to_jax:
