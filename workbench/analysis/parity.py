@@ -61,6 +61,7 @@ class ParityReport:
     subject: Subject = field(repr=False)
     rtol: float | None = None
     atol: float | None = None
+    name: str | None = None  # what the report calls the function (default: the callable's own name)
 
     @property
     def ok(self) -> bool:
@@ -112,7 +113,7 @@ class ParityReport:
     def summary(self) -> str:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
         return (
-            f"Parity {verdict}: {self.model_source} vs {self.subject.name}, {len(self.inputs)} sample(s), "
+            f"Parity {verdict}: {self.model_source} vs {self.name or self.subject.name}, {len(self.inputs)} sample(s), "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
 
@@ -145,6 +146,7 @@ def parity(
     seed: int = 0,
     optimize: bool = True,
     sizes: Mapping[str, int] | None = None,
+    name: str | None = None,
 ) -> ParityReport:
     """Compare ``model`` run by onnxruntime with ``fn`` run by JAX.
 
@@ -161,6 +163,8 @@ def parity(
         seed: seed of the input generator.
         optimize: run onnxruntime with its graph optimisations (``False``: ORT_DISABLE_ALL).
         sizes: fixed sizes for some symbolic dimensions, e.g. ``{"T": 64}``.
+        name: the function's name in the report and its figure (default: the callable's own name,
+            which is ``apply`` for ``functools.partial(module.apply, variables)``).
 
     Raises:
         WorkbenchError: when the model's inputs do not match the function's, the model is not an
@@ -179,7 +183,7 @@ def parity(
         got = session.run({name: to_pairs(x) for name, x in zip(input_names, flat_inputs, strict=True)})  # complex as pairs
         all_inputs.append(flat_inputs)
         all_sizes.append(chosen_sizes)
-        for name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
+        for output_name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             comparison = compare_arrays(
                 onnx_value,
@@ -188,7 +192,7 @@ def parity(
                 default_atol if atol is None else atol,
             )
             results.append(
-                OutputResult(index, name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
+                OutputResult(index, output_name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
             )
     return ParityReport(
         results=results,
@@ -201,6 +205,7 @@ def parity(
         subject=subject,
         rtol=rtol,
         atol=atol,
+        name=name,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from workbench.compat import decode_frame, is_user_filename
 from workbench.errors import SourceLocation
+from workbench.notebook_cells import cell_label
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # libraries whose frames are never "your line": the model and solver libraries users call into
@@ -39,7 +40,7 @@ def _frame_kind(file_name: str) -> int:
 def _location(code: types.CodeType, lasti: int) -> SourceLocation:
     # the blocks of a model repeat the same frames: decoded once per (code, instruction)
     frame = decode_frame(code, lasti)
-    return SourceLocation(frame.file_name, frame.start_line, frame.function_name)
+    return SourceLocation(frame.file_name, frame.start_line, frame.function_name, cell=cell_label(frame.file_name))
 
 
 def eqn_location(eqn: Any) -> SourceLocation | None:
