@@ -146,3 +146,22 @@ def test_batch_norm_without_a_layer_before_it_is_one_batch_normalization():
     clone = nnx.clone(norm)
     clone.eval()
     assert_matches_jax(clone, model, [x], rtol=1e-5, atol=1e-5)
+
+
+def test_asymmetric_pad_between_convolutions_keeps_its_axes():
+    """The channel-layout pass moves a Pad into NCHW: each axis keeps its own pads (H and W differ here)."""
+    kernel1 = np.random.default_rng(3).standard_normal((3, 3, 2, 4)).astype(np.float32)
+    kernel2 = np.random.default_rng(4).standard_normal((3, 3, 4, 5)).astype(np.float32)
+
+    def conv(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def fn(x):
+        padded = jax.numpy.pad(jax.nn.relu(conv(x, kernel1)), ((0, 0), (1, 2), (0, 3), (0, 0)))
+        return conv(padded, kernel2)
+
+    model = wb.to_onnx(fn, [("B", 9, 7, 2)])
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Transpose") == 2 and "Pad" in ops, ops
+    x = np.random.default_rng(5).standard_normal((2, 9, 7, 2)).astype(np.float32)
+    assert_matches_jax(fn, model, [x], rtol=1e-4, atol=1e-4)

@@ -211,7 +211,8 @@ def _rewrite_consumer(
         node.attributes["axis"] = ir.AttrInt64("axis", perm[node.attributes.get_int("axis", -1) % rank])
     elif op == "Pad":
         pads = constant_array(node.inputs[1]).reshape(-1)
-        new_pads = np.concatenate([pads[:rank][perm], pads[rank:][perm]]).astype(np.int64)
+        # the pads of source axis perm[i] are those of the transposed value's axis i
+        new_pads = np.concatenate([pads[:rank][inverse], pads[rank:][inverse]]).astype(np.int64)
         node.replace_input_with(1, _new_constant(graph, new_pads, f"{node.name}/pads"))
     elif op in _REDUCTIONS:
         out_perm = _relay_reduction(graph, node, perm)
