@@ -228,7 +228,7 @@ def _conv_general_dilated(
     batch_group_count: int,
     precision: Any,
     preferred_element_type: Any,
-    **params: Any,
+    out_sharding: Any,
 ) -> ir.Value:
     """lax.conv_general_dilated → Conv / ConvTranspose between layout Transposes.
 
@@ -236,7 +236,7 @@ def _conv_general_dilated(
     lhs_dilation (transposed conv), rhs_dilation (atrous), dimension_numbers (layouts),
     feature_group_count (grouped/depthwise), batch_group_count, preferred_element_type (cast after).
     """
-    del precision, params  # precision is an XLA hint; out_sharding is XLA-only
+    del precision, out_sharding  # precision is an XLA hint; out_sharding is XLA-only
     lhs_aval, rhs_aval = ctx.avals_in
     if not jnp.issubdtype(lhs_aval.dtype, jnp.floating):
         raise ConversionError(

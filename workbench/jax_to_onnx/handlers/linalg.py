@@ -245,13 +245,13 @@ def _dot_general(
     dimension_numbers: Any,
     precision: Any,
     preferred_element_type: Any,
-    **params: Any,
+    out_sharding: Any,
 ) -> ir.Value:
     """MatMul when the contraction is a (batched) matrix product, Einsum otherwise.
 
     Params: dimension_numbers, precision (XLA-only), preferred_element_type (cast after).
     """
-    del precision, params  # out_sharding
+    del precision, out_sharding  # XLA-only
     lhs_aval, rhs_aval = ctx.avals_in
     out_dtype = np.dtype(ctx.aval_out.dtype)
     if np.dtype(lhs_aval.dtype) != np.dtype(rhs_aval.dtype) or (
