@@ -15,7 +15,8 @@ weights, static shapes, batch 1). For each model:
 - onnxruntime latency of each export (workbench, jax2onnx, torch.onnx of the PyTorch twin where the set
   has one), in interleaved rounds, at 1 intra-op thread (CPU time of the calling thread) and at
   onnxruntime's default threads (wall); target: no slower than the faster of the others;
-- the split of the workbench's conversion (trace / lower / passes / serialise, ``Conversion.timings``);
+- the split of the workbench's conversion (trace / lower / passes including shape inference and the checker,
+  ``Conversion.timings``; serialise: making the ModelProto);
 - ``--cold``: cold start, a fresh process importing and converting the README MLP, against the floor
   (a fresh process importing jax and flax and running ``make_jaxpr`` of it), in alternating runs, after
   compiling the package's bytecode (as an installed package has it); target <= 1.1x.
@@ -90,7 +91,8 @@ class Result:
 
     name: str
     nodes: dict[str, int | None] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # tool -> why it did not convert
+    ort_errors: dict[str, str] = field(default_factory=dict)  # tool -> why onnxruntime could not run its export
     times: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # tool -> per-round timings
     latency: dict[str, dict[str, float]] = field(default_factory=dict)  # "1"/"0" threads -> tool -> seconds
 
@@ -135,11 +137,14 @@ def measure_model(name: str, j2o: str | None, rounds: int, torch: bool, tmp: str
     if paths:
         inputs = SET[name]("bench").inputs
         for threads in (1, 0):
-            result.latency[str(threads)] = ort_latencies(paths, inputs, threads=threads, rounds=ort_rounds, runs=ort_runs)
+            result.latency[str(threads)] = ort_latencies(paths, inputs, result.ort_errors, threads=threads, rounds=ort_rounds,
+                                                         runs=ort_runs)
     return result
 
 
-def ort_latencies(paths: dict[str, str], inputs: list[np.ndarray], *, threads: int, rounds: int, runs: int) -> dict[str, float]:
+def ort_latencies(
+    paths: dict[str, str], inputs: list[np.ndarray], failures: dict[str, str], *, threads: int, rounds: int, runs: int
+) -> dict[str, float]:
     """Median onnxruntime latency (s) of each model, in interleaved rounds (A, B, C, A, B, C, ...).
 
     At 1 intra-op thread, onnxruntime runs the graph on the calling thread: its CPU time is measured,
@@ -151,17 +156,21 @@ def ort_latencies(paths: dict[str, str], inputs: list[np.ndarray], *, threads: i
     for tool, path in paths.items():
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        options.log_severity_level = 4
         feed = {}
-        for spec, array in zip(session.get_inputs(), inputs, strict=True):
-            wanted = np.int64 if spec.type == "tensor(int64)" else np.int32 if spec.type == "tensor(int32)" else None
-            feed[spec.name] = array.astype(wanted) if wanted is not None else array
-        for _ in range(3):
-            session.run(None, feed)
+        try:
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            for spec, array in zip(session.get_inputs(), inputs, strict=True):
+                wanted = np.int64 if spec.type == "tensor(int64)" else np.int32 if spec.type == "tensor(int32)" else None
+                feed[spec.name] = array.astype(wanted) if wanted is not None else array
+            for _ in range(3):
+                session.run(None, feed)
+        except Exception as error:  # noqa: BLE001 - an export onnxruntime cannot run is a result: shown in the table
+            failures[tool] = f"onnxruntime: {str(error).splitlines()[0][-120:]}"
+            continue
         sessions.append((tool, session, feed))
     clock = time.thread_time if threads == 1 else time.perf_counter
-    samples: dict[str, list[float]] = {tool: [] for tool in paths}
+    samples: dict[str, list[float]] = {tool: [] for tool, _, _ in sessions}
     for _ in range(rounds):
         for tool, session, feed in sessions:
             for _ in range(runs):
@@ -244,7 +253,8 @@ def graph_table(results: list[Result]) -> list[str]:
         cells = []
         for threads in ("1", "0"):
             lat = r.latency.get(threads, {})
-            cells.append(" / ".join(_fmt(lat[t] * 1e3, 2) if t in lat else "-" for t in tools))
+            cells.append(" / ".join(_fmt(lat[t] * 1e3, 2) if t in lat else "fails" if t in r.ort_errors else "-"
+                                    for t in tools))
             others = [lat[t] for t in tools[1:] if t in lat]
             cells.append(f"{lat['workbench'] / min(others):.2f}x" if others and "workbench" in lat else "-")
         lines.append(f"| {r.name} | {nodes} | {' | '.join(cells)} |")
@@ -277,6 +287,12 @@ def cold_table(runs: dict[str, list[tuple[float, float]]]) -> list[str]:
     return lines
 
 
+def _print_failures(results: list[Result]) -> None:
+    for r in results:
+        for tool, why in {**r.errors, **r.ort_errors}.items():
+            print(f"\n- {r.name}, {tool}: {why}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jax2onnx-python", default="/work/venv-jax2onnx/bin/python",
@@ -297,10 +313,11 @@ def main() -> None:
         print("\n".join(conversion_table(results)) + "\n")
         print("\n".join(graph_table(results)) + "\n")
         print("\n".join(split_table(results)))
+        _print_failures(results)
         return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
+        for name in filter(None, args.models.split(",")):
             started = time.perf_counter()
             results.append(measure_model(name, j2o, args.rounds, not args.no_torch, tmp, args.ort_rounds, args.ort_runs))
             print(f"[{name}: {time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
@@ -312,6 +329,7 @@ def main() -> None:
     print("\n".join(conversion_table(results)) + "\n")
     print("\n".join(graph_table(results)) + "\n")
     print("\n".join(split_table(results)))
+    _print_failures(results)
     if args.cold:
         print()
         print("\n".join(cold_table(cold_start(j2o, args.cold))))

@@ -35,7 +35,7 @@ BUDGETS: dict[tuple[str, bool], tuple[int, int]] = {
     ("hf_gpt2", False): (129, 8),
     ("hf_gpt2", True): (159, 8),  # symbolic batch: the mask is built and broadcast at run time
     ("hf_bert", False): (140, 8),
-    ("hf_bert", True): (168, 8),
+    ("hf_bert", True): (172, 8),
     ("hf_vit", False): (122, 9),
     ("hf_vit", True): (125, 9),
     ("haiku_resnet18", False): (49, 1),
