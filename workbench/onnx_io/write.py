@@ -1,35 +1,44 @@
 """Writing an ONNX model atomically: the model file and its side file of weights as one unit.
 
 The one writer of ONNX files (``wb.to_onnx(path=...)``, the web harness). It follows one
-external-data policy (:class:`ExternalData`): large initializers go to ``<model file>.data``
-beside the model, written by onnx's own external-data writer. Both files are written under
-their final names into a private staging folder inside the target folder and then committed by
-:func:`_commit`, the one place that decides how they replace what was there: readers see the old
-files or the new ones, never a half-written file, and nothing is left behind when writing fails.
-A side file left by an earlier write of the same model name is removed when the new model keeps
-its weights inline: the side file belongs to its model.
+external-data policy (:class:`ExternalData`): large initializers go to a side file beside the
+model, written with onnx's own external-data helpers.
+
+The side file is named after the model and its content, ``<model file>.<16 hex digits of its
+SHA-256>.data``, so a new write never overwrites the weights an existing model file points to:
+:func:`write_model` puts the new side file in place, then replaces the model file (one atomic
+rename), then removes the side files of the model that no longer belong to it. A reader sees the
+old model with its old weights or the new model with its new weights, never one with the other's;
+a writer killed at any point leaves the old pair in place, and the next write removes whatever it
+left (its temp files and an orphaned side file). Writers of one folder take turns
+(:func:`workbench.files.folder_lock`): two threads or processes writing one path give one
+complete model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
-import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+from onnx import external_data_helper
 
-from workbench.errors import OnnxModelError, WorkbenchError
+from workbench import files
+from workbench.errors import OnnxModelError, SpecError, WorkbenchError
+from workbench.onnx_io.load import external_tensors
 
 #: Initializers of at least this many bytes go to the side file (``wb.to_onnx``'s default).
 DEFAULT_TENSOR_THRESHOLD = 1024 * 1024
 DATA_SUFFIX = ".data"
+_DIGEST_DIGITS = 16
 
 
 @dataclass(frozen=True)
 class ExternalData:
-    """Which initializers :func:`write_model` moves to the side file ``<model file name>.data``.
+    """Which initializers :func:`write_model` moves to the model's side file of weights.
 
     A tensor of at least ``tensor_bytes`` bytes moves there, when the serialized model is larger
     than ``model_bytes`` (0: whatever its size). ``ExternalData()`` moves tensors of 1 MiB and
@@ -40,8 +49,10 @@ class ExternalData:
     model_bytes: int = 0
 
     def __post_init__(self) -> None:
-        if self.tensor_bytes < 0 or self.model_bytes < 0:
-            raise ValueError(f"external data thresholds must be >= 0 bytes, got {self}")
+        for name in ("tensor_bytes", "model_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SpecError(f"external data threshold {name}: expected an int >= 0 (bytes), got {value!r}.")
 
     def applies_to(self, model: onnx.ModelProto) -> bool:
         """True when the model has a tensor to move and is large enough for the side file."""
@@ -62,9 +73,14 @@ class WrittenModel:
         return (self.model,) if self.data is None else (self.model, self.data)
 
 
-def data_file_name(model_file_name: str) -> str:
-    """The side file of ``model.onnx``: ``model.onnx.data``."""
-    return model_file_name + DATA_SUFFIX
+def data_file_name(model_file_name: str, digest: str) -> str:
+    """The side file of ``model.onnx`` whose content has the SHA-256 ``digest``: ``model.onnx.<16 hex>.data``."""
+    return f"{model_file_name}.{digest[:_DIGEST_DIGITS]}{DATA_SUFFIX}"
+
+
+def _side_file_pattern(model_file_name: str) -> re.Pattern[str]:
+    """Side files this writer may have written for ``model_file_name`` (and the plain ``.data`` of older writes)."""
+    return re.compile(rf"{re.escape(model_file_name)}(\.[0-9a-f]{{{_DIGEST_DIGITS}}})?{re.escape(DATA_SUFFIX)}")
 
 
 def write_model(
@@ -73,59 +89,94 @@ def write_model(
     *,
     external_data: ExternalData | None = ExternalData(),
 ) -> WrittenModel:
-    """Write ``model`` to ``path`` atomically, large weights to ``<path>.data`` as ``external_data`` says.
+    """Write ``model`` to ``path`` atomically, large weights to its side file as ``external_data`` says.
 
     ``external_data=None`` keeps every weight in the model file. The caller's ModelProto is not
     modified. The folder must exist. Files get the mode of any new file (0o666 less the umask).
+    A failure (disk full...) raises :class:`~workbench.files.WriteError` and keeps the old files.
     """
+    if external_data is not None and not isinstance(external_data, ExternalData):
+        raise SpecError(f"external_data: expected an ExternalData or None, got {type(external_data).__name__}.")
     target = Path(path)
     if target.is_dir():
         raise WorkbenchError(f"cannot write the ONNX model to {target}: it is a directory; give a file path.")
     folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise WorkbenchError(f"cannot write the ONNX model to {target}: folder {folder} does not exist.")
+    files.existing_folder(folder, "the ONNX model")
     external = external_data is not None and external_data.applies_to(model)
-    data_name = data_file_name(target.name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder))
-    try:
+    with files.folder_lock(folder), files.write_errors(f"the ONNX model {target}"):
+        files.remove_stale_temps(target)
         if external:
             assert external_data is not None  # for type checkers: applies_to() was called on it
-            # onnx moves the weights out of the proto it is given: hand it a copy
-            copy = onnx.ModelProto()
-            copy.CopyFrom(model)
-            # onnx creates a missing data file 0600 but appends to an existing one: create it like any new file
-            os.close(os.open(staging / data_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            _save(copy, staging / target.name, save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=data_name, size_threshold=external_data.tensor_bytes)  # fmt: skip
+            data_name = _write_with_side_file(model, target, external_data)
         else:
-            _save(model, staging / target.name)
-        _commit(staging, folder, target.name, data_name if external else None)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return WrittenModel(target, folder / data_name if external else None)
+            data_name = None
+            with files.replacing(target) as temp:
+                _save(model, temp)
+        _remove_side_files(folder, target.name, keep=data_name)
+    return WrittenModel(target, None if data_name is None else folder / data_name)
 
 
-def _save(model: onnx.ModelProto, path: Path, **external: object) -> None:
+def _write_with_side_file(model: onnx.ModelProto, target: Path, policy: ExternalData) -> str:
+    """Stage the side file and the model, then commit them: side file in place first, then the model."""
+    folder = target.parent if str(target.parent) else Path(".")
+    staged_data = files.create_temp_beside(target)  # onnx appends to the file it is given: an empty new one
+    staged_model = files.create_temp_beside(target)
     try:
-        onnx.save_model(model, str(path), **external)
+        copy = onnx.ModelProto()  # onnx moves the weights out of the proto it is given: hand it a copy
+        copy.CopyFrom(model)
+        external_data_helper.convert_model_to_external_data(
+            copy, all_tensors_to_one_file=True, location=staged_data.name, size_threshold=policy.tensor_bytes,
+            convert_attribute=False,
+        )  # fmt: skip
+        external_data_helper.write_external_data_tensors(copy, str(folder))
+        data_name = data_file_name(target.name, _sha256(staged_data))
+        for tensor in external_tensors(copy):
+            external_data_helper.set_external_data(
+                tensor, location=data_name, offset=_entry(tensor, "offset"), length=_entry(tensor, "length")
+            )
+        _save(copy, staged_model)
+        os.replace(staged_data, folder / data_name)  # a new name: no model refers to it yet
+        os.replace(staged_model, target)  # the commit: from here on readers get the new pair
+    except BaseException:
+        staged_data.unlink(missing_ok=True)
+        staged_model.unlink(missing_ok=True)
+        raise
+    return data_name
+
+
+def _entry(tensor: onnx.TensorProto, key: str) -> int | None:
+    for entry in tensor.external_data:
+        if entry.key == key:
+            return int(entry.value)
+    return None
+
+
+def _remove_side_files(folder: Path, model_name: str, *, keep: str | None) -> None:
+    """Remove the side files of ``model_name`` other than ``keep`` (after the model that used them was replaced)."""
+    pattern = _side_file_pattern(model_name)
+    for entry in os.scandir(folder):
+        if entry.name != keep and pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    try:
+        data = model.SerializeToString()
     except ValueError as error:  # protobuf refuses to serialize a message over 2 GB
         raise OnnxModelError(
             f"cannot serialize the model for {path.name}: {error}. Keep its weights in external data "
             "(a smaller external data threshold)."
         ) from error
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
-def _commit(staging: Path, folder: Path, model_name: str, data_name: str | None) -> None:
-    """Move the staged files into ``folder``: the side file first, so the model never names a missing one.
-
-    Each move is an atomic ``os.replace`` within one file system (the staging folder sits in
-    ``folder``). Without a side file, one left by an earlier write of this model is removed.
-    """
-    if data_name is not None:
-        os.replace(staging / data_name, folder / data_name)
-    os.replace(staging / model_name, folder / model_name)
-    if data_name is None:
-        (folder / data_file_name(model_name)).unlink(missing_ok=True)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _raw_bytes(tensor: onnx.TensorProto) -> int:
