@@ -241,8 +241,8 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 def copy_file_atomic(source: Path, target: Path) -> None:
     """Copy the bytes of ``source`` (not its mode: the copy is a new file under the umask) atomically."""
-    with replacing(Path(target)) as temp:
-        with open(temp, "wb") as writer, open(source, "rb") as reader:
+    with open(source, "rb") as reader:  # a missing source is the caller's FileNotFoundError, not a write error
+        with replacing(Path(target)) as temp, open(temp, "wb") as writer:
             shutil.copyfileobj(reader, writer)
 
 

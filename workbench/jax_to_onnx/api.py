@@ -151,6 +151,12 @@ def _convert(
     ]
     in_names = _names(input_names, _default_input_names(traced), "input_names")
     out_names = _names(output_names, _default_output_names(traced), "output_names")
+    shared = sorted(set(in_names) & set(out_names))
+    if shared:
+        raise SpecError(
+            f"input_names and output_names share {', '.join(map(repr, shared))}: an ONNX value has one name, so "
+            "each graph input and output needs its own (an output that returns an input gets an Identity node)."
+        )
     # reserve the user-facing names so no intermediate value takes them
     state.names.update(out_names)
     user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
@@ -245,6 +251,14 @@ def to_onnx(
         SpecError: for a bad callable, input spec, name list or opset.
         TraceError: when the function itself fails to trace with these inputs.
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise SpecError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}.")
+    if external_data_threshold is not None and (
+        not isinstance(external_data_threshold, int) or isinstance(external_data_threshold, bool) or external_data_threshold < 0
+    ):
+        raise SpecError(
+            f"external_data_threshold: expected an int >= 0 (bytes) or None, got {external_data_threshold!r}."
+        )
     conversion = convert(
         fn,
         inputs,

@@ -258,10 +258,10 @@ def resolve_external_data(loaded: LoadedModel) -> None:
         except (OSError, ValueError, onnx.checker.ValidationError) as error:  # onnx checks the location
             raise OnnxModelError(
                 f"{loaded.label}: cannot load the external data of tensor {tensor.name!r} ({item.where}) from "
-                f"{external_location(tensor)!r}: {error}. External data must be a regular file inside the "
+                f"{external_location(tensor)!r}: {str(error).rstrip('.')}. External data must be a regular file inside the "
                 "model's folder, named by a relative path."
             ) from error
-        tensor.data_location = onnx.TensorProto.DEFAULT
+        tensor.ClearField("data_location")  # as if it had been stored inline
         del tensor.external_data[:]
 
 

@@ -1,47 +1,187 @@
 """ONNX shape inference, run one way for every layer (the reader, the viewer, ``workbench inspect``).
 
-Float weights never decide a shape, so inference runs without their bytes: onnx serializes the
-whole model to infer it, which was most of the ONNX -> JAX generation time for a 1,700-node CNN
-with its weights. Integer initializers (shapes, axes) keep their values for data propagation.
+Weights other than integers never decide a shape, so the checker and shape inference see a *light*
+copy of the model (:func:`light_model`): its large non-integer initializers become typed graph
+inputs without data. onnx serializes the whole model for each of those calls, which was most of
+the ONNX -> JAX generation time for a 1,700-node CNN with its weights. Integer initializers
+(shapes, axes) keep their values for data propagation.
+
+Data propagation (shapes computed from values, e.g. ``Reshape(x, Concat(Shape(y), [-1]))``) is
+turned off when onnx would represent too many values element by element
+(:func:`data_propagation_entries`): it gives every 1-D value of known length n, float or not, n
+entries per node that reads it, so a 1-D input of 10**8 elements took gigabytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import onnx
 
 from workbench.errors import OnnxModelError
+from workbench.limits import MAX_DATA_PROPAGATION_ENTRIES
 
-_FLOAT_TYPES = frozenset(
-    {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
-)
-_DETACH_MIN_BYTES = 4096
+_SHAPE_DATA_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})  # what data propagation reads
+_SET_ASIDE_MIN_BYTES = 4096
 
 
-def infer_shapes(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
-    """``onnx.shape_inference.infer_shapes`` (data propagation on) with the big float weights set aside.
+def light_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """A copy of ``model`` without the bytes of its large non-integer initializers of rank other than 1.
 
-    Returns a new model; ``model`` must be the caller's own (its large float initializers are
-    detached while inference runs and put back after). Errors name ``label``.
+    Each such initializer becomes a graph input of the same type (unless the graph already lists it
+    as an input), which is all the checker and shape inference need of it. Returns the copy and the
+    tensors set aside (the caller's own, not copied). ``model`` is not modified.
     """
-    detached: dict[int, bytes] = {}
-    for index, tensor in enumerate(model.graph.initializer):
-        if tensor.data_type in _FLOAT_TYPES and len(tensor.raw_data) >= _DETACH_MIN_BYTES:
-            detached[index] = tensor.raw_data
-            tensor.ClearField("raw_data")
+    light = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(light, field, value)
+    graph = light.graph
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(graph, field, value)
+    listed = {value.name for value in model.graph.input}
+    set_aside = []
+    for tensor in model.graph.initializer:
+        # 1-D tensors stay: as typed inputs, data propagation would spell out each of their elements
+        if tensor.data_type in _SHAPE_DATA_TYPES or len(tensor.dims) == 1 or _payload_bytes(tensor) < _SET_ASIDE_MIN_BYTES:
+            graph.initializer.append(tensor)
+            continue
+        set_aside.append(tensor)
+        if tensor.name not in listed:
+            typed = graph.input.add()
+            typed.name = tensor.name
+            typed.type.tensor_type.elem_type = tensor.data_type
+            typed.type.tensor_type.shape.SetInParent()  # a scalar has a shape without dims
+            for size in tensor.dims:
+                typed.type.tensor_type.shape.dim.add().dim_value = size
+    return light, set_aside
+
+
+def _copy_field(target: onnx.ModelProto | onnx.GraphProto, field, value) -> None:  # noqa: ANN001 - protobuf descriptor
+    if field.is_repeated:
+        getattr(target, field.name).extend(value)
+    elif field.message_type is not None:
+        getattr(target, field.name).CopyFrom(value)
+    else:
+        setattr(target, field.name, value)
+
+
+def _payload_bytes(tensor: onnx.TensorProto) -> int:
+    return len(tensor.raw_data) if tensor.HasField("raw_data") else tensor.ByteSize()
+
+
+def infer_shapes(model: onnx.ModelProto, label: str, *, strict: bool = False) -> onnx.ModelProto:
+    """``model`` with ``value_info`` (and output types) from ONNX shape inference, in place; returns it.
+
+    Runs on :func:`light_model`'s copy, with data propagation unless that would cost too much
+    (:func:`data_propagation_entries`). ``strict`` makes any inference error (a wrong attribute, a
+    type clash) an error, as ``onnx.checker.check_model(full_check=True)`` does. Errors name ``label``.
+    """
+    light, _ = light_model(model)
+    labelled = label_unnamed_nodes(light)
+    inferred = _infer(light, label, strict=strict)
+    for index, node in enumerate(_all_nodes(inferred)):
+        if index in labelled:
+            node.ClearField("name")
+    graph = model.graph
+    # inference keeps the node list as it is (and fills the value_info of subgraph bodies in place)
+    del graph.node[:]
+    graph.node.extend(inferred.graph.node)
+    del graph.value_info[:]
+    graph.value_info.extend(inferred.graph.value_info)
+    del graph.output[:]
+    graph.output.extend(inferred.graph.output)
+    return model
+
+
+def _all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    """Every node of the main graph and its subgraphs, in one fixed order."""
+    for graph in _graphs(model):
+        yield from graph.node
+
+
+def label_unnamed_nodes(model: onnx.ModelProto) -> set[int]:
+    """Name each unnamed node ``#<index>`` (its position in its graph), in place, so onnx's messages name it.
+
+    Returns the positions of the labelled nodes in :func:`_all_nodes`'s order. For copies the
+    checker and shape inference see; a caller's model keeps its names.
+    """
+    labelled = set()
+    position = 0
+    for graph in _graphs(model):
+        for index, node in enumerate(graph.node):
+            if not node.name:
+                node.name = f"#{index}"
+                labelled.add(position)
+            position += 1
+    return labelled
+
+
+def _infer(light: onnx.ModelProto, label: str, *, strict: bool) -> onnx.ModelProto:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
-        raise OnnxModelError(f"{label}: ONNX shape inference rejected the model: {error}") from error
-    finally:
-        for index, data in detached.items():
-            model.graph.initializer[index].raw_data = data
-    for index, data in detached.items():
-        # inference keeps the initializer list as it is, so the indices still apply
-        restored = inferred.graph.initializer[index]
-        if restored.name != model.graph.initializer[index].name:  # pragma: no cover - onnx contract
-            raise AssertionError("shape inference reordered the initializers")
-        restored.raw_data = data
-    return inferred
+        return guarded_inference(light, strict_mode=strict, check_type=strict)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as error:
+        raise OnnxModelError(f"{label}: ONNX shape inference rejected the model: {str(error).strip()}") from error
+    except (RuntimeError, ValueError) as error:  # onnx's C++ side: an unparsable type, a bad data type
+        raise OnnxModelError(f"{label}: ONNX shape inference cannot read the model: {error}") from error
+
+
+def guarded_inference(model: onnx.ModelProto, *, strict_mode: bool, check_type: bool = False) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes``, with data propagation only where it stays cheap.
+
+    When the model states every shape, :func:`data_propagation_entries` is counted on it; otherwise
+    inference runs once without data propagation to learn the shapes, and again with it only if
+    the count allows. onnx's own exceptions pass through (each caller names the model its way).
+    """
+    def run(data_prop: bool) -> onnx.ModelProto:
+        return onnx.shape_inference.infer_shapes(model, check_type=check_type, strict_mode=strict_mode, data_prop=data_prop)
+
+    if edges_without_shape(model.graph):
+        plain = run(data_prop=False)
+        if data_propagation_entries(plain) > MAX_DATA_PROPAGATION_ENTRIES:
+            return plain
+    elif data_propagation_entries(model) > MAX_DATA_PROPAGATION_ENTRIES:
+        return run(data_prop=False)
+    return run(data_prop=True)
+
+
+def data_propagation_entries(model: onnx.ModelProto) -> int:
+    """How many dimension entries ONNX data propagation would create for ``model``'s known 1-D values.
+
+    onnx represents the value of every 1-D tensor of known length n that a node reads as n entries
+    (and an int32/int64 initializer of n elements likewise), whatever its element type.
+    """
+    total = 0
+    for graph in _graphs(model):
+        lengths: dict[str, int] = {}
+        for value in [*graph.input, *graph.output, *graph.value_info]:
+            length = _fixed_length(value.type)
+            if length is not None:
+                lengths[value.name] = length
+        for tensor in graph.initializer:
+            if len(tensor.dims) == 1:
+                lengths[tensor.name] = int(tensor.dims[0])
+        for node in graph.node:
+            total += sum(lengths.get(name, 0) for name in node.input)
+    return total
+
+
+def _fixed_length(value_type: onnx.TypeProto) -> int | None:
+    if not value_type.HasField("tensor_type") or not value_type.tensor_type.HasField("shape"):
+        return None
+    dims = value_type.tensor_type.shape.dim
+    return int(dims[0].dim_value) if len(dims) == 1 and dims[0].HasField("dim_value") else None
+
+
+def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    pending = [model.graph]
+    while pending:
+        graph = pending.pop()
+        yield graph
+        for node in graph.node:
+            for _, body in subgraphs(node):
+                pending.append(body)
 
 
 def _has_type(value: onnx.ValueInfoProto) -> bool:
@@ -80,4 +220,13 @@ def with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     return infer_shapes(copy, f"ONNX graph {model.graph.name!r}")
 
 
-__all__ = ["edges_without_shape", "infer_shapes", "subgraphs", "with_shapes"]
+__all__ = [
+    "data_propagation_entries",
+    "edges_without_shape",
+    "guarded_inference",
+    "infer_shapes",
+    "label_unnamed_nodes",
+    "light_model",
+    "subgraphs",
+    "with_shapes",
+]

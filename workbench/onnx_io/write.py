@@ -131,9 +131,9 @@ def _write_with_side_file(model: onnx.ModelProto, target: Path, policy: External
         external_data_helper.write_external_data_tensors(copy, str(folder))
         data_name = data_file_name(target.name, _sha256(staged_data))
         for tensor in external_tensors(copy):
-            external_data_helper.set_external_data(
-                tensor, location=data_name, offset=_entry(tensor, "offset"), length=_entry(tensor, "length")
-            )
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data_name
         _save(copy, staged_model)
         os.replace(staged_data, folder / data_name)  # a new name: no model refers to it yet
         os.replace(staged_model, target)  # the commit: from here on readers get the new pair
@@ -142,13 +142,6 @@ def _write_with_side_file(model: onnx.ModelProto, target: Path, policy: External
         staged_model.unlink(missing_ok=True)
         raise
     return data_name
-
-
-def _entry(tensor: onnx.TensorProto, key: str) -> int | None:
-    for entry in tensor.external_data:
-        if entry.key == key:
-            return int(entry.value)
-    return None
 
 
 def _remove_side_files(folder: Path, model_name: str, *, keep: str | None) -> None:

@@ -6,6 +6,7 @@ import onnx
 import onnx_ir as ir
 
 from workbench.errors import ConversionError
+from workbench.onnx_io.shapes import guarded_inference
 
 # initializers above this size are left out of the model that ONNX shape inference sees: it only
 # needs their types, while copying megabytes of weights through it twice costs more than the inference
@@ -39,7 +40,8 @@ def infer_shapes(model: ir.Model) -> onnx.ModelProto:
             value.const_value = tensors[value.name]
             graph.register_initializer(value)
     try:
-        proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
+        # data propagation only where onnx would not spell out millions of elements (a (10**9,) input)
+        proto = guarded_inference(light, strict_mode=True)
     except onnx.shape_inference.InferenceError as error:
         raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from error
     del proto.graph.input[original_inputs:]
