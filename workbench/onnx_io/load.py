@@ -16,6 +16,7 @@ model names; :func:`workbench.onnx_io.tensors.tensor_array` refuses a tensor who
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterator
@@ -174,10 +175,14 @@ def check_nesting(model: onnx.ModelProto, label: str) -> None:
             )
         for node in graph.node:
             for attribute in node.attribute:
-                inner = [attribute.g] if attribute.HasField("g") else []
-                for body in [*inner, *attribute.graphs]:
-                    name = node.name or node.op_type
-                    pending.append((body, depth + 1, f"{path}/{name}.{attribute.name}" if path else f"{name}.{attribute.name}"))
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    bodies = [attribute.g]
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    bodies = list(attribute.graphs)
+                else:
+                    continue
+                step = f"{node.name or node.op_type}.{attribute.name}"
+                pending.extend((body, depth + 1, f"{path}/{step}" if path else step) for body in bodies)
 
 
 def _top_graphs(model: onnx.ModelProto) -> list[onnx.GraphProto | onnx.FunctionProto]:
@@ -187,10 +192,30 @@ def _top_graphs(model: onnx.ModelProto) -> list[onnx.GraphProto | onnx.FunctionP
 # ------------------------------------------------------------------------------ tensors
 @dataclass(frozen=True)
 class PlacedTensor:
-    """A tensor of the model and where it sits, as messages say it (``initializer of graph 'main'``)."""
+    """A tensor of the model and where it sits; :attr:`where` says it as messages do (``initializer of graph 'main'``)."""
 
     tensor: onnx.TensorProto
-    where: str
+    container: str  # "graph 'main'", "'then_branch' body of node 'if0' in graph 'main'", "function local::F"
+    node: onnx.NodeProto | None = None  # the node whose attribute holds it (None: an initializer)
+    node_index: int = 0
+    attribute: str = ""
+    sparse: bool = False
+
+    @property
+    def where(self) -> str:
+        if self.node is None:
+            return f"{'sparse ' if self.sparse else ''}initializer of {self.container}"
+        return f"attribute {self.attribute!r} of {_node_text(self.node, self.node_index)} in {self.container}"
+
+
+def _node_text(node: onnx.NodeProto, index: int) -> str:
+    return f"{f'node {node.name!r}' if node.name else f'node #{index}'} ({node.op_type})"
+
+
+_TENSOR_ATTRIBUTES = frozenset({
+    onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS, onnx.AttributeProto.SPARSE_TENSOR,
+    onnx.AttributeProto.SPARSE_TENSORS, onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
+})  # fmt: skip
 
 
 def all_tensors(model: onnx.ModelProto) -> Iterator[PlacedTensor]:
@@ -201,25 +226,26 @@ def all_tensors(model: onnx.ModelProto) -> Iterator[PlacedTensor]:
         graph, where = pending.pop()
         if isinstance(graph, onnx.GraphProto):
             for tensor in graph.initializer:
-                yield PlacedTensor(tensor, f"initializer of {where}")
+                yield PlacedTensor(tensor, where)
             for sparse in graph.sparse_initializer:
-                yield PlacedTensor(sparse.values, f"sparse initializer of {where}")
-                yield PlacedTensor(sparse.indices, f"sparse initializer of {where}")
+                yield PlacedTensor(sparse.values, where, sparse=True)
+                yield PlacedTensor(sparse.indices, where, sparse=True)
         for index, node in enumerate(graph.node):
-            node_name = f"node {node.name!r}" if node.name else f"node #{index}"
             for attribute in node.attribute:
-                here = f"attribute {attribute.name!r} of {node_name} ({node.op_type}) in {where}"
+                if attribute.type not in _TENSOR_ATTRIBUTES:  # most attributes are ints, floats, strings
+                    continue
+                placed = functools.partial(PlacedTensor, container=where, node=node, node_index=index, attribute=attribute.name)
                 if attribute.HasField("t"):
-                    yield PlacedTensor(attribute.t, here)
+                    yield placed(attribute.t)
                 for tensor in attribute.tensors:
-                    yield PlacedTensor(tensor, here)
+                    yield placed(tensor)
                 sparse_tensors = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
                 for sparse in [*sparse_tensors, *attribute.sparse_tensors]:
-                    yield PlacedTensor(sparse.values, here)
-                    yield PlacedTensor(sparse.indices, here)
+                    yield placed(sparse.values)
+                    yield placed(sparse.indices)
                 inner = [attribute.g] if attribute.HasField("g") else []
                 for body in [*inner, *attribute.graphs]:
-                    pending.append((body, f"{attribute.name!r} body of {node_name} in {where}"))
+                    pending.append((body, f"{attribute.name!r} body of {_node_text(node, index)} in {where}"))
 
 
 def external_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:

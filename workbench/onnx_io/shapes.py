@@ -14,7 +14,7 @@ entries per node that reads it, so a 1-D input of 10**8 elements took gigabytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import onnx
 
@@ -68,26 +68,31 @@ def _copy_field(target: onnx.ModelProto | onnx.GraphProto, field, value) -> None
 
 
 def _payload_bytes(tensor: onnx.TensorProto) -> int:
-    return len(tensor.raw_data) if tensor.HasField("raw_data") else tensor.ByteSize()
+    return tensor.ByteSize()  # the serialized size: its data plus a few bytes (computed without copying the data)
 
 
-def infer_shapes(model: onnx.ModelProto, label: str, *, strict: bool = False) -> onnx.ModelProto:
+def infer_shapes(
+    model: onnx.ModelProto, label: str, *, strict: bool = False, light: onnx.ModelProto | None = None
+) -> onnx.ModelProto:
     """``model`` with ``value_info`` (and output types) from ONNX shape inference, in place; returns it.
 
-    Runs on :func:`light_model`'s copy, with data propagation unless that would cost too much
-    (:func:`data_propagation_entries`). ``strict`` makes any inference error (a wrong attribute, a
-    type clash) an error, as ``onnx.checker.check_model(full_check=True)`` does. Errors name ``label``.
+    Runs on :func:`light_model`'s copy (``light``, when the caller made it already; it is modified),
+    with data propagation unless that would cost too much (:func:`data_propagation_entries`).
+    ``strict`` makes any inference error (a wrong attribute, a type clash) an error, as
+    ``onnx.checker.check_model(full_check=True)`` does. Errors name ``label``.
     """
-    light, _ = light_model(model)
+    if light is None:
+        light, _ = light_model(model)
     labelled = label_unnamed_nodes(light)
     inferred = _infer(light, label, strict=strict)
-    for index, node in enumerate(_all_nodes(inferred)):
-        if index in labelled:
-            node.ClearField("name")
     graph = model.graph
-    # inference keeps the node list as it is (and fills the value_info of subgraph bodies in place)
-    del graph.node[:]
-    graph.node.extend(inferred.graph.node)
+    if len(list(_graphs(inferred))) > 1:
+        # inference keeps the node list as it is and fills the value_info of subgraph bodies in place
+        for index, node in enumerate(_all_nodes(inferred)):
+            if index in labelled:
+                node.ClearField("name")
+        del graph.node[:]
+        graph.node.extend(inferred.graph.node)
     del graph.value_info[:]
     graph.value_info.extend(inferred.graph.value_info)
     del graph.output[:]
@@ -130,30 +135,65 @@ def _infer(light: onnx.ModelProto, label: str, *, strict: bool) -> onnx.ModelPro
 def guarded_inference(model: onnx.ModelProto, *, strict_mode: bool, check_type: bool = False) -> onnx.ModelProto:
     """``onnx.shape_inference.infer_shapes``, with data propagation only where it stays cheap.
 
-    When the model states every shape, :func:`data_propagation_entries` is counted on it; otherwise
-    inference runs once without data propagation to learn the shapes, and again with it only if
-    the count allows. onnx's own exceptions pass through (each caller names the model its way).
+    When the model states every shape, :func:`data_propagation_entries` is counted on it. Otherwise
+    inference runs once without data propagation to learn the shapes; when that leaves a shape
+    open (e.g. a Reshape to a computed shape), it runs again with data propagation if the count
+    allows. onnx's own exceptions pass through (each caller names the model its way).
     """
     def run(data_prop: bool) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(model, check_type=check_type, strict_mode=strict_mode, data_prop=data_prop)
 
-    if edges_without_shape(model.graph):
+    graphs = list(_graphs(model))
+    if any(_outputs_without(graph, _has_type) for graph in graphs):
         plain = run(data_prop=False)
-        if data_propagation_entries(plain) > MAX_DATA_PROPAGATION_ENTRIES:
+        plain_graphs = list(_graphs(plain))
+        if not any(_outputs_without(graph, _has_full_shape, _VALUE_SHAPED_OPS) for graph in plain_graphs):
+            return plain  # every value-shaped op has its shape: data propagation has nothing to add
+        if data_propagation_entries(plain_graphs) > MAX_DATA_PROPAGATION_ENTRIES:
             return plain
-    elif data_propagation_entries(model) > MAX_DATA_PROPAGATION_ENTRIES:
+    elif data_propagation_entries(graphs) > MAX_DATA_PROPAGATION_ENTRIES:
         return run(data_prop=False)
     return run(data_prop=True)
 
 
-def data_propagation_entries(model: onnx.ModelProto) -> int:
-    """How many dimension entries ONNX data propagation would create for ``model``'s known 1-D values.
+# ops whose output shape depends on the *values* of an input (a shape, sizes, axes, repeats, a count):
+# the ones data propagation can help when that input is computed (Reshape(x, Concat(Shape(y), [-1])))
+_VALUE_SHAPED_OPS = frozenset(
+    "Reshape Expand ConstantOfShape Tile Range Slice Pad Resize Upsample Squeeze Unsqueeze TopK OneHot Split "
+    "ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp "
+    "ReduceSumSquare CenterCropPad Col2Im DFT STFT AffineGrid".split()
+)
+
+
+def _outputs_without(
+    graph: onnx.GraphProto, has: Callable[[onnx.ValueInfoProto], bool], op_types: frozenset[str] | None = None
+) -> bool:
+    """Whether some node output of ``graph`` (this graph only; of the ``op_types`` nodes) lacks what ``has`` asks for."""
+    nodes = [node for node in graph.node if op_types is None or node.op_type in op_types]
+    if not nodes:
+        return False
+    wanted = {name for node in nodes for name in node.output if name}
+    known = {value.name for value in [*graph.value_info, *graph.input, *graph.output] if value.name in wanted and has(value)}
+    known.update(init.name for init in graph.initializer)
+    return any(name not in known for name in wanted)
+
+
+def _has_full_shape(value: onnx.ValueInfoProto) -> bool:
+    """A tensor type whose every dimension is a number or a name (other types: their kind is enough)."""
+    if not value.type.HasField("tensor_type"):
+        return value.type.WhichOneof("value") is not None
+    tensor_type = value.type.tensor_type
+    return tensor_type.HasField("shape") and all(d.HasField("dim_value") or d.dim_param for d in tensor_type.shape.dim)
+
+
+def data_propagation_entries(graphs: list[onnx.GraphProto]) -> int:
+    """How many dimension entries ONNX data propagation would create for the known 1-D values of ``graphs``.
 
     onnx represents the value of every 1-D tensor of known length n that a node reads as n entries
     (and an int32/int64 initializer of n elements likewise), whatever its element type.
     """
     total = 0
-    for graph in _graphs(model):
+    for graph in graphs:
         lengths: dict[str, int] = {}
         for value in [*graph.input, *graph.output, *graph.value_info]:
             length = _fixed_length(value.type)
@@ -162,8 +202,8 @@ def data_propagation_entries(model: onnx.ModelProto) -> int:
         for tensor in graph.initializer:
             if len(tensor.dims) == 1:
                 lengths[tensor.name] = int(tensor.dims[0])
-        for node in graph.node:
-            total += sum(lengths.get(name, 0) for name in node.input)
+        if lengths:
+            total += sum(lengths.get(name, 0) for node in graph.node for name in node.input)
     return total
 
 
@@ -180,8 +220,11 @@ def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
         graph = pending.pop()
         yield graph
         for node in graph.node:
-            for _, body in subgraphs(node):
-                pending.append(body)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    pending.append(attribute.g)
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    pending.extend(attribute.graphs)
 
 
 def _has_type(value: onnx.ValueInfoProto) -> bool:

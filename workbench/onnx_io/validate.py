@@ -17,6 +17,7 @@ The rest of ``full_check``, strict shape inference, runs in the reader after fun
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Iterator
 
@@ -40,25 +41,35 @@ _SUB_BYTE_BITS = {
 _RUNTIME_DOMAIN = "workbench.runtime_defined"
 
 
-def check_model_rules(model: onnx.ModelProto, label: str, *, runtime_ops: Collection[str] = ()) -> None:
+def check_model_rules(
+    model: onnx.ModelProto,
+    label: str,
+    *,
+    runtime_ops: Collection[str] = (),
+    light: tuple[onnx.ModelProto, list[onnx.TensorProto]] | None = None,
+) -> None:
     """Every check listed in the module docstring; ``model`` is not modified.
 
     ``runtime_ops``: default-domain operators onnxruntime defines although ONNX does not at the
     model's opset (its contrib ``LayerNormalization`` from version 1); the checker, which knows only
-    ONNX's schemas, checks the rest of the model around them.
+    ONNX's schemas, checks the rest of the model around them. ``light``: :func:`light_model`'s
+    result when the caller has it (it is not modified).
     """
     check_versions(model, label)
-    check_element_types(model, label)
-    check_declared_sizes(model, label)
+    check_types_and_sizes(model, label)
     check_single_assignment(model, label)
-    light, set_aside = light_model(model)
+    if light is None:
+        checked, set_aside = light_model(model)
+    else:
+        checked, set_aside = onnx.ModelProto(), light[1]
+        checked.CopyFrom(light[0])  # light: no weights to copy
     for tensor in set_aside:  # the checker does not see these: check their payload as it would
         check_payload(tensor, label)
-    _relax_graph_io(light.graph)
-    _set_runtime_ops_apart(light, frozenset(runtime_ops))
-    label_unnamed_nodes(light)
+    _relax_graph_io(checked.graph)
+    _set_runtime_ops_apart(checked, frozenset(runtime_ops))
+    label_unnamed_nodes(checked)
     try:
-        onnx.checker.check_model(light)
+        onnx.checker.check_model(checked)
     except onnx.checker.ValidationError as error:
         reason = str(error).strip().replace("\n\n==> Context:", " (context:").replace("\n", " ")
         if "(context:" in reason:
@@ -133,32 +144,19 @@ def _tensor_types(value_type: onnx.TypeProto) -> Iterator[onnx.TypeProto.Tensor 
             pending.append(current.map_type.value_type)
 
 
-def check_element_types(model: onnx.ModelProto, label: str) -> None:
-    """Every tensor's ``data_type`` and every typed value's element type must be an ONNX element type."""
-    for placed in all_tensors(model):
-        data_type = placed.tensor.data_type
-        if data_type not in _ELEMENT_TYPES or data_type == onnx.TensorProto.UNDEFINED:
-            raise OnnxModelError(
-                f"{label}: tensor {placed.tensor.name!r} ({placed.where}) has data_type {data_type}, which is not "
-                f"an ONNX element type (see onnx.TensorProto.DataType)."
-            )
-    for value, where in _typed_values(model):
-        for tensor_type in _tensor_types(value.type):
-            if tensor_type.elem_type not in _ELEMENT_TYPES:
-                raise OnnxModelError(
-                    f"{label}: {where} has elem_type {tensor_type.elem_type}, which is not an ONNX element type "
-                    "(see onnx.TensorProto.DataType)."
-                )
+@functools.lru_cache(maxsize=None)
+def _itemsize(data_type: int) -> int:
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+    except (KeyError, TypeError, ValueError):  # strings, undefined: count one byte each
+        return 1
 
 
 def _bytes_of(elements: int, data_type: int) -> int:
     bits = _SUB_BYTE_BITS.get(data_type)
     if bits is not None:
         return math.ceil(elements * bits / 8)
-    try:
-        return elements * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
-    except (KeyError, TypeError, ValueError):  # strings, undefined: count one byte each
-        return elements
+    return elements * _itemsize(data_type)
 
 
 def _budget_error(label: str, where: str, dims: list[int], data_type: int) -> OnnxModelError:
@@ -169,21 +167,34 @@ def _budget_error(label: str, where: str, dims: list[int], data_type: int) -> On
     )
 
 
-def check_declared_sizes(model: onnx.ModelProto, label: str) -> None:
-    """No tensor and no typed value may declare more than :data:`~workbench.limits.MAX_TENSOR_BYTES`."""
+def check_types_and_sizes(model: onnx.ModelProto, label: str) -> None:
+    """Every element type is an ONNX type, and no tensor or typed value declares more than the size budget.
+
+    (One pass over the tensors and one over the typed values: both checks read the same fields.)
+    """
     for placed in all_tensors(model):
-        dims = [int(d) for d in placed.tensor.dims]
-        if any(d < 0 for d in dims):
-            raise OnnxModelError(f"{label}: tensor {placed.tensor.name!r} ({placed.where}) has a negative dimension {dims}.")
-        if _bytes_of(math.prod(dims), placed.tensor.data_type) > MAX_TENSOR_BYTES:
-            raise _budget_error(label, f"tensor {placed.tensor.name!r} ({placed.where})", dims, placed.tensor.data_type)
+        tensor = placed.tensor
+        data_type, dims = tensor.data_type, tensor.dims
+        if data_type not in _ELEMENT_TYPES or data_type == onnx.TensorProto.UNDEFINED:
+            raise OnnxModelError(
+                f"{label}: tensor {tensor.name!r} ({placed.where}) has data_type {data_type}, which is not "
+                f"an ONNX element type (see onnx.TensorProto.DataType)."
+            )
+        if dims and min(dims) < 0:
+            raise OnnxModelError(f"{label}: tensor {tensor.name!r} ({placed.where}) has a negative dimension {list(dims)}.")
+        if _bytes_of(math.prod(dims), data_type) > MAX_TENSOR_BYTES:
+            raise _budget_error(label, f"tensor {tensor.name!r} ({placed.where})", list(dims), data_type)
     for value, where in _typed_values(model):
         for tensor_type in _tensor_types(value.type):
-            if not tensor_type.HasField("shape"):
-                continue
-            fixed = [int(d.dim_value) for d in tensor_type.shape.dim if d.HasField("dim_value")]
-            if _bytes_of(math.prod(fixed), tensor_type.elem_type) > MAX_TENSOR_BYTES:
-                raise _budget_error(label, where, fixed, tensor_type.elem_type)
+            if tensor_type.elem_type not in _ELEMENT_TYPES:
+                raise OnnxModelError(
+                    f"{label}: {where} has elem_type {tensor_type.elem_type}, which is not an ONNX element type "
+                    "(see onnx.TensorProto.DataType)."
+                )
+            if tensor_type.HasField("shape"):
+                fixed = [int(d.dim_value) for d in tensor_type.shape.dim if d.HasField("dim_value")]
+                if _bytes_of(math.prod(fixed), tensor_type.elem_type) > MAX_TENSOR_BYTES:
+                    raise _budget_error(label, where, fixed, tensor_type.elem_type)
 
 
 def check_payload(tensor: onnx.TensorProto, label: str) -> None:
@@ -272,10 +283,9 @@ def _relax_graph_io(graph: onnx.GraphProto) -> None:
 
 
 __all__ = [
-    "check_declared_sizes",
-    "check_element_types",
     "check_model_rules",
     "check_payload",
     "check_single_assignment",
+    "check_types_and_sizes",
     "check_versions",
 ]

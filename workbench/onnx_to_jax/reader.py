@@ -18,6 +18,7 @@ import onnx.inliner
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
+from workbench.onnx_io.shapes import light_model
 from workbench.onnx_io.validate import check_model_rules
 from workbench.onnx_to_jax.registry import RUNTIME_ONNX_OPS
 
@@ -162,13 +163,19 @@ def sort_in_place(graph: onnx.GraphProto, label: str, outer_names: frozenset[str
         ordered = [graph.node[i] for i in order]
         del graph.node[:]  # the removed messages stay alive in ``ordered``
         graph.node.extend(ordered)
+    holders = [node for node in graph.node if any(a.type in _GRAPH_ATTRIBUTES for a in node.attribute)]
+    if not holders:
+        return
     visible = set(outer_names) | {v.name for v in graph.input} | {t.name for t in graph.initializer}
     visible |= {t.values.name for t in graph.sparse_initializer}
     visible |= {name for node in graph.node for name in node.output}
-    for node in graph.node:
+    for node in holders:
         for attribute in node.attribute:
             for body in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
                 sort_in_place(body, label, frozenset(visible))
+
+
+_GRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None = None) -> CheckedModel:
@@ -185,15 +192,18 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
     _check_input_kinds(model, label)
     # ONNX wants nodes in topological order; like onnxruntime we accept any order (sorted here, once)
     sort_in_place(model.graph, label)
-    check_model_rules(model, label, runtime_ops={op for op, _ in RUNTIME_ONNX_OPS})
+    light = light_model(model)  # the checker and shape inference both run on it (onnx serializes what it gets)
+    check_model_rules(model, label, runtime_ops={op for op, _ in RUNTIME_ONNX_OPS}, light=light)
+    order = list(range(len(model.graph.node)))  # sorted above
     if model.functions:
         # model-local functions are expanded into plain nodes by onnx's own inliner
         try:
             model = onnx.inliner.inline_local_functions(model)
         except Exception as e:  # noqa: BLE001 - the inliner raises several C++-level error types
             raise OnnxModelError(f"{label}: cannot expand the model-local functions: {e}") from e
-    order = topological_indices(model.graph, label)
-    model = infer_shapes(model, label, strict=True)
+        order = topological_indices(model.graph, label)
+        light = light_model(model)
+    model = infer_shapes(model, label, strict=True, light=light[0])
     # shape inference keeps the node list as it is, so the indices still apply
     nodes = tuple(model.graph.node[i] for i in order)
     return CheckedModel(LoadedModel(model, label, loaded.folder), nodes)
