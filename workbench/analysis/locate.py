@@ -25,10 +25,10 @@ import onnx
 from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
-from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.analysis.interpret import CALL_BODIES, record_values
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
+from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.source import eqn_location
 from workbench.onnx_io import open_session
 
@@ -100,8 +100,6 @@ class DivergenceReport:
 
     def figure(self) -> Any:
         """Plotly figure: error of each compared node along the topological order, first divergent marked."""
-        from workbench.analysis.plots import divergence_figure
-
         return divergence_figure(self)
 
     def summary(self) -> str:
@@ -150,7 +148,7 @@ class DivergenceReport:
 
 def locate_divergence(
     fn: Any,
-    model: onnx.ModelProto | str | os.PathLike[str],
+    model: onnx.ModelProto | str | os.PathLike[str] | None = None,
     inputs: Sequence[Any] | None = None,
     *,
     rtol: float | None = None,
@@ -161,9 +159,12 @@ def locate_divergence(
 ) -> DivergenceReport:
     """Find the first node of ``model`` (exported from ``fn``) whose value drifts from JAX.
 
-    ``model`` must come from ``wb.to_onnx(fn, ...)`` (possibly edited since): the function is
-    converted again with the model's input types to learn which jaxpr variable each ONNX value
-    came from. ``inputs`` are concrete arrays, specs, or ``None`` (generated as for ``wb.parity``).
+    ``fn`` may be the ``Conversion`` ``wb.convert`` returned (``model`` then defaults to its model):
+    its jaxpr and value origins say which jaxpr variable each ONNX value came from, and nothing is
+    traced or converted again. Otherwise ``model`` must come from ``wb.to_onnx(fn, ...)`` (possibly
+    edited since) and the function is converted again with the model's input types (traced once,
+    shared with the input check, when ``inputs`` is ``None``). ``inputs`` are concrete arrays, specs
+    (not with a Conversion), or ``None`` (generated as for ``wb.parity``).
     onnxruntime runs with graph optimisations off by default so every node runs as written.
     """
     subject = prepare(fn, model, inputs)
@@ -183,22 +184,10 @@ def locate_on_subject(
     """The locator on an already prepared function/model pair and one sample."""
     import time
 
-    from workbench.jax_to_onnx.api import convert
-
     timings: dict[str, float] = {}
     start = time.perf_counter()
     proto = subject.loaded.proto
-    opset = subject.loaded.opset
-    if opset is None:
-        raise OnnxModelError(f"model {subject.loaded.label} imports no version of the default ONNX domain")
-    conversion = convert(
-        subject.fn,
-        _specs_for_reconversion(subject),
-        opset=opset,
-        input_names=subject.input_names,
-        output_names=subject.output_names,
-        enable_double_precision=subject.x64,
-    )
+    conversion = subject.conversion if subject.conversion is not None else _reconvert(subject)
     timings["convert"] = time.perf_counter() - start
     origins = conversion.origin_vars
     node_outputs = [o for node in proto.graph.node for o in node.output if o]
@@ -235,6 +224,23 @@ def locate_on_subject(
     timings["compare"] = time.perf_counter() - step
     report.seconds = timings
     return report
+
+
+def _reconvert(subject: Subject) -> Any:
+    """Convert the function again, as the model was exported, to learn each ONNX value's jaxpr variable.
+
+    When the subject was traced with the model's own input types, that trace is lowered as it is.
+    """
+    from workbench.jax_to_onnx.api import convert, convert_traced
+
+    opset = subject.loaded.opset
+    if opset is None:
+        raise OnnxModelError(f"model {subject.loaded.label} imports no version of the default ONNX domain")
+    names = {"opset": opset, "input_names": subject.input_names, "output_names": subject.output_names,
+             "enable_double_precision": subject.x64}  # fmt: skip
+    if subject.traced_with_model_types:
+        return convert_traced(subject.traced, **names)
+    return convert(subject.fn, _specs_for_reconversion(subject), **names)
 
 
 def _specs_for_reconversion(subject: Subject) -> list[Any]:
@@ -315,6 +321,8 @@ def _analyse(
                 continue
             jax_value = to_pairs(values[key])  # complex values as the model carries them
             onnx_value = onnx_values[output]
+            if output in conversion.layouts:  # kept channels-first by the export's layout pass
+                onnx_value = np.transpose(onnx_value, conversion.layouts[output])
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             use_rtol = default_rtol if rtol is None else rtol
             use_atol = default_atol if atol is None else atol
@@ -418,4 +426,40 @@ def _finite_max_abs(array: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
-__all__ = ["DivergenceReport", "NodeResult", "locate_divergence", "locate_on_subject"]
+# ----------------------------------------------------------------------------- figure (plotly imported when drawn)
+def divergence_figure(report: DivergenceReport) -> Any:
+    """Max abs error and tolerance of each compared node along the topological order."""
+    import plotly.graph_objects as go
+
+    compared = [n for n in report.nodes if n.compared]
+    floor = 1e-12
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[n.index for n in compared],
+            y=[max(n.max_abs_error, floor) for n in compared],
+            mode="lines+markers",
+            name="max |ONNX - JAX|",
+            text=[f"{n.node} ({n.op_type} from {n.primitive}) {n.location}" for n in compared],
+            hovertemplate="#%{x} %{text}<br>error %{y:.3g}<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(x=[n.index for n in compared], y=[max(n.tolerance, floor) for n in compared],
+                   mode="lines", line={"dash": "dot", "color": "gray"}, name="tolerance")
+    )
+    first = report.first_divergent
+    if first is not None:
+        figure.add_trace(
+            go.Scatter(x=[first.index], y=[max(first.max_abs_error, floor)], mode="markers",
+                       marker={"size": 14, "color": "red", "symbol": "x"}, name=f"first divergent: {first.node}")
+        )
+        figure.add_annotation(x=first.index, y=np.log10(max(first.max_abs_error, floor)),
+                              text=f"{first.node} ({first.op_type})", showarrow=True, arrowhead=2)
+    figure.update_yaxes(type="log", title_text="max abs error")
+    figure.update_xaxes(title_text="node (topological order)")
+    figure.update_layout(title=report.summary()[:160], height=420)
+    return figure
+
+
+__all__ = ["DivergenceReport", "NodeResult", "divergence_figure", "locate_divergence", "locate_on_subject"]

@@ -61,6 +61,7 @@ class ParityReport:
     subject: Subject = field(repr=False)
     rtol: float | None = None
     atol: float | None = None
+    name: str | None = None  # what the report calls the function (default: the callable's own name)
 
     @property
     def ok(self) -> bool:
@@ -94,8 +95,6 @@ class ParityReport:
 
     def figure(self) -> Any:
         """Plotly figure: ONNX vs JAX scatter per output, and a histogram of absolute errors."""
-        from workbench.analysis.plots import parity_figure
-
         return parity_figure(self)
 
     def locate(self, sample: int | None = None, **options: Any) -> Any:
@@ -114,7 +113,7 @@ class ParityReport:
     def summary(self) -> str:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
         return (
-            f"Parity {verdict}: {self.model_source} vs {self.subject.name}, {len(self.inputs)} sample(s), "
+            f"Parity {verdict}: {self.model_source} vs {self.name or self.subject.name}, {len(self.inputs)} sample(s), "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
 
@@ -138,7 +137,7 @@ class ParityReport:
 
 def parity(
     fn: Any,
-    model: onnx.ModelProto | str | os.PathLike[str],
+    model: onnx.ModelProto | str | os.PathLike[str] | None = None,
     inputs: Sequence[Any] | None = None,
     *,
     samples: int = 3,
@@ -147,19 +146,25 @@ def parity(
     seed: int = 0,
     optimize: bool = True,
     sizes: Mapping[str, int] | None = None,
+    name: str | None = None,
 ) -> ParityReport:
     """Compare ``model`` run by onnxruntime with ``fn`` run by JAX.
 
     Args:
-        fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts).
+        fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts), or the
+            ``Conversion`` ``wb.convert`` returned: then nothing is traced again and ``model``
+            defaults to the conversion's model.
         model: a ModelProto or a path to an .onnx file.
-        inputs: ``None`` to generate inputs from the model's input types; input specs (shape
-            tuples, ShapeDtypeStructs) to generate from those; or concrete arrays (one sample).
+        inputs: ``None`` to generate inputs from the model's input types (a Conversion's own input
+            types); input specs (shape tuples, ShapeDtypeStructs) to generate from those (not with a
+            Conversion); or concrete arrays (one sample).
         samples: how many generated samples (symbolic dims take different sizes in each).
         rtol / atol: tolerances; by default chosen per output dtype (exact for ints and bools).
         seed: seed of the input generator.
         optimize: run onnxruntime with its graph optimisations (``False``: ORT_DISABLE_ALL).
         sizes: fixed sizes for some symbolic dimensions, e.g. ``{"T": 64}``.
+        name: the function's name in the report and its figure (default: the callable's own name,
+            which is ``apply`` for ``functools.partial(module.apply, variables)``).
 
     Raises:
         WorkbenchError: when the model's inputs do not match the function's, the model is not an
@@ -178,7 +183,7 @@ def parity(
         got = session.run({name: to_pairs(x) for name, x in zip(input_names, flat_inputs, strict=True)})  # complex as pairs
         all_inputs.append(flat_inputs)
         all_sizes.append(chosen_sizes)
-        for name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
+        for output_name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             comparison = compare_arrays(
                 onnx_value,
@@ -187,7 +192,7 @@ def parity(
                 default_atol if atol is None else atol,
             )
             results.append(
-                OutputResult(index, name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
+                OutputResult(index, output_name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
             )
     return ParityReport(
         results=results,
@@ -200,7 +205,72 @@ def parity(
         subject=subject,
         rtol=rtol,
         atol=atol,
+        name=name,
     )
 
 
-__all__ = ["OutputResult", "ParityReport", "parity"]
+# ----------------------------------------------------------------------------- figure (plotly imported when drawn)
+MAX_POINTS_PER_OUTPUT = 4000  # scatter points per output (all samples), evenly subsampled
+MAX_OUTPUT_PANELS = 6
+
+
+def _subsample(values: np.ndarray, limit: int) -> np.ndarray:
+    flat = values.reshape(-1)
+    if flat.size <= limit:
+        return flat
+    return flat[np.linspace(0, flat.size - 1, limit).astype(np.int64)]
+
+
+def _as_float(values: np.ndarray) -> np.ndarray:
+    if np.iscomplexobj(values):
+        return np.abs(values).astype(np.float64)
+    return values.astype(np.float64)
+
+
+def parity_figure(report: ParityReport) -> Any:
+    """ONNX vs JAX scatter per output (one colour per sample, y = x line) and an error histogram."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    outputs = report.output_names[:MAX_OUTPUT_PANELS]
+    titles = [f"{name}: ONNX vs JAX" for name in outputs] + ["|ONNX - JAX| (log10)"]
+    figure = make_subplots(rows=1, cols=len(outputs) + 1, subplot_titles=titles)
+    errors: list[np.ndarray] = []
+    per_output_limit = max(MAX_POINTS_PER_OUTPUT // max(len(report.inputs), 1), 1)
+    for column, name in enumerate(outputs, start=1):
+        low, high = np.inf, -np.inf
+        for result in (r for r in report.results if r.output == name):
+            if result.comparison.problem == "shape":
+                continue
+            jax_values = _subsample(_as_float(result.jax_value), per_output_limit)
+            onnx_values = _subsample(_as_float(result.onnx_value), per_output_limit)
+            finite = np.isfinite(jax_values) & np.isfinite(onnx_values)
+            if finite.any():
+                low = min(low, float(jax_values[finite].min()), float(onnx_values[finite].min()))
+                high = max(high, float(jax_values[finite].max()), float(onnx_values[finite].max()))
+            figure.add_trace(
+                go.Scattergl(
+                    x=jax_values, y=onnx_values, mode="markers", marker={"size": 4},
+                    name=f"{name} sample {result.sample}", legendgroup=f"sample {result.sample}",
+                ),
+                row=1, col=column,
+            )
+            errors.append(np.abs(_as_float(result.onnx_value) - _as_float(result.jax_value)).reshape(-1))
+        if np.isfinite(low):
+            figure.add_trace(
+                go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dot", "color": "gray"},
+                           name="ONNX = JAX", showlegend=column == 1),
+                row=1, col=column,
+            )
+        figure.update_xaxes(title_text="JAX", row=1, col=column)
+        figure.update_yaxes(title_text="ONNX", row=1, col=column)
+    if errors:
+        all_errors = np.concatenate(errors)
+        all_errors = all_errors[np.isfinite(all_errors)]
+        logs = np.log10(np.maximum(all_errors, 1e-12))
+        figure.add_trace(go.Histogram(x=logs, name="log10 |error|", marker={"color": "#555"}), row=1, col=len(outputs) + 1)
+    figure.update_layout(title=report.summary(), height=420, width=360 * (len(outputs) + 1))
+    return figure
+
+
+__all__ = ["OutputResult", "ParityReport", "parity", "parity_figure"]

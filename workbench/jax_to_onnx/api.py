@@ -7,7 +7,6 @@ import gc
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -18,38 +17,20 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
+from workbench.jax_to_onnx.conversion import Conversion
+from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
+from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.tracing import Traced, trace
-from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
 
 DEFAULT_OPSET = 21
-MIN_OPSET = 18
-# Highest opset the installed onnxruntime is known to run; newer ones are refused with a clear error.
-MAX_OPSET = 23
-
-
-@dataclass
-class Conversion:
-    """Everything one conversion produced: the model plus what analysis tools need to look inside."""
-
-    model: onnx.ModelProto
-    traced: Traced
-    origins: dict[str, tuple[str, str, str]]
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-    # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
-    # ``origins`` that the divergence locator uses to find each value's JAX counterpart
-    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.model.graph.input]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.model.graph.output]
+# Lowest opset the export writes (handlers that need a newer one declare it: min_opset in the registry)
+MIN_OPSET = 13
+# Highest opset the installed onnxruntime (1.31) runs; newer ones are refused with a clear error.
+MAX_OPSET = 26
 
 
 def _resolve_opset(opset: int | None) -> int:
@@ -101,11 +82,32 @@ def convert(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     optimize: bool = True,
+    input_layout: InputLayout = None,
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
     with _collector_paused():
-        return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize)
+        start = time.perf_counter()
+        target_opset = _resolve_opset(opset)
+        traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+        return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
+                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout)
+
+
+def convert_traced(
+    traced: Traced,
+    *,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    enable_double_precision: bool = False,
+    optimize: bool = True,
+    input_layout: InputLayout = None,
+) -> Conversion:
+    """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
+    with _collector_paused():
+        return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
+                      output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize,
+                      input_layout=input_layout)
 
 
 @contextlib.contextmanager
@@ -126,29 +128,29 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _convert(
-    fn: Any,
-    inputs: Sequence[Any],
+def _lower(
+    traced: Traced,
     *,
-    opset: int | None,
+    start: float,
+    opset: int,
     input_names: Sequence[str] | None,
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
+    input_layout: InputLayout,
 ) -> Conversion:
-    start = time.perf_counter()
-    target_opset = _resolve_opset(opset)
-    traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+    """Lower a traced function to a model: the part of a conversion after tracing."""
     traced_at = time.perf_counter()
     jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr, target_opset)
+    check_all_supported(jaxpr, opset)
 
-    state = ModelState(opset=target_opset)
+    state = ModelState(opset=opset, x64=enable_double_precision, drop_root_scope=traced.callable.kind == "linen")
     builder = GraphBuilder(state)
     param_values = [
         builder.const(np.asarray(p), name=name)
         for p, name in zip(traced.callable.params, traced.callable.param_names, strict=True)
     ]
+    state.weights.update(value.name for value in param_values)
     in_names = _names(input_names, _default_input_names(traced), "input_names")
     out_names = _names(output_names, _default_output_names(traced), "output_names")
     shared = sorted(set(in_names) & set(out_names))
@@ -160,10 +162,12 @@ def _convert(
     # reserve the user-facing names so no intermediate value takes them
     state.names.update(out_names)
     user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
+    layout_perms = input_permutations(input_layout, user_avals)
     graph_inputs = [builder.add_input(name, aval) for name, aval in zip(in_names, user_avals, strict=True)]
     const_values = [builder.const(host_array(c)) for c in traced.closed_jaxpr.consts]
     outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
     outputs = _name_outputs(builder, outputs, out_names, traced.out_avals)
+    graph_inputs = relayout_inputs(builder, graph_inputs, user_avals, layout_perms)
     lowered_at = time.perf_counter()
 
     graph = ir.Graph(
@@ -183,19 +187,37 @@ def _convert(
         doc_string=f"{traced.callable.display_name} converted from JAX by workbench",
     )
     model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
+    layouts = _relaid_origins(model.graph, state)
     done = time.perf_counter()
     return Conversion(
         model=model_proto,
         traced=traced,
         origins=state.origins,
         origin_vars=state.origin_vars,
+        layouts=layouts,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        enable_double_precision=enable_double_precision,
     )
 
 
+def _relaid_origins(graph: ir.Graph, state: ModelState) -> dict[str, list[int]]:
+    """Values the layout pass left channels-first, mapped to the JAX variables they hold transposed."""
+    layouts: dict[str, list[int]] = {}
+    for node in graph:
+        for value in node.outputs:
+            relaid = value.meta.get(RELAID_KEY)
+            if relaid is None or relaid[0] not in state.origin_vars:
+                continue
+            original, perm = relaid
+            state.origin_vars[value.name] = state.origin_vars[original]
+            state.origins[value.name] = state.origins.get(original, ("", "", ""))
+            layouts[value.name] = perm
+    return layouts
+
+
 def _version() -> str:
-    from workbench import __version__
+    from workbench.version import __version__
 
     return __version__
 
@@ -232,6 +254,7 @@ def to_onnx(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
+    input_layout: InputLayout = None,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -245,6 +268,10 @@ def to_onnx(
         opset: target ONNX opset (default 21).
         input_names / output_names: names for the flattened graph inputs / outputs.
         enable_double_precision: trace with 64-bit types enabled (float64/int64 stay 64-bit).
+        input_layout: ``"NCHW"`` (or ``"NCW"``, ``"NCDHW"``) makes every input of that rank take
+            channels-first data although ``fn`` takes it channels-last, as ONNX convolutions do (a CNN
+            then has no Transpose at its input); or one entry (layout string or ``None``) per
+            flattened input. ``inputs`` still describe what ``fn`` takes.
 
     Raises:
         UnsupportedPrimitiveError: listing every primitive without a handler, with source lines.
@@ -266,8 +293,8 @@ def to_onnx(
         input_names=input_names,
         output_names=output_names,
         enable_double_precision=enable_double_precision,
+        input_layout=input_layout,
     )
     if path is not None:
-        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
-        write_model(conversion.model, path, external_data=policy)
+        conversion.save(path, external_data_threshold=external_data_threshold)
     return conversion.model

@@ -22,6 +22,7 @@ from workbench.compat import evaluate_dim
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
+from workbench.jax_to_onnx.opset_forms import adapt, needs_adapting, shape_slice
 
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
@@ -108,6 +109,10 @@ class ModelState:
     """What all builders of one export share: names, main-graph initializers, functions, origins."""
 
     opset: int
+    # the export traced with 64-bit types (enable_double_precision), for JAX evaluations while lowering
+    x64: bool = False
+    # names of the initializers that hold the model's weights (never folded into other constants)
+    weights: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     counter: itertools.count = field(default_factory=itertools.count)
     initializers: list[ir.Value] = field(default_factory=list)
@@ -120,17 +125,40 @@ class ModelState:
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
     # equation indices from the top-level jaxpr down to the equation being lowered
     eqn_path: list[int] = field(default_factory=list)
+    # name stacks of the equations whose nested jaxprs are being lowered (theirs are relative to these)
+    scope_stack: list[str] = field(default_factory=list)
+    # user locations of those equations (nested equations inside library code have none of their own)
+    location_stack: list[str] = field(default_factory=list)
+    # node names (a namespace of their own in ONNX: a node may share its name with its output)
+    node_names: set[str] = field(default_factory=set)
+    # the first name-stack component is the root module's class name (Flax Linen), not a module path
+    drop_root_scope: bool = False
 
     def fresh(self, hint: str) -> str:
-        base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
-        if base not in self.names:
-            self.names.add(base)
-            return base
-        while True:
-            name = f"{base}_{next(self.counter)}"
-            if name not in self.names:
-                self.names.add(name)
-                return name
+        """A value name from ``hint`` that no other value of the model has."""
+        return _fresh(self.names, self.counter, hint)
+
+    def fresh_node(self, hint: str) -> str:
+        """A node name from ``hint`` that no other node of the model has."""
+        return _fresh(self.node_names, self.counter, hint)
+
+
+def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
+    base = _sanitized(hint)
+    if base not in taken:
+        taken.add(base)
+        return base
+    while True:
+        name = f"{base}_{next(counter)}"
+        if name not in taken:
+            taken.add(name)
+            return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _sanitized(hint: str) -> str:
+    """``hint`` with characters other than letters, digits and ``._/`` replaced (hints repeat: cached)."""
+    return "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
 
 
 class GraphBuilder:
@@ -197,12 +225,25 @@ class GraphBuilder:
         name_hint: str | None = None,
         **attributes: Any,
     ) -> Any:
-        """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``."""
+        """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``.
+
+        Nodes are written in their opset-18 form; below it they take the target opset's (opset_forms.py).
+        """
+        if needs_adapting(op_type, self.state.opset, domain):
+            window = shape_slice(op_type, attributes, self.state.opset)
+            if window is not None:  # Shape(start, end) before opset 15: the whole shape, then a Slice
+                whole = self.op("Shape", *inputs, name_hint=name_hint)
+                start, end = window
+                stop = self.i64([end if end is not None else np.iinfo(np.int64).max])
+                return self.op("Slice", whole, self.i64([start]), stop, self.i64([0]), name_hint=name_hint)
+            adapted_inputs, attributes = adapt(op_type, list(inputs), dict(attributes), self.state.opset)
+            inputs = tuple(adapted_inputs)
         attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
-        node_name = self.state.fresh(op_type)
         hint = name_hint or op_type.lower()
         outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
-        node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
+        # unnamed here: the lowering names each node after its module path, and the passes make node
+        # names unique once at the end (provenance.unique_node_names)
+        node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs)
         self.nodes.append(node)
         if domain:
             self._use_domain(domain)
@@ -215,7 +256,7 @@ class GraphBuilder:
             inputs,
             overload=function.overload,
             num_outputs=num_outputs,
-            name=self.state.fresh(function.name),
+            name=self.state.fresh_node(function.name),
         )
         for output in node.outputs:
             output.name = self.state.fresh(function.name.lower())

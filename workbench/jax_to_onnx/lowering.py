@@ -7,6 +7,7 @@ parameters as keyword arguments: ``rule(ctx, *operands, **eqn.params)``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ from workbench.errors import (
     UnsupportedPrimitiveError,
     WorkbenchError,
 )
-from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx import constant_eval
+from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
+from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
 from workbench.jax_to_onnx.registry import REGISTRY
-from workbench.jax_to_onnx.source import eqn_location
+from workbench.jax_to_onnx.scopes import module_path
+from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
 from workbench.jax_to_onnx.unsupported import reason_without_handler
 
 
@@ -62,6 +66,32 @@ class LoweringContext:
         """A 0-d constant of the given dtype (e.g. the operand's dtype)."""
         return self.builder.const(np.asarray(value, dtype=dtype))
 
+    def constant_values(self, *values: ir.Value) -> list[np.ndarray] | None:
+        """The NumPy arrays of ``values`` when every one is a constant of the graph, else None.
+
+        Handlers whose decomposition is many nodes (bit-pattern arithmetic) compute constant operands
+        directly, rather than leave hundreds of nodes for constant folding.
+        """
+        arrays = []
+        for value in values:
+            tensor = value.const_value
+            if tensor is None:
+                return None
+            arrays.append(tensor.numpy())
+        return arrays
+
+    def cast(self, value: ir.Value, aval: Any, dtype: Any) -> ir.Value:
+        """``value`` (of abstract value ``aval``) converted to ``dtype``, typed; itself when it already is.
+
+        For operands that JAX lets differ in dtype (dot_general, conv): they are converted the way
+        XLA's CPU lowering converts them before the operation.
+        """
+        if np.dtype(aval.dtype) == np.dtype(dtype):
+            return value
+        result = self.builder.op("Cast", value, to=onnx_dtype(dtype))
+        self.builder.set_type(result, jax.core.ShapedArray(aval.shape, dtype))
+        return result
+
     def shape_value(self, shape: Sequence[Any]) -> ir.Value:
         return self.builder.shape_value(shape)
 
@@ -76,7 +106,8 @@ class LoweringContext:
         """Inline a nested ClosedJaxpr (jit, custom_jvp_call, remat...) into the current graph."""
         jaxpr, consts = _split_closed(closed_jaxpr)
         const_values = [self.builder.const(host_array(c)) for c in consts]
-        return lower_jaxpr(self.builder, jaxpr, const_values, list(inputs))
+        with _nested_scope(self.builder, self.eqn):
+            return lower_jaxpr(self.builder, jaxpr, const_values, list(inputs))
 
     def subgraph(
         self, closed_jaxpr: Any, input_avals: Sequence[Any], *, name: str, input_names: Sequence[str] | None = None
@@ -87,8 +118,23 @@ class LoweringContext:
         names = input_names or [f"{name}_in{i}" for i in range(len(input_avals))]
         inputs = [child.add_input(n, aval) for n, aval in zip(names, input_avals, strict=True)]
         const_values = [self.builder.const(host_array(c)) for c in consts]
-        outputs = lower_jaxpr(child, jaxpr, const_values, inputs[len(inputs) - len(jaxpr.invars) :])
+        with _nested_scope(self.builder, self.eqn):
+            outputs = lower_jaxpr(child, jaxpr, const_values, inputs[len(inputs) - len(jaxpr.invars) :])
         return finish_subgraph(child, inputs, outputs, name)
+
+
+@contextlib.contextmanager
+def _nested_scope(builder: GraphBuilder, eqn: Any) -> Iterator[None]:
+    """Equations of a nested jaxpr carry name stacks relative to the equation that holds it."""
+    state = builder.state
+    state.scope_stack.append(str(eqn.source_info.name_stack))
+    location = eqn_user_location(eqn)
+    state.location_stack.append(str(location) if location else (state.location_stack[-1] if state.location_stack else ""))
+    try:
+        yield
+    finally:
+        state.scope_stack.pop()
+        state.location_stack.pop()
 
 
 def finish_subgraph(child: GraphBuilder, inputs: list[ir.Value], outputs: list[ir.Value], name: str) -> ir.Graph:
@@ -152,6 +198,13 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
             location = eqn_location(eqn)
             raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [], reason)])
     inputs = [_read(builder, env, atom) for atom in eqn.invars]
+    if not builder.is_function and all(value.const_value is not None for value in inputs):
+        computed = constant_eval.evaluate(eqn, inputs, builder.state.weights, builder.state.x64)
+        if computed is not None:  # every operand is a constant: JAX computed the result (constant_eval.py)
+            for var, array in zip(eqn.outvars, computed, strict=True):
+                if not isinstance(var, jex_core.DropVar):
+                    env[var] = builder.const(array)
+            return
     ctx = LoweringContext(
         builder=builder,
         eqn=eqn,
@@ -185,20 +238,60 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         raise ConversionError(
             f"the handler for {name!r} returned {len(outputs)} values for {len(eqn.outvars)} outputs"
         )
-    new_outputs = {id(o) for node in builder.nodes[first_new_node:] for o in node.outputs}
-    location = eqn_location(eqn)
-    origin_location = str(location) if location else ""
+    new_nodes = builder.nodes[first_new_node:]
+    new_outputs = {id(o) for node in new_nodes for o in node.outputs}
+    location = eqn_user_location(eqn)
+    # equations inside jax.nn.relu & co. have no user frame of their own: their caller's line is theirs
+    origin_location = str(location) if location else (builder.state.location_stack[-1] if builder.state.location_stack else "")
+    scope = _scope_name(builder, eqn)
+    _annotate(builder, new_nodes, outputs, scope, name, origin_location)
     for var, value in zip(eqn.outvars, outputs, strict=True):
         if isinstance(var, jex_core.DropVar):
             continue
         if id(value) in new_outputs:
             builder.set_type(value, var.aval)
+            if value.name not in builder.state.origins:
+                value.name = builder.state.fresh(f"{scope}/{name}" if scope else name)
             builder.state.origins[value.name] = (_var_text(var), name, origin_location)
             builder.state.origin_vars[value.name] = (tuple(builder.state.eqn_path[:-1]), var)
-            producer = value.producer()
-            if producer is not None and location is not None and not producer.doc_string:
-                producer.doc_string = f"{name} at {location}"
         env[var] = value
+
+
+def _scope_name(builder: GraphBuilder, eqn: Any) -> str:
+    """The dotted module path of an equation (``block2.c1``), including the scopes of enclosing equations."""
+    state = builder.state
+    own = str(eqn.source_info.name_stack)
+    full = "/".join([*state.scope_stack, own]) if state.scope_stack else own
+    return _module_path(full, state.drop_root_scope)
+
+
+@functools.lru_cache(maxsize=4096)
+def _module_path(name_stack: str, drop_root: bool) -> str:
+    # the equations of one module share their name stack: parsed once
+    return module_path(name_stack, drop_root=drop_root)
+
+
+def _annotate(
+    builder: GraphBuilder, nodes: Sequence[ir.Node], outputs: Sequence[Any], scope: str, primitive: str, location: str
+) -> None:
+    """Name the nodes one equation produced after its module path and primitive, and record their provenance.
+
+    The node producing the equation's result is ``<module>/<primitive>``, helpers it needed are
+    ``<module>/<primitive>/<OpType>``. Nodes of nested equations (already annotated) are left alone.
+    """
+    base = f"{scope}/{primitive}" if scope else primitive
+    results = {id(value.producer()) for value in outputs if isinstance(value, ir.Value)}
+    for node in nodes:
+        metadata = node.metadata_props
+        if PRIMITIVE_KEY in metadata:
+            continue
+        metadata[PRIMITIVE_KEY] = primitive
+        if scope:
+            metadata[MODULE_KEY] = scope
+        if location:
+            metadata[SOURCE_KEY] = location
+        node.doc_string = f"{primitive} at {location}" if location else primitive
+        node.name = base if id(node) in results else f"{base}/{node.op_type}"  # made unique after the passes
 
 
 def _var_text(var: Any) -> str:
@@ -240,17 +333,26 @@ def find_unsupported(jaxpr: Any, opset: int | None = None) -> list[UnsupportedPr
     whose lowest opset is above ``opset``.
     """
     found: dict[str, UnsupportedPrimitive] = {}
-    for eqn in iter_eqns(jaxpr):
+    for eqn, location in eqns_with_user_locations(jaxpr, None):
         name = eqn.primitive.name
         reason = unsupported_reason(eqn, opset)
         if reason is None:
             continue
         entry = found.setdefault(name, UnsupportedPrimitive(name, 0, [], reason))
         entry.count += 1
-        location = eqn_location(eqn)
+        location = location or eqn_location(eqn)
         if location is not None and location not in entry.locations:
             entry.locations.append(location)
     return sorted(found.values(), key=lambda p: p.name)
+
+
+def eqns_with_user_locations(jaxpr: Any, enclosing: SourceLocation | None) -> Iterator[tuple[Any, SourceLocation | None]]:
+    """Every equation (nested included) with the user's line: its own, else that of the equation around it."""
+    for eqn in jaxpr.eqns:
+        location = eqn_user_location(eqn) or enclosing
+        yield eqn, location
+        for sub in sub_jaxprs(eqn):
+            yield from eqns_with_user_locations(sub, location)
 
 
 def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
@@ -268,7 +370,7 @@ def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
     if opset is not None and opset < info.min_opset:
         return f"its handler needs opset >= {info.min_opset} (the export targets opset {opset})"
     if info.unsupported_reason is not None:
-        return info.unsupported_reason(eqn) or None
+        return info.unsupported_reason(eqn, opset) or None
     return None
 
 
@@ -281,6 +383,7 @@ def check_all_supported(jaxpr: Any, opset: int | None = None) -> None:
 __all__ = [
     "LoweringContext",
     "check_all_supported",
+    "eqns_with_user_locations",
     "find_unsupported",
     "finish_subgraph",
     "is_static",

@@ -1,4 +1,4 @@
-"""Shape annotation: ``value_info`` on every edge from ONNX's own (strict) shape inference."""
+"""Shape annotation and validation: ``value_info`` on every edge from ONNX's own (strict) shape inference, then the checker."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ _SHAPE_INFERENCE_TENSOR_LIMIT = 4096
 
 
 def infer_shapes(model: ir.Model) -> onnx.ModelProto:
-    """Serialize ``model`` with ``value_info`` filled in by ONNX shape inference (strict, with data propagation).
+    """Serialize ``model`` with ``value_info`` filled in by ONNX shape inference (strict, with data propagation),
+    and validate it with the ONNX checker: an invalid model is never returned.
 
     Large initializers are passed to the inference as typed graph inputs without data and put back
     (in their original order) afterwards, so the weights are serialized once and never copied.
@@ -42,8 +43,23 @@ def infer_shapes(model: ir.Model) -> onnx.ModelProto:
     try:
         # data propagation only where onnx would not spell out millions of elements (a (10**9,) input)
         proto = guarded_inference(light, strict_mode=True)
-    except onnx.shape_inference.InferenceError as error:
-        raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from error
+    except onnx.shape_inference.InferenceError as first_error:
+        # ONNX's data propagation mistakes small 1-D float tensors for shape tensors in broadcasting ops
+        # (jnp.outer of vectors of 3 and 4: "Invalid rank for Mul broadcasting: (3) vs (4)", onnx 1.23);
+        # without it the inference is sound, only symbolic dims computed from shape arithmetic stay unnamed
+        try:
+            proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=False)
+        except onnx.shape_inference.InferenceError as error:
+            raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from first_error
+    try:
+        # with the strict inference above, this is onnx.checker.check_model(full_check=True), run on the
+        # weight-less model (large weights are typed inputs here) so its cost does not grow with the weights
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as error:
+        raise ConversionError(
+            f"the exported graph is not valid ONNX ({error}); this is a bug in the workbench, please report it "
+            "with the function you converted"
+        ) from error
     del proto.graph.input[original_inputs:]
     small = {tensor.name: onnx.TensorProto.FromString(tensor.SerializeToString()) for tensor in proto.graph.initializer}
     del proto.graph.initializer[:]
