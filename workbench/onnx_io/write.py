@@ -1,18 +1,20 @@
 """Writing an ONNX model atomically: the model file and its side file of weights as one unit.
 
-The one writer of ONNX files (``wb.to_onnx(path=...)``, the web harness). It follows one
-external-data policy (:class:`ExternalData`): large initializers go to a side file beside the
-model, written with onnx's own external-data helpers.
+The one writer of ONNX files (``wb.to_onnx(path=...)``, ``Conversion.save``, the web harness). It
+takes a ``ModelProto`` or an onnx-ir model and follows one external-data policy
+(:class:`ExternalData`): large initializers go to a side file beside the model, written by onnx-ir
+tensor by tensor, straight from each weight's own memory (a NumPy array, a memory-mapped file, a
+tensor of the proto), so saving never holds a second copy of the weights.
 
 The side file is named after the model and its content, ``<model file>.<16 hex digits of its
 SHA-256>.data``, so a new write never overwrites the weights an existing model file points to:
-:func:`write_model` puts the new side file in place, then replaces the model file (one atomic
-rename), then removes the side files of the model that no longer belong to it. A reader sees the
-old model with its old weights or the new model with its new weights, never one with the other's;
-a writer killed at any point leaves the old pair in place, and the next write removes whatever it
-left (its temp files and an orphaned side file). Writers of one folder take turns
-(:func:`workbench.files.folder_lock`): two threads or processes writing one path give one
-complete model.
+:func:`write_model` stages both files in a private folder beside the target, puts the new side
+file in place, then replaces the model file (one atomic rename: the commit), then removes the side
+files of the model that no longer belong to it. A reader sees the old model with its old weights
+or the new model with its new weights, never one with the other's; a writer killed at any point
+leaves the old pair in place, and the next write removes whatever it left (its staging folder and
+an orphaned side file). Writers of one folder take turns (:func:`workbench.files.folder_lock`):
+two threads or processes writing one path give one complete model.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from onnx import external_data_helper
+import onnx_ir as ir
 
 from workbench import files
 from workbench.errors import OnnxModelError, SpecError, WorkbenchError
@@ -54,8 +57,14 @@ class ExternalData:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise SpecError(f"external data threshold {name}: expected an int >= 0 (bytes), got {value!r}.")
 
-    def applies_to(self, model: onnx.ModelProto) -> bool:
+    def applies_to(self, model: onnx.ModelProto | ir.Model) -> bool:
         """True when the model has a tensor to move and is large enough for the side file."""
+        if isinstance(model, ir.Model):
+            sizes = [tensor.nbytes for tensor in _ir_initializers(model)]
+            if not any(size >= self.tensor_bytes for size in sizes):
+                return False
+            # the weights are most of a model's bytes: their sum decides without serializing
+            return self.model_bytes == 0 or sum(sizes) > self.model_bytes
         if not any(_raw_bytes(t) >= self.tensor_bytes for t in model.graph.initializer):
             return False
         return self.model_bytes == 0 or model.ByteSize() > self.model_bytes
@@ -84,16 +93,17 @@ def _side_file_pattern(model_file_name: str) -> re.Pattern[str]:
 
 
 def write_model(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | ir.Model,
     path: str | os.PathLike[str],
     *,
     external_data: ExternalData | None = ExternalData(),
 ) -> WrittenModel:
     """Write ``model`` to ``path`` atomically, large weights to its side file as ``external_data`` says.
 
-    ``external_data=None`` keeps every weight in the model file. The caller's ModelProto is not
-    modified. The folder must exist. Files get the mode of any new file (0o666 less the umask).
-    A failure (disk full...) raises :class:`~workbench.files.WriteError` and keeps the old files.
+    ``model`` is a ``ModelProto`` or an onnx-ir model; neither is modified, and no weight is copied
+    as a whole (each goes from its own memory to the side file). ``external_data=None`` keeps every
+    weight in the model file, which protobuf limits to 2 GB. The folder must exist. Files get the
+    mode of any new file (0o666 less the umask). A failure (disk full...) raises :class:`~workbench.files.WriteError` and keeps the old files.
     """
     if external_data is not None and not isinstance(external_data, ExternalData):
         raise SpecError(f"external_data: expected an ExternalData or None, got {type(external_data).__name__}.")
@@ -116,32 +126,40 @@ def write_model(
     return WrittenModel(target, None if data_name is None else folder / data_name)
 
 
-def _write_with_side_file(model: onnx.ModelProto, target: Path, policy: ExternalData) -> str:
+def _write_with_side_file(model: onnx.ModelProto | ir.Model, target: Path, policy: ExternalData) -> str:
     """Stage the side file and the model, then commit them: side file in place first, then the model."""
     folder = target.parent if str(target.parent) else Path(".")
-    staged_data = files.create_temp_beside(target)  # onnx appends to the file it is given: an empty new one
-    staged_model = files.create_temp_beside(target)
+    staging = files.staging_folder(target)  # a crash leaves it to the next write's remove_stale_temps
     try:
-        copy = onnx.ModelProto()  # onnx moves the weights out of the proto it is given: hand it a copy
-        copy.CopyFrom(model)
-        external_data_helper.convert_model_to_external_data(
-            copy, all_tensors_to_one_file=True, location=staged_data.name, size_threshold=policy.tensor_bytes,
-            convert_attribute=False,
-        )  # fmt: skip
-        external_data_helper.write_external_data_tensors(copy, str(folder))
+        staged_data = staging / _STAGED_DATA
+        # onnx-ir replaces its side file through a temp file keeping the mode of the file it replaces:
+        # a file created like any new one (0o666 less the umask) rather than onnx-ir's 0600
+        os.close(os.open(staged_data, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        # onnx-ir reads a ModelProto's tensors where they are (no copy of the proto) and moves
+        # tensors strictly larger than its threshold
+        ir_model = model if isinstance(model, ir.Model) else ir.serde.deserialize_model(model)
+        try:
+            ir.save(ir_model, staging / _STAGED_MODEL, format="protobuf", external_data=_STAGED_DATA,
+                    size_threshold_bytes=max(policy.tensor_bytes - 1, 0))  # fmt: skip
+        except ValueError as error:  # protobuf refuses to serialize a message over 2 GB
+            raise _too_large(target, error) from error
         data_name = data_file_name(target.name, _sha256(staged_data))
-        for tensor in external_tensors(copy):
+        # the staged model holds the graph and the small tensors only: cheap to read and write again
+        staged = onnx.ModelProto.FromString((staging / _STAGED_MODEL).read_bytes())
+        for tensor in external_tensors(staged):
             for entry in tensor.external_data:
                 if entry.key == "location":
                     entry.value = data_name
-        _save(copy, staged_model)
+        _save(staged, staging / target.name)
         os.replace(staged_data, folder / data_name)  # a new name: no model refers to it yet
-        os.replace(staged_model, target)  # the commit: from here on readers get the new pair
-    except BaseException:
-        staged_data.unlink(missing_ok=True)
-        staged_model.unlink(missing_ok=True)
-        raise
+        os.replace(staging / target.name, target)  # the commit: from here on readers get the new pair
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return data_name
+
+
+_STAGED_MODEL = "staged.onnx"
+_STAGED_DATA = "staged.data"
 
 
 def _remove_side_files(folder: Path, model_name: str, *, keep: str | None) -> None:
@@ -152,16 +170,24 @@ def _remove_side_files(folder: Path, model_name: str, *, keep: str | None) -> No
             os.unlink(entry.path)
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
+def _save(model: onnx.ModelProto | ir.Model, path: Path) -> None:
+    """Write ``model`` (all of it: external references stay as they are) into the file ``path``."""
     try:
+        if isinstance(model, ir.Model):
+            ir.save(model, path, format="protobuf")  # a temp name: its suffix says nothing of the format
+            return
         data = model.SerializeToString()
     except ValueError as error:  # protobuf refuses to serialize a message over 2 GB
-        raise OnnxModelError(
-            f"cannot serialize the model for {path.name}: {error}. Keep its weights in external data "
-            "(a smaller external data threshold)."
-        ) from error
+        raise _too_large(path, error) from error
     with open(path, "wb") as handle:
         handle.write(data)
+
+
+def _too_large(path: Path, error: Exception) -> OnnxModelError:
+    return OnnxModelError(
+        f"cannot serialize the model for {path.name}: {error}. Keep its weights in external data "
+        "(a smaller external data threshold)."
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -174,6 +200,11 @@ def _sha256(path: Path) -> str:
 
 def _raw_bytes(tensor: onnx.TensorProto) -> int:
     return len(tensor.raw_data) if tensor.HasField("raw_data") else 0
+
+
+def _ir_initializers(model: ir.Model) -> list[ir.TensorProtocol]:
+    return [value.const_value for graph in model.graphs() for value in graph.initializers.values()
+            if value.const_value is not None]  # fmt: skip
 
 
 __all__ = ["DATA_SUFFIX", "DEFAULT_TENSOR_THRESHOLD", "ExternalData", "WrittenModel", "data_file_name", "write_model"]
