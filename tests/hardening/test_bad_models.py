@@ -264,3 +264,18 @@ def test_shape_inference_on_a_long_1d_input_does_not_spell_it_out():
                    [numpy_helper.from_array(np.array(2, np.float32), "two")])  # fmt: skip
     result = _in_child(_INFER, model)
     assert "inferred ['h']" in result, result
+
+
+def test_schema_defaults_are_assumed_where_onnx_function_inference_misses_them():
+    """MeanVarianceNormalization leaving ``axes`` at its default: onnx's full_check refuses it (its
+    function-body inference misses the default), onnxruntime runs it; so does the workbench."""
+    model = _model([helper.make_node("MeanVarianceNormalization", ["x"], ["y"])],
+                   [vi("x", TensorProto.FLOAT, [3, 3, 3, 1])], [vi("y", TensorProto.FLOAT, [3, 3, 3, 1])], opset=13)  # fmt: skip
+    with pytest.raises(onnx.shape_inference.InferenceError, match="Constant"):
+        onnx.checker.check_model(model, full_check=True)
+    x = np.random.default_rng(0).standard_normal((3, 3, 3, 1)).astype(np.float32)
+    forward, params = wb.to_jax(model)
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    expected = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True))
+    np.testing.assert_allclose(np.asarray(forward(params, x)), expected, rtol=1e-4, atol=1e-5)
+    assert not model.graph.node[0].attribute  # the caller's model is not modified

@@ -100,6 +100,38 @@ def infer_shapes(
     return model
 
 
+def spell_out_defaults(model: onnx.ModelProto) -> None:
+    """Give each default-domain node defined by a function body the schema defaults it leaves out, in place.
+
+    onnx's shape inference of such an operator (MeanVarianceNormalization, ...) expands its function
+    body without putting the default in for an attribute the body refers to, and then fails on the
+    body ("One and only one of the attributes 'value', 'value_*' or 'sparse_value' must be specified
+    for a Constant node", onnx 1.2x; ``onnx.checker.check_model(full_check=True)`` refuses the model
+    for it), while onnxruntime uses the default. Stating a default changes nothing of the model.
+    """
+    opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return
+    defaults: dict[str, list[onnx.AttributeProto]] = {}
+    for node in _all_nodes(model):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type not in defaults:
+            defaults[node.op_type] = _function_op_defaults(node.op_type, opset)
+        present = {attribute.name for attribute in node.attribute}
+        node.attribute.extend(default for default in defaults[node.op_type] if default.name not in present)
+
+
+def _function_op_defaults(op_type: str, opset: int) -> list[onnx.AttributeProto]:
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return []  # an unknown op: the checker names it
+    if not (schema.has_function or schema.has_context_dependent_function):
+        return []
+    return [attribute.default_value for attribute in schema.attributes.values() if attribute.default_value.type]
+
+
 def _all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
     """Every node of the main graph and its subgraphs, in one fixed order."""
     for graph in _graphs(model):

@@ -18,7 +18,7 @@ import onnx.inliner
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
-from workbench.onnx_io.shapes import light_model
+from workbench.onnx_io.shapes import light_model, spell_out_defaults
 from workbench.onnx_io.validate import check_model_rules
 from workbench.onnx_to_jax.registry import RUNTIME_ONNX_OPS
 
@@ -203,6 +203,7 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
             raise OnnxModelError(f"{label}: cannot expand the model-local functions: {e}") from e
         order = topological_indices(model.graph, label)
         light = light_model(model)
+    spell_out_defaults(light[0])  # what onnxruntime assumes and onnx's function-body inference misses
     model = infer_shapes(model, label, strict=True, light=light[0])
     # shape inference keeps the node list as it is, so the indices still apply
     nodes = tuple(model.graph.node[i] for i in order)
