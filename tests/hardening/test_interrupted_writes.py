@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -58,8 +59,11 @@ def _loads_as(path: Path) -> onnx.ModelProto:
 
 
 # ------------------------------------------------------------------------------ write_model, killed
-@pytest.mark.parametrize("tensor_bytes", [None, SIDE_FILE_BYTES], ids=["inline", "side_file"])
-def test_write_model_killed_at_every_point_leaves_the_old_or_the_new_model(tmp_path: Path, tensor_bytes):
+@pytest.mark.parametrize(
+    "tensor_bytes, onnx_ir", [(None, False), (SIDE_FILE_BYTES, False), (SIDE_FILE_BYTES, True)],
+    ids=["inline", "side_file", "side_file_onnx_ir"],  # onnx_ir: the model given as an onnx-ir model (Conversion.save)
+)
+def test_write_model_killed_at_every_point_leaves_the_old_or_the_new_model(tmp_path: Path, tensor_bytes, onnx_ir):
     old, new, third = _model(1), _model(2), _model(3)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -71,8 +75,13 @@ def test_write_model_killed_at_every_point_leaves_the_old_or_the_new_model(tmp_p
     write_model(old, before / "m.onnx", external_data=policy)
     work = tmp_path / "work"
     crash_points.copy_tree(before, work)
-    args = (str(new_file), str(work / "m.onnx"), tensor_bytes)
+    args = (str(new_file), str(work / "m.onnx"), tensor_bytes, onnx_ir)
     changes = crash_points.count_changes(crash_points.write_model_job, args, scratch)
+    if onnx_ir:  # onnx-ir writes the model its way (value_info of the initializers...): compare with that
+        new = _loads_as(work / "m.onnx")
+        assert [t.name for t in new.graph.initializer] == ["W", "b"] and new.graph.node == _model(2).graph.node
+        for written, given in zip(new.graph.initializer, _model(2).graph.initializer, strict=True):
+            np.testing.assert_array_equal(numpy_helper.to_array(written), numpy_helper.to_array(given))
     assert _loads_as(work / "m.onnx") == new
     assert changes >= 3  # temp file(s) created, committed, old side file removed...
     seen = set()
@@ -228,7 +237,7 @@ def test_a_full_disk_keeps_the_old_files_and_leaves_no_temp_file(tmp_path: Path,
     assert _loads_as(folder / "m.onnx") == old
 
 
-@pytest.mark.parametrize("where", ["model", "side_file", "save_jax"])
+@pytest.mark.parametrize("where", ["model", "side_file", "side_file_onnx_ir", "save_jax"])
 def test_an_injected_enospc_names_the_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str):
     from workbench.onnx_io import write as write_module
     from workbench.onnx_to_jax import api
@@ -244,8 +253,12 @@ def test_an_injected_enospc_names_the_target(tmp_path: Path, monkeypatch: pytest
         monkeypatch.setattr(write_module, "_save", no_space)
         write = lambda: write_model(_model(2), tmp_path / "m.onnx", external_data=ExternalData(SIDE_FILE_BYTES))  # noqa: E731
     elif where == "side_file":
-        monkeypatch.setattr(write_module.external_data_helper, "write_external_data_tensors", no_space)
+        monkeypatch.setattr(write_module, "_stage_proto", no_space)
         write = lambda: write_model(_model(2), tmp_path / "m.onnx", external_data=ExternalData(SIDE_FILE_BYTES))  # noqa: E731
+    elif where == "side_file_onnx_ir":  # an onnx-ir model (Conversion.save) is written by onnx-ir
+        monkeypatch.setattr(write_module.ir, "save", no_space)
+        ir_model = ir.serde.deserialize_model(_model(2))
+        write = lambda: write_model(ir_model, tmp_path / "m.onnx", external_data=ExternalData(SIDE_FILE_BYTES))  # noqa: E731
     else:
         monkeypatch.setattr(np, "savez", no_space)
         write = lambda: api.save_jax(_model(2), tmp_path / "jax")  # noqa: E731

@@ -73,12 +73,15 @@ def _install_hooks(crash_at: int | None, counter: list[int]) -> None:
 
 
 # ------------------------------------------------------------------------------ jobs (run in the child)
-def write_model_job(model_file: str, target: str, tensor_bytes: int | None) -> None:
-    """``write_model`` of the model serialized in ``model_file`` to ``target``."""
+def write_model_job(model_file: str, target: str, tensor_bytes: int | None, onnx_ir: bool = False) -> None:
+    """``write_model`` of the model serialized in ``model_file`` to ``target`` (as an onnx-ir model: ``onnx_ir``)."""
+    import onnx_ir as ir
+
     from workbench.onnx_io.write import ExternalData, write_model
 
     model = onnx.ModelProto.FromString(Path(model_file).read_bytes())
-    write_model(model, target, external_data=None if tensor_bytes is None else ExternalData(tensor_bytes=tensor_bytes))
+    source = ir.serde.deserialize_model(model) if onnx_ir else model
+    write_model(source, target, external_data=None if tensor_bytes is None else ExternalData(tensor_bytes=tensor_bytes))
 
 
 def save_jax_job(generated_file: str, out_dir: str) -> None:

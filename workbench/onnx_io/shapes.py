@@ -32,14 +32,8 @@ def light_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.Tens
     as an input), which is all the checker and shape inference need of it. Returns the copy and the
     tensors set aside (the caller's own, not copied). ``model`` is not modified.
     """
-    light = onnx.ModelProto()
-    for field, value in model.ListFields():
-        if field.name != "graph":
-            _copy_field(light, field, value)
+    light = model_without_initializers(model)
     graph = light.graph
-    for field, value in model.graph.ListFields():
-        if field.name != "initializer":
-            _copy_field(graph, field, value)
     listed = {value.name for value in model.graph.input}
     set_aside = []
     for tensor in model.graph.initializer:
@@ -56,6 +50,18 @@ def light_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.Tens
             for size in tensor.dims:
                 typed.type.tensor_type.shape.dim.add().dim_value = size
     return light, set_aside
+
+
+def model_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose main graph has no initializers (the rest copied; no weight is)."""
+    copy = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(copy, field, value)
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(copy.graph, field, value)
+    return copy
 
 
 def _copy_field(target: onnx.ModelProto | onnx.GraphProto, field, value) -> None:  # noqa: ANN001 - protobuf descriptor

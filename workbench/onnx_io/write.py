@@ -32,6 +32,7 @@ import onnx_ir as ir
 from workbench import files
 from workbench.errors import OnnxModelError, SpecError, WorkbenchError
 from workbench.onnx_io.load import external_tensors
+from workbench.onnx_io.shapes import model_without_initializers
 
 #: Initializers of at least this many bytes go to the side file (``wb.to_onnx``'s default).
 DEFAULT_TENSOR_THRESHOLD = 1024 * 1024
@@ -132,20 +133,14 @@ def _write_with_side_file(model: onnx.ModelProto | ir.Model, target: Path, polic
     staging = files.staging_folder(target)  # a crash leaves it to the next write's remove_stale_temps
     try:
         staged_data = staging / _STAGED_DATA
-        # onnx-ir replaces its side file through a temp file keeping the mode of the file it replaces:
-        # a file created like any new one (0o666 less the umask) rather than onnx-ir's 0600
+        # a file created like any new one (0o666 less the umask); onnx-ir, which replaces its side
+        # file through a temp file, keeps the mode of the file it replaces instead of its own 0600
         os.close(os.open(staged_data, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        # onnx-ir reads a ModelProto's tensors where they are (no copy of the proto) and moves
-        # tensors strictly larger than its threshold
-        ir_model = model if isinstance(model, ir.Model) else ir.serde.deserialize_model(model)
-        try:
-            ir.save(ir_model, staging / _STAGED_MODEL, format="protobuf", external_data=_STAGED_DATA,
-                    size_threshold_bytes=max(policy.tensor_bytes - 1, 0))  # fmt: skip
-        except ValueError as error:  # protobuf refuses to serialize a message over 2 GB
-            raise _too_large(target, error) from error
+        if isinstance(model, ir.Model):
+            staged = _stage_ir_model(model, staging, policy.tensor_bytes, target)
+        else:
+            staged = _stage_proto(model, staged_data, policy.tensor_bytes)
         data_name = data_file_name(target.name, _sha256(staged_data))
-        # the staged model holds the graph and the small tensors only: cheap to read and write again
-        staged = onnx.ModelProto.FromString((staging / _STAGED_MODEL).read_bytes())
         for tensor in external_tensors(staged):
             for entry in tensor.external_data:
                 if entry.key == "location":
@@ -156,6 +151,46 @@ def _write_with_side_file(model: onnx.ModelProto | ir.Model, target: Path, polic
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return data_name
+
+
+def _stage_proto(model: onnx.ModelProto, staged_data: Path, tensor_bytes: int) -> onnx.ModelProto:
+    """The model with its large initializers moved to ``staged_data``; nothing else of it changes.
+
+    Written here rather than with onnx's ``convert_model_to_external_data``, which moves the
+    weights out of the proto it is given and so needs a copy of the whole model: each tensor's
+    bytes go straight from the caller's proto to the file, and only the small rest is copied.
+    """
+    staged = model_without_initializers(model)
+    offset = 0
+    with open(staged_data, "wb") as handle:
+        for tensor in model.graph.initializer:
+            if _raw_bytes(tensor) < tensor_bytes:
+                staged.graph.initializer.append(tensor)
+                continue
+            moved = staged.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+            if tensor.doc_string:
+                moved.doc_string = tensor.doc_string
+            moved.data_location = onnx.TensorProto.EXTERNAL
+            length = handle.write(tensor.raw_data)
+            for key, value in (("location", _STAGED_DATA), ("offset", str(offset)), ("length", str(length))):
+                moved.external_data.add(key=key, value=value)
+            offset += length
+    return staged
+
+
+def _stage_ir_model(model: ir.Model, staging: Path, tensor_bytes: int, target: Path) -> onnx.ModelProto:
+    """The onnx-ir model written with its large initializers in the staging folder's side file; returns the model part.
+
+    onnx-ir writes each tensor from its own memory (a NumPy array, a memory-mapped file) and moves
+    tensors strictly larger than its threshold; the model part holds the graph and the small
+    tensors only, cheap to read back (its side-file name is set by the caller).
+    """
+    try:
+        ir.save(model, staging / _STAGED_MODEL, format="protobuf", external_data=_STAGED_DATA,
+                size_threshold_bytes=max(tensor_bytes - 1, 0))  # fmt: skip
+    except ValueError as error:  # protobuf refuses to serialize a message over 2 GB
+        raise _too_large(target, error) from error
+    return onnx.ModelProto.FromString((staging / _STAGED_MODEL).read_bytes())
 
 
 _STAGED_MODEL = "staged.onnx"

@@ -20,7 +20,7 @@ from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
 from workbench.onnx_io.shapes import light_model, spell_out_defaults
 from workbench.onnx_io.validate import check_model_rules
-from workbench.onnx_to_jax.registry import RUNTIME_ONNX_OPS
+from workbench.onnx_to_jax.runtime_ops import RUNTIME_ONNX_OPS
 
 # Domains whose operators we can translate (onnxruntime's com.microsoft: the fused ops its optimizer and
 # quantization tools write). Model-local functions add their own domains.
