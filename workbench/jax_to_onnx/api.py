@@ -1,4 +1,9 @@
-"""``wb.to_onnx`` / ``wb.convert``: trace, lower, clean up, validate shapes, optionally save."""
+"""``wb.to_onnx`` / ``wb.convert``: trace, lower, clean up, validate shapes, optionally save.
+
+``wb.convert`` returns a :class:`~workbench.jax_to_onnx.conversion.Conversion` (the model held
+without copying its weights, with ``save``/``run``/``parity``...); ``wb.to_onnx`` returns a plain
+``onnx.ModelProto`` as it always has, for code written against the onnx package.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +28,13 @@ from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
+from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.tracing import Traced, trace
+from workbench.onnx_io import load_model
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
+
+# protobuf cannot serialize a ModelProto above this size
+PROTOBUF_LIMIT = 2**31 - 1
 
 DEFAULT_OPSET = 21
 # Lowest opset the export writes (handlers that need a newer one declare it: min_opset in the registry)
@@ -82,15 +92,24 @@ def convert(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     optimize: bool = True,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
     input_layout: InputLayout = None,
 ) -> Conversion:
-    """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
+    """Convert ``fn`` and return the :class:`Conversion`: the model (``.model``, ``.save``, ``.run``,
+    ``.parity``...), the jaxpr, value origins and timings. Arguments as for :func:`to_onnx`.
+
+    The conversion holds the model without copying its weights (they stay the traced arrays), so
+    ``wb.convert(fn, specs).save(path)`` is the way to export a model of several GB.
+    """
+    chosen = Precision.of(precision, keep_io_types)
     with _collector_paused():
         start = time.perf_counter()
         target_opset = _resolve_opset(opset)
         traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
         return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
-                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout)
+                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout,
+                      precision=chosen)
 
 
 def convert_traced(
@@ -102,12 +121,15 @@ def convert_traced(
     enable_double_precision: bool = False,
     optimize: bool = True,
     input_layout: InputLayout = None,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
 ) -> Conversion:
     """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
+    chosen = Precision.of(precision, keep_io_types)
     with _collector_paused():
         return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
                       output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize,
-                      input_layout=input_layout)
+                      input_layout=input_layout, precision=chosen)
 
 
 @contextlib.contextmanager
@@ -137,6 +159,7 @@ def _lower(
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
+    precision: Precision,
     input_layout: InputLayout,
 ) -> Conversion:
     """Lower a traced function to a model: the part of a conversion after tracing."""
@@ -180,17 +203,22 @@ def _lower(
         functions=list(state.functions.values()),
         doc_string=f"{traced.callable.display_name} converted from JAX by workbench",
     )
-    model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
+    weights = frozenset(value.name for value in param_values)
+    run_passes(model, optimize=optimize, weights=weights, precision=precision)
     layouts = _relaid_origins(model.graph, state)
     done = time.perf_counter()
     return Conversion(
-        model=model_proto,
+        ir_model=model,
         traced=traced,
         origins=state.origins,
         origin_vars=state.origin_vars,
         layouts=layouts,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        weights=weights,
+        optimized=optimize,
+        precision=precision,
+        opset=opset,
         enable_double_precision=enable_double_precision,
     )
 
@@ -248,6 +276,8 @@ def to_onnx(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
     input_layout: InputLayout = None,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
@@ -266,6 +296,18 @@ def to_onnx(
             channels-first data although ``fn`` takes it channels-last, as ONNX convolutions do (a CNN
             then has no Transpose at its input); or one entry (layout string or ``None``) per
             flattened input. ``inputs`` still describe what ``fn`` takes.
+        precision: ``"float16"`` or ``"bfloat16"`` store the float32 weights and compute in half
+            precision, normalisations, softmax and accumulating reductions kept in float32
+            (:data:`workbench.jax_to_onnx.precision.FLOAT32_OPS`; a ``wb.Precision`` chooses others).
+        keep_io_types: with a half precision, the model still takes and returns float32 (default);
+            ``False`` makes its float inputs and outputs half precision too.
+
+    Returns:
+        The model as an ``onnx.ModelProto`` (as the onnx package expects), weights included. When
+        ``path`` is given and the weights do not fit a protobuf (2 GB), the proto returned is the
+        saved model, its weights referring to ``<path>.data`` (``onnx.load(path,
+        load_external_data=False)``): a copy of several GB is never made. ``wb.convert`` returns
+        the richer :class:`~workbench.jax_to_onnx.conversion.Conversion`.
 
     Raises:
         UnsupportedPrimitiveError: listing every primitive without a handler, with source lines.
@@ -279,8 +321,13 @@ def to_onnx(
         input_names=input_names,
         output_names=output_names,
         enable_double_precision=enable_double_precision,
+        precision=precision,
+        keep_io_types=keep_io_types,
         input_layout=input_layout,
     )
-    if path is not None:
-        conversion.save(path, external_data_threshold=external_data_threshold)
-    return conversion.model
+    if path is None:
+        return conversion.model
+    conversion.save(path, external_data_threshold=external_data_threshold)
+    if conversion.weight_bytes < PROTOBUF_LIMIT:
+        return conversion.model
+    return load_model(path, external_data=False).proto
