@@ -10,7 +10,12 @@ from onnx import TensorProto, helper, numpy_helper
 import workbench as wb
 from tests.support.codegen_models import mlp, run_onnxruntime
 from workbench.onnx_io import check_model, load_model
-from workbench.onnx_io.load import BYTES_LABEL, PROTO_LABEL, external_tensors, resolve_external_data
+from workbench.onnx_io.load import (
+    BYTES_LABEL,
+    PROTO_LABEL,
+    external_tensors,
+    resolve_external_data,
+)
 
 
 def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -31,7 +31,8 @@ def _node(
 ) -> OpRun | None:
     """The reference operator for one node signature, made once: building it (a NodeProto, its attributes
     read against the schema) costs several times what running it on small index arrays does."""
-    from onnx.reference.ops import load_op  # ~0.3 s to import: only when something is folded
+    # ~0.3 s to import: only when something is folded
+    from onnx.reference.ops import load_op
 
     try:
         operator = load_op("" if domain == "ai.onnx" else domain, op_type, opset)
