@@ -31,6 +31,8 @@ from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.source import eqn_location
 
+# the function name of a report on generated JAX code (locate_generated.py): its nodes have no primitive
+GENERATED_LABEL = "generated JAX"
 # a re-export must reproduce at least this share of the model's value names, or it is another model
 MIN_NAME_MATCH = 0.5
 
@@ -108,8 +110,9 @@ class DivergenceReport:
             return head + "; no node diverges."
         node = self.first_divergent
         where = f" at {node.location}" if node.location else ""
+        origin = "" if self.function == GENERATED_LABEL else f" from {node.primitive or '?'}"
         return (
-            f"{head}; first divergent node {node.node!r} ({node.op_type} from {node.primitive or '?'}{where}): "
+            f"{head}; first divergent node {node.node!r} ({node.op_type}{origin}{where}): "
             f"max abs error {node.max_abs_error:.3g} > tolerance {node.tolerance:.3g}"
         )
 
@@ -165,7 +168,16 @@ def locate_divergence(
     shared with the input check, when ``inputs`` is ``None``). ``inputs`` are concrete arrays, specs
     (not with a Conversion), or ``None`` (generated as for ``wb.parity``).
     onnxruntime runs with graph optimisations off by default so every node runs as written.
+
+    The other direction: ``locate_divergence(onnx_model, generated)`` (an ONNX model first, then
+    the params of the JAX code ``wb.to_jax`` generated from it, or ``None`` for the model's own
+    weights) names the first node whose generated JAX value drifts from onnxruntime's
+    (:mod:`workbench.analysis.locate_generated`).
     """
+    if isinstance(fn, (onnx.ModelProto, str, os.PathLike, bytes)):
+        from workbench.analysis.locate_generated import locate_generated_divergence
+
+        return locate_generated_divergence(fn, model, inputs, rtol=rtol, atol=atol, seed=seed)
     subject = prepare(fn, model, inputs)
     flat_inputs, chosen = subject.samples(1, seed, sizes)[0]
     return locate_on_subject(subject, flat_inputs, chosen, rtol=rtol, atol=atol, optimize=optimize)
