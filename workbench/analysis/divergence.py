@@ -1,7 +1,8 @@
-"""The divergence locator's report: node-by-node errors, the first divergent node, a figure.
+"""What a divergence locator reports: one row per ONNX node, the first divergent node, and its figure.
 
-Shared by both directions: JAX -> ONNX (:mod:`workbench.analysis.locate`, JAX is the reference) and
-ONNX -> JAX (:mod:`workbench.analysis.locate_generated`, onnxruntime is the reference).
+Both locators fill it: :mod:`workbench.analysis.locate` (an ONNX model against the JAX function it
+came from) and :mod:`workbench.analysis.locate_generated` (an ONNX model against the JAX code
+generated from it). Kept apart from both so neither locator imports the other's module back.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class DivergenceReport:
         return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{table}</div>'
 
 
+# ----------------------------------------------------------------------------- figure (plotly imported when drawn)
 def divergence_figure(report: DivergenceReport) -> Any:
     """Max abs error and tolerance of each compared node along the topological order."""
     import plotly.graph_objects as go

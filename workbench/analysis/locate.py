@@ -326,7 +326,4 @@ def _finite_max_abs(array: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
-# ----------------------------------------------------------------------------- figure (plotly imported when drawn)
-
-
 __all__ = ["DivergenceReport", "NodeResult", "divergence_figure", "locate_divergence", "locate_on_subject"]
