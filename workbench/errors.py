@@ -77,3 +77,7 @@ class OnnxModelError(WorkbenchError):
 
 class UnsupportedOnnxOpError(OnnxModelError):
     """The ONNX model uses an operator (or type) that has no JAX emitter."""
+
+
+class GraphIRError(WorkbenchError):
+    """A Graph IR document is malformed, fails its schema, or holds something the IR cannot carry."""

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from workbench.errors import SpecError
+from workbench.errors import SourceLocation, SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
@@ -40,6 +40,18 @@ class Conversion:
     # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
     # ``origins`` that the divergence locator uses to find each value's JAX counterpart
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    enable_double_precision: bool = False
+
+    def to_graph_ir(self) -> dict[str, Any]:
+        """The Graph IR of what was traced (as ``wb.export_graph_ir`` would give, without tracing again)."""
+        from workbench.jax_to_onnx.graph_ir.api import graph_ir_of_traced
+
+        return graph_ir_of_traced(
+            self.traced,
+            input_names=self.input_names,
+            output_names=self.output_names,
+            enable_double_precision=self.enable_double_precision,
+        )
 
     @property
     def input_names(self) -> list[str]:
@@ -138,43 +150,8 @@ def _convert(
     target_opset = _resolve_opset(opset)
     traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
     traced_at = time.perf_counter()
-    jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr)
-
-    state = ModelState(opset=target_opset)
-    builder = GraphBuilder(state)
-    param_values = [
-        builder.const(np.asarray(p), name=name)
-        for p, name in zip(traced.callable.params, traced.callable.param_names, strict=True)
-    ]
-    in_names = _names(input_names, _default_input_names(traced), "input_names")
-    out_names = _names(output_names, _default_output_names(traced), "output_names")
-    # reserve the user-facing names so no intermediate value takes them
-    state.names.update(out_names)
-    user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
-    graph_inputs = [builder.add_input(name, aval) for name, aval in zip(in_names, user_avals, strict=True)]
-    const_values = [builder.const(np.asarray(c)) for c in traced.closed_jaxpr.consts]
-    outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
-    outputs = _name_outputs(builder, outputs, out_names, traced.out_avals)
-    lowered_at = time.perf_counter()
-
-    graph = ir.Graph(
-        graph_inputs,
-        outputs,
-        nodes=builder.nodes,
-        initializers=state.initializers,
-        opset_imports=dict(builder.used_opsets),
-        name=traced.callable.display_name,
-    )
-    model = ir.Model(
-        graph,
-        ir_version=10,
-        producer_name="workbench",
-        producer_version=_version(),
-        functions=list(state.functions.values()),
-        doc_string=f"{traced.callable.display_name} converted from JAX by workbench",
-    )
-    model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
+    program = program_of(traced, input_names=input_names, output_names=output_names)
+    model_proto, state, lowered_at = build_model(program, opset=target_opset, optimize=optimize)
     done = time.perf_counter()
     return Conversion(
         model=model_proto,
@@ -183,7 +160,82 @@ def _convert(
         origin_vars=state.origin_vars,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        enable_double_precision=enable_double_precision,
     )
+
+
+@dataclass(frozen=True)
+class Program:
+    """What the lowering needs, whichever door it came through (a traced callable or a Graph IR).
+
+    ``closed_jaxpr``'s first ``len(weights)`` inputs are the weights (named ``weight_names``, module
+    paths), the rest are the graph inputs (named ``input_names``). ``source_locations`` maps
+    ``id(eqn)`` to the user's line for equations whose JAX traceback is gone (a jaxpr rebuilt from
+    a Graph IR); traced equations carry their own.
+    """
+
+    closed_jaxpr: Any
+    weights: Sequence[Any]
+    weight_names: Sequence[str]
+    input_names: list[str]
+    output_names: list[str]
+    name: str
+    source_locations: dict[int, SourceLocation] = field(default_factory=dict)
+
+
+def program_of(
+    traced: Traced, *, input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None
+) -> Program:
+    """The :class:`Program` of a traced callable, with the default (or the given) input/output names."""
+    return Program(
+        closed_jaxpr=traced.closed_jaxpr,
+        weights=traced.callable.params,
+        weight_names=traced.callable.param_names,
+        input_names=_names(input_names, _default_input_names(traced), "input_names"),
+        output_names=_names(output_names, _default_output_names(traced), "output_names"),
+        name=traced.callable.display_name,
+    )
+
+
+def build_model(program: Program, *, opset: int, optimize: bool = True) -> tuple[onnx.ModelProto, ModelState, float]:
+    """Lower ``program`` and run the passes: the model, the builder state (origins) and when lowering ended."""
+    jaxpr = program.closed_jaxpr.jaxpr
+    check_all_supported(jaxpr)
+    state = ModelState(opset=opset, source_locations=program.source_locations)
+    builder = GraphBuilder(state)
+    param_values = [
+        builder.const(np.asarray(p), name=name) for p, name in zip(program.weights, program.weight_names, strict=True)
+    ]
+    # reserve the user-facing names so no intermediate value takes them
+    state.names.update(program.output_names)
+    user_avals = [v.aval for v in jaxpr.invars[len(param_values) :]]
+    graph_inputs = [
+        builder.add_input(name, aval) for name, aval in zip(program.input_names, user_avals, strict=True)
+    ]
+    const_values = [builder.const(np.asarray(c)) for c in program.closed_jaxpr.consts]
+    outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
+    out_avals = [atom.aval for atom in jaxpr.outvars]
+    outputs = _name_outputs(builder, outputs, program.output_names, out_avals)
+    lowered_at = time.perf_counter()
+
+    graph = ir.Graph(
+        graph_inputs,
+        outputs,
+        nodes=builder.nodes,
+        initializers=state.initializers,
+        opset_imports=dict(builder.used_opsets),
+        name=program.name,
+    )
+    model = ir.Model(
+        graph,
+        ir_version=10,
+        producer_name="workbench",
+        producer_version=_version(),
+        functions=list(state.functions.values()),
+        doc_string=f"{program.name} converted from JAX by workbench",
+    )
+    model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
+    return model_proto, state, lowered_at
 
 
 def _version() -> str:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from workbench.errors import ConversionError
+from workbench.errors import ConversionError, SourceLocation
+from workbench.jax_to_onnx.source import eqn_location
 
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
@@ -113,6 +114,13 @@ class ModelState:
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
     # equation indices from the top-level jaxpr down to the equation being lowered
     eqn_path: list[int] = field(default_factory=list)
+    # id(eqn) → the user's line, for equations without a JAX traceback (a jaxpr rebuilt from a Graph IR)
+    source_locations: dict[int, SourceLocation] = field(default_factory=dict)
+
+    def location(self, eqn: Any) -> SourceLocation | None:
+        """Where ``eqn`` came from in the user's code: recorded for rebuilt jaxprs, else from JAX's traceback."""
+        recorded = self.source_locations.get(id(eqn))
+        return recorded if recorded is not None else eqn_location(eqn)
 
     def fresh(self, hint: str) -> str:
         base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"

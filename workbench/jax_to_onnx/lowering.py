@@ -46,7 +46,7 @@ class LoweringContext:
 
     @property
     def location(self) -> SourceLocation | None:
-        return eqn_location(self.eqn)
+        return self.builder.state.location(self.eqn)
 
     def op(self, op_type: str, *inputs: ir.Value | None, **kwargs: Any) -> Any:
         return self.builder.op(op_type, *inputs, **kwargs)
@@ -146,7 +146,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
     name = eqn.primitive.name
     info = REGISTRY.get(name)
     if info is None:
-        location = eqn_location(eqn)
+        location = builder.state.location(eqn)
         raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [])])
     inputs = [_read(builder, env, atom) for atom in eqn.invars]
     ctx = LoweringContext(
@@ -161,7 +161,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
     except WorkbenchError:
         raise
     except Exception as error:
-        location = eqn_location(eqn)
+        location = builder.state.location(eqn)
         where = f" at {location}" if location else ""
         raise ConversionError(
             f"the handler for primitive {name!r}{where} failed: {type(error).__name__}: {error}"
@@ -172,7 +172,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
             f"the handler for {name!r} returned {len(outputs)} values for {len(eqn.outvars)} outputs"
         )
     new_outputs = {id(o) for node in builder.nodes[first_new_node:] for o in node.outputs}
-    location = eqn_location(eqn)
+    location = builder.state.location(eqn)
     origin_location = str(location) if location else ""
     for var, value in zip(eqn.outvars, outputs, strict=True):
         if isinstance(var, jax_core.DropVar):
