@@ -92,7 +92,12 @@ def _default_input_names(traced: Traced) -> list[str]:
 
 
 def _default_output_names(traced: Traced) -> list[str]:
-    placeholder = jax.tree_util.tree_unflatten(traced.out_tree, list(range(traced.out_tree.num_leaves)))
+    return _output_names_of_tree(traced.out_tree)
+
+
+def _output_names_of_tree(out_tree: Any) -> list[str]:
+    """``output`` for a single array, ``output.<path>`` for the leaves of a pytree of outputs."""
+    placeholder = jax.tree_util.tree_unflatten(out_tree, list(range(out_tree.num_leaves)))
     leaves = jax.tree_util.tree_flatten_with_path(placeholder)[0]
     if len(leaves) == 1 and not leaves[0][0]:
         return ["output"]
@@ -217,14 +222,32 @@ def build_model(program: Program, *, opset: int, optimize: bool = True) -> tuple
     out_avals = [atom.aval for atom in jaxpr.outvars]
     outputs = _name_outputs(builder, outputs, program.output_names, out_avals)
     lowered_at = time.perf_counter()
+    model_proto = assemble_model(
+        builder, graph_inputs, outputs, name=program.name, optimize=optimize,
+        weights=frozenset(value.name for value in param_values),
+    )
+    return model_proto, state, lowered_at
 
+
+def assemble_model(
+    builder: GraphBuilder,
+    inputs: list[ir.Value],
+    outputs: list[ir.Value],
+    *,
+    name: str,
+    optimize: bool = True,
+    weights: frozenset[str] = frozenset(),
+    doc: str | None = None,
+) -> onnx.ModelProto:
+    """The main graph's nodes and initializers as an ONNX model, after the pass pipeline."""
+    state = builder.state
     graph = ir.Graph(
-        graph_inputs,
+        inputs,
         outputs,
         nodes=builder.nodes,
         initializers=state.initializers,
         opset_imports=dict(builder.used_opsets),
-        name=program.name,
+        name=name,
     )
     model = ir.Model(
         graph,
@@ -232,10 +255,9 @@ def build_model(program: Program, *, opset: int, optimize: bool = True) -> tuple
         producer_name="workbench",
         producer_version=_version(),
         functions=list(state.functions.values()),
-        doc_string=f"{program.name} converted from JAX by workbench",
+        doc_string=doc or f"{name} converted from JAX by workbench",
     )
-    model_proto = run_passes(model, optimize=optimize, weights=frozenset(value.name for value in param_values))
-    return model_proto, state, lowered_at
+    return run_passes(model, optimize=optimize, weights=weights)
 
 
 def _version() -> str:
@@ -266,7 +288,7 @@ def _name_outputs(
 
 def to_onnx(
     fn: Any,
-    inputs: Sequence[Any],
+    inputs: Sequence[Any] | None = None,
     *,
     path: str | os.PathLike[str] | None = None,
     opset: int | None = None,
@@ -279,9 +301,11 @@ def to_onnx(
 
     Args:
         fn: a plain or ``jax.jit`` function, a Flax NNX module, ``functools.partial(linen_model.apply,
-            variables)`` or an Equinox module.
+            variables)`` or an Equinox module; or a ``jax.export.Exported``, its ``serialize()`` bytes
+            or a file holding them, whose StableHLO module is converted op by op (no Python source needed).
         inputs: one spec per positional argument: a shape tuple of ints and symbolic names
             (``("B", 30)``, float32), a ``jax.ShapeDtypeStruct``, an array, or a pytree of those.
+            ``None`` for an Exported, which carries its input types.
         path: also write the model there, atomically; tensors of at least ``external_data_threshold``
             bytes go to ``<path>.data`` (``None`` keeps everything in one file).
         opset: target ONNX opset (default 21).
@@ -292,7 +316,22 @@ def to_onnx(
         UnsupportedPrimitiveError: listing every primitive without a handler, with source lines.
         SpecError: for a bad callable, input spec, name list or opset.
         TraceError: when the function itself fails to trace with these inputs.
+        UnsupportedStableHLOOpError: for an Exported, listing every op without a converter.
     """
+    from workbench.jax_to_onnx.stablehlo.api import exported_to_onnx, is_exported_source
+
+    if is_exported_source(fn):
+        if inputs is not None:
+            raise SpecError("inputs: a jax.export.Exported carries its own input types; pass inputs=None.")
+        if enable_double_precision:
+            raise SpecError("enable_double_precision: an Exported's types were fixed when it was exported.")
+        with _collector_paused():
+            model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names, output_names=output_names)
+        if path is not None:
+            save_model(model, path, external_data_threshold=external_data_threshold)
+        return model
+    if inputs is None:
+        raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
     conversion = convert(
         fn,
         inputs,
