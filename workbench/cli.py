@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -233,13 +235,45 @@ def _add_coverage(subparsers: Any) -> None:
     parser.set_defaults(run=_run_coverage)
 
 
+# ---- lab ----------------------------------------------------------------------------------
+def _run_lab(args: argparse.Namespace) -> int:
+    from workbench.jupyter import lab
+
+    target = Path(args.notebook) if args.notebook else lab.default_notebook(Path.cwd())
+    reason = "--no-browser was given" if args.no_browser else lab.browser_problem(os.environ)
+    plan = lab.plan_lab(target, euid=lab.effective_uid(), no_browser_reason=reason, port=args.port, ip=args.ip)
+    if args.dry_run:
+        for notice in plan.notices:
+            print(f"workbench lab: {notice}")
+        print(shlex.join(plan.argv))
+        return 0
+    lab.run_lab(plan)
+
+
+def _add_lab(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "lab",
+        help="start JupyterLab on the quickstart notebook (also as root and without a desktop)",
+        description="Start JupyterLab on a notebook (default: notebooks/01_quickstart.ipynb of the repository). "
+        "Run as root, it adds --allow-root and says so; where no browser can be opened (no DISPLAY or "
+        "WAYLAND_DISPLAY, or Python's webbrowser finds none) it adds --no-browser: open the URL JupyterLab "
+        "prints, which leads to the notebook.",
+    )
+    parser.add_argument("notebook", nargs="?", help="a notebook or a folder (default: the quickstart notebook)")
+    parser.add_argument("--port", type=int, default=None, help="the port to serve on (JupyterLab's default: 8888)")
+    parser.add_argument("--ip", default=None, help="the address to listen on (JupyterLab's default: localhost)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
+    parser.add_argument("--dry-run", action="store_true", help="print the notices and the JupyterLab command, start nothing")
+    parser.set_defaults(run=_run_lab)
+
+
 def _add_web(subparsers: Any) -> None:
     from workbench.web.cli import add_web_subcommands
 
     add_web_subcommands(subparsers)
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_coverage, _add_web]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_coverage, _add_lab, _add_web]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,11 +43,15 @@ class UnsupportedPrimitive:
     name: str
     count: int
     locations: list[SourceLocation] = field(default_factory=list)
+    # why it cannot be exported when a handler exists but refuses this use (a PRNG implementation
+    # other than threefry, a host callback...), with what to do instead
+    reason: str = ""
 
     def describe(self) -> str:
         where = ", ".join(str(loc) for loc in self.locations[:5])
         more = f" and {len(self.locations) - 5} more" if len(self.locations) > 5 else ""
-        return f"  {self.name} ×{self.count}" + (f" at {where}{more}" if where else "")
+        because = f": {self.reason}" if self.reason else ""
+        return f"  {self.name} ×{self.count}" + (f" at {where}{more}" if where else "") + because
 
 
 class UnsupportedPrimitiveError(WorkbenchError):

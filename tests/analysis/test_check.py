@@ -85,7 +85,7 @@ def test_primitive_inside_nested_jit_is_counted_with_its_call_site():
 def test_known_alternative_is_suggested():
     from workbench.analysis.report import suggest
 
-    assert "pass them as an input" in suggest("random_bits")
+    assert "pass the random numbers as an input" in suggest("rng_bit_generator")
     assert suggest("wb_no_such_primitive").startswith("write a handler")
 
 

@@ -4,7 +4,8 @@ Cases are built in memory from ``onnx.backend.test.case.node`` (recent onnx
 wheels do not ship the data files). Every case not listed in
 ``tests/support/conformance_expected_failures.py`` must pass; every listed case must
 still fail (so the list stays honest). The pass count is measured against the
-suite's own total.
+suite's own total. Cast elements whose expected value the spec decides rather than onnx's reference
+(ml_dtypes) are compared as ``tests/support/conformance_spec_elements.py`` lists, which is checked against the suite.
 
 Running every case takes minutes (1,884 cases, each generated, XLA-compiled and run: this file took 297 s
 with ``-n 2`` on a lightly loaded 2-core machine, 13.5 minutes on a busy one), so the per-case test is opt-in: ``WORKBENCH_CONFORMANCE=1 pytest tests/onnx_to_jax/test_onnx_conformance.py -n 2``. The two
@@ -20,8 +21,9 @@ import os
 
 import pytest
 
-from tests.support.conformance_cases import collect_cases, run_case
+from tests.support.conformance_cases import collect_cases, run_case, spec_element_count
 from tests.support.conformance_expected_failures import EXPECTED_FAILURES
+from tests.support.conformance_spec_elements import SPEC_ELEMENTS
 
 TARGET = 0.90
 ENABLED = os.environ.get("WORKBENCH_CONFORMANCE") == "1"
@@ -65,3 +67,9 @@ def test_every_pattern_matches_a_case():
     names = list(_cases())
     unused = [p for p in EXPECTED_FAILURES if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     assert not unused, f"patterns matching no case (remove them): {unused}"
+
+
+def test_spec_element_list_names_exactly_the_cases_that_have_such_elements():
+    have = {name for name, case in _cases().items() if spec_element_count(case)}
+    assert not have - set(SPEC_ELEMENTS), f"add to tests/support/conformance_spec_elements.py: {sorted(have - set(SPEC_ELEMENTS))}"
+    assert not set(SPEC_ELEMENTS) - have, f"no such elements (remove them): {sorted(set(SPEC_ELEMENTS) - have)}"

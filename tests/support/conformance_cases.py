@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from workbench.onnx_to_jax.node_suite import CaseResult, collect_cases, run_case
+from workbench.onnx_to_jax.node_suite import CaseResult, collect_cases, run_case, spec_element_count
 
 
 def run_all(cases=None, verbose: bool = False) -> list[CaseResult]:
@@ -23,4 +23,4 @@ def run_all(cases=None, verbose: bool = False) -> list[CaseResult]:
     return results
 
 
-__all__ = ["CaseResult", "collect_cases", "run_all", "run_case"]
+__all__ = ["CaseResult", "collect_cases", "run_all", "run_case", "spec_element_count"]

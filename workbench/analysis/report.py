@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import SourceLocation
-from workbench.jax_to_onnx.lowering import sub_jaxprs
+from workbench.jax_to_onnx.lowering import sub_jaxprs, unsupported_reason
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
 from workbench.jax_to_onnx.tracing import trace
@@ -25,11 +25,8 @@ from workbench.jax_to_onnx.tracing import trace
 # What users can do about primitives that have no ONNX handler, by the primitive's name.
 # Each entry names something that exists: a composite of supported operations or a way around.
 KNOWN_ALTERNATIVES: dict[str, str] = {
-    "random_bits": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
-    "random_seed": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
-    "random_wrap": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
-    "threefry2x32": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
-    "rng_bit_generator": "random numbers cannot be reproduced in ONNX; generate them outside and pass them as an input",
+    "rng_bit_generator": "XLA's RngBitGenerator bits cannot be reproduced in ONNX; use jax.random with the default "
+    "threefry2x32 implementation (exported bit-exactly), or pass the random numbers as an input",
     "pure_callback": "host callbacks run Python; move the callback out of the exported function",
     "io_callback": "host callbacks run Python; move the callback out of the exported function",
     "debug_callback": "remove jax.debug.print / jax.debug.callback from the exported function",
@@ -171,13 +168,17 @@ def check(fn: Any, inputs: Sequence[Any], *, enable_double_precision: bool = Fal
             )
             usages[name] = usage
         usage.count += 1
+        reason = unsupported_reason(eqn)
+        if reason:  # a handler that refuses this use (a non-threefry PRNG), or a known reason (callbacks)
+            usage.supported = False
+            usage.suggestion = usage.suggestion or reason
         if location is not None:
             if location not in usage.location_counts:
                 usage.locations.append(location)
                 usage.location_counts[location] = 0
             usage.location_counts[location] += 1
     for usage in usages.values():
-        if not usage.supported:
+        if not usage.supported and not usage.suggestion:
             usage.suggestion = suggest(usage.name)
     ordered = sorted(usages.values(), key=lambda u: (u.supported, -u.count, u.name))
     return CompatibilityReport(function=traced.callable.display_name, primitives=ordered, num_equations=total)

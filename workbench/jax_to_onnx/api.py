@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from workbench.errors import SourceLocation, SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
+from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.save import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
@@ -205,8 +206,8 @@ def program_of(
 def build_model(program: Program, *, opset: int, optimize: bool = True) -> tuple[onnx.ModelProto, ModelState, float]:
     """Lower ``program`` and run the passes: the model, the builder state (origins) and when lowering ended."""
     jaxpr = program.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr)
     state = ModelState(opset=opset, source_locations=program.source_locations)
+    check_all_supported(jaxpr, opset, state.location)
     builder = GraphBuilder(state)
     param_values = [
         builder.const(np.asarray(p), name=name) for p, name in zip(program.weights, program.weight_names, strict=True)
@@ -217,7 +218,7 @@ def build_model(program: Program, *, opset: int, optimize: bool = True) -> tuple
     graph_inputs = [
         builder.add_input(name, aval) for name, aval in zip(program.input_names, user_avals, strict=True)
     ]
-    const_values = [builder.const(np.asarray(c)) for c in program.closed_jaxpr.consts]
+    const_values = [builder.const(host_array(c)) for c in program.closed_jaxpr.consts]
     outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
     out_avals = [atom.aval for atom in jaxpr.outvars]
     outputs = _name_outputs(builder, outputs, program.output_names, out_avals)

@@ -19,6 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from workbench.errors import ConversionError, SourceLocation
+from workbench.jax_to_onnx.keys import physical_aval
 from workbench.jax_to_onnx.source import eqn_location
 
 
@@ -54,6 +55,10 @@ def _attribute(name: str, value: Any) -> ir.Attr:
     ``ir.convenience.convert_attribute`` (the fallback) checks the value against onnx-ir's runtime
     Protocols first, which made attribute conversion a tenth of the lowering time; the result is the same.
     """
+    if isinstance(value, np.generic):  # numpy scalars in jaxpr params (gather's np.int64 dims)
+        value = value.item()
+    elif isinstance(value, (list, tuple)) and any(isinstance(item, np.generic) for item in value):
+        value = [item.item() if isinstance(item, np.generic) else item for item in value]
     kind = type(value)
     if kind is int or kind is bool or isinstance(value, ir.DataType):
         return ir.AttrInt64(name, int(value))
@@ -159,6 +164,7 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------ values
     def add_input(self, name: str, aval: Any) -> ir.Value:
+        aval = physical_aval(aval)  # a PRNG key array is carried by its uint32 key data
         value = ir.Value(
             name=self.state.fresh(name),
             type=ir.TensorType(onnx_dtype(aval.dtype)),
@@ -178,6 +184,7 @@ class GraphBuilder:
                 self.dim_sources[text] = (value, axis)
 
     def set_type(self, value: ir.Value, aval: Any) -> None:
+        aval = physical_aval(aval)
         value.type = tensor_type(np.dtype(aval.dtype))
         value.shape = ir_shape(aval.shape)
 
@@ -198,8 +205,8 @@ class GraphBuilder:
         outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
         node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
         self.nodes.append(node)
-        if domain and domain not in self.used_opsets:
-            self.used_opsets[domain] = 1
+        if domain:
+            self._use_domain(domain)
         return node.outputs[0] if num_outputs == 1 else tuple(node.outputs)
 
     def call_function(self, function: ir.Function, inputs: Sequence[ir.Value], num_outputs: int) -> tuple[ir.Value, ...]:
@@ -214,8 +221,18 @@ class GraphBuilder:
         for output in node.outputs:
             output.name = self.state.fresh(function.name.lower())
         self.nodes.append(node)
-        self.used_opsets.setdefault(function.domain, 1)
+        self._use_domain(function.domain)
         return tuple(node.outputs)
+
+    def _use_domain(self, domain: str) -> None:
+        """Import ``domain`` where ONNX looks for it: this graph and the enclosing graphs up to the model or
+        function whose opset imports cover them (a node inside a Loop body counts for the graph around the Loop)."""
+        builder: GraphBuilder | None = self
+        while builder is not None:
+            builder.used_opsets.setdefault(domain, 1)
+            if builder.is_function:
+                return
+            builder = builder.parent
 
     # --------------------------------------------------------------- constants
     def const(self, array: Any, dtype: Any = None, *, name: str | None = None) -> ir.Value:

@@ -31,6 +31,8 @@ import jax
 import numpy as np
 import onnx_ir as ir
 
+from workbench.jax_to_onnx.keys import host_array
+
 ONNX_FUNCTION_DOMAIN = "workbench.functions"
 _MARKER = "wb_onnx_function__"
 # separates the function name from its input names inside the jit name (never part of an identifier)
@@ -193,7 +195,7 @@ def _param_key(value: Any) -> Any:
 def _consts_key(consts: Sequence[Any]) -> tuple[Any, ...]:
     key = []
     for const in consts:
-        array = np.asarray(const)
+        array = host_array(const)
         key.append((array.dtype.str, array.shape, hashlib.sha1(array.tobytes()).hexdigest()))  # noqa: S324 - identity, not security
     return tuple(key)
 
@@ -247,7 +249,7 @@ def lower_onnx_function(
             names = [f"x{i}" for i in range(len(ctx.avals_in))]
         body = GraphBuilder(state, is_function=True)
         inputs = [body.add_input(n, aval) for n, aval in zip(names, ctx.avals_in, strict=True)]
-        consts = [body.const(np.asarray(c)) for c in closed_jaxpr.consts]
+        consts = [body.const(host_array(c)) for c in closed_jaxpr.consts]
         outputs = lower_jaxpr(body, jaxpr, consts, inputs)
         graph = finish_subgraph(body, inputs, outputs, function_name)
         overloads = sum(1 for k in state.functions if k[0] == function_name)

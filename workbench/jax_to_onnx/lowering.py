@@ -8,7 +8,7 @@ parameters as keyword arguments: ``rule(ctx, *operands, **eqn.params)``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +27,10 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
+from workbench.jax_to_onnx.unsupported import reason_without_handler
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class LoweringContext:
     def lower_inline(self, closed_jaxpr: Any, inputs: Sequence[ir.Value]) -> list[ir.Value]:
         """Inline a nested ClosedJaxpr (jit, custom_jvp_call, remat...) into the current graph."""
         jaxpr, consts = _split_closed(closed_jaxpr)
-        const_values = [self.builder.const(np.asarray(c)) for c in consts]
+        const_values = [self.builder.const(host_array(c)) for c in consts]
         return lower_jaxpr(self.builder, jaxpr, const_values, list(inputs))
 
     def subgraph(
@@ -85,7 +87,7 @@ class LoweringContext:
         child = GraphBuilder(self.builder.state, parent=self.builder)
         names = input_names or [f"{name}_in{i}" for i in range(len(input_avals))]
         inputs = [child.add_input(n, aval) for n, aval in zip(names, input_avals, strict=True)]
-        const_values = [self.builder.const(np.asarray(c)) for c in consts]
+        const_values = [self.builder.const(host_array(c)) for c in consts]
         outputs = lower_jaxpr(child, jaxpr, const_values, inputs[len(inputs) - len(jaxpr.invars) :])
         return finish_subgraph(child, inputs, outputs, name)
 
@@ -145,9 +147,11 @@ def lower_jaxpr(
 def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> None:
     name = eqn.primitive.name
     info = REGISTRY.get(name)
-    if info is None:
-        location = builder.state.location(eqn)
-        raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [])])
+    if info is None or info.unsupported_reason is not None or info.min_opset > builder.state.opset:
+        reason = unsupported_reason(eqn, builder.state.opset)
+        if reason is not None:
+            location = builder.state.location(eqn)
+            raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [], reason)])
     inputs = [_read(builder, env, atom) for atom in eqn.invars]
     ctx = LoweringContext(
         builder=builder,
@@ -155,9 +159,20 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         avals_in=tuple(atom.aval for atom in eqn.invars),
         avals_out=tuple(var.aval for var in eqn.outvars),
     )
+    params = eqn.params
     first_new_node = len(builder.nodes)
     try:
-        result = info.rule(ctx, *inputs, **eqn.params)
+        if involves_keys(eqn) and name not in KEY_NATIVE:
+            # a structural primitive moving PRNG keys: lowered on the keys' uint32 data (see keys.py)
+            inputs, params = physical_equation(ctx, inputs, params)
+            extra = [jax_core.ShapedArray((), ctx.avals_in[-1].dtype)] * (len(inputs) - len(ctx.avals_in))
+            ctx = LoweringContext(
+                builder=builder,
+                eqn=eqn,
+                avals_in=(*(physical_aval(a) for a in ctx.avals_in), *extra),
+                avals_out=tuple(physical_aval(a) for a in ctx.avals_out),
+            )
+        result = info.rule(ctx, *inputs, **params)
     except WorkbenchError:
         raise
     except Exception as error:
@@ -219,23 +234,45 @@ def sub_jaxprs(eqn: Any) -> Iterator[Any]:
                 yield candidate
 
 
-def find_unsupported(jaxpr: Any) -> list[UnsupportedPrimitive]:
-    """Every primitive of the jaxpr (nested included) without a handler, with count and locations."""
+def find_unsupported(
+    jaxpr: Any, opset: int | None = None, locate: Callable[[Any], SourceLocation | None] = eqn_location
+) -> list[UnsupportedPrimitive]:
+    """Every primitive of the jaxpr (nested included) that cannot be exported, with count and locations.
+
+    That is: no handler, a handler that refuses this use (its ``unsupported_reason``), or a handler
+    whose lowest opset is above ``opset``. ``locate`` finds an equation's source line (a jaxpr
+    rebuilt from a Graph IR has them recorded, not in JAX tracebacks).
+    """
     found: dict[str, UnsupportedPrimitive] = {}
     for eqn in iter_eqns(jaxpr):
         name = eqn.primitive.name
-        if REGISTRY.get(name) is not None:
+        reason = unsupported_reason(eqn, opset)
+        if reason is None:
             continue
-        entry = found.setdefault(name, UnsupportedPrimitive(name, 0, []))
+        entry = found.setdefault(name, UnsupportedPrimitive(name, 0, [], reason))
         entry.count += 1
-        location = eqn_location(eqn)
+        location = locate(eqn)
         if location is not None and location not in entry.locations:
             entry.locations.append(location)
     return sorted(found.values(), key=lambda p: p.name)
 
 
-def check_all_supported(jaxpr: Any) -> None:
-    unsupported = find_unsupported(jaxpr)
+def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
+    """None when ``eqn`` can be lowered; otherwise why not ("" for a primitive without a handler)."""
+    info = REGISTRY.get(eqn.primitive.name)
+    if info is None:
+        return reason_without_handler(eqn)
+    if opset is not None and opset < info.min_opset:
+        return f"its handler needs opset >= {info.min_opset} (the export targets opset {opset})"
+    if info.unsupported_reason is not None:
+        return info.unsupported_reason(eqn) or None
+    return None
+
+
+def check_all_supported(
+    jaxpr: Any, opset: int | None = None, locate: Callable[[Any], SourceLocation | None] = eqn_location
+) -> None:
+    unsupported = find_unsupported(jaxpr, opset, locate)
     if unsupported:
         raise UnsupportedPrimitiveError(unsupported)
 
@@ -249,4 +286,5 @@ __all__ = [
     "iter_eqns",
     "lower_jaxpr",
     "sub_jaxprs",
+    "unsupported_reason",
 ]

@@ -38,6 +38,14 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.jax_to_onnx.handlers.sort",
     "workbench.jax_to_onnx.handlers.cumulative",
     "workbench.jax_to_onnx.handlers.special",
+    "workbench.jax_to_onnx.handlers.solve",
+    "workbench.jax_to_onnx.handlers.factorizations",
+    "workbench.jax_to_onnx.handlers.eigen",
+    "workbench.jax_to_onnx.handlers.random",
+    "workbench.jax_to_onnx.handlers.bitcast",
+    "workbench.jax_to_onnx.handlers.total_order",
+    "workbench.jax_to_onnx.handlers.transforms",
+    "workbench.jax_to_onnx.handlers.equinox",
 )
 
 
@@ -73,6 +81,10 @@ class HandlerInfo:
     testcases: tuple[Testcase, ...]
     area: str
     module: str
+    # the lowest ONNX opset whose operators the handler can emit (it picks its form per opset above it)
+    min_opset: int = 13
+    # equation → why this particular use cannot be exported ("" when it can); checked before lowering
+    unsupported_reason: Callable[[Any], str] | None = None
 
 
 class HandlerRegistry:
@@ -137,10 +149,14 @@ def handler(
     doc: str | None = None,
     area: str = "lax",
     override: bool = False,
+    min_opset: int = 13,
+    unsupported_reason: Callable[[Any], str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``rule`` for one or more JAX primitive names.
 
-    ``doc`` defaults to the jax.lax documentation of the primitive.
+    ``doc`` defaults to the jax.lax documentation of the primitive. ``min_opset`` is the lowest
+    target opset the handler supports; ``unsupported_reason(eqn)`` returns why a particular
+    equation cannot be exported (or ``""``), so it is reported with the unsupported primitives.
     """
     names = (primitives,) if isinstance(primitives, str) else tuple(primitives)
 
@@ -155,6 +171,8 @@ def handler(
                     testcases=tuple(testcases),
                     area=area,
                     module=(rule.func if isinstance(rule, functools.partial) else rule).__module__,
+                    min_opset=min_opset,
+                    unsupported_reason=unsupported_reason,
                 ),
                 override=override,
             )

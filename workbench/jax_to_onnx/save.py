@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
 
 from workbench.errors import WorkbenchError
+from workbench.files import create_temp_beside
 
 DEFAULT_EXTERNAL_DATA_THRESHOLD = 1024 * 1024  # tensors of at least 1 MiB go to the side file
 
@@ -23,7 +23,8 @@ def save_model(
 
     With ``external_data_threshold`` set and at least one tensor that large, weights go to
     ``<name>.data`` beside the model (also replaced atomically). Nothing is left at ``path`` when
-    writing fails. The caller's ModelProto is not modified.
+    writing fails. The caller's ModelProto is not modified. Both files get the mode of any new file
+    (0o666 less the umask), so other users can read them as they could any file in that folder.
     """
     target = Path(path)
     if target.is_dir():
@@ -35,11 +36,12 @@ def save_model(
     use_external = external_data_threshold is not None and any(
         _tensor_bytes(t) >= external_data_threshold for t in model.graph.initializer
     )
-    fd, tmp_model = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp_data = folder / f".{data_name}.tmp"
+    tmp_model = create_temp_beside(target)
+    tmp_data: Path | None = None
     try:
         if use_external:
+            # onnx creates a missing external data file 0600 but appends to an existing one
+            tmp_data = create_temp_beside(folder / data_name)
             copy = onnx.ModelProto()
             copy.CopyFrom(model)
             # onnx writes external data relative to the model file; write under a temp data name first
@@ -63,8 +65,9 @@ def save_model(
             onnx.save_model(model, tmp_model)
         os.replace(tmp_model, target)
     except BaseException:
-        for leftover in (Path(tmp_model), tmp_data):
-            leftover.unlink(missing_ok=True)
+        for leftover in (tmp_model, tmp_data):
+            if leftover is not None:
+                leftover.unlink(missing_ok=True)
         raise
     return target
 

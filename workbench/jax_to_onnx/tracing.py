@@ -10,6 +10,7 @@ from typing import Any
 import jax
 
 from workbench.errors import SpecError, TraceError
+from workbench.jax_to_onnx.dead_code import prune_dead_code
 from workbench.jax_to_onnx.functions import exporting
 from workbench.jax_to_onnx.normalize import NormalizedCallable, normalize_callable
 from workbench.specs import InputSpecs, parse_input_specs
@@ -63,7 +64,7 @@ def _check_arity(fn: Any, count: int, display_name: str) -> None:
 
 
 def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Traced:
-    """Normalize ``fn``, parse ``inputs`` and run ``jax.make_jaxpr`` with symbolic shapes."""
+    """Normalize ``fn``, parse ``inputs``, run ``jax.make_jaxpr`` with symbolic shapes, drop dead code."""
     normalized = normalize_callable(fn)
     specs = parse_input_specs(inputs)
     _check_arity(fn, len(specs.args), normalized.display_name)
@@ -85,7 +86,7 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
                 f"{[_describe(a) for a in specs.args]} failed: {type(error).__name__}: {error}"
             ) from error
     return Traced(
-        closed_jaxpr=closed,
+        closed_jaxpr=prune_dead_code(closed),
         callable=normalized,
         specs=specs,
         out_tree=out_tree_box[-1],

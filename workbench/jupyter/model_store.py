@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tempfile
 import time
 from pathlib import Path
+
+from workbench.files import open_temp_beside
 
 # Set by the server extension in its own environment; kernels it launches inherit them.
 ENV_STORE_DIR = "WORKBENCH_VIEWER_STORE"
@@ -59,13 +60,17 @@ class ModelStore:
         return self.directory / f"{token}{_SUFFIX}"
 
     def put(self, token: str, data: bytes) -> Path:
-        """Write the model atomically (temp file in the same directory, then os.replace)."""
+        """Write the model atomically (temp file in the same directory, then os.replace).
+
+        The file gets the mode of any new file (0o666 less the umask); the directory (0700) is what
+        keeps the models private to this user.
+        """
         self.ensure()
         target = self._path(token)
-        with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".tmp-", suffix=_SUFFIX, delete=False) as tmp:
-            tmp.write(data)
-            temp_path = Path(tmp.name)
+        fd, temp_path = open_temp_beside(target)
         try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
             os.replace(temp_path, target)
         except BaseException:
             temp_path.unlink(missing_ok=True)

@@ -127,6 +127,8 @@ def _write_model(model: onnx.ModelProto, out_dir: Path, threshold: int) -> list[
     staging = Path(tempfile.mkdtemp(prefix=".model.", dir=out_dir))
     try:
         if external:
+            # onnx creates a missing data file 0600 but appends to an existing one: make it like any new file
+            (staging / EXTERNAL_DATA_NAME).touch(mode=0o666)
             onnx.save_model(
                 model, str(staging / MODEL_NAME), save_as_external_data=True,
                 all_tensors_to_one_file=True, location=EXTERNAL_DATA_NAME, size_threshold=1024,

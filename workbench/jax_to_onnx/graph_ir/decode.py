@@ -18,11 +18,10 @@ from jax import export as jax_export
 from jax.extend import core as jex_core
 from jax.extend.core import primitives as jax_primitives
 
-from workbench.errors import GraphIRError, SourceLocation, UnsupportedPrimitive, UnsupportedPrimitiveError
+from workbench.errors import GraphIRError, SourceLocation
 from workbench.jax_to_onnx.api import Program
 from workbench.jax_to_onnx.graph_ir.params import decode_param
 from workbench.jax_to_onnx.graph_ir.values import decode_array, dtype_from_name
-from workbench.jax_to_onnx.registry import REGISTRY
 
 # JAX's public primitive objects by name; primitives outside this table get a stand-in of that name.
 _PUBLIC_PRIMITIVES: dict[str, Any] = {
@@ -51,7 +50,6 @@ class Decoder:
         self._tensors: dict[str, np.ndarray] = {}
         self._dims: dict[str, Any] = {}
         self.locations: dict[int, SourceLocation] = {}
-        self.unsupported: dict[str, UnsupportedPrimitive] = {}
         for symbol in document["symbols"]:  # in the order the trace met them, as to_onnx's scope did
             self.dim(symbol, "symbols")
 
@@ -131,11 +129,6 @@ class Decoder:
             location = _location(entry.get("source"))
             if location is not None:
                 self.locations[id(eqn)] = location
-            if REGISTRY.get(name) is None:
-                missing = self.unsupported.setdefault(name, UnsupportedPrimitive(name, 0, []))
-                missing.count += 1
-                if location is not None and location not in missing.locations:
-                    missing.locations.append(location)
             eqns.append(eqn)
         outvars = [use(a, f"{where}.outvars[{i}]") for i, a in enumerate(graph["outvars"])]
         return jex_core.Jaxpr(constvars, invars, outvars, eqns)
@@ -148,15 +141,13 @@ def _location(source: dict[str, Any] | None) -> SourceLocation | None:
 
 
 def decode_program(document: dict[str, Any], *, external: ExternalReader | None = None) -> Program:
-    """The Program of a schema-valid document; raises UnsupportedPrimitiveError listing every primitive
-    without a handler (with the document's source lines), GraphIRError for inconsistent documents."""
+    """The Program of a schema-valid document (GraphIRError for an inconsistent one). Primitives without
+    a handler are rebuilt too: the lowering reports them all at once, with the document's source lines."""
     decoder = Decoder(document, external)
     with jax.enable_x64(document["enable_double_precision"]):
         jaxpr = decoder.jaxpr(document["graph"], "graph")
         consts = [decoder.tensor(name, f"consts[{i}]") for i, name in enumerate(document["consts"])]
         weights = [decoder.tensor(name, f"weights[{i}]") for i, name in enumerate(document["weights"])]
-    if decoder.unsupported:
-        raise UnsupportedPrimitiveError(sorted(decoder.unsupported.values(), key=lambda p: p.name))
     if len(consts) != len(jaxpr.constvars):
         raise GraphIRError(f"consts: {len(consts)} tensors for {len(jaxpr.constvars)} constvars of the graph.")
     inputs, outputs = document["inputs"], document["outputs"]

@@ -29,6 +29,7 @@ from jax import lax
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import LoweringContext, finish_subgraph, lower_jaxpr
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -39,7 +40,7 @@ _BOOL_SCALAR = jax.ShapeDtypeStruct((), np.bool_)
 # ----------------------------------------------------------------------------- shared helpers
 def _lower_closed(builder: GraphBuilder, closed_jaxpr: Any, args: Sequence[ir.Value]) -> list[ir.Value]:
     """Lower a ClosedJaxpr into ``builder`` with ``args`` bound to its inputs (its consts become constants)."""
-    consts = [builder.const(np.asarray(c)) for c in closed_jaxpr.consts]
+    consts = [builder.const(host_array(c)) for c in closed_jaxpr.consts]
     return lower_jaxpr(builder, closed_jaxpr.jaxpr, consts, list(args))
 
 
@@ -163,8 +164,20 @@ def _cond_with_scan(p: jax.Array, xs: jax.Array) -> jax.Array:
     Testcase("switch_four_branches_index2", _four_way, [np.array(2, np.int32), ("B", 4), ("B", 4)]),
     Testcase("cond_scan_inside", _cond_with_scan, [np.float32(1.0), ("T", 3)]),
 ], doc="https://docs.jax.dev/en/latest/_autosummary/jax.lax.switch.html")
-def _cond(ctx: LoweringContext, index: ir.Value, *operands: ir.Value, branches: Sequence[Any]) -> Any:
-    """``cond(index, *operands, branches)``: If for two branches, a balanced tree of If for more."""
+def _cond(
+    ctx: LoweringContext,
+    index: ir.Value,
+    *operands: ir.Value,
+    branches: Sequence[Any],
+    branches_platforms: Sequence[Sequence[str] | None] | None = None,
+) -> Any:
+    """``cond(index, *operands, branches)``: If for two branches, a balanced tree of If for more.
+
+    With ``branches_platforms`` (``lax.platform_dependent``, whose index is a ``platform_index``) the
+    CPU branch is chosen here and lowered in place, with no If: see :func:`_platform_index`.
+    """
+    if branches_platforms is not None:
+        return tuple(_lower_closed(ctx.builder, branches[cpu_branch(branches_platforms)], list(operands)))
     index_dtype = np.dtype(ctx.avals_in[0].dtype)
     outputs = _emit_branches(
         ctx.builder, index, index_dtype, branches, 0, len(branches), list(operands), ctx.avals_out
@@ -369,3 +382,37 @@ def _trip_count(ctx: LoweringContext, length: Any) -> ir.Value:
 
 
 __all__: list[str] = []
+
+
+# ----------------------------------------------------------------------------- platform_index
+PLATFORM = "cpu"  # the branch of lax.platform_dependent an ONNX model takes: onnxruntime's CPU is the reference
+
+
+@handler("platform_index", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.lax.platform_dependent.html",
+         testcases=[
+    Testcase("platform_dependent_cpu_branch", lambda x: lax.platform_dependent(x, cpu=jnp.sin, default=jnp.cos), [("B", 3)]),
+    Testcase("platform_dependent_default_branch", lambda x: lax.platform_dependent(x, tpu=jnp.sin, default=jnp.cos), [("B", 3)]),
+])
+def _platform_index(ctx: LoweringContext, *, platforms: Sequence[Sequence[str] | None]) -> ir.Value:
+    """The index of the CPU branch among ``platforms`` (a tuple of platform-name tuples, None = default).
+
+    JAX picks the branch when it lowers for a device; the ONNX model is one program for any runtime,
+    so it takes the CPU branch (what jax computes on CPU, which the parity tests compare with).
+    """
+    return ctx.const(np.asarray(cpu_branch(platforms), dtype=np.int32))
+
+
+def cpu_branch(platforms: Sequence[Sequence[str] | None]) -> int:
+    """The index of the branch for :data:`PLATFORM` among ``platforms``, else of the default (None) one."""
+    default = None
+    for index, names in enumerate(platforms):
+        if names is None:
+            default = index
+        elif PLATFORM in names:
+            return index
+    if default is None:
+        raise ConversionError(
+            f"lax.platform_dependent has no CPU branch and no default (branches for {list(platforms)}); "
+            "add cpu=... or default=... to export it."
+        )
+    return default

@@ -287,23 +287,37 @@ def clip(ctx: NodeContext) -> str:
 
 
 # ---- casts ------------------------------------------------------------------------------
+# ONNX Cast by the specification (operator doc, Cast-6 to Cast-25, and docs/technical/float4.md),
+# not by what numpy or ml_dtypes happen to do; docs/codegen.md "Cast" has the same table.
+#   float -> float          IEEE rounding, +-inf when out of range                      astype
+#   integer -> integer      keep the low bits (two's complement wrap): int16 200 -> int8 -56   astype
+#   integer -> float        +-inf when out of range                                     astype
+#   bool -> number          1 / 0                                                       astype
+#   number -> bool          zero (+-0.0) is False, everything else (NaN too) is True   x != 0
+#   -> float8, saturate=1   (the default) +-inf and [x] beyond the range become +-max: clipped first
+#   -> float8, saturate=0   the spec's second table (e4m3fn: NaN, e5m2: +-inf, *fnuz: NaN, -0 -> 0),
+#                           which XLA's conversion follows
+#   -> float8e8m0           the exponent bits, rounded as round_mode says (_cast_e8m0)
+#   -> float4e2m1           round to nearest even, beyond +-6 and +-inf -> +-6, NaN -> 6 (float4.md)
+# The spec leaves float -> integer undefined when the value does not fit (NaN, +-inf, or a value
+# whose truncation lies outside the type, e.g. -9.0 -> int4). The generated code then truncates
+# toward zero and saturates to the type's range, NaN -> 0: -9.0 -> int4 gives -8, 300.0 -> uint8 255.
+# It is written out (_float_to_int) instead of left to astype, whose float -> int result JAX calls
+# implementation dependent, so it is the same on every backend; onnxruntime on x86 differs there
+# (it wraps through int32: 300.0 -> int8 gives 44), and so do ml_dtypes' versions for int4/int2.
 @runtime_helper
-def _cast(x, dtype, saturate):
-    """ONNX Cast to the small types, as the spec's reference (numpy + ml_dtypes) converts.
-
-    float8 (saturate, the default): clipped to the finite range, so +-inf become +-max;
-    int4/uint4/int2/uint2: truncated to an integer, then wrapped (not clamped) to the bit width.
-    """
-    x = jnp.asarray(x)
-    target = jnp.dtype(dtype)
-    if target == jnp.bool_:
-        return x != 0
-    if saturate and target.name.startswith("float8") and jnp.issubdtype(x.dtype, jnp.floating):
-        limit = float(jnp.finfo(target).max)
-        x = jnp.clip(x, -limit, limit)
-    if target.name in ("int4", "uint4", "int2", "uint2") and not jnp.issubdtype(x.dtype, jnp.integer):
-        x = x.astype(jnp.int32)
-    return x.astype(target)
+def _float_to_int(x, dtype):
+    """float -> integer: truncate toward zero; beyond the type's range saturate, NaN -> 0 (spec: undefined)."""
+    target = jax.dtypes.canonicalize_dtype(dtype)
+    info = jnp.iinfo(target)
+    if jnp.finfo(x.dtype).bits < 32:
+        x = x.astype(jnp.float32)  # every float16/bfloat16/float8/float4 value is exact in float32
+    converted = x.astype(target)  # truncation toward zero wherever the value fits
+    # max + 1 is a power of two (exact in any float type), so `>=` finds exactly the values that do not
+    # fit; min - 1 may round to min, which then maps to min either way
+    converted = jnp.where(x >= float(info.max) + 1.0, jnp.array(info.max, target), converted)
+    converted = jnp.where(x <= float(info.min) - 1.0, jnp.array(info.min, target), converted)
+    return jnp.where(jnp.isnan(x), jnp.array(0, target), converted)
 
 
 @runtime_helper
@@ -325,16 +339,41 @@ def _cast_e8m0(x, saturate, round_mode):
     return lax.bitcast_convert_type(exponent.astype(jnp.uint8), jnp.float8_e8m0fnu)
 
 
-_SMALL_TYPES = ("float8", "float4", "int4", "uint4", "int2", "uint2")
+@runtime_helper
+def _cast(x, dtype, saturate=True, round_mode="up"):
+    """ONNX Cast where ``astype`` alone does not give the specified result (the table above)."""
+    x = jnp.asarray(x)
+    target = jnp.dtype(dtype)
+    from_float = jnp.issubdtype(x.dtype, jnp.floating)
+    if target == jnp.bool_:
+        return x != 0
+    if target.name == "float8_e8m0fnu":
+        return _cast_e8m0(x, saturate, round_mode)
+    if jnp.issubdtype(target, jnp.integer) and from_float:
+        return _float_to_int(x, target)
+    if target.name.startswith("float8") and saturate:
+        limit = float(jnp.finfo(target).max)
+        return jnp.clip(x if from_float else x.astype(jnp.float32), -limit, limit).astype(target)
+    if target.name == "float4_e2m1fn":
+        x = x if from_float else x.astype(jnp.float32)
+        return jnp.clip(jnp.where(jnp.isnan(x), 6.0, x), -6.0, 6.0).astype(target)
+    return x.astype(target)
 
 
-def _cast_expr(ctx: NodeContext, value: str, dtype: np.dtype) -> str:
-    saturate = ctx.lit(bool(ctx.attr("saturate", 1)))
-    if dtype.name == "float8_e8m0fnu":
-        return ctx.call(_cast_e8m0, value, saturate, ctx.lit(ctx.attr("round_mode", "up")))
-    if dtype.name.startswith(_SMALL_TYPES):
-        return ctx.call(_cast, value, ctx.dt(dtype), saturate)
-    return f"jnp.asarray({value}).astype({ctx.dt(dtype)})"
+def _needs_helper(source: np.dtype | None, target: np.dtype) -> bool:
+    """Whether a cast from ``source`` (None: known only when the code runs) to ``target`` needs :func:`_cast`."""
+    if source is None or target == np.bool_ or target.name.startswith(("float8", "float4")):
+        return True
+    return bool(jnp.issubdtype(source, jnp.floating) and jnp.issubdtype(target, jnp.integer))
+
+
+def _cast_expr(ctx: NodeContext, value: str, source: np.dtype | None, target: np.dtype, target_code: str) -> str:
+    if not _needs_helper(source, target):
+        return f"jnp.asarray({value}).astype({target_code})"
+    args = [value, target_code, ctx.lit(bool(ctx.attr("saturate", 1)))]
+    if target.name == "float8_e8m0fnu":
+        args.append(ctx.lit(ctx.attr("round_mode", "up")))
+    return ctx.call(_cast, *args)
 
 
 @emitter("Cast", since=(6, 19))
@@ -342,15 +381,17 @@ def cast(ctx: NodeContext) -> str:
     dtype = ctx.onnx_np_dtype(ctx.attr("to"))
     if ctx.dtype(0) is not None and ctx.dtype(0) == dtype:
         return ctx.x(0)
-    return _cast_expr(ctx, ctx.x(0), dtype)
+    return _cast_expr(ctx, ctx.x(0), ctx.dtype(0), dtype, ctx.dt(dtype))
 
 
 @emitter("CastLike", since=(15, 19))
 def cast_like(ctx: NodeContext) -> str:
     dtype = ctx.dtype(1)
     if dtype is not None:
-        return _cast_expr(ctx, ctx.x(0), dtype)
-    return f"jnp.asarray({ctx.x(0)}).astype(jnp.asarray({ctx.x(1)}).dtype)"
+        return _cast_expr(ctx, ctx.x(0), ctx.dtype(0), dtype, ctx.dt(dtype))
+    # the target type is known only when the code runs: the helper decides then
+    return ctx.call(_cast, ctx.x(0), f"jnp.asarray({ctx.x(1)}).dtype", ctx.lit(bool(ctx.attr("saturate", 1))),
+                    ctx.lit(ctx.attr("round_mode", "up")))
 
 
 __all__ = ["jax", "np", "lax"]
