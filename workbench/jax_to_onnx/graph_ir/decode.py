@@ -37,6 +37,15 @@ def _primitive(name: str, multiple_results: bool) -> Any:
         return known
     stand_in = jex_core.Primitive(name)
     stand_in.multiple_results = multiple_results
+
+    def no_code(*args: Any, **params: Any) -> Any:
+        del args, params
+        raise GraphIRError(
+            f"primitive {name!r} is not one of JAX's public primitives, and its handler needs the primitive's "
+            "own Python implementation, which a Graph IR does not carry (it is data); convert the function itself."
+        )
+
+    stand_in.def_impl(no_code)
     return stand_in
 
 

@@ -26,6 +26,7 @@ from jax.extend import core as jex_core
 from workbench.errors import GraphIRError
 from workbench.jax_to_onnx.graph_ir.params import UnencodableParam, encode_param
 from workbench.jax_to_onnx.graph_ir.values import dtype_name, encode_array, encode_scalar
+from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.source import eqn_location, eqn_scope
 
 FORMAT = "workbench_graph_ir_v1"
@@ -54,9 +55,10 @@ class Encoder:
         self.problems: list[str] = []
 
     # ------------------------------------------------------------------ tensors
-    def tensor(self, array: np.ndarray, name: str | None = None) -> str:
-        """Store ``array`` under ``name`` (a weight) or under a content-derived ``const_N`` name (shared)."""
-        array = np.asarray(array)
+    def tensor(self, array: Any, name: str | None = None) -> str:
+        """Store ``array`` under ``name`` (a weight) or under a content-derived ``const_N`` name (shared).
+        A PRNG key array is stored as its key data."""
+        array = host_array(array)
         if name is not None:
             if name in self.tensors:
                 raise GraphIRError(f"two weights are both named {name!r}; weight names must be unique.")
@@ -77,7 +79,7 @@ class Encoder:
 
     # ------------------------------------------------------------------- graphs
     def closed_jaxpr(self, closed: Any) -> dict[str, Any]:
-        return {"graph": self.jaxpr(closed.jaxpr), "consts": [self.tensor(np.asarray(c)) for c in closed.consts]}
+        return {"graph": self.jaxpr(closed.jaxpr), "consts": [self.tensor(c) for c in closed.consts]}
 
     def jaxpr(self, jaxpr: Any) -> dict[str, Any]:
         names: dict[Any, str] = {}
@@ -150,7 +152,7 @@ def encode_program(
     for array, weight_name in zip(weights, weight_names, strict=True):
         encoder.tensor(np.asarray(array), name=weight_name)
     graph = encoder.jaxpr(closed_jaxpr.jaxpr)
-    consts = [encoder.tensor(np.asarray(c)) for c in closed_jaxpr.consts]
+    consts = [encoder.tensor(c) for c in closed_jaxpr.consts]
     if encoder.problems:
         listed = "\n".join(f"  {p}" for p in encoder.problems)
         raise GraphIRError(

@@ -35,7 +35,9 @@ from typing import Any, Protocol
 
 import jax
 import numpy as np
+import jax.extend.random as jax_random
 from jax import lax
+from jax._src.lax.control_flow.solves import _LinearSolveTuple  # no public alias (custom_linear_solve params)
 
 from workbench.errors import GraphIRError
 from workbench.jax_to_onnx.graph_ir.values import decode_scalar, dtype_from_name, dtype_name, encode_scalar
@@ -61,7 +63,12 @@ RECORDS: dict[str, type] = {
         lax.GatherDimensionNumbers,
         lax.ScatterDimensionNumbers,
         lax.DotAlgorithm,
+        _LinearSolveTuple,  # custom_linear_solve's const_lengths and jaxprs
     )
+}
+# JAX's PRNG implementations (the ``impl`` parameter of random_seed/random_wrap), by name.
+PRNG_IMPLS: dict[str, Any] = {
+    impl.name: impl for impl in (jax_random.threefry_prng_impl, jax_random.rbg_prng_impl, jax_random.unsafe_rbg_prng_impl)
 }
 # Parameters that only matter to XLA compilation or to differentiation, never to what the ONNX graph
 # computes; their values (functions, thunks, meshes, shardings) have no data form. Handlers ``del`` them.
@@ -70,6 +77,7 @@ DROPPED: dict[str, frozenset[str]] = {
     "custom_jvp_call": frozenset({"jvp_jaxpr_fun", "jvp_jaxpr_thunk"}),
     "custom_vjp_call": frozenset({"fwd_jaxpr_thunk", "bwd", "out_trees", "fwd", "fwd_jaxpr"}),
     "remat2": frozenset({"policy"}),
+    "device_put": frozenset({"devices", "srcs", "copy_semantics"}),
 }
 
 
@@ -140,6 +148,9 @@ def _encode(value: Any, encoder: ParamEncoder) -> Any:
         return {"$jaxpr": encoder.jaxpr(value)}
     if isinstance(value, (np.ndarray, jax.Array)):
         return {"$tensor": encoder.tensor(np.asarray(value))}
+    for impl_name, impl in PRNG_IMPLS.items():
+        if value is impl:
+            return {"$prng_impl": impl_name}
     if isinstance(value, tuple) and hasattr(type(value), "_fields"):
         type_name = type(value).__name__
         if RECORDS.get(type_name) is not type(value):
@@ -229,6 +240,14 @@ def _decode_record(body: Any, decoder: ParamDecoder, where: str) -> Any:
     return cls(**{k: _decode(v, decoder, f"{where}.{k}") for k, v in fields.items()})
 
 
+def _decode_prng_impl(body: Any, decoder: ParamDecoder, where: str) -> Any:
+    del decoder
+    impl = PRNG_IMPLS.get(body)
+    if impl is None:
+        raise GraphIRError(f"{where}: unknown PRNG implementation {body!r}; known: {', '.join(PRNG_IMPLS)}.")
+    return impl
+
+
 def _decode_closed_jaxpr(body: Any, decoder: ParamDecoder, where: str) -> Any:
     return decoder.closed_jaxpr(body, where)
 
@@ -252,4 +271,5 @@ _DECODERS: dict[str, Callable[[Any, ParamDecoder, str], Any]] = {
     "$closed_jaxpr": _decode_closed_jaxpr,
     "$jaxpr": _decode_jaxpr,
     "$tensor": _decode_tensor,
+    "$prng_impl": _decode_prng_impl,
 }

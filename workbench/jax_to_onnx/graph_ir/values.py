@@ -15,6 +15,7 @@ of float16/bfloat16/float32/float64 comes back bit for bit.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -43,13 +44,27 @@ DTYPES.update(
     }
 )
 _NAMES: dict[np.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+# JAX's typed PRNG keys by implementation; a key tensor is stored as its key data (uint32, key shape
+# appended: what the ONNX graph carries), its variables keep the key dtype.
+KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
 # Tensors up to this many elements are written as readable values, larger ones as base64 bytes.
 READABLE_ELEMENTS = 16
 
 
+@functools.cache
+def key_dtypes() -> dict[str, Any]:
+    """``key<fry>`` → JAX's key dtype of that implementation (from the public ``jax.random.key``)."""
+    import jax
+
+    dtypes = [jax.eval_shape(functools.partial(jax.random.key, 0, impl=impl)).dtype for impl in KEY_IMPLS]
+    return {str(dtype): dtype for dtype in dtypes}
+
+
 def dtype_name(dtype: Any) -> str:
-    """The IR name of a NumPy/JAX dtype; refuses dtypes the IR cannot carry (PRNG keys, tokens)."""
+    """The IR name of a NumPy/JAX dtype (PRNG key dtypes included); refuses what the IR cannot carry."""
+    if not isinstance(dtype, np.dtype) and str(dtype) in key_dtypes():
+        return str(dtype)
     try:
         np_dtype = np.dtype(dtype)
     except TypeError as error:
@@ -60,11 +75,11 @@ def dtype_name(dtype: Any) -> str:
     return name
 
 
-def dtype_from_name(name: str, where: str) -> np.dtype:
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise GraphIRError(f"{where}: unknown dtype {name!r}; known: {', '.join(DTYPES)}.") from None
+def dtype_from_name(name: str, where: str) -> Any:
+    found = DTYPES.get(name) or key_dtypes().get(name)
+    if found is None:
+        raise GraphIRError(f"{where}: unknown dtype {name!r}; known: {', '.join([*DTYPES, *key_dtypes()])}.")
+    return found
 
 
 # ----------------------------------------------------------------------------- scalars

@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 from jaxlib.mlir import ir
 from jaxlib.mlir._mlir_libs import _jax_mlir_ext
-from jaxlib.mlir.dialects import chlo, stablehlo
+from jaxlib.mlir.dialects import chlo, mhlo, sdy, stablehlo
 
 from workbench.errors import SourceLocation, StableHLOError
 
@@ -36,6 +36,8 @@ def new_context() -> ir.Context:
     context.load_all_available_dialects()
     stablehlo.register_dialect(context)
     chlo.register_dialect(context)
+    sdy.register_dialect(context)  # sharding rules JAX attaches to custom calls (#sdy.op_sharding_rule)
+    mhlo.register_mhlo_dialect(context)
     return context
 
 

@@ -129,23 +129,35 @@ _COMPARE_FOLDS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _check_compare(op: Any) -> str | None:
-    _, kind = mlir.comparison(op)
-    if kind == "TOTALORDER":  # only inside sort comparators, which ops/reduce.py reads without converting
-        return "total-order comparison outside a sort comparator"
-    return None
-
-
 def _fold_compare(ctx: OpContext) -> list[Any]:
     direction, _ = mlir.comparison(ctx.op)
     return _fold_with(_COMPARE_FOLDS[direction])(ctx)
 
 
-@converter("stablehlo.compare", via="eq/ne/lt/le/gt/ge", family="elementwise", check=_check_compare, fold=_fold_compare)
+# TOTALORDER comparisons: lax's total-order primitives (lt_to, le_to, eq_to), operands swapped for GT/GE
+_TOTAL_ORDER = {"LT": ("lt_to", False), "LE": ("le_to", False), "EQ": ("eq_to", False),
+                "GT": ("lt_to", True), "GE": ("le_to", True), "NE": ("eq_to", False)}
+
+
+@converter("stablehlo.compare", via="eq/ne/lt/le/gt/ge, lt_to/le_to/eq_to (TOTALORDER)", family="elementwise",
+           fold=_fold_compare)
 def _compare(ctx: OpContext, lhs: ir.Value, rhs: ir.Value) -> ir.Value:
-    """compare with FLOAT/SIGNED/UNSIGNED semantics: the lax comparison of that direction."""
-    direction, _ = mlir.comparison(ctx.op)
-    (result,) = ctx.delegate(_DIRECTIONS[direction], [lhs, rhs], avals_out=ctx.result_avals_like(0))
+    """compare: FLOAT/SIGNED/UNSIGNED directions are the lax comparisons; TOTALORDER the total-order ones."""
+    direction, kind = mlir.comparison(ctx.op)
+    avals_out = ctx.result_avals_like(0)
+    if kind != "TOTALORDER":
+        (result,) = ctx.delegate(_DIRECTIONS[direction], [lhs, rhs], avals_out=avals_out)
+        return result
+    primitive, swapped = _TOTAL_ORDER[direction]
+    operands, avals = ([rhs, lhs], ctx.avals_in[::-1]) if swapped else ([lhs, rhs], ctx.avals_in)
+    (result,) = ctx.lower(primitive, operands, avals_in=avals, avals_out=avals_out)
+    ctx.set_avals_out(avals_out)
+    return ctx.op_("Not", result) if direction == "NE" else result
+
+
+@converter("stablehlo.bitcast_convert", via="bitcast_convert_type", family="elementwise")
+def _bitcast_convert(ctx: OpContext, x: ir.Value) -> ir.Value:
+    (result,) = ctx.delegate("bitcast_convert_type", [x], new_dtype=ctx.result_types[0].dtype)
     return result
 
 
