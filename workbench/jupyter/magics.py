@@ -92,6 +92,10 @@ class WorkbenchMagics(Magics):
     )
     @magic_arguments.argument("-i", "--input", dest="inputs", action="append", default=[], metavar="SPEC", help=_INPUT_HELP)
     @magic_arguments.argument("--out", metavar="PATH", help="Write the ONNX model to PATH.")
+    @magic_arguments.argument(
+        "--ir", metavar="PATH",
+        help="Also write the Graph IR (JSON, schema workbench_graph_ir_v1) to PATH; weights go to a .safetensors beside it.",
+    )
     @magic_arguments.argument("--opset", type=int, metavar="N", help="Target ONNX opset (default: the converter's).")
     @magic_arguments.argument("--no-view", action="store_true", help="Do not show the inline graph viewer.")
     @magic_arguments.argument("--parity", action="store_true", help="Run the model in onnxruntime and JAX and plot the parity.")
@@ -153,6 +157,10 @@ class WorkbenchMagics(Magics):
         except SpecError as error:
             raise UsageError(str(error)) from None
         result = OnnxResult(fn_name, time.perf_counter() - start, model=model, path=args.out)
+        if args.ir:
+            graph_ir = _public("export_graph_ir", "--ir")(fn, inputs)
+            _public("save_graph_ir", "--ir")(graph_ir, args.ir, external_weights=True)
+            result.ir_path = args.ir
         if not args.no_view:
             from workbench.jupyter.viewer import view
 

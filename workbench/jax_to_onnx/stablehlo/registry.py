@@ -52,6 +52,9 @@ class OpConverter:
     # False when the converter reads its regions structurally instead of converting their ops
     # (a sort comparator): the ops inside are then not checked for converters of their own
     walks_regions: bool = True
+    # lax primitives whose handler testcases, exported with jax.export, exercise this op (the
+    # coverage explorer runs those through the StableHLO door for this op's row)
+    primitives: tuple[str, ...] = ()
 
 
 class OpRegistry:
@@ -87,6 +90,14 @@ class OpRegistry:
         self.ensure_loaded()
         return sorted(self._converters.values(), key=lambda entry: entry.op)
 
+    def all_by_name(self) -> dict[str, OpConverter]:
+        self.ensure_loaded()
+        return dict(self._converters)
+
+    def unregister(self, op: str) -> None:
+        with self._lock:
+            self._converters.pop(op, None)
+
 
 REGISTRY = OpRegistry()
 
@@ -101,9 +112,14 @@ def converter(
     check: Callable[[Any], str | None] | None = None,
     fold: Callable[[Any], list[Any]] | None = None,
     walks_regions: bool = True,
+    primitives: Sequence[str] = (),
     override: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``rule`` for one or more op names; ``via`` names the jaxpr handler it delegates to."""
+    """Register ``rule`` for one or more op names; ``via`` names the jaxpr handler it delegates to.
+
+    ``primitives`` (default: ``via`` when it is one primitive name) are the lax primitives whose handler
+    testcases produce this op when exported: the coverage explorer runs them for the op's row.
+    """
     names = (ops,) if isinstance(ops, str) else tuple(ops)
 
     def decorate(rule: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,6 +137,7 @@ def converter(
                     check=check,
                     fold=fold,
                     walks_regions=walks_regions,
+                    primitives=tuple(primitives) or ((via,) if via is not None and via.replace("_", "").isalnum() else ()),
                 ),
                 override=override,
             )

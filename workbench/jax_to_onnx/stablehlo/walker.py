@@ -28,6 +28,7 @@ class Walker:
     """Converts the functions of one module; keeps the synthetic jaxpr equations of delegated ops alive."""
 
     def __init__(self, module: Any) -> None:
+        self.module = module  # the functions' operations live as long as their module
         self.functions: dict[str, Any] = {}
         for op in module.body.operations:
             if op.operation.name == "func.func":
@@ -194,10 +195,18 @@ def find_unsupported(walker: Walker) -> list[UnsupportedPrimitive]:
     return sorted(found.values(), key=lambda p: p.name)
 
 
+def module_op_names(exported: Any) -> set[str]:
+    """The registry keys of every op reachable from @main of an Exported's module (for coverage)."""
+    context = mlir.new_context()
+    with context:
+        walker = Walker(mlir.parse_portable_artifact(context, exported.mlir_module_serialized))
+        return {registry_key(op) for op in reachable_ops(walker)}
+
+
 def check_all_supported(walker: Walker) -> None:
     unsupported = find_unsupported(walker)
     if unsupported:
         raise UnsupportedStableHLOOpError(unsupported)
 
 
-__all__ = ["Walker", "check_all_supported", "find_unsupported", "reachable_ops"]
+__all__ = ["Walker", "check_all_supported", "find_unsupported", "module_op_names", "reachable_ops"]

@@ -7,7 +7,7 @@ custom calls JAX adds around a shape-polymorphic export.
 - ``while``: the condition region runs once on the initial values outside the Loop and again at
   the end of each iteration inside the body, which is how ONNX Loop carries its condition;
 - ``case``: a balanced tree of If on the branch index; an index outside ``[0, N)`` runs the last
-  branch (StableHLO's rule); ``if``: one If;
+  branch (StableHLO's rule; JAX lowers every cond/switch to ``case``, never to ``if``);
 - ``custom_call @shape_assertion``: the checks jax.export adds that the input shapes satisfy the
   symbolic constraints (``B >= 1``). ONNX has no way to fail a run with a message, so they are not
   converted: the ONNX model, like the symbolic shapes it declares, assumes valid inputs.
@@ -37,14 +37,14 @@ def _finish(ctx: OpContext, results: list[Sym]) -> list[ir.Value]:
     return [s.value for s in results]
 
 
-@converter("func.call", onnx_ops=(), family="control", spec="https://mlir.llvm.org/docs/Dialects/Func/#funccall-funccallop")
+@converter("func.call", onnx_ops=(), family="control", primitives=("jit",), spec="https://mlir.llvm.org/docs/Dialects/Func/#funccall-funccallop")
 def _call(ctx: OpContext, *operands: ir.Value) -> list[ir.Value]:
     del operands
     callee = mlir.symbol_ref(ctx.attr("callee"))
     return _finish(ctx, ctx.walker.convert_function(ctx.builder, callee, ctx.operands))
 
 
-@converter("stablehlo.composite", via="top_k (chlo.top_k), else the decomposition", family="control")
+@converter("stablehlo.composite", via="top_k (chlo.top_k), else the decomposition", family="control", primitives=("top_k",))
 def _composite(ctx: OpContext, *operands: ir.Value) -> list[ir.Value]:
     name = mlir.string_attr(ctx.op, "name")
     if name == "chlo.top_k" and len(operands) == 1:
@@ -56,7 +56,7 @@ def _composite(ctx: OpContext, *operands: ir.Value) -> list[ir.Value]:
     return _finish(ctx, ctx.walker.convert_function(ctx.builder, decomposition, ctx.operands))
 
 
-@converter("stablehlo.custom_call@shape_assertion", onnx_ops=(), family="control",
+@converter("stablehlo.custom_call@shape_assertion", onnx_ops=(), family="control", primitives=("reshape",),
            spec="https://docs.jax.dev/en/latest/export/shape_poly.html#shape-assertion-errors")
 def _shape_assertion(ctx: OpContext, *operands: ir.Value) -> list[ir.Value]:
     """Dropped: ONNX cannot raise at run time (see the module docstring)."""
@@ -64,7 +64,7 @@ def _shape_assertion(ctx: OpContext, *operands: ir.Value) -> list[ir.Value]:
     return []
 
 
-@converter("stablehlo.while", onnx_ops=("Loop",), family="control")
+@converter("stablehlo.while", onnx_ops=("Loop",), family="control", primitives=("while", "scan"))
 def _while(ctx: OpContext, *init: ir.Value) -> list[ir.Value]:
     init_syms = [Sym(s.value, s.aval) for s in ctx.operands]  # carried values change: their contents are unknown
     (first_condition,) = ctx.inline_region(0, init_syms)
@@ -117,7 +117,7 @@ def _emit_branches(ctx: OpContext, builder: GraphBuilder, index: ir.Value, low: 
     return outputs
 
 
-@converter("stablehlo.case", onnx_ops=("If", "Less", "Where"), family="control")
+@converter("stablehlo.case", onnx_ops=("If", "Less", "Where"), family="control", primitives=("cond",))
 def _case(ctx: OpContext, index: ir.Value) -> list[ir.Value]:
     count = len(ctx.op.regions)
     avals = _branch_results(ctx)
@@ -126,21 +126,3 @@ def _case(ctx: OpContext, index: ir.Value) -> list[ir.Value]:
     position = ctx.typed(ctx.op_("Where", inside, position, ctx.i64(count - 1)), _I64_SCALAR)
     ctx.set_avals_out(avals)
     return _emit_branches(ctx, ctx.builder, position, 0, count, avals)
-
-
-@converter("stablehlo.if", onnx_ops=("If",), family="control")
-def _if(ctx: OpContext, predicate: ir.Value) -> list[ir.Value]:
-    avals = _branch_results(ctx)
-    graphs = []
-    for region, name in ((0, "then"), (1, "else")):
-        child = GraphBuilder(ctx.builder.state, parent=ctx.builder)
-        outputs = [s.value for s in ctx.inline_region(region, [], builder=child)]
-        graph = finish_subgraph(child, [], outputs, name)
-        for value, aval in zip(graph.outputs, avals, strict=True):
-            child.set_type(value, aval)
-        graphs.append(graph)
-    result = ctx.op_("If", predicate, then_branch=graphs[0], else_branch=graphs[1], num_outputs=len(avals))
-    outputs = list(result) if isinstance(result, tuple) else [result]
-    ctx.set_avals_out(avals)
-    return [ctx.typed(value, aval) for value, aval in zip(outputs, avals, strict=True)]
-

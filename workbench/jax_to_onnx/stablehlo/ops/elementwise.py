@@ -140,6 +140,7 @@ _TOTAL_ORDER = {"LT": ("lt_to", False), "LE": ("le_to", False), "EQ": ("eq_to", 
 
 
 @converter("stablehlo.compare", via="eq/ne/lt/le/gt/ge, lt_to/le_to/eq_to (TOTALORDER)", family="elementwise",
+           primitives=("lt", "lt_to"),
            fold=_fold_compare)
 def _compare(ctx: OpContext, lhs: ir.Value, rhs: ir.Value) -> ir.Value:
     """compare: FLOAT/SIGNED/UNSIGNED directions are the lax comparisons; TOTALORDER the total-order ones."""

@@ -92,7 +92,8 @@ def _check_scatter(op: Any) -> str | None:
     return None
 
 
-@converter("stablehlo.scatter", via="scatter/scatter-add/-mul/-min/-max", family="index", check=_check_scatter)
+@converter("stablehlo.scatter", via="scatter/scatter-add/-sub/-mul/-min/-max", family="index", check=_check_scatter,
+           primitives=("scatter", "scatter-add"))
 def _scatter(ctx: OpContext, operand: ir.Value, indices: ir.Value, updates: ir.Value) -> ir.Value:
     numbers = stablehlo.ScatterDimensionNumbers(ctx.attr("scatter_dimension_numbers"))
     indices, indices_aval, position = _index_vector_last(ctx, indices, ctx.avals_in[1], numbers.index_vector_dim)

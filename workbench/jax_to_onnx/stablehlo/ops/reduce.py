@@ -79,7 +79,8 @@ def _check_reduce(op: Any) -> str | None:
     return "variadic reduce other than argmax/argmin"
 
 
-@converter("stablehlo.reduce", via="reduce_sum/max/min/prod/and/or/xor, argmax/argmin", family="reduce", check=_check_reduce)
+@converter("stablehlo.reduce", via="reduce_sum/max/min/prod/and/or/xor, argmax/argmin", family="reduce", check=_check_reduce,
+           primitives=("reduce_sum", "argmax"))
 def _reduce(ctx: OpContext, *operands: ir.Value) -> Any:
     axes = tuple(mlir.ints(ctx.attr("dimensions")))
     aval = ctx.avals_in[0]
@@ -235,7 +236,7 @@ def _running_scan(ctx: OpContext, x: ir.Value, axis: int, reverse: bool, body: A
 
 
 @converter("stablehlo.reduce_window", via="reduce_window_sum/max/min, cumsum/cumprod/cummax/cummin", onnx_ops=("Scan",),
-           family="reduce", check=_check_reduce_window)
+           family="reduce", check=_check_reduce_window, primitives=("reduce_window_sum", "cumsum"))
 def _reduce_window(ctx: OpContext, x: ir.Value, init: ir.Value) -> ir.Value:
     del init
     return _reduce_window_with(ctx, x, _static_window(ctx.op), ctx.op.regions[0], ctx.scope)
@@ -255,7 +256,7 @@ def _check_dynamic_reduce_window(op: Any) -> str | None:
 
 
 @converter("stablehlo.custom_call@stablehlo.dynamic_reduce_window", via="reduce_window_sum/max/min, cumsum/...",
-           onnx_ops=("Scan",), family="reduce",
+           onnx_ops=("Scan",), family="reduce", primitives=("cumsum", "cummax"),
            spec="https://github.com/openxla/stablehlo/blob/main/rfcs/20230704-dynamism-101.md", check=_check_dynamic_reduce_window)
 def _dynamic_reduce_window(ctx: OpContext, x: ir.Value, init: ir.Value, *window: ir.Value) -> ir.Value:
     """The custom call JAX emits for a reduce_window on dynamic shapes: the window is in operands 2-6."""

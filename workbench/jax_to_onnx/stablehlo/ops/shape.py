@@ -22,7 +22,7 @@ def _known_or_none(ctx: OpContext, index: int = 0) -> np.ndarray | None:
 
 
 # ----------------------------------------------------------------------------- constants and dims
-@converter("stablehlo.constant", onnx_ops=("initializer",), family="shape")
+@converter("stablehlo.constant", onnx_ops=("initializer",), family="shape", primitives=("add",))
 def _constant(ctx: OpContext) -> ir.Value:
     array = mlir.dense_array(ctx.attr("value"), ctx.where)
     ctx.known_out = [array if array.size <= KNOWN_CONSTANT_LIMIT else None]
@@ -34,7 +34,8 @@ def _fold_dimension_size(ctx: OpContext) -> list[Any]:
     return [np.asarray(int(dim) if isinstance(dim, (int, np.integer)) else dim, dtype=object)]
 
 
-@converter("stablehlo.get_dimension_size", onnx_ops=("Shape", "Reshape", "Cast"), family="shape", fold=_fold_dimension_size)
+@converter("stablehlo.get_dimension_size", onnx_ops=("Shape", "Reshape", "Cast"), family="shape", fold=_fold_dimension_size,
+           primitives=("reshape",))
 def _get_dimension_size(ctx: OpContext, x: ir.Value) -> ir.Value:
     dim = ctx.avals_in[0].shape[ir_int(ctx.attr("dimension"))]
     value = ctx.builder.dim_value(dim)
@@ -220,7 +221,7 @@ def _dynamic_iota(ctx: OpContext, shape: ir.Value) -> ir.Value:
     return value
 
 
-@converter("stablehlo.optimization_barrier", onnx_ops=(), family="shape")
+@converter("stablehlo.optimization_barrier", via="optimization_barrier", family="shape")
 def _optimization_barrier(ctx: OpContext, *xs: ir.Value) -> tuple[ir.Value, ...]:
     """Only stops XLA from reordering; the values pass through."""
     ctx.set_avals_out(ctx.avals_in)
