@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,59 +22,10 @@ from workbench.errors import WorkbenchError
 # ---- inspect ------------------------------------------------------------------------------
 def inspect_model(path: str) -> dict[str, Any]:
     """A JSON-ready summary of an ONNX model (after shape inference)."""
-    import numpy as np
-    import onnx
-
-    from workbench.onnx_to_jax.reader import load_model
+    from workbench.onnx_io import load_model, summarize, with_shapes
 
     loaded = load_model(path)
-    graph = loaded.model.graph
-    init_names = {t.name for t in graph.initializer}
-
-    def describe_type(info: onnx.ValueInfoProto) -> dict[str, Any]:
-        kind = info.type.WhichOneof("value")
-        if kind != "tensor_type":
-            return {"name": info.name, "type": kind}
-        tt = info.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
-        return {
-            "name": info.name,
-            "dtype": onnx.TensorProto.DataType.Name(tt.elem_type).lower(),
-            "shape": dims if tt.HasField("shape") else None,
-        }
-
-    types = {i.name: describe_type(i) for i in [*graph.input, *graph.output, *graph.value_info]}
-    param_count = 0
-    param_bytes = 0
-    for tensor in graph.initializer:
-        count = int(np.prod(tensor.dims, dtype=np.int64))
-        param_count += count
-        try:
-            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
-        except (KeyError, TypeError, ValueError):
-            itemsize = 0
-        param_bytes += count * itemsize
-    nodes = []
-    for node in loaded.nodes:
-        nodes.append({
-            "name": node.name,
-            "op_type": node.op_type,
-            "domain": node.domain,
-            "inputs": [{"name": n, "shape": types.get(n, {}).get("shape")} for n in node.input],
-            "outputs": [{"name": n, "shape": types.get(n, {}).get("shape"), "dtype": types.get(n, {}).get("dtype")}
-                        for n in node.output],
-        })
-    return {
-        "file": loaded.label,
-        "ir_version": loaded.model.ir_version,
-        "producer": f"{loaded.model.producer_name} {loaded.model.producer_version}".strip(),
-        "opsets": {(e.domain or "ai.onnx"): int(e.version) for e in loaded.model.opset_import},
-        "inputs": [types[i.name] for i in graph.input if i.name not in init_names],
-        "outputs": [types[o.name] for o in graph.output],
-        "op_histogram": dict(Counter(n.op_type for n in loaded.nodes).most_common()),
-        "parameters": {"count": param_count, "bytes": param_bytes, "tensors": len(graph.initializer)},
-        "nodes": nodes,
-    }
+    return {"file": loaded.label, **summarize(with_shapes(loaded.proto)).to_json()}
 
 
 def _format_text(summary: dict[str, Any]) -> str:

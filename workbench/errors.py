@@ -20,6 +20,10 @@ class SpecError(WorkbenchError, ValueError):
     """An argument (input spec, callable, option) is malformed or inconsistent."""
 
 
+class ModelSourceError(SpecError, TypeError):
+    """The model argument is neither a ModelProto, a path nor bytes (a ``TypeError`` too, as Python's own)."""
+
+
 class TraceError(WorkbenchError):
     """The callable could not be traced to a jaxpr with the given input specs."""
 

@@ -12,7 +12,8 @@ import pytest
 
 import workbench as wb
 from workbench.errors import OnnxModelError
-from workbench.jupyter.model_summary import edges_without_shape, summarize, with_shapes
+from workbench.onnx_io.shapes import edges_without_shape, with_shapes
+from workbench.onnx_io.summary import summarize
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -129,7 +130,7 @@ def test_view_bad_input_errors(tmp_path) -> None:
     with pytest.raises(OnnxModelError, match="does not exist"):
         wb.view(tmp_path / "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"\xff\x00 not a model")
-    with pytest.raises(OnnxModelError, match="Cannot read"):
+    with pytest.raises(OnnxModelError, match="junk.onnx is not an ONNX file"):
         wb.view(tmp_path / "junk.onnx")
     with pytest.raises(TypeError, match="onnx.ModelProto"):
         wb.view(42)  # type: ignore[arg-type]

@@ -26,15 +26,10 @@ from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
 from workbench.analysis.interpret import CALL_BODIES, record_values
-from workbench.analysis.runtime import (
-    make_session,
-    model_opset,
-    model_specs,
-    run_session,
-)
-from workbench.analysis.subject import Subject, prepare
-from workbench.errors import WorkbenchError
+from workbench.analysis.subject import Subject, model_specs, prepare
+from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jax_to_onnx.source import eqn_location
+from workbench.onnx_io import open_session
 
 # a re-export must reproduce at least this share of the model's value names, or it is another model
 MIN_NAME_MATCH = 0.5
@@ -192,10 +187,13 @@ def locate_on_subject(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     proto = subject.loaded.proto
+    opset = subject.loaded.opset
+    if opset is None:
+        raise OnnxModelError(f"model {subject.loaded.label} imports no version of the default ONNX domain")
     conversion = convert(
         subject.fn,
         _specs_for_reconversion(subject),
-        opset=model_opset(proto),
+        opset=opset,
         input_names=subject.input_names,
         output_names=subject.output_names,
         enable_double_precision=subject.x64,
@@ -206,7 +204,7 @@ def locate_on_subject(
     matched = [name for name in node_outputs if name in origins]
     if len(matched) < MIN_NAME_MATCH * len([n for n in origins if n in set(_all_node_outputs(conversion.model))]):
         raise WorkbenchError(
-            f"model {subject.loaded.source} does not look like an export of {subject.name} with these input types: "
+            f"model {subject.loaded.label} does not look like an export of {subject.name} with these input types: "
             f"only {len(matched)} of its {len(node_outputs)} values carry the names a fresh export gives. The locator "
             "needs a model produced by wb.to_onnx(fn, ...) (edits of single nodes are fine)."
         )
@@ -220,15 +218,15 @@ def locate_on_subject(
 
     step = time.perf_counter()
     exposed = _expose(proto, matched)
-    session = make_session(exposed, subject.loaded.source, optimize=optimize)
+    session = open_session(exposed, label=subject.loaded.label, optimize=optimize)
     output_names = [o.name for o in exposed.graph.output]
-    got = run_session(session, subject.loaded.source, dict(zip(subject.input_names, flat_inputs, strict=True)), output_names)
+    got = session.run(dict(zip(subject.input_names, flat_inputs, strict=True)), output_names)
     onnx_values = dict(zip(output_names, got, strict=True))
     timings["onnxruntime"] = time.perf_counter() - step
 
     step = time.perf_counter()
     report = _analyse(proto, conversion, values, onnx_values, rtol, atol)
-    report.model_source = subject.loaded.source
+    report.model_source = subject.loaded.label
     report.function = subject.name
     report.inputs = list(flat_inputs)
     report.changed_initializers = _changed_initializers(proto, conversion.model)

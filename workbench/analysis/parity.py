@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 
 from workbench.analysis.compare import Comparison, compare_arrays, default_tolerances
-from workbench.analysis.runtime import make_session, run_session
 from workbench.analysis.subject import Subject, prepare
+from workbench.onnx_io import open_session
 
 
 @dataclass(frozen=True)
@@ -167,14 +167,14 @@ def parity(
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples: expected a positive int, got {samples!r}.")
     subject = prepare(fn, model, inputs)
-    session = make_session(subject.loaded.proto, subject.loaded.source, optimize=optimize)
+    session = open_session(subject.loaded.proto, label=subject.loaded.label, optimize=optimize)
     input_names = subject.input_names
     results: list[OutputResult] = []
     all_inputs: list[list[np.ndarray]] = []
     all_sizes: list[dict[str, int]] = []
     for index, (flat_inputs, chosen_sizes) in enumerate(subject.samples(samples, seed, sizes)):
         expected = subject.run_jax(flat_inputs, chosen_sizes)
-        got = run_session(session, subject.loaded.source, dict(zip(input_names, flat_inputs, strict=True)))
+        got = session.run(dict(zip(input_names, flat_inputs, strict=True)))
         all_inputs.append(flat_inputs)
         all_sizes.append(chosen_sizes)
         for name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
@@ -194,7 +194,7 @@ def parity(
         sizes=all_sizes,
         input_names=input_names,
         output_names=subject.output_names,
-        model_source=subject.loaded.source,
+        model_source=subject.loaded.label,
         optimized=optimize,
         subject=subject,
         rtol=rtol,

@@ -23,15 +23,9 @@ from workbench.analysis.inputs import (
     symbol_sizes,
     unflatten_args,
 )
-from workbench.analysis.runtime import (
-    LoadedModel,
-    check_inputs_match,
-    load_model,
-    model_specs,
-    real_inputs,
-)
 from workbench.errors import WorkbenchError
 from workbench.jax_to_onnx.tracing import Traced, trace
+from workbench.onnx_io import LoadedModel, ValueDescription, describe_inputs, load_model
 from workbench.specs import parse_input_specs
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
@@ -54,7 +48,7 @@ class Subject:
 
     @property
     def input_names(self) -> list[str]:
-        return [i.name for i in real_inputs(self.loaded.proto)]
+        return [value.name for value in describe_inputs(self.loaded.proto.graph)]
 
     @property
     def output_names(self) -> list[str]:
@@ -88,6 +82,49 @@ class Subject:
                 ) from error
 
 
+def _dims_text(value: ValueDescription) -> list[int | str]:
+    """A graph input's dims: ints, symbolic names, or ``"?"`` when unknown and unnamed."""
+    return ["?" if d is None else d for d in value.shape or ()]
+
+
+def check_inputs_match(loaded: LoadedModel, flat_specs: Sequence[Any], fn_name: str) -> None:
+    """Count, dtype and rank of the model's inputs against the function's flat inputs."""
+    graph_inputs = describe_inputs(loaded.proto.graph)
+    if len(graph_inputs) != len(flat_specs):
+        raise WorkbenchError(
+            f"model {loaded.label} has {len(graph_inputs)} input(s) {[i.name for i in graph_inputs]} but "
+            f"{fn_name} takes {len(flat_specs)} flat input(s); is this the model exported from this function?"
+        )
+    for position, (value, spec) in enumerate(zip(graph_inputs, flat_specs, strict=True)):
+        if value.dtype != np.dtype(spec.dtype):
+            model_type = value.dtype if value.dtype is not None else value.type_name
+            raise WorkbenchError(
+                f"model {loaded.label} input {position} {value.name!r} is {model_type} but "
+                f"{fn_name} gets {np.dtype(spec.dtype)} there; pass inputs of the model's dtype "
+                "(64-bit model inputs need enable_double_precision)."
+            )
+        rank = value.rank or 0
+        if rank != len(spec.shape):
+            raise WorkbenchError(
+                f"model {loaded.label} input {position} {value.name!r} has rank {rank} "
+                f"({_dims_text(value)}) but {fn_name} gets rank {len(spec.shape)} ({list(spec.shape)})."
+            )
+
+
+def model_specs(loaded: LoadedModel) -> list[Any]:
+    """Input specs (ShapeDtypeStruct with symbolic names) read from the model's graph inputs."""
+    specs = []
+    for value in describe_inputs(loaded.proto.graph):
+        dims = _dims_text(value)
+        if "?" in dims or value.dtype is None:
+            raise WorkbenchError(
+                f"model {loaded.label} input {value.name!r} has an unnamed dynamic dimension {dims} "
+                f"or no numeric type ({value.text()}); pass inputs= with concrete arrays."
+            )
+        specs.append(jax.ShapeDtypeStruct(tuple(dims), value.dtype))
+    return specs
+
+
 def _all_arrays(inputs: Sequence[Any]) -> bool:
     leaves = jax.tree_util.tree_leaves(list(inputs))
     return bool(leaves) and all(isinstance(leaf, (np.ndarray, np.generic, jax.Array)) for leaf in leaves)
@@ -110,13 +147,13 @@ def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None)
         x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in parse_input_specs(specs).flat())
     traced = trace(fn, specs, enable_double_precision=x64)
     check_inputs_match(loaded, traced.specs.flat(), traced.callable.display_name)
-    plans = tuple(plan_inputs(traced, [i.name for i in real_inputs(loaded.proto)]))
+    plans = tuple(plan_inputs(traced, [value.name for value in describe_inputs(loaded.proto.graph)]))
     if len(loaded.proto.graph.output) != len(traced.out_avals):
         raise WorkbenchError(
-            f"model {loaded.source} has {len(loaded.proto.graph.output)} output(s) but "
+            f"model {loaded.label} has {len(loaded.proto.graph.output)} output(s) but "
             f"{traced.callable.display_name} returns {len(traced.out_avals)} flat output(s)."
         )
     return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given)
 
 
-__all__ = ["Subject", "prepare"]
+__all__ = ["Subject", "check_inputs_match", "model_specs", "prepare"]

@@ -20,8 +20,8 @@ from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
-from workbench.jax_to_onnx.save import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
 from workbench.jax_to_onnx.tracing import Traced, trace
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 18
@@ -296,7 +296,7 @@ def to_onnx(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
-    external_data_threshold: int | None = DEFAULT_EXTERNAL_DATA_THRESHOLD,
+    external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -342,5 +342,6 @@ def to_onnx(
         enable_double_precision=enable_double_precision,
     )
     if path is not None:
-        save_model(conversion.model, path, external_data_threshold=external_data_threshold)
+        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
+        write_model(conversion.model, path, external_data=policy)
     return conversion.model

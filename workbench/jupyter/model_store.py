@@ -16,7 +16,7 @@ import secrets
 import time
 from pathlib import Path
 
-from workbench.files import open_temp_beside
+from workbench.files import write_bytes_atomic
 
 # Set by the server extension in its own environment; kernels it launches inherit them.
 ENV_STORE_DIR = "WORKBENCH_VIEWER_STORE"
@@ -67,14 +67,7 @@ class ModelStore:
         """
         self.ensure()
         target = self._path(token)
-        fd, temp_path = open_temp_beside(target)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temp_path, target)
-        except BaseException:
-            temp_path.unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(target, data)
         self.prune()
         return target
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from workbench.errors import UnsupportedPrimitive
-from workbench.jupyter.model_summary import summarize
 from workbench.jupyter.viewer import ViewerHandle, static_table_html
+from workbench.onnx_io import summarize
 
 if TYPE_CHECKING:  # the table imports the tracer (jax); a successful conversion never needs it
     from workbench.jupyter.unsupported_table import UnsupportedTable

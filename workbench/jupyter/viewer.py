@@ -30,13 +30,7 @@ from workbench.jupyter.model_store import (
     ModelStore,
     new_token,
 )
-from workbench.jupyter.model_summary import (
-    ModelSource,
-    ModelSummary,
-    load_model,
-    summarize,
-    with_shapes,
-)
+from workbench.onnx_io import ModelSource, ModelSummary, load_model, summarize, with_shapes
 
 if TYPE_CHECKING:
     import pandas
@@ -186,7 +180,7 @@ def view(
         raise ValueError(f"height={height!r}: give the viewer height in pixels, at least 100.")
     if transport not in ("auto", "jupyter-server", "kernel-server"):
         raise ValueError(f"transport={transport!r}: use 'auto', 'jupyter-server' or 'kernel-server'.")
-    proto = with_shapes(load_model(model))
+    proto = with_shapes(load_model(model).proto)
     if name is None:
         name = Path(model).stem if isinstance(model, (str, os.PathLike)) else (proto.graph.name or "model")
     url, used = _register(_serialize(proto), name, transport)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
 from typing import Any, Callable
@@ -11,7 +12,8 @@ from typing import Any, Callable
 import numpy as np
 
 from workbench.files import write_bytes_atomic
-from workbench.onnx_to_jax.reader import ModelSource, load_model
+from workbench.onnx_io import ModelSource
+from workbench.onnx_to_jax.reader import read_model
 
 _MODULE_FILE = "model_jax.py"
 _WEIGHTS_FILE = "weights.npz"
@@ -19,19 +21,31 @@ _WEIGHTS_INDEX = "weights.json"
 _LOADER_FILE = "load.py"
 
 
-def _build(model: ModelSource, function_name: str) -> tuple[str, CodeType, dict[str, np.ndarray]]:
+@dataclass(frozen=True)
+class GeneratedModule:
+    """The generated source, its function (compiled and loaded), the params, and the nodes whose
+    output shapes depend on values (``jax.jit(forward)`` cannot trace those; ``forward`` runs them
+    between jitted parts, see ``segments.py``)."""
+
+    source: str
+    forward: Callable[..., Any]
+    params: dict[str, np.ndarray]
+    value_dependent_nodes: tuple[str, ...]
+
+
+def _build(model: ModelSource, function_name: str):
     from workbench.onnx_to_jax.generator import ModuleBuilder
 
-    builder = ModuleBuilder(load_model(model), function_name)
+    builder = ModuleBuilder(read_model(model), function_name)
     source = builder.build()
     if builder.code is None:  # pragma: no cover - build() always compiles
         raise AssertionError("ModuleBuilder.build() did not compile the module")
-    return source, builder.code, dict(builder.params)
+    return source, builder.code, dict(builder.params), builder.barriers
 
 
 def generate(model: ModelSource, *, function_name: str = "forward") -> tuple[str, dict[str, np.ndarray]]:
     """The generated module source and the params dict (numpy arrays keyed by initializer name)."""
-    source, _, params = _build(model, function_name)
+    source, _, params, _ = _build(model, function_name)
     return source, params
 
 
@@ -39,8 +53,14 @@ def generate_compiled(
     model: ModelSource, *, function_name: str = "forward"
 ) -> tuple[str, Callable[..., Any], dict[str, np.ndarray]]:
     """``(source, function, params)``: the generated module compiled once and loaded."""
-    source, code, params = _build(model, function_name)
+    source, code, params, _ = _build(model, function_name)
     return source, _load(code, function_name), params
+
+
+def generate_module(model: ModelSource, *, function_name: str = "forward") -> GeneratedModule:
+    """Everything :func:`generate_compiled` gives, plus the value-dependent nodes."""
+    source, code, params, barriers = _build(model, function_name)
+    return GeneratedModule(source, _load(code, function_name), params, barriers)
 
 
 def to_jax_source(model: ModelSource, *, function_name: str = "forward") -> str:
@@ -89,6 +109,7 @@ Needs only numpy and jax. Call ``forward(params, *inputs)``.
 import importlib.util
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 

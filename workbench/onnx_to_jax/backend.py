@@ -32,13 +32,15 @@ def _untraceable_errors() -> tuple[type[BaseException], ...]:
 class BackendRep(_OnnxBackendRep):
     """A prepared model: the generated source, the compiled function and its params."""
 
-    def __init__(self, source: str, forward: Any, params: dict[str, Any], n_inputs: int, jit: bool = True):
+    def __init__(self, source: str, forward: Any, params: dict[str, Any], n_inputs: int, jit: bool = True,
+                 value_dependent: tuple[str, ...] = ()):
         self.source = source
         self._forward = forward
         self._params = params
         self._n_inputs = n_inputs
         self._jitted: Any = None
-        self.jit = jit
+        # a model whose shapes depend on values runs its own jitted parts (segments.py): no whole jit
+        self.jit = jit and not value_dependent
 
     def _call(self, inputs: list[Any]) -> Any:
         import jax
@@ -72,14 +74,15 @@ class Backend(_OnnxBackend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", *, jit: bool = True, **kwargs: Any) -> BackendRep:
         del kwargs
-        from workbench.onnx_to_jax.api import generate_compiled
+        from workbench.onnx_to_jax.api import generate_module
 
         if not cls.supports_device(device):
             raise ValueError(f"the workbench JAX backend runs on CPU, not {device!r}")
-        source, forward, params = generate_compiled(model)
+        generated = generate_module(model)
         inits = {t.name for t in model.graph.initializer}
         n_inputs = sum(1 for i in model.graph.input if i.name not in inits)
-        return BackendRep(source, forward, params, n_inputs, jit=jit)
+        return BackendRep(generated.source, generated.forward, generated.params, n_inputs, jit=jit,
+                          value_dependent=generated.value_dependent_nodes)
 
     @classmethod
     def run_model(

@@ -26,6 +26,9 @@ class NodeContext:
         self.index = index
         self.opset = opset
         self._attrs = {a.name: a for a in node.attribute}
+        # inputs whose values the emitted code reads on the host (shapes, axes, counts): they must be
+        # concrete when jax.jit traces the node, or the node runs between jitted parts (segments.py)
+        self.host_inputs: set[int] = set()
 
     # ---- inputs -------------------------------------------------------------------------
     @property
@@ -48,6 +51,25 @@ class NodeContext:
         if not self.has(i):
             raise self.error(f"input {i} is required but missing")
         return self._graph.expr_of(self.node.input[i])
+
+    def host(self, i: int) -> str:
+        """The expression of input ``i`` for code that reads its value on the host (``int(...)``, numpy).
+
+        A small value known now (a float initializer holding Resize scales, say) is written as a
+        literal, so the node stays jit-able even when the weights are passed as arguments.
+        """
+        from workbench.onnx_to_jax.generator import INLINE_MAX_ELEMENTS
+
+        value = self.static(i)
+        if value is not None and value.size <= INLINE_MAX_ELEMENTS:
+            return literal(value)
+        if self.has(i):
+            self.host_inputs.add(i)
+        return self.x(i)
+
+    def host_opt(self, i: int) -> str:
+        """Like :meth:`host` for an optional input (``None`` as code when absent)."""
+        return self.host(i) if self.has(i) else "None"
 
     def opt(self, i: int) -> str:
         """The expression of optional input ``i``, or ``None`` (as code) when absent."""
@@ -122,7 +144,7 @@ class NodeContext:
             return literal(tuple(int(v) for v in np.asarray(value).reshape(-1)))
         from workbench.onnx_to_jax.emitters.common import _ints
 
-        return self.call(_ints, self.x(i))
+        return self.call(_ints, self.host(i))
 
     # ---- writing code -------------------------------------------------------------------
     @staticmethod

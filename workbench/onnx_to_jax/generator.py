@@ -23,7 +23,9 @@ from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.literals import literal
 from workbench.onnx_to_jax.names import NameScope
-from workbench.onnx_to_jax.reader import LoadedModel, describe_node, topological_order
+from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
+from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
+from workbench.onnx_to_jax.segments import NodeCode, SegmentAssembler
 from workbench.onnx_to_jax.writer import SourceWriter
 
 GENERATED_FILENAME = "<workbench-generated>"
@@ -34,60 +36,46 @@ FOLD_MAX_ELEMENTS = 4096
 FOLDABLE = frozenset(
     "Add Sub Mul Div Neg Abs Cast CastLike Concat Gather Unsqueeze Squeeze Slice Reshape Identity "
     "Equal Less Greater Where Range ConstantOfShape ReduceProd ReduceSum ReduceMax ReduceMin Min Max "
-    "Floor Ceil Sqrt Not And Or Expand Tile Transpose Flatten Mod Sign Size Shape".split()
+    "Floor Ceil Sqrt Not And Or Expand Tile Transpose Flatten Mod Sign Size Shape "
+    # cheap elementwise and index ops that exporters put in shape arithmetic (Resize sizes computed
+    # through Reciprocal, box counts through NonZero of a constant mask...)
+    "Reciprocal Pow Round Clip Exp Log Relu LessOrEqual GreaterOrEqual Xor IsNaN IsInf Split NonZero "
+    "ArgMax ArgMin CumSum Trilu OneHot".split()
 )
 _X64 = {"float64", "int64", "uint64", "complex128"}
 # ops whose output is concrete at trace time (under jax.jit) whatever their input is
 SHAPE_OPS = frozenset({"Shape", "Size"})
 
 
-def _tensor_type(value_type: onnx.TypeProto):
-    if value_type.WhichOneof("value") != "tensor_type":
-        return None
-    tt = value_type.tensor_type
-    dtype = None
-    if tt.elem_type not in (0, onnx.TensorProto.STRING):
-        try:
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
-        except (KeyError, ValueError, TypeError):
-            dtype = None
-    shape = None
-    if tt.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
-    return dtype, shape
-
-
 class ModuleBuilder:
     """State shared by every graph of one generated module."""
 
-    def __init__(self, loaded: LoadedModel, function_name: str):
-        self.loaded = loaded
-        self.label = loaded.label
+    def __init__(self, checked: CheckedModel, function_name: str):
+        self.checked = checked
+        self.model = checked.loaded.proto
+        self.label = checked.loaded.label
         self.function_name = function_name
-        self.opsets = {e.domain or "": int(e.version) for e in loaded.model.opset_import}
+        self.opsets = {e.domain or "": int(e.version) for e in self.model.opset_import}
         self.opsets.setdefault("", 1)
         if "ai.onnx" in self.opsets:
             self.opsets[""] = self.opsets.pop("ai.onnx")
         self.helpers_used: set[str] = set()
         self.code: types.CodeType | None = None  # the compiled module, once build() ran
+        self.barriers: tuple[str, ...] = ()  # top-level nodes that cannot run under jax.jit (once built)
         self.params: dict[str, np.ndarray] = {}
-        self.types: dict[str, tuple] = {}
-        self._collect_types(loaded.model.graph)
+        self.types: dict[str, ValueDescription] = {}
+        self._collect_types(self.model.graph)
         if not function_name.isidentifier() or function_name in RESERVED:
             raise ValueError(f"function_name must be a plain identifier, got {function_name!r}")
         self.scope = NameScope(RESERVED | registry.helper_names() | {function_name})
 
     def _collect_types(self, graph: onnx.GraphProto) -> None:
         for info in [*graph.input, *graph.output, *graph.value_info]:
-            found = _tensor_type(info.type)
-            if found is not None:
-                self.types[info.name] = found
+            value = describe_value(info)
+            if value.is_tensor:
+                self.types[info.name] = value
         for init in graph.initializer:
-            try:
-                dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type))
-            except (KeyError, ValueError, TypeError):
-                dtype = None
-            self.types[init.name] = (dtype, tuple(init.dims))
+            self.types[init.name] = describe_tensor(init)
         for node in graph.node:
             for attr in node.attribute:
                 if attr.type == onnx.AttributeProto.GRAPH:
@@ -134,22 +122,30 @@ class ModuleBuilder:
             )
 
     def build(self) -> str:
-        model = self.loaded.model
-        graph = model.graph
+        graph = self.model.graph
         self.check_supported(graph)
-        init_names = {t.name for t in graph.initializer}
-        real_inputs = [i for i in graph.input if i.name not in init_names]
-        for info in real_inputs:
-            kind = info.type.WhichOneof("value")
-            if kind != "tensor_type":
+        real_inputs = describe_inputs(graph)
+        for value in real_inputs:
+            if not value.is_tensor:
                 raise UnsupportedOnnxOpError(
-                    f"{self.label}: graph input {info.name!r} is a {kind}; only tensors are supported"
+                    f"{self.label}: graph input {value.name!r} is a {value.kind}_type; only tensors are supported"
                 )
         body = SourceWriter()
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
-        top.emit_nodes(self.loaded.nodes)
+        items = top.collect_nodes(self.checked.nodes)
+        parts = SourceWriter()
+        self.barriers = tuple(item.node.name or item.node.op_type for item in items if item.barrier)
+        if self.barriers:
+            # shapes depend on values: jitted parts between the nodes that need concrete values
+            body = SourceWriter()
+            top.writer = body
+            assembler = SegmentAssembler(top, self.function_name)
+            assembler.assemble(items, [o.name for o in graph.output], parts, body)
+        else:
+            for item in items:
+                body.extend(item.code)
         outs = [top.output_expr(o.name) for o in graph.output]
         if len(outs) == 1:
             body.line(f"return {outs[0]}")
@@ -170,11 +166,16 @@ class ModuleBuilder:
         module.line(f"ONNX_OPSET = {literal(self.opsets[''])}")
         module.line(f"ONNX_INPUT_NAMES = {literal(tuple(i.name for i in real_inputs))}")
         module.line(f"ONNX_OUTPUT_NAMES = {literal(tuple(o.name for o in graph.output))}")
+        # nodes whose output shapes depend on values: jax.jit(forward) cannot trace them, so forward
+        # runs them on concrete arrays between jitted parts (empty: the whole function is jit-able)
+        module.line(f"VALUE_DEPENDENT_NODES = {literal(self.barriers)}")
         module.line("")
         if self.helpers_used:
             for text in registry.helper_source(self.helpers_used).splitlines():
                 module.line(text)
             module.line("")
+        module.extend(parts)
+        module.line("")
         module.line("")
         needs_x64 = self._needs_x64(graph)
         body_name = f"_{self.function_name}_body" if needs_x64 else self.function_name
@@ -201,7 +202,7 @@ class ModuleBuilder:
     def _needs_x64(self, graph: onnx.GraphProto) -> bool:
         for info in [*graph.input, *graph.output]:
             found = self.types.get(info.name)
-            if found and found[0] is not None and found[0].name in _X64:
+            if found is not None and found.dtype is not None and found.dtype.name in _X64:
                 return True
         return False
 
@@ -227,6 +228,7 @@ class GraphEmitter:
         # arithmetic on those. With a symbolic dim (batch "B") Shape cannot be folded now, but its
         # result is still known at trace time; see _emits_trace_time_constant.
         self.concrete = concrete
+        self.nested_barrier = False  # whether the subgraphs of the node being emitted hold a barrier
 
     @property
     def label(self) -> str:
@@ -242,13 +244,16 @@ class GraphEmitter:
     def static_of(self, onnx_name: str) -> np.ndarray | None:
         return self.static.get(onnx_name)
 
-    def shape_of(self, onnx_name: str):
+    def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None:
+        """The value's shape with its fixed dims (``None`` for symbolic or unknown ones), if known."""
         found = self.module.types.get(onnx_name)
-        return None if found is None else found[1]
+        if found is None or found.shape is None:
+            return None
+        return tuple(d if isinstance(d, int) else None for d in found.shape)
 
-    def dtype_of(self, onnx_name: str):
+    def dtype_of(self, onnx_name: str) -> np.dtype | None:
         found = self.module.types.get(onnx_name)
-        return None if found is None else found[0]
+        return None if found is None else found.dtype
 
     def use_helper(self, fn: Callable) -> str:
         return self.module.use_helper(fn)
@@ -308,11 +313,27 @@ class GraphEmitter:
         return ident
 
     # ---- nodes --------------------------------------------------------------------------
-    def emit_nodes(self, nodes: list[onnx.NodeProto]) -> None:
-        for index, node in enumerate(nodes):
-            self.emit_node(node, index)
+    def emit_nodes(self, nodes: list[onnx.NodeProto]) -> bool:
+        """Write every node's code; True when one of them cannot run under jax.jit."""
+        barriers = [self.emit_node(node, index) for index, node in enumerate(nodes)]
+        return any(barriers)
 
-    def emit_node(self, node: onnx.NodeProto, index: int) -> None:
+    def collect_nodes(self, nodes: list[onnx.NodeProto]) -> list[NodeCode]:
+        """Emit every node into its own writer (the top-level graph, before segments.py groups them)."""
+        items = []
+        outer = self.writer
+        try:
+            for index, node in enumerate(nodes):
+                self.writer = SourceWriter()
+                barrier = self.emit_node(node, index)
+                reads = tuple(dict.fromkeys([n for n in node.input if n] + sorted(subgraph_free_names(node))))
+                items.append(NodeCode(node, self.writer, reads, barrier))
+        finally:
+            self.writer = outer
+        return items
+
+    def emit_node(self, node: onnx.NodeProto, index: int) -> bool:
+        """Write the node's code; True when it cannot run under jax.jit (its shapes depend on values)."""
         domain = node.domain if node.domain != "ai.onnx" else ""
         opset = self.module.opsets.get(domain, self.module.opsets[""])
         folded = self._try_fold(node, opset)
@@ -320,9 +341,10 @@ class GraphEmitter:
             for name, value in zip(node.output, folded):
                 if name:
                     self.bind_value(name, value)
-            return
+            return False
         spec = registry.resolve(domain, node.op_type, opset)
         ctx = NodeContext(self, node, index, opset)
+        self.nested_barrier = False  # set by emit_subgraph
         try:
             result = spec.fn(ctx)
         except WorkbenchError:
@@ -331,6 +353,10 @@ class GraphEmitter:
             raise OnnxModelError(
                 f"{self.label}: {describe_node(node, index)}: code generation failed: {type(e).__name__}: {e}"
             ) from e
+        present = [n for n in node.input if n]
+        barrier = (spec.value_shaped and any(n not in self.concrete for n in present)) or any(
+            node.input[i] not in self.concrete for i in ctx.host_inputs
+        ) or self.nested_barrier
         if self._emits_trace_time_constant(node):
             # Shape arithmetic on concrete values (e.g. Concat(Shape(x)[0:1], [16]) -> Reshape):
             # evaluate it while tracing so the result stays a concrete array under jax.jit and
@@ -338,8 +364,9 @@ class GraphEmitter:
             with self.writer.block("with jax.ensure_compile_time_eval():"):
                 self._write_result(node, result)
             self.concrete.update(name for name in node.output if name)
-        else:
-            self._write_result(node, result)
+            return False
+        self._write_result(node, result)
+        return barrier
 
     def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
         if node.domain not in ("", "ai.onnx"):
@@ -414,7 +441,8 @@ class GraphEmitter:
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())
         nodes = topological_order(graph, self.label, outer)
-        child.emit_nodes(nodes)
+        if child.emit_nodes(nodes):
+            self.nested_barrier = True
         outs = [child.output_expr(o.name) for o in graph.output]
         inner.line(f"return ({', '.join(outs)},)" if outs else "return ()")
         with self.writer.block(f"def {fn_name}({', '.join(args)}):"):

@@ -62,6 +62,9 @@ class EmitterSpec:
     op_type: str
     since: int
     fn: EmitFn
+    # the output's shape depends on the input values (NonZero, NonMaxSuppression...): the node cannot
+    # run under jax.jit and the generator runs it between jitted parts of the model (segments.py)
+    value_shaped: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -89,11 +92,15 @@ def _check_schema(domain: str, op_type: str, since: int) -> None:
         )
 
 
-def emitter(op_type: str, *, since: int | tuple[int, ...], domain: str = "", override: bool = False):
+def emitter(
+    op_type: str, *, since: int | tuple[int, ...], domain: str = "", override: bool = False,
+    value_shaped: bool = False,
+):
     """Register the decorated function as the emitter of ``op_type`` from opset ``since``.
 
     ``since`` may be a tuple to register one function for several schema versions
-    whose differences it handles itself (it can read ``ctx.opset``).
+    whose differences it handles itself (it can read ``ctx.opset``). ``value_shaped`` declares that
+    the output's shape depends on the input values (the node cannot be traced by ``jax.jit``).
     """
     versions = (since,) if isinstance(since, int) else tuple(since)
 
@@ -108,7 +115,7 @@ def emitter(op_type: str, *, since: int | tuple[int, ...], domain: str = "", ove
                     f"duplicate emitter for {domain!r}::{op_type!r} since {version} "
                     f"({table[version].fn.__module__}.{table[version].fn.__qualname__}); pass override=True"
                 )
-            table[version] = EmitterSpec(domain, op_type, version, fn)
+            table[version] = EmitterSpec(domain, op_type, version, fn, value_shaped)
         return fn
 
     return register

@@ -10,8 +10,6 @@ from any static file server and open ``index.html``.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,16 +21,19 @@ import onnx
 
 from workbench import files
 from workbench.errors import OnnxModelError, SpecError
+from workbench.onnx_io import ExternalData, LoadedModel, Session, check_model, load_model, open_session, opset_imports, write_model
 from workbench.web import runtime, tensors
 
 MANIFEST_NAME = "harness.manifest.json"
 MANIFEST_FORMAT = "workbench_web_harness_v1"
 MODEL_NAME = "model.onnx"
-EXTERNAL_DATA_NAME = "model.onnx.data"
 EXAMPLE_INPUTS_NAME = "inputs.example.json"
 TEMPLATE_NAMES = ("index.html", "harness.js")
-#: Models whose serialized size exceeds this are written with their weights in model.onnx.data.
+#: A model whose serialized size exceeds this many bytes is written with its weights in model.onnx.data
+#: (a per-model threshold: the page loads one file when it can).
 DEFAULT_EXTERNAL_DATA_THRESHOLD = 64 * 1024 * 1024
+#: ... and then every initializer of at least this many bytes goes there.
+EXTERNAL_TENSOR_BYTES = 1024
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 
@@ -81,36 +82,17 @@ class HarnessInfo:
         return self.out_dir / MANIFEST_NAME
 
 
-def _load_model(model: onnx.ModelProto | str | Path | HasModelProto) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        proto = model
-    elif isinstance(model, (str, Path)):
-        path = Path(model)
-        if not path.is_file():
-            raise OnnxModelError(f"ONNX file {path} does not exist")
-        try:
-            proto = onnx.load(str(path))
-        except Exception as e:  # protobuf's DecodeError and onnx's external-data errors
-            raise OnnxModelError(f"{path} is not a readable ONNX model: {e}") from e
-    elif isinstance(model, HasModelProto):
+def _load_model(model: onnx.ModelProto | str | Path | HasModelProto) -> LoadedModel:
+    if isinstance(model, HasModelProto) and not isinstance(model, onnx.ModelProto):
         if not isinstance(model.model, onnx.ModelProto):
             raise OnnxModelError(
                 f"the {type(model).__name__} holds no ONNX model (model={type(model.model).__name__}); "
                 "the conversion did not succeed, fix it first"
             )
-        proto = model.model
-    else:
-        raise TypeError(
-            "model must be an onnx.ModelProto, a path to an .onnx file or a conversion result "
-            f"with a .model ModelProto (the %%to_onnx result); got {type(model).__name__}"
-        )
-    copy = onnx.ModelProto()
-    copy.CopyFrom(proto)
-    try:
-        onnx.checker.check_model(copy)
-    except onnx.checker.ValidationError as e:
-        raise OnnxModelError(f"the model does not pass onnx.checker: {e}") from e
-    return copy
+        model = model.model
+    loaded = load_model(model)
+    check_model(loaded)
+    return loaded
 
 
 def _sha256(path: Path) -> str:
@@ -121,57 +103,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_model(model: onnx.ModelProto, out_dir: Path, threshold: int) -> list[str]:
-    """Write model.onnx (+ model.onnx.data when large) atomically; return the file names."""
-    external = model.ByteSize() > threshold
-    staging = Path(tempfile.mkdtemp(prefix=".model.", dir=out_dir))
-    try:
-        if external:
-            # onnx creates a missing data file 0600 but appends to an existing one: make it like any new file
-            (staging / EXTERNAL_DATA_NAME).touch(mode=0o666)
-            onnx.save_model(
-                model, str(staging / MODEL_NAME), save_as_external_data=True,
-                all_tensors_to_one_file=True, location=EXTERNAL_DATA_NAME, size_threshold=1024,
-            )  # fmt: skip
-        else:
-            onnx.save_model(model, str(staging / MODEL_NAME))
-        names = [MODEL_NAME, EXTERNAL_DATA_NAME] if external else [MODEL_NAME]
-        for name in reversed(names):  # the data file first: model.onnx never points at nothing
-            (staging / name).replace(out_dir / name)
-        if not external:
-            (out_dir / EXTERNAL_DATA_NAME).unlink(missing_ok=True)
-        return names
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _session(model_path: Path) -> Any:
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own pybind exception types
-        raise OnnxModelError(
-            f"onnxruntime (Python) cannot load {model_path.name}, so no expected outputs can be "
-            f"computed: {e}"
-        ) from e
-
-
-def _run(session: Any, feeds: Mapping[str, np.ndarray], what: str) -> list[np.ndarray]:
-    try:
-        return session.run(None, dict(feeds))
-    except Exception as e:
-        raise OnnxModelError(f"onnxruntime (Python) failed to run the {what}: {e}") from e
-
-
-def greedy_tokens(session: Any, generation: GreedyGeneration, input_name: str,
+def greedy_tokens(session: Session, generation: GreedyGeneration, input_name: str,
                   input_dtype: str, output_index: int) -> list[int]:  # fmt: skip
     """The greedy loop of the page, in Python: append argmax of the last position's logits."""
     tokens = [int(t) for t in generation.prompt]
     generated: list[int] = []
     for _ in range(generation.steps):
         ids = np.asarray([tokens], dtype=input_dtype)
-        logits = _run(session, {input_name: ids}, "greedy generation")[output_index]
+        logits = session.run({input_name: ids})[output_index]
         next_token = int(np.argmax(logits.reshape(-1, logits.shape[-1])[-1]))
         tokens.append(next_token)
         generated.append(next_token)
@@ -180,7 +119,7 @@ def greedy_tokens(session: Any, generation: GreedyGeneration, input_name: str,
 
 def _generation_manifest(
     generation: GreedyGeneration, in_specs: list[tensors.TensorSpec],
-    out_specs: list[tensors.TensorSpec], session: Any,
+    out_specs: list[tensors.TensorSpec], session: Session,
 ) -> dict[str, Any]:  # fmt: skip
     if generation.steps < 1 or not generation.prompt:
         raise SpecError("generation needs steps >= 1 and a non-empty prompt")
@@ -225,14 +164,17 @@ def export_web_harness(
     ``.model`` ModelProto. ``inputs`` maps input names to arrays; without it, example inputs are
     generated from the input specs (symbolic dims -> 2, token ids below the vocab size).
     ``providers`` is the order the page tries (``"webgpu"``, ``"wasm"``). The expected outputs
-    are computed with onnxruntime in Python; the smoke test accepts a browser output when
+    are computed with onnxruntime in Python. A model whose serialized size exceeds
+    ``external_data_threshold`` bytes keeps its initializers of 1 KiB and more in ``model.onnx.data``
+    (a per-model threshold, unlike ``wb.to_onnx``'s per-tensor one). The smoke test accepts a browser output when
     ``max|browser - expected| <= atol + rtol * max|expected|``. Needs ``workbench web setup`` once.
     """
     providers = runtime.validate_providers(tuple(providers) if not isinstance(providers, str) else providers)
     if external_data_threshold < 0:
         raise ValueError("external_data_threshold must be >= 0 bytes")
     runtime_files = runtime.runtime_files(providers, None if cache_dir is None else Path(cache_dir))
-    proto = _load_model(model)
+    loaded = _load_model(model)
+    proto = loaded.proto
     in_specs, out_specs = tensors.graph_specs(proto)
     if inputs is None:
         example = tensors.example_inputs(proto, in_specs, seed=seed)
@@ -241,9 +183,13 @@ def export_web_harness(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model_files = _write_model(proto, out, external_data_threshold)
-    session = _session(out / MODEL_NAME)
-    expected = dict(zip([s.name for s in out_specs], _run(session, example, "example inputs"), strict=True))
+    written = write_model(
+        proto, out / MODEL_NAME,
+        external_data=ExternalData(tensor_bytes=EXTERNAL_TENSOR_BYTES, model_bytes=external_data_threshold),
+    )  # fmt: skip
+    model_files = [path.name for path in written.files]
+    session = open_session(out / MODEL_NAME, label=MODEL_NAME)
+    expected = dict(zip([s.name for s in out_specs], session.run(example), strict=True))
     for name, value in expected.items():
         if value.dtype.name not in tensors.SUPPORTED_DTYPES:
             raise OnnxModelError(f"output {name!r} has dtype {value.dtype.name}, which the page cannot read")
@@ -260,7 +206,7 @@ def export_web_harness(
     )
     import onnxruntime
 
-    opsets = {op.domain or "ai.onnx": int(op.version) for op in proto.opset_import}
+    opsets = opset_imports(proto)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "model": {

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_outputs
+
 #: dtypes the page can turn into onnxruntime-web tensors (name -> numpy dtype).
 SUPPORTED_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
@@ -38,37 +40,23 @@ class TensorSpec:
                 "shape": None if self.shape is None else list(self.shape)}  # fmt: skip
 
 
-def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
+def _spec(value: ValueDescription) -> TensorSpec:
     from workbench.errors import OnnxModelError
 
-    if not value.type.HasField("tensor_type"):
+    if not value.is_tensor:
         raise OnnxModelError(f"graph value {value.name!r} is not a tensor; the web harness supports tensors only")
-    tensor_type = value.type.tensor_type
-    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
+    dtype = value.dtype.name if value.dtype is not None else value.type_name
     if dtype not in SUPPORTED_DTYPES:
         raise OnnxModelError(
             f"graph value {value.name!r} has dtype {dtype}; the web harness supports "
             f"{', '.join(SUPPORTED_DTYPES)}"
         )
-    if not tensor_type.HasField("shape"):
-        return TensorSpec(value.name, dtype, None)
-    dims: list[int | str | None] = []
-    for dim in tensor_type.shape.dim:
-        if dim.HasField("dim_value"):
-            dims.append(int(dim.dim_value))
-        elif dim.HasField("dim_param"):
-            dims.append(dim.dim_param)
-        else:
-            dims.append(None)
-    return TensorSpec(value.name, dtype, tuple(dims))
+    return TensorSpec(value.name, dtype, value.shape)
 
 
 def graph_specs(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Specs of the real inputs (initializers excluded) and of the outputs."""
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [_spec(v) for v in model.graph.input if v.name not in initializers]
-    outputs = [_spec(v) for v in model.graph.output]
-    return inputs, outputs
+    return [_spec(v) for v in describe_inputs(model.graph)], [_spec(v) for v in describe_outputs(model.graph)]
 
 
 def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:

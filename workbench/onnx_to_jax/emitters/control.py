@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
@@ -30,11 +31,32 @@ def _if(cond, then_fn, else_fn):
     return lax.cond(jnp.reshape(cond, ()), then_fn, else_fn)
 
 
+def _tensor_signature(value: onnx.ValueInfoProto) -> tuple | None:
+    """(element type, shape) of a subgraph output when shape inference fixed it entirely, else None."""
+    if value.type.WhichOneof("value") != "tensor_type" or not value.type.tensor_type.HasField("shape"):
+        return None
+    dims = value.type.tensor_type.shape.dim
+    if any(not d.HasField("dim_value") for d in dims):
+        return None
+    return value.type.tensor_type.elem_type, tuple(d.dim_value for d in dims)
+
+
+def _branches_differ(then_graph: onnx.GraphProto, else_graph: onnx.GraphProto) -> bool:
+    """True when the branches are known to give outputs of different types or shapes (lax.cond cannot
+    trace them: the condition must then be concrete)."""
+    for a, b in zip(then_graph.output, else_graph.output):
+        sig_a, sig_b = _tensor_signature(a), _tensor_signature(b)
+        if sig_a is not None and sig_b is not None and sig_a != sig_b:
+            return True
+    return False
+
+
 @emitter("If", since=(1, 11, 13, 16))
 def if_(ctx: NodeContext) -> str:
     then_fn = ctx.subgraph("then_branch")
     else_fn = ctx.subgraph("else_branch")
-    call = ctx.call(_if, ctx.x(0), then_fn, else_fn)
+    differ = _branches_differ(ctx.attr("then_branch"), ctx.attr("else_branch"))
+    call = ctx.call(_if, ctx.host(0) if differ else ctx.x(0), then_fn, else_fn)
     return call if ctx.n_out > 1 else f"{call}[0]"
 
 
@@ -107,8 +129,11 @@ def loop(ctx: NodeContext) -> str:
     n_carried = ctx.n_in - 2
     n_scan = len(body.output) - 1 - n_carried
     body_fn = ctx.subgraph("body")
-    max_trip = ctx.x(0) if ctx.has(0) else "None"
-    cond = ctx.x(1) if ctx.has(1) else "None"
+    # with scan outputs, only a trip count known while tracing (and a condition that stays true) lowers
+    # to lax.scan: otherwise the loop runs in Python on concrete values (see _loop)
+    read = ctx.host if n_scan else ctx.x
+    max_trip = read(0) if ctx.has(0) else "None"
+    cond = read(1) if ctx.has(1) else "None"
     carried = [ctx.x(i) for i in range(2, ctx.n_in)]
     carried_expr = f"({', '.join(carried)}{',' if len(carried) == 1 else ''})"
     call = ctx.call(_loop, body_fn, max_trip, cond, carried_expr, ctx.lit(n_scan),

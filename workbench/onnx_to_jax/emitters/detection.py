@@ -31,10 +31,50 @@ def _box_corners(boxes, center_point_box):
 
 
 @runtime_helper
+def _nms_host(boxes, scores, max_per_class, iou_threshold, score_threshold, center_point_box):
+    """NonMaxSuppression on concrete arrays with numpy: the same arithmetic as the traced form below,
+    without compiling anything (a detector calls it once per image and class level)."""
+    boxes, scores = np.asarray(boxes), np.asarray(scores)
+    if center_point_box:
+        x_c, y_c, w, h = (boxes[..., i] for i in range(4))
+        x0, y0, x1, y1 = x_c - w / 2, y_c - h / 2, x_c + w / 2, y_c + h / 2
+    else:
+        y_a, x_a, y_b, x_b = (boxes[..., i] for i in range(4))
+        x0, y0, x1, y1 = np.minimum(x_a, x_b), np.minimum(y_a, y_b), np.maximum(x_a, x_b), np.maximum(y_a, y_b)
+    selected = []
+    for b in range(scores.shape[0]):
+        inter_w = np.minimum(x1[b][:, None], x1[b][None, :]) - np.maximum(x0[b][:, None], x0[b][None, :])
+        inter_h = np.minimum(y1[b][:, None], y1[b][None, :]) - np.maximum(y0[b][:, None], y0[b][None, :])
+        inter = inter_w * inter_h
+        area = (x1[b] - x0[b]) * (y1[b] - y0[b])
+        union = area[:, None] + area[None, :] - inter
+        overlapping = (inter_w > 0) & (inter_h > 0) & (area[:, None] > 0) & (area[None, :] > 0) & (union > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            suppresses = overlapping & (inter / np.where(union > 0, union, 1) > iou_threshold)
+        for c in range(scores.shape[1]):
+            order = np.argsort(-scores[b, c], kind="stable")
+            if score_threshold is not None:
+                order = order[scores[b, c][order] > score_threshold]
+            kept: list[int] = []
+            for box in order:
+                if len(kept) >= max_per_class:
+                    break
+                if not kept or not suppresses[box, kept].any():
+                    kept.append(int(box))
+            selected.extend((b, c, box) for box in kept)
+    return np.asarray(selected, np.int64).reshape(-1, 3)
+
+
+@runtime_helper
 def _non_max_suppression(boxes, scores, max_per_class, iou_threshold, score_threshold, center_point_box):
     max_per_class = 0 if max_per_class is None or np.size(max_per_class) == 0 else int(
         np.asarray(max_per_class).reshape(-1)[0])
     max_per_class = max(max_per_class, 0)
+    if not any(isinstance(v, jax.core.Tracer) for v in (boxes, scores, iou_threshold, score_threshold)):
+        iou = 0.0 if iou_threshold is None or np.size(iou_threshold) == 0 else np.asarray(iou_threshold).reshape(-1)[0]
+        floor = None if score_threshold is None or np.size(score_threshold) == 0 else np.asarray(
+            score_threshold).reshape(-1)[0]
+        return _nms_host(boxes, scores, max_per_class, iou, floor, center_point_box)
     iou_threshold = 0.0 if iou_threshold is None or np.size(iou_threshold) == 0 else jnp.reshape(iou_threshold, (-1,))[0]
     x0, y0, x1, y1 = _box_corners(boxes, center_point_box)  # each [B, N]
     inter_w = jnp.minimum(x1[:, :, None], x1[:, None, :]) - jnp.maximum(x0[:, :, None], x0[:, None, :])
@@ -69,7 +109,7 @@ def _non_max_suppression(boxes, scores, max_per_class, iou_threshold, score_thre
     return jnp.stack([batch_index, class_index, box_index], axis=1).astype(jnp.int64)
 
 
-@emitter("NonMaxSuppression", since=(10, 11))
+@emitter("NonMaxSuppression", since=(10, 11), value_shaped=True)
 def non_max_suppression(ctx: NodeContext) -> str:
-    return ctx.call(_non_max_suppression, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.opt(3), ctx.opt(4),
+    return ctx.call(_non_max_suppression, ctx.x(0), ctx.x(1), ctx.host_opt(2), ctx.opt(3), ctx.opt(4),
                     ctx.lit(bool(ctx.attr("center_point_box", 0))))

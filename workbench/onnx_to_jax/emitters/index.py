@@ -153,7 +153,7 @@ def slice_(ctx: NodeContext) -> str:
     else:
         values = [ctx.static(i) for i in range(1, 5)]
         if any(ctx.has(i + 1) and values[i] is None for i in range(4)):
-            return ctx.call(_slice, ctx.x(0), ctx.x(1), ctx.x(2), ctx.opt(3), ctx.opt(4))
+            return ctx.call(_slice, ctx.x(0), ctx.host(1), ctx.host(2), ctx.host_opt(3), ctx.host_opt(4))
         starts, ends = [int(v) for v in values[0].reshape(-1)], [int(v) for v in values[1].reshape(-1)]
         axes = None if values[2] is None else [int(v) for v in values[2].reshape(-1)]
         steps = None if values[3] is None else [int(v) for v in values[3].reshape(-1)]
@@ -174,17 +174,31 @@ def slice_(ctx: NodeContext) -> str:
     return f"{ctx.x(0)}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
 
 
-@emitter("Compress", since=(9, 11))
+@emitter("Compress", since=(9, 11), value_shaped=True)
 def compress(ctx: NodeContext) -> str:
     axis = ctx.attr("axis", None)
     axis_text = "" if axis is None else f", axis={ctx.lit(axis)}"
     return f"jnp.compress(jnp.asarray({ctx.x(1)}, bool), {ctx.x(0)}{axis_text})"
 
 
-@emitter("NonZero", since=(9, 13))
+@runtime_helper
+def _non_zero(x):
+    """ONNX NonZero: the indices of the non-zero elements, one row per axis (int64).
+
+    The result's shape depends on the values: on concrete values it is computed on the host with
+    numpy (one call, no compilation); a traced value raises JAX's error naming the problem.
+    """
+    if isinstance(x, jax.core.Tracer):
+        return jnp.stack(jnp.nonzero(jnp.atleast_1d(x))[: max(jnp.ndim(x), 1)], axis=0).astype(jnp.int64)
+    values = np.asarray(x)
+    if values.ndim == 0:
+        return np.zeros((0, int(values != 0)), np.int64)
+    return np.stack(np.nonzero(values), axis=0).astype(np.int64)
+
+
+@emitter("NonZero", since=(9, 13), value_shaped=True)
 def non_zero(ctx: NodeContext) -> str:
-    x = ctx.x(0)
-    return f"jnp.stack(jnp.nonzero(jnp.atleast_1d({x})) if jnp.ndim({x}) else jnp.nonzero(jnp.atleast_1d({x}))[:0], axis=0).astype(jnp.int64)"
+    return ctx.call(_non_zero, ctx.x(0))
 
 
 @runtime_helper
@@ -199,7 +213,7 @@ def _one_hot(indices, depth, values, axis):
 
 @emitter("OneHot", since=(9, 11))
 def one_hot(ctx: NodeContext) -> str:
-    return ctx.call(_one_hot, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(ctx.attr("axis", -1)))
+    return ctx.call(_one_hot, ctx.x(0), ctx.host(1), ctx.x(2), ctx.lit(ctx.attr("axis", -1)))
 
 
 @runtime_helper
@@ -217,7 +231,7 @@ def _top_k(x, k, axis, largest):
 
 @emitter("TopK", since=(1, 10, 11))
 def top_k(ctx: NodeContext) -> str:
-    k = ctx.lit(ctx.attr("k")) if ctx.opset < 10 else ctx.x(1)
+    k = ctx.lit(ctx.attr("k")) if ctx.opset < 10 else ctx.host(1)
     largest = ctx.attr("largest", 1) if ctx.opset >= 11 else 1
     if ctx.opset >= 11 and not ctx.attr("sorted", 1):
         pass  # unsorted output is allowed to be sorted
@@ -263,7 +277,7 @@ def _cumsum(x, axis, exclusive, reverse):
 
 @emitter("CumSum", since=(11, 14))
 def cumsum(ctx: NodeContext) -> str:
-    return ctx.call(_cumsum, ctx.x(0), ctx.x(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
+    return ctx.call(_cumsum, ctx.x(0), ctx.host(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
                     ctx.lit(bool(ctx.attr("reverse", 0))))
 
 
@@ -305,7 +319,7 @@ def _cumprod(x, axis, exclusive, reverse):
 
 @emitter("CumProd", since=26)
 def cumprod(ctx: NodeContext) -> str:
-    return ctx.call(_cumprod, ctx.x(0), ctx.x(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
+    return ctx.call(_cumprod, ctx.x(0), ctx.host(1), ctx.lit(bool(ctx.attr("exclusive", 0))),
                     ctx.lit(bool(ctx.attr("reverse", 0))))
 
 
@@ -328,7 +342,7 @@ def _unique(x, axis, sorted_):
     return values, first.astype(jnp.int64), inverse.astype(jnp.int64), counts.astype(jnp.int64)
 
 
-@emitter("Unique", since=(11, 28))
+@emitter("Unique", since=(11, 28), value_shaped=True)
 def unique(ctx: NodeContext) -> str:
     axis = ctx.attr("axis", None)
     call = ctx.call(_unique, ctx.x(0), ctx.lit(axis), ctx.lit(bool(ctx.attr("sorted", 1))))

@@ -53,7 +53,7 @@ def _window(kind: str):
         a0, a1, a2 = (ctx.lit(c) for c in coefficients)
         dtype = ctx.onnx_dt(ctx.attr("output_datatype", 1))
         periodic = bool(ctx.attr("periodic", 1))
-        size = f"int(np.asarray({ctx.x(0)}).reshape(()))"
+        size = f"int(np.asarray({ctx.host(0)}).reshape(()))"
         n = f"jnp.arange({size}, dtype=jnp.float64)"
         denominator = size if periodic else f"({size} - 1)"
         phase = f"2 * np.pi * {n} / {denominator}"

@@ -142,11 +142,11 @@ def resize(ctx: NodeContext) -> str:
     if mode not in ("nearest", "linear", "cubic"):
         raise ctx.error(f"unknown Resize mode {mode!r}")
     if ctx.opset < 11:
-        return ctx.call(_resize, ctx.x(0), "None", ctx.x(1), "None", "None", ctx.lit(mode), ctx.lit("asymmetric"),
+        return ctx.call(_resize, ctx.x(0), "None", ctx.host(1), "None", "None", ctx.lit(mode), ctx.lit("asymmetric"),
                         ctx.lit("floor"), "-0.75", "False", "0.0", "False", ctx.lit("stretch"))
     axes = ctx.attr("axes", None) if ctx.opset >= 18 else None
     return ctx.call(
-        _resize, ctx.x(0), ctx.opt(1), ctx.opt(2), ctx.opt(3), "None" if axes is None else ctx.lit(tuple(axes)),
+        _resize, ctx.x(0), ctx.host_opt(1), ctx.host_opt(2), ctx.host_opt(3), "None" if axes is None else ctx.lit(tuple(axes)),
         ctx.lit(mode), ctx.lit(ctx.attr("coordinate_transformation_mode", "half_pixel")),
         ctx.lit(ctx.attr("nearest_mode", "round_prefer_floor")), ctx.lit(ctx.fattr("cubic_coeff_a", -0.75)),
         ctx.lit(bool(ctx.attr("exclude_outside", 0))), ctx.lit(ctx.fattr("extrapolation_value", 0.0)),
@@ -157,5 +157,5 @@ def resize(ctx: NodeContext) -> str:
 @emitter("Upsample", since=(9, 10))
 def upsample(ctx: NodeContext) -> str:
     mode = ctx.attr("mode", "nearest")
-    return ctx.call(_resize, ctx.x(0), "None", ctx.x(1), "None", "None", ctx.lit(mode), ctx.lit("asymmetric"),
+    return ctx.call(_resize, ctx.x(0), "None", ctx.host(1), "None", "None", ctx.lit(mode), ctx.lit("asymmetric"),
                     ctx.lit("floor"), "-0.75", "False", "0.0", "False", ctx.lit("stretch"))

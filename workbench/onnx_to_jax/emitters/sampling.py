@@ -131,6 +131,8 @@ def _roi_align(x, rois, batch_indices, mode, out_h, out_w, sampling_ratio, spati
     depends on each ROI's size; the largest is used with the extra samples masked out (so the ROI
     values must be concrete: not under ``jax.jit``)."""
     height, width = x.shape[2], x.shape[3]
+    if rois.shape[0] == 0:  # routine in multi-scale detectors: an empty result, as onnxruntime gives
+        return jnp.zeros((0, x.shape[1], out_h, out_w), x.dtype)
     offset = 0.5 if half_pixel else 0.0
     start_w, start_h = rois[:, 0] * spatial_scale - offset, rois[:, 1] * spatial_scale - offset
     roi_w = rois[:, 2] * spatial_scale - offset - start_w
@@ -198,9 +200,12 @@ def roi_align(ctx: NodeContext) -> str:
     transform = ctx.attr("coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel")
     if transform not in ("half_pixel", "output_half_pixel"):
         raise ctx.error(f"unknown coordinate_transformation_mode {transform!r}")
+    sampling_ratio = ctx.attr("sampling_ratio", 0)
+    # with sampling_ratio 0 the number of samples per bin follows each ROI's size (read on the host)
+    rois = ctx.host(1) if sampling_ratio <= 0 else ctx.x(1)
     return ctx.call(
-        _roi_align, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(mode), ctx.lit(ctx.attr("output_height", 1)),
-        ctx.lit(ctx.attr("output_width", 1)), ctx.lit(ctx.attr("sampling_ratio", 0)),
+        _roi_align, ctx.x(0), rois, ctx.x(2), ctx.lit(mode), ctx.lit(ctx.attr("output_height", 1)),
+        ctx.lit(ctx.attr("output_width", 1)), ctx.lit(sampling_ratio),
         ctx.lit(ctx.fattr("spatial_scale", 1.0)), ctx.lit(transform == "half_pixel"),
     )
 

@@ -36,7 +36,7 @@ def reshape(ctx: NodeContext) -> str:
             dims = [in_shape[i] if s == 0 else s for i, s in enumerate(dims)]
         if allowzero or 0 not in dims and all(isinstance(d, int) for d in dims):
             return f"jnp.reshape({ctx.x(0)}, {ctx.lit(tuple(dims))})"
-    return ctx.call(_reshape, ctx.x(0), ctx.x(1), ctx.lit(bool(allowzero)))
+    return ctx.call(_reshape, ctx.x(0), ctx.host(1), ctx.lit(bool(allowzero)))
 
 
 @runtime_helper
@@ -131,7 +131,9 @@ def split(ctx: NodeContext) -> str:
     else:
         sizes_expr = ctx.ints(1) if ctx.has(1) else "None"
     num = ctx.attr("num_outputs", ctx.n_out) if ctx.opset >= 18 else ctx.n_out
-    return ctx.call(_split, ctx.x(0), axis, sizes_expr, ctx.lit(num))
+    call = ctx.call(_split, ctx.x(0), axis, sizes_expr, ctx.lit(num))
+    # _split returns a tuple: one output takes its only element, not the 1-tuple
+    return call if ctx.n_out > 1 else [f"{call}[0]"]
 
 
 @runtime_helper
@@ -274,7 +276,7 @@ def _trilu(x, k, upper):
 
 @emitter("Trilu", since=14)
 def trilu(ctx: NodeContext) -> str:
-    return ctx.call(_trilu, ctx.x(0), ctx.opt(1), ctx.lit(bool(ctx.attr("upper", 1))))
+    return ctx.call(_trilu, ctx.x(0), ctx.host_opt(1), ctx.lit(bool(ctx.attr("upper", 1))))
 
 
 @runtime_helper
@@ -286,7 +288,7 @@ def _range(start, limit, delta):
 
 @emitter("Range", since=11)
 def range_(ctx: NodeContext) -> str:
-    return ctx.call(_range, ctx.x(0), ctx.x(1), ctx.x(2))
+    return ctx.call(_range, ctx.host(0), ctx.host(1), ctx.host(2))
 
 
 @runtime_helper

@@ -57,7 +57,7 @@ def _dft(x, dft_length, axis, inverse, onesided):
 def dft(ctx: NodeContext) -> str:
     length = "None"
     if ctx.has(1):
-        length = f"int(np.asarray({ctx.x(1)}).reshape(()))"
+        length = f"int(np.asarray({ctx.host(1)}).reshape(()))"
         static = ctx.static(1)
         if static is not None:
             length = ctx.lit(int(np.asarray(static).reshape(())))
@@ -66,7 +66,7 @@ def dft(ctx: NodeContext) -> str:
         if ctx.has(2):
             static = ctx.static(2)
             axis = ctx.lit(int(np.asarray(static).reshape(()))) if static is not None else (
-                f"int(np.asarray({ctx.x(2)}).reshape(()))")
+                f"int(np.asarray({ctx.host(2)}).reshape(()))")
     else:
         axis = ctx.lit(ctx.attr("axis", 1))
     return ctx.call(_dft, ctx.x(0), length, axis, ctx.lit(bool(ctx.attr("inverse", 0))),
@@ -95,7 +95,7 @@ def stft(ctx: NodeContext) -> str:
         static = ctx.static(i)
         if static is not None:
             return ctx.lit(int(np.asarray(static).reshape(())))
-        return f"int(np.asarray({ctx.x(i)}).reshape(()))"
+        return f"int(np.asarray({ctx.host(i)}).reshape(()))"
 
     frame_length = scalar(3) if ctx.has(3) else "None"
     return ctx.call(_stft, ctx.x(0), scalar(1), ctx.opt(2), frame_length, ctx.lit(bool(ctx.attr("onesided", 1))))
@@ -126,4 +126,4 @@ def _mel_weight_matrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz, 
 @emitter("MelWeightMatrix", since=17)
 def mel_weight_matrix(ctx: NodeContext) -> str:
     dtype = ctx.onnx_dt(ctx.attr("output_datatype", 1))
-    return ctx.call(_mel_weight_matrix, *(ctx.x(i) for i in range(5)), dtype)
+    return ctx.call(_mel_weight_matrix, *(ctx.host(i) for i in range(5)), dtype)

@@ -1,0 +1,199 @@
+"""Detector-shaped graphs: the bugs real detection exports hit, and models whose shapes depend on values.
+
+Each model is built with onnx.helper and checked against onnxruntime. The value-dependent ones
+(NonZero, NonMaxSuppression) run as jitted parts with the value-dependent nodes in between
+(workbench/onnx_to_jax/segments.py); the tests check the results, the parts and that each part
+compiles once (a second call with the same shapes traces nothing).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import workbench as wb
+from tests.support.harness import run_onnx
+from workbench.onnx_to_jax.api import generate_module
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def _model(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=OPSET, ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _value(name, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _outputs(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _assert_matches(model, inputs, *, rtol=1e-5, atol=1e-6, jit=False):
+    expected = run_onnx(model, inputs)
+    forward, params = wb.to_jax(model)
+    call = jax.jit(forward) if jit else forward
+    got = _outputs(call(params, *inputs))
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got):
+        assert np.shape(have) == want.shape
+        np.testing.assert_allclose(np.asarray(have), want, rtol=rtol, atol=atol)
+
+
+def test_split_with_one_output_binds_the_array_not_the_tuple():
+    # torch's legacy exporter writes Split(images, split=[1]) -> Squeeze for a batch of one image
+    nodes = [
+        helper.make_node("Split", ["x", "sizes"], ["part"], axis=0),
+        helper.make_node("Squeeze", ["part", "axis0"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "sizes"),
+             numpy_helper.from_array(np.array([0], np.int64), "axis0")]
+    model = _model(nodes, [_value("x", [1, 3, 4])], [_value("y", [3, 4])], inits)
+    x = np.random.default_rng(0).standard_normal((1, 3, 4)).astype(np.float32)
+    _assert_matches(model, [x], jit=True)
+
+
+def test_resize_sizes_computed_through_reciprocal_stay_static_under_jit():
+    # sizes = floor(shape[2:] * (1 / 0.5)): Reciprocal of a constant must fold like the rest
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "two", "four"], ["hw"]),
+        helper.make_node("Cast", ["hw"], ["hw_f"], to=TensorProto.FLOAT),
+        helper.make_node("Reciprocal", ["half"], ["factor"]),
+        helper.make_node("Mul", ["hw_f", "factor"], ["scaled"]),
+        helper.make_node("Floor", ["scaled"], ["floored"]),
+        helper.make_node("Cast", ["floored"], ["hw_out"], to=TensorProto.INT64),
+        helper.make_node("Concat", ["nc", "hw_out"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear"),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([2], np.int64), "two"),
+        numpy_helper.from_array(np.array([4], np.int64), "four"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "nc"),
+    ]
+    half = helper.make_node("Constant", [], ["half"], value=numpy_helper.from_array(np.array([0.5], np.float32)))
+    model = _model([half, *nodes], [_value("x", [1, 2, 5, 6])], [_value("y", [1, 2, 10, 12])], inits)
+    generated = generate_module(model)
+    assert generated.value_dependent_nodes == ()
+    x = np.random.default_rng(1).standard_normal((1, 2, 5, 6)).astype(np.float32)
+    _assert_matches(model, [x], jit=True)
+
+
+def _roi_align_model(sampling_ratio: int) -> onnx.ModelProto:
+    node = helper.make_node("RoiAlign", ["x", "rois", "batch"], ["y"], output_height=2, output_width=3,
+                            sampling_ratio=sampling_ratio, spatial_scale=0.5)
+    return _model([node], [_value("x", [1, 4, 8, 8]), _value("rois", ["R", 4]),
+                           _value("batch", ["R"], TensorProto.INT64)], [_value("y", ["R", 4, 2, 3])])
+
+
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_roi_align_with_no_rois_gives_an_empty_result(sampling_ratio):
+    x = np.random.default_rng(2).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    rois = np.zeros((0, 4), np.float32)
+    batch = np.zeros((0,), np.int64)
+    _assert_matches(_roi_align_model(sampling_ratio), [x, rois, batch])
+
+
+def test_roi_align_with_rois_matches_onnxruntime():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)
+    corners = np.sort(rng.uniform(0, 15, (5, 2, 2)), axis=1).reshape(5, 4)[:, [0, 2, 1, 3]].astype(np.float32)
+    _assert_matches(_roi_align_model(2), [x, corners, np.zeros((5,), np.int64)], rtol=1e-4, atol=1e-5)
+
+
+def _detector_tail() -> onnx.ModelProto:
+    """Score threshold -> NonZero -> gather the boxes -> NonMaxSuppression -> gather the kept boxes."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["features"]),  # [1, 5, 6, 6]: 4 box coordinates + 1 score
+        helper.make_node("Reshape", ["features", "flat_shape"], ["flat"]),  # [5, 36]
+        helper.make_node("Transpose", ["flat"], ["rows"], perm=[1, 0]),  # [36, 5]
+        helper.make_node("Gather", ["rows", "score_index"], ["scores"], axis=1),  # [36]
+        helper.make_node("Slice", ["rows", "zero", "four", "one"], ["coords"]),  # [36, 4]
+        helper.make_node("Greater", ["scores", "threshold"], ["mask"]),
+        helper.make_node("NonZero", ["mask"], ["where"]),  # [1, K]
+        helper.make_node("Squeeze", ["where", "zero"], ["kept"]),
+        helper.make_node("Gather", ["coords", "kept"], ["boxes"], axis=0),  # [K, 4]
+        helper.make_node("Gather", ["scores", "kept"], ["kept_scores"], axis=0),
+        helper.make_node("Unsqueeze", ["boxes", "zero"], ["batch_boxes"]),
+        helper.make_node("Unsqueeze", ["kept_scores", "zero_one"], ["batch_scores"]),
+        helper.make_node("NonMaxSuppression", ["batch_boxes", "batch_scores", "max_out", "iou"], ["selected"]),
+        helper.make_node("Gather", ["selected", "two"], ["box_ids"], axis=1),
+        helper.make_node("Gather", ["boxes", "box_ids"], ["final_boxes"], axis=0),
+        helper.make_node("Sigmoid", ["final_boxes"], ["y"]),
+    ]
+    rng = np.random.default_rng(4)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((5, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([5, 36], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array(4, np.int64), "score_index"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+        numpy_helper.from_array(np.array([0, 1], np.int64), "zero_one"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([4], np.int64), "four"),
+        numpy_helper.from_array(np.array(2, np.int64), "two"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "threshold"),
+        numpy_helper.from_array(np.array([10], np.int64), "max_out"),
+        numpy_helper.from_array(np.array([0.3], np.float32), "iou"),
+    ]
+    return _model(nodes, [_value("x", [1, 3, 8, 8])], [_value("y", ["K", 4])], inits)
+
+
+def test_value_dependent_model_runs_as_jitted_parts_and_matches_onnxruntime():
+    model = _detector_tail()
+    generated = generate_module(model)
+    assert generated.value_dependent_nodes == ("NonZero", "NonMaxSuppression")
+    assert "_segment(" in generated.source and "def forward_part_1(params" in generated.source
+    compile(generated.source, "<check>", "exec")
+    rng = np.random.default_rng(5)
+    for seed in range(3):  # different inputs select different numbers of boxes
+        x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32) * (seed + 1)
+        expected = run_onnx(model, [x])[0]
+        got = generated.forward(generated.params, x)
+        assert got.shape == expected.shape and expected.shape[0] > 0
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_value_dependent_parts_compile_once_per_shape():
+    model = _detector_tail()
+    forward, params = wb.to_jax(model)
+    x = np.random.default_rng(6).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    forward(params, x)
+    traced = []
+    with jax.log_compiles(True):
+        import logging
+
+        class Collect(logging.Handler):
+            def emit(self, record):
+                traced.append(record.getMessage())
+
+        handler = Collect()
+        logger = logging.getLogger("jax")
+        logger.addHandler(handler)
+        try:
+            forward(params, x)
+        finally:
+            logger.removeHandler(handler)
+    assert not [m for m in traced if "Compiling" in m], traced
+
+
+def test_whole_function_jit_names_the_value_dependent_node():
+    forward, params = wb.to_jax(_detector_tail())
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    with pytest.raises(jax.errors.ConcretizationTypeError):
+        jax.jit(forward)(params, x)
+
+
+def test_backend_runs_value_dependent_models_without_a_whole_jit():
+    from workbench.onnx_to_jax.backend import Backend
+
+    rep = Backend.prepare(_detector_tail())
+    assert rep.jit is False
+    x = np.random.default_rng(7).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(rep.run([x])[0], run_onnx(_detector_tail(), [x])[0], rtol=1e-5, atol=1e-6)

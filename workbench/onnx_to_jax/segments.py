@@ -1,0 +1,175 @@
+"""Models whose shapes depend on values: jitted parts between host steps.
+
+A detection model reads values to decide shapes (``NonZero`` of a score mask,
+``NonMaxSuppression``, a ``Reshape`` whose target comes from a count...).
+``jax.jit`` cannot trace such a node, and running the whole model op by op
+instead means one XLA compilation per operation on the first call (tens of
+seconds for a detector where onnxruntime needs a fraction of one). So when a
+model has such nodes ("barriers"), the generator groups the nodes between
+them into module-level functions ``<forward>_part_N(params, *values)``, and
+``forward`` calls each through the runtime helper ``_segment``: compiled once
+by ``jax.jit`` per input shapes, while the barriers run in between on
+concrete arrays (on the host, with numpy, where that is faster).
+
+What a part receives: the values it reads that an earlier part or barrier
+made, as traced arguments; values known while tracing (shapes, shape
+arithmetic: the generator's ``concrete`` set) as static arguments, so they
+stay concrete inside; small literals are written again inside the part. It
+returns what later nodes or the graph outputs read.
+
+Under an outer transformation (``jax.jit``, ``jax.grad``, ``jax.vmap``)
+``_segment`` calls the part inline, so the generated function composes as
+before (and ``jax.jit(forward)`` still fails at the first barrier, naming it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import onnx
+
+from workbench.onnx_to_jax.literals import literal
+from workbench.onnx_to_jax.names import sanitize
+from workbench.onnx_to_jax.writer import SourceWriter
+
+if TYPE_CHECKING:
+    from workbench.onnx_to_jax.generator import GraphEmitter
+
+
+@dataclass
+class NodeCode:
+    """The code one top-level node emitted, with what it reads and whether it must run unjitted."""
+
+    node: onnx.NodeProto
+    code: SourceWriter
+    reads: tuple[str, ...]  # ONNX names: present inputs and the free names of its subgraphs
+    barrier: bool
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return tuple(name for name in self.node.output if name)
+
+
+@dataclass
+class _Group:
+    barrier: bool
+    items: list[NodeCode] = field(default_factory=list)
+
+
+class SegmentAssembler:
+    """Turns the per-node code of the top-level graph into parts and the body of ``forward``."""
+
+    def __init__(self, graph: "GraphEmitter", function_name: str):
+        self.graph = graph
+        self.function_name = function_name
+
+    # ---- what kind of value a name is -----------------------------------------------------
+    def _identifier(self, name: str) -> str | None:
+        """The identifier bound to ``name``, or None for expressions such as ``params['w']``."""
+        expr = self.graph.scope.lookup(name)
+        return expr if expr is not None and expr.isidentifier() else None
+
+    def _is_literal(self, name: str) -> bool:
+        return name in self.graph.static and name in self.graph.concrete
+
+    def _literal_line(self, name: str) -> str:
+        return f"{self._identifier(name)} = {literal(self.graph.static[name])}"
+
+    def _is_literal_node(self, item: NodeCode) -> bool:
+        return bool(item.writes) and all(self._is_literal(n) for n in item.writes)
+
+    def _is_trace_constant(self, item: NodeCode) -> bool:
+        return all(n in self.graph.concrete for n in item.writes)
+
+    # ---- assembly -------------------------------------------------------------------------
+    def _groups(self, items: list[NodeCode]) -> list[_Group]:
+        groups: list[_Group] = []
+        for item in items:
+            if self._is_literal_node(item):
+                continue  # written again wherever it is read
+            if not groups or groups[-1].barrier or item.barrier:
+                groups.append(_Group(item.barrier))
+            groups[-1].items.append(item)
+        # a run of shape arithmetic alone gains nothing from jax.jit: it stays in forward's body
+        for group in groups:
+            if not group.barrier and all(self._is_trace_constant(i) for i in group.items):
+                group.barrier = True
+        return groups
+
+    def assemble(self, items: list[NodeCode], outputs: list[str], parts: SourceWriter, body: SourceWriter) -> int:
+        """Write the part functions into ``parts`` and forward's body (up to the return) into ``body``.
+
+        Returns the number of parts.
+        """
+        groups = self._groups(items)
+        # for every group, the names read by later groups or by the graph outputs
+        read_later: list[set[str]] = [set() for _ in groups]
+        pending = set(outputs)
+        for k in range(len(groups) - 1, -1, -1):
+            read_later[k] = set(pending)
+            for item in groups[k].items:
+                pending.update(item.reads)
+        top_reads = set(outputs).union(*(item.reads for group in groups if group.barrier for item in group.items))
+        for name in sorted(top_reads):
+            if self._is_literal(name) and self._identifier(name) is not None:
+                body.line(self._literal_line(name))
+        n_parts = 0
+        for k, group in enumerate(groups):
+            if group.barrier:
+                for item in group.items:
+                    body.extend(item.code)
+                continue
+            n_parts += 1
+            self._write_part(group, read_later[k], n_parts, parts, body)
+        return n_parts
+
+    def _write_part(self, group: _Group, needed_after: set[str], number: int, parts: SourceWriter,
+                    body: SourceWriter) -> None:
+        defined: set[str] = set()
+        reads: list[str] = []
+        for item in group.items:
+            for name in item.reads:
+                if name not in defined and name not in reads:
+                    reads.append(name)
+            defined.update(item.writes)
+        literals, dynamic, static = [], [], []
+        for name in reads:
+            ident = self._identifier(name)
+            if ident is None:
+                continue  # params['...'] entries: the part receives params
+            if self._is_literal(name):
+                literals.append(name)
+            elif name in self.graph.concrete:
+                static.append(ident)
+            else:
+                dynamic.append(ident)
+        returned = [self._identifier(n) for item in group.items for n in item.writes if n in needed_after]
+        returned = [r for r in returned if r is not None]
+        fn_name = self.graph.scope.fresh(f"_{self.function_name}_part_{number}")
+        first = group.items[0].node
+        last = group.items[-1].node
+        parts.line("")
+        parts.line("")
+        with parts.block(f"def {fn_name}({', '.join(['params', *dynamic, *static])}):"):
+            parts.line(f'"""Nodes {_label(first)} to {_label(last)}: {len(group.items)} node(s), jitted as one part."""')
+            for name in literals:
+                parts.line(self._literal_line(name))
+            for item in group.items:
+                parts.extend(item.code)
+            parts.line(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
+        from workbench.onnx_to_jax.emitters.common import _segment
+
+        call = f"{self.graph.use_helper(_segment)}({fn_name}, params, {_tuple(dynamic)}, {_tuple(static)})"
+        if returned:
+            body.line(f"{', '.join(returned)}, = {call}" if len(returned) == 1 else f"{', '.join(returned)} = {call}")
+        else:
+            body.line(call)
+
+
+def _tuple(names: list[str]) -> str:
+    return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return sanitize(node.name or node.op_type)  # model text reaches code only sanitized
