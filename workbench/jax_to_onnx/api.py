@@ -328,20 +328,23 @@ def to_onnx(
             raise SpecError("enable_double_precision: an Exported's types were fixed when it was exported.")
         with _collector_paused():
             model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names, output_names=output_names)
-        if path is not None:
-            save_model(model, path, external_data_threshold=external_data_threshold)
-        return model
-    if inputs is None:
-        raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
-    conversion = convert(
-        fn,
-        inputs,
-        opset=opset,
-        input_names=input_names,
-        output_names=output_names,
-        enable_double_precision=enable_double_precision,
-    )
+    else:
+        if inputs is None:
+            raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
+        model = convert(
+            fn,
+            inputs,
+            opset=opset,
+            input_names=input_names,
+            output_names=output_names,
+            enable_double_precision=enable_double_precision,
+        ).model
     if path is not None:
-        policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
-        write_model(conversion.model, path, external_data=policy)
-    return conversion.model
+        write_model_to(model, path, external_data_threshold)
+    return model
+
+
+def write_model_to(model: onnx.ModelProto, path: str | os.PathLike[str], external_data_threshold: int | None) -> None:
+    """Write ``model`` atomically; tensors of at least ``external_data_threshold`` bytes to ``<path>.data``."""
+    policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
+    write_model(model, path, external_data=policy)

@@ -17,7 +17,7 @@ import jax
 import onnx
 
 from workbench.errors import GraphIRError
-from workbench.jax_to_onnx.api import _resolve_opset, build_model, program_of
+from workbench.jax_to_onnx.api import _resolve_opset, build_model, program_of, write_model_to
 from workbench.jax_to_onnx.graph_ir.decode import ExternalReader, decode_program
 from workbench.jax_to_onnx.graph_ir.encode import FORMAT, encode_program
 from workbench.jax_to_onnx.graph_ir.schema import validate_graph_ir
@@ -28,7 +28,7 @@ from workbench.jax_to_onnx.graph_ir.storage import (
     save_document,
 )
 from workbench.jax_to_onnx.graph_ir.values import encode_array
-from workbench.jax_to_onnx.save import DEFAULT_EXTERNAL_DATA_THRESHOLD, save_model
+from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
 from workbench.jax_to_onnx.tracing import Traced, trace
 
 GraphIRSource = dict[str, Any] | str | bytes | os.PathLike[str]
@@ -140,7 +140,7 @@ def graph_ir_to_onnx(
     opset: int | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
-    external_data_threshold: int | None = DEFAULT_EXTERNAL_DATA_THRESHOLD,
+    external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
 ) -> onnx.ModelProto:
     """Convert a Graph IR (dict, JSON text/bytes, or a .json path) to ONNX with the same handlers as ``to_onnx``.
 
@@ -170,7 +170,7 @@ def graph_ir_to_onnx(
         )
     model, _, _ = build_model(program, opset=target_opset)
     if path is not None:
-        save_model(model, path, external_data_threshold=external_data_threshold)
+        write_model_to(model, path, external_data_threshold)
     return model
 
 
