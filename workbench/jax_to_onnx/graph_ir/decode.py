@@ -140,7 +140,11 @@ class Decoder:
                 self.locations[id(eqn)] = location
             eqns.append(eqn)
         outvars = [use(a, f"{where}.outvars[{i}]") for i, a in enumerate(graph["outvars"])]
-        return jex_core.Jaxpr(constvars, invars, outvars, eqns)
+        debug_info = jex_core.DebugInfo(
+            "workbench Graph IR", f"{self.document['name']} ({where})",
+            tuple(e["name"] for e in graph["invars"]), tuple(f"outvars[{i}]" for i in range(len(outvars))),
+        )
+        return jex_core.Jaxpr(constvars, invars, outvars, eqns, debug_info=debug_info)
 
 
 def _location(source: dict[str, Any] | None) -> SourceLocation | None:

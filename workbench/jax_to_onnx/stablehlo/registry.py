@@ -29,6 +29,7 @@ OP_MODULES: tuple[str, ...] = (
     "workbench.jax_to_onnx.stablehlo.ops.shape",
     "workbench.jax_to_onnx.stablehlo.ops.index",
     "workbench.jax_to_onnx.stablehlo.ops.linalg",
+    "workbench.jax_to_onnx.stablehlo.ops.lapack",
     "workbench.jax_to_onnx.stablehlo.ops.reduce",
     "workbench.jax_to_onnx.stablehlo.ops.control",
 )
@@ -132,7 +133,7 @@ def converter(
                     onnx_ops=tuple(onnx_ops),
                     via=via,
                     family=family,
-                    doc=SPEC.format(anchor) if name.startswith("stablehlo.") else (spec or ""),
+                    doc=spec if spec and spec.startswith("https://") else SPEC.format(anchor),
                     module=(rule.func if isinstance(rule, functools.partial) else rule).__module__,
                     check=check,
                     fold=fold,
