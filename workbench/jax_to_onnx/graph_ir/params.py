@@ -151,7 +151,7 @@ def _encode(value: Any, encoder: ParamEncoder) -> Any:
     for impl_name, impl in PRNG_IMPLS.items():
         if value is impl:
             return {"$prng_impl": impl_name}
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
+    if isinstance(value, tuple) and type(value) is not tuple:  # a NamedTuple
         type_name = type(value).__name__
         if RECORDS.get(type_name) is not type(value):
             raise UnencodableParam(f"record {type(value).__module__}.{type_name}")

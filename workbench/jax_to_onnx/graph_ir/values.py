@@ -35,12 +35,11 @@ DTYPES: dict[str, np.dtype] = {
 }
 DTYPES.update(
     {
-        name: np.dtype(getattr(ml_dtypes, name))
-        for name in (
-            "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
-            "int4", "uint4", "float4_e2m1fn",
+        np.dtype(dtype).name: np.dtype(dtype)
+        for dtype in (
+            ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2,
+            ml_dtypes.float8_e5m2fnuz, ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.float4_e2m1fn,
         )
-        if hasattr(ml_dtypes, name)
     }
 )
 _NAMES: dict[np.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
