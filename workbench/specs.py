@@ -123,7 +123,7 @@ def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
             raise SpecError(f"{where}: cannot parse shape {tuple(shape)!r} as symbolic dimensions: {error}") from error
         for dim in dims:
             if not isinstance(dim, int):
-                for symbol in sorted(dim._get_vars()):  # noqa: SLF001 - jax has no public accessor
+                for symbol in sorted(dim.get_vars()):
                     symbols[symbol] = None
         return jax.ShapeDtypeStruct(dims, np_dtype)
 

@@ -27,7 +27,7 @@ def test_docs_table_is_generated_from_the_registries(tmp_path) -> None:
     out = tmp_path / "table.md"
     assert main(["coverage", "--by", "subject", "--format", "markdown", "-o", str(out)]) == 0
     generated = out.read_text(encoding="utf-8")
-    assert len(generated.splitlines()) == 2 + len({i.primitive for i in REGISTRY.all()}) + len(
+    assert len(generated.splitlines()) == 2 + len({i.subject for i in REGISTRY.all()}) + len(
         {e.subject for e in cov.catalogue() if not e.key.startswith("jax:")}
     )
     assert DOCS_TABLE.read_text(encoding="utf-8") == generated, f"docs/coverage_table.md is stale; run: {REGENERATE}"

@@ -11,29 +11,33 @@ import pytest
 
 import workbench as wb
 from tests.support.harness import assert_graph_quality, assert_matches_jax, concrete_inputs
+from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.lowering import iter_eqns
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.tracing import trace
 
 HANDLERS = REGISTRY.all()
 CASES = [
-    pytest.param(info, case, id=f"{info.primitive}::{case.name}")
+    pytest.param(info, case, id=f"{info.subject}::{case.name}")
     for info in HANDLERS
     for case in info.testcases
 ]
 _seen_cases: set[int] = set()
 
 
-@pytest.mark.parametrize("info", HANDLERS, ids=[h.primitive for h in HANDLERS])
+@pytest.mark.parametrize("info", HANDLERS, ids=[h.subject for h in HANDLERS])
 def test_handler_has_testcase_exercising_it(info):
-    assert info.testcases, f"handler for {info.primitive!r} ({info.module}) declares no testcase"
+    assert info.testcases, f"handler for {info.subject!r} ({info.module}) declares no testcase"
     found = False
     for case in info.testcases:
         traced = trace(case.fn, case.inputs, enable_double_precision=case.x64)
-        if any(eqn.primitive.name == info.primitive for eqn in iter_eqns(traced.closed_jaxpr.jaxpr)):
+        if any(
+            eqn.primitive.name == info.primitive and touches_complex(eqn) == info.complex_numbers
+            for eqn in iter_eqns(traced.closed_jaxpr.jaxpr)
+        ):
             found = True
             break
-    assert found, f"no testcase of {info.primitive!r} produces that primitive in its jaxpr"
+    assert found, f"no testcase of {info.subject!r} produces that primitive (on those operands) in its jaxpr"
 
 
 @pytest.mark.parametrize("info, case", CASES)

@@ -10,6 +10,8 @@ import jax
 import numpy as np
 import onnx
 
+from workbench.jax_to_onnx.complex_numbers import to_pairs
+
 DEFAULT_SYMBOL_SIZE = 3
 
 
@@ -42,6 +44,8 @@ def concrete_inputs(
         else:
             raise TypeError(f"cannot make data for spec {spec!r}")
         concrete = tuple(dim(d) for d in shape)
+        if np.issubdtype(dtype, np.complexfloating):
+            return (rng.standard_normal(concrete) + 1j * rng.standard_normal(concrete)).astype(dtype)
         if dtype == np.dtype(bool):
             return rng.integers(0, 2, concrete).astype(bool)
         if np.issubdtype(dtype, np.integer):
@@ -70,8 +74,9 @@ def assert_matches_jax(
     rtol: float = 1e-5,
     atol: float = 1e-5,
 ) -> None:
-    expected = [np.asarray(x) for x in jax.tree_util.tree_leaves(fn(*args))]
-    flat_args = [np.asarray(x) for x in jax.tree_util.tree_leaves(list(args))]
+    # complex values as the exported model carries them: a trailing (real, imag) axis
+    expected = [to_pairs(x) for x in jax.tree_util.tree_leaves(fn(*args))]
+    flat_args = [to_pairs(x) for x in jax.tree_util.tree_leaves(list(args))]
     got = run_onnx(model, flat_args)
     assert len(got) == len(expected), f"{len(got)} ONNX outputs vs {len(expected)} JAX outputs"
     for index, (g, e) in enumerate(zip(got, expected, strict=True)):

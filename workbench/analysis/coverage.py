@@ -177,10 +177,10 @@ def _handler_entries() -> Iterator[CoverageEntry]:
     for info in REGISTRY.all():
         for case in info.testcases:
             yield CoverageEntry(
-                key=f"jax:{info.primitive}::{case.name}",
+                key=f"jax:{info.subject}::{case.name}",
                 area=api_area(case.fn),
                 direction="JAX → ONNX",
-                subject=info.primitive,
+                subject=info.subject,
                 testcase=case.name,
                 onnx_ops=info.onnx_ops,
                 doc=info.doc,
@@ -224,6 +224,13 @@ def _zoo_entries() -> Iterator[CoverageEntry]:
         )
 
 
+def _operator_doc(domain: str, op: str) -> str:
+    """The operator's documentation page: onnx.ai for the ONNX domains, onnxruntime's for com.microsoft."""
+    if domain == "com.microsoft":
+        return f"https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft.{op}"
+    return f"https://onnx.ai/onnx/operators/onnx_{domain.replace('.', '')}_{op}.html"
+
+
 def _emitter_entries() -> Iterator[CoverageEntry]:
     from workbench.onnx_to_jax import node_suite
     from workbench.onnx_to_jax.registry import registered
@@ -256,7 +263,7 @@ def _emitter_entries() -> Iterator[CoverageEntry]:
             subject=op if not domain else f"{domain}::{op}",
             testcase="ONNX node suite",
             onnx_ops=(op,),
-            doc=f"https://onnx.ai/onnx/operators/onnx__{op}.html",
+            doc=_operator_doc(domain, op),
             module=f"opsets {', '.join(map(str, versions))}",
             run=runner(op),
             graph=lambda op=op: first_case_model(op),

@@ -17,9 +17,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax._src import core as jax_core  # Literal has no public alias in jax.extend yet
 from jax.extend import core as jex_core
 
+from workbench.compat import evaluate_dim
 from workbench.errors import SpecError
 
 # sizes a symbolic dimension takes in successive samples (offset per symbol so two symbols differ)
@@ -67,7 +67,7 @@ def index_bounds(closed_jaxpr: Any, first_user_input: int) -> dict[int, int]:
 def _sources(derived: dict[Any, set[int]], atoms: Sequence[Any]) -> set[int]:
     found: set[int] = set()
     for atom in atoms:
-        if not isinstance(atom, jax_core.Literal):
+        if not isinstance(atom, jex_core.Literal):
             found |= derived.get(atom, set())
     return found
 
@@ -143,7 +143,7 @@ def symbol_sizes(plans: Sequence[InputPlan], sample: int, overrides: Mapping[str
         for dim in plan.shape:
             if isinstance(dim, int):
                 continue
-            for symbol in sorted(dim._get_vars()):  # noqa: SLF001 - jax has no public accessor
+            for symbol in sorted(dim.get_vars()):
                 if symbol not in sizes:
                     default = SYMBOL_SIZES[(sample + len(sizes)) % len(SYMBOL_SIZES)]
                     sizes[symbol] = int(overrides.get(symbol, default))
@@ -152,7 +152,7 @@ def symbol_sizes(plans: Sequence[InputPlan], sample: int, overrides: Mapping[str
 
 def concrete_shape(shape: Sequence[Any], sizes: Mapping[str, int]) -> tuple[int, ...]:
     """Evaluate a shape whose dims may be JAX symbolic expressions (``B``, ``2*T``)."""
-    return tuple(int(d) if isinstance(d, int) else int(d._evaluate(dict(sizes))) for d in shape)  # noqa: SLF001
+    return tuple(int(d) if isinstance(d, int) else int(evaluate_dim(d, sizes)) for d in shape)
 
 
 def make_sample(plans: Sequence[InputPlan], sizes: Mapping[str, int], rng: np.random.Generator) -> list[np.ndarray]:

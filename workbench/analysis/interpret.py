@@ -19,11 +19,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax._src import (
-    core as jax_core,  # DropVar and Literal have no public alias in jax.extend yet
-)
 from jax.extend import core as jex_core
 
+from workbench.compat import evaluate_dim
 from workbench.errors import WorkbenchError
 from workbench.jax_to_onnx.lowering import sub_jaxprs
 from workbench.jax_to_onnx.source import eqn_location
@@ -46,7 +44,7 @@ def symbol_env(jaxpr: Any, args: Sequence[Any]) -> dict[str, int]:
 
 def _concrete(value: Any, env: Mapping[str, int]) -> Any:
     if jax.export.is_symbolic_dim(value):
-        return int(value._evaluate(dict(env)))  # noqa: SLF001 - JAX's own evaluator of dimension expressions
+        return int(evaluate_dim(value, env))
     if isinstance(value, tuple) and not hasattr(type(value), "_fields"):
         return tuple(_concrete(v, env) for v in value)
     if isinstance(value, list):
@@ -86,7 +84,7 @@ def record_values(closed_jaxpr: Any, args: Sequence[Any]) -> dict[ValueKey, Any]
         local: dict[Any, Any] = {}
 
         def read(atom: Any) -> Any:
-            return atom.val if isinstance(atom, jax_core.Literal) else local[atom]
+            return atom.val if isinstance(atom, jex_core.Literal) else local[atom]
 
         local.update(zip(jaxpr.constvars, consts, strict=True))
         local.update(zip(jaxpr.invars, inputs, strict=True))
@@ -113,7 +111,7 @@ def record_values(closed_jaxpr: Any, args: Sequence[Any]) -> dict[ValueKey, Any]
                     f"evaluating {eqn.primitive.name}{where} in JAX failed: {type(error).__name__}: {error}"
                 ) from error
             for var, out in zip(eqn.outvars, outs, strict=True):
-                if isinstance(var, jax_core.DropVar):
+                if isinstance(var, jex_core.DropVar):
                     continue
                 local[var] = out
                 values[(path, var)] = out
@@ -121,7 +119,7 @@ def record_values(closed_jaxpr: Any, args: Sequence[Any]) -> dict[ValueKey, Any]
 
     outputs = run(closed_jaxpr.jaxpr, closed_jaxpr.consts, list(args), ())
     for var, out in zip(closed_jaxpr.jaxpr.outvars, outputs, strict=True):
-        if not isinstance(var, jax_core.Literal):
+        if not isinstance(var, jex_core.Literal):
             values.setdefault(((), var), out)
     return values
 

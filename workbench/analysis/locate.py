@@ -25,6 +25,7 @@ import onnx
 from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
+from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.analysis.interpret import CALL_BODIES, record_values
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
@@ -220,7 +221,8 @@ def locate_on_subject(
     exposed = _expose(proto, matched)
     session = open_session(exposed, label=subject.loaded.label, optimize=optimize)
     output_names = [o.name for o in exposed.graph.output]
-    got = session.run(dict(zip(subject.input_names, flat_inputs, strict=True)), output_names)
+    feeds = {name: to_pairs(x) for name, x in zip(subject.input_names, flat_inputs, strict=True)}  # complex as pairs
+    got = session.run(feeds, output_names)
     onnx_values = dict(zip(output_names, got, strict=True))
     timings["onnxruntime"] = time.perf_counter() - step
 
@@ -311,7 +313,7 @@ def _analyse(
             key = origin_vars.get(output)
             if key is None or key not in values or output not in onnx_values:
                 continue
-            jax_value = np.asarray(values[key])
+            jax_value = to_pairs(values[key])  # complex values as the model carries them
             onnx_value = onnx_values[output]
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             use_rtol = default_rtol if rtol is None else rtol

@@ -20,6 +20,7 @@ import onnx
 
 from workbench.analysis.compare import Comparison, compare_arrays, default_tolerances
 from workbench.analysis.subject import Subject, prepare
+from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.onnx_io import open_session
 
 
@@ -174,7 +175,7 @@ def parity(
     all_sizes: list[dict[str, int]] = []
     for index, (flat_inputs, chosen_sizes) in enumerate(subject.samples(samples, seed, sizes)):
         expected = subject.run_jax(flat_inputs, chosen_sizes)
-        got = session.run(dict(zip(input_names, flat_inputs, strict=True)))
+        got = session.run({name: to_pairs(x) for name, x in zip(input_names, flat_inputs, strict=True)})  # complex as pairs
         all_inputs.append(flat_inputs)
         all_sizes.append(chosen_sizes)
         for name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):

@@ -24,8 +24,9 @@ from workbench.analysis.inputs import (
     unflatten_args,
 )
 from workbench.errors import WorkbenchError
+from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.tracing import Traced, trace
-from workbench.onnx_io import LoadedModel, ValueDescription, describe_inputs, load_model
+from workbench.onnx_io import LoadedModel, ValueDescription, describe_inputs, load_model, real_inputs
 from workbench.specs import parse_input_specs
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
@@ -72,7 +73,8 @@ class Subject:
         with self.x64_context():
             try:
                 result = normalized.pure(normalized.params, *args)
-                return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(result)]
+                # as the model carries them: complex values as (real, imag) pairs
+                return [to_pairs(leaf) for leaf in jax.tree_util.tree_leaves(result)]
             except Exception as error:  # user code raises anything; we say with which inputs
                 shapes = [f"{a.dtype}{list(a.shape)}" for a in flat_inputs]
                 origin = "generated " if self.given is None else ""
@@ -96,7 +98,7 @@ def check_inputs_match(loaded: LoadedModel, flat_specs: Sequence[Any], fn_name: 
             f"{fn_name} takes {len(flat_specs)} flat input(s); is this the model exported from this function?"
         )
     for position, (value, spec) in enumerate(zip(graph_inputs, flat_specs, strict=True)):
-        if value.dtype != np.dtype(spec.dtype):
+        if value.dtype != real_dtype(spec.dtype):  # complex inputs are (real, imag) pairs in the model
             model_type = value.dtype if value.dtype is not None else value.type_name
             raise WorkbenchError(
                 f"model {loaded.label} input {position} {value.name!r} is {model_type} but "
@@ -104,7 +106,7 @@ def check_inputs_match(loaded: LoadedModel, flat_specs: Sequence[Any], fn_name: 
                 "(64-bit model inputs need enable_double_precision)."
             )
         rank = value.rank or 0
-        if rank != len(spec.shape):
+        if rank != len(storage_shape(tuple(spec.shape), spec.dtype)):
             raise WorkbenchError(
                 f"model {loaded.label} input {position} {value.name!r} has rank {rank} "
                 f"({_dims_text(value)}) but {fn_name} gets rank {len(spec.shape)} ({list(spec.shape)})."
@@ -114,14 +116,18 @@ def check_inputs_match(loaded: LoadedModel, flat_specs: Sequence[Any], fn_name: 
 def model_specs(loaded: LoadedModel) -> list[Any]:
     """Input specs (ShapeDtypeStruct with symbolic names) read from the model's graph inputs."""
     specs = []
-    for value in describe_inputs(loaded.proto.graph):
+    graph = loaded.proto.graph
+    for value, info in zip(describe_inputs(graph), real_inputs(graph), strict=True):
         dims = _dims_text(value)
         if "?" in dims or value.dtype is None:
             raise WorkbenchError(
                 f"model {loaded.label} input {value.name!r} has an unnamed dynamic dimension {dims} "
                 f"or no numeric type ({value.text()}); pass inputs= with concrete arrays."
             )
-        specs.append(jax.ShapeDtypeStruct(tuple(dims), value.dtype))
+        dtype = value.dtype
+        if info.doc_string.startswith(COMPLEX_DOC.split("{")[0]) and dims[-1:] == [2]:  # our complex convention
+            dims, dtype = dims[:-1], np.result_type(dtype, np.complex64)
+        specs.append(jax.ShapeDtypeStruct(tuple(dims), dtype))
     return specs
 
 

@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from workbench.errors import SourceLocation, SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
+from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
@@ -283,6 +284,8 @@ def _name_outputs(
             builder.state.origin_vars[name] = builder.state.origin_vars.pop(value.name)
         value.name = name
         builder.set_type(value, aval)
+        if is_complex(aval.dtype):
+            value.doc_string = COMPLEX_DOC.format(real=real_dtype(aval.dtype).name)
         final.append(value)
     return final
 

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from workbench.compat import evaluate_dim
 from workbench.errors import ConversionError, SourceLocation
+from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
 from workbench.jax_to_onnx.source import eqn_location
 
@@ -164,12 +166,15 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------ values
     def add_input(self, name: str, aval: Any) -> ir.Value:
+        """A graph input for ``aval`` (complex ones as real pairs, see complex_numbers.py)."""
         aval = physical_aval(aval)  # a PRNG key array is carried by its uint32 key data
         value = ir.Value(
             name=self.state.fresh(name),
-            type=ir.TensorType(onnx_dtype(aval.dtype)),
-            shape=ir_shape(aval.shape),
+            type=ir.TensorType(onnx_dtype(real_dtype(aval.dtype))),
+            shape=ir_shape(storage_shape(tuple(aval.shape), aval.dtype)),
         )
+        if is_complex(aval.dtype):
+            value.doc_string = COMPLEX_DOC.format(real=real_dtype(aval.dtype).name)
         self.inputs.append(value)
         self.register_dims(value, aval.shape)
         return value
@@ -184,9 +189,11 @@ class GraphBuilder:
                 self.dim_sources[text] = (value, axis)
 
     def set_type(self, value: ir.Value, aval: Any) -> None:
+        """Type ``value`` as ``aval`` is stored in the graph (complex as real pairs, see complex_numbers.py,
+        PRNG keys as their uint32 data, see keys.py)."""
         aval = physical_aval(aval)
-        value.type = tensor_type(np.dtype(aval.dtype))
-        value.shape = ir_shape(aval.shape)
+        value.type = tensor_type(real_dtype(aval.dtype))
+        value.shape = ir_shape(storage_shape(tuple(aval.shape), aval.dtype))
 
     # ------------------------------------------------------------------ nodes
     def op(
@@ -246,6 +253,7 @@ class GraphBuilder:
         np_array = np.asarray(array, dtype=dtype)
         if np_array.dtype == np.dtype("float64") and dtype is None and not isinstance(array, np.ndarray):
             np_array = np_array.astype(np.float32)
+        np_array = to_pairs(np_array)  # complex constants are stored as (real, imag) pairs
         small = np_array.size <= self.SMALL_CONSTANT_ELEMENTS
         if self.is_function or self._inside_function():
             key = _constant_key(np_array) if small else None
@@ -415,8 +423,8 @@ class _DimOperand:
 
 def _evaluate_dim_expression(builder: GraphBuilder, dim: Any) -> ir.Value:
     """Build a composite dimension such as ``H*W`` or ``2*B+1`` from its symbols' runtime values."""
-    env = {symbol: _DimOperand(builder, builder.dim_value(symbol)) for symbol in dim._get_vars()}  # noqa: SLF001
-    result = dim._evaluate(env)  # noqa: SLF001 - JAX's own evaluator of dimension expressions
+    env = {symbol: _DimOperand(builder, builder.dim_value(symbol)) for symbol in dim.get_vars()}
+    result = evaluate_dim(dim, env)
     if isinstance(result, _DimOperand):
         return result.value
     return builder.i64([int(result)])

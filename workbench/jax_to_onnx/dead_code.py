@@ -3,7 +3,7 @@
 Real programs compute values they never return: PRNG keys split for a Dropout that is off,
 ``nnx.Rngs`` counters, RNN cells that receive a key and ignore it, auxiliary outputs of a library
 call. Without this pass every primitive of that dead code would have to be supported (and its
-constants materialised) for the program to convert. JAX's own DCE (``pe.dce_jaxpr``) is used: it
+constants materialised) for the program to convert. JAX's own DCE (``dce_jaxpr_consts``, through :mod:`workbench.compat`) is used: it
 knows the primitives' rules (nested jit/cond/scan/custom_jvp bodies are pruned too) and keeps any
 equation with effects. The jaxpr's inputs (weights and user inputs) are always kept, so the
 inputs of the ONNX graph do not depend on what the function happens to read; unused constants go.
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from jax._src.interpreters import partial_eval as pe  # dce_jaxpr_consts has no public alias
 from jax.extend import core as jex_core
+
+from workbench.compat import dce_jaxpr_consts
 
 
 def prune_dead_code(closed_jaxpr: Any) -> Any:
@@ -22,7 +23,7 @@ def prune_dead_code(closed_jaxpr: Any) -> Any:
     jaxpr = closed_jaxpr.jaxpr
     if not jaxpr.eqns:
         return closed_jaxpr
-    pruned, used_consts, _ = pe.dce_jaxpr_consts(
+    pruned, used_consts, _ = dce_jaxpr_consts(
         jaxpr,
         used_outputs=[True] * len(jaxpr.outvars),
         instantiate=[False] * len(jaxpr.constvars) + [True] * len(jaxpr.invars),

@@ -178,7 +178,7 @@ def _param_key(value: Any) -> Any:
         return tuple(_param_key(v) for v in value)
     if isinstance(value, np.ndarray):
         return ("array", _consts_key([value]))
-    from jax._src import linear_util  # WrappedFun has no public alias
+    from jax.extend import linear_util
 
     opaque = isinstance(value, linear_util.WrappedFun) or type(value).__eq__ is object.__eq__
     if opaque or (callable(value) and not isinstance(value, type)):
@@ -205,14 +205,12 @@ def jaxpr_fingerprint(jaxpr: Any) -> tuple[Any, ...]:
     cached = _FINGERPRINTS.get(jaxpr)
     if cached is not None:
         return cached
-    from jax._src import (
-        core as jax_core,  # Literal has no public alias in jax.extend yet
-    )
+    from jax.extend import core as jex_core
 
     numbering: dict[Any, int] = {}
 
     def atom(value: Any) -> Any:
-        if isinstance(value, jax_core.Literal):
+        if isinstance(value, jex_core.Literal):
             return ("literal", repr(value.val), value.aval)
         return numbering.setdefault(value, len(numbering))
 

@@ -22,8 +22,8 @@ from typing import Any
 import jax
 import numpy as np
 import onnx_ir as ir
-from jax._src import core as jax_core  # physical_aval has no public alias
 
+from workbench import compat
 from workbench.errors import ConversionError
 
 
@@ -39,7 +39,7 @@ def is_key_dtype(dtype: Any) -> bool:
 def physical_aval(aval: Any) -> Any:
     """``aval`` itself, or for a key array the ShapedArray of its raw data (``uint32``, key shape appended)."""
     if is_extended_dtype(aval.dtype):
-        return jax_core.physical_aval(aval)
+        return compat.physical_aval(aval)
     return aval
 
 

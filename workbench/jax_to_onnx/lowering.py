@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 import onnx_ir as ir
-from jax._src import (
-    core as jax_core,  # DropVar and Literal have no public alias in jax.extend yet
-)
+import jax
 from jax.extend import core as jex_core
 
 from workbench.errors import (
@@ -27,6 +25,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
@@ -114,7 +113,7 @@ def _split_closed(closed_or_open: Any) -> tuple[Any, list[Any]]:
 
 
 def _read(builder: GraphBuilder, env: dict[Any, ir.Value], atom: Any) -> ir.Value:
-    if isinstance(atom, jax_core.Literal):
+    if isinstance(atom, jex_core.Literal):
         return builder.const(np.asarray(atom.val, dtype=atom.aval.dtype))
     try:
         return env[atom]
@@ -146,7 +145,7 @@ def lower_jaxpr(
 
 def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> None:
     name = eqn.primitive.name
-    info = REGISTRY.get(name)
+    info = REGISTRY.get(name, complex_numbers=touches_complex(eqn))
     if info is None or info.unsupported_reason is not None or info.min_opset > builder.state.opset:
         reason = unsupported_reason(eqn, builder.state.opset)
         if reason is not None:
@@ -165,7 +164,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         if involves_keys(eqn) and name not in KEY_NATIVE:
             # a structural primitive moving PRNG keys: lowered on the keys' uint32 data (see keys.py)
             inputs, params = physical_equation(ctx, inputs, params)
-            extra = [jax_core.ShapedArray((), ctx.avals_in[-1].dtype)] * (len(inputs) - len(ctx.avals_in))
+            extra = [jax.core.ShapedArray((), ctx.avals_in[-1].dtype)] * (len(inputs) - len(ctx.avals_in))
             ctx = LoweringContext(
                 builder=builder,
                 eqn=eqn,
@@ -190,7 +189,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
     location = builder.state.location(eqn)
     origin_location = str(location) if location else ""
     for var, value in zip(eqn.outvars, outputs, strict=True):
-        if isinstance(var, jax_core.DropVar):
+        if isinstance(var, jex_core.DropVar):
             continue
         if id(value) in new_outputs:
             builder.set_type(value, var.aval)
@@ -259,8 +258,15 @@ def find_unsupported(
 
 def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
     """None when ``eqn`` can be lowered; otherwise why not ("" for a primitive without a handler)."""
-    info = REGISTRY.get(eqn.primitive.name)
+    name = eqn.primitive.name
+    complex_values = touches_complex(eqn)
+    info = REGISTRY.get(name, complex_numbers=complex_values)
     if info is None:
+        if complex_values and REGISTRY.get(name) is not None:
+            return (
+                "its handler covers real numbers only, and this use reads or writes complex values (exported as "
+                "(real, imag) pairs, see complex_numbers.py); compute on the real and imaginary parts instead"
+            )
         return reason_without_handler(eqn)
     if opset is not None and opset < info.min_opset:
         return f"its handler needs opset >= {info.min_opset} (the export targets opset {opset})"

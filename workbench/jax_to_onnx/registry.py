@@ -46,6 +46,10 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.jax_to_onnx.handlers.total_order",
     "workbench.jax_to_onnx.handlers.transforms",
     "workbench.jax_to_onnx.handlers.equinox",
+    "workbench.jax_to_onnx.handlers.complex_ops",
+    "workbench.jax_to_onnx.handlers.fft",
+    "workbench.jax_to_onnx.handlers.special_functions",
+    "workbench.jax_to_onnx.handlers.custom_reduce",
 )
 
 
@@ -85,6 +89,15 @@ class HandlerInfo:
     min_opset: int = 13
     # equation → why this particular use cannot be exported ("" when it can); checked before lowering
     unsupported_reason: Callable[[Any], str] | None = None
+    # True for the handler of equations that read or write complex values, which the exported graph
+    # carries as real (real, imag) pairs (jax_to_onnx/complex_numbers.py); such an equation is only
+    # ever lowered by its primitive's complex handler
+    complex_numbers: bool = False
+
+    @property
+    def subject(self) -> str:
+        """The primitive, marked when this is its complex-number handler."""
+        return f"{self.primitive} (complex)" if self.complex_numbers else self.primitive
 
 
 class HandlerRegistry:
@@ -92,24 +105,26 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, HandlerInfo] = {}
+        self._complex_handlers: dict[str, HandlerInfo] = {}
         self._loaded = False
         self._lock = threading.RLock()
 
     def register(self, info: HandlerInfo, *, override: bool = False) -> None:
         if not info.primitive or not isinstance(info.primitive, str):
             raise ValueError(f"handler primitive name must be a non-empty string, got {info.primitive!r}")
+        table = self._complex_handlers if info.complex_numbers else self._handlers
         with self._lock:
-            existing = self._handlers.get(info.primitive)
+            existing = table.get(info.primitive)
             if existing is not None and not override:
                 raise ValueError(
-                    f"a handler for primitive {info.primitive!r} is already registered by {existing.module}; "
+                    f"a handler for {info.subject!r} is already registered by {existing.module}; "
                     "pass override=True to replace it."
                 )
-            self._handlers[info.primitive] = info
+            table[info.primitive] = info
 
-    def unregister(self, primitive: str) -> None:
+    def unregister(self, primitive: str, *, complex_numbers: bool = False) -> None:
         with self._lock:
-            self._handlers.pop(primitive, None)
+            (self._complex_handlers if complex_numbers else self._handlers).pop(primitive, None)
 
     def ensure_loaded(self) -> None:
         """Import the built-in handler modules and the entry-point plugins, once."""
@@ -129,13 +144,16 @@ class HandlerRegistry:
                         "Fix or uninstall the plugin."
                     ) from error
 
-    def get(self, primitive: str) -> HandlerInfo | None:
+    def get(self, primitive: str, *, complex_numbers: bool = False) -> HandlerInfo | None:
+        """The handler of ``primitive``; with ``complex_numbers``, the one for equations on complex values."""
         self.ensure_loaded()
-        return self._handlers.get(primitive)
+        return (self._complex_handlers if complex_numbers else self._handlers).get(primitive)
 
     def all(self) -> list[HandlerInfo]:
+        """Every handler, complex-number ones included (each primitive's real one first)."""
         self.ensure_loaded()
-        return sorted(self._handlers.values(), key=lambda info: info.primitive)
+        every = [*self._handlers.values(), *self._complex_handlers.values()]
+        return sorted(every, key=lambda info: (info.primitive, info.complex_numbers))
 
 
 REGISTRY = HandlerRegistry()
@@ -151,12 +169,15 @@ def handler(
     override: bool = False,
     min_opset: int = 13,
     unsupported_reason: Callable[[Any], str] | None = None,
+    complex_numbers: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``rule`` for one or more JAX primitive names.
 
     ``doc`` defaults to the jax.lax documentation of the primitive. ``min_opset`` is the lowest
     target opset the handler supports; ``unsupported_reason(eqn)`` returns why a particular
     equation cannot be exported (or ``""``), so it is reported with the unsupported primitives.
+    With ``complex_numbers`` the rule lowers the primitive's equations that touch complex values
+    (carried as real pairs, see complex_numbers.py).
     """
     names = (primitives,) if isinstance(primitives, str) else tuple(primitives)
 
@@ -173,6 +194,7 @@ def handler(
                     module=(rule.func if isinstance(rule, functools.partial) else rule).__module__,
                     min_opset=min_opset,
                     unsupported_reason=unsupported_reason,
+                    complex_numbers=complex_numbers,
                 ),
                 override=override,
             )

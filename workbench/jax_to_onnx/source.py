@@ -1,7 +1,7 @@
 """Source locations of jaxpr equations: the user's ``file:line`` for every primitive.
 
-JAX keeps a traceback per equation; ``source_info_util.user_frame`` skips JAX's
-own frames. That helper is internal, so it is wrapped here, in one place.
+JAX keeps a traceback per equation; its internal ``source_info_util`` tells JAX's own frames
+from user code and decodes a frame (reached through :mod:`workbench.compat`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import os
 import types
 from typing import Any
 
-from jax._src import source_info_util
-
+from workbench.compat import decode_frame, is_user_filename
 from workbench.errors import SourceLocation
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +24,7 @@ def _is_library_frame(file_name: str) -> bool:
 
 
 def _location(code: types.CodeType, lasti: int) -> SourceLocation:
-    frame = source_info_util.raw_frame_to_frame(code, lasti)
+    frame = decode_frame(code, lasti)
     return SourceLocation(frame.file_name, frame.start_line, frame.function_name)
 
 
@@ -44,7 +43,7 @@ def eqn_location(eqn: Any) -> SourceLocation | None:
     first = None
     for code, lasti in zip(codes, lastis):
         file_name = code.co_filename
-        if not source_info_util.is_user_filename(file_name):
+        if not is_user_filename(file_name):
             continue
         if first is None:
             first = (code, lasti)

@@ -29,6 +29,15 @@ def _untraceable_errors() -> tuple[type[BaseException], ...]:
             errors.TracerBoolConversionError, errors.NonConcreteBooleanIndexError)
 
 
+def _to_numpy(value: Any) -> Any:
+    """An output as numpy: a sequence (list) element by element, an empty optional stays None."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_to_numpy(v) for v in value]
+    return np.asarray(value)
+
+
 class BackendRep(_OnnxBackendRep):
     """A prepared model: the generated source, the compiled function and its params."""
 
@@ -65,7 +74,7 @@ class BackendRep(_OnnxBackendRep):
         with jax.enable_x64(True):  # ONNX's int64/float64 must not be truncated; scoped to this call
             result = self._call(list(inputs))
         outputs = result if isinstance(result, tuple) else (result,)
-        return tuple(np.asarray(o) for o in outputs)
+        return tuple(_to_numpy(o) for o in outputs)
 
 
 class Backend(_OnnxBackend):

@@ -98,6 +98,12 @@ class NodeContext:
             return None
         return self._graph.dtype_of(self.node.input[i])
 
+    def kind(self, i: int) -> str | None:
+        """The kind of input ``i`` (``"tensor"``, ``"sequence"``, ``"optional"``...), if known."""
+        if not self.has(i):
+            return None
+        return self._graph.kind_of(self.node.input[i])
+
     def out_dtype(self, i: int = 0) -> np.dtype | None:
         if not self.has_output(i):
             return None
@@ -124,6 +130,10 @@ class NodeContext:
         value = onnx_helper.get_attribute_value(proto)
         if isinstance(value, bytes):
             return value.decode("utf-8", errors="replace")
+        if isinstance(value, onnx.TensorProto) and value.data_type == onnx.TensorProto.STRING:
+            # string tensors (LabelEncoder keys...) as numpy arrays of str, for host-side code
+            texts = [v.decode("utf-8", errors="replace") for v in value.string_data]
+            return np.array(texts, dtype=object).reshape(tuple(value.dims))
         if isinstance(value, onnx.TensorProto):
             return self._graph.tensor_to_array(value)
         if isinstance(value, list) and value and isinstance(value[0], bytes):
@@ -187,6 +197,17 @@ class NodeContext:
         if not isinstance(graph, onnx.GraphProto):
             raise self.error(f"attribute {attr_name!r} is not a graph")
         return self._graph.emit_subgraph(graph, hint=f"{self.node.op_type}_{attr_name}")
+
+    def constant(self, value: np.ndarray, hint: str) -> str:
+        """A value the emitter computed now (tree tables, coefficients): a literal when small, else a
+        ``params`` entry named after the node's first output and ``hint``."""
+        from workbench.onnx_to_jax.generator import INLINE_MAX_ELEMENTS
+
+        if value.size <= INLINE_MAX_ELEMENTS:
+            return literal(value)
+        key = f"{self.node.output[0] or self.node.op_type}::{hint}"
+        self._graph.module.params[key] = value
+        return f"params[{literal(key)}]"
 
     def bind_constant(self, value: np.ndarray) -> str:
         """Make output 0 a value known at generation time; returns its expression (literal or params)."""

@@ -44,7 +44,7 @@ FOLDABLE = frozenset(
 )
 _X64 = {"float64", "int64", "uint64", "complex128"}
 # ops whose output is concrete at trace time (under jax.jit) whatever their input is
-SHAPE_OPS = frozenset({"Shape", "Size"})
+SHAPE_OPS = frozenset({"Shape", "Size", "SequenceLength", "OptionalHasElement"})
 
 
 class ModuleBuilder:
@@ -72,7 +72,7 @@ class ModuleBuilder:
     def _collect_types(self, graph: onnx.GraphProto) -> None:
         for info in [*graph.input, *graph.output, *graph.value_info]:
             value = describe_value(info)
-            if value.is_tensor:
+            if value.kind is not None:  # sequences and optionals too: SequenceMap asks for the kind
                 self.types[info.name] = value
         for init in graph.initializer:
             self.types[init.name] = describe_tensor(init)
@@ -126,9 +126,9 @@ class ModuleBuilder:
         self.check_supported(graph)
         real_inputs = describe_inputs(graph)
         for value in real_inputs:
-            if not value.is_tensor:
+            if value.kind not in ("tensor", "sequence", "optional"):
                 raise UnsupportedOnnxOpError(
-                    f"{self.label}: graph input {value.name!r} is a {value.kind}_type; only tensors are supported"
+                    f"{self.label}: graph input {value.name!r} is a {value.kind}; only tensors, sequences and optionals are supported"
                 )
         body = SourceWriter()
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
@@ -247,13 +247,18 @@ class GraphEmitter:
     def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None:
         """The value's shape with its fixed dims (``None`` for symbolic or unknown ones), if known."""
         found = self.module.types.get(onnx_name)
-        if found is None or found.shape is None:
+        if found is None or not found.is_tensor or found.shape is None:
             return None
         return tuple(d if isinstance(d, int) else None for d in found.shape)
 
     def dtype_of(self, onnx_name: str) -> np.dtype | None:
         found = self.module.types.get(onnx_name)
-        return None if found is None else found.dtype
+        return None if found is None or not found.is_tensor else found.dtype
+
+    def kind_of(self, onnx_name: str) -> str | None:
+        """``"tensor"``, ``"sequence"``, ``"optional"``... when the model or shape inference says."""
+        found = self.module.types.get(onnx_name)
+        return None if found is None else found.kind
 
     def use_helper(self, fn: Callable) -> str:
         return self.module.use_helper(fn)

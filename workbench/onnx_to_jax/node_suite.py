@@ -59,7 +59,17 @@ def cases_by_op() -> dict[str, tuple[Any, ...]]:
     return {op: tuple(cases) for op, cases in grouped.items()}
 
 
-def _compare(expected: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> None:
+def _compare(expected: Any, actual: Any, rtol: float, atol: float) -> None:
+    if expected is None or isinstance(expected, list):  # an optional, a sequence
+        if expected is None or actual is None:
+            if not (expected is None and actual is None):
+                raise AssertionError(f"optional: got {type(actual).__name__}, expected {type(expected).__name__}")
+            return
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            raise AssertionError(f"sequence of {len(expected)} expected, got {type(actual).__name__}")
+        for want, got in zip(expected, actual):
+            _compare(want, got, rtol, atol)
+        return
     expected = np.asarray(expected)
     actual = np.asarray(actual)
     if expected.dtype == object:

@@ -18,8 +18,9 @@ import onnx.inliner
 from workbench.errors import OnnxModelError
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, infer_shapes, load_model
 
-# Domains whose operators we can translate. Model-local functions add their own domains.
-KNOWN_DOMAINS = frozenset({"", "ai.onnx"})
+# Domains whose operators we can translate (onnxruntime's com.microsoft: the fused ops its optimizer and
+# quantization tools write). Model-local functions add their own domains.
+KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", "com.microsoft"})
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax._src import (
-    core as jax_core,  # DropVar and Literal have no public isinstance alias in jax.extend yet
-)
 from jax.extend import core as jex_core
 
 from workbench.errors import GraphIRError
@@ -85,14 +82,14 @@ class Encoder:
         names: dict[Any, str] = {}
 
         def define(var: Any) -> dict[str, Any]:
-            if isinstance(var, jax_core.DropVar):
+            if isinstance(var, jex_core.DropVar):
                 return {"name": "_", **aval_json(var.aval)}
             name = f"v{len(names)}"
             names[var] = name
             return {"name": name, **aval_json(var.aval)}
 
         def use(atom: Any) -> Any:
-            if isinstance(atom, jax_core.Literal):
+            if isinstance(atom, jex_core.Literal):
                 return {"literal": encode_array(np.asarray(atom.val, dtype=atom.aval.dtype), readable=True)}
             return names[atom]
 

@@ -37,8 +37,8 @@ import jax
 import numpy as np
 import jax.extend.random as jax_random
 from jax import lax
-from jax._src.lax.control_flow.solves import _LinearSolveTuple  # no public alias (custom_linear_solve params)
 
+from workbench.compat import LinearSolveTuple
 from workbench.errors import GraphIRError
 from workbench.jax_to_onnx.graph_ir.values import decode_scalar, dtype_from_name, dtype_name, encode_scalar
 
@@ -63,7 +63,7 @@ RECORDS: dict[str, type] = {
         lax.GatherDimensionNumbers,
         lax.ScatterDimensionNumbers,
         lax.DotAlgorithm,
-        _LinearSolveTuple,  # custom_linear_solve's const_lengths and jaxprs
+        LinearSolveTuple,  # custom_linear_solve's const_lengths and jaxprs
     )
 }
 # JAX's PRNG implementations (the ``impl`` parameter of random_seed/random_wrap), by name.

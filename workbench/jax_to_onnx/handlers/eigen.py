@@ -50,6 +50,7 @@ from workbench.jax_to_onnx.handlers.linalg_kit import (
     counted_loop,
     diagonal,
     local_function,
+    reduce_over,
     scalar,
     sign_nonnegative,
     static_size,
@@ -86,34 +87,6 @@ def round_robin(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(first, np.int64), step
 
 
-def _reshape(g: GraphBuilder, x: ir.Value, batch_rank: int, dims: list[int]) -> ir.Value:
-    """Reshape the trailing axes to ``dims``, keeping the (maybe symbolic) batch axes (Reshape's 0)."""
-    return g.op("Reshape", x, g.i64([0] * batch_rank + dims))
-
-
-def _rotate(g: GraphBuilder, x: ir.Value, c: ir.Value, s: ir.Value, *, axis: int, batch_rank: int, other: int, n: int) -> ir.Value:
-    """Rotate adjacent pairs along ``axis`` (-1: columns of [..., other, n], -2: rows of [..., n, other]).
-
-    Pair i = (2i, 2i+1): new_p = c x_p - s x_q, new_q = s x_p + c x_q, i.e. x J (columns) or
-    J^T x (rows) for J = [[c, s], [-s, c]] on each pair; ``c``, ``s`` are [..., n/2].
-    """
-    half = n // 2
-    if axis == -1:
-        split = _reshape(g, x, batch_rank, [other, half, 2])
-        coefficient_axes, pair_axis = [-3, -1], -1
-    else:
-        split = _reshape(g, x, batch_rank, [half, 2, other])
-        coefficient_axes, pair_axis = [-2, -1], -2
-    first = g.op("Slice", split, g.i64([0]), g.i64([1]), g.i64([pair_axis]))
-    second = g.op("Slice", split, g.i64([1]), g.i64([2]), g.i64([pair_axis]))
-    cc = g.op("Unsqueeze", c, g.i64(coefficient_axes))
-    ss = g.op("Unsqueeze", s, g.i64(coefficient_axes))
-    new_first = g.op("Sub", g.op("Mul", cc, first), g.op("Mul", ss, second))
-    new_second = g.op("Add", g.op("Mul", ss, first), g.op("Mul", cc, second))
-    joined = g.op("Concat", new_first, new_second, axis=pair_axis)
-    return _reshape(g, joined, batch_rank, [other, n] if axis == -1 else [n, other])
-
-
 def _jacobi_angle(g: GraphBuilder, app: ir.Value, aqq: ir.Value, apq: ir.Value, dtype: Any) -> tuple[ir.Value, ir.Value]:
     """(c, s) zeroing the off-diagonal entry of [[app, apq], [apq, aqq]] by J^T (.) J, J = [[c, s], [-s, c]].
 
@@ -133,12 +106,6 @@ def _jacobi_angle(g: GraphBuilder, app: ir.Value, aqq: ir.Value, apq: ir.Value, 
     t = g.op("Where", is_zero, zero, t)
     c = g.op("Reciprocal", g.op("Sqrt", g.op("Add", one, g.op("Mul", t, t))))
     return c, g.op("Mul", t, c)
-
-
-def _pair_entries(g: GraphBuilder, vector: ir.Value, batch_rank: int, half: int) -> tuple[ir.Value, ir.Value]:
-    """([..., n] → entries at even positions, entries at odd positions), each [..., n/2]."""
-    pairs = _reshape(g, vector, batch_rank, [half, 2])
-    return take(g, pairs, g.const(np.asarray(0, np.int64)), -1), take(g, pairs, g.const(np.asarray(1, np.int64)), -1)
 
 
 def canonical_signs(vectors: jax.Array, *, also: jax.Array | None = None) -> Any:
@@ -235,7 +202,7 @@ def _eigh(
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
         a, work = in_working_precision(g, inputs[0], spec)
-        return out_of_working_precision(g, _jacobi_eigh(g, a, n, work, lower=lower), spec)
+        return out_of_working_precision(g, _jacobi_eigh(g, a, n, work, lower=lower, target=spec.dtype), spec)
 
     return local_function(ctx, "Eigh", [x], build, params=(lower,), input_names=["a"])
 
@@ -248,50 +215,47 @@ def _pad_square(g: GraphBuilder, a: ir.Value, rank: int, extra: int) -> ir.Value
     return g.op("Pad", a, g.i64(pads))
 
 
-def _jacobi_eigh(g: GraphBuilder, x: ir.Value, n: int, spec: Spec, *, lower: bool) -> tuple[ir.Value, ir.Value]:
+def _jacobi_eigh(g: GraphBuilder, x: ir.Value, n: int, spec: Spec, *, lower: bool, target: np.dtype) -> tuple[ir.Value, ir.Value]:
+    """Two-sided parallel Jacobi on the symmetric matrix in ``x``'s ``lower`` (or upper) triangle.
+
+    The matrix ``B`` is kept in pair layout and ``W`` accumulates the rotations (``B = W^T A W``);
+    a round is ``B <- M^T B M``, ``W <- W M`` with ``M = J P^T`` (the pair rotations, then the
+    move to the next round's layout). Sweeps stop once the off-diagonal part is below
+    ``n * eps(target)`` of the norm for every matrix (``target`` is the result's type).
+    """
     dtype = spec.dtype
     rank = len(spec.shape)
-    batch_rank = rank - 2
     size = n + (n % 2)
-    half = size // 2
     layout, step_permutation = round_robin(size)
     a = _pad_square(g, symmetric_from(g, x, n, dtype, rank, lower=lower), rank, size - n)
     first = g.const(layout)
     b0 = g.op("Gather", g.op("Gather", a, first, axis=-2), first, axis=-1)
     w0 = g.op("Gather", batched_eye(g, a, size, size, dtype), first, axis=-1)
-    pair_mask = np.zeros((size, size), bool)
-    for i in range(half):
-        pair_mask[2 * i, 2 * i + 1] = pair_mask[2 * i + 1, 2 * i] = True
     off_mask = g.const((1 - np.eye(size)).astype(dtype))
-    tolerance = (size * float(np.finfo(dtype).eps)) ** 2
+    tolerance = (size * float(np.finfo(target).eps)) ** 2
     square = spec.with_shape(size, size)
 
     def round_(body: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
-        b, w, _ = state
         del k
-        app, aqq = _pair_entries(body, diagonal(body, b, size, dtype), batch_rank, half)
-        above = body.op("ReduceSum", body.op("Mul", b, body.const(np.eye(size, k=1, dtype=dtype))), body.i64([-1]), keepdims=0)
-        apq, _ = _pair_entries(body, above, batch_rank, half)
+        b, w = state
+        app, aqq, apq = _pair_blocks(body, b, size, rank)
         c, s = _jacobi_angle(body, app, aqq, apq, dtype)
-        b = _rotate(body, b, c, s, axis=-1, batch_rank=batch_rank, other=size, n=size)
-        b = _rotate(body, b, c, s, axis=-2, batch_rank=batch_rank, other=size, n=size)
-        b = body.op("Where", body.const(pair_mask), scalar(body, 0, dtype), b)
-        w = _rotate(body, w, c, s, axis=-1, batch_rank=batch_rank, other=size, n=size)
-        step = body.const(step_permutation)
-        b = body.op("Gather", body.op("Gather", b, step, axis=-2), step, axis=-1)
-        w = body.op("Gather", w, step, axis=-1)
+        step = _round_matrix(body, c, s, size, step_permutation, dtype)
+        b = body.op("MatMul", body.op("MatMul", swap_last(body, step, rank), b), step)
+        return [b, body.op("MatMul", w, step)]
+
+    def sweep(body: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
+        del k
+        b, w, _ = state
+        b, w = counted_loop(body, size - 1, [b, w], [square, square], round_, name="jacobi_round")
         squares = body.op("Mul", b, b)
         off = body.op("ReduceSum", body.op("Mul", squares, off_mask), body.i64([-2, -1]), keepdims=0)
         total = body.op("ReduceSum", squares, body.i64([-2, -1]), keepdims=0)
-        unconverged = body.op("Greater", off, body.op("Mul", total, scalar(body, tolerance, dtype)))
-        running = body.op("Cast", body.op("ReduceMax", body.op("Cast", unconverged, to=ir.DataType.INT32), keepdims=0),
-                          to=ir.DataType.BOOL)
-        return [b, w, running]
+        return [b, w, _any(body, body.op("Greater", off, body.op("Mul", total, scalar(body, tolerance, dtype))))]
 
-    running_spec = Spec((), np.dtype(np.bool_))
     b, w, _ = counted_loop(
-        g, MAX_SWEEPS * (size - 1), [b0, w0, g.const(np.asarray(True))], [square, square, running_spec], round_,
-        name="jacobi_rounds", keep_going=lambda body, outputs: outputs[2],
+        g, MAX_SWEEPS, [b0, w0, g.const(np.asarray(True))], [square, square, Spec((), np.dtype(np.bool_))], sweep,
+        name="jacobi_sweep", keep_going=lambda body, outputs: outputs[2],
     )
     eigenvalues = diagonal(g, b, size, dtype)
     keys = eigenvalues
@@ -303,6 +267,37 @@ def _jacobi_eigh(g: GraphBuilder, x: ir.Value, n: int, spec: Spec, *, lower: boo
     vectors = _gather_columns(g, w, positions, n, n)
     vectors = g.op("Mul", vectors, _canonical_signs(g, vectors, dtype))
     return vectors, values
+
+
+def _any(g: GraphBuilder, flags: ir.Value) -> ir.Value:
+    """Whether any entry of a bool tensor (of any rank, scalars included) is true, as a bool scalar."""
+    count = g.op("ReduceMax", g.op("Cast", flags, to=ir.DataType.INT32), keepdims=0)
+    return g.op("Cast", count, to=ir.DataType.BOOL)
+
+
+def _pair_blocks(g: GraphBuilder, b: ir.Value, size: int, rank: int) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(B[2i, 2i], B[2i+1, 2i+1], B[2i, 2i+1]) for every pair i: three Gathers on the flattened matrix."""
+    flat = g.op("Reshape", b, g.i64([0] * (rank - 2) + [size * size]))
+    pairs = np.arange(size // 2, dtype=np.int64)
+    first, second = 2 * pairs, 2 * pairs + 1
+    return (
+        g.op("Gather", flat, g.const(first * size + first), axis=-1),
+        g.op("Gather", flat, g.const(second * size + second), axis=-1),
+        g.op("Gather", flat, g.const(first * size + second), axis=-1),
+    )
+
+
+def _round_matrix(g: GraphBuilder, c: ir.Value, s: ir.Value, size: int, step_permutation: np.ndarray, dtype: Any) -> ir.Value:
+    """M = J P^T [..., n, n]: J rotates each pair (2i, 2i+1) by [[c, s], [-s, c]], P moves the indices to
+    the next round's layout, so one MatMul (or two) does a whole round."""
+    pair_of = g.const(np.arange(size, dtype=np.int64) // 2)
+    c_rows = g.op("Unsqueeze", g.op("Gather", c, pair_of, axis=-1), g.i64([-1]))
+    s_rows = g.op("Unsqueeze", g.op("Gather", s, pair_of, axis=-1), g.i64([-1]))
+    signs = np.zeros((size, size), dtype)
+    for i in range(size // 2):
+        signs[2 * i, 2 * i + 1], signs[2 * i + 1, 2 * i] = 1, -1
+    rotation = g.op("Add", g.op("Mul", c_rows, g.const(np.eye(size, dtype=dtype))), g.op("Mul", s_rows, g.const(signs)))
+    return g.op("Gather", rotation, g.const(step_permutation), axis=-1)
 
 
 # ----------------------------------------------------------------------------- svd
@@ -355,25 +350,28 @@ def _svd(
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
         a, work = in_working_precision(g, inputs[0], spec)
-        return out_of_working_precision(g, _jacobi_svd(g, a, m, n, work, full_matrices=full_matrices, compute_uv=compute_uv), spec)
+        svd = _jacobi_svd(g, a, m, n, work, full_matrices=full_matrices, compute_uv=compute_uv, target=spec.dtype)
+        return out_of_working_precision(g, svd, spec)
 
     return local_function(ctx, "SVD", [x], build, params=(full_matrices, compute_uv), input_names=["a"])
 
 
-def _jacobi_svd(g: GraphBuilder, x: ir.Value, m: int, n: int, spec: Spec, *, full_matrices: bool, compute_uv: bool) -> list[ir.Value]:
+def _jacobi_svd(
+    g: GraphBuilder, x: ir.Value, m: int, n: int, spec: Spec, *, full_matrices: bool, compute_uv: bool, target: np.dtype
+) -> list[ir.Value]:
+    """One-sided parallel Jacobi on the columns of A (of A^T when A is wide): G <- G M, V <- V M per
+    round, until a whole sweep finds every pair orthogonal to sqrt(rows) * eps(target)."""
     dtype = spec.dtype
     rank = len(spec.shape)
-    batch_rank = rank - 2
     wide = m < n
     rows, columns = (n, m) if wide else (m, n)  # the working matrix G has at least as many rows as columns
     size = columns + (columns % 2)
-    half = size // 2
     layout, step_permutation = round_robin(size)
     zero, one = scalar(g, 0, dtype), scalar(g, 1, dtype)
 
     work = swap_last(g, x, rank) if wide else x
     # scale by the largest |entry| so squared column norms cannot overflow (undone on the singular values)
-    largest = g.op("ReduceMax", g.op("Abs", work), g.i64([-2, -1]), keepdims=1)
+    largest = reduce_over(g, "ReduceMax", g.op("Abs", work), [-2, -1], keepdims=True)
     scale = g.op("Where", g.op("Equal", largest, zero), one, largest)
     work = g.op("Div", work, scale)
     if size != columns:
@@ -383,40 +381,36 @@ def _jacobi_svd(g: GraphBuilder, x: ir.Value, m: int, n: int, spec: Spec, *, ful
     first = g.const(layout)
     g0 = g.op("Gather", work, first, axis=-1)
     v0 = g.op("Gather", batched_eye(g, work, size, size, dtype), first, axis=-1)
-    tolerance = float(np.finfo(dtype).eps) * rows ** 0.5
+    tolerance = float(np.finfo(target).eps) * rows ** 0.5
+    columns_spec, square = spec.with_shape(rows, size), spec.with_shape(size, size)
+    scalar_spec = Spec((), dtype)
 
     def round_(body: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
-        matrix, v, sweep_worst, _ = state
-        split = _reshape(body, matrix, batch_rank, [rows, half, 2])
-        first_columns = body.op("Slice", split, body.i64([0]), body.i64([1]), body.i64([-1]))
-        second_columns = body.op("Slice", split, body.i64([1]), body.i64([2]), body.i64([-1]))
-
-        def column_sum(values: ir.Value) -> ir.Value:
-            summed = body.op("ReduceSum", values, body.i64([-3]), keepdims=0)  # [..., half, 1]
-            return body.op("Squeeze", summed, body.i64([-1]))
-
-        alpha = column_sum(body.op("Mul", first_columns, first_columns))
-        beta = column_sum(body.op("Mul", second_columns, second_columns))
-        gamma = column_sum(body.op("Mul", first_columns, second_columns))
+        del k
+        matrix, v, worst = state
+        gram = body.op("MatMul", swap_last(body, matrix, rank), matrix)  # column inner products
+        alpha, beta, gamma = _pair_blocks(body, gram, size, rank)
         # the rotation of the Gram matrix [[alpha, gamma], [gamma, beta]], applied to the columns
         c, s = _jacobi_angle(body, alpha, beta, gamma, dtype)
-        matrix = _rotate(body, matrix, c, s, axis=-1, batch_rank=batch_rank, other=rows, n=size)
-        v = _rotate(body, v, c, s, axis=-1, batch_rank=batch_rank, other=size, n=size)
-        step = body.const(step_permutation)
-        matrix = body.op("Gather", matrix, step, axis=-1)
-        v = body.op("Gather", v, step, axis=-1)
-        # how far from orthogonal the pairs were: |gamma| / sqrt(alpha beta), worst over the sweep
+        step = _round_matrix(body, c, s, size, step_permutation, dtype)
+        # how far from orthogonal the pairs were: |gamma| / sqrt(alpha beta), the worst of the sweep
         norms = body.op("Sqrt", body.op("Mul", alpha, beta))
-        cosine = body.op("Where", body.op("Equal", norms, zero), zero, body.op("Div", body.op("Abs", gamma), body.op("Where", body.op("Equal", norms, zero), one, norms)))
-        worst = body.op("Max", sweep_worst, body.op("ReduceMax", cosine, keepdims=0))
-        sweep_end = body.op("Equal", body.op("Mod", k, scalar(body, size - 1, np.int64)), scalar(body, size - 2, np.int64))
-        converged = body.op("And", sweep_end, body.op("Less", worst, scalar(body, tolerance, dtype)))
-        return [matrix, v, body.op("Where", sweep_end, zero, worst), body.op("Not", converged)]
+        empty = body.op("Equal", norms, zero)
+        cosine = body.op("Div", body.op("Abs", gamma), body.op("Where", empty, one, norms))
+        cosine = body.op("Where", empty, zero, cosine)
+        worst = body.op("Max", worst, body.op("ReduceMax", cosine, keepdims=0))
+        return [body.op("MatMul", matrix, step), body.op("MatMul", v, step), worst]
 
-    matrix, v, _, _ = counted_loop(
-        g, MAX_SWEEPS * (size - 1), [g0, v0, zero, g.const(np.asarray(True))],
-        [spec.with_shape(rows, size), spec.with_shape(size, size), Spec((), dtype), Spec((), np.dtype(np.bool_))],
-        round_, name="jacobi_rounds", keep_going=lambda body, outputs: outputs[3],
+    def sweep(body: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
+        del k
+        matrix, v, _ = state
+        matrix, v, worst = counted_loop(body, size - 1, [matrix, v, zero], [columns_spec, square, scalar_spec], round_,
+                                        name="jacobi_round")
+        return [matrix, v, body.op("Not", body.op("Less", worst, scalar(body, tolerance, dtype)))]
+
+    matrix, v, _ = counted_loop(
+        g, MAX_SWEEPS, [g0, v0, g.const(np.asarray(True))], [columns_spec, square, Spec((), np.dtype(np.bool_))],
+        sweep, name="jacobi_sweep", keep_going=lambda body, outputs: outputs[2],
     )
     norms = g.op("Sqrt", g.op("ReduceSum", g.op("Mul", matrix, matrix), g.i64([-2]), keepdims=0))  # [..., size]
     keys = norms

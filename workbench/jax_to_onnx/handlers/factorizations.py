@@ -100,9 +100,9 @@ def _cholesky(ctx: LoweringContext, x: ir.Value) -> ir.Value:
             return [body.op("Where", as_row(body, mask_eq(body, n, j)), as_column(body, col), lower)]
 
         (lower,) = counted_loop(g, n, [l0], [spec], column, name="cholesky_columns")
-        positive = g.op("ReduceMin", g.op("Cast", g.op("Greater", diagonal(g, lower, n, dtype), zero), to=ir.DataType.INT32),
-                        g.i64([-1]), keepdims=0)
-        return [nan_unless(g, g.op("Cast", positive, to=ir.DataType.BOOL), lower, dtype, 2)]
+        failed = g.op("Not", g.op("Greater", diagonal(g, lower, n, dtype), zero))  # NaN, zero or negative pivot
+        failures = g.op("ReduceSum", g.op("Cast", failed, to=ir.DataType.INT32), g.i64([-1]), keepdims=0)
+        return [nan_unless(g, g.op("Equal", failures, scalar(g, 0, np.int32)), lower, dtype, 2)]
 
     return local_function(ctx, "Cholesky", [x], build, input_names=["a"])[0]
 

@@ -31,9 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
 from jax import lax
-from jax._src.lax.slicing import (
-    GatherScatterMode,  # the enum of the gather/scatter `mode` param
-)
+from jax.lax import GatherScatterMode  # the enum of the gather/scatter `mode` param
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import is_static

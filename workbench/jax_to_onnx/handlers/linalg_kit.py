@@ -146,6 +146,16 @@ def counted_loop(
     return [typed(value, spec) for value, spec in zip(results, specs, strict=True)]
 
 
+# ----------------------------------------------------------------------------- opset-dependent forms
+def reduce_over(g: GraphBuilder, op_type: str, x: ir.Value, axes: Sequence[int], *, keepdims: bool) -> ir.Value:
+    """ReduceMax/ReduceMin/ReduceProd over ``axes`` in the target opset's form: the axes are an input
+    from opset 18 on (ReduceSum: from 13), an attribute before."""
+    axes_as_input = g.state.opset >= 18 or op_type == "ReduceSum"
+    if axes_as_input:
+        return g.op(op_type, x, g.i64(list(axes)), keepdims=int(keepdims))
+    return g.op(op_type, x, axes=list(axes), keepdims=int(keepdims))
+
+
 # ----------------------------------------------------------------------------- element access
 def scalar(g: GraphBuilder, value: Any, dtype: Any) -> ir.Value:
     return g.const(np.asarray(value, dtype=dtype))

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
-from jax._src.random import prng as jax_prng  # the PRNG primitives' impl helpers have no public alias
 
+from workbench.compat import iota_2x32_shape, iterated_vmap_binary_bcast, iterated_vmap_unary, prng_impl
 from workbench.jax_to_onnx.keys import physical_aval
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
@@ -47,7 +47,7 @@ def _impl_of(eqn: Any) -> Any:
     impl = eqn.params.get("impl")
     if impl is not None:
         return impl
-    return eqn.invars[0].aval.dtype._impl  # noqa: SLF001 - KeyTy's implementation, JAX's own accessor
+    return prng_impl(eqn.invars[0].aval.dtype)
 
 
 def _non_threefry_reason(eqn: Any) -> str:
@@ -103,15 +103,15 @@ class _Build:
     def __call__(self) -> Callable[..., Any]:
         impl, ndim = self.impl, self.ndim
         if self.kind == "seed":
-            return jax_prng.iterated_vmap_unary(ndim, impl.seed)
+            return iterated_vmap_unary(ndim, impl.seed)
         if self.kind == "split":
             (shape,) = self.params
-            return jax_prng.iterated_vmap_unary(ndim, lambda k: impl.split(k, shape))
+            return iterated_vmap_unary(ndim, lambda k: impl.split(k, shape))
         if self.kind == "bits":
             bit_width, shape = self.params
-            return jax_prng.iterated_vmap_unary(ndim, lambda k: impl.random_bits(k, bit_width, shape))
+            return iterated_vmap_unary(ndim, lambda k: impl.random_bits(k, bit_width, shape))
         keys_shape, msgs_shape = self.params
-        return jax_prng.iterated_vmap_binary_bcast(keys_shape, msgs_shape, impl.fold_in)
+        return iterated_vmap_binary_bcast(keys_shape, msgs_shape, impl.fold_in)
 
 
 # ----------------------------------------------------------------------------- key primitives
@@ -210,7 +210,7 @@ def _rotate_left(ctx: LoweringContext, x: ir.Value, distance: int) -> ir.Value:
 
 
 def _threefry_reference(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:
-    from jax._src.random.threefry2x32 import threefry2x32_p  # the primitive itself, bound directly
+    from jax.extend.random import threefry2x32_p  # the primitive itself, bound directly
 
     return tuple(threefry2x32_p.bind(k1, k2, x1, x2))
 
@@ -249,7 +249,7 @@ def _threefry2x32(ctx: LoweringContext, key1: ir.Value, key2: ir.Value, x1: ir.V
 
 def _iota_reference(shape: tuple[int, ...]) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     def fn(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        hi, lo = jax_prng.iota_2x32_shape(shape)
+        hi, lo = iota_2x32_shape(shape)
         return hi + x, lo + x
 
     return fn

@@ -93,3 +93,42 @@ def _top_k(ctx: LoweringContext, x: ir.Value, *, k: int, axis: int = -1) -> tupl
     if index_dtype != np.dtype(np.int64):
         indices = ctx.op("Cast", indices, to=onnx_dtype(index_dtype))
     return values, indices
+
+
+@handler("approx_top_k", onnx_ops=("TopK", "Cast"), doc="https://docs.jax.dev/en/latest/_autosummary/jax.lax.approx_max_k.html",
+         testcases=[
+    Testcase("approx_max_k", lambda x: lax.approx_max_k(x, 3), [("B", 10)]),
+    Testcase("approx_min_k_axis0", lambda x: lax.approx_min_k(x, 2, reduction_dimension=0), [(6, "B")]),
+    Testcase("approx_max_k_not_aggregated", lambda x: lax.approx_max_k(x, 2, aggregate_to_topk=False), [(3, 8)]),
+])
+def _approx_top_k(
+    ctx: LoweringContext,
+    x: ir.Value,
+    *,
+    k: int,
+    reduction_dimension: int,
+    recall_target: float,
+    is_max_k: bool,
+    reduction_input_size_override: int,
+    aggregate_to_topk: bool,
+) -> tuple[ir.Value, ir.Value]:
+    """The exact top k (largest or smallest) along ``reduction_dimension``, as JAX computes on CPU.
+
+    The approximation is a TPU speed-up; on CPU JAX returns the exact, sorted top k, and so does
+    TopK (the first index on ties). Without ``aggregate_to_topk`` JAX's CPU result keeps as many
+    entries as the output shape says (the whole axis, sorted), which TopK also gives.
+    Params: k, reduction_dimension, is_max_k, aggregate_to_topk; recall_target and
+    reduction_input_size_override only tune the TPU approximation.
+    """
+    del recall_target, reduction_input_size_override, aggregate_to_topk, k
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    axis = int(reduction_dimension) % len(ctx.avals_in[0].shape)
+    kept = int(ctx.avals_out[0].shape[axis])
+    values, indices = ctx.op("TopK", _sortable(ctx, x, dtype), ctx.i64([kept]), axis=axis, largest=int(is_max_k), sorted=1,
+                             num_outputs=2)
+    if dtype not in _TOPK_TYPES:
+        values = ctx.op("Cast", values, to=onnx_dtype(dtype))
+    index_dtype = np.dtype(ctx.avals_out[1].dtype)
+    if index_dtype != np.dtype(np.int64):
+        indices = ctx.op("Cast", indices, to=onnx_dtype(index_dtype))
+    return values, indices

@@ -14,7 +14,7 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
-from jax._src.lax import lax as lax_internal  # the *_to primitives have no public binding
+from jax.extend.core import primitives as jax_primitives  # the *_to primitives have no jax.lax binding
 
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
@@ -62,7 +62,7 @@ _EXAMPLES = {
     "eq_to": [],
 }
 
-for _kind, _primitive in (("lt", lax_internal.lt_to_p), ("le", lax_internal.le_to_p), ("eq", lax_internal.eq_to_p)):
+for _kind, _primitive in (("lt", jax_primitives.lt_to_p), ("le", jax_primitives.le_to_p), ("eq", jax_primitives.eq_to_p)):
     handler(_primitive.name, onnx_ops=("Less", "Equal", "IsNaN", "Div", "And", "Or", "Not"), testcases=[
         Testcase(f"{_primitive.name}_f32", _primitive.bind, [_X, _Y]),
         Testcase(f"{_primitive.name}_i32", _primitive.bind, [_IX, _IY]),

@@ -17,10 +17,8 @@ import math
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter._basics import MatchResult
-from onnxscript.rewriter._rewrite_rule import RewriteRule, RewriteRuleClassBase
+from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.rules import common as common_rules
-from onnxscript.rewriter.rules.common._matmul_add_to_gemm import MatMulAddToGemm
 
 from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
@@ -241,7 +239,7 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
         common_rules.no_op_cast_rule,
     )]
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
-    fusions = [(MatMulAddToGemm.rule(), True), (SoftmaxFusion.rule(), False)]
+    fusions = [(common_rules.matmul_add_to_gemm_rule, True), (SoftmaxFusion.rule(), False)]
     fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
     if opset >= GELU_MIN_OPSET:
         fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import onnx_ir as ir
-from onnxscript.rewriter._pattern_ir import NodeOutputPattern
-from onnxscript.rewriter._rewrite_rule import RewriteRule
+from onnxscript.rewriter import RewriteRule
 
+from workbench.compat import rule_root
 from workbench.jax_to_onnx.bias import droppable_bias
 from workbench.jax_to_onnx.passes import attention_layout
 from workbench.jax_to_onnx.passes.fusions import rule_phases
@@ -78,16 +78,10 @@ class _IndexedRule:
 
     @classmethod
     def of(cls, rule: RewriteRule) -> _IndexedRule:
-        pattern = rule._target_pattern  # noqa: SLF001 - onnxscript keeps the compiled pattern private
-        if not pattern.has_single_output_node:
+        root = rule_root(rule)
+        if root is None:
             return cls(rule, None, ())
-        root = pattern.output_node
-        producers = tuple(
-            (index, value.producer().op_type)
-            for index, value in enumerate(root.inputs)
-            if isinstance(value, NodeOutputPattern)
-        )
-        return cls(rule, root.op_type, producers, _ROOT_GUARDS.get(rule.name))
+        return cls(rule, root.op_type, root.producer_ops, _ROOT_GUARDS.get(rule.name))
 
     def may_match(self, node: ir.Node) -> bool:
         if self.guard is not None and not self.guard(node):

@@ -11,9 +11,9 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 from jaxlib.mlir import ir
-from jaxlib.mlir._mlir_libs import _jax_mlir_ext
 from jaxlib.mlir.dialects import chlo, mhlo, sdy, stablehlo
 
+from workbench.compat import register_jax_dialects
 from workbench.errors import SourceLocation, StableHLOError
 
 # MLIR element types by their printed name (the bindings' canonical spelling of builtin types).
@@ -31,7 +31,7 @@ def new_context() -> ir.Context:
     """An MLIR context with the dialects a jax.export module uses (func, stablehlo, chlo, sdy...)."""
     context = ir.Context()
     registry = ir.DialectRegistry()
-    _jax_mlir_ext.register_dialects(registry)
+    register_jax_dialects(registry)
     context.append_dialect_registry(registry)
     context.load_all_available_dialects()
     stablehlo.register_dialect(context)

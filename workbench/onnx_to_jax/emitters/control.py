@@ -42,9 +42,12 @@ def _tensor_signature(value: onnx.ValueInfoProto) -> tuple | None:
 
 
 def _branches_differ(then_graph: onnx.GraphProto, else_graph: onnx.GraphProto) -> bool:
-    """True when the branches are known to give outputs of different types or shapes (lax.cond cannot
-    trace them: the condition must then be concrete)."""
+    """True when the branches are known to give outputs of different types or shapes, or give sequences
+    or optionals (whose length or presence may differ): lax.cond cannot trace them, so the condition
+    must then be concrete."""
     for a, b in zip(then_graph.output, else_graph.output):
+        if {a.type.WhichOneof("value"), b.type.WhichOneof("value")} & {"sequence_type", "optional_type"}:
+            return True
         sig_a, sig_b = _tensor_signature(a), _tensor_signature(b)
         if sig_a is not None and sig_b is not None and sig_a != sig_b:
             return True
@@ -63,7 +66,8 @@ def if_(ctx: NodeContext) -> str:
 @runtime_helper
 def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough):
     """ONNX Loop. ``body(i, cond, *carried) -> (cond, *carried, *scan_outputs)``."""
-    carried = tuple(jnp.asarray(c) for c in carried)
+    # sequences (lists) and empty optionals (None) are carried as they are
+    carried = tuple(c if isinstance(c, list) or c is None else jnp.asarray(c) for c in carried)
     has_max = max_trip is not None
     has_cond = cond is not None
     eager = (not has_max or _is_concrete(max_trip)) and (not has_cond or _is_concrete(cond))

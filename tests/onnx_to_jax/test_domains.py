@@ -1,0 +1,274 @@
+"""Operators outside the default domain: ai.onnx.ml and onnxruntime's com.microsoft.
+
+Every case is a small model built with onnx.helper and run by onnxruntime (which implements these
+domains); the generated JAX code must give the same outputs. The com.microsoft registrations are
+checked against onnxruntime's own operator schemas (onnx.defs does not know that domain).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import workbench as wb
+from tests.support.harness import run_onnx
+from workbench.onnx_to_jax import registry
+
+ML = "ai.onnx.ml"
+
+
+def _model(node, inputs, outputs, *, ml_opset=3, opset=17, inits=()) -> onnx.ModelProto:
+    graph = helper.make_graph([node], "g", inputs, outputs, initializer=list(inits))
+    opsets = [helper.make_opsetid("", opset), helper.make_opsetid(ML, ml_opset),
+              helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def _value(name, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _check(model, inputs, *, rtol=1e-5, atol=1e-5):
+    expected = run_onnx(model, inputs)
+    forward, params = wb.to_jax(model)
+    got = forward(params, *inputs)
+    got = got if isinstance(got, tuple) else (got,)
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got):
+        have = np.asarray(have)
+        assert have.shape == want.shape, (have.shape, want.shape)
+        assert have.dtype == want.dtype, (have.dtype, want.dtype)
+        np.testing.assert_allclose(have, want, rtol=rtol, atol=atol)
+
+
+def _forest(n_trees=3, depth=3, n_features=4, seed=0):
+    """Random complete binary trees in TreeEnsembleRegressor/Classifier's attribute layout."""
+    rng = np.random.default_rng(seed)
+    attrs = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+                             "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")}
+    leaves = []
+    for tree in range(n_trees):
+        n_nodes = 2 ** (depth + 1) - 1
+        for node in range(n_nodes):
+            leaf = node >= 2 ** depth - 1
+            attrs["nodes_treeids"].append(tree)
+            attrs["nodes_nodeids"].append(node)
+            attrs["nodes_featureids"].append(0 if leaf else int(rng.integers(n_features)))
+            attrs["nodes_values"].append(0.0 if leaf else float(rng.standard_normal()))
+            attrs["nodes_modes"].append("LEAF" if leaf else str(rng.choice(["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT"])))
+            attrs["nodes_truenodeids"].append(0 if leaf else 2 * node + 1)
+            attrs["nodes_falsenodeids"].append(0 if leaf else 2 * node + 2)
+            attrs["nodes_missing_value_tracks_true"].append(int(rng.integers(2)))
+            if leaf:
+                leaves.append((tree, node))
+    return attrs, leaves
+
+
+@pytest.mark.parametrize("aggregate", ["SUM", "AVERAGE", "MIN", "MAX"])
+def test_tree_ensemble_regressor(aggregate):
+    attrs, leaves = _forest()
+    rng = np.random.default_rng(1)
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["x"], ["y"], domain=ML, n_targets=2, aggregate_function=aggregate,
+        target_treeids=[t for t, _ in leaves] * 2, target_nodeids=[n for _, n in leaves] * 2,
+        target_ids=[0] * len(leaves) + [1] * len(leaves),
+        target_weights=rng.standard_normal(2 * len(leaves)).astype(np.float32).tolist(),
+        base_values=[0.5, -0.25], **attrs,
+    )
+    model = _model(node, [_value("x", ["N", 4])], [_value("y", ["N", 2])])
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    x[0, 1] = np.nan  # missing values follow nodes_missing_value_tracks_true
+    _check(model, [x])
+
+
+@pytest.mark.parametrize("post_transform", ["NONE", "SOFTMAX", "LOGISTIC"])
+def test_tree_ensemble_classifier(post_transform):
+    attrs, leaves = _forest(seed=2)
+    rng = np.random.default_rng(3)
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "scores"], domain=ML, classlabels_int64s=[3, 5, 7],
+        class_treeids=[t for t, _ in leaves] * 3, class_nodeids=[n for _, n in leaves] * 3,
+        class_ids=[c for c in range(3) for _ in leaves],
+        class_weights=rng.standard_normal(3 * len(leaves)).astype(np.float32).tolist(),
+        post_transform=post_transform, **attrs,
+    )
+    model = _model(node, [_value("x", ["N", 4])], [_value("label", ["N"], TensorProto.INT64),
+                                                     _value("scores", ["N", 3])])
+    _check(model, [rng.standard_normal((16, 4)).astype(np.float32)])
+
+
+def test_binary_tree_classifier_with_one_weight_column():
+    attrs, leaves = _forest(seed=4)
+    rng = np.random.default_rng(5)
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "scores"], domain=ML, classlabels_int64s=[0, 1],
+        class_treeids=[t for t, _ in leaves], class_nodeids=[n for _, n in leaves], class_ids=[0] * len(leaves),
+        class_weights=rng.standard_normal(len(leaves)).astype(np.float32).tolist(), post_transform="LOGISTIC",
+        **attrs,
+    )
+    model = _model(node, [_value("x", ["N", 4])], [_value("label", ["N"], TensorProto.INT64),
+                                                     _value("scores", ["N", 2])])
+    _check(model, [rng.standard_normal((16, 4)).astype(np.float32)])
+
+
+def test_linear_regressor_and_classifier():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 5)).astype(np.float32)
+    regressor = helper.make_node("LinearRegressor", ["x"], ["y"], domain=ML, targets=2,
+                                 coefficients=rng.standard_normal(10).tolist(), intercepts=[0.1, -0.2])
+    _check(_model(regressor, [_value("x", ["N", 5])], [_value("y", ["N", 2])]), [x])
+    classifier = helper.make_node("LinearClassifier", ["x"], ["label", "scores"], domain=ML,
+                                  classlabels_ints=[0, 1, 2], coefficients=rng.standard_normal(15).tolist(),
+                                  intercepts=[0.0, 0.5, -0.5], post_transform="SOFTMAX")
+    model = _model(classifier, [_value("x", ["N", 5])], [_value("label", ["N"], TensorProto.INT64),
+                                                           _value("scores", ["N", 3])])
+    _check(model, [x])
+
+
+def test_preprocessing_ops():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    cases = [
+        helper.make_node("Scaler", ["x"], ["y"], domain=ML, offset=[0.5, -1.0, 2.0], scale=[2.0, 0.5, 1.5]),
+        helper.make_node("Normalizer", ["x"], ["y"], domain=ML, norm="L2"),
+        helper.make_node("Normalizer", ["x"], ["y"], domain=ML, norm="L1"),
+        helper.make_node("Binarizer", ["x"], ["y"], domain=ML, threshold=0.25),
+    ]
+    for node in cases:
+        _check(_model(node, [_value("x", ["N", 3])], [_value("y", ["N", 3])]), [x])
+    with_nan = x.copy()
+    with_nan[1, 2] = np.nan
+    imputer = helper.make_node("Imputer", ["x"], ["y"], domain=ML, imputed_value_floats=[1.0, 2.0, 3.0],
+                               replaced_value_float=float("nan"))
+    _check(_model(imputer, [_value("x", ["N", 3])], [_value("y", ["N", 3])]), [with_nan])
+
+
+def test_one_hot_encoder_and_label_encoder():
+    codes = np.array([[1, 4], [2, 9]], np.int64)
+    encoder = helper.make_node("OneHotEncoder", ["x"], ["y"], domain=ML, cats_int64s=[1, 2, 4], zeros=1)
+    _check(_model(encoder, [_value("x", [2, 2], TensorProto.INT64)], [_value("y", [2, 2, 3])]), [codes])
+    labels = helper.make_node("LabelEncoder", ["x"], ["y"], domain=ML, keys_int64s=[1, 2, 4],
+                              values_floats=[0.5, 1.5, 2.5], default_float=-1.0)
+    model = _model(labels, [_value("x", [2, 2], TensorProto.INT64)], [_value("y", [2, 2])], ml_opset=2)
+    _check(model, [codes])
+
+
+def test_runtime_domain_emitters_match_onnxruntime_schemas():
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    schemas = {(s.domain, s.name, s.since_version) for s in ort_state.get_all_operator_schema()}
+    checked = 0
+    for (domain, op_type), versions in registry.registered().items():
+        for version in versions:
+            if domain in registry.RUNTIME_DOMAINS or (domain == "" and (op_type, version) in registry.RUNTIME_ONNX_OPS):
+                assert (domain, op_type, version) in schemas, f"{domain}::{op_type} since {version} is not an onnxruntime op"
+                checked += 1
+    assert checked >= 20
+
+
+# ---- com.microsoft --------------------------------------------------------------------------------
+MS = "com.microsoft"
+RNG = np.random.default_rng(11)
+
+
+def _f32(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _ms(op, inputs, outputs, values, *, opset=17, rtol=1e-4, atol=1e-5, out_type=TensorProto.FLOAT, **attrs):
+    node = helper.make_node(op, [name for name, _ in inputs], [name for name, _ in outputs], domain=MS, **attrs)
+    model = _model(node, [_value(n, list(v.shape), helper.np_dtype_to_tensor_dtype(v.dtype)) for (n, _), v in
+                          zip(inputs, values)], [_value(n, shape, out_type) for n, shape in outputs], opset=opset)
+    _check(model, values, rtol=rtol, atol=atol)
+
+
+def test_microsoft_activations():
+    x, bias = _f32(2, 5, 8), _f32(8)
+    _ms("Gelu", [("x", 0)], [("y", [2, 5, 8])], [x])
+    _ms("BiasGelu", [("x", 0), ("b", 0)], [("y", [2, 5, 8])], [x, bias])
+    _ms("FastGelu", [("x", 0), ("b", 0)], [("y", [2, 5, 8])], [x, bias])
+    _ms("QuickGelu", [("x", 0)], [("y", [2, 5, 8])], [x], alpha=1.5)
+
+
+def test_fused_matmul_and_conv():
+    _ms("FusedMatMul", [("a", 0), ("b", 0)], [("y", [2, 3, 5])], [_f32(2, 4, 3), _f32(2, 5, 4)],
+        transA=1, transB=1, alpha=0.5)
+    x, w, b, z = _f32(1, 4, 7, 7), _f32(6, 4, 3, 3), _f32(6), _f32(1, 6, 7, 7)
+    for activation, params in [("Relu", None), ("LeakyRelu", [0.2]), ("Clip", [-0.5, 0.5]), ("HardSigmoid", [0.2, 0.5])]:
+        extra = {} if params is None else {"activation_params": params}
+        _ms("FusedConv", [("x", 0), ("w", 0), ("b", 0), ("z", 0)], [("y", [1, 6, 7, 7])], [x, w, b, z],
+            activation=activation, pads=[1, 1, 1, 1], kernel_shape=[3, 3], **extra)
+
+
+def test_skip_layer_normalizations_and_runtime_layer_norms():
+    x, skip, gamma, beta, bias = _f32(2, 5, 8), _f32(2, 5, 8), _f32(8), _f32(8), _f32(8)
+    _ms("SkipLayerNormalization", [("x", 0), ("s", 0), ("g", 0), ("b", 0), ("bias", 0)],
+        [("y", [2, 5, 8]), ("mean", [2, 5, 1]), ("inv", [2, 5, 1]), ("sum", [2, 5, 8])],
+        [x, skip, gamma, beta, bias], epsilon=1e-5)
+    _ms("SkipSimplifiedLayerNormalization", [("x", 0), ("s", 0), ("g", 0)], [("y", [2, 5, 8])], [x, skip, gamma],
+        epsilon=1e-5)
+    for op in ("LayerNormalization", "SimplifiedLayerNormalization"):
+        node = helper.make_node(op, ["x", "g"] + (["b"] if op == "LayerNormalization" else []), ["y"], epsilon=1e-5)
+        inputs = [_value("x", [2, 5, 8]), _value("g", [8])] + ([_value("b", [8])] if op == "LayerNormalization" else [])
+        values = [x, gamma] + ([beta] if op == "LayerNormalization" else [])
+        _check(_model(node, inputs, [_value("y", [2, 5, 8])], opset=14), values, rtol=1e-4, atol=1e-5)
+
+
+def test_integer_matmuls_to_float():
+    a = RNG.integers(0, 255, (3, 8)).astype(np.uint8)
+    b = RNG.integers(-128, 127, (8, 4)).astype(np.int8)
+    a_scale, b_scale = np.array(0.02, np.float32), (RNG.random(4) * 0.05).astype(np.float32)
+    a_zero, b_zero = np.array(128, np.uint8), np.zeros(4, np.int8)
+    _ms("MatMulIntegerToFloat", [("a", 0), ("b", 0), ("sa", 0), ("sb", 0), ("za", 0), ("zb", 0), ("bias", 0)],
+        [("y", [3, 4])], [a, b, a_scale, b_scale, a_zero, b_zero, _f32(4)])
+    _ms("DynamicQuantizeMatMul", [("a", 0), ("b", 0), ("sb", 0), ("zb", 0)], [("y", [3, 4])],
+        [_f32(3, 8), b, b_scale, b_zero], rtol=1e-4, atol=1e-4)
+
+
+def test_qlinear_elementwise():
+    a = RNG.integers(0, 255, (2, 3, 4, 4)).astype(np.uint8)
+    b = RNG.integers(0, 255, (2, 3, 4, 4)).astype(np.uint8)
+    s, z = np.array(0.05, np.float32), np.array(120, np.uint8)
+    for op in ("QLinearAdd", "QLinearMul"):
+        _ms(op, [(n, 0) for n in ("a", "sa", "za", "b", "sb", "zb", "sc", "zc")], [("y", [2, 3, 4, 4])],
+            [a, s, z, b, s, z, np.array(0.1, np.float32), np.array(100, np.uint8)], atol=1, out_type=TensorProto.UINT8)
+    for op, attrs in (("QLinearSigmoid", {}), ("QLinearLeakyRelu", {"alpha": 0.1})):
+        _ms(op, [(n, 0) for n in ("x", "sx", "zx", "sy", "zy")], [("y", [2, 3, 4, 4])],
+            [a, s, z, np.array(0.004, np.float32), np.array(0, np.uint8)], atol=1, out_type=TensorProto.UINT8, **attrs)
+    _ms("QLinearGlobalAveragePool", [(n, 0) for n in ("x", "sx", "zx", "sy", "zy")], [("y", [2, 3, 1, 1])],
+        [a, s, z, s, z], atol=1, out_type=TensorProto.UINT8)
+
+
+def test_matmul_nbits():
+    n, k, block = 6, 32, 16
+    weights = RNG.integers(0, 16, (n, k)).astype(np.uint8)
+    packed = (weights[:, 0::2] | (weights[:, 1::2] << 4)).reshape(n, k // block, block // 2)
+    scales = (RNG.random(n * (k // block)) * 0.1).astype(np.float32)
+    _ms("MatMulNBits", [("a", 0), ("b", 0), ("s", 0)], [("y", [3, n])], [_f32(3, k), packed, scales],
+        N=n, K=k, bits=4, block_size=block, rtol=1e-4, atol=1e-4)
+
+
+def test_microsoft_attention_ops():
+    batch, seq, hidden, heads = 2, 5, 8, 2
+    x, w, b = _f32(batch, seq, hidden), _f32(hidden, 3 * hidden, scale=0.3), _f32(3 * hidden)
+    mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], np.int32)
+    _ms("Attention", [("x", 0), ("w", 0), ("b", 0), ("mask", 0)], [("y", [batch, seq, hidden])], [x, w, b, mask],
+        num_heads=heads, rtol=1e-4, atol=1e-5)
+    _ms("Attention", [("x", 0), ("w", 0), ("b", 0)], [("y", [batch, seq, hidden])], [x, w, b],
+        num_heads=heads, unidirectional=1, rtol=1e-4, atol=1e-5)
+    q, k, v = _f32(batch, seq, hidden), _f32(batch, 7, hidden), _f32(batch, 7, hidden)
+    _ms("MultiHeadAttention", [("q", 0), ("k", 0), ("v", 0)], [("y", [batch, seq, hidden])], [q, k, v],
+        num_heads=heads, rtol=1e-4, atol=1e-5)
+
+
+def test_microsoft_rotary_embedding():
+    batch, seq, heads, head = 2, 4, 2, 8
+    x = _f32(batch, seq, heads * head)
+    positions = np.tile(np.arange(seq, dtype=np.int64), (batch, 1))
+    angles = np.arange(16)[:, None] / (10000 ** (np.arange(head // 2) / (head // 2)))
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    for interleaved in (0, 1):
+        _ms("RotaryEmbedding", [("x", 0), ("p", 0), ("c", 0), ("s", 0)], [("y", [batch, seq, heads * head])],
+            [x, positions, cos, sin], num_heads=heads, interleaved=interleaved, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,162 @@
+"""Every use of a private API of JAX or onnxscript, in one place.
+
+The workbench reaches into a library's internals only where no public API does the job; each such
+use is named and explained here, so a library upgrade that breaks one breaks this module and
+nothing else. ``tests/test_compat.py`` keeps every other module off private imports.
+Public aliases are used wherever they exist (``jax.extend.core.Literal``/``DropVar``,
+``jax.extend.linear_util.WrappedFun``, ``jax.lax.GatherScatterMode``,
+``jax.extend.core.primitives.*_to_p``, ``jax.extend.random.threefry2x32_p``,
+``onnxscript.rewriter.RewriteRule``/``RewriteRuleClassBase``/``MatchResult``, symbolic dims'
+``get_vars()``).
+
+JAX's internals are loaded by ``import jax`` anyway, so they are imported here at once;
+onnxscript's are imported inside the function that needs them (importing onnxscript costs time that
+the ONNX -> JAX direction and the analysis never need).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jax._src import core as _jax_core
+from jax._src import source_info_util as _source_info_util
+from jax._src.interpreters import partial_eval as _partial_eval
+from jax._src.lax import special as _lax_special
+from jax._src.lax.control_flow import solves as _solves
+from jax._src.random import prng as _prng
+
+# ----------------------------------------------------------------------------- JAX
+#: ``f(ndim, fn)``: ``fn`` of one key, mapped over ``ndim`` leading key-array axes (how JAX's PRNG
+#: primitives apply an implementation's seed/split/random_bits to key arrays).
+iterated_vmap_unary: Callable[..., Any] = _prng.iterated_vmap_unary
+#: ``f(keys_shape, msgs_shape, fn)``: the same for fold_in's (key, message) pairs, with broadcasting.
+iterated_vmap_binary_bcast: Callable[..., Any] = _prng.iterated_vmap_binary_bcast
+#: ``f(shape)``: the (hi, lo) uint32 counters JAX's threefry random_bits hashes.
+iota_2x32_shape: Callable[..., Any] = _prng.iota_2x32_shape
+
+
+#: The NamedTuple type of custom_linear_solve's ``const_lengths`` and ``jaxprs`` parameters, which the
+#: Graph IR writes as a record (jax.lax has no public alias for it).
+LinearSolveTuple: type = _solves._LinearSolveTuple  # noqa: SLF001
+
+
+def register_jax_dialects(registry: Any) -> None:
+    """Add the MLIR dialects a jax.export module uses (func, sdy, ...) to an MLIR ``DialectRegistry``:
+    jaxlib's extension does it for JAX's own contexts; the StableHLO frontend reads modules with it."""
+    from jaxlib.mlir._mlir_libs import _jax_mlir_ext
+
+    _jax_mlir_ext.register_dialects(registry)
+
+
+def physical_aval(aval: Any) -> Any:
+    """The ShapedArray holding a key array's raw data (``uint32``, the key shape appended)."""
+    return _jax_core.physical_aval(aval)
+
+
+def prng_impl(key_dtype: Any) -> Any:
+    """The PRNG implementation (``PRNGImpl``: name, seed, split, random_bits...) of a key dtype."""
+    return key_dtype._impl  # noqa: SLF001 - KeyTy keeps it private; JAX's own code reads it the same way
+
+
+def dce_jaxpr_consts(jaxpr: Any, used_outputs: Sequence[bool], instantiate: Sequence[bool]) -> tuple[Any, list[bool], list[bool]]:
+    """JAX's dead-code elimination of a jaxpr: ``(pruned jaxpr, used constvars, used invars)``."""
+    return _partial_eval.dce_jaxpr_consts(jaxpr, used_outputs=list(used_outputs), instantiate=list(instantiate))
+
+
+def special_function_expansion(primitive: str) -> Callable[..., Any]:
+    """JAX's lax-level expansion of a special-function primitive, the one its MLIR lowering traces.
+
+    ``bessel_i0e``, ``igamma``, ``igammac``, ``igamma_grad_a`` and ``regularized_incomplete_beta`` are
+    lowered by JAX through these Python functions (Cephes' series, continued fractions with their
+    while loops); the public API only binds the primitives. Each takes the primitive's operands.
+    """
+    broadcast = _lax_special._up_and_broadcast  # noqa: SLF001 - upcasts f16/bf16 and broadcasts, as JAX's lowering does
+    expansions: dict[str, Callable[..., Any]] = {
+        "bessel_i0e": _lax_special.bessel_i0e_impl,
+        "igamma": broadcast(_lax_special.igamma_impl),
+        "igammac": broadcast(_lax_special.igammac_impl),
+        "igamma_grad_a": broadcast(_lax_special.igamma_grad_a_impl),
+        "regularized_incomplete_beta": broadcast(_lax_special.regularized_incomplete_beta_impl),
+    }
+    return expansions[primitive]
+
+
+def evaluate_dim(dim: Any, env: Mapping[str, Any]) -> Any:
+    """A symbolic dimension expression (``2*B+1``) evaluated with its symbols bound to ``env``'s values.
+
+    The values may be ints or any objects with integer arithmetic (the builder evaluates with
+    graph values); JAX's own evaluator does the arithmetic.
+    """
+    return dim._evaluate(dict(env))  # noqa: SLF001 - JAX has no public evaluator of dimension expressions
+
+
+def is_user_filename(file_name: str) -> bool:
+    """Whether JAX considers a traceback frame's file user code (not JAX's own)."""
+    return _source_info_util.is_user_filename(file_name)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded traceback frame."""
+
+    file_name: str
+    start_line: int
+    function_name: str
+
+
+def decode_frame(code: types.CodeType, lasti: int) -> Frame:
+    """The file, line and function of one raw traceback frame (``eqn.source_info.traceback.raw_frames()``)."""
+    frame = _source_info_util.raw_frame_to_frame(code, lasti)
+    return Frame(frame.file_name, frame.start_line, frame.function_name)
+
+
+# ----------------------------------------------------------------------------- onnxscript
+@dataclass(frozen=True)
+class RuleRoot:
+    """What a rewrite rule's pattern requires of the node it is tried on.
+
+    ``op_type``: the op of the pattern's single output node; ``producer_ops``: for each input of
+    that node that the pattern produces by another node, ``(input index, that node's op)``.
+    """
+
+    op_type: str
+    producer_ops: tuple[tuple[int, str], ...]
+
+
+def rule_root(rule: Any) -> RuleRoot | None:
+    """The root node a ``RewriteRule`` matches, or ``None`` when its pattern has several outputs.
+
+    onnxscript keeps a rule's compiled pattern (``_target_pattern``) and the pattern classes
+    (``_pattern_ir``) private; the rule scheduler reads them to try a rule only on nodes it can match.
+    """
+    from onnxscript.rewriter._pattern_ir import NodeOutputPattern
+
+    pattern = rule._target_pattern  # noqa: SLF001 - see the docstring
+    if not pattern.has_single_output_node:
+        return None
+    root = pattern.output_node
+    producers = tuple(
+        (index, value.producer().op_type)
+        for index, value in enumerate(root.inputs)
+        if isinstance(value, NodeOutputPattern)
+    )
+    return RuleRoot(root.op_type, producers)
+
+
+__all__ = [
+    "Frame",
+    "RuleRoot",
+    "dce_jaxpr_consts",
+    "decode_frame",
+    "evaluate_dim",
+    "iota_2x32_shape",
+    "is_user_filename",
+    "iterated_vmap_binary_bcast",
+    "iterated_vmap_unary",
+    "physical_aval",
+    "prng_impl",
+    "rule_root",
+]
