@@ -14,6 +14,19 @@ _EQUINOX_PARAMS = (
     "have no data form: export_graph_ir refuses them, listing each parameter"
 )
 
+_REDUCER_WITH_JIT = (
+    "the reducer of this generic reduce calls a jit, whose shardings the Graph IR drops; the handler re-traces the "
+    "reducer with jax.vmap, and JAX's rules for jit need those shardings"
+)
+
+# Handler testcases whose Graph IR round trip is equal up to node doc strings (checked as such): their handler
+# re-traces the reducer jaxpr while lowering, and the re-traced equations' source lines name the lowering's own
+# call stack, which differs between wb.to_onnx and wb.graph_ir_to_onnx. Graph, names and weights are equal.
+GRAPH_IR_EQUAL_BUT_DOC_STRINGS: frozenset[str] = frozenset({
+    "reduce_int_custom", "reduce_sum_of_squares_lambda", "reduce_two_axes_symbolic",
+    "reduce_window_padded_dilated", "reduce_window_sum_of_squares",
+})
+
 GRAPH_IR_EXPECTED_FAILURES: dict[str, str] = {
     "eqx_nonbatchable": _EQUINOX_CODE,
     "eqx_nondifferentiable_backward": _EQUINOX_CODE,
@@ -23,6 +36,8 @@ GRAPH_IR_EXPECTED_FAILURES: dict[str, str] = {
     "eqx_while_loop_buffer": _EQUINOX_PARAMS,
     "eqx_while_loop_buffer_select": _EQUINOX_PARAMS,
     "eqx_while_loop_buffer_vmap": _EQUINOX_PARAMS,
+    "reduce_argmax_pair": _REDUCER_WITH_JIT,
+    "reduce_window_argmax_pool_pair": _REDUCER_WITH_JIT,
     "shard_map_one_device": (
         "shard_map's mesh and partition specs are device objects with no data form: export_graph_ir refuses them "
         "(the jaxpr door inlines the one-device body)"
@@ -47,7 +62,88 @@ def _lapack(*targets: str) -> str:
     )
 
 
+_COMPLEX = (
+    "complex numbers (complex tensors, stablehlo.complex/real/imag/fft): the jaxpr door's real/imaginary pair "
+    "representation is not wired into the StableHLO door yet; refused as unsupported, with the op's location"
+)
+_APPROX_TOP_K = "approx_top_k's CPU export is a custom call (ApproxTopK) without a converter yet"
+_GENERIC_REDUCER = (
+    "a reduce/reduce_window whose reducer is neither one combiner (add, max, ...) nor lax's argmax pair nor a running "
+    "reduction: the body is refused by the converter's check (the jaxpr door lowers it as a Loop over the elements)"
+)
+
 STABLEHLO_EXPECTED_FAILURES: dict[str, str] = {
+    "abs_complex64": _COMPLEX,
+    "abs_complex_extremes": _COMPLEX,
+    "angle": _COMPLEX,
+    "broadcast_complex": _COMPLEX,
+    "complex64_to_complex128": _COMPLEX,
+    "complex_from_parts": _COMPLEX,
+    "complex_scalar_imag": _COMPLEX,
+    "complex_to_real_part": _COMPLEX,
+    "cond_complex": _COMPLEX,
+    "conj": _COMPLEX,
+    "copy_complex": _COMPLEX,
+    "cumsum_complex": _COMPLEX,
+    "div_complex64": _COMPLEX,
+    "div_complex_extremes": _COMPLEX,
+    "dynamic_update_slice_complex": _COMPLEX,
+    "einsum_complex_batched": _COMPLEX,
+    "eq_complex": _COMPLEX,
+    "exp_complex": _COMPLEX,
+    "fft2": _COMPLEX,
+    "fft_axis_and_norm": _COMPLEX,
+    "fft_complex": _COMPLEX,
+    "fft_complex128": _COMPLEX,
+    "fft_convolution": _COMPLEX,
+    "fft_length_1000": _COMPLEX,
+    "fft_real_input_odd_length": _COMPLEX,
+    "ifft": _COMPLEX,
+    "ifftn_3d": _COMPLEX,
+    "imag": _COMPLEX,
+    "integer_pow_complex_3": _COMPLEX,
+    "integer_pow_complex_neg2": _COMPLEX,
+    "irfft_odd_length": _COMPLEX,
+    "jit_complex": _COMPLEX,
+    "log_complex": _COMPLEX,
+    "matmul_complex": _COMPLEX,
+    "mean_complex": _COMPLEX,
+    "mul_complex128": _COMPLEX,
+    "mul_complex64": _COMPLEX,
+    "mul_complex_literal": _COMPLEX,
+    "ne_complex": _COMPLEX,
+    "pad_complex": _COMPLEX,
+    "power_spectrum": _COMPLEX,
+    "prod_complex": _COMPLEX,
+    "real": _COMPLEX,
+    "real_to_complex": _COMPLEX,
+    "reshape_complex": _COMPLEX,
+    "rfft": _COMPLEX,
+    "rfft2_irfft2": _COMPLEX,
+    "rfft_irfft_roundtrip_even": _COMPLEX,
+    "rfftn_3d": _COMPLEX,
+    "scan_complex": _COMPLEX,
+    "scatter_add_complex": _COMPLEX,
+    "scatter_complex": _COMPLEX,
+    "sign_complex": _COMPLEX,
+    "sqrt_complex": _COMPLEX,
+    "sqrt_complex_axes": _COMPLEX,
+    "square_complex": _COMPLEX,
+    "squeeze_complex": _COMPLEX,
+    "transpose_complex": _COMPLEX,
+    "vdot": _COMPLEX,
+    "where_complex": _COMPLEX,
+    "while_complex": _COMPLEX,
+    "approx_max_k": _APPROX_TOP_K,
+    "approx_max_k_not_aggregated": _APPROX_TOP_K,
+    "approx_min_k_axis0": _APPROX_TOP_K,
+    "reduce_argmax_pair": _GENERIC_REDUCER,
+    "reduce_int_custom": _GENERIC_REDUCER,
+    "reduce_sum_of_squares_lambda": _GENERIC_REDUCER,
+    "reduce_two_axes_symbolic": _GENERIC_REDUCER,
+    "reduce_window_argmax_pool_pair": _GENERIC_REDUCER,
+    "reduce_window_padded_dilated": _GENERIC_REDUCER,
+    "reduce_window_sum_of_squares": _GENERIC_REDUCER,
     "conv_symbolic_spatial_same_strided": _RUNTIME_PADDING,
     "eigh_canonical_signs": _lapack('lapack_ssyevd_ffi'),
     "eigh_even_batched_symbolic": _lapack('lapack_ssyevd_ffi'),

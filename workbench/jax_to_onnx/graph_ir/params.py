@@ -78,6 +78,7 @@ DROPPED: dict[str, frozenset[str]] = {
     "custom_vjp_call": frozenset({"fwd_jaxpr_thunk", "bwd", "out_trees", "fwd", "fwd_jaxpr"}),
     "remat2": frozenset({"policy"}),
     "device_put": frozenset({"devices", "srcs", "copy_semantics"}),
+    "reduce": frozenset({"computation"}),  # the Python reducer; its trace is the ``jaxpr`` parameter
 }
 
 
