@@ -23,7 +23,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 
-__version__ = "0.1.0"
+from workbench.version import __version__
 
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {

@@ -5,7 +5,7 @@ Each builder returns ``ZooModel(fn, inputs)``: the callable exactly as a user wo
 Equinox module) and its input specs with symbolic batch (``"B"``) and sequence (``"T"``) dims.
 
 The models are the ones issue 2 names: the README MLP (Linear → BatchNorm → gelu → Dropout →
-Linear), a CNN, a pre-LN GPT with ``nnx.MultiHeadAttention`` and a weight-tied head, a ViT, GRU
+Linear), a CNN, a ResNet-style CNN, a pre-LN GPT with ``nnx.MultiHeadAttention`` and a weight-tied head, a ViT, GRU
 and LSTM cells unrolled with ``lax.scan``, and the MLP and CNN again in Linen and Equinox.
 Flax and Equinox are imported inside the builders so importing this module stays cheap.
 """
@@ -113,6 +113,44 @@ def nnx_cnn(seed: int = 0) -> ZooModel:
     model = CNN(nnx.Rngs(seed))
     _randomize_batch_stats_nnx(model, seed)
     return ZooModel(model, [(BATCH, 16, 16, 3)])
+
+
+def nnx_resnet(channels: int = 16, blocks: int = 4, image: int = 32, classes: int = 10, seed: int = 0) -> ZooModel:
+    """A ResNet-style CNN: 3x3 stem Conv → BatchNorm → relu → max pool, ``blocks`` residual blocks
+    (Conv → BN → relu → Conv → BN, + input, relu), global average pool, Linear; NHWC (B, 32, 32, 3).
+
+    With the defaults: 9 convolutions, 9 BatchNorms, as in issue 15's comparison with torch.onnx.
+    """
+    from flax import nnx
+
+    class ResidualBlock(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.c1 = nnx.Conv(channels, channels, (3, 3), use_bias=False, rngs=rngs)
+            self.bn1 = nnx.BatchNorm(channels, rngs=rngs)
+            self.c2 = nnx.Conv(channels, channels, (3, 3), use_bias=False, rngs=rngs)
+            self.bn2 = nnx.BatchNorm(channels, rngs=rngs)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            h = nnx.relu(self.bn1(self.c1(x)))
+            return nnx.relu(x + self.bn2(self.c2(h)))
+
+    class ResNet(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.stem = nnx.Conv(3, channels, (3, 3), use_bias=False, rngs=rngs)
+            self.stem_bn = nnx.BatchNorm(channels, rngs=rngs)
+            self.blocks = nnx.List([ResidualBlock(rngs) for _ in range(blocks)])
+            self.head = nnx.Linear(channels, classes, rngs=rngs)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            x = nnx.relu(self.stem_bn(self.stem(x)))
+            x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x.mean(axis=(1, 2)))
+
+    model = ResNet(nnx.Rngs(seed))
+    _randomize_batch_stats_nnx(model, seed)
+    return ZooModel(model, [(BATCH, image, image, 3)])
 
 
 def _nnx_transformer_block(d_model: int, heads: int, rngs: Any, *, causal: bool) -> Any:
@@ -387,6 +425,7 @@ def eqx_cnn(seed: int = 0) -> ZooModel:
 ZOO: dict[str, Callable[[], ZooModel]] = {
     "nnx_mlp": nnx_mlp,
     "nnx_cnn": nnx_cnn,
+    "nnx_resnet": nnx_resnet,
     "nnx_gpt": nnx_gpt,
     "nnx_vit": nnx_vit,
     "nnx_gru": nnx_gru,

@@ -20,6 +20,7 @@ EXPECTED_FAILURES: dict[str, str] = {}
 EXPECTED_NAMES: dict[str, tuple[str, ...]] = {
     "nnx_mlp": ("linear1.kernel", "linear2.kernel", "linear2.bias"),
     "nnx_cnn": ("conv1.kernel", "conv2.kernel", "head.kernel"),
+    "nnx_resnet": ("stem.kernel", "blocks.0.c1.kernel", "blocks.3.c2.kernel", "head.kernel"),
     "nnx_gpt": ("embed.embedding", "blocks.1.attn.query.kernel", "blocks.0.mlp_in.kernel", "ln_f.scale"),
     "nnx_vit": ("patch_embed.kernel", "cls_token", "pos_embed", "blocks.1.attn.key.kernel", "head.kernel"),
     "nnx_gru": ("cell.dense_i.kernel", "cell.dense_h.kernel", "head.kernel"),

@@ -30,7 +30,7 @@ CASES = [
     # (id, fn, input specs, op that must appear, ops that must be gone, opset)
     ("gemm", _dense, [("B", 8)], "Gemm", ("MatMul", "Reshape"), 21),
     ("bias_3d_no_reshape", _dense_3d, [("B", "T", 8)], "MatMul", ("Reshape", "Gemm"), 21),
-    ("mul_sub_bias_no_reshape", _scale_and_shift, [("B", 5)], "Mul", ("Reshape",), 21),
+    ("mul_sub_bias_no_reshape", _scale_and_shift, [("B", 5)], "BatchNormalization", ("Reshape", "Mul", "Sub"), 21),
     ("softmax_last", lambda x: jax.nn.softmax(x), [("B", 7)], "Softmax", ("Exp", "ReduceMax"), 21),
     ("softmax_axis1", lambda x: jax.nn.softmax(x, axis=1), [("B", 4, 6)], "Softmax", ("Exp",), 18),
     ("gelu_tanh", lambda x: jax.nn.gelu(x), [("B", 9)], "Gelu", ("Tanh",), 21),

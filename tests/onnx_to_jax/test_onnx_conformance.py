@@ -25,7 +25,7 @@ from tests.support.conformance_cases import collect_cases, run_case, spec_elemen
 from tests.support.conformance_expected_failures import EXPECTED_FAILURES
 from tests.support.conformance_spec_elements import SPEC_ELEMENTS
 
-TARGET = 0.90
+TARGET = 0.97
 ENABLED = os.environ.get("WORKBENCH_CONFORMANCE") == "1"
 
 

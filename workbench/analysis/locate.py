@@ -25,10 +25,10 @@ import onnx
 from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
-from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.analysis.interpret import CALL_BODIES, record_values
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
+from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.source import eqn_location
 from workbench.onnx_io import open_session
 
@@ -100,8 +100,6 @@ class DivergenceReport:
 
     def figure(self) -> Any:
         """Plotly figure: error of each compared node along the topological order, first divergent marked."""
-        from workbench.analysis.plots import divergence_figure
-
         return divergence_figure(self)
 
     def summary(self) -> str:
@@ -315,6 +313,8 @@ def _analyse(
                 continue
             jax_value = to_pairs(values[key])  # complex values as the model carries them
             onnx_value = onnx_values[output]
+            if output in conversion.layouts:  # kept channels-first by the export's layout pass
+                onnx_value = np.transpose(onnx_value, conversion.layouts[output])
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             use_rtol = default_rtol if rtol is None else rtol
             use_atol = default_atol if atol is None else atol
@@ -418,4 +418,40 @@ def _finite_max_abs(array: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
-__all__ = ["DivergenceReport", "NodeResult", "locate_divergence", "locate_on_subject"]
+# ----------------------------------------------------------------------------- figure (plotly imported when drawn)
+def divergence_figure(report: DivergenceReport) -> Any:
+    """Max abs error and tolerance of each compared node along the topological order."""
+    import plotly.graph_objects as go
+
+    compared = [n for n in report.nodes if n.compared]
+    floor = 1e-12
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[n.index for n in compared],
+            y=[max(n.max_abs_error, floor) for n in compared],
+            mode="lines+markers",
+            name="max |ONNX - JAX|",
+            text=[f"{n.node} ({n.op_type} from {n.primitive}) {n.location}" for n in compared],
+            hovertemplate="#%{x} %{text}<br>error %{y:.3g}<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(x=[n.index for n in compared], y=[max(n.tolerance, floor) for n in compared],
+                   mode="lines", line={"dash": "dot", "color": "gray"}, name="tolerance")
+    )
+    first = report.first_divergent
+    if first is not None:
+        figure.add_trace(
+            go.Scatter(x=[first.index], y=[max(first.max_abs_error, floor)], mode="markers",
+                       marker={"size": 14, "color": "red", "symbol": "x"}, name=f"first divergent: {first.node}")
+        )
+        figure.add_annotation(x=first.index, y=np.log10(max(first.max_abs_error, floor)),
+                              text=f"{first.node} ({first.op_type})", showarrow=True, arrowhead=2)
+    figure.update_yaxes(type="log", title_text="max abs error")
+    figure.update_xaxes(title_text="node (topological order)")
+    figure.update_layout(title=report.summary()[:160], height=420)
+    return figure
+
+
+__all__ = ["DivergenceReport", "NodeResult", "divergence_figure", "locate_divergence", "locate_on_subject"]

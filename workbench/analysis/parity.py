@@ -94,8 +94,6 @@ class ParityReport:
 
     def figure(self) -> Any:
         """Plotly figure: ONNX vs JAX scatter per output, and a histogram of absolute errors."""
-        from workbench.analysis.plots import parity_figure
-
         return parity_figure(self)
 
     def locate(self, sample: int | None = None, **options: Any) -> Any:
@@ -203,4 +201,68 @@ def parity(
     )
 
 
-__all__ = ["OutputResult", "ParityReport", "parity"]
+# ----------------------------------------------------------------------------- figure (plotly imported when drawn)
+MAX_POINTS_PER_OUTPUT = 4000  # scatter points per output (all samples), evenly subsampled
+MAX_OUTPUT_PANELS = 6
+
+
+def _subsample(values: np.ndarray, limit: int) -> np.ndarray:
+    flat = values.reshape(-1)
+    if flat.size <= limit:
+        return flat
+    return flat[np.linspace(0, flat.size - 1, limit).astype(np.int64)]
+
+
+def _as_float(values: np.ndarray) -> np.ndarray:
+    if np.iscomplexobj(values):
+        return np.abs(values).astype(np.float64)
+    return values.astype(np.float64)
+
+
+def parity_figure(report: ParityReport) -> Any:
+    """ONNX vs JAX scatter per output (one colour per sample, y = x line) and an error histogram."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    outputs = report.output_names[:MAX_OUTPUT_PANELS]
+    titles = [f"{name}: ONNX vs JAX" for name in outputs] + ["|ONNX - JAX| (log10)"]
+    figure = make_subplots(rows=1, cols=len(outputs) + 1, subplot_titles=titles)
+    errors: list[np.ndarray] = []
+    per_output_limit = max(MAX_POINTS_PER_OUTPUT // max(len(report.inputs), 1), 1)
+    for column, name in enumerate(outputs, start=1):
+        low, high = np.inf, -np.inf
+        for result in (r for r in report.results if r.output == name):
+            if result.comparison.problem == "shape":
+                continue
+            jax_values = _subsample(_as_float(result.jax_value), per_output_limit)
+            onnx_values = _subsample(_as_float(result.onnx_value), per_output_limit)
+            finite = np.isfinite(jax_values) & np.isfinite(onnx_values)
+            if finite.any():
+                low = min(low, float(jax_values[finite].min()), float(onnx_values[finite].min()))
+                high = max(high, float(jax_values[finite].max()), float(onnx_values[finite].max()))
+            figure.add_trace(
+                go.Scattergl(
+                    x=jax_values, y=onnx_values, mode="markers", marker={"size": 4},
+                    name=f"{name} sample {result.sample}", legendgroup=f"sample {result.sample}",
+                ),
+                row=1, col=column,
+            )
+            errors.append(np.abs(_as_float(result.onnx_value) - _as_float(result.jax_value)).reshape(-1))
+        if np.isfinite(low):
+            figure.add_trace(
+                go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dot", "color": "gray"},
+                           name="ONNX = JAX", showlegend=column == 1),
+                row=1, col=column,
+            )
+        figure.update_xaxes(title_text="JAX", row=1, col=column)
+        figure.update_yaxes(title_text="ONNX", row=1, col=column)
+    if errors:
+        all_errors = np.concatenate(errors)
+        all_errors = all_errors[np.isfinite(all_errors)]
+        logs = np.log10(np.maximum(all_errors, 1e-12))
+        figure.add_trace(go.Histogram(x=logs, name="log10 |error|", marker={"color": "#555"}), row=1, col=len(outputs) + 1)
+    figure.update_layout(title=report.summary(), height=420, width=360 * (len(outputs) + 1))
+    return figure
+
+
+__all__ = ["OutputResult", "ParityReport", "parity", "parity_figure"]

@@ -18,9 +18,11 @@ import onnx_ir as ir
 from workbench.errors import SourceLocation, SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
+from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
+from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD, ExternalData, write_model
 
@@ -42,6 +44,9 @@ class Conversion:
     # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
     # ``origins`` that the divergence locator uses to find each value's JAX counterpart
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    # ONNX value name → permutation for values the layout pass keeps channels-first: transposed by it,
+    # the value equals its JAX counterpart (``origins``/``origin_vars`` hold that counterpart under this name)
+    layouts: dict[str, list[int]] = field(default_factory=dict)
     enable_double_precision: bool = False
 
     def to_graph_ir(self) -> dict[str, Any]:
@@ -118,11 +123,13 @@ def convert(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     optimize: bool = True,
+    input_layout: InputLayout = None,
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
     with _collector_paused():
         return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize)
+                        enable_double_precision=enable_double_precision, optimize=optimize,
+                        input_layout=input_layout)
 
 
 @contextlib.contextmanager
@@ -152,21 +159,23 @@ def _convert(
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
+    input_layout: InputLayout,
 ) -> Conversion:
     start = time.perf_counter()
     target_opset = _resolve_opset(opset)
     traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
     traced_at = time.perf_counter()
     program = program_of(traced, input_names=input_names, output_names=output_names)
-    model_proto, state, lowered_at = build_model(program, opset=target_opset, optimize=optimize)
+    built = build_model(program, opset=target_opset, optimize=optimize, input_layout=input_layout)
     done = time.perf_counter()
     return Conversion(
-        model=model_proto,
+        model=built.model,
         traced=traced,
-        origins=state.origins,
-        origin_vars=state.origin_vars,
+        origins=built.state.origins,
+        origin_vars=built.state.origin_vars,
+        layouts=built.layouts,
         seconds=done - start,
-        timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
+        timings={"trace": traced_at - start, "lower": built.lowered_at - traced_at, "passes": done - built.lowered_at},
         enable_double_precision=enable_double_precision,
     )
 
@@ -176,9 +185,9 @@ class Program:
     """What the lowering needs, whichever door it came through (a traced callable or a Graph IR).
 
     ``closed_jaxpr``'s first ``len(weights)`` inputs are the weights (named ``weight_names``, module
-    paths), the rest are the graph inputs (named ``input_names``). ``source_locations`` maps
-    ``id(eqn)`` to the user's line for equations whose JAX traceback is gone (a jaxpr rebuilt from
-    a Graph IR); traced equations carry their own.
+    paths), the rest are the graph inputs (named ``input_names``). For equations whose JAX traceback
+    and name stack are gone (a jaxpr rebuilt from a Graph IR), ``recorded`` holds what was recorded of
+    them (source lines, module scopes) by ``id(eqn)``; traced equations carry their own.
     """
 
     closed_jaxpr: Any
@@ -187,7 +196,25 @@ class Program:
     input_names: list[str]
     output_names: list[str]
     name: str
-    source_locations: dict[int, SourceLocation] = field(default_factory=dict)
+    drop_root_scope: bool = False  # Linen's name stack starts with the root module's own scope
+    recorded: RecordedSourceInfo | None = None
+
+
+@dataclass
+class RecordedSourceInfo:
+    """Source info of rebuilt equations by ``id(eqn)``: any frame, the user's own frame, the name stack."""
+
+    locations: dict[int, SourceLocation] = field(default_factory=dict)
+    user_locations: dict[int, SourceLocation] = field(default_factory=dict)
+    scopes: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    model: onnx.ModelProto
+    state: ModelState
+    lowered_at: float
+    layouts: dict[str, list[int]]
 
 
 def program_of(
@@ -201,13 +228,18 @@ def program_of(
         input_names=_names(input_names, _default_input_names(traced), "input_names"),
         output_names=_names(output_names, _default_output_names(traced), "output_names"),
         name=traced.callable.display_name,
+        drop_root_scope=traced.callable.kind == "linen",
     )
 
 
-def build_model(program: Program, *, opset: int, optimize: bool = True) -> tuple[onnx.ModelProto, ModelState, float]:
-    """Lower ``program`` and run the passes: the model, the builder state (origins) and when lowering ended."""
+def build_model(program: Program, *, opset: int, optimize: bool = True, input_layout: InputLayout = None) -> BuiltModel:
+    """Lower ``program`` and run the passes (both doors, traced callables and Graph IRs, come through here)."""
     jaxpr = program.closed_jaxpr.jaxpr
-    state = ModelState(opset=opset, source_locations=program.source_locations)
+    state = ModelState(opset=opset, drop_root_scope=program.drop_root_scope)
+    if program.recorded is not None:
+        state.source_locations = program.recorded.locations
+        state.user_locations = program.recorded.user_locations
+        state.scopes = program.recorded.scopes
     check_all_supported(jaxpr, opset, state.location)
     builder = GraphBuilder(state)
     param_values = [
@@ -216,19 +248,18 @@ def build_model(program: Program, *, opset: int, optimize: bool = True) -> tuple
     # reserve the user-facing names so no intermediate value takes them
     state.names.update(program.output_names)
     user_avals = [v.aval for v in jaxpr.invars[len(param_values) :]]
-    graph_inputs = [
-        builder.add_input(name, aval) for name, aval in zip(program.input_names, user_avals, strict=True)
-    ]
+    layout_perms = input_permutations(input_layout, user_avals)
+    graph_inputs = [builder.add_input(name, aval) for name, aval in zip(program.input_names, user_avals, strict=True)]
     const_values = [builder.const(host_array(c)) for c in program.closed_jaxpr.consts]
     outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
-    out_avals = [atom.aval for atom in jaxpr.outvars]
-    outputs = _name_outputs(builder, outputs, program.output_names, out_avals)
+    outputs = _name_outputs(builder, outputs, program.output_names, [atom.aval for atom in jaxpr.outvars])
+    graph_inputs = relayout_inputs(builder, graph_inputs, user_avals, layout_perms)
     lowered_at = time.perf_counter()
-    model_proto = assemble_model(
+    model_proto, graph = assemble_model(
         builder, graph_inputs, outputs, name=program.name, optimize=optimize,
         weights=frozenset(value.name for value in param_values),
     )
-    return model_proto, state, lowered_at
+    return BuiltModel(model_proto, state, lowered_at, _relaid_origins(graph, state))
 
 
 def assemble_model(
@@ -240,8 +271,8 @@ def assemble_model(
     optimize: bool = True,
     weights: frozenset[str] = frozenset(),
     doc: str | None = None,
-) -> onnx.ModelProto:
-    """The main graph's nodes and initializers as an ONNX model, after the pass pipeline."""
+) -> tuple[onnx.ModelProto, ir.Graph]:
+    """The main graph's nodes and initializers as an ONNX model after the pass pipeline (and its ir.Graph)."""
     state = builder.state
     graph = ir.Graph(
         inputs,
@@ -259,11 +290,26 @@ def assemble_model(
         functions=list(state.functions.values()),
         doc_string=doc or f"{name} converted from JAX by workbench",
     )
-    return run_passes(model, optimize=optimize, weights=weights)
+    return run_passes(model, optimize=optimize, weights=weights), model.graph
+
+
+def _relaid_origins(graph: ir.Graph, state: ModelState) -> dict[str, list[int]]:
+    """Values the layout pass left channels-first, mapped to the JAX variables they hold transposed."""
+    layouts: dict[str, list[int]] = {}
+    for node in graph:
+        for value in node.outputs:
+            relaid = value.meta.get(RELAID_KEY)
+            if relaid is None or relaid[0] not in state.origin_vars:
+                continue
+            original, perm = relaid
+            state.origin_vars[value.name] = state.origin_vars[original]
+            state.origins[value.name] = state.origins.get(original, ("", "", ""))
+            layouts[value.name] = perm
+    return layouts
 
 
 def _version() -> str:
-    from workbench import __version__
+    from workbench.version import __version__
 
     return __version__
 
@@ -300,6 +346,7 @@ def to_onnx(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
+    input_layout: InputLayout = None,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -315,6 +362,10 @@ def to_onnx(
         opset: target ONNX opset (default 21).
         input_names / output_names: names for the flattened graph inputs / outputs.
         enable_double_precision: trace with 64-bit types enabled (float64/int64 stay 64-bit).
+        input_layout: ``"NCHW"`` (or ``"NCW"``, ``"NCDHW"``) makes every input of that rank take
+            channels-first data although ``fn`` takes it channels-last, as ONNX convolutions do (a CNN
+            then has no Transpose at its input); or one entry (layout string or ``None``) per
+            flattened input. ``inputs`` still describe what ``fn`` takes.
 
     Raises:
         UnsupportedPrimitiveError: listing every primitive without a handler, with source lines.
@@ -327,8 +378,9 @@ def to_onnx(
     if is_exported_source(fn):
         if inputs is not None:
             raise SpecError("inputs: a jax.export.Exported carries its own input types; pass inputs=None.")
-        if enable_double_precision:
-            raise SpecError("enable_double_precision: an Exported's types were fixed when it was exported.")
+        if enable_double_precision or input_layout is not None:
+            raise SpecError("an Exported's types were fixed when it was exported: "
+                            "enable_double_precision and input_layout do not apply.")
         with _collector_paused():
             model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names, output_names=output_names)
     else:
@@ -341,6 +393,7 @@ def to_onnx(
             input_names=input_names,
             output_names=output_names,
             enable_double_precision=enable_double_precision,
+            input_layout=input_layout,
         ).model
     if path is not None:
         write_model_to(model, path, external_data_threshold)

@@ -22,7 +22,7 @@ from workbench.compat import evaluate_dim
 from workbench.errors import ConversionError, SourceLocation
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
-from workbench.jax_to_onnx.source import eqn_location
+from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
 
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
@@ -121,24 +121,55 @@ class ModelState:
     origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
     # equation indices from the top-level jaxpr down to the equation being lowered
     eqn_path: list[int] = field(default_factory=list)
-    # id(eqn) → the user's line, for equations without a JAX traceback (a jaxpr rebuilt from a Graph IR)
+    # name stacks of the equations whose nested jaxprs are being lowered (theirs are relative to these)
+    scope_stack: list[str] = field(default_factory=list)
+    # user locations of those equations (nested equations inside library code have none of their own)
+    location_stack: list[str] = field(default_factory=list)
+    # node names (a namespace of their own in ONNX: a node may share its name with its output)
+    node_names: set[str] = field(default_factory=set)
+    # the first name-stack component is the root module's class name (Flax Linen), not a module path
+    drop_root_scope: bool = False
+    # id(eqn) → what JAX's traceback and name stack would say, for equations that have neither (a jaxpr
+    # rebuilt from a Graph IR): any frame, the user's own frame, the name stack text
     source_locations: dict[int, SourceLocation] = field(default_factory=dict)
+    user_locations: dict[int, SourceLocation] = field(default_factory=dict)
+    scopes: dict[int, str] = field(default_factory=dict)
 
     def location(self, eqn: Any) -> SourceLocation | None:
-        """Where ``eqn`` came from in the user's code: recorded for rebuilt jaxprs, else from JAX's traceback."""
+        """Where ``eqn`` came from (library frames allowed): recorded for rebuilt jaxprs, else JAX's traceback."""
         recorded = self.source_locations.get(id(eqn))
         return recorded if recorded is not None else eqn_location(eqn)
 
+    def user_location(self, eqn: Any) -> SourceLocation | None:
+        """The user's own line of ``eqn``, or None: recorded for rebuilt jaxprs, else JAX's traceback."""
+        if id(eqn) in self.scopes:  # a rebuilt equation: what was recorded is all there is
+            return self.user_locations.get(id(eqn))
+        return eqn_user_location(eqn)
+
+    def scope(self, eqn: Any) -> str:
+        """The equation's JAX name stack as text (``jit(f)/block``): recorded for rebuilt jaxprs."""
+        recorded = self.scopes.get(id(eqn))
+        return recorded if recorded is not None else str(eqn.source_info.name_stack)
+
     def fresh(self, hint: str) -> str:
-        base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
-        if base not in self.names:
-            self.names.add(base)
-            return base
-        while True:
-            name = f"{base}_{next(self.counter)}"
-            if name not in self.names:
-                self.names.add(name)
-                return name
+        """A value name from ``hint`` that no other value of the model has."""
+        return _fresh(self.names, self.counter, hint)
+
+    def fresh_node(self, hint: str) -> str:
+        """A node name from ``hint`` that no other node of the model has."""
+        return _fresh(self.node_names, self.counter, hint)
+
+
+def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
+    base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
+    if base not in taken:
+        taken.add(base)
+        return base
+    while True:
+        name = f"{base}_{next(counter)}"
+        if name not in taken:
+            taken.add(name)
+            return name
 
 
 class GraphBuilder:
@@ -207,7 +238,7 @@ class GraphBuilder:
     ) -> Any:
         """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``."""
         attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
-        node_name = self.state.fresh(op_type)
+        node_name = self.state.fresh_node(op_type)
         hint = name_hint or op_type.lower()
         outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
         node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
@@ -223,7 +254,7 @@ class GraphBuilder:
             inputs,
             overload=function.overload,
             num_outputs=num_outputs,
-            name=self.state.fresh(function.name),
+            name=self.state.fresh_node(function.name),
         )
         for output in node.outputs:
             output.name = self.state.fresh(function.name.lower())

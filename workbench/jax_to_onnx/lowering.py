@@ -7,6 +7,7 @@ parameters as keyword arguments: ``rule(ctx, *operands, **eqn.params)``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from workbench.jax_to_onnx.builder import GraphBuilder, is_static
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.registry import REGISTRY
+from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
+from workbench.jax_to_onnx.scopes import module_path
 from workbench.jax_to_onnx.source import eqn_location
 from workbench.jax_to_onnx.unsupported import reason_without_handler
 
@@ -76,7 +79,8 @@ class LoweringContext:
         """Inline a nested ClosedJaxpr (jit, custom_jvp_call, remat...) into the current graph."""
         jaxpr, consts = _split_closed(closed_jaxpr)
         const_values = [self.builder.const(host_array(c)) for c in consts]
-        return lower_jaxpr(self.builder, jaxpr, const_values, list(inputs))
+        with _nested_scope(self.builder, self.eqn):
+            return lower_jaxpr(self.builder, jaxpr, const_values, list(inputs))
 
     def subgraph(
         self, closed_jaxpr: Any, input_avals: Sequence[Any], *, name: str, input_names: Sequence[str] | None = None
@@ -87,8 +91,23 @@ class LoweringContext:
         names = input_names or [f"{name}_in{i}" for i in range(len(input_avals))]
         inputs = [child.add_input(n, aval) for n, aval in zip(names, input_avals, strict=True)]
         const_values = [self.builder.const(host_array(c)) for c in consts]
-        outputs = lower_jaxpr(child, jaxpr, const_values, inputs[len(inputs) - len(jaxpr.invars) :])
+        with _nested_scope(self.builder, self.eqn):
+            outputs = lower_jaxpr(child, jaxpr, const_values, inputs[len(inputs) - len(jaxpr.invars) :])
         return finish_subgraph(child, inputs, outputs, name)
+
+
+@contextlib.contextmanager
+def _nested_scope(builder: GraphBuilder, eqn: Any) -> Iterator[None]:
+    """Equations of a nested jaxpr carry name stacks relative to the equation that holds it."""
+    state = builder.state
+    state.scope_stack.append(state.scope(eqn))
+    location = state.user_location(eqn)
+    state.location_stack.append(str(location) if location else (state.location_stack[-1] if state.location_stack else ""))
+    try:
+        yield
+    finally:
+        state.scope_stack.pop()
+        state.location_stack.pop()
 
 
 def finish_subgraph(child: GraphBuilder, inputs: list[ir.Value], outputs: list[ir.Value], name: str) -> ir.Graph:
@@ -185,20 +204,54 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         raise ConversionError(
             f"the handler for {name!r} returned {len(outputs)} values for {len(eqn.outvars)} outputs"
         )
-    new_outputs = {id(o) for node in builder.nodes[first_new_node:] for o in node.outputs}
-    location = builder.state.location(eqn)
-    origin_location = str(location) if location else ""
+    new_nodes = builder.nodes[first_new_node:]
+    new_outputs = {id(o) for node in new_nodes for o in node.outputs}
+    location = builder.state.user_location(eqn)
+    # equations inside jax.nn.relu & co. have no user frame of their own: their caller's line is theirs
+    origin_location = str(location) if location else (builder.state.location_stack[-1] if builder.state.location_stack else "")
+    scope = _scope_name(builder, eqn)
+    _annotate(builder, new_nodes, outputs, scope, name, origin_location)
     for var, value in zip(eqn.outvars, outputs, strict=True):
         if isinstance(var, jex_core.DropVar):
             continue
         if id(value) in new_outputs:
             builder.set_type(value, var.aval)
+            if value.name not in builder.state.origins:
+                value.name = builder.state.fresh(f"{scope}/{name}" if scope else name)
             builder.state.origins[value.name] = (_var_text(var), name, origin_location)
             builder.state.origin_vars[value.name] = (tuple(builder.state.eqn_path[:-1]), var)
-            producer = value.producer()
-            if producer is not None and location is not None and not producer.doc_string:
-                producer.doc_string = f"{name} at {location}"
         env[var] = value
+
+
+def _scope_name(builder: GraphBuilder, eqn: Any) -> str:
+    """The dotted module path of an equation (``block2.c1``), including the scopes of enclosing equations."""
+    state = builder.state
+    own = state.scope(eqn)
+    full = "/".join([*state.scope_stack, own]) if state.scope_stack else own
+    return module_path(full, drop_root=state.drop_root_scope)
+
+
+def _annotate(
+    builder: GraphBuilder, nodes: Sequence[ir.Node], outputs: Sequence[Any], scope: str, primitive: str, location: str
+) -> None:
+    """Name the nodes one equation produced after its module path and primitive, and record their provenance.
+
+    The node producing the equation's result is ``<module>/<primitive>``, helpers it needed are
+    ``<module>/<primitive>/<OpType>``. Nodes of nested equations (already annotated) are left alone.
+    """
+    base = f"{scope}/{primitive}" if scope else primitive
+    results = {id(value.producer()) for value in outputs if isinstance(value, ir.Value)}
+    for node in nodes:
+        metadata = node.metadata_props
+        if PRIMITIVE_KEY in metadata:
+            continue
+        metadata[PRIMITIVE_KEY] = primitive
+        if scope:
+            metadata[MODULE_KEY] = scope
+        if location:
+            metadata[SOURCE_KEY] = location
+        node.doc_string = f"{primitive} at {location}" if location else primitive
+        node.name = builder.state.fresh_node(base if id(node) in results else f"{base}/{node.op_type}")
 
 
 def _var_text(var: Any) -> str:

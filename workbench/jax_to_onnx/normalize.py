@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from workbench.errors import SpecError
+from workbench.jax_to_onnx.scopes import equinox_module_paths, module_scopes, nnx_module_paths
 
 # Key-path components that only say "the array inside a Variable"; dropped from names.
 _WRAPPER_KEYS = frozenset({"value", "raw_value"})
@@ -89,7 +90,8 @@ def _normalize_nnx(module: Any) -> NormalizedCallable:
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
         copy.eval()  # Dropout off, BatchNorm on running statistics; the user's module is untouched
-        return copy(*args)
+        with module_scopes(nnx_module_paths(copy)):
+            return copy(*args)
 
     return NormalizedCallable(pure, arrays, tuple(names), "nnx", type(module).__name__)
 
@@ -101,7 +103,9 @@ def _normalize_equinox(module: Any) -> NormalizedCallable:
     arrays, names, rebuild = _split_arrays(inference)
 
     def pure(params: list[Any], *args: Any) -> Any:
-        return rebuild(params)(*args)
+        rebuilt = rebuild(params)
+        with module_scopes(equinox_module_paths(rebuilt)):
+            return rebuilt(*args)
 
     return NormalizedCallable(pure, arrays, tuple(names), "equinox", type(module).__name__)
 
@@ -189,7 +193,8 @@ def _normalize_nnx_method(method: Any) -> NormalizedCallable:
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
         copy.eval()
-        return getattr(copy, method_name)(*args)
+        with module_scopes(nnx_module_paths(copy)):
+            return getattr(copy, method_name)(*args)
 
     return NormalizedCallable(pure, arrays, tuple(names), "nnx", f"{type(module).__name__}.{method_name}")
 

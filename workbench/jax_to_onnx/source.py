@@ -16,10 +16,14 @@ from workbench.errors import SourceLocation
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIBRARY_MARKERS = (os.sep + "flax" + os.sep, os.sep + "equinox" + os.sep, os.sep + "jax" + os.sep, _OWN_PACKAGE_DIR)
+# the model zoo is written as a user would write models: its frames are user code
+_USER_FILES_IN_PACKAGE = (os.path.join(_OWN_PACKAGE_DIR, "zoo.py"),)
 
 
 @functools.lru_cache(maxsize=None)
 def _is_library_frame(file_name: str) -> bool:
+    if file_name in _USER_FILES_IN_PACKAGE:
+        return False
     return any(marker in file_name for marker in _LIBRARY_MARKERS)
 
 
@@ -36,6 +40,15 @@ def eqn_location(eqn: Any) -> SourceLocation | None:
     (The raw frames are filtered by file name first and only the chosen one is decoded: decoding
     every frame of every equation was a tenth of the lowering time.)
     """
+    return _find_location(eqn, user_only=False)
+
+
+def eqn_user_location(eqn: Any) -> SourceLocation | None:
+    """The innermost frame of the user's own code (never JAX, Flax, Equinox, site-packages), or None."""
+    return _find_location(eqn, user_only=True)
+
+
+def _find_location(eqn: Any, *, user_only: bool) -> SourceLocation | None:
     traceback = eqn.source_info.traceback
     if traceback is None:
         return None
@@ -43,13 +56,13 @@ def eqn_location(eqn: Any) -> SourceLocation | None:
     first = None
     for code, lasti in zip(codes, lastis):
         file_name = code.co_filename
-        if not is_user_filename(file_name):
+        if not is_user_filename(file_name) and file_name not in _USER_FILES_IN_PACKAGE:
             continue
         if first is None:
             first = (code, lasti)
         if not _is_library_frame(file_name):
             return _location(code, lasti)
-    return None if first is None else _location(*first)
+    return None if first is None or user_only else _location(*first)
 
 
 def eqn_scope(eqn: Any) -> str:

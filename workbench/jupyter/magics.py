@@ -68,18 +68,6 @@ def defined_names(cell_source: str) -> list[str]:
     return names
 
 
-def _public(name: str, option: str) -> Any:
-    """``workbench.<name>``, or a UsageError if the module behind it is not part of this install yet."""
-    import workbench
-
-    try:
-        return getattr(workbench, name)
-    except ModuleNotFoundError as error:
-        if error.name and error.name.startswith("workbench."):
-            raise UsageError(f"{option} is not available yet in this workbench version ({error.name} is missing).") from error
-        raise
-
-
 @magics_class
 class WorkbenchMagics(Magics):
     """The workbench's IPython magics."""
@@ -133,23 +121,22 @@ class WorkbenchMagics(Magics):
             inputs = [parse_input_spec(spec) for spec in args.inputs]
         except SpecError as error:
             raise UsageError(str(error)) from None
-        convert = _public("to_onnx", "%%to_onnx (the JAX -> ONNX converter)")
-        parity = _public("parity", "--parity") if args.parity else None
-        to_jax_source = _public("to_jax_source", "--to-jax") if args.to_jax is not None else None
-
         execution = self.shell.run_cell(cell, store_history=False)
         if not execution.success:
             raise UsageError("The cell failed (traceback above); nothing was converted.")
 
         fn_name, fn = self._callable(args.fn, cell)
+        from workbench.jax_to_onnx.api import to_onnx
+
         start = time.perf_counter()
         try:
-            model = convert(fn, inputs, path=args.out, opset=args.opset)
+            model = to_onnx(fn, inputs, path=args.out, opset=args.opset)
         except UnsupportedPrimitiveError as error:
             result = OnnxResult(fn_name, time.perf_counter() - start, unsupported=list(error.primitives))
+            from workbench.analysis.report import check
             from workbench.jupyter.unsupported_table import UnsupportedTable
 
-            report = _public("check", "the unsupported-primitives table")(fn, inputs)
+            report = check(fn, inputs)
             result.unsupported_table = UnsupportedTable(report, header_html=result._header_html())
             self.shell.user_ns[args.name] = result
             display(result)
@@ -165,12 +152,16 @@ class WorkbenchMagics(Magics):
             from workbench.jupyter.viewer import view
 
             result.viewer = view(model, name=fn_name)
-        if to_jax_source is not None:
+        if args.to_jax is not None:
+            from workbench.onnx_to_jax.api import to_jax_source
+
             result.jax_source = to_jax_source(model)
             if args.to_jax:
                 write_text_atomic(Path(args.to_jax), result.jax_source)
                 result.jax_path = args.to_jax
-        if parity is not None:
+        if args.parity:
+            from workbench.analysis.parity import parity
+
             result.parity = parity(fn, model, inputs)
         self.shell.user_ns[args.name] = result
         display(result)

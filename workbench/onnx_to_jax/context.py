@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import onnx
 from onnx import helper as onnx_helper
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
-from workbench.onnx_to_jax.literals import dtype_expr, literal
-
-if TYPE_CHECKING:
-    from workbench.onnx_to_jax.generator import GraphEmitter
+from workbench.onnx_to_jax.helpers import _ints
+from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
+from workbench.onnx_to_jax.reader import describe_node
 
 _REQUIRED = object()
+
+
+class GraphScope(Protocol):
+    """What a node context may ask of the graph being generated (the generator's ``GraphEmitter``)."""
+
+    @property
+    def label(self) -> str: ...
+
+    def expr_of(self, onnx_name: str) -> str: ...
+
+    def static_of(self, onnx_name: str) -> np.ndarray | None: ...
+
+    def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None: ...
+
+    def dtype_of(self, onnx_name: str) -> np.dtype | None: ...
+
+    def kind_of(self, onnx_name: str) -> str | None: ...
+
+    def add_param(self, key: str, value: np.ndarray) -> None: ...
+
+    def use_helper(self, fn: Callable) -> str: ...
+
+    def tensor_to_array(self, tensor: onnx.TensorProto) -> np.ndarray: ...
+
+    def constant_expr(self, onnx_name: str, value: np.ndarray) -> str: ...
+
+    def emit_subgraph(self, graph: onnx.GraphProto, hint: str) -> str: ...
 
 
 class NodeContext:
     """The emitter's view of one node. Expressions returned by ``x`` are identifiers or literals."""
 
-    def __init__(self, graph: "GraphEmitter", node: onnx.NodeProto, index: int, opset: int):
+    def __init__(self, graph: GraphScope, node: onnx.NodeProto, index: int, opset: int):
         self._graph = graph
         self.node = node
         self.index = index
@@ -58,8 +84,6 @@ class NodeContext:
         A small value known now (a float initializer holding Resize scales, say) is written as a
         literal, so the node stays jit-able even when the weights are passed as arguments.
         """
-        from workbench.onnx_to_jax.generator import INLINE_MAX_ELEMENTS
-
         value = self.static(i)
         if value is not None and value.size <= INLINE_MAX_ELEMENTS:
             return literal(value)
@@ -97,6 +121,12 @@ class NodeContext:
         if not self.has(i):
             return None
         return self._graph.dtype_of(self.node.input[i])
+
+    def elem_type(self, i: int) -> int | None:
+        """The ``TensorProto`` element type of input ``i`` (strings included), if known."""
+        if not self.has(i):
+            return None
+        return self._graph.elem_type_of(self.node.input[i])
 
     def kind(self, i: int) -> str | None:
         """The kind of input ``i`` (``"tensor"``, ``"sequence"``, ``"optional"``...), if known."""
@@ -152,8 +182,6 @@ class NodeContext:
         value = self.static(i)
         if value is not None:
             return literal(tuple(int(v) for v in np.asarray(value).reshape(-1)))
-        from workbench.onnx_to_jax.emitters.common import _ints
-
         return self.call(_ints, self.host(i))
 
     # ---- writing code -------------------------------------------------------------------
@@ -201,12 +229,10 @@ class NodeContext:
     def constant(self, value: np.ndarray, hint: str) -> str:
         """A value the emitter computed now (tree tables, coefficients): a literal when small, else a
         ``params`` entry named after the node's first output and ``hint``."""
-        from workbench.onnx_to_jax.generator import INLINE_MAX_ELEMENTS
-
         if value.size <= INLINE_MAX_ELEMENTS:
             return literal(value)
         key = f"{self.node.output[0] or self.node.op_type}::{hint}"
-        self._graph.module.params[key] = value
+        self._graph.add_param(key, value)
         return f"params[{literal(key)}]"
 
     def bind_constant(self, value: np.ndarray) -> str:
@@ -215,8 +241,6 @@ class NodeContext:
 
     # ---- errors -------------------------------------------------------------------------
     def _where(self) -> str:
-        from workbench.onnx_to_jax.reader import describe_node
-
         return f"{self._graph.label}: {describe_node(self.node, self.index)}"
 
     def error(self, message: str) -> OnnxModelError:

@@ -21,7 +21,8 @@ from onnx import numpy_helper
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchError
 from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
-from workbench.onnx_to_jax.literals import literal
+from workbench.onnx_to_jax.helpers import helper_source
+from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
@@ -30,7 +31,6 @@ from workbench.onnx_to_jax.writer import SourceWriter
 
 GENERATED_FILENAME = "<workbench-generated>"
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
-INLINE_MAX_ELEMENTS = 64  # folded values up to this size are written as literals, larger go to params
 FOLD_MAX_ELEMENTS = 4096
 # deterministic ops the generator may evaluate when all inputs are known
 FOLDABLE = frozenset(
@@ -171,7 +171,7 @@ class ModuleBuilder:
         module.line(f"VALUE_DEPENDENT_NODES = {literal(self.barriers)}")
         module.line("")
         if self.helpers_used:
-            for text in registry.helper_source(self.helpers_used).splitlines():
+            for text in helper_source(self.helpers_used).splitlines():
                 module.line(text)
             module.line("")
         module.extend(parts)
@@ -255,6 +255,10 @@ class GraphEmitter:
         found = self.module.types.get(onnx_name)
         return None if found is None or not found.is_tensor else found.dtype
 
+    def elem_type_of(self, onnx_name: str) -> int | None:
+        found = self.module.types.get(onnx_name)
+        return None if found is None or not found.is_tensor else found.elem_type
+
     def kind_of(self, onnx_name: str) -> str | None:
         """``"tensor"``, ``"sequence"``, ``"optional"``... when the model or shape inference says."""
         found = self.module.types.get(onnx_name)
@@ -288,6 +292,10 @@ class GraphEmitter:
             self.module.params[key] = value
             self.scope.bind(onnx_name, f"params[{literal(key)}]")
         self.static[onnx_name] = value
+
+    def add_param(self, key: str, value: np.ndarray) -> None:
+        """Store a value computed at generation time in the ``params`` of the generated function."""
+        self.module.params[key] = value
 
     def constant_expr(self, onnx_name: str, value: np.ndarray) -> str:
         """Expression for a constant output (literal if small, else a params entry); marks it static."""

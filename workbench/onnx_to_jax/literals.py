@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+INLINE_MAX_ELEMENTS = 64  # folded values up to this size are written as literals, larger go to params
+
 # numpy dtype name -> expression in generated code (jnp exposes the ml_dtypes types)
 DTYPE_EXPR: dict[str, str] = {
     name: f"jnp.{name}"

@@ -72,8 +72,12 @@ def _compare(expected: Any, actual: Any, rtol: float, atol: float) -> None:
         return
     expected = np.asarray(expected)
     actual = np.asarray(actual)
-    if expected.dtype == object:
-        raise AssertionError("object (string) outputs are not comparable")
+    if expected.dtype == object:  # strings: the same shape and the same text
+        if actual.shape != expected.shape:
+            raise AssertionError(f"shape {actual.shape} != expected {expected.shape}")
+        decode = np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])
+        np.testing.assert_array_equal(decode(actual) if actual.size else actual, decode(expected) if expected.size else expected)
+        return
     if expected.shape != actual.shape:
         raise AssertionError(f"shape {actual.shape} != expected {expected.shape}")
     if expected.dtype != actual.dtype:

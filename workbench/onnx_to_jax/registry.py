@@ -12,22 +12,20 @@ version, so a misspelled op or a wrong version fails at import time. When
 generating, the emitter with the highest ``since`` not above the model's
 opset is used. Duplicate registrations raise unless ``override=True``.
 
-Runtime helpers (``@runtime_helper``) are plain functions using only ``jnp``,
-``lax``, ``jax`` and ``np``; the generator copies the source of the helpers a
-model uses into the generated module so it runs with JAX alone.
+Runtime helpers (``@runtime_helper``, see :mod:`workbench.onnx_to_jax.helpers`) are registered by the
+same family modules; ``runtime_helper`` is re-exported here so a family imports one module.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
 
 import onnx.defs
 
 from workbench.errors import UnsupportedOnnxOpError
+from workbench.onnx_to_jax.helpers import registered_helpers, runtime_helper  # noqa: F401 - families register helpers through here
 
 if TYPE_CHECKING:
     from workbench.onnx_to_jax.context import NodeContext
@@ -57,6 +55,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.onnx_to_jax.emitters.training",
     "workbench.onnx_to_jax.emitters.ml",
     "workbench.onnx_to_jax.emitters.microsoft",
+    "workbench.onnx_to_jax.emitters.strings",
 )
 
 # Operator sets that onnxruntime defines (onnx.defs does not know them): their registrations are
@@ -84,7 +83,6 @@ class EmitterSpec:
 
 
 _EMITTERS: dict[tuple[str, str], dict[int, EmitterSpec]] = {}
-_HELPERS: dict[str, Callable] = {}
 _loaded = False
 
 
@@ -135,20 +133,6 @@ def emitter(
     return register
 
 
-def runtime_helper(fn: Callable) -> Callable:
-    """Mark ``fn`` as a helper whose source may be copied into generated modules.
-
-    Helper names start with ``_`` and are unique across all families.
-    """
-    if not fn.__name__.startswith("_"):
-        raise ValueError(f"runtime helper names start with '_': {fn.__name__}")
-    existing = _HELPERS.get(fn.__name__)
-    if existing is not None and existing is not fn:
-        raise ValueError(f"duplicate runtime helper name {fn.__name__!r}")
-    _HELPERS[fn.__name__] = fn
-    return fn
-
-
 def load_families() -> None:
     global _loaded
     if _loaded:
@@ -159,27 +143,9 @@ def load_families() -> None:
 
 
 def helper_names() -> frozenset[str]:
+    """The names of every runtime helper (those of all families: they are loaded first)."""
     load_families()
-    return frozenset(_HELPERS)
-
-
-def helper_source(names: set[str]) -> str:
-    """Source of the named helpers and every helper they call, in a stable order."""
-    needed: set[str] = set()
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        if name in needed:
-            continue
-        needed.add(name)
-        code = _HELPERS[name].__code__
-        referenced = set(code.co_names)
-        for const in code.co_consts:  # nested functions
-            if inspect.iscode(const):
-                referenced |= set(const.co_names)
-        todo.extend(n for n in referenced if n in _HELPERS and n not in needed)
-    parts = [textwrap.dedent(inspect.getsource(_HELPERS[n])) for n in sorted(needed)]
-    return "\n\n".join(p.replace("@runtime_helper\n", "") for p in parts)
+    return frozenset(registered_helpers())
 
 
 def resolve(domain: str, op_type: str, opset: int) -> EmitterSpec:

@@ -25,16 +25,25 @@ before (and ``jax.jit(forward)`` still fails at the first barrier, naming it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Callable, Protocol
 
+import numpy as np
 import onnx
 
+from workbench.onnx_to_jax.helpers import _segment
 from workbench.onnx_to_jax.literals import literal
-from workbench.onnx_to_jax.names import sanitize
+from workbench.onnx_to_jax.names import NameScope, sanitize
 from workbench.onnx_to_jax.writer import SourceWriter
 
-if TYPE_CHECKING:
-    from workbench.onnx_to_jax.generator import GraphEmitter
+
+class GeneratedGraph(Protocol):
+    """What the assembler reads of the graph being generated (the generator's ``GraphEmitter``)."""
+
+    scope: NameScope
+    static: dict[str, np.ndarray]  # values known at generation time
+    concrete: set[str]  # values concrete while jax.jit traces
+
+    def use_helper(self, fn: Callable) -> str: ...
 
 
 @dataclass
@@ -60,7 +69,7 @@ class _Group:
 class SegmentAssembler:
     """Turns the per-node code of the top-level graph into parts and the body of ``forward``."""
 
-    def __init__(self, graph: "GraphEmitter", function_name: str):
+    def __init__(self, graph: GeneratedGraph, function_name: str):
         self.graph = graph
         self.function_name = function_name
 
@@ -158,7 +167,6 @@ class SegmentAssembler:
             for item in group.items:
                 parts.extend(item.code)
             parts.line(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
-        from workbench.onnx_to_jax.emitters.common import _segment
 
         call = f"{self.graph.use_helper(_segment)}({fn_name}, params, {_tuple(dynamic)}, {_tuple(static)})"
         if returned:

@@ -77,6 +77,7 @@ def graph_ir_of_traced(
         input_names=program.input_names,
         output_names=program.output_names,
         name=program.name,
+        kind=traced.callable.kind,
         symbols=traced.specs.symbols,
         enable_double_precision=enable_double_precision,
         producer={"workbench": __version__, "jax": jax.__version__},
@@ -141,13 +142,14 @@ def graph_ir_to_onnx(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
+    input_layout: Any = None,
 ) -> onnx.ModelProto:
     """Convert a Graph IR (dict, JSON text/bytes, or a .json path) to ONNX with the same handlers as ``to_onnx``.
 
     The document is validated against the schema, then rebuilt into a jaxpr by fixed tables
     (primitives, parameter types, dtypes); nothing in it is executed. ``path``, ``opset`` and
-    ``external_data_threshold`` are those of ``wb.to_onnx``; ``input_names``/``output_names``
-    replace the document's names.
+    ``external_data_threshold`` and ``input_layout`` are those of ``wb.to_onnx``;
+    ``input_names``/``output_names`` replace the document's names.
 
     Raises:
         GraphIRError: the document is not valid Graph IR (every schema violation is listed).
@@ -168,7 +170,7 @@ def graph_ir_to_onnx(
             input_names=_names(input_names, program.input_names, "input_names"),
             output_names=_names(output_names, program.output_names, "output_names"),
         )
-    model, _, _ = build_model(program, opset=target_opset)
+    model = build_model(program, opset=target_opset, input_layout=input_layout).model
     if path is not None:
         write_model_to(model, path, external_data_threshold)
     return model

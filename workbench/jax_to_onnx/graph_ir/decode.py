@@ -19,7 +19,7 @@ from jax.extend import core as jex_core
 from jax.extend.core import primitives as jax_primitives
 
 from workbench.errors import GraphIRError, SourceLocation
-from workbench.jax_to_onnx.api import Program
+from workbench.jax_to_onnx.api import Program, RecordedSourceInfo
 from workbench.jax_to_onnx.graph_ir.params import decode_param
 from workbench.jax_to_onnx.graph_ir.values import decode_array, dtype_from_name
 
@@ -58,7 +58,7 @@ class Decoder:
         self.scope = jax_export.SymbolicScope()
         self._tensors: dict[str, np.ndarray] = {}
         self._dims: dict[str, Any] = {}
-        self.locations: dict[int, SourceLocation] = {}
+        self.recorded = RecordedSourceInfo()
         for symbol in document["symbols"]:  # in the order the trace met them, as to_onnx's scope did
             self.dim(symbol, "symbols")
 
@@ -137,7 +137,11 @@ class Decoder:
             )
             location = _location(entry.get("source"))
             if location is not None:
-                self.locations[id(eqn)] = location
+                self.recorded.locations[id(eqn)] = location
+            user_location = _location(entry["user_source"]) if "user_source" in entry else location
+            if user_location is not None:
+                self.recorded.user_locations[id(eqn)] = user_location
+            self.recorded.scopes[id(eqn)] = entry.get("scope", "")
             eqns.append(eqn)
         outvars = [use(a, f"{where}.outvars[{i}]") for i, a in enumerate(graph["outvars"])]
         debug_info = jex_core.DebugInfo(
@@ -184,5 +188,6 @@ def decode_program(document: dict[str, Any], *, external: ExternalReader | None 
         input_names=[entry["name"] for entry in inputs],
         output_names=[entry["name"] for entry in outputs],
         name=document["name"],
-        source_locations=decoder.locations,
+        drop_root_scope=document["kind"] == "linen",
+        recorded=decoder.recorded,
     )

@@ -5,7 +5,9 @@ each graph (nested graphs number their own); a variable's type (``dtype``, ``sha
 symbolic expressions, ``weak_type`` when set) is written where it is defined, uses name it.
 Literals are ``{"literal": tensor}``; an unused output is named ``_``.
 An equation is ``{"primitive", "inputs", "outputs", "params"}`` plus, when known, ``"source"``
-(``file``, ``line``, ``function`` of the user's code) and ``"scope"`` (JAX's name stack).
+(``file``, ``line``, ``function``: the innermost frame outside JAX, library frames allowed),
+``"user_source"`` (the user's own frame, when it is another one or none) and ``"scope"`` (JAX's name
+stack, from which node names and module paths come).
 Tensors (weights, jaxpr constants, array parameters) live in the document's ``"tensors"`` table,
 referred to by name; equal constants are stored once.
 """
@@ -24,7 +26,7 @@ from workbench.errors import GraphIRError
 from workbench.jax_to_onnx.graph_ir.params import UnencodableParam, encode_param
 from workbench.jax_to_onnx.graph_ir.values import dtype_name, encode_array, encode_scalar
 from workbench.jax_to_onnx.keys import host_array
-from workbench.jax_to_onnx.source import eqn_location, eqn_scope
+from workbench.jax_to_onnx.source import eqn_location, eqn_scope, eqn_user_location
 
 FORMAT = "workbench_graph_ir_v1"
 
@@ -41,6 +43,10 @@ def aval_json(aval: Any) -> dict[str, Any]:
     if aval.weak_type:
         entry["weak_type"] = True
     return entry
+
+
+def _source_json(location: Any) -> dict[str, Any]:
+    return {"file": location.file, "line": location.line, "function": location.function}
 
 
 class Encoder:
@@ -109,7 +115,10 @@ class Encoder:
             entry["outputs"] = [define(v) for v in eqn.outvars]
             location = eqn_location(eqn)
             if location is not None:
-                entry["source"] = {"file": location.file, "line": location.line, "function": location.function}
+                entry["source"] = _source_json(location)
+            user_location = eqn_user_location(eqn)
+            if user_location != location:  # library frames only: the user's own line is another (or none)
+                entry["user_source"] = None if user_location is None else _source_json(user_location)
             scope = eqn_scope(eqn)
             if scope:
                 entry["scope"] = scope
@@ -140,6 +149,7 @@ def encode_program(
     input_names: Sequence[str],
     output_names: Sequence[str],
     name: str,
+    kind: str,
     symbols: Sequence[str],
     enable_double_precision: bool,
     producer: dict[str, str],
@@ -162,6 +172,7 @@ def encode_program(
         "format": FORMAT,
         "producer": producer,
         "name": name,
+        "kind": kind,
         "enable_double_precision": bool(enable_double_precision),
         "symbols": list(symbols),
         "inputs": [{"name": n, **aval_json(v.aval)} for n, v in zip(input_names, user_vars, strict=True)],

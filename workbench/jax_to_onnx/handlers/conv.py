@@ -33,7 +33,7 @@ import onnx_ir as ir
 from jax import lax
 
 from workbench.errors import ConversionError
-from workbench.jax_to_onnx.builder import is_static, onnx_dtype
+from workbench.jax_to_onnx.builder import is_static, onnx_dtype, typed_like
 from workbench.jax_to_onnx.handlers.shape import reshape_to
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
@@ -49,6 +49,11 @@ def _transpose(ctx: LoweringContext, x: ir.Value, perm: Sequence[int]) -> ir.Val
     if perm == list(range(len(perm))):
         return x
     return ctx.op("Transpose", x, perm=perm)
+
+
+def _typed(value: ir.Value, like: ir.Value, dims: Sequence[Any]) -> ir.Value:
+    """Type a handler-internal value (the passes after lowering read its shape), unless it is ``like`` itself."""
+    return value if value is like else typed_like(value, like, dims)
 
 
 def _inverse(perm: Sequence[int]) -> list[int]:
@@ -245,8 +250,8 @@ def _conv_general_dilated(
     n_spatial = rank - 2
     lhs_dilation = tuple(lhs_dilation or (1,) * n_spatial)
     rhs_dilation = tuple(rhs_dilation or (1,) * n_spatial)
-    x = _transpose(ctx, lhs, lhs_spec)
     x_shape = [lhs_aval.shape[a] for a in lhs_spec]
+    x = _typed(_transpose(ctx, lhs, lhs_spec), lhs, x_shape)
     kernel_spatial = [rhs_aval.shape[a] for a in rhs_spec[2:]]
     if not _all_static(kernel_spatial):
         raise ConversionError("conv_general_dilated with a symbolic kernel size cannot become an ONNX Conv.")
@@ -270,6 +275,7 @@ def _conv_general_dilated(
         y = ctx.op("ConvTranspose", x, w, strides=list(lhs_dilation), dilations=list(rhs_dilation),
                    pads=pads, kernel_shape=[int(k) for k in kernel_spatial],
                    output_padding=extra if any(extra) else None)
+        y = _typed(y, lhs, [ctx.aval_out.shape[a] for a in out_spec])
     else:
         for axis, factor in enumerate(lhs_dilation):
             if factor != 1:
@@ -279,6 +285,7 @@ def _conv_general_dilated(
         y = ctx.op("Conv", x, w, strides=[int(s) for s in window_strides], dilations=list(rhs_dilation),
                    pads=_pads_attr(pads_pairs), group=int(feature_group_count),
                    kernel_shape=[int(k) for k in kernel_spatial])
+        y = _typed(y, lhs, [ctx.aval_out.shape[a] for a in out_spec])
     y = _transpose(ctx, y, _inverse(out_spec))
     out_dtype = np.dtype(ctx.aval_out.dtype)
     if preferred_element_type is not None and out_dtype != np.dtype(lhs_aval.dtype):
@@ -469,8 +476,8 @@ def _onnx_pool(
     rank = len(shape)
     kept = [a for a in range(rank) if a not in pooled]
     perm = kept + list(pooled)
-    x = _transpose(ctx, x, perm)
     moved_shape = [shape[a] for a in perm]
+    x = _typed(_transpose(ctx, x, perm), x, moved_shape)
     kept_shape = moved_shape[: len(kept)]
     if len(kept) == 2:
         pool_in, pool_shape = x, moved_shape
@@ -499,6 +506,8 @@ def _onnx_pool(
         attrs["dilations"] = [int(window_dilation[a]) for a in pooled]
     if kind == "sum":
         y = ctx.op("AveragePool", pool_in, count_include_pad=1, **attrs)
+        if len(kept) == 2:
+            y = _typed(y, x, [ctx.aval_out.shape[a] for a in perm])
         window_size = int(np.prod([int(window_dimensions[a]) for a in pooled]))
         y = ctx.op("Mul", y, ctx.scalar(window_size, ctx.avals_in[0].dtype))
     else:
@@ -507,6 +516,8 @@ def _onnx_pool(
             y = ctx.op("Neg", y)
     out_shape = list(ctx.aval_out.shape)
     moved_out = [out_shape[a] for a in perm]
+    if len(kept) == 2:
+        y = _typed(y, x, moved_out)
     if len(kept) < 2:
         y = ctx.op("Squeeze", y, ctx.i64(list(range(2 - len(kept)))))
     elif len(kept) > 2:

@@ -39,6 +39,7 @@ from workbench.jax_to_onnx.handlers.linalg_kit import (
     batched_eye,
     counted_loop,
     diagonal,
+    leading_shape,
     local_function,
     mask_cmp,
     mask_eq,
@@ -201,7 +202,7 @@ def _lu_pivots_to_permutation(ctx: LoweringContext, pivots: ir.Value, *, permuta
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
         swaps = g.op("Cast", inputs[0], to=ir.DataType.INT64)
-        batch = g.op("Shape", swaps, end=-1)
+        batch = leading_shape(g, swaps, 1)
         permutation0 = g.op("Expand", arange(g, size), g.op("Concat", batch, g.i64([size]), axis=0))
 
         def step(body: GraphBuilder, i: ir.Value, state: list[ir.Value]) -> list[ir.Value]:

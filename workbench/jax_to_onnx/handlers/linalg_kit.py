@@ -210,9 +210,17 @@ def swap_last(g: GraphBuilder, x: ir.Value, rank: int) -> ir.Value:
     return g.op("Transpose", x, perm=perm)
 
 
+def leading_shape(g: GraphBuilder, x: ir.Value, drop: int) -> ir.Value:
+    """The runtime shape of ``x`` without its last ``drop`` axes, as a 1-D int64 (Shape's ``end``
+    attribute from opset 15 on, a Slice of the whole shape before)."""
+    if g.state.opset >= 15:
+        return g.op("Shape", x, end=-drop)
+    return g.op("Slice", g.op("Shape", x), g.i64([0]), g.i64([-drop]), g.i64([0]))
+
+
 def batch_shape(g: GraphBuilder, x: ir.Value) -> ir.Value:
     """The runtime shape of ``x``'s batch axes (all but the last two), as a 1-D int64."""
-    return g.op("Shape", x, end=-2)
+    return leading_shape(g, x, 2)
 
 
 def batched_eye(g: GraphBuilder, like: ir.Value, rows: int, columns: int, dtype: Any) -> ir.Value:

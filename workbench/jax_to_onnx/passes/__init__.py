@@ -15,7 +15,10 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as common_passes
 
+from workbench.jax_to_onnx.provenance import unique_node_names
 from workbench.jax_to_onnx.passes.folding import fold_constants, fold_weight_layouts
+from workbench.jax_to_onnx.passes.affine import fold_affine_chains
+from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_transposes
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
 
@@ -34,7 +37,10 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
     manager(model)
     if optimize:
         fold_constants(model, weights)
+        sink_channel_transposes(model.graph)
         fuse_patterns(model)
+        drop_identities(model.graph)
+        fold_affine_chains(model.graph)
         rewrite_layouts(model)
         fold_weight_layouts(model.graph, weights)
     cleanup = ir.passes.PassManager(
@@ -45,4 +51,6 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
         ]
     )
     cleanup(model)
+    for graph in (model.graph, *model.functions.values()):
+        unique_node_names(graph)
     return infer_shapes(model)

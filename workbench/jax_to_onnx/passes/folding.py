@@ -1,4 +1,12 @@
-"""Constant folding: subgraphs that depend only on constants, and weights laid out for their consumer."""
+"""Constant folding: subgraphs that depend only on constants or weights, and weights laid out for their consumer.
+
+Weights keep their module-path names through layout changes (``conv1.kernel`` stored OIHW for the
+Conv that reads it); arithmetic on weights alone (BatchNorm's ``scale * rsqrt(var + eps)``) is
+evaluated at export time into an initializer named after the value it replaces (``bn1/mul``).
+A folded tensor may not be much larger than what it replaces (:data:`FOLD_GROWTH_LIMIT`) and all
+folding together adds at most :data:`FOLD_TOTAL_LIMIT` bytes, which keeps a model that fits in a
+2 GB protobuf from outgrowing it through folding.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +21,51 @@ from workbench.jax_to_onnx.ir_values import constant_array
 # onnxscript folds nodes whose inputs are all constants up to this many elements each (its default,
 # 8192, leaves e.g. a causal mask broadcast over 8 heads of 64x64 in the graph)
 FOLD_INPUT_LIMIT = 1 << 16
+# a node reading weights is folded when its result is at most this many bytes larger than the inputs it
+# frees (a weight read elsewhere too, e.g. a tied embedding, stays and its folded copy counts in full)
+FOLD_GROWTH_LIMIT = 1 << 16
+# and all such folds of one export add at most this many bytes
+FOLD_TOTAL_LIMIT = 256 << 20
 
 
 def fold_constants(model: ir.Model, weights: frozenset[str]) -> None:
-    """Evaluate constant subgraphs (masks, iotas, index arithmetic) with onnxscript's folder, in place.
+    """Evaluate constant subgraphs (masks, iotas, index arithmetic, arithmetic on weights) with
+    onnxscript's folder, in place.
 
-    Nodes reading a weight are left alone: folding ``Reshape(bias)`` would replace the initializer
-    named after the module path by an anonymous copy. Equal folded constants (the same causal mask
-    in every block) are then stored once.
+    Layout ops on a weight are folded first by :func:`fold_weight_layouts` so the weight keeps its
+    name; other nodes reading weights are folded within the size limits above. Equal folded
+    constants (the same causal mask in every block) are then stored once.
     """
+    fold_weight_layouts(model.graph, weights, any_consumer=True)
+    added = 0
 
     def should_fold(node: ir.Node) -> bool | None:
-        if any(value is not None and value.name in weights for value in node.inputs):
+        nonlocal added
+        if not any(value is not None and value.name in weights for value in node.inputs):
+            return None
+        freed = {
+            id(value): value.const_value.nbytes
+            for value in node.inputs
+            if value is not None and value.const_value is not None and len(value.uses()) == 1
+        }
+        growth = _output_bytes(node) - sum(freed.values())
+        if growth > FOLD_GROWTH_LIMIT or added + max(growth, 0) > FOLD_TOTAL_LIMIT:
             return False
-        return None
+        added += max(growth, 0)
+        return True
 
     onnxscript_optimizer.fold_constants(model, input_size_limit=FOLD_INPUT_LIMIT, should_fold=should_fold)
     _share_equal_constants(model.graph, weights)
+
+
+def _output_bytes(node: ir.Node) -> int:
+    """The bytes of a node's outputs as typed by the lowering; unknown shapes count as too large."""
+    total = 0
+    for output in node.outputs:
+        if output.shape is None or not output.shape.is_static() or output.dtype is None:
+            return FOLD_TOTAL_LIMIT + 1
+        total += int(np.prod([int(d) for d in output.shape], dtype=np.int64)) * output.dtype.itemsize
+    return total
 
 
 def _share_equal_constants(graph: ir.Graph, weights: frozenset[str]) -> None:
@@ -45,37 +81,56 @@ def _share_equal_constants(graph: ir.Graph, weights: frozenset[str]) -> None:
             value.replace_all_uses_with(first)
 
 
-def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str]) -> int:
-    """``MatMul(x, Reshape/Transpose(W))`` with W a weight used only there → ``MatMul(x, W')``, in place;
-    likewise a bias ``Add(y, Reshape(b))`` (attention's per-head bias (8, 32) added as (256,)).
+_LAYOUT_OPS = ("Reshape", "Transpose", "Unsqueeze", "Squeeze")
+
+
+def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str], *, any_consumer: bool = False) -> int:
+    """``Op(x, Reshape/Transpose/Unsqueeze/Squeeze(W))`` with W a weight used only there → ``Op(x, W')``, in place.
 
     W' is stored under W's own name (so weights stay named after their module path) in the layout
-    the MatMul wants (e.g. an attention kernel (256, 8, 32) as (256, 256)). Returns how many folded.
+    its consumer wants (a Conv kernel HWIO as OIHW, an attention kernel (256, 8, 32) as (256, 256)).
+    Without ``any_consumer`` only MatMul weights and Add biases are laid out (what the attention
+    rules leave). Returns how many folded.
     """
     count = 0
     for node in list(graph):
-        if node.op_type not in ("Reshape", "Transpose") or node.domain != "" or node.graph is None:
+        if node.op_type not in _LAYOUT_OPS or node.domain != "" or node.graph is None:
             continue
         weight, output = node.inputs[0], node.outputs[0]
         if weight is None or weight.name not in weights or weight.const_value is None or len(weight.uses()) != 1:
             continue
-        if output.is_graph_output() or not all(_takes_weight_layout(use) for use in output.uses()):
+        if output.is_graph_output() or not (any_consumer or all(_takes_weight_layout(use) for use in output.uses())):
             continue
-        array = weight.const_value.numpy()
-        if node.op_type == "Transpose":
-            perm = node.attributes.get("perm")
-            array = np.transpose(array, None if perm is None else list(perm.as_ints()))
-        else:
-            target = constant_array(node.inputs[1])
-            if target is None or 0 in target or node.attributes.get_int("allowzero", 0):
-                continue
-            array = array.reshape([int(d) for d in target])
+        array = _laid_out(node, weight.const_value.numpy())
+        if array is None:
+            continue
         weight.const_value = ir.Tensor(np.ascontiguousarray(array), name=weight.name)
         weight.shape = ir.Shape(array.shape)
         output.replace_all_uses_with(weight)
         graph.remove(node, safe=True)
         count += 1
     return count
+
+
+def _laid_out(node: ir.Node, array: np.ndarray) -> np.ndarray | None:
+    """What a layout node makes of ``array``, or None when its other inputs are not constant."""
+    if node.op_type == "Transpose":
+        perm = node.attributes.get("perm")
+        return np.transpose(array, None if perm is None else list(perm.as_ints()))
+    operand = constant_array(node.inputs[1]) if len(node.inputs) > 1 else None
+    if node.op_type == "Squeeze" and len(node.inputs) == 1:
+        return np.squeeze(array)
+    if operand is None:
+        return None
+    if node.op_type == "Reshape":
+        if 0 in operand or node.attributes.get_int("allowzero", 0):
+            return None
+        return array.reshape([int(d) for d in operand])
+    axes = sorted(int(a) for a in operand.reshape(-1))
+    if node.op_type == "Squeeze":
+        return np.squeeze(array, axis=tuple(a % array.ndim for a in axes))
+    rank = array.ndim + len(axes)
+    return np.expand_dims(array, axis=tuple(a % rank for a in axes))
 
 
 def _takes_weight_layout(use: ir.Usage) -> bool:

@@ -149,6 +149,72 @@ class GeluErfFusion(RewriteRuleClassBase):
         return op.Gelu(x)
 
 
+# ----------------------------------------------------------------------------- activations
+class ReluFusion(RewriteRuleClassBase):
+    """jax.nn.relu: ``Max(x, 0)`` → ``Relu(x)`` (relu6's ``Min(Max(x, 0), 6)`` became a Clip before)."""
+
+    def pattern(self, op, x, zero):  # noqa: ANN001, ANN201
+        return op.Max(x, zero)
+
+    def check(self, context, x, zero) -> MatchResult:  # noqa: ANN001
+        del context
+        result = MatchResult()
+        if x.shape is None or zero.shape is None or not _is_scalar(zero, 0.0):
+            return result.fail("not a max with a scalar 0")
+        if len(zero.shape) > len(x.shape):
+            return result.fail("the zero would broadcast x to a higher rank")
+        return result
+
+    def rewrite(self, op, x, zero):  # noqa: ANN001, ANN201
+        del zero
+        return op.Relu(x)
+
+
+class LeakyReluFusion(RewriteRuleClassBase):
+    """jax.nn.leaky_relu: ``Where(x >= 0, x, x * alpha)`` → ``LeakyRelu(x, alpha)``."""
+
+    def pattern(self, op, x, zero, alpha):  # noqa: ANN001, ANN201
+        return op.Where(op.GreaterOrEqual(x, zero), x, op.Mul(x, alpha))
+
+    def check(self, context, x, zero, alpha) -> MatchResult:  # noqa: ANN001
+        del context, x
+        result = MatchResult()
+        array = constant_array(alpha)
+        if not _is_scalar(zero, 0.0) or array is None or array.size != 1 or array.ndim != 0:
+            return result.fail("not leaky_relu's comparison with 0 and scalar slope")
+        return result
+
+    def rewrite(self, op, x, zero, alpha):  # noqa: ANN001, ANN201
+        del zero
+        return op.LeakyRelu(x, alpha=float(constant_array(alpha)))
+
+
+class ReduceMeanFusion(RewriteRuleClassBase):
+    """jnp.mean: ``ReduceSum(x, axes) / n`` with n the number of reduced elements → ``ReduceMean(x, axes)``."""
+
+    def pattern(self, op, x, axes, count):  # noqa: ANN001, ANN201
+        return op.Div(op.ReduceSum(x, axes, _allow_other_attributes=True, _outputs=["total"]), count)
+
+    def check(self, context, x, axes, count, total) -> MatchResult:  # noqa: ANN001
+        del context
+        result = MatchResult()
+        axes_array = constant_array(axes)
+        if x.shape is None or axes_array is None or axes_array.size == 0:
+            return result.fail("reduction axes are not constant")
+        if total.producer().attributes.get_int("noop_with_empty_axes", 0):
+            return result.fail("noop_with_empty_axes")
+        rank = len(x.shape)
+        dims = [x.shape[int(a) % rank] for a in axes_array.reshape(-1)]
+        if not all(isinstance(d, int) for d in dims) or not _is_scalar(count, float(math.prod(dims))):
+            return result.fail("the divisor is not the number of reduced elements")
+        return result
+
+    def rewrite(self, op, x, axes, count, total):  # noqa: ANN001, ANN201
+        del count
+        keepdims = total.producer().attributes.get_int("keepdims", 1)
+        return op.ReduceMean(x, axes, keepdims=keepdims)
+
+
 # ------------------------------------------------------------------------------ layer norm
 class LayerNormFusion(RewriteRuleClassBase):
     """flax ``LayerNorm`` (fast variance): mean and E[x²] over the trailing axes, ``var = max(E[x²] - mean², 0)``,
@@ -239,13 +305,29 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
         common_rules.no_op_cast_rule,
     )]
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
+    # relu6 = Min(Max(x, 0), 6) → Clip, before Max(x, 0) alone becomes a Relu
+    clips = [(common_rules.max_min_rule, False), (common_rules.min_max_rule, False)]
     fusions = [(common_rules.matmul_add_to_gemm_rule, True), (SoftmaxFusion.rule(), False)]
+    fusions += [(rule, False) for rule in _hard_sigmoid_rules()]
     fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
     if opset >= GELU_MIN_OPSET:
         fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
     # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
     unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)]
-    return [layout + bias, fusions, unbiased]
+    # Max(x, 0) is also LayerNorm's variance guard and ReduceSum/n its mean: both only once LayerNorms are fused
+    activations = [(ReluFusion.rule(), False), (LeakyReluFusion.rule(), False), (ReduceMeanFusion.rule(), False)]
+    activations += [(rule, False) for rule in _hard_swish_rules()]
+    return [layout + bias + clips, fusions, unbiased, activations]
+
+
+def _hard_sigmoid_rules() -> list[RewriteRule]:
+    """onnxscript's ``Clip(x + 3, 0, 6) / 6`` → HardSigmoid (jax.nn.hard_sigmoid)."""
+    return [rule for rule in common_rules.fuse_hardswish_rules() if rule.name == "HardSigmoidFusion"]
+
+
+def _hard_swish_rules() -> list[RewriteRule]:
+    """onnxscript's ``x * HardSigmoid(x)`` → HardSwish (jax.nn.hard_swish), once HardSigmoid is fused."""
+    return [rule for rule in common_rules.fuse_hardswish_rules() if rule.name != "HardSigmoidFusion"]
 
 
 def fusion_rules(opset: int) -> list[RewriteRule]:

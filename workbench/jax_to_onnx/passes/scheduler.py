@@ -17,6 +17,7 @@ from onnxscript.rewriter import RewriteRule
 
 from workbench.compat import rule_root
 from workbench.jax_to_onnx.bias import droppable_bias
+from workbench.jax_to_onnx.provenance import inherit
 from workbench.jax_to_onnx.passes import attention_layout
 from workbench.jax_to_onnx.passes.fusions import rule_phases
 
@@ -175,6 +176,7 @@ def _apply_rules(
             ir.convenience.replace_nodes_and_values(
                 graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
             )
+            inherit(delta.new_nodes, node)
             if touched is not None:
                 _note_rewrite_neighbourhood([*delta.new_nodes, *upstream], touched)
             count += 1

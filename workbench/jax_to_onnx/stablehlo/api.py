@@ -97,8 +97,9 @@ def exported_to_onnx(
         args = [Sym(inputs[index], exported.in_avals[index]) for index in kept]
         results = walker.convert_function(builder, "main", args)
         outputs = _name_outputs(builder, [s.value for s in results], out_names, list(exported.out_avals))
-        return assemble_model(builder, inputs, outputs, name=exported.fun_name, optimize=optimize,
-                              doc=f"{exported.fun_name} converted from a jax.export StableHLO module by workbench")
+        model, _ = assemble_model(builder, inputs, outputs, name=exported.fun_name, optimize=optimize,
+                                  doc=f"{exported.fun_name} converted from a jax.export StableHLO module by workbench")
+        return model
 
 
 def _input_names(walker: Walker, exported: jax.export.Exported, kept: list[int]) -> list[str]:

@@ -24,6 +24,15 @@ def _attention(q, k, v, attn_mask, past_key, past_value, nonpad_kv_seqlen, scale
         q = jnp.transpose(jnp.reshape(q, (b, sq, q_num_heads, -1)), (0, 2, 1, 3))
         k = jnp.transpose(jnp.reshape(k, (b, k.shape[1], kv_num_heads, -1)), (0, 2, 1, 3))
         v = jnp.transpose(jnp.reshape(v, (b, v.shape[1], kv_num_heads, -1)), (0, 2, 1, 3))
+    out_dtype = q.dtype
+    if out_dtype in (jnp.bfloat16, jnp.float16):
+        # half precision in, float32 inside, rounded once at the end (as the spec's reference does;
+        # rounding every intermediate drifts by an ulp in a fifth of the elements)
+        q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
+        past_key = None if past_key is None else past_key.astype(jnp.float32)
+        past_value = None if past_value is None else past_value.astype(jnp.float32)
+        if attn_mask is not None and attn_mask.dtype != jnp.bool_:
+            attn_mask = attn_mask.astype(jnp.float32)
     dtype = q.dtype
     if scale is None:
         scale = 1.0 / np.sqrt(q.shape[3])
@@ -89,7 +98,7 @@ def _attention(q, k, v, attn_mask, past_key, past_value, nonpad_kv_seqlen, scale
     if rank3:
         y = jnp.reshape(jnp.transpose(y, (0, 2, 1, 3)), (y.shape[0], y.shape[2], -1))
     outputs = (y, present_key, present_value, qk_out.astype(dtype))
-    return outputs[:n_out]
+    return tuple(o.astype(out_dtype) for o in outputs[:n_out])
 
 
 @emitter("Attention", since=(23, 24))

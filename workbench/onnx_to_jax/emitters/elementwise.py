@@ -76,7 +76,6 @@ _BINARY: list[tuple[str, int, str]] = [
     ("Add", 7, "jnp.add"),
     ("Sub", 7, "jnp.subtract"),
     ("Mul", 7, "jnp.multiply"),
-    ("Equal", 7, "jnp.equal"),
     ("Less", 7, "jnp.less"),
     ("Greater", 7, "jnp.greater"),
     ("LessOrEqual", 12, "jnp.less_equal"),
@@ -90,6 +89,16 @@ _BINARY: list[tuple[str, int, str]] = [
 ]
 for _op, _since, _fn in _BINARY:
     emitter(_op, since=_since)(_binary_op(_fn))
+
+
+@emitter("Equal", since=7)
+def equal(ctx: NodeContext) -> str:
+    from workbench.onnx_to_jax.emitters.strings import equal_strings, is_string
+
+    if is_string(ctx, 0):  # opset 19: string tensors, compared on the host
+        return equal_strings(ctx)
+    _no_legacy_broadcast(ctx)
+    return f"jnp.equal({ctx.x(0)}, {ctx.x(1)})"
 
 
 @runtime_helper

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
-from workbench.onnx_to_jax.emitters.common import _ints
+from workbench.onnx_to_jax.helpers import _ints
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 

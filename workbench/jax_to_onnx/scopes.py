@@ -1,0 +1,140 @@
+"""Module paths while tracing: each submodule call of an NNX or Equinox model runs in a JAX name scope.
+
+Flax Linen opens a name scope per module call itself (``CNN/block2/c1``), so its equations carry
+the module path in ``source_info.name_stack``. Flax NNX opens none and Equinox only its class
+names (``eqx.nn.Conv``). To name ONNX nodes after the module that computed them (``block2.c1/conv``)
+for those two, the classes of the model's submodules get, for the duration of one trace, a
+``__call__`` that enters ``jax.named_scope`` with the module's path relative to the module calling
+it; the originals are put back afterwards, also on errors. Only ``__call__`` is scoped: other
+methods (``embed.attend``) run in their caller's scope.
+
+Why by hand: neither framework offers a hook that names the scope after the attribute path, and
+JAX only records scopes it is told about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+
+# class patching is process-wide: one trace at a time may hold it
+_PATCH_LOCK = threading.RLock()
+
+
+# id(submodule) -> (submodule, its attribute path from the root)
+ModulePaths = dict[int, tuple[Any, tuple[str, ...]]]
+
+
+def nnx_module_paths(module: Any) -> ModulePaths:
+    """Every submodule of an NNX module below the root, with its path."""
+    from flax import nnx
+
+    return {id(sub): (sub, tuple(str(p) for p in path)) for path, sub in nnx.iter_modules(module) if path}
+
+
+def equinox_module_paths(module: Any) -> ModulePaths:
+    """Every Equinox submodule reachable through fields, lists, tuples and dicts, with its path."""
+    import equinox as eqx
+
+    paths: ModulePaths = {}
+
+    def visit(value: Any, path: tuple[str, ...]) -> None:
+        if isinstance(value, eqx.Module):
+            if path and id(value) in paths:
+                return
+            if path:
+                paths[id(value)] = (value, path)
+            for field in dataclasses.fields(value):
+                visit(value.__dict__.get(field.name), (*path, field.name))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(item, (*path, str(index)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, (*path, str(key)))
+
+    visit(module, ())
+    return paths
+
+
+@contextlib.contextmanager
+def module_scopes(modules: ModulePaths) -> Iterator[None]:
+    """Within the block, calling any of ``modules`` enters a name scope of its path.
+
+    Nested calls push the path relative to the innermost scoped caller, so the name stack reads
+    ``block2/c1``. Classes without a ``__call__`` (containers such as ``nnx.List``) are left alone.
+    """
+    classes = {type(module) for module, _ in modules.values() if callable(module)}
+    if not classes:
+        yield
+        return
+    paths = {key: path for key, (_, path) in modules.items()}
+    active: list[tuple[str, ...]] = []
+    with _PATCH_LOCK:
+        originals = {cls: (cls.__dict__.get("__call__"), cls.__call__) for cls in classes}
+        try:
+            for cls, (_, call) in originals.items():
+                cls.__call__ = _scoped(call, paths, active)
+            yield
+        finally:
+            for cls, (own, _) in originals.items():
+                if own is None:
+                    del cls.__call__
+                else:
+                    cls.__call__ = own
+
+
+def _scoped(call: Callable[..., Any], paths: dict[int, tuple[str, ...]], active: list[tuple[str, ...]]) -> Callable[..., Any]:
+    @functools.wraps(call)
+    def scoped_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        path = paths.get(id(self))
+        if path is None:
+            return call(self, *args, **kwargs)
+        parent = active[-1] if active else ()
+        relative = path[len(parent):] if path[: len(parent)] == parent and len(path) > len(parent) else path
+        active.append(path)
+        try:
+            with jax.named_scope(".".join(relative)):
+                return call(self, *args, **kwargs)
+        finally:
+            active.pop()
+
+    return scoped_call
+
+
+def module_path(name_stack: str, *, drop_root: bool) -> str:
+    """The dotted module path in a JAX name stack: ``jit(f)/CNN/block2/c1`` → ``block2.c1``.
+
+    Transformation markers are skipped: ``jit(f)`` names a function, ``vmap(conv1)`` wraps the scope
+    opened inside the vmapped function (``conv1``). Equinox's class scopes (``eqx.nn.Conv``) are not
+    module names either; Linen's root module (its class name) is dropped with ``drop_root``.
+    """
+    parts = [part for part in map(_unwrap, name_stack.split("/")) if _is_module_name(part)]
+    if drop_root and parts:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+# transformations whose marker holds a function name rather than the name scope opened inside them
+_FUNCTION_MARKERS = frozenset({"jit", "pjit", "remat", "checkpoint", "custom_jvp_call", "custom_vjp_call"})
+
+
+def _is_module_name(part: str) -> bool:
+    """Attribute paths (``blocks.0.attn``) only: not einsum's ``BTNH,BSNH->BNTS`` scope nor ``eqx.nn.Conv``."""
+    return bool(part) and not part.startswith("eqx.") and all(p.isidentifier() or p.isdigit() for p in part.split("."))
+
+
+def _unwrap(part: str) -> str:
+    """``vmap(conv1)`` → ``conv1``, ``vmap()`` and ``jit(f)`` → ``""``, anything else unchanged."""
+    while part.endswith(")") and "(" in part:
+        marker, _, inner = part.partition("(")
+        if marker in _FUNCTION_MARKERS or not marker.isidentifier():
+            return ""
+        part = inner[:-1]
+    return part

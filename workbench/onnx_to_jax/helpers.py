@@ -1,0 +1,89 @@
+"""Runtime helpers: functions copied into generated modules, and the ones several emitter families share.
+
+A helper (``@runtime_helper``) is a plain function using only ``jnp``, ``lax``, ``jax`` and ``np``;
+the generator copies the source of the helpers a model uses (and of the helpers they call) into the
+generated module, so that module runs with JAX alone. Emitter families register their own helpers
+beside their emitters; the ones below serve several families and the node context.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from typing import Callable
+
+import jax
+import numpy as np
+
+_HELPERS: dict[str, Callable] = {}
+
+
+def runtime_helper(fn: Callable) -> Callable:
+    """Mark ``fn`` as a helper whose source may be copied into generated modules.
+
+    Helper names start with ``_`` and are unique across all families.
+    """
+    if not fn.__name__.startswith("_"):
+        raise ValueError(f"runtime helper names start with '_': {fn.__name__}")
+    existing = _HELPERS.get(fn.__name__)
+    if existing is not None and existing is not fn:
+        raise ValueError(f"duplicate runtime helper name {fn.__name__!r}")
+    _HELPERS[fn.__name__] = fn
+    return fn
+
+
+def registered_helpers() -> dict[str, Callable]:
+    """Name -> function of every helper registered so far (families register theirs when imported)."""
+    return dict(_HELPERS)
+
+
+def helper_source(names: set[str]) -> str:
+    """Source of the named helpers and every helper they call, in a stable order."""
+    needed: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        code = _HELPERS[name].__code__
+        referenced = set(code.co_names)
+        for const in code.co_consts:  # nested functions
+            if inspect.iscode(const):
+                referenced |= set(const.co_names)
+        todo.extend(n for n in referenced if n in _HELPERS and n not in needed)
+    parts = [textwrap.dedent(inspect.getsource(_HELPERS[n])) for n in sorted(needed)]
+    return "\n\n".join(p.replace("@runtime_helper\n", "") for p in parts)
+
+
+# ---------------------------------------------------------------------------- shared helpers
+@runtime_helper
+def _ints(value):
+    """A shape-like value as a tuple of Python ints (needs a concrete value, i.e. not under jit)."""
+    return tuple(int(v) for v in np.asarray(value).reshape(-1))
+
+
+@runtime_helper
+def _norm_axis(axis, rank):
+    return axis + rank if axis < 0 else axis
+
+
+@runtime_helper
+def _segment(part, params, dynamic, static):
+    """Run one part of a model whose shapes depend on values (workbench/onnx_to_jax/segments.py).
+
+    With concrete arrays the part is compiled by ``jax.jit`` (once per input shapes and static
+    values); under an outer transformation (jit, grad, vmap) it is traced inline.
+    """
+    leaves = jax.tree_util.tree_leaves((params, dynamic, static))
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        return part(params, *dynamic, *static)
+    frozen = tuple((np.asarray(v).dtype, np.shape(v), np.asarray(v).tobytes()) for v in static)
+    return jax.jit(_segment_run, static_argnums=(0, 3))(part, params, dynamic, frozen)
+
+
+@runtime_helper
+def _segment_run(part, params, dynamic, frozen):
+    """``part`` with its static values rebuilt as numpy arrays (so they stay concrete while tracing)."""
+    static = [np.frombuffer(data, dtype).reshape(shape) for dtype, shape, data in frozen]
+    return part(params, *dynamic, *static)
