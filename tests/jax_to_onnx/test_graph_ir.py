@@ -17,7 +17,6 @@ import pytest
 from jax import lax
 
 import workbench as wb
-from tests.support.door_expected_failures import GRAPH_IR_EQUAL_BUT_DOC_STRINGS
 from tests.support.doors import GRAPH_IR_EXPECTED_FAILURES, case_params, unknown_entries, zoo_params
 from tests.support.harness import concrete_inputs, run_onnx
 from workbench import zoo
@@ -33,21 +32,8 @@ def _round_trip_bytes(document: dict) -> bytes:
     return wb.graph_ir_to_onnx(text).SerializeToString()
 
 
-def _without_doc_strings(model_bytes: bytes) -> bytes:
-    model = onnx.ModelProto.FromString(model_bytes)
-    graphs = [model.graph, *model.functions]
-    while graphs:
-        graph = graphs.pop()
-        for node in graph.node:
-            node.doc_string = ""
-            for attribute in node.attribute:
-                graphs.extend([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs)
-    return model.SerializeToString()
-
-
 def test_expected_failures_name_real_cases():
     assert not unknown_entries(GRAPH_IR_EXPECTED_FAILURES)
-    assert not unknown_entries(dict.fromkeys(GRAPH_IR_EQUAL_BUT_DOC_STRINGS, ""))
 
 
 @pytest.mark.parametrize("case", case_params(GRAPH_IR_EXPECTED_FAILURES))
@@ -55,12 +41,7 @@ def test_handler_testcase_round_trips_byte_equal(case):
     conversion = wb.convert(case.fn, case.inputs, enable_double_precision=case.x64)  # what to_onnx returns
     document = conversion.to_graph_ir()
     assert document["format"] == "workbench_graph_ir_v1"
-    rebuilt, reference = _round_trip_bytes(document), conversion.model.SerializeToString()
-    if case.name in GRAPH_IR_EQUAL_BUT_DOC_STRINGS:  # listed with the reason in door_expected_failures.py
-        assert rebuilt != reference, "byte-equal now: remove it from GRAPH_IR_EQUAL_BUT_DOC_STRINGS"
-        assert _without_doc_strings(rebuilt) == _without_doc_strings(reference)
-    else:
-        assert rebuilt == reference
+    assert _round_trip_bytes(document) == conversion.model.SerializeToString()
 
 
 @pytest.mark.parametrize("name", zoo_params(GRAPH_IR_EXPECTED_FAILURES))

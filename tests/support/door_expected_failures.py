@@ -19,14 +19,6 @@ _REDUCER_WITH_JIT = (
     "reducer with jax.vmap, and JAX's rules for jit need those shardings"
 )
 
-# Handler testcases whose Graph IR round trip is equal up to node doc strings (checked as such): their handler
-# re-traces the reducer jaxpr while lowering, and the re-traced equations' source lines name the lowering's own
-# call stack, which differs between wb.to_onnx and wb.graph_ir_to_onnx. Graph, names and weights are equal.
-GRAPH_IR_EQUAL_BUT_DOC_STRINGS: frozenset[str] = frozenset({
-    "reduce_int_custom", "reduce_sum_of_squares_lambda", "reduce_two_axes_symbolic",
-    "reduce_window_padded_dilated", "reduce_window_sum_of_squares",
-})
-
 GRAPH_IR_EXPECTED_FAILURES: dict[str, str] = {
     "eqx_nonbatchable": _EQUINOX_CODE,
     "eqx_nondifferentiable_backward": _EQUINOX_CODE,
