@@ -17,7 +17,8 @@ import jax
 import onnx
 
 from workbench.errors import GraphIRError
-from workbench.jax_to_onnx.api import _resolve_opset, build_model, program_of, write_model_to
+from workbench.version import __version__
+from workbench.jax_to_onnx.program import _names, _resolve_opset, build_model, program_of, write_model_to
 from workbench.jax_to_onnx.graph_ir.decode import ExternalReader, decode_program
 from workbench.jax_to_onnx.graph_ir.encode import FORMAT, encode_program
 from workbench.jax_to_onnx.graph_ir.schema import validate_graph_ir
@@ -68,7 +69,6 @@ def graph_ir_of_traced(
 ) -> dict[str, Any]:
     """The Graph IR of an already traced callable (``Conversion.to_graph_ir`` uses it)."""
     program = program_of(traced, input_names=input_names, output_names=output_names)
-    from workbench import __version__
 
     document = encode_program(
         program.closed_jaxpr,
@@ -162,8 +162,6 @@ def graph_ir_to_onnx(
     program = decode_program(document, external=reader)
     if input_names is not None or output_names is not None:
         from dataclasses import replace
-
-        from workbench.jax_to_onnx.api import _names
 
         program = replace(
             program,

@@ -19,7 +19,7 @@ from jax.extend import core as jex_core
 from jax.extend.core import primitives as jax_primitives
 
 from workbench.errors import GraphIRError, SourceLocation
-from workbench.jax_to_onnx.api import Program, RecordedSourceInfo
+from workbench.jax_to_onnx.program import Program, RecordedSourceInfo
 from workbench.jax_to_onnx.graph_ir.params import decode_param
 from workbench.jax_to_onnx.graph_ir.values import decode_array, dtype_from_name
 

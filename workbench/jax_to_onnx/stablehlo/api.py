@@ -19,6 +19,7 @@ import onnx
 
 from workbench.errors import SpecError, StableHLOError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
+from workbench.jax_to_onnx.program import _name_outputs, _names, _output_names_of_tree, assemble_model
 from workbench.jax_to_onnx.stablehlo import mlir
 from workbench.jax_to_onnx.stablehlo.context import Sym
 from workbench.jax_to_onnx.stablehlo.walker import Walker, check_all_supported
@@ -71,8 +72,6 @@ def exported_to_onnx(
     optimize: bool = True,
 ) -> onnx.ModelProto:
     """Convert an Exported; raises UnsupportedStableHLOOpError listing every op without a converter."""
-    from workbench.jax_to_onnx.api import _name_outputs, _names, _output_names_of_tree, assemble_model
-
     exported = load_exported(source)
     _check_exported(exported)
     context = mlir.new_context()
