@@ -145,8 +145,9 @@ class WorkbenchMagics(Magics):
             raise UsageError(str(error)) from None
         result = OnnxResult(fn_name, time.perf_counter() - start, model=model, path=args.out)
         if args.ir:
-            graph_ir = _public("export_graph_ir", "--ir")(fn, inputs)
-            _public("save_graph_ir", "--ir")(graph_ir, args.ir, external_weights=True)
+            from workbench.jax_to_onnx.graph_ir.api import export_graph_ir, save_graph_ir
+
+            save_graph_ir(export_graph_ir(fn, inputs), args.ir, external_weights=True)
             result.ir_path = args.ir
         if not args.no_view:
             from workbench.jupyter.viewer import view
