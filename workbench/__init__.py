@@ -24,6 +24,9 @@ from workbench.errors import (
 )
 
 from workbench.version import __version__
+from workbench.lazy_imports import defer_sympy
+
+defer_sympy()  # before anything imports onnx-ir, which imports sympy (~0.9 s) for dim arithmetic we never do
 
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {
