@@ -59,13 +59,13 @@ class UnsupportedPrimitive:
 
 
 class UnsupportedPrimitiveError(WorkbenchError):
-    """The jaxpr holds primitives that have no registered handler (all are listed)."""
+    """The jaxpr holds primitives that cannot be exported: no registered handler, or a stated reason (all are listed)."""
 
     def __init__(self, primitives: list[UnsupportedPrimitive]):
         self.primitives = primitives
         lines = "\n".join(p.describe() for p in primitives)
         super().__init__(
-            f"{len(primitives)} primitive(s) have no ONNX handler:\n{lines}\n"
+            f"{len(primitives)} primitive(s) cannot be exported (no ONNX handler, or for the reason given):\n{lines}\n"
             "Run wb.check(fn, inputs) for the full report and a handler stub, "
             "or register a handler with @workbench.jax_to_onnx.registry.handler(...)."
         )

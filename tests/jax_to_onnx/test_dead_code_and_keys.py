@@ -120,3 +120,20 @@ def _line_of(fn, marker: str) -> int:
 
     lines, start = inspect.getsourcelines(fn)
     return start + next(i for i, line in enumerate(lines) if marker in line)
+
+
+def test_equinox_error_check_is_reported_at_the_users_line_not_inside_equinox():
+    import equinox as eqx
+
+    @eqx.filter_jit
+    def checked(x):
+        return eqx.error_if(x, x > 100.0, "too large")  # error-line
+
+    def fn(x):
+        return checked(x) * 2
+
+    with pytest.raises(UnsupportedPrimitiveError) as info:
+        wb.to_onnx(fn, [(3,)])
+    (entry,) = info.value.primitives
+    # the callback's own traceback ends inside equinox; the line is found through the enclosing equations
+    assert [loc.line for loc in entry.locations] == [_line_of(checked, "error-line")]

@@ -52,11 +52,15 @@ def test_expected_lists_name_real_models():
     assert set(EXPECTED_NAMES) == set(zoo.ZOO)
 
 
+@pytest.mark.parametrize("opset", [13, 17, None], ids=["opset13", "opset17", "default"])
 @pytest.mark.parametrize("name", ZOO_PARAMS)
-def test_zoo_model_converts_with_parity(name):
+def test_zoo_model_converts_with_parity(name, opset):
     model = zoo.ZOO[name]()
-    onnx_model = wb.to_onnx(model.fn, model.inputs)
+    onnx_model = wb.to_onnx(model.fn, model.inputs, opset=opset)
     assert_graph_quality(onnx_model)
+    if opset is not None:
+        (default_domain,) = [o for o in onnx_model.opset_import if o.domain == ""]
+        assert default_domain.version == opset
     _assert_weights_named(name, onnx_model)
     _assert_symbolic_inputs(onnx_model)
     args = concrete_inputs(model.inputs, int_high=INT_HIGH, sizes=SIZES)

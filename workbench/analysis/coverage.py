@@ -56,6 +56,8 @@ class CoverageEntry:
     module: str
     run: Callable[[], Outcome] = field(repr=False, compare=False)
     graph: Callable[[], Any] = field(repr=False, compare=False)  # () -> onnx.ModelProto to show
+    # JAX → ONNX handlers: the lowest ONNX opset the handler can export to (None for zoo models and emitters)
+    min_opset: int | None = None
 
 
 # Outcomes of this session, by entry key (the explorer shows each row's last status).
@@ -155,7 +157,7 @@ def _parity_outcome(fn: Callable[..., Any], model: Any, inputs: Sequence[Any], *
 def _handler_entries() -> Iterator[CoverageEntry]:
     import jax
 
-    from workbench.jax_to_onnx.api import to_onnx
+    from workbench.jax_to_onnx.api import MIN_OPSET, to_onnx
     from workbench.jax_to_onnx.registry import REGISTRY, HandlerInfo, Testcase
 
     def export(case: Testcase) -> Any:
@@ -185,6 +187,7 @@ def _handler_entries() -> Iterator[CoverageEntry]:
                 onnx_ops=info.onnx_ops,
                 doc=info.doc,
                 module=info.module,
+                min_opset=max(info.min_opset, MIN_OPSET),
                 run=runner(case),
                 graph=lambda case=case: export(case),
             )
@@ -358,7 +361,7 @@ def run_entries(
 
 
 COLUMNS: tuple[str, ...] = (
-    "area", "direction", "subject", "testcase", "onnx_ops", "status", "detail", "max_abs_error", "seconds", "module", "doc",
+    "area", "direction", "subject", "testcase", "onnx_ops", "min_opset", "status", "detail", "max_abs_error", "seconds", "module", "doc",
 )
 
 
@@ -375,6 +378,7 @@ def coverage_frame(entries: Sequence[CoverageEntry] | None = None) -> Any:
             "subject": entry.subject,
             "testcase": entry.testcase,
             "onnx_ops": ", ".join(entry.onnx_ops),
+            "min_opset": entry.min_opset,
             "status": status_of(entry.key),
             "detail": outcome.detail if outcome else "",
             "max_abs_error": outcome.max_abs_error if outcome else None,
@@ -383,21 +387,26 @@ def coverage_frame(entries: Sequence[CoverageEntry] | None = None) -> Any:
             "doc": entry.doc,
         })
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["min_opset"] = frame["min_opset"].astype("Int64")  # empty for zoo models and ONNX → JAX rows
     frame["area"] = pd.Categorical(frame["area"], categories=list(AREAS))
     frame["status"] = pd.Categorical(frame["status"], categories=list(STATUSES))
     return frame
 
 
 def summary_frame(frame: Any) -> Any:
-    """One row per primitive / zoo model / ONNX op: its areas, ONNX ops and how many testcases (and passes)."""
+    """One row per primitive / zoo model / ONNX op: its areas, ONNX ops, lowest opset and how many testcases (and passes)."""
+    import pandas as pd
+
     grouped = frame.groupby(["direction", "subject"], observed=True, sort=True)
     summary = grouped.agg(
         areas=("area", lambda areas: ", ".join(sorted({str(a) for a in areas}, key=AREAS.index))),
         onnx_ops=("onnx_ops", "first"),
+        min_opset=("min_opset", "first"),
         testcases=("testcase", "size"),
         passed=("status", lambda statuses: int((statuses == "pass").sum())),
         run=("status", lambda statuses: int((statuses != NOT_RUN).sum())),
     ).reset_index()
+    summary["min_opset"] = summary["min_opset"].map(lambda value: "" if pd.isna(value) else int(value))
     return summary
 
 

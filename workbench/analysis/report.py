@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.errors import SourceLocation
-from workbench.jax_to_onnx.lowering import sub_jaxprs, unsupported_reason
+from workbench.jax_to_onnx.lowering import eqns_with_user_locations, unsupported_reason
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
 from workbench.jax_to_onnx.tracing import trace
@@ -186,12 +186,10 @@ def check(fn: Any, inputs: Sequence[Any], *, enable_double_precision: bool = Fal
 
 def _eqns_with_locations(jaxpr: Any, enclosing: SourceLocation | None) -> Iterator[tuple[Any, SourceLocation | None]]:
     """Every equation (nested jaxprs included) with its user location; equations inside library
-    code such as ``jnp.cumsum``'s own jit carry no user frame, so they get their call site's."""
-    for eqn in jaxpr.eqns:
-        location = eqn_location(eqn) or enclosing
-        yield eqn, location
-        for sub in sub_jaxprs(eqn):
-            yield from _eqns_with_locations(sub, location)
+    code such as ``jnp.cumsum``'s own jit or equinox's error checks carry no user frame, so they get
+    their call site's (the enclosing equation's); failing that, the first frame JAX attributes to user code."""
+    for eqn, location in eqns_with_user_locations(jaxpr, enclosing):
+        yield eqn, location or eqn_location(eqn)
 
 
 def suggest(name: str) -> str:

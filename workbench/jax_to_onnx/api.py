@@ -115,7 +115,9 @@ def _convert(
     target_opset = _resolve_opset(opset)
     traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
     traced_at = time.perf_counter()
-    program = program_of(traced, input_names=input_names, output_names=output_names)
+    program = program_of(
+        traced, input_names=input_names, output_names=output_names, enable_double_precision=enable_double_precision
+    )
     built = build_model(program, opset=target_opset, optimize=optimize, input_layout=input_layout)
     done = time.perf_counter()
     return Conversion(

@@ -23,6 +23,7 @@ from workbench.errors import ConversionError, SourceLocation
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
 from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
+from workbench.jax_to_onnx.opset_forms import adapt, needs_adapting, shape_slice
 
 
 def onnx_dtype(dtype: Any) -> ir.DataType:
@@ -109,6 +110,10 @@ class ModelState:
     """What all builders of one export share: names, main-graph initializers, functions, origins."""
 
     opset: int
+    # the export traced with 64-bit types (enable_double_precision), for JAX evaluations while lowering
+    x64: bool = False
+    # names of the initializers that hold the model's weights (never folded into other constants)
+    weights: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     counter: itertools.count = field(default_factory=itertools.count)
     initializers: list[ir.Value] = field(default_factory=list)
@@ -236,7 +241,19 @@ class GraphBuilder:
         name_hint: str | None = None,
         **attributes: Any,
     ) -> Any:
-        """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``."""
+        """Emit one node; returns its single output value, or a tuple for ``num_outputs > 1``.
+
+        Nodes are written in their opset-18 form; below it they take the target opset's (opset_forms.py).
+        """
+        if needs_adapting(op_type, self.state.opset, domain):
+            window = shape_slice(op_type, attributes, self.state.opset)
+            if window is not None:  # Shape(start, end) before opset 15: the whole shape, then a Slice
+                whole = self.op("Shape", *inputs, name_hint=name_hint)
+                start, end = window
+                stop = self.i64([end if end is not None else np.iinfo(np.int64).max])
+                return self.op("Slice", whole, self.i64([start]), stop, self.i64([0]), name_hint=name_hint)
+            adapted_inputs, attributes = adapt(op_type, list(inputs), dict(attributes), self.state.opset)
+            inputs = tuple(adapted_inputs)
         attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
         node_name = self.state.fresh_node(op_type)
         hint = name_hint or op_type.lower()

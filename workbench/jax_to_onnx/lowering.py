@@ -25,13 +25,14 @@ from workbench.errors import (
     UnsupportedPrimitiveError,
     WorkbenchError,
 )
-from workbench.jax_to_onnx.builder import GraphBuilder, is_static
+from workbench.jax_to_onnx import constant_eval
+from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
-from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
+from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.scopes import module_path
-from workbench.jax_to_onnx.source import eqn_location
+from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
 from workbench.jax_to_onnx.unsupported import reason_without_handler
 
 
@@ -64,6 +65,32 @@ class LoweringContext:
     def scalar(self, value: Any, dtype: Any) -> ir.Value:
         """A 0-d constant of the given dtype (e.g. the operand's dtype)."""
         return self.builder.const(np.asarray(value, dtype=dtype))
+
+    def constant_values(self, *values: ir.Value) -> list[np.ndarray] | None:
+        """The NumPy arrays of ``values`` when every one is a constant of the graph, else None.
+
+        Handlers whose decomposition is many nodes (bit-pattern arithmetic) compute constant operands
+        directly, rather than leave hundreds of nodes for constant folding.
+        """
+        arrays = []
+        for value in values:
+            tensor = value.const_value
+            if tensor is None:
+                return None
+            arrays.append(tensor.numpy())
+        return arrays
+
+    def cast(self, value: ir.Value, aval: Any, dtype: Any) -> ir.Value:
+        """``value`` (of abstract value ``aval``) converted to ``dtype``, typed; itself when it already is.
+
+        For operands that JAX lets differ in dtype (dot_general, conv): they are converted the way
+        XLA's CPU lowering converts them before the operation.
+        """
+        if np.dtype(aval.dtype) == np.dtype(dtype):
+            return value
+        result = self.builder.op("Cast", value, to=onnx_dtype(dtype))
+        self.builder.set_type(result, jax.core.ShapedArray(aval.shape, dtype))
+        return result
 
     def shape_value(self, shape: Sequence[Any]) -> ir.Value:
         return self.builder.shape_value(shape)
@@ -171,6 +198,13 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
             location = builder.state.location(eqn)
             raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [], reason)])
     inputs = [_read(builder, env, atom) for atom in eqn.invars]
+    if not builder.is_function and all(value.const_value is not None for value in inputs):
+        computed = constant_eval.evaluate(eqn, inputs, builder.state.weights, builder.state.x64)
+        if computed is not None:  # every operand is a constant: JAX computed the result (constant_eval.py)
+            for var, array in zip(eqn.outvars, computed, strict=True):
+                if not isinstance(var, jex_core.DropVar):
+                    env[var] = builder.const(array)
+            return
     ctx = LoweringContext(
         builder=builder,
         eqn=eqn,
@@ -296,17 +330,26 @@ def find_unsupported(
     rebuilt from a Graph IR has them recorded, not in JAX tracebacks).
     """
     found: dict[str, UnsupportedPrimitive] = {}
-    for eqn in iter_eqns(jaxpr):
+    for eqn, location in eqns_with_user_locations(jaxpr, None):
         name = eqn.primitive.name
         reason = unsupported_reason(eqn, opset)
         if reason is None:
             continue
         entry = found.setdefault(name, UnsupportedPrimitive(name, 0, [], reason))
         entry.count += 1
-        location = locate(eqn)
+        location = location or locate(eqn)
         if location is not None and location not in entry.locations:
             entry.locations.append(location)
     return sorted(found.values(), key=lambda p: p.name)
+
+
+def eqns_with_user_locations(jaxpr: Any, enclosing: SourceLocation | None) -> Iterator[tuple[Any, SourceLocation | None]]:
+    """Every equation (nested included) with the user's line: its own, else that of the equation around it."""
+    for eqn in jaxpr.eqns:
+        location = eqn_user_location(eqn) or enclosing
+        yield eqn, location
+        for sub in sub_jaxprs(eqn):
+            yield from eqns_with_user_locations(sub, location)
 
 
 def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
@@ -324,7 +367,7 @@ def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
     if opset is not None and opset < info.min_opset:
         return f"its handler needs opset >= {info.min_opset} (the export targets opset {opset})"
     if info.unsupported_reason is not None:
-        return info.unsupported_reason(eqn) or None
+        return info.unsupported_reason(eqn, opset) or None
     return None
 
 
@@ -339,6 +382,7 @@ def check_all_supported(
 __all__ = [
     "LoweringContext",
     "check_all_supported",
+    "eqns_with_user_locations",
     "find_unsupported",
     "finish_subgraph",
     "is_static",

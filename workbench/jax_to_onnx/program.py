@@ -31,9 +31,10 @@ from workbench.jax_to_onnx.tracing import Traced
 from workbench.onnx_io.write import ExternalData, write_model
 
 DEFAULT_OPSET = 21
-MIN_OPSET = 18
-# Highest opset the installed onnxruntime is known to run; newer ones are refused with a clear error.
-MAX_OPSET = 23
+# Lowest opset the export writes (handlers that need a newer one declare it: min_opset in the registry)
+MIN_OPSET = 13
+# Highest opset the installed onnxruntime (1.31) runs; newer ones are refused with a clear error.
+MAX_OPSET = 26
 
 
 
@@ -99,6 +100,7 @@ class Program:
     input_names: list[str]
     output_names: list[str]
     name: str
+    x64: bool = False  # traced with 64-bit types enabled
     drop_root_scope: bool = False  # Linen's name stack starts with the root module's own scope
     recorded: RecordedSourceInfo | None = None
 
@@ -121,7 +123,11 @@ class BuiltModel:
 
 
 def program_of(
-    traced: Traced, *, input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None
+    traced: Traced,
+    *,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    enable_double_precision: bool = False,
 ) -> Program:
     """The :class:`Program` of a traced callable, with the default (or the given) input/output names."""
     return Program(
@@ -131,6 +137,7 @@ def program_of(
         input_names=_names(input_names, _default_input_names(traced), "input_names"),
         output_names=_names(output_names, _default_output_names(traced), "output_names"),
         name=traced.callable.display_name,
+        x64=enable_double_precision,
         drop_root_scope=traced.callable.kind == "linen",
     )
 
@@ -138,7 +145,7 @@ def program_of(
 def build_model(program: Program, *, opset: int, optimize: bool = True, input_layout: InputLayout = None) -> BuiltModel:
     """Lower ``program`` and run the passes (both doors, traced callables and Graph IRs, come through here)."""
     jaxpr = program.closed_jaxpr.jaxpr
-    state = ModelState(opset=opset, drop_root_scope=program.drop_root_scope)
+    state = ModelState(opset=opset, x64=program.x64, drop_root_scope=program.drop_root_scope)
     if program.recorded is not None:
         state.source_locations = program.recorded.locations
         state.user_locations = program.recorded.user_locations
@@ -148,6 +155,7 @@ def build_model(program: Program, *, opset: int, optimize: bool = True, input_la
     param_values = [
         builder.const(np.asarray(p), name=name) for p, name in zip(program.weights, program.weight_names, strict=True)
     ]
+    state.weights.update(value.name for value in param_values)
     # reserve the user-facing names so no intermediate value takes them
     state.names.update(program.output_names)
     user_avals = [v.aval for v in jaxpr.invars[len(param_values) :]]

@@ -87,8 +87,9 @@ class HandlerInfo:
     module: str
     # the lowest ONNX opset whose operators the handler can emit (it picks its form per opset above it)
     min_opset: int = 13
-    # equation → why this particular use cannot be exported ("" when it can); checked before lowering
-    unsupported_reason: Callable[[Any], str] | None = None
+    # (equation, target opset or None) → why this particular use cannot be exported ("" when it can);
+    # checked before lowering, so every refusal is reported at once with the unsupported primitives
+    unsupported_reason: Callable[[Any, int | None], str] | None = None
     # True for the handler of equations that read or write complex values, which the exported graph
     # carries as real (real, imag) pairs (jax_to_onnx/complex_numbers.py); such an equation is only
     # ever lowered by its primitive's complex handler
@@ -168,16 +169,16 @@ def handler(
     area: str = "lax",
     override: bool = False,
     min_opset: int = 13,
-    unsupported_reason: Callable[[Any], str] | None = None,
+    unsupported_reason: Callable[[Any, int | None], str] | None = None,
     complex_numbers: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``rule`` for one or more JAX primitive names.
 
     ``doc`` defaults to the jax.lax documentation of the primitive. ``min_opset`` is the lowest
-    target opset the handler supports; ``unsupported_reason(eqn)`` returns why a particular
-    equation cannot be exported (or ``""``), so it is reported with the unsupported primitives.
-    With ``complex_numbers`` the rule lowers the primitive's equations that touch complex values
-    (carried as real pairs, see complex_numbers.py).
+    target opset the handler supports; ``unsupported_reason(eqn, opset)`` returns why a particular
+    equation cannot be exported at that opset (``None``: any) or ``""``, so it is reported with the
+    unsupported primitives. With ``complex_numbers`` the rule lowers the primitive's equations that
+    touch complex values (carried as real pairs, see complex_numbers.py).
     """
     names = (primitives,) if isinstance(primitives, str) else tuple(primitives)
 

@@ -15,7 +15,9 @@ from workbench.compat import decode_frame, is_user_filename
 from workbench.errors import SourceLocation
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LIBRARY_MARKERS = (os.sep + "flax" + os.sep, os.sep + "equinox" + os.sep, os.sep + "jax" + os.sep, _OWN_PACKAGE_DIR)
+# libraries whose frames are never "your line": the model and solver libraries users call into
+_LIBRARIES = ("flax", "equinox", "jax", "diffrax", "optimistix", "lineax", "haiku", "keras", "transformers", "optax")
+_LIBRARY_MARKERS = (*(os.sep + name + os.sep for name in _LIBRARIES), _OWN_PACKAGE_DIR)
 # the model zoo is written as a user would write models: its frames are user code
 _USER_FILES_IN_PACKAGE = (os.path.join(_OWN_PACKAGE_DIR, "zoo.py"),)
 

@@ -68,7 +68,9 @@ def graph_ir_of_traced(
     enable_double_precision: bool = False,
 ) -> dict[str, Any]:
     """The Graph IR of an already traced callable (``Conversion.to_graph_ir`` uses it)."""
-    program = program_of(traced, input_names=input_names, output_names=output_names)
+    program = program_of(
+        traced, input_names=input_names, output_names=output_names, enable_double_precision=enable_double_precision
+    )
 
     document = encode_program(
         program.closed_jaxpr,

@@ -188,6 +188,7 @@ def decode_program(document: dict[str, Any], *, external: ExternalReader | None 
         input_names=[entry["name"] for entry in inputs],
         output_names=[entry["name"] for entry in outputs],
         name=document["name"],
+        x64=document["enable_double_precision"],
         drop_root_scope=document["kind"] == "linen",
         recorded=decoder.recorded,
     )

@@ -180,7 +180,8 @@ def _fields_from_bits(ctx: LoweringContext, bits: ir.Value, int_dtype: Any, fmt:
 
 
 # ----------------------------------------------------------------------------- bitcast_convert_type
-def _bitcast_reason(eqn: Any) -> str:
+def _bitcast_reason(eqn: Any, opset: int | None) -> str:
+    del opset  # the same at every opset the handler supports
     source, target = np.dtype(eqn.invars[0].aval.dtype), np.dtype(eqn.params["new_dtype"])
     if source.itemsize != target.itemsize:
         return (f"bitcast_convert_type from {source} to {target} changes the element width (and the shape); "
@@ -216,12 +217,16 @@ _DOUBLES = np.array([1.0, -0.0, 5e-324, -2.2250738585072014e-308, 1.797693134862
     Testcase("bitcast_u16_to_bf16", lambda b: lax.bitcast_convert_type(b, jnp.bfloat16).astype(jnp.float32),
              [np.array([0x3F80, 0xC020, 0x0001, 0x7F7F, 0x8000], np.uint16)], rtol=0, atol=0),
     Testcase("bitcast_i32_to_u32", lambda b: lax.bitcast_convert_type(b, jnp.uint32), [np.array([-1, 0, 5, -2**31], np.int32)]),
+    Testcase("bitcast_constant", lambda x: x + lax.bitcast_convert_type(jnp.asarray(_BITS_F32[:4]), jnp.float32), [(4,)]),
 ])
 def _bitcast_convert_type(ctx: LoweringContext, x: ir.Value, *, new_dtype: Any) -> ir.Value:
     """Same-width reinterpretation: BitCast at opset >= 26, Cast between integers, field arithmetic otherwise."""
     source, target = np.dtype(ctx.avals_in[0].dtype), np.dtype(new_dtype)
     if source == target:
         return x
+    constants = ctx.constant_values(x)
+    if constants is not None:  # a constant operand: its bits reinterpreted here, no nodes
+        return ctx.const(np.ascontiguousarray(constants[0]).view(target))
     if ctx.opset >= 26:
         return ctx.op("BitCast", x, to=onnx_dtype(target))
     if source.kind in "iu" and target.kind in "iu":
@@ -243,15 +248,23 @@ _NEXT_X = np.array([1.0, 1.0, -1.0, 0.0, -0.0, 0.0, np.inf, 3.4028235e38, 1e-45,
 _NEXT_Y = np.array([2.0, 0.0, 0.0, 1.0, -1.0, -1.0, 0.0, np.inf, 0.0, 1.0, 2.0, np.nan, -1.0], np.float32)
 
 
+def _nextafter_of_constants(x: jnp.ndarray) -> jnp.ndarray:
+    return x + jnp.nextafter(jnp.asarray(_NEXT_X), jnp.asarray(_NEXT_Y))
+
+
 @handler("nextafter", onnx_ops=("Log", "Floor", "Gather", "Where", "Cast"), testcases=[
     Testcase("nextafter_edges", jnp.nextafter, [_NEXT_X, _NEXT_Y], rtol=0, atol=0),
     Testcase("nextafter_random", jnp.nextafter, [("B", 8), ("B", 8)], rtol=0, atol=0),
+    Testcase("nextafter_constants", _nextafter_of_constants, [(13,)], rtol=0, atol=0),
     Testcase("nextafter_f64", jnp.nextafter, [np.array([1.0, -1e-300, 0.0, 1e308], np.float64),
                                                np.array([2.0, 0.0, -1.0, np.inf], np.float64)], x64=True, rtol=0, atol=0),
 ])
 def _nextafter(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
     """The float next to ``x`` in the direction of ``y``, by stepping its magnitude ordinal."""
     dtype = np.dtype(ctx.avals_in[0].dtype)
+    constants = ctx.constant_values(x, y)
+    if constants is not None:  # constant operands (a solver's time grid): NumPy's nextafter, the same IEEE step
+        return ctx.const(np.nextafter(*constants).astype(dtype))
     fmt = _FORMATS[dtype]
     negative, biased, mantissa = _fields(ctx, x, fmt)
     ordinal = ctx.op("Add", ctx.op("Mul", biased, _i64(ctx, 1 << fmt.mantissa_bits)), mantissa)

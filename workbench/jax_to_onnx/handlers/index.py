@@ -570,20 +570,20 @@ handler("scatter", onnx_ops=("ScatterND", "Pad", "Slice", "Where"), testcases=[
     Testcase("scatter_set_clip", lambda x, i, u: jnp.asarray(x).at[i].set(u, mode="clip"), [(5, 4), np.array([9, -7], np.int32), (2, 4)]),
     Testcase("scatter_set_batched", _vmapped_row_set, [(3, 5), np.array([0, 4, 2], np.int32), (3,)]),
 ])(_scatter)
-handler("scatter-add", onnx_ops=("ScatterND",), testcases=[
+handler("scatter-add", onnx_ops=("ScatterND",), min_opset=16, testcases=[
     Testcase("scatter_add_columns", lambda x, i: jnp.asarray(x).at[:, i].add(1.0), [("B", 4), np.array([0, 3, 3, 5], np.int32)]),
     Testcase("scatter_add_promise_drops", lambda x, i: jnp.asarray(x).at[i].add(1.0, mode="promise_in_bounds"), [(5, 2), np.array([1, 7, 4], np.int32)]),
     Testcase("scatter_add_duplicates", lambda x, i, u: jnp.asarray(x).at[i].add(u), [(5, 4), np.array([0, 0, 2], np.int32), (3, 4)]),
 ])(_scatter)
-handler("scatter-sub", onnx_ops=("Neg", "ScatterND"), testcases=[
+handler("scatter-sub", onnx_ops=("Neg", "ScatterND"), min_opset=16, testcases=[
     Testcase("scatter_sub_rows", lambda x, i, u: jnp.asarray(x).at[i].subtract(u), [(5, 4), _rows, (2, 4)]),
 ])(_scatter)
-handler("scatter-mul", onnx_ops=("ScatterND",), testcases=[
+handler("scatter-mul", onnx_ops=("ScatterND",), min_opset=16, testcases=[
     Testcase("scatter_mul_rows", lambda x, i, u: jnp.asarray(x).at[i].mul(u), [(5, 4), np.array([0, 2, 2, 8], np.int32), (4, 4)]),
 ])(_scatter)
-handler("scatter-min", onnx_ops=("ScatterND",), testcases=[
+handler("scatter-min", onnx_ops=("ScatterND",), min_opset=18, testcases=[
     Testcase("scatter_min_points", lambda x, i, j: jnp.asarray(x).at[i, j].min(0.0), [(5, 4), np.array([0, 2, 4], np.int32), np.array([1, 3, -1], np.int32)]),
 ])(_scatter)
-handler("scatter-max", onnx_ops=("ScatterND",), testcases=[
+handler("scatter-max", onnx_ops=("ScatterND",), min_opset=18, testcases=[
     Testcase("scatter_max_rows", lambda x, i, u: jnp.asarray(x).at[i].max(u), [("B", 4), np.array([1, 1], np.int32), (2, 4)]),
 ])(_scatter)

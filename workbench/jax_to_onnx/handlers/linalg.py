@@ -91,12 +91,15 @@ def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_
         x = typed_like(ctx.op("Transpose", x, perm=order), source, [shape[a] for a in order])
     if flat is None and (moves or order == sorted(order)):
         return x
-    if moves:  # Reshape's 0 keeps the (maybe symbolic) batch axes, which now lead
-        batch = [0] * n_batch
-    else:
-        batch = [int(shape[a]) for a in order[:n_batch]]
     rest = flat if flat is not None else [int(shape[a]) for a in order[n_batch:]]
-    reshaped = ctx.op("Reshape", x, ctx.i64(batch + rest))
+    batch_dims = [shape[a] for a in order[:n_batch]]
+    if moves:  # Reshape's 0 keeps the (maybe symbolic) batch axes, which now lead
+        target = ctx.i64([0] * n_batch + rest)
+    elif all(is_static(d) for d in batch_dims):
+        target = ctx.i64([int(d) for d in batch_dims] + rest)
+    else:  # size-1 axes moved among symbolic batch axes: the batch sizes are read at run time
+        target = ctx.shape_value(batch_dims + rest)
+    reshaped = ctx.op("Reshape", x, target)
     return typed_like(reshaped, source, [shape[a] for a in order[:n_batch]] + rest)
 
 
@@ -201,6 +204,14 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
     Testcase("einsum_symbolic_contraction", lambda x, y: jnp.einsum("bki,bkj->bij", x, y), [(2, "K", 3), (2, "K", 4)],
              rtol=1e-4, atol=1e-5, expect_ops=("Einsum",)),
     Testcase("dot_int", lambda x, y: x @ y, [np.arange(6, dtype=np.int32).reshape(2, 3), np.arange(12, dtype=np.int32).reshape(3, 4)]),
+    Testcase("per_example_grad_symbolic_batch", jax.vmap(jax.grad(lambda w, x: jnp.dot(x, w) ** 2), in_axes=(None, 0)),
+             [(4,), ("B", 4)], rtol=1e-5, atol=1e-5),
+    Testcase("einsum_int_mask_times_float", lambda m, x: jnp.einsum("bh,bhqk->bhqk", m, x, preferred_element_type=jnp.float32),
+             [np.array([[1, 0, 1], [0, 1, 1]], np.int32), (2, 3, 4, 4)]),
+    Testcase("dot_mixed_int_float", lambda m, w: lax.dot_general(m, w, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32),
+             [np.array([[1, 2, 3], [4, 5, 6]], np.int32), (3, 5)]),
+    Testcase("dot_int8_accumulates_in_int32", lambda x, y: lax.dot(x, y, preferred_element_type=jnp.int32),
+             [np.full((2, 64), 100, np.int8), np.full((64, 3), 100, np.int8)]),
 ])
 def _dot_general(
     ctx: LoweringContext,
@@ -218,6 +229,15 @@ def _dot_general(
     """
     del precision, params  # out_sharding
     lhs_aval, rhs_aval = ctx.avals_in
+    out_dtype = np.dtype(ctx.aval_out.dtype)
+    if np.dtype(lhs_aval.dtype) != np.dtype(rhs_aval.dtype) or (
+        preferred_element_type is not None and np.dtype(lhs_aval.dtype) != out_dtype
+    ):
+        # mixed operand dtypes (an int32 mask in a float einsum), or a wider result type (int8 @ int8 ->
+        # int32): both operands are converted to the result type first, as XLA's CPU lowering does
+        lhs, rhs = ctx.cast(lhs, lhs_aval, out_dtype), ctx.cast(rhs, rhs_aval, out_dtype)
+        lhs_aval = jax.core.ShapedArray(lhs_aval.shape, out_dtype)
+        rhs_aval = jax.core.ShapedArray(rhs_aval.shape, out_dtype)
     lhs_rank, rhs_rank = len(lhs_aval.shape), len(rhs_aval.shape)
     dense = None if _is_matmul_form(lhs_rank, rhs_rank, dimension_numbers) else _dense_general_split(
         lhs_aval.shape, rhs_aval.shape, dimension_numbers
@@ -247,9 +267,4 @@ def _dot_general(
         result = _batched_matmul(ctx, lhs, rhs, dimension_numbers)
         if result is None:
             result = ctx.op("Einsum", lhs, rhs, equation=_einsum_equation(lhs_rank, rhs_rank, dimension_numbers))
-    out_dtype = ctx.aval_out.dtype
-    if preferred_element_type is not None and np.dtype(out_dtype) != np.dtype(lhs_aval.dtype):
-        from workbench.jax_to_onnx.builder import onnx_dtype
-
-        result = ctx.op("Cast", typed_like(result, lhs, ctx.aval_out.shape), to=onnx_dtype(out_dtype))
     return result

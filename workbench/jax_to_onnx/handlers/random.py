@@ -50,7 +50,8 @@ def _impl_of(eqn: Any) -> Any:
     return prng_impl(eqn.invars[0].aval.dtype)
 
 
-def _non_threefry_reason(eqn: Any) -> str:
+def _non_threefry_reason(eqn: Any, opset: int | None) -> str:
+    del opset  # the same at every opset the handler supports
     impl = _impl_of(eqn)
     if impl.name == _THREEFRY:
         return ""

@@ -244,7 +244,7 @@ for _prim, _kind, _fn in (
     ("shift_right_logical", "logical", lax.shift_right_logical),
     ("shift_right_arithmetic", "arithmetic", lax.shift_right_arithmetic),
 ):
-    handler(_prim, onnx_ops=("BitShift", "Cast", "Where", "BitwiseNot"), testcases=[
+    handler(_prim, onnx_ops=("BitShift", "Cast", "Where", "BitwiseNot"), min_opset=18, testcases=[
         Testcase(f"{_prim}_i32", _fn, [_SX, _SY]),
         Testcase(f"{_prim}_u8", _fn, [_U8, _U8Y]),
         Testcase(f"{_prim}_i16", _fn, [_I16, _I16Y]),
@@ -282,7 +282,7 @@ def _popcount32(ctx: LoweringContext, v: ir.Value) -> ir.Value:
     return ctx.op("BitwiseAnd", shr(ctx.op("Mul", v, c(_H01)), 24), c(0xFF))
 
 
-@handler("population_count", onnx_ops=("BitwiseAnd", "Div", "Mul", "Cast"), testcases=[
+@handler("population_count", onnx_ops=("BitwiseAnd", "Div", "Mul", "Cast"), min_opset=18, testcases=[
     Testcase("population_count_i32", lax.population_count, [_SX]),
     Testcase("population_count_u8", lax.population_count, [_U8]),
     Testcase("population_count_i64", lax.population_count, [_I64], x64=True),
@@ -303,7 +303,7 @@ def _clz32(ctx: LoweringContext, v: ir.Value, width: int) -> ir.Value:
     return ctx.op("Sub", ctx.scalar(width, np.int64), _popcount32(ctx, v))
 
 
-@handler("clz", onnx_ops=("BitwiseOr", "BitwiseAnd", "Div", "Mul", "Sub", "Cast", "Where"), testcases=[
+@handler("clz", onnx_ops=("BitwiseOr", "BitwiseAnd", "Div", "Mul", "Sub", "Cast", "Where"), min_opset=18, testcases=[
     Testcase("clz_i32", lax.clz, [_SX]),
     Testcase("clz_u8", lax.clz, [np.array([0, 1, 255, 128, 7, 16], np.uint8)]),
     Testcase("clz_i64", lax.clz, [np.array([0, 1, -1, 2**40, 2**31, 12345], np.int64)], x64=True),

@@ -58,7 +58,8 @@ handler("device_put", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/late
 
 
 # ----------------------------------------------------------------------------- shard_map on one device
-def _mesh_size_reason(eqn: Any) -> str:
+def _mesh_size_reason(eqn: Any, opset: int | None) -> str:
+    del opset  # the same at every opset the handler supports
     size = int(np.prod(list(eqn.params["mesh"].shape.values()), dtype=np.int64))
     if size == 1:
         return ""

@@ -3,7 +3,8 @@
 A 1-D bias reshaped to ``(1, ..., 1, N)`` before a broadcasting Add/Mul/Sub is used as is (ONNX
 broadcasts numpy-style); ``MatMul`` + ``Add`` on 2-D inputs → ``Gemm``; the arithmetic of
 ``jax.nn.softmax`` → ``Softmax``; both forms of ``jax.nn.gelu`` (tanh approximation and exact erf)
-→ ``Gelu`` at opset 20+ (kept decomposed below); flax's LayerNorm → ``LayerNormalization``.
+→ ``Gelu`` at opset 20+ (kept decomposed below); flax's LayerNorm → ``LayerNormalization`` at opset 17+; the
+softmax pattern reads the opset-18 form of ``ReduceMax`` (softmax stays decomposed below opset 18).
 
 Why hand-written rules: the patterns are those JAX's own decompositions produce (e.g. softmax
 with its ``max(-inf, reduce_max)`` guard, gelu's ``x * x * x``), which the generic fusions of
@@ -24,6 +25,7 @@ from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
 
 GELU_MIN_OPSET = 20
+LAYER_NORMALIZATION_MIN_OPSET = 17
 
 
 def _is_scalar(value: ir.Value | None, expected: float, *, rtol: float = 1e-6) -> bool:
@@ -307,16 +309,23 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
     # relu6 = Min(Max(x, 0), 6) → Clip, before Max(x, 0) alone becomes a Relu
     clips = [(common_rules.max_min_rule, False), (common_rules.min_max_rule, False)]
-    fusions = [(common_rules.matmul_add_to_gemm_rule, True), (SoftmaxFusion.rule(), False)]
+    fusions = [(common_rules.matmul_add_to_gemm_rule, True)]
+    if opset >= 18:  # the pattern reads ReduceMax's axes input (an attribute before opset 18)
+        fusions.append((SoftmaxFusion.rule(), False))
     fusions += [(rule, False) for rule in _hard_sigmoid_rules()]
-    fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
+    layer_norm = opset >= LAYER_NORMALIZATION_MIN_OPSET
+    if layer_norm:
+        fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
     if opset >= GELU_MIN_OPSET:
         fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
     # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
-    unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)]
+    unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)] if layer_norm else []
     # Max(x, 0) is also LayerNorm's variance guard and ReduceSum/n its mean: both only once LayerNorms are fused
-    activations = [(ReluFusion.rule(), False), (LeakyReluFusion.rule(), False), (ReduceMeanFusion.rule(), False)]
-    activations += [(rule, False) for rule in _hard_swish_rules()]
+    activations = [(ReluFusion.rule(), False), (LeakyReluFusion.rule(), False)]
+    if opset >= 18:  # ReduceMean with its axes as an input (an attribute before opset 18)
+        activations.append((ReduceMeanFusion.rule(), False))
+    if opset >= 14:  # HardSwish exists from opset 14 on
+        activations += [(rule, False) for rule in _hard_swish_rules()]
     return [layout + bias + clips, fusions, unbiased, activations]
 
 

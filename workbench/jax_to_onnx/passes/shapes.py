@@ -1,4 +1,4 @@
-"""Shape annotation: ``value_info`` on every edge from ONNX's own (strict) shape inference."""
+"""Shape annotation and validation: ``value_info`` on every edge from ONNX's own (strict) shape inference, then the checker."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ _SHAPE_INFERENCE_TENSOR_LIMIT = 4096
 
 
 def infer_shapes(model: ir.Model) -> onnx.ModelProto:
-    """Serialize ``model`` with ``value_info`` filled in by ONNX shape inference (strict, with data propagation).
+    """Serialize ``model`` with ``value_info`` filled in by ONNX shape inference (strict, with data propagation),
+    and validate it with the ONNX checker: an invalid model is never returned.
 
     Large initializers are passed to the inference as typed graph inputs without data and put back
     (in their original order) afterwards, so the weights are serialized once and never copied.
@@ -42,6 +43,15 @@ def infer_shapes(model: ir.Model) -> onnx.ModelProto:
         proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as error:
         raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from error
+    try:
+        # with the strict inference above, this is onnx.checker.check_model(full_check=True), run on the
+        # weight-less model (large weights are typed inputs here) so its cost does not grow with the weights
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as error:
+        raise ConversionError(
+            f"the exported graph is not valid ONNX ({error}); this is a bug in the workbench, please report it "
+            "with the function you converted"
+        ) from error
     del proto.graph.input[original_inputs:]
     small = {tensor.name: onnx.TensorProto.FromString(tensor.SerializeToString()) for tensor in proto.graph.initializer}
     del proto.graph.initializer[:]

@@ -1,0 +1,45 @@
+"""Real programs convert, pass the full ONNX checker and match JAX in onnxruntime.
+
+The catalogue (tests/real_programs/) holds programs written with other projects' published APIs;
+``EXPECTED_FAILURES`` lists, with its reason, every program that does not convert yet (strict xfail:
+one that starts converting fails the test until it is taken off the list). Programs that need
+environment variables before their libraries are imported run in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.real_programs.catalogue import EXPECTED_FAILURES, check_program, load_all
+
+pytestmark = pytest.mark.slow
+PROGRAMS = load_all()
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def _params():
+    for name, entry in sorted(PROGRAMS.items()):
+        marks = []
+        if name in EXPECTED_FAILURES:
+            marks.append(pytest.mark.xfail(reason=EXPECTED_FAILURES[name], strict=True))
+        yield pytest.param(entry, id=name, marks=marks)
+
+
+def test_expected_failures_name_real_programs():
+    assert set(EXPECTED_FAILURES) <= set(PROGRAMS), sorted(set(EXPECTED_FAILURES) - set(PROGRAMS))
+
+
+@pytest.mark.parametrize("entry", list(_params()))
+def test_real_program_converts_and_matches(entry):
+    if not entry.env:
+        check_program(entry)
+        return
+    env = {**os.environ, **dict(entry.env), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run([sys.executable, "-m", "tests.real_programs.run_one", entry.name], cwd=REPOSITORY, env=env,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, f"{entry.name} with {dict(entry.env)} failed:\n{run.stderr[-4000:]}"

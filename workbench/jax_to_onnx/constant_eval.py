@@ -1,0 +1,70 @@
+"""Equations whose operands are all constants are computed by JAX while lowering, not exported.
+
+A solver's step-size logic, a mask built from ``iota``, index arithmetic on literals: when every
+operand of an equation is a constant of the graph, JAX itself evaluates the primitive and the
+result becomes one constant. This gives JAX's exact values and keeps multi-node decompositions
+(``nextafter``'s bit arithmetic, ``erf_inv``'s polynomials) of constant data out of the graph, where
+onnxscript's constant folder would otherwise fold them node by node, at a cost that grows with the
+square of the folded chain (a diffrax solve left about 10,000 such nodes, folded in ~50 s).
+
+Not evaluated: equations that read a model weight (weights stay initializers named after their
+module path, as the folding pass keeps them), that have effects, that involve PRNG keys or complex
+values (exported as real pairs by their own handlers), whose
+results have symbolic shapes or more than ``MAX_ELEMENTS`` elements (a large broadcast stays a small
+``Expand`` instead of becoming a large initializer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import onnx_ir as ir
+
+from workbench.jax_to_onnx.keys import is_extended_dtype
+
+MAX_ELEMENTS = 1 << 16
+# primitives never evaluated here: control flow and calls are lowered (their bodies' constant parts
+# are evaluated equation by equation), and the custom-call wrappers keep their own rules
+_NEVER = frozenset({"cond", "while", "scan", "jit", "pjit", "custom_jvp_call", "custom_vjp_call", "remat2",
+                    "shard_map", "pure_callback", "io_callback", "debug_callback"})
+
+
+def _static_small(aval: Any) -> bool:
+    shape = aval.shape
+    if not all(isinstance(d, (int, np.integer)) for d in shape):
+        return False
+    return int(np.prod(shape, dtype=np.int64)) <= MAX_ELEMENTS
+
+
+def _excluded(aval: Any) -> bool:
+    """PRNG keys, complex values (carried as real pairs, complex_numbers.py), symbolic or large shapes."""
+    if is_extended_dtype(aval.dtype) or np.issubdtype(aval.dtype, np.complexfloating):
+        return True
+    return not _static_small(aval)
+
+
+def evaluate(eqn: Any, inputs: Sequence[ir.Value], weights: frozenset[str] | set[str], x64: bool) -> list[np.ndarray] | None:
+    """The equation's outputs as arrays when it can be computed now (see the module docstring), else None."""
+    if eqn.primitive.name in _NEVER or eqn.effects:
+        return None
+    if any(_excluded(v.aval) for v in (*eqn.invars, *eqn.outvars)):
+        return None
+    arrays = []
+    for value in inputs:
+        tensor = value.const_value
+        if tensor is None or value.name in weights:
+            return None
+        arrays.append(tensor.numpy())
+    try:
+        with jax.enable_x64(x64):
+            result = eqn.primitive.bind(*arrays, **eqn.params)
+    except Exception:  # noqa: BLE001 - not evaluable eagerly (a primitive without an impl): lowered instead
+        return None
+    results = result if eqn.primitive.multiple_results else [result]
+    outputs = [np.asarray(r) for r in results]
+    if any(o.dtype != np.dtype(v.aval.dtype) or o.shape != tuple(v.aval.shape) for o, v in zip(outputs, eqn.outvars, strict=True)):
+        return None  # a dtype JAX canonicalised differently: keep the handler's exact typing
+    return outputs
