@@ -18,14 +18,17 @@ from jax import export as jax_export
 from jax.extend import core as jex_core
 from jax.extend.core import primitives as jax_primitives
 
+from workbench.compat import jax_internal_primitives
 from workbench.errors import GraphIRError, SourceLocation
 from workbench.jax_to_onnx.program import Program, RecordedSourceInfo
 from workbench.jax_to_onnx.graph_ir.params import decode_param
 from workbench.jax_to_onnx.graph_ir.values import decode_array, dtype_from_name
 
-# JAX's public primitive objects by name; primitives outside this table get a stand-in of that name.
+# JAX's primitive objects by name (the public table, and JAX's own others through compat); primitives
+# outside these tables (a library's own) get a stand-in of that name.
 _PUBLIC_PRIMITIVES: dict[str, Any] = {
-    value.name: value for value in vars(jax_primitives).values() if isinstance(value, jex_core.Primitive)
+    **jax_internal_primitives(),
+    **{value.name: value for value in vars(jax_primitives).values() if isinstance(value, jex_core.Primitive)},
 }
 
 ExternalReader = Callable[[str, str, np.dtype, tuple[int, ...]], np.ndarray]
