@@ -30,14 +30,27 @@ class TraceError(WorkbenchError):
 
 @dataclass(frozen=True)
 class SourceLocation:
-    """Where in the user's code an equation came from."""
+    """Where in the user's code an equation came from.
+
+    ``cell`` is the notebook's name for the code (``cell [5]``) when it was a notebook cell
+    (see :mod:`workbench.notebook_cells`); ``file`` stays the compiled file name, which
+    ``linecache`` reads the source lines from.
+    """
 
     file: str
     line: int
     function: str
+    cell: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line} ({self.function})"
+        where = f"{self.cell}, line {self.line}" if self.cell is not None else f"{self.file}:{self.line}"
+        return f"{where} ({self.function})"
+
+    def short(self) -> str:
+        """``cell [5], line 3`` for notebook code, ``model.py:3`` (the file's name only) otherwise."""
+        if self.cell is not None:
+            return f"{self.cell}, line {self.line}"
+        return f"{self.file.rsplit('/', 1)[-1]}:{self.line}"
 
 
 @dataclass

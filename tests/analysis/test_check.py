@@ -61,7 +61,10 @@ def test_unsupported_primitive_is_reported_not_raised():
     assert usage.count == 2
     lines = sorted(loc.line for loc in usage.locations)
     assert lines == [_line_of(unsupported_fn, "first-use"), _line_of(unsupported_fn, "second-use")]
-    assert "report.stub('wb_test_unknown_op')" in usage.suggestion
+    assert ".stub('wb_test_unknown_op') on this report" in usage.suggestion
+    assert "report.stub" not in usage.suggestion  # no variable the user may not have
+    report.name_stub_call("_onnx.stub")
+    assert "write a handler: _onnx.stub('wb_test_unknown_op') prints one" in usage.suggestion
     text = repr(report)
     assert "NO  wb_test_unknown_op" in text and "test_check.py" in text
     # the converter refuses the same function, naming the same primitive

@@ -4,10 +4,15 @@ Prints one table: the time of one conversion, of ``wb.check``, ``wb.parity`` (3 
 ``wb.locate_divergence``, next to one onnxruntime run and one JAX run of the same model, and the
 locator's cost in units of (one onnxruntime run + one JAX run), cold (session creation / jit
 compilation included) and warm. Run: ``PYTHONPATH=$PWD python tests/benchmarks/bench_analysis.py``.
+
+``--subject conversion`` runs parity and the locator on the ``Conversion`` (``wb.parity(conversion)``:
+nothing traced or converted again) instead of on ``fn`` + model; run each in its own process (JAX
+caches op-by-op compilations, so a second analysis in one process is faster whatever it is given).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import jax
@@ -24,6 +29,10 @@ def _timed(fn, *args, **kwargs):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subject", choices=("fn", "conversion"), default="fn",
+                        help="what parity and the locator are given: fn + model, or the Conversion")
+    args = parser.parse_args()
     import onnxruntime as ort
 
     import workbench as wb
@@ -60,8 +69,10 @@ def main() -> None:
     t_jax_cold = time.perf_counter() - start
     _, t_jax_warm = _timed(lambda: jax.block_until_ready(jitted(fn, tokens)))
 
-    parity_report, t_parity = _timed(wb.parity, fn, model, samples=3)
-    located, t_locate = _timed(wb.locate_divergence, fn, model, [tokens])
+    subject = (fn, model) if args.subject == "fn" else (conversion,)
+    parity_report, t_parity = _timed(wb.parity, *subject, samples=3)
+    located, t_locate = _timed(wb.locate_divergence, *subject, inputs=[tokens])
+    print(f"parity and locator given: {'fn + model' if args.subject == 'fn' else 'the Conversion'}")
 
     rows = [
         ("one conversion (wb.convert)", t_convert),

@@ -141,6 +141,8 @@ def _run_case(tool: str, case: dict[str, Any]) -> tuple[str, str]:
                     array = np.asarray(arrays[index])
                     if np.iscomplexobj(array) and "complex" not in info.type:  # complex carried as (real, imag)
                         array = np.stack([array.real, array.imag], axis=-1)
+                    if not x64 and array.dtype in (np.float64, np.int64):  # what JAX itself makes of it in x32
+                        array = array.astype(np.float32 if array.dtype == np.float64 else np.int32)
                     feed[info.name] = array
                 else:  # jax2onnx's input_params become graph inputs
                     feed[info.name] = np.asarray(params[info.name])

@@ -1,12 +1,13 @@
 """%%to_onnx and %onnx_view, driven headless through an IPython InteractiveShell.
 
-Conversions go through the real converter (``workbench.jax_to_onnx.api.to_onnx``, what ``wb.to_onnx``
+Conversions go through the real converter (``workbench.jax_to_onnx.api.convert``, what ``wb.convert``
 is); ``converter`` only wraps it to record what the magic passed. Unsupported primitives come from a primitive this test defines, so
 no future handler can make that test moot.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
+import workbench
 from workbench.errors import SpecError
 from workbench.specs import TensorSpec
 from workbench.jupyter.magics import defined_names, parse_input_spec
@@ -32,7 +34,7 @@ class RecordingConverter:
     real: Any
     calls: list[dict[str, Any]] = field(default_factory=list)
 
-    def __call__(self, fn: Any, inputs: list[Any], **options: Any) -> onnx.ModelProto:
+    def __call__(self, fn: Any, inputs: list[Any], **options: Any) -> Any:
         self.calls.append({"fn": fn, "inputs": inputs, **options})
         return self.real(fn, inputs, **options)
 
@@ -41,8 +43,8 @@ class RecordingConverter:
 def converter(monkeypatch: pytest.MonkeyPatch, no_server_extension: None) -> RecordingConverter:
     from workbench.jax_to_onnx import api
 
-    recording = RecordingConverter(api.to_onnx)
-    monkeypatch.setattr(api, "to_onnx", recording)  # the magic looks it up when it runs
+    recording = RecordingConverter(api.convert)
+    monkeypatch.setattr(api, "convert", recording)  # the magic looks it up when it runs
     return recording
 
 
@@ -65,7 +67,8 @@ def shell() -> Iterator[InteractiveShell]:
     ip.run_line_magic("load_ext", "workbench")
     yield ip
     ip.run_line_magic("unload_ext", "workbench")
-    for name in ("f", "g", "h", "_onnx", "result", "model", "Scale", "scale", "y", "MLP", "w1", "w2"):
+    for name in ("f", "g", "h", "_onnx", "result", "model", "Scale", "scale", "y", "MLP", "w1", "w2", "ConvNet",
+                 "encoder", "encoder_fn", "variables"):  # fmt: skip
         ip.user_ns.pop(name, None)
 
 
@@ -90,7 +93,7 @@ def test_to_onnx_runs_cell_converts_last_function_and_displays_one_bundle(shell,
     assert shell.user_ns["y"] == 3 and callable(shell.user_ns["g"])  # the cell ran in the user namespace
     [call] = converter.calls
     assert call["fn"] is shell.user_ns["f"]  # the last callable; y = 3 is not callable
-    assert call["inputs"] == [TensorSpec(("B", 30), np.dtype("float32"))] and call["path"] == str(out) and call["opset"] == 20
+    assert call["inputs"] == [TensorSpec(("B", 30), np.dtype("float32"))] and call["opset"] == 20
     result = shell.user_ns["_onnx"]
     assert isinstance(result, OnnxResult) and result.ok
     # the written file is the model, and it computes what the cell's function computes
@@ -103,7 +106,7 @@ def test_to_onnx_runs_cell_converts_last_function_and_displays_one_bundle(shell,
     [output] = captured.outputs
     assert set(output.data) == {"text/html", "text/plain"}
     page = output.data["text/html"]
-    assert "<iframe" in page and "127.0.0.1" in page
+    assert "<svg" in page and "self-contained drawing" in page  # no server extension here: the inline drawing
     assert "<details" in page and "float32[B×20]" in page  # static fallback with intermediate shapes
     text = output.data["text/plain"]
     nodes = len(written.graph.node)
@@ -199,8 +202,15 @@ def test_unsupported_primitives_show_the_table_and_no_viewer(shell, converter) -
     [output] = captured.outputs
     page = output.data["text/html"]
     assert "<iframe" not in page and "<th>primitive</th>" in page and "workbench_test_wobble" in page
-    assert ":6 (f)" in page  # the cell line that used it
+    cell = f"cell [{shell.execution_count}]"
+    assert f"{cell}, line 7 (f)" in page  # the line of the notebook cell that used it (line 1: %%to_onnx)
+    assert "ipykernel" not in page and ".py:" not in page
     assert "not converted, 1 unsupported primitive(s)" in output.data["text/plain"]
+    # the advice names what this notebook has: the result variable's stub method
+    assert "write a handler: _onnx.stub('workbench_test_wobble') prints one" in output.data["text/plain"]
+    assert "report.stub" not in page
+    stub = result.stub("workbench_test_wobble")
+    assert "@handler('workbench_test_wobble'" in stub
 
 
 def test_unsupported_table_widget_shows_source_and_handler_stub(shell, converter) -> None:
@@ -209,9 +219,9 @@ def test_unsupported_table_widget_shows_source_and_handler_stub(shell, converter
     table = shell.user_ns["_onnx"].unsupported_table
     assert [row.name for row in table.rows] == ["workbench_test_wobble"]
     [location_button] = table.location_buttons["workbench_test_wobble"]
-    assert location_button.description.endswith(":6 (f)")
+    assert location_button.description == f"cell [{shell.execution_count}], line 7 (f)"
     location_button.click()  # the source line from the cell, read back through linecache
-    assert "→    6 |     return wobble_p.bind(x) * 2" in table.last_excerpt
+    assert "→    7 |     return wobble_p.bind(x) * 2" in table.last_excerpt
     table.stub_buttons["workbench_test_wobble"].click()
     compile(table.last_stub, "<stub>", "exec")  # the stub is valid Python
     assert "@handler('workbench_test_wobble'" in table.last_stub
@@ -305,3 +315,153 @@ def test_ir_option_writes_the_graph_ir_beside_the_model(shell, converter, tmp_pa
 
     rebuilt = graph_ir_to_onnx(ir_path)
     assert rebuilt.SerializeToString() == result.model.SerializeToString()
+
+
+# --- what a notebook user reads: cell numbers, line numbers, short failures ----------------------
+
+CONVNET_CELL = """\
+from flax import nnx
+import jax.numpy as jnp
+class ConvNet(nnx.Module):
+    def __init__(self, rngs):
+        self.conv = nnx.Conv(3, 8, (3, 3), rngs=rngs)
+        self.head = nnx.Linear(8, 10, rngs=rngs)
+    def __call__(self, x):
+        h = nnx.relu(self.conv(x))
+        return self.head(h.mean(axis=(1, 2)))
+model = ConvNet(nnx.Rngs(0))
+"""
+
+
+def test_failure_inside_the_model_is_one_short_message_naming_the_line_and_the_fix(shell, converter) -> None:
+    """A ConvNet given NCHW specs when it expects NHWC (the chained traceback was 113 lines)."""
+    prompt = shell.execution_count
+    execution, captured = run_stored(shell, "%%to_onnx -i B,3,32,32\n" + CONVNET_CELL)
+    assert not execution.success and "model" in shell.user_ns  # the cell ran; the conversion failed
+    [summary] = captured.outputs
+    lines = summary.data["text/plain"].splitlines()
+    assert lines == [
+        "✘ model → ONNX failed while converting it with -i B,3,32,32",
+        f"  at cell [{prompt}], line 9 in ConvNet.__call__:  h = nnx.relu(self.conv(x))",
+        lines[2],
+        "  What to change: model traces with -i B,32,32,3: it expects input 1 channels last (NHWC), not channels "
+        "first. Convert with that spec (and give the model data in that layout), or transpose the input inside "
+        "the function.",
+        "  (full traceback: %tb)",
+    ]
+    assert lines[2].startswith("  ValueError: conv_general_dilated lhs feature dimension size")
+    page = summary.data["text/html"]
+    assert "<details><summary>full traceback (" in page and "conv_general_dilated" in page.split("<details>")[1]
+    # the error output itself is one line, and no traceback is printed
+    error_text = captured.stdout + captured.stderr
+    assert error_text.strip().splitlines() == [
+        "ConversionFailed: model was not converted: ValueError (details above); %tb shows the full traceback"
+    ]
+    # %tb: the full chained traceback, down to JAX's shape rule, with the cell named as the prompt shows it
+    with capture_output() as full:
+        shell.run_line_magic("tb", "")
+    assert "conv_general_dilated" in full.stdout and "TraceError" in full.stdout
+    assert f"Cell In[{prompt}], line 9" in _strip_ansi(full.stdout)
+    # the suggested spec really works
+    execution, captured = run_stored(shell, "%%to_onnx -i B,32,32,3 --no-view\n" + CONVNET_CELL)
+    assert execution.success, captured.stderr
+
+
+def test_symbolic_dimension_used_as_a_python_int_gets_its_own_advice(shell, converter) -> None:
+    execution, captured = run_stored(
+        shell, "%%to_onnx -i B,4\nimport jax.numpy as jnp\ndef f(x):\n    return x.reshape(int(x.shape[0]) // 2, 8)\n"
+    )
+    assert not execution.success
+    text = captured.outputs[0].data["text/plain"]
+    assert "line 4 in f:  return x.reshape(int(x.shape[0]) // 2, 8)" in text
+    assert "needs the actual size of a symbolic dimension of -i B,4" in text
+
+
+def test_cell_body_is_compiled_under_the_prompt_number(shell) -> None:
+    """``Cell In[14]`` under prompt [13] was the bug: the body ran under the next number."""
+    prompt = shell.execution_count
+    execution, captured = run_stored(shell, "%%to_onnx -i B,30\ny = 3\nraise KeyError('boom')\n")
+    assert not execution.success
+    assert f"Cell In[{prompt}], line 3" in _strip_ansi(captured.stdout)
+    assert shell.execution_count == prompt + 1  # the prompt count moves on as for any cell
+
+
+def test_parity_title_uses_the_name_given_with_fn(shell, converter) -> None:
+    execution, captured = run_stored(
+        shell,
+        "%%to_onnx --fn encoder_fn -i B,30 --no-view --parity\n"
+        "import functools, jax\nfrom flax import linen\n"
+        "encoder = linen.Dense(4)\n"
+        "variables = encoder.init(jax.random.PRNGKey(0), jax.numpy.ones((1, 30)))\n"
+        "encoder_fn = functools.partial(encoder.apply, variables)\n",
+    )
+    assert execution.success, captured.stderr
+    report = shell.user_ns["_onnx"].parity
+    assert " vs encoder_fn, " in report.summary() and "apply" not in report.summary()
+    assert "vs encoder_fn" in report.figure().layout.title.text
+
+
+def run_stored(shell: InteractiveShell, source: str) -> tuple[Any, CapturedIO]:
+    """Run a cell as a kernel does (stored in history: the prompt number moves on)."""
+    with capture_output() as captured:
+        execution = shell.run_cell(source, store_history=True)
+    return execution, captured
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def test_locations_name_the_notebook_cell_everywhere(shell) -> None:
+    """wb.check's report, the converter's error and the ONNX nodes' doc strings all say ``cell [N], line L``."""
+    prompt = shell.execution_count
+    execution, captured = run_stored(shell, "import jax.numpy as jnp\n\ndef f(x):\n    return jnp.tanh(x) * 2\n")
+    assert execution.success, captured.stderr
+    execution, captured = run_stored(shell, UNSUPPORTED_CELL.replace("def f(", "def h("))
+    assert execution.success, captured.stderr
+    report = workbench.check(shell.user_ns["h"], [("B", 3)])
+    [usage] = report.unsupported
+    assert [str(location) for location in usage.locations] == [f"cell [{prompt + 1}], line 6 (h)"]
+    with pytest.raises(workbench.UnsupportedPrimitiveError, match=rf"cell \[{prompt + 1}\], line 6 \(h\)"):
+        workbench.to_onnx(shell.user_ns["h"], [("B", 3)])
+    model = workbench.to_onnx(shell.user_ns["f"], [("B", 3)])
+    docs = {node.op_type: node.doc_string for node in model.graph.node}
+    assert docs["Tanh"] == f"tanh at cell [{prompt}], line 4 (f)"
+    from workbench.notebook_cells import cell_label
+
+    assert cell_label(workbench.__file__) is None  # a real file keeps its path
+
+
+def test_onnx_view_transport_option(shell, tmp_path, mlp_model, no_server_extension) -> None:
+    path = tmp_path / "net.onnx"
+    onnx.save(mlp_model, path)
+    execution, captured = run(shell, f"%onnx_view {path} --transport kernel-server")
+    assert execution.success, captured.stderr
+    assert execution.result.transport == "kernel-server" and "<iframe" in execution.result._repr_mimebundle_()["text/html"]
+    execution, captured = run(shell, f"%onnx_view {path} --transport jupyter-server")
+    assert not execution.success and "server extension is not active" in captured.stderr
+
+
+def test_a_failure_outside_the_users_code_says_so(shell, converter, tmp_path) -> None:
+    """A handler that crashes (no line of the user's in the traceback): the message says where it is from."""
+    from jax.extend.core import Primitive
+
+    from workbench.jax_to_onnx.registry import REGISTRY, handler
+
+    crash_p = Primitive("workbench_test_crash")
+    crash_p.def_impl(lambda x: x)
+    crash_p.def_abstract_eval(lambda x: x)
+    shell.user_ns["crash_p"] = crash_p
+
+    @handler("workbench_test_crash", onnx_ops=("Identity",), testcases=[])
+    def _crashing(ctx, x):
+        raise RuntimeError("the handler is broken")
+
+    try:
+        execution, captured = run_stored(shell, "%%to_onnx -i 3\ndef f(x):\n    return crash_p.bind(x)\n")
+    finally:
+        REGISTRY.unregister("workbench_test_crash")
+    assert not execution.success
+    text = captured.outputs[0].data["text/plain"]
+    assert "the handler for primitive 'workbench_test_crash'" in text and "the handler is broken" in text
+    assert "in test_a_failure_outside_the_users_code_says_so.<locals>._crashing:" in text  # this file is "user code" here

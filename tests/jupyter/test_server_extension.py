@@ -150,3 +150,69 @@ def test_extension_refuses_unknown_models_and_traversal(jupyter_server: RunningS
     status, body = _get(jupyter_server.origin + BASE_URL + "workbench/viewer/" + path, jupyter_server.token)
     assert status == 404
     assert b"ServerApp" not in body
+
+
+# --- .onnx files of the Jupyter contents (the JupyterLab document viewer) -----------------------
+
+
+def _get_full(url: str, token: str | None) -> tuple[int, bytes, dict[str, str], str]:
+    """Like _get, plus the response headers and the final URL (redirects followed)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), dict(response.headers), response.url
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers), url
+
+
+@pytest.fixture(scope="module")
+def contents_files(jupyter_server: RunningServer) -> Path:
+    from tests.jupyter.conftest import make_mlp
+
+    root = jupyter_server.runtime_dir.parent
+    folder = root / "my models"
+    folder.mkdir(exist_ok=True)
+    onnx.save(make_mlp(), folder / "net work.onnx")  # no value_info: shapes must be inferred
+    (folder / "junk.onnx").write_bytes(b"\xff\x00 not a model")
+    return folder
+
+
+def test_file_page_opens_a_contents_file(jupyter_server: RunningServer, contents_files: Path) -> None:
+    root = jupyter_server.origin + BASE_URL + "workbench/viewer/"
+    query = urllib.parse.urlencode({"path": "my models/net work.onnx"})
+    status, page, headers, _ = _get_full(f"{root}file.html?{query}", jupyter_server.token)
+    assert status == 200 and headers["X-Workbench-Viewer"] == "1"
+    assert b'<meta name="file" content="files/my%20models/net%20work.onnx">' in page
+    assert b'<meta name="identifier" content="net_work.onnx">' in page
+
+
+def test_contents_model_is_served_with_a_shape_on_every_edge(jupyter_server: RunningServer, contents_files: Path) -> None:
+    from workbench.onnx_io.shapes import edges_without_shape
+
+    on_disk = onnx.load(contents_files / "net work.onnx")
+    assert edges_without_shape(on_disk.graph) == ["h1", "h2"]
+    url = jupyter_server.origin + BASE_URL + "workbench/viewer/files/my%20models/net%20work.onnx"
+    status, data, headers, _ = _get_full(url, jupyter_server.token)
+    assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+    served = onnx.load_model_from_string(data)
+    assert edges_without_shape(served.graph) == []
+    assert [n.op_type for n in served.graph.node] == [n.op_type for n in on_disk.graph.node]
+
+
+def test_contents_route_errors_and_external_data(jupyter_server: RunningServer, contents_files: Path) -> None:
+    root = jupyter_server.origin + BASE_URL + "workbench/viewer/"
+    (contents_files / "net work.onnx.data").write_bytes(b"weights")
+    status, body, _, final_url = _get_full(f"{root}files/my%20models/net%20work.onnx.data", jupyter_server.token)
+    assert status == 200 and body == b"weights"  # redirected to Jupyter's own files/ handler
+    assert final_url == jupyter_server.origin + BASE_URL + "files/my%20models/net%20work.onnx.data"
+    status, body, headers, _ = _get_full(f"{root}files/my%20models/missing.onnx", jupyter_server.token)
+    assert status == 404 and headers["X-Workbench-Viewer"] == "1"
+    status, body, _, _ = _get_full(f"{root}files/my%20models/junk.onnx", jupyter_server.token)
+    assert status == 422 and b"not a serialized ONNX model" in body
+    for path in ("files/..%2Fserver.log", "files/my%20models/../../etc/passwd.onnx", "file.html?path=../x.onnx",
+                 "file.html?path=server.log", "file.html?path=%2Fetc%2Fx.onnx"):  # fmt: skip
+        status, body, _, _ = _get_full(root + path, jupyter_server.token)
+        assert status == 404, path
+        assert b"ServerApp" not in body
+    status, _, _, _ = _get_full(f"{root}files/my%20models/net%20work.onnx", None)
+    assert status == 403

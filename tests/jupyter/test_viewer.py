@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
+import types
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,7 +14,9 @@ import onnx
 import pytest
 
 import workbench as wb
-from workbench.errors import OnnxModelError
+from workbench.errors import OnnxModelError, WorkbenchError
+from workbench.jupyter.model_store import ENV_BASE_URL, ENV_STORE_DIR
+from workbench.jupyter.viewer import MIME_TYPE
 from workbench.onnx_io.shapes import edges_without_shape, with_shapes
 from workbench.onnx_io.summary import summarize
 
@@ -38,12 +43,17 @@ def test_with_shapes_infers_on_a_copy(mlp_model: onnx.ModelProto) -> None:
     assert rows[0].inputs[1].is_parameter and rows[0].inputs[1].type == "float32[30×20]"
 
 
-def test_view_bundle_has_iframe_fallback_and_stable_text(mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
+def test_view_without_server_extension_is_a_self_contained_drawing(mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
     handle = wb.view(mlp_model)
+    assert handle.transport == "inline"
     bundle = handle._repr_mimebundle_()
-    assert set(bundle) == {"text/html", "text/plain"}
+    assert set(bundle) == {"text/html", "text/plain"}  # nothing a front end has to fetch
     page = bundle["text/html"]
-    assert "<iframe" in page and handle.url.replace("&", "&amp;") in page
+    assert "<iframe" not in page and "<svg" in page
+    for label in ("B×30", "B×20", "B×10", ">Gemm<", ">Gelu<", "B ⟨30×20⟩"):
+        assert label in page
+    assert 'data-transport="inline"' in page and "no workbench server extension" in page
+    assert handle.url is not None and handle.url.replace("&", "&amp;") in page  # the full-Netron link (loopback)
     # the static fallback: every node with its output shape
     assert page.count("<tr>") == 1 + 3
     for shape in ("float32[B×30]", "float32[B×20]", "float32[B×10]"):
@@ -56,8 +66,70 @@ def test_view_bundle_has_iframe_fallback_and_stable_text(mlp_model: onnx.ModelPr
     assert list(frame["op"]) == ["Gemm", "Gelu", "Gemm"]
 
 
+def test_kernel_server_view_is_an_iframe_and_a_mime_output(mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
+    handle = wb.view(mlp_model, transport="kernel-server", height=640, name="net")
+    bundle = handle._repr_mimebundle_()
+    assert set(bundle) == {MIME_TYPE, "text/html", "text/plain"}
+    assert bundle[MIME_TYPE] == {
+        "version": 1, "url": handle.url, "transport": "kernel-server", "transport_note": handle.transport_note,
+        "name": "net", "title": "Netron · net", "height": 640,
+    }  # fmt: skip
+    assert f'<iframe src="{handle.url.replace("&", "&amp;")}"' in bundle["text/html"]
+    assert "only for a browser on the kernel" in bundle["text/html"]
+
+
+def test_jupyter_server_transport_uses_the_store_and_base_url(
+    mlp_model: onnx.ModelProto, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_BASE_URL, "/user/ada/")
+    monkeypatch.setenv(ENV_STORE_DIR, str(tmp_path / "store"))
+    handle = wb.view(mlp_model)
+    assert handle.transport == "jupyter-server"
+    assert handle.url.startswith("/user/ada/workbench/viewer/index.html?model=")
+    token = urllib.parse.parse_qs(urllib.parse.urlsplit(handle.url).query)["model"][0]
+    assert onnx.load_model_from_string((tmp_path / "store" / f"{token}.onnx").read_bytes()).graph.node
+    payload = handle._repr_mimebundle_()[MIME_TYPE]
+    assert payload["transport"] == "jupyter-server" and payload["url"] == handle.url
+
+
+def test_colab_transport_goes_through_the_kernel_port_proxy(
+    mlp_model: onnx.ModelProto, no_server_extension: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Colab is not available here: a stand-in ``google.colab`` module makes the kernel look like one.
+
+    What is checked is ours: the choice, the page's proxyPort call with the server's port and the
+    viewer path, and that the server answers requests whose Host is the proxy's.
+    """
+    from workbench.jupyter import kernel_server as kernel_server_module
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(kernel_server_module, "_server", None)  # a server of its own, closed below
+    handle = wb.view(mlp_model)
+    try:
+        assert handle.transport == "colab"
+        bundle = handle._repr_mimebundle_()
+        assert MIME_TYPE not in bundle  # Colab renders HTML only
+        page = bundle["text/html"]
+        port = urllib.parse.urlsplit(handle.url).port
+        path = handle.url.split(f":{port}", 1)[1]
+        assert f"google.colab.kernel.proxyPort({port}, {{cache: false}})" in page
+        assert json.dumps(path) in page and path.startswith("/viewer/index.html?model=")
+        request = urllib.request.Request(handle.url, headers={"Host": "8000-m-s-abc.prod.colab.dev"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200 and b'<meta name="file"' in response.read()
+    finally:
+        kernel_server_module.kernel_server(check_host=False).close()
+
+
+def test_transport_choice_errors(mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
+    with pytest.raises(WorkbenchError, match="server extension is not active"):
+        wb.view(mlp_model, transport="jupyter-server")
+    with pytest.raises(ValueError, match="transport='ftp'"):
+        wb.view(mlp_model, transport="ftp")  # type: ignore[arg-type]
+
+
 def test_kernel_server_serves_patched_page_and_registered_model(mlp_model: onnx.ModelProto, no_server_extension: None) -> None:
-    handle = wb.view(mlp_model, name="my mlp")
+    handle = wb.view(mlp_model, name="my mlp", transport="kernel-server")
     assert handle.transport == "kernel-server"
     parsed = urllib.parse.urlsplit(handle.url)
     assert parsed.hostname == "127.0.0.1"

@@ -2,7 +2,7 @@
 
 Cases are built in memory from ``onnx.backend.test.case.node`` (recent onnx
 wheels do not ship the data files). Every case not listed in
-``tests/support/conformance_expected_failures.py`` must pass; every listed case must
+``workbench/onnx_to_jax/expected_failures.py`` must pass; every listed case must
 still fail (so the list stays honest). The pass count is measured against the
 suite's own total. Cast elements whose expected value the spec decides rather than onnx's reference
 (ml_dtypes) are compared as ``tests/support/conformance_spec_elements.py`` lists, which is checked against the suite.
@@ -51,7 +51,7 @@ def test_node_case(name):
     else:
         assert not result.passed, (
             f"{name} passes but is listed as an expected failure ({reason!r}); "
-            "remove it from tests/support/conformance_expected_failures.py"
+            "remove it from workbench/onnx_to_jax/expected_failures.py"
         )
 
 

@@ -148,7 +148,7 @@ class DivergenceReport:
 
 def locate_divergence(
     fn: Any,
-    model: onnx.ModelProto | str | os.PathLike[str],
+    model: onnx.ModelProto | str | os.PathLike[str] | None = None,
     inputs: Sequence[Any] | None = None,
     *,
     rtol: float | None = None,
@@ -159,9 +159,12 @@ def locate_divergence(
 ) -> DivergenceReport:
     """Find the first node of ``model`` (exported from ``fn``) whose value drifts from JAX.
 
-    ``model`` must come from ``wb.to_onnx(fn, ...)`` (possibly edited since): the function is
-    converted again with the model's input types to learn which jaxpr variable each ONNX value
-    came from. ``inputs`` are concrete arrays, specs, or ``None`` (generated as for ``wb.parity``).
+    ``fn`` may be the ``Conversion`` ``wb.convert`` returned (``model`` then defaults to its model):
+    its jaxpr and value origins say which jaxpr variable each ONNX value came from, and nothing is
+    traced or converted again. Otherwise ``model`` must come from ``wb.to_onnx(fn, ...)`` (possibly
+    edited since) and the function is converted again with the model's input types (traced once,
+    shared with the input check, when ``inputs`` is ``None``). ``inputs`` are concrete arrays, specs
+    (not with a Conversion), or ``None`` (generated as for ``wb.parity``).
     onnxruntime runs with graph optimisations off by default so every node runs as written.
     """
     subject = prepare(fn, model, inputs)
@@ -181,22 +184,10 @@ def locate_on_subject(
     """The locator on an already prepared function/model pair and one sample."""
     import time
 
-    from workbench.jax_to_onnx.api import convert
-
     timings: dict[str, float] = {}
     start = time.perf_counter()
     proto = subject.loaded.proto
-    opset = subject.loaded.opset
-    if opset is None:
-        raise OnnxModelError(f"model {subject.loaded.label} imports no version of the default ONNX domain")
-    conversion = convert(
-        subject.fn,
-        _specs_for_reconversion(subject),
-        opset=opset,
-        input_names=subject.input_names,
-        output_names=subject.output_names,
-        enable_double_precision=subject.x64,
-    )
+    conversion = subject.conversion if subject.conversion is not None else _reconvert(subject)
     timings["convert"] = time.perf_counter() - start
     origins = conversion.origin_vars
     node_outputs = [o for node in proto.graph.node for o in node.output if o]
@@ -233,6 +224,23 @@ def locate_on_subject(
     timings["compare"] = time.perf_counter() - step
     report.seconds = timings
     return report
+
+
+def _reconvert(subject: Subject) -> Any:
+    """Convert the function again, as the model was exported, to learn each ONNX value's jaxpr variable.
+
+    When the subject was traced with the model's own input types, that trace is lowered as it is.
+    """
+    from workbench.jax_to_onnx.api import convert, convert_traced
+
+    opset = subject.loaded.opset
+    if opset is None:
+        raise OnnxModelError(f"model {subject.loaded.label} imports no version of the default ONNX domain")
+    names = {"opset": opset, "input_names": subject.input_names, "output_names": subject.output_names,
+             "enable_double_precision": subject.x64}  # fmt: skip
+    if subject.traced_with_model_types:
+        return convert_traced(subject.traced, **names)
+    return convert(subject.fn, _specs_for_reconversion(subject), **names)
 
 
 def _specs_for_reconversion(subject: Subject) -> list[Any]:

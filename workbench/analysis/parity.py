@@ -61,6 +61,7 @@ class ParityReport:
     subject: Subject = field(repr=False)
     rtol: float | None = None
     atol: float | None = None
+    name: str | None = None  # what the report calls the function (default: the callable's own name)
 
     @property
     def ok(self) -> bool:
@@ -112,7 +113,7 @@ class ParityReport:
     def summary(self) -> str:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
         return (
-            f"Parity {verdict}: {self.model_source} vs {self.subject.name}, {len(self.inputs)} sample(s), "
+            f"Parity {verdict}: {self.model_source} vs {self.name or self.subject.name}, {len(self.inputs)} sample(s), "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
 
@@ -136,7 +137,7 @@ class ParityReport:
 
 def parity(
     fn: Any,
-    model: onnx.ModelProto | str | os.PathLike[str],
+    model: onnx.ModelProto | str | os.PathLike[str] | None = None,
     inputs: Sequence[Any] | None = None,
     *,
     samples: int = 3,
@@ -145,19 +146,25 @@ def parity(
     seed: int = 0,
     optimize: bool = True,
     sizes: Mapping[str, int] | None = None,
+    name: str | None = None,
 ) -> ParityReport:
     """Compare ``model`` run by onnxruntime with ``fn`` run by JAX.
 
     Args:
-        fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts).
+        fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts), or the
+            ``Conversion`` ``wb.convert`` returned: then nothing is traced again and ``model``
+            defaults to the conversion's model.
         model: a ModelProto or a path to an .onnx file.
-        inputs: ``None`` to generate inputs from the model's input types; input specs (shape
-            tuples, ShapeDtypeStructs) to generate from those; or concrete arrays (one sample).
+        inputs: ``None`` to generate inputs from the model's input types (a Conversion's own input
+            types); input specs (shape tuples, ShapeDtypeStructs) to generate from those (not with a
+            Conversion); or concrete arrays (one sample).
         samples: how many generated samples (symbolic dims take different sizes in each).
         rtol / atol: tolerances; by default chosen per output dtype (exact for ints and bools).
         seed: seed of the input generator.
         optimize: run onnxruntime with its graph optimisations (``False``: ORT_DISABLE_ALL).
         sizes: fixed sizes for some symbolic dimensions, e.g. ``{"T": 64}``.
+        name: the function's name in the report and its figure (default: the callable's own name,
+            which is ``apply`` for ``functools.partial(module.apply, variables)``).
 
     Raises:
         WorkbenchError: when the model's inputs do not match the function's, the model is not an
@@ -176,7 +183,7 @@ def parity(
         got = session.run({name: to_pairs(x) for name, x in zip(input_names, flat_inputs, strict=True)})  # complex as pairs
         all_inputs.append(flat_inputs)
         all_sizes.append(chosen_sizes)
-        for name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
+        for output_name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
             comparison = compare_arrays(
                 onnx_value,
@@ -185,7 +192,7 @@ def parity(
                 default_atol if atol is None else atol,
             )
             results.append(
-                OutputResult(index, name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
+                OutputResult(index, output_name, tuple(jax_value.shape), str(jax_value.dtype), comparison, onnx_value, jax_value)
             )
     return ParityReport(
         results=results,
@@ -198,6 +205,7 @@ def parity(
         subject=subject,
         rtol=rtol,
         atol=atol,
+        name=name,
     )
 
 

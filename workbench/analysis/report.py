@@ -3,7 +3,7 @@
 The function is traced once (nothing is lowered), every equation of the jaxpr and of the jaxprs
 nested in it is counted per primitive, and each primitive is looked up in the handler registry.
 The report never raises for an unsupported primitive: it says where it is used and what to do,
-down to a ready-to-fill handler stub (``report.stub(name)``).
+down to a ready-to-fill handler stub (``.stub(name)`` on the report).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class PrimitiveUsage:
     location_counts: dict[SourceLocation, int] = field(default_factory=dict)
     suggestion: str = ""
     example_eqn: Any = field(default=None, repr=False)
+    reason: str = ""  # why a registered handler refuses this use (then no stub is suggested)
 
     def where(self, limit: int | None = None) -> str:
         shown = self.locations if limit is None else self.locations[:limit]
@@ -106,6 +107,12 @@ class CompatibilityReport:
         """Python source of a handler module for primitive ``name``, ready to fill in."""
         return handler_stub(self[name])
 
+    def name_stub_call(self, call: str) -> None:
+        """Word the advice with the call that prints a stub where the user is (``_onnx.stub``, not ``.stub``)."""
+        for usage in self.unsupported:
+            if not usage.reason:
+                usage.suggestion = suggest(usage.name, stub_call=call)
+
     def summary(self) -> str:
         if self.supported:
             return (
@@ -127,7 +134,7 @@ class CompatibilityReport:
             if not p.supported:
                 lines.append(f"      what to do: {p.suggestion}")
         if not self.supported:
-            lines.append("  report.stub(name) prints a handler to fill in.")
+            lines.append("  .stub(name) on this report prints a handler to fill in.")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -171,7 +178,8 @@ def check(fn: Any, inputs: Sequence[Any], *, enable_double_precision: bool = Fal
         reason = unsupported_reason(eqn)
         if reason:  # a handler that refuses this use (a non-threefry PRNG), or a known reason (callbacks)
             usage.supported = False
-            usage.suggestion = usage.suggestion or reason
+            usage.reason = usage.reason or reason
+            usage.suggestion = usage.reason
         if location is not None:
             if location not in usage.location_counts:
                 usage.locations.append(location)
@@ -192,14 +200,20 @@ def _eqns_with_locations(jaxpr: Any, enclosing: SourceLocation | None) -> Iterat
         yield eqn, location or eqn_location(eqn)
 
 
-def suggest(name: str) -> str:
-    """What to do about an unsupported primitive: a known alternative, a close handler, or the stub."""
+def suggest(name: str, *, stub_call: str | None = None) -> str:
+    """What to do about an unsupported primitive: a known alternative, a close handler, or the stub.
+
+    ``stub_call`` is the call that prints the stub where the user is (``_onnx.stub`` in a notebook
+    after ``%%to_onnx``); without it the advice names the report's method, not a variable that may
+    not exist.
+    """
     advice = KNOWN_ALTERNATIVES.get(name)
     close = difflib.get_close_matches(name, [h.primitive for h in REGISTRY.all()], n=1, cutoff=0.8)
     parts = [advice] if advice else []
     if close:
         parts.append(f"a handler exists for the similar primitive {close[0]!r}")
-    parts.append(f"{'or ' if parts else ''}write a handler: report.stub({name!r})")
+    how = f"{stub_call}({name!r})" if stub_call else f".stub({name!r}) on this report"
+    parts.append(f"{'or ' if parts else ''}write a handler: {how} prints one to fill in")
     return "; ".join(parts)
 
 

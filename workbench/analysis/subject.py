@@ -3,6 +3,8 @@
 Parity and the divergence locator both start here: load the model, trace the function with
 specs read from the model (or with the user's inputs), check that the two agree on the
 inputs (count, dtype, rank), build sample inputs, and run the JAX side with clear errors.
+Given a :class:`~workbench.jax_to_onnx.conversion.Conversion` (``wb.convert``'s result), nothing is
+traced again: its traced function, its model and its value origins are used as they are.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from workbench.analysis.inputs import (
     symbol_sizes,
     unflatten_args,
 )
-from workbench.errors import WorkbenchError
+from workbench.errors import SpecError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, real_dtype, storage_shape, to_pairs
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io import LoadedModel, ValueDescription, describe_inputs, load_model, real_inputs
 from workbench.specs import parse_input_specs
@@ -36,12 +39,14 @@ _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint
 class Subject:
     """A traced function, the model it should equal, and how to make inputs for both."""
 
-    fn: Any
+    fn: Any  # the user's callable (the conversion's normalized one when a Conversion was given)
     traced: Traced
     loaded: LoadedModel
     x64: bool
     plans: tuple[InputPlan, ...]
     given: tuple[np.ndarray, ...] | None  # concrete flat inputs the user gave, if any
+    conversion: Conversion | None = None  # what the model was converted from, when the caller had it
+    traced_with_model_types: bool = False  # traced with the model's own input types (symbolic names)
 
     @property
     def name(self) -> str:
@@ -136,8 +141,16 @@ def _all_arrays(inputs: Sequence[Any]) -> bool:
     return bool(leaves) and all(isinstance(leaf, (np.ndarray, np.generic, jax.Array)) for leaf in leaves)
 
 
-def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None) -> Subject:
-    """Load the model, trace ``fn`` consistently with it and check that their inputs agree."""
+def prepare(fn: Any, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] | None) -> Subject:
+    """Load the model, trace ``fn`` consistently with it and check that their inputs agree.
+
+    ``fn`` may be a :class:`Conversion`: then ``model`` defaults to its model, nothing is traced, and
+    ``inputs`` is ``None`` (the conversion's own input types) or concrete arrays.
+    """
+    if isinstance(fn, Conversion):
+        return _prepare_conversion(fn, model, inputs)
+    if model is None:
+        raise SpecError("model: give the ONNX model (a ModelProto or a path), or pass the Conversion from wb.convert.")
     loaded = load_model(model)
     given: tuple[np.ndarray, ...] | None = None
     if inputs is None:
@@ -152,6 +165,29 @@ def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None)
             given = tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(specs))
         x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in parse_input_specs(specs).flat())
     traced = trace(fn, specs, enable_double_precision=x64)
+    plans = _check_pair(loaded, traced)
+    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given,
+                   traced_with_model_types=inputs is None)
+
+
+def _prepare_conversion(conversion: Conversion, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] | None) -> Subject:
+    loaded = load_model(conversion.model if model is None else model)
+    given: tuple[np.ndarray, ...] | None = None
+    if inputs is not None:
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or not _all_arrays(list(inputs)):
+            raise SpecError(
+                "inputs: with a Conversion give concrete arrays (one sample) or None (samples of the conversion's "
+                "own input types; fix symbolic sizes with sizes=...). To use other input types, convert again."
+            )
+        given = tuple(np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(list(inputs)))
+    traced = conversion.traced
+    plans = _check_pair(loaded, traced)
+    return Subject(fn=traced.callable, traced=traced, loaded=loaded, x64=conversion.enable_double_precision,
+                   plans=plans, given=given, conversion=conversion)
+
+
+def _check_pair(loaded: LoadedModel, traced: Traced) -> tuple[InputPlan, ...]:
+    """Check the model against the traced function (inputs and output count); the plans of its inputs."""
     check_inputs_match(loaded, traced.specs.flat(), traced.callable.display_name)
     plans = tuple(plan_inputs(traced, [value.name for value in describe_inputs(loaded.proto.graph)]))
     if len(loaded.proto.graph.output) != len(traced.out_avals):
@@ -159,7 +195,7 @@ def prepare(fn: Any, model: onnx.ModelProto | Any, inputs: Sequence[Any] | None)
             f"model {loaded.label} has {len(loaded.proto.graph.output)} output(s) but "
             f"{traced.callable.display_name} returns {len(traced.out_avals)} flat output(s)."
         )
-    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given)
+    return plans
 
 
 __all__ = ["Subject", "check_inputs_match", "model_specs", "prepare"]

@@ -7,12 +7,12 @@ import gc
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
 
 from workbench.errors import SpecError
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.input_layout import InputLayout
 from workbench.jax_to_onnx.program import (  # noqa: F401 - DEFAULT_OPSET & co. are read from here too
     DEFAULT_OPSET,
@@ -25,43 +25,6 @@ from workbench.jax_to_onnx.program import (  # noqa: F401 - DEFAULT_OPSET & co. 
 )
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
-
-
-@dataclass
-class Conversion:
-    """Everything one conversion produced: the model plus what analysis tools need to look inside."""
-
-    model: onnx.ModelProto
-    traced: Traced
-    origins: dict[str, tuple[str, str, str]]
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-    # ONNX value name → (equation-index path of the enclosing jaxpr, jaxpr Var): the unique form of
-    # ``origins`` that the divergence locator uses to find each value's JAX counterpart
-    origin_vars: dict[str, tuple[tuple[int, ...], Any]] = field(default_factory=dict)
-    # ONNX value name → permutation for values the layout pass keeps channels-first: transposed by it,
-    # the value equals its JAX counterpart (``origins``/``origin_vars`` hold that counterpart under this name)
-    layouts: dict[str, list[int]] = field(default_factory=dict)
-    enable_double_precision: bool = False
-
-    def to_graph_ir(self) -> dict[str, Any]:
-        """The Graph IR of what was traced (as ``wb.export_graph_ir`` would give, without tracing again)."""
-        from workbench.jax_to_onnx.graph_ir.api import graph_ir_of_traced
-
-        return graph_ir_of_traced(
-            self.traced,
-            input_names=self.input_names,
-            output_names=self.output_names,
-            enable_double_precision=self.enable_double_precision,
-        )
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.model.graph.input]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.model.graph.output]
 
 
 def convert(
@@ -77,9 +40,28 @@ def convert(
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
     with _collector_paused():
-        return _convert(fn, inputs, opset=opset, input_names=input_names, output_names=output_names,
-                        enable_double_precision=enable_double_precision, optimize=optimize,
-                        input_layout=input_layout)
+        start = time.perf_counter()
+        target_opset = _resolve_opset(opset)
+        traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+        return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
+                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout)
+
+
+def convert_traced(
+    traced: Traced,
+    *,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    enable_double_precision: bool = False,
+    optimize: bool = True,
+    input_layout: InputLayout = None,
+) -> Conversion:
+    """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
+    with _collector_paused():
+        return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
+                      output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize,
+                      input_layout=input_layout)
 
 
 @contextlib.contextmanager
@@ -100,25 +82,23 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _convert(
-    fn: Any,
-    inputs: Sequence[Any],
+def _lower(
+    traced: Traced,
     *,
-    opset: int | None,
+    start: float,
+    opset: int,
     input_names: Sequence[str] | None,
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
     input_layout: InputLayout,
 ) -> Conversion:
-    start = time.perf_counter()
-    target_opset = _resolve_opset(opset)
-    traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+    """Lower a traced function to a model: the part of a conversion after tracing."""
     traced_at = time.perf_counter()
     program = program_of(
         traced, input_names=input_names, output_names=output_names, enable_double_precision=enable_double_precision
     )
-    built = build_model(program, opset=target_opset, optimize=optimize, input_layout=input_layout)
+    built = build_model(program, opset=opset, optimize=optimize, input_layout=input_layout)
     done = time.perf_counter()
     return Conversion(
         model=built.model,
@@ -182,7 +162,7 @@ def to_onnx(
     else:
         if inputs is None:
             raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
-        model = convert(
+        conversion = convert(
             fn,
             inputs,
             opset=opset,
@@ -190,7 +170,10 @@ def to_onnx(
             output_names=output_names,
             enable_double_precision=enable_double_precision,
             input_layout=input_layout,
-        ).model
+        )
+        if path is not None:
+            conversion.save(path, external_data_threshold=external_data_threshold)
+        return conversion.model
     if path is not None:
         write_model_to(model, path, external_data_threshold)
     return model

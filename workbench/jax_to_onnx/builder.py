@@ -166,7 +166,7 @@ class ModelState:
 
 
 def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
-    base = "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
+    base = _sanitized(hint)
     if base not in taken:
         taken.add(base)
         return base
@@ -175,6 +175,12 @@ def _fresh(taken: set[str], counter: itertools.count, hint: str) -> str:
         if name not in taken:
             taken.add(name)
             return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _sanitized(hint: str) -> str:
+    """``hint`` with characters other than letters, digits and ``._/`` replaced (hints repeat: cached)."""
+    return "".join(ch if ch.isalnum() or ch in "._/" else "_" for ch in hint) or "v"
 
 
 class GraphBuilder:
@@ -255,10 +261,11 @@ class GraphBuilder:
             adapted_inputs, attributes = adapt(op_type, list(inputs), dict(attributes), self.state.opset)
             inputs = tuple(adapted_inputs)
         attrs = [_attribute(key, value) for key, value in attributes.items() if value is not None]
-        node_name = self.state.fresh_node(op_type)
         hint = name_hint or op_type.lower()
         outputs = [ir.Value(name=self.state.fresh(hint)) for _ in range(num_outputs)]
-        node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs, name=node_name)
+        # unnamed here: the lowering names each node after its module path, and the passes make node
+        # names unique once at the end (provenance.unique_node_names)
+        node = ir.Node(domain, op_type, inputs, attributes=attrs, outputs=outputs)
         self.nodes.append(node)
         if domain:
             self._use_domain(domain)

@@ -13,6 +13,7 @@ ONNX ``doc_string``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,15 @@ COMPLEX_DOC = "complex values as {real}[..., 2] (real, imaginary): the exported 
 
 def is_complex(dtype: Any) -> bool:
     """Whether ``dtype`` is complex (JAX's extended dtypes, such as PRNG key types, are not)."""
+    try:
+        return _is_complex(dtype)
+    except TypeError:  # unhashable: not a dtype the lowering meets, answered without the cache
+        return _is_complex.__wrapped__(dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_complex(dtype: Any) -> bool:
+    # cached: asked for every operand of every equation, and np.issubdtype is slow for what it does
     try:
         return np.issubdtype(np.dtype(dtype), np.complexfloating)
     except TypeError:  # an extended dtype (key<fry>) that NumPy cannot interpret

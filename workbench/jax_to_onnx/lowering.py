@@ -262,7 +262,13 @@ def _scope_name(builder: GraphBuilder, eqn: Any) -> str:
     state = builder.state
     own = state.scope(eqn)
     full = "/".join([*state.scope_stack, own]) if state.scope_stack else own
-    return module_path(full, drop_root=state.drop_root_scope)
+    return _module_path(full, state.drop_root_scope)
+
+
+@functools.lru_cache(maxsize=4096)
+def _module_path(name_stack: str, drop_root: bool) -> str:
+    # the equations of one module share their name stack: parsed once
+    return module_path(name_stack, drop_root=drop_root)
 
 
 def _annotate(
@@ -285,7 +291,7 @@ def _annotate(
         if location:
             metadata[SOURCE_KEY] = location
         node.doc_string = f"{primitive} at {location}" if location else primitive
-        node.name = builder.state.fresh_node(base if id(node) in results else f"{base}/{node.op_type}")
+        node.name = base if id(node) in results else f"{base}/{node.op_type}"  # made unique after the passes
 
 
 def _var_text(var: Any) -> str:

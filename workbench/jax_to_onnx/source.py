@@ -13,6 +13,7 @@ from typing import Any
 
 from workbench.compat import decode_frame, is_user_filename
 from workbench.errors import SourceLocation
+from workbench.notebook_cells import cell_label
 
 _OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # libraries whose frames are never "your line": the model and solver libraries users call into
@@ -22,16 +23,24 @@ _LIBRARY_MARKERS = (*(os.sep + name + os.sep for name in _LIBRARIES), _OWN_PACKA
 _USER_FILES_IN_PACKAGE = (os.path.join(_OWN_PACKAGE_DIR, "zoo.py"),)
 
 
+_JAX_INTERNAL, _LIBRARY, _USER = 0, 1, 2
+
+
 @functools.lru_cache(maxsize=None)
-def _is_library_frame(file_name: str) -> bool:
+def _frame_kind(file_name: str) -> int:
+    """JAX's own frame (never reported), another library's (reported when no user frame exists), or the user's."""
     if file_name in _USER_FILES_IN_PACKAGE:
-        return False
-    return any(marker in file_name for marker in _LIBRARY_MARKERS)
+        return _USER
+    if not is_user_filename(file_name):
+        return _JAX_INTERNAL
+    return _LIBRARY if any(marker in file_name for marker in _LIBRARY_MARKERS) else _USER
 
 
+@functools.lru_cache(maxsize=8192)
 def _location(code: types.CodeType, lasti: int) -> SourceLocation:
+    # the blocks of a model repeat the same frames: decoded once per (code, instruction)
     frame = decode_frame(code, lasti)
-    return SourceLocation(frame.file_name, frame.start_line, frame.function_name)
+    return SourceLocation(frame.file_name, frame.start_line, frame.function_name, cell=cell_label(frame.file_name))
 
 
 def eqn_location(eqn: Any) -> SourceLocation | None:
@@ -57,13 +66,13 @@ def _find_location(eqn: Any, *, user_only: bool) -> SourceLocation | None:
     codes, lastis = traceback.raw_frames()
     first = None
     for code, lasti in zip(codes, lastis):
-        file_name = code.co_filename
-        if not is_user_filename(file_name) and file_name not in _USER_FILES_IN_PACKAGE:
+        kind = _frame_kind(code.co_filename)
+        if kind == _JAX_INTERNAL:
             continue
+        if kind == _USER:
+            return _location(code, lasti)
         if first is None:
             first = (code, lasti)
-        if not _is_library_frame(file_name):
-            return _location(code, lasti)
     return None if first is None or user_only else _location(*first)
 
 

@@ -13,12 +13,13 @@ from collections import Counter
 from typing import Any
 
 from workbench.analysis import coverage as catalogue_module
-from workbench.analysis.coverage import AREAS, NOT_RUN, STATUSES, CoverageEntry
+from workbench.analysis.coverage import AREAS, KNOWN_FAILURE, NOT_RUN, STATUSES, CoverageEntry, Outcome
 from workbench.jupyter.widget_bundle import widget_bundle
 
 _ALL = "(all)"
 MAX_STATIC_ROWS = 60  # the static fallback summarises; the full table is explorer.frame()
-_STATUS_MARK = {NOT_RUN: "·", "pass": "✔", "fail": "✘", "error": "!"}
+# a known failure (every failing case listed with its reason) reads apart from a regression (✘)
+_STATUS_MARK = {NOT_RUN: "·", "pass": "✔", KNOWN_FAILURE: "◐", "fail": "✘", "error": "!"}
 
 
 def _row_label(entry: CoverageEntry) -> str:
@@ -34,6 +35,8 @@ class CoverageExplorer:
         import ipywidgets as widgets
 
         self.entries = catalogue_module.catalogue() if entries is None else entries
+        # None: worker processes where they pay (4+ cores); False: every row in this kernel; True: workers
+        self.use_workers: bool | None = None
         self.shown: list[CoverageEntry] = list(self.entries)
         self.selected_graph: Any = None  # the ViewerHandle of the last selected row
         self.search = widgets.Text(placeholder="filter: primitive, testcase, ONNX op…", description="search")
@@ -87,25 +90,39 @@ class CoverageExplorer:
 
     # ------------------------------------------------------------------ actions
     def run_shown(self) -> None:
-        """Run every shown row (with a progress bar inside the explorer), then refresh statuses."""
+        """Run every shown row; each row's mark, the counts and a progress bar update as it finishes."""
         # tqdm's notebook bar is an ipywidgets HBox; built with display=False it is placed in the
         # explorer's own box, so it renders there in every frontend instead of in the cell's output.
         from tqdm.notebook import tqdm
 
-        bar = tqdm(total=len(self.shown), desc="running", unit="row", display=False)
+        running = list(self.shown)
+        positions = {entry.key: position for position, entry in enumerate(running)}
+        bar = tqdm(total=len(running), desc="running", unit="row", display=False)
         self.progress.children = (bar.container,)
 
-        def with_progress(entries: Any) -> Any:
-            for entry in entries:
-                yield entry
-                bar.update(1)
-            bar.close()
+        def show(entry: CoverageEntry, _outcome: Outcome) -> None:
+            bar.update(1)
+            position = positions.get(entry.key)
+            if position is not None and position < len(self.shown) and self.shown[position] is entry:
+                self._relabel(position)
+            self.counts.value = html.escape(self.summary())
 
-        catalogue_module.run_entries(self.shown, progress=with_progress)
+        catalogue_module.run_entries(running, on_result=show, workers=self.use_workers)
+        bar.close()
         selected = self.rows.index
         self.refresh()
         if selected is not None and selected < len(self.shown):
             self.rows.index = selected
+
+    def _relabel(self, position: int) -> None:
+        """Show the row's new status in place (the selection stays)."""
+        options = list(self.rows.options)
+        options[position] = (_row_label(self.shown[position]), position)
+        selected = self.rows.index
+        self.rows.unobserve(self._on_select, names="index")
+        self.rows.options = options
+        self.rows.index = selected
+        self.rows.observe(self._on_select, names="index")
 
     def select(self, position: int) -> None:
         """Select the shown row at ``position``: show its details and its graph in the viewer."""

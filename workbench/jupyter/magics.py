@@ -19,7 +19,7 @@ import onnx
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.display import Code, display
+from IPython.display import display
 
 from workbench.errors import SpecError, UnsupportedPrimitiveError, WorkbenchError
 from workbench.files import write_text_atomic
@@ -72,6 +72,11 @@ def defined_names(cell_source: str) -> list[str]:
 class WorkbenchMagics(Magics):
     """The workbench's IPython magics."""
 
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self._outer_count: int | None = None  # execution count of the running cell (see remember_cell)
+        self._running_body = False
+
     @magic_arguments.magic_arguments()
     @magic_arguments.argument(
         "--fn", metavar="NAME",
@@ -121,28 +126,33 @@ class WorkbenchMagics(Magics):
             inputs = [parse_input_spec(spec) for spec in args.inputs]
         except SpecError as error:
             raise UsageError(str(error)) from None
-        execution = self.shell.run_cell(cell, store_history=False)
+        execution = self._run_body(line, cell)
         if not execution.success:
             raise UsageError("The cell failed (traceback above); nothing was converted.")
 
         fn_name, fn = self._callable(args.fn, cell)
-        from workbench.jax_to_onnx.api import to_onnx
+        from workbench.jax_to_onnx.api import convert
 
         start = time.perf_counter()
         try:
-            model = to_onnx(fn, inputs, path=args.out, opset=args.opset)
+            conversion = convert(fn, inputs, opset=args.opset)  # the Conversion: --parity need not trace again
+            if args.out:
+                conversion.save(args.out)
+            model = conversion.model
         except UnsupportedPrimitiveError as error:
             result = OnnxResult(fn_name, time.perf_counter() - start, unsupported=list(error.primitives))
             from workbench.analysis.report import check
             from workbench.jupyter.unsupported_table import UnsupportedTable
 
             report = check(fn, inputs)
-            result.unsupported_table = UnsupportedTable(report, header_html=result._header_html())
+            result.unsupported_table = UnsupportedTable(report, header_html=result._header_html(), stub_call=f"{args.name}.stub")
             self.shell.user_ns[args.name] = result
             display(result)
             return
         except SpecError as error:
             raise UsageError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - any failure inside the user's model: one short message
+            self._fail(fn_name, fn, args.inputs, error)
         result = OnnxResult(fn_name, time.perf_counter() - start, model=model, path=args.out)
         if args.ir:
             from workbench.jax_to_onnx.graph_ir.api import export_graph_ir, save_graph_ir
@@ -163,11 +173,13 @@ class WorkbenchMagics(Magics):
         if args.parity:
             from workbench.analysis.parity import parity
 
-            result.parity = parity(fn, model, inputs)
+            result.parity = parity(conversion, name=fn_name)  # the Conversion: nothing traced again
         self.shell.user_ns[args.name] = result
         display(result)
         if result.jax_source is not None and not args.to_jax:
-            display(Code(result.jax_source, language="python"))
+            from workbench.jupyter.source_view import GeneratedSource
+
+            display(GeneratedSource(result.jax_source))  # forward first, the runtime helpers folded away
         if result.parity is not None:
             display(result.parity)  # verdict and per-output error table
             display(result.parity.figure())  # plotly: ONNX vs JAX scatter and error histogram
@@ -194,8 +206,60 @@ class WorkbenchMagics(Magics):
                 return name, value
         raise UsageError("The cell defines no function or callable object to convert; name one with --fn NAME.")
 
+    # ------------------------------------------------------------------ the cell body and failures
+    def remember_cell(self, info: Any) -> None:
+        """``pre_run_cell`` hook: the execution count of the cell about to run (the prompt's number).
+
+        IPython counts a cell before running it when it stores history, so the body a cell magic
+        runs would otherwise be compiled under the next number (``Cell In[14]`` under prompt [13]).
+        """
+        if self._running_body:
+            return
+        count = self.shell.execution_count
+        self._outer_count = count - 1 if info.store_history else count
+
+    def _run_body(self, line: str, cell: str) -> Any:
+        """Run the magic's body as the cell it is: under the cell's number, with the cell's line numbers."""
+        saved = self.shell.execution_count
+        if self._outer_count is not None:
+            self.shell.execution_count = self._outer_count
+        self._running_body = True
+        try:
+            # the %%to_onnx line as a comment, so line N of the body is line N of the cell (IPython
+            # drops leading blank lines, not comments)
+            return self.shell.run_cell(f"# %%to_onnx {line}\n{cell}", store_history=False)
+        finally:
+            self._running_body = False
+            self.shell.execution_count = saved
+
+    def _fail(self, fn_name: str, fn: Any, spec_texts: list[str], error: Exception) -> None:
+        """Show one short message (the user's line, what to change, the full traceback folded) and fail the cell."""
+        from workbench.jupyter.failure import ConversionFailed, describe_failure
+
+        from workbench.analysis.report import check
+
+        def traces(texts: list[str]) -> bool:
+            try:
+                check(fn, [parse_input_spec(text) for text in texts])
+            except Exception:  # noqa: BLE001 - "does not trace" is the answer sought
+                return False
+            return True
+
+        def format_exception(problem: BaseException) -> list[str]:
+            lines = self.shell.InteractiveTB.structured_traceback(type(problem), problem, problem.__traceback__)
+            return ["\n".join(lines)]
+
+        failure = describe_failure(fn_name, spec_texts, error, traces, format_exception)
+        display(failure)
+        raise ConversionFailed(failure) from error
+
     @magic_arguments.magic_arguments()
     @magic_arguments.argument("--height", type=int, default=500, metavar="PX", help="Viewer height in pixels.")
+    @magic_arguments.argument(
+        "--transport", default="auto", metavar="HOW",
+        help="How the viewer reaches the browser: auto (the first that works here), jupyter-server, colab, "
+        "kernel-server or inline (a self-contained drawing).",
+    )
     @magic_arguments.argument(
         "source", nargs="+", help="An .onnx file path, or a variable/expression holding an onnx.ModelProto or a %%to_onnx result."
     )
@@ -220,20 +284,24 @@ class WorkbenchMagics(Magics):
         if not isinstance(model, (onnx.ModelProto, str, os.PathLike, bytes)):
             raise UsageError(f"%onnx_view: {text!r} is a {type(model).__name__}, not an ONNX model or file path.")
         try:
-            return view(model, height=args.height)
+            return view(model, height=args.height, transport=args.transport)
         except (WorkbenchError, ValueError) as error:
             raise UsageError(f"%onnx_view: {error}") from None
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    ipython.register_magics(WorkbenchMagics)
+    magics = WorkbenchMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.remember_cell)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     manager = ipython.magics_manager
     manager.magics["cell"].pop("to_onnx", None)
     manager.magics["line"].pop("onnx_view", None)
-    manager.registry.pop(WorkbenchMagics.__name__, None)
+    magics = manager.registry.pop(WorkbenchMagics.__name__, None)
+    if magics is not None:
+        ipython.events.unregister("pre_run_cell", magics.remember_cell)
 
 
 __all__ = ["WorkbenchMagics", "defined_names", "load_ipython_extension", "parse_input_spec", "unload_ipython_extension"]

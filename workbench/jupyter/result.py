@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from workbench.errors import UnsupportedPrimitive
-from workbench.jupyter.viewer import ViewerHandle, static_table_html
+from workbench.jupyter.viewer import MIME_TYPE, ViewerHandle, static_table_html
 from workbench.onnx_io import summarize
 
 if TYPE_CHECKING:  # the table imports the tracer (jax); a successful conversion never needs it
@@ -50,6 +50,12 @@ class OnnxResult:
     def ok(self) -> bool:
         return self.model is not None
 
+    def stub(self, name: str) -> str:
+        """The handler stub for unsupported primitive ``name`` (what the table's "handler stub" button shows)."""
+        if self.unsupported_table is None:
+            raise ValueError(f"{self.function} converted: no primitive is unsupported, so there is no stub to write.")
+        return self.unsupported_table.show_stub(name)
+
     def header_text(self) -> str:
         if self.model is None:
             return f"{self.function} → ONNX: not converted, {len(self.unsupported)} unsupported primitive(s)"
@@ -83,10 +89,17 @@ class OnnxResult:
             return bundle
         parts_html = [self._header_html()]
         parts_text = [self.header_text()]
+        bundle: dict[str, Any] = {}
         if self.viewer is not None:
-            bundle = self.viewer._repr_mimebundle_()
-            parts_html.append(bundle["text/html"])
-            parts_text.append(bundle["text/plain"])
+            viewer_bundle = self.viewer._repr_mimebundle_()
+            parts_html.append(viewer_bundle["text/html"])
+            parts_text.append(viewer_bundle["text/plain"])
+            # the JupyterLab extension renders this one output: the header becomes the viewer's title line
+            payload = self.viewer.payload(title=f"{'✔' if self.ok else '✘'} {self.header_text()} ({self.seconds:.2f} s)")
+            if payload is not None:
+                bundle[MIME_TYPE] = payload
         elif self.model is not None:  # --no-view: the node table alone, closed
             parts_html.append(static_table_html(summarize(self.model)))
-        return {"text/html": "".join(parts_html), "text/plain": "\n".join(parts_text)}
+        bundle["text/html"] = "".join(parts_html)
+        bundle["text/plain"] = "\n".join(parts_text)
+        return bundle

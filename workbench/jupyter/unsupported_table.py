@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import linecache
-from pathlib import Path
 from typing import Any
 
 from workbench.analysis.report import CompatibilityReport, PrimitiveUsage, handler_stub
@@ -35,15 +34,18 @@ def source_excerpt(location: SourceLocation, context: int = SOURCE_CONTEXT_LINES
         lines.append(f"{marker} {number:>4} | {text.rstrip()}")
     if not any(line.strip(" →0123456789|") for line in lines):
         return f"{location}: source not available (the file is gone or was never saved)"
-    return f"{location.file}\n" + "\n".join(lines)
+    return f"{location.cell or location.file}\n" + "\n".join(lines)
 
 
 class UnsupportedTable:
     """Interactive table of a report's unsupported primitives (build with a report from ``wb.check``)."""
 
-    def __init__(self, report: CompatibilityReport, *, header_html: str = "") -> None:
+    def __init__(self, report: CompatibilityReport, *, header_html: str = "", stub_call: str | None = None) -> None:
+        """``stub_call``: how the user prints a stub from code (``_onnx.stub``), named in the advice."""
         import ipywidgets as widgets
 
+        if stub_call is not None:
+            report.name_stub_call(stub_call)
         self.report = report
         self.rows: list[PrimitiveUsage] = report.unsupported
         self.last_stub: str | None = None
@@ -81,7 +83,7 @@ class UnsupportedTable:
 
         count = usage.location_counts.get(location, 1)
         # the short name fits the cell; the tooltip and the excerpt carry the full path
-        label = f"{Path(location.file).name}:{location.line} ({location.function})" + (f" ×{count}" if count > 1 else "")
+        label = f"{location.short()} ({location.function})" + (f" ×{count}" if count > 1 else "")
         button = widgets.Button(
             description=label, tooltip=f"{location}: show the source lines", layout=widgets.Layout(width="auto", max_width="100%")
         )

@@ -10,6 +10,7 @@ initializers are never folded: they are the trainable ``params``.
 
 from __future__ import annotations
 
+import symtable
 import types
 from collections import Counter
 from typing import Callable
@@ -30,6 +31,9 @@ from workbench.onnx_to_jax.segments import NodeCode, SegmentAssembler
 from workbench.onnx_to_jax.writer import SourceWriter
 
 GENERATED_FILENAME = "<workbench-generated>"
+# The generated module defines forward first and the runtime helpers it calls after this line
+# (Python looks them up when forward runs); notebooks fold the part below it away.
+HELPERS_MARKER = "# ---- runtime helpers called by the code above"
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
 FOLD_MAX_ELEMENTS = 4096
 # deterministic ops the generator may evaluate when all inputs are known
@@ -60,6 +64,7 @@ class ModuleBuilder:
         if "ai.onnx" in self.opsets:
             self.opsets[""] = self.opsets.pop("ai.onnx")
         self.helpers_used: set[str] = set()
+        self.literal_statements: set[str] = set()  # "name = <literal>" lines written; unread ones are dropped
         self.code: types.CodeType | None = None  # the compiled module, once build() ran
         self.barriers: tuple[str, ...] = ()  # top-level nodes that cannot run under jax.jit (once built)
         self.params: dict[str, np.ndarray] = {}
@@ -170,12 +175,6 @@ class ModuleBuilder:
         # runs them on concrete arrays between jitted parts (empty: the whole function is jit-able)
         module.line(f"VALUE_DEPENDENT_NODES = {literal(self.barriers)}")
         module.line("")
-        if self.helpers_used:
-            for text in helper_source(self.helpers_used).splitlines():
-                module.line(text)
-            module.line("")
-        module.extend(parts)
-        module.line("")
         module.line("")
         needs_x64 = self._needs_x64(graph)
         body_name = f"_{self.function_name}_body" if needs_x64 else self.function_name
@@ -190,14 +189,48 @@ class ModuleBuilder:
                 module.line('"""Runs with 64-bit types enabled: the model has 64-bit inputs or outputs."""')
                 with module.block("with jax.enable_x64(True):"):
                     module.line(f"return {body_name}(params, *inputs)")
+        # forward reads top-down: what it calls is defined below it (looked up when it runs)
+        if parts.source().strip():
+            module.line("")
+            module.line("")
+            module.extend(parts)
+        if self.helpers_used:
+            module.line("")
+            module.line("")
+            module.line(HELPERS_MARKER)
+            module.line("")
+            for text in helper_source(self.helpers_used).splitlines():
+                module.line(text)
         source = module.source()
         try:
+            source = self._drop_unread_literals(source)
             # compiled here, once: this checks that the source parses (faster than ast.parse,
             # which builds Python objects for every node) and to_jax runs the same code object
             self.code = compile(source, GENERATED_FILENAME, "exec")
         except SyntaxError as e:  # a bug in an emitter, never the user's fault
             raise AssertionError(f"generated source does not parse: {e}\n{source}") from e
         return source
+
+    def _drop_unread_literals(self, source: str) -> str:
+        """Remove the literal assignments (``const_4 = np.array([1, 1, 1, 8])``) that no code reads.
+
+        Small known values are bound as literals when the generator meets them, and folding then
+        often writes them into the statements that use them (a Reshape's target shape), leaving the
+        assignment unread. Identifiers are unique in the module, so a name no scope of the module
+        reads (Python's own symbol tables say which) is dead wherever it is assigned.
+        """
+        if not self.literal_statements:
+            return source
+        read: set[str] = set()
+        tables = [symtable.symtable(source, GENERATED_FILENAME, "exec")]
+        while tables:
+            table = tables.pop()
+            read.update(symbol.get_name() for symbol in table.get_symbols() if symbol.is_referenced())
+            tables.extend(table.get_children())
+        dead = {statement for statement in self.literal_statements if statement.split(" = ", 1)[0] not in read}
+        if not dead:
+            return source
+        return "\n".join(line for line in source.split("\n") if line.strip() not in dead)
 
     def _needs_x64(self, graph: onnx.GraphProto) -> bool:
         for info in [*graph.input, *graph.output]:
@@ -285,7 +318,9 @@ class GraphEmitter:
         """
         if value.size <= INLINE_MAX_ELEMENTS and param_key is None:
             ident = self.scope.assign(onnx_name)
-            self.writer.line(f"{ident} = {literal(value)}")
+            statement = f"{ident} = {literal(value)}"
+            self.writer.line(statement)
+            self.module.literal_statements.add(statement)
             self.concrete.add(onnx_name)
         else:
             key = param_key if param_key is not None else onnx_name

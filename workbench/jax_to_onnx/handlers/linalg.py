@@ -204,6 +204,7 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
     Testcase("einsum_symbolic_contraction", lambda x, y: jnp.einsum("bki,bkj->bij", x, y), [(2, "K", 3), (2, "K", 4)],
              rtol=1e-4, atol=1e-5, expect_ops=("Einsum",)),
     Testcase("dot_int", lambda x, y: x @ y, [np.arange(6, dtype=np.int32).reshape(2, 3), np.arange(12, dtype=np.int32).reshape(3, 4)]),
+    Testcase("outer_product_vectors", jnp.outer, [(3,), (4,)]),
     Testcase("per_example_grad_symbolic_batch", jax.vmap(jax.grad(lambda w, x: jnp.dot(x, w) ** 2), in_axes=(None, 0)),
              [(4,), ("B", 4)], rtol=1e-5, atol=1e-5),
     Testcase("einsum_int_mask_times_float", lambda m, x: jnp.einsum("bh,bhqk->bhqk", m, x, preferred_element_type=jnp.float32),

@@ -168,9 +168,11 @@ def _stack(ctx: LoweringContext, *operands: ir.Value, axis: int) -> ir.Value:
 
 @handler("tile", onnx_ops=("Tile",), testcases=[
     Testcase("tile_symbolic", lambda x: jnp.tile(x, (2, 3)), [("B", 4)]),
+    Testcase("tile_symbolic_repeats", lambda x, y: jnp.tile(x, (y.shape[0], 1)), [(1, 4), ("B", 2)]),
 ])
-def _tile(ctx: LoweringContext, x: ir.Value, *, reps: Sequence[int]) -> ir.Value:
-    return ctx.op("Tile", x, ctx.i64([int(r) for r in reps]))
+def _tile(ctx: LoweringContext, x: ir.Value, *, reps: Sequence[Any]) -> ir.Value:
+    """Repeat counts may be symbolic dimensions (``jnp.tile(x, (B, 1))``): read at run time then."""
+    return ctx.op("Tile", x, ctx.shape_value(list(reps)))
 
 
 # ----------------------------------------------------------------------------- slicing

@@ -142,17 +142,21 @@ def _per_channel(value: ir.Value | None, rank: int, axis: int, channels: int) ->
 
 
 def _fold_into_producer(graph: ir.Graph, producer: ir.Node, chain: _Chain) -> bool:
-    weight = producer.inputs[1]
-    dtype = weight.const_value.numpy().dtype
-    kernel = weight.const_value.numpy().astype(np.float64)
     op = producer.op_type
+    unscaled = not np.any(chain.scale != 1.0)
+    if op == "MatMul" and unscaled and len(chain.nodes) == 1 and chain.nodes[0].op_type == "Add":
+        return False  # a dense layer's own bias add: already what folding would make of it
+    weight = producer.inputs[1]
+    kernel_array = weight.const_value.numpy()
+    # what the kernel is multiplied by, broadcast over its layout; None: left as it is (a bias-only chain)
+    factor: np.ndarray | float | None = None
     if op == "Conv":
-        kernel = kernel * chain.scale.reshape((-1,) + (1,) * (kernel.ndim - 1))
+        if not unscaled:
+            factor = chain.scale.reshape((-1,) + (1,) * (kernel_array.ndim - 1))
         bias_input = producer.inputs[2] if len(producer.inputs) > 2 else None
         old_bias = 0.0 if bias_input is None else constant_array(bias_input).astype(np.float64)
         bias = chain.scale * old_bias + chain.shift
     elif op == "Gemm":
-        kernel = kernel * (chain.scale[:, None] if producer.attributes.get_int("transB", 0) else chain.scale[None, :])
         bias_input = producer.inputs[2] if len(producer.inputs) > 2 else None
         old_bias = 0.0 if bias_input is None else _gemm_bias(bias_input, chain.channels)
         if old_bias is None:
@@ -160,12 +164,18 @@ def _fold_into_producer(graph: ir.Graph, producer: ir.Node, chain: _Chain) -> bo
         beta = producer.attributes.get_float("beta", 1.0)
         bias = chain.scale * beta * old_bias + chain.shift
         producer.attributes["beta"] = ir.AttrFloat32("beta", 1.0)
-        kernel = kernel * producer.attributes.get_float("alpha", 1.0)
+        alpha = producer.attributes.get_float("alpha", 1.0)
+        if not unscaled or alpha != 1.0:
+            factor = (chain.scale[:, None] if producer.attributes.get_int("transB", 0) else chain.scale[None, :]) * alpha
         producer.attributes["alpha"] = ir.AttrFloat32("alpha", 1.0)
     else:
-        kernel = kernel * chain.scale[None, :]
+        if not unscaled:
+            factor = chain.scale[None, :]
         bias = chain.shift
-    weight.const_value = ir.Tensor(np.ascontiguousarray(kernel.astype(dtype)), name=weight.name)
+    dtype = kernel_array.dtype
+    if factor is not None:
+        kernel = kernel_array.astype(np.float64) * factor
+        weight.const_value = ir.Tensor(np.ascontiguousarray(kernel.astype(dtype)), name=weight.name)
     last = chain.nodes[-1].outputs[0]
     own_bias = producer.inputs[2] if op in ("Conv", "Gemm") and len(producer.inputs) > 2 else None
     if own_bias is not None and own_bias.is_initializer():

@@ -41,8 +41,14 @@ def infer_shapes(model: ir.Model) -> onnx.ModelProto:
             graph.register_initializer(value)
     try:
         proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
-    except onnx.shape_inference.InferenceError as error:
-        raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from error
+    except onnx.shape_inference.InferenceError as first_error:
+        # ONNX's data propagation mistakes small 1-D float tensors for shape tensors in broadcasting ops
+        # (jnp.outer of vectors of 3 and 4: "Invalid rank for Mul broadcasting: (3) vs (4)", onnx 1.23);
+        # without it the inference is sound, only symbolic dims computed from shape arithmetic stay unnamed
+        try:
+            proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=False)
+        except onnx.shape_inference.InferenceError as error:
+            raise ConversionError(f"the exported graph failed ONNX shape inference: {error}") from first_error
     try:
         # with the strict inference above, this is onnx.checker.check_model(full_check=True), run on the
         # weight-less model (large weights are typed inputs here) so its cost does not grow with the weights

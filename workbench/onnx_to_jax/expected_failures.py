@@ -1,0 +1,75 @@
+"""Every ONNX node conformance case expected to fail, with the reason (one visible list).
+
+In the package because the coverage explorer (``wb.coverage()``) shows these failures, with their
+reason, apart from regressions.
+
+Keys are fnmatch patterns over case names (exact names here). tests/onnx_to_jax/test_onnx_conformance.py fails when an
+unlisted case fails and when a listed case passes, so this list stays honest. Refresh it with
+`PYTHONPATH=. python tests/benchmarks/conformance_table.py --write-expected` (reasons already written here
+are kept). What stays: random sampling (Bernoulli, training-mode Dropout), image codecs (ImageDecoder),
+FlexAttention (ai.onnx.preview), Scan-8, a few Resize modes, and numeric differences explained inline.
+"""
+
+EXPECTED_FAILURES: dict[str, str] = {
+    'test_attention_3d_causal_bf16': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_3d_causal_bf16_expanded': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_attn_mask_causal_bf16': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_attn_mask_causal_bf16_expanded': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_causal_bf16': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_causal_bf16_expanded': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_causal_padded_kv_bf16': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_causal_padded_kv_bf16_expanded': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_padded_kv_bf16': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_attention_4d_padded_kv_bf16_expanded': 'bfloat16: the generated code computes in float32 and rounds once, like the reference, yet some elements still differ by one bfloat16 ulp (0.0078); the case asks rtol 1e-3, below bfloat16 resolution (the _expanded form rounds every intermediate op to bfloat16, as ONNX prescribes)',
+    'test_bernoulli': "random sampling: the values cannot match the reference's random generator",
+    'test_bernoulli_double': "random sampling: the values cannot match the reference's random generator",
+    'test_bernoulli_double_expanded': "random sampling: the values cannot match the reference's random generator",
+    'test_bernoulli_expanded': "random sampling: the values cannot match the reference's random generator",
+    'test_bernoulli_seed': "random sampling: the values cannot match the reference's random generator",
+    'test_bernoulli_seed_expanded': "random sampling: the values cannot match the reference's random generator",
+    'test_dft_inverse': "the expected values carry numpy's single-precision FFT noise (1.9e-7 where the exact result is 0), above the case's atol 1e-7; the generated code computes in complex128 and gives the exact result",
+    'test_dft_inverse_opset19': "the expected values carry numpy's single-precision FFT noise (1.9e-7 where the exact result is 0), above the case's atol 1e-7; the generated code computes in complex128 and gives the exact result",
+    'test_flexattention': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_causal_mask': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_diff_head_sizes': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_double': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_fp16': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_gqa': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_prob_mod': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_relative_positional': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_scaled': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_score_mod': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_flexattention_soft_cap': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
+    'test_image_decoder_decode_bmp_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_jpeg2k_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_jpeg_bgr': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_jpeg_grayscale': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_jpeg_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_png_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_pnm_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_tiff_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_image_decoder_decode_webp_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
+    'test_resize_downsample_scales_cubic_align_corners': 'Resize align_corners with downsampling scales: the emitter maps coordinates with the output size rounded from the scale instead of the scale itself; not fixed yet',
+    'test_resize_downsample_scales_cubic_antialias': 'Resize antialias=1 (widened filter when downsampling) is not implemented yet; the plain filter is used',
+    'test_resize_downsample_scales_linear_align_corners': 'Resize align_corners with downsampling scales: the emitter maps coordinates with the output size rounded from the scale instead of the scale itself; not fixed yet',
+    'test_resize_downsample_scales_linear_antialias': 'Resize antialias=1 (widened filter when downsampling) is not implemented yet; the plain filter is used',
+    'test_resize_downsample_sizes_cubic_antialias': 'Resize antialias=1 (widened filter when downsampling) is not implemented yet; the plain filter is used',
+    'test_resize_downsample_sizes_linear_antialias': 'Resize antialias=1 (widened filter when downsampling) is not implemented yet; the plain filter is used',
+    'test_scan_sum': 'Scan opset 8 (batch axis, sequence_lens input) has no emitter; Scan from opset 9 is supported',
+    'test_training_dropout': "Dropout in training mode is random: the values cannot match the reference's random generator",
+    'test_training_dropout_default': "Dropout in training mode is random: the values cannot match the reference's random generator",
+    'test_training_dropout_default_mask': "Dropout in training mode is random: the values cannot match the reference's random generator",
+    'test_training_dropout_mask': "Dropout in training mode is random: the values cannot match the reference's random generator",
+    'test_training_dropout_zero_ratio': "Dropout in training mode is random: the values cannot match the reference's random generator",
+    'test_training_dropout_zero_ratio_mask': "Dropout in training mode is random: the values cannot match the reference's random generator",
+}
+
+
+def expected_failure_reason(name: str) -> str | None:
+    """The listed reason why node case ``name`` fails, or None when it is expected to pass."""
+    import fnmatch
+
+    for pattern, reason in EXPECTED_FAILURES.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return reason
+    return None
