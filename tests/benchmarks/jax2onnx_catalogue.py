@@ -241,6 +241,13 @@ def summarize(tools: list[str]) -> None:
         total = len(records)
         kinds = ", ".join(f"{k} {v}" for k, v in counts.most_common())
         print(f"{tool:10} {total:6d} {passed:6d} {100.0 * passed / max(total, 1):6.1f}%  {kinds}")
+    finished = [{k for k, r in records.items() if r["status"] != "crash"} for records in results.values()]
+    if len(results) == 2 and finished[0] != finished[1]:  # a run still going: compare on the cases both finished
+        common = finished[0] & finished[1]
+        rates = ", ".join(
+            f"{tool} {100.0 * sum(records[k]['status'] == 'pass' for k in common) / max(len(common), 1):.1f}%"
+            for tool, records in results.items())
+        print(f"on the {len(common)} cases both have finished: {rates}")
     if "ours" in results:
         reasons = collections.Counter()
         for record in results["ours"].values():
