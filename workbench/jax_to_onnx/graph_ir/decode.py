@@ -157,7 +157,7 @@ class Decoder:
 def _location(source: dict[str, Any] | None) -> SourceLocation | None:
     if source is None:
         return None
-    return SourceLocation(source["file"], source["line"], source["function"])
+    return SourceLocation(source["file"], source["line"], source["function"], cell=source.get("cell"))
 
 
 def decode_program(document: dict[str, Any], *, external: ExternalReader | None = None) -> Program:

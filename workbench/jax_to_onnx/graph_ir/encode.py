@@ -5,7 +5,8 @@ each graph (nested graphs number their own); a variable's type (``dtype``, ``sha
 symbolic expressions, ``weak_type`` when set) is written where it is defined, uses name it.
 Literals are ``{"literal": tensor}``; an unused output is named ``_``.
 An equation is ``{"primitive", "inputs", "outputs", "params"}`` plus, when known, ``"source"``
-(``file``, ``line``, ``function``: the innermost frame outside JAX, library frames allowed),
+(``file``, ``line``, ``function``: the innermost frame outside JAX, library frames allowed; ``cell``
+for notebook code, as the notebook names it),
 ``"user_source"`` (the user's own frame, when it is another one or none) and ``"scope"`` (JAX's name
 stack, from which node names and module paths come).
 Tensors (weights, jaxpr constants, array parameters) live in the document's ``"tensors"`` table,
@@ -22,7 +23,7 @@ import jax
 import numpy as np
 from jax.extend import core as jex_core
 
-from workbench.errors import GraphIRError
+from workbench.errors import GraphIRError, SourceLocation
 from workbench.jax_to_onnx.graph_ir.params import UnencodableParam, encode_param
 from workbench.jax_to_onnx.graph_ir.values import dtype_name, encode_array, encode_scalar
 from workbench.jax_to_onnx.keys import host_array
@@ -45,8 +46,11 @@ def aval_json(aval: Any) -> dict[str, Any]:
     return entry
 
 
-def _source_json(location: Any) -> dict[str, Any]:
-    return {"file": location.file, "line": location.line, "function": location.function}
+def _source_json(location: SourceLocation) -> dict[str, Any]:
+    entry: dict[str, Any] = {"file": location.file, "line": location.line, "function": location.function}
+    if location.cell is not None:  # notebook code: the notebook's name for it (``cell [5]``), kept for messages
+        entry["cell"] = location.cell
+    return entry
 
 
 class Encoder:
