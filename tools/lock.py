@@ -5,7 +5,7 @@ Usage, from the repository root (any Python 3.11; docs/dependencies.md says when
     python3 tools/lock.py
 
 In a temporary virtualenv it upgrades pip, asks pip's resolver (``--dry-run --report``, nothing is
-installed) what ``pip install -e ".[test,torch]"`` and the build backend would install on this machine
+installed) what ``pip install -e ".[test,torch,corpus]"`` and the build backend would install on this machine
 (Python 3.11, Linux x86_64, with this machine's pip configuration: the local CPU torch wheel), and
 writes requirements/lock.txt and requirements/build-lock.txt, printing which pins moved. Then run
 ``bash .ci/run`` (it installs from the new lock) and commit the lock files only when it is green.
@@ -21,9 +21,9 @@ from pathlib import Path
 import lockfile
 
 HEADER = [
-    "The complete dependency set of `pip install -e \".[test,torch]\"` (and pip itself), all pinned:",
+    "The complete dependency set of `pip install -e \".[test,torch,corpus]\"` (and pip itself), all pinned:",
     "a pip constraints file. .ci/install and the README install with it:",
-    "    pip install -c requirements/lock.txt -e \".[test,torch]\"",
+    "    pip install -c requirements/lock.txt -e \".[test,torch,corpus]\"",
     "Written by `python3 tools/lock.py` (the newest releases pyproject.toml allows; never edit by hand),",
     "for CPython {python} on {machine} Linux; docs/dependencies.md says when and how to refresh it.",
 ]

@@ -1,6 +1,6 @@
 """The dependency lock of the workbench: requirements/lock.txt and requirements/build-lock.txt.
 
-``lock.txt`` pins every distribution that ``pip install -e ".[test,torch]"`` installs (and pip itself),
+``lock.txt`` pins every distribution that ``pip install -e ".[test,torch,corpus]"`` installs (and pip itself),
 ``build-lock.txt`` the build backend (hatchling) and its dependencies. Both are pip constraints files:
 ``.ci/install`` installs with ``-c requirements/lock.txt --build-constraint requirements/build-lock.txt``.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"
 BUILD_LOCK = ROOT / "requirements" / "build-lock.txt"
-EXTRAS = "test,torch"
+EXTRAS = "test,torch,corpus"
 PROJECT = "workbench"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*$")
 

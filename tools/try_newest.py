@@ -4,7 +4,7 @@ Usage, from the repository root (docs/dependencies.md says when)::
 
     python3 tools/try_newest.py [--locked-venv .venv] [--keep DIR] [-- PYTEST ARGS]
 
-1. Installs ``-e ".[test,torch]"`` with no lock into a temporary virtualenv ("newest"), as a user who
+1. Installs ``-e ".[test,torch,corpus]"`` with no lock into a temporary virtualenv ("newest"), as a user who
    installs the workbench today would get it, and prints every distribution whose version moved from
    requirements/lock.txt.
 2. Runs the same pytest selection in the locked virtualenv (made by ``bash .ci/install``, default

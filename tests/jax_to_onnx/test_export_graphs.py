@@ -1,19 +1,20 @@
 """Structure of the exported graphs (issue 15): node and Transpose budgets, weights laid out at export,
 BatchNorm folded, nodes named after module paths with provenance in metadata_props, channels-first inputs.
 
-Parity of every zoo export is checked in test_model_zoo.py; here the ResNet with channels-first input
-and the activation fusions are also compared with JAX.
+Parity of every zoo export is checked in test_model_zoo.py, on the same export (tests/support/zoo_exports.py
+converts each zoo model once per test process); here the ResNet with channels-first input and the activation
+fusions are also compared with JAX.
 """
 
 from __future__ import annotations
 
 import jax
 import numpy as np
-import onnx
 import pytest
 
 import workbench as wb
 from tests.support.harness import assert_graph_quality, assert_matches_jax, run_onnx
+from tests.support.zoo_exports import reference, zoo_export
 from workbench import zoo
 from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
 
@@ -31,11 +32,11 @@ BUDGETS: dict[str, tuple[int, int]] = {
     "nnx_lstm": (7, 2),
     "linen_mlp": (3, 0),
     "linen_cnn": (9, 1),
-    "eqx_mlp": (7, 2),
-    "eqx_cnn": (38, 9),
+    "eqx_mlp": (3, 0),
+    "eqx_cnn": (9, 1),
 }
-# models whose inference BatchNorms follow a Conv or Dense: folded into its weights
-BN_FOLDED = ("nnx_mlp", "nnx_cnn", "nnx_resnet", "linen_mlp", "linen_cnn")
+# the models with BatchNorms (each after a Conv or Dense): folded into its weights
+BN_FOLDED = ("nnx_mlp", "nnx_cnn", "nnx_resnet", "linen_mlp", "linen_cnn", "eqx_mlp", "eqx_cnn")
 # a module path each model's node names must carry
 MODULE_NAMES = {
     "nnx_mlp": "linear1/", "nnx_cnn": "conv2/", "nnx_resnet": "blocks.2.c1/", "nnx_gpt": "blocks.1.attn",
@@ -44,43 +45,43 @@ MODULE_NAMES = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(zoo.ZOO))
-def export(request: pytest.FixtureRequest) -> tuple[str, onnx.ModelProto]:
-    built = zoo.ZOO[request.param]()
-    return request.param, wb.to_onnx(built.fn, built.inputs)
+ZOO_NAMES = sorted(zoo.ZOO)
 
 
 def test_budgets_cover_the_zoo():
     assert set(BUDGETS) == set(zoo.ZOO) == set(MODULE_NAMES)
+    assert set(BN_FOLDED) <= set(zoo.ZOO)
 
 
-def test_node_and_transpose_budgets(export):
-    name, model = export
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_node_and_transpose_budgets(name):
+    model = zoo_export(name).model
     ops = [node.op_type for node in model.graph.node]
     nodes, transposes = BUDGETS[name]
     assert len(ops) <= nodes, (name, ops)
     assert ops.count("Transpose") <= transposes, (name, ops)
 
 
-def test_no_initializer_is_transposed_at_run_time(export):
-    name, model = export
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_no_initializer_is_transposed_at_run_time(name):
+    model = zoo_export(name).model
     initializers = {t.name for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Transpose":
             assert node.input[0] not in initializers, f"{name}: {node.name} transposes weight {node.input[0]}"
 
 
-def test_batch_norm_is_folded(export):
-    name, model = export
-    if name not in BN_FOLDED:
-        pytest.skip(f"{name} has no BatchNorm after a Conv or Dense")  # listed in BN_FOLDED above
+@pytest.mark.parametrize("name", BN_FOLDED)
+def test_batch_norm_is_folded(name):
+    model = zoo_export(name).model
     ops = {node.op_type for node in model.graph.node}
     assert not ops & {"BatchNormalization", "Sqrt", "Reciprocal", "Sub"}, (name, ops)
     assert not any(".mean" in t.name or ".var" in t.name for t in model.graph.initializer)
 
 
-def test_nodes_carry_module_paths_and_provenance(export):
-    name, model = export
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_nodes_carry_module_paths_and_provenance(name):
+    model = zoo_export(name).model
     names = [node.name for node in model.graph.node]
     assert len(set(names)) == len(names), "node names are unique"
     assert any(MODULE_NAMES[name] in n for n in names), (name, names)
@@ -95,7 +96,7 @@ def test_nodes_carry_module_paths_and_provenance(export):
 
 
 def test_resnet_with_channels_first_input_has_no_transpose_and_matches_jax():
-    built = zoo.nnx_resnet()
+    built = zoo_export("nnx_resnet").built
     model = wb.to_onnx(built.fn, built.inputs, input_layout="NCHW")
     assert_graph_quality(model)
     ops = [node.op_type for node in model.graph.node]
@@ -105,11 +106,11 @@ def test_resnet_with_channels_first_input_has_no_transpose_and_matches_jax():
     assert dims[0].dim_param == "B" and [d.dim_value for d in dims[1:]] == [3, 32, 32]
     images = np.random.default_rng(0).standard_normal((3, 32, 32, 3)).astype(np.float32)
     (got,) = run_onnx(model, [np.ascontiguousarray(images.transpose(0, 3, 1, 2))])
-    np.testing.assert_allclose(got, np.asarray(built.eval_fn()(images)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, np.asarray(reference("nnx_resnet")(images)), rtol=1e-4, atol=1e-4)
 
 
 def test_input_layout_rejects_what_it_cannot_mean():
-    built = zoo.nnx_cnn()
+    built = zoo_export("nnx_cnn").built
     with pytest.raises(ValueError, match="input_layout"):
         wb.to_onnx(built.fn, built.inputs, input_layout="NXYZ")
     with pytest.raises(ValueError, match="input_layout"):
@@ -146,3 +147,57 @@ def test_batch_norm_without_a_layer_before_it_is_one_batch_normalization():
     clone = nnx.clone(norm)
     clone.eval()
     assert_matches_jax(clone, model, [x], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("features_in", "features_out"), [(8, 32), (32, 8), (16, 16)])
+def test_per_example_dense_layers_under_vmap_become_gemms(features_in, features_out):
+    # Equinox's Linear computes W @ x for one example; under vmap that is x @ W^T with W^T stored
+    # at export, whether the layer widens, narrows or keeps its width
+    import equinox as eqx
+
+    first = eqx.nn.Linear(features_in, features_out, key=jax.random.key(0))
+    second = eqx.nn.Linear(features_out, features_in, key=jax.random.key(1))
+
+    def mlp(x):
+        return jax.vmap(lambda example: second(jax.nn.relu(first(example))))(x)
+
+    model = wb.to_onnx(mlp, [("B", features_in)])
+    assert [node.op_type for node in model.graph.node] == ["Gemm", "Relu", "Gemm"]
+    x = np.random.default_rng(3).standard_normal((3, features_in)).astype(np.float32)
+    assert_matches_jax(mlp, model, [x], rtol=1e-5, atol=1e-5)
+
+
+def test_per_example_channels_first_convolution_under_vmap_has_no_reshape_round_trips():
+    # vmap of a per-image CHW conv and pool adds and removes a unit batch axis around each op;
+    # those Unsqueeze/Reshape/Squeeze round trips are dropped, leaving Conv and MaxPool on NCHW
+    import equinox as eqx
+
+    conv = eqx.nn.Conv2d(3, 4, 3, padding=1, key=jax.random.key(0))
+    pool = eqx.nn.MaxPool2d(2, stride=2)
+
+    def net(images):
+        return jax.vmap(lambda image: pool(jax.nn.relu(conv(image))))(images)
+
+    model = wb.to_onnx(net, [("B", 3, 8, 8)])
+    assert [node.op_type for node in model.graph.node] == ["Conv", "Relu", "MaxPool"]
+    images = np.random.default_rng(4).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    assert_matches_jax(net, model, [images], rtol=1e-5, atol=1e-5)
+
+
+def test_asymmetric_pad_between_convolutions_keeps_its_axes():
+    """The channel-layout pass moves a Pad into NCHW: each axis keeps its own pads (H and W differ here)."""
+    kernel1 = np.random.default_rng(3).standard_normal((3, 3, 2, 4)).astype(np.float32)
+    kernel2 = np.random.default_rng(4).standard_normal((3, 3, 4, 5)).astype(np.float32)
+
+    def conv(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def fn(x):
+        padded = jax.numpy.pad(jax.nn.relu(conv(x, kernel1)), ((0, 0), (1, 2), (0, 3), (0, 0)))
+        return conv(padded, kernel2)
+
+    model = wb.to_onnx(fn, [("B", 9, 7, 2)])
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Transpose") == 2 and "Pad" in ops, ops
+    x = np.random.default_rng(5).standard_normal((2, 9, 7, 2)).astype(np.float32)
+    assert_matches_jax(fn, model, [x], rtol=1e-4, atol=1e-4)

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-import workbench as wb
 from tests.support.harness import assert_graph_quality, assert_matches_jax, concrete_inputs
+from tests.support.zoo_exports import reference, zoo_export
 from workbench import zoo
 
 # Expected failures, all in one place: zoo models waiting for handlers other helpers are writing.
@@ -55,16 +55,17 @@ def test_expected_lists_name_real_models():
 @pytest.mark.parametrize("opset", [13, 17, None], ids=["opset13", "opset17", "default"])
 @pytest.mark.parametrize("name", ZOO_PARAMS)
 def test_zoo_model_converts_with_parity(name, opset):
-    model = zoo.ZOO[name]()
-    onnx_model = wb.to_onnx(model.fn, model.inputs, opset=opset)
+    # the default export is the one test_export_graphs.py and test_round_trip.py check too
+    export = zoo_export(name, opset=opset)
+    onnx_model = export.model
     assert_graph_quality(onnx_model)
     if opset is not None:
         (default_domain,) = [o for o in onnx_model.opset_import if o.domain == ""]
         assert default_domain.version == opset
     _assert_weights_named(name, onnx_model)
     _assert_symbolic_inputs(onnx_model)
-    args = concrete_inputs(model.inputs, int_high=INT_HIGH, sizes=SIZES)
-    assert_matches_jax(model.eval_fn(), onnx_model, args, rtol=1e-4, atol=1e-4)
+    args = concrete_inputs(export.built.inputs, int_high=INT_HIGH, sizes=SIZES)
+    assert_matches_jax(reference(name), onnx_model, args, rtol=1e-4, atol=1e-4)
 
 
 def _assert_weights_named(name: str, model: onnx.ModelProto) -> None:

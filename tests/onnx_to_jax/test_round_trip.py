@@ -30,6 +30,7 @@ import pytest
 
 import workbench as wb
 from tests.support.harness import concrete_inputs
+from tests.support.zoo_exports import reference, zoo_export
 from workbench import zoo
 
 # Token ids must stay below the GPT's vocabulary; sequence T must not exceed its position table.
@@ -76,13 +77,11 @@ ZOO_PARAMS = _zoo_params()
 
 def convert(name: str) -> RoundTrip:
     """Convert one zoo model JAX -> ONNX -> JAX (once: every check of the model runs on it)."""
-    model = zoo.ZOO[name]()
-    onnx_model = wb.to_onnx(model.fn, model.inputs)
+    export = zoo_export(name)  # the export test_model_zoo.py and test_export_graphs.py check too
+    onnx_model = export.model
     source = wb.to_jax_source(onnx_model)
     forward, params = wb.to_jax(onnx_model)
-    eval_fn = model.eval_fn()
-    original = jax.jit(lambda *args: eval_fn(*args))  # a closure: Equinox modules are not hashable
-    return RoundTrip(name, original, model.inputs, onnx_model, source, forward, params)
+    return RoundTrip(name, reference(name), export.built.inputs, onnx_model, source, forward, params)
 
 
 def _outputs(value: Any) -> list[np.ndarray]:

@@ -2,7 +2,9 @@
 
 Handlers receive a :class:`LoweringContext` (the builder plus this equation's avals and
 source location) and the ONNX values of the equation's operands, with the primitive's
-parameters as keyword arguments: ``rule(ctx, *operands, **eqn.params)``.
+parameters as keyword arguments: ``rule(ctx, *operands, **eqn.params)``. A handler names the
+parameters it takes (keyword-only); an equation parameter it does not name fails the conversion
+with a ConversionError naming the primitive and the parameter, never silently ignored.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
-from workbench.jax_to_onnx.registry import REGISTRY
+from workbench.jax_to_onnx.registry import REGISTRY, unknown_parameters
 from workbench.jax_to_onnx.scopes import module_path
 from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
 from workbench.jax_to_onnx.unsupported import reason_without_handler
@@ -224,6 +226,9 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
                 avals_in=(*(physical_aval(a) for a in ctx.avals_in), *extra),
                 avals_out=tuple(physical_aval(a) for a in ctx.avals_out),
             )
+        unknown = unknown_parameters(info.rule, params)
+        if unknown:
+            raise _unknown_parameters_error(eqn, info, unknown)
         result = info.rule(ctx, *inputs, **params)
     except WorkbenchError:
         raise
@@ -292,6 +297,18 @@ def _annotate(
             metadata[SOURCE_KEY] = location
         node.doc_string = f"{primitive} at {location}" if location else primitive
         node.name = base if id(node) in results else f"{base}/{node.op_type}"  # made unique after the passes
+
+
+def _unknown_parameters_error(eqn: Any, info: Any, unknown: list[str]) -> ConversionError:
+    location = eqn_location(eqn)
+    where = f" at {location}" if location else ""
+    rule = info.rule.func if isinstance(info.rule, functools.partial) else info.rule
+    shown = ", ".join(f"{name}={eqn.params[name]!r}"[:120] for name in unknown)
+    return ConversionError(
+        f"primitive {eqn.primitive.name!r}{where} has the parameter(s) {shown}, which its handler "
+        f"{rule.__module__}.{rule.__qualname__} does not take: this JAX version added them. Check what they "
+        "change and add them to the handler's keyword-only parameters."
+    )
 
 
 def _var_text(var: Any) -> str:

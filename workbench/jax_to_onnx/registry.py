@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -158,6 +159,25 @@ class HandlerRegistry:
 
 
 REGISTRY = HandlerRegistry()
+
+
+@functools.lru_cache(maxsize=None)
+def keyword_parameters(rule: Callable[..., Any]) -> frozenset[str] | None:
+    """The parameter names ``rule`` takes by keyword, or ``None`` when it takes ``**params`` (a rule
+    that forwards them to another rule or to JAX, which checks them)."""
+    names = set()
+    for parameter in inspect.signature(rule).parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            names.add(parameter.name)
+    return frozenset(names)
+
+
+def unknown_parameters(rule: Callable[..., Any], params: Mapping[str, Any]) -> list[str]:
+    """The equation parameters ``rule`` does not name (a JAX release added them), sorted."""
+    known = keyword_parameters(rule)
+    return [] if known is None else sorted(set(params) - known)
 
 
 def handler(

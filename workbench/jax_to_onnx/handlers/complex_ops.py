@@ -33,6 +33,7 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
+from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import is_complex, real_dtype, storage_aval
 from workbench.jax_to_onnx.handlers.linalg_kit import reduce_over
@@ -156,9 +157,8 @@ def _conj(ctx: LoweringContext, z: ir.Value, *, input_dtype: Any) -> ir.Value:
 
 
 # ----------------------------------------------------------------------------- arithmetic
-def _pairwise(op_type: str, ctx: LoweringContext, *operands: ir.Value, **params: Any) -> ir.Value:
+def _pairwise(op_type: str, ctx: LoweringContext, *operands: ir.Value) -> ir.Value:
     """add / sub / neg act on real and imaginary parts alike: the op on the pair tensors."""
-    del params
     return ctx.op(op_type, *operands)
 
 
@@ -178,9 +178,10 @@ for _prim, _op, _fn, _n in (
     Testcase("mul_complex_literal", lambda z: z * (1.5 - 2j), [C64], rtol=1e-5, atol=1e-5),
     Testcase("mul_complex128", lambda z, w: z * w, [C128, C128], rtol=1e-12, atol=1e-12, x64=True),
 ])
-def _mul(ctx: LoweringContext, z: ir.Value, w: ir.Value, **params: Any) -> ir.Value:
+def _mul(ctx: LoweringContext, z: ir.Value, w: ir.Value, *, out_dtype: Any) -> ir.Value:
     """(ac - bd) + (ad + bc) i. Params: out_dtype (None or the operands' type here)."""
-    del params
+    if out_dtype is not None and np.dtype(out_dtype) != np.dtype(ctx.avals_in[0].dtype):
+        raise ConversionError(f"complex mul with out_dtype={np.dtype(out_dtype)} is not supported")
     return join(ctx, *_product(ctx, split(ctx, z), split(ctx, w)))
 
 
@@ -219,9 +220,9 @@ def _sign(ctx: LoweringContext, z: ir.Value) -> ir.Value:
 @handler("exp", onnx_ops=("Exp", "Cos", "Sin", "Mul"), complex_numbers=True, testcases=[
     Testcase("exp_complex", jnp.exp, [C64], rtol=1e-5, atol=1e-5),
 ])
-def _exp(ctx: LoweringContext, z: ir.Value, **params: Any) -> ir.Value:
+def _exp(ctx: LoweringContext, z: ir.Value, *, accuracy: Any) -> ir.Value:
     """e^a (cos b + i sin b). Params: accuracy (an XLA hint)."""
-    del params
+    del accuracy
     real, imag = split(ctx, z)
     scale = ctx.op("Exp", real)
     return join(ctx, ctx.op("Mul", scale, ctx.op("Cos", imag)), ctx.op("Mul", scale, ctx.op("Sin", imag)))
@@ -230,9 +231,9 @@ def _exp(ctx: LoweringContext, z: ir.Value, **params: Any) -> ir.Value:
 @handler("log", onnx_ops=("Log", "Atan", "Div", "Where"), complex_numbers=True, testcases=[
     Testcase("log_complex", jnp.log, [C64], rtol=1e-5, atol=1e-5),
 ])
-def _log(ctx: LoweringContext, z: ir.Value, **params: Any) -> ir.Value:
+def _log(ctx: LoweringContext, z: ir.Value, *, accuracy: Any) -> ir.Value:
     """log|z| + i atan2(b, a) (the principal branch). Params: accuracy (an XLA hint)."""
-    del params
+    del accuracy
     dtype = _dtype(ctx)
     real, imag = split(ctx, z)
     plane = _plane_aval(ctx.avals_in[0])
@@ -246,13 +247,13 @@ def _log(ctx: LoweringContext, z: ir.Value, **params: Any) -> ir.Value:
     Testcase("sqrt_complex", jnp.sqrt, [C64], rtol=1e-5, atol=1e-5),
     Testcase("sqrt_complex_axes", jnp.sqrt, [np.array([-4 + 0j, 4 + 0j, 0j, -1e-3j, 3 - 4j], np.complex64)], rtol=1e-5, atol=1e-6),
 ])
-def _sqrt(ctx: LoweringContext, z: ir.Value, **params: Any) -> ir.Value:
+def _sqrt(ctx: LoweringContext, z: ir.Value, *, accuracy: Any) -> ir.Value:
     """Principal root: t = sqrt((|z| + |a|)/2); a >= 0: (t, b/(2t)), a < 0: (|b|/(2t), sign(b) t).
 
     This form never subtracts nearly equal numbers (unlike sqrt((|z| - a)/2)).
     Params: accuracy (an XLA hint).
     """
-    del params
+    del accuracy
     dtype = _dtype(ctx)
     real, imag = split(ctx, z)
     zero, two = ctx.scalar(0, dtype), ctx.scalar(2, dtype)
@@ -269,8 +270,7 @@ def _sqrt(ctx: LoweringContext, z: ir.Value, **params: Any) -> ir.Value:
 @handler("square", onnx_ops=("Mul", "Sub", "Add"), complex_numbers=True, testcases=[
     Testcase("square_complex", jnp.square, [C64], rtol=1e-5, atol=1e-5),
 ])
-def _square(ctx: LoweringContext, z: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _square(ctx: LoweringContext, z: ir.Value) -> ir.Value:
     parts = split(ctx, z)
     return join(ctx, *_product(ctx, parts, parts))
 
@@ -341,13 +341,12 @@ def _dot_general(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, **params: A
 @handler("reduce_prod", onnx_ops=("ReduceProd", "ReduceSum", "Cos", "Sin"), complex_numbers=True, testcases=[
     Testcase("prod_complex", lambda z: jnp.prod(z, axis=1), [C64], rtol=1e-5, atol=1e-5),
 ])
-def _reduce_prod(ctx: LoweringContext, z: ir.Value, *, axes: Sequence[int], **params: Any) -> ir.Value:
+def _reduce_prod(ctx: LoweringContext, z: ir.Value, *, axes: Sequence[int]) -> ir.Value:
     """In polar form: the product of the moduli and the sum of the arguments (atan2), back to pairs.
 
     Exact in meaning, rounding like n multiplications (the arguments add up to within a few ulps
-    of 2π per factor). Params: axes, out_sharding (placement only).
+    of 2π per factor). Params: axes.
     """
-    del params
     if not axes:
         return z
     dtype = _dtype(ctx)

@@ -326,11 +326,12 @@ def _scan(
     num_consts: int,
     num_carry: int,
     unroll: Any,
-    **params: Any,
+    linear: Any = None,
+    _split_transpose: bool = False,
 ) -> Any:
     """``scan(consts, init, xs)`` → (final carry, ys): Scan when there are xs, Loop otherwise."""
     del unroll  # an XLA compilation hint; the ONNX runtime decides how to run the loop
-    del params  # _split_transpose / linear (present in some JAX versions): differentiation only
+    del linear, _split_transpose  # (older JAX releases) for differentiation only
     consts = list(operands[:num_consts])
     init = list(operands[num_consts : num_consts + num_carry])
     xs = list(operands[num_consts + num_carry :])

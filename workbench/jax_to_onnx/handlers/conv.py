@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
@@ -227,7 +228,7 @@ def _conv_general_dilated(
     batch_group_count: int,
     precision: Any,
     preferred_element_type: Any,
-    **params: Any,
+    out_sharding: Any,
 ) -> ir.Value:
     """lax.conv_general_dilated → Conv / ConvTranspose between layout Transposes.
 
@@ -235,7 +236,7 @@ def _conv_general_dilated(
     lhs_dilation (transposed conv), rhs_dilation (atrous), dimension_numbers (layouts),
     feature_group_count (grouped/depthwise), batch_group_count, preferred_element_type (cast after).
     """
-    del precision, params  # precision is an XLA hint; out_sharding is XLA-only
+    del precision, out_sharding  # precision is an XLA hint; out_sharding is XLA-only
     lhs_aval, rhs_aval = ctx.avals_in
     if not jnp.issubdtype(lhs_aval.dtype, jnp.floating):
         raise ConversionError(
@@ -400,7 +401,8 @@ def _reduce_window(
         return ctx.op("Identity", x)
     fill = ctx.scalar(_identity_value(kind, aval.dtype), aval.dtype)
     if _fits_onnx_pool(ctx, kind, aval.dtype, window_dimensions, padding, base_dilation, window_dilation, pooled):
-        return _onnx_pool(ctx, kind, x, shape, pooled, window_dimensions, window_strides, padding, window_dilation, fill)
+        window = _Window(list(window_dimensions), list(window_strides), list(padding), list(window_dilation))
+        return _onnx_pool(ctx, kind, x, shape, list(ctx.aval_out.shape), pooled, window, fill)
     for axis in pooled:
         if base_dilation[axis] != 1:
             x, shape = _dilate(ctx, x, shape, axis, int(base_dilation[axis]), fill)
@@ -460,21 +462,47 @@ def _fits_onnx_pool(
     return True
 
 
+@dataclass(frozen=True)
+class _Window:
+    """reduce_window's per-axis window parameters (one entry per axis of the operand)."""
+
+    dimensions: list[int]
+    strides: list[int]
+    padding: list[tuple[Any, Any]]
+    dilation: list[int]
+
+    def without(self, axes: Sequence[int]) -> _Window:
+        keep = [a for a in range(len(self.dimensions)) if a not in axes]
+        return _Window(*([values[a] for a in keep] for values in (self.dimensions, self.strides, self.padding, self.dilation)))
+
+
 def _onnx_pool(
     ctx: LoweringContext,
     kind: str,
     x: ir.Value,
     shape: list[Any],
+    out_shape: list[Any],
     pooled: Sequence[int],
-    window_dimensions: Sequence[int],
-    window_strides: Sequence[int],
-    padding: Sequence[tuple[Any, Any]],
-    window_dilation: Sequence[int],
+    window: _Window,
     fill: ir.Value,
 ) -> ir.Value:
-    """Move the pooled axes last, fold the others into (N, C), pool, and undo both."""
+    """Move the pooled axes last, fold the others into (N, C), pool, and undo both.
+
+    Unpooled axes of size 1 beyond (N, C) are squeezed out first and put back after: ``vmap`` of a
+    per-example NHWC pool pools (B, 1, H, W, C), which is then the (B, H, W, C) pool a channel-layout
+    pass can see, rather than a Reshape merging B with the unit axis.
+    """
     rank = len(shape)
     kept = [a for a in range(rank) if a not in pooled]
+    units = [a for a in kept if is_static(shape[a]) and int(shape[a]) == 1][: max(len(kept) - 2, 0)]
+    if units:
+        squeezed = _typed(ctx.op("Squeeze", x, ctx.i64(units)), x, [d for a, d in enumerate(shape) if a not in units])
+        remaining = [a for a in range(rank) if a not in units]
+        y = _onnx_pool(
+            ctx, kind, squeezed, [shape[a] for a in remaining], [out_shape[a] for a in remaining],
+            [remaining.index(a) for a in pooled], window.without(units), fill,
+        )
+        return _typed(ctx.op("Unsqueeze", y, ctx.i64(units)), x, out_shape)
     perm = kept + list(pooled)
     moved_shape = [shape[a] for a in perm]
     x = _typed(_transpose(ctx, x, perm), x, moved_shape)
@@ -495,34 +523,33 @@ def _onnx_pool(
         pool_in = ctx.op("Neg", pool_in)
         fill = ctx.op("Neg", fill)
     pool_in, pads_pairs = _apply_padding(
-        ctx, pool_in, pool_shape, [padding[a] for a in pooled], 2, fill, keep_static_positive=True
+        ctx, pool_in, pool_shape, [window.padding[a] for a in pooled], 2, fill, keep_static_positive=True
     )
     attrs: dict[str, Any] = {
-        "kernel_shape": [int(window_dimensions[a]) for a in pooled],
-        "strides": [int(window_strides[a]) for a in pooled],
+        "kernel_shape": [int(window.dimensions[a]) for a in pooled],
+        "strides": [int(window.strides[a]) for a in pooled],
         "pads": _pads_attr(pads_pairs),
     }
-    if any(window_dilation[a] != 1 for a in pooled):
-        attrs["dilations"] = [int(window_dilation[a]) for a in pooled]
+    if any(window.dilation[a] != 1 for a in pooled):
+        attrs["dilations"] = [int(window.dilation[a]) for a in pooled]
+    moved_out = [out_shape[a] for a in perm]
     if kind == "sum":
         y = ctx.op("AveragePool", pool_in, count_include_pad=1, **attrs)
         if len(kept) == 2:
-            y = _typed(y, x, [ctx.aval_out.shape[a] for a in perm])
-        window_size = int(np.prod([int(window_dimensions[a]) for a in pooled]))
+            y = _typed(y, x, moved_out)
+        window_size = int(np.prod([int(window.dimensions[a]) for a in pooled]))
         y = ctx.op("Mul", y, ctx.scalar(window_size, ctx.avals_in[0].dtype))
     else:
         y = ctx.op("MaxPool", pool_in, **attrs)
         if negated:
             y = ctx.op("Neg", y)
-    out_shape = list(ctx.aval_out.shape)
-    moved_out = [out_shape[a] for a in perm]
     if len(kept) == 2:
         y = _typed(y, x, moved_out)
     if len(kept) < 2:
         y = ctx.op("Squeeze", y, ctx.i64(list(range(2 - len(kept)))))
     elif len(kept) > 2:
         y = reshape_to(ctx, y, tuple(moved_out))
-    return _transpose(ctx, y, _inverse(perm))
+    return _typed(_transpose(ctx, y, _inverse(perm)), x, out_shape)
 
 
 for _kind in ("max", "min", "sum"):

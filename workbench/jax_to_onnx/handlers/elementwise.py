@@ -11,6 +11,7 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
+from workbench.errors import ConversionError
 from workbench.jax_to_onnx.bias import BIAS_BROADCAST_OPS, without_bias_reshape
 from workbench.jax_to_onnx.builder import onnx_dtype
 from workbench.jax_to_onnx.lowering import LoweringContext
@@ -44,8 +45,14 @@ def _is_float(aval: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- n-ary direct mappings
-def _direct(op_type: str, ctx: LoweringContext, *operands: ir.Value, **params: Any) -> ir.Value:
-    del params  # accuracy / out_sharding only matter to XLA
+def _direct(
+    op_type: str, ctx: LoweringContext, *operands: ir.Value, accuracy: Any = None, out_dtype: Any = None
+) -> ir.Value:
+    """One ONNX op per primitive. ``accuracy`` (transcendentals) is XLA's approximation choice; ``out_dtype``
+    (mul) asks for the product in another dtype: the operands are cast to it first."""
+    del accuracy
+    if out_dtype is not None and np.dtype(out_dtype) != np.dtype(ctx.avals_in[0].dtype):
+        operands = tuple(ctx.op("Cast", operand, to=onnx_dtype(out_dtype)) for operand in operands)
     if op_type in BIAS_BROADCAST_OPS:
         # a bias reshaped to (1, ..., 1, N) (Flax Dense, LayerNorm) is used as is: ONNX broadcasts it
         left, right = operands
@@ -143,65 +150,62 @@ def _integer_pow(ctx: LoweringContext, x: ir.Value, *, y: int) -> ir.Value:
 
 
 @handler("square", onnx_ops=("Mul",), testcases=[*_and_f64(Testcase("square", jnp.square, [F]))])
-def _square(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _square(ctx: LoweringContext, x: ir.Value) -> ir.Value:
     return ctx.op("Mul", x, x)
 
 
 @handler("sqrt", onnx_ops=("Sqrt",), testcases=[*_and_f64(Testcase("sqrt", lambda x: jnp.sqrt(jnp.abs(x)), [F]))])
-def _sqrt(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _sqrt(ctx: LoweringContext, x: ir.Value, *, accuracy: Any) -> ir.Value:
+    del accuracy  # XLA's approximation choice
     return ctx.op("Sqrt", x)
 
 
 @handler("rsqrt", onnx_ops=("Sqrt", "Reciprocal"), testcases=[*_and_f64(Testcase("rsqrt", lambda x: lax.rsqrt(jnp.abs(x) + 0.5), [F]))])
-def _rsqrt(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _rsqrt(ctx: LoweringContext, x: ir.Value, *, accuracy: Any) -> ir.Value:
+    del accuracy  # XLA's approximation choice
     return ctx.op("Reciprocal", ctx.op("Sqrt", x))
 
 
 @handler("cbrt", onnx_ops=("Pow", "Sign", "Abs"), testcases=[*_and_f64(Testcase("cbrt", jnp.cbrt, [F], rtol=1e-5))])
-def _cbrt(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
+def _cbrt(ctx: LoweringContext, x: ir.Value, *, accuracy: Any) -> ir.Value:
     """Pow is undefined for negative bases with a fractional exponent: sign(x) * |x|^(1/3)."""
-    del params
+    del accuracy  # XLA's approximation choice
     third = ctx.scalar(1.0 / 3.0, ctx.avals_in[0].dtype)
     return ctx.op("Mul", ctx.op("Sign", x), ctx.op("Pow", ctx.op("Abs", x), third))
 
 
 @handler("log", onnx_ops=("Log",), testcases=[*_and_f64(Testcase("log", lambda x: jnp.log(jnp.abs(x) + 0.1), [F]))])
-def _log(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _log(ctx: LoweringContext, x: ir.Value, *, accuracy: Any) -> ir.Value:
+    del accuracy  # XLA's approximation choice
     return ctx.op("Log", x)
 
 
 @handler("log1p", onnx_ops=("Log", "Add"), testcases=[*_and_f64(Testcase("log1p", lambda x: jnp.log1p(jnp.abs(x)), [F]))])
-def _log1p(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
+def _log1p(ctx: LoweringContext, x: ir.Value, *, accuracy: Any) -> ir.Value:
     """ONNX has no Log1p; log(1 + x) loses relative precision only for |x| < ~1e-7."""
-    del params
+    del accuracy  # XLA's approximation choice
     return ctx.op("Log", ctx.op("Add", x, ctx.scalar(1, ctx.avals_in[0].dtype)))
 
 
 @handler("expm1", onnx_ops=("Exp", "Sub"), testcases=[*_and_f64(Testcase("expm1", jnp.expm1, [F], atol=1e-6))])
-def _expm1(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _expm1(ctx: LoweringContext, x: ir.Value, *, accuracy: Any) -> ir.Value:
+    del accuracy  # XLA's approximation choice
     return ctx.op("Sub", ctx.op("Exp", x), ctx.scalar(1, ctx.avals_in[0].dtype))
 
 
 @handler("exp2", onnx_ops=("Pow",), testcases=[*_and_f64(Testcase("exp2", jnp.exp2, [F]))])
-def _exp2(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _exp2(ctx: LoweringContext, x: ir.Value, *, accuracy: Any) -> ir.Value:
+    del accuracy  # XLA's approximation choice
     return ctx.op("Pow", ctx.scalar(2, ctx.avals_in[0].dtype), x)
 
 
 @handler("acosh", onnx_ops=("Acosh",), testcases=[Testcase("acosh", lambda x: jnp.arccosh(jnp.abs(x) + 1.0), [F])])
-def _acosh(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _acosh(ctx: LoweringContext, x: ir.Value) -> ir.Value:
     return ctx.op("Acosh", x)
 
 
 @handler("erfc", onnx_ops=("Erf", "Sub"), testcases=[Testcase("erfc", jax.scipy.special.erfc, [F])])
-def _erfc(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del params
+def _erfc(ctx: LoweringContext, x: ir.Value) -> ir.Value:
     return ctx.op("Sub", ctx.scalar(1, ctx.avals_in[0].dtype), ctx.op("Erf", x))
 
 
@@ -317,8 +321,20 @@ def _convert_element_type(ctx: LoweringContext, x: ir.Value, *, new_dtype: Any, 
     return ctx.op("Cast", x, to=onnx_dtype(new_dtype))
 
 
-def _identity(ctx: LoweringContext, x: ir.Value, **params: Any) -> ir.Value:
-    del ctx, params
+def _identity(ctx: LoweringContext, x: ir.Value) -> ir.Value:
+    del ctx
+    return x
+
+
+def _reduce_precision(ctx: LoweringContext, x: ir.Value, *, exponent_bits: int, mantissa_bits: int) -> ir.Value:
+    """The identity when the input's own type has no more bits than asked for (ONNX has no rounding to
+    arbitrary bit widths); a narrower reduction is refused rather than silently skipped."""
+    info = jnp.finfo(ctx.avals_in[0].dtype)
+    if exponent_bits < info.nexp or mantissa_bits < info.nmant:
+        raise ConversionError(
+            f"reduce_precision to {exponent_bits} exponent and {mantissa_bits} mantissa bits is narrower than "
+            f"{info.dtype} ({info.nexp}, {info.nmant}); ONNX has no such rounding"
+        )
     return x
 
 
@@ -326,7 +342,7 @@ handler("stop_gradient", onnx_ops=(), testcases=[Testcase("stop_gradient", lambd
 handler("copy", onnx_ops=(), testcases=[Testcase("copy", lambda x: jnp.array(x, copy=True) + 1, [F])])(_identity)
 handler("reduce_precision", onnx_ops=(), testcases=[
     Testcase("reduce_precision_noop", lambda x: lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23), [F]),
-])(_identity)
+])(_reduce_precision)
 
 
 @handler("select_n", onnx_ops=("Where", "Equal", "Cast"), testcases=[

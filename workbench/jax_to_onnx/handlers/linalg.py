@@ -153,20 +153,30 @@ def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int
 def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any) -> ir.Value | None:
     """Any contraction as Transpose → Reshape → MatMul → Reshape: ``[batch, free, contract]`` against
     ``[batch, contract, free]``, or with the operands swapped (then the result is transposed) when that
-    moves fewer elements, e.g. attention's ``probs @ values``. None when a free or contracted axis is
-    symbolic (their products would need runtime shape arithmetic; Einsum says it more simply then)."""
+    moves fewer elements, e.g. attention's ``probs @ values``, or ``W @ x`` per example under ``vmap``
+    (an Equinox ``Linear``), which becomes ``x @ W^T`` with ``W^T`` stored by the export passes.
+
+    A free axis may be symbolic (the batch of a ``vmap``) when it is its operand's only free axis and
+    both operands have one free axis, so nothing is flattened into it. None when another free or a
+    contracted axis is symbolic (their products would need runtime shape arithmetic; Einsum says it
+    more simply then)."""
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
     lhs_shape, rhs_shape = ctx.avals_in[0].shape, ctx.avals_in[1].shape
     left = _Operand.of(lhs, lhs_shape, lhs_batch, lhs_contract)
     right = _Operand.of(rhs, rhs_shape, rhs_batch, rhs_contract)
-    fixed = [lhs_shape[a] for a in [*left.free, *left.contract]] + [rhs_shape[a] for a in right.free]
+    plain = all(len(o.free) == 1 and len(o.contract) == 1 for o in (left, right))
+    fixed = [lhs_shape[a] for a in left.contract]
+    if not plain:
+        fixed += [lhs_shape[a] for a in left.free] + [rhs_shape[a] for a in right.free]
     if not all(is_static(d) for d in fixed):
         return None
 
     n_batch = len(lhs_batch)
-    free_l, free_r, depth = left.size(left.free), right.size(right.free), left.size(left.contract)
+    free_l, free_r, depth = _nominal(left, left.free), _nominal(right, right.free), left.size(left.contract)
 
     def moved(operand: _Operand, order: list[int], elements: int) -> int:
+        if operand.value.const_value is not None:
+            return 0  # a weight: stored in the order its MatMul reads (passes/folding.py)
         return elements if _moves_data(operand.shape, order) else 0
 
     straight = moved(left, left.as_left, free_l * depth) + moved(right, right.as_right, free_r * depth)
@@ -175,12 +185,25 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
         + moved(left, left.as_right, free_l * depth)
         + (free_l * free_r if left.free and right.free else 0)
     )
-    if swapped < straight:
+    # ``W @ x`` with the activations' contracted axis last (a per-example layer under ``vmap``): one
+    # Transpose either way, of ``x`` or of the result; the result's is the one the caller's own
+    # Transpose back to batch-first cancels, and the weight is then stored as ``W^T`` (a Gemm).
+    weight_first = left.value.const_value is not None and right.value.const_value is None
+    if swapped < straight or (weight_first and moved(right, right.as_right, 1) and not moved(right, right.as_left, 1)):
         result = _product(ctx, right, left, n_batch, depth)
         n_r = len(right.free)
         perm = [*range(n_batch), *range(n_batch + n_r, n_batch + n_r + len(left.free)), *range(n_batch, n_batch + n_r)]
         return ctx.op("Transpose", result, perm=perm)
     return _product(ctx, left, right, n_batch, depth)
+
+
+# the size a symbolic free axis is assumed to have when weighing which operand to transpose
+_NOMINAL_SYMBOLIC_SIZE = 64
+
+
+def _nominal(operand: _Operand, axes: list[int]) -> int:
+    """The number of elements along ``axes``, a symbolic axis counted as :data:`_NOMINAL_SYMBOLIC_SIZE`."""
+    return int(np.prod([int(operand.shape[a]) if is_static(operand.shape[a]) else _NOMINAL_SYMBOLIC_SIZE for a in axes]))
 
 
 @handler("dot_general", onnx_ops=("MatMul", "Einsum"), testcases=[
@@ -222,13 +245,13 @@ def _dot_general(
     dimension_numbers: Any,
     precision: Any,
     preferred_element_type: Any,
-    **params: Any,
+    out_sharding: Any,
 ) -> ir.Value:
     """MatMul when the contraction is a (batched) matrix product, Einsum otherwise.
 
     Params: dimension_numbers, precision (XLA-only), preferred_element_type (cast after).
     """
-    del precision, params  # out_sharding
+    del precision, out_sharding  # XLA-only
     lhs_aval, rhs_aval = ctx.avals_in
     out_dtype = np.dtype(ctx.aval_out.dtype)
     if np.dtype(lhs_aval.dtype) != np.dtype(rhs_aval.dtype) or (

@@ -188,9 +188,10 @@ def _random_bits(ctx: LoweringContext, keys: ir.Value, *, bit_width: int, shape:
     return _lower_impl(ctx, _Build("bits", impl, len(ctx.avals_in[0].shape), (bit_width, tuple(shape))), [keys])
 
 
-def _same_data(ctx: LoweringContext, value: ir.Value, **params: Any) -> ir.Value:
-    """A key array and its key data are the same tensor in the ONNX graph."""
-    del ctx, params
+def _same_data(ctx: LoweringContext, value: ir.Value, *, impl: Any = None) -> ir.Value:
+    """A key array and its key data are the same tensor in the ONNX graph (``impl``: random_wrap's
+    implementation, checked by ``_non_threefry_reason`` before lowering)."""
+    del ctx, impl
     return value
 
 

@@ -28,9 +28,9 @@ from workbench.jax_to_onnx.registry import Testcase, handler
 _NAN_ROWS = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 5.0, -1.0, 5.0], [np.nan, 0.0, 0.0, 1.0]], np.float32)
 
 
-def _reduce(op_type: str, ctx: LoweringContext, x: ir.Value, *, axes: Any, **params: Any) -> ir.Value:
-    """ONNX Reduce* with axes as an input (opset 18+), keepdims=0 as lax does."""
-    del params  # out_sharding
+def _reduce(op_type: str, ctx: LoweringContext, x: ir.Value, *, axes: Any, out_sharding: Any = None) -> ir.Value:
+    """ONNX Reduce* with axes as an input (opset 18+), keepdims=0 as lax does (``out_sharding``: reduce_sum's, XLA's)."""
+    del out_sharding
     if not axes:
         return x
     return ctx.op(op_type, x, ctx.i64(list(axes)), keepdims=0)
@@ -66,9 +66,8 @@ for _prim, _op, _fn, _extra in (
 _BOOLS = np.array([[True, True, True], [True, False, True], [False, False, False], [False, True, True]])
 
 
-def _bool_reduce(kind: str, ctx: LoweringContext, x: ir.Value, *, axes: Any, **params: Any) -> ir.Value:
+def _bool_reduce(kind: str, ctx: LoweringContext, x: ir.Value, *, axes: Any) -> ir.Value:
     """Boolean and/or/xor over ``axes`` via int32 ReduceMin/ReduceMax/ReduceSum (no boolean Reduce* in onnxruntime)."""
-    del params  # out_sharding, if a future JAX adds it
     if np.dtype(ctx.avals_in[0].dtype) != np.dtype(bool):
         raise ConversionError(
             f"reduce_{kind} over {np.dtype(ctx.avals_in[0].dtype)} (a bitwise reduction) has no ONNX reduction; "

@@ -48,9 +48,15 @@ _custom_vjp_fn.defvjp(lambda x: (_custom_vjp_fn(x), x), lambda residual, g: (g,)
 @handler("jit", onnx_ops=(), doc="https://docs.jax.dev/en/latest/_autosummary/jax.jit.html", area="jax", testcases=[
     Testcase("jit_nested", lambda x: _jitted(x) + 1, [F]),
 ])
-def _jit(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, name: str, **params: Any) -> Any:
+def _jit(
+    ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, name: str, donated_invars: Any, inline: bool,
+    keep_unused: bool, in_shardings: Any, out_shardings: Any, in_layouts: Any, out_layouts: Any,
+    ctx_mesh: Any, compiler_options_kvs: Any,
+) -> Any:
     """Inline the jitted body, or emit a call of an ONNX local function for @wb.onnx_function."""
-    del params  # shardings, donation, inline, keep_unused, compiler options: XLA-only
+    # how XLA compiles and places the call: nothing of it changes what the graph computes
+    del donated_invars, inline, keep_unused, in_shardings, out_shardings, in_layouts, out_layouts
+    del ctx_mesh, compiler_options_kvs
     if function_name_from_marker(name) is not None:
         return lower_onnx_function(ctx, name, jaxpr, list(operands))
     return ctx.lower_inline(jaxpr, operands)
@@ -60,24 +66,31 @@ def _jit(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, name: str, **par
     Testcase("custom_jvp_call", _custom_jvp_fn, [F]),
     Testcase("custom_jvp_relu", jax.nn.relu, [F]),
 ])
-def _custom_jvp_call(ctx: LoweringContext, *operands: ir.Value, call_jaxpr: Any, **params: Any) -> Any:
+def _custom_jvp_call(
+    ctx: LoweringContext, *operands: ir.Value, call_jaxpr: Any, jvp_jaxpr_fun: Any, num_consts: int,
+    symbolic_zeros: bool,
+) -> Any:
     """Only the primal computation matters for inference: the JVP rule is dropped."""
-    del params  # jvp_jaxpr_fun / jvp_jaxpr_thunk, num_consts, symbolic_zeros, name
+    del jvp_jaxpr_fun, num_consts, symbolic_zeros  # the JVP rule; the consts are leading operands of call_jaxpr
     return ctx.lower_inline(call_jaxpr, operands)
 
 
 @handler("custom_vjp_call", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.custom_vjp.html", testcases=[
     Testcase("custom_vjp_call", _custom_vjp_fn, [F]),
 ])
-def _custom_vjp_call(ctx: LoweringContext, *operands: ir.Value, call_jaxpr: Any, **params: Any) -> Any:
-    del params  # fwd, bwd, out_trees, symbolic_zeros, name
+def _custom_vjp_call(
+    ctx: LoweringContext, *operands: ir.Value, call_jaxpr: Any, fwd_jaxpr_thunk: Any, bwd: Any, out_trees: Any,
+    num_consts: int, symbolic_zeros: bool,
+) -> Any:
+    """Only the primal computation matters for inference: the forward/backward rules are dropped."""
+    del fwd_jaxpr_thunk, bwd, out_trees, num_consts, symbolic_zeros
     return ctx.lower_inline(call_jaxpr, operands)
 
 
 @handler("remat2", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.checkpoint.html", testcases=[
     Testcase("checkpoint", jax.checkpoint(lambda x: jnp.sin(x) * x), [F]),
 ])
-def _remat(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, **params: Any) -> Any:
-    del params  # prevent_cse, differentiated, policy: rematerialization is a training concern
+def _remat(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, prevent_cse: bool, differentiated: bool, policy: Any) -> Any:
+    del prevent_cse, differentiated, policy  # rematerialization is a training concern
     return ctx.lower_inline(jaxpr, operands)
 

@@ -39,9 +39,11 @@ def _add_any(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
     return ctx.op("Add", x, y)
 
 
-def _passthrough(ctx: LoweringContext, *operands: ir.Value, **params: Any) -> Any:
-    """The outputs are the inputs (the parameters only matter to XLA's scheduler or placement)."""
-    del ctx, params
+def _passthrough(
+    ctx: LoweringContext, *operands: ir.Value, devices: Any = None, srcs: Any = None, copy_semantics: Any = None
+) -> Any:
+    """The outputs are the inputs (device_put's parameters only matter to XLA's placement)."""
+    del ctx, devices, srcs, copy_semantics
     return operands[0] if len(operands) == 1 else tuple(operands)
 
 
@@ -82,9 +84,12 @@ def _one_device_shard_map(x: jax.Array, w: jax.Array) -> jax.Array:
          unsupported_reason=_mesh_size_reason, testcases=[
     Testcase("shard_map_one_device", _one_device_shard_map, [(6, 4), (4, 3)]),
 ])
-def _shard_map(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, **params: Any) -> Any:
+def _shard_map(
+    ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, mesh: Any, in_specs: Any, out_specs: Any,
+    check_vma: bool, newly_manual_axes: Any,
+) -> Any:
     """On one device each shard is the whole array: the body is inlined."""
-    del params  # mesh (checked: one device), in_specs/out_specs, check_vma, manual_axes
+    del mesh, in_specs, out_specs, check_vma, newly_manual_axes  # mesh checked before (one device)
     outputs = ctx.lower_inline(jaxpr, operands)
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 

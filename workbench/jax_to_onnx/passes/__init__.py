@@ -1,7 +1,7 @@
 """Graph clean-up and fusion after lowering, then shape annotation: the pass pipeline.
 
 - unused nodes, initializers and functions are removed, common subexpressions merged (onnx-ir passes);
-- constant subgraphs are folded (:mod:`.folding`);
+- constant subgraphs are folded (:mod:`.folding`), reshape round trips dropped (:mod:`.reshapes`);
 - common patterns become the ONNX op that says what they are (:mod:`.fusions`, applied by
   :mod:`.scheduler` through onnxscript's pattern rewriter);
 - attention is laid out the way onnxruntime runs it fastest (:mod:`.attention_layout`);
@@ -19,6 +19,7 @@ from workbench.jax_to_onnx.provenance import unique_node_names
 from workbench.jax_to_onnx.passes.folding import fold_constants, fold_weight_layouts
 from workbench.jax_to_onnx.passes.affine import fold_affine_chains
 from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_transposes
+from workbench.jax_to_onnx.passes.reshapes import drop_no_op_reshape_chains
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
 
@@ -37,6 +38,7 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
     manager(model)
     if optimize:
         fold_constants(model, weights)
+        drop_no_op_reshape_chains(model.graph)
         sink_channel_transposes(model.graph)
         fuse_patterns(model)
         drop_identities(model.graph)

@@ -211,7 +211,8 @@ def _rewrite_consumer(
         node.attributes["axis"] = ir.AttrInt64("axis", perm[node.attributes.get_int("axis", -1) % rank])
     elif op == "Pad":
         pads = constant_array(node.inputs[1]).reshape(-1)
-        new_pads = np.concatenate([pads[:rank][perm], pads[rank:][perm]]).astype(np.int64)
+        # the pads of source axis perm[i] are those of the transposed value's axis i
+        new_pads = np.concatenate([pads[:rank][inverse], pads[rank:][inverse]]).astype(np.int64)
         node.replace_input_with(1, _new_constant(graph, new_pads, f"{node.name}/pads"))
     elif op in _REDUCTIONS:
         out_perm = _relay_reduction(graph, node, perm)
@@ -357,13 +358,25 @@ def _fold_flatten(reshape: ir.Node, perm: list[int], source: ir.Value) -> None:
     reshape.outputs[0].name = _relaid_name(reshape.outputs[0].name)  # flattened in another order now
 
 
-def drop_identities(graph: ir.Graph) -> int:
-    """Remove Identity nodes whose output is not a graph output (rewrites leave them behind)."""
+def drop_identities(graph: ir.Graph | ir.Function) -> int:
+    """Remove the Identity nodes rewrites leave behind.
+
+    An Identity producing a graph output goes too when its input is computed by a node and is no
+    graph output itself: that value then takes the output's name. One reading a graph input or an
+    initializer, or a value that is also returned, stays (ONNX needs a node to rename a value).
+    """
     count = 0
     for node in list(graph):
-        if node.op_type != "Identity" or node.domain != "" or node.outputs[0].is_graph_output():
+        if node.op_type != "Identity" or node.domain != "":
             continue
-        node.outputs[0].replace_all_uses_with(node.inputs[0])
+        source, output = node.inputs[0], node.outputs[0]
+        if output.is_graph_output():
+            if source is None or source.producer() is None or source.is_graph_output():
+                continue
+            ir.convenience.replace_all_uses_with(output, source, replace_graph_outputs=True)
+            source.name = output.name
+        else:
+            output.replace_all_uses_with(source)
         graph.remove(node, safe=True)
         count += 1
     return count

@@ -20,6 +20,7 @@ from workbench.jax_to_onnx.bias import droppable_bias
 from workbench.jax_to_onnx.provenance import inherit
 from workbench.jax_to_onnx.passes import attention_layout
 from workbench.jax_to_onnx.passes.fusions import rule_phases
+from workbench.jax_to_onnx.passes.layout import drop_identities
 
 # commutative binary ops whose constant operand is moved to the right before matching, so that one
 # pattern orientation covers ``0.5 * x`` and ``x * 0.5``
@@ -236,6 +237,9 @@ def fuse_patterns(model: ir.Model) -> int:
     for rules_by_root in _indexed_phases(model.opset_imports.get("", 0)):
         for graph in graphs:
             count += _apply_rules(model, graph, rules_by_root)
+            # rules that cancel (Transpose∘Transpose) leave an Identity, which would hide the
+            # producer from the next phase's patterns (MatMul → Identity → Add is no Gemm)
+            drop_identities(graph)
     return count
 
 
