@@ -31,8 +31,9 @@ defer_sympy()  # before anything imports onnx-ir, which imports sympy (~0.9 s) f
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {
     "to_onnx": "workbench.jax_to_onnx.api",
-    "convert": "workbench.jax_to_onnx.api",
-    "Conversion": "workbench.jax_to_onnx.api",
+    "convert": "workbench.analysis.conversion",
+    "Conversion": "workbench.analysis.conversion",
+    "Precision": "workbench.jax_to_onnx.precision",
     "onnx_function": "workbench.jax_to_onnx.functions",
     "export_graph_ir": "workbench.jax_to_onnx.graph_ir.api",
     "export_graph_ir_json": "workbench.jax_to_onnx.graph_ir.api",
@@ -113,7 +114,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from workbench.analysis.parity import ParityReport, parity
     from workbench.analysis.report import CompatibilityReport, check
     from workbench.onnx_to_jax.api import save_jax, to_jax, to_jax_source
-    from workbench.jax_to_onnx.api import Conversion, convert, to_onnx
+    from workbench.analysis.conversion import Conversion, convert
+    from workbench.jax_to_onnx.api import to_onnx
+    from workbench.jax_to_onnx.precision import Precision
     from workbench.jupyter.coverage import coverage
     from workbench.jupyter.viewer import view
     from workbench.jax_to_onnx.functions import onnx_function

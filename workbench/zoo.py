@@ -422,6 +422,67 @@ def eqx_cnn(seed: int = 0) -> ZooModel:
     return ZooModel(model, [(BATCH, 16, 16, 3)])
 
 
+# ----------------------------------------------------------------------------- large models (GB of weights)
+def fill_parameters(module: Any, seed: int = 0) -> Any:
+    """Give every parameter of an NNX module built with ``nnx.eval_shape`` (no memory yet) seeded values.
+
+    NumPy draws them one parameter at a time (much cheaper than JAX's PRNG for GB of weights):
+    matrices normal with standard deviation 1/sqrt(fan-in), norm scales one, biases zero.
+    Returns the module.
+    """
+    import numpy as np
+    from flax import nnx
+
+    rng = np.random.default_rng(seed)
+    for path, param in nnx.iter_graph(module):
+        if not isinstance(param, nnx.Param):
+            continue
+        shape, name = tuple(param.get_value().shape), str(path[-1])
+        if name == "scale":
+            values = np.ones(shape, np.float32)
+        elif len(shape) < 2:
+            values = np.zeros(shape, np.float32)
+        else:
+            values = rng.standard_normal(shape, dtype=np.float32)
+            values *= np.float32(1 / np.sqrt(shape[-2] if name != "embedding" else 1))
+        param.set_value(jnp.asarray(values))
+    return module
+
+
+def nnx_wide_mlp(layers: int = 9, width: int = 8192, seed: int = 0) -> ZooModel:
+    """A plain MLP of ``layers`` Linear(width, width) with relu between: 9 x 8192² float32 = 2.42 GB of
+    weights by default (issue 19's model); input (B, width). Weights from :func:`fill_parameters`."""
+    from flax import nnx
+
+    class WideMLP(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.layers = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(layers)])
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            for index, layer in enumerate(self.layers):
+                x = layer(x) if index == layers - 1 else jax.nn.relu(layer(x))
+            return x
+
+    model = fill_parameters(nnx.eval_shape(lambda: WideMLP(nnx.Rngs(seed))), seed)
+    return ZooModel(model, [(BATCH, width)])
+
+
+def nnx_large_gpt(
+    layers: int = 14, d_model: int = 2048, heads: int = 16, seq: int = 128, vocab: int = 16000, seed: int = 0,
+    *, symbolic_seq: bool = True,
+) -> ZooModel:
+    """:func:`nnx_gpt` at scale: by default 14 blocks of width 2048 and a 16,000-token vocabulary,
+    about 2.9 GB of float32 weights, filled by :func:`fill_parameters` (no JAX PRNG over GB)."""
+    from flax import nnx
+
+    small = nnx_gpt  # the same architecture, built abstractly first
+    abstract = nnx.eval_shape(
+        lambda: small(layers=layers, d_model=d_model, heads=heads, seq=seq, vocab=vocab, seed=seed).fn
+    )
+    model = fill_parameters(abstract, seed)
+    return ZooModel(model, [jax.ShapeDtypeStruct((BATCH, SEQ if symbolic_seq else seq), jnp.int32)])
+
+
 ZOO: dict[str, Callable[[], ZooModel]] = {
     "nnx_mlp": nnx_mlp,
     "nnx_cnn": nnx_cnn,

@@ -30,7 +30,7 @@ def no_tracing(monkeypatch):
 
 def test_parity_of_a_conversion_matches_parity_of_fn_and_model(conversion, no_tracing):
     report = wb.parity(conversion, samples=2)
-    assert report.ok and report.model_source == "<ModelProto>" and report.subject.name == "mlp"
+    assert report.ok and report.model_source == "<Conversion>" and report.subject.name == "mlp"
     assert [r.output for r in report.results] == ["output", "output"]
     given = [np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)]
     one = wb.parity(conversion, inputs=given)

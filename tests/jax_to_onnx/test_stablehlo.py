@@ -88,6 +88,18 @@ def test_exported_bytes_and_files_convert_with_pytree_names(tmp_path):
     np.testing.assert_allclose(got[1], expected["sum"])
 
 
+def test_exported_converts_in_half_precision_with_float32_io():
+    """``precision=`` applies to an Exported as to a function: the pass runs on the model either door built."""
+    model = wb.to_onnx(_exported(), precision="float16")
+    assert {i.type.tensor_type.elem_type for i in model.graph.input} == {onnx.TensorProto.FLOAT}
+    assert any(n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT16 for n in model.graph.node)
+    x, scale = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4), np.array(0.5, np.float32)
+    got = run_onnx(model, [x, scale])
+    expected = _two_outputs(x, scale)
+    np.testing.assert_allclose(got[0], expected["max"], atol=1e-2)
+    np.testing.assert_allclose(got[1], expected["sum"], atol=1e-2)
+
+
 def test_serialized_exported_converts_in_another_process_without_the_source(tmp_path):
     """One process defines and exports a function; another converts the file knowing nothing of it."""
     writer = textwrap.dedent(

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 import workbench as wb
 from tests.support.codegen_models import cnn, run_onnxruntime
-from workbench.onnx_io import ExternalData, load_model, write_model
+from workbench.onnx_io import ExternalData, load_model, write, write_model
 from workbench.onnx_io.load import external_tensors
 
 X = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
@@ -71,13 +71,14 @@ def test_a_failed_write_keeps_the_old_files_and_leaves_no_temp_file(tmp_path, mo
     target = tmp_path / "cnn.onnx"
     write_model(cnn(), target, external_data=external)
     before = {name: (tmp_path / name).read_bytes() for name in _files(tmp_path)}
-    real_save = onnx.save_model
+    for stage in ("_stage", "_stage_proto"):  # the writer's two ways of writing into its staging folder
+        real = getattr(write, stage)
 
-    def save_then_fail(*args, **kwargs):
-        real_save(*args, **kwargs)  # the staged files exist when the failure comes
-        raise OSError("disk full")
+        def stage_then_fail(*args, real=real, **kwargs):
+            real(*args, **kwargs)  # the staged files exist when the failure comes
+            raise OSError("disk full")
 
-    monkeypatch.setattr(onnx, "save_model", save_then_fail)
+        monkeypatch.setattr(write, stage, stage_then_fail)
     with pytest.raises(OSError, match="disk full"):
         write_model(cnn(seed=1), target, external_data=external)
     assert {name: (tmp_path / name).read_bytes() for name in _files(tmp_path)} == before

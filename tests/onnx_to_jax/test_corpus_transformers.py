@@ -3,14 +3,14 @@
 Random weights (seeded), no downloads. Each model is exported with the TorchScript exporter and with
 ``dynamo=True``, and also taken after onnxruntime's offline optimization (extended level: its
 com.microsoft fusions) and after dynamic quantization; the generated JAX code must match onnxruntime
-on the same file. Tolerance: float32 rounding scaled to the model, 2e-5 x the largest output magnitude
-(the exporters' own PyTorch-vs-onnxruntime gap on these configs is ~5e-7 x 3). Needs the ``corpus``
-extra (transformers) and torch. Known exporter limits (not ours) are listed in EXPORT_LIMITS.
+on the same file within float32 rounding scaled to the model's depth and output magnitude
+(tests/support/corpus.py). Needs the ``corpus`` extra (transformers) and torch. Known exporter limits (not ours) are listed in EXPORT_LIMITS.
 """
 
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -21,6 +21,7 @@ transformers = pytest.importorskip("transformers", reason="the corpus extra is n
 import onnx  # noqa: E402
 
 import workbench as wb  # noqa: E402
+from tests.support.corpus import assert_outputs_match, optimized, quantized  # noqa: E402
 from tests.support.harness import run_onnx  # noqa: E402
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -77,32 +78,22 @@ def _export(name: str, exporter: str) -> tuple[onnx.ModelProto, list[np.ndarray]
     return onnx.load_from_string(buffer.getvalue()), [a.numpy() for a in args]
 
 
-def _optimized(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return onnx.load(str(tmp_path / "optimized.onnx"))
-
-
-def _quantized(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
-    from onnxruntime.quantization import quantize_dynamic
-
-    onnx.save(model, str(tmp_path / "float.onnx"))
-    quantize_dynamic(str(tmp_path / "float.onnx"), str(tmp_path / "quantized.onnx"))
-    return onnx.load(str(tmp_path / "quantized.onnx"))
-
-
-def _assert_matches(model: onnx.ModelProto, feeds: list[np.ndarray]) -> None:
-    expected = run_onnx(model, feeds)
+def _assert_matches(model: onnx.ModelProto, feeds: list[np.ndarray]) -> list[float]:
     forward, params = wb.to_jax(model)
     got = forward(params, *feeds)
-    got = got if isinstance(got, tuple) else (got,)
-    for want, have in zip(expected, got, strict=True):
-        atol = 2e-5 * max(1.0, float(np.max(np.abs(want))))
-        np.testing.assert_allclose(np.asarray(have), want, rtol=1e-4, atol=atol)
+    return assert_outputs_match(model, run_onnx(model, feeds), got if isinstance(got, tuple) else (got,))
+
+
+# What CI runs (its time budget): every model once, each exporter, the optimized and the quantized
+# forms at least twice. WORKBENCH_CORPUS_FULL=1 runs every model x exporter x form.
+CI_CASES = {
+    ("bert", "legacy"): ("plain", "optimized", "quantized"),
+    ("gpt2", "dynamo"): ("plain", "optimized"),
+    ("llama", "dynamo"): ("plain", "quantized"),
+    ("vit", "legacy"): ("plain", "optimized"),
+}
+FULL = os.environ.get("WORKBENCH_CORPUS_FULL") == "1"
+FULL_ONLY = "full matrix only (WORKBENCH_CORPUS_FULL=1): CI runs the subset CI_CASES (its time budget)"
 
 
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
@@ -110,7 +101,13 @@ def _assert_matches(model: onnx.ModelProto, feeds: list[np.ndarray]) -> None:
 def test_transformer_matches_onnxruntime(name, exporter, tmp_path):
     if (name, exporter) in EXPORT_LIMITS:
         pytest.skip(EXPORT_LIMITS[(name, exporter)])
+    forms = ("plain", "optimized", "quantized") if FULL else CI_CASES.get((name, exporter))
+    if not forms:
+        pytest.skip(FULL_ONLY)
     model, feeds = _export(name, exporter)
-    _assert_matches(model, feeds)
-    _assert_matches(_optimized(model, tmp_path), feeds)
-    _assert_matches(_quantized(model, tmp_path), feeds)
+    if "plain" in forms:
+        _assert_matches(model, feeds)
+    if "optimized" in forms:
+        _assert_matches(optimized(model, tmp_path), feeds)
+    if "quantized" in forms:
+        _assert_matches(quantized(model, tmp_path), feeds)

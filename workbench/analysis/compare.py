@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
 # dtype name → (rtol, atol); chosen for single runs of typical layers, not bit-exactness
 _DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
@@ -32,6 +33,27 @@ def default_tolerances(dtype: np.dtype) -> tuple[float, float]:
     if np.issubdtype(dtype, np.complexfloating):
         return _DEFAULT_TOLERANCES["float64" if dtype.itemsize == 16 else "float32"]
     return (0.0, 0.0)
+
+
+_HALF_TYPES = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+# a network computed in half precision rounds at every layer: its float32 outputs are held to these
+# (a few roundings of the half type at the outputs' scale), not to one rounding
+_COMPUTE_TOLERANCES: dict[str, tuple[float, float]] = {"float16": (1e-2, 1e-2), "bfloat16": (5e-2, 5e-2)}
+
+
+def compute_tolerances(model: onnx.ModelProto) -> tuple[float, float]:
+    """The tolerances of the least precise float type ``model`` computes in: (0, 0) for float32 and above.
+
+    A half-precision export (``precision="float16"``) usually keeps float32 inputs and outputs, so
+    its outputs' dtype does not say how precise they are: its weights and value types do.
+    """
+    graph = model.graph
+    types = {tensor.data_type for tensor in graph.initializer}
+    types |= {info.type.tensor_type.elem_type for info in graph.value_info if info.type.HasField("tensor_type")}
+    half = [_HALF_TYPES[t] for t in types if t in _HALF_TYPES]
+    if not half:
+        return (0.0, 0.0)
+    return max((_COMPUTE_TOLERANCES[name] for name in half), key=lambda pair: pair[0])
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.source import eqn_location
-from workbench.onnx_io import open_session
 
+# the function name of a report on generated JAX code (locate_generated.py): its nodes have no primitive
+GENERATED_LABEL = "generated JAX"
 # a re-export must reproduce at least this share of the model's value names, or it is another model
 MIN_NAME_MATCH = 0.5
 
@@ -109,8 +110,9 @@ class DivergenceReport:
             return head + "; no node diverges."
         node = self.first_divergent
         where = f" at {node.location}" if node.location else ""
+        origin = "" if self.function == GENERATED_LABEL else f" from {node.primitive or '?'}"
         return (
-            f"{head}; first divergent node {node.node!r} ({node.op_type} from {node.primitive or '?'}{where}): "
+            f"{head}; first divergent node {node.node!r} ({node.op_type}{origin}{where}): "
             f"max abs error {node.max_abs_error:.3g} > tolerance {node.tolerance:.3g}"
         )
 
@@ -166,7 +168,16 @@ def locate_divergence(
     shared with the input check, when ``inputs`` is ``None``). ``inputs`` are concrete arrays, specs
     (not with a Conversion), or ``None`` (generated as for ``wb.parity``).
     onnxruntime runs with graph optimisations off by default so every node runs as written.
+
+    The other direction: ``locate_divergence(onnx_model, generated)`` (an ONNX model first, then
+    the params of the JAX code ``wb.to_jax`` generated from it, or ``None`` for the model's own
+    weights) names the first node whose generated JAX value drifts from onnxruntime's
+    (:mod:`workbench.analysis.locate_generated`).
     """
+    if isinstance(fn, (onnx.ModelProto, str, os.PathLike, bytes)):
+        from workbench.analysis.locate_generated import locate_generated_divergence
+
+        return locate_generated_divergence(fn, model, inputs, rtol=rtol, atol=atol, seed=seed)
     subject = prepare(fn, model, inputs)
     flat_inputs, chosen = subject.samples(1, seed, sizes)[0]
     return locate_on_subject(subject, flat_inputs, chosen, rtol=rtol, atol=atol, optimize=optimize)
@@ -192,7 +203,8 @@ def locate_on_subject(
     origins = conversion.origin_vars
     node_outputs = [o for node in proto.graph.node for o in node.output if o]
     matched = [name for name in node_outputs if name in origins]
-    if len(matched) < MIN_NAME_MATCH * len([n for n in origins if n in set(_all_node_outputs(conversion.model))]):
+    fresh_outputs = {value.name for node in conversion.ir_model.graph for value in node.outputs}
+    if len(matched) < MIN_NAME_MATCH * len([n for n in origins if n in fresh_outputs]):
         raise WorkbenchError(
             f"model {subject.loaded.label} does not look like an export of {subject.name} with these input types: "
             f"only {len(matched)} of its {len(node_outputs)} values carry the names a fresh export gives. The locator "
@@ -207,8 +219,8 @@ def locate_on_subject(
     timings["jax"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    exposed = _expose(proto, matched)
-    session = open_session(exposed, label=subject.loaded.label, optimize=optimize)
+    exposed = _expose(proto, matched)  # the graph only: weights kept outside the proto stay outside
+    session = subject.session_with_outputs(exposed, optimize)
     output_names = [o.name for o in exposed.graph.output]
     feeds = {name: to_pairs(x) for name, x in zip(subject.input_names, flat_inputs, strict=True)}  # complex as pairs
     got = session.run(feeds, output_names)
@@ -220,7 +232,8 @@ def locate_on_subject(
     report.model_source = subject.loaded.label
     report.function = subject.name
     report.inputs = list(flat_inputs)
-    report.changed_initializers = _changed_initializers(proto, conversion.model)
+    # a conversion run as it is has its own weights; a model given beside it may have edited ones
+    report.changed_initializers = [] if subject.source is conversion else _changed_initializers(proto, conversion)
     timings["compare"] = time.perf_counter() - step
     report.seconds = timings
     return report
@@ -255,10 +268,6 @@ def _specs_for_reconversion(subject: Subject) -> list[Any]:
     return jax.tree_util.tree_unflatten(treedef, specs)
 
 
-def _all_node_outputs(model: onnx.ModelProto) -> list[str]:
-    return [o for node in model.graph.node for o in node.output if o]
-
-
 def _expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     """A copy of ``model`` whose graph outputs also list ``names`` (types from value_info)."""
     copy = onnx.ModelProto()
@@ -277,19 +286,20 @@ def _expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     return copy
 
 
-def _changed_initializers(model: onnx.ModelProto, fresh: onnx.ModelProto) -> list[str]:
+def _changed_initializers(model: onnx.ModelProto, fresh: Any) -> list[str]:
+    """Initializers of ``model`` that differ from the fresh conversion's (weights in external files are not compared)."""
     from onnx import numpy_helper
 
-    reference = {t.name: t for t in fresh.graph.initializer}
+    reference = {value.name: value.const_value for value in fresh.ir_model.graph.initializers.values()}
     changed = []
     for tensor in model.graph.initializer:
         twin = reference.get(tensor.name)
-        if twin is None or twin.data_location == onnx.TensorProto.EXTERNAL or tensor.data_location == onnx.TensorProto.EXTERNAL:
+        if twin is None or tensor.data_location == onnx.TensorProto.EXTERNAL:
             continue
-        if tuple(twin.dims) != tuple(tensor.dims) or twin.data_type != tensor.data_type:
+        if tuple(twin.shape) != tuple(tensor.dims) or int(twin.dtype) != tensor.data_type:
             changed.append(tensor.name)
             continue
-        a, b = numpy_helper.to_array(tensor), numpy_helper.to_array(twin)
+        a, b = numpy_helper.to_array(tensor), twin.numpy()
         if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
             changed.append(tensor.name)
     return changed

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from workbench.analysis.compare import Comparison, compare_arrays, default_tolerances
+from workbench.analysis.compare import Comparison, compare_arrays, compute_tolerances, default_tolerances
 from workbench.analysis.subject import Subject, prepare
 from workbench.jax_to_onnx.complex_numbers import to_pairs
-from workbench.onnx_io import open_session
 
 
 @dataclass(frozen=True)
@@ -152,14 +151,16 @@ def parity(
 
     Args:
         fn: the JAX callable the model was exported from (anything ``wb.to_onnx`` accepts), or the
-            ``Conversion`` ``wb.convert`` returned: then nothing is traced again and ``model``
-            defaults to the conversion's model.
-        model: a ModelProto or a path to an .onnx file.
+            ``Conversion`` ``wb.convert`` returned: then nothing is traced again, ``model`` defaults
+            to the conversion's model and its weights are handed to onnxruntime where they are.
+        model: a ModelProto or a path to an .onnx file (its external weights are read by
+            onnxruntime, never loaded here: models above 2 GB work).
         inputs: ``None`` to generate inputs from the model's input types (a Conversion's own input
             types); input specs (shape tuples, ShapeDtypeStructs) to generate from those (not with a
             Conversion); or concrete arrays (one sample).
         samples: how many generated samples (symbolic dims take different sizes in each).
-        rtol / atol: tolerances; by default chosen per output dtype (exact for ints and bools).
+        rtol / atol: tolerances; by default chosen per output dtype (exact for ints and bools), and
+            no tighter than the model's own compute precision (float16 or bfloat16 exports).
         seed: seed of the input generator.
         optimize: run onnxruntime with its graph optimisations (``False``: ORT_DISABLE_ALL).
         sizes: fixed sizes for some symbolic dimensions, e.g. ``{"T": 64}``.
@@ -173,7 +174,8 @@ def parity(
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples: expected a positive int, got {samples!r}.")
     subject = prepare(fn, model, inputs)
-    session = open_session(subject.loaded.proto, label=subject.loaded.label, optimize=optimize)
+    session = subject.session(optimize)
+    floor_rtol, floor_atol = compute_tolerances(subject.loaded.proto)
     input_names = subject.input_names
     results: list[OutputResult] = []
     all_inputs: list[list[np.ndarray]] = []
@@ -185,6 +187,8 @@ def parity(
         all_sizes.append(chosen_sizes)
         for output_name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
             default_rtol, default_atol = default_tolerances(jax_value.dtype)
+            if jax_value.dtype.kind == "f":  # a model computing in half precision is held to that precision
+                default_rtol, default_atol = max(default_rtol, floor_rtol), max(default_atol, floor_atol)
             comparison = compare_arrays(
                 onnx_value,
                 jax_value,

@@ -20,7 +20,7 @@ from workbench.errors import SourceLocation
 from workbench.jax_to_onnx.lowering import eqns_with_user_locations, unsupported_reason
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
-from workbench.jax_to_onnx.tracing import trace
+from workbench.jax_to_onnx.tracing import Traced, trace
 
 # What users can do about primitives that have no ONNX handler, by the primitive's name.
 # Each entry names something that exists: a composite of supported operations or a way around.
@@ -154,7 +154,11 @@ def check(fn: Any, inputs: Sequence[Any], *, enable_double_precision: bool = Fal
     Never raises for unsupported primitives; raises ``SpecError``/``TraceError`` when the
     function cannot be traced at all.
     """
-    traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+    return report_of_traced(trace(fn, inputs, enable_double_precision=enable_double_precision))
+
+
+def report_of_traced(traced: Traced) -> CompatibilityReport:
+    """The compatibility report of an already traced function (``Conversion.check`` reuses its trace)."""
     counts: Counter[str] = Counter()
     usages: dict[str, PrimitiveUsage] = {}
     total = 0

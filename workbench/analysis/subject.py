@@ -5,18 +5,26 @@ specs read from the model (or with the user's inputs), check that the two agree 
 inputs (count, dtype, rank), build sample inputs, and run the JAX side with clear errors.
 Given a :class:`~workbench.jax_to_onnx.conversion.Conversion` (``wb.convert``'s result), nothing is
 traced again: its traced function, its model and its value origins are used as they are.
+
+Only the model's graph is loaded here: a file's external weights stay on disk (onnxruntime reads
+the file itself, the locator memory-maps them) and a conversion's weights stay its arrays (handed
+to onnxruntime in memory). So a model of several GB is checked without a copy of its weights and
+without protobuf's 2 GB limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 from workbench.analysis.inputs import (
     InputPlan,
@@ -26,10 +34,25 @@ from workbench.analysis.inputs import (
     unflatten_args,
 )
 from workbench.errors import SpecError, WorkbenchError
-from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, real_dtype, storage_shape, to_pairs
-from workbench.jax_to_onnx.conversion import Conversion
+from workbench.jax_to_onnx.complex_numbers import (
+    COMPLEX_DOC,
+    real_dtype,
+    storage_shape,
+    to_pairs,
+)
+from workbench.jax_to_onnx.conversion import CONVERSION_LABEL, Conversion
 from workbench.jax_to_onnx.tracing import Traced, trace
-from workbench.onnx_io import LoadedModel, ValueDescription, describe_inputs, load_model, real_inputs
+from workbench.onnx_io import (
+    LoadedModel,
+    Session,
+    ValueDescription,
+    describe_inputs,
+    load_memory_mapped,
+    load_model,
+    open_session,
+    real_inputs,
+    skeleton,
+)
 from workbench.specs import parse_input_specs
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
@@ -41,10 +64,11 @@ class Subject:
 
     fn: Any  # the user's callable (the conversion's normalized one when a Conversion was given)
     traced: Traced
-    loaded: LoadedModel
+    loaded: LoadedModel  # the graph; weights kept in external files or by a conversion have no bytes here
     x64: bool
     plans: tuple[InputPlan, ...]
     given: tuple[np.ndarray, ...] | None  # concrete flat inputs the user gave, if any
+    source: onnx.ModelProto | Path | Conversion  # what onnxruntime runs: the proto, the file, the conversion
     conversion: Conversion | None = None  # what the model was converted from, when the caller had it
     traced_with_model_types: bool = False  # traced with the model's own input types (symbolic names)
 
@@ -59,6 +83,23 @@ class Subject:
     @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.loaded.proto.graph.output]
+
+    def session(self, optimize: bool) -> Session:
+        """An onnxruntime session on the model, its weights read where they are."""
+        source = self.source.ir_model if isinstance(self.source, Conversion) else self.source
+        return open_session(source, label=self.loaded.label, optimize=optimize)
+
+    def session_with_outputs(self, model: onnx.ModelProto, optimize: bool) -> Session:
+        """A session on ``model``, an edited copy of :attr:`loaded` (more graph outputs), with the real weights."""
+        if isinstance(self.source, onnx.ModelProto):
+            return open_session(model, label=self.loaded.label, optimize=optimize)
+        edited = ir.serde.deserialize_model(model)  # its large weights are placeholders: give it the real ones
+        owner = self.source.ir_model if isinstance(self.source, Conversion) else load_memory_mapped(self.source)
+        tensors = {value.name: value.const_value for value in owner.graph.initializers.values()}
+        for value in edited.graph.initializers.values():
+            if value.name in tensors:
+                value.const_value = tensors[value.name]
+        return open_session(edited, label=self.loaded.label, optimize=optimize)
 
     def x64_context(self) -> Any:
         return jax.enable_x64(True) if self.x64 else contextlib.nullcontext()
@@ -141,6 +182,17 @@ def _all_arrays(inputs: Sequence[Any]) -> bool:
     return bool(leaves) and all(isinstance(leaf, (np.ndarray, np.generic, jax.Array)) for leaf in leaves)
 
 
+def _load(model: Any) -> tuple[LoadedModel, onnx.ModelProto | Path | Conversion]:
+    """The model's graph (without the bytes of external or conversion-held weights) and what to run."""
+    if isinstance(model, Conversion):
+        return LoadedModel(skeleton(model.ir_model), CONVERSION_LABEL), model
+    if isinstance(model, (str, os.PathLike)):
+        loaded = load_model(model, external_data=False)
+        return loaded, Path(model)
+    loaded = load_model(model)
+    return loaded, loaded.proto
+
+
 def prepare(fn: Any, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] | None) -> Subject:
     """Load the model, trace ``fn`` consistently with it and check that their inputs agree.
 
@@ -151,7 +203,7 @@ def prepare(fn: Any, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] 
         return _prepare_conversion(fn, model, inputs)
     if model is None:
         raise SpecError("model: give the ONNX model (a ModelProto or a path), or pass the Conversion from wb.convert.")
-    loaded = load_model(model)
+    loaded, source = _load(model)
     given: tuple[np.ndarray, ...] | None = None
     if inputs is None:
         specs: Sequence[Any] = model_specs(loaded)
@@ -166,12 +218,12 @@ def prepare(fn: Any, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] 
         x64 = any(np.dtype(s.dtype) in _WIDE_DTYPES for s in parse_input_specs(specs).flat())
     traced = trace(fn, specs, enable_double_precision=x64)
     plans = _check_pair(loaded, traced)
-    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given,
+    return Subject(fn=fn, traced=traced, loaded=loaded, x64=x64, plans=plans, given=given, source=source,
                    traced_with_model_types=inputs is None)
 
 
 def _prepare_conversion(conversion: Conversion, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] | None) -> Subject:
-    loaded = load_model(conversion.model if model is None else model)
+    loaded, source = _load(conversion if model is None else model)
     given: tuple[np.ndarray, ...] | None = None
     if inputs is not None:
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence) or not _all_arrays(list(inputs)):
@@ -183,7 +235,7 @@ def _prepare_conversion(conversion: Conversion, model: onnx.ModelProto | Any | N
     traced = conversion.traced
     plans = _check_pair(loaded, traced)
     return Subject(fn=traced.callable, traced=traced, loaded=loaded, x64=conversion.enable_double_precision,
-                   plans=plans, given=given, conversion=conversion)
+                   plans=plans, given=given, source=source, conversion=conversion)
 
 
 def _check_pair(loaded: LoadedModel, traced: Traced) -> tuple[InputPlan, ...]:

@@ -1,4 +1,9 @@
-"""``wb.to_onnx`` / ``wb.convert``: trace, lower, clean up, validate shapes, optionally save."""
+"""``wb.to_onnx`` / ``wb.convert``: trace, lower, clean up, validate shapes, optionally save.
+
+``wb.convert`` returns a :class:`~workbench.jax_to_onnx.conversion.Conversion` (the model held
+without copying its weights, with ``save``/``run``/``parity``...); ``wb.to_onnx`` returns a plain
+``onnx.ModelProto`` as it always has, for code written against the onnx package.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ from typing import Any
 import onnx
 
 from workbench.errors import SpecError
-from workbench.jax_to_onnx.conversion import Conversion
+from workbench.jax_to_onnx.conversion import Conversion, to_proto
 from workbench.jax_to_onnx.input_layout import InputLayout
+from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.program import (  # noqa: F401 - DEFAULT_OPSET & co. are read from here too
     DEFAULT_OPSET,
     MAX_OPSET,
@@ -24,7 +30,11 @@ from workbench.jax_to_onnx.program import (  # noqa: F401 - DEFAULT_OPSET & co. 
     write_model_to,
 )
 from workbench.jax_to_onnx.tracing import Traced, trace
+from workbench.onnx_io import load_model
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
+
+# protobuf cannot serialize a ModelProto above this size
+PROTOBUF_LIMIT = 2**31 - 1
 
 
 def convert(
@@ -36,15 +46,24 @@ def convert(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     optimize: bool = True,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
     input_layout: InputLayout = None,
 ) -> Conversion:
-    """Convert ``fn`` and return the :class:`Conversion` (model, jaxpr, value origins, timings)."""
+    """Convert ``fn`` and return the :class:`Conversion`: the model (``.model``, ``.save``, ``.run``,
+    ``.parity``...), the jaxpr, value origins and timings. Arguments as for :func:`to_onnx`.
+
+    The conversion holds the model without copying its weights (they stay the traced arrays), so
+    ``wb.convert(fn, specs).save(path)`` is the way to export a model of several GB.
+    """
+    chosen = Precision.of(precision, keep_io_types)
     with _collector_paused():
         start = time.perf_counter()
         target_opset = _resolve_opset(opset)
         traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
         return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
-                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout)
+                      enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout,
+                      precision=chosen)
 
 
 def convert_traced(
@@ -56,12 +75,15 @@ def convert_traced(
     enable_double_precision: bool = False,
     optimize: bool = True,
     input_layout: InputLayout = None,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
 ) -> Conversion:
     """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
+    chosen = Precision.of(precision, keep_io_types)
     with _collector_paused():
         return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
                       output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize,
-                      input_layout=input_layout)
+                      input_layout=input_layout, precision=chosen)
 
 
 @contextlib.contextmanager
@@ -91,6 +113,7 @@ def _lower(
     output_names: Sequence[str] | None,
     enable_double_precision: bool,
     optimize: bool,
+    precision: Precision,
     input_layout: InputLayout,
 ) -> Conversion:
     """Lower a traced function to a model: the part of a conversion after tracing."""
@@ -98,16 +121,20 @@ def _lower(
     program = program_of(
         traced, input_names=input_names, output_names=output_names, enable_double_precision=enable_double_precision
     )
-    built = build_model(program, opset=opset, optimize=optimize, input_layout=input_layout)
+    built = build_model(program, opset=opset, optimize=optimize, input_layout=input_layout, precision=precision)
     done = time.perf_counter()
     return Conversion(
-        model=built.model,
+        ir_model=built.ir_model,
         traced=traced,
         origins=built.state.origins,
         origin_vars=built.state.origin_vars,
         layouts=built.layouts,
         seconds=done - start,
         timings={"trace": traced_at - start, "lower": built.lowered_at - traced_at, "passes": done - built.lowered_at},
+        weights=built.weights,
+        optimized=optimize,
+        precision=precision,
+        opset=opset,
         enable_double_precision=enable_double_precision,
     )
 
@@ -122,6 +149,8 @@ def to_onnx(
     output_names: Sequence[str] | None = None,
     enable_double_precision: bool = False,
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
     input_layout: InputLayout = None,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
@@ -142,6 +171,18 @@ def to_onnx(
             channels-first data although ``fn`` takes it channels-last, as ONNX convolutions do (a CNN
             then has no Transpose at its input); or one entry (layout string or ``None``) per
             flattened input. ``inputs`` still describe what ``fn`` takes.
+        precision: ``"float16"`` or ``"bfloat16"`` store the float32 weights and compute in half
+            precision, normalisations, softmax and accumulating reductions kept in float32
+            (:data:`workbench.jax_to_onnx.precision.FLOAT32_OPS`; a ``wb.Precision`` chooses others).
+        keep_io_types: with a half precision, the model still takes and returns float32 (default);
+            ``False`` makes its float inputs and outputs half precision too.
+
+    Returns:
+        The model as an ``onnx.ModelProto`` (as the onnx package expects), weights included. When
+        ``path`` is given and the weights do not fit a protobuf (2 GB), the proto returned is the
+        saved model, its weights referring to ``<path>.data`` (``onnx.load(path,
+        load_external_data=False)``): a copy of several GB is never made. ``wb.convert`` returns
+        the richer :class:`~workbench.jax_to_onnx.conversion.Conversion`.
 
     Raises:
         UnsupportedPrimitiveError: listing every primitive without a handler, with source lines.
@@ -157,23 +198,29 @@ def to_onnx(
         if enable_double_precision or input_layout is not None:
             raise SpecError("an Exported's types were fixed when it was exported: "
                             "enable_double_precision and input_layout do not apply.")
+        chosen = Precision.of(precision, keep_io_types)
         with _collector_paused():
-            model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names, output_names=output_names)
-    else:
-        if inputs is None:
-            raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
-        conversion = convert(
-            fn,
-            inputs,
-            opset=opset,
-            input_names=input_names,
-            output_names=output_names,
-            enable_double_precision=enable_double_precision,
-            input_layout=input_layout,
-        )
+            model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names,
+                                     output_names=output_names, precision=chosen)
         if path is not None:
-            conversion.save(path, external_data_threshold=external_data_threshold)
+            write_model_to(model, path, external_data_threshold)
+        return to_proto(model)
+    if inputs is None:
+        raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
+    conversion = convert(
+        fn,
+        inputs,
+        opset=opset,
+        input_names=input_names,
+        output_names=output_names,
+        enable_double_precision=enable_double_precision,
+        precision=precision,
+        keep_io_types=keep_io_types,
+        input_layout=input_layout,
+    )
+    if path is None:
         return conversion.model
-    if path is not None:
-        write_model_to(model, path, external_data_threshold)
-    return model
+    conversion.save(path, external_data_threshold=external_data_threshold)
+    if conversion.weight_bytes < PROTOBUF_LIMIT:
+        return conversion.model
+    return load_model(path, external_data=False).proto

@@ -22,11 +22,13 @@ import onnx_ir as ir
 from workbench.errors import SourceLocation, SpecError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
+from workbench.jax_to_onnx.conversion import to_proto
 from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
 from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
+from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.tracing import Traced
 from workbench.onnx_io.write import ExternalData, write_model
 
@@ -116,10 +118,18 @@ class RecordedSourceInfo:
 
 @dataclass(frozen=True)
 class BuiltModel:
-    model: onnx.ModelProto
+    """A lowered program after the passes: the onnx-ir model (its weights the program's own arrays)."""
+
+    ir_model: ir.Model
     state: ModelState
     lowered_at: float
     layouts: dict[str, list[int]]
+    weights: frozenset[str]  # the initializers that hold the program's weights
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The model as a ModelProto (every weight copied in), as ``wb.to_onnx`` returns it."""
+        return to_proto(self.ir_model)
 
 
 def program_of(
@@ -142,7 +152,14 @@ def program_of(
     )
 
 
-def build_model(program: Program, *, opset: int, optimize: bool = True, input_layout: InputLayout = None) -> BuiltModel:
+def build_model(
+    program: Program,
+    *,
+    opset: int,
+    optimize: bool = True,
+    input_layout: InputLayout = None,
+    precision: Precision = Precision(),
+) -> BuiltModel:
     """Lower ``program`` and run the passes (both doors, traced callables and Graph IRs, come through here)."""
     jaxpr = program.closed_jaxpr.jaxpr
     state = ModelState(opset=opset, x64=program.x64, drop_root_scope=program.drop_root_scope)
@@ -166,11 +183,11 @@ def build_model(program: Program, *, opset: int, optimize: bool = True, input_la
     outputs = _name_outputs(builder, outputs, program.output_names, [atom.aval for atom in jaxpr.outvars])
     graph_inputs = relayout_inputs(builder, graph_inputs, user_avals, layout_perms)
     lowered_at = time.perf_counter()
-    model_proto, graph = assemble_model(
-        builder, graph_inputs, outputs, name=program.name, optimize=optimize,
-        weights=frozenset(value.name for value in param_values),
+    weights = frozenset(value.name for value in param_values)
+    model = assemble_model(
+        builder, graph_inputs, outputs, name=program.name, optimize=optimize, weights=weights, precision=precision
     )
-    return BuiltModel(model_proto, state, lowered_at, _relaid_origins(graph, state))
+    return BuiltModel(model, state, lowered_at, _relaid_origins(model.graph, state), weights)
 
 
 def assemble_model(
@@ -181,9 +198,10 @@ def assemble_model(
     name: str,
     optimize: bool = True,
     weights: frozenset[str] = frozenset(),
+    precision: Precision = Precision(),
     doc: str | None = None,
-) -> tuple[onnx.ModelProto, ir.Graph]:
-    """The main graph's nodes and initializers as an ONNX model after the pass pipeline (and its ir.Graph)."""
+) -> ir.Model:
+    """The main graph's nodes and initializers as an onnx-ir model, after the pass pipeline."""
     state = builder.state
     graph = ir.Graph(
         inputs,
@@ -201,7 +219,7 @@ def assemble_model(
         functions=list(state.functions.values()),
         doc_string=doc or f"{name} converted from JAX by workbench",
     )
-    return run_passes(model, optimize=optimize, weights=weights), model.graph
+    return run_passes(model, optimize=optimize, weights=weights, precision=precision)
 
 
 def _relaid_origins(graph: ir.Graph, state: ModelState) -> dict[str, list[int]]:
@@ -248,7 +266,7 @@ def _name_outputs(
 
 
 
-def write_model_to(model: onnx.ModelProto, path: str | os.PathLike[str], external_data_threshold: int | None) -> None:
+def write_model_to(model: onnx.ModelProto | ir.Model, path: str | os.PathLike[str], external_data_threshold: int | None) -> None:
     """Write ``model`` atomically; tensors of at least ``external_data_threshold`` bytes to ``<path>.data``."""
     policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
     write_model(model, path, external_data=policy)

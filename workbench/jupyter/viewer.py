@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import onnx
 
 from workbench.errors import OnnxModelError, WorkbenchError
+from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jupyter import viewer_routes
 from workbench.jupyter.graph_drawing import MAX_DRAWN_NODES, draw_svg
 from workbench.jupyter.model_store import (
@@ -44,7 +45,14 @@ from workbench.jupyter.model_store import (
     ModelStore,
     new_token,
 )
-from workbench.onnx_io import ModelSource, ModelSummary, load_model, summarize, with_shapes
+from workbench.onnx_io import (
+    ModelSource,
+    ModelSummary,
+    load_model,
+    summarize,
+    with_shapes,
+    without_weight_bytes,
+)
 
 if TYPE_CHECKING:
     import pandas
@@ -53,6 +61,9 @@ Transport = Literal["jupyter-server", "colab", "kernel-server", "inline"]
 TransportChoice = Literal["auto", "jupyter-server", "colab", "kernel-server", "inline"]
 TRANSPORTS: tuple[str, ...] = ("auto", "jupyter-server", "colab", "kernel-server", "inline")
 MAX_TABLE_ROWS = 400  # the static table of a huge graph would bloat the notebook file
+# above this many bytes of weights, the viewer gets the graph without the bytes of its large weights
+# (Netron shows them as external tensors): drawing a graph never needs them
+VIEWER_WEIGHT_BYTES = 64 * 1024 * 1024
 MIME_TYPE = "application/vnd.workbench.onnx+json"  # rendered by extensions/jupyterlab (src/mime.ts)
 TRANSPORT_NOTES: dict[str, str] = {
     "jupyter-server": "served by the workbench Jupyter server extension",
@@ -269,14 +280,28 @@ def _register(data: bytes, name: str, transport: Transport) -> str:
     return viewer_routes.page_url(server.root, token, name)
 
 
+def _graph_to_show(model: ModelSource | Conversion) -> onnx.ModelProto:
+    """The model to draw: a file without loading its external weights, a large model without its weights' bytes."""
+    if isinstance(model, Conversion):
+        return without_weight_bytes(model.ir_model)
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, external_data=False).proto
+    proto = load_model(model).proto
+    weight_bytes = sum(len(tensor.raw_data) for tensor in proto.graph.initializer)
+    return without_weight_bytes(proto) if weight_bytes > VIEWER_WEIGHT_BYTES else proto
+
+
 def view(
-    model: ModelSource,
+    model: ModelSource | Conversion,
     *,
     height: int = 500,
     name: str | None = None,
     transport: TransportChoice = "auto",
 ) -> ViewerHandle:
-    """Show an ONNX model (ModelProto, .onnx path or bytes) inline with Netron, shapes on every edge.
+    """Show an ONNX model (ModelProto, .onnx path, bytes or a ``wb.convert`` result) inline with
+    Netron, shapes on every edge. Weights are not needed to draw a graph: a file's external weights
+    are not read, and a model with more than 64 MB of weights is shown without their bytes, so
+    graphs of any size (above protobuf's 2 GB too) can be viewed.
 
     Returns a display object: the last expression of a cell displays it; ``.as_frame()`` gives the
     node table as data. ``transport`` forces one way of reaching the browser: ``jupyter-server``
@@ -287,7 +312,7 @@ def view(
     if isinstance(height, bool) or not isinstance(height, int) or height < 100:
         raise ValueError(f"height={height!r}: give the viewer height in pixels, at least 100.")
     used = choose_transport(transport)
-    proto = with_shapes(load_model(model).proto)
+    proto = with_shapes(_graph_to_show(model))
     if name is None:
         name = Path(model).stem if isinstance(model, (str, os.PathLike)) else (proto.graph.name or "model")
     url = _register(_serialize(proto), name, used)

@@ -7,6 +7,8 @@
 - :mod:`~workbench.onnx_io.summary`: one :class:`ModelSummary` (viewer, ``%%to_onnx``, ``workbench inspect``).
 - :mod:`~workbench.onnx_io.write`: one atomic writer with one external-data policy (:class:`ExternalData`).
 - :mod:`~workbench.onnx_io.session`: one onnxruntime session helper (onnxruntime imported on first use).
+- :mod:`~workbench.onnx_io.weights`: models whose weights stay where they are (onnx-ir models, memory-mapped
+  side files): the graph without its weights' bytes, weights set aside for a session.
 
 Every layer above (both conversion directions, analysis, web, Jupyter, CLI) goes through here;
 this package imports nothing of the workbench but :mod:`workbench.errors`.
@@ -28,6 +30,7 @@ from workbench.onnx_io.load import LoadedModel, ModelSource, check_model, load_m
 from workbench.onnx_io.session import Session, open_session
 from workbench.onnx_io.shapes import infer_shapes, with_shapes
 from workbench.onnx_io.summary import ModelSummary, summarize
+from workbench.onnx_io.weights import load_memory_mapped, skeleton, weights_set_aside, without_weight_bytes
 from workbench.onnx_io.write import ExternalData, WrittenModel, write_model
 
 __all__ = [
@@ -45,11 +48,15 @@ __all__ = [
     "describe_tensor",
     "describe_value",
     "infer_shapes",
+    "load_memory_mapped",
     "load_model",
     "open_session",
     "opset_imports",
     "real_inputs",
+    "skeleton",
     "summarize",
+    "weights_set_aside",
     "with_shapes",
+    "without_weight_bytes",
     "write_model",
 ]

@@ -1,24 +1,29 @@
 """Writing an ONNX model atomically: the model file and its side file of weights as one unit.
 
-The one writer of ONNX files (``wb.to_onnx(path=...)``, the web harness). It follows one
-external-data policy (:class:`ExternalData`): large initializers go to ``<model file>.data``
-beside the model, written by onnx's own external-data writer. Both files are written under
-their final names into a private staging folder inside the target folder and then committed by
-:func:`_commit`, the one place that decides how they replace what was there: readers see the old
-files or the new ones, never a half-written file, and nothing is left behind when writing fails.
-A side file left by an earlier write of the same model name is removed when the new model keeps
-its weights inline: the side file belongs to its model.
+The one writer of ONNX files (``wb.to_onnx(path=...)``, ``Conversion.save``, the web harness). It
+takes a ``ModelProto`` or an onnx-ir model and follows one external-data policy
+(:class:`ExternalData`): large initializers go to ``<model file>.data`` beside the model. The side
+file is written by onnx-ir tensor by tensor, straight from each weight's own memory (a NumPy array,
+a memory-mapped file, a tensor of the proto), so saving never holds a second copy of the weights;
+only the model without its weights is serialized. Both files are written under their final names
+into a private staging folder inside the target folder and then committed by :func:`_commit`, the
+one place that decides how they replace what was there: readers see the old files or the new
+ones, never a half-written file, and nothing is left behind when writing fails. A side file left
+by an earlier write of the same model name is removed when the new model keeps its weights
+inline: the side file belongs to its model.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+import onnx_ir as ir
 
 from workbench.errors import OnnxModelError, WorkbenchError
 
@@ -43,8 +48,14 @@ class ExternalData:
         if self.tensor_bytes < 0 or self.model_bytes < 0:
             raise ValueError(f"external data thresholds must be >= 0 bytes, got {self}")
 
-    def applies_to(self, model: onnx.ModelProto) -> bool:
+    def applies_to(self, model: onnx.ModelProto | ir.Model) -> bool:
         """True when the model has a tensor to move and is large enough for the side file."""
+        if isinstance(model, ir.Model):
+            sizes = [tensor.nbytes for tensor in _ir_initializers(model)]
+            if not any(size >= self.tensor_bytes for size in sizes):
+                return False
+            # the weights are most of a model's bytes: their sum decides without serializing
+            return self.model_bytes == 0 or sum(sizes) > self.model_bytes
         if not any(_raw_bytes(t) >= self.tensor_bytes for t in model.graph.initializer):
             return False
         return self.model_bytes == 0 or model.ByteSize() > self.model_bytes
@@ -68,15 +79,17 @@ def data_file_name(model_file_name: str) -> str:
 
 
 def write_model(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | ir.Model,
     path: str | os.PathLike[str],
     *,
     external_data: ExternalData | None = ExternalData(),
 ) -> WrittenModel:
     """Write ``model`` to ``path`` atomically, large weights to ``<path>.data`` as ``external_data`` says.
 
-    ``external_data=None`` keeps every weight in the model file. The caller's ModelProto is not
-    modified. The folder must exist. Files get the mode of any new file (0o666 less the umask).
+    ``model`` is a ``ModelProto`` or an onnx-ir model; neither is modified, and no weight is copied
+    as a whole (each goes from its own memory to the side file). ``external_data=None`` keeps every
+    weight in the model file, which protobuf limits to 2 GB. The folder must exist. Files get the
+    mode of any new file (0o666 less the umask).
     """
     target = Path(path)
     if target.is_dir():
@@ -90,29 +103,51 @@ def write_model(
     try:
         if external:
             assert external_data is not None  # for type checkers: applies_to() was called on it
-            # onnx moves the weights out of the proto it is given: hand it a copy
-            copy = onnx.ModelProto()
-            copy.CopyFrom(model)
-            # onnx creates a missing data file 0600 but appends to an existing one: create it like any new file
-            os.close(os.open(staging / data_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            _save(copy, staging / target.name, save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=data_name, size_threshold=external_data.tensor_bytes)  # fmt: skip
+            # onnx-ir reads a ModelProto's tensors where they are (no copy of the proto)
+            ir_model = model if isinstance(model, ir.Model) else ir.serde.deserialize_model(model)
+            _stage(ir_model, staging / target.name, data_name, external_data.tensor_bytes)
+            _give_new_file_mode(staging / data_name, staging)
+        elif isinstance(model, ir.Model):
+            _stage(model, staging / target.name, None, 0)
         else:
-            _save(model, staging / target.name)
+            _stage_proto(model, staging / target.name)
         _commit(staging, folder, target.name, data_name if external else None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return WrittenModel(target, folder / data_name if external else None)
 
 
-def _save(model: onnx.ModelProto, path: Path, **external: object) -> None:
+def _stage(model: ir.Model, path: Path, data_name: str | None, tensor_bytes: int) -> None:
+    """Write an onnx-ir model (with its side file ``data_name`` when given) into the staging folder."""
     try:
-        onnx.save_model(model, str(path), **external)
+        if data_name is None:
+            ir.save(model, path)
+        else:  # onnx-ir moves tensors strictly larger than its threshold
+            ir.save(model, path, external_data=data_name, size_threshold_bytes=max(tensor_bytes - 1, 0))
     except ValueError as error:  # protobuf refuses to serialize a message over 2 GB
-        raise OnnxModelError(
-            f"cannot serialize the model for {path.name}: {error}. Keep its weights in external data "
-            "(a smaller external data threshold)."
-        ) from error
+        raise _too_large(path, error) from error
+
+
+def _stage_proto(model: onnx.ModelProto, path: Path) -> None:
+    try:
+        onnx.save_model(model, str(path))
+    except ValueError as error:
+        raise _too_large(path, error) from error
+
+
+def _too_large(path: Path, error: Exception) -> OnnxModelError:
+    return OnnxModelError(
+        f"cannot serialize the model for {path.name}: {error}. Keep its weights in external data "
+        "(a smaller external data threshold)."
+    )
+
+
+def _give_new_file_mode(path: Path, folder: Path) -> None:
+    """Give ``path`` the mode a new file gets here (onnx-ir creates its side file 0600 through a temp file)."""
+    probe = folder / ".mode-probe"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    os.chmod(path, stat.S_IMODE(probe.stat().st_mode))
+    probe.unlink()
 
 
 def _commit(staging: Path, folder: Path, model_name: str, data_name: str | None) -> None:
@@ -130,6 +165,11 @@ def _commit(staging: Path, folder: Path, model_name: str, data_name: str | None)
 
 def _raw_bytes(tensor: onnx.TensorProto) -> int:
     return len(tensor.raw_data) if tensor.HasField("raw_data") else 0
+
+
+def _ir_initializers(model: ir.Model) -> list[ir.TensorProtocol]:
+    return [value.const_value for graph in model.graphs() for value in graph.initializers.values()
+            if value.const_value is not None]  # fmt: skip
 
 
 __all__ = ["DATA_SUFFIX", "DEFAULT_TENSOR_THRESHOLD", "ExternalData", "WrittenModel", "data_file_name", "write_model"]

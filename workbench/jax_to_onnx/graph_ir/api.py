@@ -1,7 +1,7 @@
 """The Graph IR door: ``export_graph_ir`` (JAX → document), ``graph_ir_to_onnx`` (document → ONNX), files, JSON.
 
 The promise: ``graph_ir_to_onnx(export_graph_ir(fn, inputs))`` serializes to the same bytes as
-``to_onnx(fn, inputs)``; both go through the same handlers (:func:`workbench.jax_to_onnx.api.build_model`).
+``to_onnx(fn, inputs)``; both go through the same handlers (:func:`workbench.jax_to_onnx.program.build_model`).
 """
 
 from __future__ import annotations
@@ -170,10 +170,10 @@ def graph_ir_to_onnx(
             input_names=_names(input_names, program.input_names, "input_names"),
             output_names=_names(output_names, program.output_names, "output_names"),
         )
-    model = build_model(program, opset=target_opset, input_layout=input_layout).model
+    built = build_model(program, opset=target_opset, input_layout=input_layout)
     if path is not None:
-        write_model_to(model, path, external_data_threshold)
-    return model
+        write_model_to(built.ir_model, path, external_data_threshold)
+    return built.model
 
 
 def to_json(value: dict[str, Any] | onnx.ModelProto, *, indent: int | None = 1, weights: bool = False) -> str:

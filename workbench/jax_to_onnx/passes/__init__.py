@@ -5,13 +5,16 @@
 - common patterns become the ONNX op that says what they are (:mod:`.fusions`, applied by
   :mod:`.scheduler` through onnxscript's pattern rewriter);
 - attention is laid out the way onnxruntime runs it fastest (:mod:`.attention_layout`);
-- ONNX shape inference fills ``value_info`` for values whose type the lowering did not set itself
-  (handler decompositions, fused ops), so every edge shows a shape (:mod:`.shapes`).
+- ONNX shape inference types the values whose type the lowering did not set itself (handler
+  decompositions, fused ops), so every edge shows a shape (:mod:`.shapes`);
+- a half-precision export retypes the graph and casts where float32 ops meet it (:mod:`..precision`).
+
+The model stays an onnx-ir model throughout: its weights are the arrays the lowering was given,
+never copied (a ModelProto is made only when one is asked for, see :mod:`..conversion`).
 """
 
 from __future__ import annotations
 
-import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as common_passes
 
@@ -22,12 +25,20 @@ from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_tr
 from workbench.jax_to_onnx.passes.reshapes import drop_no_op_reshape_chains
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
+from workbench.jax_to_onnx.precision import Precision, convert_precision
 
 __all__ = ["run_passes", "fuse_patterns", "rewrite_layouts", "fold_constants", "fold_weight_layouts", "infer_shapes"]
 
 
-def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str] = frozenset()) -> onnx.ModelProto:
-    """Clean up, fold constants and fuse patterns (``optimize``), then annotate shapes; returns the proto.
+def run_passes(
+    model: ir.Model,
+    *,
+    optimize: bool = True,
+    weights: frozenset[str] = frozenset(),
+    precision: Precision = Precision(),
+) -> ir.Model:
+    """Clean up, fold constants and fuse patterns (``optimize``), annotate shapes, then compute in
+    ``precision`` (:mod:`..precision`), in place; returns ``model``.
 
     ``weights`` names the initializers that hold the model's parameters: they keep their names and shapes.
     """
@@ -55,4 +66,8 @@ def run_passes(model: ir.Model, *, optimize: bool = True, weights: frozenset[str
     cleanup(model)
     for graph in (model.graph, *model.functions.values()):
         unique_node_names(graph)
-    return infer_shapes(model)
+    infer_shapes(model)
+    if precision.is_half:
+        convert_precision(model, precision)  # reads the types inferred above
+        infer_shapes(model)  # the casts' types, and the checker on the rewritten graph
+    return model

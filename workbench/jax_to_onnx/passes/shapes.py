@@ -1,4 +1,9 @@
-"""Shape annotation and validation: ``value_info`` on every edge from ONNX's own (strict) shape inference, then the checker."""
+"""Shape annotation and validation: every edge typed by ONNX's own (strict) shape inference, then the checker.
+
+The model stays an onnx-ir model (its weights still the arrays the lowering was given): ONNX shape
+inference and the checker run on a serialized copy without the large weights, and the types
+inference finds are copied back onto the model's values. Nothing here copies a weight.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,18 @@ from workbench.errors import ConversionError
 _SHAPE_INFERENCE_TENSOR_LIMIT = 4096
 
 
-def infer_shapes(model: ir.Model) -> onnx.ModelProto:
-    """Serialize ``model`` with ``value_info`` filled in by ONNX shape inference (strict, with data propagation),
-    and validate it with the ONNX checker: an invalid model is never returned.
+def infer_shapes(model: ir.Model) -> None:
+    """Give every value of ``model`` the type and shape ONNX shape inference (strict, data propagation) finds,
+    in place, and validate the model with the ONNX checker: an invalid model raises ConversionError.
 
-    Large initializers are passed to the inference as typed graph inputs without data and put back
-    (in their original order) afterwards, so the weights are serialized once and never copied.
+    Large initializers are passed to the inference as typed graph inputs without data (and put back
+    afterwards, in their original order), so no weight is serialized or copied.
     """
+    inferred = _inferred_graph(model)
+    _annotate(model.graph, inferred)
+
+
+def _inferred_graph(model: ir.Model) -> onnx.GraphProto:
     graph = model.graph
     order = list(graph.initializers)
     large = [
@@ -38,7 +48,10 @@ def infer_shapes(model: ir.Model) -> onnx.ModelProto:
         del graph.inputs[original_inputs:]
         for value in large:
             value.const_value = tensors[value.name]
-            graph.register_initializer(value)
+        values = {value.name: value for value in large}
+        values.update((name, graph.initializers.pop(name)) for name in list(graph.initializers))
+        for name in order:
+            graph.register_initializer(values[name])
     try:
         proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as first_error:
@@ -58,12 +71,35 @@ def infer_shapes(model: ir.Model) -> onnx.ModelProto:
             f"the exported graph is not valid ONNX ({error}); this is a bug in the workbench, please report it "
             "with the function you converted"
         ) from error
-    del proto.graph.input[original_inputs:]
-    small = {tensor.name: onnx.TensorProto.FromString(tensor.SerializeToString()) for tensor in proto.graph.initializer}
-    del proto.graph.initializer[:]
-    for name in order:
-        if name in small:
-            proto.graph.initializer.add().CopyFrom(small[name])
-        else:  # written straight into the model proto: no copy of the weights
-            ir.serde.serialize_tensor_into(proto.graph.initializer.add(), tensors[name])
-    return proto
+    return proto.graph
+
+
+def _annotate(graph: ir.Graph, inferred: onnx.GraphProto) -> None:
+    """Copy the types of ``inferred`` (the same graph, serialized and shape-inferred) onto ``graph``'s values.
+
+    Node outputs take their ``value_info``, graph outputs their declared types; If/Loop/Scan bodies
+    are matched node by node (serialization keeps the order) and annotated the same way.
+    """
+    produced = {value.name: value for node in graph for value in node.outputs if value.name}
+    for info in inferred.value_info:
+        value = produced.get(info.name)
+        if value is not None:
+            _set_type(value, info.type)
+    for value, info in zip(graph.outputs, inferred.output, strict=True):
+        _set_type(value, info.type)
+    for node, node_proto in zip(graph, inferred.node, strict=True):
+        bodies = {attribute.name: attribute for attribute in node_proto.attribute}
+        for name, attribute in node.attributes.items():
+            proto = bodies[name]
+            if attribute.type == ir.AttributeType.GRAPH:
+                _annotate(attribute.as_graph(), proto.g)
+            elif attribute.type == ir.AttributeType.GRAPHS:
+                for body, body_proto in zip(attribute.as_graphs(), proto.graphs, strict=True):
+                    _annotate(body, body_proto)
+
+
+def _set_type(value: ir.Value, type_proto: onnx.TypeProto) -> None:
+    if not type_proto.HasField(type_proto.WhichOneof("value") or "tensor_type"):
+        return  # inference found no type: keep what the lowering set
+    value.type = ir.serde.deserialize_type_proto_for_type(type_proto)
+    value.shape = ir.serde.deserialize_type_proto_for_shape(type_proto)

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import onnx
+import onnx_ir as ir
 
 from workbench.errors import SpecError, StableHLOError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
+from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.program import _name_outputs, _names, _output_names_of_tree, assemble_model
 from workbench.jax_to_onnx.stablehlo import mlir
 from workbench.jax_to_onnx.stablehlo.context import Sym
@@ -70,8 +71,10 @@ def exported_to_onnx(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     optimize: bool = True,
-) -> onnx.ModelProto:
-    """Convert an Exported; raises UnsupportedStableHLOOpError listing every op without a converter."""
+    precision: Precision = Precision(),
+) -> ir.Model:
+    """Convert an Exported to an onnx-ir model; raises UnsupportedStableHLOOpError listing every op
+    without a converter."""
     exported = load_exported(source)
     _check_exported(exported)
     context = mlir.new_context()
@@ -96,9 +99,10 @@ def exported_to_onnx(
         args = [Sym(inputs[index], exported.in_avals[index]) for index in kept]
         results = walker.convert_function(builder, "main", args)
         outputs = _name_outputs(builder, [s.value for s in results], out_names, list(exported.out_avals))
-        model, _ = assemble_model(builder, inputs, outputs, name=exported.fun_name, optimize=optimize,
-                                  doc=f"{exported.fun_name} converted from a jax.export StableHLO module by workbench")
-        return model
+        return assemble_model(
+            builder, inputs, outputs, name=exported.fun_name, optimize=optimize, precision=precision,
+            doc=f"{exported.fun_name} converted from a jax.export StableHLO module by workbench",
+        )
 
 
 def _input_names(walker: Walker, exported: jax.export.Exported, kept: list[int]) -> list[str]:

@@ -1,0 +1,87 @@
+"""The divergence locator for ONNX -> JAX names the first node whose generated value drifts from onnxruntime.
+
+A small convolutional model (Conv, Relu, Conv, Relu, MatMul, Softmax) built with onnx.helper: the
+untouched generated code matches onnxruntime at every node; tampering with one weight in the params,
+or with one emitter's output, is found at exactly the node it affects, and not earlier.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import workbench as wb
+from workbench.onnx_to_jax import registry
+
+
+def _model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3,
+        "w2": rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.3,
+        "shape": np.array([1, -1], np.int64),
+        "w3": rng.standard_normal((4 * 8 * 8, 5)).astype(np.float32) * 0.1,
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Reshape", ["r2", "shape"], ["flat"], name="flatten"),
+        helper.make_node("MatMul", ["flat", "w3"], ["logits"], name="dense"),
+        helper.make_node("Softmax", ["logits"], ["y"], name="softmax", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_untouched_generated_code_matches_at_every_node():
+    model = _model()
+    report = wb.locate_divergence(model, wb.to_jax(model))
+    assert report.ok, report
+    assert report.first_divergent is None
+    assert [n.node for n in report.nodes if n.compared] == ["conv1", "relu1", "conv2", "relu2", "flatten", "dense",
+                                                             "softmax"]
+    assert report.changed_initializers == []
+    assert max(n.max_abs_error for n in report.nodes) < 1e-5
+
+
+def test_a_changed_weight_is_found_at_the_node_reading_it():
+    model = _model()
+    forward, params = wb.to_jax(model)
+    params = dict(params)
+    w2 = np.array(params["w2"])
+    w2[1, 2, 1, 1] += 0.5
+    params["w2"] = w2
+    report = wb.locate_divergence(model, (forward, params))
+    assert report.first_divergent is not None and report.first_divergent.node == "conv2", report
+    assert report.changed_initializers == ["w2"]
+    assert [n.ok for n in report.nodes[:2]] == [True, True]  # conv1 and relu1 still agree
+
+
+def test_a_tampered_emitter_is_found_at_its_first_node(monkeypatch):
+    model = _model()
+    honest = registry.resolve("", "Relu", 17)
+    table = registry._EMITTERS[("", "Relu")]
+
+    def leaky(ctx):  # a wrong Relu: lets 1% of negative values through
+        return f"jnp.where({ctx.x(0)} > 0, {ctx.x(0)}, 0.01 * {ctx.x(0)})"
+
+    monkeypatch.setitem(table, honest.since, registry.EmitterSpec(honest.domain, honest.op_type, honest.since, leaky))
+    report = wb.locate_divergence(model)
+    assert report.first_divergent is not None and report.first_divergent.node == "relu1", report
+    assert report.first_divergent.op_type == "Relu"
+    assert "first divergent node 'relu1'" in report.summary()
+
+
+def test_bad_generated_argument_is_a_clear_error():
+    with pytest.raises(ValueError, match="generated: expected the params dict"):
+        wb.locate_divergence(_model(), 3)
+    with pytest.raises(ValueError, match="not initializers"):
+        wb.locate_divergence(_model(), {"nope": np.zeros(1, np.float32)})

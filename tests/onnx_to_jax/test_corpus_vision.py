@@ -1,0 +1,219 @@
+"""Corpus: torchvision and timm models (classification, segmentation, detection), exported by torch, to JAX.
+
+Opt-in: torchvision and timm need a torch build of their own (about 5.5 GB with its dependencies), which
+CI's locked set does not carry, and the 20 models take minutes. Run them with::
+
+    WORKBENCH_VISION_CORPUS=1 python -m pytest -m vision tests/onnx_to_jax/test_corpus_vision.py
+
+in an environment with torchvision and timm; ``python -m tests.onnx_to_jax.test_corpus_vision`` prints
+the table of docs/onnx_to_jax_corpus.md (generation, first call and error figures). Every model is built
+from its constructor with seeded random weights (no downloads) and exported with the TorchScript
+exporter, classification models also with ``dynamo=True``; two are also taken after onnxruntime's
+optimization and dynamic quantization. Detection heads are re-initialized with random weights and
+biases: their default initialization (zero or constant biases, equal-norm weights) gives many boxes the
+same score, and the order of tied scores after NonMaxSuppression / TopK is not defined. Tolerance:
+tests/support/corpus.py (scaled by the model's depth and output magnitude).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+OPT_IN = "WORKBENCH_VISION_CORPUS"
+# every reason these tests do not run, in one place
+SKIP_REASONS = {
+    "opt-in": f"opt-in ({OPT_IN}=1): torchvision and timm need their own torch build (5.5 GB), not in CI's lock",
+    "no-torchvision": "torchvision or timm is not installed",
+}
+
+if os.environ.get(OPT_IN) != "1":
+    pytest.skip(SKIP_REASONS["opt-in"], allow_module_level=True)
+torch = pytest.importorskip("torch", reason=SKIP_REASONS["no-torchvision"])
+torchvision = pytest.importorskip("torchvision", reason=SKIP_REASONS["no-torchvision"])
+timm = pytest.importorskip("timm", reason=SKIP_REASONS["no-torchvision"])
+
+import jax  # noqa: E402
+import onnx  # noqa: E402
+
+import workbench as wb  # noqa: E402
+from tests.support.corpus import assert_outputs_match, depth, optimized, quantized  # noqa: E402
+from tests.support.harness import run_onnx  # noqa: E402
+
+pytestmark = [pytest.mark.corpus, pytest.mark.vision, pytest.mark.slow]
+
+models = torchvision.models
+
+
+def _classifier(build: Callable, size: int = 96) -> Callable:
+    return lambda: (build(), torch.rand(1, 3, size, size))
+
+
+def _segmenter(build: Callable, size: int = 96) -> Callable:
+    return lambda: (build(weights=None, weights_backbone=None), torch.rand(1, 3, size, size))
+
+
+def _reinitialize(module: torch.nn.Module) -> None:
+    """Random weights and biases for every Conv2d / Linear below ``module`` (seeded by the caller)."""
+    for layer in module.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.normal_(layer.weight, std=0.05)
+            if layer.bias is not None:
+                torch.nn.init.uniform_(layer.bias, -0.5, 0.5)
+
+
+def _detector(build: Callable, heads: Callable, **options) -> Callable:
+    def make():
+        model = build(weights=None, weights_backbone=None, **options)
+        for head in heads(model):
+            _reinitialize(head)
+        return _Detections(model), torch.rand(3, 320, 320)
+
+    return make
+
+
+class _Detections(torch.nn.Module):
+    """A torchvision detector on one image, returning (boxes, scores, labels) tensors."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image):
+        found = self.model([image])[0]
+        return found["boxes"], found["scores"], found["labels"]
+
+
+def _timm(name: str, size: int = 96, **options) -> Callable:
+    return lambda: (timm.create_model(name, pretrained=False, **options), torch.rand(1, 3, size, size))
+
+
+MODELS: dict[str, Callable] = {
+    # torchvision classification
+    "resnet18": _classifier(models.resnet18),
+    "resnet50": _classifier(models.resnet50),
+    "mobilenet_v2": _classifier(models.mobilenet_v2),
+    "mobilenet_v3_small": _classifier(models.mobilenet_v3_small),
+    "efficientnet_b0": _classifier(models.efficientnet_b0),
+    "mnasnet0_5": _classifier(models.mnasnet0_5),
+    "densenet121": _classifier(models.densenet121),
+    "inception_v3": _classifier(lambda: models.inception_v3(init_weights=True, aux_logits=False), 128),
+    "squeezenet1_1": _classifier(models.squeezenet1_1),
+    "shufflenet_v2_x0_5": _classifier(models.shufflenet_v2_x0_5),
+    "regnet_y_400mf": _classifier(models.regnet_y_400mf),
+    "convnext_tiny": _classifier(models.convnext_tiny, 64),
+    "swin_t": _classifier(models.swin_t, 64),
+    "vit_b_16": _classifier(lambda: models.vit_b_16(image_size=64), 64),
+    # torchvision segmentation
+    "lraspp_mobilenet_v3_large": _segmenter(models.segmentation.lraspp_mobilenet_v3_large),
+    "fcn_resnet50": _segmenter(models.segmentation.fcn_resnet50),
+    "deeplabv3_mobilenet_v3_large": _segmenter(models.segmentation.deeplabv3_mobilenet_v3_large),
+    # torchvision detection (TorchScript exporter: NonMaxSuppression, RoiAlign, TopK, value-dependent shapes)
+    "ssdlite320_mobilenet_v3_large": _detector(models.detection.ssdlite320_mobilenet_v3_large,
+                                               lambda m: [m.head], detections_per_img=20),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": _detector(
+        models.detection.fasterrcnn_mobilenet_v3_large_320_fpn, lambda m: [m.rpn.head, m.roi_heads],
+        box_score_thresh=0.0, box_detections_per_img=20),
+    "retinanet_resnet50_fpn": _detector(models.detection.retinanet_resnet50_fpn, lambda m: [m.head],
+                                        min_size=320, max_size=320, detections_per_img=20),
+    # timm
+    "timm_convmixer_768_32": _timm("convmixer_768_32", 64),
+    "timm_efficientnet_b0": _timm("efficientnet_b0"),
+    "timm_mobilevit_xxs": _timm("mobilevit_xxs", 64),
+    "timm_convnext_atto": _timm("convnext_atto", 64),
+    "timm_vit_tiny_patch16_224": _timm("vit_tiny_patch16_224", 64, img_size=64),
+}
+DETECTION = {name for name in MODELS if "rcnn" in name or "ssd" in name or "retinanet" in name}
+# exported with both exporters (the rest with the TorchScript one: dynamo's export of these is slow)
+DYNAMO = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "timm_vit_tiny_patch16_224"]
+# also after onnxruntime's optimization (extended) and dynamic quantization
+REWRITTEN = ["resnet18", "timm_vit_tiny_patch16_224"]
+
+
+def export(name: str, exporter: str) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    torch.manual_seed(0)
+    model, image = MODELS[name]()
+    model = model.eval()
+    # (not under torch.no_grad: there torch's attention takes a fused fast path the TorchScript exporter lacks)
+    if exporter == "dynamo":
+        program = torch.onnx.export(model, (image,), dynamo=True, opset_version=18)
+        return program.model_proto, [image.detach().numpy()]
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (image,), buffer, dynamo=False, opset_version=17)
+    return onnx.load_from_string(buffer.getvalue()), [image.detach().numpy()]
+
+
+def check(model: onnx.ModelProto, feeds: list[np.ndarray], *, jit: bool) -> dict[str, float]:
+    """Generated JAX vs onnxruntime on ``model``; returns the figures of the docs' table."""
+    expected = run_onnx(model, feeds)
+    start = time.perf_counter()
+    forward, params = wb.to_jax(model)
+    generated = time.perf_counter() - start
+    # classification/segmentation under jax.jit with the weights folded in (as a deployment does);
+    # detection models call their jitted parts between host steps (workbench/onnx_to_jax/segments.py)
+    run = jax.jit(lambda *xs: forward(params, *xs)) if jit else (lambda *xs: forward(params, *xs))
+    start = time.perf_counter()
+    got = jax.block_until_ready(run(*feeds))
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(run(*feeds))
+    again = time.perf_counter() - start
+    got = got if isinstance(got, tuple) else (got,)
+    ratios = assert_outputs_match(model, expected, got)
+    return {"nodes": len(model.graph.node), "depth": depth(model), "generate_s": generated, "first_call_s": first,
+            "second_call_s": again, "error_over_tolerance": max(ratios, default=0.0)}
+
+
+CASES = [(name, "legacy") for name in MODELS] + [(name, "dynamo") for name in DYNAMO]
+
+
+@pytest.mark.parametrize(("name", "exporter"), CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_vision_model_matches_onnxruntime(name, exporter, tmp_path):
+    model, feeds = export(name, exporter)
+    check(model, feeds, jit=name not in DETECTION)
+    if exporter == "legacy" and name in REWRITTEN:
+        check(optimized(model, tmp_path), feeds, jit=True)
+        check(quantized(model, tmp_path), feeds, jit=True)
+
+
+def main(names: list[str]) -> None:
+    """Print the docs' table: one row per model and form (of the named models, or all)."""
+    import tempfile
+
+    print("| model | form | nodes | depth | generate (s) | first call (s) | second call (s) | max error / tolerance |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, exporter in CASES:
+        if names and name not in names:
+            continue
+        try:
+            model, feeds = export(name, exporter)
+        except Exception as error:  # noqa: BLE001 - the table reports a model the exporter cannot export
+            print(f"| {name} | {exporter} | EXPORT FAILED: {type(error).__name__}: {str(error).splitlines()[-1][:120]} |||||")
+            continue
+        forms = [(exporter, model)]
+        if exporter == "legacy" and name in REWRITTEN:
+            with tempfile.TemporaryDirectory() as folder:
+                from pathlib import Path
+
+                forms += [("legacy + ORT extended", optimized(model, Path(folder))),
+                          ("legacy + dynamic int8", quantized(model, Path(folder)))]
+        for form, proto in forms:
+            try:
+                row = check(proto, feeds, jit=name not in DETECTION)
+            except Exception as error:  # noqa: BLE001 - the table reports a failing model and goes on
+                print(f"| {name} | {form} | FAILED: {type(error).__name__}: {str(error).splitlines()[0][:120]} |||||")
+                continue
+            print(f"| {name} | {form} | {row['nodes']} | {row['depth']} | {row['generate_s']:.2f} | "
+                  f"{row['first_call_s']:.2f} | {row['second_call_s']:.3f} | {row['error_over_tolerance']:.3f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -1,0 +1,95 @@
+"""Shared by the ONNX -> JAX corpus tests: the model-scaled tolerance and onnxruntime's rewritten forms.
+
+Tolerance. Two float32 implementations of the same graph (onnxruntime's kernels, XLA's) differ by
+rounding: each node whose result sums many products (MatMul, Conv, reductions, normalizations,
+Softmax...) may round differently, and along a chain of such nodes those differences add up. So the
+absolute tolerance grows with the number of accumulating nodes on the longest path from an input to
+the output (the model's *depth*, counted on the graph itself) and with the output's magnitude::
+
+    atol = ROUNDING_PER_LAYER * depth * max(1, max |onnxruntime output|)
+
+``ROUNDING_PER_LAYER`` is 2**-18 (about 3.8e-6): 64 float32 units of rounding (2**-24) per
+accumulating layer, since a dot product of length n typically rounds by ~sqrt(n) units and n stays
+below 4,096 in these models. Measured (docs/onnx_to_jax_corpus.md): the largest error is a small
+fraction of this tolerance on every model of the corpus, quantized models included (their quantizers
+round exactly as onnxruntime's: tests/onnx_to_jax/test_quantize_rounding.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROUNDING_PER_LAYER = 2.0**-18
+
+# nodes whose every output element sums many rounded products (or divides by such a sum)
+ACCUMULATING = frozenset({
+    "MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "ConvInteger", "MatMulInteger", "QLinearConv",
+    "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits", "FusedMatMul", "FusedConv",
+    "Attention", "MultiHeadAttention", "GroupQueryAttention", "ReduceSum", "ReduceMean", "ReduceSumSquare",
+    "ReduceL2", "ReduceLogSumExp", "Softmax", "LogSoftmax", "LayerNormalization", "SkipLayerNormalization",
+    "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization", "EmbedLayerNormalization",
+    "BatchNormalization", "InstanceNormalization", "GroupNormalization", "GlobalAveragePool", "AveragePool",
+    "LpNormalization", "RoiAlign", "Resize",
+})  # fmt: skip
+
+
+def depth(model: onnx.ModelProto) -> int:
+    """Accumulating nodes on the longest path from a graph input to a graph output (the main graph's
+    nodes are in topological order, as ONNX requires; a node with subgraphs counts once)."""
+    reached: dict[str, int] = {}
+    for node in model.graph.node:
+        before = max((reached.get(name, 0) for name in node.input if name), default=0)
+        after = before + (1 if node.op_type in ACCUMULATING else 0)
+        for name in node.output:
+            reached[name] = after
+    return max((reached.get(output.name, 0) for output in model.graph.output), default=0)
+
+
+def tolerance(model: onnx.ModelProto, expected: np.ndarray) -> float:
+    """The absolute tolerance for one output of ``model`` (see the module docstring)."""
+    magnitude = float(np.max(np.abs(expected))) if expected.size else 0.0
+    return ROUNDING_PER_LAYER * max(1, depth(model)) * max(1.0, magnitude)
+
+
+def assert_outputs_match(model: onnx.ModelProto, expected: Sequence[np.ndarray], got: Sequence) -> list[float]:
+    """Integer outputs equal, float outputs within :func:`tolerance`; returns error / tolerance per output."""
+    assert len(got) == len(expected), f"{len(got)} outputs, onnxruntime gives {len(expected)}"
+    ratios = []
+    for index, (want, have) in enumerate(zip(expected, got, strict=True)):
+        have = np.asarray(have)
+        assert have.shape == want.shape, f"output {index}: shape {have.shape}, onnxruntime {want.shape}"
+        if want.dtype.kind in "iub":
+            np.testing.assert_array_equal(have, want, err_msg=f"output {index}")
+            continue
+        atol = tolerance(model, want)
+        np.testing.assert_allclose(have, want, rtol=0, atol=atol, err_msg=f"output {index} (atol {atol:.3g})")
+        ratios.append(float(np.max(np.abs(have - want))) / atol if want.size else 0.0)
+    return ratios
+
+
+def optimized(model: onnx.ModelProto, folder: Path, level: str = "extended") -> onnx.ModelProto:
+    """``model`` after onnxruntime's offline graph optimization (``basic`` or ``extended``: its
+    com.microsoft fusions), as ``SessionOptions.optimized_model_filepath`` writes it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[level]
+    options.optimized_model_filepath = str(folder / f"optimized_{level}.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(folder / f"optimized_{level}.onnx"))
+
+
+def quantized(model: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
+    """``model`` after onnxruntime's dynamic quantization (int8 weights, DynamicQuantizeLinear inputs)."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    onnx.save(model, str(folder / "float.onnx"))
+    quantize_dynamic(str(folder / "float.onnx"), str(folder / "quantized.onnx"))
+    return onnx.load(str(folder / "quantized.onnx"))

@@ -1,0 +1,215 @@
+"""The divergence locator for ONNX -> JAX: the first ONNX node whose generated JAX value drifts from onnxruntime.
+
+The other direction of :mod:`workbench.analysis.locate`. Here onnxruntime is the reference and the
+generated code is under test. Every intermediate value of the generated code is exposed by
+generating it from a copy of the model in which every node output is also a graph output (the same
+emitters, the same weights: the generated statements are the same, only the return statement
+lists more values); onnxruntime runs the same copy with its graph optimisations off, so every node
+runs as written. One run of each, then a comparison in topological order: a node *diverges* when
+an output is further from onnxruntime than the tolerance, and it is the *first divergent* node when
+every value it reads was still within tolerance.
+
+The generated code runs op by op here (not under ``jax.jit``): XLA's fusions may round a value
+differently inside one jitted function, which is what the tolerance allows for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from workbench.analysis.compare import compare_arrays, default_tolerances
+from workbench.analysis.locate import GENERATED_LABEL, DivergenceReport, NodeResult
+from workbench.errors import OnnxModelError
+from workbench.onnx_io.load import load_model
+from workbench.onnx_io.session import open_session
+
+
+def locate_generated_divergence(
+    model: onnx.ModelProto | str | os.PathLike[str] | bytes,
+    generated: Any = None,
+    inputs: Sequence[np.ndarray] | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+) -> DivergenceReport:
+    """Find the first node of ``model`` whose value in the generated JAX code drifts from onnxruntime's.
+
+    ``generated`` gives the weights the JAX code runs with: ``None`` (the model's own), the params
+    dict of ``wb.to_jax`` / ``generate``, a ``(forward, params)`` pair, or a ``GeneratedModule``.
+    Weights that differ from the model's initializers are listed in the report's
+    ``changed_initializers``. ``inputs``: one array per graph input (random ones are made from
+    the model's input types when every dimension is a number). ``rtol``/``atol`` default by dtype
+    (float32: 1e-4, 1e-5), judged against each tensor's scale as the other direction does.
+    """
+    timings: dict[str, float] = {}
+    loaded = load_model(model)
+    proto = loaded.proto
+    params = _params_of(generated)
+    feeds = list(inputs) if inputs is not None else _random_inputs(proto, seed)
+    input_names = [value.name for value in proto.graph.input if value.name not in _initializer_names(proto)]
+    if len(feeds) != len(input_names):
+        raise ValueError(f"inputs: model {loaded.label} takes {len(input_names)} inputs {input_names}, got {len(feeds)}")
+
+    start = time.perf_counter()
+    exposed, names = _expose_every_value(proto)
+    from workbench.onnx_to_jax.api import generate_compiled
+
+    _, forward, own_params = generate_compiled(exposed)
+    run_params = dict(own_params)
+    changed = []
+    if params is not None:
+        unknown = sorted(set(params) - set(own_params))
+        if unknown:
+            raise ValueError(f"generated: params {unknown[:5]} are not initializers of model {loaded.label}")
+        for name, value in params.items():
+            if not _same(np.asarray(value), own_params[name]):
+                changed.append(name)
+        run_params.update(params)
+    timings["generate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    outputs = forward(run_params, *feeds)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    jax_values = {name: value for name, value in zip(names, outputs, strict=True)}
+    timings["jax"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    session = open_session(exposed, label=loaded.label, optimize=False)
+    got = session.run(dict(zip(input_names, feeds, strict=True)), names)
+    reference = dict(zip(names, got, strict=True))
+    timings["onnxruntime"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    report = _analyse(proto, jax_values, reference, rtol, atol)
+    report.model_source = loaded.label
+    report.function = GENERATED_LABEL
+    report.inputs = [np.asarray(x) for x in feeds]
+    report.changed_initializers = changed
+    timings["compare"] = time.perf_counter() - start
+    report.seconds = timings
+    return report
+
+
+def _params_of(generated: Any) -> Mapping[str, Any] | None:
+    from workbench.onnx_to_jax.api import GeneratedModule
+
+    if generated is None:
+        return None
+    if isinstance(generated, GeneratedModule):
+        return generated.params
+    if isinstance(generated, tuple) and len(generated) == 2 and isinstance(generated[1], Mapping):
+        return generated[1]
+    if isinstance(generated, Mapping):
+        return generated
+    raise ValueError(
+        "generated: expected the params dict of wb.to_jax, a (forward, params) pair or a GeneratedModule, "
+        f"got {type(generated).__name__}"
+    )
+
+
+def _initializer_names(model: onnx.ModelProto) -> set[str]:
+    return {tensor.name for tensor in model.graph.initializer}
+
+
+def _expose_every_value(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of ``model`` whose graph outputs are its outputs and then every tensor a node makes."""
+    try:
+        typed = onnx.shape_inference.infer_shapes(model)
+    except Exception as error:  # noqa: BLE001 - onnx raises several C++-level error types
+        raise OnnxModelError(f"cannot infer the types of the model's values: {error}") from error
+    types = {value.name: value for value in typed.graph.value_info}
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    names = [value.name for value in graph.output]
+    present = set(names)
+    for node in graph.node:
+        for name in node.output:
+            if not name or name in present:
+                continue
+            info = types.get(name)
+            if info is not None and not info.type.HasField("tensor_type"):
+                continue  # sequences, maps, optionals: no array to compare
+            graph.output.append(info if info is not None else onnx.helper.make_empty_tensor_value_info(name))
+            names.append(name)
+            present.add(name)
+    return copy, names
+
+
+def _random_inputs(model: onnx.ModelProto, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    initializers = _initializer_names(model)
+    arrays = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        if None in dims or not value.type.HasField("tensor_type"):
+            raise ValueError(f"inputs: input {value.name!r} has symbolic or unknown dimensions; pass the inputs")
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        if dtype.kind == "f":
+            arrays.append(rng.standard_normal(dims).astype(dtype))
+        elif dtype.kind == "b":
+            arrays.append(rng.integers(0, 2, dims).astype(bool))
+        else:
+            arrays.append(rng.integers(0, 5, dims).astype(dtype))
+    return arrays
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+
+
+def _analyse(
+    model: onnx.ModelProto,
+    jax_values: Mapping[str, Any],
+    reference: Mapping[str, np.ndarray],
+    rtol: float | None,
+    atol: float | None,
+) -> DivergenceReport:
+    value_ok: dict[str, bool] = {}
+    results: list[NodeResult] = []
+    first: NodeResult | None = None
+    for index, node in enumerate(model.graph.node):
+        worst_abs = worst_rel = 0.0
+        worst_tolerance = math.nan
+        compared, ok = False, True
+        for name in node.output:
+            if name not in jax_values or name not in reference:
+                continue
+            want = np.asarray(reference[name])
+            have = np.asarray(jax_values[name])
+            default_rtol, default_atol = default_tolerances(want.dtype)
+            scale = float(np.max(np.abs(want[np.isfinite(want)]))) if want.dtype.kind == "f" and want.size else 0.0
+            tolerance = (default_atol if atol is None else atol) + (default_rtol if rtol is None else rtol) * scale
+            comparison = compare_arrays(have, want, 0.0, tolerance)
+            compared = True
+            value_ok[name] = comparison.ok
+            ok = ok and comparison.ok
+            if math.isnan(worst_tolerance) or comparison.max_abs_error >= worst_abs:
+                worst_tolerance = tolerance
+            worst_abs = max(worst_abs, comparison.max_abs_error)
+            worst_rel = max(worst_rel, comparison.max_rel_error)
+        inputs_ok = all(value_ok.get(name, True) for name in node.input if name)
+        result = NodeResult(
+            index=index, node=node.name or f"#{index}", op_type=node.op_type, outputs=tuple(node.output),
+            primitive="", location="", compared=compared,
+            max_abs_error=worst_abs if compared else math.nan, max_rel_error=worst_rel if compared else math.nan,
+            tolerance=worst_tolerance, ok=ok, inputs_ok=inputs_ok,
+        )  # fmt: skip
+        results.append(result)
+        if first is None and not ok and inputs_ok:
+            first = result
+    return DivergenceReport(
+        nodes=results, first_divergent=first, suspects=[], changed_initializers=[], model_source="", function="",
+        inputs=[],
+    )
