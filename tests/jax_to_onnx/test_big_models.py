@@ -31,8 +31,9 @@ from workbench.zoo import nnx_wide_mlp
 #: Tests skipped unless asked for, with why (pytest -ra lists them with this reason).
 SKIPPED_BY_DEFAULT = {
     "test_a_model_over_2gb_end_to_end": (
-        "converts, saves, runs parity on and draws an MLP with 2.15 GB of float32 weights (about 40 s and 5 GB "
-        "of memory on 2 loaded cores): too heavy beside the rest of .ci/run; set WORKBENCH_BIG_MODELS=1 to run it"
+        "converts, saves, runs parity on and draws an MLP with 2.15 GB of float32 weights: 5 GB of memory at "
+        "its peak (the weights in JAX plus onnxruntime's own copy during parity) and a minute or more of a "
+        "loaded disk, too heavy beside the rest of .ci/run (xdist -n 2); set WORKBENCH_BIG_MODELS=1 to run it"
     ),
 }
 BIG = os.environ.get("WORKBENCH_BIG_MODELS") == "1"
