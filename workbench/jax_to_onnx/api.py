@@ -191,7 +191,6 @@ def to_onnx(
         TraceError: when the function itself fails to trace with these inputs.
         UnsupportedStableHLOOpError: for an Exported, listing every op without a converter.
     """
-<<<<<<< HEAD
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise SpecError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}.")
     if external_data_threshold is not None and (
@@ -200,7 +199,6 @@ def to_onnx(
         raise SpecError(
             f"external_data_threshold: expected an int >= 0 (bytes) or None, got {external_data_threshold!r}."
         )
-=======
     from workbench.jax_to_onnx.stablehlo.api import exported_to_onnx, is_exported_source
 
     if is_exported_source(fn):
@@ -218,7 +216,6 @@ def to_onnx(
         return to_proto(model)
     if inputs is None:
         raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
->>>>>>> main
     conversion = convert(
         fn,
         inputs,

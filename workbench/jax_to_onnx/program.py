@@ -275,6 +275,6 @@ def _name_outputs(
 
 
 def write_model_to(model: onnx.ModelProto | ir.Model, path: str | os.PathLike[str], external_data_threshold: int | None) -> None:
-    """Write ``model`` atomically; tensors of at least ``external_data_threshold`` bytes to ``<path>.data``."""
+    """Write ``model`` atomically; tensors of at least ``external_data_threshold`` bytes to its side file."""
     policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
     write_model(model, path, external_data=policy)
