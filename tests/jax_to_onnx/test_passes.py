@@ -101,6 +101,36 @@ def test_flax_layer_norm_becomes_layer_normalization(options, specs):
     assert_matches_jax(norm, model, inputs, rtol=1e-4, atol=1e-5)
 
 
+def test_linen_layer_norm_becomes_layer_normalization():
+    # Linen gives the statistics their axis back with broadcast_in_dim (an Unsqueeze), NNX with a reshape
+    import functools
+
+    import flax.linen as nn
+
+    norm = nn.LayerNorm(epsilon=1e-5)
+    variables = norm.init(jax.random.key(0), jnp.zeros((1, 4, 16)))
+    rng = np.random.default_rng(5)
+    variables = jax.tree_util.tree_map(lambda v: rng.standard_normal(v.shape).astype(np.float32), variables)
+    fn = functools.partial(norm.apply, variables)
+    model = wb.to_onnx(fn, [("B", 4, 16)])
+    assert_graph_quality(model)
+    assert [n.op_type for n in model.graph.node] == ["LayerNormalization"]
+    x = concrete_inputs([("B", 4, 16)])[0] * 3.0 + 1.5
+    assert_matches_jax(fn, model, [x], rtol=1e-4, atol=1e-5)
+
+
+def test_variance_guard_of_vmap_leaves_no_where():
+    # jnp.var guards its division with where(n - ddof > 0, ...): a constant all-true condition that
+    # vmap keeps as a Where with the other branch broadcast (Shape -> Concat -> Expand); it is dropped
+    def per_example_variance(x):
+        return jax.vmap(lambda row: jnp.var(row, keepdims=True))(x)
+
+    model = wb.to_onnx(per_example_variance, [("B", 16)])
+    ops = [n.op_type for n in model.graph.node]
+    assert not {"Where", "Expand", "Concat", "Shape"} & set(ops), ops
+    assert_matches_jax(per_example_variance, model, concrete_inputs([("B", 16)]), rtol=1e-5, atol=1e-6)
+
+
 def _layer_norm_two_axes(x):
     # the fast-variance form over the two trailing axes, without scale and bias
     mean = jnp.mean(x, axis=(1, 2))

@@ -9,8 +9,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from tests.support.codegen_models import mlp, run_onnxruntime
-from workbench.onnx_io import load_model
-from workbench.onnx_io.load import BYTES_LABEL, PROTO_LABEL, external_tensors, resolve_external_data
+from workbench.onnx_io import check_model, load_model
+from workbench.onnx_io.load import (
+    BYTES_LABEL,
+    PROTO_LABEL,
+    external_tensors,
+    resolve_external_data,
+)
 
 
 def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -86,9 +91,15 @@ def test_external_data_of_every_tensor_is_read_from_the_model_folder(tmp_path):
     # without it the external references stay, and bytes have no folder to resolve them from
     kept = load_model(path, external_data=False)
     assert len(list(external_tensors(kept.proto))) == 2
-    from_bytes = load_model(path.read_bytes())
     with pytest.raises(wb.OnnxModelError, match=r"<bytes> keeps 2 tensor\(s\) in external data.*load it from its path"):
+        load_model(path.read_bytes())
+    from_bytes = load_model(path.read_bytes(), external_data=False)
+    with pytest.raises(wb.OnnxModelError, match=r"<bytes> keeps 2 tensor\(s\) in external data.*base_dir="):
         resolve_external_data(from_bytes)
+    # with the folder named, bytes and a ModelProto load like the file (the caller's proto stays as it was)
+    assert load_model(path.read_bytes(), base_dir=tmp_path).proto == loaded.proto
+    assert load_model(on_disk, base_dir=tmp_path).proto == loaded.proto
+    assert len(list(external_tensors(on_disk))) == 2
 
 
 def test_missing_external_data_names_the_tensor(tmp_path):
@@ -126,3 +137,13 @@ def test_missing_file_and_wrong_type(tmp_path):
             load_model(wrong)  # type: ignore[arg-type]
         with pytest.raises(wb.SpecError):  # the same error, for callers that catch the workbench's own
             load_model(wrong)  # type: ignore[arg-type]
+
+
+def test_check_model_names_the_model_and_the_complaint(tmp_path):
+    model = mlp()
+    model.graph.node[0].input[0] = "nowhere"  # an input no one produces
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(wb.OnnxModelError, match=r"broken\.onnx does not pass onnx\.checker: .*nowhere"):
+        check_model(load_model(path))
+    check_model(load_model(mlp()))  # a valid model passes

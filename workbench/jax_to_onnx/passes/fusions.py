@@ -23,6 +23,7 @@ from onnxscript.rewriter.rules import common as common_rules
 
 from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
+from workbench.jax_to_onnx.passes.reshapes import same_shape
 
 GELU_MIN_OPSET = 20
 LAYER_NORMALIZATION_MIN_OPSET = 17
@@ -151,6 +152,34 @@ class GeluErfFusion(RewriteRuleClassBase):
         return op.Gelu(x)
 
 
+# --------------------------------------------------------------------------------- no-ops
+class ConstantConditionWhere(RewriteRuleClassBase):
+    """``Where(c, x, y)`` with ``c`` a constant, all true (or all false) → ``x`` (or ``y``).
+
+    ``jnp.var`` and friends guard a division with ``where(n - ddof > 0, ...)``; under ``vmap`` the
+    constant guard stays a Where, with the other branch broadcast through ``Shape → Concat →
+    Expand``. The kept branch must already have the Where's shape (no broadcasting is lost).
+    """
+
+    def pattern(self, op, condition, x, y):  # noqa: ANN001, ANN201
+        return op.Where(condition, x, y, _outputs=["selected"])
+
+    def check(self, context, condition, x, y, selected) -> MatchResult:  # noqa: ANN001
+        del context
+        result = MatchResult()
+        array = constant_array(condition)
+        if array is None or array.size == 0 or not (array.all() or not array.any()):
+            return result.fail("the condition is not a constant, all true or all false")
+        kept = x if array.all() else y
+        if not same_shape(kept, selected):
+            return result.fail("the kept branch does not have the result's shape")
+        return result
+
+    def rewrite(self, op, condition, x, y, selected):  # noqa: ANN001, ANN201
+        del selected
+        return op.Identity(x if constant_array(condition).all() else y)
+
+
 # ----------------------------------------------------------------------------- activations
 class ReluFusion(RewriteRuleClassBase):
     """jax.nn.relu: ``Max(x, 0)`` → ``Relu(x)`` (relu6's ``Min(Max(x, 0), 6)`` became a Clip before)."""
@@ -220,29 +249,35 @@ class ReduceMeanFusion(RewriteRuleClassBase):
 # ------------------------------------------------------------------------------ layer norm
 class LayerNormFusion(RewriteRuleClassBase):
     """flax ``LayerNorm`` (fast variance): mean and E[x²] over the trailing axes, ``var = max(E[x²] - mean², 0)``,
-    ``(x - mean) * (rsqrt(var + eps) * scale) + bias`` → ``LayerNormalization``.
+    ``(x - mean) * (rsqrt(var + eps) * scale) + bias`` → ``LayerNormalization``. The statistics get
+    their reduced axes back through a Reshape (NNX) or an Unsqueeze of exactly those axes (Linen's
+    ``broadcast_in_dim``): ``unsqueeze`` picks the form.
 
     The variance form differs from ONNX's ``E[(x - mean)²]`` only by rounding (ONNX's is the more
     accurate one); the rule checks every constant and shape it relies on: the axes are the trailing
     ones, the divisor is their size, the guard is 0, the re-shaped statistics keep x's other dims.
     """
 
-    def __init__(self, *, with_scale: bool, with_bias: bool) -> None:
-        super().__init__(name=f"LayerNorm{'Scale' if with_scale else ''}{'Bias' if with_bias else ''}")
+    def __init__(self, *, with_scale: bool, with_bias: bool, unsqueeze: bool = False) -> None:
+        super().__init__(
+            name=f"LayerNorm{'Scale' if with_scale else ''}{'Bias' if with_bias else ''}{'Unsqueeze' if unsqueeze else ''}"
+        )
         self.with_scale = with_scale
         self.with_bias = with_bias
+        self.unsqueeze = unsqueeze
 
     def pattern(self, op, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale, bias):  # noqa: ANN001, ANN201
         mean = op.Div(op.ReduceSum(x, axes, keepdims=0), count)
         mean_sq = op.Div(op.ReduceSum(op.Mul(x, x), axes2, keepdims=0), count2)
         var = op.Max(op.Sub(mean_sq, op.Mul(mean, mean)), zero)
-        centered = op.Sub(x, op.Reshape(mean, mean_shape))
-        inv_std = op.Reciprocal(op.Sqrt(op.Add(op.Reshape(var, var_shape), eps)))
+        keep = op.Unsqueeze if self.unsqueeze else op.Reshape
+        centered = op.Sub(x, keep(mean, mean_shape))
+        inv_std = op.Reciprocal(op.Sqrt(op.Add(keep(var, var_shape), eps)))
         normalized = op.Mul(centered, op.Mul(inv_std, scale) if self.with_scale else inv_std)
         return op.Add(normalized, bias) if self.with_bias else normalized
 
     def check(self, context, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale=None, bias=None) -> MatchResult:  # noqa: ANN001
-        del context, mean_shape, var_shape
+        del context
         result = MatchResult()
         if x.dtype != ir.DataType.FLOAT or x.shape is None:
             return result.fail("fused for float32 inputs of known rank only (LayerNormalization stashes float32)")
@@ -255,6 +290,10 @@ class LayerNormFusion(RewriteRuleClassBase):
             return result.fail("the two means reduce different axes")
         if normalized != list(range(normalized[0], rank)):
             return result.fail("LayerNormalization normalizes trailing axes only")
+        if self.unsqueeze:
+            for kept_axes in (constant_array(mean_shape), constant_array(var_shape)):
+                if kept_axes is None or sorted(int(a) % rank for a in kept_axes.reshape(-1)) != normalized:
+                    return result.fail("the statistics do not get back exactly the reduced axes")
         trailing = [x.shape[a] for a in normalized]
         if not all(isinstance(d, int) for d in trailing):
             return result.fail("normalized axes must be static")
@@ -305,6 +344,7 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
         common_rules.unsqueeze_unsqueeze_rule,
         common_rules.no_op_expand_rule,
         common_rules.no_op_cast_rule,
+        ConstantConditionWhere.rule(),
     )]
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
     # relu6 = Min(Max(x, 0), 6) → Clip, before Max(x, 0) alone becomes a Relu
@@ -315,11 +355,17 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
     fusions += [(rule, False) for rule in _hard_sigmoid_rules()]
     layer_norm = opset >= LAYER_NORMALIZATION_MIN_OPSET
     if layer_norm:
-        fusions += [(LayerNormFusion.rule(with_scale=scale, with_bias=True), False) for scale in (True, False)]
+        fusions += [
+            (LayerNormFusion.rule(with_scale=scale, with_bias=True, unsqueeze=unsqueeze), False)
+            for scale in (True, False) for unsqueeze in (False, True)
+        ]
     if opset >= GELU_MIN_OPSET:
         fusions += [(GeluTanhFusion.rule(), False), (GeluErfFusion.rule(), False)]
     # a LayerNorm without bias is a prefix of one with bias: only tried once those have been fused
-    unbiased = [(LayerNormFusion.rule(with_scale=scale, with_bias=False), False) for scale in (True, False)] if layer_norm else []
+    unbiased = [
+        (LayerNormFusion.rule(with_scale=scale, with_bias=False, unsqueeze=unsqueeze), False)
+        for scale in (True, False) for unsqueeze in (False, True)
+    ] if layer_norm else []
     # Max(x, 0) is also LayerNorm's variance guard and ReduceSum/n its mean: both only once LayerNorms are fused
     activations = [(ReluFusion.rule(), False), (LeakyReluFusion.rule(), False)]
     if opset >= 18:  # ReduceMean with its axes as an input (an attribute before opset 18)

@@ -24,7 +24,7 @@ def _is_reshape(node: ir.Node | None) -> bool:
     return node is not None and node.domain == "" and node.op_type in _RESHAPES
 
 
-def _same_shape(a: ir.Value, b: ir.Value) -> bool:
+def same_shape(a: ir.Value, b: ir.Value) -> bool:
     """Whether both shapes are known and equal dim for dim (ints, or symbolic dims of one name)."""
     if a.shape is None or b.shape is None or len(a.shape) != len(b.shape) or a.dtype != b.dtype:
         return False
@@ -46,7 +46,7 @@ def drop_no_op_reshape_chains(graph: ir.Graph) -> int:
         output = node.outputs[0]
         start = node.inputs[0]
         while start is not None:
-            if _same_shape(start, output):
+            if same_shape(start, output):
                 output.replace_all_uses_with(start)
                 _remove_unused_chain(graph, node)
                 count += 1
