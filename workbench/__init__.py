@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import (
     ConversionError,
+    GraphIRError,
     OnnxModelError,
     PluginLoadError,
     SpecError,
@@ -34,6 +35,14 @@ _LAZY_EXPORTS: dict[str, str] = {
     "Conversion": "workbench.analysis.conversion",
     "Precision": "workbench.jax_to_onnx.precision",
     "onnx_function": "workbench.jax_to_onnx.functions",
+    "export_graph_ir": "workbench.jax_to_onnx.graph_ir.api",
+    "export_graph_ir_json": "workbench.jax_to_onnx.graph_ir.api",
+    "graph_ir_to_onnx": "workbench.jax_to_onnx.graph_ir.api",
+    "save_graph_ir": "workbench.jax_to_onnx.graph_ir.api",
+    "load_graph_ir": "workbench.jax_to_onnx.graph_ir.api",
+    "to_json": "workbench.jax_to_onnx.graph_ir.api",
+    "graph_ir_schema": "workbench.jax_to_onnx.graph_ir.schema",
+    "validate_graph_ir": "workbench.jax_to_onnx.graph_ir.schema",
     "check": "workbench.analysis.report",
     "CompatibilityReport": "workbench.analysis.report",
     "parity": "workbench.analysis.parity",
@@ -54,6 +63,7 @@ __all__ = sorted(
     [
         *_LAZY_EXPORTS,
         "ConversionError",
+        "GraphIRError",
         "OnnxModelError",
         "PluginLoadError",
         "SpecError",

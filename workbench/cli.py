@@ -107,31 +107,93 @@ def _resolve_target(text: str) -> Any:
     return target
 
 
-def _run_export(args: argparse.Namespace) -> int:
-    from workbench.jax_to_onnx.api import to_onnx
+def _input_specs(args: argparse.Namespace) -> list[Any]:
     from workbench.specs import TensorSpec, parse_shape_text
 
     specs = []
-    for text in args.input:
+    for text in args.input or ():
         if ":" not in text and args.dtype:
             text = f"{text}:{args.dtype}"
         shape, dtype = parse_shape_text(text)
         specs.append(TensorSpec(shape, dtype))
-    model = to_onnx(_resolve_target(args.callable), specs, path=args.output, opset=args.opset)
+    return specs
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from workbench.jax_to_onnx.api import to_onnx
+
+    if args.from_exported:
+        if args.callable or args.input:
+            raise ValueError("--from-exported FILE converts a serialized jax.export.Exported: give no callable and no --input.")
+        model = to_onnx(Path(args.from_exported), path=args.output, opset=args.opset)
+    else:
+        if not args.callable or not args.input:
+            raise ValueError("give a callable (pkg.module:attr) and one --input per positional argument, "
+                             "or --from-exported FILE.")
+        model = to_onnx(_resolve_target(args.callable), _input_specs(args), path=args.output, opset=args.opset)
     print(f"wrote {args.output}: {len(model.graph.node)} nodes, opset {model.opset_import[0].version}")
     return 0
 
 
 def _add_export(subparsers: Any) -> None:
-    parser = subparsers.add_parser("export", help="convert a JAX callable to ONNX (wb.to_onnx from the shell)")
-    parser.add_argument("callable", help="pkg.module:attr naming a function, jitted function or module instance")
-    parser.add_argument("-i", "--input", action="append", required=True, metavar="SPEC",
+    parser = subparsers.add_parser(
+        "export", help="convert a JAX callable, or a serialized jax.export.Exported, to ONNX (wb.to_onnx from the shell)"
+    )
+    parser.add_argument("callable", nargs="?", help="pkg.module:attr naming a function, jitted function or module instance")
+    parser.add_argument("-i", "--input", action="append", metavar="SPEC",
                         help="one per positional argument: dims separated by commas, ints or names "
                              "(B,30), optionally :dtype (2,64:int32)")  # fmt: skip
+    parser.add_argument("--from-exported", metavar="FILE",
+                        help="a file written from jax.export.Exported.serialize(): its StableHLO module is converted "
+                             "op by op, without the Python source")  # fmt: skip
     parser.add_argument("--dtype", default=None, help="default dtype for inputs without :dtype (float32)")
     parser.add_argument("--opset", type=int, default=None, help="target ONNX opset (default 21)")
     parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     parser.set_defaults(run=_run_export)
+
+
+# ---- ir -----------------------------------------------------------------------------------
+def _run_ir(args: argparse.Namespace) -> int:
+    from workbench.jax_to_onnx.graph_ir import api as graph_ir
+    from workbench.jax_to_onnx.graph_ir.schema import graph_ir_schema
+
+    if args.ir_command == "export":
+        document = graph_ir.export_graph_ir(_resolve_target(args.callable), _input_specs(args))
+        graph_ir.save_graph_ir(document, args.output, external_weights=args.external_weights)
+        graph = document["graph"]
+        print(f"wrote {args.output}: {len(graph['eqns'])} equations, {len(document['tensors'])} tensors"
+              + (f" (large ones in {Path(args.output).with_suffix('.safetensors').name})" if args.external_weights else ""))
+    elif args.ir_command == "to-onnx":
+        model = graph_ir.graph_ir_to_onnx(Path(args.ir), path=args.output, opset=args.opset)
+        print(f"wrote {args.output}: {len(model.graph.node)} nodes, opset {model.opset_import[0].version}")
+    elif args.ir_command == "validate":
+        document = graph_ir.load_graph_ir(Path(args.ir), resolve_weights=False)
+        print(f"{args.ir}: a valid {document['format']} Graph IR of {document['name']!r} "
+              f"({len(document['graph']['eqns'])} top-level equations)")
+    else:  # schema
+        print(json.dumps(graph_ir_schema(), indent=1))
+    return 0
+
+
+def _add_ir(subparsers: Any) -> None:
+    parser = subparsers.add_parser("ir", help="the Graph IR: export a JAX callable as JSON, convert one to ONNX, validate")
+    commands = parser.add_subparsers(dest="ir_command", required=True)
+    export = commands.add_parser("export", help="trace a JAX callable and write its Graph IR (wb.export_graph_ir)")
+    export.add_argument("callable", help="pkg.module:attr naming a function, jitted function or module instance")
+    export.add_argument("-i", "--input", action="append", required=True, metavar="SPEC",
+                        help="one per positional argument, as for `workbench export` (B,30 or 2,64:int32)")
+    export.add_argument("--dtype", default=None, help="default dtype for inputs without :dtype (float32)")
+    export.add_argument("--external-weights", action="store_true",
+                        help="put tensors of 1 kB or more in a .safetensors file beside the JSON")
+    export.add_argument("-o", "--output", required=True, help="the .json file to write")
+    to_onnx = commands.add_parser("to-onnx", help="convert a Graph IR file to ONNX (wb.graph_ir_to_onnx)")
+    to_onnx.add_argument("ir", help="a Graph IR .json file")
+    to_onnx.add_argument("--opset", type=int, default=None, help="target ONNX opset (default 21)")
+    to_onnx.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    validate = commands.add_parser("validate", help="check a Graph IR file against the schema")
+    validate.add_argument("ir", help="a Graph IR .json file")
+    commands.add_parser("schema", help="print the JSON Schema of the Graph IR")
+    parser.set_defaults(run=_run_ir)
 
 
 # ---- coverage -----------------------------------------------------------------------------
@@ -222,7 +284,7 @@ def _add_web(subparsers: Any) -> None:
     add_web_subcommands(subparsers)
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_coverage, _add_lab, _add_web]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_inspect, _add_to_jax, _add_export, _add_ir, _add_coverage, _add_lab, _add_web]
 
 
 def build_parser() -> argparse.ArgumentParser:

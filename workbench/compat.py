@@ -25,6 +25,7 @@ from jax._src import core as _jax_core
 from jax._src import source_info_util as _source_info_util
 from jax._src.interpreters import partial_eval as _partial_eval
 from jax._src.lax import special as _lax_special
+from jax._src.lax.control_flow import solves as _solves
 from jax._src.random import prng as _prng
 
 # ----------------------------------------------------------------------------- JAX
@@ -35,6 +36,39 @@ iterated_vmap_unary: Callable[..., Any] = _prng.iterated_vmap_unary
 iterated_vmap_binary_bcast: Callable[..., Any] = _prng.iterated_vmap_binary_bcast
 #: ``f(shape)``: the (hi, lo) uint32 counters JAX's threefry random_bits hashes.
 iota_2x32_shape: Callable[..., Any] = _prng.iota_2x32_shape
+
+
+#: The NamedTuple type of custom_linear_solve's ``const_lengths`` and ``jaxprs`` parameters, which the
+#: Graph IR writes as a record (jax.lax has no public alias for it).
+LinearSolveTuple: type = _solves._LinearSolveTuple  # noqa: SLF001
+
+
+def jax_internal_primitives() -> dict[str, Any]:
+    """JAX's own primitive objects that ``jax.extend.core.primitives`` does not list, by name.
+
+    A jaxpr rebuilt from a Graph IR takes its primitive objects by name (the real ones: the lowering's
+    constant evaluation binds them); the public table misses these.
+    """
+    from jax._src.export import shape_poly
+    from jax._src.lax import lax, linalg, slicing
+    from jax._src.lax.control_flow import conditionals
+    from jax._src.random import core as random_core
+
+    objects = (
+        linalg.cholesky_update_p, shape_poly.dim_as_value_p, linalg.geqrf_p, _prng.iota_2x32_shape_p,
+        linalg.lu_pivots_to_permutation_p, lax.optimization_barrier_p, linalg.ormqr_p, conditionals.platform_index_p,
+        random_core.random_clone_p, _prng.random_unwrap_p, _prng.random_wrap_p, slicing.scatter_sub_p, lax.split_p,
+        lax.stack_p, linalg.symmetric_product_p, lax.tile_p, lax.unstack_p,
+    )
+    return {primitive.name: primitive for primitive in objects}
+
+
+def register_jax_dialects(registry: Any) -> None:
+    """Add the MLIR dialects a jax.export module uses (func, sdy, ...) to an MLIR ``DialectRegistry``:
+    jaxlib's extension does it for JAX's own contexts; the StableHLO frontend reads modules with it."""
+    from jaxlib.mlir._mlir_libs import _jax_mlir_ext
+
+    _jax_mlir_ext.register_dialects(registry)
 
 
 def physical_aval(aval: Any) -> Any:
@@ -134,6 +168,7 @@ def rule_root(rule: Any) -> RuleRoot | None:
 
 __all__ = [
     "Frame",
+    "LinearSolveTuple",
     "RuleRoot",
     "dce_jaxpr_consts",
     "decode_frame",
@@ -142,7 +177,9 @@ __all__ = [
     "is_user_filename",
     "iterated_vmap_binary_bcast",
     "iterated_vmap_unary",
+    "jax_internal_primitives",
     "physical_aval",
     "prng_impl",
+    "register_jax_dialects",
     "rule_root",
 ]

@@ -98,3 +98,24 @@ class OnnxModelError(WorkbenchError):
 
 class UnsupportedOnnxOpError(OnnxModelError):
     """The ONNX model uses an operator (or type) that has no JAX emitter."""
+
+
+class GraphIRError(WorkbenchError):
+    """A Graph IR document is malformed, fails its schema, or holds something the IR cannot carry."""
+
+
+class StableHLOError(WorkbenchError):
+    """A serialized jax.export artefact cannot be read, or its StableHLO module cannot be converted."""
+
+
+class UnsupportedStableHLOOpError(StableHLOError):
+    """The StableHLO module holds ops without an ONNX converter (all are listed, with their locations)."""
+
+    def __init__(self, ops: list[UnsupportedPrimitive]):
+        self.ops = ops
+        lines = "\n".join(op.describe() for op in ops)
+        super().__init__(
+            f"{len(ops)} StableHLO op(s) have no ONNX converter:\n{lines}\n"
+            "Convert the function itself with wb.to_onnx(fn, inputs) when you have its Python source, "
+            "or register a converter with @workbench.jax_to_onnx.stablehlo.registry.converter(...)."
+        )

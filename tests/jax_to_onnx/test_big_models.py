@@ -31,8 +31,9 @@ from workbench.zoo import nnx_wide_mlp
 #: Tests skipped unless asked for, with why (pytest -ra lists them with this reason).
 SKIPPED_BY_DEFAULT = {
     "test_a_model_over_2gb_end_to_end": (
-        "converts, saves, runs parity on and draws an MLP with 2.15 GB of float32 weights (about 40 s and 5 GB "
-        "of memory on 2 loaded cores): too heavy beside the rest of .ci/run; set WORKBENCH_BIG_MODELS=1 to run it"
+        "converts, saves, runs parity on and draws an MLP with 2.15 GB of float32 weights: 5 GB of memory at "
+        "its peak (the weights in JAX plus onnxruntime's own copy during parity) and a minute or more of a "
+        "loaded disk, too heavy beside the rest of .ci/run (xdist -n 2); set WORKBENCH_BIG_MODELS=1 to run it"
     ),
 }
 BIG = os.environ.get("WORKBENCH_BIG_MODELS") == "1"
@@ -173,8 +174,8 @@ def _status(key: str) -> int:
 @pytest.mark.skipif(not BIG, reason=SKIPPED_BY_DEFAULT["test_a_model_over_2gb_end_to_end"])
 def test_a_model_over_2gb_end_to_end(tmp_path, record_property):
     built = nnx_wide_mlp(layers=8, width=8192)  # 8 x 8192² float32 + biases = 2.148 GB > 2**31 - 1
-    weights = sum(k.nbytes for k in _kernels(built))
-    assert weights > 2**31
+    weights = sum(k.nbytes for k in _kernels(built)) + sum(layer.bias.get_value().nbytes for layer in built.fn.layers)
+    assert weights > 2**31 - 1  # more than protobuf can serialize
     baseline = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from here
     start = time.perf_counter()
@@ -187,7 +188,7 @@ def test_a_model_over_2gb_end_to_end(tmp_path, record_property):
     print(f"\nconvert + save of {weights / 1e9:.2f} GB: {seconds:.1f} s, extra peak {extra / 1e9:.2f} GB "
           f"({extra / weights:.2f}x the weights)")
     assert extra <= 0.5 * weights  # issue 19's budget: no second copy of the weights
-    assert written.data is not None and written.data.stat().st_size >= weights
+    assert written.data is not None and written.data.stat().st_size >= sum(k.nbytes for k in _kernels(built))
     del conversion
     start = time.perf_counter()
     report = wb.parity(built.fn, written.model, samples=1, sizes={"B": 2})

@@ -304,6 +304,19 @@ def test_defined_names_in_order() -> None:
     assert defined_names(source) == ["x", "f", "C", "a", "b", "c", "n"]
 
 
+def test_ir_option_writes_the_graph_ir_beside_the_model(shell, converter, tmp_path) -> None:
+    ir_path = tmp_path / "mlp.json"
+    execution, captured = run(shell, f"%%to_onnx -i B,30 --no-view --ir {ir_path}\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    result = shell.user_ns["_onnx"]
+    assert result.ir_path == str(ir_path) and f"Graph IR written to {ir_path}" in result.header_text()
+    assert (tmp_path / "mlp.safetensors").is_file()  # the weights, beside the JSON
+    from workbench.jax_to_onnx.graph_ir.api import graph_ir_to_onnx
+
+    rebuilt = graph_ir_to_onnx(ir_path)
+    assert rebuilt.SerializeToString() == result.model.SerializeToString()
+
+
 # --- what a notebook user reads: cell numbers, line numbers, short failures ----------------------
 
 CONVNET_CELL = """\

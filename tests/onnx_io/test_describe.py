@@ -6,7 +6,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from workbench.onnx_io import default_opset, describe_inputs, describe_tensor, describe_value, opset_imports
+from workbench.onnx_io import (
+    default_opset,
+    describe_inputs,
+    describe_outputs,
+    describe_tensor,
+    describe_value,
+    opset_imports,
+)
 
 
 def _unknown_dim_info(name: str) -> onnx.ValueInfoProto:
@@ -61,3 +68,18 @@ def test_opsets():
     assert default_opset(model) == 21
     del model.opset_import[0]
     assert default_opset(model) is None
+
+
+def test_sparse_tensors_unknown_element_types_and_outputs():
+    sparse = onnx.ValueInfoProto(name="s")
+    sparse.type.sparse_tensor_type.elem_type = TensorProto.FLOAT
+    sparse.type.sparse_tensor_type.shape.dim.add().dim_value = 7
+    described = describe_value(sparse)
+    assert (described.kind, described.shape, described.is_tensor) == ("sparse_tensor", (7,), False)
+    future = describe_value(helper.make_tensor_value_info("f", 999, [2]))  # an element type this onnx does not know
+    assert (future.dtype, future.type_name) == (None, "elem_type 999")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT8, [3])], [helper.make_tensor_value_info("y", TensorProto.INT8, [3])],
+    )  # fmt: skip
+    assert [(v.name, v.text()) for v in describe_outputs(graph)] == [("y", "int8[3]")]

@@ -9,8 +9,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from tests.support.codegen_models import mlp, run_onnxruntime
-from workbench.onnx_io import load_model
-from workbench.onnx_io.load import BYTES_LABEL, PROTO_LABEL, external_tensors, resolve_external_data
+from workbench.onnx_io import check_model, load_model
+from workbench.onnx_io.load import (
+    BYTES_LABEL,
+    PROTO_LABEL,
+    external_tensors,
+    resolve_external_data,
+)
 
 
 def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -126,3 +131,13 @@ def test_missing_file_and_wrong_type(tmp_path):
             load_model(wrong)  # type: ignore[arg-type]
         with pytest.raises(wb.SpecError):  # the same error, for callers that catch the workbench's own
             load_model(wrong)  # type: ignore[arg-type]
+
+
+def test_check_model_names_the_model_and_the_complaint(tmp_path):
+    model = mlp()
+    model.graph.node[0].input[0] = "nowhere"  # an input no one produces
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(wb.OnnxModelError, match=r"broken\.onnx does not pass onnx\.checker: .*nowhere"):
+        check_model(load_model(path))
+    check_model(load_model(mlp()))  # a valid model passes

@@ -1,4 +1,5 @@
-"""``wb.convert``'s result with its verification shortcuts: check, parity, locate, optimize, to_jax.
+"""``wb.convert``'s result with its verification shortcuts: check, parity, locate, optimize, to_jax,
+to_graph_ir.
 
 The conversion itself (the model held without a copy of its weights, ``.model``, ``.save``,
 ``.run``) is :class:`workbench.jax_to_onnx.conversion.Conversion`. Its shortcuts reach the
@@ -20,6 +21,7 @@ from workbench.analysis.parity import ParityReport, parity
 from workbench.analysis.report import CompatibilityReport, report_of_traced
 from workbench.jax_to_onnx import api
 from workbench.jax_to_onnx import conversion as base
+from workbench.jax_to_onnx.graph_ir.api import graph_ir_of_traced
 from workbench.jax_to_onnx.input_layout import InputLayout
 from workbench.jax_to_onnx.precision import Precision
 
@@ -33,6 +35,15 @@ class Conversion(base.Conversion):
         if isinstance(conversion, cls):
             return conversion
         return cls(**{f.name: getattr(conversion, f.name) for f in dataclasses.fields(base.Conversion)})
+
+    def to_graph_ir(self) -> dict[str, Any]:
+        """``wb.export_graph_ir`` of the converted function, from this conversion's jaxpr (no second trace)."""
+        return graph_ir_of_traced(
+            self.traced,
+            input_names=self.input_names,
+            output_names=self.output_names,
+            enable_double_precision=self.enable_double_precision,
+        )
 
     def check(self) -> CompatibilityReport:
         """``wb.check`` of the converted function, from this conversion's jaxpr (no second trace)."""

@@ -6,7 +6,10 @@ One row per thing a user can ask "does this convert?" about, all generated from 
 - every testcase of every JAX → ONNX primitive handler (area ``lax``, ``jnp``, ``nn``, ``Flax`` or
   ``Equinox`` by the API the testcase calls);
 - every model of the zoo (``Flax`` / ``Equinox``), converted whole;
-- every ONNX → JAX emitter (area ``ONNX → JAX``), tested on its cases of the ONNX node suite.
+- every ONNX → JAX emitter (area ``ONNX → JAX``), tested on its cases of the ONNX node suite;
+- every StableHLO op converter (area ``StableHLO``): its row exports the handler testcases of the lax
+  primitives that produce the op with ``jax.export``, converts their StableHLO modules and checks
+  parity (and that at least one of them does contain the op).
 
 Rows start as ``not run``; :func:`run_entries` runs them (a conversion plus a parity check against
 onnxruntime, or the node cases through the generated JAX code) and remembers the outcome for the
@@ -44,7 +47,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-AREAS: tuple[str, ...] = ("lax", "jnp", "nn", "Flax", "Equinox", "ONNX → JAX")
+AREAS: tuple[str, ...] = ("lax", "jnp", "nn", "Flax", "Equinox", "StableHLO", "ONNX → JAX")
 NOT_RUN = "not run"
 KNOWN_FAILURE = "known failure"
 STATUSES: tuple[str, ...] = (NOT_RUN, "pass", KNOWN_FAILURE, "fail", "error")
@@ -498,9 +501,79 @@ def _emitter_entries() -> Iterator[CoverageEntry]:
         )
 
 
+def _stablehlo_entries() -> Iterator[CoverageEntry]:
+    import jax
+
+    from workbench.jax_to_onnx.api import to_onnx
+    from workbench.jax_to_onnx.registry import REGISTRY as HANDLERS
+    from workbench.jax_to_onnx.registry import Testcase
+    from workbench.jax_to_onnx.stablehlo.registry import REGISTRY, OpConverter
+    from workbench.jax_to_onnx.stablehlo.walker import module_op_names
+    from workbench.specs import parse_input_specs
+
+    def testcases(entry: OpConverter) -> list[Testcase]:
+        found: list[Testcase] = []
+        for primitive in entry.primitives:
+            info = HANDLERS.get(primitive)
+            found.extend(case for case in (info.testcases if info else ()) if case not in found)
+        return found
+
+    def exported(case: Testcase) -> Any:
+        specs = parse_input_specs(case.inputs)
+        with jax.enable_x64(case.x64):
+            return jax.export.export(jax.jit(case.fn))(*specs.args)
+
+    def runner(entry: OpConverter) -> Callable[[], Outcome]:
+        def check() -> tuple[str, str, float | None]:
+            cases = testcases(entry)
+            if not cases:
+                return ("fail", f"no handler testcases of {', '.join(entry.primitives) or 'any primitive'} to export", None)
+            failures, containing, worst = [], 0, 0.0
+            for case in cases:
+                artefact = exported(case)
+                containing += entry.op in module_op_names(artefact)
+                with jax.enable_x64(case.x64):
+                    status, detail, error = _parity_outcome(
+                        case.fn, to_onnx(artefact), case.inputs, samples=1, rtol=case.rtol, atol=case.atol,
+                        sizes=case.symbolic_sizes or None,
+                    )
+                worst = max(worst, error or 0.0)
+                if status != "pass":
+                    failures.append(f"{case.name}: {detail}")
+            if not containing:
+                return ("fail", f"none of the {len(cases)} exported testcases contains {entry.op}", worst)
+            detail = (f"{len(cases) - len(failures)}/{len(cases)} testcases of {', '.join(entry.primitives)} pass, "
+                      f"{containing} contain the op")
+            return ("fail", detail + "; " + "; ".join(failures[:3]), worst) if failures else ("pass", detail, worst)
+
+        return lambda: _timed(check)
+
+    def first_model(entry: OpConverter) -> Any:
+        for case in testcases(entry):
+            artefact = exported(case)
+            if entry.op in module_op_names(artefact):
+                return to_onnx(artefact)
+        raise WorkbenchError(f"no exported testcase of {', '.join(entry.primitives)} contains {entry.op}")
+
+    for entry in REGISTRY.all():
+        yield CoverageEntry(
+            key=f"stablehlo:{entry.op}",
+            area="StableHLO",
+            direction="StableHLO → ONNX",
+            subject=entry.op,
+            testcase="handler testcases through jax.export",
+            onnx_ops=entry.onnx_ops or ((f"via {entry.via}",) if entry.via else ()),
+            doc=entry.doc,
+            module=entry.module,
+            run=runner(entry),
+            graph=lambda entry=entry: first_model(entry),
+        )
+
+
 def catalogue() -> list[CoverageEntry]:
-    """Every coverage row, generated from the handler registry, the model zoo and the emitter registry."""
-    return [*_handler_entries(), *_zoo_entries(), *_emitter_entries()]
+    """Every coverage row, generated from the handler registry, the model zoo, the StableHLO converters
+    and the emitter registry."""
+    return [*_handler_entries(), *_zoo_entries(), *_stablehlo_entries(), *_emitter_entries()]
 
 
 def run_entries(

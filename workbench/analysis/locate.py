@@ -13,11 +13,9 @@ inside a network is not mistaken for divergence.
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,127 +23,19 @@ import onnx
 from jax.extend import core as jex_core
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
+from workbench.analysis.divergence import (
+    DivergenceReport,
+    NodeResult,
+    divergence_figure,
+)
 from workbench.analysis.interpret import CALL_BODIES, record_values
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.source import eqn_location
 
-# the function name of a report on generated JAX code (locate_generated.py): its nodes have no primitive
-GENERATED_LABEL = "generated JAX"
 # a re-export must reproduce at least this share of the model's value names, or it is another model
 MIN_NAME_MATCH = 0.5
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    """One ONNX node of the main graph, in topological order, with its error against JAX."""
-
-    index: int
-    node: str
-    op_type: str
-    outputs: tuple[str, ...]
-    primitive: str
-    location: str
-    compared: bool  # at least one output has a JAX counterpart
-    max_abs_error: float
-    max_rel_error: float
-    tolerance: float
-    ok: bool  # within tolerance (True when nothing was compared)
-    inputs_ok: bool  # every value it reads was within tolerance
-
-
-@dataclass
-class DivergenceReport:
-    """Node-by-node errors of an ONNX model against its JAX function on one input sample."""
-
-    nodes: list[NodeResult]
-    first_divergent: NodeResult | None
-    suspects: list[str]  # the handler-internal nodes feeding the first divergent one
-    changed_initializers: list[str]  # initializers whose values differ from the function's weights
-    model_source: str
-    function: str
-    inputs: list[np.ndarray] = field(repr=False)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.first_divergent is None and all(n.ok for n in self.nodes)
-
-    @property
-    def divergent(self) -> list[NodeResult]:
-        """Every node whose error exceeds tolerance while its inputs were within it (root causes)."""
-        return [n for n in self.nodes if not n.ok and n.inputs_ok]
-
-    def to_pandas(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(
-            [
-                {
-                    "index": n.index,
-                    "node": n.node,
-                    "op": n.op_type,
-                    "primitive": n.primitive,
-                    "location": n.location,
-                    "compared": n.compared,
-                    "max_abs_error": n.max_abs_error,
-                    "max_rel_error": n.max_rel_error,
-                    "tolerance": n.tolerance,
-                    "ok": n.ok,
-                    "first_divergent": self.first_divergent is not None and n.index == self.first_divergent.index,
-                }
-                for n in self.nodes
-            ]
-        )
-
-    def figure(self) -> Any:
-        """Plotly figure: error of each compared node along the topological order, first divergent marked."""
-        return divergence_figure(self)
-
-    def summary(self) -> str:
-        compared = sum(n.compared for n in self.nodes)
-        head = f"Divergence locator: {self.model_source} vs {self.function}, {compared} of {len(self.nodes)} nodes compared"
-        if self.first_divergent is None:
-            return head + "; no node diverges."
-        node = self.first_divergent
-        where = f" at {node.location}" if node.location else ""
-        origin = "" if self.function == GENERATED_LABEL else f" from {node.primitive or '?'}"
-        return (
-            f"{head}; first divergent node {node.node!r} ({node.op_type}{origin}{where}): "
-            f"max abs error {node.max_abs_error:.3g} > tolerance {node.tolerance:.3g}"
-        )
-
-    def __repr__(self) -> str:
-        lines = [self.summary()]
-        if self.suspects:
-            lines.append(f"  handler-internal nodes feeding it (no JAX counterpart): {', '.join(self.suspects)}")
-        if self.changed_initializers:
-            lines.append(f"  initializers differing from the function's weights: {', '.join(self.changed_initializers)}")
-        shown = [n for n in self.nodes if n.compared]
-        if self.first_divergent is not None:
-            start = max(0, next(i for i, n in enumerate(shown) if n.index == self.first_divergent.index) - 3)
-            shown = shown[start : start + 8]
-        else:
-            shown = sorted(shown, key=lambda n: -n.max_abs_error)[:8]
-        for n in shown:
-            mark = "  <-- first divergent" if self.first_divergent is not None and n.index == self.first_divergent.index else ""
-            lines.append(
-                f"  #{n.index:<4} {n.node:<24} {n.op_type:<12} {n.primitive:<18} abs {n.max_abs_error:9.3g}  "
-                f"tol {n.tolerance:9.3g}  {'ok' if n.ok else 'DIVERGES'}{mark}"
-            )
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        color = "#2e7d32" if self.first_divergent is None else "#c62828"
-        frame = self.to_pandas()
-        frame = frame[frame["compared"]]
-
-        def highlight(row: Any) -> list[str]:
-            return ["background-color:#ffcdd2" if row["first_divergent"] else "" for _ in row]
-
-        table = frame.style.apply(highlight, axis=1).format(precision=3).hide(axis="index").to_html()
-        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{table}</div>'
 
 
 def locate_divergence(
@@ -434,42 +324,6 @@ def _finite_max_abs(array: np.ndarray) -> float:
     magnitude = np.abs(array.astype(np.complex128 if np.iscomplexobj(array) else np.float64))
     finite = magnitude[np.isfinite(magnitude)]
     return float(finite.max()) if finite.size else 0.0
-
-
-# ----------------------------------------------------------------------------- figure (plotly imported when drawn)
-def divergence_figure(report: DivergenceReport) -> Any:
-    """Max abs error and tolerance of each compared node along the topological order."""
-    import plotly.graph_objects as go
-
-    compared = [n for n in report.nodes if n.compared]
-    floor = 1e-12
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=[n.index for n in compared],
-            y=[max(n.max_abs_error, floor) for n in compared],
-            mode="lines+markers",
-            name="max |ONNX - JAX|",
-            text=[f"{n.node} ({n.op_type} from {n.primitive}) {n.location}" for n in compared],
-            hovertemplate="#%{x} %{text}<br>error %{y:.3g}<extra></extra>",
-        )
-    )
-    figure.add_trace(
-        go.Scatter(x=[n.index for n in compared], y=[max(n.tolerance, floor) for n in compared],
-                   mode="lines", line={"dash": "dot", "color": "gray"}, name="tolerance")
-    )
-    first = report.first_divergent
-    if first is not None:
-        figure.add_trace(
-            go.Scatter(x=[first.index], y=[max(first.max_abs_error, floor)], mode="markers",
-                       marker={"size": 14, "color": "red", "symbol": "x"}, name=f"first divergent: {first.node}")
-        )
-        figure.add_annotation(x=first.index, y=np.log10(max(first.max_abs_error, floor)),
-                              text=f"{first.node} ({first.op_type})", showarrow=True, arrowhead=2)
-    figure.update_yaxes(type="log", title_text="max abs error")
-    figure.update_xaxes(title_text="node (topological order)")
-    figure.update_layout(title=report.summary()[:160], height=420)
-    return figure
 
 
 __all__ = ["DivergenceReport", "NodeResult", "divergence_figure", "locate_divergence", "locate_on_subject"]

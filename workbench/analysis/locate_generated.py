@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from workbench.analysis.compare import compare_arrays, default_tolerances
-from workbench.analysis.locate import GENERATED_LABEL, DivergenceReport, NodeResult
+from workbench.analysis.divergence import GENERATED_LABEL, DivergenceReport, NodeResult
 from workbench.errors import OnnxModelError
 from workbench.onnx_io.load import load_model
 from workbench.onnx_io.session import open_session

@@ -14,73 +14,27 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import jax
-import numpy as np
 import onnx
-import onnx_ir as ir
 
 from workbench.errors import SpecError
-from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
-from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype
-from workbench.jax_to_onnx.conversion import Conversion
-from workbench.jax_to_onnx.input_layout import InputLayout, input_permutations, relayout_inputs
-from workbench.jax_to_onnx.keys import host_array
-from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
-from workbench.jax_to_onnx.passes import run_passes
-from workbench.jax_to_onnx.passes.layout import RELAID_KEY
+from workbench.jax_to_onnx.conversion import Conversion, to_proto
+from workbench.jax_to_onnx.input_layout import InputLayout
 from workbench.jax_to_onnx.precision import Precision
+from workbench.jax_to_onnx.program import (  # noqa: F401 - DEFAULT_OPSET & co. are read from here too
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    MIN_OPSET,
+    _resolve_opset,
+    build_model,
+    program_of,
+    write_model_to,
+)
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io import load_model
 from workbench.onnx_io.write import DEFAULT_TENSOR_THRESHOLD
 
 # protobuf cannot serialize a ModelProto above this size
 PROTOBUF_LIMIT = 2**31 - 1
-
-DEFAULT_OPSET = 21
-# Lowest opset the export writes (handlers that need a newer one declare it: min_opset in the registry)
-MIN_OPSET = 13
-# Highest opset the installed onnxruntime (1.31) runs; newer ones are refused with a clear error.
-MAX_OPSET = 26
-
-
-def _resolve_opset(opset: int | None) -> int:
-    if opset is None:
-        return DEFAULT_OPSET
-    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise SpecError(f"opset: expected an int from {MIN_OPSET} to {MAX_OPSET}, got {opset!r}.")
-    return opset
-
-
-def _names(given: Sequence[str] | None, defaults: list[str], what: str) -> list[str]:
-    if given is None:
-        return defaults
-    given = list(given)
-    if len(given) != len(defaults) or not all(isinstance(n, str) and n for n in given):
-        raise SpecError(f"{what}: expected {len(defaults)} non-empty names, got {given!r}.")
-    if len(set(given)) != len(given):
-        raise SpecError(f"{what}: names must be unique, got {given!r}.")
-    return given
-
-
-def _default_input_names(traced: Traced) -> list[str]:
-    names: list[str] = []
-    for arg_name, arg in zip(traced.arg_names, traced.specs.args, strict=True):
-        leaves = jax.tree_util.tree_flatten_with_path(arg)[0]
-        for path, _ in leaves:
-            suffix = jax.tree_util.keystr(path, simple=True, separator=".") if path else ""
-            names.append(f"{arg_name}.{suffix}" if suffix else arg_name)
-    return names
-
-
-def _default_output_names(traced: Traced) -> list[str]:
-    placeholder = jax.tree_util.tree_unflatten(traced.out_tree, list(range(traced.out_tree.num_leaves)))
-    leaves = jax.tree_util.tree_flatten_with_path(placeholder)[0]
-    if len(leaves) == 1 and not leaves[0][0]:
-        return ["output"]
-    names = []
-    for path, _ in leaves:
-        names.append("output." + jax.tree_util.keystr(path, simple=True, separator="."))
-    return names
 
 
 def convert(
@@ -164,58 +118,20 @@ def _lower(
 ) -> Conversion:
     """Lower a traced function to a model: the part of a conversion after tracing."""
     traced_at = time.perf_counter()
-    jaxpr = traced.closed_jaxpr.jaxpr
-    check_all_supported(jaxpr, opset)
-
-    state = ModelState(opset=opset, x64=enable_double_precision, drop_root_scope=traced.callable.kind == "linen")
-    builder = GraphBuilder(state)
-    param_values = [
-        builder.const(np.asarray(p), name=name)
-        for p, name in zip(traced.callable.params, traced.callable.param_names, strict=True)
-    ]
-    state.weights.update(value.name for value in param_values)
-    in_names = _names(input_names, _default_input_names(traced), "input_names")
-    out_names = _names(output_names, _default_output_names(traced), "output_names")
-    # reserve the user-facing names so no intermediate value takes them
-    state.names.update(out_names)
-    user_avals = [v.aval for v in jaxpr.invars[traced.num_params :]]
-    layout_perms = input_permutations(input_layout, user_avals)
-    graph_inputs = [builder.add_input(name, aval) for name, aval in zip(in_names, user_avals, strict=True)]
-    const_values = [builder.const(host_array(c)) for c in traced.closed_jaxpr.consts]
-    outputs = lower_jaxpr(builder, jaxpr, const_values, param_values + graph_inputs)
-    outputs = _name_outputs(builder, outputs, out_names, traced.out_avals)
-    graph_inputs = relayout_inputs(builder, graph_inputs, user_avals, layout_perms)
-    lowered_at = time.perf_counter()
-
-    graph = ir.Graph(
-        graph_inputs,
-        outputs,
-        nodes=builder.nodes,
-        initializers=state.initializers,
-        opset_imports=dict(builder.used_opsets),
-        name=traced.callable.display_name,
+    program = program_of(
+        traced, input_names=input_names, output_names=output_names, enable_double_precision=enable_double_precision
     )
-    model = ir.Model(
-        graph,
-        ir_version=10,
-        producer_name="workbench",
-        producer_version=_version(),
-        functions=list(state.functions.values()),
-        doc_string=f"{traced.callable.display_name} converted from JAX by workbench",
-    )
-    weights = frozenset(value.name for value in param_values)
-    run_passes(model, optimize=optimize, weights=weights, precision=precision)
-    layouts = _relaid_origins(model.graph, state)
+    built = build_model(program, opset=opset, optimize=optimize, input_layout=input_layout, precision=precision)
     done = time.perf_counter()
     return Conversion(
-        ir_model=model,
+        ir_model=built.ir_model,
         traced=traced,
-        origins=state.origins,
-        origin_vars=state.origin_vars,
-        layouts=layouts,
+        origins=built.state.origins,
+        origin_vars=built.state.origin_vars,
+        layouts=built.layouts,
         seconds=done - start,
-        timings={"trace": traced_at - start, "lower": lowered_at - traced_at, "passes": done - lowered_at},
-        weights=weights,
+        timings={"trace": traced_at - start, "lower": built.lowered_at - traced_at, "passes": done - built.lowered_at},
+        weights=built.weights,
         optimized=optimize,
         precision=precision,
         opset=opset,
@@ -223,52 +139,9 @@ def _lower(
     )
 
 
-def _relaid_origins(graph: ir.Graph, state: ModelState) -> dict[str, list[int]]:
-    """Values the layout pass left channels-first, mapped to the JAX variables they hold transposed."""
-    layouts: dict[str, list[int]] = {}
-    for node in graph:
-        for value in node.outputs:
-            relaid = value.meta.get(RELAID_KEY)
-            if relaid is None or relaid[0] not in state.origin_vars:
-                continue
-            original, perm = relaid
-            state.origin_vars[value.name] = state.origin_vars[original]
-            state.origins[value.name] = state.origins.get(original, ("", "", ""))
-            layouts[value.name] = perm
-    return layouts
-
-
-def _version() -> str:
-    from workbench.version import __version__
-
-    return __version__
-
-
-def _name_outputs(
-    builder: GraphBuilder, outputs: list[ir.Value], names: list[str], avals: Sequence[Any]
-) -> list[ir.Value]:
-    """Give graph outputs their final names; inputs, initializers and repeats get an Identity first."""
-    produced = {id(o) for node in builder.nodes for o in node.outputs}
-    final: list[ir.Value] = []
-    seen: set[int] = set()
-    for value, name, aval in zip(outputs, names, avals, strict=True):
-        if id(value) not in produced or id(value) in seen:
-            value = builder.op("Identity", value)
-        seen.add(id(value))
-        builder.state.origins[name] = builder.state.origins.pop(value.name, ("", "", ""))
-        if value.name in builder.state.origin_vars:
-            builder.state.origin_vars[name] = builder.state.origin_vars.pop(value.name)
-        value.name = name
-        builder.set_type(value, aval)
-        if is_complex(aval.dtype):
-            value.doc_string = COMPLEX_DOC.format(real=real_dtype(aval.dtype).name)
-        final.append(value)
-    return final
-
-
 def to_onnx(
     fn: Any,
-    inputs: Sequence[Any],
+    inputs: Sequence[Any] | None = None,
     *,
     path: str | os.PathLike[str] | None = None,
     opset: int | None = None,
@@ -284,9 +157,11 @@ def to_onnx(
 
     Args:
         fn: a plain or ``jax.jit`` function, a Flax NNX module, ``functools.partial(linen_model.apply,
-            variables)`` or an Equinox module.
+            variables)`` or an Equinox module; or a ``jax.export.Exported``, its ``serialize()`` bytes
+            or a file holding them, whose StableHLO module is converted op by op (no Python source needed).
         inputs: one spec per positional argument: a shape tuple of ints and symbolic names
             (``("B", 30)``, float32), a ``jax.ShapeDtypeStruct``, an array, or a pytree of those.
+            ``None`` for an Exported, which carries its input types.
         path: also write the model there, atomically; tensors of at least ``external_data_threshold``
             bytes go to ``<path>.data`` (``None`` keeps everything in one file).
         opset: target ONNX opset (default 21).
@@ -313,7 +188,25 @@ def to_onnx(
         UnsupportedPrimitiveError: listing every primitive without a handler, with source lines.
         SpecError: for a bad callable, input spec, name list or opset.
         TraceError: when the function itself fails to trace with these inputs.
+        UnsupportedStableHLOOpError: for an Exported, listing every op without a converter.
     """
+    from workbench.jax_to_onnx.stablehlo.api import exported_to_onnx, is_exported_source
+
+    if is_exported_source(fn):
+        if inputs is not None:
+            raise SpecError("inputs: a jax.export.Exported carries its own input types; pass inputs=None.")
+        if enable_double_precision or input_layout is not None:
+            raise SpecError("an Exported's types were fixed when it was exported: "
+                            "enable_double_precision and input_layout do not apply.")
+        chosen = Precision.of(precision, keep_io_types)
+        with _collector_paused():
+            model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names,
+                                     output_names=output_names, precision=chosen)
+        if path is not None:
+            write_model_to(model, path, external_data_threshold)
+        return to_proto(model)
+    if inputs is None:
+        raise SpecError("inputs: give one input spec per positional argument of fn, e.g. [('B', 30)].")
     conversion = convert(
         fn,
         inputs,

@@ -19,9 +19,10 @@ import numpy as np
 import onnx_ir as ir
 
 from workbench.compat import evaluate_dim
-from workbench.errors import ConversionError
+from workbench.errors import ConversionError, SourceLocation
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
+from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
 from workbench.jax_to_onnx.opset_forms import adapt, needs_adapting, shape_slice
 
 
@@ -133,6 +134,27 @@ class ModelState:
     node_names: set[str] = field(default_factory=set)
     # the first name-stack component is the root module's class name (Flax Linen), not a module path
     drop_root_scope: bool = False
+    # id(eqn) → what JAX's traceback and name stack would say, for equations that have neither (a jaxpr
+    # rebuilt from a Graph IR): any frame, the user's own frame, the name stack text
+    source_locations: dict[int, SourceLocation] = field(default_factory=dict)
+    user_locations: dict[int, SourceLocation] = field(default_factory=dict)
+    scopes: dict[int, str] = field(default_factory=dict)
+
+    def location(self, eqn: Any) -> SourceLocation | None:
+        """Where ``eqn`` came from (library frames allowed): recorded for rebuilt jaxprs, else JAX's traceback."""
+        recorded = self.source_locations.get(id(eqn))
+        return recorded if recorded is not None else eqn_location(eqn)
+
+    def user_location(self, eqn: Any) -> SourceLocation | None:
+        """The user's own line of ``eqn``, or None: recorded for rebuilt jaxprs, else JAX's traceback."""
+        if id(eqn) in self.scopes:  # a rebuilt equation: what was recorded is all there is
+            return self.user_locations.get(id(eqn))
+        return eqn_user_location(eqn)
+
+    def scope(self, eqn: Any) -> str:
+        """The equation's JAX name stack as text (``jit(f)/block``): recorded for rebuilt jaxprs."""
+        recorded = self.scopes.get(id(eqn))
+        return recorded if recorded is not None else str(eqn.source_info.name_stack)
 
     def fresh(self, hint: str) -> str:
         """A value name from ``hint`` that no other value of the model has."""

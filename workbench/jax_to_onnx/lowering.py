@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,7 @@ class LoweringContext:
 
     @property
     def location(self) -> SourceLocation | None:
-        return eqn_location(self.eqn)
+        return self.builder.state.location(self.eqn)
 
     def op(self, op_type: str, *inputs: ir.Value | None, **kwargs: Any) -> Any:
         return self.builder.op(op_type, *inputs, **kwargs)
@@ -129,8 +129,8 @@ class LoweringContext:
 def _nested_scope(builder: GraphBuilder, eqn: Any) -> Iterator[None]:
     """Equations of a nested jaxpr carry name stacks relative to the equation that holds it."""
     state = builder.state
-    state.scope_stack.append(str(eqn.source_info.name_stack))
-    location = eqn_user_location(eqn)
+    state.scope_stack.append(state.scope(eqn))
+    location = state.user_location(eqn)
     state.location_stack.append(str(location) if location else (state.location_stack[-1] if state.location_stack else ""))
     try:
         yield
@@ -197,7 +197,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
     if info is None or info.unsupported_reason is not None or info.min_opset > builder.state.opset:
         reason = unsupported_reason(eqn, builder.state.opset)
         if reason is not None:
-            location = eqn_location(eqn)
+            location = builder.state.location(eqn)
             raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [], reason)])
     inputs = [_read(builder, env, atom) for atom in eqn.invars]
     if not builder.is_function and all(value.const_value is not None for value in inputs):
@@ -233,7 +233,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
     except WorkbenchError:
         raise
     except Exception as error:
-        location = eqn_location(eqn)
+        location = builder.state.location(eqn)
         where = f" at {location}" if location else ""
         raise ConversionError(
             f"the handler for primitive {name!r}{where} failed: {type(error).__name__}: {error}"
@@ -245,7 +245,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         )
     new_nodes = builder.nodes[first_new_node:]
     new_outputs = {id(o) for node in new_nodes for o in node.outputs}
-    location = eqn_user_location(eqn)
+    location = builder.state.user_location(eqn)
     # equations inside jax.nn.relu & co. have no user frame of their own: their caller's line is theirs
     origin_location = str(location) if location else (builder.state.location_stack[-1] if builder.state.location_stack else "")
     scope = _scope_name(builder, eqn)
@@ -265,7 +265,7 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
 def _scope_name(builder: GraphBuilder, eqn: Any) -> str:
     """The dotted module path of an equation (``block2.c1``), including the scopes of enclosing equations."""
     state = builder.state
-    own = str(eqn.source_info.name_stack)
+    own = state.scope(eqn)
     full = "/".join([*state.scope_stack, own]) if state.scope_stack else own
     return _module_path(full, state.drop_root_scope)
 
@@ -343,11 +343,14 @@ def sub_jaxprs(eqn: Any) -> Iterator[Any]:
                 yield candidate
 
 
-def find_unsupported(jaxpr: Any, opset: int | None = None) -> list[UnsupportedPrimitive]:
+def find_unsupported(
+    jaxpr: Any, opset: int | None = None, locate: Callable[[Any], SourceLocation | None] = eqn_location
+) -> list[UnsupportedPrimitive]:
     """Every primitive of the jaxpr (nested included) that cannot be exported, with count and locations.
 
     That is: no handler, a handler that refuses this use (its ``unsupported_reason``), or a handler
-    whose lowest opset is above ``opset``.
+    whose lowest opset is above ``opset``. ``locate`` finds an equation's source line (a jaxpr
+    rebuilt from a Graph IR has them recorded, not in JAX tracebacks).
     """
     found: dict[str, UnsupportedPrimitive] = {}
     for eqn, location in eqns_with_user_locations(jaxpr, None):
@@ -357,7 +360,7 @@ def find_unsupported(jaxpr: Any, opset: int | None = None) -> list[UnsupportedPr
             continue
         entry = found.setdefault(name, UnsupportedPrimitive(name, 0, [], reason))
         entry.count += 1
-        location = location or eqn_location(eqn)
+        location = location or locate(eqn)
         if location is not None and location not in entry.locations:
             entry.locations.append(location)
     return sorted(found.values(), key=lambda p: p.name)
@@ -391,8 +394,10 @@ def unsupported_reason(eqn: Any, opset: int | None = None) -> str | None:
     return None
 
 
-def check_all_supported(jaxpr: Any, opset: int | None = None) -> None:
-    unsupported = find_unsupported(jaxpr, opset)
+def check_all_supported(
+    jaxpr: Any, opset: int | None = None, locate: Callable[[Any], SourceLocation | None] = eqn_location
+) -> None:
+    unsupported = find_unsupported(jaxpr, opset, locate)
     if unsupported:
         raise UnsupportedPrimitiveError(unsupported)
 

@@ -85,6 +85,10 @@ class WorkbenchMagics(Magics):
     )
     @magic_arguments.argument("-i", "--input", dest="inputs", action="append", default=[], metavar="SPEC", help=_INPUT_HELP)
     @magic_arguments.argument("--out", metavar="PATH", help="Write the ONNX model to PATH.")
+    @magic_arguments.argument(
+        "--ir", metavar="PATH",
+        help="Also write the Graph IR (JSON, schema workbench_graph_ir_v1) to PATH; weights go to a .safetensors beside it.",
+    )
     @magic_arguments.argument("--opset", type=int, metavar="N", help="Target ONNX opset (default: the converter's).")
     @magic_arguments.argument("--no-view", action="store_true", help="Do not show the inline graph viewer.")
     @magic_arguments.argument("--parity", action="store_true", help="Run the model in onnxruntime and JAX and plot the parity.")
@@ -150,6 +154,11 @@ class WorkbenchMagics(Magics):
         except Exception as error:  # noqa: BLE001 - any failure inside the user's model: one short message
             self._fail(fn_name, fn, args.inputs, error)
         result = OnnxResult(fn_name, time.perf_counter() - start, model=model, path=args.out)
+        if args.ir:
+            from workbench.jax_to_onnx.graph_ir.api import export_graph_ir, save_graph_ir
+
+            save_graph_ir(export_graph_ir(fn, inputs), args.ir, external_weights=True)
+            result.ir_path = args.ir
         if not args.no_view:
             from workbench.jupyter.viewer import view
 

@@ -44,6 +44,7 @@ class OnnxResult:
     jax_path: str | None = None
     parity: Any = None  # the report object returned by workbench.parity, when --parity was given
     unsupported_table: UnsupportedTable | None = None  # the interactive table, when primitives are unsupported
+    ir_path: str | None = None  # where --ir wrote the Graph IR
 
     @property
     def ok(self) -> bool:
@@ -69,6 +70,8 @@ class OnnxResult:
             parts.append(f"written to {self.path}")
         if self.jax_path:
             parts.append(f"JAX source written to {self.jax_path}")
+        if self.ir_path:
+            parts.append(f"Graph IR written to {self.ir_path}")
         return f"{self.function} → ONNX: " + ", ".join(parts)
 
     def _header_html(self) -> str:

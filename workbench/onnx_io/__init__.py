@@ -9,6 +9,8 @@
 - :mod:`~workbench.onnx_io.session`: one onnxruntime session helper (onnxruntime imported on first use).
 - :mod:`~workbench.onnx_io.weights`: models whose weights stay where they are (onnx-ir models, memory-mapped
   side files): the graph without its weights' bytes, weights set aside for a session.
+- :mod:`~workbench.onnx_io.evaluate`: one constant evaluator of ONNX nodes (onnx's reference operators),
+  used by both conversion directions to fold small constant computations.
 
 Every layer above (both conversion directions, analysis, web, Jupyter, CLI) goes through here;
 this package imports nothing of the workbench but :mod:`workbench.errors`.
@@ -26,6 +28,7 @@ from workbench.onnx_io.describe import (
     opset_imports,
     real_inputs,
 )
+from workbench.onnx_io.evaluate import evaluate_node
 from workbench.onnx_io.load import LoadedModel, ModelSource, check_model, load_model
 from workbench.onnx_io.session import Session, open_session
 from workbench.onnx_io.shapes import infer_shapes, with_shapes
@@ -47,6 +50,7 @@ __all__ = [
     "describe_outputs",
     "describe_tensor",
     "describe_value",
+    "evaluate_node",
     "infer_shapes",
     "load_memory_mapped",
     "load_model",

@@ -2,8 +2,8 @@
 
 One statement per node, named after the (sanitized) ONNX output names. Values
 known at generation time (integer initializers, Constant nodes, shapes that
-shape inference fixed, and small computations on those, evaluated with the
-ONNX reference evaluator) are folded into literals so shape arithmetic stays
+shape inference fixed, and small computations on those, evaluated by the
+package's one constant evaluator, onnx_io.evaluate) are folded into literals so shape arithmetic stays
 static and ``jax.jit`` works without static-argument tricks. Float
 initializers are never folded: they are the trainable ``params``.
 """
@@ -26,6 +26,7 @@ from workbench.onnx_to_jax.helpers import helper_source
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
+from workbench.onnx_io.evaluate import evaluate_node
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
 from workbench.onnx_to_jax.segments import NodeCode, SegmentAssembler
 from workbench.onnx_to_jax.writer import SourceWriter
@@ -463,15 +464,11 @@ class GraphEmitter:
             return None
         if any(self.static[n].size > FOLD_MAX_ELEMENTS for n in present):
             return None
-        from onnx.reference import ReferenceEvaluator
-
-        feeds = {n: self.static[n] for n in present}
-        try:
-            evaluator = ReferenceEvaluator(node, opsets={"": opset})
-            results = evaluator.run(None, feeds)
-        except Exception:  # noqa: BLE001 - folding is an optimization; the node is then emitted as code
-            return None
-        arrays = [np.asarray(r) for r in results]
+        inputs = [self.static[n] if n else None for n in node.input]
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        arrays = evaluate_node(node.op_type, inputs, attributes, opset, n_outputs=len(node.output))
+        if arrays is None:
+            return None  # not evaluable now: the node is emitted as code
         if any(a.size > FOLD_MAX_ELEMENTS or a.dtype == object for a in arrays):
             return None
         return arrays

@@ -38,98 +38,76 @@ from workbench.jax_to_onnx.builder import is_static
 from workbench.jax_to_onnx.handlers.shape import dim_scalar, same_dim, transpose
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
+from workbench.onnx_io.evaluate import evaluate_node
 
 _I64 = ir.DataType.INT64
 
 
 # ----------------------------------------------------------------------------- build-time folding of index arithmetic
 # Indices are often constants (x[..., :4], x[:, ::-1], x.at[0].set on symbolic shapes trace to gather/scatter
-# whose indices come from literals and iota). Folding their small integer arithmetic here keeps those graphs
-# to one Slice/Gather instead of a chain of Cast/Min/Max/Add; it is written by hand because it must run while
-# the graph is being built (a later optimizer pass cannot undo the out-of-bounds masking nodes it saves).
+# whose indices come from literals and iota). Folding their small integer arithmetic while the graph is being
+# built keeps those graphs to one Slice/Gather instead of a chain of Cast/Min/Max/Add (a later optimizer pass
+# cannot undo the out-of-bounds masking nodes it saves). The values are computed by the package's one ONNX
+# constant evaluator (onnx_io/evaluate.py); only these deterministic, cheap ops are folded here.
 _FOLD_LIMIT = 1 << 16  # elements; larger constant indices are left to the runtime
+_FOLDED_OPS = frozenset({
+    "Identity", "Unsqueeze", "Squeeze", "Reshape", "Cast", "Concat", "Expand", "Gather", "Slice", "Range",
+    "Add", "Sub", "Mul", "Neg", "Min", "Max", "Less", "Equal", "Not", "Where", "ReduceMax",
+})
+# handlers write nodes in their opset-18 form (opset_forms.py); nodes already in the graph are in the target's
+_HANDLER_FORM_OPSET = 18
 
 
-def _attr(node: ir.Node, name: str, default: Any = None) -> Any:
-    attribute = node.attributes.get(name)
-    return default if attribute is None else attribute.value
+def _evaluated(op_type: str, inputs: Sequence[np.ndarray | None], attributes: dict[str, Any], opset: int) -> np.ndarray | None:
+    if op_type not in _FOLDED_OPS:
+        return None
+    outputs = evaluate_node(op_type, inputs, attributes, opset)
+    if outputs is None or len(outputs) != 1 or outputs[0].size > _FOLD_LIMIT:
+        return None
+    return outputs[0]
 
 
-def _slice_np(x: np.ndarray, starts: Any, ends: Any, axes: Any = None, steps: Any = None) -> np.ndarray:
-    axes = range(len(starts)) if axes is None else axes
-    steps = [1] * len(starts) if steps is None else steps
-    index = [slice(None)] * x.ndim
-    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
-        index[int(axis)] = slice(int(start), None if abs(int(end)) >= 2**62 else int(end), int(step))
-    return x[tuple(index)]
-
-
-def _reshape_np(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    return x.reshape([x.shape[i] if int(d) == 0 else int(d) for i, d in enumerate(shape)])
-
-
-_NUMPY_OPS: dict[str, Any] = {
-    "Identity": lambda n, x: x,
-    "Unsqueeze": lambda n, x, axes: np.expand_dims(x, tuple(int(a) % (x.ndim + len(axes)) for a in axes)),
-    "Squeeze": lambda n, x, axes: np.squeeze(x, tuple(int(a) % x.ndim for a in axes)),
-    "Reshape": lambda n, x, shape: _reshape_np(x, shape),
-    "Cast": lambda n, x: x.astype(ir.DataType(_attr(n, "to")).numpy()),
-    "Concat": lambda n, *xs: np.concatenate(xs, axis=_attr(n, "axis")),
-    "Expand": lambda n, x, shape: np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(int(d) for d in shape))).copy(),
-    "Gather": lambda n, x, i: np.take(x, i, axis=_attr(n, "axis", 0)),
-    "Slice": lambda n, x, *rest: _slice_np(x, *rest),
-    "Range": lambda n, start, limit, delta: np.arange(start, limit, delta, dtype=start.dtype),
-    "Add": lambda n, a, b: np.add(a, b), "Sub": lambda n, a, b: np.subtract(a, b),
-    "Mul": lambda n, a, b: np.multiply(a, b), "Neg": lambda n, a: np.negative(a),
-    "Min": lambda n, a, b: np.minimum(a, b), "Max": lambda n, a, b: np.maximum(a, b),
-    "Less": lambda n, a, b: np.less(a, b), "Equal": lambda n, a, b: np.equal(a, b),
-    "Not": lambda n, a: np.logical_not(a), "Where": lambda n, c, a, b: np.where(c, a, b),
-    "ReduceMax": lambda n, x, axes: np.max(x, axis=tuple(int(a) for a in axes), keepdims=bool(_attr(n, "keepdims", 1))),
-}
-
-
-def constant_of(value: ir.Value | None, depth: int = 12) -> np.ndarray | None:
-    """The value as a NumPy array when it is computed from constants only (a few integer ops deep)."""
+def constant_of(value: ir.Value | None, opset: int, depth: int = 12) -> np.ndarray | None:
+    """The value as a NumPy array when it is computed from constants only (a few integer ops deep);
+    ``opset`` is the graph's, whose form the nodes in it have."""
     if value is None:
         return None
     if value.const_value is not None:
         return value.const_value.numpy()
     node = value.producer()
-    if node is None or depth == 0 or node.domain not in ("", "ai.onnx"):
+    if node is None or depth == 0 or node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
         return None
     if node.op_type == "Constant":
-        tensor = _attr(node, "value")
-        return None if tensor is None else tensor.numpy()
-    evaluate = _NUMPY_OPS.get(node.op_type)
-    if evaluate is None or len(node.outputs) != 1:
+        attribute = node.attributes.get("value")
+        return None if attribute is None else attribute.value.numpy()
+    if node.op_type not in _FOLDED_OPS:
         return None
-    inputs = [constant_of(v, depth - 1) for v in node.inputs]
-    if any(i is None for i in inputs):
+    inputs = [None if v is None else constant_of(v, opset, depth - 1) for v in node.inputs]
+    if any(i is None for i, v in zip(inputs, node.inputs, strict=True) if v is not None):
         return None
-    result = np.asarray(evaluate(node, *inputs))
-    return result if result.size <= _FOLD_LIMIT else None
+    return _evaluated(node.op_type, inputs, {name: attr.value for name, attr in node.attributes.items()}, opset)
 
 
 def _op(ctx: LoweringContext, op_type: str, *inputs: ir.Value, **attributes: Any) -> ir.Value:
     """``ctx.op`` for index arithmetic: a constant instead of a node when every input is constant."""
-    values = [constant_of(v, depth=1) for v in inputs]
-    if op_type in _NUMPY_OPS and all(v is not None for v in values):
-        probe = ir.Node("", op_type, [], attributes=ir.convenience.convert_attributes(attributes))
-        result = np.asarray(_NUMPY_OPS[op_type](probe, *values))
-        if result.size <= _FOLD_LIMIT:
-            return ctx.const(result)
+    if op_type in _FOLDED_OPS:
+        values = [constant_of(v, ctx.opset, depth=1) for v in inputs]
+        if all(v is not None for v in values):
+            result = _evaluated(op_type, values, attributes, _HANDLER_FORM_OPSET)
+            if result is not None:
+                return ctx.const(result)
     return ctx.op(op_type, *inputs, **attributes)
 
 
 def _folded(ctx: LoweringContext, value: ir.Value) -> ir.Value:
     """``value`` as a constant when it is computed from constants (e.g. normalised literal indices)."""
-    known = constant_of(value)
+    known = constant_of(value, ctx.opset)
     return value if known is None or value.const_value is not None else ctx.const(known)
 
 
-def _statically(mask: ir.Value, expected: bool) -> bool:
+def _statically(ctx: LoweringContext, mask: ir.Value, expected: bool) -> bool:
     """True when the boolean ``mask`` is a known constant with every element equal to ``expected``."""
-    known = constant_of(mask, depth=1)
+    known = constant_of(mask, ctx.opset, depth=1)
     return known is not None and bool(np.all(known == expected))
 
 
@@ -411,9 +389,9 @@ def _gather(
             # embedding lookups (take along axis 0 of a table): the (*batch, 1) in-range mask already
             # broadcasts over the one trailing offset axis, so no Not/Squeeze/Unsqueeze is needed
             inside = _op(ctx, "Equal", raw, starts)
-            return result if _statically(inside, True) else ctx.op("Where", inside, result, fill)
+            return result if _statically(ctx, inside, True) else ctx.op("Where", inside, result, fill)
         outside = _out_of_bounds(ctx, raw, starts, len(spec.start_index_map))
-        if _statically(outside, False):
+        if _statically(ctx, outside, False):
             return result
         if spec.offset_dims:
             outside = _op(ctx, "Unsqueeze", outside, ctx.i64(list(spec.offset_dims)))
@@ -538,7 +516,7 @@ def _scatter(
     perm = leading + trailing
     data = transpose(ctx, operand, perm)
     valid = _op(ctx, "Not", _out_of_bounds(ctx, raw, starts, len(index_map)))
-    drop = _check_mode(mode, primitive) != GatherScatterMode.CLIP and not _statically(valid, True)
+    drop = _check_mode(mode, primitive) != GatherScatterMode.CLIP and not _statically(ctx, valid, True)
     if drop:
         n_window = sum(1 for w in windows if w.size is not None) if coords is not starts else 0
         valid = _op(ctx, "Unsqueeze", valid, ctx.i64(list(range(len(batch_shape), len(batch_shape) + n_window + 1))))

@@ -1,0 +1,1 @@
+"""StableHLO op converters, one module per op family (see registry.OP_MODULES)."""
