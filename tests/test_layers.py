@@ -17,7 +17,8 @@ PACKAGE = ROOT / "workbench"
 # Bottom to top; the first matching prefix decides. "workbench" alone is the public facade (__init__.py).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("workbench.errors", "workbench.version", "workbench.specs", "workbench.compat",
-                "workbench.onnx_io", "workbench.files", "workbench.lazy_imports", "workbench.notebook_cells")),
+                "workbench.onnx_io", "workbench.files", "workbench.lazy_imports", "workbench.notebook_cells",
+                "workbench.limits")),
     ("directions", ("workbench.jax_to_onnx", "workbench.onnx_to_jax")),
     ("analysis", ("workbench.analysis", "workbench.zoo")),
     ("surfaces", ("workbench.web", "workbench.jupyter")),

@@ -13,6 +13,7 @@ that ``"B"`` in two inputs is the same dimension.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 from jax import export as jax_export
 
 from workbench.errors import SpecError
+from workbench.limits import MAX_SPEC_DEPTH, MAX_TENSOR_BYTES
 
 DEFAULT_DTYPE = np.dtype("float32")
 _INT_TEXT = re.compile(r"^[-+]?[0-9]+$")  # '-1' is a (bad) int, not a symbolic expression
@@ -91,7 +93,12 @@ def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
     scope = jax_export.SymbolicScope()
     symbols: dict[str, None] = {}
 
-    def convert(spec: Any, where: str) -> Any:
+    def convert(spec: Any, where: str, depth: int = 0) -> Any:
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(
+                f"{where[:80]}...: input specs nest more than {MAX_SPEC_DEPTH} levels deep; flatten the argument "
+                "into fewer levels of lists, tuples and dicts."
+            )
         if isinstance(spec, (jax.ShapeDtypeStruct, TensorSpec)):
             return _make_struct(spec.shape, spec.dtype, where)
         if _is_array(spec):
@@ -100,9 +107,9 @@ def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
         if _is_shape_tuple(spec):
             return _make_struct(spec, DEFAULT_DTYPE, where)
         if isinstance(spec, dict):
-            return {key: convert(value, f"{where}[{key!r}]") for key, value in spec.items()}
+            return {key: convert(value, f"{where}[{key!r}]", depth + 1) for key, value in spec.items()}
         if isinstance(spec, (list, tuple)):
-            converted = [convert(value, f"{where}[{i}]") for i, value in enumerate(spec)]
+            converted = [convert(value, f"{where}[{i}]", depth + 1) for i, value in enumerate(spec)]
             return type(spec)(*converted) if _is_namedtuple(spec) else type(spec)(converted)
         raise SpecError(
             f"{where}: cannot use {type(spec).__name__} as an input spec; give a shape tuple such as ('B', 30), "
@@ -115,6 +122,13 @@ def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
             np_dtype = np.dtype(dtype)
         except TypeError as error:
             raise SpecError(f"{where}: {dtype!r} is not a dtype.") from error
+        fixed_bytes = math.prod(int(t) for t in texts if t.isdigit()) * np_dtype.itemsize
+        if fixed_bytes > MAX_TENSOR_BYTES:
+            raise SpecError(
+                f"{where}: shape {tuple(shape)!r} of {np_dtype.name} is {fixed_bytes:,} bytes, over the limit of "
+                f"{MAX_TENSOR_BYTES:,} (1 TiB, more than any machine holds); use a symbolic dimension such as 'B' "
+                "for a size that varies."
+            )
         if all(t.isdigit() for t in texts):
             return jax.ShapeDtypeStruct(tuple(int(t) for t in texts), np_dtype)
         try:

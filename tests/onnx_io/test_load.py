@@ -91,9 +91,15 @@ def test_external_data_of_every_tensor_is_read_from_the_model_folder(tmp_path):
     # without it the external references stay, and bytes have no folder to resolve them from
     kept = load_model(path, external_data=False)
     assert len(list(external_tensors(kept.proto))) == 2
-    from_bytes = load_model(path.read_bytes())
     with pytest.raises(wb.OnnxModelError, match=r"<bytes> keeps 2 tensor\(s\) in external data.*load it from its path"):
+        load_model(path.read_bytes())
+    from_bytes = load_model(path.read_bytes(), external_data=False)
+    with pytest.raises(wb.OnnxModelError, match=r"<bytes> keeps 2 tensor\(s\) in external data.*base_dir="):
         resolve_external_data(from_bytes)
+    # with the folder named, bytes and a ModelProto load like the file (the caller's proto stays as it was)
+    assert load_model(path.read_bytes(), base_dir=tmp_path).proto == loaded.proto
+    assert load_model(on_disk, base_dir=tmp_path).proto == loaded.proto
+    assert len(list(external_tensors(on_disk))) == 2
 
 
 def test_missing_external_data_names_the_tensor(tmp_path):

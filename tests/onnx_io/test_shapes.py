@@ -34,7 +34,8 @@ def test_weights_are_set_aside_while_inferring_and_restored_in_both_models(monke
 
     monkeypatch.setattr(onnx.shape_inference, "infer_shapes", spy)
     inferred = infer_shapes(model, "dense.onnx")
-    assert seen == {"w": 0, "shape": 24}  # the float weight was not serialized for inference; the shape was
+    # the float weight was not serialized for inference (it is a typed input there); the shape was
+    assert seen.get("w", 0) == 0 and seen["shape"] == 24
     shapes = {v.name: describe_value(v).shape for v in inferred.graph.value_info}
     assert shapes["h"] == (2, 64)
     assert describe_value(inferred.graph.output[0]).shape == (2, 8, 8)  # data propagation read "shape"

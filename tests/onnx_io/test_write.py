@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import stat
 
@@ -12,7 +14,10 @@ from onnx import numpy_helper
 
 import workbench as wb
 from tests.support.codegen_models import cnn, run_onnxruntime
-from workbench.onnx_io import ExternalData, load_model, write, write_model
+from workbench.files import WriteError
+from workbench.onnx_io import ExternalData, load_model, write_model
+from workbench.onnx_io import write as write_module
+from workbench.onnx_io.write import data_file_name
 from workbench.onnx_io.load import external_tensors
 
 X = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
@@ -35,12 +40,16 @@ def test_large_tensors_go_to_the_side_file_and_the_callers_model_is_untouched(tm
     before = model.SerializeToString()
     written = write_model(model, tmp_path / "cnn.onnx", external_data=ExternalData(tensor_bytes=512))
     assert model.SerializeToString() == before
-    assert written.data == tmp_path / "cnn.onnx.data" and _files(tmp_path) == ["cnn.onnx", "cnn.onnx.data"]
+    # the side file is named after the model and its content
+    assert written.data is not None
+    digest = hashlib.sha256(written.data.read_bytes()).hexdigest()
+    assert written.data.name == data_file_name("cnn.onnx", digest) == f"cnn.onnx.{digest[:16]}.data"
+    assert _files(tmp_path) == ["cnn.onnx", written.data.name]
     on_disk = onnx.load_model(str(tmp_path / "cnn.onnx"), load_external_data=False)
     moved = {t.name for t in external_tensors(on_disk)}
     big = {t.name for t in model.graph.initializer if len(t.raw_data) >= 512}
     assert moved == big == {"conv.w", "fc.w"}
-    assert {e.value for t in external_tensors(on_disk) for e in t.external_data if e.key == "location"} == {"cnn.onnx.data"}
+    assert {e.value for t in external_tensors(on_disk) for e in t.external_data if e.key == "location"} == {written.data.name}
     loaded = load_model(tmp_path / "cnn.onnx").proto
     for tensor in model.graph.initializer:
         twin = next(t for t in loaded.graph.initializer if t.name == tensor.name)
@@ -54,15 +63,21 @@ def test_model_size_threshold(tmp_path):
     assert write_model(model, tmp_path / "a.onnx", external_data=small).data is None
     large = ExternalData(tensor_bytes=512, model_bytes=model.ByteSize() - 1)
     assert write_model(model, tmp_path / "b.onnx", external_data=large).data is not None
-    with pytest.raises(ValueError, match=">= 0 bytes"):
+    with pytest.raises(ValueError, match=r"expected an int >= 0 \(bytes\), got -1"):
         ExternalData(tensor_bytes=-1)
 
 
-def test_rewriting_inline_removes_the_models_old_side_file(tmp_path):
+def test_rewriting_removes_the_models_old_side_files(tmp_path):
     target = tmp_path / "cnn.onnx"
-    write_model(cnn(), target, external_data=ExternalData(tensor_bytes=512))
+    (tmp_path / "cnn.onnx.data").write_bytes(b"a side file of an older writer")
+    (tmp_path / "other.onnx.0123456789abcdef.data").write_bytes(b"another model's")
+    first = write_model(cnn(), target, external_data=ExternalData(tensor_bytes=512))
+    assert _files(tmp_path) == ["cnn.onnx", first.data.name, "other.onnx.0123456789abcdef.data"]
+    second = write_model(cnn(seed=1), target, external_data=ExternalData(tensor_bytes=512))
+    assert second.data != first.data
+    assert _files(tmp_path) == ["cnn.onnx", second.data.name, "other.onnx.0123456789abcdef.data"]
     write_model(cnn(seed=1), target, external_data=None)
-    assert _files(tmp_path) == ["cnn.onnx"]
+    assert _files(tmp_path) == ["cnn.onnx", "other.onnx.0123456789abcdef.data"]
     assert onnx.load_model(str(target)) == cnn(seed=1)
 
 
@@ -71,15 +86,14 @@ def test_a_failed_write_keeps_the_old_files_and_leaves_no_temp_file(tmp_path, mo
     target = tmp_path / "cnn.onnx"
     write_model(cnn(), target, external_data=external)
     before = {name: (tmp_path / name).read_bytes() for name in _files(tmp_path)}
-    for stage in ("_stage", "_stage_proto"):  # the writer's two ways of writing into its staging folder
-        real = getattr(write, stage)
+    real_save = write_module._save
 
-        def stage_then_fail(*args, real=real, **kwargs):
-            real(*args, **kwargs)  # the staged files exist when the failure comes
-            raise OSError("disk full")
+    def save_then_fail(model, path):
+        real_save(model, path)  # the staged files exist when the failure comes
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        monkeypatch.setattr(write, stage, stage_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(write_module, "_save", save_then_fail)
+    with pytest.raises(WriteError, match=r"cnn\.onnx: No space left on device\. Free some space"):
         write_model(cnn(seed=1), target, external_data=external)
     assert {name: (tmp_path / name).read_bytes() for name in _files(tmp_path)} == before
 
@@ -100,5 +114,5 @@ def test_files_get_the_mode_of_any_new_file(tmp_path, umask):
     finally:
         os.umask(previous)
     assert {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in written.files} == {
-        "cnn.onnx": oct(0o666 & ~umask), "cnn.onnx.data": oct(0o666 & ~umask),
+        "cnn.onnx": oct(0o666 & ~umask), written.data.name: oct(0o666 & ~umask),
     }

@@ -161,7 +161,8 @@ def test_external_data_and_wasm_only_harness_run_in_chromium(tmp_path: Path):
     report = smoke_test_web_harness(info.out_dir, timeout=90)
     assert report.passed, report.summary()
     assert report.telemetry["providers_tried"] == ["wasm"] and report.fallback_reasons == {}
-    assert any(u.endswith("/model.onnx.data") for u in report.requests)
+    data_file = info.manifest["model"]["external_data"][0]["file"]
+    assert data_file.startswith("model.onnx.") and any(u.endswith("/" + data_file) for u in report.requests)
 
 
 def test_cli_smoke_exit_codes(harnesses, capsys: pytest.CaptureFixture[str]):

@@ -163,7 +163,8 @@ def to_onnx(
             (``("B", 30)``, float32), a ``jax.ShapeDtypeStruct``, an array, or a pytree of those.
             ``None`` for an Exported, which carries its input types.
         path: also write the model there, atomically; tensors of at least ``external_data_threshold``
-            bytes go to ``<path>.data`` (``None`` keeps everything in one file).
+            bytes go to the side file ``<path>.<16 hex of its SHA-256>.data`` (``None`` keeps
+            everything in one file).
         opset: target ONNX opset (default 21).
         input_names / output_names: names for the flattened graph inputs / outputs.
         enable_double_precision: trace with 64-bit types enabled (float64/int64 stay 64-bit).
@@ -180,7 +181,7 @@ def to_onnx(
     Returns:
         The model as an ``onnx.ModelProto`` (as the onnx package expects), weights included. When
         ``path`` is given and the weights do not fit a protobuf (2 GB), the proto returned is the
-        saved model, its weights referring to ``<path>.data`` (``onnx.load(path,
+        saved model, its weights referring to its side file (``onnx.load(path,
         load_external_data=False)``): a copy of several GB is never made. ``wb.convert`` returns
         the richer :class:`~workbench.jax_to_onnx.conversion.Conversion`.
 
@@ -190,6 +191,14 @@ def to_onnx(
         TraceError: when the function itself fails to trace with these inputs.
         UnsupportedStableHLOOpError: for an Exported, listing every op without a converter.
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise SpecError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}.")
+    if external_data_threshold is not None and (
+        not isinstance(external_data_threshold, int) or isinstance(external_data_threshold, bool) or external_data_threshold < 0
+    ):
+        raise SpecError(
+            f"external_data_threshold: expected an int >= 0 (bytes) or None, got {external_data_threshold!r}."
+        )
     from workbench.jax_to_onnx.stablehlo.api import exported_to_onnx, is_exported_source
 
     if is_exported_source(fn):

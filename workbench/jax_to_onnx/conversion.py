@@ -106,8 +106,9 @@ class Conversion:
         """Write the model to ``path`` atomically (model and side file as one unit); returns the files written.
 
         With ``external_data`` (the default) tensors of at least ``external_data_threshold`` bytes
-        (1 MiB) go to ``<path>.data``, as ``wb.to_onnx(path=...)`` does; ``external_data=False`` or a
-        threshold of ``None`` keeps everything in one file (at most 2 GB). The weights go from the
+        (1 MiB) go to the side file ``<path>.<16 hex of its SHA-256>.data``, as
+        ``wb.to_onnx(path=...)`` does; ``external_data=False`` or a threshold of ``None`` keeps
+        everything in one file (at most 2 GB). The weights go from the
         arrays to the file one at a time: saving needs no memory beyond the largest weight.
         """
         if not isinstance(external_data, bool):

@@ -140,12 +140,20 @@ def program_of(
     enable_double_precision: bool = False,
 ) -> Program:
     """The :class:`Program` of a traced callable, with the default (or the given) input/output names."""
+    in_names = _names(input_names, _default_input_names(traced), "input_names")
+    out_names = _names(output_names, _default_output_names(traced), "output_names")
+    shared = sorted(set(in_names) & set(out_names))
+    if shared:
+        raise SpecError(
+            f"input_names and output_names share {', '.join(map(repr, shared))}: an ONNX value has one name, so "
+            "each graph input and output needs its own (an output that returns an input gets an Identity node)."
+        )
     return Program(
         closed_jaxpr=traced.closed_jaxpr,
         weights=traced.callable.params,
         weight_names=traced.callable.param_names,
-        input_names=_names(input_names, _default_input_names(traced), "input_names"),
-        output_names=_names(output_names, _default_output_names(traced), "output_names"),
+        input_names=in_names,
+        output_names=out_names,
         name=traced.callable.display_name,
         x64=enable_double_precision,
         drop_root_scope=traced.callable.kind == "linen",
@@ -267,6 +275,6 @@ def _name_outputs(
 
 
 def write_model_to(model: onnx.ModelProto | ir.Model, path: str | os.PathLike[str], external_data_threshold: int | None) -> None:
-    """Write ``model`` atomically; tensors of at least ``external_data_threshold`` bytes to ``<path>.data``."""
+    """Write ``model`` atomically; tensors of at least ``external_data_threshold`` bytes to its side file."""
     policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
     write_model(model, path, external_data=policy)

@@ -1,47 +1,268 @@
 """ONNX shape inference, run one way for every layer (the reader, the viewer, ``workbench inspect``).
 
-Float weights never decide a shape, so inference runs without their bytes: onnx serializes the
-whole model to infer it, which was most of the ONNX -> JAX generation time for a 1,700-node CNN
-with its weights. Integer initializers (shapes, axes) keep their values for data propagation.
+Weights other than integers never decide a shape, so the checker and shape inference see a *light*
+copy of the model (:func:`light_model`): its large non-integer initializers become typed graph
+inputs without data. onnx serializes the whole model for each of those calls, which was most of
+the ONNX -> JAX generation time for a 1,700-node CNN with its weights. Integer initializers
+(shapes, axes) keep their values for data propagation.
+
+Data propagation (shapes computed from values, e.g. ``Reshape(x, Concat(Shape(y), [-1]))``) is
+turned off when onnx would represent too many values element by element
+(:func:`data_propagation_entries`): it gives every 1-D value of known length n, float or not, n
+entries per node that reads it, so a 1-D input of 10**8 elements took gigabytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import onnx
 
 from workbench.errors import OnnxModelError
+from workbench.limits import MAX_DATA_PROPAGATION_ENTRIES
 
-_FLOAT_TYPES = frozenset(
-    {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
-)
-_DETACH_MIN_BYTES = 4096
+_SHAPE_DATA_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})  # what data propagation reads
+_SET_ASIDE_MIN_BYTES = 4096
 
 
-def infer_shapes(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
-    """``onnx.shape_inference.infer_shapes`` (data propagation on) with the big float weights set aside.
+def light_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """A copy of ``model`` without the bytes of its large non-integer initializers of rank other than 1.
 
-    Returns a new model; ``model`` must be the caller's own (its large float initializers are
-    detached while inference runs and put back after). Errors name ``label``.
+    Each such initializer becomes a graph input of the same type (unless the graph already lists it
+    as an input), which is all the checker and shape inference need of it. Returns the copy and the
+    tensors set aside (the caller's own, not copied). ``model`` is not modified.
     """
-    detached: dict[int, bytes] = {}
-    for index, tensor in enumerate(model.graph.initializer):
-        if tensor.data_type in _FLOAT_TYPES and len(tensor.raw_data) >= _DETACH_MIN_BYTES:
-            detached[index] = tensor.raw_data
-            tensor.ClearField("raw_data")
+    light = model_without_initializers(model)
+    graph = light.graph
+    listed = {value.name for value in model.graph.input}
+    set_aside = []
+    for tensor in model.graph.initializer:
+        # 1-D tensors stay: as typed inputs, data propagation would spell out each of their elements
+        if tensor.data_type in _SHAPE_DATA_TYPES or len(tensor.dims) == 1 or _payload_bytes(tensor) < _SET_ASIDE_MIN_BYTES:
+            graph.initializer.append(tensor)
+            continue
+        set_aside.append(tensor)
+        if tensor.name not in listed:
+            typed = graph.input.add()
+            typed.name = tensor.name
+            typed.type.tensor_type.elem_type = tensor.data_type
+            typed.type.tensor_type.shape.SetInParent()  # a scalar has a shape without dims
+            for size in tensor.dims:
+                typed.type.tensor_type.shape.dim.add().dim_value = size
+    return light, set_aside
+
+
+def model_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose main graph has no initializers (the rest copied; no weight is)."""
+    copy = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(copy, field, value)
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(copy.graph, field, value)
+    return copy
+
+
+def _copy_field(target: onnx.ModelProto | onnx.GraphProto, field, value) -> None:  # noqa: ANN001 - protobuf descriptor
+    if field.is_repeated:
+        getattr(target, field.name).extend(value)
+    elif field.message_type is not None:
+        getattr(target, field.name).CopyFrom(value)
+    else:
+        setattr(target, field.name, value)
+
+
+def _payload_bytes(tensor: onnx.TensorProto) -> int:
+    return tensor.ByteSize()  # the serialized size: its data plus a few bytes (computed without copying the data)
+
+
+def infer_shapes(
+    model: onnx.ModelProto, label: str, *, strict: bool = False, light: onnx.ModelProto | None = None
+) -> onnx.ModelProto:
+    """``model`` with ``value_info`` (and output types) from ONNX shape inference, in place; returns it.
+
+    Runs on :func:`light_model`'s copy (``light``, when the caller made it already; it is modified),
+    with data propagation unless that would cost too much (:func:`data_propagation_entries`).
+    ``strict`` makes any inference error (a wrong attribute, a type clash) an error, as
+    ``onnx.checker.check_model(full_check=True)`` does. Errors name ``label``.
+    """
+    if light is None:
+        light, _ = light_model(model)
+    labelled = label_unnamed_nodes(light)
+    inferred = _infer(light, label, strict=strict)
+    graph = model.graph
+    if len(list(_graphs(inferred))) > 1:
+        # inference keeps the node list as it is and fills the value_info of subgraph bodies in place
+        for index, node in enumerate(_all_nodes(inferred)):
+            if index in labelled:
+                node.ClearField("name")
+        del graph.node[:]
+        graph.node.extend(inferred.graph.node)
+    del graph.value_info[:]
+    graph.value_info.extend(inferred.graph.value_info)
+    del graph.output[:]
+    graph.output.extend(inferred.graph.output)
+    return model
+
+
+def spell_out_defaults(model: onnx.ModelProto) -> None:
+    """Give each default-domain node defined by a function body the schema defaults it leaves out, in place.
+
+    onnx's shape inference of such an operator (MeanVarianceNormalization, ...) expands its function
+    body without putting the default in for an attribute the body refers to, and then fails on the
+    body ("One and only one of the attributes 'value', 'value_*' or 'sparse_value' must be specified
+    for a Constant node", onnx 1.2x; ``onnx.checker.check_model(full_check=True)`` refuses the model
+    for it), while onnxruntime uses the default. Stating a default changes nothing of the model.
+    """
+    opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return
+    defaults: dict[str, list[onnx.AttributeProto]] = {}
+    for node in _all_nodes(model):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type not in defaults:
+            defaults[node.op_type] = _function_op_defaults(node.op_type, opset)
+        present = {attribute.name for attribute in node.attribute}
+        node.attribute.extend(default for default in defaults[node.op_type] if default.name not in present)
+
+
+def _function_op_defaults(op_type: str, opset: int) -> list[onnx.AttributeProto]:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
-        raise OnnxModelError(f"{label}: ONNX shape inference rejected the model: {error}") from error
-    finally:
-        for index, data in detached.items():
-            model.graph.initializer[index].raw_data = data
-    for index, data in detached.items():
-        # inference keeps the initializer list as it is, so the indices still apply
-        restored = inferred.graph.initializer[index]
-        if restored.name != model.graph.initializer[index].name:  # pragma: no cover - onnx contract
-            raise AssertionError("shape inference reordered the initializers")
-        restored.raw_data = data
-    return inferred
+        schema = onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return []  # an unknown op: the checker names it
+    if not (schema.has_function or schema.has_context_dependent_function):
+        return []
+    return [attribute.default_value for attribute in schema.attributes.values() if attribute.default_value.type]
+
+
+def _all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    """Every node of the main graph and its subgraphs, in one fixed order."""
+    for graph in _graphs(model):
+        yield from graph.node
+
+
+def label_unnamed_nodes(model: onnx.ModelProto) -> set[int]:
+    """Name each unnamed node ``#<index>`` (its position in its graph), in place, so onnx's messages name it.
+
+    Returns the positions of the labelled nodes in :func:`_all_nodes`'s order. For copies the
+    checker and shape inference see; a caller's model keeps its names.
+    """
+    labelled = set()
+    position = 0
+    for graph in _graphs(model):
+        for index, node in enumerate(graph.node):
+            if not node.name:
+                node.name = f"#{index}"
+                labelled.add(position)
+            position += 1
+    return labelled
+
+
+def _infer(light: onnx.ModelProto, label: str, *, strict: bool) -> onnx.ModelProto:
+    try:
+        return guarded_inference(light, strict_mode=strict, check_type=strict)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as error:
+        raise OnnxModelError(f"{label}: ONNX shape inference rejected the model: {str(error).strip()}") from error
+    except (RuntimeError, ValueError) as error:  # onnx's C++ side: an unparsable type, a bad data type
+        raise OnnxModelError(f"{label}: ONNX shape inference cannot read the model: {error}") from error
+
+
+def guarded_inference(model: onnx.ModelProto, *, strict_mode: bool, check_type: bool = False) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes``, with data propagation only where it stays cheap.
+
+    When the model states every shape, :func:`data_propagation_entries` is counted on it. Otherwise
+    inference runs once without data propagation to learn the shapes; when that leaves a shape
+    open (e.g. a Reshape to a computed shape), it runs again with data propagation if the count
+    allows. onnx's own exceptions pass through (each caller names the model its way).
+    """
+    def run(data_prop: bool) -> onnx.ModelProto:
+        return onnx.shape_inference.infer_shapes(model, check_type=check_type, strict_mode=strict_mode, data_prop=data_prop)
+
+    graphs = list(_graphs(model))
+    if any(_outputs_without(graph, _has_type) for graph in graphs):
+        plain = run(data_prop=False)
+        plain_graphs = list(_graphs(plain))
+        if not any(_outputs_without(graph, _has_full_shape, _VALUE_SHAPED_OPS) for graph in plain_graphs):
+            return plain  # every value-shaped op has its shape: data propagation has nothing to add
+        if data_propagation_entries(plain_graphs) > MAX_DATA_PROPAGATION_ENTRIES:
+            return plain
+    elif data_propagation_entries(graphs) > MAX_DATA_PROPAGATION_ENTRIES:
+        return run(data_prop=False)
+    return run(data_prop=True)
+
+
+# ops whose output shape depends on the *values* of an input (a shape, sizes, axes, repeats, a count):
+# the ones data propagation can help when that input is computed (Reshape(x, Concat(Shape(y), [-1])))
+_VALUE_SHAPED_OPS = frozenset(
+    "Reshape Expand ConstantOfShape Tile Range Slice Pad Resize Upsample Squeeze Unsqueeze TopK OneHot Split "
+    "ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp "
+    "ReduceSumSquare CenterCropPad Col2Im DFT STFT AffineGrid".split()
+)
+
+
+def _outputs_without(
+    graph: onnx.GraphProto, has: Callable[[onnx.ValueInfoProto], bool], op_types: frozenset[str] | None = None
+) -> bool:
+    """Whether some node output of ``graph`` (this graph only; of the ``op_types`` nodes) lacks what ``has`` asks for."""
+    nodes = [node for node in graph.node if op_types is None or node.op_type in op_types]
+    if not nodes:
+        return False
+    wanted = {name for node in nodes for name in node.output if name}
+    known = {value.name for value in [*graph.value_info, *graph.input, *graph.output] if value.name in wanted and has(value)}
+    known.update(init.name for init in graph.initializer)
+    return any(name not in known for name in wanted)
+
+
+def _has_full_shape(value: onnx.ValueInfoProto) -> bool:
+    """A tensor type whose every dimension is a number or a name (other types: their kind is enough)."""
+    if not value.type.HasField("tensor_type"):
+        return value.type.WhichOneof("value") is not None
+    tensor_type = value.type.tensor_type
+    return tensor_type.HasField("shape") and all(d.HasField("dim_value") or d.dim_param for d in tensor_type.shape.dim)
+
+
+def data_propagation_entries(graphs: list[onnx.GraphProto]) -> int:
+    """How many dimension entries ONNX data propagation would create for the known 1-D values of ``graphs``.
+
+    onnx represents the value of every 1-D tensor of known length n that a node reads as n entries
+    (and an int32/int64 initializer of n elements likewise), whatever its element type.
+    """
+    total = 0
+    for graph in graphs:
+        lengths: dict[str, int] = {}
+        for value in [*graph.input, *graph.output, *graph.value_info]:
+            length = _fixed_length(value.type)
+            if length is not None:
+                lengths[value.name] = length
+        for tensor in graph.initializer:
+            if len(tensor.dims) == 1:
+                lengths[tensor.name] = int(tensor.dims[0])
+        if lengths:
+            total += sum(lengths.get(name, 0) for node in graph.node for name in node.input)
+    return total
+
+
+def _fixed_length(value_type: onnx.TypeProto) -> int | None:
+    if not value_type.HasField("tensor_type") or not value_type.tensor_type.HasField("shape"):
+        return None
+    dims = value_type.tensor_type.shape.dim
+    return int(dims[0].dim_value) if len(dims) == 1 and dims[0].HasField("dim_value") else None
+
+
+def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    pending = [model.graph]
+    while pending:
+        graph = pending.pop()
+        yield graph
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    pending.append(attribute.g)
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    pending.extend(attribute.graphs)
 
 
 def _has_type(value: onnx.ValueInfoProto) -> bool:
@@ -80,4 +301,13 @@ def with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     return infer_shapes(copy, f"ONNX graph {model.graph.name!r}")
 
 
-__all__ = ["edges_without_shape", "infer_shapes", "subgraphs", "with_shapes"]
+__all__ = [
+    "data_propagation_entries",
+    "edges_without_shape",
+    "guarded_inference",
+    "infer_shapes",
+    "label_unnamed_nodes",
+    "light_model",
+    "subgraphs",
+    "with_shapes",
+]

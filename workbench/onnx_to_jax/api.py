@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
@@ -11,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from workbench.files import write_bytes_atomic
+from workbench import files
+from workbench.errors import WorkbenchError
 from workbench.onnx_io import ModelSource
 from workbench.onnx_to_jax.reader import read_model
 
@@ -19,6 +21,8 @@ _MODULE_FILE = "model_jax.py"
 _WEIGHTS_FILE = "weights.npz"
 _WEIGHTS_INDEX = "weights.json"
 _LOADER_FILE = "load.py"
+
+BaseDir = str | os.PathLike[str] | None
 
 
 @dataclass(frozen=True)
@@ -33,43 +37,47 @@ class GeneratedModule:
     value_dependent_nodes: tuple[str, ...]
 
 
-def _build(model: ModelSource, function_name: str):
+def _build(model: ModelSource, function_name: str, base_dir: BaseDir):
     from workbench.onnx_to_jax.generator import ModuleBuilder
 
-    builder = ModuleBuilder(read_model(model), function_name)
+    builder = ModuleBuilder(read_model(model, base_dir=base_dir), function_name)
     source = builder.build()
     if builder.code is None:  # pragma: no cover - build() always compiles
         raise AssertionError("ModuleBuilder.build() did not compile the module")
     return source, builder.code, dict(builder.params), builder.barriers
 
 
-def generate(model: ModelSource, *, function_name: str = "forward") -> tuple[str, dict[str, np.ndarray]]:
+def generate(
+    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None
+) -> tuple[str, dict[str, np.ndarray]]:
     """The generated module source and the params dict (numpy arrays keyed by initializer name)."""
-    source, _, params, _ = _build(model, function_name)
+    source, _, params, _ = _build(model, function_name, base_dir)
     return source, params
 
 
 def generate_compiled(
-    model: ModelSource, *, function_name: str = "forward"
+    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None
 ) -> tuple[str, Callable[..., Any], dict[str, np.ndarray]]:
     """``(source, function, params)``: the generated module compiled once and loaded."""
-    source, code, params, _ = _build(model, function_name)
+    source, code, params, _ = _build(model, function_name, base_dir)
     return source, _load(code, function_name), params
 
 
-def generate_module(model: ModelSource, *, function_name: str = "forward") -> GeneratedModule:
+def generate_module(model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None) -> GeneratedModule:
     """Everything :func:`generate_compiled` gives, plus the value-dependent nodes."""
-    source, code, params, barriers = _build(model, function_name)
+    source, code, params, barriers = _build(model, function_name, base_dir)
     return GeneratedModule(source, _load(code, function_name), params, barriers)
 
 
-def to_jax_source(model: ModelSource, *, function_name: str = "forward") -> str:
+def to_jax_source(model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None) -> str:
     """Python source of a module defining ``function_name(params, *inputs)`` for the ONNX model.
 
     ``model`` is a path, bytes or ``onnx.ModelProto``. The source is compiled (not run) before
     it is returned, so it is known to parse; weights are not inlined (see :func:`to_jax`).
+    ``base_dir`` is the folder of the external data files of a model given as bytes or a
+    ModelProto (a file's are read from its own folder); without it such a model is refused.
     """
-    source, _ = generate(model, function_name=function_name)
+    source, _ = generate(model, function_name=function_name, base_dir=base_dir)
     return source
 
 
@@ -86,17 +94,18 @@ def _load(code: CodeType, function_name: str) -> Callable[..., Any]:
     return namespace[function_name]
 
 
-def to_jax(model: ModelSource) -> tuple[Callable[..., Any], dict[str, Any]]:
+def to_jax(model: ModelSource, *, base_dir: BaseDir = None) -> tuple[Callable[..., Any], dict[str, Any]]:
     """``(forward, params)``: call ``forward(params, *inputs)``; one output -> array, several -> tuple.
 
     ``jax.jit(forward)`` takes the weights as arguments (for fine-tuning and ``jax.grad``). For
     inference, ``jax.jit(functools.partial(forward, params))`` folds them in as constants, as an
     onnxruntime session does: XLA then computes everything that depends on weights alone
     (BatchNorm coefficients, the weight layouts its CPU convolutions want) once, at compile time.
+    ``base_dir``: as for :func:`to_jax_source`.
     """
     import jax.numpy as jnp
 
-    _, forward, params = generate_compiled(model)
+    _, forward, params = generate_compiled(model, base_dir=base_dir)
     device_params = {k: (jnp.asarray(v) if v.dtype.kind in "fc" else v) for k, v in params.items()}
     return forward, device_params
 
@@ -109,6 +118,7 @@ Needs only numpy and jax. Call ``forward(params, *inputs)``.
 import importlib.util
 import json
 import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,17 +142,60 @@ def load(directory=None):
 '''
 
 
-def save_jax(model: ModelSource, out_dir: str | os.PathLike) -> Path:
-    """Write ``model_jax.py``, the weights (``weights.npz`` + ``weights.json``) and ``load.py``.
+def save_jax(model: ModelSource, out_dir: str | os.PathLike, *, base_dir: BaseDir = None) -> Path:
+    """Write ``model_jax.py``, the weights (``weights.npz`` + ``weights.json``) and ``load.py`` into ``out_dir``.
 
-    The directory runs with JAX alone: ``from load import load; forward, params = load()``.
-    Returns the directory path.
+    The folder runs with JAX alone: ``from load import load; forward, params = load()``. The four
+    files are one unit: they are written into a staging folder beside ``out_dir``, which then takes
+    its place in one step (:func:`workbench.files.commit_folder`), so a reader sees the old files or
+    the new ones, never code from one model with weights from another; a failed or killed write
+    leaves the old folder as it was. ``out_dir`` therefore holds nothing but these files: an
+    existing folder with other files is refused (nothing of the user's is ever deleted).
+    ``base_dir``: as for :func:`to_jax_source`. Returns the folder's path.
     """
-    import io
+    source, params = generate(model, base_dir=base_dir)
+    out = Path(os.path.realpath(out_dir))  # a symbolic link: the folder it points to is replaced
+    _check_output_folder(out)
+    files.ensure_folder(out.parent, "the JAX model")
+    with files.folder_lock(out.parent), files.write_errors(f"the JAX model into {out}"):
+        files.remove_stale_temps(out)
+        _check_output_folder(out)  # again under the lock: another writer may have changed it
+        staging = files.staging_folder(out)
+        try:
+            _write_saved_model(staging, source, params)
+            files.commit_folder(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return out
 
-    source, params = generate(model)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+# what save_jax writes, and what Python adds when load.py imports model_jax.py
+_SAVED_FILES = frozenset({_MODULE_FILE, _WEIGHTS_FILE, _WEIGHTS_INDEX, _LOADER_FILE})
+_DERIVED_FILES = frozenset({"__pycache__"})
+
+
+def _check_output_folder(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise WorkbenchError(f"cannot save the JAX model to {out}: it is a file; give a folder path.")
+    foreign = sorted(name for name in os.listdir(out) if name not in _SAVED_FILES | _DERIVED_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise WorkbenchError(
+            f"cannot save the JAX model to {out}: the folder holds files save_jax did not write ({shown}), and "
+            "save_jax replaces the whole folder. Give a new or empty folder, or one an earlier save_jax wrote."
+        )
+    cwd = Path.cwd()
+    if cwd == out or out in cwd.parents:
+        raise WorkbenchError(
+            f"cannot save the JAX model to {out}: it is (or holds) the current working directory, which "
+            "save_jax would replace; give another folder."
+        )
+
+
+def _write_saved_model(folder: Path, source: str, params: dict[str, np.ndarray]) -> None:
     names = list(params)
     dtypes = [params[n].dtype.name for n in names]
     arrays = {}
@@ -152,11 +205,8 @@ def save_jax(model: ModelSource, out_dir: str | os.PathLike) -> Path:
             # ml_dtypes (bfloat16, float8, int4...) are stored as raw bits and viewed back by the loader
             value = value.view(f"u{value.dtype.itemsize}")
         arrays[f"p{i}"] = value
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_bytes_atomic(out / _WEIGHTS_FILE, buffer.getvalue())
-    index = json.dumps({"names": names, "dtypes": dtypes}, indent=1).encode("utf-8")
-    write_bytes_atomic(out / _WEIGHTS_INDEX, index)
-    write_bytes_atomic(out / _MODULE_FILE, source.encode("utf-8"))
-    write_bytes_atomic(out / _LOADER_FILE, _LOADER_SOURCE.encode("utf-8"))
-    return out
+    with open(folder / _WEIGHTS_FILE, "wb") as handle:
+        np.savez(handle, **arrays)
+    (folder / _WEIGHTS_INDEX).write_bytes(json.dumps({"names": names, "dtypes": dtypes}, indent=1).encode("utf-8"))
+    (folder / _MODULE_FILE).write_bytes(source.encode("utf-8"))
+    (folder / _LOADER_FILE).write_bytes(_LOADER_SOURCE.encode("utf-8"))

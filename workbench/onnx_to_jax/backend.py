@@ -18,6 +18,9 @@ import onnx
 from onnx.backend.base import Backend as _OnnxBackend
 from onnx.backend.base import BackendRep as _OnnxBackendRep
 
+from workbench.onnx_io import ValueDescription, describe_inputs
+from workbench.onnx_to_jax.feeds import check_feeds
+
 
 def _untraceable_errors() -> tuple[type[BaseException], ...]:
     import jax
@@ -41,12 +44,12 @@ def _to_numpy(value: Any) -> Any:
 class BackendRep(_OnnxBackendRep):
     """A prepared model: the generated source, the compiled function and its params."""
 
-    def __init__(self, source: str, forward: Any, params: dict[str, Any], n_inputs: int, jit: bool = True,
-                 value_dependent: tuple[str, ...] = ()):
+    def __init__(self, source: str, forward: Any, params: dict[str, Any], inputs: Sequence[ValueDescription],
+                 jit: bool = True, value_dependent: tuple[str, ...] = ()):
         self.source = source
         self._forward = forward
         self._params = params
-        self._n_inputs = n_inputs
+        self._inputs = tuple(inputs)  # the model's declared inputs: run() checks what it is given against them
         self._jitted: Any = None
         # a model whose shapes depend on values runs its own jitted parts (segments.py): no whole jit
         self.jit = jit and not value_dependent
@@ -67,12 +70,13 @@ class BackendRep(_OnnxBackendRep):
         del kwargs
         if isinstance(inputs, np.ndarray) or not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
-        if len(inputs) > self._n_inputs:
-            inputs = list(inputs)[: self._n_inputs]
+        if len(inputs) > len(self._inputs):
+            inputs = list(inputs)[: len(self._inputs)]
         import jax
 
+        checked = check_feeds(list(inputs), self._inputs)  # dtypes and shapes, named as onnxruntime does
         with jax.enable_x64(True):  # ONNX's int64/float64 must not be truncated; scoped to this call
-            result = self._call(list(inputs))
+            result = self._call(checked)
         outputs = result if isinstance(result, tuple) else (result,)
         return tuple(_to_numpy(o) for o in outputs)
 
@@ -88,9 +92,7 @@ class Backend(_OnnxBackend):
         if not cls.supports_device(device):
             raise ValueError(f"the workbench JAX backend runs on CPU, not {device!r}")
         generated = generate_module(model)
-        inits = {t.name for t in model.graph.initializer}
-        n_inputs = sum(1 for i in model.graph.input if i.name not in inits)
-        return BackendRep(generated.source, generated.forward, generated.params, n_inputs, jit=jit,
+        return BackendRep(generated.source, generated.forward, generated.params, describe_inputs(model.graph), jit=jit,
                           value_dependent=generated.value_dependent_nodes)
 
     @classmethod

@@ -17,11 +17,13 @@ from typing import Callable
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchError
+from workbench.limits import MAX_FOLDED_ELEMENTS
+from workbench.onnx_io.tensors import tensor_array
 from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.fold_budget import output_elements
 from workbench.onnx_to_jax.helpers import helper_source
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
@@ -36,7 +38,7 @@ GENERATED_FILENAME = "<workbench-generated>"
 # (Python looks them up when forward runs); notebooks fold the part below it away.
 HELPERS_MARKER = "# ---- runtime helpers called by the code above"
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "params", "math"})
-FOLD_MAX_ELEMENTS = 4096
+FOLD_MAX_ELEMENTS = MAX_FOLDED_ELEMENTS
 # deterministic ops the generator may evaluate when all inputs are known
 FOLDABLE = frozenset(
     "Add Sub Mul Div Neg Abs Cast CastLike Concat Gather Unsqueeze Squeeze Slice Reshape Identity "
@@ -130,12 +132,7 @@ class ModuleBuilder:
     def build(self) -> str:
         graph = self.model.graph
         self.check_supported(graph)
-        real_inputs = describe_inputs(graph)
-        for value in real_inputs:
-            if value.kind not in ("tensor", "sequence", "optional"):
-                raise UnsupportedOnnxOpError(
-                    f"{self.label}: graph input {value.name!r} is a {value.kind}; only tensors, sequences and optionals are supported"
-                )
+        real_inputs = describe_inputs(graph)  # of the kinds the reader accepts (SUPPORTED_INPUT_KINDS)
         body = SourceWriter()
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
@@ -302,12 +299,7 @@ class GraphEmitter:
         return self.module.use_helper(fn)
 
     def tensor_to_array(self, tensor: onnx.TensorProto) -> np.ndarray:
-        if tensor.data_type == onnx.TensorProto.STRING:
-            raise UnsupportedOnnxOpError(f"{self.label}: string tensor {tensor.name!r} is not supported")
-        try:
-            return numpy_helper.to_array(tensor)
-        except (ValueError, TypeError) as e:
-            raise OnnxModelError(f"{self.label}: cannot decode tensor {tensor.name!r}: {e}") from e
+        return tensor_array(tensor, self.label)
 
     # ---- values -------------------------------------------------------------------------
     def bind_value(self, onnx_name: str, value: np.ndarray, *, param_key: str | None = None) -> None:
@@ -463,6 +455,11 @@ class GraphEmitter:
         if not present or any(n not in self.static or n in self.trainable for n in present):
             return None
         if any(self.static[n].size > FOLD_MAX_ELEMENTS for n in present):
+            return None
+        # the output's size is bounded from the inputs before evaluating: Expand, Range, Tile... make
+        # large outputs from small inputs (the generator must not allocate what the model only declares)
+        bound = output_elements(node.op_type, [self.static[n] for n in present])
+        if bound is None or bound > FOLD_MAX_ELEMENTS:
             return None
         inputs = [self.static[n] if n else None for n in node.input]
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}

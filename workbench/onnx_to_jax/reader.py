@@ -10,17 +10,23 @@ never a raw protobuf traceback.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import onnx
 import onnx.inliner
 
-from workbench.errors import OnnxModelError
-from workbench.onnx_io import LoadedModel, ModelSource, default_opset, infer_shapes, load_model
+from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
+from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
+from workbench.onnx_io.shapes import light_model, spell_out_defaults
+from workbench.onnx_io.validate import check_model_rules
+from workbench.onnx_to_jax.runtime_ops import RUNTIME_ONNX_OPS
 
 # Domains whose operators we can translate (onnxruntime's com.microsoft: the fused ops its optimizer and
 # quantization tools write). Model-local functions add their own domains.
 KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", "com.microsoft"})
+# what a graph input may be: the generated function takes arrays, lists (sequences) and None (optionals)
+SUPPORTED_INPUT_KINDS = ("tensor", "sequence", "optional")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,14 @@ def _check_domains(model: onnx.ModelProto, label: str) -> None:
                     f"which has no JAX emitters (known: {sorted(known)!r}). "
                     "Re-export the model with standard ONNX operators."
                 )
+
+
+def _check_input_kinds(model: onnx.ModelProto, label: str) -> None:
+    for value in describe_inputs(model.graph):
+        if value.kind not in SUPPORTED_INPUT_KINDS:
+            raise UnsupportedOnnxOpError(
+                f"{label}: graph input {value.name!r} is a {value.kind}; only tensors, sequences and optionals are supported"
+            )
 
 
 def _all_node_lists(graph: onnx.GraphProto):
@@ -142,19 +156,55 @@ def topological_indices(
     return order
 
 
-def read_model(source: ModelSource) -> CheckedModel:
-    """Load and validate an ONNX model from a path, bytes or a ``ModelProto`` (never modified)."""
-    loaded = load_model(source, copy=True)
+def sort_in_place(graph: onnx.GraphProto, label: str, outer_names: frozenset[str] = frozenset()) -> None:
+    """Order the nodes of ``graph`` and of every subgraph below it topologically, in place."""
+    order = topological_indices(graph, label, outer_names)
+    if order != list(range(len(graph.node))):
+        ordered = [graph.node[i] for i in order]
+        del graph.node[:]  # the removed messages stay alive in ``ordered``
+        graph.node.extend(ordered)
+    holders = [node for node in graph.node if any(a.type in _GRAPH_ATTRIBUTES for a in node.attribute)]
+    if not holders:
+        return
+    visible = set(outer_names) | {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    visible |= {t.values.name for t in graph.sparse_initializer}
+    visible |= {name for node in graph.node for name in node.output}
+    for node in holders:
+        for attribute in node.attribute:
+            for body in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                sort_in_place(body, label, frozenset(visible))
+
+
+_GRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None = None) -> CheckedModel:
+    """Load and validate an ONNX model from a path, bytes or a ``ModelProto`` (never modified).
+
+    ``base_dir``: the folder of the external data files of a model given as bytes or a ModelProto.
+    The checks of :func:`workbench.onnx_io.validate.check_model_rules` and strict shape inference
+    (together what ``onnx.checker.check_model(full_check=True)`` checks, and more) run before any
+    code is generated.
+    """
+    loaded = load_model(source, copy=True, base_dir=base_dir)
     model, label = loaded.proto, loaded.label
     _check_domains(model, label)
+    _check_input_kinds(model, label)
+    # ONNX wants nodes in topological order; like onnxruntime we accept any order (sorted here, once)
+    sort_in_place(model.graph, label)
+    light = light_model(model)  # the checker and shape inference both run on it (onnx serializes what it gets)
+    check_model_rules(model, label, runtime_ops={op for op, _ in RUNTIME_ONNX_OPS}, light=light)
+    order = list(range(len(model.graph.node)))  # sorted above
     if model.functions:
         # model-local functions are expanded into plain nodes by onnx's own inliner
         try:
             model = onnx.inliner.inline_local_functions(model)
         except Exception as e:  # noqa: BLE001 - the inliner raises several C++-level error types
             raise OnnxModelError(f"{label}: cannot expand the model-local functions: {e}") from e
-    order = topological_indices(model.graph, label)
-    model = infer_shapes(model, label)
+        order = topological_indices(model.graph, label)
+        light = light_model(model)
+    spell_out_defaults(light[0])  # what onnxruntime assumes and onnx's function-body inference misses
+    model = infer_shapes(model, label, strict=True, light=light[0])
     # shape inference keeps the node list as it is, so the indices still apply
     nodes = tuple(model.graph.node[i] for i in order)
     return CheckedModel(LoadedModel(model, label, loaded.folder), nodes)

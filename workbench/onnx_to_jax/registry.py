@@ -26,6 +26,8 @@ import onnx.defs
 
 from workbench.errors import UnsupportedOnnxOpError
 from workbench.onnx_to_jax.helpers import registered_helpers, runtime_helper  # noqa: F401 - families register helpers through here
+# operator sets and ops onnxruntime defines (onnx.defs does not): registrations checked by tests/onnx_to_jax/test_domains.py
+from workbench.onnx_to_jax.runtime_ops import RUNTIME_DOMAINS, RUNTIME_ONNX_OPS
 
 if TYPE_CHECKING:
     from workbench.onnx_to_jax.context import NodeContext
@@ -57,14 +59,6 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.onnx_to_jax.emitters.microsoft",
     "workbench.onnx_to_jax.emitters.strings",
 )
-
-# Operator sets that onnxruntime defines (onnx.defs does not know them): their registrations are
-# checked against onnxruntime's own schemas by tests/onnx_to_jax/test_domains.py, not at import time
-# (which would import onnxruntime with the first generated model).
-RUNTIME_DOMAINS = frozenset({"com.microsoft"})
-# onnxruntime ops it registers in the ONNX domain itself (its optimizer writes them into models of any
-# opset): (op, since) pairs onnx.defs rejects, checked the same way
-RUNTIME_ONNX_OPS = frozenset({("LayerNormalization", 1), ("SimplifiedLayerNormalization", 1)})
 
 
 @dataclass(frozen=True)

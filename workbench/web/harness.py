@@ -29,7 +29,7 @@ MANIFEST_FORMAT = "workbench_web_harness_v1"
 MODEL_NAME = "model.onnx"
 EXAMPLE_INPUTS_NAME = "inputs.example.json"
 TEMPLATE_NAMES = ("index.html", "harness.js")
-#: A model whose serialized size exceeds this many bytes is written with its weights in model.onnx.data
+#: A model whose serialized size exceeds this many bytes is written with its weights in model.onnx.<digest>.data
 #: (a per-model threshold: the page loads one file when it can).
 DEFAULT_EXTERNAL_DATA_THRESHOLD = 64 * 1024 * 1024
 #: ... and then every initializer of at least this many bytes goes there.
@@ -165,7 +165,7 @@ def export_web_harness(
     generated from the input specs (symbolic dims -> 2, token ids below the vocab size).
     ``providers`` is the order the page tries (``"webgpu"``, ``"wasm"``). The expected outputs
     are computed with onnxruntime in Python. A model whose serialized size exceeds
-    ``external_data_threshold`` bytes keeps its initializers of 1 KiB and more in ``model.onnx.data``
+    ``external_data_threshold`` bytes keeps its initializers of 1 KiB and more in ``model.onnx.<digest>.data``
     (a per-model threshold, unlike ``wb.to_onnx``'s per-tensor one). The smoke test accepts a browser output when
     ``max|browser - expected| <= atol + rtol * max|expected|``. Needs ``workbench web setup`` once.
     """

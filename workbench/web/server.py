@@ -1,8 +1,9 @@
 """Serve a harness folder on 127.0.0.1 from a background thread (static files only).
 
 The standard library server is enough for a local smoke test; we add what it lacks: the
-``application/wasm`` and ``text/javascript`` (.mjs) types, no caching, and the cross-origin
-isolation headers that let onnxruntime-web use WebAssembly threads.
+``application/wasm`` and ``text/javascript`` (.mjs) types, no caching, the cross-origin
+isolation headers that let onnxruntime-web use WebAssembly threads, and a Host check that
+answers only requests addressed to this server (a DNS-rebinding guard, like the viewer's server).
 """
 
 from __future__ import annotations
@@ -25,6 +26,27 @@ _EXTRA_TYPES = {
 
 class _HarnessRequestHandler(SimpleHTTPRequestHandler):
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **_EXTRA_TYPES}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self._host_allowed():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        if self._host_allowed():
+            super().do_HEAD()
+
+    def _host_allowed(self) -> bool:
+        """Refuse a request whose Host header names another server (a DNS-rebinding page), as the viewer's server does.
+
+        A page on another origin whose DNS name is rebound to 127.0.0.1 reaches this port with its
+        own name in the Host header; only the server's own address is answered.
+        """
+        host, port = self.server.server_address[:2]
+        allowed = {f"{host}:{port}", f"localhost:{port}"} if host == "127.0.0.1" else {f"{host}:{port}"}
+        if self.headers.get("Host") in allowed:
+            return True
+        self.send_error(403, "Forbidden host")
+        return False
 
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")

@@ -8,7 +8,8 @@ the nodes near the previous round's rewrites keeps the passes proportional to th
 
 from __future__ import annotations
 
-import functools
+import copy
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -243,13 +244,32 @@ def fuse_patterns(model: ir.Model) -> int:
     return count
 
 
-@functools.lru_cache(maxsize=None)
+# Rules are built once per thread: a rule object holds the state of the match it is trying (onnxscript's
+# matcher keeps its MatchResult in the rule, and class-based rules keep what check() found for
+# rewrite() in their instance), so two threads converting at once must not share one. Compiling the
+# patterns takes a while, hence the cache instead of fresh rules per conversion.
+_thread_rules = threading.local()
+
+
+def _private(rule: RewriteRule) -> RewriteRule:
+    """A copy of ``rule`` that shares no state with it (onnxscript's module-level rules are shared objects)."""
+    return copy.deepcopy(rule)
+
+
 def _indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
-    """The rule phases indexed by root op, built once per opset (compiling patterns takes a while)."""
+    """The rule phases indexed by root op, built once per opset in each thread."""
+    cache: dict[int, tuple[dict[str | None, list[_IndexedRule]], ...]] = vars(_thread_rules).setdefault("phases", {})
+    if opset not in cache:
+        cache[opset] = _build_indexed_phases(opset)
+    return cache[opset]
+
+
+def _build_indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
     phases = []
     for phase in rule_phases(opset):
         rules_by_root: dict[str | None, list[_IndexedRule]] = {}
-        for rule, commute in phase:
+        for shared, commute in phase:
+            rule = _private(shared)
             for variant in rule.commute() if commute else [rule]:
                 indexed = _IndexedRule.of(variant)
                 rules_by_root.setdefault(indexed.root_op, []).append(indexed)
@@ -280,13 +300,16 @@ def rewrite_layouts(model: ir.Model) -> int:
     return total
 
 
-@functools.lru_cache(maxsize=1)
 def _indexed_layout_rules() -> tuple[dict[str | None, list[_IndexedRule]]]:
-    rules_by_root: dict[str | None, list[_IndexedRule]] = {}
-    for rule in attention_layout.layout_rules():
-        indexed = _IndexedRule.of(rule)
-        rules_by_root.setdefault(indexed.root_op, []).append(indexed)
-    return (rules_by_root,)
+    """The layout rules indexed by root op, built once in each thread (see :data:`_thread_rules`)."""
+    cached = vars(_thread_rules).get("layout")
+    if cached is None:
+        rules_by_root: dict[str | None, list[_IndexedRule]] = {}
+        for rule in attention_layout.layout_rules():
+            indexed = _IndexedRule.of(_private(rule))
+            rules_by_root.setdefault(indexed.root_op, []).append(indexed)
+        cached = _thread_rules.layout = (rules_by_root,)
+    return cached
 
 
 # ------------------------------------------------------------------------- constant folding

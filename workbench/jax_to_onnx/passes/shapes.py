@@ -11,6 +11,7 @@ import onnx
 import onnx_ir as ir
 
 from workbench.errors import ConversionError
+from workbench.onnx_io.shapes import guarded_inference
 
 # initializers above this size are left out of the model that ONNX shape inference sees: it only
 # needs their types, while copying megabytes of weights through it twice costs more than the inference
@@ -53,7 +54,8 @@ def _inferred_graph(model: ir.Model) -> onnx.GraphProto:
         for name in order:
             graph.register_initializer(values[name])
     try:
-        proto = onnx.shape_inference.infer_shapes(light, strict_mode=True, data_prop=True)
+        # data propagation only where onnx would not spell out millions of elements (a (10**9,) input)
+        proto = guarded_inference(light, strict_mode=True)
     except onnx.shape_inference.InferenceError as first_error:
         # ONNX's data propagation mistakes small 1-D float tensors for shape tensors in broadcasting ops
         # (jnp.outer of vectors of 3 and 4: "Invalid rank for Mul broadcasting: (3) vs (4)", onnx 1.23);
