@@ -166,6 +166,20 @@ def rule_root(rule: Any) -> RuleRoot | None:
     return RuleRoot(root.op_type, producers)
 
 
+# ----------------------------------------------------------------------------- onnx
+def open_onnx_external_data(folder: str, location: str, tensor_name: str) -> int:
+    """A read-only descriptor of the external data file ``location`` of ``tensor_name``, opened by onnx itself.
+
+    onnx's C++ opener applies its containment rules (a relative path inside ``folder``, no ``..``
+    leading out, no symbolic link, a regular file) and raises onnx.checker.ValidationError (or
+    OSError) otherwise. onnx has no public function that checks without reading the whole tensor,
+    which a memory-mapped model must not do.
+    """
+    from onnx.external_data_helper import _open_external_data_fd
+
+    return _open_external_data_fd(folder, location, tensor_name, True)
+
+
 __all__ = [
     "Frame",
     "LinearSolveTuple",
@@ -178,6 +192,7 @@ __all__ = [
     "iterated_vmap_binary_bcast",
     "iterated_vmap_unary",
     "jax_internal_primitives",
+    "open_onnx_external_data",
     "physical_aval",
     "prng_impl",
     "register_jax_dialects",

@@ -209,3 +209,35 @@ def test_the_tensor_decoder_never_reads_a_file(secret_in_cwd):
     assert np.array_equal(onnx.numpy_helper.to_array(tensor), SECRET_VALUES)  # what onnx's helper does: reads the CWD
     with pytest.raises(wb.OnnxModelError, match=r"m: tensor 'k' keeps its data in the external file 'secret\.bin', which was not loaded"):
         tensor_array(tensor, "m")
+
+
+@pytest.mark.parametrize(
+    ("location", "length", "reason"),
+    [
+        ("../secret.bin", 16, r"points outside the directory"),
+        ("/etc/passwd", 16, r"should be a relative path, but it is an absolute path"),
+        ("link.bin", 16, r"is a symbolic link"),
+        ("fifo.bin", 16, r"not regular file"),
+        ("weights.bin", 4096, r"asks for bytes 0 to 4,096 of 'weights\.bin', which holds 16"),
+    ],
+    ids=["dotdot", "absolute", "symlink_out", "fifo", "past_the_end"],
+)
+def test_the_memory_mapped_loader_applies_the_same_rules(tmp_path, secret_in_cwd, location, length, reason):
+    """``load_memory_mapped`` (parity and locate on a path, large models) maps weights instead of reading them."""
+    from workbench.onnx_io import load_memory_mapped
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    os.symlink(secret_in_cwd, folder / "link.bin")
+    os.mkfifo(folder / "fifo.bin")
+    values = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    (folder / "weights.bin").write_bytes(values.tobytes())
+    good = _model(_io([helper.make_node("Add", ["x", "w"], ["y"])], [_external("w", "weights.bin")]))
+    (folder / "good.onnx").write_bytes(good.SerializeToString())
+    mapped = load_memory_mapped(folder / "good.onnx")
+    np.testing.assert_array_equal(mapped.graph.initializers["w"].const_value.numpy(), values)
+    bad = _model(_io([helper.make_node("Add", ["x", "w"], ["y"])], [_external("w", location)]))
+    bad.graph.initializer[0].external_data[2].value = str(length)
+    (folder / "bad.onnx").write_bytes(bad.SerializeToString())
+    with pytest.raises(wb.OnnxModelError, match=rf"bad\.onnx: .*tensor 'w'.*{reason}"):
+        load_memory_mapped(folder / "bad.onnx")

@@ -100,13 +100,32 @@ def load_memory_mapped(path: str | os.PathLike[str]) -> ir.Model:
 
 
 def _check_location(tensor: onnx.TensorProto, folder: Path, label: str) -> None:
+    """The tensor's external data must pass onnx's containment rules (as :func:`~workbench.onnx_io.load.resolve_external_data`
+    applies them) and lie within its file: checked by opening the file as onnx does, nothing read."""
+    from workbench import compat  # imports JAX: only where external data is checked
+
     entries = {entry.key: entry.value for entry in tensor.external_data}
     location = entries.get("location", "")
-    target = (folder / location).resolve()
-    if not location or Path(location).is_absolute() or not target.is_relative_to(folder) or not target.is_file():
+    try:
+        fd = compat.open_onnx_external_data(str(folder), location, tensor.name)
+    except (OSError, ValueError, onnx.checker.ValidationError) as error:
         raise OnnxModelError(
-            f"{label}: tensor {tensor.name!r} keeps its data in {location!r}, which is not a file inside "
-            f"the model's folder {folder}; external data must sit beside the model."
+            f"{label}: cannot load the external data of tensor {tensor.name!r} from {location!r}: "
+            f"{str(error).rstrip('.')}. External data must be a regular file inside the model's folder, "
+            "named by a relative path."
+        ) from error
+    try:
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    try:
+        offset, length = int(entries.get("offset", "0")), int(entries.get("length", str(size)))
+    except ValueError as error:
+        raise OnnxModelError(f"{label}: tensor {tensor.name!r} has a non-integer offset or length ({error}).") from error
+    if offset < 0 or length < 0 or offset + length > size:
+        raise OnnxModelError(
+            f"{label}: tensor {tensor.name!r} asks for bytes {offset:,} to {offset + length:,} of {location!r}, "
+            f"which holds {size:,}; the model does not match its data file."
         )
 
 
