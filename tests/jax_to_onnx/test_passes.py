@@ -198,3 +198,22 @@ def test_gpt_blocks_fuse_to_a_fixed_node_budget():
     assert_graph_quality(two)
     tokens = np.random.default_rng(0).integers(0, 50, (2, 8)).astype(np.int32)
     assert_matches_jax(two_built.eval_fn(), two, [tokens], rtol=1e-4, atol=1e-4)
+
+
+def test_equal_constants_are_stored_once_and_near_equal_ones_kept():
+    """Folded constants with the same bytes (a mask per block) share one initializer; one that differs
+    only away from its first and last bytes keeps its own."""
+    import onnx_ir as ir
+
+    from workbench.jax_to_onnx.passes.folding import _share_equal_constants
+
+    mask = np.tril(np.ones((64, 64), np.float32))
+    near = mask.copy()
+    near[32, 5] = 7.0
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([64, 64]))
+    constants = [ir.Value(name=name, const_value=ir.Tensor(array, name=name)) for name, array in
+                 (("mask_a", mask), ("mask_b", mask.copy()), ("near", near))]
+    nodes = [ir.node("Add", [x, c]) for c in constants]
+    graph = ir.Graph([x], [n.outputs[0] for n in nodes], nodes=nodes, initializers=constants)
+    _share_equal_constants(graph, frozenset())
+    assert [n.inputs[1].name for n in nodes] == ["mask_a", "mask_a", "near"]

@@ -73,6 +73,10 @@ def _dense_general_split(lhs_shape: Any, rhs_shape: Any, dimension_numbers: Any)
     return int(np.prod([int(d) for d in rhs_shape[:n]])), len(rhs_shape) - n
 
 
+# a constant weight for the testcases of ``W @ x`` under vmap (written as Equinox's Linear does)
+_LEFT_WEIGHT = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+
+
 def _moves_data(shape: Any, order: list[int]) -> bool:
     """Whether transposing to ``order`` moves data: not when only axes of static size 1 change place."""
     if order == sorted(order):
@@ -206,6 +210,28 @@ def _nominal(operand: _Operand, axes: list[int]) -> int:
     return int(np.prod([int(operand.shape[a]) if is_static(operand.shape[a]) else _NOMINAL_SYMBOLIC_SIZE for a in axes]))
 
 
+def _weight_on_the_left(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any) -> ir.Value | None:
+    """``W @ x`` vmapped over tokens (how Equinox and per-example code write a dense layer): a constant
+    matrix contracted with the last axis of ``x``, giving ``[W's free axis, *x's free axes]``.
+
+    Lowered as the dense layer it is, ``MatMul(x, Wᵀ)`` (the weight's Transpose is folded at export),
+    then one Transpose to JAX's axis order; the ``transpose`` that vmap puts after it cancels that one.
+    Transposing ``x`` instead (the general path) leaves two Transposes of activations per layer, and
+    a symbolic batch would send it to Einsum. None when the contraction is not of this form.
+    """
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    lhs_shape, rhs_shape = ctx.avals_in[0].shape, ctx.avals_in[1].shape
+    if (lhs.const_value is None or rhs.const_value is not None or lhs_batch or rhs_batch or len(lhs_shape) != 2
+            or len(rhs_shape) < 2 or tuple(rhs_contract) != (len(rhs_shape) - 1,) or len(lhs_contract) != 1):
+        return None
+    (contracted,) = lhs_contract
+    free = 1 - contracted
+    weight = lhs if contracted == 0 else typed_like(ctx.op("Transpose", lhs, perm=[1, 0]), lhs, [lhs_shape[1], lhs_shape[0]])
+    product = typed_like(ctx.op("MatMul", rhs, weight), rhs, [*rhs_shape[:-1], lhs_shape[free]])
+    rank = len(rhs_shape)
+    return ctx.op("Transpose", product, perm=[rank - 1, *range(rank - 1)])
+
+
 @handler("dot_general", onnx_ops=("MatMul", "Einsum"), testcases=[
     Testcase("matmul_2d", lambda x, w: x @ w, [("B", 8), (8, 5)], rtol=1e-4, atol=1e-5),
     Testcase("matmul_3d_weight", lambda x, w: x @ w, [("B", "T", 8), (8, 5)], rtol=1e-4, atol=1e-5),
@@ -226,6 +252,10 @@ def _nominal(operand: _Operand, axes: list[int]) -> int:
              [("B", 6, 3, 4), (1, "B", 3, 5, 6)], rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
     Testcase("einsum_symbolic_contraction", lambda x, y: jnp.einsum("bki,bkj->bij", x, y), [(2, "K", 3), (2, "K", 4)],
              rtol=1e-4, atol=1e-5, expect_ops=("Einsum",)),
+    Testcase("weight_on_the_left_vmapped", lambda x: jax.vmap(lambda t: _LEFT_WEIGHT @ t)(x), [("B", 8)],
+             rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
+    Testcase("weight_on_the_left_tokens", lambda x: lax.dot_general(_LEFT_WEIGHT.T, x, (((0,), (2,)), ((), ()))),
+             [("B", 3, 8)], rtol=1e-4, atol=1e-5, expect_ops=("MatMul", "Transpose")),
     Testcase("dot_int", lambda x, y: x @ y, [np.arange(6, dtype=np.int32).reshape(2, 3), np.arange(12, dtype=np.int32).reshape(3, 4)]),
     Testcase("outer_product_vectors", jnp.outer, [(3,), (4,)]),
     Testcase("per_example_grad_symbolic_batch", jax.vmap(jax.grad(lambda w, x: jnp.dot(x, w) ** 2), in_axes=(None, 0)),
@@ -286,6 +316,8 @@ def _dot_general(
         if n_out != 1:
             typed_like(result, lhs, [*free_dims, n_columns])
             result = ctx.op("Reshape", result, ctx.i64(free + rhs_out))
+    elif (flipped := _weight_on_the_left(ctx, lhs, rhs, dimension_numbers)) is not None:
+        result = flipped
     else:
         # onnxruntime runs MatMul (with the transposes) several times faster than Einsum on these
         result = _batched_matmul(ctx, lhs, rhs, dimension_numbers)

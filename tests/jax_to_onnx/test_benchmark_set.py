@@ -1,0 +1,90 @@
+"""The benchmark set's models (written by others: tests/support/benchmark_set.py) convert within their node budgets.
+
+Each model is built small (``size="test"``: 2 layers, short sequences, small images) and exported with
+static shapes and with symbolic batch (and, where the model allows, sequence) dimensions; the export must
+match JAX in onnxruntime and stay within its (nodes, Transposes) budget. Budgets are the counts of the
+current export, so a rule that stops firing fails here; the bench-size counts beside jax2onnx's and
+torch.onnx's are in the README (``tests/benchmarks/bench_suite.py``). The zoo's own GPT and ResNet have
+their budgets in test_export_graphs.py.
+
+Keras picks its backend once, when first imported, so its model is checked in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import workbench as wb
+from tests.support.benchmark_set import SET
+from tests.support.harness import run_onnx
+from workbench.zoo import ZooModel
+
+pytestmark = pytest.mark.slow
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+# (model, symbolic dims) -> (nodes, Transposes) at most, at size="test"
+BUDGETS: dict[tuple[str, bool], tuple[int, int]] = {
+    ("hf_gpt2", False): (129, 8),
+    ("hf_gpt2", True): (159, 8),  # symbolic batch: the mask is built and broadcast at run time
+    ("hf_bert", False): (140, 8),
+    ("hf_bert", True): (172, 8),
+    ("hf_vit", False): (122, 9),
+    ("hf_vit", True): (125, 9),
+    ("haiku_resnet18", False): (49, 1),
+    ("haiku_resnet18", True): (52, 1),
+    ("eqx_transformer", False): (147, 8),
+    ("eqx_transformer", True): (152, 8),
+    ("keras_mobilenet", False): (105, 1),
+    ("keras_mobilenet", True): (105, 1),
+    ("nnx_gpt_mha", False): (67, 8),
+    ("nnx_gpt_mha", True): (109, 8),
+}
+# models that need environment variables before their library is imported
+FRESH_INTERPRETER = {"keras_mobilenet": {"KERAS_BACKEND": "jax"}}
+
+
+def check(name: str, symbolic: bool) -> None:
+    """Export one model of the set, compare it with JAX in onnxruntime and check its budget."""
+    built = SET[name]("test", symbolic=symbolic)
+    model = wb.to_onnx(built.fn, built.specs)
+    ops = Counter(node.op_type for node in model.graph.node)
+    nodes, transposes = BUDGETS[name, symbolic]
+    assert len(model.graph.node) <= nodes and ops["Transpose"] <= transposes, (
+        f"{name} (symbolic={symbolic}): {len(model.graph.node)} nodes, {ops['Transpose']} Transposes; "
+        f"budget {nodes}, {transposes}: {dict(ops)}"
+    )
+    expected = jax.tree_util.tree_leaves(ZooModel(built.fn, []).eval_fn()(*built.inputs))
+    got = run_onnx(model, built.inputs)
+    assert len(got) == len(expected)
+    for ours, theirs in zip(got, expected, strict=True):
+        np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_budgets_cover_the_set():
+    others = {name for name in SET if not name.startswith("zoo_")}
+    assert {name for name, _ in BUDGETS} == others
+
+
+@pytest.mark.parametrize("symbolic", [False, True], ids=["static", "symbolic"])
+@pytest.mark.parametrize("name", sorted({name for name, _ in BUDGETS} - set(FRESH_INTERPRETER)))
+def test_model_converts_within_its_budget(name, symbolic):
+    check(name, symbolic)
+
+
+@pytest.mark.parametrize("name", sorted(FRESH_INTERPRETER))
+def test_model_converts_within_its_budget_in_a_fresh_interpreter(name):
+    """Static and symbolic in one interpreter: importing Keras and building its model is most of the time."""
+    env = {**os.environ, **FRESH_INTERPRETER[name], "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
+    code = f"from tests.jax_to_onnx.test_benchmark_set import check\nfor s in (False, True): check({name!r}, s)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, env=env, capture_output=True, text=True,
+                         timeout=900, check=False)
+    assert run.returncode == 0, f"{name} failed:\n{run.stderr[-4000:]}"
