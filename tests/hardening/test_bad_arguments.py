@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -99,6 +100,9 @@ def test_input_names_equal_to_output_names_are_refused():
         wb.to_onnx(_double, [(3,)], input_names=["a"], output_names=["a"])
     model = wb.to_onnx(_double, [(3,)], input_names=["a"], output_names=["b"])
     assert [i.name for i in model.graph.input] == ["a"] and [o.name for o in model.graph.output] == ["b"]
+    exported = jax.export.export(jax.jit(_double))(jax.ShapeDtypeStruct((3,), np.float32))  # the jax.export door
+    with pytest.raises(wb.SpecError, match=r"input_names and output_names share 'a'"):
+        wb.to_onnx(exported, None, input_names=["a"], output_names=["a"])
 
 
 def test_names_and_arrays_still_work():

@@ -59,6 +59,16 @@ def _names(given: Sequence[str] | None, defaults: list[str], what: str) -> list[
     return given
 
 
+def check_distinct_io_names(in_names: Sequence[str], out_names: Sequence[str]) -> None:
+    """No graph input may share its name with a graph output (the output would silently rename the input)."""
+    shared = sorted(set(in_names) & set(out_names))
+    if shared:
+        raise SpecError(
+            f"input_names and output_names share {', '.join(map(repr, shared))}: an ONNX value has one name, so "
+            "each graph input and output needs its own (an output that returns an input gets an Identity node)."
+        )
+
+
 def _default_input_names(traced: Traced) -> list[str]:
     names: list[str] = []
     for arg_name, arg in zip(traced.arg_names, traced.specs.args, strict=True):
@@ -142,12 +152,7 @@ def program_of(
     """The :class:`Program` of a traced callable, with the default (or the given) input/output names."""
     in_names = _names(input_names, _default_input_names(traced), "input_names")
     out_names = _names(output_names, _default_output_names(traced), "output_names")
-    shared = sorted(set(in_names) & set(out_names))
-    if shared:
-        raise SpecError(
-            f"input_names and output_names share {', '.join(map(repr, shared))}: an ONNX value has one name, so "
-            "each graph input and output needs its own (an output that returns an input gets an Identity node)."
-        )
+    check_distinct_io_names(in_names, out_names)
     return Program(
         closed_jaxpr=traced.closed_jaxpr,
         weights=traced.callable.params,

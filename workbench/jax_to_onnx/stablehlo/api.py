@@ -20,7 +20,7 @@ import onnx_ir as ir
 from workbench.errors import SpecError, StableHLOError
 from workbench.jax_to_onnx.builder import GraphBuilder, ModelState
 from workbench.jax_to_onnx.precision import Precision
-from workbench.jax_to_onnx.program import _name_outputs, _names, _output_names_of_tree, assemble_model
+from workbench.jax_to_onnx.program import _name_outputs, _names, _output_names_of_tree, assemble_model, check_distinct_io_names
 from workbench.jax_to_onnx.stablehlo import mlir
 from workbench.jax_to_onnx.stablehlo.context import Sym
 from workbench.jax_to_onnx.stablehlo.walker import Walker, check_all_supported
@@ -92,6 +92,7 @@ def exported_to_onnx(
             )
         in_names = _names(input_names, _input_names(walker, exported, kept), "input_names")
         out_names = _names(output_names, _output_names_of_tree(exported.out_tree), "output_names")
+        check_distinct_io_names(in_names, out_names)
         state = ModelState(opset=opset)
         state.names.update(out_names)
         builder = GraphBuilder(state)
