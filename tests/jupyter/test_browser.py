@@ -469,14 +469,21 @@ def test_jupyterlab_renders_the_unsupported_table_and_coverage_explorer_widgets(
 def _wait_for_idle_kernel(origin: str, token: str, timeout: float = 120) -> None:
     """Wait until the notebook's kernel is started and idle (asked through the REST API)."""
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{origin}/api/kernels?token={token}", timeout=5) as response:
-            kernels = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(f"{origin}/api/kernels?token={token}", timeout=5) as response:
+                kernels = json.loads(response.read())
+        except (urllib.error.URLError, TimeoutError) as error:
+            # a kernel still starting on a loaded machine makes the server answer 500 for a moment
+            last_error = error
+            time.sleep(0.5)
+            continue
         if kernels and all(k["execution_state"] == "idle" for k in kernels):
             time.sleep(1)  # let the page's websocket settle on the kernel too
             return
         time.sleep(0.5)
-    raise AssertionError("the notebook's kernel did not become idle")
+    raise AssertionError(f"the notebook's kernel did not become idle (last error from /api/kernels: {last_error})")
 
 
 def _frames_until(page: object, url_part: str, timeout: float = 60) -> Iterator[object]:
