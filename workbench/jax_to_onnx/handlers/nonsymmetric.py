@@ -34,8 +34,8 @@ Conventions and differences from JAX (which calls LAPACK on CPU):
 - Eigenvectors have unit 2-norm and their largest-modulus component real and positive (zgeev's
   rule; dgeev for real input leaves the sign of real eigenvectors to its algorithm, so JAX's may be
   the negative of ours).
-- ``schur`` of a real matrix (the real quasi-triangular form of dgees) is refused with the reason;
-  ``schur`` of a complex matrix returns the complex triangular T and unitary Z (zgees, unsorted).
+- ``schur`` of a complex matrix returns the complex triangular T and unitary Z (zgees, unsorted);
+  ``schur`` of a real matrix (dgees' quasi-triangular form) is in ``real_schur.py``.
   T is unique only up to the order of the eigenvalues and the phases of Z's columns, so compare
   ``Z T Z^H = A`` and the triangle of T.
 
@@ -188,7 +188,7 @@ def c_put_columns(g: GraphBuilder, a: Pair, column_mask: ir.Value, columns: Pair
     return c_where(g, as_row(g, column_mask), columns, a)
 
 
-def _zeros_like(g: GraphBuilder, x: ir.Value, dtype: Any) -> ir.Value:
+def zeros_like(g: GraphBuilder, x: ir.Value, dtype: Any) -> ir.Value:
     return g.op("Expand", scalar(g, 0, dtype), g.op("Shape", x))
 
 
@@ -201,7 +201,7 @@ def hessenberg_reduce(g: GraphBuilder, h: Pair, n: int, spec: Spec) -> tuple[Pai
     """
     dtype = spec.dtype
     eye = batched_eye(g, h[0], n, n, dtype)
-    z = (eye, _zeros_like(g, eye, dtype))
+    z = (eye, zeros_like(g, eye, dtype))
     if n <= 2:
         return h, z
     zero, one = scalar(g, 0, dtype), scalar(g, 1, dtype)
@@ -246,12 +246,12 @@ def _shift_matrix(g: GraphBuilder, n: int, k: int, dtype: Any) -> ir.Value:
     return g.const(np.eye(n, k=k, dtype=dtype))
 
 
-def _deflate(g: GraphBuilder, h: Pair, n: int, dtype: Any, scale: ir.Value) -> Pair:
+def deflate(g: GraphBuilder, h: Pair, n: int, dtype: Any, scale: ir.Value) -> Pair:
     """Zero the negligible subdiagonal entries: |h[j+1, j]| <= max(eps (|h[j, j]| + |h[j+1, j+1]|), tiny)."""
     eps = float(np.finfo(dtype).eps)
     tiny = float(np.finfo(dtype).tiny) * n / eps
     sub_mask = g.const(np.eye(n, k=-1, dtype=bool))
-    diag = _diag_pair(g, h, n, dtype)
+    diag = diag_pair(g, h, n, dtype)
     d_abs = cabs1(g, diag)  # [..., n]
     # row j+1 of the subdiagonal compares with d_abs[j] + d_abs[j+1]: neighbours by one exact MatMul
     d_prev = g.op("MatMul", d_abs, _shift_matrix(g, n, 1, dtype))  # [..., n]: d_abs[j-1] at j
@@ -264,12 +264,12 @@ def _deflate(g: GraphBuilder, h: Pair, n: int, dtype: Any, scale: ir.Value) -> P
     return g.op("Where", small, zero, h[0]), g.op("Where", small, zero, h[1])
 
 
-def _diag_pair(g: GraphBuilder, a: Pair, n: int, dtype: Any) -> Pair:
+def diag_pair(g: GraphBuilder, a: Pair, n: int, dtype: Any) -> Pair:
     eye = g.const(np.eye(n, dtype=dtype))
     return tuple(g.op("ReduceSum", g.op("Mul", part, eye), g.i64([-1]), keepdims=0) for part in a)  # type: ignore[return-value]
 
 
-def _band(g: GraphBuilder, a: Pair, n: int, k: int, axis: int, dtype: Any) -> Pair:
+def band(g: GraphBuilder, a: Pair, n: int, k: int, axis: int, dtype: Any) -> Pair:
     """The k-th diagonal of ``a`` as an n-vector indexed along ``axis`` (-1: by row, -2: by column), 0 elsewhere."""
     mask = _shift_matrix(g, n, k, dtype)
     return tuple(g.op("ReduceSum", g.op("Mul", part, mask), g.i64([axis]), keepdims=0) for part in a)  # type: ignore[return-value]
@@ -279,9 +279,9 @@ def _block_shifts(g: GraphBuilder, h: Pair, n: int, dtype: Any, exceptional: ir.
     """One shift per row: the Wilkinson shift of the trailing 2x2 of the unreduced block the row is in
     (the eigenvalue of that 2x2 closer to its last entry), or on exceptional iterations that entry
     plus 3/4 of |subdiagonal|."""
-    d = _diag_pair(g, h, n, dtype)  # d[j] = h[j, j]
-    s = _band(g, h, n, -1, -1, dtype)  # s[j] = h[j, j-1] (0 at j = 0)
-    u = _band(g, h, n, 1, -2, dtype)  # u[j] = h[j-1, j] (0 at j = 0)
+    d = diag_pair(g, h, n, dtype)  # d[j] = h[j, j]
+    s = band(g, h, n, -1, -1, dtype)  # s[j] = h[j, j-1] (0 at j = 0)
+    u = band(g, h, n, 1, -2, dtype)  # u[j] = h[j-1, j] (0 at j = 0)
     up = _shift_matrix(g, n, 1, dtype)
     down = _shift_matrix(g, n, -1, dtype)
     d_prev = (g.op("MatMul", d[0], up), g.op("MatMul", d[1], up))  # d[j-1] at j
@@ -318,7 +318,7 @@ def _givens_qr(g: GraphBuilder, r: Pair, n: int, spec: Spec) -> tuple[Pair, Pair
     dtype = spec.dtype
     zero, one = scalar(g, 0, dtype), scalar(g, 1, dtype)
     eye = batched_eye(g, r[0], n, n, dtype)
-    q0 = (eye, _zeros_like(g, eye, dtype))
+    q0 = (eye, zeros_like(g, eye, dtype))
 
     def rotate(body: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
         rr, qq = (state[0], state[1]), (state[2], state[3])
@@ -361,7 +361,7 @@ def qr_iterations(g: GraphBuilder, h: Pair, z: Pair, n: int, spec: Spec) -> tupl
     dtype = spec.dtype
     scale = g.op("ReduceSum", cabs1(g, h), g.i64([-2, -1]), keepdims=1)  # ||H||_1-like, for all-zero diagonals
     scale = g.op("Squeeze", scale, g.i64([-1]))  # [..., 1]: broadcasts over the rows
-    h = _deflate(g, h, n, dtype, scale)
+    h = deflate(g, h, n, dtype, scale)
     if n == 1:
         return h, z, _all_deflated(g, h, n, dtype)
     eye = g.const(np.eye(n, dtype=dtype))
@@ -373,7 +373,7 @@ def qr_iterations(g: GraphBuilder, h: Pair, z: Pair, n: int, spec: Spec) -> tupl
         mu = _block_shifts(body, hh, n, dtype, exceptional)  # [..., n] per row
         shift = (body.op("Mul", eye, as_column(body, mu[0])), body.op("Mul", eye, as_column(body, mu[1])))
         r, q = _givens_qr(body, c_sub(body, hh, shift), n, spec)
-        hh = _deflate(body, c_add(body, c_matmul(body, r, q), shift), n, dtype, scale)
+        hh = deflate(body, c_add(body, c_matmul(body, r, q), shift), n, dtype, scale)
         zz = c_matmul(body, zz, q)
         return [*hh, *zz]
 
@@ -387,7 +387,7 @@ def qr_iterations(g: GraphBuilder, h: Pair, z: Pair, n: int, spec: Spec) -> tupl
 
 def _all_deflated(g: GraphBuilder, h: Pair, n: int, dtype: Any) -> ir.Value:
     """Per matrix: every subdiagonal entry is exactly zero (bool [...])."""
-    sub = _band(g, h, n, -1, -1, dtype)
+    sub = band(g, h, n, -1, -1, dtype)
     nonzero = g.op("ReduceSum", cabs1(g, sub), g.i64([-1]), keepdims=0)
     return g.op("Equal", nonzero, scalar(g, 0, dtype))
 
@@ -405,9 +405,9 @@ def _divisors(g: GraphBuilder, d: Pair, n: int, dtype: Any) -> Pair:
 def _right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     """X with T X = X diag(T): unit upper triangular, row j from the rows below it (j = n-1 .. 0)."""
     dtype = spec.dtype
-    den = _divisors(g, _diag_pair(g, t, n, dtype), n, dtype)
+    den = _divisors(g, diag_pair(g, t, n, dtype), n, dtype)
     eye = batched_eye(g, t[0], n, n, dtype)
-    x0 = (eye, _zeros_like(g, eye, dtype))
+    x0 = (eye, zeros_like(g, eye, dtype))
     zero = scalar(g, 0, dtype)
 
     def row(body: GraphBuilder, step: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
@@ -428,9 +428,9 @@ def _right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
 def _left_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     """Y with T^H Y = Y conj(diag(T)) (so y^H T = lambda y^H): unit lower triangular, rows j = 0 .. n-1."""
     dtype = spec.dtype
-    den = c_conj(g, _divisors(g, _diag_pair(g, t, n, dtype), n, dtype))
+    den = c_conj(g, _divisors(g, diag_pair(g, t, n, dtype), n, dtype))
     eye = batched_eye(g, t[0], n, n, dtype)
-    y0 = (eye, _zeros_like(g, eye, dtype))
+    y0 = (eye, zeros_like(g, eye, dtype))
     zero = scalar(g, 0, dtype)
 
     def row(body: GraphBuilder, j: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
@@ -466,7 +466,7 @@ def _normalize_columns(g: GraphBuilder, v: Pair, n: int, dtype: Any) -> Pair:
 
 
 # ----------------------------------------------------------------------------- the decomposition
-def _working(g: GraphBuilder, x: ir.Value, complex_input: bool, spec: Spec) -> tuple[Pair, Spec]:
+def working(g: GraphBuilder, x: ir.Value, complex_input: bool, spec: Spec) -> tuple[Pair, Spec]:
     """The input as a pair of float64 (float32 input) or float64/float32-as-given real tensors."""
     work = np.dtype(np.float64) if spec.dtype == np.dtype(np.float32) else spec.dtype
     if work != spec.dtype:
@@ -474,7 +474,7 @@ def _working(g: GraphBuilder, x: ir.Value, complex_input: bool, spec: Spec) -> t
     if complex_input:
         pair = (g.op("Gather", x, scalar(g, 0, np.int64), axis=-1), g.op("Gather", x, scalar(g, 1, np.int64), axis=-1))
     else:
-        pair = (x, _zeros_like(g, x, work))
+        pair = (x, zeros_like(g, x, work))
     return pair, Spec(spec.shape, work)
 
 
@@ -484,7 +484,7 @@ def complex_schur(g: GraphBuilder, a: Pair, n: int, spec: Spec) -> tuple[Pair, P
     return qr_iterations(g, h, z, n, spec)
 
 
-def _as_output(g: GraphBuilder, value: Pair, ok: ir.Value, extra_axes: int, work: np.dtype, out_dtype: np.dtype) -> ir.Value:
+def as_output(g: GraphBuilder, value: Pair, ok: ir.Value, extra_axes: int, work: np.dtype, out_dtype: np.dtype) -> ir.Value:
     """Pairs → the [..., 2] output tensor in the output's real type, NaN where the QR did not converge."""
     joined = g.op("Concat", g.op("Unsqueeze", value[0], g.i64([-1])), g.op("Unsqueeze", value[1], g.i64([-1])), axis=-1)
     flag = g.op("Unsqueeze", ok, g.i64(list(range(-(extra_axes + 1), 0))))
@@ -494,7 +494,7 @@ def _as_output(g: GraphBuilder, value: Pair, ok: ir.Value, extra_axes: int, work
     return joined
 
 
-def _storage_ctx(ctx: LoweringContext) -> LoweringContext:
+def storage_ctx(ctx: LoweringContext) -> LoweringContext:
     return dataclasses.replace(
         ctx, avals_in=tuple(storage_aval(a) for a in ctx.avals_in), avals_out=tuple(storage_aval(a) for a in ctx.avals_out)
     )
@@ -572,19 +572,19 @@ def _eig(
     out_dtype = real_dtype(ctx.avals_out[0].dtype)
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
-        a, work = _working(g, inputs[0], complex_input, spec)
+        a, work = working(g, inputs[0], complex_input, spec)
         t, z, ok = complex_schur(g, a, n, work)
-        outputs = [_as_output(g, _diag_pair(g, t, n, work.dtype), ok, 1, work.dtype, out_dtype)]
+        outputs = [as_output(g, diag_pair(g, t, n, work.dtype), ok, 1, work.dtype, out_dtype)]
         if compute_left_eigenvectors:
             vl = _normalize_columns(g, c_matmul(g, z, _left_vectors(g, t, n, work)), n, work.dtype)
-            outputs.append(_as_output(g, vl, ok, 2, work.dtype, out_dtype))
+            outputs.append(as_output(g, vl, ok, 2, work.dtype, out_dtype))
         if compute_right_eigenvectors:
             vr = _normalize_columns(g, c_matmul(g, z, _right_vectors(g, t, n, work)), n, work.dtype)
-            outputs.append(_as_output(g, vr, ok, 2, work.dtype, out_dtype))
+            outputs.append(as_output(g, vr, ok, 2, work.dtype, out_dtype))
         return outputs
 
     params = (bool(compute_left_eigenvectors), bool(compute_right_eigenvectors))
-    return local_function(_storage_ctx(ctx), "Eig", [x], build, params=params, input_names=["a"])
+    return local_function(storage_ctx(ctx), "Eig", [x], build, params=params, input_names=["a"])
 
 
 # ----------------------------------------------------------------------------- schur
@@ -598,23 +598,10 @@ def schur_invariants(a: jax.Array) -> Any:
     return z @ t @ zh, zh @ z, jnp.tril(t, -1), jnp.take_along_axis(d, order, axis=-1)
 
 
-def _schur_refusal(eqn: Any, opset: int | None) -> str:
-    del opset
-    aval = eqn.invars[0].aval
-    if is_complex(aval.dtype) or (isinstance(aval.shape[-1], int) and aval.shape[-1] == 1):
-        return ""
-    return (
-        "schur of a real matrix (LAPACK dgees: the real quasi-triangular Schur form with 2x2 blocks for "
-        "complex-conjugate pairs, from Francis double-shift QR) is not exported; for the complex triangular "
-        "form convert the input to complex first (lax.linalg.schur(a.astype(jnp.complex64))), or use "
-        "jnp.linalg.eig for the eigenvalues and eigenvectors"
-    )
-
-
 _C4 = jax.ShapeDtypeStruct((4, 4), _C)
 
 
-@handler("schur", complex_numbers=True, onnx_ops=("Loop", "MatMul", "Where", "Sqrt", "Div"), unsupported_reason=_schur_refusal,
+@handler("schur", complex_numbers=True, onnx_ops=("Loop", "MatMul", "Where", "Sqrt", "Div"),
          testcases=[
     Testcase("schur_complex_invariants", schur_invariants, [_C4], rtol=1e-4, atol=2e-5),
     Testcase("schur_complex_batched", schur_invariants, [jax.ShapeDtypeStruct(("B", 3, 3), _C)], rtol=1e-4, atol=2e-5),
@@ -629,54 +616,28 @@ def _schur_complex(ctx: LoweringContext, x: ir.Value, *, compute_schur_vectors: 
     Params: compute_schur_vectors, sort_eig_vals (must be False: ordering by a Python predicate
     cannot be exported), select_callable (the predicate; must be None).
     """
-    _check_unsorted(sort_eig_vals, select_callable)
+    check_unsorted(sort_eig_vals, select_callable)
     aval = ctx.avals_in[0]
     n = static_size(aval.shape[-1], "matrix size", "schur")
     spec = Spec(tuple(aval.shape), real_dtype(aval.dtype))
     out_dtype = real_dtype(ctx.avals_out[0].dtype)
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
-        a, work = _working(g, inputs[0], True, spec)
+        a, work = working(g, inputs[0], True, spec)
         t, z, ok = complex_schur(g, a, n, work)
         upper = g.const(np.triu(np.ones((n, n), bool)))
         t = (g.op("Where", upper, t[0], scalar(g, 0, work.dtype)), g.op("Where", upper, t[1], scalar(g, 0, work.dtype)))
-        outputs = [_as_output(g, t, ok, 2, work.dtype, out_dtype)]
+        outputs = [as_output(g, t, ok, 2, work.dtype, out_dtype)]
         if compute_schur_vectors:
-            outputs.append(_as_output(g, z, ok, 2, work.dtype, out_dtype))
+            outputs.append(as_output(g, z, ok, 2, work.dtype, out_dtype))
         return outputs
 
-    return local_function(_storage_ctx(ctx), "Schur", [x], build, params=(bool(compute_schur_vectors),), input_names=["a"])
+    return local_function(storage_ctx(ctx), "Schur", [x], build, params=(bool(compute_schur_vectors),), input_names=["a"])
 
 
-def _check_unsorted(sort_eig_vals: bool, select_callable: Any) -> None:
+def check_unsorted(sort_eig_vals: bool, select_callable: Any) -> None:
     if sort_eig_vals or select_callable is not None:
         raise ConversionError(
             "schur(sort_eig_vals=True, select_callable=...) orders the eigenvalues by a Python predicate, which an "
             "ONNX graph cannot run; export with sort_eig_vals=False (JAX's CPU default)."
         )
-
-
-@handler("schur", onnx_ops=("Identity", "Expand"), unsupported_reason=_schur_refusal, testcases=[
-    Testcase("schur_1x1_real", lambda a: lax.linalg.schur(a), [np.array([[3.0]], np.float32)]),
-    Testcase("schur_1x1_real_batched_no_vectors", lambda a: lax.linalg.schur(a, compute_schur_vectors=False),
-             [jax.ShapeDtypeStruct(("B", 1, 1), np.float32)]),
-])
-def _schur_real(ctx: LoweringContext, x: ir.Value, *, compute_schur_vectors: bool, sort_eig_vals: bool,
-                select_callable: Any) -> tuple[ir.Value, ...]:
-    """schur of a real 1x1 matrix: T = A, Z = 1. Larger real matrices are refused (see ``_schur_refusal``).
-
-    Params: compute_schur_vectors, sort_eig_vals (must be False), select_callable (must be None).
-    """
-    _check_unsorted(sort_eig_vals, select_callable)
-    aval = ctx.avals_in[0]
-    n = static_size(aval.shape[-1], "matrix size", "schur")
-    if n != 1:  # the support check reports this first, with the reason
-        raise ConversionError(_schur_refusal_text())
-    outputs = [ctx.op("Identity", x)]
-    if compute_schur_vectors:
-        outputs.append(ctx.op("Expand", ctx.scalar(1, np.dtype(aval.dtype)), ctx.op("Shape", x)))
-    return tuple(outputs)
-
-
-def _schur_refusal_text() -> str:
-    return "schur of a real matrix larger than 1x1 is not exported (see the unsupported-primitive report for why)"
