@@ -66,11 +66,20 @@ def test_symbolic_matrix_sizes_are_refused_with_the_reason() -> None:
         wb.to_onnx(jnp.linalg.cholesky, [("B", "N", "N")])
 
 
-def test_eig_and_schur_are_reported_with_their_reason() -> None:
-    with pytest.raises(wb.UnsupportedPrimitiveError, match=r"eig ×1 at .*non-symmetric matrix.*jnp.linalg.eigh"):
-        wb.to_onnx(jnp.linalg.eig, [(3, 3)])
+def test_real_schur_is_reported_with_its_reason() -> None:
+    with pytest.raises(wb.UnsupportedPrimitiveError, match=r"schur ×1 at .*real quasi-triangular Schur form.*astype"):
+        wb.to_onnx(lambda a: jax.scipy.linalg.schur(a)[0], [(3, 3)])
     report = wb.check(lambda a: jax.scipy.linalg.schur(a)[0], [(3, 3)])
-    assert "schur" in str(report) and "non-symmetric" in str(report)
+    assert "schur" in str(report) and "Francis" in str(report)
+
+
+def test_eig_exports_in_the_complex_convention() -> None:
+    a = np.array([[0.0, -2.0, 1.0], [1.0, 0.5, 0.0], [0.0, 0.3, -1.0]], np.float32)
+    model = wb.to_onnx(jnp.linalg.eig, [a])
+    w, v = (from_pairs(y) for y in run_onnx(model, [a]))
+    assert w.dtype == np.complex64 and v.shape == (3, 3)
+    np.testing.assert_allclose(np.sort_complex(w), np.sort_complex(np.linalg.eigvals(a)), atol=1e-5)
+    np.testing.assert_allclose(a @ v, v * w, atol=1e-5)
 
 
 def test_a_primitive_without_a_complex_handler_says_so_before_lowering() -> None:
