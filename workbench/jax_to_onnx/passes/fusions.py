@@ -24,6 +24,7 @@ from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
 from workbench.jax_to_onnx.passes.norm_parameters import as_parameter, fits_normalized_shape, unit_scale
 from workbench.jax_to_onnx.passes.reshapes import same_shape
+from workbench.jax_to_onnx.passes.transposed_softmax import TransposedSoftmax
 
 GELU_MIN_OPSET = 20
 LAYER_NORMALIZATION_MIN_OPSET = 17
@@ -349,6 +350,8 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
     fusions = [(common_rules.matmul_add_to_gemm_rule, True)]
     if opset >= 18:  # the pattern reads ReduceMax's axes input (an attribute before opset 18)
         fusions.append((SoftmaxFusion.rule(), False))
+        # the softmax of a transposed view (Flax's grouped-query attention), with the Transpose after it first
+        fusions += [(TransposedSoftmax.rule(then_transpose=after), False) for after in (True, False)]
     fusions += [(rule, False) for rule in _hard_sigmoid_rules()]
     layer_norm = opset >= LAYER_NORMALIZATION_MIN_OPSET
     if layer_norm:

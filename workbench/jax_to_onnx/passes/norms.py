@@ -141,7 +141,12 @@ def keep_reduced_dims(graph: ir.Graph | ir.Function) -> int:
         kept = ir.Node("", node.op_type, [x, axes], attributes=[ir.AttrInt64("keepdims", 1)], name=node.name,
                        metadata_props=dict(node.metadata_props), doc_string=node.doc_string)
         restored = uses[0].node.outputs[0]
-        kept.outputs[0].name, kept.outputs[0].shape, kept.outputs[0].dtype = restored.name, restored.shape, restored.dtype
+        kept.outputs[0].name = restored.name
+        if restored.shape is not None:
+            kept.outputs[0].shape = restored.shape
+        dtype = restored.dtype or reduced.dtype  # handler decompositions leave some values untyped
+        if dtype is not None:
+            kept.outputs[0].dtype = dtype
         graph.insert_before(node, kept)
         restoring = [use.node for use in uses]
         for restore in restoring:
