@@ -129,6 +129,13 @@ _CYCLIC = np.roll(np.eye(5, dtype=np.float32), 1, axis=0)  # eigenvalues: the 5t
     _eig_case("eig_f64", [jax.ShapeDtypeStruct((6, 6), np.float64)], rtol=1e-9, atol=1e-10, x64=True),
     _eig_case("eig_complex128", [jax.ShapeDtypeStruct((5, 5), np.complex128)], left=True, rtol=1e-9, atol=1e-10, x64=True),
     Testcase("eigvals_upper_triangular_order", lambda a: jnp.linalg.eigvals(jnp.triu(a)), [(4, 4)]),
+    # jnp.roots: eig of the companion matrix; sorted (by (real, imag), the complex sort) to compare as
+    # sets. (x - 1)(x - 3)(x^2 + 2): simple roots (a double root is ill-conditioned: JAX's float32 LAPACK
+    # splits one into 1 +- 5e-4 i, where our float64 work keeps it real)
+    Testcase("roots_real_and_complex_sorted", lambda p: jnp.sort(jnp.roots(p, strip_zeros=False)),
+             [np.array([1.0, -4.0, 5.0, -8.0, 6.0], np.float32)], rtol=1e-4, atol=1e-5),
+    Testcase("roots_leading_zero_nan", lambda p: (lambda r: (jnp.sort(r[:2]), jnp.isnan(r[2])))(jnp.roots(p, strip_zeros=False)),
+             [np.array([0.0, 1.0, -3.0, 2.0], np.float32)], rtol=1e-4, atol=1e-5),
 ])
 def _eig(
     ctx: LoweringContext,
