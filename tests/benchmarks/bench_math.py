@@ -73,6 +73,9 @@ def _cases() -> list[Case]:
             Case(f"pinv {n}x{n // 2}", jnp.linalg.pinv, lambda rng, n=n: [rng.standard_normal((n, n // 2)).astype(np.float32)],
                  np.linalg.pinv),
         ]
+    for n in (8, 32):  # order-free comparison: both sorted by (real, imag), as jnp.sort orders complex values
+        cases.append(Case(f"eigvals {n}x{n} (sorted)", lambda a: jnp.sort(jnp.linalg.eigvals(a)), _square(n),
+                          lambda a: np.sort_complex(np.linalg.eigvals(a))))
     for n in (1024, 1000):
         cases += [
             Case(f"fft n={n}", lambda x: jnp.fft.fft(x), lambda rng, n=n: [rng.standard_normal((8, n)).astype(np.float32)],

@@ -84,3 +84,23 @@ def test_export_argument_mistakes(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ir_to_onnx_and_export_at_half_precision(user_module, capsys):
+    document = user_module / "dense.json"
+    assert main(["ir", "export", "ir_user_models:dense", "-i", "B,4", "-o", str(document)]) == 0
+    from_ir, direct = user_module / "dense_ir.onnx", user_module / "dense.onnx"
+    assert main(["ir", "to-onnx", str(document), "-o", str(from_ir), "--precision", "float16"]) == 0
+    assert main(["export", "ir_user_models:dense", "-i", "B,4", "-o", str(direct), "--precision", "float16"]) == 0
+    model = onnx.load(str(from_ir))
+    assert model.SerializeToString() == onnx.load(str(direct)).SerializeToString()
+    assert {tensor.data_type for tensor in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
+    x = np.linspace(-3, 3, 8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(run_onnx(model, [x])[0], _expected(x), rtol=1e-2, atol=1e-2)
+
+
+def test_precision_choices_are_the_converters():
+    from workbench.cli import PRECISION_CHOICES
+    from workbench.jax_to_onnx.precision import PRECISIONS
+
+    assert PRECISION_CHOICES == PRECISIONS

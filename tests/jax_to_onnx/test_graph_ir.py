@@ -225,3 +225,15 @@ def test_graph_ir_converts_at_another_opset_and_names():
     x = concrete_inputs([(2, 4)])[0]
     np.testing.assert_allclose(run_onnx(model, [x])[0], np.asarray(_mlp(x)), rtol=1e-6)
     onnx.checker.check_model(model, full_check=True)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_graph_ir_converts_at_the_precision_to_onnx_would(precision):
+    document = _document()
+    direct = wb.to_onnx(_mlp, [("B", 4)], precision=precision)
+    model = wb.graph_ir_to_onnx(wb.to_json(document), precision=precision)
+    assert model.SerializeToString() == direct.SerializeToString()
+    half = {"float16": onnx.TensorProto.FLOAT16, "bfloat16": onnx.TensorProto.BFLOAT16}[precision]
+    assert {tensor.data_type for tensor in model.graph.initializer} == {half}
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # keep_io_types
+    onnx.checker.check_model(model, full_check=True)

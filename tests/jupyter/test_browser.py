@@ -13,6 +13,7 @@ Screenshots go to ``test-output/`` (the ones in docs/images are copied from ther
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -250,6 +251,16 @@ def jupyterlab_without_server_extension(tmp_path_factory: pytest.TempPathFactory
     yield from _start_jupyterlab(tmp_path_factory.mktemp("lab-no-ext"), server_extension=False)
 
 
+@contextlib.contextmanager
+def _screenshot_on_failure(page: object, name: str) -> Iterator[None]:
+    """Run the block; if it fails (a wait timed out, an assertion), save a screenshot ``name`` first."""
+    try:
+        yield
+    except Exception:
+        _shot(page, name)
+        raise
+
+
 def _shot(page: object, name: str) -> Path:
     OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / name
@@ -263,11 +274,8 @@ def test_jupyterlab_notebook_runs_to_onnx_and_shows_the_mime_rendered_viewer(bro
     _open_and_run_all(page, origin, token, "mlp.ipynb")
 
     iframe = page.locator(".jp-WorkbenchOnnxOutput iframe[title='ONNX graph viewer']")  # the mime renderer's
-    try:
+    with _screenshot_on_failure(page, "jupyterlab_failure.png"):
         iframe.wait_for(timeout=120_000)
-    except Exception:
-        _shot(page, "jupyterlab_failure.png")
-        raise
     src = iframe.get_attribute("src")
     assert src.startswith(f"{origin}/workbench/viewer/index.html?model="), src  # same origin, through the extension
     bar = page.locator(".jp-WorkbenchOnnxOutput-bar").first.inner_text()
@@ -292,11 +300,8 @@ def test_a_failing_conversion_shows_one_short_message_and_the_traceback_one_clic
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     _open_and_run_all(page, origin, token, "failing.ipynb")
     failure = page.locator(".jp-OutputArea-output .workbench-failure")
-    try:
+    with _screenshot_on_failure(page, "failure_failure.png"):
         failure.wait_for(timeout=180_000)
-    except Exception:
-        _shot(page, "failure_failure.png")
-        raise
     text = failure.inner_text()
     assert "✘ model → ONNX failed while converting it with -i B,3,32,32" in text
     assert "at cell [2], line 10 in ConvNet.__call__:" in text and "h = nnx.relu(self.conv(x))" in text
@@ -334,13 +339,10 @@ def test_double_click_on_an_onnx_file_opens_netron_with_shapes(browser, jupyterl
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     _open_lab(page, origin, token, "double-click")
     _file_item(page, "mlp.onnx").dblclick()
-    try:
+    with _screenshot_on_failure(page, "onnx_file_failure.png"):
         page.locator(".jp-WorkbenchNetronDocument iframe[title='ONNX graph viewer']").wait_for(timeout=60_000)
         frame = next(_frames_until(page, "workbench/viewer/file.html"))
         html = _wait_for_graph(frame)
-    except Exception:
-        _shot(page, "onnx_file_failure.png")
-        raise
     assert "path=mlp.onnx" in frame.url
     _assert_graph(html, ("B×30", "B×20", "B×10"), ("Gemm", "Gelu"))  # shapes inferred by the server
     assert page.locator(".lm-TabBar-tab.lm-mod-current", has_text="mlp.onnx").count() == 1
@@ -358,12 +360,9 @@ def test_open_with_lists_the_netron_viewer(browser, jupyterlab) -> None:
     viewer_item = page.locator(".lm-Menu-item", has_text="Netron viewer")
     viewer_item.wait_for(timeout=10_000)
     viewer_item.click()
-    try:
+    with _screenshot_on_failure(page, "open_with_failure.png"):
         frame = next(_frames_until(page, "path=tiny.onnx"))
         _assert_graph(_wait_for_graph(frame, last_shape="4×10"), ("4×30", "4×20", "4×10"), ("Gemm", "Gelu"))
-    except Exception:
-        _shot(page, "open_with_failure.png")
-        raise
     page.close()
 
 
@@ -372,11 +371,8 @@ def test_without_the_server_extension_the_output_is_a_self_contained_drawing(bro
     page = browser.new_page(viewport={"width": 1100, "height": 960})
     _open_and_run_all(page, origin, token, "mlp.ipynb")
     drawing = page.locator(".jp-OutputArea-output svg.workbench-graph")
-    try:
+    with _screenshot_on_failure(page, "fallback_failure.png"):
         drawing.wait_for(timeout=120_000)
-    except Exception:
-        _shot(page, "fallback_failure.png")
-        raise
     svg = drawing.inner_html()
     for label in ("B×30", "B×20", "B×10", ">MatMul<"):
         assert label in svg
@@ -401,13 +397,10 @@ def test_notebook7_shows_the_viewer_output_and_opens_onnx_files(browser, jupyter
     _wait_for_idle_kernel(origin, token)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    try:
+    with _screenshot_on_failure(page, "notebook7_failure.png"):
         page.locator(".jp-WorkbenchOnnxOutput iframe[title='ONNX graph viewer']").wait_for(timeout=120_000)
         frame = next(_frames_until(page, "workbench/viewer/index.html"))
         _assert_graph(_wait_for_graph(frame), ("B×30", "B×20", "B×10"), ("Gemm", "Gelu"))
-    except Exception:
-        _shot(page, "notebook7_failure.png")
-        raise
     _shot(page, "notebook7.png")
     page.goto(f"{origin}/edit/tiny.onnx?token={token}")  # Notebook 7's page for a non-notebook file
     frame = next(_frames_until(page, "path=tiny.onnx", timeout=90))

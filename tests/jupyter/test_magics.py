@@ -317,6 +317,13 @@ def test_ir_option_writes_the_graph_ir_beside_the_model(shell, converter, tmp_pa
     assert rebuilt.SerializeToString() == result.model.SerializeToString()
 
 
+def test_ir_option_traces_the_cell_function_once(shell, converter, tmp_path) -> None:
+    cell = "traces = []\ndef f(x):\n    traces.append(x.shape)\n    return x * 2.0\n"
+    execution, captured = run(shell, f"%%to_onnx -i 3 --no-view --ir {tmp_path / 'f.json'}\n" + cell)
+    assert execution.success, captured.stderr
+    assert len(shell.user_ns["traces"]) == 1  # the Graph IR comes from the conversion's own trace
+
+
 # --- what a notebook user reads: cell numbers, line numbers, short failures ----------------------
 
 CONVNET_CELL = """\

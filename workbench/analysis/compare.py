@@ -101,4 +101,55 @@ def compare_arrays(onnx_value: np.ndarray, jax_value: np.ndarray, rtol: float, a
     return Comparison(float(diff.max()), float(rel.max()), float(mismatched.mean()), rtol, atol, problem)
 
 
-__all__ = ["Comparison", "compare_arrays", "default_tolerances"]
+def finite_max_abs(array: np.ndarray) -> float:
+    """The largest finite magnitude in ``array`` (0 for an empty or boolean array): the scale of a value."""
+    array = np.asarray(array)
+    if array.size == 0 or array.dtype == np.dtype(bool):
+        return 0.0
+    magnitude = np.abs(array.astype(np.complex128 if np.iscomplexobj(array) else np.float64))
+    finite = magnitude[np.isfinite(magnitude)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+@dataclass
+class NodeVerdict:
+    """The worst comparison among one graph node's outputs, as the divergence locators report it.
+
+    Each output is held to ``atol + rtol * scale``, where the scale is the reference value's largest
+    finite magnitude: an intermediate deep in a network is judged against its own size, not the
+    model outputs'. ``rtol``/``atol`` of ``None`` take the reference dtype's defaults.
+    """
+
+    compared: bool = False
+    ok: bool = True
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    tolerance: float = math.nan
+
+    def add(self, tested: np.ndarray, reference: np.ndarray, rtol: float | None, atol: float | None) -> bool:
+        """Compare one output; returns whether it is within its tolerance."""
+        default_rtol, default_atol = default_tolerances(np.asarray(reference).dtype)
+        tolerance = (default_atol if atol is None else atol) + (default_rtol if rtol is None else rtol) * finite_max_abs(
+            reference
+        )
+        comparison = compare_arrays(tested, reference, 0.0, tolerance)
+        self.compared = True
+        self.ok = self.ok and comparison.ok
+        if math.isnan(self.tolerance) or comparison.max_abs_error >= self.max_abs_error:
+            self.tolerance = tolerance
+        self.max_abs_error = max(self.max_abs_error, comparison.max_abs_error)
+        self.max_rel_error = max(self.max_rel_error, comparison.max_rel_error)
+        return comparison.ok
+
+    @property
+    def abs_error(self) -> float:
+        """The worst absolute error, NaN when no output of the node was compared."""
+        return self.max_abs_error if self.compared else math.nan
+
+    @property
+    def rel_error(self) -> float:
+        """The worst relative error, NaN when no output of the node was compared."""
+        return self.max_rel_error if self.compared else math.nan
+
+
+__all__ = ["Comparison", "NodeVerdict", "compare_arrays", "default_tolerances", "finite_max_abs"]

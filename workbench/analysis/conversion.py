@@ -13,8 +13,9 @@ Each shortcut is the public function called on this conversion, so it traces not
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec
 
 from workbench.analysis.locate import DivergenceReport, locate_divergence
 from workbench.analysis.parity import ParityReport, parity
@@ -22,8 +23,8 @@ from workbench.analysis.report import CompatibilityReport, report_of_traced
 from workbench.jax_to_onnx import api
 from workbench.jax_to_onnx import conversion as base
 from workbench.jax_to_onnx.graph_ir.api import graph_ir_of_traced
-from workbench.jax_to_onnx.input_layout import InputLayout
-from workbench.jax_to_onnx.precision import Precision
+
+P = ParamSpec("P")
 
 
 class Conversion(base.Conversion):
@@ -84,40 +85,25 @@ class Conversion(base.Conversion):
         return to_jax(self.path if self.path is not None else self.model)
 
 
-def convert(
-    fn: Any,
-    inputs: Sequence[Any],
-    *,
-    opset: int | None = None,
-    input_names: Sequence[str] | None = None,
-    output_names: Sequence[str] | None = None,
-    enable_double_precision: bool = False,
-    optimize: bool = True,
-    precision: str | Precision = "float32",
-    keep_io_types: bool = True,
-    input_layout: InputLayout = None,
-) -> Conversion:
-    """Convert ``fn`` and return the :class:`Conversion`: ``.model`` (a ModelProto), ``.save(path)``,
-    ``.run(*inputs)``, ``.check()``, ``.parity()``, ``.locate_divergence()``, ``.optimize()``,
-    ``.to_jax()``, and the jaxpr, value origins and timings. Arguments as for ``wb.to_onnx``.
+def _with_shortcuts(convert_function: Callable[P, base.Conversion]) -> Callable[P, Conversion]:
+    """``convert_function`` returning its conversion with the shortcuts: the same parameters, checked
+    by type checkers through the ParamSpec, so the keyword list is written once (in the conversion package)."""
 
-    The conversion holds the model without copying its weights (they stay the traced arrays), so
-    ``wb.convert(fn, specs).save(path)`` exports a model of several GB with little extra memory.
-    """
-    return Conversion.of(
-        api.convert(
-            fn,
-            inputs,
-            opset=opset,
-            input_names=input_names,
-            output_names=output_names,
-            enable_double_precision=enable_double_precision,
-            optimize=optimize,
-            precision=precision,
-            keep_io_types=keep_io_types,
-            input_layout=input_layout,
-        )
+    @functools.wraps(convert_function)
+    def convert(*args: P.args, **kwargs: P.kwargs) -> Conversion:
+        return Conversion.of(convert_function(*args, **kwargs))
+
+    convert.__doc__ = (
+        "Convert ``fn`` and return the :class:`Conversion`: ``.model`` (a ModelProto), ``.save(path)``, "
+        "``.run(*inputs)``, ``.check()``, ``.parity()``, ``.locate_divergence()``, ``.optimize()``, "
+        "``.to_jax()``, and the jaxpr, value origins and timings. Arguments as for ``wb.to_onnx``.\n\n"
+        "The conversion holds the model without copying its weights (they stay the traced arrays), so "
+        "``wb.convert(fn, specs).save(path)`` exports a model of several GB with little extra memory."
     )
+    return convert
+
+
+convert = _with_shortcuts(api.convert)
 
 
 __all__ = ["Conversion", "convert"]

@@ -13,7 +13,6 @@ inside a network is not mistaken for divergence.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 import onnx
 from jax.extend import core as jex_core
 
-from workbench.analysis.compare import compare_arrays, default_tolerances
+from workbench.analysis.compare import NodeVerdict
 from workbench.analysis.divergence import (
     DivergenceReport,
     NodeResult,
@@ -209,10 +208,7 @@ def _analyse(
     producer: dict[str, int] = {}
     results: list[NodeResult] = []
     for index, node in enumerate(model.graph.node):
-        worst_abs = worst_rel = 0.0
-        worst_tol = math.nan
-        compared = False
-        ok = True
+        verdict = NodeVerdict()
         primitive, location = "", ""
         for output in node.output:
             producer[output] = index
@@ -223,19 +219,7 @@ def _analyse(
             onnx_value = onnx_values[output]
             if output in conversion.layouts:  # kept channels-first by the export's layout pass
                 onnx_value = np.transpose(onnx_value, conversion.layouts[output])
-            default_rtol, default_atol = default_tolerances(jax_value.dtype)
-            use_rtol = default_rtol if rtol is None else rtol
-            use_atol = default_atol if atol is None else atol
-            scale = _finite_max_abs(jax_value)
-            tolerance = use_atol + use_rtol * scale
-            comparison = compare_arrays(onnx_value, jax_value, 0.0, tolerance)
-            compared = True
-            value_ok[output] = comparison.ok
-            ok = ok and comparison.ok
-            if math.isnan(worst_tol) or comparison.max_abs_error >= worst_abs:
-                worst_tol = tolerance
-            worst_abs = max(worst_abs, comparison.max_abs_error)
-            worst_rel = max(worst_rel, comparison.max_rel_error)
+            value_ok[output] = verdict.add(onnx_value, jax_value, rtol, atol)
             _, primitive, location = origins.get(output, ("", "", ""))
             if not location:
                 location = _call_site_location(conversion.traced.closed_jaxpr.jaxpr, key[0])
@@ -249,11 +233,11 @@ def _analyse(
                 outputs=tuple(node.output),
                 primitive=primitive,
                 location=location,
-                compared=compared,
-                max_abs_error=worst_abs if compared else math.nan,
-                max_rel_error=worst_rel if compared else math.nan,
-                tolerance=worst_tol,
-                ok=ok,
+                compared=verdict.compared,
+                max_abs_error=verdict.abs_error,
+                max_rel_error=verdict.rel_error,
+                tolerance=verdict.tolerance,
+                ok=verdict.ok,
                 inputs_ok=True,
             )
         )
@@ -316,14 +300,6 @@ def _call_site_location(jaxpr: Any, path: tuple[int, ...]) -> str:
             break
         jaxpr = body.jaxpr if isinstance(body, jex_core.ClosedJaxpr) else body
     return location
-
-
-def _finite_max_abs(array: np.ndarray) -> float:
-    if array.size == 0 or array.dtype == np.dtype(bool):
-        return 0.0
-    magnitude = np.abs(array.astype(np.complex128 if np.iscomplexobj(array) else np.float64))
-    finite = magnitude[np.isfinite(magnitude)]
-    return float(finite.max()) if finite.size else 0.0
 
 
 __all__ = ["DivergenceReport", "NodeResult", "divergence_figure", "locate_divergence", "locate_on_subject"]

@@ -15,7 +15,6 @@ differently inside one jitted function, which is what the tolerance allows for.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from workbench.analysis.compare import compare_arrays, default_tolerances
+from workbench.analysis.compare import NodeVerdict
 from workbench.analysis.divergence import GENERATED_LABEL, DivergenceReport, NodeResult
 from workbench.errors import OnnxModelError
 from workbench.onnx_io.load import load_model
@@ -180,34 +179,18 @@ def _analyse(
     results: list[NodeResult] = []
     first: NodeResult | None = None
     for index, node in enumerate(model.graph.node):
-        worst_abs = worst_rel = 0.0
-        worst_tolerance = math.nan
-        compared, ok = False, True
+        verdict = NodeVerdict()
         for name in node.output:
-            if name not in jax_values or name not in reference:
-                continue
-            want = np.asarray(reference[name])
-            have = np.asarray(jax_values[name])
-            default_rtol, default_atol = default_tolerances(want.dtype)
-            scale = float(np.max(np.abs(want[np.isfinite(want)]))) if want.dtype.kind == "f" and want.size else 0.0
-            tolerance = (default_atol if atol is None else atol) + (default_rtol if rtol is None else rtol) * scale
-            comparison = compare_arrays(have, want, 0.0, tolerance)
-            compared = True
-            value_ok[name] = comparison.ok
-            ok = ok and comparison.ok
-            if math.isnan(worst_tolerance) or comparison.max_abs_error >= worst_abs:
-                worst_tolerance = tolerance
-            worst_abs = max(worst_abs, comparison.max_abs_error)
-            worst_rel = max(worst_rel, comparison.max_rel_error)
+            if name in jax_values and name in reference:
+                value_ok[name] = verdict.add(np.asarray(jax_values[name]), np.asarray(reference[name]), rtol, atol)
         inputs_ok = all(value_ok.get(name, True) for name in node.input if name)
         result = NodeResult(
             index=index, node=node.name or f"#{index}", op_type=node.op_type, outputs=tuple(node.output),
-            primitive="", location="", compared=compared,
-            max_abs_error=worst_abs if compared else math.nan, max_rel_error=worst_rel if compared else math.nan,
-            tolerance=worst_tolerance, ok=ok, inputs_ok=inputs_ok,
+            primitive="", location="", compared=verdict.compared, max_abs_error=verdict.abs_error,
+            max_rel_error=verdict.rel_error, tolerance=verdict.tolerance, ok=verdict.ok, inputs_ok=inputs_ok,
         )  # fmt: skip
         results.append(result)
-        if first is None and not ok and inputs_ok:
+        if first is None and not verdict.ok and inputs_ok:
             first = result
     return DivergenceReport(
         nodes=results, first_divergent=first, suspects=[], changed_initializers=[], model_source="", function="",

@@ -9,7 +9,6 @@ from its own inputs). Names are unique across the whole model.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import onnx_ir as ir
 
 from workbench.compat import evaluate_dim
 from workbench.errors import ConversionError, SourceLocation
+from workbench.jax_to_onnx.constant_pool import ConstantPool
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
 from workbench.jax_to_onnx.keys import physical_aval
 from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
@@ -78,14 +78,6 @@ def _attribute(name: str, value: Any) -> ir.Attr:
     return ir.convenience.convert_attribute(name, value)
 
 
-def _constant_key(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
-    """What makes two constants equal: dtype, shape and bytes (a digest of them for larger arrays)."""
-    data = array.tobytes()
-    if len(data) > 256:
-        data = hashlib.sha256(data).digest()
-    return (array.dtype.str, array.shape, data)
-
-
 def ir_shape(shape: Sequence[Any]) -> ir.Shape:
     return ir.Shape([dim_text(d) for d in shape])
 
@@ -117,7 +109,7 @@ class ModelState:
     names: set[str] = field(default_factory=set)
     counter: itertools.count = field(default_factory=itertools.count)
     initializers: list[ir.Value] = field(default_factory=list)
-    constant_cache: dict[tuple[str, tuple[int, ...], bytes], ir.Value] = field(default_factory=dict)
+    constant_cache: ConstantPool[ir.Value] = field(default_factory=ConstantPool)
     functions: dict[tuple[Any, ...], ir.Function] = field(default_factory=dict)
     # ONNX value name → (jaxpr variable as text, primitive, source location text)
     origins: dict[str, tuple[str, str, str]] = field(default_factory=dict)
@@ -200,7 +192,7 @@ class GraphBuilder:
         self.is_function = is_function
         self.nodes: list[ir.Node] = []
         self.inputs: list[ir.Value] = []
-        self.local_constants: dict[tuple[str, tuple[int, ...], bytes], ir.Value] = {}
+        self.local_constants: ConstantPool[ir.Value] = ConstantPool()
         # symbol name → (value holding the dim, axis) for runtime dimensions
         self.dim_sources: dict[str, tuple[ir.Value, int]] = {}
         self.dim_cache: dict[str, ir.Value] = {}
@@ -311,19 +303,17 @@ class GraphBuilder:
         np_array = to_pairs(np_array)  # complex constants are stored as (real, imag) pairs
         small = np_array.size <= self.SMALL_CONSTANT_ELEMENTS
         if self.is_function or self._inside_function():
-            key = _constant_key(np_array) if small else None
-            cached = self.local_constants.get(key) if small else None
+            cached = self.local_constants.find(np_array) if small else None
             if cached is not None:
                 return cached
             value = self.op("Constant", value=ir.Tensor(np_array), name_hint=name or "const")
             value.type = ir.TensorType(onnx_dtype(np_array.dtype))
             value.shape = ir.Shape(np_array.shape)
             if small:
-                self.local_constants[key] = value
+                self.local_constants.add(np_array, value)
             return value
-        key = _constant_key(np_array) if name is None else None
-        if key is not None:
-            cached = self.state.constant_cache.get(key)
+        if name is None:
+            cached = self.state.constant_cache.find(np_array)
             if cached is not None:
                 return cached
         value_name = self.state.fresh(name or "const")
@@ -335,8 +325,8 @@ class GraphBuilder:
             const_value=tensor,
         )
         self.state.initializers.append(value)
-        if key is not None:
-            self.state.constant_cache[key] = value
+        if name is None:
+            self.state.constant_cache.add(np_array, value)
         return value
 
     def _inside_function(self) -> bool:

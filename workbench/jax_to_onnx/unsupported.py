@@ -17,15 +17,7 @@ _XLA_RANDOM = (
 )
 _CALLBACK = "a host callback runs Python, which an ONNX graph cannot; move it out of the exported function"
 
-_NON_SYMMETRIC = (
-    "the eigen/Schur decomposition of a non-symmetric matrix (LAPACK geev/gees: Hessenberg reduction, then "
-    "shifted QR iterations with deflation, complex conjugate pairs and their eigenvectors) is not exported yet; "
-    "for a symmetric matrix use jnp.linalg.eigh (exported), otherwise compute it outside the model"
-)
-
 REASONS: dict[str, str] = {
-    "eig": _NON_SYMMETRIC,
-    "schur": _NON_SYMMETRIC,
     "rng_bit_generator": _XLA_RANDOM,
     "rng_uniform": _XLA_RANDOM,
     "io_callback": _CALLBACK,

@@ -200,17 +200,23 @@ def _segments(edges: list[_Edge], routes: dict[tuple[int, int, int], list[int]])
     return pairs
 
 
+def _neighbours(segments: list[tuple[int, int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """(the vertices above each vertex, the vertices below it) along the drawn segments."""
+    up: dict[int, list[int]] = defaultdict(list)
+    down: dict[int, list[int]] = defaultdict(list)
+    for source, target in segments:
+        down[source].append(target)
+        up[target].append(source)
+    return up, down
+
+
 def _order_layers(vertices: dict[int, _Vertex], segments: list[tuple[int, int]]) -> list[list[int]]:
     """Barycentre heuristic: sweep down and up, ordering each layer by its neighbours' mean position."""
     layers: dict[int, list[int]] = defaultdict(list)
     for key in sorted(vertices):
         layers[vertices[key].layer].append(key)
     ordered = [layers[layer] for layer in sorted(layers)]
-    up: dict[int, list[int]] = defaultdict(list)
-    down: dict[int, list[int]] = defaultdict(list)
-    for source, target in segments:
-        down[source].append(target)
-        up[target].append(source)
+    up, down = _neighbours(segments)
     for row in ordered:
         for position, key in enumerate(row):
             vertices[key].order = position
@@ -254,11 +260,7 @@ def _pack(row: list[int], vertices: dict[int, _Vertex], wanted: dict[int, float]
 
 def _place(vertices: dict[int, _Vertex], ordered: list[list[int]], segments: list[tuple[int, int]]) -> tuple[float, float]:
     """x: start packed, then pull each layer towards its neighbours' centres (down, up, ...); y: by layer."""
-    up: dict[int, list[int]] = defaultdict(list)
-    down: dict[int, list[int]] = defaultdict(list)
-    for source, target in segments:
-        down[source].append(target)
-        up[target].append(source)
+    up, down = _neighbours(segments)
     for row in ordered:
         _pack(row, vertices, {key: 0.0 for key in row})
     for alignment in range(_ALIGNMENT_PASSES):

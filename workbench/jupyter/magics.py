@@ -155,9 +155,10 @@ class WorkbenchMagics(Magics):
             self._fail(fn_name, fn, args.inputs, error)
         result = OnnxResult(fn_name, time.perf_counter() - start, model=model, path=args.out)
         if args.ir:
-            from workbench.jax_to_onnx.graph_ir.api import export_graph_ir, save_graph_ir
+            from workbench.jax_to_onnx.graph_ir.api import graph_ir_of_traced, save_graph_ir
 
-            save_graph_ir(export_graph_ir(fn, inputs), args.ir, external_weights=True)
+            # from the conversion's own trace: the cell's function is traced once
+            save_graph_ir(graph_ir_of_traced(conversion.traced), args.ir, external_weights=True)
             result.ir_path = args.ir
         if not args.no_view:
             from workbench.jupyter.viewer import view

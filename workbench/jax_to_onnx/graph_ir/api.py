@@ -19,6 +19,7 @@ import onnx
 from workbench.errors import GraphIRError
 from workbench.version import __version__
 from workbench.jax_to_onnx.program import _names, _resolve_opset, build_model, program_of, write_model_to
+from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.graph_ir.decode import ExternalReader, decode_program
 from workbench.jax_to_onnx.graph_ir.encode import FORMAT, encode_program
 from workbench.jax_to_onnx.graph_ir.schema import validate_graph_ir
@@ -145,12 +146,14 @@ def graph_ir_to_onnx(
     output_names: Sequence[str] | None = None,
     external_data_threshold: int | None = DEFAULT_TENSOR_THRESHOLD,
     input_layout: Any = None,
+    precision: str | Precision = "float32",
+    keep_io_types: bool = True,
 ) -> onnx.ModelProto:
     """Convert a Graph IR (dict, JSON text/bytes, or a .json path) to ONNX with the same handlers as ``to_onnx``.
 
     The document is validated against the schema, then rebuilt into a jaxpr by fixed tables
     (primitives, parameter types, dtypes); nothing in it is executed. ``path``, ``opset`` and
-    ``external_data_threshold`` and ``input_layout`` are those of ``wb.to_onnx``;
+    ``external_data_threshold``, ``input_layout``, ``precision`` and ``keep_io_types`` are those of ``wb.to_onnx``;
     ``input_names``/``output_names`` replace the document's names.
 
     Raises:
@@ -158,6 +161,7 @@ def graph_ir_to_onnx(
         UnsupportedPrimitiveError: listing every primitive without a handler, with the document's lines.
     """
     target_opset = _resolve_opset(opset)
+    chosen = Precision.of(precision, keep_io_types)
     document, folder = _read(ir)
     validate_graph_ir(document)
     reader: ExternalReader | None = external_reader(folder) if folder is not None else None
@@ -170,7 +174,7 @@ def graph_ir_to_onnx(
             input_names=_names(input_names, program.input_names, "input_names"),
             output_names=_names(output_names, program.output_names, "output_names"),
         )
-    built = build_model(program, opset=target_opset, input_layout=input_layout)
+    built = build_model(program, opset=target_opset, input_layout=input_layout, precision=chosen)
     if path is not None:
         write_model_to(built.ir_model, path, external_data_threshold)
     return built.model

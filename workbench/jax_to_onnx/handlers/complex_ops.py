@@ -147,12 +147,17 @@ def _imag(ctx: LoweringContext, z: ir.Value) -> ir.Value:
     return part(ctx, z, 1)
 
 
-@handler("conj", onnx_ops=("Mul",), complex_numbers=True, testcases=[
+@handler("conj", onnx_ops=("Mul", "Unsqueeze", "Pad"), complex_numbers=True, testcases=[
     Testcase("conj", jnp.conj, [C64]), Testcase("vdot", jnp.vdot, [C3, C3], rtol=1e-5, atol=1e-5),
+    Testcase("conj_of_real", lax.conj, [("B", 3)]),
 ])
 def _conj(ctx: LoweringContext, z: ir.Value, *, input_dtype: Any) -> ir.Value:
-    """(re, -im); params: input_dtype (the operand's, for real operands JAX's conj is a no-op)."""
-    del input_dtype
+    """(re, -im); params: input_dtype (the operand's). ``lax.conj`` of a real operand returns the
+    complex number (x, 0): its pair gets a zero imaginary part (padding, so inf and nan stay as they are)."""
+    if not is_complex(input_dtype):
+        rank = len(ctx.avals_in[0].shape)
+        pair = ctx.op("Unsqueeze", z, ctx.i64([-1]))
+        return ctx.op("Pad", pair, ctx.i64([0] * (rank + 1) + [0] * rank + [1]))
     return ctx.op("Mul", z, ctx.const(np.array([1, -1], dtype=_dtype(ctx))))
 
 
@@ -315,26 +320,49 @@ handler("ne", onnx_ops=("Equal", "And", "Not"), complex_numbers=True, testcases=
 @handler("dot_general", onnx_ops=("MatMul", "Einsum", "Sub", "Add"), complex_numbers=True, testcases=[
     Testcase("matmul_complex", lambda z, w: z @ w, [jax.ShapeDtypeStruct(("B", 3), np.complex64), jax.ShapeDtypeStruct((3, 5), np.complex64)],
              rtol=1e-5, atol=1e-5),
+    Testcase("matmul_real_by_complex", lambda a, z: jax.lax.dot_general(a, z, (([1], [0]), ([], [])),
+                                                                        preferred_element_type=np.complex64),
+             [(3, 3), jax.ShapeDtypeStruct((3, 2), np.complex64)], rtol=1e-5, atol=1e-5),
     Testcase("einsum_complex_batched", lambda z, w: jnp.einsum("bij,bjk->bik", z, w),
              [jax.ShapeDtypeStruct((2, 3, 4), np.complex64), jax.ShapeDtypeStruct((2, 4, 2), np.complex64)], rtol=1e-5, atol=1e-5),
 ])
 def _dot_general(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, **params: Any) -> ir.Value:
-    """(A + iB)(C + iD) = (AC - BD) + i(AD + BC): the real dot_general on the planes, four times."""
+    """(A + iB)(C + iD) = (AC - BD) + i(AD + BC): the real dot_general on the planes, four times (two
+    when one operand is real: JAX's matmul of a real and a complex matrix keeps the real one as is)."""
+    from jax.core import ShapedArray
+
     rule = REGISTRY.get("dot_general").rule
-    planes_in = [_plane_aval(a) for a in ctx.avals_in]
     plane_out = _plane_aval(ctx.aval_out)
-    sub = _real_ctx(ctx, planes_in, [plane_out])
     params = {**params, "preferred_element_type": None}
-    a, b = part(ctx, lhs, 0), part(ctx, lhs, 1)
-    c, d = part(ctx, rhs, 0), part(ctx, rhs, 1)
-    for plane, aval in ((a, planes_in[0]), (b, planes_in[0]), (c, planes_in[1]), (d, planes_in[1])):
-        ctx.builder.set_type(plane, aval)  # the real handler types its intermediates like its operands
+
+    def plane_aval(aval: Any) -> Any:  # a real operand is cast to the parts' type
+        return ShapedArray(tuple(aval.shape), real_dtype(ctx.aval_out.dtype))
+
+    def planes(x: ir.Value, aval: Any, plane: Any) -> tuple[ir.Value, ir.Value | None]:
+        if not is_complex(aval.dtype):
+            if np.dtype(aval.dtype) != np.dtype(plane.dtype):
+                x = ctx.op("Cast", x, to=onnx_dtype(plane.dtype))
+            return x, None
+        real, imag = part(ctx, x, 0), part(ctx, x, 1)
+        for value in (real, imag):
+            ctx.builder.set_type(value, plane)  # the real handler types its intermediates like its operands
+        return real, imag
+
+    plane_lhs, plane_rhs = (plane_aval(aval) for aval in ctx.avals_in)
+    sub = _real_ctx(ctx, [plane_lhs, plane_rhs], [plane_out])
+    a, b = planes(lhs, ctx.avals_in[0], plane_lhs)
+    c, d = planes(rhs, ctx.avals_in[1], plane_rhs)
 
     def dot(x: ir.Value, y: ir.Value) -> ir.Value:
         return rule(sub, x, y, **params)
 
-    real = ctx.op("Sub", dot(a, c), dot(b, d))
-    imag = ctx.op("Add", dot(a, d), dot(b, c))
+    if b is None:  # real A: AC + iAD
+        real, imag = dot(a, c), dot(a, d)
+    elif d is None:  # real C: AC + iBC
+        real, imag = dot(a, c), dot(b, c)
+    else:
+        real = ctx.op("Sub", dot(a, c), dot(b, d))
+        imag = ctx.op("Add", dot(a, d), dot(b, c))
     return ctx.op("Concat", ctx.op("Unsqueeze", real, ctx.i64([-1])), ctx.op("Unsqueeze", imag, ctx.i64([-1])), axis=-1)
 
 

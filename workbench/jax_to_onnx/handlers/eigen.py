@@ -27,7 +27,7 @@ same normalization to JAX's output (:func:`canonical_signs`), plus invariant qua
 subspace are not unique at all and only such invariants compare; the completion columns of
 ``full_matrices`` U/V are an arbitrary orthonormal basis, as in LAPACK.
 
-``eig`` and ``schur`` of non-symmetric matrices are not exported: see ``unsupported.py`` for why.
+``eig`` and ``schur`` of non-symmetric matrices: see ``nonsymmetric.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Sorting: sort (one or many operands, lexicographic num_keys), argsort (sort with an iota operand), top_k.
+"""Sorting: sort (one or many operands, lexicographic num_keys; complex operands by (real, imag)), argsort
+(sort with an iota operand), top_k.
 
 ONNX has no Sort; ``TopK`` with ``k`` = the axis length and ``largest=0`` is an ascending sort
 that the ONNX spec makes stable (equal values keep their index order), so ``is_stable`` holds
@@ -13,14 +14,19 @@ Known difference: JAX orders floats totally (-0.0 before 0.0, NaNs last); TopK t
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
 from jax import lax
+from jax.core import ShapedArray
 
 from workbench.jax_to_onnx.builder import onnx_dtype
+from workbench.jax_to_onnx.complex_numbers import is_complex, real_dtype
+from workbench.jax_to_onnx.handlers.complex_ops import part
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -132,3 +138,45 @@ def _approx_top_k(
     if index_dtype != np.dtype(np.int64):
         indices = ctx.op("Cast", indices, to=onnx_dtype(index_dtype))
     return values, indices
+
+
+# ----------------------------------------------------------------------------- complex operands
+_ROOTS_LIKE = np.array([[1 + 2j, 1 - 2j, -3 + 0j, 1 + 0j, 0.5 - 1j], [2j, -2j, 0j, 1 + 1j, 1 + 1j]], np.complex64)
+
+
+@handler("sort", complex_numbers=True, onnx_ops=("TopK", "GatherElements", "Gather", "Concat"), testcases=[
+    Testcase("sort_complex_lexicographic", lambda z: jnp.sort(z, axis=-1), [_ROOTS_LIKE]),
+    Testcase("sort_complex_random_axis0", lambda z: jnp.sort(z, axis=0), [jax.ShapeDtypeStruct((5, "B"), np.complex64)]),
+    Testcase("argsort_complex", lambda z: jnp.argsort(z, axis=-1), [_ROOTS_LIKE]),
+    Testcase("sort_by_bool_key_complex_payload", lambda z: lax.sort((z == 0, z), dimension=1, num_keys=1)[1], [_ROOTS_LIKE]),
+])
+def _sort_complex(ctx: LoweringContext, *operands: ir.Value, dimension: int, is_stable: bool, num_keys: int) -> tuple[ir.Value, ...]:
+    """sort with complex operands: JAX orders complex numbers lexicographically by (real, imag), so a
+    complex key becomes two real keys (its real then its imaginary part); complex operands are
+    permuted on both parts. Params: as the real sort."""
+    planes: list[ir.Value] = []
+    avals: list[Any] = []
+    layout: list[int] = []  # how many planes each operand became
+    keys = 0
+    for index, (operand, aval) in enumerate(zip(operands, ctx.avals_in, strict=True)):
+        if is_complex(aval.dtype):
+            plane_aval = ShapedArray(tuple(aval.shape), real_dtype(aval.dtype))
+            planes += [part(ctx, operand, 0), part(ctx, operand, 1)]
+            avals += [plane_aval, plane_aval]
+            layout.append(2)
+            keys += 2 if index < num_keys else 0
+        else:
+            planes.append(operand)
+            avals.append(aval)
+            layout.append(1)
+            keys += 1 if index < num_keys else 0
+    sub = dataclasses.replace(ctx, avals_in=tuple(avals), avals_out=tuple(avals))
+    sorted_planes = list(_sort(sub, *planes, dimension=dimension, is_stable=is_stable, num_keys=keys))
+    results = []
+    for count in layout:
+        taken, sorted_planes = sorted_planes[:count], sorted_planes[count:]
+        if count == 1:
+            results.append(taken[0])
+        else:
+            results.append(ctx.op("Concat", *(ctx.op("Unsqueeze", p, ctx.i64([-1])) for p in taken), axis=-1))
+    return tuple(results)

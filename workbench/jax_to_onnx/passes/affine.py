@@ -7,7 +7,8 @@ Equinox user code in yet another order); once the weight-only parts are folded
 is ``a * x + b`` for two per-channel vectors. After a ``Conv``, ``Gemm`` or 2-D-weight ``MatMul``
 (whose own bias ``Add`` is part of the chain) ``a`` scales the weight's output channels and ``b``
 becomes the bias, as torch.onnx's exports do; elsewhere the chain becomes one
-``BatchNormalization(x, a, b, mean=0, var=1, epsilon=0)``. ``a`` and ``b`` are computed in float64.
+``BatchNormalization(x, a, b, mean=0, var=1, epsilon=0)``. ``a`` and ``b`` are computed in float64,
+the scaled kernel in its own precision (float32 at least).
 
 Why hand-written: onnxscript's BatchNorm fusions start from a ``BatchNormalization`` node, which JAX
 never produces, and do not merge the convolution's own bias add.
@@ -174,8 +175,12 @@ def _fold_into_producer(graph: ir.Graph, producer: ir.Node, chain: _Chain) -> bo
         bias = chain.shift
     dtype = kernel_array.dtype
     if factor is not None:
-        kernel = kernel_array.astype(np.float64) * factor
-        weight.const_value = ir.Tensor(np.ascontiguousarray(kernel.astype(dtype)), name=weight.name)
+        # one pass over the kernel in its own precision (at least float32; float64 took 3x as long on a
+        # ResNet-18's 11M weights), into a C-ordered array of its dtype
+        compute = np.promote_types(dtype, np.float32)
+        kernel = np.empty(kernel_array.shape, dtype)
+        np.multiply(kernel_array, np.asarray(factor, compute), out=kernel, dtype=compute, casting="same_kind")
+        weight.const_value = ir.Tensor(kernel, name=weight.name)
     last = chain.nodes[-1].outputs[0]
     own_bias = producer.inputs[2] if op in ("Conv", "Gemm") and len(producer.inputs) > 2 else None
     if own_bias is not None and own_bias.is_initializer():

@@ -10,12 +10,11 @@ folding together adds at most :data:`FOLD_TOTAL_LIMIT` bytes, which keeps a mode
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import onnx_ir as ir
 from onnxscript import optimizer as onnxscript_optimizer
 
+from workbench.jax_to_onnx.constant_pool import ConstantPool
 from workbench.jax_to_onnx.ir_values import constant_array
 
 # onnxscript folds nodes whose inputs are all constants up to this many elements each (its default,
@@ -71,29 +70,17 @@ def _output_bytes(node: ir.Node) -> int:
 def _share_equal_constants(graph: ir.Graph, weights: frozenset[str]) -> None:
     """Point every use of an anonymous initializer at the first one with the same dtype, shape and bytes.
 
-    Constants are grouped by dtype, shape and their first and last bytes before any is hashed whole:
-    a model's closed-over weights (Equinox, Haiku) share shapes but not bytes, and hashing each of
-    them was a tenth of the passes on a 6-layer Equinox encoder.
+    Compared through a :class:`ConstantPool`: a model's closed-over weights (Equinox, Haiku) share
+    shapes but not bytes, and are never read whole.
     """
-    groups: dict[tuple[ir.DataType, tuple[int, ...], bytes, bytes], list[ir.Value]] = {}
+    pool: ConstantPool[ir.Value] = ConstantPool()
     for value in list(graph.initializers.values()):
         tensor = value.const_value
         if tensor is None or value.name in weights or value.is_graph_input() or value.is_graph_output():
             continue
-        data = tensor.tobytes()
-        groups.setdefault((tensor.dtype, tuple(tensor.shape), data[:_SAMPLE], data[-_SAMPLE:]), []).append(value)
-    for values in groups.values():
-        if len(values) < 2:
-            continue
-        seen: dict[bytes, ir.Value] = {}
-        for value in values:
-            first = seen.setdefault(hashlib.sha256(value.const_value.tobytes()).digest(), value)
-            if first is not value:
-                value.replace_all_uses_with(first)
-
-
-# bytes compared at each end of a constant before it is hashed whole
-_SAMPLE = 64
+        first = pool.find_or_add(tensor.numpy(), value)
+        if first is not value:
+            value.replace_all_uses_with(first)
 
 
 _LAYOUT_OPS = ("Reshape", "Transpose", "Unsqueeze", "Squeeze")
@@ -105,15 +92,19 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str], *, any_consume
     W' is stored under W's own name (so weights stay named after their module path) in the layout
     its consumer wants (a Conv kernel HWIO as OIHW, an attention kernel (256, 8, 32) as (256, 256)).
     Without ``any_consumer`` only MatMul weights and Add biases are laid out (what the attention
-    rules leave). Returns how many folded.
+    rules leave); with it, anonymous initializers (a Haiku or Equinox model's closed-over weights) are
+    laid out too, with one NumPy copy (onnxscript's folder ran them through onnx.reference and left
+    strided views that every later pass and the serialiser walked). Returns how many folded.
     """
     count = 0
     for node in list(graph):
         if node.op_type not in _LAYOUT_OPS or node.domain != "" or node.graph is None:
             continue
         weight, output = node.inputs[0], node.outputs[0]
-        if weight is None or weight.name not in weights or weight.const_value is None or len(weight.uses()) != 1:
+        if weight is None or weight.const_value is None or len(weight.uses()) != 1 or weight.is_graph_input():
             continue
+        if weight.name not in weights and not (any_consumer and weight.is_initializer()):
+            continue  # (closed-over weights are anonymous initializers: laid out here with NumPy, not by the folder)
         if output.is_graph_output() or not (any_consumer or all(_takes_weight_layout(use) for use in output.uses())):
             continue
         array = _laid_out(node, weight.const_value.numpy())

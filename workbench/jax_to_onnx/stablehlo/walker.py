@@ -11,10 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import jax
 import onnx_ir as ir
 from jaxlib.mlir import ir as mlir_ir
 
-from workbench.errors import ConversionError, UnsupportedPrimitive, UnsupportedStableHLOOpError, WorkbenchError
+from workbench.errors import (
+    ConversionError,
+    UnsupportedPrimitive,
+    UnsupportedStableHLOOpError,
+    WorkbenchError,
+)
 from workbench.jax_to_onnx.builder import GraphBuilder
 from workbench.jax_to_onnx.lowering import finish_subgraph
 from workbench.jax_to_onnx.stablehlo import mlir
@@ -130,13 +136,11 @@ def _fold(fold: Callable[[Any], list[Any]], ctx: OpContext) -> list[Any] | None:
         return None
 
 
-def _undecidable_errors() -> tuple[type[BaseException], ...]:
-    from jax.core import InconclusiveDimensionOperation  # noqa: PLC0415 - public alias, imported once
-
-    return (InconclusiveDimensionOperation, OverflowError, ZeroDivisionError)
-
-
-UNDECIDABLE = _undecidable_errors()
+UNDECIDABLE: tuple[type[BaseException], ...] = (
+    jax.errors.InconclusiveDimensionOperation,
+    OverflowError,
+    ZeroDivisionError,
+)
 
 
 # ----------------------------------------------------------------------------- discovery
