@@ -66,11 +66,20 @@ def test_symbolic_matrix_sizes_are_refused_with_the_reason() -> None:
         wb.to_onnx(jnp.linalg.cholesky, [("B", "N", "N")])
 
 
-def test_real_schur_is_reported_with_its_reason() -> None:
-    with pytest.raises(wb.UnsupportedPrimitiveError, match=r"schur ×1 at .*real quasi-triangular Schur form.*astype"):
-        wb.to_onnx(lambda a: jax.scipy.linalg.schur(a)[0], [(3, 3)])
-    report = wb.check(lambda a: jax.scipy.linalg.schur(a)[0], [(3, 3)])
-    assert "schur" in str(report) and "Francis" in str(report)
+def test_real_schur_exports_the_quasi_triangular_form() -> None:
+    a = np.array([[0.0, -2.0, 1.0], [1.0, 0.5, 0.0], [0.0, 0.3, -1.0]], np.float32)
+    t, z = run_onnx(wb.to_onnx(jax.scipy.linalg.schur, [a]), [a])
+    np.testing.assert_allclose(z @ t @ z.T, a, atol=1e-5)
+    np.testing.assert_allclose(z.T @ z, np.eye(3), atol=1e-6)
+    assert t[2, 0] == 0 and t[1, 0] * t[2, 1] == 0  # blocks of at most 2x2
+    pair = 0 if t[1, 0] != 0 else 1  # the complex pair's block: equal diagonal, opposite off-diagonal signs
+    assert t[pair, pair] == pytest.approx(t[pair + 1, pair + 1]) and t[pair, pair + 1] * t[pair + 1, pair] < 0
+
+
+def test_schur_sorted_by_a_predicate_is_refused_with_the_reason() -> None:
+    sort_positive = lambda a: lax.linalg.schur(a, sort_eig_vals=True, select_callable=lambda w: w.real > 0)  # noqa: E731
+    with pytest.raises(wb.ConversionError, match=r"sort_eig_vals=True.*Python predicate"):
+        wb.to_onnx(sort_positive, [(3, 3)])
 
 
 def test_eig_exports_in_the_complex_convention() -> None:
@@ -80,6 +89,11 @@ def test_eig_exports_in_the_complex_convention() -> None:
     assert w.dtype == np.complex64 and v.shape == (3, 3)
     np.testing.assert_allclose(np.sort_complex(w), np.sort_complex(np.linalg.eigvals(a)), atol=1e-5)
     np.testing.assert_allclose(a @ v, v * w, atol=1e-5)
+    # real input, dgeev's way: a real eigenvalue and its vector are exactly real, a pair exactly conjugate
+    real = w.imag == 0
+    assert real.sum() == 1 and np.all(v[:, real].imag == 0)
+    first, second = np.flatnonzero(~real)
+    assert w[first].imag > 0 and w[second] == np.conj(w[first]) and np.array_equal(v[:, second], np.conj(v[:, first]))
 
 
 def test_a_primitive_without_a_complex_handler_says_so_before_lowering() -> None:

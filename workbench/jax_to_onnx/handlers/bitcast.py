@@ -1,4 +1,4 @@
-"""Float bit patterns: ``bitcast_convert_type`` and ``nextafter``, exact for every finite value.
+"""Float bit patterns: ``bitcast_convert_type``, ``nextafter`` and ``reduce_precision``, exact for every value.
 
 ONNX has ``BitCast`` only from opset 26. Below it (and for the float/int pairs it lacks) a float is
 taken apart arithmetically into its IEEE fields and put back together:
@@ -21,6 +21,13 @@ Bitcasts between different widths (which change the shape) are reported with tha
 ``nextafter(x, y)`` steps the sign-magnitude ordinal ``exponent * 2**M + mantissa`` of ``x`` by one
 toward ``y`` (XLA's definition: NaN in → NaN, ``x == y`` → ``y``, ``x == 0`` → the smallest
 subnormal with the direction's sign).
+
+``reduce_precision(x, exponent_bits, mantissa_bits)`` rounds to a narrower format and back as XLA's
+ReducePrecision does on the bit pattern: the magnitude ordinal is rounded to ``mantissa_bits`` (round to
+nearest, ties to even, a carry may bump the exponent), then an exponent above the narrow format's range
+becomes infinity and one at or below its smallest normal exponent becomes zero (keeping the sign); NaN
+stays NaN (the input itself, payload included). Rounding to at least the input type's own widths is the
+identity.
 """
 
 from __future__ import annotations
@@ -139,7 +146,8 @@ def _from_fields(ctx: LoweringContext, negative: ir.Value, biased: ir.Value, man
     magnitude = _scale(ctx, significand, safe_exponent)
     special = ctx.op("Where", ctx.op("Equal", mantissa, _i64(ctx, 0)), _f64(ctx, np.inf), _f64(ctx, np.nan))
     magnitude = ctx.op("Where", all_ones, special, magnitude)
-    value = ctx.op("Where", negative, ctx.op("Neg", magnitude), magnitude)
+    # the sign as a factor: onnxruntime's Where returns +0.0 when it picks a -0.0 from its second input
+    value = ctx.op("Mul", magnitude, ctx.op("Where", negative, _f64(ctx, -1.0), _f64(ctx, 1.0)))
     if np.dtype(dtype) == np.dtype(np.float64):
         return value
     if np.dtype(dtype) != np.dtype(np.float32):
@@ -281,6 +289,48 @@ def _nextafter(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
     result = ctx.op("Where", ctx.op("Equal", x, y), y, result)
     either_nan = ctx.op("Or", ctx.op("IsNaN", x), ctx.op("IsNaN", y))
     return ctx.op("Where", either_nan, ctx.op("Add", x, y), result)
+
+
+# ----------------------------------------------------------------------------- reduce_precision
+_ROUNDING = np.array([0.3, 1.1, -3.14159, 1000.0, 1.0009765625, 1.0029296875, -1.00048828125, 65504.0, 65520.0,
+                      6.1e-5, 6.0e-5, -1e-6, 1e-6, 1e4, -1e6, 1e6, 3.4e38, -np.inf, np.inf, np.nan, 0.0, -0.0,
+                      1e-45, 2.5e-40], np.float32)
+
+
+@handler("reduce_precision", onnx_ops=("Log", "Floor", "Gather", "Where", "Cast", "Div", "Mod"), testcases=[
+    Testcase("reduce_precision_noop", lambda x: lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23), [("B", 4)]),
+    Testcase("reduce_precision_to_f16", lambda x: lax.reduce_precision(x, exponent_bits=5, mantissa_bits=10),
+             [_ROUNDING], rtol=0, atol=0),
+    Testcase("reduce_precision_to_bf16", lambda x: lax.reduce_precision(x, exponent_bits=8, mantissa_bits=7),
+             [_ROUNDING], rtol=0, atol=0),
+    Testcase("reduce_precision_random_e4m3", lambda x: lax.reduce_precision(x * 100.0, exponent_bits=4, mantissa_bits=3),
+             [("B", 64)], rtol=0, atol=0),
+    Testcase("reduce_precision_f64_to_f32", lambda x: lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23),
+             [_DOUBLES], x64=True, rtol=0, atol=0),
+])
+def _reduce_precision(ctx: LoweringContext, x: ir.Value, *, exponent_bits: int, mantissa_bits: int) -> ir.Value:
+    """Round ``x`` to ``exponent_bits``/``mantissa_bits`` and back (XLA's ReducePrecision, see the module docstring)."""
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    fmt = _FORMATS[dtype]
+    if exponent_bits >= fmt.exponent_bits and mantissa_bits >= fmt.mantissa_bits:
+        return x
+    negative, biased, mantissa = _fields(ctx, x, fmt)
+    ordinal = ctx.op("Add", ctx.op("Mul", biased, _i64(ctx, 1 << fmt.mantissa_bits)), mantissa)
+    if mantissa_bits < fmt.mantissa_bits:
+        step = _i64(ctx, 1 << (fmt.mantissa_bits - mantissa_bits))  # the narrow format's last mantissa bit
+        last_bit = ctx.op("Mod", ctx.op("Div", ordinal, step), _i64(ctx, 2))
+        bias = ctx.op("Add", last_bit, _i64(ctx, (1 << (fmt.mantissa_bits - mantissa_bits - 1)) - 1))
+        ordinal = ctx.op("Mul", ctx.op("Div", ctx.op("Add", ordinal, bias), step), step)
+    if exponent_bits < fmt.exponent_bits:
+        narrow_bias = (1 << (exponent_bits - 1)) - 1
+        exponent = ctx.op("Div", ordinal, _i64(ctx, 1 << fmt.mantissa_bits))
+        infinity = _i64(ctx, ((1 << fmt.exponent_bits) - 1) << fmt.mantissa_bits)
+        ordinal = ctx.op("Where", ctx.op("Greater", exponent, _i64(ctx, fmt.bias + narrow_bias)), infinity, ordinal)
+        ordinal = ctx.op("Where", ctx.op("LessOrEqual", exponent, _i64(ctx, fmt.bias - narrow_bias)), _i64(ctx, 0), ordinal)
+    biased = ctx.op("Div", ordinal, _i64(ctx, 1 << fmt.mantissa_bits))
+    mantissa = ctx.op("Mod", ordinal, _i64(ctx, 1 << fmt.mantissa_bits))
+    rounded = _from_fields(ctx, negative, biased, mantissa, fmt, dtype)
+    return ctx.op("Where", ctx.op("IsNaN", x), x, rounded)
 
 
 __all__: list[str] = []

@@ -147,12 +147,17 @@ def _imag(ctx: LoweringContext, z: ir.Value) -> ir.Value:
     return part(ctx, z, 1)
 
 
-@handler("conj", onnx_ops=("Mul",), complex_numbers=True, testcases=[
+@handler("conj", onnx_ops=("Mul", "Unsqueeze", "Pad"), complex_numbers=True, testcases=[
     Testcase("conj", jnp.conj, [C64]), Testcase("vdot", jnp.vdot, [C3, C3], rtol=1e-5, atol=1e-5),
+    Testcase("conj_of_real", lax.conj, [("B", 3)]),
 ])
 def _conj(ctx: LoweringContext, z: ir.Value, *, input_dtype: Any) -> ir.Value:
-    """(re, -im); params: input_dtype (the operand's, for real operands JAX's conj is a no-op)."""
-    del input_dtype
+    """(re, -im); params: input_dtype (the operand's). ``lax.conj`` of a real operand returns the
+    complex number (x, 0): its pair gets a zero imaginary part (padding, so inf and nan stay as they are)."""
+    if not is_complex(input_dtype):
+        rank = len(ctx.avals_in[0].shape)
+        pair = ctx.op("Unsqueeze", z, ctx.i64([-1]))
+        return ctx.op("Pad", pair, ctx.i64([0] * (rank + 1) + [0] * rank + [1]))
     return ctx.op("Mul", z, ctx.const(np.array([1, -1], dtype=_dtype(ctx))))
 
 

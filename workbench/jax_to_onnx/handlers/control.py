@@ -203,13 +203,41 @@ def _while_with_consts(x: jax.Array, limit: jax.Array, w: jax.Array) -> jax.Arra
     return lax.while_loop(lambda v: jnp.max(v) < jnp.max(limit), lambda v: v + jnp.abs(w) + 0.5, x)
 
 
-@handler("while", onnx_ops=("Loop",), testcases=[
+def _freeze_finished(
+    builder: GraphBuilder, active: ir.Value, batch_rank: int, new: ir.Value, old: ir.Value, aval: Any
+) -> ir.Value:
+    """``new`` where the batched predicate ``active`` (the carry's leading axes) holds, else ``old``."""
+    trailing = list(range(batch_rank, aval.ndim))
+    if trailing:
+        active = builder.op("Unsqueeze", active, builder.i64(trailing))
+    return _typed_op(builder, aval, "Where", active, new, old)
+
+
+def _masked_state_loop(x: jax.Array) -> jax.Array:
+    """A vmapped while_loop whose condition depends on the batch element (a batched predicate)."""
+    return jax.vmap(lambda row: lax.while_loop(lambda v: jnp.mean(v) < 3.0, lambda v: v + 1.0, row))(x)
+
+
+def _masked_two_carries(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Batched predicate with a scalar-per-element counter and a vector carry."""
+
+    def run(row: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return lax.while_loop(lambda s: jnp.sum(s[1]) < 6.0, lambda s: (s[0] + 1, s[1] * 1.5 + 0.25),
+                              (jnp.int32(0), jnp.abs(row)))
+
+    return jax.vmap(run)(x)
+
+
+@handler("while", onnx_ops=("Loop", "ReduceSum", "Where"), testcases=[
     Testcase("while_data_dependent_trip_count", _count_until, [("B", 4)], expect_ops=("Loop",)),
     Testcase("while_consts_in_cond_and_body", _while_with_consts, [("B", 4), (2,), (4,)]),
     Testcase("fori_loop_traced_bound", lambda n, x: lax.fori_loop(0, n, lambda i, v: v * 1.5 + i, x),
              [np.array(4, np.int32), ("B", 3)]),
     Testcase("while_zero_iterations", lambda x: lax.while_loop(lambda v: jnp.sum(v) > 1e9, lambda v: v + 1.0, x),
              [(2, 3)]),
+    Testcase("while_vmap_batched_predicate", _masked_state_loop, [np.array([[1.0, 1.0], [2.5, 2.5]], np.float32)],
+             expect_ops=("Loop",)),
+    Testcase("while_vmap_batched_predicate_two_carries", _masked_two_carries, [("B", 3)]),
 ], doc="https://docs.jax.dev/en/latest/_autosummary/jax.lax.while_loop.html")
 def _while(
     ctx: LoweringContext,
@@ -225,13 +253,30 @@ def _while(
     init = list(operands[cond_nconsts + body_nconsts :])
     carry_avals = ctx.avals_in[cond_nconsts + body_nconsts :]
 
-    first_condition = _lower_closed(ctx.builder, cond_jaxpr, [*cond_consts, *init])[0]
+    predicate_aval = cond_jaxpr.out_avals[0]
+
+    def condition(builder: GraphBuilder, state: Sequence[ir.Value]) -> tuple[ir.Value, ir.Value]:
+        """(the loop's bool scalar, the raw predicate) for ``state``; they differ for a batched predicate."""
+        predicate = _lower_closed(builder, cond_jaxpr, [*cond_consts, *state])[0]
+        if not predicate_aval.shape:
+            return predicate, predicate
+        # vmap of a while_loop whose condition depends on the batch: JAX keeps iterating while any
+        # element's predicate holds and freezes the elements whose predicate is false (see the
+        # batched branch of jax's _while_lowering)
+        count = builder.op("ReduceSum", builder.op("Cast", predicate, to=ir.DataType.INT32), keepdims=0)
+        return _typed_op(builder, _BOOL_SCALAR, "Cast", count, to=ir.DataType.BOOL), predicate
+
+    first_condition = condition(ctx.builder, init)[0]
     body = _child(ctx.builder)
     iteration = body.add_input("while_iter", _I64_SCALAR)
     condition_in = body.add_input("while_cond_in", _BOOL_SCALAR)
     carries = [body.add_input(f"while_carry{i}", aval) for i, aval in enumerate(carry_avals)]
     updated = _lower_closed(body, body_jaxpr, [*body_consts, *carries])
-    next_condition = _lower_closed(body, cond_jaxpr, [*cond_consts, *updated])[0]
+    if predicate_aval.shape:
+        active = condition(body, carries)[1]
+        updated = [_freeze_finished(body, active, predicate_aval.ndim, new, old, aval)
+                   for new, old, aval in zip(updated, carries, carry_avals, strict=True)]
+    next_condition = condition(body, updated)[0]
     graph = finish_subgraph(body, [iteration, condition_in, *carries], [next_condition, *updated], "while_body")
     result = ctx.op("Loop", None, first_condition, *init, body=graph, num_outputs=len(init))
     return tuple(_outputs(result))

@@ -326,23 +326,8 @@ def _identity(ctx: LoweringContext, x: ir.Value) -> ir.Value:
     return x
 
 
-def _reduce_precision(ctx: LoweringContext, x: ir.Value, *, exponent_bits: int, mantissa_bits: int) -> ir.Value:
-    """The identity when the input's own type has no more bits than asked for (ONNX has no rounding to
-    arbitrary bit widths); a narrower reduction is refused rather than silently skipped."""
-    info = jnp.finfo(ctx.avals_in[0].dtype)
-    if exponent_bits < info.nexp or mantissa_bits < info.nmant:
-        raise ConversionError(
-            f"reduce_precision to {exponent_bits} exponent and {mantissa_bits} mantissa bits is narrower than "
-            f"{info.dtype} ({info.nexp}, {info.nmant}); ONNX has no such rounding"
-        )
-    return x
-
-
 handler("stop_gradient", onnx_ops=(), testcases=[Testcase("stop_gradient", lambda x: lax.stop_gradient(x) * 2, [F])])(_identity)
 handler("copy", onnx_ops=(), testcases=[Testcase("copy", lambda x: jnp.array(x, copy=True) + 1, [F])])(_identity)
-handler("reduce_precision", onnx_ops=(), testcases=[
-    Testcase("reduce_precision_noop", lambda x: lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23), [F]),
-])(_reduce_precision)
 
 
 @handler("select_n", onnx_ops=("Where", "Equal", "Cast"), testcases=[

@@ -1,9 +1,9 @@
-"""Eigenvalues of non-symmetric matrices: eig (eigenvalues, left/right eigenvectors) and schur.
+"""Complex Schur decomposition (LAPACK zgees) and the complex machinery of ``eig``: the ``schur``
+handler for complex matrices, and the building blocks ``eig.py`` uses.
 
-Both return complex values (``eig`` always; ``schur`` for complex input), carried in the exported
-model's complex convention (a trailing (real, imaginary) axis, see ``complex_numbers.py``). The
-method is LAPACK's (geev/gees), written with ONNX ops; inside the local function every complex
-matrix is a pair of real tensors (real part, imaginary part):
+Inside the local functions every complex matrix is a pair of real tensors (real part, imaginary
+part); inputs and outputs use the model's complex convention (a trailing (real, imaginary) axis,
+see ``complex_numbers.py``). The method is LAPACK's, written with ONNX ops:
 
 1. Hessenberg reduction by complex Householder reflectors (zgehrd's), accumulating Z.
 2. Shifted QR iterations on the Hessenberg matrix in complex arithmetic (one Wilkinson shift per
@@ -15,41 +15,24 @@ matrix is a pair of real tensors (real part, imaginary part):
    stops when every subdiagonal entry is zero, or after :func:`iteration_budget` iterations
    (LAPACK's 30 per eigenvalue); a matrix that has not converged by then comes out all NaN, as JAX
    reports a LAPACK failure.
-3. The triangular Schur form ``T = Z^H A Z`` gives the eigenvalues (its diagonal). Eigenvectors come
-   from back-substitution on T (ztrevc's, with its ``smin`` guard against a zero divisor for repeated
-   eigenvalues), mapped back by Z, and normalised as zgeev does: unit 2-norm and the largest
-   component real and positive.
+3. For ``eig``: eigenvectors of the triangular T by back-substitution (ztrevc's, with its ``smin``
+   guard against a zero divisor for repeated eigenvalues), mapped back by Z and normalised as zgeev
+   does (unit 2-norm, largest component real; here also positive).
 
-float32 matrices are decomposed in float64 (the result is rounded to float32 at the end), as
-``eigen.py`` does for eigh.
+float32/complex64 matrices are decomposed in float64 (rounded to float32 at the end), as ``eigen.py``
+does for eigh. ``schur`` of a complex matrix returns T upper triangular and Z unitary (unsorted);
+both are unique only up to the order of the eigenvalues and the phases of Z's columns, so compare
+``Z T Z^H = A`` and the triangle of T. ``schur`` of a real matrix (dgees' quasi-triangular form) is
+in ``real_schur.py``.
 
-Conventions and differences from JAX (which calls LAPACK on CPU):
-
-- **Eigenvalue order is unspecified** (LAPACK documents none): ours is the order in which they
-  appear on the diagonal of our Schur form, which is often, but not always, JAX's. Compare them as
-  sets (sort both, or match them) and check eigenvectors by ``A v = lambda v`` residuals.
-- A real matrix is decomposed in complex arithmetic, so a complex-conjugate pair comes out
-  conjugate to rounding (LAPACK's real dgeev gives exact conjugates) and a real eigenvalue has an
-  imaginary part of rounding size (LAPACK's is exactly 0).
-- Eigenvectors have unit 2-norm and their largest-modulus component real and positive (zgeev's
-  rule; dgeev for real input leaves the sign of real eigenvectors to its algorithm, so JAX's may be
-  the negative of ours).
-- ``schur`` of a real matrix (the real quasi-triangular form of dgees) is refused with the reason;
-  ``schur`` of a complex matrix returns the complex triangular T and unitary Z (zgees, unsorted).
-  T is unique only up to the order of the eigenvalues and the phases of Z's columns, so compare
-  ``Z T Z^H = A`` and the triangle of T.
-
-Accuracy (random normal matrices, eigenvalues matched to NumPy's float64 ones): within ~3e-8 of
-max |lambda| for float32 input at 8x8 to 32x32 (float32-exact, since the work is float64), ~1e-15
-to 4e-15 for float64/complex128 at 8x8 and 16x16; residuals ``|A v - lambda v|`` of the same
-size. Eigenvectors of eigenvalues that are close together are as ill-conditioned as in LAPACK.
-No balancing (LAPACK's gebal) is done: badly scaled matrices lose accuracy that LAPACK keeps.
+Accuracy (random normal matrices): eigenvalues within ~3e-8 of max |lambda| for complex64 input,
+~1e-15 to 4e-15 for complex128 at 8x8 and 16x16. ``eig`` balances first (:func:`balance`, gebal's
+scaling); ``schur`` does not (dgees/zgees only permute, which is not done here either).
 
 Size and budget: matrix sizes must be static. Every QR iteration is an explicit Givens step (an
 inner Loop of n-1 rotations) on all unreduced blocks at once; 2-4 iterations per eigenvalue are
 typical, the budget is :func:`iteration_budget`. In onnxruntime 8x8 takes ~40 ms, 16x16 ~0.2 s,
-32x32 ~1 s: this suits the small matrices models carry (companion matrices of ``jnp.roots``,
-small dynamics), not large ones. Batch axes ride along.
+32x32 ~1 s: this suits the small matrices models carry, not large ones. Batch axes ride along.
 """
 
 from __future__ import annotations
@@ -65,7 +48,7 @@ from jax import lax
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import GraphBuilder
-from workbench.jax_to_onnx.complex_numbers import is_complex, real_dtype, storage_aval
+from workbench.jax_to_onnx.complex_numbers import real_dtype, storage_aval
 from workbench.jax_to_onnx.handlers.eigen import _any as any_true
 from workbench.jax_to_onnx.handlers.linalg_kit import (
     Spec,
@@ -73,6 +56,7 @@ from workbench.jax_to_onnx.handlers.linalg_kit import (
     as_row,
     batched_eye,
     counted_loop,
+    leading_shape,
     local_function,
     mask_cmp,
     mask_eq,
@@ -188,7 +172,7 @@ def c_put_columns(g: GraphBuilder, a: Pair, column_mask: ir.Value, columns: Pair
     return c_where(g, as_row(g, column_mask), columns, a)
 
 
-def _zeros_like(g: GraphBuilder, x: ir.Value, dtype: Any) -> ir.Value:
+def zeros_like(g: GraphBuilder, x: ir.Value, dtype: Any) -> ir.Value:
     return g.op("Expand", scalar(g, 0, dtype), g.op("Shape", x))
 
 
@@ -201,7 +185,7 @@ def hessenberg_reduce(g: GraphBuilder, h: Pair, n: int, spec: Spec) -> tuple[Pai
     """
     dtype = spec.dtype
     eye = batched_eye(g, h[0], n, n, dtype)
-    z = (eye, _zeros_like(g, eye, dtype))
+    z = (eye, zeros_like(g, eye, dtype))
     if n <= 2:
         return h, z
     zero, one = scalar(g, 0, dtype), scalar(g, 1, dtype)
@@ -246,12 +230,12 @@ def _shift_matrix(g: GraphBuilder, n: int, k: int, dtype: Any) -> ir.Value:
     return g.const(np.eye(n, k=k, dtype=dtype))
 
 
-def _deflate(g: GraphBuilder, h: Pair, n: int, dtype: Any, scale: ir.Value) -> Pair:
+def deflate(g: GraphBuilder, h: Pair, n: int, dtype: Any, scale: ir.Value) -> Pair:
     """Zero the negligible subdiagonal entries: |h[j+1, j]| <= max(eps (|h[j, j]| + |h[j+1, j+1]|), tiny)."""
     eps = float(np.finfo(dtype).eps)
     tiny = float(np.finfo(dtype).tiny) * n / eps
     sub_mask = g.const(np.eye(n, k=-1, dtype=bool))
-    diag = _diag_pair(g, h, n, dtype)
+    diag = diag_pair(g, h, n, dtype)
     d_abs = cabs1(g, diag)  # [..., n]
     # row j+1 of the subdiagonal compares with d_abs[j] + d_abs[j+1]: neighbours by one exact MatMul
     d_prev = g.op("MatMul", d_abs, _shift_matrix(g, n, 1, dtype))  # [..., n]: d_abs[j-1] at j
@@ -264,12 +248,12 @@ def _deflate(g: GraphBuilder, h: Pair, n: int, dtype: Any, scale: ir.Value) -> P
     return g.op("Where", small, zero, h[0]), g.op("Where", small, zero, h[1])
 
 
-def _diag_pair(g: GraphBuilder, a: Pair, n: int, dtype: Any) -> Pair:
+def diag_pair(g: GraphBuilder, a: Pair, n: int, dtype: Any) -> Pair:
     eye = g.const(np.eye(n, dtype=dtype))
     return tuple(g.op("ReduceSum", g.op("Mul", part, eye), g.i64([-1]), keepdims=0) for part in a)  # type: ignore[return-value]
 
 
-def _band(g: GraphBuilder, a: Pair, n: int, k: int, axis: int, dtype: Any) -> Pair:
+def band(g: GraphBuilder, a: Pair, n: int, k: int, axis: int, dtype: Any) -> Pair:
     """The k-th diagonal of ``a`` as an n-vector indexed along ``axis`` (-1: by row, -2: by column), 0 elsewhere."""
     mask = _shift_matrix(g, n, k, dtype)
     return tuple(g.op("ReduceSum", g.op("Mul", part, mask), g.i64([axis]), keepdims=0) for part in a)  # type: ignore[return-value]
@@ -279,9 +263,9 @@ def _block_shifts(g: GraphBuilder, h: Pair, n: int, dtype: Any, exceptional: ir.
     """One shift per row: the Wilkinson shift of the trailing 2x2 of the unreduced block the row is in
     (the eigenvalue of that 2x2 closer to its last entry), or on exceptional iterations that entry
     plus 3/4 of |subdiagonal|."""
-    d = _diag_pair(g, h, n, dtype)  # d[j] = h[j, j]
-    s = _band(g, h, n, -1, -1, dtype)  # s[j] = h[j, j-1] (0 at j = 0)
-    u = _band(g, h, n, 1, -2, dtype)  # u[j] = h[j-1, j] (0 at j = 0)
+    d = diag_pair(g, h, n, dtype)  # d[j] = h[j, j]
+    s = band(g, h, n, -1, -1, dtype)  # s[j] = h[j, j-1] (0 at j = 0)
+    u = band(g, h, n, 1, -2, dtype)  # u[j] = h[j-1, j] (0 at j = 0)
     up = _shift_matrix(g, n, 1, dtype)
     down = _shift_matrix(g, n, -1, dtype)
     d_prev = (g.op("MatMul", d[0], up), g.op("MatMul", d[1], up))  # d[j-1] at j
@@ -318,7 +302,7 @@ def _givens_qr(g: GraphBuilder, r: Pair, n: int, spec: Spec) -> tuple[Pair, Pair
     dtype = spec.dtype
     zero, one = scalar(g, 0, dtype), scalar(g, 1, dtype)
     eye = batched_eye(g, r[0], n, n, dtype)
-    q0 = (eye, _zeros_like(g, eye, dtype))
+    q0 = (eye, zeros_like(g, eye, dtype))
 
     def rotate(body: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
         rr, qq = (state[0], state[1]), (state[2], state[3])
@@ -361,7 +345,7 @@ def qr_iterations(g: GraphBuilder, h: Pair, z: Pair, n: int, spec: Spec) -> tupl
     dtype = spec.dtype
     scale = g.op("ReduceSum", cabs1(g, h), g.i64([-2, -1]), keepdims=1)  # ||H||_1-like, for all-zero diagonals
     scale = g.op("Squeeze", scale, g.i64([-1]))  # [..., 1]: broadcasts over the rows
-    h = _deflate(g, h, n, dtype, scale)
+    h = deflate(g, h, n, dtype, scale)
     if n == 1:
         return h, z, _all_deflated(g, h, n, dtype)
     eye = g.const(np.eye(n, dtype=dtype))
@@ -373,7 +357,7 @@ def qr_iterations(g: GraphBuilder, h: Pair, z: Pair, n: int, spec: Spec) -> tupl
         mu = _block_shifts(body, hh, n, dtype, exceptional)  # [..., n] per row
         shift = (body.op("Mul", eye, as_column(body, mu[0])), body.op("Mul", eye, as_column(body, mu[1])))
         r, q = _givens_qr(body, c_sub(body, hh, shift), n, spec)
-        hh = _deflate(body, c_add(body, c_matmul(body, r, q), shift), n, dtype, scale)
+        hh = deflate(body, c_add(body, c_matmul(body, r, q), shift), n, dtype, scale)
         zz = c_matmul(body, zz, q)
         return [*hh, *zz]
 
@@ -387,7 +371,7 @@ def qr_iterations(g: GraphBuilder, h: Pair, z: Pair, n: int, spec: Spec) -> tupl
 
 def _all_deflated(g: GraphBuilder, h: Pair, n: int, dtype: Any) -> ir.Value:
     """Per matrix: every subdiagonal entry is exactly zero (bool [...])."""
-    sub = _band(g, h, n, -1, -1, dtype)
+    sub = band(g, h, n, -1, -1, dtype)
     nonzero = g.op("ReduceSum", cabs1(g, sub), g.i64([-1]), keepdims=0)
     return g.op("Equal", nonzero, scalar(g, 0, dtype))
 
@@ -402,12 +386,12 @@ def _divisors(g: GraphBuilder, d: Pair, n: int, dtype: Any) -> Pair:
     return g.op("Where", small, g.op("Expand", smin, g.op("Shape", den[0])), den[0]), g.op("Where", small, scalar(g, 0, dtype), den[1])
 
 
-def _right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
+def right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     """X with T X = X diag(T): unit upper triangular, row j from the rows below it (j = n-1 .. 0)."""
     dtype = spec.dtype
-    den = _divisors(g, _diag_pair(g, t, n, dtype), n, dtype)
+    den = _divisors(g, diag_pair(g, t, n, dtype), n, dtype)
     eye = batched_eye(g, t[0], n, n, dtype)
-    x0 = (eye, _zeros_like(g, eye, dtype))
+    x0 = (eye, zeros_like(g, eye, dtype))
     zero = scalar(g, 0, dtype)
 
     def row(body: GraphBuilder, step: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
@@ -425,12 +409,12 @@ def _right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     return out[0], out[1]
 
 
-def _left_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
+def left_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     """Y with T^H Y = Y conj(diag(T)) (so y^H T = lambda y^H): unit lower triangular, rows j = 0 .. n-1."""
     dtype = spec.dtype
-    den = c_conj(g, _divisors(g, _diag_pair(g, t, n, dtype), n, dtype))
+    den = c_conj(g, _divisors(g, diag_pair(g, t, n, dtype), n, dtype))
     eye = batched_eye(g, t[0], n, n, dtype)
-    y0 = (eye, _zeros_like(g, eye, dtype))
+    y0 = (eye, zeros_like(g, eye, dtype))
     zero = scalar(g, 0, dtype)
 
     def row(body: GraphBuilder, j: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
@@ -446,7 +430,7 @@ def _left_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     return out[0], out[1]
 
 
-def _normalize_columns(g: GraphBuilder, v: Pair, n: int, dtype: Any) -> Pair:
+def normalize_columns(g: GraphBuilder, v: Pair, n: int, dtype: Any) -> Pair:
     """zgeev's normalisation: each column to unit 2-norm, then rotated so its largest-modulus entry
     (the first of equals) is real and positive; that entry's imaginary part is set to exactly 0."""
     largest = reduce_over(g, "ReduceMax", cabs1(g, v), [-2], keepdims=True)  # [..., 1, n]
@@ -465,8 +449,63 @@ def _normalize_columns(g: GraphBuilder, v: Pair, n: int, dtype: Any) -> Pair:
     return v[0], g.op("Where", at_peak, scalar(g, 0, dtype), v[1])
 
 
+# ----------------------------------------------------------------------------- balancing (eig)
+BALANCE_SWEEPS = 20  # gebal's sweeps stop when nothing changes, typically after 2-5
+
+
+def balance(g: GraphBuilder, a: Pair, n: int, spec: Spec) -> tuple[Pair, ir.Value]:
+    """gebal's scaling (JOB='S' part; no permutation): D^-1 A D with D = diag(scale) of powers of 2, so
+    rows and columns of comparable norm; exact (powers of two), and the eigenvalues of a badly scaled
+    matrix come out as accurately as LAPACK's dgeev/zgeev get them. Returns (D^-1 A D, scale [..., n]).
+
+    One sweep visits i = 0 .. n-1 in turn, as gebal: with c, r the 2-norms of column and row i, the
+    power of 2 f closest to balancing them (c f ~ r / f) is applied when it shrinks c + r by 5%.
+    """
+    dtype = spec.dtype
+    ones = g.op("Expand", scalar(g, 1, dtype), leading_shape(g, a[0], 1))  # [..., n]
+    log4 = float(np.log(4.0))
+
+    def visit(b: GraphBuilder, i: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
+        re, im, scale, changed = state
+        def norm(axis: int) -> ir.Value:  # of column i (axis -1) or row i (axis -2)
+            line_re, line_im = take(b, re, i, axis), take(b, im, i, axis)
+            squares = b.op("Add", b.op("Mul", line_re, line_re), b.op("Mul", line_im, line_im))
+            return b.op("Sqrt", b.op("ReduceSum", squares, b.i64([-1]), keepdims=0))
+
+        c, r = norm(-1), norm(-2)
+        zero, one, two = scalar(b, 0, dtype), scalar(b, 1, dtype), scalar(b, 2, dtype)
+        usable = b.op("And", b.op("Greater", c, zero), b.op("Greater", r, zero))
+        safe_c, safe_r = b.op("Where", usable, c, one), b.op("Where", usable, r, one)
+        # gebal's doubling/halving loops in closed form: up while 2 c 4^k < r, down while c >= 2 r 4^k
+        up = b.op("Ceil", b.op("Div", b.op("Log", b.op("Div", safe_r, b.op("Mul", two, safe_c))), scalar(b, log4, dtype)))
+        down = b.op("Add", b.op("Floor", b.op("Div", b.op("Log", b.op("Div", safe_c, b.op("Mul", two, safe_r))), scalar(b, log4, dtype))), one)
+        exponent = b.op("Sub", b.op("Max", up, zero), b.op("Where", b.op("GreaterOrEqual", safe_c, b.op("Mul", two, safe_r)), down, zero))
+        f = b.op("Pow", two, exponent)
+        shrinks = b.op("Less", b.op("Add", b.op("Mul", c, f), b.op("Div", r, f)), b.op("Mul", scalar(b, 0.95, dtype), b.op("Add", c, r)))
+        apply = b.op("And", usable, b.op("And", shrinks, b.op("Not", b.op("Equal", f, one))))
+        f = b.op("Where", apply, f, one)
+        at_i = mask_eq(b, n, i)
+        column_factor = b.op("Where", at_i, b.op("Unsqueeze", f, b.i64([-1])), one)  # [..., n]
+        row_factor = b.op("Reciprocal", column_factor)
+        factor = b.op("Mul", as_row(b, column_factor), as_column(b, row_factor))  # A[j, i] f, A[i, j] / f
+        return [b.op("Mul", re, factor), b.op("Mul", im, factor), b.op("Mul", scale, column_factor), b.op("Or", changed, apply)]
+
+    def sweep(b: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
+        del k
+        re, im, scale, _ = state
+        no_change = b.op("Expand", b.const(np.asarray(False)), leading_shape(b, scale, 1))
+        bool_spec = Spec(spec.shape[:-2], np.dtype(np.bool_))
+        return counted_loop(b, n, [re, im, scale, no_change], [spec, spec, spec.batch(n), bool_spec], visit, name="balance_rows")
+
+    start = g.op("Expand", g.const(np.asarray(True)), leading_shape(g, ones, 1))
+    bool_spec = Spec(spec.shape[:-2], np.dtype(np.bool_))
+    re, im, scale, _ = counted_loop(g, BALANCE_SWEEPS, [*a, ones, start], [spec, spec, spec.batch(n), bool_spec], sweep,
+                                    name="balance_sweeps", keep_going=lambda b, outputs: any_true(b, outputs[3]))
+    return (re, im), scale
+
+
 # ----------------------------------------------------------------------------- the decomposition
-def _working(g: GraphBuilder, x: ir.Value, complex_input: bool, spec: Spec) -> tuple[Pair, Spec]:
+def working(g: GraphBuilder, x: ir.Value, complex_input: bool, spec: Spec) -> tuple[Pair, Spec]:
     """The input as a pair of float64 (float32 input) or float64/float32-as-given real tensors."""
     work = np.dtype(np.float64) if spec.dtype == np.dtype(np.float32) else spec.dtype
     if work != spec.dtype:
@@ -474,7 +513,7 @@ def _working(g: GraphBuilder, x: ir.Value, complex_input: bool, spec: Spec) -> t
     if complex_input:
         pair = (g.op("Gather", x, scalar(g, 0, np.int64), axis=-1), g.op("Gather", x, scalar(g, 1, np.int64), axis=-1))
     else:
-        pair = (x, _zeros_like(g, x, work))
+        pair = (x, zeros_like(g, x, work))
     return pair, Spec(spec.shape, work)
 
 
@@ -484,7 +523,7 @@ def complex_schur(g: GraphBuilder, a: Pair, n: int, spec: Spec) -> tuple[Pair, P
     return qr_iterations(g, h, z, n, spec)
 
 
-def _as_output(g: GraphBuilder, value: Pair, ok: ir.Value, extra_axes: int, work: np.dtype, out_dtype: np.dtype) -> ir.Value:
+def as_output(g: GraphBuilder, value: Pair, ok: ir.Value, extra_axes: int, work: np.dtype, out_dtype: np.dtype) -> ir.Value:
     """Pairs → the [..., 2] output tensor in the output's real type, NaN where the QR did not converge."""
     joined = g.op("Concat", g.op("Unsqueeze", value[0], g.i64([-1])), g.op("Unsqueeze", value[1], g.i64([-1])), axis=-1)
     flag = g.op("Unsqueeze", ok, g.i64(list(range(-(extra_axes + 1), 0))))
@@ -494,97 +533,10 @@ def _as_output(g: GraphBuilder, value: Pair, ok: ir.Value, extra_axes: int, work
     return joined
 
 
-def _storage_ctx(ctx: LoweringContext) -> LoweringContext:
+def storage_ctx(ctx: LoweringContext) -> LoweringContext:
     return dataclasses.replace(
         ctx, avals_in=tuple(storage_aval(a) for a in ctx.avals_in), avals_out=tuple(storage_aval(a) for a in ctx.avals_out)
     )
-
-
-# ----------------------------------------------------------------------------- eig
-def eig_matched(a: jax.Array, *, left: bool = False, right: bool = True) -> Any:
-    """eig's results in an order-independent form for the testcases: eigenvalues sorted by (real, imag)
-    with the eigenvectors in that order, phases fixed (largest entry real positive), and the residuals."""
-    w, *vectors = lax.linalg.eig(a, compute_left_eigenvectors=left, compute_right_eigenvectors=right)
-    order = jnp.lexsort((jnp.round(w.imag, 3), jnp.round(w.real, 3)), axis=-1)
-    w_sorted = jnp.take_along_axis(w, order, axis=-1)
-    results: list[jax.Array] = [w_sorted]
-    for index, v in enumerate(vectors):
-        v = jnp.take_along_axis(v, order[..., None, :], axis=-1)
-        peak = jnp.argmax(jnp.abs(v), axis=-2, keepdims=True)
-        top = jnp.take_along_axis(v, peak, axis=-2)
-        v = v * (jnp.conj(top) / jnp.abs(top))
-        is_left = left and index == 0
-        product = jnp.conj(jnp.swapaxes(v, -1, -2)) @ a if is_left else a @ v
-        expected = jnp.conj(jnp.swapaxes(v, -1, -2)) * w_sorted[..., :, None] if is_left else v * w_sorted[..., None, :]
-        results += [v, jnp.abs(product - expected)]
-    return tuple(results)
-
-
-def _eig_case(name: str, inputs: list[Any], *, left: bool = False, right: bool = True, **tolerances: Any) -> Testcase:
-    options = {"rtol": 1e-4, "atol": 2e-5, **tolerances}
-    return Testcase(name, lambda a: eig_matched(a, left=left, right=right), inputs, **options)
-
-
-_C = np.complex64
-_TWO_REAL = np.array([[3.0, 1.0], [0.5, 2.0]], np.float32)
-_ROTATION = np.array([[0.0, -2.0], [1.0, 0.5]], np.float32)  # a complex-conjugate pair
-_CYCLIC = np.roll(np.eye(5, dtype=np.float32), 1, axis=0)  # eigenvalues: the 5th roots of unity (stagnates without exceptional shifts)
-
-
-@handler("eig", complex_numbers=True, onnx_ops=("Loop", "MatMul", "Where", "Sqrt", "Div", "GatherElements", "ArgMax"), testcases=[
-    Testcase("eig_1x1", lambda a: lax.linalg.eig(a), [np.array([[2.5]], np.float32)]),
-    _eig_case("eig_2x2_real_eigenvalues", [_TWO_REAL]),
-    _eig_case("eig_2x2_complex_pair", [_ROTATION]),
-    _eig_case("eig_4x4", [(4, 4)]),
-    _eig_case("eig_8x8", [(8, 8)], rtol=1e-3, atol=1e-4),
-    _eig_case("eig_batched_symbolic", [("B", 3, 3)]),
-    _eig_case("eig_complex_input", [jax.ShapeDtypeStruct((4, 4), _C)]),
-    _eig_case("eig_values_only", [(5, 5)], right=False),
-    _eig_case("eig_left_only", [(4, 4)], left=True, right=False),
-    _eig_case("eig_left_and_right", [(4, 4)], left=True, right=True),
-    # its eigenvectors' entries all have modulus 1/sqrt(5): the "largest" one is a tie, so compare the
-    # eigenvalues and the residuals only
-    Testcase("eig_cyclic_permutation", lambda a: eig_matched(a)[0::2], [_CYCLIC], rtol=1e-4, atol=2e-5),
-    _eig_case("eig_f64", [jax.ShapeDtypeStruct((6, 6), np.float64)], rtol=1e-9, atol=1e-10, x64=True),
-    _eig_case("eig_complex128", [jax.ShapeDtypeStruct((5, 5), np.complex128)], left=True, rtol=1e-9, atol=1e-10, x64=True),
-    Testcase("eigvals_upper_triangular_order", lambda a: jnp.linalg.eigvals(jnp.triu(a)), [(4, 4)]),
-])
-def _eig(
-    ctx: LoweringContext,
-    x: ir.Value,
-    *,
-    compute_left_eigenvectors: bool,
-    compute_right_eigenvectors: bool,
-    enable_eigvec_derivs: bool = False,
-    implementation: Any = None,
-) -> tuple[ir.Value, ...]:
-    """(w, vl if compute_left_eigenvectors, vr if compute_right_eigenvectors) of a square matrix.
-
-    Params: compute_left_eigenvectors (``vl[:, k]^H A = w[k] vl[:, k]^H``), compute_right_eigenvectors
-    (``A vr[:, k] = w[k] vr[:, k]``), enable_eigvec_derivs (only changes JAX's derivative rule),
-    implementation (a backend choice; ignored). Outputs are complex (pairs).
-    """
-    del enable_eigvec_derivs, implementation
-    aval = ctx.avals_in[0]
-    n = static_size(aval.shape[-1], "matrix size", "eig")
-    complex_input = is_complex(aval.dtype)
-    spec = Spec(tuple(aval.shape), real_dtype(aval.dtype))
-    out_dtype = real_dtype(ctx.avals_out[0].dtype)
-
-    def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
-        a, work = _working(g, inputs[0], complex_input, spec)
-        t, z, ok = complex_schur(g, a, n, work)
-        outputs = [_as_output(g, _diag_pair(g, t, n, work.dtype), ok, 1, work.dtype, out_dtype)]
-        if compute_left_eigenvectors:
-            vl = _normalize_columns(g, c_matmul(g, z, _left_vectors(g, t, n, work)), n, work.dtype)
-            outputs.append(_as_output(g, vl, ok, 2, work.dtype, out_dtype))
-        if compute_right_eigenvectors:
-            vr = _normalize_columns(g, c_matmul(g, z, _right_vectors(g, t, n, work)), n, work.dtype)
-            outputs.append(_as_output(g, vr, ok, 2, work.dtype, out_dtype))
-        return outputs
-
-    params = (bool(compute_left_eigenvectors), bool(compute_right_eigenvectors))
-    return local_function(_storage_ctx(ctx), "Eig", [x], build, params=params, input_names=["a"])
 
 
 # ----------------------------------------------------------------------------- schur
@@ -598,26 +550,13 @@ def schur_invariants(a: jax.Array) -> Any:
     return z @ t @ zh, zh @ z, jnp.tril(t, -1), jnp.take_along_axis(d, order, axis=-1)
 
 
-def _schur_refusal(eqn: Any, opset: int | None) -> str:
-    del opset
-    aval = eqn.invars[0].aval
-    if is_complex(aval.dtype) or (isinstance(aval.shape[-1], int) and aval.shape[-1] == 1):
-        return ""
-    return (
-        "schur of a real matrix (LAPACK dgees: the real quasi-triangular Schur form with 2x2 blocks for "
-        "complex-conjugate pairs, from Francis double-shift QR) is not exported; for the complex triangular "
-        "form convert the input to complex first (lax.linalg.schur(a.astype(jnp.complex64))), or use "
-        "jnp.linalg.eig for the eigenvalues and eigenvectors"
-    )
+_C4 = jax.ShapeDtypeStruct((4, 4), np.complex64)
 
 
-_C4 = jax.ShapeDtypeStruct((4, 4), _C)
-
-
-@handler("schur", complex_numbers=True, onnx_ops=("Loop", "MatMul", "Where", "Sqrt", "Div"), unsupported_reason=_schur_refusal,
+@handler("schur", complex_numbers=True, onnx_ops=("Loop", "MatMul", "Where", "Sqrt", "Div"),
          testcases=[
     Testcase("schur_complex_invariants", schur_invariants, [_C4], rtol=1e-4, atol=2e-5),
-    Testcase("schur_complex_batched", schur_invariants, [jax.ShapeDtypeStruct(("B", 3, 3), _C)], rtol=1e-4, atol=2e-5),
+    Testcase("schur_complex_batched", schur_invariants, [jax.ShapeDtypeStruct(("B", 3, 3), np.complex64)], rtol=1e-4, atol=2e-5),
     Testcase("schur_complex_no_vectors", lambda a: jnp.sort(jnp.diagonal(lax.linalg.schur(a, compute_schur_vectors=False)[0]).real),
              [_C4], rtol=1e-4, atol=2e-5),
     Testcase("schur_complex128", schur_invariants, [jax.ShapeDtypeStruct((5, 5), np.complex128)], rtol=1e-9, atol=1e-10, x64=True),
@@ -629,54 +568,28 @@ def _schur_complex(ctx: LoweringContext, x: ir.Value, *, compute_schur_vectors: 
     Params: compute_schur_vectors, sort_eig_vals (must be False: ordering by a Python predicate
     cannot be exported), select_callable (the predicate; must be None).
     """
-    _check_unsorted(sort_eig_vals, select_callable)
+    check_unsorted(sort_eig_vals, select_callable)
     aval = ctx.avals_in[0]
     n = static_size(aval.shape[-1], "matrix size", "schur")
     spec = Spec(tuple(aval.shape), real_dtype(aval.dtype))
     out_dtype = real_dtype(ctx.avals_out[0].dtype)
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
-        a, work = _working(g, inputs[0], True, spec)
+        a, work = working(g, inputs[0], True, spec)
         t, z, ok = complex_schur(g, a, n, work)
         upper = g.const(np.triu(np.ones((n, n), bool)))
         t = (g.op("Where", upper, t[0], scalar(g, 0, work.dtype)), g.op("Where", upper, t[1], scalar(g, 0, work.dtype)))
-        outputs = [_as_output(g, t, ok, 2, work.dtype, out_dtype)]
+        outputs = [as_output(g, t, ok, 2, work.dtype, out_dtype)]
         if compute_schur_vectors:
-            outputs.append(_as_output(g, z, ok, 2, work.dtype, out_dtype))
+            outputs.append(as_output(g, z, ok, 2, work.dtype, out_dtype))
         return outputs
 
-    return local_function(_storage_ctx(ctx), "Schur", [x], build, params=(bool(compute_schur_vectors),), input_names=["a"])
+    return local_function(storage_ctx(ctx), "Schur", [x], build, params=(bool(compute_schur_vectors),), input_names=["a"])
 
 
-def _check_unsorted(sort_eig_vals: bool, select_callable: Any) -> None:
+def check_unsorted(sort_eig_vals: bool, select_callable: Any) -> None:
     if sort_eig_vals or select_callable is not None:
         raise ConversionError(
             "schur(sort_eig_vals=True, select_callable=...) orders the eigenvalues by a Python predicate, which an "
             "ONNX graph cannot run; export with sort_eig_vals=False (JAX's CPU default)."
         )
-
-
-@handler("schur", onnx_ops=("Identity", "Expand"), unsupported_reason=_schur_refusal, testcases=[
-    Testcase("schur_1x1_real", lambda a: lax.linalg.schur(a), [np.array([[3.0]], np.float32)]),
-    Testcase("schur_1x1_real_batched_no_vectors", lambda a: lax.linalg.schur(a, compute_schur_vectors=False),
-             [jax.ShapeDtypeStruct(("B", 1, 1), np.float32)]),
-])
-def _schur_real(ctx: LoweringContext, x: ir.Value, *, compute_schur_vectors: bool, sort_eig_vals: bool,
-                select_callable: Any) -> tuple[ir.Value, ...]:
-    """schur of a real 1x1 matrix: T = A, Z = 1. Larger real matrices are refused (see ``_schur_refusal``).
-
-    Params: compute_schur_vectors, sort_eig_vals (must be False), select_callable (must be None).
-    """
-    _check_unsorted(sort_eig_vals, select_callable)
-    aval = ctx.avals_in[0]
-    n = static_size(aval.shape[-1], "matrix size", "schur")
-    if n != 1:  # the support check reports this first, with the reason
-        raise ConversionError(_schur_refusal_text())
-    outputs = [ctx.op("Identity", x)]
-    if compute_schur_vectors:
-        outputs.append(ctx.op("Expand", ctx.scalar(1, np.dtype(aval.dtype)), ctx.op("Shape", x)))
-    return tuple(outputs)
-
-
-def _schur_refusal_text() -> str:
-    return "schur of a real matrix larger than 1x1 is not exported (see the unsupported-primitive report for why)"

@@ -28,13 +28,34 @@ from workbench.jax_to_onnx.registry import Testcase, handler
 _NAN_ROWS = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 5.0, -1.0, 5.0], [np.nan, 0.0, 0.0, 1.0]], np.float32)
 
 
+# onnxruntime implements ReduceSum for int32/int64 only among the integers, and ReduceMax/ReduceMin for
+# (u)int8/int32/int64; the other integer types are reduced in int32/int64 and cast back. That is exact: a sum
+# of fewer than 2**31 values of at most 32 bits cannot overflow int64 (onnxruntime's int64 reductions saturate
+# instead of wrapping, which rules out uint64 and products), Cast to the narrow type keeps the low bits as
+# JAX's wrap-around does, and max/min of values the wide type holds exactly are the same values.
+_WIDE_SUM = {np.dtype(t): np.dtype(np.int64) for t in (np.int8, np.uint8, np.int16, np.uint16, np.uint32)}
+_WIDE_EXTREMUM = {np.dtype(np.int16): np.dtype(np.int32), np.dtype(np.uint16): np.dtype(np.int32),
+                  np.dtype(np.uint32): np.dtype(np.int64)}
+_WIDE = {"ReduceSum": _WIDE_SUM, "ReduceMax": _WIDE_EXTREMUM, "ReduceMin": _WIDE_EXTREMUM}
+
+
 def _reduce(op_type: str, ctx: LoweringContext, x: ir.Value, *, axes: Any, out_sharding: Any = None) -> ir.Value:
-    """ONNX Reduce* with axes as an input (opset 18+), keepdims=0 as lax does (``out_sharding``: reduce_sum's, XLA's)."""
+    """ONNX Reduce* with axes as an input (opset 18+), keepdims=0 as lax does (``out_sharding``: reduce_sum's, XLA's);
+    integer types onnxruntime lacks for ``op_type`` go through a wider one (``_WIDE``)."""
     del out_sharding
     if not axes:
         return x
-    return ctx.op(op_type, x, ctx.i64(list(axes)), keepdims=0)
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    wide = _WIDE.get(op_type, {}).get(dtype)
+    if wide is None:
+        return ctx.op(op_type, x, ctx.i64(list(axes)), keepdims=0)
+    reduced = ctx.op(op_type, ctx.op("Cast", x, to=onnx_dtype(wide)), ctx.i64(list(axes)), keepdims=0)
+    return ctx.op("Cast", reduced, to=onnx_dtype(dtype))
 
+
+# integers past the signed range of their width, and sums/products that wrap around
+_UINT32_NEAR_MAX = np.array([[4_294_967_295, 3, 2_147_483_648, 7], [0, 65_537, 9, 4_000_000_000]], np.uint32)
+_INT8_NEAR_LIMITS = np.array([[127, -128, 5], [1, -1, 100], [3, -3, 100]], np.int8)
 
 _LOGSUMEXP_CASES = [
     Testcase("logsumexp_nn_axis", lambda x: jax.nn.logsumexp(x * 30.0, axis=1), [("B", 3, 4)], rtol=1e-5, atol=1e-4),
@@ -45,15 +66,21 @@ for _prim, _op, _fn, _extra in (
     ("reduce_sum", "ReduceSum", lambda x: jnp.sum(x, axis=1), [
         Testcase("reduce_sum_symbolic_axis", lambda x: jnp.sum(x, axis=(0, 2)), [("B", 3, "T")]),
         Testcase("reduce_sum_int", lambda x: jnp.sum(x, axis=0), [np.arange(12, dtype=np.int32).reshape(3, 4)]),
+        Testcase("reduce_sum_uint32_wraps", lambda x: lax.reduce_sum(x, axes=(1,)), [_UINT32_NEAR_MAX]),
+        Testcase("reduce_sum_int8_wraps", lambda x: lax.reduce_sum(x, axes=(0,)), [_INT8_NEAR_LIMITS]),
     ]),
-    ("reduce_max", "ReduceMax", lambda x: jnp.max(x, axis=(0, 1)), _LOGSUMEXP_CASES),
+    ("reduce_max", "ReduceMax", lambda x: jnp.max(x, axis=(0, 1)), [
+        *_LOGSUMEXP_CASES,
+        Testcase("reduce_max_uint16", lambda x: lax.reduce_max(x, axes=(1,)), [_UINT32_NEAR_MAX.astype(np.uint16)]),
+    ]),
     ("reduce_min", "ReduceMin", lambda x: jnp.min(x, axis=-1), [
         Testcase("reduce_min_int", lambda x: jnp.min(x, axis=1), [np.array([[3, -1, 2], [7, 8, -9]], np.int32)]),
+        Testcase("reduce_min_uint32", lambda x: lax.reduce_min(x, axes=(0,)), [_UINT32_NEAR_MAX]),
     ]),
     ("reduce_prod", "ReduceProd", lambda x: jnp.prod(x, axis=0), []),
 ):
     _f64 = jax.ShapeDtypeStruct(("B", 3, 4), np.float64)  # double precision kept end to end: tolerance float32 cannot meet
-    handler(_prim, onnx_ops=(_op,), testcases=[
+    handler(_prim, onnx_ops=(_op, "Cast") if _op in _WIDE else (_op,), testcases=[
         Testcase(_prim, _fn, [("B", 3, 4)], rtol=1e-5, atol=1e-5),
         Testcase(f"{_prim}_f64", _fn, [_f64], rtol=1e-12, atol=1e-12, x64=True),
         *_extra,
