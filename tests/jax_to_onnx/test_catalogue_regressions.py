@@ -119,3 +119,41 @@ def test_module_reading_an_array_with_numpy_traces_and_keeps_the_other_names():
     (got,) = run_onnx(model, [x])
     np.testing.assert_allclose(got, np.asarray(module(x)), rtol=1e-5, atol=1e-6)
     assert "weight" in {t.name for t in model.graph.initializer}  # the weights it does not read stay named
+
+
+def test_partial_bound_flag_read_by_python_if_stays_a_constant():
+    """jax2onnx's eqx_dropout_dynamic_inference: ``inference`` bound as a NumPy bool, read by ``if``."""
+    import functools
+
+    import equinox as eqx
+
+    dropout = eqx.nn.Dropout(p=0.5)
+
+    def fn(x, inference, key=None):
+        return dropout(x, key=key, inference=inference) * 2.0
+
+    x = _RNG.standard_normal((8,)).astype(np.float32)
+    model = wb.to_onnx(functools.partial(fn, inference=np.array(True)), [(8,)])
+    (got,) = run_onnx(model, [x])
+    np.testing.assert_allclose(got, x * 2.0, rtol=1e-6)
+
+
+def test_input_needed_as_a_concrete_value_is_named_with_the_remedy():
+    import jax.numpy as jnp
+
+    def count_up(stop):
+        return jnp.arange(stop) * 2.0
+
+    with pytest.raises(wb.WorkbenchError) as caught:
+        wb.to_onnx(count_up, [()])
+    message = str(caught.value)
+    assert "needs the value of input 0 ('stop', float32[])" in message
+    assert "functools.partial" in message and "close over it" in message
+    assert "flat_pure" not in message  # the tracer's internal wrapper is not the user's function
+
+
+def test_data_dependent_shape_is_reported_as_needing_a_concrete_value():
+    import jax.numpy as jnp
+
+    with pytest.raises(wb.WorkbenchError, match=r"needs the value of input 0 \('x', float32\[3, 4\]\) as a concrete"):
+        wb.to_onnx(lambda x: jnp.compress(x[:, 0] > 0, x, axis=0), [(3, 4)])

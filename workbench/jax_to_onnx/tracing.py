@@ -87,10 +87,8 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
             except Exception as error:  # user code and JAX shape checks raise many types; all are tracing failures
                 needed = _param_needed_concrete(error, len(normalized.params))
                 if needed is None or _attempt == _MAX_CONCRETE_PARAMS:
-                    raise TraceError(
-                        f"tracing {normalized.display_name} with inputs "
-                        f"{[_describe(a) for a in specs.args]} failed: {type(error).__name__}: {error}"
-                    ) from error
+                    raise _trace_failure(error, normalized.display_name, specs,
+                                         _argument_names(fn, len(specs.args))) from error
                 # the module reads this weight with NumPy or Python (np.asarray(self.periods)): keep its value
                 normalized = _with_concrete_param(normalized, needed)
                 out_tree_box.clear()
@@ -136,6 +134,36 @@ def _with_concrete_param(normalized: NormalizedCallable, position: int) -> Norma
         pure=with_constant,
         params=[p for i, p in enumerate(normalized.params) if i != position],
         param_names=tuple(n for i, n in enumerate(normalized.param_names) if i != position),
+    )
+
+
+_CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                          jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
+_INPUT_IN_ERROR = re.compile(r"depends on the value of the argument args\[(\d+)\]")
+# JAX's sentence naming the function it traced: here always this module's wrapper, which means nothing to users
+_TRACED_WRAPPER = re.compile(r"The error occurred while tracing the function flat_pure at \S+ for jit\. ?")
+
+
+def _trace_failure(error: Exception, display_name: str, specs: InputSpecs, names: list[str]) -> TraceError:
+    """The TraceError for ``error``; a function that needs the value of an input is told how to give it."""
+    inputs = [_describe(a) for a in specs.args]
+    detail = _TRACED_WRAPPER.sub("", str(error))
+    prefix = f"tracing {display_name} with inputs {inputs} failed: "
+    if not isinstance(error, _CONCRETIZATION_ERRORS):
+        return TraceError(f"{prefix}{type(error).__name__}: {detail}")
+    match = _INPUT_IN_ERROR.search(detail)
+    if match is not None and int(match.group(1)) < len(inputs):
+        index = int(match.group(1))
+        culprit = f"the value of input {index} ({names[index]!r}, {inputs[index]})"
+    else:
+        culprit = "a value computed from the inputs (see the line below)"
+    return TraceError(
+        f"{prefix}{display_name} needs {culprit} as a concrete Python/NumPy value, but inputs are traced as "
+        "abstract arrays whose values are only known when the ONNX model runs (so they cannot choose a shape, "
+        "e.g. jnp.arange's bounds or jnp.compress's condition, nor drive Python if/while, int() or np.asarray). "
+        "Pass such a value as a constant instead: close over it or bind it with functools.partial "
+        "(lambda x: f(x, stop=5)) and give input specs only for the array inputs; keep a shape-changing "
+        f"computation out of the exported function.\n{type(error).__name__}: {detail}"
     )
 
 
