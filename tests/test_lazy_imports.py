@@ -1,4 +1,5 @@
-"""A conversion does not import sympy (onnx-ir's dependency), and sympy still works when something uses it.
+"""A conversion imports neither sympy (onnx-ir's dependency) nor ONNX's reference kernels (onnxscript's),
+and both still work when something uses them.
 
 Run in fresh interpreters: what a process has imported is the thing under test.
 """
@@ -48,3 +49,29 @@ def test_sympy_imported_first_is_left_alone():
         "print(sys.modules['sympy'] is sympy, isinstance(ir.SymbolicDim('N') + 1, ir.SymbolicDim))\n"
     )
     assert out.split() == ["True", "True"]
+
+
+def test_conversion_does_not_import_onnx_reference_and_onnxscript_still_folds_with_it():
+    out = _run(
+        "import sys\n"
+        "import numpy as np\n"
+        "import workbench as wb\n"
+        "from workbench.zoo import nnx_mlp\n"
+        "model = wb.to_onnx(nnx_mlp().fn, [('B', 30)])\n"  # its BatchNorm's weight arithmetic is folded
+        "print('converted', len(model.graph.node), 'onnx.reference' in sys.modules, 'onnx.reference.ops' in sys.modules)\n"
+        "import onnx, onnx_ir as ir\n"
+        "from onnxscript import optimizer\n"
+        "x = ir.Value(name='x', type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([3]))\n"
+        "c = ir.Value(name='c', type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([3]),\n"
+        "             const_value=ir.Tensor(np.array([1.0, 4.0, 9.0], np.float32), name='c'))\n"
+        "erf = ir.Node('', 'Erf', [c])\n"  # folded by onnxscript through onnx.reference.ops
+        "add = ir.Node('', 'Add', [x, erf.outputs[0]])\n"
+        "graph = ir.Graph([x], add.outputs, nodes=[erf, add], initializers=[c], opset_imports={'': 21})\n"
+        "m = ir.Model(graph, ir_version=10)\n"
+        "optimizer.fold_constants(m)\n"
+        "print('folded', [n.op_type for n in m.graph], type(onnx.reference).__name__,\n"
+        "      onnx.reference is sys.modules['onnx.reference'], onnx.reference.ops.load_op('', 'Erf', 21).__name__)\n"
+    )
+    lines = out.splitlines()
+    assert lines[0] == "converted 3 False False"
+    assert lines[1] == "folded ['Add'] module True Erf"

@@ -24,9 +24,11 @@ from workbench.errors import (
 )
 
 from workbench.version import __version__
-from workbench.lazy_imports import defer_sympy
+from workbench.lazy_imports import defer_heavy_imports
 
-defer_sympy()  # before anything imports onnx-ir, which imports sympy (~0.9 s) for dim arithmetic we never do
+# before anything imports onnx-ir, which imports sympy (~0.9 s) for dim arithmetic we never do, and
+# onnxscript, which imports ONNX's reference kernels (0.1-0.4 s) that a conversion rarely calls
+defer_heavy_imports()
 
 # public name -> module that defines it
 _LAZY_EXPORTS: dict[str, str] = {

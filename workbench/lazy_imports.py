@@ -1,17 +1,22 @@
 """Heavy transitive imports the workbench's own work never needs, deferred until something uses them.
 
-onnx-ir (the graph library both directions build on) imports sympy at module level, for the arithmetic
-of symbolic dimensions (``SymbolicDim("B") * 2``) and for parsing dimension expressions. The
-workbench never does that arithmetic: it writes symbolic dims as names and computes sizes with ONNX
-``Shape`` ops. Yet importing sympy is about a quarter of a fresh process's conversion (~0.9 s of ~4 s
-on an idle 2-core machine).
+- onnx-ir (the graph library both directions build on) imports sympy at module level, for the
+  arithmetic of symbolic dimensions (``SymbolicDim("B") * 2``) and for parsing dimension expressions.
+  The workbench never does that arithmetic: it writes symbolic dims as names and computes sizes with
+  ONNX ``Shape`` ops. Importing sympy was about a quarter of a fresh process's conversion (~0.9 s of ~4 s
+  on an idle 2-core machine).
+- onnxscript imports ONNX's reference implementation: ``onnx.reference`` for its eager evaluator (which
+  a conversion never runs) and ``onnx.reference.ops``, every op's NumPy kernel (~200 modules, 0.1-0.4 s),
+  in its constant folder, which calls one only for a node it folds and cannot evaluate itself.
 
-:func:`defer_sympy` installs a one-shot import hook: when onnx-ir is imported, ``sympy`` and onnx-ir's
-``_symbolic_shapes`` (which reads sympy's attributes while it is imported) are stand-in modules for
-the duration of that import only. onnx-ir keeps references to the stand-ins; the first attribute read
-on one (``sympy.Expr`` in a dim's arithmetic) imports the real module the ordinary way and answers
-from it. Outside onnx-ir's import nothing is replaced: ``import sympy`` anywhere else (a user's own,
-``sympy.core`` submodules) is the normal import, so there is never a half-loaded or second copy.
+:func:`defer_heavy_imports` installs a one-shot import hook: while one of the watched modules (onnx-ir,
+onnxscript's evaluator, onnxscript's constant folder) is imported, its heavy dependencies are stand-in
+modules, for the duration of that import only. The watched module keeps references to the stand-ins
+(bound as attributes of their parent package too, where ``import a.b`` reads ``a.b`` later); the first
+attribute read on one (``sympy.Expr``, ``onnx.reference.ops.load_op``) imports the real module the
+ordinary way and answers from it. Outside those imports nothing is replaced: ``import sympy`` or
+``import onnx.reference`` anywhere else is the normal import, so there is never a half-loaded or second
+copy (the real import rebinds the parent package's attribute to the real module).
 
 Written by hand because no maintained library defers a *third party's* import of another package
 (``lazy_loader`` and PEP 690/810 defer a package's own imports; ``importlib.util.LazyLoader`` loads
@@ -29,9 +34,12 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-# The module whose import is watched, and the modules that are stand-ins while it is imported.
-_WATCHED = "onnx_ir"
-_STAND_INS = ("sympy", "onnx_ir._symbolic_shapes")
+# The modules whose import is watched, and the modules that are stand-ins while each is imported.
+_DEFERRED: dict[str, tuple[str, ...]] = {
+    "onnx_ir": ("sympy", "onnx_ir._symbolic_shapes"),
+    "onnxscript._internal.evaluator": ("onnx.reference",),
+    "onnxscript.optimizer._constant_folding": ("onnx.reference", "onnx.reference.ops"),
+}
 
 
 class _StandIn(types.ModuleType):
@@ -41,25 +49,43 @@ class _StandIn(types.ModuleType):
         if attribute.startswith("__"):  # the import system probing dunders: not a use of the module
             raise AttributeError(attribute)
         real = importlib.import_module(self.__name__)
-        if real is self:  # read while onnx-ir is still being imported: onnx-ir does not do that today
-            raise ImportError(f"{self.__name__} was used while onnx_ir was being imported; see workbench/lazy_imports.py")
+        if real is self:  # read while the watched module is still being imported: none does that today
+            raise ImportError(f"{self.__name__} was used while a module deferring it was being imported; "
+                              "see workbench/lazy_imports.py")
         self.__dict__.update(real.__dict__)  # later reads are plain dict hits
+        if not hasattr(real, attribute) and importlib.util.find_spec(f"{self.__name__}.{attribute}") is not None:
+            # a submodule the code reached as an attribute (``onnx.reference.ops``) that nothing imported yet
+            setattr(self, attribute, importlib.import_module(f"{self.__name__}.{attribute}"))
+            return self.__dict__[attribute]
         return getattr(real, attribute)
 
 
-class _DeferringLoader(importlib.abc.Loader):
-    """Runs onnx-ir's own loader with the stand-ins in ``sys.modules``, and removes them afterwards."""
+_UNBOUND = object()  # a parent package without the attribute
 
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+
+class _DeferringLoader(importlib.abc.Loader):
+    """Runs a watched module's own loader with the stand-ins in ``sys.modules``, and removes them afterwards."""
+
+    def __init__(self, loader: importlib.abc.Loader, stand_ins: tuple[str, ...]) -> None:
         self._loader = loader
+        self._stand_ins = stand_ins
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        placed = [name for name in _STAND_INS if name not in sys.modules]
+        placed = [name for name in self._stand_ins if name not in sys.modules]
         for name in placed:
-            sys.modules[name] = _StandIn(name)
+            stand_in = _StandIn(name)
+            parent_name, _, child = name.rpartition(".")
+            if parent_name and parent_name != module.__name__:
+                # ``import onnx.reference.ops`` finds the stand-in in sys.modules and binds only ``onnx``;
+                # the module reads ``onnx.reference.ops`` later, so the parent package holds the stand-in
+                # (until the real module is imported, which rebinds it)
+                parent = sys.modules.get(parent_name) or importlib.import_module(parent_name)
+                if isinstance(vars(parent).get(child, _UNBOUND), (_StandIn, type(_UNBOUND))):
+                    setattr(parent, child, stand_in)
+            sys.modules[name] = stand_in
         try:
             self._loader.exec_module(module)
         finally:
@@ -68,32 +94,40 @@ class _DeferringLoader(importlib.abc.Loader):
                     del sys.modules[name]
 
 
-class _OnnxIrFinder(importlib.abc.MetaPathFinder):
-    """Finds onnx-ir with the other finders once, wrapping its loader; then leaves ``sys.meta_path``."""
+class _DeferringFinder(importlib.abc.MetaPathFinder):
+    """Finds each watched module with the other finders once, wrapping its loader; leaves ``sys.meta_path``
+    when all have been found."""
+
+    def __init__(self) -> None:
+        self.pending = {name: stand_ins for name, stand_ins in _DEFERRED.items() if name not in sys.modules}
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != _WATCHED:
+        stand_ins = self.pending.pop(fullname, None)
+        if stand_ins is None:
             return None
-        _remove_finder()
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or any(name in sys.modules for name in _STAND_INS):
+        if not self.pending:
+            _remove_finder()
+        spec = importlib.util.find_spec(fullname)  # (this finder no longer answers for it)
+        if spec is None or spec.loader is None or any(name in sys.modules for name in stand_ins):
             return spec
-        spec.loader = _DeferringLoader(spec.loader)
+        spec.loader = _DeferringLoader(spec.loader, stand_ins)
         return spec
 
 
 def _remove_finder() -> None:
-    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _OnnxIrFinder)]
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _DeferringFinder)]
 
 
-def defer_sympy() -> None:
-    """Let onnx-ir import without sympy; a no-op if onnx-ir or sympy is already imported.
+def defer_heavy_imports() -> None:
+    """Let onnx-ir import without sympy and onnxscript without ONNX's reference implementation; for each,
+    a no-op if it is already imported.
 
     Called once by ``workbench/__init__.py``, so it holds for every import path through the package.
     """
-    if _WATCHED in sys.modules or "sympy" in sys.modules:
+    if any(isinstance(finder, _DeferringFinder) for finder in sys.meta_path):
         return
-    if not any(isinstance(finder, _OnnxIrFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _OnnxIrFinder())
+    finder = _DeferringFinder()
+    if finder.pending:
+        sys.meta_path.insert(0, finder)

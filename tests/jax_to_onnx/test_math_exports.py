@@ -89,6 +89,11 @@ def test_eig_exports_in_the_complex_convention() -> None:
     assert w.dtype == np.complex64 and v.shape == (3, 3)
     np.testing.assert_allclose(np.sort_complex(w), np.sort_complex(np.linalg.eigvals(a)), atol=1e-5)
     np.testing.assert_allclose(a @ v, v * w, atol=1e-5)
+    # real input, dgeev's way: a real eigenvalue and its vector are exactly real, a pair exactly conjugate
+    real = w.imag == 0
+    assert real.sum() == 1 and np.all(v[:, real].imag == 0)
+    first, second = np.flatnonzero(~real)
+    assert w[first].imag > 0 and w[second] == np.conj(w[first]) and np.array_equal(v[:, second], np.conj(v[:, first]))
 
 
 def test_a_primitive_without_a_complex_handler_says_so_before_lowering() -> None:

@@ -34,9 +34,13 @@ def fingerprint(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
         return (array.dtype.str, array.shape, array.tobytes())
     size = array.size
     middle = size // 2
-    flat = np.r_[0:_SAMPLE_ELEMENTS, middle : middle + _SAMPLE_ELEMENTS, size - _SAMPLE_ELEMENTS : size]
-    sample = array[np.unravel_index(np.minimum(flat, size - 1), array.shape)] if array.ndim else array
-    return (array.dtype.str, array.shape, np.ascontiguousarray(sample).tobytes())
+    if array.flags.c_contiguous:
+        flat = array.reshape(-1)
+        parts = (flat[:_SAMPLE_ELEMENTS], flat[middle : middle + _SAMPLE_ELEMENTS], flat[-_SAMPLE_ELEMENTS:])
+        return (array.dtype.str, array.shape, b"".join(part.tobytes() for part in parts))
+    flat_index = np.r_[0:_SAMPLE_ELEMENTS, middle : middle + _SAMPLE_ELEMENTS, size - _SAMPLE_ELEMENTS : size]
+    sample = array[np.unravel_index(np.minimum(flat_index, size - 1), array.shape)]
+    return (array.dtype.str, array.shape, sample.tobytes())
 
 
 def same_bytes(first: np.ndarray, second: np.ndarray) -> bool:

@@ -44,6 +44,7 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "workbench.jax_to_onnx.handlers.eigen",
     "workbench.jax_to_onnx.handlers.nonsymmetric",
     "workbench.jax_to_onnx.handlers.real_schur",
+    "workbench.jax_to_onnx.handlers.eig",
     "workbench.jax_to_onnx.handlers.random",
     "workbench.jax_to_onnx.handlers.bitcast",
     "workbench.jax_to_onnx.handlers.total_order",

@@ -1,9 +1,9 @@
-"""Eigenvalues of non-symmetric matrices: eig (eigenvalues, left/right eigenvectors) and schur.
+"""Complex Schur decomposition (LAPACK zgees) and the complex machinery of ``eig``: the ``schur``
+handler for complex matrices, and the building blocks ``eig.py`` uses.
 
-Both return complex values (``eig`` always; ``schur`` for complex input), carried in the exported
-model's complex convention (a trailing (real, imaginary) axis, see ``complex_numbers.py``). The
-method is LAPACK's (geev/gees), written with ONNX ops; inside the local function every complex
-matrix is a pair of real tensors (real part, imaginary part):
+Inside the local functions every complex matrix is a pair of real tensors (real part, imaginary
+part); inputs and outputs use the model's complex convention (a trailing (real, imaginary) axis,
+see ``complex_numbers.py``). The method is LAPACK's, written with ONNX ops:
 
 1. Hessenberg reduction by complex Householder reflectors (zgehrd's), accumulating Z.
 2. Shifted QR iterations on the Hessenberg matrix in complex arithmetic (one Wilkinson shift per
@@ -15,41 +15,24 @@ matrix is a pair of real tensors (real part, imaginary part):
    stops when every subdiagonal entry is zero, or after :func:`iteration_budget` iterations
    (LAPACK's 30 per eigenvalue); a matrix that has not converged by then comes out all NaN, as JAX
    reports a LAPACK failure.
-3. The triangular Schur form ``T = Z^H A Z`` gives the eigenvalues (its diagonal). Eigenvectors come
-   from back-substitution on T (ztrevc's, with its ``smin`` guard against a zero divisor for repeated
-   eigenvalues), mapped back by Z, and normalised as zgeev does: unit 2-norm and the largest
-   component real and positive.
+3. For ``eig``: eigenvectors of the triangular T by back-substitution (ztrevc's, with its ``smin``
+   guard against a zero divisor for repeated eigenvalues), mapped back by Z and normalised as zgeev
+   does (unit 2-norm, largest component real; here also positive).
 
-float32 matrices are decomposed in float64 (the result is rounded to float32 at the end), as
-``eigen.py`` does for eigh.
+float32/complex64 matrices are decomposed in float64 (rounded to float32 at the end), as ``eigen.py``
+does for eigh. ``schur`` of a complex matrix returns T upper triangular and Z unitary (unsorted);
+both are unique only up to the order of the eigenvalues and the phases of Z's columns, so compare
+``Z T Z^H = A`` and the triangle of T. ``schur`` of a real matrix (dgees' quasi-triangular form) is
+in ``real_schur.py``.
 
-Conventions and differences from JAX (which calls LAPACK on CPU):
-
-- **Eigenvalue order is unspecified** (LAPACK documents none): ours is the order in which they
-  appear on the diagonal of our Schur form, which is often, but not always, JAX's. Compare them as
-  sets (sort both, or match them) and check eigenvectors by ``A v = lambda v`` residuals.
-- A real matrix is decomposed in complex arithmetic, so a complex-conjugate pair comes out
-  conjugate to rounding (LAPACK's real dgeev gives exact conjugates) and a real eigenvalue has an
-  imaginary part of rounding size (LAPACK's is exactly 0).
-- Eigenvectors have unit 2-norm and their largest-modulus component real and positive (zgeev's
-  rule; dgeev for real input leaves the sign of real eigenvectors to its algorithm, so JAX's may be
-  the negative of ours).
-- ``schur`` of a complex matrix returns the complex triangular T and unitary Z (zgees, unsorted);
-  ``schur`` of a real matrix (dgees' quasi-triangular form) is in ``real_schur.py``.
-  T is unique only up to the order of the eigenvalues and the phases of Z's columns, so compare
-  ``Z T Z^H = A`` and the triangle of T.
-
-Accuracy (random normal matrices, eigenvalues matched to NumPy's float64 ones): within ~3e-8 of
-max |lambda| for float32 input at 8x8 to 32x32 (float32-exact, since the work is float64), ~1e-15
-to 4e-15 for float64/complex128 at 8x8 and 16x16; residuals ``|A v - lambda v|`` of the same
-size. Eigenvectors of eigenvalues that are close together are as ill-conditioned as in LAPACK.
-No balancing (LAPACK's gebal) is done: badly scaled matrices lose accuracy that LAPACK keeps.
+Accuracy (random normal matrices): eigenvalues within ~3e-8 of max |lambda| for complex64 input,
+~1e-15 to 4e-15 for complex128 at 8x8 and 16x16. No balancing (LAPACK's gebal) is done: badly
+scaled matrices lose accuracy that LAPACK keeps.
 
 Size and budget: matrix sizes must be static. Every QR iteration is an explicit Givens step (an
 inner Loop of n-1 rotations) on all unreduced blocks at once; 2-4 iterations per eigenvalue are
 typical, the budget is :func:`iteration_budget`. In onnxruntime 8x8 takes ~40 ms, 16x16 ~0.2 s,
-32x32 ~1 s: this suits the small matrices models carry (companion matrices of ``jnp.roots``,
-small dynamics), not large ones. Batch axes ride along.
+32x32 ~1 s: this suits the small matrices models carry, not large ones. Batch axes ride along.
 """
 
 from __future__ import annotations
@@ -65,7 +48,7 @@ from jax import lax
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import GraphBuilder
-from workbench.jax_to_onnx.complex_numbers import is_complex, real_dtype, storage_aval
+from workbench.jax_to_onnx.complex_numbers import real_dtype, storage_aval
 from workbench.jax_to_onnx.handlers.eigen import _any as any_true
 from workbench.jax_to_onnx.handlers.linalg_kit import (
     Spec,
@@ -402,7 +385,7 @@ def _divisors(g: GraphBuilder, d: Pair, n: int, dtype: Any) -> Pair:
     return g.op("Where", small, g.op("Expand", smin, g.op("Shape", den[0])), den[0]), g.op("Where", small, scalar(g, 0, dtype), den[1])
 
 
-def _right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
+def right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     """X with T X = X diag(T): unit upper triangular, row j from the rows below it (j = n-1 .. 0)."""
     dtype = spec.dtype
     den = _divisors(g, diag_pair(g, t, n, dtype), n, dtype)
@@ -425,7 +408,7 @@ def _right_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     return out[0], out[1]
 
 
-def _left_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
+def left_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     """Y with T^H Y = Y conj(diag(T)) (so y^H T = lambda y^H): unit lower triangular, rows j = 0 .. n-1."""
     dtype = spec.dtype
     den = c_conj(g, _divisors(g, diag_pair(g, t, n, dtype), n, dtype))
@@ -446,7 +429,7 @@ def _left_vectors(g: GraphBuilder, t: Pair, n: int, spec: Spec) -> Pair:
     return out[0], out[1]
 
 
-def _normalize_columns(g: GraphBuilder, v: Pair, n: int, dtype: Any) -> Pair:
+def normalize_columns(g: GraphBuilder, v: Pair, n: int, dtype: Any) -> Pair:
     """zgeev's normalisation: each column to unit 2-norm, then rotated so its largest-modulus entry
     (the first of equals) is real and positive; that entry's imaginary part is set to exactly 0."""
     largest = reduce_over(g, "ReduceMax", cabs1(g, v), [-2], keepdims=True)  # [..., 1, n]
@@ -500,93 +483,6 @@ def storage_ctx(ctx: LoweringContext) -> LoweringContext:
     )
 
 
-# ----------------------------------------------------------------------------- eig
-def eig_matched(a: jax.Array, *, left: bool = False, right: bool = True) -> Any:
-    """eig's results in an order-independent form for the testcases: eigenvalues sorted by (real, imag)
-    with the eigenvectors in that order, phases fixed (largest entry real positive), and the residuals."""
-    w, *vectors = lax.linalg.eig(a, compute_left_eigenvectors=left, compute_right_eigenvectors=right)
-    order = jnp.lexsort((jnp.round(w.imag, 3), jnp.round(w.real, 3)), axis=-1)
-    w_sorted = jnp.take_along_axis(w, order, axis=-1)
-    results: list[jax.Array] = [w_sorted]
-    for index, v in enumerate(vectors):
-        v = jnp.take_along_axis(v, order[..., None, :], axis=-1)
-        peak = jnp.argmax(jnp.abs(v), axis=-2, keepdims=True)
-        top = jnp.take_along_axis(v, peak, axis=-2)
-        v = v * (jnp.conj(top) / jnp.abs(top))
-        is_left = left and index == 0
-        product = jnp.conj(jnp.swapaxes(v, -1, -2)) @ a if is_left else a @ v
-        expected = jnp.conj(jnp.swapaxes(v, -1, -2)) * w_sorted[..., :, None] if is_left else v * w_sorted[..., None, :]
-        results += [v, jnp.abs(product - expected)]
-    return tuple(results)
-
-
-def _eig_case(name: str, inputs: list[Any], *, left: bool = False, right: bool = True, **tolerances: Any) -> Testcase:
-    options = {"rtol": 1e-4, "atol": 2e-5, **tolerances}
-    return Testcase(name, lambda a: eig_matched(a, left=left, right=right), inputs, **options)
-
-
-_C = np.complex64
-_TWO_REAL = np.array([[3.0, 1.0], [0.5, 2.0]], np.float32)
-_ROTATION = np.array([[0.0, -2.0], [1.0, 0.5]], np.float32)  # a complex-conjugate pair
-_CYCLIC = np.roll(np.eye(5, dtype=np.float32), 1, axis=0)  # eigenvalues: the 5th roots of unity (stagnates without exceptional shifts)
-
-
-@handler("eig", complex_numbers=True, onnx_ops=("Loop", "MatMul", "Where", "Sqrt", "Div", "GatherElements", "ArgMax"), testcases=[
-    Testcase("eig_1x1", lambda a: lax.linalg.eig(a), [np.array([[2.5]], np.float32)]),
-    _eig_case("eig_2x2_real_eigenvalues", [_TWO_REAL]),
-    _eig_case("eig_2x2_complex_pair", [_ROTATION]),
-    _eig_case("eig_4x4", [(4, 4)]),
-    _eig_case("eig_8x8", [(8, 8)], rtol=1e-3, atol=1e-4),
-    _eig_case("eig_batched_symbolic", [("B", 3, 3)]),
-    _eig_case("eig_complex_input", [jax.ShapeDtypeStruct((4, 4), _C)]),
-    _eig_case("eig_values_only", [(5, 5)], right=False),
-    _eig_case("eig_left_only", [(4, 4)], left=True, right=False),
-    _eig_case("eig_left_and_right", [(4, 4)], left=True, right=True),
-    # its eigenvectors' entries all have modulus 1/sqrt(5): the "largest" one is a tie, so compare the
-    # eigenvalues and the residuals only
-    Testcase("eig_cyclic_permutation", lambda a: eig_matched(a)[0::2], [_CYCLIC], rtol=1e-4, atol=2e-5),
-    _eig_case("eig_f64", [jax.ShapeDtypeStruct((6, 6), np.float64)], rtol=1e-9, atol=1e-10, x64=True),
-    _eig_case("eig_complex128", [jax.ShapeDtypeStruct((5, 5), np.complex128)], left=True, rtol=1e-9, atol=1e-10, x64=True),
-    Testcase("eigvals_upper_triangular_order", lambda a: jnp.linalg.eigvals(jnp.triu(a)), [(4, 4)]),
-])
-def _eig(
-    ctx: LoweringContext,
-    x: ir.Value,
-    *,
-    compute_left_eigenvectors: bool,
-    compute_right_eigenvectors: bool,
-    enable_eigvec_derivs: bool = False,
-    implementation: Any = None,
-) -> tuple[ir.Value, ...]:
-    """(w, vl if compute_left_eigenvectors, vr if compute_right_eigenvectors) of a square matrix.
-
-    Params: compute_left_eigenvectors (``vl[:, k]^H A = w[k] vl[:, k]^H``), compute_right_eigenvectors
-    (``A vr[:, k] = w[k] vr[:, k]``), enable_eigvec_derivs (only changes JAX's derivative rule),
-    implementation (a backend choice; ignored). Outputs are complex (pairs).
-    """
-    del enable_eigvec_derivs, implementation
-    aval = ctx.avals_in[0]
-    n = static_size(aval.shape[-1], "matrix size", "eig")
-    complex_input = is_complex(aval.dtype)
-    spec = Spec(tuple(aval.shape), real_dtype(aval.dtype))
-    out_dtype = real_dtype(ctx.avals_out[0].dtype)
-
-    def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
-        a, work = working(g, inputs[0], complex_input, spec)
-        t, z, ok = complex_schur(g, a, n, work)
-        outputs = [as_output(g, diag_pair(g, t, n, work.dtype), ok, 1, work.dtype, out_dtype)]
-        if compute_left_eigenvectors:
-            vl = _normalize_columns(g, c_matmul(g, z, _left_vectors(g, t, n, work)), n, work.dtype)
-            outputs.append(as_output(g, vl, ok, 2, work.dtype, out_dtype))
-        if compute_right_eigenvectors:
-            vr = _normalize_columns(g, c_matmul(g, z, _right_vectors(g, t, n, work)), n, work.dtype)
-            outputs.append(as_output(g, vr, ok, 2, work.dtype, out_dtype))
-        return outputs
-
-    params = (bool(compute_left_eigenvectors), bool(compute_right_eigenvectors))
-    return local_function(storage_ctx(ctx), "Eig", [x], build, params=params, input_names=["a"])
-
-
 # ----------------------------------------------------------------------------- schur
 def schur_invariants(a: jax.Array) -> Any:
     """schur's results as comparable quantities: Z T Z^H (= A), Z^H Z (= I), the strictly lower triangle
@@ -598,13 +494,13 @@ def schur_invariants(a: jax.Array) -> Any:
     return z @ t @ zh, zh @ z, jnp.tril(t, -1), jnp.take_along_axis(d, order, axis=-1)
 
 
-_C4 = jax.ShapeDtypeStruct((4, 4), _C)
+_C4 = jax.ShapeDtypeStruct((4, 4), np.complex64)
 
 
 @handler("schur", complex_numbers=True, onnx_ops=("Loop", "MatMul", "Where", "Sqrt", "Div"),
          testcases=[
     Testcase("schur_complex_invariants", schur_invariants, [_C4], rtol=1e-4, atol=2e-5),
-    Testcase("schur_complex_batched", schur_invariants, [jax.ShapeDtypeStruct(("B", 3, 3), _C)], rtol=1e-4, atol=2e-5),
+    Testcase("schur_complex_batched", schur_invariants, [jax.ShapeDtypeStruct(("B", 3, 3), np.complex64)], rtol=1e-4, atol=2e-5),
     Testcase("schur_complex_no_vectors", lambda a: jnp.sort(jnp.diagonal(lax.linalg.schur(a, compute_schur_vectors=False)[0]).real),
              [_C4], rtol=1e-4, atol=2e-5),
     Testcase("schur_complex128", schur_invariants, [jax.ShapeDtypeStruct((5, 5), np.complex128)], rtol=1e-9, atol=1e-10, x64=True),

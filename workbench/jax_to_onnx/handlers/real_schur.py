@@ -325,6 +325,75 @@ def real_schur(g: GraphBuilder, a: ir.Value, n: int, spec: Spec) -> tuple[ir.Val
     return t, z, converged
 
 
+# ----------------------------------------------------------------------------- to complex triangular form (eig)
+def real_eigenvalues(g: GraphBuilder, t: ir.Value, n: int, dtype: Any) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(real parts, imaginary parts, second-of-a-pair flags) [..., n] read off the standard form T, as
+    dgeev does: a pair's block [[a, b], [c, a]] gives a +- i sqrt(|b|) sqrt(|c|), exact conjugates; a
+    real eigenvalue has an imaginary part of exactly 0."""
+    sub = _band(g, t, n, -1, -1, dtype)  # t[j, j-1]
+    sup = _band(g, t, n, 1, -2, dtype)  # t[j-1, j]
+    zero = scalar(g, 0, dtype)
+    second = g.op("Not", g.op("Equal", sub, zero))
+    first = g.op("Not", g.op("Equal", _neighbour(g, sub, n, 1, dtype), zero))
+    omega_second = g.op("Mul", g.op("Sqrt", g.op("Abs", sup)), g.op("Sqrt", g.op("Abs", sub)))
+    omega_first = _neighbour(g, omega_second, n, 1, dtype)
+    imag = g.op("Where", first, omega_first, g.op("Where", second, g.op("Neg", omega_second), zero))
+    return _band(g, t, n, 0, -1, dtype), imag, second
+
+
+def complexify(g: GraphBuilder, t: ir.Value, z: ir.Value, n: int, spec: Spec,
+               eigenvalues: tuple[ir.Value, ir.Value]) -> tuple[tuple[ir.Value, ir.Value], tuple[ir.Value, ir.Value]]:
+    """The complex triangular Schur form from the real one (as SciPy's rsf2csf): each pair's block
+    [[a, b], [c, a]] is triangularized by the unitary G = [[p, iq], [iq, p]] whose first column is its
+    eigenvector (b, i omega) / r, applied as T <- G^H T G on rows/columns k, k+1 and Z <- Z G. Returns
+    (T, Z) as (real, imaginary) pairs; T's diagonal is set to the eigenvalues exactly."""
+    dtype = spec.dtype
+    wr, wi = eigenvalues
+    zeros = zeros_like(g, t, dtype)
+
+    def block(b: GraphBuilder, k: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
+        tr, ti, zr, zi = state
+        k1 = b.op("Add", k, scalar(b, 1, np.int64))
+        zero, one = scalar(b, 0, dtype), scalar(b, 1, dtype)
+        present = b.op("Not", b.op("Equal", take(b, take(b, tr, k1, -2), k, -1), zero))  # a pair starts at k
+        above = take(b, take(b, tr, k, -2), k1, -1)  # b of the block (still real here)
+        omega = take(b, wi, k, -1)
+        r = b.op("Sqrt", b.op("Add", b.op("Mul", above, above), b.op("Mul", omega, omega)))
+        safe_r = b.op("Where", present, r, one)
+        p = b.op("Unsqueeze", b.op("Where", present, b.op("Div", above, safe_r), one), b.i64([-1]))
+        q = b.op("Unsqueeze", b.op("Where", present, b.op("Div", omega, safe_r), zero), b.i64([-1]))
+
+        def mix(first: tuple[ir.Value, ir.Value], second: tuple[ir.Value, ir.Value], sign: float) -> tuple[ir.Value, ir.Value]:
+            """p first + sign i q second."""
+            qs = b.op("Mul", q, scalar(b, sign, dtype))
+            return (b.op("Sub", b.op("Mul", p, first[0]), b.op("Mul", qs, second[1])),
+                    b.op("Add", b.op("Mul", p, first[1]), b.op("Mul", qs, second[0])))
+
+        def apply(re: ir.Value, im: ir.Value, axis: int, sign: float) -> tuple[ir.Value, ir.Value]:
+            line_k = (take(b, re, k, axis), take(b, im, k, axis))
+            line_k1 = (take(b, re, k1, axis), take(b, im, k1, axis))
+            new_k, new_k1 = mix(line_k, line_k1, sign), mix(line_k1, line_k, sign)
+            for index, (new_re, new_im) in ((k, new_k), (k1, new_k1)):
+                re, im = _put(b, re, index, n, new_re, axis), _put(b, im, index, n, new_im, axis)
+            return re, im
+
+        tr, ti = apply(tr, ti, -2, -1.0)  # G^H from the left: rows p r_k - iq r_k1, p r_k1 - iq r_k
+        tr, ti = apply(tr, ti, -1, 1.0)  # G from the right: columns p c_k + iq c_k1, p c_k1 + iq c_k
+        zr, zi = apply(zr, zi, -1, 1.0)
+        spot = b.op("And", b.op("Unsqueeze", present, b.i64([-2, -1])),
+                    b.op("And", as_column(b, mask_eq(b, n, k1)), as_row(b, mask_eq(b, n, k))))
+        return [b.op("Where", spot, zero, tr), b.op("Where", spot, zero, ti), zr, zi]
+
+    if n > 1:
+        tr, ti, zr, zi = counted_loop(g, n - 1, [t, zeros, z, zeros], [spec] * 4, block, name="complex_blocks")
+    else:
+        tr, ti, zr, zi = t, zeros, z, zeros
+    on_diagonal = g.const(np.eye(n, dtype=bool))
+    tr = g.op("Where", on_diagonal, g.op("Unsqueeze", wr, g.i64([-1])), tr)
+    ti = g.op("Where", on_diagonal, g.op("Unsqueeze", wi, g.i64([-1])), ti)
+    return (tr, ti), (zr, zi)
+
+
 # ----------------------------------------------------------------------------- the handler
 def real_schur_invariants(a: jax.Array) -> Any:
     """Comparable quantities of a real Schur decomposition: Z T Z^T (= A), Z^T Z (= I), T below its
