@@ -41,26 +41,29 @@ def _nms_host(boxes, scores, max_per_class, iou_threshold, score_threshold, cent
     else:
         y_a, x_a, y_b, x_b = (boxes[..., i] for i in range(4))
         x0, y0, x1, y1 = np.minimum(x_a, x_b), np.minimum(y_a, y_b), np.maximum(x_a, x_b), np.maximum(y_a, y_b)
+    # Greedy, one kept box at a time against the boxes still in the running: O(N) memory per step.
+    # (An N x N IoU matrix took gigabytes on a detector's ~27,000 candidate boxes: SSDlite's run was
+    # OOM-killed at 10 GB.) Same arithmetic as the traced form; the overlap test is symmetric, so
+    # removing what each kept box suppresses keeps exactly the boxes no earlier kept box suppresses.
     selected = []
     for b in range(scores.shape[0]):
-        inter_w = np.minimum(x1[b][:, None], x1[b][None, :]) - np.maximum(x0[b][:, None], x0[b][None, :])
-        inter_h = np.minimum(y1[b][:, None], y1[b][None, :]) - np.maximum(y0[b][:, None], y0[b][None, :])
-        inter = inter_w * inter_h
         area = (x1[b] - x0[b]) * (y1[b] - y0[b])
-        union = area[:, None] + area[None, :] - inter
-        overlapping = (inter_w > 0) & (inter_h > 0) & (area[:, None] > 0) & (area[None, :] > 0) & (union > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            suppresses = overlapping & (inter / np.where(union > 0, union, 1) > iou_threshold)
         for c in range(scores.shape[1]):
             order = np.argsort(-scores[b, c], kind="stable")
             if score_threshold is not None:
                 order = order[scores[b, c][order] > score_threshold]
             kept: list[int] = []
-            for box in order:
-                if len(kept) >= max_per_class:
-                    break
-                if not kept or not suppresses[box, kept].any():
-                    kept.append(int(box))
+            while order.size and len(kept) < max_per_class:
+                box, rest = int(order[0]), order[1:]
+                kept.append(box)
+                inter_w = np.minimum(x1[b][rest], x1[b][box]) - np.maximum(x0[b][rest], x0[b][box])
+                inter_h = np.minimum(y1[b][rest], y1[b][box]) - np.maximum(y0[b][rest], y0[b][box])
+                inter = inter_w * inter_h
+                union = area[rest] + area[box] - inter
+                overlapping = (inter_w > 0) & (inter_h > 0) & (area[rest] > 0) & (area[box] > 0) & (union > 0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    suppressed = overlapping & (inter / np.where(union > 0, union, 1) > iou_threshold)
+                order = rest[~suppressed]
             selected.extend((b, c, box) for box in kept)
     return np.asarray(selected, np.int64).reshape(-1, 3)
 
