@@ -21,7 +21,12 @@ jax2onnx must be installed in its own virtualenv together with the workbench (ed
     python tests/benchmarks/jax2onnx_catalogue.py --python /work/venv-jax2onnx/bin/python
 
 Each tool runs in worker processes of that interpreter (restarted after a crash), one testcase at a
-time with a time limit; results go to ``test-output/jax2onnx_catalogue_<tool>.jsonl``.
+time with a time limit; results go to ``test-output/jax2onnx_catalogue_<tool>.jsonl`` (a run resumes
+where the last one stopped; the last line for a testcase counts).
+
+``--only SUBSTRING`` (repeatable) re-runs just the testcases whose id contains one of the substrings,
+with the same procedure for both tools, appending to the same files, so after a fix to a few handler
+families the summary covers the whole catalogue with those families' new results.
 """
 
 from __future__ import annotations
@@ -170,13 +175,18 @@ def _run_case(tool: str, case: dict[str, Any]) -> tuple[str, str]:
     return "pass", ""
 
 
-def worker(tool: str, out_path: Path) -> int:
-    """Run every case not yet in ``out_path`` (one JSON line each; a 'start' line before each case)."""
+def _selected(case_id: str, only: list[str]) -> bool:
+    return not only or any(part in case_id for part in only)
+
+
+def worker(tool: str, out_path: Path, only: list[str], since_line: int) -> int:
+    """Run every selected case not yet in ``out_path`` after its first ``since_line`` lines (one JSON line
+    each; a 'crash' placeholder before each case, replaced by the result line)."""
     import signal
 
     done = set()
     if out_path.exists():
-        for line in out_path.read_text().splitlines():
+        for line in out_path.read_text().splitlines()[since_line:]:
             record = json.loads(line)
             done.add(record["id"])
 
@@ -186,7 +196,7 @@ def worker(tool: str, out_path: Path) -> int:
     signal.signal(signal.SIGALRM, timeout)
     with out_path.open("a") as out:
         for case_id, case in _catalogue():
-            if case_id in done:
+            if case_id in done or not _selected(case_id, only):
                 continue
             out.write(json.dumps({"id": case_id, "status": "crash", "detail": "the worker died on this case"}) + "\n")
             out.flush()
@@ -216,7 +226,7 @@ def _latest(path: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
-def drive(python: str, tools: list[str], fresh: bool) -> None:
+def drive(python: str, tools: list[str], fresh: bool, only: list[str]) -> None:
     out_dir = REPOSITORY / "test-output"
     out_dir.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "JAX_PLATFORMS": "cpu"}
@@ -224,14 +234,18 @@ def drive(python: str, tools: list[str], fresh: bool) -> None:
         path = out_dir / f"jax2onnx_catalogue_{tool}.jsonl"
         if fresh and path.exists():
             path.unlink()
+        # with --only, the selected cases run again even if earlier lines hold results for them
+        since_line = len(path.read_text().splitlines()) if only and path.exists() else 0
+        command = [python, __file__, "--worker", tool, "--out", str(path), "--since-line", str(since_line)]
+        command += [f"--only={part}" for part in only]
         for _attempt in range(200):  # a crash ends a worker; the next one resumes after that case
-            run = subprocess.run([python, __file__, "--worker", tool, "--out", str(path)], env=env, check=False)
+            run = subprocess.run(command, env=env, check=False)
             if run.returncode == 0:
                 break
-    summarize(tools)
+    summarize(tools, only)
 
 
-def summarize(tools: list[str]) -> None:
+def summarize(tools: list[str], only: list[str] | None = None) -> None:
     out_dir = REPOSITORY / "test-output"
     results = {tool: _latest(out_dir / f"jax2onnx_catalogue_{tool}.jsonl") for tool in tools}
     print(f"{'tool':10} {'cases':>6} {'pass':>6} {'rate':>7}  failures by kind")
@@ -248,6 +262,11 @@ def summarize(tools: list[str]) -> None:
             f"{tool} {100.0 * sum(records[k]['status'] == 'pass' for k in common) / max(len(common), 1):.1f}%"
             for tool, records in results.items())
         print(f"on the {len(common)} cases both have finished: {rates}")
+    if only:
+        selected = [k for k in set.intersection(*finished) if _selected(k, only)] if finished else []
+        rates = ", ".join(f"{tool} {sum(records[k]['status'] == 'pass' for k in selected)}/{len(selected)}"
+                          for tool, records in results.items())
+        print(f"the {len(selected)} cases matching --only {only}: {rates}")
     if "ours" in results:
         reasons = collections.Counter()
         for record in results["ours"].values():
@@ -264,16 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", default="ours,jax2onnx", help="comma-separated: ours, jax2onnx")
     parser.add_argument("--fresh", action="store_true", help="discard earlier results instead of resuming")
     parser.add_argument("--summary", action="store_true", help="only print the summary of earlier results")
+    parser.add_argument("--only", action="append", default=[], metavar="SUBSTRING",
+                        help="re-run only the testcases whose id contains SUBSTRING (repeatable)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--since-line", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return worker(args.worker, Path(args.out))
+        return worker(args.worker, Path(args.out), args.only, args.since_line)
     tools = [t for t in args.tools.split(",") if t]
     if args.summary:
-        summarize(tools)
+        summarize(tools, args.only)
     else:
-        drive(args.python, tools, args.fresh)
+        drive(args.python, tools, args.fresh, args.only)
     return 0
 
 

@@ -24,6 +24,7 @@ from workbench.jax_to_onnx.registry import REGISTRY, HandlerInfo, keyword_parame
 # rule -> what it forwards its parameters to
 FORWARDING_RULES = {
     "complex_ops._dot_general": "the real dot_general handler (on the real and imaginary planes)",
+    "complex_ops._conv_general_dilated": "the real conv_general_dilated handler (on the real and imaginary planes)",
     "complex_ops._per_plane": "the real handler of the primitive, once per plane",
     "complex_ops._with_pair_axis": "the real handler of the primitive, with the pair axis added",
     "equinox._lower_python_impl": "the primitive's own Python implementation (JAX binds it)",

@@ -73,3 +73,29 @@ def test_dynamic_quantize_linear_scale_and_values_are_exact(mode):
         got = run(x)
         for w, g in zip(want, got, strict=True):
             np.testing.assert_array_equal(np.asarray(g), w)
+
+
+# ConvInteger runs as float32 convolutions of integers (XLA CPU's int32 convolution is slow), exact
+# while partial sums stay below 2**24: 3x3 kernels over 16 channels (144 products per output) take
+# one float32 convolution, 64 channels (576) split the activations into 4-bit halves, 512 channels
+# (4,608) split the weights too. Extreme values (0 and 255 against zero points 0 / 255) make the
+# largest products; any rounding would show as an off-by-one against onnxruntime's int32 result.
+@pytest.mark.parametrize("channels", [16, 64, 512])
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_conv_integer_is_exact_in_every_split(channels, mode):
+    rng = np.random.default_rng(channels)
+    x = rng.choice(np.array([0, 1, 254, 255], np.uint8), (1, channels, 6, 6))
+    x[0, :, 0, 0] = 255  # one window of all-extreme activations
+    w = rng.choice(np.array([0, 255, 7, 200], np.uint8), (4, channels, 3, 3))
+    w[0] = 0  # against w_zero 255: all products are 255 * 255 in that filter's first window
+    node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph(
+        [node], "ci", [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(0, np.uint8), "xz"),
+                     numpy_helper.from_array(np.array(255, np.uint8), "wz")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    expected = run_onnx(model, [x])[0]
+    assert np.abs(expected).max() > 2 ** 24 // 16  # the sums are long enough to need the split they test
+    np.testing.assert_array_equal(np.asarray(_generated(model)[mode](x)), expected)

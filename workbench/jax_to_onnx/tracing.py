@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,13 +80,18 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
 
     context = jax.enable_x64(True) if enable_double_precision else contextlib.nullcontext()
     with context, exporting():
-        try:
-            closed = jax.make_jaxpr(flat_pure)(list(normalized.params), *specs.args)
-        except Exception as error:  # user code and JAX shape checks raise many types; all are tracing failures
-            raise TraceError(
-                f"tracing {normalized.display_name} with inputs "
-                f"{[_describe(a) for a in specs.args]} failed: {type(error).__name__}: {error}"
-            ) from error
+        for _attempt in range(_MAX_CONCRETE_PARAMS + 1):
+            try:
+                closed = jax.make_jaxpr(flat_pure)(list(normalized.params), *specs.args)
+                break
+            except Exception as error:  # user code and JAX shape checks raise many types; all are tracing failures
+                needed = _param_needed_concrete(error, len(normalized.params))
+                if needed is None or _attempt == _MAX_CONCRETE_PARAMS:
+                    raise _trace_failure(error, normalized.display_name, specs,
+                                         _argument_names(fn, len(specs.args))) from error
+                # the module reads this weight with NumPy or Python (np.asarray(self.periods)): keep its value
+                normalized = _with_concrete_param(normalized, needed)
+                out_tree_box.clear()
     return Traced(
         closed_jaxpr=prune_dead_code(closed),
         callable=normalized,
@@ -92,6 +99,71 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
         out_tree=out_tree_box[-1],
         out_avals=tuple(v.aval for v in closed.jaxpr.outvars),
         arg_names=tuple(_argument_names(fn, len(specs.args))),
+    )
+
+
+# A module may read some of its arrays as concrete values (``np.asarray(self.periods)``, ``int(self.size)``),
+# which works under ``jax.jit`` because the module is closed over, but fails once its arrays are lifted into
+# traced ``params`` for naming. JAX's error then names the argument; that array is put back as a constant
+# (an unnamed initializer) and tracing is retried, at most this many times.
+_MAX_CONCRETE_PARAMS = 64
+_PARAM_IN_ERROR = re.compile(r"depends on the value of the argument params\[(\d+)\]")
+
+
+def _param_needed_concrete(error: Exception, count: int) -> int | None:
+    """The position of the lifted parameter whose value ``error`` says was needed concretely, if any."""
+    if not isinstance(error, jax.errors.ConcretizationTypeError | jax.errors.TracerArrayConversionError
+                      | jax.errors.TracerIntegerConversionError | jax.errors.TracerBoolConversionError):
+        return None
+    match = _PARAM_IN_ERROR.search(str(error))
+    if match is None or int(match.group(1)) >= count:
+        return None
+    return int(match.group(1))
+
+
+def _with_concrete_param(normalized: NormalizedCallable, position: int) -> NormalizedCallable:
+    """``normalized`` with its parameter ``position`` closed over as a constant instead of traced."""
+    value = normalized.params[position]
+    pure = normalized.pure
+
+    def with_constant(params: list[Any], *args: Any) -> Any:
+        return pure([*params[:position], value, *params[position:]], *args)
+
+    return dataclasses.replace(
+        normalized,
+        pure=with_constant,
+        params=[p for i, p in enumerate(normalized.params) if i != position],
+        param_names=tuple(n for i, n in enumerate(normalized.param_names) if i != position),
+    )
+
+
+_CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                          jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
+_INPUT_IN_ERROR = re.compile(r"depends on the value of the argument args\[(\d+)\]")
+# JAX's sentence naming the function it traced: here always this module's wrapper, which means nothing to users
+_TRACED_WRAPPER = re.compile(r"The error occurred while tracing the function flat_pure at \S+ for jit\. ?")
+
+
+def _trace_failure(error: Exception, display_name: str, specs: InputSpecs, names: list[str]) -> TraceError:
+    """The TraceError for ``error``; a function that needs the value of an input is told how to give it."""
+    inputs = [_describe(a) for a in specs.args]
+    detail = _TRACED_WRAPPER.sub("", str(error))
+    prefix = f"tracing {display_name} with inputs {inputs} failed: "
+    if not isinstance(error, _CONCRETIZATION_ERRORS):
+        return TraceError(f"{prefix}{type(error).__name__}: {detail}")
+    match = _INPUT_IN_ERROR.search(detail)
+    if match is not None and int(match.group(1)) < len(inputs):
+        index = int(match.group(1))
+        culprit = f"the value of input {index} ({names[index]!r}, {inputs[index]})"
+    else:
+        culprit = "a value computed from the inputs (see the line below)"
+    return TraceError(
+        f"{prefix}{display_name} needs {culprit} as a concrete Python/NumPy value, but inputs are traced as "
+        "abstract arrays whose values are only known when the ONNX model runs (so they cannot choose a shape, "
+        "e.g. jnp.arange's bounds or jnp.compress's condition, nor drive Python if/while, int() or np.asarray). "
+        "Pass such a value as a constant instead: close over it or bind it with functools.partial "
+        "(lambda x: f(x, stop=5)) and give input specs only for the array inputs; keep a shape-changing "
+        f"computation out of the exported function.\n{type(error).__name__}: {detail}"
     )
 
 

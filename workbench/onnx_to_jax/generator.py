@@ -30,6 +30,7 @@ from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
 from workbench.onnx_io.evaluate import evaluate_node
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
+from workbench.onnx_to_jax.refine import refine_output_types
 from workbench.onnx_to_jax.segments import NodeCode, SegmentAssembler
 from workbench.onnx_to_jax.writer import SourceWriter
 
@@ -383,6 +384,10 @@ class GraphEmitter:
                 if name:
                     self.bind_value(name, value)
             return False
+        # output shapes whole-model inference left open, now that folding knows more of the inputs
+        refine_output_types(
+            node, self.module.types, self.static, list(self.module.model.opset_import), self.module.model.ir_version, opset
+        )
         spec = registry.resolve(domain, node.op_type, opset)
         ctx = NodeContext(self, node, index, opset)
         self.nested_barrier = False  # set by emit_subgraph
@@ -443,7 +448,8 @@ class GraphEmitter:
         if node.domain not in ("", "ai.onnx") or node.op_type not in FOLDABLE:
             return None
         if node.op_type in ("Shape", "Size"):
-            shape = self.shape_of(node.input[0])
+            known = self.static.get(node.input[0])
+            shape = tuple(known.shape) if known is not None else self.shape_of(node.input[0])
             if shape is None or any(d is None for d in shape):
                 return None
             if node.op_type == "Size":

@@ -11,7 +11,11 @@ Flax uses, NCHW, ...) is brought there with one Transpose per operand and brough
   elements explicitly (the definition of lhs dilation) and a ``Conv`` follows;
 - ``batch_group_count`` (JAX's weight-gradient form) is rewritten as a grouped convolution;
 - negative padding becomes a Slice; padding that depends on symbolic dims (``SAME`` on a symbolic
-  spatial size) becomes a runtime ``Pad``.
+  spatial size) becomes a runtime ``Pad``;
+- float64: onnxruntime has no double ``Conv``/``ConvTranspose`` kernel, so the convolution is written
+  as what it is, a sum over the kernel window: one strided Slice of the padded input per kernel
+  offset, stacked, then one ``Einsum`` with the kernel (grouped by ``feature_group_count``). Exact in
+  double precision, and ``prod(kernel)`` Slices, so meant for the small kernels float64 models use.
 
 ``reduce_window_{max,min,sum}``: ``MaxPool`` / ``AveragePool`` (sum = average with
 ``count_include_pad=1`` times the window size, which is exact in meaning: padded zeros add nothing)
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
@@ -198,7 +203,7 @@ _NCHW = ("NCHW", "OIHW", "NCHW")
 _CONV_TOL = {"rtol": 1e-4, "atol": 1e-4}
 
 
-@handler("conv_general_dilated", onnx_ops=("Conv", "ConvTranspose", "Transpose", "Slice", "Pad", "Reshape"), testcases=[
+@handler("conv_general_dilated", onnx_ops=("Conv", "ConvTranspose", "Transpose", "Slice", "Pad", "Reshape", "Einsum"), testcases=[
     Testcase("conv2d_nhwc_same", _conv(_NHWC, window_strides=(1, 1), padding="SAME"), [_X4, (3, 3, 3, 4)], expect_ops=("Conv",), **_CONV_TOL),
     Testcase("conv2d_nchw_strided_dilated", _conv(_NCHW, window_strides=(2, 1), padding=((1, 2), (0, 1)), rhs_dilation=(2, 1)), [("B", 3, 9, 8), (4, 3, 3, 2)], **_CONV_TOL),
     Testcase("conv1d_valid_strided", _conv(("NWC", "WIO", "NWC"), window_strides=(2,), padding="VALID"), [("B", 11, 2), (3, 2, 5)], **_CONV_TOL),
@@ -211,6 +216,13 @@ _CONV_TOL = {"rtol": 1e-4, "atol": 1e-4}
     Testcase("conv_transpose_valid_iohw", lambda x, w: lax.conv_transpose(x, w, (2, 3), "VALID", dimension_numbers=("NCHW", "IOHW", "NCHW")), [(2, 3, 5, 4), (3, 4, 3, 2)], expect_ops=("ConvTranspose",), **_CONV_TOL),
     Testcase("conv_lhs_dilation_general", _conv(_NHWC, window_strides=(2, 1), padding=((3, -1), (0, 4)), lhs_dilation=(2, 3), rhs_dilation=(1, 2), feature_group_count=3), [(2, 5, 4, 3), (2, 2, 1, 6)], **_CONV_TOL),
     Testcase("conv_batch_group", _conv(_NCHW, window_strides=(1, 1), padding="VALID", batch_group_count=2), [(4, 3, 6, 6), (4, 3, 3, 3)], **_CONV_TOL),
+    Testcase("conv_f64_grouped_strided_dilated", _conv(_NCHW, window_strides=(2, 1), padding=((1, 2), (0, 1)), rhs_dilation=(2, 1), feature_group_count=2),
+             [jax.ShapeDtypeStruct(("B", 4, 9, 8), np.float64), jax.ShapeDtypeStruct((6, 2, 3, 2), np.float64)], rtol=1e-12, atol=1e-12, x64=True),
+    Testcase("conv_f64_nhwc_same_symbolic", _conv(_NHWC, window_strides=(2, 2), padding="SAME"),
+             [jax.ShapeDtypeStruct(("B", "H", "W", 3), np.float64), jax.ShapeDtypeStruct((3, 3, 3, 4), np.float64)],
+             symbolic_sizes={"B": 2, "H": 7, "W": 8}, rtol=1e-12, atol=1e-12, x64=True),
+    Testcase("conv_transpose_f64", lambda x, w: lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=_NHWC),
+             [jax.ShapeDtypeStruct((2, 4, 4, 3), np.float64), jax.ShapeDtypeStruct((3, 3, 3, 4), np.float64)], rtol=1e-12, atol=1e-12, x64=True),
     Testcase("nnx_conv_block", _nnx_conv_block, [_X4], **_CONV_TOL),
     Testcase("nnx_conv_transpose", _nnx_conv_transpose, [(2, 5, 5, 3)], **_CONV_TOL),
 ])
@@ -264,7 +276,9 @@ def _conv_general_dilated(
         feature_group_count = batch_group_count
 
     transposed = any(d != 1 for d in lhs_dilation)
-    if transposed and _fits_conv_transpose(window_strides, padding, effective, lhs_dilation, feature_group_count):
+    by_patches = np.dtype(lhs_aval.dtype) == np.dtype(np.float64)
+    if (transposed and not by_patches
+            and _fits_conv_transpose(window_strides, padding, effective, lhs_dilation, feature_group_count)):
         w = _transpose(ctx, rhs, [rhs_spec[1], rhs_spec[0], *rhs_spec[2:]])
         spatial_axes = list(range(2, rank))
         w = ctx.op("Slice", w, ctx.i64([-1] * n_spatial), ctx.i64([_INT64_MIN] * n_spatial),
@@ -281,17 +295,56 @@ def _conv_general_dilated(
         for axis, factor in enumerate(lhs_dilation):
             if factor != 1:
                 x, x_shape = _dilate(ctx, x, x_shape, axis + 2, int(factor), zero)
-        x, pads_pairs = _apply_padding(ctx, x, x_shape, padding, 2, zero, keep_static_positive=True)
+        x, pads_pairs = _apply_padding(ctx, x, x_shape, padding, 2, zero, keep_static_positive=not by_patches)
         w = _transpose(ctx, rhs, rhs_spec)
-        y = ctx.op("Conv", x, w, strides=[int(s) for s in window_strides], dilations=list(rhs_dilation),
-                   pads=_pads_attr(pads_pairs), group=int(feature_group_count),
-                   kernel_shape=[int(k) for k in kernel_spatial])
-        y = _typed(y, lhs, [ctx.aval_out.shape[a] for a in out_spec])
+        y_shape = [ctx.aval_out.shape[a] for a in out_spec]
+        if by_patches:
+            y = _conv_by_patches(ctx, x, w, strides=[int(s) for s in window_strides], dilations=list(rhs_dilation),
+                                 kernel=[int(k) for k in kernel_spatial], groups=int(feature_group_count),
+                                 in_channels=int(x_shape[1]), y_shape=y_shape)
+        else:
+            y = ctx.op("Conv", x, w, strides=[int(s) for s in window_strides], dilations=list(rhs_dilation),
+                       pads=_pads_attr(pads_pairs), group=int(feature_group_count),
+                       kernel_shape=[int(k) for k in kernel_spatial])
+        y = _typed(y, lhs, y_shape)
     y = _transpose(ctx, y, _inverse(out_spec))
     out_dtype = np.dtype(ctx.aval_out.dtype)
     if preferred_element_type is not None and out_dtype != np.dtype(lhs_aval.dtype):
         y = ctx.op("Cast", y, to=onnx_dtype(out_dtype))
     return y
+
+
+def _conv_by_patches(
+    ctx: LoweringContext,
+    x: ir.Value,
+    w: ir.Value,
+    *,
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    kernel: Sequence[int],
+    groups: int,
+    in_channels: int,
+    y_shape: Sequence[Any],
+) -> ir.Value:
+    """An unpadded ``N, C, spatial...`` convolution with the ``O, C/groups, kernel...`` weights ``w`` as
+    Slices and one Einsum (for float64, which onnxruntime's Conv lacks; see the module docstring)."""
+    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    axes = list(range(2, 2 + len(kernel)))
+    window: list[ir.Value] = []
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        starts = [o * d for o, d in zip(offset, dilations, strict=True)]
+        # the last start of a window at this offset is size - effective + start: a stop relative to the end
+        stops = [start - (e - 1) if start != e - 1 else _INT64_MAX for start, e in zip(starts, effective, strict=True)]
+        patch = ctx.op("Slice", x, ctx.i64(starts), ctx.i64(stops), ctx.i64(axes), ctx.i64(list(strides)))
+        window.append(ctx.op("Unsqueeze", patch, ctx.i64([2])))
+    size = len(window)
+    stacked = window[0] if size == 1 else ctx.op("Concat", *window, axis=2)  # N, C, K, out spatial...
+    per_group = in_channels // groups
+    patches = ctx.op("Reshape", stacked, ctx.i64([0, groups, per_group, size, -1]))  # N, G, C/G, K, S
+    out_channels = int(y_shape[1])
+    weights = ctx.op("Reshape", w, ctx.i64([groups, out_channels // groups, per_group, size]))  # G, O/G, C/G, K
+    y = ctx.op("Einsum", patches, weights, equation="ngcks,gock->ngos")
+    return ctx.op("Reshape", y, ctx.shape_value(list(y_shape)))
 
 
 def _fits_conv_transpose(

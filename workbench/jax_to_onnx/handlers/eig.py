@@ -22,10 +22,13 @@ Accuracy (random normal matrices, eigenvalues matched to NumPy's float64 ones): 
 decomposed in float64, so eigenvalues are float32-exact (~3e-8 of max |lambda| at 8x8 to 32x32);
 float64/complex128 ~1e-15 to 4e-15 at 8x8 and 16x16; residuals ``|A v - lambda v|`` of the same
 size. Eigenvectors of eigenvalues that are close together are as ill-conditioned as in LAPACK.
-No balancing is done: badly scaled matrices lose accuracy that LAPACK keeps. Sizes must be static;
+Balancing as LAPACK's (gebal's power-of-2 scaling, ``nonsymmetric.balance``) keeps badly scaled
+matrices accurate; gebal's permutation step (isolating eigenvalues that are exact by structure, such
+as a matrix with a zero column below the diagonal) is not done, so a defective structure (a
+nilpotent Jordan block, say) gets the eps^(1/k) error of an unbalanced solver. Sizes must be static;
 the iteration budget is ``nonsymmetric.iteration_budget`` (LAPACK's 30 per eigenvalue); a matrix
 that does not converge comes out all NaN, as JAX reports a LAPACK failure. Cost in onnxruntime
-(``tests/benchmarks/bench_math.py --only eigvals``): ~30 ms for a real 8x8, ~0.5 s for 32x32
+(``tests/benchmarks/bench_math.py --only eigvals``): ~40 ms for a real 8x8, ~0.5 s for 32x32
 (complex input about twice that), so this suits the small matrices models carry.
 """
 
@@ -43,6 +46,7 @@ from workbench.jax_to_onnx.builder import GraphBuilder
 from workbench.jax_to_onnx.complex_numbers import is_complex, real_dtype
 from workbench.jax_to_onnx.handlers.linalg_kit import (
     Spec,
+    as_column,
     as_row,
     local_function,
     scalar,
@@ -51,6 +55,7 @@ from workbench.jax_to_onnx.handlers.linalg_kit import (
 from workbench.jax_to_onnx.handlers.nonsymmetric import (
     Pair,
     as_output,
+    balance,
     c_matmul,
     complex_schur,
     diag_pair,
@@ -106,7 +111,14 @@ def _eig_case(name: str, inputs: list[Any], *, left: bool = False, right: bool =
     return Testcase(name, lambda a: eig_matched(a, left=left, right=right), inputs, **options)
 
 
+def _roots_of_leading_zero(p: jax.Array) -> Any:
+    """jnp.roots without stripping: the two roots (sorted) and the NaN that the leading zero makes."""
+    roots = jnp.roots(p, strip_zeros=False)
+    return jnp.sort(roots[:2]), jnp.isnan(roots[2])
+
+
 _C = np.complex64
+_BADLY_SCALED = np.array([[1.0, 1e6, 0.0], [1e-6, 1.0, 1e6], [0.0, 1e-6, 1.0]], np.float32)  # eigenvalues 1, 1 +- sqrt(2)
 _TWO_REAL = np.array([[3.0, 1.0], [0.5, 2.0]], np.float32)
 _ROTATION = np.array([[0.0, -2.0], [1.0, 0.5]], np.float32)  # a complex-conjugate pair
 _CYCLIC = np.roll(np.eye(5, dtype=np.float32), 1, axis=0)  # eigenvalues: the 5th roots of unity (stagnates without exceptional shifts)
@@ -128,7 +140,15 @@ _CYCLIC = np.roll(np.eye(5, dtype=np.float32), 1, axis=0)  # eigenvalues: the 5t
     Testcase("eig_cyclic_permutation", lambda a: eig_matched(a)[0::2], [_CYCLIC], rtol=1e-4, atol=2e-5),
     _eig_case("eig_f64", [jax.ShapeDtypeStruct((6, 6), np.float64)], rtol=1e-9, atol=1e-10, x64=True),
     _eig_case("eig_complex128", [jax.ShapeDtypeStruct((5, 5), np.complex128)], left=True, rtol=1e-9, atol=1e-10, x64=True),
+    # rows and columns 1e6 apart: without balancing (gebal's scaling) the eigenvalues are off by ~1
+    Testcase("eigvals_badly_scaled_balanced", lambda a: jnp.sort(jnp.linalg.eigvals(a)), [_BADLY_SCALED], rtol=1e-5, atol=1e-5),
     Testcase("eigvals_upper_triangular_order", lambda a: jnp.linalg.eigvals(jnp.triu(a)), [(4, 4)]),
+    # jnp.roots: eig of the companion matrix; sorted (by (real, imag), the complex sort) to compare as
+    # sets. (x - 1)(x - 3)(x^2 + 2): simple roots (a double root is ill-conditioned: JAX's float32 LAPACK
+    # splits one into 1 +- 5e-4 i, where our float64 work keeps it real)
+    Testcase("roots_real_and_complex_sorted", lambda p: jnp.sort(jnp.roots(p, strip_zeros=False)),
+             [np.array([1.0, -4.0, 5.0, -8.0, 6.0], np.float32)], rtol=1e-4, atol=1e-5),
+    Testcase("roots_leading_zero_nan", _roots_of_leading_zero, [np.array([0.0, 1.0, -3.0, 2.0], np.float32)], rtol=1e-4, atol=1e-5),
 ])
 def _eig(
     ctx: LoweringContext,
@@ -155,6 +175,7 @@ def _eig(
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
         a, work = working(g, inputs[0], complex_input, spec)
         dtype = work.dtype
+        a, scale = balance(g, a, n, work)  # as dgeev/zgeev: D^-1 A D, eigenvectors mapped back by D below
         if complex_input:
             t, z, ok = complex_schur(g, a, n, work)
             w = diag_pair(g, t, n, dtype)
@@ -170,7 +191,9 @@ def _eig(
         for wanted, solve in ((compute_left_eigenvectors, left_vectors), (compute_right_eigenvectors, right_vectors)):
             if not wanted:
                 continue
-            v = normalize_columns(g, c_matmul(g, z, solve(g, t, n, work)), n, dtype)
+            v = c_matmul(g, z, solve(g, t, n, work))
+            rows = as_column(g, scale if solve is right_vectors else g.op("Reciprocal", scale))  # right: D v, left: D^-1 u
+            v = normalize_columns(g, (g.op("Mul", v[0], rows), g.op("Mul", v[1], rows)), n, dtype)
             if real_vector is not None and second is not None:
                 v = _real_input_symmetry(g, v, real_vector, second, n, dtype)
             outputs.append(as_output(g, v, ok, 2, dtype, out_dtype))

@@ -21,7 +21,8 @@ angle is exactly 0) and that is dropped at the end.
 Sign and order conventions: eigen/singular vectors are only defined up to sign (LAPACK's choice
 is an accident of its algorithm). The exported models fix it: **each eigenvector, and each left
 singular vector, has its largest-magnitude component positive** (the right singular vector flips
-with it). JAX's own results differ by those signs, so the testcases compare after applying the
+with it), except for a single-column A (m x 1, 1 x 1 included), whose SVD is ``U = a/|a|``, ``V = 1``
+(LAPACK's and JAX's result for that shape, so such outputs compare directly). JAX's own results differ by those signs, so the testcases compare after applying the
 same normalization to JAX's output (:func:`canonical_signs`), plus invariant quantities
 (reconstructions, orthogonality). For repeated eigen/singular values the vectors of the shared
 subspace are not unique at all and only such invariants compare; the completion columns of
@@ -32,6 +33,7 @@ subspace are not unique at all and only such invariants compare; the completion 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -191,20 +193,40 @@ def _eigh(
     """(v, w) of the symmetric matrix in ``x``'s ``lower`` (or upper) triangle.
 
     Params: lower, sort_eigenvalues (always sorted ascending here, as JAX on CPU), subset_by_index
-    (refused unless the whole range, as JAX on CPU), algorithm (ignored: Jacobi is used).
+    (``(start, end)``: the eigenpairs of those ascending positions; all are computed, then sliced, which
+    is what JAX's TPU kernel returns; JAX on CPU refuses a subset), algorithm (ignored: Jacobi is used).
     """
     del sort_eigenvalues, algorithm
     aval = ctx.avals_in[0]
     n = static_size(aval.shape[-1], "matrix size", "eigh")
-    if subset_by_index is not None and tuple(subset_by_index) != (0, n):
-        raise ConversionError("eigh(subset_by_index=...) is not supported (JAX on CPU refuses it too); compute all and slice.")
     spec = Spec.of(aval)
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
         a, work = in_working_precision(g, inputs[0], spec)
         return out_of_working_precision(g, _jacobi_eigh(g, a, n, work, lower=lower, target=spec.dtype), spec)
 
-    return local_function(ctx, "Eigh", [x], build, params=(lower,), input_names=["a"])
+    window = _subset_window(subset_by_index, n, "eigh")
+    if window is None:
+        return local_function(ctx, "Eigh", [x], build, params=(lower,), input_names=["a"])
+    every = (aval.update(shape=aval.shape), aval.update(shape=aval.shape[:-1]))  # the function computes all pairs
+    vectors, values = local_function(dataclasses.replace(ctx, avals_out=every), "Eigh", [x], build, params=(lower,),
+                                     input_names=["a"])
+    return _slice_last(ctx, vectors, window, -1), _slice_last(ctx, values, window, -1)
+
+
+def _subset_window(subset_by_index: Any, count: int, primitive: str) -> tuple[int, int] | None:
+    """The (start, end) positions a ``subset_by_index`` asks for; None for all of them."""
+    if subset_by_index is None or tuple(subset_by_index) == (0, count):
+        return None
+    start, end = (int(i) for i in subset_by_index)
+    if not 0 <= start < end <= count:
+        raise ConversionError(f"{primitive}(subset_by_index={tuple(subset_by_index)}) is outside [0, {count}]; "
+                              "pass 0 <= start < end <= the number of values.")
+    return start, end
+
+
+def _slice_last(ctx: LoweringContext, x: ir.Value, window: tuple[int, int], axis: int) -> ir.Value:
+    return ctx.op("Slice", x, ctx.i64([window[0]]), ctx.i64([window[1]]), ctx.i64([axis]))
 
 
 def _pad_square(g: GraphBuilder, a: ir.Value, rank: int, extra: int) -> ir.Value:
@@ -332,20 +354,23 @@ def _svd_rank_deficient(a: jax.Array) -> Any:
     Testcase("linalg_norm_2_and_nuclear", lambda a: (jnp.linalg.norm(a, 2), jnp.linalg.norm(a, "nuc"), jnp.linalg.cond(a)),
              [(4, 4)], rtol=1e-4, atol=2e-5),
     Testcase("matrix_rank", jnp.linalg.matrix_rank, [_RANK_DEFICIENT]),
+    Testcase("svd_single_column", lambda a: jnp.linalg.svd(a, full_matrices=False), [(4, 1)], rtol=1e-5, atol=1e-6),
+    Testcase("svd_1x1_negative", lax.linalg.svd, [np.array([[-2.0]], np.float32)], rtol=1e-6, atol=1e-6),
     Testcase("svd_f64", _svd_canonical(False), [jax.ShapeDtypeStruct((5, 4), np.float64)], rtol=1e-10, atol=1e-10, x64=True),
 ])
 def _svd(
     ctx: LoweringContext, x: ir.Value, *, full_matrices: bool, compute_uv: bool, subset_by_index: Any, algorithm: Any
 ) -> tuple[ir.Value, ...]:
     """(s) or (s, u, vh) by one-sided Jacobi. Params: full_matrices, compute_uv, subset_by_index
-    (refused unless the whole range, as JAX on CPU), algorithm (ignored: Jacobi is used)."""
+    (``(start, end)``: the singular triplets of those descending positions, computed all and sliced, as
+    JAX's TPU kernel returns them; JAX on CPU refuses a subset), algorithm (ignored: Jacobi is used)."""
     del algorithm
     aval = ctx.avals_in[0]
     m = static_size(aval.shape[-2], "row count", "svd")
     n = static_size(aval.shape[-1], "column count", "svd")
-    k = min(m, n)
-    if subset_by_index is not None and tuple(subset_by_index) != (0, k):
-        raise ConversionError("svd(subset_by_index=...) is not supported (JAX on CPU refuses it too); compute all and slice.")
+    window = _subset_window(subset_by_index, min(m, n), "svd")
+    if window is not None and full_matrices and compute_uv:
+        raise ConversionError("svd(subset_by_index=...) needs full_matrices=False (as in JAX).")
     spec = Spec.of(aval)
 
     def build(g: GraphBuilder, inputs: list[ir.Value]) -> list[ir.Value]:
@@ -353,7 +378,16 @@ def _svd(
         svd = _jacobi_svd(g, a, m, n, work, full_matrices=full_matrices, compute_uv=compute_uv, target=spec.dtype)
         return out_of_working_precision(g, svd, spec)
 
-    return local_function(ctx, "SVD", [x], build, params=(full_matrices, compute_uv), input_names=["a"])
+    if window is None:
+        return local_function(ctx, "SVD", [x], build, params=(full_matrices, compute_uv), input_names=["a"])
+    batch, k = tuple(aval.shape[:-2]), min(m, n)
+    every = (aval.update(shape=(*batch, k)), aval.update(shape=(*batch, m, k)), aval.update(shape=(*batch, k, n)))
+    outputs = local_function(dataclasses.replace(ctx, avals_out=every[: len(ctx.avals_out)]), "SVD", [x], build,
+                             params=(full_matrices, compute_uv), input_names=["a"])
+    if not compute_uv:
+        return (_slice_last(ctx, outputs[0], window, -1),)
+    s, u, vh = outputs
+    return _slice_last(ctx, s, window, -1), _slice_last(ctx, u, window, -1), _slice_last(ctx, vh, window, -2)
 
 
 def _jacobi_svd(
@@ -433,7 +467,8 @@ def _jacobi_svd(
     completion = g.op("Slice", q, g.i64([columns]), g.i64([rows]), g.i64([-1])) if full_matrices and rows > columns else None
     # G = left diag(s) v_sorted^T; for a wide A = G^T the roles swap
     u_k, v_k = (v_sorted, left) if wide else (left, v_sorted)
-    signs = _canonical_signs(g, u_k, dtype)  # [..., 1, k]
+    # [..., 1, k]; a single column a has one natural SVD, U = a/|a| and V = 1, which LAPACK returns too
+    signs = sign_nonnegative(g, v_k, dtype) if n == 1 else _canonical_signs(g, u_k, dtype)
     u_k, v_k = g.op("Mul", u_k, signs), g.op("Mul", v_k, signs)
     u, v = u_k, v_k
     if completion is not None:

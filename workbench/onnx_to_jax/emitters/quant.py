@@ -135,7 +135,45 @@ def _conv_integer(x, w, x_zero, w_zero, strides, pads, dilations, group, auto_pa
     if jnp.ndim(wz) == 1:
         wz = jnp.reshape(wz, (-1,) + (1,) * (w.ndim - 1))
     wi = w.astype(jnp.int32) - wz
-    return _conv(xi, wi, None, strides, pads, dilations, group, auto_pad).astype(jnp.int32)
+    return _integer_conv_in_float32(xi, wi, strides, pads, dilations, group, auto_pad)
+
+
+@runtime_helper
+def _integer_conv_in_float32(xi, wi, strides, pads, dilations, group, auto_pad):
+    """The int32 convolution of centered 8-bit values (each in [-255, 255]), computed exactly in float32.
+
+    XLA CPU has no fast integer convolution: a dynamically quantized ResNet-18 ran for 10 s per
+    image through its generic int32 kernel. A float32 convolution of integers is exact while every
+    partial sum stays below 2**24, whatever the order of the additions; with ``terms`` products per
+    output and products of at most 255 * 255 that holds up to 258 terms. Longer sums split the
+    activations (and, past 4,112 terms, the weights too) into 4-bit halves (``v = 16 * (v >> 4) +
+    (v & 15)``), convolve each pair of halves in float32 exactly, and add the parts in int32 (which
+    wraps as onnxruntime's int32 accumulator does). Past 65,536 terms the int32 kernel runs.
+    """
+    terms = int(np.prod(wi.shape[1:]))  # input channels per group x kernel taps
+
+    def conv(a, b):
+        y = _conv(a.astype(jnp.float32), b.astype(jnp.float32), None, strides, pads, dilations, group, auto_pad)
+        return y.astype(jnp.int32)
+
+    def halves(v):
+        return [(jnp.right_shift(v, 4), 16), (jnp.bitwise_and(v, 15), 1)]
+
+    limit = 2 ** 24
+    if terms * 255 * 255 <= limit:
+        return conv(xi, wi)
+    if terms * 16 * 255 <= limit:
+        x_parts, w_parts = halves(xi), [(wi, 1)]
+    elif terms * 16 * 16 <= limit:
+        x_parts, w_parts = halves(xi), halves(wi)
+    else:
+        return _conv(xi, wi, None, strides, pads, dilations, group, auto_pad).astype(jnp.int32)
+    total = None
+    for x_part, x_weight in x_parts:
+        for w_part, w_weight in w_parts:
+            part = conv(x_part, w_part) * (x_weight * w_weight)
+            total = part if total is None else total + part
+    return total
 
 
 def _conv_kwargs(ctx: NodeContext) -> dict[str, str]:
