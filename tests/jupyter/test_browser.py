@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from html import escape as html_escape
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,6 +94,54 @@ def test_viewer_renders_mlp_with_shapes_and_no_modal(browser, mlp_model: onnx.Mo
     page.screenshot(path=str(OUTPUT / "viewer_kernel_server.png"))
     page.close()
     assert all(url.startswith("http://127.0.0.1:") for url in requests), "the viewer reached outside the machine"
+
+
+def test_clicking_a_node_shows_its_module_path_name_and_provenance_metadata(browser, no_server_extension: None) -> None:
+    # issue 15: node names carry module paths and metadata_props the module, primitive and file:line;
+    # Netron's node sidebar must show both (its METADATA section lists metadata_props)
+    from flax import nnx
+
+    from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
+
+    class Head(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.fc1 = nnx.Linear(8, 16, rngs=rngs)
+            self.fc2 = nnx.Linear(16, 4, rngs=rngs)
+
+        def __call__(self, x):
+            return self.fc2(nnx.relu(self.fc1(x)))
+
+    model = wb.to_onnx(Head(nnx.Rngs(0)), [("B", 8)])
+    (node,) = [n for n in model.graph.node if n.name == "fc1/Gemm"]
+    metadata = {p.key: p.value for p in node.metadata_props}
+    assert metadata[MODULE_KEY] == "fc1" and "test_browser.py:" in metadata[SOURCE_KEY]
+    page = browser.new_page(viewport={"width": 900, "height": 650})
+    page.goto(wb.view(model, transport="kernel-server").url)
+    _wait_for_graph(page, last_shape="B×4")
+    # CSS selectors work (Netron's window.eval only breaks text locators and evaluate)
+    page.click("[id='node-name-fc1/Gemm'] .node-item-type", timeout=10_000)
+    deadline = time.monotonic() + 10
+    sidebar = ""
+    while time.monotonic() < deadline and "Metadata" not in sidebar:
+        html = page.content()
+        sidebar = html[html.find('id="sidebar"'):]
+        time.sleep(0.1)
+    page.screenshot(path=str(OUTPUT / "viewer_node_provenance.png"))
+    page.close()
+    items = _sidebar_items(sidebar)
+    assert items.get("name") == "fc1/Gemm", items
+    assert items.get(MODULE_KEY) == "fc1" and items.get(PRIMITIVE_KEY) == metadata[PRIMITIVE_KEY], items
+    assert items.get(SOURCE_KEY) == html_escape(metadata[SOURCE_KEY]), items
+
+
+def _sidebar_items(sidebar: str) -> dict[str, str]:
+    """Netron's sidebar rows as {name: first value line} (the name is a read-only input's value)."""
+    row = re.compile(
+        r'<input type="text" value="([^"]+)"[^>]*></div><div class="sidebar-item-value-list">'
+        r'<div class="sidebar-item-value">(?:<div class="sidebar-item-value-expander">.</div>)?'
+        r'<div class="sidebar-item-value-line"[^>]*>(?:<span[^>]*>)?([^<]*)<'
+    )
+    return {name: value for name, value in row.findall(sidebar)}
 
 
 # --- JupyterLab, a notebook running %%to_onnx -------------------------------------------------

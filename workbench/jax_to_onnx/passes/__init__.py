@@ -3,7 +3,8 @@
 - unused nodes, initializers and functions are removed, common subexpressions merged (onnx-ir passes);
 - constant subgraphs are folded (:mod:`.folding`), reshape round trips dropped (:mod:`.reshapes`);
 - common patterns become the ONNX op that says what they are (:mod:`.fusions`, applied by
-  :mod:`.scheduler` through onnxscript's pattern rewriter);
+  :mod:`.scheduler` through onnxscript's pattern rewriter), every spelling of a norm layer
+  LayerNormalization or RMSNormalization (:mod:`.norms`);
 - attention is laid out the way onnxruntime runs it fastest (:mod:`.attention_layout`);
 - ONNX shape inference types the values whose type the lowering did not set itself (handler
   decompositions, fused ops), so every edge shows a shape (:mod:`.shapes`);
@@ -22,6 +23,8 @@ from workbench.jax_to_onnx.provenance import unique_node_names
 from workbench.jax_to_onnx.passes.folding import fold_constants, fold_weight_layouts
 from workbench.jax_to_onnx.passes.affine import fold_affine_chains
 from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_transposes
+from workbench.jax_to_onnx.passes.norm_parameters import store_parameters_in_place
+from workbench.jax_to_onnx.passes.norms import fuse_norms
 from workbench.jax_to_onnx.passes.reshapes import drop_no_op_reshape_chains
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
@@ -52,6 +55,8 @@ def run_passes(
         drop_no_op_reshape_chains(model.graph)
         sink_channel_transposes(model.graph)
         fuse_patterns(model)
+        fuse_norms(model)
+        store_parameters_in_place(model.graph, weights)
         drop_identities(model.graph)
         fold_affine_chains(model.graph)
         rewrite_layouts(model)

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.rules import common as common_rules
 
 from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
+from workbench.jax_to_onnx.passes.norm_parameters import as_parameter, fits_normalized_shape, unit_scale
 from workbench.jax_to_onnx.passes.reshapes import same_shape
+from workbench.jax_to_onnx.passes.transposed_softmax import TransposedSoftmax
 
 GELU_MIN_OPSET = 20
 LAYER_NORMALIZATION_MIN_OPSET = 17
@@ -304,10 +305,8 @@ class LayerNormFusion(RewriteRuleClassBase):
         if eps_array is None or eps_array.size != 1 or not float(eps_array.reshape(())) >= 0.0:
             return result.fail("epsilon is not a non-negative constant")
         for value in (scale, bias) if self.with_scale else (bias,):
-            if value is None:
-                continue
-            if value.shape is None or list(value.shape) != trailing:
-                return result.fail("scale and bias must have exactly the normalized shape")
+            if value is not None and not fits_normalized_shape(value, trailing):
+                return result.fail("scale and bias must have the normalized shape (leading 1s aside)")
         return result
 
     def rewrite(self, op, x, axes, axes2, count, count2, zero, mean_shape, var_shape, eps, scale=None, bias=None):  # noqa: ANN001, ANN201
@@ -316,9 +315,8 @@ class LayerNormFusion(RewriteRuleClassBase):
         first_axis = min(int(a) % rank for a in constant_array(axes).reshape(-1))
         epsilon = float(constant_array(eps).reshape(()))
         trailing = [int(d) for d in x.shape[first_axis:]]
-        if not self.with_scale:
-            scale = op.Constant(value=ir.tensor(np.ones(trailing, np.float32)))
-        inputs = [x, scale] + ([bias] if self.with_bias else [])
+        scale = as_parameter(op, scale, trailing) if self.with_scale else unit_scale(op, trailing, x)
+        inputs = [x, scale] + ([as_parameter(op, bias, trailing)] if self.with_bias else [])
         return op.LayerNormalization(*inputs, axis=first_axis, epsilon=epsilon)
 
 
@@ -352,6 +350,8 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
     fusions = [(common_rules.matmul_add_to_gemm_rule, True)]
     if opset >= 18:  # the pattern reads ReduceMax's axes input (an attribute before opset 18)
         fusions.append((SoftmaxFusion.rule(), False))
+        # the softmax of a transposed view (Flax's grouped-query attention), with the Transpose after it first
+        fusions += [(TransposedSoftmax.rule(then_transpose=after), False) for after in (True, False)]
     fusions += [(rule, False) for rule in _hard_sigmoid_rules()]
     layer_norm = opset >= LAYER_NORMALIZATION_MIN_OPSET
     if layer_norm:

@@ -4,7 +4,7 @@ JAX convolutions and pooling in Flax run channels-last (NHWC) while ONNX ``Conv`
 channels-first (NCHW), so each of them is lowered between a Transpose to NCHW and one back. This
 pass *sinks* every such Transpose towards the outputs, through the ops that do not care about the
 layout (elementwise ops, residual adds of two values in the same layout, ``Concat``, ``Pad``,
-reductions, ``Softmax``), until it meets the Transpose in front of the next convolution and both
+reductions, ``Softmax``, ``Shape`` reading one dim), until it meets the Transpose in front of the next convolution and both
 cancel. What is left is one Transpose after each graph input and, when an output is a feature map,
 one before it. A flattening ``Reshape`` into a ``MatMul``/``Gemm`` with a constant weight (a CNN's
 dense head) takes the Transpose into the weight's rows instead. Constants met on the way are stored
@@ -137,7 +137,17 @@ def _can_sink_through(node: ir.Node, perm: list[int], transposed: ir.Value) -> b
         )
     if op == "Reshape":
         return _flatten_into_weight(node, perm) is not None
+    if op == "Shape":  # one dim's size (a batch size read for a broadcast): the same dim of the source
+        return _single_dim(node, rank) is not None
     return False
+
+
+def _single_dim(shape_node: ir.Node, rank: int) -> int | None:
+    """The one dim a ``Shape(x, start, end)`` node reads, or None when it reads several."""
+    start = shape_node.attributes.get_int("start", 0)
+    end = shape_node.attributes.get_int("end", rank)
+    start, end = (start + rank if start < 0 else start), (end + rank if end < 0 else end)
+    return start if 0 <= start < rank and end == start + 1 else None
 
 
 def _other_operand_ok(value: ir.Value | None, perm: list[int], transposed: ir.Value, rank: int) -> bool:
@@ -191,6 +201,12 @@ def _rewrite_consumer(
         return [node]
     if op == "Reshape":
         _fold_flatten(node, perm, source)
+        return []
+    if op == "Shape":
+        dim = perm[_single_dim(node, len(perm))]
+        node.replace_input_with(0, source)
+        node.attributes["start"] = ir.AttrInt64("start", dim)
+        node.attributes["end"] = ir.AttrInt64("end", dim + 1)
         return []
     inverse = _inverse(perm)
     rank = len(perm)

@@ -226,16 +226,19 @@ def _register_initializer(graph: ir.Graph, initializer: ir.Value) -> None:
     graph.register_initializer(initializer)
 
 
-def fuse_patterns(model: ir.Model) -> int:
-    """Apply the fusion rules to the main graph, its subgraphs and the local functions, in place.
+# the rule phases at an opset: a list of phases, each a list of (rule, try both operand orders)
+_Phases = Callable[[int], list[list[tuple[RewriteRule, bool]]]]
 
-    Returns how many rewrites happened.
+
+def fuse_patterns(model: ir.Model, *, phases: _Phases = rule_phases) -> int:
+    """Apply the fusion rules (``phases(opset)``: :func:`.fusions.rule_phases` unless told) to the main
+    graph, its subgraphs and the local functions, in place. Returns how many rewrites happened.
     """
     graphs: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
     for graph in graphs:
         canonicalize_constant_operands(graph)
     count = 0
-    for rules_by_root in _indexed_phases(model.opset_imports.get("", 0)):
+    for rules_by_root in _indexed_phases(model.opset_imports.get("", 0), phases):
         for graph in graphs:
             count += _apply_rules(model, graph, rules_by_root)
             # rules that cancel (Transpose∘Transpose) leave an Identity, which would hide the
@@ -256,15 +259,17 @@ def _private(rule: RewriteRule) -> RewriteRule:
     return copy.deepcopy(rule)
 
 
-def _indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
-    """The rule phases indexed by root op, built once per opset in each thread."""
-    cache: dict[int, tuple[dict[str | None, list[_IndexedRule]], ...]] = vars(_thread_rules).setdefault("phases", {})
-    if opset not in cache:
-        cache[opset] = _build_indexed_phases(opset)
-    return cache[opset]
+def _indexed_phases(opset: int, phases: _Phases) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
+    """The rule phases indexed by root op, built once per opset (and list of phases) in each thread."""
+    cache: dict[tuple[_Phases, int], tuple[dict[str | None, list[_IndexedRule]], ...]] = vars(_thread_rules).setdefault(
+        "phases", {}
+    )
+    if (phases, opset) not in cache:
+        cache[phases, opset] = _build_indexed_phases(opset, phases)
+    return cache[phases, opset]
 
 
-def _build_indexed_phases(opset: int) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
+def _build_indexed_phases(opset: int, rule_phases: _Phases) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
     phases = []
     for phase in rule_phases(opset):
         rules_by_root: dict[str | None, list[_IndexedRule]] = {}

@@ -41,26 +41,38 @@ def _nms_host(boxes, scores, max_per_class, iou_threshold, score_threshold, cent
     else:
         y_a, x_a, y_b, x_b = (boxes[..., i] for i in range(4))
         x0, y0, x1, y1 = np.minimum(x_a, x_b), np.minimum(y_a, y_b), np.maximum(x_a, x_b), np.maximum(y_a, y_b)
+    # Greedy, one kept box at a time against the later boxes still alive: O(N) memory. (An N x N
+    # overlap matrix took gigabytes on a detector's tens of thousands of candidates: SSDlite's run was
+    # OOM-killed at 10 GB.) The candidates are gathered in score order once, so each step works on
+    # contiguous slices. Same arithmetic as the traced form; the overlap test is symmetric, so clearing
+    # what each kept box suppresses keeps exactly the boxes no earlier kept box suppresses.
     selected = []
     for b in range(scores.shape[0]):
-        inter_w = np.minimum(x1[b][:, None], x1[b][None, :]) - np.maximum(x0[b][:, None], x0[b][None, :])
-        inter_h = np.minimum(y1[b][:, None], y1[b][None, :]) - np.maximum(y0[b][:, None], y0[b][None, :])
-        inter = inter_w * inter_h
         area = (x1[b] - x0[b]) * (y1[b] - y0[b])
-        union = area[:, None] + area[None, :] - inter
-        overlapping = (inter_w > 0) & (inter_h > 0) & (area[:, None] > 0) & (area[None, :] > 0) & (union > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            suppresses = overlapping & (inter / np.where(union > 0, union, 1) > iou_threshold)
         for c in range(scores.shape[1]):
             order = np.argsort(-scores[b, c], kind="stable")
             if score_threshold is not None:
                 order = order[scores[b, c][order] > score_threshold]
+            sx0, sy0, sx1, sy1, sarea = x0[b][order], y0[b][order], x1[b][order], y1[b][order], area[order]
+            alive = np.ones(order.size, bool)
             kept: list[int] = []
-            for box in order:
-                if len(kept) >= max_per_class:
+            position = 0
+            while len(kept) < max_per_class:
+                ahead = np.flatnonzero(alive[position:])
+                if ahead.size == 0:
                     break
-                if not kept or not suppresses[box, kept].any():
-                    kept.append(int(box))
+                i = position + int(ahead[0])
+                kept.append(int(order[i]))
+                position = i + 1
+                rest = slice(position, None)
+                inter_w = np.minimum(sx1[rest], sx1[i]) - np.maximum(sx0[rest], sx0[i])
+                inter_h = np.minimum(sy1[rest], sy1[i]) - np.maximum(sy0[rest], sy0[i])
+                inter = inter_w * inter_h
+                union = sarea[rest] + sarea[i] - inter
+                overlapping = (inter_w > 0) & (inter_h > 0) & (sarea[rest] > 0) & (sarea[i] > 0) & (union > 0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    suppressed = overlapping & (inter / np.where(union > 0, union, 1) > iou_threshold)
+                alive[rest] &= ~suppressed
             selected.extend((b, c, box) for box in kept)
     return np.asarray(selected, np.int64).reshape(-1, 3)
 
