@@ -167,8 +167,8 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str], *, any_consume
         weight, output = node.inputs[0], node.outputs[0]
         if weight is None or weight.const_value is None or len(weight.uses()) != 1 or weight.is_graph_input():
             continue
-        if weight.name not in weights and not (any_consumer and weight.is_initializer()):
-            continue  # (closed-over weights are anonymous initializers: laid out here with NumPy, not by the folder)
+        if weight.name not in weights and not (any_consumer and node.op_type == "Transpose" and weight.is_initializer()):
+            continue  # (closed-over kernels are anonymous initializers: transposed here with NumPy, not by the folder)
         if output.is_graph_output() or not (any_consumer or all(_takes_weight_layout(use) for use in output.uses())):
             continue
         array = _laid_out(node, weight.const_value.numpy())
