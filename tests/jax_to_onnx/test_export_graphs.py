@@ -216,7 +216,7 @@ def _layer_norms() -> dict[str, tuple[object, list[tuple[object, ...]]]]:
         for name in ("scale", "bias"):
             param = getattr(module, name, None)
             if param is not None:
-                param.value = rng.standard_normal(param.value.shape).astype(np.float32)
+                param[...] = rng.standard_normal(param[...].shape).astype(np.float32)
         return module
 
     cases: dict[str, tuple[object, list[tuple[object, ...]]]] = {}
@@ -283,7 +283,7 @@ def _rms_norms() -> dict[str, tuple[object, list[tuple[object, ...]]]]:
     rng = np.random.default_rng(12)
     weight = rng.standard_normal(16).astype(np.float32)
     flax_norm = nnx.RMSNorm(16, rngs=nnx.Rngs(0))
-    flax_norm.scale.value = weight
+    flax_norm.scale[...] = weight
     equinox_norm = eqx.tree_at(lambda n: n.weight, eqx.nn.RMSNorm(16), weight)
 
     def llama(x):  # Llama / GPT-OSS: computed in float32, x * rsqrt(mean(x^2) + eps) * w
