@@ -166,6 +166,73 @@ def rule_root(rule: Any) -> RuleRoot | None:
     return RuleRoot(root.op_type, producers)
 
 
+@dataclass(frozen=True)
+class CommonRules:
+    """New instances of onnxscript's basic rewrite rules the fusion passes use."""
+
+    transpose_transpose: Any
+    no_op_transpose: Any
+    reshape_reshape: Any
+    unsqueeze_unsqueeze: Any
+    no_op_expand: Any
+    no_op_cast: Any
+    max_min_to_clip: Any
+    min_max_to_clip: Any
+    matmul_add_to_gemm: Any
+
+
+def new_common_rules() -> CommonRules:
+    """onnxscript's basic rules (``onnxscript.rewriter.rules.common``), built afresh from their classes.
+
+    The public ``common.*_rule`` objects are module-level singletons that every user of onnxscript
+    shares (torch.onnx's exporter optimizes its graphs with them): a rule keeps its last match (nodes
+    of whatever graph it last saw), so it can neither be used by two threads at once nor copied (a
+    deep copy drags the other graph along: torch's fake tensors, onnxscript's uncopyable Opsets).
+    The classes that build them live in onnxscript's private modules.
+    """
+    from onnxscript.rewriter.rules.common import (
+        _basic_rules,
+        _matmul_add_to_gemm,
+        _min_max_to_clip,
+    )
+
+    return CommonRules(
+        transpose_transpose=_basic_rules.TransposeTranspose.rule(),
+        no_op_transpose=_basic_rules.TransposeIdentity.rule(),
+        reshape_reshape=_basic_rules.ReshapeReshape.rule(),
+        unsqueeze_unsqueeze=_basic_rules.UnsqueezeUnsqueeze.rule(),
+        no_op_expand=_basic_rules.ExpandIdentity.rule(),
+        no_op_cast=_basic_rules.CastIdentity.rule(),
+        max_min_to_clip=_min_max_to_clip.FuseMaxMinToClip.rule(),
+        min_max_to_clip=_min_max_to_clip.FuseMinMaxToClip.rule(),
+        matmul_add_to_gemm=_matmul_add_to_gemm.MatMulAddToGemm.rule(),
+    )
+
+
+@dataclass(frozen=True)
+class NormFusionClasses:
+    """onnxscript's norm fusion rule classes, which :mod:`workbench.jax_to_onnx.passes.norms` subclasses."""
+
+    layer_norm: type
+    layer_norm_bias: type
+    rms_norm: type
+
+
+def norm_fusion_classes() -> NormFusionClasses:
+    """onnxscript's ``LayerNormFusion``, ``LayerNormBiasFusion`` and ``RmsNormFusion``.
+
+    They are exported only as ready-made rules (``onnxscript.rewriter.rules.fusion``); the norm pass
+    subclasses them to add the shape checks they lack, and the classes live in private modules.
+    """
+    from onnxscript.rewriter.rules.fusion import _layer_norm, _rms_normalization
+
+    return NormFusionClasses(
+        layer_norm=_layer_norm.LayerNormFusion,
+        layer_norm_bias=_layer_norm.LayerNormBiasFusion,
+        rms_norm=_rms_normalization.RmsNormFusion,
+    )
+
+
 # ----------------------------------------------------------------------------- onnx
 def open_onnx_external_data(folder: str, location: str, tensor_name: str) -> int:
     """A read-only descriptor of the external data file ``location`` of ``tensor_name``, opened by onnx itself.
@@ -181,8 +248,10 @@ def open_onnx_external_data(folder: str, location: str, tensor_name: str) -> int
 
 
 __all__ = [
+    "CommonRules",
     "Frame",
     "LinearSolveTuple",
+    "NormFusionClasses",
     "RuleRoot",
     "dce_jaxpr_consts",
     "decode_frame",
@@ -192,6 +261,8 @@ __all__ = [
     "iterated_vmap_binary_bcast",
     "iterated_vmap_unary",
     "jax_internal_primitives",
+    "new_common_rules",
+    "norm_fusion_classes",
     "open_onnx_external_data",
     "physical_aval",
     "prng_impl",

@@ -28,8 +28,8 @@ import math
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
-from onnxscript.rewriter.rules import common as common_rules
 
+from workbench.compat import new_common_rules
 from workbench.jax_to_onnx.builder import typed_like
 from workbench.jax_to_onnx.ir_values import constant_array
 
@@ -376,7 +376,7 @@ def layout_rules() -> list[RewriteRule]:
     """The rules of this module, with onnxscript's pair merges they rely on, in application order."""
     return [
         BiasBeforeHeadSplit.rule(),
-        common_rules.reshape_reshape_rule,
+        new_common_rules().reshape_reshape,
         *(ReshapeAfterScalarOp.rule(op_type) for op_type in _SCALAR_OPS),
         TransposeDropUnitAxes.rule(),
         WhereAcrossUnitReshape.rule(),

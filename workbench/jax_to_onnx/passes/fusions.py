@@ -20,9 +20,14 @@ import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.rules import common as common_rules
 
+from workbench.compat import new_common_rules
 from workbench.jax_to_onnx.bias import bias_reshape_problem
 from workbench.jax_to_onnx.ir_values import constant_array
-from workbench.jax_to_onnx.passes.norm_parameters import as_parameter, fits_normalized_shape, unit_scale
+from workbench.jax_to_onnx.passes.norm_parameters import (
+    as_parameter,
+    fits_normalized_shape,
+    unit_scale,
+)
 from workbench.jax_to_onnx.passes.reshapes import same_shape
 from workbench.jax_to_onnx.passes.transposed_softmax import TransposedSoftmax
 
@@ -335,19 +340,20 @@ def rule_phases(opset: int) -> list[list[tuple[RewriteRule, bool]]]:
     onnxscript's ``commute`` expands each of them into 2^(commutative ops) variants (128 for gelu),
     which made the rewriter the slowest step of a conversion.
     """
+    common = new_common_rules()
     layout = [(rule, False) for rule in (
-        common_rules.transpose_transpose_rule,
-        common_rules.no_op_transpose_rule,
-        common_rules.reshape_reshape_rule,
-        common_rules.unsqueeze_unsqueeze_rule,
-        common_rules.no_op_expand_rule,
-        common_rules.no_op_cast_rule,
+        common.transpose_transpose,
+        common.no_op_transpose,
+        common.reshape_reshape,
+        common.unsqueeze_unsqueeze,
+        common.no_op_expand,
+        common.no_op_cast,
         ConstantConditionWhere.rule(),
     )]
     bias = [(AddReshapedBias.rule(), True), (MulReshapedBias.rule(), True), (SubReshapedBias.rule(), True)]
     # relu6 = Min(Max(x, 0), 6) → Clip, before Max(x, 0) alone becomes a Relu
-    clips = [(common_rules.max_min_rule, False), (common_rules.min_max_rule, False)]
-    fusions = [(common_rules.matmul_add_to_gemm_rule, True)]
+    clips = [(common.max_min_to_clip, False), (common.min_max_to_clip, False)]
+    fusions = [(common.matmul_add_to_gemm, True)]
     if opset >= 18:  # the pattern reads ReduceMax's axes input (an attribute before opset 18)
         fusions.append((SoftmaxFusion.rule(), False))
         # the softmax of a transposed view (Flax's grouped-query attention), with the Transpose after it first

@@ -34,15 +34,20 @@ import math
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
-from onnxscript.rewriter.rules.fusion import _layer_norm, _rms_normalization
 
+from workbench.compat import norm_fusion_classes
 from workbench.jax_to_onnx.ir_values import constant_array
 from workbench.jax_to_onnx.passes.fusions import ReduceMeanFusion
-from workbench.jax_to_onnx.passes.norm_parameters import as_parameter, fits_normalized_shape, unit_scale
+from workbench.jax_to_onnx.passes.norm_parameters import (
+    as_parameter,
+    fits_normalized_shape,
+    unit_scale,
+)
 from workbench.jax_to_onnx.passes.reshapes import same_shape
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns
 
 RMS_NORMALIZATION_MIN_OPSET = 23
+_ONNXSCRIPT = norm_fusion_classes()
 LAYER_NORMALIZATION_MIN_OPSET = 17
 
 # the reductions whose kept-dims form the preparation rules write
@@ -280,7 +285,7 @@ class NonNegativeGuard(RewriteRuleClassBase):
 
 
 # ------------------------------------------------------------------------------ 2. fusions
-class CheckedLayerNormFusion(_layer_norm.LayerNormFusion):
+class CheckedLayerNormFusion(_ONNXSCRIPT.layer_norm):
     """onnxscript's ``LayerNormFusion`` (last axis, ``Mul(normalized, scale)``), with the scale's shape checked."""
 
     def check(self, context, x, scale, epsilon, **rest) -> MatchResult:  # noqa: ANN001
@@ -294,7 +299,7 @@ class CheckedLayerNormFusion(_layer_norm.LayerNormFusion):
         return result
 
 
-class CheckedLayerNormBiasFusion(_layer_norm.LayerNormBiasFusion):
+class CheckedLayerNormBiasFusion(_ONNXSCRIPT.layer_norm_bias):
     """onnxscript's ``LayerNormalization(x, scale) + bias`` → ``LayerNormalization(x, scale, bias)``, when
     ``bias`` has the normalized shape (a residual added to a LayerNorm's output is no bias)."""
 
@@ -399,7 +404,7 @@ class RMSNormFusion(_NormFusion):
         return normalized if self.form == "none" else op.Mul(normalized, scale)
 
 
-class CheckedRmsNormFusion(_rms_normalization.RmsNormFusion):
+class CheckedRmsNormFusion(_ONNXSCRIPT.rms_norm):
     """onnxscript's ``RmsNormFusion`` (``Pow(x, 2.0)`` over the last axis), with the scale's shape checked."""
 
     def check(self, op, x, scale, epsilon, compute_dtype, target_dtype, **rest) -> MatchResult:  # noqa: ANN001

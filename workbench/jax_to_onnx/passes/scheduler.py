@@ -8,7 +8,6 @@ the nodes near the previous round's rewrites keeps the passes proportional to th
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,13 +249,10 @@ def fuse_patterns(model: ir.Model, *, phases: _Phases = rule_phases) -> int:
 # Rules are built once per thread: a rule object holds the state of the match it is trying (onnxscript's
 # matcher keeps its MatchResult in the rule, and class-based rules keep what check() found for
 # rewrite() in their instance), so two threads converting at once must not share one. Compiling the
-# patterns takes a while, hence the cache instead of fresh rules per conversion.
+# patterns takes a while, hence the cache instead of fresh rules per conversion. The phase functions
+# build new rule objects on every call (never onnxscript's shared module-level ones, which other
+# libraries match with too: see workbench.compat.new_common_rules), so a thread's rules are its own.
 _thread_rules = threading.local()
-
-
-def _private(rule: RewriteRule) -> RewriteRule:
-    """A copy of ``rule`` that shares no state with it (onnxscript's module-level rules are shared objects)."""
-    return copy.deepcopy(rule)
 
 
 def _indexed_phases(opset: int, phases: _Phases) -> tuple[dict[str | None, list[_IndexedRule]], ...]:
@@ -273,8 +269,7 @@ def _build_indexed_phases(opset: int, rule_phases: _Phases) -> tuple[dict[str | 
     phases = []
     for phase in rule_phases(opset):
         rules_by_root: dict[str | None, list[_IndexedRule]] = {}
-        for shared, commute in phase:
-            rule = _private(shared)
+        for rule, commute in phase:
             for variant in rule.commute() if commute else [rule]:
                 indexed = _IndexedRule.of(variant)
                 rules_by_root.setdefault(indexed.root_op, []).append(indexed)
@@ -311,7 +306,7 @@ def _indexed_layout_rules() -> tuple[dict[str | None, list[_IndexedRule]]]:
     if cached is None:
         rules_by_root: dict[str | None, list[_IndexedRule]] = {}
         for rule in attention_layout.layout_rules():
-            indexed = _IndexedRule.of(_private(rule))
+            indexed = _IndexedRule.of(rule)
             rules_by_root.setdefault(indexed.root_op, []).append(indexed)
         cached = _thread_rules.layout = (rules_by_root,)
     return cached
