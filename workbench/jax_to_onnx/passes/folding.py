@@ -156,9 +156,9 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str], *, any_consume
     W' is stored under W's own name (so weights stay named after their module path) in the layout
     its consumer wants (a Conv kernel HWIO as OIHW, an attention kernel (256, 8, 32) as (256, 256)).
     Without ``any_consumer`` only MatMul weights and Add biases are laid out (what the attention
-    rules leave); with it, anonymous initializers (a Haiku or Equinox model's closed-over weights) are
-    laid out too, with one NumPy copy (onnxscript's folder ran them through onnx.reference and left
-    strided views that every later pass and the serialiser walked). Returns how many folded.
+    rules leave); with it, Transposes of anonymous initializers (a Haiku or Equinox model's closed-over
+    kernels) are folded too, with one NumPy copy (onnxscript's folder ran them through onnx.reference and
+    left strided views that every later pass and the serialiser walked). Returns how many folded.
     """
     count = 0
     for node in list(graph):
