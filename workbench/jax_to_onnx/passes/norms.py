@@ -336,6 +336,21 @@ class _NormFusion(RewriteRuleClassBase):
         normalized = op.Mul(inv, centered) if self.flipped else op.Mul(centered, inv)
         return op.Mul(normalized, scale) if self.form == "after" else normalized
 
+    def _check_statistics(self, x, axes, axes2, eps, scale) -> MatchResult:  # noqa: ANN001
+        """Both reductions over the same trailing axes, a scalar epsilon, a scale of the normalized shape."""
+        result = MatchResult()
+        dims = _normalized_dims(x, axes, axes2, result)
+        if dims is not None and _epsilon(eps, result):
+            _scale_check(self.form, scale, dims, result)
+        return result
+
+    def _axis_and_weight(self, op, x, axes, scale) -> tuple[int, ir.Value]:  # noqa: ANN001
+        """The fused op's (negative) first normalized axis and its scale input (ones when there is no scale)."""
+        first = _reduced_axes(x, axes)[0]
+        dims = [int(d) for d in x.shape[first:]]
+        weight = unit_scale(op, dims, x) if self.form == "none" else as_parameter(op, scale, dims)
+        return first - len(x.shape), weight
+
 
 class LayerNormKeptStatistics(_NormFusion):
     """``(x - mean) * rsqrt(mean((x - mean)²) + eps)`` with the scale applied three ways, over any
@@ -353,18 +368,12 @@ class LayerNormKeptStatistics(_NormFusion):
 
     def check(self, context, x, axes, axes2, eps, scale=None) -> MatchResult:  # noqa: ANN001
         del context
-        result = MatchResult()
-        dims = _normalized_dims(x, axes, axes2, result)
-        if dims is not None and _epsilon(eps, result):
-            _scale_check(self.form, scale, dims, result)
-        return result
+        return self._check_statistics(x, axes, axes2, eps, scale)
 
     def rewrite(self, op, x, axes, axes2, eps, scale=None):  # noqa: ANN001, ANN201
         del axes2
-        first = _reduced_axes(x, axes)[0]
-        dims = [int(d) for d in x.shape[first:]]
-        weight = unit_scale(op, dims, x) if self.form == "none" else as_parameter(op, scale, dims)
-        return op.LayerNormalization(x, weight, axis=first - len(x.shape), epsilon=_scalar(eps))
+        axis, weight = self._axis_and_weight(op, x, axes, scale)
+        return op.LayerNormalization(x, weight, axis=axis, epsilon=_scalar(eps))
 
 
 class RMSNormFusion(_NormFusion):
@@ -386,18 +395,12 @@ class RMSNormFusion(_NormFusion):
 
     def check(self, context, x, axes, eps, scale=None) -> MatchResult:  # noqa: ANN001
         del context
-        result = MatchResult()
-        dims = _normalized_dims(x, axes, axes, result)
-        if dims is not None and _epsilon(eps, result):
-            _scale_check(self.form, scale, dims, result)
-        return result
+        return self._check_statistics(x, axes, axes, eps, scale)
 
     def rewrite(self, op, x, axes, eps, scale=None):  # noqa: ANN001, ANN201
-        first = _reduced_axes(x, axes)[0]
-        dims = [int(d) for d in x.shape[first:]]
         if self.fused_op:
-            weight = unit_scale(op, dims, x) if self.form == "none" else as_parameter(op, scale, dims)
-            return op.RMSNormalization(x, weight, axis=first - len(x.shape), epsilon=_scalar(eps))
+            axis, weight = self._axis_and_weight(op, x, axes, scale)
+            return op.RMSNormalization(x, weight, axis=axis, epsilon=_scalar(eps))
         two = op.initializer(ir.tensor(np.array(2.0, np.float32)), name=f"{x.name}/two")
         mean_square = op.ReduceMean(op.Pow(x, two), axes, keepdims=1)
         normalized = op.Div(x, op.Sqrt(op.Add(mean_square, eps)))
