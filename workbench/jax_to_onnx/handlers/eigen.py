@@ -47,6 +47,7 @@ from workbench.jax_to_onnx.builder import GraphBuilder
 from workbench.jax_to_onnx.handlers.factorizations import _geqrf_loop
 from workbench.jax_to_onnx.handlers.linalg_kit import (
     Spec,
+    any_true,
     batch_shape,
     batched_eye,
     counted_loop,
@@ -273,7 +274,7 @@ def _jacobi_eigh(g: GraphBuilder, x: ir.Value, n: int, spec: Spec, *, lower: boo
         squares = body.op("Mul", b, b)
         off = body.op("ReduceSum", body.op("Mul", squares, off_mask), body.i64([-2, -1]), keepdims=0)
         total = body.op("ReduceSum", squares, body.i64([-2, -1]), keepdims=0)
-        return [b, w, _any(body, body.op("Greater", off, body.op("Mul", total, scalar(body, tolerance, dtype))))]
+        return [b, w, any_true(body, body.op("Greater", off, body.op("Mul", total, scalar(body, tolerance, dtype))))]
 
     b, w, _ = counted_loop(
         g, MAX_SWEEPS, [b0, w0, g.const(np.asarray(True))], [square, square, Spec((), np.dtype(np.bool_))], sweep,
@@ -289,12 +290,6 @@ def _jacobi_eigh(g: GraphBuilder, x: ir.Value, n: int, spec: Spec, *, lower: boo
     vectors = _gather_columns(g, w, positions, n, n)
     vectors = g.op("Mul", vectors, _canonical_signs(g, vectors, dtype))
     return vectors, values
-
-
-def _any(g: GraphBuilder, flags: ir.Value) -> ir.Value:
-    """Whether any entry of a bool tensor (of any rank, scalars included) is true, as a bool scalar."""
-    count = g.op("ReduceMax", g.op("Cast", flags, to=ir.DataType.INT32), keepdims=0)
-    return g.op("Cast", count, to=ir.DataType.BOOL)
 
 
 def _pair_blocks(g: GraphBuilder, b: ir.Value, size: int, rank: int) -> tuple[ir.Value, ir.Value, ir.Value]:

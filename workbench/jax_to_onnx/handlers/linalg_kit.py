@@ -259,6 +259,12 @@ def nan_unless(g: GraphBuilder, ok: ir.Value, x: ir.Value, dtype: Any, extra_axe
     return g.op("Where", flag, x, scalar(g, np.nan, dtype))
 
 
+def any_true(g: GraphBuilder, flags: ir.Value) -> ir.Value:
+    """Whether any entry of a bool tensor (of any rank, scalars included) is true, as a bool scalar."""
+    count = g.op("ReduceMax", g.op("Cast", flags, to=ir.DataType.INT32), keepdims=0)
+    return g.op("Cast", count, to=ir.DataType.BOOL)
+
+
 def sign_nonnegative(g: GraphBuilder, x: ir.Value, dtype: Any) -> ir.Value:
     """+1 where x >= 0 (zero included), -1 elsewhere (Fortran's SIGN(1, x) that LAPACK's reflectors use)."""
     return g.op("Where", g.op("Less", x, scalar(g, 0, dtype)), scalar(g, -1, dtype), scalar(g, 1, dtype))

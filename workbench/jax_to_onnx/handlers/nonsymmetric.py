@@ -49,9 +49,9 @@ from jax import lax
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import GraphBuilder
 from workbench.jax_to_onnx.complex_numbers import real_dtype, storage_aval
-from workbench.jax_to_onnx.handlers.eigen import _any as any_true
 from workbench.jax_to_onnx.handlers.linalg_kit import (
     Spec,
+    any_true,
     as_column,
     as_row,
     batched_eye,

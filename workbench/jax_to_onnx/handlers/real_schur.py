@@ -36,9 +36,9 @@ import onnx_ir as ir
 from jax import lax
 
 from workbench.jax_to_onnx.builder import GraphBuilder
-from workbench.jax_to_onnx.handlers.eigen import _any as any_true
 from workbench.jax_to_onnx.handlers.linalg_kit import (
     Spec,
+    any_true,
     as_column,
     as_row,
     batch_shape,
