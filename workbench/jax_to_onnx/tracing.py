@@ -107,13 +107,15 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
 # traced ``params`` for naming. JAX's error then names the argument; that array is put back as a constant
 # (an unnamed initializer) and tracing is retried, at most this many times.
 _MAX_CONCRETE_PARAMS = 64
+# the errors by which JAX says a traced value was needed as a concrete one
+_CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                          jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
 _PARAM_IN_ERROR = re.compile(r"depends on the value of the argument params\[(\d+)\]")
 
 
 def _param_needed_concrete(error: Exception, count: int) -> int | None:
     """The position of the lifted parameter whose value ``error`` says was needed concretely, if any."""
-    if not isinstance(error, jax.errors.ConcretizationTypeError | jax.errors.TracerArrayConversionError
-                      | jax.errors.TracerIntegerConversionError | jax.errors.TracerBoolConversionError):
+    if not isinstance(error, _CONCRETIZATION_ERRORS):
         return None
     match = _PARAM_IN_ERROR.search(str(error))
     if match is None or int(match.group(1)) >= count:
@@ -137,8 +139,6 @@ def _with_concrete_param(normalized: NormalizedCallable, position: int) -> Norma
     )
 
 
-_CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                          jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
 _INPUT_IN_ERROR = re.compile(r"depends on the value of the argument args\[(\d+)\]")
 # JAX's sentence naming the function it traced: here always this module's wrapper, which means nothing to users
 _TRACED_WRAPPER = re.compile(r"The error occurred while tracing the function flat_pure at \S+ for jit\. ?")
