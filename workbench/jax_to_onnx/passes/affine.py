@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from workbench.jax_to_onnx.ir_values import constant_array
+from workbench.jax_to_onnx.ir_values import constant_array, new_initializer
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.provenance import inherit
 
@@ -214,7 +214,7 @@ def _bias_value(graph: ir.Graph, chain: _Chain, bias: np.ndarray, default_name: 
             own.const_value = ir.Tensor(np.ascontiguousarray(bias), name=own.name)
             own.shape = ir.Shape(bias.shape)
             return own
-    return _constant(graph, bias, default_name)
+    return new_initializer(graph, bias, default_name)
 
 
 def _bias_name(weight_name: str) -> str:
@@ -242,10 +242,10 @@ def _replace_chain(graph: ir.Graph, value: ir.Value, chain: _Chain) -> bool:
         zeros, ones = np.zeros(chain.channels, dtype), np.ones(chain.channels, dtype)
         norm = ir.Node("", "BatchNormalization", [
             value,
-            _constant(graph, chain.scale.astype(dtype), f"{chain.nodes[0].name}/scale"),
-            _constant(graph, chain.shift.astype(dtype), f"{chain.nodes[0].name}/shift"),
-            _constant(graph, zeros, f"{chain.nodes[0].name}/mean"),
-            _constant(graph, ones, f"{chain.nodes[0].name}/var"),
+            new_initializer(graph, chain.scale.astype(dtype), f"{chain.nodes[0].name}/scale"),
+            new_initializer(graph, chain.shift.astype(dtype), f"{chain.nodes[0].name}/shift"),
+            new_initializer(graph, zeros, f"{chain.nodes[0].name}/mean"),
+            new_initializer(graph, ones, f"{chain.nodes[0].name}/var"),
         ], attributes=[ir.AttrFloat32("epsilon", 0.0)])
         new_nodes = [norm]
     else:
@@ -256,10 +256,10 @@ def _replace_chain(graph: ir.Graph, value: ir.Value, chain: _Chain) -> bool:
         new_nodes = []
         current = value
         if scale != 1.0:
-            new_nodes.append(ir.Node("", "Mul", [current, _constant(graph, np.array(scale, dtype), "scale")]))
+            new_nodes.append(ir.Node("", "Mul", [current, new_initializer(graph, np.array(scale, dtype), "scale")]))
             current = new_nodes[-1].outputs[0]
         if shift != 0.0:
-            new_nodes.append(ir.Node("", "Add", [current, _constant(graph, np.array(shift, dtype), "shift")]))
+            new_nodes.append(ir.Node("", "Add", [current, new_initializer(graph, np.array(shift, dtype), "shift")]))
     if not new_nodes:
         _finish(graph, chain, last, value)
         return True
@@ -291,14 +291,3 @@ def _finish(graph: ir.Graph, chain: _Chain, last: ir.Value, result: ir.Value) ->
     last.replace_all_uses_with(result)
     for node in reversed(chain.nodes):
         graph.remove(node, safe=True)
-
-
-def _constant(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
-    base, suffix = name, 1
-    while name in graph.initializers:
-        name = f"{base}_{suffix}"
-        suffix += 1
-    value = ir.Value(name=name, type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), shape=ir.Shape(array.shape),
-                     const_value=ir.Tensor(np.array(array, order="C"), name=name))  # (ascontiguousarray makes 0-d 1-d)
-    graph.register_initializer(value)
-    return value

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_ir as ir
 
-from workbench.jax_to_onnx.ir_values import constant_array
+from workbench.jax_to_onnx.ir_values import constant_array, new_initializer
 from workbench.jax_to_onnx.provenance import inherit
 
 # ``ir.Value.meta`` key (not serialized): (name of the lowered value, perm) for a value in another layout,
@@ -229,7 +229,7 @@ def _rewrite_consumer(
         pads = constant_array(node.inputs[1]).reshape(-1)
         # the pads of source axis perm[i] are those of the transposed value's axis i
         new_pads = np.concatenate([pads[:rank][inverse], pads[rank:][inverse]]).astype(np.int64)
-        node.replace_input_with(1, _new_constant(graph, new_pads, f"{node.name}/pads"))
+        node.replace_input_with(1, new_initializer(graph, new_pads, f"{node.name}/pads"))
     elif op in _REDUCTIONS:
         out_perm = _relay_reduction(graph, node, perm)
     return _restore_layout(graph, node, out_perm)
@@ -241,7 +241,7 @@ def _relay_reduction(graph: ir.Graph, node: ir.Node, perm: list[int]) -> list[in
     axes = _reduce_axes(node, rank) or []
     source_axes = sorted(perm[a] for a in axes)
     if len(node.inputs) > 1 and node.inputs[1] is not None:
-        node.replace_input_with(1, _new_constant(graph, np.array(source_axes, np.int64), f"{node.name}/axes"))
+        node.replace_input_with(1, new_initializer(graph, np.array(source_axes, np.int64), f"{node.name}/axes"))
     else:
         node.attributes["axes"] = ir.AttrInt64s("axes", source_axes)
     if node.attributes.get_int("keepdims", 1):
@@ -317,18 +317,7 @@ def _relaid_constant(graph: ir.Graph, value: ir.Value, inverse: list[int], rank:
         value.const_value = ir.Tensor(relaid, name=value.name)
         value.shape = ir.Shape(relaid.shape)
         return value
-    return _new_constant(graph, relaid, f"{value.name}/relaid")
-
-
-def _new_constant(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
-    base, suffix = name, 1
-    while name in graph.initializers:
-        name = f"{base}_{suffix}"
-        suffix += 1
-    value = ir.Value(name=name, type=ir.TensorType(ir.DataType.from_numpy(array.dtype)), shape=ir.Shape(array.shape),
-                     const_value=ir.Tensor(array, name=name))
-    graph.register_initializer(value)
-    return value
+    return new_initializer(graph, relaid, f"{value.name}/relaid")
 
 
 # ------------------------------------------------------------------------------ dense heads

@@ -36,7 +36,7 @@ import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 
 from workbench.compat import norm_fusion_classes
-from workbench.jax_to_onnx.ir_values import constant_array
+from workbench.jax_to_onnx.ir_values import constant_array, register_unique
 from workbench.jax_to_onnx.passes.fusions import ReduceMeanFusion
 from workbench.jax_to_onnx.passes.norm_parameters import (
     as_parameter,
@@ -138,7 +138,7 @@ def keep_reduced_dims(graph: ir.Graph | ir.Function) -> int:
         axes = ir.Value(name=f"{reduced.name}/axes", const_value=ir.tensor(np.array([a - rank for a in reduced_axes], np.int64)))
         axes.shape, axes.dtype = ir.Shape([len(reduced_axes)]), ir.DataType.INT64
         if isinstance(graph, ir.Graph):
-            _register(graph, axes)
+            register_unique(graph, axes)
         else:  # a function has no initializers: the axes come from a Constant node
             constant = ir.Node("", "Constant", [], attributes=[ir.AttrTensor("value", axes.const_value)])
             graph.insert_before(node, constant)
@@ -179,14 +179,6 @@ def _restores(node: ir.Node, x: ir.Value, reduced_axes: list[int]) -> bool:
         after == 1 if axis in reduced_axes else _same_dim(before, after)
         for axis, (before, after) in enumerate(zip(x.shape, restored.shape, strict=True))
     )
-
-
-def _register(graph: ir.Graph, value: ir.Value) -> None:
-    base, suffix = value.name, 1
-    while value.name in graph.initializers:
-        value.name = f"{base}_{suffix}"
-        suffix += 1
-    graph.register_initializer(value)
 
 
 def _merge_identical_uses(graph: ir.Graph | ir.Function, value: ir.Value) -> None:
@@ -453,8 +445,6 @@ def onnxruntime_runs_rms_normalization() -> bool:
         return False
     expected = np.array([[3.0, 4.0]]) / math.sqrt(12.5 + 1e-5)
     return bool(np.allclose(out, expected, rtol=1e-5))
-
-
 
 
 # --------------------------------------------------------------------------------- the driver

@@ -17,6 +17,7 @@ from onnxscript.rewriter import RewriteRule
 
 from workbench.compat import rule_root
 from workbench.jax_to_onnx.bias import droppable_bias
+from workbench.jax_to_onnx.ir_values import register_unique
 from workbench.jax_to_onnx.provenance import inherit
 from workbench.jax_to_onnx.passes import attention_layout
 from workbench.jax_to_onnx.passes.fusions import rule_phases
@@ -172,7 +173,7 @@ def _apply_rules(
                 if not isinstance(graph, ir.Graph):
                     continue  # a function body has no initializers: leave this match alone
                 for initializer in delta.new_initializers:
-                    _register_initializer(graph, initializer)
+                    register_unique(graph, initializer)
             upstream = [value.producer() for matched in delta.match.nodes for value in matched.inputs if value is not None]
             ir.convenience.replace_nodes_and_values(
                 graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
@@ -208,21 +209,6 @@ def _note_rewrite_neighbourhood(seeds: list[ir.Node | None], touched: set[ir.Nod
     touched |= frontier
 
 
-def _register_initializer(graph: ir.Graph, initializer: ir.Value) -> None:
-    """Add a rule's new initializer, renamed when another value already has its name.
-
-    (Rules name their constants after the value they rewrite, e.g. ``reshape_179/shape``; a second
-    rewrite of the same value would otherwise point its node at an unregistered twin.)
-    """
-    existing = graph.initializers.get(initializer.name)
-    if existing is initializer:
-        return
-    if existing is not None:
-        base, suffix = initializer.name, 1
-        while f"{base}_{suffix}" in graph.initializers:
-            suffix += 1
-        initializer.name = f"{base}_{suffix}"
-    graph.register_initializer(initializer)
 
 
 # the rule phases at an opset: a list of phases, each a list of (rule, try both operand orders)
