@@ -71,14 +71,19 @@ class UnsupportedPrimitive:
         return f"  {self.name} ×{self.count}" + (f" at {where}{more}" if where else "") + because
 
 
+def describe_each(items: list[UnsupportedPrimitive]) -> str:
+    """One line per unsupported primitive or op, for the listing errors below."""
+    return "\n".join(item.describe() for item in items)
+
+
 class UnsupportedPrimitiveError(WorkbenchError):
     """The jaxpr holds primitives that cannot be exported: no registered handler, or a stated reason (all are listed)."""
 
     def __init__(self, primitives: list[UnsupportedPrimitive]):
         self.primitives = primitives
-        lines = "\n".join(p.describe() for p in primitives)
         super().__init__(
-            f"{len(primitives)} primitive(s) cannot be exported (no ONNX handler, or for the reason given):\n{lines}\n"
+            f"{len(primitives)} primitive(s) cannot be exported (no ONNX handler, or for the reason given):\n"
+            f"{describe_each(primitives)}\n"
             "Run wb.check(fn, inputs) for the full report and a handler stub, "
             "or register a handler with @workbench.jax_to_onnx.registry.handler(...)."
         )
@@ -113,9 +118,8 @@ class UnsupportedStableHLOOpError(StableHLOError):
 
     def __init__(self, ops: list[UnsupportedPrimitive]):
         self.ops = ops
-        lines = "\n".join(op.describe() for op in ops)
         super().__init__(
-            f"{len(ops)} StableHLO op(s) have no ONNX converter:\n{lines}\n"
+            f"{len(ops)} StableHLO op(s) have no ONNX converter:\n{describe_each(ops)}\n"
             "Convert the function itself with wb.to_onnx(fn, inputs) when you have its Python source, "
             "or register a converter with @workbench.jax_to_onnx.stablehlo.registry.converter(...)."
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.jax_to_onnx.constant_pool import ConstantPool
+from workbench.jax_to_onnx.constant_pool import ArrayKey, ConstantPool
 
 
 def test_equal_arrays_are_found_whatever_their_memory_layout() -> None:
@@ -37,3 +37,17 @@ def test_small_arrays_are_keyed_by_content() -> None:
     assert pool.find(np.array([1, 2, 3], np.int64)) == "small"
     assert pool.find(np.array([1, 2, 4], np.int64)) is None
     assert pool.find(np.array(5.0, np.float32)) is None
+
+
+def test_array_keys_are_equal_exactly_when_the_bytes_are() -> None:
+    zeros = np.zeros(4096, np.float32)
+    nearly = zeros.copy()
+    nearly[1000] = 1.0  # shares the sampled fingerprint with zeros
+    cache = {ArrayKey(zeros): "zeros", ArrayKey(nearly): "nearly"}
+    assert len(cache) == 2
+    assert cache[ArrayKey(zeros.copy())] == "zeros"
+    assert cache[ArrayKey(nearly.copy())] == "nearly"
+    square = nearly.reshape(64, 64)
+    assert ArrayKey(np.asfortranarray(square)) == ArrayKey(square)  # memory layout does not matter
+    assert ArrayKey(np.zeros(3, np.float32)) != ArrayKey(np.zeros(3, np.int32))
+    assert ArrayKey(np.zeros((2, 3), np.float32)) != ArrayKey(np.zeros((3, 2), np.float32))

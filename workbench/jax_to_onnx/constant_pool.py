@@ -51,6 +51,31 @@ def same_bytes(first: np.ndarray, second: np.ndarray) -> bool:
     return bool(np.array_equal(*as_bytes))
 
 
+class ArrayKey:
+    """An array as a dictionary key: hashed by its fingerprint, equal to another only if the bytes are equal.
+
+    For keys that hold weights (the ONNX-function cache keys calls by their closed-over constants):
+    exact like hashing the whole buffer, but an array is read whole only when another one shares its
+    fingerprint.
+    """
+
+    __slots__ = ("array", "_fingerprint")
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self._fingerprint = fingerprint(array)
+
+    def __hash__(self) -> int:
+        return hash(self._fingerprint)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ArrayKey):
+            return NotImplemented
+        return self._fingerprint == other._fingerprint and (
+            self.array.nbytes <= _WHOLE_BYTES or same_bytes(self.array, other.array)
+        )
+
+
 class ConstantPool(Generic[T]):
     """Maps arrays to the item (an ir.Value) first stored for an equal array."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import hashlib
 import inspect
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ import jax
 import numpy as np
 import onnx_ir as ir
 
+from workbench.jax_to_onnx.constant_pool import ArrayKey
 from workbench.jax_to_onnx.keys import host_array
 
 ONNX_FUNCTION_DOMAIN = "workbench.functions"
@@ -192,12 +192,9 @@ def _param_key(value: Any) -> Any:
     return value  # JAX requires equation parameters to be hashable; equal values compute the same
 
 
-def _consts_key(consts: Sequence[Any]) -> tuple[Any, ...]:
-    key = []
-    for const in consts:
-        array = host_array(const)
-        key.append((array.dtype.str, array.shape, hashlib.sha1(array.tobytes()).hexdigest()))  # noqa: S324 - identity, not security
-    return tuple(key)
+def _consts_key(consts: Sequence[Any]) -> tuple[ArrayKey, ...]:
+    """The closed-over constants as exact keys (equal bytes), without hashing every weight whole."""
+    return tuple(ArrayKey(host_array(const)) for const in consts)
 
 
 def jaxpr_fingerprint(jaxpr: Any) -> tuple[Any, ...]:
