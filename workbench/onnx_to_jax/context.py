@@ -10,6 +10,7 @@ from onnx import helper as onnx_helper
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
 from workbench.onnx_to_jax.helpers import _ints
+from workbench.onnx_to_jax.layout import LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
 from workbench.onnx_to_jax.reader import describe_node
 
@@ -23,6 +24,8 @@ class GraphScope(Protocol):
     def label(self) -> str: ...
 
     def expr_of(self, onnx_name: str) -> str: ...
+
+    def nhwc_expr_of(self, onnx_name: str) -> str: ...
 
     def static_of(self, onnx_name: str) -> np.ndarray | None: ...
 
@@ -46,8 +49,10 @@ class GraphScope(Protocol):
 class NodeContext:
     """The emitter's view of one node. Expressions returned by ``x`` are identifiers or literals."""
 
-    def __init__(self, graph: GraphScope, node: onnx.NodeProto, index: int, opset: int):
+    def __init__(self, graph: GraphScope, node: onnx.NodeProto, index: int, opset: int,
+                 layout: LayoutPlan | None = None):
         self._graph = graph
+        self._layout = layout
         self.node = node
         self.index = index
         self.opset = opset
@@ -57,6 +62,12 @@ class NodeContext:
         self.host_inputs: set[int] = set()
 
     # ---- inputs -------------------------------------------------------------------------
+    @property
+    def channels_last(self) -> bool:
+        """Whether the node runs channels-last (NHWC): its image inputs arrive so and its outputs are
+        held so (workbench/onnx_to_jax/layout.py decides)."""
+        return self._layout is not None and self._layout.holds_outputs
+
     @property
     def n_in(self) -> int:
         return len(self.node.input)
@@ -76,6 +87,8 @@ class NodeContext:
         """The expression of input ``i`` (an identifier or a literal)."""
         if not self.has(i):
             raise self.error(f"input {i} is required but missing")
+        if self._layout is not None and i in self._layout.nhwc_inputs:
+            return self._graph.nhwc_expr_of(self.node.input[i])
         return self._graph.expr_of(self.node.input[i])
 
     def host(self, i: int) -> str:

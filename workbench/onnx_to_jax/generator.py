@@ -25,6 +25,7 @@ from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.fold_budget import output_elements
 from workbench.onnx_to_jax.helpers import helper_source
+from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
@@ -250,6 +251,7 @@ class GraphEmitter:
         static: dict[str, np.ndarray],
         trainable: set[str],
         concrete: set[str],
+        layout: ChannelsLast | None = None,
     ):
         self.module = module
         self.scope = scope
@@ -261,6 +263,8 @@ class GraphEmitter:
         # result is still known at trace time; see _emits_trace_time_constant.
         self.concrete = concrete
         self.nested_barrier = False  # whether the subgraphs of the node being emitted hold a barrier
+        # values held channels-last (outputs of 2-D convolutions and what follows them; layout.py)
+        self.layout = layout if layout is not None else ChannelsLast()
 
     @property
     def label(self) -> str:
@@ -268,6 +272,14 @@ class GraphEmitter:
 
     # ---- lookups used by NodeContext ----------------------------------------------------
     def expr_of(self, onnx_name: str) -> str:
+        """The expression of a value on ONNX's axes (a transpose of it when it is held channels-last)."""
+        return self.layout.nchw_expr(onnx_name, self._ident(onnx_name))
+
+    def nhwc_expr_of(self, onnx_name: str) -> str:
+        """The expression of a value channels-last, for a node that runs so (layout.py)."""
+        return self.layout.nhwc_expr(onnx_name, self._ident(onnx_name), self)
+
+    def _ident(self, onnx_name: str) -> str:
         name = self.scope.lookup(onnx_name)
         if name is None:
             raise OnnxModelError(f"{self.label}: the value {onnx_name!r} is used before it is defined")
@@ -389,7 +401,8 @@ class GraphEmitter:
             node, self.module.types, self.static, list(self.module.model.opset_import), self.module.model.ir_version, opset
         )
         spec = registry.resolve(domain, node.op_type, opset)
-        ctx = NodeContext(self, node, index, opset)
+        plan: LayoutPlan | None = self.layout.plan(node, opset, self)
+        ctx = NodeContext(self, node, index, opset, plan)
         self.nested_barrier = False  # set by emit_subgraph
         try:
             result = spec.fn(ctx)
@@ -412,6 +425,8 @@ class GraphEmitter:
             self.concrete.update(name for name in node.output if name)
             return False
         self._write_result(node, result)
+        if plan is not None and plan.holds_outputs:
+            self.layout.held.update(name for name in node.output if name)
         return barrier
 
     def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
@@ -483,7 +498,8 @@ class GraphEmitter:
         scope = self.scope.child()
         inner = SourceWriter()
         child = GraphEmitter(
-            self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete)
+            self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete),
+            self.layout.child(),
         )
         args = [scope.assign(i.name) for i in graph.input]
         child.load_initializers(graph)

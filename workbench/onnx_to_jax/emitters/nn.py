@@ -112,32 +112,6 @@ def _depthwise_conv(x, w, strides, padding, dilations):
     return lax.fori_loop(0, taps, add_tap, jnp.zeros(x.shape[:2] + out, carry)).astype(dtype)
 
 
-@runtime_helper
-def _conv(x, w, b, strides, pads, dilations, group, auto_pad):
-    nd = x.ndim - 2
-    kernel = w.shape[2:]
-    strides = strides or (1,) * nd
-    dilations = dilations or (1,) * nd
-    padding = _conv_pads(x.shape, kernel, strides, dilations, pads, auto_pad)
-    pointwise = group == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
-    if pointwise and all(p == (0, 0) for p in padding):
-        # A 1x1 convolution is a matmul over channels. XLA CPU runs NCHW convolutions through
-        # NHWC kernels with a transpose of the input, the weight and the output each, and
-        # compiles every transpose of a new shape separately: as a dot, a DenseNet's 1x1 layers
-        # compile about twice as fast and run faster with the weights as arguments.
-        y = jnp.einsum("nc...,oc->no...", x, jnp.reshape(w, w.shape[:2]))
-    elif group > 1 and group == x.shape[1] and w.shape[0] == group and jnp.issubdtype(x.dtype, jnp.floating):
-        y = _depthwise_conv(x, w, strides, padding, dilations)
-    else:
-        y = lax.conv_general_dilated(
-            x, w, window_strides=strides, padding=padding, rhs_dilation=dilations,
-            feature_group_count=group, preferred_element_type=None,
-        )
-    if b is not None:
-        y = y + jnp.reshape(b, (1, -1) + (1,) * nd)
-    return y
-
-
 def _conv_attrs(ctx: NodeContext) -> dict[str, str]:
     def opt_tuple(name: str) -> str:
         value = ctx.attr(name, None)
@@ -154,10 +128,78 @@ def _conv_attrs(ctx: NodeContext) -> dict[str, str]:
     }
 
 
+@runtime_helper
+def _depthwise_conv_nhwc(x, w, strides, padding, dilations):
+    """A depthwise 2-D convolution of a channels-last input (weight (C, 1, kh, kw) as ONNX has it) as
+    a loop over the taps, each adding one shifted, strided window times that tap's weights.
+
+    The same sum as ``_depthwise_conv`` (which says why a loop), with the channels as the contiguous
+    axis each tap's multiply-add vectorizes over (tests/benchmarks/bench_depthwise.py). Only 2-D:
+    channels-last values are 4-D (layout.py).
+    """
+    x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
+    kernel = w.shape[2:]
+    out = tuple((x.shape[1 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2))
+    span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
+    taps = kernel[0] * kernel[1]
+    weights = jnp.transpose(jnp.reshape(w, (w.shape[0], taps)))  # (taps, C): one row per tap
+    offsets = jnp.asarray(np.array(list(np.ndindex(*kernel)), np.int32).reshape(taps, 2) * np.array(dilations, np.int32))
+    strided = (slice(None), slice(None, None, strides[0]), slice(None, None, strides[1]), slice(None))
+
+    def add_tap(tap, y):
+        start = offsets[tap]
+        zero = start[0] * 0  # the batch and channel offsets, in the integer type dynamic_slice wants
+        window = lax.dynamic_slice(x, (zero, start[0], start[1], zero), (x.shape[0],) + span + (x.shape[3],))
+        weight = lax.dynamic_index_in_dim(weights, tap, axis=0, keepdims=False)
+        return y + window[strided].astype(y.dtype) * weight.astype(y.dtype)
+
+    dtype = jnp.result_type(x, w)
+    carry = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+    return lax.fori_loop(0, taps, add_tap, jnp.zeros((x.shape[0],) + out + (x.shape[3],), carry)).astype(dtype)
+
+
+@runtime_helper
+def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False):
+    """Conv with ONNX's (O, I/group, k...) weight. ``channels_last``: a 2-D convolution of an NHWC input
+    with an NHWC result (workbench/onnx_to_jax/layout.py), else on ONNX's (N, C, spatial...) axes.
+
+    XLA CPU convolves NHWC: channels-last, no transpose of the activations is left, and the weight
+    is transposed to the kernel's layout inside the function (folded into the constant when the
+    weights are, once per call when they are arguments).
+    """
+    nd = x.ndim - 2
+    kernel = w.shape[2:]
+    strides = strides or (1,) * nd
+    dilations = dilations or (1,) * nd
+    channels = x.shape[-1] if channels_last else x.shape[1]
+    onnx_shape = (x.shape[0], channels) + x.shape[1:-1] if channels_last else x.shape
+    padding = _conv_pads(onnx_shape, kernel, strides, dilations, pads, auto_pad)
+    pointwise = group == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
+    if pointwise and all(p == (0, 0) for p in padding):
+        # A 1x1 convolution is a matmul over channels. Written NCHW, XLA CPU would run it through
+        # its NHWC kernel with a transpose of the input, the weight and the output each, and
+        # compile every transpose of a new shape separately: as a dot, a DenseNet's 1x1 layers
+        # compile about twice as fast and run faster with the weights as arguments.
+        pattern = "n...c,oc->n...o" if channels_last else "nc...,oc->no..."
+        y = jnp.einsum(pattern, x, jnp.reshape(w, w.shape[:2]))
+    elif group > 1 and group == channels and w.shape[0] == group and jnp.issubdtype(x.dtype, jnp.floating):
+        depthwise = _depthwise_conv_nhwc if channels_last else _depthwise_conv
+        y = depthwise(x, w, strides, padding, dilations)
+    else:
+        y = lax.conv_general_dilated(
+            x, w, window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=group,
+            dimension_numbers=("NHWC", "OIHW", "NHWC") if channels_last else None,
+        )
+    if b is None:
+        return y
+    return y + (b if channels_last else jnp.reshape(b, (1, -1) + (1,) * nd))
+
+
 @emitter("Conv", since=(1, 11))
 def conv(ctx: NodeContext) -> str:
     attrs = _conv_attrs(ctx)
-    return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs)
+    layout = {"channels_last": "True"} if ctx.channels_last else {}
+    return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
 
 
 @runtime_helper
@@ -238,15 +280,21 @@ def _pool_padding(x_shape, kernel, strides, dilations, pads, auto_pad, ceil_mode
 
 
 @runtime_helper
-def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_include_pad, p):
+def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_include_pad, p, channels_last=False):
+    """MaxPool / AveragePool / LpPool; ``channels_last``: ``x`` is (N, spatial..., C), and so is the result."""
     nd = len(kernel)
     strides = strides or (1,) * nd
     dilations = dilations or (1,) * nd
-    explicit, extra = _pool_padding(x.shape, kernel, strides, dilations, pads, auto_pad, ceil_mode)
-    window = (1, 1) + tuple(kernel)
-    window_strides = (1, 1) + tuple(strides)
-    window_dilation = (1, 1) + tuple(dilations)
-    padding = ((0, 0), (0, 0)) + tuple((b, e + x_) for (b, e), x_ in zip(explicit, extra))
+    shape = (x.shape[0], x.shape[-1]) + x.shape[1:-1] if channels_last else x.shape  # on ONNX's axes
+
+    def spread(spatial, fill):  # per-axis values of x's axes from the spatial ones
+        return (fill,) + tuple(spatial) + (fill,) if channels_last else (fill, fill) + tuple(spatial)
+
+    explicit, extra = _pool_padding(shape, kernel, strides, dilations, pads, auto_pad, ceil_mode)
+    window = spread(kernel, 1)
+    window_strides = spread(strides, 1)
+    window_dilation = spread(dilations, 1)
+    padding = spread([(b, e + x_) for (b, e), x_ in zip(explicit, extra)], (0, 0))
     # The init values are numpy scalars on purpose: lax.reduce_window recognizes max/sum (and
     # gives them a gradient) only when the init is concrete, which a jnp array is not under jit.
     if kind == "max":
@@ -262,7 +310,11 @@ def _pool(x, kind, kernel, strides, pads, dilations, auto_pad, ceil_mode, count_
         return (total ** (1.0 / p)).astype(x.dtype)
     total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, window, window_strides, padding,
                               window_dilation=window_dilation)
-    counts = _pool_counts(x.shape[2:], total.shape[2:], kernel, strides, dilations, explicit, count_include_pad)
+    spatial = slice(1, -1) if channels_last else slice(2, None)
+    counts = _pool_counts(x.shape[spatial], total.shape[spatial], kernel, strides, dilations, explicit,
+                          count_include_pad)
+    if channels_last:
+        counts = np.reshape(counts, counts.shape[2:] + (1,))
     return total / jnp.asarray(counts, x.dtype)
 
 
@@ -296,8 +348,9 @@ def _pool_call(ctx: NodeContext, kind: str) -> str:
         ceil_mode = "False"
     if kind != "max" and ctx.opset < 19 and kind == "avg":
         attrs["dilations"] = attrs["dilations"] if ctx.opset >= 19 else "None"
+    layout = {"channels_last": "True"} if ctx.channels_last else {}
     return ctx.call(_pool, ctx.x(0), ctx.lit(kind), kernel, attrs["strides"], attrs["pads"], attrs["dilations"],
-                    attrs["auto_pad"], ceil_mode, count_include_pad, p)
+                    attrs["auto_pad"], ceil_mode, count_include_pad, p, **layout)
 
 
 @runtime_helper
@@ -424,16 +477,21 @@ def lp_pool(ctx: NodeContext) -> str:
     return _pool_call(ctx, "lp")
 
 
+def _global_pool(ctx: NodeContext, fn: str) -> str:
+    x = ctx.x(0)
+    if ctx.channels_last:  # (N, H, W, C)
+        return f"{fn}({x}, axis=(1, 2), keepdims=True)"
+    return f"{fn}({x}, axis=tuple(range(2, jnp.ndim({x}))), keepdims=True)"
+
+
 @emitter("GlobalAveragePool", since=1)
 def global_average_pool(ctx: NodeContext) -> str:
-    x = ctx.x(0)
-    return f"jnp.mean({x}, axis=tuple(range(2, jnp.ndim({x}))), keepdims=True)"
+    return _global_pool(ctx, "jnp.mean")
 
 
 @emitter("GlobalMaxPool", since=1)
 def global_max_pool(ctx: NodeContext) -> str:
-    x = ctx.x(0)
-    return f"jnp.max({x}, axis=tuple(range(2, jnp.ndim({x}))), keepdims=True)"
+    return _global_pool(ctx, "jnp.max")
 
 
 @emitter("GlobalLpPool", since=2)

@@ -15,8 +15,11 @@ def _channel(v, ndim):
 
 
 @runtime_helper
-def _batch_norm(x, scale, bias, mean, var, epsilon):
+def _batch_norm(x, scale, bias, mean, var, epsilon, channels_last=False):
+    """Inference BatchNormalization; ``channels_last``: the channels are ``x``'s last axis."""
     inv = scale / jnp.sqrt(var + epsilon)
+    if channels_last:
+        return x * inv + (bias - mean * inv)
     return x * _channel(inv, x.ndim) + _channel(bias - mean * inv, x.ndim)
 
 
@@ -42,7 +45,8 @@ def batch_norm(ctx: NodeContext):
         return result if ctx.n_out == 3 else f"{result}[:{ctx.n_out}]"
     if ctx.n_out > 1 and any(ctx.has_output(i) for i in range(1, ctx.n_out)):
         raise ctx.unsupported("BatchNormalization's extra outputs exist only in training mode")
-    return [ctx.call(_batch_norm, *args, eps)] + [None] * (ctx.n_out - 1)
+    layout = {"channels_last": "True"} if ctx.channels_last else {}
+    return [ctx.call(_batch_norm, *args, eps, **layout)] + [None] * (ctx.n_out - 1)
 
 
 @runtime_helper

@@ -104,7 +104,8 @@ def transpose(ctx: NodeContext) -> str:
 @emitter("Concat", since=(4, 11))
 def concat(ctx: NodeContext) -> str:
     args = ", ".join(ctx.xs())
-    return f"jnp.concatenate([{args}], axis={ctx.lit(ctx.attr('axis'))})"
+    axis = 3 if ctx.channels_last else ctx.attr("axis")  # channels-last: ONNX's axis 1 (layout.py)
+    return f"jnp.concatenate([{args}], axis={ctx.lit(axis)})"
 
 
 @runtime_helper

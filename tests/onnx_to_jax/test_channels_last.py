@@ -1,0 +1,126 @@
+"""2-D convolution networks run channels-last in the generated code (workbench/onnx_to_jax/layout.py).
+
+The values a convolution writes stay NHWC through the ops that work in any layout and are read back on
+ONNX's axes by the first op that needs them; what the user sees (params, inputs, outputs) is unchanged.
+Every test compares with onnxruntime (or, for gradients, with XLA's NCHW convolution).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import workbench as wb
+from tests.support.harness import run_onnx
+from workbench.onnx_to_jax.generator import HELPERS_MARKER
+
+TO_NCHW = "(0, 3, 1, 2)"
+
+
+def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], scale: float = 0.3) -> onnx.TensorProto:
+    return numpy_helper.from_array((scale * rng.standard_normal(shape)).astype(np.float32), name)
+
+
+def _network() -> onnx.ModelProto:
+    """Conv, BatchNorm, Relu, MaxPool, depthwise Conv, Clip, 1x1 Conv, residual Add, a per-channel Mul
+    by a rank-3 initializer, Concat over channels, AveragePool, GlobalAveragePool, Flatten, Gemm; the
+    Concat is also a graph output and feeds a Reshape (both read it on ONNX's axes)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        _init(rng, "w0", (8, 3, 3, 3)), _init(rng, "b0", (8,)),
+        _init(rng, "bn.scale", (8,)), _init(rng, "bn.bias", (8,)), _init(rng, "bn.mean", (8,)),
+        numpy_helper.from_array(np.abs(rng.standard_normal(8)).astype(np.float32) + 0.5, "bn.var"),
+        _init(rng, "dw", (8, 1, 3, 3)), _init(rng, "pw", (8, 8, 1, 1)), _init(rng, "gate", (8, 1, 1)),
+        _init(rng, "fc.w", (5, 16)), _init(rng, "fc.b", (5,)),
+        numpy_helper.from_array(np.array([0.0], np.float32), "lo"), numpy_helper.from_array(np.array(6.0, np.float32), "hi"),
+        numpy_helper.from_array(np.array([2, -1], np.int64), "flat_shape"),
+    ]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c0", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["n0"]),
+        helper.make_node("Relu", ["n0"], ["r0"]),
+        helper.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p0", "dw"], ["d0"], group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["d0", "", "hi"], ["d1"]),
+        helper.make_node("Conv", ["d1", "pw"], ["c1"]),
+        helper.make_node("Add", ["c1", "p0"], ["a0"]),
+        helper.make_node("Mul", ["a0", "gate"], ["m0"]),
+        helper.make_node("Max", ["m0", "lo"], ["m1"]),
+        helper.make_node("Concat", ["m1", "p0"], ["cat"], axis=1),
+        helper.make_node("AveragePool", ["cat"], ["ap"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["ap"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["logits"], transB=1),
+        helper.make_node("Reshape", ["cat", "flat_shape"], ["flat"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 12, 12])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+         for name, shape in (("logits", [2, 5]), ("cat", [2, 16, 6, 6]), ("flat", [2, 576]))], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_network_runs_channels_last_and_matches_onnxruntime():
+    model = _network()
+    source = wb.to_jax_source(model)
+    # the three convolutions run channels-last; the held values go back to ONNX's axes only where
+    # ONNX's axes are needed: the Concat as a graph output and as the Reshape's input (not the pools,
+    # the norm, the elementwise ops, or the Flatten of the global pool's (N, 1, 1, C))
+    forward_source = source.split(HELPERS_MARKER)[0]
+    assert forward_source.count("auto_pad='NOTSET', channels_last=True)") == 3 and "_depthwise_conv_nhwc(" in source
+    assert forward_source.count(TO_NCHW) == 2, forward_source
+    x = np.random.default_rng(1).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    expected = run_onnx(model, [x])
+    forward, params = wb.to_jax(model)
+    assert {k: v.shape for k, v in params.items() if k in ("w0", "dw", "pw")} == {
+        "w0": (8, 3, 3, 3), "dw": (8, 1, 3, 3), "pw": (8, 8, 1, 1)}  # ONNX's names and layout
+    for got in (forward(params, x), jax.jit(forward)(params, x)):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(np.asarray(g), e, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_of_a_channels_last_convolution_matches_the_nchw_one():
+    rng = np.random.default_rng(2)
+    inits = [_init(rng, "w", (4, 3, 3, 3)), _init(rng, "b", (4,))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    forward, params = wb.to_jax(model)
+    assert "channels_last=True" in wb.to_jax_source(model)
+    x = rng.standard_normal((1, 3, 9, 9)).astype(np.float32)
+
+    def reference(p):
+        y = jax.lax.conv_general_dilated(x, p["w"], (2, 2), [(1, 1), (1, 1)]) + p["b"][None, :, None, None]
+        return (jax.nn.relu(y) ** 2).sum()
+
+    got = jax.grad(lambda p: (forward(p, x) ** 2).sum())(params)
+    want = jax.grad(reference)(params)
+    for name in ("w", "b"):
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-4, atol=1e-5)
+
+
+def test_subgraph_reads_a_channels_last_value_on_onnx_axes():
+    rng = np.random.default_rng(3)
+    then_graph = helper.make_graph([helper.make_node("Relu", ["c"], ["t"])], "then", [],
+                                   [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    else_graph = helper.make_graph([helper.make_node("Neg", ["c"], ["e"])], "else", [],
+                                   [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("If", ["flag"], ["y"], then_branch=then_graph, else_branch=else_graph)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 6]),
+                     helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_init(rng, "w", (3, 2, 3, 3))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    forward, params = wb.to_jax(model)
+    x = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
+    for flag in (np.array(True), np.array(False)):
+        np.testing.assert_allclose(np.asarray(forward(params, x, flag)), run_onnx(model, [x, flag])[0],
+                                   rtol=1e-5, atol=1e-5)
