@@ -103,10 +103,12 @@ def to_jax(model: ModelSource, *, base_dir: BaseDir = None) -> tuple[Callable[..
     (BatchNorm coefficients, the weight layouts its CPU convolutions want) once, at compile time.
     ``base_dir``: as for :func:`to_jax_source`.
     """
-    import jax.numpy as jnp
+    import jax
 
     _, forward, params = generate_compiled(model, base_dir=base_dir)
-    device_params = {k: (jnp.asarray(v) if v.dtype.kind in "fc" else v) for k, v in params.items()}
+    # jax.device_put, not jnp.asarray: since JAX 0.10 jnp.asarray of a numpy array runs a small XLA
+    # program, compiled once per distinct shape (67 compiles, 2.6 of to_jax's 3.1 s on a 427-node DenseNet)
+    device_params = {k: (jax.device_put(v) if v.dtype.kind in "fc" else v) for k, v in params.items()}
     return forward, device_params
 
 
