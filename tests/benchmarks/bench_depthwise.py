@@ -6,7 +6,11 @@ shapes, six depthwise convolutions chained in one ``jax.jit`` (as in a network) 
 - ``grouped``: ``lax.conv_general_dilated`` with ``feature_group_count`` = channels;
 - ``unrolled``: the sum of the k^2 shifted products written out (the generator's previous form);
 - ``looped``: the same sum as a ``lax.fori_loop`` over the taps (``_depthwise_conv``, what the
-  generated code calls now).
+  generated code calls for convolutions on ONNX's NCHW axes: 1-D and 3-D ones);
+- ``channels_last``: ``_depthwise_conv_nhwc``, what the generated code calls for 2-D networks, which
+  it runs channels-last (workbench/onnx_to_jax/layout.py): the taps written out up to 3x3, a loop
+  over them for larger kernels. The chain transposes to NHWC once before its first layer and back
+  after its last, as a network does at its input and output.
 
 Latency is the median over interleaved rounds (machine load hits every form alike); compile is
 ``jit(...).lower(...).compile()`` once per form. The max error is against ``grouped``.
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from workbench.onnx_to_jax.emitters.nn import _depthwise_conv
+from workbench.onnx_to_jax.emitters.nn import _depthwise_conv, _depthwise_conv_nhwc
 
 CHAIN = 6
 SHAPES = [((1, 32, 112, 112), 3), ((1, 144, 28, 28), 3), ((1, 576, 7, 7), 3), ((1, 96, 56, 56), 7),
@@ -53,7 +57,12 @@ def looped(x, w):
     return _depthwise_conv(x, w, (1, 1), ((pad, pad), (pad, pad)), (1, 1))
 
 
-FORMS = {"grouped": grouped, "unrolled": unrolled, "looped": looped}
+def channels_last(x, w):  # x is NHWC here (see chain)
+    pad = w.shape[2] // 2
+    return _depthwise_conv_nhwc(x, w, (1, 1), ((pad, pad), (pad, pad)), (1, 1))
+
+
+FORMS = {"grouped": grouped, "unrolled": unrolled, "looped": looped, "channels_last": channels_last}
 
 
 def main() -> None:
@@ -68,10 +77,11 @@ def main() -> None:
         w = (rng.standard_normal((shape[1], 1, kernel, kernel)) / kernel).astype(np.float32)
         compiled, compile_s, results = {}, {}, {}
         for name, form in FORMS.items():
-            def chain(x, w, form=form):
+            def chain(x, w, form=form, nhwc=name == "channels_last"):
+                x = jnp.transpose(x, (0, 2, 3, 1)) if nhwc else x
                 for _ in range(CHAIN):
                     x = form(x, w)
-                return x
+                return jnp.transpose(x, (0, 3, 1, 2)) if nhwc else x
 
             start = time.perf_counter()
             compiled[name] = jax.jit(chain).lower(x, w).compile()
