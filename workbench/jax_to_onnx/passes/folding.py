@@ -17,7 +17,7 @@ import onnx_ir as ir
 from onnxscript import optimizer as onnxscript_optimizer
 
 from workbench.jax_to_onnx.constant_pool import ConstantPool
-from workbench.jax_to_onnx.ir_values import constant_array
+from workbench.jax_to_onnx.ir_values import constant_array, transposed_copy
 
 # onnxscript folds nodes whose inputs are all constants up to this many elements each (its default,
 # 8192, leaves e.g. a causal mask broadcast over 8 heads of 64x64 in the graph)
@@ -186,7 +186,7 @@ def _laid_out(node: ir.Node, array: np.ndarray) -> np.ndarray | None:
     """What a layout node makes of ``array``, or None when its other inputs are not constant."""
     if node.op_type == "Transpose":
         perm = node.attributes.get("perm")
-        return np.transpose(array, None if perm is None else list(perm.as_ints()))
+        return transposed_copy(array, None if perm is None else list(perm.as_ints()))
     operand = constant_array(node.inputs[1]) if len(node.inputs) > 1 else None
     if node.op_type == "Squeeze" and len(node.inputs) == 1:
         return np.squeeze(array)

@@ -1,0 +1,32 @@
+"""Helpers on onnx-ir values and arrays: the blocked transpose gives exactly NumPy's transpose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.jax_to_onnx.ir_values import transposed_copy
+
+
+@pytest.mark.parametrize(
+    ("shape", "perm"),
+    [
+        ((3, 3, 160, 200), (3, 2, 0, 1)),  # a convolution kernel HWIO -> OIHW, above the blocking threshold
+        ((700, 450), None),  # a matrix: reversed axes, edges not multiples of the block
+        ((5, 130, 70, 9), (2, 0, 3, 1)),
+        ((2, 3, 4), (1, 0, 2)),  # small, and the inner axis stays inner: NumPy's own copy
+        ((300, 2000), (0, 1)),
+    ],
+)
+def test_blocked_transpose_equals_numpy(shape: tuple[int, ...], perm: tuple[int, ...] | None) -> None:
+    array = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    result = transposed_copy(array, perm)
+    expected = np.transpose(array, perm)
+    assert result.shape == expected.shape and result.dtype == array.dtype
+    assert result.flags.c_contiguous
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_blocked_transpose_of_a_strided_view_and_integers() -> None:
+    array = np.arange(2 * 3 * 300 * 400, dtype=np.int64).reshape(2, 3, 300, 400)[:, :, ::2, :]  # 4.3 MB, strided
+    np.testing.assert_array_equal(transposed_copy(array, (3, 2, 0, 1)), np.transpose(array, (3, 2, 0, 1)))
