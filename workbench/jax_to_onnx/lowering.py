@@ -352,6 +352,8 @@ def find_unsupported(
     whose lowest opset is above ``opset``. ``locate`` finds an equation's source line (a jaxpr
     rebuilt from a Graph IR has them recorded, not in JAX tracebacks).
     """
+    if all(unsupported_reason(eqn, opset) is None for eqn in iter_eqns(jaxpr)):
+        return []  # the common case, without finding every equation's source line (a traceback walk each)
     found: dict[str, UnsupportedPrimitive] = {}
     for eqn, location in eqns_with_user_locations(jaxpr, None):
         name = eqn.primitive.name
