@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from workbench.errors import SpecError
-from workbench.jax_to_onnx.scopes import equinox_module_paths, module_scopes, nnx_module_paths
+from workbench.jax_to_onnx.scopes import equinox_module_paths, module_scopes, nnx_eval_module_paths
 
 # Key-path components that only say "the array inside a Variable"; dropped from names.
 _WRAPPER_KEYS = frozenset({"value", "raw_value"})
@@ -89,8 +89,8 @@ def _normalize_nnx(module: Any) -> NormalizedCallable:
 
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
-        copy.eval()  # Dropout off, BatchNorm on running statistics; the user's module is untouched
-        with module_scopes(nnx_module_paths(copy)):
+        # eval mode (Dropout off, BatchNorm on running statistics); the user's module is untouched
+        with module_scopes(nnx_eval_module_paths(copy)):
             return copy(*args)
 
     return NormalizedCallable(pure, arrays, tuple(names), "nnx", type(module).__name__)
@@ -192,8 +192,7 @@ def _normalize_nnx_method(method: Any) -> NormalizedCallable:
 
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
-        copy.eval()
-        with module_scopes(nnx_module_paths(copy)):
+        with module_scopes(nnx_eval_module_paths(copy)):  # in eval mode, as above
             return getattr(copy, method_name)(*args)
 
     return NormalizedCallable(pure, arrays, tuple(names), "nnx", f"{type(module).__name__}.{method_name}")

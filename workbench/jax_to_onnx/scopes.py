@@ -31,11 +31,27 @@ _PATCH_LOCK = threading.RLock()
 ModulePaths = dict[int, tuple[Any, tuple[str, ...]]]
 
 
-def nnx_module_paths(module: Any) -> ModulePaths:
-    """Every submodule of an NNX module below the root, with its path."""
+# what ``nnx.Module.eval()`` sets on every module that has the attribute
+_NNX_EVAL_ATTRIBUTES = {"deterministic": True, "use_running_average": True}
+
+
+def nnx_eval_module_paths(module: Any) -> ModulePaths:
+    """Switch an NNX module to eval mode as ``module.eval()`` does; returns every submodule below the root,
+    with its path.
+
+    One walk of the module graph instead of two (``eval()`` walks it with ``nnx.iter_modules`` too):
+    Flax walks ~0.1 ms a module: ~10 of the ~38 ms a GPT-12 took to trace beyond its make_jaxpr.
+    """
     from flax import nnx
 
-    return {id(sub): (sub, tuple(str(p) for p in path)) for path, sub in nnx.iter_modules(module) if path}
+    paths: ModulePaths = {}
+    for path, sub in nnx.iter_modules(module):
+        for name, value in _NNX_EVAL_ATTRIBUTES.items():
+            if hasattr(sub, name):
+                setattr(sub, name, value)
+        if path:
+            paths[id(sub)] = (sub, tuple(str(p) for p in path))
+    return paths
 
 
 def equinox_module_paths(module: Any) -> ModulePaths:
