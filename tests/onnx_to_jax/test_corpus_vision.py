@@ -9,9 +9,10 @@ in an environment with torchvision and timm; ``python -m tests.onnx_to_jax.test_
 the table of docs/onnx_to_jax_corpus.md (generation, first call and error figures). Every model is built
 from its constructor with seeded random weights (no downloads) and exported with the TorchScript
 exporter, classification models also with ``dynamo=True``; two are also taken after onnxruntime's
-optimization and dynamic quantization. Detection heads are re-initialized with random weights and
-biases: their default initialization (zero or constant biases, equal-norm weights) gives many boxes the
-same score, and the order of tied scores after NonMaxSuppression / TopK is not defined. Tolerance:
+optimization and dynamic quantization. Detection models get their backbone's BatchNorm statistics
+measured on the input and their heads re-initialized with random weights and biases: with the
+constructor's statistics and initialization (zero or constant biases) many boxes get the same score,
+and the order of tied scores after NonMaxSuppression / TopK is not defined. Tolerance:
 tests/support/corpus.py (scaled by the model's depth and output magnitude).
 """
 
@@ -59,20 +60,51 @@ def _segmenter(build: Callable, size: int = 96) -> Callable:
 
 
 def _reinitialize(module: torch.nn.Module) -> None:
-    """Random weights and biases for every Conv2d / Linear below ``module`` (seeded by the caller)."""
+    """Random weights and biases for every Conv2d / Linear below ``module`` (seeded by the caller).
+
+    Weights of standard deviation 1 / sqrt(fan-in) keep a unit-variance input at unit variance, so a
+    head of several layers neither saturates its sigmoid (RetinaNet's four-conv heads did at a fixed
+    0.05: every score 1.0) nor lets its biases decide the scores.
+    """
     for layer in module.modules():
         if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.normal_(layer.weight, std=0.05)
+            fan_in = layer.weight[0].numel()
+            torch.nn.init.normal_(layer.weight, std=fan_in ** -0.5)
             if layer.bias is not None:
                 torch.nn.init.uniform_(layer.bias, -0.5, 0.5)
+
+
+def _calibrate_batch_norms(model: torch.nn.Module, images: list[torch.Tensor]) -> None:
+    """BatchNorm running statistics of the backbone measured on ``images`` (as training would set them).
+
+    With the constructor's statistics (mean 0, variance 1) a random backbone's features shrink layer
+    by layer until the detection heads see almost constant features: a score is then about a head's
+    bias, Faster R-CNN's 450 RPN candidates had 11 distinct objectness scores and its 20 detections 4
+    distinct scores, and the order of tied boxes after TopK / NonMaxSuppression is not defined (a
+    rounding difference far inside the tolerance reorders them). Measured statistics normalize every
+    layer, and the scores come out distinct. Two images: the 1x1 feature maps of SSDlite's extra
+    layers need more than one value per channel.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: the statistics of exactly these images
+        norm.train()
+    with torch.no_grad():
+        batch, _ = model.transform(images)
+        model.backbone(batch.tensors)
+    for norm in norms:
+        norm.eval()
 
 
 def _detector(build: Callable, heads: Callable, **options) -> Callable:
     def make():
         model = build(weights=None, weights_backbone=None, **options)
+        image = torch.rand(3, 320, 320)
+        _calibrate_batch_norms(model, [image, torch.rand(3, 320, 320)])
         for head in heads(model):
             _reinitialize(head)
-        return _Detections(model), torch.rand(3, 320, 320)
+        return _Detections(model), image
 
     return make
 
