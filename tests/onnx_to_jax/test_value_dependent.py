@@ -183,6 +183,60 @@ def test_value_dependent_parts_compile_once_per_shape():
     assert not [m for m in traced if "Compiling" in m], traced
 
 
+def _per_class_steps() -> onnx.ModelProto:
+    """The same value-dependent step for two score maps, as a detector repeats it per class."""
+    nodes = [helper.make_node("Greater", [name, "threshold"], [f"{name}_mask"]) for name in ("a", "b")]
+    for name in ("a", "b"):
+        nodes += [
+            helper.make_node("NonZero", [f"{name}_mask"], [f"{name}_where"]),  # [2, K]
+            helper.make_node("Transpose", [f"{name}_where"], [f"{name}_index"], perm=[1, 0]),
+            helper.make_node("GatherND", [name, f"{name}_index"], [f"{name}_kept"]),
+            helper.make_node("Sigmoid", [f"{name}_kept"], [f"{name}_y"]),
+        ]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "threshold")]
+    return _model(nodes, [_value("a", [6, 5]), _value("b", [6, 5])], [_value("a_y", ["K"]), _value("b_y", ["L"])], inits)
+
+
+def _compiles_during(fn) -> list[str]:
+    import logging
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            fn()
+    finally:
+        logger.removeHandler(handler)
+    return [m for m in messages if "Compiling" in m]
+
+
+def test_repeated_steps_share_one_part_and_its_compilation():
+    model = _per_class_steps()
+    generated = generate_module(model)
+    # part 1: both masks; then one function for the two identical steps after each NonZero
+    assert generated.source.count("\ndef forward_part_") == 2, generated.source
+    assert generated.source.count("_segment(forward_part_2,") == 2
+    assert generated.source.count("# nodes Transpose to Sigmoid: the code of forward_part_2") == 1
+    rng = np.random.default_rng(8)
+    a, b = rng.standard_normal((2, 6, 5)).astype(np.float32)
+    for first, second in [(a, b), (a, -a)]:  # other counts of positives in the two maps
+        expected = run_onnx(model, [first, second])
+        got = generated.forward(generated.params, first, second)
+        for want, have in zip(expected, got):
+            np.testing.assert_allclose(np.asarray(have), want, rtol=1e-6, atol=1e-7)
+    # as many positives in both maps: the shared part compiles for the first step and serves the second
+    forward, params = wb.to_jax(model)
+    compiles = _compiles_during(lambda: forward(params, a, a[:, ::-1].copy()))
+    assert len([m for m in compiles if "_segment_run" in m]) == 2, compiles  # part 1 and the shared step
+
+
 def test_whole_function_jit_names_the_value_dependent_node():
     forward, params = wb.to_jax(_detector_tail())
     x = np.zeros((1, 3, 8, 8), np.float32)
