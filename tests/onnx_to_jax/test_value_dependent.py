@@ -160,44 +160,8 @@ def test_value_dependent_model_runs_as_jitted_parts_and_matches_onnxruntime():
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_value_dependent_parts_compile_once_per_shape():
-    model = _detector_tail()
-    forward, params = wb.to_jax(model)
-    x = np.random.default_rng(6).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    forward(params, x)
-    traced = []
-    with jax.log_compiles(True):
-        import logging
-
-        class Collect(logging.Handler):
-            def emit(self, record):
-                traced.append(record.getMessage())
-
-        handler = Collect()
-        logger = logging.getLogger("jax")
-        logger.addHandler(handler)
-        try:
-            forward(params, x)
-        finally:
-            logger.removeHandler(handler)
-    assert not [m for m in traced if "Compiling" in m], traced
-
-
-def _per_class_steps() -> onnx.ModelProto:
-    """The same value-dependent step for two score maps, as a detector repeats it per class."""
-    nodes = [helper.make_node("Greater", [name, "threshold"], [f"{name}_mask"]) for name in ("a", "b")]
-    for name in ("a", "b"):
-        nodes += [
-            helper.make_node("NonZero", [f"{name}_mask"], [f"{name}_where"]),  # [2, K]
-            helper.make_node("Transpose", [f"{name}_where"], [f"{name}_index"], perm=[1, 0]),
-            helper.make_node("GatherND", [name, f"{name}_index"], [f"{name}_kept"]),
-            helper.make_node("Sigmoid", [f"{name}_kept"], [f"{name}_y"]),
-        ]
-    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "threshold")]
-    return _model(nodes, [_value("a", [6, 5]), _value("b", [6, 5])], [_value("a_y", ["K"]), _value("b_y", ["L"])], inits)
-
-
 def _compiles_during(fn) -> list[str]:
+    """The "Compiling ..." messages JAX logs while ``fn`` runs."""
     import logging
 
     messages: list[str] = []
@@ -215,6 +179,29 @@ def _compiles_during(fn) -> list[str]:
     finally:
         logger.removeHandler(handler)
     return [m for m in messages if "Compiling" in m]
+
+
+def test_value_dependent_parts_compile_once_per_shape():
+    model = _detector_tail()
+    forward, params = wb.to_jax(model)
+    x = np.random.default_rng(6).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    forward(params, x)
+    compiles = _compiles_during(lambda: forward(params, x))
+    assert not compiles, compiles
+
+
+def _per_class_steps() -> onnx.ModelProto:
+    """The same value-dependent step for two score maps, as a detector repeats it per class."""
+    nodes = [helper.make_node("Greater", [name, "threshold"], [f"{name}_mask"]) for name in ("a", "b")]
+    for name in ("a", "b"):
+        nodes += [
+            helper.make_node("NonZero", [f"{name}_mask"], [f"{name}_where"]),  # [2, K]
+            helper.make_node("Transpose", [f"{name}_where"], [f"{name}_index"], perm=[1, 0]),
+            helper.make_node("GatherND", [name, f"{name}_index"], [f"{name}_kept"]),
+            helper.make_node("Sigmoid", [f"{name}_kept"], [f"{name}_y"]),
+        ]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "threshold")]
+    return _model(nodes, [_value("a", [6, 5]), _value("b", [6, 5])], [_value("a_y", ["K"]), _value("b_y", ["L"])], inits)
 
 
 def test_repeated_steps_share_one_part_and_its_compilation():
