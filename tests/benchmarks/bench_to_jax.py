@@ -266,8 +266,8 @@ def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "
 
     print(f"jax {jax.__version__}, onnxruntime {ort.__version__}, threads: "
           f"{threads if threads > 0 else 'runtime defaults'}, cpu count {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}; latencies ({clock_name} clock): medians of {rounds} interleaved rounds, "
-          "batch 1")
+          f"load average {os.getloadavg()[0]:.1f}; latencies ({clock_name} clock): medians of {rounds} "
+          "interleaved rounds, batch 1")
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     print()
     print("| model | nodes | generate (s) | first jit, weights as args (s) | first jit, weights folded (s) | "

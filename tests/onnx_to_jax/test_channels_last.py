@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
@@ -34,7 +35,8 @@ def _network() -> onnx.ModelProto:
         numpy_helper.from_array(np.abs(rng.standard_normal(8)).astype(np.float32) + 0.5, "bn.var"),
         _init(rng, "dw", (8, 1, 3, 3)), _init(rng, "pw", (8, 8, 1, 1)), _init(rng, "gate", (8, 1, 1)),
         _init(rng, "fc.w", (5, 16)), _init(rng, "fc.b", (5,)),
-        numpy_helper.from_array(np.array([0.0], np.float32), "lo"), numpy_helper.from_array(np.array(6.0, np.float32), "hi"),
+        numpy_helper.from_array(np.array([0.0], np.float32), "lo"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "hi"),
         numpy_helper.from_array(np.array([2, -1], np.int64), "flat_shape"),
     ]  # fmt: skip
     nodes = [
@@ -124,3 +126,27 @@ def test_subgraph_reads_a_channels_last_value_on_onnx_axes():
     for flag in (np.array(True), np.array(False)):
         np.testing.assert_allclose(np.asarray(forward(params, x, flag)), run_onnx(model, [x, flag])[0],
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op, attrs", [
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [2, 3], "dilations": [2, 1], "pads": [1, 0, 1, 2]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [3, 2], "strides": [2, 2], "ceil_mode": 1, "pads": [0, 1, 1, 0]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "auto_pad": "SAME_LOWER", "strides": [2, 1]}),
+    ("GlobalMaxPool", {}),
+], ids=["max-ceil", "max-dilated", "max-same", "avg-include-pad", "avg-ceil", "avg-same-lower", "global-max"])
+def test_pooling_of_a_channels_last_value_matches_onnxruntime(op, attrs):
+    """Each pool after a 1x1 convolution (so its input is held channels-last), against onnxruntime."""
+    channels = 3
+    weight = numpy_helper.from_array(np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node(op, ["c"], ["y"], **attrs)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, channels, 9, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    source = wb.to_jax_source(model)
+    assert source.split(HELPERS_MARKER)[0].count(TO_NCHW) == 1  # only the graph output goes back
+    x = np.random.default_rng(4).standard_normal((2, channels, 9, 10)).astype(np.float32)
+    forward, params = wb.to_jax(model)
+    np.testing.assert_allclose(np.asarray(jax.jit(forward)(params, x)), run_onnx(model, [x])[0], rtol=1e-5, atol=1e-5)

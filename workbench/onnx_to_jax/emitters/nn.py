@@ -156,7 +156,8 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations):
         return y.astype(dtype)
     taps = kernel[0] * kernel[1]
     weights = jnp.transpose(jnp.reshape(w, (w.shape[0], taps)))  # (taps, C): one row per tap
-    offsets = jnp.asarray(np.array(list(np.ndindex(*kernel)), np.int32).reshape(taps, 2) * np.array(dilations, np.int32))
+    tap_positions = np.array(list(np.ndindex(*kernel)), np.int32).reshape(taps, 2)
+    offsets = jnp.asarray(tap_positions * np.array(dilations, np.int32))
     strided = (slice(None), slice(None, None, strides[0]), slice(None, None, strides[1]), slice(None))
 
     def add_tap(tap, y):
