@@ -12,6 +12,10 @@ shapes, six depthwise convolutions chained in one ``jax.jit`` (as in a network) 
   over them for larger kernels. The chain transposes to NHWC once before its first layer and back
   after its last, as a network does at its input and output.
 
+Chained directly, XLA fuses each written-out layer into the next and recomputes its taps, so the
+``unrolled`` and 3x3 ``channels_last`` rows are pessimistic: in a network a 1x1 convolution separates the
+depthwise layers (docs/onnx_to_jax_corpus.md has the whole-network comparison that chose the form).
+
 Latency is the median over interleaved rounds (machine load hits every form alike); compile is
 ``jit(...).lower(...).compile()`` once per form. The max error is against ``grouped``.
 

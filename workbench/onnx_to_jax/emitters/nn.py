@@ -145,8 +145,9 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations):
     dtype = jnp.result_type(x, w)
     carry = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
     if kernel[0] * kernel[1] <= 9:
-        # up to 3x3 (MobileNet) the taps written out are one fused kernel: MobileNet-v2 ran 1.7x
-        # faster and compiled faster than with the loop (tests/benchmarks/bench_depthwise.py)
+        # up to 3x3 (MobileNet) the taps written out are one fused kernel: MobileNet-v2 ran 1.2x
+        # faster with the weights folded (CPU time per call, in-process A/B; as arguments within
+        # noise) and compiled faster than with the loop (docs/onnx_to_jax_corpus.md)
         y = None
         for i, j in np.ndindex(*kernel):
             top, left = i * dilations[0], j * dilations[1]
