@@ -248,3 +248,41 @@ def test_static_batch_zoo_models_keep_parity(name):
     assert_graph_quality(model)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     assert_matches_jax(built.eval_fn(), model, [x], rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------- symbolic batch and sequence
+def test_symbolic_batch_and_sequence_attention_layout_and_parity():
+    # the zoo GPT with symbolic (B, T): MatMuls (no Einsum), the same 4 Transposes per block as with static
+    # shapes, the masked Softmax on 4-D scores, the causal mask built once from a Range (make_causal_mask
+    # broadcasts the positions to (B, T) first: that Expand stays)
+    from workbench.zoo import nnx_gpt
+
+    built = nnx_gpt(layers=2, d_model=32, heads=4, seq=16, vocab=50)
+    model = wb.to_onnx(built.fn, built.inputs)
+    assert_graph_quality(model)
+    ops = [node.op_type for node in model.graph.node]
+    assert "Einsum" not in ops and ops.count("Transpose") == 4 * 2, ops
+    assert ops.count("Range") == 1 and ops.count("Shape") <= 2, ops
+    ranks, producers = _ranks(model), _producers(model)
+    assert max(ranks.values()) <= 4, [name for name, rank in ranks.items() if rank > 4]
+    for node in model.graph.node:
+        if node.op_type == "Softmax":
+            where = producers[node.input[0]]
+            assert where.op_type == "Where" and producers[where.input[1]].op_type == "Mul"
+    for batch, length in ((1, 16), (3, 7)):
+        tokens = np.random.default_rng(length).integers(0, 50, (batch, length)).astype(np.int32)
+        assert_matches_jax(built.eval_fn(), model, [tokens], rtol=1e-4, atol=1e-4)
+
+
+def test_causal_mask_of_a_symbolic_sequence_is_a_comparison_of_ranges():
+    # tril(ones((T, T))) with T symbolic: no Expand to (T, T) of ones and zeros, no Where and Cast back to bool
+    def masked(x):
+        length = x.shape[1]
+        return jnp.where(jnp.tril(jnp.ones((length, length), x.dtype)).astype(bool), x, -1e9)
+
+    model = wb.to_onnx(masked, [("B", "T", "T")])
+    ops = [node.op_type for node in model.graph.node]
+    assert "Expand" not in ops and ops.count("Where") == 1 and ops.count("Cast") <= 1, ops
+    assert len(ops) <= 9, ops
+    x = np.random.default_rng(2).standard_normal((2, 6, 6)).astype(np.float32)
+    assert_matches_jax(masked, model, [x], rtol=1e-6, atol=1e-6)

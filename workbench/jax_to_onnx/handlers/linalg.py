@@ -14,6 +14,7 @@ import onnx_ir as ir
 from jax import lax
 
 from workbench.jax_to_onnx.builder import is_static, typed_like
+from workbench.jax_to_onnx.dims import as_dim, reshape_target
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -78,13 +79,27 @@ _LEFT_WEIGHT = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float3
 
 
 def _moves_data(shape: Any, order: list[int]) -> bool:
-    """Whether transposing to ``order`` moves data: not when only axes of static size 1 change place."""
+    """Whether transposing to ``order`` moves data: not when only axes of static size 1 change place
+    (a symbolic dim is never taken for 1)."""
     if order == sorted(order):
         return False
-    if not all(is_static(d) for d in shape):
-        return True
-    kept = [axis for axis in order if int(shape[axis]) != 1]
+    kept = [axis for axis in order if not (is_static(shape[axis]) and int(shape[axis]) == 1)]
     return kept != sorted(kept)
+
+
+def _flat_dim(shape: Any, axes: list[int]) -> Any:
+    """The size of ``axes`` flattened into one: an int, or the one symbolic dim among static 1s."""
+    if all(is_static(shape[a]) for a in axes):
+        return int(np.prod([int(shape[a]) for a in axes]))
+    (dim,) = [shape[a] for a in axes if not (is_static(shape[a]) and int(shape[a]) == 1)]
+    return dim
+
+
+def _reshaped(ctx: LoweringContext, x: ir.Value, source: Sequence[Any], target: Sequence[Any]) -> ir.Value:
+    """``Reshape(x)`` from dims ``source`` to ``target``: a constant shape (0 and -1 standing for symbolic
+    dims) where one says it, else the shape read at run time."""
+    constant = reshape_target([as_dim(d) for d in source], [as_dim(d) for d in target])
+    return ctx.op("Reshape", x, ctx.i64(constant) if constant is not None else ctx.shape_value(list(target)))
 
 
 def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_batch: int, flat: list[int] | None) -> ir.Value:
@@ -95,16 +110,11 @@ def _arrange(ctx: LoweringContext, x: ir.Value, shape: Any, order: list[int], n_
         x = typed_like(ctx.op("Transpose", x, perm=order), source, [shape[a] for a in order])
     if flat is None and (moves or order == sorted(order)):
         return x
-    rest = flat if flat is not None else [int(shape[a]) for a in order[n_batch:]]
+    rest = flat if flat is not None else [shape[a] for a in order[n_batch:]]
     batch_dims = [shape[a] for a in order[:n_batch]]
-    if moves:  # Reshape's 0 keeps the (maybe symbolic) batch axes, which now lead
-        target = ctx.i64([0] * n_batch + rest)
-    elif all(is_static(d) for d in batch_dims):
-        target = ctx.i64([int(d) for d in batch_dims] + rest)
-    else:  # size-1 axes moved among symbolic batch axes: the batch sizes are read at run time
-        target = ctx.shape_value(batch_dims + rest)
-    reshaped = ctx.op("Reshape", x, target)
-    return typed_like(reshaped, source, [shape[a] for a in order[:n_batch]] + rest)
+    # from the transposed layout when data moved (the batch axes then lead), else from x's own
+    reshaped = _reshaped(ctx, x, [shape[a] for a in order] if moves else list(shape), batch_dims + rest)
+    return typed_like(reshaped, source, batch_dims + rest)
 
 
 @dataclass(frozen=True)
@@ -123,9 +133,6 @@ class _Operand:
         free = [a for a in range(len(shape)) if a not in batch and a not in contract]
         return cls(value, shape, list(batch), free, list(contract))
 
-    def size(self, axes: list[int]) -> int:
-        return int(np.prod([int(self.shape[a]) for a in axes]))
-
     @property
     def as_left(self) -> list[int]:  # [batch, free, contract]
         return [*self.batch, *self.free, *self.contract]
@@ -135,22 +142,20 @@ class _Operand:
         return [*self.batch, *self.contract, *self.free]
 
 
-def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int, depth: int) -> ir.Value:
+def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int) -> ir.Value:
     """``left @ right`` as one MatMul, shaped ``[*batch, *left free axes, *right free axes]``."""
     simple_left = len(left.free) == 1 and len(left.contract) == 1
     simple_right = len(right.free) == 1 and len(right.contract) == 1
-    first = _arrange(ctx, left.value, left.shape, left.as_left, n_batch,
-                     None if simple_left else [left.size(left.free), depth])
+    rows, columns = _flat_dim(left.shape, left.free), _flat_dim(right.shape, right.free)
+    depth = _flat_dim(left.shape, left.contract)
+    first = _arrange(ctx, left.value, left.shape, left.as_left, n_batch, None if simple_left else [rows, depth])
     second = _arrange(ctx, right.value, right.shape, right.as_right, n_batch,
-                      None if simple_right else [depth, right.size(right.free)])
+                      None if simple_right else [depth, columns])
     batch = [left.shape[a] for a in left.batch]
-    rows = left.shape[left.free[0]] if len(left.free) == 1 else left.size(left.free)
-    columns = right.shape[right.free[0]] if len(right.free) == 1 else right.size(right.free)
     result = typed_like(ctx.op("MatMul", first, second), left.value, [*batch, rows, columns])
     if len(left.free) != 1 or len(right.free) != 1:
-        # Reshape's 0: the batch axes lead the MatMul result and keep their (maybe symbolic) size
-        out = [int(left.shape[a]) for a in left.free] + [int(right.shape[a]) for a in right.free]
-        result = typed_like(ctx.op("Reshape", result, ctx.i64([0] * n_batch + out)), left.value, batch + out)
+        out = [left.shape[a] for a in left.free] + [right.shape[a] for a in right.free]
+        result = typed_like(_reshaped(ctx, result, [*batch, rows, columns], batch + out), left.value, batch + out)
     return result
 
 
@@ -160,23 +165,23 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
     moves fewer elements, e.g. attention's ``probs @ values``, or ``W @ x`` per example under ``vmap``
     (an Equinox ``Linear``), which becomes ``x @ W^T`` with ``W^T`` stored by the export passes.
 
-    A free axis may be symbolic (the batch of a ``vmap``) when it is its operand's only free axis and
-    both operands have one free axis, so nothing is flattened into it. None when another free or a
-    contracted axis is symbolic (their products would need runtime shape arithmetic; Einsum says it
+    A free axis may be symbolic (the batch of a ``vmap``, a sequence) when the operand's other free axes
+    are static 1s (flax's query-groups axis), so nothing of another size is flattened into it; the
+    reshapes then say the symbolic dims with ONNX's 0 and -1. None when a contracted axis or a free
+    axis beside others is symbolic (their products would need runtime shape arithmetic; Einsum says it
     more simply then)."""
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
     lhs_shape, rhs_shape = ctx.avals_in[0].shape, ctx.avals_in[1].shape
     left = _Operand.of(lhs, lhs_shape, lhs_batch, lhs_contract)
     right = _Operand.of(rhs, rhs_shape, rhs_batch, rhs_contract)
-    plain = all(len(o.free) == 1 and len(o.contract) == 1 for o in (left, right))
-    fixed = [lhs_shape[a] for a in left.contract]
-    if not plain:
-        fixed += [lhs_shape[a] for a in left.free] + [rhs_shape[a] for a in right.free]
-    if not all(is_static(d) for d in fixed):
-        return None
+    for operand in (left, right):  # axes flattened into one: all static, or one symbolic among static 1s
+        for axes in (operand.free, operand.contract):
+            data_axes = [a for a in axes if not (is_static(operand.shape[a]) and int(operand.shape[a]) == 1)]
+            if len(data_axes) > 1 and not all(is_static(operand.shape[a]) for a in data_axes):
+                return None
 
     n_batch = len(lhs_batch)
-    free_l, free_r, depth = _nominal(left, left.free), _nominal(right, right.free), left.size(left.contract)
+    free_l, free_r, depth = _nominal(left, left.free), _nominal(right, right.free), _nominal(left, left.contract)
 
     def moved(operand: _Operand, order: list[int], elements: int) -> int:
         if operand.value.const_value is not None:
@@ -194,11 +199,11 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
     # Transpose back to batch-first cancels, and the weight is then stored as ``W^T`` (a Gemm).
     weight_first = left.value.const_value is not None and right.value.const_value is None
     if swapped < straight or (weight_first and moved(right, right.as_right, 1) and not moved(right, right.as_left, 1)):
-        result = _product(ctx, right, left, n_batch, depth)
+        result = _product(ctx, right, left, n_batch)
         n_r = len(right.free)
         perm = [*range(n_batch), *range(n_batch + n_r, n_batch + n_r + len(left.free)), *range(n_batch, n_batch + n_r)]
         return ctx.op("Transpose", result, perm=perm)
-    return _product(ctx, left, right, n_batch, depth)
+    return _product(ctx, left, right, n_batch)
 
 
 # the size a symbolic free axis is assumed to have when weighing which operand to transpose
@@ -232,7 +237,45 @@ def _weight_on_the_left(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dime
     return ctx.op("Transpose", product, perm=[rank - 1, *range(rank - 1)])
 
 
-@handler("dot_general", onnx_ops=("MatMul", "Einsum"), testcases=[
+def _scaled_along_batch(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any) -> ir.Value | None:
+    """A contraction over no axis where one operand has no free axis but static 1s: a product along the
+    batch axes, ``einsum("h,bhqk->hbqk", head_mask, probs)`` (transformers' head mask), lowered as a
+    ``Mul`` in the other operand's layout and one Transpose to JAX's axis order (which the caller's
+    Transpose back cancels). A MatMul of depth 1 would cost a reshape of the large operand each way,
+    an Einsum more; a ``Mul`` by ones is then dropped by the export passes. None otherwise."""
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    if lhs_contract or rhs_contract:
+        return None
+    shapes = ctx.avals_in[0].shape, ctx.avals_in[1].shape
+    for small, large in ((0, 1), (1, 0)):
+        batch = (lhs_batch, rhs_batch)
+        free = [a for a in range(len(shapes[small])) if a not in batch[small]]
+        if not all(is_static(shapes[small][a]) and int(shapes[small][a]) == 1 for a in free):
+            continue
+        # the small operand's batch axes, in the order they have in the large one, then its unit axes
+        pairs = sorted(zip(batch[large], batch[small], strict=True))
+        order = [axis for _, axis in pairs] + free
+        value = (lhs, rhs)[small]
+        if order != sorted(order):
+            value = typed_like(ctx.op("Transpose", value, perm=order), value, [shapes[small][a] for a in order])
+        frame = [1] * len(shapes[large])
+        for large_axis, small_axis in pairs:
+            frame[large_axis] = shapes[small][small_axis]
+        value = typed_like(_reshaped(ctx, value, [shapes[small][a] for a in order], frame), value, frame)
+        operands = (value, (lhs, rhs)[large]) if small == 0 else ((lhs, rhs)[large], value)
+        product = typed_like(ctx.op("Mul", *operands), (lhs, rhs)[large], list(shapes[large]))
+        large_free = [a for a in range(len(shapes[large])) if a not in batch[large]]
+        perm = [*batch[large], *large_free]  # JAX's order: batch, lhs free, rhs free
+        if perm != sorted(perm):
+            product = typed_like(ctx.op("Transpose", product, perm=perm), product, [shapes[large][a] for a in perm])
+        if free:  # the small operand's unit free axes, before the large one's free axes or after them
+            first = len(pairs) + (0 if small == 0 else len(large_free))
+            product = ctx.op("Unsqueeze", product, ctx.i64(list(range(first, first + len(free)))))
+        return product
+    return None
+
+
+@handler("dot_general", onnx_ops=("MatMul", "Einsum", "Mul"), testcases=[
     Testcase("matmul_2d", lambda x, w: x @ w, [("B", 8), (8, 5)], rtol=1e-4, atol=1e-5),
     Testcase("matmul_3d_weight", lambda x, w: x @ w, [("B", "T", 8), (8, 5)], rtol=1e-4, atol=1e-5),
     Testcase("batched_matmul", lambda x, y: jnp.einsum("bij,bjk->bik", x, y), [(2, 3, 4), (2, 4, 5)], rtol=1e-4, atol=1e-5),
@@ -250,8 +293,20 @@ def _weight_on_the_left(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dime
              [("B", 5, 3, 1, 4), ("B", 6, 3, 4)], rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
     Testcase("attention_values", lambda v, p: lax.dot_general(v, p, (((1,), (4,)), ((0, 2), (1, 2)))),
              [("B", 6, 3, 4), (1, "B", 3, 5, 6)], rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
-    Testcase("einsum_symbolic_contraction", lambda x, y: jnp.einsum("bki,bkj->bij", x, y), [(2, "K", 3), (2, "K", 4)],
+    Testcase("matmul_symbolic_contraction", lambda x, y: jnp.einsum("bki,bkj->bij", x, y), [(2, "K", 3), (2, "K", 4)],
+             rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
+    # two symbolic free axes flattened into one would need their product at run time: Einsum
+    Testcase("einsum_symbolic_free_axes", lambda x, y: jnp.einsum("bsti,bi->bst", x, y), [(2, "S", "T", 3), (2, 3)],
              rtol=1e-4, atol=1e-5, expect_ops=("Einsum",)),
+    # flax's grouped-query attention: a size-1 axis beside the symbolic sequence, and a symbolic contraction
+    Testcase("head_mask_symbolic", lambda m, p: jnp.einsum("h,bhqk->bhqk", m, p), [(3,), ("B", 3, "T", "T")],
+             rtol=1e-5, atol=1e-6, expect_ops=("Mul",)),
+    Testcase("scaled_along_batch_right", lambda p, m: lax.dot_general(p, m, (((), ()), ((1, 0), (0, 1)))),
+             [(2, 3, 4, 5), (3, 2, 1)], rtol=1e-5, atol=1e-6, expect_ops=("Mul",)),
+    Testcase("attention_grouped_heads_symbolic", lambda q, k: lax.dot_general(q, k, (((4,), (3,)), ((0, 2), (0, 2)))),
+             [("B", "T", 3, 1, 4), ("B", "T", 3, 4)], rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
+    Testcase("attention_values_symbolic", lambda v, p: lax.dot_general(v, p, (((1,), (4,)), ((0, 2), (1, 2)))),
+             [("B", "T", 3, 4), (1, "B", 3, "T", "T")], rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
     Testcase("weight_on_the_left_vmapped", lambda x: jax.vmap(lambda t: _LEFT_WEIGHT @ t)(x), [("B", 8)],
              rtol=1e-4, atol=1e-5, expect_ops=("MatMul",)),
     Testcase("weight_on_the_left_tokens", lambda x: lax.dot_general(_LEFT_WEIGHT.T, x, (((0,), (2,)), ((), ()))),
@@ -318,6 +373,8 @@ def _dot_general(
             result = ctx.op("Reshape", result, ctx.i64(free + rhs_out))
     elif (flipped := _weight_on_the_left(ctx, lhs, rhs, dimension_numbers)) is not None:
         result = flipped
+    elif (scaled := _scaled_along_batch(ctx, lhs, rhs, dimension_numbers)) is not None:
+        result = scaled
     else:
         # onnxruntime runs MatMul (with the transposes) several times faster than Einsum on these
         result = _batched_matmul(ctx, lhs, rhs, dimension_numbers)

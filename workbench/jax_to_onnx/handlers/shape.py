@@ -17,7 +17,7 @@ import onnx_ir as ir
 from jax import lax
 
 from workbench.errors import ConversionError
-from workbench.jax_to_onnx.builder import is_static
+from workbench.jax_to_onnx.builder import ir_shape, is_static, tensor_type
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -274,10 +274,14 @@ def _iota(ctx: LoweringContext, *dyn_shape: ir.Value, dtype: Any, shape: Sequenc
         range_dtype = np_dtype if np_dtype in _RANGE_DTYPES else np.dtype("int64")
         line = ctx.op("Range", ctx.scalar(0, range_dtype), dim_scalar(ctx, length) if range_dtype == np.int64
                       else ctx.op("Cast", dim_scalar(ctx, length), to=ir.DataType.from_numpy(range_dtype)), ctx.scalar(1, range_dtype))
+        # typed with the symbolic length (ONNX's inference cannot name it), for the passes that compare shapes
+        line.type, line.shape = tensor_type(range_dtype), ir_shape([length])
         if range_dtype != np_dtype:
             line = ctx.op("Cast", line, to=ir.DataType.from_numpy(np_dtype))
+            line.type, line.shape = tensor_type(np_dtype), ir_shape([length])
         if other_axes:
             line = ctx.op("Unsqueeze", line, ctx.i64(other_axes))
+            line.type, line.shape = tensor_type(np_dtype), ir_shape([length if a == dimension else 1 for a in range(rank)])
     if all(is_static(shape[a]) and int(shape[a]) == 1 for a in other_axes):
         return line
     return ctx.op("Expand", line, ctx.shape_value(list(shape)))

@@ -1,7 +1,8 @@
 """Graph clean-up and fusion after lowering, then shape annotation: the pass pipeline.
 
 - unused nodes, initializers and functions are removed, common subexpressions merged (onnx-ir passes);
-- constant subgraphs are folded (:mod:`.folding`), reshape round trips dropped (:mod:`.reshapes`);
+- constant subgraphs are folded (:mod:`.folding`), broadcasts to symbolic shapes moved to where they
+  cost nothing (:mod:`.broadcasts`), reshape round trips dropped (:mod:`.reshapes`);
 - common patterns become the ONNX op that says what they are (:mod:`.fusions`, applied by
   :mod:`.scheduler` through onnxscript's pattern rewriter), every spelling of a norm layer
   LayerNormalization or RMSNormalization (:mod:`.norms`);
@@ -22,6 +23,7 @@ from onnx_ir.passes import common as common_passes
 from workbench.jax_to_onnx.provenance import unique_node_names
 from workbench.jax_to_onnx.passes.folding import fold_constants, fold_weight_layouts
 from workbench.jax_to_onnx.passes.affine import fold_affine_chains
+from workbench.jax_to_onnx.passes.broadcasts import simplify_broadcasts
 from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_transposes
 from workbench.jax_to_onnx.passes.norm_parameters import store_parameters_in_place
 from workbench.jax_to_onnx.passes.norms import fuse_norms
@@ -52,6 +54,7 @@ def run_passes(
     manager(model)
     if optimize:
         fold_constants(model, weights)
+        simplify_broadcasts(model.graph)
         drop_no_op_reshape_chains(model.graph)
         sink_channel_transposes(model.graph)
         fuse_patterns(model)
