@@ -135,7 +135,7 @@ def keep_reduced_dims(graph: ir.Graph | ir.Function) -> int:
         if not all(use.idx == 0 and _restores(use.node, x, reduced_axes) for use in uses):
             continue
         rank = len(x.shape)
-        axes = ir.Value(name=f"{reduced.name}/axes", const_value=ir.tensor(np.array([a - rank for a in reduced_axes], np.int64)))
+        axes = ir.Value(name=f"{reduced.name}/axes", const_value=ir.Tensor(np.array([a - rank for a in reduced_axes], np.int64)))
         axes.shape, axes.dtype = ir.Shape([len(reduced_axes)]), ir.DataType.INT64
         if isinstance(graph, ir.Graph):
             register_unique(graph, axes)
@@ -393,7 +393,7 @@ class RMSNormFusion(_NormFusion):
         if self.fused_op:
             axis, weight = self._axis_and_weight(op, x, axes, scale)
             return op.RMSNormalization(x, weight, axis=axis, epsilon=_scalar(eps))
-        two = op.initializer(ir.tensor(np.array(2.0, np.float32)), name=f"{x.name}/two")
+        two = op.initializer(ir.Tensor(np.array(2.0, np.float32)), name=f"{x.name}/two")
         mean_square = op.ReduceMean(op.Pow(x, two), axes, keepdims=1)
         normalized = op.Div(x, op.Sqrt(op.Add(mean_square, eps)))
         return normalized if self.form == "none" else op.Mul(normalized, scale)
