@@ -9,7 +9,8 @@ channels, residual Adds...); the first op that needs the ONNX axes (Reshape, Mat
 output...) reads the value through one ``jnp.transpose`` back to NCHW. What the user sees does not
 change: ``params`` holds every initializer under its ONNX name in its ONNX layout (the convolution
 takes OIHW weights, which XLA transposes once at compile time when the weights are folded), and
-the inputs and outputs of ``forward`` keep the model's axes. Measured: docs/codegen.md.
+the inputs and outputs of ``forward`` keep the model's axes. Design: docs/codegen.md ("Channels-last
+convolution networks"); measured: docs/onnx_to_jax_corpus.md ("Jitted latency of the CNNs").
 
 This module decides, node by node, whether a node runs channels-last (a :class:`LayoutPlan`) and
 writes the expressions that present an input in that layout; emitters that run channels-last ask
