@@ -17,6 +17,9 @@ arithmetic: the generator's ``concrete`` set) as static arguments, so they
 stay concrete inside; small literals are written again inside the part. It
 returns what later nodes or the graph outputs read.
 
+Parts whose code is the same up to the names it binds (a detector's per-class steps) share one
+function, so ``jax.jit``'s cache compiles it once per input shapes rather than once per part.
+
 Under an outer transformation (``jax.jit``, ``jax.grad``, ``jax.vmap``)
 ``_segment`` calls the part inline, so the generated function composes as
 before (and ``jax.jit(forward)`` still fails at the first barrier, naming it).
