@@ -224,6 +224,62 @@ def test_repeated_steps_share_one_part_and_its_compilation():
     assert len([m for m in compiles if "_segment_run" in m]) == 2, compiles  # part 1 and the shared step
 
 
+def _per_class_columns(classes: int, with_top_k: bool) -> onnx.ModelProto:
+    """A detector's per-class loop: column c of the scores, its positive entries (NonZero), their sigmoid;
+    the steps of different classes differ only in the class index (and with ``with_top_k`` in a TopK's k,
+    which must stay concrete)."""
+    nodes, inits, outputs = [], [numpy_helper.from_array(np.array(0.0, np.float32), "zero_f"),
+                                 numpy_helper.from_array(np.array([0], np.int64), "axis0")], []
+    for c in range(classes):
+        inits.append(numpy_helper.from_array(np.array(c, np.int64), f"class_{c}"))
+        nodes += [
+            helper.make_node("Gather", ["scores", f"class_{c}"], [f"column_{c}"], axis=1),
+            helper.make_node("Greater", [f"column_{c}", "zero_f"], [f"mask_{c}"]),
+            helper.make_node("NonZero", [f"mask_{c}"], [f"where_{c}"]),
+            helper.make_node("Squeeze", [f"where_{c}", "axis0"], [f"rows_{c}"]),
+            helper.make_node("Gather", [f"column_{c}", f"rows_{c}"], [f"kept_{c}"], axis=0),
+        ]
+        last = f"kept_{c}"
+        if with_top_k:
+            inits.append(numpy_helper.from_array(np.array([c + 1], np.int64), f"k_{c}"))
+            nodes.append(helper.make_node("TopK", [last, f"k_{c}"], [f"top_{c}", f"top_index_{c}"]))
+            last = f"top_{c}"
+        nodes.append(helper.make_node("Sigmoid", [last], [f"y_{c}"]))
+        outputs.append(_value(f"y_{c}", [f"K{c}"]))
+    return _model(nodes, [_value("scores", [8, classes])], outputs, inits)
+
+
+def test_steps_differing_in_a_class_index_share_one_traced_function():
+    model = _per_class_columns(4, with_top_k=False)
+    source = generate_module(model).source
+    assert source.count("_segment_shared(forward_part") == 2, source  # classes 2 and 3 (1 is the first of the kind)
+    rng = np.random.default_rng(9)
+    column = rng.standard_normal(8).astype(np.float32)
+    scores = np.stack([np.roll(column, c) for c in range(4)], axis=1)  # as many positives in every column
+    forward, params = wb.to_jax(model)
+    compiles = _compiles_during(lambda: forward(params, scores))
+    expected = run_onnx(model, [scores])
+    for want, have in zip(expected, forward(params, scores)):
+        np.testing.assert_allclose(np.asarray(have), want, rtol=1e-6, atol=1e-7)
+    # part 1, the step of class 1, one compilation for classes 2 and 3, the last step
+    assert len([m for m in compiles if "_segment_run" in m]) == 4, compiles
+    shared = [fn for name, fn in forward.__globals__.items() if name.startswith("forward_part_") and name.endswith("_shared")]
+    assert len(shared) == 1 and not shared[0].__dict__.get("needs_concrete_scalars")
+
+
+def test_a_shared_step_whose_integer_must_stay_concrete_runs_its_own_code():
+    model = _per_class_columns(4, with_top_k=True)  # TopK's k differs per class: not traceable
+    source = generate_module(model).source
+    assert "_segment_shared(forward_part" in source
+    scores = np.random.default_rng(10).standard_normal((8, 4)).astype(np.float32) + 1.0
+    expected = run_onnx(model, [scores])
+    forward, params = wb.to_jax(model)
+    for want, have in zip(expected, forward(params, scores)):
+        np.testing.assert_allclose(np.asarray(have), want, rtol=1e-6, atol=1e-7)
+    shared = [fn for name, fn in forward.__globals__.items() if name.startswith("forward_part_") and name.endswith("_shared")]
+    assert len(shared) == 1 and shared[0].__dict__.get("needs_concrete_scalars") is True
+
+
 def test_whole_function_jit_names_the_value_dependent_node():
     forward, params = wb.to_jax(_detector_tail())
     x = np.zeros((1, 3, 8, 8), np.float32)

@@ -83,6 +83,19 @@ def _segment(part, params, dynamic, static):
 
 
 @runtime_helper
+def _segment_shared(shared, specialized, params, dynamic, scalars, static):
+    """Run ``shared`` (a part's code with some integer scalars as traced arguments) like ``_segment``;
+    if those scalars cannot be traced there (a shape or an axis needs them concrete), run the part's
+    own function ``specialized`` from then on."""
+    if not shared.__dict__.get("needs_concrete_scalars", False):
+        try:
+            return _segment(shared, params, tuple(dynamic) + tuple(scalars), static)
+        except Exception:  # noqa: BLE001 - any tracing failure: the part's own code runs (and reports real errors)
+            shared.__dict__["needs_concrete_scalars"] = True
+    return _segment(specialized, params, dynamic, static)
+
+
+@runtime_helper
 def _segment_run(part, params, dynamic, frozen):
     """``part`` with its static values rebuilt as numpy arrays (so they stay concrete while tracing)."""
     static = [np.frombuffer(data, dtype).reshape(shape) for dtype, shape, data in frozen]

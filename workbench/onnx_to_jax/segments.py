@@ -18,7 +18,9 @@ stay concrete inside; small literals are written again inside the part. It
 returns what later nodes or the graph outputs read.
 
 Parts whose code is the same up to the names it binds (a detector's per-class steps) share one
-function, so ``jax.jit``'s cache compiles it once per input shapes rather than once per part.
+function, so ``jax.jit``'s cache compiles it once per input shapes rather than once per part. Parts
+that differ only in integer scalars (a class index) share one function taking those integers as traced
+arguments (``_segment_shared``), or run their own code where such an integer must stay concrete.
 
 Under an outer transformation (``jax.jit``, ``jax.grad``, ``jax.vmap``)
 ``_segment`` calls the part inline, so the generated function composes as
@@ -28,6 +30,7 @@ before (and ``jax.jit(forward)`` still fails at the first barrier, naming it).
 from __future__ import annotations
 
 import io
+import re
 import symtable
 import tokenize
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ from typing import Callable, Protocol
 import numpy as np
 import onnx
 
-from workbench.onnx_to_jax.helpers import _segment
+from workbench.onnx_to_jax.helpers import _segment, _segment_shared
 from workbench.onnx_to_jax.literals import literal
 from workbench.onnx_to_jax.names import NameScope, sanitize
 from workbench.onnx_to_jax.writer import SourceWriter
@@ -80,6 +83,9 @@ class SegmentAssembler:
         self.function_name = function_name
         # part code with its own names numbered (see _canonical) -> the function written for it
         self._written: dict[str, str] = {}
+        # the same with its integer scalars blanked -> (the first such part's scalars, the positions that
+        # differed in a later one and the function taking those as arguments, once written)
+        self._shared: dict[str, tuple[list[str], tuple[int, ...] | None, str | None]] = {}
 
     # ---- what kind of value a name is -----------------------------------------------------
     def _identifier(self, name: str) -> str | None:
@@ -172,27 +178,74 @@ class SegmentAssembler:
             code.extend(item.code)
         code.line(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
         arguments = ["params", *dynamic, *static]
-        key = _canonical(arguments, code.source())
+        source = code.source()
+        key = _canonical(arguments, source)
         fn_name = self._written.get(key)
-        if fn_name is None:
-            fn_name = self.graph.scope.fresh(f"_{self.function_name}_part_{number}")
-            self._written[key] = fn_name
-            parts.line("")
-            parts.line("")
-            with parts.block(f"def {fn_name}({', '.join(arguments)}):"):
-                parts.line(f'"""Nodes {_label(first)} to {_label(last)}: {len(group.items)} node(s), jitted as one part."""')
-                parts.extend(code)
-        else:
+        label = f"{_label(first)} to {_label(last)}"
+        if fn_name is not None:
             # The same code as an earlier part up to its names (a detector's per-class steps): calling
             # that function lets jax.jit's cache serve every call with the same shapes, where a
-            # function per part compiled each (SSDlite: 90 of its 182 parts).
-            body.line(f"# nodes {_label(first)} to {_label(last)}: the code of {fn_name}")
-
-        call = f"{self.graph.use_helper(_segment)}({fn_name}, params, {_tuple(dynamic)}, {_tuple(static)})"
+            # function per part compiled each (SSDlite: 89 of its 182 parts).
+            body.line(f"# nodes {label}: the code of {fn_name}")
+            shared = None
+        else:
+            fn_name = self.graph.scope.fresh(f"_{self.function_name}_part_{number}")
+            self._written[key] = fn_name
+            doc = f"Nodes {label}: {len(group.items)} node(s), jitted as one part."
+            self._write_function(parts, fn_name, arguments, doc, source)
+            shared = self._shared_call(source, dynamic, static, label, fn_name, parts)
+        call = shared or f"{self.graph.use_helper(_segment)}({fn_name}, params, {_tuple(dynamic)}, {_tuple(static)})"
         if returned:
             body.line(f"{', '.join(returned)}, = {call}" if len(returned) == 1 else f"{', '.join(returned)} = {call}")
         else:
             body.line(call)
+
+
+    def _write_function(self, parts: SourceWriter, name: str, arguments: list[str], doc: str, source: str) -> None:
+        parts.line("")
+        parts.line("")
+        with parts.block(f"def {name}({', '.join(arguments)}):"):
+            parts.line(f'"""{doc}"""')
+            for text in source.splitlines():
+                parts.line(text)
+
+    def _shared_call(self, source: str, dynamic: list[str], static: list[str], label: str, specialized: str,
+                     parts: SourceWriter) -> str | None:
+        """A call of the function shared by parts that differ only in integer scalars (a detector's class
+        index), or None. The scalars that differ become traced arguments of that function, so one
+        compilation serves every such part of the same shapes; where a scalar must stay concrete (a shape,
+        an axis) tracing fails and ``_segment_shared`` calls the part's own function instead."""
+        scalars = _INT_SCALAR.findall(source)
+        if not scalars:
+            return None
+        blanked = _INT_SCALAR.sub("_scalar", source)
+        key = _canonical(["params", *dynamic, *static], blanked)
+        known = self._shared.get(key)
+        if known is None:
+            self._shared[key] = (scalars, None, None)
+            return None
+        first, positions, shared = known
+        differing = tuple(i for i, (a, b) in enumerate(zip(first, scalars)) if a != b)
+        if positions is None:
+            positions = differing
+            names = [f"scalar_{i}" for i in range(len(positions))]
+            counter = iter(range(len(scalars)))
+            lifted = _INT_SCALAR.sub(
+                lambda m: names[positions.index(i)] if (i := next(counter)) in positions else m.group(0), source)
+            shared = self.graph.scope.fresh(f"{specialized}_shared")
+            self._write_function(parts, shared, ["params", *dynamic, *names, *static],
+                                 f"Nodes {label} with the integers that differ between such parts as arguments.", lifted)
+            self._shared[key] = (first, positions, shared)
+        elif not set(differing) <= set(positions):
+            return None
+        values = [scalars[i] for i in positions]
+        return (f"{self.graph.use_helper(_segment_shared)}({shared}, {specialized}, params, {_tuple(dynamic)}, "
+                f"{_tuple(values)}, {_tuple(static)})")
+
+
+# one integer as literals.literal writes it, 0-d or in a 1-element array (a Gather's index, a fill value,
+# an axis, a count)
+_INT_SCALAR = re.compile(r"np\.array\((?:-?\d+|\[-?\d+\]), dtype=jnp\.int(?:32|64)\)")
 
 
 def _canonical(arguments: list[str], source: str) -> str:

@@ -212,7 +212,8 @@ def pad(ctx: NodeContext) -> str:
 @runtime_helper
 def _constant_of_shape(shape, value):
     shape = tuple(int(s) for s in np.asarray(shape).reshape(-1))
-    value = np.asarray(value).reshape(-1)
+    # the value may be traced: a detector part shared between classes passes its label as an argument
+    value = value.reshape(-1) if isinstance(value, np.ndarray) else jnp.reshape(value, (-1,))
     return jnp.full(shape, value[0], dtype=value.dtype)
 
 
