@@ -13,7 +13,8 @@ op that broadcasts anyway and drops out:
   the right, so the leading unit axes stay);
 - ``Expand(x, s)`` whose output has x's own shape → x;
 - ``And(x, true)``, ``Or(x, false)``, ``Mul(x, 1)``, ``Sub(x, 0)``, integer ``Add(x, 0)`` whose output
-  has x's shape → x; ``Cast(Where(c, nonzero, 0), bool)`` → c.
+  has x's shape → x; ``Cast(Where(c, nonzero, 0), bool)`` → c; JAX's wrap of negative indices
+  ``Where(i < 0, i + n, i)`` → i when i is a ``Range`` from 0 (positions ``jnp.arange(T)``).
 
 Shapes are compared with their symbolic dims by name (:mod:`..dims`); nothing is re-associated and no
 float result changes. Why hand-written: onnxscript's folder evaluates nodes whose inputs are all
@@ -99,6 +100,15 @@ def _drop_identity(graph: ir.Graph, node: ir.Node) -> bool:
         if _uniform(no) in (0, False) and _uniform(yes) not in (None, 0, False) and _same_type(condition, out):
             return _bypass(graph, node, condition)
         return False
+    if op == "Where" and len(node.inputs) == 3:
+        # JAX's wrap of negative indices, ``where(i < 0, i + n, i)``, on indices that are never negative
+        less = node.inputs[0].producer() if node.inputs[0] is not None else None
+        bound = _uniform(less.inputs[1]) if less is not None and less.op_type == "Less" else None
+        if (less is not None and less.domain == "" and bound is not None and bound <= 0
+                and less.inputs[0] is node.inputs[2]
+                and _nonnegative(node.inputs[2]) and _same_type(node.inputs[2], out)):
+            return _bypass(graph, node, node.inputs[2])
+        return False
     if len(node.inputs) != 2:
         return False
     neutral = {"And": True, "Or": False, "Mul": 1, "Sub": 0}.get(op)
@@ -112,6 +122,26 @@ def _drop_identity(graph: ir.Graph, node: ir.Node) -> bool:
         if value is not None and value == neutral:
             if _same_type(node.inputs[keep], out):
                 return _bypass(graph, node, node.inputs[keep])
+    return False
+
+
+def _nonnegative(value: ir.Value | None) -> bool:
+    """Whether every element of ``value`` is >= 0 by construction: a constant, or ``Range`` from a
+    non-negative start by a non-negative step (``jnp.arange``), through reshapes, broadcasts and
+    integer casts."""
+    array = constant_array(value)
+    if array is not None:
+        return array.size > 0 and bool((array >= 0).all())
+    producer = value.producer() if value is not None else None
+    if producer is None or producer.domain != "":
+        return False
+    if producer.op_type == "Range":
+        start, delta = constant_array(producer.inputs[0]), constant_array(producer.inputs[2])
+        return start is not None and delta is not None and bool((start >= 0).all() and (delta >= 0).all())
+    if producer.op_type in ("Unsqueeze", "Squeeze", "Reshape", "Expand", "Identity") or (
+        producer.op_type == "Cast" and value.dtype is not None and value.dtype.is_integer()
+    ):
+        return _nonnegative(producer.inputs[0])
     return False
 
 
