@@ -22,9 +22,12 @@ is given (it runs in its own venv so its pinned versions never touch ours).
 ``--corpus resnet18,swin_t,...`` times models of the torchvision/timm corpus instead
 (tests/onnx_to_jax/test_corpus_vision.py builds and exports them; run with an interpreter that has
 torchvision and timm, e.g. /work/venv-o2j/bin/python, and WORKBENCH_VISION_CORPUS=1): one row per
-model with the generation time, the first ``jax.jit`` call (compile + run) in both forms, the
+model with the generation time, the first ``jax.jit`` call (compile + run) in four forms, the
 onnxruntime session creation, and the latencies (medians of interleaved rounds) as ratios to
-onnxruntime's; the last line names the worst ratio. ``--clock cpu`` times each call by the process's
+onnxruntime's; the last line names the worst ratio. The forms: weights as arguments and folded, as
+above, and both again on ``generated.prepare(params)`` (``jax.jit(generated.forward_prepared)``: the
+convolution weights transposed to the kernels' layout once, with numpy, before jitting;
+docs/codegen.md). ``--clock cpu`` times each call by the process's
 CPU time instead of the wall clock: with one thread per runtime that is the work of the call, which
 other processes taking the cores do not inflate (the wall clock's medians move 2-3x at a load of 6). Each model's first calls are timed on a fresh
 jitted function (XLA's compile cache is keyed by the program, so nothing is shared between forms).
@@ -220,22 +223,30 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
     import jax
     import onnxruntime as ort
 
-    import workbench as wb
     from tests.onnx_to_jax.test_corpus_vision import export
+    from workbench.onnx_to_jax.api import generate_module
 
     model, feeds = export(name, "legacy")
     start = time.perf_counter()
-    forward, params = wb.to_jax(model)
+    generated = generate_module(model)
+    forward = generated.forward
+    params = {k: (jax.device_put(v) if v.dtype.kind in "fc" else v) for k, v in generated.params.items()}
     generate = time.perf_counter() - start
+    start = time.process_time()
+    prepared = generated.prepare(params)  # the weights in the kernels' layout, with numpy, once
+    prepare_s = time.process_time() - start
     variants = {
         "args": (jax.jit(forward), lambda fn: fn(params, *feeds)),
         "folded": (jax.jit(functools.partial(forward, params)), lambda fn: fn(*feeds)),
+        "prepared": (jax.jit(generated.forward_prepared), lambda fn: fn(prepared, *feeds)),
+        "prepared folded": (jax.jit(functools.partial(generated.forward_prepared, prepared)), lambda fn: fn(*feeds)),
     }
-    first = {}
+    jax.block_until_ready(jax.jit(lambda a: a + 1)(np.zeros(2, np.float32)))  # JAX's one-time setup, not a form's
+    first, first_cpu = {}, {}
     for form, (fn, call) in variants.items():
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         jax.block_until_ready(call(fn))
-        first[form] = time.perf_counter() - start
+        first[form], first_cpu[form] = time.perf_counter() - start, time.process_time() - start_cpu
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads > 0:
@@ -257,7 +268,7 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
         times["ort"].append(clock() - start)
     latency = {form: statistics.median(values) for form, values in times.items()}
     return {"name": name, "nodes": len(model.graph.node), "generate": generate, "first": first,
-            "session": session_s, "latency": latency}
+            "first_cpu": first_cpu, "prepare": prepare_s, "session": session_s, "latency": latency}
 
 
 def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "wall") -> None:
@@ -270,20 +281,25 @@ def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "
           "interleaved rounds, batch 1")
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     print()
-    print("| model | nodes | generate (s) | first jit, weights as args (s) | first jit, weights folded (s) | "
-          "ORT session (s) | ORT (ms) | args / ORT | folded / ORT |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    forms = ("args", "folded", "prepared", "prepared folded")
+    print("| model | nodes | generate (s) | prepare (s) | "
+          + " | ".join(f"first jit, {form} (s)" for form in forms)
+          + " | ORT session (s) | ORT (ms) | " + " | ".join(f"{form} / ORT" for form in forms) + " |")
+    print("|---|" + "---:|" * (5 + 2 * len(forms)))
     worst: tuple[float, str] = (0.0, "")
     for name in names:
         row = _corpus_row(name, rounds, threads, clock)
         lat = row["latency"]
-        ratios = {form: lat[form] / lat["ort"] for form in ("args", "folded")}
+        ratios = {form: lat[form] / lat["ort"] for form in forms}
         best = min(ratios.values())
         worst = max(worst, (best, name))
-        print(f"| {name} | {row['nodes']} | {row['generate']:.2f} | {row['first']['args']:.2f} | "
-              f"{row['first']['folded']:.2f} | {row['session']:.2f} | {lat['ort'] * 1000:.2f} | "
-              f"{ratios['args']:.2f} | {ratios['folded']:.2f} |", flush=True)
+        firsts = " | ".join(f"{row['first'][form]:.2f} ({row['first_cpu'][form]:.2f})" for form in forms)
+        print(f"| {name} | {row['nodes']} | {row['generate']:.2f} | {row['prepare']:.2f} | {firsts} | "
+              f"{row['session']:.2f} | {lat['ort'] * 1000:.2f} | "
+              + " | ".join(f"{ratios[form]:.2f}" for form in forms) + " |", flush=True)
     print()
+    print("first jit: wall seconds (process CPU seconds); prepare: process CPU seconds of "
+          "generated.prepare(params) (numpy transposes of the convolution weights, once)")
     print(f"worst model (its faster jitted form against onnxruntime): {worst[1]} at {worst[0]:.2f}x")
 
 

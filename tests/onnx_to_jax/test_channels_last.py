@@ -74,7 +74,9 @@ def test_network_runs_channels_last_and_matches_onnxruntime():
     # ONNX's axes are needed: the Concat as a graph output and as the Reshape's input (not the pools,
     # the norm, the elementwise ops, or the Flatten of the global pool's (N, 1, 1, C))
     forward_source = source.split(HELPERS_MARKER)[0]
-    assert forward_source.count("auto_pad='NOTSET', channels_last=True)") == 3 and "_depthwise_conv_nhwc(" in source
+    # (each reads its weight as HWIO, laid out by prepare(); test_prepared_params.py)
+    assert forward_source.count("auto_pad='NOTSET', channels_last=True, hwio=True)") == 3
+    assert "_depthwise_conv_nhwc(" in source
     assert forward_source.count(TO_NCHW) == 2, forward_source
     x = np.random.default_rng(1).standard_normal((2, 3, 12, 12)).astype(np.float32)
     expected = run_onnx(model, [x])

@@ -29,12 +29,26 @@ BaseDir = str | os.PathLike[str] | None
 class GeneratedModule:
     """The generated source, its function (compiled and loaded), the params, and the nodes whose
     output shapes depend on values (``jax.jit(forward)`` cannot trace those; ``forward`` runs them
-    between jitted parts, see ``segments.py``)."""
+    between jitted parts, see ``segments.py``).
+
+    ``forward_prepared(prepare(params), *inputs)`` is ``forward(params, *inputs)`` with the layout
+    work on the weights done by ``prepare``: for repeated calls, prepare once (numpy, outside
+    ``jax.jit``) and jit ``forward_prepared``. ``prepare`` also runs under ``jax.grad``, so gradients
+    w.r.t. the ONNX-layout ``params`` flow through it. Models without such weights have
+    ``forward_prepared is forward`` and a ``prepare`` that returns a copy of the dict.
+    """
 
     source: str
     forward: Callable[..., Any]
     params: dict[str, np.ndarray]
     value_dependent_nodes: tuple[str, ...]
+    forward_prepared: Callable[..., Any]
+    prepare: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _unchanged(params: dict[str, Any]) -> dict[str, Any]:
+    """The ``prepare`` of a module whose code reads every weight in ONNX's layout."""
+    return dict(params)
 
 
 def _build(model: ModelSource, function_name: str, base_dir: BaseDir):
@@ -44,14 +58,14 @@ def _build(model: ModelSource, function_name: str, base_dir: BaseDir):
     source = builder.build()
     if builder.code is None:  # pragma: no cover - build() always compiles
         raise AssertionError("ModuleBuilder.build() did not compile the module")
-    return source, builder.code, dict(builder.params), builder.barriers
+    return source, builder, dict(builder.params)
 
 
 def generate(
     model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None
 ) -> tuple[str, dict[str, np.ndarray]]:
     """The generated module source and the params dict (numpy arrays keyed by initializer name)."""
-    source, _, params, _ = _build(model, function_name, base_dir)
+    source, _, params = _build(model, function_name, base_dir)
     return source, params
 
 
@@ -59,14 +73,20 @@ def generate_compiled(
     model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None
 ) -> tuple[str, Callable[..., Any], dict[str, np.ndarray]]:
     """``(source, function, params)``: the generated module compiled once and loaded."""
-    source, code, params, _ = _build(model, function_name, base_dir)
-    return source, _load(code, function_name), params
+    source, builder, params = _build(model, function_name, base_dir)
+    return source, _load_namespace(builder.code)[function_name], params
 
 
 def generate_module(model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None) -> GeneratedModule:
-    """Everything :func:`generate_compiled` gives, plus the value-dependent nodes."""
-    source, code, params, barriers = _build(model, function_name, base_dir)
-    return GeneratedModule(source, _load(code, function_name), params, barriers)
+    """Everything :func:`generate_compiled` gives, plus the value-dependent nodes and the prepared form."""
+    source, builder, params = _build(model, function_name, base_dir)
+    namespace = _load_namespace(builder.code)
+    forward = namespace[function_name]
+    if builder.hwio_weights:
+        forward_prepared, prepare = namespace[builder.prepared_name], namespace["prepare"]
+    else:
+        forward_prepared, prepare = forward, _unchanged
+    return GeneratedModule(source, forward, params, builder.barriers, forward_prepared, prepare)
 
 
 def to_jax_source(model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None) -> str:
@@ -89,23 +109,36 @@ def compile_source(source: str, function_name: str = "forward") -> Callable[...,
 
 
 def _load(code: CodeType, function_name: str) -> Callable[..., Any]:
+    return _load_namespace(code)[function_name]
+
+
+def _load_namespace(code: CodeType) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "workbench_generated"}
     exec(code, namespace)  # noqa: S102 - our own generated code; model text only appears as escaped literals
-    return namespace[function_name]
+    return namespace
 
 
-def to_jax(model: ModelSource, *, base_dir: BaseDir = None) -> tuple[Callable[..., Any], dict[str, Any]]:
+def to_jax(
+    model: ModelSource, *, base_dir: BaseDir = None, prepared: bool = False
+) -> tuple[Callable[..., Any], dict[str, Any]]:
     """``(forward, params)``: call ``forward(params, *inputs)``; one output -> array, several -> tuple.
 
     ``jax.jit(forward)`` takes the weights as arguments (for fine-tuning and ``jax.grad``). For
     inference, ``jax.jit(functools.partial(forward, params))`` folds them in as constants, as an
     onnxruntime session does: XLA then computes everything that depends on weights alone
     (BatchNorm coefficients, the weight layouts its CPU convolutions want) once, at compile time.
+
+    ``prepared=True`` returns ``(forward_prepared, prepare(params))`` instead: the convolution
+    weights already transposed (with numpy, once) to the layout XLA's CPU kernels read, so neither
+    form above spends time on that, per call or while compiling; the params then hold those
+    weights as (kh, kw, I, O), not under ONNX's layout (:class:`GeneratedModule` has both forms).
     ``base_dir``: as for :func:`to_jax_source`.
     """
     import jax
 
-    _, forward, params = generate_compiled(model, base_dir=base_dir)
+    generated = generate_module(model, base_dir=base_dir)
+    params: dict[str, Any] = generated.prepare(generated.params) if prepared else generated.params
+    forward = generated.forward_prepared if prepared else generated.forward
     # jax.device_put, not jnp.asarray: since JAX 0.10 jnp.asarray of a numpy array runs a small XLA
     # program, compiled once per distinct shape (67 compiles, 2.6 of to_jax's 3.1 s on a 427-node DenseNet)
     device_params = {k: (jax.device_put(v) if v.dtype.kind in "fc" else v) for k, v in params.items()}

@@ -45,6 +45,8 @@ class GraphScope(Protocol):
 
     def emit_subgraph(self, graph: onnx.GraphProto, hint: str) -> str: ...
 
+    def lay_out_for_kernel(self, onnx_name: str) -> bool: ...
+
 
 class NodeContext:
     """The emitter's view of one node. Expressions returned by ``x`` are identifiers or literals."""
@@ -90,6 +92,15 @@ class NodeContext:
         if self._layout is not None and i in self._layout.nhwc_inputs:
             return self._graph.nhwc_expr_of(self.node.input[i])
         return self._graph.expr_of(self.node.input[i])
+
+    def kernel_layout_weight(self, i: int) -> bool:
+        """Whether input ``i`` (a convolution weight) reaches the code in XLA's kernel layout (HWIO).
+
+        True for a float initializer that this node alone reads: ``prepare`` (the generated module's)
+        then transposes it once, outside jax.jit, and the emitter must read it as HWIO. The ``params``
+        the user holds keep it in ONNX's layout (docs/codegen.md).
+        """
+        return self.has(i) and self._graph.lay_out_for_kernel(self.node.input[i])
 
     def host(self, i: int) -> str:
         """The expression of input ``i`` for code that reads its value on the host (``int(...)``, numpy).

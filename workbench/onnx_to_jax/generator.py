@@ -73,11 +73,17 @@ class ModuleBuilder:
         self.code: types.CodeType | None = None  # the compiled module, once build() ran
         self.barriers: tuple[str, ...] = ()  # top-level nodes that cannot run under jax.jit (once built)
         self.params: dict[str, np.ndarray] = {}
+        # float initializers read by one 2-D Conv and nothing else (candidates), and those whose Conv
+        # ran channels-last and reads them as HWIO: the generated prepare() transposes these once
+        self.kernel_candidates = _single_conv_weights(self.model.graph)
+        self.hwio_weights: dict[str, None] = {}
         self.types: dict[str, ValueDescription] = {}
         self._collect_types(self.model.graph)
         if not function_name.isidentifier() or function_name in RESERVED:
             raise ValueError(f"function_name must be a plain identifier, got {function_name!r}")
-        self.scope = NameScope(RESERVED | registry.helper_names() | {function_name})
+        self.prepared_name = f"{function_name}_prepared"
+        generated_names = {function_name, self.prepared_name, "prepare", "HWIO_WEIGHTS"}
+        self.scope = NameScope(RESERVED | registry.helper_names() | generated_names)
 
     def _collect_types(self, graph: onnx.GraphProto) -> None:
         for info in [*graph.input, *graph.output, *graph.value_info]:
@@ -177,15 +183,23 @@ class ModuleBuilder:
         module.line("")
         module.line("")
         needs_x64 = self._needs_x64(graph)
-        body_name = f"_{self.function_name}_body" if needs_x64 else self.function_name
+        prepared = bool(self.hwio_weights)
+        # with weights in a kernel layout, the body is forward_prepared and forward prepares first
+        outer_name = self.prepared_name if prepared else self.function_name
+        if prepared:
+            self._write_prepare(module, arg_names)
+        body_name = f"_{outer_name}_body" if needs_x64 else outer_name
         with module.block(f"def {body_name}({', '.join(['params', *arg_names])}):"):
+            if prepared:
+                doc = f"{self.function_name} on prepare(params): the HWIO_WEIGHTS arrive as (kh, kw, I, O)."
+                module.line(f'"""{doc}"""')
             module.extend(body)
         if needs_x64:
             # 64-bit inputs or outputs: run with x64 enabled for this call only, never flipping
             # JAX's global setting in the user's process.
             module.line("")
             module.line("")
-            with module.block(f"def {self.function_name}(params, *inputs):"):
+            with module.block(f"def {outer_name}(params, *inputs):"):
                 module.line('"""Runs with 64-bit types enabled: the model has 64-bit inputs or outputs."""')
                 with module.block("with jax.enable_x64(True):"):
                     module.line(f"return {body_name}(params, *inputs)")
@@ -210,6 +224,30 @@ class ModuleBuilder:
         except SyntaxError as e:  # a bug in an emitter, never the user's fault
             raise AssertionError(f"generated source does not parse: {e}\n{source}") from e
         return source
+
+    def _write_prepare(self, module: SourceWriter, arg_names: list[str]) -> None:
+        """``HWIO_WEIGHTS``, ``forward(params, ...)`` = ``forward_prepared(prepare(params), ...)`` and ``prepare``."""
+        from workbench.onnx_to_jax.emitters.nn import _prepare_params
+
+        helper = self.use_helper(_prepare_params)
+        fn, body = self.function_name, self.prepared_name
+        module.line("# convolution weights the code reads in XLA's kernel layout (kh, kw, I, O); params keeps ONNX's")
+        module.line(f"HWIO_WEIGHTS = {literal(tuple(self.hwio_weights))}")
+        module.line("")
+        module.line("")
+        args = ", ".join(["params", *arg_names])
+        with module.block(f"def {fn}({args}):"):
+            doc = f"The model on params in ONNX's layouts; for repeated calls, jit {body} on prepare(params)."
+            module.line(f'"""{doc}"""')
+            module.line(f"return {body}({', '.join(['prepare(params)', *arg_names])})")
+        module.line("")
+        module.line("")
+        with module.block("def prepare(params):"):
+            module.line('"""params with each HWIO_WEIGHTS entry transposed (O, I, kh, kw) -> (kh, kw, I, O):')
+            module.line('with numpy once for concrete arrays, with jnp (differentiable) under jax.jit or jax.grad."""')
+            module.line(f"return {helper}(params, HWIO_WEIGHTS)")
+        module.line("")
+        module.line("")
 
     def _drop_unread_literals(self, source: str) -> str:
         """Remove the literal assignments (``const_4 = np.array([1, 1, 1, 8])``) that no code reads.
@@ -513,5 +551,41 @@ class GraphEmitter:
             self.writer.extend(inner)
         return fn_name
 
+    def lay_out_for_kernel(self, onnx_name: str) -> bool:
+        """Whether ``onnx_name`` is read in XLA's kernel layout (prepare() transposes it); records it."""
+        if onnx_name not in self.module.kernel_candidates:
+            return False
+        self.module.hwio_weights[onnx_name] = None
+        return True
+
     def _visible_names(self) -> set[str]:
         return set(self.scope._by_onnx)  # noqa: SLF001 - same package, read-only
+
+
+def _single_conv_weights(graph: onnx.GraphProto) -> frozenset[str]:
+    """Float 4-D initializers of the main graph that one Conv reads as its weight and nothing else
+    reads (no other node, subgraph or graph output): code may take them in another layout."""
+    uses: Counter[str] = Counter()
+    conv_weights: set[str] = set()
+    shadowed: set[str] = set()
+
+    def visit(g: onnx.GraphProto, top: bool) -> None:
+        if not top:
+            shadowed.update(t.name for t in g.initializer)
+            shadowed.update(i.name for i in g.input)
+        uses.update(o.name for o in g.output)
+        for node in g.node:
+            uses.update(n for n in node.input if n)
+            if node.op_type == "Conv" and node.domain in ("", "ai.onnx") and len(node.input) > 1:
+                conv_weights.add(node.input[1])
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                    visit(sub, False)
+
+    visit(graph, True)
+    return frozenset(
+        t.name for t in graph.initializer
+        if t.name in conv_weights and uses[t.name] == 1 and t.name not in shadowed and len(t.dims) == 4
+        and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                            onnx.TensorProto.DOUBLE)
+    )

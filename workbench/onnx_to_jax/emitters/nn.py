@@ -129,9 +129,10 @@ def _conv_attrs(ctx: NodeContext) -> dict[str, str]:
 
 
 @runtime_helper
-def _depthwise_conv_nhwc(x, w, strides, padding, dilations):
-    """A depthwise 2-D convolution of a channels-last input (weight (C, 1, kh, kw) as ONNX has it) as
-    the sum over the taps of one shifted, strided window times that tap's weights.
+def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
+    """A depthwise 2-D convolution of a channels-last input (weight (C, 1, kh, kw) as ONNX has it, or
+    (kh, kw, 1, C) with ``hwio``) as the sum over the taps of one shifted, strided window times that
+    tap's weights.
 
     The same sum as ``_depthwise_conv`` (which says why not XLA's grouped convolution), with the
     channels as the contiguous axis each tap's multiply-add vectorizes over: written out for 3x3
@@ -139,7 +140,7 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations):
     channels-last values are 4-D (layout.py).
     """
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
-    kernel = w.shape[2:]
+    kernel = w.shape[:2] if hwio else w.shape[2:]
     out = tuple((x.shape[1 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2))
     span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
     dtype = jnp.result_type(x, w)
@@ -152,11 +153,13 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations):
         for i, j in np.ndindex(*kernel):
             top, left = i * dilations[0], j * dilations[1]
             window = x[:, top:top + span[0]:strides[0], left:left + span[1]:strides[1], :]
-            term = window.astype(carry) * w[:, 0, i, j].astype(carry)
+            tap = w[i, j, 0] if hwio else w[:, 0, i, j]
+            term = window.astype(carry) * tap.astype(carry)
             y = term if y is None else y + term
         return y.astype(dtype)
     taps = kernel[0] * kernel[1]
-    weights = jnp.transpose(jnp.reshape(w, (w.shape[0], taps)))  # (taps, C): one row per tap
+    # (taps, C): one row per tap
+    weights = jnp.reshape(w, (taps, w.shape[3])) if hwio else jnp.transpose(jnp.reshape(w, (w.shape[0], taps)))
     tap_positions = np.array(list(np.ndindex(*kernel)), np.int32).reshape(taps, 2)
     offsets = jnp.asarray(tap_positions * np.array(dilations, np.int32))
     strided = (slice(None), slice(None, None, strides[0]), slice(None, None, strides[1]), slice(None))
@@ -172,16 +175,16 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations):
 
 
 @runtime_helper
-def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False):
+def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False):
     """Conv with ONNX's (O, I/group, k...) weight. ``channels_last``: a 2-D convolution of an NHWC input
     with an NHWC result (workbench/onnx_to_jax/layout.py), else on ONNX's (N, C, spatial...) axes.
-
-    XLA CPU convolves NHWC: channels-last, no transpose of the activations is left, and the weight
-    is transposed to the kernel's layout inside the function (folded into the constant when the
-    weights are, once per call when they are arguments).
+    ``hwio`` (channels-last only): the weight arrives as (kh, kw, I/group, O), the layout XLA's CPU
+    kernels read, which ``prepare`` gave it once (``_prepare_params``); else it is transposed to
+    that layout here, in every call when the weights are jit arguments.
     """
     nd = x.ndim - 2
-    kernel = w.shape[2:]
+    kernel = w.shape[:nd] if hwio else w.shape[2:]
+    out_channels = w.shape[-1] if hwio else w.shape[0]
     strides = strides or (1,) * nd
     dilations = dilations or (1,) * nd
     channels = x.shape[-1] if channels_last else x.shape[1]
@@ -193,25 +196,53 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
         # its NHWC kernel with a transpose of the input, the weight and the output each, and
         # compile every transpose of a new shape separately: as a dot, a DenseNet's 1x1 layers
         # compile about twice as fast and run faster with the weights as arguments.
-        pattern = "n...c,oc->n...o" if channels_last else "nc...,oc->no..."
-        y = jnp.einsum(pattern, x, jnp.reshape(w, w.shape[:2]))
-    elif group > 1 and group == channels and w.shape[0] == group and jnp.issubdtype(x.dtype, jnp.floating):
-        depthwise = _depthwise_conv_nhwc if channels_last else _depthwise_conv
-        y = depthwise(x, w, strides, padding, dilations)
+        if hwio:
+            y = jnp.einsum("n...c,co->n...o", x, jnp.reshape(w, w.shape[nd:]))
+        else:
+            pattern = "n...c,oc->n...o" if channels_last else "nc...,oc->no..."
+            y = jnp.einsum(pattern, x, jnp.reshape(w, w.shape[:2]))
+    elif group > 1 and group == channels and out_channels == group and jnp.issubdtype(x.dtype, jnp.floating):
+        if channels_last:
+            y = _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=hwio)
+        else:
+            y = _depthwise_conv(x, w, strides, padding, dilations)
     else:
         y = lax.conv_general_dilated(
             x, w, window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=group,
-            dimension_numbers=("NHWC", "OIHW", "NHWC") if channels_last else None,
+            dimension_numbers=("NHWC", "HWIO" if hwio else "OIHW", "NHWC") if channels_last else None,
         )
     if b is None:
         return y
     return y + (b if channels_last else jnp.reshape(b, (1, -1) + (1,) * nd))
 
 
+@runtime_helper
+def _prepare_params(params, hwio_names):
+    """``params`` with the weights named in ``hwio_names`` transposed from ONNX's (O, I, kh, kw) to
+    the (kh, kw, I, O) that ``_conv(..., hwio=True)`` reads; every other entry as it is.
+
+    Concrete weights (numpy or JAX arrays) are transposed with numpy, once, outside any jitted
+    function, and come back as the same kind of array; traced ones (``prepare`` called inside
+    ``jax.jit`` or ``jax.grad``) with ``jnp.transpose``, so gradients reach the ONNX-layout weights.
+    """
+    prepared = dict(params)
+    for name in hwio_names:
+        w = params[name]
+        if isinstance(w, jax.core.Tracer):
+            prepared[name] = jnp.transpose(w, (2, 3, 1, 0))
+        else:
+            laid_out = np.ascontiguousarray(np.transpose(np.asarray(w), (2, 3, 1, 0)))
+            prepared[name] = laid_out if isinstance(w, np.ndarray) else jax.device_put(laid_out)
+    return prepared
+
+
 @emitter("Conv", since=(1, 11))
 def conv(ctx: NodeContext) -> str:
     attrs = _conv_attrs(ctx)
     layout = {"channels_last": "True"} if ctx.channels_last else {}
+    if ctx.channels_last and ctx.kernel_layout_weight(1):
+        # prepare() lays this weight out as XLA's CPU kernels read it, once, outside jax.jit
+        layout["hwio"] = "True"
     return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
 
 
