@@ -104,6 +104,9 @@ class ModelState:
     opset: int
     # the export traced with 64-bit types (enable_double_precision), for JAX evaluations while lowering
     x64: bool = False
+    # common blocks (LayerNorm, gelu, softmax) are lowered as their fused op (blocks.py): part of the
+    # graph optimisations, off with them (an unoptimized export lowers every equation)
+    fuse_blocks: bool = True
     # names of the initializers that hold the model's weights (never folded into other constants)
     weights: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)

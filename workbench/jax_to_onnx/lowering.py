@@ -28,6 +28,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.jax_to_onnx import constant_eval
+from workbench.jax_to_onnx.blocks import Block, plan_blocks
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
@@ -182,13 +183,54 @@ def lower_jaxpr(
     env.update(zip(jaxpr.constvars, consts, strict=True))
     env.update(zip(jaxpr.invars, args, strict=True))
     path = builder.state.eqn_path
+    blocks = plan_blocks(jaxpr, builder.state.opset) if builder.state.fuse_blocks else {}
+    members = {member for block in blocks.values() for member in block.members}
     for index, eqn in enumerate(jaxpr.eqns):
+        if index in members:
+            if index in blocks:
+                _lower_block(builder, env, jaxpr.eqns, blocks[index])
+            continue
         path.append(index)
         try:
             _lower_eqn(builder, env, eqn)
         finally:
             path.pop()
     return [_read(builder, env, atom) for atom in jaxpr.outvars]
+
+
+def _lower_block(builder: GraphBuilder, env: dict[Any, ir.Value], eqns: Sequence[Any], block: Block) -> None:
+    """Lower a recognised block (:mod:`.blocks`) as its one fused op, recorded as its last equation's result.
+
+    A block whose operand is a constant is lowered equation by equation instead (each then folds).
+    """
+    path = builder.state.eqn_path
+    if _read(builder, env, block.operand).const_value is not None:
+        for index in block.members:
+            path.append(index)
+            try:
+                _lower_eqn(builder, env, eqns[index])
+            finally:
+                path.pop()
+        return
+    root = eqns[block.root]
+    path.append(block.root)
+    try:
+        first_new_node = len(builder.nodes)
+        try:
+            result = block.emit(builder, lambda atom: _read(builder, env, atom))
+        except WorkbenchError:
+            raise
+        except Exception as error:
+            raise ConversionError(f"lowering the {block.kind} block ending at {root.primitive.name!r} failed: "
+                                  f"{type(error).__name__}: {error}") from error
+        _record(builder, env, root, (result,), first_new_node)
+        fused = result.producer()
+        if fused is not None and fused.metadata_props.get(MODULE_KEY):  # named as the rewrite rules name fused ops
+            fused.name = f"{fused.metadata_props[MODULE_KEY]}/{fused.op_type}"
+        elif fused is not None:
+            fused.name = fused.op_type
+    finally:
+        path.pop()
 
 
 def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> None:
@@ -243,6 +285,12 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         raise ConversionError(
             f"the handler for {name!r} returned {len(outputs)} values for {len(eqn.outvars)} outputs"
         )
+    _record(builder, env, eqn, outputs, first_new_node)
+
+
+def _record(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any, outputs: Sequence[ir.Value], first_new_node: int) -> None:
+    """Name, annotate and type the nodes an equation produced (from ``first_new_node`` on); bind its results."""
+    name = eqn.primitive.name
     new_nodes = builder.nodes[first_new_node:]
     new_outputs = {id(o) for node in new_nodes for o in node.outputs}
     location = builder.state.user_location(eqn)

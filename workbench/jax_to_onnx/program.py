@@ -175,7 +175,7 @@ def build_model(
 ) -> BuiltModel:
     """Lower ``program`` and run the passes (both doors, traced callables and Graph IRs, come through here)."""
     jaxpr = program.closed_jaxpr.jaxpr
-    state = ModelState(opset=opset, x64=program.x64, drop_root_scope=program.drop_root_scope)
+    state = ModelState(opset=opset, x64=program.x64, drop_root_scope=program.drop_root_scope, fuse_blocks=optimize)
     if program.recorded is not None:
         state.source_locations = program.recorded.locations
         state.user_locations = program.recorded.user_locations

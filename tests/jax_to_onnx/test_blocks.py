@@ -1,0 +1,146 @@
+"""Blocks recognised on the jaxpr (workbench/jax_to_onnx/blocks.py): lowered as one fused op, same export.
+
+For each block: the fused op is emitted while lowering (the pass rules find nothing left to rewrite),
+the optimized export is the one the rewrite rules make (same ops, same attributes) and matches JAX in
+onnxruntime; a block whose inner values are read elsewhere, or below the op's opset, is left to the
+equation-by-equation lowering (and the rules).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen, nnx
+
+import workbench as wb
+import workbench.jax_to_onnx.lowering as lowering
+from tests.support.harness import assert_graph_quality, assert_matches_jax, concrete_inputs
+from workbench.jax_to_onnx.blocks import plan_blocks
+
+_NNX_LN = nnx.LayerNorm(16, rngs=nnx.Rngs(0))
+_NNX_LN_PLAIN = nnx.LayerNorm(16, use_scale=False, use_bias=False, rngs=nnx.Rngs(0))
+_LINEN_LN = linen.LayerNorm()
+_LINEN_VARS = _LINEN_LN.init(jax.random.key(0), jnp.ones((2, 16)))
+_RNG = np.random.default_rng(0)
+_NNX_LN.scale[...] = jnp.asarray(_RNG.standard_normal(16).astype(np.float32))
+_NNX_LN.bias[...] = jnp.asarray(_RNG.standard_normal(16).astype(np.float32))
+
+
+def _linen_ln(x):
+    return _LINEN_LN.apply(_LINEN_VARS, x)
+
+
+_TWO_AXES_LN = linen.LayerNorm(reduction_axes=(-2, -1), feature_axes=(-2, -1))
+_TWO_AXES_VARS = _TWO_AXES_LN.init(jax.random.key(1), jnp.ones((2, 4, 8)))
+
+
+def _two_axes_ln(x):
+    return _TWO_AXES_LN.apply(_TWO_AXES_VARS, x)
+
+
+CASES = [
+    # (id, fn, specs, fused op, block kind planned at the top level of the jaxpr)
+    ("nnx_layer_norm", lambda x: _NNX_LN(x), [("B", "T", 16)], "LayerNormalization"),
+    ("nnx_layer_norm_no_scale_no_bias", lambda x: _NNX_LN_PLAIN(x), [("B", 16)], "LayerNormalization"),
+    ("linen_layer_norm", _linen_ln, [("B", 16)], "LayerNormalization"),
+    ("gelu_erf", lambda x: jax.nn.gelu(x, approximate=False), [("B", 9)], "Gelu"),
+    ("gelu_tanh", lambda x: jax.nn.gelu(x), [("B", "T", 9)], "Gelu"),
+    ("softmax_last", lambda x: jax.nn.softmax(x), [("B", 7)], "Softmax"),
+    ("softmax_axis1", lambda x: jax.nn.softmax(x, axis=1), [("B", 4, 6)], "Softmax"),
+]
+
+
+def _ops(model) -> collections.Counter:
+    return collections.Counter(node.op_type for node in model.graph.node)
+
+
+def _without_blocks(monkeypatch, fn, specs, **options):
+    with monkeypatch.context() as patch:
+        patch.setattr(lowering, "plan_blocks", lambda jaxpr, opset: {})
+        return wb.convert(fn, specs, **options)
+
+
+@pytest.mark.parametrize(("fn", "specs", "fused"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_block_is_lowered_fused_and_matches_the_rules(monkeypatch, fn, specs, fused):
+    conversion = wb.convert(fn, specs)
+    model = conversion.model
+    assert_graph_quality(model)
+    assert _ops(model)[fused] == 1, _ops(model)
+    # the same export as lowering every equation and letting the rewrite rules fuse them
+    reference = _without_blocks(monkeypatch, fn, specs).model
+    assert [n.op_type for n in model.graph.node] == [n.op_type for n in reference.graph.node]
+    for node, expected in zip(model.graph.node, reference.graph.node, strict=True):
+        assert [(a.name, a.f, a.i, a.s) for a in node.attribute] == [(a.name, a.f, a.i, a.s) for a in expected.attribute]
+    assert_matches_jax(fn, model, concrete_inputs(specs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("fn", "specs", "fused"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_block_is_recognised_on_the_jaxpr(fn, specs, fused):
+    conversion = wb.convert(fn, specs)
+    kinds = {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
+    assert fused in kinds
+
+
+def _plans(jaxpr, opset):
+    """The blocks planned for ``jaxpr`` and every jaxpr nested in it."""
+    found = list(plan_blocks(jaxpr, opset).values())
+    for sub in (s for eqn in jaxpr.eqns for s in lowering.sub_jaxprs(eqn)):
+        found += _plans(sub, opset)
+    return found
+
+
+def test_block_whose_inner_value_is_read_elsewhere_is_left_to_the_rules():
+    # the exp of the softmax is also returned: fusing the block would lose it
+    def softmax_and_exp(x):
+        shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+        e = jnp.exp(shifted)
+        return e / jnp.sum(e, axis=-1, keepdims=True), e
+
+    conversion = wb.convert(softmax_and_exp, [("B", 5)])
+    assert plan_blocks(conversion.traced.closed_jaxpr.jaxpr, 21) == {}
+    assert "Softmax" not in _ops(conversion.model)
+    assert_matches_jax(softmax_and_exp, conversion.model, concrete_inputs([("B", 5)]), rtol=1e-6, atol=1e-6)
+
+
+def test_softmax_with_another_guard_is_not_a_block():
+    def almost_softmax(x):
+        shifted = x - jnp.maximum(0.0, jnp.max(x, axis=-1, keepdims=True))
+        e = jnp.exp(shifted)
+        return e / jnp.sum(e, axis=-1, keepdims=True)
+
+    model = wb.to_onnx(almost_softmax, [("B", 5)])
+    assert "Softmax" not in _ops(model)
+    assert_matches_jax(almost_softmax, model, concrete_inputs([("B", 5)]), rtol=1e-6, atol=1e-6)
+
+
+def test_layer_norm_below_opset_17_stays_decomposed():
+    model = wb.to_onnx(lambda x: _NNX_LN(x), [("B", 16)], opset=16)
+    assert "LayerNormalization" not in _ops(model)
+    assert_matches_jax(lambda x: _NNX_LN(x), model, concrete_inputs([("B", 16)]), rtol=1e-5, atol=1e-5)
+
+
+def test_unoptimized_export_lowers_every_equation():
+    conversion = wb.convert(lambda x: jax.nn.gelu(_NNX_LN(x)), [("B", 16)], optimize=False)
+    ops = _ops(conversion.model)
+    assert "LayerNormalization" not in ops and "Gelu" not in ops and ops["Tanh"] == 1
+
+
+def test_block_of_a_constant_is_folded():
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+    def fn(x):
+        return x + jax.nn.softmax(jnp.asarray(table))
+
+    model = wb.to_onnx(fn, [(3, 4)])
+    assert _ops(model) == collections.Counter({"Add": 1})
+    assert_matches_jax(fn, model, concrete_inputs([(3, 4)]), rtol=1e-6, atol=1e-6)
+
+
+def test_layer_norm_over_two_trailing_axes():
+    model = wb.to_onnx(_two_axes_ln, [("B", 4, 8)])
+    assert _ops(model)["LayerNormalization"] == 1
+    assert_matches_jax(_two_axes_ln, model, concrete_inputs([("B", 4, 8)]), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,438 @@
+"""Common blocks recognised on the jaxpr and lowered as the one ONNX op that says what they are.
+
+Flax's ``LayerNorm`` (its fast-variance form), ``jax.nn.gelu`` (exact and tanh) and ``jax.nn.softmax``
+reach the jaxpr as 6-18 equations each. Lowered one by one, each of those equations costs a handler
+call, a node, and work in every pass after (constant folding, common subexpressions, unused-node
+removal), before a rewrite rule of :mod:`.passes.fusions` matches the nodes again and replaces them
+(onnxscript's matcher and onnx-ir's node replacement: ~0.25 ms a rewrite). Recognising the block on
+the jaxpr is cheaper: its equations are plain Python objects, scanned once, and the fused op is emitted
+in their place (:func:`plan_blocks`, used by :func:`..lowering.lower_jaxpr`).
+
+Each recogniser checks what the corresponding rewrite rule checks (the constants, the reduced axes,
+the dtype, the opset) and, in addition, that no value inside the block is read outside it, so the
+export is the graph the rules would have made. What is not recognised here (other spellings,
+blocks split across nested jaxprs) is still fused by the rules afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+from jax.extend import core as jex_core
+
+GELU_MIN_OPSET = 20  # the opsets of the rules in passes/fusions.py
+LAYER_NORMALIZATION_MIN_OPSET = 17
+SOFTMAX_MIN_OPSET = 18
+
+# primitives that only one kind of block contains: a jaxpr without any has nothing to recognise
+_TRIGGERS = frozenset({"rsqrt", "erfc", "tanh", "reduce_max"})
+_FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)})
+
+
+@dataclass(frozen=True)
+class Block:
+    """A recognised block: the equations it replaces (``members``, the last one its result) and how to emit it.
+
+    ``emit(builder, read)`` returns the block's result value, ``read`` giving the ONNX value of a jaxpr
+    atom defined outside the block.
+    """
+
+    kind: str
+    members: tuple[int, ...]
+    emit: Callable[[Any, Callable[[Any], ir.Value]], ir.Value]
+    operand: Any  # the jaxpr atom the block normalizes or activates (a constant one is folded instead)
+
+    @property
+    def root(self) -> int:
+        return self.members[-1]
+
+
+class _Index:
+    """Who produces and who reads each variable of one jaxpr."""
+
+    def __init__(self, jaxpr: Any) -> None:
+        self.eqns = jaxpr.eqns
+        self.producer: dict[Any, int] = {}
+        self.readers: dict[Any, list[int]] = {}
+        for index, eqn in enumerate(jaxpr.eqns):
+            for atom in eqn.invars:
+                if not isinstance(atom, jex_core.Literal):
+                    self.readers.setdefault(atom, []).append(index)
+            for var in eqn.outvars:
+                self.producer[var] = index
+        self.outputs = {atom for atom in jaxpr.outvars if not isinstance(atom, jex_core.Literal)}
+
+    def eqn(self, atom: Any, primitive: str | tuple[str, ...]) -> Any | None:
+        """The equation producing ``atom`` when its primitive is ``primitive`` (or one of them), else None."""
+        if isinstance(atom, jex_core.Literal):
+            return None
+        index = self.producer.get(atom)
+        if index is None:
+            return None
+        eqn = self.eqns[index]
+        names = (primitive,) if isinstance(primitive, str) else primitive
+        return eqn if eqn.primitive.name in names else None
+
+    def index(self, eqn: Any) -> int:
+        return self.producer[eqn.outvars[0]]
+
+    def only_reader(self, var: Any) -> Any | None:
+        """The one equation reading ``var`` (not an output of the jaxpr), else None."""
+        readers = self.readers.get(var, [])
+        if len(readers) != 1 or var in self.outputs:
+            return None
+        return self.eqns[readers[0]]
+
+    def closed(self, members: Sequence[Any]) -> tuple[int, ...] | None:
+        """The members' indices in order when no value they compute, the last one's aside, is read elsewhere."""
+        indices = sorted({self.index(eqn) for eqn in members})
+        inside = set(indices)
+        for index in indices[:-1]:
+            for var in self.eqns[index].outvars:
+                if var in self.outputs or any(reader not in inside for reader in self.readers.get(var, [])):
+                    return None
+        return tuple(indices)
+
+
+def _literal(atom: Any) -> float | None:
+    """The value of a scalar literal operand, else None."""
+    if not isinstance(atom, jex_core.Literal):
+        return None
+    array = np.asarray(atom.val)
+    if array.size != 1 or array.dtype.kind not in "fiu":
+        return None
+    return float(array.reshape(()))
+
+
+def _close(actual: float | None, expected: float, rtol: float = 1e-6) -> bool:
+    if actual is None:
+        return False
+    if math.isinf(expected):
+        return actual == expected
+    return math.isclose(actual, expected, rel_tol=rtol, abs_tol=0.0)
+
+
+def _split(eqn: Any, constant: float, rtol: float = 1e-6) -> Any | None:
+    """For a commutative binary ``eqn`` with the scalar literal ``constant`` on either side: the other operand."""
+    left, right = eqn.invars
+    if _close(_literal(right), constant, rtol):
+        return left
+    if _close(_literal(left), constant, rtol):
+        return right
+    return None
+
+
+def _other(eqn: Any, operand: Any) -> Any | None:
+    """The operand of binary ``eqn`` that is not ``operand`` (``operand`` must be one of them)."""
+    left, right = eqn.invars
+    if left is operand:
+        return right
+    if right is operand:
+        return left
+    return None
+
+
+def _same_shape(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    try:
+        return len(a) == len(b) and all(bool(x == y) for x, y in zip(a, b, strict=True))
+    except Exception:  # noqa: BLE001 - symbolic dims JAX cannot compare: not the same
+        return False
+
+
+def _is_float(atom: Any) -> bool:
+    return np.dtype(atom.aval.dtype) in _FLOATS
+
+
+def _restores_axes(eqn: Any, x_shape: Sequence[Any], axes: Sequence[int]) -> bool:
+    """Whether ``eqn`` (a reshape or broadcast_in_dim) gives a reduced statistic back exactly the reduced axes."""
+    expected = tuple(1 if axis in axes else dim for axis, dim in enumerate(x_shape))
+    if not _same_shape(eqn.outvars[0].aval.shape, expected):
+        return False
+    if eqn.primitive.name == "broadcast_in_dim":
+        kept = [axis for axis in range(len(x_shape)) if axis not in axes]
+        return tuple(eqn.params["broadcast_dimensions"]) == tuple(kept)
+    return eqn.primitive.name == "reshape" and eqn.params.get("dimensions") is None
+
+
+# ------------------------------------------------------------------------------- layer norm
+def _mean_of(index: _Index, atom: Any) -> tuple[Any, Any, tuple[int, ...], float] | None:
+    """``div(reduce_sum[axes](x), n)``: (the div, x, axes, n), else None."""
+    div = index.eqn(atom, "div")
+    if div is None:
+        return None
+    total = index.eqn(div.invars[0], "reduce_sum")
+    count = _literal(div.invars[1])
+    if total is None or count is None:
+        return None
+    return div, total.invars[0], tuple(int(a) for a in total.params["axes"]), count
+
+
+def _square_of(index: _Index, atom: Any) -> tuple[Any, Any] | None:
+    """``square(x)``, ``integer_pow[y=2](x)`` or ``mul(x, x)``: (the equation, x), else None."""
+    eqn = index.eqn(atom, ("square", "integer_pow", "mul"))
+    if eqn is None:
+        return None
+    if eqn.primitive.name == "square" or (eqn.primitive.name == "integer_pow" and eqn.params["y"] == 2):
+        return eqn, eqn.invars[0]
+    if eqn.primitive.name == "mul" and eqn.invars[0] is eqn.invars[1]:
+        return eqn, eqn.invars[0]
+    return None
+
+
+def _layer_norm(index: _Index, rsqrt: Any) -> Block | None:
+    """Flax's LayerNorm from its ``rsqrt``: ``(x - mean) * (rsqrt(max(E[x²] - mean², 0) + eps) [* scale]) [+ bias]``.
+
+    The statistics get their reduced axes back through a reshape (NNX) or a broadcast_in_dim (Linen);
+    the axes are trailing and static, the divisors their size, the guard 0, epsilon >= 0 (the checks of
+    :class:`..passes.fusions.LayerNormFusion`).
+    """
+    shifted = index.eqn(rsqrt.invars[0], "add")
+    if shifted is None:
+        return None
+    eps_atom = None
+    for candidate, other in ((shifted.invars[1], shifted.invars[0]), (shifted.invars[0], shifted.invars[1])):
+        if _literal(candidate) is not None and not isinstance(other, jex_core.Literal):
+            eps_atom, var_kept = candidate, other
+            break
+    if eps_atom is None or not _literal(eps_atom) >= 0.0:
+        return None
+    keep_var = index.eqn(var_kept, ("reshape", "broadcast_in_dim"))
+    guard = None if keep_var is None else index.eqn(keep_var.invars[0], "max")
+    variance = None if guard is None else _split(guard, 0.0)
+    difference = index.eqn(variance, "sub") if variance is not None else None
+    if difference is None:
+        return None
+    mean_sq = _mean_of(index, difference.invars[0])
+    squared_mean = _square_of(index, difference.invars[1])
+    if mean_sq is None or squared_mean is None:
+        return None
+    mean = _mean_of(index, squared_mean[1])
+    squared_x = _square_of(index, mean_sq[1])
+    if mean is None or squared_x is None:
+        return None
+    x = mean[1]
+    if squared_x[1] is not x or mean[2] != mean_sq[2] or x.aval.shape is None or np.dtype(x.aval.dtype) != np.float32:
+        return None
+    rank = len(x.aval.shape)
+    axes = sorted({a % rank for a in mean[2]})
+    if not axes or axes != list(range(axes[0], rank)):
+        return None
+    trailing = [x.aval.shape[a] for a in axes]
+    if not all(isinstance(d, (int, np.integer)) for d in trailing):
+        return None
+    size = float(math.prod(trailing))
+    if not (_close(mean[3], size) and _close(mean_sq[3], size)) or not _restores_axes(keep_var, x.aval.shape, axes):
+        return None
+    # downwards from rsqrt: [* scale], then (x - keep(mean)) * that, then [+ bias]
+    after = index.only_reader(rsqrt.outvars[0])
+    if after is None or after.primitive.name != "mul":
+        return None
+    members = [mean[0], index.eqn(mean[0].invars[0], "reduce_sum"), mean_sq[0], index.eqn(mean_sq[0].invars[0], "reduce_sum"),
+               squared_x[0], squared_mean[0], difference, guard, keep_var, shifted, rsqrt]
+    scale = None
+    centered_side = _other(after, rsqrt.outvars[0])
+    centered = index.eqn(centered_side, "sub")
+    product = after
+    if centered is None or not _centers(index, centered, x, mean[0], axes):
+        # the scale first: mul(rsqrt, scale), then mul(x - mean, that)
+        scale = centered_side
+        product = index.only_reader(after.outvars[0])
+        if product is None or product.primitive.name != "mul" or not _fits(scale, trailing):
+            return None
+        centered = index.eqn(_other(product, after.outvars[0]), "sub")
+        if centered is None or not _centers(index, centered, x, mean[0], axes):
+            return None
+        members.append(after)
+    keep_mean = index.eqn(centered.invars[1], ("reshape", "broadcast_in_dim"))
+    members += [keep_mean, centered, product]
+    bias = None
+    root = product
+    following = index.only_reader(product.outvars[0])
+    if following is not None and following.primitive.name == "add":
+        candidate = _other(following, product.outvars[0])
+        if candidate is not None and _fits(candidate, trailing):
+            bias, root = candidate, following
+            members.append(following)
+    if any(member is None for member in members):
+        return None
+    closed = index.closed(members)
+    if closed is None or closed[-1] != index.index(root):
+        return None
+    epsilon = float(_literal(eps_atom))
+    first_axis = axes[0]
+    dims = [int(d) for d in trailing]
+
+    def emit(builder: Any, read: Callable[[Any], ir.Value]) -> ir.Value:
+        x_value = read(x)
+        scale_value = _parameter(builder, read(scale), dims) if scale is not None else builder.const(np.ones(dims, np.float32))
+        inputs = [x_value, scale_value] + ([_parameter(builder, read(bias), dims)] if bias is not None else [])
+        return builder.op("LayerNormalization", *inputs, axis=first_axis, epsilon=epsilon)
+
+    return Block("LayerNormalization", closed, emit, x)
+
+
+def _centers(index: _Index, centered: Any, x: Any, mean_div: Any, axes: list[int]) -> bool:
+    """Whether ``centered`` is ``sub(x, keep(mean))`` with the mean given back exactly its reduced axes."""
+    if centered.invars[0] is not x:
+        return False
+    keep = index.eqn(centered.invars[1], ("reshape", "broadcast_in_dim"))
+    return keep is not None and keep.invars[0] is mean_div.outvars[0] and _restores_axes(keep, x.aval.shape, axes)
+
+
+def _fits(atom: Any, dims: list[Any]) -> bool:
+    """Whether ``atom`` holds one float32 per normalized element: shape ``dims``, maybe with leading 1s."""
+    if isinstance(atom, jex_core.Literal) or np.dtype(atom.aval.dtype) != np.float32:
+        return False
+    shape = list(atom.aval.shape)
+    extra = len(shape) - len(dims)
+    return extra >= 0 and all(_same_shape([d], [1]) for d in shape[:extra]) and _same_shape(shape[extra:], dims)
+
+
+def _parameter(builder: Any, value: ir.Value, dims: list[int]) -> ir.Value:
+    """A scale or bias in the shape ``dims`` LayerNormalization wants: the value itself, the tensor a
+    leading-1s Reshape was given (the lowering of a bias reshape leaves one), a constant reshaped, or a
+    Reshape of a weight (stored reshaped afterwards, :func:`..passes.norm_parameters.store_parameters_in_place`)."""
+    if value.shape is not None and list(value.shape) == dims:
+        return value
+    producer = value.producer()
+    if producer is not None and producer.op_type == "Reshape" and producer.domain == "":
+        source = producer.inputs[0]
+        if source is not None and source.shape is not None and list(source.shape) == dims:
+            return source
+    tensor = value.const_value
+    if tensor is not None and value.name not in builder.state.weights and not builder.is_function:
+        return builder.const(tensor.numpy().reshape(dims))  # a closed-over constant: reshaped here, pooled
+    reshaped = builder.op("Reshape", value, builder.i64(dims))
+    reshaped.type, reshaped.shape = value.type, ir.Shape(dims)
+    return reshaped
+
+
+# ------------------------------------------------------------------------------------ gelu
+_INV_SQRT_2 = 1 / math.sqrt(2)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+def _gelu_erf(index: _Index, erfc: Any) -> Block | None:
+    """``jax.nn.gelu(approximate=False)``: ``(0.5 * x) * erfc((-x) * (1/sqrt 2))`` → ``Gelu(x)``."""
+    scaled = index.eqn(erfc.invars[0], "mul")
+    negated = None if scaled is None else _split(scaled, _INV_SQRT_2, 1e-5)
+    neg = None if negated is None else index.eqn(negated, "neg")
+    root = index.only_reader(erfc.outvars[0])
+    if neg is None or root is None or root.primitive.name != "mul":
+        return None
+    x = neg.invars[0]
+    half = index.eqn(_other(root, erfc.outvars[0]), "mul")
+    if half is None or _split(half, 0.5) is not x or not _is_float(x):
+        return None
+    closed = index.closed([neg, scaled, erfc, half, root])
+    if closed is None or closed[-1] != index.index(root):
+        return None
+    return Block("Gelu", closed, lambda builder, read: builder.op("Gelu", read(x)), x)
+
+
+def _gelu_tanh(index: _Index, tanh: Any) -> Block | None:
+    """``jax.nn.gelu(approximate=True)``: ``x * (0.5 * (1 + tanh(c * (x + 0.044715 * x**3))))`` → ``Gelu(x, "tanh")``."""
+    outer = index.eqn(tanh.invars[0], "mul")
+    inner_sum = None if outer is None else index.eqn(_split(outer, _SQRT_2_OVER_PI, 1e-5), "add")
+    if inner_sum is None:
+        return None
+    for x, cubic_side in ((inner_sum.invars[0], inner_sum.invars[1]), (inner_sum.invars[1], inner_sum.invars[0])):
+        cubic_scaled = index.eqn(cubic_side, "mul")
+        cube = None if cubic_scaled is None else index.eqn(_split(cubic_scaled, 0.044715, 1e-5), "integer_pow")
+        if cube is not None and cube.params["y"] == 3 and cube.invars[0] is x:
+            break
+    else:
+        return None
+    plus_one = index.only_reader(tanh.outvars[0])
+    if plus_one is None or plus_one.primitive.name != "add" or _split(plus_one, 1.0) is not tanh.outvars[0]:
+        return None
+    half = index.only_reader(plus_one.outvars[0])
+    if half is None or half.primitive.name != "mul" or _split(half, 0.5) is not plus_one.outvars[0]:
+        return None
+    root = index.only_reader(half.outvars[0])
+    if root is None or root.primitive.name != "mul" or _other(root, half.outvars[0]) is not x or not _is_float(x):
+        return None
+    closed = index.closed([cube, cubic_scaled, inner_sum, outer, tanh, plus_one, half, root])
+    if closed is None or closed[-1] != index.index(root):
+        return None
+    return Block("Gelu", closed, lambda builder, read: builder.op("Gelu", read(x), approximate="tanh"), x)
+
+
+# --------------------------------------------------------------------------------- softmax
+def _softmax(index: _Index, reduce_max: Any) -> Block | None:
+    """``jax.nn.softmax`` over one axis: ``e = exp(x - keep(max(reduce_max(x), -inf)))``, ``e / keep(sum(e))``."""
+    axes = tuple(int(a) for a in reduce_max.params["axes"])
+    x = reduce_max.invars[0]
+    if len(axes) != 1 or not _is_float(x):
+        return None
+    rank = len(x.aval.shape)
+    axis = axes[0] % rank
+    guard = index.only_reader(reduce_max.outvars[0])
+    if guard is None or guard.primitive.name != "max" or _split(guard, -math.inf) is not reduce_max.outvars[0]:
+        return None
+    keep_max = index.only_reader(guard.outvars[0])
+    members = [reduce_max, guard, keep_max]
+    if keep_max is None or keep_max.primitive.name != "broadcast_in_dim" or not _restores_axes(keep_max, x.aval.shape, [axis]):
+        return None
+    shift = index.only_reader(keep_max.outvars[0])
+    if shift is not None and shift.primitive.name == "stop_gradient":
+        members.append(shift)
+        shift = index.only_reader(shift.outvars[0])
+    if shift is None or shift.primitive.name != "sub" or shift.invars[0] is not x:
+        return None
+    exp = index.only_reader(shift.outvars[0])
+    if exp is None or exp.primitive.name != "exp":
+        return None
+    readers = [index.eqns[i] for i in index.readers.get(exp.outvars[0], [])]
+    total = next((eqn for eqn in readers if eqn.primitive.name == "reduce_sum"), None)
+    root = next((eqn for eqn in readers if eqn.primitive.name == "div"), None)
+    if len(readers) != 2 or total is None or root is None or root.invars[0] is not exp.outvars[0]:
+        return None
+    if tuple(int(a) % rank for a in total.params["axes"]) != (axis,):
+        return None
+    keep_total = index.eqn(root.invars[1], "broadcast_in_dim")
+    if keep_total is None or keep_total.invars[0] is not total.outvars[0] or not _restores_axes(keep_total, x.aval.shape, [axis]):
+        return None
+    closed = index.closed([*members, shift, exp, total, keep_total, root])
+    if closed is None or closed[-1] != index.index(root):
+        return None
+    return Block("Softmax", closed, lambda builder, read: builder.op("Softmax", read(x), axis=axis), x)
+
+
+# ------------------------------------------------------------------------------- planning
+_RECOGNISERS: dict[str, tuple[int, Callable[[_Index, Any], Block | None]]] = {
+    "rsqrt": (LAYER_NORMALIZATION_MIN_OPSET, _layer_norm),
+    "erfc": (GELU_MIN_OPSET, _gelu_erf),
+    "tanh": (GELU_MIN_OPSET, _gelu_tanh),
+    "reduce_max": (SOFTMAX_MIN_OPSET, _softmax),
+}
+
+
+def plan_blocks(jaxpr: Any, opset: int) -> dict[int, Block]:
+    """The blocks of ``jaxpr`` (its own equations, not nested ones) to lower fused, by the index of their last equation.
+
+    Blocks never overlap: an equation belongs to the first block found that contains it.
+    """
+    if not any(eqn.primitive.name in _TRIGGERS for eqn in jaxpr.eqns):
+        return {}
+    index = _Index(jaxpr)
+    blocks: dict[int, Block] = {}
+    taken: set[int] = set()
+    for eqn in jaxpr.eqns:
+        entry = _RECOGNISERS.get(eqn.primitive.name)
+        if entry is None or opset < entry[0]:
+            continue
+        block = entry[1](index, eqn)
+        if block is None or taken.intersection(block.members):
+            continue
+        blocks[block.root] = block
+        taken.update(block.members)
+    return blocks
+
+
+__all__ = ["Block", "plan_blocks"]
