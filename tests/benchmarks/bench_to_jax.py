@@ -27,7 +27,8 @@ onnxruntime session creation, and the latencies (medians of interleaved rounds) 
 onnxruntime's; the last line names the worst ratio. The forms: weights as arguments and folded, as
 above, and both again on ``generated.prepare(params)`` (``jax.jit(generated.forward_prepared)``: the
 convolution weights transposed to the kernels' layout once, with numpy, before jitting;
-docs/codegen.md). ``--clock cpu`` times each call by the process's
+docs/codegen.md). ``--scan-repeats`` generates with repeated blocks as one ``lax.scan``
+(docs/codegen.md). ``--clock cpu`` times each call by the process's
 CPU time instead of the wall clock: with one thread per runtime that is the work of the call, which
 other processes taking the cores do not inflate (the wall clock's medians move 2-3x at a load of 6). Each model's first calls are timed on a fresh
 jitted function (XLA's compile cache is keyed by the program, so nothing is shared between forms).
@@ -68,6 +69,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--jaxonnxruntime-python", default=None, help="python of a venv with jaxonnxruntime")
     parser.add_argument("--corpus", default=None,
                         help="comma-separated vision corpus models to time instead of the DenseNet (needs torchvision)")
+    parser.add_argument("--scan-repeats", action="store_true",
+                        help="--corpus: generate with wb.to_jax(..., scan_repeats=True) (repeated blocks as one lax.scan)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="--corpus latencies: wall time, or the process's CPU time per call (with one thread "
                              "per runtime, robust to other processes taking the cores on a shared machine)")
@@ -218,7 +221,8 @@ def _jaxonnxruntime(python: str, path: Path, batches: list[int], rounds: int, im
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float] = time.perf_counter,
+                scan_repeats: bool = False) -> dict[str, Any]:
     """Generation, first calls and interleaved latencies of one vision corpus model (legacy exporter)."""
     import jax
     import onnxruntime as ort
@@ -228,7 +232,7 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
 
     model, feeds = export(name, "legacy")
     start = time.perf_counter()
-    generated = generate_module(model)
+    generated = generate_module(model, scan_repeats=scan_repeats)
     forward = generated.forward
     params = {k: (jax.device_put(v) if v.dtype.kind in "fc" else v) for k, v in generated.params.items()}
     generate = time.perf_counter() - start
@@ -271,14 +275,14 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
             "first_cpu": first_cpu, "prepare": prepare_s, "session": session_s, "latency": latency}
 
 
-def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "wall") -> None:
+def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "wall", scan_repeats: bool = False) -> None:
     import jax
     import onnxruntime as ort
 
     print(f"jax {jax.__version__}, onnxruntime {ort.__version__}, threads: "
           f"{threads if threads > 0 else 'runtime defaults'}, cpu count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}; latencies ({clock_name} clock): medians of {rounds} "
-          "interleaved rounds, batch 1")
+          f"interleaved rounds, batch 1{', repeated blocks scanned' if scan_repeats else ''}")
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     print()
     forms = ("args", "folded", "prepared", "prepared folded")
@@ -288,7 +292,7 @@ def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "
     print("|---|" + "---:|" * (5 + 2 * len(forms)))
     worst: tuple[float, str] = (0.0, "")
     for name in names:
-        row = _corpus_row(name, rounds, threads, clock)
+        row = _corpus_row(name, rounds, threads, clock, scan_repeats)
         lat = row["latency"]
         ratios = {form: lat[form] / lat["ort"] for form in forms}
         best = min(ratios.values())
@@ -306,7 +310,7 @@ def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "
 def main() -> None:
     args = ARGS
     if args.corpus:
-        corpus_main(args.corpus.split(","), args.rounds, args.threads, args.clock)
+        corpus_main(args.corpus.split(","), args.rounds, args.threads, args.clock, args.scan_repeats)
         return
     import jax
     import onnxruntime as ort

@@ -51,10 +51,10 @@ def _unchanged(params: dict[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
-def _build(model: ModelSource, function_name: str, base_dir: BaseDir):
+def _build(model: ModelSource, function_name: str, base_dir: BaseDir, scan_repeats: bool = False):
     from workbench.onnx_to_jax.generator import ModuleBuilder
 
-    builder = ModuleBuilder(read_model(model, base_dir=base_dir), function_name)
+    builder = ModuleBuilder(read_model(model, base_dir=base_dir), function_name, scan_repeats=scan_repeats)
     source = builder.build()
     if builder.code is None:  # pragma: no cover - build() always compiles
         raise AssertionError("ModuleBuilder.build() did not compile the module")
@@ -62,24 +62,26 @@ def _build(model: ModelSource, function_name: str, base_dir: BaseDir):
 
 
 def generate(
-    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None
+    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None, scan_repeats: bool = False
 ) -> tuple[str, dict[str, np.ndarray]]:
     """The generated module source and the params dict (numpy arrays keyed by initializer name)."""
-    source, _, params = _build(model, function_name, base_dir)
+    source, _, params = _build(model, function_name, base_dir, scan_repeats)
     return source, params
 
 
 def generate_compiled(
-    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None
+    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None, scan_repeats: bool = False
 ) -> tuple[str, Callable[..., Any], dict[str, np.ndarray]]:
     """``(source, function, params)``: the generated module compiled once and loaded."""
-    source, builder, params = _build(model, function_name, base_dir)
+    source, builder, params = _build(model, function_name, base_dir, scan_repeats)
     return source, _load_namespace(builder.code)[function_name], params
 
 
-def generate_module(model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None) -> GeneratedModule:
+def generate_module(
+    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None, scan_repeats: bool = False
+) -> GeneratedModule:
     """Everything :func:`generate_compiled` gives, plus the value-dependent nodes and the prepared form."""
-    source, builder, params = _build(model, function_name, base_dir)
+    source, builder, params = _build(model, function_name, base_dir, scan_repeats)
     namespace = _load_namespace(builder.code)
     forward = namespace[function_name]
     if builder.hwio_weights:
@@ -89,15 +91,22 @@ def generate_module(model: ModelSource, *, function_name: str = "forward", base_
     return GeneratedModule(source, forward, params, builder.barriers, forward_prepared, prepare)
 
 
-def to_jax_source(model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None) -> str:
+def to_jax_source(
+    model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None, scan_repeats: bool = False
+) -> str:
     """Python source of a module defining ``function_name(params, *inputs)`` for the ONNX model.
 
     ``model`` is a path, bytes or ``onnx.ModelProto``. The source is compiled (not run) before
     it is returned, so it is known to parse; weights are not inlined (see :func:`to_jax`).
     ``base_dir`` is the folder of the external data files of a model given as bytes or a
     ModelProto (a file's are read from its own folder); without it such a model is refused.
+    ``scan_repeats=True`` writes a run of repeated blocks (transformer layers: the same code up to
+    their weights) once, applied by ``lax.scan`` over the blocks' stacked weights, so XLA compiles
+    one block instead of each: a faster first ``jax.jit`` with the weights as arguments, paid for
+    by copying the blocks' weights on every call (docs/codegen.md has the measurements). Off by
+    default: every node's statement in order.
     """
-    source, _ = generate(model, function_name=function_name, base_dir=base_dir)
+    source, _ = generate(model, function_name=function_name, base_dir=base_dir, scan_repeats=scan_repeats)
     return source
 
 
@@ -119,7 +128,7 @@ def _load_namespace(code: CodeType) -> dict[str, Any]:
 
 
 def to_jax(
-    model: ModelSource, *, base_dir: BaseDir = None, prepared: bool = False
+    model: ModelSource, *, base_dir: BaseDir = None, prepared: bool = False, scan_repeats: bool = False
 ) -> tuple[Callable[..., Any], dict[str, Any]]:
     """``(forward, params)``: call ``forward(params, *inputs)``; one output -> array, several -> tuple.
 
@@ -132,11 +141,11 @@ def to_jax(
     weights already transposed (with numpy, once) to the layout XLA's CPU kernels read, so neither
     form above spends time on that, per call or while compiling; the params then hold those
     weights as (kh, kw, I, O), not under ONNX's layout (:class:`GeneratedModule` has both forms).
-    ``base_dir``: as for :func:`to_jax_source`.
+    ``base_dir``, ``scan_repeats``: as for :func:`to_jax_source`.
     """
     import jax
 
-    generated = generate_module(model, base_dir=base_dir)
+    generated = generate_module(model, base_dir=base_dir, scan_repeats=scan_repeats)
     params: dict[str, Any] = generated.prepare(generated.params) if prepared else generated.params
     forward = generated.forward_prepared if prepared else generated.forward
     # jax.device_put, not jnp.asarray: since JAX 0.10 jnp.asarray of a numpy array runs a small XLA

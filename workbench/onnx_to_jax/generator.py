@@ -32,6 +32,7 @@ from workbench.onnx_io.describe import ValueDescription, describe_inputs, descri
 from workbench.onnx_io.evaluate import evaluate_node
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
 from workbench.onnx_to_jax.refine import refine_output_types
+from workbench.onnx_to_jax.repeats import RepeatFinder
 from workbench.onnx_to_jax.segments import NodeCode, SegmentAssembler
 from workbench.onnx_to_jax.writer import SourceWriter
 
@@ -59,7 +60,7 @@ SHAPE_OPS = frozenset({"Shape", "Size", "SequenceLength", "OptionalHasElement"})
 class ModuleBuilder:
     """State shared by every graph of one generated module."""
 
-    def __init__(self, checked: CheckedModel, function_name: str):
+    def __init__(self, checked: CheckedModel, function_name: str, *, scan_repeats: bool = False):
         self.checked = checked
         self.model = checked.loaded.proto
         self.label = checked.loaded.label
@@ -77,6 +78,9 @@ class ModuleBuilder:
         # ran channels-last and reads them as HWIO: the generated prepare() transposes these once
         self.kernel_candidates = _single_conv_weights(self.model.graph)
         self.hwio_weights: dict[str, None] = {}
+        # write runs of repeated blocks as one body run by lax.scan (repeats.py); (start, length, count) of each
+        self.scan_repeats = scan_repeats
+        self.scanned_runs: tuple[tuple[int, int, int], ...] = ()
         self.types: dict[str, ValueDescription] = {}
         self._collect_types(self.model.graph)
         if not function_name.isidentifier() or function_name in RESERVED:
@@ -155,8 +159,7 @@ class ModuleBuilder:
             assembler = SegmentAssembler(top, self.function_name)
             assembler.assemble(items, [o.name for o in graph.output], parts, body)
         else:
-            for item in items:
-                body.extend(item.code)
+            self._write_straight(top, items, [o.name for o in graph.output], body, parts)
         outs = [top.output_expr(o.name) for o in graph.output]
         if len(outs) == 1:
             body.line(f"return {outs[0]}")
@@ -248,6 +251,25 @@ class ModuleBuilder:
             module.line(f"return {helper}(params, HWIO_WEIGHTS)")
         module.line("")
         module.line("")
+
+    def _write_straight(self, top: "GraphEmitter", items: list[NodeCode], outputs: list[str], body: SourceWriter,
+                        tables: SourceWriter) -> None:
+        """forward's body for a model without value-dependent nodes: every node's code in order, runs of
+        repeated blocks as one block function applied by ``lax.scan`` (repeats.py) when ``scan_repeats``."""
+        finder = RepeatFinder(top, items, self.types, self.params, outputs, self.function_name) if (
+            self.scan_repeats) else None
+        runs = finder.find() if finder is not None else []
+        self.scanned_runs = tuple((run.start, run.length, run.count) for run in runs)
+        starts = {run.start: run for run in runs}
+        index = 0
+        while index < len(items):
+            run = starts.get(index)
+            if run is not None and finder is not None:
+                finder.write(run, body, tables)
+                index = run.end
+            else:
+                body.extend(items[index].code)
+                index += 1
 
     def _drop_unread_literals(self, source: str) -> str:
         """Remove the literal assignments (``const_4 = np.array([1, 1, 1, 8])``) that no code reads.

@@ -100,3 +100,21 @@ def _segment_run(part, params, dynamic, frozen):
     """``part`` with its static values rebuilt as numpy arrays (so they stay concrete while tracing)."""
     static = [np.frombuffer(data, dtype).reshape(shape) for dtype, shape, data in frozen]
     return part(params, *dynamic, *static)
+
+
+@runtime_helper
+def _stack_weights(params, table):
+    """The weights of repeated blocks stacked along a new leading axis, one array per row of ``table``
+    (a row holds one params key per block), for ``lax.scan`` (workbench/onnx_to_jax/repeats.py).
+
+    Concrete weights (folded into ``jax.jit``, or an eager call) are stacked by NumPy, so XLA sees
+    one constant per row; traced ones (weights passed as arguments, ``jax.grad``) by ``jnp.stack``.
+    """
+    stacked = []
+    for keys in table:
+        arrays = [params[key] for key in keys]
+        if any(isinstance(array, jax.core.Tracer) for array in arrays):
+            stacked.append(jax.numpy.stack(arrays))
+        else:
+            stacked.append(np.stack([np.asarray(array) for array in arrays]))
+    return tuple(stacked)
