@@ -6,7 +6,8 @@ Add (13 nodes), each block with its own weights. Scanning
 is opt-in (``scan_repeats=True``). Checked: one scanned body, the same numbers as onnxruntime and as the straight code (``scan_repeats=False``),
 under ``jax.jit`` in both forms, ``jax.grad`` and ``jax.vmap``; blocks that differ in an attribute or
 a shape stay straight code; values of inner blocks read after the run; every value of a scanned block is exposed as the
-divergence locator needs; convolutions with ONNX-layout kernels are not scanned.
+divergence locator needs; convolution blocks are scanned when ``prepare`` gives their kernels XLA's
+layout, not with ONNX-layout kernels.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from workbench.onnx_to_jax.api import generate
+from workbench.onnx_to_jax.api import generate, generate_module
 
 WIDTH = 8
 HIDDEN = 16
@@ -184,19 +185,22 @@ def test_every_value_of_a_scanned_block_is_exposed_for_the_divergence_locator():
     assert report.first_divergent is not None and report.first_divergent.node == "b2_mm2", report
 
 
-def _conv_blocks(n: int, kernel: int) -> onnx.ModelProto:
-    """``n`` blocks of six Conv -> Relu pairs (12 nodes) on a (1, 4, 8, 8) input."""
+def _conv_blocks(n: int, kernel: int, *, pairs_share: bool = False) -> onnx.ModelProto:
+    """``n`` blocks of six Conv -> Relu pairs (12 nodes) on a (1, 4, 8, 8) input; with ``pairs_share``
+    two convolutions of a block read each weight (so ``prepare`` leaves it in ONNX's layout)."""
     rng = np.random.default_rng(0)
     inits, nodes, x = [], [], "x"
     pad = kernel // 2
     for k in range(n):
         for i in range(6):
-            key = f"block{k}.conv{i}"
-            weight = (0.2 * rng.standard_normal((4, 4, kernel, kernel))).astype(np.float32)
-            inits.append(onnx.numpy_helper.from_array(weight, key))
-            nodes.append(helper.make_node("Conv", [x, key], [f"{key}.y"], name=key, pads=[pad] * 4))
-            nodes.append(helper.make_node("Relu", [f"{key}.y"], [f"{key}.r"], name=f"{key}.relu"))
-            x = f"{key}.r"
+            key = f"block{k}.conv{i // 2 if pairs_share else i}"
+            if i % 2 == 0 or not pairs_share:
+                weight = (0.2 * rng.standard_normal((4, 4, kernel, kernel))).astype(np.float32)
+                inits.append(onnx.numpy_helper.from_array(weight, key))
+            name = f"block{k}.c{i}"
+            nodes.append(helper.make_node("Conv", [x, key], [f"{name}.y"], name=name, pads=[pad] * 4))
+            nodes.append(helper.make_node("Relu", [f"{name}.y"], [f"{name}.r"], name=f"{name}.relu"))
+            x = f"{name}.r"
     graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4, 8, 8])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -205,15 +209,21 @@ def _conv_blocks(n: int, kernel: int) -> onnx.ModelProto:
     return model
 
 
-@pytest.mark.parametrize("kernel", [3, 1])
-def test_blocks_convolving_with_onnx_layout_kernels_stay_straight(kernel):
+@pytest.mark.parametrize("kernel, pairs_share, scanned", [(3, False, True), (3, True, False), (1, True, True)])
+def test_convolution_blocks_are_scanned_when_their_kernels_are_in_xla_layout(kernel, pairs_share, scanned):
     # XLA CPU runs a convolution whose (O, I, kh, kw) kernel is sliced from a stacked weight inside a
-    # loop 10-15x slower than the straight code: such blocks are not scanned. 1x1 convolutions are
-    # matmuls over the channels (an einsum in _conv) and are.
-    model = _conv_blocks(3, kernel)
+    # loop 10-15x slower than the straight code, and as fast as straight with an (kh, kw, I, O) one. A
+    # weight only its convolution reads reaches the code as HWIO (prepare(params)); one that two
+    # convolutions read stays in ONNX's layout, and such blocks are not scanned. 1x1 convolutions are
+    # matmuls over the channels (an einsum in _conv) and are scanned either way.
+    model = _conv_blocks(3, kernel, pairs_share=pairs_share)
     source, _ = generate(model, scan_repeats=True)
-    assert source.count("lax.scan(") == (0 if kernel == 3 else 1)
-    forward, params = wb.to_jax(model, scan_repeats=True)
+    assert source.count("lax.scan(") == int(scanned)
+    assert ("hwio=True" in source) == (not pairs_share)
+    generated = generate_module(model, scan_repeats=True)
     x = np.random.default_rng(2).standard_normal((1, 4, 8, 8)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(jax.jit(forward)(params, x)),
-                               _onnxruntime(model, x)[0], rtol=1e-4, atol=1e-5)
+    expected = _onnxruntime(model, x)[0]
+    np.testing.assert_allclose(np.asarray(jax.jit(generated.forward)(generated.params, x)), expected, rtol=1e-4, atol=1e-5)
+    prepared = generated.prepare(generated.params)
+    np.testing.assert_allclose(np.asarray(jax.jit(generated.forward_prepared)(prepared, x)), expected,
+                               rtol=1e-4, atol=1e-5)
