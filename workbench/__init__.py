@@ -53,6 +53,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "to_jax_source": "workbench.onnx_to_jax.api",
     "to_jax": "workbench.onnx_to_jax.api",
     "save_jax": "workbench.onnx_to_jax.api",
+    "jit_forward": "workbench.onnx_to_jax.jit_options",
     "coverage": "workbench.jupyter.coverage",
     "view": "workbench.jupyter.viewer",
     "export_web_harness": "workbench.web.harness",
@@ -116,6 +117,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from workbench.analysis.parity import ParityReport, parity
     from workbench.analysis.report import CompatibilityReport, check
     from workbench.onnx_to_jax.api import save_jax, to_jax, to_jax_source
+    from workbench.onnx_to_jax.jit_options import jit_forward
     from workbench.analysis.conversion import Conversion, convert
     from workbench.jax_to_onnx.api import to_onnx
     from workbench.jax_to_onnx.precision import Precision

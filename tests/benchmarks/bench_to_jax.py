@@ -22,7 +22,8 @@ is given (it runs in its own venv so its pinned versions never touch ours).
 ``--corpus resnet18,swin_t,...`` times models of the torchvision/timm corpus instead
 (tests/onnx_to_jax/test_corpus_vision.py builds and exports them; run with an interpreter that has
 torchvision and timm, e.g. /work/venv-o2j/bin/python, and WORKBENCH_VISION_CORPUS=1): one row per
-model with the generation time, the first ``jax.jit`` call (compile + run) in four forms, the
+model with the generation time, the first call (compile + run) in four forms, each jitted by
+``wb.jit_forward`` (``jax.jit`` with the XLA compiler options the generator chose for the model), the
 onnxruntime session creation, and the latencies (medians of interleaved rounds) as ratios to
 onnxruntime's; the last line names the worst ratio. The forms: weights as arguments and folded, as
 above, and both again on ``generated.prepare(params)`` (``jax.jit(generated.forward_prepared)``: the
@@ -228,6 +229,7 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
     import onnxruntime as ort
 
     from tests.onnx_to_jax.test_corpus_vision import export
+    import workbench as wb
     from workbench.onnx_to_jax.api import generate_module
 
     model, feeds = export(name, "legacy")
@@ -239,11 +241,12 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
     start = time.process_time()
     prepared = generated.prepare(params)  # the weights in the kernels' layout, with numpy, once
     prepare_s = time.process_time() - start
+    # wb.jit_forward: jax.jit with the XLA compiler options the generator chose for the model
     variants = {
-        "args": (jax.jit(forward), lambda fn: fn(params, *feeds)),
-        "folded": (jax.jit(functools.partial(forward, params)), lambda fn: fn(*feeds)),
-        "prepared": (jax.jit(generated.forward_prepared), lambda fn: fn(prepared, *feeds)),
-        "prepared folded": (jax.jit(functools.partial(generated.forward_prepared, prepared)), lambda fn: fn(*feeds)),
+        "args": (wb.jit_forward(forward), lambda fn: fn(params, *feeds)),
+        "folded": (wb.jit_forward(forward, params), lambda fn: fn(*feeds)),
+        "prepared": (wb.jit_forward(generated.forward_prepared), lambda fn: fn(prepared, *feeds)),
+        "prepared folded": (wb.jit_forward(generated.forward_prepared, prepared), lambda fn: fn(*feeds)),
     }
     jax.block_until_ready(jax.jit(lambda a: a + 1)(np.zeros(2, np.float32)))  # JAX's one-time setup, not a form's
     first, first_cpu = {}, {}

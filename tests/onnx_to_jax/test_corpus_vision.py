@@ -186,9 +186,10 @@ def check(model: onnx.ModelProto, feeds: list[np.ndarray], *, jit: bool) -> dict
     start = time.perf_counter()
     forward, params = wb.to_jax(model)
     generated = time.perf_counter() - start
-    # classification/segmentation under jax.jit with the weights folded in (as a deployment does);
+    # classification/segmentation under jax.jit with the weights folded in (as a deployment does) and
+    # the XLA options chosen for the model (wb.jit_forward);
     # detection models call their jitted parts between host steps (workbench/onnx_to_jax/segments.py)
-    run = jax.jit(lambda *xs: forward(params, *xs)) if jit else (lambda *xs: forward(params, *xs))
+    run = wb.jit_forward(forward, params) if jit else (lambda *xs: forward(params, *xs))
     start = time.perf_counter()
     got = jax.block_until_ready(run(*feeds))
     first = time.perf_counter() - start

@@ -25,6 +25,7 @@ from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.fold_budget import output_elements
 from workbench.onnx_to_jax.helpers import helper_source
+from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, choose_compiler_options
 from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
@@ -86,7 +87,7 @@ class ModuleBuilder:
         if not function_name.isidentifier() or function_name in RESERVED:
             raise ValueError(f"function_name must be a plain identifier, got {function_name!r}")
         self.prepared_name = f"{function_name}_prepared"
-        generated_names = {function_name, self.prepared_name, "prepare", "HWIO_WEIGHTS"}
+        generated_names = {function_name, self.prepared_name, "prepare", "HWIO_WEIGHTS", OPTIONS_NAME}
         self.scope = NameScope(RESERVED | registry.helper_names() | generated_names)
 
     def _collect_types(self, graph: onnx.GraphProto) -> None:
@@ -183,6 +184,11 @@ class ModuleBuilder:
         # nodes whose output shapes depend on values: jax.jit(forward) cannot trace them, so forward
         # runs them on concrete arrays between jitted parts (empty: the whole function is jit-able)
         module.line(f"VALUE_DEPENDENT_NODES = {literal(self.barriers)}")
+        # XLA compiler options this model runs fastest with, chosen from its graph (jit_options.py):
+        # jax.jit(forward, compiler_options=XLA_COMPILER_OPTIONS), as wb.jit_forward does
+        options = choose_compiler_options(graph)
+        entries = ", ".join(f"{literal(name)}: {literal(value)}" for name, value in sorted(options.items()))
+        module.line(f"{OPTIONS_NAME} = {{{entries}}}")
         module.line("")
         module.line("")
         needs_x64 = self._needs_x64(graph)

@@ -1,0 +1,174 @@
+"""XLA compiler options chosen from the ONNX graph and applied by ``wb.jit_forward`` (jit_options.py).
+
+A model with many weights gets YNNPACK restricted to dots, so XLA compiles its convolutions on their
+own instead of inside YNNPACK subgraphs; a small one keeps XLA's defaults. The threshold is lowered
+here (``MIN_WEIGHTS``) so that small test graphs stand for both kinds. Every test that runs code
+compares with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import workbench as wb
+from tests.support.harness import run_onnx
+from workbench.onnx_to_jax import jit_options
+from workbench.onnx_to_jax.api import generate_module
+from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
+
+CHOSEN = {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
+
+
+def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], scale: float = 0.1) -> onnx.TensorProto:
+    return numpy_helper.from_array((scale * rng.standard_normal(shape)).astype(np.float32), name)
+
+
+def _model(nodes, inits, x_shape, y_shape) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _residual_cnn(channels: int = 32) -> onnx.ModelProto:
+    """Two residual blocks of 3x3 convolutions with ReLU, a global pool and a classifier."""
+    rng = np.random.default_rng(0)
+    inits = [_init(rng, "stem", (channels, 3, 3, 3), 0.3), _init(rng, "fc.w", (10, channels)), _init(rng, "fc.b", (10,))]
+    nodes = [helper.make_node("Conv", ["x", "stem"], ["h0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["h0"], ["r0"])]
+    for block in range(2):
+        for i in range(2):
+            inits.append(_init(rng, f"w{block}{i}", (channels, channels, 3, 3)))
+        nodes += [
+            helper.make_node("Conv", [f"r{block}", f"w{block}0"], [f"a{block}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"a{block}"], [f"b{block}"]),
+            helper.make_node("Conv", [f"b{block}", f"w{block}1"], [f"c{block}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Add", [f"c{block}", f"r{block}"], [f"s{block}"]),
+            helper.make_node("Relu", [f"s{block}"], [f"r{block + 1}"]),
+        ]
+    nodes += [
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["y"], transB=1),
+    ]
+    return _model(nodes, inits, [1, 3, 16, 16], [1, 10])
+
+
+def _patch_transformer() -> onnx.ModelProto:
+    """A ViT-like graph: one 4x4 stride-4 patch convolution, then MatMuls over the 16 tokens."""
+    rng = np.random.default_rng(1)
+    inits = [
+        _init(rng, "patch", (32, 3, 4, 4), 0.3), _init(rng, "w1", (32, 64)), _init(rng, "w2", (64, 32)),
+        numpy_helper.from_array(np.array([1, 32, 16], np.int64), "tokens"),
+    ]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "patch"], ["p"], strides=[4, 4]),
+        helper.make_node("Reshape", ["p", "tokens"], ["t"]),
+        helper.make_node("Transpose", ["t"], ["tt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["tt", "w1"], ["m1"]),
+        helper.make_node("Relu", ["m1"], ["r1"]),
+        helper.make_node("MatMul", ["r1", "w2"], ["y"]),
+    ]
+    return _model(nodes, inits, [1, 3, 16, 16], [1, 16, 32])
+
+
+def _image(shape=(1, 3, 16, 16)) -> np.ndarray:
+    return np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+
+
+def _requires_option() -> None:
+    if not jit_options.supported_options(CHOSEN):
+        pytest.skip(f"this jaxlib's XLA does not know {YNN_FUSION_TYPE}={YNN_DOTS_ONLY} (jit_forward drops it)")
+
+
+@pytest.fixture(autouse=True)
+def _small_threshold(monkeypatch):
+    """The residual CNN (38 k weights) counts as large, the patch transformer (5.6 k) as small."""
+    monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 20_000)
+
+
+def test_weights_are_counted_from_float_initializers_and_constants():
+    assert jit_options.float_weights(_residual_cnn().graph) == 32 * 3 * 9 + 4 * 32 * 32 * 9 + 10 * 32 + 10
+    assert jit_options.float_weights(_patch_transformer().graph) == 32 * 3 * 16 + 2 * 32 * 64  # not the int64 shape
+    constant = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.zeros((7, 3), np.float32)))
+    graph = helper.make_graph([constant], "g", [], [])
+    assert jit_options.float_weights(graph) == 21
+
+
+def test_the_choice_follows_the_number_of_weights():
+    assert jit_options.choose_compiler_options(_residual_cnn().graph) == CHOSEN
+    assert jit_options.choose_compiler_options(_patch_transformer().graph) == {}
+
+
+def test_generated_module_records_the_options_chosen_from_its_graph():
+    cnn = generate_module(_residual_cnn())
+    vit = generate_module(_patch_transformer())
+    assert f"XLA_COMPILER_OPTIONS = {{'{YNN_FUSION_TYPE}': '{YNN_DOTS_ONLY}'}}" in cnn.source
+    assert "XLA_COMPILER_OPTIONS = {}" in vit.source
+    assert jit_options.generated_options(cnn.forward) == CHOSEN
+    assert jit_options.generated_options(vit.forward) == {}
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "args"])
+def test_jit_forward_matches_onnxruntime(fold):
+    for model in (_residual_cnn(), _patch_transformer()):
+        x = _image()
+        expected = run_onnx(model, [x])[0]
+        forward, params = wb.to_jax(model)
+        fn = wb.jit_forward(forward, params) if fold else wb.jit_forward(forward)
+        got = fn(x) if fold else fn(params, x)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_options_change_what_xla_compiles():
+    """With XLA's defaults YNNPACK takes the convolutions into its fusions; with the chosen options only
+    dots are left to it, and the convolutions are XLA's own ops."""
+    _requires_option()
+    forward, params = wb.to_jax(_residual_cnn())
+    x = _image()
+    chosen = wb.jit_forward(forward, params).lower(x).compile().as_text()
+    default = jax.jit(lambda v: forward(params, v)).lower(x).compile().as_text()
+    entry = chosen.split("\nENTRY ", 1)[1]
+    assert "convolution(" in entry, "the chosen options should leave the convolutions to XLA"
+    assert "convolution(" not in default.split("\nENTRY ", 1)[1], "XLA's default should fuse them into YNNPACK"
+
+
+def test_user_options_are_added_and_win():
+    _requires_option()
+    forward, params = wb.to_jax(_residual_cnn())
+    x = _image()
+    expected = run_onnx(_residual_cnn(), [x])[0]
+    # each convolution a YNNPACK fusion of its own: the user's value replaces the chosen one
+    fn = wb.jit_forward(forward, params, compiler_options={YNN_FUSION_TYPE: "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"})
+    assert "convolution(" not in fn.lower(x).compile().as_text().split("\nENTRY ", 1)[1]
+    np.testing.assert_allclose(np.asarray(fn(x)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_options_the_running_xla_does_not_know_are_dropped():
+    assert jit_options.supported_options({"xla_cpu_no_such_option_in_any_xla": "1"}) == {}
+    assert jit_options.supported_options({YNN_FUSION_TYPE: "NOT_A_FUSION_TYPE"}) == {}
+
+
+def test_jit_forward_refuses_functions_that_are_not_generated_code():
+    with pytest.raises(wb.SpecError, match="not the forward function of generated code"):
+        wb.jit_forward(lambda params, x: x)
+
+
+def test_saved_module_keeps_its_options(tmp_path):
+    model = _residual_cnn()
+    folder = wb.save_jax(model, tmp_path / "cnn")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("saved_load", folder / "load.py")
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    forward, params = loader.load()
+    assert jit_options.generated_options(forward) == CHOSEN
+    x = _image()
+    np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)

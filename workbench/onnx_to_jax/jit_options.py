@@ -1,0 +1,109 @@
+"""XLA compiler options for the generated code, chosen from the ONNX graph, and the jit that applies them.
+
+XLA 0.10's CPU backend hands convolutions, dots, elementwise ops and reductions to YNNPACK and fuses
+connected ones into YNNPACK subgraphs (ResNet-18's whole convolution stack becomes one ``ynn_fusion``
+of 19 convolutions). ``--xla_cpu_experimental_ynn_fusion_type`` chooses what YNNPACK fuses;
+restricting it to dots leaves convolutions and elementwise ops to XLA's own kernels. Measured on the
+torchvision/timm corpus at batch 1, one thread, that is faster for the models with large weights
+(ResNet-18 1.8x, ViT-B/16 1.4x, ResNet-50 and ConvNeXt-T ~1.1x; 11.7-86 M weights) and slower
+or no faster for the small ones (ViT-Ti, EfficientNet-B0, ConvNeXt-atto: 1.1-1.25x slower,
+MobileNet-v2 within noise; 3.5-5.7 M weights). So the choice is made by the number of weights;
+why YNNPACK's fusion turns from a gain to a loss with the weights' size is not established (figures
+and what else was tried: docs/onnx_to_jax_corpus.md, "XLA compiler options per model").
+
+JAX takes compiler options per compiled function (``jax.jit(f, compiler_options=...)``), so the
+choice is made per model without touching the process-wide ``XLA_FLAGS``. The generated module
+records it as ``XLA_COMPILER_OPTIONS`` (written by the generator), and :func:`jit_forward` applies it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Mapping
+
+import onnx
+
+from workbench.errors import SpecError
+
+YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
+# YNNPACK fuses dots (with what XLA can put in the same fusion) and nothing else
+YNN_DOTS_ONLY = "LIBRARY_FUSION_TYPE_DOT"
+# models with at least this many floating-point weights (elements of float initializers) run
+# faster with YNNPACK restricted to dots: 11.7 M (ResNet-18) and more measured faster, 5.7 M (ViT-Ti)
+# and fewer slower or the same
+MIN_WEIGHTS = 10_000_000
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE})
+OPTIONS_NAME = "XLA_COMPILER_OPTIONS"  # the generated module's constant
+
+
+def float_weights(graph: onnx.GraphProto) -> int:
+    """Elements of the floating-point initializers and Constant tensors of ``graph`` (the model's weights)."""
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            tensors += [attr.t for attr in node.attribute if attr.name == "value"]
+    return sum(math.prod(tensor.dims) for tensor in tensors if tensor.data_type in _FLOAT_TYPES)
+
+
+def choose_compiler_options(graph: onnx.GraphProto) -> dict[str, str]:
+    """The XLA compiler options the generated code of ``graph`` runs fastest with (measured per model size)."""
+    if float_weights(graph) >= MIN_WEIGHTS:
+        return {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
+    return {}
+
+
+@functools.lru_cache(maxsize=None)
+def _xla_accepts(name: str, value: str) -> bool:
+    """Whether the running XLA knows option ``name`` with ``value`` (compiles a one-op program once)."""
+    import jax
+    import numpy as np
+
+    try:
+        jax.jit(lambda x: x + 1).lower(np.float32(0)).compile(compiler_options={name: value})
+    except Exception:  # noqa: BLE001 - XLA reports an unknown option or value as a runtime error
+        return False
+    return True
+
+
+def supported_options(options: Mapping[str, str]) -> dict[str, str]:
+    """``options`` without those the running XLA does not know (an older or newer jaxlib)."""
+    return {name: value for name, value in options.items() if _xla_accepts(name, value)}
+
+
+def generated_options(forward: Callable[..., Any]) -> dict[str, str]:
+    """The ``XLA_COMPILER_OPTIONS`` of the module that defines ``forward`` (made by to_jax or save_jax)."""
+    namespace = getattr(forward, "__globals__", None)
+    if not isinstance(namespace, dict) or not isinstance(namespace.get(OPTIONS_NAME), dict):
+        raise SpecError(
+            f"jit_forward: {forward!r} is not the forward function of generated code (its module has no "
+            f"{OPTIONS_NAME}); pass the function wb.to_jax returns, or the one load() of a save_jax folder "
+            "returns, or use jax.jit directly for other functions."
+        )
+    if namespace.get("VALUE_DEPENDENT_NODES"):
+        raise SpecError(
+            "jit_forward: this model has nodes whose output shapes depend on values "
+            f"({', '.join(namespace['VALUE_DEPENDENT_NODES'][:5])}), so forward cannot be traced as a whole; "
+            "call forward(params, *inputs) directly: it runs its jit-able parts jitted."
+        )
+    return dict(namespace[OPTIONS_NAME])
+
+
+def jit_forward(
+    forward: Callable[..., Any], params: Mapping[str, Any] | None = None, **jit_kwargs: Any
+) -> Callable[..., Any]:
+    """``jax.jit`` of generated code with the XLA compiler options chosen for its model.
+
+    ``jit_forward(forward)`` is called as ``fn(params, *inputs)`` (weights as arguments, for
+    fine-tuning); ``jit_forward(forward, params)`` folds the weights in as constants (as an
+    onnxruntime session holds them) and is called as ``fn(*inputs)``. The options are the module's
+    ``XLA_COMPILER_OPTIONS`` (see this module's docstring), less any the running XLA does not know;
+    ``compiler_options`` in ``jit_kwargs`` are added to them and win. Other ``jit_kwargs`` go to
+    ``jax.jit`` as they are.
+    """
+    import jax
+
+    options = supported_options(generated_options(forward))
+    options.update(jit_kwargs.pop("compiler_options", None) or {})
+    fn = forward if params is None else functools.partial(forward, params)
+    return jax.jit(fn, compiler_options=options or None, **jit_kwargs)
