@@ -172,3 +172,17 @@ def test_saved_module_keeps_its_options(tmp_path):
     assert jit_options.generated_options(forward) == CHOSEN
     x = _image()
     np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["onnx-layout", "prepared"])
+def test_generated_module_jit_applies_the_options_to_either_forward(prepared):
+    _requires_option()
+    model = _residual_cnn()
+    generated = generate_module(model)
+    x = _image()
+    fn = generated.jit(prepared=prepared)
+    assert "convolution(" in fn.lower(x).compile().as_text().split("\nENTRY ", 1)[1]
+    np.testing.assert_allclose(np.asarray(fn(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
+    as_arguments = generated.jit(fold_weights=False, prepared=prepared)
+    weights = generated.prepare(generated.params) if prepared else generated.params
+    np.testing.assert_allclose(np.asarray(as_arguments(weights, x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
