@@ -40,13 +40,20 @@ def _model(nodes, inits, x_shape, y_shape) -> onnx.ModelProto:
 def _residual_cnn(channels: int = 32) -> onnx.ModelProto:
     """Two residual blocks of 3x3 convolutions with ReLU, a global pool and a classifier."""
     rng = np.random.default_rng(0)
-    inits = [_init(rng, "stem", (channels, 3, 3, 3), 0.3), _init(rng, "fc.w", (10, channels)), _init(rng, "fc.b", (10,))]
-    nodes = [helper.make_node("Conv", ["x", "stem"], ["h0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["h0"], ["r0"])]
+    inits = [
+        _init(rng, "stem", (channels, 3, 3, 3), 0.3), _init(rng, "fc.w", (10, channels)), _init(rng, "fc.b", (10,)),
+    ]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "stem"], ["h0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h0"], ["r0"]),
+    ]
     for block in range(2):
         for i in range(2):
             inits.append(_init(rng, f"w{block}{i}", (channels, channels, 3, 3)))
         nodes += [
-            helper.make_node("Conv", [f"r{block}", f"w{block}0"], [f"a{block}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node(
+                "Conv", [f"r{block}", f"w{block}0"], [f"a{block}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]
+            ),
             helper.make_node("Relu", [f"a{block}"], [f"b{block}"]),
             helper.make_node("Conv", [f"b{block}", f"w{block}1"], [f"c{block}"], pads=[1, 1, 1, 1]),
             helper.make_node("Add", [f"c{block}", f"r{block}"], [f"s{block}"]),
@@ -145,7 +152,8 @@ def test_user_options_are_added_and_win():
     x = _image()
     expected = run_onnx(_residual_cnn(), [x])[0]
     # each convolution a YNNPACK fusion of its own: the user's value replaces the chosen one
-    fn = wb.jit_forward(forward, params, compiler_options={YNN_FUSION_TYPE: "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"})
+    individual = {YNN_FUSION_TYPE: "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}
+    fn = wb.jit_forward(forward, params, compiler_options=individual)
     assert "convolution(" not in fn.lower(x).compile().as_text().split("\nENTRY ", 1)[1]
     np.testing.assert_allclose(np.asarray(fn(x)), expected, rtol=1e-4, atol=1e-5)
 
@@ -171,7 +179,8 @@ def test_saved_module_keeps_its_options(tmp_path):
     forward, params = loader.load()
     assert jit_options.generated_options(forward) == CHOSEN
     x = _image()
-    np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
+    got = wb.jit_forward(forward, params)(x)
+    np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("prepared", [False, True], ids=["onnx-layout", "prepared"])
@@ -185,4 +194,5 @@ def test_generated_module_jit_applies_the_options_to_either_forward(prepared):
     np.testing.assert_allclose(np.asarray(fn(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
     as_arguments = generated.jit(fold_weights=False, prepared=prepared)
     weights = generated.prepare(generated.params) if prepared else generated.params
-    np.testing.assert_allclose(np.asarray(as_arguments(weights, x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
+    got = as_arguments(weights, x)
+    np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)

@@ -33,7 +33,9 @@ YNN_DOTS_ONLY = "LIBRARY_FUSION_TYPE_DOT"
 # faster with YNNPACK restricted to dots: 11.7 M (ResNet-18) and more measured faster, 5.7 M (ViT-Ti)
 # and fewer slower or the same
 MIN_WEIGHTS = 10_000_000
-_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE})
+_FLOAT_TYPES = frozenset(
+    {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+)
 OPTIONS_NAME = "XLA_COMPILER_OPTIONS"  # the generated module's constant
 
 
