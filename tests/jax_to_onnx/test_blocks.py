@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,11 +43,27 @@ def _two_axes_ln(x):
     return _TWO_AXES_LN.apply(_TWO_AXES_VARS, x)
 
 
+_EQX_LN = eqx.nn.LayerNorm(16)
+_EQX_LN = eqx.tree_at(lambda m: (m.weight, m.bias), _EQX_LN,
+                      (jnp.asarray(_RNG.standard_normal(16).astype(np.float32)), jnp.asarray(_RNG.standard_normal(16).astype(np.float32))))
+_EQX_LN_PLAIN = eqx.nn.LayerNorm(16, use_weight=False, use_bias=False)
+
+
+def _eqx_ln(x):
+    return jax.vmap(jax.vmap(_EQX_LN))(x)
+
+
+def _eqx_ln_plain(x):
+    return jax.vmap(_EQX_LN_PLAIN)(x)
+
+
 CASES = [
     # (id, fn, specs, fused op, block kind planned at the top level of the jaxpr)
     ("nnx_layer_norm", lambda x: _NNX_LN(x), [("B", "T", 16)], "LayerNormalization"),
     ("nnx_layer_norm_no_scale_no_bias", lambda x: _NNX_LN_PLAIN(x), [("B", 16)], "LayerNormalization"),
     ("linen_layer_norm", _linen_ln, [("B", 16)], "LayerNormalization"),
+    ("equinox_layer_norm_vmap_twice", _eqx_ln, [("B", "T", 16)], "LayerNormalization"),
+    ("equinox_layer_norm_no_weight_no_bias", _eqx_ln_plain, [("B", 16)], "LayerNormalization"),
     ("gelu_erf", lambda x: jax.nn.gelu(x, approximate=False), [("B", 9)], "Gelu"),
     ("gelu_tanh", lambda x: jax.nn.gelu(x), [("B", "T", 9)], "Gelu"),
     ("softmax_last", lambda x: jax.nn.softmax(x), [("B", 7)], "Softmax"),
@@ -144,3 +161,15 @@ def test_layer_norm_over_two_trailing_axes():
     model = wb.to_onnx(_two_axes_ln, [("B", 4, 8)])
     assert _ops(model)["LayerNormalization"] == 1
     assert_matches_jax(_two_axes_ln, model, concrete_inputs([("B", 4, 8)]), rtol=1e-5, atol=1e-5)
+
+
+def test_normalization_by_the_sample_variance_is_not_a_layer_norm():
+    # jnp.var with ddof=1 divides by n - 1: not LayerNormalization's variance
+    def sample_norm(x):
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(jnp.maximum(jnp.var(x, axis=-1, keepdims=True, ddof=1), 0.0) + 1e-5)
+
+    conversion = wb.convert(sample_norm, [("B", 16)])
+    assert plan_blocks(conversion.traced.closed_jaxpr.jaxpr, 21) == {}
+    assert "LayerNormalization" not in _ops(conversion.model)
+    assert_matches_jax(sample_norm, conversion.model, concrete_inputs([("B", 16)]), rtol=1e-5, atol=1e-5)

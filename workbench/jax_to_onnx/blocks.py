@@ -263,17 +263,7 @@ def _layer_norm(index: _Index, rsqrt: Any) -> Block | None:
     closed = index.closed(members)
     if closed is None or closed[-1] != index.index(root):
         return None
-    epsilon = float(_literal(eps_atom))
-    first_axis = axes[0]
-    dims = [int(d) for d in trailing]
-
-    def emit(builder: Any, read: Callable[[Any], ir.Value]) -> ir.Value:
-        x_value = read(x)
-        scale_value = _parameter(builder, read(scale), dims) if scale is not None else builder.const(np.ones(dims, np.float32))
-        inputs = [x_value, scale_value] + ([_parameter(builder, read(bias), dims)] if bias is not None else [])
-        return builder.op("LayerNormalization", *inputs, axis=first_axis, epsilon=epsilon)
-
-    return Block("LayerNormalization", closed, emit, x)
+    return _layer_norm_block(closed, x, scale, bias, axes[0], [int(d) for d in trailing], float(_literal(eps_atom)))
 
 
 def _centers(index: _Index, centered: Any, x: Any, mean_div: Any, axes: list[int]) -> bool:
@@ -310,6 +300,156 @@ def _parameter(builder: Any, value: ir.Value, dims: list[int]) -> ir.Value:
     reshaped = builder.op("Reshape", value, builder.i64(dims))
     reshaped.type, reshaped.shape = value.type, ir.Shape(dims)
     return reshaped
+
+
+def _kept_mean(index: _Index, atom: Any, x: Any, axes: list[int], size: float) -> list[Any] | None:
+    """``div(keep(reduce_sum[axes](x)), n)`` with ``n`` the reduced size (``jnp.mean(keepdims=True)``): its equations."""
+    div = index.eqn(atom, "div")
+    keep = None if div is None or not _close(_literal(div.invars[1]), size) else index.eqn(div.invars[0], "broadcast_in_dim")
+    total = None if keep is None else index.eqn(keep.invars[0], "reduce_sum")
+    if total is None or total.invars[0] is not x or not _restores_axes(keep, x.aval.shape, axes):
+        return None
+    if sorted({int(a) % len(x.aval.shape) for a in total.params["axes"]}) != axes:
+        return None
+    return [total, keep, div]
+
+
+def _is_population_variance(call: Any, x: Any, axes: list[int], size: float) -> bool:
+    """Whether ``call`` is ``jnp.var(x, axes, keepdims=True)`` (ddof 0): a nested jaxpr computing
+    ``where(n - ddof > 0, sum((x - mean)²) / (n - ddof), nan)``, the form jnp.var traces to."""
+    closed = call.params.get("jaxpr")
+    if closed is None or len(call.invars) != 2 or call.invars[0] is not x or _literal(call.invars[1]) != 0.0:
+        return False
+    inner = closed.jaxpr
+    if closed.consts or len(inner.outvars) != 1 or len(inner.invars) != 2:
+        return False
+    index = _Index(inner)
+    data, ddof = inner.invars
+    guard = index.eqn(inner.outvars[0], ("jit", "pjit"))
+    if guard is None or len(guard.invars) != 3 or not _selects_second_when_first(guard.params.get("jaxpr")):
+        return False
+    positive, quotient = guard.invars[0], guard.invars[1]
+    test = index.eqn(positive, "gt")
+    count = None if test is None or not _close(_literal(test.invars[1]), 0.0) else index.eqn(test.invars[0], "sub")
+    if count is None or not _close(_literal(count.invars[0]), size):
+        return False
+    cast = index.eqn(count.invars[1], "convert_element_type")
+    if cast is None or cast.invars[0] is not ddof:
+        return False
+    div = index.eqn(quotient, "div")
+    if div is None or div.invars[1] is not test.invars[0]:
+        return False
+    keep = index.eqn(div.invars[0], "broadcast_in_dim")
+    total = None if keep is None else index.eqn(keep.invars[0], "reduce_sum")
+    squared = None if total is None else _square_of(index, total.invars[0])
+    centered = None if squared is None else index.eqn(squared[1], "sub")
+    if centered is None or centered.invars[0] is not data or not _restores_axes(keep, data.aval.shape, axes):
+        return False
+    if sorted({int(a) % len(data.aval.shape) for a in total.params["axes"]}) != axes:
+        return False
+    return _kept_mean(index, centered.invars[1], data, axes, size) is not None
+
+
+def _selects_second_when_first(closed: Any) -> bool:
+    """Whether a nested jaxpr ``(p, v, fill)`` is ``select_n(p, broadcast(fill), v)``: ``v`` where ``p`` holds."""
+    if closed is None or closed.consts or len(closed.jaxpr.invars) != 3 or len(closed.jaxpr.outvars) != 1:
+        return False
+    inner = closed.jaxpr
+    index = _Index(inner)
+    select = index.eqn(inner.outvars[0], "select_n")
+    return select is not None and len(select.invars) == 3 and select.invars[0] is inner.invars[0] and select.invars[2] is inner.invars[1]
+
+
+def _peel_leading_units(index: _Index, atom: Any, members: list[Any]) -> Any:
+    """``atom`` without the broadcasts/reshapes that only put size-1 axes in front (their equations join
+    ``members`` when the block alone reads them)."""
+    while not isinstance(atom, jex_core.Literal):
+        eqn = index.eqn(atom, ("broadcast_in_dim", "reshape"))
+        if eqn is None or index.only_reader(atom) is None or isinstance(eqn.invars[0], jex_core.Literal):
+            return atom
+        source, target = eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape
+        extra = len(target) - len(source)
+        if extra < 0 or not _same_shape(target[extra:], source) or not all(_same_shape([d], [1]) for d in target[:extra]):
+            return atom
+        if eqn.primitive.name == "broadcast_in_dim" and tuple(eqn.params["broadcast_dimensions"]) != tuple(range(extra, len(target))):
+            return atom
+        members.append(eqn)
+        atom = eqn.invars[0]
+    return atom
+
+
+def _equinox_layer_norm(index: _Index, rsqrt: Any) -> Block | None:
+    """Equinox's LayerNorm (under ``vmap``): ``(x - mean) * rsqrt(max(var, 0) + eps)``, then ``* weight``, ``+ bias``.
+
+    ``mean`` is ``jnp.mean(x, keepdims=True)``, ``var`` a call of ``jnp.var(x, keepdims=True)`` (checked
+    to the last equation, :func:`_is_population_variance`): what :mod:`.passes.norms` fuses after
+    normalizing the statistics.
+    """
+    shifted = index.eqn(rsqrt.invars[0], "add")
+    if shifted is None:
+        return None
+    eps, guarded = _literal(shifted.invars[1]), shifted.invars[0]
+    if eps is None:
+        eps, guarded = _literal(shifted.invars[0]), shifted.invars[1]
+    guard = None if eps is None or not eps >= 0.0 else index.eqn(guarded, "max")
+    variance = None if guard is None else _split(guard, 0.0)
+    call = None if variance is None else index.eqn(variance, ("jit", "pjit"))
+    if call is None:
+        return None
+    x = call.invars[0]
+    if isinstance(x, jex_core.Literal) or np.dtype(x.aval.dtype) != np.float32:
+        return None
+    rank = len(x.aval.shape)
+    keep = call.outvars[0].aval.shape
+    axes = [axis for axis in range(rank) if not _same_shape([keep[axis]], [x.aval.shape[axis]])] if len(keep) == rank else []
+    if not axes or axes != list(range(axes[0], rank)):
+        return None
+    trailing = [x.aval.shape[a] for a in axes]
+    if not all(isinstance(d, (int, np.integer)) for d in trailing):
+        return None
+    size = float(math.prod(trailing))
+    if not _is_population_variance(call, x, axes, size):
+        return None
+    product = index.only_reader(rsqrt.outvars[0])
+    if product is None or product.primitive.name != "mul":
+        return None
+    centered = index.eqn(_other(product, rsqrt.outvars[0]), "sub")
+    mean = None if centered is None or centered.invars[0] is not x else _kept_mean(index, centered.invars[1], x, axes, size)
+    if mean is None:
+        return None
+    members = [call, guard, shifted, rsqrt, centered, *mean, product]
+    root, scale, bias = product, None, None
+    following = index.only_reader(product.outvars[0])
+    if following is not None and following.primitive.name == "mul":
+        candidate = _peel_leading_units(index, _other(following, product.outvars[0]), members)
+        if _fits(candidate, trailing):
+            scale, root = candidate, following
+            members.append(following)
+            following = index.only_reader(following.outvars[0])
+    if following is not None and following.primitive.name == "add":
+        peeled: list[Any] = []
+        candidate = _peel_leading_units(index, _other(following, root.outvars[0]), peeled)
+        if _fits(candidate, trailing):
+            bias, root = candidate, following
+            members += [following, *peeled]
+    closed = index.closed(members)
+    if closed is None or closed[-1] != index.index(root):
+        return None
+    # a negative axis, as the norm passes write it for this form
+    return _layer_norm_block(closed, x, scale, bias, axes[0] - rank, [int(d) for d in trailing], float(eps))
+
+
+def _layer_norm_block(members: tuple[int, ...], x: Any, scale: Any, bias: Any, axis: int, dims: list[int], epsilon: float) -> Block:
+    def emit(builder: Any, read: Callable[[Any], ir.Value]) -> ir.Value:
+        scale_value = _parameter(builder, read(scale), dims) if scale is not None else builder.const(np.ones(dims, np.float32))
+        inputs = [read(x), scale_value] + ([_parameter(builder, read(bias), dims)] if bias is not None else [])
+        return builder.op("LayerNormalization", *inputs, axis=axis, epsilon=epsilon)
+
+    return Block("LayerNormalization", members, emit, x)
+
+
+def _any_layer_norm(index: _Index, rsqrt: Any) -> Block | None:
+    return _layer_norm(index, rsqrt) or _equinox_layer_norm(index, rsqrt)
 
 
 # ------------------------------------------------------------------------------------ gelu
@@ -406,7 +546,7 @@ def _softmax(index: _Index, reduce_max: Any) -> Block | None:
 
 # ------------------------------------------------------------------------------- planning
 _RECOGNISERS: dict[str, tuple[int, Callable[[_Index, Any], Block | None]]] = {
-    "rsqrt": (LAYER_NORMALIZATION_MIN_OPSET, _layer_norm),
+    "rsqrt": (LAYER_NORMALIZATION_MIN_OPSET, _any_layer_norm),
     "erfc": (GELU_MIN_OPSET, _gelu_erf),
     "tanh": (GELU_MIN_OPSET, _gelu_tanh),
     "reduce_max": (SOFTMAX_MIN_OPSET, _softmax),
