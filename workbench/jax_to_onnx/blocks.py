@@ -1,7 +1,7 @@
 """Common blocks recognised on the jaxpr and lowered as the one ONNX op that says what they are.
 
-Flax's ``LayerNorm`` (its fast-variance form), ``jax.nn.gelu`` (exact and tanh) and ``jax.nn.softmax``
-reach the jaxpr as 6-18 equations each. Lowered one by one, each of those equations costs a handler
+Flax's ``LayerNorm`` (its fast-variance form, NNX and Linen), Equinox's ``LayerNorm`` (under ``vmap``),
+``jax.nn.gelu`` (exact and tanh) and ``jax.nn.softmax`` reach the jaxpr as 6-18 equations each. Lowered one by one, each of those equations costs a handler
 call, a node, and work in every pass after (constant folding, common subexpressions, unused-node
 removal), before a rewrite rule of :mod:`.passes.fusions` matches the nodes again and replaces them
 (onnxscript's matcher and onnx-ir's node replacement: ~0.25 ms a rewrite). Recognising the block on
