@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from tests.support.codegen_models import cnn, run_onnxruntime
+from tests.support.saved_jax import load_saved
 from workbench.cli import main
 
 
@@ -42,12 +43,7 @@ def test_to_jax_writes_a_runnable_module(tmp_path, capsys):
     path = _save(tmp_path, model)
     assert main(["to-jax", str(path), "-o", str(tmp_path / "out")]) == 0
     assert "model_jax.py" in capsys.readouterr().out
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("wb_cli_load", tmp_path / "out" / "load.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    forward, params = module.load()
+    forward, params = load_saved(tmp_path / "out")
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     y, _ = forward(params, x)
     np.testing.assert_allclose(np.asarray(y), run_onnxruntime(model, x)[0], rtol=1e-4, atol=1e-5)

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from tests.support.harness import run_onnx
+from tests.support.saved_jax import load_saved
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
@@ -171,12 +172,7 @@ def test_jit_forward_refuses_functions_that_are_not_generated_code():
 def test_saved_module_keeps_its_options(tmp_path):
     model = _residual_cnn()
     folder = wb.save_jax(model, tmp_path / "cnn")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("saved_load", folder / "load.py")
-    loader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loader)
-    forward, params = loader.load()
+    forward, params = load_saved(folder)
     assert jit_options.generated_options(forward) == CHOSEN
     x = _image()
     got = wb.jit_forward(forward, params)(x)

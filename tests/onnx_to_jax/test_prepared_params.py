@@ -10,7 +10,6 @@ Every test compares with onnxruntime, or for gradients and float64 with XLA's NC
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 import workbench as wb
 from tests.onnx_to_jax.test_channels_last import _init, _network
 from tests.support.harness import run_onnx
+from tests.support.saved_jax import load_saved
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.generator import HELPERS_MARKER
 
@@ -213,10 +213,7 @@ def test_value_dependent_parts_read_prepared_weights():
 def test_saved_module_prepares_its_weights(tmp_path):
     model = _conv_stack()
     out = wb.save_jax(model, tmp_path / "saved")
-    spec = importlib.util.spec_from_file_location("saved_load", out / "load.py")
-    loader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loader)
-    forward, params = loader.load(str(out))
+    forward, params = load_saved(out)
     assert params["w"].shape == (4, 3, 3, 3)  # saved in ONNX's layout, under ONNX's names
     x = np.random.default_rng(10).standard_normal((1, 3, 9, 9)).astype(np.float32)
     _close(jax.jit(forward)(params, x), run_onnx(model, [x])[0])

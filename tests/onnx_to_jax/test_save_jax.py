@@ -8,13 +8,12 @@ directory, exactly as a user without workbench would use it.
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
+from tests.support.saved_jax import load_saved
 
 
 def _scalar_weight_model() -> onnx.ModelProto:
@@ -44,10 +43,7 @@ def _scalar_weight_model() -> onnx.ModelProto:
 def test_saved_scalar_weights_keep_their_shape(tmp_path):
     model = _scalar_weight_model()
     out = wb.save_jax(model, tmp_path / "saved")
-    spec = importlib.util.spec_from_file_location("saved_loader", out / "load.py")
-    loader = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loader)
-    forward, params = loader.load(str(out))
+    forward, params = load_saved(out)
     _, in_memory = wb.to_jax(model)
     assert {k: np.shape(v) for k, v in params.items()} == {k: np.shape(v) for k, v in in_memory.items()}
     assert np.shape(params["scale"]) == ()
