@@ -27,9 +27,9 @@ model with the generation time, the first call (compile + run) in four forms, ea
 onnxruntime session creation, and the latencies (medians of interleaved rounds) as ratios to
 onnxruntime's; the last line names the worst ratio. The forms: weights as arguments and folded, as
 above, and both again on ``generated.prepare(params)`` (``jax.jit(generated.forward_prepared)``: the
-convolution weights transposed to the kernels' layout once, with numpy, before jitting;
-docs/codegen.md). ``--scan-repeats`` generates with repeated blocks as one ``lax.scan``
-(docs/codegen.md). ``--clock cpu`` times each call by the process's
+convolution and Gemm weights transposed to the kernels' layouts once, with numpy, before jitting;
+docs/codegen.md, "Weights prepared once"). ``--scan-repeats`` generates with repeated blocks as one
+``lax.scan`` (docs/codegen.md). ``--clock cpu`` times each call by the process's
 CPU time instead of the wall clock: with one thread per runtime that is the work of the call, which
 other processes taking the cores do not inflate (the wall clock's medians move 2-3x at a load of 6). Each model's first calls are timed on a fresh
 jitted function (XLA's compile cache is keyed by the program, so nothing is shared between forms).
@@ -239,7 +239,7 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
     params = {k: (jax.device_put(v) if v.dtype.kind in "fc" else v) for k, v in generated.params.items()}
     generate = time.perf_counter() - start
     start = time.process_time()
-    prepared = generated.prepare(params)  # the weights in the kernels' layout, with numpy, once
+    prepared = generated.prepare(params)  # convolution and Gemm weights in the kernels' layouts, numpy, once
     prepare_s = time.process_time() - start
     # wb.jit_forward: jax.jit with the XLA compiler options the generator chose for the model
     variants = {
@@ -306,7 +306,7 @@ def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "
               + " | ".join(f"{ratios[form]:.2f}" for form in forms) + " |", flush=True)
     print()
     print("first jit: wall seconds (process CPU seconds); prepare: process CPU seconds of "
-          "generated.prepare(params) (numpy transposes of the convolution weights, once)")
+          "generated.prepare(params) (numpy transposes of the weights in WEIGHT_LAYOUTS, once)")
     print(f"worst model (its faster jitted form against onnxruntime): {worst[1]} at {worst[0]:.2f}x")
 
 

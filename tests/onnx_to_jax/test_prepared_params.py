@@ -24,6 +24,16 @@ from tests.support.saved_jax import load_saved
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.generator import HELPERS_MARKER
 
+HWIO = (2, 3, 1, 0)
+
+
+def _layouts(source: str) -> dict[str, tuple[int, ...]]:
+    """The generated module's WEIGHT_LAYOUTS, read by running the module's top lines."""
+    namespace: dict = {}
+    start = source.index("WEIGHT_LAYOUTS = {")
+    exec(source[start:source.index("}", start) + 1], namespace)  # noqa: S102 - our own generated literal
+    return namespace["WEIGHT_LAYOUTS"]
+
 
 def _model(nodes, inputs, outputs, inits, opset: int = 17) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
@@ -40,14 +50,15 @@ def test_prepared_forms_match_onnxruntime_and_params_keep_onnx_layout():
     generated = generate_module(model)
     before = {k: v.copy() for k, v in generated.params.items()}
     prepared = generated.prepare(generated.params)
-    assert generated.source.count("HWIO_WEIGHTS = ('w0', 'dw', 'pw')") == 1
-    assert {k: prepared[k].shape for k in ("w0", "dw", "pw")} == {"w0": (3, 3, 3, 8), "dw": (3, 3, 1, 8),
-                                                                  "pw": (1, 1, 8, 8)}
+    # the three convolutions' weights HWIO, the classifier's transB weight (K, N)
+    assert _layouts(generated.source) == {"w0": HWIO, "dw": HWIO, "pw": HWIO, "fc.w": (1, 0)}
+    assert {k: prepared[k].shape for k in ("w0", "dw", "pw", "fc.w")} == {
+        "w0": (3, 3, 3, 8), "dw": (3, 3, 1, 8), "pw": (1, 1, 8, 8), "fc.w": (16, 5)}
     np.testing.assert_array_equal(prepared["w0"], np.transpose(before["w0"], (2, 3, 1, 0)))
-    assert all(type(prepared[k]) is np.ndarray for k in ("w0", "dw", "pw"))  # numpy in, numpy out
+    assert all(type(prepared[k]) is np.ndarray for k in ("w0", "dw", "pw", "fc.w"))  # numpy in, numpy out
     for name, value in generated.params.items():  # the user's params: untouched, ONNX's layouts
         np.testing.assert_array_equal(value, before[name])
-        assert prepared[name] is value or name in ("w0", "dw", "pw")
+        assert prepared[name] is value or name in ("w0", "dw", "pw", "fc.w")
     x = np.random.default_rng(1).standard_normal((2, 3, 12, 12)).astype(np.float32)
     expected = run_onnx(model, [x])
     runs = {
@@ -58,6 +69,7 @@ def test_prepared_forms_match_onnxruntime_and_params_keep_onnx_layout():
     }
     forward, device_params = wb.to_jax(model, prepared=True)
     assert device_params["dw"].shape == (3, 3, 1, 8) and isinstance(device_params["dw"], jax.Array)
+    assert device_params["fc.w"].shape == (16, 5)
     runs["to_jax(prepared=True)"] = jax.jit(forward)(device_params, x)
     for label, got in runs.items():
         for g, e in zip(got, expected):
@@ -101,7 +113,7 @@ def _conv_stack() -> onnx.ModelProto:
 def test_gradients_through_prepare_are_in_onnx_layout_and_match_xla():
     model = _conv_stack()
     generated = generate_module(model)
-    assert "HWIO_WEIGHTS = ('w', 'dw', 'pw')" in generated.source
+    assert _layouts(generated.source) == {"w": HWIO, "dw": HWIO, "pw": HWIO}
     x = np.random.default_rng(3).standard_normal((1, 3, 9, 9)).astype(np.float32)
     _close(generated.forward(generated.params, x), run_onnx(model, [x])[0])
     params = {k: jnp.asarray(v) for k, v in generated.params.items()}
@@ -136,7 +148,7 @@ def test_weights_read_elsewhere_keep_the_onnx_layout():
                 helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 3, 7])],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("d", "sq", "e")], inits)
     generated = generate_module(model)
-    assert "HWIO_WEIGHTS = ('own',)" in generated.source
+    assert _layouts(generated.source) == {"own": HWIO}
     prepared = generated.prepare(generated.params)
     assert prepared["shared"].shape == (3, 3, 3, 3) and prepared["also_mul"].shape == (3, 3, 1, 1)
     np.testing.assert_array_equal(prepared["shared"], generated.params["shared"])
@@ -148,24 +160,59 @@ def test_weights_read_elsewhere_keep_the_onnx_layout():
             _close(g, e)
 
 
-def test_generated_source_reads_top_down_and_models_without_convolutions_are_unchanged():
+def test_generated_source_reads_top_down_and_models_without_such_weights_are_unchanged():
     source = generate_module(_conv_stack()).source
     code = source.split(HELPERS_MARKER)[0]
     # forward first (what the user calls), then prepare, then the body that reads HWIO weights
     assert code.index("def forward(params, x):") < code.index("def prepare(params):") < code.index(
         "def forward_prepared(params, x):")
     assert "    return forward_prepared(prepare(params), x)\n" in code
-    assert "    return _prepare_params(params, HWIO_WEIGHTS)\n" in code
+    assert "    return _prepare_params(params, WEIGHT_LAYOUTS)\n" in code
+    assert "WEIGHT_LAYOUTS = {\n    'w': (2, 3, 1, 0),\n    'dw': (2, 3, 1, 0),\n" in code  # one weight a line
     assert code.count("hwio=True") == 3 and "jnp.transpose(params" not in code
     matmul = _model([helper.make_node("MatMul", ["x", "w"], ["y"])],
                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                     [_init(np.random.default_rng(7), "w", (4, 3))])
     generated = generate_module(matmul)
-    assert "prepare" not in generated.source and "HWIO_WEIGHTS" not in generated.source
+    assert "prepare" not in generated.source and "WEIGHT_LAYOUTS" not in generated.source
     assert generated.forward_prepared is generated.forward
     copied = generated.prepare(generated.params)
     assert copied == generated.params and copied is not generated.params
+
+
+def test_gemm_transb_weights_are_prepared_where_the_plain_product_reads_them():
+    """Gemm(transB=1) with alpha = beta = 1 reads a prepared (K, N) weight; a Gemm with alpha != 1 (the
+    _gemm helper) and a weight two Gemms share keep the ONNX layout; gradients come back as (N, K)."""
+    rng = np.random.default_rng(11)
+    inits = [_init(rng, "fc1", (6, 4)), _init(rng, "b1", (6,)), _init(rng, "fc2", (3, 6)), _init(rng, "shared", (6, 6))]
+    nodes = [helper.make_node("Gemm", ["x", "fc1", "b1"], ["h"], transB=1),
+             helper.make_node("Gemm", ["h", "shared"], ["h2"], transB=1),
+             helper.make_node("Gemm", ["h2", "shared"], ["h3"], transB=1),
+             helper.make_node("Gemm", ["h3", "fc2"], ["y"], transB=1, alpha=0.5)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    generated = generate_module(model)
+    assert _layouts(generated.source) == {"fc1": (1, 0)}
+    assert "jnp.matmul(x, params['fc1']) + params['b1']" in generated.source
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    prepared = generated.prepare(generated.params)
+    assert prepared["fc1"].shape == (4, 6) and prepared["shared"].shape == (6, 6)
+    expected = run_onnx(model, [x])[0]
+    _close(jax.jit(generated.forward_prepared)(prepared, x), expected)
+    _close(jax.jit(functools.partial(generated.forward_prepared, prepared))(x), expected)
+
+    def reference(p):
+        h = x @ p["fc1"].T + p["b1"]
+        h = h @ p["shared"].T @ p["shared"].T
+        return ((0.5 * h @ p["fc2"].T) ** 2).sum()
+
+    params = {k: jnp.asarray(v) for k, v in generated.params.items()}
+    got = jax.jit(jax.grad(lambda p: (generated.forward_prepared(generated.prepare(p), x) ** 2).sum()))(params)
+    want = jax.grad(reference)(params)
+    for name in ("fc1", "b1", "fc2", "shared"):
+        assert got[name].shape == generated.params[name].shape
+        _close(got[name], want[name], 1e-4)
 
 
 def test_float64_network_prepares_under_x64():
@@ -175,7 +222,7 @@ def test_float64_network_prepares_under_x64():
                    [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 2, 5, 5])],
                    [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], [numpy_helper.from_array(w, "w")])
     generated = generate_module(model)
-    assert "HWIO_WEIGHTS = ('w',)" in generated.source and "jax.enable_x64(True)" in generated.source
+    assert _layouts(generated.source) == {"w": HWIO} and "jax.enable_x64(True)" in generated.source
     x = rng.standard_normal((1, 2, 5, 5))
     with jax.enable_x64(True):
         want = jax.lax.conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)])
@@ -201,7 +248,7 @@ def test_value_dependent_parts_read_prepared_weights():
                    [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("c2",)]
                    + [helper.make_tensor_value_info("nz", TensorProto.INT64, None)], inits)
     generated = generate_module(model)
-    assert generated.value_dependent_nodes and "HWIO_WEIGHTS = ('w1', 'w2')" in generated.source
+    assert generated.value_dependent_nodes and _layouts(generated.source) == {"w1": HWIO, "w2": HWIO}
     x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
     expected = run_onnx(model, [x])
     for got in (generated.forward(generated.params, x),

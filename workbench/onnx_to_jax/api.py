@@ -97,7 +97,7 @@ def generate_module(
     source, builder, params = _build(model, function_name, base_dir, scan_repeats)
     namespace = _load_namespace(builder.code)
     forward = namespace[function_name]
-    if builder.hwio_weights:
+    if builder.weight_layouts:
         forward_prepared, prepare = namespace[builder.prepared_name], namespace["prepare"]
     else:
         forward_prepared, prepare = forward, _unchanged
@@ -151,9 +151,10 @@ def to_jax(
     (BatchNorm coefficients, the weight layouts its CPU convolutions want) once, at compile time.
 
     ``prepared=True`` returns ``(forward_prepared, prepare(params))`` instead: the convolution
-    weights already transposed (with numpy, once) to the layout XLA's CPU kernels read, so neither
-    form above spends time on that, per call or while compiling; the params then hold those
-    weights as (kh, kw, I, O), not under ONNX's layout (:class:`GeneratedModule` has both forms).
+    weights already transposed (with numpy, once) to the (kh, kw, I, O) XLA's CPU kernels read, and
+    Gemm's transB weights to (K, N), so neither form above spends time on that, per call or while
+    compiling; the params then hold those weights in that layout, not ONNX's (the module's
+    ``WEIGHT_LAYOUTS`` lists them; :class:`GeneratedModule` has both forms).
     ``wb.jit_forward(forward, params)`` (or ``wb.jit_forward(forward)``) is the jit of either form
     with the XLA compiler options the generator chose for the model (the module's
     ``XLA_COMPILER_OPTIONS``; ResNet-18 runs in about half the time with them).

@@ -45,7 +45,7 @@ class GraphScope(Protocol):
 
     def emit_subgraph(self, graph: onnx.GraphProto, hint: str) -> str: ...
 
-    def lay_out_for_kernel(self, onnx_name: str) -> bool: ...
+    def prepare_weight(self, onnx_name: str, axes: tuple[int, ...]) -> bool: ...
 
 
 class NodeContext:
@@ -93,14 +93,15 @@ class NodeContext:
             return self._graph.nhwc_expr_of(self.node.input[i])
         return self._graph.expr_of(self.node.input[i])
 
-    def kernel_layout_weight(self, i: int) -> bool:
-        """Whether input ``i`` (a convolution weight) reaches the code in XLA's kernel layout (HWIO).
+    def prepared_weight(self, i: int, axes: tuple[int, ...]) -> bool:
+        """Whether input ``i`` (a weight) reaches the code transposed by ``axes`` (``np.transpose``'s).
 
-        True for a float initializer that this node alone reads: ``prepare`` (the generated module's)
-        then transposes it once, outside jax.jit, and the emitter must read it as HWIO. The ``params``
-        the user holds keep it in ONNX's layout (docs/codegen.md).
+        True for a float initializer of rank ``len(axes)`` that this node alone reads, as the weight
+        of a Conv or Gemm: the generated module's ``prepare`` then transposes it once, outside
+        jax.jit, and the emitter must read it so. The ``params`` the user holds keep it in ONNX's
+        layout (docs/codegen.md, "Weights prepared once").
         """
-        return self.has(i) and self._graph.lay_out_for_kernel(self.node.input[i])
+        return self.has(i) and self._graph.prepare_weight(self.node.input[i], axes)
 
     def host(self, i: int) -> str:
         """The expression of input ``i`` for code that reads its value on the host (``int(...)``, numpy).

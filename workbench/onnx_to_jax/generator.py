@@ -75,10 +75,11 @@ class ModuleBuilder:
         self.code: types.CodeType | None = None  # the compiled module, once build() ran
         self.barriers: tuple[str, ...] = ()  # top-level nodes that cannot run under jax.jit (once built)
         self.params: dict[str, np.ndarray] = {}
-        # float initializers read by one 2-D Conv and nothing else (candidates), and those whose Conv
-        # ran channels-last and reads them as HWIO: the generated prepare() transposes these once
-        self.kernel_candidates = _single_conv_weights(self.model.graph)
-        self.hwio_weights: dict[str, None] = {}
+        # float initializers that one Conv or Gemm reads as its weight and nothing else reads
+        # (candidates), and those whose emitter reads them transposed: the generated prepare()
+        # transposes these once (name -> np.transpose axes)
+        self.weight_candidates = _single_use_weights(self.model.graph)
+        self.weight_layouts: dict[str, tuple[int, ...]] = {}
         # write runs of repeated blocks as one body run by lax.scan (repeats.py); (start, length, count) of each
         self.scan_repeats = scan_repeats
         self.scanned_runs: tuple[tuple[int, int, int], ...] = ()
@@ -87,7 +88,7 @@ class ModuleBuilder:
         if not function_name.isidentifier() or function_name in RESERVED:
             raise ValueError(f"function_name must be a plain identifier, got {function_name!r}")
         self.prepared_name = f"{function_name}_prepared"
-        generated_names = {function_name, self.prepared_name, "prepare", "HWIO_WEIGHTS", OPTIONS_NAME}
+        generated_names = {function_name, self.prepared_name, "prepare", "WEIGHT_LAYOUTS", OPTIONS_NAME}
         self.scope = NameScope(RESERVED | registry.helper_names() | generated_names)
 
     def _collect_types(self, graph: onnx.GraphProto) -> None:
@@ -192,7 +193,7 @@ class ModuleBuilder:
         module.line("")
         module.line("")
         needs_x64 = self._needs_x64(graph)
-        prepared = bool(self.hwio_weights)
+        prepared = bool(self.weight_layouts)
         # with weights in a kernel layout, the body is forward_prepared and forward prepares first
         outer_name = self.prepared_name if prepared else self.function_name
         if prepared:
@@ -200,7 +201,7 @@ class ModuleBuilder:
         body_name = f"_{outer_name}_body" if needs_x64 else outer_name
         with module.block(f"def {body_name}({', '.join(['params', *arg_names])}):"):
             if prepared:
-                doc = f"{self.function_name} on prepare(params): the HWIO_WEIGHTS arrive as (kh, kw, I, O)."
+                doc = f"{self.function_name} on prepare(params): the WEIGHT_LAYOUTS entries arrive transposed."
                 module.line(f'"""{doc}"""')
             module.extend(body)
         if needs_x64:
@@ -235,13 +236,17 @@ class ModuleBuilder:
         return source
 
     def _write_prepare(self, module: SourceWriter, arg_names: list[str]) -> None:
-        """``HWIO_WEIGHTS``, ``forward(params, ...)`` = ``forward_prepared(prepare(params), ...)`` and ``prepare``."""
+        """``WEIGHT_LAYOUTS``, ``forward(params, ...)`` = ``forward_prepared(prepare(params), ...)`` and ``prepare``."""
         from workbench.onnx_to_jax.emitters.nn import _prepare_params
 
         helper = self.use_helper(_prepare_params)
         fn, body = self.function_name, self.prepared_name
-        module.line("# convolution weights the code reads in XLA's kernel layout (kh, kw, I, O); params keeps ONNX's")
-        module.line(f"HWIO_WEIGHTS = {literal(tuple(self.hwio_weights))}")
+        module.line("# weights the code reads transposed (np.transpose axes): convolutions (kh, kw, I, O) as XLA's")
+        module.line("# CPU kernels read them, Gemm's transB weights (K, N); params keeps ONNX's layouts")
+        with module.block("WEIGHT_LAYOUTS = {"):
+            for name, axes in self.weight_layouts.items():
+                module.line(f"{literal(name)}: {literal(axes)},")
+        module.line("}")
         module.line("")
         module.line("")
         args = ", ".join(["params", *arg_names])
@@ -252,9 +257,9 @@ class ModuleBuilder:
         module.line("")
         module.line("")
         with module.block("def prepare(params):"):
-            module.line('"""params with each HWIO_WEIGHTS entry transposed (O, I, kh, kw) -> (kh, kw, I, O):')
-            module.line('with numpy once for concrete arrays, with jnp (differentiable) under jax.jit or jax.grad."""')
-            module.line(f"return {helper}(params, HWIO_WEIGHTS)")
+            module.line('"""params with each WEIGHT_LAYOUTS entry transposed by its axes: with numpy once for')
+            module.line('concrete arrays, with jnp (differentiable) under jax.jit or jax.grad."""')
+            module.line(f"return {helper}(params, WEIGHT_LAYOUTS)")
         module.line("")
         module.line("")
 
@@ -579,22 +584,24 @@ class GraphEmitter:
             self.writer.extend(inner)
         return fn_name
 
-    def lay_out_for_kernel(self, onnx_name: str) -> bool:
-        """Whether ``onnx_name`` is read in XLA's kernel layout (prepare() transposes it); records it."""
-        if onnx_name not in self.module.kernel_candidates:
+    def prepare_weight(self, onnx_name: str, axes: tuple[int, ...]) -> bool:
+        """Whether ``onnx_name`` is read transposed by ``axes`` (prepare() does it); records it."""
+        rank = self.module.weight_candidates.get(onnx_name)
+        if rank != len(axes):
             return False
-        self.module.hwio_weights[onnx_name] = None
+        self.module.weight_layouts[onnx_name] = tuple(axes)
         return True
 
     def _visible_names(self) -> set[str]:
         return set(self.scope._by_onnx)  # noqa: SLF001 - same package, read-only
 
 
-def _single_conv_weights(graph: onnx.GraphProto) -> frozenset[str]:
-    """Float 4-D initializers of the main graph that one Conv reads as its weight and nothing else
-    reads (no other node, subgraph or graph output): code may take them in another layout."""
+def _single_use_weights(graph: onnx.GraphProto) -> dict[str, int]:
+    """Float initializers of the main graph that one Conv (4-D) or Gemm (2-D) reads as its weight
+    (input 1) and nothing else reads (no other node, subgraph or graph output), with their ranks:
+    the code may take them in another layout."""
     uses: Counter[str] = Counter()
-    conv_weights: set[str] = set()
+    weights: dict[str, int] = {}
     shadowed: set[str] = set()
 
     def visit(g: onnx.GraphProto, top: bool) -> None:
@@ -604,16 +611,21 @@ def _single_conv_weights(graph: onnx.GraphProto) -> frozenset[str]:
         uses.update(o.name for o in g.output)
         for node in g.node:
             uses.update(n for n in node.input if n)
-            if node.op_type == "Conv" and node.domain in ("", "ai.onnx") and len(node.input) > 1:
-                conv_weights.add(node.input[1])
+            rank = _WEIGHT_RANKS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            if rank is not None and len(node.input) > 1:
+                weights[node.input[1]] = rank
             for attr in node.attribute:
                 for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
                     visit(sub, False)
 
     visit(graph, True)
-    return frozenset(
-        t.name for t in graph.initializer
-        if t.name in conv_weights and uses[t.name] == 1 and t.name not in shadowed and len(t.dims) == 4
-        and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
-                            onnx.TensorProto.DOUBLE)
-    )
+    return {
+        t.name: len(t.dims) for t in graph.initializer
+        if weights.get(t.name) == len(t.dims) and uses[t.name] == 1 and t.name not in shadowed
+        and t.data_type in _FLOAT_TYPES
+    }
+
+
+_WEIGHT_RANKS = {"Conv": 4, "Gemm": 2}
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+                          onnx.TensorProto.DOUBLE})

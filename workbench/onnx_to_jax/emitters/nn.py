@@ -10,6 +10,9 @@ from jax import lax
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
+# the axes that take ONNX's (O, I, kh, kw) convolution weight to the (kh, kw, I, O) XLA's CPU kernels read
+HWIO = (2, 3, 1, 0)
+
 
 @emitter("MatMul", since=(1, 9, 13))
 def matmul(ctx: NodeContext) -> str:
@@ -46,7 +49,10 @@ def gemm(ctx: NodeContext) -> str:
     alpha, beta = ctx.fattr("alpha", 1.0), ctx.fattr("beta", 1.0)
     trans_a, trans_b = ctx.attr("transA", 0), ctx.attr("transB", 0)
     if alpha == 1.0 and beta == 1.0 and not trans_a:
-        b = f"jnp.transpose({ctx.x(1)})" if trans_b else ctx.x(1)
+        if trans_b and ctx.prepared_weight(1, (1, 0)):
+            b = ctx.x(1)  # prepare() gave it the (K, N) layout, once, outside jax.jit
+        else:
+            b = f"jnp.transpose({ctx.x(1)})" if trans_b else ctx.x(1)
         product = f"jnp.matmul({ctx.x(0)}, {b})"
         return f"{product} + {ctx.x(2)}" if ctx.has(2) else product
     return ctx.call(
@@ -217,21 +223,22 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
 
 
 @runtime_helper
-def _prepare_params(params, hwio_names):
-    """``params`` with the weights named in ``hwio_names`` transposed from ONNX's (O, I, kh, kw) to
-    the (kh, kw, I, O) that ``_conv(..., hwio=True)`` reads; every other entry as it is.
+def _prepare_params(params, layouts):
+    """``params`` with each weight named in ``layouts`` transposed by its axes (``np.transpose``'s
+    ``axes``): convolution weights (O, I, kh, kw) -> (kh, kw, I, O) as ``_conv(..., hwio=True)`` reads
+    them, Gemm's transB weights (N, K) -> (K, N); every other entry as it is.
 
     Concrete weights (numpy or JAX arrays) are transposed with numpy, once, outside any jitted
     function, and come back as the same kind of array; traced ones (``prepare`` called inside
     ``jax.jit`` or ``jax.grad``) with ``jnp.transpose``, so gradients reach the ONNX-layout weights.
     """
     prepared = dict(params)
-    for name in hwio_names:
+    for name, axes in layouts.items():
         w = params[name]
         if isinstance(w, jax.core.Tracer):
-            prepared[name] = jnp.transpose(w, (2, 3, 1, 0))
+            prepared[name] = jnp.transpose(w, axes)
         else:
-            laid_out = np.ascontiguousarray(np.transpose(np.asarray(w), (2, 3, 1, 0)))
+            laid_out = np.ascontiguousarray(np.transpose(np.asarray(w), axes))
             prepared[name] = laid_out if isinstance(w, np.ndarray) else jax.device_put(laid_out)
     return prepared
 
@@ -240,7 +247,7 @@ def _prepare_params(params, hwio_names):
 def conv(ctx: NodeContext) -> str:
     attrs = _conv_attrs(ctx)
     layout = {"channels_last": "True"} if ctx.channels_last else {}
-    if ctx.channels_last and ctx.kernel_layout_weight(1):
+    if ctx.channels_last and ctx.prepared_weight(1, HWIO):
         # prepare() lays this weight out as XLA's CPU kernels read it, once, outside jax.jit
         layout["hwio"] = "True"
     return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
