@@ -235,6 +235,26 @@ def test_float64_network_prepares_under_x64():
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
+def test_to_jax_keeps_float64_weights_with_x64_off():
+    """to_jax's device_put ran outside the module's x64 switch and narrowed the weights to float32:
+    the convolution then refused float64 input against a float32 kernel (a raw JAX TypeError)."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((3, 2, 3, 3))
+    model = _model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                   [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 2, 6, 6])],
+                   [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], [numpy_helper.from_array(w, "w")])
+    x = rng.standard_normal((1, 2, 6, 6))
+    with jax.enable_x64(True):  # onnxruntime has no float64 Conv
+        expected = np.asarray(jax.lax.conv_general_dilated(x, w, (1, 1), [(1, 1), (1, 1)]))
+    assert not jax.config.jax_enable_x64
+    for prepared in (False, True):
+        forward, params = wb.to_jax(model, prepared=prepared)
+        assert params["w"].dtype == np.float64
+        got = forward(params, x)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_value_dependent_parts_read_prepared_weights():
     """A NonZero splits the model into jitted parts (segments.py); the parts get the prepared params."""
     rng = np.random.default_rng(9)
