@@ -173,3 +173,96 @@ def test_normalization_by_the_sample_variance_is_not_a_layer_norm():
     assert plan_blocks(conversion.traced.closed_jaxpr.jaxpr, 21) == {}
     assert "LayerNormalization" not in _ops(conversion.model)
     assert_matches_jax(sample_norm, conversion.model, concrete_inputs([("B", 16)]), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------- attention head projections
+class _CausalSelfAttention(nnx.Module):
+    """``nnx.MultiHeadAttention`` with a causal mask: converted as a module, its parameters are the model's weights."""
+
+    def __init__(self, random_biases: bool) -> None:
+        self.attention = nnx.MultiHeadAttention(num_heads=4, in_features=16, decode=False, rngs=nnx.Rngs(0))
+        if random_biases:  # as trained: nnx initialises the biases to zeros
+            rng = np.random.default_rng(3)
+            for path, variable in nnx.iter_graph(self.attention):
+                if isinstance(variable, nnx.Param) and path and path[-1] == "bias":
+                    variable[...] = jnp.asarray(rng.standard_normal(variable.shape).astype(np.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        length = x.shape[1]
+        return self.attention(x, mask=jnp.tril(jnp.ones((length, length), dtype=bool))[None, None])
+
+
+_ATTENTION = _CausalSelfAttention(random_biases=True)
+_ATTENTION_ZERO_BIASES = _CausalSelfAttention(random_biases=False)
+
+
+def _count_bias_rewrites(monkeypatch) -> list[int]:
+    """A counter of the rewrites :class:`BiasBeforeHeadSplit` makes from now on (the rules are built once,
+    cached: counted where the scheduler applies them)."""
+    from onnxscript.rewriter import RewriteRule
+
+    calls = [0]
+    original = RewriteRule.try_rewrite
+
+    def counted(self, *args, **kwargs):
+        delta = original(self, *args, **kwargs)
+        if delta is not None and self.name == "BiasBeforeHeadSplit":
+            calls[0] += 1
+        return delta
+
+    monkeypatch.setattr(RewriteRule, "try_rewrite", counted)
+    return calls
+
+
+def _same_export(model, reference) -> None:
+    """Same nodes (op, name, attributes) and initializers (shape; the weights' names too) as ``reference``."""
+    assert [(n.op_type, n.name) for n in model.graph.node] == [(n.op_type, n.name) for n in reference.graph.node]
+    for node, expected in zip(model.graph.node, reference.graph.node, strict=True):
+        assert [(a.name, a.f, a.i, a.s, list(a.ints)) for a in node.attribute] == [
+            (a.name, a.f, a.i, a.s, list(a.ints)) for a in expected.attribute]
+    # the weights keep their names; constants the lowering made are named after a counter of values
+    shapes = sorted(tuple(i.dims) for i in model.graph.initializer)
+    assert shapes == sorted(tuple(i.dims) for i in reference.graph.initializer)
+    weights = {(i.name, tuple(i.dims)) for i in reference.graph.initializer if i.name.startswith("attention.")}
+    assert weights and weights <= {(i.name, tuple(i.dims)) for i in model.graph.initializer}
+
+
+@pytest.mark.parametrize("specs", [[(2, 6, 16)], [("B", "T", 16)]], ids=["static", "symbolic"])
+def test_head_projections_are_lowered_with_the_bias_before_the_split(monkeypatch, specs):
+    fn = _ATTENTION
+    rewrites = _count_bias_rewrites(monkeypatch)
+    conversion = wb.convert(fn, specs)
+    model = conversion.model
+    kinds = collections.Counter(block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21))
+    assert kinds["HeadProjection"] == 3  # query, key, value
+    assert rewrites[0] == 0  # the layout rule found them in its form already
+    assert_graph_quality(model)
+    reference = _without_blocks(monkeypatch, fn, specs)
+    assert rewrites[0] == 3  # lowered equation by equation, the rule makes the same form
+    _same_export(model, reference.model)
+    inputs = concrete_inputs(specs)
+    np.testing.assert_array_equal(conversion.run(*inputs)[0], reference.run(*inputs)[0])
+    assert_matches_jax(fn, model, inputs, rtol=1e-5, atol=1e-5)
+
+
+def test_head_projection_with_zero_biases_is_left_to_the_rule(monkeypatch):
+    # the passes before the layout rules would drop a zero bias Add of the flat form: another export
+    fn = _ATTENTION_ZERO_BIASES
+    rewrites = _count_bias_rewrites(monkeypatch)
+    model = wb.to_onnx(fn, [("B", "T", 16)])
+    assert rewrites[0] == 3
+    _same_export(model, _without_blocks(monkeypatch, fn, [("B", "T", 16)]).model)
+    assert_matches_jax(fn, model, concrete_inputs([("B", "T", 16)]), rtol=1e-5, atol=1e-5)
+
+
+def test_bias_that_does_not_cover_the_split_axes_is_not_a_head_projection():
+    kernel = _RNG.standard_normal((16, 4, 8)).astype(np.float32)
+    bias = _RNG.standard_normal(8).astype(np.float32)  # per K only: broadcast over the heads
+
+    def fn(x):
+        return jnp.einsum("btd,dhk->bthk", x, kernel) + bias
+
+    conversion = wb.convert(fn, [("B", 5, 16)])
+    kinds = {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
+    assert "HeadProjection" not in kinds
+    assert_matches_jax(fn, conversion.model, concrete_inputs([("B", 5, 16)]), rtol=1e-5, atol=1e-5)

@@ -201,10 +201,12 @@ def lower_jaxpr(
 def _lower_block(builder: GraphBuilder, env: dict[Any, ir.Value], eqns: Sequence[Any], block: Block) -> None:
     """Lower a recognised block (:mod:`.blocks`) as its one fused op, recorded as its last equation's result.
 
-    A block whose operand is a constant is lowered equation by equation instead (each then folds).
+    A block whose operand is a constant is lowered equation by equation instead (each then folds), and
+    so is one that declines on the values it reads (``Block.declines``).
     """
     path = builder.state.eqn_path
-    if _read(builder, env, block.operand).const_value is not None:
+    read = lambda atom: _read(builder, env, atom)  # noqa: E731
+    if read(block.operand).const_value is not None or (block.declines is not None and block.declines(builder, read)):
         for index in block.members:
             path.append(index)
             try:
@@ -225,10 +227,10 @@ def _lower_block(builder: GraphBuilder, env: dict[Any, ir.Value], eqns: Sequence
                                   f"{type(error).__name__}: {error}") from error
         _record(builder, env, root, (result,), first_new_node)
         fused = result.producer()
-        if fused is not None and fused.metadata_props.get(MODULE_KEY):  # named as the rewrite rules name fused ops
-            fused.name = f"{fused.metadata_props[MODULE_KEY]}/{fused.op_type}"
-        elif fused is not None:
-            fused.name = fused.op_type
+        # named as the rewrite rules name the nodes they make: <module>/<OpType>
+        for node in builder.nodes[first_new_node:] if block.name_all else ([fused] if fused is not None else []):
+            module = node.metadata_props.get(MODULE_KEY)
+            node.name = f"{module}/{node.op_type}" if module else node.op_type
     finally:
         path.pop()
 
