@@ -266,3 +266,28 @@ def test_bias_that_does_not_cover_the_split_axes_is_not_a_head_projection():
     kinds = {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
     assert "HeadProjection" not in kinds
     assert_matches_jax(fn, conversion.model, concrete_inputs([("B", 5, 16)]), rtol=1e-5, atol=1e-5)
+
+
+class _LoopedAttention(nnx.Module):
+    """The same attention applied twice in a ``fori_loop``: its body is an ONNX subgraph."""
+
+    def __init__(self) -> None:
+        self.inner = _CausalSelfAttention(random_biases=True)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.lax.fori_loop(0, 2, lambda _, h: self.inner(h), x)
+
+
+def test_head_projection_in_a_loop_body_is_left_to_the_lowering(monkeypatch):
+    # the layout rules rewrite the main graph only: a loop body keeps the split form there
+    module = _LoopedAttention()
+    conversion = wb.convert(module, [(2, 6, 16)])
+    reference = _without_blocks(monkeypatch, module, [(2, 6, 16)])
+    bodies = [[(n.op_type, n.name) for a in node.attribute if a.type == 5 for n in a.g.node]
+              for node in conversion.model.graph.node]
+    assert any(bodies)
+    assert bodies == [[(n.op_type, n.name) for a in node.attribute if a.type == 5 for n in a.g.node]
+                      for node in reference.model.graph.node]
+    inputs = concrete_inputs([(2, 6, 16)])
+    np.testing.assert_array_equal(conversion.run(*inputs)[0], reference.run(*inputs)[0])
+    assert_matches_jax(module, conversion.model, inputs, rtol=1e-5, atol=1e-5)

@@ -624,12 +624,15 @@ def _head_projection(index: _Index, add: Any) -> Block | None:
 
 
 def _projection_declines(builder: Any, weight: ir.Value, bias: ir.Value) -> bool:
-    """Whether a head projection is lowered equation by equation after all: unless its kernel and bias are
-    the model's weights (initializers the passes store reshaped in place, as after the rule), and unless
-    its bias is all zeros (freshly initialised): the passes before the layout rules drop a dense layer's
-    zero bias ``Add`` (:mod:`.passes.affine`), which would leave a different export from the rule's."""
+    """Whether a head projection is lowered equation by equation after all: unless it is in the main graph
+    (the layout rules rewrite only that one), its kernel and bias are the model's weights (initializers the
+    passes store reshaped in place, as after the rule), and its bias is not all zeros (freshly initialised):
+    the passes before the layout rules drop a dense layer's zero bias ``Add`` (:mod:`.passes.affine`), which
+    would leave a different export from the rule's."""
     weights = builder.state.weights
-    if builder.is_function or weight.name not in weights or bias.name not in weights or bias.const_value is None:
+    if builder.is_function or builder.parent is not None:
+        return True
+    if weight.name not in weights or bias.name not in weights or bias.const_value is None:
         return True
     return not np.any(bias.const_value.numpy())
 
