@@ -1,12 +1,15 @@
 """Convolutions the generator writes in another form than lax.conv_general_dilated, against onnxruntime.
 
 Depthwise convolutions (group = channels) become a sum of k^2 shifted products (XLA CPU's grouped
-convolution is far slower); 1x1 convolutions become a matmul over channels.
+convolution is far slower); 1x1 convolutions become a matmul over channels; dense convolutions of
+channels-last networks with an output map of at most 12x12 become one dot over their unfolded windows
+(``_conv_im2col``: XLA CPU's own convolution kernel is slow on small maps with many channels).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import onnx
 import pytest
@@ -14,6 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from tests.support.harness import run_onnx
+from workbench.onnx_to_jax import jit_options
+from workbench.onnx_to_jax.api import generate_module
+from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
 
 
 def _conv_model(x_shape, w_shape, **attrs) -> onnx.ModelProto:
@@ -57,3 +63,87 @@ def test_depthwise_convolution_1d_and_gradient():
 
     np.testing.assert_allclose(np.asarray(grads["w"]), np.asarray(jax.grad(reference)(params["w"])), rtol=1e-4,
                                atol=1e-4)
+
+
+def _primitives(forward, params, x) -> str:
+    """The jaxpr of ``forward`` as text (with the jitted parts' bodies): which primitives it runs."""
+    return str(jax.make_jaxpr(forward)(params, x))
+
+
+@pytest.fixture
+def dots_only(monkeypatch):
+    """Every model counts as large: the generator chooses YNNPACK dots only (jit_options.py)."""
+    monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 0)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs, as_dot", [
+    ((1, 16, 12, 12), (24, 16, 3, 3), {"pads": [1, 1, 1, 1]}, True),
+    ((2, 8, 24, 24), (16, 8, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, True),
+    ((1, 8, 7, 9), (12, 8, 3, 3), {"pads": [0, 1, 2, 1], "strides": [2, 1]}, True),
+    ((1, 8, 6, 6), (8, 8, 2, 2), {"strides": [2, 2]}, True),
+    ((1, 8, 10, 10), (8, 8, 3, 3), {"auto_pad": "SAME_LOWER"}, True),
+    ((1, 8, 12, 12), (8, 8, 1, 1), {"strides": [2, 2]}, True),
+    ((1, 8, 24, 24), (8, 8, 3, 3), {"pads": [1, 1, 1, 1]}, False),
+    ((1, 8, 10, 10), (8, 8, 3, 3), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, False),
+    ((1, 8, 10, 10), (8, 4, 3, 3), {"pads": [1, 1, 1, 1], "group": 2}, False),
+    ((1, 8, 10, 10), (8, 8, 5, 5), {"pads": [2, 2, 2, 2]}, False),
+], ids=["12x12", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
+        "24x24", "dilated", "grouped", "5x5"])
+def test_dense_convolution_on_a_small_map_is_one_dot_and_matches_onnxruntime(dots_only, x_shape, w_shape, attrs, as_dot):
+    """Each form of the generated code (weights as arguments or folded, ONNX-layout or prepared HWIO
+    weights) against onnxruntime; the convolution is one dot exactly where ``_conv_as_dot`` says so."""
+    model = _conv_model(x_shape, w_shape, **attrs)
+    x = np.random.default_rng(3).standard_normal(x_shape).astype(np.float32)
+    expected = run_onnx(model, [x])[0]
+    generated = generate_module(model)
+    params = generated.params
+    prepared = generated.prepare(params)
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
+    primitives = _primitives(generated.forward, params, x)
+    assert ("conv_general_dilated" not in primitives) == as_dot, primitives
+    assert ("concatenate" in primitives) == (as_dot and w_shape[2:] != (1, 1)), primitives
+    assert ("conv_general_dilated" not in _primitives(generated.forward_prepared, prepared, x)) == as_dot
+    for got in (
+        generated.forward(params, x),
+        jax.jit(generated.forward)(params, x),
+        jax.jit(generated.forward_prepared)(prepared, x),
+        wb.jit_forward(generated.forward_prepared, prepared)(x),
+    ):
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_small_convolution_stays_xla_s_under_the_default_fusion():
+    """A model under the weights threshold keeps XLA's default YNNPACK fusion and lax.conv (the dot
+    form was slower there: DenseNet-121)."""
+    model = _conv_model((1, 16, 12, 12), (24, 16, 3, 3), pads=[1, 1, 1, 1])
+    generated = generate_module(model)
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {}
+    x = np.random.default_rng(5).standard_normal((1, 16, 12, 12)).astype(np.float32)
+    assert "conv_general_dilated" in _primitives(generated.forward, generated.params, x)
+    got = wb.jit_forward(generated.forward, generated.params)(x)
+    np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)
+
+
+def test_convolution_as_one_dot_in_float16_and_its_gradient(dots_only):
+    """float16 through the dot sums in float32 (as XLA's convolution does) and rounds once; the
+    gradient of the dot form equals the gradient of XLA's convolution."""
+    model = _conv_model((1, 8, 6, 6), (16, 8, 3, 3), pads=[1, 1, 1, 1])
+    forward, params = wb.to_jax(model)
+    x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype(np.float32)
+    assert "conv_general_dilated" not in _primitives(forward, params, x)
+    half = {k: v.astype(np.float16) for k, v in params.items()}
+    got16 = np.asarray(jax.jit(forward)(half, x.astype(np.float16)))
+    assert got16.dtype == np.float16
+    want16 = jax.lax.conv_general_dilated(
+        x.astype(np.float16), half["w"], (1, 1), [(1, 1), (1, 1)], preferred_element_type=np.float32
+    ).astype(np.float16) + half["b"][None, :, None, None]
+    np.testing.assert_allclose(got16.astype(np.float32), np.asarray(want16, np.float32), rtol=2e-3, atol=2e-2)
+
+    def reference(p):
+        y = jax.lax.conv_general_dilated(x, p["w"], (1, 1), [(1, 1), (1, 1)]) + p["b"][None, :, None, None]
+        return (jnp.tanh(y) ** 2).sum()
+
+    got = jax.grad(lambda p: (jnp.tanh(forward(p, x)) ** 2).sum())(params)
+    want = jax.grad(reference)(params)
+    for name in ("w", "b"):
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-4, atol=1e-4)

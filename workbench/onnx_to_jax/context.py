@@ -103,6 +103,14 @@ class NodeContext:
         """
         return self.has(i) and self._graph.prepare_weight(self.node.input[i], axes)
 
+    @property
+    def dots_only(self) -> bool:
+        """Whether the model is compiled with YNNPACK fusing only dots (its ``XLA_COMPILER_OPTIONS``,
+        workbench/onnx_to_jax/jit_options.py): XLA's own kernels then run its convolutions."""
+        from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
+
+        return self._graph.module.compiler_options.get(YNN_FUSION_TYPE) == YNN_DOTS_ONLY
+
     def host(self, i: int) -> str:
         """The expression of input ``i`` for code that reads its value on the host (``int(...)``, numpy).
 

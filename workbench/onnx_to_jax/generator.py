@@ -80,6 +80,9 @@ class ModuleBuilder:
         # transposes these once (name -> np.transpose axes)
         self.weight_candidates = _single_use_weights(self.model.graph)
         self.weight_layouts: dict[str, tuple[int, ...]] = {}
+        # XLA compiler options the model runs fastest with (jit_options.py); the code's form of small
+        # convolutions depends on them (emitters/nn.py, _conv_as_dot)
+        self.compiler_options = choose_compiler_options(self.model.graph)
         # write runs of repeated blocks as one body run by lax.scan (repeats.py); (start, length, count) of each
         self.scan_repeats = scan_repeats
         self.scanned_runs: tuple[tuple[int, int, int], ...] = ()
@@ -187,8 +190,9 @@ class ModuleBuilder:
         module.line(f"VALUE_DEPENDENT_NODES = {literal(self.barriers)}")
         # XLA compiler options this model runs fastest with, chosen from its graph (jit_options.py):
         # jax.jit(forward, compiler_options=XLA_COMPILER_OPTIONS), as wb.jit_forward does
-        options = choose_compiler_options(graph)
-        entries = ", ".join(f"{literal(name)}: {literal(value)}" for name, value in sorted(options.items()))
+        entries = ", ".join(
+            f"{literal(name)}: {literal(value)}" for name, value in sorted(self.compiler_options.items())
+        )
         module.line(f"{OPTIONS_NAME} = {{{entries}}}")
         module.line("")
         module.line("")

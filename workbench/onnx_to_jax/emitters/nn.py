@@ -181,12 +181,57 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
 
 
 @runtime_helper
-def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False):
+def _conv_as_dot(out_spatial, kernel, dilations, group):
+    """Whether a channels-last 2-D convolution runs faster as one dot over its unfolded windows
+    (``_conv_im2col``) than as XLA's convolution: dense (one group), at most 3x3, undilated, on an
+    output map of at most 12x12 (144 positions).
+
+    With YNNPACK fusing only dots (the models of 10 M weights and more,
+    workbench/onnx_to_jax/jit_options.py), convolutions run as XLA CPU's own kernel, which slows
+    from ~30 to ~8 GMAC/s as the map shrinks and the channels grow; the unfolded windows times the
+    (k*k*I, O) weight are one YNNPACK dot. Measured per layer shape of ResNet-18/50 and on the
+    whole networks (tests/benchmarks/bench_conv_forms.py; docs/onnx_to_jax_corpus.md, "Small
+    convolutions as dots"): the dot is faster from 12x12 down, XLA's kernel at 24x24. Only asked for
+    code compiled with dots only (``_conv``'s ``small_as_dot``): under XLA's default YNNPACK fusion
+    the same rule made DenseNet-121 slower (27.8 against 29.6 ms) and compile 1.5x longer.
+    """
+    positions = out_spatial[0] * out_spatial[1]
+    return group == 1 and positions <= 144 and all(k <= 3 for k in kernel) and all(d == 1 for d in dilations)
+
+
+@runtime_helper
+def _conv_im2col(x, w, strides, padding):
+    """A dense 2-D convolution of a channels-last (N, H, W, I) input with an HWIO weight as one dot:
+    the kh*kw shifted, strided windows concatenated along the channels (N, H', W', kh*kw*I) times the
+    weight read as (kh*kw*I, O). ``_conv_as_dot`` says when this is faster than XLA's convolution.
+
+    One dot rather than one per tap: the sum of kh*kw dots was as fast alone but made ResNet-50 1.2x
+    slower as a whole (docs/onnx_to_jax_corpus.md, "Small convolutions as dots").
+    """
+    x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
+    kernel = w.shape[:2]
+    out = tuple((x.shape[1 + i] - kernel[i]) // strides[i] + 1 for i in range(2))
+    span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
+    windows = [
+        x[:, i:i + span[0]:strides[0], j:j + span[1]:strides[1], :] for i, j in np.ndindex(*kernel)
+    ]
+    columns = jnp.concatenate(windows, axis=-1) if len(windows) > 1 else windows[0]
+    dtype = jnp.result_type(x, w)
+    # half-precision products summed in float32 and rounded once, as XLA's convolution does
+    carry = jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype
+    weight = jnp.reshape(w, (-1, w.shape[-1]))
+    return jnp.einsum("nhwc,co->nhwo", columns, weight, preferred_element_type=carry).astype(dtype)
+
+
+@runtime_helper
+def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False, small_as_dot=False):
     """Conv with ONNX's (O, I/group, k...) weight. ``channels_last``: a 2-D convolution of an NHWC input
     with an NHWC result (workbench/onnx_to_jax/layout.py), else on ONNX's (N, C, spatial...) axes.
     ``hwio`` (channels-last only): the weight arrives as (kh, kw, I/group, O), the layout XLA's CPU
     kernels read, which ``prepare`` gave it once (``_prepare_params``); else it is transposed to
-    that layout here, in every call when the weights are jit arguments.
+    that layout here, in every call when the weights are jit arguments. ``small_as_dot`` (channels-last
+    code compiled with YNNPACK fusing only dots): the small dense convolutions ``_conv_as_dot`` picks
+    run as one dot over their unfolded windows (``_conv_im2col``).
     """
     nd = x.ndim - 2
     kernel = w.shape[:nd] if hwio else w.shape[2:]
@@ -212,6 +257,11 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
             y = _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=hwio)
         else:
             y = _depthwise_conv(x, w, strides, padding, dilations)
+    elif small_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating) and _conv_as_dot(
+        [(onnx_shape[2 + i] + sum(padding[i]) - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2)],
+        kernel, dilations, group,
+    ):
+        y = _conv_im2col(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), strides, padding)
     else:
         y = lax.conv_general_dilated(
             x, w, window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=group,
@@ -250,6 +300,9 @@ def conv(ctx: NodeContext) -> str:
     if ctx.channels_last and ctx.prepared_weight(1, HWIO):
         # prepare() lays this weight out as XLA's CPU kernels read it, once, outside jax.jit
         layout["hwio"] = "True"
+    if ctx.channels_last and ctx.dots_only:
+        # XLA's own convolution kernel is slow on small maps: those run as one dot (_conv_as_dot)
+        layout["small_as_dot"] = "True"
     return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
 
 
