@@ -202,20 +202,25 @@ def _conv_as_dot(out_spatial, kernel, dilations, group):
 @runtime_helper
 def _conv_im2col(x, w, strides, padding):
     """A dense 2-D convolution of a channels-last (N, H, W, I) input with an HWIO weight as one dot:
-    the kh*kw shifted, strided windows concatenated along the channels (N, H', W', kh*kw*I) times the
-    weight read as (kh*kw*I, O). ``_conv_as_dot`` says when this is faster than XLA's convolution.
+    the kh*kw windows of every output position gathered into (N, H', W', kh*kw*I) times the weight
+    read as (kh*kw*I, O). ``_conv_as_dot`` says when this is faster than XLA's convolution.
 
-    One dot rather than one per tap: the sum of kh*kw dots was as fast alone but made ResNet-50 1.2x
-    slower as a whole (docs/onnx_to_jax_corpus.md, "Small convolutions as dots").
+    One gather of channel rows (positions computed here, at trace time) rather than kh*kw strided
+    slices concatenated: as fast, but XLA compiled each slice as a kernel of its own (ResNet-18
+    compiled in 3.7 against 1.2 s); one dot rather than one per tap: the kh*kw dots were as fast
+    alone but made ResNet-50 1.2x slower as a whole (docs/onnx_to_jax_corpus.md, "Small
+    convolutions as dots").
     """
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
+    batch, height, width, channels = x.shape
     kernel = w.shape[:2]
     out = tuple((x.shape[1 + i] - kernel[i]) // strides[i] + 1 for i in range(2))
-    span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
-    windows = [
-        x[:, i:i + span[0]:strides[0], j:j + span[1]:strides[1], :] for i, j in np.ndindex(*kernel)
-    ]
-    columns = jnp.concatenate(windows, axis=-1) if len(windows) > 1 else windows[0]
+    rows = np.arange(out[0])[:, None, None, None] * strides[0] + np.arange(kernel[0])[None, None, :, None]
+    cols = np.arange(out[1])[None, :, None, None] * strides[1] + np.arange(kernel[1])[None, None, None, :]
+    positions = np.reshape(rows * width + cols, -1).astype(np.int32)  # (H', W', kh, kw), row-major
+    pixels = jnp.reshape(x, (batch, height * width, channels))
+    columns = pixels[:, positions]  # positions are in bounds: indexing gathers without masking
+    columns = jnp.reshape(columns, (batch, out[0], out[1], kernel[0] * kernel[1] * channels))
     dtype = jnp.result_type(x, w)
     # half-precision products summed in float32 and rounded once, as XLA's convolution does
     carry = jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype

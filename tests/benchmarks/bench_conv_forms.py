@@ -1,0 +1,127 @@
+"""Dense convolution forms for XLA CPU under YNNPACK dots only: latency per layer shape of ResNet-18/50.
+
+A script, not a test: it prints a table. Each 3x3 convolution shape of torchvision's ResNet-18 and
+ResNet-50 at the vision corpus's 96x96 input (channels-last, batch 1, bias and ReLU after it, weights
+folded into the jitted function as the fastest corpus form has them), compiled with
+``xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT`` (what ``wb.jit_forward`` gives
+models of 10 M weights and more, workbench/onnx_to_jax/jit_options.py) and written as
+
+- ``xla``: ``lax.conv_general_dilated`` (NHWC, HWIO), which XLA CPU runs with its own kernel;
+- ``taps``: the sum over the nine taps of one shifted, strided window times that tap's (I, O) matrix
+  (nine YNNPACK dots);
+- ``im2col``: the nine windows concatenated along the channels times the (9*I, O) weight (one
+  YNNPACK dot; ``_conv_im2col``, what the generated code runs where ``_conv_as_dot`` says).
+
+Latency is the median over interleaved rounds of process CPU time per call (one XLA thread; the
+machine is shared, so CPU time rather than wall time), compile is not included. Every form is
+checked against ``xla`` first. The whole-network comparison that chose the rule is in
+docs/onnx_to_jax_corpus.md, "Small convolutions as dots": per layer, the nine dots are as fast as
+the one, but in ResNet-50 they were slower as a whole.
+
+    PYTHONPATH=$PWD python tests/benchmarks/bench_conv_forms.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import time
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+import jax  # noqa: E402 - after XLA_FLAGS: XLA reads them once
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax import lax  # noqa: E402
+
+from workbench.onnx_to_jax.emitters.nn import _conv_im2col  # noqa: E402
+from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE  # noqa: E402
+
+# (label, input map, in channels, out channels, stride); in ResNet-50 the stride-2 3x3 layers keep
+# their channels (torchvision's v1.5 puts the stride on the 3x3), ResNet-18's double them
+SHAPES = [
+    ("64 @24 (r18 x4, r50 x3)", 24, 64, 64, 1),
+    ("64->128 s2 @24 (r18)", 24, 64, 128, 2),
+    ("128 s2 @24 (r50)", 24, 128, 128, 2),
+    ("128 @12 (r18 x3, r50 x3)", 12, 128, 128, 1),
+    ("128->256 s2 @12 (r18)", 12, 128, 256, 2),
+    ("256 s2 @12 (r50)", 12, 256, 256, 2),
+    ("256 @6 (r18 x3, r50 x5)", 6, 256, 256, 1),
+    ("256->512 s2 @6 (r18)", 6, 256, 512, 2),
+    ("512 s2 @6 (r50)", 6, 512, 512, 2),
+    ("512 @3 (r18 x3, r50 x2)", 3, 512, 512, 1),
+]
+PADDING = ((1, 1), (1, 1))
+
+
+def xla(x, w, stride):
+    return lax.conv_general_dilated(x, w, (stride, stride), PADDING, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def taps(x, w, stride):
+    x = jnp.pad(x, ((0, 0),) + PADDING + ((0, 0),))
+    out = (x.shape[1] - 3) // stride + 1
+    span = (out - 1) * stride + 1
+    y = None
+    for i, j in np.ndindex(3, 3):
+        window = x[:, i : i + span : stride, j : j + span : stride, :]
+        term = jnp.einsum("nhwc,co->nhwo", window, w[i, j])
+        y = term if y is None else y + term
+    return y
+
+
+def im2col(x, w, stride):
+    return _conv_im2col(x, w, (stride, stride), PADDING)
+
+
+FORMS = {"xla": xla, "taps": taps, "im2col": im2col}
+
+
+def _layer(form, x, w, b, stride):
+    return jax.nn.relu(form(x, w, stride) + b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=10, help="calls per timing")
+    args = parser.parse_args()
+    options = {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
+    rng = np.random.default_rng(0)
+    compiled = {}
+    for label, size, cin, cout, stride in SHAPES:
+        x = jnp.asarray(rng.standard_normal((1, size, size, cin), np.float32))
+        w = jnp.asarray(rng.standard_normal((3, 3, cin, cout), np.float32) / np.sqrt(9 * cin))
+        b = jnp.asarray(rng.standard_normal(cout, np.float32))
+        reference = None
+        for name, form in FORMS.items():
+            fn = jax.jit(functools.partial(_layer, form, w=w, b=b, stride=stride), compiler_options=options)
+            y = np.asarray(fn(x))
+            if reference is None:
+                reference = y
+            np.testing.assert_allclose(y, reference, rtol=1e-4, atol=1e-4, err_msg=f"{label} {name}")
+            compiled[label, name] = fn, x
+    times: dict = {key: [] for key in compiled}
+    for _ in range(args.rounds):  # interleaved, so load spikes hit every form alike
+        for key, (fn, x) in compiled.items():
+            start = time.process_time()
+            for _ in range(args.calls):
+                fn(x).block_until_ready()
+            times[key].append((time.process_time() - start) / args.calls * 1e3)
+    print(f"jax {jax.__version__}, load average {' '.join(open('/proc/loadavg').read().split()[:3])}, "
+          f"median of {args.rounds} rounds, CPU ms per call")
+    print(f"| 3x3 layer | out map | MMAC | {' | '.join(FORMS)} | xla GMAC/s | fastest |")
+    print("|---|---:|---:|" + "---:|" * len(FORMS) + "---:|---|")
+    for label, size, cin, cout, stride in SHAPES:
+        medians = {name: statistics.median(times[label, name]) for name in FORMS}
+        out = -(-size // stride)
+        macs = out * out * cin * cout * 9 / 1e6
+        cells = " | ".join(f"{medians[name]:.3f}" for name in FORMS)
+        print(f"| {label} | {out}x{out} | {macs:.0f} | {cells} | {macs / medians['xla']:.0f} | "
+              f"{min(medians, key=medians.get)} |")
+
+
+if __name__ == "__main__":
+    main()
