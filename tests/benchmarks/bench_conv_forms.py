@@ -9,8 +9,10 @@ models of 10 M weights and more, workbench/onnx_to_jax/jit_options.py) and writt
 - ``xla``: ``lax.conv_general_dilated`` (NHWC, HWIO), which XLA CPU runs with its own kernel;
 - ``taps``: the sum over the nine taps of one shifted, strided window times that tap's (I, O) matrix
   (nine YNNPACK dots);
-- ``im2col``: the nine windows concatenated along the channels times the (9*I, O) weight (one
-  YNNPACK dot; ``_conv_im2col``, what the generated code runs where ``_conv_as_dot`` says).
+- ``concat``: the nine windows (strided slices) concatenated along the channels times the (9*I, O)
+  weight (one YNNPACK dot);
+- ``im2col``: the same columns gathered in one op (``_conv_im2col``, what the generated code runs
+  where ``_conv_as_dot`` says; XLA compiles each of ``concat``'s slices as a kernel of its own).
 
 Latency is the median over interleaved rounds of process CPU time per call (one XLA thread; the
 machine is shared, so CPU time rather than wall time), compile is not included. Every form is
@@ -29,7 +31,10 @@ import os
 import statistics
 import time
 
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# one XLA thread, as the corpus benchmark times (before JAX is imported: XLA reads the flags once)
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import jax  # noqa: E402 - after XLA_FLAGS: XLA reads them once
 import jax.numpy as jnp  # noqa: E402
@@ -72,11 +77,19 @@ def taps(x, w, stride):
     return y
 
 
+def concat(x, w, stride):
+    x = jnp.pad(x, ((0, 0),) + PADDING + ((0, 0),))
+    out = (x.shape[1] - 3) // stride + 1
+    span = (out - 1) * stride + 1
+    windows = [x[:, i : i + span : stride, j : j + span : stride, :] for i, j in np.ndindex(3, 3)]
+    return jnp.einsum("nhwc,co->nhwo", jnp.concatenate(windows, axis=-1), jnp.reshape(w, (-1, w.shape[-1])))
+
+
 def im2col(x, w, stride):
     return _conv_im2col(x, w, (stride, stride), PADDING)
 
 
-FORMS = {"xla": xla, "taps": taps, "im2col": im2col}
+FORMS = {"xla": xla, "taps": taps, "concat": concat, "im2col": im2col}
 
 
 def _layer(form, x, w, b, stride):

@@ -90,7 +90,9 @@ def dots_only(monkeypatch):
     ((1, 8, 10, 10), (8, 8, 5, 5), {"pads": [2, 2, 2, 2]}, False),
 ], ids=["12x12", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
         "24x24", "dilated", "grouped", "5x5"])
-def test_dense_convolution_on_a_small_map_is_one_dot_and_matches_onnxruntime(dots_only, x_shape, w_shape, attrs, as_dot):
+def test_dense_convolution_on_a_small_map_is_one_dot_and_matches_onnxruntime(
+    dots_only, x_shape, w_shape, attrs, as_dot
+):
     """Each form of the generated code (weights as arguments or folded, ONNX-layout or prepared HWIO
     weights) against onnxruntime; the convolution is one dot exactly where ``_conv_as_dot`` says so."""
     model = _conv_model(x_shape, w_shape, **attrs)

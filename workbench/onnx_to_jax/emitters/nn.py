@@ -247,6 +247,13 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
     onnx_shape = (x.shape[0], channels) + x.shape[1:-1] if channels_last else x.shape
     padding = _conv_pads(onnx_shape, kernel, strides, dilations, pads, auto_pad)
     pointwise = group == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
+    as_dot = small_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating)
+    if as_dot:
+        out_spatial = [
+            (onnx_shape[2 + i] + sum(padding[i]) - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1
+            for i in range(2)
+        ]
+        as_dot = _conv_as_dot(out_spatial, kernel, dilations, group)
     if pointwise and all(p == (0, 0) for p in padding):
         # A 1x1 convolution is a matmul over channels. Written NCHW, XLA CPU would run it through
         # its NHWC kernel with a transpose of the input, the weight and the output each, and
@@ -262,10 +269,7 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
             y = _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=hwio)
         else:
             y = _depthwise_conv(x, w, strides, padding, dilations)
-    elif small_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating) and _conv_as_dot(
-        [(onnx_shape[2 + i] + sum(padding[i]) - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2)],
-        kernel, dilations, group,
-    ):
+    elif as_dot:
         y = _conv_im2col(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), strides, padding)
     else:
         y = lax.conv_general_dilated(
