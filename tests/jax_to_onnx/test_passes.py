@@ -52,7 +52,8 @@ def test_rewrite_fuses_and_preserves_outputs(fn, specs, present, absent, opset):
 
 
 def test_softmax_with_other_guard_is_not_fused():
-    # max(0, reduce_max) is not softmax's -inf guard: the rule must leave it alone
+    # max(0, reduce_max) is not softmax's -inf guard: neither the block recognised while lowering
+    # (blocks.py) nor the rewrite rule may take it for a Softmax
     def almost_softmax(x):
         shifted = x - jnp.maximum(0.0, jnp.max(x, axis=-1, keepdims=True))
         e = jnp.exp(shifted)

@@ -193,6 +193,17 @@ def _square_of(index: _Index, atom: Any) -> tuple[Any, Any] | None:
     return None
 
 
+def _static_trailing(shape: tuple[Any, ...], axes: list[int]) -> list[int] | None:
+    """The sizes of ``axes`` when they are the trailing axes of ``shape`` and static (what a norm
+    normalizes over), else None."""
+    if not axes or axes != list(range(axes[0], len(shape))):
+        return None
+    trailing = [shape[a] for a in axes]
+    if not all(isinstance(d, (int, np.integer)) for d in trailing):
+        return None
+    return [int(d) for d in trailing]
+
+
 def _layer_norm(index: _Index, rsqrt: Any) -> Block | None:
     """Flax's LayerNorm from its ``rsqrt``: ``(x - mean) * (rsqrt(max(E[x²] - mean², 0) + eps) [* scale]) [+ bias]``.
 
@@ -229,10 +240,8 @@ def _layer_norm(index: _Index, rsqrt: Any) -> Block | None:
         return None
     rank = len(x.aval.shape)
     axes = sorted({a % rank for a in mean[2]})
-    if not axes or axes != list(range(axes[0], rank)):
-        return None
-    trailing = [x.aval.shape[a] for a in axes]
-    if not all(isinstance(d, (int, np.integer)) for d in trailing):
+    trailing = _static_trailing(x.aval.shape, axes)
+    if trailing is None:
         return None
     size = float(math.prod(trailing))
     if not (_close(mean[3], size) and _close(mean_sq[3], size)) or not _restores_axes(keep_var, x.aval.shape, axes):
@@ -272,7 +281,7 @@ def _layer_norm(index: _Index, rsqrt: Any) -> Block | None:
     closed = index.closed(members)
     if closed is None or closed[-1] != index.index(root):
         return None
-    return _layer_norm_block(closed, x, scale, bias, axes[0], [int(d) for d in trailing], float(_literal(eps_atom)))
+    return _layer_norm_block(closed, x, scale, bias, axes[0], trailing, float(_literal(eps_atom)))
 
 
 def _centers(index: _Index, centered: Any, x: Any, mean_div: Any, axes: list[int]) -> bool:
@@ -411,10 +420,8 @@ def _equinox_layer_norm(index: _Index, rsqrt: Any) -> Block | None:
     rank = len(x.aval.shape)
     keep = call.outvars[0].aval.shape
     axes = [axis for axis in range(rank) if not _same_shape([keep[axis]], [x.aval.shape[axis]])] if len(keep) == rank else []
-    if not axes or axes != list(range(axes[0], rank)):
-        return None
-    trailing = [x.aval.shape[a] for a in axes]
-    if not all(isinstance(d, (int, np.integer)) for d in trailing):
+    trailing = _static_trailing(x.aval.shape, axes)
+    if trailing is None:
         return None
     size = float(math.prod(trailing))
     if not _is_population_variance(call, x, axes, size):
@@ -445,7 +452,7 @@ def _equinox_layer_norm(index: _Index, rsqrt: Any) -> Block | None:
     if closed is None or closed[-1] != index.index(root):
         return None
     # a negative axis, as the norm passes write it for this form
-    return _layer_norm_block(closed, x, scale, bias, axes[0] - rank, [int(d) for d in trailing], float(eps))
+    return _layer_norm_block(closed, x, scale, bias, axes[0] - rank, trailing, float(eps))
 
 
 def _layer_norm_block(members: tuple[int, ...], x: Any, scale: Any, bias: Any, axis: int, dims: list[int], epsilon: float) -> Block:
