@@ -192,3 +192,34 @@ def test_generated_module_jit_applies_the_options_to_either_forward(prepared):
     weights = generated.prepare(generated.params) if prepared else generated.params
     got = as_arguments(weights, x)
     np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
+
+
+def _float64_model() -> onnx.ModelProto:
+    """y = x * w + b in float64, with weights whose float32 roundings change the result."""
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, [4])
+    w = numpy_helper.from_array(np.array([1 + 1e-12, 3.0, 1 / 3, 1e-9]), "w")
+    b = numpy_helper.from_array(np.array([1e-10, -1.0, 2 / 3, 1.0]), "b")
+    nodes = [helper.make_node("Mul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [x], [y], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "args"])
+def test_jit_forward_keeps_64_bit_models_64_bit(fold):
+    """A plain outer jax.jit narrows float64 inputs at its boundary (x64 is off by default), or fails
+    against the compiled signature; jit_forward traces and calls 64-bit models with x64 on."""
+    assert not jax.config.jax_enable_x64, "this test needs JAX's default 32-bit mode"
+    model = _float64_model()
+    x = np.array([1.0, 1e-8, 3.0, 1e8])
+    expected = run_onnx(model, [x])[0]
+    forward, params = wb.to_jax(model)
+    fn = wb.jit_forward(forward, params) if fold else wb.jit_forward(forward)
+    got = fn(x) if fold else fn(params, x)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(got), expected)  # exact: float32 anywhere would show
+    lowered = fn.lower(x) if fold else fn.lower(params, x)
+    assert "f64" in lowered.as_text() and "f32" not in lowered.as_text()
+    assert not jax.config.jax_enable_x64, "the process-wide setting must be left as it was"

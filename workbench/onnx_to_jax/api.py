@@ -157,7 +157,9 @@ def to_jax(
     ``WEIGHT_LAYOUTS`` lists them; :class:`GeneratedModule` has both forms).
     ``wb.jit_forward(forward, params)`` (or ``wb.jit_forward(forward)``) is the jit of either form
     with the XLA compiler options the generator chose for the model (the module's
-    ``XLA_COMPILER_OPTIONS``; ResNet-18 runs in about half the time with them).
+    ``XLA_COMPILER_OPTIONS``; ResNet-18 runs in about half the time with them). For a model with
+    64-bit inputs or outputs use ``wb.jit_forward``: a plain ``jax.jit`` converts the arguments to
+    32 bits at its boundary (JAX's default), before ``forward`` turns x64 on for itself.
     ``base_dir``, ``scan_repeats``: as for :func:`to_jax_source`.
     """
     import jax

@@ -25,7 +25,7 @@ from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.fold_budget import output_elements
 from workbench.onnx_to_jax.helpers import helper_source
-from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, choose_compiler_options
+from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, X64_NAME, choose_compiler_options
 from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
@@ -194,9 +194,13 @@ class ModuleBuilder:
             f"{literal(name)}: {literal(value)}" for name, value in sorted(self.compiler_options.items())
         )
         module.line(f"{OPTIONS_NAME} = {{{entries}}}")
-        module.line("")
-        module.line("")
         needs_x64 = self._needs_x64(graph)
+        if needs_x64:
+            # read by wb.jit_forward, which then traces and calls the jitted function with x64 on
+            # (a plain outer jax.jit would narrow 64-bit inputs at its boundary); absent: 32-bit model
+            module.line(f"{X64_NAME} = True")
+        module.line("")
+        module.line("")
         prepared = bool(self.weight_layouts)
         # with weights in a kernel layout, the body is forward_prepared and forward prepares first
         outer_name = self.prepared_name if prepared else self.function_name

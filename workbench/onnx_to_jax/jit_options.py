@@ -37,6 +37,7 @@ _FLOAT_TYPES = frozenset(
     {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 )
 OPTIONS_NAME = "XLA_COMPILER_OPTIONS"  # the generated module's constant
+X64_NAME = "RUNS_WITH_X64"  # True in the modules of models with 64-bit inputs or outputs
 
 
 def float_weights(graph: onnx.GraphProto) -> int:
@@ -108,4 +109,33 @@ def jit_forward(
     options = supported_options(generated_options(forward))
     options.update(jit_kwargs.pop("compiler_options", None) or {})
     fn = forward if params is None else functools.partial(forward, params)
-    return jax.jit(fn, compiler_options=options or None, **jit_kwargs)
+    jitted = jax.jit(fn, compiler_options=options or None, **jit_kwargs)
+    if forward.__globals__.get(X64_NAME) is True:
+        return X64Jitted(jitted)
+    return jitted
+
+
+class X64Jitted:
+    """A jitted model with 64-bit inputs or outputs, traced, compiled and called with x64 on.
+
+    The generated ``forward`` turns x64 on inside itself, but ``jax.jit`` converts the arguments at
+    its own boundary first: with JAX's 64-bit mode off (its default) float64 inputs and weights
+    would arrive as float32, or fail against the compiled signature. This scopes x64 to each call,
+    as ``forward`` does, without flipping the process-wide setting.
+    """
+
+    def __init__(self, jitted: Any):
+        self._jitted = jitted
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import jax
+
+        with jax.enable_x64(True):
+            return self._jitted(*args, **kwargs)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """``jax.jit(...).lower`` with x64 on (``.compile()`` of the result keeps the 64-bit signature)."""
+        import jax
+
+        with jax.enable_x64(True):
+            return self._jitted.lower(*args, **kwargs)
