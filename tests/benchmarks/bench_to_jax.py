@@ -22,13 +22,15 @@ is given (it runs in its own venv so its pinned versions never touch ours).
 ``--corpus resnet18,swin_t,...`` times models of the torchvision/timm corpus instead
 (tests/onnx_to_jax/test_corpus_vision.py builds and exports them; run with an interpreter that has
 torchvision and timm, e.g. /work/venv-o2j/bin/python, and WORKBENCH_VISION_CORPUS=1): one row per
-model with the generation time, the first call (compile + run) in four forms, each jitted by
-``wb.jit_forward`` (``jax.jit`` with the XLA compiler options the generator chose for the model), the
-onnxruntime session creation, and the latencies (medians of interleaved rounds) as ratios to
-onnxruntime's; the last line names the worst ratio. The forms: weights as arguments and folded, as
-above, and both again on ``generated.prepare(params)`` (``jax.jit(generated.forward_prepared)``: the
-convolution and Gemm weights transposed to the kernels' layouts once, with numpy, before jitting;
-docs/codegen.md, "Weights prepared once"). ``--scan-repeats`` generates with repeated blocks as one
+model with the generation time, the first call (compile + run) in four forms, jitted with the XLA
+compiler options the generator chose for the model, the onnxruntime session creation, and the
+latencies (medians of interleaved rounds) as ratios to onnxruntime's; the last line names the worst
+ratio. The forms: ``wb.jit_forward(forward)`` (weights as arguments), ``wb.jit_forward(forward,
+params)`` (folded: ``prepare(params)`` folded into ``forward_prepared``, the default for inference),
+``wb.jit_forward(generated.forward_prepared)`` on ``generated.prepare(params)`` (the convolution and
+Gemm weights transposed to the kernels' layouts once, with numpy, as arguments; docs/codegen.md,
+"Weights prepared once"), and ``params`` folded in ONNX's layouts (``jax.jit(functools.partial(forward,
+params))``, what the folded form compiled before it prepared the weights). ``--scan-repeats`` generates with repeated blocks as one
 ``lax.scan`` (docs/codegen.md). ``--clock cpu`` times each call by the process's
 CPU time instead of the wall clock: with one thread per runtime that is the work of the call, which
 other processes taking the cores do not inflate (the wall clock's medians move 2-3x at a load of 6). Each model's first calls are timed on a fresh
@@ -56,6 +58,7 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[2]
 GENERATION_TARGET_S = 1.0
 LATENCY_TARGET_RATIO = 1.5
+CORPUS_FORMS = ("args", "folded", "prepared", "onnx-layout folded")
 
 
 def _parse_args() -> argparse.Namespace:
@@ -72,10 +75,16 @@ def _parse_args() -> argparse.Namespace:
                         help="comma-separated vision corpus models to time instead of the DenseNet (needs torchvision)")
     parser.add_argument("--scan-repeats", action="store_true",
                         help="--corpus: generate with wb.to_jax(..., scan_repeats=True) (repeated blocks as one lax.scan)")
+    parser.add_argument("--forms", default=",".join(CORPUS_FORMS),
+                        help=f"--corpus: the jit forms to time, comma-separated, of {', '.join(CORPUS_FORMS)}")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="--corpus latencies: wall time, or the process's CPU time per call (with one thread "
                              "per runtime, robust to other processes taking the cores on a shared machine)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    unknown = sorted(set(args.forms.split(",")) - set(CORPUS_FORMS))
+    if unknown:
+        parser.error(f"--forms: unknown form(s) {', '.join(unknown)}; choose from {', '.join(CORPUS_FORMS)}")
+    return args
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
@@ -223,7 +232,7 @@ def _jaxonnxruntime(python: str, path: Path, batches: list[int], rounds: int, im
 
 
 def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float] = time.perf_counter,
-                scan_repeats: bool = False) -> dict[str, Any]:
+                scan_repeats: bool = False, forms: tuple[str, ...] = CORPUS_FORMS) -> dict[str, Any]:
     """Generation, first calls and interleaved latencies of one vision corpus model (legacy exporter)."""
     import jax
     import onnxruntime as ort
@@ -231,6 +240,7 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
     from tests.onnx_to_jax.test_corpus_vision import export
     import workbench as wb
     from workbench.onnx_to_jax.api import generate_module
+    from workbench.onnx_to_jax.jit_options import generated_options, supported_options
 
     model, feeds = export(name, "legacy")
     start = time.perf_counter()
@@ -241,19 +251,29 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
     start = time.process_time()
     prepared = generated.prepare(params)  # convolution and Gemm weights in the kernels' layouts, numpy, once
     prepare_s = time.process_time() - start
-    # wb.jit_forward: jax.jit with the XLA compiler options the generator chose for the model
-    variants = {
-        "args": (wb.jit_forward(forward), lambda fn: fn(params, *feeds)),
-        "folded": (wb.jit_forward(forward, params), lambda fn: fn(*feeds)),
-        "prepared": (wb.jit_forward(generated.forward_prepared), lambda fn: fn(prepared, *feeds)),
-        "prepared folded": (wb.jit_forward(generated.forward_prepared, prepared), lambda fn: fn(*feeds)),
+    # wb.jit_forward: jax.jit with the XLA compiler options the generator chose for the model; folded, it
+    # folds prepare(params) into forward_prepared (jit_options.prepared_for_folding)
+    options = supported_options(generated_options(forward)) or None
+    makers = {  # each made inside its first call's timing (the folded form prepares the weights when made)
+        "args": (lambda: wb.jit_forward(forward), lambda fn: fn(params, *feeds)),
+        "folded": (lambda: wb.jit_forward(forward, params), lambda fn: fn(*feeds)),
+        "prepared": (lambda: wb.jit_forward(generated.forward_prepared), lambda fn: fn(prepared, *feeds)),
+        # what wb.jit_forward(forward, params) compiled before it prepared: the ONNX-layout weights folded
+        # and their transposes left to XLA's constant folding
+        "onnx-layout folded": (lambda: jax.jit(functools.partial(forward, params), compiler_options=options),
+                               lambda fn: fn(*feeds)),
     }
     jax.block_until_ready(jax.jit(lambda a: a + 1)(np.zeros(2, np.float32)))  # JAX's one-time setup, not a form's
     first, first_cpu = {}, {}
-    for form, (fn, call) in variants.items():
+    variants = {}
+    for form, (make, call) in makers.items():
+        if form not in forms:
+            continue
         start, start_cpu = time.perf_counter(), time.process_time()
+        fn = make()
         jax.block_until_ready(call(fn))
         first[form], first_cpu[form] = time.perf_counter() - start, time.process_time() - start_cpu
+        variants[form] = (fn, call)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads > 0:
@@ -278,7 +298,8 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
             "first_cpu": first_cpu, "prepare": prepare_s, "session": session_s, "latency": latency}
 
 
-def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "wall", scan_repeats: bool = False) -> None:
+def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "wall", scan_repeats: bool = False,
+                forms: tuple[str, ...] = CORPUS_FORMS) -> None:
     import jax
     import onnxruntime as ort
 
@@ -288,14 +309,13 @@ def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "
           f"interleaved rounds, batch 1{', repeated blocks scanned' if scan_repeats else ''}")
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
     print()
-    forms = ("args", "folded", "prepared", "prepared folded")
     print("| model | nodes | generate (s) | prepare (s) | "
           + " | ".join(f"first jit, {form} (s)" for form in forms)
           + " | ORT session (s) | ORT (ms) | " + " | ".join(f"{form} / ORT" for form in forms) + " |")
     print("|---|" + "---:|" * (5 + 2 * len(forms)))
     worst: tuple[float, str] = (0.0, "")
     for name in names:
-        row = _corpus_row(name, rounds, threads, clock, scan_repeats)
+        row = _corpus_row(name, rounds, threads, clock, scan_repeats, forms)
         lat = row["latency"]
         ratios = {form: lat[form] / lat["ort"] for form in forms}
         best = min(ratios.values())
@@ -305,15 +325,17 @@ def corpus_main(names: list[str], rounds: int, threads: int, clock_name: str = "
               f"{row['session']:.2f} | {lat['ort'] * 1000:.2f} | "
               + " | ".join(f"{ratios[form]:.2f}" for form in forms) + " |", flush=True)
     print()
-    print("first jit: wall seconds (process CPU seconds); prepare: process CPU seconds of "
-          "generated.prepare(params) (numpy transposes of the weights in WEIGHT_LAYOUTS, once)")
+    print("first jit: wall seconds (process CPU seconds) of making the jitted function and its first call (the "
+          "folded form's includes its prepare(params)); prepare: process CPU seconds of generated.prepare(params) "
+          "(numpy transposes of the weights in WEIGHT_LAYOUTS, once)")
     print(f"worst model (its faster jitted form against onnxruntime): {worst[1]} at {worst[0]:.2f}x")
 
 
 def main() -> None:
     args = ARGS
     if args.corpus:
-        corpus_main(args.corpus.split(","), args.rounds, args.threads, args.clock, args.scan_repeats)
+        forms = tuple(form for form in CORPUS_FORMS if form in args.forms.split(","))
+        corpus_main(args.corpus.split(","), args.rounds, args.threads, args.clock, args.scan_repeats, forms)
         return
     import jax
     import onnxruntime as ort

@@ -8,6 +8,8 @@ compares with onnxruntime.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 import onnx
@@ -223,3 +225,35 @@ def test_jit_forward_keeps_64_bit_models_64_bit(fold):
     lowered = fn.lower(x) if fold else fn.lower(params, x)
     assert "f64" in lowered.as_text() and "f32" not in lowered.as_text()
     assert not jax.config.jax_enable_x64, "the process-wide setting must be left as it was"
+
+
+def test_folding_folds_the_prepared_weights():
+    """``jit_forward(forward, params)`` folds ``prepare(params)`` into ``forward_prepared``: the same
+    program as jitting that pair by hand (the weights already in the kernels' layouts, so XLA does not
+    constant-fold their transposes into new literals), with onnxruntime's results."""
+    model = _residual_cnn()
+    generated = generate_module(model)
+    assert generated.forward_prepared is not generated.forward, "the CNN should have weights in kernel layouts"
+    forward, params = wb.to_jax(model)
+    x = _image()
+    by_hand = jax.jit(
+        functools.partial(generated.forward_prepared, generated.prepare(generated.params)),
+        compiler_options=jit_options.supported_options(jit_options.generated_options(forward)) or None,
+    )
+    fn = wb.jit_forward(forward, params)
+    assert fn.lower(x).as_text() == by_hand.lower(x).as_text()
+    unprepared = jax.jit(functools.partial(forward, params)).lower(x).as_text()
+    assert "stablehlo.transpose" in unprepared and fn.lower(x).as_text() != unprepared
+    np.testing.assert_allclose(np.asarray(fn(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
+
+
+def test_folding_leaves_a_module_without_weight_layouts_alone():
+    model = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [_init(np.random.default_rng(3), "w", (16, 8))], [4, 16], [4, 8],
+    )  # fmt: skip
+    forward, params = wb.to_jax(model)
+    assert jit_options.prepared_for_folding(forward, params) == (forward, params)
+    x = np.random.default_rng(4).standard_normal((4, 16)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), run_onnx(model, [x])[0],
+                               rtol=1e-4, atol=1e-5)

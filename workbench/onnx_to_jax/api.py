@@ -49,8 +49,8 @@ class GeneratedModule:
         """``jax.jit`` of ``forward`` with the XLA options chosen for the model (:func:`jit_forward`).
 
         Folded (the default), call it as ``fn(*inputs)``; with ``fold_weights=False`` as
-        ``fn(params, *inputs)`` (``prepared``: ``fn(prepare(params), *inputs)``). ``prepared`` jits
-        ``forward_prepared``, folding ``prepare(params)``.
+        ``fn(params, *inputs)`` (``prepared``: ``fn(prepare(params), *inputs)``). Folded, both jit
+        ``forward_prepared`` on ``prepare(params)`` (:func:`jit_forward` prepares before folding).
         """
         from workbench.onnx_to_jax.jit_options import jit_forward
 

@@ -99,7 +99,9 @@ def jit_forward(
 
     ``jit_forward(forward)`` is called as ``fn(params, *inputs)`` (weights as arguments, for
     fine-tuning); ``jit_forward(forward, params)`` folds the weights in as constants (as an
-    onnxruntime session holds them) and is called as ``fn(*inputs)``. The options are the module's
+    onnxruntime session holds them) and is called as ``fn(*inputs)``; a ``forward`` in ONNX's layouts
+    whose module has ``WEIGHT_LAYOUTS`` then folds ``prepare(params)`` into ``forward_prepared``
+    (:func:`prepared_for_folding`: the same function, a cheaper compile). The options are the module's
     ``XLA_COMPILER_OPTIONS`` (see this module's docstring), less any the running XLA does not know;
     ``compiler_options`` in ``jit_kwargs`` are added to them and win. Other ``jit_kwargs`` go to
     ``jax.jit`` as they are.
@@ -108,6 +110,8 @@ def jit_forward(
 
     options = supported_options(generated_options(forward))
     options.update(jit_kwargs.pop("compiler_options", None) or {})
+    if params is not None:
+        forward, params = prepared_for_folding(forward, params)
     fn = forward if params is None else functools.partial(forward, params)
     jitted = jax.jit(fn, compiler_options=options or None, **jit_kwargs)
     if forward.__globals__.get(X64_NAME) is True:
@@ -139,3 +143,20 @@ class X64Jitted:
 
         with jax.enable_x64(True):
             return self._jitted.lower(*args, **kwargs)
+
+
+def prepared_for_folding(forward: Callable[..., Any], params: Mapping[str, Any]) -> tuple[Callable[..., Any], Any]:
+    """``(forward_prepared, prepare(params))`` for the ONNX-layout ``forward`` of a module with
+    ``WEIGHT_LAYOUTS``, else ``(forward, params)`` unchanged.
+
+    Folding the weights already in the layouts the kernels read (transposed once, with numpy) computes
+    the same function as folding ``params`` and leaving the transposes to XLA's constant folding, and
+    compiles cheaper: XLA then turns each transposed weight into a new literal as well (figures:
+    docs/onnx_to_jax_corpus.md, "First compile"; the latency stays within noise).
+    """
+    namespace = getattr(forward, "__globals__", {})
+    prepared = namespace.get(f"{getattr(forward, '__name__', '')}_prepared")
+    prepare = namespace.get("prepare")
+    if not namespace.get("WEIGHT_LAYOUTS") or not callable(prepared) or not callable(prepare):
+        return forward, params
+    return prepared, prepare(params)
