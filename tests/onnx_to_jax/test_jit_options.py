@@ -257,3 +257,45 @@ def test_folding_leaves_a_module_without_weight_layouts_alone():
     x = np.random.default_rng(4).standard_normal((4, 16)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), run_onnx(model, [x])[0],
                                rtol=1e-4, atol=1e-5)
+
+
+def _cnn_then_nonzero() -> onnx.ModelProto:
+    """The residual CNN, then the positions of its positive logits: NonZero's output shape depends on the
+    values, so forward runs the CNN as a jitted part and NonZero between parts (segments.py)."""
+    cnn = _residual_cnn()
+    graph = cnn.graph
+    graph.node.extend([helper.make_node("Greater", ["y", "zero"], ["positive"]),
+                       helper.make_node("NonZero", ["positive"], ["where"])])
+    graph.initializer.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    graph.output.append(helper.make_tensor_value_info("where", TensorProto.INT64, [2, None]))
+    onnx.checker.check_model(cnn, full_check=True)
+    return cnn
+
+
+def _segment_entries(folder) -> list[str]:
+    """The ENTRY computations of the parts XLA compiled, from its dump of the optimized HLO."""
+    dumps = sorted(folder.glob("*jit__segment_run*cpu_after_optimizations.txt"))
+    return [path.read_text().split("\nENTRY ", 1)[1] for path in dumps]
+
+
+@pytest.mark.parametrize("chosen", [True, False], ids=["chosen-options", "xla-defaults"])
+def test_jitted_parts_of_value_dependent_models_compile_with_the_chosen_options(chosen, tmp_path):
+    """The parts of a model whose shapes depend on values are compiled with the module's
+    XLA_COMPILER_OPTIONS, as wb.jit_forward compiles a whole model: XLA's dump of what it compiled
+    (an option added to the module's for this test) shows the convolutions left to XLA, where with its
+    defaults YNNPACK fuses them."""
+    _requires_option()
+    model = _cnn_then_nonzero()
+    generated = generate_module(model)
+    namespace = generated.forward.__globals__
+    assert namespace["VALUE_DEPENDENT_NODES"] and namespace["XLA_COMPILER_OPTIONS"] == CHOSEN
+    namespace["XLA_COMPILER_OPTIONS"] = {
+        **(CHOSEN if chosen else {}), "xla_dump_to": str(tmp_path), "xla_dump_hlo_as_text": True,
+    }
+    x = _image()
+    got = generated.forward(generated.params, x)
+    for want, have in zip(run_onnx(model, [x]), got):
+        np.testing.assert_allclose(np.asarray(have), want, rtol=1e-4, atol=1e-5)
+    entries = _segment_entries(tmp_path)
+    assert len(entries) == 1, "the CNN is one jitted part"
+    assert ("convolution(" in entries[0]) == chosen

@@ -69,17 +69,52 @@ def _norm_axis(axis, rank):
 
 
 @runtime_helper
+def _xla_accepts(name, value):
+    """Whether the running XLA knows compiler option ``name`` with ``value`` (an older or newer jaxlib may
+    not): compiles a one-op program once per option and value, then answers from a cache."""
+    known = _xla_accepts.__dict__.setdefault("known", {})
+    if (name, value) not in known:
+        try:
+            jax.jit(lambda x: x + 1).lower(np.float32(0)).compile(compiler_options={name: value})
+            known[(name, value)] = True
+        except Exception:  # noqa: BLE001 - XLA reports an unknown option or value as a runtime error
+            known[(name, value)] = False
+    return known[(name, value)]
+
+
+@runtime_helper
+def _jit_with_options(fn, options, **jit_kwargs):
+    """``jax.jit(fn, **jit_kwargs)`` compiled with the XLA options ``options`` (a generated module's
+    ``XLA_COMPILER_OPTIONS``: workbench/onnx_to_jax/jit_options.py), less those the running XLA does not
+    know; ``compiler_options`` in ``jit_kwargs`` are added unchecked and win. Every jitted function of
+    generated code is built here: ``wb.jit_forward`` for a whole model, ``_segment`` for the parts of a
+    model whose shapes depend on values."""
+    chosen = {name: value for name, value in options.items() if _xla_accepts(name, value)}
+    chosen.update(jit_kwargs.pop("compiler_options", None) or {})
+    return jax.jit(fn, compiler_options=chosen or None, **jit_kwargs)
+
+
+@runtime_helper
 def _segment(part, params, dynamic, static):
     """Run one part of a model whose shapes depend on values (workbench/onnx_to_jax/segments.py).
 
     With concrete arrays the part is compiled by ``jax.jit`` (once per input shapes and static
-    values); under an outer transformation (jit, grad, vmap) it is traced inline.
+    values) with the XLA options of the module that defines it (its ``XLA_COMPILER_OPTIONS``, as
+    ``wb.jit_forward`` applies them to a whole model); under an outer transformation (jit, grad,
+    vmap) it is traced inline.
     """
     leaves = jax.tree_util.tree_leaves((params, dynamic, static))
     if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
         return part(params, *dynamic, *static)
     frozen = tuple((np.asarray(v).dtype, np.shape(v), np.asarray(v).tobytes()) for v in static)
-    return jax.jit(_segment_run, static_argnums=(0, 3))(part, params, dynamic, frozen)
+    options = part.__globals__.get("XLA_COMPILER_OPTIONS") or {}  # jit_options.OPTIONS_NAME
+    # one jitted function per options (one per generated module), kept: jax.jit's caches then serve
+    # every later call of a part with the same shapes from its fast path
+    jitted = _segment.__dict__.setdefault("jitted", {})
+    key = tuple(sorted(options.items()))
+    if key not in jitted:
+        jitted[key] = _jit_with_options(_segment_run, options, static_argnums=(0, 3))
+    return jitted[key](part, params, dynamic, frozen)
 
 
 @runtime_helper

@@ -13,7 +13,10 @@ and what else was tried: docs/onnx_to_jax_corpus.md, "XLA compiler options per m
 
 JAX takes compiler options per compiled function (``jax.jit(f, compiler_options=...)``), so the
 choice is made per model without touching the process-wide ``XLA_FLAGS``. The generated module
-records it as ``XLA_COMPILER_OPTIONS`` (written by the generator), and :func:`jit_forward` applies it.
+records it as ``XLA_COMPILER_OPTIONS`` (written by the generator); :func:`jit_forward` applies it to a
+whole model, and the jitted parts of a model whose shapes depend on values (a detector's, run between
+host steps: segments.py) get it too. Both build their jitted function with the same runtime helper,
+``helpers._jit_with_options``.
 """
 
 from __future__ import annotations
@@ -56,21 +59,10 @@ def choose_compiler_options(graph: onnx.GraphProto) -> dict[str, str]:
     return {}
 
 
-@functools.lru_cache(maxsize=None)
-def _xla_accepts(name: str, value: str) -> bool:
-    """Whether the running XLA knows option ``name`` with ``value`` (compiles a one-op program once)."""
-    import jax
-    import numpy as np
-
-    try:
-        jax.jit(lambda x: x + 1).lower(np.float32(0)).compile(compiler_options={name: value})
-    except Exception:  # noqa: BLE001 - XLA reports an unknown option or value as a runtime error
-        return False
-    return True
-
-
 def supported_options(options: Mapping[str, str]) -> dict[str, str]:
     """``options`` without those the running XLA does not know (an older or newer jaxlib)."""
+    from workbench.onnx_to_jax.helpers import _xla_accepts
+
     return {name: value for name, value in options.items() if _xla_accepts(name, value)}
 
 
@@ -106,14 +98,14 @@ def jit_forward(
     ``compiler_options`` in ``jit_kwargs`` are added to them and win. Other ``jit_kwargs`` go to
     ``jax.jit`` as they are.
     """
-    import jax
+    from workbench.onnx_to_jax.helpers import _jit_with_options
 
-    options = supported_options(generated_options(forward))
-    options.update(jit_kwargs.pop("compiler_options", None) or {})
+    options = generated_options(forward)
     if params is not None:
         forward, params = prepared_for_folding(forward, params)
     fn = forward if params is None else functools.partial(forward, params)
-    jitted = jax.jit(fn, compiler_options=options or None, **jit_kwargs)
+    # the same builder as the jitted parts of models whose shapes depend on values (``_segment``)
+    jitted = _jit_with_options(fn, options, **jit_kwargs)
     if forward.__globals__.get(X64_NAME) is True:
         return X64Jitted(jitted)
     return jitted
