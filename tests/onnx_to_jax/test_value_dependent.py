@@ -296,16 +296,16 @@ def test_backend_runs_value_dependent_models_without_a_whole_jit():
     np.testing.assert_allclose(rep.run([x])[0], run_onnx(_detector_tail(), [x])[0], rtol=1e-5, atol=1e-6)
 
 
-def _nms_model(boxes: int, classes: int) -> onnx.ModelProto:
+def _nms_model(boxes: int, classes: int, max_out: int = 40, iou: float = 0.45, floor: float = 0.05) -> onnx.ModelProto:
     node = helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_out", "iou", "floor"], ["selected"])
     graph = helper.make_graph(
         [node], "nms",
         [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, boxes, 4]),
          helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, classes, boxes])],
         [helper.make_tensor_value_info("selected", TensorProto.INT64, None)],
-        initializer=[numpy_helper.from_array(np.array([40], np.int64), "max_out"),
-                     numpy_helper.from_array(np.array([0.45], np.float32), "iou"),
-                     numpy_helper.from_array(np.array([0.05], np.float32), "floor")],
+        initializer=[numpy_helper.from_array(np.array([max_out], np.int64), "max_out"),
+                     numpy_helper.from_array(np.array([iou], np.float32), "iou"),
+                     numpy_helper.from_array(np.array([floor], np.float32), "floor")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
@@ -346,3 +346,54 @@ def test_host_non_max_suppression_memory_grows_with_the_boxes_not_their_square()
         tracemalloc.stop()
     assert got.shape == (80, 3)
     assert peak < 64 * 2**20, f"NonMaxSuppression of {count} boxes peaked at {peak / 2**20:.0f} MB"
+
+
+def _batched_candidates(rng: np.random.Generator, count: int, classes: int) -> np.ndarray:
+    """A detector's batched NMS input: boxes of all sizes over a 320 px image, each class's boxes moved
+    by an offset larger than the image (torchvision's batched_nms), so only boxes of a class overlap and
+    most boxes survive."""
+    offset = 400.0 * rng.integers(0, classes, count)
+    centres = rng.uniform(0, 320, (count, 2))
+    sizes = rng.uniform(5, 120, (count, 2))
+    corners = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1) + offset[:, None]
+    return corners[None, :, [1, 0, 3, 2]].astype(np.float32)
+
+
+def _host_nms(generated, boxes, scores, **options) -> np.ndarray:
+    """The generated module's host NonMaxSuppression on the model's thresholds (max_out, iou, floor)."""
+    ns, params = generated.forward.__globals__, generated.params
+    limit = int(np.asarray(params["max_out"])[0])
+    return ns["_nms_host"](boxes, scores, limit, np.asarray(params["iou"])[0], np.asarray(params["floor"])[0],
+                           False, **options)
+
+
+def test_host_non_max_suppression_from_overlapping_pairs_matches_onnxruntime():
+    """Thousands of candidates of which most are kept (a detector's batched NMS: SSDlite keeps 16,566 of
+    27,000): resolved from the pairs that overlap, the same boxes in the same order as onnxruntime and as
+    the greedy walk (pair_budget=0 forces the walk)."""
+    rng = np.random.default_rng(9)
+    count = 6000
+    boxes, scores = _batched_candidates(rng, count, 20), rng.uniform(0, 1, (1, 1, count)).astype(np.float32)
+    model = _nms_model(count, 1, max_out=2**62, iou=0.5, floor=0.0)
+    generated = generate_module(model)
+    expected = run_onnx(model, [boxes, scores])[0]
+    assert 2000 < len(expected) < count - 1000  # most kept, many suppressed
+    np.testing.assert_array_equal(np.asarray(generated.forward(generated.params, boxes, scores)), expected)
+    np.testing.assert_array_equal(_host_nms(generated, boxes, scores, pair_budget=0), expected)
+
+
+def test_host_non_max_suppression_resolves_long_chains_of_overlaps():
+    """Boxes in a row, each overlapping the next, scores falling along the row: the 1st, 3rd, 5th... are
+    kept, and each round over the pairs settles only the next two boxes, so the rounds run out and the
+    rest is settled box by box (_nms_resolve). Same boxes as onnxruntime and the greedy walk."""
+    count = 300
+    left = 8.0 * np.arange(count)
+    corners = np.stack([np.zeros(count), left, np.full(count, 10.0), left + 10], axis=1)  # (y0, x0, y1, x1)
+    boxes = corners[None].astype(np.float32)
+    scores = np.linspace(1, 0.5, count, dtype=np.float32)[None, None]
+    model = _nms_model(count, 1, max_out=1000, iou=0.1, floor=0.0)
+    generated = generate_module(model)
+    expected = run_onnx(model, [boxes, scores])[0]
+    np.testing.assert_array_equal(expected[:, 2], np.arange(0, count, 2))
+    np.testing.assert_array_equal(np.asarray(generated.forward(generated.params, boxes, scores)), expected)
+    np.testing.assert_array_equal(_host_nms(generated, boxes, scores, pair_budget=0), expected)
