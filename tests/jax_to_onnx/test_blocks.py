@@ -20,7 +20,7 @@ from flax import linen, nnx
 import workbench as wb
 import workbench.jax_to_onnx.lowering as lowering
 from tests.support.harness import assert_graph_quality, assert_matches_jax, concrete_inputs
-from workbench.jax_to_onnx.blocks import plan_blocks
+from workbench.jax_to_onnx.block_plan import plan_blocks
 
 _NNX_LN = nnx.LayerNorm(16, rngs=nnx.Rngs(0))
 _NNX_LN_PLAIN = nnx.LayerNorm(16, use_scale=False, use_bias=False, rngs=nnx.Rngs(0))
@@ -185,63 +185,136 @@ _ATTENTION = _CausalSelfAttention(random_biases=True)
 _ATTENTION_ZERO_BIASES = _CausalSelfAttention(random_biases=False)
 
 
-def _count_bias_rewrites(monkeypatch) -> list[int]:
-    """A counter of the rewrites :class:`BiasBeforeHeadSplit` makes from now on (the rules are built once,
-    cached: counted where the scheduler applies them)."""
+def _count_layout_rewrites(monkeypatch) -> collections.Counter:
+    """A counter of the rewrites the attention layout rules make from now on, by rule (the rules are built
+    once, cached: counted where the scheduler applies them)."""
     from onnxscript.rewriter import RewriteRule
 
-    calls = [0]
+    from workbench.jax_to_onnx.passes.attention_layout import layout_rules
+
+    names = {rule.name for rule in layout_rules()}
+    counts: collections.Counter = collections.Counter()
     original = RewriteRule.try_rewrite
 
     def counted(self, *args, **kwargs):
         delta = original(self, *args, **kwargs)
-        if delta is not None and self.name == "BiasBeforeHeadSplit":
-            calls[0] += 1
+        if delta is not None and self.name in names:
+            counts[self.name] += 1
         return delta
 
     monkeypatch.setattr(RewriteRule, "try_rewrite", counted)
-    return calls
+    return counts
 
 
-def _same_export(model, reference) -> None:
-    """Same nodes (op, name, attributes) and initializers (shape; the weights' names too) as ``reference``."""
-    assert [(n.op_type, n.name) for n in model.graph.node] == [(n.op_type, n.name) for n in reference.graph.node]
+def _same_export(model, reference, *, weights: bool = True) -> None:
+    """Same nodes (op, attributes, in order) as ``reference``, and (``weights``) its weights under their names and shapes."""
+    assert [n.op_type for n in model.graph.node] == [n.op_type for n in reference.graph.node]
     for node, expected in zip(model.graph.node, reference.graph.node, strict=True):
         assert [(a.name, a.f, a.i, a.s, list(a.ints)) for a in node.attribute] == [
             (a.name, a.f, a.i, a.s, list(a.ints)) for a in expected.attribute]
-    # the weights keep their names; constants the lowering made are named after a counter of values
-    shapes = sorted(tuple(i.dims) for i in model.graph.initializer)
-    assert shapes == sorted(tuple(i.dims) for i in reference.graph.initializer)
-    weights = {(i.name, tuple(i.dims)) for i in reference.graph.initializer if i.name.startswith("attention.")}
-    assert weights and weights <= {(i.name, tuple(i.dims)) for i in model.graph.initializer}
+    if weights:
+        named = {(i.name, tuple(i.dims)) for i in reference.graph.initializer if i.name.startswith("attention.")}
+        assert named and named <= {(i.name, tuple(i.dims)) for i in model.graph.initializer}
 
 
 @pytest.mark.parametrize("specs", [[(2, 6, 16)], [("B", "T", 16)]], ids=["static", "symbolic"])
-def test_head_projections_are_lowered_with_the_bias_before_the_split(monkeypatch, specs):
+def test_attention_is_lowered_in_the_layout_the_rules_make(monkeypatch, specs):
     fn = _ATTENTION
-    rewrites = _count_bias_rewrites(monkeypatch)
+    rewrites = _count_layout_rewrites(monkeypatch)
     conversion = wb.convert(fn, specs)
     model = conversion.model
     kinds = collections.Counter(block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21))
-    assert kinds["HeadProjection"] == 3  # query, key, value
-    assert rewrites[0] == 0  # the layout rule found them in its form already
+    assert kinds["HeadProjection"] == 3 and kinds["Attention"] == 1  # query, key, value; the scores path
+    assert sum(rewrites.values()) == 0  # the layout rules found nothing left to rewrite
     assert_graph_quality(model)
     reference = _without_blocks(monkeypatch, fn, specs)
-    assert rewrites[0] == 3  # lowered equation by equation, the rule makes the same form
+    # lowered equation by equation, the rules make the same form (bias before the head split, 4-D scores)
+    assert rewrites["BiasBeforeHeadSplit"] == 3, rewrites
+    assert sum(count for rule, count in rewrites.items() if rule.startswith("WhereAcrossUnit")) == 1, rewrites
     _same_export(model, reference.model)
     inputs = concrete_inputs(specs)
     np.testing.assert_array_equal(conversion.run(*inputs)[0], reference.run(*inputs)[0])
     assert_matches_jax(fn, model, inputs, rtol=1e-5, atol=1e-5)
 
 
-def test_head_projection_with_zero_biases_is_left_to_the_rule(monkeypatch):
-    # the passes before the layout rules would drop a zero bias Add of the flat form: another export
+def test_attention_with_zero_biases_adds_none(monkeypatch):
+    # freshly initialised: the projections' zero biases are not added (the rules' form kept them, 3 more Adds)
     fn = _ATTENTION_ZERO_BIASES
-    rewrites = _count_bias_rewrites(monkeypatch)
-    model = wb.to_onnx(fn, [("B", "T", 16)])
-    assert rewrites[0] == 3
-    _same_export(model, _without_blocks(monkeypatch, fn, [("B", "T", 16)]).model)
-    assert_matches_jax(fn, model, concrete_inputs([("B", "T", 16)]), rtol=1e-5, atol=1e-5)
+    conversion = wb.convert(fn, [("B", "T", 16)])
+    model = conversion.model
+    reference = _without_blocks(monkeypatch, fn, [("B", "T", 16)]).model
+    ops, expected = [n.op_type for n in model.graph.node], [n.op_type for n in reference.graph.node]
+    assert "Add" not in ops and expected.count("Add") == 3
+    assert ops == [op for op in expected if op != "Add"]
+    inputs = concrete_inputs([("B", "T", 16)])
+    np.testing.assert_allclose(conversion.run(*inputs)[0], wb.convert(fn, [("B", "T", 16)], optimize=False).run(*inputs)[0],
+                               rtol=1e-5, atol=1e-5)
+    assert_matches_jax(fn, model, inputs, rtol=1e-5, atol=1e-5)
+
+
+class _BatchMaskedAttention(nnx.Module):
+    """The zoo GPT's spelling: ``nnx.make_causal_mask`` of the input, one (B, 1, T, T) mask per example."""
+
+    def __init__(self) -> None:
+        self.attention = _CausalSelfAttention(random_biases=True).attention
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.attention(x, mask=nnx.make_causal_mask(x[..., 0]))
+
+
+@pytest.mark.parametrize("specs", [[(2, 6, 16)], [("B", "T", 16)]], ids=["static", "symbolic"])
+@pytest.mark.parametrize("make", [lambda: _BatchMaskedAttention(), lambda: _SquareMaskAttention()],
+                         ids=["mask_per_example", "mask_of_rank_2"])
+def test_attention_with_other_masks(monkeypatch, specs, make):
+    fn = make()
+    rewrites = _count_layout_rewrites(monkeypatch)
+    conversion = wb.convert(fn, specs)
+    assert "Attention" in {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
+    assert sum(rewrites.values()) == 0
+    reference = _without_blocks(monkeypatch, fn, specs)
+    _same_export(conversion.model, reference.model)
+    inputs = concrete_inputs(specs)
+    np.testing.assert_array_equal(conversion.run(*inputs)[0], reference.run(*inputs)[0])
+    assert_matches_jax(fn, conversion.model, inputs, rtol=1e-5, atol=1e-5)
+
+
+class _SquareMaskAttention(nnx.Module):
+    """A causal mask of rank 2 (T, T), broadcast by Flax to rank 4 before JAX's attention."""
+
+    def __init__(self) -> None:
+        self.attention = _CausalSelfAttention(random_biases=True).attention
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.attention(x, mask=jnp.tril(jnp.ones((x.shape[1], x.shape[1]), dtype=bool)))
+
+
+class _UnmaskedAttention(_SquareMaskAttention):
+    """Attention without a mask (a ViT's): no ``where``, a spelling the recogniser leaves to the rules."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.attention(x)
+
+
+_QUERIES = _RNG.standard_normal((16, 8, 4)).astype(np.float32)  # 8 query heads
+_KEYS_VALUES = _RNG.standard_normal((2, 16, 4, 4)).astype(np.float32)  # 4 key/value heads
+
+
+def _grouped_query_attention(x):
+    """``jax.nn.dot_product_attention`` with two query heads per key/value head: a query group axis of 2."""
+    q = jnp.einsum("btd,dhk->bthk", x, _QUERIES)
+    k, v = (jnp.einsum("btd,dhk->bthk", x, w) for w in _KEYS_VALUES)
+    return jax.nn.dot_product_attention(q, k, v, is_causal=True)
+
+
+@pytest.mark.parametrize("module", [_UnmaskedAttention(), _grouped_query_attention], ids=["no_mask", "grouped_queries"])
+def test_attention_spelled_otherwise_is_left_to_the_rules(monkeypatch, module):
+    rewrites = _count_layout_rewrites(monkeypatch)
+    conversion = wb.convert(module, [(2, 6, 16)])
+    assert "Attention" not in {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
+    assert sum(rewrites.values()) > 0  # the rules lay it out
+    _same_export(conversion.model, _without_blocks(monkeypatch, module, [(2, 6, 16)]).model,
+                 weights=isinstance(module, nnx.Module))
+    assert_matches_jax(module, conversion.model, concrete_inputs([(2, 6, 16)]), rtol=1e-5, atol=1e-5)
 
 
 def test_bias_that_does_not_cover_the_split_axes_is_not_a_head_projection():

@@ -26,7 +26,8 @@ def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
 
 def _assert_attention_layout(model: onnx.ModelProto, blocks: int) -> None:
     """Per block: 4 transposes (Q, K, V, heads merge), the scale right after the scores MatMul, the mask
-    Where and the Softmax on 4-D scores, every projection bias a 1-D Add right after its MatMul."""
+    Where and the Softmax on 4-D scores, every projection bias a 1-D Add right after its MatMul (none when it
+    is zeros)."""
     ops = [node.op_type for node in model.graph.node]
     # the tied head's embedding transpose is folded into an initializer (a small embedding: a copy
     # costs less than FOLD_GROWTH_LIMIT), so no Transpose of an initializer is left
@@ -46,7 +47,12 @@ def _assert_attention_layout(model: onnx.ModelProto, blocks: int) -> None:
             assert scale.op_type == "Mul" and producers[scale.input[0]].op_type == "MatMul"
     for block in range(blocks):
         for projection in ("query", "key", "value"):
-            bias = initializers[f"blocks.{block}.attn.{projection}.bias"]
+            module = f"blocks.{block}.attn.{projection}"
+            bias = initializers.get(f"{module}.bias")
+            if bias is None:  # a bias of zeros (freshly initialised) is not added
+                product = next(node for node in model.graph.node if f"{module}.kernel" in node.input).output[0]
+                assert [node.op_type for node in model.graph.node if product in node.input] == ["Reshape"]
+                continue
             assert len(bias.dims) == 1, "the per-head bias is stored flat under its own name"
             add = next(node for node in model.graph.node if node.op_type == "Add" and bias.name in node.input)
             assert producers[add.input[0]].op_type == "MatMul"

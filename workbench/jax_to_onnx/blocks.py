@@ -2,13 +2,13 @@
 
 Flax's ``LayerNorm`` (its fast-variance form, NNX and Linen), Equinox's ``LayerNorm`` (under ``vmap``),
 ``jax.nn.gelu`` (exact and tanh) and ``jax.nn.softmax`` reach the jaxpr as 6-18 equations each; the
-per-head projections of ``nnx.MultiHeadAttention`` (query, key, value) as a ``dot_general`` and a bias
-``add`` after the head split, which the attention layout rules rewrite. Lowered one by one, each of
-those equations costs a handler call, a node, and work in every pass after (constant folding, common
-subexpressions, unused-node removal), before a rewrite rule (:mod:`.passes.fusions`,
+attention of ``nnx.MultiHeadAttention`` (per-head projections and the scores path) as some 40 a layer,
+which the attention layout rules rewrite (recognised in :mod:`.attention_blocks`). Lowered one by one,
+each of those equations costs a handler call, a node, and work in every pass after (constant folding,
+common subexpressions, unused-node removal), before a rewrite rule (:mod:`.passes.fusions`,
 :mod:`.passes.attention_layout`) matches the nodes again and replaces them (onnxscript's matcher and
 onnx-ir's node replacement: ~0.25 ms a rewrite). Recognising the block on the jaxpr is cheaper: its
-equations are plain Python objects, scanned once, and the fused op is emitted in their place (:func:`plan_blocks`, used by :func:`..lowering.lower_jaxpr`).
+equations are plain Python objects, scanned once, and the fused op is emitted in their place (:func:`.block_plan.plan_blocks`, used by :func:`..lowering.lower_jaxpr`).
 
 Each recogniser checks what the corresponding rewrite rule checks (the constants, the reduced axes,
 the dtype, the opset; what can only be checked on the ONNX values, such as a weight's contents, while
@@ -28,14 +28,11 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
-from workbench.jax_to_onnx.builder import typed_like
 
 GELU_MIN_OPSET = 20  # the opsets of the rules in passes/fusions.py
 LAYER_NORMALIZATION_MIN_OPSET = 17
 SOFTMAX_MIN_OPSET = 18
 
-# primitives that only one kind of block contains: a jaxpr without any has nothing to recognise
-_TRIGGERS = frozenset({"rsqrt", "erfc", "tanh", "reduce_max", "dot_general"})
 _FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)})
 
 
@@ -560,120 +557,4 @@ def _softmax(index: _Index, reduce_max: Any) -> Block | None:
     return Block("Softmax", closed, lambda builder, read: builder.op("Softmax", read(x), axis=axis), x)
 
 
-# --------------------------------------------------------------------- attention projections
-def _head_projection(index: _Index, add: Any) -> Block | None:
-    """A per-head projection (``nnx.MultiHeadAttention``'s query, key, value): ``x @ W[D, H, K] + b[H, K]``.
-
-    The jaxpr adds the bias after the head split (``add(dot_general(x, W), reshape(b))``); it is lowered
-    with the bias added before the split, ``Reshape(Add(MatMul(x, W[D, H*K]), b[H*K]), (..., H, K))``: what
-    :class:`..passes.attention_layout.BiasBeforeHeadSplit` makes of the split form (onnxruntime then fuses
-    ``MatMul`` + ``Add``). Checked as that rule checks: ``x``'s last axis contracted with ``W``'s first, the
-    bias covering exactly the split axes, static split axes, one float dtype; the weights are checked while
-    lowering (:func:`_projection_declines`).
-    """
-    for product_side, bias_side in ((add.invars[0], add.invars[1]), (add.invars[1], add.invars[0])):
-        dot = index.eqn(product_side, "dot_general")
-        if dot is not None:
-            break
-    else:
-        return None
-    x, weight = dot.invars
-    if any(isinstance(atom, jex_core.Literal) for atom in (x, weight, bias_side)):
-        return None
-    (contract_x, contract_w), (batch_x, batch_w) = dot.params["dimension_numbers"]
-    x_rank, w_shape = len(x.aval.shape), tuple(weight.aval.shape)
-    if batch_x or batch_w or x_rank < 2 or len(w_shape) < 3:
-        return None
-    if tuple(contract_x) != (x_rank - 1,) or tuple(contract_w) != (0,):
-        return None
-    dtype = np.dtype(x.aval.dtype)
-    if dtype not in _FLOATS or np.dtype(weight.aval.dtype) != dtype or np.dtype(bias_side.aval.dtype) != dtype:
-        return None
-    if np.dtype(dot.outvars[0].aval.dtype) != dtype or np.dtype(add.outvars[0].aval.dtype) != dtype:
-        return None
-    if not all(isinstance(d, (int, np.integer)) for d in (*w_shape, x.aval.shape[-1])):
-        return None
-    heads = [int(d) for d in w_shape[1:]]
-    members = [dot, add]
-    bias = bias_side
-    keep = index.eqn(bias_side, "reshape")
-    if keep is not None and index.only_reader(bias_side) is add and keep.params.get("dimensions") is None:
-        members.append(keep)
-        bias = keep.invars[0]
-        if isinstance(bias, jex_core.Literal):
-            return None
-    bias_shape = list(bias.aval.shape)
-    if len(bias_shape) > len(heads) or [1] * (len(heads) - len(bias_shape)) + bias_shape != heads:
-        return None
-    if not _same_shape(add.outvars[0].aval.shape, dot.outvars[0].aval.shape):
-        return None
-    closed = index.closed(members)
-    # consecutive equations: lowered in one place, fused or not, the nodes keep the order of the jaxpr's
-    if closed is None or closed[-1] != index.index(add) or closed != tuple(range(closed[0], closed[-1] + 1)):
-        return None
-    lead = list(x.aval.shape[:-1])
-    size, columns = int(x.aval.shape[-1]), int(math.prod(heads))
-
-    def emit(builder: Any, read: Callable[[Any], ir.Value]) -> ir.Value:
-        x_value, w_value, b_value = read(x), read(weight), read(bias)
-        # the constants in the order the dot_general handler makes them (their pooled names follow it)
-        flat_w = typed_like(builder.op("Reshape", w_value, builder.i64([size, columns])), w_value, [size, columns])
-        product = typed_like(builder.op("MatMul", x_value, flat_w), x_value, [*lead, columns])
-        target = builder.i64([int(d) if isinstance(d, (int, np.integer)) else 0 for d in lead] + heads)
-        flat_b = typed_like(builder.op("Reshape", b_value, builder.i64([columns])), b_value, [columns])
-        total = typed_like(builder.op("Add", product, flat_b), x_value, [*lead, columns])
-        return builder.op("Reshape", total, target)
-
-    def declines(builder: Any, read: Callable[[Any], ir.Value]) -> bool:
-        return _projection_declines(builder, read(weight), read(bias))
-
-    return Block("HeadProjection", closed, emit, x, declines, name_all=True)
-
-
-def _projection_declines(builder: Any, weight: ir.Value, bias: ir.Value) -> bool:
-    """Whether a head projection is lowered equation by equation after all: unless it is in the main graph
-    (the layout rules rewrite only that one), its kernel and bias are the model's weights (initializers the
-    passes store reshaped in place, as after the rule), and its bias is not all zeros (freshly initialised):
-    the passes before the layout rules drop a dense layer's zero bias ``Add`` (:mod:`.passes.affine`), which
-    would leave a different export from the rule's."""
-    weights = builder.state.weights
-    if builder.is_function or builder.parent is not None:
-        return True
-    if weight.name not in weights or bias.name not in weights or bias.const_value is None:
-        return True
-    return not np.any(bias.const_value.numpy())
-
-
-# ------------------------------------------------------------------------------- planning
-_RECOGNISERS: dict[str, tuple[int, Callable[[_Index, Any], Block | None]]] = {
-    "rsqrt": (LAYER_NORMALIZATION_MIN_OPSET, _any_layer_norm),
-    "erfc": (GELU_MIN_OPSET, _gelu_erf),
-    "tanh": (GELU_MIN_OPSET, _gelu_tanh),
-    "reduce_max": (SOFTMAX_MIN_OPSET, _softmax),
-    "add": (0, _head_projection),
-}
-
-
-def plan_blocks(jaxpr: Any, opset: int) -> dict[int, Block]:
-    """The blocks of ``jaxpr`` (its own equations, not nested ones) to lower fused, by the index of their last equation.
-
-    Blocks never overlap: an equation belongs to the first block found that contains it.
-    """
-    if not any(eqn.primitive.name in _TRIGGERS for eqn in jaxpr.eqns):
-        return {}
-    index = _Index(jaxpr)
-    blocks: dict[int, Block] = {}
-    taken: set[int] = set()
-    for eqn in jaxpr.eqns:
-        entry = _RECOGNISERS.get(eqn.primitive.name)
-        if entry is None or opset < entry[0]:
-            continue
-        block = entry[1](index, eqn)
-        if block is None or taken.intersection(block.members):
-            continue
-        blocks[block.root] = block
-        taken.update(block.members)
-    return blocks
-
-
-__all__ = ["Block", "plan_blocks"]
+__all__ = ["Block"]

@@ -107,6 +107,8 @@ class ModelState:
     # common blocks (LayerNorm, gelu, softmax) are lowered as their fused op (blocks.py): part of the
     # graph optimisations, off with them (an unoptimized export lowers every equation)
     fuse_blocks: bool = True
+    # the values of the attention head projections lowered in the rules' layout (attention_blocks.py)
+    head_projections: set[ir.Value] = field(default_factory=set)
     # names of the initializers that hold the model's weights (never folded into other constants)
     weights: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)

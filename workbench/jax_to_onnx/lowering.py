@@ -28,7 +28,8 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.jax_to_onnx import constant_eval
-from workbench.jax_to_onnx.blocks import Block, plan_blocks
+from workbench.jax_to_onnx.block_plan import plan_blocks
+from workbench.jax_to_onnx.blocks import Block
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation

@@ -340,7 +340,7 @@ def _relaid_operand(value: ir.Value, out: list[Dim], x: list[Dim]) -> tuple[np.n
         relaid[x_axis] = padded[out_axis]
     array = constant_array(value)
     if array is not None:
-        shrunk = _shrink(array.reshape([int(d) for d in relaid]))
+        shrunk = shrink_constant(array.reshape([int(d) for d in relaid]))
         return (shrunk.reshape(()) if shrunk.size == 1 else shrunk), _NO_RESHAPE, []
     plan = _reshape_plan(dims, relaid)
     producer = value.producer()
@@ -349,7 +349,7 @@ def _relaid_operand(value: ir.Value, out: list[Dim], x: list[Dim]) -> tuple[np.n
     return None, plan, relaid
 
 
-def _shrink(array: np.ndarray) -> np.ndarray:
+def shrink_constant(array: np.ndarray) -> np.ndarray:
     """``array`` with every axis along which it does not vary cut to size 1 (it still broadcasts the same)."""
     for axis in range(array.ndim):
         if array.shape[axis] > 1 and (array == array.take([0], axis=axis)).all():

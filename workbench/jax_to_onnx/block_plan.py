@@ -1,0 +1,60 @@
+"""Which equations of a jaxpr are lowered as recognised blocks: the recognisers of :mod:`.blocks` and
+:mod:`.attention_blocks`, each keyed by the primitive it starts from, applied in one scan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from workbench.jax_to_onnx.attention_blocks import attention_scores, head_projection
+from workbench.jax_to_onnx.blocks import (
+    GELU_MIN_OPSET,
+    LAYER_NORMALIZATION_MIN_OPSET,
+    SOFTMAX_MIN_OPSET,
+    Block,
+    _any_layer_norm,
+    _gelu_erf,
+    _gelu_tanh,
+    _Index,
+    _softmax,
+)
+
+# primitive → (the lowest opset of the op the block becomes, the recogniser started from its equation)
+_RECOGNISERS: dict[str, tuple[int, Callable[[_Index, Any], Block | None]]] = {
+    "rsqrt": (LAYER_NORMALIZATION_MIN_OPSET, _any_layer_norm),
+    "erfc": (GELU_MIN_OPSET, _gelu_erf),
+    "tanh": (GELU_MIN_OPSET, _gelu_tanh),
+    "reduce_max": (SOFTMAX_MIN_OPSET, _softmax),
+    "add": (0, head_projection),
+    "dot_general": (SOFTMAX_MIN_OPSET, attention_scores),  # the attention's scores: it emits a Softmax
+}
+# primitives that only one kind of block contains: a jaxpr without any has nothing to recognise
+# (an attention projection's ``add`` needs a ``dot_general``)
+_TRIGGERS = frozenset({"rsqrt", "erfc", "tanh", "reduce_max", "dot_general"})
+
+
+def plan_blocks(jaxpr: Any, opset: int) -> dict[int, Block]:
+    """The blocks of ``jaxpr`` (its own equations, not nested ones) to lower fused, by the index of their last equation.
+
+    Blocks never overlap: an equation belongs to the first block found that contains it (the attention's
+    scores path, started from its first ``dot_general``, takes its softmax before the softmax recogniser
+    reaches the ``reduce_max``).
+    """
+    if not any(eqn.primitive.name in _TRIGGERS for eqn in jaxpr.eqns):
+        return {}
+    index = _Index(jaxpr)
+    blocks: dict[int, Block] = {}
+    taken: set[int] = set()
+    for eqn in jaxpr.eqns:
+        entry = _RECOGNISERS.get(eqn.primitive.name)
+        if entry is None or opset < entry[0]:
+            continue
+        block = entry[1](index, eqn)
+        if block is None or taken.intersection(block.members):
+            continue
+        blocks[block.root] = block
+        taken.update(block.members)
+    return blocks
+
+
+__all__ = ["plan_blocks"]
