@@ -169,27 +169,30 @@ def _roi_align(x, rois, batch_indices, mode, out_h, out_w, sampling_ratio, spati
 
     y_lo, y_hi, wy_lo, wy_hi, y_out = corners(ys, height)  # [roi, out_h, max_h]
     x_lo, x_hi, wx_lo, wx_hi, x_out = corners(xs, width)  # [roi, out_w, max_w]
-    images = x[jnp.asarray(batch_indices, jnp.int32)]  # [roi, C, H, W]
+    # The corner values are gathered from the feature map with its channels last, each sample point's C
+    # values one contiguous row: [roi, out_h, max_h, out_w, max_w, C]. (Copying each ROI's image,
+    # x[batch_indices], then taking rows and columns from it element by element along the spatial axes
+    # was 5x slower: Faster R-CNN's part with its first RoiAlign level, 150 RoIs, 397 -> 79 ms CPU.)
+    pixels = jnp.moveaxis(x, 1, -1)  # [N, H, W, C]
+    batch = jnp.asarray(batch_indices, jnp.int32)[:, None, None, None, None]
 
-    def fetch(yi, xi):  # -> [roi, C, out_h, max_h, out_w, max_w]
-        rows = jnp.take_along_axis(images, yi.reshape(yi.shape[0], 1, -1, 1), axis=2)
-        values = jnp.take_along_axis(rows, xi.reshape(xi.shape[0], 1, 1, -1), axis=3)
-        return values.reshape(values.shape[:2] + yi.shape[1:] + xi.shape[1:])
+    def fetch(yi, xi):
+        return pixels[batch, yi[:, :, :, None, None], xi[:, None, None, :, :]]
 
     def weight(wy, wx):
-        return (wy[:, :, :, None, None] * wx[:, None, None, :, :])[:, None]
+        return (wy[:, :, :, None, None] * wx[:, None, None, :, :])[..., None]
 
     terms = [fetch(a, b) * weight(wa, wb) for a, wa in ((y_lo, wy_lo), (y_hi, wy_hi))
              for b, wb in ((x_lo, wx_lo), (x_hi, wx_hi))]
-    inside = ~(y_out[:, :, :, None, None] | x_out[:, None, None, :, :])[:, None]
-    used = (y_used[:, :, :, None, None] & x_used[:, None, None, :, :])[:, None]
+    inside = ~(y_out[:, :, :, None, None] | x_out[:, None, None, :, :])[..., None]
+    used = (y_used[:, :, :, None, None] & x_used[:, None, None, :, :])[..., None]
     if mode == "avg":
-        total = jnp.where(inside & used, terms[0] + terms[1] + terms[2] + terms[3], 0).sum(axis=(3, 5))
+        total = jnp.where(inside & used, terms[0] + terms[1] + terms[2] + terms[3], 0).sum(axis=(2, 4))
         count = jnp.maximum(grid_h * grid_w, 1)[:, None, None, None]
-        return (total / count).astype(x.dtype)
+        return jnp.moveaxis(total / count, -1, 1).astype(x.dtype)  # [roi, C, out_h, out_w]
     best = jnp.where(inside, jnp.maximum(jnp.maximum(terms[0], terms[1]), jnp.maximum(terms[2], terms[3])), 0)
     best = jnp.where(used, best, -jnp.inf)
-    return best.max(axis=(3, 5)).astype(x.dtype)
+    return jnp.moveaxis(best.max(axis=(2, 4)), -1, 1).astype(x.dtype)
 
 
 @emitter("RoiAlign", since=(10, 16, 22))
