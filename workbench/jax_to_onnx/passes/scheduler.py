@@ -17,6 +17,7 @@ from onnxscript.rewriter import RewriteRule
 
 from workbench.compat import rule_root
 from workbench.jax_to_onnx.bias import droppable_bias
+from workbench.jax_to_onnx.dims import dims_of
 from workbench.jax_to_onnx.ir_values import register_unique
 from workbench.jax_to_onnx.provenance import inherit
 from workbench.jax_to_onnx.passes import attention_layout
@@ -127,6 +128,14 @@ def _may_become_gemm(node: ir.Node) -> bool:
     return False
 
 
+def _may_drop_unit_axes(node: ir.Node) -> bool:
+    """What :class:`.attention_layout.TransposeDropUnitAxes` checks first: a ``perm`` and a transposed value
+    of known shape with a unit axis (attention lowered in that layout already transposes 4-D values
+    without one: its query, key and value transposes then stay out of the matcher)."""
+    dims = dims_of(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
+    return dims is not None and 1 in dims and node.attributes.get("perm") is not None
+
+
 # rule name → a condition its check requires, tested before entering onnxscript's matcher (a failed
 # match costs ~100x more); for the rules tried, and mostly failing, on every node of a common op type
 _ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
@@ -135,6 +144,7 @@ _ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
     "SubReshapedBias": _may_drop_bias_reshape,
     "MulReshapedBias": _may_drop_bias_reshape,
     "MatMulAddToGemm": _may_become_gemm,
+    **{f"TransposeDropUnitAxes{suffix}": _may_drop_unit_axes for suffix in ("", "Squeeze", "Unsqueeze")},
 }
 
 
