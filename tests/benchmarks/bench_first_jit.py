@@ -13,7 +13,8 @@ time, one thread each: robust to other processes on a shared machine). Issue 21'
 Forms (all with the XLA compiler options the generator chose for the model):
 
 - ``folded``: ``wb.jit_forward(forward, params)``, the default for inference (``prepare(params)``
-  folded into ``forward_prepared`` as constants; making it, with the prepare, is timed with the lowering);
+  folded into ``forward_prepared`` as constants; making it, with the prepare, is timed with the lowering;
+  for a model with many weights that is a tiered jit, whose ``lower`` is this folded program: tiered.py);
 - ``bound``: ``wb.jit_forward(forward_prepared)`` called on ``prepare(params)`` kept outside the jit
   (the same call for the user as the folded form if wrapped, but the weights are arguments: no literals);
 - ``onnx-layout``: ``params`` folded in ONNX's layouts (what ``jit_forward`` folded before it prepared);

@@ -93,21 +93,29 @@ def jit_forward(
     fine-tuning); ``jit_forward(forward, params)`` folds the weights in as constants (as an
     onnxruntime session holds them) and is called as ``fn(*inputs)``; a ``forward`` in ONNX's layouts
     whose module has ``WEIGHT_LAYOUTS`` then folds ``prepare(params)`` into ``forward_prepared``
-    (:func:`prepared_for_folding`: the same function, a cheaper compile). The options are the module's
+    (:func:`prepared_for_folding`: the same function, a cheaper compile); with
+    ``tiered.TIERED_MIN_WEIGHTS`` float weights or more it returns a :class:`~workbench.onnx_to_jax.tiered.TieredJitted`,
+    whose first calls run the weights as arguments while the folded program compiles in the background
+    (XLA's literals of ViT-B/16's 86 M weights cost ~4.5 CPU s). The options are the module's
     ``XLA_COMPILER_OPTIONS`` (see this module's docstring), less any the running XLA does not know;
     ``compiler_options`` in ``jit_kwargs`` are added to them and win. Other ``jit_kwargs`` go to
     ``jax.jit`` as they are.
     """
     from workbench.onnx_to_jax.helpers import _jit_with_options
 
+    from workbench.onnx_to_jax.tiered import TIERED_MIN_WEIGHTS, TieredJitted, float_elements
+
     options = generated_options(forward)
     if params is not None:
         forward, params = prepared_for_folding(forward, params)
     fn = forward if params is None else functools.partial(forward, params)
     # the same builder as the jitted parts of models whose shapes depend on values (``_segment``)
-    jitted = _jit_with_options(fn, options, **jit_kwargs)
+    jitted = _jit_with_options(fn, options, **dict(jit_kwargs))
     if forward.__globals__.get(X64_NAME) is True:
         return X64Jitted(jitted)
+    if params is not None and float_elements(params) >= TIERED_MIN_WEIGHTS:
+        # many weights: the first calls run them as arguments while the folded program compiles (tiered.py)
+        return TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params)
     return jitted
 
 
