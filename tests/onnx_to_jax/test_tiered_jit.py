@@ -68,6 +68,17 @@ def test_models_with_fewer_weights_get_the_folded_jit_alone():
     assert tiered.float_elements(params) < tiered.TIERED_MIN_WEIGHTS
 
 
+def test_jit_arguments_that_count_positions_get_the_folded_jit_alone(many_weights):
+    """``donate_argnums``/``static_argnums`` number ``fn``'s inputs; the weights-as-arguments program
+    has one argument more, so such a jit is not tiered (the numbers would point at other arguments)."""
+    model, x = _residual_cnn(), _image()
+    forward, params = wb.to_jax(model)
+    assert isinstance(wb.jit_forward(forward, params, compiler_options={}), tiered.TieredJitted)
+    fn = wb.jit_forward(forward, params, donate_argnums=())
+    assert not isinstance(fn, tiered.TieredJitted)
+    _check(fn(x), model, x)
+
+
 def test_a_failed_background_compile_is_raised_by_wait_and_the_calls_go_on(many_weights):
     model, x = _residual_cnn(), _image()
     forward, params = wb.to_jax(model)

@@ -113,7 +113,10 @@ def jit_forward(
     jitted = _jit_with_options(fn, options, **dict(jit_kwargs))
     if forward.__globals__.get(X64_NAME) is True:
         return X64Jitted(jitted)
-    if params is not None and float_elements(params) >= TIERED_MIN_WEIGHTS:
+    # jax.jit arguments that count positions (static_argnums, donate_argnums...) would mean other
+    # arguments to the tiered jit's weights-as-arguments program: those get the folded jit alone
+    plain_jit = not set(jit_kwargs) - {"compiler_options"}
+    if params is not None and plain_jit and float_elements(params) >= TIERED_MIN_WEIGHTS:
         # many weights: the first calls run them as arguments while the folded program compiles (tiered.py)
         return TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params)
     return jitted
