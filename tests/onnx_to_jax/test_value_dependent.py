@@ -397,3 +397,33 @@ def test_host_non_max_suppression_resolves_long_chains_of_overlaps():
     np.testing.assert_array_equal(expected[:, 2], np.arange(0, count, 2))
     np.testing.assert_array_equal(np.asarray(generated.forward(generated.params, boxes, scores)), expected)
     np.testing.assert_array_equal(_host_nms(generated, boxes, scores, pair_budget=0), expected)
+
+
+def test_host_non_max_suppression_from_pairs_over_batches_classes_and_centre_boxes():
+    """Two images, three classes, boxes given as centres and sizes, a score floor: the pairs form keeps
+    the boxes onnxruntime keeps, as does the walk."""
+    rng = np.random.default_rng(10)
+    count = 1500
+    node = helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_out", "iou", "floor"], ["selected"],
+                            center_point_box=1)
+    graph = helper.make_graph(
+        [node], "nms",
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [2, count, 4]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 3, count])],
+        [helper.make_tensor_value_info("selected", TensorProto.INT64, [None, 3])],
+        initializer=[numpy_helper.from_array(np.array([10_000], np.int64), "max_out"),
+                     numpy_helper.from_array(np.array([0.3], np.float32), "iou"),
+                     numpy_helper.from_array(np.array([0.2], np.float32), "floor")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    centres, sizes = rng.uniform(0, 640, (2, count, 2)), rng.uniform(4, 80, (2, count, 2))
+    boxes = np.concatenate([centres, sizes], axis=2).astype(np.float32)  # (x_c, y_c, w, h)
+    scores = rng.uniform(0, 1, (2, 3, count)).astype(np.float32)
+    generated = generate_module(model)
+    expected = run_onnx(model, [boxes, scores])[0]
+    assert len(expected) > 3000 and set(expected[:, 0]) == {0, 1} and set(expected[:, 1]) == {0, 1, 2}
+    np.testing.assert_array_equal(np.asarray(generated.forward(generated.params, boxes, scores)), expected)
+    host = generated.forward.__globals__["_nms_host"]
+    walked = host(boxes, scores, 10_000, np.float32(0.3), np.float32(0.2), True, pair_budget=-1)
+    np.testing.assert_array_equal(walked, expected)
