@@ -34,7 +34,9 @@ params))``, what the folded form compiled before it prepared the weights). ``--s
 ``lax.scan`` (docs/codegen.md). ``--clock cpu`` times each call by the process's
 CPU time instead of the wall clock: with one thread per runtime that is the work of the call, which
 other processes taking the cores do not inflate (the wall clock's medians move 2-3x at a load of 6). Each model's first calls are timed on a fresh
-jitted function (XLA's compile cache is keyed by the program, so nothing is shared between forms).
+jitted function (XLA's compile cache is keyed by the program, so nothing is shared between forms, except
+that the tiered folded jit of a model with many weights (workbench/onnx_to_jax/tiered.py) compiles the
+``prepared`` form's program for its first call: after it, ``prepared``'s first jit is a cache hit).
 
 Targets (issue 4): generation < 1 s; jitted JAX <= 1.5x onnxruntime's latency. Issue 21: first
 ``jax.jit`` <= 5 s on every corpus model; jitted latency <= 1.0x onnxruntime's.
