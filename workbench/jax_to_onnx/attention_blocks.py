@@ -15,7 +15,7 @@ Two blocks:
       Transpose(q) · Transpose(k) → MatMul → Mul(scale) → Where(mask, ·, fill) → Softmax
       → MatMul(·, Transpose(v)) → Transpose
 
-  with the mask laid out on the 4-D scores (a constant shrunk along the axes where it does not vary, as
+  (no ``Where`` without a mask) with the mask laid out on the 4-D scores (a constant shrunk along the axes where it does not vary, as
   :class:`..passes.attention_layout.WhereAcrossUnitReshape` stores it; a mask computed at run time read as
   it is) and the fill a scalar.
 
@@ -34,7 +34,7 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
-from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _same_shape, _softmax
+from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _same_shape, _softmax, _split
 from workbench.jax_to_onnx.builder import is_static, typed_like
 from workbench.jax_to_onnx.passes.attention_layout import shrink_constant
 
@@ -140,8 +140,9 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
     s, fill)`` (a nested ``_where`` that transposes ``s`` to ``(1, B, H, T, S)``), ``jax.nn.softmax`` over S
     (:func:`.blocks._softmax`), ``dot_general(v, p)`` and its transposes and reshape back to ``(B, T, H,
     K)``; the mask is ``and(all-true, mask')`` with ``mask'`` a mask of rank 4 given unit axes by
-    ``broadcast_in_dim``/``transpose`` only, its axes in the scores' order. Any other spelling is left to the
-    equation-by-equation lowering and the rules.
+    ``broadcast_in_dim``/``transpose`` only, its axes in the scores' order. Without a mask there is no
+    ``where`` and the softmax transposes the scores itself (:func:`_transposed_softmax`). Any other spelling
+    is left to the equation-by-equation lowering and the rules.
     """
     if tuple(tuple(map(tuple, pair)) for pair in dot.params["dimension_numbers"]) != _SCORES_DIMS:
         return None
@@ -169,24 +170,35 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
     scale = scale_eqn.invars[1] if scale_eqn.invars[0] is dot.outvars[0] else scale_eqn.invars[0]
     if _literal(scale) is None or np.dtype(scale.aval.dtype) != dtype or scale.aval.shape != ():
         return None
-    where = index.only_reader(scale_eqn.outvars[0])
-    if where is None or not _is_where_of_scores(where, scale_eqn.outvars[0]):
-        return None
-    mask, fill = where.invars[0], where.invars[2]
-    if _literal(fill) is None or np.dtype(fill.aval.dtype) != dtype:
-        return None
-    members = [split, dot, scale_eqn, where]
-    base = _mask_base(index, mask, members)
-    if base is None:
-        return None
-    readers = [index.eqns[i] for i in index.readers.get(where.outvars[0], [])]
-    reduce_max = next((eqn for eqn in readers if eqn.primitive.name == "reduce_max"), None)
-    softmax = None if reduce_max is None else _softmax(index, reduce_max)
-    if softmax is None or softmax.operand is not where.outvars[0]:
-        return None
-    if tuple(int(a) % 5 for a in reduce_max.params["axes"]) != (4,):
-        return None
-    probabilities = index.eqns[softmax.root].outvars[0]
+    scaled = scale_eqn.outvars[0]
+    members = [split, dot, scale_eqn]
+    where = index.only_reader(scaled)
+    if where is not None:  # masked: where(mask, scores, fill), then jax.nn.softmax of it
+        if not _is_where_of_scores(where, scaled):
+            return None
+        mask, fill = where.invars[0], where.invars[2]
+        if _literal(fill) is None or np.dtype(fill.aval.dtype) != dtype:
+            return None
+        members.append(where)
+        base = _mask_base(index, mask, members)
+        if base is None:
+            return None
+        readers = [index.eqns[i] for i in index.readers.get(where.outvars[0], [])]
+        reduce_max = next((eqn for eqn in readers if eqn.primitive.name == "reduce_max"), None)
+        softmax = None if reduce_max is None else _softmax(index, reduce_max)
+        if softmax is None or softmax.operand is not where.outvars[0]:
+            return None
+        if tuple(int(a) % 5 for a in reduce_max.params["axes"]) != (4,):
+            return None
+        members += [index.eqns[i] for i in softmax.members]
+        probabilities = index.eqns[softmax.root].outvars[0]
+    else:  # unmasked: the softmax itself moves the scores to (1, B, H, T, S)
+        base = fill = None
+        softmax_eqns = _transposed_softmax(index, scaled)
+        if softmax_eqns is None:
+            return None
+        members += softmax_eqns
+        probabilities = softmax_eqns[-1].outvars[0]
     weighted = index.only_reader(probabilities)
     if weighted is None or weighted.primitive.name != "dot_general" or weighted.invars[1] is not probabilities:
         return None
@@ -208,7 +220,7 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
         return None
     if not _same_shape(merge.outvars[0].aval.shape, [batch, length, heads, depth]):
         return None
-    members += [index.eqns[i] for i in softmax.members] + tail[1:] + [weighted, merge]
+    members += tail[1:] + [weighted, merge]
     closed = index.closed(members)
     if closed is None or closed[-1] != index.index(merge):
         return None
@@ -226,12 +238,14 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
         q_heads = typed_like(builder.op("Transpose", q_value, perm=[0, 2, 1, 3]), q_value, values_dims)
         k_heads = typed_like(builder.op("Transpose", k_value, perm=[0, 2, 3, 1]), k_value, [batch, heads, depth, span])
         scores = typed_like(builder.op("MatMul", q_heads, k_heads), q_value, scores_dims)
-        scaled = typed_like(builder.op("Mul", scores, read(scale)), q_value, scores_dims)
-        mask_value = read(base)
-        if mask_value.const_value is not None:
-            mask_value = builder.const(_scalar_if_single(shrink_constant(mask_value.const_value.numpy())))
-        fill_value = builder.const(np.asarray(_literal(fill), dtype=dtype).reshape(()))
-        selected = typed_like(builder.op("Where", mask_value, scaled, fill_value), q_value, scores_dims)
+        scaled_value = typed_like(builder.op("Mul", scores, read(scale)), q_value, scores_dims)
+        selected = scaled_value
+        if base is not None:
+            mask_value = read(base)
+            if mask_value.const_value is not None:
+                mask_value = builder.const(_scalar_if_single(shrink_constant(mask_value.const_value.numpy())))
+            fill_value = builder.const(np.asarray(_literal(fill), dtype=dtype).reshape(()))
+            selected = typed_like(builder.op("Where", mask_value, scaled_value, fill_value), q_value, scores_dims)
         probs = typed_like(builder.op("Softmax", selected, axis=3), q_value, scores_dims)
         v_heads = typed_like(builder.op("Transpose", v_value, perm=[0, 2, 1, 3]), v_value, [batch, heads, span, depth])
         mixed = typed_like(builder.op("MatMul", probs, v_heads), q_value, values_dims)
@@ -244,6 +258,52 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
         return not all(read(atom) in made for atom in (q, k, v))
 
     return Block("Attention", closed, emit, q, declines, name_all=True)
+
+
+def _transposed_softmax(index: _Index, scores: Any) -> list[Any] | None:
+    """The equations of JAX's softmax over S of unmasked scores ``(B, H, T, 1, S)`` written out as
+    ``(1, B, H, T, S)``: ``e = exp(transpose(s) - keep(transpose(max(reduce_max(s), -inf))))``,
+    ``e / keep(reduce_sum(e))`` (keep: ``broadcast_in_dim``, a ``stop_gradient`` on the maximum); the
+    division last, else None."""
+    readers = [index.eqns[i] for i in index.readers.get(scores, [])]
+    reduce_max = next((eqn for eqn in readers if eqn.primitive.name == "reduce_max"), None)
+    moved = next((eqn for eqn in readers if eqn.primitive.name == "transpose"), None)
+    if len(readers) != 2 or reduce_max is None or moved is None or tuple(moved.params["permutation"]) != _WHERE_PERM:
+        return None
+    if tuple(int(a) % 5 for a in reduce_max.params["axes"]) != (4,):
+        return None
+    guard = index.only_reader(reduce_max.outvars[0])
+    if guard is None or guard.primitive.name != "max" or _split(guard, -math.inf) is not reduce_max.outvars[0]:
+        return None
+    chain = [reduce_max, guard]
+    for primitive, check in (("transpose", lambda e: tuple(e.params["permutation"]) == (3, 0, 1, 2)),
+                             ("broadcast_in_dim", lambda e: tuple(e.params["broadcast_dimensions"]) == (0, 1, 2, 3))):
+        step = index.only_reader(chain[-1].outvars[0])
+        if step is None or step.primitive.name != primitive or not check(step):
+            return None
+        chain.append(step)
+    shift = index.only_reader(chain[-1].outvars[0])
+    if shift is not None and shift.primitive.name == "stop_gradient":
+        chain.append(shift)
+        shift = index.only_reader(shift.outvars[0])
+    if shift is None or shift.primitive.name != "sub" or shift.invars[0] is not moved.outvars[0]:
+        return None
+    if shift.invars[1] is not chain[-1].outvars[0] or index.only_reader(moved.outvars[0]) is not shift:
+        return None
+    exp = index.only_reader(shift.outvars[0])
+    if exp is None or exp.primitive.name != "exp":
+        return None
+    uses = [index.eqns[i] for i in index.readers.get(exp.outvars[0], [])]
+    total = next((eqn for eqn in uses if eqn.primitive.name == "reduce_sum"), None)
+    div = next((eqn for eqn in uses if eqn.primitive.name == "div"), None)
+    if len(uses) != 2 or total is None or div is None or div.invars[0] is not exp.outvars[0]:
+        return None
+    if tuple(int(a) % 5 for a in total.params["axes"]) != (4,):
+        return None
+    keep = index.eqn(div.invars[1], "broadcast_in_dim")
+    if keep is None or keep.invars[0] is not total.outvars[0] or tuple(keep.params["broadcast_dimensions"]) != (0, 1, 2, 3):
+        return None
+    return [*chain, moved, shift, exp, total, keep, div]
 
 
 def _scalar_if_single(array: np.ndarray) -> np.ndarray:
