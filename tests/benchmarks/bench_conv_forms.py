@@ -12,7 +12,12 @@ models of 10 M weights and more, workbench/onnx_to_jax/jit_options.py) and writt
 - ``concat``: the nine windows (strided slices) concatenated along the channels times the (9*I, O)
   weight (one YNNPACK dot);
 - ``im2col``: the same columns gathered in one op (``_conv_im2col``, what the generated code runs
-  where ``_conv_as_dot`` says; XLA compiles each of ``concat``'s slices as a kernel of its own).
+  where ``_conv_as_dot`` says; XLA compiles each of ``concat``'s slices as a kernel of its own);
+- ``winograd``: Winograd's F(2x2, 3x3) (``_conv_winograd``, what the generated code runs where
+  ``_conv_as_winograd`` says; stride-1 layers only);
+
+and, for reference, ``ort``: onnxruntime's Conv + Relu of the same layer (NCHW, weights as initializers,
+one thread), the kernel the whole-network ratio is measured against.
 
 Latency is the median over interleaved rounds of process CPU time per call (one XLA thread; the
 machine is shared, so CPU time rather than wall time), compile is not included. Every form is
@@ -41,7 +46,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from workbench.onnx_to_jax.emitters.nn import _conv_im2col  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from workbench.onnx_to_jax.emitters.nn import _conv_im2col, _conv_winograd  # noqa: E402
 from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE  # noqa: E402
 
 # (label, input map, in channels, out channels, stride); in ResNet-50 the stride-2 3x3 layers keep
@@ -89,7 +97,31 @@ def im2col(x, w, stride):
     return _conv_im2col(x, w, (stride, stride), PADDING)
 
 
-FORMS = {"xla": xla, "taps": taps, "concat": concat, "im2col": im2col}
+def winograd(x, w, stride):
+    return _conv_winograd(x, w, PADDING)  # stride 1 only: main() skips the strided layers
+
+
+FORMS = {"xla": xla, "taps": taps, "concat": concat, "im2col": im2col, "winograd": winograd}
+COLUMNS = (*FORMS, "ort")
+
+
+def _ort_layer(w: np.ndarray, b: np.ndarray, size: int, stride: int) -> ort.InferenceSession:
+    """onnxruntime session of Conv (OIHW weight, NCHW input) + Relu, one thread."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[stride, stride]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, w.shape[2], size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def _layer(form, x, w, b, stride):
@@ -105,35 +137,44 @@ def main() -> None:
     rng = np.random.default_rng(0)
     compiled = {}
     for label, size, cin, cout, stride in SHAPES:
-        x = jnp.asarray(rng.standard_normal((1, size, size, cin), np.float32))
-        w = jnp.asarray(rng.standard_normal((3, 3, cin, cout), np.float32) / np.sqrt(9 * cin))
-        b = jnp.asarray(rng.standard_normal(cout, np.float32))
+        x_np = rng.standard_normal((1, size, size, cin)).astype(np.float32)
+        w_np = (rng.standard_normal((3, 3, cin, cout)) / np.sqrt(9 * cin)).astype(np.float32)
+        b_np = rng.standard_normal(cout).astype(np.float32)
+        x, w, b = jnp.asarray(x_np), jnp.asarray(w_np), jnp.asarray(b_np)
         reference = None
         for name, form in FORMS.items():
+            if name == "winograd" and stride != 1:
+                continue  # F(2x2, 3x3) is a stride-1 form
             fn = jax.jit(functools.partial(_layer, form, w=w, b=b, stride=stride), compiler_options=options)
             y = np.asarray(fn(x))
             if reference is None:
                 reference = y
             np.testing.assert_allclose(y, reference, rtol=1e-4, atol=1e-4, err_msg=f"{label} {name}")
-            compiled[label, name] = fn, x
+            compiled[label, name] = lambda fn=fn, x=x: fn(x).block_until_ready()
+        session, x_nchw = _ort_layer(w_np, b_np, size, stride), np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))
+        y = session.run(None, {"x": x_nchw})[0]
+        np.testing.assert_allclose(y.transpose(0, 2, 3, 1), reference, rtol=1e-4, atol=1e-4, err_msg=f"{label} ort")
+        compiled[label, "ort"] = lambda session=session, x=x_nchw: session.run(None, {"x": x})
     times: dict = {key: [] for key in compiled}
     for _ in range(args.rounds):  # interleaved, so load spikes hit every form alike
-        for key, (fn, x) in compiled.items():
+        for key, call in compiled.items():
             start = time.process_time()
             for _ in range(args.calls):
-                fn(x).block_until_ready()
+                call()
             times[key].append((time.process_time() - start) / args.calls * 1e3)
     print(f"jax {jax.__version__}, load average {' '.join(open('/proc/loadavg').read().split()[:3])}, "
           f"median of {args.rounds} rounds, CPU ms per call")
-    print(f"| 3x3 layer | out map | MMAC | {' | '.join(FORMS)} | xla GMAC/s | fastest |")
-    print("|---|---:|---:|" + "---:|" * len(FORMS) + "---:|---|")
+    print(f"| 3x3 layer | out map | MMAC | {' | '.join(COLUMNS)} | xla GMAC/s | fastest form | fastest / ort |")
+    print("|---|---:|---:|" + "---:|" * len(COLUMNS) + "---:|---|---:|")
     for label, size, cin, cout, stride in SHAPES:
-        medians = {name: statistics.median(times[label, name]) for name in FORMS}
+        medians = {name: statistics.median(times[label, name]) for name in COLUMNS if (label, name) in times}
+        forms = {name: value for name, value in medians.items() if name != "ort"}
+        fastest = min(forms, key=forms.get)
         out = -(-size // stride)
         macs = out * out * cin * cout * 9 / 1e6
-        cells = " | ".join(f"{medians[name]:.3f}" for name in FORMS)
+        cells = " | ".join(f"{medians[name]:.3f}" if name in medians else "-" for name in COLUMNS)
         print(f"| {label} | {out}x{out} | {macs:.0f} | {cells} | {macs / medians['xla']:.0f} | "
-              f"{min(medians, key=medians.get)} |")
+              f"{fastest} | {forms[fastest] / medians['ort']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Depthwise convolutions (group = channels) become a sum of k^2 shifted products (
 convolution is far slower); 1x1 convolutions become a matmul over channels; dense convolutions of
 channels-last networks with an output map of at most 12x12 become one dot over their unfolded windows
 (``_conv_im2col``, in models compiled with YNNPACK fusing only dots: XLA CPU's own convolution
-kernel is slow on small maps with many channels).
+kernel is slow on small maps with many channels), and in the same models 3x3 stride-1 ones on larger
+maps are computed by Winograd's F(2x2, 3x3) (``_conv_winograd``: 16 dots on transformed tiles).
 """
 
 from __future__ import annotations
@@ -77,24 +78,28 @@ def dots_only(monkeypatch):
     monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 0)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, attrs, as_dot", [
-    ((1, 16, 12, 12), (24, 16, 3, 3), {"pads": [1, 1, 1, 1]}, True),
-    ((2, 8, 24, 24), (16, 8, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, True),
-    ((1, 8, 7, 9), (12, 8, 3, 3), {"pads": [0, 1, 2, 1], "strides": [2, 1]}, True),
-    ((1, 8, 6, 6), (8, 8, 2, 2), {"strides": [2, 2]}, True),
-    ((1, 8, 10, 10), (8, 8, 3, 3), {"auto_pad": "SAME_LOWER"}, True),
-    ((1, 8, 12, 12), (8, 8, 1, 1), {"strides": [2, 2]}, True),
-    ((1, 8, 24, 24), (8, 8, 3, 3), {"pads": [1, 1, 1, 1]}, False),
-    ((1, 8, 10, 10), (8, 8, 3, 3), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, False),
-    ((1, 8, 10, 10), (8, 4, 3, 3), {"pads": [1, 1, 1, 1], "group": 2}, False),
-    ((1, 8, 10, 10), (8, 8, 5, 5), {"pads": [2, 2, 2, 2]}, False),
+@pytest.mark.parametrize("x_shape, w_shape, attrs, form", [
+    ((1, 16, 12, 12), (24, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "dot"),
+    ((2, 8, 24, 24), (16, 8, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "dot"),
+    ((1, 8, 7, 9), (12, 8, 3, 3), {"pads": [0, 1, 2, 1], "strides": [2, 1]}, "dot"),
+    ((1, 8, 6, 6), (8, 8, 2, 2), {"strides": [2, 2]}, "dot"),
+    ((1, 8, 10, 10), (8, 8, 3, 3), {"auto_pad": "SAME_LOWER"}, "dot"),
+    ((1, 8, 12, 12), (8, 8, 1, 1), {"strides": [2, 2]}, "dot"),
+    ((1, 8, 24, 24), (8, 8, 3, 3), {"pads": [1, 1, 1, 1]}, "winograd"),
+    ((2, 6, 13, 15), (10, 6, 3, 3), {"pads": [1, 1, 1, 1]}, "winograd"),
+    ((1, 8, 16, 19), (8, 8, 3, 3), {"pads": [0, 2, 1, 0]}, "winograd"),
+    ((1, 8, 14, 14), (12, 8, 3, 3), {"auto_pad": "SAME_UPPER"}, "winograd"),
+    ((1, 8, 24, 24), (8, 8, 3, 3), {"pads": [1, 1, 1, 1], "strides": [1, 2]}, "xla"),
+    ((1, 8, 10, 10), (8, 8, 3, 3), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, "xla"),
+    ((1, 8, 10, 10), (8, 4, 3, 3), {"pads": [1, 1, 1, 1], "group": 2}, "xla"),
+    ((1, 8, 10, 10), (8, 8, 5, 5), {"pads": [2, 2, 2, 2]}, "xla"),
 ], ids=["12x12", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
-        "24x24", "dilated", "grouped", "5x5"])
-def test_dense_convolution_on_a_small_map_is_one_dot_and_matches_onnxruntime(
-    dots_only, x_shape, w_shape, attrs, as_dot
-):
+        "winograd-24x24", "winograd-odd-map-batch-2", "winograd-asymmetric-pads", "winograd-same-upper",
+        "24x24-strided", "dilated", "grouped", "5x5"])
+def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape, attrs, form):
     """Each form of the generated code (weights as arguments or folded, ONNX-layout or prepared HWIO
-    weights) against onnxruntime; the convolution is one dot exactly where ``_conv_as_dot`` says so."""
+    weights) against onnxruntime; the convolution is one dot over gathered windows exactly where
+    ``_conv_as_dot`` says so, Winograd's tiles where ``_conv_as_winograd`` does, else XLA's."""
     model = _conv_model(x_shape, w_shape, **attrs)
     x = np.random.default_rng(3).standard_normal(x_shape).astype(np.float32)
     expected = run_onnx(model, [x])[0]
@@ -102,10 +107,10 @@ def test_dense_convolution_on_a_small_map_is_one_dot_and_matches_onnxruntime(
     params = generated.params
     prepared = generated.prepare(params)
     assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
-    primitives = _primitives(generated.forward, params, x)
-    assert ("conv_general_dilated" not in primitives) == as_dot, primitives
-    assert ("gather" in primitives) == as_dot, primitives
-    assert ("conv_general_dilated" not in _primitives(generated.forward_prepared, prepared, x)) == as_dot
+    for primitives in (_primitives(generated.forward, params, x),
+                       _primitives(generated.forward_prepared, prepared, x)):
+        assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives
+        assert ("gather" in primitives) == (form == "dot"), primitives
     for got in (
         generated.forward(params, x),
         jax.jit(generated.forward)(params, x),
@@ -134,6 +139,32 @@ def test_convolution_as_one_dot_in_float16_and_its_gradient(dots_only):
     forward, params = wb.to_jax(model)
     x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype(np.float32)
     assert "conv_general_dilated" not in _primitives(forward, params, x)
+    half = {k: v.astype(np.float16) for k, v in params.items()}
+    got16 = np.asarray(jax.jit(forward)(half, x.astype(np.float16)))
+    assert got16.dtype == np.float16
+    want16 = jax.lax.conv_general_dilated(
+        x.astype(np.float16), half["w"], (1, 1), [(1, 1), (1, 1)], preferred_element_type=np.float32
+    ).astype(np.float16) + half["b"][None, :, None, None]
+    np.testing.assert_allclose(got16.astype(np.float32), np.asarray(want16, np.float32), rtol=2e-3, atol=2e-2)
+
+    def reference(p):
+        y = jax.lax.conv_general_dilated(x, p["w"], (1, 1), [(1, 1), (1, 1)]) + p["b"][None, :, None, None]
+        return (jnp.tanh(y) ** 2).sum()
+
+    got = jax.grad(lambda p: (jnp.tanh(forward(p, x)) ** 2).sum())(params)
+    want = jax.grad(reference)(params)
+    for name in ("w", "b"):
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_convolution_in_float16_and_its_gradient(dots_only):
+    """Winograd's form carries float16 in float32 and rounds once, and its gradient (through the
+    transforms, to the ONNX-layout weight) equals the gradient of XLA's convolution."""
+    model = _conv_model((1, 8, 14, 14), (16, 8, 3, 3), pads=[1, 1, 1, 1])
+    forward, params = wb.to_jax(model)
+    x = np.random.default_rng(6).standard_normal((1, 8, 14, 14)).astype(np.float32)
+    primitives = _primitives(forward, params, x)
+    assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
     half = {k: v.astype(np.float16) for k, v in params.items()}
     got16 = np.asarray(jax.jit(forward)(half, x.astype(np.float16)))
     assert got16.dtype == np.float16

@@ -41,13 +41,16 @@ def _model(nodes, inits, x_shape, y_shape) -> onnx.ModelProto:
 
 
 def _residual_cnn(channels: int = 32) -> onnx.ModelProto:
-    """Two residual blocks of 3x3 convolutions with ReLU, a global pool and a classifier."""
+    """A 5x5 stem, two residual blocks of 3x3 convolutions with ReLU, a global pool and a classifier.
+
+    Under YNNPACK dots only, the blocks' 3x3 convolutions run by Winograd's form (dots) and the stem
+    stays XLA's convolution (``_conv_as_winograd``, ``_conv_as_dot``), which the tests look for."""
     rng = np.random.default_rng(0)
     inits = [
-        _init(rng, "stem", (channels, 3, 3, 3), 0.3), _init(rng, "fc.w", (10, channels)), _init(rng, "fc.b", (10,)),
+        _init(rng, "stem", (channels, 3, 5, 5), 0.3), _init(rng, "fc.w", (10, channels)), _init(rng, "fc.b", (10,)),
     ]  # fmt: skip
     nodes = [
-        helper.make_node("Conv", ["x", "stem"], ["h0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "stem"], ["h0"], pads=[2, 2, 2, 2]),
         helper.make_node("Relu", ["h0"], ["r0"]),
     ]
     for block in range(2):
@@ -104,7 +107,7 @@ def _small_threshold(monkeypatch):
 
 
 def test_weights_are_counted_from_float_initializers_and_constants():
-    assert jit_options.float_weights(_residual_cnn().graph) == 32 * 3 * 9 + 4 * 32 * 32 * 9 + 10 * 32 + 10
+    assert jit_options.float_weights(_residual_cnn().graph) == 32 * 3 * 25 + 4 * 32 * 32 * 9 + 10 * 32 + 10
     assert jit_options.float_weights(_patch_transformer().graph) == 32 * 3 * 16 + 2 * 32 * 64  # not the int64 shape
     constant = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.zeros((7, 3), np.float32)))
     graph = helper.make_graph([constant], "g", [], [])
