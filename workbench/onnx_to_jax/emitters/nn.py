@@ -240,11 +240,10 @@ def _conv_as_winograd(out_spatial, kernel, strides, dilations, group):
     adds per element. Only asked for code compiled with YNNPACK fusing only dots (``_conv``'s
     ``small_as_dot``), where XLA's own convolution kernel runs the larger maps. Measured (CPU time
     per call, in-process A/B; docs/onnx_to_jax_corpus.md, "Winograd convolutions"): a 3x3 layer with
-    64 channels at 24x24 runs 1.6x faster than XLA's kernel; ResNet-18 as a whole 14.5 -> 13.0 ms,
-    ResNet-50 unchanged (34.0 / 34.0 ms). On the smaller maps the dot rule picks, Winograd was faster
-    per layer (12x12 and 6x6) but not on whole networks, and its compile cost (16 transform kernels a
-    convolution) grew the first jit by up to 4 s; at 3x3 maps with 512 channels, where the call reads
-    mostly weights, its 16/9 larger transformed weight made the layer 1.6x slower.
+    64 channels at 24x24 runs 1.4x faster than XLA's kernel, ResNet-18 as a whole 7% faster, ResNet-50
+    (three such layers among 53) within noise. At 12x12 (128 channels) it beat the single dot per
+    layer, but not on ResNet-18 as a whole, and added compile time; at 3x3 maps with 512 channels,
+    where the call reads mostly weights, its 16/9 larger transformed weight made the layer 1.7x slower.
     """
     positions = out_spatial[0] * out_spatial[1]
     return (
