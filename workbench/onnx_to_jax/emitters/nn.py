@@ -259,7 +259,8 @@ def _conv_winograd(x, w, padding):
     from its 4x4 input tile d and the 3x3 kernel g as A^T [(G g G^T) * (B^T d B)] A, the elementwise
     product summed over the input channels, i.e. 16 dots of (tiles, I) by (I, O).
 
-    The input transform B^T d B is applied one axis at a time: tile t of an axis reads rows 2t..2t+3,
+    All three transforms are applied one axis at a time, as sums and differences (no constant
+    matrices in the traced code). The input transform B^T d B: tile t of an axis reads rows 2t..2t+3,
     which are the even and odd rows t and t+1, so each axis takes four sums or differences of slices
     of the rows split into (pairs, 2) (a first form that cut the 16 tile windows out one by one ran
     as fast but compiled twice as long); the output transform likewise. The weight transform
@@ -268,7 +269,10 @@ def _conv_winograd(x, w, padding):
     and 1/2, so the result stays within a few float32 units of the direct sum
     (tests/onnx_to_jax/test_conv_forms.py compares it with onnxruntime).
     """
-    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+    def transform_weight(k, axis):  # G along ``axis`` (length 3): a new leading axis of 4
+        k0, k1, k2 = (lax.index_in_dim(k, i, axis, keepdims=False) for i in range(3))
+        return jnp.stack([k0, (k0 + k1 + k2) * 0.5, (k0 - k1 + k2) * 0.5, k2])
 
     def transform_input(z, axis):  # B^T along ``axis`` (length 2t + 2): a new leading axis of 4, ``axis`` of t
         pairs = jnp.reshape(z, z.shape[:axis] + (z.shape[axis] // 2, 2) + z.shape[axis + 1:])
@@ -293,7 +297,7 @@ def _conv_winograd(x, w, padding):
     x = jnp.pad(x.astype(carry), pads)
     batch, channels = x.shape[0], x.shape[3]
     v = transform_input(transform_input(x, 1), 3)  # (4 column terms, 4 row terms, N, tiles..., I)
-    u = jnp.einsum("ai,ijco,bj->baco", g.astype(carry), w.astype(carry), g.astype(carry))  # same (b, a) order
+    u = transform_weight(transform_weight(w.astype(carry), 0), 1)  # (4 column terms, 4 row terms, I, O)
     m = jnp.einsum(
         "tnhwc,tco->tnhwo", jnp.reshape(v, (16, batch) + tiles + (channels,)), jnp.reshape(u, (16,) + w.shape[2:])
     )
