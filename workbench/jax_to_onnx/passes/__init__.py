@@ -7,8 +7,9 @@
   :mod:`.scheduler` through onnxscript's pattern rewriter), every spelling of a norm layer
   LayerNormalization or RMSNormalization (:mod:`.norms`);
 - attention is laid out the way onnxruntime runs it fastest (:mod:`.attention_layout`);
-- ONNX shape inference types the values whose type the lowering did not set itself (handler
-  decompositions, fused ops), so every edge shows a shape (:mod:`.shapes`);
+- the values whose type the lowering did not set itself (handler decompositions) are typed by ONNX's
+  inference of their node (or of the whole graph when that is not enough), so every edge shows a
+  shape, and the ONNX checker validates the model (:mod:`.shapes`);
 - a half-precision export retypes the graph and casts where float32 ops meet it (:mod:`..precision`).
 
 The model stays an onnx-ir model throughout: its weights are the arrays the lowering was given,
