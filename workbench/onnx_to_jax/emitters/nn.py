@@ -86,6 +86,20 @@ def _conv_pads(x_shape, kernel, strides, dilations, pads, auto_pad):
 
 
 @runtime_helper
+def _window_positions(size, kernel, stride, dilation=1):
+    """How many positions a window of ``kernel`` taps (``dilation`` apart) takes along an axis of
+    ``size`` (padding included) in steps of ``stride``: a convolution's output length."""
+    return (size - (kernel - 1) * dilation - 1) // stride + 1
+
+
+@runtime_helper
+def _accumulation_dtype(dtype):
+    """The type sums of products of ``dtype`` are carried in: float32 for half-precision floats
+    (rounded once at the end, as XLA's fused convolutions and dots do), ``dtype`` itself otherwise."""
+    return jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype
+
+
+@runtime_helper
 def _depthwise_conv(x, w, strides, padding, dilations):
     """A depthwise convolution (one filter per channel) as a loop over the k^2 taps, each adding one
     shifted, strided product to the result.
@@ -99,7 +113,7 @@ def _depthwise_conv(x, w, strides, padding, dilations):
     nd = x.ndim - 2
     x = jnp.pad(x, ((0, 0), (0, 0)) + tuple(padding))
     kernel = w.shape[2:]
-    out = tuple((x.shape[2 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(nd))
+    out = tuple(_window_positions(x.shape[2 + i], kernel[i], strides[i], dilations[i]) for i in range(nd))
     span = tuple((out[i] - 1) * strides[i] + 1 for i in range(nd))
     taps = int(np.prod(kernel))
     weights = jnp.reshape(w, (w.shape[0], taps))
@@ -113,8 +127,7 @@ def _depthwise_conv(x, w, strides, padding, dilations):
         return y + window[strided].astype(y.dtype) * weight.astype(y.dtype)
 
     dtype = jnp.result_type(x, w)
-    # half-precision sums are carried in float32 and rounded once, as a fused sum of products is
-    carry = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+    carry = _accumulation_dtype(dtype)
     return lax.fori_loop(0, taps, add_tap, jnp.zeros(x.shape[:2] + out, carry)).astype(dtype)
 
 
@@ -147,10 +160,10 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
     """
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
     kernel = w.shape[:2] if hwio else w.shape[2:]
-    out = tuple((x.shape[1 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2))
+    out = tuple(_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(2))
     span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
     dtype = jnp.result_type(x, w)
-    carry = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+    carry = _accumulation_dtype(dtype)
     if kernel[0] * kernel[1] <= 9:
         # up to 3x3 (MobileNet) the taps written out are one fused kernel: MobileNet-v2 ran 1.2x
         # faster with the weights folded (CPU time per call, in-process A/B; as arguments within
@@ -214,7 +227,7 @@ def _conv_im2col(x, w, strides, padding):
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
     batch, height, width, channels = x.shape
     kernel = w.shape[:2]
-    out = tuple((x.shape[1 + i] - kernel[i]) // strides[i] + 1 for i in range(2))
+    out = tuple(_window_positions(x.shape[1 + i], kernel[i], strides[i]) for i in range(2))
     rows = np.arange(out[0])[:, None, None, None] * strides[0] + np.arange(kernel[0])[None, None, :, None]
     cols = np.arange(out[1])[None, :, None, None] * strides[1] + np.arange(kernel[1])[None, None, None, :]
     positions = np.reshape(rows * width + cols, -1).astype(np.int32)  # (H', W', kh, kw), row-major
@@ -222,8 +235,7 @@ def _conv_im2col(x, w, strides, padding):
     columns = pixels[:, positions]  # positions are in bounds: indexing gathers without masking
     columns = jnp.reshape(columns, (batch, out[0], out[1], kernel[0] * kernel[1] * channels))
     dtype = jnp.result_type(x, w)
-    # half-precision products summed in float32 and rounded once, as XLA's convolution does
-    carry = jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype
+    carry = _accumulation_dtype(dtype)
     weight = jnp.reshape(w, (-1, w.shape[-1]))
     return jnp.einsum("nhwc,co->nhwo", columns, weight, preferred_element_type=carry).astype(dtype)
 
@@ -287,8 +299,7 @@ def _conv_winograd(x, w, padding):
         return jnp.stack([m[0] + m[1] + m[2], m[1] - m[2] - m[3]])
 
     dtype = jnp.result_type(x, w)
-    # half-precision products summed in float32 and rounded once, as XLA's convolution does
-    carry = jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype
+    carry = _accumulation_dtype(dtype)
     (top, bottom), (left, right) = padding
     out = (x.shape[1] + top + bottom - 2, x.shape[2] + left + right - 2)
     tiles = (-(-out[0] // 2), -(-out[1] // 2))
@@ -331,8 +342,7 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
     as_winograd = False
     if as_dot:
         out_spatial = [
-            (onnx_shape[2 + i] + sum(padding[i]) - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1
-            for i in range(2)
+            _window_positions(onnx_shape[2 + i] + sum(padding[i]), kernel[i], strides[i], dilations[i]) for i in range(2)
         ]
         as_winograd = _conv_as_winograd(out_spatial, kernel, strides, dilations, group)
         as_dot = _conv_as_dot(out_spatial, kernel, dilations, group)
@@ -636,7 +646,7 @@ def _col2im(x, image_shape, block_shape, dilations, pads, strides):
     pads = pads or (0,) * (2 * nd)
     strides = strides or (1,) * nd
     padded = [image_shape[i] + pads[i] + pads[i + nd] for i in range(nd)]
-    counts = [(padded[i] - (dilations[i] * (block_shape[i] - 1) + 1)) // strides[i] + 1 for i in range(nd)]
+    counts = [_window_positions(padded[i], block_shape[i], strides[i], dilations[i]) for i in range(nd)]
     n = x.shape[0]
     blocks = int(np.prod(block_shape, dtype=np.int64))
     columns = jnp.reshape(x, (n, x.shape[1] // blocks) + tuple(block_shape) + tuple(counts))
