@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import time
 
+from tests.support.thread_limits import limit_xla_threads, ort_session
+
 # one XLA thread, as the corpus benchmark times (before JAX is imported: XLA reads the flags once)
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
+limit_xla_threads(1)
 
 import jax  # noqa: E402 - after XLA_FLAGS: XLA reads them once
 import jax.numpy as jnp  # noqa: E402
@@ -118,10 +117,7 @@ def _ort_layer(w: np.ndarray, b: np.ndarray, size: int, stride: int) -> ort.Infe
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_session(model, 1)
 
 
 def _layer(form, x, w, b, stride):

@@ -28,6 +28,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from tests.support.thread_limits import limit_xla_threads, ort_session
+
 DETECTORS = ("ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn")
 
 
@@ -41,11 +43,8 @@ def _parse_args() -> argparse.Namespace:
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
-if ARGS is not None and ARGS.threads > 0:  # before JAX is imported: XLA reads the flag once
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={ARGS.threads}"
-    ).strip()
+if ARGS is not None:  # before JAX is imported: XLA reads the flag once
+    limit_xla_threads(ARGS.threads)
 
 import jax  # noqa: E402
 import jax.monitoring  # noqa: E402
@@ -109,19 +108,13 @@ class _PartCounter:
 
 
 def measure(name: str, rounds: int, threads: int, cache: str | None) -> dict[str, Any]:
-    import onnxruntime as ort
 
     from tests.support.corpus import assert_outputs_match
     from workbench.onnx_to_jax.api import generate_module
 
     model, feeds = _exported(name, cache)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads > 0:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    with _Clock() as ort_session:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    with _Clock() as session_clock:
+        session = ort_session(model, threads)
     feed = {i.name: x for i, x in zip(session.get_inputs(), feeds)}
     with _Clock() as ort_first:
         expected = session.run(None, feed)
@@ -161,7 +154,7 @@ def measure(name: str, rounds: int, threads: int, cache: str | None) -> dict[str
     events = {k.rsplit("/", 1)[-1]: (len(v), sum(v)) for k, v in compile_events.items()}
     return {
         "name": name, "nodes": len(model.graph.node), "barriers": len(namespace.get("VALUE_DEPENDENT_NODES", ())),
-        "options": namespace.get("XLA_COMPILER_OPTIONS"), "ort_session": ort_session, "ort_first": ort_first,
+        "options": namespace.get("XLA_COMPILER_OPTIONS"), "ort_session": session_clock, "ort_first": ort_first,
         "generate": generate, "first": first, "warm": warm, "error": error,
         "part_calls": counter.calls, "part_shapes": len(counter.shapes),
         "part_functions": len(Counter(s[0] for s in counter.shapes)), "in_parts": counter.seconds,

@@ -27,10 +27,10 @@ import os
 import statistics
 import time
 
+from tests.support.thread_limits import limit_xla_threads, ort_session
+
 # one thread for XLA and BLAS, as the corpus benchmark times (before JAX and numpy are imported)
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
+limit_xla_threads(1)
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -66,10 +66,7 @@ def _ort_matmul(w: np.ndarray, m: int) -> ort.InferenceSession:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_session(model, 1)
 
 
 def main() -> None:

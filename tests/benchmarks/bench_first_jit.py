@@ -29,6 +29,8 @@ import os
 import statistics
 import time
 
+from tests.support.thread_limits import limit_xla_threads, ort_session
+
 FORMS = ("folded", "bound", "onnx-layout", "mixed")
 
 
@@ -47,9 +49,7 @@ def _parse_args() -> argparse.Namespace:
 
 ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None:  # before JAX is imported: XLA reads the flag once
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
+    limit_xla_threads(1)
 
 
 def _clocks() -> tuple[float, float]:
@@ -60,7 +60,6 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> N
     """Print the first-call split and the latencies of ``forms`` for corpus model ``name``."""
     import jax
     import numpy as np
-    import onnxruntime as ort
 
     import workbench as wb
     from tests.onnx_to_jax.test_corpus_vision import export
@@ -91,11 +90,7 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> N
     jax.block_until_ready(jax.jit(lambda a: a + 1)(np.zeros(2, np.float32)))  # JAX's one-time setup
     print(f"{name}: {len(model.graph.node)} nodes, generated in {generate:.2f} s, XLA options {options or '{}'}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    session_options = ort.SessionOptions()
-    session_options.log_severity_level = 3
-    session_options.intra_op_num_threads = 1
-    session_options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), session_options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, 1)
     feed = {i.name: x for i, x in zip(session.get_inputs(), feeds)}
     expected = session.run(None, feed)
     compiled = {}

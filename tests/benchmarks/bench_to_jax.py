@@ -57,6 +57,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.support.thread_limits import limit_xla_threads, ort_session
+
 REPO = Path(__file__).resolve().parents[2]
 GENERATION_TARGET_S = 1.0
 LATENCY_TARGET_RATIO = 1.5
@@ -90,11 +92,8 @@ def _parse_args() -> argparse.Namespace:
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
-if ARGS is not None and ARGS.threads > 0:  # before JAX is imported: XLA reads the flag once
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={ARGS.threads}"
-    ).strip()
+if ARGS is not None:  # before JAX is imported: XLA reads the flag once
+    limit_xla_threads(ARGS.threads)
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
@@ -237,7 +236,6 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
                 scan_repeats: bool = False, forms: tuple[str, ...] = CORPUS_FORMS) -> dict[str, Any]:
     """Generation, first calls and interleaved latencies of one vision corpus model (legacy exporter)."""
     import jax
-    import onnxruntime as ort
 
     from tests.onnx_to_jax.test_corpus_vision import export
     import workbench as wb
@@ -279,13 +277,8 @@ def _corpus_row(name: str, rounds: int, threads: int, clock: Callable[[], float]
             fn.wait()
             ready[form], ready_cpu[form] = time.perf_counter() - start, time.process_time() - start_cpu
         variants[form] = (fn, call)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads > 0:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
     start = time.perf_counter()
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, threads)
     session_s = time.perf_counter() - start
     feed = {i.name: x for i, x in zip(session.get_inputs(), feeds)}
     session.run(None, feed)
@@ -374,12 +367,7 @@ def main() -> None:
         "folded": (jax.jit(functools.partial(forward, params)), lambda fn, x: fn(x)),
     }
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if args.threads > 0:
-        options.intra_op_num_threads = args.threads
-        options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, args.threads)
 
     latency: dict[int, dict[str, float]] = {}
     max_error: dict[int, float] = {}

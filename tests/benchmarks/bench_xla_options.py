@@ -27,6 +27,8 @@ import statistics
 import time
 from typing import Any
 
+from tests.support.thread_limits import limit_xla_threads, ort_session
+
 
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,12 +48,9 @@ def _options(text: str) -> dict[str, Any]:
 
 def main() -> None:
     args = _parse_args()
-    os.environ["XLA_FLAGS"] = (  # before JAX is imported: one thread, as bench_to_jax.py
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
+    limit_xla_threads(1)  # before JAX is imported: one thread, as bench_to_jax.py
     import jax
     import numpy as np
-    import onnxruntime as ort
 
     import workbench as wb
     from tests.onnx_to_jax.test_corpus_vision import export
@@ -59,11 +58,7 @@ def main() -> None:
 
     model, feeds = export(args.corpus, "legacy")
     forward, params = wb.to_jax(model)
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = 1
-    session_options.inter_op_num_threads = 1
-    session_options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), session_options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, 1)
     feed = {i.name: x for i, x in zip(session.get_inputs(), feeds)}
     expected = session.run(None, feed)[0]
     calls: dict[str, Any] = {}

@@ -132,13 +132,10 @@ def test_small_convolution_stays_xla_s_under_the_default_fusion():
     np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)
 
 
-def test_convolution_as_one_dot_in_float16_and_its_gradient(dots_only):
-    """float16 through the dot sums in float32 (as XLA's convolution does) and rounds once; the
-    gradient of the dot form equals the gradient of XLA's convolution."""
-    model = _conv_model((1, 8, 6, 6), (16, 8, 3, 3), pads=[1, 1, 1, 1])
-    forward, params = wb.to_jax(model)
-    x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype(np.float32)
-    assert "conv_general_dilated" not in _primitives(forward, params, x)
+def _check_float16_and_gradient(forward, params, x) -> None:
+    """``forward`` of a 3x3, pad-1 convolution model computes float16 as XLA's convolution does
+    (products summed in float32, rounded once), and its gradient w.r.t. the ONNX-layout weights
+    equals the gradient of XLA's convolution."""
     half = {k: v.astype(np.float16) for k, v in params.items()}
     got16 = np.asarray(jax.jit(forward)(half, x.astype(np.float16)))
     assert got16.dtype == np.float16
@@ -157,27 +154,21 @@ def test_convolution_as_one_dot_in_float16_and_its_gradient(dots_only):
         np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-4, atol=1e-4)
 
 
+def test_convolution_as_one_dot_in_float16_and_its_gradient(dots_only):
+    """The dot form in float16 and its gradient (through the gather) against XLA's convolution."""
+    model = _conv_model((1, 8, 6, 6), (16, 8, 3, 3), pads=[1, 1, 1, 1])
+    forward, params = wb.to_jax(model)
+    x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype(np.float32)
+    assert "conv_general_dilated" not in _primitives(forward, params, x)
+    _check_float16_and_gradient(forward, params, x)
+
+
 def test_winograd_convolution_in_float16_and_its_gradient(dots_only):
-    """Winograd's form carries float16 in float32 and rounds once, and its gradient (through the
-    transforms, to the ONNX-layout weight) equals the gradient of XLA's convolution."""
+    """Winograd's form in float16 and its gradient (through the transforms, to the ONNX-layout
+    weight) against XLA's convolution."""
     model = _conv_model((1, 8, 14, 14), (16, 8, 3, 3), pads=[1, 1, 1, 1])
     forward, params = wb.to_jax(model)
     x = np.random.default_rng(6).standard_normal((1, 8, 14, 14)).astype(np.float32)
     primitives = _primitives(forward, params, x)
     assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
-    half = {k: v.astype(np.float16) for k, v in params.items()}
-    got16 = np.asarray(jax.jit(forward)(half, x.astype(np.float16)))
-    assert got16.dtype == np.float16
-    want16 = jax.lax.conv_general_dilated(
-        x.astype(np.float16), half["w"], (1, 1), [(1, 1), (1, 1)], preferred_element_type=np.float32
-    ).astype(np.float16) + half["b"][None, :, None, None]
-    np.testing.assert_allclose(got16.astype(np.float32), np.asarray(want16, np.float32), rtol=2e-3, atol=2e-2)
-
-    def reference(p):
-        y = jax.lax.conv_general_dilated(x, p["w"], (1, 1), [(1, 1), (1, 1)]) + p["b"][None, :, None, None]
-        return (jnp.tanh(y) ** 2).sum()
-
-    got = jax.grad(lambda p: (jnp.tanh(forward(p, x)) ** 2).sum())(params)
-    want = jax.grad(reference)(params)
-    for name in ("w", "b"):
-        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-4, atol=1e-4)
+    _check_float16_and_gradient(forward, params, x)
