@@ -6,6 +6,8 @@ channels-last networks with an output map of at most 12x12 become one dot over t
 (``_conv_im2col``, in models compiled with YNNPACK fusing only dots: XLA CPU's own convolution
 kernel is slow on small maps with many channels), and in the same models 3x3 stride-1 ones on larger
 maps are computed by Winograd's F(2x2, 3x3) (``_conv_winograd``: 16 dots on transformed tiles).
+Taps whose windows read only zero padding (dilations or kernels reaching past a small map, as in
+DeepLabv3's ASPP) are dropped first (``_live_taps``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import workbench as wb
 from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
+from workbench.onnx_to_jax.emitters.nn import _live_taps
 from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
 
 
@@ -172,3 +175,62 @@ def test_winograd_convolution_in_float16_and_its_gradient(dots_only):
     primitives = _primitives(forward, params, x)
     assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
     _check_float16_and_gradient(forward, params, x)
+
+
+@pytest.mark.parametrize("size, kernel, stride, dilation, padding, live", [
+    (6, 3, 1, 12, (12, 12), (1, 1, (0, 0))),  # DeepLabv3's ASPP at 96x96: the centre tap only
+    (6, 3, 1, 36, (36, 36), (1, 1, (0, 0))),
+    (2, 7, 1, 1, (3, 3), (2, 4, (1, 1))),  # ConvNeXt's 7x7 on a 2x2 map
+    (6, 5, 1, 2, (4, 4), None),  # MobileNet v3's dilated 5x5 on 6x6: every tap reads input
+    (6, 3, 1, 12, (12, 0), None),  # the output map is empty: nothing to trim
+    (6, 3, 1, 8, (0, 16), (0, 0, (0, 0))),  # the last two taps read only the end padding
+    (4, 3, 2, 5, (5, 5), (1, 1, (0, 0))),
+])
+def test_live_taps(size, kernel, stride, dilation, padding, live):
+    assert _live_taps(size, kernel, stride, dilation, padding) == live
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs, large", [
+    ((1, 16, 6, 6), (8, 16, 3, 3), {"pads": [12, 12, 12, 12], "dilations": [12, 12]}, True),
+    ((1, 16, 6, 6), (8, 16, 3, 3), {"pads": [24, 24, 24, 24], "dilations": [24, 24]}, False),
+    ((2, 8, 5, 7), (6, 8, 3, 3), {"pads": [6, 1, 6, 1], "dilations": [6, 1]}, True),
+    ((1, 8, 6, 6), (6, 8, 3, 3), {"pads": [0, 0, 16, 16], "dilations": [8, 8]}, False),
+    ((1, 8, 7, 7), (6, 8, 3, 3), {"pads": [5, 5, 5, 5], "dilations": [5, 5], "strides": [2, 2]}, True),
+    ((1, 6, 2, 2), (6, 1, 7, 7), {"pads": [3, 3, 3, 3], "group": 6}, True),
+    ((1, 6, 2, 2), (6, 1, 7, 7), {"pads": [3, 3, 3, 3], "group": 6}, False),
+    ((1, 6, 2, 3), (4, 3, 5, 5), {"pads": [2, 2, 2, 2], "group": 2}, False),
+], ids=["aspp-12", "aspp-24-default-fusion", "one-axis", "end-padding", "strided", "depthwise-7x7-on-2x2",
+        "depthwise-default-fusion", "grouped"])
+def test_convolution_without_its_padding_only_taps_matches_onnxruntime(monkeypatch, x_shape, w_shape, attrs, large):
+    """Dropping the taps that read only padding (``_live_taps``) keeps every value and the gradient
+    (zero for the dropped taps' weights); the ASPP case is a 1x1 convolution, one dot."""
+    if large:
+        monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 0)
+    model = _conv_model(x_shape, w_shape, **attrs)
+    x = np.random.default_rng(7).standard_normal(x_shape).astype(np.float32)
+    expected = run_onnx(model, [x])[0]
+    generated = generate_module(model)
+    params = generated.params
+    prepared = generated.prepare(params)
+    for got in (
+        generated.forward(params, x),
+        jax.jit(generated.forward)(params, x),
+        wb.jit_forward(generated.forward, params)(x),
+        wb.jit_forward(generated.forward_prepared)(prepared, x),
+    ):
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+    if attrs.get("dilations") == [12, 12]:
+        primitives = _primitives(generated.forward, params, x)
+        assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
+    group, dilations = attrs.get("group", 1), attrs.get("dilations", [1, 1])
+    pads, strides = attrs["pads"], attrs.get("strides", [1, 1])
+
+    def reference(p):  # XLA's convolution with every tap
+        y = jax.lax.conv_general_dilated(x, p["w"], strides, [(pads[0], pads[2]), (pads[1], pads[3])],
+                                         rhs_dilation=dilations, feature_group_count=group)
+        return (jnp.tanh(y + p["b"][None, :, None, None]) ** 2).sum()
+
+    got = jax.grad(lambda p: (jnp.tanh(generated.forward(p, x)) ** 2).sum())(params)
+    want = jax.grad(reference)(params)
+    for name in ("w", "b"):
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), rtol=1e-4, atol=1e-4)

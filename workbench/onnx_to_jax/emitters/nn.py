@@ -319,6 +319,28 @@ def _conv_winograd(x, w, padding):
 
 
 @runtime_helper
+def _live_taps(size, kernel, stride, dilation, padding):
+    """The first and last tap along one axis of a convolution whose windows read at least one input
+    element rather than only the zero padding, and the axis's padding with the taps outside them
+    dropped; ``None`` where every tap reads input, or where dropping them would need negative padding.
+
+    Dropping taps that meet only zeros changes no output value. It matters where the dilation or the
+    padding reaches past the map: DeepLabv3's ASPP runs 3x3 convolutions dilated 12, 24 and 36 on a
+    6x6 map at the corpus's 96x96 input, whose eight outer taps read padding only. XLA CPU computes
+    them all (4.6 ms each, 960 -> 256 channels) where the centre tap alone is a 1x1 convolution, one
+    dot (0.14-0.34 ms; onnxruntime 0.27-0.38 ms; docs/onnx_to_jax_corpus.md).
+    """
+    begin, end = padding
+    out = _window_positions(size + begin + end, kernel, stride, dilation)
+    live = [k for k in range(kernel) if any(0 <= k * dilation - begin + i * stride < size for i in range(out))]
+    if not live or (live[0] == 0 and live[-1] == kernel - 1):
+        return None
+    first, last = live[0], live[-1]
+    trimmed = (begin - first * dilation, end - (kernel - 1 - last) * dilation)
+    return (first, last, trimmed) if min(trimmed) >= 0 else None
+
+
+@runtime_helper
 def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False, small_as_dot=False):
     """Conv with ONNX's (O, I/group, k...) weight. ``channels_last``: a 2-D convolution of an NHWC input
     with an NHWC result (workbench/onnx_to_jax/layout.py), else on ONNX's (N, C, spatial...) axes.
@@ -337,6 +359,13 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
     channels = x.shape[-1] if channels_last else x.shape[1]
     onnx_shape = (x.shape[0], channels) + x.shape[1:-1] if channels_last else x.shape
     padding = _conv_pads(onnx_shape, kernel, strides, dilations, pads, auto_pad)
+    for i in range(nd):  # taps whose windows read only zero padding add nothing: drop them (_live_taps)
+        live = _live_taps(onnx_shape[2 + i], kernel[i], strides[i], dilations[i], padding[i])
+        if live is not None:
+            first, last, padding[i] = live
+            axis = i if hwio else 2 + i
+            w = lax.slice_in_dim(w, first, last + 1, axis=axis)
+            kernel = w.shape[:nd] if hwio else w.shape[2:]
     pointwise = group == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
     as_dot = small_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating)
     as_winograd = False
