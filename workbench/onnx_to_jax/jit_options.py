@@ -157,8 +157,9 @@ def prepared_for_folding(forward: Callable[..., Any], params: Mapping[str, Any])
     compiles cheaper: XLA then turns each transposed weight into a new literal as well (figures:
     docs/onnx_to_jax_corpus.md, "First compile"; the latency stays within noise).
     """
-    namespace = getattr(forward, "__globals__", {})
-    prepared = namespace.get(f"{getattr(forward, '__name__', '')}_prepared")
+    # forward is generated code (jit_forward checked it with generated_options): a module-level function
+    namespace = forward.__globals__
+    prepared = namespace.get(f"{forward.__name__}_prepared")  # absent when forward is forward_prepared
     prepare = namespace.get("prepare")
     if not namespace.get("WEIGHT_LAYOUTS") or not callable(prepared) or not callable(prepare):
         return forward, params
