@@ -172,6 +172,10 @@ def test_options_the_running_xla_does_not_know_are_dropped():
 def test_jit_forward_refuses_functions_that_are_not_generated_code():
     with pytest.raises(wb.SpecError, match="not the forward function of generated code"):
         wb.jit_forward(lambda params, x: x)
+    forward, _ = wb.to_jax(_residual_cnn())
+    for not_generated in (jax.jit(forward), functools.partial(forward), np.add):
+        with pytest.raises(wb.SpecError, match="not the forward function of generated code"):
+            wb.jit_forward(not_generated)
 
 
 def test_saved_module_keeps_its_options(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -66,6 +67,12 @@ def test_models_with_fewer_weights_get_the_folded_jit_alone():
     fn = wb.jit_forward(forward, params)
     assert not isinstance(fn, tiered.TieredJitted)
     assert tiered.float_elements(params) < tiered.TIERED_MIN_WEIGHTS
+
+
+def test_float_elements_counts_floating_arrays_of_either_kind():
+    params = {"w": jnp.ones((3, 4), jnp.float32), "h": np.ones((5,), np.float16), "c": np.ones(2, np.complex64),
+              "shape": np.array([1, 2], np.int64), "mask": jnp.zeros((7,), bool)}
+    assert tiered.float_elements(params) == 12 + 5 + 2
 
 
 def test_jit_arguments_that_count_positions_get_the_folded_jit_alone(many_weights):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 from typing import Any, Callable, Mapping
 
 import onnx
@@ -68,8 +69,8 @@ def supported_options(options: Mapping[str, str]) -> dict[str, str]:
 
 def generated_options(forward: Callable[..., Any]) -> dict[str, str]:
     """The ``XLA_COMPILER_OPTIONS`` of the module that defines ``forward`` (made by to_jax or save_jax)."""
-    namespace = getattr(forward, "__globals__", None)
-    if not isinstance(namespace, dict) or not isinstance(namespace.get(OPTIONS_NAME), dict):
+    namespace = forward.__globals__ if isinstance(forward, types.FunctionType) else None
+    if namespace is None or not isinstance(namespace.get(OPTIONS_NAME), dict):
         raise SpecError(
             f"jit_forward: {forward!r} is not the forward function of generated code (its module has no "
             f"{OPTIONS_NAME}); pass the function wb.to_jax returns, or the one load() of a save_jax folder "
