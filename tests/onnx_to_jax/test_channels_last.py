@@ -137,10 +137,18 @@ def test_subgraph_reads_a_channels_last_value_on_onnx_axes():
     ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
     ("AveragePool", {"kernel_shape": [3, 2], "strides": [2, 2], "ceil_mode": 1, "pads": [0, 1, 1, 0]}),
     ("AveragePool", {"kernel_shape": [3, 3], "auto_pad": "SAME_LOWER", "strides": [2, 1]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 0, 0, 1], "ceil_mode": 1}),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 0, 1], "ceil_mode": 1,
+                     "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("AveragePool", {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("MaxPool", {"kernel_shape": [4, 4], "strides": [3, 2], "pads": [2, 1, 1, 2]}),
     ("GlobalMaxPool", {}),
-], ids=["max-ceil", "max-dilated", "max-same", "avg-include-pad", "avg-ceil", "avg-same-lower", "global-max"])
+], ids=["max-ceil", "max-dilated", "max-same", "avg-include-pad", "avg-ceil", "avg-same-lower", "max-ceil-pads",
+        "avg-ceil-include-pad", "avg-2x2", "avg-dilated", "max-4x4-window", "global-max"])
 def test_pooling_of_a_channels_last_value_matches_onnxruntime(op, attrs):
-    """Each pool after a 1x1 convolution (so its input is held channels-last), against onnxruntime."""
+    """Each pool after a 1x1 convolution (so its input is held channels-last), against onnxruntime: up to
+    3x3 windows as their taps written out (``_pool_taps``), the 4x4 one as ``lax.reduce_window``."""
     channels = 3
     weight = numpy_helper.from_array(np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node(op, ["c"], ["y"], **attrs)]
@@ -152,3 +160,33 @@ def test_pooling_of_a_channels_last_value_matches_onnxruntime(op, attrs):
     x = np.random.default_rng(4).standard_normal((2, channels, 9, 10)).astype(np.float32)
     forward, params = wb.to_jax(model)
     np.testing.assert_allclose(np.asarray(jax.jit(forward)(params, x)), run_onnx(model, [x])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_max_pool_gradient_goes_to_one_of_equal_inputs():
+    """The max pool written as taps (``_pool_taps``) gives a window's gradient to one input when several hold
+    the maximum (the zeros a Relu leaves), as ``lax.reduce_window`` does on ONNX's axes, not split among them."""
+    channels = 4
+    weight = numpy_helper.from_array(np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1), "w")
+
+    def model(with_conv: bool) -> onnx.ModelProto:
+        first = helper.make_node("Conv", ["x", "w"], ["c"]) if with_conv else helper.make_node("Identity", ["x"], ["c"])
+        nodes = [first, helper.make_node("Relu", ["c"], ["r"]),
+                 helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)]
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, channels, 7, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight] if with_conv else [],
+        )
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    x = np.random.default_rng(5).standard_normal((2, channels, 7, 8)).astype(np.float32)
+    x[0, 1, :4, :4] = 0.0  # windows whose inputs are all equal
+    grads = []
+    for with_conv in (True, False):
+        onnx_model = model(with_conv)
+        code = wb.to_jax_source(onnx_model).split(HELPERS_MARKER)[0]
+        pool_line = next(line for line in code.splitlines() if "_pool(" in line)
+        assert ("channels_last=True" in pool_line) == with_conv  # taps after the convolution, else reduce_window
+        forward, params = wb.to_jax(onnx_model)
+        grads.append(np.asarray(jax.jit(jax.grad(lambda v, f=forward, p=params: f(p, v).sum()))(x)))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=0)
+    assert set(np.unique(grads[0])) <= {0.0, 1.0, 2.0, 3.0, 4.0}  # whole window gradients, never halves
