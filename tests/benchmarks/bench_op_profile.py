@@ -26,7 +26,7 @@ its worker threads, onnxruntime's session), only roughly because it subtracts wa
 time. ``--top`` lists the slowest kernels of each.
 
     WORKBENCH_VISION_CORPUS=1 PYTHONPATH=$PWD /work/venv-o2j/bin/python tests/benchmarks/bench_op_profile.py \\
-        --corpus mobilenet_v2,efficientnet_b0 [--calls 40] [--top 12]
+        --corpus mobilenet_v2,efficientnet_b0 [--calls 40] [--top 12] [--traces DIR]
 
 Findings: docs/onnx_to_jax_corpus.md, "Where the depthwise-separable models' time goes".
 """
@@ -53,6 +53,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--corpus", required=True, help="comma-separated vision corpus models")
     parser.add_argument("--calls", type=int, default=40, help="profiled calls of each runtime (interleaved)")
     parser.add_argument("--top", type=int, default=12, help="slowest kernels listed per runtime")
+    parser.add_argument("--traces", help="keep both profiles under this folder (default: a temporary one, removed)")
     return parser.parse_args()
 
 
@@ -138,8 +139,8 @@ def _table(title: str, rows: dict[tuple[str, str], tuple[float, float]]) -> None
         print(f"  {kind:12s} {where:>9s} {xla:9.1f} {ort:9.1f} {xla - ort:+9.1f}")
 
 
-def profile(name: str, calls: int, top: int) -> None:
-    """Profile corpus model ``name`` in both runtimes and print the tables."""
+def profile(name: str, calls: int, top: int, workdir: str) -> None:
+    """Profile corpus model ``name`` in both runtimes, writing the profiles under ``workdir``, and print the tables."""
     import jax
     import numpy as np
     import onnxruntime as ort
@@ -148,7 +149,7 @@ def profile(name: str, calls: int, top: int) -> None:
     from tests.onnx_to_jax.test_corpus_vision import export
 
     model, feeds = export(name, "legacy")
-    workdir = tempfile.mkdtemp(prefix=f"op_profile_{name}_")
+    os.makedirs(workdir, exist_ok=True)  # onnxruntime writes its profile there but makes no folder
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
@@ -230,7 +231,11 @@ def main() -> None:
     args = _parse_args()
     limit_xla_threads(1)  # before JAX is imported: XLA reads the flag once
     for name in args.corpus.split(","):
-        profile(name, args.calls, args.top)
+        if args.traces:
+            profile(name, args.calls, args.top, os.path.join(args.traces, name))
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"op_profile_{name}_") as workdir:
+                profile(name, args.calls, args.top, workdir)
 
 
 if __name__ == "__main__":
