@@ -40,8 +40,10 @@ that the tiered folded jit of a model with many weights (workbench/onnx_to_jax/t
 
 Targets (issue 4): generation < 1 s; jitted JAX <= 1.5x onnxruntime's latency. Issue 21: first
 ``jax.jit`` <= 5 s on every corpus model; jitted latency <= 1.0x onnxruntime's.
-Threads: one intra-op thread for both runtimes by default (``--threads``), which makes the
-ratio reproducible on a shared machine; XLA's flag must be set before JAX is imported.
+Threads: one thread for both runtimes by default (``--threads``), which makes the ratio reproducible
+on a shared machine; the limits (tests/support/thread_limits.py) must be set before JAX creates its CPU
+client. With one thread XLA also compiles on one thread: the first-jit wall figures are then about its
+CPU figures, where XLA's defaults compile on every core.
 """
 
 from __future__ import annotations
