@@ -13,7 +13,8 @@ these benchmarks used to set there, is a TensorFlow session option that XLA igno
 2026-12-03 the "one-thread" JAX figures ran on both cores' worth of threads, with the handoffs and the
 idle workers' spinning counted in the process's CPU time. With ``PJRT_NPROC=1`` and asynchronous
 dispatch off, the whole call runs on the calling thread, as ``session.run`` of a one-thread
-onnxruntime session does (docs/onnx_to_jax_corpus.md, "JAX's CPU runtime threads"). Two side
+onnxruntime session does, when XLA runs the program's thunks as one chain (a branching program still
+hands ready thunks to the single XLAEigen thread) (docs/onnx_to_jax_corpus.md, "JAX's CPU runtime threads"). Two side
 effects: XLA then compiles on one thread too (its compiles use the same client pool), and a numpy input
 that is not 64-byte aligned still sends the call to the pool thread (JAX copies it first and the call
 waits for the copy); inputs made by torch or by numpy's large allocations are aligned.
