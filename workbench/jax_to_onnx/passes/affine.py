@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
+from workbench.jax_to_onnx.copy_threads import run_chunked
 from workbench.jax_to_onnx.ir_values import constant_array, new_initializer
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.provenance import inherit
@@ -176,10 +177,17 @@ def _fold_into_producer(graph: ir.Graph, producer: ir.Node, chain: _Chain) -> bo
     dtype = kernel_array.dtype
     if factor is not None:
         # one pass over the kernel in its own precision (at least float32; float64 took 3x as long on a
-        # ResNet-18's 11M weights), into a C-ordered array of its dtype
+        # ResNet-18's 11M weights), into a C-ordered array of its dtype, in slabs of output channels on a
+        # few threads (each slab the same elementwise product)
         compute = np.promote_types(dtype, np.float32)
         kernel = np.empty(kernel_array.shape, dtype)
-        np.multiply(kernel_array, np.asarray(factor, compute), out=kernel, dtype=compute, casting="same_kind")
+        scale = np.broadcast_to(np.asarray(factor, compute), kernel.shape)
+
+        def multiply(first: int, stop: int) -> None:
+            np.multiply(kernel_array[first:stop], scale[first:stop], out=kernel[first:stop], dtype=compute,
+                        casting="same_kind")
+
+        run_chunked(kernel.shape[0], multiply, kernel.nbytes)
         weight.const_value = ir.Tensor(kernel, name=weight.name)
     last = chain.nodes[-1].outputs[0]
     own_bias = producer.inputs[2] if op in ("Conv", "Gemm") and len(producer.inputs) > 2 else None
