@@ -96,14 +96,11 @@ def dots_only(monkeypatch):
     ((1, 8, 10, 10), (8, 8, 3, 3), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, "xla"),
     ((1, 8, 10, 10), (8, 4, 3, 3), {"pads": [1, 1, 1, 1], "group": 2}, "xla"),
     ((1, 8, 10, 10), (8, 8, 5, 5), {"pads": [2, 2, 2, 2]}, "xla"),
-    ((2, 8, 6, 6), (12, 8, 1, 7), {"pads": [0, 3, 0, 3]}, "dot"),
-    ((1, 8, 7, 5), (8, 8, 7, 1), {"pads": [3, 0, 2, 0], "strides": [1, 2]}, "dot"),
-    ((1, 8, 12, 13), (8, 8, 1, 9), {"pads": [0, 4, 0, 4]}, "xla"),
-    ((1, 8, 6, 6), (8, 8, 1, 7), {"pads": [0, 6, 0, 6], "dilations": [1, 2]}, "xla"),
+    ((2, 8, 6, 6), (12, 8, 1, 7), {"pads": [0, 3, 0, 3]}, "xla"),
+    ((1, 8, 7, 5), (8, 8, 7, 1), {"pads": [3, 0, 2, 0], "strides": [1, 2]}, "xla"),
 ], ids=["12x12", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
         "winograd-24x24", "winograd-odd-map-batch-2", "winograd-asymmetric-pads", "winograd-same-upper",
-        "24x24-strided", "dilated", "grouped", "5x5", "1x7-batch-2", "7x1-uneven-pads-strided",
-        "1x9-past-144-positions", "1x7-dilated"])
+        "24x24-strided", "dilated", "grouped", "5x5", "1x7-batch-2", "7x1-uneven-pads-strided"])
 def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape, attrs, form):
     """Each form of the generated code (weights as arguments or folded, ONNX-layout or prepared HWIO
     weights) against onnxruntime; the convolution is one dot over gathered windows exactly where

@@ -196,8 +196,8 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
 @runtime_helper
 def _conv_as_dot(out_spatial, kernel, dilations, group):
     """Whether a channels-last 2-D convolution runs faster as one dot over its unfolded windows
-    (``_conv_im2col``) than as XLA's convolution: dense (one group), of at most 9 taps (3x3, and
-    Inception v3's 1x7 and 7x1), undilated, on an output map of at most 12x12 (144 positions).
+    (``_conv_im2col``) than as XLA's convolution: dense (one group), at most 3x3, undilated, on an
+    output map of at most 12x12 (144 positions).
 
     With YNNPACK fusing only dots (the models of 10 M weights and more,
     workbench/onnx_to_jax/jit_options.py), convolutions run as XLA CPU's own kernel, which slows
@@ -206,12 +206,10 @@ def _conv_as_dot(out_spatial, kernel, dilations, group):
     whole networks (tests/benchmarks/bench_conv_forms.py; docs/onnx_to_jax_corpus.md, "Small
     convolutions as dots"): the dot is faster from 12x12 down, XLA's kernel at 24x24. Only asked for
     code compiled with dots only (``_conv``'s ``small_as_dot``): under XLA's default YNNPACK fusion
-    the same rule made DenseNet-121 slower (27.8 against 29.6 ms) and compile 1.5x longer. Inception v3's
-    1x7 and 7x1 layers on its 6x6 maps ran 1.2-1.6x faster as the dot (docs/onnx_to_jax_corpus.md,
-    "Inception's 1x7 convolutions as dots").
+    the same rule made DenseNet-121 slower (27.8 against 29.6 ms) and compile 1.5x longer.
     """
     positions = out_spatial[0] * out_spatial[1]
-    return group == 1 and positions <= 144 and kernel[0] * kernel[1] <= 9 and all(d == 1 for d in dilations)
+    return group == 1 and positions <= 144 and all(k <= 3 for k in kernel) and all(d == 1 for d in dilations)
 
 
 @runtime_helper
