@@ -37,6 +37,11 @@ CASES = {
     "int_to_float_rounds": (lambda x: x.astype(jnp.float32), [np.array([16777217, -16777219, 2**31 - 1], np.int32)]),
     "int8_to_int32": (lambda x: x.astype(jnp.int32), [np.array([-128, 127, 0], np.int8)]),
     "uint8_to_int32": (lambda x: x.astype(jnp.int32), [np.array([255, 0], np.uint8)]),
+    "reshape": (lambda x: lax.reshape(x, (2, 1, 6)), [np.arange(12, dtype=np.float32).reshape(3, 4)]),
+    # floats without subnormals: NaN and infinities are true, -0.0 false, as in XLA
+    "normal_float_to_bool": (lambda x: x.astype(bool), [_SPECIAL[:-1]]),
+    "float_weak_type": (lambda x: lax.convert_element_type_p.bind(x, new_dtype=np.dtype(np.float32), weak_type=True,
+                                                                   sharding=None), [_SPECIAL[:-1]]),
 }
 
 
