@@ -60,7 +60,14 @@ def storage_aval(aval: Any) -> Any:
 
 def touches_complex(eqn: Any) -> bool:
     """Whether an equation reads or writes complex values (then its complex handler lowers it)."""
-    return any(is_complex(v.aval.dtype) for v in (*eqn.invars, *eqn.outvars) if hasattr(v.aval, "dtype"))
+    # asked twice for every equation (the support check and the lowering): NumPy's dtype kind "c" is what
+    # np.issubdtype(dtype, complexfloating) tests, read without a call; JAX's extended dtypes (PRNG keys) and
+    # avals without a dtype (tokens) have no kind
+    for atoms in (eqn.invars, eqn.outvars):
+        for atom in atoms:
+            if getattr(getattr(atom.aval, "dtype", None), "kind", None) == "c":
+                return True
+    return False
 
 
 def to_pairs(array: Any) -> np.ndarray:
