@@ -143,3 +143,38 @@ def test_run_takes_pytree_arguments():
     a, b = np.arange(3, dtype=np.float32), np.ones(3, np.float32)
     np.testing.assert_array_equal(conversion.run({"a": a, "b": b})[0], a * 2 + b)
     assert jax.tree_util.tree_leaves({"a": a, "b": b})[0] is a  # the order the conversion used
+
+
+def _mixed_sizes(x):
+    """Initializers below and above the shape step's size limit, interleaved: a weight, a small constant, another weight."""
+    return jnp.tanh((x @ W + B) * jnp.arange(512, dtype=jnp.float32)) @ W.T + jnp.ones(64, jnp.float32)
+
+
+@pytest.mark.parametrize(
+    "make, options",
+    [
+        (lambda: (_mixed_sizes, [("B", 64)]), {}),
+        (lambda: (nnx_gpt().fn, nnx_gpt().inputs), {}),
+        (lambda: (nnx_gpt().fn, nnx_gpt().inputs), {"precision": "float16"}),
+        (lambda: (nnx_mlp().fn, nnx_mlp().inputs), {"optimize": False}),
+    ],
+    ids=["mixed-sizes", "gpt", "gpt-float16", "mlp-unoptimized"],
+)
+def test_model_from_the_checked_graph_equals_serializing_the_model(make, options):
+    """``.model`` is made from what the shape step serialized for the checker: equal, byte for byte, to
+    serializing the model whole (the weights moved back among the initializers in their order)."""
+    fn, inputs = make()
+    conversion = wb.convert(fn, inputs, **options)
+    whole = wb.jax_to_onnx.conversion.to_proto(conversion.ir_model).SerializeToString(deterministic=True)
+    assert conversion._checked is not None  # every edge was typed: the checker's graph is reused
+    assert conversion.model.SerializeToString(deterministic=True) == whole
+    assert conversion._checked is None  # taken over by the first read
+    assert len(conversion.model.graph.initializer) == len(conversion.ir_model.graph.initializers)
+    onnx.checker.check_model(conversion.model, full_check=True)
+
+
+def test_model_after_changing_the_ir_model_is_the_model_as_converted():
+    conversion = wb.convert(affine, [("B", 64)])
+    converted = wb.jax_to_onnx.conversion.to_proto(conversion.ir_model).SerializeToString(deterministic=True)
+    conversion.ir_model.graph.name = "renamed"
+    assert conversion.model.SerializeToString(deterministic=True) == converted  # as documented on Conversion.model

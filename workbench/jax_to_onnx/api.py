@@ -136,6 +136,7 @@ def _lower(
         precision=precision,
         opset=opset,
         enable_double_precision=enable_double_precision,
+        _checked=built.checked,
     )
 
 

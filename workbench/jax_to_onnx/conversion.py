@@ -72,14 +72,22 @@ class Conversion:
     opset: int | None = None
     path: Path | None = None
     _proto: onnx.ModelProto | None = field(default=None, repr=False)
+    # the weight-less ModelProto the conversion's ONNX check validated (passes/shapes.py), from which the
+    # first read of ``model`` makes the ModelProto without serializing the graph again; then dropped
+    _checked: onnx.ModelProto | None = field(default=None, repr=False)
     _session: Session | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ the model
     @property
     def model(self) -> onnx.ModelProto:
-        """The model as an ``onnx.ModelProto`` (made on first use, then kept: it holds a copy of every weight)."""
+        """The model as an ``onnx.ModelProto`` (made on first use, then kept: it holds a copy of every weight).
+
+        It is the model as converted: made from the graph the conversion serialized for its ONNX check,
+        so changes made to ``ir_model`` afterwards are not in it (``to_proto(conversion.ir_model)`` has them).
+        """
         if self._proto is None:
-            self._proto = to_proto(self.ir_model)
+            checked, self._checked = self._checked, None
+            self._proto = to_proto(self.ir_model) if checked is None else proto_from_checked(self.ir_model, checked)
         return self._proto
 
     @property
@@ -152,13 +160,53 @@ class Conversion:
 def to_proto(model: ir.Model) -> onnx.ModelProto:
     """``model`` as a ModelProto (every weight copied in), ``value_info`` listing only computed values."""
     proto = ir.serde.serialize_model(model)
-    initializers = {tensor.name for tensor in proto.graph.initializer}
-    if any(info.name in initializers for info in proto.graph.value_info):
-        # onnx-ir also lists each initializer's type there; their tensors already say it
-        kept = [info for info in proto.graph.value_info if info.name not in initializers]
-        del proto.graph.value_info[:]
-        proto.graph.value_info.extend(kept)
+    _drop_initializer_infos(proto.graph)
     return proto
 
 
-__all__ = ["CONVERSION_LABEL", "Conversion", "to_proto"]
+def proto_from_checked(model: ir.Model, checked: onnx.ModelProto) -> onnx.ModelProto:
+    """:func:`to_proto` of ``model``, made from ``checked``, taken over (changed in place and returned).
+
+    ``checked`` is what the shape step (passes/shapes.py) serialized of ``model`` for the ONNX checker:
+    the same graph with its large initializers as typed graph inputs without data. Here those inputs
+    become initializers again, their tensors serialized in initializer order, so the nodes and types are
+    not serialized a second time (a sixth of a transformer's warm conversion); the result is equal to
+    ``to_proto(model)`` byte for byte (tests/jax_to_onnx/test_conversion.py compares them).
+    Written by hand because onnx-ir serializes a model whole; what it reorders is onnx-ir's own output.
+    """
+    graph, proto = model.graph, checked.graph
+    kept = len(graph.inputs)
+    moved = {info.name for info in proto.input[kept:]}
+    initializers = graph.initializers
+    if proto.quantization_annotation or getattr(model, "device_configurations", None) or not all(
+        name in initializers and initializers[name].const_value is not None for name in moved
+    ):
+        return to_proto(model)  # not the shape step's view of this model: serialized whole
+    del proto.input[kept:]
+    small = {tensor.name: index for index, tensor in enumerate(proto.initializer)}
+    count = len(proto.initializer)
+    for value in initializers.values():
+        tensor = value.const_value
+        if tensor is None:
+            continue  # onnx-ir leaves such an initializer out (and says so)
+        target = proto.initializer.add()
+        if value.name in moved:
+            tensor.name = value.name  # as onnx-ir's serialize_graph_into does
+            ir.serde.serialize_tensor_into(target, from_=tensor)
+        else:
+            target.CopyFrom(proto.initializer[small[value.name]])
+    del proto.initializer[:count]
+    _drop_initializer_infos(proto)
+    return checked
+
+
+def _drop_initializer_infos(graph: onnx.GraphProto) -> None:
+    """Drop the ``value_info`` of initializers: onnx-ir lists each one's type there; their tensors already say it."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    if any(info.name in initializers for info in graph.value_info):
+        kept = [info for info in graph.value_info if info.name not in initializers]
+        del graph.value_info[:]
+        graph.value_info.extend(kept)
+
+
+__all__ = ["CONVERSION_LABEL", "Conversion", "proto_from_checked", "to_proto"]

@@ -28,6 +28,7 @@ from workbench.jax_to_onnx.keys import host_array
 from workbench.jax_to_onnx.lowering import check_all_supported, lower_jaxpr
 from workbench.jax_to_onnx.passes import run_passes
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
+from workbench.jax_to_onnx.passes.shapes import CHECKED_PROTO_KEY
 from workbench.jax_to_onnx.precision import Precision
 from workbench.jax_to_onnx.tracing import Traced
 from workbench.onnx_io.write import ExternalData, write_model
@@ -135,6 +136,9 @@ class BuiltModel:
     lowered_at: float
     layouts: dict[str, list[int]]
     weights: frozenset[str]  # the initializers that hold the program's weights
+    # the weight-less ModelProto the shape step checked, when nothing changed the model after the check
+    # (conversion.proto_from_checked makes the ModelProto from it); None otherwise
+    checked: onnx.ModelProto | None = None
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -200,7 +204,8 @@ def build_model(
     model = assemble_model(
         builder, graph_inputs, outputs, name=program.name, optimize=optimize, weights=weights, precision=precision
     )
-    return BuiltModel(model, state, lowered_at, _relaid_origins(model.graph, state), weights)
+    checked = model.graph.meta.pop(CHECKED_PROTO_KEY, None)  # not left on a model that may be changed later
+    return BuiltModel(model, state, lowered_at, _relaid_origins(model.graph, state), weights, checked)
 
 
 def assemble_model(

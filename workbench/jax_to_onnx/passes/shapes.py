@@ -26,6 +26,10 @@ import onnx_ir as ir
 from workbench.errors import ConversionError
 from workbench.onnx_io.shapes import guarded_inference
 
+# graph.meta key of the weight-less ModelProto the checker validated, when nothing was changed after the
+# check (not when the whole-graph inference typed the model afterwards): see conversion.proto_from_checked
+CHECKED_PROTO_KEY = "workbench.checked_proto"
+
 # initializers above this size are left out of the model that ONNX shape inference sees: it only
 # needs their types, while copying megabytes of weights through it twice costs more than the inference
 _SHAPE_INFERENCE_TENSOR_LIMIT = 4096
@@ -39,10 +43,16 @@ def infer_shapes(model: ir.Model, *, whole_graph: bool = False) -> None:
     plain nodes are typed by ONNX's inference of their node), only the checker runs; otherwise, or with
     ``whole_graph``, ONNX's strict shape inference (data propagation) types the whole graph first.
     Large initializers are passed to the checker and the inference as typed graph inputs without data,
-    so no weight is serialized or copied.
+    so no weight is serialized or copied. When only the checker ran, the model it validated is left in
+    ``model.graph.meta[CHECKED_PROTO_KEY]`` (the lowering takes it from there, conversion.proto_from_checked).
     """
+    model.graph.meta.pop(CHECKED_PROTO_KEY, None)
     if not whole_graph and _typed_node_by_node(model):
-        _check(_light_model(model))
+        light = _light_model(model)
+        _check(light)
+        # this is the pipeline's last step (a half precision runs it again after its rewrite): what it
+        # serialized becomes the ModelProto (conversion.proto_from_checked), not serialized a second time
+        model.graph.meta[CHECKED_PROTO_KEY] = light
         return
     inferred = _inferred_graph(model)
     _annotate(model.graph, inferred)
