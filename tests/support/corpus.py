@@ -12,7 +12,12 @@ the output (the model's *depth*, counted on the graph itself) and with the outpu
 accumulating layer, since a dot product of length n typically rounds by ~sqrt(n) units and n stays
 below 4,096 in these models. Measured (docs/onnx_to_jax_corpus.md): the largest error is a small
 fraction of this tolerance on every model of the corpus, quantized models included (their quantizers
-round exactly as onnxruntime's: tests/onnx_to_jax/test_quantize_rounding.py).
+round exactly as onnxruntime's: tests/onnx_to_jax/test_quantize_rounding.py), but ConvMixer, whose
+error is float32 rounding as large as PyTorch's own (``framework`` in :func:`assert_outputs_match`).
+
+A comparison only checks something if the output varies: every float output must spread over more
+than ``MIN_SPREAD`` tolerances (a random network with the constructor's BatchNorm statistics gave
+logits spanning 1e-9, which any near-zero answer would have matched).
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ import numpy as np
 import onnx
 
 ROUNDING_PER_LAYER = 2.0**-18
+# a float output must spread over more than this many tolerances to be worth comparing
+MIN_SPREAD = 10.0
+# generated code may be this many times as far from onnxruntime as the source framework's own result
+FRAMEWORK_FACTOR = 2.0
 
 # nodes whose every output element sums many rounded products (or divides by such a sum)
 ACCUMULATING = frozenset({
@@ -55,8 +64,16 @@ def tolerance(model: onnx.ModelProto, expected: np.ndarray) -> float:
     return ROUNDING_PER_LAYER * max(1, depth(model)) * max(1.0, magnitude)
 
 
-def assert_outputs_match(model: onnx.ModelProto, expected: Sequence[np.ndarray], got: Sequence) -> list[float]:
-    """Integer outputs equal, float outputs within :func:`tolerance`; returns error / tolerance per output."""
+def assert_outputs_match(model: onnx.ModelProto, expected: Sequence[np.ndarray], got: Sequence,
+                         framework: Sequence[np.ndarray] | None = None) -> list[float]:
+    """Integer outputs equal, float outputs within :func:`tolerance`; returns error / tolerance per output.
+
+    ``framework``: the source framework's own float32 outputs of the model the export came from. A
+    float output's tolerance is then at least :data:`FRAMEWORK_FACTOR` times the framework's own
+    distance from onnxruntime: deep networks whose activations stay O(1) (ConvMixer's 32 blocks with
+    measured BatchNorm statistics: PyTorch, onnxruntime and XLA each ~0.01 from a float64 run, outputs
+    ~20) drift by float32 rounding beyond the depth estimate, as much in PyTorch as in JAX.
+    """
     assert len(got) == len(expected), f"{len(got)} outputs, onnxruntime gives {len(expected)}"
     ratios = []
     for index, (want, have) in enumerate(zip(expected, got, strict=True)):
@@ -66,6 +83,15 @@ def assert_outputs_match(model: onnx.ModelProto, expected: Sequence[np.ndarray],
             np.testing.assert_array_equal(have, want, err_msg=f"output {index}")
             continue
         atol = tolerance(model, want)
+        if framework is not None and framework[index].shape == want.shape:
+            atol = max(atol, FRAMEWORK_FACTOR * float(np.max(np.abs(framework[index] - want), initial=0.0)))
+        # an output that varies by less than a few tolerances (a zero-initialized classifier head, or
+        # features shrunk to ~1e-9 by a random network's BatchNorm defaults) passes for almost any
+        # values of the right shape: refuse it, so every corpus entry checks something
+        assert want.size < 2 or np.ptp(want) > MIN_SPREAD * atol, (
+            f"output {index}: onnxruntime's values span {np.ptp(want):.3g}, under {MIN_SPREAD} x the tolerance "
+            f"{atol:.3g}, so comparing them checks nothing; give the model weights (or BatchNorm statistics) "
+            "that make this output vary")
         np.testing.assert_allclose(have, want, rtol=0, atol=atol, err_msg=f"output {index} (atol {atol:.3g})")
         ratios.append(float(np.max(np.abs(have - want))) / atol if want.size else 0.0)
     return ratios
