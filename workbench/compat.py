@@ -71,6 +71,14 @@ def register_jax_dialects(registry: Any) -> None:
     _jax_mlir_ext.register_dialects(registry)
 
 
+def jax_backends_initialized() -> bool:
+    """Whether JAX has created its backends (its CPU client), after which it ignores ``PJRT_NPROC`` and
+    ``XLA_FLAGS`` (the benchmarks' thread limits check this: jax has no public query)."""
+    from jax._src import xla_bridge
+
+    return bool(xla_bridge.backends_are_initialized())
+
+
 def physical_aval(aval: Any) -> Any:
     """The ShapedArray holding a key array's raw data (``uint32``, the key shape appended)."""
     return _jax_core.physical_aval(aval)

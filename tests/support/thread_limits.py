@@ -44,9 +44,9 @@ def limit_xla_threads(threads: int = 1) -> None:
     import sys
 
     if "jax" in sys.modules:
-        from jax._src import xla_bridge
+        from workbench.compat import jax_backends_initialized
 
-        if xla_bridge.backends_are_initialized():
+        if jax_backends_initialized():
             raise RuntimeError(
                 "limit_xla_threads: JAX's backends already exist and would ignore the thread limits; "
                 "call it before the first JAX computation (best before importing jax)."
