@@ -61,11 +61,12 @@ def storage_aval(aval: Any) -> Any:
 def touches_complex(eqn: Any) -> bool:
     """Whether an equation reads or writes complex values (then its complex handler lowers it)."""
     # asked twice for every equation (the support check and the lowering): NumPy's dtype kind "c" is what
-    # np.issubdtype(dtype, complexfloating) tests, read without a call; JAX's extended dtypes (PRNG keys) and
-    # avals without a dtype (tokens) have no kind
+    # np.issubdtype(dtype, complexfloating) tests, read without a call; JAX's extended dtypes (PRNG keys)
+    # are not NumPy dtypes, and tokens' avals have no dtype
     for atoms in (eqn.invars, eqn.outvars):
         for atom in atoms:
-            if getattr(getattr(atom.aval, "dtype", None), "kind", None) == "c":
+            dtype = getattr(atom.aval, "dtype", None)
+            if isinstance(dtype, np.dtype) and dtype.kind == "c":
                 return True
     return False
 

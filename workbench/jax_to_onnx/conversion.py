@@ -178,7 +178,7 @@ def proto_from_checked(model: ir.Model, checked: onnx.ModelProto) -> onnx.ModelP
     kept = len(graph.inputs)
     moved = {info.name for info in proto.input[kept:]}
     initializers = graph.initializers
-    if proto.quantization_annotation or getattr(model, "device_configurations", None) or not all(
+    if proto.quantization_annotation or model.device_configurations or not all(
         name in initializers and initializers[name].const_value is not None for name in moved
     ):
         return to_proto(model)  # not the shape step's view of this model: serialized whole
