@@ -63,3 +63,64 @@ def test_float_operands_are_left_to_jax(fn):
     """XLA flushes subnormals (1e-45 is 0 for it) and converts NaN/out-of-range floats to ints its own way."""
     eqns = [e for e in _eqns(fn, _SPECIAL) if e.primitive.name != "pjit"]
     assert all(_numpy_exact(eqn, [_SPECIAL] + [np.float32(0)] * (len(eqn.invars) - 1)) is None for eqn in eqns)
+
+
+def _normal_floats(count: int, seed: int) -> np.ndarray:
+    """Random float32 of both signs spread over e^-40..e^40, so products and quotients stay normal numbers."""
+    rng = np.random.default_rng(seed)
+    return (rng.choice([-1.0, 1.0], count) * rng.uniform(1, 2, count) * np.exp(rng.uniform(-40, 40, count))).astype(np.float32)
+
+
+_ARITHMETIC = {
+    "add": (lambda a, b: a + b, 2),
+    "sub": (lambda a, b: a - b, 2),
+    "mul": (lambda a, b: a * b, 2),
+    "div": (lambda a, b: a / b, 2),
+    "neg": (lambda a: -a, 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ARITHMETIC))
+def test_float32_arithmetic_matches_jax_bit_for_bit(case):
+    """Keras's BatchNorm arithmetic on constant statistics: NumPy gives XLA's correctly rounded result."""
+    fn, arity = _ARITHMETIC[case]
+    arrays = [_normal_floats(1 << 16, seed) for seed in range(arity)]
+    arrays[0][:4] = [np.inf, -np.inf, 0.0, -0.0]  # infinities and signed zeros are computed as XLA does
+    if case == "div":
+        arrays[1][:4] = [2.0, 3.0, 5.0, 7.0]
+    (eqn,) = [e for e in _eqns(fn, *arrays) if e.primitive.name != "pjit"]
+    ours = _numpy_exact(eqn, arrays)
+    assert ours is not None, f"{case}: normal operands and results should take the NumPy path"
+    theirs = np.asarray(eqn.primitive.bind(*arrays, **eqn.params))
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert ours.tobytes() == theirs.tobytes()
+
+
+def test_scalar_literal_operand_broadcasts_as_in_jax():
+    x = _normal_floats(24, 3).reshape(2, 3, 4)
+    (eqn,) = [e for e in _eqns(lambda a: a * 0.5, x) if e.primitive.name != "pjit"]
+    ours = _numpy_exact(eqn, [x, np.asarray(eqn.invars[1].val, np.float32)])
+    assert ours is not None and ours.tobytes() == np.asarray(jnp.asarray(x) * 0.5).tobytes()
+
+
+@pytest.mark.parametrize("operand", [np.float32(1e-45), np.float32(np.nan)], ids=["subnormal", "nan"])
+def test_float32_arithmetic_with_subnormals_or_nan_is_left_to_jax(operand):
+    """XLA flushes subnormal operands and results to zero (``1e-45 * 3`` is 0 there) and may spell NaN differently."""
+    x = np.array([1.5, operand, 3.0], np.float32)
+    (eqn,) = [e for e in _eqns(lambda a, b: a * b, x, x) if e.primitive.name != "pjit"]
+    assert _numpy_exact(eqn, [x, x]) is None
+    tiny = np.array([1.2e-38, 1.0], np.float32)  # normal operands whose product is subnormal
+    assert _numpy_exact(eqn, [tiny, np.array([0.5, 1.0], np.float32)]) is None
+
+
+def test_rsqrt_and_other_dtypes_are_left_to_jax():
+    """XLA approximates rsqrt (it differs from 1/sqrt in about a third of float32 inputs); float16 and int stay too."""
+    x = np.array([2.0, 3.0], np.float32)
+    (rsqrt,) = [e for e in _eqns(lax.rsqrt, x) if e.primitive.name != "pjit"]
+    assert _numpy_exact(rsqrt, [x]) is None
+    half = x.astype(np.float16)
+    (add_half,) = [e for e in _eqns(lambda a: a + a, half) if e.primitive.name != "pjit"]
+    assert _numpy_exact(add_half, [half, half]) is None
+    ints = np.array([2**31 - 1, 5], np.int32)
+    (add_int,) = [e for e in _eqns(lambda a: a + a, ints) if e.primitive.name != "pjit"]
+    assert _numpy_exact(add_int, [ints, ints]) is None
