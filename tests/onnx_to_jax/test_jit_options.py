@@ -21,9 +21,10 @@ from tests.support.harness import run_onnx
 from tests.support.saved_jax import load_saved
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
-from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
+from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
 
 CHOSEN = {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
+SEPARABLE = {YNN_FUSION_TYPE: YNN_NONE}
 
 
 def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], scale: float = 0.1) -> onnx.TensorProto:
@@ -91,6 +92,43 @@ def _patch_transformer() -> onnx.ModelProto:
     return _model(nodes, inits, [1, 3, 16, 16], [1, 16, 32])
 
 
+def _separable_cnn(channels: int = 32, middle: tuple[str, int, int] | None = None) -> onnx.ModelProto:
+    """A MobileNet-like graph: a 3x3 stride-2 stem on the RGB image, two blocks of a depthwise 3x3 (5x5
+    in the second) then a 1x1 expansion and projection with ReLU, a global pool and a classifier.
+    ``middle`` = (name, input channels per group, kernel) adds one more convolution of ``channels``
+    outputs after the blocks: ``("dense", channels, 3)`` a dense 3x3, ``("grouped", 2, 3)`` a grouped
+    3x3 of two channels per group, ``("pointwise", channels, 1)`` one more 1x1."""
+    rng = np.random.default_rng(5)
+    inits = [_init(rng, "stem", (channels, 3, 3, 3), 0.3), _init(rng, "fc.w", (10, channels)), _init(rng, "fc.b", (10,))]
+    nodes = [helper.make_node("Conv", ["x", "stem"], ["h0"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["h0"], ["r0"])]
+    for block, k in enumerate((3, 5)):
+        inits += [_init(rng, f"dw{block}", (channels, 1, k, k), 0.3), _init(rng, f"dw{block}.b", (channels,)),
+                  _init(rng, f"up{block}", (2 * channels, channels, 1, 1), 0.2),
+                  _init(rng, f"down{block}", (channels, 2 * channels, 1, 1), 0.2)]
+        nodes += [
+            helper.make_node("Conv", [f"r{block}", f"dw{block}", f"dw{block}.b"], [f"d{block}"], group=channels,
+                             pads=[k // 2] * 4),
+            helper.make_node("Relu", [f"d{block}"], [f"e{block}"]),
+            helper.make_node("Conv", [f"e{block}", f"up{block}"], [f"u{block}"]),
+            helper.make_node("Relu", [f"u{block}"], [f"v{block}"]),
+            helper.make_node("Conv", [f"v{block}", f"down{block}"], [f"p{block}"]),
+            helper.make_node("Add", [f"p{block}", f"r{block}"], [f"r{block + 1}"]),
+        ]
+    last = "r2"
+    if middle is not None:
+        name, per_group, k = middle
+        inits.append(_init(rng, name, (channels, per_group, k, k), 0.1))
+        nodes.append(helper.make_node("Conv", [last, name], ["m"], group=channels // per_group, pads=[k // 2] * 4))
+        last = "m"
+    nodes += [
+        helper.make_node("GlobalAveragePool", [last], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["y"], transB=1),
+    ]
+    return _model(nodes, inits, [1, 3, 16, 16], [1, 10])
+
+
 def _image(shape=(1, 3, 16, 16)) -> np.ndarray:
     return np.random.default_rng(2).standard_normal(shape).astype(np.float32)
 
@@ -117,6 +155,50 @@ def test_weights_are_counted_from_float_initializers_and_constants():
 def test_the_choice_follows_the_number_of_weights():
     assert jit_options.choose_compiler_options(_residual_cnn().graph) == CHOSEN
     assert jit_options.choose_compiler_options(_patch_transformer().graph) == {}
+
+
+def test_depthwise_separable_cnns_run_with_ynnpack_off_whatever_their_size(monkeypatch):
+    """Depthwise and 1x1 convolutions past an RGB stem: YNNPACK fuses nothing, above the weight
+    threshold too (ConvMixer has 21 M weights); one dense k x k convolution past the stem, or a grouped
+    one of several channels per group, and the weight rule decides again."""
+    assert jit_options.depthwise_separable(_separable_cnn().graph)
+    assert jit_options.choose_compiler_options(_separable_cnn().graph) == SEPARABLE
+    assert jit_options.choose_compiler_options(_separable_cnn(middle=("pointwise", 32, 1)).graph) == SEPARABLE
+    monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 1)
+    assert jit_options.choose_compiler_options(_separable_cnn().graph) == SEPARABLE
+    for middle in (("dense", 32, 3), ("grouped", 2, 3)):
+        graph = _separable_cnn(middle=middle).graph
+        assert not jit_options.depthwise_separable(graph), middle
+        assert jit_options.choose_compiler_options(graph) == CHOSEN, middle
+    # no depthwise convolution at all: a plain CNN, a transformer
+    assert not jit_options.depthwise_separable(_residual_cnn().graph)
+    assert not jit_options.depthwise_separable(_patch_transformer().graph)
+
+
+def test_a_convolution_whose_weight_is_computed_is_not_taken_for_depthwise():
+    model = _separable_cnn()
+    graph = model.graph
+    dw = next(node for node in graph.node if node.input[1:2] == ["dw0"])
+    graph.node.insert(0, helper.make_node("Identity", ["dw0"], ["dw0.copy"]))
+    dw.input[1] = "dw0.copy"
+    assert not jit_options.depthwise_separable(graph)
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "args"])
+def test_separable_cnn_with_ynnpack_off_matches_onnxruntime(fold):
+    """The chosen options reach XLA (no YNNPACK fusion in what it compiled) and the result is onnxruntime's."""
+    if not jit_options.supported_options(SEPARABLE):
+        pytest.skip(f"this jaxlib's XLA does not know {YNN_FUSION_TYPE}={YNN_NONE!r} (jit_forward drops it)")
+    model = _separable_cnn()
+    x = _image()
+    forward, params = wb.to_jax(model)
+    assert jit_options.generated_options(forward) == SEPARABLE
+    fn = wb.jit_forward(forward, params) if fold else wb.jit_forward(forward)
+    args = (x,) if fold else (params, x)
+    assert "kind=kCustom" not in fn.lower(*args).compile().as_text(), "YNNPACK should fuse nothing"
+    default = jax.jit(lambda v: forward(params, v)).lower(x).compile().as_text()
+    assert "kind=kCustom" in default, "under XLA's defaults YNNPACK fuses this model's kernels"
+    np.testing.assert_allclose(np.asarray(fn(*args)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
 
 
 def test_generated_module_records_the_options_chosen_from_its_graph():

@@ -11,6 +11,13 @@ MobileNet-v2 within noise; 3.5-5.7 M weights). So the choice is made by the numb
 why YNNPACK's fusion turns from a gain to a loss with the weights' size is not established (figures
 and what else was tried: docs/onnx_to_jax_corpus.md, "XLA compiler options per model").
 
+Depthwise-separable CNNs (every convolution depthwise or 1x1, apart from an image stem: MobileNets,
+EfficientNet, MNASNet, ShuffleNet, ConvMixer) are the exception to both: measured with JAX on one
+thread, they run as fast or faster with YNNPACK fusing nothing (XLA's own kernels, Eigen's contraction
+for the products), whatever their size: ConvMixer (21 M weights) 1.2x and ShuffleNet 1.3x faster
+than under the weight rule, the others within 5% (docs/onnx_to_jax_corpus.md, "YNNPACK off for
+depthwise-separable CNNs").
+
 JAX takes compiler options per compiled function (``jax.jit(f, compiler_options=...)``), so the
 choice is made per model without touching the process-wide ``XLA_FLAGS``. The generated module
 records it as ``XLA_COMPILER_OPTIONS`` (written by the generator); :func:`jit_forward` applies it to a
@@ -37,6 +44,10 @@ YNN_DOTS_ONLY = "LIBRARY_FUSION_TYPE_DOT"
 # faster with YNNPACK restricted to dots: 11.7 M (ResNet-18) and more measured faster, 5.7 M (ViT-Ti)
 # and fewer slower or the same
 MIN_WEIGHTS = 10_000_000
+# YNNPACK fuses nothing (an empty list of fusion types; an empty XLA_FLAGS value would mean the default)
+YNN_NONE = ""
+# a dense convolution with at most this many input channels is an image stem (RGB, RGBA, grey)
+STEM_CHANNELS = 4
 _FLOAT_TYPES = frozenset(
     {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 )
@@ -53,8 +64,52 @@ def float_weights(graph: onnx.GraphProto) -> int:
     return sum(math.prod(tensor.dims) for tensor in tensors if tensor.data_type in _FLOAT_TYPES)
 
 
+def _weight_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
+    """The shapes of ``graph``'s initializers and Constant tensors, by name."""
+    shapes = {tensor.name: tuple(tensor.dims) for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes[node.output[0]] = tuple(attr.t.dims)
+    return shapes
+
+
+def depthwise_separable(graph: onnx.GraphProto) -> bool:
+    """Whether ``graph`` is a depthwise-separable CNN: at least one depthwise convolution (one input
+    channel per group, ``group`` > 1), and every other convolution 1x1 (pointwise) or an image stem
+    (at most ``STEM_CHANNELS`` input channels). A grouped convolution of several channels per group, a
+    dense k x k one past the stem, a ConvTranspose, or a convolution whose weight is not a constant of
+    the graph (its shape unknown here) makes it not one. Subgraphs (If/Loop bodies) are not looked into.
+    """
+    shapes = _weight_shapes(graph)
+    depthwise = False
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "ConvTranspose":
+            return False
+        if node.op_type != "Conv":
+            continue
+        shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
+        if shape is None or len(shape) < 3:
+            return False
+        group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
+        in_per_group, kernel = shape[1], shape[2:]
+        if group > 1:
+            if in_per_group != 1:
+                return False
+            depthwise = True
+        elif any(k != 1 for k in kernel) and in_per_group > STEM_CHANNELS:
+            return False
+    return depthwise
+
+
 def choose_compiler_options(graph: onnx.GraphProto) -> dict[str, str]:
-    """The XLA compiler options the generated code of ``graph`` runs fastest with (measured per model size)."""
+    """The XLA compiler options the generated code of ``graph`` runs fastest with (measured per model
+    kind and size: this module's docstring)."""
+    if depthwise_separable(graph):
+        return {YNN_FUSION_TYPE: YNN_NONE}
     if float_weights(graph) >= MIN_WEIGHTS:
         return {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
     return {}
