@@ -174,6 +174,30 @@ def rule_root(rule: Any) -> RuleRoot | None:
     return RuleRoot(root.op_type, producers)
 
 
+# the attributes in which onnxscript's pattern matcher keeps the match it last tried (the graph, the
+# MatchResult with its nodes and bindings, the node under the cursor, the tracer)
+_MATCHER_STATE = ("_graph", "_match", "_current_node", "_tracer")
+
+
+def release_match_state(rule: Any) -> None:
+    """Make a ``RewriteRule`` forget the graph it last matched against.
+
+    onnxscript's matcher keeps its last match in private attributes of the rule's matcher (the
+    graph, the matched nodes and their bindings) until the rule is tried again. A rule kept for reuse
+    (the rule scheduler builds its rules once per thread) would otherwise keep the last converted graph,
+    with every weight the conversion made (transposed and BatchNorm-folded kernels), alive after the
+    conversion was dropped. Unknown attributes are left alone, so a newer onnxscript that keeps the
+    state elsewhere costs memory, not correctness.
+    """
+    matcher = getattr(rule, "_matcher", None)  # noqa: SLF001 - see the docstring
+    if matcher is None:
+        return
+    state = vars(matcher)
+    for name in _MATCHER_STATE:
+        if name in state:
+            state[name] = None
+
+
 @dataclass(frozen=True)
 class CommonRules:
     """New instances of onnxscript's basic rewrite rules the fusion passes use."""
@@ -275,5 +299,6 @@ __all__ = [
     "physical_aval",
     "prng_impl",
     "register_jax_dialects",
+    "release_match_state",
     "rule_root",
 ]

@@ -218,3 +218,23 @@ def test_equal_constants_are_stored_once_and_near_equal_ones_kept():
     graph = ir.Graph([x], [n.outputs[0] for n in nodes], nodes=nodes, initializers=constants)
     _share_equal_constants(graph, frozenset())
     assert [n.inputs[1].name for n in nodes] == ["mask_a", "mask_a", "near"]
+
+
+def test_a_dropped_conversion_leaves_no_graph_behind_in_the_cached_rules():
+    """The rule scheduler keeps its rules for the next conversion; onnxscript's matchers inside them must
+    not keep the last graph (and the weights the conversion made, folded kernels) alive after it is dropped."""
+    import gc
+    import weakref
+
+    from workbench.zoo import nnx_resnet
+
+    model = nnx_resnet(channels=8, blocks=1, image=16)
+    conversion = wb.convert(model.fn, model.inputs)
+    assert conversion.timings  # the fusion and layout rules ran on this graph
+    weights = [weakref.ref(value) for value in conversion.ir_model.graph.initializers.values()]
+    graph = weakref.ref(conversion.ir_model.graph)
+    assert graph() is not None and weights
+    del conversion
+    gc.collect()
+    assert graph() is None
+    assert all(weight() is None for weight in weights)

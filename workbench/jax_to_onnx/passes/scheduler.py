@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import onnx_ir as ir
 from onnxscript.rewriter import RewriteRule
 
-from workbench.compat import rule_root
+from workbench.compat import release_match_state, rule_root
 from workbench.jax_to_onnx.bias import droppable_bias
 from workbench.jax_to_onnx.dims import dims_of
 from workbench.jax_to_onnx.ir_values import register_unique
@@ -233,13 +233,25 @@ def fuse_patterns(model: ir.Model, *, phases: _Phases = rule_phases) -> int:
     for graph in graphs:
         canonicalize_constant_operands(graph)
     count = 0
-    for rules_by_root in _indexed_phases(model.opset_imports.get("", 0), phases):
-        for graph in graphs:
-            count += _apply_rules(model, graph, rules_by_root)
-            # rules that cancel (Transpose∘Transpose) leave an Identity, which would hide the
-            # producer from the next phase's patterns (MatMul → Identity → Add is no Gemm)
-            drop_identities(graph)
+    indexed_phases = _indexed_phases(model.opset_imports.get("", 0), phases)
+    try:
+        for rules_by_root in indexed_phases:
+            for graph in graphs:
+                count += _apply_rules(model, graph, rules_by_root)
+                # rules that cancel (Transpose∘Transpose) leave an Identity, which would hide the
+                # producer from the next phase's patterns (MatMul → Identity → Add is no Gemm)
+                drop_identities(graph)
+    finally:
+        _release(indexed_phases)
     return count
+
+
+def _release(indexed_phases: tuple[dict[str | None, list[_IndexedRule]], ...]) -> None:
+    """Make the (cached) rules forget the graph they last matched, so it is freed with its conversion."""
+    for rules_by_root in indexed_phases:
+        for indexed_rules in rules_by_root.values():
+            for indexed in indexed_rules:
+                release_match_state(indexed.rule)
 
 
 # Rules are built once per thread: a rule object holds the state of the match it is trying (onnxscript's
@@ -284,13 +296,16 @@ def rewrite_layouts(model: ir.Model) -> int:
     attention_layout.annotate_shapes(model.graph)
     total = 0
     only: set[ir.Node] | None = None  # the first round tries every node, later ones what the last changed
-    for _ in range(_LAYOUT_ROUNDS):
-        touched: set[ir.Node] = set()
-        count = _apply_rules(model, model.graph, rules_by_root, only=only, touched=touched)
-        total += count
-        if count == 0:
-            break
-        only = touched
+    try:
+        for _ in range(_LAYOUT_ROUNDS):
+            touched: set[ir.Node] = set()
+            count = _apply_rules(model, model.graph, rules_by_root, only=only, touched=touched)
+            total += count
+            if count == 0:
+                break
+            only = touched
+    finally:
+        _release((rules_by_root,))
     if total:
         total += attention_layout.drop_no_op_reshapes(model.graph)
     return total
