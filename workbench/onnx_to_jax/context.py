@@ -12,6 +12,7 @@ from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
 from workbench.onnx_to_jax.helpers import _ints
 from workbench.onnx_to_jax.layout import LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
+from workbench.onnx_to_jax.phases import Phase
 from workbench.onnx_to_jax.reader import describe_node
 
 _REQUIRED = object()
@@ -28,6 +29,10 @@ class GraphScope(Protocol):
     def nhwc_expr_of(self, onnx_name: str) -> str: ...
 
     def static_of(self, onnx_name: str) -> np.ndarray | None: ...
+
+    def phase_of(self, onnx_name: str) -> Phase | None: ...
+
+    def value_expr(self, onnx_name: str) -> str: ...
 
     def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None: ...
 
@@ -140,6 +145,16 @@ class NodeContext:
         if not self.has(i):
             return None
         return self._graph.static_of(self.node.input[i])
+
+    def phase(self, i: int) -> Phase | None:
+        """The strided phase of another value that input ``i`` is, if a Slice made it so (phases.py)."""
+        if not self.has(i):
+            return None
+        return self._graph.phase_of(self.node.input[i])
+
+    def value(self, onnx_name: str) -> str:
+        """Expression of a value the node reads besides its inputs (on ONNX's axes), e.g. a phase's source."""
+        return self._graph.value_expr(onnx_name)
 
     def shape(self, i: int) -> tuple[int | None, ...] | None:
         if not self.has(i):

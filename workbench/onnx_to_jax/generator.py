@@ -29,6 +29,7 @@ from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, X64_NAME, choose_com
 from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.names import NameScope
+from workbench.onnx_to_jax.phases import Phase, phase_of_slice
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
 from workbench.onnx_io.evaluate import evaluate_node
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
@@ -344,6 +345,10 @@ class GraphEmitter:
         self.nested_barrier = False  # whether the subgraphs of the node being emitted hold a barrier
         # values held channels-last (outputs of 2-D convolutions and what follows them; layout.py)
         self.layout = layout if layout is not None else ChannelsLast()
+        # Slice outputs that are one strided phase of a value (phases.py), for Concat
+        self.phases: dict[str, Phase] = {}
+        # values the node being emitted reads besides its inputs (NodeContext.value)
+        self.extra_reads: list[str] = []
 
     @property
     def label(self) -> str:
@@ -366,6 +371,14 @@ class GraphEmitter:
 
     def static_of(self, onnx_name: str) -> np.ndarray | None:
         return self.static.get(onnx_name)
+
+    def phase_of(self, onnx_name: str) -> Phase | None:
+        return self.phases.get(onnx_name)
+
+    def value_expr(self, onnx_name: str) -> str:
+        """``expr_of`` for a value the node reads that is not one of its inputs (recorded as read)."""
+        self.extra_reads.append(onnx_name)
+        return self.expr_of(onnx_name)
 
     def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None:
         """The value's shape with its fixed dims (``None`` for symbolic or unknown ones), if known."""
@@ -459,7 +472,8 @@ class GraphEmitter:
             for index, node in enumerate(nodes):
                 self.writer = SourceWriter()
                 barrier = self.emit_node(node, index)
-                reads = tuple(dict.fromkeys([n for n in node.input if n] + sorted(subgraph_free_names(node))))
+                reads = tuple(dict.fromkeys(
+                    [n for n in node.input if n] + sorted(subgraph_free_names(node)) + self.extra_reads))
                 items.append(NodeCode(node, self.writer, reads, barrier))
         finally:
             self.writer = outer
@@ -469,6 +483,7 @@ class GraphEmitter:
         """Write the node's code; True when it cannot run under jax.jit (its shapes depend on values)."""
         domain = node.domain if node.domain != "ai.onnx" else ""
         opset = self.module.opsets.get(domain, self.module.opsets[""])
+        self.extra_reads = []
         folded = self._try_fold(node, opset)
         if folded is not None:
             for name, value in zip(node.output, folded):
@@ -506,7 +521,29 @@ class GraphEmitter:
         self._write_result(node, result)
         if plan is not None and plan.holds_outputs:
             self.layout.held.update(name for name in node.output if name)
+        if node.op_type == "Slice" and domain == "":
+            self._note_phase(node, opset)
         return barrier
+
+    def _note_phase(self, node: onnx.NodeProto, opset: int) -> None:
+        """Record the Slice's output as a strided phase of its input when it is one (phases.py)."""
+        source = node.input[0]
+        if opset < 10:
+            attrs = {a.name: list(a.ints) for a in node.attribute}
+            starts, ends, axes, steps = attrs.get("starts"), attrs.get("ends"), attrs.get("axes"), None
+        else:
+            inputs = list(node.input) + [""] * 5
+            values = [self.static_of(inputs[i]) if inputs[i] else None for i in range(1, 5)]  # starts ... steps
+            if values[0] is None or values[1] is None or any(inputs[i + 1] and values[i] is None for i in (2, 3)):
+                return  # not known now: the Slice is no phase we can place
+            starts, ends = values[0].reshape(-1).tolist(), values[1].reshape(-1).tolist()
+            axes = None if values[2] is None else values[2].reshape(-1).tolist()
+            steps = None if values[3] is None else values[3].reshape(-1).tolist()
+        if starts is None or ends is None:
+            return
+        phase = phase_of_slice(source, self.phases.get(source), starts, ends, axes, steps, self.shape_of(source))
+        if phase is not None and node.output[0]:
+            self.phases[node.output[0]] = phase
 
     def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
         if node.domain not in ("", "ai.onnx"):

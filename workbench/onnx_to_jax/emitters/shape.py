@@ -13,6 +13,7 @@ import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.helpers import _ints
+from workbench.onnx_to_jax.phases import _phase_concat, phase_concat_plan
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 
@@ -103,6 +104,14 @@ def transpose(ctx: NodeContext) -> str:
 
 @emitter("Concat", since=(4, 11))
 def concat(ctx: NodeContext) -> str:
+    rank = ctx.rank(0)
+    if not ctx.channels_last and rank is not None:
+        # the strided phases of one value, concatenated: one transpose (phases.py)
+        plan = phase_concat_plan([ctx.phase(i) for i in range(ctx.n_in)], ctx.attr("axis"), rank)
+        if plan is not None:
+            source, axes, steps, order = plan
+            return ctx.call(_phase_concat, ctx.value(source), ctx.lit(axes), ctx.lit(steps), ctx.lit(order),
+                            ctx.lit(ctx.attr("axis") % rank))
     args = ", ".join(ctx.xs())
     axis = 3 if ctx.channels_last else ctx.attr("axis")  # channels-last: ONNX's axis 1 (layout.py)
     return f"jnp.concatenate([{args}], axis={ctx.lit(axis)})"
