@@ -157,31 +157,54 @@ def test_the_choice_follows_the_number_of_weights():
     assert jit_options.choose_compiler_options(_patch_transformer().graph) == {}
 
 
-def test_depthwise_separable_cnns_run_with_ynnpack_off_whatever_their_size(monkeypatch):
-    """Depthwise and 1x1 convolutions past an RGB stem: YNNPACK fuses nothing, above the weight
-    threshold too (ConvMixer has 21 M weights); one dense k x k convolution past the stem, or a grouped
-    one of several channels per group, and the weight rule decides again."""
-    assert jit_options.depthwise_separable(_separable_cnn().graph)
-    assert jit_options.choose_compiler_options(_separable_cnn().graph) == SEPARABLE
-    assert jit_options.choose_compiler_options(_separable_cnn(middle=("pointwise", 32, 1)).graph) == SEPARABLE
+def _with_linear_head(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its Gemm classifier written as MatMul by a constant weight and Add (a Linear layer
+    as exporters write it on more than a batch of vectors)."""
+    graph = model.graph
+    gemm = next(node for node in graph.node if node.op_type == "Gemm")
+    index = list(graph.node).index(gemm)
+    graph.node.remove(gemm)
+    weight = next(init for init in graph.initializer if init.name == gemm.input[1])
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight).T.copy(), weight.name))
+    graph.node.insert(index, helper.make_node("MatMul", [gemm.input[0], gemm.input[1]], ["mm"]))
+    graph.node.insert(index + 1, helper.make_node("Add", ["mm", gemm.input[2]], [gemm.output[0]]))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_models_with_depthwise_convolutions_run_with_ynnpack_off(monkeypatch):
+    """A depthwise convolution anywhere: YNNPACK fuses nothing, above the weight threshold too (ConvMixer
+    has 21 M weights), dense convolutions or not (MobileViT, DeepLabv3); only a large model whose
+    products are MatMuls of constant weights (ConvNeXt-T) keeps the weight rule."""
+    for middle in (None, ("pointwise", 32, 1), ("dense", 32, 3), ("grouped", 2, 3)):
+        graph = _separable_cnn(middle=middle).graph
+        assert jit_options.has_depthwise(graph), middle
+        assert jit_options.choose_compiler_options(graph) == SEPARABLE, middle
+    linear = _with_linear_head(_separable_cnn())
+    assert jit_options.linear_layers(linear.graph) and not jit_options.linear_layers(_separable_cnn().graph)
+    assert jit_options.choose_compiler_options(linear.graph) == SEPARABLE  # small: 10.6 k weights
     monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 1)
     assert jit_options.choose_compiler_options(_separable_cnn().graph) == SEPARABLE
-    for middle in (("dense", 32, 3), ("grouped", 2, 3)):
-        graph = _separable_cnn(middle=middle).graph
-        assert not jit_options.depthwise_separable(graph), middle
-        assert jit_options.choose_compiler_options(graph) == CHOSEN, middle
-    # no depthwise convolution at all: a plain CNN, a transformer
-    assert not jit_options.depthwise_separable(_residual_cnn().graph)
-    assert not jit_options.depthwise_separable(_patch_transformer().graph)
+    assert jit_options.choose_compiler_options(linear.graph) == CHOSEN
+    # no depthwise convolution: a plain CNN, a transformer, a grouped convolution of two channels per group
+    assert not jit_options.has_depthwise(_residual_cnn().graph)
+    assert not jit_options.has_depthwise(_patch_transformer().graph)
+    grouped = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=2, pads=[1, 1, 1, 1])],
+        [_init(np.random.default_rng(6), "w", (4, 2, 3, 3))], [1, 4, 8, 8], [1, 4, 8, 8],
+    )  # fmt: skip
+    assert not jit_options.has_depthwise(grouped.graph)
 
 
 def test_a_convolution_whose_weight_is_computed_is_not_taken_for_depthwise():
     model = _separable_cnn()
     graph = model.graph
-    dw = next(node for node in graph.node if node.input[1:2] == ["dw0"])
-    graph.node.insert(0, helper.make_node("Identity", ["dw0"], ["dw0.copy"]))
-    dw.input[1] = "dw0.copy"
-    assert not jit_options.depthwise_separable(graph)
+    for name in ("dw0", "dw1"):
+        dw = next(node for node in graph.node if node.input[1:2] == [name])
+        graph.node.insert(0, helper.make_node("Identity", [name], [f"{name}.copy"]))
+        dw.input[1] = f"{name}.copy"
+    assert not jit_options.has_depthwise(graph)
+    assert jit_options.choose_compiler_options(graph) == {}
 
 
 @pytest.mark.parametrize("fold", [True, False], ids=["folded", "args"])

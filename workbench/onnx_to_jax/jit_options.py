@@ -11,12 +11,15 @@ MobileNet-v2 within noise; 3.5-5.7 M weights). So the choice is made by the numb
 why YNNPACK's fusion turns from a gain to a loss with the weights' size is not established (figures
 and what else was tried: docs/onnx_to_jax_corpus.md, "XLA compiler options per model").
 
-Depthwise-separable CNNs (every convolution depthwise or 1x1, apart from an image stem: MobileNets,
-EfficientNet, MNASNet, ShuffleNet, ConvMixer) are the exception to both: measured with JAX on one
-thread, they run as fast or faster with YNNPACK fusing nothing (XLA's own kernels, Eigen's contraction
-for the products), whatever their size: ConvMixer (21 M weights) 1.2x and ShuffleNet 1.3x faster
-than under the weight rule, the others within 5% (docs/onnx_to_jax_corpus.md, "YNNPACK off for
-depthwise-separable CNNs").
+Models with depthwise convolutions (MobileNets, EfficientNet, MNASNet, ShuffleNet, ConvMixer, LR-ASPP
+and DeepLabv3 on MobileNet-v3, MobileViT, ConvNeXt-atto) are the exception to both: measured with JAX
+on one thread, they run as fast or faster with YNNPACK fusing nothing (XLA's own kernels, Eigen's
+contraction for the products), whatever their size: ConvMixer (21 M weights) 1.2x, ShuffleNet 1.3x,
+DeepLabv3 (11 M) 1.25x and MobileViT 1.15x faster than under the weight rule, the others within 5%.
+The one measured loser is ConvNeXt-T (28 M weights, its 1x1 layers MatMuls of up to 768 x 3072
+weights on 4-256 rows), 1.28x slower than with dots only: a model of ``MIN_WEIGHTS`` or more whose
+products are MatMuls of constant weights (``linear_layers``) keeps the weight rule
+(docs/onnx_to_jax_corpus.md, "YNNPACK off for models with depthwise convolutions").
 
 JAX takes compiler options per compiled function (``jax.jit(f, compiler_options=...)``), so the
 choice is made per model without touching the process-wide ``XLA_FLAGS``. The generated module
@@ -46,8 +49,6 @@ YNN_DOTS_ONLY = "LIBRARY_FUSION_TYPE_DOT"
 MIN_WEIGHTS = 10_000_000
 # YNNPACK fuses nothing (an empty list of fusion types; an empty XLA_FLAGS value would mean the default)
 YNN_NONE = ""
-# a dense convolution with at most this many input channels is an image stem (RGB, RGBA, grey)
-STEM_CHANNELS = 4
 _FLOAT_TYPES = frozenset(
     {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 )
@@ -75,42 +76,37 @@ def _weight_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def depthwise_separable(graph: onnx.GraphProto) -> bool:
-    """Whether ``graph`` is a depthwise-separable CNN: at least one depthwise convolution (one input
-    channel per group, ``group`` > 1), and every other convolution 1x1 (pointwise) or an image stem
-    (at most ``STEM_CHANNELS`` input channels). A grouped convolution of several channels per group, a
-    dense k x k one past the stem, a ConvTranspose, or a convolution whose weight is not a constant of
-    the graph (its shape unknown here) makes it not one. Subgraphs (If/Loop bodies) are not looked into.
-    """
+def has_depthwise(graph: onnx.GraphProto) -> bool:
+    """Whether ``graph`` has a depthwise convolution: a Conv of ``group`` > 1 whose weight (a constant of
+    the graph) has one input channel per group. Subgraphs (If/Loop bodies) are not looked into."""
     shapes = _weight_shapes(graph)
-    depthwise = False
     for node in graph.node:
-        if node.domain not in ("", "ai.onnx"):
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             continue
-        if node.op_type == "ConvTranspose":
-            return False
-        if node.op_type != "Conv":
-            continue
-        shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
-        if shape is None or len(shape) < 3:
-            return False
         group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
-        in_per_group, kernel = shape[1], shape[2:]
-        if group > 1:
-            if in_per_group != 1:
-                return False
-            depthwise = True
-        elif any(k != 1 for k in kernel) and in_per_group > STEM_CHANNELS:
-            return False
-    return depthwise
+        shape = shapes.get(node.input[1])
+        if group > 1 and shape is not None and len(shape) >= 3 and shape[1] == 1:
+            return True
+    return False
+
+
+def linear_layers(graph: onnx.GraphProto) -> bool:
+    """Whether ``graph`` has a MatMul by a constant weight (a Linear layer applied to more than a batch
+    of vectors: a transformer's or ConvNeXt's products; classifiers export as Gemm)."""
+    shapes = _weight_shapes(graph)
+    return any(
+        node.op_type == "MatMul" and node.domain in ("", "ai.onnx") and any(name in shapes for name in node.input)
+        for node in graph.node
+    )
 
 
 def choose_compiler_options(graph: onnx.GraphProto) -> dict[str, str]:
     """The XLA compiler options the generated code of ``graph`` runs fastest with (measured per model
     kind and size: this module's docstring)."""
-    if depthwise_separable(graph):
+    large = float_weights(graph) >= MIN_WEIGHTS
+    if has_depthwise(graph) and not (large and linear_layers(graph)):
         return {YNN_FUSION_TYPE: YNN_NONE}
-    if float_weights(graph) >= MIN_WEIGHTS:
+    if large:
         return {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
     return {}
 
