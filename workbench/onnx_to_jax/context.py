@@ -34,6 +34,9 @@ class GraphScope(Protocol):
 
     def value_expr(self, onnx_name: str) -> str: ...
 
+    def note_phase(self, output: str, source: str, starts: list[int], ends: list[int],
+                   axes: list[int] | None, steps: list[int] | None) -> None: ...
+
     def shape_of(self, onnx_name: str) -> tuple[int | None, ...] | None: ...
 
     def dtype_of(self, onnx_name: str) -> np.dtype | None: ...
@@ -151,6 +154,11 @@ class NodeContext:
         if not self.has(i):
             return None
         return self._graph.phase_of(self.node.input[i])
+
+    def note_phase(self, starts: list[int], ends: list[int], axes: list[int] | None, steps: list[int] | None) -> None:
+        """For a Slice with these static parameters: record output 0 as a strided phase of input 0 when it
+        takes one (phases.py; a Concat of such phases is emitted as one transpose)."""
+        self._graph.note_phase(self.node.output[0], self.node.input[0], starts, ends, axes, steps)
 
     def value(self, onnx_name: str) -> str:
         """Expression of a value the node reads besides its inputs (on ONNX's axes), e.g. a phase's source."""

@@ -375,6 +375,13 @@ class GraphEmitter:
     def phase_of(self, onnx_name: str) -> Phase | None:
         return self.phases.get(onnx_name)
 
+    def note_phase(self, output: str, source: str, starts: list[int], ends: list[int],
+                   axes: list[int] | None, steps: list[int] | None) -> None:
+        """Record a Slice's ``output`` as a strided phase of ``source`` when it is one (phases.py, for Concat)."""
+        phase = phase_of_slice(source, self.phases.get(source), starts, ends, axes, steps, self.shape_of(source))
+        if phase is not None and output:
+            self.phases[output] = phase
+
     def value_expr(self, onnx_name: str) -> str:
         """``expr_of`` for a value the node reads that is not one of its inputs (recorded as read)."""
         self.extra_reads.append(onnx_name)
@@ -521,29 +528,7 @@ class GraphEmitter:
         self._write_result(node, result)
         if plan is not None and plan.holds_outputs:
             self.layout.held.update(name for name in node.output if name)
-        if node.op_type == "Slice" and domain == "":
-            self._note_phase(node, opset)
         return barrier
-
-    def _note_phase(self, node: onnx.NodeProto, opset: int) -> None:
-        """Record the Slice's output as a strided phase of its input when it is one (phases.py)."""
-        source = node.input[0]
-        if opset < 10:
-            attrs = {a.name: list(a.ints) for a in node.attribute}
-            starts, ends, axes, steps = attrs.get("starts"), attrs.get("ends"), attrs.get("axes"), None
-        else:
-            inputs = list(node.input) + [""] * 5
-            values = [self.static_of(inputs[i]) if inputs[i] else None for i in range(1, 5)]  # starts ... steps
-            if values[0] is None or values[1] is None or any(inputs[i + 1] and values[i] is None for i in (2, 3)):
-                return  # not known now: the Slice is no phase we can place
-            starts, ends = values[0].reshape(-1).tolist(), values[1].reshape(-1).tolist()
-            axes = None if values[2] is None else values[2].reshape(-1).tolist()
-            steps = None if values[3] is None else values[3].reshape(-1).tolist()
-        if starts is None or ends is None:
-            return
-        phase = phase_of_slice(source, self.phases.get(source), starts, ends, axes, steps, self.shape_of(source))
-        if phase is not None and node.output[0]:
-            self.phases[node.output[0]] = phase
 
     def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
         if node.domain not in ("", "ai.onnx"):

@@ -157,6 +157,7 @@ def slice_(ctx: NodeContext) -> str:
         starts, ends = [int(v) for v in values[0].reshape(-1)], [int(v) for v in values[1].reshape(-1)]
         axes = None if values[2] is None else [int(v) for v in values[2].reshape(-1)]
         steps = None if values[3] is None else [int(v) for v in values[3].reshape(-1)]
+    ctx.note_phase(starts, ends, axes, steps)
     if shape is None:
         return ctx.call(_slice, ctx.x(0), ctx.lit(tuple(starts)), ctx.lit(tuple(ends)),
                         "None" if axes is None else ctx.lit(tuple(axes)),
