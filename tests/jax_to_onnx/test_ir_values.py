@@ -30,3 +30,22 @@ def test_blocked_transpose_equals_numpy(shape: tuple[int, ...], perm: tuple[int,
 def test_blocked_transpose_of_a_strided_view_and_integers() -> None:
     array = np.arange(2 * 3 * 300 * 400, dtype=np.int64).reshape(2, 3, 300, 400)[:, :, ::2, :]  # 4.3 MB, strided
     np.testing.assert_array_equal(transposed_copy(array, (3, 2, 0, 1)), np.transpose(array, (3, 2, 0, 1)))
+
+
+def test_an_owned_array_is_returned_only_while_it_is_the_values_tensor() -> None:
+    import onnx_ir as ir
+
+    from workbench.jax_to_onnx.ir_values import own_array, owned_array
+
+    callers = np.ones((4, 3), np.float32)
+    value = ir.Value(name="w", const_value=ir.Tensor(callers, name="w"))
+    assert owned_array(value) is None  # the caller's array: never changed in place
+    copy = np.ascontiguousarray(callers.T)
+    own_array(value, copy)
+    assert owned_array(value) is copy and value.const_value.numpy() is copy
+    value.const_value = ir.Tensor(np.zeros((3, 4), np.float32), name="w")  # replaced by another pass
+    assert owned_array(value) is None
+    frozen = np.zeros((2, 2), np.float32)
+    frozen.flags.writeable = False
+    own_array(value, frozen)
+    assert owned_array(value) is None

@@ -238,3 +238,70 @@ def test_a_dropped_conversion_leaves_no_graph_behind_in_the_cached_rules():
     gc.collect()
     assert graph() is None
     assert all(weight() is None for weight in weights)
+
+
+def _conv_batchnorm(kernel: np.ndarray, layout: tuple[str, str, str]):
+    """A convolution with a closed-over kernel followed by an inference BatchNorm on closed-over statistics."""
+    from jax import lax
+
+    channels = kernel.shape[-1] if layout[1] == "HWIO" else kernel.shape[0]
+    rng = np.random.default_rng(1)
+    mean, var = rng.standard_normal(channels).astype(np.float32), rng.uniform(0.5, 2, channels).astype(np.float32)
+    gamma, beta = rng.standard_normal(channels).astype(np.float32), rng.standard_normal(channels).astype(np.float32)
+    axis = (slice(None),) + (None, None) if layout[2] == "NCHW" else (slice(None),)
+
+    def fn(x):
+        y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=layout)
+        return (y - mean[axis]) / jnp.sqrt(var[axis] + 1e-5) * gamma[axis] + beta[axis]
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    ("layout", "kernel_shape", "image"),
+    [
+        (("NHWC", "HWIO", "NHWC"), (3, 3, 48, 64), (1, 8, 8, 48)),  # laid out OIHW by the export: scaled in place
+        (("NHWC", "HWIO", "NHWC"), (3, 3, 256, 160), (1, 6, 6, 256)),  # above the blocked transpose's threshold
+        (("NCHW", "OIHW", "NCHW"), (64, 48, 3, 3), (1, 48, 8, 8)),  # already OIHW: the caller's array, copied
+    ],
+)
+def test_batchnorm_folded_into_a_closed_over_kernel_leaves_the_callers_arrays_alone(layout, kernel_shape, image):
+    """The folded kernel is the caller's kernel scaled per output channel; the caller's array is never
+    written (only a copy the export made itself is scaled in place), and converting again gives the same bytes."""
+    kernel = np.random.default_rng(0).standard_normal(kernel_shape).astype(np.float32)
+    before = kernel.copy()
+    fn = _conv_batchnorm(kernel, layout)
+    first = wb.convert(fn, [jax.ShapeDtypeStruct(image, np.float32)])
+    assert [node.op_type for node in first.model.graph.node] == (
+        ["Transpose", "Conv", "Transpose"] if layout[0] == "NHWC" else ["Conv"]
+    )
+    np.testing.assert_array_equal(kernel, before)
+    x = np.random.default_rng(2).standard_normal(image).astype(np.float32)
+    assert_matches_jax(fn, first.model, [x], rtol=1e-4, atol=1e-4)
+    second = wb.convert(fn, [jax.ShapeDtypeStruct(image, np.float32)])
+    assert second.model.SerializeToString() == first.model.SerializeToString()
+    np.testing.assert_array_equal(kernel, before)
+
+
+def test_nnx_conv_batchnorm_keeps_the_modules_kernel():
+    """A named kernel (an NNX parameter) laid out and scaled by the export: the module's array is unchanged."""
+    from flax import nnx
+
+    class Block(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.conv = nnx.Conv(16, 32, (3, 3), use_bias=False, rngs=rngs)
+            self.bn = nnx.BatchNorm(32, rngs=rngs)
+
+        def __call__(self, x):
+            return self.bn(self.conv(x))
+
+    block = Block(nnx.Rngs(0))
+    block.bn.mean[...] = jnp.linspace(-1, 1, 32)
+    block.bn.var[...] = jnp.linspace(0.5, 2, 32)
+    before = np.array(block.conv.kernel[...])
+    model = wb.to_onnx(block, [jax.ShapeDtypeStruct((1, 8, 8, 16), np.float32)])
+    assert [node.op_type for node in model.graph.node] == ["Transpose", "Conv", "Transpose"]
+    np.testing.assert_array_equal(np.asarray(block.conv.kernel[...]), before)
+    block.eval()
+    x = np.random.default_rng(0).standard_normal((1, 8, 8, 16)).astype(np.float32)
+    assert_matches_jax(block, model, [x], rtol=1e-4, atol=1e-4)

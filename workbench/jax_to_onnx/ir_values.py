@@ -47,6 +47,28 @@ def new_initializer(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
     return register_unique(graph, value)
 
 
+# ``Value.meta`` key: the array a pass made for this initializer itself (nothing else references it), so a
+# later pass may overwrite it in place; see :func:`own_array` / :func:`owned_array`
+_OWNED_ARRAY_KEY = "workbench.owned_array"
+
+
+def own_array(value: ir.Value, array: np.ndarray) -> None:
+    """Store ``array``, a new array no caller or other value references, as ``value``'s tensor, and note that
+    the export owns it: :func:`owned_array` then lets a later pass change it in place instead of copying."""
+    value.const_value = ir.Tensor(array, name=value.name)
+    value.meta[_OWNED_ARRAY_KEY] = array
+
+
+def owned_array(value: ir.Value) -> np.ndarray | None:
+    """``value``'s array when :func:`own_array` stored it and it is still the value's tensor (C-ordered and
+    writable), else None: the caller's weights and arrays another value may share are never returned."""
+    array = value.meta.get(_OWNED_ARRAY_KEY)
+    tensor = value.const_value
+    if array is None or not isinstance(tensor, ir.Tensor) or tensor.raw is not array:
+        return None
+    return array if array.flags.c_contiguous and array.flags.writeable else None
+
+
 def transposed_copy(array: np.ndarray, perm: list[int] | tuple[int, ...] | None = None) -> np.ndarray:
     """``np.transpose(array, perm)`` as a new C-ordered array, copied block by block when it is large.
 

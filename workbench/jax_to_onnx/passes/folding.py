@@ -17,7 +17,7 @@ import onnx_ir as ir
 from onnxscript import optimizer as onnxscript_optimizer
 
 from workbench.jax_to_onnx.constant_pool import ConstantPool
-from workbench.jax_to_onnx.ir_values import constant_array, transposed_copy
+from workbench.jax_to_onnx.ir_values import constant_array, own_array, transposed_copy
 
 # onnxscript folds nodes whose inputs are all constants up to this many elements each (its default,
 # 8192, leaves e.g. a causal mask broadcast over 8 heads of 64x64 in the graph)
@@ -171,10 +171,15 @@ def fold_weight_layouts(graph: ir.Graph, weights: frozenset[str], *, any_consume
             continue  # (closed-over kernels are anonymous initializers: transposed here with NumPy, not by the folder)
         if output.is_graph_output() or not (any_consumer or all(_takes_weight_layout(use) for use in output.uses())):
             continue
-        array = _laid_out(node, weight.const_value.numpy())
+        source = weight.const_value.numpy()
+        array = _laid_out(node, source)
         if array is None:
             continue
-        weight.const_value = ir.Tensor(np.ascontiguousarray(array), name=weight.name)
+        array = np.ascontiguousarray(array)
+        if np.may_share_memory(array, source):  # a Reshape/Squeeze view of the same bytes: still the caller's
+            weight.const_value = ir.Tensor(array, name=weight.name)
+        else:
+            own_array(weight, array)  # a copy made here (a kernel laid out OIHW): later passes may scale it in place
         weight.shape = ir.Shape(array.shape)
         output.replace_all_uses_with(weight)
         graph.remove(node, safe=True)
