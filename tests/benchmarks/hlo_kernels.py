@@ -45,14 +45,14 @@ def computations(hlo: str) -> tuple[dict[str, list[str]], str]:
     return found, entry
 
 
-def _signature(name: str, found: dict[str, list[str]]) -> str:
+def signature(name: str, found: dict[str, list[str]]) -> str:
     """The body of computation ``name`` and of those it calls, without names, metadata or constants' values."""
     lines = found[name]
     text = "\n".join(
         re.sub(r"%[\w.\-]+", "%", re.sub(r", metadata=\{[^}]*\}", "", line)).strip() for line in lines
     )
     for callee in re.findall(r"(?:calls|to_apply)=%([\w.\-]+)", "\n".join(lines)):
-        text += "\n[" + _signature(callee, found) + "]"
+        text += "\n[" + signature(callee, found) + "]"
     return text
 
 
@@ -67,7 +67,7 @@ def kernel_table(hlo: str) -> list[tuple[str, int, int]]:
             continue
         kind = re.sub(r"\.\d+$", "", call.group(1))
         instances[kind] += 1
-        distinct[kind].add(hashlib.sha1(_signature(call.group(4), found).encode()).hexdigest())
+        distinct[kind].add(hashlib.sha1(signature(call.group(4), found).encode()).hexdigest())
     return sorted(((k, len(distinct[k]), instances[k]) for k in instances), key=lambda row: (-row[1], row[0]))
 
 
