@@ -192,8 +192,8 @@ def profile(name: str, calls: int, top: int, workdir: str) -> None:
     trace = glob.glob(os.path.join(workdir, "jax", "**", "*.xplane.pb"), recursive=True)[0]
     for plane in jax.profiler.ProfileData.from_file(trace).planes:
         for line in plane.lines:
-            if "XLA" not in line.name:
-                continue
+            # XLA's worker threads ("XLA..." lines), or the calling thread ("python") once JAX runs its
+            # thunks there (one thread, synchronous dispatch: tests/support/thread_limits.py)
             for event in line.events:
                 if event.name in xla_kind:
                     xla_spans[event.name].append(event.duration_ns / 1e3)
