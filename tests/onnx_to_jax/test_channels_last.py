@@ -75,7 +75,7 @@ def test_network_runs_channels_last_and_matches_onnxruntime():
     # the norm, the elementwise ops, or the Flatten of the global pool's (N, 1, 1, C))
     forward_source = source.split(HELPERS_MARKER)[0]
     # (each reads its weight as HWIO, laid out by prepare(); test_prepared_params.py)
-    assert forward_source.count("auto_pad='NOTSET', channels_last=True, hwio=True)") == 3
+    assert forward_source.count("auto_pad='NOTSET', channels_last=True, hwio=True") == 3
     assert "_depthwise_conv_nhwc(" in source
     assert forward_source.count(TO_NCHW) == 2, forward_source
     x = np.random.default_rng(1).standard_normal((2, 3, 12, 12)).astype(np.float32)

@@ -7,7 +7,9 @@ channels-last networks with an output map of at most 12x12 become one dot over t
 kernel is slow on small maps with many channels), and in the same models 3x3 stride-1 ones on larger
 maps are computed by Winograd's F(2x2, 3x3) (``_conv_winograd``: 16 dots on transformed tiles).
 Taps whose windows read only zero padding (dilations or kernels reaching past a small map, as in
-DeepLabv3's ASPP) are dropped first (``_live_taps``).
+DeepLabv3's ASPP) are dropped first (``_live_taps``). An image's stem (at most 27 input values per
+output) becomes one dot over its windows laid side by side (``_conv_stem_dot``) in every model whose
+convolutions XLA's own kernel runs (YNNPACK fusing only dots or nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.nn import _live_taps
-from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
+from workbench.onnx_to_jax import generator
+from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
 
 
 def _conv_model(x_shape, w_shape, **attrs) -> onnx.ModelProto:
@@ -98,13 +101,22 @@ def dots_only(monkeypatch):
     ((1, 8, 10, 10), (8, 8, 5, 5), {"pads": [2, 2, 2, 2]}, "xla"),
     ((2, 8, 6, 6), (12, 8, 1, 7), {"pads": [0, 3, 0, 3]}, "xla"),
     ((1, 8, 7, 5), (8, 8, 7, 1), {"pads": [3, 0, 2, 0], "strides": [1, 2]}, "xla"),
+    ((1, 3, 40, 40), (16, 3, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "stem"),
+    ((2, 3, 33, 31), (32, 3, 3, 3), {"strides": [2, 2]}, "stem"),
+    ((1, 3, 30, 27), (24, 3, 3, 3), {"pads": [0, 2, 1, 0], "strides": [2, 1], "dilations": [2, 1]}, "stem"),
+    ((1, 1, 30, 30), (8, 1, 5, 5), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, "stem"),
+    ((1, 3, 40, 40), (96, 3, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "xla"),
+    ((1, 3, 40, 40), (16, 3, 4, 4), {"strides": [4, 4]}, "xla"),
 ], ids=["12x12", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
         "winograd-24x24", "winograd-odd-map-batch-2", "winograd-asymmetric-pads", "winograd-same-upper",
-        "24x24-strided", "dilated", "grouped", "5x5", "1x7-batch-2", "7x1-uneven-pads-strided"])
+        "24x24-strided", "dilated", "grouped", "5x5", "1x7-batch-2", "7x1-uneven-pads-strided",
+        "stem", "stem-odd-map-batch-2", "stem-dilated-asymmetric-pads", "stem-5x5-same-upper",
+        "stem-96-channels", "stem-4x4-patches"])
 def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape, attrs, form):
     """Each form of the generated code (weights as arguments or folded, ONNX-layout or prepared HWIO
     weights) against onnxruntime; the convolution is one dot over gathered windows exactly where
-    ``_conv_as_dot`` says so, Winograd's tiles where ``_conv_as_winograd`` does, else XLA's."""
+    ``_conv_as_dot`` says so, Winograd's tiles where ``_conv_as_winograd`` does, the windows side by
+    side where ``_conv_as_stem_dot`` does, else XLA's."""
     model = _conv_model(x_shape, w_shape, **attrs)
     x = np.random.default_rng(3).standard_normal(x_shape).astype(np.float32)
     expected = run_onnx(model, [x])[0]
@@ -116,6 +128,7 @@ def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape,
                        _primitives(generated.forward_prepared, prepared, x)):
         assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives
         assert ("gather" in primitives) == (form == "dot"), primitives
+        assert ("concatenate" in primitives) == (form == "stem"), primitives
     for got in (
         generated.forward(params, x),
         jax.jit(generated.forward)(params, x),
@@ -135,6 +148,34 @@ def test_small_convolution_stays_xla_s_under_the_default_fusion():
     assert "conv_general_dilated" in _primitives(generated.forward, generated.params, x)
     got = wb.jit_forward(generated.forward, generated.params)(x)
     np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def ynn_off(monkeypatch):
+    """Every model gets the options of a model with depthwise convolutions: YNNPACK fusing nothing."""
+    monkeypatch.setattr(generator, "choose_compiler_options", lambda graph: {YNN_FUSION_TYPE: YNN_NONE})
+
+
+def test_stem_as_one_dot_with_ynnpack_off(ynn_off):
+    """YNNPACK off (the depthwise-separable models): the stem is one dot, matching onnxruntime in
+    every jit form; XLA's default fusion keeps XLA's convolution (YNNPACK runs it faster there)."""
+    model = _conv_model((1, 3, 30, 30), (16, 3, 3, 3), pads=[1, 1, 1, 1], strides=[2, 2])
+    x = np.random.default_rng(8).standard_normal((1, 3, 30, 30)).astype(np.float32)
+    generated = generate_module(model)
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_NONE}
+    primitives = _primitives(generated.forward, generated.params, x)
+    assert "conv_general_dilated" not in primitives and "concatenate" in primitives, primitives
+    expected = run_onnx(model, [x])[0]
+    for got in (generated.forward(generated.params, x), wb.jit_forward(generated.forward, generated.params)(x)):
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_stem_stays_xla_s_under_the_default_fusion():
+    model = _conv_model((1, 3, 30, 30), (16, 3, 3, 3), pads=[1, 1, 1, 1], strides=[2, 2])
+    generated = generate_module(model)
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {}
+    x = np.random.default_rng(9).standard_normal((1, 3, 30, 30)).astype(np.float32)
+    assert "conv_general_dilated" in _primitives(generated.forward, generated.params, x)
 
 
 def _check_float16_and_gradient(forward, params, x) -> None:
@@ -165,6 +206,16 @@ def test_convolution_as_one_dot_in_float16_and_its_gradient(dots_only):
     forward, params = wb.to_jax(model)
     x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype(np.float32)
     assert "conv_general_dilated" not in _primitives(forward, params, x)
+    _check_float16_and_gradient(forward, params, x)
+
+
+def test_stem_as_one_dot_in_float16_and_its_gradient(ynn_off):
+    """The stem's dot in float16 and its gradient (through the windows) against XLA's convolution."""
+    model = _conv_model((1, 3, 14, 14), (16, 3, 3, 3), pads=[1, 1, 1, 1])
+    forward, params = wb.to_jax(model)
+    x = np.random.default_rng(7).standard_normal((1, 3, 14, 14)).astype(np.float32)
+    primitives = _primitives(forward, params, x)
+    assert "conv_general_dilated" not in primitives and "concatenate" in primitives, primitives
     _check_float16_and_gradient(forward, params, x)
 
 

@@ -119,6 +119,15 @@ class NodeContext:
 
         return self._graph.module.compiler_options.get(YNN_FUSION_TYPE) == YNN_DOTS_ONLY
 
+    @property
+    def ynn_convolutions(self) -> bool:
+        """Whether YNNPACK runs the model's convolutions: XLA's default YNNPACK fusion, not the
+        ``XLA_COMPILER_OPTIONS`` of models compiled with YNNPACK fusing only dots or nothing
+        (workbench/onnx_to_jax/jit_options.py), whose convolutions XLA's own kernel runs."""
+        from workbench.onnx_to_jax.jit_options import YNN_FUSION_TYPE
+
+        return YNN_FUSION_TYPE not in self._graph.module.compiler_options
+
     def host(self, i: int) -> str:
         """The expression of input ``i`` for code that reads its value on the host (``int(...)``, numpy).
 

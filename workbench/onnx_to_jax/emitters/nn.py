@@ -319,6 +319,45 @@ def _conv_winograd(x, w, padding):
 
 
 @runtime_helper
+def _conv_as_stem_dot(in_channels, kernel, out_channels, group):
+    """Whether a channels-last 2-D convolution runs faster as one dot over its windows laid side by
+    side (``_conv_stem_dot``) than as XLA's own convolution kernel: dense (one group), at most 27
+    input values per output (``in_channels * kh * kw``: an RGB image's 3x3 stem) and at most 64
+    output channels. Only asked for code that XLA's own kernels convolve (YNNPACK fusing only dots,
+    or nothing: ``_conv``'s ``stem_as_dot``).
+
+    XLA CPU's convolution runs such a stem at 3-4 GMAC/s, about 4x onnxruntime's time, plus a
+    transpose of the NCHW image before it. The dot of depth 27 reads the windows through that
+    transpose. Measured with the activation and the depthwise convolution that follow a stem
+    (CPU us per call, YNNPACK off; docs/onnx_to_jax_corpus.md, "The stem as one dot"): 3 -> 16 with
+    ReLU 474 -> 264, 3 -> 32 with SiLU 614 -> 402, 3 -> 24 with ReLU 657 -> 437. Not the taps
+    written out as one elementwise kernel: faster alone, but XLA fuses that kernel into the
+    consumers' padded copies (twice where SiLU reads it twice), slower as a whole; not
+    ``_conv_im2col``'s gather, slower here than XLA's kernel.
+    """
+    return group == 1 and in_channels * int(np.prod(kernel)) <= 27 and out_channels <= 64
+
+
+@runtime_helper
+def _conv_stem_dot(x, w, strides, padding, dilations):
+    """A dense 2-D convolution of a channels-last (N, H, W, I) input with an HWIO weight as one dot:
+    its kh*kw shifted, strided windows concatenated along the channels, (N, H', W', kh*kw*I), times
+    the weight read as (kh*kw*I, O). ``_conv_as_stem_dot`` says when this is faster."""
+    x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
+    kernel = w.shape[:2]
+    out = tuple(_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(2))
+    span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
+    windows = [
+        x[:, i * dilations[0]:i * dilations[0] + span[0]:strides[0], j * dilations[1]:j * dilations[1] + span[1]:strides[1], :]
+        for i, j in np.ndindex(*kernel)
+    ]
+    columns = jnp.concatenate(windows, axis=-1)  # (i, j, c) order: the HWIO weight's rows
+    dtype = jnp.result_type(x, w)
+    weight = jnp.reshape(w, (-1, w.shape[-1]))
+    return jnp.einsum("nhwc,co->nhwo", columns, weight, preferred_element_type=_accumulation_dtype(dtype)).astype(dtype)
+
+
+@runtime_helper
 def _live_taps(size, kernel, stride, dilation, padding):
     """The first and last tap along one axis of a convolution whose windows read at least one input
     element rather than only the zero padding, and the axis's padding with the taps outside them
@@ -341,7 +380,10 @@ def _live_taps(size, kernel, stride, dilation, padding):
 
 
 @runtime_helper
-def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False, small_as_dot=False):
+def _conv(
+    x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False, small_as_dot=False,
+    stem_as_dot=False,
+):
     """Conv with ONNX's (O, I/group, k...) weight. ``channels_last``: a 2-D convolution of an NHWC input
     with an NHWC result (workbench/onnx_to_jax/layout.py), else on ONNX's (N, C, spatial...) axes.
     ``hwio`` (channels-last only): the weight arrives as (kh, kw, I/group, O), the layout XLA's CPU
@@ -349,7 +391,9 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
     that layout here, in every call when the weights are jit arguments. ``small_as_dot`` (channels-last
     code compiled with YNNPACK fusing only dots): the small dense convolutions ``_conv_as_dot`` picks
     run as one dot over their unfolded windows (``_conv_im2col``), and the larger 3x3 stride-1 ones
-    ``_conv_as_winograd`` picks by Winograd's F(2x2, 3x3) (``_conv_winograd``).
+    ``_conv_as_winograd`` picks by Winograd's F(2x2, 3x3) (``_conv_winograd``). ``stem_as_dot``
+    (channels-last code whose convolutions XLA's own kernel runs: YNNPACK fusing only dots, or
+    nothing): the stems ``_conv_as_stem_dot`` picks run as one dot (``_conv_stem_dot``).
     """
     nd = x.ndim - 2
     kernel = w.shape[:nd] if hwio else w.shape[2:]
@@ -369,6 +413,10 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
     pointwise = group == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in strides)
     as_dot = small_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating)
     as_winograd = False
+    as_stem_dot = (
+        stem_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating)
+        and _conv_as_stem_dot(channels, kernel, out_channels, group)
+    )
     if as_dot:
         out_spatial = [
             _window_positions(onnx_shape[2 + i] + sum(padding[i]), kernel[i], strides[i], dilations[i]) for i in range(2)
@@ -394,6 +442,8 @@ def _conv(x, w, b, strides, pads, dilations, group, auto_pad, channels_last=Fals
         y = _conv_winograd(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), padding)
     elif as_dot:
         y = _conv_im2col(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), strides, padding)
+    elif as_stem_dot:
+        y = _conv_stem_dot(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), strides, padding, dilations)
     else:
         y = lax.conv_general_dilated(
             x, w, window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=group,
@@ -435,6 +485,9 @@ def conv(ctx: NodeContext) -> str:
     if ctx.channels_last and ctx.dots_only:
         # XLA's own convolution kernel is slow on small maps: those run as one dot (_conv_as_dot)
         layout["small_as_dot"] = "True"
+    if ctx.channels_last and not ctx.ynn_convolutions:
+        # nor does it run an image's stem fast (_conv_as_stem_dot)
+        layout["stem_as_dot"] = "True"
     return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
 
 
