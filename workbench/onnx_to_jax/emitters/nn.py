@@ -326,10 +326,10 @@ def _conv_as_stem_dot(in_channels, kernel, out_channels, group):
     output channels. Only asked for code that XLA's own kernels convolve (YNNPACK fusing only dots,
     or nothing: ``_conv``'s ``stem_as_dot``).
 
-    XLA CPU's convolution runs such a stem at 3-4 GMAC/s, about 4x onnxruntime's time, plus a
+    XLA CPU's convolution runs such a stem at 3-7 GMAC/s, 3-7x onnxruntime's time, plus a
     transpose of the NCHW image before it. The dot of depth 27 reads the windows through that
     transpose. Measured with the activation and the depthwise convolution that follow a stem
-    (CPU us per call, YNNPACK off; docs/onnx_to_jax_corpus.md, "The stem as one dot"): 3 -> 16 with
+    (CPU us per call, YNNPACK off; docs/onnx_to_jax_corpus.md, "Stems as one dot"): 3 -> 16 with
     ReLU 474 -> 264, 3 -> 32 with SiLU 614 -> 402, 3 -> 24 with ReLU 657 -> 437. Not the taps
     written out as one elementwise kernel: faster alone, but XLA fuses that kernel into the
     consumers' padded copies (twice where SiLU reads it twice), slower as a whole; not
