@@ -36,6 +36,8 @@ _NEVER = frozenset({"cond", "while", "scan", "jit", "pjit", "custom_jvp_call", "
 
 def _static_small(aval: Any) -> bool:
     shape = aval.shape
+    if all(type(d) is int for d in shape):  # the common case, in ~1 us instead of the ~4.5 us below
+        return math.prod(shape) <= MAX_ELEMENTS
     if not all(isinstance(d, (int, np.integer)) for d in shape):
         return False
     return math.prod(int(d) for d in shape) <= MAX_ELEMENTS  # (np.prod costs ~5 us a call, asked ~500 times)
@@ -149,5 +151,10 @@ def _has_subnormal(array: np.ndarray) -> bool:
 
 def _has_subnormal_or_nan(array: np.ndarray) -> bool:
     magnitude = np.abs(array)
+    tiny = np.finfo(array.dtype).tiny
+    # the common case in one reduction (~2 us instead of ~9 us): the smallest magnitude is normal, so no
+    # element is subnormal, zero or NaN (np.minimum propagates NaN, and NaN >= tiny is False)
+    if magnitude.size and np.minimum.reduce(magnitude, axis=None) >= tiny:
+        return False
     # NaN fails ``magnitude >= tiny`` as subnormals do, and is not 0: one test catches both
-    return bool(np.any(~(magnitude >= np.finfo(array.dtype).tiny) & (magnitude != 0)))
+    return bool(np.any(~(magnitude >= tiny) & (magnitude != 0)))
