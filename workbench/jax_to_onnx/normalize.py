@@ -90,7 +90,7 @@ def _normalize_nnx(module: Any) -> NormalizedCallable:
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
         # eval mode (Dropout off, BatchNorm on running statistics); the user's module is untouched
-        with module_scopes(nnx_eval_module_paths(copy)):
+        with module_scopes(nnx_eval_module_paths(copy, graphdef)):
             return copy(*args)
 
     return NormalizedCallable(pure, arrays, tuple(names), "nnx", type(module).__name__)
@@ -192,7 +192,7 @@ def _normalize_nnx_method(method: Any) -> NormalizedCallable:
 
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
-        with module_scopes(nnx_eval_module_paths(copy)):  # in eval mode, as above
+        with module_scopes(nnx_eval_module_paths(copy, graphdef)):  # in eval mode, as above
             return getattr(copy, method_name)(*args)
 
     return NormalizedCallable(pure, arrays, tuple(names), "nnx", f"{type(module).__name__}.{method_name}")
