@@ -124,3 +124,20 @@ def test_rsqrt_and_other_dtypes_are_left_to_jax():
     ints = np.array([2**31 - 1, 5], np.int32)
     (add_int,) = [e for e in _eqns(lambda a: a + a, ints) if e.primitive.name != "pjit"]
     assert _numpy_exact(add_int, [ints, ints]) is None
+
+
+@pytest.mark.parametrize("fn", [lax.rsqrt, lax.sqrt, lax.exp, lax.log, lax.tanh, lax.logistic, lax.erf],
+                         ids=["rsqrt", "sqrt", "exp", "log", "tanh", "logistic", "erf"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_jitted_primitives_give_the_eager_dispatch_bit_for_bit(fn, dtype):
+    """The cached ``jax.jit`` of one primitive (constant_eval._compiled) computes what its eager ``bind`` does."""
+    from workbench.jax_to_onnx.constant_eval import _compiled
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([_SPECIAL, rng.standard_normal(4096) * np.exp(rng.uniform(-30, 30, 4096))]).astype(dtype)
+    (eqn,) = [e for e in _eqns(fn, x) if e.primitive.name != "pjit"]
+    compiled = _compiled(eqn.primitive, eqn.params)
+    assert compiled is not None, eqn.primitive.name
+    ours, theirs = np.asarray(compiled(x)), np.asarray(eqn.primitive.bind(x, **eqn.params))
+    assert ours.dtype == theirs.dtype == dtype and ours.tobytes() == theirs.tobytes()
+    assert _compiled(eqn.primitive, eqn.params) is compiled  # compiled once per primitive and parameters
