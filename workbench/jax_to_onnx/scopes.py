@@ -69,7 +69,7 @@ def nnx_eval_module_paths(module: Any, graphdef: Any = None) -> ModulePaths:
 
 
 # the structure (nnx GraphDef) last walked by nnx_eval_module_paths and the paths of the modules it found,
-# in walk order: a GraphDef holds the module graph's types, attribute keys and static values, and no arrays
+# in walk order (a GraphDef holds the module graph's types, attribute keys and static values; the weights are in the state)
 _last_walk: tuple[Any, tuple[tuple[Any, ...], ...]] | None = None
 
 
