@@ -588,6 +588,14 @@ def _pool_taps(x, kind, kernel, strides, dilations, padding):
     (docs/onnx_to_jax_corpus.md, "Pools as taps"). The max keeps the first of equal values
     (``where(tap > y)``, NaN taken as it comes), so its gradient goes to one input as reduce_window's
     does, not split among ties (zeros after a Relu are common).
+
+    A sum is taken over one more output position than asked along the first spatial axis (padded on
+    with zeros), which is sliced off at the end: ending in a slice, the sum is one XLA kernel (pad,
+    slices and adds fused). Ending in its adds, it was taken into a following dot's YNNPACK fusion,
+    which left every tap's pad + strided slice to be materialised as a kernel of its own: 8 distinct
+    kernel modules per pool shape, 48 of Inception v3's 105, about half its first compile; the pool +
+    1x1 conv of its branches also ran 1.3-2x slower so (docs/onnx_to_jax_corpus.md, "Average pools as
+    one kernel"; tests/benchmarks/bench_pool_forms.py).
     """
     nd = x.ndim - 2
     if kind == "max":
@@ -595,6 +603,7 @@ def _pool_taps(x, kind, kernel, strides, dilations, padding):
         fill = np.array(-np.inf if floating else jnp.iinfo(x.dtype).min, x.dtype)
     else:
         fill = np.array(0, x.dtype)
+        padding = [(padding[0][0], padding[0][1] + strides[0])] + list(padding[1:])
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),), constant_values=fill)
     out = [_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(nd)]
     y = None
@@ -609,7 +618,7 @@ def _pool_taps(x, kind, kernel, strides, dilations, padding):
             y = jnp.where((window > y) | (window != window), window, y)
         else:
             y = y + window
-    return y
+    return y if kind == "max" else y[:, :-1]
 
 
 @runtime_helper
