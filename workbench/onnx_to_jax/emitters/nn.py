@@ -594,7 +594,7 @@ def _pool_taps(x, kind, kernel, strides, dilations, padding):
     slices and adds fused). Ending in its adds, it was taken into a following dot's YNNPACK fusion,
     which left every tap's pad + strided slice to be materialised as a kernel of its own: 8 distinct
     kernel modules per pool shape, 48 of Inception v3's 105, about half its first compile; the pool +
-    1x1 conv of its branches also ran 1.3-2x slower so (docs/onnx_to_jax_corpus.md, "Average pools as
+    1x1 conv of its branches also ran 1.6-2.2x slower so (docs/onnx_to_jax_corpus.md, "Average pools as
     one kernel"; tests/benchmarks/bench_pool_forms.py).
     """
     nd = x.ndim - 2
