@@ -131,6 +131,17 @@ def _depthwise_conv(x, w, strides, padding, dilations):
     return lax.fori_loop(0, taps, add_tap, jnp.zeros(x.shape[:2] + out, carry)).astype(dtype)
 
 
+@runtime_helper
+def _tap_window(x, tap, out, strides, dilations):
+    """What one kernel tap reads of a padded channels-last (N, spatial..., C) input, for every output
+    position of a convolution or pool: along each spatial axis, ``out`` positions ``strides`` apart from
+    the tap's offset (its index ``tap`` times the dilation). A convolution or pool is the sum (or max)
+    over its taps of these windows, each weighted for a convolution (``_depthwise_conv_nhwc``,
+    ``_conv_stem_dot``, ``_pool_taps``)."""
+    spatial = tuple(slice(t * d, t * d + (n - 1) * s + 1, s) for t, n, s, d in zip(tap, out, strides, dilations))
+    return x[(slice(None),) + spatial + (slice(None),)]
+
+
 def _conv_attrs(ctx: NodeContext) -> dict[str, str]:
     def opt_tuple(name: str) -> str:
         value = ctx.attr(name, None)
@@ -161,7 +172,6 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
     kernel = w.shape[:2] if hwio else w.shape[2:]
     out = tuple(_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(2))
-    span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
     dtype = jnp.result_type(x, w)
     carry = _accumulation_dtype(dtype)
     if kernel[0] * kernel[1] <= 9:
@@ -170,13 +180,13 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
         # noise) and compiled faster than with the loop (docs/onnx_to_jax_corpus.md)
         y = None
         for i, j in np.ndindex(*kernel):
-            top, left = i * dilations[0], j * dilations[1]
-            window = x[:, top:top + span[0]:strides[0], left:left + span[1]:strides[1], :]
+            window = _tap_window(x, (i, j), out, strides, dilations)
             tap = w[i, j, 0] if hwio else w[:, 0, i, j]
             term = window.astype(carry) * tap.astype(carry)
             y = term if y is None else y + term
         return y.astype(dtype)
     taps = kernel[0] * kernel[1]
+    span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))  # each tap's window before its stride
     # (taps, C): one row per tap
     weights = jnp.reshape(w, (taps, w.shape[3])) if hwio else jnp.transpose(jnp.reshape(w, (w.shape[0], taps)))
     tap_positions = np.array(list(np.ndindex(*kernel)), np.int32).reshape(taps, 2)
@@ -346,11 +356,7 @@ def _conv_stem_dot(x, w, strides, padding, dilations):
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
     kernel = w.shape[:2]
     out = tuple(_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(2))
-    span = tuple((out[i] - 1) * strides[i] + 1 for i in range(2))
-    windows = [
-        x[:, i * dilations[0]:i * dilations[0] + span[0]:strides[0], j * dilations[1]:j * dilations[1] + span[1]:strides[1], :]
-        for i, j in np.ndindex(*kernel)
-    ]
+    windows = [_tap_window(x, tap, out, strides, dilations) for tap in np.ndindex(*kernel)]
     columns = jnp.concatenate(windows, axis=-1)  # (i, j, c) order: the HWIO weight's rows
     dtype = jnp.result_type(x, w)
     weight = jnp.reshape(w, (-1, w.shape[-1]))
@@ -608,10 +614,7 @@ def _pool_taps(x, kind, kernel, strides, dilations, padding):
     out = [_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(nd)]
     y = None
     for tap in np.ndindex(*kernel):
-        starts = [tap[i] * dilations[i] for i in range(nd)]
-        window = x[(slice(None),) + tuple(
-            slice(starts[i], starts[i] + (out[i] - 1) * strides[i] + 1, strides[i]) for i in range(nd)
-        ) + (slice(None),)]
+        window = _tap_window(x, tap, out, strides, dilations)
         if y is None:
             y = window
         elif kind == "max":
