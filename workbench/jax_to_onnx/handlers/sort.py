@@ -82,6 +82,17 @@ def _sort(ctx: LoweringContext, *operands: ir.Value, dimension: int, is_stable: 
     return tuple(results)
 
 
+def _top_k_outputs(ctx: LoweringContext, values: ir.Value, indices: ir.Value,
+                   dtype: np.dtype) -> tuple[ir.Value, ir.Value]:
+    """TopK's (values, int64 indices) cast back to the dtypes JAX's result has."""
+    if dtype not in _TOPK_TYPES:
+        values = ctx.op("Cast", values, to=onnx_dtype(dtype))
+    index_dtype = np.dtype(ctx.avals_out[1].dtype)
+    if index_dtype != np.dtype(np.int64):
+        indices = ctx.op("Cast", indices, to=onnx_dtype(index_dtype))
+    return values, indices
+
+
 @handler("top_k", onnx_ops=("TopK", "Cast"), testcases=[
     Testcase("top_k_last_axis", lambda x: lax.top_k(x, 3), [("B", 8)], expect_ops=("TopK",)),
     Testcase("top_k_ties_int", lambda x: lax.top_k(x, 4), [_TIES]),
@@ -93,12 +104,7 @@ def _top_k(ctx: LoweringContext, x: ir.Value, *, k: int, axis: int = -1) -> tupl
     """lax.top_k(x, k, axis): the k largest along ``axis``, sorted, lower index first on ties."""
     dtype = np.dtype(ctx.avals_in[0].dtype)
     values, indices = ctx.op("TopK", _sortable(ctx, x, dtype), ctx.i64([int(k)]), axis=int(axis), largest=1, sorted=1, num_outputs=2)
-    if dtype not in _TOPK_TYPES:
-        values = ctx.op("Cast", values, to=onnx_dtype(dtype))
-    index_dtype = np.dtype(ctx.avals_out[1].dtype)
-    if index_dtype != np.dtype(np.int64):
-        indices = ctx.op("Cast", indices, to=onnx_dtype(index_dtype))
-    return values, indices
+    return _top_k_outputs(ctx, values, indices, dtype)
 
 
 @handler("approx_top_k", onnx_ops=("TopK", "Cast"), doc="https://docs.jax.dev/en/latest/_autosummary/jax.lax.approx_max_k.html",
@@ -132,12 +138,7 @@ def _approx_top_k(
     kept = int(ctx.avals_out[0].shape[axis])
     values, indices = ctx.op("TopK", _sortable(ctx, x, dtype), ctx.i64([kept]), axis=axis, largest=int(is_max_k), sorted=1,
                              num_outputs=2)
-    if dtype not in _TOPK_TYPES:
-        values = ctx.op("Cast", values, to=onnx_dtype(dtype))
-    index_dtype = np.dtype(ctx.avals_out[1].dtype)
-    if index_dtype != np.dtype(np.int64):
-        indices = ctx.op("Cast", indices, to=onnx_dtype(index_dtype))
-    return values, indices
+    return _top_k_outputs(ctx, values, indices, dtype)
 
 
 # ----------------------------------------------------------------------------- complex operands
