@@ -1,4 +1,4 @@
-"""Helpers on onnx-ir values and arrays: the blocked transpose gives exactly NumPy's transpose."""
+"""Helpers on onnx-ir values and arrays: the blocked and scratch transposes give exactly NumPy's transpose."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from workbench.jax_to_onnx.ir_values import transposed_copy
         ((5, 130, 70, 9), (2, 0, 3, 1)),
         ((2, 3, 4), (1, 0, 2)),  # small, and the inner axis stays inner: NumPy's own copy
         ((300, 2000), (0, 1)),
+        ((1200, 1500), None),  # a matrix wider than a scratch row and longer than its rows: chunks on both axes
+        ((300, 40, 30), (2, 1, 0)),  # a 1-D convolution kernel WIO -> OIW, W longer than the scratch's rows
+        ((3, 3, 3, 96, 128), (4, 3, 0, 1, 2)),  # a 3-D convolution kernel DHWIO -> OIDHW
+        ((2, 3, 300, 500), (2, 3, 0, 1)),  # two runs of axes swapped
     ],
 )
 def test_blocked_transpose_equals_numpy(shape: tuple[int, ...], perm: tuple[int, ...] | None) -> None:
@@ -25,6 +29,14 @@ def test_blocked_transpose_equals_numpy(shape: tuple[int, ...], perm: tuple[int,
     assert result.shape == expected.shape and result.dtype == array.dtype
     assert result.flags.c_contiguous
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int8, np.bool_])
+def test_scratch_transpose_of_other_item_sizes(dtype: type) -> None:
+    array = (np.random.default_rng(2).standard_normal((3, 3, 300, 520)) * 50).astype(dtype)  # 1.4-11 MB
+    result = transposed_copy(array, (3, 2, 0, 1))
+    assert result.dtype == array.dtype and result.flags.c_contiguous
+    np.testing.assert_array_equal(result, np.transpose(array, (3, 2, 0, 1)))
 
 
 def test_blocked_transpose_of_a_strided_view_and_integers() -> None:

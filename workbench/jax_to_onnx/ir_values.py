@@ -74,14 +74,19 @@ def transposed_copy(array: np.ndarray, perm: list[int] | tuple[int, ...] | None 
 
     NumPy copies a transposed view element by element in the destination's order, reading the source
     with a stride of up to the whole array: a 3x3x512x512 convolution kernel laid out HWIO -> OIHW took
-    ~25 ms that way (a Haiku ResNet-18's kernels a fifth of its conversion). Copying blocks of 64 along
-    every axis longer than that keeps both sides of each block in the cache, 2-4x faster; the blocks are
-    shared out among a few threads (:mod:`.copy_threads`: NumPy copies without the GIL). The result is
+    ~25 ms that way (a Haiku ResNet-18's kernels a fifth of its conversion). A permutation that reverses
+    three runs of axes (a kernel HWIO -> OIHW is (HW, I, O) -> (O, I, HW)) or swaps two (a matrix) is
+    copied through a small padded scratch (:func:`_reversed_runs_copy`); any other large one in blocks of
+    64 along every axis longer than that, which keeps both sides of each block in the cache. The chunks
+    are shared out among a few threads (:mod:`.copy_threads`: NumPy copies without the GIL). The result is
     the same array. Hand-written because NumPy has no cache-blocked (or threaded) transpose.
     """
     axes = list(range(array.ndim))[::-1] if perm is None else [int(axis) for axis in perm]
     if array.nbytes <= _TILED_TRANSPOSE_BYTES or axes[-1] == array.ndim - 1:
         return np.ascontiguousarray(np.transpose(array, axes))  # small, or the inner axis stays inner
+    runs = _reversed_runs(array, axes)
+    if runs is not None:
+        return _reversed_runs_copy(array, axes, runs)
     out = np.empty([array.shape[axis] for axis in axes], dtype=array.dtype)
     view = np.transpose(array, axes)
     starts = [range(0, size, _TRANSPOSE_BLOCK) if size > _TRANSPOSE_BLOCK else [None] for size in out.shape]
@@ -93,4 +98,61 @@ def transposed_copy(array: np.ndarray, perm: list[int] | tuple[int, ...] | None 
             out[block] = view[block]
 
     run_chunked(len(corners), copy_blocks, array.nbytes)
+    return out
+
+
+# rows of the scratch a reversed-runs copy passes each chunk through, and the longest row (bytes) it copies
+_SCRATCH_ROWS = 256
+_SCRATCH_ROW_BYTES = 2048
+# bytes added to each scratch row: rows a power of two apart in memory share the cache's sets, so
+# reading a column of unpadded rows evicts what it read a few rows before
+_SCRATCH_PAD_BYTES = 64
+
+
+def _reversed_runs(array: np.ndarray, axes: list[int]) -> tuple[int, int, int] | None:
+    """``(A, I, O)`` when ``array`` is C-ordered and ``axes`` reverses the order of three runs of its axes
+    (or swaps two: ``I`` is 1), each run kept in order: the copy is then ``(A, I, O) -> (O, I, A)``."""
+    if not array.flags.c_contiguous:
+        return None
+    runs: list[list[int]] = []
+    for axis in axes:
+        if runs and axis == runs[-1][-1] + 1:
+            runs[-1].append(axis)
+        else:
+            runs.append([axis])
+    if len(runs) not in (2, 3) or [run[0] for run in runs] != sorted((run[0] for run in runs), reverse=True):
+        return None
+    sizes = [int(np.prod([array.shape[axis] for axis in run])) for run in runs]
+    return (sizes[-1], sizes[1], sizes[0]) if len(runs) == 3 else (sizes[1], 1, sizes[0])
+
+
+def _reversed_runs_copy(array: np.ndarray, axes: list[int], runs: tuple[int, int, int]) -> np.ndarray:
+    """:func:`transposed_copy` of a permutation ``(A, I, O) -> (O, I, A)`` (see :func:`_reversed_runs`).
+
+    Each chunk (2 KB of O's columns, rows of (I, A) that fill :data:`_SCRATCH_ROWS`) is first copied
+    into a scratch laid out (I, A, O) with padded rows, reading and writing runs along O; then into the
+    output, whose rows (along A) are written in runs while the scratch's columns are read, in the cache
+    and without the set conflicts of unpadded power-of-two rows. The blocked copy's inner loops were as
+    short as a kernel's W (3 elements, each read a row of the source apart); these two are 0.6x its CPU
+    time on a Haiku ResNet-18's kernels (docs/performance.md, "Kernel copies through a scratch").
+    """
+    size_a, size_i, size_o = runs
+    source = array.reshape(size_a, size_i, size_o)
+    out = np.empty([array.shape[axis] for axis in axes], dtype=array.dtype)
+    target = out.reshape(size_o, size_i, size_a)
+    columns = max(1, min(size_o, _SCRATCH_ROW_BYTES // array.itemsize))
+    rows_a = min(size_a, _SCRATCH_ROWS)
+    rows_i = max(1, min(size_i, _SCRATCH_ROWS // rows_a))
+    corners = list(itertools.product(range(0, size_o, columns), range(0, size_i, rows_i), range(0, size_a, rows_a)))
+    pad = max(1, _SCRATCH_PAD_BYTES // array.itemsize)
+
+    def copy_chunks(first: int, stop: int) -> None:
+        scratch = np.empty((rows_i, rows_a, columns + pad), dtype=array.dtype)
+        for o, i, a in corners[first:stop]:
+            rows = source[a:a + rows_a, i:i + rows_i, o:o + columns]
+            chunk = scratch[:rows.shape[1], :rows.shape[0], :rows.shape[2]]
+            chunk[...] = rows.transpose(1, 0, 2)
+            target[o:o + columns, i:i + rows_i, a:a + rows_a] = chunk.transpose(2, 0, 1)
+
+    run_chunked(len(corners), copy_chunks, array.nbytes)
     return out
