@@ -2,7 +2,7 @@
 
 Depthwise convolutions (group = channels) become a sum of k^2 shifted products (XLA CPU's grouped
 convolution is far slower); 1x1 convolutions become a matmul over channels; dense convolutions of
-channels-last networks with an output map of at most 12x12 become one dot over their unfolded windows
+channels-last networks with an output map of at most 13x13 become one dot over their unfolded windows
 (``_conv_im2col``, in models compiled with YNNPACK fusing only dots: XLA CPU's own convolution
 kernel is slow on small maps with many channels), and in the same models 3x3 stride-1 ones on larger
 maps are computed by Winograd's F(2x2, 3x3) (``_conv_winograd``: 16 dots on transformed tiles).
@@ -22,6 +22,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
+from tests.benchmarks.hlo_kernels import kernel_table
 from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
@@ -86,6 +87,7 @@ def dots_only(monkeypatch):
 
 @pytest.mark.parametrize("x_shape, w_shape, attrs, form", [
     ((1, 16, 12, 12), (24, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "dot"),
+    ((1, 16, 13, 13), (24, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "dot"),
     ((2, 8, 24, 24), (16, 8, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "dot"),
     ((1, 8, 7, 9), (12, 8, 3, 3), {"pads": [0, 1, 2, 1], "strides": [2, 1]}, "dot"),
     ((1, 8, 6, 6), (8, 8, 2, 2), {"strides": [2, 2]}, "dot"),
@@ -107,7 +109,7 @@ def dots_only(monkeypatch):
     ((1, 1, 30, 30), (8, 1, 5, 5), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, "stem"),
     ((1, 3, 40, 40), (96, 3, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "xla"),
     ((1, 3, 40, 40), (16, 3, 4, 4), {"strides": [4, 4]}, "xla"),
-], ids=["12x12", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
+], ids=["12x12", "13x13", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
         "winograd-24x24", "winograd-odd-map-batch-2", "winograd-asymmetric-pads", "winograd-same-upper",
         "24x24-strided", "dilated", "grouped", "5x5", "1x7-batch-2", "7x1-uneven-pads-strided",
         "stem", "stem-odd-map-batch-2", "stem-dilated-asymmetric-pads", "stem-5x5-same-upper",
@@ -228,6 +230,26 @@ def test_winograd_convolution_in_float16_and_its_gradient(dots_only):
     primitives = _primitives(forward, params, x)
     assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
     _check_float16_and_gradient(forward, params, x)
+
+
+@pytest.mark.parametrize("x_shape", [(1, 8, 24, 24), (2, 6, 13, 15)], ids=["24x24", "odd-map-batch-2"])
+def test_winograd_output_transform_is_one_kernel(dots_only, x_shape):
+    """A Winograd layer + Relu against onnxruntime, compiled as YNNPACK's dots and four kernels of XLA's:
+    the input's layout transpose with the padding, the input transform's two axes, and the output
+    transform with the Relu and the transpose back to NCHW. Applied one axis at a time, the output
+    transform was one kernel more (``subtract_concatenate_fusion``); Inception v3 had 6 such."""
+    model = _conv_model(x_shape, (x_shape[1] + 2, x_shape[1], 3, 3), pads=[1, 1, 1, 1])
+    relu = helper.make_node("Relu", ["y"], ["z"])
+    model.graph.node.append(relu)
+    model.graph.output[0].name = "z"
+    x = np.random.default_rng(10).standard_normal(x_shape).astype(np.float32)
+    generated = generate_module(model)
+    assert "conv_general_dilated" not in _primitives(generated.forward, generated.params, x)
+    jitted = wb.jit_forward(generated.forward, generated.params)
+    np.testing.assert_allclose(np.asarray(jitted(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)
+    kernels = {kind: distinct for kind, distinct, _ in kernel_table(jitted.lower(x).compile().as_text())
+               if not kind.startswith("ynn")}
+    assert sum(kernels.values()) == 4, kernels
 
 
 @pytest.mark.parametrize("size, kernel, stride, dilation, padding, live", [

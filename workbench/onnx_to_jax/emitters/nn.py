@@ -206,20 +206,23 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
 @runtime_helper
 def _conv_as_dot(out_spatial, kernel, dilations, group):
     """Whether a channels-last 2-D convolution runs faster as one dot over its unfolded windows
-    (``_conv_im2col``) than as XLA's convolution: dense (one group), at most 3x3, undilated, on an
-    output map of at most 12x12 (144 positions).
+    (``_conv_im2col``) than as XLA's convolution or Winograd's form: dense (one group), at most 3x3,
+    undilated, on an output map of at most 13x13 (169 positions).
 
     With YNNPACK fusing only dots (the models of 10 M weights and more,
     workbench/onnx_to_jax/jit_options.py), convolutions run as XLA CPU's own kernel, which slows
     from ~30 to ~8 GMAC/s as the map shrinks and the channels grow; the unfolded windows times the
     (k*k*I, O) weight are one YNNPACK dot. Measured per layer shape of ResNet-18/50 and on the
     whole networks (tests/benchmarks/bench_conv_forms.py; docs/onnx_to_jax_corpus.md, "Small
-    convolutions as dots"): the dot is faster from 12x12 down, XLA's kernel at 24x24. Only asked for
-    code compiled with dots only (``_conv``'s ``small_as_dot``): under XLA's default YNNPACK fusion
-    the same rule made DenseNet-121 slower (27.8 against 29.6 ms) and compile 1.5x longer.
+    convolutions as dots"): the dot is faster from 12x12 down, XLA's kernel at 24x24. At 13x13
+    (Inception v3's 3x3 layers of 64-96 channels, none in ResNet) the dot rather than Winograd's form
+    left Inception's latency as it was and its compile 0.3-0.4 CPU s shorter (docs/onnx_to_jax_corpus.md,
+    "Inception's Winograd kernels"). Only asked for code compiled with dots only (``_conv``'s
+    ``small_as_dot``): under XLA's default YNNPACK fusion the same rule made DenseNet-121 slower (27.8
+    against 29.6 ms) and compile 1.5x longer.
     """
     positions = out_spatial[0] * out_spatial[1]
-    return group == 1 and positions <= 144 and all(k <= 3 for k in kernel) and all(d == 1 for d in dilations)
+    return group == 1 and positions <= 169 and all(k <= 3 for k in kernel) and all(d == 1 for d in dilations)
 
 
 @runtime_helper
@@ -254,7 +257,7 @@ def _conv_im2col(x, w, strides, padding):
 def _conv_as_winograd(out_spatial, kernel, strides, dilations, group):
     """Whether a channels-last 2-D convolution runs faster by Winograd's F(2x2, 3x3)
     (``_conv_winograd``) than by XLA's convolution kernel: dense (one group), 3x3, stride 1,
-    undilated, on an output map of more than 144 positions (the maps ``_conv_as_dot`` leaves to XLA's
+    undilated, on an output map of more than 169 positions (the maps ``_conv_as_dot`` leaves to XLA's
     kernel).
 
     Winograd's form does 16 products of (positions/4, I) by (I, O) instead of 9 of (positions, I) by
@@ -269,7 +272,7 @@ def _conv_as_winograd(out_spatial, kernel, strides, dilations, group):
     """
     positions = out_spatial[0] * out_spatial[1]
     return (
-        group == 1 and positions > 144 and tuple(kernel) == (3, 3)
+        group == 1 and positions > 169 and tuple(kernel) == (3, 3)
         and all(s == 1 for s in strides) and all(d == 1 for d in dilations)
     )
 
@@ -285,7 +288,11 @@ def _conv_winograd(x, w, padding):
     matrices in the traced code). The input transform B^T d B: tile t of an axis reads rows 2t..2t+3,
     which are the even and odd rows t and t+1, so each axis takes four sums or differences of slices
     of the rows split into (pairs, 2) (a first form that cut the 16 tile windows out one by one ran
-    as fast but compiled twice as long); the output transform likewise. The weight transform
+    as fast but compiled twice as long; the 16 sums written out of the pairs of both axes, stacked
+    once or as stacks of stacks, made more kernels or larger ones). The output transform writes each
+    of the 2x2 outputs as its sum of 9 products, stacked once: one kernel per layer shape where the
+    transform one axis at a time was two, and Inception v3 ran 5% faster (docs/onnx_to_jax_corpus.md,
+    "Inception's Winograd kernels"). The weight transform
     G g G^T reads the weight alone, so XLA computes it at compile time when the weights are folded.
     ``_conv_as_winograd`` says when this is faster. Rounding: the transforms' coefficients are 0, +-1
     and 1/2, so the result stays within a few float32 units of the direct sum
@@ -305,8 +312,8 @@ def _conv_winograd(x, w, padding):
         d1, d3 = lax.slice_in_dim(odd, 0, t, axis=axis), lax.slice_in_dim(odd, 1, t + 1, axis=axis)
         return jnp.stack([d0 - d2, d1 + d2, d2 - d1, d1 - d3])
 
-    def transform_output(m):  # A^T along the leading axis of 4: 2 outputs
-        return jnp.stack([m[0] + m[1] + m[2], m[1] - m[2] - m[3]])
+    def output_terms(terms):  # A^T over four terms: 2 outputs
+        return terms[0] + terms[1] + terms[2], terms[1] - terms[2] - terms[3]
 
     dtype = jnp.result_type(x, w)
     carry = _accumulation_dtype(dtype)
@@ -322,8 +329,11 @@ def _conv_winograd(x, w, padding):
     m = jnp.einsum(
         "tnhwc,tco->tnhwo", jnp.reshape(v, (16, batch) + tiles + (channels,)), jnp.reshape(u, (16,) + w.shape[2:])
     )
-    m = jnp.reshape(m, (4, 4) + m.shape[1:])
-    y = transform_output(jnp.moveaxis(transform_output(m), 1, 0))  # (2 rows, 2 columns, N, tiles..., O)
+    # A^T m A: product 4 * c + r is column term c, row term r; A^T over the column terms of each row term,
+    # then over the row terms, and the four outputs stacked once (a stack per axis was one kernel more)
+    by_row = [output_terms([m[4 * c + r] for c in range(4)]) for r in range(4)]  # (column 0, column 1)
+    y = [output_terms([by_row[r][column] for r in range(4)]) for column in range(2)]  # (row 0, row 1)
+    y = jnp.reshape(jnp.stack([y[0][0], y[1][0], y[0][1], y[1][1]]), (2, 2) + m.shape[1:])  # (2 rows, 2 columns, ...)
     y = jnp.reshape(jnp.transpose(y, (2, 3, 0, 4, 1, 5)), (batch, 2 * tiles[0], 2 * tiles[1], w.shape[-1]))
     return y[:, :out[0], :out[1], :].astype(dtype)
 
