@@ -8,6 +8,7 @@ import numpy as np
 from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form, _space_to_batch_conv
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 # the axes that take ONNX's (O, I, kh, kw) convolution weight to the (kh, kw, I, O) XLA's CPU kernels read
@@ -278,11 +279,12 @@ def _conv_as_winograd(out_spatial, kernel, strides, dilations, group):
 
 
 @runtime_helper
-def _conv_winograd(x, w, padding):
+def _conv_winograd(x, w, padding, dilations=(1, 1)):
     """A 3x3 stride-1 dense 2-D convolution of a channels-last (N, H, W, I) input with an HWIO weight
     by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, 2016): the output in 2x2 tiles, each
     from its 4x4 input tile d and the 3x3 kernel g as A^T [(G g G^T) * (B^T d B)] A, the elementwise
-    product summed over the input channels, i.e. 16 dots of (tiles, I) by (I, O).
+    product summed over the input channels, i.e. 16 dots of (tiles, I) by (I, O). A dilated one runs
+    undilated on its input's interleaved grids (``_space_to_batch_conv``).
 
     All three transforms are applied one axis at a time, as sums and differences (no constant
     matrices in the traced code). The input transform B^T d B: tile t of an axis reads rows 2t..2t+3,
@@ -292,16 +294,14 @@ def _conv_winograd(x, w, padding):
     once or as stacks of stacks, made more kernels or larger ones). The output transform writes each
     of the 2x2 outputs as its sum of 9 products, stacked once: one kernel per layer shape where the
     transform one axis at a time was two, and Inception v3 ran 5% faster (docs/onnx_to_jax_corpus.md,
-    "Inception's Winograd kernels"). The weight transform
-    G g G^T reads the weight alone, so XLA computes it at compile time when the weights are folded.
-    ``_conv_as_winograd`` says when this is faster. Rounding: the transforms' coefficients are 0, +-1
+    "Inception's Winograd kernels"). The weight transform G g G^T reads the weight alone: a concrete
+    weight (folded into the jitted function) is transformed with numpy at trace time
+    (``_winograd_weight``: XLA's constant folding of the transform made FCN-ResNet50's 2048 -> 512 head
+    compile in 4.7 against 0.7 CPU s), a traced one with jnp. ``_conv_as_winograd`` and
+    ``_conv_wide_form`` say when this is faster. Rounding: the transforms' coefficients are 0, +-1
     and 1/2, so the result stays within a few float32 units of the direct sum
     (tests/onnx_to_jax/test_conv_forms.py compares it with onnxruntime).
     """
-
-    def transform_weight(k, axis):  # G along ``axis`` (length 3): a new leading axis of 4
-        k0, k1, k2 = (lax.index_in_dim(k, i, axis, keepdims=False) for i in range(3))
-        return jnp.stack([k0, (k0 + k1 + k2) * 0.5, (k0 - k1 + k2) * 0.5, k2])
 
     def transform_input(z, axis):  # B^T along ``axis`` (length 2t + 2): a new leading axis of 4, ``axis`` of t
         pairs = jnp.reshape(z, z.shape[:axis] + (z.shape[axis] // 2, 2) + z.shape[axis + 1:])
@@ -317,6 +317,9 @@ def _conv_winograd(x, w, padding):
 
     dtype = jnp.result_type(x, w)
     carry = _accumulation_dtype(dtype)
+    if any(d != 1 for d in dilations):
+        undilated = lambda grids: _conv_winograd(grids, w, ((0, 0), (0, 0)))  # noqa: E731
+        return _space_to_batch_conv(undilated, x, padding, dilations)
     (top, bottom), (left, right) = padding
     out = (x.shape[1] + top + bottom - 2, x.shape[2] + left + right - 2)
     tiles = (-(-out[0] // 2), -(-out[1] // 2))
@@ -325,7 +328,7 @@ def _conv_winograd(x, w, padding):
     x = jnp.pad(x.astype(carry), pads)
     batch, channels = x.shape[0], x.shape[3]
     v = transform_input(transform_input(x, 1), 3)  # (4 column terms, 4 row terms, N, tiles..., I)
-    u = transform_weight(transform_weight(w.astype(carry), 0), 1)  # (4 column terms, 4 row terms, I, O)
+    u = _winograd_weight(w, carry)  # (4 column terms, 4 row terms, I, O)
     m = jnp.einsum(
         "tnhwc,tco->tnhwo", jnp.reshape(v, (16, batch) + tiles + (channels,)), jnp.reshape(u, (16,) + w.shape[2:])
     )
@@ -336,6 +339,30 @@ def _conv_winograd(x, w, padding):
     y = jnp.reshape(jnp.stack([y[0][0], y[1][0], y[0][1], y[1][1]]), (2, 2) + m.shape[1:])  # (2 rows, 2 columns, ...)
     y = jnp.reshape(jnp.transpose(y, (2, 3, 0, 4, 1, 5)), (batch, 2 * tiles[0], 2 * tiles[1], w.shape[-1]))
     return y[:, :out[0], :out[1], :].astype(dtype)
+
+
+@runtime_helper
+def _winograd_weight(w, carry):
+    """Winograd's G g G^T of an HWIO 3x3 weight, (4 column terms, 4 row terms, I, O) in ``carry``.
+
+    A concrete weight (the folded weights of ``jit_forward``, or an eager call) is transformed with
+    numpy, as one (16, 9) by (9, I * O) product (its coefficients 0, +-1/4, +-1/2 and 1 are exact),
+    so that XLA gets the transformed weight as a constant rather than folding the transform itself
+    (FCN-ResNet50's head, 2048 -> 512, compiled in 4.7 against 0.7 CPU s so; numpy's sums one axis at a
+    time took 1.3 s for FCN's eleven Winograd weights, the product 0.03 s for the head); a traced one
+    (weights as jit arguments, gradients) with jnp, one axis at a time.
+    """
+    if not isinstance(w, jax.core.Tracer):
+        g = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+        both = np.reshape(np.einsum("bi,aj->abij", g, g), (16, 9)).astype(carry)  # (column, row term) x (kh, kw)
+        u = both @ np.reshape(np.asarray(w, carry), (9, -1))
+        return np.reshape(u, (4, 4) + w.shape[2:])
+
+    def transform_weight(k, axis):  # G along ``axis`` (length 3): a new leading axis of 4
+        k0, k1, k2 = (lax.index_in_dim(k, i, axis, keepdims=False) for i in range(3))
+        return jnp.stack([k0, (k0 + k1 + k2) * 0.5, (k0 - k1 + k2) * 0.5, k2])
+
+    return transform_weight(transform_weight(w.astype(carry), 0), 1)
 
 
 @runtime_helper
@@ -406,8 +433,10 @@ def _conv(
     kernels read, which ``prepare`` gave it once (``_prepare_params``); else it is transposed to
     that layout here, in every call when the weights are jit arguments. ``small_as_dot`` (channels-last
     code compiled with YNNPACK fusing only dots): the small dense convolutions ``_conv_as_dot`` picks
-    run as one dot over their unfolded windows (``_conv_im2col``), and the larger 3x3 stride-1 ones
-    ``_conv_as_winograd`` picks by Winograd's F(2x2, 3x3) (``_conv_winograd``). ``stem_as_dot``
+    run as one dot over their unfolded windows (``_conv_im2col``), the larger 3x3 stride-1 ones
+    ``_conv_as_winograd`` picks by Winograd's F(2x2, 3x3) (``_conv_winograd``), and the wide 3x3 ones
+    (256 channels and more, dilated or not) by Winograd or one dot per live tap, as
+    ``_conv_wide_form`` says (``_conv_live_taps``). ``stem_as_dot``
     (channels-last code whose convolutions XLA's own kernel runs: YNNPACK fusing only dots, or
     nothing): the stems ``_conv_as_stem_dot`` picks run as one dot (``_conv_stem_dot``).
     """
@@ -433,11 +462,13 @@ def _conv(
         stem_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating)
         and _conv_as_stem_dot(channels, kernel, out_channels, group)
     )
+    wide = None
     if as_dot:
         out_spatial = [
             _window_positions(onnx_shape[2 + i] + sum(padding[i]), kernel[i], strides[i], dilations[i]) for i in range(2)
         ]
-        as_winograd = _conv_as_winograd(out_spatial, kernel, strides, dilations, group)
+        wide = _conv_wide_form(onnx_shape[2:], kernel, strides, dilations, padding, group, channels)
+        as_winograd = wide == "winograd" or _conv_as_winograd(out_spatial, kernel, strides, dilations, group)
         as_dot = _conv_as_dot(out_spatial, kernel, dilations, group)
     if pointwise and all(p == (0, 0) for p in padding):
         # A 1x1 convolution is a matmul over channels. Written NCHW, XLA CPU would run it through
@@ -455,7 +486,9 @@ def _conv(
         else:
             y = _depthwise_conv(x, w, strides, padding, dilations)
     elif as_winograd:
-        y = _conv_winograd(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), padding)
+        y = _conv_winograd(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), padding, dilations)
+    elif wide == "live_taps":
+        y = _conv_live_taps(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), padding, dilations)
     elif as_dot:
         y = _conv_im2col(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), strides, padding)
     elif as_stem_dot:
