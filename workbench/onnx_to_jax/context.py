@@ -14,6 +14,7 @@ from workbench.onnx_to_jax.layout import LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
 from workbench.onnx_to_jax.phases import Phase
 from workbench.onnx_to_jax.reader import describe_node
+from workbench.onnx_to_jax.reshaped_add import ReshapedAdd
 
 _REQUIRED = object()
 
@@ -31,6 +32,8 @@ class GraphScope(Protocol):
     def static_of(self, onnx_name: str) -> np.ndarray | None: ...
 
     def phase_of(self, onnx_name: str) -> Phase | None: ...
+
+    def reshaped_add_of(self, onnx_name: str) -> ReshapedAdd | None: ...
 
     def value_expr(self, onnx_name: str) -> str: ...
 
@@ -168,6 +171,15 @@ class NodeContext:
         """For a Slice with these static parameters: record output 0 as a strided phase of input 0 when it
         takes one (phases.py; a Concat of such phases is emitted as one transpose)."""
         self._graph.note_phase(self.node.output[0], self.node.input[0], starts, ends, axes, steps)
+
+    def reshaped_add(self) -> ReshapedAdd | None:
+        """For a Reshape: the Reshape -> Add chain that made its input, if the generator found one
+        whose intermediate values nothing else reads (reshaped_add.py)."""
+        return self._graph.reshaped_add_of(self.node.output[0]) if self.has_output(0) else None
+
+    def value_shape(self, onnx_name: str) -> tuple[int | None, ...] | None:
+        """The known shape of any value of the graph (not only this node's inputs and outputs)."""
+        return self._graph.shape_of(onnx_name)
 
     def value(self, onnx_name: str) -> str:
         """Expression of a value the node reads besides its inputs (on ONNX's axes), e.g. a phase's source."""

@@ -35,6 +35,7 @@ from workbench.onnx_io.evaluate import evaluate_node
 from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
 from workbench.onnx_to_jax.refine import refine_output_types
 from workbench.onnx_to_jax.repeats import RepeatFinder
+from workbench.onnx_to_jax.reshaped_add import ReshapedAdd, find_reshaped_adds
 from workbench.onnx_to_jax.segments import NodeCode, SegmentAssembler
 from workbench.onnx_to_jax.writer import SourceWriter
 
@@ -155,6 +156,7 @@ class ModuleBuilder:
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
+        top.reshaped_adds = find_reshaped_adds(self.checked.nodes, [o.name for o in graph.output])
         items = top.collect_nodes(self.checked.nodes)
         parts = SourceWriter()
         self.barriers = tuple(item.node.name or item.node.op_type for item in items if item.barrier)
@@ -347,6 +349,8 @@ class GraphEmitter:
         self.layout = layout if layout is not None else ChannelsLast()
         # Slice outputs that are one strided phase of a value (phases.py), for Concat
         self.phases: dict[str, Phase] = {}
+        # Reshape -> Add -> Reshape chains, by the last Reshape's output (reshaped_add.py; main graph only)
+        self.reshaped_adds: dict[str, ReshapedAdd] = {}
         # values the node being emitted reads besides its inputs (NodeContext.value)
         self.extra_reads: list[str] = []
 
@@ -374,6 +378,9 @@ class GraphEmitter:
 
     def phase_of(self, onnx_name: str) -> Phase | None:
         return self.phases.get(onnx_name)
+
+    def reshaped_add_of(self, onnx_name: str) -> ReshapedAdd | None:
+        return self.reshaped_adds.get(onnx_name)
 
     def note_phase(self, output: str, source: str, starts: list[int], ends: list[int],
                    axes: list[int] | None, steps: list[int] | None) -> None:

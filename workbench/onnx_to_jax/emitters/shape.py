@@ -15,6 +15,7 @@ from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.helpers import _ints
 from workbench.onnx_to_jax.phases import _phase_concat, phase_concat_plan
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
+from workbench.onnx_to_jax.reshaped_add import reshaped_add_plan
 
 
 @runtime_helper
@@ -36,8 +37,27 @@ def reshape(ctx: NodeContext) -> str:
         if not allowzero and 0 in dims and in_shape is not None:
             dims = [in_shape[i] if s == 0 else s for i, s in enumerate(dims)]
         if allowzero or 0 not in dims and all(isinstance(d, int) for d in dims):
+            undone = _reshaped_add(ctx)
+            if undone is not None:
+                return undone
             return f"jnp.reshape({ctx.x(0)}, {ctx.lit(tuple(dims))})"
     return ctx.call(_reshape, ctx.x(0), ctx.host(1), ctx.lit(bool(allowzero)))
+
+
+def _reshaped_add(ctx: NodeContext) -> str | None:
+    """``a + reshape(broadcast_to(m, s), shape(a))`` for ``Reshape(Add(Reshape(a, s), m))`` back to ``a``'s
+    shape (reshaped_add.py: the same sums, at the shape the code around it reads; Swin's window masks)."""
+    chain = ctx.reshaped_add()
+    target = ctx.out_shape(0)
+    if chain is None or target is None or any(d is None for d in target):
+        return None
+    broadcast = reshaped_add_plan(tuple(target), ctx.value_shape(chain.source), ctx.value_shape(chain.reshaped),
+                                  ctx.shape(0), ctx.value_shape(chain.other))
+    if broadcast is None:
+        return None
+    other = f"jnp.reshape(jnp.broadcast_to({ctx.value(chain.other)}, {ctx.lit(broadcast)}), {ctx.lit(tuple(target))})"
+    source = ctx.value(chain.source)
+    return f"jnp.add({other}, {source})" if chain.other_first else f"jnp.add({source}, {other})"
 
 
 @runtime_helper
