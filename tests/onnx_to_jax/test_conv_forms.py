@@ -28,7 +28,9 @@ from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.nn import _live_taps
 from workbench.onnx_to_jax import generator
-from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
+from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
+
+LEVEL = {LLVM_LEVEL: LLVM_LEVEL_CHOSEN}  # every model's LLVM level (jit_options.py)
 
 
 def _conv_model(x_shape, w_shape, **attrs) -> onnx.ModelProto:
@@ -125,7 +127,7 @@ def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape,
     generated = generate_module(model)
     params = generated.params
     prepared = generated.prepare(params)
-    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_ONLY, **LEVEL}
     for primitives in (_primitives(generated.forward, params, x),
                        _primitives(generated.forward_prepared, prepared, x)):
         assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives
@@ -145,7 +147,7 @@ def test_small_convolution_stays_xla_s_under_the_default_fusion():
     form was slower there: DenseNet-121)."""
     model = _conv_model((1, 16, 12, 12), (24, 16, 3, 3), pads=[1, 1, 1, 1])
     generated = generate_module(model)
-    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {}
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == LEVEL
     x = np.random.default_rng(5).standard_normal((1, 16, 12, 12)).astype(np.float32)
     assert "conv_general_dilated" in _primitives(generated.forward, generated.params, x)
     got = wb.jit_forward(generated.forward, generated.params)(x)
@@ -175,7 +177,7 @@ def test_stem_as_one_dot_with_ynnpack_off(ynn_off):
 def test_stem_stays_xla_s_under_the_default_fusion():
     model = _conv_model((1, 3, 30, 30), (16, 3, 3, 3), pads=[1, 1, 1, 1], strides=[2, 2])
     generated = generate_module(model)
-    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {}
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == LEVEL
     x = np.random.default_rng(9).standard_normal((1, 3, 30, 30)).astype(np.float32)
     assert "conv_general_dilated" in _primitives(generated.forward, generated.params, x)
 

@@ -22,7 +22,7 @@ from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_wide_form, _tap_rows
 from workbench.onnx_to_jax.emitters.nn import _winograd_weight
-from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
+from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_ONLY, YNN_FUSION_TYPE
 
 
 @pytest.fixture
@@ -69,7 +69,8 @@ def test_wide_convolution_form_matches_onnxruntime(dots_only, x_shape, out_chann
     generated = generate_module(model)
     params = generated.params
     prepared = generated.prepare(params)
-    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {
+        YNN_FUSION_TYPE: YNN_DOTS_ONLY, LLVM_LEVEL: LLVM_LEVEL_CHOSEN}
     for primitives in (_primitives(generated.forward, params, x),
                        _primitives(generated.forward_prepared, prepared, x)):
         assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives

@@ -21,10 +21,11 @@ from tests.support.harness import run_onnx
 from tests.support.saved_jax import load_saved
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
-from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
+from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
 
-CHOSEN = {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
-SEPARABLE = {YNN_FUSION_TYPE: YNN_NONE}
+LEVEL = {LLVM_LEVEL: LLVM_LEVEL_CHOSEN}  # every model: LLVM at level 2 (compiles faster, runs as fast)
+CHOSEN = {YNN_FUSION_TYPE: YNN_DOTS_ONLY, **LEVEL}
+SEPARABLE = {YNN_FUSION_TYPE: YNN_NONE, **LEVEL}
 
 
 def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], scale: float = 0.1) -> onnx.TensorProto:
@@ -154,7 +155,7 @@ def test_weights_are_counted_from_float_initializers_and_constants():
 
 def test_the_choice_follows_the_number_of_weights():
     assert jit_options.choose_compiler_options(_residual_cnn().graph) == CHOSEN
-    assert jit_options.choose_compiler_options(_patch_transformer().graph) == {}
+    assert jit_options.choose_compiler_options(_patch_transformer().graph) == LEVEL
 
 
 def _with_linear_head(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -204,7 +205,7 @@ def test_a_convolution_whose_weight_is_computed_is_not_taken_for_depthwise():
         graph.node.insert(0, helper.make_node("Identity", [name], [f"{name}.copy"]))
         dw.input[1] = f"{name}.copy"
     assert not jit_options.has_depthwise(graph)
-    assert jit_options.choose_compiler_options(graph) == {}
+    assert jit_options.choose_compiler_options(graph) == LEVEL
 
 
 @pytest.mark.parametrize("fold", [True, False], ids=["folded", "args"])
@@ -227,10 +228,11 @@ def test_separable_cnn_with_ynnpack_off_matches_onnxruntime(fold):
 def test_generated_module_records_the_options_chosen_from_its_graph():
     cnn = generate_module(_residual_cnn())
     vit = generate_module(_patch_transformer())
-    assert f"XLA_COMPILER_OPTIONS = {{'{YNN_FUSION_TYPE}': '{YNN_DOTS_ONLY}'}}" in cnn.source
-    assert "XLA_COMPILER_OPTIONS = {}" in vit.source
+    level = f"'{LLVM_LEVEL}': {LLVM_LEVEL_CHOSEN}"
+    assert f"XLA_COMPILER_OPTIONS = {{{level}, '{YNN_FUSION_TYPE}': '{YNN_DOTS_ONLY}'}}" in cnn.source
+    assert f"XLA_COMPILER_OPTIONS = {{{level}}}" in vit.source
     assert jit_options.generated_options(cnn.forward) == CHOSEN
-    assert jit_options.generated_options(vit.forward) == {}
+    assert jit_options.generated_options(vit.forward) == LEVEL
 
 
 @pytest.mark.parametrize("fold", [True, False], ids=["folded", "args"])
@@ -268,6 +270,32 @@ def test_user_options_are_added_and_win():
     assert "convolution(" not in fn.lower(x).compile().as_text().split("\nENTRY ", 1)[1]
     np.testing.assert_allclose(np.asarray(fn(x)), expected, rtol=1e-4, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("flags", ["", "--xla_dump_hlo_as_text --xla_backend_optimization_level=0"],
+                         ids=["no-flags", "flags-set-a-level"])
+def test_llvm_level_defers_to_a_level_in_xla_flags(flags, monkeypatch):
+    """Every module asks for LLVM level 2; a level the process's XLA_FLAGS sets (the suite's 0 for its
+    speed, or a user's) is left to the flag. The values are onnxruntime's either way."""
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    seen = []
+    real_jit = jax.jit
+
+    def spy(fn, compiler_options=None, **kwargs):
+        seen.append(dict(compiler_options or {}))
+        return real_jit(fn, compiler_options=compiler_options, **kwargs)
+
+    monkeypatch.setattr(jax, "jit", spy)
+    model, x = _residual_cnn(), _image()
+    forward, params = wb.to_jax(model)
+    got = wb.jit_forward(forward, params)(x)
+    np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
+    options = seen[-1]
+    if flags:
+        assert LLVM_LEVEL not in options, options
+    else:
+        assert options.get(LLVM_LEVEL) == LLVM_LEVEL_CHOSEN, options
+    assert (YNN_FUSION_TYPE in options) == bool(jit_options.supported_options({YNN_FUSION_TYPE: YNN_DOTS_ONLY}))
 
 def test_options_the_running_xla_does_not_know_are_dropped():
     assert jit_options.supported_options({"xla_cpu_no_such_option_in_any_xla": "1"}) == {}

@@ -83,13 +83,25 @@ def _xla_accepts(name, value):
 
 
 @runtime_helper
+def _xla_flag_set(name):
+    """Whether the process's ``XLA_FLAGS`` sets XLA option ``name`` (``--name=value``)."""
+    import os
+
+    return any(flag.lstrip("-").split("=", 1)[0] == name for flag in os.environ.get("XLA_FLAGS", "").split())
+
+
+@runtime_helper
 def _jit_with_options(fn, options, **jit_kwargs):
     """``jax.jit(fn, **jit_kwargs)`` compiled with the XLA options ``options`` (a generated module's
     ``XLA_COMPILER_OPTIONS``: workbench/onnx_to_jax/jit_options.py), less those the running XLA does not
-    know; ``compiler_options`` in ``jit_kwargs`` are added unchecked and win. Every jitted function of
-    generated code is built here: ``wb.jit_forward`` for a whole model, ``_segment`` for the parts of a
-    model whose shapes depend on values."""
-    chosen = {name: value for name, value in options.items() if _xla_accepts(name, value)}
+    know, and less an LLVM optimization level when the process's ``XLA_FLAGS`` sets one (the user's
+    choice, or the test suite's fast compiles); ``compiler_options`` in ``jit_kwargs`` are added unchecked
+    and win. Every jitted function of generated code is built here: ``wb.jit_forward`` for a whole model,
+    ``_segment`` for the parts of a model whose shapes depend on values."""
+    chosen = {
+        name: value for name, value in options.items()
+        if _xla_accepts(name, value) and not (name == "xla_backend_optimization_level" and _xla_flag_set(name))
+    }
     chosen.update(jit_kwargs.pop("compiler_options", None) or {})
     return jax.jit(fn, compiler_options=chosen or None, **jit_kwargs)
 
