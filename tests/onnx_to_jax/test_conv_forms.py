@@ -5,7 +5,8 @@ convolution is far slower); 1x1 convolutions become a matmul over channels; dens
 channels-last networks with an output map of at most 13x13 become one dot over their unfolded windows
 (``_conv_im2col``, in models compiled with YNNPACK fusing only dots: XLA CPU's own convolution
 kernel is slow on small maps with many channels), and in the same models 3x3 stride-1 ones on larger
-maps are computed by Winograd's F(2x2, 3x3) (``_conv_winograd``: 16 dots on transformed tiles).
+maps with at least 64 input channels are computed by Winograd's F(2x2, 3x3) (``_conv_winograd``: 16 dots
+on transformed tiles).
 Taps whose windows read only zero padding (dilations or kernels reaching past a small map, as in
 DeepLabv3's ASPP) are dropped first (``_live_taps``). An image's stem (at most 27 input values per
 output) becomes one dot over its windows laid side by side (``_conv_stem_dot``) in every model whose
@@ -95,10 +96,11 @@ def dots_only(monkeypatch):
     ((1, 8, 6, 6), (8, 8, 2, 2), {"strides": [2, 2]}, "dot"),
     ((1, 8, 10, 10), (8, 8, 3, 3), {"auto_pad": "SAME_LOWER"}, "dot"),
     ((1, 8, 12, 12), (8, 8, 1, 1), {"strides": [2, 2]}, "dot"),
-    ((1, 8, 24, 24), (8, 8, 3, 3), {"pads": [1, 1, 1, 1]}, "winograd"),
-    ((2, 6, 13, 15), (10, 6, 3, 3), {"pads": [1, 1, 1, 1]}, "winograd"),
-    ((1, 8, 16, 19), (8, 8, 3, 3), {"pads": [0, 2, 1, 0]}, "winograd"),
-    ((1, 8, 14, 14), (12, 8, 3, 3), {"auto_pad": "SAME_UPPER"}, "winograd"),
+    ((1, 64, 24, 24), (8, 64, 3, 3), {"pads": [1, 1, 1, 1]}, "winograd"),
+    ((2, 64, 13, 15), (10, 64, 3, 3), {"pads": [1, 1, 1, 1]}, "winograd"),
+    ((1, 64, 16, 19), (8, 64, 3, 3), {"pads": [0, 2, 1, 0]}, "winograd"),
+    ((1, 64, 14, 14), (12, 64, 3, 3), {"auto_pad": "SAME_UPPER"}, "winograd"),
+    ((1, 32, 24, 24), (16, 32, 3, 3), {"pads": [1, 1, 1, 1]}, "xla"),
     ((1, 8, 24, 24), (8, 8, 3, 3), {"pads": [1, 1, 1, 1], "strides": [1, 2]}, "xla"),
     ((1, 8, 10, 10), (8, 8, 3, 3), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, "xla"),
     ((1, 8, 10, 10), (8, 4, 3, 3), {"pads": [1, 1, 1, 1], "group": 2}, "xla"),
@@ -113,6 +115,7 @@ def dots_only(monkeypatch):
     ((1, 3, 40, 40), (16, 3, 4, 4), {"strides": [4, 4]}, "xla"),
 ], ids=["12x12", "13x13", "strided-to-12x12", "asymmetric-pads", "2x2-stride-2", "same-lower", "1x1-strided",
         "winograd-24x24", "winograd-odd-map-batch-2", "winograd-asymmetric-pads", "winograd-same-upper",
+        "32-channels-24x24",
         "24x24-strided", "dilated", "grouped", "5x5", "1x7-batch-2", "7x1-uneven-pads-strided",
         "stem", "stem-odd-map-batch-2", "stem-dilated-asymmetric-pads", "stem-5x5-same-upper",
         "stem-96-channels", "stem-4x4-patches"])
@@ -226,21 +229,21 @@ def test_stem_as_one_dot_in_float16_and_its_gradient(ynn_off):
 def test_winograd_convolution_in_float16_and_its_gradient(dots_only):
     """Winograd's form in float16 and its gradient (through the transforms, to the ONNX-layout
     weight) against XLA's convolution."""
-    model = _conv_model((1, 8, 14, 14), (16, 8, 3, 3), pads=[1, 1, 1, 1])
+    model = _conv_model((1, 64, 14, 14), (16, 64, 3, 3), pads=[1, 1, 1, 1])
     forward, params = wb.to_jax(model)
-    x = np.random.default_rng(6).standard_normal((1, 8, 14, 14)).astype(np.float32)
+    x = np.random.default_rng(6).standard_normal((1, 64, 14, 14)).astype(np.float32)
     primitives = _primitives(forward, params, x)
     assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
     _check_float16_and_gradient(forward, params, x)
 
 
-@pytest.mark.parametrize("x_shape", [(1, 8, 24, 24), (2, 6, 13, 15)], ids=["24x24", "odd-map-batch-2"])
+@pytest.mark.parametrize("x_shape", [(1, 64, 24, 24), (2, 64, 13, 15)], ids=["24x24", "odd-map-batch-2"])
 def test_winograd_output_transform_is_one_kernel(dots_only, x_shape):
     """A Winograd layer + Relu against onnxruntime, compiled as YNNPACK's dots and four kernels of XLA's:
     the input's layout transpose with the padding, the input transform's two axes, and the output
     transform with the Relu and the transpose back to NCHW. Applied one axis at a time, the output
     transform was one kernel more (``subtract_concatenate_fusion``); Inception v3 had 6 such."""
-    model = _conv_model(x_shape, (x_shape[1] + 2, x_shape[1], 3, 3), pads=[1, 1, 1, 1])
+    model = _conv_model(x_shape, (8, x_shape[1], 3, 3), pads=[1, 1, 1, 1])
     relu = helper.make_node("Relu", ["y"], ["z"])
     model.graph.node.append(relu)
     model.graph.output[0].name = "z"

@@ -255,11 +255,11 @@ def _conv_im2col(x, w, strides, padding):
 
 
 @runtime_helper
-def _conv_as_winograd(out_spatial, kernel, strides, dilations, group):
+def _conv_as_winograd(out_spatial, kernel, strides, dilations, group, in_channels):
     """Whether a channels-last 2-D convolution runs faster by Winograd's F(2x2, 3x3)
     (``_conv_winograd``) than by XLA's convolution kernel: dense (one group), 3x3, stride 1,
-    undilated, on an output map of more than 169 positions (the maps ``_conv_as_dot`` leaves to XLA's
-    kernel).
+    undilated, at least 64 input channels, on an output map of more than 169 positions (the maps
+    ``_conv_as_dot`` leaves to XLA's kernel).
 
     Winograd's form does 16 products of (positions/4, I) by (I, O) instead of 9 of (positions, I) by
     (I, O): 2.25x fewer multiply-adds, as YNNPACK dots, for input and output transforms that are a few
@@ -270,10 +270,13 @@ def _conv_as_winograd(out_spatial, kernel, strides, dilations, group):
     (three such layers among 53) within noise. At 12x12 (128 channels) it beat the single dot per
     layer, but not on ResNet-18 as a whole, and added compile time; at 3x3 maps with 512 channels,
     where the call reads mostly weights, its 16/9 larger transformed weight made the layer 1.7x slower.
+    With 32 input channels (Inception v3's Conv2d_2a/2b on 61x61 maps), where the transforms' passes
+    outweigh 16 dots of depth 32, XLA's kernel ran Inception as fast or faster and compiled 0.4 CPU s
+    less (docs/onnx_to_jax_corpus.md, "Inception's Winograd kernels").
     """
     positions = out_spatial[0] * out_spatial[1]
     return (
-        group == 1 and positions > 169 and tuple(kernel) == (3, 3)
+        group == 1 and positions > 169 and tuple(kernel) == (3, 3) and in_channels >= 64
         and all(s == 1 for s in strides) and all(d == 1 for d in dilations)
     )
 
@@ -468,7 +471,7 @@ def _conv(
             _window_positions(onnx_shape[2 + i] + sum(padding[i]), kernel[i], strides[i], dilations[i]) for i in range(2)
         ]
         wide = _conv_wide_form(onnx_shape[2:], kernel, strides, dilations, padding, group, channels)
-        as_winograd = wide == "winograd" or _conv_as_winograd(out_spatial, kernel, strides, dilations, group)
+        as_winograd = wide == "winograd" or _conv_as_winograd(out_spatial, kernel, strides, dilations, group, channels)
         as_dot = _conv_as_dot(out_spatial, kernel, dilations, group)
     if pointwise and all(p == (0, 0) for p in padding):
         # A 1x1 convolution is a matmul over channels. Written NCHW, XLA CPU would run it through
