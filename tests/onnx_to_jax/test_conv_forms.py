@@ -24,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from tests.benchmarks.hlo_kernels import kernel_table
+from tests.support.generated_forms import jaxpr_text, outputs_in_every_form
 from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
@@ -77,11 +78,6 @@ def test_depthwise_convolution_1d_and_gradient():
                                atol=1e-4)
 
 
-def _primitives(forward, params, x) -> str:
-    """The jaxpr of ``forward`` as text (with the jitted parts' bodies): which primitives it runs."""
-    return str(jax.make_jaxpr(forward)(params, x))
-
-
 @pytest.fixture
 def dots_only(monkeypatch):
     """Every model counts as large: the generator chooses YNNPACK dots only (jit_options.py)."""
@@ -131,18 +127,13 @@ def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape,
     params = generated.params
     prepared = generated.prepare(params)
     assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_ONLY, **LEVEL}
-    for primitives in (_primitives(generated.forward, params, x),
-                       _primitives(generated.forward_prepared, prepared, x)):
+    for primitives in (jaxpr_text(generated.forward, params, x),
+                       jaxpr_text(generated.forward_prepared, prepared, x)):
         assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives
         assert ("gather" in primitives) == (form == "dot"), primitives
         assert ("concatenate" in primitives) == (form == "stem"), primitives
-    for got in (
-        generated.forward(params, x),
-        jax.jit(generated.forward)(params, x),
-        jax.jit(generated.forward_prepared)(prepared, x),
-        wb.jit_forward(generated.forward_prepared, prepared)(x),
-    ):
-        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+    for got in outputs_in_every_form(generated, x):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_small_convolution_stays_xla_s_under_the_default_fusion():
@@ -152,7 +143,7 @@ def test_small_convolution_stays_xla_s_under_the_default_fusion():
     generated = generate_module(model)
     assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == LEVEL
     x = np.random.default_rng(5).standard_normal((1, 16, 12, 12)).astype(np.float32)
-    assert "conv_general_dilated" in _primitives(generated.forward, generated.params, x)
+    assert "conv_general_dilated" in jaxpr_text(generated.forward, generated.params, x)
     got = wb.jit_forward(generated.forward, generated.params)(x)
     np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)
 
@@ -170,7 +161,7 @@ def test_stem_as_one_dot_with_ynnpack_off(ynn_off):
     x = np.random.default_rng(8).standard_normal((1, 3, 30, 30)).astype(np.float32)
     generated = generate_module(model)
     assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_NONE}
-    primitives = _primitives(generated.forward, generated.params, x)
+    primitives = jaxpr_text(generated.forward, generated.params, x)
     assert "conv_general_dilated" not in primitives and "concatenate" in primitives, primitives
     expected = run_onnx(model, [x])[0]
     for got in (generated.forward(generated.params, x), wb.jit_forward(generated.forward, generated.params)(x)):
@@ -182,7 +173,7 @@ def test_stem_stays_xla_s_under_the_default_fusion():
     generated = generate_module(model)
     assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == LEVEL
     x = np.random.default_rng(9).standard_normal((1, 3, 30, 30)).astype(np.float32)
-    assert "conv_general_dilated" in _primitives(generated.forward, generated.params, x)
+    assert "conv_general_dilated" in jaxpr_text(generated.forward, generated.params, x)
 
 
 def _check_float16_and_gradient(forward, params, x) -> None:
@@ -212,7 +203,7 @@ def test_convolution_as_one_dot_in_float16_and_its_gradient(dots_only):
     model = _conv_model((1, 8, 6, 6), (16, 8, 3, 3), pads=[1, 1, 1, 1])
     forward, params = wb.to_jax(model)
     x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype(np.float32)
-    assert "conv_general_dilated" not in _primitives(forward, params, x)
+    assert "conv_general_dilated" not in jaxpr_text(forward, params, x)
     _check_float16_and_gradient(forward, params, x)
 
 
@@ -221,7 +212,7 @@ def test_stem_as_one_dot_in_float16_and_its_gradient(ynn_off):
     model = _conv_model((1, 3, 14, 14), (16, 3, 3, 3), pads=[1, 1, 1, 1])
     forward, params = wb.to_jax(model)
     x = np.random.default_rng(7).standard_normal((1, 3, 14, 14)).astype(np.float32)
-    primitives = _primitives(forward, params, x)
+    primitives = jaxpr_text(forward, params, x)
     assert "conv_general_dilated" not in primitives and "concatenate" in primitives, primitives
     _check_float16_and_gradient(forward, params, x)
 
@@ -232,7 +223,7 @@ def test_winograd_convolution_in_float16_and_its_gradient(dots_only):
     model = _conv_model((1, 64, 14, 14), (16, 64, 3, 3), pads=[1, 1, 1, 1])
     forward, params = wb.to_jax(model)
     x = np.random.default_rng(6).standard_normal((1, 64, 14, 14)).astype(np.float32)
-    primitives = _primitives(forward, params, x)
+    primitives = jaxpr_text(forward, params, x)
     assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
     _check_float16_and_gradient(forward, params, x)
 
@@ -249,7 +240,7 @@ def test_winograd_output_transform_is_one_kernel(dots_only, x_shape):
     model.graph.output[0].name = "z"
     x = np.random.default_rng(10).standard_normal(x_shape).astype(np.float32)
     generated = generate_module(model)
-    assert "conv_general_dilated" not in _primitives(generated.forward, generated.params, x)
+    assert "conv_general_dilated" not in jaxpr_text(generated.forward, generated.params, x)
     jitted = wb.jit_forward(generated.forward, generated.params)
     np.testing.assert_allclose(np.asarray(jitted(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)
     kernels = {kind: distinct for kind, distinct, _ in kernel_table(jitted.lower(x).compile().as_text())
@@ -300,7 +291,7 @@ def test_convolution_without_its_padding_only_taps_matches_onnxruntime(monkeypat
     ):
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
     if attrs.get("dilations") == [12, 12]:
-        primitives = _primitives(generated.forward, params, x)
+        primitives = jaxpr_text(generated.forward, params, x)
         assert "conv_general_dilated" not in primitives and "gather" not in primitives, primitives
     group, dilations = attrs.get("group", 1), attrs.get("dilations", [1, 1])
     pads, strides = attrs["pads"], attrs.get("strides", [1, 1])

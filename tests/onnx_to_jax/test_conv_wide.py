@@ -16,7 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import workbench as wb
+from tests.support.generated_forms import jaxpr_text, outputs_in_every_form
 from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
@@ -43,10 +43,6 @@ def _conv_model(x_shape, w_shape, seed=0, **attrs) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def _primitives(forward, params, x) -> str:
-    return str(jax.make_jaxpr(forward)(params, x))
-
-
 @pytest.mark.parametrize("x_shape, out_channels, attrs, form", [
     ((1, 256, 12, 12), 64, {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, "winograd"),
     ((1, 256, 12, 12), 64, {"pads": [4, 4, 4, 4], "dilations": [4, 4]}, "live_taps"),
@@ -71,19 +67,14 @@ def test_wide_convolution_form_matches_onnxruntime(dots_only, x_shape, out_chann
     prepared = generated.prepare(params)
     assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {
         YNN_FUSION_TYPE: YNN_DOTS_ONLY, LLVM_LEVEL: LLVM_LEVEL_CHOSEN}
-    for primitives in (_primitives(generated.forward, params, x),
-                       _primitives(generated.forward_prepared, prepared, x)):
+    for primitives in (jaxpr_text(generated.forward, params, x),
+                       jaxpr_text(generated.forward_prepared, prepared, x)):
         assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives
         assert "gather" not in primitives, primitives  # not the single gathered dot of smaller layers
         dots = primitives.count("dot_general")
         assert dots == {"winograd": 1, "live_taps": 9, "xla": 0}[form], primitives
-    for got in (
-        generated.forward(params, x),
-        jax.jit(generated.forward)(params, x),
-        jax.jit(generated.forward_prepared)(prepared, x),
-        wb.jit_forward(generated.forward_prepared, prepared)(x),
-    ):
-        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
+    for got in outputs_in_every_form(generated, x):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_wide_form_rule_on_fcn_resnet50_shapes():
