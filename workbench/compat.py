@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import onnx_ir as ir
+
 from jax._src import core as _jax_core
 from jax._src import source_info_util as _source_info_util
 from jax._src.interpreters import partial_eval as _partial_eval
@@ -235,10 +238,29 @@ def new_common_rules() -> CommonRules:
         unsqueeze_unsqueeze=_basic_rules.UnsqueezeUnsqueeze.rule(),
         no_op_expand=_basic_rules.ExpandIdentity.rule(),
         no_op_cast=_basic_rules.CastIdentity.rule(),
-        max_min_to_clip=_min_max_to_clip.FuseMaxMinToClip.rule(),
-        min_max_to_clip=_min_max_to_clip.FuseMinMaxToClip.rule(),
+        max_min_to_clip=_clip_rule_class(_min_max_to_clip.FuseMaxMinToClip, lower_first=True).rule(),
+        min_max_to_clip=_clip_rule_class(_min_max_to_clip.FuseMinMaxToClip, lower_first=False).rule(),
         matmul_add_to_gemm=_matmul_add_to_gemm.MatMulAddToGemm.rule(),
     )
+
+
+def _clip_rule_class(base: type, *, lower_first: bool) -> type:
+    """onnxscript's Min/Max → Clip rule class ``base`` with its bounds made as ``ir.Tensor`` directly.
+
+    The bounds are the largest constant of the ``Max`` node and the smallest of the ``Min`` node
+    (``lower_first``: the pattern's inner node, ``first_node``, is the ``Max``), named after the
+    clipped input as onnxscript names them. onnxscript builds each with ``ir.tensor``, which for a
+    NumPy scalar makes exactly this ``ir.Tensor`` after runtime ``Protocol`` checks (~40 against ~3 us;
+    70 bounds in Keras's MobileNetV2, whose 35 relu6 become Clips). The bytes exported are the same.
+    """
+
+    def compute_constants(self: Any, first_node: ir.Node, second_node: ir.Node, input_name: str = "") -> list[tuple[ir.Tensor, str]]:
+        max_node, min_node = (first_node, second_node) if lower_first else (second_node, first_node)
+        lower = np.max([value.const_value.numpy() for value in max_node.inputs[1:]])
+        upper = np.min([value.const_value.numpy() for value in min_node.inputs[1:]])
+        return [(ir.Tensor(lower), f"{input_name}_min"), (ir.Tensor(upper), f"{input_name}_max")]
+
+    return type(base.__name__, (base,), {"compute_constants": compute_constants, "__doc__": base.__doc__})
 
 
 @dataclass(frozen=True)

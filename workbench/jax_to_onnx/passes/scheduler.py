@@ -148,6 +148,9 @@ _ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
 }
 
 
+_NO_RULES: list[_IndexedRule] = []
+
+
 def _apply_rules(
     model: ir.Model,
     graph: ir.Graph | ir.Function,
@@ -173,7 +176,8 @@ def _apply_rules(
         subgraphs = _subgraphs(node)
         if only is not None and node not in only and not subgraphs:
             continue
-        for indexed in rules_by_root.get(node.op_type, []) + catch_all:
+        rules = rules_by_root.get(node.op_type, _NO_RULES)
+        for indexed in (rules + catch_all) if catch_all else rules:
             if not indexed.may_match(node):
                 continue
             delta = indexed.rule.try_rewrite(model, graph, node)
