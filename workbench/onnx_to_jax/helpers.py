@@ -13,6 +13,7 @@ import textwrap
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 _HELPERS: dict[str, Callable] = {}
@@ -61,6 +62,14 @@ def helper_source(names: set[str]) -> str:
 def _ints(value):
     """A shape-like value as a tuple of Python ints (needs a concrete value, i.e. not under jit)."""
     return tuple(int(v) for v in np.asarray(value).reshape(-1))
+
+
+@runtime_helper
+def _accumulation_dtype(dtype):
+    """The type sums of products of ``dtype`` are carried in: float32 for half-precision floats
+    (rounded once at the end, as XLA's fused convolutions and dots do), ``dtype`` itself otherwise
+    (the convolution forms of emitters/nn.py and emitters/conv_wide.py)."""
+    return jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype
 
 
 @runtime_helper

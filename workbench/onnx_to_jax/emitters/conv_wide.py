@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from workbench.onnx_to_jax.helpers import _accumulation_dtype
 from workbench.onnx_to_jax.registry import runtime_helper
 
 @runtime_helper
@@ -91,7 +92,7 @@ def _conv_live_taps(x, w, padding, dilations):
     products over zero padding that the direct form computes are left out (FCN-ResNet50's dilation-4
     layers on a 12x12 map: 40% of them; ``_conv_wide_form`` says when this is the cheaper form)."""
     dtype = jnp.result_type(x, w)
-    carry = jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype
+    carry = _accumulation_dtype(dtype)
     if not isinstance(w, jax.core.Tracer):
         w = np.asarray(w)  # folded: each tap's (I, O) matrix cut out by numpy, not by XLA's constant folding
     batch, height, width, _ = x.shape

@@ -9,6 +9,7 @@ from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form, _space_to_batch_conv
+from workbench.onnx_to_jax.helpers import _accumulation_dtype
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 # the axes that take ONNX's (O, I, kh, kw) convolution weight to the (kh, kw, I, O) XLA's CPU kernels read
@@ -91,13 +92,6 @@ def _window_positions(size, kernel, stride, dilation=1):
     """How many positions a window of ``kernel`` taps (``dilation`` apart) takes along an axis of
     ``size`` (padding included) in steps of ``stride``: a convolution's output length."""
     return (size - (kernel - 1) * dilation - 1) // stride + 1
-
-
-@runtime_helper
-def _accumulation_dtype(dtype):
-    """The type sums of products of ``dtype`` are carried in: float32 for half-precision floats
-    (rounded once at the end, as XLA's fused convolutions and dots do), ``dtype`` itself otherwise."""
-    return jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype
 
 
 @runtime_helper
