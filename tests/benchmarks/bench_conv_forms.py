@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
 
-from tests.support.thread_limits import limit_xla_threads, ort_session
+from tests.support.kernel_bench import ort_graph_session, time_interleaved
+from tests.support.thread_limits import limit_xla_threads
 
 # one XLA thread, as the corpus benchmark times (before JAX is imported: XLA reads the flags once)
 limit_xla_threads(1)
@@ -46,7 +45,7 @@ import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
 import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
 
 from workbench.onnx_to_jax.emitters.nn import _conv_im2col, _conv_winograd  # noqa: E402
 from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE  # noqa: E402
@@ -110,14 +109,11 @@ def _ort_layer(w: np.ndarray, b: np.ndarray, size: int, stride: int) -> ort.Infe
         helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[stride, stride]),
         helper.make_node("Relu", ["c"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, w.shape[2], size, size])],
+    return ort_graph_session(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, w.shape[2], size, size])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), "w"), numpy_helper.from_array(b, "b")],
+        {"w": np.ascontiguousarray(w.transpose(3, 2, 0, 1)), "b": b},
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return ort_session(model, 1)
 
 
 def _layer(form, x, w, b, stride):
@@ -151,19 +147,12 @@ def main() -> None:
         y = session.run(None, {"x": x_nchw})[0]
         np.testing.assert_allclose(y.transpose(0, 2, 3, 1), reference, rtol=1e-4, atol=1e-4, err_msg=f"{label} ort")
         compiled[label, "ort"] = lambda session=session, x=x_nchw: session.run(None, {"x": x})
-    times: dict = {key: [] for key in compiled}
-    for _ in range(args.rounds):  # interleaved, so load spikes hit every form alike
-        for key, call in compiled.items():
-            start = time.process_time()
-            for _ in range(args.calls):
-                call()
-            times[key].append((time.process_time() - start) / args.calls * 1e3)
-    print(f"jax {jax.__version__}, load average {' '.join(open('/proc/loadavg').read().split()[:3])}, "
-          f"median of {args.rounds} rounds, CPU ms per call")
+    times = time_interleaved(compiled, args.rounds, args.calls)
+    print(f"jax {jax.__version__}, load average {times.load_range()}, median of {args.rounds} rounds, CPU ms per call")
     print(f"| 3x3 layer | out map | MMAC | {' | '.join(COLUMNS)} | xla GMAC/s | fastest form | fastest / ort |")
     print("|---|---:|---:|" + "---:|" * len(COLUMNS) + "---:|---|---:|")
     for label, size, cin, cout, stride in SHAPES:
-        medians = {name: statistics.median(times[label, name]) for name in COLUMNS if (label, name) in times}
+        medians = {name: times.median((label, name)) for name in COLUMNS if (label, name) in compiled}
         forms = {name: value for name, value in medians.items() if name != "ort"}
         fastest = min(forms, key=forms.get)
         out = -(-size // stride)

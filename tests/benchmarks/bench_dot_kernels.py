@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
-from tests.support.thread_limits import limit_xla_threads, ort_session
+from tests.support.kernel_bench import ort_graph_session, time_interleaved
+from tests.support.thread_limits import limit_xla_threads
 
 # one thread for XLA and BLAS, as the corpus benchmark times (before JAX and numpy are imported)
 limit_xla_threads(1)
@@ -38,7 +37,7 @@ import jax  # noqa: E402 - after XLA_FLAGS: XLA reads them once
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
 
 from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE  # noqa: E402
 
@@ -58,15 +57,12 @@ KERNELS = ("ynn", "xla", "ort", "numpy")
 
 
 def _ort_matmul(w: np.ndarray, m: int) -> ort.InferenceSession:
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "w"], ["y"])], "matmul",
+    return ort_graph_session(
+        [helper.make_node("MatMul", ["a", "w"], ["y"])],
         [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, w.shape[0]])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, w.shape[1]])],
-        [numpy_helper.from_array(w, "w")],
+        {"w": w},
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return ort_session(model, 1)
 
 
 def main() -> None:
@@ -90,20 +86,13 @@ def main() -> None:
         for name in KERNELS:  # every kernel computes the same product
             got = np.asarray(calls[label, name]())
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=f"{label} {name}")
-    times: dict = {key: [] for key in calls}
-    for _ in range(args.rounds):  # interleaved, so load spikes hit every kernel alike
-        for key, call in calls.items():
-            start = time.process_time()
-            for _ in range(args.calls):
-                call()
-            times[key].append((time.process_time() - start) / args.calls * 1e3)
-    print(f"jax {jax.__version__}, onnxruntime {ort.__version__}, load average "
-          f"{' '.join(open('/proc/loadavg').read().split()[:3])}, median of {args.rounds} rounds, "
-          "CPU ms per call (GMAC/s)")
+    times = time_interleaved(calls, args.rounds, args.calls)
+    print(f"jax {jax.__version__}, onnxruntime {ort.__version__}, load average {times.load_range()}, "
+          f"median of {args.rounds} rounds, CPU ms per call (GMAC/s)")
     print(f"| product (M x K x N) | {' | '.join(KERNELS)} | ynn / ort |")
     print("|---|" + "---:|" * (len(KERNELS) + 1))
     for label, m, k, n in SHAPES:
-        medians = {name: statistics.median(times[label, name]) for name in KERNELS}
+        medians = {name: times.median((label, name)) for name in KERNELS}
         macs = m * k * n / 1e6
         cells = " | ".join(f"{medians[name]:.3f} ({macs / medians[name]:.0f})" for name in KERNELS)
         print(f"| {label} ({m}x{k}x{n}) | {cells} | {medians['ynn'] / medians['ort']:.2f} |")

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import time
 
-from tests.support.thread_limits import limit_xla_threads, ort_session
+from tests.support.kernel_bench import ort_graph_session, time_interleaved
+from tests.support.thread_limits import limit_xla_threads
 
 limit_xla_threads(1)  # before JAX is imported: XLA reads the flags once
 
@@ -41,7 +41,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
 
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form  # noqa: E402
 from workbench.onnx_to_jax.emitters.nn import _conv_im2col, _conv_winograd  # noqa: E402
@@ -84,11 +84,11 @@ def _head(form, x, ws, d):
 
 def _ort_session(kind, ws, cin, d):
     """onnxruntime session of the same block (OIHW weights, NCHW input), one thread."""
-    inits, nodes = [], []
+    inits, nodes = {}, []
 
     def conv(name, source, w, b, out, pad, dilation):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), name + "_w"))
-        inits.append(numpy_helper.from_array(b, name + "_b"))
+        inits[name + "_w"] = np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+        inits[name + "_b"] = b
         nodes.append(helper.make_node("Conv", [source, name + "_w", name + "_b"], [out], pads=[pad] * 4,
                                       dilations=[dilation] * 2))
 
@@ -106,10 +106,7 @@ def _ort_session(kind, ws, cin, d):
         nodes.append(helper.make_node("Relu", ["a1"], ["r1"]))
         conv("c2", "r1", w2[None, None], b2, "y", 0, 1)
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, SIZE, SIZE])]
-    graph = helper.make_graph(nodes, "block", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return ort_session(model, 1)
+    return ort_graph_session(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
 
 
 def main() -> None:
@@ -149,16 +146,8 @@ def main() -> None:
             compiles[label, form] = time.process_time() - start
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-4, err_msg=f"{label} {form}")
             calls[label, form] = lambda fn=fn, x=x: fn(x).block_until_ready()
-    times: dict = {key: [] for key in calls}
-    loads = []
-    for _ in range(args.rounds):  # interleaved, so load spikes hit every form alike
-        loads.append(float(open("/proc/loadavg").read().split()[0]))
-        for key, call in calls.items():
-            start = time.process_time()
-            for _ in range(args.calls):
-                call()
-            times[key].append((time.process_time() - start) / args.calls * 1e3)
-    print(f"jax {jax.__version__}, load average {min(loads):.1f}-{max(loads):.1f}, median of {args.rounds} rounds "
+    times = time_interleaved(calls, args.rounds, args.calls)
+    print(f"jax {jax.__version__}, load average {times.load_range()}, median of {args.rounds} rounds "
           f"x {args.calls} calls, CPU ms per call (first call's CPU s)")
     columns = ("xla", "im2col", "winograd", "live_taps", "ort")
     print(f"| block | {' | '.join(columns)} | generated form |")
@@ -166,10 +155,10 @@ def main() -> None:
     for label, *_ in CASES:
         cells = []
         for name in columns:
-            if (label, name) not in times:
+            if (label, name) not in calls:
                 cells.append("-")
                 continue
-            cell = f"{statistics.median(times[label, name]):.2f}"
+            cell = f"{times.median((label, name)):.2f}"
             cells.append(cell if name == "ort" else f"{cell} ({compiles[label, name]:.2f})")
         print(f"| {label} | {' | '.join(cells)} | {chosen[label]} |")
 
