@@ -35,6 +35,8 @@ class GraphScope(Protocol):
 
     def reshaped_add_of(self, onnx_name: str) -> ReshapedAdd | None: ...
 
+    def take_reshaped_add(self, onnx_name: str) -> None: ...
+
     def value_expr(self, onnx_name: str) -> str: ...
 
     def note_phase(self, output: str, source: str, starts: list[int], ends: list[int],
@@ -176,6 +178,10 @@ class NodeContext:
         """For a Reshape: the Reshape -> Add chain that made its input, if the generator found one
         whose intermediate values nothing else reads (reshaped_add.py)."""
         return self._graph.reshaped_add_of(self.node.output[0]) if self.has_output(0) else None
+
+    def take_reshaped_add(self) -> None:
+        """For a Reshape whose code reads around its chain: the chain's first Reshape and Add are dead."""
+        self._graph.take_reshaped_add(self.node.output[0])
 
     def value_shape(self, onnx_name: str) -> tuple[int | None, ...] | None:
         """The known shape of any value of the graph (not only this node's inputs and outputs)."""

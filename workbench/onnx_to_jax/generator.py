@@ -158,6 +158,9 @@ class ModuleBuilder:
         top.load_initializers(graph)
         top.reshaped_adds = find_reshaped_adds(self.checked.nodes, [o.name for o in graph.output])
         items = top.collect_nodes(self.checked.nodes)
+        # the first Reshape and the Add of each chain the last Reshape read around (reshaped_add.py):
+        # dead code, dropped so the generated source reads as the computation it runs
+        items = [item for item in items if not (item.writes and set(item.writes) <= top.bypassed_values)]
         parts = SourceWriter()
         self.barriers = tuple(item.node.name or item.node.op_type for item in items if item.barrier)
         if self.barriers:
@@ -351,6 +354,8 @@ class GraphEmitter:
         self.phases: dict[str, Phase] = {}
         # Reshape -> Add -> Reshape chains, by the last Reshape's output (reshaped_add.py; main graph only)
         self.reshaped_adds: dict[str, ReshapedAdd] = {}
+        # values of those chains whose code nothing reads, once the last Reshape reads around them
+        self.bypassed_values: set[str] = set()
         # values the node being emitted reads besides its inputs (NodeContext.value)
         self.extra_reads: list[str] = []
 
@@ -381,6 +386,10 @@ class GraphEmitter:
 
     def reshaped_add_of(self, onnx_name: str) -> ReshapedAdd | None:
         return self.reshaped_adds.get(onnx_name)
+
+    def take_reshaped_add(self, onnx_name: str) -> None:
+        chain = self.reshaped_adds[onnx_name]
+        self.bypassed_values.update((chain.reshaped, chain.summed))
 
     def note_phase(self, output: str, source: str, starts: list[int], ends: list[int],
                    axes: list[int] | None, steps: list[int] | None) -> None:

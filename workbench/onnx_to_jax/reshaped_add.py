@@ -12,8 +12,9 @@ bitcast (Swin-T: 6 of its 142 distinct kernels, docs/onnx_to_jax_corpus.md). Wri
 the scores' own shape, ``y = scores + reshape(broadcast_to(mask, (1, windows, heads, n, n)), shape)``,
 the same pairs of numbers are added (the same values, bit for bit) and the stages share their softmax
 kernels. :func:`find_reshaped_adds` finds the three nodes before the graph is emitted (the first
-Reshape and the Add read by nothing else, so their code is left dead for XLA to drop), and the
-Reshape emitter asks :func:`reshaped_add_plan` whether the shapes allow the rewrite.
+Reshape and the Add read by nothing else), and the Reshape emitter asks :func:`reshaped_add_plan`
+whether the shapes allow the rewrite; when it takes it, the generator drops the first Reshape's and
+the Add's code, which nothing reads any more.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ReshapedAdd:
 
     source: str  # the value reshaped first
     reshaped: str  # the first Reshape's output
+    summed: str  # the Add's output
     other: str  # the Add's other operand
     other_first: bool  # Add(other, reshaped) rather than Add(reshaped, other)
 
@@ -58,7 +60,7 @@ def find_reshaped_adds(nodes: list[onnx.NodeProto], graph_outputs: list[str]) ->
             first = producer.get(add.input[position])
             other = add.input[1 - position]
             if first is not None and _is(first, "Reshape") and uses[first.output[0]] == 1 and other != first.output[0]:
-                found[node.output[0]] = ReshapedAdd(first.input[0], first.output[0], other, position == 1)
+                found[node.output[0]] = ReshapedAdd(first.input[0], first.output[0], add.output[0], other, position == 1)
                 break
     return found
 

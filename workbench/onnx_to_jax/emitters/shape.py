@@ -57,6 +57,7 @@ def _reshaped_add(ctx: NodeContext) -> str | None:
         return None
     other = f"jnp.reshape(jnp.broadcast_to({ctx.value(chain.other)}, {ctx.lit(broadcast)}), {ctx.lit(tuple(target))})"
     source = ctx.value(chain.source)
+    ctx.take_reshaped_add()
     return f"jnp.add({other}, {source})" if chain.other_first else f"jnp.add({source}, {other})"
 
 
