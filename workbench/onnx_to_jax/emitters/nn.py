@@ -9,6 +9,7 @@ from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form, _space_to_batch_conv
+from workbench.onnx_to_jax.emitters.grouped import _group_merge, _merged_group_weight
 from workbench.onnx_to_jax.helpers import _accumulation_dtype
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
@@ -422,7 +423,7 @@ def _live_taps(size, kernel, stride, dilation, padding):
 @runtime_helper
 def _conv(
     x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False, small_as_dot=False,
-    stem_as_dot=False,
+    stem_as_dot=False, merge_groups=False,
 ):
     """Conv with ONNX's (O, I/group, k...) weight. ``channels_last``: a 2-D convolution of an NHWC input
     with an NHWC result (workbench/onnx_to_jax/layout.py), else on ONNX's (N, C, spatial...) axes.
@@ -436,6 +437,9 @@ def _conv(
     ``_conv_wide_form`` says (``_conv_live_taps``). ``stem_as_dot``
     (channels-last code whose convolutions XLA's own kernel runs: YNNPACK fusing only dots, or
     nothing): the stems ``_conv_as_stem_dot`` picks run as one dot (``_conv_stem_dot``).
+    ``merge_groups`` (channels-last code whose convolutions YNNPACK runs: XLA's default fusion): a
+    grouped convolution of a few channels per group runs with ``_group_merge``'s neighbouring groups
+    merged into one (``_merged_group_weight``: block-diagonal), as a dense one for 8 groups or fewer.
     """
     nd = x.ndim - 2
     kernel = w.shape[:nd] if hwio else w.shape[2:]
@@ -482,6 +486,13 @@ def _conv(
             y = _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=hwio)
         else:
             y = _depthwise_conv(x, w, strides, padding, dilations)
+    elif merge_groups and channels_last and nd == 2 and _group_merge(group, channels // group) > 1:
+        merge = _group_merge(group, channels // group)
+        y = lax.conv_general_dilated(
+            x, _merged_group_weight(w if hwio else jnp.transpose(w, (2, 3, 1, 0)), group, merge),
+            window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=group // merge,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
     elif as_winograd:
         y = _conv_winograd(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), padding, dilations)
     elif wide == "live_taps":
@@ -534,6 +545,9 @@ def conv(ctx: NodeContext) -> str:
     if ctx.channels_last and not ctx.ynn_convolutions:
         # nor does it run an image's stem fast (_conv_as_stem_dot)
         layout["stem_as_dot"] = "True"
+    if ctx.channels_last and ctx.ynn_convolutions and ctx.attr("group", 1) > 1:
+        # YNNPACK's grouped convolution is slow with a few channels per group: merged (_group_merge)
+        layout["merge_groups"] = "True"
     return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
 
 
