@@ -22,15 +22,30 @@ Forms (all with the XLA compiler options the generator chose for the model):
   (the same call for the user as the folded form if wrapped, but the weights are arguments: no literals);
 - ``onnx-layout``: ``params`` folded in ONNX's layouts (what ``jit_forward`` folded before it prepared);
 - ``mixed``: weights of at most ``--mixed-bytes`` bytes folded, the larger ones bound as arguments.
+
+A process's jitted latency can depend on the process, not the code (Swin-T runs at one of two speeds, by
+process: docs/onnx_to_jax_corpus.md, "Latency modes per process"). ``--processes N`` runs every model in N
+fresh processes of this script (one model per process, models in turn within each repetition, one process
+at a time) and prints, per model and form, the minimum / median / maximum over the processes of the
+latency ratio to onnxruntime, the latency and the first jit, with the sorted per-process ratios.
+``--launch NAME=PREFIX`` (repeatable) runs those processes under a command prefix, e.g.
+``--launch aslr= --launch no-aslr="setarch -R"`` or ``--launch "cpu0=taskset -c 0"``; the launches
+alternate within every repetition, so each is compared with the others at the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
+import resource
+import shlex
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 
 from tests.support.thread_limits import limit_xla_threads, ort_session
 
@@ -46,7 +61,17 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--xla-threads", type=int, default=1,
                         help="XLA's threads (tests/support/thread_limits.py); 0: JAX's defaults, whose compiles "
                         "use every core (the first-jit figures before 2026-12-03 were measured so)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="run every model in this many fresh processes and summarise them (0: all in this one)")
+    parser.add_argument("--launch", action="append", default=[], metavar="NAME=PREFIX",
+                        help="with --processes: a command prefix for the processes (repeatable; alternated)")
+    parser.add_argument("--quiet", action="store_true", help="with --processes: hide the processes' own blocks")
+    parser.add_argument("--result-line", action="store_true", help=argparse.SUPPRESS)  # a child's JSON line
     args = parser.parse_args()
+    if args.launch and args.processes <= 0:
+        parser.error("--launch needs --processes")
+    if any("=" not in launch for launch in args.launch):
+        parser.error("--launch takes NAME=PREFIX (the prefix may be empty: 'plain=')")
     unknown = sorted(set(args.forms.split(",")) - set(FORMS))
     if unknown:
         parser.error(f"--forms: unknown form(s) {', '.join(unknown)}; choose from {', '.join(FORMS)}")
@@ -54,16 +79,21 @@ def _parse_args() -> argparse.Namespace:
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
-if ARGS is not None:  # before JAX is imported: JAX's CPU client reads the limits once
+if ARGS is not None and ARGS.processes <= 0:  # before JAX is imported: JAX's CPU client reads the limits once
     limit_xla_threads(ARGS.xla_threads)
+
+RESULT_PREFIX = "RESULT "
 
 
 def _clocks() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> None:
-    """Print the first-call split and the latencies of ``forms`` for corpus model ``name``."""
+def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> dict:
+    """Print the first-call split and the latencies of ``forms`` for corpus model ``name``.
+
+    Returns the figures as data: ``first_jit`` and ``first_jit_cpu`` (s) per form, ``latency_ms`` per form
+    and for ``"ort"`` (median CPU ms per call), ``ratio`` per form (to onnxruntime) and the load averages."""
     import jax
     import numpy as np
 
@@ -94,12 +124,14 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> N
         return jax.jit(folded_small, compiler_options=options), (large,)
 
     jax.block_until_ready(jax.jit(lambda a: a + 1)(np.zeros(2, np.float32)))  # JAX's one-time setup
+    load_before = os.getloadavg()[0]
     print(f"{name}: {len(model.graph.node)} nodes, generated in {generate:.2f} s, XLA options {options or '{}'}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     session = ort_session(model, 1)
     feed = {i.name: x for i, x in zip(session.get_inputs(), feeds)}
     expected = session.run(None, feed)
     compiled = {}
+    first_jit: dict[str, tuple[float, float]] = {}
     for form in forms:
         t0 = _clocks()
         fn, lead = make(form)
@@ -115,6 +147,7 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> N
               f"{t1[0] - t0[0]:.2f} ({t1[1] - t0[1]:.2f}), XLA compile {t2[0] - t1[0]:.2f} ({t2[1] - t1[1]:.2f}), "
               f"first run {t3[0] - t2[0]:.2f} ({t3[1] - t2[1]:.2f}); max |JAX - ORT| {error:.1e}", flush=True)
         compiled[form] = (executable, lead)
+        first_jit[form] = (t3[0] - t0[0], t3[1] - t0[1])
     times: dict[str, list[float]] = {form: [] for form in [*compiled, "ort"]}
     for _ in range(rounds):  # interleaved, so load spikes hit all alike
         for form, (executable, lead) in compiled.items():
@@ -128,13 +161,104 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> N
     print("  latency (median CPU ms per call): " + ", ".join(
         f"{form} {m * 1000:.2f} ({m / median['ort']:.2f}x ORT)" for form, m in median.items() if form != "ort")
         + f", onnxruntime {median['ort'] * 1000:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    return {
+        "model": name,
+        "first_jit": {form: wall for form, (wall, _) in first_jit.items()},
+        "first_jit_cpu": {form: cpu for form, (_, cpu) in first_jit.items()},
+        "latency_ms": {form: m * 1000 for form, m in median.items()},
+        "ratio": {form: m / median["ort"] for form, m in median.items() if form != "ort"},
+        "load": [load_before, os.getloadavg()[0]],
+    }
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A named command prefix the per-model processes run under (empty: run directly)."""
+
+    name: str
+    prefix: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> Launch:
+        name, _, prefix = spec.partition("=")
+        return cls(name, tuple(shlex.split(prefix)))
+
+
+def _child_command(args: argparse.Namespace, name: str, launch: Launch) -> list[str]:
+    """This script on one model, in a process of its own, printing its figures as a result line."""
+    return [*launch.prefix, sys.executable, os.path.abspath(__file__), "--corpus", name, "--forms", args.forms,
+            "--rounds", str(args.rounds), "--mixed-bytes", str(args.mixed_bytes),
+            "--xla-threads", str(args.xla_threads), "--result-line"]
+
+
+def run_child(command: list[str], quiet: bool) -> tuple[dict, float]:
+    """Run one child to completion; (its result, the CPU seconds it and its children used). Fails loudly."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = completed.stdout.splitlines()
+    results = [json.loads(line[len(RESULT_PREFIX):]) for line in lines if line.startswith(RESULT_PREFIX)]
+    if completed.returncode != 0 or len(results) != 1:
+        raise RuntimeError(f"{shlex.join(command)} exited {completed.returncode} with {len(results)} result lines:\n"
+                           f"{completed.stdout[-2000:]}\n{completed.stderr[-4000:]}")
+    if not quiet:
+        print("\n".join("    " + line for line in lines if not line.startswith(RESULT_PREFIX)), flush=True)
+    return results[0], cpu
+
+
+def _spread(values: list[float], digits: int) -> str:
+    return (f"{min(values):.{digits}f} / {statistics.median(values):.{digits}f} / {max(values):.{digits}f}")
+
+
+def summarise(name: str, launch: str, results: list[dict], forms: list[str]) -> str:
+    """Per form: min / median / max over the processes of the ratio, latency and first jit."""
+    lines = [f"{name} [{launch}], {len(results)} processes, load {_spread([r['load'][0] for r in results], 1)}:"]
+    ort = [r["latency_ms"]["ort"] for r in results]
+    for form in forms:
+        ratios = [r["ratio"][form] for r in results]
+        lines.append(
+            f"  {form:12s} ratio min/median/max {_spread(ratios, 2)}x (per process, sorted: "
+            f"{' '.join(f'{x:.2f}' for x in sorted(ratios))}); latency ms {_spread([r['latency_ms'][form] for r in results], 2)}; "
+            f"first jit s {_spread([r['first_jit'][form] for r in results], 2)} "
+            f"(CPU s {_spread([r['first_jit_cpu'][form] for r in results], 2)})")
+    lines.append(f"  onnxruntime latency ms {_spread(ort, 2)}")
+    return "\n".join(lines)
+
+
+def run_processes(args: argparse.Namespace, names: list[str], forms: list[str]) -> None:
+    """Each model in ``args.processes`` fresh processes per launch, launches and models alternating."""
+    launches = [Launch.parse(spec) for spec in args.launch] or [Launch("plain", ())]
+    results: dict[tuple[str, str], list[dict]] = {(n, l.name): [] for n in names for l in launches}
+    total_cpu = 0.0
+    for repetition in range(args.processes):
+        order = launches if repetition % 2 == 0 else launches[::-1]
+        for name in names:
+            for launch in order:
+                result, cpu = run_child(_child_command(args, name, launch), args.quiet)
+                total_cpu += cpu
+                results[name, launch.name].append(result)
+                print(f"[{repetition + 1}/{args.processes}] {name} [{launch.name}]: " + ", ".join(
+                    f"{form} {result['ratio'][form]:.2f}x ({result['latency_ms'][form]:.2f} ms)" for form in forms)
+                    + f", onnxruntime {result['latency_ms']['ort']:.2f} ms; process CPU {cpu:.1f} s, "
+                    f"load {result['load'][0]:.1f}", flush=True)
+    print(f"\nSummary ({args.rounds} interleaved rounds per process, medians within a process; "
+          f"all processes' CPU {total_cpu:.0f} s):")
+    for (name, launch), model_results in results.items():
+        print(summarise(name, launch, model_results, forms), flush=True)
 
 
 def main() -> None:
     args = ARGS
     forms = [form for form in FORMS if form in args.forms.split(",")]
-    for name in args.corpus.split(","):
-        model_block(name, forms, args.rounds, args.mixed_bytes)
+    names = args.corpus.split(",")
+    if args.processes > 0:
+        run_processes(args, names, forms)
+        return
+    for name in names:
+        result = model_block(name, forms, args.rounds, args.mixed_bytes)
+        if args.result_line:
+            print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
