@@ -44,6 +44,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -87,6 +88,27 @@ RESULT_PREFIX = "RESULT "
 
 def _clocks() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
+
+
+def other_threads_cpu() -> float:
+    """CPU seconds so far of this process's threads other than the calling one (Linux; 0.0 elsewhere).
+
+    With one XLA thread, what JAX's thunk executor handed to its intra-op pool thread ("JAX's CPU runtime
+    threads"); a one-thread onnxruntime session computes on the calling thread."""
+    tasks = "/proc/self/task"
+    if not os.path.isdir(tasks):
+        return 0.0
+    ticks = 0
+    for tid in os.listdir(tasks):
+        if int(tid) == threading.get_native_id():
+            continue
+        try:
+            with open(f"{tasks}/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> dict:
@@ -149,6 +171,7 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> d
         compiled[form] = (executable, lead)
         first_jit[form] = (t3[0] - t0[0], t3[1] - t0[1])
     times: dict[str, list[float]] = {form: [] for form in [*compiled, "ort"]}
+    others_before = other_threads_cpu()
     for _ in range(rounds):  # interleaved, so load spikes hit all alike
         for form, (executable, lead) in compiled.items():
             start = time.process_time()
@@ -157,16 +180,19 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> d
         start = time.process_time()
         session.run(None, feed)
         times["ort"].append(time.process_time() - start)
+    others_ms = (other_threads_cpu() - others_before) * 1000 / rounds
     median = {form: statistics.median(values) for form, values in times.items()}
     print("  latency (median CPU ms per call): " + ", ".join(
         f"{form} {m * 1000:.2f} ({m / median['ort']:.2f}x ORT)" for form, m in median.items() if form != "ort")
-        + f", onnxruntime {median['ort'] * 1000:.2f}; load average {os.getloadavg()[0]:.1f}", flush=True)
+        + f", onnxruntime {median['ort'] * 1000:.2f}; JAX's other threads {others_ms:.1f} CPU ms per round; "
+        f"load average {os.getloadavg()[0]:.1f}", flush=True)
     return {
         "model": name,
         "first_jit": {form: wall for form, (wall, _) in first_jit.items()},
         "first_jit_cpu": {form: cpu for form, (_, cpu) in first_jit.items()},
         "latency_ms": {form: m * 1000 for form, m in median.items()},
         "ratio": {form: m / median["ort"] for form, m in median.items() if form != "ort"},
+        "other_threads_ms": others_ms,
         "load": [load_before, os.getloadavg()[0]],
     }
 
@@ -222,7 +248,8 @@ def summarise(name: str, launch: str, results: list[dict], forms: list[str]) -> 
             f"{' '.join(f'{x:.2f}' for x in sorted(ratios))}); latency ms {_spread([r['latency_ms'][form] for r in results], 2)}; "
             f"first jit s {_spread([r['first_jit'][form] for r in results], 2)} "
             f"(CPU s {_spread([r['first_jit_cpu'][form] for r in results], 2)})")
-    lines.append(f"  onnxruntime latency ms {_spread(ort, 2)}")
+    lines.append(f"  onnxruntime latency ms {_spread(ort, 2)}; JAX's other threads, CPU ms per round "
+                 f"{_spread([r['other_threads_ms'] for r in results], 1)}")
     return "\n".join(lines)
 
 
@@ -240,7 +267,8 @@ def run_processes(args: argparse.Namespace, names: list[str], forms: list[str]) 
                 results[name, launch.name].append(result)
                 print(f"[{repetition + 1}/{args.processes}] {name} [{launch.name}]: " + ", ".join(
                     f"{form} {result['ratio'][form]:.2f}x ({result['latency_ms'][form]:.2f} ms)" for form in forms)
-                    + f", onnxruntime {result['latency_ms']['ort']:.2f} ms; process CPU {cpu:.1f} s, "
+                    + f", onnxruntime {result['latency_ms']['ort']:.2f} ms, other threads "
+                    f"{result['other_threads_ms']:.1f} ms per round; process CPU {cpu:.1f} s, "
                     f"load {result['load'][0]:.1f}", flush=True)
     print(f"\nSummary ({args.rounds} interleaved rounds per process, medians within a process; "
           f"all processes' CPU {total_cpu:.0f} s):")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
+import time
 
 import pytest
 
-from tests.benchmarks.bench_first_jit import RESULT_PREFIX, Launch, _child_command, run_child, summarise
+from tests.benchmarks.bench_first_jit import RESULT_PREFIX, Launch, _child_command, other_threads_cpu, run_child, summarise
 
 
 def _result(ratio: float, latency: float, first_jit: float) -> dict:
     return {"model": "m", "first_jit": {"folded": first_jit}, "first_jit_cpu": {"folded": first_jit / 2},
-            "latency_ms": {"folded": latency, "ort": latency / ratio}, "ratio": {"folded": ratio}, "load": [1.0, 1.5]}
+            "latency_ms": {"folded": latency, "ort": latency / ratio}, "ratio": {"folded": ratio}, "load": [1.0, 1.5],
+            "other_threads_ms": latency / 10}
 
 
 def test_launch_prefixes():
@@ -62,3 +65,30 @@ def test_summary_gives_min_median_max_over_processes():
     assert "sorted: 0.80 0.82 1.12" in text
     assert "latency ms 26.50 / 27.00 / 36.00" in text
     assert "first jit s 3.00 / 4.00 / 5.00 (CPU s 1.50 / 2.00 / 2.50)" in text
+    assert "other threads, CPU ms per round 2.6 / 2.7 / 3.6" in text
+
+
+def test_other_threads_cpu_counts_a_busy_thread_not_the_caller():
+    def spin():
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+
+    spun, done = threading.Event(), threading.Event()
+
+    def worker_body():  # a pool thread lives on: a thread that ended leaves /proc/self/task with its clock
+        spin()
+        spun.set()
+        done.wait()
+
+    before = other_threads_cpu()
+    spin()  # on the calling thread: not counted
+    assert other_threads_cpu() - before < 0.1
+    worker = threading.Thread(target=worker_body)
+    worker.start()
+    spun.wait()
+    try:
+        assert other_threads_cpu() - before >= 0.2
+    finally:
+        done.set()
+        worker.join()
