@@ -33,8 +33,11 @@ replaced by the variant's forms, in interleaved calls with onnxruntime. A varian
 ``name=rule``, where the rule names one form for every grouped convolution, or a per-layer choice:
 ``mix`` (the layer table's fastest per shape), ``bd8`` / ``bd13`` (dense at 8 / 13 groups or fewer,
 else ``xla``), ``taps6`` (``taps`` on the 6x6 maps), ``merged`` (what ``_group_merge`` says), ``rotr``
-(``rot`` as a reduce); ``as-is`` runs the generated code unchanged, ``off`` runs it with YNNPACK fusing
-nothing. Findings: docs/onnx_to_jax_corpus.md, "RegNet's grouped convolutions merged".
+(``rot`` as a reduce), ``padded`` (``merged``, an odd number of groups padded by a zero group and
+paired); ``as-is`` runs the generated code unchanged, ``off`` with YNNPACK fusing nothing, ``iconv``
+with YNNPACK running each convolution alone and nothing else (``LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION``),
+``stem-dot`` with the stem as one dot (``_conv_as_stem_dot``); ``FORM+off`` / ``FORM+iconv``: a form
+under those options. Findings: docs/onnx_to_jax_corpus.md, "RegNet's grouped convolutions merged".
 
 
     WORKBENCH_VISION_CORPUS=1 PYTHONPATH=$PWD /work/venv-o2j/bin/python tests/benchmarks/bench_grouped_conv.py \\
@@ -60,7 +63,10 @@ from jax import lax  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
-from workbench.onnx_to_jax.jit_options import YNN_FUSION_TYPE, YNN_NONE  # noqa: E402
+from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_FUSION_TYPE, YNN_NONE  # noqa: E402
+
+# the generated code (unchanged) compiled with other YNNPACK fusion types (``--whole``'s option rules)
+OPTION_RULES = {"off": YNN_NONE, "iconv": "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}
 
 WIDTH = 8  # channels per group
 # (label, input map, channels, stride): regnet_y_400mf's b.0 convolutions at 96x96
@@ -225,6 +231,17 @@ def _merged(x, w, stride):
     return regroup(x, w, stride, 2) if groups % 2 == 0 else xla(x, w, stride)
 
 
+def _padded_pairs(x, w, stride):
+    """``_merged`` with an odd number of more than 8 groups padded by one zero group, then paired
+    (the output's extra channels cropped)."""
+    groups = x.shape[-1] // WIDTH
+    if groups <= 8 or groups % 2 == 0:
+        return _merged(x, w, stride)
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, WIDTH)))
+    w = np.concatenate([np.asarray(w), np.zeros((3, 3, WIDTH, WIDTH), np.asarray(w).dtype)], axis=-1)
+    return regroup(x, w, stride, 2)[..., : groups * WIDTH]
+
+
 def _taps6(x, w, stride):
     return taps(x, w, stride) if x.shape[1] == 6 else xla(x, w, stride)
 
@@ -291,18 +308,23 @@ def whole(variants: dict[str, str], rounds: int) -> None:
     forms = {
         **FORMS, "mix": _mix, "rotr": rotr, "bd8": _small_blockdiag,
         "bd13": functools.partial(_small_blockdiag, most=13), "taps6": _taps6, "merged": _merged,
+        "padded": _padded_pairs,
     }
     calls = {}
-    for name, rule in variants.items():
+    for name, variant in variants.items():
+        rule, _, option_rule = variant.partition("+")  # FORM+OPTIONS: a form compiled with OPTION_RULES' options
+        option_rule = option_rule or (rule if rule in OPTION_RULES else "")
         generated = generate_module(model)
         namespace = generated.forward.__globals__
-        if rule not in ("as-is", "off"):
+        if rule == "stem-dot":  # the generated code with the stem as one dot (_conv_as_stem_dot)
+            namespace["_conv"] = functools.partial(namespace["_conv"], stem_as_dot=True)
+        elif rule != "as-is" and rule not in OPTION_RULES:
             namespace["_conv"] = _variant_conv(namespace["_conv"], forms[rule])
         params = {k: jax.device_put(v) for k, v in generated.params.items()}
         start = time.process_time()
-        if rule == "off":
+        if option_rule:
             fn = jax.jit(functools.partial(generated.forward_prepared, generated.prepare(params)),
-                         compiler_options={YNN_FUSION_TYPE: YNN_NONE})
+                         compiler_options={YNN_FUSION_TYPE: OPTION_RULES[option_rule], LLVM_LEVEL: LLVM_LEVEL_CHOSEN})
         else:
             fn = wb.jit_forward(generated.forward, params)
         y = np.asarray(fn(*feeds))

@@ -30,9 +30,13 @@ from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.nn import _live_taps
 from workbench.onnx_to_jax import generator
-from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
+from workbench.onnx_to_jax.jit_options import (
+    LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_CONVOLUTIONS_ONLY, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE,
+)
 
 LEVEL = {LLVM_LEVEL: LLVM_LEVEL_CHOSEN}  # every model's LLVM level (jit_options.py)
+# a small model with a convolution: YNNPACK runs each convolution alone (jit_options.py)
+CONVOLUTIONS = {YNN_FUSION_TYPE: YNN_CONVOLUTIONS_ONLY, **LEVEL}
 
 
 def _conv_model(x_shape, w_shape, **attrs) -> onnx.ModelProto:
@@ -136,12 +140,12 @@ def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape,
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_small_convolution_stays_xla_s_under_the_default_fusion():
-    """A model under the weights threshold keeps XLA's default YNNPACK fusion and lax.conv (the dot
-    form was slower there: DenseNet-121)."""
+def test_small_convolution_stays_xla_s_where_ynnpack_runs_convolutions():
+    """A model under the weights threshold has YNNPACK run its convolutions (each alone) and keeps
+    lax.conv (the dot form was slower under XLA's default fusion: DenseNet-121)."""
     model = _conv_model((1, 16, 12, 12), (24, 16, 3, 3), pads=[1, 1, 1, 1])
     generated = generate_module(model)
-    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == LEVEL
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == CONVOLUTIONS
     x = np.random.default_rng(5).standard_normal((1, 16, 12, 12)).astype(np.float32)
     assert "conv_general_dilated" in jaxpr_text(generated.forward, generated.params, x)
     got = wb.jit_forward(generated.forward, generated.params)(x)
@@ -168,10 +172,10 @@ def test_stem_as_one_dot_with_ynnpack_off(ynn_off):
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_stem_stays_xla_s_under_the_default_fusion():
+def test_stem_stays_xla_s_where_ynnpack_runs_convolutions():
     model = _conv_model((1, 3, 30, 30), (16, 3, 3, 3), pads=[1, 1, 1, 1], strides=[2, 2])
     generated = generate_module(model)
-    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == LEVEL
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == CONVOLUTIONS
     x = np.random.default_rng(9).standard_normal((1, 3, 30, 30)).astype(np.float32)
     assert "conv_general_dilated" in jaxpr_text(generated.forward, generated.params, x)
 

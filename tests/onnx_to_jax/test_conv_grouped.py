@@ -1,6 +1,7 @@
 """Grouped convolutions of a few channels per group with their groups merged, against onnxruntime.
 
-In channels-last code whose convolutions YNNPACK runs (XLA's default fusion), a grouped convolution of
+In channels-last code whose convolutions YNNPACK runs (XLA's default fusion, or each convolution alone: the
+small models with convolutions, jit_options.py), a grouped convolution of
 2 to 8 input channels per group runs with neighbouring groups merged into one (block-diagonal weight,
 ``_merged_group_weight``): all of them (a dense convolution) for 8 groups or fewer, pairs for an even
 number of more (``_group_merge``; RegNet's grouped 3x3 layers, docs/onnx_to_jax_corpus.md). Checked:
@@ -26,7 +27,7 @@ from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import generator, jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.grouped import _group_merge
-from workbench.onnx_to_jax.jit_options import YNN_FUSION_TYPE, YNN_NONE
+from workbench.onnx_to_jax.jit_options import YNN_CONVOLUTIONS_ONLY, YNN_FUSION_TYPE, YNN_NONE
 
 
 def _grouped_model(x_shape, w_shape, group, **attrs) -> onnx.ModelProto:
@@ -69,7 +70,7 @@ def test_grouped_convolution_matches_onnxruntime(x_shape, w_shape, group, attrs,
     x = np.random.default_rng(1).standard_normal(x_shape).astype(np.float32)
     expected = run_onnx(model, [x])[0]
     generated = generate_module(model)
-    assert YNN_FUSION_TYPE not in generated.forward.__globals__["XLA_COMPILER_OPTIONS"]
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"][YNN_FUSION_TYPE] == YNN_CONVOLUTIONS_ONLY
     prepared = generated.prepare(generated.params)
     for primitives in (jaxpr_text(generated.forward, generated.params, x),
                        jaxpr_text(generated.forward_prepared, prepared, x)):
@@ -115,5 +116,17 @@ def test_groups_stay_under_the_other_options(monkeypatch, options):
     generated = generate_module(model)
     assert YNN_FUSION_TYPE in generated.forward.__globals__["XLA_COMPILER_OPTIONS"]
     assert _group_counts(jaxpr_text(generated.forward, generated.params, x)) == [6]
+    got = wb.jit_forward(generated.forward, generated.params)(x)
+    np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)
+
+
+def test_groups_merged_under_xla_s_default_fusion_too(monkeypatch):
+    """XLA's default fusion (a model of no chosen YNNPACK option) also has YNNPACK run the convolutions."""
+    monkeypatch.setattr(generator, "choose_compiler_options", lambda graph: {})
+    model = _grouped_model((1, 48, 12, 12), (48, 8, 3, 3), 6, pads=[1, 1, 1, 1])
+    x = np.random.default_rng(4).standard_normal((1, 48, 12, 12)).astype(np.float32)
+    generated = generate_module(model)
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {}
+    assert _group_counts(jaxpr_text(generated.forward, generated.params, x)) == [1]
     got = wb.jit_forward(generated.forward, generated.params)(x)
     np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-4)

@@ -1,8 +1,9 @@
 """XLA compiler options chosen from the ONNX graph and applied by ``wb.jit_forward`` (jit_options.py).
 
 A model with many weights gets YNNPACK restricted to dots, so XLA compiles its convolutions on their
-own instead of inside YNNPACK subgraphs; a small one keeps XLA's defaults. The threshold is lowered
-here (``MIN_WEIGHTS``) so that small test graphs stand for both kinds. Every test that runs code
+own instead of inside YNNPACK subgraphs; a small one with a 2-D convolution and no MatMul layers gets
+YNNPACK running each convolution alone and nothing else; the other small ones keep XLA's defaults. The threshold is
+lowered here (``MIN_WEIGHTS``) so that small test graphs stand for both sizes. Every test that runs code
 compares with onnxruntime.
 """
 
@@ -21,11 +22,14 @@ from tests.support.harness import run_onnx
 from tests.support.saved_jax import load_saved
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
-from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE
+from workbench.onnx_to_jax.jit_options import (
+    LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_CONVOLUTIONS_ONLY, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE,
+)
 
 LEVEL = {LLVM_LEVEL: LLVM_LEVEL_CHOSEN}  # every model: LLVM at level 2 (compiles faster, runs as fast)
 CHOSEN = {YNN_FUSION_TYPE: YNN_DOTS_ONLY, **LEVEL}
 SEPARABLE = {YNN_FUSION_TYPE: YNN_NONE, **LEVEL}
+CONVOLUTIONS = {YNN_FUSION_TYPE: YNN_CONVOLUTIONS_ONLY, **LEVEL}  # small models with a 2-D convolution
 
 
 def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], scale: float = 0.1) -> onnx.TensorProto:
@@ -93,6 +97,17 @@ def _patch_transformer() -> onnx.ModelProto:
     return _model(nodes, inits, [1, 3, 16, 16], [1, 16, 32])
 
 
+def _mlp() -> onnx.ModelProto:
+    """Two MatMuls by constant weights with a ReLU between: no convolution."""
+    rng = np.random.default_rng(7)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"]),
+        helper.make_node("Relu", ["m1"], ["r1"]),
+        helper.make_node("MatMul", ["r1", "w2"], ["y"]),
+    ]
+    return _model(nodes, [_init(rng, "w1", (32, 64)), _init(rng, "w2", (64, 16))], [4, 32], [4, 16])
+
+
 def _separable_cnn(channels: int = 32, middle: tuple[str, int, int] | None = None) -> onnx.ModelProto:
     """A MobileNet-like graph: a 3x3 stride-2 stem on the RGB image, two blocks of a depthwise 3x3 (5x5
     in the second) then a 1x1 expansion and projection with ReLU, a global pool and a classifier.
@@ -155,7 +170,38 @@ def test_weights_are_counted_from_float_initializers_and_constants():
 
 def test_the_choice_follows_the_number_of_weights():
     assert jit_options.choose_compiler_options(_residual_cnn().graph) == CHOSEN
+    assert jit_options.choose_compiler_options(_residual_cnn(16).graph) == CONVOLUTIONS  # 10.6 k weights
+
+
+def test_small_models_with_matmul_layers_or_no_convolution_keep_xla_s_defaults():
+    """The patch transformer (a convolution, then MatMul layers: ViT-Ti compiled 3x longer with YNNPACK
+    on its convolutions alone) and a model without convolutions keep XLA's defaults."""
+    assert jit_options.has_convolution(_patch_transformer().graph) and not jit_options.has_convolution(_mlp().graph)
     assert jit_options.choose_compiler_options(_patch_transformer().graph) == LEVEL
+    assert jit_options.choose_compiler_options(_mlp().graph) == LEVEL
+    model, x = _mlp(), np.random.default_rng(8).standard_normal((4, 32)).astype(np.float32)
+    forward, params = wb.to_jax(model)
+    assert jit_options.generated_options(forward) == LEVEL
+    np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), run_onnx(model, [x])[0],
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_small_cnn_s_convolutions_each_alone_in_ynnpack(monkeypatch):
+    """The residual CNN as a small model (38 k weights; 16 channels are too few for YNNPACK to take):
+    YNNPACK runs each of its five convolutions as a library fusion of its own, where XLA's defaults make
+    the whole convolution stack one YNNPACK fusion."""
+    if not jit_options.supported_options(CONVOLUTIONS):
+        pytest.skip(f"this jaxlib's XLA does not know {YNN_FUSION_TYPE}={YNN_CONVOLUTIONS_ONLY}")
+    monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 10_000_000)
+    model, x = _residual_cnn(), _image()
+    forward, params = wb.to_jax(model)
+    assert jit_options.generated_options(forward) == CONVOLUTIONS
+    fn = wb.jit_forward(forward, params)
+    chosen = fn.lower(x).compile().as_text()
+    default = jax.jit(lambda v: forward(params, v)).lower(x).compile().as_text()
+    assert chosen.count("kind=kCustom") == 5, chosen
+    assert default.count("kind=kCustom") == 1, default
+    np.testing.assert_allclose(np.asarray(fn(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
 
 
 def _with_linear_head(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -205,7 +251,7 @@ def test_a_convolution_whose_weight_is_computed_is_not_taken_for_depthwise():
         graph.node.insert(0, helper.make_node("Identity", [name], [f"{name}.copy"]))
         dw.input[1] = f"{name}.copy"
     assert not jit_options.has_depthwise(graph)
-    assert jit_options.choose_compiler_options(graph) == LEVEL
+    assert jit_options.choose_compiler_options(graph) == CONVOLUTIONS  # its stem and 1x1 layers remain
 
 
 @pytest.mark.parametrize("fold", [True, False], ids=["folded", "args"])
@@ -231,6 +277,8 @@ def test_generated_module_records_the_options_chosen_from_its_graph():
     level = f"'{LLVM_LEVEL}': {LLVM_LEVEL_CHOSEN}"
     assert f"XLA_COMPILER_OPTIONS = {{{level}, '{YNN_FUSION_TYPE}': '{YNN_DOTS_ONLY}'}}" in cnn.source
     assert f"XLA_COMPILER_OPTIONS = {{{level}}}" in vit.source
+    small = generate_module(_residual_cnn(16))
+    assert f"XLA_COMPILER_OPTIONS = {{{level}, '{YNN_FUSION_TYPE}': '{YNN_CONVOLUTIONS_ONLY}'}}" in small.source
     assert jit_options.generated_options(cnn.forward) == CHOSEN
     assert jit_options.generated_options(vit.forward) == LEVEL
 

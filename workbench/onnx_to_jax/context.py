@@ -126,12 +126,14 @@ class NodeContext:
 
     @property
     def ynn_convolutions(self) -> bool:
-        """Whether YNNPACK runs the model's convolutions: XLA's default YNNPACK fusion, not the
-        ``XLA_COMPILER_OPTIONS`` of models compiled with YNNPACK fusing only dots or nothing
-        (workbench/onnx_to_jax/jit_options.py), whose convolutions XLA's own kernel runs."""
-        from workbench.onnx_to_jax.jit_options import YNN_FUSION_TYPE
+        """Whether YNNPACK runs the model's convolutions: XLA's default YNNPACK fusion, or each
+        convolution alone (``YNN_CONVOLUTIONS_ONLY``); not the ``XLA_COMPILER_OPTIONS`` of models
+        compiled with YNNPACK fusing only dots or nothing (workbench/onnx_to_jax/jit_options.py), whose
+        convolutions XLA's own kernel runs."""
+        from workbench.onnx_to_jax.jit_options import YNN_CONVOLUTIONS_ONLY, YNN_FUSION_TYPE
 
-        return YNN_FUSION_TYPE not in self._graph.module.compiler_options
+        options = self._graph.module.compiler_options
+        return YNN_FUSION_TYPE not in options or YNN_CONVOLUTIONS_ONLY in str(options[YNN_FUSION_TYPE]).split(",")
 
     def host(self, i: int) -> str:
         """The expression of input ``i`` for code that reads its value on the host (``int(...)``, numpy).

@@ -38,12 +38,15 @@ class TieredJitted:
     compiling ``folded`` for those inputs on a background thread (it also runs it once); from the call
     after that compile on, ``folded`` runs. Inputs of other shapes than the first ones compile ``folded``
     for them when called, as ``jax.jit`` does. Under a transformation (an outer ``jax.jit``, ``jax.grad``,
-    ``jax.vmap``) ``folded`` is traced. ``lower`` is ``folded``'s. ``wait()`` blocks until the background
+    ``jax.vmap``) ``traced`` is traced: the folded function itself (``fn``, not jitted), because JAX
+    refuses the compiler options of ``folded`` on a jit nested in a transformation. ``lower`` is ``folded``'s. ``wait()`` blocks until the background
     compile is done and raises what it raised (the calls then keep running ``bound``).
     """
 
-    def __init__(self, folded: Any, bound: Callable[..., Any], weights: Mapping[str, Any]):
+    def __init__(self, folded: Any, bound: Callable[..., Any], weights: Mapping[str, Any],
+                 traced: Callable[..., Any]):
         self._folded = folded
+        self._traced = traced
         self._bound = bound
         self._weights = weights
         self._lock = threading.Lock()
@@ -57,7 +60,9 @@ class TieredJitted:
         return self._ready
 
     def __call__(self, *inputs: Any) -> Any:
-        if self._ready or _traced(inputs):
+        if _traced(inputs):
+            return self._traced(*inputs)
+        if self._ready:
             return self._folded(*inputs)
         result = self._bound(self._weights, *inputs)
         self._start(inputs)

@@ -1,6 +1,6 @@
 """Grouped convolutions of a few channels per group (RegNet's 8) with their groups merged.
 
-YNNPACK (XLA's default fusion) runs a grouped convolution of 8 channels per group at ~5 GMAC/s and a
+YNNPACK runs a grouped convolution of 8 channels per group at ~5 GMAC/s and a
 dense one at ~50: RegNetY-400MF's 6-group layer (48 channels, 48x48 -> 24x24) took 0.39 ms grouped and
 0.22 ms as the dense convolution of its block-diagonal weight, six times the multiply-adds
 (onnxruntime 0.22-0.28 ms). ``_conv`` (emitters/nn.py) asks ``_group_merge`` how many neighbouring
@@ -20,9 +20,10 @@ from workbench.onnx_to_jax.registry import runtime_helper
 @runtime_helper
 def _group_merge(group, in_per_group):
     """How many neighbouring groups of a channels-last grouped 2-D convolution run as one, in a model
-    whose convolutions YNNPACK runs (XLA's default fusion): all of them (a dense convolution) for 8
-    groups or fewer, pairs for an even number of more groups, else 1 (unchanged); only for groups of
-    2 to 8 input channels (depthwise convolutions have their own form, ``_depthwise_conv_nhwc``).
+    whose convolutions YNNPACK runs (XLA's default fusion, or each convolution alone): all of them (a
+    dense convolution) for 8 groups or fewer, pairs for an even number of more groups, else 1
+    (unchanged); only for groups of 2 to 8 input channels (depthwise convolutions have their own form,
+    ``_depthwise_conv_nhwc``).
 
     Measured per layer of RegNetY-400MF at 96x96 (8 channels per group, 3x3, CPU ms per call, one
     thread; tests/benchmarks/bench_grouped_conv.py): 6 groups at 24x24 0.39 grouped, 0.21-0.23 dense,

@@ -437,7 +437,7 @@ def _conv(
     ``_conv_wide_form`` says (``_conv_live_taps``). ``stem_as_dot``
     (channels-last code whose convolutions XLA's own kernel runs: YNNPACK fusing only dots, or
     nothing): the stems ``_conv_as_stem_dot`` picks run as one dot (``_conv_stem_dot``).
-    ``merge_groups`` (channels-last code whose convolutions YNNPACK runs: XLA's default fusion): a
+    ``merge_groups`` (channels-last code whose convolutions YNNPACK runs: ``ctx.ynn_convolutions``): a
     grouped convolution of a few channels per group runs with ``_group_merge``'s neighbouring groups
     merged into one (``_merged_group_weight``: block-diagonal), as a dense one for 8 groups or fewer.
     """
