@@ -76,43 +76,242 @@ def _is_channel_transpose(node: ir.Node) -> bool:
 
 
 def sink_channel_transposes(graph: ir.Graph) -> int:
-    """Sink channel Transposes through layout-agnostic ops until they cancel, in place; returns how many moved."""
+    """Sink channel Transposes through layout-agnostic ops until they cancel, in place; returns how many moved.
+
+    One walk in the order of a worklist: the graph's channel Transposes, then each step's new Transposes in
+    the order they are made. A step moves a Transpose below its consumers and puts a new one after each
+    of them; that new one is a :class:`_Relaid` record, not a node, until it sinks on (then it never
+    existed) or the walk ends (then it is made and inserted where the step would have put it).
+    """
     moved = 0
-    work = [node for node in graph if _is_channel_transpose(node)]
-    while work:
-        node = work.pop(0)
-        if node.graph is None or not node.outputs[0].uses() and not node.outputs[0].is_graph_output():
+    walk = _Walk(graph)
+    work: list[ir.Node | _Relaid] = [node for node in graph if _is_channel_transpose(node)]
+    for item in work:  # grows while it is read
+        if isinstance(item, _Relaid) and item.transpose is None:
+            if item.removed:
+                continue
+            view: _View = item
+        else:
+            node = item.transpose if isinstance(item, _Relaid) else item
+            if node.graph is None and not walk.owns(node):
+                continue
+            view = _NodeView(node)
+        if view.unused():
             continue
-        created = _sink(graph, node)
+        created = _sink(walk, view)
         if created is None:
             continue
         moved += 1
         work.extend(created)
+    walk.place_relaid()
     drop_identities(graph)
     return moved
 
 
-def _sink(graph: ir.Graph, transpose: ir.Node) -> list[ir.Node] | None:
-    """Move ``transpose`` below all its consumers when each of them allows it; returns the new Transposes."""
-    perm = _perm(transpose)
-    source, output = transpose.inputs[0], transpose.outputs[0]
-    if perm is None or source is None or output.is_graph_output():
+class _NodeView:
+    """A Transpose node being sunk: its consumers read its output."""
+
+    def __init__(self, transpose: ir.Node) -> None:
+        self.transpose = transpose
+        self.output = transpose.outputs[0]
+
+    def reads(self, node: ir.Node, index: int) -> bool:
+        return node.inputs[index] is self.output
+
+    def uses(self) -> list[tuple[ir.Node, int]]:
+        return [(use.node, use.idx) for use in self.output.uses()]
+
+    def unused(self) -> bool:
+        return not self.output.uses() and not self.output.is_graph_output()
+
+    def read_source(self, node: ir.Node, index: int, source: ir.Value) -> None:
+        node.replace_input_with(index, source)
+
+
+class _Relaid:
+    """The Transpose a step puts after ``node``, before it is a node.
+
+    ``value`` (``node``'s output, renamed ``<name>/relaid``) now holds another layout; the consumers in
+    ``pending`` read it still expecting ``Transpose(value, perm)``, the value once named ``name``. Made a
+    node (:meth:`_Walk.materialize`) only when it has to exist: at the end of the walk unless it sank on,
+    or when something must read it as a value.
+    """
+
+    def __init__(
+        self, node: ir.Node, perm: list[int], name: str | None, shape: ir.Shape | None, node_name: str
+    ) -> None:
+        self.node = node
+        self.node_name = node_name  # the Transpose's name before :func:`inherit` gives it its node's
+        self.value = node.outputs[0]
+        self.perm = perm
+        self.name = name
+        self.type = self.value.type
+        self.target_shape = shape
+        # (id(consumer), input index) -> consumer, in the order a restoring Transpose's uses would be
+        self.pending: dict[tuple[int, int], ir.Node] = {(id(use.node), use.idx): use.node for use in self.value.uses()}
+        self.transpose: ir.Node | None = None  # once made a node
+        self.placed = False  # its node inserted in the graph
+        self.removed = False
+
+    def reads(self, node: ir.Node, index: int) -> bool:
+        return (id(node), index) in self.pending
+
+    def uses(self) -> list[tuple[ir.Node, int]]:
+        return [(node, index) for (_, index), node in self.pending.items()]
+
+    def unused(self) -> bool:
+        return not self.pending
+
+    def read_source(self, node: ir.Node, index: int, source: ir.Value) -> None:
+        # ``node`` reads ``value`` already; re-reading it moves the use last, where a consumer that switched from
+        # the restoring Transpose's output to ``value`` would be (later walks see uses in the same order)
+        del self.pending[(id(node), index)]
+        node.replace_input_with(index, source)
+
+
+_View = _NodeView | _Relaid
+
+
+class _Walk:
+    """The graph being rewritten and the :class:`_Relaid` records its steps made, in the order made."""
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self.graph = graph
+        self._records: list[_Relaid] = []
+        self._virtual: dict[int, _Relaid] = {}  # id(value) -> the record not yet a node on it
+        self._made: dict[int, _Relaid] = {}  # id(Transpose) -> the record made into it, not placed yet
+
+    def owns(self, node: ir.Node) -> bool:
+        """Whether ``node`` is a Transpose made from a record and still to be placed."""
+        return id(node) in self._made
+
+    def relay(self, node: ir.Node, perm: list[int], name: str | None, shape: ir.Shape | None) -> _Relaid:
+        """A record for the Transpose after ``node``, whose output (named ``name``) its consumers read now."""
+        old = self._virtual.get(id(node.outputs[0]))
+        if old is not None:  # a second layout change of the same value: the first restoring Transpose must exist
+            self.materialize(old)
+        record = _Relaid(node, perm, name, shape, _spend_insertion_names(self.graph))
+        self._records.append(record)
+        self._virtual[id(record.value)] = record
+        return record
+
+    def view_of(self, node: ir.Node, index: int) -> _Relaid | None:
+        """The record whose restoring Transpose ``node``'s input ``index`` reads, if any."""
+        value = node.inputs[index]
+        record = None if value is None else self._virtual.get(id(value))
+        return record if record is not None and record.reads(node, index) else None
+
+    def source_of(self, transpose: ir.Node) -> ir.Value:
+        """The value the Transpose node ``transpose`` reads (a record's Transpose, made now, if it reads one)."""
+        record = self.view_of(transpose, 0)
+        return transpose.inputs[0] if record is None else self.materialize(record).outputs[0]
+
+    def materialize(self, record: _Relaid) -> ir.Node:
+        """Make ``record``'s Transpose (not yet in the graph) and let its pending consumers read it."""
+        value = record.value
+        transpose = ir.Node(
+            "", "Transpose", [value], attributes=[ir.AttrInt64s("perm", record.perm)], name=record.node_name
+        )
+        restored = transpose.outputs[0]
+        restored.name, restored.type = record.name, record.type
+        restored.shape = record.target_shape
+        for (_, index), consumer in record.pending.items():
+            consumer.replace_input_with(index, restored)
+        record.pending.clear()
+        # the Transpose read ``value`` before any use added since it was due: move those after it
+        for use in value.uses():
+            if use.node is not transpose:
+                use.node.replace_input_with(use.idx, value)
+        record.transpose = transpose
+        del self._virtual[id(value)]
+        self._made[id(transpose)] = record
+        return transpose
+
+    def remove(self, node: ir.Node) -> None:
+        """Remove ``node`` (no output of it in use) from the graph, or drop it if it was never placed there."""
+        record = self._made.pop(id(node), None)
+        if record is None:
+            self.graph.remove(node, safe=True)
+        else:
+            record.removed = True
+            node.resize_inputs(0)  # no longer a use of the value it read
+
+    def drop(self, record: _Relaid) -> None:
+        """Forget a record whose Transpose sank on before it was made."""
+        record.removed = True
+        del self._virtual[id(record.value)]
+
+    def place_now(self, transpose: ir.Node) -> None:
+        """Insert the made Transpose ``transpose`` in the graph now (something is to go after it), with the other
+        records after the same node: at the walk's end they would go between that node and these."""
+        after = self._made[id(transpose)].node
+        for record in self._records:
+            if record.node is after and not record.removed and not record.placed:
+                made = record.transpose if record.transpose is not None else self.materialize(record)
+                self._place(record, made)
+
+    def _place(self, record: _Relaid, transpose: ir.Node) -> None:
+        self.graph.insert_after(record.node, transpose)
+        inherit([transpose], record.node)
+        record.placed = True
+        self._made.pop(id(transpose), None)
+
+    def place_relaid(self) -> None:
+        """Insert the Transposes of the records still standing, each right after its node, in the order the
+        records were made: a later one after the same node goes between it and the earlier one, as an
+        insertion at each step would have put it; the node's provenance as :func:`inherit` gives."""
+        for record in self._records:
+            if not record.removed and not record.placed:
+                self._place(record, record.transpose if record.transpose is not None else self.materialize(record))
+        self._records.clear()
+        self._made.clear()
+
+
+def _spend_insertion_names(graph: ir.Graph) -> str:
+    """Take from ``graph``'s name authority the node and value names inserting an unnamed Transpose would take
+    now; returns the node's.
+
+    A record's Transpose is inserted later or never, named; but each step used to insert one unnamed, which
+    advanced the authority's counters, and the names it gives later nodes (``val_7``) show in the export.
+    Spending them here keeps those names what they were. onnx-ir has no public call for it: this reads its
+    ``Graph._name_authority`` (an AttributeError here means onnx-ir changed how it names).
+    """
+    authority = graph._name_authority  # noqa: SLF001 - see the docstring
+    node_name = authority._unique_node_name("Transpose")  # noqa: SLF001
+    authority._node_names.add(node_name)  # noqa: SLF001
+    authority._value_names.add(authority._unique_value_name())  # noqa: SLF001
+    return node_name
+
+
+def _sink(walk: _Walk, view: _View) -> list[ir.Node | _Relaid] | None:
+    """Move the Transpose ``view`` below all its consumers when each of them allows it; returns the new ones."""
+    if isinstance(view, _Relaid):
+        perm, source = view.perm, view.value
+    else:
+        transpose = view.transpose
+        perm, source, output = _perm(transpose), transpose.inputs[0], view.output
+        if perm is None or source is None or output.is_graph_output():
+            return None
+    uses = view.uses()
+    if not uses or not all(_can_sink_through(walk, node, perm, view) for node, _ in uses):
         return None
-    uses = list(output.uses())
-    if not uses or not all(_can_sink_through(use.node, perm, output) for use in uses):
-        return None
-    if RELAID_KEY not in source.meta and RELAID_KEY not in output.meta and source.producer() is not None:
-        source.meta[RELAID_KEY] = (output.name, list(perm))  # for the divergence locator, as below
-    created: list[ir.Node] = []
-    for consumer in {id(use.node): use.node for use in uses}.values():
-        created.extend(_rewrite_consumer(graph, consumer, perm, output, source))
-    if not output.uses():
-        graph.remove(transpose, safe=True)
-    return [node for node in created if node.op_type == "Transpose"]
+    if isinstance(view, _NodeView):
+        source = walk.source_of(transpose)
+        if RELAID_KEY not in source.meta and RELAID_KEY not in output.meta and source.producer() is not None:
+            source.meta[RELAID_KEY] = (output.name, list(perm))  # for the divergence locator, as below
+    created: list[ir.Node | _Relaid] = []
+    for consumer in {id(node): node for node, _ in uses}.values():
+        created.extend(_rewrite_consumer(walk, consumer, perm, view, source))
+    if isinstance(view, _Relaid):
+        if view.unused():  # as it must be: every consumer now reads ``source``
+            walk.drop(view)
+    elif not output.uses():
+        walk.remove(transpose)
+    return created
 
 
 # ------------------------------------------------------------------------------ which consumers
-def _can_sink_through(node: ir.Node, perm: list[int], transposed: ir.Value) -> bool:
+def _can_sink_through(walk: _Walk, node: ir.Node, perm: list[int], view: _View) -> bool:
     if node.domain != "":
         return False
     op = node.op_type
@@ -120,28 +319,37 @@ def _can_sink_through(node: ir.Node, perm: list[int], transposed: ir.Value) -> b
     if op == "Transpose":
         return True
     if op in _UNARY:
-        return all(value is transposed or _is_scalar_constant(value) for value in node.inputs[:1]) and all(
+        return (view.reads(node, 0) or _is_scalar_constant(node.inputs[0])) and all(
             value is None or _is_scalar_constant(value) for value in node.inputs[1:]
         )
     if op in _BROADCASTING or op == "Concat":
-        return all(_other_operand_ok(value, perm, transposed, rank) for value in node.inputs) and len(node.outputs) == 1
+        return (
+            all(_other_operand_ok(walk, node, index, perm, view, rank) for index in range(len(node.inputs)))
+            and len(node.outputs) == 1
+        )
     if op in _REDUCTIONS:
         axes = _reduce_axes(node, rank)
-        return node.inputs[0] is transposed and axes is not None
+        return view.reads(node, 0) and axes is not None
     if op in ("Softmax", "LogSoftmax"):
         return True
     if op == "Pad":
         return (
-            node.inputs[0] is transposed
+            view.reads(node, 0)
             and constant_array(node.inputs[1]) is not None
             and (len(node.inputs) < 3 or node.inputs[2] is None or _is_scalar_constant(node.inputs[2]))
             and (len(node.inputs) < 4 or node.inputs[3] is None)
         )
     if op == "Reshape":
-        return _flatten_into_weight(node, perm) is not None
+        return _flatten_into_weight(node, perm, _read_shape(walk, node)) is not None
     if op == "Shape":  # one dim's size (a batch size read for a broadcast): the same dim of the source
         return _single_dim(node, rank) is not None
     return False
+
+
+def _read_shape(walk: _Walk, node: ir.Node) -> ir.Shape | None:
+    """The shape of ``node``'s first input as ``node`` reads it (a record's Transpose's output's, if so)."""
+    record = walk.view_of(node, 0)
+    return node.inputs[0].shape if record is None else record.target_shape
 
 
 def _single_dim(shape_node: ir.Node, rank: int) -> int | None:
@@ -152,18 +360,25 @@ def _single_dim(shape_node: ir.Node, rank: int) -> int | None:
     return start if 0 <= start < rank and end == start + 1 else None
 
 
-def _other_operand_ok(value: ir.Value | None, perm: list[int], transposed: ir.Value, rank: int) -> bool:
-    if value is None or value is transposed:
+def _other_operand_ok(walk: _Walk, node: ir.Node, index: int, perm: list[int], view: _View, rank: int) -> bool:
+    value = node.inputs[index]
+    if value is None or view.reads(node, index):
         return True
-    if _is_same_transpose(value, perm):
+    if _same_transpose(walk, node, index, perm) is not None:
         return True
     array = constant_array(value)
     return array is not None and array.ndim <= rank
 
 
-def _is_same_transpose(value: ir.Value, perm: list[int]) -> bool:
-    producer = value.producer()
-    return producer is not None and producer.op_type == "Transpose" and producer.domain == "" and _perm(producer) == perm
+def _same_transpose(walk: _Walk, node: ir.Node, index: int, perm: list[int]) -> _View | None:
+    """The Transpose by ``perm`` (a node, or a record's) whose output ``node``'s input ``index`` reads, if any."""
+    record = walk.view_of(node, index)
+    if record is not None:
+        return record if record.perm == perm else None
+    producer = node.inputs[index].producer()
+    if producer is not None and producer.op_type == "Transpose" and producer.domain == "" and _perm(producer) == perm:
+        return _NodeView(producer)
+    return None
 
 
 def _is_scalar_constant(value: ir.Value | None) -> bool:
@@ -188,25 +403,30 @@ def _reduce_axes(node: ir.Node, rank: int) -> list[int] | None:
 
 # ------------------------------------------------------------------------------ rewriting
 def _rewrite_consumer(
-    graph: ir.Graph, node: ir.Node, perm: list[int], transposed: ir.Value, source: ir.Value
-) -> list[ir.Node]:
+    walk: _Walk, node: ir.Node, perm: list[int], view: _View, source: ir.Value
+) -> list[ir.Node | _Relaid]:
     """Make ``node`` read ``source`` (the un-transposed value) and restore its outputs' layout after it."""
+    graph = walk.graph
     op = node.op_type
     if op == "Transpose":
         combined = [perm[i] for i in _perm(node) or []]
         if combined == list(range(len(combined))):
+            if node.outputs[0].is_graph_output() and walk.owns(node):
+                walk.place_now(node)  # an Identity goes after it
             _replace_value(graph, node.outputs[0], source)
-            graph.remove(node, safe=True)
+            if isinstance(view, _Relaid):
+                del view.pending[(id(node), 0)]  # removed with the node below
+            walk.remove(node)
             return []
-        node.replace_input_with(0, source)
+        view.read_source(node, 0, source)
         node.attributes["perm"] = ir.AttrInt64s("perm", combined)
         return [node]
     if op == "Reshape":
-        _fold_flatten(node, perm, source)
+        _fold_flatten(walk, node, perm, view, source)
         return []
     if op == "Shape":
         dim = perm[_single_dim(node, len(perm))]
-        node.replace_input_with(0, source)
+        view.read_source(node, 0, source)
         node.attributes["start"] = ir.AttrInt64("start", dim)
         node.attributes["end"] = ir.AttrInt64("end", dim + 1)
         return []
@@ -216,11 +436,13 @@ def _rewrite_consumer(
     for index, value in enumerate(node.inputs):
         if value is None:
             continue
-        if value is transposed:
-            node.replace_input_with(index, source)
+        if view.reads(node, index):
+            view.read_source(node, index, source)
         elif op in _BROADCASTING or op == "Concat":
-            if _is_same_transpose(value, perm):
-                node.replace_input_with(index, value.producer().inputs[0])
+            other = _same_transpose(walk, node, index, perm)
+            if other is not None:
+                other_source = other.value if isinstance(other, _Relaid) else walk.source_of(other.transpose)
+                other.read_source(node, index, other_source)
             else:
                 node.replace_input_with(index, _relaid_constant(graph, value, inverse, rank))
     if op == "Concat":
@@ -234,7 +456,7 @@ def _rewrite_consumer(
         node.replace_input_with(1, new_initializer(graph, new_pads, f"{node.name}/pads"))
     elif op in _REDUCTIONS:
         out_perm = _relay_reduction(graph, node, perm)
-    return _restore_layout(graph, node, out_perm)
+    return _restore_layout(walk, node, out_perm)
 
 
 def _relay_reduction(graph: ir.Graph, node: ir.Node, perm: list[int]) -> list[int]:
@@ -253,33 +475,25 @@ def _relay_reduction(graph: ir.Graph, node: ir.Node, perm: list[int]) -> list[in
     return [kept_source.index(a) for a in kept_target]
 
 
-def _restore_layout(graph: ir.Graph, node: ir.Node, perm: list[int]) -> list[ir.Node]:
-    """Insert ``Transpose(perm)`` after ``node``'s output so its consumers see the layout they saw before."""
+def _restore_layout(walk: _Walk, node: ir.Node, perm: list[int]) -> list[ir.Node | _Relaid]:
+    """Restore the layout ``node``'s consumers saw before with ``Transpose(perm)`` after its output: a record of
+    it (:class:`_Relaid`), or when the output is a graph output a Transpose node, placed at the walk's end."""
     output = node.outputs[0]
-    if output.shape is not None:
-        target_shape = list(output.shape)
-        output.shape = ir.Shape([target_shape[i] for i in _inverse(perm)])
-    else:
-        target_shape = None
+    shape = output.shape  # what the restoring Transpose's output will have (shapes are replaced, never changed)
+    if shape is not None:
+        output.shape = ir.Shape([shape[i] for i in _inverse(perm)])
     if perm == list(range(len(perm))):
         return []
-    uses = list(output.uses())
-    transpose = ir.Node("", "Transpose", [output], attributes=[ir.AttrInt64s("perm", perm)])
-    restored = transpose.outputs[0]
-    restored.type = output.type
-    restored.shape = None if target_shape is None else ir.Shape(target_shape)
-    graph.insert_after(node, transpose)
-    inherit([transpose], node)
-    for use in uses:
-        use.node.replace_input_with(use.idx, restored)
+    name = output.name
+    record = walk.relay(node, list(perm), name, shape)
     if output.is_graph_output():
-        _move_graph_output(graph, output, restored)
-    else:
-        # the restored value holds what the original name held (the divergence locator compares by name)
-        restored.name, output.name = output.name, _relaid_name(output.name)
-        # what the value is in terms of a lowered one: ``Transpose(output, perm)`` is ``restored``
-        output.meta[RELAID_KEY] = (restored.meta.get(RELAID_KEY, (restored.name, None))[0], list(perm))
-    return [transpose]
+        restored = walk.materialize(record).outputs[0]
+        _move_graph_output(walk.graph, output, restored)
+        return [record]
+    output.name = _relaid_name(name)  # the restoring Transpose's output holds what the name held
+    # what the value is in terms of a lowered one: ``Transpose(output, perm)`` is the value once named ``name``
+    output.meta[RELAID_KEY] = (name, list(perm))
+    return [record]
 
 
 def _relaid_name(name: str) -> str:
@@ -323,15 +537,17 @@ def _relaid_constant(graph: ir.Graph, value: ir.Value, inverse: list[int], rank:
 
 
 # ------------------------------------------------------------------------------ dense heads
-def _flatten_into_weight(reshape: ir.Node, perm: list[int]) -> tuple[ir.Node, ir.Value] | None:
-    """(MatMul/Gemm, weight) when ``reshape`` flattens all but the batch axis into a product with a constant
-    weight read only there, so the transpose before it can be moved into the weight's rows."""
+def _flatten_into_weight(
+    reshape: ir.Node, perm: list[int], read_shape: ir.Shape | None
+) -> tuple[ir.Node, ir.Value] | None:
+    """(MatMul/Gemm, weight) when ``reshape`` flattens all but the batch axis (of a value of ``read_shape``) into
+    a product with a constant weight read only there, so the transpose before it can move into the weight's rows."""
     if perm[0] != 0:
         return None
     source, flat = reshape.inputs[0], reshape.outputs[0]
-    if source is None or source.shape is None or flat.shape is None or len(flat.shape) != 2:
+    if source is None or read_shape is None or flat.shape is None or len(flat.shape) != 2:
         return None
-    inner = list(source.shape)[1:]
+    inner = list(read_shape)[1:]
     if not all(isinstance(d, int) for d in inner) or flat.shape[1] != int(np.prod(inner)):
         return None
     uses = list(flat.uses())
@@ -346,10 +562,11 @@ def _flatten_into_weight(reshape: ir.Node, perm: list[int]) -> tuple[ir.Node, ir
     return product, weight
 
 
-def _fold_flatten(reshape: ir.Node, perm: list[int], source: ir.Value) -> None:
+def _fold_flatten(walk: _Walk, reshape: ir.Node, perm: list[int], view: _View, source: ir.Value) -> None:
     """``W`` rows permuted so that ``flatten(source) @ W'`` equals ``flatten(transpose(source, perm)) @ W``."""
-    product, weight = _flatten_into_weight(reshape, perm)  # type: ignore[misc]
-    transposed_inner = [int(d) for d in list(reshape.inputs[0].shape)[1:]]
+    read_shape = _read_shape(walk, reshape)
+    product, weight = _flatten_into_weight(reshape, perm, read_shape)  # type: ignore[misc]
+    transposed_inner = [int(d) for d in list(read_shape)[1:]]
     source_inner = [transposed_inner[i] for i in _inverse([p - 1 for p in perm[1:]])]
     # position k of the transposed flattening reads position order[k] of the source flattening
     order = np.arange(int(np.prod(source_inner))).reshape(source_inner).transpose([p - 1 for p in perm[1:]]).reshape(-1)
@@ -361,7 +578,7 @@ def _fold_flatten(reshape: ir.Node, perm: list[int], source: ir.Value) -> None:
     else:
         relaid[order] = array
     weight.const_value = ir.Tensor(np.ascontiguousarray(relaid), name=weight.name)
-    reshape.replace_input_with(0, source)
+    view.read_source(reshape, 0, source)
     reshape.outputs[0].name = _relaid_name(reshape.outputs[0].name)  # flattened in another order now
 
 
