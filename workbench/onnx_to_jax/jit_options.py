@@ -192,11 +192,14 @@ def jit_forward(
     (XLA's literals of ViT-B/16's 86 M weights cost ~4.5 CPU s). The options are the module's
     ``XLA_COMPILER_OPTIONS`` (see this module's docstring), less any the running XLA does not know;
     ``compiler_options`` in ``jit_kwargs`` are added to them and win. Other ``jit_kwargs`` go to
-    ``jax.jit`` as they are.
+    ``jax.jit`` as they are. Called inside ``jax.grad``, ``jax.vmap`` or an outer ``jax.jit`` it traces
+    the function without the options (:class:`OptionsJitted`: JAX takes them on a top-level jit only).
     """
     from workbench.onnx_to_jax.helpers import _jit_with_options
 
     from workbench.onnx_to_jax.tiered import TIERED_MIN_WEIGHTS, TieredJitted, float_elements
+
+    import jax
 
     options = generated_options(forward)
     if params is not None:
@@ -204,15 +207,48 @@ def jit_forward(
     fn = forward if params is None else functools.partial(forward, params)
     # the same builder as the jitted parts of models whose shapes depend on values (``_segment``)
     jitted = _jit_with_options(fn, options, **dict(jit_kwargs))
+    # inside grad / vmap / an outer jit, the same function jitted without the options (OptionsJitted)
+    nested = jax.jit(fn, **{name: value for name, value in jit_kwargs.items() if name != "compiler_options"})
     if forward.__globals__.get(X64_NAME) is True:
-        return X64Jitted(jitted)
+        return X64Jitted(OptionsJitted(jitted, nested))
     # jax.jit arguments that count positions (static_argnums, donate_argnums...) would mean other
     # arguments to the tiered jit's weights-as-arguments program: those get the folded jit alone
     plain_jit = not set(jit_kwargs) - {"compiler_options"}
     if params is not None and plain_jit and float_elements(params) >= TIERED_MIN_WEIGHTS:
         # many weights: the first calls run them as arguments while the folded program compiles (tiered.py)
         return TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params, fn)
-    return jitted
+    return OptionsJitted(jitted, nested)
+
+
+def any_traced(tree: Any) -> bool:
+    """Whether any leaf of ``tree`` is a JAX tracer: the call is inside ``jax.jit``, ``jax.grad``, ``jax.vmap``..."""
+    import jax
+
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+class OptionsJitted:
+    """A jitted model compiled with its XLA options when called on arrays, traced without them inside a
+    transformation.
+
+    JAX accepts ``compiler_options`` only on a top-level ``jax.jit``: called inside ``jax.grad``,
+    ``jax.vmap`` or an outer ``jax.jit``, a jit that carries them raises ``ValueError``. So with traced
+    inputs this runs ``nested`` (the same function jitted without the options; the outer computation
+    is compiled with the options its own jit gives), and with arrays ``top``. ``lower`` is ``top``'s.
+    """
+
+    def __init__(self, top: Any, nested: Any):
+        self._top = top
+        self._nested = nested
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if any_traced((args, kwargs)):
+            return self._nested(*args, **kwargs)
+        return self._top(*args, **kwargs)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """``jax.jit(...).lower`` of the function with its options (``.compile()`` compiles with them)."""
+        return self._top.lower(*args, **kwargs)
 
 
 class X64Jitted:

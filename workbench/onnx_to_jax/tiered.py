@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Mapping
 
+from workbench.onnx_to_jax.jit_options import any_traced
+
 # float weight elements from which the folded program's literals cost more compile time than a
 # first call should wait for (~50 ns of XLA CPU time each: ViT-B/16's 86 M about 4.5 s); the
 # corpus's other models (at most 33 M) compile folded within ~2 s of the arguments form
@@ -60,7 +62,7 @@ class TieredJitted:
         return self._ready
 
     def __call__(self, *inputs: Any) -> Any:
-        if _traced(inputs):
+        if any_traced(inputs):
             return self._traced(*inputs)
         if self._ready:
             return self._folded(*inputs)
@@ -102,7 +104,3 @@ class TieredJitted:
         self._ready = True
 
 
-def _traced(inputs: tuple[Any, ...]) -> bool:
-    import jax
-
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(inputs))
