@@ -177,6 +177,32 @@ def rule_root(rule: Any) -> RuleRoot | None:
     return RuleRoot(root.op_type, producers)
 
 
+def rule_required_ops(rule: Any) -> frozenset[str]:
+    """The op types a graph must contain for ``rule``'s pattern to match anywhere in it.
+
+    Every node of the pattern reached from its output nodes through inputs that another pattern node
+    computes (``NodeOutputPattern``) has to be matched by a node of that op type; the nodes behind an
+    alternative (``OrValue``) are optional and left out, as is a node whose op is not one string
+    (a prefix pattern). Reads the rule's private compiled pattern, as :func:`rule_root` does.
+    """
+    from onnxscript.rewriter._pattern_ir import NodeOutputPattern
+
+    pattern = rule._target_pattern  # noqa: SLF001 - see rule_root
+    required: set[str] = set()
+    seen: set[int] = set()
+    stack = list(pattern.output_nodes)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        identifier = node.op_identifier()
+        if identifier is not None:
+            required.add(identifier[1])
+        stack.extend(value.producer() for value in node.inputs if isinstance(value, NodeOutputPattern))
+    return frozenset(required)
+
+
 # the attributes in which onnxscript's pattern matcher keeps the match it last tried (the graph, the
 # MatchResult with its nodes and bindings, the node under the cursor, the tracer)
 _MATCHER_STATE = ("_graph", "_match", "_current_node", "_tracer")

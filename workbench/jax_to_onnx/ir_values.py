@@ -156,3 +156,18 @@ def _reversed_runs_copy(array: np.ndarray, axes: list[int], runs: tuple[int, int
 
     run_chunked(len(corners), copy_chunks, array.nbytes)
     return out
+
+
+# ops that only broadcast or re-shape their first input (a broadcast zero stays zero)
+_BROADCASTS = frozenset({"Expand", "Reshape", "Unsqueeze", "Identity"})
+
+
+def is_broadcast_zero(value: ir.Value | None) -> bool:
+    """Whether ``value`` is a constant of zeros, possibly through a few broadcasting or reshaping ops."""
+    for _ in range(len(_BROADCASTS) + 1):
+        producer = None if value is None else value.producer()
+        if producer is None or producer.op_type not in _BROADCASTS or producer.domain != "":
+            break
+        value = producer.inputs[0]
+    array = constant_array(value)
+    return array is not None and array.size > 0 and not np.any(array != 0)

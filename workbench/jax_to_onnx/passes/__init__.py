@@ -1,6 +1,7 @@
 """Graph clean-up and fusion after lowering, then shape annotation: the pass pipeline.
 
-- unused nodes, initializers and functions are removed, common subexpressions merged (onnx-ir passes);
+- unused nodes and initializers are removed (:mod:`.unused`), common subexpressions merged and unused
+  functions and opsets dropped (onnx-ir passes);
 - constant subgraphs are folded (:mod:`.folding`), broadcasts to symbolic shapes moved to where they
   cost nothing (:mod:`.broadcasts`), reshape round trips dropped (:mod:`.reshapes`);
 - common patterns become the ONNX op that says what they are (:mod:`.fusions`, applied by
@@ -31,6 +32,7 @@ from workbench.jax_to_onnx.passes.norms import fuse_norms
 from workbench.jax_to_onnx.passes.reshapes import drop_no_op_reshape_chains
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
+from workbench.jax_to_onnx.passes.unused import remove_unused_nodes
 from workbench.jax_to_onnx.precision import Precision, convert_precision
 
 __all__ = ["run_passes", "fuse_patterns", "rewrite_layouts", "fold_constants", "fold_weight_layouts", "infer_shapes"]
@@ -48,12 +50,9 @@ def run_passes(
 
     ``weights`` names the initializers that hold the model's parameters: they keep their names and shapes.
     """
-    passes: list[ir.passes.PassBase] = [common_passes.RemoveUnusedNodesPass()]
+    remove_unused_nodes(model)
     if optimize:
-        passes.append(common_passes.CommonSubexpressionEliminationPass())
-    manager = ir.passes.PassManager(passes)
-    manager(model)
-    if optimize:
+        common_passes.CommonSubexpressionEliminationPass()(model)
         fold_constants(model, weights)
         simplify_broadcasts(model.graph)
         drop_no_op_reshape_chains(model.graph)
@@ -65,14 +64,9 @@ def run_passes(
         fold_affine_chains(model.graph)
         rewrite_layouts(model)
         fold_weight_layouts(model.graph, weights)
-    cleanup = ir.passes.PassManager(
-        [
-            common_passes.RemoveUnusedNodesPass(),
-            common_passes.RemoveUnusedFunctionsPass(),
-            common_passes.RemoveUnusedOpsetsPass(),
-        ]
-    )
-    cleanup(model)
+    remove_unused_nodes(model)
+    common_passes.RemoveUnusedFunctionsPass()(model)
+    common_passes.RemoveUnusedOpsetsPass()(model)
     for graph in (model.graph, *model.functions.values()):
         unique_node_names(graph)
     infer_shapes(model)

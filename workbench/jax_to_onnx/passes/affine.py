@@ -94,6 +94,9 @@ def _channel_axis(node: ir.Node) -> int | None:
 
 def _collect(value: ir.Value, axis: int) -> _Chain | None:
     """The longest chain of single-use affine ops with per-channel constants after ``value``."""
+    uses = value.uses()
+    if len(uses) != 1 or uses[0].node.op_type not in _CHAIN_OPS:  # no chain starts here (most values)
+        return None
     if value.shape is None or value.dtype not in _FLOAT_TYPES or axis >= len(value.shape):
         return None
     channels = value.shape[axis]

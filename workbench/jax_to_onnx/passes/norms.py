@@ -36,7 +36,7 @@ import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 
 from workbench.compat import norm_fusion_classes
-from workbench.jax_to_onnx.ir_values import constant_array, register_unique
+from workbench.jax_to_onnx.ir_values import constant_array, is_broadcast_zero, register_unique
 from workbench.jax_to_onnx.passes.fusions import ReduceMeanFusion
 from workbench.jax_to_onnx.passes.norm_parameters import (
     as_parameter,
@@ -52,8 +52,6 @@ LAYER_NORMALIZATION_MIN_OPSET = 17
 
 # the reductions whose kept-dims form the preparation rules write
 _REDUCTIONS = ("ReduceMean", "ReduceSum")
-# ops that only broadcast or re-shape their first input (a broadcast zero stays zero)
-_BROADCASTS = frozenset({"Expand", "Reshape", "Unsqueeze", "Identity"})
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -233,14 +231,7 @@ class SubtractBroadcastZero(RewriteRuleClassBase):
         result = MatchResult()
         if not same_shape(x, difference):
             return result.fail("x does not have the result's shape")
-        value: ir.Value | None = zero
-        for _ in range(len(_BROADCASTS) + 1):
-            producer = None if value is None else value.producer()
-            if producer is None or producer.op_type not in _BROADCASTS or producer.domain != "":
-                break
-            value = producer.inputs[0]
-        array = constant_array(value)
-        if array is None or array.size == 0 or np.any(array != 0):
+        if not is_broadcast_zero(zero):
             return result.fail("the subtrahend is not a broadcast zero")
         return result
 

@@ -9,16 +9,16 @@ the nodes near the previous round's rewrites keeps the passes proportional to th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import onnx_ir as ir
 from onnxscript.rewriter import RewriteRule
 
-from workbench.compat import release_match_state, rule_root
+from workbench.compat import release_match_state, rule_required_ops, rule_root
 from workbench.jax_to_onnx.bias import droppable_bias
 from workbench.jax_to_onnx.dims import dims_of
-from workbench.jax_to_onnx.ir_values import register_unique
+from workbench.jax_to_onnx.ir_values import constant_array, is_broadcast_zero, register_unique
 from workbench.jax_to_onnx.provenance import inherit
 from workbench.jax_to_onnx.passes import attention_layout
 from workbench.jax_to_onnx.passes.fusions import rule_phases
@@ -77,15 +77,18 @@ class _IndexedRule:
     rule: RewriteRule
     root_op: str | None
     producer_ops: tuple[tuple[int, str], ...]
+    # the op types the graph must contain for the pattern to match anywhere (its nodes outside alternatives)
+    required_ops: frozenset[str] = frozenset()
     # a cheap necessary condition on the root node, for single-node rules tried on every node of their op type
     guard: Callable[[ir.Node], bool] | None = None
 
     @classmethod
     def of(cls, rule: RewriteRule) -> _IndexedRule:
         root = rule_root(rule)
+        required = rule_required_ops(rule)
         if root is None:
-            return cls(rule, None, ())
-        return cls(rule, root.op_type, root.producer_ops, _ROOT_GUARDS.get(rule.name))
+            return cls(rule, None, (), required)
+        return cls(rule, root.op_type, root.producer_ops, required, _ROOT_GUARDS.get(rule.name))
 
     def may_match(self, node: ir.Node) -> bool:
         if self.guard is not None and not self.guard(node):
@@ -136,6 +139,17 @@ def _may_drop_unit_axes(node: ir.Node) -> bool:
     return dims is not None and 1 in dims and node.attributes.get("perm") is not None
 
 
+def _subtracts_broadcast_zero(node: ir.Node) -> bool:
+    """What :class:`.norms.SubtractBroadcastZero` checks of its subtrahend."""
+    return len(node.inputs) == 2 and is_broadcast_zero(node.inputs[1])
+
+
+def _has_uniform_condition(node: ir.Node) -> bool:
+    """What :class:`.fusions.ConstantConditionWhere` checks first: a constant condition, all true or all false."""
+    array = constant_array(node.inputs[0]) if node.inputs else None
+    return array is not None and array.size > 0 and bool(array.all() or not array.any())
+
+
 # rule name → a condition its check requires, tested before entering onnxscript's matcher (a failed
 # match costs ~100x more); for the rules tried, and mostly failing, on every node of a common op type
 _ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
@@ -144,6 +158,8 @@ _ROOT_GUARDS: dict[str, Callable[[ir.Node], bool]] = {
     "SubReshapedBias": _may_drop_bias_reshape,
     "MulReshapedBias": _may_drop_bias_reshape,
     "MatMulAddToGemm": _may_become_gemm,
+    "SubtractBroadcastZero": _subtracts_broadcast_zero,
+    "ConstantConditionWhere": _has_uniform_condition,
     **{f"TransposeDropUnitAxes{suffix}": _may_drop_unit_axes for suffix in ("", "Squeeze", "Unsqueeze")},
 }
 
@@ -158,12 +174,15 @@ def _apply_rules(
     *,
     only: set[ir.Node] | None = None,
     touched: set[ir.Node] | None = None,
+    present: set[str] | None = None,
 ) -> int:
     """Try the rules whose root op is each node's op type; onnxscript matches and replaces.
 
     ``only`` restricts the roots tried to those nodes (plus every node holding a subgraph, whose
     body is searched whole); ``touched`` collects the nodes whose match may have changed through
-    this call's rewrites (see :func:`_note_rewrite_neighbourhood`).
+    this call's rewrites (see :func:`_note_rewrite_neighbourhood`). ``present``, the op types the
+    graph may contain (:func:`op_types`: a superset, kept one as rewrites add nodes), skips the rules
+    whose pattern needs an op type outside it: they cannot match.
 
     (onnxscript's ``RewriteRuleSet`` tries every rule on every node, which costs about as much as the
     rest of the conversion for a 1,000-node graph; indexing the rules by root op type avoids that.)
@@ -178,6 +197,8 @@ def _apply_rules(
             continue
         rules = rules_by_root.get(node.op_type, _NO_RULES)
         for indexed in (rules + catch_all) if catch_all else rules:
+            if present is not None and not indexed.required_ops <= present:
+                continue
             if not indexed.may_match(node):
                 continue
             delta = indexed.rule.try_rewrite(model, graph, node)
@@ -193,14 +214,32 @@ def _apply_rules(
                 graph, node, delta.match.nodes, delta.new_nodes, delta.match.outputs, delta.new_outputs
             )
             inherit(delta.new_nodes, node)
+            if present is not None:
+                present |= op_types(delta.new_nodes)
             if touched is not None:
                 _note_rewrite_neighbourhood([*delta.new_nodes, *upstream], touched)
             count += 1
             break
         else:
             for subgraph in subgraphs:
-                count += _apply_rules(model, subgraph, rules_by_root)
+                count += _apply_rules(model, subgraph, rules_by_root, present=present)
     return count
+
+
+def op_types(nodes: Iterable[ir.Node]) -> set[str]:
+    """The op types of ``nodes`` and of every node in their subgraphs: one walk."""
+    types: set[str] = set()
+    for node in nodes:
+        types.add(node.op_type)
+        if node.domain != "" or node.op_type in _CONTROL_FLOW_OPS:
+            for subgraph in _subgraphs(node):
+                types |= op_types(subgraph)
+    return types
+
+
+def _may_rewrite(rules_by_root: dict[str | None, list[_IndexedRule]], present: set[str]) -> bool:
+    """Whether any rule's pattern can match in a graph whose op types are (at most) ``present``."""
+    return any(indexed.required_ops <= present for indexed_rules in rules_by_root.values() for indexed in indexed_rules)
 
 
 # how far below a rewrite a pattern root can be and still have seen the change: the layout rules'
@@ -238,13 +277,18 @@ def fuse_patterns(model: ir.Model, *, phases: _Phases = rule_phases) -> int:
         canonicalize_constant_operands(graph)
     count = 0
     indexed_phases = _indexed_phases(model.opset_imports.get("", 0), phases)
+    # each graph's op types, from one walk, grown by the rewrites: a phase none of whose rules can
+    # match (a norm's phases in a CNN) is skipped without visiting a node
+    present = [op_types(graph) for graph in graphs]
     try:
         for rules_by_root in indexed_phases:
-            for graph in graphs:
-                count += _apply_rules(model, graph, rules_by_root)
+            for graph, ops in zip(graphs, present, strict=True):
+                if _may_rewrite(rules_by_root, ops):
+                    count += _apply_rules(model, graph, rules_by_root, present=ops)
                 # rules that cancel (Transpose∘Transpose) leave an Identity, which would hide the
                 # producer from the next phase's patterns (MatMul → Identity → Add is no Gemm)
-                drop_identities(graph)
+                if "Identity" in ops:
+                    drop_identities(graph)
     finally:
         _release(indexed_phases)
     return count
@@ -300,10 +344,13 @@ def rewrite_layouts(model: ir.Model) -> int:
     attention_layout.annotate_shapes(model.graph)
     total = 0
     only: set[ir.Node] | None = None  # the first round tries every node, later ones what the last changed
+    present = op_types(model.graph)
     try:
         for _ in range(_LAYOUT_ROUNDS):
+            if not _may_rewrite(rules_by_root, present):
+                break
             touched: set[ir.Node] = set()
-            count = _apply_rules(model, model.graph, rules_by_root, only=only, touched=touched)
+            count = _apply_rules(model, model.graph, rules_by_root, only=only, touched=touched, present=present)
             total += count
             if count == 0:
                 break
