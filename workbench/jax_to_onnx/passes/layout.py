@@ -138,10 +138,9 @@ class _Relaid:
     """
 
     def __init__(
-        self, node: ir.Node, perm: list[int], name: str | None, shape: ir.Shape | None, node_name: str
+        self, node: ir.Node, perm: list[int], name: str | None, shape: ir.Shape | None
     ) -> None:
         self.node = node
-        self.node_name = node_name  # the Transpose's name before :func:`inherit` gives it its node's
         self.value = node.outputs[0]
         self.perm = perm
         self.name = name
@@ -190,7 +189,7 @@ class _Walk:
         old = self._virtual.get(id(node.outputs[0]))
         if old is not None:  # a second layout change of the same value: the first restoring Transpose must exist
             self.materialize(old)
-        record = _Relaid(node, perm, name, shape, _spend_insertion_names(self.graph))
+        record = _Relaid(node, perm, name, shape)
         self._records.append(record)
         self._virtual[id(record.value)] = record
         return record
@@ -210,7 +209,7 @@ class _Walk:
         """Make ``record``'s Transpose (not yet in the graph) and let its pending consumers read it."""
         value = record.value
         transpose = ir.Node(
-            "", "Transpose", [value], attributes=[ir.AttrInt64s("perm", record.perm)], name=record.node_name
+            "", "Transpose", [value], attributes=[ir.AttrInt64s("perm", record.perm)]
         )
         restored = transpose.outputs[0]
         restored.name, restored.type = record.name, record.type
@@ -265,22 +264,6 @@ class _Walk:
                 self._place(record, record.transpose if record.transpose is not None else self.materialize(record))
         self._records.clear()
         self._made.clear()
-
-
-def _spend_insertion_names(graph: ir.Graph) -> str:
-    """Take from ``graph``'s name authority the node and value names inserting an unnamed Transpose would take
-    now; returns the node's.
-
-    A record's Transpose is inserted later or never, named; but each step used to insert one unnamed, which
-    advanced the authority's counters, and the names it gives later nodes (``val_7``) show in the export.
-    Spending them here keeps those names what they were. onnx-ir has no public call for it: this reads its
-    ``Graph._name_authority`` (an AttributeError here means onnx-ir changed how it names).
-    """
-    authority = graph._name_authority  # noqa: SLF001 - see the docstring
-    node_name = authority._unique_node_name("Transpose")  # noqa: SLF001
-    authority._node_names.add(node_name)  # noqa: SLF001
-    authority._value_names.add(authority._unique_value_name())  # noqa: SLF001
-    return node_name
 
 
 def _sink(walk: _Walk, view: _View) -> list[ir.Node | _Relaid] | None:
