@@ -56,6 +56,8 @@ from typing import Any, Callable, Mapping
 import onnx
 
 from workbench.errors import SpecError
+from workbench.onnx_to_jax import tiered
+from workbench.onnx_to_jax.tiered import any_traced
 
 YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
 # YNNPACK fuses dots (with what XLA can put in the same fusion) and nothing else
@@ -195,11 +197,9 @@ def jit_forward(
     ``jax.jit`` as they are. Called inside ``jax.grad``, ``jax.vmap`` or an outer ``jax.jit`` it traces
     the function without the options (:class:`OptionsJitted`: JAX takes them on a top-level jit only).
     """
-    from workbench.onnx_to_jax.helpers import _jit_with_options
-
-    from workbench.onnx_to_jax.tiered import TIERED_MIN_WEIGHTS, TieredJitted, float_elements
-
     import jax
+
+    from workbench.onnx_to_jax.helpers import _jit_with_options
 
     options = generated_options(forward)
     if params is not None:
@@ -214,17 +214,10 @@ def jit_forward(
     # jax.jit arguments that count positions (static_argnums, donate_argnums...) would mean other
     # arguments to the tiered jit's weights-as-arguments program: those get the folded jit alone
     plain_jit = not set(jit_kwargs) - {"compiler_options"}
-    if params is not None and plain_jit and float_elements(params) >= TIERED_MIN_WEIGHTS:
+    if params is not None and plain_jit and tiered.float_elements(params) >= tiered.TIERED_MIN_WEIGHTS:
         # many weights: the first calls run them as arguments while the folded program compiles (tiered.py)
-        return TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params, fn)
+        return tiered.TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params, fn)
     return OptionsJitted(jitted, nested)
-
-
-def any_traced(tree: Any) -> bool:
-    """Whether any leaf of ``tree`` is a JAX tracer: the call is inside ``jax.jit``, ``jax.grad``, ``jax.vmap``..."""
-    import jax
-
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 class OptionsJitted:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Mapping
 
-from workbench.onnx_to_jax.jit_options import any_traced
-
 # float weight elements from which the folded program's literals cost more compile time than a
 # first call should wait for (~50 ns of XLA CPU time each: ViT-B/16's 86 M about 4.5 s); the
 # corpus's other models (at most 33 M) compile folded within ~2 s of the arguments form
@@ -104,3 +102,8 @@ class TieredJitted:
         self._ready = True
 
 
+def any_traced(tree: Any) -> bool:
+    """Whether any leaf of ``tree`` is a JAX tracer: the call is inside ``jax.jit``, ``jax.grad``, ``jax.vmap``..."""
+    import jax
+
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
