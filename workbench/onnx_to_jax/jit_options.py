@@ -216,7 +216,7 @@ def jit_forward(
     plain_jit = not set(jit_kwargs) - {"compiler_options"}
     if params is not None and plain_jit and tiered.float_elements(params) >= tiered.TIERED_MIN_WEIGHTS:
         # many weights: the first calls run them as arguments while the folded program compiles (tiered.py)
-        return tiered.TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params, fn)
+        return tiered.TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params, nested)
     return OptionsJitted(jitted, nested)
 
 

@@ -38,8 +38,9 @@ class TieredJitted:
     compiling ``folded`` for those inputs on a background thread (it also runs it once); from the call
     after that compile on, ``folded`` runs. Inputs of other shapes than the first ones compile ``folded``
     for them when called, as ``jax.jit`` does. Under a transformation (an outer ``jax.jit``, ``jax.grad``,
-    ``jax.vmap``) ``traced`` is traced: the folded function itself (``fn``, not jitted), because JAX
-    refuses the compiler options of ``folded`` on a jit nested in a transformation. ``lower`` is ``folded``'s. ``wait()`` blocks until the background
+    ``jax.vmap``) ``traced`` runs: the folded function jitted without the compiler options, because JAX
+    refuses them on a jit nested in a transformation (as ``OptionsJitted`` does in jit_options.py).
+    ``lower`` is ``folded``'s. ``wait()`` blocks until the background
     compile is done and raises what it raised (the calls then keep running ``bound``).
     """
 

@@ -421,6 +421,13 @@ def _live_taps(size, kernel, stride, dilation, padding):
 
 
 @runtime_helper
+def _hwio_weight(w, hwio):
+    """A 2-D convolution weight as (kh, kw, I, O), the layout the channels-last forms read: ``w`` itself
+    when it is already so (``hwio``: prepared), else ONNX's (O, I, kh, kw) transposed."""
+    return w if hwio else jnp.transpose(w, (2, 3, 1, 0))
+
+
+@runtime_helper
 def _conv(
     x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False, small_as_dot=False,
     stem_as_dot=False, merge_groups=False,
@@ -463,6 +470,7 @@ def _conv(
         stem_as_dot and channels_last and nd == 2 and jnp.issubdtype(x.dtype, jnp.floating)
         and _conv_as_stem_dot(channels, kernel, out_channels, group)
     )
+    merge = _group_merge(group, channels // group) if merge_groups and channels_last and nd == 2 else 1
     wide = None
     if as_dot:
         out_spatial = [
@@ -486,21 +494,20 @@ def _conv(
             y = _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=hwio)
         else:
             y = _depthwise_conv(x, w, strides, padding, dilations)
-    elif merge_groups and channels_last and nd == 2 and _group_merge(group, channels // group) > 1:
-        merge = _group_merge(group, channels // group)
+    elif merge > 1:
         y = lax.conv_general_dilated(
-            x, _merged_group_weight(w if hwio else jnp.transpose(w, (2, 3, 1, 0)), group, merge),
+            x, _merged_group_weight(_hwio_weight(w, hwio), group, merge),
             window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=group // merge,
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
     elif as_winograd:
-        y = _conv_winograd(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), padding, dilations)
+        y = _conv_winograd(x, _hwio_weight(w, hwio), padding, dilations)
     elif wide == "live_taps":
-        y = _conv_live_taps(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), padding, dilations)
+        y = _conv_live_taps(x, _hwio_weight(w, hwio), padding, dilations)
     elif as_dot:
-        y = _conv_im2col(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), strides, padding)
+        y = _conv_im2col(x, _hwio_weight(w, hwio), strides, padding)
     elif as_stem_dot:
-        y = _conv_stem_dot(x, w if hwio else jnp.transpose(w, (2, 3, 1, 0)), strides, padding, dilations)
+        y = _conv_stem_dot(x, _hwio_weight(w, hwio), strides, padding, dilations)
     else:
         y = lax.conv_general_dilated(
             x, w, window_strides=strides, padding=padding, rhs_dilation=dilations, feature_group_count=group,
