@@ -171,3 +171,9 @@ def is_broadcast_zero(value: ir.Value | None) -> bool:
         value = producer.inputs[0]
     array = constant_array(value)
     return array is not None and array.size > 0 and not np.any(array != 0)
+
+
+def is_uniform_condition(value: ir.Value | None) -> bool:
+    """Whether ``value`` is a constant condition that is all true or all false (a Where that selects one branch)."""
+    array = constant_array(value)
+    return array is not None and array.size > 0 and bool(array.all() or not array.any())

@@ -22,7 +22,7 @@ from onnxscript.rewriter.rules import common as common_rules
 
 from workbench.compat import new_common_rules
 from workbench.jax_to_onnx.bias import bias_reshape_problem
-from workbench.jax_to_onnx.ir_values import constant_array
+from workbench.jax_to_onnx.ir_values import constant_array, is_uniform_condition
 from workbench.jax_to_onnx.passes.norm_parameters import (
     as_parameter,
     fits_normalized_shape,
@@ -173,10 +173,9 @@ class ConstantConditionWhere(RewriteRuleClassBase):
     def check(self, context, condition, x, y, selected) -> MatchResult:  # noqa: ANN001
         del context
         result = MatchResult()
-        array = constant_array(condition)
-        if array is None or array.size == 0 or not (array.all() or not array.any()):
+        if not is_uniform_condition(condition):
             return result.fail("the condition is not a constant, all true or all false")
-        kept = x if array.all() else y
+        kept = x if constant_array(condition).all() else y
         if not same_shape(kept, selected):
             return result.fail("the kept branch does not have the result's shape")
         return result

@@ -18,7 +18,7 @@ from onnxscript.rewriter import RewriteRule
 from workbench.compat import release_match_state, rule_required_ops, rule_root
 from workbench.jax_to_onnx.bias import droppable_bias
 from workbench.jax_to_onnx.dims import dims_of
-from workbench.jax_to_onnx.ir_values import constant_array, is_broadcast_zero, register_unique
+from workbench.jax_to_onnx.ir_values import is_broadcast_zero, is_uniform_condition, register_unique
 from workbench.jax_to_onnx.provenance import inherit
 from workbench.jax_to_onnx.passes import attention_layout
 from workbench.jax_to_onnx.passes.fusions import rule_phases
@@ -146,8 +146,7 @@ def _subtracts_broadcast_zero(node: ir.Node) -> bool:
 
 def _has_uniform_condition(node: ir.Node) -> bool:
     """What :class:`.fusions.ConstantConditionWhere` checks first: a constant condition, all true or all false."""
-    array = constant_array(node.inputs[0]) if node.inputs else None
-    return array is not None and array.size > 0 and bool(array.all() or not array.any())
+    return bool(node.inputs) and is_uniform_condition(node.inputs[0])
 
 
 # rule name → a condition its check requires, tested before entering onnxscript's matcher (a failed
