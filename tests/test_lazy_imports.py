@@ -75,3 +75,30 @@ def test_conversion_does_not_import_onnx_reference_and_onnxscript_still_folds_wi
     lines = out.splitlines()
     assert lines[0] == "converted 3 False False"
     assert lines[1] == "folded ['Add'] module True Erf"
+
+
+def test_folding_still_works_after_onnx_reference_is_imported_on_its_own():
+    # the order of a notebook or a test session: convert (onnxscript's folder is imported with its
+    # stand-ins), then something imports onnx.reference alone, then convert again. The real onnx.reference
+    # lacked `ops`, onnxscript's folder swallowed the AttributeError and stopped folding (found as a test
+    # that failed only when collected after other modules)
+    out = _run(
+        "import sys\n"
+        "import jax, jax.numpy as jnp\n"
+        "import workbench as wb\n"
+        "from workbench.zoo import nnx_mlp\n"
+        "wb.to_onnx(nnx_mlp().fn, [('B', 30)])\n"
+        "from onnx.reference import ReferenceEvaluator\n"
+        "print('ops imported', 'onnx.reference.ops' in sys.modules)\n"
+        "def masked(scores, mask):\n"
+        "    ones = jnp.ones_like(scores, dtype=bool) & mask\n"
+        "    return jnp.where(ones, scores, jnp.broadcast_to(jnp.finfo(scores.dtype).min, scores.shape))\n"
+        "model = wb.to_onnx(masked, [('B', 4, 'T', 'T'), jax.ShapeDtypeStruct((1, 1, 'T', 'T'), jnp.bool_)])\n"
+        "print('nodes', *[n.op_type for n in model.graph.node])\n"
+        "import onnx\n"
+        "print('load_op', onnx.reference.ops.load_op('', 'Erf', 21).__name__, type(onnx.reference.ops).__name__)\n"
+    )
+    lines = out.splitlines()
+    assert lines[0] == "ops imported False"
+    assert lines[1] == "nodes Where"  # the broadcast constants folded, so the mask's And and fill's Expand go
+    assert lines[2] == "load_op Erf module"

@@ -17,6 +17,8 @@ attribute read on one (``sympy.Expr``, ``onnx.reference.ops.load_op``) imports t
 ordinary way and answers from it. Outside those imports nothing is replaced: ``import sympy`` or
 ``import onnx.reference`` anywhere else is the normal import, so there is never a half-loaded or second
 copy (the real import rebinds the parent package's attribute to the real module).
+A stand-in nested in another (``onnx.reference.ops`` in ``onnx.reference``) is bound on the real parent
+package too when that is imported later on its own, so the chain the watched module reads keeps resolving.
 
 Written by hand because no maintained library defers a *third party's* import of another package
 (``lazy_loader`` and PEP 690/810 defer a package's own imports; ``importlib.util.LazyLoader`` loads
@@ -66,17 +68,17 @@ _UNBOUND = object()  # a parent package without the attribute
 class _DeferringLoader(importlib.abc.Loader):
     """Runs a watched module's own loader with the stand-ins in ``sys.modules``, and removes them afterwards."""
 
-    def __init__(self, loader: importlib.abc.Loader, stand_ins: tuple[str, ...]) -> None:
+    def __init__(self, loader: importlib.abc.Loader, stand_ins: tuple[str, ...], finder: _DeferringFinder) -> None:
         self._loader = loader
         self._stand_ins = stand_ins
+        self._finder = finder
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        placed = [name for name in self._stand_ins if name not in sys.modules]
-        for name in placed:
-            stand_in = _StandIn(name)
+        placed = {name: _StandIn(name) for name in self._stand_ins if name not in sys.modules}
+        for name, stand_in in placed.items():
             parent_name, _, child = name.rpartition(".")
             if parent_name and parent_name != module.__name__:
                 # ``import onnx.reference.ops`` finds the stand-in in sys.modules and binds only ``onnx``;
@@ -92,27 +94,65 @@ class _DeferringLoader(importlib.abc.Loader):
             for name in placed:
                 if isinstance(sys.modules.get(name), _StandIn):
                     del sys.modules[name]
+        for name, stand_in in placed.items():
+            parent_name, _, child = name.rpartition(".")
+            if parent_name in placed:
+                # ``onnx.reference.ops`` hangs off the ``onnx.reference`` stand-in. A later real import of
+                # ``onnx.reference`` alone (``from onnx.reference import ReferenceEvaluator`` anywhere)
+                # replaces that stand-in and does not import ``ops``: the watched module's
+                # ``onnx.reference.ops.load_op`` would raise AttributeError, which onnxscript's constant
+                # folder swallows, so every later conversion would silently stop folding. The real parent
+                # gets the child stand-in as soon as it is imported.
+                self._finder.attach_on_import(parent_name, child, stand_in)
+
+
+class _AttachingLoader(importlib.abc.Loader):
+    """Runs a module's own loader, then binds stand-ins of submodules it did not import as its attributes."""
+
+    def __init__(self, loader: importlib.abc.Loader, children: dict[str, _StandIn]) -> None:
+        self._loader = loader
+        self._children = children
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._loader.exec_module(module)
+        for child, stand_in in self._children.items():
+            if child not in vars(module):
+                setattr(module, child, stand_in)
 
 
 class _DeferringFinder(importlib.abc.MetaPathFinder):
-    """Finds each watched module with the other finders once, wrapping its loader; leaves ``sys.meta_path``
-    when all have been found."""
+    """Finds each watched module with the other finders once, wrapping its loader, and each parent package
+    of a nested stand-in once (:meth:`attach_on_import`); leaves ``sys.meta_path`` when none is left."""
 
     def __init__(self) -> None:
         self.pending = {name: stand_ins for name, stand_ins in _DEFERRED.items() if name not in sys.modules}
+        self.attach: dict[str, dict[str, _StandIn]] = {}
+
+    def attach_on_import(self, parent_name: str, child: str, stand_in: _StandIn) -> None:
+        """Bind ``stand_in`` as ``child`` of the real ``parent_name`` package when that is imported."""
+        self.attach.setdefault(parent_name, {})[child] = stand_in
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
+        children = self.attach.pop(fullname, None)
         stand_ins = self.pending.pop(fullname, None)
-        if stand_ins is None:
+        if children is None and stand_ins is None:
             return None
-        if not self.pending:
+        if not self.pending and not self.attach:
             _remove_finder()
         spec = importlib.util.find_spec(fullname)  # (this finder no longer answers for it)
-        if spec is None or spec.loader is None or any(name in sys.modules for name in stand_ins):
+        if spec is None or spec.loader is None:
             return spec
-        spec.loader = _DeferringLoader(spec.loader, stand_ins)
+        if children is not None:
+            spec.loader = _AttachingLoader(spec.loader, children)
+        elif not any(name in sys.modules for name in stand_ins):
+            spec.loader = _DeferringLoader(spec.loader, stand_ins, self)
         return spec
 
 
