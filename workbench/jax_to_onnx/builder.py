@@ -93,6 +93,16 @@ def typed_like(value: ir.Value, like: ir.Value, dims: Sequence[Any]) -> ir.Value
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _stored_type(shape: tuple[Any, ...], dtype: np.dtype) -> tuple[ir.TensorType, tuple[int | str, ...]]:
+    """The ONNX type and dims a value of a NumPy ``dtype`` and ``shape`` is stored with (complex as real pairs).
+
+    Cached: asked for every value the lowering binds to a jaxpr variable, mostly for a few shapes; the type
+    is shared (never mutated), the dims are plain ints and names from which each value gets its own Shape.
+    """
+    return tensor_type(real_dtype(dtype)), tuple(dim_text(d) for d in storage_shape(tuple(shape), dtype))
+
+
 def is_static(dim: Any) -> bool:
     return isinstance(dim, (int, np.integer))
 
@@ -230,6 +240,14 @@ class GraphBuilder:
     def set_type(self, value: ir.Value, aval: Any) -> None:
         """Type ``value`` as ``aval`` is stored in the graph (complex as real pairs, see complex_numbers.py,
         PRNG keys as their uint32 data, see keys.py)."""
+        dtype = aval.dtype
+        if isinstance(dtype, np.dtype):  # the common case, with the dims worked out once per shape and dtype
+            try:
+                value.type, dims = _stored_type(aval.shape, dtype)
+            except TypeError:  # a dimension that cannot be hashed: worked out every time
+                value.type, dims = _stored_type.__wrapped__(aval.shape, dtype)
+            value.shape = ir.Shape(dims)
+            return
         aval = physical_aval(aval)
         value.type = tensor_type(real_dtype(aval.dtype))
         value.shape = ir_shape(storage_shape(tuple(aval.shape), aval.dtype))

@@ -56,7 +56,12 @@ def key_trailing_ndim(aval: Any) -> int:
 
 
 def involves_keys(eqn: Any) -> bool:
-    return any(is_extended_dtype(v.aval.dtype) for v in (*eqn.invars, *eqn.outvars))
+    """Whether an equation reads or writes PRNG key arrays (asked for every equation the lowering meets)."""
+    for atoms in (eqn.invars, eqn.outvars):
+        for atom in atoms:
+            if is_extended_dtype(atom.aval.dtype):
+                return True
+    return False
 
 
 # primitives whose handlers understand keys themselves (random_*) or only pass them along

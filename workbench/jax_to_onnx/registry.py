@@ -180,7 +180,9 @@ def keyword_parameters(rule: Callable[..., Any]) -> frozenset[str] | None:
 def unknown_parameters(rule: Callable[..., Any], params: Mapping[str, Any]) -> list[str]:
     """The equation parameters ``rule`` does not name (a JAX release added them), sorted."""
     known = keyword_parameters(rule)
-    return [] if known is None else sorted(set(params) - known)
+    if known is None or known.issuperset(params):  # the common case, answered without building a set
+        return []
+    return sorted(set(params) - known)
 
 
 def handler(

@@ -111,10 +111,18 @@ def _replace_with_initializer(graph: ir.Graph, node: ir.Node, array: np.ndarray)
     """``node``'s output becomes an initializer holding ``array`` (under the output's name); inputs left
     unused by it are dropped."""
     output = node.outputs[0]
-    initializer = ir.Value(name=output.name, type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-                           shape=ir.Shape(array.shape), const_value=ir.Tensor(array, name=output.name))
+    # what onnx-ir's replace_nodes_and_values(graph, node, [node], [], [output], [initializer]) does for
+    # one node and no new ones, without its general bookkeeping: the initializer takes the output's type
+    # and shape objects when it has them, then every use (graph outputs included), then the node goes
+    initializer = ir.Value(
+        name=output.name,
+        type=output.type if output.type is not None else ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+        shape=output.shape if output.shape is not None else ir.Shape(array.shape),
+        const_value=ir.Tensor(array, name=output.name),
+    )
     inputs = [value for value in node.inputs if value is not None]
-    ir.convenience.replace_nodes_and_values(graph, node, [node], [], [output], [initializer])
+    output.replace_all_uses_with(initializer, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
     graph.register_initializer(initializer)
     for value in inputs:
         if value.is_initializer() and not value.uses() and not value.is_graph_output() and not value.is_graph_input():
