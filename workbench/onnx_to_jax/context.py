@@ -52,6 +52,8 @@ class GraphScope(Protocol):
 
     def use_helper(self, fn: Callable) -> str: ...
 
+    def readers_of(self, onnx_name: str) -> tuple[onnx.NodeProto, ...] | None: ...
+
     def tensor_to_array(self, tensor: onnx.TensorProto) -> np.ndarray: ...
 
     def constant_expr(self, onnx_name: str, value: np.ndarray) -> str: ...
@@ -105,6 +107,11 @@ class NodeContext:
         if self._layout is not None and i in self._layout.nhwc_inputs:
             return self._graph.nhwc_expr_of(self.node.input[i])
         return self._graph.expr_of(self.node.input[i])
+
+    def readers(self, onnx_name: str) -> tuple[onnx.NodeProto, ...] | None:
+        """The nodes of the graph being emitted that read the value ``onnx_name`` (this node's outputs
+        among others); ``None`` when a graph output or a subgraph reads it too."""
+        return self._graph.readers_of(onnx_name)
 
     def prepared_weight(self, i: int, axes: tuple[int, ...]) -> bool:
         """Whether input ``i`` (a weight) reaches the code transposed by ``axes`` (``np.transpose``'s).

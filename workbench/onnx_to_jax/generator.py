@@ -157,6 +157,7 @@ class ModuleBuilder:
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
         top.reshaped_adds = find_reshaped_adds(self.checked.nodes, [o.name for o in graph.output])
+        top.note_readers(self.checked.nodes, [o.name for o in graph.output])
         items = top.collect_nodes(self.checked.nodes)
         # the first Reshape and the Add of each chain the last Reshape read around (reshaped_add.py):
         # dead code, dropped so the generated source reads as the computation it runs
@@ -358,6 +359,8 @@ class GraphEmitter:
         self.bypassed_values: set[str] = set()
         # values the node being emitted reads besides its inputs (NodeContext.value)
         self.extra_reads: list[str] = []
+        # the nodes of this graph that read each value, for values nothing else reads (note_readers)
+        self.readers: dict[str, tuple[onnx.NodeProto, ...]] = {}
 
     @property
     def label(self) -> str:
@@ -425,6 +428,21 @@ class GraphEmitter:
 
     def use_helper(self, fn: Callable) -> str:
         return self.module.use_helper(fn)
+
+    def readers_of(self, onnx_name: str) -> tuple[onnx.NodeProto, ...] | None:
+        """The nodes of this graph that read ``onnx_name``; ``None`` if a graph output or a subgraph reads
+        it too (or it is not a value of this graph's nodes)."""
+        return self.readers.get(onnx_name)
+
+    def note_readers(self, nodes: list[onnx.NodeProto], outputs: list[str]) -> None:
+        """Record which of ``nodes`` read each value (``readers_of``), before they are emitted."""
+        readers: dict[str, list[onnx.NodeProto]] = {}
+        unknown = set(outputs)
+        for node in nodes:
+            for name in dict.fromkeys(n for n in node.input if n):
+                readers.setdefault(name, []).append(node)
+            unknown.update(subgraph_free_names(node))
+        self.readers = {name: tuple(found) for name, found in readers.items() if name not in unknown}
 
     def tensor_to_array(self, tensor: onnx.TensorProto) -> np.ndarray:
         return tensor_array(tensor, self.label)
@@ -622,6 +640,7 @@ class GraphEmitter:
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())
         nodes = topological_order(graph, self.label, outer)
+        child.note_readers(nodes, [o.name for o in graph.output])
         if child.emit_nodes(nodes):
             self.nested_barrier = True
         outs = [child.output_expr(o.name) for o in graph.output]
