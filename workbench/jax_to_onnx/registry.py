@@ -111,7 +111,8 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, HandlerInfo] = {}
         self._complex_handlers: dict[str, HandlerInfo] = {}
-        self._loaded = False
+        self._loaded = False  # loading has started (set first: a handler module may ask the registry while it loads)
+        self._ready = False  # every handler module and plugin is loaded: read without the lock
         self._lock = threading.RLock()
 
     def register(self, info: HandlerInfo, *, override: bool = False) -> None:
@@ -133,6 +134,8 @@ class HandlerRegistry:
 
     def ensure_loaded(self) -> None:
         """Import the built-in handler modules and the entry-point plugins, once."""
+        if self._ready:  # asked twice per equation of every conversion: no lock once everything is loaded
+            return
         with self._lock:
             if self._loaded:
                 return
@@ -148,6 +151,7 @@ class HandlerRegistry:
                         f"{ENTRY_POINT_GROUP!r} entry-point group failed to import: {type(error).__name__}: {error}. "
                         "Fix or uninstall the plugin."
                     ) from error
+            self._ready = True
 
     def get(self, primitive: str, *, complex_numbers: bool = False) -> HandlerInfo | None:
         """The handler of ``primitive``; with ``complex_numbers``, the one for equations on complex values."""
