@@ -24,7 +24,6 @@ import onnx
 import onnx_ir as ir
 
 from workbench.errors import ConversionError
-from workbench.jax_to_onnx.serialize import serialize_model
 from workbench.onnx_io.shapes import guarded_inference
 
 # graph.meta key of the weight-less ModelProto the checker validated, when nothing was changed after the
@@ -209,7 +208,7 @@ def _light_model(model: ir.Model) -> onnx.ModelProto:
         functions=list(model.functions.values()),
         metadata_props=model.metadata_props,
     )
-    return serialize_model(light)
+    return ir.serde.serialize_model(light)
 
 
 def _check(proto: onnx.ModelProto) -> None:
