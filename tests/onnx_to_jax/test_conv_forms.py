@@ -31,7 +31,7 @@ from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.nn import _live_taps
 from workbench.onnx_to_jax import generator
 from workbench.onnx_to_jax.jit_options import (
-    LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_CONVOLUTIONS_ONLY, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE,
+    LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_CONVOLUTIONS_ONLY, YNN_DOTS_AND_CONVOLUTIONS, YNN_FUSION_TYPE, YNN_NONE,
 )
 
 LEVEL = {LLVM_LEVEL: LLVM_LEVEL_CHOSEN}  # every model's LLVM level (jit_options.py)
@@ -84,7 +84,8 @@ def test_depthwise_convolution_1d_and_gradient():
 
 @pytest.fixture
 def dots_only(monkeypatch):
-    """Every model counts as large: the generator chooses YNNPACK dots only (jit_options.py)."""
+    """Every model counts as large: a CNN without MatMul layers gets YNNPACK's dots and each
+    convolution alone, and the dot forms of the dots-only code (jit_options.py)."""
     monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 0)
 
 
@@ -130,7 +131,7 @@ def test_dense_convolution_form_matches_onnxruntime(dots_only, x_shape, w_shape,
     generated = generate_module(model)
     params = generated.params
     prepared = generated.prepare(params)
-    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_ONLY, **LEVEL}
+    assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS, **LEVEL}
     for primitives in (jaxpr_text(generated.forward, params, x),
                        jaxpr_text(generated.forward_prepared, prepared, x)):
         assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives

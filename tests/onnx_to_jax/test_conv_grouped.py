@@ -105,8 +105,9 @@ def test_merged_groups_in_float16_and_their_gradient():
 
 @pytest.mark.parametrize("options", ["dots-only", "off"])
 def test_groups_stay_under_the_other_options(monkeypatch, options):
-    """Where XLA's own kernel runs the convolutions (YNNPACK fusing dots only or nothing), unmeasured
-    there, the grouped convolution keeps its groups."""
+    """Where XLA's own kernel runs the convolutions (YNNPACK fusing dots only or nothing), or YNNPACK
+    runs them beside its dots (a large CNN's options: ``dots-only`` here), unmeasured there, the
+    grouped convolution keeps its groups."""
     if options == "dots-only":
         monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 0)
     else:

@@ -22,12 +22,13 @@ from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_wide_form, _tap_rows
 from workbench.onnx_to_jax.emitters.nn import _winograd_weight
-from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_ONLY, YNN_FUSION_TYPE
+from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_AND_CONVOLUTIONS, YNN_FUSION_TYPE
 
 
 @pytest.fixture
 def dots_only(monkeypatch):
-    """Every model counts as large: the generator chooses YNNPACK dots only (jit_options.py)."""
+    """Every model counts as large: a CNN without MatMul layers gets YNNPACK's dots and each
+    convolution alone, and the dot forms of the dots-only code (jit_options.py)."""
     monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 0)
 
 
@@ -66,7 +67,7 @@ def test_wide_convolution_form_matches_onnxruntime(dots_only, x_shape, out_chann
     params = generated.params
     prepared = generated.prepare(params)
     assert generated.forward.__globals__["XLA_COMPILER_OPTIONS"] == {
-        YNN_FUSION_TYPE: YNN_DOTS_ONLY, LLVM_LEVEL: LLVM_LEVEL_CHOSEN}
+        YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS, LLVM_LEVEL: LLVM_LEVEL_CHOSEN}
     for primitives in (jaxpr_text(generated.forward, params, x),
                        jaxpr_text(generated.forward_prepared, prepared, x)):
         assert ("conv_general_dilated" in primitives) == (form == "xla"), primitives

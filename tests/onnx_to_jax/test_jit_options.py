@@ -1,9 +1,11 @@
 """XLA compiler options chosen from the ONNX graph and applied by ``wb.jit_forward`` (jit_options.py).
 
-A model with many weights gets YNNPACK restricted to dots, so XLA compiles its convolutions on their
-own instead of inside YNNPACK subgraphs; a small one with a 2-D convolution and no MatMul layers gets
-YNNPACK running each convolution alone and nothing else; the other small ones keep XLA's defaults. The threshold is
-lowered here (``MIN_WEIGHTS``) so that small test graphs stand for both sizes. Every test that runs code
+A model with many weights gets YNNPACK restricted to dots, so XLA compiles its elementwise ops on their
+own instead of inside YNNPACK subgraphs; a large CNN without MatMul layers gets YNNPACK running each
+convolution alone besides (XLA's own convolution ran ResNet's 7x7 stem at 2.2x YNNPACK's time); a small
+one with a 2-D convolution and no MatMul layers gets YNNPACK running each convolution alone and nothing
+else; the other small ones keep XLA's defaults. The threshold is lowered here (``MIN_WEIGHTS``) so that
+small test graphs stand for both sizes. Every test that runs code
 compares with onnxruntime.
 """
 
@@ -23,11 +25,13 @@ from tests.support.saved_jax import load_saved
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.jit_options import (
-    LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_CONVOLUTIONS_ONLY, YNN_DOTS_ONLY, YNN_FUSION_TYPE, YNN_NONE,
+    LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_CONVOLUTIONS_ONLY, YNN_DOTS_AND_CONVOLUTIONS, YNN_DOTS_ONLY, YNN_FUSION_TYPE,
+    YNN_NONE,
 )
 
 LEVEL = {LLVM_LEVEL: LLVM_LEVEL_CHOSEN}  # every model: LLVM at level 2 (compiles faster, runs as fast)
-CHOSEN = {YNN_FUSION_TYPE: YNN_DOTS_ONLY, **LEVEL}
+CHOSEN = {YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS, **LEVEL}  # large CNNs without MatMul layers
+DOTS = {YNN_FUSION_TYPE: YNN_DOTS_ONLY, **LEVEL}  # other large models (ConvNeXt-T's, transformers' MatMuls)
 SEPARABLE = {YNN_FUSION_TYPE: YNN_NONE, **LEVEL}
 CONVOLUTIONS = {YNN_FUSION_TYPE: YNN_CONVOLUTIONS_ONLY, **LEVEL}  # small models with a 2-D convolution
 
@@ -49,8 +53,9 @@ def _model(nodes, inits, x_shape, y_shape) -> onnx.ModelProto:
 def _residual_cnn(channels: int = 32) -> onnx.ModelProto:
     """A 5x5 stem, two residual blocks of 3x3 convolutions with ReLU, a global pool and a classifier.
 
-    Under YNNPACK dots only, the blocks' 3x3 convolutions run by Winograd's form (dots) and the stem
-    stays XLA's convolution (``_conv_as_winograd``, ``_conv_as_dot``), which the tests look for."""
+    At 16x16 with 32 channels no convolution takes a dot form (``_conv_as_winograd``, ``_conv_as_dot``):
+    under YNNPACK dots only all five stay XLA's convolutions, under the large CNNs' choice each is a
+    YNNPACK fusion of its own, which the tests look for."""
     rng = np.random.default_rng(0)
     inits = [
         _init(rng, "stem", (channels, 3, 5, 5), 0.3), _init(rng, "fc.w", (10, channels)), _init(rng, "fc.b", (10,)),
@@ -151,7 +156,7 @@ def _image(shape=(1, 3, 16, 16)) -> np.ndarray:
 
 def _requires_option() -> None:
     if not jit_options.supported_options(CHOSEN):
-        pytest.skip(f"this jaxlib's XLA does not know {YNN_FUSION_TYPE}={YNN_DOTS_ONLY} (jit_forward drops it)")
+        pytest.skip(f"this jaxlib's XLA does not know {YNN_FUSION_TYPE}={YNN_DOTS_AND_CONVOLUTIONS} (jit_forward drops it)")
 
 
 @pytest.fixture(autouse=True)
@@ -171,6 +176,8 @@ def test_weights_are_counted_from_float_initializers_and_constants():
 def test_the_choice_follows_the_number_of_weights():
     assert jit_options.choose_compiler_options(_residual_cnn().graph) == CHOSEN
     assert jit_options.choose_compiler_options(_residual_cnn(16).graph) == CONVOLUTIONS  # 10.6 k weights
+    # a large model whose products are MatMuls by constant weights keeps dots only (ViT-B/16, Swin-T)
+    assert jit_options.choose_compiler_options(_with_linear_head(_residual_cnn()).graph) == DOTS
 
 
 def test_small_models_with_matmul_layers_or_no_convolution_keep_xla_s_defaults():
@@ -232,7 +239,7 @@ def test_models_with_depthwise_convolutions_run_with_ynnpack_off(monkeypatch):
     assert jit_options.choose_compiler_options(linear.graph) == SEPARABLE  # small: 10.6 k weights
     monkeypatch.setattr(jit_options, "MIN_WEIGHTS", 1)
     assert jit_options.choose_compiler_options(_separable_cnn().graph) == SEPARABLE
-    assert jit_options.choose_compiler_options(linear.graph) == CHOSEN
+    assert jit_options.choose_compiler_options(linear.graph) == DOTS
     # no depthwise convolution: a plain CNN, a transformer, a grouped convolution of two channels per group
     assert not jit_options.has_depthwise(_residual_cnn().graph)
     assert not jit_options.has_depthwise(_patch_transformer().graph)
@@ -275,7 +282,7 @@ def test_generated_module_records_the_options_chosen_from_its_graph():
     cnn = generate_module(_residual_cnn())
     vit = generate_module(_patch_transformer())
     level = f"'{LLVM_LEVEL}': {LLVM_LEVEL_CHOSEN}"
-    assert f"XLA_COMPILER_OPTIONS = {{{level}, '{YNN_FUSION_TYPE}': '{YNN_DOTS_ONLY}'}}" in cnn.source
+    assert f"XLA_COMPILER_OPTIONS = {{{level}, '{YNN_FUSION_TYPE}': '{YNN_DOTS_AND_CONVOLUTIONS}'}}" in cnn.source
     assert f"XLA_COMPILER_OPTIONS = {{{level}}}" in vit.source
     small = generate_module(_residual_cnn(16))
     assert f"XLA_COMPILER_OPTIONS = {{{level}, '{YNN_FUSION_TYPE}': '{YNN_CONVOLUTIONS_ONLY}'}}" in small.source
@@ -321,16 +328,19 @@ def test_jit_forward_runs_inside_grad_vmap_and_an_outer_jit(fold):
 
 
 def test_the_options_change_what_xla_compiles():
-    """With XLA's defaults YNNPACK takes the convolutions into its fusions; with the chosen options only
-    dots are left to it, and the convolutions are XLA's own ops."""
+    """With XLA's defaults YNNPACK takes the whole convolution stack into one fusion; with the chosen
+    options each of the five convolutions is a YNNPACK fusion of its own; with dots only the
+    convolutions are XLA's own ops."""
     _requires_option()
     forward, params = wb.to_jax(_residual_cnn())
     x = _image()
     chosen = wb.jit_forward(forward, params).lower(x).compile().as_text()
+    dots = wb.jit_forward(forward, params, compiler_options={YNN_FUSION_TYPE: YNN_DOTS_ONLY}).lower(x).compile().as_text()
     default = jax.jit(lambda v: forward(params, v)).lower(x).compile().as_text()
-    entry = chosen.split("\nENTRY ", 1)[1]
-    assert "convolution(" in entry, "the chosen options should leave the convolutions to XLA"
-    assert "convolution(" not in default.split("\nENTRY ", 1)[1], "XLA's default should fuse them into YNNPACK"
+    assert chosen.count("kind=kCustom") == 5, chosen
+    assert "convolution(" not in chosen.split("\nENTRY ", 1)[1], "YNNPACK should run the convolutions"
+    assert "convolution(" in dots.split("\nENTRY ", 1)[1], "dots only should leave the convolutions to XLA"
+    assert default.count("kind=kCustom") == 1, "XLA's default should fuse them into one YNNPACK fusion"
 
 
 def test_user_options_are_added_and_win():
@@ -338,10 +348,9 @@ def test_user_options_are_added_and_win():
     forward, params = wb.to_jax(_residual_cnn())
     x = _image()
     expected = run_onnx(_residual_cnn(), [x])[0]
-    # each convolution a YNNPACK fusion of its own: the user's value replaces the chosen one
-    individual = {YNN_FUSION_TYPE: "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}
-    fn = wb.jit_forward(forward, params, compiler_options=individual)
-    assert "convolution(" not in fn.lower(x).compile().as_text().split("\nENTRY ", 1)[1]
+    # YNNPACK fusing dots only: the user's value replaces the chosen one, the convolutions are XLA's
+    fn = wb.jit_forward(forward, params, compiler_options={YNN_FUSION_TYPE: YNN_DOTS_ONLY})
+    assert "convolution(" in fn.lower(x).compile().as_text().split("\nENTRY ", 1)[1]
     np.testing.assert_allclose(np.asarray(fn(x)), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -369,7 +378,7 @@ def test_llvm_level_defers_to_a_level_in_xla_flags(flags, monkeypatch):
         assert LLVM_LEVEL not in options, options
     else:
         assert options.get(LLVM_LEVEL) == LLVM_LEVEL_CHOSEN, options
-    assert (YNN_FUSION_TYPE in options) == bool(jit_options.supported_options({YNN_FUSION_TYPE: YNN_DOTS_ONLY}))
+    assert (YNN_FUSION_TYPE in options) == bool(jit_options.supported_options({YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS}))
 
 def test_options_the_running_xla_does_not_know_are_dropped():
     assert jit_options.supported_options({"xla_cpu_no_such_option_in_any_xla": "1"}) == {}
@@ -402,7 +411,7 @@ def test_generated_module_jit_applies_the_options_to_either_forward(prepared):
     generated = generate_module(model)
     x = _image()
     fn = generated.jit(prepared=prepared)
-    assert "convolution(" in fn.lower(x).compile().as_text().split("\nENTRY ", 1)[1]
+    assert fn.lower(x).compile().as_text().count("kind=kCustom") == 5  # each convolution alone (XLA's default: 1)
     np.testing.assert_allclose(np.asarray(fn(x)), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
     as_arguments = generated.jit(fold_weights=False, prepared=prepared)
     weights = generated.prepare(generated.params) if prepared else generated.params
@@ -496,8 +505,8 @@ def _segment_entries(folder) -> list[str]:
 def test_jitted_parts_of_value_dependent_models_compile_with_the_chosen_options(chosen, tmp_path):
     """The parts of a model whose shapes depend on values are compiled with the module's
     XLA_COMPILER_OPTIONS, as wb.jit_forward compiles a whole model: XLA's dump of what it compiled
-    (an option added to the module's for this test) shows the convolutions left to XLA, where with its
-    defaults YNNPACK fuses them."""
+    (an option added to the module's for this test) shows each convolution a YNNPACK fusion of its own,
+    where with its defaults YNNPACK fuses them all into one."""
     _requires_option()
     model = _cnn_then_nonzero()
     generated = generate_module(model)
@@ -512,4 +521,4 @@ def test_jitted_parts_of_value_dependent_models_compile_with_the_chosen_options(
         np.testing.assert_allclose(np.asarray(have), want, rtol=1e-4, atol=1e-5)
     entries = _segment_entries(tmp_path)
     assert len(entries) == 1, "the CNN is one jitted part"
-    assert ("convolution(" in entries[0]) == chosen
+    assert entries[0].count("kind=kCustom") == (5 if chosen else 1), entries[0]

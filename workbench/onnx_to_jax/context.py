@@ -125,18 +125,19 @@ class NodeContext:
 
     @property
     def dots_only(self) -> bool:
-        """Whether the model is compiled with YNNPACK fusing only dots (its ``XLA_COMPILER_OPTIONS``,
-        workbench/onnx_to_jax/jit_options.py): XLA's own kernels then run its convolutions."""
+        """Whether the model is compiled with YNNPACK fusing dots and no elementwise ops (its
+        ``XLA_COMPILER_OPTIONS``, workbench/onnx_to_jax/jit_options.py: dots only, or dots and each
+        convolution alone): a convolution written as dots then runs in YNNPACK's dot kernels."""
         from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE
 
-        return self._graph.module.compiler_options.get(YNN_FUSION_TYPE) == YNN_DOTS_ONLY
+        return YNN_DOTS_ONLY in str(self._graph.module.compiler_options.get(YNN_FUSION_TYPE)).split(",")
 
     @property
     def ynn_convolutions(self) -> bool:
         """Whether YNNPACK runs the model's convolutions: XLA's default YNNPACK fusion, or each
-        convolution alone (``YNN_CONVOLUTIONS_ONLY``); not the ``XLA_COMPILER_OPTIONS`` of models
-        compiled with YNNPACK fusing only dots or nothing (workbench/onnx_to_jax/jit_options.py), whose
-        convolutions XLA's own kernel runs."""
+        convolution alone (``YNN_CONVOLUTIONS_ONLY``, with or without dots); not the
+        ``XLA_COMPILER_OPTIONS`` of models compiled with YNNPACK fusing only dots or nothing
+        (workbench/onnx_to_jax/jit_options.py), whose convolutions XLA's own kernel runs."""
         from workbench.onnx_to_jax.jit_options import YNN_CONVOLUTIONS_ONLY, YNN_FUSION_TYPE
 
         options = self._graph.module.compiler_options

@@ -21,6 +21,15 @@ weights on 4-256 rows), 1.28x slower than with dots only: a model of ``MIN_WEIGH
 products are MatMuls of constant weights (``linear_layers``) keeps the weight rule
 (docs/onnx_to_jax_corpus.md, "YNNPACK off for models with depthwise convolutions").
 
+Large models with a 2-D convolution and no MatMul layers (ResNet-18/50, FCN-ResNet50, Inception v3)
+get YNNPACK running each convolution alone besides its dots (``YNN_DOTS_AND_CONVOLUTIONS``: XLA reads
+a list of fusion types): the convolutions the generated code leaves to ``lax.conv`` there are mostly
+stems, and XLA's own kernel ran ResNet's 7x7 stride-2 stem (3 -> 64, 96x96, with its ReLU) in 731 us
+against YNNPACK's 332 and onnxruntime's 327 (one thread, 2026-12-04, load 7). The code forms stay
+those of dots only (``NodeContext.dots_only``), and the 27-value stem dot too: Inception v3 ran 3%
+slower with YNNPACK convolving its 3x3 stem (docs/onnx_to_jax_corpus.md, "Stems in YNNPACK beside
+its dots").
+
 The other models with a 2-D convolution and no MatMul layers (fewer weights, no depthwise
 convolution: RegNetY-400MF, SqueezeNet, DenseNet-121) get YNNPACK running each convolution alone and
 fusing nothing else (``LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION``): their dots and elementwise ops then
@@ -70,6 +79,8 @@ MIN_WEIGHTS = 10_000_000
 YNN_NONE = ""
 # YNNPACK runs each convolution on its own and fuses nothing else (no dots, no elementwise ops)
 YNN_CONVOLUTIONS_ONLY = "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
+# both: YNNPACK fuses dots and runs each convolution on its own (XLA reads a list of fusion types)
+YNN_DOTS_AND_CONVOLUTIONS = f"{YNN_DOTS_ONLY},{YNN_CONVOLUTIONS_ONLY}"
 # LLVM's optimization level for XLA's kernels: 2 compiles 3-10% faster than XLA's default 3, runs as fast
 LLVM_LEVEL = "xla_backend_optimization_level"
 LLVM_LEVEL_CHOSEN = 2
@@ -142,11 +153,14 @@ def choose_compiler_options(graph: onnx.GraphProto) -> dict[str, str | int]:
 
 
 def _ynn_options(graph: onnx.GraphProto) -> dict[str, str]:
-    """What YNNPACK fuses for ``graph``: dots only for large models, nothing for depthwise ones, each
-    convolution alone for the other models with a 2-D convolution and no MatMul layers."""
+    """What YNNPACK fuses for ``graph``: nothing for depthwise ones; dots for large models, and each
+    convolution alone besides in those with a 2-D convolution and no MatMul layers; each convolution
+    alone for the other models with a 2-D convolution and no MatMul layers."""
     large = float_weights(graph) >= MIN_WEIGHTS
     if has_depthwise(graph) and not (large and linear_layers(graph)):
         return {YNN_FUSION_TYPE: YNN_NONE}
+    if large and has_convolution(graph) and not linear_layers(graph):
+        return {YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS}
     if large:
         return {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
     if has_convolution(graph) and not linear_layers(graph):

@@ -581,11 +581,12 @@ def conv(ctx: NodeContext) -> str:
     if ctx.channels_last and ctx.dots_only:
         # XLA's own convolution kernel is slow on small maps: those run as one dot (_conv_as_dot)
         layout["small_as_dot"] = "True"
-    if ctx.channels_last and not ctx.ynn_convolutions:
-        # nor does it run an image's stem fast (_conv_as_stem_dot)
+    if ctx.channels_last and (ctx.dots_only or not ctx.ynn_convolutions):
+        # nor does it, or YNNPACK's convolution beside its dots, run an image's stem fast (_conv_as_stem_dot)
         layout["stem_as_dot"] = "True"
-    if ctx.channels_last and ctx.ynn_convolutions and ctx.attr("group", 1) > 1:
-        # YNNPACK's grouped convolution is slow with a few channels per group: merged (_group_merge)
+    if ctx.channels_last and ctx.ynn_convolutions and not ctx.dots_only and ctx.attr("group", 1) > 1:
+        # YNNPACK's grouped convolution is slow with a few channels per group: merged (_group_merge;
+        # measured without YNNPACK's dots, so not beside them)
         layout["merge_groups"] = "True"
     return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
 
