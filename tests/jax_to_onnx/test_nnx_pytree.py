@@ -12,18 +12,9 @@ from flax import nnx
 
 import workbench as wb
 from tests.support.harness import run_onnx
+from tests.jax_to_onnx.test_module_scopes import _Block  # the same dense/BatchNorm/Dropout block
 from workbench import zoo
 from workbench.jax_to_onnx.normalize import _nnx_as_pytree, _split_arrays
-
-
-class _Block(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs) -> None:
-        self.dense = nnx.Linear(8, 8, rngs=rngs)
-        self.bn = nnx.BatchNorm(8, rngs=rngs)
-        self.drop = nnx.Dropout(0.5, rngs=rngs)
-
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        return self.drop(nnx.relu(self.bn(self.dense(x))))
 
 
 class _Tied(nnx.Module):
