@@ -107,6 +107,33 @@ def is_static(dim: Any) -> bool:
     return isinstance(dim, (int, np.integer))
 
 
+@dataclass(slots=True)
+class PendingConstant:
+    """A main-graph constant computed while lowering (constant_eval.py) that no node has read yet.
+
+    Keras's BatchNorm arithmetic on its constant statistics chains ~10 evaluated equations per layer, of
+    which only the last two results are read by nodes: the others only feed the next evaluation. Such a
+    result takes its name, its place among the initializers and its entry in the constant pool at once,
+    as an initializer would, so every later name and the initializers' order are those of an initializer
+    made there; the ``ir.Tensor`` and ``ir.Value`` are made when something other than an evaluation reads
+    it (:meth:`GraphBuilder.materialize`). One never read is left out of the graph, as the dead-initializer
+    pass would have removed it.
+    """
+
+    array: np.ndarray
+    name: str
+    slot: int  # its index in ``ModelState.initializers``
+    value: ir.Value | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A constant equation computed while lowering: its operands (kept alive, as its key holds their ids) and results."""
+
+    operands: tuple[Any, ...]
+    results: tuple[ir.Value | PendingConstant | None, ...]  # None for a dropped output
+
+
 @dataclass
 class ModelState:
     """What all builders of one export share: names, main-graph initializers, functions, origins."""
@@ -123,9 +150,12 @@ class ModelState:
     weights: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     counter: itertools.count = field(default_factory=itertools.count)
-    initializers: list[ir.Value] = field(default_factory=list)
-    constant_cache: ConstantPool[ir.Value] = field(default_factory=ConstantPool)
+    # main-graph initializers in creation order; evaluated constants no node has read yet hold their place
+    initializers: list[ir.Value | PendingConstant] = field(default_factory=list)
+    constant_cache: ConstantPool[ir.Value | PendingConstant] = field(default_factory=ConstantPool)
     functions: dict[tuple[Any, ...], ir.Function] = field(default_factory=dict)
+    # (primitive, parameters, operand ids) → an evaluation of constants done before (lowering._evaluation_key)
+    evaluations: dict[Any, Evaluation] = field(default_factory=dict)
     # ONNX value name → (jaxpr variable as text, primitive, source location text)
     origins: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     # ONNX value name → (path of equation indices to the enclosing jaxpr, jaxpr Var object): a key that
@@ -146,6 +176,10 @@ class ModelState:
     source_locations: dict[int, SourceLocation] = field(default_factory=dict)
     user_locations: dict[int, SourceLocation] = field(default_factory=dict)
     scopes: dict[int, str] = field(default_factory=dict)
+
+    def graph_initializers(self) -> list[ir.Value]:
+        """The initializers of the main graph: those made, in creation order (unread evaluated constants left out)."""
+        return [value for value in self.initializers if isinstance(value, ir.Value)]
 
     def location(self, eqn: Any) -> SourceLocation | None:
         """Where ``eqn`` came from (library frames allowed): recorded for rebuilt jaxprs, else JAX's traceback."""
@@ -325,7 +359,7 @@ class GraphBuilder:
             np_array = np_array.astype(np.float32)
         np_array = to_pairs(np_array)  # complex constants are stored as (real, imag) pairs
         small = np_array.size <= self.SMALL_CONSTANT_ELEMENTS
-        if self.is_function or self._inside_function():
+        if self.is_function or self.inside_function():
             cached = self.local_constants.find(np_array) if small else None
             if cached is not None:
                 return cached
@@ -338,7 +372,7 @@ class GraphBuilder:
         if name is None:
             cached = self.state.constant_cache.find(np_array)
             if cached is not None:
-                return cached
+                return self.materialize(cached) if isinstance(cached, PendingConstant) else cached
         value_name = self.state.fresh(name or "const")
         tensor = ir.Tensor(np_array, name=value_name)
         value = ir.Value(
@@ -352,7 +386,39 @@ class GraphBuilder:
             self.state.constant_cache.add(np_array, value)
         return value
 
-    def _inside_function(self) -> bool:
+    def evaluated_const(self, array: np.ndarray) -> ir.Value | PendingConstant:
+        """An anonymous constant computed while lowering: as :meth:`const` would make it, but pending.
+
+        In the main graph (not inside a function body) the result is a :class:`PendingConstant` taking the
+        name, the initializer slot and the pool entry :meth:`const` would give it (or the equal constant
+        already pooled); elsewhere it is :meth:`const`'s value.
+        """
+        if self.is_function or self.inside_function() or is_complex(array.dtype):
+            return self.const(array)
+        state = self.state
+        cached = state.constant_cache.find(array)
+        if cached is not None:
+            return cached.value if isinstance(cached, PendingConstant) and cached.value is not None else cached
+        pending = PendingConstant(array, state.fresh("const"), len(state.initializers))
+        state.initializers.append(pending)
+        state.constant_cache.add(array, pending)
+        return pending
+
+    def materialize(self, pending: PendingConstant) -> ir.Value:
+        """The initializer of an evaluated constant, made in its own slot on the first read (see PendingConstant)."""
+        if pending.value is None:
+            array = pending.array
+            pending.value = ir.Value(
+                name=pending.name,
+                type=ir.TensorType(onnx_dtype(array.dtype)),
+                shape=ir.Shape(array.shape),
+                const_value=ir.Tensor(array, name=pending.name),
+            )
+            self.state.initializers[pending.slot] = pending.value
+        return pending.value
+
+    def inside_function(self) -> bool:
+        """Whether an enclosing builder is a function body (its constants are Constant nodes, not initializers)."""
         builder = self.parent
         while builder is not None:
             if builder.is_function:

@@ -63,14 +63,23 @@ def _excluded_uncached(aval: Any) -> bool:
 _excluded_cached = functools.lru_cache(maxsize=4096)(_excluded_uncached)
 
 
-def evaluate(eqn: Any, inputs: Sequence[ir.Value], weights: frozenset[str] | set[str], x64: bool) -> list[np.ndarray] | None:
-    """The equation's outputs as arrays when it can be computed now (see the module docstring), else None."""
+def evaluate(
+    eqn: Any, inputs: Sequence[ir.Value | np.ndarray], weights: frozenset[str] | set[str], x64: bool
+) -> list[np.ndarray] | None:
+    """The equation's outputs as arrays when it can be computed now (see the module docstring), else None.
+
+    An input is a constant value of the graph, or the array of one computed here before (the lowering
+    passes those without making them initializers first: builder.PendingConstant).
+    """
     if eqn.primitive.name in _NEVER or eqn.effects:
         return None
     if any(_excluded(v.aval) for v in (*eqn.invars, *eqn.outvars)):
         return None
     arrays = []
     for value in inputs:
+        if isinstance(value, np.ndarray):  # a constant computed here before, not made an initializer yet
+            arrays.append(value)
+            continue
         tensor = value.const_value
         if tensor is None or value.name in weights:
             return None

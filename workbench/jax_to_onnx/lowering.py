@@ -30,7 +30,7 @@ from workbench.errors import (
 from workbench.jax_to_onnx import constant_eval
 from workbench.jax_to_onnx.block_plan import plan_blocks
 from workbench.jax_to_onnx.blocks import Block
-from workbench.jax_to_onnx.builder import GraphBuilder, is_static, onnx_dtype
+from workbench.jax_to_onnx.builder import Evaluation, GraphBuilder, PendingConstant, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
@@ -162,7 +162,18 @@ def _split_closed(closed_or_open: Any) -> tuple[Any, list[Any]]:
     return closed_or_open, []
 
 
-def _read(builder: GraphBuilder, env: dict[Any, ir.Value], atom: Any) -> ir.Value:
+# what a jaxpr variable is bound to while lowering: its ONNX value, or a constant computed for it that no node
+# has read yet (made an initializer on its first read by a node: builder.PendingConstant)
+Env = dict[Any, ir.Value | PendingConstant]
+
+
+def _read(builder: GraphBuilder, env: Env, atom: Any) -> ir.Value:
+    value = _read_operand(builder, env, atom)
+    return builder.materialize(value) if isinstance(value, PendingConstant) else value
+
+
+def _read_operand(builder: GraphBuilder, env: Env, atom: Any) -> ir.Value | PendingConstant:
+    """The value bound to ``atom``, or the pending constant computed for it (not made an initializer yet)."""
     if isinstance(atom, jex_core.Literal):
         return builder.const(np.asarray(atom.val, dtype=atom.aval.dtype))
     try:
@@ -175,7 +186,7 @@ def lower_jaxpr(
     builder: GraphBuilder, jaxpr: Any, consts: Sequence[ir.Value], args: Sequence[ir.Value]
 ) -> list[ir.Value]:
     """Lower every equation of ``jaxpr``; returns the ONNX values of its outputs."""
-    env: dict[Any, ir.Value] = {}
+    env: Env = {}
     if len(consts) != len(jaxpr.constvars) or len(args) != len(jaxpr.invars):
         raise ConversionError(
             f"jaxpr expects {len(jaxpr.constvars)} constants and {len(jaxpr.invars)} inputs, "
@@ -199,7 +210,7 @@ def lower_jaxpr(
     return [_read(builder, env, atom) for atom in jaxpr.outvars]
 
 
-def _lower_block(builder: GraphBuilder, env: dict[Any, ir.Value], eqns: Sequence[Any], block: Block) -> None:
+def _lower_block(builder: GraphBuilder, env: Env, eqns: Sequence[Any], block: Block) -> None:
     """Lower a recognised block (:mod:`.blocks`) as its one fused op, recorded as its last equation's result.
 
     A block whose operand is a constant is lowered equation by equation instead (each then folds), and
@@ -236,7 +247,7 @@ def _lower_block(builder: GraphBuilder, env: dict[Any, ir.Value], eqns: Sequence
         path.pop()
 
 
-def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> None:
+def _lower_eqn(builder: GraphBuilder, env: Env, eqn: Any) -> None:
     name = eqn.primitive.name
     info = REGISTRY.get(name, complex_numbers=touches_complex(eqn))
     if info is None or info.unsupported_reason is not None or info.min_opset > builder.state.opset:
@@ -244,14 +255,28 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
         if reason is not None:
             location = builder.state.location(eqn)
             raise UnsupportedPrimitiveError([UnsupportedPrimitive(name, 1, [location] if location else [], reason)])
-    inputs = [_read(builder, env, atom) for atom in eqn.invars]
-    if not builder.is_function and all(value.const_value is not None for value in inputs):
-        computed = constant_eval.evaluate(eqn, inputs, builder.state.weights, builder.state.x64)
-        if computed is not None:  # every operand is a constant: JAX computed the result (constant_eval.py)
-            for var, array in zip(eqn.outvars, computed, strict=True):
-                if not isinstance(var, jex_core.DropVar):
-                    env[var] = builder.const(array)
+    operands = [_read_operand(builder, env, atom) for atom in eqn.invars]
+    constants = [value.array if isinstance(value, PendingConstant) else value for value in operands]
+    if not builder.is_function and all(isinstance(c, np.ndarray) or c.const_value is not None for c in constants):
+        key = _evaluation_key(builder, eqn, operands)
+        done = builder.state.evaluations.get(key) if key is not None else None
+        # the same primitive of the same constants, computed before: the same results (unless it dropped one)
+        if done is not None and all(v is not None or isinstance(var, jex_core.DropVar) for var, v in zip(eqn.outvars, done.results)):
+            for var, value in zip(eqn.outvars, done.results, strict=True):
+                if value is not None and not isinstance(var, jex_core.DropVar):
+                    env[var] = value
             return
+        computed = constant_eval.evaluate(eqn, constants, builder.state.weights, builder.state.x64)
+        if computed is not None:  # every operand is a constant: JAX computed the result (constant_eval.py)
+            results = [None if isinstance(var, jex_core.DropVar) else builder.evaluated_const(array)
+                       for var, array in zip(eqn.outvars, computed, strict=True)]
+            for var, value in zip(eqn.outvars, results, strict=True):
+                if value is not None:
+                    env[var] = value
+            if key is not None:
+                builder.state.evaluations[key] = Evaluation(tuple(operands), tuple(results))
+            return
+    inputs = [builder.materialize(value) if isinstance(value, PendingConstant) else value for value in operands]
     ctx = LoweringContext(
         builder=builder,
         eqn=eqn,
@@ -291,7 +316,25 @@ def _lower_eqn(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any) -> Non
     _record(builder, env, eqn, outputs, first_new_node)
 
 
-def _record(builder: GraphBuilder, env: dict[Any, ir.Value], eqn: Any, outputs: Sequence[ir.Value], first_new_node: int) -> None:
+def _evaluation_key(builder: GraphBuilder, eqn: Any, operands: Sequence[ir.Value | PendingConstant]) -> Any:
+    """What identifies a constant evaluation in the main graph: primitive, parameters, operand objects; else None.
+
+    Equal constants share one pooled value (``GraphBuilder.const``), so an equation repeated on the same
+    constants (each layer's broadcast of a literal or causal-mask iota; an untrained BatchNorm's statistics,
+    equal in every layer of a width) has the same key, and its results are the pooled values an evaluation
+    would give again: the same arrays, found in the pool. Function bodies keep Constant nodes of their own.
+    """
+    if builder.is_function or builder.inside_function():
+        return None
+    key = (eqn.primitive, tuple(sorted(eqn.params.items())), tuple(map(id, operands)))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable parameter: evaluated every time
+        return None
+    return key
+
+
+def _record(builder: GraphBuilder, env: Env, eqn: Any, outputs: Sequence[ir.Value], first_new_node: int) -> None:
     """Name, annotate and type the nodes an equation produced (from ``first_new_node`` on); bind its results."""
     name = eqn.primitive.name
     new_nodes = builder.nodes[first_new_node:]

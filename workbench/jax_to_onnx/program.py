@@ -225,7 +225,7 @@ def assemble_model(
         inputs,
         outputs,
         nodes=builder.nodes,
-        initializers=state.initializers,
+        initializers=state.graph_initializers(),
         opset_imports=dict(builder.used_opsets),
         name=name,
     )
