@@ -1,4 +1,4 @@
-"""5x5 depthwise convolutions with their taps written out (``_depthwise_conv_taps``) or looped over.
+"""5x5 depthwise convolutions with their taps written out (``_conv(..., depthwise_taps=True)``) or looped over.
 
 The generator writes a channels-last, undilated depthwise convolution of 10-25 taps out as one sum
 where XLA computes it once, and keeps ``_depthwise_conv_nhwc``'s loop where a Relu or Clip of it (or the
@@ -62,7 +62,7 @@ def _check(model: onnx.ModelProto, written_out: bool) -> None:
     generated = generate_module(model)
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    assert ("_depthwise_conv_taps(" in generated.source) == written_out
+    assert ("depthwise_taps=True" in generated.source) == written_out
     primitives = str(jax.make_jaxpr(generated.forward)(generated.params, x))
     looped = "while[" in primitives or "scan[" in primitives  # fori_loop with static bounds traces to scan
     assert looped == (not written_out), primitives

@@ -2,7 +2,7 @@
 
 ``_depthwise_conv_nhwc`` (emitters/nn.py) writes the taps of kernels up to 3x3 out and loops over larger
 ones; the Conv emitter asks ``_depthwise_taps_written_out`` whether a 5x5 one runs written out
-(``_depthwise_conv_taps``) instead: where XLA computes the taps once, which depends on what reads the
+instead (``_conv(..., depthwise_taps=True)``): where XLA computes the taps once, which depends on what reads the
 convolution (docs/onnx_to_jax_corpus.md, "5x5 depthwise taps written out where XLA fuses them once").
 """
 
@@ -21,7 +21,7 @@ _FREELY_FUSED = frozenset({"Relu", "Clip", "LeakyRelu"})
 
 def _depthwise_taps_written_out(ctx: NodeContext) -> bool:
     """Whether a Conv is a channels-last depthwise one whose 10-25 taps (a 5x5 kernel) run written out
-    (``_depthwise_conv_taps``) rather than as ``_depthwise_conv_nhwc``'s loop: undilated, float, and its
+    (``_depthwise_conv_nhwc``'s ``written_out``) rather than as its loop: undilated, float, and its
     taps computed once. XLA fuses the written-out taps into every kernel that reads them, directly or
     through a Relu or Clip: where two nodes read that value (MobileNet-v3-large's 5x5 layers, a ReLU
     read by squeeze-excitation's mean and by its scaling) it computed the taps twice and LR-ASPP ran

@@ -156,14 +156,17 @@ def _conv_attrs(ctx: NodeContext) -> dict[str, str]:
 
 
 @runtime_helper
-def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
+def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False, written_out=False):
     """A depthwise 2-D convolution of a channels-last input (weight (C, 1, kh, kw) as ONNX has it, or
     (kh, kw, 1, C) with ``hwio``) as the sum over the taps of one shifted, strided window times that
     tap's weights.
 
     The same sum as ``_depthwise_conv`` (which says why not XLA's grouped convolution), with the
     channels as the contiguous axis each tap's multiply-add vectorizes over: written out for 3x3
-    kernels, a loop over the taps for larger ones (tests/benchmarks/bench_depthwise.py). Only 2-D:
+    kernels, a loop over the taps for larger ones (tests/benchmarks/bench_depthwise.py), unless
+    ``written_out`` (``_depthwise_taps_written_out`` chose it for a 5x5 kernel whose taps XLA computes
+    once: MNASNet-0.5 ran 10% faster, EfficientNet-B0 4%, than with the loop's 25 dynamic slices;
+    docs/onnx_to_jax_corpus.md, "5x5 depthwise taps written out where XLA fuses them once"). Only 2-D:
     channels-last values are 4-D (layout.py).
     """
     x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
@@ -171,7 +174,7 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
     out = tuple(_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(2))
     dtype = jnp.result_type(x, w)
     carry = _accumulation_dtype(dtype)
-    if kernel[0] * kernel[1] <= 9:
+    if written_out or kernel[0] * kernel[1] <= 9:
         # up to 3x3 (MobileNet) the taps written out are one fused kernel: MobileNet-v2 ran 1.2x
         # faster with the weights folded (CPU time per call, in-process A/B; as arguments within
         # noise) and compiled faster than with the loop (docs/onnx_to_jax_corpus.md)
@@ -198,34 +201,6 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False):
         return y + window[strided].astype(y.dtype) * weight.astype(y.dtype)
 
     return lax.fori_loop(0, taps, add_tap, jnp.zeros((x.shape[0],) + out + (x.shape[3],), carry)).astype(dtype)
-
-
-@runtime_helper
-def _depthwise_conv_taps(x, w, b, strides, pads, dilations, auto_pad, hwio=False):
-    """A channels-last depthwise 2-D convolution (and its bias) as the sum over its kernel's taps
-    written out, for kernels larger than ``_depthwise_conv_nhwc`` writes out (up to 5x5; weight
-    (C, 1, kh, kw), or (kh, kw, 1, C) with ``hwio``). ``_depthwise_taps_written_out`` says where.
-
-    The 25 taps of a 5x5 kernel as one fused kernel instead of ``_depthwise_conv_nhwc``'s loop over
-    them (a ``while`` of 25 steps, each a dynamic slice): MNASNet-0.5 ran 10% faster, EfficientNet-B0 4%
-    (docs/onnx_to_jax_corpus.md, "5x5 depthwise taps written out where XLA fuses them once").
-    A tap whose window reads only padding adds zeros.
-    """
-    kernel = w.shape[:2] if hwio else w.shape[2:]
-    strides = strides or (1, 1)
-    dilations = dilations or (1, 1)
-    padding = _conv_pads((x.shape[0], x.shape[3]) + x.shape[1:3], kernel, strides, dilations, pads, auto_pad)
-    x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
-    out = tuple(_window_positions(x.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(2))
-    dtype = jnp.result_type(x, w)
-    carry = _accumulation_dtype(dtype)
-    y = None
-    for i, j in np.ndindex(*kernel):
-        tap = w[i, j, 0] if hwio else w[:, 0, i, j]
-        term = _tap_window(x, (i, j), out, strides, dilations).astype(carry) * tap.astype(carry)
-        y = term if y is None else y + term
-    y = y.astype(dtype)
-    return y if b is None else y + b
 
 
 @runtime_helper
@@ -459,7 +434,7 @@ def _hwio_weight(w, hwio):
 @runtime_helper
 def _conv(
     x, w, b, strides, pads, dilations, group, auto_pad, channels_last=False, hwio=False, small_as_dot=False,
-    stem_as_dot=False, merge_groups=False,
+    stem_as_dot=False, merge_groups=False, depthwise_taps=False,
 ):
     """Conv with ONNX's (O, I/group, k...) weight. ``channels_last``: a 2-D convolution of an NHWC input
     with an NHWC result (workbench/onnx_to_jax/layout.py), else on ONNX's (N, C, spatial...) axes.
@@ -476,6 +451,8 @@ def _conv(
     ``merge_groups`` (channels-last code whose convolutions YNNPACK runs: ``ctx.ynn_convolutions``): a
     grouped convolution of a few channels per group runs with ``_group_merge``'s neighbouring groups
     merged into one (``_merged_group_weight``: block-diagonal), as a dense one for 8 groups or fewer.
+    ``depthwise_taps`` (channels-last): a depthwise convolution's taps are written out whatever its
+    kernel (``_depthwise_conv_nhwc``'s ``written_out``).
     """
     nd = x.ndim - 2
     kernel = w.shape[:nd] if hwio else w.shape[2:]
@@ -520,7 +497,7 @@ def _conv(
             y = jnp.einsum(pattern, x, jnp.reshape(w, w.shape[:2]))
     elif group > 1 and group == channels and out_channels == group and jnp.issubdtype(x.dtype, jnp.floating):
         if channels_last:
-            y = _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=hwio)
+            y = _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=hwio, written_out=depthwise_taps)
         else:
             y = _depthwise_conv(x, w, strides, padding, dilations)
     elif merge > 1:
@@ -571,9 +548,6 @@ def _prepare_params(params, layouts):
 @emitter("Conv", since=(1, 11))
 def conv(ctx: NodeContext) -> str:
     attrs = _conv_attrs(ctx)
-    if _depthwise_taps_written_out(ctx):
-        hwio = {"hwio": "True"} if ctx.prepared_weight(1, HWIO) else {}
-        return ctx.call(_depthwise_conv_taps, ctx.x(0), ctx.x(1), ctx.opt(2), **attrs, **hwio)
     layout = {"channels_last": "True"} if ctx.channels_last else {}
     if ctx.channels_last and ctx.prepared_weight(1, HWIO):
         # prepare() lays this weight out as XLA's CPU kernels read it, once, outside jax.jit
@@ -588,6 +562,9 @@ def conv(ctx: NodeContext) -> str:
         # YNNPACK's grouped convolution is slow with a few channels per group: merged (_group_merge;
         # measured without YNNPACK's dots, so not beside them)
         layout["merge_groups"] = "True"
+    if _depthwise_taps_written_out(ctx):
+        # a 5x5 depthwise convolution whose taps XLA computes once: written out, not looped over
+        layout["depthwise_taps"] = "True"
     return ctx.call(_conv, ctx.x(0), ctx.x(1), ctx.opt(2), group=ctx.lit(ctx.attr("group", 1)), **attrs, **layout)
 
 
