@@ -107,6 +107,14 @@ def is_static(dim: Any) -> bool:
     return isinstance(dim, (int, np.integer))
 
 
+def _initializer(array: np.ndarray, name: str) -> ir.Value:
+    """A main-graph initializer named ``name`` holding ``array`` (GraphBuilder.const and .materialize)."""
+    return ir.Value(
+        name=name, type=ir.TensorType(onnx_dtype(array.dtype)), shape=ir.Shape(array.shape),
+        const_value=ir.Tensor(array, name=name),
+    )
+
+
 @dataclass(slots=True)
 class PendingConstant:
     """A main-graph constant computed while lowering (constant_eval.py) that no node has read yet.
@@ -373,14 +381,7 @@ class GraphBuilder:
             cached = self.state.constant_cache.find(np_array)
             if cached is not None:
                 return self.materialize(cached) if isinstance(cached, PendingConstant) else cached
-        value_name = self.state.fresh(name or "const")
-        tensor = ir.Tensor(np_array, name=value_name)
-        value = ir.Value(
-            name=value_name,
-            type=ir.TensorType(onnx_dtype(np_array.dtype)),
-            shape=ir.Shape(np_array.shape),
-            const_value=tensor,
-        )
+        value = _initializer(np_array, self.state.fresh(name or "const"))
         self.state.initializers.append(value)
         if name is None:
             self.state.constant_cache.add(np_array, value)
@@ -407,13 +408,7 @@ class GraphBuilder:
     def materialize(self, pending: PendingConstant) -> ir.Value:
         """The initializer of an evaluated constant, made in its own slot on the first read (see PendingConstant)."""
         if pending.value is None:
-            array = pending.array
-            pending.value = ir.Value(
-                name=pending.name,
-                type=ir.TensorType(onnx_dtype(array.dtype)),
-                shape=ir.Shape(array.shape),
-                const_value=ir.Tensor(array, name=pending.name),
-            )
+            pending.value = _initializer(pending.array, pending.name)
             self.state.initializers[pending.slot] = pending.value
         return pending.value
 
