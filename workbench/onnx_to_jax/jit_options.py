@@ -157,15 +157,13 @@ def _ynn_options(graph: onnx.GraphProto) -> dict[str, str]:
     convolution alone besides in those with a 2-D convolution and no MatMul layers; each convolution
     alone for the other models with a 2-D convolution and no MatMul layers."""
     large = float_weights(graph) >= MIN_WEIGHTS
-    if has_depthwise(graph) and not (large and linear_layers(graph)):
+    linear = linear_layers(graph)
+    if has_depthwise(graph) and not (large and linear):
         return {YNN_FUSION_TYPE: YNN_NONE}
-    if large and has_convolution(graph) and not linear_layers(graph):
-        return {YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS}
+    convolutional = has_convolution(graph) and not linear  # a CNN without MatMul layers
     if large:
-        return {YNN_FUSION_TYPE: YNN_DOTS_ONLY}
-    if has_convolution(graph) and not linear_layers(graph):
-        return {YNN_FUSION_TYPE: YNN_CONVOLUTIONS_ONLY}
-    return {}
+        return {YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS if convolutional else YNN_DOTS_ONLY}
+    return {YNN_FUSION_TYPE: YNN_CONVOLUTIONS_ONLY} if convolutional else {}
 
 
 def supported_options(options: Mapping[str, str]) -> dict[str, str]:
