@@ -55,7 +55,12 @@ def program(
 
 def load_all() -> dict[str, RealProgram]:
     """Import every program module (each registers its programs) and return the catalogue."""
-    from tests.real_programs import flax_programs, other_programs  # noqa: F401 - registration on import
+    from tests.real_programs import (  # noqa: F401 - registration on import
+        flax_programs,
+        layer_programs,
+        other_programs,
+        transformers_families,
+    )
 
     return PROGRAMS
 
