@@ -9,7 +9,7 @@ from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form, _space_to_batch_conv
-from workbench.onnx_to_jax.emitters.depthwise import _depthwise_taps_written_out
+from workbench.onnx_to_jax.emitters.depthwise import _depthwise_rows_padding, _depthwise_taps_written_out
 from workbench.onnx_to_jax.emitters.grouped import _group_merge, _merged_group_weight
 from workbench.onnx_to_jax.helpers import _accumulation_dtype
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
@@ -201,6 +201,36 @@ def _depthwise_conv_nhwc(x, w, strides, padding, dilations, hwio=False, written_
         return y + window[strided].astype(y.dtype) * weight.astype(y.dtype)
 
     return lax.fori_loop(0, taps, add_tap, jnp.zeros((x.shape[0],) + out + (x.shape[3],), carry)).astype(dtype)
+
+
+@runtime_helper
+def _depthwise_conv_rows(x, w, b, padding, hwio=False):
+    """A stride-1, undilated depthwise 2-D convolution of a channels-last input (weight (C, 1, kh, kw),
+    or (kh, kw, 1, C) with ``hwio``), plus its bias ``b`` (or None), as a loop over the kernel's rows:
+    each step adds that row's kw taps, written out, over a band of the padded input's rows.
+
+    ``_depthwise_conv_nhwc``'s loop over every tap runs a kernel of XLA's per tap (49 for ConvNeXt's
+    and ConvMixer's 7x7); per row the seven taps are one fused kernel and the loop has seven steps:
+    1.0-1.7x faster per layer at ConvNeXt-atto's, ConvNeXt-T's and ConvMixer's shapes, while writing
+    all 49 out was slower than the loop on the smaller maps (docs/onnx_to_jax_corpus.md, "7x7
+    depthwise kernels row by row"). The Conv emitter calls it where ``_depthwise_rows_padding`` says.
+    """
+    x = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
+    kernel = w.shape[:2] if hwio else w.shape[2:]
+    out = (x.shape[1] - kernel[0] + 1, x.shape[2] - kernel[1] + 1)
+    dtype = jnp.result_type(x, w)
+    carry = _accumulation_dtype(dtype)
+    rows = w[:, :, 0] if hwio else jnp.transpose(w[:, 0], (1, 2, 0))  # (kh, kw, C)
+
+    def add_row(row, y):
+        band = lax.dynamic_slice_in_dim(x, row, out[0], axis=1)
+        taps = lax.dynamic_index_in_dim(rows, row, axis=0, keepdims=False).astype(carry)
+        for j in range(kernel[1]):
+            y = y + band[:, :, j : j + out[1]].astype(carry) * taps[j]
+        return y
+
+    y = lax.fori_loop(0, kernel[0], add_row, jnp.zeros((x.shape[0],) + out + (x.shape[3],), carry)).astype(dtype)
+    return y if b is None else y + b
 
 
 @runtime_helper
@@ -562,6 +592,11 @@ def conv(ctx: NodeContext) -> str:
         # YNNPACK's grouped convolution is slow with a few channels per group: merged (_group_merge;
         # measured without YNNPACK's dots, so not beside them)
         layout["merge_groups"] = "True"
+    padding = _depthwise_rows_padding(ctx)
+    if padding is not None:
+        # a 7x7 (or larger) depthwise convolution: a loop over its rows, not over its 49 taps
+        hwio = {"hwio": "True"} if "hwio" in layout else {}
+        return ctx.call(_depthwise_conv_rows, ctx.x(0), ctx.x(1), ctx.opt(2), padding=ctx.lit(padding), **hwio)
     if _depthwise_taps_written_out(ctx):
         # a 5x5 depthwise convolution whose taps XLA computes once: written out, not looped over
         layout["depthwise_taps"] = "True"
