@@ -427,3 +427,113 @@ def test_host_non_max_suppression_from_pairs_over_batches_classes_and_centre_box
     host = generated.forward.__globals__["_nms_host"]
     walked = host(boxes, scores, 10_000, np.float32(0.3), np.float32(0.2), True, pair_budget=-1)
     np.testing.assert_array_equal(walked, expected)
+
+
+def _batched_nms_tail() -> onnx.ModelProto:
+    """torchvision's detector tail: scores over a threshold (NonZero), TopK with k = min(5, count) (shape
+    arithmetic on a count known only at run time), then the batched NMS inside an ``If`` on an empty
+    input: the boxes of each label moved apart by label x (largest coordinate + 1)."""
+    i64 = TensorProto.INT64
+    else_nodes = [
+        helper.make_node("ReduceMax", ["top_boxes"], ["largest"], keepdims=0),
+        helper.make_node("Cast", ["top_labels"], ["labels_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["largest", "one_f"], ["spread"]),
+        helper.make_node("Mul", ["labels_f", "spread"], ["offsets"]),
+        helper.make_node("Unsqueeze", ["offsets", "axis1"], ["offsets_2d"]),
+        helper.make_node("Add", ["top_boxes", "offsets_2d"], ["moved"]),
+        helper.make_node("Unsqueeze", ["moved", "axis0"], ["batch_boxes"]),
+        helper.make_node("Unsqueeze", ["top_scores", "axes01"], ["batch_scores"]),
+        helper.make_node("NonMaxSuppression", ["batch_boxes", "batch_scores", "max_out", "iou"], ["selected"]),
+        helper.make_node("Gather", ["selected", "two"], ["column"], axis=1),
+        helper.make_node("Squeeze", ["column", "axis1"], ["keep"]),
+    ]
+    empty = numpy_helper.from_array(np.zeros(0, np.int64), "none")
+    branches = {
+        "then_branch": helper.make_graph([helper.make_node("Identity", ["none"], ["keep_then"])], "then", [],
+                                         [_value("keep_then", [0], i64)], initializer=[empty]),
+        "else_branch": helper.make_graph(else_nodes, "else", [], [_value("keep", ["M"], i64)],
+                                         value_info=[_value("largest", [])]),
+    }
+    nodes = [
+        helper.make_node("Greater", ["scores", "threshold"], ["mask"]),
+        helper.make_node("NonZero", ["mask"], ["where"]),
+        helper.make_node("Squeeze", ["where", "axis0"], ["rows"]),
+        helper.make_node("Gather", ["scores", "rows"], ["kept_scores"], axis=0),
+        helper.make_node("Gather", ["boxes", "rows"], ["kept_boxes"], axis=0),
+        helper.make_node("Gather", ["labels", "rows"], ["kept_labels"], axis=0),
+        helper.make_node("Shape", ["kept_scores"], ["count_shape"]),
+        helper.make_node("Gather", ["count_shape", "zero_scalar"], ["count"], axis=0),
+        helper.make_node("Unsqueeze", ["count", "axis0"], ["count_1d"]),
+        helper.make_node("Concat", ["max_k", "count_1d"], ["candidates"], axis=0),
+        helper.make_node("ReduceMin", ["candidates"], ["k_scalar"], keepdims=0),
+        helper.make_node("Reshape", ["k_scalar", "shape_1"], ["k"]),
+        helper.make_node("TopK", ["kept_scores", "k"], ["top_scores", "top_index"]),
+        helper.make_node("Gather", ["kept_boxes", "top_index"], ["top_boxes"], axis=0),
+        helper.make_node("Gather", ["kept_labels", "top_index"], ["top_labels"], axis=0),
+        helper.make_node("Size", ["top_boxes"], ["size"]),
+        helper.make_node("Equal", ["size", "zero_scalar"], ["is_empty"]),
+        helper.make_node("If", ["is_empty"], ["keep_final"], **branches),
+        helper.make_node("Gather", ["top_boxes", "keep_final"], ["final_boxes"], axis=0),
+        helper.make_node("Gather", ["top_scores", "keep_final"], ["final_scores"], axis=0),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0.5, np.float32), "threshold"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one_f"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero_scalar"),
+        numpy_helper.from_array(np.array([2], np.int64), "two"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([0, 1], np.int64), "axes01"),
+        numpy_helper.from_array(np.array([5], np.int64), "max_k"),
+        numpy_helper.from_array(np.array([1], np.int64), "shape_1"),
+        numpy_helper.from_array(np.array([100], np.int64), "max_out"),
+        numpy_helper.from_array(np.array([0.5], np.float32), "iou"),
+    ]
+    inputs = [_value("scores", [12]), _value("boxes", [12, 4]), _value("labels", [12], i64)]
+    return _model(nodes, inputs, [_value("final_boxes", ["M", 4]), _value("final_scores", ["M"])], inits)
+
+
+def test_shape_arithmetic_and_host_branches_of_value_dependent_models_run_in_numpy():
+    # k = min(5, count) inside a part and the batched NMS's offsets inside the If run as numpy calls
+    # (host_shapes.py): each would otherwise be one XLA compile of its own on the first call
+    model = _batched_nms_tail()
+    generated = generate_module(model)
+    assert "_on_host(_reduce_np, _reduce, 'min'" in generated.source  # the shape arithmetic in a part
+    assert "_on_host(_reduce_np, _reduce, 'max'" in generated.source  # the If's branch on the host
+    rng = np.random.default_rng(11)
+    for count in (9, 3, 0):  # TopK's k from the count (5, then fewer), then no box at all: the If's other branch
+        scores = rng.permutation(np.linspace(0.05, 0.95, 12)).astype(np.float32)
+        scores[np.argsort(scores)[: 12 - count]] *= 0.1  # count scores over the threshold
+        corners = rng.uniform(0, 10, (12, 2)).astype(np.float32)
+        boxes = np.concatenate([corners, corners + rng.uniform(1, 4, (12, 2)).astype(np.float32)], axis=1)
+        labels = rng.integers(0, 3, 12).astype(np.int64)
+        forward, params = wb.to_jax(model)
+        compiles = _compiles_during(lambda: forward(params, scores, boxes, labels))
+        # only the jitted parts compile: no eager operation on the values between them (jit(<lambda>) is
+        # _xla_accepts asking XLA once per process whether it knows a compiler option)
+        compiles = [m for m in compiles if "jit(<lambda>)" not in m]
+        if count:  # (with no box the If returns an empty constant, which JAX stages once)
+            assert compiles and all("_segment_run" in m for m in compiles), "\n".join(m[:60] for m in compiles)
+        expected = run_onnx(model, [scores, boxes, labels])
+        got = forward(params, scores, boxes, labels)
+        for want, have in zip(expected, got):
+            assert np.shape(have) == want.shape
+            np.testing.assert_array_equal(np.asarray(have), want)
+
+
+def test_models_without_value_dependent_nodes_keep_their_jax_shape_arithmetic():
+    # a symbolic batch: Reshape to Concat(Shape(x)[0:1], [6]) is shape arithmetic under jax.jit, left as JAX
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Unsqueeze", ["batch", "axis0"], ["batch_1d"]),
+        helper.make_node("Concat", ["batch_1d", "six"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+             numpy_helper.from_array(np.array([6], np.int64), "six")]
+    model = _model(nodes, [_value("x", ["B", 2, 3])], [_value("y", ["B", 6])], inits)
+    source = generate_module(model).source
+    assert "ensure_compile_time_eval" in source and "_on_host" not in source
+    _assert_matches(model, [np.arange(24, dtype=np.float32).reshape(4, 2, 3)], jit=True)

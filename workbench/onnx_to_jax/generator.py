@@ -25,6 +25,7 @@ from workbench.onnx_to_jax import registry
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.fold_budget import output_elements
 from workbench.onnx_to_jax.helpers import helper_source
+from workbench.onnx_to_jax.host_shapes import HostForms
 from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, X64_NAME, choose_compiler_options
 from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
@@ -349,6 +350,9 @@ class GraphEmitter:
         # result is still known at trace time; see _emits_trace_time_constant.
         self.concrete = concrete
         self.nested_barrier = False  # whether the subgraphs of the node being emitted hold a barrier
+        # numpy forms of the node being emitted (host_shapes.py; a subgraph's emitter shares its parent's)
+        self.host_forms = HostForms()
+        self.in_subgraph = False
         # values held channels-last (outputs of 2-D convolutions and what follows them; layout.py)
         self.layout = layout if layout is not None else ChannelsLast()
         # Slice outputs that are one strided phase of a value (phases.py), for Concat
@@ -512,10 +516,14 @@ class GraphEmitter:
         try:
             for index, node in enumerate(nodes):
                 self.writer = SourceWriter()
+                self.host_forms = HostForms()
                 barrier = self.emit_node(node, index)
                 reads = tuple(dict.fromkeys(
                     [n for n in node.input if n] + sorted(subgraph_free_names(node)) + self.extra_reads))
-                items.append(NodeCode(node, self.writer, reads, barrier))
+                # numpy forms serve shape arithmetic on concrete values and subgraphs run on the host
+                host = barrier or all(name in self.concrete for name in node.output if name)
+                forms = self.host_forms if host and self.host_forms.lines else None
+                items.append(NodeCode(node, self.writer, reads, barrier, forms))
         finally:
             self.writer = outer
         return items
@@ -557,12 +565,29 @@ class GraphEmitter:
             # Reshape/Expand/Range get static Python ints instead of tracers.
             with self.writer.block("with jax.ensure_compile_time_eval():"):
                 self._write_result(node, result)
+            self._note_host_form(node, result)
             self.concrete.update(name for name in node.output if name)
             return False
         self._write_result(node, result)
+        if self.in_subgraph:
+            self._note_host_form(node, result)
         if plan is not None and plan.holds_outputs:
             self.layout.held.update(name for name in node.output if name)
         return barrier
+
+    def _note_host_form(self, node: onnx.NodeProto, result) -> None:
+        """Record the node's code in numpy where host_shapes.py has that form: single-output nodes whose
+        inputs are integers, booleans or float32/float64. Only the code of a model with value-dependent
+        nodes uses it (segments.py), for what runs on concrete arrays."""
+        expression = result if isinstance(result, str) else (result[0] if len(result) == 1 else None)
+        if len(node.output) != 1 or not node.output[0] or not isinstance(expression, str):
+            return
+        dtypes = [self.dtype_of(name) for name in node.input if name]
+        if not all(d is not None and (d.kind in "iub" or d in (np.float32, np.float64)) for d in dtypes):
+            return
+        target = self.scope.lookup(node.output[0])
+        if target is not None:
+            self.host_forms.note(target, expression, floats=any(d.kind == "f" for d in dtypes))
 
     def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
         if node.domain not in ("", "ai.onnx"):
@@ -636,6 +661,7 @@ class GraphEmitter:
             self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete),
             self.layout.child(),
         )
+        child.host_forms, child.in_subgraph = self.host_forms, True
         args = [scope.assign(i.name) for i in graph.input]
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())

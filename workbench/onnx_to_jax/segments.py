@@ -22,6 +22,9 @@ function, so ``jax.jit``'s cache compiles it once per input shapes rather than o
 that differ only in integer scalars (a class index) share one function taking those integers as traced
 arguments (``_segment_shared``), or run their own code where such an integer must stay concrete.
 
+What runs on concrete arrays (shape arithmetic inside a part, the subgraphs of a barrier) is written
+as numpy calls where the node has that form (host_shapes.py): eager JAX would compile each operation.
+
 Under an outer transformation (``jax.jit``, ``jax.grad``, ``jax.vmap``)
 ``_segment`` calls the part inline, so the generated function composes as
 before (and ``jax.jit(forward)`` still fails at the first barrier, naming it).
@@ -40,6 +43,7 @@ import numpy as np
 import onnx
 
 from workbench.onnx_to_jax.helpers import _segment, _segment_shared
+from workbench.onnx_to_jax.host_shapes import HostForms
 from workbench.onnx_to_jax.literals import literal
 from workbench.onnx_to_jax.names import NameScope, sanitize
 from workbench.onnx_to_jax.writer import SourceWriter
@@ -63,6 +67,9 @@ class NodeCode:
     code: SourceWriter
     reads: tuple[str, ...]  # ONNX names: present inputs and the free names of its subgraphs
     barrier: bool
+    # numpy forms of its lines where it runs on concrete arrays (host_shapes.py): shape arithmetic, the
+    # subgraphs of a barrier; what a model with value-dependent nodes runs, so no XLA compile per op
+    host_forms: HostForms | None = None
 
     @property
     def writes(self) -> tuple[str, ...]:
@@ -141,11 +148,19 @@ class SegmentAssembler:
         for k, group in enumerate(groups):
             if group.barrier:
                 for item in group.items:
-                    body.extend(item.code)
+                    body.extend(self._code(item))
                 continue
             n_parts += 1
             self._write_part(group, read_later[k], n_parts, parts, body)
         return n_parts
+
+    def _code(self, item: NodeCode) -> SourceWriter:
+        """The node's code, with its numpy forms where it has them (host_shapes.py)."""
+        if item.host_forms is None:
+            return item.code
+        for helper in sorted(item.host_forms.helpers, key=lambda fn: fn.__name__):
+            self.graph.use_helper(helper)
+        return item.code.replaced(item.host_forms.lines)
 
     def _write_part(self, group: _Group, needed_after: set[str], number: int, parts: SourceWriter,
                     body: SourceWriter) -> None:
@@ -175,7 +190,7 @@ class SegmentAssembler:
         for name in literals:
             code.line(self._literal_line(name))
         for item in group.items:
-            code.extend(item.code)
+            code.extend(self._code(item))
         code.line(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
         arguments = ["params", *dynamic, *static]
         source = code.source()

@@ -32,5 +32,15 @@ class SourceWriter:
         for text in other._lines:
             self._lines.append(("    " * self._depth + text) if text else "")
 
+    def replaced(self, lines: dict[str, str]) -> "SourceWriter":
+        """A copy with every line whose text (without its indentation) is a key of ``lines`` replaced
+        by that key's value, at the same indentation."""
+        copy = SourceWriter()
+        for text in self._lines:
+            stripped = text.lstrip(" ")
+            replacement = lines.get(stripped)
+            copy._lines.append(text if replacement is None else text[: len(text) - len(stripped)] + replacement)
+        return copy
+
     def source(self) -> str:
         return "\n".join(self._lines) + "\n"
