@@ -21,6 +21,7 @@ from workbench.errors import (
     UnsupportedOnnxOpError,
     UnsupportedPrimitiveError,
     WorkbenchError,
+    WorkbenchWarning,
 )
 
 from workbench.version import __version__
@@ -74,6 +75,7 @@ __all__ = sorted(
         "UnsupportedOnnxOpError",
         "UnsupportedPrimitiveError",
         "WorkbenchError",
+        "WorkbenchWarning",
         "load_ipython_extension",
         "unload_ipython_extension",
     ]

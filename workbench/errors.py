@@ -9,6 +9,8 @@ message the user reads is ours.
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from dataclasses import dataclass, field
 
 
@@ -22,6 +24,22 @@ class SpecError(WorkbenchError, ValueError):
 
 class ModelSourceError(SpecError, TypeError):
     """The model argument is neither a ModelProto, a path nor bytes (a ``TypeError`` too, as Python's own)."""
+
+
+class WorkbenchWarning(UserWarning):
+    """Something in the user's input the workbench worked around instead of refusing (the message says what,
+    and what was done instead); emitted with :func:`warnings.warn`."""
+
+
+def warn(message: str) -> None:
+    """``warnings.warn(message, WorkbenchWarning)`` attributed to the first caller outside the workbench package,
+    so the warning names the user's line (and Python's once-per-location filter counts the user's call sites)."""
+    level = 1
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "workbench":
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, WorkbenchWarning, stacklevel=level)
 
 
 class TraceError(WorkbenchError):

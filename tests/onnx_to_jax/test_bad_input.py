@@ -121,3 +121,56 @@ def test_not_a_model_argument():
 
 def test_bytes_input_is_accepted():
     assert "def forward" in wb.to_jax_source(mlp().SerializeToString())
+
+
+def _stale_shapes_model(*, stale_value_info: bool, stale_output: bool):
+    """NCHW in, Transpose to NHWC, Relu out; the file states the transposed value's and the output's shapes
+    either right ([1, 4, 5, 3]) or stale (still NCHW, [1, 3, 4, 5]), as jax2onnx 0.17.1 writes its ResNets."""
+    right, stale = [1, 4, 5, 3], [1, 3, 4, 5]
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1], name="to_nhwc"),
+         helper.make_node("Relu", ["t"], ["y"], name="relu")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, stale if stale_output else right)],
+        value_info=[helper.make_tensor_value_info("t", TensorProto.FLOAT, stale if stale_value_info else right)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("stale_value_info, stale_output", [(True, False), (False, True), (True, True)])
+def test_stale_stated_shapes_are_ignored_with_a_warning_as_onnxruntime_does(stale_value_info, stale_output):
+    import numpy as np
+    import onnxruntime as ort
+
+    model = _stale_shapes_model(stale_value_info=stale_value_info, stale_output=stale_output)
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with pytest.warns(wb.WorkbenchWarning, match=r"(?s)value_info.*Inferred shape and existing shape differ.*ignored"):
+        forward, params = wb.to_jax(model)
+    got = np.asarray(forward(params, x))
+    assert got.shape == expected.shape == (1, 4, 5, 3)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_right_stated_shapes_give_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wb.to_jax_source(_stale_shapes_model(stale_value_info=False, stale_output=False))
+
+
+def test_a_graph_at_fault_is_still_refused_when_it_also_states_shapes():
+    """Add of [2, 3] and [4, 5]: wrong whatever the file states, so the error of the file as given is raised."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "z"], ["y"], name="adder")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]), helper.make_tensor_value_info("z", TensorProto.FLOAT, [4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(wb.OnnxModelError, match=r"shape inference rejected the model.*adder"):
+        wb.to_jax_source(model)

@@ -161,6 +161,21 @@ def label_unnamed_nodes(model: onnx.ModelProto) -> set[int]:
     return labelled
 
 
+def drop_stated_shapes(model: onnx.ModelProto) -> bool:
+    """Remove the shapes ``model`` states beyond its graph inputs, in place: the ``value_info`` of every graph
+    (main graph and subgraph bodies) and the shapes of the main graph's outputs (their element types stay).
+    Returns whether there was any."""
+    found = False
+    for graph in _graphs(model):
+        found = found or len(graph.value_info) > 0
+        del graph.value_info[:]
+    for output in model.graph.output:
+        if output.type.HasField("tensor_type") and output.type.tensor_type.HasField("shape"):
+            output.type.tensor_type.ClearField("shape")
+            found = True
+    return found
+
+
 def _infer(light: onnx.ModelProto, label: str, *, strict: bool) -> onnx.ModelProto:
     try:
         return guarded_inference(light, strict_mode=strict, check_type=strict)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import onnx
 import onnx.inliner
 
-from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
+from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, warn
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
-from workbench.onnx_io.shapes import light_model, spell_out_defaults
+from workbench.onnx_io.shapes import drop_stated_shapes, light_model, spell_out_defaults
 from workbench.onnx_io.validate import check_model_rules
 from workbench.onnx_to_jax.runtime_ops import RUNTIME_ONNX_OPS
 
@@ -178,6 +178,32 @@ def sort_in_place(graph: onnx.GraphProto, label: str, outer_names: frozenset[str
 _GRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
+def _infer_without_stated_shapes(model: onnx.ModelProto, label: str, error: OnnxModelError) -> onnx.ModelProto:
+    """Strict shape inference once more without the shapes the file states for its intermediate values
+    (``value_info``) and outputs (``model`` is the reader's own copy: changed in place), as onnxruntime does when
+    a stated shape contradicts the one it infers (it logs the clash and runs the graph as it computes). Some
+    exporters leave stale shapes there: jax2onnx 0.17.1 states the NHWC shapes of values it has laid out NCHW,
+    and onnxruntime runs those models where onnx's strict inference refuses them. Graph inputs keep their
+    shapes. Raises ``error`` (about the file as given) when the file states no such shape or inference fails
+    without them.
+    """
+    if not drop_stated_shapes(model):
+        raise error
+    light = light_model(model)
+    spell_out_defaults(light[0])
+    try:
+        inferred = infer_shapes(model, label, strict=True, light=light[0])
+    except OnnxModelError:
+        inferred = None
+    if inferred is None:
+        raise error  # the graph itself is at fault: the message (and its chained cause) of the file as given
+    clash = str(error.__cause__ or error).strip().split("\n", 1)[0]  # onnx's message: the first node and dims at odds
+    warn(f"{label}: the shapes this file states for intermediate values (its value_info) or outputs contradict what "
+         f"the graph computes ({clash}); they were ignored and the shapes inferred from the graph used instead, as "
+         "onnxruntime does. Re-export the model to fix the file.")
+    return inferred
+
+
 def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None = None) -> CheckedModel:
     """Load and validate an ONNX model from a path, bytes or a ``ModelProto`` (never modified).
 
@@ -204,7 +230,10 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
         order = topological_indices(model.graph, label)
         light = light_model(model)
     spell_out_defaults(light[0])  # what onnxruntime assumes and onnx's function-body inference misses
-    model = infer_shapes(model, label, strict=True, light=light[0])
+    try:
+        model = infer_shapes(model, label, strict=True, light=light[0])
+    except OnnxModelError as error:
+        model = _infer_without_stated_shapes(model, label, error)
     # shape inference keeps the node list as it is, so the indices still apply
     nodes = tuple(model.graph.node[i] for i in order)
     return CheckedModel(LoadedModel(model, label, loaded.folder), nodes)
