@@ -34,10 +34,13 @@ The other models with a 2-D convolution and no MatMul layers (fewer weights, no 
 convolution: RegNetY-400MF, SqueezeNet, DenseNet-121) get YNNPACK running each convolution alone and
 fusing nothing else (``LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION``): their dots and elementwise ops then
 run as XLA's own kernels (Eigen's contraction for the products). Measured against XLA's defaults in one
-process, alternating (2026-12-04, load 6-8): all three 7% faster, compile as long. ViT-Ti (a patch
-convolution, then MatMul layers) ran 16% faster so too, but its XLA compile took 3x the CPU (0.97 ->
-2.95 s), so models with MatMul layers keep XLA's defaults, as do models without a convolution
-(docs/onnx_to_jax_corpus.md, "RegNet's grouped convolutions merged").
+process, alternating (2026-12-04, load 6-8): all three 7% faster, compile as long
+(docs/onnx_to_jax_corpus.md, "RegNet's grouped convolutions merged"). Since vit38 (2026-12-05) the small
+models with a convolution and MatMul layers (ViT-Ti: a patch convolution, then a transformer) get it too:
+ViT-Ti ran 12-16% faster (Eigen's contraction beats YNNPACK's dot on its 17-row products of 192-768
+columns), at 0.9-1.0x onnxruntime, for an XLA compile of ~2.9 instead of ~0.95 CPU s, its first jit still
+under the 5 s target (docs/onnx_to_jax_corpus.md, "ViT-Ti's products in Eigen"). Models without a
+convolution keep XLA's defaults.
 
 Every model is also compiled at LLVM optimization level 2 (``xla_backend_optimization_level``; XLA's
 default is 3): measured on eleven corpus models in one process, alternating (2026-12-04, load 4-9), XLA's
@@ -155,15 +158,16 @@ def choose_compiler_options(graph: onnx.GraphProto) -> dict[str, str | int]:
 def _ynn_options(graph: onnx.GraphProto) -> dict[str, str]:
     """What YNNPACK fuses for ``graph``: nothing for depthwise ones; dots for large models, and each
     convolution alone besides in those with a 2-D convolution and no MatMul layers; each convolution
-    alone for the other models with a 2-D convolution and no MatMul layers."""
+    alone for the other models with a 2-D convolution (small CNNs, and small patch transformers such as
+    ViT-Ti)."""
     large = float_weights(graph) >= MIN_WEIGHTS
     linear = linear_layers(graph)
     if has_depthwise(graph) and not (large and linear):
         return {YNN_FUSION_TYPE: YNN_NONE}
-    convolutional = has_convolution(graph) and not linear  # a CNN without MatMul layers
-    if large:
-        return {YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS if convolutional else YNN_DOTS_ONLY}
-    return {YNN_FUSION_TYPE: YNN_CONVOLUTIONS_ONLY} if convolutional else {}
+    convolution = has_convolution(graph)
+    if large:  # each convolution alone besides the dots in a CNN without MatMul layers
+        return {YNN_FUSION_TYPE: YNN_DOTS_AND_CONVOLUTIONS if convolution and not linear else YNN_DOTS_ONLY}
+    return {YNN_FUSION_TYPE: YNN_CONVOLUTIONS_ONLY} if convolution else {}
 
 
 def supported_options(options: Mapping[str, str]) -> dict[str, str]:
