@@ -537,3 +537,27 @@ def test_models_without_value_dependent_nodes_keep_their_jax_shape_arithmetic():
     source = generate_module(model).source
     assert "ensure_compile_time_eval" in source and "_on_host" not in source
     _assert_matches(model, [np.arange(24, dtype=np.float32).reshape(4, 2, 3)], jit=True)
+
+
+def test_a_repeated_nonzero_of_the_same_mask_runs_once():
+    # torchvision asks twice for a mask's positions (torch.where, then nonzero): the second NonZero reuses
+    # the first's result, so the steps around it stay one jitted part
+    nodes = [
+        helper.make_node("Greater", ["scores", "threshold"], ["mask"]),
+        helper.make_node("NonZero", ["mask"], ["where"]),
+        helper.make_node("Transpose", ["where"], ["index"], perm=[1, 0]),
+        helper.make_node("GatherND", ["scores", "index"], ["kept"]),
+        helper.make_node("NonZero", ["mask"], ["where_again"]),
+        helper.make_node("Squeeze", ["where_again", "axis0"], ["rows"]),
+        helper.make_node("Cast", ["rows"], ["rows_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["kept", "rows_f"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "threshold"),
+             numpy_helper.from_array(np.array([0], np.int64), "axis0")]
+    model = _model(nodes, [_value("scores", [10])], [_value("y", ["K"])], inits)
+    generated = generate_module(model)
+    assert generated.value_dependent_nodes == ("NonZero",), generated.value_dependent_nodes
+    assert generated.source.count("_non_zero(") == 2  # the call and the helper's definition
+    assert generated.source.count("_segment(forward_part") == 2  # the mask, then everything after the NonZero
+    scores = np.random.default_rng(12).standard_normal(10).astype(np.float32)
+    _assert_matches(model, [scores])

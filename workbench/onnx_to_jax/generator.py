@@ -157,9 +157,10 @@ class ModuleBuilder:
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
-        top.reshaped_adds = find_reshaped_adds(self.checked.nodes, [o.name for o in graph.output])
-        top.note_readers(self.checked.nodes, [o.name for o in graph.output])
-        items = top.collect_nodes(self.checked.nodes)
+        nodes = _reuse_repeated_nonzero(self.checked.nodes)
+        top.reshaped_adds = find_reshaped_adds(nodes, [o.name for o in graph.output])
+        top.note_readers(nodes, [o.name for o in graph.output])
+        items = top.collect_nodes(nodes)
         # the first Reshape and the Add of each chain the last Reshape read around (reshaped_add.py):
         # dead code, dropped so the generated source reads as the computation it runs
         items = [item for item in items if not (item.writes and set(item.writes) <= top.bypassed_values)]
@@ -685,6 +686,24 @@ class GraphEmitter:
 
     def _visible_names(self) -> set[str]:
         return set(self.scope._by_onnx)  # noqa: SLF001 - same package, read-only
+
+
+def _reuse_repeated_nonzero(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """``nodes`` with each NonZero of a value an earlier NonZero already read turned into an Identity of
+    that one's output (same name and output). torchvision's detectors ask twice for the same mask's
+    positions (``torch.where(mask)`` and ``mask.nonzero()``: SSDlite per class, RetinaNet per level); a
+    NonZero of a traced value runs on the host between jitted parts (segments.py), so the repeat split a
+    part in two: one more compile per shape and one more host step and part call on every call."""
+    first: dict[str, str] = {}
+    kept = []
+    for node in nodes:
+        if node.op_type == "NonZero" and node.domain in ("", "ai.onnx") and node.output and node.output[0]:
+            earlier = first.setdefault(node.input[0], node.output[0])
+            if earlier != node.output[0]:
+                kept.append(onnx.helper.make_node("Identity", [earlier], [node.output[0]], name=node.name))
+                continue
+        kept.append(node)
+    return kept
 
 
 def _single_use_weights(graph: onnx.GraphProto) -> dict[str, int]:
