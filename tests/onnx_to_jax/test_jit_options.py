@@ -373,9 +373,12 @@ def test_llvm_level_defers_to_a_level_in_xla_flags(flags, monkeypatch):
         seen.append(dict(compiler_options or {}))
         return real_jit(fn, compiler_options=compiler_options, **kwargs)
 
-    monkeypatch.setattr(jax, "jit", spy)
     model, x = _residual_cnn(), _image()
     forward, params = wb.to_jax(model)
+    # once before the spy: the first jit_forward in a process asks XLA which options it knows, each
+    # through a jit of a one-op program (helpers._xla_accepts, cached), which would be seen[0] here
+    wb.jit_forward(forward, params)
+    monkeypatch.setattr(jax, "jit", spy)
     got = wb.jit_forward(forward, params)(x)
     np.testing.assert_allclose(np.asarray(got), run_onnx(model, [x])[0], rtol=1e-4, atol=1e-5)
     options = seen[0]  # jit_forward's first jit carries the options (the second serves calls inside transformations)
