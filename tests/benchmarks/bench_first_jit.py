@@ -3,15 +3,16 @@
 A script, not a test: it prints one block per model. For each form it splits the first call into
 tracing + lowering to StableHLO (``jitted.lower``), XLA's compile (``.compile()``) and the first run
 of the compiled program, each in wall and process CPU seconds, checks the output against
-onnxruntime, and then times the forms and onnxruntime in interleaved rounds (per-call process CPU
-time, one thread each: robust to other processes on a shared machine). Issue 21's target: first
+onnxruntime, and then times the forms and onnxruntime in interleaved rounds, and with ``--block N`` in
+blocks of consecutive calls too (per-call process CPU time, one thread each: robust to other processes on
+a shared machine; the two measures are described below). Issue 21's target: first
 ``jax.jit`` <= 5 s for every corpus model, without giving up jitted latency. One XLA thread also means
 one compile thread (XLA compiles on the CPU client's pool, which ``PJRT_NPROC`` sizes too), so for the
 first-jit figures as a user with XLA's defaults sees them, pass ``--xla-threads 0`` (its latencies are
 then those of two intra-op threads, their CPU time summed).
 
     WORKBENCH_VISION_CORPUS=1 PYTHONPATH=$PWD /work/venv-o2j/bin/python tests/benchmarks/bench_first_jit.py \\
-        --corpus vit_b_16,swin_t [--forms folded,bound] [--rounds 9]
+        --corpus vit_b_16,swin_t [--forms folded,bound] [--rounds 9] [--block 5]
 
 Forms (all with the XLA compiler options the generator chose for the model):
 
@@ -31,6 +32,21 @@ latency ratio to onnxruntime, the latency and the first jit, with the sorted per
 ``--launch NAME=PREFIX`` (repeatable) runs those processes under a command prefix, e.g.
 ``--launch aslr= --launch no-aslr="setarch -R"`` or ``--launch "cpu0=taskset -c 0"``; the launches
 alternate within every repetition, so each is compared with the others at the same load.
+
+Two latency measures (both runtimes always timed the same way, every call kept):
+
+- default (``--block 0``), **interleaved**: ``--rounds`` rounds of ONE call of each form then one onnxruntime
+  call, so every JAX call runs right after onnxruntime's and every onnxruntime call right after JAX's: the
+  latency of a model called once among other work, whose cache the neighbour has just taken. A JAX call made
+  after onnxruntime's is much slower than one after another JAX call (MobileNet-v2 2.8-3.1 against 2.3 ms,
+  docs/onnx_to_jax_corpus.md, "MobileNet-v2 and MNASNet against onnxruntime"), so the two runtimes' figures
+  are cold for both, by amounts that differ per runtime and model.
+- ``--block N``, **steady state**: the interleaved rounds as above, then ``--rounds`` rounds of N consecutive
+  calls of each form and N of onnxruntime, the order of the runtimes reversed every other round. A call counts
+  as "after another program" when the call just before it ran a different runtime or form (the first of a
+  block, unless the reversal put its own runtime's block before it), else as "after itself"; the median
+  "after itself" is the steady-state latency (a deployment calling one runtime repeatedly), reported as the
+  latency and ratio, beside the medians "after another program" and the interleaved ones of the same process.
 """
 
 from __future__ import annotations
@@ -46,6 +62,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.support.thread_limits import limit_xla_threads, ort_session
@@ -57,7 +74,12 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="comma-separated vision corpus models")
     parser.add_argument("--forms", default="folded,bound", help=f"comma-separated, of {', '.join(FORMS)}")
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved latency rounds")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved latency rounds (and block rounds)")
+    parser.add_argument("--block", type=int, default=0, metavar="N",
+                        help="0: latency from --rounds rounds of one call each, JAX after onnxruntime and back "
+                        "(interleaved: both cold); N >= 2: also --rounds rounds of N consecutive calls per runtime, "
+                        "order reversed every other round, latency = median of the calls made right after a call "
+                        "of the same runtime (steady state), the calls after another runtime reported apart")
     parser.add_argument("--mixed-bytes", type=int, default=65536, help="the mixed form folds weights up to this size")
     parser.add_argument("--xla-threads", type=int, default=1,
                         help="XLA's threads (tests/support/thread_limits.py); 0: JAX's defaults, whose compiles "
@@ -69,6 +91,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="with --processes: hide the processes' own blocks")
     parser.add_argument("--result-line", action="store_true", help=argparse.SUPPRESS)  # a child's JSON line
     args = parser.parse_args()
+    if args.block == 1 or args.block < 0:
+        parser.error("--block takes 0 (interleaved single calls only) or N >= 2")
     if args.launch and args.processes <= 0:
         parser.error("--launch needs --processes")
     if any("=" not in launch for launch in args.launch):
@@ -111,11 +135,54 @@ def other_threads_cpu() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> dict:
+def time_interleaved(runners: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """CPU seconds per call of each runner: ``rounds`` rounds of one call each, in the runners' order."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):  # interleaved, so load spikes hit all alike
+        for name, run in runners.items():
+            start = time.process_time()
+            run()
+            times[name].append(time.process_time() - start)
+    return times
+
+
+def time_blocks(runners: dict[str, Callable[[], object]], rounds: int, block: int,
+                ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """CPU seconds per call in ``rounds`` rounds of ``block`` consecutive calls of each runner.
+
+    The runners' order is reversed every other round. Returns (after itself, after another): a call goes to
+    the first when the call just before it ran the same runner, else (also the very first call) to the second;
+    nothing is dropped."""
+    itself: dict[str, list[float]] = {name: [] for name in runners}
+    other: dict[str, list[float]] = {name: [] for name in runners}
+    previous = None
+    for index in range(rounds):
+        order = list(runners) if index % 2 == 0 else list(runners)[::-1]
+        for name in order:
+            for _ in range(block):
+                start = time.process_time()
+                runners[name]()
+                (itself if previous == name else other)[name].append(time.process_time() - start)
+                previous = name
+    return itself, other
+
+
+def _medians(times: dict[str, list[float]]) -> dict[str, float]:
+    """Median per runner in ms (NaN for a runner with no calls)."""
+    return {name: statistics.median(values) * 1000 if values else float("nan") for name, values in times.items()}
+
+
+def _ratios(medians: dict[str, float]) -> dict[str, float]:
+    return {name: m / medians["ort"] for name, m in medians.items() if name != "ort"}
+
+
+def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int, block: int = 0) -> dict:
     """Print the first-call split and the latencies of ``forms`` for corpus model ``name``.
 
     Returns the figures as data: ``first_jit`` and ``first_jit_cpu`` (s) per form, ``latency_ms`` per form
-    and for ``"ort"`` (median CPU ms per call), ``ratio`` per form (to onnxruntime) and the load averages."""
+    and for ``"ort"`` (median CPU ms per call), ``ratio`` per form (to onnxruntime) and the load averages.
+    With ``block`` >= 2 the latency is the steady state (calls after a call of the same runtime), and
+    ``interleaved_ms``/``interleaved_ratio`` and ``after_other_ms``/``after_other_ratio`` are added."""
     import jax
     import numpy as np
 
@@ -170,30 +237,38 @@ def model_block(name: str, forms: list[str], rounds: int, mixed_bytes: int) -> d
               f"first run {t3[0] - t2[0]:.2f} ({t3[1] - t2[1]:.2f}); max |JAX - ORT| {error:.1e}", flush=True)
         compiled[form] = (executable, lead)
         first_jit[form] = (t3[0] - t0[0], t3[1] - t0[1])
-    times: dict[str, list[float]] = {form: [] for form in [*compiled, "ort"]}
+    runners: dict[str, Callable[[], object]] = {
+        form: functools.partial(lambda e, lead: jax.block_until_ready(e(*lead, *feeds)), executable, lead)
+        for form, (executable, lead) in compiled.items()}
+    runners["ort"] = functools.partial(session.run, None, feed)
     others_before = other_threads_cpu()
-    for _ in range(rounds):  # interleaved, so load spikes hit all alike
-        for form, (executable, lead) in compiled.items():
-            start = time.process_time()
-            jax.block_until_ready(executable(*lead, *feeds))
-            times[form].append(time.process_time() - start)
-        start = time.process_time()
-        session.run(None, feed)
-        times["ort"].append(time.process_time() - start)
+    interleaved = _medians(time_interleaved(runners, rounds))
     others_ms = (other_threads_cpu() - others_before) * 1000 / rounds
-    median = {form: statistics.median(values) for form, values in times.items()}
-    print("  latency (median CPU ms per call): " + ", ".join(
-        f"{form} {m * 1000:.2f} ({m / median['ort']:.2f}x ORT)" for form, m in median.items() if form != "ort")
-        + f", onnxruntime {median['ort'] * 1000:.2f}; JAX's other threads {others_ms:.1f} CPU ms per round; "
+    print("  latency, interleaved (median CPU ms per call): " + ", ".join(
+        f"{form} {m:.2f} ({m / interleaved['ort']:.2f}x ORT)" for form, m in interleaved.items() if form != "ort")
+        + f", onnxruntime {interleaved['ort']:.2f}; JAX's other threads {others_ms:.1f} CPU ms per round; "
         f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    latency, extra = interleaved, {}
+    if block:
+        itself, other = (_medians(t) for t in time_blocks(runners, rounds, block))
+        print(f"  latency, blocks of {block} (median CPU ms per call after itself / after another program): "
+              + ", ".join(f"{form} {itself[form]:.2f} / {other[form]:.2f} ({itself[form] / itself['ort']:.2f}x / "
+                          f"{other[form] / other['ort']:.2f}x ORT)" for form in compiled)
+              + f", onnxruntime {itself['ort']:.2f} / {other['ort']:.2f}; load average {os.getloadavg()[0]:.1f}",
+              flush=True)
+        latency = itself
+        extra = {"interleaved_ms": interleaved, "interleaved_ratio": _ratios(interleaved),
+                 "after_other_ms": other, "after_other_ratio": _ratios(other)}
     return {
         "model": name,
         "first_jit": {form: wall for form, (wall, _) in first_jit.items()},
         "first_jit_cpu": {form: cpu for form, (_, cpu) in first_jit.items()},
-        "latency_ms": {form: m * 1000 for form, m in median.items()},
-        "ratio": {form: m / median["ort"] for form, m in median.items() if form != "ort"},
+        "latency_ms": latency,
+        "ratio": _ratios(latency),
         "other_threads_ms": others_ms,
         "load": [load_before, os.getloadavg()[0]],
+        "block": block,
+        **extra,
     }
 
 
@@ -213,7 +288,7 @@ class Launch:
 def _child_command(args: argparse.Namespace, name: str, launch: Launch) -> list[str]:
     """This script on one model, in a process of its own, printing its figures as a result line."""
     return [*launch.prefix, sys.executable, os.path.abspath(__file__), "--corpus", name, "--forms", args.forms,
-            "--rounds", str(args.rounds), "--mixed-bytes", str(args.mixed_bytes),
+            "--rounds", str(args.rounds), "--block", str(args.block), "--mixed-bytes", str(args.mixed_bytes),
             "--xla-threads", str(args.xla_threads), "--result-line"]
 
 
@@ -238,8 +313,14 @@ def _spread(values: list[float], digits: int) -> str:
 
 
 def summarise(name: str, launch: str, results: list[dict], forms: list[str]) -> str:
-    """Per form: min / median / max over the processes of the ratio, latency and first jit."""
-    lines = [f"{name} [{launch}], {len(results)} processes, load {_spread([r['load'][0] for r in results], 1)}:"]
+    """Per form: min / median / max over the processes of the ratio, latency and first jit.
+
+    The latency is the steady state for results of ``--block`` runs, whose figures after another program
+    and interleaved follow on lines of their own."""
+    block = {r.get("block", 0) for r in results}
+    measure = "interleaved" if block == {0} else f"steady state in blocks of {'/'.join(map(str, sorted(block)))}"
+    lines = [f"{name} [{launch}], {len(results)} processes, load {_spread([r['load'][0] for r in results], 1)}, "
+             f"latency {measure}:"]
     ort = [r["latency_ms"]["ort"] for r in results]
     for form in forms:
         ratios = [r["ratio"][form] for r in results]
@@ -248,6 +329,12 @@ def summarise(name: str, launch: str, results: list[dict], forms: list[str]) -> 
             f"{' '.join(f'{x:.2f}' for x in sorted(ratios))}); latency ms {_spread([r['latency_ms'][form] for r in results], 2)}; "
             f"first jit s {_spread([r['first_jit'][form] for r in results], 2)} "
             f"(CPU s {_spread([r['first_jit_cpu'][form] for r in results], 2)})")
+    for key, label in (("after_other", "after another program"), ("interleaved", "interleaved single calls")):
+        if all(f"{key}_ms" in r for r in results):
+            lines.append(f"  {label}: " + "; ".join(
+                f"{form} ratio {_spread([r[f'{key}_ratio'][form] for r in results], 2)}x, latency ms "
+                f"{_spread([r[f'{key}_ms'][form] for r in results], 2)}" for form in forms)
+                + f"; onnxruntime ms {_spread([r[f'{key}_ms']['ort'] for r in results], 2)}")
     lines.append(f"  onnxruntime latency ms {_spread(ort, 2)}; JAX's other threads, CPU ms per round "
                  f"{_spread([r['other_threads_ms'] for r in results], 1)}")
     return "\n".join(lines)
@@ -267,10 +354,14 @@ def run_processes(args: argparse.Namespace, names: list[str], forms: list[str]) 
                 results[name, launch.name].append(result)
                 print(f"[{repetition + 1}/{args.processes}] {name} [{launch.name}]: " + ", ".join(
                     f"{form} {result['ratio'][form]:.2f}x ({result['latency_ms'][form]:.2f} ms)" for form in forms)
-                    + f", onnxruntime {result['latency_ms']['ort']:.2f} ms, other threads "
+                    + f", onnxruntime {result['latency_ms']['ort']:.2f} ms"
+                    + ("" if "interleaved_ratio" not in result else " (steady); interleaved " + ", ".join(
+                        f"{form} {result['interleaved_ratio'][form]:.2f}x" for form in forms))
+                    + ", other threads "
                     f"{result['other_threads_ms']:.1f} ms per round; process CPU {cpu:.1f} s, "
                     f"load {result['load'][0]:.1f}", flush=True)
-    print(f"\nSummary ({args.rounds} interleaved rounds per process, medians within a process; "
+    rounds = f"{args.rounds} interleaved rounds" + (f" + {args.rounds} rounds of blocks of {args.block}" if args.block else "")
+    print(f"\nSummary ({rounds} per process, medians within a process; "
           f"all processes' CPU {total_cpu:.0f} s):")
     for (name, launch), model_results in results.items():
         print(summarise(name, launch, model_results, forms), flush=True)
@@ -284,7 +375,7 @@ def main() -> None:
         run_processes(args, names, forms)
         return
     for name in names:
-        result = model_block(name, forms, args.rounds, args.mixed_bytes)
+        result = model_block(name, forms, args.rounds, args.mixed_bytes, args.block)
         if args.result_line:
             print(RESULT_PREFIX + json.dumps(result), flush=True)
 

@@ -3,7 +3,9 @@
 Swin-T's jitted latency depends on the process as well as the code (docs/onnx_to_jax_corpus.md,
 "Latency modes per process"), so the corpus figures come from several processes. These checks cover the
 harness's own parts without exporting a model: the child's command line, reading its result line (and
-failing loudly when there is none), the launch prefixes and the min / median / max summary.
+failing loudly when there is none), the launch prefixes and the min / median / max summary; and the two
+latency measures' call orders (``--block``): interleaved single calls, and blocks of consecutive calls whose
+calls are told apart by what ran just before them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ import time
 
 import pytest
 
-from tests.benchmarks.bench_first_jit import RESULT_PREFIX, Launch, _child_command, other_threads_cpu, run_child, summarise
+from tests.benchmarks.bench_first_jit import (
+    RESULT_PREFIX,
+    Launch,
+    _child_command,
+    other_threads_cpu,
+    run_child,
+    summarise,
+    time_blocks,
+    time_interleaved,
+)
 
 
 def _result(ratio: float, latency: float, first_jit: float) -> dict:
@@ -32,13 +43,14 @@ def test_launch_prefixes():
 
 
 def test_child_command_runs_one_model_under_the_prefix():
-    args = argparse.Namespace(forms="folded,bound", rounds=5, mixed_bytes=1024, xla_threads=1)
+    args = argparse.Namespace(forms="folded,bound", rounds=5, block=4, mixed_bytes=1024, xla_threads=1)
     command = _child_command(args, "swin_t", Launch.parse("cpu0=taskset -c 0"))
     assert command[:3] == ["taskset", "-c", "0"]
     assert command[3] == sys.executable and command[4].endswith("bench_first_jit.py")
     assert command[command.index("--corpus") + 1] == "swin_t"
     assert command[command.index("--rounds") + 1] == "5"
     assert command[command.index("--xla-threads") + 1] == "1"
+    assert command[command.index("--block") + 1] == "4"
     assert command[-1] == "--result-line"
 
 
@@ -92,3 +104,64 @@ def test_other_threads_cpu_counts_a_busy_thread_not_the_caller():
     finally:
         done.set()
         worker.join()
+
+
+def _recorders(names: list[str]) -> tuple[dict, list[str]]:
+    """Runners that log their calls, each spending a little CPU (so every timing is > 0)."""
+    calls: list[str] = []
+
+    def run(name: str) -> None:
+        calls.append(name)
+        end = time.process_time() + 0.0005
+        while time.process_time() < end:
+            pass
+
+    return {name: (lambda n=name: run(n)) for name in names}, calls
+
+
+def test_interleaved_rounds_call_each_runner_once_per_round():
+    runners, calls = _recorders(["folded", "ort"])
+    times = time_interleaved(runners, 3)
+    assert calls == ["folded", "ort"] * 3
+    assert {name: len(values) for name, values in times.items()} == {"folded": 3, "ort": 3}
+    assert min(min(values) for values in times.values()) > 0
+
+
+def test_blocks_alternate_the_order_and_sort_calls_by_their_predecessor():
+    runners, calls = _recorders(["folded", "ort"])
+    itself, other = time_blocks(runners, 3, 4)
+    assert calls == ["folded"] * 4 + ["ort"] * 8 + ["folded"] * 8 + ["ort"] * 4
+    # after another program: the first call ever, folded after ort twice, ort after folded twice
+    assert {name: len(values) for name, values in other.items()} == {"folded": 2, "ort": 2}
+    assert {name: len(values) for name, values in itself.items()} == {"folded": 10, "ort": 10}
+    assert all(value > 0 for values in [*itself.values(), *other.values()] for value in values)
+
+
+def test_blocks_of_two_forms_count_a_form_after_the_other_as_after_another():
+    runners, calls = _recorders(["folded", "bound", "ort"])
+    itself, other = time_blocks(runners, 2, 2)
+    assert calls == ["folded", "folded", "bound", "bound", "ort", "ort", "ort", "ort", "bound", "bound",
+                     "folded", "folded"]
+    assert {name: len(values) for name, values in other.items()} == {"folded": 2, "bound": 2, "ort": 1}
+    assert {name: len(values) for name, values in itself.items()} == {"folded": 2, "bound": 2, "ort": 3}
+
+
+def test_summary_of_block_results_shows_all_three_measures():
+    results = []
+    for steady, cold in ((1.50, 1.40), (1.45, 1.30), (1.60, 1.35)):
+        result = _result(steady, 2.64, 3.0)
+        result.update(block=5, after_other_ms={"folded": 3.67, "ort": 3.67 / cold},
+                      after_other_ratio={"folded": cold}, interleaved_ms={"folded": 3.19, "ort": 2.46},
+                      interleaved_ratio={"folded": 1.30})
+        results.append(result)
+    text = summarise("mobilenet_v2", "plain", results, ["folded"])
+    assert "latency steady state in blocks of 5" in text
+    assert "ratio min/median/max 1.45 / 1.50 / 1.60x" in text
+    assert "after another program: folded ratio 1.30 / 1.35 / 1.40x" in text
+    assert "interleaved single calls: folded ratio 1.30 / 1.30 / 1.30x, latency ms 3.19 / 3.19 / 3.19" in text
+    assert "onnxruntime ms 2.46 / 2.46 / 2.46" in text
+
+
+def test_summary_of_interleaved_results_says_so():
+    text = summarise("m", "plain", [_result(1.2, 3.0, 1.0)], ["folded"])
+    assert "latency interleaved:" in text and "after another program" not in text
