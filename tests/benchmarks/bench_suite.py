@@ -148,35 +148,46 @@ def ort_latencies(
     """Median onnxruntime latency (s) of each model, in interleaved rounds (A, B, C, A, B, C, ...).
 
     At 1 intra-op thread, onnxruntime runs the graph on the calling thread: its CPU time is measured,
-    leaving out waits for a core on a shared machine; at the default thread count, wall time.
+    leaving out waits for a core on a shared machine, with every tool's session alive at once. At the
+    default thread count, wall time, with one session alive at a time (made, warmed and dropped in each
+    round): each session's thread pool spins for a while after a run, and on two cores the pools of the
+    other tools' live sessions slowed whichever ran next by up to 2x (the Equinox encoder: 8.05 / 8.18 ms
+    for the workbench's / jax2onnx's export with both alive, 3.58 / 3.96 ms each alone; 2026-12-05).
     """
     import onnxruntime as ort
 
-    sessions = []
-    for tool, path in paths.items():
+    def open_session(path: str) -> tuple[Any, dict[str, np.ndarray]]:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 4
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         feed = {}
+        for spec, array in zip(session.get_inputs(), inputs, strict=True):
+            wanted = np.int64 if spec.type == "tensor(int64)" else np.int32 if spec.type == "tensor(int32)" else None
+            feed[spec.name] = array.astype(wanted) if wanted is not None else array
+        for _ in range(3):
+            session.run(None, feed)
+        return session, feed
+
+    sessions: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    for tool, path in paths.items():
         try:
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-            for spec, array in zip(session.get_inputs(), inputs, strict=True):
-                wanted = np.int64 if spec.type == "tensor(int64)" else np.int32 if spec.type == "tensor(int32)" else None
-                feed[spec.name] = array.astype(wanted) if wanted is not None else array
-            for _ in range(3):
-                session.run(None, feed)
+            sessions[tool] = open_session(path)
         except Exception as error:  # noqa: BLE001 - an export onnxruntime cannot run is a result: shown in the table
             failures[tool] = f"onnxruntime: {str(error).splitlines()[0][-120:]}"
-            continue
-        sessions.append((tool, session, feed))
+    one_alive = threads != 1
+    if one_alive:
+        sessions = dict.fromkeys(sessions)  # reopened one at a time below
     clock = time.thread_time if threads == 1 else time.perf_counter
-    samples: dict[str, list[float]] = {tool: [] for tool, _, _ in sessions}
+    samples: dict[str, list[float]] = {tool: [] for tool in sessions}
     for _ in range(rounds):
-        for tool, session, feed in sessions:
+        for tool in samples:
+            session, feed = open_session(paths[tool]) if one_alive else sessions[tool]
             for _ in range(runs):
                 start = clock()
                 session.run(None, feed)
                 samples[tool].append(clock() - start)
+            del session
     return {tool: float(np.median(values)) for tool, values in samples.items()}
 
 
