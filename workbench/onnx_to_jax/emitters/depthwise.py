@@ -5,7 +5,7 @@ ones; the Conv emitter asks ``_depthwise_taps_written_out`` whether a 5x5 one ru
 instead (``_conv(..., depthwise_taps=True)``): where XLA computes the taps once, which depends on what reads the
 convolution (docs/onnx_to_jax_corpus.md, "5x5 depthwise taps written out where XLA fuses them once").
 Kernels of more than 25 taps (ConvNeXt-atto's and ConvMixer's 7x7) run as a loop over the kernel's rows
-instead, each row's taps written out (``_depthwise_conv_rows``), where ``_depthwise_rows_padding`` says so
+instead, each row's taps written out (``_depthwise_conv_rows``), where ``_depthwise_rows_form`` says so
 (docs/onnx_to_jax_corpus.md, "7x7 depthwise kernels row by row").
 """
 
@@ -59,11 +59,10 @@ def _is_swish(value: str, readers: tuple[onnx.NodeProto, ...]) -> bool:
     return list(sigmoid.input) == [value] and sorted(mul.input) == sorted([value, sigmoid.output[0]])
 
 
-def _depthwise_rows_padding(ctx: NodeContext) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """The (rows, columns) padding of a Conv that runs as ``_depthwise_conv_rows``, else ``None``: a
-    channels-last, float, depthwise 2-D convolution of more than 25 taps (7x7 and up), stride 1,
-    undilated, whose every tap reads input somewhere (where some read only padding,
-    ``_conv`` drops them first: ``_live_taps``), in code compiled without YNNPACK's dots
+def _depthwise_rows_form(ctx: NodeContext) -> bool:
+    """Whether a Conv may run as ``_depthwise_conv_rows`` (the Conv emitter's ``_depthwise_rows_padding``
+    also asks that every tap reads input somewhere): a channels-last, float, depthwise 2-D convolution of
+    more than 25 taps (7x7 and up), stride 1, undilated, in code compiled without YNNPACK's dots
     (``ctx.dots_only``). The loop over the 49 taps of a 7x7 kernel ran a kernel of XLA's per tap; one
     per kernel row, each writing its seven taps out, ran ConvNeXt's and ConvMixer's layers 1.0-1.7x
     faster alone and ConvMixer 10% faster as a whole; ConvNeXt-T (YNNPACK's dots) ran no faster as a
@@ -72,45 +71,13 @@ def _depthwise_rows_padding(ctx: NodeContext) -> tuple[tuple[int, int], tuple[in
     """
     shape, x_shape = ctx.shape(1), ctx.shape(0)
     if ctx.dots_only:
-        return None
+        return False
     if not (ctx.channels_last and shape is not None and len(shape) == 4 and None not in shape and shape[1] == 1):
-        return None
+        return False
     if x_shape is None or len(x_shape) != 4 or None in x_shape[2:] or x_shape[1] != shape[0]:
-        return None
+        return False
     if ctx.attr("group", 1) != shape[0] or shape[2] * shape[3] <= 25:
-        return None
+        return False
     if any(s != 1 for s in ctx.attr("strides", None) or ()) or any(d != 1 for d in ctx.attr("dilations", None) or ()):
-        return None
-    if ctx.dtype(0) is None or ctx.dtype(0).kind != "f":
-        return None
-    padding = _stride_one_padding(ctx.attr("auto_pad", "NOTSET"), ctx.attr("pads", None), shape[2:])
-    if padding is None:
-        return None
-    if not all(_every_tap_live(size, k, p) for size, k, p in zip(x_shape[2:], shape[2:], padding)):
-        return None
-    return padding
-
-
-def _stride_one_padding(
-    auto_pad: str, pads: list[int] | None, kernel: tuple[int, int]
-) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """A stride-1, undilated 2-D convolution's (begin, end) padding per axis: ONNX's ``pads``, or
-    what ``auto_pad`` asks for (``SAME_UPPER`` puts the odd one at the end, ``SAME_LOWER`` at the
-    start, ``VALID`` none); ``None`` for an ``auto_pad`` ONNX does not define."""
-    if auto_pad == "NOTSET":
-        pads = tuple(pads or (0, 0, 0, 0))
-        return (pads[0], pads[2]), (pads[1], pads[3])
-    if auto_pad == "VALID":
-        return (0, 0), (0, 0)
-    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        return None
-    halves = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel]
-    return tuple(h if auto_pad == "SAME_UPPER" else h[::-1] for h in halves)
-
-
-def _every_tap_live(size: int, kernel: int, padding: tuple[int, int]) -> bool:
-    """Whether every tap of a stride-1, undilated convolution along one axis reads at least one input
-    element: the first tap does when there are more outputs than leading pads, the last when there are
-    more outputs than trailing ones."""
-    out = size + padding[0] + padding[1] - kernel + 1
-    return out > max(padding)
+        return False
+    return ctx.dtype(0) is not None and ctx.dtype(0).kind == "f"

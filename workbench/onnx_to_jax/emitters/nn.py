@@ -9,7 +9,7 @@ from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form, _space_to_batch_conv
-from workbench.onnx_to_jax.emitters.depthwise import _depthwise_rows_padding, _depthwise_taps_written_out
+from workbench.onnx_to_jax.emitters.depthwise import _depthwise_rows_form, _depthwise_taps_written_out
 from workbench.onnx_to_jax.emitters.grouped import _group_merge, _merged_group_weight
 from workbench.onnx_to_jax.helpers import _accumulation_dtype
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
@@ -573,6 +573,19 @@ def _prepare_params(params, layouts):
             laid_out = np.ascontiguousarray(np.transpose(np.asarray(w), axes))
             prepared[name] = laid_out if isinstance(w, np.ndarray) else jax.device_put(laid_out)
     return prepared
+
+
+def _depthwise_rows_padding(ctx: NodeContext) -> tuple[tuple[int, int], ...] | None:
+    """The (begin, end) padding per spatial axis of a Conv that runs as ``_depthwise_conv_rows``, else None:
+    one ``_depthwise_rows_form`` admits whose every tap reads input somewhere (where some read only padding,
+    ``_conv`` drops them first: ``_live_taps``). The padding is ``_conv``'s own (``_conv_pads``)."""
+    if not _depthwise_rows_form(ctx):
+        return None
+    x_shape, kernel = ctx.shape(0), ctx.shape(1)[2:]
+    padding = tuple(_conv_pads(x_shape, kernel, (1, 1), (1, 1), ctx.attr("pads", None), ctx.attr("auto_pad", "NOTSET")))
+    if any(_live_taps(size, k, 1, 1, p) is not None for size, k, p in zip(x_shape[2:], kernel, padding)):
+        return None
+    return padding
 
 
 @emitter("Conv", since=(1, 11))
