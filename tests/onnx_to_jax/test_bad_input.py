@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
 from tests.support.codegen_models import mlp
+from tests.support.harness import run_onnx
 
 
 def _write(tmp_path, name: str, data: bytes):
@@ -142,12 +146,9 @@ def _stale_shapes_model(*, stale_value_info: bool, stale_output: bool):
 
 @pytest.mark.parametrize("stale_value_info, stale_output", [(True, False), (False, True), (True, True)])
 def test_stale_stated_shapes_are_ignored_with_a_warning_as_onnxruntime_does(stale_value_info, stale_output):
-    import numpy as np
-    import onnxruntime as ort
-
     model = _stale_shapes_model(stale_value_info=stale_value_info, stale_output=stale_output)
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 5)).astype(np.float32)
-    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    expected = run_onnx(model, [x])[0]
     with pytest.warns(wb.WorkbenchWarning, match=r"(?s)value_info.*Inferred shape and existing shape differ.*ignored"):
         forward, params = wb.to_jax(model)
     got = np.asarray(forward(params, x))
@@ -156,8 +157,6 @@ def test_stale_stated_shapes_are_ignored_with_a_warning_as_onnxruntime_does(stal
 
 
 def test_right_stated_shapes_give_no_warning():
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         wb.to_jax_source(_stale_shapes_model(stale_value_info=False, stale_output=False))
