@@ -178,6 +178,13 @@ def sort_in_place(graph: onnx.GraphProto, label: str, outer_names: frozenset[str
 _GRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
+def _strict_inference(model: onnx.ModelProto, label: str, light: onnx.ModelProto) -> onnx.ModelProto:
+    """Strict shape inference of ``model`` on its light copy ``light`` (``light_model``; changed), its
+    attributes' defaults spelled out first."""
+    spell_out_defaults(light)  # what onnxruntime assumes and onnx's function-body inference misses
+    return infer_shapes(model, label, strict=True, light=light)
+
+
 def _infer_without_stated_shapes(model: onnx.ModelProto, label: str, error: OnnxModelError) -> onnx.ModelProto:
     """Strict shape inference once more without the shapes the file states for its intermediate values
     (``value_info``) and outputs (``model`` is the reader's own copy: changed in place), as onnxruntime does when
@@ -189,14 +196,10 @@ def _infer_without_stated_shapes(model: onnx.ModelProto, label: str, error: Onnx
     """
     if not drop_stated_shapes(model):
         raise error
-    light = light_model(model)
-    spell_out_defaults(light[0])
     try:
-        inferred = infer_shapes(model, label, strict=True, light=light[0])
+        inferred = _strict_inference(model, label, light_model(model)[0])
     except OnnxModelError:
-        inferred = None
-    if inferred is None:
-        raise error  # the graph itself is at fault: the message (and its chained cause) of the file as given
+        raise error from error.__cause__  # the graph itself is at fault: the message of the file as given
     clash = str(error.__cause__ or error).strip().split("\n", 1)[0]  # onnx's message: the first node and dims at odds
     warn(f"{label}: the shapes this file states for intermediate values (its value_info) or outputs contradict what "
          f"the graph computes ({clash}); they were ignored and the shapes inferred from the graph used instead, as "
@@ -229,9 +232,8 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
             raise OnnxModelError(f"{label}: cannot expand the model-local functions: {e}") from e
         order = topological_indices(model.graph, label)
         light = light_model(model)
-    spell_out_defaults(light[0])  # what onnxruntime assumes and onnx's function-body inference misses
     try:
-        model = infer_shapes(model, label, strict=True, light=light[0])
+        model = _strict_inference(model, label, light[0])
     except OnnxModelError as error:
         model = _infer_without_stated_shapes(model, label, error)
     # shape inference keeps the node list as it is, so the indices still apply
