@@ -176,10 +176,10 @@ def ort_latencies(
         except Exception as error:  # noqa: BLE001 - an export onnxruntime cannot run is a result: shown in the table
             failures[tool] = f"onnxruntime: {str(error).splitlines()[0][-120:]}"
     one_alive = threads != 1
-    if one_alive:
-        sessions = dict.fromkeys(sessions)  # reopened one at a time below
-    clock = time.thread_time if threads == 1 else time.perf_counter
     samples: dict[str, list[float]] = {tool: [] for tool in sessions}
+    if one_alive:
+        sessions.clear()  # each is reopened alone in every round
+    clock = time.thread_time if threads == 1 else time.perf_counter
     for _ in range(rounds):
         for tool in samples:
             session, feed = open_session(paths[tool]) if one_alive else sessions[tool]
