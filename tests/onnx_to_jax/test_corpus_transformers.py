@@ -4,7 +4,9 @@ Random weights (seeded), no downloads. Each model is exported with the TorchScri
 ``dynamo=True``, and also taken after onnxruntime's offline optimization (extended level: its
 com.microsoft fusions) and after dynamic quantization; the generated JAX code must match onnxruntime
 on the same file within float32 rounding scaled to the model's depth and output magnitude
-(tests/support/corpus.py). Needs the ``corpus`` extra (transformers) and torch. Known exporter limits (not ours) are listed in EXPORT_LIMITS.
+(tests/support/corpus.py). Needs the ``corpus`` extra (transformers) and torch. Known exporter limits (not ours)
+are listed in EXPORT_LIMITS, onnxruntime's tools' in FORM_LIMITS, quantization steps from float32 rounding in
+QUANTIZATION_STEPS (each checked). The matrix: docs/onnx_to_jax_corpus.md, "The transformers corpus".
 """
 
 from __future__ import annotations
@@ -26,9 +28,30 @@ from tests.support.harness import run_onnx  # noqa: E402
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
-# the exporter, not the converter, fails on these (measured with torch 2.14.1, transformers 5.24)
+# the exporter, not the converter, fails on these (torch 2.13 and 2.14.1, transformers 4.57). Llama's TorchScript
+# export, listed here before (scaled_dot_product_attention with enable_gqa), exports and matches with both.
 EXPORT_LIMITS = {
-    ("llama", "legacy"): "the TorchScript exporter does not convert scaled_dot_product_attention with enable_gqa",
+    ("mistral", "legacy"): "the TorchScript exporter at opset 17 has no aten::bitwise_and (the sliding-window mask; "
+                           "ONNX has BitwiseAnd from opset 18)",
+}
+# onnxruntime's tools, not the converter, fail on these forms: the test checks that they still do
+FORM_LIMITS = {
+    ("opt", "dynamo", "quantized"): (
+        onnx.shape_inference.InferenceError,
+        "quantize_dynamic rewrites Gemm(transB=1) as a MatMul of the transposed weight but keeps the weight's "
+        "value_info written by the dynamo exporter, so its own shape inference fails ((32) vs (64))"),
+    ("clip", "dynamo", "quantized"): (
+        onnx.shape_inference.InferenceError,
+        "quantize_dynamic's Gemm-to-MatMul rewrite keeps the transposed weight's old value_info ((32) vs (16))"),
+}
+# float32 rounding, not the converter: the generated LayerNormalization and onnxruntime's differ by one unit of
+# rounding on some elements (each as close to a float64 run: max 4.3e-7 and 4.8e-7 on CLIP's pre-LayerNorm), and
+# one of the 1,088 values sits on a rounding boundary of the next DynamicQuantizeLinear: it lands one uint8 step
+# apart, which the integer MatMul after it multiplies by a weight (an error of 0.0057 there, 3e-3 at the output).
+# The test checks that such single steps are the only nodes that diverge (the locator's root causes).
+QUANTIZATION_STEPS = {
+    ("clip_vision", "dynamo", "quantized"): "a LayerNormalization output one rounding unit from onnxruntime's "
+                                            "crosses a quantization boundary (1 of 1,088 values)",
 }
 
 
@@ -55,7 +78,196 @@ def _vit():
     return transformers.ViTModel(config), (torch.rand(2, 3, 32, 32),)
 
 
-MODELS = {"bert": _bert, "gpt2": _gpt2, "llama": _llama, "vit": _vit}
+# the shared sizes of the small text models: 2 layers, width 32, 2-4 heads, vocabulary 100
+_TEXT = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "intermediate_size": 64, "max_position_embeddings": 32}
+_DECODER = {**_TEXT, "num_attention_heads": 4, "num_key_value_heads": 2}
+
+
+def _ids(batch: int = 2, length: int = 8):
+    return torch.randint(3, 100, (batch, length))
+
+
+def _encoder_args():
+    return _ids(), torch.ones(2, 8, dtype=torch.long)
+
+
+def _seq2seq_args():
+    return _ids(), torch.ones(2, 8, dtype=torch.long), _ids(2, 6)
+
+
+def _images(size: int = 32):
+    return (torch.rand(2, 3, size, size),)
+
+
+def _t5_config():
+    return transformers.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+                                 num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=16)
+
+
+def _t5_encoder():
+    return transformers.T5EncoderModel(_t5_config()), _encoder_args()
+
+
+def _t5():
+    return transformers.T5Model(_t5_config()), _seq2seq_args()
+
+
+def _whisper_encoder():
+    config = transformers.WhisperConfig(vocab_size=100, num_mel_bins=16, d_model=32, encoder_layers=2,
+                                        decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+                                        encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=16,
+                                        max_target_positions=16, pad_token_id=0, bos_token_id=1,
+                                        eos_token_id=2, decoder_start_token_id=1)
+    # the encoder takes exactly 2 x max_source_positions frames of log-mel features
+    return transformers.WhisperModel(config).get_encoder(), (torch.randn(2, 16, 32),)
+
+
+def _distilbert():
+    config = transformers.DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                           max_position_embeddings=32)
+    return transformers.DistilBertModel(config), _encoder_args()
+
+
+def _roberta():
+    # positions start after the padding index, so the table holds two more rows than the sequence
+    config = transformers.RobertaConfig(**{**_TEXT, "max_position_embeddings": 34})
+    return transformers.RobertaModel(config), _encoder_args()
+
+
+def _albert():
+    config = transformers.AlbertConfig(**_TEXT, embedding_size=16)
+    return transformers.AlbertModel(config), _encoder_args()
+
+
+def _deberta_v2():
+    config = transformers.DebertaV2Config(**_TEXT, relative_attention=True, position_buckets=8,
+                                          pos_att_type=["p2c", "c2p"])
+    return transformers.DebertaV2Model(config), _encoder_args()
+
+
+def _electra():
+    config = transformers.ElectraConfig(**_TEXT, embedding_size=16)
+    return transformers.ElectraModel(config), _encoder_args()
+
+
+def _mobilebert():
+    config = transformers.MobileBertConfig(**_TEXT, embedding_size=16, intra_bottleneck_size=16,
+                                           true_hidden_size=16, num_feedforward_networks=2)
+    return transformers.MobileBertModel(config), _encoder_args()
+
+
+def _mistral():
+    return transformers.MistralModel(transformers.MistralConfig(**_DECODER)), (_ids(),)
+
+
+def _qwen2():
+    return transformers.Qwen2Model(transformers.Qwen2Config(**_DECODER)), (_ids(),)
+
+
+def _phi():
+    config = transformers.PhiConfig(**{**_TEXT, "num_attention_heads": 4}, partial_rotary_factor=0.5)
+    return transformers.PhiModel(config), (_ids(),)
+
+
+def _gemma():
+    config = transformers.GemmaConfig(**_DECODER, head_dim=8)
+    return transformers.GemmaModel(config), (_ids(),)
+
+
+def _gpt_neo():
+    config = transformers.GPTNeoConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=2,
+                                       attention_types=[[["global", "local"], 1]], window_size=4,
+                                       max_position_embeddings=32)
+    return transformers.GPTNeoModel(config), (_ids(),)
+
+
+def _opt():
+    config = transformers.OPTConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, ffn_dim=64,
+                                    num_attention_heads=2, max_position_embeddings=32, word_embed_proj_dim=32)
+    return transformers.OPTModel(config), (_ids(),)
+
+
+def _falcon():
+    config = transformers.FalconConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    return transformers.FalconModel(config), (_ids(),)
+
+
+def _bart_config(config_class):
+    return config_class(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=32)
+
+
+def _bart():
+    return transformers.BartModel(_bart_config(transformers.BartConfig)), _seq2seq_args()
+
+
+def _mbart():
+    return transformers.MBartModel(_bart_config(transformers.MBartConfig)), _seq2seq_args()
+
+
+_CLIP_TEXT = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "max_position_embeddings": 32}
+_CLIP_VISION = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+                "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
+def _clip_text():
+    return transformers.CLIPTextModel(transformers.CLIPTextConfig(**_CLIP_TEXT)), (_ids(),)
+
+
+def _clip_vision():
+    return transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**_CLIP_VISION)), _images()
+
+
+def _clip():
+    config = transformers.CLIPConfig(text_config=_CLIP_TEXT, vision_config=_CLIP_VISION, projection_dim=16)
+    return transformers.CLIPModel(config), (_ids(), *_images())
+
+
+def _speech_config(config_class):
+    return config_class(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3),
+                        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+def _wav2vec2():
+    return transformers.Wav2Vec2Model(_speech_config(transformers.Wav2Vec2Config)), (torch.randn(2, 400),)
+
+
+def _hubert():
+    return transformers.HubertModel(_speech_config(transformers.HubertConfig)), (torch.randn(2, 400),)
+
+
+def _swin():
+    config = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                                     window_size=4)
+    return transformers.SwinModel(config), _images()
+
+
+def _convnext():
+    config = transformers.ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=32)
+    return transformers.ConvNextModel(config), _images()
+
+
+def _segformer():
+    config = transformers.SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+                                          hidden_sizes=[16, 32], patch_sizes=[7, 3], strides=[4, 2],
+                                          num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=16,
+                                          num_labels=4, initializer_range=0.2)
+    return transformers.SegformerForSemanticSegmentation(config), _images()
+
+
+MODELS = {
+    "bert": _bert, "gpt2": _gpt2, "llama": _llama, "vit": _vit, "t5_encoder": _t5_encoder,
+    "whisper_encoder": _whisper_encoder, "distilbert": _distilbert, "roberta": _roberta, "albert": _albert,
+    "deberta_v2": _deberta_v2, "electra": _electra, "mobilebert": _mobilebert, "mistral": _mistral,
+    "qwen2": _qwen2, "phi": _phi, "gemma": _gemma, "gpt_neo": _gpt_neo, "opt": _opt, "falcon": _falcon,
+    "bart": _bart, "mbart": _mbart, "t5": _t5, "clip_text": _clip_text, "clip_vision": _clip_vision,
+    "clip": _clip, "wav2vec2": _wav2vec2, "hubert": _hubert, "swin": _swin, "convnext": _convnext,
+    "segformer": _segformer,
+}  # fmt: skip
 
 
 class _FirstOutput(torch.nn.Module):
@@ -84,13 +296,24 @@ def _assert_matches(model: onnx.ModelProto, feeds: list[np.ndarray]) -> list[flo
     return assert_outputs_match(model, run_onnx(model, feeds), got if isinstance(got, tuple) else (got,))
 
 
-# What CI runs (its time budget): every model once, each exporter, the optimized and the quantized
-# forms at least twice. WORKBENCH_CORPUS_FULL=1 runs every model x exporter x form.
+def _assert_only_quantization_steps(model: onnx.ModelProto, feeds: list[np.ndarray]) -> None:
+    """Every node the divergence locator names as a root cause is a DynamicQuantizeLinear one step off."""
+    causes = wb.locate_divergence(model, None, feeds).divergent
+    assert causes, "no node diverges any more: compare the outputs (remove the QUANTIZATION_STEPS entry)"
+    for node in causes:
+        assert node.op_type == "DynamicQuantizeLinear" and node.max_abs_error <= 1, node
+
+
+# What CI runs (its time budget): the first four models, the T5 and Whisper encoders, each exporter, the optimized
+# and the quantized forms at least twice, OPT's FusedGemm. WORKBENCH_CORPUS_FULL=1 runs every model x exporter x form.
 CI_CASES = {
     ("bert", "legacy"): ("plain", "optimized", "quantized"),
     ("gpt2", "dynamo"): ("plain", "optimized"),
     ("llama", "dynamo"): ("plain", "quantized"),
     ("vit", "legacy"): ("plain", "optimized"),
+    ("t5_encoder", "dynamo"): ("plain", "quantized"),
+    ("whisper_encoder", "legacy"): ("plain", "optimized"),
+    ("opt", "legacy"): ("optimized",),  # onnxruntime's FusedGemm (Gemm + Relu)
 }
 FULL = os.environ.get("WORKBENCH_CORPUS_FULL") == "1"
 FULL_ONLY = "full matrix only (WORKBENCH_CORPUS_FULL=1): CI runs the subset CI_CASES (its time budget)"
@@ -105,9 +328,15 @@ def test_transformer_matches_onnxruntime(name, exporter, tmp_path):
     if not forms:
         pytest.skip(FULL_ONLY)
     model, feeds = _export(name, exporter)
-    if "plain" in forms:
-        _assert_matches(model, feeds)
-    if "optimized" in forms:
-        _assert_matches(optimized(model, tmp_path), feeds)
-    if "quantized" in forms:
-        _assert_matches(quantized(model, tmp_path), feeds)
+    rewrite = {"plain": lambda: model, "optimized": lambda: optimized(model, tmp_path),
+               "quantized": lambda: quantized(model, tmp_path)}
+    for form in forms:
+        if (name, exporter, form) in FORM_LIMITS:
+            error = FORM_LIMITS[(name, exporter, form)][0]
+            with pytest.raises(error, match="differ in dimension"):  # a fixed onnxruntime fails this: test the form
+                rewrite[form]()
+            continue
+        if (name, exporter, form) in QUANTIZATION_STEPS:
+            _assert_only_quantization_steps(rewrite[form](), feeds)
+            continue
+        _assert_matches(rewrite[form](), feeds)

@@ -202,6 +202,21 @@ def test_fused_matmul_and_conv():
             activation=activation, pads=[1, 1, 1, 1], kernel_shape=[3, 3], **extra)
 
 
+@pytest.mark.parametrize("activation, params", [
+    ("Relu", {}), ("Tanh", {}), ("Sigmoid", {}), ("Softsign", {}), ("Softplus", {}),
+    ("LeakyRelu", {"activation_alpha": 0.3}), ("Elu", {"activation_alpha": 0.5}),
+    ("ThresholdedRelu", {"activation_alpha": 0.4}), ("HardSigmoid", {"activation_alpha": 0.3, "activation_beta": 0.4}),
+    ("Selu", {"activation_alpha": 1.5, "activation_gamma": 1.2}),
+])  # fmt: skip
+def test_fused_gemm(activation, params):
+    """onnxruntime's optimizer fuses Gemm + Relu (OPT's feed-forward) into FusedGemm."""
+    a, b, c = _f32(3, 4), _f32(5, 4), _f32(5)
+    _ms("FusedGemm", [("a", 0), ("b", 0), ("c", 0)], [("y", [3, 5])], [a, b, c], transB=1,
+        activation=activation, **params)
+    _ms("FusedGemm", [("a", 0), ("b", 0), ("c", 0)], [("y", [3, 5])], [a.T.copy(), b, _f32(3, 5)],
+        transA=1, transB=1, alpha=0.5, beta=2.0, activation=activation, **params)
+
+
 def test_skip_layer_normalizations_and_runtime_layer_norms():
     x, skip, gamma, beta, bias = _f32(2, 5, 8), _f32(2, 5, 8), _f32(8), _f32(8), _f32(8)
     _ms("SkipLayerNormalization", [("x", 0), ("s", 0), ("g", 0), ("b", 0), ("bias", 0)],

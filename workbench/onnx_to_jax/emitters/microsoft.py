@@ -17,7 +17,7 @@ import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.attention import _rotary_embedding
-from workbench.onnx_to_jax.emitters.nn import _conv, _conv_attrs
+from workbench.onnx_to_jax.emitters.nn import _conv, _conv_attrs, _gemm
 from workbench.onnx_to_jax.emitters.norm import _layer_norm, _rms_norm
 from workbench.onnx_to_jax.emitters.quant import _dynamic_quantize
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
@@ -94,6 +94,57 @@ def fused_conv(ctx: NodeContext) -> str:
         return conv
     params = tuple(float(np.float32(p)) for p in ctx.attr("activation_params", []))
     return ctx.call(_activation, conv, ctx.lit(activation), ctx.lit(params))
+
+
+# FusedGemm's activations (onnxruntime's Gemm + activation fusion) with the defaults of the ONNX ops'
+# attributes, which the fused node carries as activation_alpha / activation_beta / activation_gamma
+_GEMM_ACTIVATIONS = {
+    "Relu": {}, "Tanh": {}, "Sigmoid": {}, "Softsign": {}, "Softplus": {},
+    "LeakyRelu": {"alpha": 0.01}, "Elu": {"alpha": 1.0}, "ThresholdedRelu": {"alpha": 1.0},
+    "HardSigmoid": {"alpha": 0.2, "beta": 0.5},
+    "Selu": {"alpha": 1.67326319217681884765625, "gamma": 1.05070102214813232421875},
+}  # fmt: skip
+
+
+@runtime_helper
+def _gemm_activation(y, name, alpha, beta, gamma):
+    """FusedGemm's activation of the Gemm result ``y`` (the ONNX op ``name`` with its attributes)."""
+    if name == "Relu":
+        return jax.nn.relu(y)
+    if name == "Tanh":
+        return jnp.tanh(y)
+    if name == "Sigmoid":
+        return jax.nn.sigmoid(y)
+    if name == "Softsign":
+        return y / (1 + jnp.abs(y))
+    if name == "Softplus":
+        return jax.nn.softplus(y)
+    if name == "LeakyRelu":
+        return jnp.where(y >= 0, y, alpha * y).astype(y.dtype)
+    if name == "Elu":
+        return jnp.where(y > 0, y, alpha * jnp.expm1(y)).astype(y.dtype)
+    if name == "ThresholdedRelu":
+        return jnp.where(y > alpha, y, 0).astype(y.dtype)
+    if name == "HardSigmoid":
+        return jnp.clip(alpha * y + beta, 0, 1).astype(y.dtype)
+    if name == "Selu":
+        return (gamma * jnp.where(y > 0, y, alpha * jnp.expm1(y))).astype(y.dtype)
+    raise ValueError(f"unknown FusedGemm activation {name!r}")
+
+
+@emitter("FusedGemm", since=1, domain=MS)
+def fused_gemm(ctx: NodeContext) -> str:
+    """Gemm(A, B, C; alpha, beta, transA, transB) followed by ``activation`` (required, as onnxruntime's kernel
+    requires it)."""
+    activation = ctx.attr("activation")
+    if activation not in _GEMM_ACTIVATIONS:
+        raise ctx.unsupported(f"FusedGemm activation {activation!r} is not supported; known: {sorted(_GEMM_ACTIVATIONS)}")
+    gemm = ctx.call(_gemm, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.lit(ctx.fattr("alpha", 1.0)),
+                    ctx.lit(ctx.fattr("beta", 1.0)), ctx.lit(bool(ctx.attr("transA", 0))),
+                    ctx.lit(bool(ctx.attr("transB", 0))))
+    defaults = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, **_GEMM_ACTIVATIONS[activation]}
+    values = [ctx.lit(ctx.fattr(f"activation_{key}", defaults[key])) for key in ("alpha", "beta", "gamma")]
+    return ctx.call(_gemm_activation, gemm, ctx.lit(activation), *values)
 
 
 # ---- normalization ---------------------------------------------------------------------------------
