@@ -498,8 +498,8 @@ def test_shape_arithmetic_and_host_branches_of_value_dependent_models_run_in_num
     # (host_shapes.py): each would otherwise be one XLA compile of its own on the first call
     model = _batched_nms_tail()
     generated = generate_module(model)
-    assert "_on_host(_reduce_np, _reduce, 'min'" in generated.source  # the shape arithmetic in a part
-    assert "_on_host(_reduce_np, _reduce, 'max'" in generated.source  # the If's branch on the host
+    assert "_on_host(_in_numpy(_reduce), _reduce, 'min'" in generated.source  # the shape arithmetic in a part
+    assert "_on_host(_in_numpy(_reduce), _reduce, 'max'" in generated.source  # the If's branch on the host
     rng = np.random.default_rng(11)
     for count in (9, 3, 0):  # TopK's k from the count (5, then fewer), then no box at all: the If's other branch
         scores = rng.permutation(np.linspace(0.05, 0.95, 12)).astype(np.float32)
@@ -537,6 +537,49 @@ def test_models_without_value_dependent_nodes_keep_their_jax_shape_arithmetic():
     source = generate_module(model).source
     assert "ensure_compile_time_eval" in source and "_on_host" not in source
     _assert_matches(model, [np.arange(24, dtype=np.float32).reshape(4, 2, 3)], jit=True)
+
+
+# each runtime helper with a numpy form, on arguments as generated code passes them (host_shapes.py)
+_HOST_HELPER_CASES = [
+    ("_unsqueeze", (np.arange(6, dtype=np.int64).reshape(2, 3), (0, -1))),
+    ("_unsqueeze", (np.array([True, False]), (1,))),
+    ("_squeeze", (np.ones((1, 3, 1), np.float32), (0, -1))),
+    ("_squeeze", (np.ones((1, 3, 1), np.int64), None)),
+    ("_constant_of_shape", (np.array([2, 3], np.int64), np.array([7], np.int64))),
+    ("_constant_of_shape", (np.array([0], np.int64), np.array([1.5], np.float32))),
+    ("_reduce", ("min", np.array([[3.5, -1.0], [2.0, 8.0]], np.float32), np.array([1], np.int64), False, False)),
+    ("_reduce", ("max", np.array([4, 9, 2], np.int64), None, True, False)),
+    ("_reduce", ("max", np.zeros((0,), np.bool_), None, False, False)),  # over nothing: the identity
+    ("_reduce", ("min", np.zeros((0, 2), np.int64), (0,), False, False)),
+    ("_reduce", ("sum", np.arange(12, dtype=np.int64).reshape(3, 4), (0, 1), False, False)),
+    ("_reduce", ("prod", np.arange(1, 7, dtype=np.int32).reshape(2, 3), (-1,), True, False)),
+    ("_reduce", ("sum", np.arange(4, dtype=np.int64), (), False, True)),  # no axes, noop: x itself
+]
+
+
+@pytest.mark.parametrize(("name", "args"), _HOST_HELPER_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(_HOST_HELPER_CASES)])
+def test_runtime_helpers_run_in_numpy_as_they_do_in_jax(name, args):
+    # _in_numpy runs a helper's own body with jnp naming numpy: numpy arrays out (no XLA), JAX's values and types
+    from workbench.onnx_to_jax.helpers import registered_helpers
+    from workbench.onnx_to_jax.host_shapes import _in_numpy
+
+    helper_fn = registered_helpers()[name]
+    with jax.enable_x64(True):
+        expected = helper_fn(*args)
+        got = _in_numpy(helper_fn)(*args)
+    assert isinstance(got, (np.ndarray, np.generic)) and not isinstance(got, jax.Array)  # a full reduction: a scalar
+    assert got.dtype == np.asarray(expected).dtype and got.shape == np.shape(expected)
+    np.testing.assert_array_equal(got, np.asarray(expected))
+
+
+def test_helpers_with_a_numpy_form_call_no_other_helper():
+    # _in_numpy rebinds jnp in the helper's own names only: a helper it calls would still run JAX's code
+    from workbench.onnx_to_jax.helpers import registered_helpers
+    from workbench.onnx_to_jax.host_shapes import _HOST_HELPERS
+
+    helpers = set(registered_helpers())
+    for fn in _HOST_HELPERS:
+        assert not (set(fn.__code__.co_names) & helpers), fn.__name__
 
 
 def test_a_repeated_nonzero_of_the_same_mask_runs_once():

@@ -19,6 +19,28 @@ from workbench.onnx_to_jax.reshaped_add import ReshapedAdd
 _REQUIRED = object()
 
 
+class Call(str):
+    """The code of one call, ``fn(arg, ..., key=value)``, as :meth:`NodeContext.call` writes it, with its
+    parts kept: the generator writes a call of a function listed in host_shapes.py again as numpy code
+    where it runs on concrete arrays. Only the call itself is a ``Call``: text an emitter builds around
+    it (an operator after it, an f-string) is a plain ``str``, which has no such second form.
+    """
+
+    fn: str  # the function as the code names it: a runtime helper's name or a dotted jnp name
+    helper: Callable | None  # the runtime helper, when ``fn`` names one
+    args: tuple[str, ...]  # the arguments as written, keywords as ``key=value``
+    method: str  # a method called on the result, as written (``.astype(jnp.int64)``), or ""
+
+    def __new__(cls, fn: str, args: tuple[str, ...], helper: Callable | None = None, method: str = "") -> "Call":
+        code = super().__new__(cls, f"{fn}({', '.join(args)}){method}")
+        code.fn, code.helper, code.args, code.method = fn, helper, args, method
+        return code
+
+    def astype(self, dtype: str) -> "Call":
+        """``fn(args).astype(dtype)``: the same call with its result cast (``jnp.asarray(x).astype(t)``)."""
+        return Call(self.fn, self.args, self.helper, f"{self.method}.astype({dtype})")
+
+
 class GraphScope(Protocol):
     """What a node context may ask of the graph being generated (the generator's ``GraphEmitter``)."""
 
@@ -303,11 +325,11 @@ class NodeContext:
         """Use a runtime helper; returns its name in generated code."""
         return self._graph.use_helper(fn)
 
-    def call(self, fn: Callable | str, *args: str, **kwargs: str) -> str:
+    def call(self, fn: Callable | str, *args: str, **kwargs: str) -> Call:
         """``name(arg, ..., key=value)`` for a helper function or a dotted jnp/lax name."""
         name = fn if isinstance(fn, str) else self.helper(fn)
-        parts = list(args) + [f"{k}={v}" for k, v in kwargs.items()]
-        return f"{name}({', '.join(parts)})"
+        parts = tuple(args) + tuple(f"{k}={v}" for k, v in kwargs.items())
+        return Call(name, parts, None if isinstance(fn, str) else fn)
 
     def subgraph(self, attr_name: str) -> str:
         """Emit the graph attribute as a nested function; returns its name.

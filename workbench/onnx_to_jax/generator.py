@@ -22,10 +22,10 @@ from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchEr
 from workbench.limits import MAX_FOLDED_ELEMENTS
 from workbench.onnx_io.tensors import tensor_array
 from workbench.onnx_to_jax import registry
-from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.context import Call, NodeContext
 from workbench.onnx_to_jax.fold_budget import output_elements
 from workbench.onnx_to_jax.helpers import helper_source
-from workbench.onnx_to_jax.host_shapes import HostForms
+from workbench.onnx_to_jax.host_shapes import host_form
 from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, X64_NAME, choose_compiler_options
 from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
@@ -351,8 +351,9 @@ class GraphEmitter:
         # result is still known at trace time; see _emits_trace_time_constant.
         self.concrete = concrete
         self.nested_barrier = False  # whether the subgraphs of the node being emitted hold a barrier
-        # numpy forms of the node being emitted (host_shapes.py; a subgraph's emitter shares its parent's)
-        self.host_forms = HostForms()
+        # the helpers the host forms of the node being emitted name (host_shapes.py; a subgraph's emitter
+        # shares its parent's set): the lines themselves carry their host forms (writer.py)
+        self.host_helpers: set[Callable] = set()
         self.in_subgraph = False
         # values held channels-last (outputs of 2-D convolutions and what follows them; layout.py)
         self.layout = layout if layout is not None else ChannelsLast()
@@ -517,14 +518,14 @@ class GraphEmitter:
         try:
             for index, node in enumerate(nodes):
                 self.writer = SourceWriter()
-                self.host_forms = HostForms()
+                self.host_helpers = set()
                 barrier = self.emit_node(node, index)
                 reads = tuple(dict.fromkeys(
                     [n for n in node.input if n] + sorted(subgraph_free_names(node)) + self.extra_reads))
-                # numpy forms serve shape arithmetic on concrete values and subgraphs run on the host
+                # host forms serve shape arithmetic on concrete values and subgraphs run on the host
                 host = barrier or all(name in self.concrete for name in node.output if name)
-                forms = self.host_forms if host and self.host_forms.lines else None
-                items.append(NodeCode(node, self.writer, reads, barrier, forms))
+                helpers = tuple(sorted(self.host_helpers, key=lambda fn: fn.__name__)) if host else ()
+                items.append(NodeCode(node, self.writer, reads, barrier, helpers))
         finally:
             self.writer = outer
         return items
@@ -565,30 +566,30 @@ class GraphEmitter:
             # evaluate it while tracing so the result stays a concrete array under jax.jit and
             # Reshape/Expand/Range get static Python ints instead of tracers.
             with self.writer.block("with jax.ensure_compile_time_eval():"):
-                self._write_result(node, result)
-            self._note_host_form(node, result)
+                self._write_result(node, result, self._host_form(node, result))
             self.concrete.update(name for name in node.output if name)
             return False
-        self._write_result(node, result)
-        if self.in_subgraph:
-            self._note_host_form(node, result)
+        self._write_result(node, result, self._host_form(node, result) if self.in_subgraph else None)
         if plan is not None and plan.holds_outputs:
             self.layout.held.update(name for name in node.output if name)
         return barrier
 
-    def _note_host_form(self, node: onnx.NodeProto, result) -> None:
-        """Record the node's code in numpy where host_shapes.py has that form: single-output nodes whose
-        inputs are integers, booleans or float32/float64. Only the code of a model with value-dependent
+    def _host_form(self, node: onnx.NodeProto, result) -> str | None:
+        """The node's expression as numpy calls where host_shapes.py has that form: single-output nodes
+        whose emitter wrote one call (context.Call) and whose inputs are integers, booleans or
+        float32/float64; notes the helpers it names. Only the code of a model with value-dependent
         nodes uses it (segments.py), for what runs on concrete arrays."""
         expression = result if isinstance(result, str) else (result[0] if len(result) == 1 else None)
-        if len(node.output) != 1 or not node.output[0] or not isinstance(expression, str):
-            return
+        if len(node.output) != 1 or not node.output[0] or not isinstance(expression, Call):
+            return None
         dtypes = [self.dtype_of(name) for name in node.input if name]
         if not all(d is not None and (d.kind in "iub" or d in (np.float32, np.float64)) for d in dtypes):
-            return
-        target = self.scope.lookup(node.output[0])
-        if target is not None:
-            self.host_forms.note(target, expression, floats=any(d.kind == "f" for d in dtypes))
+            return None
+        host = host_form(expression, floats=any(d.kind == "f" for d in dtypes))
+        if host is None:
+            return None
+        self.host_helpers.update(host[1])
+        return host[0]
 
     def _emits_trace_time_constant(self, node: onnx.NodeProto) -> bool:
         if node.domain not in ("", "ai.onnx"):
@@ -599,8 +600,14 @@ class GraphEmitter:
         present = [n for n in node.input if n]
         return node.op_type in FOLDABLE and bool(present) and all(n in self.concrete for n in present)
 
-    def _write_result(self, node: onnx.NodeProto, result) -> None:
+    def _write_result(self, node: onnx.NodeProto, result, host: str | None = None) -> None:
+        """The node's line(s); ``host``: the expression of its single output in its host form."""
         outputs = list(node.output)
+        if host is not None:  # a single output (_host_form)
+            target = self._target(outputs[0])
+            expression = result if isinstance(result, str) else result[0]
+            self.writer.line(f"{target} = {expression}", host=f"{target} = {host}")
+            return
         if isinstance(result, str):
             if len(outputs) == 1:
                 self.writer.line(f"{self._target(outputs[0])} = {result}")
@@ -662,7 +669,7 @@ class GraphEmitter:
             self.module, scope, inner, dict(self.static), set(self.trainable), set(self.concrete),
             self.layout.child(),
         )
-        child.host_forms, child.in_subgraph = self.host_forms, True
+        child.host_helpers, child.in_subgraph = self.host_helpers, True
         args = [scope.assign(i.name) for i in graph.input]
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())

@@ -8,27 +8,42 @@ each operation eagerly: one small XLA compile per operation and input shape, 10-
 same holds for the subgraphs of a value-dependent node, which run op by op on the host (torchvision's
 batched NMS: an ``If`` whose branch moves each label's boxes apart, then calls NonMaxSuppression). A
 detector's first call made 25 to 47 such compiles. For these models the segment assembler writes those
-operations as numpy calls instead (``HostForms``, ``host_form``), through ``_on_host``, which keeps
-JAX's function wherever an argument is traced (a part shared between classes passes its class label as
-a traced argument, segments.py; ``jax.grad`` through the model traces everything).
+operations as numpy calls instead, through ``_on_host``, which keeps JAX's function wherever an
+argument is traced (a part shared between classes passes its class label as a traced argument,
+segments.py; ``jax.grad`` through the model traces everything).
 
-Only single-output nodes are rewritten, whose inputs are integers, booleans or float32/float64, and
-only operations whose numpy function computes what the JAX one does on such inputs (data movement,
-comparisons, one correctly rounded IEEE operation, min/max; integer sums and products); anything else
-keeps its JAX code. Models without value-dependent nodes never see this code: their source is unchanged.
+How a node gets its numpy form: an emitter writes a call through ``NodeContext.call``, which returns a
+``Call`` (context.py) that keeps the function and the arguments. For a node that would run on concrete
+arrays (shape arithmetic, the nodes of a subgraph) the generator asks ``host_form`` for the same call
+with the numpy function first, and writes it beside the node's line as that line's host form
+(writer.py); the segment assembler writes the host forms of the nodes it runs on concrete arrays.
+Whether a model has value-dependent nodes is known only once all its nodes are written, so each line
+keeps both forms until then; models without such nodes never use the second: their source is
+unchanged.
+
+Which functions have a numpy form: the jnp functions of ``_NUMPY_NAMESAKES`` (numpy's function of the
+same name computes the same on integers, booleans, float32 and float64: data movement, comparisons, one
+correctly rounded IEEE operation, min/max) and the runtime helpers of ``_HOST_HELPERS``. A helper has no
+numpy copy: ``_in_numpy`` runs the helper's own body with ``jnp`` naming numpy (each listed helper uses
+only what numpy has under the same name, and calls no other helper; tests/onnx_to_jax/
+test_value_dependent.py checks each against JAX). Giving the helpers an array-namespace argument
+(``xp=jnp``) instead would rewrite their text in every generated module that uses them, for models that
+never run on the host. Only single-output nodes whose inputs are integers, booleans or float32/float64
+get a numpy form; float sums and products (rounded in another order) and float casts keep JAX's.
 """
 
 from __future__ import annotations
 
-import io
-import re
-import tokenize
 from typing import Callable
 
 import jax
 import numpy as np
 
+from workbench.onnx_to_jax.context import Call
+from workbench.onnx_to_jax.emitters.reduce import _reduce
+from workbench.onnx_to_jax.emitters.shape import _constant_of_shape, _squeeze, _unsqueeze
 from workbench.onnx_to_jax.helpers import runtime_helper
+from workbench.onnx_to_jax.literals import literal
 
 
 @runtime_helper
@@ -41,128 +56,66 @@ def _on_host(numpy_fn, jax_fn, *args, **kwargs):
 
 
 @runtime_helper
-def _unsqueeze_np(x, axes):
-    """``_unsqueeze`` in numpy."""
-    x = np.asarray(x)
-    rank = x.ndim + len(axes)
-    return np.expand_dims(x, tuple(sorted(a % rank for a in axes)))
+def _in_numpy(helper):
+    """``helper`` (a runtime helper) run with ``jnp`` naming numpy: its own body on concrete arrays, no
+    XLA (workbench/onnx_to_jax/host_shapes.py lists the helpers whose body means the same there). Made
+    once per helper."""
+    import types
+
+    made = _in_numpy.__dict__.setdefault("made", {})
+    if helper not in made:
+        names = dict(helper.__globals__, jnp=np)
+        made[helper] = types.FunctionType(helper.__code__, names, helper.__name__, helper.__defaults__,
+                                          helper.__closure__)
+    return made[helper]
 
 
-@runtime_helper
-def _squeeze_np(x, axes):
-    """``_squeeze`` in numpy."""
-    x = np.asarray(x)
-    if axes is None:
-        return np.squeeze(x)
-    return np.squeeze(x, axis=tuple(a % x.ndim for a in axes))
-
-
-@runtime_helper
-def _reduce_np(kind, x, axes, keepdims, noop_with_empty_axes):
-    """``_reduce`` in numpy for min, max, sum and prod (host_form writes sum and prod for integers only)."""
-    x = np.asarray(x)
-    if axes is not None:
-        axes = tuple(int(a) for a in np.asarray(axes).reshape(-1))
-    if not axes:
-        if noop_with_empty_axes:
-            return x
-        axes = tuple(range(x.ndim))
-    axes = tuple(a % x.ndim for a in axes) if x.ndim else ()
-    if kind in ("max", "min"):
-        if x.dtype.kind == "f":
-            initial = -np.inf if kind == "max" else np.inf
-        elif x.dtype == np.bool_:  # the identities: max over nothing is False, min is True
-            initial = kind == "min"
-        else:
-            info = np.iinfo(x.dtype)
-            initial = info.min if kind == "max" else info.max
-        fn = np.max if kind == "max" else np.min
-        return fn(x, axis=axes, keepdims=keepdims, initial=initial)
-    if kind == "sum":
-        return np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
-    if kind == "prod":
-        return np.prod(x, axis=axes, keepdims=keepdims, dtype=x.dtype)
-    raise ValueError(f"no numpy form of reduction {kind!r}")
-
-
-@runtime_helper
-def _constant_of_shape_np(shape, value):
-    """``_constant_of_shape`` in numpy."""
-    shape = tuple(int(s) for s in np.asarray(shape).reshape(-1))
-    value = np.asarray(value).reshape(-1)
-    return np.full(shape, value[0], dtype=value.dtype)
-
-
-# JAX functions the emitters call whose numpy namesake computes the same on integer and boolean arrays,
-# and on float32/float64 too: each is data movement, a comparison or one correctly rounded IEEE operation
-_SAME_IN_NUMPY = (
-    "take", "concatenate", "reshape", "equal", "not_equal", "add", "subtract", "multiply", "where", "tile",
-    "less", "greater", "less_equal", "greater_equal", "maximum", "minimum", "logical_and", "logical_or",
-    "logical_not", "logical_xor",
-)
-_JNP_CALL = re.compile(rf"jnp\.({'|'.join(_SAME_IN_NUMPY)})\(")
-# runtime helpers with a numpy twin above; sum and prod of floats round in another order, so not those
-_HELPER_CALL = re.compile(r"(_unsqueeze|_squeeze|_constant_of_shape)\(|_reduce\('(min|max|sum|prod)',")
-_TWINS: dict[str, Callable] = {
-    "_unsqueeze": _unsqueeze_np, "_squeeze": _squeeze_np, "_constant_of_shape": _constant_of_shape_np,
-    "_reduce": _reduce_np,
+# jnp functions whose numpy namesake computes the same on integer and boolean arrays, and on
+# float32/float64 too: each is data movement, a comparison or one correctly rounded IEEE operation
+_NUMPY_NAMESAKES: dict[str, str] = {
+    f"jnp.{name}": f"np.{name}" for name in (
+        "take", "concatenate", "reshape", "equal", "not_equal", "add", "subtract", "multiply", "where", "tile",
+        "less", "greater", "less_equal", "greater_equal", "maximum", "minimum", "logical_and", "logical_or",
+        "logical_not", "logical_xor",
+    )
 }
-# Cast of integers (the emitter's form): numpy converts as XLA does
-_CAST = re.compile(r"jnp\.asarray\((\w+)\)\.astype\((jnp\.\w+)\)")
+# ... and one that does so on integers and booleans only: a cast (``jnp.asarray(x).astype(t)``) of floats
+# may round or overflow otherwise in numpy than in XLA
+_INTEGER_NAMESAKES: dict[str, str] = {"jnp.asarray": "np.asarray"}
 
 
-def host_form(expression: str, floats: bool) -> tuple[str, tuple[Callable, ...]] | None:
-    """``expression`` (one node's code, a call of a JAX function or runtime helper) as a call of
-    ``_on_host`` with the numpy form first, and the helpers the new text names; None when the call has
-    no numpy form here. ``floats``: some input of the node is float32/float64 (the caller checks that
-    the others are integers or booleans)."""
-    cast = _CAST.fullmatch(expression)
-    if cast is not None:
-        return (None if floats else
-                (f"_on_host(np.asarray, jnp.asarray, {cast.group(1)}).astype({cast.group(2)})", (_on_host,)))
-    if not _one_call(expression):
-        return None  # an operator after the call could promote a numpy result differently
-    match = _JNP_CALL.match(expression)
-    if match is not None:
-        name = match.group(1)
-        return f"_on_host(np.{name}, jnp.{name}, {expression[match.end():]}", (_on_host,)
-    match = _HELPER_CALL.match(expression)
-    if match is None or (floats and match.group(2) in ("sum", "prod")):
+def _any_call(args: tuple[str, ...], floats: bool) -> bool:
+    return True
+
+
+def _reduction_on_host(args: tuple[str, ...], floats: bool) -> bool:
+    # min and max of anything; sum and prod of integers only (float sums round in another order); the
+    # kind is the first argument, a literal (emitters/reduce.py)
+    kind = args[0]
+    return kind in (literal("min"), literal("max")) or (not floats and kind in (literal("sum"), literal("prod")))
+
+
+# runtime helpers whose body computes the same with numpy as with jnp on integers, booleans and
+# float32/float64, for the calls the rule accepts (its arguments as written, whether an input is a float)
+_HOST_HELPERS: dict[Callable, Callable[[tuple[str, ...], bool], bool]] = {
+    _unsqueeze: _any_call,
+    _squeeze: _any_call,
+    _constant_of_shape: _any_call,
+    _reduce: _reduction_on_host,
+}
+
+
+def host_form(call: Call, floats: bool) -> tuple[str, tuple[Callable, ...]] | None:
+    """``call`` as a call of ``_on_host`` with the numpy form first, and the helpers that text names;
+    None when the call has no numpy form here. ``floats``: some input of the node is float32/float64
+    (the caller checks that the others are integers or booleans)."""
+    arguments = ", ".join(call.args)
+    if call.helper is not None:
+        accepts = _HOST_HELPERS.get(call.helper)
+        if accepts is None or not accepts(call.args, floats):
+            return None
+        return f"_on_host(_in_numpy({call.fn}), {call.fn}, {arguments}){call.method}", (_on_host, _in_numpy)
+    numpy_fn = _NUMPY_NAMESAKES.get(call.fn) or (None if floats else _INTEGER_NAMESAKES.get(call.fn))
+    if numpy_fn is None:
         return None
-    name = match.group(1) or "_reduce"
-    twin = _TWINS[name]
-    return f"_on_host({twin.__name__}, {name}, {expression[len(name) + 1:]}", (_on_host, twin)
-
-
-class HostForms:
-    """The numpy forms of one top-level node's code (its own line, or the lines of its subgraphs when
-    they run on the host): line text -> replacement, and the helpers the replacements call."""
-
-    def __init__(self) -> None:
-        self.lines: dict[str, str] = {}
-        self.helpers: set[Callable] = set()
-
-    def note(self, target: str, expression: str, floats: bool) -> None:
-        host = host_form(expression, floats)
-        if host is not None:
-            self.lines[f"{target} = {expression}"] = f"{target} = {host[0]}"
-            self.helpers.update(host[1])
-
-
-def _one_call(expression: str) -> bool:
-    """True when ``expression`` is a single call: its first parenthesis closes at its last token (strings,
-    such as a ``params['...']`` key, are tokens of their own, so their characters do not count)."""
-    depth = 0
-    try:
-        tokens = [t for t in tokenize.generate_tokens(io.StringIO(expression).readline)
-                  if t.type not in (tokenize.NEWLINE, tokenize.ENDMARKER)]
-    except (tokenize.TokenError, SyntaxError):
-        return False
-    for position, token in enumerate(tokens):
-        if token.type == tokenize.OP and token.string == "(":
-            depth += 1
-        elif token.type == tokenize.OP and token.string == ")":
-            depth -= 1
-            if depth == 0:
-                return position == len(tokens) - 1
-    return False
+    return f"_on_host({numpy_fn}, {call.fn}, {arguments}){call.method}", (_on_host,)

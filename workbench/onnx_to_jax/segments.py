@@ -43,7 +43,6 @@ import numpy as np
 import onnx
 
 from workbench.onnx_to_jax.helpers import _segment, _segment_shared
-from workbench.onnx_to_jax.host_shapes import HostForms
 from workbench.onnx_to_jax.literals import literal
 from workbench.onnx_to_jax.names import NameScope, sanitize
 from workbench.onnx_to_jax.writer import SourceWriter
@@ -67,9 +66,10 @@ class NodeCode:
     code: SourceWriter
     reads: tuple[str, ...]  # ONNX names: present inputs and the free names of its subgraphs
     barrier: bool
-    # numpy forms of its lines where it runs on concrete arrays (host_shapes.py): shape arithmetic, the
-    # subgraphs of a barrier; what a model with value-dependent nodes runs, so no XLA compile per op
-    host_forms: HostForms | None = None
+    # where it runs on concrete arrays (shape arithmetic, the subgraphs of a barrier), the helpers its
+    # lines' host forms name (host_shapes.py); a model with value-dependent nodes runs those forms, so no
+    # XLA compile per operation. Empty: its code as written.
+    host_helpers: tuple[Callable, ...] = ()
 
     @property
     def writes(self) -> tuple[str, ...]:
@@ -155,12 +155,12 @@ class SegmentAssembler:
         return n_parts
 
     def _code(self, item: NodeCode) -> SourceWriter:
-        """The node's code, with its numpy forms where it has them (host_shapes.py)."""
-        if item.host_forms is None:
+        """The node's code, its lines in their host forms where it runs on concrete arrays (host_shapes.py)."""
+        if not item.host_helpers:
             return item.code
-        for helper in sorted(item.host_forms.helpers, key=lambda fn: fn.__name__):
+        for helper in item.host_helpers:
             self.graph.use_helper(helper)
-        return item.code.replaced(item.host_forms.lines)
+        return item.code.with_host_forms()
 
     def _write_part(self, group: _Group, needed_after: set[str], number: int, parts: SourceWriter,
                     body: SourceWriter) -> None:

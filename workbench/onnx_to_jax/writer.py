@@ -1,4 +1,9 @@
-"""The one small source writer: indented lines, nothing else."""
+"""The one small source writer: indented lines, nothing else.
+
+A line may carry a second form, its host form (host_shapes.py: the same statement as numpy calls, for a
+model whose shapes depend on values); ``source`` writes the first, ``with_host_forms`` a copy with the
+second wherever a line has one.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,16 @@ class SourceWriter:
 
     def __init__(self) -> None:
         self._lines: list[str] = []
+        self._host_lines: dict[int, str] = {}  # line index -> its host form, indented as the line
         self._depth = 0
 
-    def line(self, text: str = "") -> None:
-        if "\n" in text or "\r" in text:
-            raise AssertionError(f"a generated statement must be one line: {text!r}")
+    def line(self, text: str = "", host: str | None = None) -> None:
+        """Write ``text``; ``host``: the same statement in its host form, if it has one."""
+        for statement in (text, host or ""):
+            if "\n" in statement or "\r" in statement:
+                raise AssertionError(f"a generated statement must be one line: {statement!r}")
+        if host is not None:
+            self._host_lines[len(self._lines)] = "    " * self._depth + host
         self._lines.append(("    " * self._depth + text) if text else "")
 
     @contextmanager
@@ -29,17 +39,16 @@ class SourceWriter:
             self._depth -= 1
 
     def extend(self, other: "SourceWriter") -> None:
+        indent = "    " * self._depth
+        for index, text in other._host_lines.items():
+            self._host_lines[len(self._lines) + index] = indent + text
         for text in other._lines:
-            self._lines.append(("    " * self._depth + text) if text else "")
+            self._lines.append((indent + text) if text else "")
 
-    def replaced(self, lines: dict[str, str]) -> "SourceWriter":
-        """A copy with every line whose text (without its indentation) is a key of ``lines`` replaced
-        by that key's value, at the same indentation."""
+    def with_host_forms(self) -> "SourceWriter":
+        """A copy with every line that has a host form written in that form."""
         copy = SourceWriter()
-        for text in self._lines:
-            stripped = text.lstrip(" ")
-            replacement = lines.get(stripped)
-            copy._lines.append(text if replacement is None else text[: len(text) - len(stripped)] + replacement)
+        copy._lines = [self._host_lines.get(index, text) for index, text in enumerate(self._lines)]
         return copy
 
     def source(self) -> str:

@@ -53,7 +53,6 @@ _UNARY: list[tuple[str, int, str]] = [
     ("Erf", 9, "lax.erf({x})"),
     ("Sign", 9, "jnp.sign({x})"),
     ("IsNaN", 9, "jnp.isnan({x})"),
-    ("Not", 1, "jnp.logical_not({x})"),
     ("BitwiseNot", 18, "jnp.bitwise_not({x})"),
     ("Relu", 1, "jax.nn.relu({x})"),
     ("Softsign", 1, "jax.nn.soft_sign({x})"),
@@ -64,10 +63,15 @@ for _op, _since, _template in _UNARY:
     emitter(_op, since=_since)(_unary(_template))
 
 
+@emitter("Not", since=1)
+def logical_not(ctx: NodeContext) -> str:
+    return ctx.call("jnp.logical_not", ctx.x(0))
+
+
 def _binary_op(fn_name: str):
     def emit(ctx: NodeContext) -> str:
         _no_legacy_broadcast(ctx)
-        return f"{fn_name}({ctx.x(0)}, {ctx.x(1)})"
+        return ctx.call(fn_name, ctx.x(0), ctx.x(1))
 
     return emit
 
@@ -98,7 +102,7 @@ def equal(ctx: NodeContext) -> str:
     if is_string(ctx, 0):  # opset 19: string tensors, compared on the host
         return equal_strings(ctx)
     _no_legacy_broadcast(ctx)
-    return f"jnp.equal({ctx.x(0)}, {ctx.x(1)})"
+    return ctx.call("jnp.equal", ctx.x(0), ctx.x(1))
 
 
 @runtime_helper
@@ -155,7 +159,7 @@ def _variadic(fn_name: str):
         args = ctx.xs()
         expr = args[0]
         for arg in args[1:]:
-            expr = f"{fn_name}({expr}, {arg})"
+            expr = ctx.call(fn_name, expr, arg)
         return expr
 
     return emit
@@ -174,7 +178,7 @@ def mean(ctx: NodeContext) -> str:
 
 @emitter("Where", since=9)
 def where(ctx: NodeContext) -> str:
-    return f"jnp.where({ctx.x(0)}, {ctx.x(1)}, {ctx.x(2)})"
+    return ctx.call("jnp.where", ctx.x(0), ctx.x(1), ctx.x(2))
 
 
 @emitter("IsInf", since=10)
@@ -264,7 +268,7 @@ def swish(ctx: NodeContext) -> str:
 @emitter("PRelu", since=7)
 def prelu(ctx: NodeContext) -> str:
     x, slope = ctx.x(0), ctx.x(1)
-    return f"jnp.where({x} < 0, {x} * {slope}, {x})"
+    return ctx.call("jnp.where", f"{x} < 0", f"{x} * {slope}", x)
 
 
 @emitter("Shrink", since=9)
@@ -378,7 +382,7 @@ def _needs_helper(source: np.dtype | None, target: np.dtype) -> bool:
 
 def _cast_expr(ctx: NodeContext, value: str, source: np.dtype | None, target: np.dtype, target_code: str) -> str:
     if not _needs_helper(source, target):
-        return f"jnp.asarray({value}).astype({target_code})"
+        return ctx.call("jnp.asarray", value).astype(target_code)
     args = [value, target_code, ctx.lit(bool(ctx.attr("saturate", 1)))]
     if target.name == "float8_e8m0fnu":
         args.append(ctx.lit(ctx.attr("round_mode", "up")))

@@ -26,7 +26,7 @@ def gather(ctx: NodeContext) -> str:
     shape = ctx.shape(0)
     if indices is not None and shape is not None and shape[axis] is not None:
         fixed = np.where(indices < 0, indices + shape[axis], indices)
-        return f"jnp.take({ctx.x(0)}, {ctx.lit(fixed)}, axis={ctx.lit(axis)})"
+        return ctx.call("jnp.take", ctx.x(0), ctx.lit(fixed), axis=ctx.lit(axis))
     return ctx.call(_gather, ctx.x(0), ctx.x(1), ctx.lit(axis))
 
 

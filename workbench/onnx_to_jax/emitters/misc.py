@@ -41,7 +41,7 @@ def bit_cast(ctx: NodeContext) -> str:
     if source == np.bool_ or target == np.bool_:  # XLA bitcasts no bools; a bool byte holds 0 or 1
         if source == target:
             return ctx.x(0)
-        return f"jnp.asarray({ctx.x(0)}).astype({ctx.dt(target)})" if source == np.bool_ else f"({ctx.x(0)} != 0)"
+        return ctx.call("jnp.asarray", ctx.x(0)).astype(ctx.dt(target)) if source == np.bool_ else f"({ctx.x(0)} != 0)"
     return f"lax.bitcast_convert_type({ctx.x(0)}, {ctx.dt(target)})"
 
 

@@ -400,7 +400,7 @@ def imputer(ctx: NodeContext) -> str:
 @emitter("ArrayFeatureExtractor", since=1, domain=ML)
 def array_feature_extractor(ctx: NodeContext) -> str:
     x = ctx.x(0)
-    return f"jnp.take({x}, jnp.reshape({ctx.x(1)}, (-1,)), axis=-1)"
+    return ctx.call("jnp.take", x, f"jnp.reshape({ctx.x(1)}, (-1,))", axis="-1")
 
 
 @emitter("OneHotEncoder", since=1, domain=ML)

@@ -40,7 +40,7 @@ def reshape(ctx: NodeContext) -> str:
             undone = _reshaped_add(ctx)
             if undone is not None:
                 return undone
-            return f"jnp.reshape({ctx.x(0)}, {ctx.lit(tuple(dims))})"
+            return ctx.call("jnp.reshape", ctx.x(0), ctx.lit(tuple(dims)))
     return ctx.call(_reshape, ctx.x(0), ctx.host(1), ctx.lit(bool(allowzero)))
 
 
@@ -58,7 +58,7 @@ def _reshaped_add(ctx: NodeContext) -> str | None:
     other = f"jnp.reshape(jnp.broadcast_to({ctx.value(chain.other)}, {ctx.lit(broadcast)}), {ctx.lit(tuple(target))})"
     source = ctx.value(chain.source)
     ctx.take_reshaped_add()
-    return f"jnp.add({other}, {source})" if chain.other_first else f"jnp.add({source}, {other})"
+    return ctx.call("jnp.add", other, source) if chain.other_first else ctx.call("jnp.add", source, other)
 
 
 @runtime_helper
@@ -135,7 +135,7 @@ def concat(ctx: NodeContext) -> str:
                             ctx.lit(ctx.attr("axis") % rank))
     args = ", ".join(ctx.xs())
     axis = 3 if ctx.channels_last else ctx.attr("axis")  # channels-last: ONNX's axis 1 (layout.py)
-    return f"jnp.concatenate([{args}], axis={ctx.lit(axis)})"
+    return ctx.call("jnp.concatenate", f"[{args}]", axis=ctx.lit(axis))
 
 
 @runtime_helper
@@ -182,7 +182,7 @@ def expand(ctx: NodeContext) -> str:
 
 @emitter("Tile", since=6)
 def tile(ctx: NodeContext) -> str:
-    return f"jnp.tile({ctx.x(0)}, {ctx.ints(1)})"
+    return ctx.call("jnp.tile", ctx.x(0), ctx.ints(1))
 
 
 @emitter("Shape", since=(1, 15))
