@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.real_programs.catalogue import Built, program
+from tests.real_programs.hf_flax import SMALL_SEQ2SEQ, SMALL_TEXT, seq2seq_model, text_model, vision_model
 
 _RNG = np.random.default_rng(1)
 
@@ -26,47 +27,35 @@ def _tokens(high: int, *shape: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- Hugging Face transformers (Flax)
-def _hf_text_model(model_class: str, config_class: str, **config: object) -> Built:
-    import transformers
-
-    cfg = getattr(transformers, config_class)(**config)
-    model = getattr(transformers, model_class)(cfg, seed=0, _do_init=True)
-    params = model.params
-
-    def forward(input_ids, attention_mask):
-        outputs = model(input_ids=input_ids, attention_mask=attention_mask, params=params, train=False)
-        return outputs[0]
-
-    ids = _tokens(int(config.get("vocab_size", 100)), 2, 12)
-    mask = np.ones((2, 12), np.int32)
-    mask[1, 8:] = 0
-    spec = jax.ShapeDtypeStruct(("B", 12), jnp.int32)
-    return Built(forward, [spec, spec], [ids, mask])
-
-
-_SMALL = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-          "max_position_embeddings": 64}
-
-
 @program("hf_flax_bert", library="transformers", origin="transformers FlaxBertModel (small config)")
 def _hf_bert() -> Built:
-    return _hf_text_model("FlaxBertModel", "BertConfig", **_SMALL)
+    import transformers
+
+    return text_model(transformers.FlaxBertModel(transformers.BertConfig(**SMALL_TEXT), seed=0), _RNG)
 
 
 @program("hf_flax_roberta", library="transformers", origin="transformers FlaxRobertaModel (small config)")
 def _hf_roberta() -> Built:
-    return _hf_text_model("FlaxRobertaModel", "RobertaConfig", **_SMALL)
+    import transformers
+
+    return text_model(transformers.FlaxRobertaModel(transformers.RobertaConfig(**SMALL_TEXT), seed=0), _RNG)
 
 
 @program("hf_flax_distilbert", library="transformers", origin="transformers FlaxDistilBertModel (small config)")
 def _hf_distilbert() -> Built:
-    return _hf_text_model("FlaxDistilBertModel", "DistilBertConfig", vocab_size=100, dim=32, n_layers=2, n_heads=4,
-                          hidden_dim=64, max_position_embeddings=64)
+    import transformers
+
+    config = transformers.DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                           max_position_embeddings=64)
+    return text_model(transformers.FlaxDistilBertModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_gpt2_lm", library="transformers", origin="transformers FlaxGPT2LMHeadModel (small config)")
 def _hf_gpt2() -> Built:
-    return _hf_text_model("FlaxGPT2LMHeadModel", "GPT2Config", vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    return text_model(transformers.FlaxGPT2LMHeadModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_vit", library="transformers", origin="transformers FlaxViTModel (small config)")
@@ -75,51 +64,44 @@ def _hf_vit() -> Built:
 
     cfg = transformers.ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
                                  num_attention_heads=4, intermediate_size=64)
-    model = transformers.FlaxViTModel(cfg, seed=0)
-    params = model.params
-
-    def forward(pixels):
-        return model(pixel_values=pixels, params=params, train=False)[0]
-
-    return Built(forward, [("B", 3, 32, 32)], [_normal(2, 3, 32, 32)])
+    return vision_model(transformers.FlaxViTModel(cfg, seed=0), _RNG)
 
 
 @program("hf_flax_bart", library="transformers", origin="transformers FlaxBartModel encoder-decoder (small config)")
 def _hf_bart() -> Built:
     import transformers
 
-    cfg = transformers.BartConfig(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                                  decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64)
-    model = transformers.FlaxBartModel(cfg, seed=0)
-    params = model.params
-
-    def forward(input_ids, decoder_input_ids):
-        return model(input_ids=input_ids, decoder_input_ids=decoder_input_ids, params=params, train=False)[0]
-
-    return Built(forward, [jax.ShapeDtypeStruct(("B", 12), jnp.int32), jax.ShapeDtypeStruct(("B", 6), jnp.int32)],
-                 [_tokens(100, 2, 12), _tokens(100, 2, 6)])
+    return seq2seq_model(transformers.FlaxBartModel(transformers.BartConfig(**SMALL_SEQ2SEQ), seed=0), _RNG)
 
 
 @program("hf_flax_electra", library="transformers", origin="transformers FlaxElectraModel (small config)")
 def _hf_electra() -> Built:
-    return _hf_text_model("FlaxElectraModel", "ElectraConfig", embedding_size=16, **_SMALL)
+    import transformers
+
+    return text_model(transformers.FlaxElectraModel(transformers.ElectraConfig(embedding_size=16, **SMALL_TEXT), seed=0), _RNG)
 
 
 @program("hf_flax_albert", library="transformers", origin="transformers FlaxAlbertModel (small config)")
 def _hf_albert() -> Built:
-    return _hf_text_model("FlaxAlbertModel", "AlbertConfig", embedding_size=16, **_SMALL)
+    import transformers
+
+    return text_model(transformers.FlaxAlbertModel(transformers.AlbertConfig(embedding_size=16, **SMALL_TEXT), seed=0), _RNG)
 
 
 @program("hf_flax_clip_text", library="transformers", origin="transformers FlaxCLIPTextModel (small config)")
 def _hf_clip_text() -> Built:
-    config = {k: v for k, v in _SMALL.items()}
-    return _hf_text_model("FlaxCLIPTextModel", "CLIPTextConfig", **config)
+    import transformers
+
+    return text_model(transformers.FlaxCLIPTextModel(transformers.CLIPTextConfig(**SMALL_TEXT), seed=0), _RNG)
 
 
 @program("hf_flax_gpt_neo", library="transformers", origin="transformers FlaxGPTNeoModel, global + local attention (small config)")
 def _hf_gpt_neo() -> Built:
-    return _hf_text_model("FlaxGPTNeoModel", "GPTNeoConfig", vocab_size=100, hidden_size=32, num_layers=2, num_heads=4,
-                          attention_types=[[["global", "local"], 1]], max_position_embeddings=64, window_size=8)
+    import transformers
+
+    config = transformers.GPTNeoConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4,
+                                       attention_types=[[["global", "local"], 1]], max_position_embeddings=64, window_size=8)
+    return text_model(transformers.FlaxGPTNeoModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_bert_sequence_classification", library="transformers",
@@ -127,7 +109,7 @@ def _hf_gpt_neo() -> Built:
 def _hf_bert_cls() -> Built:
     import transformers
 
-    cfg = transformers.BertConfig(num_labels=3, **_SMALL)
+    cfg = transformers.BertConfig(num_labels=3, **SMALL_TEXT)
     model = transformers.FlaxBertForSequenceClassification(cfg, seed=0)
     params = model.params
     head_mask = np.ones((2, 4), np.int32)

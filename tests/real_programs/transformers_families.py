@@ -10,85 +10,43 @@ JAX 0.10 removed, so the model does not run in JAX itself.
 
 from __future__ import annotations
 
-from typing import Any
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from tests.real_programs.catalogue import Built, program
+from tests.real_programs.hf_flax import (
+    SMALL_SEQ2SEQ, SMALL_TEXT, seq2seq_model, text_model, token_spec, tokens, vision_model,
+)
 
 _RNG = np.random.default_rng(11)
-_TEXT = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-         "max_position_embeddings": 64}
-_SEQ2SEQ = {"vocab_size": 100, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
-            "decoder_attention_heads": 4, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 64}
 _VIT = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
-
-
-def _tokens(*shape: int) -> np.ndarray:
-    return _RNG.integers(0, 100, shape).astype(np.int32)
 
 
 def _normal(*shape: int) -> np.ndarray:
     return _RNG.standard_normal(shape).astype(np.float32)
 
 
-def _token_spec(length: int) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(("B", length), jnp.int32)
-
-
-def _text(model: Any, inference: dict[str, bool] | None = None) -> Built:
-    """``model(input_ids, attention_mask)`` on a batch of two, the second padded after 8 tokens."""
-    params = model.params
-    flags = {"train": False} if inference is None else inference
-
-    def forward(input_ids, attention_mask):
-        return model(input_ids=input_ids, attention_mask=attention_mask, params=params, **flags)[0]
-
-    mask = np.ones((2, 12), np.int32)
-    mask[1, 8:] = 0
-    return Built(forward, [_token_spec(12), _token_spec(12)], [_tokens(2, 12), mask])
-
-
-def _seq2seq(model: Any) -> Built:
-    params = model.params
-
-    def forward(input_ids, decoder_input_ids):
-        return model(input_ids=input_ids, decoder_input_ids=decoder_input_ids, params=params, train=False)[0]
-
-    return Built(forward, [_token_spec(12), _token_spec(6)], [_tokens(2, 12), _tokens(2, 6)])
-
-
-def _vision(model: Any, size: int = 32) -> Built:
-    params = model.params
-
-    def forward(pixel_values):
-        return model(pixel_values=pixel_values, params=params, train=False)[0]
-
-    return Built(forward, [("B", 3, size, size)], [_normal(2, 3, size, size)])
-
-
 @program("hf_flax_llama", library="transformers", origin="transformers FlaxLlamaModel, grouped-query attention (small config)")
 def _llama() -> Built:
     import transformers
 
-    return _text(transformers.FlaxLlamaModel(transformers.LlamaConfig(num_key_value_heads=2, **_TEXT), seed=0))
+    config = transformers.LlamaConfig(num_key_value_heads=2, **SMALL_TEXT)
+    return text_model(transformers.FlaxLlamaModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_mistral", library="transformers", origin="transformers FlaxMistralModel, sliding-window attention (small config)")
 def _mistral() -> Built:
     import transformers
 
-    config = transformers.MistralConfig(num_key_value_heads=2, sliding_window=8, **_TEXT)
-    return _text(transformers.FlaxMistralModel(config, seed=0))
+    config = transformers.MistralConfig(num_key_value_heads=2, sliding_window=8, **SMALL_TEXT)
+    return text_model(transformers.FlaxMistralModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_gemma", library="transformers", origin="transformers FlaxGemmaModel (small config)")
 def _gemma() -> Built:
     import transformers
 
-    return _text(transformers.FlaxGemmaModel(transformers.GemmaConfig(num_key_value_heads=2, head_dim=8, **_TEXT), seed=0))
+    config = transformers.GemmaConfig(num_key_value_heads=2, head_dim=8, **SMALL_TEXT)
+    return text_model(transformers.FlaxGemmaModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_gptj", library="transformers", origin="transformers FlaxGPTJModel, partial rotary embedding (small config)")
@@ -96,14 +54,15 @@ def _gptj() -> Built:
     import transformers
 
     config = transformers.GPTJConfig(vocab_size=100, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64)
-    return _text(transformers.FlaxGPTJModel(config, seed=0))
+    return text_model(transformers.FlaxGPTJModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_bloom", library="transformers", origin="transformers FlaxBloomModel, ALiBi attention (small config)")
 def _bloom() -> Built:
     import transformers
 
-    return _text(transformers.FlaxBloomModel(transformers.BloomConfig(vocab_size=100, hidden_size=32, n_layer=2, n_head=4), seed=0))
+    config = transformers.BloomConfig(vocab_size=100, hidden_size=32, n_layer=2, n_head=4)
+    return text_model(transformers.FlaxBloomModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_opt", library="transformers", origin="transformers FlaxOPTModel (small config)")
@@ -112,7 +71,7 @@ def _opt() -> Built:
 
     config = transformers.OPTConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64,
                                     max_position_embeddings=64, word_embed_proj_dim=32)
-    return _text(transformers.FlaxOPTModel(config, seed=0), inference={"deterministic": True})
+    return text_model(transformers.FlaxOPTModel(config, seed=0), _RNG, inference={"deterministic": True})
 
 
 @program("hf_flax_xglm", library="transformers", origin="transformers FlaxXGLMModel, sinusoidal positions (small config)")
@@ -121,64 +80,66 @@ def _xglm() -> Built:
 
     config = transformers.XGLMConfig(vocab_size=100, d_model=32, num_layers=2, attention_heads=4, ffn_dim=64,
                                      max_position_embeddings=64)
-    return _text(transformers.FlaxXGLMModel(config, seed=0))
+    return text_model(transformers.FlaxXGLMModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_bigbird", library="transformers", origin="transformers FlaxBigBirdModel, full attention at short length (small config)")
 def _bigbird() -> Built:
     import transformers
 
-    return _text(transformers.FlaxBigBirdModel(transformers.BigBirdConfig(attention_type="original_full", **_TEXT), seed=0))
+    config = transformers.BigBirdConfig(attention_type="original_full", **SMALL_TEXT)
+    return text_model(transformers.FlaxBigBirdModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_roformer", library="transformers", origin="transformers FlaxRoFormerModel, rotary embedding (small config)")
 def _roformer() -> Built:
     import transformers
 
-    return _text(transformers.FlaxRoFormerModel(transformers.RoFormerConfig(**_TEXT), seed=0))
+    return text_model(transformers.FlaxRoFormerModel(transformers.RoFormerConfig(**SMALL_TEXT), seed=0), _RNG)
 
 
 @program("hf_flax_roberta_prelayernorm", library="transformers", origin="transformers FlaxRobertaPreLayerNormModel (small config)")
 def _roberta_preln() -> Built:
     import transformers
 
-    return _text(transformers.FlaxRobertaPreLayerNormModel(transformers.RobertaPreLayerNormConfig(**_TEXT), seed=0))
+    config = transformers.RobertaPreLayerNormConfig(**SMALL_TEXT)
+    return text_model(transformers.FlaxRobertaPreLayerNormModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_xlm_roberta", library="transformers", origin="transformers FlaxXLMRobertaModel (small config)")
 def _xlm_roberta() -> Built:
     import transformers
 
-    return _text(transformers.FlaxXLMRobertaModel(transformers.XLMRobertaConfig(**_TEXT), seed=0))
+    return text_model(transformers.FlaxXLMRobertaModel(transformers.XLMRobertaConfig(**SMALL_TEXT), seed=0), _RNG)
 
 
 @program("hf_flax_blenderbot", library="transformers", origin="transformers FlaxBlenderbotModel encoder-decoder (small config)")
 def _blenderbot() -> Built:
     import transformers
 
-    return _seq2seq(transformers.FlaxBlenderbotModel(transformers.BlenderbotConfig(**_SEQ2SEQ), seed=0))
+    return seq2seq_model(transformers.FlaxBlenderbotModel(transformers.BlenderbotConfig(**SMALL_SEQ2SEQ), seed=0), _RNG)
 
 
 @program("hf_flax_mbart", library="transformers", origin="transformers FlaxMBartModel encoder-decoder (small config)")
 def _mbart() -> Built:
     import transformers
 
-    return _seq2seq(transformers.FlaxMBartModel(transformers.MBartConfig(**_SEQ2SEQ), seed=0))
+    return seq2seq_model(transformers.FlaxMBartModel(transformers.MBartConfig(**SMALL_SEQ2SEQ), seed=0), _RNG)
 
 
 @program("hf_flax_marian", library="transformers", origin="transformers FlaxMarianModel encoder-decoder (small config)")
 def _marian() -> Built:
     import transformers
 
-    config = transformers.MarianConfig(pad_token_id=0, decoder_start_token_id=0, **_SEQ2SEQ)
-    return _seq2seq(transformers.FlaxMarianModel(config, seed=0))
+    config = transformers.MarianConfig(pad_token_id=0, decoder_start_token_id=0, **SMALL_SEQ2SEQ)
+    return seq2seq_model(transformers.FlaxMarianModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_pegasus", library="transformers", origin="transformers FlaxPegasusModel encoder-decoder (small config)")
 def _pegasus() -> Built:
     import transformers
 
-    return _seq2seq(transformers.FlaxPegasusModel(transformers.PegasusConfig(**_SEQ2SEQ), seed=0))
+    return seq2seq_model(transformers.FlaxPegasusModel(transformers.PegasusConfig(**SMALL_SEQ2SEQ), seed=0), _RNG)
 
 
 @program("hf_flax_whisper", library="transformers", origin="transformers FlaxWhisperModel: log-mel frames and decoder tokens (small config)")
@@ -186,14 +147,14 @@ def _whisper() -> Built:
     import transformers
 
     config = transformers.WhisperConfig(num_mel_bins=16, max_source_positions=20, max_target_positions=32,
-                                        **{k: v for k, v in _SEQ2SEQ.items() if k != "max_position_embeddings"})
+                                        **{k: v for k, v in SMALL_SEQ2SEQ.items() if k != "max_position_embeddings"})
     model = transformers.FlaxWhisperModel(config, seed=0)
     params = model.params
 
     def forward(input_features, decoder_input_ids):
         return model(input_features=input_features, decoder_input_ids=decoder_input_ids, params=params, train=False)[0]
 
-    return Built(forward, [("B", 16, 40), _token_spec(6)], [_normal(2, 16, 40), _tokens(2, 6)])
+    return Built(forward, [("B", 16, 40), token_spec(6)], [_normal(2, 16, 40), tokens(_RNG, 2, 6)])
 
 
 @program("hf_flax_wav2vec2", library="transformers", origin="transformers FlaxWav2Vec2Model: conv feature encoder + transformer (small config)")
@@ -217,35 +178,36 @@ def _beit() -> Built:
     import transformers
 
     config = transformers.BeitConfig(intermediate_size=64, use_relative_position_bias=True, **_VIT)
-    return _vision(transformers.FlaxBeitModel(config, seed=0))
+    return vision_model(transformers.FlaxBeitModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_dinov2", library="transformers", origin="transformers FlaxDinov2Model, layer scale (small config)")
 def _dinov2() -> Built:
     import transformers
 
-    return _vision(transformers.FlaxDinov2Model(transformers.Dinov2Config(mlp_ratio=2, **_VIT), seed=0))
+    return vision_model(transformers.FlaxDinov2Model(transformers.Dinov2Config(mlp_ratio=2, **_VIT), seed=0), _RNG)
 
 
 @program("hf_flax_clip_vision", library="transformers", origin="transformers FlaxCLIPVisionModel (small config)")
 def _clip_vision() -> Built:
     import transformers
 
-    return _vision(transformers.FlaxCLIPVisionModel(transformers.CLIPVisionConfig(intermediate_size=64, **_VIT), seed=0))
+    config = transformers.CLIPVisionConfig(intermediate_size=64, **_VIT)
+    return vision_model(transformers.FlaxCLIPVisionModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_clip", library="transformers", origin="transformers FlaxCLIPModel: image-text logits (small config)")
 def _clip() -> Built:
     import transformers
 
-    config = transformers.CLIPConfig(text_config=dict(_TEXT), vision_config={"intermediate_size": 64, **_VIT}, projection_dim=16)
+    config = transformers.CLIPConfig(text_config=dict(SMALL_TEXT), vision_config={"intermediate_size": 64, **_VIT}, projection_dim=16)
     model = transformers.FlaxCLIPModel(config, seed=0)
     params = model.params
 
     def forward(input_ids, pixel_values):
         return model(input_ids=input_ids, pixel_values=pixel_values, params=params, train=False).logits_per_image
 
-    return Built(forward, [_token_spec(12), ("B", 3, 32, 32)], [_tokens(2, 12), _normal(2, 3, 32, 32)])
+    return Built(forward, [token_spec(12), ("B", 3, 32, 32)], [tokens(_RNG, 2, 12), _normal(2, 3, 32, 32)])
 
 
 @program("hf_flax_resnet", library="transformers", origin="transformers FlaxResNetModel, bottleneck layers (small config)")
@@ -253,7 +215,7 @@ def _resnet() -> Built:
     import transformers
 
     config = transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="bottleneck")
-    return _vision(transformers.FlaxResNetModel(config, seed=0))
+    return vision_model(transformers.FlaxResNetModel(config, seed=0), _RNG)
 
 
 @program("hf_flax_regnet", library="transformers", origin="transformers FlaxRegNetModel, grouped convolutions (small config)")
@@ -261,4 +223,4 @@ def _regnet() -> Built:
     import transformers
 
     config = transformers.RegNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], groups_width=8)
-    return _vision(transformers.FlaxRegNetModel(config, seed=0))
+    return vision_model(transformers.FlaxRegNetModel(config, seed=0), _RNG)
