@@ -65,6 +65,13 @@ def _ints(value):
 
 
 @runtime_helper
+def _slice_axis(x, start, stop, axis):
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+@runtime_helper
 def _accumulation_dtype(dtype):
     """The type sums of products of ``dtype`` are carried in: float32 for half-precision floats
     (rounded once at the end, as XLA's fused convolutions and dots do), ``dtype`` itself otherwise

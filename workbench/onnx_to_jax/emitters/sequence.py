@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.helpers import _slice_axis
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 
@@ -89,14 +90,7 @@ def _split_to_sequence(x, split, axis, keepdims):
         chunk = int(sizes[0])
         sizes = [chunk] * (length // chunk) + ([length % chunk] if length % chunk else [])
     offsets = np.cumsum([0] + [int(s) for s in sizes])
-    return [_slice_along(x, int(offsets[i]), int(offsets[i + 1]), axis) for i in range(len(sizes))]
-
-
-@runtime_helper
-def _slice_along(x, start, stop, axis):
-    index = [slice(None)] * x.ndim
-    index[axis] = slice(start, stop)
-    return x[tuple(index)]
+    return [_slice_axis(x, int(offsets[i]), int(offsets[i + 1]), axis) for i in range(len(sizes))]
 
 
 @emitter("SplitToSequence", since=11)

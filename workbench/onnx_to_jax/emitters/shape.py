@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
-from workbench.onnx_to_jax.helpers import _ints
+from workbench.onnx_to_jax.helpers import _ints, _slice_axis
 from workbench.onnx_to_jax.phases import _phase_concat, phase_concat_plan
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 from workbench.onnx_to_jax.reshaped_add import reshaped_add_plan
@@ -321,13 +321,6 @@ def _range(start, limit, delta):
 @emitter("Range", since=11)
 def range_(ctx: NodeContext) -> str:
     return ctx.call(_range, ctx.host(0), ctx.host(1), ctx.host(2))
-
-
-@runtime_helper
-def _slice_axis(x, start, stop, axis):
-    index = [slice(None)] * x.ndim
-    index[axis] = slice(start, stop)
-    return x[tuple(index)]
 
 
 @emitter("CenterCropPad", since=18)
