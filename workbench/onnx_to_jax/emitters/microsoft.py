@@ -66,20 +66,32 @@ def fused_matmul(ctx: NodeContext) -> str:
 
 @runtime_helper
 def _activation(y, name, params):
-    """FusedConv's activation: Relu, Tanh, Sigmoid, LeakyRelu(alpha), Clip(min, max), HardSigmoid(alpha, beta)."""
+    """The activation of a FusedConv or FusedGemm result ``y``: the ONNX op ``name`` with its attributes in
+    ``params``, in the op's order (LeakyRelu, Elu, ThresholdedRelu: alpha; HardSigmoid: alpha, beta; Selu:
+    alpha, gamma; FusedConv's Clip: min, max)."""
     if name == "Relu":
         return jax.nn.relu(y)
     if name == "Tanh":
         return jnp.tanh(y)
     if name == "Sigmoid":
         return jax.nn.sigmoid(y)
+    if name == "Softsign":
+        return y / (1 + jnp.abs(y))
+    if name == "Softplus":
+        return jax.nn.softplus(y)
     if name == "LeakyRelu":
         return jnp.where(y >= 0, y, params[0] * y).astype(y.dtype)
+    if name == "Elu":
+        return jnp.where(y > 0, y, params[0] * jnp.expm1(y)).astype(y.dtype)
+    if name == "ThresholdedRelu":
+        return jnp.where(y > params[0], y, 0).astype(y.dtype)
     if name == "Clip":
         return jnp.clip(y, params[0], params[1])
     if name == "HardSigmoid":
         return jnp.clip(params[0] * y + params[1], 0, 1).astype(y.dtype)
-    raise ValueError(f"unknown FusedConv activation {name!r}")
+    if name == "Selu":
+        return (params[1] * jnp.where(y > 0, y, params[0] * jnp.expm1(y))).astype(y.dtype)
+    raise ValueError(f"unknown fused activation {name!r}")
 
 
 @emitter("FusedConv", since=1, domain=MS)
@@ -96,40 +108,14 @@ def fused_conv(ctx: NodeContext) -> str:
     return ctx.call(_activation, conv, ctx.lit(activation), ctx.lit(params))
 
 
-# FusedGemm's activations (onnxruntime's Gemm + activation fusion) with the defaults of the ONNX ops'
-# attributes, which the fused node carries as activation_alpha / activation_beta / activation_gamma
+# FusedGemm's activations (onnxruntime's Gemm + activation fusion) with the ONNX ops' attributes in their
+# order and their defaults, which the fused node carries as activation_alpha / activation_beta / activation_gamma
 _GEMM_ACTIVATIONS = {
     "Relu": {}, "Tanh": {}, "Sigmoid": {}, "Softsign": {}, "Softplus": {},
     "LeakyRelu": {"alpha": 0.01}, "Elu": {"alpha": 1.0}, "ThresholdedRelu": {"alpha": 1.0},
     "HardSigmoid": {"alpha": 0.2, "beta": 0.5},
     "Selu": {"alpha": 1.67326319217681884765625, "gamma": 1.05070102214813232421875},
 }  # fmt: skip
-
-
-@runtime_helper
-def _gemm_activation(y, name, alpha, beta, gamma):
-    """FusedGemm's activation of the Gemm result ``y`` (the ONNX op ``name`` with its attributes)."""
-    if name == "Relu":
-        return jax.nn.relu(y)
-    if name == "Tanh":
-        return jnp.tanh(y)
-    if name == "Sigmoid":
-        return jax.nn.sigmoid(y)
-    if name == "Softsign":
-        return y / (1 + jnp.abs(y))
-    if name == "Softplus":
-        return jax.nn.softplus(y)
-    if name == "LeakyRelu":
-        return jnp.where(y >= 0, y, alpha * y).astype(y.dtype)
-    if name == "Elu":
-        return jnp.where(y > 0, y, alpha * jnp.expm1(y)).astype(y.dtype)
-    if name == "ThresholdedRelu":
-        return jnp.where(y > alpha, y, 0).astype(y.dtype)
-    if name == "HardSigmoid":
-        return jnp.clip(alpha * y + beta, 0, 1).astype(y.dtype)
-    if name == "Selu":
-        return (gamma * jnp.where(y > 0, y, alpha * jnp.expm1(y))).astype(y.dtype)
-    raise ValueError(f"unknown FusedGemm activation {name!r}")
 
 
 @emitter("FusedGemm", since=1, domain=MS)
@@ -142,9 +128,8 @@ def fused_gemm(ctx: NodeContext) -> str:
     gemm = ctx.call(_gemm, ctx.x(0), ctx.x(1), ctx.opt(2), ctx.lit(ctx.fattr("alpha", 1.0)),
                     ctx.lit(ctx.fattr("beta", 1.0)), ctx.lit(bool(ctx.attr("transA", 0))),
                     ctx.lit(bool(ctx.attr("transB", 0))))
-    defaults = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, **_GEMM_ACTIVATIONS[activation]}
-    values = [ctx.lit(ctx.fattr(f"activation_{key}", defaults[key])) for key in ("alpha", "beta", "gamma")]
-    return ctx.call(_gemm_activation, gemm, ctx.lit(activation), *values)
+    params = tuple(ctx.fattr(f"activation_{key}", default) for key, default in _GEMM_ACTIVATIONS[activation].items())
+    return ctx.call(_activation, gemm, ctx.lit(activation), ctx.lit(params))
 
 
 # ---- normalization ---------------------------------------------------------------------------------
