@@ -72,13 +72,14 @@ def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough):
     has_cond = cond is not None
     eager = (not has_max or _is_concrete(max_trip)) and (not has_cond or _is_concrete(cond))
     eager = eager and all(_is_concrete(c) for c in carried)
+    counter = jax.dtypes.canonicalize_dtype(jnp.int64)  # int32 unless x64 is on
     if eager:
         limit = int(np.asarray(max_trip).reshape(())) if has_max else None
         keep_going = bool(np.asarray(cond).reshape(())) if has_cond else True
         i = 0
         scans = [[] for _ in range(n_scan)]
         while keep_going and (limit is None or i < limit):
-            out = body(jnp.asarray(i, jnp.int64), jnp.asarray(keep_going), *carried)
+            out = body(jnp.asarray(i, counter), jnp.asarray(keep_going), *carried)
             if has_cond:
                 keep_going = bool(np.asarray(out[0]).reshape(()))
             carried = tuple(out[1:1 + len(carried)])
@@ -96,23 +97,26 @@ def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough):
             out = body(i, jnp.asarray(True), *state)
             return tuple(out[1:1 + len(state)]), tuple(out[1 + len(state):])
 
-        final, stacked = lax.scan(step, carried, jnp.arange(count, dtype=jnp.int64))
+        final, stacked = lax.scan(step, carried, jnp.arange(count, dtype=counter))
         return tuple(final) + tuple(stacked)
     if n_scan:
         raise NotImplementedError("Loop with scan outputs and a dynamic condition cannot be jitted")
-    limit = jnp.asarray(max_trip if has_max else jnp.iinfo(jnp.int64).max).reshape(())
+    # no trip count (tf2onnx's while loops): the condition alone ends the loop; the counter keeps JAX's
+    # integer width (int64's maximum as a limit overflowed int32 when x64 is off)
+    limit = jnp.asarray(max_trip).reshape(()) if has_max else None
+    counter = counter if limit is None else limit.dtype
     start_cond = jnp.asarray(cond if has_cond else True).reshape(())
 
     def cond_fn(state):
         i, c, _ = state
-        return jnp.logical_and(c, i < limit)
+        return c if limit is None else jnp.logical_and(c, i < limit)
 
     def body_fn(state):
         i, c, values = state
         out = body(i, c, *values)
         return i + 1, jnp.reshape(out[0], ()).astype(bool), tuple(out[1:])
 
-    _, _, final = lax.while_loop(cond_fn, body_fn, (jnp.asarray(0, limit.dtype), start_cond, carried))
+    _, _, final = lax.while_loop(cond_fn, body_fn, (jnp.asarray(0, counter), start_cond, carried))
     return tuple(final)
 
 

@@ -27,6 +27,8 @@ def _resize_source_coords(out_size, in_size, scale, mode, roi_start, roi_end):
         return i * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros(out_size)
     if mode == "asymmetric":
         return i / scale
+    if mode == "tf_half_pixel_for_nn":  # Resize-11's; tf2onnx still writes it at later opsets (onnxruntime reads it)
+        return (i + 0.5) / scale
     if mode == "tf_crop_and_resize":
         if out_size > 1:
             return roi_start * (in_size - 1) + i * (roi_end - roi_start) * (in_size - 1) / (out_size - 1)
