@@ -11,9 +11,11 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from tests.support.codegen_models import cnn, if_and_loop, mlp, run_onnxruntime
+from workbench.onnx_to_jax.literals import array_literal
 
 MODELS = {"mlp": (mlp, (3, 8)), "cnn": (cnn, (2, 3, 8, 8)), "if_loop": (if_and_loop, (4,))}
 
@@ -94,3 +96,36 @@ def test_save_jax_runs_with_jax_alone(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=tmp_path, timeout=120)
     expected = run_onnxruntime(model, x)[0]
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(0,), (2, 0), (0, 3, 3), (3, 0, 2)])
+def test_empty_folded_arrays_keep_their_shape(shape):
+    """An empty constant's literal keeps every dimension (``tolist()`` of a (0, 3, 3) array is ``[]``)."""
+    value = eval(array_literal(np.zeros(shape, np.float32)), {"np": np, "jnp": jax.numpy})  # noqa: S307
+    assert value.shape == shape and value.dtype == np.float32
+
+
+def test_scatter_nd_of_empty_constant_updates_matches_onnxruntime():
+    """ScatterND with zero updates (0, 3, 3) folded from constants returns its data unchanged, under
+    jax.jit too, as onnxruntime does (Swin3D-T's window masks at small clips: the generated literal was
+    a (0,) array, and the scatter could not broadcast it)."""
+    indices = numpy_helper.from_array(np.zeros((0, 1), np.int64), "indices")
+    updates = numpy_helper.from_array(np.zeros((0, 3, 3), np.float32), "updates")
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["i"], value=indices),
+         helper.make_node("Constant", [], ["u"], value=updates),
+         helper.make_node("Neg", ["u"], ["v"]),
+         helper.make_node("ScatterND", ["x", "i", "v"], ["scattered"]),
+         helper.make_node("Add", ["scattered", "x"], ["y"])],
+        "empty_scatter",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = np.random.default_rng(3).standard_normal((2, 3, 3)).astype(np.float32)
+    assert "np.zeros((0, 3, 3)" in wb.to_jax_source(model)
+    forward, params = wb.to_jax(model)
+    (expected,) = run_onnxruntime(model, x)
+    np.testing.assert_array_equal(np.asarray(forward(params, x)), expected)
+    np.testing.assert_array_equal(np.asarray(jax.jit(forward)(params, x)), expected)

@@ -604,3 +604,62 @@ def test_a_repeated_nonzero_of_the_same_mask_runs_once():
     assert generated.source.count("_segment(forward_part") == 2  # the mask, then everything after the NonZero
     scores = np.random.default_rng(12).standard_normal(10).astype(np.float32)
     _assert_matches(model, [scores])
+
+
+def _per_box_loop(filled: bool) -> onnx.ModelProto:
+    """torchvision's mask pasting: after a NonZero, a Loop over the kept boxes reads each box's integer
+    corners (Gather of a row, then Gather of one coordinate) and returns each box's width; ``filled``:
+    counted from a ConstantOfShape of that width (a shape from values: the Loop runs between the parts)."""
+    i64 = TensorProto.INT64
+    count = [helper.make_node("ConstantOfShape", ["width_1d"], ["ones"],
+                              value=numpy_helper.from_array(np.ones(1, np.int64))),
+             helper.make_node("ReduceSum", ["ones"], ["result"], keepdims=1)] if filled else [
+             helper.make_node("Identity", ["width_1d"], ["result"])]
+    body = helper.make_graph(
+        [helper.make_node("Gather", ["corners", "i"], ["row"], axis=0),
+         helper.make_node("Gather", ["row", "two"], ["right"], axis=0),
+         helper.make_node("Gather", ["row", "zero"], ["left"], axis=0),
+         helper.make_node("Sub", ["right", "left"], ["width"]),
+         helper.make_node("Unsqueeze", ["width", "axis0"], ["width_1d"]),
+         *count,
+         helper.make_node("Identity", ["cond"], ["cond_out"])],
+        "per_box", [_value("i", [], i64), _value("cond", [], TensorProto.BOOL)],
+        [_value("cond_out", [], TensorProto.BOOL), _value("result", [1], i64)],
+    )
+    nodes = [
+        helper.make_node("Greater", ["scores", "threshold"], ["mask"]),
+        helper.make_node("NonZero", ["mask"], ["where"]),
+        helper.make_node("Squeeze", ["where", "axis0"], ["rows"]),
+        helper.make_node("Gather", ["boxes", "rows"], ["kept"], axis=0),
+        helper.make_node("Cast", ["kept"], ["corners"], to=i64),
+        helper.make_node("Shape", ["corners"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["count"], axis=0),
+        helper.make_node("Loop", ["count", "true"], ["widths"], body=body),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0.5, np.float32), "threshold"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array(2, np.int64), "two"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(np.array(True), "true"),
+    ]
+    return _model(nodes, [_value("scores", [6]), _value("boxes", [6, 4])], [_value("widths", ["M", 1], i64)], inits)
+
+
+@pytest.mark.parametrize("filled", [False, True])
+def test_per_box_loops_after_a_nonzero_match_onnxruntime(filled):
+    # filled=False: the Loop sits in a jitted part, and its body passes the condition through, traced
+    # there (the eager loop read it back with np.asarray and failed). filled=True: the Loop runs between
+    # the parts, its body's coordinate Gather as numpy's take on the rows JAX gathered, which handed the
+    # JAX array to its own .take(mode='raise') and failed (Mask R-CNN, legacy export)
+    model = _per_box_loop(filled)
+    if filled:
+        assert "_on_host(np.take, jnp.take, row" in generate_module(model).source
+    scores = np.array([0.9, 0.1, 0.7, 0.8, 0.2, 0.6], np.float32)
+    boxes = np.random.default_rng(5).uniform(1, 20, (6, 4)).astype(np.float32)
+    boxes[:, 2:] += boxes[:, :2]  # right, bottom past left, top: positive widths
+    forward, params = wb.to_jax(model)
+    (expected,) = run_onnx(model, [scores, boxes])
+    got = np.asarray(forward(params, scores, boxes))
+    assert expected.shape == (4, 1)
+    np.testing.assert_array_equal(got, expected)

@@ -49,9 +49,14 @@ from workbench.onnx_to_jax.literals import literal
 @runtime_helper
 def _on_host(numpy_fn, jax_fn, *args, **kwargs):
     """``numpy_fn(*args, **kwargs)`` on concrete values (shape arithmetic of a value-dependent model:
-    no XLA compile), ``jax_fn`` where an argument is traced."""
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((args, kwargs))):
+    no XLA compile), ``jax_fn`` where an argument is traced. Concrete JAX arrays become numpy arrays
+    first: numpy hands a JAX array to its own methods (``np.take`` calls ``.take(mode='raise')``, which
+    JAX does not implement; Mask R-CNN's per-box Loop body)."""
+    leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
         return jax_fn(*args, **kwargs)
+    args, kwargs = jax.tree_util.tree_unflatten(
+        tree, [np.asarray(leaf) if isinstance(leaf, jax.Array) else leaf for leaf in leaves])
     return numpy_fn(*args, **kwargs)
 
 

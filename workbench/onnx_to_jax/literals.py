@@ -3,7 +3,8 @@
 Everything from the model that ends up in code as a value (attribute numbers
 and strings, small constant tensors) goes through :func:`literal`, which only
 ever emits ``repr`` of str/int/float/bool, tuples/lists of them, and
-``np.array(..., dtype=...)`` with a dtype name from a fixed table.
+``np.array(..., dtype=...)`` (``np.zeros(shape, dtype=...)`` for an empty array whose nested list
+cannot carry its shape) with a dtype name from a fixed table.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def _nested(values: object) -> str:
 
 def array_literal(array: np.ndarray) -> str:
     dtype = dtype_expr(array.dtype)
+    if array.size == 0 and 0 in array.shape[:-1]:
+        # ``tolist()`` of a (0, 14, 14) array is ``[]``: the nested list loses every dimension after the
+        # first empty one (Swin3D's window masks scatter such empty updates, export at 4x64x64)
+        return f"np.zeros({literal(tuple(int(d) for d in array.shape))}, dtype={dtype})"
     kind = array.dtype.kind
     if array.dtype.name in ("bool",) or kind in "iuc":
         values = array.tolist()

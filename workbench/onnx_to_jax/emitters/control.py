@@ -80,7 +80,7 @@ def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough):
         scans = [[] for _ in range(n_scan)]
         while keep_going and (limit is None or i < limit):
             out = body(jnp.asarray(i, counter), jnp.asarray(keep_going), *carried)
-            if has_cond:
+            if has_cond and not cond_passthrough:  # (a passed-through condition is traced under jax.jit)
                 keep_going = bool(np.asarray(out[0]).reshape(()))
             carried = tuple(out[1:1 + len(carried)])
             for k in range(n_scan):
