@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
+from tests.support.corpus import ACCUMULATING, depth
 from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import registry
 
@@ -215,6 +216,23 @@ def test_fused_gemm(activation, params):
         activation=activation, **params)
     _ms("FusedGemm", [("a", 0), ("b", 0), ("c", 0)], [("y", [3, 5])], [a.T.copy(), b, _f32(3, 5)],
         transA=1, transB=1, alpha=0.5, beta=2.0, activation=activation, **params)
+
+
+def test_fused_forms_of_accumulating_ops_count_in_the_corpus_depth():
+    """The corpus tolerance grows with the accumulating nodes on a model's longest path
+    (tests/support/corpus.py); onnxruntime's optimizer replaces Gemm / Conv / MatMul by their fused
+    com.microsoft forms, which must count as the ops they replace (FusedGemm was missing: an optimized
+    OPT's depth dropped by its feed-forward layers)."""
+    fused = [op for domain, op in registry.registered() if domain == MS and op.startswith("Fused")]
+    assert "FusedGemm" in fused
+    for op in fused:
+        if op.removeprefix("Fused") in ACCUMULATING:
+            assert op in ACCUMULATING, f"{op} replaces an accumulating op but does not count in depth()"
+    gemms = [helper.make_node("FusedGemm", ["x", "w", "b"], ["h"], domain=MS, activation="Relu"),
+             helper.make_node("FusedGemm", ["h", "w", "b"], ["y"], domain=MS, activation="Relu")]
+    graph = helper.make_graph(gemms, "g", [_value("x", [2, 4])], [_value("y", [2, 4])],
+                              [numpy_helper.from_array(_f32(4, 4), "w"), numpy_helper.from_array(_f32(4), "b")])
+    assert depth(helper.make_model(graph, opset_imports=[helper.make_opsetid(MS, 1)])) == 2
 
 
 def test_skip_layer_normalizations_and_runtime_layer_norms():

@@ -38,11 +38,11 @@ FRAMEWORK_FACTOR = 2.0
 ACCUMULATING = frozenset({
     "MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "ConvInteger", "MatMulInteger", "QLinearConv",
     "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits", "FusedMatMul", "FusedConv",
-    "Attention", "MultiHeadAttention", "GroupQueryAttention", "ReduceSum", "ReduceMean", "ReduceSumSquare",
-    "ReduceL2", "ReduceLogSumExp", "Softmax", "LogSoftmax", "LayerNormalization", "SkipLayerNormalization",
-    "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization", "EmbedLayerNormalization",
-    "BatchNormalization", "InstanceNormalization", "GroupNormalization", "GlobalAveragePool", "AveragePool",
-    "LpNormalization", "RoiAlign", "Resize",
+    "FusedGemm", "Attention", "MultiHeadAttention", "GroupQueryAttention", "ReduceSum", "ReduceMean",
+    "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Softmax", "LogSoftmax", "LayerNormalization",
+    "SkipLayerNormalization", "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization",
+    "EmbedLayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization",
+    "GlobalAveragePool", "AveragePool", "LpNormalization", "RoiAlign", "Resize",
 })  # fmt: skip
 
 
