@@ -50,6 +50,23 @@ def test_resize_nearest_tf_half_pixel_for_nn(opset, size):
     _check(model, [x])
 
 
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+@pytest.mark.parametrize("box", [(0.1, 0.2, 0.7, 0.9), (0.5, 0.4, 0.6, 0.8), (-0.2, 0.3, 1.1, 0.6)])
+def test_resize_tf_crop_and_resize(mode, box):
+    """``tf.image.crop_and_resize``: tf2onnx writes each box as a Resize with coordinate mode tf_crop_and_resize,
+    its roi from the box. Nearest mode rounds source coordinates such as 0.1 * 15, a tie in float32 (as
+    onnxruntime computes it) and not in float64, where the reader computed it and picked the next row."""
+    x = np.arange(1 * 3 * 16 * 16, dtype=np.float32).reshape(1, 3, 16, 16)
+    y1, x1, y2, x2 = box
+    roi = helper.make_tensor("roi", TensorProto.FLOAT, [8], [0, 0, y1, x1, 1, 1, y2, x2])
+    sizes = helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 3, 6, 4])
+    node = helper.make_node("Resize", ["x", "roi", "", "sizes"], ["y"], mode=mode,
+                            coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=0.0)
+    model = _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], opset=13, inits=[roi, sizes])
+    _check(model, [x])
+
+
 def test_loop_without_trip_count_jits():
     """``tf.while_loop`` as tf2onnx writes it: Loop with no trip count (M empty), ended by the condition the
     body computes. Under jax.jit the counter limit was int64's maximum, which overflowed int32 (x64 off)."""

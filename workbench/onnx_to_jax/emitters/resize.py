@@ -18,25 +18,31 @@ from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 @runtime_helper
 def _resize_source_coords(out_size, in_size, scale, mode, roi_start, roi_end):
-    i = np.arange(out_size, dtype=np.float64)
+    """Source coordinate of each output index along one axis, in float32 and in onnxruntime's order of
+    operations: nearest mode rounds these, and a coordinate that is a tie in float32 but not in float64
+    (tf_crop_and_resize's ``0.1 * 15``) picked the other pixel."""
+    f = np.float32
+    i = np.arange(out_size, dtype=f)
+    scale, roi_start, roi_end = f(scale), f(roi_start), f(roi_end)
+    n_in, n_out = f(in_size), f(out_size)
     if mode == "half_pixel":
-        return (i + 0.5) / scale - 0.5
+        return (i + f(0.5)) / scale - f(0.5)
     if mode == "pytorch_half_pixel":
-        return (i + 0.5) / scale - 0.5 if out_size > 1 else np.zeros(out_size)
+        return (i + f(0.5)) / scale - f(0.5) if out_size > 1 else np.zeros(out_size, f)
     if mode == "align_corners":
-        return i * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros(out_size)
+        return i * (n_in - 1) / (n_out - 1) if out_size > 1 else np.zeros(out_size, f)
     if mode == "asymmetric":
         return i / scale
     if mode == "tf_half_pixel_for_nn":  # Resize-11's; tf2onnx still writes it at later opsets (onnxruntime reads it)
-        return (i + 0.5) / scale
+        return (i + f(0.5)) / scale
     if mode == "tf_crop_and_resize":
         if out_size > 1:
-            return roi_start * (in_size - 1) + i * (roi_end - roi_start) * (in_size - 1) / (out_size - 1)
-        return np.full(out_size, 0.5 * (roi_start + roi_end) * (in_size - 1))
+            return roi_start * (n_in - 1) + i * (roi_end - roi_start) * (n_in - 1) / (n_out - 1)
+        return np.full(out_size, f(0.5) * (roi_start + roi_end) * (n_in - 1), f)
     if mode == "half_pixel_symmetric":
-        adjustment = out_size / (scale * in_size)
-        offset = in_size / 2 * (1 - adjustment)
-        return offset + (i + 0.5) / scale - 0.5
+        adjustment = n_out / (scale * n_in)
+        offset = n_in / 2 * (1 - adjustment)
+        return offset + (i + f(0.5)) / scale - f(0.5)
     raise ValueError(f"unknown coordinate_transformation_mode {mode!r}")
 
 
