@@ -251,7 +251,11 @@ def test_skip_layer_normalizations_and_runtime_layer_norms():
 
 def test_integer_matmuls_to_float():
     a = RNG.integers(0, 255, (3, 8)).astype(np.uint8)
-    b = RNG.integers(-128, 127, (8, 4)).astype(np.int8)
+    # 7-bit weights, as onnxruntime's quantizer writes with reduce_range: on x86 CPUs without VNNI its u8 x s8
+    # kernel adds products in int16 pairs that saturate (a pair of 255 * 127 is 64,770), so with full-range
+    # weights onnxruntime itself is off the exact product (seen: 11.05 against 16.33 on an AMD EPYC), and
+    # whether it is depends on the CPU
+    b = RNG.integers(-64, 64, (8, 4)).astype(np.int8)
     a_scale, b_scale = np.array(0.02, np.float32), (RNG.random(4) * 0.05).astype(np.float32)
     a_zero, b_zero = np.array(128, np.uint8), np.zeros(4, np.int8)
     _ms("MatMulIntegerToFloat", [("a", 0), ("b", 0), ("sa", 0), ("sb", 0), ("za", 0), ("zb", 0), ("bias", 0)],
