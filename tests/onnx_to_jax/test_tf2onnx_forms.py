@@ -94,3 +94,100 @@ def test_loop_without_trip_count_jits():
                    inits=[helper.make_tensor("start_cond", TensorProto.BOOL, [], [True]),
                           helper.make_tensor("zero", TensorProto.INT32, [], [0])])
     _check(model, [np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)])
+
+
+def _recurrent_loop(max_trip: int, steps: float, start: float) -> onnx.ModelProto:
+    """A Keras recurrent layer as tf2onnx writes it: a Loop with a trip count, an initial condition computed
+    from float constants, and a body that computes the next condition from the iteration number and a
+    carried int32 time step (``cast(i) < steps and cast(time + 1) < steps``), writing the hidden state of
+    each step as a scan output (TensorListSetItem)."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["time_in", "one"], ["time_out"]),
+         helper.make_node("Gather", ["sequence", "time_in"], ["step"], axis=0),
+         helper.make_node("MatMul", ["step", "w"], ["projected"]),
+         helper.make_node("MatMul", ["h_in", "u"], ["recurrent"]),
+         helper.make_node("Add", ["projected", "recurrent"], ["summed"]),
+         helper.make_node("Tanh", ["summed"], ["h_out"]),
+         helper.make_node("Identity", ["h_out"], ["h_scan"]),
+         helper.make_node("Cast", ["time_out"], ["time_f"], to=TensorProto.FLOAT),
+         helper.make_node("Cast", ["counter"], ["counter_f"], to=TensorProto.FLOAT),
+         helper.make_node("Less", ["counter_f", "steps"], ["below_max"]),
+         helper.make_node("Less", ["time_f", "steps"], ["below_steps"]),
+         helper.make_node("And", ["below_max", "below_steps"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("counter", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("time_in", TensorProto.INT32, []),
+         helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("time_out", TensorProto.INT32, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("h_scan", TensorProto.FLOAT, [1, 4])],
+        initializer=[helper.make_tensor("one", TensorProto.INT32, [], [1])])
+    rng = np.random.default_rng(1)
+    inits = [helper.make_tensor("max_trip", TensorProto.INT64, [], [max_trip]),
+             helper.make_tensor("steps", TensorProto.FLOAT, [], [steps]),
+             helper.make_tensor("start", TensorProto.FLOAT, [], [start]),
+             helper.make_tensor("time0", TensorProto.INT32, [], [0]),
+             helper.make_tensor("h0", TensorProto.FLOAT, [1, 4], np.zeros(4)),
+             helper.make_tensor("w", TensorProto.FLOAT, [3, 4], rng.normal(size=12)),
+             helper.make_tensor("u", TensorProto.FLOAT, [4, 4], rng.normal(size=16) * 0.5)]
+    nodes = [helper.make_node("Transpose", ["x"], ["sequence"], perm=[1, 0, 2]),
+             helper.make_node("Less", ["start", "steps"], ["cond0"]),
+             helper.make_node("Loop", ["max_trip", "cond0", "time0", "h0"], ["time_final", "h_final", "hs"],
+                              body=body)]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, 3])],
+                  [helper.make_tensor_value_info("h_final", TensorProto.FLOAT, [1, 4]),
+                   helper.make_tensor_value_info("hs", TensorProto.FLOAT, None)], opset=13, inits=inits)
+
+
+@pytest.mark.parametrize(("max_trip", "steps"), [(10, 10.0), (10, 6.0), (4, 10.0)])
+def test_recurrent_loop_with_computed_condition_jits(max_trip, steps):
+    """Keras LSTM/GRU via tf2onnx: the body's condition reads only the iteration number, a carried counter
+    and constants, so the reader proves the trip count (trip_count.py) and the scan outputs stack under
+    jax.jit (lax.scan). Before, such a Loop was a value-dependent node and wb.jit_forward refused the model."""
+    model = _recurrent_loop(max_trip, steps, 0.0)
+    assert wb.to_jax_source(model).count("VALUE_DEPENDENT_NODES = ()") == 1
+    _check(model, [np.random.default_rng(0).normal(size=(1, 10, 3)).astype(np.float32)])
+
+
+def test_loop_condition_on_values_stays_value_dependent():
+    """A condition computed from the float state (tf.while_loop until a norm is small, with TensorArray
+    writes) fixes no trip count now: the Loop stays a value-dependent node, run eagerly."""
+    model = _recurrent_loop(10, 10.0, 0.0)
+    loop = model.graph.node[2]
+    body = loop.attribute[0].g
+    # the condition: h[0, 0] < 0.9 instead of the counters
+    body.node.extend([helper.make_node("ReduceMax", ["h_out"], ["h_max"], keepdims=0),
+                      helper.make_node("Less", ["h_max", "limit"], ["below_value"])])
+    body.initializer.append(helper.make_tensor("limit", TensorProto.FLOAT, [], [0.9]))
+    body.node[-3].input[:] = ["below_max", "below_value"]  # the And
+    body.node.append(body.node.pop(len(body.node) - 3))  # keep the nodes in topological order
+    source = wb.to_jax_source(model)
+    assert "VALUE_DEPENDENT_NODES = ()" not in source
+    x = np.random.default_rng(0).normal(size=(1, 10, 3)).astype(np.float32)
+    expected = run_onnx(model, [x])
+    forward, params = wb.to_jax(model)
+    for want, have in zip(expected, forward(params, x), strict=True):
+        np.testing.assert_allclose(np.asarray(have), want, rtol=1e-6, atol=1e-6)
+
+
+def test_segment_ids_fold_through_topk_and_unique():
+    """``tf.math.unsorted_segment_sum`` with constant segment ids: tf2onnx counts the segments with TopK and
+    Unique of the ids. Both fold now, so the segment count is a constant and the model jits; before, Unique
+    (and the ConstantOfShape sized by it) were value-dependent nodes."""
+    ids = helper.make_tensor("ids", TensorProto.INT64, [6], [0, 0, 2, 1, 2, 0])
+    k = helper.make_tensor("k", TensorProto.INT64, [1], [6])
+    nodes = [helper.make_node("TopK", ["ids", "k"], ["sorted", "order"], largest=0),
+             helper.make_node("Unique", ["sorted"], ["segments", "first", "inverse", "counts"], sorted=1),
+             helper.make_node("Gather", ["x", "segments"], ["picked"], axis=0),
+             helper.make_node("Shape", ["segments"], ["n"]),
+             helper.make_node("ConstantOfShape", ["n"], ["zeros"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+             helper.make_node("Unsqueeze", ["zeros", "axis"], ["column"]),
+             helper.make_node("Add", ["picked", "column"], ["y"])]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6, 5])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], opset=13,
+                   inits=[ids, k, helper.make_tensor("axis", TensorProto.INT64, [1], [1])])
+    assert "VALUE_DEPENDENT_NODES = ()" in wb.to_jax_source(model)
+    _check(model, [np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)])

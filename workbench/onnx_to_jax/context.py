@@ -15,6 +15,7 @@ from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, lite
 from workbench.onnx_to_jax.phases import Phase
 from workbench.onnx_to_jax.reader import describe_node
 from workbench.onnx_to_jax.reshaped_add import ReshapedAdd
+from workbench.onnx_to_jax.trip_count import static_value
 
 _REQUIRED = object()
 
@@ -76,6 +77,8 @@ class GraphScope(Protocol):
 
     def readers_of(self, onnx_name: str) -> tuple[onnx.NodeProto, ...] | None: ...
 
+    def producer_of(self, onnx_name: str) -> onnx.NodeProto | None: ...
+
     def tensor_to_array(self, tensor: onnx.TensorProto) -> np.ndarray: ...
 
     def constant_expr(self, onnx_name: str, value: np.ndarray) -> str: ...
@@ -134,6 +137,15 @@ class NodeContext:
         """The nodes of the graph being emitted that read the value ``onnx_name`` (this node's outputs
         among others); ``None`` when a graph output or a subgraph reads it too."""
         return self._graph.readers_of(onnx_name)
+
+    def file_value(self, onnx_name: str) -> np.ndarray | None:
+        """The value of ``onnx_name`` as the file gives it, when known now: folded, an initializer (float
+        ones included, which code reads as params) or small arithmetic on those (trip_count.PATH_OPS).
+        For a decision fixed at generation time (a Loop's trip count), as :meth:`host` fixes small values."""
+        value = self._graph.static_of(onnx_name)
+        if value is not None:
+            return value
+        return static_value(onnx_name, self._graph.producer_of, self._graph.static_of, self.opset)
 
     def prepared_weight(self, i: int, axes: tuple[int, ...]) -> bool:
         """Whether input ``i`` (a weight) reaches the code transposed by ``axes`` (``np.transpose``'s).

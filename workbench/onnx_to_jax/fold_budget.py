@@ -18,7 +18,7 @@ import numpy as np
 _AT_MOST_FIRST_INPUT = frozenset(
     "Neg Abs Cast CastLike Identity Floor Ceil Sqrt Not Sign Reciprocal Round Exp Log Relu IsNaN IsInf "
     "CumSum Trilu Transpose Flatten Reshape Squeeze Unsqueeze ArgMax ArgMin ReduceProd ReduceSum ReduceMax "
-    "ReduceMin Slice Split".split()
+    "ReduceMin Slice Split TopK Unique".split()
 )
 # output shape = the inputs' shapes broadcast together
 _BROADCASTING = frozenset(

@@ -54,7 +54,7 @@ FOLDABLE = frozenset(
     # cheap elementwise and index ops that exporters put in shape arithmetic (Resize sizes computed
     # through Reciprocal, box counts through NonZero of a constant mask...)
     "Reciprocal Pow Round Clip Exp Log Relu LessOrEqual GreaterOrEqual Xor IsNaN IsInf Split NonZero "
-    "ArgMax ArgMin CumSum Trilu OneHot".split()
+    "ArgMax ArgMin CumSum Trilu OneHot Unique TopK".split()
 )
 _X64 = {"float64", "int64", "uint64", "complex128"}
 # ops whose output is concrete at trace time (under jax.jit) whatever their input is
@@ -367,6 +367,8 @@ class GraphEmitter:
         self.extra_reads: list[str] = []
         # the nodes of this graph that read each value, for values nothing else reads (note_readers)
         self.readers: dict[str, tuple[onnx.NodeProto, ...]] = {}
+        # the node computing each value of this graph and of the enclosing ones (note_readers)
+        self.producers: dict[str, onnx.NodeProto] = {}
 
     @property
     def label(self) -> str:
@@ -440,8 +442,15 @@ class GraphEmitter:
         it too (or it is not a value of this graph's nodes)."""
         return self.readers.get(onnx_name)
 
+    def producer_of(self, onnx_name: str) -> onnx.NodeProto | None:
+        """The node of this graph or an enclosing one that computes ``onnx_name`` (None for inputs and
+        initializers)."""
+        return self.producers.get(onnx_name)
+
     def note_readers(self, nodes: list[onnx.NodeProto], outputs: list[str]) -> None:
-        """Record which of ``nodes`` read each value (``readers_of``), before they are emitted."""
+        """Record which of ``nodes`` read each value (``readers_of``) and compute which (``producer_of``),
+        before they are emitted."""
+        self.producers.update((name, node) for node in nodes for name in node.output if name)
         readers: dict[str, list[onnx.NodeProto]] = {}
         unknown = set(outputs)
         for node in nodes:
@@ -670,6 +679,7 @@ class GraphEmitter:
             self.layout.child(),
         )
         child.host_helpers, child.in_subgraph = self.host_helpers, True
+        child.producers = dict(self.producers)
         args = [scope.assign(i.name) for i in graph.input]
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())

@@ -17,6 +17,7 @@ from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
+from workbench.onnx_to_jax.trip_count import proven_trip_count
 
 
 @runtime_helper
@@ -64,8 +65,11 @@ def if_(ctx: NodeContext) -> str:
 
 
 @runtime_helper
-def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough):
-    """ONNX Loop. ``body(i, cond, *carried) -> (cond, *carried, *scan_outputs)``."""
+def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough, trip_count=None):
+    """ONNX Loop. ``body(i, cond, *carried) -> (cond, *carried, *scan_outputs)``.
+
+    ``trip_count``: how many times the body runs, when the generator proved it (trip_count.py): with scan
+    outputs the loop then lowers to lax.scan however its condition is computed."""
     # sequences (lists) and empty optionals (None) are carried as they are
     carried = tuple(c if isinstance(c, list) or c is None else jnp.asarray(c) for c in carried)
     has_max = max_trip is not None
@@ -89,9 +93,9 @@ def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough):
         stacked = tuple(jnp.stack(s) if s else jnp.zeros((0,)) for s in scans)
         return carried + stacked
     always = not has_cond or (cond_passthrough and _is_concrete(cond) and bool(np.asarray(cond).reshape(())))
-    if n_scan and has_max and _is_concrete(max_trip) and always:
-        # fixed trip count: lax.scan collects the per-iteration outputs
-        count = int(np.asarray(max_trip).reshape(()))
+    if n_scan and (trip_count is not None or (has_max and _is_concrete(max_trip) and always)):
+        # fixed trip count: lax.scan collects the per-iteration outputs (the condition stays true until then)
+        count = trip_count if trip_count is not None else int(np.asarray(max_trip).reshape(()))
 
         def step(state, i):
             out = body(i, jnp.asarray(True), *state)
@@ -136,17 +140,28 @@ def loop(ctx: NodeContext) -> str:
     body = ctx.attr("body")
     n_carried = ctx.n_in - 2
     n_scan = len(body.output) - 1 - n_carried
+    trip = _trip_count(ctx, body) if n_scan else None
     body_fn = ctx.subgraph("body")
-    # with scan outputs, only a trip count known while tracing (and a condition that stays true) lowers
-    # to lax.scan: otherwise the loop runs in Python on concrete values (see _loop)
-    read = ctx.host if n_scan else ctx.x
+    # with scan outputs, only a trip count known while tracing (and a condition that stays true, or the
+    # count proven now) lowers to lax.scan: otherwise the loop runs in Python on concrete values (see _loop)
+    read = ctx.host if n_scan and trip is None else ctx.x
     max_trip = read(0) if ctx.has(0) else "None"
     cond = read(1) if ctx.has(1) else "None"
     carried = [ctx.x(i) for i in range(2, ctx.n_in)]
     carried_expr = f"({', '.join(carried)}{',' if len(carried) == 1 else ''})"
-    call = ctx.call(_loop, body_fn, max_trip, cond, carried_expr, ctx.lit(n_scan),
-                    ctx.lit(_cond_passes_through(body)))
+    args = [body_fn, max_trip, cond, carried_expr, ctx.lit(n_scan), ctx.lit(_cond_passes_through(body))]
+    call = ctx.call(_loop, *args, *([] if trip is None else [ctx.lit(trip)]))
     return call if ctx.n_out > 1 else f"{call}[0]"
+
+
+def _trip_count(ctx: NodeContext, body: onnx.GraphProto) -> int | None:
+    """The Loop's trip count when the file's values fix it (tf2onnx's while loops: trip_count.py)."""
+    max_trip = ctx.file_value(ctx.node.input[0]) if ctx.has(0) else None
+    cond = ctx.file_value(ctx.node.input[1]) if ctx.has(1) else None
+    if (ctx.has(0) and max_trip is None) or (ctx.has(1) and cond is None):
+        return None
+    carried = [ctx.file_value(ctx.node.input[i]) if ctx.has(i) else None for i in range(2, ctx.n_in)]
+    return proven_trip_count(body, max_trip, cond, carried, ctx.file_value, ctx.opset)
 
 
 @runtime_helper
