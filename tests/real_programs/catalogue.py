@@ -57,6 +57,8 @@ def load_all() -> dict[str, RealProgram]:
     """Import every program module (each registers its programs) and return the catalogue."""
     from tests.real_programs import (  # noqa: F401 - registration on import
         flax_programs,
+        haiku_equinox_programs,
+        keras_programs,
         layer_programs,
         other_programs,
         transformers_families,

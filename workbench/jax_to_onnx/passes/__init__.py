@@ -8,6 +8,7 @@
   :mod:`.scheduler` through onnxscript's pattern rewriter), every spelling of a norm layer
   LayerNormalization or RMSNormalization (:mod:`.norms`);
 - attention is laid out the way onnxruntime runs it fastest (:mod:`.attention_layout`);
+- a zero Pad before a MaxPool is given a form onnxruntime's PadFusion cannot mis-fold (:mod:`.padded_pools`);
 - the values whose type the lowering did not set itself (handler decompositions) are typed by ONNX's
   inference of their node (or of the whole graph when that is not enough), so every edge shows a
   shape, and the ONNX checker validates the model (:mod:`.shapes`);
@@ -29,6 +30,7 @@ from workbench.jax_to_onnx.passes.broadcasts import simplify_broadcasts
 from workbench.jax_to_onnx.passes.layout import drop_identities, sink_channel_transposes
 from workbench.jax_to_onnx.passes.norm_parameters import store_parameters_in_place
 from workbench.jax_to_onnx.passes.norms import fuse_norms
+from workbench.jax_to_onnx.passes.padded_pools import guard_padded_max_pools
 from workbench.jax_to_onnx.passes.reshapes import drop_no_op_reshape_chains
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
@@ -64,6 +66,7 @@ def run_passes(
         fold_affine_chains(model.graph)
         rewrite_layouts(model)
         fold_weight_layouts(model.graph, weights)
+    guard_padded_max_pools(model.graph)  # correctness under onnxruntime's PadFusion, optimized or not
     remove_unused_nodes(model)
     common_passes.RemoveUnusedFunctionsPass()(model)
     common_passes.RemoveUnusedOpsetsPass()(model)
