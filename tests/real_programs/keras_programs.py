@@ -67,7 +67,8 @@ def _application(constructor: Callable[..., Any], size: int) -> Built:
     keras = _keras()
     with keras.StatelessScope(initialize_variables=False):
         model = constructor(weights=None, input_shape=(size, size, 3), classes=10, classifier_activation=None)
-    sample = _normal(2, size, size, 3)
+    # its own generator: the same input whichever programs a test worker built before
+    sample = np.random.default_rng(1).standard_normal((2, size, size, 3)).astype(np.float32)
     return _stateless(model, [sample], [_batched(sample)], _seeded_values(keras, model))
 
 
@@ -94,14 +95,19 @@ def _seeded_values(keras: Any, model: Any) -> Callable[[Any], np.ndarray]:
     return value
 
 
-def _register_application(name: str, constructor: Callable[[Any], Callable[..., Any]], size: int) -> None:
+def _register_application(name: str, constructor: Callable[[Any], Callable[..., Any]], size: int, atol: float = 1e-4) -> None:
     """Register ``keras_app_<name>``: ``constructor(keras)`` (the application's function) at ``size`` px."""
     origin = f"keras.applications ({name}, weights=None) at {size}x{size}"
 
-    @program(f"keras_app_{name}", library="keras", origin=origin, rtol=1e-3, atol=1e-4)
+    @program(f"keras_app_{name}", library="keras", origin=origin, rtol=1e-3, atol=atol)
     def build() -> Built:
         return _application(constructor(_keras()), size)
 
+
+# EfficientNetV2B0's logits reach ~200 with these weights, where float32 rounding alone moves them by a few
+# hundredths: onnxruntime's default and unoptimized sessions differ from each other by 0.045, jax.jit from
+# op-by-op JAX by 0.008 (and onnxruntime from jax.jit by 0.02-0.09, depending on the input).
+_LARGE_LOGITS_ATOL = {"efficientnetv2b0": 0.1}
 
 for _name, _constructor, _size in [
     ("resnet50", lambda keras: keras.applications.ResNet50, 32),
@@ -116,7 +122,7 @@ for _name, _constructor, _size in [
     ("nasnetmobile", lambda keras: keras.applications.NASNetMobile, 32),
     ("vgg16", lambda keras: keras.applications.VGG16, 32),
 ]:
-    _register_application(_name, _constructor, _size)
+    _register_application(_name, _constructor, _size, _LARGE_LOGITS_ATOL.get(_name, 1e-4))
 
 
 # ----------------------------------------------------------------------------- Keras layers

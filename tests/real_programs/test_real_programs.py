@@ -2,8 +2,9 @@
 
 The catalogue (tests/real_programs/) holds programs written with other projects' published APIs;
 ``EXPECTED_FAILURES`` lists, with its reason, every program that does not convert yet (strict xfail:
-one that starts converting fails the test until it is taken off the list). Programs that need
-environment variables before their libraries are imported run in a fresh interpreter.
+one that starts converting fails the test until it is taken off the list). ``FULL_ONLY`` names the slowest
+programs, run with WORKBENCH_REAL_PROGRAMS_FULL=1 (CI runs the rest). Programs that need environment
+variables before their libraries are imported run in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_programs.catalogue import EXPECTED_FAILURES, check_program, load_all
+from tests.real_programs.catalogue import EXPECTED_FAILURES, FULL_ONLY, FULL_ONLY_REASON, check_program, load_all
 
 pytestmark = pytest.mark.slow
 PROGRAMS = load_all()
+FULL = os.environ.get("WORKBENCH_REAL_PROGRAMS_FULL") == "1"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -27,11 +29,14 @@ def _params():
         marks = []
         if name in EXPECTED_FAILURES:
             marks.append(pytest.mark.xfail(reason=EXPECTED_FAILURES[name], strict=True))
+        if name in FULL_ONLY and not FULL:
+            marks.append(pytest.mark.skip(reason=FULL_ONLY_REASON))
         yield pytest.param(entry, id=name, marks=marks)
 
 
 def test_expected_failures_name_real_programs():
     assert set(EXPECTED_FAILURES) <= set(PROGRAMS), sorted(set(EXPECTED_FAILURES) - set(PROGRAMS))
+    assert FULL_ONLY <= set(PROGRAMS), sorted(FULL_ONLY - set(PROGRAMS))
 
 
 @pytest.mark.parametrize("entry", list(_params()))
