@@ -57,6 +57,7 @@ def program(
 def load_all() -> dict[str, RealProgram]:
     """Import every program module (each registers its programs) and return the catalogue."""
     from tests.real_programs import (  # noqa: F401 - registration on import
+        example_models,
         flax_programs,
         haiku_equinox_programs,
         keras_programs,
@@ -101,6 +102,7 @@ EXPECTED_FAILURES: dict[str, str] = {}
 # program. Nothing else is skipped.
 FULL_ONLY: frozenset[str] = frozenset({
     "haiku_resnet50",  # 55 s at -n 2 under load (haiku_resnet18 is the same code path)
+    "keras_app_efficientnetv2s",  # keras_app_efficientnetv2b0 runs
     "keras_app_densenet121",
     "keras_app_inceptionv3",
     "keras_app_nasnetmobile",
