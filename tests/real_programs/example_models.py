@@ -4,7 +4,9 @@ soft-capped logits, a gated GELU MLP, tied and soft-capped output), the NNX and 
 patterns (``nnx.vmap``-built stacked blocks under ``nnx.scan``; ``nn.scan`` of ``nn.remat``), Equinox's
 vision transformer example (patch convolution, class token, ``eqx.nn.MultiheadAttention``), and Haiku's
 character-level LSTM language model (``hk.DeepRNN`` with a one-hot front, teacher-forced logits and a greedy
-continuation through ``hk.scan``). Random weights built in code, no downloads."""
+continuation through ``hk.scan``); and programs people write with plain JAX around such models: Linen's cached
+autoregressive decoding, a Linear Recurrent Unit by ``associative_scan``, top-2 mixture-of-experts routing,
+Gaussian-process regression. Random weights built in code, no downloads."""
 
 from __future__ import annotations
 
@@ -280,3 +282,132 @@ def _haiku_char_lm() -> Built:
     tokens = _tokens(5, 0, vocab, 8, 2)
     params = transformed.init(jax.random.key(0), tokens)
     return Built(lambda t: transformed.apply(params, t), [jax.ShapeDtypeStruct((8, "B"), jnp.int32)], [tokens])
+
+
+# ----------------------------------------------------------------------------- decoding, recurrences, routing
+@program("linen_cached_greedy_decode", library="flax.linen",
+         origin="flax examples/lm1b decoding (MultiHeadDotProductAttention(decode=True) with its 'cache' collection, "
+                "one token per step under lax.scan, greedy)")
+def _linen_cached_decode() -> Built:
+    import flax.linen as nn
+
+    vocab, length, steps = 24, 8, 6
+
+    class Decoder(nn.Module):
+        decode: bool = False
+
+        @nn.compact
+        def __call__(self, tokens: jax.Array) -> jax.Array:
+            x = nn.Embed(vocab, 16)(tokens)
+            for _ in range(2):
+                h = nn.LayerNorm()(x)
+                mask = None if self.decode else nn.make_causal_mask(tokens)
+                x = x + nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=16, decode=self.decode,
+                                                        deterministic=True)(h, mask=mask)
+                x = x + nn.Dense(16)(nn.relu(nn.Dense(32)(nn.LayerNorm()(x))))
+            return nn.Dense(vocab)(nn.LayerNorm()(x))
+
+    prompt = _tokens(6, 0, vocab, 2, 1)
+    params = Decoder().init(jax.random.key(0), jnp.zeros((2, length), jnp.int32))["params"]
+    cache = Decoder(decode=True).init(jax.random.key(0), jnp.zeros((2, length), jnp.int32))["cache"]
+
+    def generate(first: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def step(carry, _):
+            token, cache = carry
+            logits, updated = Decoder(decode=True).apply({"params": params, "cache": cache}, token, mutable=["cache"])
+            following = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)[:, None]
+            return (following, updated["cache"]), (following[:, 0], logits[:, -1])
+
+        _, (generated, logits) = jax.lax.scan(step, (first, cache), None, length=steps)
+        return generated.T, logits
+
+    return Built(generate, [jax.ShapeDtypeStruct((2, 1), jnp.int32)], [prompt])
+
+
+@program("jnp_lru_associative_scan", library="jax",
+         origin="Linear Recurrent Unit (Orvieto et al.'s published minimal JAX code): complex diagonal recurrence "
+                "by jax.lax.associative_scan, vmapped over the batch")
+def _jnp_lru() -> Built:
+    rng = np.random.default_rng(7)
+    hidden, features = 8, 6
+    nu_log = jnp.asarray(np.log(-np.log(rng.uniform(0.9, 0.99, hidden))), jnp.float32)
+    theta_log = jnp.asarray(np.log(rng.uniform(0, 2 * np.pi, hidden)), jnp.float32)
+    b_re, b_im = (jnp.asarray(rng.standard_normal((hidden, features)) / np.sqrt(2 * features), jnp.float32) for _ in range(2))
+    c_re, c_im = (jnp.asarray(rng.standard_normal((features, hidden)) / np.sqrt(hidden), jnp.float32) for _ in range(2))
+    d = jnp.asarray(rng.standard_normal(features), jnp.float32)
+
+    def binary_operator(left, right):
+        a_i, bu_i = left
+        a_j, bu_j = right
+        return a_j * a_i, a_j * bu_i + bu_j
+
+    def lru(inputs: jax.Array) -> jax.Array:  # (T, features)
+        diagonal = jnp.exp(-jnp.exp(nu_log) + 1j * jnp.exp(theta_log))
+        gamma = jnp.sqrt(1 - jnp.abs(diagonal) ** 2)
+        b = (b_re + 1j * b_im) * gamma[:, None]
+        c = c_re + 1j * c_im
+        bu = jax.vmap(lambda u: b @ u)(inputs.astype(jnp.complex64))
+        elements = jnp.repeat(diagonal[None], inputs.shape[0], axis=0)
+        _, states = jax.lax.associative_scan(binary_operator, (elements, bu))
+        return jax.vmap(lambda x, u: (c @ x).real + d * u)(states, inputs)
+
+    return Built(jax.vmap(lru), [("B", 12, 6)], [_normal(7, 2, 12, 6)])
+
+
+@program("jnp_moe_top2_routing", library="jax",
+         origin="mixture-of-experts layer (Switch/GShard-style): router softmax, lax.top_k(2), one-hot dispatch and "
+                "combine tensors with a capacity, expert MLPs by einsum")
+def _jnp_moe() -> Built:
+    rng = np.random.default_rng(8)
+    dim, hidden, experts, capacity = 12, 24, 4, 5
+    router = jnp.asarray(rng.standard_normal((dim, experts)), jnp.float32)
+    w_in = jnp.asarray(rng.standard_normal((experts, dim, hidden)) / np.sqrt(dim), jnp.float32)
+    w_out = jnp.asarray(rng.standard_normal((experts, hidden, dim)) / np.sqrt(hidden), jnp.float32)
+
+    def moe(tokens: jax.Array) -> tuple[jax.Array, jax.Array]:  # (T, dim): one group
+        probabilities = jax.nn.softmax(tokens @ router, axis=-1)
+        gates, chosen = jax.lax.top_k(probabilities, 2)
+        gates = gates / gates.sum(axis=-1, keepdims=True)
+        mask = jax.nn.one_hot(chosen, experts, dtype=jnp.int32)  # (T, 2, E)
+        # position of each token in its expert's buffer, the first choices before the second ones
+        flat = mask.transpose(1, 0, 2).reshape(-1, experts)
+        position = (jnp.cumsum(flat, axis=0) - 1).reshape(2, -1, experts).transpose(1, 0, 2)
+        kept = mask * (position < capacity)
+        slot = jax.nn.one_hot(jnp.sum(position * kept, axis=-1), capacity)  # (T, 2, C)
+        combine = jnp.einsum("tk,tke,tkc->tec", gates, kept.astype(jnp.float32), slot)
+        dispatch = (combine > 0).astype(tokens.dtype)
+        expert_inputs = jnp.einsum("tec,td->ecd", dispatch, tokens)
+        expert_outputs = jnp.einsum("ech,ehd->ecd", jax.nn.gelu(jnp.einsum("ecd,edh->ech", expert_inputs, w_in)), w_out)
+        load = kept.sum(axis=(0, 1))
+        return jnp.einsum("tec,ecd->td", combine, expert_outputs), load
+
+    return Built(jax.vmap(moe), [("B", 10, 12)], [_normal(8, 2, 10, 12)])
+
+
+@program("jnp_gaussian_process", library="jax",
+         origin="Gaussian-process regression as in JAX-based GP tutorials (tinygp/GPJax style): RBF kernel, "
+                "Cholesky, cho_solve, predictive mean/variance and log marginal likelihood")
+def _jnp_gp() -> Built:
+    def rbf(a: jax.Array, b: jax.Array, scale: jax.Array) -> jax.Array:
+        return jnp.exp(-0.5 * jnp.sum((a[:, None] - b[None]) ** 2, axis=-1) / scale ** 2)
+
+    def posterior(x: jax.Array, y: jax.Array, query: jax.Array, log_scale: jax.Array):
+        scale, noise = jnp.exp(log_scale), 0.1
+        k = rbf(x, x, scale) + noise * jnp.eye(x.shape[0])
+        factor = jax.scipy.linalg.cho_factor(k, lower=True)
+        alpha = jax.scipy.linalg.cho_solve(factor, y)
+        k_star = rbf(query, x, scale)
+        mean = k_star @ alpha
+        v = jax.scipy.linalg.solve_triangular(factor[0], k_star.T, lower=True)
+        variance = 1.0 - jnp.sum(v ** 2, axis=0)
+        log_likelihood = (-0.5 * y @ alpha - jnp.sum(jnp.log(jnp.diagonal(factor[0])))
+                          - 0.5 * x.shape[0] * jnp.log(2 * jnp.pi))
+        return mean, variance, log_likelihood
+
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-3, 3, (12, 2)).astype(np.float32)
+    y = (np.sin(x[:, 0]) + 0.5 * np.cos(x[:, 1])).astype(np.float32)
+    query = rng.uniform(-3, 3, (7, 2)).astype(np.float32)
+    log_scale = np.array(0.3, np.float32)
+    return Built(posterior, [(12, 2), (12,), ("Q", 2), ()], [x, y, query, log_scale])
+
