@@ -6,7 +6,7 @@ vision transformer example (patch convolution, class token, ``eqx.nn.MultiheadAt
 character-level LSTM language model (``hk.DeepRNN`` with a one-hot front, teacher-forced logits and a greedy
 continuation through ``hk.scan``); and programs people write with plain JAX around such models: Linen's cached
 autoregressive decoding, a Linear Recurrent Unit by ``associative_scan``, top-2 mixture-of-experts routing,
-Gaussian-process regression. Random weights built in code, no downloads."""
+Gaussian-process regression, an implicit layer solved by optimistix. Random weights built in code, no downloads."""
 
 from __future__ import annotations
 
@@ -411,3 +411,25 @@ def _jnp_gp() -> Built:
     log_scale = np.array(0.3, np.float32)
     return Built(posterior, [(12, 2), (12,), ("Q", 2), ()], [x, y, query, log_scale])
 
+
+@program("optimistix_implicit_layer", library="optimistix",
+         origin="deep-equilibrium (implicit) layer as in the implicit-layers tutorial, solved with optimistix's "
+                "root_find(Newton) over the whole batch (lineax's linear_solve inside)")
+def _optimistix_implicit_layer() -> Built:
+    import optimistix as optx
+
+    rng = np.random.default_rng(10)
+    weight = jnp.asarray(0.5 * rng.standard_normal((6, 6)) / np.sqrt(6), jnp.float32)
+    head = jnp.asarray(rng.standard_normal((6, 3)), jnp.float32)
+
+    def layer(x: jax.Array) -> jax.Array:
+        def residual(z, features):
+            return z - jnp.tanh(z @ weight.T + features)
+
+        # throw=False: no runtime check of convergence (a host callback); a fixed step budget instead. Not
+        # vmapped: under vmap the solve is equinox's vprim around linear_solve, here linear_solve itself.
+        solution = optx.root_find(residual, optx.Newton(rtol=1e-6, atol=1e-6), jnp.zeros_like(x), args=x,
+                                  max_steps=20, throw=False)
+        return solution.value @ head
+
+    return Built(layer, [(3, 6)], [_normal(10, 3, 6)])

@@ -10,7 +10,8 @@ _EQUINOX_CODE = (
     "is data that names primitives, it cannot carry that code (graph_ir_to_onnx refuses it with a GraphIRError)"
 )
 _EQUINOX_PARAMS = (
-    "equinox's maybe_set/vprim primitives carry Python objects as parameters (a PyTreeDef, an axis-name sentinel) that "
+    "equinox's maybe_set/vprim and lineax's linear_solve primitives carry Python objects as parameters (a PyTreeDef, an "
+    "axis-name sentinel, equinox's static/flatten records) that "
     "have no data form: export_graph_ir refuses them, listing each parameter"
 )
 
@@ -22,12 +23,16 @@ _REDUCER_WITH_JIT = (
 GRAPH_IR_EXPECTED_FAILURES: dict[str, str] = {
     "eqx_nonbatchable": _EQUINOX_CODE,
     "eqx_nondifferentiable_backward": _EQUINOX_CODE,
+    "eqx_nontraceable": _EQUINOX_CODE,
     "eqx_unvmap_all": _EQUINOX_CODE,
     "eqx_unvmap_any": _EQUINOX_CODE,
     "eqx_unvmap_max": _EQUINOX_CODE,
     "eqx_while_loop_buffer": _EQUINOX_PARAMS,
     "eqx_while_loop_buffer_select": _EQUINOX_PARAMS,
     "eqx_while_loop_buffer_vmap": _EQUINOX_PARAMS,
+    "lineax_linear_solve_cholesky": _EQUINOX_PARAMS,
+    "lineax_linear_solve_lu": _EQUINOX_PARAMS,
+    "lineax_linear_solve_qr": _EQUINOX_PARAMS,
     "reduce_argmax_pair": _REDUCER_WITH_JIT,
     "reduce_window_argmax_pool_pair": _REDUCER_WITH_JIT,
     "shard_map_one_device": (
@@ -167,6 +172,7 @@ STABLEHLO_EXPECTED_FAILURES: dict[str, str] = {
     "linalg_lstsq": _lapack('lapack_sgesdd_ffi'),
     "linalg_norm_2_and_nuclear": _lapack('lapack_sgesdd_ffi'),
     "linalg_pinv": _lapack('lapack_sgesdd_ffi'),
+    "lineax_linear_solve_qr": _NOT_EXPORTABLE,
     "matrix_rank": _lapack('lapack_sgesdd_ffi'),
     "max_pool_nnx_same": _RUNTIME_PADDING,
     "ormqr_left": _NOT_EXPORTABLE,
