@@ -6,7 +6,8 @@ vision transformer example (patch convolution, class token, ``eqx.nn.MultiheadAt
 character-level LSTM language model (``hk.DeepRNN`` with a one-hot front, teacher-forced logits and a greedy
 continuation through ``hk.scan``); and programs people write with plain JAX around such models: Linen's cached
 autoregressive decoding, a Linear Recurrent Unit by ``associative_scan``, top-2 mixture-of-experts routing,
-Gaussian-process regression, an implicit layer solved by optimistix. Random weights built in code, no downloads."""
+Gaussian-process regression, an implicit layer solved by optimistix, diffrax's stiff-ODE example, jax.nn's
+fused-attention API, NNX cached decoding, an optax training loop. Random weights built in code, no downloads."""
 
 from __future__ import annotations
 
@@ -433,3 +434,78 @@ def _optimistix_implicit_layer() -> Built:
         return solution.value @ head
 
     return Built(layer, [(3, 6)], [_normal(10, 3, 6)])
+
+
+@program("diffrax_stiff_kvaerno5", library="diffrax", env={"EQX_ON_ERROR": "nan"}, rtol=1e-3, atol=1e-6,
+         origin="diffrax examples/stiff_ode (Robertson's chemical kinetics, implicit Kvaerno5 with a PID controller: "
+                "Newton iterations and lineax solves inside the adaptive loop)")
+def _diffrax_stiff() -> Built:
+    import diffrax
+
+    def robertson(t, y, args):
+        k1, k2, k3 = 0.04, 3e7, 1e4
+        y1, y2, y3 = y
+        return jnp.stack([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 ** 2 - k3 * y2 * y3, k2 * y2 ** 2])
+
+    def solve(y0: jax.Array) -> jax.Array:
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(robertson), diffrax.Kvaerno5(), 0.0, 10.0, 0.01, y0,
+            stepsize_controller=diffrax.PIDController(rtol=1e-3, atol=1e-6),
+            saveat=diffrax.SaveAt(ts=jnp.array([1.0, 5.0, 10.0])), max_steps=256)
+        return solution.ys
+
+    return Built(solve, [(3,)], [np.array([1.0, 0.0, 0.0], np.float32)])
+
+
+@program("jax_nn_dot_product_attention", library="jax",
+         origin="jax.nn.dot_product_attention (the fused-attention API): is_causal, and a local window (2 back, 0 ahead)")
+def _jax_dot_product_attention() -> Built:
+    def attention(q: jax.Array, k: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return (jax.nn.dot_product_attention(q, k, v, is_causal=True),
+                jax.nn.dot_product_attention(q, k, v, local_window_size=(2, 0)))
+
+    samples = [_normal(seed, 2, 6, 2, 8) for seed in (11, 12, 13)]
+    return Built(attention, [("B", 6, 2, 8)] * 3, samples)
+
+
+@program("nnx_cached_decode", library="flax.nnx",
+         origin="flax NNX autoregressive decoding: nnx.MultiHeadAttention(decode=True) after init_cache, one position "
+                "per call (the module's Cache variables updated in place)")
+def _nnx_cached_decode() -> Built:
+    from flax import nnx
+
+    class Decoder(nnx.Module):
+        def __init__(self, *, rngs: nnx.Rngs) -> None:
+            self.attention = nnx.MultiHeadAttention(2, 16, decode=True, rngs=rngs)
+            self.attention.init_cache((2, 6, 16))
+            self.out = nnx.Linear(16, 5, rngs=rngs)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            steps = [self.attention(x[:, i:i + 1]) for i in range(x.shape[1])]
+            return self.out(jnp.concatenate(steps, axis=1))
+
+    return Built(Decoder(rngs=nnx.Rngs(0)), [(2, 6, 16)], [_normal(14, 2, 6, 16)])
+
+
+@program("optax_lion_schedule_scan", library="optax",
+         origin="optax training loop: chain(clip, lion(warmup_cosine_decay_schedule)) for 5 steps under lax.scan")
+def _optax_lion() -> Built:
+    import optax
+
+    params = {"w": jnp.asarray(_normal(15, 5, 3)), "b": jnp.zeros(3)}
+    optimizer = optax.chain(optax.clip(1.0), optax.lion(optax.warmup_cosine_decay_schedule(0.0, 1e-2, 3, 10)))
+    initial = optimizer.init(params)
+
+    def train(x: jax.Array, y: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
+        def loss(p):
+            return jnp.mean((jnp.tanh(x @ p["w"] + p["b"]) - y) ** 2)
+
+        def step(carry, _):
+            p, state = carry
+            updates, state = optimizer.update(jax.grad(loss)(p), state, p)
+            return (optax.apply_updates(p, updates), state), loss(p)
+
+        (trained, _), losses = jax.lax.scan(step, (params, initial), None, length=5)
+        return trained, losses
+
+    return Built(train, [("B", 5), ("B", 3)], [_normal(16, 4, 5), _normal(17, 4, 3)])
