@@ -7,7 +7,8 @@ character-level LSTM language model (``hk.DeepRNN`` with a one-hot front, teache
 continuation through ``hk.scan``); and programs people write with plain JAX around such models: Linen's cached
 autoregressive decoding, a Linear Recurrent Unit by ``associative_scan``, top-2 mixture-of-experts routing,
 Gaussian-process regression, an implicit layer solved by optimistix, diffrax's stiff-ODE example, jax.nn's
-fused-attention API, NNX cached decoding, an optax training loop. Random weights built in code, no downloads."""
+fused-attention API, NNX cached decoding, an optax training loop, top-p sampling, beam search. Random weights
+built in code, no downloads."""
 
 from __future__ import annotations
 
@@ -509,3 +510,48 @@ def _optax_lion() -> Built:
         return trained, losses
 
     return Built(train, [("B", 5), ("B", 3)], [_normal(16, 4, 5), _normal(17, 4, 3)])
+
+
+@program("jnp_top_p_sampling", library="jax",
+         origin="nucleus (top-p) sampling as in LLM samplers (e.g. the Gemma sampler): temperature, sort, cumsum "
+                "cut-off, jax.random.categorical from a key passed in as key data")
+def _jnp_top_p() -> Built:
+    def sample(logits: jax.Array, key_data: jax.Array) -> tuple[jax.Array, jax.Array]:
+        probabilities = jax.nn.softmax(logits / 0.8, axis=-1)
+        descending = jnp.sort(probabilities, axis=-1)[..., ::-1]
+        last_kept = jnp.argmax(jnp.cumsum(descending, axis=-1) >= 0.9, axis=-1)
+        cutoff = jnp.take_along_axis(descending, last_kept[..., None], axis=-1)
+        filtered = jnp.where(probabilities < cutoff, -jnp.inf, logits)
+        return jax.random.categorical(jax.random.wrap_key_data(key_data), filtered, axis=-1), filtered
+
+    key_data = np.asarray(jax.random.key_data(jax.random.key(3)))
+    return Built(sample, [("B", 12), jax.ShapeDtypeStruct(key_data.shape, key_data.dtype)],
+                 [2 * _normal(18, 3, 12), key_data])
+
+
+@program("jnp_beam_search", library="jax",
+         origin="beam search in the shape of flax examples/wmt's decode.py: log-softmax scores, top_k over "
+                "beams x vocabulary, parent beams gathered, tokens written by dynamic_update_slice in a fori_loop")
+def _jnp_beam_search() -> Built:
+    vocab, beams, steps = 7, 3, 4
+    transitions = jnp.asarray(_normal(19, vocab, vocab))
+
+    def search(start: jax.Array) -> tuple[jax.Array, jax.Array]:  # start: (B,) first tokens
+        batch = start.shape[0]
+        scores = jnp.broadcast_to(jnp.array([0.0] + [-1e9] * (beams - 1)), (batch, beams))
+        sequences = jnp.zeros((batch, beams, steps), jnp.int32)
+        last = jnp.broadcast_to(start[:, None], (batch, beams))
+
+        def body(i, carry):
+            sequences, scores, last = carry
+            log_probabilities = jax.nn.log_softmax(transitions[last], axis=-1)  # (B, beams, vocab)
+            best, flat = jax.lax.top_k((scores[..., None] + log_probabilities).reshape(batch, -1), beams)
+            parent, token = flat // vocab, flat % vocab
+            sequences = jnp.take_along_axis(sequences, parent[..., None], axis=1)
+            sequences = jax.lax.dynamic_update_slice_in_dim(sequences, token[..., None], i, axis=2)
+            return sequences, best, token
+
+        sequences, scores, _ = jax.lax.fori_loop(0, steps, body, (sequences, scores, last))
+        return sequences, scores
+
+    return Built(search, [jax.ShapeDtypeStruct(("B",), jnp.int32)], [np.array([1, 4], np.int32)])
