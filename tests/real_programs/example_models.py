@@ -7,8 +7,8 @@ character-level LSTM language model (``hk.DeepRNN`` with a one-hot front, teache
 continuation through ``hk.scan``); and programs people write with plain JAX around such models: Linen's cached
 autoregressive decoding, a Linear Recurrent Unit by ``associative_scan``, top-2 mixture-of-experts routing,
 Gaussian-process regression, an implicit layer solved by optimistix, diffrax's stiff-ODE example, jax.nn's
-fused-attention API, NNX cached decoding, an optax training loop, top-p sampling, beam search. Random weights
-built in code, no downloads."""
+fused-attention API, NNX cached decoding, an optax training loop, top-p sampling, beam search, Equinox's
+WeightNorm/SpectralNorm. Random weights built in code, no downloads."""
 
 from __future__ import annotations
 
@@ -555,3 +555,20 @@ def _jnp_beam_search() -> Built:
         return sequences, scores
 
     return Built(search, [jax.ShapeDtypeStruct(("B",), jnp.int32)], [np.array([1, 4], np.int32)])
+
+
+@program("eqx_weight_spectral_norm", library="equinox",
+         origin="equinox eqx.nn.WeightNorm and eqx.nn.SpectralNorm (stateful power iteration, inference mode) around Linear")
+def _eqx_weight_spectral_norm() -> Built:
+    import equinox as eqx
+
+    keys = jax.random.split(jax.random.key(20), 3)
+    weight_normed = eqx.nn.WeightNorm(eqx.nn.Linear(6, 8, key=keys[0]))
+    spectral, state = eqx.nn.make_with_state(eqx.nn.SpectralNorm)(eqx.nn.Linear(8, 4, key=keys[1]), "weight", key=keys[2])
+    spectral = eqx.nn.inference_mode(spectral)
+
+    def forward(x: jax.Array) -> jax.Array:
+        hidden = jax.vmap(weight_normed)(x)
+        return jax.vmap(lambda h: spectral(jax.nn.relu(h), state)[0])(hidden)
+
+    return Built(forward, [("B", 6)], [_normal(20, 3, 6)])

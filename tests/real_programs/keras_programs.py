@@ -2,7 +2,9 @@
 ``weights=None`` (random weights, no download) at small inputs, and the layer families people build their
 own models from (separable/depthwise/1-D/3-D/transposed convolutions, GRU, Bidirectional LSTM, masked
 attention, GroupNormalization, bilinear upsampling, Resizing, masked Embedding pooling, Normalization and
-RandomFlip in inference), and keras.io's vision transformer example (``keras.ops.image.extract_patches``)."""
+RandomFlip in inference, Masking into LSTM/GRU, ConvLSTM2D with TimeDistributed, Attention/AdditiveAttention/
+EinsumDense, SpectralNormalization/Discretization/CategoryEncoding), and keras.io's vision transformer example
+(``keras.ops.image.extract_patches``)."""
 
 from __future__ import annotations
 
@@ -297,4 +299,64 @@ def _keras_vit() -> Built:
     representation = keras.layers.Flatten()(keras.layers.LayerNormalization(epsilon=1e-6)(encoded))
     outputs = keras.layers.Dense(10)(mlp(keras.layers.Dropout(0.5)(representation), [32, 16]))
     sample = _normal(2, size, size, 3)
+    return _stateless(keras.Model(inputs, outputs), [sample], [_batched(sample)])
+
+
+def _seeded(seed: int, *shape: int) -> np.ndarray:
+    """An input of its own generator: the same values whichever programs a test worker built before."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@program("keras_masking_rnns", library="keras",
+         origin="keras 3 Masking(0.0) in front of LSTM(go_backwards=True, return_sequences) and GRU (the mask carried "
+                "through both recurrences)")
+def _keras_masking_rnns() -> Built:
+    keras = _keras()
+    inputs = keras.Input((8, 4))
+    x = keras.layers.Masking(0.0)(inputs)
+    x = keras.layers.LSTM(6, return_sequences=True, go_backwards=True)(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GRU(5)(x))
+    sample = _seeded(50, 3, 8, 4)
+    sample[0, 5:] = 0
+    sample[2, 2:] = 0
+    return _stateless(keras.Model(inputs, outputs), [sample], [_batched(sample)])
+
+
+@program("keras_convlstm_timedistributed", library="keras",
+         origin="keras.io examples/vision/conv_lstm (ConvLSTM2D over frames) with TimeDistributed Conv2D and pooling")
+def _keras_convlstm() -> Built:
+    keras = _keras()
+    inputs = keras.Input((4, 8, 8, 2))
+    x = keras.layers.ConvLSTM2D(4, 3, padding="same", return_sequences=True)(inputs)
+    x = keras.layers.TimeDistributed(keras.layers.Conv2D(3, 3))(x)
+    x = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D())(x)
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    sample = _seeded(51, 2, 4, 8, 8, 2)
+    return _stateless(keras.Model(inputs, outputs), [sample], [_batched(sample)])
+
+
+@program("keras_attention_layers", library="keras",
+         origin="keras 3 Attention (scaled dot, causal), AdditiveAttention, EinsumDense, UnitNormalization")
+def _keras_attention_layers() -> Built:
+    keras = _keras()
+    query, value = keras.Input((6, 8)), keras.Input((5, 8))
+    dot = keras.layers.Attention(use_scale=True)([query, value])
+    additive = keras.layers.AdditiveAttention()([query, value])
+    projected = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 4), bias_axes="d")(query)
+    causal = keras.layers.Attention()([query, query], use_causal_mask=True)
+    outputs = keras.layers.Concatenate()([dot, additive, keras.layers.UnitNormalization()(projected), causal])
+    samples = [_seeded(52, 2, 6, 8), _seeded(53, 2, 5, 8)]
+    return _stateless(keras.Model([query, value], outputs), samples, [_batched(sample) for sample in samples])
+
+
+@program("keras_spectral_discretization", library="keras",
+         origin="keras 3 SpectralNormalization(Dense) in inference, Discretization into bins, CategoryEncoding counts")
+def _keras_spectral_discretization() -> Built:
+    keras = _keras()
+    inputs = keras.Input((6,))
+    x = keras.layers.SpectralNormalization(keras.layers.Dense(8))(inputs)
+    x = keras.layers.Discretization(bin_boundaries=[-1.0, 0.0, 1.0])(x)
+    x = keras.layers.CategoryEncoding(num_tokens=4, output_mode="count")(x)
+    outputs = keras.layers.Dense(2)(x)
+    sample = _seeded(54, 3, 6)
     return _stateless(keras.Model(inputs, outputs), [sample], [_batched(sample)])
