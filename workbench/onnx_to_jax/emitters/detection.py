@@ -38,7 +38,8 @@ def _nms_host(boxes, scores, max_per_class, iou_threshold, score_threshold, cent
     Per (batch, class), the candidates in score order are resolved from the pairs of them that overlap
     by more than ``iou_threshold`` (``_nms_overlapping_pairs``, ``_nms_resolve``), when there are at
     most ``pair_budget`` pairs of candidates whose x ranges overlap and that costs less than the greedy
-    walk (``_nms_greedy``), whose work grows with the boxes kept times the candidates. A detector's
+    walk (``_nms_greedy``), whose work grows with the boxes kept times the candidates; over the budget,
+    group by group of boxes whose x ranges no box bridges (``_nms_by_x_groups``). A detector's
     batched NMS keeps thousands of its tens of thousands of candidates (SSDlite: 16,566 of 27,000, its
     90 classes offset apart), where each box overlaps a few dozen others: the walk took 2.8 s there.
     """
@@ -68,10 +69,45 @@ def _nms_host(boxes, scores, max_per_class, iou_threshold, score_threshold, cent
             if pairs <= pair_budget and 4 * pairs < walk:
                 first, second = _nms_overlapping_pairs(ranked, by_x, reach, iou_threshold)
                 kept = _nms_resolve(n, first, second)[:max_per_class]
+            elif 4 * pairs < walk and pair_budget > 0:
+                kept = _nms_by_x_groups(ranked, by_x, reach, iou_threshold, pair_budget)[:max_per_class]
             else:
                 kept = _nms_greedy(ranked, iou_threshold, max_per_class)
             selected.extend((b, c, int(order[rank])) for rank in kept)
     return np.asarray(selected, np.int64).reshape(-1, 3)
+
+
+@runtime_helper
+def _nms_by_x_groups(ranked, by_x, reach, iou_threshold, pair_budget):
+    """Ranks of the kept boxes (in rank order) when the overlapping pairs are too many to hold at once,
+    resolved group by group: boxes whose x ranges no box bridges never suppress one another, so the greedy
+    rule keeps in each such group what it keeps there alone (the kept set is their union). Groups are taken
+    together up to ``pair_budget`` pairs; a single group over it takes the greedy walk. Mask R-CNN's box
+    NMS (torchvision's batched NMS: 90 classes offset apart, 76,000 of 90,000 boxes kept) took 29 s in the
+    walk, as it has 10**8 pairs in all but under 10**6 per class."""
+    x0, x1 = ranked[0][by_x], ranked[2][by_x]
+    # a group starts at a box that starts where every box before it (in x order) has ended
+    starts = np.flatnonzero(x0[1:] >= np.maximum.accumulate(x1)[:-1]) + 1
+    bounds = np.concatenate([[0], starts, [x0.size]])
+    group_pairs = np.add.reduceat(reach, bounds[:-1]) if x0.size else np.zeros(0, np.int64)
+    kept, lo, total = [], 0, 0
+    for g in range(group_pairs.size):
+        total += int(group_pairs[g])
+        last = g + 1 == group_pairs.size
+        if not last and total + int(group_pairs[g + 1]) <= pair_budget:
+            continue
+        ranks = np.sort(by_x[bounds[lo]:bounds[g + 1]])  # the batch's boxes, in rank order
+        part = tuple(values[ranks] for values in ranked)
+        if total <= pair_budget:
+            part_by_x = np.argsort(part[0], kind="stable")
+            ends = np.searchsorted(part[0][part_by_x], part[2][part_by_x], side="left")
+            part_reach = np.maximum(ends - np.arange(ranks.size) - 1, 0)
+            first, second = _nms_overlapping_pairs(part, part_by_x, part_reach, iou_threshold)
+            kept.append(ranks[_nms_resolve(ranks.size, first, second)])
+        else:
+            kept.append(ranks[np.asarray(_nms_greedy(part, iou_threshold, ranks.size), np.int64)])
+        lo, total = g + 1, 0
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
 
 
 @runtime_helper
