@@ -8,9 +8,12 @@ continuation through ``hk.scan``); and programs people write with plain JAX arou
 autoregressive decoding, a Linear Recurrent Unit by ``associative_scan``, top-2 mixture-of-experts routing,
 Gaussian-process regression, an implicit layer solved by optimistix, diffrax's stiff-ODE example, jax.nn's
 fused-attention API, NNX cached decoding, an optax training loop, top-p sampling, beam search, Equinox's
-WeightNorm/SpectralNorm. Random weights built in code, no downloads."""
+WeightNorm/SpectralNorm, Linen's padding modes, locally connected convolution and nn.RNN/nn.Bidirectional.
+Random weights built in code, no downloads."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -572,3 +575,44 @@ def _eqx_weight_spectral_norm() -> Built:
         return jax.vmap(lambda h: spectral(jax.nn.relu(h), state)[0])(hidden)
 
     return Built(forward, [("B", 6)], [_normal(20, 3, 6)])
+
+
+@program("linen_padding_and_local_convs", library="flax.linen",
+         origin="flax linen nn.Conv padding='CIRCULAR'/'REFLECT'/explicit with kernel dilation, nn.ConvLocal, "
+                "avg_pool(count_include_pad=False) and max_pool with SAME padding")
+def _linen_padding_convs() -> Built:
+    import flax.linen as nn
+
+    class Convs(nn.Module):
+        @nn.compact
+        def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
+            circular = nn.Conv(4, (3, 3), padding="CIRCULAR")(x)
+            reflected = nn.Conv(4, (3, 3), padding="REFLECT")(x)
+            local = nn.ConvLocal(3, (3, 3))(x)
+            explicit = nn.Conv(4, (3, 3), padding=((2, 0), (1, 1)), kernel_dilation=(1, 2))(x)
+            return (nn.avg_pool(circular, (3, 3), strides=(2, 2), padding="SAME", count_include_pad=False),
+                    nn.max_pool(reflected, (2, 2), strides=(2, 2), padding="SAME"), local, explicit)
+
+    sample = _normal(21, 2, 7, 7, 3)
+    module = Convs()
+    params = module.init(jax.random.key(0), sample)
+    return Built(lambda x: module.apply(params, x), [("B", 7, 7, 3)], [sample])
+
+
+@program("linen_rnn_bidirectional", library="flax.linen",
+         origin="flax linen nn.RNN / nn.Bidirectional (OptimizedLSTMCell forward, GRUCell backward) with seq_lengths, "
+                "then nn.RNN(SimpleCell, return_carry=True)")
+def _linen_rnn_bidirectional() -> Built:
+    import flax.linen as nn
+
+    class Recurrent(nn.Module):
+        @nn.compact
+        def __call__(self, x: jax.Array, lengths: jax.Array) -> Any:
+            both = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(8)), nn.RNN(nn.GRUCell(8)))(x, seq_lengths=lengths)
+            return nn.RNN(nn.SimpleCell(5), return_carry=True)(both, seq_lengths=lengths)
+
+    sample, lengths = _normal(22, 2, 6, 3), np.array([6, 4], np.int32)
+    module = Recurrent()
+    params = module.init(jax.random.key(0), sample, lengths)
+    return Built(lambda x, n: module.apply(params, x, n),
+                 [("B", 6, 3), jax.ShapeDtypeStruct(("B",), jnp.int32)], [sample, lengths])
