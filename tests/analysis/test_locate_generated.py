@@ -85,3 +85,56 @@ def test_bad_generated_argument_is_a_clear_error():
         wb.locate_divergence(_model(), 3)
     with pytest.raises(ValueError, match="not initializers"):
         wb.locate_divergence(_model(), {"nope": np.zeros(1, np.float32)})
+
+
+# ---- where onnxruntime itself is off: u8 x s8 integer matmuls with full-range weights (reference_caveats.py)
+def _quantized_matmul(weight: np.ndarray) -> onnx.ModelProto:
+    """x (float) -> DynamicQuantizeMatMul with int8 ``weight`` (onnxruntime's com.microsoft op)."""
+    k, n = weight.shape
+    node = helper.make_node("DynamicQuantizeMatMul", ["x", "w", "w_scale", "w_zero"], ["y"], name="qmatmul",
+                            domain="com.microsoft")
+    graph = helper.make_graph(
+        [node], "quantized_matmul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, n])],
+        initializer=[numpy_helper.from_array(weight, "w"),
+                     numpy_helper.from_array(np.full(n, 0.01, np.float32), "w_scale"),
+                     numpy_helper.from_array(np.zeros(n, np.int8), "w_zero")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                             ir_version=8)
+
+
+def test_reference_caveat_names_full_range_int8_weights_only():
+    from workbench.analysis.reference_caveats import SAFE_WEIGHT, constant_values, reference_caveat
+
+    full = _quantized_matmul(np.full((8, 3), 127, np.int8))
+    caveat = reference_caveat(full.graph.node[0], constant_values(full))
+    assert caveat is not None and "'qmatmul'" in caveat and "reach 127" in caveat and "reduce_range" in caveat
+    seven_bit = _quantized_matmul(np.full((8, 3), -SAFE_WEIGHT, np.int8))
+    assert reference_caveat(seven_bit.graph.node[0], constant_values(seven_bit)) is None
+    # weights from a Constant node count as well; a float MatMul has no caveat
+    constant = helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(np.full((2, 2), -100, np.int8)))
+    matmul = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
+    graph = helper.make_graph([constant, matmul], "g", [], [])
+    assert "reach 100" in reference_caveat(matmul, constant_values(helper.make_model(graph)))
+    assert reference_caveat(helper.make_node("MatMul", ["a", "w"], ["y"]), {"w": np.ones((2, 2), np.int8)}) is None
+
+
+def test_a_saturating_onnxruntime_kernel_is_reported_as_the_reference_s_caveat():
+    """Every activation quantizes to 255 and every weight is 127: each int16 pair of products is 64,770.
+    The generated JAX gives the exact product on any CPU; where onnxruntime's kernel saturates (x86 without
+    VNNI), the locator names the node and says why the reference is off; where it does not, nothing diverges
+    and there is no caveat."""
+    model = _quantized_matmul(np.full((8, 3), 127, np.int8))
+    x = np.ones((2, 8), np.float32)
+    exact = np.full((2, 3), 8 * 255 * 127 * (1 / 255) * 0.01, np.float32)  # scale of x: max 1 over 255 steps
+    forward, params = wb.to_jax(model)
+    np.testing.assert_allclose(np.asarray(forward(params, x)), exact, rtol=1e-6)
+    report = wb.locate_divergence(model, None, [x])
+    if report.ok:
+        assert report.caveats == []
+    else:
+        assert report.first_divergent is not None and report.first_divergent.node == "qmatmul"
+        assert len(report.caveats) == 1 and "saturate" in report.caveats[0]
+        assert "note: DynamicQuantizeMatMul 'qmatmul'" in repr(report)
+        assert "Note: DynamicQuantizeMatMul" in report._repr_html_()

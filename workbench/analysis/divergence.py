@@ -47,6 +47,8 @@ class DivergenceReport:
     function: str
     inputs: list[np.ndarray] = field(repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
+    # known reasons the reference may be wrong at a divergent node (reference_caveats.py), one line each
+    caveats: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -102,6 +104,7 @@ class DivergenceReport:
             lines.append(f"  handler-internal nodes feeding it (no JAX counterpart): {', '.join(self.suspects)}")
         if self.changed_initializers:
             lines.append(f"  initializers differing from the function's weights: {', '.join(self.changed_initializers)}")
+        lines.extend(f"  note: {caveat}" for caveat in self.caveats)
         shown = [n for n in self.nodes if n.compared]
         if self.first_divergent is not None:
             start = max(0, next(i for i, n in enumerate(shown) if n.index == self.first_divergent.index) - 3)
@@ -125,7 +128,8 @@ class DivergenceReport:
             return ["background-color:#ffcdd2" if row["first_divergent"] else "" for _ in row]
 
         table = frame.style.apply(highlight, axis=1).format(precision=3).hide(axis="index").to_html()
-        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{table}</div>'
+        notes = "".join(f"<p>Note: {html.escape(caveat)}</p>" for caveat in self.caveats)
+        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{notes}{table}</div>'
 
 
 # ----------------------------------------------------------------------------- figure (plotly imported when drawn)
