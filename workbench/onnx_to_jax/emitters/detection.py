@@ -60,10 +60,7 @@ def _nms_host(boxes, scores, max_per_class, iou_threshold, score_threshold, cent
             # the candidates' corners and areas in score order (rank r: the r-th best candidate)
             ranked = (x0[b][order], y0[b][order], x1[b][order], y1[b][order], area[order])
             n = order.size
-            by_x = np.argsort(ranked[0], kind="stable")
-            # for the k-th box from the left, the boxes right of it that start before it ends
-            ends = np.searchsorted(ranked[0][by_x], ranked[2][by_x], side="left")
-            reach = np.maximum(ends - np.arange(n) - 1, 0)
+            by_x, reach = _nms_x_order(ranked)
             pairs = int(reach.sum())
             walk = min(max_per_class, n) * (n // 2 + 2000)  # the greedy walk's element operations, at most
             if pairs <= pair_budget and 4 * pairs < walk:
@@ -75,6 +72,15 @@ def _nms_host(boxes, scores, max_per_class, iou_threshold, score_threshold, cent
                 kept = _nms_greedy(ranked, iou_threshold, max_per_class)
             selected.extend((b, c, int(order[rank])) for rank in kept)
     return np.asarray(selected, np.int64).reshape(-1, 3)
+
+
+@runtime_helper
+def _nms_x_order(ranked):
+    """The ranked boxes' order by left edge, and for the k-th box from the left how many boxes right of it
+    start before it ends (the pairs whose x ranges overlap)."""
+    by_x = np.argsort(ranked[0], kind="stable")
+    ends = np.searchsorted(ranked[0][by_x], ranked[2][by_x], side="left")
+    return by_x, np.maximum(ends - np.arange(by_x.size) - 1, 0)
 
 
 @runtime_helper
@@ -99,9 +105,7 @@ def _nms_by_x_groups(ranked, by_x, reach, iou_threshold, pair_budget):
         ranks = np.sort(by_x[bounds[lo]:bounds[g + 1]])  # the batch's boxes, in rank order
         part = tuple(values[ranks] for values in ranked)
         if total <= pair_budget:
-            part_by_x = np.argsort(part[0], kind="stable")
-            ends = np.searchsorted(part[0][part_by_x], part[2][part_by_x], side="left")
-            part_reach = np.maximum(ends - np.arange(ranks.size) - 1, 0)
+            part_by_x, part_reach = _nms_x_order(part)
             first, second = _nms_overlapping_pairs(part, part_by_x, part_reach, iou_threshold)
             kept.append(ranks[_nms_resolve(ranks.size, first, second)])
         else:
