@@ -105,19 +105,21 @@ def _quantized_matmul(weight: np.ndarray) -> onnx.ModelProto:
 
 
 def test_reference_caveat_names_full_range_int8_weights_only():
-    from workbench.analysis.reference_caveats import SAFE_WEIGHT, constant_values, reference_caveat
+    from workbench.analysis.reference_caveats import SAFE_WEIGHT, reference_caveat
+    from workbench.onnx_io.tensors import constant_tensors
 
     full = _quantized_matmul(np.full((8, 3), 127, np.int8))
-    caveat = reference_caveat(full.graph.node[0], constant_values(full))
+    caveat = reference_caveat(full.graph.node[0], constant_tensors(full.graph), "full")
     assert caveat is not None and "'qmatmul'" in caveat and "reach 127" in caveat and "reduce_range" in caveat
     seven_bit = _quantized_matmul(np.full((8, 3), -SAFE_WEIGHT, np.int8))
-    assert reference_caveat(seven_bit.graph.node[0], constant_values(seven_bit)) is None
+    assert reference_caveat(seven_bit.graph.node[0], constant_tensors(seven_bit.graph), "seven_bit") is None
     # weights from a Constant node count as well; a float MatMul has no caveat
     constant = helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(np.full((2, 2), -100, np.int8)))
     matmul = helper.make_node("MatMulInteger", ["a", "w"], ["y"])
     graph = helper.make_graph([constant, matmul], "g", [], [])
-    assert "reach 100" in reference_caveat(matmul, constant_values(helper.make_model(graph)))
-    assert reference_caveat(helper.make_node("MatMul", ["a", "w"], ["y"]), {"w": np.ones((2, 2), np.int8)}) is None
+    assert "reach 100" in reference_caveat(matmul, constant_tensors(graph), "g")
+    ones = {"w": numpy_helper.from_array(np.ones((2, 2), np.int8), "w")}
+    assert reference_caveat(helper.make_node("MatMul", ["a", "w"], ["y"]), ones, "g") is None
 
 
 def test_a_saturating_onnxruntime_kernel_is_reported_as_the_reference_s_caveat():

@@ -25,10 +25,11 @@ import onnx
 
 from workbench.analysis.compare import NodeVerdict
 from workbench.analysis.divergence import GENERATED_LABEL, DivergenceReport, NodeResult
-from workbench.analysis.reference_caveats import constant_values, reference_caveat
+from workbench.analysis.reference_caveats import reference_caveat
 from workbench.errors import OnnxModelError
 from workbench.onnx_io.load import load_model
 from workbench.onnx_io.session import open_session
+from workbench.onnx_io.tensors import constant_tensors
 
 
 def locate_generated_divergence(
@@ -93,19 +94,20 @@ def locate_generated_divergence(
     report.function = GENERATED_LABEL
     report.inputs = [np.asarray(x) for x in feeds]
     report.changed_initializers = changed
-    report.caveats = _caveats(proto, report)
+    report.caveats = _caveats(proto, report, loaded.label)
     timings["compare"] = time.perf_counter() - start
     report.seconds = timings
     return report
 
 
-def _caveats(model: onnx.ModelProto, report: DivergenceReport) -> list[str]:
+def _caveats(model: onnx.ModelProto, report: DivergenceReport, label: str) -> list[str]:
     """What is known to put onnxruntime off the exact value at the report's root causes."""
     divergent = {result.index for result in report.divergent}
     if not divergent:
         return []
-    constants = constant_values(model)
-    found = (reference_caveat(node, constants) for index, node in enumerate(model.graph.node) if index in divergent)
+    constants = constant_tensors(model.graph)
+    nodes = model.graph.node
+    found = (reference_caveat(nodes[index], constants, label) for index in sorted(divergent))
     return [caveat for caveat in found if caveat is not None]
 
 

@@ -15,9 +15,12 @@ Hand-written because it is knowledge about onnxruntime's CPU kernels that no lib
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from workbench.onnx_io.tensors import tensor_array
 
 # op type -> index of the int8 weight input, for the ops whose CPU kernel is the u8 x s8 matmul
 U8_S8_MATMULS = {"MatMulInteger": 1, "MatMulIntegerToFloat": 1, "DynamicQuantizeMatMul": 1, "QLinearMatMul": 3}
@@ -25,24 +28,18 @@ U8_S8_MATMULS = {"MatMulInteger": 1, "MatMulIntegerToFloat": 1, "DynamicQuantize
 SAFE_WEIGHT = 64
 
 
-def constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """The values of the main graph's initializers and Constant nodes (tensor-valued), by name."""
-    values = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for attribute in node.attribute:
-                if attribute.name == "value" and attribute.type == onnx.AttributeProto.TENSOR:
-                    values[node.output[0]] = numpy_helper.to_array(attribute.t)
-    return values
-
-
-def reference_caveat(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> str | None:
-    """Why onnxruntime's value of ``node`` may be off the exact result, or None when nothing is known."""
+def reference_caveat(node: onnx.NodeProto, constants: Mapping[str, onnx.TensorProto], label: str) -> str | None:
+    """Why onnxruntime's value of ``node`` may be off the exact result, or None when nothing is known.
+    ``constants``: the graph's constant tensors by name (``onnx_io.tensors.constant_tensors``), of which
+    only the node's weight is decoded; ``label``: the model, for a tensor that cannot be decoded."""
     position = U8_S8_MATMULS.get(node.op_type)
     if position is None or len(node.input) <= position:
         return None
-    weight = constants.get(node.input[position])
-    if weight is None or weight.dtype != np.int8 or weight.size == 0:
+    tensor = constants.get(node.input[position])
+    if tensor is None or tensor.data_type != onnx.TensorProto.INT8:
+        return None
+    weight = tensor_array(tensor, label)
+    if weight.size == 0:
         return None
     largest = int(np.abs(weight.astype(np.int32)).max())
     if largest <= SAFE_WEIGHT:
@@ -55,4 +52,4 @@ def reference_caveat(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> 
     )
 
 
-__all__ = ["SAFE_WEIGHT", "U8_S8_MATMULS", "constant_values", "reference_caveat"]
+__all__ = ["SAFE_WEIGHT", "U8_S8_MATMULS", "reference_caveat"]

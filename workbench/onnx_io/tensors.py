@@ -33,4 +33,16 @@ def tensor_array(tensor: onnx.TensorProto, label: str) -> np.ndarray:
         raise OnnxModelError(f"{label}: cannot decode tensor {tensor.name!r}: {error}") from error
 
 
-__all__ = ["tensor_array"]
+def constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """The tensors ``graph`` holds as constants, by value name: its initializers and the ``value`` of its
+    Constant nodes (undecoded: :func:`tensor_array` decodes the ones a caller needs)."""
+    tensors = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    tensors[node.output[0]] = attribute.t
+    return tensors
+
+
+__all__ = ["constant_tensors", "tensor_array"]

@@ -68,6 +68,7 @@ from typing import Any, Callable, Mapping
 import onnx
 
 from workbench.errors import SpecError
+from workbench.onnx_io.tensors import constant_tensors
 from workbench.onnx_to_jax import tiered
 from workbench.onnx_to_jax.tiered import any_traced
 
@@ -96,22 +97,13 @@ X64_NAME = "RUNS_WITH_X64"  # True in the modules of models with 64-bit inputs o
 
 def float_weights(graph: onnx.GraphProto) -> int:
     """Elements of the floating-point initializers and Constant tensors of ``graph`` (the model's weights)."""
-    tensors = list(graph.initializer)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            tensors += [attr.t for attr in node.attribute if attr.name == "value"]
+    tensors = constant_tensors(graph).values()
     return sum(math.prod(tensor.dims) for tensor in tensors if tensor.data_type in _FLOAT_TYPES)
 
 
 def _weight_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
     """The shapes of ``graph``'s initializers and Constant tensors, by name."""
-    shapes = {tensor.name: tuple(tensor.dims) for tensor in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for attr in node.attribute:
-                if attr.name == "value":
-                    shapes[node.output[0]] = tuple(attr.t.dims)
-    return shapes
+    return {name: tuple(tensor.dims) for name, tensor in constant_tensors(graph).items()}
 
 
 def has_depthwise(graph: onnx.GraphProto) -> bool:
