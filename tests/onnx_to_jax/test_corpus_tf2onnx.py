@@ -418,8 +418,6 @@ NOT_TF_NUMBERS = {
 # wb.jit_forward refuses it (forward(params, x) runs their jit-able parts jitted)
 EAGER_ONLY = {
     "where": "tf.where(condition)'s indices: NonZero, an output shape that depends on values",
-    "crop_and_resize": "tf2onnx writes one Resize per box inside a Loop, its roi sliced by the iteration number; "
-                       "the reader builds Resize's interpolation from the roi on the host",
 }
 
 CASES = [(name, opset) for name in MODELS for opset in OPSETS if opset == 13 or name not in ONE_OPSET]

@@ -138,6 +138,10 @@ class NodeContext:
         among others); ``None`` when a graph output or a subgraph reads it too."""
         return self._graph.readers_of(onnx_name)
 
+    def producer(self, i: int) -> onnx.NodeProto | None:
+        """The node that computes input ``i`` (None for graph inputs, initializers and absent inputs)."""
+        return self._graph.producer_of(self.node.input[i]) if self.has(i) else None
+
     def file_value(self, onnx_name: str) -> np.ndarray | None:
         """The value of ``onnx_name`` as the file gives it, when known now: folded, an initializer (float
         ones included, which code reads as params) or small arithmetic on those (trip_count.PATH_OPS).

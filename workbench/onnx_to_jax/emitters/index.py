@@ -6,8 +6,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.emitters.control import _is_concrete
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 
@@ -143,6 +145,53 @@ def _slice_text(start: int, end: int, step: int, dim: int | None) -> str:
     return text + (f":{step}" if step != 1 else "")
 
 
+@runtime_helper
+def _slice_window(x, starts, lengths, axes):
+    """``Slice(x, starts, starts + lengths, axes)`` where the lengths are known and the starts may be traced
+    (tf2onnx slices a Loop's i-th box as ``x[i:i + 1]``). Concrete starts slice exactly as ONNX does. Traced
+    ones (under jax.jit) take a window of the static lengths with ``lax.dynamic_slice_in_dim``: a negative
+    start counts from the end as in ONNX, and a start that would run the window past the end is moved back
+    inside, where ONNX would return a shorter slice (a shape that depends on the value, which a compiled
+    program cannot have)."""
+    x = jnp.asarray(x)
+    if _is_concrete(starts):
+        first = np.asarray(starts).reshape(-1).astype(np.int64)
+        return _slice(x, first, first + np.asarray(lengths, np.int64), axes, None)
+    starts = jnp.reshape(starts, (-1,))
+    for k, (length, axis) in enumerate(zip(lengths, axes)):
+        start = jnp.where(starts[k] < 0, starts[k] + x.shape[axis], starts[k])
+        x = lax.dynamic_slice_in_dim(x, start, length, axis)
+    return x
+
+
+def _window_lengths(ctx: NodeContext, values: list[np.ndarray | None]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(lengths, axes) when this Slice's ends are ``Add(starts, constant)`` of its own starts, its steps 1
+    and its axes static, and each length fits its axis of a known size: the output shape is then static
+    whatever the starts are. None otherwise."""
+    shape, add = ctx.shape(0), ctx.producer(2)
+    if shape is None or add is None or add.op_type != "Add" or ctx.node.input[1] not in add.input:
+        return None
+    if (ctx.has(3) and values[2] is None) or (ctx.has(4) and values[3] is None):
+        return None
+    if values[3] is not None and np.any(values[3] != 1):
+        return None
+    other = add.input[1] if add.input[0] == ctx.node.input[1] else add.input[0]
+    offset, rank = ctx.file_value(other), len(shape)
+    if values[2] is not None:
+        axes = tuple(int(a) % rank for a in values[2].reshape(-1))
+    else:
+        count = ctx.shape(1)
+        if count is None or len(count) != 1 or count[0] is None:
+            return None
+        axes = tuple(range(count[0]))
+    if offset is None or offset.size not in (1, len(axes)):
+        return None
+    lengths = np.broadcast_to(offset.reshape(-1), (len(axes),))
+    if any(shape[a] is None or not 0 < int(n) <= shape[a] for n, a in zip(lengths, axes)):
+        return None
+    return tuple(int(n) for n in lengths), axes
+
+
 @emitter("Slice", since=(1, 10, 11, 13))
 def slice_(ctx: NodeContext) -> str:
     shape = ctx.shape(0)
@@ -153,6 +202,9 @@ def slice_(ctx: NodeContext) -> str:
     else:
         values = [ctx.static(i) for i in range(1, 5)]
         if any(ctx.has(i + 1) and values[i] is None for i in range(4)):
+            window = _window_lengths(ctx, values) if values[0] is None and values[1] is None else None
+            if window is not None:
+                return ctx.call(_slice_window, ctx.x(0), ctx.x(1), ctx.lit(window[0]), ctx.lit(window[1]))
             return ctx.call(_slice, ctx.x(0), ctx.host(1), ctx.host(2), ctx.host_opt(3), ctx.host_opt(4))
         starts, ends = [int(v) for v in values[0].reshape(-1)], [int(v) for v in values[1].reshape(-1)]
         axes = None if values[2] is None else [int(v) for v in values[2].reshape(-1)]

@@ -1,36 +1,48 @@
 """Resize (opsets 10, 11, 13, 18, 19) and Upsample.
 
-Each resized axis is an interpolation matrix (out x in) built with numpy from
-the static shapes and the scales/sizes, then applied with ``tensordot``;
-nearest mode gathers instead, so integer tensors stay exact. This covers every
-coordinate transformation mode, nearest rounding mode, cubic coefficient,
-``exclude_outside``, ``antialias``, ``axes`` and ``keep_aspect_ratio_policy``.
+Each resized axis is an interpolation matrix (out x in) applied with ``tensordot``; nearest mode gathers
+instead, so integer tensors stay exact. This covers every coordinate transformation mode, nearest rounding
+mode, cubic coefficient, ``exclude_outside``, ``antialias``, ``axes`` and ``keep_aspect_ratio_policy``.
+
+Two paths build the source coordinates and the matrix. When the roi and the scales are concrete (the usual
+case: initializers, or shape arithmetic folded while tracing) they are built with numpy while tracing, so
+the matrix is a constant of the compiled program and an eager call does no extra work. When either is
+traced under ``jax.jit`` (tf2onnx's crop_and_resize: one Resize per box in a Loop, the roi sliced by the
+iteration number) the same arithmetic runs in ``jnp`` on the traced values; the output sizes must still be
+static (``sizes`` concrete, or the output shape known when the scales are traced).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.emitters.control import _is_concrete
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 
 @runtime_helper
-def _resize_source_coords(out_size, in_size, scale, mode, roi_start, roi_end):
+def _resize_source_coords(out_size, in_size, scale, mode, roi_start, roi_end, xp):
     """Source coordinate of each output index along one axis, in float32 and in onnxruntime's order of
     operations: nearest mode rounds these, and a coordinate that is a tie in float32 but not in float64
-    (tf_crop_and_resize's ``0.1 * 15``) picked the other pixel."""
-    f = np.float32
-    i = np.arange(out_size, dtype=f)
+    (tf_crop_and_resize's ``0.1 * 15``) picked the other pixel. ``xp`` is numpy (concrete scale and roi)
+    or jax.numpy (either traced). In jnp every scalar is a vector of the output's length behind an
+    optimization barrier: XLA rewrites a division by a broadcast scalar as a multiplication by its
+    reciprocal and folds constants (``i * 10 / 24`` -> ``i * 0.41666669``), which moves float32 ties such as
+    ``6 * 10 / 24 == 2.5`` and makes nearest mode pick the other pixel; with vectors it computes exactly
+    numpy's (and onnxruntime's) float32 values."""
+    f = xp.float32 if xp is np else (lambda v: lax.optimization_barrier(jnp.full(out_size, v, jnp.float32)))
+    i = xp.arange(out_size, dtype=xp.float32)
     scale, roi_start, roi_end = f(scale), f(roi_start), f(roi_end)
     n_in, n_out = f(in_size), f(out_size)
     if mode == "half_pixel":
         return (i + f(0.5)) / scale - f(0.5)
     if mode == "pytorch_half_pixel":
-        return (i + f(0.5)) / scale - f(0.5) if out_size > 1 else np.zeros(out_size, f)
+        return (i + f(0.5)) / scale - f(0.5) if out_size > 1 else xp.zeros(out_size, xp.float32)
     if mode == "align_corners":
-        return i * (n_in - 1) / (n_out - 1) if out_size > 1 else np.zeros(out_size, f)
+        return i * (n_in - 1) / (n_out - 1) if out_size > 1 else xp.zeros(out_size, xp.float32)
     if mode == "asymmetric":
         return i / scale
     if mode == "tf_half_pixel_for_nn":  # Resize-11's; tf2onnx still writes it at later opsets (onnxruntime reads it)
@@ -38,7 +50,7 @@ def _resize_source_coords(out_size, in_size, scale, mode, roi_start, roi_end):
     if mode == "tf_crop_and_resize":
         if out_size > 1:
             return roi_start * (n_in - 1) + i * (roi_end - roi_start) * (n_in - 1) / (n_out - 1)
-        return np.full(out_size, f(0.5) * (roi_start + roi_end) * (n_in - 1), f)
+        return xp.full(out_size, f(0.5) * (roi_start + roi_end) * (n_in - 1), xp.float32)
     if mode == "half_pixel_symmetric":
         adjustment = n_out / (scale * n_in)
         offset = n_in / 2 * (1 - adjustment)
@@ -47,34 +59,37 @@ def _resize_source_coords(out_size, in_size, scale, mode, roi_start, roi_end):
 
 
 @runtime_helper
-def _resize_nearest_index(coords, in_size, nearest_mode):
+def _resize_nearest_index(coords, in_size, nearest_mode, xp):
     if nearest_mode == "round_prefer_floor":
-        index = np.where(coords - np.floor(coords) == 0.5, np.floor(coords), np.round(coords))
+        index = xp.where(coords - xp.floor(coords) == 0.5, xp.floor(coords), xp.round(coords))
     elif nearest_mode == "round_prefer_ceil":
-        index = np.where(coords - np.floor(coords) == 0.5, np.ceil(coords), np.round(coords))
+        index = xp.where(coords - xp.floor(coords) == 0.5, xp.ceil(coords), xp.round(coords))
     elif nearest_mode == "floor":
-        index = np.floor(coords)
+        index = xp.floor(coords)
     elif nearest_mode == "ceil":
-        index = np.ceil(coords)
+        index = xp.ceil(coords)
     else:
         raise ValueError(f"unknown nearest_mode {nearest_mode!r}")
-    return np.clip(index, 0, in_size - 1).astype(np.int64)
+    return xp.clip(index, 0, in_size - 1).astype(xp.int32)
 
 
 @runtime_helper
-def _resize_kernel(distance, mode, cubic_a):
-    d = np.abs(distance)
+def _resize_kernel(distance, mode, cubic_a, xp):
+    d = xp.abs(distance)
     if mode == "linear":
-        return np.maximum(0.0, 1.0 - d)
+        return xp.maximum(0.0, 1.0 - d)
     a = cubic_a
     near = ((a + 2) * d - (a + 3)) * d * d + 1
     far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
-    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+    return xp.where(d <= 1, near, xp.where(d < 2, far, 0.0))
 
 
 @runtime_helper
 def _resize_matrix(coords, in_size, mode, cubic_a, exclude_outside, antialias, scale):
-    """Weights (out, in) of linear/cubic interpolation at the source coordinates."""
+    """Weights (out, in) of linear/cubic interpolation at concrete source coordinates (numpy, built once
+    while tracing): taps beyond the edge weigh on the edge pixel unless they are excluded (then the rest
+    are renormalized). Antialias widens the filter by 1 / scale when downsampling and normalizes it over
+    its whole window, edge taps included, as onnxruntime and the ONNX reference do."""
     support = 1.0 if mode == "linear" else 2.0
     stretch = scale if (antialias and scale < 1) else 1.0
     radius = support / stretch
@@ -83,28 +98,61 @@ def _resize_matrix(coords, in_size, mode, cubic_a, exclude_outside, antialias, s
         lo = int(np.floor(x - radius)) + 1 if stretch != 1.0 else int(np.floor(x)) - int(support) + 1
         hi = int(np.floor(x + radius)) if stretch != 1.0 else int(np.floor(x)) + int(support)
         taps = np.arange(lo, hi + 1)
-        weights = _resize_kernel((x - taps) * stretch, mode, cubic_a)
-        inside = (taps >= 0) & (taps < in_size)
-        if exclude_outside or stretch != 1.0:
-            weights = np.where(inside, weights, 0.0)
-        total = weights.sum()
-        if total != 0 and (exclude_outside or stretch != 1.0):
-            weights = weights / total
+        weights = _resize_kernel((x - taps) * stretch, mode, cubic_a, np)
+        if stretch != 1.0 and weights.sum() != 0:  # the widened filter, normalized over its whole window
+            weights = weights / weights.sum()
+        if exclude_outside:
+            weights = np.where((taps >= 0) & (taps < in_size), weights, 0.0)
+            if weights.sum() != 0:
+                weights = weights / weights.sum()
         np.add.at(out[row], np.clip(taps, 0, in_size - 1), weights)
     return out
 
 
 @runtime_helper
+def _resize_matrix_traced(coords, in_size, mode, cubic_a, exclude_outside, antialias, scale, min_scale):
+    """``_resize_matrix`` for traced coordinates (or a traced scale), in jnp: a fixed number of taps per
+    output row, from one below the first tap the kernel reaches to past its last (the kernel is 0 from its
+    support on, so the spare taps add nothing), one-hot onto the input axis. ``min_scale`` bounds a traced
+    antialias scale from below, which bounds the taps an output row reaches."""
+    support = 1.0 if mode == "linear" else 2.0
+    if antialias:
+        stretch = jnp.where(scale < 1, scale, 1.0).astype(jnp.float32)
+        widest = support / min(min_scale, 1.0)
+    else:
+        stretch = jnp.float32(1.0)
+        widest = support
+    taps_per_row = 2 * int(np.ceil(widest)) + 3
+    radius = support / stretch
+    taps = jnp.floor(coords - radius)[:, None] + jnp.arange(taps_per_row, dtype=jnp.float32)[None, :]
+    weights = _resize_kernel((coords[:, None] - taps) * stretch, mode, cubic_a, jnp)
+    total = weights.sum(axis=1, keepdims=True)
+    weights = jnp.where((stretch != 1.0) & (total != 0), weights / jnp.where(total == 0, 1.0, total), weights)
+    if exclude_outside:
+        weights = jnp.where((taps >= 0) & (taps < in_size), weights, 0.0)
+        total = weights.sum(axis=1, keepdims=True)
+        weights = jnp.where(total != 0, weights / jnp.where(total == 0, 1.0, total), weights)
+    index = jnp.clip(taps, 0, in_size - 1).astype(jnp.int32)
+    one_hot = index[:, :, None] == jnp.arange(in_size, dtype=jnp.int32)[None, None, :]
+    return jnp.sum(jnp.where(one_hot, weights[:, :, None], 0.0), axis=1)
+
+
+@runtime_helper
 def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a, exclude_outside,
-            extrapolation_value, antialias, keep_aspect_ratio_policy):
+            extrapolation_value, antialias, keep_aspect_ratio_policy, out_shape=None):
+    """Resize ``x``. ``out_shape``: the node's output shape, which fixes the output sizes when the scales
+    are traced (the emitter passes it only then)."""
     x = jnp.asarray(x)
     rank = x.ndim
     axes = list(range(rank)) if axes is None else [a % rank for a in axes]
     in_sizes = [x.shape[a] for a in axes]
-    scales = None if scales is None or np.asarray(scales).size == 0 else [float(s) for s in np.asarray(scales).reshape(-1)]
+    scales_traced = not _is_concrete(scales)
+    scales = None if scales is None or jnp.size(scales) == 0 else scales
     sizes = None if sizes is None or np.asarray(sizes).size == 0 else [int(s) for s in np.asarray(sizes).reshape(-1)]
-    if scales is not None and len(scales) == rank and len(axes) != rank:
-        scales = [scales[a] for a in axes]
+    if scales is not None:
+        scales = jnp.reshape(scales, (-1,)) if scales_traced else [float(s) for s in np.asarray(scales).reshape(-1)]
+        if len(scales) == rank and len(axes) != rank:
+            scales = [scales[a] for a in axes]
     if sizes is not None:
         if len(sizes) == rank and len(axes) != rank:
             sizes = [sizes[a] for a in axes]
@@ -115,9 +163,17 @@ def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a
             sizes = [int(np.floor(ratio * n + 0.5)) for n in in_sizes]
         else:
             scales = [s / n for s, n in zip(sizes, in_sizes)]
+        min_scales = list(scales)
+    elif scales_traced:  # the output shape gives the sizes, and floor(n * scale) == size bounds the scale
+        if out_shape is None or any(out_shape[a] is None for a in axes):
+            raise ValueError("Resize with traced scales needs its output shape")
+        sizes = [int(out_shape[a]) for a in axes]
+        min_scales = [max(s, 1) / n for s, n in zip(sizes, in_sizes)]
     else:
         sizes = [int(np.floor(n * s)) for n, s in zip(in_sizes, scales)]
-    roi = None if roi is None or np.asarray(roi).size == 0 else np.asarray(roi, dtype=np.float64).reshape(-1)
+        min_scales = list(scales)
+    empty = roi is None or jnp.size(roi) == 0
+    roi = None if empty else (np.asarray(roi, np.float64).reshape(-1) if _is_concrete(roi) else jnp.reshape(roi, (-1,)))
     for k, axis in enumerate(axes):
         n_in, n_out, scale = in_sizes[k], sizes[k], scales[k]
         if roi is not None:
@@ -126,12 +182,21 @@ def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a
             start, end = roi[pos], roi[pos + half]
         else:
             start, end = 0.0, 1.0
-        coords = _resize_source_coords(n_out, n_in, scale, coord_mode, start, end)
+        # the coordinates read the roi (tf_crop_and_resize only) and the scale (all modes but align_corners)
+        if coord_mode != "tf_crop_and_resize":
+            start, end = 0.0, 1.0
+        read_scale = 1.0 if coord_mode == "align_corners" else scale
+        xp = np if all(_is_concrete(v) for v in (start, end, read_scale)) else jnp
+        coords = _resize_source_coords(n_out, n_in, read_scale, coord_mode, start, end, xp)
         if mode == "nearest":
-            index = _resize_nearest_index(coords, n_in, nearest_mode)
+            index = _resize_nearest_index(coords, n_in, nearest_mode, xp)
             y = jnp.take(x, jnp.asarray(index), axis=axis)
         else:
-            matrix = _resize_matrix(coords, n_in, mode, cubic_a, exclude_outside, antialias, scale)
+            if xp is jnp or not _is_concrete(scale):
+                matrix = _resize_matrix_traced(coords, n_in, mode, cubic_a, exclude_outside, antialias, scale,
+                                               min_scales[k])
+            else:
+                matrix = _resize_matrix(coords, n_in, mode, cubic_a, exclude_outside, antialias, scale)
             compute = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
             y = jnp.tensordot(x.astype(compute), jnp.asarray(matrix, compute), axes=([axis], [1]))
             y = jnp.moveaxis(y, -1, axis).astype(x.dtype)
@@ -144,6 +209,14 @@ def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a
     return x
 
 
+def _value_input(ctx: NodeContext, i: int) -> str:
+    """Input ``i`` (roi or scales) as code: a literal when known now, else the traced value (``_resize``
+    builds the interpolation in jnp then), never a host read that would end jax.jit's trace."""
+    if not ctx.has(i):
+        return "None"
+    return ctx.host(i) if ctx.static(i) is not None else ctx.x(i)
+
+
 @emitter("Resize", since=(10, 11, 13, 18, 19))
 def resize(ctx: NodeContext) -> str:
     mode = ctx.attr("mode", "nearest")
@@ -153,12 +226,18 @@ def resize(ctx: NodeContext) -> str:
         return ctx.call(_resize, ctx.x(0), "None", ctx.host(1), "None", "None", ctx.lit(mode), ctx.lit("asymmetric"),
                         ctx.lit("floor"), "-0.75", "False", "0.0", "False", ctx.lit("stretch"))
     axes = ctx.attr("axes", None) if ctx.opset >= 18 else None
+    # traced scales only where the output shape is known (it fixes the sizes); otherwise read on the host
+    out_shape = ctx.out_shape(0)
+    traced_scales = ctx.has(2) and ctx.static(2) is None and not ctx.has(3)
+    shape_known = out_shape is not None and all(d is not None for d in out_shape)
+    scales = _value_input(ctx, 2) if (traced_scales and shape_known) else ctx.host_opt(2)
+    extra = {"out_shape": ctx.lit(tuple(int(d) for d in out_shape))} if (traced_scales and shape_known) else {}
     return ctx.call(
-        _resize, ctx.x(0), ctx.host_opt(1), ctx.host_opt(2), ctx.host_opt(3), "None" if axes is None else ctx.lit(tuple(axes)),
+        _resize, ctx.x(0), _value_input(ctx, 1), scales, ctx.host_opt(3), "None" if axes is None else ctx.lit(tuple(axes)),
         ctx.lit(mode), ctx.lit(ctx.attr("coordinate_transformation_mode", "half_pixel")),
         ctx.lit(ctx.attr("nearest_mode", "round_prefer_floor")), ctx.lit(ctx.fattr("cubic_coeff_a", -0.75)),
         ctx.lit(bool(ctx.attr("exclude_outside", 0))), ctx.lit(ctx.fattr("extrapolation_value", 0.0)),
-        ctx.lit(bool(ctx.attr("antialias", 0))), ctx.lit(ctx.attr("keep_aspect_ratio_policy", "stretch")),
+        ctx.lit(bool(ctx.attr("antialias", 0))), ctx.lit(ctx.attr("keep_aspect_ratio_policy", "stretch")), **extra,
     )
 
 
