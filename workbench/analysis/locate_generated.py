@@ -94,20 +94,24 @@ def locate_generated_divergence(
     report.function = GENERATED_LABEL
     report.inputs = [np.asarray(x) for x in feeds]
     report.changed_initializers = changed
-    report.caveats = _caveats(proto, report, loaded.label)
+    dtypes = {name: np.asarray(value).dtype for name, value in zip(input_names, feeds, strict=True)}
+    dtypes.update((name, value.dtype) for name, value in reference.items())
+    report.caveats = _caveats(proto, report, loaded.label, dtypes)
     timings["compare"] = time.perf_counter() - start
     report.seconds = timings
     return report
 
 
-def _caveats(model: onnx.ModelProto, report: DivergenceReport, label: str) -> list[str]:
-    """What is known to put onnxruntime off the exact value at the report's root causes."""
+def _caveats(model: onnx.ModelProto, report: DivergenceReport, label: str,
+             dtypes: Mapping[str, np.dtype]) -> list[str]:
+    """What is known to put onnxruntime off the exact value at the report's root causes (``dtypes``: the
+    type of every input and of every value onnxruntime computed)."""
     divergent = {result.index for result in report.divergent}
     if not divergent:
         return []
     constants = constant_tensors(model.graph)
     nodes = model.graph.node
-    found = (reference_caveat(nodes[index], constants, label) for index in sorted(divergent))
+    found = (reference_caveat(nodes[index], constants, label, dtypes) for index in sorted(divergent))
     return [caveat for caveat in found if caveat is not None]
 
 
