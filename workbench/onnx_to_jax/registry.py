@@ -57,6 +57,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.onnx_to_jax.emitters.training",
     "workbench.onnx_to_jax.emitters.ml",
     "workbench.onnx_to_jax.emitters.microsoft",
+    "workbench.onnx_to_jax.emitters.gqa",
     "workbench.onnx_to_jax.emitters.strings",
 )
 

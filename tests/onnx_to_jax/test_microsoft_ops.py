@@ -1,0 +1,192 @@
+"""onnxruntime's com.microsoft ops its own tools write (issue 21): GroupQueryAttention (onnxruntime-genai's
+model builder, the LLaMA/Phi optimizations), EmbedLayerNormalization (the BERT optimizer) and the
+QOperator-format quantized ops (quantize_static with QuantFormat.QOperator, quantize_dynamic's QAttention).
+
+Every case is a one-node model built with onnx.helper and run by onnxruntime's CPU provider; the
+generated JAX code must give the same numbers, called eagerly and under jax.jit.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import workbench as wb
+from tests.support.harness import run_onnx
+
+MS = "com.microsoft"
+RNG = np.random.default_rng(44)
+
+
+def _f32(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _model(op, inputs, n_out, values, *, opset=17, out_types=(), out_shapes=(), **attrs) -> onnx.ModelProto:
+    """A one-node com.microsoft model; ``inputs`` names the node's inputs ("" for an absent one), outputs are
+    float (or ``out_types``) of unknown shape."""
+    out_types = list(out_types) + [TensorProto.FLOAT] * (n_out - len(out_types))
+    out_shapes = list(out_shapes) + [None] * (n_out - len(out_shapes))
+    node = helper.make_node(op, inputs, [f"out{i}" for i in range(n_out)], domain=MS, **attrs)
+    given = [name for name in inputs if name]
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+         for n, v in zip(given, values)],
+        [helper.make_tensor_value_info(f"out{i}", out_types[i], out_shapes[i]) for i in range(n_out)],
+    )
+    opsets = [helper.make_opsetid("", opset), helper.make_opsetid(MS, 1)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def _check(model, values, *, rtol=1e-5, atol=1e-5, compare=None):
+    """onnxruntime against the generated code, eagerly and jitted; ``compare`` picks the outputs'
+    meaningful part where onnxruntime leaves some of an output unwritten."""
+    expected = run_onnx(model, values)
+    forward, params = wb.to_jax(model)
+    for label, fn in (("eager", forward), ("jit", jax.jit(forward))):
+        got = fn(params, *values)
+        got = got if isinstance(got, tuple) else (got,)
+        assert len(got) == len(expected), label
+        for i, (want, have) in enumerate(zip(expected, got)):
+            have = np.asarray(have)
+            if compare is not None:
+                want, have = compare(i, want), compare(i, have)
+            assert have.shape == want.shape, (label, i, have.shape, want.shape)
+            assert have.dtype == want.dtype, (label, i, have.dtype, want.dtype)
+            np.testing.assert_allclose(have, want, rtol=rtol, atol=atol, err_msg=f"{label} output {i}")
+
+
+# ---- GroupQueryAttention --------------------------------------------------------------------------
+GQA_INPUTS = ["q", "k", "v", "past_k", "past_v", "seqlens_k", "total", "cos", "sin", "position_ids", "bias"]
+
+
+def _rotary_caches(max_length, rotary_dim):
+    angles = np.arange(max_length)[:, None] / (10000 ** (np.arange(rotary_dim // 2) / (rotary_dim // 2)))
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def _gqa(values: dict, *, heads=4, kv_heads=2, compare=None, out_shapes=(), **attrs):
+    names = [n if n in values else "" for n in GQA_INPUTS]
+    while names and not names[-1]:
+        names.pop()
+    given = [values[n] for n in names if n]
+    model = _model("GroupQueryAttention", names, 3, given, num_heads=heads, kv_num_heads=kv_heads,
+                   out_shapes=out_shapes, **attrs)
+    _check(model, given, rtol=1e-4, atol=2e-5, compare=compare)
+
+
+def _lengths(seqlens, new, past):
+    return {"seqlens_k": np.asarray(seqlens, np.int32), "total": np.array(past + new, np.int32)}
+
+
+@pytest.mark.parametrize("attrs", [
+    {}, {"scale": 0.2}, {"softcap": 2.0}, {"local_window_size": 2}, {"causal": 0},
+    {"do_rotary": 1}, {"do_rotary": 1, "rotary_interleaved": 1},
+])  # fmt: skip
+def test_gqa_prompt(attrs):
+    """The first call: no past, total_sequence_length = the prompt's length."""
+    batch, length, heads, kv_heads, head = 2, 5, 4, 2, 16
+    values = {"q": _f32(batch, length, heads * head), "k": _f32(batch, length, kv_heads * head),
+              "v": _f32(batch, length, kv_heads * head), **_lengths([length - 1] * batch, length, 0)}
+    if attrs.get("do_rotary"):
+        values["cos"], values["sin"] = _rotary_caches(16, head)
+    _gqa(values, heads=heads, kv_heads=kv_heads, **attrs)
+
+
+@pytest.mark.parametrize("attrs", [
+    {}, {"local_window_size": 3}, {"softcap": 3.0}, {"do_rotary": 1}, {"do_rotary": 1, "rotary_interleaved": 1},
+])  # fmt: skip
+def test_gqa_token_with_past(attrs):
+    """Decoding: one new token per sequence after a past of 6 (a cache that grows: present = past + 1)."""
+    batch, past, heads, kv_heads, head = 2, 6, 4, 1, 16
+    values = {"q": _f32(batch, 1, heads * head), "k": _f32(batch, 1, kv_heads * head),
+              "v": _f32(batch, 1, kv_heads * head), "past_k": _f32(batch, kv_heads, past, head),
+              "past_v": _f32(batch, kv_heads, past, head), **_lengths([past] * batch, 1, past)}
+    if attrs.get("do_rotary"):
+        values["cos"], values["sin"] = _rotary_caches(16, head)
+    _gqa(values, heads=heads, kv_heads=kv_heads, **attrs)
+
+
+def test_gqa_packed_qkv_with_partial_rotary():
+    """Packed QKV in ``query`` (key and value absent) and a rotary cache covering half the head."""
+    batch, length, heads, kv_heads, head = 1, 4, 4, 2, 32
+    values = {"q": _f32(batch, length, (heads + 2 * kv_heads) * head), **_lengths([length - 1], length, 0)}
+    values["cos"], values["sin"] = _rotary_caches(8, head // 2)
+    _gqa(values, heads=heads, kv_heads=kv_heads, do_rotary=1)
+
+
+def test_gqa_subsequent_prompt_and_attention_bias():
+    """A second chunk of 3 tokens after a past of 4 (batch 1, as onnxruntime requires), with an additive bias."""
+    heads, kv_heads, head, past, new = 2, 2, 8, 4, 3
+    values = {"q": _f32(1, new, heads * head), "k": _f32(1, new, kv_heads * head), "v": _f32(1, new, kv_heads * head),
+              "past_k": _f32(1, kv_heads, past, head), "past_v": _f32(1, kv_heads, past, head),
+              **_lengths([past + new - 1], new, past), "bias": _f32(1, 1, new, past + new)}
+    _gqa(values, heads=heads, kv_heads=kv_heads)
+
+
+def test_gqa_padded_prompt_batch():
+    """A right-padded prompt batch: sequence 0 has 3 real tokens of 5 (seqlens_k = 2). Its padding queries attend
+    to its 3 real keys only, in onnxruntime as here; their rows are compared too."""
+    heads, kv_heads, head = 4, 2, 16
+    values = {"q": _f32(2, 5, heads * head), "k": _f32(2, 5, kv_heads * head), "v": _f32(2, 5, kv_heads * head),
+              "seqlens_k": np.array([2, 4], np.int32), "total": np.array(5, np.int32)}
+    _gqa(values, heads=heads, kv_heads=kv_heads)
+
+
+def test_gqa_ragged_decode_in_a_shared_length_cache():
+    """Decoding a ragged batch in a cache of the maximum length (onnxruntime-genai's past_present_share_buffer
+    layout: past and present have the same length, each sequence's new token goes at its own length). With
+    separate buffers onnxruntime leaves the present rows after each sequence's length unwritten, so those
+    are not compared; the present length (8) is declared in the graph, as a shared-buffer model declares it."""
+    heads, kv_heads, head, capacity = 4, 2, 16, 8
+    seqlens = np.array([4, 6], np.int32)
+    values = {"q": _f32(2, 1, heads * head), "k": _f32(2, 1, kv_heads * head), "v": _f32(2, 1, kv_heads * head),
+              "past_k": _f32(2, kv_heads, capacity, head), "past_v": _f32(2, kv_heads, capacity, head),
+              "seqlens_k": seqlens, "total": np.array(seqlens.max() + 1, np.int32)}
+    written = np.arange(capacity)[None, None, :, None] <= seqlens[:, None, None, None]
+
+    def compare(i, array):
+        return array if i == 0 else np.where(written, array, 0)
+
+    _gqa(values, heads=heads, kv_heads=kv_heads, compare=compare,
+         out_shapes=[None, [2, kv_heads, capacity, head], [2, kv_heads, capacity, head]])
+
+
+def test_gqa_rotary_decode_with_position_ids():
+    """Decoding with explicit position_ids (here 2 past the cache length, as after a left-padded prompt):
+    the rotary angles follow position_ids, not the cache length."""
+    batch, past, heads, kv_heads, head = 2, 6, 4, 2, 16
+    values = {"q": _f32(batch, 1, heads * head), "k": _f32(batch, 1, kv_heads * head),
+              "v": _f32(batch, 1, kv_heads * head), "past_k": _f32(batch, kv_heads, past, head),
+              "past_v": _f32(batch, kv_heads, past, head), **_lengths([past] * batch, 1, past),
+              "position_ids": np.array([[past + 2], [past - 3]], np.int64)}
+    values["cos"], values["sin"] = _rotary_caches(16, head)
+    _gqa(values, heads=heads, kv_heads=kv_heads, do_rotary=1)
+
+
+@pytest.mark.parametrize("attrs, inputs, message", [
+    ({"k_quant_type": "PER_TENSOR"}, {}, "quantized KV caches"),
+    ({"smooth_softmax": 1}, {}, "smooth softmax"),
+    ({}, {"head_sink": 11}, "head_sink"),
+    ({"do_rotary": 1}, {}, "cos_cache and sin_cache"),
+    ({"kv_num_heads": 3}, {}, "multiple of kv_num_heads"),
+])  # fmt: skip
+def test_gqa_refuses_what_it_does_not_implement(attrs, inputs, message):
+    names = ["q", "", "", "", "", "seqlens_k", "total"] + [""] * 9
+    for name, index in inputs.items():
+        names[index] = name
+    attrs = {"num_heads": 4, "kv_num_heads": 2, **attrs}
+    node = helper.make_node("GroupQueryAttention", names, ["y"], domain=MS, **attrs)
+    declared = [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 2, 128]),
+                helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
+                helper.make_tensor_value_info("total", TensorProto.INT32, []),
+                helper.make_tensor_value_info("head_sink", TensorProto.FLOAT, [4])]
+    used = [v for v in declared if v.name in names]
+    graph = helper.make_graph([node], "g", used, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
+    with pytest.raises(wb.WorkbenchError, match=message):
+        wb.to_jax(model)
