@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.errors import (
     ConversionError,
     GraphIRError,
+    ModelRunError,
     OnnxModelError,
     PluginLoadError,
     SpecError,
@@ -68,6 +69,7 @@ __all__ = sorted(
         *_LAZY_EXPORTS,
         "ConversionError",
         "GraphIRError",
+        "ModelRunError",
         "OnnxModelError",
         "PluginLoadError",
         "SpecError",

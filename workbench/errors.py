@@ -119,6 +119,10 @@ class OnnxModelError(WorkbenchError):
     """An ONNX file or ModelProto is unreadable, invalid or uses something we cannot handle."""
 
 
+class ModelRunError(OnnxModelError):
+    """Generated code failed on the inputs it was given; the message names the ONNX node whose statement failed."""
+
+
 class UnsupportedOnnxOpError(OnnxModelError):
     """The ONNX model uses an operator (or type) that has no JAX emitter."""
 

@@ -152,7 +152,7 @@ def parse_shape_text(text: str) -> tuple[tuple[int | str, ...], np.dtype]:
     if dtype_text:
         try:
             dtype = np.dtype(dtype_text.strip())
-        except TypeError as error:
+        except (TypeError, ValueError, SyntaxError) as error:  # numpy reads "a, b" as a record format
             raise SpecError(f"input spec {text!r}: unknown dtype {dtype_text!r}; use e.g. float32 or int32.") from error
     dims: list[int | str] = []
     for part in shape_text.split(","):

@@ -61,12 +61,12 @@ INVALID = {
     ),
     "relu_with_three_inputs": (
         _model([helper.make_node("Relu", ["x", "x", "x"], ["y"], name="r")], [X], [Y]),
-        r"not a valid ONNX model \(onnx\.checker\): Node\(r\) with schema\(::Relu:14\) has input size 3 not in range \[min=1, max=1\]",
+        r"not a valid ONNX model \(onnx\.checker, ai\.onnx opset 17\): Node\(r\) with schema\(::Relu:14\) has input size 3 not in range \[min=1, max=1\]",
     ),
-    "float_perm": (_float_perm(), r"onnx\.checker\): Mismatched attribute type in 'flip : perm'\. Expected: 'INTS', actual: 'FLOATS'"),
+    "float_perm": (_float_perm(), r"onnx\.checker, ai\.onnx opset 17\): Mismatched attribute type in 'flip : perm'\. Expected: 'INTS', actual: 'FLOATS'"),
     "softmax_axis_99": (
         _model([helper.make_node("Softmax", ["x"], ["y"], axis=99)], [X], [Y]),
-        r"ONNX shape inference rejected the model: .*op_type:Softmax, node name: #0.*'axis' must be in \[-2 , 1\]\. Its actual value is: 99",
+        r"ONNX shape inference \(ai\.onnx opset 17\) rejected the model: .*op_type:Softmax, node name: #0.*'axis' must be in \[-2 , 1\]\. Its actual value is: 99",
     ),
     "opset_99": (
         _model([helper.make_node("Relu", ["x"], ["y"])], [X], [Y], opset=99),
@@ -84,7 +84,7 @@ INVALID = {
     "small_weight_of_the_wrong_size": (  # checked by onnx.checker
         _model([helper.make_node("Add", ["x", "w"], ["y"])], [vi("x", TensorProto.FLOAT, [64, 64])], [vi("y", TensorProto.FLOAT, [64, 64])],
                [onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[64, 64], raw_data=b"\0" * 100)]),
-        r"onnx\.checker\): TensorProto \(tensor name: w\) raw_data size \(100 bytes\) is too small .*\(16384 bytes required\)",
+        r"onnx\.checker, ai\.onnx opset 17\): TensorProto \(tensor name: w\) raw_data size \(100 bytes\) is too small .*\(16384 bytes required\)",
     ),
     "large_weight_of_the_wrong_size": (  # set aside from what the checker sees (its bytes): checked by the workbench
         _model([helper.make_node("Add", ["x", "w"], ["y"])], [vi("x", TensorProto.FLOAT, [64, 64])], [vi("y", TensorProto.FLOAT, [64, 64])],

@@ -92,6 +92,7 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
                 # the module reads this weight with NumPy or Python (np.asarray(self.periods)): keep its value
                 normalized = _with_concrete_param(normalized, needed)
                 out_tree_box.clear()
+    _check_no_leaked_tracer(closed, normalized.display_name)
     return Traced(
         closed_jaxpr=prune_dead_code(closed),
         callable=normalized,
@@ -100,6 +101,24 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
         out_avals=tuple(v.aval for v in closed.jaxpr.outvars),
         arg_names=tuple(_argument_names(fn, len(specs.args))),
     )
+
+
+def _check_no_leaked_tracer(closed: Any, display_name: str) -> None:
+    """Refuse a trace that captured a tracer of another, finished transformation as a constant.
+
+    A function reading a value that an earlier ``jax.jit``/``grad``/``vmap`` trace stored away (in a
+    global, a list, an object) traces without complaint, and the tracer only fails later, when the
+    converter reads the constant's value.
+    """
+    leaked = [c for c in closed.consts if isinstance(c, jax.core.Tracer)]
+    if leaked:
+        aval = leaked[0].aval
+        raise TraceError(
+            f"{display_name} reads a value traced by another JAX transformation (a leaked tracer, {aval.str_short()}): "
+            f"an earlier jax.jit, grad or vmap trace stored it (in a global, a list or an object) and {display_name} "
+            "uses it after that trace ended. Compute the value inside the function, or pass it as an argument or "
+            "a concrete array."
+        )
 
 
 # A module may read some of its arrays as concrete values (``np.asarray(self.periods)``, ``int(self.size)``),

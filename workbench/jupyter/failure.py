@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.errors import TraceError
+from workbench.errors import TraceError, WorkbenchError
 from workbench.notebook_cells import cell_label
 
 _LIBRARY_DIRS = tuple(
@@ -235,7 +235,7 @@ class ConversionFailure:
         return {"text/html": page, "text/plain": self.text()}
 
 
-class ConversionFailed(Exception):
+class ConversionFailed(WorkbenchError):
     """Raised by ``%%to_onnx`` after showing a :class:`ConversionFailure`: marks the cell failed in one line.
 
     IPython shows ``_render_traceback_()`` instead of a traceback. ``%tb`` afterwards prints the full

@@ -22,7 +22,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from workbench.errors import SpecError, UnsupportedPrimitiveError, WorkbenchError
-from workbench.files import write_text_atomic
+from workbench.files import WriteError, write_text_atomic
 from workbench.jupyter.result import OnnxResult
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class WorkbenchMagics(Magics):
             self.shell.user_ns[args.name] = result
             display(result)
             return
-        except SpecError as error:
+        except (SpecError, WriteError) as error:  # the options are at fault (a spec, the --out path), not the model
             raise UsageError(str(error)) from None
         except Exception as error:  # noqa: BLE001 - any failure inside the user's model: one short message
             self._fail(fn_name, fn, args.inputs, error)

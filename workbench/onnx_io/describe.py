@@ -134,6 +134,27 @@ def default_opset(model: onnx.ModelProto) -> int | None:
     return None
 
 
+def subgraph_free_names(node: onnx.NodeProto) -> set[str]:
+    """Outer-scope names a node's subgraphs read (they count as inputs of the node for ordering)."""
+    used: set[str] = set()
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for graph in graphs:
+            defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+            for sub in graph.node:
+                used.update(n for n in sub.input if n and n not in defined)
+                used.update(n for n in subgraph_free_names(sub) if n not in defined)
+                defined.update(sub.output)
+            used.update(o.name for o in graph.output if o.name not in defined)
+    return used
+
+
+def opset_text(model: onnx.ModelProto) -> str:
+    """``ai.onnx opset 17``: the version the checker and shape inference hold the nodes to (or that there is none)."""
+    version = default_opset(model)
+    return "the model imports no ai.onnx opset" if version is None else f"ai.onnx opset {version}"
+
+
 __all__ = [
     "DEFAULT_DOMAINS",
     "Dim",
@@ -145,5 +166,7 @@ __all__ = [
     "describe_type",
     "describe_value",
     "opset_imports",
+    "opset_text",
     "real_inputs",
+    "subgraph_free_names",
 ]

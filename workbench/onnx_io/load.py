@@ -159,12 +159,18 @@ def parse_model(data: bytes, label: str, *, what: str = "a serialized ONNX model
 
 
 def check_nesting(model: onnx.ModelProto, label: str) -> None:
-    """Refuse subgraphs (If/Loop/Scan bodies) nested deeper than onnx's C++ code can decode them.
+    """Refuse subgraphs (If/Loop/Scan bodies) nested deeper than onnx's C++ code can decode them, and names
+    that are not UTF-8 text.
 
     onnx serializes the model for its checker, shape inference and inliner, and protobuf's C++
     decoder stops at 100 message levels: a model built in memory with deeper nesting would fail
-    there with a bare ValueError.
+    there with a bare ValueError. A name field holding bytes that are not UTF-8 (a corrupt file:
+    protobuf's Python decoder hands those over as ``bytes``, not ``str``) is refused here, naming
+    where it is, before anything compares or sorts names.
     """
+    model_text = [value for field, value in model.ListFields() if field.type == field.TYPE_STRING]
+    _check_names(("opset_import domain", [o.domain for o in model.opset_import]), ("text field", model_text),
+                 ("metadata", [t for p in model.metadata_props for t in (p.key, p.value)]), label=label, path="the model")  # fmt: skip
     pending = [(graph, 0, "") for graph in _top_graphs(model)]
     while pending:
         graph, depth, path = pending.pop()
@@ -173,6 +179,7 @@ def check_nesting(model: onnx.ModelProto, label: str) -> None:
                 f"{label}: subgraphs are nested {depth} levels deep (at {path}); protobuf, onnx and onnxruntime "
                 f"decode at most {MAX_SUBGRAPH_DEPTH} levels of If/Loop/Scan bodies."
             )
+        _check_graph_names(graph, label, path)
         for node in graph.node:
             for attribute in node.attribute:
                 if attribute.type == onnx.AttributeProto.GRAPH:
@@ -183,6 +190,37 @@ def check_nesting(model: onnx.ModelProto, label: str) -> None:
                     continue
                 step = f"{node.name or node.op_type}.{attribute.name}"
                 pending.extend((body, depth + 1, f"{path}/{step}" if path else step) for body in bodies)
+
+
+def _check_graph_names(graph: onnx.GraphProto | onnx.FunctionProto, label: str, path: str) -> None:
+    """Every name of ``graph`` (its own, its values', its nodes' and their attributes') is text."""
+    where = f"graph {graph.name!r}" + (f" (at {path})" if path else "")
+    if isinstance(graph, onnx.GraphProto):
+        values = [v.name for v in (*graph.input, *graph.output, *graph.value_info)]
+        _check_names(("graph name", [graph.name]), ("doc_string", [graph.doc_string]), ("value name", values),
+                     ("initializer name", [t.name for t in graph.initializer]), label=label, path=where)  # fmt: skip
+    else:
+        _check_names(("function name", [graph.name, graph.domain]), ("value name", [*graph.input, *graph.output]),
+                     label=label, path=where)  # fmt: skip
+    for index, node in enumerate(graph.node):
+        texts = [node.name, node.op_type, node.domain, *node.input, *node.output]
+        if bytes in map(type, texts) or any(type(a.name) is bytes for a in node.attribute):  # fast path: all text
+            _check_names(
+                ("node name", [node.name]), ("op_type", [node.op_type]), ("domain", [node.domain]),
+                ("input", list(node.input)), ("output", list(node.output)),
+                ("attribute name", [a.name for a in node.attribute]),
+                label=label, path=f"node #{index} of {where}",
+            )  # fmt: skip
+
+
+def _check_names(*fields: tuple[str, list[str | bytes]], label: str, path: str) -> None:
+    for field, names in fields:
+        for name in names:
+            if isinstance(name, bytes):
+                raise OnnxModelError(
+                    f"{label}: the {field} {name!r} of {path} is not UTF-8 text; the file is corrupt (re-export or "
+                    "re-download it)."
+                )
 
 
 def _top_graphs(model: onnx.ModelProto) -> list[onnx.GraphProto | onnx.FunctionProto]:

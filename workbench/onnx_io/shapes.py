@@ -14,12 +14,14 @@ entries per node that reads it, so a 1-D input of 10**8 elements took gigabytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import onnx
 
 from workbench.errors import OnnxModelError
 from workbench.limits import MAX_DATA_PROPAGATION_ENTRIES
+from workbench.onnx_io.describe import opset_text, subgraph_free_names
 
 _SHAPE_DATA_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})  # what data propagation reads
 _SET_ASIDE_MIN_BYTES = 4096
@@ -180,9 +182,35 @@ def _infer(light: onnx.ModelProto, label: str, *, strict: bool) -> onnx.ModelPro
     try:
         return guarded_inference(light, strict_mode=strict, check_type=strict)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as error:
-        raise OnnxModelError(f"{label}: ONNX shape inference rejected the model: {str(error).strip()}") from error
+        reason = str(error).strip()
+        raise OnnxModelError(
+            f"{label}: ONNX shape inference ({opset_text(light)}) rejected the model: {reason}{_inputs_read(light, reason)}"
+        ) from error
     except (RuntimeError, ValueError) as error:  # onnx's C++ side: an unparsable type, a bad data type
         raise OnnxModelError(f"{label}: ONNX shape inference cannot read the model: {error}") from error
+
+
+_NODE_IN_MESSAGE = re.compile(r"node name: ([^)]+?)\)")
+
+
+def _inputs_read(model: onnx.ModelProto, reason: str) -> str:
+    """`` Node #3 (Gemm) reads A='x', B='w'.`` for the node onnx's message names first (onnx names a node's inputs
+    by their formal names only, so the values at odds, an initializer of the wrong type for one, would go unnamed)."""
+    match = _NODE_IN_MESSAGE.search(reason)
+    if match is None:
+        return ""
+    node = next((n for graph in _graphs(model) for n in graph.node if n.name == match.group(1)), None)
+    if node is None or not (any(node.input) or subgraph_free_names(node)):
+        return ""
+    opset = next((int(o.version) for o in model.opset_import if o.domain == node.domain), 1)
+    try:
+        formal = [f.name for f in onnx.defs.get_schema(node.op_type, opset, node.domain).inputs]
+    except onnx.defs.SchemaError:
+        formal = []
+    named = [f"{formal[min(i, len(formal) - 1)] if formal else f'input {i}'}={name!r}" for i, name in enumerate(node.input) if name]
+    outer = sorted(subgraph_free_names(node) - set(node.input))
+    bodies = f"; its subgraphs read {', '.join(repr(n) for n in outer[:20])}" if outer else ""
+    return f" Node {match.group(1)} ({node.op_type}) reads {', '.join(named)}{bodies}."
 
 
 def guarded_inference(model: onnx.ModelProto, *, strict_mode: bool, check_type: bool = False) -> onnx.ModelProto:

@@ -26,6 +26,7 @@ import onnx
 
 from workbench.errors import OnnxModelError
 from workbench.limits import MAX_TENSOR_BYTES
+from workbench.onnx_io.describe import opset_text
 from workbench.onnx_io.load import all_tensors
 from workbench.onnx_io.shapes import label_unnamed_nodes, light_model
 
@@ -74,7 +75,7 @@ def check_model_rules(
         reason = str(error).strip().replace("\n\n==> Context:", " (context:").replace("\n", " ")
         if "(context:" in reason:
             reason += ")"
-        raise OnnxModelError(f"{label} is not a valid ONNX model (onnx.checker): {reason}") from error
+        raise OnnxModelError(f"{label} is not a valid ONNX model (onnx.checker, {opset_text(model)}): {reason}") from error
     except ValueError as error:  # onnx's C++ side could not read what Python wrote
         raise OnnxModelError(f"{label}: onnx.checker cannot read the model: {error}") from error
 
@@ -223,6 +224,8 @@ def check_single_assignment(model: onnx.ModelProto, label: str) -> None:
                     "(ONNX's single static assignment rule)."
                 )
             defined[value.name] = "a graph input"
+        for tensor in [*graph.initializer, *(sparse.values for sparse in graph.sparse_initializer)]:
+            defined.setdefault(tensor.name, "an initializer")  # may also be listed as an input (its default value)
         for index, node in enumerate(graph.node):
             node_text = f"node {node.name!r} ({node.op_type})" if node.name else f"node #{index} ({node.op_type})"
             for output in node.output:

@@ -87,7 +87,21 @@ def generate_compiled(
 ) -> tuple[str, Callable[..., Any], dict[str, np.ndarray]]:
     """``(source, function, params)``: the generated module compiled once and loaded."""
     source, builder, params = _build(model, function_name, base_dir, scan_repeats)
-    return source, _load_namespace(builder.code)[function_name], params
+    return source, _guarded_namespace(source, builder)[function_name], params
+
+
+def _guarded_namespace(source: str, builder: Any) -> dict[str, Any]:
+    """The generated module loaded, its ``forward`` (and ``forward_prepared``) raising ModelRunError naming the
+    node when a statement fails on the inputs (run_errors.py)."""
+    from workbench.onnx_to_jax.generator import GENERATED_FILENAME, HELPERS_MARKER
+    from workbench.onnx_to_jax.run_errors import guard, source_map
+
+    namespace = _load_namespace(builder.code)
+    where = source_map(builder.label, GENERATED_FILENAME, source, builder.scope.identifiers(), builder.model, HELPERS_MARKER)
+    for name in (builder.function_name, builder.prepared_name):
+        if name in namespace:
+            guard(namespace, name, where)
+    return namespace
 
 
 def generate_module(
@@ -95,7 +109,7 @@ def generate_module(
 ) -> GeneratedModule:
     """Everything :func:`generate_compiled` gives, plus the value-dependent nodes and the prepared form."""
     source, builder, params = _build(model, function_name, base_dir, scan_repeats)
-    namespace = _load_namespace(builder.code)
+    namespace = _guarded_namespace(source, builder)
     forward = namespace[function_name]
     if builder.weight_layouts:
         forward_prepared, prepare = namespace[builder.prepared_name], namespace["prepare"]

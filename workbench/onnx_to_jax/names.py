@@ -37,6 +37,7 @@ class NameScope:
     def __init__(self, reserved: set[str] | frozenset[str] = frozenset()):
         self._taken: set[str] = set(reserved) | set(dir(builtins))
         self._by_onnx: dict[str, str] = {}
+        self._by_identifier: dict[str, str] = {}  # identifier -> the ONNX name it was assigned for (shared by children)
 
     def reserve(self, name: str) -> None:
         self._taken.add(name)
@@ -56,7 +57,12 @@ class NameScope:
         """Bind an ONNX value name to a new identifier (a later definition gets a new one)."""
         name = self.fresh(onnx_name)
         self._by_onnx[onnx_name] = name
+        self._by_identifier[name] = onnx_name
         return name
+
+    def identifiers(self) -> dict[str, str]:
+        """Every identifier assigned for an ONNX value in this module (any scope) -> that value's name."""
+        return dict(self._by_identifier)
 
     def bind(self, onnx_name: str, expression: str) -> None:
         """Let ``onnx_name`` stand for an expression we built (e.g. ``params['w']`` with a repr-escaped key)."""
@@ -69,5 +75,6 @@ class NameScope:
         """A scope for a subgraph: sees the outer bindings, shares the taken names."""
         scope = NameScope.__new__(NameScope)
         scope._taken = self._taken  # shared on purpose: nested defs must not shadow outer names
+        scope._by_identifier = self._by_identifier
         scope._by_onnx = dict(self._by_onnx)
         return scope

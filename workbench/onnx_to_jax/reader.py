@@ -18,8 +18,9 @@ import onnx.inliner
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, warn
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
+from workbench.onnx_io.describe import subgraph_free_names
 from workbench.onnx_io.shapes import drop_stated_shapes, light_model, spell_out_defaults
-from workbench.onnx_io.validate import check_model_rules
+from workbench.onnx_io.validate import check_model_rules, check_single_assignment
 from workbench.onnx_to_jax.runtime_ops import RUNTIME_ONNX_OPS
 
 # Domains whose operators we can translate (onnxruntime's com.microsoft: the fused ops its optimizer and
@@ -80,21 +81,6 @@ def _all_node_lists(graph: onnx.GraphProto):
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for sub in attr.graphs:
                     yield from _all_node_lists(sub)
-
-
-def subgraph_free_names(node: onnx.NodeProto) -> set[str]:
-    """Outer-scope names a node's subgraphs read (they count as inputs of the node for ordering)."""
-    used: set[str] = set()
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for graph in graphs:
-            defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-            for sub in graph.node:
-                used.update(n for n in sub.input if n and n not in defined)
-                used.update(n for n in subgraph_free_names(sub) if n not in defined)
-                defined.update(sub.output)
-            used.update(o.name for o in graph.output if o.name not in defined)
-    return used
 
 
 def topological_order(
@@ -219,6 +205,7 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
     model, label = loaded.proto, loaded.label
     _check_domains(model, label)
     _check_input_kinds(model, label)
+    check_single_assignment(model, label)  # before sorting: a value defined twice is the fault, not what goes missing
     # ONNX wants nodes in topological order; like onnxruntime we accept any order (sorted here, once)
     sort_in_place(model.graph, label)
     light = light_model(model)  # the checker and shape inference both run on it (onnx serializes what it gets)

@@ -248,6 +248,8 @@ def _gemm_bias(value: ir.Value, channels: int) -> np.ndarray | None:
 
 def _replace_chain(graph: ir.Graph, value: ir.Value, chain: _Chain) -> bool:
     """A chain after anything else: one BatchNormalization (per-channel, channel axis 1), or a shorter scalar chain."""
+    if chain.scale.size == 0:  # a zero-size channel axis: no element to scale, nothing worth folding
+        return False
     last = chain.nodes[-1].outputs[0]
     dtype = value.dtype.numpy()
     if chain.per_channel:

@@ -1,0 +1,185 @@
+"""The fault sweep's CI slice, and the minimal case of each fault the full sweep found.
+
+tests/hardening/fault_sweep.py mutates valid models and calls (seeded, deterministic) and checks that
+every public door either works (agreeing with onnxruntime) or raises one clean error naming the
+fault. ``test_the_ci_slice_is_clean`` runs a bounded slice of it; the tests below each hold one
+case the full sweep found unclean before its fix (the raw error it gave is in the docstring).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import workbench as wb
+from tests.hardening.fault_sweep import quick_cases, sweep, table
+from tests.support import codegen_models
+from tests.support.harness import run_onnx
+from workbench.onnx_to_jax.backend import Backend
+
+vi = helper.make_tensor_value_info
+
+
+def _model(nodes, inputs, outputs, inits=(), *, opset: int = 17) -> onnx.ModelProto:
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, list(inits)),
+                              opset_imports=[helper.make_opsetid("", opset)])  # fmt: skip
+    model.ir_version = 8
+    return model
+
+
+def test_the_ci_slice_is_clean():
+    """One mutant of every ONNX kind of three seeds, one case of every JAX kind: 60-odd cases, ~10 s."""
+    cases = quick_cases(seed=0)
+    assert len(cases) > 50
+    start = time.perf_counter()
+    results = sweep(cases, timeout=120)
+    unclean = [r for r in results if r.outcome.status != "clean"]
+    assert not unclean, table(results)
+    assert {r.kind for r in results} >= {"bytes_flipped", "cycle", "subgraph_io", "bad_callable", "zero_size"}
+    assert time.perf_counter() - start < 120
+
+
+# ------------------------------------------------------------------------------ ONNX -> JAX
+def test_a_name_that_is_not_utf8_is_refused_naming_where():
+    """Was: TypeError '<' not supported between instances of 'bytes' and 'str' (sorting names in the reader)."""
+    model = _model([helper.make_node("Relu", ["x"], ["fuzzname"]), helper.make_node("Neg", ["fuzzname"], ["y"])],
+                   [vi("x", TensorProto.FLOAT, [2])], [vi("y", TensorProto.FLOAT, [2])])  # fmt: skip
+    data = model.SerializeToString().replace(b"fuzzname", b"fuzz\xefame")
+    with pytest.raises(wb.OnnxModelError, match=r"<bytes>: the output b'fuzz\\xefame' of node #0 of graph 'g' is not "
+                                                r"UTF-8 text; the file is corrupt"):  # fmt: skip
+        wb.to_jax(data)
+
+
+def test_a_doc_string_that_is_not_utf8_is_refused():
+    """Was: UnicodeDecodeError from copying the graph's fields for shape inference. (onnxruntime, which never reads
+    doc strings, runs it; a field protobuf cannot decode as text still means the file is damaged.)"""
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", TensorProto.FLOAT, [2])], [vi("y", TensorProto.FLOAT, [2])])
+    model.graph.doc_string = "fuzzdoc"
+    data = model.SerializeToString().replace(b"fuzzdoc", b"fuz\xa0doc")
+    with pytest.raises(wb.OnnxModelError, match=r"the doc_string b'fuz\\xa0doc' of graph 'g' is not UTF-8 text"):
+        wb.to_jax(data)
+
+
+def test_a_node_writing_an_initializer_is_named_before_what_goes_missing():
+    """Was: 'graph output 'y' is not produced by any node': the consequence, not the node that overwrote 'w'."""
+    model = _model([helper.make_node("Relu", ["x"], ["w"], name="clobber"), helper.make_node("Add", ["x", "w"], ["y"])],
+                   [vi("x", TensorProto.FLOAT, [2])], [vi("y", TensorProto.FLOAT, [2])],
+                   [numpy_helper.from_array(np.ones(2, np.float32), "w")])  # fmt: skip
+    with pytest.raises(wb.OnnxModelError, match=r"node 'clobber' \(Relu\) in graph 'g' writes the value 'w', which an "
+                                                r"initializer already defines"):  # fmt: skip
+        wb.to_jax(model)
+
+
+def test_an_initializer_of_the_wrong_type_is_named_in_the_inference_error():
+    """onnx names the node and the formal input (B); the message now names the value it reads there."""
+    model = codegen_models.mlp()
+    kernel = next(t for t in model.graph.initializer if t.name == "dense2.kernel")
+    kernel.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(kernel).astype(np.int32), "dense2.kernel"))
+    with pytest.raises(wb.OnnxModelError, match=r"shape inference \(ai\.onnx opset 17\) rejected the model: .*Gemm.*"
+                                                r"Node #3 \(Gemm\) reads A='h2', B='dense2\.kernel', C='dense2\.bias'"):  # fmt: skip
+        wb.to_jax(model)
+
+
+def test_a_checker_error_says_which_opset_it_checked_against():
+    """Was: 'No Op registered for Scan with domain_version of 1', not saying the model imports opset 1."""
+    model = _model([helper.make_node("Einsum", ["x"], ["y"], equation="ij->ji")],
+                   [vi("x", TensorProto.FLOAT, [2, 3])], [vi("y", TensorProto.FLOAT, [3, 2])], opset=1)  # fmt: skip
+    with pytest.raises(wb.OnnxModelError, match=r"is not a valid ONNX model \(onnx\.checker, ai\.onnx opset 1\): "
+                                                r"No Op registered for Einsum with domain_version of 1"):  # fmt: skip
+        wb.to_jax(model)
+
+
+def _symbolic_add() -> onnx.ModelProto:
+    """y = relu(x + z), x: [A], z: [B]: valid, and fails at run time when A and B neither match nor broadcast."""
+    return _model([helper.make_node("Add", ["x", "z"], ["h"], name="plus"), helper.make_node("Relu", ["h"], ["y"])],
+                  [vi("x", TensorProto.FLOAT, ["A"]), vi("z", TensorProto.FLOAT, ["B"])], [vi("y", TensorProto.FLOAT, None)])  # fmt: skip
+
+
+def test_a_run_time_failure_names_the_node_in_every_door():
+    """Was: jax's TypeError 'add got incompatible shapes for broadcasting' from a line of <workbench-generated>."""
+    model = _symbolic_add()
+    x, z = np.arange(2, dtype=np.float32), np.ones(3, np.float32)
+    forward, params = wb.to_jax(model)
+    message = r"<ModelProto>: node 'plus' \(Add\) writing 'h' \(generated line \d+: h = jnp\.add\(x, z\)\) failed on the given inputs: TypeError: add got incompatible shapes"  # noqa: E501
+    for call in (lambda: forward(params, x, z), lambda: jax.jit(forward)(params, x, z),
+                 lambda: wb.jit_forward(forward, params)(x, z), lambda: Backend.prepare(model).run([x, z])):  # fmt: skip
+        with pytest.raises(wb.ModelRunError, match=message) as caught:
+            call()
+        assert isinstance(caught.value.__cause__, TypeError)  # JAX's own error, chained
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="plus"):  # noqa: B017 - onnxruntime refuses the run too, naming the node
+        session.run(None, {"x": x, "z": z})
+
+
+def test_guarded_forward_is_still_the_generated_function():
+    """The guard keeps the signature, the module namespace jit_forward reads and the numbers (vs onnxruntime)."""
+    import inspect
+
+    model = codegen_models.if_and_loop()
+    forward, params = wb.to_jax(model)
+    assert str(inspect.signature(forward)) == "(params, x)" and forward.__globals__["ONNX_INPUT_NAMES"] == ("x",)
+    x = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+    expected = run_onnx(model, [x])
+    for ours in (forward(params, x), wb.jit_forward(forward, params)(x)):
+        for got, want in zip(ours, expected, strict=True):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------ JAX -> ONNX
+def test_a_function_reading_a_leaked_tracer_is_a_trace_error():
+    """Was: TracerArrayConversionError from the converter reading the constant's value."""
+    leaked = []
+    jax.jit(lambda v: leaked.append(v) or v)(np.ones(4, np.float32))
+
+    def uses_leaked(x):
+        return x + leaked[0]
+
+    with pytest.raises(wb.TraceError, match=r"uses_leaked reads a value traced by another JAX transformation \(a leaked "
+                                            r"tracer, float32\[4\]\)"):  # fmt: skip
+        wb.to_onnx(uses_leaked, [(4,)])
+
+
+def test_zero_size_inputs_convert_and_agree_with_jax():
+    """Was: IndexError in the affine-chain pass (the scale of a zero-size channel axis has no element 0)."""
+
+    def two_inputs(x, y):
+        return x * y + 1
+
+    model = wb.to_onnx(two_inputs, [(0, 0), (0,)])
+    x, y = np.zeros((0, 0), np.float32), np.zeros((0,), np.float32)
+    (got,) = run_onnx(model, [x, y])
+    assert got.shape == (0, 0)
+    np.testing.assert_array_equal(got, np.asarray(two_inputs(x, y)))
+
+
+@pytest.mark.parametrize("text", ["3:'a', b", "2,3:(N,"])
+def test_a_malformed_dtype_text_is_a_spec_error(text):
+    """Was: numpy's ValueError 'format number 1 ... is not recognized' or a SyntaxError from its record-format parser."""
+    from workbench.specs import parse_shape_text
+
+    with pytest.raises(wb.SpecError, match=r"input spec .*: unknown dtype"):
+        parse_shape_text(text)
+
+
+def test_the_magic_names_an_unwritable_out_path():
+    """Was: the unwritable --out shown as a failure of the user's function ('f was not converted: WriteError')."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from workbench.jupyter.failure import ConversionFailed
+
+    assert issubclass(ConversionFailed, wb.WorkbenchError)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "workbench")
+    try:
+        with pytest.raises(UsageError, match=r"cannot write the ONNX model to /proc/workbench-fuzz: folder /proc/workbench-fuzz does not exist"):
+            shell.run_cell_magic("to_onnx", "-i 3 --out /proc/workbench-fuzz/m.onnx --no-view", "def f(x):\n    return x * 2\n")
+    finally:
+        shell.run_line_magic("unload_ext", "workbench")
+        shell.user_ns.pop("f", None)
