@@ -42,7 +42,8 @@ ACCUMULATING = frozenset({
     "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Softmax", "LogSoftmax", "LayerNormalization",
     "SkipLayerNormalization", "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization",
     "EmbedLayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization",
-    "GlobalAveragePool", "AveragePool", "LpNormalization", "RoiAlign", "Resize",
+    "GlobalAveragePool", "AveragePool", "LpNormalization", "RoiAlign", "Resize", "QGemm", "QAttention",
+    "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearSoftmax",
 })  # fmt: skip
 
 

@@ -58,6 +58,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.onnx_to_jax.emitters.ml",
     "workbench.onnx_to_jax.emitters.microsoft",
     "workbench.onnx_to_jax.emitters.gqa",
+    "workbench.onnx_to_jax.emitters.qoperator",
     "workbench.onnx_to_jax.emitters.strings",
 )
 

@@ -19,7 +19,7 @@ from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.attention import _rotary_embedding
 from workbench.onnx_to_jax.emitters.nn import _conv, _conv_attrs, _gemm
 from workbench.onnx_to_jax.emitters.norm import _layer_norm, _rms_norm
-from workbench.onnx_to_jax.emitters.quant import _dynamic_quantize
+from workbench.onnx_to_jax.emitters.quant import _divide_exactly, _dynamic_quantize
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 MS = "com.microsoft"
@@ -169,6 +169,37 @@ emitter("SkipLayerNormalization", since=1, domain=MS)(_skip_norm(False))
 emitter("SkipSimplifiedLayerNormalization", since=1, domain=MS)(_skip_norm(True))
 
 
+@runtime_helper
+def _embed_layer_norm(input_ids, segment_ids, words, positions, segments, gamma, beta, mask, position_ids, epsilon):
+    """BERT's embeddings: word + position (+ segment) rows, layer-normalized; mask_index counts each row's
+    non-zero mask entries (zeros without a mask); the third output is the sum before normalization."""
+    length = input_ids.shape[1]
+    if position_ids is None:
+        position_ids = jnp.arange(length)[None, :]
+    total = jnp.take(words, input_ids, axis=0) + jnp.take(positions, jnp.asarray(position_ids), axis=0)
+    if segments is not None:
+        total = total + jnp.take(segments, segment_ids, axis=0)
+    y = _layer_norm(total, gamma, beta, -1, epsilon, 1, 1)
+    if mask is None:
+        mask_index = jnp.zeros((input_ids.shape[0],), jnp.int32)
+    else:
+        mask_index = jnp.sum(jnp.asarray(mask) != 0, axis=1).astype(jnp.int32)
+    return y, mask_index, total
+
+
+@emitter("EmbedLayerNormalization", since=1, domain=MS)
+def embed_layer_normalization(ctx: NodeContext) -> str | list[str]:
+    """onnxruntime's BERT embedding fusion (its transformers optimizer writes it): inputs input_ids,
+    segment_ids, word/position/segment embeddings, gamma, beta, mask, position_ids; attribute epsilon."""
+    if ctx.has(1) != ctx.has(4):
+        raise ctx.error("segment_ids and segment_embedding must be given together")
+    call = ctx.call(_embed_layer_norm, ctx.x(0), ctx.opt(1), ctx.x(2), ctx.x(3), ctx.opt(4), ctx.x(5), ctx.x(6),
+                    ctx.opt(7), ctx.opt(8), ctx.lit(ctx.fattr("epsilon", 1e-12)))
+    if ctx.n_out == 1:
+        return [f"{call}[0]"]
+    return call if ctx.n_out == 3 else f"{call}[:{ctx.n_out}]"
+
+
 @emitter("LayerNormalization", since=1)
 def runtime_layer_norm(ctx: NodeContext) -> str:
     """onnxruntime's LayerNormalization in the ONNX domain (before ONNX's own, opset 17)."""
@@ -227,7 +258,8 @@ def _dequantized(x, scale, zero):
 def _requantized(real, scale, zero, dtype):
     info = jnp.iinfo(dtype)
     offset = 0 if zero is None else jnp.asarray(zero).astype(jnp.float32)
-    return jnp.clip(jnp.round(real / jnp.asarray(scale, jnp.float32)) + offset, info.min, info.max).astype(dtype)
+    scaled = _divide_exactly(real.astype(jnp.float32), jnp.asarray(scale, jnp.float32))
+    return jnp.clip(jnp.round(scaled) + offset, info.min, info.max).astype(dtype)
 
 
 def _qlinear_binary(fn: str):
@@ -334,6 +366,15 @@ def _ms_attention(x, weights, bias, mask_index, attention_bias, num_heads, scale
     projected = jnp.matmul(x, weights)
     if bias is not None:
         projected = projected + bias
+    return _projected_attention(projected, mask_index, attention_bias, num_heads, scale, causal, mask_filter_value,
+                                qkv_sizes)
+
+
+@runtime_helper
+def _projected_attention(projected, mask_index, attention_bias, num_heads, scale, causal, mask_filter_value,
+                         qkv_sizes):
+    """Attention's (and QAttention's) multi-head attention of the (B, S, 3 hidden) Q|K|V projection."""
+    x = projected
     hidden = projected.shape[-1] // 3
     sizes = qkv_sizes or (hidden, hidden, hidden)
     q = projected[..., : sizes[0]]
