@@ -22,7 +22,7 @@ transformers = pytest.importorskip("transformers", reason="the corpus extra is n
 import onnx  # noqa: E402
 
 import workbench as wb  # noqa: E402
-from tests.support.corpus import assert_outputs_match, optimized, quantized  # noqa: E402
+from tests.support.corpus import assert_outputs_match, optimized, quantized, transformers_optimized  # noqa: E402
 from tests.support.harness import run_onnx  # noqa: E402
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -286,10 +286,43 @@ def _assert_matches(model: onnx.ModelProto, feeds: list[np.ndarray]) -> list[flo
     return assert_outputs_match(model, run_onnx(model, feeds), got if isinstance(got, tuple) else (got,))
 
 
+# onnxruntime.transformers.optimizer's model type, heads and width for the models it fuses, and the
+# com.microsoft ops its output must hold (then quantize_dynamic's, "fused_quantized"): the forms "fused"
+# and "fused_quantized" exist for these models only
+TRANSFORMERS_OPTIMIZER = {
+    "bert": (("bert", 2, 32), {"EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu"},
+             {"QEmbedLayerNormalization", "QAttention"}),
+}
+
+
+def _dynamic_export(name: str) -> onnx.ModelProto:
+    """The TorchScript export with dynamic batch and sequence axes, as onnxruntime's BERT tooling exports: with
+    static shapes the exporter folds the position ids to a constant and the optimizer's embedding fusion
+    (EmbedLayerNormalization) does not match."""
+    torch.manual_seed(0)
+    model, args = MODELS[name]()
+    names = [f"input_{i}" for i in range(len(args))]
+    buffer = io.BytesIO()
+    torch.onnx.export(_FirstOutput(model.eval()).eval(), args, buffer, dynamo=False, opset_version=17,
+                      input_names=names, dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _fused(name: str, folder, quantize: bool) -> onnx.ModelProto:
+    (model_type, heads, width), fused_ops, quantized_ops = TRANSFORMERS_OPTIMIZER[name]
+    rewritten = transformers_optimized(_dynamic_export(name), folder, model_type, heads, width)
+    expected = fused_ops
+    if quantize:
+        rewritten, expected = quantized(rewritten, folder), quantized_ops
+    written = {node.op_type for node in rewritten.graph.node if node.domain == "com.microsoft"}
+    assert expected <= written, f"the optimizer no longer writes {sorted(expected - written)}"
+    return rewritten
+
+
 # What CI runs (its time budget): the first four models, the T5 and Whisper encoders, each exporter, the optimized
 # and the quantized forms at least twice, OPT's FusedGemm. WORKBENCH_CORPUS_FULL=1 runs every model x exporter x form.
 CI_CASES = {
-    ("bert", "legacy"): ("plain", "optimized", "quantized"),
+    ("bert", "legacy"): ("plain", "optimized", "quantized", "fused", "fused_quantized"),
     ("gpt2", "dynamo"): ("plain", "optimized"),
     ("llama", "dynamo"): ("plain", "quantized"),
     ("vit", "legacy"): ("plain", "optimized"),
@@ -306,12 +339,16 @@ FULL_ONLY = "full matrix only (WORKBENCH_CORPUS_FULL=1): CI runs the subset CI_C
 def test_transformer_matches_onnxruntime(name, exporter, tmp_path):
     if (name, exporter) in EXPORT_LIMITS:
         pytest.skip(EXPORT_LIMITS[(name, exporter)])
-    forms = ("plain", "optimized", "quantized") if FULL else CI_CASES.get((name, exporter))
+    every_form = ("plain", "optimized", "quantized") + (("fused", "fused_quantized") if name in TRANSFORMERS_OPTIMIZER
+                                                         else ())
+    forms = every_form if FULL else CI_CASES.get((name, exporter))
     if not forms:
         pytest.skip(FULL_ONLY)
     model, feeds = _export(name, exporter)
     rewrite = {"plain": lambda: model, "optimized": lambda: optimized(model, tmp_path),
-               "quantized": lambda: quantized(model, tmp_path)}
+               "quantized": lambda: quantized(model, tmp_path),
+               "fused": lambda: _fused(name, tmp_path, False),
+               "fused_quantized": lambda: _fused(name, tmp_path, True)}
     for form in forms:
         if (name, exporter, form) in FORM_LIMITS:
             error = FORM_LIMITS[(name, exporter, form)][0]

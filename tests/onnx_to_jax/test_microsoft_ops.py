@@ -310,3 +310,25 @@ def test_qattention(form):
         attrs["unidirectional"] = 1
     model = _model("QAttention", names, 1, values, num_heads=heads, **attrs)
     _check(model, values, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("segments", [True, False])
+def test_qembed_layer_normalization(segments):
+    """quantize_dynamic's form of EmbedLayerNormalization (an optimized BERT's): 8-bit tables, gamma and beta."""
+    batch, length, vocab, hidden = 2, 6, 20, 8
+    tables = {"words": _u8(vocab, hidden), "positions": _u8(16, hidden), "segments": _u8(2, hidden),
+              "gamma": _u8(hidden), "beta": _u8(hidden)}
+    scales = {k: _scalar(0.01 + 0.01 * i) for i, k in enumerate(tables)}
+    zeros = {k: _scalar(120 + i, np.uint8) for i, k in enumerate(tables)}
+    order = ["words", "positions", "segments", "gamma", "beta"]
+    values = {"ids": RNG.integers(0, vocab, (batch, length)).astype(np.int32),
+              "segment_ids": RNG.integers(0, 2, (batch, length)).astype(np.int32), **tables,
+              "mask": np.array([[1, 1, 0, 1, 0, 0], [1, 1, 1, 1, 1, 1]], np.int32),
+              **{f"{k}_scale": scales[k] for k in order}, **{f"{k}_zero": zeros[k] for k in order}}
+    names = ["ids", "segment_ids", *order, "mask", *[f"{k}_scale" for k in order], *[f"{k}_zero" for k in order]]
+    if not segments:
+        names = ["" if n in ("segment_ids", "segments", "segments_scale", "segments_zero") else n for n in names]
+    given = [values[n] for n in names if n]
+    model = _model("QEmbedLayerNormalization", names, 2, given, out_types=[TensorProto.FLOAT, TensorProto.INT32],
+                   epsilon=1e-5)
+    _check(model, given, rtol=1e-4, atol=1e-5)

@@ -120,9 +120,26 @@ def quantized(model: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
     there its u8 x s8 matmul adds products in int16 pairs that saturate with full-range weights, so
     onnxruntime, the reference here, would be off the exact product by whole quantization steps on one CPU
     and not on another (BERT's logits 6e-3 off on an AMD EPYC; the generated JAX computes the exact product).
+    With ``DefaultTensorType`` float: onnx's shape inference gives no type to the outputs of com.microsoft ops,
+    which the quantizer needs for the MatMuls after them (an optimized model's Attention, SkipLayerNormalization).
     """
     from onnxruntime.quantization import quantize_dynamic
 
     onnx.save(model, str(folder / "float.onnx"))
-    quantize_dynamic(str(folder / "float.onnx"), str(folder / "quantized.onnx"), reduce_range=True)
+    quantize_dynamic(str(folder / "float.onnx"), str(folder / "quantized.onnx"), reduce_range=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return onnx.load(str(folder / "quantized.onnx"))
+
+
+def transformers_optimized(model: onnx.ModelProto, folder: Path, model_type: str, num_heads: int,
+                           hidden_size: int) -> onnx.ModelProto:
+    """``model`` after ``onnxruntime.transformers.optimizer`` (the offline tool of onnxruntime's BERT/GPT
+    tooling, not the session's optimizer): for a BERT, EmbedLayerNormalization, Attention,
+    SkipLayerNormalization and BiasGelu. Its graph fusions only (``opt_level=0``)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    onnx.save(model, str(folder / "float.onnx"))
+    fused = optimize_model(str(folder / "float.onnx"), model_type=model_type, num_heads=num_heads,
+                           hidden_size=hidden_size, opt_level=0)
+    fused.save_model_to_file(str(folder / "transformers_optimized.onnx"))
+    return onnx.load(str(folder / "transformers_optimized.onnx"))

@@ -1,7 +1,8 @@
 """onnxruntime's QOperator-format quantized ops (``com.microsoft``): what
 ``onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QOperator)`` writes besides the
 ONNX QLinearConv/QLinearMatMul (QGemm, QLinearConcat, QLinearAveragePool, QLinearSoftmax,
-QLinearWhere), and ``quantize_dynamic``'s QAttention.
+QLinearWhere), and what ``quantize_dynamic`` makes of an optimized BERT's Attention and
+EmbedLayerNormalization: QAttention and QEmbedLayerNormalization.
 
 Each op works on dequantized values and requantizes its result (round half to even, saturate), as
 the op documentation defines it; the integer products are exact int32. onnxruntime's kernels compute
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.microsoft import (
-    _dequantized, _integer_matmul_to_float, _projected_attention, _requantized,
+    _dequantized, _embed_layer_norm, _integer_matmul_to_float, _projected_attention, _requantized,
 )
 from workbench.onnx_to_jax.emitters.nn import _conv_attrs, _pool, _softmax, _softmax_2d
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
@@ -124,3 +125,16 @@ def qattention(ctx: NodeContext) -> list[str]:
         ctx.lit(bool(ctx.attr("unidirectional", 0))), ctx.lit(ctx.fattr("mask_filter_value", -10000.0)),
     )] + [None] * (ctx.n_out - 1)
 
+
+
+@emitter("QEmbedLayerNormalization", since=1, domain=MS)
+def qembed_layer_normalization(ctx: NodeContext) -> str | list[str]:
+    """EmbedLayerNormalization with 8-bit embedding tables, gamma and beta, each dequantized with its scale
+    (inputs 8-12) and zero point (inputs 13-17); outputs the normalized embeddings and mask_index."""
+    if len({ctx.has(1), ctx.has(4), ctx.has(10), ctx.has(15)}) > 1:
+        raise ctx.error("segment_ids, segment_embedding, its scale and its zero point must be given together")
+    tables = {index: ctx.call(_dequantized, ctx.x(index), ctx.x(scale), ctx.x(zero)) if ctx.has(index) else "None"
+              for index, scale, zero in ((2, 8, 13), (3, 9, 14), (4, 10, 15), (5, 11, 16), (6, 12, 17))}
+    call = ctx.call(_embed_layer_norm, ctx.x(0), ctx.opt(1), tables[2], tables[3], tables[4], tables[5], tables[6],
+                    ctx.opt(7), "None", ctx.lit(ctx.fattr("epsilon", 1e-12)))
+    return [f"{call}[0]"] if ctx.n_out == 1 else f"{call}[:2]"
