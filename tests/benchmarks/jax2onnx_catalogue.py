@@ -24,6 +24,11 @@ Each tool runs in worker processes of that interpreter (restarted after a crash)
 time with a time limit; results go to ``test-output/jax2onnx_catalogue_<tool>.jsonl`` (a run resumes
 where the last one stopped; the last line for a testcase counts).
 
+``--tools to_jax`` measures the other direction on the same catalogue: jax2onnx's export of each case
+is read back by ``wb.to_jax``, and the generated code, run eagerly and under ``jax.jit``, is compared with
+onnxruntime on the same file (tests/benchmarks/catalogue_to_jax.py has the procedure, the statuses and
+the summary: pass rate, failures grouped by cause, eager-only cases, jax2onnx's and onnxruntime's own).
+
 ``--only SUBSTRING`` (repeatable) re-runs just the testcases whose id contains one of the substrings,
 with the same procedure for both tools, appending to the same files, so after a fix to a few handler
 families the summary covers the whole catalogue with those families' new results.
@@ -107,7 +112,41 @@ def _matches(got: Any, expected: Any, rtol: float, atol: float) -> str:
     return "" if close else f"max abs error {float(np.max(np.abs(got.astype(np.complex128) - expected))):.3g}"
 
 
+def _export(tool: str, fn: Any, specs: list[Any], params: dict[str, Any], x64: bool) -> Any:
+    """The ONNX model of ``fn``: the workbench's (``ours``) or jax2onnx's (``jax2onnx``, ``to_jax``)."""
+    import functools
+
+    if tool == "ours":
+        import workbench as wb
+
+        bound = functools.partial(fn, **params) if params else fn
+        return wb.to_onnx(bound, specs, enable_double_precision=x64)
+    from jax2onnx import to_onnx
+
+    return to_onnx(fn, specs, input_params=params or None, enable_double_precision=x64)
+
+
+def _feeds(session: Any, arrays: list[Any], params: dict[str, Any], x64: bool) -> list[Any]:
+    """The arrays onnxruntime's ``session`` takes, in its inputs' order."""
+    import numpy as np
+
+    feeds = []
+    for index, info in enumerate(session.get_inputs()):
+        if index < len(arrays):
+            array = np.asarray(arrays[index])
+            if np.iscomplexobj(array) and "complex" not in info.type:  # complex carried as (real, imag)
+                array = np.stack([array.real, array.imag], axis=-1)
+            if not x64 and array.dtype in (np.float64, np.int64):  # what JAX itself makes of it in x32
+                array = array.astype(np.float32 if array.dtype == np.float64 else np.int32)
+            feeds.append(array)
+        else:  # jax2onnx's input_params become graph inputs
+            feeds.append(np.asarray(params[info.name]))
+    return feeds
+
+
 def _run_case(tool: str, case: dict[str, Any]) -> tuple[str, str]:
+    """(status, detail) of one testcase; ``to_jax``: jax2onnx's export read back by the workbench
+    (catalogue_to_jax.py), else the export by ``tool`` against JAX."""
     import functools
 
     import jax
@@ -122,38 +161,26 @@ def _run_case(tool: str, case: dict[str, Any]) -> tuple[str, str]:
     with jax.enable_x64(x64):
         specs, arrays = _specs_and_arrays(case, x64)
         try:
-            if tool == "ours":
-                import workbench as wb
-
-                bound = functools.partial(fn, **params) if params else fn
-                model = wb.to_onnx(bound, specs, enable_double_precision=x64)
-            else:
-                from jax2onnx import to_onnx
-
-                model = to_onnx(fn, specs, input_params=params or None, enable_double_precision=x64)
+            model = _export(tool, fn, specs, params, x64)
         except Exception as error:  # noqa: BLE001 - every failure is this case's result
             unsupported = getattr(error, "primitives", None)
             if unsupported:  # the workbench's UnsupportedPrimitiveError: name them
                 return "export", "unsupported: " + ", ".join(
                     f"{p.name}" + (f" ({p.reason[:80]})" if p.reason else "") for p in unsupported)
-            return "export", f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+            detail = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+            return ("source-export" if tool == "to_jax" else "export"), detail
         try:
             session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-            feed = {}
-            inputs = session.get_inputs()
-            for index, info in enumerate(inputs):
-                if index < len(arrays):
-                    array = np.asarray(arrays[index])
-                    if np.iscomplexobj(array) and "complex" not in info.type:  # complex carried as (real, imag)
-                        array = np.stack([array.real, array.imag], axis=-1)
-                    if not x64 and array.dtype in (np.float64, np.int64):  # what JAX itself makes of it in x32
-                        array = array.astype(np.float32 if array.dtype == np.float64 else np.int32)
-                    feed[info.name] = array
-                else:  # jax2onnx's input_params become graph inputs
-                    feed[info.name] = np.asarray(params[info.name])
-            got = session.run(None, feed)
+            feeds = _feeds(session, arrays, params, x64)
+            got = session.run(None, {info.name: array for info, array in zip(session.get_inputs(), feeds)})
         except Exception as error:  # noqa: BLE001
-            return "runtime", f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            return ("source-runtime" if tool == "to_jax" else "runtime"), \
+                f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    if tool == "to_jax":  # outside enable_x64: the generated module turns it on for its 64-bit graphs itself
+        from tests.benchmarks.catalogue_to_jax import check_generated
+
+        return check_generated(model, feeds, got)
+    with jax.enable_x64(x64):
         if case.get("skip_numeric_validation"):
             return "pass", ""
         try:
@@ -247,6 +274,15 @@ def drive(python: str, tools: list[str], fresh: bool, only: list[str]) -> None:
 
 def summarize(tools: list[str], only: list[str] | None = None) -> None:
     out_dir = REPOSITORY / "test-output"
+    if "to_jax" in tools:
+        sys.path.insert(0, str(REPOSITORY))
+        from tests.benchmarks.catalogue_to_jax import summarize as summarize_to_jax
+
+        records = _latest(out_dir / "jax2onnx_catalogue_to_jax.jsonl")
+        summarize_to_jax({k: r for k, r in records.items() if _selected(k, only or [])})
+        tools = [tool for tool in tools if tool != "to_jax"]
+        if not tools:
+            return
     results = {tool: _latest(out_dir / f"jax2onnx_catalogue_{tool}.jsonl") for tool in tools}
     print(f"{'tool':10} {'cases':>6} {'pass':>6} {'rate':>7}  failures by kind")
     for tool, records in results.items():
@@ -280,7 +316,9 @@ def summarize(tools: list[str], only: list[str] | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter with jax2onnx and the workbench installed")
-    parser.add_argument("--tools", default="ours,jax2onnx", help="comma-separated: ours, jax2onnx")
+    parser.add_argument("--tools", default="ours,jax2onnx",
+                        help="comma-separated: ours, jax2onnx (each tool's export against JAX), to_jax "
+                             "(jax2onnx's export read back by wb.to_jax, against onnxruntime)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier results instead of resuming")
     parser.add_argument("--summary", action="store_true", help="only print the summary of earlier results")
     parser.add_argument("--only", action="append", default=[], metavar="SUBSTRING",

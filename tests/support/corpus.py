@@ -49,7 +49,12 @@ ACCUMULATING = frozenset({
 
 def depth(model: onnx.ModelProto) -> int:
     """Accumulating nodes on the longest path from a graph input to a graph output (the main graph's
-    nodes are in topological order, as ONNX requires; a node with subgraphs counts once)."""
+    nodes are in topological order, as ONNX requires; a node with subgraphs counts once; calls of
+    model-local functions, as jax2onnx writes NNX/Equinox modules, count the nodes of their bodies)."""
+    if model.functions:
+        from workbench.onnx_to_jax.local_functions import inline_functions
+
+        model = inline_functions(onnx.ModelProto.FromString(model.SerializeToString()), "the model")
     reached: dict[str, int] = {}
     for node in model.graph.node:
         before = max((reached.get(name, 0) for name in node.input if name), default=0)

@@ -1,7 +1,7 @@
 """ONNX → JAX: readable, jit-able JAX source from an (untrusted) ONNX model.
 
-- ``reader.py``: check (domains, cycles, undefined values), inline functions, infer shapes and order a model
-  loaded by ``workbench.onnx_io`` before any code is generated;
+- ``reader.py``: check (domains, cycles, undefined values), inline functions (``local_functions.py``), infer
+  shapes and order a model loaded by ``workbench.onnx_io`` before any code is generated;
 - ``registry.py`` + ``emitters/``: one emitter per ONNX op and version, one module per op family;
 - ``generator.py`` (with ``context.py``, ``writer.py``, ``names.py``, ``literals.py``): one statement per node,
   names sanitized, values as escaped literals;

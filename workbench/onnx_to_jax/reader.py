@@ -14,13 +14,13 @@ import os
 from dataclasses import dataclass
 
 import onnx
-import onnx.inliner
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, warn
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
 from workbench.onnx_io.describe import subgraph_free_names
 from workbench.onnx_io.shapes import drop_stated_shapes, light_model, spell_out_defaults
 from workbench.onnx_io.validate import check_model_rules, check_single_assignment
+from workbench.onnx_to_jax.local_functions import inline_functions
 from workbench.onnx_to_jax.runtime_ops import RUNTIME_ONNX_OPS
 
 # Domains whose operators we can translate (onnxruntime's com.microsoft: the fused ops its optimizer and
@@ -213,10 +213,7 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
     order = list(range(len(model.graph.node)))  # sorted above
     if model.functions:
         # model-local functions are expanded into plain nodes by onnx's own inliner
-        try:
-            model = onnx.inliner.inline_local_functions(model)
-        except Exception as e:  # noqa: BLE001 - the inliner raises several C++-level error types
-            raise OnnxModelError(f"{label}: cannot expand the model-local functions: {e}") from e
+        model = inline_functions(model, label)
         order = topological_indices(model.graph, label)
         light = light_model(model)
     try:

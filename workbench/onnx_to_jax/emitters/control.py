@@ -105,9 +105,12 @@ def _loop(body, max_trip, cond, carried, n_scan, cond_passthrough, trip_count=No
         return tuple(final) + tuple(stacked)
     if n_scan:
         raise NotImplementedError("Loop with scan outputs and a dynamic condition cannot be jitted")
-    # no trip count (tf2onnx's while loops): the condition alone ends the loop; the counter keeps JAX's
-    # integer width (int64's maximum as a limit overflowed int32 when x64 is off)
-    limit = jnp.asarray(max_trip).reshape(()) if has_max else None
+    # no trip count (tf2onnx's while loops), or one the counter cannot reach (jax2onnx writes int64's maximum
+    # for a while loop): the condition alone ends the loop; the counter keeps JAX's integer width (int64's
+    # maximum as a limit overflowed int32 when x64 is off, and the loop never ran)
+    unreachable = (has_max and _is_concrete(max_trip)
+                   and int(np.asarray(max_trip).reshape(())) >= np.iinfo(counter).max)
+    limit = jnp.asarray(max_trip).reshape(()) if has_max and not unreachable else None
     counter = counter if limit is None else limit.dtype
     start_cond = jnp.asarray(cond if has_cond else True).reshape(())
 

@@ -1044,18 +1044,37 @@ def lrn(ctx: NodeContext) -> str:
     )
 
 
+@runtime_helper
+def _inference_dropout(x, training, node):
+    """Dropout whose ``training_mode`` is known only at run time (a graph input, as jax2onnx exports a
+    ``deterministic`` flag): ``x`` in inference mode; in training mode, whose values are random in ONNX
+    and cannot be reproduced, an error raised from a host callback (under ``jax.jit`` too)."""
+
+    def refuse(flag):
+        if bool(np.asarray(flag)):
+            raise ValueError(
+                f"Dropout node {node!r} ran with training_mode=True: training-mode dropout is random and the "
+                "generated code computes inference mode only; feed False (or deterministic=True) for this input"
+            )
+
+    jax.debug.callback(refuse, training)
+    return x
+
+
 @emitter("Dropout", since=(7, 10, 12, 13))
 def dropout(ctx: NodeContext) -> list[str]:
-    if ctx.opset >= 12 and ctx.has(2):
+    x = data = ctx.x(0)
+    ratio = ctx.static(1) if ctx.has(1) else None
+    no_ratio = ratio is not None and float(np.asarray(ratio).reshape(())) == 0.0
+    if ctx.opset >= 12 and ctx.has(2) and not no_ratio:
         training = ctx.static(2)
-        if training is None or bool(np.asarray(training).reshape(())):
-            ratio = ctx.static(1)
-            if ratio is None or float(np.asarray(ratio).reshape(())) != 0.0:
-                raise ctx.unsupported("Dropout in training mode is random; only inference is supported")
-    x = ctx.x(0)
+        if training is None:  # decided at run time: inference mode, or an error at run time
+            x = ctx.call(_inference_dropout, x, ctx.x(2), ctx.lit(ctx.node.name or ctx.node.output[0]))
+        elif bool(np.asarray(training).reshape(())):
+            raise ctx.unsupported("Dropout in training mode is random; only inference is supported")
     outputs = [x]
     if ctx.has_output(1):
-        outputs.append(f"jnp.ones(jnp.shape({x}), dtype=bool)")
+        outputs.append(f"jnp.ones(jnp.shape({data}), dtype=bool)")
     return outputs
 
 
