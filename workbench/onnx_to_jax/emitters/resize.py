@@ -4,12 +4,14 @@ Each resized axis is an interpolation matrix (out x in) applied with ``tensordot
 instead, so integer tensors stay exact. This covers every coordinate transformation mode, nearest rounding
 mode, cubic coefficient, ``exclude_outside``, ``antialias``, ``axes`` and ``keep_aspect_ratio_policy``.
 
-Two paths build the source coordinates and the matrix. When the roi and the scales are concrete (the usual
+Two paths build the source coordinates and the matrix. When the roi is concrete (the usual
 case: initializers, or shape arithmetic folded while tracing) they are built with numpy while tracing, so
-the matrix is a constant of the compiled program and an eager call does no extra work. When either is
+the matrix is a constant of the compiled program and an eager call does no extra work. When it is
 traced under ``jax.jit`` (tf2onnx's crop_and_resize: one Resize per box in a Loop, the roi sliced by the
-iteration number) the same arithmetic runs in ``jnp`` on the traced values; the output sizes must still be
-static (``sizes`` concrete, or the output shape known when the scales are traced).
+iteration number) the same arithmetic runs in ``jnp`` on the traced values. Scales (and sizes) fix the output
+shape, so they are read on the host: traced, the node is value-dependent and runs eagerly. A file's declared
+output shape is not trusted in their place: a model whose declared shape contradicts its scales would give
+another shape under jit than onnxruntime does, and a declared dimension of 2**31 aborted XLA (fuzz44's sweep).
 """
 
 from __future__ import annotations
@@ -110,24 +112,19 @@ def _resize_matrix(coords, in_size, mode, cubic_a, exclude_outside, antialias, s
 
 
 @runtime_helper
-def _resize_matrix_traced(coords, in_size, mode, cubic_a, exclude_outside, antialias, scale, min_scale):
-    """``_resize_matrix`` for traced coordinates (or a traced scale), in jnp: a fixed number of taps per
-    output row, from one below the first tap the kernel reaches to past its last (the kernel is 0 from its
-    support on, so the spare taps add nothing), one-hot onto the input axis. ``min_scale`` bounds a traced
-    antialias scale from below, which bounds the taps an output row reaches."""
+def _resize_matrix_traced(coords, in_size, mode, cubic_a, exclude_outside, antialias, scale):
+    """``_resize_matrix`` for traced coordinates (a traced roi; the scale is concrete), in jnp: a fixed number
+    of taps per output row, from one below the first tap the kernel reaches to past its last (the kernel is 0
+    from its support on, so the spare taps add nothing), one-hot onto the input axis."""
     support = 1.0 if mode == "linear" else 2.0
-    if antialias:
-        stretch = jnp.where(scale < 1, scale, 1.0).astype(jnp.float32)
-        widest = support / min(min_scale, 1.0)
-    else:
-        stretch = jnp.float32(1.0)
-        widest = support
-    taps_per_row = 2 * int(np.ceil(widest)) + 3
+    stretch = scale if (antialias and scale < 1) else 1.0
+    taps_per_row = 2 * int(np.ceil(support / stretch)) + 3
     radius = support / stretch
     taps = jnp.floor(coords - radius)[:, None] + jnp.arange(taps_per_row, dtype=jnp.float32)[None, :]
-    weights = _resize_kernel((coords[:, None] - taps) * stretch, mode, cubic_a, jnp)
-    total = weights.sum(axis=1, keepdims=True)
-    weights = jnp.where((stretch != 1.0) & (total != 0), weights / jnp.where(total == 0, 1.0, total), weights)
+    weights = _resize_kernel((coords[:, None] - taps) * jnp.float32(stretch), mode, cubic_a, jnp)
+    if stretch != 1.0:  # the widened filter, normalized over its whole window
+        total = weights.sum(axis=1, keepdims=True)
+        weights = jnp.where(total != 0, weights / jnp.where(total == 0, 1.0, total), weights)
     if exclude_outside:
         weights = jnp.where((taps >= 0) & (taps < in_size), weights, 0.0)
         total = weights.sum(axis=1, keepdims=True)
@@ -139,18 +136,16 @@ def _resize_matrix_traced(coords, in_size, mode, cubic_a, exclude_outside, antia
 
 @runtime_helper
 def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a, exclude_outside,
-            extrapolation_value, antialias, keep_aspect_ratio_policy, out_shape=None):
-    """Resize ``x``. ``out_shape``: the node's output shape, which fixes the output sizes when the scales
-    are traced (the emitter passes it only then)."""
+            extrapolation_value, antialias, keep_aspect_ratio_policy):
+    """Resize ``x``: ``scales`` and ``sizes`` concrete (they fix the output shape), ``roi`` concrete or traced."""
     x = jnp.asarray(x)
     rank = x.ndim
     axes = list(range(rank)) if axes is None else [a % rank for a in axes]
     in_sizes = [x.shape[a] for a in axes]
-    scales_traced = not _is_concrete(scales)
     scales = None if scales is None or jnp.size(scales) == 0 else scales
     sizes = None if sizes is None or np.asarray(sizes).size == 0 else [int(s) for s in np.asarray(sizes).reshape(-1)]
     if scales is not None:
-        scales = jnp.reshape(scales, (-1,)) if scales_traced else [float(s) for s in np.asarray(scales).reshape(-1)]
+        scales = [float(s) for s in np.asarray(scales).reshape(-1)]
         if len(scales) == rank and len(axes) != rank:
             scales = [scales[a] for a in axes]
     if sizes is not None:
@@ -163,15 +158,8 @@ def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a
             sizes = [int(np.floor(ratio * n + 0.5)) for n in in_sizes]
         else:
             scales = [s / n for s, n in zip(sizes, in_sizes)]
-        min_scales = list(scales)
-    elif scales_traced:  # the output shape gives the sizes, and floor(n * scale) == size bounds the scale
-        if out_shape is None or any(out_shape[a] is None for a in axes):
-            raise ValueError("Resize with traced scales needs its output shape")
-        sizes = [int(out_shape[a]) for a in axes]
-        min_scales = [max(s, 1) / n for s, n in zip(sizes, in_sizes)]
     else:
         sizes = [int(np.floor(n * s)) for n, s in zip(in_sizes, scales)]
-        min_scales = list(scales)
     empty = roi is None or jnp.size(roi) == 0
     roi = None if empty else (np.asarray(roi, np.float64).reshape(-1) if _is_concrete(roi) else jnp.reshape(roi, (-1,)))
     for k, axis in enumerate(axes):
@@ -182,19 +170,17 @@ def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a
             start, end = roi[pos], roi[pos + half]
         else:
             start, end = 0.0, 1.0
-        # the coordinates read the roi (tf_crop_and_resize only) and the scale (all modes but align_corners)
+        # the coordinates read the roi in tf_crop_and_resize only
         if coord_mode != "tf_crop_and_resize":
             start, end = 0.0, 1.0
-        read_scale = 1.0 if coord_mode == "align_corners" else scale
-        xp = np if all(_is_concrete(v) for v in (start, end, read_scale)) else jnp
-        coords = _resize_source_coords(n_out, n_in, read_scale, coord_mode, start, end, xp)
+        xp = np if _is_concrete(start) and _is_concrete(end) else jnp
+        coords = _resize_source_coords(n_out, n_in, scale, coord_mode, start, end, xp)
         if mode == "nearest":
             index = _resize_nearest_index(coords, n_in, nearest_mode, xp)
             y = jnp.take(x, jnp.asarray(index), axis=axis)
         else:
-            if xp is jnp or not _is_concrete(scale):
-                matrix = _resize_matrix_traced(coords, n_in, mode, cubic_a, exclude_outside, antialias, scale,
-                                               min_scales[k])
+            if xp is jnp:
+                matrix = _resize_matrix_traced(coords, n_in, mode, cubic_a, exclude_outside, antialias, scale)
             else:
                 matrix = _resize_matrix(coords, n_in, mode, cubic_a, exclude_outside, antialias, scale)
             compute = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
@@ -209,9 +195,9 @@ def _resize(x, roi, scales, sizes, axes, mode, coord_mode, nearest_mode, cubic_a
     return x
 
 
-def _value_input(ctx: NodeContext, i: int) -> str:
-    """Input ``i`` (roi or scales) as code: a literal when known now, else the traced value (``_resize``
-    builds the interpolation in jnp then), never a host read that would end jax.jit's trace."""
+def _roi_input(ctx: NodeContext, i: int) -> str:
+    """The roi as code: a literal when known now, else the traced value (``_resize`` builds the
+    interpolation in jnp then), never a host read that would end jax.jit's trace."""
     if not ctx.has(i):
         return "None"
     return ctx.host(i) if ctx.static(i) is not None else ctx.x(i)
@@ -226,18 +212,13 @@ def resize(ctx: NodeContext) -> str:
         return ctx.call(_resize, ctx.x(0), "None", ctx.host(1), "None", "None", ctx.lit(mode), ctx.lit("asymmetric"),
                         ctx.lit("floor"), "-0.75", "False", "0.0", "False", ctx.lit("stretch"))
     axes = ctx.attr("axes", None) if ctx.opset >= 18 else None
-    # traced scales only where the output shape is known (it fixes the sizes); otherwise read on the host
-    out_shape = ctx.out_shape(0)
-    traced_scales = ctx.has(2) and ctx.static(2) is None and not ctx.has(3)
-    shape_known = out_shape is not None and all(d is not None for d in out_shape)
-    scales = _value_input(ctx, 2) if (traced_scales and shape_known) else ctx.host_opt(2)
-    extra = {"out_shape": ctx.lit(tuple(int(d) for d in out_shape))} if (traced_scales and shape_known) else {}
+    # scales and sizes fix the output shape: read on the host (value-dependent when traced)
     return ctx.call(
-        _resize, ctx.x(0), _value_input(ctx, 1), scales, ctx.host_opt(3), "None" if axes is None else ctx.lit(tuple(axes)),
+        _resize, ctx.x(0), _roi_input(ctx, 1), ctx.host_opt(2), ctx.host_opt(3), "None" if axes is None else ctx.lit(tuple(axes)),
         ctx.lit(mode), ctx.lit(ctx.attr("coordinate_transformation_mode", "half_pixel")),
         ctx.lit(ctx.attr("nearest_mode", "round_prefer_floor")), ctx.lit(ctx.fattr("cubic_coeff_a", -0.75)),
         ctx.lit(bool(ctx.attr("exclude_outside", 0))), ctx.lit(ctx.fattr("extrapolation_value", 0.0)),
-        ctx.lit(bool(ctx.attr("antialias", 0))), ctx.lit(ctx.attr("keep_aspect_ratio_policy", "stretch")), **extra,
+        ctx.lit(bool(ctx.attr("antialias", 0))), ctx.lit(ctx.attr("keep_aspect_ratio_policy", "stretch")),
     )
 
 
