@@ -135,6 +135,22 @@ def test_gqa_subsequent_prompt_and_attention_bias():
     _gqa(values, heads=heads, kv_heads=kv_heads)
 
 
+def test_gqa_float16_decode_with_rotary():
+    """float16 activations and caches (onnxruntime's CPU kernel computes in float32 and rounds the result)."""
+    batch, past, heads, kv_heads, head = 2, 6, 4, 2, 16
+    values = {"q": _f32(batch, 1, heads * head), "k": _f32(batch, 1, kv_heads * head),
+              "v": _f32(batch, 1, kv_heads * head), "past_k": _f32(batch, kv_heads, past, head),
+              "past_v": _f32(batch, kv_heads, past, head)}
+    values = {k: v.astype(np.float16) for k, v in values.items()}
+    values.update(_lengths([past] * batch, 1, past))
+    values["cos"], values["sin"] = (c.astype(np.float16) for c in _rotary_caches(16, head))
+    names = [n if n in values else "" for n in GQA_INPUTS][:9]
+    given = [values[n] for n in names if n]
+    model = _model("GroupQueryAttention", names, 3, given, out_types=[TensorProto.FLOAT16] * 3, num_heads=heads,
+                   kv_num_heads=kv_heads, do_rotary=1)
+    _check(model, given, rtol=2e-3, atol=2e-3)
+
+
 def test_gqa_padded_prompt_batch():
     """A right-padded prompt batch: sequence 0 has 3 real tokens of 5 (seqlens_k = 2). Its padding queries attend
     to its 3 real keys only, in onnxruntime as here; their rows are compared too."""
@@ -148,12 +164,14 @@ def test_gqa_ragged_decode_in_a_shared_length_cache():
     """Decoding a ragged batch in a cache of the maximum length (onnxruntime-genai's past_present_share_buffer
     layout: past and present have the same length, each sequence's new token goes at its own length). With
     separate buffers onnxruntime leaves the present rows after each sequence's length unwritten, so those
-    are not compared; the present length (8) is declared in the graph, as a shared-buffer model declares it."""
+    are not compared; the present length (8) is declared in the graph, as a shared-buffer model declares it.
+    An attention_bias covers the total length (7), shorter than the cache."""
     heads, kv_heads, head, capacity = 4, 2, 16, 8
     seqlens = np.array([4, 6], np.int32)
     values = {"q": _f32(2, 1, heads * head), "k": _f32(2, 1, kv_heads * head), "v": _f32(2, 1, kv_heads * head),
               "past_k": _f32(2, kv_heads, capacity, head), "past_v": _f32(2, kv_heads, capacity, head),
-              "seqlens_k": seqlens, "total": np.array(seqlens.max() + 1, np.int32)}
+              "seqlens_k": seqlens, "total": np.array(seqlens.max() + 1, np.int32),
+              "bias": _f32(2, 1, 1, seqlens.max() + 1)}  # attention_bias spans the total length, not the cache
     written = np.arange(capacity)[None, None, :, None] <= seqlens[:, None, None, None]
 
     def compare(i, array):

@@ -91,8 +91,10 @@ def _group_query_attention(query, key, value, past_key, past_value, seqlens_k, t
     scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2)) * jnp.asarray(scale, compute)
     if softcap > 0:
         scores = softcap * jnp.tanh(scores / softcap)
-    if attention_bias is not None:
-        scores = scores + jnp.asarray(attention_bias).astype(compute)[..., :present_length]
+    if attention_bias is not None:  # (B or 1, N or 1, S, total length): the cache may be longer (masked there)
+        bias = jnp.asarray(attention_bias).astype(compute)[..., :present_length]
+        bias = jnp.pad(bias, [(0, 0)] * (bias.ndim - 1) + [(0, present_length - bias.shape[-1])])
+        scores = scores + bias
     key_positions = jnp.arange(present_length, dtype=jnp.int32)[None, None, :]
     query_positions = positions[:, :, None]
     allowed = key_positions < totals[:, None, None]
