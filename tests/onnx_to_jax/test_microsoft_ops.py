@@ -68,7 +68,8 @@ def _check(model, values, *, rtol=1e-5, atol=1e-5, compare=None):
 
 
 # ---- GroupQueryAttention --------------------------------------------------------------------------
-GQA_INPUTS = ["q", "k", "v", "past_k", "past_v", "seqlens_k", "total", "cos", "sin", "position_ids", "bias"]
+GQA_INPUTS = ["q", "k", "v", "past_k", "past_v", "seqlens_k", "total", "cos", "sin", "position_ids", "bias",
+              "head_sink"]
 
 
 def _rotary_caches(max_length, rotary_dim):
@@ -135,6 +136,22 @@ def test_gqa_subsequent_prompt_and_attention_bias():
     _gqa(values, heads=heads, kv_heads=kv_heads)
 
 
+@pytest.mark.parametrize("sink", ["head_sink", "smooth_softmax"])
+def test_gqa_attention_sinks(sink):
+    """Attention sinks (gpt-oss's head_sink, one logit per head; smooth_softmax's zero logit): they join each
+    softmax's denominator only. A prompt and a decoding step with a local window."""
+    heads, kv_heads, head = 4, 2, 16
+    extra = {"head_sink": _f32(heads)} if sink == "head_sink" else {}
+    attrs = {"smooth_softmax": 1} if sink == "smooth_softmax" else {}
+    prompt = {"q": _f32(2, 5, heads * head), "k": _f32(2, 5, kv_heads * head), "v": _f32(2, 5, kv_heads * head),
+              **_lengths([4, 4], 5, 0), **extra}
+    _gqa(prompt, heads=heads, kv_heads=kv_heads, **attrs)
+    decode = {"q": _f32(2, 1, heads * head), "k": _f32(2, 1, kv_heads * head), "v": _f32(2, 1, kv_heads * head),
+              "past_k": _f32(2, kv_heads, 5, head), "past_v": _f32(2, kv_heads, 5, head), **_lengths([5, 5], 1, 5),
+              **extra}
+    _gqa(decode, heads=heads, kv_heads=kv_heads, local_window_size=3, **attrs)
+
+
 def test_gqa_float16_decode_with_rotary():
     """float16 activations and caches (onnxruntime's CPU kernel computes in float32 and rounds the result)."""
     batch, past, heads, kv_heads, head = 2, 6, 4, 2, 16
@@ -195,8 +212,8 @@ def test_gqa_rotary_decode_with_position_ids():
 
 @pytest.mark.parametrize("attrs, inputs, message", [
     ({"k_quant_type": "PER_TENSOR"}, {}, "quantized KV caches"),
-    ({"smooth_softmax": 1}, {}, "smooth softmax"),
-    ({}, {"head_sink": 11}, "head_sink"),
+    ({"qk_output": 1}, {}, "the QK output"),
+    ({}, {"head_sink": 12}, "k_scale"),
     ({"do_rotary": 1}, {}, "cos_cache and sin_cache"),
     ({"kv_num_heads": 3}, {}, "multiple of kv_num_heads"),
 ])  # fmt: skip

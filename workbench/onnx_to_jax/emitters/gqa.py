@@ -4,14 +4,13 @@ onnxruntime-genai's model builder and onnxruntime's LLaMA/Phi/Mistral optimizati
 One node holds a decoder layer's attention with its KV cache: ``num_heads`` query heads share
 ``kv_num_heads`` key/value heads, new keys and values are appended to ``past_key``/``past_value``
 (BNSH) at each sequence's own length (``seqlens_k`` = total length - 1 per sequence), optional
-rotary embedding of Q and K from cos/sin caches, a causal (optionally local-window) mask, softcap
-and a custom scale. ``query`` alone may pack Q, K and V. The first call (the prompt) is the one where
+rotary embedding of Q and K from cos/sin caches, a causal (optionally local-window) mask, softcap,
+a custom scale, and attention sinks (``head_sink`` per head, or ``smooth_softmax``'s zero logit). ``query`` alone may pack Q, K and V. The first call (the prompt) is the one where
 ``total_sequence_length`` equals the new sequence length; later calls decode with the past.
 Checked against onnxruntime's CPU kernel in tests/onnx_to_jax/test_microsoft_ops.py.
 
 Not supported (the emitter refuses them by name): quantized KV caches (``k_quant_type`` /
-``v_quant_type``), ``sliding_window_cache``, ``smooth_softmax`` / ``head_sink``, ``qk_output``,
-``q_norm_weight`` / ``k_norm_weight``.
+``v_quant_type``), ``sliding_window_cache``, ``qk_output``, ``q_norm_weight`` / ``k_norm_weight``.
 """
 
 from __future__ import annotations
@@ -55,8 +54,10 @@ def _gqa_append(past, new, starts, present_length):
 
 @runtime_helper
 def _group_query_attention(query, key, value, past_key, past_value, seqlens_k, total_length, cos_cache, sin_cache,
-                           position_ids, attention_bias, num_heads, kv_num_heads, scale, softcap, local_window,
+                           position_ids, attention_bias, sink, num_heads, kv_num_heads, scale, softcap, local_window,
                            causal, interleaved, present_length):
+    """``sink``: None, or each head's logit (N,) that joins every softmax's denominator only (head_sink; 0 for
+    smooth_softmax)."""
     batch, length = query.shape[:2]
     if key is None:  # packed QKV: (B, S, (N + 2 kvN) H)
         head = query.shape[-1] // (num_heads + 2 * kv_num_heads)
@@ -103,7 +104,13 @@ def _group_query_attention(query, key, value, past_key, past_value, seqlens_k, t
         if local_window >= 0:
             allowed = allowed & (key_positions > query_positions - local_window)
     scores = jnp.where(allowed[:, None], scores, -jnp.inf)
-    probs = jax.nn.softmax(scores, axis=-1)
+    if sink is None:
+        probs = jax.nn.softmax(scores, axis=-1)
+    else:
+        sink = jnp.broadcast_to(jnp.asarray(sink).astype(compute), (num_heads,))[None, :, None, None]
+        top = jnp.maximum(jnp.max(scores, axis=-1, keepdims=True), sink)
+        weights = jnp.exp(scores - top)
+        probs = weights / (jnp.sum(weights, axis=-1, keepdims=True) + jnp.exp(sink - top))
     probs = jnp.where(allowed[:, None], probs, 0)
     y = jnp.matmul(probs, v)
     y = jnp.reshape(jnp.transpose(y, (0, 2, 1, 3)), (batch, length, num_heads * head)).astype(query.dtype)
@@ -114,12 +121,10 @@ def _refuse_unsupported(ctx: NodeContext) -> None:
     for name in ("k_quant_type", "v_quant_type"):
         if ctx.attr(name, "NONE") != "NONE":
             raise ctx.unsupported(f"{name}={ctx.attr(name)!r}: quantized KV caches are not supported")
-    for name, meaning in (("sliding_window_cache", "window-sized KV buffers"), ("qk_output", "the QK output"),
-                          ("smooth_softmax", "smooth softmax")):
+    for name, meaning in (("sliding_window_cache", "window-sized KV buffers"), ("qk_output", "the QK output")):
         if ctx.attr(name, 0) > 0:
             raise ctx.unsupported(f"{name}={ctx.attr(name)}: {meaning} are not supported")
-    for i, name in ((11, "head_sink"), (12, "k_scale"), (13, "v_scale"), (14, "q_norm_weight"),
-                    (15, "k_norm_weight")):
+    for i, name in ((12, "k_scale"), (13, "v_scale"), (14, "q_norm_weight"), (15, "k_norm_weight")):
         if ctx.has(i):
             raise ctx.unsupported(f"the {name} input is not supported")
     if ctx.has_output(3):
@@ -141,6 +146,7 @@ def group_query_attention(ctx: NodeContext) -> str | list[str]:
     if rotary and not (ctx.has(7) and ctx.has(8)):
         raise ctx.error("do_rotary=1 needs the cos_cache and sin_cache inputs")
     scale = ctx.attr("scale", 0.0)
+    sink = ctx.x(11) if ctx.has(11) else ("0.0" if ctx.attr("smooth_softmax", -1) > 0 else "None")
     present = ctx.out_shape(1)
     static_length = present[2] if present is not None and len(present) == 4 else None
     if static_length is not None:
@@ -150,7 +156,7 @@ def group_query_attention(ctx: NodeContext) -> str | list[str]:
         length = ctx.call(_gqa_present_length, ctx.x(6), past, f"{ctx.x(0)}.shape[1]")
     call = ctx.call(
         _group_query_attention, ctx.x(0), ctx.opt(1), ctx.opt(2), ctx.opt(3), ctx.opt(4), ctx.x(5), ctx.x(6),
-        ctx.opt(7) if rotary else "None", ctx.opt(8) if rotary else "None", ctx.opt(9), ctx.opt(10),
+        ctx.opt(7) if rotary else "None", ctx.opt(8) if rotary else "None", ctx.opt(9), ctx.opt(10), sink,
         ctx.lit(num_heads), ctx.lit(kv_num_heads), "None" if not scale else ctx.lit(ctx.fattr("scale")),
         ctx.lit(ctx.fattr("softcap", 0.0)), ctx.lit(ctx.attr("local_window_size", -1)),
         ctx.lit(bool(ctx.attr("causal", 1))), ctx.lit(bool(ctx.attr("rotary_interleaved", 0))), length,
