@@ -183,3 +183,56 @@ def test_the_magic_names_an_unwritable_out_path():
     finally:
         shell.run_line_magic("unload_ext", "workbench")
         shell.user_ns.pop("f", None)
+
+
+def test_a_function_returning_no_array_or_a_string_is_a_trace_error():
+    """Was: a model without outputs (onnxruntime refuses it) for None; JAX's message naming workbench's inner
+    flat_pure for a string."""
+
+    def returns_none(x):
+        return None
+
+    def labelled(x):
+        return {"y": x, "label": "cat"}
+
+    with pytest.raises(wb.TraceError, match=r"returns_none returned PyTreeDef\(None\), which holds no array: an ONNX "
+                                            r"model needs at least one output"):  # fmt: skip
+        wb.to_onnx(returns_none, [(4,)])
+    with pytest.raises(wb.TraceError, match=r"tracing labelled .* failed: TypeError: the output\['label'\] is a str "
+                                            r"\('cat'\), not an array or a number"):  # fmt: skip
+        wb.to_onnx(labelled, [(4,)])
+
+
+def test_a_pooling_whose_output_exceeds_the_budget_is_refused_before_code_is_generated():
+    """Was: the generated code allocating a 5.5 TB MaxPool output (XLA aborted the process: SIGABRT)."""
+    model = _model([helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[5, 5], pads=[2, 2, 1 << 40, 2])],
+                   [vi("x", TensorProto.FLOAT, [1, 1, 5, 5])], [vi("y", TensorProto.FLOAT, None)])  # fmt: skip
+    with pytest.raises(wb.OnnxModelError, match=r"node 'pool' \(MaxPool\) computes 'y' of shape \(at least\) "
+                                                r"\[1, 1, 1099511627779, 5\], 21,990,232,555,580 bytes; the limit is"):  # fmt: skip
+        wb.to_jax(model)
+
+
+def test_split_num_outputs_must_match_its_outputs_inside_a_branch():
+    """Was: MemoryError (std::bad_alloc from onnx's shape inference, or the generated code building 2**40 pieces)."""
+    vi_x = vi("x", TensorProto.FLOAT, [4])
+    branch = helper.make_graph([helper.make_node("Split", ["x"], ["a", "b"], name="halves", axis=0, num_outputs=1 << 40),
+                                helper.make_node("Add", ["a", "b"], ["s"])], "then", [], [vi("s", TensorProto.FLOAT, [2])])  # fmt: skip
+    other = helper.make_graph([helper.make_node("Slice", ["x", "zero", "two"], ["s2"])], "else", [], [vi("s2", TensorProto.FLOAT, [2])])
+    model = _model([helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=other)],
+                   [vi("c", TensorProto.BOOL, []), vi_x], [vi("y", TensorProto.FLOAT, [2])],
+                   [numpy_helper.from_array(np.array([0], np.int64), "zero"), numpy_helper.from_array(np.array([2], np.int64), "two")],
+                   opset=18)  # fmt: skip
+    with pytest.raises(wb.OnnxModelError, match=r"node 'halves' \(Split\) in 'then_branch' body of node #0 in graph 'g' "
+                                                r"has num_outputs=1099511627776 but 2 output\(s\); ONNX requires them equal"):  # fmt: skip
+        wb.to_jax(model)
+
+
+def test_an_allocation_xla_refuses_names_the_node():
+    """Was: JaxRuntimeError RESOURCE_EXHAUSTED from a line of <workbench-generated> (a Constant of 2**40 that reached
+    a shape); here the shape is an input: Expand to 2**50 elements (4.5 PB, refused by the allocator at once)."""
+    model = _model([helper.make_node("Expand", ["x", "shape"], ["y"], name="grow")],
+                   [vi("x", TensorProto.FLOAT, [1]), vi("shape", TensorProto.INT64, [2])], [vi("y", TensorProto.FLOAT, None)])  # fmt: skip
+    forward, params = wb.to_jax(model)
+    with pytest.raises(wb.ModelRunError, match=r"node 'grow' \(Expand\) writing 'y' .* failed on the given inputs: "
+                                               r"JaxRuntimeError: RESOURCE_EXHAUSTED"):  # fmt: skip
+        forward(params, np.ones(1, np.float32), np.array([1 << 25, 1 << 25], np.int64))

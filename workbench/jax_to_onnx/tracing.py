@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import numpy as np
 
 from workbench.errors import SpecError, TraceError
 from workbench.jax_to_onnx.dead_code import prune_dead_code
@@ -76,6 +77,7 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
         result = normalized.pure(params, *args)
         leaves, tree = jax.tree_util.tree_flatten(result)
         out_tree_box.append(tree)
+        _check_output_leaves(result)
         return leaves
 
     context = jax.enable_x64(True) if enable_double_precision else contextlib.nullcontext()
@@ -93,6 +95,11 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
                 normalized = _with_concrete_param(normalized, needed)
                 out_tree_box.clear()
     _check_no_leaked_tracer(closed, normalized.display_name)
+    if not closed.jaxpr.outvars:
+        raise TraceError(
+            f"{normalized.display_name} returned {out_tree_box[-1]}, which holds no array: an ONNX model needs at least "
+            "one output. Return the array(s) to export."
+        )
     return Traced(
         closed_jaxpr=prune_dead_code(closed),
         callable=normalized,
@@ -101,6 +108,17 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Tra
         out_avals=tuple(v.aval for v in closed.jaxpr.outvars),
         arg_names=tuple(_argument_names(fn, len(specs.args))),
     )
+
+
+_ARRAY_LEAVES = (jax.Array, np.ndarray, np.generic, int, float, complex, bool)
+
+
+def _check_output_leaves(result: Any) -> None:
+    """Every leaf of the function's result is an array or a number (a string, say, names its place in the result)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(result)[0]:
+        if not isinstance(leaf, _ARRAY_LEAVES):
+            where = jax.tree_util.keystr(path)
+            raise TypeError(f"the output{where} is a {type(leaf).__name__} ({str(leaf)[:40]!r}), not an array or a number")
 
 
 def _check_no_leaked_tracer(closed: Any, display_name: str) -> None:

@@ -92,7 +92,8 @@ def infer_shapes(
     if light is None:
         light, _ = light_model(model)
     labelled = label_unnamed_nodes(light)
-    inferred = _infer(light, label, strict=strict)
+    fed = {t.name for t in model.graph.initializer}
+    inferred = _infer(light, label, strict=strict, inputs=frozenset(v.name for v in model.graph.input if v.name not in fed))
     graph = model.graph
     if len(list(_graphs(inferred))) > 1:
         # inference keeps the node list as it is and fills the value_info of subgraph bodies in place
@@ -178,24 +179,32 @@ def drop_stated_shapes(model: onnx.ModelProto) -> bool:
     return found
 
 
-def _infer(light: onnx.ModelProto, label: str, *, strict: bool) -> onnx.ModelProto:
+def _infer(light: onnx.ModelProto, label: str, *, strict: bool, inputs: frozenset[str] = frozenset()) -> onnx.ModelProto:
+    """Inference of ``light``; ``inputs``: the model's graph inputs (not weights), which an error traces back to."""
     try:
         return guarded_inference(light, strict_mode=strict, check_type=strict)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as error:
         reason = str(error).strip()
         raise OnnxModelError(
-            f"{label}: ONNX shape inference ({opset_text(light)}) rejected the model: {reason}{_inputs_read(light, reason)}"
+            f"{label}: ONNX shape inference ({opset_text(light)}) rejected the model: {reason}"
+            f"{_inputs_read(light, reason, inputs)}"
         ) from error
     except (RuntimeError, ValueError) as error:  # onnx's C++ side: an unparsable type, a bad data type
         raise OnnxModelError(f"{label}: ONNX shape inference cannot read the model: {error}") from error
+    except MemoryError as error:  # std::bad_alloc: an attribute or shape asked onnx's C++ side for more than fits
+        raise OnnxModelError(
+            f"{label}: ONNX shape inference ran out of memory ({error}): an attribute or a declared shape of the model "
+            "asks for more than any machine holds. The model is broken or hostile."
+        ) from error
 
 
 _NODE_IN_MESSAGE = re.compile(r"node name: ([^)]+?)\)")
 
 
-def _inputs_read(model: onnx.ModelProto, reason: str) -> str:
+def _inputs_read(model: onnx.ModelProto, reason: str, inputs: frozenset[str] = frozenset()) -> str:
     """`` Node #3 (Gemm) reads A='x', B='w'.`` for the node onnx's message names first (onnx names a node's inputs
-    by their formal names only, so the values at odds, an initializer of the wrong type for one, would go unnamed)."""
+    by their formal names only, so the values at odds, an initializer of the wrong type for one, would go unnamed),
+    and which of the graph's ``inputs`` its values are computed from (a clash often starts at a mistyped input)."""
     match = _NODE_IN_MESSAGE.search(reason)
     if match is None:
         return ""
@@ -210,7 +219,26 @@ def _inputs_read(model: onnx.ModelProto, reason: str) -> str:
     named = [f"{formal[min(i, len(formal) - 1)] if formal else f'input {i}'}={name!r}" for i, name in enumerate(node.input) if name]
     outer = sorted(subgraph_free_names(node) - set(node.input))
     bodies = f"; its subgraphs read {', '.join(repr(n) for n in outer[:20])}" if outer else ""
-    return f" Node {match.group(1)} ({node.op_type}) reads {', '.join(named)}{bodies}."
+    sources = _graph_inputs_upstream(model.graph, node, inputs)
+    computed = f" Its values are computed from the graph input(s) {', '.join(repr(n) for n in sources)}." if sources else ""
+    return f" Node {match.group(1)} ({node.op_type}) reads {', '.join(named)}{bodies}.{computed}"
+
+
+def _graph_inputs_upstream(graph: onnx.GraphProto, node: onnx.NodeProto, inputs: frozenset[str]) -> list[str]:
+    """The names of ``inputs`` that ``node`` (a node of ``graph``, or of one of its subgraphs) reads, directly or
+    through the nodes of ``graph`` that compute what it reads; at most 10, sorted."""
+    producer = {output: n for n in graph.node for output in n.output if output}
+    pending = [*node.input, *subgraph_free_names(node)]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        upstream = producer.get(name)
+        if upstream is not None:
+            pending.extend([*upstream.input, *subgraph_free_names(upstream)])
+    return sorted(seen & inputs)[:10]
 
 
 def guarded_inference(model: onnx.ModelProto, *, strict_mode: bool, check_type: bool = False) -> onnx.ModelProto:

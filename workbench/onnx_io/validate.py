@@ -59,6 +59,7 @@ def check_model_rules(
     check_versions(model, label)
     check_types_and_sizes(model, label)
     check_single_assignment(model, label)
+    check_output_counts(model, label)
     if light is None:
         checked, set_aside = light_model(model)
     else:
@@ -166,6 +167,52 @@ def _budget_error(label: str, where: str, dims: list[int], data_type: int) -> On
         f"{label}: {where} declares shape {dims}, {size:,} bytes; the limit is {MAX_TENSOR_BYTES:,} bytes "
         "(1 TiB, more than any machine holds). The model is broken or hostile."
     )
+
+
+def check_output_counts(model: onnx.ModelProto, label: str) -> None:
+    """A Split's ``num_outputs`` equals its number of outputs, in every graph: onnx's shape inference allocates
+    ``num_outputs`` entries before it compares them (``num_outputs=2**40`` ended in std::bad_alloc)."""
+    pending = [(model.graph, f"graph {model.graph.name!r}")]
+    while pending:
+        graph, where = pending.pop()
+        for index, node in enumerate(graph.node):
+            node_text = f"node {node.name!r} (Split)" if node.name else f"node #{index} (Split)"
+            if node.op_type == "Split" and node.domain in ("", "ai.onnx"):
+                count = next((a.i for a in node.attribute if a.name == "num_outputs"), len(node.output))
+                if count != len(node.output):
+                    raise OnnxModelError(
+                        f"{label}: {node_text} in {where} has num_outputs={count} but {len(node.output)} output(s); "
+                        "ONNX requires them equal."
+                    )
+            for attribute in node.attribute:
+                inner = [attribute.g] if attribute.HasField("g") else []
+                pending.extend((body, f"{attribute.name!r} body of node #{index} in {where}") for body in [*inner, *attribute.graphs])
+
+
+def check_computed_sizes(model: onnx.ModelProto, label: str) -> None:
+    """After shape inference: no value a node computes exceeds the size budget (``pads=[2**40, ...]`` on a
+    MaxPool makes a legal model whose output nobody can hold: the generated code would try to allocate it)."""
+    producers: dict[str, str] = {}
+    pending = [model.graph]
+    while pending:
+        graph = pending.pop()
+        for index, node in enumerate(graph.node):
+            where = f"node {node.name!r} ({node.op_type})" if node.name else f"node #{index} ({node.op_type})"
+            for output in node.output:
+                producers.setdefault(output, where)
+            for attribute in node.attribute:
+                pending.extend([attribute.g] if attribute.HasField("g") else [])
+                pending.extend(attribute.graphs)
+    for value, _ in _typed_values(model):
+        for tensor_type in _tensor_types(value.type):
+            fixed = [int(d.dim_value) for d in tensor_type.shape.dim if d.HasField("dim_value")]
+            size = _bytes_of(math.prod(fixed), tensor_type.elem_type)
+            if value.name in producers and size > MAX_TENSOR_BYTES:
+                raise OnnxModelError(
+                    f"{label}: {producers[value.name]} computes {value.name!r} of shape (at least) {fixed}, {size:,} bytes; "
+                    f"the limit is {MAX_TENSOR_BYTES:,} bytes (1 TiB). Check the node's attributes (pads, sizes, "
+                    "num_outputs...) and the shapes of its inputs."
+                )
 
 
 def check_types_and_sizes(model: onnx.ModelProto, label: str) -> None:

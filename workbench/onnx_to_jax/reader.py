@@ -19,7 +19,7 @@ from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, warn
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
 from workbench.onnx_io.describe import subgraph_free_names
 from workbench.onnx_io.shapes import drop_stated_shapes, light_model, spell_out_defaults
-from workbench.onnx_io.validate import check_model_rules, check_single_assignment
+from workbench.onnx_io.validate import check_computed_sizes, check_model_rules, check_single_assignment
 from workbench.onnx_to_jax.local_functions import inline_functions
 from workbench.onnx_to_jax.runtime_ops import RUNTIME_ONNX_OPS
 
@@ -220,6 +220,7 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
         model = _strict_inference(model, label, light[0])
     except OnnxModelError as error:
         model = _infer_without_stated_shapes(model, label, error)
+    check_computed_sizes(model, label)
     # shape inference keeps the node list as it is, so the indices still apply
     nodes = tuple(model.graph.node[i] for i in order)
     return CheckedModel(LoadedModel(model, label, loaded.folder), nodes)

@@ -83,10 +83,12 @@ def source_map(
 
 
 def _passes_through() -> tuple[type[BaseException], ...]:
-    """JAX's own error classes (tracer errors callers rely on) and the workbench's: never rewrapped."""
+    """JAX's own error classes (tracer errors callers rely on) and the workbench's: never rewrapped. XLA's
+    runtime error (an allocation the node's shapes ask for, RESOURCE_EXHAUSTED) is about the data: it is."""
     import jax
 
-    jax_errors = tuple(v for v in vars(jax.errors).values() if isinstance(v, type) and issubclass(v, Exception))
+    jax_errors = tuple(v for v in vars(jax.errors).values()
+                       if isinstance(v, type) and issubclass(v, Exception) and v is not jax.errors.JaxRuntimeError)  # fmt: skip
     return (*jax_errors, WorkbenchError)
 
 
@@ -123,8 +125,10 @@ def guard(namespace: dict[str, Any], function_name: str, where: SourceMap) -> Ca
         f"    except _workbench_run_errors as error:\n"
         f"        _workbench_translate(error, _workbench_source_map)\n"
     )
-    namespace.update({hidden: inner, "_workbench_run_errors": RUN_ERRORS, "_workbench_translate": translate,
-                      "_workbench_source_map": where})  # fmt: skip
+    import jax
+
+    namespace.update({hidden: inner, "_workbench_run_errors": (*RUN_ERRORS, jax.errors.JaxRuntimeError),
+                      "_workbench_translate": translate, "_workbench_source_map": where})  # fmt: skip
     exec(compile(code, "<workbench-guard>", "exec"), namespace)  # noqa: S102 - our own fixed wrapper text
     wrapper = namespace[function_name]
     wrapper.__doc__ = inner.__doc__
