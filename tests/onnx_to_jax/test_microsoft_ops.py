@@ -331,9 +331,10 @@ def test_qlinear_where():
     _q("QLinearWhere", names, values)
 
 
-@pytest.mark.parametrize("form", ["plain", "mask_unidirectional"])
+@pytest.mark.parametrize("form", ["plain", "mask_unidirectional", "per_column"])
 def test_qattention(form):
-    """quantize_dynamic's QAttention: u8 activations, 7-bit s8 weights, float bias."""
+    """quantize_dynamic's QAttention: u8 activations, 7-bit s8 weights (per tensor, or per column with
+    per_channel=True), float bias."""
     batch, length, hidden, heads = 2, 5, 16, 2
     names = ["x", "w", "bias", "sx", "sw"]
     values = [_u8(batch, length, hidden), RNG.integers(-64, 64, (hidden, 3 * hidden)).astype(np.int8),
@@ -343,6 +344,10 @@ def test_qattention(form):
         names += ["mask", "zx"]
         values += [np.array([3, 5], np.int32), _scalar(128, np.uint8)]
         attrs["unidirectional"] = 1
+    if form == "per_column":
+        names += ["", "zx", "zw"]
+        values[4] = (RNG.random(3 * hidden) * 0.02 + 0.002).astype(np.float32)
+        values += [_scalar(128, np.uint8), RNG.integers(-3, 4, 3 * hidden).astype(np.int8)]
     model = _model("QAttention", names, 1, values, num_heads=heads, **attrs)
     _check(model, values, rtol=1e-4, atol=1e-5)
 
