@@ -118,9 +118,11 @@ def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
 
     def _make_struct(shape: Sequence[Any], dtype: Any, where: str) -> jax.ShapeDtypeStruct:
         texts = [_dim_text(d, where) for d in shape]
+        if dtype is None:  # numpy reads None as float64: a spec that forgot its dtype would trace in double precision
+            raise SpecError(f"{where}: dtype None; give a dtype such as 'float32' or 'int32'.")
         try:
             np_dtype = np.dtype(dtype)
-        except TypeError as error:
+        except (TypeError, ValueError, SyntaxError) as error:  # ValueError, SyntaxError: numpy's record-format parser
             raise SpecError(f"{where}: {dtype!r} is not a dtype.") from error
         fixed_bytes = math.prod(int(t) for t in texts if t.isdigit()) * np_dtype.itemsize
         if fixed_bytes > MAX_TENSOR_BYTES:

@@ -236,3 +236,13 @@ def test_an_allocation_xla_refuses_names_the_node():
     with pytest.raises(wb.ModelRunError, match=r"node 'grow' \(Expand\) writing 'y' .* failed on the given inputs: "
                                                r"JaxRuntimeError: RESOURCE_EXHAUSTED"):  # fmt: skip
         forward(params, np.ones(1, np.float32), np.array([1 << 25, 1 << 25], np.int64))
+
+
+def test_a_spec_whose_dtype_is_none_is_refused_not_read_as_float64():
+    """Was: TensorSpec((3,), None) traced as float64[3] (numpy's reading of None), the function then failing."""
+    from workbench.specs import TensorSpec
+
+    with pytest.raises(wb.SpecError, match=r"inputs\[0\]: dtype None; give a dtype such as 'float32'"):
+        wb.to_onnx(lambda x: x * 2, [TensorSpec((3,), None)])
+    with pytest.raises(wb.SpecError, match=r"inputs\[0\]: \"'a', b\" is not a dtype"):
+        wb.to_onnx(lambda x: x * 2, [TensorSpec((3,), "'a', b")])
