@@ -92,7 +92,7 @@ def node_suite_seeds(ops: tuple[str, ...] = NODE_SUITE_OPS) -> list[Seed]:
     seeds = []
     by_op = cases_by_op()
     for op in ops:
-        for case in by_op.get(op, ())[:1]:
+        for case in by_op.get(("", op), ())[:1]:
             if any(seed.name == f"node.{case.name}" for seed in seeds):
                 continue  # the first case of several ops (an expanded function graph holding them all)
             inputs = list(case.data_sets[0][0]) if case.data_sets else None

@@ -225,3 +225,67 @@ def test_explorer_display_bundle_has_a_static_fallback() -> None:
     assert WIDGET_MIMETYPE in bundle
     assert "rows shown" in bundle["text/plain"] and "ONNX → JAX" in bundle["text/plain"]
     assert "<table" in bundle["text/html"]
+
+
+def test_node_cases_are_found_by_domain_and_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """com.microsoft::Attention is not ONNX's Attention: a row of one never runs the other's node cases."""
+    import types
+
+    from onnx import helper
+
+    from workbench.onnx_to_jax import node_suite
+
+    def case(name: str, op: str, domain: str) -> types.SimpleNamespace:
+        node = helper.make_node(op, ["x"], ["y"], domain=domain)
+        return types.SimpleNamespace(name=name, model=helper.make_model(helper.make_graph([node], "g", [], [])))
+
+    fake = (case("test_attention", "Attention", ""), case("test_attention_ai_onnx", "Attention", "ai.onnx"),
+            case("test_ai_onnx_ml_binarizer", "Binarizer", "ai.onnx.ml"), case("ms", "Attention", "com.microsoft"))
+    monkeypatch.setattr(node_suite, "collect_cases", lambda: fake)
+    node_suite.cases_by_op.cache_clear()
+    try:
+        grouped = node_suite.cases_by_op()
+        assert [c.name for c in grouped[("", "Attention")]] == ["test_attention", "test_attention_ai_onnx"]
+        assert [c.name for c in grouped[("ai.onnx.ml", "Binarizer")]] == ["test_ai_onnx_ml_binarizer"]
+        assert ("", "Binarizer") not in grouped
+        results, _ = cov._run_node_cases("Binarizer", "")
+        assert results == [] and cov.emitter_outcome("Binarizer", results, 0.0).status == cov.NO_CASE
+    finally:
+        node_suite.cases_by_op.cache_clear()
+
+
+def test_com_microsoft_rows_run_their_own_cases_against_onnxruntime() -> None:
+    """No com.microsoft row reports ONNX-domain cases; every one with a built-in case passes against
+    onnxruntime (run here, as the explorer runs them), and its graph is its first case's model."""
+    from workbench.onnx_to_jax import contrib_cases
+
+    rows = [e for e in cov.catalogue() if e.subject.startswith("com.microsoft::")]
+    assert len(rows) == sum(domain == "com.microsoft" for domain, _ in registered())
+    assert all(e.node_suite_op is None and e.testcase != "ONNX node suite" for e in rows)
+    with_cases = [e for e in rows if contrib_cases.has_cases("com.microsoft", e.onnx_ops[0])]
+    assert len(with_cases) == len(rows)  # tests/onnx_to_jax/test_contrib_cases.py: every one has a case
+    outcomes = cov.run_entries(with_cases, workers=False)
+    failing = {e.subject: o.detail for e, o in zip(with_cases, outcomes) if o.status != "pass"}
+    assert not failing, failing
+    attention = next(e for e in with_cases if e.subject == "com.microsoft::Attention")
+    n = len(contrib_cases.cases("com.microsoft", "Attention"))
+    assert cov.last_outcome(attention.key).detail == f"{n}/{n} cases match onnxruntime"
+    assert [(node.domain, node.op_type) for node in attention.graph().graph.node] == [("com.microsoft", "Attention")]
+
+
+def test_an_emitter_without_any_case_is_no_case_not_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.onnx_to_jax import node_suite
+
+    outcome = cov.no_case_outcome("ai.onnx.ml", "Imputer")
+    assert outcome.status == cov.NO_CASE and "test_domains.py" in outcome.detail
+    assert cov.NO_CASE in cov.STATUSES and cov.filter_entries([], statuses=[cov.NO_CASE]) == []
+    explorer = CoverageExplorer()
+    explorer.search.value = "Imputer"
+    explorer.area.value = "ONNX → JAX"
+    [entry] = explorer.shown
+    explorer.use_workers = False
+    # the installed onnx has no node case of the ml domain's Imputer (not building the whole suite here)
+    monkeypatch.setattr(node_suite, "cases_by_op", lambda: {})
+    explorer.run_shown()
+    assert cov.status_of(entry.key) == cov.NO_CASE, cov.last_outcome(entry.key)
+    assert "test_domains.py" in cov.last_outcome(entry.key).detail

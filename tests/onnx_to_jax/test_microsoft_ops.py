@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from tests.support.harness import run_onnx
+from workbench.onnx_to_jax.contrib_cases import one_node_model, rotary_caches
 
 MS = "com.microsoft"
 RNG = np.random.default_rng(44)
@@ -30,23 +31,6 @@ def _fresh_rng():
 
 def _f32(*shape, scale=1.0):
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
-
-
-def _model(op, inputs, n_out, values, *, onnx_opset=17, out_types=(), out_shapes=(), **attrs) -> onnx.ModelProto:
-    """A one-node com.microsoft model; ``inputs`` names the node's inputs ("" for an absent one), outputs are
-    float (or ``out_types``) of unknown shape."""
-    out_types = list(out_types) + [TensorProto.FLOAT] * (n_out - len(out_types))
-    out_shapes = list(out_shapes) + [None] * (n_out - len(out_shapes))
-    node = helper.make_node(op, inputs, [f"out{i}" for i in range(n_out)], domain=MS, **attrs)
-    given = [name for name in inputs if name]
-    graph = helper.make_graph(
-        [node], "g",
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
-         for n, v in zip(given, values)],
-        [helper.make_tensor_value_info(f"out{i}", out_types[i], out_shapes[i]) for i in range(n_out)],
-    )
-    opsets = [helper.make_opsetid("", onnx_opset), helper.make_opsetid(MS, 1)]
-    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
 
 def _check(model, values, *, rtol=1e-5, atol=1e-5, compare=None):
@@ -72,17 +56,12 @@ GQA_INPUTS = ["q", "k", "v", "past_k", "past_v", "seqlens_k", "total", "cos", "s
               "head_sink"]
 
 
-def _rotary_caches(max_length, rotary_dim):
-    angles = np.arange(max_length)[:, None] / (10000 ** (np.arange(rotary_dim // 2) / (rotary_dim // 2)))
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-
-
 def _gqa(values: dict, *, heads=4, kv_heads=2, compare=None, out_shapes=(), **attrs):
     names = [n if n in values else "" for n in GQA_INPUTS]
     while names and not names[-1]:
         names.pop()
     given = [values[n] for n in names if n]
-    model = _model("GroupQueryAttention", names, 3, given, num_heads=heads, kv_num_heads=kv_heads,
+    model = one_node_model("GroupQueryAttention", names, 3, given, num_heads=heads, kv_num_heads=kv_heads,
                    out_shapes=out_shapes, **attrs)
     _check(model, given, rtol=1e-4, atol=2e-5, compare=compare)
 
@@ -101,7 +80,7 @@ def test_gqa_prompt(attrs):
     values = {"q": _f32(batch, length, heads * head), "k": _f32(batch, length, kv_heads * head),
               "v": _f32(batch, length, kv_heads * head), **_lengths([length - 1] * batch, length, 0)}
     if attrs.get("do_rotary"):
-        values["cos"], values["sin"] = _rotary_caches(16, head)
+        values["cos"], values["sin"] = rotary_caches(16, head)
     _gqa(values, heads=heads, kv_heads=kv_heads, **attrs)
 
 
@@ -115,7 +94,7 @@ def test_gqa_token_with_past(attrs):
               "v": _f32(batch, 1, kv_heads * head), "past_k": _f32(batch, kv_heads, past, head),
               "past_v": _f32(batch, kv_heads, past, head), **_lengths([past] * batch, 1, past)}
     if attrs.get("do_rotary"):
-        values["cos"], values["sin"] = _rotary_caches(16, head)
+        values["cos"], values["sin"] = rotary_caches(16, head)
     _gqa(values, heads=heads, kv_heads=kv_heads, **attrs)
 
 
@@ -123,7 +102,7 @@ def test_gqa_packed_qkv_with_partial_rotary():
     """Packed QKV in ``query`` (key and value absent) and a rotary cache covering half the head."""
     batch, length, heads, kv_heads, head = 1, 4, 4, 2, 32
     values = {"q": _f32(batch, length, (heads + 2 * kv_heads) * head), **_lengths([length - 1], length, 0)}
-    values["cos"], values["sin"] = _rotary_caches(8, head // 2)
+    values["cos"], values["sin"] = rotary_caches(8, head // 2)
     _gqa(values, heads=heads, kv_heads=kv_heads, do_rotary=1)
 
 
@@ -160,10 +139,10 @@ def test_gqa_float16_decode_with_rotary():
               "past_v": _f32(batch, kv_heads, past, head)}
     values = {k: v.astype(np.float16) for k, v in values.items()}
     values.update(_lengths([past] * batch, 1, past))
-    values["cos"], values["sin"] = (c.astype(np.float16) for c in _rotary_caches(16, head))
+    values["cos"], values["sin"] = (c.astype(np.float16) for c in rotary_caches(16, head))
     names = [n if n in values else "" for n in GQA_INPUTS][:9]
     given = [values[n] for n in names if n]
-    model = _model("GroupQueryAttention", names, 3, given, out_types=[TensorProto.FLOAT16] * 3, num_heads=heads,
+    model = one_node_model("GroupQueryAttention", names, 3, given, out_types=[TensorProto.FLOAT16] * 3, num_heads=heads,
                    kv_num_heads=kv_heads, do_rotary=1)
     _check(model, given, rtol=2e-3, atol=2e-3)
 
@@ -206,7 +185,7 @@ def test_gqa_rotary_decode_with_position_ids():
               "v": _f32(batch, 1, kv_heads * head), "past_k": _f32(batch, kv_heads, past, head),
               "past_v": _f32(batch, kv_heads, past, head), **_lengths([past] * batch, 1, past),
               "position_ids": np.array([[past + 2], [past - 3]], np.int64)}
-    values["cos"], values["sin"] = _rotary_caches(16, head)
+    values["cos"], values["sin"] = rotary_caches(16, head)
     _gqa(values, heads=heads, kv_heads=kv_heads, do_rotary=1)
 
 
@@ -252,7 +231,7 @@ def test_embed_layer_normalization(form):
         names.append("position_ids")
     names = [n if n not in dropped else "" for n in names]
     given = [values[n] for n in names if n]
-    model = _model("EmbedLayerNormalization", names, 3, given, out_types=[TensorProto.FLOAT, TensorProto.INT32],
+    model = one_node_model("EmbedLayerNormalization", names, 3, given, out_types=[TensorProto.FLOAT, TensorProto.INT32],
                    epsilon=1e-5)
     _check(model, given, rtol=1e-4, atol=1e-5)
 
@@ -268,7 +247,7 @@ def _u8(*shape):
 
 def _q(op, names, values, out_type=TensorProto.UINT8, *, atol=0, **attrs):
     """A quantized op against onnxruntime: exact, or within ``atol`` quantization steps."""
-    model = _model(op, names, 1, values, out_types=[out_type], **attrs)
+    model = one_node_model(op, names, 1, values, out_types=[out_type], **attrs)
     _check(model, values, rtol=0, atol=atol)
 
 
@@ -348,7 +327,7 @@ def test_qattention(form):
         names += ["", "zx", "zw"]
         values[4] = (RNG.random(3 * hidden) * 0.02 + 0.002).astype(np.float32)
         values += [_scalar(128, np.uint8), RNG.integers(-3, 4, 3 * hidden).astype(np.int8)]
-    model = _model("QAttention", names, 1, values, num_heads=heads, **attrs)
+    model = one_node_model("QAttention", names, 1, values, num_heads=heads, **attrs)
     _check(model, values, rtol=1e-4, atol=1e-5)
 
 
@@ -369,7 +348,7 @@ def test_qembed_layer_normalization(segments):
     if not segments:
         names = ["" if n in ("segment_ids", "segments", "segments_scale", "segments_zero") else n for n in names]
     given = [values[n] for n in names if n]
-    model = _model("QEmbedLayerNormalization", names, 2, given, out_types=[TensorProto.FLOAT, TensorProto.INT32],
+    model = one_node_model("QEmbedLayerNormalization", names, 2, given, out_types=[TensorProto.FLOAT, TensorProto.INT32],
                    epsilon=1e-5)
     _check(model, given, rtol=1e-4, atol=1e-5)
 

@@ -6,7 +6,10 @@ One row per thing a user can ask "does this convert?" about, all generated from 
 - every testcase of every JAX → ONNX primitive handler (area ``lax``, ``jnp``, ``nn``, ``Flax`` or
   ``Equinox`` by the API the testcase calls);
 - every model of the zoo (``Flax`` / ``Equinox``), converted whole;
-- every ONNX → JAX emitter (area ``ONNX → JAX``), tested on its cases of the ONNX node suite;
+- every ONNX → JAX emitter (area ``ONNX → JAX``), tested on its cases of the ONNX node suite (found by
+  domain and op: onnxruntime's ``com.microsoft::Attention`` never runs ONNX's ``Attention`` cases), or,
+  for the ops onnxruntime defines, on the cases of :mod:`workbench.onnx_to_jax.contrib_cases` against
+  onnxruntime, live; an emitter with neither is ``no case`` (not a failure; its detail says where it is tested);
 - every StableHLO op converter (area ``StableHLO``): its row exports the handler testcases of the lax
   primitives that produce the op with ``jax.export``, converts their StableHLO modules and checks
   parity (and that at least one of them does contain the op).
@@ -50,14 +53,15 @@ from workbench.errors import WorkbenchError
 AREAS: tuple[str, ...] = ("lax", "jnp", "nn", "Flax", "Equinox", "StableHLO", "ONNX → JAX")
 NOT_RUN = "not run"
 KNOWN_FAILURE = "known failure"
-STATUSES: tuple[str, ...] = (NOT_RUN, "pass", KNOWN_FAILURE, "fail", "error")
+NO_CASE = "no case"  # an emitter neither the node suite nor contrib_cases has a case for
+STATUSES: tuple[str, ...] = (NOT_RUN, "pass", KNOWN_FAILURE, NO_CASE, "fail", "error")
 
 
 @dataclass(frozen=True)
 class Outcome:
     """The last run of one coverage row."""
 
-    status: str  # "pass" | "known failure" | "fail" | "error"
+    status: str  # "pass" | "known failure" | "no case" | "fail" | "error"
     detail: str
     seconds: float
     max_abs_error: float | None = None
@@ -81,6 +85,7 @@ class CoverageEntry:
     # JAX → ONNX handlers: the lowest ONNX opset the handler can export to (None for zoo models and emitters)
     min_opset: int | None = None
     node_suite_op: str | None = None  # ONNX → JAX rows the node-suite worker can run: the op type
+    node_suite_domain: str = ""  # ... and its domain
     importable: bool = False  # a worker process has this row too (its code is not the notebook's own)
 
 
@@ -270,12 +275,36 @@ def _operator_doc(domain: str, op: str) -> str:
     return f"https://onnx.ai/onnx/operators/onnx_{domain.replace('.', '')}_{op}.html"
 
 
+# where the emitters without a built-in case are tested, by domain
+_TESTED_IN = {
+    "ai.onnx.ml": "tests/onnx_to_jax/test_domains.py (against onnxruntime)",
+    "com.microsoft": "tests/onnx_to_jax/test_domains.py and test_microsoft_ops.py (against onnxruntime)",
+}
+
+
+def no_case_outcome(domain: str, op: str) -> Outcome:
+    """The row of an emitter with no node case and no built-in case: not run here, and where it is tested."""
+    where = _TESTED_IN.get(domain, "no test of its own (only inside models of the corpus tests, if any)")
+    name = f"{domain}::{op}" if domain else op
+    return Outcome(NO_CASE, f"no case to run here: the installed onnx has no node cases for {name} and "
+                            f"workbench.onnx_to_jax.contrib_cases none; tested in {where}", 0.0)
+
+
+def contrib_outcome(results: Sequence[Any], seconds: float) -> Outcome:
+    """The row of an op onnxruntime defines from its contrib cases' results (each against onnxruntime)."""
+    failing = [r for r in results if not r.passed]
+    detail = f"{len(results) - len(failing)}/{len(results)} cases match onnxruntime"
+    if failing:
+        detail += "; differing: " + "; ".join(f"{r.name} ({r.reason})" for r in failing[:5])
+    return Outcome("fail" if failing else "pass", detail, seconds)
+
+
 def emitter_outcome(op: str, results: Sequence[Any], seconds: float) -> Outcome:
     """The row of emitter ``op`` from its node cases' results: listed failures apart from regressions."""
     from workbench.onnx_to_jax.expected_failures import expected_failure_reason
 
     if not results:
-        return Outcome("fail", f"the installed onnx has no node cases for {op}", seconds)
+        return Outcome(NO_CASE, f"the installed onnx has no node cases for {op}", seconds)
     known = [(r.name, reason) for r in results if not r.passed and (reason := expected_failure_reason(r.name))]
     unexpected = [r for r in results if not r.passed and expected_failure_reason(r.name) is None]
     passed = sum(r.passed for r in results)
@@ -292,21 +321,21 @@ def emitter_outcome(op: str, results: Sequence[Any], seconds: float) -> Outcome:
     return Outcome(status, detail, seconds, known_failures=tuple(known))
 
 
-def _run_node_cases(op: str) -> tuple[list[Any], float]:
-    """(every node case result of ``op``, seconds): in the node-suite worker, or here as a fallback."""
+def _run_node_cases(op: str, domain: str = "") -> tuple[list[Any], float]:
+    """(every node case result of ``domain::op``, seconds): in the node-suite worker, or here as a fallback."""
     from workbench.onnx_to_jax import node_suite
 
     start = time.perf_counter()
-    results = node_suite.run_cases(node_suite.cases_by_op().get(op, ()))
+    results = node_suite.run_cases(node_suite.cases_by_op().get((domain, op), ()))
     return results, time.perf_counter() - start
 
 
-def _first_case_model_bytes(op: str) -> bytes:
+def _first_case_model_bytes(op: str, domain: str = "") -> bytes:
     from workbench.onnx_to_jax import node_suite
 
-    cases = node_suite.cases_by_op().get(op)
+    cases = node_suite.cases_by_op().get((domain, op))
     if not cases:
-        raise WorkbenchError(f"the installed onnx has no node cases for {op}; nothing to show")
+        raise WorkbenchError(f"the installed onnx has no node cases for {domain or 'ai.onnx'}::{op}; nothing to show")
     return cases[0].model.SerializeToString()
 
 
@@ -425,13 +454,13 @@ class CoverageWorkers:
     def idle_row_worker(self) -> _Worker | None:
         return next((worker for worker in self.rows if worker.idle()), None)
 
-    def run_node_cases(self, op: str) -> Future[tuple[list[Any], float]]:
-        return self.node_suite.pool.submit(_run_node_cases, op)
+    def run_node_cases(self, op: str, domain: str = "") -> Future[tuple[list[Any], float]]:
+        return self.node_suite.pool.submit(_run_node_cases, op, domain)
 
-    def first_case_model(self, op: str) -> Any:
+    def first_case_model(self, op: str, domain: str = "") -> Any:
         import onnx
 
-        return onnx.load_model_from_string(self.node_suite.pool.submit(_first_case_model_bytes, op).result())
+        return onnx.load_model_from_string(self.node_suite.pool.submit(_first_case_model_bytes, op, domain).result())
 
     def close(self) -> None:
         for worker in [*([self._node_suite] if self._node_suite is not None else []), *self.rows]:
@@ -464,40 +493,89 @@ def _emitters_are_importable(domain: str, op: str, versions: Sequence[int]) -> b
     return all(_importable(resolve(domain, op, version).fn) for version in versions)
 
 
+def _has_node_cases(domain: str, op: str) -> bool:
+    """Whether the installed onnx has node cases for ``domain::op``, without building the suite: the ONNX
+    domains have some for nearly every op, the domains onnxruntime defines (and its own since-1 ops in the
+    ONNX domain) none."""
+    from workbench.onnx_to_jax.runtime_ops import RUNTIME_DOMAINS
+
+    return domain not in RUNTIME_DOMAINS
+
+
+def _contrib_entry(domain: str, op: str, versions: Sequence[int]) -> CoverageEntry:
+    """The row of an op with built-in cases: each case through the generated code and onnxruntime, here."""
+    from workbench.onnx_to_jax import contrib_cases
+
+    key = f"onnx:{domain}::{op}"
+
+    def check() -> Outcome:
+        start = time.perf_counter()
+        try:
+            cases = contrib_cases.cases(domain, op)
+            _MODELS[key] = cases[0].model
+            results = [contrib_cases.run_case(case) for case in cases]
+        except Exception as problem:  # noqa: BLE001 - this row's result, shown in the table
+            return Outcome("error", f"{type(problem).__name__}: {problem}", time.perf_counter() - start)
+        return contrib_outcome(results, time.perf_counter() - start)
+
+    return CoverageEntry(
+        key=key,
+        area="ONNX → JAX",
+        direction="ONNX → JAX",
+        subject=op if not domain else f"{domain}::{op}",
+        testcase="built-in cases vs onnxruntime",
+        onnx_ops=(op,),
+        doc=_operator_doc(domain, op),
+        module=f"opsets {', '.join(map(str, versions))}",
+        run=check,
+        graph=lambda: contrib_cases.cases(domain, op)[0].model,
+        importable=_emitters_are_importable(domain, op, versions),
+    )
+
+
 def _emitter_entries() -> Iterator[CoverageEntry]:
+    from workbench.onnx_to_jax import contrib_cases
     from workbench.onnx_to_jax.registry import registered
 
-    def runner(op: str) -> Callable[[], Outcome]:
+    def runner(op: str, domain: str) -> Callable[[], Outcome]:
         def check() -> Outcome:
             try:
-                results, seconds = _run_node_cases(op)
+                results, seconds = _run_node_cases(op, domain)
             except Exception as problem:  # noqa: BLE001 - this row's result, shown in the table
                 return Outcome("error", f"{type(problem).__name__}: {problem}", 0.0)
-            return emitter_outcome(op, results, seconds)
+            return emitter_outcome(op, results, seconds) if results else no_case_outcome(domain, op)
 
         return check
 
-    def first_case_model(op: str, in_worker: bool) -> Any:
+    def first_case_model(op: str, domain: str, in_worker: bool) -> Any:
         import onnx
 
         if in_worker:
-            return coverage_workers().first_case_model(op)
-        return onnx.load_model_from_string(_first_case_model_bytes(op))
+            return coverage_workers().first_case_model(op, domain)
+        return onnx.load_model_from_string(_first_case_model_bytes(op, domain))
+
+    def no_case_model(domain: str, op: str) -> Any:
+        raise WorkbenchError(f"no case of {domain or 'ai.onnx'}::{op} to show: {no_case_outcome(domain, op).detail}")
 
     for (domain, op), versions in registered().items():
+        if contrib_cases.has_cases(domain, op):
+            yield _contrib_entry(domain, op, versions)
+            continue
+        key, subject = f"onnx:{domain}::{op}", op if not domain else f"{domain}::{op}"
+        common = dict(key=key, area="ONNX → JAX", direction="ONNX → JAX", subject=subject, onnx_ops=(op,),
+                      doc=_operator_doc(domain, op), module=f"opsets {', '.join(map(str, versions))}")
+        if not _has_node_cases(domain, op):
+            yield CoverageEntry(**common, testcase="no built-in case", run=lambda d=domain, o=op: no_case_outcome(d, o),
+                                graph=lambda d=domain, o=op: no_case_model(d, o))
+            continue
         in_worker = _emitters_are_importable(domain, op, versions)
         yield CoverageEntry(
-            key=f"onnx:{domain}::{op}",
-            area="ONNX → JAX",
-            direction="ONNX → JAX",
-            subject=op if not domain else f"{domain}::{op}",
+            **common,
             testcase="ONNX node suite",
-            onnx_ops=(op,),
-            doc=_operator_doc(domain, op),
-            module=f"opsets {', '.join(map(str, versions))}",
-            run=runner(op),
-            graph=lambda op=op, in_worker=in_worker: first_case_model(op, in_worker),
+            run=runner(op, domain),
+            graph=lambda op=op, domain=domain, in_worker=in_worker: first_case_model(op, domain, in_worker),
             node_suite_op=op if in_worker else None,
+            node_suite_domain=domain,
         )
 
 
@@ -618,7 +696,8 @@ def run_entries(
             return
         if entry.node_suite_op is not None:
             results, seconds = result
-            record(entry, emitter_outcome(entry.node_suite_op, results, seconds))
+            record(entry, emitter_outcome(entry.node_suite_op, results, seconds) if results
+                   else no_case_outcome(entry.node_suite_domain, entry.node_suite_op))
             return
         outcome, model_bytes = result
         if model_bytes is not None:
@@ -636,7 +715,7 @@ def run_entries(
     here: deque[CoverageEntry] = deque()  # rows only this process has (defined in the notebook)
     for entry in entries:
         if pool is not None and entry.node_suite_op is not None:
-            pending[pool.run_node_cases(entry.node_suite_op)] = entry
+            pending[pool.run_node_cases(entry.node_suite_op, entry.node_suite_domain)] = entry
         elif pool is not None and entry.importable:
             shared.append(entry)
         else:
@@ -732,7 +811,7 @@ def filter_entries(
 
 
 __all__ = [
-    "AREAS", "COLUMNS", "KNOWN_FAILURE", "CoverageEntry", "CoverageWorkers", "Outcome", "STATUSES", "api_area",
-    "catalogue", "coverage_frame", "coverage_workers", "emitter_outcome", "filter_entries", "forget_outcomes",
+    "AREAS", "COLUMNS", "KNOWN_FAILURE", "NO_CASE", "CoverageEntry", "CoverageWorkers", "Outcome", "STATUSES", "api_area",
+    "catalogue", "contrib_outcome", "coverage_frame", "coverage_workers", "emitter_outcome", "filter_entries", "forget_outcomes",
     "last_outcome", "run_entries", "status_of", "summary_frame", "workers_pay",
 ]

@@ -13,13 +13,14 @@ from collections import Counter
 from typing import Any
 
 from workbench.analysis import coverage as catalogue_module
-from workbench.analysis.coverage import AREAS, KNOWN_FAILURE, NOT_RUN, STATUSES, CoverageEntry, Outcome
+from workbench.analysis.coverage import AREAS, KNOWN_FAILURE, NO_CASE, NOT_RUN, STATUSES, CoverageEntry, Outcome
 from workbench.jupyter.widget_bundle import widget_bundle
 
 _ALL = "(all)"
 MAX_STATIC_ROWS = 60  # the static fallback summarises; the full table is explorer.frame()
 # a known failure (every failing case listed with its reason) reads apart from a regression (✘)
-_STATUS_MARK = {NOT_RUN: "·", "pass": "✔", KNOWN_FAILURE: "◐", "fail": "✘", "error": "!"}
+# an emitter with no case to run here (its detail says where it is tested) is not a failure (○)
+_STATUS_MARK = {NOT_RUN: "·", "pass": "✔", KNOWN_FAILURE: "◐", NO_CASE: "○", "fail": "✘", "error": "!"}
 
 
 def _row_label(entry: CoverageEntry) -> str:

@@ -50,16 +50,21 @@ def collect_cases() -> tuple[Any, ...]:
 
 
 @functools.lru_cache(maxsize=1)
-def cases_by_op() -> dict[str, tuple[Any, ...]]:
-    """Node cases grouped by the ONNX op types their model uses (a case may count for several ops)."""
-    grouped: dict[str, list[Any]] = defaultdict(list)
+def cases_by_op() -> dict[tuple[str, str], tuple[Any, ...]]:
+    """Node cases grouped by the (domain, op type) of the nodes their model uses (a case may count for
+    several ops). The domain is the registry's spelling: "" for the ONNX domain (also written "ai.onnx"),
+    "ai.onnx.ml", "ai.onnx.preview.training"...; an op of another domain with the same name (onnxruntime's
+    com.microsoft::Attention beside ONNX's Attention) never sees these cases."""
+    grouped: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for case in collect_cases():
-        for op in sorted({node.op_type for node in case.model.graph.node}):
-            grouped[op].append(case)
-    return {op: tuple(cases) for op, cases in grouped.items()}
+        keys = {("" if node.domain == "ai.onnx" else node.domain, node.op_type) for node in case.model.graph.node}
+        for key in sorted(keys):
+            grouped[key].append(case)
+    return {key: tuple(cases) for key, cases in grouped.items()}
 
 
-def _compare(expected: Any, actual: Any, rtol: float, atol: float) -> None:
+def compare_output(expected: Any, actual: Any, rtol: float, atol: float) -> None:
+    """Raise AssertionError unless ``actual`` has ``expected``'s shape, dtype and values (floats within rtol/atol)."""
     if expected is None or isinstance(expected, list):  # an optional, a sequence
         if expected is None or actual is None:
             if not (expected is None and actual is None):
@@ -68,7 +73,7 @@ def _compare(expected: Any, actual: Any, rtol: float, atol: float) -> None:
         if not isinstance(actual, list) or len(actual) != len(expected):
             raise AssertionError(f"sequence of {len(expected)} expected, got {type(actual).__name__}")
         for want, got in zip(expected, actual):
-            _compare(want, got, rtol, atol)
+            compare_output(want, got, rtol, atol)
         return
     expected = np.asarray(expected)
     actual = np.asarray(actual)
@@ -194,14 +199,14 @@ def run_case(case: Any) -> CaseResult:
                     spec = _spec_elements_of(case, [_as_array(v) for v in inputs], expected)
                     if spec is not None:
                         got = np.asarray(outputs[0])
-                        _compare(np.asarray(expected[0])[~spec.mask], got[~spec.mask], case.rtol, case.atol)
+                        compare_output(np.asarray(expected[0])[~spec.mask], got[~spec.mask], case.rtol, case.atol)
                         try:
-                            _compare(spec.values[spec.mask], got[spec.mask], 0.0, 0.0)
+                            compare_output(spec.values[spec.mask], got[spec.mask], 0.0, 0.0)
                         except AssertionError as error:
                             raise AssertionError(f"{spec.why}: {error}".replace("\n", " ")) from error
                         continue
                     for want, got in zip(expected, outputs, strict=True):
-                        _compare(want, got, case.rtol, case.atol)
+                        compare_output(want, got, case.rtol, case.atol)
             except Exception as error:  # noqa: BLE001 - the result carries the reason; callers decide
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 return CaseResult(case.name, ops, False, f"{type(error).__name__}: {first[:200]}")
@@ -213,6 +218,6 @@ def run_cases(cases: Sequence[Any]) -> list[CaseResult]:
 
 
 __all__ = [
-    "CaseResult", "SpecElements", "cases_by_op", "cast_spec_elements", "collect_cases", "run_case", "run_cases",
+    "CaseResult", "SpecElements", "cases_by_op", "cast_spec_elements", "compare_output", "collect_cases", "run_case", "run_cases",
     "spec_element_count",
 ]
