@@ -284,10 +284,11 @@ _TESTED_IN = {
 
 def no_case_outcome(domain: str, op: str) -> Outcome:
     """The row of an emitter with no node case and no built-in case: not run here, and where it is tested."""
-    where = _TESTED_IN.get(domain, "no test of its own (only inside models of the corpus tests, if any)")
+    where = _TESTED_IN.get(domain)
     name = f"{domain}::{op}" if domain else op
+    tested = f"tested in {where}" if where else "no test of its own either (only inside larger models, if any)"
     return Outcome(NO_CASE, f"no case to run here: the installed onnx has no node cases for {name} and "
-                            f"workbench.onnx_to_jax.contrib_cases none; tested in {where}", 0.0)
+                            f"workbench.onnx_to_jax.contrib_cases none; {tested}", 0.0)
 
 
 def contrib_outcome(results: Sequence[Any], seconds: float) -> Outcome:
