@@ -1,10 +1,11 @@
-"""Small one-node cases of the ops onnxruntime defines and the ONNX node suite does not test.
+"""Small cases (one node, or a few) of the ops the ONNX node suite does not test, against onnxruntime.
 
 The ONNX node suite (:mod:`workbench.onnx_to_jax.node_suite`) has cases for the ONNX domains only;
 onnxruntime's ``com.microsoft`` ops (and ``SimplifiedLayerNormalization``, which it registers in the
-ONNX domain) have none. This module builds, for
-each of them, a few seeded one-node models with inputs (onnx.helper, numpy); :func:`run_case` runs one
-through the generated JAX code and through onnxruntime's CPU provider and compares every output.
+ONNX domain) have none, nor, in the installed onnx, a few ONNX ops (GlobalLpPool, the sequence ops,
+Optional). This module builds, for each of them, a few seeded small models with inputs (onnx.helper,
+numpy); :func:`run_case` runs one through the generated JAX code and through onnxruntime's CPU
+provider and compares every output.
 
 The coverage explorer shows these results on the op's row; the tests in tests/onnx_to_jax share the
 model builder. u8 x s8 integer matmuls use 7-bit weights (|w| < 64): onnxruntime's kernel saturates
@@ -309,6 +310,64 @@ def _qembed_layer_normalization(rng: np.random.Generator) -> list[ContribCase]:
     names = ["ids", "segment_ids", *order, "mask", *[f"{k}_scale" for k in order], *[f"{k}_zero" for k in order]]
     return [_case("bert_quantized", "QEmbedLayerNormalization", names, [ids, segments, *tables, mask, *scales, *zeros],
                   n_out=2, out_types=[TensorProto.FLOAT, TensorProto.INT32], epsilon=1e-5)]
+
+
+# ---- ONNX-domain ops the installed onnx's node suite has no case for
+def _graph_case(name: str, nodes: list[onnx.NodeProto], names: Sequence[str], values: Sequence[np.ndarray],
+                outputs: list[onnx.ValueInfoProto]) -> ContribCase:
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+              for n, v in zip(names, values, strict=True)]
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return ContribCase(name, model, tuple(values))
+
+
+@_builds("GlobalLpPool", domain="")
+def _global_lp_pool(rng: np.random.Generator) -> list[ContribCase]:
+    x = _f32(rng, 2, 3, 5, 4)
+    return [_case(f"p{p}", "GlobalLpPool", ["x"], [x], domain="", p=p) for p in (1, 2, 3)]
+
+
+def _sequence(element_shape: list[int]) -> Callable[[str], onnx.ValueInfoProto]:
+    return lambda name: helper.make_tensor_sequence_value_info(name, TensorProto.FLOAT, element_shape)
+
+
+def _tensor(name: str, shape: Any = None, dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+@_builds("SequenceConstruct", "SequenceAt", "SequenceErase", "ConcatFromSequence", domain="")
+def _sequences(rng: np.random.Generator) -> list[ContribCase]:
+    """Sequences of three (2, 3) tensors: built, indexed (negative position), erased from, concatenated."""
+    values = [_f32(rng, 2, 3) for _ in range(3)]
+    make = helper.make_node("SequenceConstruct", ["a", "b", "c"], ["s"])
+    abc = ["a", "b", "c"]
+    at = np.array(-1, np.int64)
+    return [
+        _graph_case("construct", [make], abc, values, [_sequence([2, 3])("s")]),
+        _graph_case("at_negative", [make, helper.make_node("SequenceAt", ["s", "i"], ["y"])], [*abc, "i"],
+                    [*values, at], [_tensor("y", [2, 3])]),
+        _graph_case("erase_then_concat", [make, helper.make_node("SequenceErase", ["s", "i"], ["t"]),
+                                          helper.make_node("ConcatFromSequence", ["t"], ["y"], axis=1)],
+                    [*abc, "i"], [*values, np.array(1, np.int64)], [_tensor("y", [2, 6])]),
+        _graph_case("concat_new_axis", [make, helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=-1, new_axis=1)],
+                    abc, values, [_tensor("y", [2, 3, 3])]),
+    ]
+
+
+@_builds("Optional", domain="")
+def _optional(rng: np.random.Generator) -> list[ContribCase]:
+    """An optional holding a tensor (read back) and an empty one of a declared type (has no element)."""
+    x = _f32(rng, 2, 3)
+    empty_type = helper.make_tensor_type_proto(TensorProto.FLOAT, [2, 3])
+    return [
+        _graph_case("wrap_and_get", [helper.make_node("Optional", ["x"], ["o"]),
+                                     helper.make_node("OptionalGetElement", ["o"], ["y"])], ["x"], [x],
+                    [_tensor("y", [2, 3])]),
+        _graph_case("empty_has_no_element", [helper.make_node("Optional", [], ["o"], type=empty_type),
+                                             helper.make_node("OptionalHasElement", ["o"], ["y"])], [], [],
+                    [_tensor("y", [], TensorProto.BOOL)]),
+    ]
 
 
 # ----------------------------------------------------------------------------- lookup and run
