@@ -130,7 +130,8 @@ def summarize(records: dict[str, dict[str, Any]], width: int = 150) -> None:
           f"{counts['pass']} eagerly and under jax.jit, {counts['pass-eager']} eagerly only (value-dependent); "
           f"{passed} of {judged - len(explained)} without the {len(explained)} failures explained below "
           f"({100.0 * passed / max(judged - len(explained), 1):.1f}%)")
-    print("  not the workbench's: " + ", ".join(f"{s} {counts[s]}" for s in (*NOT_OURS, "crash")))
+    print("  not the workbench's: " + ", ".join(f"{s} {counts[s]}" for s in NOT_OURS)
+          + f"; unfinished (the worker died on it, or is on it now): {counts['crash']}")
     failures = ("to_jax", "eager", "eager-numeric", "jit", "jit-numeric", "timeout", "error", "crash")
     for title, statuses, wanted in (("workbench failures", failures, lambda k: k not in EXPLAINED),
                                     ("failures explained (not the workbench's)", failures, lambda k: k in EXPLAINED),
