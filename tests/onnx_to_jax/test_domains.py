@@ -16,6 +16,7 @@ import workbench as wb
 from tests.support.corpus import ACCUMULATING, depth
 from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import registry
+from workbench.onnx_to_jax.contrib_cases import tree_attributes
 
 ML = "ai.onnx.ml"
 
@@ -44,32 +45,9 @@ def _check(model, inputs, *, rtol=1e-5, atol=1e-5):
         np.testing.assert_allclose(have, want, rtol=rtol, atol=atol)
 
 
-def _forest(n_trees=3, depth=3, n_features=4, seed=0):
-    """Random complete binary trees in TreeEnsembleRegressor/Classifier's attribute layout."""
-    rng = np.random.default_rng(seed)
-    attrs = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
-                             "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")}
-    leaves = []
-    for tree in range(n_trees):
-        n_nodes = 2 ** (depth + 1) - 1
-        for node in range(n_nodes):
-            leaf = node >= 2 ** depth - 1
-            attrs["nodes_treeids"].append(tree)
-            attrs["nodes_nodeids"].append(node)
-            attrs["nodes_featureids"].append(0 if leaf else int(rng.integers(n_features)))
-            attrs["nodes_values"].append(0.0 if leaf else float(rng.standard_normal()))
-            attrs["nodes_modes"].append("LEAF" if leaf else str(rng.choice(["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT"])))
-            attrs["nodes_truenodeids"].append(0 if leaf else 2 * node + 1)
-            attrs["nodes_falsenodeids"].append(0 if leaf else 2 * node + 2)
-            attrs["nodes_missing_value_tracks_true"].append(int(rng.integers(2)))
-            if leaf:
-                leaves.append((tree, node))
-    return attrs, leaves
-
-
 @pytest.mark.parametrize("aggregate", ["SUM", "AVERAGE", "MIN", "MAX"])
 def test_tree_ensemble_regressor(aggregate):
-    attrs, leaves = _forest()
+    attrs, leaves = tree_attributes(np.random.default_rng(0))
     rng = np.random.default_rng(1)
     node = helper.make_node(
         "TreeEnsembleRegressor", ["x"], ["y"], domain=ML, n_targets=2, aggregate_function=aggregate,
@@ -86,7 +64,7 @@ def test_tree_ensemble_regressor(aggregate):
 
 @pytest.mark.parametrize("post_transform", ["NONE", "SOFTMAX", "LOGISTIC"])
 def test_tree_ensemble_classifier(post_transform):
-    attrs, leaves = _forest(seed=2)
+    attrs, leaves = tree_attributes(np.random.default_rng(2))
     rng = np.random.default_rng(3)
     node = helper.make_node(
         "TreeEnsembleClassifier", ["x"], ["label", "scores"], domain=ML, classlabels_int64s=[3, 5, 7],
@@ -101,7 +79,7 @@ def test_tree_ensemble_classifier(post_transform):
 
 
 def test_binary_tree_classifier_with_one_weight_column():
-    attrs, leaves = _forest(seed=4)
+    attrs, leaves = tree_attributes(np.random.default_rng(4))
     rng = np.random.default_rng(5)
     node = helper.make_node(
         "TreeEnsembleClassifier", ["x"], ["label", "scores"], domain=ML, classlabels_int64s=[0, 1],

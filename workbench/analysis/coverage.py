@@ -8,7 +8,7 @@ One row per thing a user can ask "does this convert?" about, all generated from 
 - every model of the zoo (``Flax`` / ``Equinox``), converted whole;
 - every ONNX → JAX emitter (area ``ONNX → JAX``), tested on its cases of the ONNX node suite (found by
   domain and op: onnxruntime's ``com.microsoft::Attention`` never runs ONNX's ``Attention`` cases), or,
-  for the ops onnxruntime defines and the few ONNX ops without node cases, on the cases of
+  for the ops onnxruntime defines and the ONNX / ai.onnx.ml ops without node cases, on the cases of
   :mod:`workbench.onnx_to_jax.contrib_cases` against onnxruntime, live; an emitter with neither is ``no case`` (not a failure; its detail says where it is tested);
 - every StableHLO op converter (area ``StableHLO``): its row exports the handler testcases of the lax
   primitives that produce the op with ``jax.export``, converts their StableHLO modules and checks

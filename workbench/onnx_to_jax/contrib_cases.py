@@ -3,7 +3,8 @@
 The ONNX node suite (:mod:`workbench.onnx_to_jax.node_suite`) has cases for the ONNX domains only;
 onnxruntime's ``com.microsoft`` ops (and ``SimplifiedLayerNormalization``, which it registers in the
 ONNX domain) have none, nor, in the installed onnx, a few ONNX ops (GlobalLpPool, the sequence ops,
-Optional). This module builds, for each of them, a few seeded small models with inputs (onnx.helper,
+Optional) and ai.onnx.ml ops (the tree ensembles, linear models, Scaler, Normalizer, Imputer,
+OneHotEncoder). This module builds, for each of them, a few seeded small models with inputs (onnx.helper,
 numpy); :func:`run_case` runs one through the generated JAX code and through onnxruntime's CPU
 provider and compares every output.
 
@@ -43,11 +44,12 @@ class ContribCase:
 
 
 def one_node_model(op: str, inputs: Sequence[str], n_out: int, values: Sequence[np.ndarray], *, domain: str = MS,
-                   onnx_opset: int = 17, out_types: Sequence[int] = (), out_shapes: Sequence[Any] = (),
-                   **attrs: Any) -> onnx.ModelProto:
+                   onnx_opset: int = 17, domain_opset: int = 1, out_types: Sequence[int] = (),
+                   out_shapes: Sequence[Any] = (), **attrs: Any) -> onnx.ModelProto:
     """A model of one ``domain::op`` node; ``inputs`` names the node's inputs ("" for an absent one) and
     ``values`` gives the present ones (their dtype and shape declare the graph inputs); outputs are
-    ``out0``... of type float (or ``out_types``) and unknown shape (or ``out_shapes``)."""
+    ``out0``... of type float (or ``out_types``) and unknown shape (or ``out_shapes``). The model imports
+    the ONNX domain at ``onnx_opset``, com.microsoft at 1 and any other ``domain`` at ``domain_opset``."""
     out_types = list(out_types) + [TensorProto.FLOAT] * (n_out - len(out_types))
     out_shapes = list(out_shapes) + [None] * (n_out - len(out_shapes))
     node = helper.make_node(op, list(inputs), [f"out{i}" for i in range(n_out)], domain=domain, **attrs)
@@ -59,7 +61,33 @@ def one_node_model(op: str, inputs: Sequence[str], n_out: int, values: Sequence[
         [helper.make_tensor_value_info(f"out{i}", out_types[i], out_shapes[i]) for i in range(n_out)],
     )
     opsets = [helper.make_opsetid("", onnx_opset), helper.make_opsetid(MS, 1)]
+    if domain not in ("", MS):
+        opsets.append(helper.make_opsetid(domain, domain_opset))
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def tree_attributes(rng: np.random.Generator, n_trees: int = 3, depth: int = 3,
+                    n_features: int = 4) -> tuple[dict[str, list[Any]], list[tuple[int, int]]]:
+    """Random complete binary trees in TreeEnsembleRegressor/Classifier's ``nodes_*`` attribute layout, and
+    their leaves as (tree, node) pairs."""
+    attrs: dict[str, list[Any]] = {k: [] for k in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes", "nodes_truenodeids",
+        "nodes_falsenodeids", "nodes_missing_value_tracks_true")}
+    leaves = []
+    for tree in range(n_trees):
+        for node in range(2 ** (depth + 1) - 1):
+            leaf = node >= 2 ** depth - 1
+            attrs["nodes_treeids"].append(tree)
+            attrs["nodes_nodeids"].append(node)
+            attrs["nodes_featureids"].append(0 if leaf else int(rng.integers(n_features)))
+            attrs["nodes_values"].append(0.0 if leaf else float(rng.standard_normal()))
+            attrs["nodes_modes"].append("LEAF" if leaf else str(rng.choice(["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GT"])))
+            attrs["nodes_truenodeids"].append(0 if leaf else 2 * node + 1)
+            attrs["nodes_falsenodeids"].append(0 if leaf else 2 * node + 2)
+            attrs["nodes_missing_value_tracks_true"].append(int(rng.integers(2)))
+            if leaf:
+                leaves.append((tree, node))
+    return attrs, leaves
 
 
 def rotary_caches(max_length: int, rotary_dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -370,6 +398,54 @@ def _optional(rng: np.random.Generator) -> list[ContribCase]:
     ]
 
 
+# ---- ai.onnx.ml ops the installed onnx's node suite has no case for
+ML = "ai.onnx.ml"
+_LABEL_AND_SCORES = {"n_out": 2, "out_types": [TensorProto.INT64, TensorProto.FLOAT]}
+
+
+def _ml(name: str, op: str, values: Sequence[np.ndarray], **options: Any) -> ContribCase:
+    return _case(name, op, [f"in{i}" for i in range(len(values))], values, domain=ML, domain_opset=3, **options)
+
+
+@_builds("TreeEnsembleRegressor", "TreeEnsembleClassifier", domain=ML)
+def _tree_ensembles(rng: np.random.Generator) -> list[ContribCase]:
+    """Three random trees of depth 3 on 4 features; a NaN follows nodes_missing_value_tracks_true."""
+    attrs, leaves = tree_attributes(rng)
+    trees, nodes = [t for t, _ in leaves], [n for _, n in leaves]
+    x = _f32(rng, 16, 4)
+    x[0, 1] = np.nan
+    regressor = _ml("sum_two_targets", "TreeEnsembleRegressor", [x], n_targets=2, aggregate_function="SUM",
+                    target_treeids=trees * 2, target_nodeids=nodes * 2, target_ids=[0] * len(leaves) + [1] * len(leaves),
+                    target_weights=_f32(rng, 2 * len(leaves)).tolist(), base_values=[0.5, -0.25], **attrs)
+    classifier = _ml("softmax_three_classes", "TreeEnsembleClassifier", [x], classlabels_int64s=[3, 5, 7],
+                     class_treeids=trees * 3, class_nodeids=nodes * 3, class_ids=[c for c in range(3) for _ in leaves],
+                     class_weights=_f32(rng, 3 * len(leaves)).tolist(), post_transform="SOFTMAX", **_LABEL_AND_SCORES,
+                     **attrs)
+    return [regressor, classifier]
+
+
+@_builds("LinearRegressor", "LinearClassifier", domain=ML)
+def _linear_models(rng: np.random.Generator) -> list[ContribCase]:
+    x = _f32(rng, 8, 5)
+    return [_ml("two_targets", "LinearRegressor", [x], targets=2, coefficients=_f32(rng, 10).tolist(),
+                intercepts=[0.1, -0.2]),
+            _ml("softmax", "LinearClassifier", [x], classlabels_ints=[0, 1, 2], coefficients=_f32(rng, 15).tolist(),
+                intercepts=[0.0, 0.5, -0.5], post_transform="SOFTMAX", **_LABEL_AND_SCORES)]
+
+
+@_builds("Scaler", "Normalizer", "Imputer", "OneHotEncoder", domain=ML)
+def _preprocessing(rng: np.random.Generator) -> list[ContribCase]:
+    x = _f32(rng, 6, 3)
+    with_nan = x.copy()
+    with_nan[1, 2] = np.nan
+    codes = np.array([[1, 4], [2, 9]], np.int64)
+    return [_ml("offset_scale", "Scaler", [x], offset=[0.5, -1.0, 2.0], scale=[2.0, 0.5, 1.5]),
+            *[_ml(norm.lower(), "Normalizer", [x], norm=norm) for norm in ("L1", "L2", "MAX")],
+            _ml("nan_per_feature", "Imputer", [with_nan], imputed_value_floats=[1.0, 2.0, 3.0],
+                replaced_value_float=float("nan")),
+            _ml("int64_unknown_is_zeros", "OneHotEncoder", [codes], cats_int64s=[1, 2, 4], zeros=1)]
+
+
 # ----------------------------------------------------------------------------- lookup and run
 def has_cases(domain: str, op: str) -> bool:
     return (domain, op) in _BUILDERS
@@ -429,5 +505,5 @@ def run_case(case: ContribCase) -> CaseResult:
     return CaseResult(case.name, ops, True, "")
 
 
-__all__ = ["MS", "ContribCase", "case_ops", "cases", "has_cases", "one_node_model", "rotary_caches", "run_case",
-           "run_onnxruntime"]
+__all__ = ["ML", "MS", "ContribCase", "case_ops", "cases", "has_cases", "one_node_model", "rotary_caches", "run_case",
+           "run_onnxruntime", "tree_attributes"]
