@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from tests.support.harness import run_onnx
+from tests.support.harness import assert_generated_matches_onnxruntime
 
 
 def _model(nodes, inputs, outputs, *, opset: int = 23, inits=()) -> onnx.ModelProto:
@@ -22,17 +22,7 @@ def _model(nodes, inputs, outputs, *, opset: int = 23, inits=()) -> onnx.ModelPr
 
 
 def _check(model: onnx.ModelProto, inputs: list[np.ndarray]) -> None:
-    expected = run_onnx(model, inputs)
-    forward, params = wb.to_jax(model)
-    for run in (lambda *xs: forward(params, *xs), wb.jit_forward(forward, params)):
-        got = run(*inputs)
-        got = got if isinstance(got, tuple) else (got,)
-        assert len(got) == len(expected)
-        for want, have in zip(expected, got, strict=True):
-            have = np.asarray(have)
-            assert have.shape == want.shape, (have.shape, want.shape)
-            assert have.dtype == want.dtype, (have.dtype, want.dtype)
-            np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-6)
+    assert_generated_matches_onnxruntime(model, inputs)
 
 
 def _dropout_with_flag(mask: bool) -> onnx.ModelProto:

@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
-from tests.support.harness import run_onnx
+from tests.support.harness import assert_generated_matches_onnxruntime, run_onnx
 from workbench.onnx_to_jax.api import generate_module
 
 COORDINATE_MODES = ["half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -50,14 +50,7 @@ def _check_jitted(model: onnx.ModelProto, inputs: list[np.ndarray], *, atol: flo
     """No value-dependent node (the whole model is one jax.jit) and onnxruntime's outputs, eagerly and
     under ``wb.jit_forward`` with every input traced."""
     assert generate_module(model).value_dependent_nodes == ()
-    expected = run_onnx(model, inputs)
-    forward, params = wb.to_jax(model)
-    for run in (lambda *xs: forward(params, *xs), wb.jit_forward(forward, params)):
-        got = run(*inputs)
-        got = got if isinstance(got, tuple) else (got,)
-        for want, have in zip(expected, got, strict=True):
-            assert np.shape(have) == want.shape
-            np.testing.assert_allclose(np.asarray(have), want, rtol=1e-5, atol=atol)
+    assert_generated_matches_onnxruntime(model, inputs, rtol=1e-5, atol=atol)
 
 
 def _resize_with_roi_input(sizes, *, opset=13, **attributes) -> onnx.ModelProto:

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from tests.support.harness import run_onnx
+from tests.support.harness import assert_generated_matches_onnxruntime, run_onnx
 
 
 def _model(nodes, inputs, outputs, *, opset: int, inits=()) -> onnx.ModelProto:
@@ -21,16 +21,7 @@ def _model(nodes, inputs, outputs, *, opset: int, inits=()) -> onnx.ModelProto:
 
 
 def _check(model: onnx.ModelProto, inputs: list[np.ndarray]) -> None:
-    expected = run_onnx(model, inputs)
-    forward, params = wb.to_jax(model)
-    for run in (lambda *xs: forward(params, *xs), wb.jit_forward(forward, params)):
-        got = run(*inputs)
-        got = got if isinstance(got, tuple) else (got,)
-        assert len(got) == len(expected)
-        for want, have in zip(expected, got, strict=True):
-            have = np.asarray(have)
-            assert have.shape == want.shape, (have.shape, want.shape)
-            np.testing.assert_allclose(have, want, rtol=1e-6, atol=1e-6)
+    assert_generated_matches_onnxruntime(model, inputs)
 
 
 @pytest.mark.parametrize("opset", [11, 13, 17])

@@ -90,6 +90,32 @@ def assert_matches_jax(
             )
 
 
+def assert_generated_matches_onnxruntime(
+    model: onnx.ModelProto,
+    inputs: Sequence[np.ndarray],
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    check_dtype: bool = True,
+) -> None:
+    """ONNX -> JAX: the code ``wb.to_jax`` generates for ``model`` gives onnxruntime's outputs (count, shapes,
+    dtypes and values), called eagerly and under ``wb.jit_forward`` (every input traced)."""
+    import workbench as wb
+
+    expected = run_onnx(model, inputs)
+    forward, params = wb.to_jax(model)
+    for label, run in (("eager", lambda *xs: forward(params, *xs)), ("jit", wb.jit_forward(forward, params))):
+        got = run(*inputs)
+        got = got if isinstance(got, tuple) else (got,)
+        assert len(got) == len(expected), f"{label}: {len(got)} outputs, onnxruntime {len(expected)}"
+        for index, (want, have) in enumerate(zip(expected, got, strict=True)):
+            have = np.asarray(have)
+            assert have.shape == want.shape, f"{label} output {index}: shape {have.shape}, onnxruntime {want.shape}"
+            if check_dtype:
+                assert have.dtype == want.dtype, f"{label} output {index}: {have.dtype}, onnxruntime {want.dtype}"
+            np.testing.assert_allclose(have, want, rtol=rtol, atol=atol, err_msg=f"{label} output {index}")
+
+
 def assert_graph_quality(model: onnx.ModelProto) -> None:
     """checker(full_check) passes, every intermediate has a value_info, no unused initializer/input/node."""
     onnx.checker.check_model(model, full_check=True)
