@@ -9,6 +9,7 @@ viewer) reads it from here and only formats it its own way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +150,20 @@ def subgraph_free_names(node: onnx.NodeProto) -> set[str]:
     return used
 
 
+def model_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    """The model's main graph and every subgraph (If/Loop/Scan bodies, at any depth)."""
+    pending = [model.graph]
+    while pending:
+        graph = pending.pop()
+        yield graph
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    pending.append(attribute.g)
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    pending.extend(attribute.graphs)
+
+
 def opset_text(model: onnx.ModelProto) -> str:
     """``ai.onnx opset 17``: the version the checker and shape inference hold the nodes to (or that there is none)."""
     version = default_opset(model)
@@ -165,6 +180,7 @@ __all__ = [
     "describe_tensor",
     "describe_type",
     "describe_value",
+    "model_graphs",
     "opset_imports",
     "opset_text",
     "real_inputs",

@@ -21,7 +21,7 @@ import onnx
 
 from workbench.errors import OnnxModelError
 from workbench.limits import MAX_DATA_PROPAGATION_ENTRIES
-from workbench.onnx_io.describe import opset_text, subgraph_free_names
+from workbench.onnx_io.describe import model_graphs, opset_text, subgraph_free_names
 
 _SHAPE_DATA_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})  # what data propagation reads
 _SET_ASIDE_MIN_BYTES = 4096
@@ -95,7 +95,7 @@ def infer_shapes(
     fed = {t.name for t in model.graph.initializer}
     inferred = _infer(light, label, strict=strict, inputs=frozenset(v.name for v in model.graph.input if v.name not in fed))
     graph = model.graph
-    if len(list(_graphs(inferred))) > 1:
+    if len(list(model_graphs(inferred))) > 1:
         # inference keeps the node list as it is and fills the value_info of subgraph bodies in place
         for index, node in enumerate(_all_nodes(inferred)):
             if index in labelled:
@@ -143,7 +143,7 @@ def _function_op_defaults(op_type: str, opset: int) -> list[onnx.AttributeProto]
 
 def _all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
     """Every node of the main graph and its subgraphs, in one fixed order."""
-    for graph in _graphs(model):
+    for graph in model_graphs(model):
         yield from graph.node
 
 
@@ -155,7 +155,7 @@ def label_unnamed_nodes(model: onnx.ModelProto) -> set[int]:
     """
     labelled = set()
     position = 0
-    for graph in _graphs(model):
+    for graph in model_graphs(model):
         for index, node in enumerate(graph.node):
             if not node.name:
                 node.name = f"#{index}"
@@ -169,7 +169,7 @@ def drop_stated_shapes(model: onnx.ModelProto) -> bool:
     (main graph and subgraph bodies) and the shapes of the main graph's outputs (their element types stay).
     Returns whether there was any."""
     found = False
-    for graph in _graphs(model):
+    for graph in model_graphs(model):
         found = found or len(graph.value_info) > 0
         del graph.value_info[:]
     for output in model.graph.output:
@@ -208,7 +208,7 @@ def _inputs_read(model: onnx.ModelProto, reason: str, inputs: frozenset[str] = f
     match = _NODE_IN_MESSAGE.search(reason)
     if match is None:
         return ""
-    node = next((n for graph in _graphs(model) for n in graph.node if n.name == match.group(1)), None)
+    node = next((n for graph in model_graphs(model) for n in graph.node if n.name == match.group(1)), None)
     if node is None or not (any(node.input) or subgraph_free_names(node)):
         return ""
     opset = next((int(o.version) for o in model.opset_import if o.domain == node.domain), 1)
@@ -252,10 +252,10 @@ def guarded_inference(model: onnx.ModelProto, *, strict_mode: bool, check_type: 
     def run(data_prop: bool) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(model, check_type=check_type, strict_mode=strict_mode, data_prop=data_prop)
 
-    graphs = list(_graphs(model))
+    graphs = list(model_graphs(model))
     if any(_outputs_without(graph, _has_type) for graph in graphs):
         plain = run(data_prop=False)
-        plain_graphs = list(_graphs(plain))
+        plain_graphs = list(model_graphs(plain))
         if not any(_outputs_without(graph, _has_full_shape, _VALUE_SHAPED_OPS) for graph in plain_graphs):
             return plain  # every value-shaped op has its shape: data propagation has nothing to add
         if data_propagation_entries(plain_graphs) > MAX_DATA_PROPAGATION_ENTRIES:
@@ -321,19 +321,6 @@ def _fixed_length(value_type: onnx.TypeProto) -> int | None:
         return None
     dims = value_type.tensor_type.shape.dim
     return int(dims[0].dim_value) if len(dims) == 1 and dims[0].HasField("dim_value") else None
-
-
-def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
-    pending = [model.graph]
-    while pending:
-        graph = pending.pop()
-        yield graph
-        for node in graph.node:
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    pending.append(attribute.g)
-                elif attribute.type == onnx.AttributeProto.GRAPHS:
-                    pending.extend(attribute.graphs)
 
 
 def _has_type(value: onnx.ValueInfoProto) -> bool:

@@ -26,7 +26,7 @@ import onnx
 
 from workbench.errors import OnnxModelError
 from workbench.limits import MAX_TENSOR_BYTES
-from workbench.onnx_io.describe import opset_text
+from workbench.onnx_io.describe import model_graphs, opset_text
 from workbench.onnx_io.load import all_tensors
 from workbench.onnx_io.shapes import label_unnamed_nodes, light_model
 
@@ -193,16 +193,11 @@ def check_computed_sizes(model: onnx.ModelProto, label: str) -> None:
     """After shape inference: no value a node computes exceeds the size budget (``pads=[2**40, ...]`` on a
     MaxPool makes a legal model whose output nobody can hold: the generated code would try to allocate it)."""
     producers: dict[str, str] = {}
-    pending = [model.graph]
-    while pending:
-        graph = pending.pop()
+    for graph in model_graphs(model):
         for index, node in enumerate(graph.node):
             where = f"node {node.name!r} ({node.op_type})" if node.name else f"node #{index} ({node.op_type})"
             for output in node.output:
                 producers.setdefault(output, where)
-            for attribute in node.attribute:
-                pending.extend([attribute.g] if attribute.HasField("g") else [])
-                pending.extend(attribute.graphs)
     for value, _ in _typed_values(model):
         for tensor_type in _tensor_types(value.type):
             fixed = [int(d.dim_value) for d in tensor_type.shape.dim if d.HasField("dim_value")]

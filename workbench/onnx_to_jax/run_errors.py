@@ -24,6 +24,7 @@ from typing import Any
 import onnx
 
 from workbench.errors import ModelRunError, WorkbenchError
+from workbench.onnx_io.describe import model_graphs
 
 #: what numpy, JAX and Python raise when a computation does not fit its operands
 RUN_ERRORS = (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, ArithmeticError)
@@ -64,18 +65,13 @@ def source_map(
     """``identifiers``: generated identifier -> the ONNX value it holds; the model tells which node writes each;
     the runtime helpers start at the line ``helpers_marker``."""
     writer: dict[str, str] = {}
-    pending = [model.graph]
-    while pending:
-        graph = pending.pop()
+    for graph in model_graphs(model):
         for index, node in enumerate(graph.node):
             name = repr(node.name) if node.name else f"#{index}"
             domain = f"{node.domain}::" if node.domain else ""
             for output in node.output:
                 if output:
                     writer.setdefault(output, f"node {name} ({domain}{node.op_type}) writing {output!r}")
-            for attribute in node.attribute:
-                pending.extend([attribute.g] if attribute.HasField("g") else [])
-                pending.extend(attribute.graphs)
     nodes = {ident: writer[value] for ident, value in identifiers.items() if value in writer}
     lines = tuple(source.splitlines())
     helpers_from = next((number for number, text in enumerate(lines, 1) if text == helpers_marker), len(lines) + 1)
