@@ -300,12 +300,13 @@ def contrib_outcome(results: Sequence[Any], seconds: float) -> Outcome:
     return Outcome("fail" if failing else "pass", detail, seconds)
 
 
-def emitter_outcome(op: str, results: Sequence[Any], seconds: float) -> Outcome:
-    """The row of emitter ``op`` from its node cases' results: listed failures apart from regressions."""
+def emitter_outcome(op: str, results: Sequence[Any], seconds: float, domain: str = "") -> Outcome:
+    """The row of emitter ``domain::op`` from its node cases' results: listed failures apart from regressions;
+    ``no case`` when there are none."""
     from workbench.onnx_to_jax.expected_failures import expected_failure_reason
 
     if not results:
-        return Outcome(NO_CASE, f"the installed onnx has no node cases for {op}", seconds)
+        return no_case_outcome(domain, op)
     known = [(r.name, reason) for r in results if not r.passed and (reason := expected_failure_reason(r.name))]
     unexpected = [r for r in results if not r.passed and expected_failure_reason(r.name) is None]
     passed = sum(r.passed for r in results)
@@ -544,7 +545,7 @@ def _emitter_entries() -> Iterator[CoverageEntry]:
                 results, seconds = _run_node_cases(op, domain)
             except Exception as problem:  # noqa: BLE001 - this row's result, shown in the table
                 return Outcome("error", f"{type(problem).__name__}: {problem}", 0.0)
-            return emitter_outcome(op, results, seconds) if results else no_case_outcome(domain, op)
+            return emitter_outcome(op, results, seconds, domain)
 
         return check
 
@@ -697,8 +698,7 @@ def run_entries(
             return
         if entry.node_suite_op is not None:
             results, seconds = result
-            record(entry, emitter_outcome(entry.node_suite_op, results, seconds) if results
-                   else no_case_outcome(entry.node_suite_domain, entry.node_suite_op))
+            record(entry, emitter_outcome(entry.node_suite_op, results, seconds, entry.node_suite_domain))
             return
         outcome, model_bytes = result
         if model_bytes is not None:
