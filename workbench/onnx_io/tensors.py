@@ -14,6 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
+from workbench.onnx_io.describe import DEFAULT_DOMAINS
 from workbench.onnx_io.load import external_location
 
 
@@ -38,7 +39,7 @@ def constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     Constant nodes (undecoded: :func:`tensor_array` decodes the ones a caller needs)."""
     tensors = {tensor.name: tensor for tensor in graph.initializer}
     for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+        if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
             for attribute in node.attribute:
                 if attribute.name == "value":
                     tensors[node.output[0]] = attribute.t

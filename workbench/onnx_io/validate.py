@@ -26,7 +26,7 @@ import onnx
 
 from workbench.errors import OnnxModelError
 from workbench.limits import MAX_TENSOR_BYTES
-from workbench.onnx_io.describe import model_graphs, opset_text
+from workbench.onnx_io.describe import DEFAULT_DOMAINS, model_graphs, opset_text
 from workbench.onnx_io.load import all_tensors
 from workbench.onnx_io.shapes import label_unnamed_nodes, light_model
 
@@ -177,7 +177,7 @@ def check_output_counts(model: onnx.ModelProto, label: str) -> None:
         graph, where = pending.pop()
         for index, node in enumerate(graph.node):
             node_text = f"node {node.name!r} (Split)" if node.name else f"node #{index} (Split)"
-            if node.op_type == "Split" and node.domain in ("", "ai.onnx"):
+            if node.op_type == "Split" and node.domain in DEFAULT_DOMAINS:
                 count = next((a.i for a in node.attribute if a.name == "num_outputs"), len(node.output))
                 if count != len(node.output):
                     raise OnnxModelError(

@@ -19,8 +19,7 @@ import onnx.helper
 import onnx.inliner
 
 from workbench.errors import OnnxModelError
-
-_DEFAULT_DOMAINS = ("", "ai.onnx")
+from workbench.onnx_io.describe import DEFAULT_DOMAINS
 
 
 def _nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
@@ -33,7 +32,7 @@ def _nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
 
 
 def _domain(name: str) -> str:
-    return "" if name in _DEFAULT_DOMAINS else name
+    return "" if name in DEFAULT_DOMAINS else name
 
 
 def _align_imports(model: onnx.ModelProto) -> None:

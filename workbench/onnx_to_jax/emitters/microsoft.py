@@ -374,7 +374,6 @@ def _ms_attention(x, weights, bias, mask_index, attention_bias, num_heads, scale
 def _projected_attention(projected, mask_index, attention_bias, num_heads, scale, causal, mask_filter_value,
                          qkv_sizes):
     """Attention's (and QAttention's) multi-head attention of the (B, S, 3 hidden) Q|K|V projection."""
-    x = projected
     hidden = projected.shape[-1] // 3
     sizes = qkv_sizes or (hidden, hidden, hidden)
     q = projected[..., : sizes[0]]
@@ -386,7 +385,7 @@ def _projected_attention(projected, mask_index, attention_bias, num_heads, scale
         if mask_index.ndim == 2:  # (B, total length) 1 = attend
             key_mask = mask_index
         elif mask_index.ndim == 1:  # (B,) end positions: keys before them are attended
-            key_mask = (jnp.arange(k.shape[1])[None, :] < mask_index[: x.shape[0], None]).astype(jnp.int32)
+            key_mask = (jnp.arange(k.shape[1])[None, :] < mask_index[: projected.shape[0], None]).astype(jnp.int32)
         else:
             raise ValueError(f"mask_index of rank {mask_index.ndim} is not supported")
     return _mha_core(q, k, v, num_heads, scale, causal, key_mask, attention_bias, mask_filter_value)
