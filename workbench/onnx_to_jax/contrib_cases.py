@@ -468,14 +468,11 @@ def cases(domain: str, op: str) -> tuple[ContribCase, ...]:
 
 
 def run_onnxruntime(model: onnx.ModelProto, inputs: Sequence[np.ndarray]) -> list[Any]:
-    """The model's outputs from onnxruntime's CPU provider."""
-    import onnxruntime as ort
+    """The model's outputs from onnxruntime's CPU provider (through onnx_io's session, as every onnxruntime run of the package)."""
+    from workbench.onnx_io.session import open_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return session.run(None, dict(zip(names, inputs, strict=True)))
+    session = open_session(model)
+    return session.run(dict(zip(session.input_names, inputs, strict=True)))
 
 
 def _compare(want: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> None:
