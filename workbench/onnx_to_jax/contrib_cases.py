@@ -468,7 +468,7 @@ def cases(domain: str, op: str) -> tuple[ContribCase, ...]:
 
 
 def run_onnxruntime(model: onnx.ModelProto, inputs: Sequence[np.ndarray]) -> list[Any]:
-    """The model's outputs from onnxruntime's CPU provider (through onnx_io's session, as every onnxruntime run of the package)."""
+    """The model's outputs from onnxruntime's CPU provider, through onnx_io's session like every other run."""
     from workbench.onnx_io.session import open_session
 
     session = open_session(model)
