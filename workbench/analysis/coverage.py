@@ -495,10 +495,9 @@ def _emitters_are_importable(domain: str, op: str, versions: Sequence[int]) -> b
     return all(_importable(resolve(domain, op, version).fn) for version in versions)
 
 
-def _has_node_cases(domain: str, op: str) -> bool:
-    """Whether the installed onnx has node cases for ``domain::op``, without building the suite: the ONNX
-    domains have some for nearly every op, the domains onnxruntime defines (and its own since-1 ops in the
-    ONNX domain) none."""
+def _has_node_cases(domain: str) -> bool:
+    """Whether the installed onnx has node cases for ops of ``domain``, without building the suite: the ONNX
+    domains have some for nearly every op, the domains onnxruntime defines none."""
     from workbench.onnx_to_jax.runtime_ops import RUNTIME_DOMAINS
 
     return domain not in RUNTIME_DOMAINS
@@ -566,7 +565,7 @@ def _emitter_entries() -> Iterator[CoverageEntry]:
         key, subject = f"onnx:{domain}::{op}", op if not domain else f"{domain}::{op}"
         common = dict(key=key, area="ONNX → JAX", direction="ONNX → JAX", subject=subject, onnx_ops=(op,),
                       doc=_operator_doc(domain, op), module=f"opsets {', '.join(map(str, versions))}")
-        if not _has_node_cases(domain, op):
+        if not _has_node_cases(domain):
             yield CoverageEntry(**common, testcase="no built-in case", run=lambda d=domain, o=op: no_case_outcome(d, o),
                                 graph=lambda d=domain, o=op: no_case_model(d, o))
             continue

@@ -48,17 +48,20 @@ def check_model_rules(
     *,
     runtime_ops: Collection[str] = (),
     light: tuple[onnx.ModelProto, list[onnx.TensorProto]] | None = None,
+    single_assignment_checked: bool = False,
 ) -> None:
     """Every check listed in the module docstring; ``model`` is not modified.
 
     ``runtime_ops``: default-domain operators onnxruntime defines although ONNX does not at the
     model's opset (its contrib ``LayerNormalization`` from version 1); the checker, which knows only
     ONNX's schemas, checks the rest of the model around them. ``light``: :func:`light_model`'s
-    result when the caller has it (it is not modified).
+    result when the caller has it (it is not modified). ``single_assignment_checked``: the caller ran
+    :func:`check_single_assignment` on this model already (the reader does, before it sorts the nodes).
     """
     check_versions(model, label)
     check_types_and_sizes(model, label)
-    check_single_assignment(model, label)
+    if not single_assignment_checked:
+        check_single_assignment(model, label)
     check_output_counts(model, label)
     if light is None:
         checked, set_aside = light_model(model)

@@ -17,7 +17,7 @@ import onnx
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, warn
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
-from workbench.onnx_io.describe import subgraph_free_names
+from workbench.onnx_io.describe import model_graphs, subgraph_free_names
 from workbench.onnx_io.shapes import drop_stated_shapes, light_model, spell_out_defaults
 from workbench.onnx_io.validate import check_computed_sizes, check_model_rules, check_single_assignment
 from workbench.onnx_to_jax.local_functions import inline_functions
@@ -54,8 +54,8 @@ def describe_node(node: onnx.NodeProto, index: int) -> str:
 def _check_domains(model: onnx.ModelProto, label: str) -> None:
     local = {f.domain for f in model.functions}
     known = KNOWN_DOMAINS | local
-    for graph_nodes in _all_node_lists(model.graph):
-        for index, node in enumerate(graph_nodes):
+    for graph in model_graphs(model):
+        for index, node in enumerate(graph.node):
             if node.domain not in known:
                 raise OnnxModelError(
                     f"{label}: {describe_node(node, index)} uses the operator domain {node.domain!r}, "
@@ -70,17 +70,6 @@ def _check_input_kinds(model: onnx.ModelProto, label: str) -> None:
             raise UnsupportedOnnxOpError(
                 f"{label}: graph input {value.name!r} is a {value.kind}; only tensors, sequences and optionals are supported"
             )
-
-
-def _all_node_lists(graph: onnx.GraphProto):
-    yield list(graph.node)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_node_lists(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from _all_node_lists(sub)
 
 
 def topological_order(
@@ -209,7 +198,8 @@ def read_model(source: ModelSource, *, base_dir: str | os.PathLike[str] | None =
     # ONNX wants nodes in topological order; like onnxruntime we accept any order (sorted here, once)
     sort_in_place(model.graph, label)
     light = light_model(model)  # the checker and shape inference both run on it (onnx serializes what it gets)
-    check_model_rules(model, label, runtime_ops={op for op, _ in RUNTIME_ONNX_OPS}, light=light)
+    check_model_rules(model, label, runtime_ops={op for op, _ in RUNTIME_ONNX_OPS}, light=light,
+                      single_assignment_checked=True)
     order = list(range(len(model.graph.node)))  # sorted above
     if model.functions:
         # model-local functions are expanded into plain nodes by onnx's own inliner
