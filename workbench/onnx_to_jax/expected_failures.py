@@ -7,7 +7,7 @@ Keys are fnmatch patterns over case names (exact names here). tests/onnx_to_jax/
 unlisted case fails and when a listed case passes, so this list stays honest. Refresh it with
 `PYTHONPATH=. python tests/benchmarks/conformance_table.py --write-expected` (reasons already written here
 are kept). What stays: random sampling (Bernoulli, training-mode Dropout), image codecs (ImageDecoder),
-FlexAttention (ai.onnx.preview), Scan-8, a few Resize modes, and numeric differences explained inline.
+Scan-8, a few Resize modes, and numeric differences explained inline.
 """
 
 EXPECTED_FAILURES: dict[str, str] = {
@@ -29,17 +29,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     'test_bernoulli_seed_expanded': "random sampling: the values cannot match the reference's random generator",
     'test_dft_inverse': "the expected values carry numpy's single-precision FFT noise (1.9e-7 where the exact result is 0), above the case's atol 1e-7; the generated code computes in complex128 and gives the exact result",
     'test_dft_inverse_opset19': "the expected values carry numpy's single-precision FFT noise (1.9e-7 where the exact result is 0), above the case's atol 1e-7; the generated code computes in complex128 and gives the exact result",
-    'test_flexattention': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_causal_mask': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_diff_head_sizes': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_double': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_fp16': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_gqa': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_prob_mod': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_relative_positional': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_scaled': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_score_mod': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
-    'test_flexattention_soft_cap': "operator domain 'ai.onnx.preview' is not supported (only the default ONNX domain)",
     'test_image_decoder_decode_bmp_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
     'test_image_decoder_decode_jpeg2k_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
     'test_image_decoder_decode_jpeg_bgr': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',

@@ -46,6 +46,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.onnx_to_jax.emitters.control",
     "workbench.onnx_to_jax.emitters.misc",
     "workbench.onnx_to_jax.emitters.attention",
+    "workbench.onnx_to_jax.emitters.flex_attention",
     "workbench.onnx_to_jax.emitters.loss",
     "workbench.onnx_to_jax.emitters.quant",
     "workbench.onnx_to_jax.emitters.resize",
