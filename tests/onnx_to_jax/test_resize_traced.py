@@ -208,3 +208,18 @@ def test_traced_coordinates_equal_the_numpy_ones_bit_for_bit(coordinate_mode, n_
     traced = jax.jit(lambda s, a, b: _resize_source_coords(n_out, n_in, s, coordinate_mode, a, b, jnp))
     have = np.asarray(traced(np.float32(scale), np.float32(0.1), np.float32(0.9)))
     np.testing.assert_array_equal(have, want)
+
+
+# align_corners with scales whose product with the input length is fractional (11 x 0.6 = 6.6 -> 6 columns):
+# the spec's formula divides by length_resized, the resized tensor's length (6), as onnxruntime and PyTorch
+# do; onnx's reference divides by the fractional 6.6 (onnx issue #2462: on purpose), so the node suite's
+# test_resize_downsample_scales_{linear,cubic}_align_corners stay in expected_failures.py
+@pytest.mark.parametrize("scales", [(1, 1, 0.6, 0.6), (1, 1, 0.8, 0.7), (1, 1, 1.5, 1.3)])
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_align_corners_with_fractional_scaled_lengths_gives_onnxruntimes_numbers(mode, scales):
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                            coordinate_transformation_mode="align_corners")
+    out = [1, 2, int(9 * scales[2]), int(11 * scales[3])]
+    model = _model([node], [_value("x", [1, 2, 9, 11])], [_value("y", out)], opset=13,
+                   inits=[numpy_helper.from_array(np.array(scales, np.float32), "scales")])
+    assert_generated_matches_onnxruntime(model, [_image()], rtol=1e-5, atol=1e-5)
