@@ -51,6 +51,21 @@ def test_rewrite_fuses_and_preserves_outputs(fn, specs, present, absent, opset):
     assert_matches_jax(fn, model, concrete_inputs(specs), rtol=1e-5, atol=1e-5)
 
 
+def test_square_of_a_reshaped_scalar_keeps_its_reshape():
+    # TFP's ExponentiatedQuadratic kernel: (1 / length_scale) reshaped to (1, 1), then squared. The
+    # square is Mul(r, r) with r = Reshape(w): MulReshapedBias matched it with its ``x`` bound to r itself,
+    # and its replacement Mul(r, w) read the Reshape it removed (onnx_ir refused: "still being used")
+    def kernel_scale(x, length_scale):
+        inverse = jnp.reshape(1.0 / length_scale, (1, 1))
+        return jnp.exp(-0.5 * x * jnp.square(inverse))
+
+    specs = [(6, 6), ()]
+    model = wb.to_onnx(kernel_scale, specs)
+    assert_graph_quality(model)
+    distances = np.abs(np.random.default_rng(2).standard_normal((6, 6))).astype(np.float32)
+    assert_matches_jax(kernel_scale, model, [distances, np.float32(0.6)])
+
+
 def test_softmax_with_other_guard_is_not_fused():
     # max(0, reduce_max) is not softmax's -inf guard: neither the block recognised while lowering
     # (blocks.py) nor the rewrite rule may take it for a Softmax

@@ -9,7 +9,7 @@ the nodes near the previous round's rewrites keeps the passes proportional to th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import onnx_ir as ir
@@ -201,7 +201,7 @@ def _apply_rules(
             if not indexed.may_match(node):
                 continue
             delta = indexed.rule.try_rewrite(model, graph, node)
-            if delta is None:
+            if delta is None or _reads_removed_value(delta.new_nodes, delta.match.nodes):
                 continue
             if delta.new_initializers:
                 if not isinstance(graph, ir.Graph):
@@ -223,6 +223,18 @@ def _apply_rules(
             for subgraph in subgraphs:
                 count += _apply_rules(model, subgraph, rules_by_root, present=present)
     return count
+
+
+def _reads_removed_value(new_nodes: Sequence[ir.Node], matched: Sequence[ir.Node]) -> bool:
+    """Whether a replacement node reads a value that a matched (removed) node produces.
+
+    A pattern variable can bind to a value computed inside the match: ``Mul(x, Reshape(b, s))`` matches
+    ``jnp.square(Reshape(b, s))`` with ``x`` the Reshape's own output. The replacement ``Mul(x, b)`` would
+    then read the output of the Reshape it removes (onnx_ir refuses the removal), so such a match is
+    left alone.
+    """
+    removed = {value for node in matched for value in node.outputs}
+    return any(value in removed for node in new_nodes for value in node.inputs if value is not None)
 
 
 def op_types(nodes: Iterable[ir.Node]) -> set[str]:
