@@ -12,6 +12,7 @@ from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
 from workbench.onnx_to_jax.helpers import _ints
 from workbench.onnx_to_jax.layout import LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
+from workbench.onnx_to_jax.masked_scatter import MaskedScatter
 from workbench.onnx_to_jax.phases import Phase
 from workbench.onnx_to_jax.reader import describe_node
 from workbench.onnx_to_jax.reshaped_add import ReshapedAdd
@@ -59,6 +60,8 @@ class GraphScope(Protocol):
     def reshaped_add_of(self, onnx_name: str) -> ReshapedAdd | None: ...
 
     def take_reshaped_add(self, onnx_name: str) -> None: ...
+
+    def masked_scatter_of(self, onnx_name: str) -> MaskedScatter | None: ...
 
     def value_expr(self, onnx_name: str) -> str: ...
 
@@ -230,6 +233,11 @@ class NodeContext:
     def take_reshaped_add(self) -> None:
         """For a Reshape whose code reads around its chain: the chain's first Reshape and Add are dead."""
         self._graph.take_reshaped_add(self.node.output[0])
+
+    def masked_scatter(self) -> MaskedScatter | None:
+        """For a ScatterND: the NonZero + Gather chain that picked its rows, when the generator writes no
+        code for it and the scatter is to drop the rows the mask leaves out (masked_scatter.py)."""
+        return self._graph.masked_scatter_of(self.node.output[0]) if self.has_output(0) else None
 
     def value_shape(self, onnx_name: str) -> tuple[int | None, ...] | None:
         """The known shape of any value of the graph (not only this node's inputs and outputs)."""

@@ -29,6 +29,7 @@ from workbench.onnx_to_jax.host_shapes import host_form
 from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, X64_NAME, choose_compiler_options
 from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
+from workbench.onnx_to_jax.masked_scatter import MaskedScatter, find_masked_scatters
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_to_jax.phases import Phase, phase_of_slice
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
@@ -157,7 +158,9 @@ class ModuleBuilder:
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
-        nodes = _reuse_repeated_nonzero(self.checked.nodes)
+        top.masked_scatters = find_masked_scatters(self.checked.nodes, [o.name for o in graph.output], top.static)
+        chained = frozenset(chain.nonzero for chain in top.masked_scatters.values())
+        nodes = _reuse_repeated_nonzero(self.checked.nodes, chained)
         top.reshaped_adds = find_reshaped_adds(nodes, [o.name for o in graph.output])
         top.note_readers(nodes, [o.name for o in graph.output])
         items = top.collect_nodes(nodes)
@@ -361,7 +364,11 @@ class GraphEmitter:
         self.phases: dict[str, Phase] = {}
         # Reshape -> Add -> Reshape chains, by the last Reshape's output (reshaped_add.py; main graph only)
         self.reshaped_adds: dict[str, ReshapedAdd] = {}
-        # values of those chains whose code nothing reads, once the last Reshape reads around them
+        # jax2onnx's bounds-checked scatters, by each value of the chain and the ScatterND's output
+        # (masked_scatter.py; until the chain's NonZero is met, when its mask may turn out known)
+        self.masked_scatters: dict[str, MaskedScatter] = {}
+        # values of those chains whose code nothing reads, once the last Reshape (the ScatterND) reads
+        # around them
         self.bypassed_values: set[str] = set()
         # values the node being emitted reads besides its inputs (NodeContext.value)
         self.extra_reads: list[str] = []
@@ -401,6 +408,29 @@ class GraphEmitter:
     def take_reshaped_add(self, onnx_name: str) -> None:
         chain = self.reshaped_adds[onnx_name]
         self.bypassed_values.update((chain.reshaped, chain.summed))
+
+    def masked_scatter_of(self, onnx_name: str) -> MaskedScatter | None:
+        """The masked-scatter chain whose ScatterND writes ``onnx_name``, when its other nodes wrote no code."""
+        chain = self.masked_scatters.get(onnx_name)
+        if chain is None or chain.output != onnx_name or chain.nonzero not in self.bypassed_values:
+            return None
+        return chain
+
+    def _skips_masked_chain(self, node: onnx.NodeProto) -> bool:
+        """Whether ``node`` is a NonZero, Transpose, Squeeze or Gather of a masked scatter whose ScatterND
+        reads around them (masked_scatter.py): decided at the chain's NonZero, which keeps its code when
+        its mask is known now (the chain then folds to constants)."""
+        name = next((n for n in node.output if n), None)
+        chain = self.masked_scatters.get(name) if name is not None else None
+        if chain is None or name == chain.output:
+            return False
+        if name == chain.nonzero:
+            if chain.keep in self.static:
+                for key in (*chain.skipped, chain.output):
+                    del self.masked_scatters[key]
+                return False
+            self.bypassed_values.update(chain.skipped)
+        return True
 
     def note_phase(self, output: str, source: str, starts: list[int], ends: list[int],
                    axes: list[int] | None, steps: list[int] | None) -> None:
@@ -530,7 +560,8 @@ class GraphEmitter:
                 self.host_helpers = set()
                 barrier = self.emit_node(node, index)
                 reads = tuple(dict.fromkeys(
-                    [n for n in node.input if n] + sorted(subgraph_free_names(node)) + self.extra_reads))
+                    [n for n in node.input if n and n not in self.bypassed_values]
+                    + sorted(subgraph_free_names(node)) + self.extra_reads))
                 # host forms serve shape arithmetic on concrete values and subgraphs run on the host
                 host = barrier or all(name in self.concrete for name in node.output if name)
                 helpers = tuple(sorted(self.host_helpers, key=lambda fn: fn.__name__)) if host else ()
@@ -544,6 +575,8 @@ class GraphEmitter:
         domain = node.domain if node.domain != "ai.onnx" else ""
         opset = self.module.opsets.get(domain, self.module.opsets[""])
         self.extra_reads = []
+        if self._skips_masked_chain(node):
+            return False
         folded = self._try_fold(node, opset)
         if folded is not None:
             for name, value in zip(node.output, folded):
@@ -684,6 +717,7 @@ class GraphEmitter:
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())
         nodes = topological_order(graph, self.label, outer)
+        child.masked_scatters = find_masked_scatters(nodes, [o.name for o in graph.output], child.static)
         child.note_readers(nodes, [o.name for o in graph.output])
         if child.emit_nodes(nodes):
             self.nested_barrier = True
@@ -705,16 +739,19 @@ class GraphEmitter:
         return set(self.scope._by_onnx)  # noqa: SLF001 - same package, read-only
 
 
-def _reuse_repeated_nonzero(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+def _reuse_repeated_nonzero(nodes: list[onnx.NodeProto],
+                            chained: frozenset[str] = frozenset()) -> list[onnx.NodeProto]:
     """``nodes`` with each NonZero of a value an earlier NonZero already read turned into an Identity of
     that one's output (same name and output). torchvision's detectors ask twice for the same mask's
     positions (``torch.where(mask)`` and ``mask.nonzero()``: SSDlite per class, RetinaNet per level); a
     NonZero of a traced value runs on the host between jitted parts (segments.py), so the repeat split a
-    part in two: one more compile per shape and one more host step and part call on every call."""
+    part in two: one more compile per shape and one more host step and part call on every call. A NonZero
+    whose output is in ``chained`` (a masked scatter's, masked_scatter.py: it writes no code) is kept."""
     first: dict[str, str] = {}
     kept = []
     for node in nodes:
-        if node.op_type == "NonZero" and node.domain in ("", "ai.onnx") and node.output and node.output[0]:
+        if (node.op_type == "NonZero" and node.domain in ("", "ai.onnx") and node.output and node.output[0]
+                and node.output[0] not in chained):
             earlier = first.setdefault(node.input[0], node.output[0])
             if earlier != node.output[0]:
                 kept.append(onnx.helper.make_node("Identity", [earlier], [node.output[0]], name=node.name))

@@ -67,17 +67,17 @@ def gather_nd(ctx: NodeContext) -> str:
 
 
 @runtime_helper
-def _scatter_update(ref, updates, reduction):
+def _scatter_update(ref, updates, reduction, mode=None):
     if reduction == "none":
-        return ref.set(updates)
+        return ref.set(updates, mode=mode)
     if reduction == "add":
-        return ref.add(updates)
+        return ref.add(updates, mode=mode)
     if reduction == "mul":
-        return ref.multiply(updates)
+        return ref.multiply(updates, mode=mode)
     if reduction == "max":
-        return ref.max(updates)
+        return ref.max(updates, mode=mode)
     if reduction == "min":
-        return ref.min(updates)
+        return ref.min(updates, mode=mode)
     raise ValueError(f"unknown scatter reduction {reduction!r}")
 
 
@@ -111,9 +111,31 @@ def _scatter_nd(x, indices, updates, reduction):
     return _scatter_update(x.at[tuple(jnp.moveaxis(indices, -1, 0))], updates, reduction)
 
 
+@runtime_helper
+def _masked_scatter_nd(x, indices, updates, keep, reduction):
+    """``ScatterND(x, indices[rows], updates[rows])`` for the rows where the 1-D mask ``keep`` is true, at
+    static shapes (masked_scatter.py): every row is scattered in order, the rows ``keep`` leaves out (and
+    any outside ``x`` once negative indices are counted from the end, as ONNX does) moved out of range
+    and dropped."""
+    x, indices, keep = jnp.asarray(x), jnp.asarray(indices), jnp.asarray(keep)
+    n = keep.shape[0]
+    indices, updates = indices[:n], jnp.asarray(updates)[:n]  # the Gathers read rows below n only
+    k = indices.shape[-1]
+    dims = jnp.asarray(x.shape[:k], dtype=indices.dtype)
+    indices = jnp.where(indices < 0, indices + dims, indices)
+    rows = jnp.reshape(keep, (n,) + (1,) * (indices.ndim - 2))
+    kept = rows & jnp.all((indices >= 0) & (indices < dims), axis=-1)
+    indices = jnp.where(kept[..., None], indices, dims)
+    return _scatter_update(x.at[tuple(jnp.moveaxis(indices, -1, 0))], updates, reduction, "drop")
+
+
 @emitter("ScatterND", since=(11, 13, 16, 18))
 def scatter_nd(ctx: NodeContext) -> str:
     reduction = ctx.attr("reduction", "none") if ctx.opset >= 16 else "none"
+    masked = ctx.masked_scatter()
+    if masked is not None:  # jax2onnx's bounds-checked scatter: the rows NonZero would pick, at static shapes
+        return ctx.call(_masked_scatter_nd, ctx.x(0), ctx.value(masked.indices), ctx.value(masked.updates),
+                        ctx.value(masked.keep), ctx.lit(reduction))
     return ctx.call(_scatter_nd, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(reduction))
 
 

@@ -1,0 +1,138 @@
+"""jax2onnx's bounds-checked scatter: NonZero + Gather pick the rows in range, ScatterND writes them.
+
+workbench/onnx_to_jax/masked_scatter.py writes it as one scatter that drops the other rows.
+
+The models are built with onnx.helper in the form jax2onnx 0.17.1 writes for ``x.at[i].set/add/mul/min/max``
+(CI has no jax2onnx; tests/benchmarks/jax2onnx_catalogue.py ``--tools to_jax`` measures its own files). The
+generated code must give onnxruntime's outputs eagerly and under ``wb.jit_forward`` with indices below zero,
+past the end and repeated, and the module must name no value-dependent node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.support.harness import assert_generated_matches_onnxruntime
+from workbench.onnx_to_jax.api import generate_module
+
+REDUCTIONS = ["none", "add", "mul", "min", "max"]
+
+
+def _const(name: str, value) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value, np.int64), name)
+
+
+def _pick_and_scatter(keep: str, reduction: str) -> list[onnx.NodeProto]:
+    """NonZero(keep) -> Transpose -> Squeeze -> Gather the indices' and the updates' rows -> ScatterND."""
+    return [
+        helper.make_node("NonZero", [keep], ["valid_idx"]),
+        helper.make_node("Transpose", ["valid_idx"], ["valid_idx_t"], perm=[1, 0]),
+        helper.make_node("Squeeze", ["valid_idx_t", "axes1"], ["rows"]),
+        helper.make_node("Gather", ["indices_2d", "rows"], ["indices_valid"], axis=0),
+        helper.make_node("Gather", ["updates", "rows"], ["updates_valid"], axis=0),
+        helper.make_node("ScatterND", ["x", "indices_valid", "updates_valid"], ["y"], reduction=reduction),
+    ]
+
+
+def _bounds_checked_scatter(reduction: str, x_shape: tuple[int, ...], rows: int, depth: int) -> onnx.ModelProto:
+    """``x.at[i].<reduction>(u, mode="drop")`` as jax2onnx exports it: for each indexed axis, the column
+    ``i[:, j]`` checked against ``0 <= i <= dim - 1`` (the dim read from Shape(x)), the checks And-ed, then
+    the rows that pass picked and scattered."""
+    nodes = [helper.make_node("Cast", ["i"], ["indices_2d"], to=TensorProto.INT64),
+             helper.make_node("Shape", ["x"], ["x_shape"])]
+    inits = [_const("axes1", [1]), _const("zero", 0), _const("one", 1), _const("axes0", [0])]
+    checks = []
+    for j in range(depth):
+        inits.append(_const(f"col_{j}", [j]))
+        nodes += [
+            helper.make_node("Gather", ["indices_2d", f"col_{j}"], [f"base_{j}"], axis=1),
+            helper.make_node("GreaterOrEqual", [f"base_{j}", "zero"], [f"ge_{j}"]),
+            helper.make_node("Gather", ["x_shape", f"col_{j}"], [f"dim_{j}"], axis=0),
+            helper.make_node("Squeeze", [f"dim_{j}", "axes0"], [f"dim_scalar_{j}"]),
+            helper.make_node("Sub", [f"dim_scalar_{j}", "one"], [f"limit_{j}"]),
+            helper.make_node("LessOrEqual", [f"base_{j}", f"limit_{j}"], [f"le_{j}"]),
+            helper.make_node("And", [f"ge_{j}", f"le_{j}"], [f"valid_axis_{j}"]),
+        ]
+        checks.append(f"valid_axis_{j}")
+    for j in range(1, depth):
+        nodes.append(helper.make_node("And", [checks[j - 1], checks[j]], [f"valid_{j}"]))
+        checks[j] = f"valid_{j}"
+    nodes.append(helper.make_node("Squeeze", [checks[-1], "axes1"], ["keep"]))
+    nodes += _pick_and_scatter("keep", reduction)
+    updates_shape = [rows, *x_shape[depth:]]
+    graph = helper.make_graph(
+        nodes, "bounds_checked_scatter",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape)),
+         helper.make_tensor_value_info("i", TensorProto.INT32, [rows, depth]),
+         helper.make_tensor_value_info("updates", TensorProto.FLOAT, updates_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x_shape))], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _inputs(x_shape, indices, rows, depth, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    updates = rng.standard_normal((rows, *x_shape[depth:])).astype(np.float32)
+    return [x, np.asarray(indices, np.int32), updates]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_rows_out_of_range_are_dropped_under_jit(reduction):
+    """1-D operand, rows below zero and past the end (dropped by the model's own check) and, except for
+    ``none`` (where ONNX leaves their order undefined), a repeated index."""
+    indices = [[1], [-1], [7], [3], [5]] if reduction == "none" else [[1], [-1], [7], [3], [1], [5], [3]]
+    model = _bounds_checked_scatter(reduction, (6,), len(indices), 1)
+    assert generate_module(model).value_dependent_nodes == ()
+    assert_generated_matches_onnxruntime(model, _inputs((6,), indices, len(indices), 1))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_two_indexed_axes_with_a_window_of_rows(reduction):
+    """Indices of depth 2 into a 3-D operand (each update a row of the last axis), one axis out of range
+    in some rows, every row dropped (an empty selection) in a second call."""
+    indices = [[0, 2], [3, 0], [1, -2], [2, 1]] if reduction == "none" else [[0, 2], [3, 0], [1, -2], [2, 1], [0, 2]]
+    model = _bounds_checked_scatter(reduction, (3, 4, 5), len(indices), 2)
+    assert_generated_matches_onnxruntime(model, _inputs((3, 4, 5), indices, len(indices), 2, seed=1))
+    outside = [[5, 0]] * len(indices)
+    assert_generated_matches_onnxruntime(model, _inputs((3, 4, 5), outside, len(indices), 2, seed=2))
+
+
+@pytest.mark.parametrize("reduction", ["none", "add"])
+def test_mask_from_an_input_keeps_negative_indices_in_range(reduction):
+    """The mask a graph input: kept rows with negative indices count from the end (as ONNX's ScatterND
+    does), rows left out are dropped whatever they hold."""
+    nodes = [helper.make_node("Identity", ["i"], ["indices_2d"]), *_pick_and_scatter("keep", reduction)]
+    graph = helper.make_graph(
+        nodes, "masked_scatter",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3]),
+         helper.make_tensor_value_info("i", TensorProto.INT64, [5, 1]),
+         helper.make_tensor_value_info("updates", TensorProto.FLOAT, [5, 3]),
+         helper.make_tensor_value_info("keep", TensorProto.BOOL, [5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], initializer=[_const("axes1", [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    rng = np.random.default_rng(3)
+    x, updates = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    indices = np.array([[-1], [9], [0], [-4], [2]], np.int64)
+    keep = np.array([True, False, True, True, False])
+    assert generate_module(model).value_dependent_nodes == ()
+    assert_generated_matches_onnxruntime(model, [x, indices, updates, keep])
+
+
+def test_known_indices_fold_to_a_plain_scatter():
+    """Indices known at generation time: the check, NonZero and Gathers fold to constants as before (no
+    masked form in the code)."""
+    model = _bounds_checked_scatter("add", (6,), 4, 1)
+    graph = model.graph
+    graph.input.remove(next(i for i in graph.input if i.name == "i"))
+    graph.initializer.append(numpy_helper.from_array(np.array([[1], [-1], [9], [4]], np.int32), "i"))
+    source = generate_module(model).source
+    assert "_masked_scatter_nd" not in source and "_scatter_nd(" in source
+    rng = np.random.default_rng(4)
+    assert_generated_matches_onnxruntime(model, [rng.standard_normal(6).astype(np.float32),
+                                                 rng.standard_normal(4).astype(np.float32)])
