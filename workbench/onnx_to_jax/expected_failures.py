@@ -7,7 +7,7 @@ Keys are fnmatch patterns over case names (exact names here). tests/onnx_to_jax/
 unlisted case fails and when a listed case passes, so this list stays honest. Refresh it with
 `PYTHONPATH=. python tests/benchmarks/conformance_table.py --write-expected` (reasons already written here
 are kept). What stays: random sampling (Bernoulli, training-mode Dropout), image codecs (ImageDecoder),
-Scan-8, two Resize align_corners cases (the expected values depart from the spec and onnxruntime), and
+two Resize align_corners cases (the expected values depart from the spec and onnxruntime), and
 numeric differences explained inline.
 """
 
@@ -41,7 +41,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     'test_image_decoder_decode_webp_rgb': 'ImageDecoder decodes encoded image bytes (JPEG/PNG/...); image codecs are outside JAX',
     'test_resize_downsample_scales_cubic_align_corners': "Resize align_corners with scales: the expected values divide by the fractional scaled length (scale x input length, 2.4 for the linear case's 4 x 0.6; onnx issue #2462 says on purpose), the spec's formula by length_resized, the resized tensor's length (2), which onnxruntime, PyTorch and the generated code use (onnxruntime gives [1, 4] for the linear case, the reference [1, 3.142857]; tests/onnx_to_jax/test_resize_traced.py checks onnxruntime's numbers)",
     'test_resize_downsample_scales_linear_align_corners': "Resize align_corners with scales: the expected values divide by the fractional scaled length (scale x input length, 2.4 for the linear case's 4 x 0.6; onnx issue #2462 says on purpose), the spec's formula by length_resized, the resized tensor's length (2), which onnxruntime, PyTorch and the generated code use (onnxruntime gives [1, 4] for the linear case, the reference [1, 3.142857]; tests/onnx_to_jax/test_resize_traced.py checks onnxruntime's numbers)",
-    'test_scan_sum': 'Scan opset 8 (batch axis, sequence_lens input) has no emitter; Scan from opset 9 is supported',
     'test_training_dropout': "Dropout in training mode is random: the values cannot match the reference's random generator",
     'test_training_dropout_default': "Dropout in training mode is random: the values cannot match the reference's random generator",
     'test_training_dropout_default_mask': "Dropout in training mode is random: the values cannot match the reference's random generator",

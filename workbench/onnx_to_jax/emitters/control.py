@@ -1,4 +1,5 @@
-"""Control flow: If -> lax.cond, Loop -> lax.while_loop / lax.scan, Scan -> lax.scan.
+"""Control flow: If -> lax.cond, Loop -> lax.while_loop / lax.scan, Scan -> lax.scan (Scan-8: vmapped over its
+batch axis).
 
 Subgraphs become nested Python functions (see ``NodeContext.subgraph``) that
 read outer values through closures. When the condition or trip count is a
@@ -209,4 +210,53 @@ def scan(ctx: NodeContext) -> str:
         _scan, body_fn, ctx.lit(n_state), inputs, ctx.lit(n_scan_in), opt_list("scan_input_axes"),
         opt_list("scan_input_directions"), opt_list("scan_output_axes"), opt_list("scan_output_directions"),
     )
+    return call if ctx.n_out > 1 else f"{call}[0]"
+
+
+@runtime_helper
+def _scan8(body, sequence_lens, n_state, inputs, directions):
+    """Scan-8: axis 0 of every state and scan input is a batch, run independently (``jax.vmap``); each
+    sequence runs along axis 1 for its own length (``sequence_lens``, else the whole axis), a reverse
+    scan input from that length's last element down. The states stop changing after a sequence's end
+    and its scan outputs there are 0 (the spec leaves them undefined). Lengths are checked against the
+    sequence axis when concrete (traced under jax.jit they cannot be)."""
+    states = tuple(jnp.asarray(v) for v in inputs[:n_state])
+    xs = tuple(jnp.asarray(v) for v in inputs[n_state:])
+    steps = xs[0].shape[1]
+    reverse = tuple(bool(directions[k]) if directions else False for k in range(len(xs)))
+    if sequence_lens is None:
+        lengths = jnp.full((xs[0].shape[0],), steps, jnp.int32)
+    else:
+        lengths = jnp.reshape(jnp.asarray(sequence_lens), (-1,)).astype(jnp.int32)
+        if _is_concrete(sequence_lens) and not bool(jnp.all((lengths >= 0) & (lengths <= steps))):
+            raise ValueError(f"Scan sequence_lens {np.asarray(sequence_lens).tolist()} must lie in [0, {steps}], "
+                             "the scan inputs' axis 1")
+
+    def one(length, state, seqs):
+        def step(carry, t):
+            slices = tuple(jnp.take(x, jnp.clip(length - 1 - t if back else t, 0, steps - 1), axis=0)
+                           for x, back in zip(seqs, reverse))
+            out = body(*carry, *slices)
+            live = t < length
+            carry = tuple(jnp.where(live, jnp.asarray(o).astype(c.dtype), c) for o, c in zip(out[:n_state], carry))
+            return carry, tuple(jnp.where(live, o, jnp.zeros_like(o)) for o in out[n_state:])
+
+        return lax.scan(step, state, jnp.arange(steps, dtype=jnp.int32))
+
+    final, ys = jax.vmap(one)(lengths, states, xs)
+    return tuple(final) + tuple(ys)
+
+
+@emitter("Scan", since=8)
+def scan8(ctx: NodeContext) -> str:
+    n_scan_in = ctx.attr("num_scan_inputs")
+    n_state = ctx.n_in - 1 - n_scan_in
+    if n_scan_in < 1 or n_state < 0:
+        raise ctx.error(f"num_scan_inputs={n_scan_in} with {ctx.n_in - 1} state and scan inputs: Scan-8 needs "
+                        "at least one scan input, after the states")
+    body_fn = ctx.subgraph("body")
+    directions = ctx.attr("directions", None)
+    inputs = f"({', '.join(ctx.x(i) for i in range(1, ctx.n_in))},)"
+    call = ctx.call(_scan8, body_fn, ctx.opt(0), ctx.lit(n_state), inputs,
+                    "None" if directions is None else ctx.lit(tuple(directions)))
     return call if ctx.n_out > 1 else f"{call}[0]"
