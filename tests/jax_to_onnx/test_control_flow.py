@@ -176,3 +176,29 @@ def test_control_flow_inside_an_onnx_function():
     w = np.float32([0.5, -1.0, 2.0])
     (got,) = run_onnx(model, [x, w])
     np.testing.assert_allclose(got, np.asarray(fn(x, w)), rtol=1e-5, atol=1e-6)
+
+
+def test_rewritten_values_in_a_loop_body_do_not_repeat_outer_names():
+    # found by blackjax's NUTS step: the layout rewrite Mul(Reshape(MatMul), c) -> Reshape(Mul(MatMul, c))
+    # creates an unnamed Mul output in the main graph and again in the while body; onnx-ir named both
+    # "val_0" (a counter per graph) and the checker refused the Loop (not single static assignment)
+    matrix = np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32)
+
+    def scaled(w):
+        return jnp.reshape(matrix @ w.reshape(3, 1), (4,)) * 0.5
+
+    def body(carry):
+        return carry[0] + scaled(carry[0])[:3], carry[1] + 1
+
+    def fn(w):
+        first = scaled(w)
+        return first, lax.while_loop(lambda carry: carry[1] < 3, body, (first[:3], 0))[0]
+
+    model = wb.to_onnx(fn, [(3,)])
+    assert_graph_quality(model)
+    defined = [name for node in _all_nodes(model.graph) for name in node.output if name]
+    repeated = sorted({name for name in defined if defined.count(name) > 1})
+    assert not repeated, f"values defined more than once across scopes: {repeated}"
+    w = np.array([0.3, -1.2, 0.8], np.float32)
+    for got, expected in zip(run_onnx(model, [w]), fn(w), strict=True):
+        np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-5)

@@ -9,6 +9,7 @@
   LayerNormalization or RMSNormalization (:mod:`.norms`);
 - attention is laid out the way onnxruntime runs it fastest (:mod:`.attention_layout`);
 - a zero Pad before a MaxPool is given a form onnxruntime's PadFusion cannot mis-fold (:mod:`.padded_pools`);
+- value names are made unique across nested scopes (:mod:`.value_names`);
 - the values whose type the lowering did not set itself (handler decompositions) are typed by ONNX's
   inference of their node (or of the whole graph when that is not enough), so every edge shows a
   shape, and the ONNX checker validates the model (:mod:`.shapes`);
@@ -35,6 +36,7 @@ from workbench.jax_to_onnx.passes.reshapes import drop_no_op_reshape_chains
 from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layouts
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
 from workbench.jax_to_onnx.passes.unused import remove_unused_nodes
+from workbench.jax_to_onnx.passes.value_names import unique_value_names
 from workbench.jax_to_onnx.precision import Precision, convert_precision
 
 __all__ = ["run_passes", "fuse_patterns", "rewrite_layouts", "fold_constants", "fold_weight_layouts", "infer_shapes"]
@@ -72,8 +74,11 @@ def run_passes(
     common_passes.RemoveUnusedOpsetsPass()(model)
     for graph in (model.graph, *model.functions.values()):
         unique_node_names(graph)
+        unique_value_names(graph)
     infer_shapes(model)
     if precision.is_half:
         convert_precision(model, precision)  # reads the types inferred above
+        for graph in (model.graph, *model.functions.values()):
+            unique_value_names(graph)  # the casts it added in subgraphs
         infer_shapes(model)  # the casts' types, and the checker on the rewritten graph
     return model
