@@ -2,7 +2,8 @@
 
 Usage, from the repository root (any Python 3.11; docs/dependencies.md says when)::
 
-    python3 tools/lock.py
+    python3 tools/lock.py          # the newest releases the ranges allow
+    python3 tools/lock.py --keep   # keep every pin that still fits; pin only what is new (an added dependency)
 
 In a temporary virtualenv it upgrades pip, asks pip's resolver (``--dry-run --report``, nothing is
 installed) what ``pip install -e ".[test,torch,corpus]"`` and the build backend would install on this machine
@@ -13,6 +14,7 @@ writes requirements/lock.txt and requirements/build-lock.txt, printing which pin
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 import tempfile
@@ -34,14 +36,21 @@ BUILD_HEADER = [
 ]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Refresh requirements/lock.txt and requirements/build-lock.txt.")
+    parser.add_argument("--keep", action="store_true",
+                        help="resolve with the current lock as constraints: pins move only where the ranges force "
+                             "them to, and new dependencies get the newest release that fits")
+    keep = parser.parse_args(argv).keep
+    held = ["-c", str(lockfile.LOCK)] if keep and lockfile.LOCK.exists() else []
+    held_build = ["-c", str(lockfile.BUILD_LOCK)] if keep and lockfile.BUILD_LOCK.exists() else []
     with tempfile.TemporaryDirectory(prefix="workbench-lock-") as temp:
         python = lockfile.make_venv(Path(temp) / "venv")
-        lockfile.pip(python, "install", "--quiet", "--upgrade", "pip")
-        pins = lockfile.resolve(python, "-e", f".[{lockfile.EXTRAS}]")
+        lockfile.pip(python, "install", "--quiet", "--upgrade", "pip", *held)
+        pins = lockfile.resolve(python, *held, "-e", f".[{lockfile.EXTRAS}]")
         pins.pop(lockfile.PROJECT, None)
         pins["pip"] = lockfile.installed(python)["pip"]
-        build = lockfile.resolve(python, *lockfile.build_requirements())
+        build = lockfile.resolve(python, *held_build, *lockfile.build_requirements())
     old = lockfile.read_lock(lockfile.LOCK) if lockfile.LOCK.exists() else {}
     old_build = lockfile.read_lock(lockfile.BUILD_LOCK) if lockfile.BUILD_LOCK.exists() else {}
     facts = {"python": platform.python_version(), "machine": platform.machine()}
