@@ -15,7 +15,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.support.harness import assert_generated_matches_onnxruntime
+import workbench as wb
+from tests.support.harness import assert_generated_matches_onnxruntime, run_onnx
 from workbench.onnx_to_jax.api import generate_module
 
 REDUCTIONS = ["none", "add", "mul", "min", "max"]
@@ -136,3 +137,106 @@ def test_known_indices_fold_to_a_plain_scatter():
     rng = np.random.default_rng(4)
     assert_generated_matches_onnxruntime(model, [rng.standard_normal(6).astype(np.float32),
                                                  rng.standard_normal(4).astype(np.float32)])
+
+
+def _window_scatter(reduction: str, rows: int, other_offsets: bool = False) -> onnx.ModelProto:
+    """jax2onnx's window form (row_scatter.py) on ``x`` [2, 8]: each index row a start column ``s`` checked as
+    ``0 <= s <= 8 - 3``, its update a [2, 3] window written at ``x[:, s:s + 3]``; the kept rows' count (Shape of
+    the rows) shapes the zero column, the Reshape and Expand of the base indices and the flat updates.
+    ``other_offsets``: the offsets added to the indices a graph input [rows, 6, 2] (different per row)."""
+    window = 6
+    offsets = np.array([[[a, b] for a in range(2) for b in range(3)]], np.int64)  # [1, 6, 2]
+    nodes = [
+        helper.make_node("Gather", ["i", "col0"], ["start"], axis=1),
+        helper.make_node("GreaterOrEqual", ["start", "zero"], ["ge"]),
+        helper.make_node("LessOrEqual", ["start", "last_start"], ["le"]),
+        helper.make_node("And", ["ge", "le"], ["valid"]),
+        helper.make_node("Squeeze", ["valid", "axes1"], ["keep"]),
+        helper.make_node("NonZero", ["keep"], ["valid_idx"]),
+        helper.make_node("Transpose", ["valid_idx"], ["valid_idx_t"], perm=[1, 0]),
+        helper.make_node("Squeeze", ["valid_idx_t", "axes1"], ["rows"]),
+        helper.make_node("Shape", ["rows"], ["count"]),
+        helper.make_node("Gather", ["i", "rows"], ["indices_valid"], axis=0),
+        helper.make_node("Gather", ["updates", "rows"], ["updates_valid"], axis=0),
+        helper.make_node("Mul", ["count", "window"], ["total"]),
+        helper.make_node("Concat", ["count", "one_vec"], ["zero_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["zero_shape"], ["zero_column"],
+                         value=numpy_helper.from_array(np.array([0], np.int64))),
+        helper.make_node("Gather", ["indices_valid", "col0"], ["base_col"], axis=1),
+        helper.make_node("Concat", ["zero_column", "base_col"], ["base"], axis=1),
+        helper.make_node("Concat", ["count", "one_two"], ["base_shape"], axis=0),
+        helper.make_node("Reshape", ["base", "base_shape"], ["base_3d"]),
+        helper.make_node("Concat", ["count", "window_two"], ["expand_shape"], axis=0),
+        helper.make_node("Expand", ["base_3d", "expand_shape"], ["base_expanded"]),
+        helper.make_node("Add", ["base_expanded", "offsets"], ["indices_3d"]),
+        helper.make_node("Concat", ["total", "two"], ["flat_shape"], axis=0),
+        helper.make_node("Reshape", ["indices_3d", "flat_shape"], ["indices_flat"]),
+        helper.make_node("Reshape", ["updates_valid", "total"], ["updates_flat"]),
+        helper.make_node("ScatterND", ["x", "indices_flat", "updates_flat"], ["y"], reduction=reduction),
+    ]
+    inits = [_const("col0", [0]), _const("zero", 0), _const("last_start", 8 - 3), _const("axes1", [1]),
+             _const("window", [window]), _const("one_vec", [1]), _const("one_two", [1, 2]),
+             _const("window_two", [window, 2]), _const("two", [2])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+              helper.make_tensor_value_info("i", TensorProto.INT64, [rows, 1]),
+              helper.make_tensor_value_info("updates", TensorProto.FLOAT, [rows, 2, 3])]
+    if other_offsets:
+        inputs.append(helper.make_tensor_value_info("offsets", TensorProto.INT64, [rows, window, 2]))
+    else:
+        inits.append(numpy_helper.from_array(offsets, "offsets"))
+    graph = helper.make_graph(nodes, "window_scatter", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_window_scatter_runs_every_row_and_drops_the_rows_left_out(reduction):
+    """The window form jits (no value-dependent node) and matches onnxruntime with starts below zero, past
+    the last window and, except for ``none``, overlapping windows; then with every row in range and none."""
+    starts = [[4], [-1], [0], [6]] if reduction == "none" else [[4], [-1], [0], [6], [2], [4]]
+    model = _window_scatter(reduction, len(starts))
+    assert generate_module(model).value_dependent_nodes == ()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    updates = rng.standard_normal((len(starts), 2, 3)).astype(np.float32)
+    assert_generated_matches_onnxruntime(model, [x, np.array(starts, np.int64), updates])
+    inside = [[5], [0], [2], [3], [1], [4]][:len(starts)] if reduction != "none" else [[5], [0], [2], [3]]
+    assert_generated_matches_onnxruntime(model, [x, np.array(inside, np.int64), updates])
+    assert_generated_matches_onnxruntime(model, [x, np.full((len(starts), 1), 9, np.int64), updates])
+
+
+def test_window_scatter_whose_rows_would_mix_is_generated_as_before():
+    """Offsets that differ per row (a graph input) make the indices of a kept row depend on another row's
+    offsets once every row is computed: the generator refuses the static form for that chain and the module
+    runs its NonZero between jitted parts, matching onnxruntime (every row kept, as its graph needs)."""
+    model = _window_scatter("add", 3, other_offsets=True)
+    assert generate_module(model).value_dependent_nodes != ()
+    rng = np.random.default_rng(6)
+    offsets = rng.integers(0, 2, (3, 6, 2)).astype(np.int64)
+    x, updates = rng.standard_normal((2, 8)).astype(np.float32), rng.standard_normal((3, 2, 3)).astype(np.float32)
+    inputs = [x, np.array([[1], [3], [0]], np.int64), updates, offsets]
+    forward, params = wb.to_jax(model)
+    np.testing.assert_allclose(np.asarray(forward(params, *inputs)), run_onnx(model, inputs)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_masked_scatter_inside_an_if_branch_jits():
+    """The chain in a branch of an If (jax2onnx's ``lax.cond`` around a scatter): the branch has no
+    value-dependent node, so the If and the module jit."""
+    model = _bounds_checked_scatter("add", (6,), 4, 1)
+    branch = helper.make_graph(list(model.graph.node), "then", [],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+                               initializer=list(model.graph.initializer))
+    otherwise = helper.make_graph([helper.make_node("Identity", ["x"], ["x_out"])], "else", [],
+                                  [helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [6])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["out"], then_branch=branch, else_branch=otherwise)], "cond",
+        [*model.graph.input, helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [6])])
+    cond = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
+    onnx.checker.check_model(cond, full_check=True)
+    assert generate_module(cond).value_dependent_nodes == ()
+    for flag in (True, False):
+        inputs = _inputs((6,), [[1], [-1], [7], [1]], 4, 1, seed=7)
+        assert_generated_matches_onnxruntime(cond, [*inputs, np.array(flag)])

@@ -66,9 +66,19 @@ def _unchanged(params: dict[str, Any]) -> dict[str, Any]:
 
 def _build(model: ModelSource, function_name: str, base_dir: BaseDir, scan_repeats: bool = False):
     from workbench.onnx_to_jax.generator import ModuleBuilder
+    from workbench.onnx_to_jax.row_scatter import RowScatterRefused
 
-    builder = ModuleBuilder(read_model(model, base_dir=base_dir), function_name, scan_repeats=scan_repeats)
-    source = builder.build()
+    checked = read_model(model, base_dir=base_dir)
+    refused: frozenset[str] = frozenset()
+    while True:
+        builder = ModuleBuilder(checked, function_name, scan_repeats=scan_repeats, refused_rows=refused)
+        try:
+            source = builder.build()
+            break
+        except RowScatterRefused as refusal:  # its folded shapes mix rows: build again without that chain
+            if refusal.nonzero in refused:  # pragma: no cover - a refused chain is never taken again
+                raise AssertionError(f"window scatter {refusal.nonzero!r} refused twice") from refusal
+            refused |= {refusal.nonzero}
     if builder.code is None:  # pragma: no cover - build() always compiles
         raise AssertionError("ModuleBuilder.build() did not compile the module")
     return source, builder, dict(builder.params)

@@ -13,6 +13,7 @@ from workbench.onnx_to_jax.helpers import _ints
 from workbench.onnx_to_jax.layout import LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
 from workbench.onnx_to_jax.masked_scatter import MaskedScatter
+from workbench.onnx_to_jax.row_scatter import RowScatter
 from workbench.onnx_to_jax.phases import Phase
 from workbench.onnx_to_jax.reader import describe_node
 from workbench.onnx_to_jax.reshaped_add import ReshapedAdd
@@ -62,6 +63,8 @@ class GraphScope(Protocol):
     def take_reshaped_add(self, onnx_name: str) -> None: ...
 
     def masked_scatter_of(self, onnx_name: str) -> MaskedScatter | None: ...
+
+    def row_scatter_of(self, onnx_name: str) -> tuple[RowScatter, int] | None: ...
 
     def value_expr(self, onnx_name: str) -> str: ...
 
@@ -238,6 +241,16 @@ class NodeContext:
         """For a ScatterND: the NonZero + Gather chain that picked its rows, when the generator writes no
         code for it and the scatter is to drop the rows the mask leaves out (masked_scatter.py)."""
         return self._graph.masked_scatter_of(self.node.output[0]) if self.has_output(0) else None
+
+    def row_scatter(self) -> tuple[RowScatter, int] | None:
+        """For a ScatterND: the window-scatter chain that made its inputs and its row count N, when the chain's
+        NonZero ran as ``arange(N)`` (row_scatter.py)."""
+        return self._graph.row_scatter_of(self.node.output[0]) if self.has_output(0) else None
+
+    def known_shape(self, onnx_name: str) -> tuple[int | None, ...] | None:
+        """The shape of any value of the graph: its folded value's, else the known one."""
+        value = self._graph.static_of(onnx_name)
+        return tuple(np.shape(value)) if value is not None else self._graph.shape_of(onnx_name)
 
     def value_shape(self, onnx_name: str) -> tuple[int | None, ...] | None:
         """The known shape of any value of the graph (not only this node's inputs and outputs)."""

@@ -30,6 +30,7 @@ from workbench.onnx_to_jax.jit_options import OPTIONS_NAME, X64_NAME, choose_com
 from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.masked_scatter import MaskedScatter, find_masked_scatters
+from workbench.onnx_to_jax.row_scatter import RowScatter, find_row_scatters
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_to_jax.phases import Phase, phase_of_slice
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
@@ -65,8 +66,12 @@ SHAPE_OPS = frozenset({"Shape", "Size", "SequenceLength", "OptionalHasElement"})
 class ModuleBuilder:
     """State shared by every graph of one generated module."""
 
-    def __init__(self, checked: CheckedModel, function_name: str, *, scan_repeats: bool = False):
+    def __init__(self, checked: CheckedModel, function_name: str, *, scan_repeats: bool = False,
+                 refused_rows: frozenset[str] = frozenset()):
         self.checked = checked
+        # window scatters (row_scatter.py) whose folded shapes failed the check in an earlier build, by
+        # their NonZero's output: generated as the model writes them
+        self.refused_rows = refused_rows
         self.model = checked.loaded.proto
         self.label = checked.loaded.label
         self.function_name = function_name
@@ -158,8 +163,8 @@ class ModuleBuilder:
         top = GraphEmitter(self, self.scope, body, {}, trainable=set(), concrete=set())
         arg_names = [self.scope.assign(i.name) for i in real_inputs]
         top.load_initializers(graph)
-        top.masked_scatters = find_masked_scatters(self.checked.nodes, [o.name for o in graph.output], top.static)
-        chained = frozenset(chain.nonzero for chain in top.masked_scatters.values())
+        top.find_scatter_chains(self.checked.nodes, [o.name for o in graph.output])
+        chained = frozenset(chain.nonzero for chain in [*top.masked_scatters.values(), *top.row_scatters.values()])
         nodes = _reuse_repeated_nonzero(self.checked.nodes, chained)
         top.reshaped_adds = find_reshaped_adds(nodes, [o.name for o in graph.output])
         top.note_readers(nodes, [o.name for o in graph.output])
@@ -367,6 +372,10 @@ class GraphEmitter:
         # jax2onnx's bounds-checked scatters, by each value of the chain and the ScatterND's output
         # (masked_scatter.py; until the chain's NonZero is met, when its mask may turn out known)
         self.masked_scatters: dict[str, MaskedScatter] = {}
+        # jax2onnx's bounds-checked window scatters, by their NonZero's and ScatterND's outputs
+        # (row_scatter.py), and the row count of those whose NonZero runs as arange(N), by the ScatterND's
+        self.row_scatters: dict[str, RowScatter] = {}
+        self.rows_taken: dict[str, int] = {}
         # values of those chains whose code nothing reads, once the last Reshape (the ScatterND) reads
         # around them
         self.bypassed_values: set[str] = set()
@@ -415,6 +424,33 @@ class GraphEmitter:
         if chain is None or chain.output != onnx_name or chain.nonzero not in self.bypassed_values:
             return None
         return chain
+
+    def find_scatter_chains(self, nodes: list[onnx.NodeProto], outputs: list[str]) -> None:
+        """Note this graph's masked scatters (masked_scatter.py) and window scatters (row_scatter.py), before
+        its nodes are emitted (``self.static`` holds its initializers)."""
+        self.masked_scatters = find_masked_scatters(nodes, outputs, self.static)
+        masked = {chain.nonzero for chain in self.masked_scatters.values()}
+        self.row_scatters = {name: chain for name, chain in find_row_scatters(nodes, outputs, self.static).items()
+                             if chain.nonzero not in masked and chain.nonzero not in self.module.refused_rows}
+
+    def row_scatter_of(self, onnx_name: str) -> tuple[RowScatter, int] | None:
+        """The window scatter whose ScatterND writes ``onnx_name`` and its row count, when its NonZero ran
+        as ``arange(rows)``."""
+        rows = self.rows_taken.get(onnx_name)
+        return None if rows is None else (self.row_scatters[onnx_name], rows)
+
+    def _runs_rows_static(self, node: onnx.NodeProto) -> bool:
+        """For a window scatter's NonZero (row_scatter.py) whose mask is not known now and has a fixed
+        length N: bind its output to ``arange(N)`` (every row) and note the chain taken."""
+        chain = self.row_scatters.get(node.output[0]) if node.output and node.output[0] else None
+        if chain is None or chain.nonzero != node.output[0] or chain.keep in self.static:
+            return False
+        shape = self.shape_of(chain.keep)
+        if shape is None or len(shape) != 1 or shape[0] is None:
+            return False
+        self.bind_value(node.output[0], np.arange(shape[0], dtype=np.int64).reshape(1, shape[0]))
+        self.rows_taken[chain.output] = shape[0]
+        return True
 
     def _skips_masked_chain(self, node: onnx.NodeProto) -> bool:
         """Whether ``node`` is a NonZero, Transpose, Squeeze or Gather of a masked scatter whose ScatterND
@@ -575,7 +611,7 @@ class GraphEmitter:
         domain = node.domain if node.domain != "ai.onnx" else ""
         opset = self.module.opsets.get(domain, self.module.opsets[""])
         self.extra_reads = []
-        if self._skips_masked_chain(node):
+        if self._skips_masked_chain(node) or self._runs_rows_static(node):
             return False
         folded = self._try_fold(node, opset)
         if folded is not None:
@@ -717,7 +753,7 @@ class GraphEmitter:
         child.load_initializers(graph)
         outer = frozenset(self._visible_names())
         nodes = topological_order(graph, self.label, outer)
-        child.masked_scatters = find_masked_scatters(nodes, [o.name for o in graph.output], child.static)
+        child.find_scatter_chains(nodes, [o.name for o in graph.output])
         child.note_readers(nodes, [o.name for o in graph.output])
         if child.emit_nodes(nodes):
             self.nested_barrier = True

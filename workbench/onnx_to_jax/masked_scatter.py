@@ -87,6 +87,25 @@ def _chain(scatter: onnx.NodeProto, producer: dict[str, onnx.NodeProto], uses: C
                          nonzero.output[0], skipped)
 
 
+def row_selection(nonzero: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]], uses: Counter[str],
+                  producer: dict[str, onnx.NodeProto], initializers: dict[str, np.ndarray]) -> str | None:
+    """The rows ``Squeeze(Transpose(NonZero(keep), perm=[1, 0]), axes=[1])`` when ``nonzero`` starts that
+    chain and nothing else reads its first two values; None otherwise."""
+    found = readers.get(nonzero.output[0], [])
+    if len(found) != 1 or uses[nonzero.output[0]] != 1:
+        return None
+    transpose = found[0]
+    if not _is(transpose, "Transpose") or _ints(transpose, "perm") != [1, 0] or uses[transpose.output[0]] != 1:
+        return None
+    found = readers.get(transpose.output[0], [])
+    if len(found) != 1 or not _is(found[0], "Squeeze") or found[0].input[0] != transpose.output[0]:
+        return None
+    squeeze = found[0]
+    if _squeeze_axes(squeeze, producer, initializers) != [1] or not squeeze.output or not squeeze.output[0]:
+        return None
+    return squeeze.output[0]
+
+
 def _row_gather(node: onnx.NodeProto | None) -> bool:
     """Whether ``node`` is a Gather of rows (axis 0) with one output."""
     if node is None or not _is(node, "Gather") or len(node.input) != 2 or len(node.output) != 1:

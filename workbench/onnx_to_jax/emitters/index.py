@@ -11,6 +11,7 @@ from jax import lax
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.control import _is_concrete
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
+from workbench.onnx_to_jax.row_scatter import RowScatterRefused, check_row_shapes
 
 
 @runtime_helper
@@ -129,6 +130,22 @@ def _masked_scatter_nd(x, indices, updates, keep, reduction):
     return _scatter_update(x.at[tuple(jnp.moveaxis(indices, -1, 0))], updates, reduction, "drop")
 
 
+@runtime_helper
+def _scatter_nd_rows(x, indices, updates, keep, reduction):
+    """``ScatterND(x, indices, updates)`` where ``indices`` and ``updates`` hold one block of index tuples and
+    updates per row of the 1-D mask ``keep``, one after the other (row_scatter.py): the blocks of the rows
+    ``keep`` leaves out (and any tuple outside ``x`` once negative indices count from the end) are dropped."""
+    x, indices, keep = jnp.asarray(x), jnp.asarray(indices), jnp.asarray(keep)
+    k = indices.shape[-1]
+    lead = indices.shape[:-1]
+    per_row = int(np.prod(lead, dtype=np.int64)) // keep.shape[0]
+    dims = jnp.asarray(x.shape[:k], dtype=indices.dtype)
+    indices = jnp.where(indices < 0, indices + dims, indices)
+    kept = jnp.reshape(jnp.repeat(keep, per_row), lead) & jnp.all((indices >= 0) & (indices < dims), axis=-1)
+    indices = jnp.where(kept[..., None], indices, dims)
+    return _scatter_update(x.at[tuple(jnp.moveaxis(indices, -1, 0))], updates, reduction, "drop")
+
+
 @emitter("ScatterND", since=(11, 13, 16, 18))
 def scatter_nd(ctx: NodeContext) -> str:
     reduction = ctx.attr("reduction", "none") if ctx.opset >= 16 else "none"
@@ -136,6 +153,12 @@ def scatter_nd(ctx: NodeContext) -> str:
     if masked is not None:  # jax2onnx's bounds-checked scatter: the rows NonZero would pick, at static shapes
         return ctx.call(_masked_scatter_nd, ctx.x(0), ctx.value(masked.indices), ctx.value(masked.updates),
                         ctx.value(masked.keep), ctx.lit(reduction))
+    windows = ctx.row_scatter()
+    if windows is not None:  # its window form: every row computed, the left-out rows' blocks dropped here
+        chain, rows = windows
+        if not check_row_shapes(chain, rows, ctx.known_shape):
+            raise RowScatterRefused(chain.nonzero)
+        return ctx.call(_scatter_nd_rows, ctx.x(0), ctx.x(1), ctx.x(2), ctx.value(chain.keep), ctx.lit(reduction))
     return ctx.call(_scatter_nd, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(reduction))
 
 
