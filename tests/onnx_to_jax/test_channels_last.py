@@ -190,3 +190,54 @@ def test_channels_last_max_pool_gradient_goes_to_one_of_equal_inputs():
         grads.append(np.asarray(jax.jit(jax.grad(lambda v, f=forward, p=params: f(p, v).sum()))(x)))
     np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=0)
     assert set(np.unique(grads[0])) <= {0.0, 1.0, 2.0, 3.0, 4.0}  # whole window gradients, never halves
+
+
+def _nhwc_graph(opset: int) -> onnx.ModelProto:
+    """What exporters from JAX and TensorFlow write: an NHWC input made NCHW by a Transpose before the first Conv,
+    then reductions over the image axes and Transposes back of the convolution's output; each output on its own."""
+    rng = np.random.default_rng(6)
+    axes_as_input = opset >= 18
+
+    def reduce(op: str, source: str, out: str, axes: list[int], keepdims: int) -> list[onnx.NodeProto]:
+        if op == "ReduceSum" and opset >= 13 or axes_as_input:
+            return [helper.make_node("Constant", [], [f"{out}.axes"], value=numpy_helper.from_array(
+                np.array(axes, np.int64), f"{out}.axes")),
+                helper.make_node(op, [source, f"{out}.axes"], [out], keepdims=keepdims)]
+        return [helper.make_node(op, [source], [out], axes=axes, keepdims=keepdims)]
+
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        *reduce("ReduceMean", "r", "pooled", [2, 3], 0),  # (N, C): the classifier head's mean over H and W
+        *reduce("ReduceMax", "r", "peak", [-1, -2], 1),  # (N, C, 1, 1), held channels-last
+        *reduce("ReduceSum", "r", "rows", [1, 2], 0),  # (N, W): kept axes in the same order either way
+        *reduce("ReduceL2", "r", "cols", [3], 0),  # (N, C, H): not in NHWC's order, runs on ONNX's axes
+        helper.make_node("Transpose", ["r"], ["back"], perm=[0, 2, 3, 1]),  # to NHWC: the held value itself
+        helper.make_node("Transpose", ["r"], ["reversed"]),
+        helper.make_node("Transpose", ["r"], ["swapped"], perm=[0, 1, 3, 2]),
+    ]
+    outputs = ["pooled", "peak", "rows", "cols", "back", "reversed", "swapped"]
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 7, 6, 3])],
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+                              [_init(rng, "w", (4, 3, 3, 3))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+def test_nhwc_input_transposes_and_reductions_of_channels_last_values_match_onnxruntime(opset):
+    model = _nhwc_graph(opset)
+    forward_source = wb.to_jax_source(model).split(HELPERS_MARKER)[0]
+    # the input's Transpose to NCHW and the Transpose back to NHWC are the held value itself; the
+    # reversal and the swap are one transpose each of it; of the reductions only ReduceL2 (which keeps C
+    # with H) and the held ReduceMax (a graph output) read ONNX's axes
+    assert "t = x\n" in forward_source and "back = r\n" in forward_source, forward_source
+    assert forward_source.count("jnp.transpose(") == 4, forward_source
+    assert "'mean', r, (1, 2), False" in forward_source and "'sum', r, (0, 1), False" not in forward_source
+    x = np.random.default_rng(7).standard_normal((2, 7, 6, 3)).astype(np.float32)
+    expected = run_onnx(model, [x])
+    forward, params = wb.to_jax(model)
+    for got in (forward(params, x), jax.jit(forward)(params, x)):
+        for g, e in zip(got, expected):
+            assert g.shape == e.shape
+            np.testing.assert_allclose(np.asarray(g), e, rtol=1e-5, atol=1e-5)

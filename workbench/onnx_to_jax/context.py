@@ -116,6 +116,15 @@ class NodeContext:
         held so (workbench/onnx_to_jax/layout.py decides)."""
         return self._layout is not None and self._layout.holds_outputs
 
+    def reads_channels_last(self, i: int) -> bool:
+        """Whether input ``i`` arrives channels-last (NHWC; layout.py decides)."""
+        return self._layout is not None and i in self._layout.nhwc_inputs
+
+    @property
+    def nhwc_axes(self) -> tuple[int, ...] | None:
+        """A reduction's axes on its channels-last input, when it reads one (layout.py)."""
+        return None if self._layout is None else self._layout.nhwc_axes
+
     @property
     def n_in(self) -> int:
         return len(self.node.input)

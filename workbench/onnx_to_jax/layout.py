@@ -27,6 +27,8 @@ import onnx
 
 TO_NCHW = (0, 3, 1, 2)
 TO_NHWC = (0, 2, 3, 1)
+# where each ONNX (NCHW) axis is in a channels-last value: N 0, C 3, H 1, W 2
+NHWC_AXIS = (0, 3, 1, 2)
 
 # Ops whose code is the same in any layout as long as every input is presented in it: elementwise
 # ops (their broadcasting is per axis, so permuting every operand alike permutes the result) whose
@@ -38,6 +40,10 @@ ELEMENTWISE = frozenset(
 # Ops whose emitters have a channels-last form (they read ``ctx.channels_last``)
 _POOLS = frozenset({"MaxPool", "AveragePool"})
 _GLOBAL_POOLS = frozenset({"GlobalAveragePool", "GlobalMaxPool"})
+_REDUCES = frozenset(
+    "ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum "
+    "ReduceLogSumExp".split()
+)
 _FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)})
 
 
@@ -48,6 +54,8 @@ class ShapeSource(Protocol):
 
     def dtype_of(self, onnx_name: str) -> np.dtype | None: ...
 
+    def static_of(self, onnx_name: str) -> np.ndarray | None: ...
+
 
 @dataclass(frozen=True)
 class LayoutPlan:
@@ -55,6 +63,8 @@ class LayoutPlan:
 
     nhwc_inputs: frozenset[int]
     holds_outputs: bool
+    # a reduction's axes on its channels-last input (ONNX's axes mapped by NHWC_AXIS), for its emitter
+    nhwc_axes: tuple[int, ...] | None = None
 
 
 class ChannelsLast:
@@ -80,6 +90,10 @@ class ChannelsLast:
                 return LayoutPlan(frozenset({0}), True)
             return None
         if data not in self.held:
+            if op == "Transpose" and _perm(node) == TO_NCHW and self._is_image(data, graph):
+                # an NHWC image turned NCHW (the first node of graphs exported from JAX or TensorFlow): held
+                # channels-last, the output is the input itself, and the convolutions after read it as it is
+                return LayoutPlan(frozenset(), True)
             return self._elementwise_plan(node, present, graph) if op in ELEMENTWISE else None
         outputs = [name for name in node.output if name]
         if op in _POOLS and len(outputs) == 1 and node.output[0]:
@@ -103,6 +117,10 @@ class ChannelsLast:
             if axis == 1 and shape is not None and len(shape) == 4 and shape[2:] == (1, 1):
                 return LayoutPlan(frozenset({0}), False)
             return None
+        if op == "Transpose":  # the emitter composes ``perm`` with the input's layout: one transpose at most
+            return LayoutPlan(frozenset({0}), False)
+        if op in _REDUCES:
+            return _reduce_plan(node, graph)
         if op in ELEMENTWISE:
             return self._elementwise_plan(node, present, graph)
         return None
@@ -140,6 +158,38 @@ class ChannelsLast:
     def nchw_expr(self, name: str, ident: str) -> str:
         """The expression of ``name`` on ONNX's axes."""
         return f"jnp.transpose({ident}, {TO_NCHW})" if name in self.held else ident
+
+
+def _perm(node: onnx.NodeProto) -> tuple[int, ...] | None:
+    return next((tuple(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+def _reduce_plan(node: onnx.NodeProto, graph: ShapeSource) -> LayoutPlan | None:
+    """A reduction of a channels-last value over static axes: run on it with the axes mapped. With
+    ``keepdims`` the result is held channels-last too; without, only when the axes it keeps come out in
+    the same order either way ((N, C) after pooling H and W: not C with H or W)."""
+    attribute = next((a for a in node.attribute if a.name == "axes"), None)
+    if attribute is not None:  # the axes attribute (before ReduceSum 13 / the others 18), else the input
+        axes = tuple(attribute.ints)
+    elif len(node.input) > 1 and node.input[1]:
+        value = graph.static_of(node.input[1])
+        if value is None:
+            return None
+        axes = tuple(int(a) for a in np.asarray(value).reshape(-1))
+    else:
+        axes = ()
+    noop = any(a.name == "noop_with_empty_axes" and a.i for a in node.attribute)
+    if not axes and noop:
+        return None
+    reduced = {a % 4 for a in axes} if axes else set(range(4))
+    nhwc_axes = tuple(sorted(NHWC_AXIS[a] for a in reduced))
+    keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+    if keepdims:
+        return LayoutPlan(frozenset({0}), True, nhwc_axes)
+    kept = [NHWC_AXIS[a] for a in range(4) if a not in reduced]
+    if kept != sorted(kept):
+        return None
+    return LayoutPlan(frozenset({0}), False, nhwc_axes)
 
 
 def _rank(graph: ShapeSource, name: str) -> int | None:

@@ -63,6 +63,8 @@ def _reduce(kind, x, axes, keepdims, noop_with_empty_axes):
 def _reducer(kind: str, input_axes_from: int):
     def emit(ctx: NodeContext) -> str:
         keepdims = ctx.lit(bool(ctx.attr("keepdims", 1)))
+        if ctx.nhwc_axes is not None:  # a channels-last input: the plan mapped the (static) axes (layout.py)
+            return ctx.call(_reduce, ctx.lit(kind), ctx.x(0), ctx.lit(ctx.nhwc_axes), keepdims, "False")
         if ctx.opset < input_axes_from:
             axes = ctx.attr("axes", None)
             axes_expr = "None" if axes is None else ctx.lit(tuple(axes))

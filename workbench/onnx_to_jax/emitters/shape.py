@@ -13,6 +13,7 @@ import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.helpers import _ints, _slice_axis
+from workbench.onnx_to_jax.layout import TO_NCHW
 from workbench.onnx_to_jax.phases import _phase_concat, phase_concat_plan
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 from workbench.onnx_to_jax.reshaped_add import reshaped_add_plan
@@ -118,6 +119,11 @@ def unsqueeze(ctx: NodeContext) -> str:
 @emitter("Transpose", since=1)
 def transpose(ctx: NodeContext) -> str:
     perm = ctx.attr("perm", None)
+    if ctx.channels_last:  # NHWC to NCHW, held channels-last: the output's NHWC form is the input (layout.py)
+        return ctx.x(0)
+    if ctx.reads_channels_last(0):  # the input arrives NHWC: one transpose from there (or none)
+        perm = [TO_NCHW[p] for p in (perm or (3, 2, 1, 0))]
+        return ctx.x(0) if perm == [0, 1, 2, 3] else f"jnp.transpose({ctx.x(0)}, {ctx.lit(tuple(perm))})"
     if perm is None:
         return f"jnp.transpose({ctx.x(0)})"
     return f"jnp.transpose({ctx.x(0)}, {ctx.lit(tuple(perm))})"
