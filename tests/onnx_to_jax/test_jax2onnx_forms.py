@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from tests.support.harness import assert_generated_matches_onnxruntime
+from tests.support.harness import assert_generated_matches_onnxruntime, run_onnx
+from workbench.onnx_to_jax.api import generate_module
 
 
 def _model(nodes, inputs, outputs, *, opset: int = 23, inits=()) -> onnx.ModelProto:
@@ -155,3 +156,33 @@ def test_nested_local_functions_importing_each_others_domains_at_another_version
                               opset_imports=[helper.make_opsetid("", 23), helper.make_opsetid("custom.Block.1", 1),
                                              helper.make_opsetid("custom.Scale.1", 1)])
     _check(model, [np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)])
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_compress_with_a_constant_condition_jits(axis):
+    """``jnp.compress(mask, x, axis)`` with a constant mask: Compress whose condition is an initializer (shorter
+    than the axis for axis 1, as ONNX allows). Its output shape is known at generation time, so the module jits;
+    it ran eagerly only, between jitted parts, as if the condition were computed."""
+    condition = np.array([True, False, True] if axis != 1 else [False, True, True])
+    node = helper.make_node("Compress", ["x", "condition"], ["y"], **({} if axis is None else {"axis": axis}))
+    count = int(condition.sum())
+    out_shape = {0: [count, 4], 1: [3, count], None: [count]}[axis]
+    model = _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+                   inits=[onnx.numpy_helper.from_array(condition, "condition")])
+    assert generate_module(model).value_dependent_nodes == ()
+    _check(model, [np.arange(12, dtype=np.float32).reshape(3, 4)])
+
+
+def test_compress_with_a_condition_from_an_input_runs_between_jitted_parts():
+    """A condition fed at run time still decides the output's shape: the module names the node as
+    value-dependent and its eager call matches onnxruntime."""
+    node = helper.make_node("Compress", ["x", "condition"], ["y"], axis=0)
+    model = _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4]),
+                            helper.make_tensor_value_info("condition", TensorProto.BOOL, [3])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["K", 4])])
+    assert generate_module(model).value_dependent_nodes != ()
+    forward, params = wb.to_jax(model)
+    x, condition = np.arange(12, dtype=np.float32).reshape(3, 4), np.array([False, True, True])
+    expected = run_onnx(model, [x, condition])[0]
+    np.testing.assert_array_equal(np.asarray(forward(params, x, condition)), expected)

@@ -272,11 +272,20 @@ def slice_(ctx: NodeContext) -> str:
     return f"{ctx.x(0)}[{', '.join(parts)}{',' if len(parts) == 1 else ''}]"
 
 
-@emitter("Compress", since=(9, 11), value_shaped=True)
+@runtime_helper
+def _compress(x, condition, axis):
+    """ONNX Compress with a condition read on the host: the positions it marks (along ``axis``, or of the
+    flattened input when None) taken from ``x``."""
+    positions = np.flatnonzero(np.asarray(condition, bool))
+    return jnp.take(jnp.ravel(x) if axis is None else x, positions, axis=axis)
+
+
+@emitter("Compress", since=(9, 11))
 def compress(ctx: NodeContext) -> str:
-    axis = ctx.attr("axis", None)
-    axis_text = "" if axis is None else f", axis={ctx.lit(axis)}"
-    return f"jnp.compress(jnp.asarray({ctx.x(1)}, bool), {ctx.x(0)}{axis_text})"
+    """The output's shape is the condition's count of true values: read on the host (``ctx.host``), so a
+    condition known at generation time (jnp.compress with a constant mask, as jax2onnx writes it) or while
+    tracing keeps the node jit-able, and only a computed condition runs it between jitted parts."""
+    return ctx.call(_compress, ctx.x(0), ctx.host(1), ctx.lit(ctx.attr("axis", None)))
 
 
 @runtime_helper
