@@ -8,7 +8,9 @@ A spec per positional argument is one of
 - a pytree (dict, list, tuple) of the above.
 
 All symbolic dimensions of one call share one ``jax.export.SymbolicScope`` so
-that ``"B"`` in two inputs is the same dimension.
+that ``"B"`` in two inputs is the same dimension. Its constraints (``"T <= 64"``)
+bound a symbol where the program needs it: a causal mask sliced from a table of
+64 positions has ``min(64, T)`` rows, which is ``T`` only when ``T <= 64``.
 """
 
 from __future__ import annotations
@@ -83,14 +85,15 @@ def _dim_text(dim: Any, where: str) -> str:
     raise SpecError(f"{where}: dimension {dim!r} must be an int or a string such as 'B', not {type(dim).__name__}.")
 
 
-def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
-    """Normalize ``inputs`` to ShapeDtypeStructs with symbolic dims in one shared scope."""
+def parse_input_specs(inputs: Sequence[Any] | None, constraints: Sequence[str] = ()) -> InputSpecs:
+    """Normalize ``inputs`` to ShapeDtypeStructs with symbolic dims in one shared scope, bounded by
+    ``constraints`` (JAX's symbolic constraints: ``"T <= 64"``, ``"B >= 2"``, ``"S == 2*T"``)."""
     if inputs is None or isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
         raise SpecError(
             "inputs: expected a list with one spec per positional argument, e.g. [('B', 30)], "
             f"got {type(inputs).__name__}."
         )
-    scope = jax_export.SymbolicScope()
+    scope = _scope(constraints)
     symbols: dict[str, None] = {}
 
     def convert(spec: Any, where: str, depth: int = 0) -> Any:
@@ -144,7 +147,40 @@ def parse_input_specs(inputs: Sequence[Any] | None) -> InputSpecs:
         return jax.ShapeDtypeStruct(dims, np_dtype)
 
     args = tuple(convert(spec, f"inputs[{i}]") for i, spec in enumerate(inputs))
+    _check_constraint_symbols(constraints, symbols)
     return InputSpecs(args=args, symbols=tuple(symbols), scope=scope)
+
+
+def _scope(constraints: Sequence[str]) -> jax_export.SymbolicScope:
+    """The shared scope of one call's symbols, with ``constraints`` (each a string such as ``"T <= 64"``)."""
+    if isinstance(constraints, (str, bytes)) or not isinstance(constraints, Sequence) or not all(
+        isinstance(c, str) for c in constraints
+    ):
+        raise SpecError(
+            f"constraints: expected a list of strings such as ['T <= 64'], got {constraints!r:.80}."
+        )
+    try:
+        return jax_export.SymbolicScope(tuple(constraints))
+    except Exception as error:  # jax raises ValueError subclasses with its parser's details
+        raise SpecError(
+            f"constraints: cannot parse {list(constraints)!r:.120} ({error}); write each as '<dim> <= <dim>', "
+            "'>=' or '==', e.g. 'T <= 64'."
+        ) from error
+
+
+# the operators of JAX's dimension expressions, which a constraint may use besides symbols
+_DIM_FUNCTIONS = frozenset({"floordiv", "mod", "max", "min", "non_negative"})
+
+
+def _check_constraint_symbols(constraints: Sequence[str], symbols: dict[str, None]) -> None:
+    """Refuse a constraint on a symbol no input spec names (a typo would otherwise bound nothing)."""
+    named = {word for text in constraints for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)} - _DIM_FUNCTIONS
+    unknown = sorted(named - set(symbols))
+    if unknown:
+        raise SpecError(
+            f"constraints: {', '.join(map(repr, unknown))} is not a dimension of any input spec "
+            f"(the specs name {', '.join(map(repr, symbols)) or 'none'}); constrain the symbols the inputs use."
+        )
 
 
 def parse_shape_text(text: str) -> tuple[tuple[int | str, ...], np.dtype]:

@@ -49,6 +49,7 @@ def convert(
     precision: str | Precision = "float32",
     keep_io_types: bool = True,
     input_layout: InputLayout = None,
+    constraints: Sequence[str] = (),
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion`: the model (``.model``, ``.save``, ``.run``,
     ``.parity``...), the jaxpr, value origins and timings. Arguments as for :func:`to_onnx`.
@@ -60,7 +61,7 @@ def convert(
     with _collector_paused():
         start = time.perf_counter()
         target_opset = _resolve_opset(opset)
-        traced = trace(fn, inputs, enable_double_precision=enable_double_precision)
+        traced = trace(fn, inputs, enable_double_precision=enable_double_precision, constraints=constraints)
         return _lower(traced, start=start, opset=target_opset, input_names=input_names, output_names=output_names,
                       enable_double_precision=enable_double_precision, optimize=optimize, input_layout=input_layout,
                       precision=chosen)
@@ -153,6 +154,7 @@ def to_onnx(
     precision: str | Precision = "float32",
     keep_io_types: bool = True,
     input_layout: InputLayout = None,
+    constraints: Sequence[str] = (),
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -178,6 +180,10 @@ def to_onnx(
             (:data:`workbench.jax_to_onnx.precision.FLOAT32_OPS`; a ``wb.Precision`` chooses others).
         keep_io_types: with a half precision, the model still takes and returns float32 (default);
             ``False`` makes its float inputs and outputs half precision too.
+        constraints: bounds on the symbolic dimensions, as JAX's symbolic constraints (``["T <= 64"]``),
+            for a program whose shapes depend on one: a causal mask sliced from a table of 64 positions
+            has ``min(64, T)`` rows, which traces only when ``T <= 64`` is known. The model is then valid
+            for sizes that meet them (ONNX shapes cannot state a bound).
 
     Returns:
         The model as an ``onnx.ModelProto`` (as the onnx package expects), weights included. When
@@ -205,9 +211,9 @@ def to_onnx(
     if is_exported_source(fn):
         if inputs is not None:
             raise SpecError("inputs: a jax.export.Exported carries its own input types; pass inputs=None.")
-        if enable_double_precision or input_layout is not None:
+        if enable_double_precision or input_layout is not None or constraints:
             raise SpecError("an Exported's types were fixed when it was exported: "
-                            "enable_double_precision and input_layout do not apply.")
+                            "enable_double_precision, input_layout and constraints do not apply.")
         chosen = Precision.of(precision, keep_io_types)
         with _collector_paused():
             model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names,
@@ -227,6 +233,7 @@ def to_onnx(
         precision=precision,
         keep_io_types=keep_io_types,
         input_layout=input_layout,
+        constraints=constraints,
     )
     if path is None:
         return conversion.model

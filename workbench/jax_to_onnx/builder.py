@@ -487,7 +487,14 @@ class GraphBuilder:
 
 
 class _DimOperand:
-    """A runtime dimension value that JAX's dimension-expression evaluator can combine with + * // %."""
+    """A runtime dimension value that JAX's dimension-expression evaluator can combine with + * // % and
+    max/min (``max(floordiv(T - 10, 5) + 1, 0)``, the length of a strided VALID convolution over ``T``).
+
+    JAX's evaluator combines the operands of a max or min with ``core.max_dim``/``core.min_dim`` when it
+    takes one for a symbolic dimension, which it recognises by a ``dimension_as_value`` method (and with
+    ``lax.max`` otherwise, which cannot take a graph value): so this class provides that method and the
+    ``max``/``rmax``/``min``/``rmin`` those functions call.
+    """
 
     def __init__(self, builder: GraphBuilder, value: ir.Value) -> None:
         self.builder = builder
@@ -545,6 +552,22 @@ class _DimOperand:
 
     def __mod__(self, other: Any) -> _DimOperand:
         return self._binary("Mod", self.value, self._lift(other))
+
+    def dimension_as_value(self) -> ir.Value:
+        """The dimension as a graph value (what marks a symbolic dimension to JAX's evaluator)."""
+        return self.value
+
+    def max(self, other: Any) -> _DimOperand:
+        return self._binary("Max", self.value, self._lift(other))
+
+    def rmax(self, other: Any) -> _DimOperand:
+        return self._binary("Max", self._lift(other), self.value)
+
+    def min(self, other: Any) -> _DimOperand:
+        return self._binary("Min", self.value, self._lift(other))
+
+    def rmin(self, other: Any) -> _DimOperand:
+        return self._binary("Min", self._lift(other), self.value)
 
     def __rmod__(self, other: Any) -> _DimOperand:
         return self._binary("Mod", self._lift(other), self.value)

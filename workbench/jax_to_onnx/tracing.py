@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,10 +67,11 @@ def _check_arity(fn: Any, count: int, display_name: str) -> None:
         ) from None
 
 
-def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False) -> Traced:
-    """Normalize ``fn``, parse ``inputs``, run ``jax.make_jaxpr`` with symbolic shapes, drop dead code."""
+def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constraints: Sequence[str] = ()) -> Traced:
+    """Normalize ``fn``, parse ``inputs`` (symbols bounded by ``constraints``), run ``jax.make_jaxpr`` with
+    symbolic shapes, drop dead code."""
     normalized = normalize_callable(fn)
-    specs = parse_input_specs(inputs)
+    specs = parse_input_specs(inputs, constraints)
     _check_arity(fn, len(specs.args), normalized.display_name)
     out_tree_box: list[Any] = []
 

@@ -1,0 +1,73 @@
+"""A model exported with symbolic dimensions runs at other sizes than the ones it was traced with.
+
+Each case converts once and compares onnxruntime with JAX at two sizes of every symbol (the real-program
+catalogue does the same for whole models: tests/real_programs/other_sizes.py). Also the ``constraints`` that
+bound a symbol where the program needs it (``T <= 64``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import workbench as wb
+from tests.support.harness import run_onnx
+
+_RNG = np.random.default_rng(46)
+
+
+def _matches_at(fn, model, *shapes: tuple[int, ...]) -> None:
+    for shape in shapes:
+        x = _RNG.standard_normal(shape).astype(np.float32)
+        (got,) = run_onnx(model, [x])
+        np.testing.assert_allclose(got, np.asarray(fn(x)), rtol=1e-5, atol=1e-5, err_msg=f"input shape {shape}")
+
+
+def test_strided_valid_convolution_over_a_symbolic_length_runs_at_other_lengths():
+    # the output length is max(floordiv(T - 10, 5) + 1, 0): a shape computed from it (here a broadcast)
+    # needs Max in the graph's dimension arithmetic (wav2vec2's feature encoder)
+    kernel = _RNG.standard_normal((4, 1, 10)).astype(np.float32)
+
+    def frames(x):
+        y = jax.lax.conv_general_dilated(x[:, None, :], kernel, (5,), "VALID")
+        return y + jnp.zeros(y.shape[-1])
+
+    model = wb.to_onnx(frames, [("B", "T")])
+    _matches_at(frames, model, (2, 400), (1, 23), (3, 57))
+
+
+def test_min_of_a_symbolic_length_in_a_shape_runs_at_other_lengths():
+    # min(T, 6) rows: the graph computes Min of the runtime length, shorter and longer than 6
+    def head(x):
+        rows = x[:, :6]
+        return rows + jnp.zeros((1, rows.shape[1], 1))
+
+    model = wb.to_onnx(head, [("B", "T", 3)])
+    _matches_at(head, model, (2, 9, 3), (1, 4, 3))
+
+
+def _causal_from_table(tokens):
+    # a causal mask cut from a table of 64 positions, as transformers' Flax decoders make it
+    table = jnp.tril(jnp.ones((64, 64), jnp.float32))
+    length = tokens.shape[1]
+    mask = table[:length, :length]
+    return jnp.broadcast_to(mask, (tokens.shape[0], length, length)) * tokens[:, None, :]
+
+
+def test_a_constraint_bounds_a_symbol_so_a_table_slice_traces_and_runs_at_other_lengths():
+    with pytest.raises(wb.WorkbenchError, match="min\\(64, T\\)"):
+        wb.to_onnx(_causal_from_table, [("B", "T")])
+    model = wb.to_onnx(_causal_from_table, [("B", "T")], constraints=["T <= 64"])
+    _matches_at(_causal_from_table, model, (2, 12), (1, 5), (3, 64))
+
+
+@pytest.mark.parametrize(("constraints", "message"), [
+    ("T <= 64", "a list of strings"),
+    (["T <<= 64"], "cannot parse"),
+    (["S <= 64"], "'S' is not a dimension of any input spec"),
+])
+def test_bad_constraints_are_refused_with_what_to_do(constraints, message):
+    with pytest.raises(wb.SpecError, match=message):
+        wb.to_onnx(_causal_from_table, [("B", "T")], constraints=constraints)
