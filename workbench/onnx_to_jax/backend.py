@@ -1,7 +1,8 @@
 """An ``onnx.backend.base.Backend`` that runs models through the generated JAX code.
 
 ``prepare`` generates and compiles the source once; ``run`` calls it under
-``jax.jit`` (one XLA compilation per input signature instead of one per
+``jax.jit`` with the XLA options chosen for the model, as ``wb.jit_forward`` does
+(one XLA compilation per input signature instead of one per
 operation, much faster for models of more than a few nodes). A model whose
 shapes depend on values (NonZero, Unique, NonMaxSuppression, or sizes read
 from a runtime tensor) cannot be traced: the first such failure switches that
@@ -20,6 +21,7 @@ from onnx.backend.base import BackendRep as _OnnxBackendRep
 
 from workbench.onnx_io import ValueDescription, describe_inputs
 from workbench.onnx_to_jax.feeds import check_feeds
+from workbench.onnx_to_jax.jit_options import jit_forward
 
 
 def _untraceable_errors() -> tuple[type[BaseException], ...]:
@@ -55,11 +57,9 @@ class BackendRep(_OnnxBackendRep):
         self.jit = jit and not value_dependent
 
     def _call(self, inputs: list[Any]) -> Any:
-        import jax
-
         if self.jit:
             if self._jitted is None:
-                self._jitted = jax.jit(self._forward)
+                self._jitted = jit_forward(self._forward)
             try:
                 return self._jitted(self._params, *inputs)
             except _untraceable_errors():  # value-dependent shapes: run this model eagerly from now on

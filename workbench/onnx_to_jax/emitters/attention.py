@@ -4,6 +4,13 @@ Attention follows the ONNX spec: 3-D inputs are split into heads, past K/V are
 concatenated (returned as present K/V), grouped-query heads are repeated, the
 bias combines attn_mask (boolean or additive), is_causal (aligned to the end
 of the cache) and the sliding window, rows that are fully masked give 0.
+
+Half precision is computed in float32. float16 is rounded once at the end. bfloat16 is rounded after
+every step, as the spec's function body computes in the input type and onnx's reference does with
+ml_dtypes: the scaled Q and K, the scores, the softcap steps, the scores plus bias, and in the softmax
+the shifted scores, their exponentials, their sum and the quotient; then the probabilities' product
+with V. The sum follows the reference's order for rows of up to 64 keys (``rounding.py``). Rounding
+once at the end instead left a fifth of the outputs one bfloat16 ulp off the reference.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.emitters.rounding import _bfloat16_rounding, _bfloat16_sum, _exact
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 
@@ -25,9 +33,8 @@ def _attention(q, k, v, attn_mask, past_key, past_value, nonpad_kv_seqlen, scale
         k = jnp.transpose(jnp.reshape(k, (b, k.shape[1], kv_num_heads, -1)), (0, 2, 1, 3))
         v = jnp.transpose(jnp.reshape(v, (b, v.shape[1], kv_num_heads, -1)), (0, 2, 1, 3))
     out_dtype = q.dtype
+    rnd = _bfloat16_rounding if out_dtype == jnp.bfloat16 else _exact
     if out_dtype in (jnp.bfloat16, jnp.float16):
-        # half precision in, float32 inside, rounded once at the end (as the spec's reference does;
-        # rounding every intermediate drifts by an ulp in a fifth of the elements)
         q, k, v = (t.astype(jnp.float32) for t in (q, k, v))
         past_key = None if past_key is None else past_key.astype(jnp.float32)
         past_value = None if past_value is None else past_value.astype(jnp.float32)
@@ -36,7 +43,7 @@ def _attention(q, k, v, attn_mask, past_key, past_value, nonpad_kv_seqlen, scale
     dtype = q.dtype
     if scale is None:
         scale = 1.0 / np.sqrt(q.shape[3])
-    root = jnp.asarray(np.sqrt(scale), dtype)
+    root = rnd(jnp.asarray(np.sqrt(scale), dtype))
     if past_key is not None:
         k = jnp.concatenate([past_key, k], axis=2)
         v = jnp.concatenate([past_value, v], axis=2)
@@ -75,26 +82,33 @@ def _attention(q, k, v, attn_mask, past_key, past_value, nonpad_kv_seqlen, scale
     if heads_q != heads_k and heads_q % heads_k == 0:
         k = jnp.repeat(k, heads_q // heads_k, axis=1)
         v = jnp.repeat(v, heads_q // heads_k, axis=1)
-    scores = jnp.matmul(q * root, jnp.swapaxes(k * root, -1, -2))
+    # (the bias is 0, -inf or the mask's values: exact in the input type without rounding)
+    scores = rnd(jnp.matmul(rnd(q * root), jnp.swapaxes(rnd(k * root), -1, -2)))
     if softcap is not None and softcap > 0:
-        scores = jnp.tanh(scores / softcap) * softcap
+        cap = rnd(jnp.asarray(softcap, dtype))
+        scores = rnd(rnd(jnp.tanh(rnd(scores / cap))) * cap)
     qk_out = scores
-    with_bias = scores + bias
+    with_bias = rnd(scores + bias)
     if qk_matmul_output_mode == 2:
         qk_out = with_bias
     if softmax_precision is not None:
         with_bias = with_bias.astype(softmax_precision)
+    # the softmax is in the input type (rounded) unless softmax_precision names another
+    in_softmax = rnd if softmax_precision is None or softmax_precision == jnp.bfloat16 else _exact
     peak = jnp.max(with_bias, axis=-1, keepdims=True)
     peak = jnp.where(jnp.isneginf(peak), 0, peak)
-    expd = jnp.exp(with_bias - peak)
-    total = jnp.sum(expd, axis=-1, keepdims=True)
-    probs = expd / jnp.where(total == 0, 1, total)
+    expd = in_softmax(jnp.exp(in_softmax(with_bias - peak)))
+    if in_softmax is _bfloat16_rounding:
+        total = _bfloat16_sum(expd, -1)
+    else:
+        total = jnp.sum(expd, axis=-1, keepdims=True)
+    probs = in_softmax(expd / jnp.where(total == 0, 1, total))
     masked_rows = jnp.isneginf(jnp.max(bias, axis=-1, keepdims=True))
     probs = jnp.where(masked_rows, 0, probs)
     if qk_matmul_output_mode == 3:
         qk_out = probs
-    probs = probs.astype(dtype)
-    y = jnp.matmul(probs, v)
+    probs = rnd(probs.astype(dtype))
+    y = rnd(jnp.matmul(probs, v))
     if rank3:
         y = jnp.reshape(jnp.transpose(y, (0, 2, 1, 3)), (y.shape[0], y.shape[2], -1))
     outputs = (y, present_key, present_value, qk_out.astype(dtype))

@@ -11,6 +11,7 @@ from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form, _space_to_batch_conv
 from workbench.onnx_to_jax.emitters.depthwise import _depthwise_rows_form, _depthwise_taps_written_out
 from workbench.onnx_to_jax.emitters.grouped import _group_merge, _merged_group_weight
+from workbench.onnx_to_jax.emitters.rounding import _bfloat16_sum
 from workbench.onnx_to_jax.helpers import _accumulation_dtype
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
@@ -993,9 +994,12 @@ def _softmax(x, axis):
     fully unrolled before the loop vectorizer, and each of the unrolled exponentials then expands to its
     polynomial: a 49-wide row (Swin's 7x7 windows) became ~370 KB of optimized IR and ~1 CPU s of LLVM
     codegen per distinct shape (docs/onnx_to_jax_corpus.md, "Which kernels cost the compile").
+    A bfloat16 row's sum is added as onnx's reference adds it (``rounding.py``).
     """
     x_max = jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     unnormalized = jnp.exp(-(x_max - x))
+    if unnormalized.dtype == jnp.bfloat16:
+        return unnormalized / _bfloat16_sum(unnormalized, axis)
     return unnormalized / jnp.sum(unnormalized, axis=axis, keepdims=True)
 
 
