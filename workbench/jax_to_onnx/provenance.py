@@ -42,20 +42,11 @@ def unique_node_names(graph: ir.Graph | ir.Function) -> None:
     seen: set[str] = set()
     counts: dict[str, int] = {}
 
-    def visit(container: ir.Graph | ir.Function) -> None:
-        for node in container:
-            base = node.name or node.op_type
-            name = base
-            while name in seen:
-                counts[base] = counts.get(base, 0) + 1
-                name = f"{base}_{counts[base]}"
-            seen.add(name)
-            node.name = name
-            for attr in node.attributes.values():
-                if attr.type == ir.AttributeType.GRAPH:
-                    visit(attr.value)
-                elif attr.type == ir.AttributeType.GRAPHS:
-                    for subgraph in attr.value:
-                        visit(subgraph)
-
-    visit(graph)
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        base = node.name or node.op_type
+        name = base
+        while name in seen:
+            counts[base] = counts.get(base, 0) + 1
+            name = f"{base}_{counts[base]}"
+        seen.add(name)
+        node.name = name

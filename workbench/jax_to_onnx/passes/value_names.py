@@ -44,21 +44,12 @@ def unique_value_names(graph: ir.Graph | ir.Function) -> int:
             renamed += 1
         seen.add(name)
 
-    def visit(container: ir.Graph | ir.Function) -> None:
-        for node in container:
-            for value in node.outputs:
+    def enter(subgraph: ir.Graph | ir.Function) -> None:  # a body's inputs before its nodes' outputs
+        if isinstance(subgraph, ir.Graph):
+            for value in (*subgraph.inputs, *subgraph.initializers.values()):
                 claim(value)
-            for attr in node.attributes.values():
-                if attr.type == ir.AttributeType.GRAPH:
-                    visit_subgraph(attr.value)
-                elif attr.type == ir.AttributeType.GRAPHS:
-                    for subgraph in attr.value:
-                        visit_subgraph(subgraph)
 
-    def visit_subgraph(subgraph: ir.Graph) -> None:
-        for value in (*subgraph.inputs, *subgraph.initializers.values()):
+    for node in ir.traversal.RecursiveGraphIterator(graph, enter_graph=enter):
+        for value in node.outputs:
             claim(value)
-        visit(subgraph)
-
-    visit(graph)
     return renamed
