@@ -25,7 +25,7 @@ from tests.support.conformance_cases import collect_cases, run_case, spec_elemen
 from tests.support.conformance_expected_failures import EXPECTED_FAILURES
 from tests.support.conformance_spec_elements import SPEC_ELEMENTS
 
-TARGET = 0.97
+TARGET = 0.985
 ENABLED = os.environ.get("WORKBENCH_CONFORMANCE") == "1"
 
 
@@ -60,7 +60,7 @@ def test_pass_rate_meets_the_target():
     listed = [n for n in names if expected_failure_reason(n) is not None]
     passing = len(names) - len(listed)  # every unlisted case is checked to pass above
     assert len(names) > 1800, f"the onnx node suite shrank to {len(names)} cases"
-    assert passing / len(names) >= TARGET, f"{passing}/{len(names)} = {passing / len(names):.1%} < {TARGET:.0%}"
+    assert passing / len(names) >= TARGET, f"{passing}/{len(names)} = {passing / len(names):.1%} < {TARGET:.1%}"
 
 
 def test_every_pattern_matches_a_case():
