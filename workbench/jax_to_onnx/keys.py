@@ -68,7 +68,7 @@ def involves_keys(eqn: Any) -> bool:
 # (their avals reach the builder, which types them physically; nested jaxprs are lowered as usual)
 KEY_NATIVE = frozenset({
     "random_seed", "random_bits", "random_split", "random_fold_in", "random_wrap", "random_unwrap",
-    "random_clone", "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+    "random_clone", "random_gamma", "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
     "remat2", "checkpoint", "cond", "while", "scan", "optimization_barrier", "device_put",
     "copy", "copy_p",
 })

@@ -29,7 +29,7 @@ from jax import lax
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import GraphBuilder, is_static
-from workbench.jax_to_onnx.keys import host_array
+from workbench.jax_to_onnx.keys import host_array, physical_aval
 from workbench.jax_to_onnx.lowering import LoweringContext, finish_subgraph, lower_jaxpr
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -206,10 +206,17 @@ def _while_with_consts(x: jax.Array, limit: jax.Array, w: jax.Array) -> jax.Arra
 def _freeze_finished(
     builder: GraphBuilder, active: ir.Value, batch_rank: int, new: ir.Value, old: ir.Value, aval: Any
 ) -> ir.Value:
-    """``new`` where the batched predicate ``active`` (the carry's leading axes) holds, else ``old``."""
-    trailing = list(range(batch_rank, aval.ndim))
+    """``new`` where the batched predicate ``active`` (the carry's leading axes) holds, else ``old``.
+
+    A carried PRNG key is its key data here: its trailing key axis is broadcast over too. A bool carry
+    is selected by logic (onnxruntime's CPU provider has no Where kernel for bool tensors).
+    """
+    trailing = list(range(batch_rank, physical_aval(aval).ndim))
     if trailing:
         active = builder.op("Unsqueeze", active, builder.i64(trailing))
+    if np.dtype(physical_aval(aval).dtype) == np.bool_:
+        kept = builder.op("And", builder.op("Not", active), old)
+        return _typed_op(builder, aval, "Or", builder.op("And", active, new), kept)
     return _typed_op(builder, aval, "Where", active, new, old)
 
 
@@ -228,7 +235,30 @@ def _masked_two_carries(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.vmap(run)(x)
 
 
-@handler("while", onnx_ops=("Loop", "ReduceSum", "Where"), testcases=[
+def _rejection_sampled(key_data: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A vmapped rejection loop carrying a PRNG key (jax.random.gamma's shape): redraw until above 0.6."""
+
+    def draw(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def redraw(state: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
+            key, sub = jax.random.split(state[0])
+            return key, jax.random.uniform(sub), state[2] + 1
+
+        _, value, tries = lax.while_loop(lambda state: state[1] < 0.6, redraw, (key, jnp.float32(0.0), jnp.int32(0)))
+        return value, tries
+
+    return jax.vmap(draw)(jax.random.wrap_key_data(key_data))
+
+
+def _flag_carry(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A vmapped while_loop carrying a bool flag (mctx's search loops carry such flags)."""
+
+    def run(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return lax.while_loop(lambda s: s[0] < 2.0, lambda s: (s[0] * 1.5 + 0.1, s[1] & (s[0] < 1.0)), (v, jnp.bool_(True)))
+
+    return jax.vmap(run)(x)
+
+
+@handler("while", onnx_ops=("Loop", "ReduceSum", "Where", "And", "Or"), testcases=[
     Testcase("while_data_dependent_trip_count", _count_until, [("B", 4)], expect_ops=("Loop",)),
     Testcase("while_consts_in_cond_and_body", _while_with_consts, [("B", 4), (2,), (4,)]),
     Testcase("fori_loop_traced_bound", lambda n, x: lax.fori_loop(0, n, lambda i, v: v * 1.5 + i, x),
@@ -238,6 +268,9 @@ def _masked_two_carries(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     Testcase("while_vmap_batched_predicate", _masked_state_loop, [np.array([[1.0, 1.0], [2.5, 2.5]], np.float32)],
              expect_ops=("Loop",)),
     Testcase("while_vmap_batched_predicate_two_carries", _masked_two_carries, [("B", 3)]),
+    Testcase("while_vmap_batched_predicate_key_carry", _rejection_sampled,
+             [np.arange(1, 13, dtype=np.uint32).reshape(6, 2) * np.uint32(2654435761)], rtol=0, atol=0),
+    Testcase("while_vmap_batched_predicate_bool_carry", _flag_carry, [np.array([0.5, 3.0, 0.2, 1.2, 0.9], np.float32)]),
 ], doc="https://docs.jax.dev/en/latest/_autosummary/jax.lax.while_loop.html")
 def _while(
     ctx: LoweringContext,

@@ -272,3 +272,47 @@ def _iota_2x32_shape(ctx: LoweringContext, *, shape: tuple[Any, ...]) -> tuple[i
     high = ctx.op("Cast", ctx.op("BitShift", ctx.op("Cast", counts, to=ir.DataType.UINT64),
                                  ctx.scalar(32, np.uint64), direction="RIGHT"), to=ir.DataType.UINT32)
     return high, low
+
+
+# ----------------------------------------------------------------------------- gamma variates
+@functools.lru_cache(maxsize=8)
+def _gamma_sampler(primitive: Any, log_space: bool) -> Callable[[], Callable[..., Any]]:
+    """The recipe for ``random_gamma``'s implementation on (key data, alpha), one object per primitive and
+    ``log_space`` (so :func:`_impl_jaxpr` caches its traces)."""
+
+    def build() -> Callable[..., Any]:
+        def sample(key_data: jax.Array, alpha: jax.Array) -> jax.Array:
+            keys = jax.random.wrap_key_data(key_data)
+            # what XLA compiles: JAX lowers the primitive with use_vmap=True for threefry keys (one batched
+            # rejection loop over all elements)
+            return primitive.impl(keys, alpha, log_space=log_space, use_vmap=True)
+
+        return sample
+
+    return build
+
+
+def _gamma_draws(key_data: jax.Array, alpha: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    key = jax.random.wrap_key_data(key_data)
+    k1, k2, k3 = jax.random.split(key, 3)
+    return (jax.random.gamma(k1, alpha), jax.random.dirichlet(k2, alpha, (2,)),
+            jax.random.beta(k3, alpha, alpha[::-1]))
+
+
+def _loggamma_draws(key_data: jax.Array, alpha: jax.Array) -> jax.Array:
+    return jax.random.loggamma(jax.random.wrap_key_data(key_data), alpha, (3, alpha.shape[0]))
+
+
+_ALPHA = np.array([0.3, 1.0, 2.5, 7.0], np.float32)
+
+
+@handler("random_gamma", onnx_ops=("Loop", "Log", "Sqrt"), doc=_RANDOM_DOC, area="jax.random", min_opset=18,
+         unsupported_reason=_non_threefry_reason, testcases=[
+    Testcase("random_gamma_dirichlet_beta", _gamma_draws, [np.array([0, 46], np.uint32), _ALPHA]),
+    Testcase("random_loggamma", _loggamma_draws, [np.array([5, 3], np.uint32), _ALPHA]),
+])
+def _random_gamma(ctx: LoweringContext, keys: ir.Value, alpha: ir.Value, *, log_space: bool) -> ir.Value:
+    """Gamma variates (Marsaglia and Tsang's rejection sampler, a while loop per element, batched) by
+    tracing JAX's own implementation on the key data: the same threefry draws and the same acceptance
+    tests as XLA's lowering of the primitive, so the same numbers."""
+    return _lower_impl(ctx, _gamma_sampler(ctx.eqn.primitive, bool(log_space)), [keys, alpha])
