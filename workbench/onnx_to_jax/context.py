@@ -14,6 +14,7 @@ from workbench.onnx_to_jax.layout import LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
 from workbench.onnx_to_jax.masked_scatter import MaskedScatter
 from workbench.onnx_to_jax.row_scatter import RowScatter
+from workbench.onnx_to_jax.sized_unique import SizedUnique
 from workbench.onnx_to_jax.phases import Phase
 from workbench.onnx_to_jax.reader import describe_node
 from workbench.onnx_to_jax.reshaped_add import ReshapedAdd
@@ -65,6 +66,8 @@ class GraphScope(Protocol):
     def masked_scatter_of(self, onnx_name: str) -> MaskedScatter | None: ...
 
     def row_scatter_of(self, onnx_name: str) -> tuple[RowScatter, int] | None: ...
+
+    def sized_unique_of(self, onnx_name: str) -> SizedUnique | None: ...
 
     def value_expr(self, onnx_name: str) -> str: ...
 
@@ -255,6 +258,11 @@ class NodeContext:
         """For a ScatterND: the window-scatter chain that made its inputs and its row count N, when the chain's
         NonZero ran as ``arange(N)`` (row_scatter.py)."""
         return self._graph.row_scatter_of(self.node.output[0]) if self.has_output(0) else None
+
+    def sized_unique(self) -> SizedUnique | None:
+        """For a Gather: the Unique chain whose values it picks or fills (``jnp.unique(x, size=n)``), when the
+        generator writes no code for the chain's other nodes (sized_unique.py)."""
+        return self._graph.sized_unique_of(self.node.output[0]) if self.has_output(0) else None
 
     def known_shape(self, onnx_name: str) -> tuple[int | None, ...] | None:
         """The shape of any value of the graph: its folded value's, else the known one."""

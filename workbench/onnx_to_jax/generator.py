@@ -31,6 +31,7 @@ from workbench.onnx_to_jax.layout import ChannelsLast, LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, literal
 from workbench.onnx_to_jax.masked_scatter import MaskedScatter, find_masked_scatters
 from workbench.onnx_to_jax.row_scatter import RowScatter, find_row_scatters
+from workbench.onnx_to_jax.sized_unique import SizedUnique, find_sized_uniques
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_to_jax.phases import Phase, phase_of_slice
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
@@ -375,6 +376,8 @@ class GraphEmitter:
         # jax2onnx's bounds-checked window scatters, by their NonZero's and ScatterND's outputs
         # (row_scatter.py), and the row count of those whose NonZero runs as arange(N), by the ScatterND's
         self.row_scatters: dict[str, RowScatter] = {}
+        # jnp.unique(x, size=n) chains (sized_unique.py), by each value of the chain and the Gather's output
+        self.sized_uniques: dict[str, SizedUnique] = {}
         self.rows_taken: dict[str, int] = {}
         # values of those chains whose code nothing reads, once the last Reshape (the ScatterND) reads
         # around them
@@ -429,6 +432,7 @@ class GraphEmitter:
         """Note this graph's masked scatters (masked_scatter.py) and window scatters (row_scatter.py), before
         its nodes are emitted (``self.static`` holds its initializers)."""
         self.masked_scatters = find_masked_scatters(nodes, outputs, self.static)
+        self.sized_uniques = find_sized_uniques(nodes, outputs)
         masked = {chain.nonzero for chain in self.masked_scatters.values()}
         self.row_scatters = {name: chain for name, chain in find_row_scatters(nodes, outputs, self.static).items()
                              if chain.nonzero not in masked and chain.nonzero not in self.module.refused_rows}
@@ -452,21 +456,35 @@ class GraphEmitter:
         self.rows_taken[chain.output] = shape[0]
         return True
 
-    def _skips_masked_chain(self, node: onnx.NodeProto) -> bool:
-        """Whether ``node`` is a NonZero, Transpose, Squeeze or Gather of a masked scatter whose ScatterND
-        reads around them (masked_scatter.py): decided at the chain's NonZero, which keeps its code when
-        its mask is known now (the chain then folds to constants)."""
+    def sized_unique_of(self, onnx_name: str) -> SizedUnique | None:
+        """The sized-unique chain whose Gather writes ``onnx_name``, when its other nodes wrote no code."""
+        chain = self.sized_uniques.get(onnx_name)
+        if chain is None or chain.output != onnx_name or chain.unique not in self.bypassed_values:
+            return None
+        return chain
+
+    def _skips_chain(self, node: onnx.NodeProto) -> bool:
+        """Whether ``node`` belongs to a masked scatter (masked_scatter.py) or a sized unique (sized_unique.py)
+        whose last node reads around the others: decided at the chain's first node (NonZero, Unique), which
+        keeps its code when the value it reads is known now and not a weight (the chain then folds to
+        constants)."""
         name = next((n for n in node.output if n), None)
-        chain = self.masked_scatters.get(name) if name is not None else None
-        if chain is None or name == chain.output:
+        if name is None:
             return False
-        if name == chain.nonzero:
-            if chain.keep in self.static:
-                for key in (*chain.skipped, chain.output):
-                    del self.masked_scatters[key]
-                return False
-            self.bypassed_values.update(chain.skipped)
-        return True
+        for chains in (self.masked_scatters, self.sized_uniques):
+            chain = chains.get(name)
+            if chain is None or name == chain.output:
+                continue
+            first, read = (chain.nonzero, chain.keep) if isinstance(chain, MaskedScatter) else (
+                chain.unique, chain.source)
+            if name == first:
+                if read in self.static and read not in self.trainable:
+                    for key in (*chain.skipped, chain.output):
+                        del chains[key]
+                    return False
+                self.bypassed_values.update(chain.skipped)
+            return True
+        return False
 
     def note_phase(self, output: str, source: str, starts: list[int], ends: list[int],
                    axes: list[int] | None, steps: list[int] | None) -> None:
@@ -611,7 +629,7 @@ class GraphEmitter:
         domain = node.domain if node.domain != "ai.onnx" else ""
         opset = self.module.opsets.get(domain, self.module.opsets[""])
         self.extra_reads = []
-        if self._skips_masked_chain(node) or self._runs_rows_static(node):
+        if self._skips_chain(node) or self._runs_rows_static(node):
             return False
         folded = self._try_fold(node, opset)
         if folded is not None:

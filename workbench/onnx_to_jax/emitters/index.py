@@ -22,8 +22,32 @@ def _gather(x, indices, axis):
     return jnp.take(x, indices, axis=axis)
 
 
+@runtime_helper
+def _sized_unique(x, positions, fill, dtype):
+    """``Gather(Concat(Cast(Unique(x)), fill), Where(positions < K, positions, K))`` for the K sorted unique
+    values of the flattened ``x`` (sized_unique.py), at static shapes: the unique values padded to x's
+    length (``jnp.unique`` with a static ``size``), then cast to ``dtype`` (None: kept)."""
+    x = jnp.ravel(jnp.asarray(x))
+    fill = jnp.reshape(jnp.asarray(fill), (-1,))
+    positions = jnp.asarray(positions)
+    if x.shape[0] == 0:
+        values, count = fill[:0], 0
+    else:
+        values, counts = jnp.unique(x, size=x.shape[0], return_counts=True)
+        count = jnp.sum(counts > 0)
+    values = values if dtype is None else values.astype(dtype)
+    extended = jnp.concatenate([jnp.where(jnp.arange(values.shape[0]) < count, values, fill[0]), fill])
+    picked = jnp.where(positions < count, positions, count)
+    return jnp.take(extended, jnp.where(picked < 0, picked + count + fill.shape[0], picked), axis=0)
+
+
 @emitter("Gather", since=(1, 11, 13))
 def gather(ctx: NodeContext) -> str:
+    unique = ctx.sized_unique()
+    if unique is not None:  # jnp.unique(x, size=n, fill_value=f) as jax2onnx writes it
+        dtype = "None" if unique.to is None else ctx.onnx_dt(unique.to)
+        return ctx.call(_sized_unique, ctx.value(unique.source), ctx.value(unique.positions),
+                        ctx.value(unique.fill), dtype)
     axis = ctx.attr("axis", 0)
     indices = ctx.static(1)
     shape = ctx.shape(0)
