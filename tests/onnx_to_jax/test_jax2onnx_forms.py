@@ -59,6 +59,27 @@ def test_dropout_training_mode_at_run_time_is_refused_at_run_time():
         np.asarray(wb.jit_forward(forward, params)(x, np.array(False)))
 
 
+def _dropout_with_ratio_input() -> onnx.ModelProto:
+    """Dropout whose ratio and training_mode are both graph inputs (the node suite's training cases)."""
+    node = helper.make_node("Dropout", ["x", "ratio", "training"], ["y", "mask"], seed=0)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5]),
+              helper.make_tensor_value_info("ratio", TensorProto.FLOAT, []),
+              helper.make_tensor_value_info("training", TensorProto.BOOL, [])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5]),
+               helper.make_tensor_value_info("mask", TensorProto.BOOL, [3, 5])]
+    return _model([node], inputs, outputs)
+
+
+def test_training_dropout_with_a_zero_ratio_fed_at_run_time_is_the_identity():
+    """Training mode with ratio 0 keeps every element, scaled by 1: not random, so computed (as onnxruntime
+    does, eagerly and under jax.jit); a non-zero ratio fed with training mode is still refused."""
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    _check(_dropout_with_ratio_input(), [x, np.array(0.0, np.float32), np.array(True)])
+    forward, params = wb.to_jax(_dropout_with_ratio_input())
+    with pytest.raises(wb.WorkbenchError, match="ran with training_mode=True and ratio 0.25"):
+        forward(params, x, np.array(0.25, np.float32), np.array(True))
+
+
 def test_while_loop_with_int64_maximum_trip_count_jits():
     """``lax.while_loop`` (jnp.gcd) as jax2onnx writes it: a Loop whose trip count is int64's maximum, ended by
     the condition the body computes. Under jax.jit with x64 off the limit became int32's -1 and the loop never

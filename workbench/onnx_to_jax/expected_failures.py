@@ -35,8 +35,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     'test_training_dropout_default': "Dropout in training mode is random: the values cannot match the reference's random generator",
     'test_training_dropout_default_mask': "Dropout in training mode is random: the values cannot match the reference's random generator",
     'test_training_dropout_mask': "Dropout in training mode is random: the values cannot match the reference's random generator",
-    'test_training_dropout_zero_ratio': "Dropout in training mode is random: the values cannot match the reference's random generator",
-    'test_training_dropout_zero_ratio_mask': "Dropout in training mode is random: the values cannot match the reference's random generator",
 }
 
 

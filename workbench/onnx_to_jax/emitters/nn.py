@@ -1049,19 +1049,21 @@ def lrn(ctx: NodeContext) -> str:
 
 
 @runtime_helper
-def _inference_dropout(x, training, node):
-    """Dropout whose ``training_mode`` is known only at run time (a graph input, as jax2onnx exports a
-    ``deterministic`` flag): ``x`` in inference mode; in training mode, whose values are random in ONNX
-    and cannot be reproduced, an error raised from a host callback (under ``jax.jit`` too)."""
+def _inference_dropout(x, training, ratio, node):
+    """Dropout whose ``training_mode`` (or ratio) is known only at run time (a graph input, as jax2onnx
+    exports a ``deterministic`` flag): ``x`` in inference mode and, in training mode, with a ratio of 0
+    (every element kept, scaled by 1); otherwise training-mode values are random in ONNX and cannot be
+    reproduced: an error raised from a host callback (under ``jax.jit`` too)."""
 
-    def refuse(flag):
-        if bool(np.asarray(flag)):
+    def refuse(flag, drop):
+        if bool(np.asarray(flag)) and float(np.asarray(drop)) != 0.0:
             raise ValueError(
-                f"Dropout node {node!r} ran with training_mode=True: training-mode dropout is random and the "
-                "generated code computes inference mode only; feed False (or deterministic=True) for this input"
+                f"Dropout node {node!r} ran with training_mode=True and ratio {float(np.asarray(drop))}: "
+                "training-mode dropout is random and the generated code computes inference mode (or ratio 0) "
+                "only; feed False (or deterministic=True) for this input"
             )
 
-    jax.debug.callback(refuse, training)
+    jax.debug.callback(refuse, training, ratio)
     return x
 
 
@@ -1072,8 +1074,9 @@ def dropout(ctx: NodeContext) -> list[str]:
     no_ratio = ratio is not None and float(np.asarray(ratio).reshape(())) == 0.0
     if ctx.opset >= 12 and ctx.has(2) and not no_ratio:
         training = ctx.static(2)
-        if training is None:  # decided at run time: inference mode, or an error at run time
-            x = ctx.call(_inference_dropout, x, ctx.x(2), ctx.lit(ctx.node.name or ctx.node.output[0]))
+        if training is None:  # decided at run time: inference mode or ratio 0, or an error at run time
+            ratio_expr = ctx.x(1) if ctx.has(1) else "0.5"  # the spec's default ratio
+            x = ctx.call(_inference_dropout, x, ctx.x(2), ratio_expr, ctx.lit(ctx.node.name or ctx.node.output[0]))
         elif bool(np.asarray(training).reshape(())):
             raise ctx.unsupported("Dropout in training mode is random; only inference is supported")
     outputs = [x]
