@@ -71,3 +71,16 @@ def test_a_constraint_bounds_a_symbol_so_a_table_slice_traces_and_runs_at_other_
 def test_bad_constraints_are_refused_with_what_to_do(constraints, message):
     with pytest.raises(wb.SpecError, match=message):
         wb.to_onnx(_causal_from_table, [("B", "T")], constraints=constraints)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_an_integer_max_with_zero_runs_in_onnxruntime(dtype):
+    # Max(x, 0) becomes Relu only where onnxruntime has the kernel: int64 has none, so a clamped length
+    # (wav2vec2's feature-vector mask: max(floordiv(n - 10, 5) + 1, 0) per row) stays a Max
+    def clamped_lengths(lengths):
+        return jnp.maximum((lengths - 10) // 5 + 1, 0) * 2
+
+    model = wb.to_onnx(clamped_lengths, [jax.ShapeDtypeStruct(("B",), dtype)], enable_double_precision=dtype == "int64")
+    for lengths in (np.array([3, 400], dtype), np.array([9, 10, 57], dtype)):
+        (got,) = run_onnx(model, [lengths])
+        np.testing.assert_array_equal(got, np.maximum((lengths - 10) // 5 + 1, 0) * 2)

@@ -186,8 +186,14 @@ class ConstantConditionWhere(RewriteRuleClassBase):
 
 
 # ----------------------------------------------------------------------------- activations
+# the integer types onnxruntime's CPU Relu takes (ONNX allows every signed one since opset 14; int16 and int64
+# have no kernel: an int64 Max(x, 0), such as a clamped dimension or length, stays a Max)
+_RELU_INTEGERS = frozenset({ir.DataType.INT8, ir.DataType.INT32})
+
+
 class ReluFusion(RewriteRuleClassBase):
-    """jax.nn.relu: ``Max(x, 0)`` → ``Relu(x)`` (relu6's ``Min(Max(x, 0), 6)`` became a Clip before)."""
+    """jax.nn.relu: ``Max(x, 0)`` → ``Relu(x)`` (relu6's ``Min(Max(x, 0), 6)`` became a Clip before), for
+    floats and the integer types onnxruntime runs Relu on."""
 
     def pattern(self, op, x, zero):  # noqa: ANN001, ANN201
         return op.Max(x, zero)
@@ -199,6 +205,8 @@ class ReluFusion(RewriteRuleClassBase):
             return result.fail("not a max with a scalar 0")
         if len(zero.shape) > len(x.shape):
             return result.fail("the zero would broadcast x to a higher rank")
+        if x.dtype is None or not (x.dtype.is_floating_point() or x.dtype in _RELU_INTEGERS):
+            return result.fail(f"onnxruntime has no Relu for {x.dtype}")
         return result
 
     def rewrite(self, op, x, zero):  # noqa: ANN001, ANN201
