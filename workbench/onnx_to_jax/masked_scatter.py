@@ -62,22 +62,22 @@ def find_masked_scatters(nodes: list[onnx.NodeProto], graph_outputs: list[str],
 
 def _chain(scatter: onnx.NodeProto, producer: dict[str, onnx.NodeProto], uses: Counter[str],
            initializers: dict[str, np.ndarray]) -> MaskedScatter | None:
-    if not _is(scatter, "ScatterND") or len(scatter.input) != 3 or not scatter.output or not scatter.output[0]:
+    if not is_op(scatter, "ScatterND") or len(scatter.input) != 3 or not scatter.output or not scatter.output[0]:
         return None
     pick_indices, pick_updates = (producer.get(name) for name in scatter.input[1:])
-    if not (_row_gather(pick_indices) and _row_gather(pick_updates)):
+    if not (row_gather(pick_indices) and row_gather(pick_updates)):
         return None
     rows = pick_indices.input[1]
     if pick_updates.input[1] != rows or pick_indices is pick_updates:
         return None
     squeeze = producer.get(rows)
-    if squeeze is None or not _is(squeeze, "Squeeze") or list(_squeeze_axes(squeeze, producer, initializers)) != [1]:
+    if squeeze is None or not is_op(squeeze, "Squeeze") or list(squeeze_axes(squeeze, producer, initializers)) != [1]:
         return None
     transpose = producer.get(squeeze.input[0])
-    if transpose is None or not _is(transpose, "Transpose") or _ints(transpose, "perm") != [1, 0]:
+    if transpose is None or not is_op(transpose, "Transpose") or _ints(transpose, "perm") != [1, 0]:
         return None
     nonzero = producer.get(transpose.input[0])
-    if nonzero is None or not _is(nonzero, "NonZero"):
+    if nonzero is None or not is_op(nonzero, "NonZero"):
         return None
     once = (nonzero.output[0], transpose.output[0], pick_indices.output[0], pick_updates.output[0])
     if any(uses[name] != 1 for name in once) or uses[rows] != 2:
@@ -95,26 +95,26 @@ def row_selection(nonzero: onnx.NodeProto, readers: dict[str, list[onnx.NodeProt
     if len(found) != 1 or uses[nonzero.output[0]] != 1:
         return None
     transpose = found[0]
-    if not _is(transpose, "Transpose") or _ints(transpose, "perm") != [1, 0] or uses[transpose.output[0]] != 1:
+    if not is_op(transpose, "Transpose") or _ints(transpose, "perm") != [1, 0] or uses[transpose.output[0]] != 1:
         return None
     found = readers.get(transpose.output[0], [])
-    if len(found) != 1 or not _is(found[0], "Squeeze") or found[0].input[0] != transpose.output[0]:
+    if len(found) != 1 or not is_op(found[0], "Squeeze") or found[0].input[0] != transpose.output[0]:
         return None
     squeeze = found[0]
-    if _squeeze_axes(squeeze, producer, initializers) != [1] or not squeeze.output or not squeeze.output[0]:
+    if squeeze_axes(squeeze, producer, initializers) != [1] or not squeeze.output or not squeeze.output[0]:
         return None
     return squeeze.output[0]
 
 
-def _row_gather(node: onnx.NodeProto | None) -> bool:
+def row_gather(node: onnx.NodeProto | None) -> bool:
     """Whether ``node`` is a Gather of rows (axis 0) with one output."""
-    if node is None or not _is(node, "Gather") or len(node.input) != 2 or len(node.output) != 1:
+    if node is None or not is_op(node, "Gather") or len(node.input) != 2 or len(node.output) != 1:
         return False
     axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
     return axis == 0
 
 
-def _squeeze_axes(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
+def squeeze_axes(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
                   initializers: dict[str, np.ndarray]) -> list[int]:
     """A Squeeze's axes when known before emission (attribute, initializer or Constant node), else []."""
     if len(node.input) < 2 or not node.input[1]:
@@ -123,7 +123,7 @@ def _squeeze_axes(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
     if name in initializers:
         return [int(a) for a in np.asarray(initializers[name]).reshape(-1)]
     constant = producer.get(name)
-    if constant is not None and _is(constant, "Constant"):
+    if constant is not None and is_op(constant, "Constant"):
         value = next((a.t for a in constant.attribute if a.name == "value"), None)
         if value is not None:
             return [int(a) for a in numpy_helper.to_array(value).reshape(-1)]
@@ -131,8 +131,10 @@ def _squeeze_axes(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
 
 
 def _ints(node: onnx.NodeProto, name: str) -> list[int]:
+    """A node's ints attribute ``name``, [] when absent."""
     return next((list(a.ints) for a in node.attribute if a.name == name), [])
 
 
-def _is(node: onnx.NodeProto, op_type: str) -> bool:
+def is_op(node: onnx.NodeProto, op_type: str) -> bool:
+    """Whether ``node`` is the ONNX-domain op ``op_type``."""
     return node.op_type == op_type and node.domain in ("", "ai.onnx")

@@ -33,13 +33,13 @@ import numpy as np
 import onnx
 
 from workbench.errors import WorkbenchError
-from workbench.onnx_to_jax.masked_scatter import _is, _row_gather, _squeeze_axes, row_selection
+from workbench.onnx_to_jax.masked_scatter import is_op, row_gather, row_selection, squeeze_axes
 from workbench.onnx_to_jax.reader import subgraph_free_names
 
 # ops of shape arithmetic on the row count: their outputs are counts too
 _COUNT_OPS = frozenset({"Gather", "Squeeze", "Unsqueeze", "Concat", "Mul", "Add", "Sub", "Cast", "Identity",
                         "ReduceProd"})
-# ops that move row values without mixing rows (with the checks of _row_step); Add adds a known offset
+# ops that move row values without mixing rows (with the checks of _row_step and check_row_shapes)
 _ROW_OPS = frozenset({"Gather", "Concat", "Reshape", "Expand", "Unsqueeze", "Squeeze", "Cast", "Identity", "Add"})
 
 
@@ -78,7 +78,7 @@ def find_row_scatters(nodes: list[onnx.NodeProto], graph_outputs: list[str],
             readers.setdefault(name, []).append(node)
     found: dict[str, RowScatter] = {}
     for position, node in enumerate(nodes):
-        if not _is(node, "NonZero") or not node.output or not node.output[0]:
+        if not is_op(node, "NonZero") or not node.output or not node.output[0]:
             continue
         rows = row_selection(node, readers, uses, producer, initializers)
         chain = None if rows is None else _follow(node, rows, nodes[position + 1:], readers, uses, initializers)
@@ -93,9 +93,9 @@ def _follow(nonzero: onnx.NodeProto, rows: str, after: list[onnx.NodeProto], rea
     origin: dict[str, str] = {}  # row value -> the Gather(., rows) output it is computed from
     counts: set[str] = set()
     for reader in readers.get(rows, []):
-        if _is(reader, "Shape") and list(reader.input) == [rows] and not reader.attribute:
+        if is_op(reader, "Shape") and list(reader.input) == [rows] and not reader.attribute:
             counts.add(reader.output[0])
-        elif _row_gather(reader) and reader.input[1] == rows and reader.input[0] != rows:
+        elif row_gather(reader) and reader.input[1] == rows and reader.input[0] != rows:
             origin[reader.output[0]] = reader.output[0]
         else:
             return None
@@ -109,7 +109,7 @@ def _follow(nonzero: onnx.NodeProto, rows: str, after: list[onnx.NodeProto], rea
         if not row_in and not count_in:
             continue
         if not row_in:
-            if _is(node, "ConstantOfShape") or (_is(node, "Reshape") or _is(node, "Expand")) and count_in == [1]:
+            if is_op(node, "ConstantOfShape") or (is_op(node, "Reshape") or is_op(node, "Expand")) and count_in == [1]:
                 continue  # a count shapes a value: uniform (ConstantOfShape) or checked by its reader
             if node.domain not in ("", "ai.onnx") or node.op_type not in _COUNT_OPS:
                 return None
@@ -117,9 +117,9 @@ def _follow(nonzero: onnx.NodeProto, rows: str, after: list[onnx.NodeProto], rea
                 return None  # a count picking elements of another value: not shape arithmetic
             counts.update(o for o in node.output if o)
             continue
-        if count_in and not ((_is(node, "Reshape") or _is(node, "Expand")) and count_in == [1]):
+        if count_in and not ((is_op(node, "Reshape") or is_op(node, "Expand")) and count_in == [1]):
             return None
-        if _is(node, "ScatterND"):
+        if is_op(node, "ScatterND"):
             if scatter is not None or len(node.input) != 3 or node.input[0] in origin or not (
                     node.input[1] in origin and node.input[2] in origin):
                 return None
@@ -152,7 +152,7 @@ def _row_step(node: onnx.NodeProto, origin: dict[str, str], initializers: dict[s
         if any(n in origin for n in node.input[1:]):
             return False
         if node.op_type in ("Unsqueeze", "Squeeze"):
-            axes = _squeeze_axes(node, {}, initializers)
+            axes = squeeze_axes(node, {}, initializers)
             return bool(axes) and all(a >= 1 for a in axes)
         return True
     if node.op_type == "Add":
@@ -168,11 +168,11 @@ def check_row_shapes(chain: RowScatter, rows: int, shape_of: Callable[[str], tup
         out = shape_of(node.output[0])
         if out is None or not out or out[0] is None or out[0] % rows:
             return False
-        if _is(node, "Expand"):
+        if is_op(node, "Expand"):
             given = shape_of(node.input[0])
             if given is None or len(given) != len(out) or given[0] != out[0]:
                 return False
-        if _is(node, "Add"):
+        if is_op(node, "Add"):
             row_value, other = node.input if node.input[0] in chain.row_values else reversed(node.input)
             given, other_shape = shape_of(row_value), shape_of(other)
             if given is None or other_shape is None or len(given) != len(out) or len(other_shape) > len(out):

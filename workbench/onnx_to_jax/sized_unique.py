@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from workbench.onnx_to_jax.masked_scatter import _is
+from workbench.onnx_to_jax.masked_scatter import is_op
 from workbench.onnx_to_jax.reader import subgraph_free_names
 
 
@@ -56,31 +56,31 @@ def find_sized_uniques(nodes: list[onnx.NodeProto], graph_outputs: list[str]) ->
 
 
 def _chain(gather: onnx.NodeProto, producer: dict[str, onnx.NodeProto], uses: Counter[str]) -> SizedUnique | None:
-    if not _is(gather, "Gather") or len(gather.input) != 2 or _axis(gather) != 0 or not gather.output[0]:
+    if not is_op(gather, "Gather") or len(gather.input) != 2 or _axis(gather) != 0 or not gather.output[0]:
         return None
     concat, where = producer.get(gather.input[0]), producer.get(gather.input[1])
-    if concat is None or where is None or not _is(concat, "Concat") or len(concat.input) != 2 or _axis(concat) != 0:
+    if concat is None or where is None or not is_op(concat, "Concat") or len(concat.input) != 2 or _axis(concat) != 0:
         return None
-    if not _is(where, "Where") or len(where.input) != 3:
+    if not is_op(where, "Where") or len(where.input) != 3:
         return None
     less, expand = producer.get(where.input[0]), producer.get(where.input[2])
-    if less is None or expand is None or not _is(less, "Less") or not _is(expand, "Expand"):
+    if less is None or expand is None or not is_op(less, "Less") or not is_op(expand, "Expand"):
         return None
     if list(less.input) != [where.input[1], where.input[2]]:
         return None
     shape = producer.get(expand.input[0])
-    if shape is None or not _is(shape, "Shape") or shape.attribute:
+    if shape is None or not is_op(shape, "Shape") or shape.attribute:
         return None
     view = concat.input[0]
     cast = producer.get(view)
     to = None
-    if cast is not None and _is(cast, "Cast"):
+    if cast is not None and is_op(cast, "Cast"):
         to = next((a.i for a in cast.attribute if a.name == "to"), None)
         values = cast.input[0]
     else:
         cast, values = None, view
     unique = producer.get(values)
-    if unique is None or not _is(unique, "Unique") or unique.output[0] != values or not _sorted_flat(unique):
+    if unique is None or not is_op(unique, "Unique") or unique.output[0] != values or not _sorted_flat(unique):
         return None
     if shape.input[0] not in (values, view) or any(o and uses[o] for o in unique.output[1:]):
         return None
