@@ -26,15 +26,15 @@ def _const(name: str, value) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value, np.int64), name)
 
 
-def _pick_and_scatter(keep: str, reduction: str) -> list[onnx.NodeProto]:
-    """NonZero(keep) -> Transpose -> Squeeze -> Gather the indices' and the updates' rows -> ScatterND."""
+def _pick_and_scatter(keep: str, reduction: str, x: str = "x", y: str = "y") -> list[onnx.NodeProto]:
+    """NonZero(keep) -> Transpose -> Squeeze -> Gather the indices' and the updates' rows -> ScatterND(x) -> y."""
     return [
         helper.make_node("NonZero", [keep], ["valid_idx"]),
         helper.make_node("Transpose", ["valid_idx"], ["valid_idx_t"], perm=[1, 0]),
         helper.make_node("Squeeze", ["valid_idx_t", "axes1"], ["rows"]),
         helper.make_node("Gather", ["indices_2d", "rows"], ["indices_valid"], axis=0),
         helper.make_node("Gather", ["updates", "rows"], ["updates_valid"], axis=0),
-        helper.make_node("ScatterND", ["x", "indices_valid", "updates_valid"], ["y"], reduction=reduction),
+        helper.make_node("ScatterND", [x, "indices_valid", "updates_valid"], [y], reduction=reduction),
     ]
 
 
@@ -240,3 +240,33 @@ def test_masked_scatter_inside_an_if_branch_jits():
     for flag in (True, False):
         inputs = _inputs((6,), [[1], [-1], [7], [1]], 4, 1, seed=7)
         assert_generated_matches_onnxruntime(cond, [*inputs, np.array(flag)])
+
+
+def test_masked_scatter_inside_a_loop_body_jits():
+    """``lax.fori_loop(0, 8, lambda i, v: v.at[i].set(i), v)`` as jax2onnx writes it: the bounds-checked scatter in
+    the Loop's body (the catalogue's fori_loop_vector); steps 6 and 7 index past the end and are dropped."""
+    axes = [_const("axes1", [1]), _const("zero", 0), _const("limit", 5), _const("rc", [1, 1]), _const("one", [1])]
+    body = helper.make_graph(
+        [helper.make_node("Reshape", ["step", "rc"], ["indices_2d"]),
+         helper.make_node("Cast", ["step"], ["step_f"], to=TensorProto.FLOAT),
+         helper.make_node("Reshape", ["step_f", "one"], ["updates"]),
+         helper.make_node("Squeeze", ["indices_2d", "axes1"], ["column"]),
+         helper.make_node("GreaterOrEqual", ["column", "zero"], ["ge"]),
+         helper.make_node("LessOrEqual", ["column", "limit"], ["le"]),
+         helper.make_node("And", ["ge", "le"], ["keep"]),
+         *_pick_and_scatter("keep", "none", x="v", y="v_out"),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("step", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, [6])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [6])], initializer=axes)
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "", "x"], ["y"], body=body)], "fori_loop",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])], initializer=[_const("trips", 8)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    assert generate_module(model).value_dependent_nodes == ()
+    assert_generated_matches_onnxruntime(model, [np.full(6, -1.0, np.float32)])
