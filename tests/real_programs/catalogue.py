@@ -2,7 +2,8 @@
 
 Each :class:`RealProgram` builds, with random weights and no downloads, a callable in the style of a
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
-nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, plain jax.numpy programs), the input
+nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
+plain jax.numpy programs; distrax and TensorFlow Probability opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -54,17 +55,27 @@ def program(
     return register
 
 
-def load_all() -> dict[str, RealProgram]:
-    """Import every program module (each registers its programs) and return the catalogue."""
+def load_all(*, include_tfp: bool = False) -> dict[str, RealProgram]:
+    """Import every program module (each registers its programs) and return the catalogue.
+
+    ``include_tfp`` adds the distrax and TensorFlow Probability programs (tfp_distrax_programs.py): they
+    need tfp-nightly, which the lock cannot pin, so they are opt-in (WORKBENCH_REAL_PROGRAMS_TFP=1).
+    """
     from tests.real_programs import (  # noqa: F401 - registration on import
         example_models,
         flax_programs,
+        graph_image_programs,
         haiku_equinox_programs,
         keras_programs,
         layer_programs,
+        numpyro_programs,
         other_programs,
+        sampler_programs,
         transformers_families,
     )
+
+    if include_tfp:
+        from tests.real_programs import tfp_distrax_programs  # noqa: F401
 
     return PROGRAMS
 
@@ -98,7 +109,7 @@ def check_program(entry: RealProgram) -> None:
 EXPECTED_FAILURES: dict[str, str] = {}
 
 # The slowest programs, each a larger sibling of one CI runs (keras_app_resnet50v2, haiku_resnet18,
-# keras_app_efficientnetb0, ...): CI's time budget runs the others; WORKBENCH_REAL_PROGRAMS_FULL=1 runs every
+# keras_app_efficientnetb0, jraph_graph_network, ...): CI's time budget runs the others; WORKBENCH_REAL_PROGRAMS_FULL=1 runs every
 # program. Nothing else is skipped.
 FULL_ONLY: frozenset[str] = frozenset({
     "haiku_resnet50",  # 55 s at -n 2 under load (haiku_resnet18 is the same code path)
@@ -109,6 +120,9 @@ FULL_ONLY: frozenset[str] = frozenset({
     "keras_app_resnet50",  # keras_app_resnet50v2 runs (the PadFusion case)
     "keras_app_vgg16",
     "keras_app_xception",
+    "jraph_padded_interaction_network",  # 4.7 CPU s; jraph_graph_network runs
+    "numpyro_lkj_mixture",  # 3.2 CPU s; numpyro_potential_energy runs
+    "mctx_gumbel_muzero_policy",  # 3.2 CPU s; mctx_muzero_policy runs
 })
 FULL_ONLY_REASON = "full catalogue only (WORKBENCH_REAL_PROGRAMS_FULL=1): CI runs the rest (its time budget)"
 

@@ -3,8 +3,9 @@
 The catalogue (tests/real_programs/) holds programs written with other projects' published APIs;
 ``EXPECTED_FAILURES`` lists, with its reason, every program that does not convert yet (strict xfail:
 one that starts converting fails the test until it is taken off the list). ``FULL_ONLY`` names the slowest
-programs, run with WORKBENCH_REAL_PROGRAMS_FULL=1 (CI runs the rest). Programs that need environment
-variables before their libraries are imported run in a fresh interpreter.
+programs, run with WORKBENCH_REAL_PROGRAMS_FULL=1 (CI runs the rest). WORKBENCH_REAL_PROGRAMS_TFP=1 adds
+the distrax and TensorFlow Probability programs (they need tfp-nightly, outside the lock). Programs that
+need environment variables before their libraries are imported run in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from tests.real_programs.catalogue import EXPECTED_FAILURES, FULL_ONLY, FULL_ONLY_REASON, check_program, load_all
 
 pytestmark = pytest.mark.slow
-PROGRAMS = load_all()
+PROGRAMS = load_all(include_tfp=os.environ.get("WORKBENCH_REAL_PROGRAMS_TFP") == "1")
 FULL = os.environ.get("WORKBENCH_REAL_PROGRAMS_FULL") == "1"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
