@@ -78,9 +78,13 @@ def refine_output_types(
         inferred = onnx.shape_inference.infer_node_outputs(
             schema, node, input_types, input_data, opset_imports=opset_imports, ir_version=ir_version
         )
-    except (onnx.shape_inference.InferenceError, RuntimeError, ValueError, KeyError):
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError,
+            KeyError):
         # node inference cannot say more than whole-model inference did: the shape stays open and
-        # the generated code keeps computing it while it runs (as it did before this module)
+        # the generated code keeps computing it while it runs (as it did before this module). An If
+        # whose two branches give one name two types (Optimum's merged decoders: ``Cast_3_output_0``
+        # is bool in one branch and float in the other) passes whole-model inference but fails
+        # ONNX's node-alone inference with a ValidationError ("B has inconsistent type")
         return
     for name in open_outputs:
         if name in inferred:
