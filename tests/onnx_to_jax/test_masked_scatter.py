@@ -104,23 +104,25 @@ def test_two_indexed_axes_with_a_window_of_rows(reduction):
 
 
 @pytest.mark.parametrize("reduction", ["none", "add"])
-def test_mask_from_an_input_keeps_negative_indices_in_range(reduction):
+@pytest.mark.parametrize("mask_rows", [5, 6])
+def test_mask_from_an_input_keeps_negative_indices_in_range(reduction, mask_rows):
     """The mask a graph input: kept rows with negative indices count from the end (as ONNX's ScatterND
-    does), rows left out are dropped whatever they hold."""
+    does), rows left out are dropped whatever they hold; a mask longer than the indices' rows (its extra
+    rows left out) is as valid for ONNX's Gather."""
     nodes = [helper.make_node("Identity", ["i"], ["indices_2d"]), *_pick_and_scatter("keep", reduction)]
     graph = helper.make_graph(
         nodes, "masked_scatter",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3]),
          helper.make_tensor_value_info("i", TensorProto.INT64, [5, 1]),
          helper.make_tensor_value_info("updates", TensorProto.FLOAT, [5, 3]),
-         helper.make_tensor_value_info("keep", TensorProto.BOOL, [5])],
+         helper.make_tensor_value_info("keep", TensorProto.BOOL, [mask_rows])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], initializer=[_const("axes1", [1])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(3)
     x, updates = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
     indices = np.array([[-1], [9], [0], [-4], [2]], np.int64)
-    keep = np.array([True, False, True, True, False])
+    keep = np.array([True, False, True, True, False, False][:mask_rows])
     assert generate_module(model).value_dependent_nodes == ()
     assert_generated_matches_onnxruntime(model, [x, indices, updates, keep])
 

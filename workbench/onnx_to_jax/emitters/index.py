@@ -142,9 +142,11 @@ def _masked_scatter_nd(x, indices, updates, keep, reduction):
     static shapes (masked_scatter.py): every row is scattered in order, the rows ``keep`` leaves out (and
     any outside ``x`` once negative indices are counted from the end, as ONNX does) moved out of range
     and dropped."""
-    x, indices, keep = jnp.asarray(x), jnp.asarray(indices), jnp.asarray(keep)
-    n = keep.shape[0]
-    indices, updates = indices[:n], jnp.asarray(updates)[:n]  # the Gathers read rows below n only
+    x, indices, updates, keep = jnp.asarray(x), jnp.asarray(indices), jnp.asarray(updates), jnp.asarray(keep)
+    # the Gathers read rows below the mask's length only; a row past the indices or updates is one ONNX's
+    # Gather refuses when the mask keeps it, dropped here
+    n = min(keep.shape[0], indices.shape[0], updates.shape[0])
+    indices, updates, keep = indices[:n], updates[:n], keep[:n]
     k = indices.shape[-1]
     dims = jnp.asarray(x.shape[:k], dtype=indices.dtype)
     indices = jnp.where(indices < 0, indices + dims, indices)
