@@ -104,22 +104,60 @@ for _prim, _op, _fn, _n in (
     _register_direct(_prim, _op, _fn, _n)
 
 
-@handler("div", onnx_ops=("Div",), testcases=[
+# integer dtypes whose division by zero (and INT_MIN / -1) is guarded: onnxruntime fails on an integer
+# division by zero ("Integer division by zero") where XLA defines the result; these are the integer
+# types onnxruntime's Where runs on
+_GUARDED_DIVISION = frozenset(np.dtype(t) for t in (np.int8, np.uint8, np.int32, np.int64, np.uint32))
+_DIVISION_EDGES = (np.array([7, -7, 5, -5, 0, -2147483648, -2147483648, 9], np.int32),
+                   np.array([2, 2, -3, 0, 0, -1, 0, -1], np.int32))
+
+
+def _division_guard(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> tuple[ir.Value, ir.Value] | None:
+    """(the divisor with 0, and -1 where the dividend is the type's minimum, replaced by 1; where it was 0),
+    or None for the types that need no guard (floats: IEEE defines x / 0)."""
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    if dtype not in _GUARDED_DIVISION:
+        return None
+    is_zero = ctx.op("Equal", y, ctx.scalar(0, dtype))
+    replace = is_zero
+    if dtype.kind == "i":  # the one quotient that overflows: XLA gives INT_MIN / -1 = INT_MIN, INT_MIN % -1 = 0
+        overflow = ctx.op("And", ctx.op("Equal", x, ctx.scalar(np.iinfo(dtype).min, dtype)),
+                          ctx.op("Equal", y, ctx.scalar(-1, dtype)))
+        replace = ctx.op("Or", is_zero, overflow)
+    return ctx.op("Where", replace, ctx.scalar(1, dtype), y), is_zero
+
+
+@handler("div", onnx_ops=("Div", "Equal", "Where"), testcases=[
     *_and_f64(Testcase("div_f32", lambda x, y: x / (jnp.abs(y) + 1.0), [F, F])),
     Testcase("div_int_truncates", lambda x, y: lax.div(x, y), [np.array([7, -7, 5, -5], np.int32), np.array([2, 2, -3, -3], np.int32)]),
+    Testcase("div_int_by_zero_and_overflow", lambda x, y: lax.div(x, y), list(_DIVISION_EDGES), rtol=0, atol=0),
+    Testcase("div_uint32_by_zero", lambda x, y: lax.div(x, y),
+             [np.array([7, 0, 2**32 - 1, 9], np.uint32), np.array([0, 0, 0, 4], np.uint32)], rtol=0, atol=0),
 ])
 def _div(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
-    """lax.div truncates toward zero for integers, as ONNX Div does."""
-    return ctx.op("Div", x, y)
+    """lax.div truncates toward zero for integers, as ONNX Div does; an integer x / 0 is -1 (all bits set),
+    as XLA defines it, and INT_MIN / -1 is INT_MIN."""
+    guard = _division_guard(ctx, x, y)
+    if guard is None:
+        return ctx.op("Div", x, y)
+    divisor, is_zero = guard
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    return ctx.op("Where", is_zero, ctx.scalar(np.array(-1).astype(dtype), dtype), ctx.op("Div", x, divisor))
 
 
-@handler("rem", onnx_ops=("Mod",), testcases=[
+@handler("rem", onnx_ops=("Mod", "Equal", "Where"), testcases=[
     *_and_f64(Testcase("rem_f32", lambda x, y: lax.rem(x, jnp.abs(y) + 1.0), [F, F])),
     Testcase("rem_int", lambda x, y: lax.rem(x, y), [np.array([7, -7, 5, -5], np.int32), np.array([2, 2, -3, -3], np.int32)]),
+    Testcase("rem_int_by_zero_and_overflow", lambda x, y: lax.rem(x, y), list(_DIVISION_EDGES), rtol=0, atol=0),
 ])
 def _rem(ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
-    """lax.rem takes the sign of the dividend: C fmod, i.e. ONNX Mod with fmod=1."""
-    return ctx.op("Mod", x, y, fmod=1)
+    """lax.rem takes the sign of the dividend: C fmod, i.e. ONNX Mod with fmod=1; an integer x % 0 is x
+    (XLA's definition) and INT_MIN % -1 is 0."""
+    guard = _division_guard(ctx, x, y)
+    if guard is None:
+        return ctx.op("Mod", x, y, fmod=1)
+    divisor, is_zero = guard
+    return ctx.op("Where", is_zero, x, ctx.op("Mod", x, divisor, fmod=1))
 
 
 @handler("pow", onnx_ops=("Pow",), testcases=[*_and_f64(Testcase("pow_f32", lambda x, y: jnp.abs(x) ** y, [F, F], rtol=1e-4))])
@@ -280,7 +318,7 @@ def _logical(bool_op: str, bitwise_op: str, ctx: LoweringContext, *operands: ir.
     return ctx.op(bool_op if _is_bool(ctx.avals_in[0]) else bitwise_op, *operands)
 
 
-def _bitwise_needs_opset_18(eqn: Any, opset: int | None) -> str:
+def bitwise_needs_opset_18(eqn: Any, opset: int | None) -> str:
     """Integer and/or/xor/not are ONNX's Bitwise* ops, which exist from opset 18 on (bool ones always)."""
     if opset is None or opset >= 18 or np.dtype(eqn.invars[0].aval.dtype) == np.dtype(bool):
         return ""
@@ -295,14 +333,14 @@ for _prim, _bool_op, _bit_op, _fn in (
     handler(
         _prim,
         onnx_ops=(_bool_op, _bit_op),
-        unsupported_reason=_bitwise_needs_opset_18,
+        unsupported_reason=bitwise_needs_opset_18,
         testcases=[Testcase(f"{_prim}_bool", _fn, _B), Testcase(f"{_prim}_int", _fn, _I)],
     )(functools.partial(_logical, _bool_op, _bit_op))
 
 handler(
     "not",
     onnx_ops=("Not", "BitwiseNot"),
-    unsupported_reason=_bitwise_needs_opset_18,
+    unsupported_reason=bitwise_needs_opset_18,
     testcases=[Testcase("not_bool", lambda x: ~x, _B[:1]), Testcase("not_int", lambda x: ~x, _I[:1])],
 )(functools.partial(_logical, "Not", "BitwiseNot"))
 

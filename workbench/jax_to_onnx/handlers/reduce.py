@@ -22,6 +22,7 @@ from jax import lax
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import onnx_dtype
+from workbench.jax_to_onnx.handlers.elementwise import bitwise_needs_opset_18
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -93,13 +94,18 @@ for _prim, _op, _fn, _extra in (
 _BOOLS = np.array([[True, True, True], [True, False, True], [False, False, False], [False, True, True]])
 
 
+_BITWISE = {"and": "BitwiseAnd", "or": "BitwiseOr", "xor": "BitwiseXor"}
+# Zobrist-style hashes and bit masks (pgx's Go hashes its board by reduce_xor of uint32 keys)
+_HASHES = np.array([[0x9E3779B9, 0x7F4A7C15, 0xF39CC060, 0x1D8E4E27, 0xDEADBEEF],
+                    [0x00000000, 0xFFFFFFFF, 0x80000001, 0x12345678, 0x0F0F0F0F]], np.uint32)
+_MASKS = np.array([[7, -1, 12, 5], [-8, 3, 6, 127], [1, 2, 4, 8]], np.int32)
+
+
 def _bool_reduce(kind: str, ctx: LoweringContext, x: ir.Value, *, axes: Any) -> ir.Value:
-    """Boolean and/or/xor over ``axes`` via int32 ReduceMin/ReduceMax/ReduceSum (no boolean Reduce* in onnxruntime)."""
+    """Boolean and/or/xor over ``axes`` via int32 ReduceMin/ReduceMax/ReduceSum (no boolean Reduce* in onnxruntime);
+    integer ones bitwise (:func:`_bitwise_reduce`)."""
     if np.dtype(ctx.avals_in[0].dtype) != np.dtype(bool):
-        raise ConversionError(
-            f"reduce_{kind} over {np.dtype(ctx.avals_in[0].dtype)} (a bitwise reduction) has no ONNX reduction; "
-            "only boolean reduce_and/or/xor (jnp.all / jnp.any) are supported."
-        )
+        return _bitwise_reduce(kind, ctx, x, axes)
     if not axes:
         return x
     as_int = ctx.op("Cast", x, to=ir.DataType.INT32)
@@ -110,14 +116,52 @@ def _bool_reduce(kind: str, ctx: LoweringContext, x: ir.Value, *, axes: Any) -> 
     return ctx.op("Cast", reduced, to=ir.DataType.BOOL)
 
 
-for _kind, _fn, _fn_all in (
-    ("and", lambda x: jnp.all(x, axis=1), lambda x: jnp.all(x > 0)),
-    ("or", lambda x: jnp.any(x, axis=1), lambda x: jnp.any(x > 1.5)),
-    ("xor", lambda x: lax.reduce_xor(x, (1,)), lambda x: lax.reduce_xor(x > 0, (0, 1))),
+def _bitwise_reduce(kind: str, ctx: LoweringContext, x: ir.Value, axes: Any) -> ir.Value:
+    """Integer and/or/xor over ``axes``: ONNX has no bitwise reduction, so each axis is folded in halves
+    (``op(first half, second half)``, an odd last slice carried along): ceil(log2(n)) Bitwise* ops, exact.
+
+    The reduced axes need static sizes.
+    """
+    dtype = np.dtype(ctx.avals_in[0].dtype)
+    shape = list(ctx.avals_in[0].shape)
+    if not all(isinstance(shape[a], int) for a in axes):
+        raise ConversionError(
+            f"reduce_{kind} over {dtype} along an axis of symbolic size ({tuple(shape)}, axes {tuple(axes)}): the "
+            "bitwise reduction is unrolled over the axis, which needs its size; give that axis a fixed size."
+        )
+    op_type = _BITWISE[kind]
+    for axis in sorted((int(a) for a in axes), reverse=True):  # later axes first: earlier indices stay valid
+        size = shape[axis]
+        if size == 0:
+            identity = np.array(-1 if kind == "and" else 0).astype(dtype)
+            shape.pop(axis)
+            x = ctx.op("Expand", ctx.const(identity), ctx.shape_value(tuple(shape)))
+            continue
+        while size > 1:
+            half = size // 2
+            first = ctx.op("Slice", x, ctx.i64([0]), ctx.i64([half]), ctx.i64([axis]))
+            second = ctx.op("Slice", x, ctx.i64([half]), ctx.i64([2 * half]), ctx.i64([axis]))
+            folded = ctx.op(op_type, first, second)
+            if size % 2:
+                rest = ctx.op("Slice", x, ctx.i64([2 * half]), ctx.i64([size]), ctx.i64([axis]))
+                folded = ctx.op("Concat", folded, rest, axis=axis)
+            x, size = folded, half + size % 2
+        x = ctx.op("Squeeze", x, ctx.i64([axis]))
+        shape.pop(axis)
+    return x
+
+
+for _kind, _fn, _fn_all, _reduce_lax in (
+    ("and", lambda x: jnp.all(x, axis=1), lambda x: jnp.all(x > 0), lax.reduce_and),
+    ("or", lambda x: jnp.any(x, axis=1), lambda x: jnp.any(x > 1.5), lax.reduce_or),
+    ("xor", lambda x: lax.reduce_xor(x, (1,)), lambda x: lax.reduce_xor(x > 0, (0, 1)), lax.reduce_xor),
 ):
-    handler(f"reduce_{_kind}", onnx_ops=("Cast", "ReduceMin", "ReduceMax", "ReduceSum", "Mod"), testcases=[
+    handler(f"reduce_{_kind}", onnx_ops=("Cast", "ReduceMin", "ReduceMax", "ReduceSum", "Mod", _BITWISE[_kind], "Slice"),
+            unsupported_reason=bitwise_needs_opset_18, testcases=[
         Testcase(f"reduce_{_kind}_rows", _fn, [_BOOLS]),
         Testcase(f"reduce_{_kind}_all_symbolic", _fn_all, [("B", 3)]),
+        Testcase(f"reduce_{_kind}_int32_both_axes", functools.partial(_reduce_lax, axes=(0, 1)), [_MASKS], rtol=0, atol=0),
+        Testcase(f"reduce_{_kind}_uint32_rows", functools.partial(_reduce_lax, axes=(1,)), [_HASHES], rtol=0, atol=0),
     ])(functools.partial(_bool_reduce, _kind))
 
 
