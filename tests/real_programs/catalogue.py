@@ -7,22 +7,41 @@ plain jax.numpy programs; distrax and TensorFlow Probability opt-in, see :func:`
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
+
+A program with symbolic dimensions (a batch ``B``, a sequence length ``T``) is also run at other sizes of
+them with fresh arguments (tests/real_programs/other_sizes.py), as a served model is; ``FIXED_LENGTH`` lists
+the sequence programs whose library needs a constant length, with the measured reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+# Given sizes for every symbolic dimension of a program's specs and a random generator, arguments of those sizes.
+ResizeArgs = Callable[[Mapping[str, int], Any], Sequence[Any]]
 
 
 @dataclass(frozen=True)
 class Built:
-    """What a program builder returns: the callable, its input specs and concrete arguments."""
+    """What a program builder returns: the callable, its input specs and concrete arguments.
+
+    A program with symbolic dimensions is also checked at other sizes of them (see ``other_sizes``):
+    ``sizes`` gives, per symbol, the sizes to try instead of the generic pair (1 and the built size + 3),
+    for a symbol the model bounds (position tables, convolution windows); ``resize`` makes the arguments
+    at given sizes where the generic rule (resize the symbolic axes, draw like the built values) is wrong,
+    e.g. an attention mask that must start with real tokens. ``constraints`` bound the symbols where the
+    library's model needs it (``"T <= 64"`` for a causal mask cut from a table of 64 positions); the sizes
+    tried must meet them.
+    """
 
     fn: Callable[..., Any]
     specs: Sequence[Any]
     args: Sequence[Any]
+    sizes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    resize: ResizeArgs | None = None
+    constraints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,29 +99,50 @@ def load_all(*, include_tfp: bool = False) -> dict[str, RealProgram]:
     return PROGRAMS
 
 
-def check_program(entry: RealProgram) -> None:
-    """Convert ``entry``, run the full ONNX checker, and compare onnxruntime with JAX (raises on a mismatch)."""
-    import jax
-    import numpy as np
+def check_program(entry: RealProgram, *, other_sizes: bool = True) -> None:
+    """Convert ``entry``, run the full ONNX checker, and compare onnxruntime with JAX (raises on a mismatch):
+    on the built arguments and, for a program with symbolic dimensions (unless ``other_sizes`` is false), on
+    fresh arguments at other sizes of them, in the same onnxruntime session."""
     import onnx
+    import onnxruntime as ort
 
     import workbench as wb
-    from tests.support.harness import run_onnx
+    from tests.real_programs.other_sizes import other_arguments
 
     built = entry.build()
-    model = wb.to_onnx(built.fn, built.specs)
+    model = wb.to_onnx(built.fn, built.specs, constraints=built.constraints)
     onnx.checker.check_model(model, full_check=True)
-    expected = [np.asarray(x) for x in jax.tree_util.tree_leaves(_reference(built))]
-    got = run_onnx(model, [np.asarray(x) for x in jax.tree_util.tree_leaves(list(built.args))])
-    assert len(got) == len(expected), f"{len(got)} ONNX outputs vs {len(expected)} JAX outputs"
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    _compare(entry, built, session, built.args, "built arguments")
+    for sizes, args in other_arguments(entry.name, built) if other_sizes else ():
+        _compare(entry, built, session, args, f"sizes {dict(sizes)}")
+
+
+def _compare(entry: RealProgram, built: Built, session: Any, args: Sequence[Any], where: str) -> None:
+    """onnxruntime's outputs (``session``: an ``ort.InferenceSession`` of the model) on ``args`` against JAX's
+    (``where`` names the arguments in errors)."""
+    import jax
+    import numpy as np
+
+    expected = [np.asarray(x) for x in jax.tree_util.tree_leaves(_reference(built, args))]
+    flat = [np.asarray(x) for x in jax.tree_util.tree_leaves(list(args))]
+    names = [i.name for i in session.get_inputs()]
+    assert len(names) == len(flat), f"model has inputs {names}, got {len(flat)} arrays"
+    try:
+        got = session.run(None, dict(zip(names, flat, strict=True)))
+    except Exception as error:
+        raise AssertionError(f"{where}: onnxruntime refused the model: {str(error)[:2000]}") from error
+    assert len(got) == len(expected), f"{where}: {len(got)} ONNX outputs vs {len(expected)} JAX outputs"
     for index, (g, e) in enumerate(zip(got, expected, strict=True)):
-        assert g.shape == e.shape, f"output {index}: shape {g.shape} vs JAX {e.shape}"
-        assert g.dtype == e.dtype, f"output {index}: dtype {g.dtype} vs JAX {e.dtype}"
+        assert g.shape == e.shape, f"{where}: output {index}: shape {g.shape} vs JAX {e.shape}"
+        assert g.dtype == e.dtype, f"{where}: output {index}: dtype {g.dtype} vs JAX {e.dtype}"
         if e.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, e, err_msg=f"output {index}")
+            np.testing.assert_array_equal(g, e, err_msg=f"{where}: output {index}")
         else:
             np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), rtol=entry.rtol, atol=entry.atol,
-                                       err_msg=f"output {index}")
+                                       err_msg=f"{where}: output {index}")
 
 
 # Programs that do not convert yet, with the reason.
@@ -124,15 +164,42 @@ FULL_ONLY: frozenset[str] = frozenset({
     "numpyro_lkj_mixture",  # 3.2 CPU s; numpyro_potential_energy runs
     "mctx_gumbel_muzero_policy",  # 3.2 CPU s; mctx_muzero_policy runs
 })
+# Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
+# encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
+# 1.5 s), each a sibling of one CI checks at other sizes (hf_flax_bart, haiku_norms_convnet,
+# keras_app_mobilenetv2): CI checks them on their built arguments only.
+SIZES_FULL_ONLY: frozenset[str] = frozenset({
+    "hf_flax_blenderbot", "hf_flax_marian", "hf_flax_mbart", "hf_flax_pegasus", "haiku_resnet18",
+    "keras_app_convnext_tiny", "keras_app_efficientnetb0", "keras_app_efficientnetv2b0", "keras_app_resnet50v2",
+})
+
+# Sequence programs that keep a fixed sequence length (only their batch is symbolic), each with the reason
+# measured when it was given a symbolic length T: the library's code needs a constant length there.
+FIXED_LENGTH: dict[str, str] = {
+    "haiku_char_lstm_lm": "hk.dynamic_unroll's stateful hk.scan calls jax.lax.scan in a way that needs a constant "
+                          "length (InconclusiveDimensionOperation: 'T' used in a context that requires a constant; "
+                          "equinox's and flax's scans over a symbolic T trace)",
+    "haiku_deep_rnn": "hk.dynamic_unroll over a symbolic T: InconclusiveDimensionOperation in hk.scan (as above)",
+    "haiku_lstm_unroll": "hk.dynamic_unroll over a symbolic T: InconclusiveDimensionOperation in hk.scan (as above)",
+    "eqx_rotary_attention": "eqx.nn.RotaryPositionalEmbedding builds its table with jnp.arange(float(seq_len)) "
+                            "(TypeError: float() argument must be ... not '_DimExpr')",
+    "jax_nn_dot_product_attention": "jax.nn.dot_product_attention's local window mask is jnp.array(range(T)) "
+                                    "(TypeError: '_DimExpr' object cannot be interpreted as an integer)",
+    "jnp_lru_associative_scan": "jax.lax.associative_scan over a symbolic length: NotImplementedError 'associative "
+                                "scan over axis of non-constant size: T'",
+    "hf_flax_whisper": "FlaxWhisperEncoder adds its whole position table (max_source_positions), so it takes exactly "
+                       "2 * max_source_positions frames; the decoder's tokens have a symbolic length",
+}
+
 FULL_ONLY_REASON = "full catalogue only (WORKBENCH_REAL_PROGRAMS_FULL=1): CI runs the rest (its time budget)"
 
 
-def _reference(built: Built) -> Any:
-    """JAX's outputs: compiled with jax.jit (op-by-op dispatch of a large model takes minutes), or run
-    eagerly for callables that cannot be jitted (an NNX module that updates its own state)."""
+def _reference(built: Built, args: Sequence[Any]) -> Any:
+    """JAX's outputs on ``args``: compiled with jax.jit (op-by-op dispatch of a large model takes minutes), or
+    run eagerly for callables that cannot be jitted (an NNX module that updates its own state)."""
     import jax
 
     try:
-        return jax.jit(built.fn)(*built.args)
+        return jax.jit(built.fn)(*args)
     except Exception:  # noqa: BLE001 - not jittable as a whole: the same program, eagerly
-        return built.fn(*built.args)
+        return built.fn(*args)

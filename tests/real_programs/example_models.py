@@ -13,6 +13,7 @@ Random weights built in code, no downloads."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -614,5 +615,11 @@ def _linen_rnn_bidirectional() -> Built:
     sample, lengths = _normal(22, 2, 6, 3), np.array([6, 4], np.int32)
     module = Recurrent()
     params = module.init(jax.random.key(0), sample, lengths)
+    def arguments(sizes: Mapping[str, int], rng: np.random.Generator) -> list[np.ndarray]:
+        """Sequences of ``sizes`` and each row's length, between 1 and the sequence length."""
+        batch, length = sizes["B"], sizes["T"]
+        return [rng.standard_normal((batch, length, 3)).astype(np.float32),
+                rng.integers(1, length + 1, batch).astype(np.int32)]
+
     return Built(lambda x, n: module.apply(params, x, n),
-                 [("B", 6, 3), jax.ShapeDtypeStruct(("B",), jnp.int32)], [sample, lengths])
+                 [("B", "T", 3), jax.ShapeDtypeStruct(("B",), jnp.int32)], [sample, lengths], resize=arguments)

@@ -7,6 +7,7 @@ with random weights.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -124,7 +125,7 @@ def _nnx_rnn() -> Built:
         def __call__(self, tokens):
             return self.head(self.rnn(self.embed(tokens)))
 
-    return Built(_eval(Tagger(rngs=nnx.Rngs(0))), [jax.ShapeDtypeStruct(("B", 12), jnp.int32)], [_tokens(50, 2, 12)])
+    return Built(_eval(Tagger(rngs=nnx.Rngs(0))), [jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], [_tokens(50, 2, 12)])
 
 
 @program("nnx_gru_bidirectional", library="flax.nnx", origin="flax NNX recurrent API (nnx.Bidirectional GRU)")
@@ -138,7 +139,7 @@ def _nnx_birnn() -> Built:
         def __call__(self, x):
             return self.birnn(x)
 
-    return Built(_eval(Encoder(rngs=nnx.Rngs(0))), [(2, 7, 8)], [_normal(2, 7, 8)])
+    return Built(_eval(Encoder(rngs=nnx.Rngs(0))), [("B", "T", 8)], [_normal(2, 7, 8)])
 
 
 @program("nnx_transformer_lm", library="flax.nnx", origin="flax examples/gemma-style decoder: MultiHeadAttention LM with causal mask")
@@ -171,7 +172,8 @@ def _nnx_lm() -> Built:
                 x = block(x, mask)
             return self.embed.attend(self.norm(x))
 
-    return Built(_eval(LM(100, 32, rngs=nnx.Rngs(0))), [jax.ShapeDtypeStruct(("B", 16), jnp.int32)], [_tokens(100, 2, 16)])
+    return Built(_eval(LM(100, 32, rngs=nnx.Rngs(0))), [jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], [_tokens(100, 2, 16)],
+                 sizes={"T": (5, 30)})  # the position table holds 64
 
 
 @program("nnx_resnet_block_batchnorm", library="flax.nnx", origin="flax NNX: residual CNN with BatchNorm and Dropout in eval mode")
@@ -288,7 +290,7 @@ def _linen_seq2seq() -> Built:
     model = _Seq2seq()
     enc, dec = jnp.ones((1, 7, 12)), jnp.ones((1, 5, 12))
     variables = model.init(jax.random.key(0), enc, dec)
-    return Built(functools.partial(model.apply, variables), [("B", 7, 12), ("B", 5, 12)], [_normal(2, 7, 12), _normal(2, 5, 12)])
+    return Built(functools.partial(model.apply, variables), [("B", "S", 12), ("B", "T", 12)], [_normal(2, 7, 12), _normal(2, 5, 12)])
 
 
 class _LinenDecoderLM(nn.Module):
@@ -315,7 +317,8 @@ class _LinenDecoderLM(nn.Module):
 def _linen_lm() -> Built:
     model = _LinenDecoderLM()
     variables = model.init(jax.random.key(0), jnp.ones((1, 16), jnp.int32))
-    return Built(functools.partial(model.apply, variables), [jax.ShapeDtypeStruct(("B", 16), jnp.int32)], [_tokens(200, 2, 16)])
+    return Built(functools.partial(model.apply, variables), [jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], [_tokens(200, 2, 16)],
+                 sizes={"T": (5, 30)}, constraints=("T <= 64",))  # the position table holds 64
 
 
 class _ResNetBlock(nn.Module):
@@ -383,5 +386,12 @@ def _linen_sst2() -> Built:
     model = _SST2Classifier()
     tokens, lengths = _tokens(300, 3, 10), np.array([10, 4, 7], np.int32)
     variables = model.init(jax.random.key(0), tokens, lengths)
-    return Built(functools.partial(model.apply, variables), [jax.ShapeDtypeStruct((3, 10), jnp.int32), jax.ShapeDtypeStruct((3,), jnp.int32)],
-                 [tokens, lengths])
+
+    def arguments(sizes: Mapping[str, int], rng: np.random.Generator) -> list[np.ndarray]:
+        """Tokens of ``sizes`` and each row's length, between 1 and the sequence length."""
+        batch, length = sizes["B"], sizes["T"]
+        return [rng.integers(0, 300, (batch, length)).astype(np.int32), rng.integers(1, length + 1, batch).astype(np.int32)]
+
+    return Built(functools.partial(model.apply, variables),
+                 [jax.ShapeDtypeStruct(("B", "T"), jnp.int32), jax.ShapeDtypeStruct(("B",), jnp.int32)],
+                 [tokens, lengths], resize=arguments)

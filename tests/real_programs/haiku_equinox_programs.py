@@ -4,7 +4,7 @@ Embedding, PReLU, RMSNorm, average/max/adaptive pooling, ``eqx.nn.Sequential`` w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -159,7 +159,7 @@ def _haiku_causal_attention() -> Built:
 
     tokens = _RNG.integers(1, 30, (2, 9)).astype(np.int32)
     tokens[1, 6:] = 0
-    return _haiku(forward, tokens, jax.ShapeDtypeStruct(("B", 9), jnp.int32))
+    return _haiku(forward, tokens, jax.ShapeDtypeStruct(("B", "T"), jnp.int32))
 
 
 # ----------------------------------------------------------------------------- Equinox
@@ -228,10 +228,15 @@ def _eqx_decoder_lm() -> Built:
             x = x + jax.vmap(lambda h: self.down(self.activation(self.up(self.norm2(h)))))(x)
             return jax.vmap(self.head)(x)
 
+    def arguments(sizes: Mapping[str, int], rng: np.random.Generator) -> list[np.ndarray]:
+        """Tokens of ``sizes`` and each row's valid length, between 1 and the sequence length."""
+        batch, length = sizes["B"], sizes["T"]
+        return [rng.integers(0, 40, (batch, length)).astype(np.int32), rng.integers(1, length + 1, batch).astype(np.int32)]
+
     tokens = _RNG.integers(0, 40, (2, 10)).astype(np.int32)
     return Built(jax.vmap(DecoderLM()),
-                 [jax.ShapeDtypeStruct(("B", 10), jnp.int32), jax.ShapeDtypeStruct(("B",), jnp.int32)],
-                 [tokens, np.array([10, 6], np.int32)])
+                 [jax.ShapeDtypeStruct(("B", "T"), jnp.int32), jax.ShapeDtypeStruct(("B",), jnp.int32)],
+                 [tokens, np.array([10, 6], np.int32)], resize=arguments)
 
 
 @program("eqx_sequential_pools", library="equinox",

@@ -7,6 +7,7 @@ construction, no download); Haiku, Equinox, diffrax and Keras models use the lib
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -174,7 +175,7 @@ def _haiku_attention() -> Built:
         x = x + attn(norm(x), norm(x), norm(x))
         return x + hk.nets.MLP([64, 32])(hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x))
 
-    return _haiku(forward, _normal(2, 10, 32), ("B", 10, 32))
+    return _haiku(forward, _normal(2, 10, 32), ("B", "T", 32))
 
 
 @program("haiku_dropout_training", library="haiku", origin="dm-haiku hk.dropout with hk.next_rng_key (training mode)")
@@ -239,7 +240,7 @@ def _eqx_attention() -> Built:
         y = x + attention(y, y, y)
         return jax.vmap(linear)(y)
 
-    return Built(forward, [(10, 32)], [_normal(10, 32)])
+    return Built(forward, [("T", 32)], [_normal(10, 32)])
 
 
 @program("eqx_gru_scan", library="equinox", origin="equinox eqx.nn.GRUCell scanned over a sequence (examples/train_rnn)")
@@ -254,7 +255,7 @@ def _eqx_gru() -> Built:
         final, _ = jax.lax.scan(lambda h, x: (cell(x, h), None), jnp.zeros(16), xs)
         return jax.nn.sigmoid(head(final))
 
-    return Built(jax.vmap(forward), [("B", 12, 4)], [_normal(3, 12, 4)])
+    return Built(jax.vmap(forward), [("B", "T", 4)], [_normal(3, 12, 4)])
 
 
 @program("eqx_lstm_cell", library="equinox", origin="equinox eqx.nn.LSTMCell scanned over a sequence")
@@ -267,7 +268,7 @@ def _eqx_lstm() -> Built:
         (h, c), _ = jax.lax.scan(lambda state, x: (cell(x, state), None), (jnp.zeros(12), jnp.zeros(12)), xs)
         return h + c
 
-    return Built(forward, [(7, 5)], [_normal(7, 5)])
+    return Built(forward, [("T", 5)], [_normal(7, 5)])
 
 
 @program("eqx_dropout_inference", library="equinox", origin="equinox eqx.nn.Dropout in inference mode (key plumbing unused)")
@@ -479,9 +480,15 @@ def _jnp_attention() -> Built:
         scores = jnp.where(valid[:, None, None, :], scores, -1e9)
         return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), v)
 
+    def arguments(sizes: Mapping[str, int], rng: np.random.Generator) -> list[np.ndarray]:
+        """Queries of length Q, keys and values of length K, and each row's valid key count (1 to K)."""
+        batch, queries, keys = sizes["B"], sizes["Q"], sizes["K"]
+        q, k, v = (rng.standard_normal((batch, n, 2, 8)).astype(np.float32) for n in (queries, keys, keys))
+        return [q, k, v, rng.integers(1, keys + 1, batch).astype(np.int32)]
+
     lengths = jax.ShapeDtypeStruct(("B",), jnp.int32)
-    return Built(attention, [("B", 5, 2, 8), ("B", 7, 2, 8), ("B", 7, 2, 8), lengths],
-                 [_normal(2, 5, 2, 8), _normal(2, 7, 2, 8), _normal(2, 7, 2, 8), np.array([7, 3], np.int32)])
+    return Built(attention, [("B", "Q", 2, 8), ("B", "K", 2, 8), ("B", "K", 2, 8), lengths],
+                 [_normal(2, 5, 2, 8), _normal(2, 7, 2, 8), _normal(2, 7, 2, 8), np.array([7, 3], np.int32)], resize=arguments)
 
 
 @program("jnp_kmeans_step", library="jax", origin="k-means (Lloyd) iteration: argmin distances + segment_sum")

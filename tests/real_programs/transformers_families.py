@@ -14,7 +14,7 @@ import numpy as np
 
 from tests.real_programs.catalogue import Built, program
 from tests.real_programs.hf_flax import (
-    SMALL_SEQ2SEQ, SMALL_TEXT, seq2seq_model, text_model, token_spec, tokens, vision_model,
+    SMALL_SEQ2SEQ, SMALL_TEXT, MAX_POSITIONS, TEXT_LENGTHS, seq2seq_model, text_model, token_spec, tokens, vision_model,
 )
 
 _RNG = np.random.default_rng(11)
@@ -154,7 +154,10 @@ def _whisper() -> Built:
     def forward(input_features, decoder_input_ids):
         return model(input_features=input_features, decoder_input_ids=decoder_input_ids, params=params, train=False)[0]
 
-    return Built(forward, [("B", 16, 40), token_spec(6)], [_normal(2, 16, 40), tokens(_RNG, 2, 6)])
+    # the frames stay fixed: FlaxWhisperEncoder adds its whole position table (max_source_positions=20 after the
+    # stride-2 convolution), so it takes exactly 40 frames; the decoder's tokens are a symbolic length T
+    return Built(forward, [("B", 16, 40), token_spec("T")], [_normal(2, 16, 40), tokens(_RNG, 2, 6)], sizes={"T": (3, 9)},
+                 constraints=("T <= 32",))  # max_target_positions
 
 
 @program("hf_flax_wav2vec2", library="transformers", origin="transformers FlaxWav2Vec2Model: conv feature encoder + transformer (small config)")
@@ -170,7 +173,8 @@ def _wav2vec2() -> Built:
     def forward(waveform):
         return model(waveform, params=params, train=False)[0]
 
-    return Built(forward, [("B", 400)], [_normal(2, 400)])
+    # a symbolic number of samples T; 320 and 560 give 31 and 55 frames (the built 400: 39)
+    return Built(forward, [("B", "T")], [_normal(2, 400)], sizes={"T": (320, 560)})
 
 
 @program("hf_flax_beit", library="transformers", origin="transformers FlaxBeitModel, relative position bias (small config)")
@@ -207,7 +211,8 @@ def _clip() -> Built:
     def forward(input_ids, pixel_values):
         return model(input_ids=input_ids, pixel_values=pixel_values, params=params, train=False).logits_per_image
 
-    return Built(forward, [token_spec(12), ("B", 3, 32, 32)], [tokens(_RNG, 2, 12), _normal(2, 3, 32, 32)])
+    return Built(forward, [token_spec("T"), ("B", 3, 32, 32)], [tokens(_RNG, 2, 12), _normal(2, 3, 32, 32)],
+                 sizes={"T": TEXT_LENGTHS}, constraints=(f"T <= {MAX_POSITIONS}",))
 
 
 @program("hf_flax_resnet", library="transformers", origin="transformers FlaxResNetModel, bottleneck layers (small config)")
