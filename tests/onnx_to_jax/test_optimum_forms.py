@@ -7,11 +7,14 @@ generated JAX code must give the same outputs, eagerly and under ``wb.jit_forwar
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
+import workbench as wb
 from tests.support.harness import assert_generated_matches_onnxruntime
 
 
@@ -45,3 +48,45 @@ def test_merged_decoder_branches_reuse_names_with_other_types(use_cache):
     inconsistent type tensor(float)") and code generation failed; the refinement now gives up there."""
     x = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
     assert_generated_matches_onnxruntime(_merged_if(), [x, np.array(use_cache)])
+
+
+def _branches_propagating_one_name() -> onnx.ModelProto:
+    """An If whose two branches both compute ``s = Shape(x)`` and a Range over one of its entries (Whisper's
+    merged decoder: both decoders compute ``/model/decoder/Shape_2_output_0`` and build positions from it)."""
+    def branch(name: str, op_type: str) -> onnx.GraphProto:
+        nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["n"]),
+                 helper.make_node("Range", ["zero", "n", "one"], ["r"]),
+                 helper.make_node("Cast", ["r"], ["f"], to=TensorProto.FLOAT), helper.make_node(op_type, ["f"], [name])]
+        # every value's type stated, as Optimum's files do: the reader then infers with data propagation at once
+        stated = [helper.make_tensor_value_info("s", TensorProto.INT64, [2]),
+                  helper.make_tensor_value_info("n", TensorProto.INT64, []),
+                  helper.make_tensor_value_info("r", TensorProto.INT64, ["m"]),
+                  helper.make_tensor_value_info("f", TensorProto.FLOAT, ["m"])]
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["m"])],
+                                 value_info=stated)
+
+    node = helper.make_node("If", ["use_cache_branch"], ["y"], then_branch=branch("t", "Neg"),
+                            else_branch=branch("e", "Sqrt"))
+    graph = helper.make_graph(
+        [node], "merged",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("use_cache_branch", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m"])],
+        initializer=[helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+                     helper.make_tensor("one", TensorProto.INT64, [], [1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_merged_decoder_branches_propagate_one_name(use_cache):
+    """onnx's shape inference with data propagation refused such a model ("Data for input 0 already exists":
+    one table of propagated values for both branches): the reader warned that the file's stated shapes
+    contradict the graph and dropped them, and with Whisper's merged decoder reported the model as rejected.
+    Inference without data propagation accepts it, and the reader now falls back to that, silently."""
+    model = _branches_propagating_one_name()
+    with pytest.raises(onnx.shape_inference.InferenceError, match="already exists"):
+        onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", wb.WorkbenchWarning)  # the stated shapes are right: no warning
+        assert_generated_matches_onnxruntime(model, [x, np.array(use_cache)])

@@ -262,7 +262,20 @@ def guarded_inference(model: onnx.ModelProto, *, strict_mode: bool, check_type: 
             return plain
     elif data_propagation_entries(graphs) > MAX_DATA_PROPAGATION_ENTRIES:
         return run(data_prop=False)
-    return run(data_prop=True)
+    try:
+        return run(data_prop=True)
+    except onnx.shape_inference.InferenceError as error:
+        if _DATA_PROPAGATION_CLASH not in str(error):
+            raise
+        # onnx keeps one table of propagated values across an If's two branches: a name both branches
+        # compute (Optimum's merged decoders: two exported decoders whose nodes torch.onnx numbered alike)
+        # fails with "Data for input 0 already exists", a fault of the propagation, not of the model.
+        # Inference without it still checks every node (its own errors pass through).
+        return run(data_prop=False)
+
+
+# onnx's message when its data propagation meets a name a second time (see guarded_inference)
+_DATA_PROPAGATION_CLASH = "already exists"
 
 
 # ops whose output shape depends on the *values* of an input (a shape, sizes, axes, repeats, a count):
