@@ -123,15 +123,16 @@ def _run_export(args: argparse.Namespace) -> int:
     from workbench.jax_to_onnx.api import to_onnx
 
     if args.from_exported:
-        if args.callable or args.input:
-            raise ValueError("--from-exported FILE converts a serialized jax.export.Exported: give no callable and no --input.")
+        if args.callable or args.input or args.constraint:
+            raise ValueError("--from-exported FILE converts a serialized jax.export.Exported: give no callable, "
+                             "--input or --constraint.")
         model = to_onnx(Path(args.from_exported), path=args.output, opset=args.opset, precision=args.precision)
     else:
         if not args.callable or not args.input:
             raise ValueError("give a callable (pkg.module:attr) and one --input per positional argument, "
                              "or --from-exported FILE.")
         model = to_onnx(_resolve_target(args.callable), _input_specs(args), path=args.output, opset=args.opset,
-                        precision=args.precision)
+                        precision=args.precision, constraints=tuple(args.constraint or ()))
     print(f"wrote {args.output}: {len(model.graph.node)} nodes, opset {model.opset_import[0].version}")
     return 0
 
@@ -148,6 +149,9 @@ def _add_export(subparsers: Any) -> None:
                         help="a file written from jax.export.Exported.serialize(): its StableHLO module is converted "
                              "op by op, without the Python source")  # fmt: skip
     parser.add_argument("--dtype", default=None, help="default dtype for inputs without :dtype (float32)")
+    parser.add_argument("-c", "--constraint", action="append", metavar="BOUND",
+                        help="a bound on a symbolic dimension the program needs, as JAX writes it ('T <= 64'); "
+                             "repeatable")  # fmt: skip
     parser.add_argument("--opset", type=int, default=None, help="target ONNX opset (default 21)")
     _add_precision(parser)
     parser.add_argument("-o", "--output", required=True, help="the .onnx file to write")

@@ -33,6 +33,23 @@ def test_export_writes_a_model_that_runs(user_module, capsys):
     np.testing.assert_allclose(run_onnx(model, [ids, x])[0], np.arange(20.0).reshape(10, 2)[ids].sum(-1) + 1)
 
 
+def test_export_takes_constraints_on_symbolic_dims(tmp_path, monkeypatch):
+    # a mask cut from a 16-row table has min(16, T) rows: it converts only with the bound T <= 16
+    (tmp_path / "cli_masked.py").write_text(
+        "import jax.numpy as jnp\n"
+        "def masked(x):\n"
+        "    return x * jnp.tril(jnp.ones((16, 16)))[: x.shape[1], : x.shape[1]].sum(-1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "m.onnx"
+    assert main(["export", "cli_masked:masked", "-i", "B,T", "-o", str(out)]) == 1
+    assert main(["export", "cli_masked:masked", "-i", "B,T", "-c", "T <= 16", "-o", str(out)]) == 0
+    model = onnx.load(str(out))
+    for shape in ((2, 5), (1, 16)):
+        x = np.ones(shape, np.float32)
+        np.testing.assert_allclose(run_onnx(model, [x])[0], np.arange(1, shape[1] + 1, dtype=np.float32)[None] * x)
+
+
 @pytest.mark.parametrize(
     "target, code, message",
     [
