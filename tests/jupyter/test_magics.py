@@ -263,9 +263,23 @@ def test_parity_shows_report_and_plot(shell, converter) -> None:
     assert any("application/vnd.plotly.v1+json" in output.data for output in figure)
 
 
+def test_to_onnx_passes_constraints_on_symbolic_dims(shell, converter) -> None:
+    cell = ("import jax.numpy as jnp\n"
+            "def f(x):\n"
+            "    return x * jnp.tril(jnp.ones((16, 16)))[: x.shape[1], : x.shape[1]].sum(-1)\n")
+    execution, captured = run(shell, "%%to_onnx -i B,T -c 'T <= 16' --no-view\n" + cell)
+    assert execution.success, captured.stderr
+    assert converter.calls[-1]["constraints"] == ("T <= 16",)
+    session = onnxruntime.InferenceSession(shell.user_ns["_onnx"].model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in ((2, 5), (1, 16)):
+        x = np.ones(shape, np.float32)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x})
+        np.testing.assert_allclose(got, np.arange(1, shape[1] + 1, dtype=np.float32)[None] * x)
+
+
 def test_help_lists_every_option(shell) -> None:
     doc = shell.find_cell_magic("to_onnx").__doc__
-    for option in ("--fn", "--input", "--out", "--opset", "--no-view", "--parity", "--to-jax", "--name"):
+    for option in ("--fn", "--input", "--constraint", "--out", "--opset", "--no-view", "--parity", "--to-jax", "--name"):
         assert option in doc
 
 

@@ -68,6 +68,13 @@ def defined_names(cell_source: str) -> list[str]:
     return names
 
 
+def _unquoted(text: str) -> str:
+    """``text`` without the quotes around it: IPython's option parser keeps them (``-c 'T <= 64'``)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
 @magics_class
 class WorkbenchMagics(Magics):
     """The workbench's IPython magics."""
@@ -84,6 +91,10 @@ class WorkbenchMagics(Magics):
         "Default: the last top-level function or callable object the cell defines.",
     )
     @magic_arguments.argument("-i", "--input", dest="inputs", action="append", default=[], metavar="SPEC", help=_INPUT_HELP)
+    @magic_arguments.argument(
+        "-c", "--constraint", dest="constraints", action="append", default=[], metavar="BOUND",
+        help="A bound on a symbolic dimension the function needs, as JAX writes it: -c 'T <= 64' (repeatable).",
+    )
     @magic_arguments.argument("--out", metavar="PATH", help="Write the ONNX model to PATH.")
     @magic_arguments.argument(
         "--ir", metavar="PATH",
@@ -135,7 +146,9 @@ class WorkbenchMagics(Magics):
 
         start = time.perf_counter()
         try:
-            conversion = convert(fn, inputs, opset=args.opset)  # the Conversion: --parity need not trace again
+            # the Conversion: --parity need not trace again
+            constraints = tuple(_unquoted(text) for text in args.constraints)
+            conversion = convert(fn, inputs, opset=args.opset, constraints=constraints)
             if args.out:
                 conversion.save(args.out)
             model = conversion.model
