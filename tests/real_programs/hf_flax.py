@@ -24,8 +24,8 @@ SMALL_SEQ2SEQ = {"vocab_size": VOCABULARY, "d_model": 32, "encoder_layers": 2, "
 
 
 # the sequence lengths the text models are also checked at: shorter and longer than the built 12, inside
-# the position tables (max_position_embeddings=64); the decoders cut their causal mask from a table of that
-# many positions (min(64, T) rows), so they convert with the bound T <= 64
+# the position tables (max_position_embeddings=64). They convert with the bound T <= 64, the table's: the
+# decoders need it to trace (they cut their causal mask from a table of that many positions: min(64, T) rows)
 TEXT_LENGTHS = (5, 20)
 MAX_POSITIONS = SMALL_TEXT["max_position_embeddings"]
 

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.real_programs.catalogue import Built, program
-from tests.real_programs.hf_flax import SMALL_SEQ2SEQ, SMALL_TEXT, seq2seq_model, text_model, vision_model
+from tests.real_programs.hf_flax import (
+    MAX_POSITIONS, SMALL_SEQ2SEQ, SMALL_TEXT, TEXT_LENGTHS, seq2seq_model, text_model, token_spec, vision_model,
+)
 
 _RNG = np.random.default_rng(1)
 
@@ -119,7 +121,8 @@ def _hf_bert_cls() -> Built:
     def forward(input_ids):
         return model(input_ids=input_ids, head_mask=head_mask, params=params, train=False)[0]
 
-    return Built(forward, [jax.ShapeDtypeStruct((2, 12), jnp.int32)], [_tokens(100, 2, 12)])
+    return Built(forward, [token_spec("T")], [_tokens(100, 2, 12)], sizes={"T": TEXT_LENGTHS},
+                 constraints=(f"T <= {MAX_POSITIONS}",))
 
 
 # ----------------------------------------------------------------------------- Haiku
