@@ -9,7 +9,8 @@ viewer) reads it from here and only formats it its own way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +136,29 @@ def default_opset(model: onnx.ModelProto) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class ValueUses:
+    """Who reads and who makes each value of one graph (the pattern finders' table)."""
+
+    reads: Counter[str]  # how many times each value is read: by nodes, by their subgraphs, as a graph output
+    producer: dict[str, onnx.NodeProto]  # the node that makes each value
+    readers: dict[str, list[onnx.NodeProto]]  # the nodes that read each value as an input, each once, in order
+
+
+def value_uses(nodes: Sequence[onnx.NodeProto], graph_outputs: Sequence[str]) -> ValueUses:
+    """The :class:`ValueUses` of one graph's ``nodes`` and its output names."""
+    reads: Counter[str] = Counter(graph_outputs)
+    producer: dict[str, onnx.NodeProto] = {}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        reads.update(n for n in node.input if n)
+        reads.update(subgraph_free_names(node))
+        producer.update((o, node) for o in node.output if o)
+        for name in dict.fromkeys(n for n in node.input if n):
+            readers.setdefault(name, []).append(node)
+    return ValueUses(reads, producer, readers)
+
+
 def subgraph_free_names(node: onnx.NodeProto) -> set[str]:
     """Outer-scope names a node's subgraphs read (they count as inputs of the node for ordering)."""
     used: set[str] = set()
@@ -185,4 +209,6 @@ __all__ = [
     "opset_text",
     "real_inputs",
     "subgraph_free_names",
+    "value_uses",
+    "ValueUses",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from workbench.onnx_to_jax.reader import subgraph_free_names
+from workbench.onnx_io.describe import value_uses
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,8 @@ def find_masked_scatters(nodes: list[onnx.NodeProto], graph_outputs: list[str],
     """{a value of the chain or the ScatterND's output: its chain} for every masked-scatter chain of
     ``nodes`` (one graph, in topological order) whose intermediate values nothing else reads.
     ``initializers``: the graph's constant values (the Squeeze's axes)."""
-    uses: Counter[str] = Counter(graph_outputs)
-    producer: dict[str, onnx.NodeProto] = {}
-    for node in nodes:
-        uses.update(n for n in node.input if n)
-        uses.update(subgraph_free_names(node))
-        producer.update((o, node) for o in node.output if o)
+    table = value_uses(nodes, graph_outputs)
+    uses, producer = table.reads, table.producer
     found: dict[str, MaskedScatter] = {}
     for node in nodes:
         chain = _chain(node, producer, uses, initializers)

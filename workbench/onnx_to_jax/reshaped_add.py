@@ -19,12 +19,11 @@ the Add's code, which nothing reads any more.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import onnx
 
-from workbench.onnx_to_jax.reader import subgraph_free_names
+from workbench.onnx_io.describe import value_uses
 
 Shape = tuple[int | None, ...]
 
@@ -43,12 +42,8 @@ class ReshapedAdd:
 def find_reshaped_adds(nodes: list[onnx.NodeProto], graph_outputs: list[str]) -> dict[str, ReshapedAdd]:
     """{the final Reshape's output: the chain} for every Reshape -> Add -> Reshape chain of ``nodes``
     (one graph, in topological order) whose intermediate values nothing else reads."""
-    uses: Counter[str] = Counter(graph_outputs)
-    producer: dict[str, onnx.NodeProto] = {}
-    for node in nodes:
-        uses.update(n for n in node.input if n)
-        uses.update(subgraph_free_names(node))
-        producer.update((o, node) for o in node.output if o)
+    table = value_uses(nodes, graph_outputs)
+    uses, producer = table.reads, table.producer
     found = {}
     for node in nodes:
         if not _is(node, "Reshape") or not node.output or not node.output[0]:

@@ -34,7 +34,7 @@ import onnx
 
 from workbench.errors import WorkbenchError
 from workbench.onnx_to_jax.masked_scatter import is_op, row_gather, row_selection, squeeze_axes
-from workbench.onnx_to_jax.reader import subgraph_free_names
+from workbench.onnx_io.describe import value_uses
 
 # ops of shape arithmetic on the row count: their outputs are counts too
 _COUNT_OPS = frozenset({"Gather", "Squeeze", "Unsqueeze", "Concat", "Mul", "Add", "Sub", "Cast", "Identity",
@@ -67,15 +67,8 @@ def find_row_scatters(nodes: list[onnx.NodeProto], graph_outputs: list[str],
                       initializers: dict[str, np.ndarray]) -> dict[str, RowScatter]:
     """{the NonZero's output and the ScatterND's output: the chain} for every
     window-scatter chain of ``nodes`` (one graph, topological order) that passes the graph checks."""
-    uses: Counter[str] = Counter(graph_outputs)
-    producer: dict[str, onnx.NodeProto] = {}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in nodes:
-        uses.update(n for n in node.input if n)
-        uses.update(subgraph_free_names(node))
-        producer.update((o, node) for o in node.output if o)
-        for name in dict.fromkeys(n for n in node.input if n):
-            readers.setdefault(name, []).append(node)
+    table = value_uses(nodes, graph_outputs)
+    uses, producer, readers = table.reads, table.producer, table.readers
     found: dict[str, RowScatter] = {}
     for position, node in enumerate(nodes):
         if not is_op(node, "NonZero") or not node.output or not node.output[0]:

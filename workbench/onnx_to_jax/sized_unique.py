@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import onnx
 
 from workbench.onnx_to_jax.masked_scatter import is_op
-from workbench.onnx_to_jax.reader import subgraph_free_names
+from workbench.onnx_io.describe import value_uses
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,8 @@ class SizedUnique:
 def find_sized_uniques(nodes: list[onnx.NodeProto], graph_outputs: list[str]) -> dict[str, SizedUnique]:
     """{a value of the chain or the Gather's output: its chain} for every sized-unique chain of ``nodes``
     (one graph, in topological order) whose intermediate values nothing else reads."""
-    uses: Counter[str] = Counter(graph_outputs)
-    producer: dict[str, onnx.NodeProto] = {}
-    for node in nodes:
-        uses.update(n for n in node.input if n)
-        uses.update(subgraph_free_names(node))
-        producer.update((o, node) for o in node.output if o)
+    table = value_uses(nodes, graph_outputs)
+    uses, producer = table.reads, table.producer
     found: dict[str, SizedUnique] = {}
     for node in nodes:
         chain = _chain(node, producer, uses)
