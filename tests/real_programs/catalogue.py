@@ -3,7 +3,7 @@
 Each :class:`RealProgram` builds, with random weights and no downloads, a callable in the style of a
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
-plain jax.numpy programs; distrax and TensorFlow Probability opt-in, see :func:`load_all`), the input
+pgx, plain jax.numpy programs; distrax and TensorFlow Probability opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -83,6 +83,7 @@ def load_all(*, include_tfp: bool = False) -> dict[str, RealProgram]:
     from tests.real_programs import (  # noqa: F401 - registration on import
         example_models,
         flax_programs,
+        game_programs,
         graph_image_programs,
         haiku_equinox_programs,
         keras_programs,
@@ -163,6 +164,7 @@ FULL_ONLY: frozenset[str] = frozenset({
     "jraph_padded_interaction_network",  # 4.7 CPU s; jraph_graph_network runs
     "numpyro_lkj_mixture",  # 3.2 CPU s; numpyro_potential_energy runs
     "mctx_gumbel_muzero_policy",  # 3.2 CPU s; mctx_muzero_policy runs
+    "pgx_go_9x9",  # 6.7 CPU s; pgx_connect_four runs
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
