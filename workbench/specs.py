@@ -48,6 +48,7 @@ class InputSpecs:
     args: tuple[Any, ...]
     symbols: tuple[str, ...]
     scope: jax_export.SymbolicScope
+    constraints: tuple[str, ...] = ()  # the bounds the symbols were traced under ("T <= 64")
 
     def flat(self) -> list[jax.ShapeDtypeStruct]:
         return jax.tree_util.tree_leaves(self.args)
@@ -148,7 +149,7 @@ def parse_input_specs(inputs: Sequence[Any] | None, constraints: Sequence[str] =
 
     args = tuple(convert(spec, f"inputs[{i}]") for i, spec in enumerate(inputs))
     _check_constraint_symbols(constraints, symbols)
-    return InputSpecs(args=args, symbols=tuple(symbols), scope=scope)
+    return InputSpecs(args=args, symbols=tuple(symbols), scope=scope, constraints=tuple(constraints))
 
 
 def _scope(constraints: Sequence[str]) -> jax_export.SymbolicScope:

@@ -76,7 +76,7 @@ def test_export_from_exported_file(user_module, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["export", "--from-exported", "f.bin", "-i", "3", "-o", "x.onnx"], "give no callable and no --input"),
+        (["export", "--from-exported", "f.bin", "-i", "3", "-o", "x.onnx"], "give no callable, --input or --constraint"),
         (["export", "-o", "x.onnx"], "or --from-exported FILE"),
     ],
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 import pytest
 
 import workbench as wb
@@ -61,6 +62,17 @@ def test_a_constraint_bounds_a_symbol_so_a_table_slice_traces_and_runs_at_other_
         wb.to_onnx(_causal_from_table, [("B", "T")])
     model = wb.to_onnx(_causal_from_table, [("B", "T")], constraints=["T <= 64"])
     _matches_at(_causal_from_table, model, (2, 12), (1, 5), (3, 64))
+
+
+def test_the_constraints_are_written_into_the_model_for_whoever_serves_it(tmp_path):
+    # ONNX shapes cannot bound a dimension: the file says in its metadata and doc string where it is valid
+    path = tmp_path / "causal.onnx"
+    model = wb.to_onnx(_causal_from_table, [("B", "T")], constraints=["T <= 64", "B >= 1"], path=str(path))
+    for written in (model, onnx.load(str(path))):
+        assert {p.key: p.value for p in written.metadata_props}["workbench.symbolic_constraints"] == "T <= 64; B >= 1"
+        assert written.doc_string.endswith("valid where T <= 64, B >= 1")
+    unbounded = wb.to_onnx(lambda x: x * 2, [("B", 3)])
+    assert not any(p.key == "workbench.symbolic_constraints" for p in unbounded.metadata_props)
 
 
 @pytest.mark.parametrize(("constraints", "message"), [

@@ -116,6 +116,11 @@ class Program:
     x64: bool = False  # traced with 64-bit types enabled
     drop_root_scope: bool = False  # Linen's name stack starts with the root module's own scope
     recorded: RecordedSourceInfo | None = None
+    constraints: tuple[str, ...] = ()  # bounds of the symbolic dimensions it was traced under ("T <= 64")
+
+
+# The model's metadata key that records the symbolic dimensions' bounds (ONNX shapes cannot state them)
+CONSTRAINTS_KEY = "workbench.symbolic_constraints"
 
 
 @dataclass
@@ -166,6 +171,7 @@ def program_of(
         name=traced.callable.display_name,
         x64=enable_double_precision,
         drop_root_scope=traced.callable.kind == "linen",
+        constraints=traced.specs.constraints,
     )
 
 
@@ -202,7 +208,8 @@ def build_model(
     lowered_at = time.perf_counter()
     weights = frozenset(value.name for value in param_values)
     model = assemble_model(
-        builder, graph_inputs, outputs, name=program.name, optimize=optimize, weights=weights, precision=precision
+        builder, graph_inputs, outputs, name=program.name, optimize=optimize, weights=weights, precision=precision,
+        constraints=program.constraints,
     )
     checked = model.graph.meta.pop(CHECKED_PROTO_KEY, None)  # not left on a model that may be changed later
     return BuiltModel(model, state, lowered_at, _relaid_origins(model.graph, state), weights, checked)
@@ -218,8 +225,14 @@ def assemble_model(
     weights: frozenset[str] = frozenset(),
     precision: Precision = Precision(),
     doc: str | None = None,
+    constraints: tuple[str, ...] = (),
 ) -> ir.Model:
-    """The main graph's nodes and initializers as an onnx-ir model, after the pass pipeline."""
+    """The main graph's nodes and initializers as an onnx-ir model, after the pass pipeline.
+
+    ``constraints``: the symbolic dimensions' bounds the function was traced under; the model is valid only
+    within them and ONNX shapes cannot say so, so they are written in the model's metadata
+    (``CONSTRAINTS_KEY``) and its doc string, where a reader of the file sees them.
+    """
     state = builder.state
     graph = ir.Graph(
         inputs,
@@ -235,8 +248,11 @@ def assemble_model(
         producer_name="workbench",
         producer_version=_version(),
         functions=list(state.functions.values()),
-        doc_string=doc or f"{name} converted from JAX by workbench",
+        doc_string=(doc or f"{name} converted from JAX by workbench")
+        + (f"; valid where {', '.join(constraints)}" if constraints else ""),
     )
+    if constraints:
+        model.metadata_props[CONSTRAINTS_KEY] = "; ".join(constraints)
     return run_passes(model, optimize=optimize, weights=weights, precision=precision)
 
 
