@@ -66,7 +66,7 @@ def test_vmap_of_generated_gpt2_matches_onnxruntime_per_example():
 
 
 def test_vmap_and_grad_of_a_generated_sklearn_pipeline():
-    sklearn = pytest.importorskip("sklearn", reason="the corpus extra is not installed (pip install -e .[corpus])")
+    pytest.importorskip("sklearn", reason="the corpus extra is not installed (pip install -e .[corpus])")
     from skl2onnx import to_onnx
     from sklearn import datasets, linear_model, pipeline, preprocessing
 

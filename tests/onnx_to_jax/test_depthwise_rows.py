@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from tests.support.generated_forms import outputs_in_every_form
 from tests.support.harness import run_onnx

@@ -11,7 +11,6 @@ import numpy as np
 import onnx_ir as ir
 from jax import lax
 
-from workbench.errors import ConversionError
 from workbench.jax_to_onnx.bias import BIAS_BROADCAST_OPS, without_bias_reshape
 from workbench.jax_to_onnx.builder import onnx_dtype
 from workbench.jax_to_onnx.lowering import LoweringContext
