@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from tests.support.harness import assert_generated_matches_onnxruntime
+from tests.support.harness import assert_generated_matches_onnxruntime, run_onnx
 
 
 def _merged_if() -> onnx.ModelProto:
@@ -90,3 +90,36 @@ def test_merged_decoder_branches_propagate_one_name(use_cache):
     with warnings.catch_warnings():
         warnings.simplefilter("error", wb.WorkbenchWarning)  # the stated shapes are right: no warning
         assert_generated_matches_onnxruntime(model, [x, np.array(use_cache)])
+
+
+def _branches_of_other_lengths() -> onnx.ModelProto:
+    """An If on a bool input whose branches give outputs of different lengths under one declared shape, as a
+    merged decoder's no-cache branch (new tokens) and cache branch (past + new) do."""
+    then_branch = helper.make_graph([helper.make_node("Concat", ["past", "x"], ["t"], axis=0)], "use_cache", [],
+                                    [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["total", 3])])
+    else_branch = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "no_cache", [],
+                                    [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["total", 3])])
+    node = helper.make_node("If", ["use_cache_branch"], ["present"], then_branch=then_branch,
+                            else_branch=else_branch)
+    graph = helper.make_graph(
+        [node], "merged",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("past", TensorProto.FLOAT, ["p", 3]),
+         helper.make_tensor_value_info("use_cache_branch", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("present", TensorProto.FLOAT, ["total", 3])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_merged_decoder_condition_static_under_jit():
+    """A traced condition cannot choose between outputs of different shapes: wb.jit_forward's call fails with
+    an error that says to pass the condition as static; with ``static_argnums`` each branch matches onnxruntime."""
+    model = _branches_of_other_lengths()
+    rng = np.random.default_rng(0)
+    x, past = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
+    forward, params = wb.to_jax(model)
+    with pytest.raises(wb.WorkbenchError, match="static_argnums"):
+        wb.jit_forward(forward, params)(x, past, np.array(True))
+    run = wb.jit_forward(forward, params, static_argnums=(2,))
+    for use_cache in (True, False):
+        want = run_onnx(model, [x, past, np.array(use_cache)])[0]
+        np.testing.assert_array_equal(np.asarray(run(x, past, use_cache)), want)

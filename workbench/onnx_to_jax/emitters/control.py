@@ -30,7 +30,18 @@ def _is_concrete(value):
 def _if(cond, then_fn, else_fn):
     if _is_concrete(cond):
         return then_fn() if bool(np.asarray(cond).reshape(())) else else_fn()
-    return lax.cond(jnp.reshape(cond, ()), then_fn, else_fn)
+    try:
+        return lax.cond(jnp.reshape(cond, ()), then_fn, else_fn)
+    except TypeError as error:
+        if "equal output types" not in str(error):
+            raise
+        # e.g. Optimum's merged decoders: present.* has the new tokens' length without the cache, past + new with it
+        raise TypeError(
+            "the If's branches give outputs of different shapes or types, so jax.jit cannot trace its condition as "
+            "an array; pass the condition input as a static Python bool, e.g. "
+            "wb.jit_forward(forward, params, static_argnums=(<its position among the inputs>,)), one compilation "
+            "per branch"
+        ) from error
 
 
 def _tensor_signature(value: onnx.ValueInfoProto) -> tuple | None:
