@@ -287,3 +287,17 @@ def test_microsoft_rotary_embedding():
     for interleaved in (0, 1):
         _ms("RotaryEmbedding", [("x", 0), ("p", 0), ("c", 0), ("s", 0)], [("y", [batch, seq, heads * head])],
             [x, positions, cos, sin], num_heads=heads, interleaved=interleaved, rtol=1e-4, atol=1e-5)
+
+
+def test_the_corpus_depth_counts_the_longest_path_through_if_branches():
+    """Optimum's merged decoders hold a whole decoder in each branch of one If: its outputs are as deep as
+    the deeper branch (reading an outer value at its own depth), not 0."""
+    w = numpy_helper.from_array(_f32(4, 4), "w")
+    twice = [helper.make_node("MatMul", ["h", "w"], ["t1"]), helper.make_node("MatMul", ["t1", "w"], ["t"])]
+    then_graph = helper.make_graph(twice, "then", [], [_value("t", [2, 4])])
+    else_graph = helper.make_graph([helper.make_node("Relu", ["h"], ["e"])], "else", [], [_value("e", [2, 4])])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("If", ["flag"], ["y"], then_branch=then_graph, else_branch=else_graph)]
+    inputs = [_value("x", [2, 4]), helper.make_tensor_value_info("flag", TensorProto.BOOL, [])]
+    graph = helper.make_graph(nodes, "g", inputs, [_value("y", [2, 4])], [w])
+    assert depth(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])) == 3

@@ -49,19 +49,31 @@ ACCUMULATING = frozenset({
 
 def depth(model: onnx.ModelProto) -> int:
     """Accumulating nodes on the longest path from a graph input to a graph output (the main graph's
-    nodes are in topological order, as ONNX requires; a node with subgraphs counts once; calls of
-    model-local functions, as jax2onnx writes NNX/Equinox modules, count the nodes of their bodies)."""
+    nodes are in topological order, as ONNX requires; calls of model-local functions, as jax2onnx writes
+    NNX/Equinox modules, count the nodes of their bodies; a node with subgraphs (If, Loop, Scan) counts
+    the longest path through its bodies once: Optimum's merged decoders hold a whole decoder in each If branch)."""
     if model.functions:
         from workbench.onnx_to_jax.local_functions import inline_functions
 
         model = inline_functions(onnx.ModelProto.FromString(model.SerializeToString()), "the model")
     reached: dict[str, int] = {}
-    for node in model.graph.node:
+    _reach(model.graph, reached)
+    return max((reached.get(output.name, 0) for output in model.graph.output), default=0)
+
+
+def _reach(graph: onnx.GraphProto, reached: dict[str, int]) -> None:
+    """Fill ``reached`` (value name -> accumulating nodes before it) for ``graph``'s values; a body sees the
+    enclosing graph's values at their depths."""
+    for node in graph.node:
         before = max((reached.get(name, 0) for name in node.input if name), default=0)
+        for attribute in node.attribute:
+            for body in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
+                inside = dict(reached)
+                _reach(body, inside)
+                before = max([before, *(inside.get(output.name, 0) for output in body.output)])
         after = before + (1 if node.op_type in ACCUMULATING else 0)
         for name in node.output:
             reached[name] = after
-    return max((reached.get(output.name, 0) for output in model.graph.output), default=0)
 
 
 def tolerance(model: onnx.ModelProto, expected: np.ndarray) -> float:
