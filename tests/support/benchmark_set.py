@@ -81,7 +81,7 @@ def hf_gpt2(size: str = "bench", *, symbolic: bool = False) -> BenchModel:
         return _LogitsOnly(net), (torch.from_numpy(ids.astype(np.int64)),)
 
     # symbolic batch only: the model slices its causal mask to min(n_positions, T), which broadcasts with a symbolic T
-    # only under wb.to_onnx(..., constraints=["T <= 64"]) (checked at T = 32 and 63 in s18), an argument the
+    # only under wb.to_onnx(..., constraints=["T <= 64"]) (checked at T = 32 and 63, 2026-12-06), an argument the
     # benchmark's peers do not take
     return BenchModel(forward, [_spec(ids, {0: "B"} if symbolic else None)], [ids], twin)
 
