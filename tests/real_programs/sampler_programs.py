@@ -102,14 +102,11 @@ def _blackjax_mala() -> Built:
 
 
 # ----------------------------------------------------------------------------- mctx
-@program("mctx_muzero_policy", library="mctx",
-         origin="mctx.muzero_policy: Monte Carlo tree search over a learned (here random linear) dynamics model "
-                "(the library's README example shape)",
-         rtol=1e-4, atol=1e-4)
-def _mctx_muzero() -> Built:
+def _linear_dynamics(actions: int, hidden: int, discount: float):
+    """A random linear dynamics model for mctx's search: ``(predict, recurrent_fn)``; ``predict`` gives an
+    embedding's prior logits, value and reward."""
     import mctx
 
-    actions, hidden = 4, 6
     dynamics = _normal(hidden + actions, hidden) * 0.4
     heads = _normal(hidden, actions + 2) * 0.4
 
@@ -121,9 +118,22 @@ def _mctx_muzero() -> Built:
         del params, rng_key
         next_embedding = jnp.tanh(jnp.concatenate([embedding, jax.nn.one_hot(action, actions)], axis=-1) @ dynamics)
         logits, value, reward = predict(next_embedding)
-        output = mctx.RecurrentFnOutput(reward=reward, discount=jnp.full_like(reward, 0.97), prior_logits=logits,
+        output = mctx.RecurrentFnOutput(reward=reward, discount=jnp.full_like(reward, discount), prior_logits=logits,
                                         value=value)
         return output, next_embedding
+
+    return predict, recurrent_fn
+
+
+@program("mctx_muzero_policy", library="mctx",
+         origin="mctx.muzero_policy: Monte Carlo tree search over a learned (here random linear) dynamics model "
+                "(the library's README example shape)",
+         rtol=1e-4, atol=1e-4)
+def _mctx_muzero() -> Built:
+    import mctx
+
+    actions, hidden = 4, 6
+    predict, recurrent_fn = _linear_dynamics(actions, hidden, discount=0.97)
 
     def search(observation, key_data):
         logits, value, _ = predict(observation)
@@ -143,19 +153,7 @@ def _mctx_gumbel() -> Built:
     import mctx
 
     actions, hidden = 5, 4
-    dynamics = _normal(hidden + actions, hidden) * 0.4
-    heads = _normal(hidden, actions + 2) * 0.4
-
-    def predict(embedding):
-        out = embedding @ heads
-        return out[:, :actions], out[:, actions], out[:, actions + 1]
-
-    def recurrent_fn(params, rng_key, action, embedding):
-        del params, rng_key
-        next_embedding = jnp.tanh(jnp.concatenate([embedding, jax.nn.one_hot(action, actions)], axis=-1) @ dynamics)
-        logits, value, reward = predict(next_embedding)
-        return mctx.RecurrentFnOutput(reward=reward, discount=jnp.ones_like(reward), prior_logits=logits,
-                                      value=value), next_embedding
+    predict, recurrent_fn = _linear_dynamics(actions, hidden, discount=1.0)
 
     def search(observation, invalid, key_data):
         logits, value, _ = predict(observation)
