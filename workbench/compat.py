@@ -327,6 +327,16 @@ def open_onnx_external_data(folder: str, location: str, tensor_name: str) -> int
     return _open_external_data_fd(folder, location, tensor_name, True)
 
 
+def onnx_reference_attention(*inputs: Any, **attributes: Any) -> tuple[Any, ...]:
+    """onnx's reference computation of ``Attention`` called directly (the node suite's expected values come
+    from it), for the tests that hold the bfloat16 emitter to it bit for bit. Its ReferenceEvaluator hands
+    the ``softcap`` attribute over as a numpy float32, which promotes a bfloat16 softcap and softmax to
+    float32; called directly with a Python float it computes in the inputs' type, as the spec says."""
+    from onnx.reference.ops.op_attention import _compute_attention
+
+    return _compute_attention(*inputs, **attributes)
+
+
 __all__ = [
     "CommonRules",
     "Frame",
@@ -343,6 +353,7 @@ __all__ = [
     "jax_internal_primitives",
     "new_common_rules",
     "norm_fusion_classes",
+    "onnx_reference_attention",
     "open_onnx_external_data",
     "physical_aval",
     "prng_impl",

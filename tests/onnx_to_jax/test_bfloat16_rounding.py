@@ -5,10 +5,11 @@ same attention written out as ONNX ops. Here, against onnx's reference (onnxrunt
 neither op in bfloat16), under ``wb.jit_forward``: a chain of elementwise ops into a Softmax and a MatMul
 (XLA would keep the fused chain in float32 without ``xla_allow_excess_precision`` off) against the
 ReferenceEvaluator; Attention with a softcap and a float attention mask against the reference's
-``_compute_attention``, which the node suite's cases call (the ReferenceEvaluator hands it the softcap
-as a numpy float32, which promotes the softcap and softmax to float32: not the spec's bfloat16); and a
-row longer than the 64 terms summed in the reference's order (longer ones are summed in float32 and
-rounded once, closer to exact than the reference: workbench/onnx_to_jax/emitters/rounding.py).
+``_compute_attention`` (through ``workbench.compat.onnx_reference_attention``), which the node suite's
+cases call (the ReferenceEvaluator hands it the softcap as a numpy float32, which promotes the softcap
+and softmax to float32: not the spec's bfloat16); and a row longer than the 64 terms summed in the
+reference's order (longer ones are summed in float32 and rounded once, closer to exact than the
+reference: workbench/onnx_to_jax/emitters/rounding.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
-from onnx.reference.ops.op_attention import _compute_attention
 
 import workbench as wb
+from workbench.compat import onnx_reference_attention
 from workbench.onnx_to_jax import jit_options
 
 BF16 = ml_dtypes.bfloat16
@@ -80,7 +81,7 @@ def _attention_inputs(keys: int) -> list[np.ndarray]:
                          ids=["mask", "softcap", "softcap-causal"])
 def test_attention_with_softcap_and_mask_equals_the_reference_bit_for_bit(attributes):
     inputs = _attention_inputs(40)
-    want = _compute_attention(*inputs[:3], attn_mask=inputs[3], **attributes)[0].astype(np.float32)
+    want = onnx_reference_attention(*inputs[:3], attn_mask=inputs[3], **attributes)[0].astype(np.float32)
     np.testing.assert_array_equal(_jitted(_attention(40, **attributes), inputs), want)
 
 
@@ -89,7 +90,7 @@ def test_attention_over_more_than_64_keys_is_closer_to_exact_than_the_reference(
     """Past 64 keys the softmax's sum is in float32: measured against float64 attention, the largest error
     was 0.0058 (100 keys) and 0.0041 (1,000), the reference's in-order bfloat16 sum 0.018 and 0.067."""
     inputs = _attention_inputs(keys)
-    exact = _compute_attention(*(t.astype(np.float64) for t in inputs[:3]), attn_mask=inputs[3].astype(np.float64))[0]
-    reference = _compute_attention(*inputs[:3], attn_mask=inputs[3])[0].astype(np.float64)
+    exact = onnx_reference_attention(*(t.astype(np.float64) for t in inputs[:3]), attn_mask=inputs[3].astype(np.float64))[0]
+    reference = onnx_reference_attention(*inputs[:3], attn_mask=inputs[3])[0].astype(np.float64)
     error = np.abs(_jitted(_attention(keys), inputs) - exact).max()
     assert error < 0.01 and error < np.abs(reference - exact).max()
