@@ -373,12 +373,12 @@ class GraphEmitter:
         # jax2onnx's bounds-checked scatters, by each value of the chain and the ScatterND's output
         # (masked_scatter.py; until the chain's NonZero is met, when its mask may turn out known)
         self.masked_scatters: dict[str, MaskedScatter] = {}
-        # jax2onnx's bounds-checked window scatters, by their NonZero's and ScatterND's outputs
-        # (row_scatter.py), and the row count of those whose NonZero runs as arange(N), by the ScatterND's
+        # jax2onnx's bounds-checked window scatters, by their NonZero's and ScatterND's outputs (row_scatter.py)
         self.row_scatters: dict[str, RowScatter] = {}
+        # the row count N of those window scatters whose NonZero runs as arange(N), by the ScatterND's output
+        self.rows_taken: dict[str, int] = {}
         # jnp.unique(x, size=n) chains (sized_unique.py), by each value of the chain and the Gather's output
         self.sized_uniques: dict[str, SizedUnique] = {}
-        self.rows_taken: dict[str, int] = {}
         # values of those chains whose code nothing reads, once the last Reshape (the ScatterND) reads
         # around them
         self.bypassed_values: set[str] = set()
