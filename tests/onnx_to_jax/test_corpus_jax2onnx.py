@@ -52,7 +52,7 @@ import onnx  # noqa: E402
 
 import workbench as wb  # noqa: E402
 from tests.support.benchmark_set import SET, BenchModel  # noqa: E402
-from tests.support.corpus import assert_outputs_match, depth  # noqa: E402
+from tests.support.corpus import assert_outputs_match, depth, failure_row, table_row  # noqa: E402
 from tests.support.harness import run_onnx  # noqa: E402
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -262,10 +262,9 @@ def main(names: list[str]) -> None:
             model, feeds = convert(name, variant)
             row = check(model, feeds)
         except Exception as error:  # noqa: BLE001 - the table reports a failing model and goes on
-            print(f"| {name} | {variant} | FAILED: {type(error).__name__}: {str(error).splitlines()[0][:160]} ||||")
+            print(failure_row((name, variant), error))
             continue
-        print(f"| {name} | {variant} | {row['nodes']} | {row['depth']} | {row['first_jit_s']:.2f} | "
-              f"{row['error_over_tolerance']:.3f} |", flush=True)
+        print(table_row((name, variant), row), flush=True)
 
 
 if __name__ == "__main__":

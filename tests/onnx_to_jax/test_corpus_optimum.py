@@ -60,7 +60,8 @@ import jax  # noqa: E402
 import onnx  # noqa: E402
 
 import workbench as wb  # noqa: E402
-from tests.support.corpus import assert_outputs_match, depth, quantized, transformers_optimized  # noqa: E402
+from tests.support.corpus import (  # noqa: E402
+    assert_outputs_match, depth, failure_row, quantized, table_row, transformers_optimized)
 from tests.support.harness import run_onnx  # noqa: E402
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -349,11 +350,9 @@ def main(names: list[str]) -> None:
         try:
             row = check(name, file, past, form)
         except Exception as error:  # noqa: BLE001 - the table reports a failing file and goes on
-            print(f"| {name} | {file} | {past} | {form} | FAILED: {type(error).__name__}: "
-                  f"{str(error).splitlines()[0][:160]} ||||")
+            print(failure_row((name, file, past, form), error))
             continue
-        print(f"| {name} | {file} | {past} | {form} | {row['nodes']} | {row['depth']} | "
-              f"{row['first_jit_s']:.2f} | {row['error_over_tolerance']:.3f} |", flush=True)
+        print(table_row((name, file, past, form), row), flush=True)
     for name in ("t5", "whisper"):
         if names and name not in names:
             continue

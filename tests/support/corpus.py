@@ -82,6 +82,19 @@ def tolerance(model: onnx.ModelProto, expected: np.ndarray) -> float:
     return ROUNDING_PER_LAYER * max(1, depth(model)) * max(1.0, magnitude)
 
 
+def table_row(keys: Sequence[object], row: dict[str, float]) -> str:
+    """One row of a corpus module's printed table (``python -m tests.onnx_to_jax.test_corpus_X``): the case's
+    ``keys`` (model, form, ...), then the ``check`` row's nodes, depth, first jit and error over tolerance."""
+    cells = [*keys, row["nodes"], row["depth"], f"{row['first_jit_s']:.2f}", f"{row['error_over_tolerance']:.3f}"]
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def failure_row(keys: Sequence[object], error: BaseException) -> str:
+    """The table row of a case that failed: its ``keys``, the error's type and first line, empty cells after."""
+    lines = str(error).splitlines() or [""]
+    return "| " + " | ".join(str(key) for key in keys) + f" | FAILED: {type(error).__name__}: {lines[0][:160]} ||||"
+
+
 def assert_outputs_match(model: onnx.ModelProto, expected: Sequence[np.ndarray], got: Sequence,
                          framework: Sequence[np.ndarray] | None = None) -> list[float]:
     """Integer outputs equal, float outputs within :func:`tolerance`; returns error / tolerance per output.

@@ -475,10 +475,8 @@ class GraphEmitter:
             chain = chains.get(name)
             if chain is None or name == chain.output:
                 continue
-            first, read = (chain.nonzero, chain.keep) if isinstance(chain, MaskedScatter) else (
-                chain.unique, chain.source)
-            if name == first:
-                if read in self.static and read not in self.trainable:
+            if name == chain.first:
+                if chain.reads in self.static and chain.reads not in self.trainable:
                     for key in (*chain.skipped, chain.output):
                         del chains[key]
                     return False

@@ -40,6 +40,16 @@ class MaskedScatter:
     nonzero: str  # NonZero's output: the first node of the chain
     skipped: frozenset[str]  # outputs of NonZero, Transpose, Squeeze and the two Gathers
 
+    @property
+    def first(self) -> str:
+        """The output of the chain's first node (NonZero), where the generator decides the chain's form."""
+        return self.nonzero
+
+    @property
+    def reads(self) -> str:
+        """The value the first node reads: known at generation time, the chain folds to constants instead."""
+        return self.keep
+
 
 def find_masked_scatters(nodes: list[onnx.NodeProto], graph_outputs: list[str],
                          initializers: dict[str, np.ndarray]) -> dict[str, MaskedScatter]:

@@ -37,6 +37,16 @@ class SizedUnique:
     unique: str  # Unique's first output: the first node of the chain
     skipped: frozenset[str]  # the outputs of every node of the chain but the Gather
 
+    @property
+    def first(self) -> str:
+        """The output of the chain's first node (Unique), where the generator decides the chain's form."""
+        return self.unique
+
+    @property
+    def reads(self) -> str:
+        """The value the first node reads: known at generation time, the chain folds to constants instead."""
+        return self.source
+
 
 def find_sized_uniques(nodes: list[onnx.NodeProto], graph_outputs: list[str]) -> dict[str, SizedUnique]:
     """{a value of the chain or the Gather's output: its chain} for every sized-unique chain of ``nodes``

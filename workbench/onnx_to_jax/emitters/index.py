@@ -147,13 +147,7 @@ def _masked_scatter_nd(x, indices, updates, keep, reduction):
     # Gather refuses when the mask keeps it, dropped here
     n = min(keep.shape[0], indices.shape[0], updates.shape[0])
     indices, updates, keep = indices[:n], updates[:n], keep[:n]
-    k = indices.shape[-1]
-    dims = jnp.asarray(x.shape[:k], dtype=indices.dtype)
-    indices = jnp.where(indices < 0, indices + dims, indices)
-    rows = jnp.reshape(keep, (n,) + (1,) * (indices.ndim - 2))
-    kept = rows & jnp.all((indices >= 0) & (indices < dims), axis=-1)
-    indices = jnp.where(kept[..., None], indices, dims)
-    return _scatter_update(x.at[tuple(jnp.moveaxis(indices, -1, 0))], updates, reduction, "drop")
+    return _scatter_nd_kept(x, indices, updates, jnp.reshape(keep, (n,) + (1,) * (indices.ndim - 2)), reduction)
 
 
 @runtime_helper
@@ -162,12 +156,19 @@ def _scatter_nd_rows(x, indices, updates, keep, reduction):
     updates per row of the 1-D mask ``keep``, one after the other (row_scatter.py): the blocks of the rows
     ``keep`` leaves out (and any tuple outside ``x`` once negative indices count from the end) are dropped."""
     x, indices, keep = jnp.asarray(x), jnp.asarray(indices), jnp.asarray(keep)
-    k = indices.shape[-1]
     lead = indices.shape[:-1]
     per_row = int(np.prod(lead, dtype=np.int64)) // keep.shape[0]
-    dims = jnp.asarray(x.shape[:k], dtype=indices.dtype)
+    return _scatter_nd_kept(x, indices, updates, jnp.reshape(jnp.repeat(keep, per_row), lead), reduction)
+
+
+@runtime_helper
+def _scatter_nd_kept(x, indices, updates, keep, reduction):
+    """``ScatterND(x, indices, updates)`` of the index tuples where ``keep`` (broadcast to
+    ``indices.shape[:-1]``) is true and that fall inside ``x`` once negative indices count from the end, as
+    ONNX counts them; the others are moved out of range and dropped."""
+    dims = jnp.asarray(x.shape[:indices.shape[-1]], dtype=indices.dtype)
     indices = jnp.where(indices < 0, indices + dims, indices)
-    kept = jnp.reshape(jnp.repeat(keep, per_row), lead) & jnp.all((indices >= 0) & (indices < dims), axis=-1)
+    kept = keep & jnp.all((indices >= 0) & (indices < dims), axis=-1)
     indices = jnp.where(kept[..., None], indices, dims)
     return _scatter_update(x.at[tuple(jnp.moveaxis(indices, -1, 0))], updates, reduction, "drop")
 
