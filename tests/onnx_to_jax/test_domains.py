@@ -92,6 +92,54 @@ def test_binary_tree_classifier_with_one_weight_column():
     _check(model, [rng.standard_normal((16, 4)).astype(np.float32)])
 
 
+def _maps(labels_type):
+    return helper.make_value_info("probabilities", helper.make_sequence_type_proto(
+        helper.make_map_type_proto(labels_type, helper.make_tensor_type_proto(TensorProto.FLOAT, []))))
+
+
+def _assert_same_maps(have, want):
+    assert isinstance(have, list) and len(have) == len(want)
+    for row, expected in zip(have, want):
+        assert list(row) == list(expected)  # the same keys in the same order
+        np.testing.assert_allclose([float(v) for v in row.values()], list(expected.values()), rtol=1e-6, atol=1e-7)
+
+
+def test_zip_map_after_a_tree_classifier_as_onnxmltools_and_catboost_write_it():
+    """LightGBM (onnxmltools) and CatBoost write classifiers as TreeEnsembleClassifier -> ZipMap: labels and a
+    sequence of {label: probability} maps, which onnxruntime returns as a list of dicts; so must the
+    generated code, eagerly and under jax.jit (``wb.jit_forward``)."""
+    attrs, leaves = tree_attributes(np.random.default_rng(8))
+    rng = np.random.default_rng(9)
+    classifier = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "scores"], domain=ML, classlabels_int64s=[0, 1],
+        class_treeids=[t for t, _ in leaves], class_nodeids=[n for _, n in leaves], class_ids=[0] * len(leaves),
+        class_weights=rng.standard_normal(len(leaves)).astype(np.float32).tolist(), post_transform="LOGISTIC",
+        base_values=[0.25], **attrs)
+    zip_map = helper.make_node("ZipMap", ["scores"], ["probabilities"], domain=ML, classlabels_int64s=[0, 1])
+    graph = helper.make_graph([classifier, zip_map], "g", [_value("x", ["N", 4])],
+                              [_value("label", ["N"], TensorProto.INT64), _maps(TensorProto.INT64)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ML, 3)],
+                              ir_version=8)
+    x = rng.standard_normal((12, 4)).astype(np.float32)
+    x[::3, 1] = np.nan
+    want_labels, want_maps = run_onnx(model, [x])
+    forward, params = wb.to_jax(model)
+    for labels, maps in (forward(params, x), wb.jit_forward(forward, params)(x)):
+        np.testing.assert_array_equal(np.asarray(labels), want_labels)
+        _assert_same_maps(maps, want_maps)
+
+
+def test_zip_map_with_string_labels_and_its_label_count_checked():
+    scores = np.random.default_rng(10).random((5, 3)).astype(np.float32)
+    node = helper.make_node("ZipMap", ["x"], ["probabilities"], domain=ML, classlabels_strings=["cat", "dog", "emu"])
+    model = _model(node, [_value("x", ["N", 3])], [_maps(TensorProto.STRING)], ml_opset=1)
+    forward, params = wb.to_jax(model)
+    _assert_same_maps(forward(params, scores), run_onnx(model, [scores])[0])
+    wrong = _model(node, [_value("x", ["N", 4])], [_maps(TensorProto.STRING)], ml_opset=1)
+    with pytest.raises(wb.WorkbenchError, match="3 class labels for an input of 4 columns"):
+        wb.to_jax(wrong)
+
+
 def test_linear_regressor_and_classifier():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((8, 5)).astype(np.float32)

@@ -5,7 +5,9 @@ arrays built at generation time: one row per node of every tree (feature, thresh
 true/false successor, missing-value direction; leaves point at themselves) and a leaf x target weight
 matrix. The generated code walks all trees of all samples at once, ``depth`` steps of gathers under
 ``lax.fori_loop``, so a gradient-boosted model is one jit-able function. Linear models, Scaler,
-Normalizer, Binarizer, Imputer, ArrayFeatureExtractor and OneHotEncoder are plain ``jnp``.
+Normalizer, Binarizer, Imputer, ArrayFeatureExtractor and OneHotEncoder are plain ``jnp``. ZipMap
+(the ``{label: probability}`` rows onnxmltools and CatBoost write after a classifier by default) gives
+what onnxruntime gives, a list of one dict per row: a pytree, so it traces under ``jax.jit``.
 LabelEncoder maps with sorted keys and ``searchsorted``; string keys or values have no JAX type,
 so that case runs on the host with numpy (not jit-able).
 """
@@ -145,6 +147,17 @@ def _label_encode_host(x, keys, values, default, dtype):
     table = dict(zip(keys, values))
     flat = [table.get(k.item() if hasattr(k, "item") else k, default) for k in np.asarray(x).reshape(-1)]
     return np.asarray(flat, dtype=dtype).reshape(np.shape(x))
+
+
+@runtime_helper
+def _zip_map(scores, labels):
+    """ZipMap: one ``{label: score}`` dict per row of ``scores`` [rows, classes] (a 1-D input is one row)."""
+    scores = jnp.asarray(scores)
+    rows = jnp.reshape(scores, (1, -1)) if scores.ndim == 1 else scores
+    if rows.ndim != 2 or rows.shape[1] != len(labels):
+        raise ValueError(f"ZipMap: {len(labels)} class labels for scores of shape {tuple(scores.shape)}; "
+                         "the input must be [rows, one column per label]")
+    return [{label: rows[i, k] for k, label in enumerate(labels)} for i in range(rows.shape[0])]
 
 
 # ---- tree ensembles: the tables built at generation time --------------------------------------------
@@ -328,6 +341,22 @@ def tree_ensemble(ctx: NodeContext) -> str:
                       ctx.lit(aggregate), ctx.lit(np.zeros((n_targets,), np.float32)))
     post = ctx.call(_post_transform, scores, ctx.lit(ctx.attr("post_transform", 0)))
     return f"{post}.astype({ctx.dt(dtype)})"
+
+
+@emitter("ZipMap", since=1, domain=ML)
+def zip_map(ctx: NodeContext) -> str:
+    """ZipMap (``classlabels_int64s`` or ``classlabels_strings``): onnxruntime's sequence of maps as a list
+    of dicts, keyed by Python ints or strings (a dict key needs no JAX type)."""
+    int_labels = ctx.attr("classlabels_int64s", None)
+    str_labels = ctx.attr("classlabels_strings", None)
+    if (int_labels is None) == (str_labels is None):
+        raise ctx.error("ZipMap needs exactly one of classlabels_int64s and classlabels_strings")
+    labels = tuple(int(v) for v in int_labels) if int_labels is not None else tuple(str_labels)
+    shape = ctx.shape(0)
+    if shape and shape[-1] is not None and shape[-1] != len(labels):
+        raise ctx.error(f"{len(labels)} class labels for an input of {shape[-1]} columns; ZipMap needs one "
+                        "label per column of the classifier's scores")
+    return ctx.call(_zip_map, ctx.x(0), ctx.lit(labels))
 
 
 # ---- linear models and preprocessing ---------------------------------------------------------------
