@@ -123,6 +123,45 @@ def _whisper() -> torch.nn.Module:
     return transformers.WhisperForConditionalGeneration(config)
 
 
+def _distilbert() -> torch.nn.Module:
+    config = transformers.DistilBertConfig(n_layers=2, dim=32, n_heads=4, hidden_dim=64, vocab_size=VOCAB,
+                                           max_position_embeddings=64)
+    return transformers.DistilBertModel(config)
+
+
+def _roberta() -> torch.nn.Module:
+    """Positions counted from the padding index (2 + cumulative sum of the non-padding tokens)."""
+    config = transformers.RobertaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                                        intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=64)
+    return transformers.RobertaModel(config)
+
+
+def _clip() -> torch.nn.Module:
+    """The contrastive model: both towers, their projections and the scaled cosine logits."""
+    text = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
+            "vocab_size": VOCAB, "max_position_embeddings": 64}
+    vision = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
+              "image_size": 32, "patch_size": 8}
+    return transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+
+
+def _bart() -> torch.nn.Module:
+    """Weights drawn with std 0.5: with BART's default 0.02 the random model decodes one token throughout."""
+    config = transformers.BartConfig(encoder_layers=2, decoder_layers=2, d_model=32, encoder_attention_heads=4,
+                                     decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                     vocab_size=VOCAB, max_position_embeddings=64, decoder_start_token_id=2,
+                                     init_std=0.5)
+    return transformers.BartForConditionalGeneration(config)
+
+
+def _qwen2() -> torch.nn.Module:
+    """Llama's layout with biases on the query/key/value projections, 4 query heads over 2 key/value heads."""
+    config = transformers.Qwen2Config(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                                      num_key_value_heads=2, intermediate_size=64, vocab_size=VOCAB,
+                                      max_position_embeddings=64)
+    return transformers.Qwen2ForCausalLM(config)
+
+
 MODELS: dict[str, Export] = {
     "gpt2": Export(_gpt2, "text-generation-with-past"),
     "llama": Export(_llama, "text-generation-with-past"),
@@ -130,13 +169,19 @@ MODELS: dict[str, Export] = {
     "vit": Export(_vit, "feature-extraction"),
     "t5": Export(_t5, "text2text-generation-with-past"),
     "whisper": Export(_whisper, "automatic-speech-recognition-with-past"),
+    "distilbert": Export(_distilbert, "feature-extraction"),
+    "roberta": Export(_roberta, "feature-extraction"),
+    "clip": Export(_clip, "feature-extraction"),
+    "bart": Export(_bart, "text2text-generation-with-past"),
+    "qwen2": Export(_qwen2, "text-generation-with-past"),
 }
 SEQ2SEQ_FILES = ("encoder_model", "decoder_model", "decoder_with_past_model", "decoder_model_merged")
-FILES = {"t5": SEQ2SEQ_FILES, "whisper": SEQ2SEQ_FILES}  # the others: model.onnx
+FILES = {"t5": SEQ2SEQ_FILES, "whisper": SEQ2SEQ_FILES, "bart": SEQ2SEQ_FILES}  # the others: model.onnx
 # files read with a past: compared at past length 0 and PAST
 WITH_PAST = {("gpt2", "model"), ("llama", "model"), ("t5", "decoder_with_past_model"),
              ("whisper", "decoder_with_past_model"), ("t5", "decoder_model_merged"),
-             ("whisper", "decoder_model_merged")}
+             ("whisper", "decoder_model_merged"), ("qwen2", "model"), ("bart", "decoder_with_past_model"),
+             ("bart", "decoder_model_merged")}
 STATIC_CONDITION = {
     "decoder_model_merged": "the If's branches give present.*.decoder of different lengths (new tokens vs past + "
                             "new): lax.cond cannot trace use_cache_branch, so jit takes it as a static bool",
@@ -152,6 +197,9 @@ QUANTIZATION_STEP: dict[tuple[str, str, int], str] = {
                                      "default flags too (the float file matches within 0.052 of its tolerance): a "
                                      "quantization step's size on a few elements, not traced to one node",
 }
+
+# the seq2seq models decoded greedily through their merged decoders -> their decoder start token
+GREEDY = {"t5": 0, "whisper": 1, "bart": 2}
 
 CASES = [(name, file, past) for name in MODELS for file in FILES.get(name, ("model",))
          for past in ((0, PAST) if (name, file) in WITH_PAST else (0,))]
@@ -184,7 +232,8 @@ def _length(dim: onnx.TensorShapeProto.Dimension, input_name: str, past: int) ->
     """The size fed for one dimension of an Optimum input, by its symbolic name."""
     if dim.HasField("dim_value"):
         return dim.dim_value
-    sizes = {"batch_size": BATCH, "sequence_length": NEW_TOKENS, "decoder_sequence_length": NEW_TOKENS,
+    sizes = {"batch_size": BATCH, "text_batch_size": BATCH, "sequence_length": NEW_TOKENS,
+             "decoder_sequence_length": NEW_TOKENS,
              "past_sequence_length": past, "past_decoder_sequence_length": past,
              "past_sequence_length + sequence_length": past + NEW_TOKENS,
              "encoder_sequence_length": ENCODER_TOKENS, "num_channels": 3, "height": 32, "width": 32}
@@ -275,7 +324,7 @@ def test_optimum_export_matches_onnxruntime(name, file, past, form):
     check(name, file, past, form)
 
 
-def _t5_source() -> np.ndarray:
+def _text_source() -> np.ndarray:
     return np.random.default_rng(1).integers(0, VOCAB, (BATCH, ENCODER_TOKENS)).astype(np.int64)
 
 
@@ -287,16 +336,15 @@ def greedy(name: str, run_encoder: Callable, run_decoder: Callable) -> np.ndarra
     merged = load(name, "decoder_model_merged")
     names = [value.name for value in merged.graph.input]
     outputs = [value.name for value in merged.graph.output]
-    if name == "t5":
-        source = _t5_source()
+    if name in ("t5", "bart"):
+        source = _text_source()
         hidden = run_encoder([source, np.ones_like(source)])[0]
         given = {"encoder_attention_mask": np.ones_like(source)}
-        start = 0
     else:
         frames = np.random.default_rng(1).normal(size=(BATCH, 16, WHISPER_FRAMES)).astype(np.float32)
         hidden = run_encoder([frames])[0]
         given = {}
-        start = 1
+    start = GREEDY[name]
     given["encoder_hidden_states"] = np.asarray(hidden)
     heads = merged.graph.input[names.index("past_key_values.0.decoder.key")].type.tensor_type.shape.dim[1].dim_value
     size = merged.graph.input[names.index("past_key_values.0.decoder.key")].type.tensor_type.shape.dim[3].dim_value
@@ -334,7 +382,7 @@ def greedy_tokens(name: str) -> np.ndarray:
     return got
 
 
-@pytest.mark.parametrize("name", ["t5", "whisper"])
+@pytest.mark.parametrize("name", list(GREEDY))
 def test_greedy_decoding_matches_onnxruntime(name):
     tokens = greedy_tokens(name)
     assert len(np.unique(tokens[:, 1:])) > 1, f"the random {name} picks one token throughout: the check says little"
@@ -353,7 +401,7 @@ def main(names: list[str]) -> None:
             print(failure_row((name, file, past, form), error))
             continue
         print(table_row((name, file, past, form), row), flush=True)
-    for name in ("t5", "whisper"):
+    for name in GREEDY:
         if names and name not in names:
             continue
         try:
