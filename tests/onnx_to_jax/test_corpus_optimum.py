@@ -167,6 +167,30 @@ def _qwen2() -> torch.nn.Module:
     return transformers.Qwen2ForCausalLM(config)
 
 
+def _phi() -> torch.nn.Module:
+    """Rotary positions on half of each head (partial_rotary_factor 0.5), LayerNorm, attention and MLP in parallel."""
+    config = transformers.PhiConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                                    vocab_size=VOCAB, max_position_embeddings=64, partial_rotary_factor=0.5)
+    return transformers.PhiForCausalLM(config)
+
+
+def _gemma() -> torch.nn.Module:
+    """RMSNorm scaling by 1 + weight, embeddings scaled by sqrt(hidden), GELU-gated MLP, one key/value head."""
+    config = transformers.GemmaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                                      num_key_value_heads=1, head_dim=8, intermediate_size=64, vocab_size=VOCAB,
+                                      max_position_embeddings=64)
+    return transformers.GemmaForCausalLM(config)
+
+
+def _mistral() -> torch.nn.Module:
+    """Llama's layout with a sliding attention window of 4 tokens, shorter than past + new at past 3 (measured: the
+    export's logits are 9e-8 from PyTorch's with the window and 0.41 from PyTorch's without it)."""
+    config = transformers.MistralConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=64, vocab_size=VOCAB,
+                                        max_position_embeddings=64, sliding_window=4)
+    return transformers.MistralForCausalLM(config)
+
+
 MODELS: dict[str, Export] = {
     "gpt2": Export(_gpt2, "text-generation-with-past"),
     "llama": Export(_llama, "text-generation-with-past"),
@@ -179,6 +203,9 @@ MODELS: dict[str, Export] = {
     "clip": Export(_clip, "feature-extraction"),
     "bart": Export(_bart, "text2text-generation-with-past"),
     "qwen2": Export(_qwen2, "text-generation-with-past"),
+    "phi": Export(_phi, "text-generation-with-past"),
+    "gemma": Export(_gemma, "text-generation-with-past"),
+    "mistral": Export(_mistral, "text-generation-with-past"),
 }
 SEQ2SEQ_FILES = ("encoder_model", "decoder_model", "decoder_with_past_model", "decoder_model_merged")
 FILES = {"t5": SEQ2SEQ_FILES, "whisper": SEQ2SEQ_FILES, "bart": SEQ2SEQ_FILES}  # the others: model.onnx
@@ -186,7 +213,7 @@ FILES = {"t5": SEQ2SEQ_FILES, "whisper": SEQ2SEQ_FILES, "bart": SEQ2SEQ_FILES}  
 WITH_PAST = {("gpt2", "model"), ("llama", "model"), ("t5", "decoder_with_past_model"),
              ("whisper", "decoder_with_past_model"), ("t5", "decoder_model_merged"),
              ("whisper", "decoder_model_merged"), ("qwen2", "model"), ("bart", "decoder_with_past_model"),
-             ("bart", "decoder_model_merged")}
+             ("bart", "decoder_model_merged"), ("phi", "model"), ("gemma", "model"), ("mistral", "model")}
 STATIC_CONDITION = {
     "decoder_model_merged": "the If's branches give present.*.decoder of different lengths (new tokens vs past + "
                             "new): lax.cond cannot trace use_cache_branch, so jit takes it as a static bool",
