@@ -7,6 +7,7 @@ checked against onnxruntime's own operator schemas (onnx.defs does not know that
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import onnx
 import pytest
@@ -98,8 +99,8 @@ def _maps(labels_type):
 
 
 def _assert_same_maps(have, want):
-    assert isinstance(have, list) and len(have) == len(want)
-    for row, expected in zip(have, want):
+    assert len(have) == len(want)
+    for row, expected in zip(have, want, strict=True):
         assert list(row) == list(expected)  # the same keys in the same order
         np.testing.assert_allclose([float(v) for v in row.values()], list(expected.values()), rtol=1e-6, atol=1e-7)
 
@@ -124,9 +125,18 @@ def test_zip_map_after_a_tree_classifier_as_onnxmltools_and_catboost_write_it():
     x[::3, 1] = np.nan
     want_labels, want_maps = run_onnx(model, [x])
     forward, params = wb.to_jax(model)
-    for labels, maps in (forward(params, x), wb.jit_forward(forward, params)(x)):
+    jitted = wb.jit_forward(forward, params)(x)
+    for labels, maps in (forward(params, x), jitted):
         np.testing.assert_array_equal(np.asarray(labels), want_labels)
         _assert_same_maps(maps, want_maps)
+    # one array per output leaves the jitted program: XLA's CPU compile grows with the number of outputs
+    # (rows x labels scalars took 20 s for 256 x 4)
+    assert len(jax.tree_util.tree_leaves(jitted)) == 2
+    # under vmap each value of a row's dict carries the batch axis
+    batches = x.reshape(3, 4, 4)
+    _, mapped = jax.vmap(lambda batch: forward(params, batch))(batches)
+    for b, batch in enumerate(batches):
+        _assert_same_maps([{k: v[b] for k, v in row.items()} for row in mapped], run_onnx(model, [batch])[1])
 
 
 def test_zip_map_with_string_labels_and_its_label_count_checked():

@@ -1,6 +1,7 @@
 """Runtime helpers: functions copied into generated modules, and the ones several emitter families share.
 
-A helper (``@runtime_helper``) is a plain function using only ``jnp``, ``lax``, ``jax`` and ``np``;
+A helper (``@runtime_helper``) is a plain function using only ``jnp``, ``lax``, ``jax`` and ``np`` (or a
+class of such methods, for an output type JAX has no tree for: ZipMap's rows);
 the generator copies the source of the helpers a model uses (and of the helpers they call) into the
 generated module, so that module runs with JAX alone. Emitter families register their own helpers
 beside their emitters; the ones below serve several families and the node context.
@@ -19,7 +20,7 @@ import numpy as np
 _HELPERS: dict[str, Callable] = {}
 
 
-def runtime_helper(fn: Callable) -> Callable:
+def runtime_helper(fn: Callable) -> Callable:  # a function, or a class (its methods are read)
     """Mark ``fn`` as a helper whose source may be copied into generated modules.
 
     Helper names start with ``_`` and are unique across all families.
@@ -47,14 +48,22 @@ def helper_source(names: set[str]) -> str:
         if name in needed:
             continue
         needed.add(name)
-        code = _HELPERS[name].__code__
-        referenced = set(code.co_names)
-        for const in code.co_consts:  # nested functions
-            if inspect.iscode(const):
-                referenced |= set(const.co_names)
+        referenced: set[str] = set()
+        for code in _code_objects(_HELPERS[name]):
+            referenced |= set(code.co_names)
+            for const in code.co_consts:  # nested functions
+                if inspect.iscode(const):
+                    referenced |= set(const.co_names)
         todo.extend(n for n in referenced if n in _HELPERS and n not in needed)
     parts = [textwrap.dedent(inspect.getsource(_HELPERS[n])) for n in sorted(needed)]
     return "\n\n".join(p.replace("@runtime_helper\n", "") for p in parts)
+
+
+def _code_objects(helper: Callable) -> list:
+    """The code of a helper function, or of every method of a helper class."""
+    if inspect.isclass(helper):
+        return [member.__code__ for member in vars(helper).values() if inspect.isfunction(member)]
+    return [helper.__code__]
 
 
 # ---------------------------------------------------------------------------- shared helpers

@@ -7,7 +7,8 @@ matrix. The generated code walks all trees of all samples at once, ``depth`` ste
 ``lax.fori_loop``, so a gradient-boosted model is one jit-able function. Linear models, Scaler,
 Normalizer, Binarizer, Imputer, ArrayFeatureExtractor and OneHotEncoder are plain ``jnp``. ZipMap
 (the ``{label: probability}`` rows onnxmltools and CatBoost write after a classifier by default) gives
-what onnxruntime gives, a list of one dict per row: a pytree, so it traces under ``jax.jit``.
+what onnxruntime gives, a sequence of one dict per row (``_ZipMapRows``: a pytree of one array, so it
+jits and vmaps at the cost of one output).
 LabelEncoder maps with sorted keys and ``searchsorted``; string keys or values have no JAX type,
 so that case runs on the host with numpy (not jit-able).
 """
@@ -150,14 +151,55 @@ def _label_encode_host(x, keys, values, default, dtype):
 
 
 @runtime_helper
+@jax.tree_util.register_pytree_node_class
+class _ZipMapRows:
+    """ZipMap's output, onnxruntime's sequence of maps: ``rows[i]`` is the ``{label: score}`` dict of row i.
+
+    One pytree leaf, the scores [rows, labels] (``.scores``; labels in ``.labels``): under ``jax.jit`` the
+    program returns one array, not rows x labels scalars (XLA's CPU compile grows with the number of
+    outputs: 20 s for 256 x 4). Under ``jax.vmap`` the scores gain leading batch axes and each value of a
+    row's dict carries them."""
+
+    def __init__(self, scores, labels):
+        self.scores, self.labels = scores, tuple(labels)
+        self._host = None
+
+    def tree_flatten(self):
+        return (self.scores,), self.labels
+
+    @classmethod
+    def tree_unflatten(cls, labels, leaves):
+        return cls(leaves[0], labels)
+
+    def __len__(self):
+        return self.scores.shape[-2]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(len(self))[i]]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"row {i} of {len(self)}")
+        if isinstance(self.scores, jax.core.Tracer):
+            return {label: self.scores[..., i, k] for k, label in enumerate(self.labels)}
+        self._host = np.asarray(self.scores) if self._host is None else self._host  # read on the host once
+        return {label: self._host[..., i, k][()] for k, label in enumerate(self.labels)}
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self):
+        return f"ZipMap rows {list(self)!r}"
+
+
+@runtime_helper
 def _zip_map(scores, labels):
-    """ZipMap: one ``{label: score}`` dict per row of ``scores`` [rows, classes] (a 1-D input is one row)."""
+    """ZipMap: the rows of ``scores`` [rows, labels] (a 1-D input is one row) as ``{label: score}`` dicts."""
     scores = jnp.asarray(scores)
     rows = jnp.reshape(scores, (1, -1)) if scores.ndim == 1 else scores
     if rows.ndim != 2 or rows.shape[1] != len(labels):
         raise ValueError(f"ZipMap: {len(labels)} class labels for scores of shape {tuple(scores.shape)}; "
                          "the input must be [rows, one column per label]")
-    return [{label: rows[i, k] for k, label in enumerate(labels)} for i in range(rows.shape[0])]
+    return _ZipMapRows(rows, labels)
 
 
 # ---- tree ensembles: the tables built at generation time --------------------------------------------
@@ -345,8 +387,8 @@ def tree_ensemble(ctx: NodeContext) -> str:
 
 @emitter("ZipMap", since=1, domain=ML)
 def zip_map(ctx: NodeContext) -> str:
-    """ZipMap (``classlabels_int64s`` or ``classlabels_strings``): onnxruntime's sequence of maps as a list
-    of dicts, keyed by Python ints or strings (a dict key needs no JAX type)."""
+    """ZipMap (``classlabels_int64s`` or ``classlabels_strings``): onnxruntime's sequence of maps as a
+    sequence of dicts (``_ZipMapRows``), keyed by Python ints or strings (a dict key needs no JAX type)."""
     int_labels = ctx.attr("classlabels_int64s", None)
     str_labels = ctx.attr("classlabels_strings", None)
     if (int_labels is None) == (str_labels is None):
