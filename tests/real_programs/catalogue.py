@@ -165,6 +165,9 @@ FULL_ONLY: frozenset[str] = frozenset({
     "numpyro_lkj_mixture",  # 3.2 CPU s; numpyro_potential_energy runs
     "mctx_gumbel_muzero_policy",  # 3.2 CPU s; mctx_muzero_policy runs
     "pgx_go_9x9",  # 6.7 CPU s; pgx_connect_four runs
+    "pgx_chess",  # 15.6 CPU s (load 7-9); pgx_othello, pgx_hex run
+    "pgx_animal_shogi",  # 15.5 CPU s
+    "pgx_backgammon",  # 10.8 CPU s; pgx_2048 (the other stochastic step) runs
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
