@@ -98,9 +98,12 @@ def dequantize_linear(ctx: NodeContext) -> str:
 
 @runtime_helper
 def _dynamic_quantize(x):
+    """DynamicQuantizeLinear as onnxruntime computes it. An all-zero input has no range: the spec's scale
+    (max - min) / 255 would be 0 and x / scale 0 / 0, whose cast to uint8 XLA leaves undefined;
+    onnxruntime takes the scale 1 there (values and zero point 0), and so does this."""
     lo = jnp.minimum(jnp.min(x), 0).astype(jnp.float32)
     hi = jnp.maximum(jnp.max(x), 0).astype(jnp.float32)
-    scale = _divide_exactly(hi - lo, 255)
+    scale = jnp.where(hi > lo, _divide_exactly(hi - lo, 255), jnp.float32(1))
     zero = jnp.clip(jnp.round(_divide_exactly(-lo, scale)), 0, 255)
     y = jnp.clip(jnp.round(_divide_exactly(x, scale)) + zero, 0, 255).astype(jnp.uint8)
     return y, scale.astype(jnp.float32), zero.astype(jnp.uint8)
