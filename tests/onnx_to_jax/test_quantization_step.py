@@ -28,7 +28,7 @@ WIDTH = 16
 BOUNDARY = 1  # the input element that sits on a rounding boundary
 
 
-def _inputs() -> tuple[np.ndarray, float]:
+def boundary_inputs() -> tuple[np.ndarray, float]:
     """One row of activations: 2.55 (the largest, so scale = 2.55 / 255 and zero point 0), at BOUNDARY a value v
     with v / scale rounding to an even integer and the next float32 above it to the odd one after, the rest
     random; and the float32 step from v to that next value."""
@@ -47,7 +47,7 @@ def _inputs() -> tuple[np.ndarray, float]:
     return x, float(np.spacing(v))
 
 
-def _model(bias: np.ndarray) -> onnx.ModelProto:
+def quantized_model(bias: np.ndarray) -> onnx.ModelProto:
     """y = (x + bias) quantized by DynamicQuantizeLinear, times int8 weights by MatMulInteger, rescaled to float."""
     weights = np.random.default_rng(1).integers(-60, 61, (WIDTH, 4)).astype(np.int8)
     nodes = [
@@ -82,12 +82,12 @@ def _with_bias(bias: np.ndarray, mode: str) -> Callable[[onnx.ModelProto], Calla
 
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_one_boundary_element_is_pinned_and_explains_the_difference(mode):
-    x, step = _inputs()
+    x, step = boundary_inputs()
     bias = np.zeros(WIDTH, np.float32)
     moved = bias.copy()
     moved[BOUNDARY] = step  # x + bias at BOUNDARY: the next float32 above v
-    model = _model(bias)
-    forward, params = wb.to_jax(_model(moved))
+    model = quantized_model(bias)
+    forward, params = wb.to_jax(quantized_model(moved))
     with pytest.raises(AssertionError):  # the plain comparison fails: one step carried through the matmul
         assert_outputs_match(model, run_onnx(model, [x]), [np.asarray(forward(params, x))])
     pins = assert_matches_up_to_boundary_steps(model, [x], _with_bias(moved, mode))
@@ -97,22 +97,22 @@ def test_one_boundary_element_is_pinned_and_explains_the_difference(mode):
 
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_no_pin_where_both_round_alike(mode):
-    x, _ = _inputs()
+    x, _ = boundary_inputs()
     bias = np.zeros(WIDTH, np.float32)
-    assert assert_matches_up_to_boundary_steps(_model(bias), [x], _with_bias(bias, mode)) == []
+    assert assert_matches_up_to_boundary_steps(quantized_model(bias), [x], _with_bias(bias, mode)) == []
 
 
 def test_a_wrong_input_is_not_a_boundary_step():
-    x, _ = _inputs()
+    x, _ = boundary_inputs()
     bias = np.zeros(WIDTH, np.float32)
     moved = bias.copy()
     moved[BOUNDARY] = 0.05  # five quantization steps: a wrong value before the quantizer, not rounding
     with pytest.raises(AssertionError, match="over the tolerance"):
-        assert_matches_up_to_boundary_steps(_model(bias), [x], _with_bias(moved, "eager"))
+        assert_matches_up_to_boundary_steps(quantized_model(bias), [x], _with_bias(moved, "eager"))
 
 
 def test_a_quantizer_that_rounds_wrongly_is_not_a_boundary_step():
-    x, _ = _inputs()
+    x, _ = boundary_inputs()
     bias = np.zeros(WIDTH, np.float32)
 
     def runner(exposed: onnx.ModelProto) -> Callable:
@@ -128,4 +128,4 @@ def test_a_quantizer_that_rounds_wrongly_is_not_a_boundary_step():
         return run
 
     with pytest.raises(AssertionError, match="the quantizer itself differs"):
-        assert_matches_up_to_boundary_steps(_model(bias), [x], runner)
+        assert_matches_up_to_boundary_steps(quantized_model(bias), [x], runner)

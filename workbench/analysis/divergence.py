@@ -47,7 +47,8 @@ class DivergenceReport:
     function: str
     inputs: list[np.ndarray] = field(repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
-    # known reasons the reference may be wrong at a divergent node (reference_caveats.py), one line each
+    # known reasons a divergent node is no converter fault, one line each: the reference may be wrong there
+    # (reference_caveats.py), or a quantizer rounds at a boundary (quantization_boundary.py)
     caveats: list[str] = field(default_factory=list)
 
     @property

@@ -25,6 +25,7 @@ import onnx
 
 from workbench.analysis.compare import NodeVerdict
 from workbench.analysis.divergence import GENERATED_LABEL, DivergenceReport, NodeResult
+from workbench.analysis.quantization_boundary import boundary_step_caveat
 from workbench.analysis.reference_caveats import reference_caveat
 from workbench.errors import OnnxModelError
 from workbench.onnx_io.load import load_model
@@ -97,6 +98,7 @@ def locate_generated_divergence(
     dtypes = {name: np.asarray(value).dtype for name, value in zip(input_names, feeds, strict=True)}
     dtypes.update((name, value.dtype) for name, value in reference.items())
     report.caveats = _caveats(proto, report, loaded.label, dtypes)
+    report.caveats += _boundary_steps(proto, report, jax_values, reference)
     timings["compare"] = time.perf_counter() - start
     report.seconds = timings
     return report
@@ -113,6 +115,23 @@ def _caveats(model: onnx.ModelProto, report: DivergenceReport, label: str,
     nodes = model.graph.node
     found = (reference_caveat(nodes[index], constants, label, dtypes) for index in sorted(divergent))
     return [caveat for caveat in found if caveat is not None]
+
+
+def _boundary_steps(model: onnx.ModelProto, report: DivergenceReport, jax_values: Mapping[str, Any],
+                    reference: Mapping[str, np.ndarray]) -> list[str]:
+    """The report's root causes that are DynamicQuantizeLinear steps at a rounding boundary
+    (:mod:`workbench.analysis.quantization_boundary`), one note each."""
+    notes = []
+    for result in report.divergent:
+        node = model.graph.node[result.index]
+        names = [node.input[0], *node.output] if node.op_type == "DynamicQuantizeLinear" and node.input else []
+        if not names or not all(name in jax_values and name in reference for name in names):
+            continue
+        note = boundary_step_caveat(node, tuple(np.asarray(jax_values[name]) for name in names),
+                                    tuple(np.asarray(reference[name]) for name in names))
+        if note is not None:
+            notes.append(note)
+    return notes
 
 
 def _params_of(generated: Any) -> Mapping[str, Any] | None:
