@@ -1,5 +1,5 @@
-"""Which equations of a jaxpr are lowered as recognised blocks: the recognisers of :mod:`.blocks` and
-:mod:`.attention_blocks`, each keyed by the primitive it starts from, applied in one scan."""
+"""Which equations of a jaxpr are lowered as recognised blocks: the recognisers of :mod:`.blocks`,
+:mod:`.attention_blocks` and :mod:`.conv_blocks`, each keyed by the primitive it starts from, applied in one scan."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.jax_to_onnx.attention_blocks import attention_scores, head_projection
+from workbench.jax_to_onnx.conv_blocks import conv_affine
 from workbench.jax_to_onnx.blocks import (
     GELU_MIN_OPSET,
     LAYER_NORMALIZATION_MIN_OPSET,
@@ -27,10 +28,11 @@ _RECOGNISERS: dict[str, tuple[int, Callable[[_Index, Any], Block | None]]] = {
     "reduce_max": (SOFTMAX_MIN_OPSET, _softmax),
     "add": (0, head_projection),
     "dot_general": (SOFTMAX_MIN_OPSET, attention_scores),  # the attention's scores: it emits a Softmax
+    "conv_general_dilated": (0, conv_affine),  # a convolution, a per-channel affine of constants, a relu
 }
 # primitives that only one kind of block contains: a jaxpr without any has nothing to recognise
 # (an attention projection's ``add`` needs a ``dot_general``)
-_TRIGGERS = frozenset({"rsqrt", "erfc", "tanh", "reduce_max", "dot_general"})
+_TRIGGERS = frozenset({"rsqrt", "erfc", "tanh", "reduce_max", "dot_general", "conv_general_dilated"})
 
 
 def plan_blocks(jaxpr: Any, opset: int) -> dict[int, Block]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,13 @@ class Block:
     declines: Callable[[Any, Callable[[Any], ir.Value]], bool] | None = None
     # every node the block makes is named ``<module>/<OpType>`` (else only the result's)
     name_all: bool = False
+    # op type → the member equation (index) whose module, source line and primitive the block's nodes of that
+    # type carry, named as that equation's handler names its nodes; the others carry the last equation's
+    origins: dict[str, int] = field(default_factory=dict)
+    # the result is a Transpose of the value the block computed: that value is recorded as the result in another
+    # layout (``passes.layout.RELAID_KEY``, for the divergence locator), as the layout pass records a value it
+    # moves a Transpose off (it may instead cancel this Transpose against another one, without recording it)
+    result_relaid: bool = False
 
     @property
     def root(self) -> int:

@@ -33,6 +33,7 @@ from workbench.jax_to_onnx.blocks import Block
 from workbench.jax_to_onnx.builder import Evaluation, GraphBuilder, PendingConstant, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
+from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
 from workbench.jax_to_onnx.registry import REGISTRY, unknown_parameters
 from workbench.jax_to_onnx.scopes import module_path
@@ -237,10 +238,21 @@ def _lower_block(builder: GraphBuilder, env: Env, eqns: Sequence[Any], block: Bl
         except Exception as error:
             raise ConversionError(f"lowering the {block.kind} block ending at {root.primitive.name!r} failed: "
                                   f"{type(error).__name__}: {error}") from error
+        own: set[int] = set()  # nodes annotated as made by another member equation (Block.origins)
+        for node in builder.nodes[first_new_node:]:
+            origin = block.origins.get(node.op_type)
+            if origin is not None:
+                eqn = eqns[origin]
+                _annotate(builder, [node], (), _scope_name(builder, eqn), eqn.primitive.name, _origin_location(builder, eqn))
+                own.add(id(node))
         _record(builder, env, root, (result,), first_new_node)
         fused = result.producer()
+        if block.result_relaid and fused is not None and fused.op_type == "Transpose" and fused.inputs[0] is not None:
+            fused.inputs[0].meta[RELAID_KEY] = (result.name, list(fused.attributes["perm"].as_ints()))
         # named as the rewrite rules name the nodes they make: <module>/<OpType>
         for node in builder.nodes[first_new_node:] if block.name_all else ([fused] if fused is not None else []):
+            if id(node) in own:
+                continue
             module = node.metadata_props.get(MODULE_KEY)
             node.name = f"{module}/{node.op_type}" if module else node.op_type
     finally:
@@ -339,9 +351,7 @@ def _record(builder: GraphBuilder, env: Env, eqn: Any, outputs: Sequence[ir.Valu
     name = eqn.primitive.name
     new_nodes = builder.nodes[first_new_node:]
     new_outputs = {id(o) for node in new_nodes for o in node.outputs}
-    location = builder.state.user_location(eqn)
-    # equations inside jax.nn.relu & co. have no user frame of their own: their caller's line is theirs
-    origin_location = str(location) if location else (builder.state.location_stack[-1] if builder.state.location_stack else "")
+    origin_location = _origin_location(builder, eqn)
     scope = _scope_name(builder, eqn)
     _annotate(builder, new_nodes, outputs, scope, name, origin_location)
     for var, value in zip(eqn.outvars, outputs, strict=True):
@@ -354,6 +364,13 @@ def _record(builder: GraphBuilder, env: Env, eqn: Any, outputs: Sequence[ir.Valu
             builder.state.origins[value.name] = (_var_text(var), name, origin_location)
             builder.state.origin_vars[value.name] = (tuple(builder.state.eqn_path[:-1]), var)
         env[var] = value
+
+
+def _origin_location(builder: GraphBuilder, eqn: Any) -> str:
+    """The user's line of ``eqn`` as text; equations inside jax.nn.relu & co. have no user frame of their
+    own: their caller's line is theirs."""
+    location = builder.state.user_location(eqn)
+    return str(location) if location else (builder.state.location_stack[-1] if builder.state.location_stack else "")
 
 
 def _scope_name(builder: GraphBuilder, eqn: Any) -> str:

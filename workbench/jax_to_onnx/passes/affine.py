@@ -114,20 +114,12 @@ def _collect(value: ir.Value, axis: int) -> _Chain | None:
             break
         other = node.inputs[1 - use.idx]
         vector = _per_channel(other, rank, axis, channels)
-        if vector is None or (node.op_type == "Div" and use.idx != 0):
+        step = None if vector is None else affine_step(scale, shift, node.op_type, vector, chain_first=use.idx == 0)
+        if step is None:
             break
-        if node.op_type == "Add":
-            shift = shift + vector
-            if shift_name is None and not nodes and other.is_initializer():
-                shift_name = other.name
-        elif node.op_type == "Sub" and use.idx == 0:
-            shift = shift - vector
-        elif node.op_type == "Sub":
-            scale, shift = -scale, vector - shift
-        elif node.op_type == "Mul":
-            scale, shift = scale * vector, shift * vector
-        else:
-            scale, shift = scale / vector, shift / vector
+        scale, shift = step
+        if node.op_type == "Add" and shift_name is None and not nodes and other.is_initializer():
+            shift_name = other.name
         nodes.append(node)
         current = node.outputs[0]
     if not nodes:
@@ -135,15 +127,59 @@ def _collect(value: ir.Value, axis: int) -> _Chain | None:
     return _Chain(axis, channels, nodes, scale, shift, shift_name)
 
 
-def _per_channel(value: ir.Value | None, rank: int, axis: int, channels: int) -> np.ndarray | None:
-    """The constant as a float64 vector over the channel axis, or None when it varies along another axis."""
-    array = constant_array(value)
-    if array is None or array.ndim > rank or not np.issubdtype(array.dtype, np.floating):
+def affine_step(
+    scale: np.ndarray, shift: np.ndarray, op_type: str, vector: np.ndarray, *, chain_first: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(a', b')`` with ``a' * x + b' = op(a * x + b, v)`` (``v`` first when not ``chain_first``), in float64.
+
+    ``op_type`` is ``Add``, ``Sub``, ``Mul`` or ``Div``; None for ``v / (a * x + b)``, which is not affine.
+    Shared by this pass and the convolution blocks folded while lowering (:mod:`..conv_blocks`).
+    """
+    if op_type == "Add":
+        return scale, shift + vector
+    if op_type == "Sub":
+        return (scale, shift - vector) if chain_first else (-scale, vector - shift)
+    if op_type == "Mul":
+        return scale * vector, shift * vector
+    if op_type == "Div" and chain_first:
+        return scale / vector, shift / vector
+    return None
+
+
+def per_channel_vector(array: np.ndarray, rank: int, axis: int, channels: int) -> np.ndarray | None:
+    """A floating ``array`` broadcast against a value of rank ``rank`` as a float64 vector over its channel
+    ``axis`` (of size ``channels``), or None when it varies along another axis."""
+    if array.ndim > rank or not np.issubdtype(array.dtype, np.floating):
         return None
     full = array.reshape((1,) * (rank - array.ndim) + array.shape)
     if any(d != 1 for i, d in enumerate(full.shape) if i != axis) or full.shape[axis] not in (1, channels):
         return None
     return np.broadcast_to(full.reshape(-1).astype(np.float64), (channels,))
+
+
+def scale_output_channels(kernel: np.ndarray, factor: np.ndarray | float, out: np.ndarray) -> np.ndarray:
+    """``kernel * factor`` into ``out`` (``kernel`` itself for in place; C-ordered, ``kernel``'s shape and dtype),
+    computed in ``kernel``'s precision (float32 at least) in slabs of the first axis on a few threads.
+
+    One pass over the kernel (float64 took 3x as long on a ResNet-18's 11M weights); ``factor`` broadcasts
+    over the kernel (a column of output-channel scales for an OIHW kernel). Returns ``out``.
+    """
+    compute = np.promote_types(kernel.dtype, np.float32)
+    scale = np.broadcast_to(np.asarray(factor, compute), kernel.shape)
+
+    def multiply(first: int, stop: int) -> None:
+        np.multiply(kernel[first:stop], scale[first:stop], out=out[first:stop], dtype=compute, casting="same_kind")
+
+    run_chunked(kernel.shape[0], multiply, out.nbytes)
+    return out
+
+
+def _per_channel(value: ir.Value | None, rank: int, axis: int, channels: int) -> np.ndarray | None:
+    """The constant as a float64 vector over the channel axis, or None when it varies along another axis."""
+    array = constant_array(value)
+    if array is None:
+        return None
+    return per_channel_vector(array, rank, axis, channels)
 
 
 def _fold_into_producer(graph: ir.Graph, producer: ir.Node, chain: _Chain) -> bool:
@@ -179,27 +215,17 @@ def _fold_into_producer(graph: ir.Graph, producer: ir.Node, chain: _Chain) -> bo
         bias = chain.shift
     dtype = kernel_array.dtype
     if factor is not None:
-        # one pass over the kernel in its own precision (at least float32; float64 took 3x as long on a
-        # ResNet-18's 11M weights), into a C-ordered array of its dtype, in slabs of output channels on a
-        # few threads (each slab the same elementwise product). A kernel the export laid out itself (a
-        # copy made by the folding pass, HWIO -> OIHW) is scaled in place: the same products, without
-        # allocating (and faulting in) a second array of the kernel's size (a Haiku ResNet-18: 45 MB)
-        compute = np.promote_types(dtype, np.float32)
+        # A kernel the export laid out itself (a copy made by the folding pass, HWIO -> OIHW) is scaled in
+        # place: the same products, without allocating (and faulting in) a second array of the kernel's
+        # size (a Haiku ResNet-18: 45 MB)
         owned = owned_array(weight)
         kernel = owned if owned is not None else np.empty(kernel_array.shape, dtype)
-        scale = np.broadcast_to(np.asarray(factor, compute), kernel.shape)
-
-        def multiply(first: int, stop: int) -> None:
-            np.multiply(kernel_array[first:stop], scale[first:stop], out=kernel[first:stop], dtype=compute,
-                        casting="same_kind")
-
-        run_chunked(kernel.shape[0], multiply, kernel.nbytes)
-        own_array(weight, kernel)
+        own_array(weight, scale_output_channels(kernel_array, factor, kernel))
     last = chain.nodes[-1].outputs[0]
     own_bias = producer.inputs[2] if op in ("Conv", "Gemm") and len(producer.inputs) > 2 else None
     if own_bias is not None and own_bias.is_initializer():
         chain.shift_name = own_bias.name  # the layer's bias initializer takes the folded bias
-    bias_value = _bias_value(graph, chain, bias.astype(dtype), _bias_name(weight.name))
+    bias_value = _bias_value(graph, chain, bias.astype(dtype), bias_name(weight.name))
     if op in ("Conv", "Gemm"):
         if len(producer.inputs) > 2:
             producer.replace_input_with(2, bias_value)
@@ -231,8 +257,8 @@ def _bias_value(graph: ir.Graph, chain: _Chain, bias: np.ndarray, default_name: 
     return new_initializer(graph, bias, default_name)
 
 
-def _bias_name(weight_name: str) -> str:
-    """``conv1.kernel`` → ``conv1.bias`` (also for ``.weight``); otherwise ``<weight>.bias``."""
+def bias_name(weight_name: str) -> str:
+    """``conv1.kernel`` → ``conv1.bias`` (also for ``.weight``); otherwise ``<weight>.bias``: the folded bias's name."""
     for suffix in (".kernel", ".weight"):
         if weight_name.endswith(suffix):
             return weight_name[: -len(suffix)] + ".bias"
