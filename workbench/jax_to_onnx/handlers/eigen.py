@@ -25,7 +25,9 @@ with it), except for a single-column A (m x 1, 1 x 1 included), whose SVD is ``U
 (LAPACK's and JAX's result for that shape, so such outputs compare directly). JAX's own results differ by those signs, so the testcases compare after applying the
 same normalization to JAX's output (:func:`canonical_signs`), plus invariant quantities
 (reconstructions, orthogonality). For repeated eigen/singular values the vectors of the shared
-subspace are not unique at all and only such invariants compare; the completion columns of
+subspace are not unique at all and only such invariants compare in general; the results are put back
+from pair layout into index order before sorting, so a matrix that needs no rotation (a diagonal A, an
+identity, as CMA-ES starts from) gives its unit vectors in index order, as LAPACK does; the completion columns of
 ``full_matrices`` U/V are an arbitrary orthonormal basis, as in LAPACK.
 
 ``eig`` and ``schur`` of non-symmetric matrices: see ``nonsymmetric.py``.
@@ -49,6 +51,7 @@ from workbench.jax_to_onnx.handlers.linalg_kit import (
     Spec,
     any_true,
     batch_shape,
+    arange,
     batched_eye,
     counted_loop,
     diagonal,
@@ -177,13 +180,19 @@ def _eigh_invariants(a: jax.Array) -> Any:
 
 
 _REPEATED = np.diag(np.array([2.0, 2.0, 2.0, -1.0], np.float32)) + np.float32(0.0)
+# diagonal matrices with tied values (and an identity, as CMA-ES starts from): no rotation happens, and the
+# vectors must come out exactly as JAX's (LAPACK's order among ties), compared without any normalization
+_DIAGONAL_TIES = np.diag(np.array([2.0, 1.0, 2.0, 1.0, 3.0], np.float32))
+_IDENTITY_AND_TIES = np.stack([np.eye(4, dtype=np.float32), np.diag(np.array([3.0, 1.0, 2.0, 1.0], np.float32))])
 
 
-@handler("eigh", onnx_ops=("Loop", "Mul", "Sqrt", "Div", "Gather", "TopK", "GatherElements"), testcases=[
+@handler("eigh", onnx_ops=("Loop", "Mul", "Sqrt", "Div", "Gather", "ArgMin", "GatherElements"), testcases=[
     Testcase("eigh_canonical_signs", _eigh_canonical, [(5, 5)], rtol=1e-4, atol=2e-5),
     Testcase("eigh_even_batched_symbolic", _eigh_canonical, [("B", 4, 4)], rtol=1e-4, atol=2e-5),
     Testcase("eigvalsh", lambda a: jnp.linalg.eigvalsh(_spd_or_sym(a)), [(7, 7)], rtol=1e-4, atol=2e-5),
     Testcase("eigh_invariants_repeated_eigenvalues", _eigh_invariants, [_REPEATED], rtol=1e-5, atol=1e-5),
+    Testcase("eigh_diagonal_ties_as_lapack", jnp.linalg.eigh, [_DIAGONAL_TIES], rtol=1e-6, atol=1e-6),
+    Testcase("eigh_identity_batch_as_lapack", jnp.linalg.eigh, [_IDENTITY_AND_TIES], rtol=1e-6, atol=1e-6),
     Testcase("eigh_upper_triangle", lambda a: canonical_signs(lax.linalg.eigh(a, lower=False, symmetrize_input=False)[0]),
              [(4, 4)], rtol=1e-4, atol=2e-5),
     Testcase("eigh_f64", _eigh_canonical, [jax.ShapeDtypeStruct((6, 6), np.float64)], rtol=1e-10, atol=1e-10, x64=True),
@@ -280,16 +289,52 @@ def _jacobi_eigh(g: GraphBuilder, x: ir.Value, n: int, spec: Spec, *, lower: boo
         g, MAX_SWEEPS, [b0, w0, g.const(np.asarray(True))], [square, square, Spec((), np.dtype(np.bool_))], sweep,
         name="jacobi_sweep", keep_going=lambda body, outputs: outputs[2],
     )
-    eigenvalues = diagonal(g, b, size, dtype)
+    # back from pair layout to index order, so equal eigenvalues keep their vectors in index order (TopK puts
+    # the lower position first): a diagonal A gives the identity's columns in order, as LAPACK does
+    index_order = g.const(np.argsort(layout))
+    eigenvalues = g.op("Gather", diagonal(g, b, size, dtype), index_order, axis=-1)
+    w = g.op("Gather", w, index_order, axis=-1)
     keys = eigenvalues
     if size != n:  # the padding's eigenvalue 0 sits where W's padded row holds its 1: sorted last, dropped
         padded = g.op("Equal", take(g, w, g.const(np.asarray(n, np.int64)), -2), scalar(g, 1, dtype))
         keys = g.op("Where", padded, scalar(g, np.inf, dtype), eigenvalues)
         w = g.op("Slice", w, g.i64([0]), g.i64([n]), g.i64([-2]))
-    values, positions = _sort_positions(g, keys, n, largest=False)
+    values, positions = _selection_sort(g, keys, n, size, spec)
     vectors = _gather_columns(g, w, positions, n, n)
     vectors = g.op("Mul", vectors, _canonical_signs(g, vectors, dtype))
     return vectors, values
+
+
+def _selection_sort(g: GraphBuilder, keys: ir.Value, n: int, size: int, spec: Spec) -> tuple[ir.Value, ir.Value]:
+    """The ``n`` smallest of ``keys`` [..., size] ascending, with their positions, ordered among equal keys as
+    LAPACK's symmetric eigensolver (xSTEQR) leaves them: a selection sort that swaps the first smallest of
+    the rest into place, step by step (not a stable sort: diag(2, 1, 2, 1, 3) gives e1, e3, e2, e0, e4).
+    With the keys in index order this matches JAX on CPU for matrices that need no rotation, identity
+    included; distinct keys come out as any ascending sort does. A Loop of ``min(n, size - 1)`` steps."""
+    positions = g.op("Expand", arange(g, size), g.op("Shape", keys))
+    key_spec, position_spec = spec.with_shape(size), spec.batch(size, dtype=np.int64)
+
+    def step(body: GraphBuilder, i: ir.Value, state: list[ir.Value]) -> list[ir.Value]:
+        rest_keys, order = state
+        places = arange(body, size)
+        before = body.op("Less", places, i)
+        candidates = body.op("Where", before, scalar(body, np.inf, spec.dtype), rest_keys)
+        smallest = body.op("ArgMin", candidates, axis=-1, keepdims=1, select_last_index=0)  # [..., 1]
+        at_i = body.op("Equal", places, i)
+        at_smallest = body.op("Equal", places, smallest)
+        index = body.op("Unsqueeze", i, body.i64([0]))
+
+        def swapped(x: ir.Value) -> ir.Value:
+            x_i = body.op("Gather", x, index, axis=-1)
+            x_smallest = body.op("GatherElements", x, smallest, axis=-1)
+            return body.op("Where", at_i, x_smallest, body.op("Where", at_smallest, x_i, x))
+
+        return [swapped(rest_keys), swapped(order)]
+
+    keys, positions = counted_loop(g, min(n, size - 1), [keys, positions], [key_spec, position_spec], step,
+                                   name="eigh_sort")
+    return (g.op("Slice", keys, g.i64([0]), g.i64([n]), g.i64([-1])),
+            g.op("Slice", positions, g.i64([0]), g.i64([n]), g.i64([-1])))
 
 
 def _pair_blocks(g: GraphBuilder, b: ir.Value, size: int, rank: int) -> tuple[ir.Value, ir.Value, ir.Value]:
@@ -351,6 +396,9 @@ def _svd_rank_deficient(a: jax.Array) -> Any:
     Testcase("matrix_rank", jnp.linalg.matrix_rank, [_RANK_DEFICIENT]),
     Testcase("svd_single_column", lambda a: jnp.linalg.svd(a, full_matrices=False), [(4, 1)], rtol=1e-5, atol=1e-6),
     Testcase("svd_1x1_negative", lax.linalg.svd, [np.array([[-2.0]], np.float32)], rtol=1e-6, atol=1e-6),
+    Testcase("svd_identity_and_ties_in_index_order", jnp.linalg.svd,
+             [np.stack([np.eye(4, dtype=np.float32), np.diag(np.array([2.0, 1.0, 2.0, 1.0], np.float32))])],
+             rtol=1e-6, atol=1e-6),
     Testcase("svd_f64", _svd_canonical(False), [jax.ShapeDtypeStruct((5, 4), np.float64)], rtol=1e-10, atol=1e-10, x64=True),
 ])
 def _svd(
@@ -441,6 +489,8 @@ def _jacobi_svd(
         g, MAX_SWEEPS, [g0, v0, g.const(np.asarray(True))], [columns_spec, square, Spec((), np.dtype(np.bool_))],
         sweep, name="jacobi_sweep", keep_going=lambda body, outputs: outputs[2],
     )
+    index_order = g.const(np.argsort(layout))  # index order: equal singular values keep their columns in order
+    matrix, v = g.op("Gather", matrix, index_order, axis=-1), g.op("Gather", v, index_order, axis=-1)
     norms = g.op("Sqrt", g.op("ReduceSum", g.op("Mul", matrix, matrix), g.i64([-2]), keepdims=0))  # [..., size]
     keys = norms
     if size != columns:  # the padding column: V's padded row holds its 1; sorted last, dropped
