@@ -139,6 +139,36 @@ def test_zip_map_after_a_tree_classifier_as_onnxmltools_and_catboost_write_it():
         _assert_same_maps([{k: v[b] for k, v in row.items()} for row in mapped], run_onnx(model, [batch])[1])
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_tree_classifier_with_string_class_labels(classes):
+    """A model trained on string targets (onnxmltools' LightGBM, CatBoost) has classlabels_strings and an
+    Identity chain on the string labels: they come out as a numpy array of str, picked on the host."""
+    attrs, leaves = tree_attributes(np.random.default_rng(11))
+    rng = np.random.default_rng(12)
+    columns = 1 if classes == 2 else classes  # a binary model writes the positive class's scores only
+    classifier = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label_tensor", "scores"], domain=ML,
+        classlabels_strings=["cat", "dog", "emu"][:classes], class_treeids=[t for t, _ in leaves] * columns,
+        class_nodeids=[n for _, n in leaves] * columns, class_ids=[c for c in range(columns) for _ in leaves],
+        class_weights=rng.standard_normal(columns * len(leaves)).astype(np.float32).tolist(),
+        post_transform="LOGISTIC" if classes == 2 else "SOFTMAX", **attrs)
+    identity = helper.make_node("Identity", ["label_tensor"], ["label"])
+    graph = helper.make_graph([classifier, identity], "g", [_value("x", ["N", 4])],
+                              [_value("label", ["N"], TensorProto.STRING), _value("scores", ["N", classes])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ML, 3)],
+                              ir_version=8)
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    x[::4, 2] = np.nan
+    want_labels, want_scores = run_onnx(model, [x])
+    forward, params = wb.to_jax(model)
+    labels, scores = forward(params, x)
+    assert labels.dtype == object and labels.tolist() == want_labels.tolist()
+    assert len(set(want_labels.tolist())) > 1  # the check sees more than one class
+    np.testing.assert_allclose(np.asarray(scores), want_scores, rtol=1e-5, atol=1e-6)
+    with pytest.raises(wb.WorkbenchError, match="call forward"):  # strings have no JAX type: no whole-model jit
+        wb.jit_forward(forward, params)
+
+
 def test_zip_map_with_string_labels_and_its_label_count_checked():
     scores = np.random.default_rng(10).random((5, 3)).astype(np.float32)
     node = helper.make_node("ZipMap", ["x"], ["probabilities"], domain=ML, classlabels_strings=["cat", "dog", "emu"])

@@ -57,10 +57,18 @@ _UNARY: list[tuple[str, int, str]] = [
     ("Relu", 1, "jax.nn.relu({x})"),
     ("Softsign", 1, "jax.nn.soft_sign({x})"),
     ("Softplus", 1, "jax.nn.softplus({x})"),
-    ("Identity", 1, "{x}"),
 ]
 for _op, _since, _template in _UNARY:
     emitter(_op, since=_since)(_unary(_template))
+
+
+@emitter("Identity", since=1)
+def identity(ctx: NodeContext) -> str:
+    """The input itself; a string tensor (a numpy array of ``str``) is read with ``ctx.host``, so the node is
+    a host step like the string ops, not an argument of a jitted part (JAX has no string type)."""
+    from workbench.onnx_to_jax.emitters.strings import is_string
+
+    return ctx.host(0) if is_string(ctx, 0) else ctx.x(0)
 
 
 @emitter("Not", since=1)

@@ -10,7 +10,8 @@ Normalizer, Binarizer, Imputer, ArrayFeatureExtractor and OneHotEncoder are plai
 what onnxruntime gives, a sequence of one dict per row (``_ZipMapRows``: a pytree of one array, so it
 jits and vmaps at the cost of one output).
 LabelEncoder maps with sorted keys and ``searchsorted``; string keys or values have no JAX type,
-so that case runs on the host with numpy (not jit-able).
+so that case runs on the host with numpy (not jit-able), as do a tree classifier's string class labels
+(``classlabels_strings``: the walk jitted once, the labels picked on the host).
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def _tree_leaves(x, feature, threshold, mode, true_next, false_next, nan_true, m
         return jnp.where(kind == 7, node, following)
 
     return lax.fori_loop(0, depth, step, node)
+
+
+@runtime_helper
+def _tree_leaves_compiled(x, feature, threshold, mode, true_next, false_next, nan_true, members, roots, depth):
+    """:func:`_tree_leaves` compiled once per input shape, for an ensemble that runs as a host step (string
+    class labels): eagerly, its ``fori_loop`` would be traced and compiled again on every call (~1 s)."""
+    run = _tree_leaves_compiled.__dict__.setdefault("run", jax.jit(_tree_leaves, static_argnums=(8, 9)))
+    return run(x, feature, threshold, mode, true_next, false_next, nan_true, members, roots, depth)
 
 
 @runtime_helper
@@ -105,6 +114,14 @@ def _tree_classifier(scores, binary, single_label, post, labels):
     if single_label:
         return jnp.where(best == 1, 1, 0).astype(jnp.int64), scores
     return jnp.asarray(labels)[best], scores
+
+
+@runtime_helper
+def _tree_classifier_strings(scores, binary, post, labels):
+    """TreeEnsembleClassifier with string class labels: scores as in JAX, the labels a numpy array of ``str``
+    picked on the host (JAX has no string type, so the node runs between jitted parts)."""
+    best, scores = _tree_classifier(scores, binary, len(labels) == 1, post, np.arange(len(labels)))
+    return np.asarray(labels, dtype=object)[np.asarray(best)], scores
 
 
 @runtime_helper
@@ -322,21 +339,28 @@ def tree_ensemble_regressor(ctx: NodeContext) -> str:
 
 @emitter("TreeEnsembleClassifier", since=(1, 3), domain=ML)
 def tree_ensemble_classifier(ctx: NodeContext) -> str:
+    """Labels from ``classlabels_int64s`` in JAX; ``classlabels_strings`` (a model trained on string targets)
+    give a numpy array of ``str``: the node then reads its input on the host (``ctx.host``), a step between
+    jitted parts, the way string ops run."""
     trees, index = _legacy_trees(ctx, "nodes")
     int_labels = ctx.attr("classlabels_int64s", None)
-    if int_labels is None:
-        raise ctx.unsupported("string class labels have no JAX type; convert the model with integer labels")
+    str_labels = ctx.attr("classlabels_strings", None)
+    if (int_labels is None) == (str_labels is None):
+        raise ctx.error("TreeEnsembleClassifier needs exactly one of classlabels_int64s and classlabels_strings")
     class_ids = ctx.attr("class_ids")
-    n_classes = len(int_labels)
     weights, present = _leaf_weights(ctx, trees, index, ctx.attr("class_treeids"), ctx.attr("class_nodeids"),
                                      class_ids, _floats(ctx, "class_weights"), max(max(class_ids) + 1, 1))
     base = _floats(ctx, "base_values") or [0.0] * (max(class_ids) + 1)
-    leaves = ctx.call(_tree_leaves, ctx.x(0), *trees.arrays(ctx))
+    if str_labels is None:
+        leaves = ctx.call(_tree_leaves, ctx.x(0), *trees.arrays(ctx))
+    else:
+        leaves = ctx.call(_tree_leaves_compiled, ctx.host(0), *trees.arrays(ctx))
     scores = ctx.call(_tree_scores, leaves, weights, present, "1", ctx.lit(np.asarray(base, np.float32)))
     binary = len(set(class_ids)) == 1
-    del n_classes
-    return ctx.call(_tree_classifier, scores, ctx.lit(binary), ctx.lit(len(int_labels) == 1),
-                    ctx.lit(_POST[ctx.attr("post_transform", "NONE")]),
+    post = ctx.lit(_POST[ctx.attr("post_transform", "NONE")])
+    if str_labels is not None:
+        return ctx.call(_tree_classifier_strings, scores, ctx.lit(binary), post, ctx.lit(tuple(str_labels)))
+    return ctx.call(_tree_classifier, scores, ctx.lit(binary), ctx.lit(len(int_labels) == 1), post,
                     ctx.lit(np.asarray(int_labels, np.int64)))
 
 
