@@ -3,7 +3,8 @@
 Each :class:`RealProgram` builds, with random weights and no downloads, a callable in the style of a
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
-pgx, plain jax.numpy programs; distrax and TensorFlow Probability opt-in, see :func:`load_all`), the input
+pgx, OTT-JAX, evosax, e3nn-jax, plain jax.numpy programs; distrax, TensorFlow Probability and JAX MD
+opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -74,13 +75,16 @@ def program(
     return register
 
 
-def load_all(*, include_tfp: bool = False) -> dict[str, RealProgram]:
+def load_all(*, include_tfp: bool = False, include_jaxmd: bool = False) -> dict[str, RealProgram]:
     """Import every program module (each registers its programs) and return the catalogue.
 
     ``include_tfp`` adds the distrax and TensorFlow Probability programs (tfp_distrax_programs.py): they
     need tfp-nightly, which the lock cannot pin, so they are opt-in (WORKBENCH_REAL_PROGRAMS_TFP=1).
+    ``include_jaxmd`` adds the JAX MD programs (jaxmd_programs.py): jax-md requires pymatgen (~25 packages),
+    which the lock leaves out, so they are opt-in too (WORKBENCH_REAL_PROGRAMS_JAXMD=1).
     """
     from tests.real_programs import (  # noqa: F401 - registration on import
+        e3nn_programs,
         example_models,
         flax_programs,
         game_programs,
@@ -92,10 +96,13 @@ def load_all(*, include_tfp: bool = False) -> dict[str, RealProgram]:
         other_programs,
         sampler_programs,
         transformers_families,
+        transport_search_programs,
     )
 
     if include_tfp:
         from tests.real_programs import tfp_distrax_programs  # noqa: F401
+    if include_jaxmd:
+        from tests.real_programs import jaxmd_programs  # noqa: F401
 
     return PROGRAMS
 
@@ -146,8 +153,15 @@ def _compare(entry: RealProgram, built: Built, session: Any, args: Sequence[Any]
                                        err_msg=f"{where}: output {index}")
 
 
-# Programs that do not convert yet, with the reason.
-EXPECTED_FAILURES: dict[str, str] = {}
+# Programs that do not convert yet, or convert without parity, with the reason.
+EXPECTED_FAILURES: dict[str, str] = {
+    "evosax_cma_es_scan": "converts, but from the second generation on the population differs: CMA-ES samples "
+                          "through eigh's eigenvectors, whose signs are only defined up to sign; the exported eigh "
+                          "makes each vector's largest component positive (docs/math.md) and LAPACK does not. "
+                          "Measured: with JAX's eigh given that same convention (canonical_signs) the model matches "
+                          "JAX to 3e-6 over 4 generations; the first generation (C = I) matches bit for bit "
+                          "(evosax_cma_es_generation runs)",
+}
 
 # The slowest programs, each a larger sibling of one CI runs (keras_app_resnet50v2, haiku_resnet18,
 # keras_app_efficientnetb0, jraph_graph_network, ...): CI's time budget runs the others; WORKBENCH_REAL_PROGRAMS_FULL=1 runs every
@@ -174,6 +188,7 @@ FULL_ONLY: frozenset[str] = frozenset({
 # 1.5 s), each a sibling of one CI checks at other sizes (hf_flax_bart, haiku_norms_convnet,
 # keras_app_mobilenetv2): CI checks them on their built arguments only.
 SIZES_FULL_ONLY: frozenset[str] = frozenset({
+    "e3nn_gated_network",  # e3nn_spherical_harmonics is checked at other sizes in CI
     "hf_flax_blenderbot", "hf_flax_marian", "hf_flax_mbart", "hf_flax_pegasus", "haiku_resnet18",
     "keras_app_convnext_tiny", "keras_app_efficientnetb0", "keras_app_efficientnetv2b0", "keras_app_resnet50v2",
 })
