@@ -61,6 +61,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "export_web_harness": "workbench.web.harness",
     "HarnessInfo": "workbench.web.harness",
     "smoke_test_web_harness": "workbench.web.smoke",
+    "smoke_test_web_harnesses": "workbench.web.smoke",
     "SmokeReport": "workbench.web.smoke",
 }
 
@@ -129,4 +130,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from workbench.jupyter.viewer import view
     from workbench.jax_to_onnx.functions import onnx_function
     from workbench.web.harness import HarnessInfo, export_web_harness
-    from workbench.web.smoke import SmokeReport, smoke_test_web_harness
+    from workbench.web.smoke import SmokeReport, smoke_test_web_harness, smoke_test_web_harnesses

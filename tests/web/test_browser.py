@@ -17,7 +17,7 @@ from tests.support import web_models
 from workbench.errors import WorkbenchError
 from workbench.web import cli, runtime
 from workbench.web.harness import GreedyGeneration, HarnessInfo, export_web_harness
-from workbench.web.smoke import DEFAULT_BROWSER, SmokeReport, smoke_test_web_harness
+from workbench.web.smoke import DEFAULT_BROWSER, SmokeReport, smoke_test_web_harness, smoke_test_web_harnesses
 
 pytestmark = [
     pytest.mark.browser,
@@ -44,7 +44,54 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HarnessInfo
                                   generate=GreedyGeneration(prompt=GPT_PROMPT, steps=GPT_STEPS)),
         "unsupported": export_web_harness(web_models.unsupported_op_model(), root / "unsupported"),
         "jax_mlp": export_web_harness(_jax_mlp_conversion(), root / "jax_mlp"),
+        "dtypes": export_web_harness(_dtypes_model(), root / "dtypes", inputs=DTYPE_INPUTS, providers=("wasm",)),
+        # Where on uint32 (jax.random's counters): the wasm build has no kernel; rewritten by default
+        "where": export_web_harness(_where_uint32(), root / "where", inputs=WHERE_INPUTS, providers=("wasm",)),
+        "where_raw": export_web_harness(_where_uint32(), root / "where_raw", inputs=WHERE_INPUTS,
+                                        providers=("wasm",), web_rewrite=False),
     }  # fmt: skip
+
+
+WHERE_INPUTS = {"c": np.asarray([True, False, True]), "a": np.asarray([0, 2**32 - 1, 5], np.uint32),
+                "b": np.asarray([2**32 - 2, 1, 2**31], np.uint32)}  # fmt: skip
+
+
+def _where_uint32():
+    from onnx import TensorProto, helper
+
+    values = [helper.make_tensor_value_info("c", TensorProto.BOOL, [3]),
+              helper.make_tensor_value_info("a", TensorProto.UINT32, [3]),
+              helper.make_tensor_value_info("b", TensorProto.UINT32, [3])]  # fmt: skip
+    graph = helper.make_graph([helper.make_node("Where", ["c", "a", "b"], ["y"])], "where", values,
+                              [helper.make_tensor_value_info("y", TensorProto.UINT32, [3])])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+# one input and output per dtype the page reads, and an int64 a double cannot hold
+DTYPE_INPUTS = {
+    "h": np.asarray([[0.5, -1.25, 3.0], [65504.0, -0.0, 1e-3]], np.float16),
+    "i": np.asarray([-7, 0, 2**30], np.int32),
+    "n": np.asarray([2**60 + 3, -(2**53) - 7], np.int64),
+    "b": np.asarray([True, False, True]),
+    "u": np.asarray([0, 200, 255], np.uint8),
+}
+
+
+def _dtypes_model():
+    from onnx import TensorProto, helper
+
+    one = helper.make_tensor("one", TensorProto.INT64, [], [1])
+    nodes = [helper.make_node("Mul", ["h", "h"], ["h2"]), helper.make_node("Add", ["i", "i"], ["i2"]),
+             helper.make_node("Add", ["n", "one"], ["n1"]), helper.make_node("Not", ["b"], ["nb"]),
+             helper.make_node("Identity", ["u"], ["u1"])]  # fmt: skip
+    types = {"h": (TensorProto.FLOAT16, [2, 3]), "i": (TensorProto.INT32, [3]), "n": (TensorProto.INT64, [2]),
+             "b": (TensorProto.BOOL, [3]), "u": (TensorProto.UINT8, [3])}  # fmt: skip
+    outputs = {"h2": "h", "i2": "i", "n1": "n", "nb": "b", "u1": "u"}
+    graph = helper.make_graph(
+        nodes, "dtypes", [helper.make_tensor_value_info(k, *v) for k, v in types.items()],
+        [helper.make_tensor_value_info(out, *types[src]) for out, src in outputs.items()], initializer=[one],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
 def _jax_mlp(params: dict, x):
@@ -71,7 +118,9 @@ def _jax_mlp_conversion():
 
 @pytest.fixture(scope="module")
 def reports(harnesses: dict[str, HarnessInfo]) -> dict[str, SmokeReport]:
-    return {name: smoke_test_web_harness(info.out_dir, timeout=90) for name, info in harnesses.items()}
+    # one Chromium for every page (a fresh context each): a launch costs ~1-2 s under load
+    return dict(zip(harnesses, smoke_test_web_harnesses([i.out_dir for i in harnesses.values()], timeout=90),
+                    strict=True))  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "gpt", "jax_mlp"])
@@ -91,6 +140,32 @@ def test_model_runs_in_chromium_and_matches_onnxruntime(name: str, reports, harn
         browser = np.asarray(report.telemetry["outputs"][item.name]["data"], np.float64)
         np.testing.assert_allclose(browser.reshape(expected[item.name].shape), expected[item.name],
                                    atol=1e-4, rtol=1e-4)  # fmt: skip
+
+
+def test_float16_int32_int64_bool_uint8_inputs_and_outputs_round_trip_exactly(reports):
+    report = reports["dtypes"]
+    assert report.passed, report.summary()
+    outputs = report.telemetry["outputs"]
+    assert {name: outputs[name]["dtype"] for name in outputs} == {
+        "h2": "float16", "i2": "int32", "n1": "int64", "nb": "bool", "u1": "uint8"}  # fmt: skip
+    h = DTYPE_INPUTS["h"]
+    with np.errstate(over="ignore"):  # 65504^2 overflows float16 to inf, in the browser too
+        np.testing.assert_array_equal(np.asarray(outputs["h2"]["data"], np.float16).reshape(2, 3), h * h)
+    assert outputs["i2"]["data"] == (DTYPE_INPUTS["i"] * 2).tolist()
+    # int64 beyond 2^53 travels as a decimal string both ways and comes back exact (2^60 + 4, not 2^60)
+    assert outputs["n1"]["data"] == [str(2**60 + 4), str(-(2**53) - 6)]
+    assert outputs["nb"]["data"] == [0, 1, 0]
+    assert outputs["u1"]["data"] == [0, 200, 255]
+    assert all(p.max_abs_error == 0 for p in report.parity), report.summary()
+
+
+def test_where_on_uint32_runs_in_the_browser_once_rewritten_and_names_the_op_when_not(reports, harnesses):
+    assert reports["where"].passed, reports["where"].summary()
+    assert [str(r) for r in harnesses["where"].rewrites] == ["Where '' on uint32 runs on int64 (Cast in and out)"]
+    assert reports["where"].telemetry["outputs"]["y"]["data"] == [0, 1, 5]
+    raw = reports["where_raw"]
+    assert not raw.passed and raw.missing_op == "Where", raw.summary()
+    assert "Could not find an implementation for Where" in raw.failure
 
 
 def test_jax_mlp_in_the_browser_matches_jax(reports, harnesses):

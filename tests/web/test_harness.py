@@ -215,6 +215,31 @@ def test_tensor_json_round_trip_keeps_non_finite_floats_and_int64():
     np.testing.assert_array_equal(tensors.tensor_from_json(encoded), floats)
     big = np.asarray([2**40, -3], np.int64)
     np.testing.assert_array_equal(tensors.tensor_from_json(tensors.tensor_to_json(big)), big)
+    # beyond 2^53 a JSON number (a double in JavaScript) is not exact: such values travel as strings
+    huge = np.asarray([2**60 + 3, -(2**53) - 5, 7], np.int64)
+    encoded = tensors.tensor_to_json(huge)
+    assert encoded["data"] == [str(2**60 + 3), str(-(2**53) - 5), 7]
+    np.testing.assert_array_equal(tensors.tensor_from_json(encoded), huge)
+    top = np.asarray([2**64 - 1], np.uint64)
+    np.testing.assert_array_equal(tensors.tensor_from_json(tensors.tensor_to_json(top)), top)
+    half = np.asarray([0.5, np.inf, 65504], np.float16)
+    np.testing.assert_array_equal(tensors.tensor_from_json(tensors.tensor_to_json(half)), half)
+
+
+def test_integer_parity_is_exact_beyond_2_53(fake_cache: Path, tmp_path: Path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["n"], ["m"])], "ints",
+                              [helper.make_tensor_value_info("n", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("m", TensorProto.INT64, [2])])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    info = export_web_harness(model, tmp_path / "ints", inputs={"n": np.asarray([2**60 + 1, 5], np.int64)})
+    exact = {"outputs": {"m": {"shape": [2], "data": [str(2**60 + 1), 5]}}}
+    off_by_one = {"outputs": {"m": {"shape": [2], "data": [str(2**60), 5]}}}  # equal as doubles
+    (same,) = compare_outputs(info.manifest, exact)
+    assert same.ok and same.max_abs_error == 0
+    (differ,) = compare_outputs(info.manifest, off_by_one)
+    assert not differ.ok and differ.max_abs_error == 1
 
 
 def test_parity_uses_tolerance_and_flags_shape_and_missing_outputs(fake_cache: Path, tmp_path: Path):
@@ -323,3 +348,63 @@ def test_cli_export_with_greedy_generation(fake_cache: Path, tmp_path: Path, cap
     assert all(0 <= t < 64 for t in generation["expected_tokens"])
     assert cli.main(["web", "export", str(path), "-o", str(out), "--generate", "3"]) == 2
     assert "--prompt" in capsys.readouterr().err
+
+
+def _where_model(dtype: int, inside_if: bool = False) -> onnx.ModelProto:
+    """``Where(c, a, b)`` on ``dtype``, at the top level or inside both branches of an ``If``."""
+    from onnx import TensorProto, helper
+
+    where = helper.make_node("Where", ["c", "a", "b"], ["y"], name="pick")
+    inputs = [helper.make_tensor_value_info("c", TensorProto.BOOL, [4]),
+              helper.make_tensor_value_info("a", dtype, [4]), helper.make_tensor_value_info("b", dtype, [4])]
+    output = helper.make_tensor_value_info("y", dtype, [4])
+    if not inside_if:
+        graph = helper.make_graph([where], "where", inputs, [output])
+    else:
+        branch = helper.make_graph([where], "branch", [], [output])
+        flag = helper.make_tensor_value_info("flag", TensorProto.BOOL, [])
+        node = helper.make_node("If", ["flag"], ["y"], then_branch=branch, else_branch=branch)
+        graph = helper.make_graph([node], "where_if", [flag, *inputs], [output])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+WHERE_VALUES = {
+    np.uint32: (np.asarray([0, 2**32 - 1, 2**31, 7], np.uint32), np.asarray([2**32 - 2, 1, 2**31 - 1, 9], np.uint32)),
+    np.int8: (np.asarray([-128, 127, 0, -1], np.int8), np.asarray([127, -128, 5, -7], np.int8)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("inside_if", [False, True], ids=["top", "if_branch"])
+@pytest.mark.parametrize("dtype", [np.uint32, np.int8], ids=["uint32", "int8"])
+def test_where_on_types_the_wasm_build_lacks_is_widened_exactly(dtype, inside_if: bool, fake_cache: Path, tmp_path: Path):
+    from workbench.web.compat import WASM_KERNEL_GAPS, web_compatible
+
+    model = _where_model(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), inside_if)
+    rewritten, rewrites = web_compatible(model)
+    branches = 2 if inside_if else 1  # both branches of the If hold one
+    assert [(r.op_type, r.dtype) for r in rewrites] == [("Where", np.dtype(dtype).name)] * branches
+    assert ("Where", onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))) in WASM_KERNEL_GAPS
+    onnx.checker.check_model(rewritten, full_check=True)
+    a, b = WHERE_VALUES[dtype]
+    feeds = {"c": np.asarray([True, False, True, False]), "a": a, "b": b}
+    if inside_if:
+        feeds["flag"] = np.asarray(True)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]  # noqa: E731
+    got = run(rewritten)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, np.where(feeds["c"], a, b))  # the extremes of the type survive the Casts
+    np.testing.assert_array_equal(got, run(model))
+    info = export_web_harness(model, tmp_path / "where", inputs=feeds, providers=("wasm",))
+    assert len(info.rewrites) == branches and info.manifest["web_rewrites"] == [str(r) for r in info.rewrites]
+    plain = export_web_harness(model, tmp_path / "plain", inputs=feeds, providers=("wasm",), web_rewrite=False)
+    assert plain.rewrites == () and plain.manifest["web_rewrites"] == []
+
+
+def test_models_without_gaps_are_not_copied_or_changed():
+    from workbench.web.compat import web_compatible
+
+    model = web_models.mlp()
+    assert web_compatible(model) == (model, [])
+    float_where = _where_model(onnx.TensorProto.FLOAT)
+    same, rewrites = web_compatible(float_where)
+    assert rewrites == [] and same is float_where

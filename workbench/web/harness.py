@@ -22,7 +22,7 @@ import onnx
 from workbench import files
 from workbench.errors import OnnxModelError, SpecError
 from workbench.onnx_io import ExternalData, LoadedModel, Session, check_model, load_model, open_session, opset_imports, write_model
-from workbench.web import runtime, tensors
+from workbench.web import compat, runtime, tensors
 
 MANIFEST_NAME = "harness.manifest.json"
 MANIFEST_FORMAT = "workbench_web_harness_v1"
@@ -72,6 +72,8 @@ class HarnessInfo:
     expected_outputs: dict[str, np.ndarray] = field(repr=False)
     expected_tokens: tuple[int, ...] | None
     manifest: dict[str, Any] = field(repr=False)
+    #: nodes rewritten into forms onnxruntime-web's wasm build has kernels for (workbench.web.compat)
+    rewrites: tuple[compat.WebRewrite, ...] = ()
 
     @property
     def index_html(self) -> Path:
@@ -157,6 +159,7 @@ def export_web_harness(
     rtol: float = DEFAULT_RTOL,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    web_rewrite: bool = True,
 ) -> HarnessInfo:
     """Write a self-contained onnxruntime-web harness for ``model`` into ``out_dir``.
 
@@ -168,6 +171,9 @@ def export_web_harness(
     ``external_data_threshold`` bytes keeps its initializers of 1 KiB and more in ``model.onnx.<digest>.data``
     (a per-model threshold, unlike ``wb.to_onnx``'s per-tensor one). The smoke test accepts a browser output when
     ``max|browser - expected| <= atol + rtol * max|expected|``. Needs ``workbench web setup`` once.
+    With ``web_rewrite`` (the default) nodes onnxruntime-web's wasm build has no kernel for, but an exact
+    equivalent it has (``Where`` on uint32/int8: :data:`workbench.web.compat.WASM_KERNEL_GAPS`), are
+    rewritten before the model is written; ``HarnessInfo.rewrites`` and the manifest list them.
     """
     providers = runtime.validate_providers(tuple(providers) if not isinstance(providers, str) else providers)
     if external_data_threshold < 0:
@@ -175,6 +181,9 @@ def export_web_harness(
     runtime_files = runtime.runtime_files(providers, None if cache_dir is None else Path(cache_dir))
     loaded = _load_model(model)
     proto = loaded.proto
+    rewrites: list[compat.WebRewrite] = []
+    if web_rewrite:
+        proto, rewrites = compat.web_compatible(proto)
     in_specs, out_specs = tensors.graph_specs(proto)
     if inputs is None:
         example = tensors.example_inputs(proto, in_specs, seed=seed)
@@ -232,13 +241,14 @@ def export_web_harness(
         "expected_from": {"onnxruntime": onnxruntime.__version__, "provider": "CPUExecutionProvider"},
         "tolerance": {"atol": float(atol), "rtol": float(rtol)},
         "generation": generation,
+        "web_rewrites": [str(r) for r in rewrites],
     }
     files.write_json_atomic(out / MANIFEST_NAME, manifest)
     written = (*model_files, *bundle.files, *TEMPLATE_NAMES, EXAMPLE_INPUTS_NAME, MANIFEST_NAME)
     return HarnessInfo(
         out_dir=out, files=written, providers=providers, inputs=example, expected_outputs=expected,
         expected_tokens=None if generation is None else tuple(generation["expected_tokens"]),
-        manifest=manifest,
+        manifest=manifest, rewrites=tuple(rewrites),
     )  # fmt: skip
 
 

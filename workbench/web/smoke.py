@@ -12,6 +12,7 @@ import concurrent.futures
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,12 +161,18 @@ def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any]) -> list
         if record.get("data") is None:
             results.append(OutputParity(name, math.inf, tolerance, shape, expected.shape, "too large to report"))
             continue
+        if exact:  # integers compared as Python ints: int64 beyond 2^53 arrives as a decimal string
+            differ = [abs(int(a) - int(w)) for a, w in zip(record["data"], expected.reshape(-1).tolist(), strict=True)
+                      if int(a) != int(w)]  # fmt: skip
+            results.append(OutputParity(name, float(max(differ, default=0)), tolerance, shape, expected.shape))
+            continue
         actual = np.asarray(
             [float(v) if v is not None else math.nan for v in record["data"]], dtype=np.float64
         ).reshape(shape)
         want = expected.astype(np.float64)
         same = (actual == want) | (np.isnan(actual) & np.isnan(want))
-        error = float(np.abs(actual - want)[~same].max(initial=0.0))
+        with np.errstate(invalid="ignore"):  # inf - inf where both are inf: masked by ``same``
+            error = float(np.abs(actual - want)[~same].max(initial=0.0))
         if np.isnan(error):
             error = math.inf
         results.append(OutputParity(name, error, tolerance, shape, expected.shape))
@@ -197,10 +204,14 @@ def _verdict(manifest: dict[str, Any], telemetry: dict[str, Any], parity: list[O
     return None
 
 
-def _drive_browser(url: str, executable: str, timeout_s: float) -> tuple[dict[str, Any], list[str], list[str], list[str], str | None]:
-    """Open ``url`` in headless Chromium; return telemetry, requests, blocked requests, console, timeout note."""
+_PageResult = tuple[dict[str, Any], list[str], list[str], list[str], str | None]
+
+
+def _open_page(browser: Any, url: str, timeout_s: float) -> _PageResult:
+    """Open ``url`` in a fresh context of ``browser``; return telemetry, requests, blocked requests, console,
+    timeout note. The context (its page, its wasm memory) is closed before returning."""
     from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import Route
 
     requests: list[str] = []
     external: list[str] = []
@@ -214,6 +225,42 @@ def _drive_browser(url: str, executable: str, timeout_s: float) -> tuple[dict[st
             external.append(route.request.url)
             route.abort("blockedbyclient")
 
+    context = browser.new_context(service_workers="block")
+    try:
+        context.route("**/*", guard)
+        page = context.new_page()
+        snapshots: list[dict[str, Any]] = []
+
+        def remember(snapshot: dict[str, Any]) -> None:
+            snapshots.append(snapshot)
+
+        page.expose_function("workbenchPublishTelemetry", remember)
+        page.on("request", lambda request: requests.append(request.url))
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+        deadline_ms = timeout_s * 1000
+        try:
+            page.goto(url + "index.html", timeout=deadline_ms)
+            page.wait_for_function(_DONE, timeout=deadline_ms)
+        except PlaywrightError as e:
+            timed_out = f"no result from the page within {timeout_s:g} s ({str(e).splitlines()[0]})"
+        if timed_out is None:
+            telemetry = page.evaluate("() => window.workbenchTelemetry")
+        else:
+            # the page may be busy or navigating: never evaluate in it again, use its last snapshot
+            telemetry = snapshots[-1] if snapshots else {}
+    finally:
+        context.close()
+    return telemetry, requests, external, console, timed_out
+
+
+def _drive_browser(folders: list[Path], executable: str, timeout_s: float) -> list[tuple[str, _PageResult, float]]:
+    """Serve each folder in turn and open it in one headless Chromium; per folder its URL, page result and
+    seconds (serving and the page; the browser's launch is not in it)."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    results: list[tuple[str, _PageResult, float]] = []
     with sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(
@@ -222,32 +269,61 @@ def _drive_browser(url: str, executable: str, timeout_s: float) -> tuple[dict[st
         except PlaywrightError as e:
             raise WorkbenchError(f"could not start Chromium at {executable}: {e}") from e
         try:
-            context = browser.new_context(service_workers="block")
-            context.route("**/*", guard)
-            page = context.new_page()
-            snapshots: list[dict[str, Any]] = []
-
-            def remember(snapshot: dict[str, Any]) -> None:
-                snapshots.append(snapshot)
-
-            page.expose_function("workbenchPublishTelemetry", remember)
-            page.on("request", lambda request: requests.append(request.url))
-            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-            page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
-            deadline_ms = timeout_s * 1000
-            try:
-                page.goto(url + "index.html", timeout=deadline_ms)
-                page.wait_for_function(_DONE, timeout=deadline_ms)
-            except PlaywrightError as e:
-                timed_out = f"no result from the page within {timeout_s:g} s ({str(e).splitlines()[0]})"
-            if timed_out is None:
-                telemetry = page.evaluate("() => window.workbenchTelemetry")
-            else:
-                # the page may be busy or navigating: never evaluate in it again, use its last snapshot
-                telemetry = snapshots[-1] if snapshots else {}
+            for folder in folders:
+                started = time.perf_counter()
+                with HarnessServer(folder) as server:
+                    result = _open_page(browser, server.url, timeout_s)
+                results.append((server.url, result, time.perf_counter() - started))
         finally:
             browser.close()
-    return telemetry, requests, external, console, timed_out
+    return results
+
+
+def _executable(browser: str | Path | None) -> Path:
+    executable = Path(browser if browser is not None else DEFAULT_BROWSER)
+    if not executable.is_file():
+        raise WorkbenchError(
+            f"Chromium was not found at {executable}; install it (Debian: `apt-get install -y chromium`) "
+            "or pass browser='/path/to/chromium'"
+        )
+    return executable
+
+
+def _report(manifest: dict[str, Any], url: str, result: _PageResult, elapsed_s: float) -> SmokeReport:
+    telemetry, requests, external, console, timed_out = result
+    parity = compare_outputs(manifest, telemetry) if telemetry.get("status") == "ok" else []
+    generation = manifest.get("generation")
+    return SmokeReport(
+        url=url, telemetry=telemetry, parity=parity, requests=requests, external_requests=external,
+        failure=_verdict(manifest, telemetry, parity, external, timed_out),
+        expected_tokens=None if not generation else list(generation["expected_tokens"]),
+        console=console, elapsed_s=elapsed_s,
+    )  # fmt: skip
+
+
+def smoke_test_web_harnesses(
+    out_dirs: Sequence[str | Path], *, browser: str | Path | None = None, timeout: float = 60
+) -> list[SmokeReport]:
+    """:func:`smoke_test_web_harness` for several folders with one Chromium (one launch, one page each).
+
+    Each folder is served on its own ephemeral port and opened in a fresh browser context, closed before
+    the next one opens. The reports come in the order of ``out_dirs``; ``timeout`` applies to each page.
+    """
+    folders = [Path(d) for d in out_dirs]
+    manifests = [_read_manifest(folder) for folder in folders]
+    executable = _executable(browser)
+    if timeout <= 0:
+        raise ValueError("timeout must be positive (seconds)")
+    if not folders:
+        return []
+    started = time.perf_counter()
+    # Playwright's sync API refuses to run inside an asyncio loop (Jupyter): use a worker thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        results = pool.submit(_drive_browser, folders, str(executable), float(timeout)).result()
+    elapsed = time.perf_counter() - started
+    # one folder: the whole call (with Chromium's launch), as smoke_test_web_harness always reported
+    return [_report(m, url, result, elapsed if len(folders) == 1 else seconds)
+            for m, (url, result, seconds) in zip(manifests, results, strict=True)]  # fmt: skip
 
 
 def smoke_test_web_harness(
@@ -261,28 +337,5 @@ def smoke_test_web_harness(
     outputs or generated tokens that differ from onnxruntime in Python beyond the manifest's
     tolerance. It raises :class:`WorkbenchError` when the folder or the browser is unusable.
     """
-    folder = Path(out_dir)
-    manifest = _read_manifest(folder)
-    executable = Path(browser if browser is not None else DEFAULT_BROWSER)
-    if not executable.is_file():
-        raise WorkbenchError(
-            f"Chromium was not found at {executable}; install it (Debian: `apt-get install -y chromium`) "
-            "or pass browser='/path/to/chromium'"
-        )
-    if timeout <= 0:
-        raise ValueError("timeout must be positive (seconds)")
-    started = time.perf_counter()
-    with HarnessServer(folder) as server:
-        # Playwright's sync API refuses to run inside an asyncio loop (Jupyter): use a worker thread.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(_drive_browser, server.url, str(executable), float(timeout))
-            telemetry, requests, external, console, timed_out = future.result()
-        url = server.url
-    parity = compare_outputs(manifest, telemetry) if telemetry.get("status") == "ok" else []
-    generation = manifest.get("generation")
-    return SmokeReport(
-        url=url, telemetry=telemetry, parity=parity, requests=requests, external_requests=external,
-        failure=_verdict(manifest, telemetry, parity, external, timed_out),
-        expected_tokens=None if not generation else list(generation["expected_tokens"]),
-        console=console, elapsed_s=time.perf_counter() - started,
-    )  # fmt: skip
+    (report,) = smoke_test_web_harnesses([out_dir], browser=browser, timeout=timeout)
+    return report

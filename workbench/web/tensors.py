@@ -2,7 +2,8 @@
 
 A tensor in JSON is ``{"dtype": "float32", "shape": [2, 3], "data": [...]}`` with ``data``
 flattened in C order. JSON has no NaN/Infinity, so non-finite floats are written as the
-strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (``Number(s)`` in JavaScript reads them back).
+strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (``Number(s)`` in JavaScript reads them back), and
+int64/uint64 values beyond 2^53 (which a double cannot hold) as decimal strings (``BigInt(s)`` reads them).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import onnx
 
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_outputs
 
-#: dtypes the page can turn into onnxruntime-web tensors (name -> numpy dtype).
+#: dtypes the page can turn into onnxruntime-web tensors (name -> numpy dtype). float16 needs a browser with
+#: ``Float16Array`` (Chromium 135+, Firefox 129+, Safari 18.2+); the page says so in another one.
 SUPPORTED_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
-    for name in ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+    for name in ("float32", "float64", "float16", "int8", "uint8", "int16", "uint16", "int32", "uint32",
                  "int64", "uint64", "bool")
 }  # fmt: skip
+#: The largest integer a double (a JSON number in JavaScript) holds exactly; larger 64-bit ints are strings.
+MAX_EXACT_INT = 2**53 - 1
 DEFAULT_SYMBOLIC_DIM = 2
 DEFAULT_INT_HIGH = 4  # exclusive upper bound for integer inputs that do not index a table
 
@@ -150,11 +154,14 @@ def tensor_to_json(array: np.ndarray) -> dict[str, Any]:
     data = array.reshape(-1).tolist()
     if np.issubdtype(array.dtype, np.floating):
         data = [_json_scalar(v) for v in data]
+    elif array.dtype.itemsize == 8:  # int64/uint64: JSON readers parse numbers as doubles
+        data = [v if -MAX_EXACT_INT <= v <= MAX_EXACT_INT else str(v) for v in data]
     return {"dtype": array.dtype.name, "shape": list(array.shape), "data": data}
 
 
 def tensor_from_json(payload: Mapping[str, Any]) -> np.ndarray:
     """Inverse of :func:`tensor_to_json` (also reads the page's telemetry outputs)."""
     dtype = SUPPORTED_DTYPES[str(payload["dtype"])]
-    data = [float(v) if isinstance(v, str) else v for v in payload["data"]]
+    number = float if np.issubdtype(dtype, np.floating) else int
+    data = [number(v) if isinstance(v, str) else v for v in payload["data"]]
     return np.asarray(data, dtype=dtype).reshape([int(d) for d in payload["shape"]])

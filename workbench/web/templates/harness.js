@@ -38,10 +38,12 @@ const MISSING_OP_PATTERNS = [
   /Could not find an implementation for (\w+)/,
   /[Oo]perator ['"]?(\w+)['"]? is not (?:supported|implemented)/,
 ];
+const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
 const TYPED_ARRAYS = {
   float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array,
   int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
   int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
+  float16: globalThis.Float16Array,  // undefined before Chromium 135 / Firefox 129 / Safari 18.2
 };
 
 function cell(row, text) {
@@ -82,17 +84,23 @@ async function fetchJson(url) {
 
 function toTensor(ort, spec) {
   const Typed = TYPED_ARRAYS[spec.dtype];
+  if (!Typed && spec.dtype === 'float16') {
+    throw new Error('float16 tensors need Float16Array, which this browser lacks (Chromium 135+, Firefox 129+, '
+      + 'Safari 18.2+ have it); export the model with float32 inputs and outputs for older browsers');
+  }
   if (!Typed) throw new Error(`unsupported dtype ${spec.dtype}`);
-  const values = spec.data.map((v) => (typeof v === 'string' ? Number(v) : v));
   let data;
-  if (spec.dtype === 'int64' || spec.dtype === 'uint64') data = Typed.from(values, (v) => BigInt(v));
-  else if (spec.dtype === 'bool') data = Typed.from(values, (v) => (v ? 1 : 0));
-  else data = Typed.from(values);
+  // 64-bit integers beyond 2^53 come as decimal strings: BigInt reads them exactly
+  if (spec.dtype === 'int64' || spec.dtype === 'uint64') data = Typed.from(spec.data, (v) => BigInt(v));
+  else if (spec.dtype === 'bool') data = Typed.from(spec.data, (v) => (v ? 1 : 0));
+  else data = Typed.from(spec.data, (v) => (typeof v === 'string' ? Number(v) : v));
   return new ort.Tensor(spec.dtype, data, spec.shape);
 }
 
 function tensorNumbers(tensor) {
-  return Array.from(tensor.data, (v) => (typeof v === 'bigint' ? Number(v) : Number(v)));
+  // a 64-bit integer a double cannot hold exactly is reported as a decimal string
+  const exact = (v) => (v >= -MAX_EXACT && v <= MAX_EXACT ? Number(v) : v.toString());
+  return Array.from(tensor.data, (v) => (typeof v === 'bigint' ? exact(v) : Number(v)));
 }
 
 async function webgpuUnavailableReason() {
@@ -154,7 +162,7 @@ function maxAbsError(actual, expected) {
   if (actual.length !== want.length) return NaN;
   let worst = 0;
   for (let i = 0; i < want.length; i += 1) {
-    const a = actual[i];
+    const a = Number(actual[i]);
     const b = want[i];
     if (Number.isNaN(a) && Number.isNaN(b)) continue;
     if (a === b) continue;
@@ -187,7 +195,7 @@ async function runExample(ort, manifest, session, examples) {
     const expected = (manifest.expected_outputs || {})[spec.name];
     const err = expected ? maxAbsError(numbers, expected).toExponential(2) : 'n/a';
     addRow('outputs', [spec.name, record.dtype, JSON.stringify(record.shape),
-      record.sample.map((v) => Number(v.toPrecision(5))).join(', '), err]);
+      record.sample.map((v) => Number(Number(v).toPrecision(5))).join(', '), err]);
   }
 }
 
