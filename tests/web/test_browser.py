@@ -245,3 +245,37 @@ def test_cli_smoke_exit_codes(harnesses, capsys: pytest.CaptureFixture[str]):
     assert "PASSED" in capsys.readouterr().out
     assert cli.main(["web", "smoke", str(harnesses["unsupported"].out_dir), "--timeout", "120"]) == 1
     assert "Scaler" in capsys.readouterr().out
+
+
+# Real programs others wrote (tests/real_programs), chosen by bench_web_models.py's op census: together 68 of the
+# 77 op types its 30 programs use (while loops, sorting/TopK, convolutions and pools, pgx's control flow, linear
+# solves as local functions; jnp_sort_topk_cumsum needs the Where(uint32) rewrite). The whole census:
+# `python -m tests.benchmarks.bench_web_models` (docs/web.md, "Real models in the browser").
+REAL_PROGRAMS = ("blackjax_nuts_step", "jnp_sort_topk_cumsum", "eqx_sequential_pools", "pgx_connect_four",
+                 "jnp_linear_regression_solve")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def real_programs(tmp_path_factory: pytest.TempPathFactory):
+    from tests.benchmarks.bench_web_models import prepare, program_cases
+
+    root = tmp_path_factory.mktemp("web_real")
+    cases = program_cases(REAL_PROGRAMS)
+    prepared = {case.name: (case, *prepare(case, root)) for case in cases}
+    reports = smoke_test_web_harnesses([info.out_dir for _, _, info, _ in prepared.values()], timeout=120)
+    return {name: (*entry, report) for (name, entry), report in zip(prepared.items(), reports, strict=True)}
+
+
+@pytest.mark.parametrize("name", REAL_PROGRAMS)
+def test_real_program_runs_in_chromium_and_matches_onnxruntime_and_jax(name: str, real_programs):
+    case, row, info, jax_outputs, report = real_programs[name]
+    assert report.passed, report.summary()
+    assert report.parity and all(p.ok for p in report.parity), report.summary()
+    for spec, want in zip(info.manifest["outputs"], jax_outputs, strict=True):
+        got = np.asarray(report.telemetry["outputs"][spec["name"]]["data"], np.float64).reshape(want.shape)
+        if want.dtype.kind in "biu":
+            np.testing.assert_array_equal(got, want, err_msg=spec["name"])
+        else:  # the catalogue's tolerance against JAX, as onnxruntime in Python meets it
+            np.testing.assert_allclose(got, want.astype(np.float64), rtol=case.rtol, atol=case.atol, err_msg=spec["name"])
+    if name == "jnp_sort_topk_cumsum":  # jnp.floor_divide on uint32 selects with Where: rewritten for the wasm build
+        assert info.rewrites and all(r.dtype == "uint32" for r in info.rewrites)
