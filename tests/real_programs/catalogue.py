@@ -3,7 +3,7 @@
 Each :class:`RealProgram` builds, with random weights and no downloads, a callable in the style of a
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
-pgx, OTT-JAX, evosax, e3nn-jax, plain jax.numpy programs; distrax, TensorFlow Probability and JAX MD
+pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, plain jax.numpy programs; distrax, TensorFlow Probability and JAX MD
 opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
@@ -90,6 +90,7 @@ def load_all(*, include_tfp: bool = False, include_jaxmd: bool = False) -> dict[
         game_programs,
         graph_image_programs,
         haiku_equinox_programs,
+        jaxopt_programs,
         keras_programs,
         layer_programs,
         numpyro_programs,
@@ -182,13 +183,16 @@ FULL_ONLY: frozenset[str] = frozenset({
     "pgx_chess",  # 15.6 CPU s (load 7-9); pgx_othello, pgx_hex run
     "pgx_animal_shogi",  # 15.5 CPU s
     "pgx_backgammon",  # 10.8 CPU s; pgx_2048 (the other stochastic step) runs
+    "pgx_sparrow_mahjong",  # 13.1 CPU s; pgx_leduc_holdem runs
+    "pgx_gardner_chess",  # 11.2 CPU s
+    "pgx_kuhn_poker",  # pgx_leduc_holdem (the same betting rules, two rounds) runs
+    "e3nn_gated_network",  # 5.8 CPU s with its other sizes; e3nn_spherical_harmonics runs
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
 # 1.5 s), each a sibling of one CI checks at other sizes (hf_flax_bart, haiku_norms_convnet,
 # keras_app_mobilenetv2): CI checks them on their built arguments only.
 SIZES_FULL_ONLY: frozenset[str] = frozenset({
-    "e3nn_gated_network",  # e3nn_spherical_harmonics is checked at other sizes in CI
     "hf_flax_blenderbot", "hf_flax_marian", "hf_flax_mbart", "hf_flax_pegasus", "haiku_resnet18",
     "keras_app_convnext_tiny", "keras_app_efficientnetb0", "keras_app_efficientnetv2b0", "keras_app_resnet50v2",
 })

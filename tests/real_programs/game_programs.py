@@ -68,3 +68,11 @@ program("pgx_animal_shogi", library="pgx", origin="pgx animal_shogi: random lega
     _random_play("animal_shogi", 3))
 program("pgx_hex", library="pgx", origin="pgx hex: random legal moves on the 11x11 board (connection by union-find)")(
     _random_play("hex", 3))
+program("pgx_gardner_chess", library="pgx", origin="pgx gardner_chess: random legal moves on the 5x5 board")(
+    _random_play("gardner_chess", 2))
+program("pgx_kuhn_poker", library="pgx", origin="pgx kuhn_poker: random legal bets (cards dealt from the key)")(
+    _random_play("kuhn_poker", 2))
+program("pgx_leduc_holdem", library="pgx", origin="pgx leduc_holdem: random legal bets over two rounds")(
+    _random_play("leduc_holdem", 3))
+program("pgx_sparrow_mahjong", library="pgx", origin="pgx sparrow_mahjong: random legal discards")(
+    _random_play("sparrow_mahjong", 3))
