@@ -4,7 +4,8 @@ LightGBM and XGBoost models converted by onnxmltools, CatBoost models by its own
 ``save_model(format="onnx")``: TreeEnsembleRegressor/Classifier with the attributes skl2onnx rarely
 writes (base_values, LOGISTIC and SOFTMAX post transforms, BRANCH_LEQ / BRANCH_LT / BRANCH_GT, BRANCH_EQ for
 LightGBM's categorical splits, nodes_missing_value_tracks_true), a few hundred trees, the ZipMap that onnxmltools and CatBoost put
-after a classifier by default, and string class labels (classlabels_strings: compared eagerly only, the
+after a classifier by default, the regressors also rewritten as TreeEnsemble (ai.onnx.ml 5, which no converter
+here writes: tests/support/tree_ensemble5.py), and string class labels (classlabels_strings: compared eagerly only, the
 labels are a numpy array of str picked on the host, and ``wb.jit_forward`` refuses the model). Each model is trained in the test on seeded synthetic data with missing
 values (NaN) in the inputs; nothing is downloaded.
 
@@ -43,6 +44,7 @@ import pytest
 import workbench as wb
 from tests.support.corpus import failure_row
 from tests.support.harness import run_onnx
+from tests.support.tree_ensemble5 import as_tree_ensemble5
 
 # every reason these tests do not run, in one place
 SKIP_REASONS = {
@@ -70,6 +72,7 @@ class Case:
     zipmap: bool = False  # keep the converter's default ZipMap (a list of {label: probability} per row)
     categorical: bool = False  # feature CATEGORY holds category codes (LightGBM: BRANCH_EQ splits)
     string_labels: bool = False  # trained on string targets: classlabels_strings, labels picked on the host
+    ml5: bool = False  # the regressor rewritten as TreeEnsemble (ai.onnx.ml 5; tests/support/tree_ensemble5.py)
 
 
 def _lightgbm(cls: str, categorical: bool = False, **options) -> Callable:
@@ -109,12 +112,17 @@ CASES = {
                                  categorical=True),
     "lightgbm_string_labels_zipmap": Case("lightgbm", _lightgbm("LGBMClassifier", n_estimators=100), 3, zipmap=True,
                                           string_labels=True),
+    "lightgbm_regressor_ml5": Case("lightgbm", _lightgbm("LGBMRegressor", n_estimators=300), None, ml5=True),
+    "lightgbm_poisson_ml5": Case("lightgbm", _lightgbm("LGBMRegressor", n_estimators=200, objective="poisson"), None,
+                                 ml5=True),
     "lightgbm_poisson": Case("lightgbm", _lightgbm("LGBMRegressor", n_estimators=200, objective="poisson"), None),
     "xgboost_regressor": Case("xgboost", _xgboost("XGBRegressor", n_estimators=300), None),
+    "xgboost_regressor_ml5": Case("xgboost", _xgboost("XGBRegressor", n_estimators=300), None, ml5=True),
     "xgboost_binary": Case("xgboost", _xgboost("XGBClassifier", n_estimators=200), 2),
     "xgboost_multiclass": Case("xgboost", _xgboost("XGBClassifier", n_estimators=80), 4),
     "catboost_string_labels": Case("catboost", _catboost("CatBoostClassifier", iterations=100), 2, zipmap=True,
                                    string_labels=True),
+    "catboost_regressor_ml5": Case("catboost", _catboost("CatBoostRegressor", iterations=300), None, ml5=True),
     "catboost_regressor": Case("catboost", _catboost("CatBoostRegressor", iterations=300), None),
     "catboost_binary_zipmap": Case("catboost", _catboost("CatBoostClassifier", iterations=200), 2, zipmap=True),
     "catboost_multiclass_zipmap": Case("catboost", _catboost("CatBoostClassifier", iterations=100,
@@ -167,7 +175,8 @@ def convert(name: str):
         onnx_model = to_onnx(model, initial_types=[("input", FloatTensorType([None, FEATURES]))],
                              target_opset=ONNX_OPSET, **options)
     rows, _ = _data(case.classes, 256, seed=1, categorical=case.categorical)
-    return onnx_model, _on_thresholds(onnx_model, rows)
+    rows = _on_thresholds(onnx_model, rows)
+    return (as_tree_ensemble5(onnx_model) if case.ml5 else onnx_model), rows
 
 
 def _on_thresholds(model, rows: np.ndarray) -> np.ndarray:
@@ -189,11 +198,13 @@ def _on_thresholds(model, rows: np.ndarray) -> np.ndarray:
 
 
 def ensemble_size(model) -> tuple[int, int]:
-    """(trees, nodes) of the model's tree ensemble node."""
+    """(trees, nodes) of the model's tree ensemble node (opset 5: split nodes and leaves)."""
     from onnx import helper
 
     [ensemble] = [node for node in model.graph.node if node.op_type.startswith("TreeEnsemble")]
     attrs = {a.name: helper.get_attribute_value(a) for a in ensemble.attribute}
+    if ensemble.op_type == "TreeEnsemble":
+        return len(attrs["tree_roots"]), len(attrs["nodes_featureids"]) + len(attrs["leaf_targetids"])
     return len(set(attrs["nodes_treeids"])), len(attrs["nodes_treeids"])
 
 
