@@ -5,10 +5,10 @@ GPU) with the model's own example arguments, :func:`workbench.smoke_test_web_har
 for all of them), then the browser's outputs against onnxruntime CPU on the same file (the report's
 parity) and against JAX. Prints one table row per model::
 
-    PYTHONPATH=$PWD python -m tests.benchmarks.bench_web_models [--set bench|programs|all] [--only a,b]
+    PYTHONPATH=$PWD python -m tests.benchmarks.bench_web_models [--set bench|programs|all] [--only a,b] [--external-data]
 
 The models: the conversion benchmark's set at its ``test`` size (tests/support/benchmark_set.py), each
-static and, where the set has one, with a symbolic batch (and sequence), and :data:`PROGRAMS`, a slice of
+static and, where the set has one, with a symbolic batch (and sequence; run at batch 2), and :data:`PROGRAMS`, a slice of
 the real-program catalogue chosen for op variety (attention, convolutions, scans and loops, gathers and
 scatters, control flow, special functions). docs/web.md, "Real models in the browser", has the results.
 """
@@ -73,10 +73,44 @@ def bench_cases(names: Sequence[str] = BENCH_MODELS) -> list[Case]:
 
             def build(builder=builder, symbolic=symbolic):
                 model = builder("test", symbolic=symbolic)
-                return model.fn, model.specs, model.inputs, ()
+                inputs = model.inputs
+                if symbolic:  # run the symbolic batch at 2, not at the size it was traced with
+                    inputs = [np.concatenate([x, x[..., ::-1]], axis=0) for x in inputs]
+                return model.fn, model.specs, inputs, ()
 
             cases.append(Case(f"{name}{'[sym]' if symbolic else ''}", build, rtol=1e-3, atol=1e-4))
     return cases
+
+
+def haiku_resnet18_random_logits() -> Case:
+    """The benchmark set's Haiku ResNet-18 with a random logits layer: ``hk.nets.ResNet`` initialises that
+    layer's weights to zeros, so the set's model outputs exactly 0 for every image and a comparison of its
+    outputs says nothing about the convolutions before it. BatchNorm statistics near 1, as after training."""
+
+    def build():
+        import haiku as hk
+        import jax
+
+        def net(x, is_training):
+            return hk.nets.ResNet18(10, resnet_v2=False)(x, is_training=is_training)
+
+        transformed = hk.transform_with_state(net)
+        sample = np.random.default_rng(0).standard_normal((1, 32, 32, 3)).astype(np.float32)
+        params, state = jax.jit(transformed.init, static_argnums=2)(jax.random.key(0), sample, True)
+        logits = next(name for name in params if name.endswith("logits"))
+        shape = params[logits]["w"].shape
+        params = {**params, logits: {**params[logits], "w": jax.random.normal(jax.random.key(2), shape) * 0.1}}
+        # moving statistics near 1 (haiku starts them at 0: a variance of 0 makes activations of ~1e9)
+        state = jax.tree_util.tree_map(
+            lambda v: v + 1.0 + 0.1 * jax.random.uniform(jax.random.key(1), v.shape) if v.dtype.kind == "f" else v,
+            state)  # fmt: skip
+
+        def forward(x):
+            return transformed.apply(params, state, None, x, False)[0]
+
+        return forward, [jax.ShapeDtypeStruct(("B", 32, 32, 3), np.float32)], [np.concatenate([sample, -sample])], ()
+
+    return Case("haiku_resnet18[sym, random logits]", build, rtol=1e-3, atol=1e-4)
 
 
 def program_cases(names: Sequence[str] = PROGRAMS) -> list[Case]:
@@ -115,6 +149,7 @@ class Row:
     failure: str = ""
     op_types: tuple[str, ...] = ()
     rewrites: int = 0
+    spread: float = float("nan")  # max - min of JAX's float outputs: 0 means the comparison shows nothing
 
 
 def _all_op_types(model: Any) -> set[str]:
@@ -140,8 +175,9 @@ def _all_op_types(model: Any) -> set[str]:
     return found
 
 
-def prepare(case: Case, root: Path) -> tuple[Row, Any, list[np.ndarray]]:
-    """Convert ``case``, export its harness under ``root``; the row so far, the harness info, JAX's outputs."""
+def prepare(case: Case, root: Path, *, external_data_threshold: int = 64 << 20) -> tuple[Row, Any, list[np.ndarray]]:
+    """Convert ``case``, export its harness under ``root``; the row so far, the harness info, JAX's outputs.
+    ``external_data_threshold=0`` puts every weight of 1 KiB or more in the external data file."""
     import jax
 
     import workbench as wb
@@ -161,7 +197,7 @@ def prepare(case: Case, root: Path) -> tuple[Row, Any, list[np.ndarray]]:
         expected = fn(*args)
     jax_outputs = [np.asarray(x) for x in jax.tree_util.tree_leaves(expected)]
     info = wb.export_web_harness(model, root / case.name, inputs=dict(zip(names, leaves, strict=True)),
-                                 providers=("wasm",))  # fmt: skip
+                                 providers=("wasm",), external_data_threshold=external_data_threshold)  # fmt: skip
     return row, info, jax_outputs
 
 
@@ -195,11 +231,13 @@ def finish(row: Row, case: Case, info: Any, jax_outputs: list[np.ndarray], repor
             errors.append(float(np.abs(got - want64)[~same].max(initial=0.0)))
             jax_ok &= bool(np.allclose(got, want64, rtol=case.rtol * 10, atol=case.atol * 10, equal_nan=True))
     row.error_jax = max(errors, default=0.0)
+    floats = [w for w in jax_outputs if w.dtype.kind == "f" and w.size]
+    row.spread = min((float(np.ptp(w[np.isfinite(w)])) for w in floats if np.isfinite(w).any()), default=float("nan"))
     row.jax_ok = jax_ok
     return row
 
 
-def run(cases: Sequence[Case], *, timeout: float = 120) -> list[Row]:
+def run(cases: Sequence[Case], *, timeout: float = 120, external_data_threshold: int = 64 << 20) -> list[Row]:
     """Convert and export every case, run all harnesses in one Chromium, return the rows."""
     from workbench.web.smoke import smoke_test_web_harnesses
 
@@ -209,7 +247,7 @@ def run(cases: Sequence[Case], *, timeout: float = 120) -> list[Row]:
         prepared: list[tuple[Case, Row, Any, list[np.ndarray]]] = []
         for case in cases:
             try:
-                row, info, jax_outputs = prepare(case, root)
+                row, info, jax_outputs = prepare(case, root, external_data_threshold=external_data_threshold)
             except Exception as error:  # noqa: BLE001 - a table row, not a crash
                 rows.append(Row(case.name, failure=f"export: {type(error).__name__}: {str(error).splitlines()[0][:200]}"))
                 continue
@@ -222,12 +260,13 @@ def run(cases: Sequence[Case], *, timeout: float = 120) -> list[Row]:
 
 def table(rows: Sequence[Row]) -> str:
     """The printed table."""
-    lines = ["| model | nodes | bytes | ops | browser ok | max err vs ort | max err vs JAX | load+run ms | web rewrites |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| model | nodes | bytes | ops | browser ok | max err vs ort | max err vs JAX | output spread | load+run ms "
+             "| web rewrites |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         verdict = "yes" if r.ok else "NO"
         jax = f"{r.error_jax:.2g}" + ("" if r.jax_ok or np.isnan(r.error_jax) else " (!)")
-        lines.append(f"| {r.name} | {r.nodes} | {r.bytes:,} | {r.ops} | {verdict} | {r.error_ort:.2g} | {jax} | "
+        spread = f"{r.spread:.2g}" + (" (constant: no evidence)" if r.spread == 0 else "")
+        lines.append(f"| {r.name} | {r.nodes} | {r.bytes:,} | {r.ops} | {verdict} | {r.error_ort:.2g} | {jax} | {spread} | "
                      f"{r.load_run_ms:.0f} | {r.rewrites} |")  # fmt: skip
     failures = [r for r in rows if r.failure]
     if failures:
@@ -240,15 +279,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=("bench", "programs", "all"), default="all")
     parser.add_argument("--only", default="", help="comma-separated case names (builders or programs)")
+    parser.add_argument("--external-data", action="store_true", help="weights in model.onnx.<digest>.data")
     options = parser.parse_args(argv)
     only = [n for n in options.only.split(",") if n]
     cases: list[Case] = []
     if options.set in ("bench", "all"):
         cases += bench_cases([n for n in BENCH_MODELS if not only or n in only])
+        if not only or "haiku_resnet18" in only:
+            cases.append(haiku_resnet18_random_logits())
     if options.set in ("programs", "all"):
         cases += program_cases([n for n in PROGRAMS if not only or n in only])
     started, cpu = time.perf_counter(), time.process_time()
-    rows = run(cases)
+    rows = run(cases, external_data_threshold=0 if options.external_data else 64 << 20)
     print(table(rows))
     print(f"\n{sum(r.ok for r in rows)} of {len(rows)} ran in Chromium and matched onnxruntime; "
           f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} CPU s (this process)")  # fmt: skip
