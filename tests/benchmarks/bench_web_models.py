@@ -66,9 +66,12 @@ def bench_cases(names: Sequence[str] = BENCH_MODELS) -> list[Case]:
     """The benchmark set at test size, static and symbolic."""
     from tests.support import benchmark_set
 
+    builders = {"hf_gpt2": benchmark_set.hf_gpt2, "hf_bert": benchmark_set.hf_bert, "hf_vit": benchmark_set.hf_vit,
+                "haiku_resnet18": benchmark_set.haiku_resnet18, "eqx_transformer": benchmark_set.eqx_transformer,
+                "keras_mobilenet": benchmark_set.keras_mobilenet, "nnx_gpt_mha": benchmark_set.nnx_gpt_mha}  # fmt: skip
     cases: list[Case] = []
     for name in names:
-        builder = getattr(benchmark_set, name)  # a module attribute by name, not duck typing
+        builder = builders[name]
         for symbolic in (False, True):
 
             def build(builder=builder, symbolic=symbolic):
