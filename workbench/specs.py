@@ -149,6 +149,7 @@ def parse_input_specs(inputs: Sequence[Any] | None, constraints: Sequence[str] =
 
     args = tuple(convert(spec, f"inputs[{i}]") for i, spec in enumerate(inputs))
     _check_constraint_symbols(constraints, symbols)
+    _check_satisfiable(constraints, scope, symbols)
     return InputSpecs(args=args, symbols=tuple(symbols), scope=scope, constraints=tuple(constraints))
 
 
@@ -182,6 +183,21 @@ def _check_constraint_symbols(constraints: Sequence[str], symbols: dict[str, Non
             f"constraints: {', '.join(map(repr, unknown))} is not a dimension of any input spec "
             f"(the specs name {', '.join(map(repr, symbols)) or 'none'}); constrain the symbols the inputs use."
         )
+
+
+def _check_satisfiable(constraints: Sequence[str], scope: jax_export.SymbolicScope, symbols: dict[str, None]) -> None:
+    """Refuse constraints no size satisfies (``B >= 8`` with ``B <= 2``); JAX finds that only at its first comparison,
+    which a function without one never makes, and the model would claim bounds no input meets."""
+    if not constraints or not symbols:
+        return
+    try:
+        for dim in jax_export.symbolic_shape(",".join(symbols), scope=scope):
+            _ = dim >= 1  # the first comparison makes JAX decide the constraints' bounds
+    except ValueError as error:
+        raise SpecError(
+            f"constraints: {list(constraints)!r:.160} cannot all hold ({error}); no input size satisfies them: "
+            "drop or correct the contradicting bound."
+        ) from error
 
 
 def parse_shape_text(text: str) -> tuple[tuple[int | str, ...], np.dtype]:

@@ -102,6 +102,13 @@ def node_suite_seeds(ops: tuple[str, ...] = NODE_SUITE_OPS) -> list[Seed]:
     return seeds
 
 
+def user_model_seeds(groups: tuple[str, ...] | None = None) -> list[Seed]:
+    """Models users bring (tests/support/fault_user_seeds.py): contrib ops, ML converters, Optimum's If, exports."""
+    from tests.support.fault_user_seeds import BUILDERS, user_seeds
+
+    return [Seed(s.name, s.model, s.inputs) for s in user_seeds(groups or tuple(BUILDERS))]
+
+
 def _inputs_for(model: onnx.ModelProto, seed: Seed, rng: np.random.Generator) -> list[np.ndarray] | None:
     """Inputs matching the mutant's declared graph inputs: the seed's where they still fit, else random."""
     initializers = {t.name for t in model.graph.initializer}
@@ -157,6 +164,14 @@ def all_jax_cases(per_seed: int, seed: int, kinds: tuple[str, ...] = JAX_KINDS) 
     for seed_index, name in enumerate(SEEDS):
         for kind_index, kind in enumerate(kinds):
             yield from jax_cases(name, kind, seed * 1_000_003 + seed_index * 101 + kind_index, per_seed)
+
+
+def program_cases(seed: int = 0) -> list[JaxCase]:
+    """One case per real-program mistake (tests/support/fault_jax_programs.py); ``seed`` only numbers them."""
+    from tests.support.fault_jax_programs import MISTAKES, PROGRAM_KIND
+
+    return [JaxCase("to_onnx", PROGRAM_KIND, name, seed, [], targets=(), what=(MISTAKES[name].__doc__ or "").splitlines()[0])
+            for name in MISTAKES]
 
 
 # ------------------------------------------------------------------------------ the worker
@@ -271,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the CI slice")
     parser.add_argument("--door", choices=("onnx", "jax", "both"), default="both")
     parser.add_argument("--no-node-suite", action="store_true", help="ONNX seeds: only the suite's own models")
+    parser.add_argument("--users", metavar="GROUPS", help="ONNX seeds: only models users bring (comma-separated groups of "
+                        "tests/support/fault_user_seeds.py, or 'all'); JAX: the real-program mistakes")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per case")
     parser.add_argument("--only", metavar="DOOR/KIND/SEED#N", help="run the one case a table line names")
     parser.add_argument("--save", metavar="FILE", help="with --only on an ONNX case: write its mutant there")
@@ -281,10 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cases = []
         if args.door in ("onnx", "both"):
-            seeds = local_seeds() + ([] if args.no_node_suite else node_suite_seeds())
+            if args.users:
+                seeds = user_model_seeds(None if args.users == "all" else tuple(args.users.split(",")))
+            else:
+                seeds = local_seeds() + ([] if args.no_node_suite else node_suite_seeds())
             cases += list(onnx_cases(seeds, args.cases, args.seed))
         if args.door in ("jax", "both"):
-            cases += list(all_jax_cases(args.cases, args.seed))
+            cases += program_cases(args.seed) if args.users else list(all_jax_cases(args.cases, args.seed))
     if args.only:
         cases = [c for c in cases if f"{c.door}/{c.kind}/{c.seed}#{c.number}" == args.only]
         if args.save and cases and isinstance(cases[0], OnnxCase):

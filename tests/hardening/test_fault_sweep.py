@@ -246,3 +246,51 @@ def test_a_spec_whose_dtype_is_none_is_refused_not_read_as_float64():
         wb.to_onnx(lambda x: x * 2, [TensorSpec((3,), None)])
     with pytest.raises(wb.SpecError, match=r"inputs\[0\]: \"'a', b\" is not a dtype"):
         wb.to_onnx(lambda x: x * 2, [TensorSpec((3,), "'a', b")])
+
+
+# ------------------------------------------------------------------------------ real-program mistakes (fault_jax_programs)
+def test_a_symbolic_batch_reshaped_to_fixed_sizes_is_refused_naming_the_symbol():
+    """Was: converted; the model (like the function) only ran for B = 1 and onnxruntime refused B = 2 at run time."""
+    with pytest.raises(wb.ConversionError, match=r"reshape of a \[B, 3, 4\] value to the fixed shape \(1, 12\) holds "
+                                                 r"for one value of B only: .* static size for B"):  # fmt: skip
+        wb.to_onnx(lambda x: x.reshape(1, 12) * 2, [("B", 3, 4)])
+    model = wb.to_onnx(lambda x: x.reshape(x.shape[0], 12) * 2, [("B", 3, 4)])  # the symbolic form still converts
+    x = np.arange(48, dtype=np.float32).reshape(2, 6, 4)[:, :3]
+    np.testing.assert_array_equal(run_onnx(model, [np.ascontiguousarray(x)])[0], np.ascontiguousarray(x).reshape(2, 12) * 2)
+
+
+def test_constraints_no_size_satisfies_are_refused():
+    """Was: converted, the model's metadata claiming 'B >= 8; B <= 2' (JAX decides the bounds at its first comparison)."""
+    with pytest.raises(wb.SpecError, match=r"constraints: \['B >= 8', 'B <= 2'\] cannot all hold \(Unsatisfiable "
+                                           r"constraint: B <= 2\)"):  # fmt: skip
+        wb.to_onnx(lambda x: x + 1, [("B", 4)], constraints=["B >= 8", "B <= 2"])
+    model = wb.to_onnx(lambda x: x + 1, [("B", 4)], constraints=["B >= 2", "B <= 64"])
+    np.testing.assert_array_equal(run_onnx(model, [np.ones((3, 4), np.float32)])[0], np.full((3, 4), 2, np.float32))
+
+
+def test_a_linen_apply_without_variables_is_refused_saying_what_to_pass():
+    """Was: TraceError '... TypeError: Array.__contains__: unsupported operand type' (the input taken for the variables)."""
+    import flax.linen as nn
+
+    with pytest.raises(wb.SpecError, match=r"fn: Dense\.apply of a Linen module needs its variables as its first "
+                                           r"argument; pass functools\.partial\(model\.apply, variables\)"):  # fmt: skip
+        wb.to_onnx(nn.Dense(3).apply, [(2, 4)])
+
+
+def test_a_float64_spec_without_x64_warns_that_the_model_takes_float32():
+    """Was: silently a float32 model input for a float64 spec; the float64 data the spec described then fails in it."""
+    with pytest.warns(wb.WorkbenchWarning, match=r"inputs\[0\] is float64, traced as float32 .* enable_double_precision=True"):
+        model = wb.to_onnx(lambda x: x * 2, [jax.ShapeDtypeStruct((2, 3), np.float64)])
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    model = wb.to_onnx(lambda x: x * 2, [jax.ShapeDtypeStruct((2, 3), np.float64)], enable_double_precision=True)
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.DOUBLE
+
+
+def test_the_oracle_compares_zipmap_rows_with_a_tolerance():
+    """Was: every skl2onnx ZipMap output counted a mismatch (float32 scores vs onnxruntime's Python floats, exactly)."""
+    from tests.support.fault_oracle import _agree
+
+    ours = [np.array([{0: np.float32(0.25), 1: np.float32(0.75)}], dtype=object)]
+    assert _agree(ours, [np.array([{0: 0.2500000012, 1: 0.7499999988}], dtype=object)]) == ""
+    assert "row 0" in _agree(ours, [np.array([{0: 0.5, 1: 0.5}], dtype=object)])
+    assert "row 0" in _agree(ours, [np.array([{1: 0.25, 0: 0.75}], dtype=object)])

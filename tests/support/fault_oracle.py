@@ -99,8 +99,21 @@ def _agree(ours: list[np.ndarray], theirs: list[np.ndarray]) -> str:
         if a.dtype.kind in "fc" and b.dtype.kind in "fc":
             if not np.allclose(a.astype(np.complex128), b.astype(np.complex128), rtol=1e-3, atol=1e-4, equal_nan=True):
                 return f"output {index}: max |diff| {np.nanmax(np.abs(a.astype(np.float64) - b.astype(np.float64)))}"
+        elif a.dtype == object and a.size and all(isinstance(e, dict) for e in (*a.ravel(), *b.ravel())):
+            difference = _maps_differ(list(a.ravel()), list(b.ravel()))  # ZipMap: one {label: probability} per row
+            if difference:
+                return f"output {index}: {difference}"
         elif not np.array_equal(a, b):
             return f"output {index}: values differ ({a.dtype} vs {b.dtype})"
+    return ""
+
+
+def _maps_differ(ours: list[dict], theirs: list[dict]) -> str:
+    """'' when two lists of {label: score} maps have the same labels and close scores, else the first row that differs."""
+    for row, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if list(a) != list(b) or not np.allclose(np.array(list(a.values()), np.float64),
+                                                 np.array(list(b.values()), np.float64), rtol=1e-3, atol=1e-4):
+            return f"row {row}: {a} vs {b}"
     return ""
 
 
@@ -183,12 +196,32 @@ def _call_onnx_door(case: OnnxCase, onnx: Any) -> list[np.ndarray] | None:
 
 def run_jax_case(case: JaxCase) -> Outcome:
     """Call the case's JAX -> ONNX door; a model it returns is run by onnxruntime against the callable."""
+    from tests.support.fault_jax_programs import PROGRAM_KIND
+
+    if case.kind == PROGRAM_KIND:
+        return run_program_mistake(case.seed)
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"), tempfile.TemporaryDirectory() as folder:
             warnings.simplefilter("ignore")
             checked = _call_jax_door(case, Path(folder))
     except (Exception, SystemExit) as error:  # noqa: BLE001 - classified: that is the oracle's job
         return _error_outcome(error, case.targets, value_error_ok=True)
+    return Outcome("mismatch", checked) if checked else Outcome("clean", "converted")
+
+
+def run_program_mistake(name: str) -> Outcome:
+    """A real-program mistake (tests/support/fault_jax_programs.py) through ``wb.to_onnx``; compared when it converts."""
+    import workbench as wb
+    from tests.support.fault_jax_programs import MISTAKES
+
+    call = MISTAKES[name]()  # building the program is the sweep's part: its errors are not the door's
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            model = wb.to_onnx(call.fn, call.inputs, **call.kwargs)
+            checked = _compare_with_callable(call.fn, model) if call.compare else ""
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - classified: that is the oracle's job
+        return _error_outcome(error, call.targets, value_error_ok=True)
     return Outcome("mismatch", checked) if checked else Outcome("clean", "converted")
 
 

@@ -13,6 +13,7 @@ what lets the exporter name every initializer after its module path
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +207,12 @@ def normalize_callable(fn: Any) -> NormalizedCallable:
                 f"fn: the Linen module {type(fn).__name__} is not bound to variables; pass "
                 "functools.partial(model.apply, variables) instead."
             )
+    if isinstance(fn, types.MethodType) and _derives_from_package(fn.__self__, "flax") and _is_linen_apply(fn):
+        # `model.apply` itself: its first argument would be taken for the variables and the input for them
+        raise SpecError(
+            f"fn: {type(fn.__self__).__name__}.{fn.__name__} of a Linen module needs its variables as its first "
+            f"argument; pass functools.partial(model.{fn.__name__}, variables) with variables = model.init(key, x)."
+        )
     if isinstance(fn, functools.partial):
         return _normalize_partial(fn)
     if _is_equinox_module(fn):

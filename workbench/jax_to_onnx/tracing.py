@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from workbench.errors import SpecError, TraceError
+from workbench.errors import SpecError, TraceError, warn
 from workbench.jax_to_onnx.dead_code import prune_dead_code
 from workbench.jax_to_onnx.functions import exporting
 from workbench.jax_to_onnx.normalize import NormalizedCallable, normalize_callable
@@ -73,6 +73,8 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
     normalized = normalize_callable(fn)
     specs = parse_input_specs(inputs, constraints)
     _check_arity(fn, len(specs.args), normalized.display_name)
+    if not enable_double_precision:
+        _warn_double_precision_specs(specs.args)
     out_tree_box: list[Any] = []
 
     def flat_pure(params: list[Any], *args: Any) -> Any:
@@ -110,6 +112,20 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
         out_avals=tuple(v.aval for v in closed.jaxpr.outvars),
         arg_names=tuple(_argument_names(fn, len(specs.args))),
     )
+
+
+_DOUBLE = (np.dtype(np.float64), np.dtype(np.complex128))
+
+
+def _warn_double_precision_specs(args: tuple[Any, ...]) -> None:
+    """Say when a float64/complex128 input spec is traced in 32 bits (JAX without x64 narrows it silently,
+    and the model's input is then float32: feeding it the float64 data the spec described fails)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(args)[0]:
+        if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.dtype in _DOUBLE:
+            narrow = "float32" if leaf.dtype == np.float64 else "complex64"
+            warn(f"inputs{jax.tree_util.keystr(path)} is {leaf.dtype.name}, traced as {narrow} (the model's input is "
+                 f"{narrow}); pass enable_double_precision=True to keep 64 bits, or give a {narrow} spec to silence this.")
+            return
 
 
 _ARRAY_LEAVES = (jax.Array, np.ndarray, np.generic, int, float, complex, bool)

@@ -115,9 +115,26 @@ def _reshape(ctx: LoweringContext, x: ir.Value, *dyn_shape: ir.Value, new_sizes:
     del sharding  # placement only
     if dyn_shape:
         raise ConversionError("reshape with dynamic (non-symbolic) output shapes is not supported")
+    _refuse_fixing_symbols(ctx.avals_in[0].shape, tuple(new_sizes))
     if dimensions is not None:
         x = transpose(ctx, x, dimensions)
     return reshape_to(ctx, x, tuple(new_sizes))
+
+
+def _refuse_fixing_symbols(source: Sequence[Any], target: Sequence[Any]) -> None:
+    """A reshape of a symbolic shape to constant sizes holds for one value of the symbols only: say which.
+
+    JAX traces ``x.reshape(1, 12)`` of ``x[B, 3, 4]`` (the batch fixed in the function while the spec
+    leaves it symbolic) and the exported model then fails at run time for every other batch.
+    """
+    symbolic = [str(d) for d in source if not is_static(d)]
+    if not symbolic or not all(is_static(d) for d in target) or 0 in source or 0 in target:
+        return
+    names = ", ".join(dict.fromkeys(symbolic))
+    raise ConversionError(
+        f"reshape of a [{', '.join(str(d) for d in source)}] value to the fixed shape {tuple(int(d) for d in target)} holds "
+        f"for one value of {names} only: the function fixes a dimension the input specs leave symbolic. Give the "
+        f"input a static size for {names}, or reshape with x.shape[...] rather than constants in the function.")
 
 
 @handler("squeeze", onnx_ops=("Squeeze",), testcases=[
