@@ -280,3 +280,24 @@ def test_float16_block_matches_the_folding_pass(monkeypatch):
 def test_unoptimized_export_lowers_every_equation():
     model = wb.convert(_plain_affine, [(1, 5, 5, 3)], optimize=False).model
     assert {"Mul", "Add", "Max"} <= set(_ops(model))
+
+
+def _conv_affine_relu(x: jax.Array) -> jax.Array:
+    y = lax.conv_general_dilated(x, _KERNEL_SQUARE, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.nn.relu(y * _SCALE[:4] + _SHIFT[:4])
+
+
+_KERNEL_SQUARE = _random(3, 3, 4, 4)
+
+
+@pytest.mark.parametrize(("fn", "condition"), [
+    (lambda x: jax.jit(_conv_affine_relu)(x) + _conv_affine_relu(x), None),  # nested jit: one closed-over kernel twice
+    (lambda x: lax.scan(lambda c, _: (_conv_affine_relu(c), None), x, None, length=3)[0], None),  # a Loop body
+    (lambda x, p: lax.cond(p > 0, _conv_affine_relu, lambda v: v * 2.0, x), 1.0),  # an If branch
+    (lambda x, p: lax.cond(p > 0, _conv_affine_relu, lambda v: v * 2.0, x), -1.0),
+], ids=["nested_jit", "scan", "cond_true", "cond_false"])
+def test_block_inside_nested_jaxprs_and_bodies(fn, condition):
+    args = [_random(2, 5, 5, 4)] + ([] if condition is None else [np.float32(condition)])
+    model = wb.to_onnx(fn, [np.shape(a) if np.ndim(a) else jax.ShapeDtypeStruct((), np.float32) for a in args])
+    assert_graph_quality(model)
+    assert_matches_jax(fn, model, args, rtol=1e-4, atol=1e-4)

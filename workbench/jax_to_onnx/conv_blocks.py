@@ -48,6 +48,7 @@ _UFUNCS: dict[str, Callable[..., np.ndarray]] = {
     "rsqrt": lambda a: np.reciprocal(np.sqrt(a)),  # as the lowering writes it (Sqrt, Reciprocal) and folding computes it
 }
 _CONSTANT_OPS = frozenset({*_UFUNCS, "reshape", "broadcast_in_dim", "squeeze"})
+_CONSTANT_OPS_TUPLE = tuple(sorted(_CONSTANT_OPS))
 # at most this many equations make one operand's constant (a BatchNorm's scale: reshapes, add, rsqrt, mul)
 _MAX_CONSTANT_EQNS = 16
 
@@ -242,7 +243,7 @@ def _per_channel(atom: Any, shape: Sequence[Any], axis: int, channels: int, dtyp
     if isinstance(atom, jex_core.Literal):
         return _literal(atom) is not None and np.dtype(atom.aval.dtype) == dtype
     own = atom.aval.shape
-    if np.dtype(atom.aval.dtype) != dtype or len(own) > len(shape) or not all(isinstance(d, (int, np.integer)) for d in own):
+    if atom.aval.dtype != dtype or len(own) > len(shape) or _static_size(own) is None:
         return False
     offset = len(shape) - len(own)
     return all(d == 1 or (offset + i == axis and d == channels) for i, d in enumerate(own))
@@ -264,12 +265,9 @@ def _constant_equations(index: _Index, atom: Any, channels: int, dtype: np.dtype
         if current in seen:
             continue
         seen.add(current)
-        shape = current.aval.shape
-        if np.dtype(current.aval.dtype) != dtype or not all(isinstance(d, (int, np.integer)) for d in shape):
+        if current.aval.dtype != dtype or _static_size(current.aval.shape) not in (1, channels):
             return None
-        if math.prod(int(d) for d in shape) not in (1, channels):
-            return None
-        eqn = index.eqn(current, tuple(_CONSTANT_OPS))
+        eqn = index.eqn(current, _CONSTANT_OPS_TUPLE)
         if eqn is None or not _evaluable(eqn):
             starts.append(current)
             continue
@@ -278,6 +276,15 @@ def _constant_equations(index: _Index, atom: Any, channels: int, dtype: np.dtype
             return None
         pending.extend(eqn.invars)
     return equations, starts
+
+
+def _static_size(shape: Sequence[Any]) -> int | None:
+    """The number of elements of a static ``shape``, else None (a symbolic dimension)."""
+    if all(type(d) is int for d in shape):  # the common case, without the isinstance checks below
+        return math.prod(shape)
+    if not all(isinstance(d, (int, np.integer)) for d in shape):
+        return None
+    return math.prod(int(d) for d in shape)
 
 
 def _evaluable(eqn: Any) -> bool:
