@@ -50,6 +50,7 @@ class Seed:
     name: str
     model: onnx.ModelProto
     inputs: list[np.ndarray] | None  # known-good inputs (node-suite data), else generated per mutant
+    int_steps: int = 0  # integer outputs may differ from onnxruntime's by this many steps (quantized contrib ops)
 
 
 def _scan_model() -> onnx.ModelProto:
@@ -106,7 +107,7 @@ def user_model_seeds(groups: tuple[str, ...] | None = None) -> list[Seed]:
     """Models users bring (tests/support/fault_user_seeds.py): contrib ops, ML converters, Optimum's If, exports."""
     from tests.support.fault_user_seeds import BUILDERS, user_seeds
 
-    return [Seed(s.name, s.model, s.inputs) for s in user_seeds(groups or tuple(BUILDERS))]
+    return [Seed(s.name, s.model, s.inputs, s.int_steps) for s in user_seeds(groups or tuple(BUILDERS))]
 
 
 def _inputs_for(model: onnx.ModelProto, seed: Seed, rng: np.random.Generator) -> list[np.ndarray] | None:
@@ -157,7 +158,8 @@ def onnx_cases(seeds: list[Seed], per_seed: int, seed: int, kinds: tuple[str, ..
                 else:
                     inputs = _inputs_for(mutant.model, model_seed, rng)
                 door = doors[(number + seed_index) % len(doors)]
-                yield OnnxCase(door, kind, model_seed.name, number, payload, as_bytes, inputs, mutant.targets, mutant.what)
+                yield OnnxCase(door, kind, model_seed.name, number, payload, as_bytes, inputs, mutant.targets, mutant.what,
+                               model_seed.int_steps)
 
 
 def all_jax_cases(per_seed: int, seed: int, kinds: tuple[str, ...] = JAX_KINDS) -> Iterator[JaxCase]:

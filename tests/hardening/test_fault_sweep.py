@@ -294,3 +294,13 @@ def test_the_oracle_compares_zipmap_rows_with_a_tolerance():
     assert _agree(ours, [np.array([{0: 0.2500000012, 1: 0.7499999988}], dtype=object)]) == ""
     assert "row 0" in _agree(ours, [np.array([{0: 0.5, 1: 0.5}], dtype=object)])
     assert "row 0" in _agree(ours, [np.array([{1: 0.25, 0: 0.75}], dtype=object)])
+
+
+def test_the_oracle_allows_quantized_outputs_the_steps_their_seed_allows():
+    """Was: contrib QLinearAdd mutants counted mismatches for onnxruntime's one-step rounding, which its case allows."""
+    from tests.support.fault_oracle import _agree
+
+    ours, theirs = [np.array([3, 7, 250], np.uint8)], [np.array([4, 7, 249], np.uint8)]
+    assert _agree(ours, theirs, int_steps=1) == ""
+    assert "values differ" in _agree(ours, theirs)
+    assert "2 integer steps apart (allowed 1)" in _agree(ours, [np.array([5, 7, 250], np.uint8)], int_steps=1)
