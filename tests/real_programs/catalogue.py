@@ -3,8 +3,8 @@
 Each :class:`RealProgram` builds, with random weights and no downloads, a callable in the style of a
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
-pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, plain jax.numpy programs; distrax, TensorFlow Probability and JAX MD
-opt-in, see :func:`load_all`), the input
+pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, plain jax.numpy programs; distrax, TensorFlow Probability, JAX MD,
+FlowJAX and Penzai opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -75,13 +75,14 @@ def program(
     return register
 
 
-def load_all(*, include_tfp: bool = False, include_jaxmd: bool = False) -> dict[str, RealProgram]:
+def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> dict[str, RealProgram]:
     """Import every program module (each registers its programs) and return the catalogue.
 
     ``include_tfp`` adds the distrax and TensorFlow Probability programs (tfp_distrax_programs.py): they
     need tfp-nightly, which the lock cannot pin, so they are opt-in (WORKBENCH_REAL_PROGRAMS_TFP=1).
-    ``include_jaxmd`` adds the JAX MD programs (jaxmd_programs.py): jax-md requires pymatgen (~25 packages),
-    which the lock leaves out, so they are opt-in too (WORKBENCH_REAL_PROGRAMS_JAXMD=1).
+    ``include_unlocked`` adds the programs of libraries the lock leaves out, opt-in too
+    (WORKBENCH_REAL_PROGRAMS_UNLOCKED=1, with those libraries installed): JAX MD (jaxmd_programs.py; jax-md
+    requires pymatgen, ~25 packages), FlowJAX and Penzai (flow_penzai_programs.py; not in the lock yet).
     """
     from tests.real_programs import (  # noqa: F401 - registration on import
         e3nn_programs,
@@ -102,8 +103,8 @@ def load_all(*, include_tfp: bool = False, include_jaxmd: bool = False) -> dict[
 
     if include_tfp:
         from tests.real_programs import tfp_distrax_programs  # noqa: F401
-    if include_jaxmd:
-        from tests.real_programs import jaxmd_programs  # noqa: F401
+    if include_unlocked:
+        from tests.real_programs import flow_penzai_programs, jaxmd_programs  # noqa: F401
 
     return PROGRAMS
 

@@ -5,7 +5,7 @@ minimisation, NVE and Langevin (NVT) integration from a key, and a sparse neighb
 positions. Particles start on a jittered lattice, so no two sit closer than the potentials' cores.
 
 jax-md is not in the lock (it requires pymatgen, which brings ~25 packages for a few energy functions), so
-these programs are opt-in: WORKBENCH_REAL_PROGRAMS_JAXMD=1 with jax-md installed (see ``load_all``).
+these programs are opt-in: WORKBENCH_REAL_PROGRAMS_UNLOCKED=1 with jax-md installed (see ``load_all``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ are also checked at other sizes of them (``SIZES_FULL_ONLY``: the heaviest of th
 catalogue). ``FULL_ONLY`` names the slowest
 programs, run with WORKBENCH_REAL_PROGRAMS_FULL=1 (CI runs the rest). WORKBENCH_REAL_PROGRAMS_TFP=1 adds
 the distrax and TensorFlow Probability programs (they need tfp-nightly, outside the lock);
-WORKBENCH_REAL_PROGRAMS_JAXMD=1 the JAX MD programs (jax-md needs pymatgen, outside the lock). Programs that
+WORKBENCH_REAL_PROGRAMS_UNLOCKED=1 the JAX MD, FlowJAX and Penzai programs (libraries outside the lock). Programs that
 need environment variables before their libraries are imported run in a fresh interpreter.
 """
 
@@ -26,7 +26,7 @@ from tests.real_programs.catalogue import (
 
 pytestmark = pytest.mark.slow
 PROGRAMS = load_all(include_tfp=os.environ.get("WORKBENCH_REAL_PROGRAMS_TFP") == "1",
-                    include_jaxmd=os.environ.get("WORKBENCH_REAL_PROGRAMS_JAXMD") == "1")
+                    include_unlocked=os.environ.get("WORKBENCH_REAL_PROGRAMS_UNLOCKED") == "1")
 FULL = os.environ.get("WORKBENCH_REAL_PROGRAMS_FULL") == "1"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
