@@ -70,7 +70,13 @@ def check(name: str, symbolic: bool) -> None:
     got = run_onnx(model, built.inputs)
     assert len(got) == len(expected)
     for ours, theirs in zip(got, expected, strict=True):
-        np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-4, atol=1e-4, err_msg=name)
+        theirs = np.asarray(theirs)
+        # absolute tolerance scaled to the output's size: float32 rounding through a deep network is relative
+        # to its activations (haiku_resnet18's logits reach ~30: 3e-4 apart on one small logit)
+        scale = max(1.0, float(np.max(np.abs(theirs)))) if theirs.size else 1.0
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale, err_msg=name)
+        if theirs.dtype.kind == "f" and theirs.size > 1:
+            assert np.ptp(theirs) > 0, f"{name}: JAX's output is one value everywhere; the comparison says nothing"
 
 
 def test_budgets_cover_the_set():

@@ -5,8 +5,8 @@ FlowJAX: a masked autoregressive flow's log density of a batch ``B`` of points a
 and a coupling flow's log density. Penzai: a small Llama-like transformer built from
 ``LlamalikeTransformerConfig`` with seeded parameters, called on named-axis token arrays.
 
-flowjax (19.1.2, + paramax) and penzai (0.2.5, + ordered-set) are not in the lock yet (they move no
-locked pin), so these programs are opt-in: WORKBENCH_REAL_PROGRAMS_UNLOCKED=1 with both installed.
+flowjax (19.1.2, + paramax) and penzai (0.2.5, + ordered-set) are in the test extra and the lock; CI runs
+flowjax_coupling, the other two are in the full catalogue only (catalogue.FULL_ONLY).
 """
 
 from __future__ import annotations

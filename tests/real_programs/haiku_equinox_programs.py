@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.real_programs.catalogue import Built, program
+from tests.support.trained_like import fill_zero_initialised
 
 _RNG = np.random.default_rng(41)
 
@@ -21,14 +22,18 @@ def _normal(*shape: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- Haiku
-def _haiku(forward_fn: Callable[[jax.Array, bool], Any], sample: Any, spec: Any, init_sample: Any = None) -> Built:
+def _haiku(forward_fn: Callable[[jax.Array, bool], Any], sample: Any, spec: Any, init_sample: Any = None, *,
+           fill_zeros: bool = False) -> Built:
     """``forward_fn(x, is_training)`` initialised in training mode on ``init_sample`` (default ``sample``),
-    which makes the BatchNorm/EMA state its batch statistics, and applied in inference with that state."""
+    which makes the BatchNorm/EMA state its batch statistics, and applied in inference with that state;
+    ``fill_zeros``: the parameters Haiku zero-initialises get random values (tests/support/trained_like.py)."""
     import haiku as hk
 
     transformed = hk.transform_with_state(forward_fn)
     init_with = sample if init_sample is None else init_sample
     params, state = jax.jit(transformed.init, static_argnums=2)(jax.random.key(0), init_with, True)
+    if fill_zeros:
+        params = fill_zero_initialised(params, seed=4)
 
     def forward(x):
         return transformed.apply(params, state, None, x, False)[0]
@@ -58,7 +63,8 @@ def _haiku_resnet50() -> Built:
     def forward(x, is_training):
         return hk.nets.ResNet50(10)(x, is_training=is_training)
 
-    return _haiku(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3))
+    # zero logits and zero block-final BatchNorm scales as initialised: the output would be 0 for any input
+    return _haiku(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), fill_zeros=True)
 
 
 def _vqvae(quantizer_factory: Callable[[], Any]) -> Callable[[jax.Array, bool], Any]:

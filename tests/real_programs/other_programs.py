@@ -17,6 +17,7 @@ from tests.real_programs.catalogue import Built, program
 from tests.real_programs.hf_flax import (
     MAX_POSITIONS, SMALL_SEQ2SEQ, SMALL_TEXT, TEXT_LENGTHS, seq2seq_model, text_model, token_spec, vision_model,
 )
+from tests.support.trained_like import fill_zero_initialised
 
 _RNG = np.random.default_rng(1)
 
@@ -126,12 +127,15 @@ def _hf_bert_cls() -> Built:
 
 
 # ----------------------------------------------------------------------------- Haiku
-def _haiku(forward_fn, sample: np.ndarray, spec) -> Built:
-    """``forward_fn(x, is_training)`` initialised in training mode (creating BatchNorm state), applied in inference."""
+def _haiku(forward_fn, sample: np.ndarray, spec, *, fill_zeros: bool = False) -> Built:
+    """``forward_fn(x, is_training)`` initialised in training mode (creating BatchNorm state), applied in inference;
+    ``fill_zeros``: the parameters Haiku zero-initialises get random values (tests/support/trained_like.py)."""
     import haiku as hk
 
     transformed = hk.transform_with_state(forward_fn)
     params, state = jax.jit(transformed.init, static_argnums=2)(jax.random.key(0), sample, True)  # eager init takes minutes
+    if fill_zeros:
+        params = fill_zero_initialised(params, seed=3)
 
     def forward(x):
         return transformed.apply(params, state, None, x, False)[0]
@@ -153,7 +157,8 @@ def _haiku_resnet() -> Built:
     def forward(x, is_training):
         return hk.nets.ResNet18(10, resnet_v2=False)(x, is_training=is_training)
 
-    return _haiku(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3))
+    # zero logits and zero block-final BatchNorm scales as initialised: the output would be 0 for any input
+    return _haiku(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), fill_zeros=True)
 
 
 @program("haiku_lstm_unroll", library="haiku", origin="dm-haiku hk.LSTM with hk.dynamic_unroll")
@@ -286,8 +291,8 @@ def _eqx_dropout() -> Built:
             self.linear = eqx.nn.Linear(6, 6, key=key)
             self.dropout = eqx.nn.Dropout(0.5)
 
-        def __call__(self, x, key):
-            return self.dropout(jax.nn.relu(self.linear(x)), key=key)
+        def __call__(self, x, key):  # tanh, not relu: a relu of 6 units was 0 on every unit for the sample
+            return self.dropout(jnp.tanh(self.linear(x)), key=key)
 
     net = eqx.nn.inference_mode(Net(jax.random.key(0)))
     return Built(lambda x: net(x, jax.random.key(3)), [(6,)], [_normal(6)])

@@ -7,7 +7,7 @@ are also checked at other sizes of them (``SIZES_FULL_ONLY``: the heaviest of th
 catalogue). ``FULL_ONLY`` names the slowest
 programs, run with WORKBENCH_REAL_PROGRAMS_FULL=1 (CI runs the rest). WORKBENCH_REAL_PROGRAMS_TFP=1 adds
 the distrax and TensorFlow Probability programs (they need tfp-nightly, outside the lock);
-WORKBENCH_REAL_PROGRAMS_UNLOCKED=1 the JAX MD, FlowJAX and Penzai programs (libraries outside the lock). Programs that
+WORKBENCH_REAL_PROGRAMS_UNLOCKED=1 the JAX MD programs (jax-md is outside the lock). Programs that
 need environment variables before their libraries are imported run in a fresh interpreter.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.real_programs.catalogue import (
-    EXPECTED_FAILURES, FIXED_LENGTH, FULL_ONLY, FULL_ONLY_REASON, SIZES_FULL_ONLY, check_program, load_all,
+    CONSTANT_OUTPUTS, EXPECTED_FAILURES, FIXED_LENGTH, FULL_ONLY, FULL_ONLY_REASON, SIZES_FULL_ONLY, check_program, load_all,
 )
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,7 @@ def test_expected_failures_name_real_programs():
     assert FULL_ONLY <= set(PROGRAMS), sorted(FULL_ONLY - set(PROGRAMS))
     assert set(FIXED_LENGTH) <= set(PROGRAMS), sorted(set(FIXED_LENGTH) - set(PROGRAMS))
     assert SIZES_FULL_ONLY <= set(PROGRAMS), sorted(SIZES_FULL_ONLY - set(PROGRAMS))
+    assert set(CONSTANT_OUTPUTS) <= set(PROGRAMS), sorted(set(CONSTANT_OUTPUTS) - set(PROGRAMS))
 
 
 @pytest.mark.parametrize("entry", list(_params()))

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tests.support.trained_like import fill_zero_initialised
+
 
 @dataclass
 class BenchModel:
@@ -182,6 +184,8 @@ def haiku_resnet18(size: str = "bench", *, symbolic: bool = False) -> BenchModel
     transformed = hk.transform_with_state(net)
     sample = _images(1, image)
     params, state = transformed.init(jax.random.key(0), sample, is_training=True)
+    # Haiku zero-initialises the logits and each block's last BatchNorm scale: fresh, the network outputs 0
+    params = fill_zero_initialised(params, seed=2)
     # moving statistics that differ from the initial zeros/ones, as after training
     state = jax.tree_util.tree_map(lambda s: s + 0.1 * jax.random.uniform(jax.random.key(1), s.shape), state)
 
