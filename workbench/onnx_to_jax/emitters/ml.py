@@ -337,16 +337,22 @@ def tree_ensemble_regressor(ctx: NodeContext) -> str:
     return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.attr("post_transform", "NONE")]))
 
 
+def _class_labels(ctx: NodeContext) -> tuple[list[int] | None, list[str] | None]:
+    """A classifier's or ZipMap's ``(classlabels_int64s, classlabels_strings)``: exactly one of them is given."""
+    int_labels = ctx.attr("classlabels_int64s", None)
+    str_labels = ctx.attr("classlabels_strings", None)
+    if (int_labels is None) == (str_labels is None):
+        raise ctx.error(f"{ctx.node.op_type} needs exactly one of classlabels_int64s and classlabels_strings")
+    return int_labels, str_labels
+
+
 @emitter("TreeEnsembleClassifier", since=(1, 3), domain=ML)
 def tree_ensemble_classifier(ctx: NodeContext) -> str:
     """Labels from ``classlabels_int64s`` in JAX; ``classlabels_strings`` (a model trained on string targets)
     give a numpy array of ``str``: the node then reads its input on the host (``ctx.host``), a step between
     jitted parts, the way string ops run."""
     trees, index = _legacy_trees(ctx, "nodes")
-    int_labels = ctx.attr("classlabels_int64s", None)
-    str_labels = ctx.attr("classlabels_strings", None)
-    if (int_labels is None) == (str_labels is None):
-        raise ctx.error("TreeEnsembleClassifier needs exactly one of classlabels_int64s and classlabels_strings")
+    int_labels, str_labels = _class_labels(ctx)
     class_ids = ctx.attr("class_ids")
     weights, present = _leaf_weights(ctx, trees, index, ctx.attr("class_treeids"), ctx.attr("class_nodeids"),
                                      class_ids, _floats(ctx, "class_weights"), max(max(class_ids) + 1, 1))
@@ -413,10 +419,7 @@ def tree_ensemble(ctx: NodeContext) -> str:
 def zip_map(ctx: NodeContext) -> str:
     """ZipMap (``classlabels_int64s`` or ``classlabels_strings``): onnxruntime's sequence of maps as a
     sequence of dicts (``_ZipMapRows``), keyed by Python ints or strings (a dict key needs no JAX type)."""
-    int_labels = ctx.attr("classlabels_int64s", None)
-    str_labels = ctx.attr("classlabels_strings", None)
-    if (int_labels is None) == (str_labels is None):
-        raise ctx.error("ZipMap needs exactly one of classlabels_int64s and classlabels_strings")
+    int_labels, str_labels = _class_labels(ctx)
     labels = tuple(int(v) for v in int_labels) if int_labels is not None else tuple(str_labels)
     shape = ctx.shape(0)
     if shape and shape[-1] is not None and shape[-1] != len(labels):
