@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.real_programs.catalogue import Built, program
-from tests.support.trained_like import fill_zero_initialised
+from tests.support.trained_like import haiku_as_trained
 
 _RNG = np.random.default_rng(41)
 
@@ -22,7 +22,7 @@ def _normal(*shape: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- Haiku
-def _haiku(forward_fn: Callable[[jax.Array, bool], Any], sample: Any, spec: Any, init_sample: Any = None, *,
+def haiku_program(forward_fn: Callable[[jax.Array, bool], Any], sample: Any, spec: Any, init_sample: Any = None, *,
            fill_zeros: bool = False) -> Built:
     """``forward_fn(x, is_training)`` initialised in training mode on ``init_sample`` (default ``sample``),
     which makes the BatchNorm/EMA state its batch statistics, and applied in inference with that state;
@@ -31,9 +31,7 @@ def _haiku(forward_fn: Callable[[jax.Array, bool], Any], sample: Any, spec: Any,
 
     transformed = hk.transform_with_state(forward_fn)
     init_with = sample if init_sample is None else init_sample
-    params, state = jax.jit(transformed.init, static_argnums=2)(jax.random.key(0), init_with, True)
-    if fill_zeros:
-        params = fill_zero_initialised(params, seed=4)
+    params, state = haiku_as_trained(transformed, init_with, fill_zeros=fill_zeros, seed=4)
 
     def forward(x):
         return transformed.apply(params, state, None, x, False)[0]
@@ -52,7 +50,7 @@ def _haiku_mobilenet() -> Built:
     # initialised on 8 images: its last blocks run on a 1x1 map, where a batch of 2 leaves BatchNorm variances
     # from 2 values each, and the network amplifies float32 rounding ~1e4-fold (jax.jit itself is 0.26 off a
     # float64 run of the same weights; with 8 images both it and onnxruntime are within 8e-5)
-    return _haiku(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), init_sample=_normal(8, 32, 32, 3))
+    return haiku_program(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), init_sample=_normal(8, 32, 32, 3))
 
 
 @program("haiku_resnet50", library="haiku", origin="dm-haiku haiku.nets.ResNet50 (bottleneck blocks, inference, BatchNorm state)",
@@ -64,7 +62,8 @@ def _haiku_resnet50() -> Built:
         return hk.nets.ResNet50(10)(x, is_training=is_training)
 
     # zero logits and zero block-final BatchNorm scales as initialised: the output would be 0 for any input
-    return _haiku(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), fill_zeros=True)
+    return haiku_program(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), init_sample=_normal(8, 32, 32, 3),
+                         fill_zeros=True)
 
 
 def _vqvae(quantizer_factory: Callable[[], Any]) -> Callable[[jax.Array, bool], Any]:
@@ -87,7 +86,7 @@ def _haiku_vqvae() -> Built:
     import haiku as hk
 
     forward = _vqvae(lambda: hk.nets.VectorQuantizer(embedding_dim=8, num_embeddings=12, commitment_cost=0.25))
-    return _haiku(forward, _normal(2, 8, 8, 3), ("B", 8, 8, 3))
+    return haiku_program(forward, _normal(2, 8, 8, 3), ("B", 8, 8, 3))
 
 
 @program("haiku_vqvae_ema", library="haiku",
@@ -96,7 +95,7 @@ def _haiku_vqvae_ema() -> Built:
     import haiku as hk
 
     forward = _vqvae(lambda: hk.nets.VectorQuantizerEMA(embedding_dim=8, num_embeddings=12, commitment_cost=0.25, decay=0.99))
-    return _haiku(forward, _normal(2, 8, 8, 3), ("B", 8, 8, 3))
+    return haiku_program(forward, _normal(2, 8, 8, 3), ("B", 8, 8, 3))
 
 
 @program("haiku_conv_family", library="haiku",
@@ -113,7 +112,7 @@ def _haiku_convs() -> Built:
         return s, v
 
     samples = (_normal(2, 16, 4), _normal(2, 6, 8, 8, 2))
-    return _haiku(forward, samples, (("B", 16, 4), ("B", 6, 8, 8, 2)))
+    return haiku_program(forward, samples, (("B", 16, 4), ("B", 6, 8, 8, 2)))
 
 
 @program("haiku_deep_rnn", library="haiku",
@@ -128,7 +127,7 @@ def _haiku_deep_rnn() -> Built:
         reversed_outputs, _ = hk.static_unroll(gru, outputs[::-1], gru.initial_state(x.shape[1]))
         return hk.Linear(3)(jnp.concatenate([outputs[-1], reversed_outputs[-1]], axis=-1))
 
-    return _haiku(forward, _normal(7, 2, 5), (7, "B", 5))
+    return haiku_program(forward, _normal(7, 2, 5), (7, "B", 5))
 
 
 @program("haiku_norms_convnet", library="haiku",
@@ -144,7 +143,7 @@ def _haiku_norms() -> Built:
         x = hk.RMSNorm(axis=-1)(hk.Conv2D(8, 1)(x))
         return hk.Linear(4)(hk.Flatten()(x))
 
-    return _haiku(forward, _normal(3, 12, 12, 3), ("B", 12, 12, 3))
+    return haiku_program(forward, _normal(3, 12, 12, 3), ("B", 12, 12, 3))
 
 
 @program("haiku_causal_attention", library="haiku",
@@ -165,7 +164,7 @@ def _haiku_causal_attention() -> Built:
 
     tokens = _RNG.integers(1, 30, (2, 9)).astype(np.int32)
     tokens[1, 6:] = 0
-    return _haiku(forward, tokens, jax.ShapeDtypeStruct(("B", "T"), jnp.int32))
+    return haiku_program(forward, tokens, jax.ShapeDtypeStruct(("B", "T"), jnp.int32))
 
 
 # ----------------------------------------------------------------------------- Equinox

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.real_programs.catalogue import Built, program
+from tests.real_programs.haiku_equinox_programs import haiku_program
 from tests.real_programs.hf_flax import (
     MAX_POSITIONS, SMALL_SEQ2SEQ, SMALL_TEXT, TEXT_LENGTHS, seq2seq_model, text_model, token_spec, vision_model,
 )
-from tests.support.trained_like import fill_zero_initialised
 
 _RNG = np.random.default_rng(1)
 
@@ -127,27 +127,11 @@ def _hf_bert_cls() -> Built:
 
 
 # ----------------------------------------------------------------------------- Haiku
-def _haiku(forward_fn, sample: np.ndarray, spec, *, fill_zeros: bool = False) -> Built:
-    """``forward_fn(x, is_training)`` initialised in training mode (creating BatchNorm state), applied in inference;
-    ``fill_zeros``: the parameters Haiku zero-initialises get random values (tests/support/trained_like.py)."""
-    import haiku as hk
-
-    transformed = hk.transform_with_state(forward_fn)
-    params, state = jax.jit(transformed.init, static_argnums=2)(jax.random.key(0), sample, True)  # eager init takes minutes
-    if fill_zeros:
-        params = fill_zero_initialised(params, seed=3)
-
-    def forward(x):
-        return transformed.apply(params, state, None, x, False)[0]
-
-    return Built(forward, [spec], [sample])
-
-
 @program("haiku_mlp", library="haiku", origin="dm-haiku haiku.nets.MLP")
 def _haiku_mlp() -> Built:
     import haiku as hk
 
-    return _haiku(lambda x, is_training: hk.nets.MLP([64, 32, 10])(x), _normal(4, 20), ("B", 20))
+    return haiku_program(lambda x, is_training: hk.nets.MLP([64, 32, 10])(x), _normal(4, 20), ("B", 20))
 
 
 @program("haiku_resnet18", library="haiku", origin="dm-haiku haiku.nets.ResNet18 (inference, BatchNorm state)", rtol=1e-3, atol=1e-4)
@@ -157,8 +141,10 @@ def _haiku_resnet() -> Built:
     def forward(x, is_training):
         return hk.nets.ResNet18(10, resnet_v2=False)(x, is_training=is_training)
 
-    # zero logits and zero block-final BatchNorm scales as initialised: the output would be 0 for any input
-    return _haiku(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), fill_zeros=True)
+    # zero logits and zero block-final BatchNorm scales as initialised: the output would be 0 for any input;
+    # statistics from 8 images: its last stage runs on a 1x1 map (as haiku_mobilenet_v1's)
+    return haiku_program(forward, _normal(2, 32, 32, 3), ("B", 32, 32, 3), init_sample=_normal(8, 32, 32, 3),
+                         fill_zeros=True)
 
 
 @program("haiku_lstm_unroll", library="haiku", origin="dm-haiku hk.LSTM with hk.dynamic_unroll")
@@ -170,7 +156,7 @@ def _haiku_lstm() -> Built:
         outputs, _ = hk.dynamic_unroll(core, x, core.initial_state(x.shape[1]))
         return hk.Linear(3)(outputs[-1])
 
-    return _haiku(forward, _normal(9, 2, 6), (9, "B", 6))
+    return haiku_program(forward, _normal(9, 2, 6), (9, "B", 6))
 
 
 @program("haiku_transformer_block", library="haiku", origin="dm-haiku hk.MultiHeadAttention + LayerNorm block")
@@ -183,7 +169,7 @@ def _haiku_attention() -> Built:
         x = x + attn(norm(x), norm(x), norm(x))
         return x + hk.nets.MLP([64, 32])(hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x))
 
-    return _haiku(forward, _normal(2, 10, 32), ("B", "T", 32))
+    return haiku_program(forward, _normal(2, 10, 32), ("B", "T", 32))
 
 
 @program("haiku_dropout_training", library="haiku", origin="dm-haiku hk.dropout with hk.next_rng_key (training mode)")
