@@ -15,14 +15,19 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import numpy as np
 
 from workbench.errors import SpecError
-from workbench.jax_to_onnx.scopes import equinox_module_paths, module_scopes, nnx_eval_module_paths
+from workbench.jax_to_onnx.scopes import (
+    equinox_module_paths,
+    equinox_training_modules,
+    module_scopes,
+    nnx_eval_module_paths,
+)
 
 # Key-path components that only say "the array inside a Variable"; dropped from names.
 _WRAPPER_KEYS = frozenset({"value", "raw_value"})
@@ -37,6 +42,10 @@ class NormalizedCallable:
     param_names: tuple[str, ...]
     kind: str  # "function" | "nnx" | "linen" | "equinox" | "partial"
     display_name: str
+    # the modules found in train mode and switched to eval/inference mode for the export, as
+    # ``dropout (Dropout.deterministic=False)``; an NNX callable fills it at each trace (its modules are
+    # only walked then), an Equinox module when normalized
+    switched_to_eval: list[str] = field(default_factory=list)
 
 
 def _path_name(path: tuple[Any, ...]) -> str:
@@ -92,24 +101,28 @@ def _normalize_nnx(module: Any) -> NormalizedCallable:
     as_pytree = _nnx_as_pytree(module)
     if as_pytree is not None:
         arrays, names, rebuild, structure = as_pytree
+        switched: list[str] = []
 
         def pure_copy(params: list[Any], *args: Any) -> Any:
             copy = rebuild(params)  # new modules and Variables: the user's module is untouched
-            with module_scopes(nnx_eval_module_paths(copy, structure)):
+            switched.clear()
+            with module_scopes(nnx_eval_module_paths(copy, structure, switched)):
                 return copy(*args)
 
-        return NormalizedCallable(pure_copy, arrays, tuple(names), "nnx", type(module).__name__)
+        return NormalizedCallable(pure_copy, arrays, tuple(names), "nnx", type(module).__name__, switched)
 
     graphdef, state = nnx.split(module)
     arrays, names, rebuild = _split_arrays(state)
+    switched = []
 
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
         # eval mode (Dropout off, BatchNorm on running statistics); the user's module is untouched
-        with module_scopes(nnx_eval_module_paths(copy, graphdef)):
+        switched.clear()
+        with module_scopes(nnx_eval_module_paths(copy, graphdef, switched)):
             return copy(*args)
 
-    return NormalizedCallable(pure, arrays, tuple(names), "nnx", type(module).__name__)
+    return NormalizedCallable(pure, arrays, tuple(names), "nnx", type(module).__name__, switched)
 
 
 def _nnx_as_pytree(module: Any) -> tuple[list[Any], list[str], Callable[[list[Any]], Any], Any] | None:
@@ -145,6 +158,7 @@ def _nnx_as_pytree(module: Any) -> tuple[list[Any], list[str], Callable[[list[An
 def _normalize_equinox(module: Any) -> NormalizedCallable:
     import equinox as eqx
 
+    switched = equinox_training_modules(module)
     inference = eqx.nn.inference_mode(module, value=True)
     arrays, names, rebuild = _split_arrays(inference)
 
@@ -153,7 +167,7 @@ def _normalize_equinox(module: Any) -> NormalizedCallable:
         with module_scopes(equinox_module_paths(rebuilt)):
             return rebuilt(*args)
 
-    return NormalizedCallable(pure, arrays, tuple(names), "equinox", type(module).__name__)
+    return NormalizedCallable(pure, arrays, tuple(names), "equinox", type(module).__name__, switched)
 
 
 def _normalize_partial(fn: functools.partial) -> NormalizedCallable:
@@ -241,13 +255,38 @@ def _normalize_nnx_method(method: Any) -> NormalizedCallable:
     method_name = method.__name__
     graphdef, state = nnx.split(module)
     arrays, names, rebuild = _split_arrays(state)
+    switched: list[str] = []
 
     def pure(params: list[Any], *args: Any) -> Any:
         copy = nnx.merge(graphdef, rebuild(params))
-        with module_scopes(nnx_eval_module_paths(copy, graphdef)):  # in eval mode, as above
+        switched.clear()
+        with module_scopes(nnx_eval_module_paths(copy, graphdef, switched)):  # in eval mode, as above
             return getattr(copy, method_name)(*args)
 
-    return NormalizedCallable(pure, arrays, tuple(names), "nnx", f"{type(module).__name__}.{method_name}")
+    return NormalizedCallable(pure, arrays, tuple(names), "nnx", f"{type(module).__name__}.{method_name}", switched)
+
+
+# how each framework's modules are put in inference mode, for the warning naming the modules that were not
+_EVAL_CALLS = {"nnx": "model.eval()", "equinox": "model = eqx.nn.inference_mode(model)"}
+
+
+def train_mode_warning(normalized: NormalizedCallable) -> str | None:
+    """The warning for a module converted in eval mode although some of its modules were in train mode, or None.
+
+    ONNX models exported here are for inference: a random Dropout mask or BatchNorm's batch statistics (which
+    also update the running ones) are not what a deployed model computes, so the export always switches to
+    eval mode, on a copy; this says so and names what was in train mode.
+    """
+    if not normalized.switched_to_eval:
+        return None
+    entries = normalized.switched_to_eval
+    listed = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
+    return (
+        f"{normalized.display_name} is in train mode: {listed}. It was converted in inference mode (Dropout off, "
+        f"BatchNorm on its running statistics), as {_EVAL_CALLS[normalized.kind]} sets it, on a copy (your module "
+        f"is unchanged); call {_EVAL_CALLS[normalized.kind]} before converting to silence this. Train mode (random "
+        "Dropout masks, BatchNorm on batch statistics) is not exported."
+    )
 
 
 def _derives_from_package(value: Any, package: str) -> bool:

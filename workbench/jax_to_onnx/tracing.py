@@ -16,7 +16,7 @@ import numpy as np
 from workbench.errors import SpecError, TraceError, warn
 from workbench.jax_to_onnx.dead_code import prune_dead_code
 from workbench.jax_to_onnx.functions import exporting
-from workbench.jax_to_onnx.normalize import NormalizedCallable, normalize_callable
+from workbench.jax_to_onnx.normalize import NormalizedCallable, normalize_callable, train_mode_warning
 from workbench.specs import InputSpecs, parse_input_specs
 
 
@@ -99,6 +99,9 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
                 normalized = _with_concrete_param(normalized, needed)
                 out_tree_box.clear()
     _check_no_leaked_tracer(closed, normalized.display_name)
+    train_mode = train_mode_warning(normalized)
+    if train_mode is not None:
+        warn(train_mode)
     if not closed.jaxpr.outvars:
         raise TraceError(
             f"{normalized.display_name} returned {out_tree_box[-1]}, which holds no array: an ONNX model needs at least "
