@@ -49,7 +49,53 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HarnessInfo
         "where": export_web_harness(_where_uint32(), root / "where", inputs=WHERE_INPUTS, providers=("wasm",)),
         "where_raw": export_web_harness(_where_uint32(), root / "where_raw", inputs=WHERE_INPUTS,
                                         providers=("wasm",), web_rewrite=False),
+        # an output of 21x512x512 = 5.5 M elements (over 2^20): compared in the page, against a file
+        "segmentation": export_web_harness(_segmentation_head(), root / "segmentation", providers=("wasm",)),
+        "segmentation_off": _with_one_expected_value_off(
+            export_web_harness(_segmentation_head(), root / "segmentation_off", providers=("wasm",))),
     }  # fmt: skip
+
+
+SEGMENTATION_CLASSES = 21
+
+
+def _segmentation_logits(x):
+    """A segmentation head as DeepLab ends: 1x1 convolution to 21 class maps at 1/8 resolution, bilinear
+    upsampling to the 512x512 image: x [1, 64, 64, 8] -> logits [1, 21, 512, 512]."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(7)
+    kernel = rng.standard_normal((8, SEGMENTATION_CLASSES)).astype(np.float32)
+    bias = rng.standard_normal(SEGMENTATION_CLASSES).astype(np.float32)
+    maps = jnp.transpose(jnp.einsum("bhwc,ck->bhwk", x, kernel) + bias, (0, 3, 1, 2))
+    return jax.image.resize(maps, (1, SEGMENTATION_CLASSES, 512, 512), "bilinear")
+
+
+def _segmentation_head():
+    import workbench as wb
+
+    return wb.to_onnx(_segmentation_logits, [(1, 64, 64, 8)])
+
+
+OFF_AT = (0, 13, 300, 7)  # where _with_one_expected_value_off changes the expected output
+
+
+def _with_one_expected_value_off(info: HarnessInfo) -> HarnessInfo:
+    """The harness with one expected value raised by 0.5 (file and manifest digest updated): its report must fail
+    there, which shows the page's comparison can fail."""
+    import hashlib
+    import json
+
+    manifest = json.loads(info.manifest_path.read_text())
+    (entry,) = manifest["expected_outputs"].values()
+    path = info.out_dir / entry["file"]
+    values = np.fromfile(path, np.float32).reshape(entry["shape"])
+    values[OFF_AT] += 0.5
+    values.tofile(path)
+    entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    info.manifest_path.write_text(json.dumps(manifest))
+    return info
 
 
 WHERE_INPUTS = {"c": np.asarray([True, False, True]), "a": np.asarray([0, 2**32 - 1, 5], np.uint32),
@@ -174,6 +220,32 @@ def test_jax_mlp_in_the_browser_matches_jax(reports, harnesses):
     browser = np.asarray(reports["jax_mlp"].telemetry["outputs"][output["name"]]["data"], np.float32)
     want = np.asarray(_jax_mlp(_jax_mlp_params(), info.inputs["x"]))
     np.testing.assert_allclose(browser.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+
+
+def test_an_output_over_2_20_elements_is_compared_in_the_page_and_matches_jax(reports, harnesses):
+    info, report = harnesses["segmentation"], reports["segmentation"]
+    (entry,) = info.manifest["expected_outputs"].values()
+    assert entry["shape"] == [1, SEGMENTATION_CLASSES, 512, 512] and entry["file"] == "expected.0.bin"
+    assert info.manifest_path.stat().st_size < 1 << 20  # the 22 MB of values are not in the manifest
+    assert report.passed, report.summary()
+    (parity,) = report.parity
+    assert parity.ok and parity.worst_at is not None and parity.max_abs_error <= parity.tolerance
+    record = report.telemetry["outputs"][parity.name]
+    assert record["data"] is None and record["comparison"]["elements"] == 21 * 512 * 512
+    assert "compared in the page" in report.summary()
+    # the expected file against JAX itself, and the page's first values against it
+    want = np.asarray(_segmentation_logits(info.inputs[info.manifest["inputs"][0]["name"]]))
+    np.testing.assert_allclose(info.expected_outputs[parity.name], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(record["sample"], np.float32), want.reshape(-1)[:8], rtol=1e-4, atol=1e-4)
+
+
+def test_a_large_output_differing_in_one_element_fails_the_report_naming_where(reports):
+    report = reports["segmentation_off"]
+    assert not report.passed
+    (parity,) = report.parity
+    assert parity.worst_at == OFF_AT and parity.differing >= 1
+    assert 0.45 < parity.max_abs_error < 0.55, report.summary()
+    assert f"the largest at {list(OFF_AT)}" in report.summary() and "outputs differ" in report.failure
 
 
 def test_webgpu_is_unavailable_here_and_the_page_falls_back_to_wasm(reports):

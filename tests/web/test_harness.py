@@ -408,3 +408,63 @@ def test_models_without_gaps_are_not_copied_or_changed():
     float_where = _where_model(onnx.TensorProto.FLOAT)
     same, rewrites = web_compatible(float_where)
     assert rewrites == [] and same is float_where
+
+
+def _upsampling_model() -> onnx.ModelProto:
+    """x [1, 21, 64, 64] -> bilinear Resize x8 -> [1, 21, 512, 512]: 5.5 M output elements, over 2^20."""
+    from onnx import TensorProto, helper
+
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 8, 8])
+    graph = helper.make_graph([helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear")], "upsample",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 21, 64, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 21, 512, 512])],
+                              initializer=[scales])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _page_comparison(want: np.ndarray, *, max_abs_error: float | str, worst_index: int, sample_shift: float = 0.0):
+    """Telemetry as the page sends it for an output it compared itself (no values, a sample, the comparison)."""
+    sample = (want.reshape(-1)[:8].astype(np.float64) + sample_shift).tolist()
+    comparison = {"elements": int(want.size), "max_abs_error": max_abs_error, "worst_index": worst_index,
+                  "differing": 0 if worst_index < 0 else 1}  # fmt: skip
+    return {"outputs": {"y": {"shape": list(want.shape), "sample": sample, "data": None, "comparison": comparison}}}
+
+
+def test_an_output_over_2_20_elements_is_expected_from_a_binary_file(fake_cache: Path, tmp_path: Path):
+    model = _upsampling_model()
+    info = export_web_harness(model, tmp_path / "big")
+    (entry,) = info.manifest["expected_outputs"].values()
+    assert entry["file"] == "expected.0.bin" and entry["shape"] == [1, 21, 512, 512] and "data" not in entry
+    assert entry["file"] in info.files and _sha256(info.out_dir / entry["file"]) == entry["sha256"]
+    (want,) = _session_outputs(model, {"x": info.inputs["x"]})
+    np.testing.assert_array_equal(tensors.tensor_from_file(entry, info.out_dir), want)
+    assert info.manifest_path.stat().st_size < 1 << 20
+    # what the page reports is judged: tolerance from the file's values, the page's sample checked against it
+    (ok,) = compare_outputs(info.manifest, _page_comparison(want, max_abs_error=3e-7, worst_index=12), info.out_dir)
+    assert ok.ok and ok.max_abs_error == 3e-7 and ok.worst_at == (0, 0, 0, 12)
+    (far,) = compare_outputs(info.manifest, _page_comparison(want, max_abs_error=0.25, worst_index=want.size - 1),
+                             info.out_dir)  # fmt: skip
+    assert not far.ok and far.worst_at == (0, 20, 511, 511)
+    (nan,) = compare_outputs(info.manifest, _page_comparison(want, max_abs_error="Infinity", worst_index=5), info.out_dir)
+    assert not nan.ok and nan.max_abs_error == math.inf
+    (sample_off,) = compare_outputs(info.manifest, _page_comparison(want, max_abs_error=0.0, worst_index=-1,
+                                                                    sample_shift=0.1), info.out_dir)  # fmt: skip
+    assert not sample_off.ok and math.isclose(sample_off.max_abs_error, 0.1, rel_tol=1e-3)
+    silent = {"outputs": {"y": {"shape": list(want.shape), "sample": [], "data": None}}}
+    (none,) = compare_outputs(info.manifest, silent, info.out_dir)
+    assert not none.ok and "no comparison" in none.problem
+    with pytest.raises(ValueError, match="expected.0.bin: pass the harness folder"):
+        compare_outputs(info.manifest, silent)
+    (info.out_dir / entry["file"]).write_bytes(b"\0" * 16)
+    with pytest.raises(WorkbenchError, match="expected.0.bin is missing or does not match the sha256"):
+        smoke_test_web_harness(info.out_dir)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "int64", "uint32", "bool", "int8"])
+def test_expected_files_round_trip_every_dtype_the_page_reads(tmp_path: Path, dtype: str):
+    values = (np.arange(-6, 6).reshape(3, 4) * (2**40 if dtype == "int64" else 1)).astype(dtype)
+    entry = tensors.tensor_to_file(values, tmp_path / "v.bin")
+    assert (tmp_path / "v.bin").stat().st_size == values.nbytes
+    back = tensors.tensor_from_file(entry, tmp_path)
+    assert back.dtype == values.dtype and back.shape == values.shape
+    np.testing.assert_array_equal(back, values)

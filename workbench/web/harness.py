@@ -1,7 +1,8 @@
 """Export an ONNX model as a browser harness folder for onnxruntime-web.
 
 The folder holds the model, ``harness.manifest.json`` (what the page and the smoke test need,
-including the outputs onnxruntime computes in Python for the example inputs), the example
+including the outputs onnxruntime computes in Python for the example inputs; an output of more than 2^20
+elements as a binary ``expected.<n>.bin`` the page compares against itself), the example
 inputs, the page (``index.html`` + ``harness.js``, static templates shipped with the package)
 and the onnxruntime-web files copied from the local npm cache. It is self-contained: serve it
 from any static file server and open ``index.html``.
@@ -143,6 +144,18 @@ def _generation_manifest(
     }  # fmt: skip
 
 
+def _expected_entries(expected: Mapping[str, np.ndarray], out: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's expected outputs: JSON up to :data:`tensors.MAX_JSON_ELEMENTS` elements, beyond that a
+    binary file per output (``expected.<position>.bin``) the page compares against in place."""
+    entries: dict[str, dict[str, Any]] = {}
+    for position, (name, value) in enumerate(expected.items()):
+        if value.size > tensors.MAX_JSON_ELEMENTS:
+            entries[name] = tensors.tensor_to_file(value, out / f"expected.{position}.bin")
+        else:
+            entries[name] = tensors.tensor_to_json(value)
+    return entries
+
+
 def _template(name: str) -> bytes:
     return resources.files("workbench.web").joinpath("templates", name).read_bytes()
 
@@ -237,14 +250,15 @@ def export_web_harness(
             "entry": bundle.entry, "files": list(bundle.files),
         },  # fmt: skip
         "example_inputs": EXAMPLE_INPUTS_NAME,
-        "expected_outputs": {name: tensors.tensor_to_json(v) for name, v in expected.items()},
+        "expected_outputs": _expected_entries(expected, out),
         "expected_from": {"onnxruntime": onnxruntime.__version__, "provider": "CPUExecutionProvider"},
         "tolerance": {"atol": float(atol), "rtol": float(rtol)},
         "generation": generation,
         "web_rewrites": [str(r) for r in rewrites],
     }
     files.write_json_atomic(out / MANIFEST_NAME, manifest)
-    written = (*model_files, *bundle.files, *TEMPLATE_NAMES, EXAMPLE_INPUTS_NAME, MANIFEST_NAME)
+    expected_files = [entry["file"] for entry in manifest["expected_outputs"].values() if "file" in entry]
+    written = (*model_files, *bundle.files, *TEMPLATE_NAMES, EXAMPLE_INPUTS_NAME, *expected_files, MANIFEST_NAME)
     return HarnessInfo(
         out_dir=out, files=written, providers=providers, inputs=example, expected_outputs=expected,
         expected_tokens=None if generation is None else tuple(generation["expected_tokens"]),

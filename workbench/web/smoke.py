@@ -43,6 +43,10 @@ class OutputParity:
     shape: tuple[int, ...] | None
     expected_shape: tuple[int, ...]
     problem: str | None = None  # set when the output is missing or has the wrong shape
+    # an output over tensors.MAX_JSON_ELEMENTS is compared in the page: where its largest difference is
+    # (the index into the output; () when none differs) and how many elements are not bit-identical
+    worst_at: tuple[int, ...] | None = None
+    differing: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -98,9 +102,11 @@ class SmokeReport:
             lines.append(f"  load {load_ms:.1f} ms, first run {run_ms:.2f} ms")
         for item in self.parity:
             verdict = "ok" if item.ok else f"FAIL ({item.problem or 'above tolerance'})"
+            in_page = (f", compared in the page: the largest at {list(item.worst_at)}, {item.differing:,} of "
+                       f"{math.prod(item.expected_shape):,} elements not bit-identical") if item.worst_at is not None else ""  # fmt: skip
             lines.append(
                 f"  {item.name}: max abs error {item.max_abs_error:.3g} "
-                f"(tolerance {item.tolerance:.3g}) {verdict}"
+                f"(tolerance {item.tolerance:.3g}{in_page}) {verdict}"
             )
         if self.expected_tokens is not None:
             lines.append(f"  generated {self.generated_tokens}, expected {self.expected_tokens}")
@@ -130,7 +136,8 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if manifest.get("format") != harness.MANIFEST_FORMAT:
         raise WorkbenchError(f"{path} has format {manifest.get('format')!r}, expected {harness.MANIFEST_FORMAT!r}")
     model = manifest["model"]
-    for entry in [{"file": model["file"], "sha256": model["sha256"]}, *model["external_data"]]:
+    expected_files = [entry for entry in manifest["expected_outputs"].values() if "file" in entry]
+    for entry in [{"file": model["file"], "sha256": model["sha256"]}, *model["external_data"], *expected_files]:
         file = folder / entry["file"]
         if not file.is_file() or harness._sha256(file) != entry["sha256"]:
             raise WorkbenchError(
@@ -139,14 +146,18 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any]) -> list[OutputParity]:
-    """Per output: max abs error of the browser's values against the manifest's expected ones."""
+def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any], folder: Path | None = None) -> list[OutputParity]:
+    """Per output: max abs error of the browser's values against the manifest's expected ones (read from
+    ``folder``, the harness, for an output the manifest keeps in a file: the page compared those itself)."""
     atol = float(manifest["tolerance"]["atol"])
     rtol = float(manifest["tolerance"]["rtol"])
     got = telemetry.get("outputs") or {}
     results: list[OutputParity] = []
     for name, payload in manifest["expected_outputs"].items():
-        expected = tensors.tensor_from_json(payload)
+        in_file = "file" in payload
+        if in_file and folder is None:
+            raise ValueError(f"output {name!r} is expected from {payload['file']}: pass the harness folder")
+        expected = tensors.tensor_from_file(payload, folder) if in_file else tensors.tensor_from_json(payload)
         exact = not np.issubdtype(expected.dtype, np.floating)
         finite = np.abs(expected[np.isfinite(expected)]) if not exact else np.abs(expected)
         tolerance = 0.0 if exact else atol + rtol * float(finite.max(initial=0.0))
@@ -158,8 +169,11 @@ def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any]) -> list
         if shape != expected.shape:
             results.append(OutputParity(name, math.inf, tolerance, shape, expected.shape, "shape differs"))
             continue
+        if in_file:
+            results.append(_compared_in_page(name, record, expected, tolerance))
+            continue
         if record.get("data") is None:
-            results.append(OutputParity(name, math.inf, tolerance, shape, expected.shape, "too large to report"))
+            results.append(OutputParity(name, math.inf, tolerance, shape, expected.shape, "no values reported"))
             continue
         if exact:  # integers compared as Python ints: int64 beyond 2^53 arrives as a decimal string
             differ = [abs(int(a) - int(w)) for a, w in zip(record["data"], expected.reshape(-1).tolist(), strict=True)
@@ -177,6 +191,30 @@ def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any]) -> list
             error = math.inf
         results.append(OutputParity(name, error, tolerance, shape, expected.shape))
     return results
+
+
+def _compared_in_page(name: str, record: dict[str, Any], expected: np.ndarray, tolerance: float) -> OutputParity:
+    """The parity of an output the page compared with the expected file itself (``record["comparison"]``).
+
+    The page's first values (``sample``) are checked here against the file too, so a page comparing
+    something else than the output it reports cannot pass.
+    """
+    comparison = record.get("comparison")
+    shape = tuple(int(d) for d in record["shape"])
+    if not comparison or int(comparison["elements"]) != expected.size:
+        return OutputParity(name, math.inf, tolerance, shape, expected.shape, "the page reported no comparison of "
+                            f"its {expected.size:,} elements with the expected file")  # fmt: skip
+    page_error = float(comparison["max_abs_error"])  # "Infinity" for a NaN against a number
+    sample = np.asarray([float(v) if v is not None else math.nan for v in record["sample"]], np.float64)
+    want = expected.reshape(-1)[: sample.size].astype(np.float64)
+    same = (sample == want) | (np.isnan(sample) & np.isnan(want))
+    with np.errstate(invalid="ignore"):
+        sample_error = float(np.abs(sample - want)[~same].max(initial=0.0))
+    error = max(page_error, math.inf if np.isnan(sample_error) else sample_error)
+    worst = int(comparison["worst_index"])
+    worst_at = tuple(int(i) for i in np.unravel_index(worst, expected.shape)) if worst >= 0 else ()
+    return OutputParity(name, error, tolerance, shape, expected.shape, worst_at=worst_at,
+                        differing=int(comparison["differing"]))  # fmt: skip
 
 
 def _verdict(manifest: dict[str, Any], telemetry: dict[str, Any], parity: list[OutputParity],
@@ -289,9 +327,9 @@ def _executable(browser: str | Path | None) -> Path:
     return executable
 
 
-def _report(manifest: dict[str, Any], url: str, result: _PageResult, elapsed_s: float) -> SmokeReport:
+def _report(manifest: dict[str, Any], folder: Path, url: str, result: _PageResult, elapsed_s: float) -> SmokeReport:
     telemetry, requests, external, console, timed_out = result
-    parity = compare_outputs(manifest, telemetry) if telemetry.get("status") == "ok" else []
+    parity = compare_outputs(manifest, telemetry, folder) if telemetry.get("status") == "ok" else []
     generation = manifest.get("generation")
     return SmokeReport(
         url=url, telemetry=telemetry, parity=parity, requests=requests, external_requests=external,
@@ -322,8 +360,8 @@ def smoke_test_web_harnesses(
         results = pool.submit(_drive_browser, folders, str(executable), float(timeout)).result()
     elapsed = time.perf_counter() - started
     # one folder: the whole call (with Chromium's launch), as smoke_test_web_harness always reported
-    return [_report(m, url, result, elapsed if len(folders) == 1 else seconds)
-            for m, (url, result, seconds) in zip(manifests, results, strict=True)]  # fmt: skip
+    return [_report(m, folder, url, result, elapsed if len(folders) == 1 else seconds)
+            for m, folder, (url, result, seconds) in zip(manifests, folders, results, strict=True)]  # fmt: skip
 
 
 def smoke_test_web_harness(

@@ -8,9 +8,11 @@ int64/uint64 values beyond 2^53 (which a double cannot hold) as decimal strings 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,10 @@ SUPPORTED_DTYPES: dict[str, np.dtype] = {
 }  # fmt: skip
 #: The largest integer a double (a JSON number in JavaScript) holds exactly; larger 64-bit ints are strings.
 MAX_EXACT_INT = 2**53 - 1
+#: An expected output of more elements than this is not written into the manifest as JSON (a segmentation map of
+#: 21x512x512 floats is ~100 MB of text) but as a binary file the page compares the browser's output with itself,
+#: reporting the largest difference and where it is (:func:`tensor_to_file`); smaller ones travel as JSON both ways.
+MAX_JSON_ELEMENTS = 1 << 20
 DEFAULT_SYMBOLIC_DIM = 2
 DEFAULT_INT_HIGH = 4  # exclusive upper bound for integer inputs that do not index a table
 
@@ -165,3 +171,24 @@ def tensor_from_json(payload: Mapping[str, Any]) -> np.ndarray:
     number = float if np.issubdtype(dtype, np.floating) else int
     data = [number(v) if isinstance(v, str) else v for v in payload["data"]]
     return np.asarray(data, dtype=dtype).reshape([int(d) for d in payload["shape"]])
+
+
+def tensor_to_file(array: np.ndarray, path: Path) -> dict[str, Any]:
+    """Write ``array`` as its raw little-endian values in C order (what a JavaScript typed array of its dtype reads;
+    bool as one byte each) to ``path``; returns the manifest entry naming the file, its dtype, shape and sha256."""
+    from workbench import files
+
+    array = np.asarray(array)
+    if array.dtype.name not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype {array.dtype.name} is not supported by the web harness")
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    files.write_bytes_atomic(path, data)
+    return {"dtype": array.dtype.name, "shape": list(array.shape), "file": path.name,
+            "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+
+
+def tensor_from_file(entry: Mapping[str, Any], folder: Path) -> np.ndarray:
+    """Inverse of :func:`tensor_to_file`: the array the manifest ``entry`` names, read from ``folder``."""
+    dtype = SUPPORTED_DTYPES[str(entry["dtype"])].newbyteorder("<")
+    shape = [int(d) for d in entry["shape"]]
+    return np.fromfile(folder / str(entry["file"]), dtype=dtype).reshape(shape)
