@@ -47,7 +47,7 @@ from jax import lax  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
-from workbench.onnx_to_jax.emitters.nn import _conv_im2col, _conv_winograd  # noqa: E402
+from workbench.onnx_to_jax.emitters.conv import _conv_im2col, _conv_winograd  # noqa: E402
 from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE  # noqa: E402
 
 # (label, input map, in channels, out channels, stride); in ResNet-50 the stride-2 3x3 layers keep

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from workbench.onnx_to_jax.emitters.nn import _depthwise_conv, _depthwise_conv_nhwc
+from workbench.onnx_to_jax.emitters.conv import _depthwise_conv, _depthwise_conv_nhwc
 
 CHAIN = 6
 SHAPES = [((1, 32, 112, 112), 3), ((1, 144, 28, 28), 3), ((1, 576, 7, 7), 3), ((1, 96, 56, 56), 7),

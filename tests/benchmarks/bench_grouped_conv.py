@@ -122,7 +122,7 @@ def regroup(x, w, stride, k):
 
 
 def bdcol(x, w, stride):
-    from workbench.onnx_to_jax.emitters.nn import _conv_im2col
+    from workbench.onnx_to_jax.emitters.conv import _conv_im2col
 
     return _conv_im2col(x, jnp.asarray(_dense_weight(w)), (stride, stride), PADDING)
 

@@ -1,6 +1,6 @@
 """Compile CPU time, kernel count and one-thread run time of channels-last pool forms (issue 21).
 
-Inception v3's 3x3/1 average pools, written as nine taps (emitters/nn.py ``_pool_taps``), compiled
+Inception v3's 3x3/1 average pools, written as nine taps (emitters/pooling.py ``_pool_taps``), compiled
 as one XLA kernel module per tap (each tap's pad + strided slice at its own offset): 48 of Inception's
 105 modules at the corpus size. This script compiles each form of the pool sum (or max) of the
 model's pool shapes in one program (the average's division by the counts included) and times:
@@ -34,7 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from workbench.onnx_to_jax.emitters import nn  # noqa: E402
+from workbench.onnx_to_jax.emitters import pooling  # noqa: E402
 from workbench.onnx_to_jax.jit_options import supported_options  # noqa: E402
 
 # Inception v3 at the corpus's 128x128 input (NHWC): 3x3/1 pad 1 average pools, 3x3/2 max pools.
@@ -59,8 +59,8 @@ def _combine(kind, y, window):
 
 
 def taps(x, kind, kernel, strides, padding):
-    """Today's form: emitters/nn.py ``_pool_taps`` (a sum over one more row, sliced off)."""
-    return nn._pool_taps(x, kind, kernel, strides, (1,) * len(kernel), padding)
+    """Today's form: emitters/pooling.py ``_pool_taps`` (a sum over one more row, sliced off)."""
+    return pooling._pool_taps(x, kind, kernel, strides, (1,) * len(kernel), padding)
 
 
 def _taps_of(xp, kind, kernel, strides, out):
@@ -188,7 +188,7 @@ def pool(form, kind, shape, consumer=True):
     counts = None
     if kind == "avg":
         out = shape[1:3]
-        counts = nn._pool_counts(shape[1:3], out, kernel, strides, (1, 1), padding, True)
+        counts = pooling._pool_counts(shape[1:3], out, kernel, strides, (1, 1), padding, True)
         counts = np.reshape(counts, counts.shape[2:] + (1,)).astype(np.float32)
 
     w = np.random.default_rng(1).standard_normal((shape[-1], 192), dtype=np.float32) / np.sqrt(shape[-1])

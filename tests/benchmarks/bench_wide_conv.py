@@ -44,7 +44,7 @@ from jax import lax  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_live_taps, _conv_wide_form  # noqa: E402
-from workbench.onnx_to_jax.emitters.nn import _conv_im2col, _conv_winograd  # noqa: E402
+from workbench.onnx_to_jax.emitters.conv import _conv_im2col, _conv_winograd  # noqa: E402
 from workbench.onnx_to_jax.jit_options import YNN_DOTS_ONLY, YNN_FUSION_TYPE  # noqa: E402
 
 SIZE = 12  # FCN-ResNet50's layer3 / layer4 / head map at 96x96

@@ -28,7 +28,7 @@ from tests.support.generated_forms import jaxpr_text, outputs_in_every_form
 from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
-from workbench.onnx_to_jax.emitters.nn import _live_taps
+from workbench.onnx_to_jax.emitters.conv import _live_taps
 from workbench.onnx_to_jax import generator
 from workbench.onnx_to_jax.jit_options import (
     LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_CONVOLUTIONS_ONLY, YNN_DOTS_AND_CONVOLUTIONS, YNN_FUSION_TYPE, YNN_NONE,

@@ -21,7 +21,7 @@ from tests.support.harness import run_onnx
 from workbench.onnx_to_jax import jit_options
 from workbench.onnx_to_jax.api import generate_module
 from workbench.onnx_to_jax.emitters.conv_wide import _conv_wide_form, _tap_rows
-from workbench.onnx_to_jax.emitters.nn import _winograd_weight
+from workbench.onnx_to_jax.emitters.conv import _winograd_weight
 from workbench.onnx_to_jax.jit_options import LLVM_LEVEL, LLVM_LEVEL_CHOSEN, YNN_DOTS_AND_CONVOLUTIONS, YNN_FUSION_TYPE
 
 

@@ -1,4 +1,4 @@
-"""Channels-last average pools as one XLA kernel (emitters/nn.py ``_pool_taps``): values and kernel count.
+"""Channels-last average pools as one XLA kernel (emitters/pooling.py ``_pool_taps``): values and kernel count.
 
 An average pool written as its taps ends in a chain of adds; when a 1x1 convolution (a dot run by
 YNNPACK) follows, as in Inception v3's branch_pool, XLA takes those adds into the dot's YNNPACK fusion

@@ -91,7 +91,7 @@ class ModuleBuilder:
         self.weight_candidates = _single_use_weights(self.model.graph)
         self.weight_layouts: dict[str, tuple[int, ...]] = {}
         # XLA compiler options the model runs fastest with (jit_options.py); the code's form of small
-        # convolutions depends on them (emitters/nn.py, _conv_as_dot)
+        # convolutions depends on them (emitters/conv.py, _conv_as_dot)
         self.compiler_options = choose_compiler_options(self.model.graph)
         # write runs of repeated blocks as one body run by lax.scan (repeats.py); (start, length, count) of each
         self.scan_repeats = scan_repeats
@@ -263,7 +263,7 @@ class ModuleBuilder:
 
     def _write_prepare(self, module: SourceWriter, arg_names: list[str]) -> None:
         """``WEIGHT_LAYOUTS``, ``forward(params, ...)`` = ``forward_prepared(prepare(params), ...)`` and ``prepare``."""
-        from workbench.onnx_to_jax.emitters.nn import _prepare_params
+        from workbench.onnx_to_jax.emitters.conv import _prepare_params
 
         helper = self.use_helper(_prepare_params)
         fn, body = self.function_name, self.prepared_name

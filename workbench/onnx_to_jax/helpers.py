@@ -84,7 +84,7 @@ def _slice_axis(x, start, stop, axis):
 def _accumulation_dtype(dtype):
     """The type sums of products of ``dtype`` are carried in: float32 for half-precision floats
     (rounded once at the end, as XLA's fused convolutions and dots do), ``dtype`` itself otherwise
-    (the convolution forms of emitters/nn.py and emitters/conv_wide.py)."""
+    (the convolution forms of emitters/conv.py and emitters/conv_wide.py)."""
     return jnp.float32 if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32 else dtype
 
 

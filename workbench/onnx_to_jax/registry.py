@@ -42,6 +42,8 @@ FAMILY_MODULES: tuple[str, ...] = (
     "workbench.onnx_to_jax.emitters.shape",
     "workbench.onnx_to_jax.emitters.index",
     "workbench.onnx_to_jax.emitters.nn",
+    "workbench.onnx_to_jax.emitters.conv",
+    "workbench.onnx_to_jax.emitters.pooling",
     "workbench.onnx_to_jax.emitters.norm",
     "workbench.onnx_to_jax.emitters.control",
     "workbench.onnx_to_jax.emitters.misc",

@@ -1,7 +1,7 @@
 """Forms of wide 3x3 convolutions (256 input channels or more on a 12x12 map or larger, dilated or not)
 for models compiled with YNNPACK fusing only dots: FCN-ResNet50's dilated backbone and its head.
 
-``_conv`` (emitters/nn.py) asks ``_conv_wide_form`` which form a dense 3x3 stride-1 convolution takes:
+``_conv`` (emitters/conv.py) asks ``_conv_wide_form`` which form a dense 3x3 stride-1 convolution takes:
 Winograd's F(2x2, 3x3) (``_conv_winograd``; a dilated one on its input rearranged by
 ``_space_to_batch_conv``) or one dot per tap over the output rectangle the tap reads input for
 (``_conv_live_taps``), whichever multiplies fewer rows. Measured on FCN-ResNet50 (docs/onnx_to_jax_corpus.md,

@@ -1,6 +1,6 @@
 """Which form the generated code gives a depthwise convolution, read from the ONNX graph.
 
-``_depthwise_conv_nhwc`` (emitters/nn.py) writes the taps of kernels up to 3x3 out and loops over larger
+``_depthwise_conv_nhwc`` (emitters/conv.py) writes the taps of kernels up to 3x3 out and loops over larger
 ones; the Conv emitter asks ``_depthwise_taps_written_out`` whether a 5x5 one runs written out
 instead (``_conv(..., depthwise_taps=True)``): where XLA computes the taps once, which depends on what reads the
 convolution (docs/onnx_to_jax_corpus.md, "5x5 depthwise taps written out where XLA fuses them once").

@@ -3,7 +3,7 @@
 YNNPACK runs a grouped convolution of 8 channels per group at ~5 GMAC/s and a
 dense one at ~50: RegNetY-400MF's 6-group layer (48 channels, 48x48 -> 24x24) took 0.39 ms grouped and
 0.22 ms as the dense convolution of its block-diagonal weight, six times the multiply-adds
-(onnxruntime 0.22-0.28 ms). ``_conv`` (emitters/nn.py) asks ``_group_merge`` how many neighbouring
+(onnxruntime 0.22-0.28 ms). ``_conv`` (emitters/conv.py) asks ``_group_merge`` how many neighbouring
 groups become one and convolves with ``_merged_group_weight``'s block-diagonal weight
 (docs/onnx_to_jax_corpus.md, "RegNet's grouped convolutions merged").
 """

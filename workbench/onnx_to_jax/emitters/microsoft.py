@@ -17,7 +17,8 @@ import numpy as np
 
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.attention import _rotary_embedding
-from workbench.onnx_to_jax.emitters.nn import _conv, _conv_attrs, _gemm
+from workbench.onnx_to_jax.emitters.conv import _conv, _conv_attrs
+from workbench.onnx_to_jax.emitters.nn import _gemm
 from workbench.onnx_to_jax.emitters.norm import _layer_norm, _rms_norm
 from workbench.onnx_to_jax.emitters.quant import _divide_exactly, _dynamic_quantize
 from workbench.onnx_to_jax.registry import emitter, runtime_helper

@@ -21,7 +21,9 @@ from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.microsoft import (
     _dequantized, _embed_layer_norm, _integer_matmul_to_float, _projected_attention, _requantized,
 )
-from workbench.onnx_to_jax.emitters.nn import _conv_attrs, _pool, _softmax, _softmax_2d
+from workbench.onnx_to_jax.emitters.conv import _conv_attrs
+from workbench.onnx_to_jax.emitters.nn import _softmax, _softmax_2d
+from workbench.onnx_to_jax.emitters.pooling import _pool
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 MS = "com.microsoft"

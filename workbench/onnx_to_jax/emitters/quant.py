@@ -8,7 +8,7 @@ import numpy as np
 from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
-from workbench.onnx_to_jax.emitters.nn import _conv
+from workbench.onnx_to_jax.emitters.conv import _conv
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
 
 
