@@ -275,10 +275,14 @@ def table(results: list[Result]) -> str:
 
 
 def quick_cases(seed: int = 0) -> list[Any]:
-    """The CI slice: one mutant of every ONNX kind of three local seeds, one of every JAX kind of one seed."""
+    """The CI slice: one mutant of every ONNX kind of three local seeds, one of every JAX kind of one seed, and the
+    real-program mistakes of pytree structure (STRUCTURE_MISTAKES)."""
     seeds = [s for s in local_seeds() if s.name in ("codegen.mlp", "codegen.if_and_loop", "scan")]
     jax = [c for c in all_jax_cases(1, seed) if c.seed == "dense"]
-    return [*onnx_cases(seeds, 1, seed), *jax]
+    from tests.support.fault_jax_programs import STRUCTURE_MISTAKES
+
+    structure = [c for c in program_cases(seed) if c.seed in {f.__name__ for f in STRUCTURE_MISTAKES}]
+    return [*onnx_cases(seeds, 1, seed), *jax, *structure]
 
 
 def main(argv: list[str] | None = None) -> int:

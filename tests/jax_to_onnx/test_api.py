@@ -250,7 +250,7 @@ def test_broken_plugin_fails_loudly_with_its_name(tmp_path, monkeypatch):
     [
         (42, [(3,)], "fn: expected a callable"),
         (lambda x: x, "B,3", "inputs: expected a list"),
-        (lambda x: x, [(3,), (3,)], "cannot be called with 2 positional"),
+        (lambda x: x, [(3,), (3,)], r"takes 1 positional argument\(s\) \(x\), and inputs gives 2 spec\(s\)"),
         (lambda x: x, [(3.5,)], "must be an int or a string"),
         (lambda x: x, [("B!",)], "not a name or expression"),
         (lambda x: x, [(-1,)], "negative"),

@@ -30,6 +30,7 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
     targets: tuple[str, ...] = ()
     compare: bool = True  # a converted model is compared with ``fn`` on random inputs
+    error: str = ""  # the class the refusal must be (by name, e.g. "SpecError"); set, converting is unclean too
 
 
 def _linen_dense() -> Any:
@@ -129,12 +130,122 @@ def _pytree_sum(tree: dict[str, Any]) -> Any:
 
 def pytree_wrong_structure() -> Call:
     """A function of a dict {'a', 'b'} given a tuple of two specs as its one argument."""
-    return Call(_pytree_sum, [((3,), (3,))], targets=("input", "tuple", "'a'", "a"))
+    return Call(_pytree_sum, [((3,), (3,))], targets=("inputs[0] ('tree')",), error="SpecError")
 
 
 def pytree_missing_key() -> Call:
     """A function of a dict {'a', 'b'} given a dict spec without 'b'."""
-    return Call(_pytree_sum, [{"a": (3,)}], targets=("'b'", "b"))
+    return Call(_pytree_sum, [{"a": (3,)}], targets=("inputs[0] ('tree'): ",), error="SpecError")
+
+
+def pytree_leaf_for_subtree() -> Call:
+    """A function of a dict {'a', 'b'} given one array spec."""
+    return Call(_pytree_sum, [(3,)], targets=("inputs[0] ('tree'): ",), error="SpecError")
+
+
+def pytree_subtree_for_leaf() -> Call:
+    """x + y given a dict spec for x."""
+    return Call(_add, [{"a": (3,)}, (3,)], targets=("inputs[0] ('x'): ",), error="SpecError")
+
+
+def _pair(pair: tuple[Any, Any]) -> Any:
+    return pair[0] * 2 + pair[1]
+
+
+def pytree_dict_for_tuple() -> Call:
+    """A function of a pair (read by position) given a dict spec."""
+    return Call(_pair, [{"a": (3,), "b": (3,)}], targets=("inputs[0] ('pair'): ",), error="SpecError")
+
+
+def _unpack(pair: tuple[Any, Any]) -> Any:
+    first, second = pair
+    return first - second
+
+
+def pytree_three_for_a_pair() -> Call:
+    """A function unpacking a pair given a tuple of three specs."""
+    return Call(_unpack, [((3,), (3,), (3,))], targets=("inputs[0] ('pair'): ",), error="SpecError")
+
+
+def pytree_specs_nested_in_one() -> Call:
+    """A function of two arguments given one tuple holding their two specs."""
+    return Call(_add, [((3,), (3,))], targets=("(x, y)", "inputs[0] is a tuple of 2 specs"), error="SpecError")
+
+
+_WEIGHTS = {"layer": {"w": np.ones(3, np.float32), "b": np.zeros(3, np.float32)}, "scale": np.float32(0.5)}
+
+
+def _sgd_step(grads: Any) -> Any:
+    import jax
+
+    return jax.tree.map(lambda p, g: p - 0.1 * g, _WEIGHTS, grads)
+
+
+def tree_map_missing_leaf() -> Call:
+    """``jax.tree.map`` of the weights and an input whose nested dict lacks one key."""
+    return Call(_sgd_step, [{"layer": {"w": (3,)}, "scale": ()}], targets=("inputs[0]['layer'] ('grads'): ",),
+                error="SpecError")  # fmt: skip
+
+
+def _linen_mlp() -> tuple[Any, Any]:
+    import flax.linen as nn
+    import jax
+
+    class Mlp(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3, name="head")(nn.relu(nn.Dense(4, name="hidden")(x)))
+
+    model = Mlp()
+    variables = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((2, 5), np.float32))
+    return model, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)
+
+
+def linen_params_renamed() -> Call:
+    """``model.apply(variables, x)`` with variables given as an input whose submodule 'hidden' is named 'dense'."""
+    model, variables = _linen_mlp()
+    params = dict(variables["params"])
+    params["dense"] = params.pop("hidden")
+    return Call(lambda v, x: model.apply(v, x), [{"params": params}, (2, 5)],
+                targets=("inputs[0]['params'] ('v'): ",), error="SpecError")  # fmt: skip
+
+
+def linen_params_missing_bias() -> Call:
+    """Linen variables whose 'hidden' layer lacks its bias."""
+    model, variables = _linen_mlp()
+    params = {"head": variables["params"]["head"], "hidden": {"kernel": variables["params"]["hidden"]["kernel"]}}
+    return Call(lambda v, x: model.apply(v, x), [{"params": params}, (2, 5)],
+                targets=("inputs[0]['params']['hidden'] ('v'): ",), error="SpecError")  # fmt: skip
+
+
+def linen_params_without_collection() -> Call:
+    """Linen parameters given without their {'params': ...} collection."""
+    model, variables = _linen_mlp()
+    return Call(lambda v, x: model.apply(v, x), [dict(variables["params"]), (2, 5)],
+                targets=("inputs[0] ('v'): ",), error="SpecError")  # fmt: skip
+
+
+def linen_param_wrong_shape() -> Call:
+    """A Linen kernel spec of the wrong shape."""
+    import jax
+
+    model, variables = _linen_mlp()
+    params = {"head": variables["params"]["head"],
+              "hidden": {"kernel": jax.ShapeDtypeStruct((5, 5), np.float32), "bias": variables["params"]["hidden"]["bias"]}}
+    return Call(lambda v, x: model.apply(v, x), [{"params": params}, (2, 5)],
+                targets=("inputs[0]['params']['hidden']['kernel'] ('v'): ",), error="SpecError")  # fmt: skip
+
+
+def nnx_state_missing_variable() -> Call:
+    """``nnx.merge(graphdef, state)`` with a state input lacking one variable."""
+    import jax
+    from flax import nnx
+
+    graphdef, state = nnx.split(nnx.Linear(5, 3, rngs=nnx.Rngs(0)))
+    spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.to_pure_dict(state))
+    del spec["bias"]
+    return Call(lambda s, x: nnx.merge(graphdef, s)(x), [spec, (2, 5)], targets=("inputs[0] ('s'): ",),
+                error="SpecError")  # fmt: skip
 
 
 def _dense(x: Any) -> Any:
@@ -231,15 +342,20 @@ def host_io_callback() -> Call:
     return Call(_io_callback, [(2, 3)], targets=("callback", "io_callback"))
 
 
+# input specs of the wrong pytree structure (workbench/jax_to_onnx/structure.py): in the CI slice too
+STRUCTURE_MISTAKES = (pytree_wrong_structure, pytree_missing_key, pytree_leaf_for_subtree, pytree_subtree_for_leaf,
+                      pytree_dict_for_tuple, pytree_three_for_a_pair, pytree_specs_nested_in_one, tree_map_missing_leaf,
+                      linen_params_renamed, linen_params_missing_bias, linen_params_without_collection,
+                      linen_param_wrong_shape, nnx_state_missing_variable)  # fmt: skip
 MISTAKES: dict[str, Callable[[], Call]] = {
     f.__name__: f
     for f in (linen_module_without_params, linen_apply_without_params, linen_batchnorm_not_mutable,
               nnx_dropout_without_rngs, nnx_dropout_train_mode_with_rngs, haiku_transform_not_applied,
-              haiku_transformed_object, equinox_wrong_feature_size, keras_model_object, pytree_wrong_structure,
-              pytree_missing_key, float64_without_x64, bfloat16_input, symbolic_dims_inconsistent,
+              haiku_transformed_object, equinox_wrong_feature_size, keras_model_object, *STRUCTURE_MISTAKES,
+              float64_without_x64, bfloat16_input, symbolic_dims_inconsistent,
               constraints_contradict_shapes, constraints_unknown_name, batch_dim_for_fixed_shapes, python_print,
               jax_debug_print, host_pure_callback, host_io_callback)  # fmt: skip
 }
 PROGRAM_KIND = "user_program"
 
-__all__ = ["MISTAKES", "PROGRAM_KIND", "Call"]
+__all__ = ["MISTAKES", "PROGRAM_KIND", "STRUCTURE_MISTAKES", "Call"]

@@ -226,7 +226,12 @@ def run_program_mistake(name: str) -> Outcome:
             model = wb.to_onnx(call.fn, call.inputs, **call.kwargs)
             checked = _compare_with_callable(call.fn, model) if call.compare else ""
     except (Exception, SystemExit) as error:  # noqa: BLE001 - classified: that is the oracle's job
-        return _error_outcome(error, call.targets, value_error_ok=True)
+        outcome = _error_outcome(error, call.targets, value_error_ok=True)
+        if outcome.status == "clean" and call.error and call.error not in {c.__name__ for c in type(error).__mro__}:
+            return Outcome("vague", f"{type(error).__name__}, not a {call.error}: {str(error).splitlines()[0][:200]}")
+        return outcome
+    if call.error:
+        return Outcome("vague", f"converted; the mistake should be a {call.error}")
     return Outcome("mismatch", checked) if checked else Outcome("clean", "converted")
 
 

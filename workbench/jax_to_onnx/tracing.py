@@ -17,6 +17,7 @@ from workbench.errors import SpecError, TraceError, warn
 from workbench.jax_to_onnx.dead_code import prune_dead_code
 from workbench.jax_to_onnx.functions import exporting
 from workbench.jax_to_onnx.normalize import NormalizedCallable, normalize_callable, train_mode_warning
+from workbench.jax_to_onnx.structure import InputIndex, structure_error
 from workbench.specs import InputSpecs, parse_input_specs
 
 
@@ -53,7 +54,9 @@ def _argument_names(fn: Any, count: int) -> list[str]:
     return names[:count] if len(names) >= count else [f"in_{i}" for i in range(count)]
 
 
-def _check_arity(fn: Any, count: int, display_name: str) -> None:
+def _check_arity(fn: Any, specs: tuple[Any, ...], display_name: str) -> None:
+    """Refuse a number of input specs ``fn``'s signature cannot take, naming its parameters."""
+    count = len(specs)
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -61,9 +64,17 @@ def _check_arity(fn: Any, count: int, display_name: str) -> None:
     try:
         signature.bind(*range(count))
     except TypeError as error:
+        positional = [p.name for p in signature.parameters.values()
+                      if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        takes = f"takes {len(positional)} positional argument(s) ({', '.join(positional)})" if positional else \
+            "takes no positional argument"
+        hint = ""
+        if count == 1 and isinstance(specs[0], (list, tuple)) and len(specs[0]) == len(positional) > 1:
+            hint = (f" inputs[0] is a {type(specs[0]).__name__} of {len(specs[0])} specs, one per argument: pass "
+                    "them as the list itself, inputs=[spec_0, spec_1, ...], not nested in one spec.")
         raise SpecError(
-            f"inputs: {display_name} cannot be called with {count} positional argument(s) ({error}); "
-            "give one input spec per positional argument."
+            f"inputs: {display_name} {takes}, and inputs gives {count} spec(s) ({error}); give one input spec per "
+            f"positional argument (a pytree argument takes one spec: a dict, list or tuple of specs).{hint}"
         ) from None
 
 
@@ -72,12 +83,14 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
     symbolic shapes, drop dead code."""
     normalized = normalize_callable(fn)
     specs = parse_input_specs(inputs, constraints)
-    _check_arity(fn, len(specs.args), normalized.display_name)
+    _check_arity(fn, specs.args, normalized.display_name)
     if not enable_double_precision:
         _warn_double_precision_specs(specs.args)
     out_tree_box: list[Any] = []
+    inputs_box: list[InputIndex] = []  # what the function was called with, to name an input of the wrong structure
 
     def flat_pure(params: list[Any], *args: Any) -> Any:
+        inputs_box[:] = [InputIndex.of(args)]
         result = normalized.pure(params, *args)
         leaves, tree = jax.tree_util.tree_flatten(result)
         out_tree_box.append(tree)
@@ -93,8 +106,11 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
             except Exception as error:  # user code and JAX shape checks raise many types; all are tracing failures
                 needed = _param_needed_concrete(error, len(normalized.params))
                 if needed is None or _attempt == _MAX_CONCRETE_PARAMS:
-                    raise _trace_failure(error, normalized.display_name, specs,
-                                         _argument_names(fn, len(specs.args))) from error
+                    names = _argument_names(fn, len(specs.args))
+                    wrong = structure_error(error, inputs_box[0] if inputs_box else None, normalized.display_name, names)
+                    if wrong is None and normalized.kind == "function":
+                        wrong = _structure_inside_jit(fn, specs, normalized.display_name, names)
+                    raise (wrong or _trace_failure(error, normalized.display_name, specs, names)) from error
                 # the module reads this weight with NumPy or Python (np.asarray(self.periods)): keep its value
                 normalized = _with_concrete_param(normalized, needed)
                 out_tree_box.clear()
@@ -115,6 +131,26 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
         out_avals=tuple(v.aval for v in closed.jaxpr.outvars),
         arg_names=tuple(_argument_names(fn, len(specs.args))),
     )
+
+
+def _structure_inside_jit(fn: Any, specs: InputSpecs, display_name: str, names: list[str]) -> SpecError | None:
+    """For a ``jax.jit`` function (any wrapper keeping ``__wrapped__``): trace the Python function itself once more,
+    where the inputs it reads are the objects it was called with, and translate a failure of the wrong input
+    structure (jit rebuilds its arguments, so the first trace cannot tell which input failed)."""
+    inner = inspect.unwrap(fn)
+    if inner is fn:
+        return None
+    box: list[InputIndex] = []
+
+    def call(*args: Any) -> Any:
+        box[:] = [InputIndex.of(args)]
+        return inner(*args)
+
+    try:
+        jax.make_jaxpr(call)(*specs.args)
+    except Exception as error:  # noqa: BLE001 - only structure_error's own failures are translated; else the TraceError stands
+        return structure_error(error, box[0] if box else None, display_name, names)
+    return None
 
 
 _DOUBLE = (np.dtype(np.float64), np.dtype(np.complex128))
