@@ -124,6 +124,27 @@ def evaluate_dim(dim: Any, env: Mapping[str, Any]) -> Any:
     return dim._evaluate(dict(env))  # noqa: SLF001 - JAX has no public evaluator of dimension expressions
 
 
+def affine_in_one_symbol(dim: Any) -> tuple[str, int, int] | None:
+    """``(symbol, scale, offset)`` when the symbolic dimension ``dim`` is ``scale * symbol + offset`` with an
+    integer ``scale >= 1`` (an input spec's ``8*h`` or ``2*T+1``), else None.
+
+    The candidate is read off by evaluating ``dim`` at 0 and 1, then confirmed by JAX's own comparison of
+    dimension expressions (so ``floordiv(h, 2)`` or ``h*h`` are never taken for affine).
+    """
+    import jax
+
+    symbols = dim.get_vars()
+    if len(symbols) != 1:
+        return None
+    (symbol,) = symbols
+    offset = int(evaluate_dim(dim, {symbol: 0}))
+    scale = int(evaluate_dim(dim, {symbol: 1})) - offset
+    if scale < 1:
+        return None
+    (bare,) = jax.export.symbolic_shape(symbol, scope=dim.scope)
+    return (symbol, scale, offset) if dim == scale * bare + offset else None
+
+
 def is_user_filename(file_name: str) -> bool:
     """Whether JAX considers a traceback frame's file user code (not JAX's own)."""
     return _source_info_util.is_user_filename(file_name)

@@ -96,3 +96,45 @@ def test_an_integer_max_with_zero_runs_in_onnxruntime(dtype):
     for lengths in (np.array([3, 400], dtype), np.array([9, 10, 57], dtype)):
         (got,) = run_onnx(model, [lengths])
         np.testing.assert_array_equal(got, np.maximum((lengths - 10) // 5 + 1, 0) * 2)
+
+
+def _pool_twice_and_back(x):
+    # a U-Net's skeleton as einops users write it (reduce "b (h 2) (w 2) c -> b h w c" by reshape + max,
+    # repeat "b h w c -> b (h 2) (w 2) c" by broadcast + reshape), three levels deep: only an image size of
+    # 8*h traces, and the graph needs h itself at run time (the upsampled shapes are 2*h, 4*h)
+    def pool(y):
+        b, height, width, c = y.shape
+        return y.reshape(b, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
+
+    def up(y):
+        b, height, width, c = y.shape
+        return jnp.broadcast_to(y[:, :, None, :, None], (b, height, 2, width, 2, c)).reshape(b, 2 * height, 2 * width, c)
+
+    first = pool(x)
+    second = pool(first)
+    third = pool(second)
+    return up(jnp.concatenate([up(jnp.concatenate([up(third), second], -1)), first], -1)).sum(-1) + x[..., 0]
+
+
+def test_a_spec_dim_of_8h_gives_h_to_the_graph_and_runs_at_other_sizes():
+    # before: ConversionError "symbolic dimension 'h' is needed at run time but no input of this graph has it
+    # as a dimension" (einops_unet at a symbolic image size, tests/real_programs/einops_programs.py)
+    model = wb.to_onnx(_pool_twice_and_back, [("B", "8*h", "8*w", 3)])
+    _matches_at(_pool_twice_and_back, model, (2, 16, 16, 3), (1, 8, 24, 3), (3, 32, 8, 3))
+
+
+def test_a_spec_dim_of_2t_plus_1_gives_t_to_the_graph():
+    # a symbol read back from an affine dim with an offset: pairs after a leading sample, scaled by position
+    def pairs(x):
+        length = (x.shape[1] - 1) // 2
+        return x[:, 1:].reshape(x.shape[0], length, 2).sum(-1) * jnp.arange(length, dtype=x.dtype)
+
+    model = wb.to_onnx(pairs, [("B", "2*T+1")])
+    _matches_at(pairs, model, (2, 9), (1, 3), (3, 21))
+
+
+def test_only_affine_dims_of_one_symbol_are_read_back():
+    from workbench.compat import affine_in_one_symbol
+
+    dims = jax.export.symbolic_shape("8*h, 2*T+1, floordiv(h, 2), h*h, B*T, h")
+    assert [affine_in_one_symbol(d) for d in dims] == [("h", 8, 0), ("T", 2, 1), None, None, None, ("h", 1, 0)]

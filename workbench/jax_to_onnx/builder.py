@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from workbench.compat import evaluate_dim
+from workbench.compat import affine_in_one_symbol, evaluate_dim
 from workbench.errors import ConversionError, SourceLocation
 from workbench.jax_to_onnx.constant_pool import ConstantPool
 from workbench.jax_to_onnx.complex_numbers import COMPLEX_DOC, is_complex, real_dtype, storage_shape, to_pairs
@@ -132,6 +132,20 @@ class PendingConstant:
     name: str
     slot: int  # its index in ``ModelState.initializers``
     value: ir.Value | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DimSource:
+    """Where a symbol's runtime value is read: ``value``'s dim at ``axis`` is ``scale * symbol + offset``."""
+
+    value: ir.Value
+    axis: int
+    scale: int = 1
+    offset: int = 0
+
+    @property
+    def is_bare(self) -> bool:
+        return self.scale == 1 and self.offset == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +264,9 @@ class GraphBuilder:
         self.nodes: list[ir.Node] = []
         self.inputs: list[ir.Value] = []
         self.local_constants: ConstantPool[ir.Value] = ConstantPool()
-        # symbol name → (value holding the dim, axis) for runtime dimensions
-        self.dim_sources: dict[str, tuple[ir.Value, int]] = {}
+        # symbol name → where its runtime value is read: an axis of a value whose dim is the symbol itself or,
+        # failing that, an affine expression of it (an input spec's ``8*h``)
+        self.dim_sources: dict[str, DimSource] = {}
         self.dim_cache: dict[str, ir.Value] = {}
         self.used_opsets: dict[str, int] = {"": state.opset}
 
@@ -271,13 +286,21 @@ class GraphBuilder:
         return value
 
     def register_dims(self, value: ir.Value, shape: Sequence[Any]) -> None:
-        """Remember where each bare symbolic dimension can be read at run time."""
+        """Remember where each symbolic dimension can be read at run time: from an axis that is the bare
+        symbol, or else from one that is ``scale * symbol + offset`` (the first of each kind is kept)."""
         for axis, dim in enumerate(shape):
             if is_static(dim):
                 continue
             text = dim_text(dim)
-            if text.isidentifier() and text not in self.dim_sources:
-                self.dim_sources[text] = (value, axis)
+            known = self.dim_sources.get(text) if text.isidentifier() else None
+            if text.isidentifier():
+                if known is None or not known.is_bare:
+                    self.dim_sources[text] = DimSource(value, axis)
+                continue
+            affine = affine_in_one_symbol(dim)
+            if affine is not None and affine[0] not in self.dim_sources:
+                symbol, scale, offset = affine
+                self.dim_sources[symbol] = DimSource(value, axis, scale, offset)
 
     def set_type(self, value: ir.Value, aval: Any) -> None:
         """Type ``value`` as ``aval`` is stored in the graph (complex as real pairs, see complex_numbers.py,
@@ -425,7 +448,7 @@ class GraphBuilder:
         return self.const(np.asarray(values, dtype=np.int64))
 
     # ------------------------------------------------------ runtime dimensions
-    def _find_dim_source(self, symbol: str) -> tuple[ir.Value, int] | None:
+    def _find_dim_source(self, symbol: str) -> DimSource | None:
         builder: GraphBuilder | None = self
         while builder is not None:
             if symbol in builder.dim_sources:
@@ -453,10 +476,13 @@ class GraphBuilder:
                     f"symbolic dimension {text!r} is needed at run time but no input of this graph has it as "
                     "a dimension; give it to an input spec."
                 )
-            value, axis = source
-            result = self.op("Shape", value, start=axis, end=axis + 1, name_hint=f"dim_{text}")
+            result = self.op("Shape", source.value, start=source.axis, end=source.axis + 1, name_hint=f"dim_{text}")
             result.type = ir.TensorType(ir.DataType.INT64)
             result.shape = ir.Shape([1])
+            if source.offset:
+                result = (_DimOperand(self, result) - source.offset).value
+            if source.scale != 1:
+                result = (_DimOperand(self, result) // source.scale).value
         else:
             result = _evaluate_dim_expression(self, dim)
         self.dim_cache[text] = result
