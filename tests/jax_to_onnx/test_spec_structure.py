@@ -5,6 +5,7 @@ matches JAX in onnxruntime, and failures that are not about the inputs' structur
 from __future__ import annotations
 
 import re
+import warnings
 
 import flax.linen as linen
 import jax
@@ -198,3 +199,20 @@ def test_failures_not_about_the_inputs_structure_stay_trace_errors():
 
     with pytest.raises(wb.TraceError, match="pytree structure error"):
         wb.to_onnx(own_tree_map, [(3,)])
+
+
+def test_an_entry_no_code_reads_is_warned_about_and_whole_arguments_are_not():
+    with pytest.warns(wb.WorkbenchWarning, match=re.escape("inputs[0]['c'] ('tree'): never read by _dict_sum, but the "
+                                                           "ONNX model keeps every input")):  # fmt: skip
+        model = wb.to_onnx(_dict_sum, [{"a": (3,), "b": (3,), "c": (3,)}])
+    values = _values([{"a": (3,), "b": (3,), "c": (3,)}])
+    assert_matches_jax(_dict_sum, model, values)
+    assert [i.name for i in model.graph.input] == ["tree.a", "tree.b", "tree.c"]  # kept: the inputs are the specs'
+    model, variables = _linen_specs()
+    extra = {"params": {**variables["params"], "extra": {"kernel": jax.ShapeDtypeStruct((2, 2), np.float32)}}}
+    with pytest.warns(wb.WorkbenchWarning, match=re.escape("inputs[0]['params']['extra']['kernel'] ('v'): never read")):
+        wb.to_onnx(lambda v, x: model.apply(v, x), [extra, (2, 5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", wb.WorkbenchWarning)
+        wb.to_onnx(lambda x, unused: x * 2, [(3,), (3,)])  # a whole argument may be ignored on purpose
+        wb.to_onnx(lambda d: jnp.zeros(d["size"].shape) + d["a"], [{"a": ("B",), "size": ("B",)}])  # gives a size

@@ -123,14 +123,36 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
             f"{normalized.display_name} returned {out_tree_box[-1]}, which holds no array: an ONNX model needs at least "
             "one output. Return the array(s) to export."
         )
+    pruned = prune_dead_code(closed)
+    _warn_unread_entries(pruned, len(normalized.params), specs, normalized.display_name, _argument_names(fn, len(specs.args)))
     return Traced(
-        closed_jaxpr=prune_dead_code(closed),
+        closed_jaxpr=pruned,
         callable=normalized,
         specs=specs,
         out_tree=out_tree_box[-1],
         out_avals=tuple(v.aval for v in closed.jaxpr.outvars),
         arg_names=tuple(_argument_names(fn, len(specs.args))),
     )
+
+
+def _warn_unread_entries(closed: Any, param_count: int, specs: InputSpecs, display_name: str, names: list[str]) -> None:
+    """Say when an entry of a dict/list/tuple input spec is never read (an extra key, a parameter the model does not
+    have): the ONNX model keeps every input, so it would ask for a value nothing uses. Whole arguments are not
+    reported (a function may ignore one on purpose), nor entries with symbolic dimensions (they may give a size)."""
+    jaxpr = closed.jaxpr
+    read = {id(v) for eqn in jaxpr.eqns for v in eqn.invars} | {id(v) for v in jaxpr.outvars}
+    unread = []
+    leaves = jax.tree_util.tree_flatten_with_path(specs.args)[0]
+    for var, (path, spec) in zip(jaxpr.invars[param_count:], leaves, strict=True):
+        static = all(isinstance(d, int) for d in spec.shape)
+        if len(path) > 1 and static and id(var) not in read:
+            argument = path[0].idx
+            unread.append(f"inputs{jax.tree_util.keystr(path)}" + (f" ({names[argument]!r})" if argument < len(names) else ""))
+    if unread:
+        listed = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+        warn(f"{listed}: never read by {display_name}, but the ONNX model keeps every input, so it will ask for a "
+             "value nothing uses; remove the entry from the input spec if it is not the function's (an extra key, a "
+             "parameter the model does not have).")
 
 
 def _structure_inside_jit(fn: Any, specs: InputSpecs, display_name: str, names: list[str]) -> SpecError | None:
