@@ -149,9 +149,8 @@ def check_input_gradient_matches_the_original(trip: RoundTrip) -> None:
 
 @pytest.mark.parametrize("name", ZOO_PARAMS)
 def test_round_trip_matches_the_original_jax_function(name):
-    # One test per model, all checks on one conversion: xdist's loadgroup does not keep
-    # xdist_group items together with this pytest 9 / xdist 3.8 pair (checked), so separate
-    # tests sharing a fixture would convert a model on both workers.
+    # One test per model, all checks on one conversion: separate tests sharing a fixture could
+    # convert a model on both xdist workers.
     trip = convert(name)
     check_source_parses_and_names_params_after_initializers(trip)
     check_matches_the_original_under_jit_at_two_batch_sizes(trip)

@@ -234,8 +234,8 @@ def _assert_gradients_match(bridged: Bridged, *, input_gradient: bool, min_named
                                    err_msg="d loss / d input")
 
 
-# One test per model, both checks on one export (exporting is the slow part): xdist's loadgroup
-# does not keep xdist_group items on one worker with this pytest 9 / xdist 3.8 pair.
+# One test per model, both checks on one export (exporting is the slow part), so that no two xdist
+# workers export the same model.
 def test_cnn_outputs_and_gradients_match_pytorch():
     cnn = _bridge(build_cnn, cnn_inputs)
     _assert_matches_pytorch(cnn)
