@@ -19,10 +19,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from workbench.onnx_to_jax.context import NodeContext
+from workbench.onnx_to_jax.emitters.tree_walks import _forest_scores, _tree_leaves
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
+from workbench.onnx_to_jax.tree_forms import NodeTable, plan_forest
 
 ML = "ai.onnx.ml"
 _MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GTE": 2, "BRANCH_GT": 3, "BRANCH_EQ": 4, "BRANCH_NEQ": 5,
@@ -33,32 +34,6 @@ _AGGREGATE = {"AVERAGE": 0, "SUM": 1, "MIN": 2, "MAX": 3}
 
 
 # ---- runtime helpers --------------------------------------------------------------------------------
-@runtime_helper
-def _tree_leaves(x, feature, threshold, mode, true_next, false_next, nan_true, members, roots, depth):
-    """The leaf each sample reaches in each tree: [samples, trees] node indices."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
-    x = jnp.reshape(x, (x.shape[0], -1)) if x.ndim != 1 else jnp.reshape(x, (1, -1))
-    node = jnp.broadcast_to(jnp.asarray(roots), (x.shape[0], len(roots)))
-
-    def step(_, node):
-        value = jnp.take_along_axis(x, jnp.asarray(feature)[node], axis=1)
-        split = jnp.asarray(threshold, x.dtype)[node]
-        kind = jnp.asarray(mode)[node]
-        member = jnp.any(value[..., None] == jnp.asarray(members, x.dtype)[node], axis=-1)
-        go_true = jnp.select(
-            [kind == 0, kind == 1, kind == 2, kind == 3, kind == 4, kind == 5, kind == 6],
-            [value <= split, value < split, value >= split, value > split, value == split, value != split, member],
-            False,
-        )
-        go_true = go_true | (jnp.isnan(value) & jnp.asarray(nan_true)[node])
-        following = jnp.where(go_true, jnp.asarray(true_next)[node], jnp.asarray(false_next)[node])
-        return jnp.where(kind == 7, node, following)
-
-    return lax.fori_loop(0, depth, step, node)
-
-
 @runtime_helper
 def _tree_leaves_compiled(x, feature, threshold, mode, true_next, false_next, nan_true, members, roots, depth):
     """:func:`_tree_leaves` compiled once per input shape, for an ensemble that runs as a host step (string
@@ -243,9 +218,10 @@ class _Trees:
         self.members.append(list(members))
         return len(self.mode) - 1
 
-    def depth(self) -> int:
+    def depth(self, roots: list[int]) -> int:
+        """Levels of the deepest of the trees at ``roots``, leaves counted (the general walk's step count)."""
         deepest = 0
-        for root in self.roots:
+        for root in roots:
             todo, seen = [(root, 1)], set()
             while todo:
                 node, level = todo.pop()
@@ -257,7 +233,11 @@ class _Trees:
                     todo += [(self.true_next[node], level + 1), (self.false_next[node], level + 1)]
         return deepest
 
-    def arrays(self, ctx: NodeContext) -> list[str]:
+    def arrays(self, ctx: NodeContext, dtype: np.dtype = np.dtype(np.float32), roots: list[int] | None = None
+               ) -> list[str]:
+        """The general walk's arguments (:func:`_tree_leaves`): the node tables, thresholds in ``dtype``, and
+        the ``roots`` walked (all trees by default) with their depth."""
+        roots = self.roots if roots is None else roots
         width = max([len(m) for m in self.members] + [1])
         members = np.full((len(self.members), width), np.nan, np.float32)
         for i, values in enumerate(self.members):
@@ -265,15 +245,70 @@ class _Trees:
         as_expr = ctx.constant
         return [
             as_expr(np.asarray(self.feature, np.int32), "feature"),
-            as_expr(np.asarray(self.threshold, np.float32), "threshold"),
+            as_expr(np.asarray(self.threshold, dtype), "threshold"),
             as_expr(np.asarray(self.mode, np.int8), "mode"),
             as_expr(np.asarray(self.true_next, np.int32), "true_next"),
             as_expr(np.asarray(self.false_next, np.int32), "false_next"),
             as_expr(np.asarray(self.nan_true, bool), "nan_true"),
             as_expr(members, "members"),
-            ctx.lit(tuple(self.roots)),
-            ctx.lit(self.depth()),
+            ctx.lit(tuple(roots)),
+            ctx.lit(self.depth(roots)),
         ]
+
+
+def _forest_dtype(ctx: NodeContext) -> np.dtype | None:
+    """The float type the planned forms compare in: the input's (integers as float32, as onnxruntime reads
+    them), or None when unknown or half precision (the general walk then compares as before)."""
+    dtype = ctx.dtype(0)
+    if dtype is None:
+        return None
+    if np.issubdtype(dtype, np.integer):
+        return np.dtype(np.float32)
+    return dtype if dtype in (np.dtype(np.float32), np.dtype(np.float64)) else None
+
+
+def _ensemble_scores(ctx: NodeContext, trees: _Trees, weights: np.ndarray, present: np.ndarray, aggregate: int,
+                     base: list[float], x: str) -> str:
+    """[rows, targets] scores, base values added: the planned forms (tree_forms.py) for SUM and AVERAGE on
+    a float32/float64 input, else the general walk and :func:`_tree_scores`."""
+    dtype = _forest_dtype(ctx)
+    base_values = ctx.lit(np.asarray(base, np.float32))
+    if dtype is None or aggregate not in (0, 1):
+        leaves = ctx.call(_tree_leaves, x, *trees.arrays(ctx))
+        return ctx.call(_tree_scores, leaves, ctx.constant(weights, "leaf_weights"),
+                        ctx.constant(present, "leaf_present"), ctx.lit(aggregate), base_values)
+    table = NodeTable(np.asarray(trees.feature), np.asarray(trees.threshold, np.float64), np.asarray(trees.mode),
+                      np.asarray(trees.true_next), np.asarray(trees.false_next), np.asarray(trees.nan_true),
+                      list(trees.roots), weights, trees.members)
+    groups = []
+    for g, group in enumerate(plan_forest(table, dtype)):
+        def const(value: np.ndarray, hint: str, g: int = g) -> str:
+            return ctx.constant(np.asarray(value), f"group{g}_{hint}")
+
+        values = const(group.values.astype(np.float32), "values")
+        onehot = "None" if group.onehot is None else const(group.onehot.astype(np.float32), "onehot")
+        arrays = group.arrays
+        if group.form == "oblivious":
+            parts = [const(arrays["codes"], "codes"), const(arrays["thresholds"], "thresholds"), values, onehot]
+        elif group.form == "perfect":
+            parts = [const(arrays["codes"], "codes"), const(arrays["thresholds"], "thresholds"), ctx.lit(group.depth),
+                     values, onehot]
+        elif group.form == "walk":
+            parts = [const(arrays["codes"], "codes"), const(arrays["thresholds"], "thresholds"),
+                     const(arrays["left"], "left"), ctx.lit(tuple(arrays["roots"])), ctx.lit(group.depth), values,
+                     onehot]
+        else:
+            parts = [*trees.arrays(ctx, dtype, arrays["roots"]), values]
+        groups.append(_tuple([ctx.lit(group.form), *parts]))
+    scores = ctx.call(_forest_scores, x, ctx.dt(dtype), _tuple(groups))
+    if aggregate == 0:
+        return f"({scores} / {len(trees.roots)} + {base_values})"
+    return f"({scores} + {base_values})"
+
+
+def _tuple(items: list[str]) -> str:
+    """Code of a tuple of the given expressions."""
+    return "(" + "".join(f"{item}, " for item in items) + ")"
 
 
 def _legacy_trees(ctx: NodeContext, prefix: str) -> tuple[_Trees, dict[tuple[int, int], int]]:
@@ -320,7 +355,7 @@ def _leaf_weights(ctx: NodeContext, trees: _Trees, index, tree_ids, node_ids, ta
     for tree, node, target, weight in zip(tree_ids, node_ids, target_ids, weights):
         matrix[index[(tree, node)], target] += weight
         present[index[(tree, node)], target] = True
-    return ctx.constant(matrix, "leaf_weights"), ctx.constant(present, "leaf_present")
+    return matrix, present
 
 
 @emitter("TreeEnsembleRegressor", since=(1, 3), domain=ML)
@@ -331,9 +366,7 @@ def tree_ensemble_regressor(ctx: NodeContext) -> str:
                                      ctx.attr("target_ids"), _floats(ctx, "target_weights"), n_targets)
     aggregate = _AGGREGATE[ctx.attr("aggregate_function", "SUM")]
     base = _floats(ctx, "base_values") or [0.0] * n_targets
-    leaves = ctx.call(_tree_leaves, ctx.x(0), *trees.arrays(ctx))
-    scores = ctx.call(_tree_scores, leaves, weights, present, ctx.lit(aggregate),
-                      ctx.lit(np.asarray(base, np.float32)))
+    scores = _ensemble_scores(ctx, trees, weights, present, aggregate, base, ctx.x(0))
     return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.attr("post_transform", "NONE")]))
 
 
@@ -358,10 +391,11 @@ def tree_ensemble_classifier(ctx: NodeContext) -> str:
                                      class_ids, _floats(ctx, "class_weights"), max(max(class_ids) + 1, 1))
     base = _floats(ctx, "base_values") or [0.0] * (max(class_ids) + 1)
     if str_labels is None:
-        leaves = ctx.call(_tree_leaves, ctx.x(0), *trees.arrays(ctx))
+        scores = _ensemble_scores(ctx, trees, weights, present, 1, base, ctx.x(0))
     else:
         leaves = ctx.call(_tree_leaves_compiled, ctx.host(0), *trees.arrays(ctx))
-    scores = ctx.call(_tree_scores, leaves, weights, present, "1", ctx.lit(np.asarray(base, np.float32)))
+        scores = ctx.call(_tree_scores, leaves, ctx.constant(weights, "leaf_weights"),
+                          ctx.constant(present, "leaf_present"), "1", ctx.lit(np.asarray(base, np.float32)))
     binary = len(set(class_ids)) == 1
     post = ctx.lit(_POST[ctx.attr("post_transform", "NONE")])
     if str_labels is not None:
@@ -406,11 +440,9 @@ def tree_ensemble(ctx: NodeContext) -> str:
     for leaf, target, weight in zip(leaf_index, leaf_targets, leaf_weights):
         matrix[leaf, target] += weight
         present[leaf, target] = True
-    leaves = ctx.call(_tree_leaves, ctx.x(0), *trees.arrays(ctx))
     aggregate = [0, 1, 2, 3][ctx.attr("aggregate_function", 1)]
     dtype = ctx.dtype(0) or np.dtype(np.float32)
-    scores = ctx.call(_tree_scores, leaves, ctx.constant(matrix, "leaf_weights"), ctx.constant(present, "leaf_present"),
-                      ctx.lit(aggregate), ctx.lit(np.zeros((n_targets,), np.float32)))
+    scores = _ensemble_scores(ctx, trees, matrix, present, aggregate, [0.0] * n_targets, ctx.x(0))
     post = ctx.call(_post_transform, scores, ctx.lit(ctx.attr("post_transform", 0)))
     return f"{post}.astype({ctx.dt(dtype)})"
 
