@@ -7,9 +7,11 @@ CPU backend runs fastest for it (measured, docs/onnx_to_jax_corpus.md, "Tree ens
 * every split is first written as ``value <= threshold`` (go left) or not (go right): BRANCH_LT and
   BRANCH_GTE take the next float below the threshold in the input's type (``v < t`` is ``v <= nextafter(t,
   -inf)`` for floats of that type), BRANCH_GT and BRANCH_GTE swap their successors and their missing-value
-  direction. NaN's direction goes into the column read: ``columns[:, 2 f]`` is feature ``f`` as it is (NaN
-  compares false: right), ``columns[:, 2 f + 1]`` has NaN as ``-inf`` (left), so one gather and one compare
-  decide every node, exactly as onnxruntime's ``v <= t || (nan && tracks_true)``;
+  direction. NaN's direction goes into the column read: ``columns[:, 2 f]`` is feature ``f`` with NaN above
+  every threshold (right), ``columns[:, 2 f + 1]`` with NaN as ``-inf`` (left), so one gather and one compare
+  decide every node, exactly as onnxruntime's ``v <= t || (nan && tracks_true)``. Values and thresholds
+  compare as integer keys ordered as the floats (:func:`sortable_keys`): XLA's CPU code flushes subnormal
+  floats to zero in a float comparison, onnxruntime does not;
 * ``oblivious``: complete trees whose nodes at each level share a feature and threshold (CatBoost's symmetric
   trees): one column gather and one compare for all levels, the leaf is the bits' binary number;
 * ``perfect``: trees up to :data:`PERFECT_MAX_DEPTH` levels padded to complete binary trees (a leaf above the
@@ -97,6 +99,15 @@ def _normalized(table: NodeTable, node: int, dtype: np.dtype) -> _Split | int | 
     if left_tree is None or right_tree is None:
         return None
     return _Split(2 * int(table.feature[node]) + int(nan_left), float(threshold), left_tree, right_tree)
+
+
+def sortable_keys(values: np.ndarray) -> np.ndarray:
+    """Integer keys ordered as the float32 / float64 ``values`` are (-0.0 and 0.0 one key; no NaN here), the
+    thresholds' side of ``_float_keys`` in emitters/tree_walks.py."""
+    wide = values.dtype == np.float64
+    bits = values.view(np.int64 if wide else np.int32)
+    magnitude = bits & (0x7FFFFFFFFFFFFFFF if wide else 0x7FFFFFFF)
+    return np.where(bits < 0, -magnitude, magnitude)
 
 
 def _depth(tree: _Split | int) -> int:
@@ -214,7 +225,8 @@ def _group(table: NodeTable, form: str, depth: int, trees: list[int], normal: di
     """One group of trees in ``<=`` form: its arrays and leaf values."""
     if form == "walk":
         codes, thresholds, left, origin, roots = _adjacent([normal[t] for t in trees])
-        arrays: dict[str, object] = {"codes": codes, "thresholds": thresholds.astype(dtype), "left": left,
+        arrays: dict[str, object] = {"codes": codes, "thresholds": sortable_keys(thresholds.astype(dtype)),
+                                     "left": left,
                                      "roots": roots}
         leaves = np.where(origin >= 0, origin, 0)
         tree_of_row = np.cumsum(np.isin(np.arange(len(left)), roots)) - 1
@@ -227,12 +239,13 @@ def _group(table: NodeTable, form: str, depth: int, trees: list[int], normal: di
         if form == "oblivious":
             arrays = {"codes": np.asarray([[p[0][level][0] for p in parts] for level in range(depth)],
                                           np.int32).reshape(depth, len(trees)),
-                      "thresholds": np.asarray([[p[1][level][0] for p in parts] for level in range(depth)],
-                                               dtype).reshape(depth, len(trees))}
+                      "thresholds": sortable_keys(np.asarray([[p[1][level][0] for p in parts]
+                                                              for level in range(depth)], dtype).reshape(depth, len(trees)))}
         else:
             # tree-major heaps: node i of a tree (level l, position p: i = 2**l - 1 + p) has children 2i+1, 2i+2
             arrays = {"codes": np.concatenate([np.concatenate(p[0]) for p in parts] or [np.zeros(0)]).astype(np.int32),
-                      "thresholds": np.concatenate([np.concatenate(p[1]) for p in parts] or [np.zeros(0)]).astype(dtype)}
+                      "thresholds": sortable_keys(np.concatenate([np.concatenate(p[1]) for p in parts]
+                                                                 or [np.zeros(0)]).astype(dtype))}
     if targets is None:
         return Group(form, depth, trees, arrays, values.astype(dtype), None)
     written = targets[trees]

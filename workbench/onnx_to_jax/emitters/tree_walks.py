@@ -14,26 +14,44 @@ from workbench.onnx_to_jax.registry import runtime_helper
 
 
 @runtime_helper
+def _float_keys(x):
+    """Integer keys ordered as the floats ``x`` are (float32 -> int32, float64 -> int64; -0.0 and 0.0 one key,
+    NaN above +inf). Comparisons go through them because XLA's CPU code flushes subnormal floats to zero in a
+    float comparison (1e-45 <= 0 came out true) and onnxruntime compares them exactly."""
+    wide = x.dtype == jnp.float64
+    bits = lax.bitcast_convert_type(x, jnp.int64 if wide else jnp.int32)
+    magnitude = bits & (0x7FFFFFFFFFFFFFFF if wide else 0x7FFFFFFF)
+    return jnp.where(bits < 0, -magnitude, magnitude)
+
+
+@runtime_helper
 def _tree_leaves(x, feature, threshold, mode, true_next, false_next, nan_true, members, roots, depth):
     """The leaf each sample reaches in each tree: [samples, trees] node indices (the general walk: a per-node
-    comparison mode, ``depth`` steps under ``lax.fori_loop``)."""
+    comparison mode, ``depth`` steps under ``lax.fori_loop``). Values compare as :func:`_float_keys`; a NaN
+    value, or a NaN threshold of a comparison, makes it false but BRANCH_NEQ's, as for floats."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
     x = jnp.reshape(x, (x.shape[0], -1)) if x.ndim != 1 else jnp.reshape(x, (1, -1))
+    keys, missing = _float_keys(x), jnp.isnan(x)
+    splits = jnp.asarray(threshold, x.dtype)
+    split_keys, split_nan = _float_keys(splits), jnp.isnan(splits)
+    member_keys = _float_keys(jnp.asarray(members, x.dtype))  # NaN padding: above every value's key
     node = jnp.broadcast_to(jnp.asarray(roots), (x.shape[0], len(roots)))
 
     def step(_, node):
-        value = jnp.take_along_axis(x, jnp.asarray(feature)[node], axis=1)
-        split = jnp.asarray(threshold, x.dtype)[node]
+        column = jnp.asarray(feature)[node]
+        value, nan = jnp.take_along_axis(keys, column, axis=1), jnp.take_along_axis(missing, column, axis=1)
+        split = split_keys[node]
         kind = jnp.asarray(mode)[node]
-        member = jnp.any(value[..., None] == jnp.asarray(members, x.dtype)[node], axis=-1)
+        member = jnp.any(value[..., None] == member_keys[node], axis=-1)
         go_true = jnp.select(
             [kind == 0, kind == 1, kind == 2, kind == 3, kind == 4, kind == 5, kind == 6],
             [value <= split, value < split, value >= split, value > split, value == split, value != split, member],
             False,
         )
-        go_true = go_true | (jnp.isnan(value) & jnp.asarray(nan_true)[node])
+        go_true = jnp.where(nan | (split_nan[node] & (kind != 6)), kind == 5, go_true)  # a member's split is unused
+        go_true = go_true | (nan & jnp.asarray(nan_true)[node])
         following = jnp.where(go_true, jnp.asarray(true_next)[node], jnp.asarray(false_next)[node])
         return jnp.where(kind == 7, node, following)
 
@@ -63,18 +81,22 @@ def _forest_scores(x, dtype, groups):
 
 @runtime_helper
 def _tree_rows(x, dtype):
-    """The input as [rows, features] of the tables' float type (a 1-D input is one row)."""
-    x = jnp.asarray(x)
-    x = x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(dtype)
+    """The input as [rows, features] of the tables' float type (integers read as floats; a 1-D input is one
+    row)."""
+    x = jnp.asarray(x).astype(dtype)
     return jnp.reshape(x, (x.shape[0], -1)) if x.ndim != 1 else jnp.reshape(x, (1, -1))
 
 
 @runtime_helper
 def _split_columns(rows):
-    """[rows, 2 features]: column 2f is feature f, column 2f + 1 the same with NaN as -inf, so that a node's
-    column code says where NaN goes (as is: ``NaN <= t`` is false, right; as -inf: left)."""
-    low = jnp.where(jnp.isnan(rows), -jnp.inf, rows)
-    return jnp.stack([rows, low], axis=-1).reshape(rows.shape[0], -1)
+    """[rows, 2 features] of :func:`_float_keys`: column 2f is feature f with NaN above every threshold (goes
+    right), column 2f + 1 the same with NaN as -inf (goes left), so that a node's column code says where NaN
+    goes."""
+    key = _float_keys(rows)
+    nan = jnp.isnan(rows)
+    right = jnp.where(nan, jnp.iinfo(key.dtype).max, key)
+    left = jnp.where(nan, _float_keys(jnp.asarray(-jnp.inf, rows.dtype)), key)
+    return jnp.stack([right, left], axis=-1).reshape(rows.shape[0], -1)
 
 
 @runtime_helper
@@ -94,7 +116,7 @@ def _oblivious_sum(columns, codes, thresholds, values, onehot):
     the binary number of the levels' right turns (first level the highest bit)."""
     depth, trees = codes.shape
     picked = jnp.take(columns, jnp.reshape(codes, (-1,)), axis=1).reshape(columns.shape[0], depth, trees)
-    right = jnp.logical_not(picked <= jnp.asarray(thresholds, columns.dtype)).astype(jnp.float32)
+    right = jnp.logical_not(picked <= jnp.asarray(thresholds)).astype(jnp.float32)
     weights = jnp.asarray([2 ** (depth - 1 - level) for level in range(depth)], jnp.float32)
     position = jnp.einsum("rdt,d->rt", right, weights).astype(jnp.int32)  # a float dot: exact below 2**24
     leaves = jnp.arange(trees, dtype=jnp.int32) * 2**depth + position
@@ -106,7 +128,7 @@ def _perfect_sum(columns, codes, thresholds, depth, values, onehot):
     """Complete binary trees of ``depth`` levels as heaps, codes and thresholds [trees * (2**depth - 1)]
     (tree-major; node i's children are 2i + 1 and 2i + 2): ``depth`` steps of ``i = 2i + 1 + right``."""
     trees = values.shape[0] // 2**depth
-    codes, thresholds = jnp.asarray(codes), jnp.asarray(thresholds, columns.dtype)
+    codes, thresholds = jnp.asarray(codes), jnp.asarray(thresholds)
     first = jnp.arange(trees, dtype=jnp.int32)
     heap = 2**depth - 1
 
@@ -123,7 +145,7 @@ def _perfect_sum(columns, codes, thresholds, depth, values, onehot):
 def _walk_sum(columns, codes, thresholds, left, roots, depth, values, onehot):
     """Deep trees: a node table whose successors are adjacent (``left[node] + right``), ``depth`` steps from
     the roots; leaves go left onto themselves."""
-    codes, thresholds, left = jnp.asarray(codes), jnp.asarray(thresholds, columns.dtype), jnp.asarray(left)
+    codes, thresholds, left = jnp.asarray(codes), jnp.asarray(thresholds), jnp.asarray(left)
 
     def step(_, node):
         value = jnp.take_along_axis(columns, codes[node], axis=1)
