@@ -36,7 +36,8 @@ import pytest
 import workbench as wb
 from tests.jupyter.conftest import make_mlp
 
-pytestmark = pytest.mark.browser
+# one xdist worker: the module's JupyterLab servers and Chromium start once, not on both workers
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("jupyter_browser")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
