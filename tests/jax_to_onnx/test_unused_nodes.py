@@ -2,7 +2,9 @@
 
 Each case is a small ONNX model run through both, compared as serialised bytes; the cases cover dead
 chains, optional outputs (Dropout's mask, BatchNormalization's statistics at opsets 9 and 15), trailing
-``None`` inputs, a graph output read by nobody, initializers, a Loop body and a local function. The
+``None`` inputs, a graph output read by nobody, initializers, a Loop body and a local function. Two more
+cases check what that pass never meets (it starts from a fresh model): the body of an If removed in the
+same sweep, or folded away by an earlier pass, no longer keeps the initializer it read. The
 exports of the zoo and the benchmark set, which run through it on every conversion, are compared with
 main's byte for byte by ``tools/compare_exports.py``.
 """
@@ -104,3 +106,50 @@ def test_optional_outputs_and_initializers() -> None:
     assert len(dropout.outputs) == 1 and len(batch_norm.outputs) == 1 and len(clip.inputs) == 1
     assert "training_mode" not in batch_norm.attributes
     assert "unused_weight" not in model.graph.initializers and "s" in model.graph.initializers
+
+
+def _used_names(graph: onnx.GraphProto, found: set[str]) -> set[str]:
+    for node in graph.node:
+        found.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _used_names(attr.g, found)
+    return found
+
+
+def test_an_initializer_read_only_by_a_folded_away_branch_goes() -> None:
+    # constant folding replaces a cond whose predicate is a constant by the branch it takes; the other
+    # branch's nodes stayed attached to the constant they read, so it stayed as an unused initializer
+    # (onnxruntime warned "Removing initializer ... not used by any node": interpax's splines)
+    import jax
+    import jax.numpy as jnp
+
+    import workbench as wb
+    from tests.support.harness import run_onnx
+
+    taken = np.arange(12, dtype=np.float32).reshape(3, 4) + 0.5
+    not_taken = np.linspace(1, 2, 12, dtype=np.float32).reshape(3, 4)
+
+    def scaled(x):
+        return jax.lax.cond(jnp.sum(jnp.arange(4)) > 3, lambda v: v * taken, lambda v: v - not_taken, x)
+
+    model = wb.to_onnx(scaled, [(3, 4)])
+    assert [node.op_type for node in model.graph.node] == ["Mul"]
+    used = _used_names(model.graph, set())
+    assert [init.name for init in model.graph.initializer if init.name not in used] == []
+    x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(model, [x])[0], np.asarray(scaled(x)), rtol=1e-6)
+
+
+def test_a_removed_if_no_longer_keeps_what_its_branches_read() -> None:
+    # an If nobody reads goes in the sweep; the outer value its branch read (an initializer) goes with it
+    branch_then = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["t"])], "then", [], [_value("t", [2])])
+    branch_else = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [], [_value("e", [2])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["dead"], then_branch=branch_then, else_branch=branch_else),
+         helper.make_node("Relu", ["x"], ["y"])],
+        "g", [_value("x", [2]), helper.make_tensor_value_info("c", TensorProto.BOOL, [])], [_value("y", [2])],
+        [helper.make_tensor("w", F, [2], [1.0, 2.0])])
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    remove_unused_nodes(model)
+    assert [node.op_type for node in model.graph] == ["Relu"] and "w" not in model.graph.initializers

@@ -12,6 +12,12 @@ two agree on every export) with the answer of that look-up kept per (domain, op 
   its trailing unnamed outputs. A BatchNormalization in a known inference mode (from opset 14) loses
   its ``training_mode`` attribute before that; graph attributes are walked the same way;
 - initializers that are unused, no graph input and no graph output go; then each function's body.
+
+A use by a node that is in no graph any more does not count: the nodes of an If or Loop body stay attached to
+the outer values they read when a pass (constant folding, this sweep) removes the If or Loop. Such uses are
+dropped first (:func:`_forget_detached_uses`), and the sweep detaches a removed node's bodies itself;
+before, an initializer read only by a dead branch stayed in the model (onnxruntime warned "Removing
+initializer ... It is not used by any node": interpax's splines, tests/real_programs/augment_interp_programs.py).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ def remove_unused_nodes(model: ir.Model) -> int:
     """Remove dead nodes and unused initializers from ``model`` (and its functions), in place; returns
     how many went."""
     graph = model.graph
+    _forget_detached_uses(graph)
     count = _sweep(graph, graph.opset_imports.get("", None))
     protected = {*graph.inputs, *graph.outputs}
     for value in list(graph.initializers.values()):
@@ -45,8 +52,52 @@ def remove_unused_nodes(model: ir.Model) -> int:
             del graph.initializers[value.name]
             count += 1
     for function in model.functions.values():
+        _forget_detached_uses(function)
         count += _sweep(function, function.opset_imports.get("", None))
     return count
+
+
+def _nodes_within(graph: ir.Graph | ir.Function, found: set[ir.Node]) -> set[ir.Node]:
+    """``found`` with every node of ``graph`` and of its nodes' bodies, recursively."""
+    for node in graph:
+        found.add(node)
+        for subgraph in _bodies(node):
+            _nodes_within(subgraph, found)
+    return found
+
+
+def _bodies(node: ir.Node) -> list[ir.Graph]:
+    """The graphs ``node`` holds in attributes (an If's branches, a Loop's or Scan's body)."""
+    bodies: list[ir.Graph] = []
+    for attr in node.attributes.values():
+        if attr.type == ir.AttributeType.GRAPH:
+            bodies.append(attr.as_graph())
+        elif attr.type == ir.AttributeType.GRAPHS:
+            bodies.extend(attr.as_graphs())
+    return bodies
+
+
+def _forget_detached_uses(graph: ir.Graph | ir.Function) -> None:
+    """Disconnect, from the values of ``graph`` (inputs, initializers, node outputs, at any depth), the inputs
+    of nodes that are in no graph under ``graph`` any more (the body of a removed If or Loop)."""
+    live = _nodes_within(graph, set())
+    values: list[ir.Value] = [*graph.inputs]
+    if isinstance(graph, ir.Graph):
+        values.extend(graph.initializers.values())
+    for node in live:
+        values.extend(node.outputs)
+    for value in values:
+        for user, index in list(value.uses()):
+            if user not in live:
+                user.replace_input_with(index, None)
+
+
+def _detach_bodies(node: ir.Node) -> None:
+    """Disconnect every node of ``node``'s bodies from the values it reads (the node is being removed)."""
+    for subgraph in _bodies(node):
+        for inner in _nodes_within(subgraph, set()):
+            for index in range(len(inner.inputs)):
+                inner.replace_input_with(index, None)
 
 
 def _sweep(graph: ir.Graph | ir.Function, opset: int | None) -> int:
@@ -54,6 +105,7 @@ def _sweep(graph: ir.Graph | ir.Function, opset: int | None) -> int:
     count = 0
     for node in reversed(graph):
         if all(output not in outputs and not output.uses() for output in node.outputs):
+            _detach_bodies(node)
             graph.remove(node, safe=True)
             count += 1
             continue
