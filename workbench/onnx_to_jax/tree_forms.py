@@ -20,7 +20,8 @@ CPU backend runs fastest for it (measured, docs/onnx_to_jax_corpus.md, "Tree ens
   and threshold, none of successors. Unrolled, the steps ran 6-15x slower at 64 and 4,096 rows (XLA
   fuses the steps' gathers into one another), so every form loops;
 * ``walk``: deeper trees, grouped by depth, walk a node table whose two successors are adjacent
-  (``next = left[node] + right``), leaves looping onto themselves, for their group's depth only;
+  (``next = left[node] + right``), leaves looping onto themselves, for their group's depth only; a form's
+  groups become one at their deepest depth when that adds little work (:func:`_merged`);
 * ``general``: trees with BRANCH_EQ / BRANCH_NEQ / BRANCH_MEMBER nodes or NaN thresholds (and BRANCH_LT /
   BRANCH_GTE at ``-inf``, which have no ``<=`` form) keep the per-node comparison table.
 
@@ -38,6 +39,8 @@ import numpy as np
 LEQ, LT, GTE, GT, EQ, NEQ, MEMBER, LEAF = range(8)
 # deepest trees padded to complete binary trees (2**depth leaves each); deeper ones are walked
 PERFECT_MAX_DEPTH = 10
+# a form's groups of several depths become one loop at the deepest when that adds at most this share of steps
+MERGE_EXTRA_WORK = 0.25
 
 
 @dataclass
@@ -210,6 +213,7 @@ def plan_forest(table: NodeTable, dtype: np.dtype) -> list[Group]:
         if form == "perfect" and _complete(tree, depth)[3]:
             form = "oblivious"
         by_key.setdefault((form, depth), []).append(t)
+    by_key = _merged(by_key)
     general = [t for (form, _), trees in by_key.items() if form == "general" for t in trees]
     groups = [_group(table, form, depth, trees, normal, targets, dtype)
               for (form, depth), trees in sorted(by_key.items()) if form != "general"]
@@ -218,6 +222,25 @@ def plan_forest(table: NodeTable, dtype: np.dtype) -> list[Group]:
         groups.append(Group("general", depth, general, {"roots": [table.roots[t] for t in general]},
                             table.values.astype(dtype), None))
     return groups
+
+
+def _merged(by_key: dict[tuple[str, int], list[int]]) -> dict[tuple[str, int], list[int]]:
+    """Perfect groups as one, and walk groups as one, at their deepest depth when that adds at most
+    :data:`MERGE_EXTRA_WORK` to their steps x trees: every group is a loop of its own, which costs compile
+    time and, at a few rows, more than the steps it saves (LightGBM's binary model of 294 trees of depth 8
+    and 6 of depth 7: first jit 0.69-0.86 CPU s in two loops, 0.41-0.44 before the planned forms)."""
+    merged = {key: trees for key, trees in by_key.items() if key[0] not in ("perfect", "walk")}
+    for form in ("perfect", "walk"):
+        groups = {depth: trees for (kind, depth), trees in by_key.items() if kind == form}
+        if not groups:
+            continue
+        deepest = max(groups)
+        work = sum(depth * len(trees) for depth, trees in groups.items())
+        if deepest * sum(len(trees) for trees in groups.values()) <= (1 + MERGE_EXTRA_WORK) * work:
+            merged[(form, deepest)] = sorted(t for trees in groups.values() for t in trees)
+        else:
+            merged.update({(form, depth): trees for depth, trees in groups.items()})
+    return merged
 
 
 def _group(table: NodeTable, form: str, depth: int, trees: list[int], normal: dict, targets: np.ndarray | None,
