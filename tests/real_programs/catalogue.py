@@ -3,8 +3,8 @@
 Each :class:`RealProgram` builds, with random weights and no downloads, a callable in the style of a
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
-pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, plain jax.numpy programs; distrax, TensorFlow Probability, JAX MD,
-FlowJAX and Penzai opt-in, see :func:`load_all`), the input
+pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, FlowJAX, Penzai, einops, gymnax, Jumanji, augmax, interpax, plain
+jax.numpy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -78,14 +78,18 @@ def program(
 def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> dict[str, RealProgram]:
     """Import every program module (each registers its programs) and return the catalogue.
 
-    ``include_tfp`` adds the distrax and TensorFlow Probability programs (tfp_distrax_programs.py): they
-    need tfp-nightly, which the lock cannot pin, so they are opt-in (WORKBENCH_REAL_PROGRAMS_TFP=1).
+    ``include_tfp`` adds the distrax and TensorFlow Probability programs (tfp_distrax_programs.py) and rlax's
+    (rlax_programs.py, rlax imports distrax): they need tfp-nightly, which the lock cannot pin, so they are
+    opt-in (WORKBENCH_REAL_PROGRAMS_TFP=1).
     ``include_unlocked`` adds the programs of libraries the lock leaves out, opt-in too
     (WORKBENCH_REAL_PROGRAMS_UNLOCKED=1, with those libraries installed): JAX MD (jaxmd_programs.py; jax-md
     requires pymatgen, ~25 packages).
     """
     from tests.real_programs import (  # noqa: F401 - registration on import
+        augment_interp_programs,
         e3nn_programs,
+        einops_programs,
+        environment_programs,
         example_models,
         flax_programs,
         flow_penzai_programs,
@@ -103,7 +107,7 @@ def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> di
     )
 
     if include_tfp:
-        from tests.real_programs import tfp_distrax_programs  # noqa: F401
+        from tests.real_programs import rlax_programs, tfp_distrax_programs  # noqa: F401
     if include_unlocked:
         from tests.real_programs import jaxmd_programs  # noqa: F401
 
@@ -179,10 +183,19 @@ def _compare(entry: RealProgram, built: Built, session: Any, args: Sequence[Any]
 # measured 2026-12-06 over the whole catalogue (every other float output of two or more elements varies).
 _PGX_REWARDS = ((1,), "the rewards: 0 for every player until a game ends, and the few random legal moves played "
                       "end no game (the observations, legal-action masks and other outputs vary)")
+_FEW_STEPS = "the rewards: 0 on every step until a point is scored, and the few random steps score none (the " \
+             "observations, episode ends and actions vary)"
 CONSTANT_OUTPUTS: dict[str, tuple[tuple[int, ...], str]] = {
-    name: _PGX_REWARDS for name in (
+    **{name: _PGX_REWARDS for name in (
         "pgx_animal_shogi", "pgx_backgammon", "pgx_chess", "pgx_connect_four", "pgx_gardner_chess", "pgx_go_9x9",
-        "pgx_hex", "pgx_othello", "pgx_sparrow_mahjong", "pgx_tic_tac_toe")
+        "pgx_hex", "pgx_othello", "pgx_sparrow_mahjong", "pgx_tic_tac_toe")},
+    "gymnax_cartpole_random": ((1,), "the rewards: CartPole pays 1 on every step, by definition"),
+    "gymnax_acrobot_random": ((1,), "the rewards: Acrobot pays -1 on every step until the tip swings up, which "
+                                    "12 random steps never do"),
+    "gymnax_minatar_breakout_mlp_policy": ((1,), _FEW_STEPS),
+    "gymnax_minatar_asterix_random": ((1,), _FEW_STEPS),
+    "jumanji_snake_random": ((0,), "the rewards: 0 until the snake eats the fruit, which 12 random moves do not "
+                                   "reach (the grids, step types and actions vary)"),
 }
 
 # Programs that do not convert yet, or convert without parity, with the reason.
@@ -220,6 +233,18 @@ FULL_ONLY: frozenset[str] = frozenset({
     "e3nn_gated_network",  # 5.8 CPU s with its other sizes; e3nn_spherical_harmonics runs
     "flowjax_masked_autoregressive",  # flowjax_coupling runs (the same bijection machinery)
     "penzai_llamalike_transformer",  # the transformer families run; ~20 CPU s with its other sizes
+    # CPU s measured 2026-12-06 under load ~6 on 2 cores (CI runs einops_unet/_perceiver_pack/_mlp_mixer,
+    # gymnax_cartpole_random/_minatar_breakout_mlp_policy, jumanji_snake/_tsp_random, augmax_image_and_mask,
+    # interpax_splines_2d: ~36 CPU s together)
+    "einops_vit",  # 4.3; the transformer families' ViTs run, and einops_perceiver_pack's einsum attention
+    "gymnax_acrobot_random",  # 6.8; gymnax_cartpole_random runs (the same classic-control rollout)
+    "gymnax_minatar_asterix_random",  # 10.2; gymnax_minatar_breakout_mlp_policy runs
+    "gymnax_bsuite_catch_random",  # 3.7
+    "gymnax_pendulum_mlp_policy",  # 3.2
+    "jumanji_game2048_random",  # 5.0; jumanji_snake_random, jumanji_tsp_random run
+    "jumanji_maze_random",  # 4.6
+    "augmax_chain_batch",  # 14.8; augmax_image_and_mask runs (the same geometric warp)
+    "interpax_interp1d_methods",  # 10.4; interpax_splines_2d runs
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program

@@ -2,7 +2,8 @@
 
 A file exported with a symbolic batch ``B`` or sequence length ``T`` is served at other sizes than the one it
 was traced with; the catalogue's check runs it there too. For each symbol the built arguments give its built
-size; the sizes tried are the program's own (``Built.sizes``) or the generic pair 1 and the built size + 3.
+size (a spec dim may also be an affine expression of one symbol, ``8*h``: the symbol's size is read back from
+it, and the axis is resized to the expression's value); the sizes tried are the program's own (``Built.sizes``) or the generic pair 1 and the built size + 3.
 Arguments at those sizes come from the program (``Built.resize``) or from the generic rule: every leaf whose
 spec has a symbolic dimension is drawn afresh at the new shape like its built values (integers within the
 built range, so token ids stay in the vocabulary; floats with the built mean and spread); every other leaf
@@ -19,11 +20,13 @@ import jax
 import numpy as np
 
 from tests.real_programs.catalogue import Built
+from workbench.compat import affine_in_one_symbol, evaluate_dim
 from workbench.specs import parse_input_specs
 
 
 def symbol_sizes(built: Built) -> dict[str, int]:
-    """Each symbol of ``built.specs`` with its size in ``built.args`` (the specs' dims must be plain names)."""
+    """Each symbol of ``built.specs`` with its size in ``built.args`` (the specs' dims must be plain names or
+    affine in one symbol, ``8*h``)."""
     specs = parse_input_specs(built.specs).flat()
     leaves = jax.tree_util.tree_leaves(list(built.args))
     assert len(specs) == len(leaves), f"{len(specs)} specs vs {len(leaves)} argument arrays"
@@ -32,11 +35,13 @@ def symbol_sizes(built: Built) -> dict[str, int]:
         for axis, dim in enumerate(spec.shape):
             if isinstance(dim, int):
                 continue
-            name = str(dim)
-            assert name.isidentifier(), (
-                f"argument {index} axis {axis}: symbolic dimension {name!r} is an expression; give the program a "
-                "resize= that makes its arguments at other sizes")
-            size = int(np.shape(leaf)[axis])
+            affine = affine_in_one_symbol(dim)
+            assert affine is not None, (
+                f"argument {index} axis {axis}: symbolic dimension {dim!r} is not affine in one symbol; give the "
+                "program a resize= that makes its arguments at other sizes")
+            name, scale, offset = affine
+            size, remainder = divmod(int(np.shape(leaf)[axis]) - offset, scale)
+            assert remainder == 0, f"argument {index} axis {axis}: size {np.shape(leaf)[axis]} is not {dim}"
             assert sizes.setdefault(name, size) == size, f"symbol {name}: sizes {sizes[name]} and {size} in the built args"
     return sizes
 
@@ -70,7 +75,7 @@ def generic_arguments(built: Built, sizes: Mapping[str, int], rng: np.random.Gen
         if all(isinstance(d, int) for d in spec.shape):
             fresh.append(leaf)
             continue
-        shape = tuple(d if isinstance(d, int) else sizes[str(d)] for d in spec.shape)
+        shape = tuple(d if isinstance(d, int) else int(evaluate_dim(d, sizes)) for d in spec.shape)
         fresh.append(draw_like(np.asarray(leaf), shape, rng))
     return jax.tree_util.tree_unflatten(tree, fresh)
 

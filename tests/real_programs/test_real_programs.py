@@ -6,7 +6,7 @@ one that starts converting fails the test until it is taken off the list). Progr
 are also checked at other sizes of them (``SIZES_FULL_ONLY``: the heaviest of those checks, left to the full
 catalogue). ``FULL_ONLY`` names the slowest
 programs, run with WORKBENCH_REAL_PROGRAMS_FULL=1 (CI runs the rest). WORKBENCH_REAL_PROGRAMS_TFP=1 adds
-the distrax and TensorFlow Probability programs (they need tfp-nightly, outside the lock);
+the distrax, TensorFlow Probability and rlax programs (they need tfp-nightly, outside the lock);
 WORKBENCH_REAL_PROGRAMS_UNLOCKED=1 the JAX MD programs (jax-md is outside the lock). Programs that
 need environment variables before their libraries are imported run in a fresh interpreter.
 """
