@@ -100,11 +100,18 @@ def _split_columns(rows):
 
 
 @runtime_helper
+def _node_gather(table, *index):
+    """``table[index]`` for indices in bounds by construction (the plan's tables): no clamping and no wrapping
+    of negative indices, which made the walks' gathers 20-25% slower at 4,096 rows."""
+    return table.at[index].get(mode="promise_in_bounds", wrap_negative_indices=False)
+
+
+@runtime_helper
 def _leaf_sum(values, leaves, onehot):
     """Sum over trees of the leaf values: ``values`` [leaf rows] or [leaf rows, targets] at ``leaves`` [rows,
     trees]; scalar leaves go to their tree's target through ``onehot`` [trees, targets]. A matrix product,
     not ``jnp.sum``: XLA's CPU reduction costs ~20 ns an element here, its dot a fraction of that."""
-    picked = jnp.asarray(values)[leaves]
+    picked = _node_gather(jnp.asarray(values), leaves)
     if onehot is None:
         return jnp.einsum("rtk,t->rk", picked, jnp.ones(picked.shape[1], picked.dtype))
     return jnp.matmul(picked, jnp.asarray(onehot, picked.dtype))
@@ -115,7 +122,8 @@ def _oblivious_sum(columns, codes, thresholds, values, onehot):
     """Trees whose levels share one split each: codes and thresholds [depth, trees]; the leaf's position is
     the binary number of the levels' right turns (first level the highest bit)."""
     depth, trees = codes.shape
-    picked = jnp.take(columns, jnp.reshape(codes, (-1,)), axis=1).reshape(columns.shape[0], depth, trees)
+    picked = _node_gather(columns, slice(None), jnp.reshape(jnp.asarray(codes), (-1,))).reshape(columns.shape[0], depth,
+                                                                                           trees)
     right = jnp.logical_not(picked <= jnp.asarray(thresholds)).astype(jnp.float32)
     weights = jnp.asarray([2 ** (depth - 1 - level) for level in range(depth)], jnp.float32)
     position = jnp.einsum("rdt,d->rt", right, weights).astype(jnp.int32)  # a float dot: exact below 2**24
@@ -132,10 +140,12 @@ def _perfect_sum(columns, codes, thresholds, depth, values, onehot):
     first = jnp.arange(trees, dtype=jnp.int32)
     heap = 2**depth - 1
 
+    row = jnp.arange(columns.shape[0], dtype=jnp.int32)[:, None]
+
     def step(_, i):
         node = first * heap + i
-        value = jnp.take_along_axis(columns, codes[node], axis=1)
-        return 2 * i + 1 + jnp.logical_not(value <= thresholds[node]).astype(jnp.int32)
+        value = _node_gather(columns, row, _node_gather(codes, node))
+        return 2 * i + 1 + jnp.logical_not(value <= _node_gather(thresholds, node)).astype(jnp.int32)
 
     i = lax.fori_loop(0, depth, step, jnp.zeros((columns.shape[0], trees), jnp.int32))
     return _leaf_sum(values, first * 2**depth + i - heap, onehot)
@@ -147,9 +157,12 @@ def _walk_sum(columns, codes, thresholds, left, roots, depth, values, onehot):
     the roots; leaves go left onto themselves."""
     codes, thresholds, left = jnp.asarray(codes), jnp.asarray(thresholds), jnp.asarray(left)
 
+    row = jnp.arange(columns.shape[0], dtype=jnp.int32)[:, None]
+
     def step(_, node):
-        value = jnp.take_along_axis(columns, codes[node], axis=1)
-        return left[node] + jnp.logical_not(value <= thresholds[node]).astype(jnp.int32)
+        value = _node_gather(columns, row, _node_gather(codes, node))
+        return _node_gather(left, node) + jnp.logical_not(
+            value <= _node_gather(thresholds, node)).astype(jnp.int32)
 
     node = jnp.broadcast_to(jnp.asarray(roots, jnp.int32), (columns.shape[0], len(roots)))
     return _leaf_sum(values, lax.fori_loop(0, depth, step, node), onehot)
