@@ -17,8 +17,8 @@ CPU backend runs fastest for it (measured, docs/onnx_to_jax_corpus.md, "Tree ens
 * ``perfect``: trees up to :data:`PERFECT_MAX_DEPTH` levels padded to complete binary trees (a leaf above the
   last level fills all its padded descendants), stored as heaps (node i's children 2i + 1 and 2i + 2) and
   walked with ``i = 2 i + 1 + right`` under ``lax.fori_loop``: per step a gather of the node's column code
-  and threshold, none of successors. Unrolled, the steps ran 6-15x slower at 64 and 4,096 rows (XLA
-  fuses the steps' gathers into one another), so every form loops;
+  and threshold, none of successors. Unrolled, the steps ran 6-15x slower at 64 and 4,096 rows
+  (with ``lax.optimization_barrier`` between them too), and no faster at one row, so every form loops;
 * ``walk``: deeper trees, grouped by depth, walk a node table whose two successors are adjacent
   (``next = left[node] + right``), leaves looping onto themselves, for their group's depth only; a form's
   groups become one at their deepest depth when that adds little work (:func:`_merged`);
@@ -227,7 +227,7 @@ def plan_forest(table: NodeTable, dtype: np.dtype) -> list[Group]:
 def _merged(by_key: dict[tuple[str, int], list[int]]) -> dict[tuple[str, int], list[int]]:
     """Perfect groups as one, and walk groups as one, at their deepest depth when that adds at most
     :data:`MERGE_EXTRA_WORK` to their steps x trees: every group is a loop of its own, which costs compile
-    time and, at a few rows, more than the steps it saves (LightGBM's binary model of 294 trees of depth 8
+    time (LightGBM's binary model of 294 trees of depth 8
     and 6 of depth 7: first jit 0.69-0.86 CPU s in two loops, 0.41-0.44 before the planned forms)."""
     merged = {key: trees for key, trees in by_key.items() if key[0] not in ("perfect", "walk")}
     for form in ("perfect", "walk"):
