@@ -43,6 +43,18 @@ def _two_axes_ln(x):
     return _TWO_AXES_LN.apply(_TWO_AXES_VARS, x)
 
 
+_NNX_DENSE = nnx.Linear(16, 5, rngs=nnx.Rngs(0))
+_NNX_DENSE.bias[...] = jnp.asarray(_RNG.standard_normal(5).astype(np.float32))
+_LINEN_DENSE = linen.Dense(5)
+_LINEN_DENSE_VARS = _LINEN_DENSE.init(jax.random.key(2), jnp.ones((2, 16)))
+_DENSE_KERNEL = _RNG.standard_normal((16, 5)).astype(np.float32)
+_DENSE_BIAS = _RNG.standard_normal(5).astype(np.float32)
+
+
+def _linen_dense(x):
+    return _LINEN_DENSE.apply(_LINEN_DENSE_VARS, x)
+
+
 _EQX_LN = eqx.nn.LayerNorm(16)
 _EQX_LN = eqx.tree_at(lambda m: (m.weight, m.bias), _EQX_LN,
                       (jnp.asarray(_RNG.standard_normal(16).astype(np.float32)), jnp.asarray(_RNG.standard_normal(16).astype(np.float32))))
@@ -68,6 +80,12 @@ CASES = [
     ("gelu_tanh", lambda x: jax.nn.gelu(x), [("B", "T", 9)], "Gelu"),
     ("softmax_last", lambda x: jax.nn.softmax(x), [("B", 7)], "Softmax"),
     ("softmax_axis1", lambda x: jax.nn.softmax(x, axis=1), [("B", 4, 6)], "Softmax"),
+    ("relu", lambda x: jax.nn.relu(x), [("B", 9)], "Relu"),
+    ("mean_spatial", lambda x: jnp.mean(x, axis=(1, 2)), [("B", 4, 5, 3)], "ReduceMean"),
+    ("nnx_linear", lambda x: _NNX_DENSE(x), [("B", 16)], "Gemm"),
+    ("linen_dense", _linen_dense, [("B", 16)], "Gemm"),
+    ("bias_first", lambda x, b: jax.lax.add(b.reshape(1, 5), x @ _DENSE_KERNEL), [("B", 16), (5,)], "Gemm"),
+    ("relu_of_a_sum", lambda x: jax.nn.relu(x + jnp.flip(x, 1)) * 2.0, [("B", "T", 5)], "Relu"),
 ]
 
 
@@ -100,6 +118,38 @@ def test_block_is_recognised_on_the_jaxpr(fn, specs, fused):
     conversion = wb.convert(fn, specs)
     kinds = {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
     assert fused in kinds
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: jnp.minimum(jax.nn.relu(x), 6.0),  # relu6 written around jax.nn.relu: Min(Max(x, 0), 6)
+    lambda x: jax.nn.relu(jnp.minimum(x, 6.0)),  # Max(Min(x, 6), 0)
+], ids=["min_of_relu", "relu_of_min"])
+def test_relu_next_to_a_min_is_left_to_the_clip_rules(monkeypatch, fn):
+    specs = [("B", 9)]
+    conversion = wb.convert(fn, specs)
+    assert "Relu" not in {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
+    model = conversion.model
+    assert_graph_quality(model)
+    assert [n.op_type for n in model.graph.node] == ["Clip"]
+    assert [n.op_type for n in model.graph.node] == [n.op_type for n in _without_blocks(monkeypatch, fn, specs).model.graph.node]
+    inputs = [np.linspace(-10.0, 10.0, 18, dtype=np.float32).reshape(2, 9)]
+    assert_matches_jax(fn, model, inputs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("fn", "specs"), [
+    (lambda x: jnp.mean(x, axis=1) * 2.0, [("B", "T", 3)]),  # a symbolic reduced axis: n is not a number
+    (lambda x: jnp.sum(x, axis=1) / 4.0, [("B", 5)]),  # divided by another number
+    (lambda x: x @ _DENSE_KERNEL + _DENSE_BIAS, [("B", "T", 16)]),  # a 3-D x: Gemm takes matrices
+    (lambda x: x @ _DENSE_KERNEL + x[:, :5], [("B", 16)]),  # added to a matrix, not a bias vector
+], ids=["mean_symbolic_axis", "sum_over_other_count", "dense_3d", "dense_plus_matrix"])
+def test_mean_and_dense_blocks_decline_what_the_rules_do_not_fuse(monkeypatch, fn, specs):
+    conversion = wb.convert(fn, specs)
+    kinds = {block.kind for block in _plans(conversion.traced.closed_jaxpr.jaxpr, 21)}
+    assert not kinds & {"ReduceMean", "Gemm"}, kinds
+    model = conversion.model
+    assert_graph_quality(model)
+    assert [n.op_type for n in model.graph.node] == [n.op_type for n in _without_blocks(monkeypatch, fn, specs).model.graph.node]
+    assert_matches_jax(fn, model, concrete_inputs(specs), rtol=1e-5, atol=1e-5)
 
 
 def _plans(jaxpr, opset):

@@ -523,6 +523,43 @@ def _gelu_tanh(index: _Index, tanh: Any) -> Block | None:
     return Block("Gelu", closed, lambda builder, read: builder.op("Gelu", read(x), approximate="tanh"), x)
 
 
+# ------------------------------------------------------------------------------------ relu
+# ops whose ``Max(x, 0)`` neighbour the rules fuse into a ``Clip`` (relu6 written around jax.nn.relu): such a
+# relu is left to them
+_CLIP_NEIGHBOURS = frozenset({"min", "max", "clamp"})
+
+
+def is_relu_body(closed: Any) -> bool:
+    """Whether a nested jaxpr of one input is ``max(x, 0)``, maybe inside a ``jit`` (``jax.nn.relu``'s body)."""
+    if not isinstance(closed, jex_core.ClosedJaxpr) or closed.consts:
+        return False
+    jaxpr = closed.jaxpr
+    if len(jaxpr.invars) != 1 or len(jaxpr.outvars) != 1 or len(jaxpr.eqns) != 1:
+        return False
+    eqn = jaxpr.eqns[0]
+    if eqn.outvars[0] is not jaxpr.outvars[0]:
+        return False
+    if eqn.primitive.name in ("jit", "pjit"):
+        return len(eqn.invars) == 1 and eqn.invars[0] is jaxpr.invars[0] and is_relu_body(eqn.params["jaxpr"])
+    return eqn.primitive.name == "max" and _split(eqn, 0.0) is jaxpr.invars[0]
+
+
+def _relu(index: _Index, call: Any) -> Block | None:
+    """``jax.nn.relu`` (its ``custom_jvp_call`` of ``max(x, 0)``) of a float → ``Relu(x)``, the node the rules make
+    of its ``Max(x, 0)`` (``ReluFusion``); not next to a min/max/clamp, which the rules make a ``Clip`` with it."""
+    if len(call.invars) != 1 or len(call.outvars) != 1 or not is_relu_body(call.params["call_jaxpr"]):
+        return None
+    x = call.invars[0]
+    if isinstance(x, jex_core.Literal) or not _is_float(x):
+        return None
+    before = index.producer.get(x)
+    if before is not None and index.eqns[before].primitive.name in _CLIP_NEIGHBOURS:
+        return None
+    if any(index.eqns[reader].primitive.name in _CLIP_NEIGHBOURS for reader in index.readers.get(call.outvars[0], [])):
+        return None
+    return Block("Relu", (index.index(call),), lambda builder, read: builder.op("Relu", read(x)), x)
+
+
 # --------------------------------------------------------------------------------- softmax
 def _softmax(index: _Index, reduce_max: Any) -> Block | None:
     """``jax.nn.softmax`` over one axis: ``e = exp(x - keep(max(reduce_max(x), -inf)))``, ``e / keep(sum(e))``."""

@@ -34,7 +34,7 @@ import onnx_ir as ir
 from jax.extend import core as jex_core
 
 from workbench.errors import ConversionError
-from workbench.jax_to_onnx.blocks import Block, _Index, _literal, _same_shape, _split
+from workbench.jax_to_onnx.blocks import Block, _Index, _literal, _same_shape, _split, is_relu_body
 from workbench.jax_to_onnx.builder import typed_like
 from workbench.jax_to_onnx.ir_values import own_array, transposed_copy
 from workbench.jax_to_onnx.passes.affine import affine_step, bias_name, per_channel_vector, scale_output_channels
@@ -301,24 +301,9 @@ def _relu(index: _Index, value: Any) -> Any | None:
         return None
     if eqn.primitive.name == "max":
         return eqn if _split(eqn, 0.0) is value else None
-    if eqn.primitive.name == "custom_jvp_call" and len(eqn.invars) == 1 and _is_relu_body(eqn.params["call_jaxpr"]):
+    if eqn.primitive.name == "custom_jvp_call" and len(eqn.invars) == 1 and is_relu_body(eqn.params["call_jaxpr"]):
         return eqn
     return None
-
-
-def _is_relu_body(closed: Any) -> bool:
-    """Whether a nested jaxpr of one input is ``max(x, 0)``, maybe inside a ``jit`` (``jax.nn.relu``'s body)."""
-    if not isinstance(closed, jex_core.ClosedJaxpr) or closed.consts:
-        return False
-    jaxpr = closed.jaxpr
-    if len(jaxpr.invars) != 1 or len(jaxpr.outvars) != 1 or len(jaxpr.eqns) != 1:
-        return False
-    eqn = jaxpr.eqns[0]
-    if eqn.outvars[0] is not jaxpr.outvars[0]:
-        return False
-    if eqn.primitive.name in ("jit", "pjit"):
-        return len(eqn.invars) == 1 and eqn.invars[0] is jaxpr.invars[0] and _is_relu_body(eqn.params["jaxpr"])
-    return eqn.primitive.name == "max" and _split(eqn, 0.0) is jaxpr.invars[0]
 
 
 # ------------------------------------------------------------------------------------- lowering
