@@ -97,6 +97,12 @@ def dce_jaxpr_consts(jaxpr: Any, used_outputs: Sequence[bool], instantiate: Sequ
     return _partial_eval.dce_jaxpr_consts(jaxpr, used_outputs=list(used_outputs), instantiate=list(instantiate))
 
 
+def has_dce_rule(primitive: Any) -> bool:
+    """Whether JAX's dead-code elimination has a rule of its own for ``primitive`` (a call, a loop, a custom
+    derivative): one that may rewrite its equation, where the default rule only keeps or drops it whole."""
+    return primitive in _partial_eval.dce_rules
+
+
 def special_function_expansion(primitive: str) -> Callable[..., Any]:
     """JAX's lax-level expansion of a special-function primitive, the one its MLIR lowering traces.
 
