@@ -48,8 +48,11 @@ def run_chunked(count: int, work: Callable[[int, int], None], nbytes: int) -> No
     :data:`MIN_PARALLEL_BYTES`) or a single thread run ``work(0, count)`` directly. The chunks must
     write disjoint parts of their output. Exceptions of any chunk are raised here.
     """
+    if nbytes < MIN_PARALLEL_BYTES:  # decided before copy_threads(), which reads the environment and the affinity
+        work(0, count)
+        return
     threads = min(copy_threads(), count)
-    if threads <= 1 or nbytes < MIN_PARALLEL_BYTES:
+    if threads <= 1:
         work(0, count)
         return
     bounds = [count * i // threads for i in range(threads + 1)]

@@ -239,11 +239,15 @@ def _lower_block(builder: GraphBuilder, env: Env, eqns: Sequence[Any], block: Bl
             raise ConversionError(f"lowering the {block.kind} block ending at {root.primitive.name!r} failed: "
                                   f"{type(error).__name__}: {error}") from error
         own: set[int] = set()  # nodes annotated as made by another member equation (Block.origins)
+        provenance: dict[int, tuple[str, str]] = {}  # member index → its scope and source line, found once
         for node in builder.nodes[first_new_node:]:
             origin = block.origins.get(node.op_type)
             if origin is not None:
                 eqn = eqns[origin]
-                _annotate(builder, [node], (), _scope_name(builder, eqn), eqn.primitive.name, _origin_location(builder, eqn))
+                if origin not in provenance:
+                    provenance[origin] = (_scope_name(builder, eqn), _origin_location(builder, eqn))
+                scope, location = provenance[origin]
+                _annotate(builder, [node], (), scope, eqn.primitive.name, location)
                 own.add(id(node))
         _record(builder, env, root, (result,), first_new_node)
         fused = result.producer()
