@@ -320,3 +320,23 @@ def test_nnx_conv_batchnorm_keeps_the_modules_kernel():
     block.eval()
     x = np.random.default_rng(0).standard_normal((1, 8, 8, 16)).astype(np.float32)
     assert_matches_jax(block, model, [x], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("imports", [{"": 21}, {"": 21, "com.example": 1}], ids=["default_only", "unused_domain"])
+def test_unused_opset_imports_are_dropped_and_the_default_domain_kept(imports):
+    """The pipeline runs onnx-ir's unused-function and unused-opset passes only when there is something they could
+    remove: an import of a domain no node uses goes, the default domain stays, and outputs are unchanged."""
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    from workbench.jax_to_onnx.passes import run_passes
+
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([2, 3]))
+    node = ir.Node("", "Add", [x, x], outputs=[ir.Value(name="y")])
+    graph = ir.Graph([x], node.outputs, nodes=[node], opset_imports=dict(imports), name="g")
+    model = run_passes(ir.Model(graph, ir_version=10))
+    assert dict(model.graph.opset_imports) == {"": 21}
+    proto = ir.serde.serialize_model(model)
+    data = np.arange(6, dtype=np.float32).reshape(2, 3)
+    (y,) = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": data})
+    np.testing.assert_array_equal(y, data + data)

@@ -70,8 +70,11 @@ def run_passes(
         fold_weight_layouts(model.graph, weights)
     guard_padded_max_pools(model.graph)  # correctness under onnxruntime's PadFusion, optimized or not
     remove_unused_nodes(model)
-    common_passes.RemoveUnusedFunctionsPass()(model)
-    common_passes.RemoveUnusedOpsetsPass()(model)
+    # both passes walk every node; with no local function and only the default domain imported (which the second
+    # always keeps) there is nothing either could remove
+    if model.functions or set(model.graph.opset_imports) - {""}:
+        common_passes.RemoveUnusedFunctionsPass()(model)
+        common_passes.RemoveUnusedOpsetsPass()(model)
     for graph in (model.graph, *model.functions.values()):
         unique_node_names(graph)
         unique_value_names(graph)
