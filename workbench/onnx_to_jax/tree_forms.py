@@ -14,12 +14,13 @@ CPU backend runs fastest for it (measured, docs/onnx_to_jax_corpus.md, "Tree ens
   floats to zero in a float comparison, onnxruntime does not;
 * ``oblivious``: complete trees whose nodes at each level share a feature and threshold (CatBoost's symmetric
   trees): one column gather and one compare for all levels, the leaf is the bits' binary number;
-* ``perfect``: trees up to :data:`PERFECT_MAX_DEPTH` levels padded to complete binary trees (a leaf above the
+* ``perfect``: trees up to :data:`PERFECT_MAX_DEPTH` levels, not too sparse (:data:`PERFECT_MAX_PADDING`),
+  padded to complete binary trees (a leaf above the
   last level fills all its padded descendants), stored as heaps (node i's children 2i + 1 and 2i + 2) and
   walked with ``i = 2 i + 1 + right`` under ``lax.fori_loop``: per step a gather of the node's column code
   and threshold, none of successors. Unrolled, the steps ran 6-15x slower at 64 and 4,096 rows
   (with ``lax.optimization_barrier`` between them too), and no faster at one row, so every form loops;
-* ``walk``: deeper trees, grouped by depth, walk a node table whose two successors are adjacent
+* ``walk``: deeper or sparse trees, grouped by depth, walk a node table whose two successors are adjacent
   (``next = left[node] + right``), leaves looping onto themselves, for their group's depth only; a form's
   groups become one at their deepest depth when that adds little work (:func:`_merged`);
 * ``general``: trees with BRANCH_EQ / BRANCH_NEQ / BRANCH_MEMBER nodes or NaN thresholds (and BRANCH_LT /
@@ -39,6 +40,10 @@ import numpy as np
 LEQ, LT, GTE, GT, EQ, NEQ, MEMBER, LEAF = range(8)
 # deepest trees padded to complete binary trees (2**depth leaves each); deeper ones are walked
 PERFECT_MAX_DEPTH = 10
+# sparse trees walk instead: a padded heap of more than this many times the tree's splits (LightGBM's
+# leaf-wise 15-leaf trees 5-10 levels deep: first jit 0.82-0.86 CPU s as heaps, 0.49-0.73 walked; at
+# 4,096 rows 0.55 and 0.65x onnxruntime, at one row 1.81 and 1.68x)
+PERFECT_MAX_PADDING = 8
 # a form's groups of several depths become one loop at the deepest when that adds at most this share of steps
 MERGE_EXTRA_WORK = 0.25
 
@@ -111,6 +116,10 @@ def sortable_keys(values: np.ndarray) -> np.ndarray:
     bits = values.view(np.int64 if wide else np.int32)
     magnitude = bits & (0x7FFFFFFFFFFFFFFF if wide else 0x7FFFFFFF)
     return np.where(bits < 0, -magnitude, magnitude)
+
+
+def _splits(tree: _Split | int) -> int:
+    return 0 if isinstance(tree, int) else 1 + _splits(tree.left) + _splits(tree.right)
 
 
 def _depth(tree: _Split | int) -> int:
@@ -209,7 +218,8 @@ def plan_forest(table: NodeTable, dtype: np.dtype) -> list[Group]:
             continue
         normal[t] = tree
         depth = _depth(tree)
-        form = "perfect" if depth <= PERFECT_MAX_DEPTH else "walk"
+        padded = 2**depth - 1 <= PERFECT_MAX_PADDING * _splits(tree)
+        form = "perfect" if depth <= PERFECT_MAX_DEPTH and padded else "walk"
         if form == "perfect" and _complete(tree, depth)[3]:
             form = "oblivious"
         by_key.setdefault((form, depth), []).append(t)
@@ -225,21 +235,26 @@ def plan_forest(table: NodeTable, dtype: np.dtype) -> list[Group]:
 
 
 def _merged(by_key: dict[tuple[str, int], list[int]]) -> dict[tuple[str, int], list[int]]:
-    """Perfect groups as one, and walk groups as one, at their deepest depth when that adds at most
-    :data:`MERGE_EXTRA_WORK` to their steps x trees: every group is a loop of its own, which costs compile
-    time (LightGBM's binary model of 294 trees of depth 8
-    and 6 of depth 7: first jit 0.69-0.86 CPU s in two loops, 0.41-0.44 before the planned forms)."""
+    """Perfect groups, and walk groups, gathered into as few loops as keep the padding small: from the
+    deepest depth down, a group joins the current loop (at that loop's depth) while the loop's steps x trees
+    stay within 1 + :data:`MERGE_EXTRA_WORK` times its trees' own depths. Every loop costs compile time
+    (LightGBM's binary model of 294 trees of depth 8 and 6 of depth 7: first jit 0.69-0.86 CPU s in two
+    loops, 0.46-0.49 in one; 0.38-0.44 before the planned forms)."""
     merged = {key: trees for key, trees in by_key.items() if key[0] not in ("perfect", "walk")}
     for form in ("perfect", "walk"):
-        groups = {depth: trees for (kind, depth), trees in by_key.items() if kind == form}
-        if not groups:
-            continue
-        deepest = max(groups)
-        work = sum(depth * len(trees) for depth, trees in groups.items())
-        if deepest * sum(len(trees) for trees in groups.values()) <= (1 + MERGE_EXTRA_WORK) * work:
-            merged[(form, deepest)] = sorted(t for trees in groups.values() for t in trees)
-        else:
-            merged.update({(form, depth): trees for depth, trees in groups.items()})
+        groups = sorted(((depth, trees) for (kind, depth), trees in by_key.items() if kind == form), reverse=True)
+        loop_depth, loop_trees, work = 0, [], 0
+        for depth, trees in groups:
+            if loop_trees and loop_depth * (len(loop_trees) + len(trees)) > (1 + MERGE_EXTRA_WORK) * (
+                    work + depth * len(trees)):
+                merged[(form, loop_depth)] = sorted(loop_trees)
+                loop_trees, work = [], 0
+            if not loop_trees:
+                loop_depth = depth
+            loop_trees += trees
+            work += depth * len(trees)
+        if loop_trees:
+            merged[(form, loop_depth)] = sorted(loop_trees)
     return merged
 
 
