@@ -212,7 +212,7 @@ class ModuleBuilder:
             f"{literal(name)}: {literal(value)}" for name, value in sorted(self.compiler_options.items())
         )
         module.line(f"{OPTIONS_NAME} = {{{entries}}}")
-        needs_x64 = self._needs_x64(graph)
+        needs_x64 = self._needs_x64(graph, top)
         if needs_x64:
             # read by wb.jit_forward, which then traces and calls the jitted function with x64 on
             # (a plain outer jax.jit would narrow 64-bit inputs at its boundary); absent: 32-bit model
@@ -329,11 +329,38 @@ class ModuleBuilder:
             return source
         return "\n".join(line for line in source.split("\n") if line.strip() not in dead)
 
-    def _needs_x64(self, graph: onnx.GraphProto) -> bool:
+    def _needs_x64(self, graph: onnx.GraphProto, top: GraphEmitter) -> bool:
+        """Whether the module must run with x64 on: 64-bit inputs or outputs, or 64-bit values the graph
+        (or a subgraph) computes at run time that 32 bits cannot hold (``_widens_at_run_time``)."""
         for info in [*graph.input, *graph.output]:
-            found = self.types.get(info.name)
-            if found is not None and found.dtype is not None and found.dtype.name in _X64:
+            if self._dtype_name(info.name) in _X64:
                 return True
+        return self._widens_at_run_time(graph, top)
+
+    def _dtype_name(self, name: str) -> str | None:
+        found = self.types.get(name)
+        return None if found is None or found.dtype is None else found.dtype.name
+
+    def _widens_at_run_time(self, graph: onnx.GraphProto, top: GraphEmitter) -> bool:
+        """A run-time value (not folded, not known while tracing) in float64, complex128 or uint64, or a
+        uint32 value cast to int64: without x64 JAX narrows them to 32 bits, which changes their values
+        (jax.random's exports widen uint32 counters to int64 and build floats in float64: real programs
+        from gymnax, Jumanji and augmax came back with other numbers). The int64 of shape arithmetic and
+        of indices (ArgMax, TopK, Gather) fits int32 and keeps a model 32-bit: x64 for every int64 would
+        move most exporters' models to 64-bit index arithmetic."""
+        for node in graph.node:
+            for name in node.output:
+                if not name or name in top.static or name in top.concrete:
+                    continue
+                dtype = self._dtype_name(name)
+                if dtype in ("float64", "complex128", "uint64"):
+                    return True
+                if node.op_type == "Cast" and dtype == "int64" and self._dtype_name(node.input[0]) == "uint32":
+                    return True
+            for attr in node.attribute:
+                subgraphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+                if any(self._widens_at_run_time(sub, top) for sub in subgraphs):
+                    return True
         return False
 
 

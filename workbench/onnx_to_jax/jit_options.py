@@ -100,7 +100,7 @@ _FLOAT_TYPES = frozenset(
 # off for models that compute in bfloat16: every bfloat16 operation's result rounded, as ONNX's types say
 EXCESS_PRECISION = "xla_allow_excess_precision"
 OPTIONS_NAME = "XLA_COMPILER_OPTIONS"  # the generated module's constant
-X64_NAME = "RUNS_WITH_X64"  # True in the modules of models with 64-bit inputs or outputs
+X64_NAME = "RUNS_WITH_X64"  # True in the modules of models with 64-bit inputs, outputs or run-time values
 
 
 def float_weights(graph: onnx.GraphProto) -> int:

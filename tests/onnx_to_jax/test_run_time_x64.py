@@ -1,0 +1,92 @@
+"""Models whose graphs compute 64-bit values at run time run with x64 on (generator._needs_x64).
+
+Found by real programs (gymnax, jumanji, augmax): the exports of ``jax.random`` widen uint32 counters to
+int64 and build floats in float64; generated code that ran them in JAX's default 32 bits returned other
+numbers. Each case is compared with the JAX function it was exported from (exactly: the same bits) or
+with onnxruntime, eagerly and under ``wb.jit_forward``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+import workbench as wb
+from workbench.onnx_to_jax.jit_options import X64_NAME
+
+
+def _random_draws(key_data: jax.Array):
+    key = jax.random.wrap_key_data(key_data)
+    return (jax.random.uniform(key, (5,)), jax.random.randint(key, (4,), 0, 10),
+            jax.random.categorical(key, jnp.zeros((3, 4))))  # fmt: skip
+
+
+def test_exported_random_draws_round_trip_bit_for_bit():
+    key_data = np.asarray(jax.random.key_data(jax.random.key(3)))
+    model = wb.to_onnx(_random_draws, [jax.ShapeDtypeStruct((2,), jnp.uint32)])
+    assert f"{X64_NAME} = True" in wb.to_jax_source(model)
+    forward, params = wb.to_jax(model)
+    expected = _random_draws(key_data)
+    for got in (forward(params, key_data), wb.jit_forward(forward)(params, key_data)):
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(e))
+
+
+def _uint32_widened_model() -> onnx.ModelProto:
+    """uint32 -> int64, + 2^31, mod 3^20, as float64 / 7, back to float32: every step needs 64 bits."""
+    nodes = [
+        helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.INT64),
+        helper.make_node("Add", ["wide", "offset"], ["shifted"]),
+        helper.make_node("Mod", ["shifted", "modulus"], ["rest"]),
+        helper.make_node("Cast", ["rest"], ["rest_f64"], to=TensorProto.DOUBLE),
+        helper.make_node("Div", ["rest_f64", "seven"], ["ratio"]),
+        helper.make_node("Cast", ["ratio"], ["y"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "widened",
+        [helper.make_tensor_value_info("x", TensorProto.UINT32, [6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+        [helper.make_tensor("offset", TensorProto.INT64, [], [2**31]),
+         helper.make_tensor("modulus", TensorProto.INT64, [], [3**20]),
+         helper.make_tensor("seven", TensorProto.DOUBLE, [], [7.0])],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+def test_uint32_widened_to_int64_matches_onnxruntime():
+    model = _uint32_widened_model()
+    onnx.checker.check_model(model, full_check=True)
+    x = np.array([0, 1, 2**31 - 1, 2**31, 3_000_000_000, 2**32 - 1], np.uint32)
+    (expected,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    forward, params = wb.to_jax(model)
+    for got in (forward(params, x), wb.jit_forward(forward)(params, x)):
+        np.testing.assert_array_equal(np.asarray(got), expected)
+
+
+def test_int64_shape_arithmetic_keeps_a_model_32_bit():
+    # Shape -> Gather -> Concat -> Reshape: int64, but known while tracing, so no x64
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Concat", ["batch", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("ArgMax", ["flat"], ["best"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["best"], ["y"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "shapes",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B"])],
+        [helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+         helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    assert X64_NAME not in wb.to_jax_source(model)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    (expected,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    forward, params = wb.to_jax(model)
+    np.testing.assert_array_equal(np.asarray(forward(params, x)), expected)
