@@ -32,6 +32,7 @@ Leaf values are one scalar per leaf when every tree writes a single target (grad
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -301,6 +302,11 @@ def _group(table: NodeTable, form: str, depth: int, trees: list[int], normal: di
 
 def _general_depth(table: NodeTable, root: int) -> int:
     """Levels of splits under ``root`` in the node table (the general walk's step count)."""
+    return split_levels(table.mode, table.true_next, table.false_next, root)
+
+
+def split_levels(mode: Sequence[int], true_next: Sequence[int], false_next: Sequence[int], root: int) -> int:
+    """Levels of splits under ``root`` of a tree given as per-node mode and successor columns (0: a leaf)."""
     deepest, todo, seen = 0, [(root, 0)], set()
     while todo:
         node, level = todo.pop()
@@ -308,6 +314,6 @@ def _general_depth(table: NodeTable, root: int) -> int:
             continue
         seen.add(node)
         deepest = max(deepest, level)
-        if table.mode[node] != LEAF:
-            todo += [(int(table.true_next[node]), level + 1), (int(table.false_next[node]), level + 1)]
+        if mode[node] != LEAF:
+            todo += [(int(true_next[node]), level + 1), (int(false_next[node]), level + 1)]
     return deepest

@@ -23,7 +23,7 @@ import numpy as np
 from workbench.onnx_to_jax.context import NodeContext
 from workbench.onnx_to_jax.emitters.tree_walks import _forest_scores, _tree_leaves
 from workbench.onnx_to_jax.registry import emitter, runtime_helper
-from workbench.onnx_to_jax.tree_forms import NodeTable, plan_forest
+from workbench.onnx_to_jax.tree_forms import NodeTable, plan_forest, split_levels
 
 ML = "ai.onnx.ml"
 _MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GTE": 2, "BRANCH_GT": 3, "BRANCH_EQ": 4, "BRANCH_NEQ": 5,
@@ -220,18 +220,7 @@ class _Trees:
 
     def depth(self, roots: list[int]) -> int:
         """Levels of the deepest of the trees at ``roots``, leaves counted (the general walk's step count)."""
-        deepest = 0
-        for root in roots:
-            todo, seen = [(root, 1)], set()
-            while todo:
-                node, level = todo.pop()
-                if node in seen:
-                    continue
-                seen.add(node)
-                deepest = max(deepest, level)
-                if self.mode[node] != _LEAF:
-                    todo += [(self.true_next[node], level + 1), (self.false_next[node], level + 1)]
-        return deepest
+        return max((split_levels(self.mode, self.true_next, self.false_next, root) + 1 for root in roots), default=0)
 
     def arrays(self, ctx: NodeContext, dtype: np.dtype = np.dtype(np.float32), roots: list[int] | None = None
                ) -> list[str]:
