@@ -13,8 +13,10 @@ rewards, episode ends and actions.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import flax.linen as nn
 import jax
@@ -112,14 +114,22 @@ program("gymnax_bsuite_catch_random", library="gymnax", origin="gymnax Catch-bsu
 
 
 # ----------------------------------------------------------------------------- Jumanji
+def _import_jumanji() -> Any:
+    """``jumanji``, imported as in a plain Python process. Its import runs ``%matplotlib ipympl`` when it finds an
+    IPython shell and ipykernel in the process (for rendering in notebooks), which raises without ipympl; in
+    the test suite the shell is one an earlier test on the same worker left (tests/jupyter), so the import
+    must not see it: whether a program converts cannot depend on which tests ran before it."""
+    with mock.patch.object(builtins, "__IPYTHON__", False, create=True):
+        import jumanji
+    return jumanji
+
+
 def _jumanji_rollout(env_id: str, steps: int, envs: int) -> Callable[[], Built]:
     """A builder: ``envs`` copies of Jumanji's ``env_id`` reset from keys and stepped ``steps`` times under
     lax.scan, each action drawn uniformly among the legal ones (the observation's ``action_mask``)."""
 
     def build() -> Built:
-        import jumanji
-
-        env = jumanji.make(env_id)
+        env = _import_jumanji().make(env_id)
 
         def rollout(key_data: jax.Array) -> tuple[jax.Array, ...]:
             reset_key, run_key = jax.random.split(jax.random.wrap_key_data(key_data))
