@@ -17,6 +17,7 @@ import ast
 import re
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import SpecError
@@ -53,94 +54,80 @@ def _missing_key(error: Exception, frames: list[types.TracebackType], index: Inp
             f"add {key!r} to {place} (a spec for each key the function reads)")
 
 
-_STR_INDEX = re.compile(r"^(tuple|list) indices must be integers or slices, not str$")
+@dataclass(frozen=True)
+class _Form:
+    """One failure Python or JAX raises when code reads an input of the wrong structure, recognised by the error's
+    type and message: ``wanted`` picks the input at fault (from the message's match), ``finding`` words it as
+    (what was found against what the code expected, what to do), given the match, the input and its place."""
+
+    error_type: type[Exception]
+    message: re.Pattern[str]
+    wanted: Callable[[re.Match[str]], Callable[[Any], bool]]
+    finding: Callable[[re.Match[str], Any, Place], tuple[str, str]]
+    subclasses: bool = False  # also an error of a subclass of error_type (JAX's own TypeErrors)
+
+    def raised(self, error: Exception) -> re.Match[str] | None:
+        if type(error) is not self.error_type and not (self.subclasses and isinstance(error, self.error_type)):
+            return None
+        return self.message.search(str(error))
 
 
-def _named_on_sequence(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
-    """``tree["a"]`` on an input tuple or list: the function expects a dict there."""
-    match = _STR_INDEX.match(str(error)) if type(error) is TypeError else None
-    if match is None:
-        return None
-    kind = tuple if match.group(1) == "tuple" else list
-    hit = subject(frames, index, lambda v: type(v) is kind)
-    if hit is None:
-        return None
-    value, place = hit
-    return (str(place), f"the function reads it by key (a dict); given {describe(value)}",
-            f"give {place} as a dict of specs keyed by the names the function reads")
+_KINDS: dict[str, type] = {"dict": dict, "list": list, "tuple": tuple}
 
 
-_JAX_STR_INDEX = re.compile(r"JAX does not support string indexing; got idx=(.*)$")
+def _of_kind(match: re.Match[str]) -> Callable[[Any], bool]:
+    """The input whose type the message names in its first (or second) group."""
+    kind = _KINDS[match.group(1) or match.group(2)]
+    return lambda value: type(value) is kind
 
 
-def _named_on_array(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
-    """``tree["a"]`` on an input array: the function expects a dict (a subtree) where a leaf spec was given."""
-    match = _JAX_STR_INDEX.search(str(error)) if isinstance(error, TypeError) else None
-    if match is None:
-        return None
-    hit = subject(frames, index, is_array)
-    if hit is None:
-        return None
-    value, place = hit
-    return (str(place), f"the function reads [{match.group(1)}] of it (a dict); given {describe(value)}",
-            f"give {place} as a dict of specs, one per key the function reads")
+def _unpacked_wrong(match: re.Match[str]) -> Callable[[Any], bool]:
+    """The sequence ``a, b = pair`` failed on: longer than expected (too many), or exactly as long as it got."""
+    if match.group(1):
+        expected = int(match.group(1))
+        return lambda value: isinstance(value, (list, tuple)) and len(value) > expected
+    got = int(match.group(3))
+    return lambda value: isinstance(value, (list, tuple)) and len(value) == got
 
 
-_UNPACK = re.compile(r"^(?:too many values to unpack \(expected (\d+)\)|not enough values to unpack "
-                     r"\(expected (\d+), got (\d+)\))$")  # fmt: skip
+_FORMS = (
+    _Form(  # tree["a"] on an input tuple or list: the function expects a dict there
+        TypeError, re.compile(r"^(tuple|list) indices must be integers or slices, not str$"), _of_kind,
+        lambda match, value, place: (f"the function reads it by key (a dict); given {describe(value)}",
+                                     f"give {place} as a dict of specs keyed by the names the function reads")),
+    _Form(  # tree["a"] on an input array: the function expects a dict (a subtree) where a leaf spec was given
+        TypeError, re.compile(r"JAX does not support string indexing; got idx=(.*)$"), lambda match: is_array,
+        lambda match, value, place: (f"the function reads [{match.group(1)}] of it (a dict); given {describe(value)}",
+                                     f"give {place} as a dict of specs, one per key the function reads"),
+        subclasses=True),
+    _Form(  # a, b = pair on an input tuple or list of another length
+        ValueError, re.compile(r"^(?:too many values to unpack \(expected (\d+)\)|not enough values to unpack "
+                               r"\(expected (\d+), got (\d+)\))$"), _unpacked_wrong,
+        lambda match, value, place: (
+            f"the function unpacks it into {match.group(1) or match.group(2)}; given {describe(value)}",
+            f"give {place} {match.group(1) or match.group(2)} specs")),
+    _Form(  # pair[2] on an input tuple or list of two
+        IndexError, re.compile(r"^(tuple|list) index out of range$"), _of_kind,
+        lambda match, value, place: (f"the function reads an element past its end; given {describe(value)}",
+                                     f"give {place} as many specs as the function reads")),
+    _Form(  # x + 1 or jnp.tanh(x) on an input dict, list or tuple: a subtree where the function uses an array
+        TypeError, re.compile(r"'(dict|list|tuple)'|<class '(dict|list|tuple)'>"), _of_kind,
+        lambda match, value, place: (
+            f"the function uses it as an array; given {describe(value)}",
+            f"give {place} as one array spec, e.g. ('B', 30), or index the {type(value).__name__} in the function")),
+)  # fmt: skip
 
 
-def _unpacked(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
-    """``a, b = pair`` on an input tuple or list of another length."""
-    match = _UNPACK.match(str(error)) if type(error) is ValueError else None
-    if match is None:
-        return None
-    expected = int(match.group(1) or match.group(2))
-    wrong: Callable[[Any], bool] = (
-        (lambda v: isinstance(v, (list, tuple)) and len(v) > expected) if match.group(1)
-        else (lambda v: isinstance(v, (list, tuple)) and len(v) == int(match.group(3)))
-    )  # fmt: skip
-    hit = subject(frames, index, wrong)
-    if hit is None:
-        return None
-    value, place = hit
-    return (str(place), f"the function unpacks it into {expected}; given {describe(value)}",
-            f"give {place} {expected} specs")
-
-
-_SEQUENCE_END = re.compile(r"^(tuple|list) index out of range$")
-
-
-def _past_the_end(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
-    """``pair[2]`` on an input tuple or list of two."""
-    match = _SEQUENCE_END.match(str(error)) if type(error) is IndexError else None
-    if match is None:
-        return None
-    kind = tuple if match.group(1) == "tuple" else list
-    hit = subject(frames, index, lambda v: type(v) is kind)
-    if hit is None:
-        return None
-    value, place = hit
-    return (str(place), f"the function reads an element past its end; given {describe(value)}",
-            f"give {place} as many specs as the function reads")
-
-
-_CONTAINER_AS_ARRAY = re.compile(r"'(dict|list|tuple)'|<class '(dict|list|tuple)'>")
-
-
-def _container_as_array(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
-    """``x + 1`` or ``jnp.tanh(x)`` on an input dict, list or tuple: a subtree was given where the function uses
-    an array (a TypeError naming the container's type)."""
-    match = _CONTAINER_AS_ARRAY.search(str(error)) if type(error) is TypeError else None
-    if match is None:
-        return None
-    kind = {"dict": dict, "list": list, "tuple": tuple}[match.group(1) or match.group(2)]
-    hit = subject(frames, index, lambda v: type(v) is kind)
-    if hit is None:
-        return None
-    value, place = hit
-    return (str(place), f"the function uses it as an array; given {describe(value)}",
-            f"give {place} as one array spec, e.g. ('B', 30), or index the {kind.__name__} in the function")
+def _read_in_the_wrong_form(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
+    """Any of ``_FORMS``: the first whose error matches and whose input at fault is found among the frames."""
+    for form in _FORMS:
+        match = form.raised(error)
+        hit = subject(frames, index, form.wanted(match)) if match is not None else None
+        if hit is not None:
+            value, place = hit
+            found, todo = form.finding(match, value, place)
+            return str(place), found, todo
+    return None
 
 
 # JAX's own structure errors (jax.tree.map and friends over trees of different structure):
@@ -273,8 +260,7 @@ def _nnx_state(error: Exception, frames: list[types.TracebackType], index: Input
             "jax.eval_shape(lambda: nnx.to_pure_dict(nnx.state(model))))")
 
 
-_TRANSLATORS = (_missing_key, _named_on_sequence, _named_on_array, _unpacked, _past_the_end, _container_as_array,
-                _jax_tree_mismatch, _linen_variables, _nnx_state)  # fmt: skip
+_TRANSLATORS = (_missing_key, _read_in_the_wrong_form, _jax_tree_mismatch, _linen_variables, _nnx_state)
 
 
 def structure_error(error: Exception, index: InputIndex | None, display_name: str, names: list[str]) -> SpecError | None:
