@@ -32,6 +32,15 @@ def _key_data(seed: int) -> np.ndarray:
     return np.asarray(jax.random.key_data(jax.random.key(seed)))
 
 
+def _scanned(key_data: jax.Array, envs: int, steps: int, reset: Callable[[jax.Array], Any],
+             step: Callable[[Any, jax.Array], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The rollout both libraries' documentation writes: ``envs`` copies reset from split keys, then ``steps``
+    steps under lax.scan, each from its own key; the last carry and the stacked per-step outputs."""
+    reset_key, run_key = jax.random.split(jax.random.wrap_key_data(key_data))
+    carry = reset(jax.random.split(reset_key, envs))
+    return jax.lax.scan(step, carry, jax.random.split(run_key, steps))
+
+
 # ----------------------------------------------------------------------------- gymnax
 def _gymnax_rollout(env_id: str, steps: int, envs: int,
                     policy: Callable[[Any, jax.Array], jax.Array] | None = None) -> Callable[[], Built]:
@@ -49,20 +58,19 @@ def _gymnax_rollout(env_id: str, steps: int, envs: int,
                 return env.action_space(params).sample(key)
             return policy(obs, key)
 
+        def reset(keys: jax.Array) -> tuple[Any, Any]:
+            return jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+
+        def step(carry: tuple[Any, Any], key: jax.Array) -> tuple[tuple[Any, Any], tuple[jax.Array, ...]]:
+            obs, state = carry
+            act_key, step_key = jax.random.split(key)
+            action = jax.vmap(act)(obs, jax.random.split(act_key, envs))
+            obs, state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(step_key, envs), state, action, params)
+            return (obs, state), (obs, reward, terminated, truncated, action)
+
         def rollout(key_data: jax.Array) -> tuple[jax.Array, ...]:
-            reset_key, run_key = jax.random.split(jax.random.wrap_key_data(key_data))
-            obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, envs), params)
-
-            def step(carry, key):
-                obs, state = carry
-                act_key, step_key = jax.random.split(key)
-                action = jax.vmap(act)(obs, jax.random.split(act_key, envs))
-                obs, state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                    jax.random.split(step_key, envs), state, action, params)
-                return (obs, state), (obs, reward, terminated, truncated, action)
-
-            _, trajectory = jax.lax.scan(step, (obs, state), jax.random.split(run_key, steps))
-            return trajectory
+            return _scanned(key_data, envs, steps, reset, step)[1]
 
         return Built(rollout, [_KEY], [_key_data(len(env_id))])
 
@@ -131,18 +139,15 @@ def _jumanji_rollout(env_id: str, steps: int, envs: int) -> Callable[[], Built]:
     def build() -> Built:
         env = _import_jumanji().make(env_id)
 
-        def rollout(key_data: jax.Array) -> tuple[jax.Array, ...]:
-            reset_key, run_key = jax.random.split(jax.random.wrap_key_data(key_data))
-            state, timestep = jax.vmap(env.reset)(jax.random.split(reset_key, envs))
+        def step(carry: tuple[Any, Any], key: jax.Array) -> tuple[tuple[Any, Any], tuple[jax.Array, ...]]:
+            state, timestep = carry
+            logits = jnp.where(timestep.observation.action_mask, 0.0, -jnp.inf)
+            action = jax.random.categorical(key, logits, axis=-1)
+            state, timestep = jax.vmap(env.step)(state, action)
+            return (state, timestep), (timestep.reward, timestep.step_type, action)
 
-            def step(carry, key):
-                state, timestep = carry
-                logits = jnp.where(timestep.observation.action_mask, 0.0, -jnp.inf)
-                action = jax.random.categorical(key, logits, axis=-1)
-                state, timestep = jax.vmap(env.step)(state, action)
-                return (state, timestep), (timestep.reward, timestep.step_type, action)
-
-            (_, last), trajectory = jax.lax.scan(step, (state, timestep), jax.random.split(run_key, steps))
+        def rollout(key_data: jax.Array) -> tuple[Any, ...]:
+            (_, last), trajectory = _scanned(key_data, envs, steps, jax.vmap(env.reset), step)
             return trajectory, jax.tree_util.tree_leaves(last.observation)
 
         return Built(rollout, [_KEY], [_key_data(len(env_id))])
