@@ -94,6 +94,50 @@ def test_unpacking_and_indexing_past_the_end_name_the_sequence():
     _refused(third, [((3,), (3,))], "inputs[0] ('p'): ", "reads an element past its end; given a tuple of 2")
 
 
+def test_a_dict_unpacked_as_a_pair_names_the_unpacking_not_the_later_failure():
+    """Python unpacks a dict into its keys: with two keys the unpacking succeeds and a key string fails later."""
+
+    def unpack(p):
+        first, second = p
+        return first - second
+
+    line = unpack.__code__.co_firstlineno + 1
+    _refused(unpack, [{"a": (3,), "b": (3,)}], "inputs[0] ('p'): ",
+             f"the function unpacks it into 2 (first, second = p, test_spec_structure.py:{line}), which for a dict gives "
+             "its keys ('a', 'b'), not its arrays; given a dict with keys 'a', 'b'",
+             "give inputs[0] as a tuple of 2 specs, in the order the function unpacks them",
+             "TypeError: unsupported operand type(s) for -: 'str' and 'str'")
+    _refused(unpack, [{"a": (3,), "b": (3,), "c": (3,)}], "inputs[0] ('p'): ",
+             "the function unpacks it into 2, which for a dict gives its keys ('a', 'b', 'c')",
+             "ValueError: too many values to unpack (expected 2)")
+
+    def nested(x, config):
+        scale, shift = config["layer"]
+        return jnp.tanh(x * scale) + shift
+
+    _refused(nested, [(3,), {"layer": {"s": (3,), "t": (3,)}}], "inputs[1]['layer'] ('config'): ",
+             "unpacks it into 2 (scale, shift = config['layer'], ", "gives its keys ('s', 't')")
+    _refused(jax.jit(unpack), [{"a": (3,), "b": (3,)}], "inputs[0] ('p'): ", "gives its keys ('a', 'b')")
+    inputs = [((3,), (3,))]
+    assert_matches_jax(unpack, wb.to_onnx(unpack, inputs), _values(inputs))
+
+
+def test_keys_unpacked_from_the_functions_own_dict_stay_a_trace_error():
+    def own(x):
+        first, second = {"a": 1, "b": 2}
+        return x - first
+
+    with pytest.raises(wb.TraceError, match="unsupported operand type"):
+        wb.to_onnx(own, [(3,)])
+
+    def keys_on_purpose(tree):
+        first, second = tree
+        return tree[first] * 2 + tree[second]  # the keys, used as keys: converts
+
+    inputs = [{"a": (3,), "b": (3,)}]
+    assert_matches_jax(keys_on_purpose, wb.to_onnx(keys_on_purpose, inputs), _values(inputs))
+
+
 def test_a_spec_count_that_does_not_fit_the_signature_names_its_parameters():
     def add(x, y):
         return x + y

@@ -167,6 +167,16 @@ def pytree_three_for_a_pair() -> Call:
     return Call(_unpack, [((3,), (3,), (3,))], targets=("inputs[0] ('pair'): ",), error="SpecError")
 
 
+def pytree_dict_unpacked_as_pair() -> Call:
+    """A function unpacking a pair given a dict spec of two: Python unpacks its keys, the failure comes later."""
+    return Call(_unpack, [{"a": (3,), "b": (3,)}], targets=("inputs[0] ('pair'): ",), error="SpecError")
+
+
+def pytree_dict_of_three_unpacked_as_pair() -> Call:
+    """A function unpacking a pair given a dict spec of three keys (the unpacking itself fails)."""
+    return Call(_unpack, [{"a": (3,), "b": (3,), "c": (3,)}], targets=("inputs[0] ('pair'): ",), error="SpecError")
+
+
 def pytree_specs_nested_in_one() -> Call:
     """A function of two arguments given one tuple holding their two specs."""
     return Call(_add, [((3,), (3,))], targets=("(x, y)", "inputs[0] is a tuple of 2 specs"), error="SpecError")
@@ -344,7 +354,8 @@ def host_io_callback() -> Call:
 
 # input specs of the wrong pytree structure (workbench/jax_to_onnx/structure.py): in the CI slice too
 STRUCTURE_MISTAKES = (pytree_wrong_structure, pytree_missing_key, pytree_leaf_for_subtree, pytree_subtree_for_leaf,
-                      pytree_dict_for_tuple, pytree_three_for_a_pair, pytree_specs_nested_in_one, tree_map_missing_leaf,
+                      pytree_dict_for_tuple, pytree_three_for_a_pair, pytree_dict_unpacked_as_pair,
+                      pytree_dict_of_three_unpacked_as_pair, pytree_specs_nested_in_one, tree_map_missing_leaf,
                       linen_params_renamed, linen_params_missing_bias, linen_params_without_collection,
                       linen_param_wrong_shape, nnx_state_missing_variable)  # fmt: skip
 MISTAKES: dict[str, Callable[[], Call]] = {

@@ -113,6 +113,21 @@ def subject(entries: list[types.TracebackType], index: InputIndex, accept: Calla
     return None
 
 
+def failing_operands(entries: list[types.TracebackType]) -> list[Any]:
+    """Every object the failing operation may have acted on, inputs or not: the locals of the library frames at the
+    top of the stack (and one level into their tuples) and the operands of the failing expression of the first
+    frame of user code."""
+    values: list[Any] = []
+    for entry in entries:
+        if not is_library(entry.tb_frame):
+            return values + (_operands(entry) or [])
+        for value in entry.tb_frame.f_locals.values():
+            values.append(value)
+            if type(value) is tuple:
+                values.extend(value)
+    return values
+
+
 def all_subjects(entries: list[types.TracebackType], index: InputIndex, accept: Callable[[Any], bool]) -> list[tuple[Any, Place]]:
     """Every accepted input object the failing operations of the whole stack acted on (library frames: their
     locals; user code: the operands of its failing expression), outermost callers included."""
@@ -126,7 +141,7 @@ def all_subjects(entries: list[types.TracebackType], index: InputIndex, accept: 
     return list(found.values())
 
 
-_UNRESOLVED = object()
+UNRESOLVED = object()
 
 
 def _operands(entry: types.TracebackType) -> list[Any] | None:
@@ -162,8 +177,8 @@ def _operands(entry: types.TracebackType) -> list[Any] | None:
         parts = list(node.args)
     else:
         return None
-    values = [_resolve(item, frame) for part in parts for item in _literal_items(part)]
-    return [value for value in values if value is not _UNRESOLVED]
+    values = [resolve(item, frame) for part in parts for item in _literal_items(part)]
+    return [value for value in values if value is not UNRESOLVED]
 
 
 def _literal_items(node: ast.expr) -> list[ast.expr]:
@@ -184,22 +199,22 @@ def _assigned(line: str) -> ast.expr | None:
     return statement[0].value if len(statement) == 1 and isinstance(statement[0], ast.Assign) else None
 
 
-def _resolve(node: ast.expr, frame: types.FrameType) -> Any:
+def resolve(node: ast.expr, frame: types.FrameType) -> Any:
     """The value of a name or of constant subscripts of one (``config["layer"]``) in ``frame``; only dicts, lists
     and tuples are subscripted (no user code runs)."""
     if isinstance(node, ast.Name):
         for scope in (frame.f_locals, frame.f_globals):
             if node.id in scope:
                 return scope[node.id]
-        return _UNRESOLVED
+        return UNRESOLVED
     if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
-        base = _resolve(node.value, frame)
+        base = resolve(node.value, frame)
         if type(base) in (dict, list, tuple):
             try:
                 return base[node.slice.value]
             except (KeyError, IndexError, TypeError):
-                return _UNRESOLVED
-    return _UNRESOLVED
+                return UNRESOLVED
+    return UNRESOLVED
 
 
 def describe(value: Any) -> str:

@@ -7,8 +7,9 @@ failed is found by identity among the objects the traced call was given (an ``In
 as the function is entered), in the traceback's frames. Each translator recognises one
 specific failure (JAX's tree-structure errors, Flax Linen's scope errors, a missing dict key, a
 string index on a sequence or an array, unpacking the wrong count, a container where an array is
-used) and declines anything else, which stays a TraceError quoting Python's message. Finding the
-failing input is :mod:`workbench.jax_to_onnx.failing_input`'s part.
+used, a dict unpacked into names: :mod:`workbench.jax_to_onnx.dict_unpacking`) and declines anything
+else, which stays a TraceError quoting Python's message. Finding the failing input is
+:mod:`workbench.jax_to_onnx.failing_input`'s part.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import SpecError
+from workbench.jax_to_onnx.dict_unpacking import dict_unpacked
 from workbench.jax_to_onnx.failing_input import (
     CONTAINERS,
     InputIndex,
@@ -260,7 +262,7 @@ def _nnx_state(error: Exception, frames: list[types.TracebackType], index: Input
             "jax.eval_shape(lambda: nnx.to_pure_dict(nnx.state(model))))")
 
 
-_TRANSLATORS = (_missing_key, _read_in_the_wrong_form, _jax_tree_mismatch, _linen_variables, _nnx_state)
+_TRANSLATORS = (_missing_key, _read_in_the_wrong_form, _jax_tree_mismatch, _linen_variables, _nnx_state, dict_unpacked)
 
 
 def structure_error(error: Exception, index: InputIndex | None, display_name: str, names: list[str]) -> SpecError | None:
