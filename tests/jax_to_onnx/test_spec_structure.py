@@ -27,15 +27,16 @@ def _values(tree):
                         and all(isinstance(d, int) for d in (s.shape if isinstance(s, jax.ShapeDtypeStruct) else s)))
 
 
-def _refused(fn, inputs, where: str, *fragments: str) -> str:
-    """Convert, expecting a SpecError whose message starts with ``where`` and holds every fragment."""
+def _refused(fn, inputs, where: str, *fragments: str, caused: bool = True) -> str:
+    """Convert, expecting a SpecError whose message starts with ``where`` and holds every fragment (and, ``caused``,
+    chains the Python error it translates)."""
     with pytest.raises(wb.SpecError) as caught:
         wb.to_onnx(fn, inputs)
     message = str(caught.value)
     assert message.startswith(where), message
     for fragment in fragments:
         assert fragment in message, (fragment, message)
-    if not where.startswith("inputs:"):  # a signature mismatch is found before tracing; the others keep Python's error
+    if caused and not where.startswith("inputs:"):  # a signature mismatch is found before tracing
         assert isinstance(caught.value.__cause__, Exception)
     return message
 
@@ -223,6 +224,72 @@ def test_an_nnx_state_missing_a_variable_names_the_state_and_the_counts():
     values = nnx.to_pure_dict(state)
     x = RNG.standard_normal((2, 5)).astype(np.float32)
     assert_matches_jax(run, wb.to_onnx(run, [spec, (2, 5)]), [values, x])
+
+
+class _Stack(nnx.Module):
+    def __init__(self, count: int, rngs: nnx.Rngs) -> None:
+        self.layers = nnx.List([nnx.Linear(3, 3, rngs=rngs) for _ in range(count)])
+        self.norm = nnx.BatchNorm(3, rngs=rngs)
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = jnp.tanh(layer(x))
+        return self.norm(x)
+
+
+def _specs(tree):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+
+
+def test_an_nnx_state_with_renamed_keys_in_the_same_order_is_refused_naming_both():
+    """nnx.merge binds a state's arrays by their sorted order, never by name: a renamed key that sorts the same way
+    would bind silently; each case names the first path that differs."""
+    from flax.nnx import graphlib
+
+    unflatten = graphlib.unflatten  # wrapped only while a function is traced
+    graphdef, state = nnx.split(nnx.Linear(5, 3, rngs=nnx.Rngs(0)))
+    spec = _specs(nnx.to_pure_dict(state))
+
+    def run(s, x):
+        return nnx.merge(graphdef, s)(x)
+
+    _refused(run, [{"bias": spec["bias"], "weight": spec["kernel"]}, (2, 5)], "inputs[0]['weight'] ('s'): ",
+             "nnx.merge binds this array to the module's variable kernel", "by their sorted order, not by name",
+             "the first key that differs is 'weight', where the module has 'kernel'",
+             "give the state under the module's own key paths", caused=False)
+    model = _Stack(11, nnx.Rngs(1))
+    model.eval()
+    graphdef, state = nnx.split(model)
+    spec = _specs(nnx.to_pure_dict(state))
+
+    def run_stack(s, x):
+        return nnx.merge(graphdef, s)(x)
+
+    text_keys = {"norm": spec["norm"], "layers": {str(k): v for k, v in spec["layers"].items()}}  # '10' sorts before '2'
+    _refused(run_stack, [text_keys, (2, 3)], "inputs[0]['layers']['10']['bias'] ('s'): ",
+             "binds this array to the module's variable layers/2/bias", "the first key that differs is '10', where the "
+             "module has '2'", caused=False)  # fmt: skip
+    flat = {"norm": spec["norm"], **{f"layer{k}": v for k, v in spec["layers"].items()}}  # one level of nesting fewer
+    _refused(run_stack, [flat, (2, 3)], "inputs[0]['layer0']['bias'] ('s'): ",
+             "the first key that differs is 'layer0/bias', where the module has 'layers/0/bias'", caused=False)
+    values = nnx.to_pure_dict(state)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    assert_matches_jax(run_stack, wb.to_onnx(run_stack, [spec, (2, 3)]), [values, x])
+    # Flax's positional form (a list of the arrays in order) and split states are checked where they are dicts
+    leaves = jax.tree.leaves(values)
+    assert_matches_jax(lambda s, x: nnx.merge(graphdef, s)(x), wb.to_onnx(lambda s, x: nnx.merge(graphdef, s)(x),
+                       [_specs(leaves), (2, 3)]), [leaves, x])  # fmt: skip
+    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+
+    def run_split(p, s, x):
+        return nnx.merge(graphdef, p, s)(x)
+
+    renamed = {"norm": {"mean": stats["norm"]["mean"], "variance": stats["norm"]["var"]}}
+    _refused(run_split, [_specs(params), _specs(renamed), (2, 3)], "inputs[1]['norm']['variance'] ('s'): ",
+             "the first key that differs is 'variance', where the module has 'var'", caused=False)
+    assert_matches_jax(run_split, wb.to_onnx(run_split, [_specs(params), _specs(stats), (2, 3)]), [params, stats, x])
+    assert graphlib.unflatten is unflatten
 
 
 def test_failures_not_about_the_inputs_structure_stay_trace_errors():

@@ -258,6 +258,18 @@ def nnx_state_missing_variable() -> Call:
                 error="SpecError")  # fmt: skip
 
 
+def nnx_state_renamed_same_order() -> Call:
+    """``nnx.merge(graphdef, state)`` with a state whose 'kernel' is named 'weight' (sorts the same: Flax binds by order)."""
+    import jax
+    from flax import nnx
+
+    graphdef, state = nnx.split(nnx.Linear(5, 3, rngs=nnx.Rngs(0)))
+    spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.to_pure_dict(state))
+    renamed = {"bias": spec["bias"], "weight": spec["kernel"]}
+    return Call(lambda s, x: nnx.merge(graphdef, s)(x), [renamed, (2, 5)],
+                targets=("inputs[0]['weight'] ('s'): ",), error="SpecError")  # fmt: skip
+
+
 def _dense(x: Any) -> Any:
     import jax.numpy as jnp
 
@@ -357,7 +369,7 @@ STRUCTURE_MISTAKES = (pytree_wrong_structure, pytree_missing_key, pytree_leaf_fo
                       pytree_dict_for_tuple, pytree_three_for_a_pair, pytree_dict_unpacked_as_pair,
                       pytree_dict_of_three_unpacked_as_pair, pytree_specs_nested_in_one, tree_map_missing_leaf,
                       linen_params_renamed, linen_params_missing_bias, linen_params_without_collection,
-                      linen_param_wrong_shape, nnx_state_missing_variable)  # fmt: skip
+                      linen_param_wrong_shape, nnx_state_missing_variable, nnx_state_renamed_same_order)  # fmt: skip
 MISTAKES: dict[str, Callable[[], Call]] = {
     f.__name__: f
     for f in (linen_module_without_params, linen_apply_without_params, linen_batchnorm_not_mutable,

@@ -11,6 +11,7 @@ while resolving operands, so no user code runs. Used by :mod:`workbench.jax_to_o
 from __future__ import annotations
 
 import ast
+import functools
 import linecache
 import types
 from collections.abc import Callable
@@ -59,6 +60,14 @@ class InputIndex:
     def place(self, value: Any) -> Place | None:
         entry = self.places.get(id(value))
         return entry[1] if entry is not None and entry[0] is value else None
+
+    @functools.cached_property
+    def _by_place(self) -> dict[Place, Any]:
+        return {place: value for value, place in self.places.values()}
+
+    def at(self, place: Place) -> Any:
+        """The input object at ``place`` (None when no input sits there)."""
+        return self._by_place.get(place)
 
 
 def tracebacks(error: BaseException) -> list[types.TracebackType]:

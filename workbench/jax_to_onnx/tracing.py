@@ -16,6 +16,7 @@ import numpy as np
 from workbench.errors import SpecError, TraceError, warn
 from workbench.jax_to_onnx.dead_code import prune_dead_code
 from workbench.jax_to_onnx.functions import exporting
+from workbench.jax_to_onnx.nnx_merge import MergeCheck, MergeSpecError, checked_merges
 from workbench.jax_to_onnx.normalize import NormalizedCallable, normalize_callable, train_mode_warning
 from workbench.jax_to_onnx.structure import InputIndex, structure_error
 from workbench.specs import InputSpecs, parse_input_specs
@@ -98,11 +99,15 @@ def trace(fn: Any, inputs: Any, *, enable_double_precision: bool = False, constr
         return leaves
 
     context = jax.enable_x64(True) if enable_double_precision else contextlib.nullcontext()
-    with context, exporting():
+    merges = MergeCheck(lambda: inputs_box[0] if inputs_box else None, normalized.display_name,
+                        _argument_names(fn, len(specs.args)))  # fmt: skip
+    with context, exporting(), checked_merges(merges):
         for _attempt in range(_MAX_CONCRETE_PARAMS + 1):
             try:
                 closed = jax.make_jaxpr(flat_pure)(list(normalized.params), *specs.args)
                 break
+            except MergeSpecError as error:  # an nnx.merge of an input state with other key paths (names the input)
+                raise SpecError(str(error)) from None
             except Exception as error:  # user code and JAX shape checks raise many types; all are tracing failures
                 needed = _param_needed_concrete(error, len(normalized.params))
                 if needed is None or _attempt == _MAX_CONCRETE_PARAMS:
