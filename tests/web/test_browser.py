@@ -60,6 +60,17 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HarnessInfo
         "segmentation": export_web_harness(_segmentation_head(), root / "segmentation", providers=("wasm",)),
         "segmentation_off": _with_one_expected_value_off(
             export_web_harness(_segmentation_head(), root / "segmentation_off", providers=("wasm",))),
+        # a float16 output of 1024x1100 (over 2^20) compared in the page, in a browser with Float16Array and without
+        "half": export_web_harness(_half_gate(), root / "half", inputs=HALF_INPUTS, providers=("wasm",)),
+        "half_no16": _without_float16array(
+            export_web_harness(_half_gate(), root / "half_no16", inputs=HALF_INPUTS, providers=("wasm",))),
+        "half_off": _with_one_half_value_off(
+            export_web_harness(_half_gate(), root / "half_off", inputs=HALF_INPUTS, providers=("wasm",))),
+        # float16 inputs the page rounds from JSON doubles itself (ties, subnormals, overflow), with and without
+        "half_rounding": _with_unrounded_inputs(
+            export_web_harness(_half_identity(), root / "half_rounding", inputs=HALF_ROUNDED, providers=("wasm",))),
+        "half_rounding_no16": _without_float16array(_with_unrounded_inputs(
+            export_web_harness(_half_identity(), root / "half_rounding_no16", inputs=HALF_ROUNDED, providers=("wasm",)))),
     }  # fmt: skip
 
 
@@ -102,6 +113,84 @@ def _with_one_expected_value_off(info: HarnessInfo) -> HarnessInfo:
     values.tofile(path)
     entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     info.manifest_path.write_text(json.dumps(manifest))
+    return info
+
+
+HALF_ROWS, HALF_COLUMNS = 1024, 1100  # 1,126,400 elements: over 2^20, compared in the page
+HALF_INPUTS = {"x": np.random.default_rng(3).standard_normal((1, HALF_COLUMNS)).astype(np.float32)}
+HALF_WEIGHTS = np.random.default_rng(4).standard_normal((HALF_ROWS, 1)).astype(np.float16)
+
+
+def _half_gate():
+    """y = sigmoid(float16(x) * w + 0.25) in float16: x float32 [1, 1100], w a float16 [1024, 1] initializer, so the
+    page needs float16 only for the output (a browser without Float16Array gets its bits)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Cast", ["x"], ["xh"], to=TensorProto.FLOAT16), helper.make_node("Mul", ["xh", "w"], ["p"]),
+             helper.make_node("Add", ["p", "b"], ["q"]), helper.make_node("Sigmoid", ["q"], ["y"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "half_gate", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, HALF_COLUMNS])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [HALF_ROWS, HALF_COLUMNS])],
+        initializer=[numpy_helper.from_array(HALF_WEIGHTS, "w"), numpy_helper.from_array(np.array([0.25], np.float16), "b")],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _without_float16array(info: HarnessInfo) -> HarnessInfo:
+    """The harness as a browser without Float16Array (before Chromium 135) runs it: the page deletes it first."""
+    page = info.out_dir / "index.html"
+    text = page.read_text()
+    assert text.count('<script type="module"') == 1
+    page.write_text(text.replace('<script type="module"', '<script>delete globalThis.Float16Array;</script>\n'
+                                                          '<script type="module"'))  # fmt: skip
+    return info
+
+
+HALF_OFF_AT = (700, 1000)
+
+
+def _with_one_half_value_off(info: HarnessInfo) -> HarnessInfo:
+    """The float16 harness with one expected value four float16 steps off (file and digest updated)."""
+    import hashlib
+    import json
+
+    manifest = json.loads(info.manifest_path.read_text())
+    (entry,) = manifest["expected_outputs"].values()
+    path = info.out_dir / entry["file"]
+    values = np.fromfile(path, np.float16).reshape(entry["shape"])
+    values.view(np.uint16)[HALF_OFF_AT] -= 4
+    values.tofile(path)
+    entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    info.manifest_path.write_text(json.dumps(manifest))
+    return info
+
+
+# doubles a float16 input cannot hold: ties between two float16 (to even, both ways), just past a tie, the
+# largest float16 and past it (to infinity), subnormals and a tie between the two smallest, -0, a tiny negative
+HALF_DOUBLES = [1 + 2**-11, 1 + 3 * 2**-11, 1 + 2**-11 + 2**-30, 0.1, -2.7182818284590451, 65519.0, 65520.0, 1e-7,
+                3 * 2**-25, 2**-25, -0.0, -1e-9, 2048 + 1, 2048 + 3, 1e-5, 12345.678]  # fmt: skip
+with np.errstate(over="ignore"):  # 65520 rounds to infinity, as it should
+    HALF_ROUNDED = {"h": np.asarray(HALF_DOUBLES, np.float64).astype(np.float16)}  # to nearest, ties to even
+
+
+def _half_identity():
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node("Identity", ["h"], ["y"])], "half_identity",
+                              [vi("h", TensorProto.FLOAT16, [len(HALF_DOUBLES)])],
+                              [vi("y", TensorProto.FLOAT16, [len(HALF_DOUBLES)])])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _with_unrounded_inputs(info: HarnessInfo) -> HarnessInfo:
+    """The example input as the doubles themselves (the expected output stays numpy's float16 rounding of them)."""
+    import json
+
+    path = info.out_dir / info.manifest["example_inputs"]
+    examples = json.loads(path.read_text())
+    examples["inputs"]["h"]["data"] = HALF_DOUBLES
+    path.write_text(json.dumps(examples))
     return info
 
 
@@ -253,6 +342,47 @@ def test_a_large_output_differing_in_one_element_fails_the_report_naming_where(r
     assert parity.worst_at == OFF_AT and parity.differing >= 1
     assert 0.45 < parity.max_abs_error < 0.55, report.summary()
     assert f"the largest at {list(OFF_AT)}" in report.summary() and "outputs differ" in report.failure
+
+
+@pytest.mark.parametrize("name", ["half", "half_no16"])
+def test_a_float16_output_over_2_20_elements_is_compared_in_the_page_with_and_without_float16array(name, reports, harnesses):
+    """onnxruntime-web rounds some float16 results one step apart from onnxruntime in Python (40-odd of 1.1 M here):
+    within the float16 tolerance; a browser without Float16Array gets the output's bits, which the page decodes."""
+    info, report = harnesses[name], reports[name]
+    (entry,) = info.manifest["expected_outputs"].values()
+    assert entry == {**entry, "dtype": "float16", "shape": [HALF_ROWS, HALF_COLUMNS], "file": "expected.0.bin"}
+    assert report.passed, report.summary()
+    (parity,) = report.parity
+    assert parity.tolerance >= 2**-10 and parity.max_abs_error <= parity.tolerance
+    expected = info.expected_outputs[parity.name]
+    if parity.worst_at:  # at most one float16 step where they differ most
+        assert parity.max_abs_error <= np.spacing(np.abs(expected[parity.worst_at])), report.summary()
+    record = report.telemetry["outputs"][parity.name]
+    assert record["dtype"] == "float16" and record["comparison"]["elements"] == HALF_ROWS * HALF_COLUMNS
+    # the page's first values (decoded) and the expected file against numpy's float32 sigmoid rounded to float16
+    x = HALF_INPUTS["x"].astype(np.float16)
+    want = (1 / (1 + np.exp(-(x * HALF_WEIGHTS + np.float16(0.25)).astype(np.float32)))).astype(np.float16)
+    np.testing.assert_allclose(expected.astype(np.float32), want.astype(np.float32), rtol=0, atol=2**-10)
+    np.testing.assert_allclose(np.asarray(record["sample"], np.float32), want.reshape(-1)[:8].astype(np.float32),
+                               rtol=0, atol=2**-10)  # fmt: skip
+
+
+def test_a_float16_output_four_steps_off_fails_naming_where(reports):
+    report = reports["half_off"]
+    assert not report.passed
+    (parity,) = report.parity
+    assert parity.worst_at == HALF_OFF_AT and parity.max_abs_error > parity.tolerance, report.summary()
+
+
+@pytest.mark.parametrize("name", ["half_rounding", "half_rounding_no16"])
+def test_float16_inputs_are_rounded_from_json_doubles_as_numpy_rounds(name, reports):
+    """With Float16Array (Float16Array.from) and without (the page's own rounding to bits): every value, ties to
+    even, subnormals and overflow to infinity included, is numpy's float16 of the double, bit for bit."""
+    report = reports[name]
+    assert report.passed, report.summary()
+    got = np.asarray(report.telemetry["outputs"]["y"]["data"], np.float64).astype(np.float16)
+    np.testing.assert_array_equal(got.view(np.uint16), HALF_ROUNDED["h"].view(np.uint16))
+    assert np.signbit(got[HALF_DOUBLES.index(-0.0)])
 
 
 def test_webgpu_is_unavailable_here_and_the_page_falls_back_to_wasm(reports):

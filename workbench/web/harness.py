@@ -183,7 +183,8 @@ def export_web_harness(
     are computed with onnxruntime in Python. A model whose serialized size exceeds
     ``external_data_threshold`` bytes keeps its initializers of 1 KiB and more in ``model.onnx.<digest>.data``
     (a per-model threshold, unlike ``wb.to_onnx``'s per-tensor one). The smoke test accepts a browser output when
-    ``max|browser - expected| <= atol + rtol * max|expected|``. Needs ``workbench web setup`` once.
+    ``max|browser - expected| <= atol + rtol * max|expected|``, ``rtol`` at least the output dtype's epsilon (a
+    float16 output may differ by one unit in its last place: 2^-10 relative). Needs ``workbench web setup`` once.
     With ``web_rewrite`` (the default) nodes onnxruntime-web's wasm build has no kernel for, but an exact
     equivalent it has (``Where`` on uint32/int8: :data:`workbench.web.compat.WASM_KERNEL_GAPS`), are
     rewritten before the model is written; ``HarnessInfo.rewrites`` and the manifest list them.

@@ -148,7 +148,10 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any], folder: Path | None = None) -> list[OutputParity]:
     """Per output: max abs error of the browser's values against the manifest's expected ones (read from
-    ``folder``, the harness, for an output the manifest keeps in a file: the page compared those itself)."""
+    ``folder``, the harness, for an output the manifest keeps in a file: the page compared those itself).
+
+    The relative tolerance is at least the output dtype's epsilon: one unit in the last place of its largest
+    value, by which two runtimes computing in float16 may round a result differently (2^-10 for float16)."""
     atol = float(manifest["tolerance"]["atol"])
     rtol = float(manifest["tolerance"]["rtol"])
     got = telemetry.get("outputs") or {}
@@ -160,7 +163,7 @@ def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any], folder:
         expected = tensors.tensor_from_file(payload, folder) if in_file else tensors.tensor_from_json(payload)
         exact = not np.issubdtype(expected.dtype, np.floating)
         finite = np.abs(expected[np.isfinite(expected)]) if not exact else np.abs(expected)
-        tolerance = 0.0 if exact else atol + rtol * float(finite.max(initial=0.0))
+        tolerance = 0.0 if exact else atol + max(rtol, float(np.finfo(expected.dtype).eps)) * float(finite.max(initial=0.0))
         record = got.get(name)
         if record is None:
             results.append(OutputParity(name, math.inf, tolerance, None, expected.shape, "missing in browser"))

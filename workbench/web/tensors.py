@@ -20,8 +20,8 @@ import onnx
 
 from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_outputs
 
-#: dtypes the page can turn into onnxruntime-web tensors (name -> numpy dtype). float16 needs a browser with
-#: ``Float16Array`` (Chromium 135+, Firefox 129+, Safari 18.2+); the page says so in another one.
+#: dtypes the page can turn into onnxruntime-web tensors (name -> numpy dtype). float16 uses ``Float16Array``
+#: where the browser has it (Chromium 135+, Firefox 129+, Safari 18.2+) and its bits in a ``Uint16Array`` elsewhere.
 SUPPORTED_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(name)
     for name in ("float32", "float64", "float16", "int8", "uint8", "int16", "uint16", "int32", "uint32",

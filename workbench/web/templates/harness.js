@@ -38,12 +38,54 @@ const MISSING_OP_PATTERNS = [
   /[Oo]perator ['"]?(\w+)['"]? is not (?:supported|implemented)/,
 ];
 const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
+// Float16Array is undefined before Chromium 135 / Firefox 129 / Safari 18.2; onnxruntime-web then holds float16
+// tensors as their bits in a Uint16Array, which halfBitsToNumber and numberToHalfBits read and write.
+const HAS_FLOAT16 = typeof globalThis.Float16Array === 'function';
 const TYPED_ARRAYS = {
   float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array,
   int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
   int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
-  float16: globalThis.Float16Array,  // undefined before Chromium 135 / Firefox 129 / Safari 18.2
+  float16: HAS_FLOAT16 ? globalThis.Float16Array : Uint16Array,
 };
+
+// The value of IEEE binary16 bits (exact: every float16 is a float32 and a double).
+function halfBitsToNumber(bits) {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24;  // zero and subnormals
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * (1024 + fraction) * 2 ** (exponent - 25);
+}
+
+function roundHalfToEven(x) {
+  const whole = Math.floor(x);
+  const rest = x - whole;
+  return rest > 0.5 || (rest === 0.5 && whole % 2 === 1) ? whole + 1 : whole;
+}
+
+// The binary16 bits nearest a number, ties to even (as Float16Array.from and numpy round), from the double
+// itself: rounded once, never through float32 first.
+function numberToHalfBits(value) {
+  if (Number.isNaN(value)) return 0x7e00;
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
+  const magnitude = Math.abs(value);
+  if (magnitude >= 65520) return sign | 0x7c00;  // 65504 + half its step: rounds to infinity
+  if (magnitude < 2 ** -14) return sign | roundHalfToEven(magnitude / 2 ** -24);  // subnormal (1024: the least normal)
+  let exponent = Math.floor(Math.log2(magnitude));
+  if (2 ** exponent > magnitude) exponent -= 1;  // log2 may round across a power of two
+  else if (2 ** (exponent + 1) <= magnitude) exponent += 1;
+  const units = roundHalfToEven(magnitude / 2 ** (exponent - 10));  // 1024..2048; 2048 carries into the exponent
+  return sign | (((exponent + 15) << 10) + units - 1024);
+}
+
+// A tensor's values as numbers (float16 bits decoded when the browser has no Float16Array), else its data.
+function tensorValues(tensor) {
+  const data = tensor.data;
+  if (tensor.type !== 'float16' || !(data instanceof Uint16Array)) return data;
+  if (HAS_FLOAT16) return new globalThis.Float16Array(data.buffer, data.byteOffset, data.length);
+  return Float32Array.from(data, halfBitsToNumber);
+}
 
 function cell(row, text) {
   const td = document.createElement('td');
@@ -83,15 +125,12 @@ async function fetchJson(url) {
 
 function toTensor(ort, spec) {
   const Typed = TYPED_ARRAYS[spec.dtype];
-  if (!Typed && spec.dtype === 'float16') {
-    throw new Error('float16 tensors need Float16Array, which this browser lacks (Chromium 135+, Firefox 129+, '
-      + 'Safari 18.2+ have it); export the model with float32 inputs and outputs for older browsers');
-  }
   if (!Typed) throw new Error(`unsupported dtype ${spec.dtype}`);
   let data;
   // 64-bit integers beyond 2^53 come as decimal strings: BigInt reads them exactly
   if (spec.dtype === 'int64' || spec.dtype === 'uint64') data = Typed.from(spec.data, (v) => BigInt(v));
   else if (spec.dtype === 'bool') data = Typed.from(spec.data, (v) => (v ? 1 : 0));
+  else if (spec.dtype === 'float16' && !HAS_FLOAT16) data = Uint16Array.from(spec.data, (v) => numberToHalfBits(Number(v)));
   else data = Typed.from(spec.data, (v) => (typeof v === 'string' ? Number(v) : v));
   return new ort.Tensor(spec.dtype, data, spec.shape);
 }
@@ -99,7 +138,7 @@ function toTensor(ort, spec) {
 function tensorNumbers(tensor) {
   // a 64-bit integer a double cannot hold exactly is reported as a decimal string
   const exact = (v) => (v >= -MAX_EXACT && v <= MAX_EXACT ? Number(v) : v.toString());
-  return Array.from(tensor.data, (v) => (typeof v === 'bigint' ? exact(v) : Number(v)));
+  return Array.from(tensorValues(tensor), (v) => (typeof v === 'bigint' ? exact(v) : Number(v)));
 }
 
 async function webgpuUnavailableReason() {
@@ -176,17 +215,15 @@ async function fetchExpected(entry) {
   if (!Typed) throw new Error(`expected output file ${entry.file}: unsupported dtype ${entry.dtype}`);
   const response = await fetch(`./${entry.file}`);
   if (!response.ok) throw new Error(`fetching ${entry.file} failed: HTTP ${response.status}`);
-  return new Typed(await response.arrayBuffer());
+  const values = new Typed(await response.arrayBuffer());
+  return entry.dtype === 'float16' && !HAS_FLOAT16 ? Float32Array.from(values, halfBitsToNumber) : values;
 }
 
 // Compare an output with its expected values here, element by element, without sending the values back:
 // the largest |difference| (a NaN against a number is Infinity, sent as the string 'Infinity' since JSON has
 // no Infinity; NaN against NaN and equal values count 0), the flat index where it is, how many differ.
 function compareInPage(tensor, want) {
-  let actual = tensor.data;
-  if (tensor.type === 'float16' && !(actual instanceof want.constructor)) {
-    actual = new want.constructor(actual.buffer, actual.byteOffset, actual.length);  // float16 bits as values
-  }
+  const actual = tensorValues(tensor);
   if (actual.length !== want.length) {
     return { elements: actual.length, max_abs_error: 'Infinity', worst_index: -1, differing: actual.length };
   }
@@ -214,7 +251,7 @@ function compareInPage(tensor, want) {
 }
 
 function sampleOf(tensor) {
-  return tensorNumbers({ data: tensor.data.slice(0, SAMPLE_SIZE) });
+  return tensorNumbers({ type: tensor.type, data: tensor.data.slice(0, SAMPLE_SIZE) });
 }
 
 async function runExample(ort, manifest, session, examples) {
@@ -249,7 +286,7 @@ async function runExample(ort, manifest, session, examples) {
 function argmaxLastRow(tensor) {
   const dims = tensor.dims;
   const vocab = dims[dims.length - 1];
-  const values = tensor.data;
+  const values = tensorValues(tensor);
   const offset = values.length - vocab;
   let best = 0;
   for (let i = 1; i < vocab; i += 1) if (values[offset + i] > values[offset + best]) best = i;
