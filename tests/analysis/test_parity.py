@@ -85,6 +85,22 @@ def test_integer_index_inputs_stay_inside_the_table():
     assert all(s[0].max() < 10 for s in report.inputs)
 
 
+def test_symbolic_slice_of_a_fixed_table_does_not_stop_parity():
+    """``mask[:T, :T]`` of a fixed causal mask (HF Flax GPT-2 does this) is a gather whose slice size is symbolic:
+    input planning found no bound in it and raised JAX's InconclusiveDimensionOperation instead."""
+    mask = jnp.tril(jnp.ones((64, 64), bool))
+
+    def causal_mix(x):
+        t = x.shape[0]
+        return jnp.where(mask[:t, :t], 1.0, 0.0) @ x
+
+    conversion = wb.convert(causal_mix, [("T", 4)], constraints=["T <= 64"])
+    report = wb.parity(conversion)
+    assert report.ok, repr(report)
+    first = report.inputs[0][0]
+    np.testing.assert_allclose(report.results[0].jax_value, np.tril(np.ones((len(first),) * 2)) @ first, rtol=1e-5, atol=1e-5)
+
+
 def test_sizes_override_fixes_a_symbol(mlp_model):
     report = wb.parity(mlp, mlp_model, samples=2, sizes={"B": 7})
     assert [s["B"] for s in report.sizes] == [7, 7]

@@ -101,9 +101,10 @@ def _propagate(jaxpr: Any, derived: dict[Any, set[int]], bounds: dict[int, int])
             sizes = eqn.params["slice_sizes"]
             sources = _sources(derived, eqn.invars[1:2])
             for axis in axes:
-                dim = operand_shape[axis]
-                if isinstance(dim, (int, np.integer)):
-                    _tighten(bounds, sources, int(dim) - int(sizes[axis]) + 1)
+                dim, size = operand_shape[axis], sizes[axis]
+                # a symbolic slice size (``mask[:T, :T]`` of a fixed table) gives no static bound
+                if isinstance(dim, (int, np.integer)) and isinstance(size, (int, np.integer)):
+                    _tighten(bounds, sources, int(dim) - int(size) + 1)
             continue
         if name == "dynamic_slice":
             operand_shape = eqn.invars[0].aval.shape
