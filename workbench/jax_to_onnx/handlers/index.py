@@ -36,6 +36,7 @@ from jax.lax import GatherScatterMode  # the enum of the gather/scatter `mode` p
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import is_static
 from workbench.jax_to_onnx.handlers.shape import dim_scalar, same_dim, transpose
+from workbench.jax_to_onnx.handlers.where_kernels import where
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
 from workbench.onnx_io.evaluate import evaluate_node
@@ -343,6 +344,8 @@ _idx = np.array([0, 2, 3, 1], np.int32)
     Testcase("gather_embedding", lambda w, i: jnp.take(w, i, axis=0), [(10, 4), np.array([[1, 9, 0], [3, 3, 2]], np.int32)]),
     Testcase("gather_embedding_symbolic", lambda w, i: jnp.take(w, i, axis=0), [(10, 4), jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], int_high=10),
     Testcase("gather_nnx_embed_symbolic", lambda i: _nnx_embed()(i), [jax.ShapeDtypeStruct(("B", "T"), jnp.int32)], int_high=12),
+    Testcase("gather_take_bool_fill", lambda m, i: jnp.take(m, i, axis=1), [np.array([[True, False, True], [False, False, True]]), np.array([2, 0, 5, -4], np.int32)]),
+    Testcase("gather_take_int16_fill", lambda x, i: jnp.take(x, i), [np.arange(-3, 3, dtype=np.int16), np.array([1, 8, -1, -9], np.int32)]),
     Testcase("gather_fill_window", lambda x, i: jnp.asarray(x).at[i, 1:3].get(mode="fill", fill_value=-1.0), [(5, 4), np.array([4, -1, 5, -6], np.int32)]),
     Testcase("gather_take_along_axis", lambda x, i: jnp.take_along_axis(x, i, axis=1), [(3, 4), np.array([[0, 3], [1, 1], [2, 0]], np.int32)], expect_ops=("GatherElements",)),
     Testcase("gather_take_along_axis_0", lambda x, i: jnp.take_along_axis(x, i, axis=0), [(3, 4), np.array([[0, 2, 1, 1]], np.int32)]),
@@ -389,13 +392,13 @@ def _gather(
             # embedding lookups (take along axis 0 of a table): the (*batch, 1) in-range mask already
             # broadcasts over the one trailing offset axis, so no Not/Squeeze/Unsqueeze is needed
             inside = _op(ctx, "Equal", raw, starts)
-            return result if _statically(ctx, inside, True) else ctx.op("Where", inside, result, fill)
+            return result if _statically(ctx, inside, True) else where(ctx, inside, result, fill, dtype)
         outside = _out_of_bounds(ctx, raw, starts, len(spec.start_index_map))
         if _statically(ctx, outside, False):
             return result
         if spec.offset_dims:
             outside = _op(ctx, "Unsqueeze", outside, ctx.i64(list(spec.offset_dims)))
-        result = ctx.op("Where", outside, fill, result)
+        result = where(ctx, outside, fill, result, dtype)
     return result
 
 

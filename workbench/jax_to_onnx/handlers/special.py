@@ -32,6 +32,7 @@ from jax import lax
 
 from workbench.errors import ConversionError
 from workbench.jax_to_onnx.builder import onnx_dtype
+from workbench.jax_to_onnx.handlers.where_kernels import where as _where
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -194,17 +195,6 @@ def _shift_amount(ctx: LoweringContext, y: ir.Value, bits: int, shift_type: ir.D
                           ctx.op("GreaterOrEqual", wide, ctx.scalar(bits, np.int64)))
     clamped = ctx.op("Where", out_of_range, ctx.scalar(bits - 1, np.int64), wide)
     return ctx.op("Cast", clamped, to=shift_type), out_of_range
-
-
-_WHERE_INT_TYPES = (np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.uint8))
-
-
-def _where(ctx: LoweringContext, condition: ir.Value, a: ir.Value, b: ir.Value, dtype: np.dtype) -> ir.Value:
-    """Where for any integer type: onnxruntime's Where lacks the 16-bit and some other integer types."""
-    if dtype in _WHERE_INT_TYPES:
-        return ctx.op("Where", condition, a, b)
-    wide = ctx.op("Where", condition, ctx.op("Cast", a, to=ir.DataType.INT64), ctx.op("Cast", b, to=ir.DataType.INT64))
-    return ctx.op("Cast", wide, to=onnx_dtype(dtype))
 
 
 def _shift(kind: str, ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
