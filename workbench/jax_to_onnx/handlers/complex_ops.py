@@ -569,6 +569,53 @@ for _prim, _case in (
             testcases=[_case])(functools.partial(_per_plane, _prim))
 
 
+@handler("scatter-mul", onnx_ops=("ScatterND", "Atan", "Cos", "Sin", "Mul"), complex_numbers=True, min_opset=16, testcases=[
+    Testcase("scatter_mul_complex_rows", lambda z, i, u: jnp.asarray(z).at[i].multiply(u),
+             [jax.ShapeDtypeStruct((5, 4), np.complex64), np.array([0, 2, 2, 8], np.int32), jax.ShapeDtypeStruct((4, 4), np.complex64)],
+             rtol=1e-5, atol=1e-5),
+    Testcase("scatter_mul_complex_by_real_signs", lambda z: jnp.asarray(z).at[:, 1:3].multiply((-1.0) ** jnp.arange(2)),
+             [C64], rtol=1e-5, atol=1e-5),
+])
+def _scatter_mul(ctx: LoweringContext, operand: ir.Value, indices: ir.Value, updates: ir.Value, **params: Any) -> ir.Value:
+    """``z.at[i].multiply(u)``: a factor is scattered in polar form, the updates' moduli multiplied (scatter-mul)
+    into ones and their angles added (scatter-add) into zeros, and multiplies ``z`` as complex numbers.
+
+    A complex product is not one per plane, but the product of several updates at one index is the product of
+    their moduli at the sum of their angles, so repeated indices are right too. Accuracy: atan2, cos and sin of
+    the angles add a few float rounding errors to each factor (a real factor -1 comes back as (-1, ~1e-7)).
+    """
+    dtype = real_dtype(ctx.avals_in[0].dtype)
+    plane_in = [_plane_aval(a) for a in ctx.avals_in]
+    sub = _real_ctx(ctx, plane_in, [_plane_aval(a) for a in ctx.avals_out])
+    ur, ui = part(ctx, updates, 0), part(ctx, updates, 1)
+    modulus = _modulus(ctx, ur, ui, dtype)
+    angle = _atan2(ctx, ui, ur, plane_in[2])
+    shape = ctx.op("Shape", part(ctx, operand, 0))
+    ones = ctx.op("ConstantOfShape", shape, value=ir.tensor(np.ones(1, dtype)))
+    zeros = ctx.op("ConstantOfShape", shape, value=ir.tensor(np.zeros(1, dtype)))
+    scatter = REGISTRY.get("scatter-mul").rule
+    scale = scatter(sub, ones, indices, modulus, **params)
+    # the real handler reads its reduction off the equation's primitive: the angles' scatter is an add
+    turn = scatter(dataclasses.replace(sub, eqn=ctx.eqn.replace(primitive=lax.scatter_add_p)), zeros, indices, angle, **params)
+    factor = (ctx.op("Mul", scale, ctx.op("Cos", turn)), ctx.op("Mul", scale, ctx.op("Sin", turn)))
+    real, imag = _product(ctx, (part(ctx, operand, 0), part(ctx, operand, 1)), factor)
+    return ctx.op("Concat", ctx.op("Unsqueeze", real, ctx.i64([-1])), ctx.op("Unsqueeze", imag, ctx.i64([-1])), axis=-1)
+
+
+@handler("iota", onnx_ops=("Range", "Unsqueeze", "Pad"), complex_numbers=True, testcases=[
+    Testcase("iota_complex_phases", lambda x: x * jnp.exp(-1j * jnp.arange(4, dtype=jnp.complex64) * 0.3), [C64],
+             rtol=1e-5, atol=1e-5),
+    Testcase("iota_complex_symbolic", lambda x: x + jnp.arange(x.shape[0], dtype=jnp.complex64)[:, None], [C64]),
+])
+def _iota(ctx: LoweringContext, *dyn_shape: ir.Value, dtype: Any, shape: Sequence[Any], dimension: int, sharding: Any) -> ir.Value:
+    """A complex ``arange``: the real iota as the real part, a zero imaginary part (padded on)."""
+    sub = _real_ctx(ctx, [], [_plane_aval(ctx.aval_out)])
+    line = REGISTRY.get("iota").rule(sub, *dyn_shape, dtype=real_dtype(dtype), shape=shape, dimension=dimension,
+                                     sharding=sharding)
+    rank = len(shape)
+    return ctx.op("Pad", ctx.op("Unsqueeze", line, ctx.i64([-1])), ctx.i64([0] * (rank + 1) + [0] * rank + [1]))
+
+
 # ----------------------------------------------------------------------------- calls and control flow: bodies typed as pairs
 def _complex_scan(xs: jax.Array) -> Any:
     return lax.scan(lambda c, x: (c * x + 1j, c), jnp.ones(xs.shape[1:], xs.dtype), xs)
