@@ -341,6 +341,15 @@ class NodeContext:
             raise UnsupportedOnnxOpError(self._where() + ": type-valued attributes are not supported")
         return value
 
+    def choice(self, name: str, allowed: tuple[Any, ...], default: Any = _REQUIRED) -> Any:
+        """An attribute of a fixed vocabulary (a mode, a reduction, an enum's integer): another value is refused here,
+        naming it and the values the spec allows, rather than written into the code for a helper to refuse or misread
+        at run time (onnxruntime refuses such a model when its session is created)."""
+        value = self.attr(name, default)
+        if value not in allowed:
+            raise self.error(f"attribute {name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+
     def fattr(self, name: str, default: Any = _REQUIRED) -> float:
         """A float attribute, written back in its shortest float32 form (0.1, not 0.10000000149)."""
         value = self.attr(name, default)

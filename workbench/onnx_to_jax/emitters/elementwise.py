@@ -391,14 +391,20 @@ def _needs_helper(source: np.dtype | None, target: np.dtype) -> bool:
 def _cast_expr(ctx: NodeContext, value: str, source: np.dtype | None, target: np.dtype, target_code: str) -> str:
     if not _needs_helper(source, target):
         return ctx.call("jnp.asarray", value).astype(target_code)
+    round_mode = ctx.choice("round_mode", ROUND_MODES, "up")
     args = [value, target_code, ctx.lit(bool(ctx.attr("saturate", 1)))]
     if target.name == "float8_e8m0fnu":
-        args.append(ctx.lit(ctx.attr("round_mode", "up")))
+        args.append(ctx.lit(round_mode))
     return ctx.call(_cast, *args)
+
+
+# Cast's rounding to float8_e8m0fnu (opset 24)
+ROUND_MODES = ("up", "down", "nearest")
 
 
 @emitter("Cast", since=(6, 19))
 def cast(ctx: NodeContext) -> str:
+    ctx.choice("round_mode", ROUND_MODES, "up")
     dtype = ctx.onnx_np_dtype(ctx.attr("to"))
     if ctx.dtype(0) is not None and ctx.dtype(0) == dtype:
         return ctx.x(0)
@@ -412,7 +418,7 @@ def cast_like(ctx: NodeContext) -> str:
         return _cast_expr(ctx, ctx.x(0), ctx.dtype(0), dtype, ctx.dt(dtype))
     # the target type is known only when the code runs: the helper decides then
     return ctx.call(_cast, ctx.x(0), f"jnp.asarray({ctx.x(1)}).dtype", ctx.lit(bool(ctx.attr("saturate", 1))),
-                    ctx.lit(ctx.attr("round_mode", "up")))
+                    ctx.lit(ctx.choice("round_mode", ROUND_MODES, "up")))
 
 
 __all__ = ["jax", "np", "lax"]

@@ -116,9 +116,13 @@ def _scatter_elements(x, indices, updates, axis, reduction):
     return _scatter_update(x.at[tuple(coords)], updates, reduction)
 
 
+# ScatterElements' and ScatterND's reductions (opset 16: none/add/mul; 18: max, min)
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
 @emitter("ScatterElements", since=(11, 13, 16, 18))
 def scatter_elements(ctx: NodeContext) -> str:
-    reduction = ctx.attr("reduction", "none") if ctx.opset >= 16 else "none"
+    reduction = ctx.choice("reduction", SCATTER_REDUCTIONS, "none") if ctx.opset >= 16 else "none"
     return ctx.call(_scatter_elements, ctx.x(0), ctx.x(1), ctx.x(2), ctx.lit(ctx.attr("axis", 0)), ctx.lit(reduction))
 
 
@@ -175,7 +179,7 @@ def _scatter_nd_kept(x, indices, updates, keep, reduction):
 
 @emitter("ScatterND", since=(11, 13, 16, 18))
 def scatter_nd(ctx: NodeContext) -> str:
-    reduction = ctx.attr("reduction", "none") if ctx.opset >= 16 else "none"
+    reduction = ctx.choice("reduction", SCATTER_REDUCTIONS, "none") if ctx.opset >= 16 else "none"
     masked = ctx.masked_scatter()
     if masked is not None:  # jax2onnx's bounds-checked scatter: the rows NonZero would pick, at static shapes
         return ctx.call(_masked_scatter_nd, ctx.x(0), ctx.value(masked.indices), ctx.value(masked.updates),

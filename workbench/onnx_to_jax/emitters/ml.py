@@ -353,10 +353,10 @@ def tree_ensemble_regressor(ctx: NodeContext) -> str:
     n_targets = ctx.attr("n_targets", 1)
     weights, present = _leaf_weights(ctx, trees, index, ctx.attr("target_treeids"), ctx.attr("target_nodeids"),
                                      ctx.attr("target_ids"), _floats(ctx, "target_weights"), n_targets)
-    aggregate = _AGGREGATE[ctx.attr("aggregate_function", "SUM")]
+    aggregate = _AGGREGATE[ctx.choice("aggregate_function", tuple(_AGGREGATE), "SUM")]
     base = _floats(ctx, "base_values") or [0.0] * n_targets
     scores = _ensemble_scores(ctx, trees, weights, present, aggregate, base, ctx.x(0))
-    return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.attr("post_transform", "NONE")]))
+    return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.choice("post_transform", tuple(_POST), "NONE")]))
 
 
 def _class_labels(ctx: NodeContext) -> tuple[list[int] | None, list[str] | None]:
@@ -386,7 +386,7 @@ def tree_ensemble_classifier(ctx: NodeContext) -> str:
         scores = ctx.call(_tree_scores, leaves, ctx.constant(weights, "leaf_weights"),
                           ctx.constant(present, "leaf_present"), "1", ctx.lit(np.asarray(base, np.float32)))
     binary = len(set(class_ids)) == 1
-    post = ctx.lit(_POST[ctx.attr("post_transform", "NONE")])
+    post = ctx.lit(_POST[ctx.choice("post_transform", tuple(_POST), "NONE")])
     if str_labels is not None:
         return ctx.call(_tree_classifier_strings, scores, ctx.lit(binary), post, ctx.lit(tuple(str_labels)))
     return ctx.call(_tree_classifier, scores, ctx.lit(binary), ctx.lit(len(int_labels) == 1), post,
@@ -413,6 +413,9 @@ def tree_ensemble(ctx: NodeContext) -> str:
                 current.append(float(v))
     trees = _Trees()
     member_iter = iter(member_sets)
+    for mode in modes:
+        if not 0 <= int(mode) < _LEAF:
+            raise ctx.error(f"nodes_modes holds {int(mode)}, which is not a node mode (0-6: BRANCH_LEQ ... BRANCH_MEMBER)")
     for split, feature, mode, nan_true in zip(splits, features, modes, missing):
         members = next(member_iter) if int(mode) == 6 else ()
         trees.add(feature, split, int(mode), nan_true, members)
@@ -429,10 +432,10 @@ def tree_ensemble(ctx: NodeContext) -> str:
     for leaf, target, weight in zip(leaf_index, leaf_targets, leaf_weights):
         matrix[leaf, target] += weight
         present[leaf, target] = True
-    aggregate = [0, 1, 2, 3][ctx.attr("aggregate_function", 1)]
+    aggregate = ctx.choice("aggregate_function", tuple(_AGGREGATE.values()), 1)
     dtype = ctx.dtype(0) or np.dtype(np.float32)
     scores = _ensemble_scores(ctx, trees, matrix, present, aggregate, [0.0] * n_targets, ctx.x(0))
-    post = ctx.call(_post_transform, scores, ctx.lit(ctx.attr("post_transform", 0)))
+    post = ctx.call(_post_transform, scores, ctx.lit(ctx.choice("post_transform", tuple(_POST.values()), 0)))
     return f"{post}.astype({ctx.dt(dtype)})"
 
 
@@ -457,7 +460,7 @@ def linear_regressor(ctx: NodeContext) -> str:
     intercepts = np.asarray(ctx.attr("intercepts", [0.0] * targets), np.float32)
     x = f"jnp.asarray({ctx.x(0)}, jnp.float32)"
     scores = f"(jnp.matmul({x}, {ctx.constant(coefficients.T, 'coefficients')}) + {ctx.lit(intercepts)})"
-    return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.attr("post_transform", "NONE")]))
+    return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.choice("post_transform", tuple(_POST), "NONE")]))
 
 
 @emitter("LinearClassifier", since=1, domain=ML)
@@ -471,7 +474,7 @@ def linear_classifier(ctx: NodeContext) -> str:
     coefficients = coefficients.reshape(rows, -1)
     return ctx.call(_linear_classifier, ctx.x(0), ctx.constant(coefficients, "coefficients"),
                     "None" if intercepts is None else ctx.lit(np.asarray(intercepts, np.float32)),
-                    ctx.lit(np.asarray(labels, np.int64)), ctx.lit(_POST[ctx.attr("post_transform", "NONE")]),
+                    ctx.lit(np.asarray(labels, np.int64)), ctx.lit(_POST[ctx.choice("post_transform", tuple(_POST), "NONE")]),
                     ctx.lit(ctx.attr("multi_class", 0)))
 
 

@@ -203,6 +203,12 @@ def _roi_input(ctx: NodeContext, i: int) -> str:
     return ctx.host(i) if ctx.static(i) is not None else ctx.x(i)
 
 
+# what _resize_coordinates and _resize_nearest_index compute (tf_half_pixel_for_nn: Resize-11's, still written by tf2onnx)
+COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
+                    "tf_half_pixel_for_nn", "tf_crop_and_resize")  # fmt: skip
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
 @emitter("Resize", since=(10, 11, 13, 18, 19))
 def resize(ctx: NodeContext) -> str:
     mode = ctx.attr("mode", "nearest")
@@ -215,15 +221,17 @@ def resize(ctx: NodeContext) -> str:
     # scales and sizes fix the output shape: read on the host (value-dependent when traced)
     return ctx.call(
         _resize, ctx.x(0), _roi_input(ctx, 1), ctx.host_opt(2), ctx.host_opt(3), "None" if axes is None else ctx.lit(tuple(axes)),
-        ctx.lit(mode), ctx.lit(ctx.attr("coordinate_transformation_mode", "half_pixel")),
-        ctx.lit(ctx.attr("nearest_mode", "round_prefer_floor")), ctx.lit(ctx.fattr("cubic_coeff_a", -0.75)),
+        ctx.lit(mode), ctx.lit(ctx.choice("coordinate_transformation_mode", COORDINATE_MODES, "half_pixel")),
+        ctx.lit(ctx.choice("nearest_mode", NEAREST_MODES, "round_prefer_floor")),
+        ctx.lit(ctx.fattr("cubic_coeff_a", -0.75)),
         ctx.lit(bool(ctx.attr("exclude_outside", 0))), ctx.lit(ctx.fattr("extrapolation_value", 0.0)),
-        ctx.lit(bool(ctx.attr("antialias", 0))), ctx.lit(ctx.attr("keep_aspect_ratio_policy", "stretch")),
+        ctx.lit(bool(ctx.attr("antialias", 0))),
+        ctx.lit(ctx.choice("keep_aspect_ratio_policy", ("stretch", "not_larger", "not_smaller"), "stretch")),
     )
 
 
 @emitter("Upsample", since=(9, 10))
 def upsample(ctx: NodeContext) -> str:
-    mode = ctx.attr("mode", "nearest")
+    mode = ctx.choice("mode", ("nearest", "linear", "cubic"), "nearest")  # cubic: onnxruntime reads it too
     return ctx.call(_resize, ctx.x(0), "None", ctx.host(1), "None", "None", ctx.lit(mode), ctx.lit("asymmetric"),
                     ctx.lit("floor"), "-0.75", "False", "0.0", "False", ctx.lit("stretch"))

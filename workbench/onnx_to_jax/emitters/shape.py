@@ -276,7 +276,7 @@ def _depth_to_space(x, blocksize, mode):
 
 @emitter("DepthToSpace", since=(1, 11, 13))
 def depth_to_space(ctx: NodeContext) -> str:
-    mode = ctx.attr("mode", "DCR") if ctx.opset >= 11 else "DCR"
+    mode = ctx.choice("mode", ("DCR", "CRD"), "DCR") if ctx.opset >= 11 else "DCR"
     return ctx.call(_depth_to_space, ctx.x(0), ctx.lit(ctx.attr("blocksize")), ctx.lit(mode))
 
 

@@ -189,4 +189,5 @@ def tfidf_vectorizer(ctx: NodeContext) -> str:
     weights = ctx.attr("weights", None)
     return ctx.call(_tfidf, ctx.host(0), ctx.lit(tuple(grams)), ctx.lit(tuple(kept)), ctx.lit(max(indexes) + 1),
                     ctx.lit(min_gram), ctx.lit(max_gram), ctx.lit(ctx.attr("max_skip_count", 0)),
-                    ctx.lit(ctx.attr("mode")), "None" if weights is None else ctx.lit(tuple(float(w) for w in weights)))
+                    ctx.lit(ctx.choice("mode", ("TF", "IDF", "TFIDF"))),
+                    "None" if weights is None else ctx.lit(tuple(float(w) for w in weights)))
