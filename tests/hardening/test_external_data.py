@@ -185,6 +185,19 @@ def test_escaping_locations_give_one_clean_error_naming_tensor_and_location(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "secret.bin"]
 
 
+@pytest.mark.parametrize("place", PLACES, ids=lambda f: f.__name__)
+def test_a_location_holding_a_nul_is_refused_not_cut_short(tmp_path, secret_in_cwd, place):
+    """Was: 'secret.bin\\x00.txt' read secret.bin (onnx's opener stops at the NUL), a file the model does not name."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "secret.bin").write_bytes(SECRET)
+    path = folder / "m.onnx"
+    path.write_bytes(place("secret.bin\x00.txt").SerializeToString())
+    with pytest.raises(wb.OnnxModelError, match=r"m\.onnx: tensor '(k|w)' names its external data file "
+                                                r"'secret\.bin\\x00\.txt', which holds a NUL character"):  # fmt: skip
+        wb.to_jax_source(path)
+
+
 def test_base_dir_reads_in_memory_models_from_the_named_folder(tmp_path, secret_in_cwd):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -219,8 +232,12 @@ def test_the_tensor_decoder_never_reads_a_file(secret_in_cwd):
         ("link.bin", 16, r"is a symbolic link"),
         ("fifo.bin", 16, r"not regular file"),
         ("weights.bin", 4096, r"asks for bytes 0 to 4,096 of 'weights\.bin', which holds 16"),
+        # was accepted: 12 bytes mapped as the 4 float32 values (the reader's checker refuses it)
+        ("weights.bin", 12, r"takes 12 bytes of 'weights\.bin' \(from byte 0\), but its shape \[4\] and type need 16"),
+        # was read as weights.bin: onnx's opener stops at the NUL
+        ("weights.bin\x00x", 16, r"names its external data file 'weights\.bin\\x00x', which holds a NUL character"),
     ],
-    ids=["dotdot", "absolute", "symlink_out", "fifo", "past_the_end"],
+    ids=["dotdot", "absolute", "symlink_out", "fifo", "past_the_end", "short", "nul"],
 )
 def test_the_memory_mapped_loader_applies_the_same_rules(tmp_path, secret_in_cwd, location, length, reason):
     """``load_memory_mapped`` (parity and locate on a path, large models) maps weights instead of reading them."""

@@ -298,6 +298,18 @@ def external_location(tensor: onnx.TensorProto) -> str:
     return next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
 
 
+def check_location_text(tensor: onnx.TensorProto, label: str) -> str:
+    """The tensor's external ``location``, refused when it holds a NUL character: onnx's opener stops reading the
+    name there (``w.bin\\x00x`` opened ``w.bin``), so the file read would not be the one the model names."""
+    location = external_location(tensor)
+    if "\x00" in location:
+        raise OnnxModelError(
+            f"{label}: tensor {tensor.name!r} names its external data file {location!r}, which holds a NUL "
+            "character (no file name can); the model is corrupt or hostile."
+        )
+    return location
+
+
 def resolve_external_data(loaded: LoadedModel) -> None:
     """Read the bytes of every external tensor of ``loaded.proto`` from ``loaded.folder``, in place.
 
@@ -317,6 +329,7 @@ def resolve_external_data(loaded: LoadedModel) -> None:
         )
     for item in placed:
         tensor = item.tensor
+        check_location_text(tensor, loaded.label)
         try:
             external_data_helper.load_external_data_for_tensor(tensor, str(loaded.folder))
         except (OSError, ValueError, onnx.checker.ValidationError) as error:  # onnx checks the location

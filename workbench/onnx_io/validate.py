@@ -243,6 +243,11 @@ def check_types_and_sizes(model: onnx.ModelProto, label: str) -> None:
                     raise _budget_error(label, where, fixed, tensor_type.elem_type)
 
 
+def tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """The bytes a tensor's shape and element type need (sub-byte types packed), as ``raw_data`` or external data."""
+    return _bytes_of(math.prod(int(d) for d in tensor.dims), tensor.data_type)
+
+
 def check_payload(tensor: onnx.TensorProto, label: str) -> None:
     """A tensor's stored bytes must match its shape and type (what the checker checks of the tensors it sees)."""
     elements = math.prod(int(d) for d in tensor.dims)

@@ -23,7 +23,8 @@ import onnx
 import onnx_ir as ir
 
 from workbench.errors import OnnxModelError
-from workbench.onnx_io.load import external_tensors, parse_model
+from workbench.onnx_io.load import check_location_text, external_tensors, parse_model
+from workbench.onnx_io.validate import tensor_bytes
 
 #: Initializers of at least this many bytes are set aside (the rest is small enough to serialize).
 LARGE_TENSOR_BYTES = 1024 * 1024
@@ -105,7 +106,7 @@ def _check_location(tensor: onnx.TensorProto, folder: Path, label: str) -> None:
     from workbench import compat  # imports JAX: only where external data is checked
 
     entries = {entry.key: entry.value for entry in tensor.external_data}
-    location = entries.get("location", "")
+    location = check_location_text(tensor, label)
     try:
         fd = compat.open_onnx_external_data(str(folder), location, tensor.name)
     except (OSError, ValueError, onnx.checker.ValidationError) as error:
@@ -119,13 +120,20 @@ def _check_location(tensor: onnx.TensorProto, folder: Path, label: str) -> None:
     finally:
         os.close(fd)
     try:
-        offset, length = int(entries.get("offset", "0")), int(entries.get("length", str(size)))
+        offset = int(entries.get("offset", "0"))
+        length = int(entries["length"]) if "length" in entries else size - offset  # no length: to the file's end
     except ValueError as error:
         raise OnnxModelError(f"{label}: tensor {tensor.name!r} has a non-integer offset or length ({error}).") from error
     if offset < 0 or length < 0 or offset + length > size:
         raise OnnxModelError(
             f"{label}: tensor {tensor.name!r} asks for bytes {offset:,} to {offset + length:,} of {location!r}, "
             f"which holds {size:,}; the model does not match its data file."
+        )
+    needed = tensor_bytes(tensor)
+    if tensor.data_type != onnx.TensorProto.STRING and length != needed:
+        raise OnnxModelError(
+            f"{label}: tensor {tensor.name!r} takes {length:,} bytes of {location!r} (from byte {offset:,}), but its "
+            f"shape {list(tensor.dims)} and type need {needed:,}; the model does not match its data file."
         )
 
 
