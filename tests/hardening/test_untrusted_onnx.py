@@ -141,3 +141,203 @@ def test_an_attribute_outside_its_vocabulary_is_refused_before_code_is_written(w
     assert message in str(caught.value)
     if "reduction" not in what:  # onnxruntime takes an unknown Scatter reduction when the session is created
         assert _onnxruntime_refuses(model), what
+
+
+# ------------------------------------------------------------------------------ names, doc strings and metadata
+# text that would end a string literal, a line or a comment, run code, or pass for a Python keyword, a builtin or a
+# name of the generated module's own (its imports, constants, functions and the scan blocks' arguments)
+HOSTILE = "a'\"\\\n\r\u2028\u2029\x85\x0b\x0c\x1c#{x}%s__import__('os').system('pwn')"
+CLASHING = ["forward", "_forward_body", "prepare", "params", "inputs", "carry", "weights", "jnp", "np", "lax", "jax",
+            "math", "ONNX_OPSET", "ONNX_INPUT_NAMES", "def", "None", "print", "match", "_"]  # fmt: skip
+NAMES = [HOSTILE, *CLASHING]
+
+
+def _named(nodes, inputs, outputs, inits=(), *, opsets=(("", 18),), functions=()) -> onnx.ModelProto:
+    """A model whose graph, doc strings and metadata are hostile too."""
+    graph = helper.make_graph(nodes, HOSTILE, inputs, outputs, list(inits), doc_string=HOSTILE)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets], functions=list(functions),
+                              doc_string=HOSTILE, producer_name=HOSTILE, producer_version=HOSTILE, domain=HOSTILE)  # fmt: skip
+    helper.set_model_props(model, {HOSTILE: HOSTILE, "forward": HOSTILE})
+    model.ir_version = 8
+    return model
+
+
+def _chain(x: str, names: list[str], tag: str = "") -> tuple[list[onnx.NodeProto], str]:
+    """Add then Relu per name, every value and node named after it (and ``tag``): ``x`` -> the last value."""
+    nodes = []
+    for name in names:
+        nodes += [helper.make_node("Add", [x, "one"], [name + tag], name=name, doc_string=name),
+                  helper.make_node("Relu", [name + tag], [name + tag + "'"], name=name + "\n")]  # fmt: skip
+        x = name + tag + "'"
+    return nodes, x
+
+
+ONE = numpy_helper.from_array(np.float32(1), "one")
+X = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+
+
+def _plain():
+    nodes, y = _chain(HOSTILE + "x", NAMES)
+    return _named(nodes, [vi(HOSTILE + "x", F, [2, HOSTILE])], [vi(y, F, [2, HOSTILE])], [ONE]), [X]
+
+
+def _branches():
+    then, t = _chain(HOSTILE, NAMES[:6], "then")
+    other, e = _chain("x", NAMES[6:12], "else")
+    branch = [helper.make_graph(then, HOSTILE + "then", [], [vi(t, F, [2, 3])]),
+              helper.make_graph(other, "forward", [], [vi(e, F, [2, 3])])]  # fmt: skip
+    nodes = [helper.make_node("Identity", ["x"], [HOSTILE]), helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "one"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=branch[0], else_branch=branch[1], name=HOSTILE)]  # fmt: skip
+    return _named(nodes, [vi("x", F, [2, 3])], [vi("y", F, [2, 3])], [ONE]), [X]
+
+
+def _loop():
+    body_nodes, out = _chain("carry", NAMES[:5])
+    body = helper.make_graph([*body_nodes, helper.make_node("Identity", ["cond"], ["more"])], HOSTILE,
+                             [vi(HOSTILE + "i", TensorProto.INT64, []), vi("cond", TensorProto.BOOL, []), vi("carry", F, [2, 3])],
+                             [vi("more", TensorProto.BOOL, []), vi(out, F, [2, 3])])  # fmt: skip
+    nodes = [helper.make_node("Loop", ["three", "", "x"], ["y"], body=body, name=HOSTILE)]
+    return _named(nodes, [vi("x", F, [2, 3])], [vi("y", F, [2, 3])],
+                  [ONE, numpy_helper.from_array(np.int64(3), "three")]), [X]  # fmt: skip
+
+
+def _function():
+    """A model-local function whose name, domain, values and attribute reference are hostile."""
+    inner, out = _chain(HOSTILE, NAMES[:4], "in")
+    scaled = helper.make_node("LeakyRelu", [out], ["forward"])
+    scaled.attribute.append(helper.make_attribute_ref("alpha", onnx.AttributeProto.FLOAT))
+    one = helper.make_node("Constant", [], ["one"], value=numpy_helper.from_array(np.float32(1)))
+    fn = helper.make_function(HOSTILE, HOSTILE, [HOSTILE], ["forward"], [one, *inner, scaled], [helper.make_opsetid("", 18)],
+                              attributes=["alpha"])  # fmt: skip
+    nodes = [helper.make_node(HOSTILE, ["x"], ["y"], domain=HOSTILE, name=HOSTILE, alpha=0.25)]
+    return _named(nodes, [vi("x", F, [2, 3])], [vi("y", F, [2, 3])], opsets=(("", 18), (HOSTILE, 1)), functions=[fn]), [X]
+
+
+def _value_dependent():
+    """NonZero: the code runs in jitted parts around a host step (segments.py), each part named after its nodes."""
+    head, h = _chain("x", NAMES[:4])
+    tail, y = _chain("count", NAMES[4:8])
+    where = HOSTILE + "nonzero"
+    nodes = [*head, helper.make_node("NonZero", [h], [where], name=where),
+             helper.make_node("Shape", [where], ["shape"]), helper.make_node("Cast", ["shape"], ["count"], to=F), *tail]
+    return _named(nodes, [vi("x", F, [2, 3])], [vi(y, F, [2])], [ONE]), [X]
+
+
+def _int64():
+    """64-bit inputs: forward wraps a body function and enables x64 around it."""
+    nodes = [helper.make_node("Add", [HOSTILE, "_forward_body"], ["forward"], name=HOSTILE)]
+    return _named(nodes, [vi(HOSTILE, TensorProto.INT64, [3]), vi("_forward_body", TensorProto.INT64, [3])],
+                  [vi("forward", TensorProto.INT64, [3])]), [np.array([1, 2**40, -3], np.int64), np.array([5, 6, 7], np.int64)]
+
+
+def _repeated():
+    """Three equal blocks of 12 nodes: with scan_repeats, written once and run by lax.scan over per-block weights
+    (repeats.py), the block function and its comments named after the first and last nodes."""
+    nodes, inits, x = [], [ONE], "x"
+    rng = np.random.default_rng(0)
+    for block in range(3):
+        for step in range(4):
+            k = f"{block}.{step}"
+            w, b, m, a, t = (f"{name}{k}" for name in (HOSTILE, "carry", "weights", "jnp", "forward"))
+            nodes += [helper.make_node("MatMul", [x, w], [m], name=f"{HOSTILE}{k}"),
+                      helper.make_node("Add", [m, b], [a], name=f"carry{k}"), helper.make_node("Tanh", [a], [t], name=f"def{k}")]
+            inits += [numpy_helper.from_array(rng.standard_normal((3, 3)).astype(np.float32) * 0.5, w),
+                      numpy_helper.from_array(np.full(3, 0.1 * block, np.float32), b)]  # fmt: skip
+            x = t
+    return _named(nodes, [vi("x", F, [2, 3])], [vi(x, F, [2, 3])], inits), [X]
+
+
+PLACEMENTS = [_plain, _branches, _loop, _function, _value_dependent, _int64, _repeated]
+
+
+def _check_source(source: str) -> None:
+    """The generated module parses; the model's text is only in string literals (and, sanitized, in identifiers and
+    comments); its lines are split by newlines alone (line numbers in errors and tracebacks are the file's). The
+    runtime helpers after HELPERS_MARKER are the workbench's own code, copied as they are."""
+    import ast
+    import io
+    import tokenize
+
+    from workbench.onnx_to_jax.generator import HELPERS_MARKER
+
+    ast.parse(source)
+    assert source.splitlines() == source.split("\n")[:-1], "a line separator other than \\n"
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type in (tokenize.COMMENT, tokenize.NAME):
+            assert token.string.isascii() and token.string.isprintable(), token
+    tree = ast.parse(source.partition(HELPERS_MARKER)[0])
+    code = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    code |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not code & {"system", "__import__", "os", "eval", "exec", "print"}, code
+    imports = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    assert imports <= {"jax", "jax.numpy", "numpy", "lax"}, imports
+
+
+@pytest.mark.parametrize("build", PLACEMENTS, ids=lambda f: f.__name__.strip("_"))
+def test_hostile_names_stay_literals_and_the_code_agrees_with_onnxruntime(build):
+    model, inputs = build()
+    options = {"scan_repeats": build is _repeated}
+    source = wb.to_jax_source(model, **options)
+    _check_source(source)
+    assert ("# written once" in source) == (build is _repeated)  # the repeated blocks' comment, over lax.scan
+    assert ("VALUE_DEPENDENT_NODES = ()" in source) != (build is _value_dependent)
+    if build in (_plain, _int64):  # the graph's input names are kept, as literals
+        assert f"ONNX_INPUT_NAMES = ({HOSTILE + 'x' if build is _plain else HOSTILE!r}," in source
+    forward, params = wb.to_jax(model, **options)
+    ours = forward(params, *inputs)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (theirs,) = session.run(None, {i.name: value for i, value in zip(session.get_inputs(), inputs, strict=True)})
+    np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_hostile_names_survive_save_jax_and_its_loader(tmp_path):
+    from tests.support.saved_jax import load_saved
+
+    model, inputs = _plain()
+    folder = wb.save_jax(model, tmp_path / "saved")
+    _check_source((folder / "model_jax.py").read_text(encoding="utf-8"))
+    forward, params = load_saved(folder, "hostile_saved_load")
+    assert set(params) == {"one"}
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(np.asarray(forward(params, *inputs)), session.run(None, {HOSTILE + "x": inputs[0]})[0], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------ structure
+def _recursive(first: str) -> onnx.ModelProto:
+    """A model calling the model-local function ``first`` (its functions are added by :func:`_with_functions`)."""
+    return _model([helper.make_node(first, ["x"], ["y"], domain="local")], [vi("x", F, [2])], [vi("y", F, [2])],
+                  opsets=(("", 18), ("local", 1)))
+
+
+STRUCTURES = [
+    ("a function calling itself", lambda: _with_functions(_recursive("Self"), [("Self", "Self")]),
+     r"Cycle detected in model-local function references: local::Self -> local::Self"),
+    ("two functions calling each other", lambda: _with_functions(_recursive("A"), [("A", "B"), ("B", "A")]),
+     r"Cycle detected in model-local function references: local::\w -> local::\w -> local::\w"),
+    ("an input without a type", lambda: _model([helper.make_node("Relu", ["x"], ["y"])], [onnx.ValueInfoProto(name="x")],
+                                               [vi("y", F, [2])]), r"graph input 'x' is a None; only tensors"),
+    ("an input of element type 0", lambda: _model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", 0, [2])], [vi("y", F, [2])]),
+     r"graph input 'x'.* has elem_type 0, which is not an ONNX element type|Element type of input 0 unknown"),
+    ("an unknown domain with a hostile name", lambda: _model([helper.make_node("Foo", ["x"], ["y"], domain=HOSTILE)],
+                                                             [vi("x", F, [2])], [vi("y", F, [2])], opsets=(("", 18), (HOSTILE, 1))),
+     r"uses the operator domain .*, which has no JAX emitters"),
+    ("opset 10**9", lambda: _model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", F, [2])], [vi("y", F, [2])],
+                                   opsets=(("", 10**9),)), r"imports opset 1000000000 of 'ai.onnx'"),
+    ("a node reading its own output", lambda: _model([helper.make_node("Add", ["x", "y"], ["y"])], [vi("x", F, [2])],
+                                                     [vi("y", F, [2])]), r"the graph has a cycle through node #0 \(Add\)"),
+]  # fmt: skip
+
+
+def _with_functions(model: onnx.ModelProto, functions: list[tuple[str, str]]) -> onnx.ModelProto:
+    for name, callee in functions:
+        model.functions.append(helper.make_function(
+            "local", name, ["a"], ["o"], [helper.make_node(callee, ["a"], ["o"], domain="local")],
+            [helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]))  # fmt: skip
+    return model
+
+
+@pytest.mark.parametrize(("what", "build", "message"), STRUCTURES, ids=[s[0] for s in STRUCTURES])
+def test_malformed_structures_are_refused_naming_what(what, build, message):
+    with pytest.raises(wb.OnnxModelError, match=message):
+        wb.to_jax_source(build())
