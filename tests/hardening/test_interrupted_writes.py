@@ -172,6 +172,66 @@ def test_save_jax_refuses_a_folder_with_other_files_and_deletes_nothing(tmp_path
     assert _listing(tmp_path / "jax") == ["load.py", "model_jax.py", "weights.json", "weights.npz"]
 
 
+# ------------------------------------------------------------------------------ export_web_harness, killed
+def _fake_web_cache(folder: Path) -> Path:
+    """A cache folder as `workbench web setup` leaves it, with placeholder runtime files (nothing is run here)."""
+    import json
+
+    from workbench.web import runtime
+
+    package = folder / f"onnxruntime-web-{runtime.ORT_WEB_VERSION}" / "node_modules" / "onnxruntime-web"
+    (package / "dist").mkdir(parents=True)
+    (package / "package.json").write_text(json.dumps({"version": runtime.ORT_WEB_VERSION}))
+    for name in runtime.bundle_for(("wasm",)).files:
+        (package / "dist" / name).write_text(f"placeholder {name}")
+    return folder
+
+
+def test_export_web_harness_killed_at_every_point_is_the_old_harness_the_new_one_or_refused(tmp_path: Path):
+    """Each file of a harness is replaced atomically, the manifest last; a kill in between leaves files of two
+    exports, which the smoke test must refuse (sha256 in the manifest) rather than run. The nastiest case: the same
+    model exported again with other example inputs (the model file is the same; was: the old manifest's expected
+    outputs were read against the new inputs, a failing comparison instead of a refusal)."""
+    from workbench.web.harness import EXAMPLE_INPUTS_NAME, MANIFEST_NAME, export_web_harness
+    from workbench.web.smoke import _read_manifest
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    cache = _fake_web_cache(tmp_path / "cache")
+    model_file = scratch / "model.onnx"
+    model_file.write_bytes(_model(1).SerializeToString())
+    before = tmp_path / "before"
+    export_web_harness(_model(1), before / "web", providers=("wasm",), seed=0, cache_dir=cache)
+    work = tmp_path / "work"
+
+    def state(folder: Path) -> tuple[bytes, bytes]:
+        return (folder / MANIFEST_NAME).read_bytes(), (folder / EXAMPLE_INPUTS_NAME).read_bytes()
+
+    old = state(before / "web")
+    crash_points.copy_tree(before, work)
+    args = (str(model_file), str(work / "web"), 1, str(cache))
+    changes = crash_points.count_changes(crash_points.web_harness_job, args, scratch)
+    new = state(work / "web")
+    assert new != old and (work / "web" / "model.onnx").read_bytes() == (before / "web" / "model.onnx").read_bytes()
+    listing = _listing(work / "web")
+    seen = set()
+    for crash_at in range(changes):
+        crash_points.copy_tree(before, work)
+        crash_points.run_killed_at(crash_points.web_harness_job, args, crash_at, scratch)
+        try:
+            _read_manifest(work / "web")
+        except WorkbenchError as error:
+            assert "does not match the sha256" in str(error), error
+            seen.add("refused")
+        else:
+            found = state(work / "web")
+            assert found in (old, new), f"killed before change {crash_at}: the smoke test would run a mixed harness"
+            seen.add("new" if found == new else "old")
+        export_web_harness(_model(1), work / "web", providers=("wasm",), seed=1, cache_dir=cache)
+        assert _listing(work / "web") == listing, f"left behind after change {crash_at}"
+    assert seen >= {"old", "refused"}, seen  # killed after the manifest's replacement: "new"
+
+
 # ------------------------------------------------------------------------------ disk full
 def _can_mount_tmpfs() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None

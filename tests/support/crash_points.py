@@ -26,7 +26,7 @@ from typing import Any
 import onnx
 
 KILLED = 86  # the exit code of a child killed at its crash point
-_PRELOAD = ["tests.support.crash_points", "workbench.onnx_io.write", "workbench.onnx_to_jax.api"]
+_PRELOAD = ["tests.support.crash_points", "workbench.onnx_io.write", "workbench.onnx_to_jax.api", "workbench.web.harness"]
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -91,6 +91,15 @@ def save_jax_job(generated_file: str, out_dir: str) -> None:
     generated = pickle.loads(Path(generated_file).read_bytes())  # noqa: S301 - written by this test run
     api.generate = lambda model, **kwargs: generated  # the child skips code generation, not any write
     api.save_jax(b"unused: generate is replaced", out_dir)
+
+
+def web_harness_job(model_file: str, out_dir: str, seed: int, cache_dir: str) -> None:
+    """``export_web_harness`` of the model serialized in ``model_file`` (example inputs drawn with ``seed``), the
+    onnxruntime-web files copied from ``cache_dir``."""
+    from workbench.web.harness import export_web_harness
+
+    model = onnx.ModelProto.FromString(Path(model_file).read_bytes())
+    export_web_harness(model, out_dir, providers=("wasm",), seed=seed, cache_dir=cache_dir)
 
 
 def _child(job: Callable[..., None], args: tuple[Any, ...], crash_at: int | None, count_file: str) -> None:

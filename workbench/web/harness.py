@@ -251,6 +251,9 @@ def export_web_harness(
             "entry": bundle.entry, "files": list(bundle.files),
         },  # fmt: skip
         "example_inputs": EXAMPLE_INPUTS_NAME,
+        # the inputs the expected outputs were computed from: a harness whose inputs file is another export's
+        # (a write interrupted before the manifest) is refused by the smoke test, not compared against the wrong outputs
+        "example_inputs_sha256": _sha256(out / EXAMPLE_INPUTS_NAME),
         "expected_outputs": _expected_entries(expected, out),
         "expected_from": {"onnxruntime": onnxruntime.__version__, "provider": "CPUExecutionProvider"},
         "tolerance": {"atol": float(atol), "rtol": float(rtol)},

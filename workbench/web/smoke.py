@@ -137,7 +137,9 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise WorkbenchError(f"{path} has format {manifest.get('format')!r}, expected {harness.MANIFEST_FORMAT!r}")
     model = manifest["model"]
     expected_files = [entry for entry in manifest["expected_outputs"].values() if "file" in entry]
-    for entry in [{"file": model["file"], "sha256": model["sha256"]}, *model["external_data"], *expected_files]:
+    inputs = [{"file": manifest["example_inputs"], "sha256": manifest["example_inputs_sha256"]}] if (
+        "example_inputs_sha256" in manifest) else []  # absent from harnesses written before it was added
+    for entry in [{"file": model["file"], "sha256": model["sha256"]}, *model["external_data"], *expected_files, *inputs]:
         file = folder / entry["file"]
         if not file.is_file() or harness._sha256(file) != entry["sha256"]:
             raise WorkbenchError(
