@@ -248,7 +248,18 @@ def _repeated():
     return _named(nodes, [vi("x", F, [2, 3])], [vi(x, F, [2, 3])], inits), [X]
 
 
-PLACEMENTS = [_plain, _branches, _loop, _function, _value_dependent, _int64, _repeated]
+def _helpers():
+    """Values named after the runtime helpers the code calls (_resize, _pad...) and the module's constants."""
+    nodes = [helper.make_node("Resize", ["_resize", "", "scales"], ["_pad"], mode="linear"),
+             helper.make_node("Pad", ["_pad", "pads"], ["_cast"], mode="reflect"),
+             helper.make_node("Cast", ["_cast"], ["_scatter_update"], to=TensorProto.FLOAT16),
+             helper.make_node("Cast", ["_scatter_update"], ["ONNX_OUTPUT_NAMES"], to=F)]  # fmt: skip
+    inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]  # fmt: skip
+    return _named(nodes, [vi("_resize", F, [1, 1, 2, 3])], [vi("ONNX_OUTPUT_NAMES", F, None)], inits), [X.reshape(1, 1, 2, 3)]
+
+
+PLACEMENTS = [_plain, _branches, _loop, _function, _value_dependent, _int64, _repeated, _helpers]
 
 
 def _check_source(source: str) -> None:
