@@ -290,6 +290,53 @@ def test_parity_shows_report_and_plot(shell, converter) -> None:
     assert any("application/vnd.plotly.v1+json" in output.data for output in figure)
 
 
+DRIFTING_HANDLER_CELL = """\
+import jax.numpy as jnp, numpy as np
+from jax.extend.core import Primitive
+from workbench.jax_to_onnx.registry import handler
+softsign_p = Primitive("workbench_test_softsign_drift")
+softsign_p.def_impl(lambda x: x / (1 + jnp.abs(x)))
+softsign_p.def_abstract_eval(lambda x: x)
+@handler("workbench_test_softsign_drift", onnx_ops=("Softplus",))
+def softsign(ctx, x):
+    return ctx.op("Softplus", x)  # wrong: softsign is ONNX's Softsign
+w = np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4)
+def f(x):
+    h = jnp.tanh(x @ w)
+    return softsign_p.bind(h) * 2.0
+"""
+
+
+def test_parity_that_fails_names_the_first_node_that_drifts(shell, converter) -> None:
+    """A wrong handler written in the notebook: --parity showed FAIL and the error plot, but not where; the
+    user had to know about .locate(). Now the locator runs and names the node, its primitive and the line."""
+    from workbench.jax_to_onnx.registry import REGISTRY
+
+    try:
+        execution, captured = run(shell, "%%to_onnx -i B,6 --parity --no-view\n" + DRIFTING_HANDLER_CELL)
+    finally:
+        REGISTRY.unregister("workbench_test_softsign_drift")
+    assert execution.success, captured.stderr
+    result = shell.user_ns["_onnx"]
+    assert not result.parity.ok
+    first = result.divergence.first_divergent
+    assert first.op_type == "Softplus" and first.primitive == "workbench_test_softsign_drift"
+    h = np.tanh(result.divergence.inputs[0] @ shell.user_ns["w"])  # the node's input, as JAX computes it
+    assert first.max_abs_error == pytest.approx(float(np.abs(np.log1p(np.exp(h)) - h / (1 + np.abs(h))).max()), rel=1e-3)
+    shown = "\n".join(output.data.get("text/plain", "") for output in captured.outputs)
+    pages = "".join(output.data.get("text/html", "") for output in captured.outputs)
+    assert "Parity FAIL" in shown and "first divergent node" in pages
+    assert f"{first.node!r} (Softplus from workbench_test_softsign_drift at cell [{shell.execution_count}], line 14 (f))" in shown
+
+
+def test_parity_that_passes_runs_no_locator(shell, converter) -> None:
+    execution, captured = run(shell, "%%to_onnx -i B,30 --parity --no-view\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    result = shell.user_ns["_onnx"]
+    assert result.parity.ok and result.divergence is None
+    assert "first divergent node" not in "".join(output.data.get("text/html", "") for output in captured.outputs)
+
+
 def test_to_onnx_passes_constraints_on_symbolic_dims(shell, converter) -> None:
     cell = ("import jax.numpy as jnp\n"
             "def f(x):\n"

@@ -102,7 +102,10 @@ class WorkbenchMagics(Magics):
     )
     @magic_arguments.argument("--opset", type=int, metavar="N", help="Target ONNX opset (default: the converter's).")
     @magic_arguments.argument("--no-view", action="store_true", help="Do not show the inline graph viewer.")
-    @magic_arguments.argument("--parity", action="store_true", help="Run the model in onnxruntime and JAX and plot the parity.")
+    @magic_arguments.argument(
+        "--parity", action="store_true",
+        help="Run the model in onnxruntime and JAX and plot the parity; when they differ, also locate the first node that drifts.",
+    )
     @magic_arguments.argument(
         "--to-jax", nargs="?", const="", default=None, metavar="PATH",
         help="Round-trip back to JAX source: show it, or write it to PATH.",
@@ -188,6 +191,8 @@ class WorkbenchMagics(Magics):
             from workbench.analysis.parity import parity
 
             result.parity = parity(conversion, name=fn_name)  # the Conversion: nothing traced again
+            if not result.parity.ok:  # which node drifts first, on the first failing sample
+                result.divergence = result.parity.locate()
         self.shell.user_ns[args.name] = result
         display(result)
         if result.jax_source is not None and not args.to_jax:
@@ -197,6 +202,9 @@ class WorkbenchMagics(Magics):
         if result.parity is not None:
             display(result.parity)  # verdict and per-output error table
             display(result.parity.figure())  # plotly: ONNX vs JAX scatter and error histogram
+        if result.divergence is not None:
+            display(result.divergence)  # the first node that drifts, its primitive and the user's line
+            display(result.divergence.figure())  # error along the graph, that node marked
 
     def _callable(self, fn_option: str | None, cell: str) -> tuple[str, Any]:
         namespace = self.shell.user_ns

@@ -43,6 +43,7 @@ class OnnxResult:
     jax_source: str | None = None
     jax_path: str | None = None
     parity: Any = None  # the report object returned by workbench.parity, when --parity was given
+    divergence: Any = None  # parity.locate()'s report (the first node that drifts), when --parity failed
     unsupported_table: UnsupportedTable | None = None  # the interactive table, when primitives are unsupported
     ir_path: str | None = None  # where --ir wrote the Graph IR
     # (the model it describes, its summary, its serialized size): one display showed the header three times,
