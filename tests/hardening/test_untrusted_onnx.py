@@ -352,3 +352,23 @@ def _with_functions(model: onnx.ModelProto, functions: list[tuple[str, str]]) ->
 def test_malformed_structures_are_refused_naming_what(what, build, message):
     with pytest.raises(wb.OnnxModelError, match=message):
         wb.to_jax_source(build())
+
+
+# ------------------------------------------------------------------------------ the model's text in HTML
+def test_node_names_reach_the_divergence_report_and_figure_as_text_not_markup():
+    """Was: the locator's HTML table (pandas' Styler, which escapes only when asked) put a node named
+    '<img src=x onerror=...>' into the notebook as an element; plotly reads tags in its texts too."""
+    import json
+
+    from workbench.analysis.divergence import divergence_figure
+    from workbench.analysis.locate_generated import locate_generated_divergence
+
+    evil = "<img src=x onerror=alert(1)>"
+    model = _model([helper.make_node("Relu", ["x"], [evil], name=evil), helper.make_node("Neg", [evil], ["y"], name=evil + "2")],
+                   [vi("x", F, [3])], [vi("y", F, [3])])  # fmt: skip
+    report = locate_generated_divergence(model)
+    assert [n.node for n in report.nodes] == [evil, evil + "2"] and report.ok
+    page = report._repr_html_()
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    figure = json.dumps(json.loads(divergence_figure(report).to_json()))
+    assert "<img" not in figure and "&lt;img" in figure

@@ -128,7 +128,8 @@ class DivergenceReport:
         def highlight(row: Any) -> list[str]:
             return ["background-color:#ffcdd2" if row["first_divergent"] else "" for _ in row]
 
-        table = frame.style.apply(highlight, axis=1).format(precision=3).hide(axis="index").to_html()
+        # node and value names are the model's text (an untrusted file's): pandas' Styler escapes only when asked
+        table = frame.style.apply(highlight, axis=1).format(precision=3, escape="html").hide(axis="index").to_html()
         notes = "".join(f"<p>Note: {html.escape(caveat)}</p>" for caveat in self.caveats)
         return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{notes}{table}</div>'
 
@@ -147,7 +148,8 @@ def divergence_figure(report: DivergenceReport) -> Any:
             y=[max(n.max_abs_error, floor) for n in compared],
             mode="lines+markers",
             name="max |ONNX - JAX|",
-            text=[f"{n.node} ({n.op_type} from {n.primitive}) {n.location}" for n in compared],
+            # plotly reads tags (<a href>, <br>) in text: the model's names are escaped
+            text=[html.escape(f"{n.node} ({n.op_type} from {n.primitive}) {n.location}") for n in compared],
             hovertemplate="#%{x} %{text}<br>error %{y:.3g}<extra></extra>",
         )
     )
@@ -159,13 +161,13 @@ def divergence_figure(report: DivergenceReport) -> Any:
     if first is not None:
         figure.add_trace(
             go.Scatter(x=[first.index], y=[max(first.max_abs_error, floor)], mode="markers",
-                       marker={"size": 14, "color": "red", "symbol": "x"}, name=f"first divergent: {first.node}")
+                       marker={"size": 14, "color": "red", "symbol": "x"}, name=f"first divergent: {html.escape(first.node)}")
         )
         figure.add_annotation(x=first.index, y=np.log10(max(first.max_abs_error, floor)),
-                              text=f"{first.node} ({first.op_type})", showarrow=True, arrowhead=2)
+                              text=html.escape(f"{first.node} ({first.op_type})"), showarrow=True, arrowhead=2)
     figure.update_yaxes(type="log", title_text="max abs error")
     figure.update_xaxes(title_text="node (topological order)")
-    figure.update_layout(title=report.summary()[:160], height=420)
+    figure.update_layout(title=html.escape(report.summary()[:160]), height=420)
     return figure
 
 

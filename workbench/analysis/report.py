@@ -144,7 +144,7 @@ class CompatibilityReport:
         def highlight(row: Any) -> list[str]:
             return ["" if row["supported"] else "background-color:#ffcdd2" for _ in row]
 
-        table = frame.style.apply(highlight, axis=1).hide(axis="index").to_html()
+        table = frame.style.apply(highlight, axis=1).format(escape="html").hide(axis="index").to_html()  # file paths, names
         return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{table}</div>'
 
 
