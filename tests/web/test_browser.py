@@ -184,13 +184,18 @@ def _half_identity():
 
 
 def _with_unrounded_inputs(info: HarnessInfo) -> HarnessInfo:
-    """The example input as the doubles themselves (the expected output stays numpy's float16 rounding of them)."""
+    """The example input as the doubles themselves (the expected output stays numpy's float16 rounding of them;
+    the manifest's digest of the inputs file updated)."""
+    import hashlib
     import json
 
     path = info.out_dir / info.manifest["example_inputs"]
     examples = json.loads(path.read_text())
     examples["inputs"]["h"]["data"] = HALF_DOUBLES
     path.write_text(json.dumps(examples))
+    manifest = json.loads(info.manifest_path.read_text())
+    manifest["example_inputs_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    info.manifest_path.write_text(json.dumps(manifest))
     return info
 
 
