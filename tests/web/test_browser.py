@@ -66,6 +66,8 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HarnessInfo
             export_web_harness(_half_gate(), root / "half_no16", inputs=HALF_INPUTS, providers=("wasm",))),
         "half_off": _with_one_half_value_off(
             export_web_harness(_half_gate(), root / "half_off", inputs=HALF_INPUTS, providers=("wasm",))),
+        # value names that are properties of every JavaScript object
+        "object_keys": export_web_harness(_object_keys(), root / "object_keys", inputs=OBJECT_KEY_INPUTS, providers=("wasm",)),
         # float16 inputs the page rounds from JSON doubles itself (ties, subnormals, overflow), with and without
         "half_rounding": _with_unrounded_inputs(
             export_web_harness(_half_identity(), root / "half_rounding", inputs=HALF_ROUNDED, providers=("wasm",))),
@@ -197,6 +199,20 @@ def _with_unrounded_inputs(info: HarnessInfo) -> HarnessInfo:
     manifest["example_inputs_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     info.manifest_path.write_text(json.dumps(manifest))
     return info
+
+
+OBJECT_KEY_INPUTS = {"__proto__": np.array([-1.5, 0.0, 2.0], np.float32)}
+
+
+def _object_keys():
+    """Input '__proto__', outputs 'constructor' and 'toString': names every JavaScript object has as properties."""
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    nodes = [helper.make_node("Relu", ["__proto__"], ["constructor"]), helper.make_node("Neg", ["__proto__"], ["toString"])]
+    graph = helper.make_graph(nodes, "object_keys", [vi("__proto__", TensorProto.FLOAT, [3])],
+                              [vi("constructor", TensorProto.FLOAT, [3]), vi("toString", TensorProto.FLOAT, [3])])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
 WHERE_INPUTS = {"c": np.asarray([True, False, True]), "a": np.asarray([0, 2**32 - 1, 5], np.uint32),
@@ -388,6 +404,16 @@ def test_float16_inputs_are_rounded_from_json_doubles_as_numpy_rounds(name, repo
     got = np.asarray(report.telemetry["outputs"]["y"]["data"], np.float64).astype(np.float16)
     np.testing.assert_array_equal(got.view(np.uint16), HALF_ROUNDED["h"].view(np.uint16))
     assert np.signbit(got[HALF_DOUBLES.index(-0.0)])
+
+
+def test_value_names_that_every_javascript_object_has_are_read_as_the_models(reports):
+    """Was: an input named '__proto__' set the feeds' prototype (onnxruntime-web: "'feeds' must be an object..."), an
+    output named 'constructor' was looked up as Object's constructor (TypeError in the page)."""
+    report = reports["object_keys"]
+    assert report.passed, report.summary()
+    outputs = report.telemetry["outputs"]
+    x = OBJECT_KEY_INPUTS["__proto__"]
+    assert outputs["constructor"]["data"] == np.maximum(x, 0).tolist() and outputs["toString"]["data"] == (-x).tolist()
 
 
 def test_webgpu_is_unavailable_here_and_the_page_falls_back_to_wasm(reports):

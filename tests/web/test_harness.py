@@ -267,6 +267,17 @@ def test_smoke_refuses_folders_that_are_not_intact_harnesses(fake_cache: Path, t
         smoke_test_web_harness(info.out_dir)
 
 
+def test_an_output_named_proto_is_refused_onnxruntime_web_cannot_return_it(fake_cache: Path, tmp_path: Path):
+    from onnx import TensorProto, helper
+
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["__proto__"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("__proto__", TensorProto.FLOAT, [2])]), opset_imports=[helper.make_opsetid("", 17)])  # fmt: skip
+    with pytest.raises(OnnxModelError, match=r"output '__proto__': onnxruntime-web returns .* rename the output"):
+        export_web_harness(model, tmp_path / "proto")
+    assert not (tmp_path / "proto").exists()
+
+
 def test_missing_browser_is_a_clear_error(fake_cache: Path, tmp_path: Path):
     info = export_web_harness(web_models.mlp(), tmp_path / "nobrowser")
     with pytest.raises(WorkbenchError, match="apt-get install -y chromium"):

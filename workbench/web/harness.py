@@ -199,6 +199,11 @@ def export_web_harness(
     if web_rewrite:
         proto, rewrites = compat.web_compatible(proto)
     in_specs, out_specs = tensors.graph_specs(proto)
+    if any(spec.name == "__proto__" for spec in out_specs):  # the page checks again, for a harness edited by hand
+        raise OnnxModelError(
+            "output '__proto__': onnxruntime-web returns a run's outputs in a JavaScript object, which cannot hold "
+            "that name as a key (it sets the object's prototype), so the page would never see it; rename the output."
+        )
     if inputs is None:
         example = tensors.example_inputs(proto, in_specs, seed=seed)
     else:

@@ -17,7 +17,7 @@ const telemetry = {
   load_ms: null,
   run_ms: null,
   warm_run_ms: null,
-  outputs: {},
+  outputs: Object.create(null),  // keyed by the model's output names: no inherited keys (constructor, __proto__)
   generation: null,
 };
 window.workbenchTelemetry = telemetry;
@@ -254,9 +254,15 @@ function sampleOf(tensor) {
   return tensorNumbers({ type: tensor.type, data: tensor.data.slice(0, SAMPLE_SIZE) });
 }
 
+// The model's own entry of an object keyed by its value names: never an inherited property (a value named
+// 'constructor' or 'toString'), undefined when absent.
+function own(table, name) {
+  return table && Object.prototype.hasOwnProperty.call(table, name) ? table[name] : undefined;
+}
+
 async function runExample(ort, manifest, session, examples) {
-  const feeds = {};
-  for (const spec of manifest.inputs) feeds[spec.name] = toTensor(ort, examples.inputs[spec.name]);
+  const feeds = Object.create(null);  // an input named '__proto__' is a key here, not the object's prototype
+  for (const spec of manifest.inputs) feeds[spec.name] = toTensor(ort, own(examples.inputs, spec.name));
   let start = performance.now();
   const results = await session.run(feeds);
   telemetry.run_ms = performance.now() - start;
@@ -266,8 +272,12 @@ async function runExample(ort, manifest, session, examples) {
   addRow('timings', ['first run', telemetry.run_ms.toFixed(2)]);
   addRow('timings', ['second run', telemetry.warm_run_ms.toFixed(2)]);
   for (const spec of manifest.outputs) {
-    const tensor = results[spec.name];
-    const expected = (manifest.expected_outputs || {})[spec.name];
+    const tensor = own(results, spec.name);
+    if (tensor === undefined) {
+      throw new Error(`onnxruntime-web returned no output named ${JSON.stringify(spec.name)}`
+        + (spec.name === '__proto__' ? ' (its results object cannot hold that name as a key); rename the output' : ''));
+    }
+    const expected = own(manifest.expected_outputs, spec.name);
     const record = { dtype: tensor.type, shape: Array.from(tensor.dims), sample: sampleOf(tensor), data: null };
     let err = 'n/a';
     if (expected && expected.file) {  // too large to send back: compared here
@@ -303,7 +313,7 @@ async function runGeneration(ort, manifest, session) {
       ? Int32Array.from(tokens) : BigInt64Array.from(tokens, (v) => BigInt(v));
     const feeds = { [spec.input]: new ort.Tensor(spec.input_dtype, ids, [1, tokens.length]) };
     const results = await session.run(feeds);
-    const next = argmaxLastRow(results[spec.output]);
+    const next = argmaxLastRow(own(results, spec.output));
     tokens.push(next);
     generated.push(next);
   }
