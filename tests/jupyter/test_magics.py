@@ -280,6 +280,40 @@ def test_to_jax_without_path_shows_the_source(shell, converter) -> None:
     assert "def forward(" in code.data["text/plain"] or "forward" in code.data.get("text/html", "")
 
 
+def test_generated_source_as_a_cells_value_shows_as_code(shell, tmp_path) -> None:
+    """``wb.to_jax_source(model)`` as a cell's last value showed the quoted repr of a str: the whole module on one
+    line with ``\\n`` escapes. It is still a str, and displays as the module."""
+    import onnx.helper as oh
+
+    rng = np.random.default_rng(0)
+    weights = onnx.numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv.weight")
+    graph = oh.make_graph(
+        [oh.make_node("Conv", ["image", "conv.weight"], ["conv"], pads=[1, 1, 1, 1]), oh.make_node("Relu", ["conv"], ["out"])],
+        "conv_relu",
+        [oh.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["B", 3, 8, 8])],
+        [oh.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["B", 4, 8, 8])],
+        initializer=[weights],
+    )
+    path = tmp_path / "conv_relu.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), path)
+    execution, captured = run(shell, f"import workbench as wb\nsource = wb.to_jax_source({str(path)!r})\n")
+    assert execution.success, captured.stderr
+    source = shell.user_ns["source"]
+    assert isinstance(source, str) and source.count("\n") > 20
+    shown, _ = shell.display_formatter.format(source)  # what a kernel shows for a cell ending in `source`
+    assert shown["text/plain"] == source  # the module itself, not "'\"\"\"JAX code generated...\\n..."
+    page = shown["text/html"]
+    assert "forward" in page and "<details><summary>runtime helpers used above (" in page and " _conv, " in page
+    # and it is the code that computes the model
+    from workbench.onnx_to_jax.api import compile_source, generate
+
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    _, params = generate(onnx.load(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(np.asarray(compile_source(source)(params, x)), session.run(None, {"image": x})[0], rtol=1e-5, atol=1e-5)
+    shell.user_ns.pop("source", None)
+
+
 def test_parity_shows_report_and_plot(shell, converter) -> None:
     execution, captured = run(shell, "%%to_onnx -i B,30 --no-view --parity\n" + MLP_CELL)
     assert execution.success, captured.stderr

@@ -16,6 +16,7 @@ from workbench import files
 from workbench.errors import WorkbenchError
 from workbench.onnx_io import ModelSource
 from workbench.onnx_to_jax.reader import read_model
+from workbench.onnx_to_jax.source_text import JaxSource
 
 _MODULE_FILE = "model_jax.py"
 _WEIGHTS_FILE = "weights.npz"
@@ -130,7 +131,7 @@ def generate_module(
 
 def to_jax_source(
     model: ModelSource, *, function_name: str = "forward", base_dir: BaseDir = None, scan_repeats: bool = False
-) -> str:
+) -> JaxSource:
     """Python source of a module defining ``function_name(params, *inputs)`` for the ONNX model.
 
     ``model`` is a path, bytes or ``onnx.ModelProto``. The source is compiled (not run) before
@@ -142,9 +143,12 @@ def to_jax_source(
     one block instead of each: a faster first ``jax.jit`` with the weights as arguments, paid for
     by copying the blocks' weights on every call (docs/codegen.md has the measurements). Off by
     default: every node's statement in order.
+
+    The ``str`` returned displays in a notebook as the highlighted module (runtime helpers folded),
+    not as a quoted one-line repr.
     """
     source, _ = generate(model, function_name=function_name, base_dir=base_dir, scan_repeats=scan_repeats)
-    return source
+    return JaxSource(source)
 
 
 def compile_source(source: str, function_name: str = "forward") -> Callable[..., Any]:
