@@ -149,7 +149,7 @@ def divergence_figure(report: DivergenceReport) -> Any:
             mode="lines+markers",
             name="max |ONNX - JAX|",
             # plotly reads tags (<a href>, <br>) in text: the model's names are escaped
-            text=[html.escape(f"{n.node} ({n.op_type} from {n.primitive}) {n.location}") for n in compared],
+            text=[_plotly_text(f"{n.node} ({n.op_type} from {n.primitive}) {n.location}") for n in compared],
             hovertemplate="#%{x} %{text}<br>error %{y:.3g}<extra></extra>",
         )
     )
@@ -161,14 +161,19 @@ def divergence_figure(report: DivergenceReport) -> Any:
     if first is not None:
         figure.add_trace(
             go.Scatter(x=[first.index], y=[max(first.max_abs_error, floor)], mode="markers",
-                       marker={"size": 14, "color": "red", "symbol": "x"}, name=f"first divergent: {html.escape(first.node)}")
+                       marker={"size": 14, "color": "red", "symbol": "x"}, name=f"first divergent: {_plotly_text(first.node)}")
         )
         figure.add_annotation(x=first.index, y=np.log10(max(first.max_abs_error, floor)),
-                              text=html.escape(f"{first.node} ({first.op_type})"), showarrow=True, arrowhead=2)
+                              text=_plotly_text(f"{first.node} ({first.op_type})"), showarrow=True, arrowhead=2)
     figure.update_yaxes(type="log", title_text="max abs error")
     figure.update_xaxes(title_text="node (topological order)")
-    figure.update_layout(title=html.escape(report.summary()[:160]), height=420)
+    figure.update_layout(title=_plotly_text(report.summary()[:160]), height=420)
     return figure
+
+
+def _plotly_text(text: str) -> str:
+    """``text`` (holding the model's names) with ``<``, ``>`` and ``&`` escaped: plotly reads tags in its texts."""
+    return html.escape(text, quote=False)
 
 
 __all__ = ["GENERATED_LABEL", "DivergenceReport", "NodeResult", "divergence_figure"]
