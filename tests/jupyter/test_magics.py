@@ -187,6 +187,7 @@ def test_last_callable_object_is_chosen_and_classes_are_skipped(shell, converter
         ("-i B,30 --bogus", "unrecognized arguments: --bogus"),
         ("-i B,30 --fn nothere", "'nothere' is not defined"),
         ("-i B,30 --fn y", "is a int, not a function"),
+        ("-i B,30 --specs y", "with -i/--input or with --specs NAME, not both"),
     ],
 )
 def test_usage_errors_are_one_line_and_convert_nothing(shell, converter, line: str, message: str) -> None:
@@ -195,6 +196,62 @@ def test_usage_errors_are_one_line_and_convert_nothing(shell, converter, line: s
     assert "UsageError" in captured.stderr and message in captured.stderr
     assert "Traceback" not in captured.stdout + captured.stderr
     assert converter.calls == [] and "_onnx" not in shell.user_ns
+
+
+PYTREE_CELL = """\
+import jax.numpy as jnp
+def regression(params, x):
+    return jnp.tanh(x @ params["w"] + params["b"]) * params["scale"]["gain"]
+specs = [{"w": (3,), "b": (), "scale": {"gain": ()}}, ("N", 3)]
+"""
+
+
+def test_specs_variable_gives_pytree_inputs(shell, converter) -> None:
+    """A dict argument (NumPyro's params, a transformers batch) cannot be written with -i: --specs names a variable
+    holding the specs as wb.to_onnx takes them."""
+    execution, captured = run(shell, "%%to_onnx --specs specs --parity --no-view\n" + PYTREE_CELL)
+    assert execution.success, captured.stderr
+    [call] = converter.calls
+    assert call["fn"] is shell.user_ns["regression"] and call["inputs"] == shell.user_ns["specs"]
+    result = shell.user_ns["_onnx"]
+    assert [i.name for i in result.model.graph.input] == ["params.b", "params.scale.gain", "params.w", "x"]
+    assert result.parity.ok, repr(result.parity)
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal(3).astype(np.float32), "b": np.float32(0.5), "scale": {"gain": np.float32(2.0)}}
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    session = onnxruntime.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"params.b": np.asarray(params["b"]), "params.scale.gain": np.asarray(params["scale"]["gain"]),
+             "params.w": params["w"], "x": x}  # fmt: skip
+    [got] = session.run(None, feeds)
+    np.testing.assert_allclose(got, np.asarray(shell.user_ns["regression"](params, x)), rtol=1e-5, atol=1e-6)
+    for name in ("regression", "specs"):
+        shell.user_ns.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("--specs nothere", "--specs 'nothere': 'nothere' is not defined"),
+        ("--specs y", "--specs 'y': inputs: expected a list with one spec per positional argument"),
+        ("--specs specs.x", "--specs 'specs.x': give the name of a variable"),
+    ],
+)
+def test_specs_usage_errors(shell, converter, line: str, message: str) -> None:
+    execution, captured = run(shell, f"%%to_onnx {line}\n" + MLP_CELL)
+    assert not execution.success and "UsageError" in captured.stderr and message in captured.stderr
+    assert converter.calls == [] and "_onnx" not in shell.user_ns
+
+
+def test_failure_with_specs_names_the_option(shell, converter) -> None:
+    cell = PYTREE_CELL.replace('"w": (3,)', '"w": (4,)')
+    execution, captured = run(shell, "%%to_onnx --specs specs\n" + cell)
+    assert not execution.success
+    [output] = captured.outputs
+    text = output.data["text/plain"]
+    assert text.startswith("✘ regression → ONNX failed while converting it with --specs specs\n")
+    assert "check that --specs specs gives each input the shape it expects" in text
+    for name in ("regression", "specs"):
+        shell.user_ns.pop(name, None)
 
 
 def test_cell_without_callable_asks_for_fn(shell, converter) -> None:

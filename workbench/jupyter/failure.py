@@ -152,12 +152,15 @@ def _is_shape_error(root: BaseException) -> bool:
 
 def advice(
     root: BaseException, spec_texts: Sequence[str], function: str, traces: Callable[[list[str]], bool],
-    *, in_user_code: bool = True,
+    *, in_user_code: bool = True, specs_option: str | None = None,
 ) -> str:  # fmt: skip
-    """What to change, for the kinds of errors users hit when converting (never empty)."""
+    """What to change, for the kinds of errors users hit when converting (never empty).
+
+    ``specs_option``: how the inputs were given when not as ``-i`` texts (``--specs NAME``).
+    """
     import jax.errors
 
-    specs = " ".join(f"-i {text}" for text in spec_texts)
+    specs = specs_option or " ".join(f"-i {text}" for text in spec_texts)
     if isinstance(root, jax.errors.InconclusiveDimensionOperation):
         return (
             f"this line needs the actual size of a symbolic dimension of {specs}; give that dimension a number "
@@ -197,6 +200,7 @@ class ConversionFailure:
     line: UserLine | None
     what_to_change: str
     full_traceback: str
+    specs_option: str | None = None  # ``--specs NAME`` when the inputs were not given as -i texts
 
     @property
     def root(self) -> BaseException:
@@ -210,7 +214,7 @@ class ConversionFailure:
     def summary_lines(self) -> list[str]:
         root = self.shown_error()
         message = str(root).strip().splitlines()[0] if str(root).strip() else ""
-        specs = " ".join(f"-i {text}" for text in self.spec_texts)
+        specs = self.specs_option or " ".join(f"-i {text}" for text in self.spec_texts)
         lines = [f"✘ {self.function} → ONNX failed while converting it with {specs}"]
         if self.line is not None:
             lines.append(f"  at {self.line}")
@@ -264,9 +268,10 @@ def plain_traceback(error: BaseException, format_exception: Callable[[BaseExcept
 
 def describe_failure(
     function: str, spec_texts: Sequence[str], error: BaseException, traces: Callable[[list[str]], bool],
-    format_exception: Callable[[BaseException], list[str]] | None = None,
+    format_exception: Callable[[BaseException], list[str]] | None = None, specs_option: str | None = None,
 ) -> ConversionFailure:  # fmt: skip
-    """Summarise ``error`` (raised converting ``function`` with ``spec_texts``) for the notebook."""
+    """Summarise ``error`` (raised converting ``function`` with ``spec_texts``, or the specs of ``specs_option``)
+    for the notebook."""
     root = root_cause(error)
     line = user_line(error)
     return ConversionFailure(
@@ -274,8 +279,9 @@ def describe_failure(
         spec_texts=list(spec_texts),
         error=error,
         line=line,
-        what_to_change=advice(root, spec_texts, function, traces, in_user_code=line is not None),
+        what_to_change=advice(root, spec_texts, function, traces, in_user_code=line is not None, specs_option=specs_option),
         full_traceback=plain_traceback(error, format_exception),
+        specs_option=specs_option,
     )
 
 

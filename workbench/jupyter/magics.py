@@ -92,6 +92,12 @@ class WorkbenchMagics(Magics):
     )
     @magic_arguments.argument("-i", "--input", dest="inputs", action="append", default=[], metavar="SPEC", help=_INPUT_HELP)
     @magic_arguments.argument(
+        "--specs", metavar="NAME",
+        help="Instead of -i: a variable (the cell may define it) holding the list of input specs, one per positional "
+        "argument, as wb.to_onnx takes them: dicts, tuples and lists of shapes for pytree arguments, "
+        "jax.ShapeDtypeStruct, arrays. E.g. specs = [{'w': (3,), 'b': ()}, ('N', 3)].",
+    )
+    @magic_arguments.argument(
         "-c", "--constraint", dest="constraints", action="append", default=[], metavar="BOUND",
         help="A bound on a symbolic dimension the function needs, as JAX writes it: -c 'T <= 64' (repeatable).",
     )
@@ -134,10 +140,15 @@ class WorkbenchMagics(Magics):
             raise UsageError(f"--name {args.name!r} is not a Python variable name.")
         if args.opset is not None and args.opset < 1:
             raise UsageError(f"--opset {args.opset}: give a positive opset number such as 21.")
-        if not args.inputs:
-            raise UsageError("Give one --input/-i SPEC per positional argument, e.g. %%to_onnx -i B,30")
+        if args.inputs and args.specs is not None:
+            raise UsageError("Give the inputs with -i/--input or with --specs NAME, not both.")
+        if not args.inputs and args.specs is None:
+            raise UsageError(
+                "Give one --input/-i SPEC per positional argument, e.g. %%to_onnx -i B,30 (or --specs NAME: a variable "
+                "holding the list of specs, for dict or tuple arguments)."
+            )
         try:
-            inputs = [parse_input_spec(spec) for spec in args.inputs]
+            inputs: list[Any] = [parse_input_spec(spec) for spec in args.inputs]
         except SpecError as error:
             raise UsageError(str(error)) from None
         execution = self._run_body(line, cell)
@@ -145,6 +156,8 @@ class WorkbenchMagics(Magics):
             raise UsageError("The cell failed (traceback above); nothing was converted.")
 
         fn_name, fn = self._callable(args.fn, cell)
+        if args.specs is not None:
+            inputs = self._specs(args.specs)
         from workbench.jax_to_onnx.api import convert
 
         start = time.perf_counter()
@@ -168,7 +181,7 @@ class WorkbenchMagics(Magics):
         except (SpecError, WriteError) as error:  # the options are at fault (a spec, the --out path), not the model
             raise UsageError(str(error)) from None
         except Exception as error:  # noqa: BLE001 - any failure inside the user's model: one short message
-            self._fail(fn_name, fn, args.inputs, error)
+            self._fail(fn_name, fn, args.inputs, error, specs_option=None if args.specs is None else f"--specs {args.specs}")
         result = OnnxResult(fn_name, time.perf_counter() - start, model=model, path=args.out)
         if args.ir:
             from workbench.jax_to_onnx.graph_ir.api import graph_ir_of_traced, save_graph_ir
@@ -205,6 +218,23 @@ class WorkbenchMagics(Magics):
         if result.divergence is not None:
             display(result.divergence)  # the first node that drifts, its primitive and the user's line
             display(result.divergence.figure())  # error along the graph, that node marked
+
+    def _specs(self, name: str) -> list[Any]:
+        """The input specs held by the variable ``--specs`` names, checked as wb.to_onnx checks them."""
+        from workbench.specs import parse_input_specs
+
+        if not name.isidentifier():
+            raise UsageError(f"--specs {name!r}: give the name of a variable holding the list of input specs.")
+        if name not in self.shell.user_ns:
+            raise UsageError(f"--specs {name!r}: {name!r} is not defined; define it (in this cell or before) as a list of specs.")
+        specs = self.shell.user_ns[name]
+        if isinstance(specs, tuple):
+            specs = list(specs)
+        try:
+            parse_input_specs(specs)
+        except SpecError as error:
+            raise UsageError(f"--specs {name!r}: {error}") from None
+        return specs
 
     def _callable(self, fn_option: str | None, cell: str) -> tuple[str, Any]:
         namespace = self.shell.user_ns
@@ -254,7 +284,7 @@ class WorkbenchMagics(Magics):
             self._running_body = False
             self.shell.execution_count = saved
 
-    def _fail(self, fn_name: str, fn: Any, spec_texts: list[str], error: Exception) -> None:
+    def _fail(self, fn_name: str, fn: Any, spec_texts: list[str], error: Exception, *, specs_option: str | None = None) -> None:
         """Show one short message (the user's line, what to change, the full traceback folded) and fail the cell."""
         from workbench.jupyter.failure import ConversionFailed, describe_failure
 
@@ -271,7 +301,7 @@ class WorkbenchMagics(Magics):
             lines = self.shell.InteractiveTB.structured_traceback(type(problem), problem, problem.__traceback__)
             return ["\n".join(lines)]
 
-        failure = describe_failure(fn_name, spec_texts, error, traces, format_exception)
+        failure = describe_failure(fn_name, spec_texts, error, traces, format_exception, specs_option=specs_option)
         display(failure)
         raise ConversionFailed(failure) from error
 
