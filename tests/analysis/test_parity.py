@@ -154,6 +154,26 @@ def test_a_primitive_without_xla_lowering_still_runs_on_the_jax_side():
     np.testing.assert_allclose(report.results[0].jax_value, 2 * x / (1 + np.abs(x)), rtol=1e-6)
 
 
+def test_outputs_that_are_nan_on_both_sides_are_not_called_a_plain_pass():
+    """NumPyro's log density on generated inputs (a negative scale) is NaN in JAX and in onnxruntime: parity said
+    'PASS ... max abs 0' for all samples. It still matches, but the report says the comparison proved nothing."""
+
+    def log_density(scale, x):
+        return jnp.sum(-0.5 * (x / scale) ** 2 - jnp.log(scale) - jnp.sqrt(scale - 10.0), axis=-1), x * 2.0
+
+    conversion = wb.convert(log_density, [(), ("N", 3)])
+    report = wb.parity(conversion, samples=2)
+    assert report.ok
+    density, doubled = [r for r in report.results if r.sample == 0]
+    assert np.isnan(density.jax_value).all() and np.isnan(density.onnx_value).all()
+    assert density.verdict == "ok, but no finite value (NaN/inf in both)" and doubled.verdict == "ok"
+    assert report.vacuous == [r for r in report.results if r.output == density.output]
+    assert "but 2 of 4 comparisons had no finite value" in report.summary() and "pass inputs=[...]" in report.summary()
+    given = wb.parity(conversion, inputs=[np.float32(20.0), np.ones((2, 3), np.float32)])
+    assert given.ok and given.vacuous == [] and "no finite value" not in given.summary()
+    np.testing.assert_allclose(given.results[0].jax_value, np.full(2, 3 * (-0.5 / 400 - np.log(20.0) - np.sqrt(10.0))), rtol=1e-5)
+
+
 def test_sizes_override_fixes_a_symbol(mlp_model):
     report = wb.parity(mlp, mlp_model, samples=2, sizes={"B": 7})
     assert [s["B"] for s in report.sizes] == [7, 7]

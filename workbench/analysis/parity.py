@@ -36,13 +36,21 @@ class OutputResult:
     jax_value: np.ndarray = field(repr=False)
 
     @property
+    def nothing_finite(self) -> bool:
+        """Every value JAX computed is NaN or infinite: matching NaN for NaN, the comparison proves nothing."""
+        values = np.asarray(self.jax_value)
+        if values.size == 0 or not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.complexfloating)):
+            return False
+        return not bool(np.isfinite(values).any())
+
+    @property
     def verdict(self) -> str:
         if self.comparison.problem == "shape":
             return f"FAIL shape {list(self.onnx_value.shape)} vs JAX {list(self.jax_value.shape)}"
         if self.comparison.problem == "dtype":
             return f"FAIL dtype {self.onnx_value.dtype} vs JAX {self.jax_value.dtype}"
         if self.comparison.ok:
-            return "ok"
+            return "ok, but no finite value (NaN/inf in both)" if self.nothing_finite else "ok"
         return f"FAIL {self.comparison.mismatch_fraction:.2%} outside tolerance"
 
 
@@ -109,12 +117,29 @@ class ParityReport:
         options.setdefault("atol", self.atol)
         return locate_on_subject(self.subject, self.inputs[sample], self.sizes[sample], **options)
 
+    @property
+    def vacuous(self) -> list[OutputResult]:
+        """Comparisons that matched only NaN/inf with NaN/inf (see :attr:`OutputResult.nothing_finite`)."""
+        return [r for r in self.results if r.comparison.ok and r.nothing_finite]
+
     def summary(self) -> str:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
-        return (
+        text = (
             f"Parity {verdict}: {self.model_source} vs {self.name or self.subject.name}, {len(self.inputs)} sample(s), "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
+        vacuous = self.vacuous
+        if vacuous:
+            origin = (
+                "the generated inputs may lie outside the function's domain (a negative scale, a log of a negative "
+                "number): pass inputs=[...] with valid values"
+                if self.subject.given is None else "check the inputs given"
+            )
+            text += (
+                f"; but {len(vacuous)} of {len(self.results)} comparisons had no finite value (NaN/inf on both "
+                f"sides), which proves nothing: {origin}"
+            )
+        return text
 
     def __repr__(self) -> str:
         lines = [self.summary()]
