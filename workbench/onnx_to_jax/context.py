@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import helper as onnx_helper
 
-from workbench.errors import OnnxModelError, UnsupportedOnnxOpError
+from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, warn
 from workbench.onnx_to_jax.helpers import _ints
 from workbench.onnx_to_jax.layout import LayoutPlan
 from workbench.onnx_to_jax.literals import INLINE_MAX_ELEMENTS, dtype_expr, literal
@@ -426,3 +426,8 @@ class NodeContext:
 
     def unsupported(self, message: str) -> UnsupportedOnnxOpError:
         return UnsupportedOnnxOpError(f"{self._where()}: {message}")
+
+    def warn(self, message: str) -> None:
+        """A WorkbenchWarning naming this node: the generated code is right but differs from what a user may
+        compare it with (a runtime's known divergence from the spec)."""
+        warn(f"{self._where()}: {message}")

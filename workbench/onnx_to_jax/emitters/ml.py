@@ -356,7 +356,25 @@ def tree_ensemble_regressor(ctx: NodeContext) -> str:
     aggregate = _AGGREGATE[ctx.choice("aggregate_function", tuple(_AGGREGATE), "SUM")]
     base = _floats(ctx, "base_values") or [0.0] * n_targets
     scores = _ensemble_scores(ctx, trees, weights, present, aggregate, base, ctx.x(0))
-    return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.choice("post_transform", tuple(_POST), "NONE")]))
+    post = _POST[ctx.choice("post_transform", tuple(_POST), "NONE")]
+    _note_runtime_post(ctx, post, n_targets)
+    return ctx.call(_post_transform, scores, ctx.lit(post))
+
+
+def _note_runtime_post(ctx: NodeContext, code: int, targets: int) -> None:
+    """Warn where onnxruntime (1.31, measured) computes another post transform than the spec's, which the generated
+    code follows: it leaves a single target's score raw under SOFTMAX, LOGISTIC and SOFTMAX_ZERO (its issue
+    #26596; a fix is proposed upstream), and its TreeEnsemble (ai.onnx.ml 5) reads code 1 as LOGISTIC and 2 as
+    SOFTMAX, where the spec says 1 SOFTMAX, 2 LOGISTIC. A comparison with onnxruntime then differs by the
+    transform, which the warning says before the user finds it."""
+    name = {value: key for key, value in _POST.items()}[code]
+    if targets == 1 and name in ("SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO"):
+        ctx.warn(f"post_transform {name} on a single target: applied as the ONNX spec says; onnxruntime returns "
+                 "the raw score there (onnxruntime issue #26596), so the two differ by the transform")
+    elif ctx.node.op_type == "TreeEnsemble" and name in ("SOFTMAX", "LOGISTIC"):
+        other = "LOGISTIC" if name == "SOFTMAX" else "SOFTMAX"
+        ctx.warn(f"post_transform {code} is {name} in the ONNX spec, which the generated code applies; onnxruntime's "
+                 f"TreeEnsemble applies {other} for code {code}, so the two differ")
 
 
 def _class_labels(ctx: NodeContext) -> tuple[list[int] | None, list[str] | None]:
@@ -435,7 +453,9 @@ def tree_ensemble(ctx: NodeContext) -> str:
     aggregate = ctx.choice("aggregate_function", tuple(_AGGREGATE.values()), 1)
     dtype = ctx.dtype(0) or np.dtype(np.float32)
     scores = _ensemble_scores(ctx, trees, matrix, present, aggregate, [0.0] * n_targets, ctx.x(0))
-    post = ctx.call(_post_transform, scores, ctx.lit(ctx.choice("post_transform", tuple(_POST.values()), 0)))
+    code = ctx.choice("post_transform", tuple(_POST.values()), 0)
+    _note_runtime_post(ctx, code, n_targets)
+    post = ctx.call(_post_transform, scores, ctx.lit(code))
     return f"{post}.astype({ctx.dt(dtype)})"
 
 
@@ -460,7 +480,9 @@ def linear_regressor(ctx: NodeContext) -> str:
     intercepts = np.asarray(ctx.attr("intercepts", [0.0] * targets), np.float32)
     x = f"jnp.asarray({ctx.x(0)}, jnp.float32)"
     scores = f"(jnp.matmul({x}, {ctx.constant(coefficients.T, 'coefficients')}) + {ctx.lit(intercepts)})"
-    return ctx.call(_post_transform, scores, ctx.lit(_POST[ctx.choice("post_transform", tuple(_POST), "NONE")]))
+    post = _POST[ctx.choice("post_transform", tuple(_POST), "NONE")]
+    _note_runtime_post(ctx, post, targets)
+    return ctx.call(_post_transform, scores, ctx.lit(post))
 
 
 @emitter("LinearClassifier", since=1, domain=ML)
