@@ -23,7 +23,8 @@ from workbench.errors import SourceLocation
 from workbench.jax_to_onnx.failing_input import InputIndex, Place, describe, failing_operands, is_library, resolve, subject
 from workbench.notebook_cells import cell_label
 
-# (place at fault, what was found there against what the code expected, what to do), as structure.py's translators
+# (place at fault, what was found there against what the code expected, what to do): what every translator of
+# structure.py returns, this module's included
 Finding = tuple[str, str, str]
 
 
@@ -38,13 +39,20 @@ class Unpacking:
     where: SourceLocation
 
 
-_UNPACK = re.compile(r"^(?:too many values to unpack \(expected (\d+)\)|not enough values to unpack "
-                     r"\(expected (\d+), got (\d+)\))$")  # fmt: skip
+# Python's message for ``a, b = value`` where value has another length: groups (expected) when too many,
+# (expected, got) when too few; structure.py's tuple/list form reads the same message
+UNPACKING_COUNT = re.compile(r"^(?:too many values to unpack \(expected (\d+)\)|not enough values to unpack "
+                             r"\(expected (\d+), got (\d+)\))$")  # fmt: skip
+
+
+def expected_count(match: re.Match[str]) -> int:
+    """How many names the failing unpacking had, from an ``UNPACKING_COUNT`` match."""
+    return int(match.group(1) or match.group(2))
 
 
 def dict_unpacked(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
     """The finding for an input dict unpacked into names (either failure above), or None."""
-    match = _UNPACK.match(str(error)) if type(error) is ValueError else None
+    match = UNPACKING_COUNT.match(str(error)) if type(error) is ValueError else None
     if match is not None:
         return _wrong_count(match, frames, index)
     return _keys_used(frames, index)
@@ -52,7 +60,7 @@ def dict_unpacked(error: Exception, frames: list[types.TracebackType], index: In
 
 def _wrong_count(match: re.Match[str], frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
     """``a, b = tree`` failing on an input dict of another length (Python counted its keys)."""
-    expected = int(match.group(1) or match.group(2))
+    expected = expected_count(match)
     hit = subject(frames, index, lambda v: isinstance(v, dict) and len(v) != expected)
     if hit is None:
         return None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import SpecError
-from workbench.jax_to_onnx.dict_unpacking import dict_unpacked
+from workbench.jax_to_onnx.dict_unpacking import UNPACKING_COUNT, Finding, dict_unpacked, expected_count
 from workbench.jax_to_onnx.failing_input import (
     CONTAINERS,
     InputIndex,
@@ -36,8 +36,7 @@ from workbench.jax_to_onnx.failing_input import (
 )
 
 # ------------------------------------------------------------------------------ the translators
-# each returns (the place at fault, what was found there against what the code expected, what to do) or None
-Finding = tuple[str, str, str]
+# each returns a Finding (the place at fault, what was found there against what the code expected, what to do) or None
 
 
 def _missing_key(error: Exception, frames: list[types.TracebackType], index: InputIndex) -> Finding | None:
@@ -103,11 +102,9 @@ _FORMS = (
                                      f"give {place} as a dict of specs, one per key the function reads"),
         subclasses=True),
     _Form(  # a, b = pair on an input tuple or list of another length
-        ValueError, re.compile(r"^(?:too many values to unpack \(expected (\d+)\)|not enough values to unpack "
-                               r"\(expected (\d+), got (\d+)\))$"), _unpacked_wrong,
-        lambda match, value, place: (
-            f"the function unpacks it into {match.group(1) or match.group(2)}; given {describe(value)}",
-            f"give {place} {match.group(1) or match.group(2)} specs")),
+        ValueError, UNPACKING_COUNT, _unpacked_wrong,
+        lambda match, value, place: (f"the function unpacks it into {expected_count(match)}; given {describe(value)}",
+                                     f"give {place} {expected_count(match)} specs")),
     _Form(  # pair[2] on an input tuple or list of two
         IndexError, re.compile(r"^(tuple|list) index out of range$"), _of_kind,
         lambda match, value, place: (f"the function reads an element past its end; given {describe(value)}",
