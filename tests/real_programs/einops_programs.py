@@ -9,7 +9,6 @@ einops' patterns are traced over a symbolic axis (its shape arithmetic on jax.ex
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -26,9 +25,10 @@ def _normal(*shape: int) -> np.ndarray:
     return _RNG.standard_normal(shape).astype(np.float32)
 
 
-def _bound(module: nn.Module, example: np.ndarray) -> Callable[..., Any]:
-    """``module.apply`` bound to seeded random parameters of the shapes ``module.init`` makes on ``example``:
-    kernels normal with deviation 1/sqrt(fan-in), norm scales 1 + 0.1 * normal, other vectors 0.1 * normal.
+def _seeded(module: nn.Module, spec: tuple[int | str, ...], example: np.ndarray) -> Built:
+    """The program ``module.apply`` on one input of ``spec``, bound to seeded random parameters of the shapes
+    ``module.init`` makes on ``example``: kernels normal with deviation 1/sqrt(fan-in), norm scales
+    1 + 0.1 * normal, other vectors 0.1 * normal.
 
     Drawn with NumPy: Flax's own initialisation of the U-Net (threefry keys and truncated normals per
     parameter) took 15 CPU s to compile, eagerly or jitted; the forward pass compiles in under 1 s.
@@ -46,7 +46,7 @@ def _bound(module: nn.Module, example: np.ndarray) -> Callable[..., Any]:
         return values.astype(leaf.dtype)
 
     shapes = jax.eval_shape(module.init, jax.random.key(0), example)
-    return functools.partial(module.apply, jax.tree_util.tree_map_with_path(draw, shapes))
+    return Built(functools.partial(module.apply, jax.tree_util.tree_map_with_path(draw, shapes)), [spec], [example])
 
 
 # ----------------------------------------------------------------------------- ViT
@@ -93,8 +93,7 @@ class _ViT(nn.Module):
 @program("einops_vit", library="einops",
          origin="einops-style ViT in Flax: patches by rearrange, class token by repeat, heads and scores by einsum")
 def einops_vit() -> Built:
-    images = _normal(2, 32, 32, 3)
-    return Built(_bound(_ViT(), images), [("B", 32, 32, 3)], [images])
+    return _seeded(_ViT(), ("B", 32, 32, 3), _normal(2, 32, 32, 3))
 
 
 # ----------------------------------------------------------------------------- MLP-Mixer
@@ -135,8 +134,7 @@ class _Mixer(nn.Module):
 @program("einops_mlp_mixer", library="einops",
          origin="einops' MLP-Mixer recipe in Flax: Rearrange into patches, EinMix token mixing, Reduce mean pooling")
 def einops_mlp_mixer() -> Built:
-    images = _normal(2, 16, 16, 3)
-    return Built(_bound(_Mixer(), images), [("B", 16, 16, 3)], [images])
+    return _seeded(_Mixer(), ("B", 16, 16, 3), _normal(2, 16, 16, 3))
 
 
 # ----------------------------------------------------------------------------- U-Net
@@ -166,8 +164,7 @@ class _UNet(nn.Module):
 @program("einops_unet", library="einops",
          origin="einops-style U-Net in Flax: reduce max-pooling, repeat upsampling, space-to-depth by rearrange")
 def einops_unet() -> Built:
-    images = _normal(2, 16, 16, 3)
-    return Built(_bound(_UNet(), images), [("B", 16, 16, 3)], [images])
+    return _seeded(_UNet(), ("B", 16, 16, 3), _normal(2, 16, 16, 3))
 
 
 # ----------------------------------------------------------------------------- Perceiver-style cross-attention
@@ -199,5 +196,4 @@ class _Perceiver(nn.Module):
 @program("einops_perceiver_pack", library="einops",
          origin="einops-style Perceiver cross-attention in Flax: latents by repeat, einsum attention, pack/unpack")
 def einops_perceiver_pack() -> Built:
-    tokens = _normal(2, 10, 5)
-    return Built(_bound(_Perceiver(), tokens), [("B", "T", 5)], [tokens])
+    return _seeded(_Perceiver(), ("B", "T", 5), _normal(2, 10, 5))
