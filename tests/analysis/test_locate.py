@@ -142,3 +142,31 @@ def test_flax_nnx_module_weights_are_compared_by_name():
     report = wb.locate_divergence(net, broken)
     assert report.changed_initializers == [kernel]
     assert kernel in next(n for n in broken.graph.node if n.name == report.first_divergent.node).input
+
+
+def test_html_of_a_big_graph_shows_the_rows_around_the_first_divergent_node():
+    """%%to_onnx --parity shows this report in the notebook: a big graph's rows are cut to a window around the
+    first divergent node, which stays in it."""
+    from workbench.analysis.divergence import MAX_HTML_ROWS
+
+    def deep(x):
+        for step in range(MAX_HTML_ROWS + 40):
+            x = jnp.sin(x) * (1.0 + step / 1000)
+        return x
+
+    model = wb.to_onnx(deep, [("B", 4)])
+    sines = [n for n in model.graph.node if n.op_type == "Sin"]
+    tampered, name = swap_op(model, "Sin", "Cos", occurrence=len(sines) - 10)
+    report = wb.locate_divergence(deep, tampered)
+    assert report.first_divergent is not None and report.first_divergent.node == name
+    x = report.inputs[0]
+    before = x
+    for step in range(len(sines) - 10):
+        before = np.sin(before) * np.float32(1.0 + step / 1000)
+    assert report.first_divergent.max_abs_error == pytest.approx(float(np.abs(np.cos(before) - np.sin(before)).max()), rel=1e-3)
+    compared = sum(n.compared for n in report.nodes)
+    assert compared > MAX_HTML_ROWS
+    page = report._repr_html_()
+    assert page.count("<tr>") - 1 == MAX_HTML_ROWS  # the header row, then the window
+    assert f"of the {compared} compared nodes, around the first divergent node" in page
+    assert f">{name}<" in page and "#ffcdd2" in page  # its row, highlighted

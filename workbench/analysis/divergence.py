@@ -15,6 +15,9 @@ import numpy as np
 
 # the function name of a report on generated JAX code (locate_generated.py): its nodes have no primitive
 GENERATED_LABEL = "generated JAX"
+# node rows in the HTML table: %%to_onnx --parity shows the report in the notebook, where every row of a
+# 2,000-node graph would be stored (EfficientNetB0's 310 compared nodes made 283 kB of HTML)
+MAX_HTML_ROWS = 120
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,20 @@ class DivergenceReport:
         color = "#2e7d32" if self.first_divergent is None else "#c62828"
         frame = self.to_pandas()
         frame = frame[frame["compared"]]
+        omitted = ""
+        if len(frame) > MAX_HTML_ROWS:  # a big graph: the rows around the first divergent node (else the worst)
+            if self.first_divergent is not None:
+                at = int(np.flatnonzero(frame["first_divergent"].to_numpy())[0])
+            else:
+                at = int(np.argmax(frame["max_abs_error"].to_numpy()))
+            start = max(0, min(at - MAX_HTML_ROWS // 4, len(frame) - MAX_HTML_ROWS))
+            shown = frame.iloc[start : start + MAX_HTML_ROWS]
+            omitted = (
+                f"<p>Rows {start + 1}-{start + len(shown)} of the {len(frame)} compared nodes, around the "
+                f"{'first divergent node' if self.first_divergent is not None else 'largest error'}; "
+                "<code>.to_pandas()</code> has them all.</p>"
+            )
+            frame = shown
 
         def highlight(row: Any) -> list[str]:
             return ["background-color:#ffcdd2" if row["first_divergent"] else "" for _ in row]
@@ -131,7 +148,7 @@ class DivergenceReport:
         # node and value names are the model's text (an untrusted file's): pandas' Styler escapes only when asked
         table = frame.style.apply(highlight, axis=1).format(precision=3, escape="html").hide(axis="index").to_html()
         notes = "".join(f"<p>Note: {html.escape(caveat)}</p>" for caveat in self.caveats)
-        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{notes}{table}</div>'
+        return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{notes}{omitted}{table}</div>'
 
 
 # ----------------------------------------------------------------------------- figure (plotly imported when drawn)
