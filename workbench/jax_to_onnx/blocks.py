@@ -28,6 +28,7 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
+from workbench.jax_to_onnx.relaid import Reader, Relaid
 
 GELU_MIN_OPSET = 20  # the opsets of the rules in passes/fusions.py
 LAYER_NORMALIZATION_MIN_OPSET = 17
@@ -40,25 +41,25 @@ _FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.flo
 class Block:
     """A recognised block: the equations it replaces (``members``, the last one its result) and how to emit it.
 
-    ``emit(builder, read)`` returns the block's result value, ``read`` giving the ONNX value of a jaxpr
-    atom defined outside the block.
+    ``emit(builder, read)`` returns the block's result value (or its value held in another layout,
+    :class:`.relaid.Relaid`), ``read`` giving the ONNX value of a jaxpr atom defined outside it
+    (:class:`.relaid.Reader`).
     """
 
     kind: str
     members: tuple[int, ...]
-    emit: Callable[[Any, Callable[[Any], ir.Value]], ir.Value]
+    emit: Callable[[Any, Reader], ir.Value | Relaid]
     operand: Any  # the jaxpr atom the block normalizes or activates (a constant one is folded instead)
     # given the builder and ``read``: whether to lower the equations one by one after all (checks of values)
-    declines: Callable[[Any, Callable[[Any], ir.Value]], bool] | None = None
+    declines: Callable[[Any, Reader], bool] | None = None
     # every node the block makes is named ``<module>/<OpType>`` (else only the result's)
     name_all: bool = False
     # op type → the member equation (index) whose module, source line and primitive the block's nodes of that
     # type carry, named as that equation's handler names its nodes; the others carry the last equation's
     origins: dict[str, int] = field(default_factory=dict)
-    # the result is a Transpose of the value the block computed: that value is recorded as the result in another
-    # layout (``passes.layout.RELAID_KEY``, for the divergence locator), as the layout pass records a value it
-    # moves a Transpose off (it may instead cancel this Transpose against another one, without recording it)
-    result_relaid: bool = False
+    # the block computes element by element on ``operand`` alone: when that is held in another layout
+    # (:mod:`.relaid`), it is computed in that layout and its result held alike
+    elementwise: bool = False
 
     @property
     def root(self) -> int:
@@ -492,7 +493,7 @@ def _gelu_erf(index: _Index, erfc: Any) -> Block | None:
     closed = index.closed([neg, scaled, erfc, half, root])
     if closed is None or closed[-1] != index.index(root):
         return None
-    return Block("Gelu", closed, lambda builder, read: builder.op("Gelu", read(x)), x)
+    return Block("Gelu", closed, lambda builder, read: builder.op("Gelu", read(x)), x, elementwise=True)
 
 
 def _gelu_tanh(index: _Index, tanh: Any) -> Block | None:
@@ -520,7 +521,8 @@ def _gelu_tanh(index: _Index, tanh: Any) -> Block | None:
     closed = index.closed([cube, cubic_scaled, inner_sum, outer, tanh, plus_one, half, root])
     if closed is None or closed[-1] != index.index(root):
         return None
-    return Block("Gelu", closed, lambda builder, read: builder.op("Gelu", read(x), approximate="tanh"), x)
+    return Block("Gelu", closed, lambda builder, read: builder.op("Gelu", read(x), approximate="tanh"), x,
+                 elementwise=True)
 
 
 # ------------------------------------------------------------------------------------ relu
@@ -557,7 +559,7 @@ def _relu(index: _Index, call: Any) -> Block | None:
         return None
     if any(index.eqns[reader].primitive.name in _CLIP_NEIGHBOURS for reader in index.readers.get(call.outvars[0], [])):
         return None
-    return Block("Relu", (index.index(call),), lambda builder, read: builder.op("Relu", read(x)), x)
+    return Block("Relu", (index.index(call),), lambda builder, read: builder.op("Relu", read(x)), x, elementwise=True)
 
 
 # --------------------------------------------------------------------------------- softmax

@@ -12,8 +12,9 @@ ResNet's 156 lowered nodes end as 26). Here the block is lowered in that final f
 arithmetic is computed with NumPy, the chain composed with the pass's own arithmetic
 (:func:`.passes.affine.affine_step`), the kernel laid out OIHW with one blocked copy
 (:func:`.ir_values.transposed_copy`) and scaled in place (:func:`.passes.affine.scale_output_channels`),
-and ``Transpose · Conv(x, W', b') · [Relu] · Transpose`` emitted with the layouts' Transposes that the layout
-pass moves, as after the handler.
+and ``Conv(x, W', b') · [Relu]`` emitted on the input in the layout ONNX wants (the input as another block
+left it, or one Transpose), its result held in that layout (:mod:`.relaid`): the layouts' Transposes that the
+handler emits and the layout pass moves are made only where a reader needs the jaxpr's layout.
 
 Declined (lowered equation by equation, and folded by the passes as before) when any value inside the
 block is read outside it, the weights or statistics are not constants while lowering, the dtypes are not
@@ -38,6 +39,7 @@ from workbench.jax_to_onnx.blocks import Block, _Index, _literal, _same_shape, _
 from workbench.jax_to_onnx.builder import typed_like
 from workbench.jax_to_onnx.ir_values import own_array, transposed_copy
 from workbench.jax_to_onnx.passes.affine import affine_step, bias_name, per_channel_vector, scale_output_channels
+from workbench.jax_to_onnx.relaid import Reader, Relaid, inverse
 
 _CONV_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float16)})
 _AFFINE_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div"}
@@ -103,7 +105,7 @@ def conv_affine(index: _Index, conv: Any) -> Block | None:
     conv_index = index.index(conv)
     return Block("ConvAffine", closed, lambda builder, read: _emit(plan, builder, read), plan.x,
                  lambda builder, read: _declines(plan, builder, read), name_all=True,
-                 origins={"Conv": conv_index, "Transpose": conv_index}, result_relaid=True)
+                 origins={"Conv": conv_index, "Transpose": conv_index})
 
 
 def _recognise(index: _Index, conv: Any) -> tuple[_ConvBlock, list[Any], Any] | None:
@@ -307,7 +309,7 @@ def _relu(index: _Index, value: Any) -> Any | None:
 
 
 # ------------------------------------------------------------------------------------- lowering
-def _declines(plan: _ConvBlock, builder: Any, read: Callable[[Any], ir.Value]) -> bool:
+def _declines(plan: _ConvBlock, builder: Any, read: Reader) -> bool:
     """Whether the block is lowered equation by equation after all: the kernel or a statistic is not a constant
     of the graph while lowering (a run-time value), or a function body is being built (constants are nodes)."""
     if builder.is_function or builder.inside_function():
@@ -319,8 +321,8 @@ def _declines(plan: _ConvBlock, builder: Any, read: Callable[[Any], ir.Value]) -
     return False
 
 
-def _emit(plan: _ConvBlock, builder: Any, read: Callable[[Any], ir.Value]) -> ir.Value:
-    x_value, weight = read(plan.x), read(plan.kernel)
+def _emit(plan: _ConvBlock, builder: Any, read: Reader) -> ir.Value | Relaid:
+    weight = read(plan.kernel)
     scale, shift = np.ones(plan.channels), np.zeros(plan.channels)
     evaluated: dict[Any, np.ndarray] = {}
     for step in plan.steps:
@@ -341,15 +343,12 @@ def _emit(plan: _ConvBlock, builder: Any, read: Callable[[Any], ir.Value]) -> ir
     kernel_value = _kernel_value(plan, builder, weight, kernel, copied)
     bias_value = _bias_value(plan, builder, read, shift.astype(plan.dtype), bias_name(kernel_value.name))
     lhs_spec, _, out_spec = plan.specs
-    x_shape = [plan.x.aval.shape[axis] for axis in lhs_spec]
-    x_laid = x_value
-    if list(lhs_spec) != list(range(plan.rank)):
-        x_laid = typed_like(builder.op("Transpose", x_value, perm=list(lhs_spec)), x_value, x_shape)
-    y = typed_like(builder.op("Conv", x_laid, kernel_value, bias_value, **plan.attributes), x_value, plan.y_shape)
+    x_laid = read.laid(plan.x, lhs_spec)  # N, C, spatial...: the value held so, or one Transpose
+    y = typed_like(builder.op("Conv", x_laid, kernel_value, bias_value, **plan.attributes), x_laid, plan.y_shape)
     if plan.relu:
-        y = typed_like(builder.op("Relu", y), x_value, plan.y_shape)
+        y = typed_like(builder.op("Relu", y), x_laid, plan.y_shape)
     if list(out_spec) != list(range(plan.rank)):
-        y = builder.op("Transpose", y, perm=[int(i) for i in np.argsort(out_spec)])  # typed as the block's result
+        return Relaid(y, inverse(out_spec))  # held channels-first (relaid.py)
     return y
 
 
@@ -369,7 +368,7 @@ def _kernel_value(plan: _ConvBlock, builder: Any, weight: ir.Value, kernel: np.n
     return value
 
 
-def _bias_value(plan: _ConvBlock, builder: Any, read: Callable[[Any], ir.Value], bias: np.ndarray, name: str) -> ir.Value:
+def _bias_value(plan: _ConvBlock, builder: Any, read: Reader, bias: np.ndarray, name: str) -> ir.Value:
     """The folded bias as an initializer: the layer's own bias weight rewritten in place when only the block
     reads it, else a new one named after the kernel (``conv1.bias``)."""
     if plan.own_bias is not None:
@@ -389,7 +388,7 @@ def _rewritable(builder: Any, value: ir.Value) -> bool:
             and value.producer() is None and not value.uses())
 
 
-def _evaluate(plan: _ConvBlock, atom: Any, read: Callable[[Any], ir.Value], done: dict[Any, np.ndarray]) -> np.ndarray:
+def _evaluate(plan: _ConvBlock, atom: Any, read: Reader, done: dict[Any, np.ndarray]) -> np.ndarray:
     """The value of a constant operand: literals, the graph's constants, the member equations between them."""
     if isinstance(atom, jex_core.Literal):
         return np.asarray(atom.val, dtype=atom.aval.dtype)

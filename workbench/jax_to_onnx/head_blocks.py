@@ -18,9 +18,11 @@ import math
 from typing import Any
 
 import numpy as np
+import onnx_ir as ir
 from jax.extend import core as jex_core
 
 from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _same_shape
+from workbench.jax_to_onnx.relaid import Reader, Relaid, is_identity, reduced_perm
 
 # ReduceMean takes its axes as an input from opset 18 (the rule's opset)
 MEAN_MIN_OPSET = 18
@@ -43,8 +45,18 @@ def mean(index: _Index, total: Any) -> Block | None:
     closed = index.closed([total, div])
     if closed is None or closed[-1] != index.index(div):
         return None
-    return Block("ReduceMean", closed, lambda builder, read: builder.op("ReduceMean", read(x), builder.i64(list(axes)),
-                                                                        keepdims=0), x)
+    return Block("ReduceMean", closed, lambda builder, read: _reduce_mean(builder, read, x, axes), x)
+
+
+def _reduce_mean(builder: Any, read: Reader, x: Any, axes: tuple[int, ...]) -> ir.Value | Relaid:
+    """``ReduceMean(x, axes)``; on ``x`` as held when it is held in another layout (a CNN's global pool on the
+    channels-first feature map: the result then needs no Transpose when the kept axes keep their order)."""
+    value, perm = read.held(x)
+    if is_identity(perm):
+        return builder.op("ReduceMean", value, builder.i64(list(axes)), keepdims=0)
+    held_axes, result_perm = reduced_perm(perm, axes)
+    result = builder.op("ReduceMean", value, builder.i64(list(held_axes)), keepdims=0)
+    return result if is_identity(result_perm) else Relaid(result, result_perm)
 
 
 def dense(index: _Index, add: Any) -> Block | None:

@@ -34,8 +34,9 @@ from workbench.jax_to_onnx.builder import Evaluation, GraphBuilder, PendingConst
 from workbench.jax_to_onnx.complex_numbers import touches_complex
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
-from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY
-from workbench.jax_to_onnx.registry import REGISTRY, unknown_parameters
+from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY, inherit
+from workbench.jax_to_onnx.registry import REGISTRY, HandlerInfo, unknown_parameters
+from workbench.jax_to_onnx.relaid import EQUIVARIANT, WINDOW_PARAMETERS, Relaid, composed, held_shape, is_identity
 from workbench.jax_to_onnx.scopes import module_path
 from workbench.jax_to_onnx.source import eqn_location, eqn_user_location
 from workbench.jax_to_onnx.unsupported import reason_without_handler
@@ -163,9 +164,10 @@ def _split_closed(closed_or_open: Any) -> tuple[Any, list[Any]]:
     return closed_or_open, []
 
 
-# what a jaxpr variable is bound to while lowering: its ONNX value, or a constant computed for it that no node
-# has read yet (made an initializer on its first read by a node: builder.PendingConstant)
-Env = dict[Any, ir.Value | PendingConstant]
+# what a jaxpr variable is bound to while lowering: its ONNX value, a constant computed for it that no node
+# has read yet (made an initializer on its first read by a node: builder.PendingConstant), or its value held in
+# another layout (a convolution's result kept channels-first: relaid.Relaid)
+Env = dict[Any, ir.Value | PendingConstant | Relaid]
 
 
 def _read(builder: GraphBuilder, env: Env, atom: Any) -> ir.Value:
@@ -174,13 +176,61 @@ def _read(builder: GraphBuilder, env: Env, atom: Any) -> ir.Value:
 
 
 def _read_operand(builder: GraphBuilder, env: Env, atom: Any) -> ir.Value | PendingConstant:
-    """The value bound to ``atom``, or the pending constant computed for it (not made an initializer yet)."""
+    """The value bound to ``atom`` (in the jaxpr's layout), or the pending constant computed for it (not made an
+    initializer yet)."""
     if isinstance(atom, jex_core.Literal):
         return builder.const(np.asarray(atom.val, dtype=atom.aval.dtype))
     try:
-        return env[atom]
+        value = env[atom]
     except KeyError as error:
         raise ConversionError(f"jaxpr variable {atom} is used before it is defined") from error
+    return _restored(builder, value, atom) if isinstance(value, Relaid) else value
+
+
+def _restored(builder: GraphBuilder, record: Relaid, var: Any) -> ir.Value:
+    """The variable's value in the jaxpr's layout: one Transpose of the held value, made on the first read (with
+    the provenance of the node computing the held value, as the layout pass gives the Transposes it leaves)."""
+    if record.restored is None:
+        restored = builder.op("Transpose", record.value, perm=list(record.perm))
+        producer = record.value.producer()
+        if producer is not None:
+            inherit([restored.producer()], producer)
+        restored.name = record.name
+        builder.set_type(restored, var.aval)
+        record.restored = restored
+    return record.restored
+
+
+class _Reader:
+    """What a block's ``emit`` reads the atoms outside it with (:class:`.relaid.Reader`); ``held_operand``, when
+    given, is read as held (an element-wise block computing in its operand's layout)."""
+
+    __slots__ = ("builder", "env", "held_operand")
+
+    def __init__(self, builder: GraphBuilder, env: Env, held_operand: Any = None) -> None:
+        self.builder, self.env, self.held_operand = builder, env, held_operand
+
+    def __call__(self, atom: Any) -> ir.Value:
+        if self.held_operand is not None and atom is self.held_operand:
+            return self.held(atom)[0]
+        return _read(self.builder, self.env, atom)
+
+    def held(self, atom: Any) -> tuple[ir.Value, tuple[int, ...]]:
+        if not isinstance(atom, jex_core.Literal):
+            entry = self.env.get(atom)
+            if isinstance(entry, Relaid):
+                return entry.value, entry.perm
+        return _read(self.builder, self.env, atom), tuple(range(len(atom.aval.shape)))
+
+    def laid(self, atom: Any, perm: Sequence[int]) -> ir.Value:
+        value, held = self.held(atom)
+        order = composed(held, perm)
+        if is_identity(order):
+            return value
+        laid = self.builder.op("Transpose", value, perm=list(order))
+        laid.type = value.type
+        laid.shape = None if value.shape is None else ir.Shape([value.shape[axis] for axis in order])
+        return laid
 
 
 def lower_jaxpr(
@@ -205,7 +255,8 @@ def lower_jaxpr(
             continue
         path.append(index)
         try:
-            _lower_eqn(builder, env, eqn)
+            if eqn.primitive.name not in EQUIVARIANT or not _lower_held(builder, env, eqn):
+                _lower_eqn(builder, env, eqn)
         finally:
             path.pop()
     return [_read(builder, env, atom) for atom in jaxpr.outvars]
@@ -215,11 +266,13 @@ def _lower_block(builder: GraphBuilder, env: Env, eqns: Sequence[Any], block: Bl
     """Lower a recognised block (:mod:`.blocks`) as its one fused op, recorded as its last equation's result.
 
     A block whose operand is a constant is lowered equation by equation instead (each then folds), and
-    so is one that declines on the values it reads (``Block.declines``).
+    so is one that declines on the values it reads (``Block.declines``). An element-wise block whose operand
+    is held in another layout computes in that layout (:mod:`.relaid`).
     """
     path = builder.state.eqn_path
-    read = lambda atom: _read(builder, env, atom)  # noqa: E731
-    if read(block.operand).const_value is not None or (block.declines is not None and block.declines(builder, read)):
+    read = _Reader(builder, env)
+    operand, layout = read.held(block.operand)
+    if operand.const_value is not None or (block.declines is not None and block.declines(builder, read)):
         for index in block.members:
             path.append(index)
             try:
@@ -227,12 +280,15 @@ def _lower_block(builder: GraphBuilder, env: Env, eqns: Sequence[Any], block: Bl
             finally:
                 path.pop()
         return
+    held = block.elementwise and not is_identity(layout)
+    if held:
+        read = _Reader(builder, env, held_operand=block.operand)
     root = eqns[block.root]
     path.append(block.root)
     try:
         first_new_node = len(builder.nodes)
         try:
-            result = block.emit(builder, lambda atom: _read(builder, env, atom))
+            result = block.emit(builder, read)
         except WorkbenchError:
             raise
         except Exception as error:
@@ -242,17 +298,21 @@ def _lower_block(builder: GraphBuilder, env: Env, eqns: Sequence[Any], block: Bl
         provenance: dict[int, tuple[str, str]] = {}  # member index → its scope and source line, found once
         for node in builder.nodes[first_new_node:]:
             origin = block.origins.get(node.op_type)
-            if origin is not None:
+            if origin is not None and PRIMITIVE_KEY not in node.metadata_props:
                 eqn = eqns[origin]
                 if origin not in provenance:
                     provenance[origin] = (_scope_name(builder, eqn), _origin_location(builder, eqn))
                 scope, location = provenance[origin]
                 _annotate(builder, [node], (), scope, eqn.primitive.name, location)
                 own.add(id(node))
-        _record(builder, env, root, (result,), first_new_node)
-        fused = result.producer()
-        if block.result_relaid and fused is not None and fused.op_type == "Transpose" and fused.inputs[0] is not None:
-            fused.inputs[0].meta[RELAID_KEY] = (result.name, list(fused.attributes["perm"].as_ints()))
+        if held and isinstance(result, ir.Value):
+            result = Relaid(result, layout)
+        if isinstance(result, Relaid):
+            _bind_relaid(builder, env, root, result, first_new_node, rename=held)
+            fused = result.value.producer()
+        else:
+            _record(builder, env, root, (result,), first_new_node)
+            fused = result.producer()
         # named as the rewrite rules name the nodes they make: <module>/<OpType>
         for node in builder.nodes[first_new_node:] if block.name_all else ([fused] if fused is not None else []):
             if id(node) in own:
@@ -261,6 +321,83 @@ def _lower_block(builder: GraphBuilder, env: Env, eqns: Sequence[Any], block: Bl
             node.name = f"{module}/{node.op_type}" if module else node.op_type
     finally:
         path.pop()
+
+
+def _lower_held(builder: GraphBuilder, env: Env, eqn: Any) -> bool:
+    """Lower an equation of :data:`.relaid.EQUIVARIANT` on operands held in another layout, in that layout: its
+    handler given the held values, their avals and its per-axis parameters permuted; the result is held alike.
+    Returns False (nothing lowered) unless an operand is held, all held ones in the same layout, an element-wise
+    equation's other operands scalar literals and every operand of its result's shape, and the handler applies."""
+    name = eqn.primitive.name
+    out = eqn.outvars[0]
+    if len(eqn.outvars) != 1 or not isinstance(out.aval.dtype, np.dtype) or touches_complex(eqn):
+        return False
+    perm: tuple[int, ...] | None = None
+    for atom in eqn.invars:
+        if isinstance(atom, jex_core.Literal):
+            if atom.aval.shape or name in WINDOW_PARAMETERS:
+                return False
+            continue
+        entry = env.get(atom)
+        if not isinstance(entry, Relaid) or (perm is not None and entry.perm != perm):
+            return False
+        if name not in WINDOW_PARAMETERS and not _same_shape(atom.aval.shape, out.aval.shape):
+            return False
+        perm = entry.perm
+    info = REGISTRY.get(name)
+    if perm is None or info is None or unsupported_reason(eqn, builder.state.opset) is not None:
+        return False
+    inputs = [env[atom].value if not isinstance(atom, jex_core.Literal) else _read(builder, env, atom)
+              for atom in eqn.invars]
+    params = dict(eqn.params)
+    for key in WINDOW_PARAMETERS.get(name, ()):
+        params[key] = held_shape(params[key], perm)
+    ctx = LoweringContext(
+        builder=builder,
+        eqn=eqn,
+        avals_in=tuple(atom.aval if isinstance(atom, jex_core.Literal) else atom.aval.update(shape=held_shape(atom.aval.shape, perm))
+                       for atom in eqn.invars),
+        avals_out=(out.aval.update(shape=held_shape(out.aval.shape, perm)),),
+    )
+    first_new_node = len(builder.nodes)
+    result = _apply_rule(ctx, info, inputs, params)
+    value = result[0] if isinstance(result, (tuple, list)) and len(result) == 1 else result
+    if not isinstance(value, ir.Value):
+        raise ConversionError(f"the handler for {name!r} returned {result!r} for one output")
+    _bind_relaid(builder, env, eqn, Relaid(value, perm), first_new_node, rename=True)
+    return True
+
+
+def _same_shape(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    try:
+        return len(a) == len(b) and all(bool(x == y) for x, y in zip(a, b, strict=True))
+    except Exception:  # noqa: BLE001 - symbolic dims JAX cannot compare: not the same
+        return False
+
+
+def _bind_relaid(builder: GraphBuilder, env: Env, eqn: Any, record: Relaid, first_new_node: int, *, rename: bool) -> None:
+    """Bind ``eqn``'s result to its value held in another layout: the nodes named and annotated as
+    :func:`_record` does, the name of the jaxpr-layout value reserved and its origin recorded, the held value
+    typed and recorded as that value relaid (``RELAID_KEY``); with ``rename`` it is named ``<name>/relaid``,
+    as the layout pass names a value it moved a Transpose below."""
+    name = eqn.primitive.name
+    var = eqn.outvars[0]
+    state = builder.state
+    new_nodes = builder.nodes[first_new_node:]
+    location = _origin_location(builder, eqn)
+    scope = _scope_name(builder, eqn)
+    _annotate(builder, new_nodes, (record.value,), scope, name, location)
+    record.name = state.fresh(f"{scope}/{name}" if scope else name)
+    state.origins[record.name] = (_var_text(var), name, location)
+    state.origin_vars[record.name] = (tuple(state.eqn_path[:-1]), var)
+    value = record.value
+    if any(value.producer() is node for node in new_nodes):
+        if value.type is None or value.shape is None:  # else typed so by the block or the handler
+            builder.set_type(value, var.aval.update(shape=held_shape(var.aval.shape, record.perm)))
+        if rename:
+            value.name = f"{record.name}/relaid"
+        value.meta[RELAID_KEY] = (record.name, list(record.perm))
+    env[var] = record
 
 
 def _lower_eqn(builder: GraphBuilder, env: Env, eqn: Any) -> None:
@@ -312,10 +449,6 @@ def _lower_eqn(builder: GraphBuilder, env: Env, eqn: Any) -> None:
                 avals_in=(*(physical_aval(a) for a in ctx.avals_in), *extra),
                 avals_out=tuple(physical_aval(a) for a in ctx.avals_out),
             )
-        unknown = unknown_parameters(info.rule, params)
-        if unknown:
-            raise _unknown_parameters_error(eqn, info, unknown)
-        result = info.rule(ctx, *inputs, **params)
     except WorkbenchError:
         raise
     except Exception as error:
@@ -324,12 +457,32 @@ def _lower_eqn(builder: GraphBuilder, env: Env, eqn: Any) -> None:
         raise ConversionError(
             f"the handler for primitive {name!r}{where} failed: {type(error).__name__}: {error}"
         ) from error
+    result = _apply_rule(ctx, info, inputs, params)
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     if len(outputs) != len(eqn.outvars):
         raise ConversionError(
             f"the handler for {name!r} returned {len(outputs)} values for {len(eqn.outvars)} outputs"
         )
     _record(builder, env, eqn, outputs, first_new_node)
+
+
+def _apply_rule(ctx: LoweringContext, info: HandlerInfo, inputs: Sequence[ir.Value], params: dict[str, Any]) -> Any:
+    """``info.rule(ctx, *inputs, **params)``, a parameter it does not take or an exception of its own reported as a
+    ConversionError naming the primitive and where it is."""
+    eqn = ctx.eqn
+    try:
+        unknown = unknown_parameters(info.rule, params)
+        if unknown:
+            raise _unknown_parameters_error(eqn, info, unknown)
+        return info.rule(ctx, *inputs, **params)
+    except WorkbenchError:
+        raise
+    except Exception as error:
+        location = ctx.builder.state.location(eqn)
+        where = f" at {location}" if location else ""
+        raise ConversionError(
+            f"the handler for primitive {eqn.primitive.name!r}{where} failed: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _evaluation_key(builder: GraphBuilder, eqn: Any, operands: Sequence[ir.Value | PendingConstant]) -> Any:

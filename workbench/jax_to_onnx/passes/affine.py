@@ -149,12 +149,13 @@ def affine_step(
 def per_channel_vector(array: np.ndarray, rank: int, axis: int, channels: int) -> np.ndarray | None:
     """A floating ``array`` broadcast against a value of rank ``rank`` as a float64 vector over its channel
     ``axis`` (of size ``channels``), or None when it varies along another axis."""
-    if array.ndim > rank or not np.issubdtype(array.dtype, np.floating):
+    if array.ndim > rank or array.dtype.kind != "f":  # NumPy's floating dtypes (not ml_dtypes' bfloat16)
         return None
-    full = array.reshape((1,) * (rank - array.ndim) + array.shape)
-    if any(d != 1 for i, d in enumerate(full.shape) if i != axis) or full.shape[axis] not in (1, channels):
+    full = (1,) * (rank - array.ndim) + array.shape
+    if any(d != 1 for i, d in enumerate(full) if i != axis) or full[axis] not in (1, channels):
         return None
-    return np.broadcast_to(full.reshape(-1).astype(np.float64), (channels,))
+    vector = array.reshape(-1).astype(np.float64)
+    return vector if vector.shape[0] == channels else np.broadcast_to(vector, (channels,))
 
 
 def scale_output_channels(kernel: np.ndarray, factor: np.ndarray | float, out: np.ndarray) -> np.ndarray:

@@ -13,6 +13,10 @@ in the new layout; nothing is re-associated, so the numbers are exactly those of
 Only Transposes that move the channel axis (``(0, r-1, 1, ..., r-2)`` and its inverse) are sunk:
 other permutations belong to attention and are left to :mod:`.attention_layout`.
 
+A convolution lowered as a block (:mod:`..conv_blocks`) already keeps its result channels-first while lowering
+(:mod:`..relaid`), as this pass would have left it: here are only the Transposes of convolutions and pools
+lowered by their handlers and of the readers that need the jaxpr's layout.
+
 Why hand-written: onnxscript's rules only merge adjacent Transpose pairs; onnxruntime's own transpose
 optimizer runs inside each session, so the saved graph (what the user sees in Netron) keeps them.
 """
