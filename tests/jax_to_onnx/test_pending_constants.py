@@ -89,3 +89,45 @@ def test_repeated_evaluation_of_the_same_constants_is_computed_once(monkeypatch)
     assert calls.count("rsqrt") == 2, calls  # the equal statistics share one pooled initializer: one evaluation
     assert_graph_quality(model)
     assert_matches_jax(forward, model, [x, y])
+
+
+def test_weights_become_initializers_when_first_read_in_their_slots(monkeypatch):
+    """Model weights are held like evaluated constants (GraphBuilder.weight): those a convolution block folds
+    (an NNX BatchNorm's statistics) are never made initializers, the others keep their names and the order of
+    the weights, and an equation on a weight alone is still not evaluated (constant_eval.py)."""
+    from flax import nnx
+
+    from workbench.jax_to_onnx import program
+
+    class Net(nnx.Module):
+        def __init__(self) -> None:
+            self.conv = nnx.Conv(3, 4, (3, 3), rngs=nnx.Rngs(0))
+            self.bn = nnx.BatchNorm(4, use_running_average=True, rngs=nnx.Rngs(0))
+            self.bn.mean[...] = jnp.arange(4.0)
+            self.bn.var[...] = jnp.linspace(0.5, 2.0, 4)
+            self.head = nnx.Linear(4, 2, rngs=nnx.Rngs(1))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            y = self.bn(self.conv(x)).mean(axis=(1, 2))
+            return self.head(y) * jnp.exp(self.head.bias[...])  # a weight read by a unary op on it alone
+
+    lowered: list[list[str]] = []
+    lowered_ops: list[str] = []
+    run_passes = program.run_passes
+
+    def recording(model, **options):
+        lowered.append(list(model.graph.initializers))
+        lowered_ops.extend(node.op_type for node in model.graph)
+        return run_passes(model, **options)
+
+    monkeypatch.setattr(program, "run_passes", recording)
+    net = Net()
+    x = np.random.default_rng(3).standard_normal((2, 5, 5, 3)).astype(np.float32)
+    conversion = wb.convert(net, [x])
+    names = lowered[0]
+    assert not any(name.startswith("bn.") for name in names), names  # folded into the kernel as arrays
+    weights = [name for name in names if name in conversion.weights]
+    assert weights == ["conv.bias", "conv.kernel", "head.bias", "head.kernel"], weights  # as the weights come
+    assert "Exp" in lowered_ops  # exp(head.bias) lowered as a node (for the folding pass and its size limits)
+    assert_graph_quality(conversion.model)
+    assert_matches_jax(net, conversion.model, [x], rtol=1e-5, atol=1e-5)

@@ -126,12 +126,18 @@ class PendingConstant:
     made there; the ``ir.Tensor`` and ``ir.Value`` are made when something other than an evaluation reads
     it (:meth:`GraphBuilder.materialize`). One never read is left out of the graph, as the dead-initializer
     pass would have removed it.
+
+    A model weight is held so too (:meth:`GraphBuilder.weight`): a CNN's BatchNorm statistics are read by the
+    convolution blocks as arrays (:mod:`.conv_blocks`) and folded into the kernels, never by a node. The
+    lowering makes a weight an initializer before anything else reads it (an evaluation too: equations on
+    weights are not evaluated, constant_eval.py).
     """
 
     array: np.ndarray
     name: str
     slot: int  # its index in ``ModelState.initializers``
     value: ir.Value | None = None
+    weight: bool = False  # a model weight (its name is in ``ModelState.weights``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +415,14 @@ class GraphBuilder:
         if name is None:
             self.state.constant_cache.add(np_array, value)
         return value
+
+    def weight(self, array: np.ndarray, name: str) -> PendingConstant:
+        """A model weight of the main graph named ``name`` (its module path), holding its slot among the
+        initializers and made one on the first read (:meth:`materialize`): as :meth:`const` would make it there."""
+        np_array = to_pairs(np.asarray(array))  # complex weights are stored as (real, imag) pairs
+        pending = PendingConstant(np_array, self.state.fresh(name), len(self.state.initializers), weight=True)
+        self.state.initializers.append(pending)
+        return pending
 
     def evaluated_const(self, array: np.ndarray) -> ir.Value | PendingConstant:
         """An anonymous constant computed while lowering: as :meth:`const` would make it, but pending.

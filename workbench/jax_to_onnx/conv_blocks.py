@@ -315,8 +315,8 @@ def _declines(plan: _ConvBlock, builder: Any, read: Reader) -> bool:
     if builder.is_function or builder.inside_function():
         return True
     for atom in (plan.kernel, *plan.leaves):
-        value = read(atom)
-        if value.const_value is None or value.dtype is None or value.dtype.numpy() != np.dtype(atom.aval.dtype):
+        array = read.constant(atom)  # a statistic only the block reads stays an array (no initializer made)
+        if array is None or array.dtype != np.dtype(atom.aval.dtype):
             return True
     return False
 
@@ -396,7 +396,7 @@ def _evaluate(plan: _ConvBlock, atom: Any, read: Reader, done: dict[Any, np.ndar
         return done[atom]
     eqn = plan.constants.get(atom)
     if eqn is None:
-        array = read(atom).const_value.numpy()
+        array = read.constant(atom)
     else:
         operands = [_evaluate(plan, operand, read, done) for operand in eqn.invars]
         array = _compute(eqn, operands)

@@ -184,7 +184,11 @@ def _read_operand(builder: GraphBuilder, env: Env, atom: Any) -> ir.Value | Pend
         value = env[atom]
     except KeyError as error:
         raise ConversionError(f"jaxpr variable {atom} is used before it is defined") from error
-    return _restored(builder, value, atom) if isinstance(value, Relaid) else value
+    if isinstance(value, Relaid):
+        return _restored(builder, value, atom)
+    if isinstance(value, PendingConstant) and value.weight:
+        return builder.materialize(value)  # a weight: read as an initializer (never evaluated as a constant)
+    return value
 
 
 def _restored(builder: GraphBuilder, record: Relaid, var: Any) -> ir.Value:
@@ -222,6 +226,14 @@ class _Reader:
                 return entry.value, entry.perm
         return _read(self.builder, self.env, atom), tuple(range(len(atom.aval.shape)))
 
+    def constant(self, atom: Any) -> np.ndarray | None:
+        if not isinstance(atom, jex_core.Literal):
+            entry = self.env.get(atom)
+            if isinstance(entry, PendingConstant):
+                return entry.array
+        tensor = _read(self.builder, self.env, atom).const_value
+        return None if tensor is None else tensor.numpy()
+
     def laid(self, atom: Any, perm: Sequence[int]) -> ir.Value:
         value, held = self.held(atom)
         order = composed(held, perm)
@@ -234,9 +246,10 @@ class _Reader:
 
 
 def lower_jaxpr(
-    builder: GraphBuilder, jaxpr: Any, consts: Sequence[ir.Value], args: Sequence[ir.Value]
+    builder: GraphBuilder, jaxpr: Any, consts: Sequence[ir.Value], args: Sequence[ir.Value | PendingConstant]
 ) -> list[ir.Value]:
-    """Lower every equation of ``jaxpr``; returns the ONNX values of its outputs."""
+    """Lower every equation of ``jaxpr``; returns the ONNX values of its outputs. ``args`` may hold weights
+    not made initializers yet (:meth:`.builder.GraphBuilder.weight`)."""
     env: Env = {}
     if len(consts) != len(jaxpr.constvars) or len(args) != len(jaxpr.invars):
         raise ConversionError(

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
-import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -192,9 +191,8 @@ def build_model(
         state.scopes = program.recorded.scopes
     check_all_supported(jaxpr, opset, state.location)
     builder = GraphBuilder(state)
-    param_values = [
-        builder.const(np.asarray(p), name=name) for p, name in zip(program.weights, program.weight_names, strict=True)
-    ]
+    # made initializers on their first read: those only the convolution blocks read as arrays are never made
+    param_values = [builder.weight(p, name) for p, name in zip(program.weights, program.weight_names, strict=True)]
     state.weights.update(value.name for value in param_values)
     # reserve the user-facing names so no intermediate value takes them
     state.names.update(program.output_names)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import onnx_ir as ir
 
 # primitives whose lowering, given every operand transposed by one permutation (and its per-axis parameters
@@ -66,6 +67,10 @@ class Reader(Protocol):
 
     def held(self, atom: Any) -> tuple[ir.Value, tuple[int, ...]]:
         """The value as held and the permutation that gives the atom's value (the identity when not relaid)."""
+
+    def constant(self, atom: Any) -> np.ndarray | None:
+        """The atom's array when it is a constant of the graph (a weight not made an initializer, which this does
+        not make one), else None."""
 
     def laid(self, atom: Any, perm: Sequence[int]) -> ir.Value:
         """``Transpose(atom, perm)``: the held value when that is its layout, else one Transpose node."""
