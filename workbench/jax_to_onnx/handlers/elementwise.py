@@ -13,6 +13,7 @@ from jax import lax
 
 from workbench.jax_to_onnx.bias import BIAS_BROADCAST_OPS, without_bias_reshape
 from workbench.jax_to_onnx.builder import onnx_dtype
+from workbench.jax_to_onnx.handlers.where_kernels import selected_as
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
 
@@ -44,12 +45,18 @@ def _is_float(aval: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- n-ary direct mappings
+# ONNX's Max and Min take no bool tensors (the model is invalid); on bools (False < True) they are Or and And
+_BOOL_MAX_MIN = {"Max": "Or", "Min": "And"}
+
+
 def _direct(
     op_type: str, ctx: LoweringContext, *operands: ir.Value, accuracy: Any = None, out_dtype: Any = None
 ) -> ir.Value:
     """One ONNX op per primitive. ``accuracy`` (transcendentals) is XLA's approximation choice; ``out_dtype``
     (mul) asks for the product in another dtype: the operands are cast to it first."""
     del accuracy
+    if op_type in _BOOL_MAX_MIN and _is_bool(ctx.avals_in[0]):
+        return ctx.op(_BOOL_MAX_MIN[op_type], *operands)
     if out_dtype is not None and np.dtype(out_dtype) != np.dtype(ctx.avals_in[0].dtype):
         operands = tuple(ctx.op("Cast", operand, to=onnx_dtype(out_dtype)) for operand in operands)
     if op_type in BIAS_BROADCAST_OPS:
@@ -63,13 +70,21 @@ def _direct(
     return ctx.op(op_type, *operands)
 
 
+# every pair of bools, for the handlers that treat bools apart (max, min, the order comparisons)
+_BOOLS = [np.array([False, False, True, True]), np.array([False, True, False, True])]
+
+
 def _register_direct(primitive: str, op_type: str, fn: Any, n_inputs: int, **tc_kwargs: Any) -> None:
     specs = [F] * n_inputs
     case = Testcase(f"{primitive}_f32", fn, specs, **tc_kwargs)
+    cases = list(_and_f64(case)) if primitive in _F64_RUNNABLE else [case]
+    bool_op = _BOOL_MAX_MIN.get(op_type)
+    if bool_op is not None:
+        cases.append(Testcase(f"{primitive}_bool", fn, _BOOLS))
     handler(
         primitive,
-        onnx_ops=(op_type,),
-        testcases=list(_and_f64(case)) if primitive in _F64_RUNNABLE else [case],
+        onnx_ops=(op_type,) if bool_op is None else (op_type, bool_op),
+        testcases=cases,
     )(functools.partial(_direct, op_type))
 
 
@@ -285,7 +300,15 @@ def _is_finite(ctx: LoweringContext, x: ir.Value) -> ir.Value:
 
 
 # ----------------------------------------------------------------------------- comparisons
+# the order comparisons of bools (False < True), which ONNX's Less/Greater/... do not take: (negate x, op, negate y)
+_BOOL_ORDER = {"Less": (True, "And", False), "LessOrEqual": (True, "Or", False),
+               "Greater": (False, "And", True), "GreaterOrEqual": (False, "Or", True)}
+
+
 def _compare(op_type: str, negate: bool, ctx: LoweringContext, x: ir.Value, y: ir.Value) -> ir.Value:
+    if op_type in _BOOL_ORDER and _is_bool(ctx.avals_in[0]):
+        not_x, logic, not_y = _BOOL_ORDER[op_type]
+        return ctx.op(logic, ctx.op("Not", x) if not_x else x, ctx.op("Not", y) if not_y else y)
     result = ctx.op(op_type, x, y)
     return ctx.op("Not", result) if negate else result
 
@@ -300,10 +323,11 @@ for _prim, _op, _neg, _fn in (
 ):
     handler(
         _prim,
-        onnx_ops=(_op, "Not") if _neg else (_op,),
+        onnx_ops=(_op, "Not") if _neg else (_op, "Not", "And", "Or") if _op in _BOOL_ORDER else (_op,),
         testcases=[
             Testcase(f"{_prim}_f32", _fn, [np.array([1.0, 2.0, 3.0], np.float32), np.array([2.0, 2.0, 2.0], np.float32)]),
             Testcase(f"{_prim}_i32", _fn, [np.array([1, 2, 3], np.int32), np.array([2, 2, 2], np.int32)]),
+            *([Testcase(f"{_prim}_bool", _fn, _BOOLS)] if _op in _BOOL_ORDER else []),
         ],
     )(functools.partial(_compare, _op, _neg))
 
@@ -371,16 +395,19 @@ handler("copy", onnx_ops=(), testcases=[Testcase("copy", lambda x: jnp.array(x, 
     Testcase("select_bool", lambda p, x, y: jnp.where(p > 0, x, y), [F, F, F]),
     Testcase("select_n_int", lambda i, a, b, c: lax.select_n(i, a, b, c), [np.array([0, 1, 2, 1], np.int32), (4,), (4,), (4,)]),
     Testcase("select_of_bools", lambda m: jnp.tril(m), [np.array([[True, True, False], [True, False, True], [True, True, True]])]),
+    Testcase("select_int16", lambda p, x, y: jnp.where(p, x, y), [_BOOLS[0], np.array([1, -2, 3, -4], np.int16), np.array([5, 6, -7, 8], np.int16)]),
+    Testcase("select_uint16_n", lambda i, a, b, c: lax.select_n(i, a, b, c), [np.array([0, 1, 2, 1], np.int32), *(np.array([1, 2, 65535, 4], np.uint16) * k for k in (1, 2, 3))]),
 ])
 def _select_n(ctx: LoweringContext, which: ir.Value, *cases: ir.Value) -> ir.Value:
     """select_n(which, *cases) picks cases[which]: nested Where, last case as the default.
 
-    onnxruntime's CPU provider has no Where kernel for bool tensors, so bool cases are selected
-    as uint8 and cast back.
+    onnxruntime's CPU provider has no Where kernel for bool, int16, uint16, uint64 or bfloat16 tensors, so
+    those cases are selected in a wider type (handlers/where_kernels.py) and cast back once.
     """
-    bool_cases = _is_bool(ctx.avals_in[1])
-    if bool_cases:
-        cases = tuple(ctx.op("Cast", case, to=ir.DataType.UINT8) for case in cases)
+    dtype = ctx.avals_in[1].dtype
+    wide = selected_as(dtype)
+    if wide is not None:
+        cases = tuple(ctx.op("Cast", case, to=onnx_dtype(wide)) for case in cases)
     if _is_bool(ctx.avals_in[0]):
         result = ctx.op("Where", which, cases[1], cases[0])
     else:
@@ -388,12 +415,16 @@ def _select_n(ctx: LoweringContext, which: ir.Value, *cases: ir.Value) -> ir.Val
         index_dtype = ctx.avals_in[0].dtype
         for index in range(len(cases) - 2, -1, -1):
             result = ctx.op("Where", ctx.op("Equal", which, ctx.scalar(index, index_dtype)), cases[index], result)
-    return ctx.op("Cast", result, to=ir.DataType.BOOL) if bool_cases else result
+    return ctx.op("Cast", result, to=onnx_dtype(dtype)) if wide is not None else result
 
 
-@handler("clamp", onnx_ops=("Max", "Min"), testcases=[
+@handler("clamp", onnx_ops=("Max", "Min", "Or", "And"), testcases=[
     *_and_f64(Testcase("clamp_scalar", lambda x: jnp.clip(x, -0.5, 0.5), [F])),
     Testcase("clamp_lax", lambda lo, x, hi: lax.clamp(lo, x, hi), [np.float32(-0.2), F, np.float32(0.3)]),
+    Testcase("clamp_bool", lambda lo, x, hi: lax.clamp(lo, x, hi), [np.array([False, True, False, True]), *_BOOLS]),
 ])
 def _clamp(ctx: LoweringContext, low: ir.Value, x: ir.Value, high: ir.Value) -> ir.Value:
+    """min(max(x, low), high); on bools (Max and Min take none) Or then And."""
+    if _is_bool(ctx.avals_in[1]):
+        return ctx.op("And", ctx.op("Or", x, low), high)
     return ctx.op("Min", ctx.op("Max", x, low), high)

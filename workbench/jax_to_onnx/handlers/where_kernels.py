@@ -24,9 +24,14 @@ _SELECTED_AS: dict[np.dtype, np.dtype] = {
 }
 
 
+def selected_as(dtype: Any) -> np.dtype | None:
+    """The type values of ``dtype`` are selected in (None: onnxruntime's Where takes ``dtype`` itself)."""
+    return _SELECTED_AS.get(np.dtype(dtype))
+
+
 def where(ctx: LoweringContext, condition: ir.Value, a: ir.Value, b: ir.Value, dtype: Any) -> ir.Value:
     """``Where(condition, a, b)`` for values ``a`` and ``b`` of element type ``dtype``, whatever that type."""
-    wide = _SELECTED_AS.get(np.dtype(dtype))
+    wide = selected_as(dtype)
     if wide is None:
         return ctx.op("Where", condition, a, b)
     as_wide = onnx_dtype(wide)
