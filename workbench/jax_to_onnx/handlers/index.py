@@ -528,7 +528,13 @@ def _scatter(
         pads = [0] * (2 * len(perm))
         pads[len(perm)] = 1
         data = ctx.op("Pad", data, ctx.i64(pads), mode="constant")
+    # onnxruntime's ScatterND reduces no bool tensors: bools (False < True) are reduced as uint8
+    as_uint8 = reduction != "none" and np.dtype(operand_aval.dtype) == np.dtype(bool)
+    if as_uint8:
+        data, updates = (ctx.op("Cast", value, to=ir.DataType.UINT8) for value in (data, updates))
     result = ctx.op("ScatterND", data, coords, updates, reduction=reduction)
+    if as_uint8:
+        result = ctx.op("Cast", result, to=ir.DataType.BOOL)
     if drop:
         result = ctx.op("Slice", result, ctx.i64([0]), ctx.i64([-1]), ctx.i64([0]))
     return transpose(ctx, result, np.argsort(perm).tolist())
@@ -562,9 +568,13 @@ handler("scatter-sub", onnx_ops=("Neg", "ScatterND"), min_opset=16, testcases=[
 handler("scatter-mul", onnx_ops=("ScatterND",), min_opset=16, testcases=[
     Testcase("scatter_mul_rows", lambda x, i, u: jnp.asarray(x).at[i].mul(u), [(5, 4), np.array([0, 2, 2, 8], np.int32), (4, 4)]),
 ])(_scatter)
-handler("scatter-min", onnx_ops=("ScatterND",), min_opset=18, testcases=[
+_masks = (np.array([[True, False, False], [False, False, True], [False, True, False], [True, True, False]]),
+          np.array([[False, True, False], [True, False, False], [True, True, True]]))
+handler("scatter-min", onnx_ops=("ScatterND", "Cast"), min_opset=18, testcases=[
     Testcase("scatter_min_points", lambda x, i, j: jnp.asarray(x).at[i, j].min(0.0), [(5, 4), np.array([0, 2, 4], np.int32), np.array([1, 3, -1], np.int32)]),
+    Testcase("scatter_min_bools", lambda m, u: jnp.asarray(m).at[np.array([0, 0, 3])].min(u), list(_masks)),
 ])(_scatter)
-handler("scatter-max", onnx_ops=("ScatterND",), min_opset=18, testcases=[
+handler("scatter-max", onnx_ops=("ScatterND", "Cast"), min_opset=18, testcases=[
     Testcase("scatter_max_rows", lambda x, i, u: jnp.asarray(x).at[i].max(u), [("B", 4), np.array([1, 1], np.int32), (2, 4)]),
+    Testcase("scatter_max_bools", lambda m, u: jnp.asarray(m).at[np.array([0, 0, 3])].max(u), list(_masks)),
 ])(_scatter)
