@@ -209,9 +209,7 @@ class WorkbenchMagics(Magics):
         self.shell.user_ns[args.name] = result
         display(result)
         if result.jax_source is not None and not args.to_jax:
-            from workbench.jupyter.source_view import GeneratedSource
-
-            display(GeneratedSource(result.jax_source))  # forward first, the runtime helpers folded away
+            display(result.jax_source)  # a JaxSource: forward first, the runtime helpers folded away
         if result.parity is not None:
             display(result.parity)  # verdict and per-output error table
             display(result.parity.figure())  # plotly: ONNX vs JAX scatter and error histogram

@@ -5,7 +5,7 @@ generated module of a few hundred lines became one unreadable line. :class:`JaxS
 everywhere else (write it, compile it, compare it) and displays as the highlighted module, ``forward``
 first and the runtime helpers it calls (``_conv``, ``_pool``..., defined below a marker line, often a
 hundred lines and more) folded in a ``<details>``; ``text/plain`` keeps the whole module. ``%%to_onnx
---to-jax`` shows the same (``workbench.jupyter.source_view``).
+--to-jax`` displays this same object (``_onnx.jax_source``).
 """
 
 from __future__ import annotations
