@@ -123,3 +123,26 @@ def test_unknown_name_in_report_lookup_says_what_exists():
 def test_check_on_bad_spec_raises_spec_error():
     with pytest.raises(wb.SpecError):
         wb.check(supported_fn, [("B", 4.5)])
+
+
+def test_a_summary_names_the_first_unsupported_primitives_in_natural_order_and_counts_the_rest():
+    """Twenty unsupported primitives of one count each: the summary names twelve, numbered names in numeric
+    order (op_2 before op_10), and says how many more the table lists; the report keeps all twenty."""
+    primitives = []
+    for number in range(20):
+        primitive = jex_core.Primitive(f"wb_test_lib_op_{number}")
+        primitive.def_impl(lambda x: x)
+        primitive.def_abstract_eval(lambda x: jax.core.ShapedArray(x.shape, x.dtype))
+        primitives.append(primitive)
+
+    def many(x):
+        for primitive in reversed(primitives):
+            x = primitive.bind(x)
+        return x
+
+    report = wb.check(many, [(4,)])
+    assert [p.name for p in report.unsupported] == [f"wb_test_lib_op_{n}" for n in range(20)]
+    summary = report.summary()
+    assert summary.endswith(", ".join(f"wb_test_lib_op_{n}" for n in range(12)) +
+                            " and 8 more (the table lists them all)"), summary
+    assert "20 of 20 primitives" in summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import html
 import keyword
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,13 @@ from workbench.jax_to_onnx.lowering import eqns_with_user_locations, unsupported
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.source import eqn_location
 from workbench.jax_to_onnx.tracing import Traced, trace
+
+_NAMED_IN_SUMMARY = 12  # a summary line names this many unsupported primitives; the table lists every one
+
+
+def _natural(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key reading runs of digits as numbers: lib_op_2 before lib_op_10."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
 
 # What users can do about primitives that have no ONNX handler, by the primitive's name.
 # Each entry names something that exists: a composite of supported operations or a way around.
@@ -119,7 +127,10 @@ class CompatibilityReport:
                 f"{self.function}: all {len(self.primitives)} primitives ({self.num_equations} equations) "
                 "convert to ONNX"
             )
-        names = ", ".join(p.name for p in self.unsupported)
+        shown = self.unsupported[:_NAMED_IN_SUMMARY]
+        names = ", ".join(p.name for p in shown)
+        if len(self.unsupported) > len(shown):
+            names += f" and {len(self.unsupported) - len(shown)} more (the table lists them all)"
         return (
             f"{self.function}: {len(self.unsupported)} of {len(self.primitives)} primitives have no ONNX handler: {names}"
         )
@@ -192,7 +203,7 @@ def report_of_traced(traced: Traced) -> CompatibilityReport:
     for usage in usages.values():
         if not usage.supported and not usage.suggestion:
             usage.suggestion = suggest(usage.name)
-    ordered = sorted(usages.values(), key=lambda u: (u.supported, -u.count, u.name))
+    ordered = sorted(usages.values(), key=lambda u: (u.supported, -u.count, _natural(u.name)))
     return CompatibilityReport(function=traced.callable.display_name, primitives=ordered, num_equations=total)
 
 
