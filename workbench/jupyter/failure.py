@@ -150,6 +150,11 @@ def _is_shape_error(root: BaseException) -> bool:
     return in_jax or bool(re.search(r"shape|dimension|broadcast|incompatible", str(root), re.IGNORECASE))
 
 
+def _inputs_text(spec_texts: Sequence[str], specs_option: str | None = None) -> str:
+    """The inputs as the magic's line gave them: ``specs_option`` (``--specs NAME``) or one ``-i`` per spec text."""
+    return specs_option or " ".join(f"-i {text}" for text in spec_texts)
+
+
 def advice(
     root: BaseException, spec_texts: Sequence[str], function: str, traces: Callable[[list[str]], bool],
     *, in_user_code: bool = True, specs_option: str | None = None,
@@ -160,7 +165,7 @@ def advice(
     """
     import jax.errors
 
-    specs = specs_option or " ".join(f"-i {text}" for text in spec_texts)
+    specs = _inputs_text(spec_texts, specs_option)
     if isinstance(root, jax.errors.InconclusiveDimensionOperation):
         return (
             f"this line needs the actual size of a symbolic dimension of {specs}; give that dimension a number "
@@ -176,7 +181,7 @@ def advice(
         working = find_working_layout(traces, spec_texts)
         if working is not None:
             texts, described = working
-            new_specs = " ".join(f"-i {text}" for text in texts)
+            new_specs = _inputs_text(texts)
             return (
                 f"{function} traces with {new_specs}: it expects {described}. Convert with that spec "
                 "(and give the model data in that layout), or transpose the input inside the function."
@@ -214,7 +219,7 @@ class ConversionFailure:
     def summary_lines(self) -> list[str]:
         root = self.shown_error()
         message = str(root).strip().splitlines()[0] if str(root).strip() else ""
-        specs = self.specs_option or " ".join(f"-i {text}" for text in self.spec_texts)
+        specs = _inputs_text(self.spec_texts, self.specs_option)
         lines = [f"✘ {self.function} → ONNX failed while converting it with {specs}"]
         if self.line is not None:
             lines.append(f"  at {self.line}")
