@@ -242,6 +242,20 @@ def test_specs_usage_errors(shell, converter, line: str, message: str) -> None:
     assert converter.calls == [] and "_onnx" not in shell.user_ns
 
 
+@pytest.mark.parametrize("value", [("B", 30), ["B", 30]], ids=["tuple", "list"])
+def test_specs_holding_one_shape_says_to_wrap_it_in_a_list(shell, converter, value) -> None:
+    """Was: "inputs[0]: cannot use str as an input spec; give a shape tuple such as ('B', 30)", for ('B', 30)."""
+    shell.user_ns["shape"] = value
+    try:
+        execution, captured = run(shell, "%%to_onnx --specs shape\n" + MLP_CELL)
+    finally:
+        shell.user_ns.pop("shape", None)
+    assert not execution.success and "UsageError" in captured.stderr
+    assert f"--specs 'shape': shape = {value!r} is one shape; give the list of specs, one per positional argument: " \
+           "shape = [('B', 30)]." in captured.stderr
+    assert converter.calls == [] and "_onnx" not in shell.user_ns
+
+
 def test_failure_with_specs_names_the_option(shell, converter) -> None:
     cell = PYTREE_CELL.replace('"w": (3,)', '"w": (4,)')
     execution, captured = run(shell, "%%to_onnx --specs specs\n" + cell)

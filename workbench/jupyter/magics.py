@@ -226,6 +226,10 @@ class WorkbenchMagics(Magics):
         if name not in self.shell.user_ns:
             raise UsageError(f"--specs {name!r}: {name!r} is not defined; define it (in this cell or before) as a list of specs.")
         specs = self.shell.user_ns[name]
+        if isinstance(specs, (list, tuple)) and specs and all(isinstance(dim, (int, str)) for dim in specs):
+            # one shape, not a list of specs: parse_input_specs would read each dim as an argument's spec
+            raise UsageError(f"--specs {name!r}: {name} = {specs!r} is one shape; give the list of specs, one per "
+                             f"positional argument: {name} = [{tuple(specs)!r}].")
         if isinstance(specs, tuple):
             specs = list(specs)
         try:
