@@ -55,7 +55,9 @@ def checked_merges(check: MergeCheck) -> Iterator[None]:
 
     Nothing is done when Flax NNX is not imported (a function using ``nnx.merge`` has imported it)."""
     graphlib = sys.modules.get("flax.nnx.graphlib")
-    if graphlib is None:
+    if graphlib is None or not callable(vars(graphlib).get("unflatten")):
+        # no Flax NNX in the process, or a Flax whose merge no longer goes through graphlib.unflatten: the check
+        # is off rather than every trace broken; test_spec_structure pins that the locked Flax has it
         yield
         return
     token = _ACTIVE.set(check)
