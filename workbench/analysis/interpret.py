@@ -10,11 +10,15 @@ Jaxprs traced with symbolic dimensions carry those dimensions in equation parame
 before each equation is bound. An equation that holds a nested symbolic jaxpr of its own
 (``scan``, ``while``, ``cond``) is evaluated through ``jax.export``, which handles the
 symbolic shapes for us.
+
+:func:`record_values_compiled` runs that same evaluation under ``jax.jit``, so XLA compiles the
+whole jaxpr once and returns the values asked for, instead of compiling every primitive at every
+shape as the eager run does (a Keras EfficientNetB0: 16 CPU seconds eagerly).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -124,4 +128,29 @@ def record_values(closed_jaxpr: Any, args: Sequence[Any]) -> dict[ValueKey, Any]
     return values
 
 
-__all__ = ["CALL_BODIES", "record_values", "symbol_env"]
+def record_values_compiled(
+    closed_jaxpr: Any, args: Sequence[Any], wanted: Collection[ValueKey] | None = None
+) -> dict[ValueKey, Any]:
+    """:func:`record_values` compiled as one XLA program; only the ``wanted`` keys (all when ``None``).
+
+    The evaluation is traced once under ``jax.jit`` (the jaxpr's constants are arguments, not
+    constants baked into the program) and returns the wanted intermediates as outputs. What does
+    not compile whole (a primitive with an impl and no XLA lowering, one that needs concrete
+    values) is evaluated op by op instead, as :func:`record_values` does.
+    """
+    keys: list[ValueKey] = []
+
+    def program(consts: list[Any], inputs: list[Any]) -> list[Any]:
+        values = record_values(jex_core.ClosedJaxpr(closed_jaxpr.jaxpr, consts), inputs)
+        keys[:] = [key for key in values if wanted is None or key in wanted]
+        return [values[key] for key in keys]
+
+    try:
+        outputs = jax.jit(program)(list(closed_jaxpr.consts), list(args))
+    except Exception:  # noqa: BLE001 - e.g. no XLA lowering: op by op (a genuine failure raises there too)
+        values = record_values(closed_jaxpr, args)
+        return values if wanted is None else {key: value for key, value in values.items() if key in wanted}
+    return dict(zip(keys, outputs, strict=True))
+
+
+__all__ = ["CALL_BODIES", "record_values", "record_values_compiled", "symbol_env"]

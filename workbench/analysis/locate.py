@@ -1,8 +1,9 @@
 """The divergence locator: find the first ONNX node whose value drifts from JAX.
 
 One onnxruntime run of a copy of the model in which every intermediate value that came from a
-jaxpr variable is also a graph output, one equation-by-equation evaluation of the jaxpr that
-records every variable, and a comparison of the two in topological order. No per-node re-runs.
+jaxpr variable is also a graph output, one evaluation of the jaxpr that records those variables
+(compiled by XLA as one program), and a comparison of the two in topological order. No per-node
+re-runs.
 
 A node *diverges* when one of its outputs is further from JAX than the tolerance, and it is the
 *first divergent* node when every value it reads (following handler-internal values, which have
@@ -27,7 +28,7 @@ from workbench.analysis.divergence import (
     NodeResult,
     divergence_figure,
 )
-from workbench.analysis.interpret import CALL_BODIES, record_values
+from workbench.analysis.interpret import CALL_BODIES, record_values_compiled
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import to_pairs
@@ -104,7 +105,8 @@ def locate_on_subject(
     normalized = conversion.traced.callable
     with subject.x64_context():
         args = [*normalized.params, *flat_inputs]
-        values = record_values(conversion.traced.closed_jaxpr, args)
+        wanted = {origins[name] for name in matched}  # only the values compared below leave the program
+        values = record_values_compiled(conversion.traced.closed_jaxpr, args, wanted)
     timings["jax"] = time.perf_counter() - step
 
     step = time.perf_counter()
