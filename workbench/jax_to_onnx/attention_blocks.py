@@ -34,8 +34,9 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
-from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _same_shape, _softmax, _split
+from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _softmax, _split
 from workbench.jax_to_onnx.builder import is_static, typed_like
+from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.passes.attention_layout import shrink_constant
 
 
@@ -84,7 +85,7 @@ def head_projection(index: _Index, add: Any) -> Block | None:
     bias_shape = list(bias.aval.shape)
     if len(bias_shape) > len(heads) or [1] * (len(heads) - len(bias_shape)) + bias_shape != heads:
         return None
-    if not _same_shape(add.outvars[0].aval.shape, dot.outvars[0].aval.shape):
+    if not same_shape(add.outvars[0].aval.shape, dot.outvars[0].aval.shape):
         return None
     closed = index.closed(members)
     # consecutive equations: lowered in one place, fused or not, the nodes keep the order of the jaxpr's
@@ -157,9 +158,9 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
         return None
     batch, length, heads, group, depth = q5.aval.shape
     span = k.aval.shape[1]
-    if not (_same_shape([group], [1]) and _same_shape(q.aval.shape, [batch, length, heads, depth])):
+    if not (same_shape([group], [1]) and same_shape(q.aval.shape, [batch, length, heads, depth])):
         return None
-    if not _same_shape(k.aval.shape, [batch, span, heads, depth]):
+    if not same_shape(k.aval.shape, [batch, span, heads, depth]):
         return None
     dtype = np.dtype(q.aval.dtype)
     if dtype not in _FLOATS or any(np.dtype(atom.aval.dtype) != dtype for atom in (k, dot.outvars[0])):
@@ -205,7 +206,7 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
     if tuple(tuple(map(tuple, pair)) for pair in weighted.params["dimension_numbers"]) != _VALUES_DIMS:
         return None
     v = weighted.invars[0]
-    if isinstance(v, jex_core.Literal) or not _same_shape(v.aval.shape, [batch, span, heads, depth]):
+    if isinstance(v, jex_core.Literal) or not same_shape(v.aval.shape, [batch, span, heads, depth]):
         return None
     if np.dtype(v.aval.dtype) != dtype or np.dtype(weighted.outvars[0].aval.dtype) != dtype:
         return None
@@ -218,7 +219,7 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
     merge = index.only_reader(tail[-1].outvars[0])
     if merge is None or merge.primitive.name != "reshape" or merge.params.get("dimensions") is not None:
         return None
-    if not _same_shape(merge.outvars[0].aval.shape, [batch, length, heads, depth]):
+    if not same_shape(merge.outvars[0].aval.shape, [batch, length, heads, depth]):
         return None
     members += tail[1:] + [weighted, merge]
     closed = index.closed(members)
@@ -372,7 +373,7 @@ def _mask_base(index: _Index, mask: Any, members: list[Any]) -> Any | None:
         else:
             perm = [int(a) for a in step.params["permutation"]]
             position = [perm.index(p) for p in position]
-    if any(pos != axis + 1 for axis, pos in enumerate(position) if not _same_shape([base.aval.shape[axis]], [1])):
+    if any(pos != axis + 1 for axis, pos in enumerate(position) if not same_shape([base.aval.shape[axis]], [1])):
         return None
     members += [combined, *ones, *chain]
     return base
@@ -396,8 +397,8 @@ def _inserts_unit_axes(eqn: Any) -> bool:
     kept = [int(d) for d in eqn.params["broadcast_dimensions"]]
     shape, source = eqn.outvars[0].aval.shape, eqn.invars[0].aval.shape
     return all(
-        _same_shape([shape[kept[i]]], [source[i]]) if i < len(kept) else False for i in range(len(source))
-    ) and all(_same_shape([shape[axis]], [1]) for axis in range(len(shape)) if axis not in kept)
+        same_shape([shape[kept[i]]], [source[i]]) if i < len(kept) else False for i in range(len(source))
+    ) and all(same_shape([shape[axis]], [1]) for axis in range(len(shape)) if axis not in kept)
 
 
 __all__ = ["attention_scores", "head_projection"]

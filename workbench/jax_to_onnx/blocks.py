@@ -28,6 +28,7 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
+from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.relaid import Reader, Relaid
 
 GELU_MIN_OPSET = 20  # the opsets of the rules in passes/fusions.py
@@ -151,13 +152,6 @@ def _other(eqn: Any, operand: Any) -> Any | None:
     return None
 
 
-def _same_shape(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    try:
-        return len(a) == len(b) and all(bool(x == y) for x, y in zip(a, b, strict=True))
-    except Exception:  # noqa: BLE001 - symbolic dims JAX cannot compare: not the same
-        return False
-
-
 def _is_float(atom: Any) -> bool:
     return np.dtype(atom.aval.dtype) in _FLOATS
 
@@ -165,7 +159,7 @@ def _is_float(atom: Any) -> bool:
 def _restores_axes(eqn: Any, x_shape: Sequence[Any], axes: Sequence[int]) -> bool:
     """Whether ``eqn`` (a reshape or broadcast_in_dim) gives a reduced statistic back exactly the reduced axes."""
     expected = tuple(1 if axis in axes else dim for axis, dim in enumerate(x_shape))
-    if not _same_shape(eqn.outvars[0].aval.shape, expected):
+    if not same_shape(eqn.outvars[0].aval.shape, expected):
         return False
     if eqn.primitive.name == "broadcast_in_dim":
         kept = [axis for axis in range(len(x_shape)) if axis not in axes]
@@ -303,7 +297,7 @@ def _fits(atom: Any, dims: list[Any]) -> bool:
         return False
     shape = list(atom.aval.shape)
     extra = len(shape) - len(dims)
-    return extra >= 0 and all(_same_shape([d], [1]) for d in shape[:extra]) and _same_shape(shape[extra:], dims)
+    return extra >= 0 and all(same_shape([d], [1]) for d in shape[:extra]) and same_shape(shape[extra:], dims)
 
 
 def _parameter(builder: Any, value: ir.Value, dims: list[int]) -> ir.Value:
@@ -392,7 +386,7 @@ def _peel_leading_units(index: _Index, atom: Any, members: list[Any]) -> Any:
             return atom
         source, target = eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape
         extra = len(target) - len(source)
-        if extra < 0 or not _same_shape(target[extra:], source) or not all(_same_shape([d], [1]) for d in target[:extra]):
+        if extra < 0 or not same_shape(target[extra:], source) or not all(same_shape([d], [1]) for d in target[:extra]):
             return atom
         if eqn.primitive.name == "broadcast_in_dim" and tuple(eqn.params["broadcast_dimensions"]) != tuple(range(extra, len(target))):
             return atom
@@ -424,7 +418,7 @@ def _equinox_layer_norm(index: _Index, rsqrt: Any) -> Block | None:
         return None
     rank = len(x.aval.shape)
     keep = call.outvars[0].aval.shape
-    axes = [axis for axis in range(rank) if not _same_shape([keep[axis]], [x.aval.shape[axis]])] if len(keep) == rank else []
+    axes = [axis for axis in range(rank) if not same_shape([keep[axis]], [x.aval.shape[axis]])] if len(keep) == rank else []
     trailing = _static_trailing(x.aval.shape, axes)
     if trailing is None:
         return None

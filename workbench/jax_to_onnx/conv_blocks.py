@@ -35,8 +35,9 @@ import onnx_ir as ir
 from jax.extend import core as jex_core
 
 from workbench.errors import ConversionError
-from workbench.jax_to_onnx.blocks import Block, _Index, _literal, _same_shape, _split, is_relu_body
+from workbench.jax_to_onnx.blocks import Block, _Index, _literal, _split, is_relu_body
 from workbench.jax_to_onnx.builder import typed_like
+from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.ir_values import own_array, transposed_copy
 from workbench.jax_to_onnx.passes.affine import affine_step, bias_name, per_channel_vector, scale_output_channels
 from workbench.jax_to_onnx.relaid import Reader, Relaid, inverse
@@ -149,7 +150,7 @@ def _recognise(index: _Index, conv: Any) -> tuple[_ConvBlock, list[Any], Any] | 
             break
         if eqn.primitive.name == "div" and not chain_first:
             break
-        if np.dtype(eqn.outvars[0].aval.dtype) != dtype or not _same_shape(eqn.outvars[0].aval.shape, y.aval.shape):
+        if np.dtype(eqn.outvars[0].aval.dtype) != dtype or not same_shape(eqn.outvars[0].aval.shape, y.aval.shape):
             break
         computed = _constant_equations(index, operand, int(channels), dtype)
         if computed is None:
@@ -203,11 +204,11 @@ def _unit_axes_round_trip(index: _Index, value: Any, shape: Sequence[Any]) -> li
         if eqn.primitive.name == "reshape" and eqn.params.get("dimensions") is not None:
             return None
         out_shape = eqn.outvars[0].aval.shape
-        if not _same_shape([d for d in out_shape if not _same_shape([d], [1])], [d for d in shape if not _same_shape([d], [1])]):
+        if not same_shape([d for d in out_shape if not same_shape([d], [1])], [d for d in shape if not same_shape([d], [1])]):
             return None
         eqns.append(eqn)
         current = eqn.outvars[0]
-        if _same_shape(out_shape, shape):
+        if same_shape(out_shape, shape):
             return eqns
     return None
 

@@ -23,6 +23,15 @@ import onnx_ir as ir
 Dim = int | str
 
 
+def same_shape(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Two shapes of JAX dims (ints or symbolic dimension expressions) equal for every value of the symbols; dims
+    JAX cannot compare (it raises for some symbolic pairs) count as different."""
+    try:
+        return len(a) == len(b) and all(bool(x == y) for x, y in zip(a, b, strict=True))
+    except Exception:  # noqa: BLE001 - symbolic dims JAX cannot compare: not the same
+        return False
+
+
 def as_dim(dim: Any) -> Dim:
     """A JAX dim, an onnx-ir dim or an int as an int or a name."""
     if isinstance(dim, (int, np.integer)):

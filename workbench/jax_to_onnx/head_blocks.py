@@ -21,7 +21,8 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
-from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _same_shape
+from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal
+from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.relaid import Reader, Relaid, is_identity, reduced_perm
 
 # ReduceMean takes its axes as an input from opset 18 (the rule's opset)
@@ -80,7 +81,7 @@ def dense(index: _Index, add: Any) -> Block | None:
     if dtype not in _FLOATS or any(np.dtype(atom.aval.dtype) != dtype
                                    for atom in (weight, other, dot.outvars[0], add.outvars[0])):
         return None
-    if not _same_shape(add.outvars[0].aval.shape, dot.outvars[0].aval.shape):
+    if not same_shape(add.outvars[0].aval.shape, dot.outvars[0].aval.shape):
         return None  # the bias would broadcast the product to another shape
     columns = weight.aval.shape[1]
     members = [dot, add]
@@ -91,7 +92,7 @@ def dense(index: _Index, add: Any) -> Block | None:
         bias = reshape.invars[0]
         if isinstance(bias, jex_core.Literal):
             return None
-    if not _same_shape(bias.aval.shape, (columns,)):
+    if not same_shape(bias.aval.shape, (columns,)):
         return None
     closed = index.closed(members)
     if closed is None or closed[-1] != index.index(add):

@@ -32,6 +32,7 @@ from workbench.jax_to_onnx.block_plan import plan_blocks
 from workbench.jax_to_onnx.blocks import Block
 from workbench.jax_to_onnx.builder import Evaluation, GraphBuilder, PendingConstant, is_static, onnx_dtype
 from workbench.jax_to_onnx.complex_numbers import touches_complex
+from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.keys import KEY_NATIVE, host_array, involves_keys, physical_aval, physical_equation
 from workbench.jax_to_onnx.passes.layout import RELAID_KEY
 from workbench.jax_to_onnx.provenance import MODULE_KEY, PRIMITIVE_KEY, SOURCE_KEY, inherit
@@ -354,7 +355,7 @@ def _lower_held(builder: GraphBuilder, env: Env, eqn: Any) -> bool:
         entry = env.get(atom)
         if not isinstance(entry, Relaid) or (perm is not None and entry.perm != perm):
             return False
-        if name not in WINDOW_PARAMETERS and not _same_shape(atom.aval.shape, out.aval.shape):
+        if name not in WINDOW_PARAMETERS and not same_shape(atom.aval.shape, out.aval.shape):
             return False
         perm = entry.perm
     info = REGISTRY.get(name)
@@ -379,13 +380,6 @@ def _lower_held(builder: GraphBuilder, env: Env, eqn: Any) -> bool:
         raise ConversionError(f"the handler for {name!r} returned {result!r} for one output")
     _bind_relaid(builder, env, eqn, Relaid(value, perm), first_new_node, rename=True)
     return True
-
-
-def _same_shape(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    try:
-        return len(a) == len(b) and all(bool(x == y) for x, y in zip(a, b, strict=True))
-    except Exception:  # noqa: BLE001 - symbolic dims JAX cannot compare: not the same
-        return False
 
 
 def _bind_relaid(builder: GraphBuilder, env: Env, eqn: Any, record: Relaid, first_new_node: int, *, rename: bool) -> None:
