@@ -27,6 +27,7 @@ FORWARDING_RULES = {
     "complex_ops._conv_general_dilated": "the real conv_general_dilated handler (on the real and imaginary planes)",
     "complex_ops._per_plane": "the real handler of the primitive, once per plane",
     "complex_ops._with_pair_axis": "the real handler of the primitive, with the pair axis added",
+    "complex_ops._scatter_mul": "the real scatter-mul and scatter-add handlers (on the factors' moduli and angles)",
     "equinox._lower_python_impl": "the primitive's own Python implementation (JAX binds it)",
 }
 
