@@ -238,28 +238,14 @@ def test_symbolic_scan_values_compiled_equal_the_eager_ones():
     np.testing.assert_allclose(compiled[((), closed.jaxpr.outvars[0])], total + carry, rtol=1e-5, atol=1e-6)
 
 
-def test_a_primitive_without_xla_lowering_is_evaluated_op_by_op():
+def test_a_primitive_without_xla_lowering_is_evaluated_op_by_op(softsign_without_lowering):
     """A library primitive with an impl but no lowering does not compile whole: the locator runs it eagerly."""
-    from jax.extend.core import Primitive
-
-    from workbench.jax_to_onnx.registry import REGISTRY, handler
-
-    softsign_p = Primitive("workbench_test_locate_softsign_no_lowering")
-    softsign_p.def_impl(lambda x: x / (1 + jnp.abs(x)))
-    softsign_p.def_abstract_eval(lambda x: x)
-
-    @handler(softsign_p.name, onnx_ops=("Softsign",))
-    def softsign(ctx, x):
-        return ctx.op("Softsign", x)
-
-    try:
-        conversion = wb.convert(lambda x: jnp.sin(softsign_p.bind(x) * 2.0), [("B", 5)])
-        broken, node_name = swap_op(conversion.model, "Sin", "Cos")
-        x = np.linspace(-3, 3, 15, dtype=np.float32).reshape(3, 5)
-        clean = wb.locate_divergence(conversion, inputs=[x])
-        report = wb.locate_divergence(conversion, broken, inputs=[x])
-    finally:
-        REGISTRY.unregister(softsign_p.name)
+    softsign_p = softsign_without_lowering
+    conversion = wb.convert(lambda x: jnp.sin(softsign_p.bind(x) * 2.0), [("B", 5)])
+    broken, node_name = swap_op(conversion.model, "Sin", "Cos")
+    x = np.linspace(-3, 3, 15, dtype=np.float32).reshape(3, 5)
+    clean = wb.locate_divergence(conversion, inputs=[x])
+    report = wb.locate_divergence(conversion, broken, inputs=[x])
     assert clean.ok, repr(clean)
     softsign_node = next(n for n in clean.nodes if n.op_type == "Softsign")
     assert softsign_node.compared and softsign_node.max_abs_error <= 1e-6

@@ -130,25 +130,11 @@ def test_the_jax_side_is_compiled_once_per_sample_size():
     np.testing.assert_allclose(report.results[1].jax_value, np.asarray(layers(x)), rtol=1e-5, atol=1e-6)
 
 
-def test_a_primitive_without_xla_lowering_still_runs_on_the_jax_side():
+def test_a_primitive_without_xla_lowering_still_runs_on_the_jax_side(softsign_without_lowering):
     """A library primitive with an impl but no lowering runs eagerly, not under jax.jit: parity falls back to that."""
-    from jax.extend.core import Primitive
-
-    from workbench.jax_to_onnx.registry import REGISTRY, handler
-
-    softsign_p = Primitive("workbench_test_softsign_no_lowering")
-    softsign_p.def_impl(lambda x: x / (1 + jnp.abs(x)))
-    softsign_p.def_abstract_eval(lambda x: x)
-
-    @handler(softsign_p.name, onnx_ops=("Softsign",))
-    def softsign(ctx, x):
-        return ctx.op("Softsign", x)
-
-    try:
-        conversion = wb.convert(lambda x: softsign_p.bind(x) * 2.0, [("B", 5)])
-        report = wb.parity(conversion, samples=2)
-    finally:
-        REGISTRY.unregister(softsign_p.name)
+    softsign_p = softsign_without_lowering
+    conversion = wb.convert(lambda x: softsign_p.bind(x) * 2.0, [("B", 5)])
+    report = wb.parity(conversion, samples=2)
     assert report.ok, repr(report)
     x = report.inputs[0][0]
     np.testing.assert_allclose(report.results[0].jax_value, 2 * x / (1 + np.abs(x)), rtol=1e-6)
