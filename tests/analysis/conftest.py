@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
+import jax
 import jax.numpy as jnp
 import pytest
 from jax.extend.core import Primitive
 
 from workbench.jax_to_onnx.registry import REGISTRY, handler
+
+T = TypeVar("T")
+
+
+def _count_compilations(run: Callable[[], T]) -> tuple[T, int]:
+    """``run()``'s result and the number of XLA programs compiled meanwhile."""
+    compiles: list[str] = []
+
+    def count(event: str, _seconds: float, **_: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        return run(), len(compiles)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+
+
+@pytest.fixture
+def count_compilations() -> Callable[[Callable[[], T]], tuple[T, int]]:
+    """``count_compilations(run)``: ``run()``'s result and how many XLA programs it compiled (the analysis
+    compiles whole functions, not one program per operation)."""
+    return _count_compilations
 
 
 @pytest.fixture

@@ -172,24 +172,7 @@ def test_html_of_a_big_graph_shows_the_rows_around_the_first_divergent_node():
     assert f">{name}<" in page and "#ffcdd2" in page  # its row, highlighted
 
 
-def _count_compilations(run):
-    """``run()``'s result and the number of XLA programs compiled meanwhile."""
-    import jax
-
-    compiles: list[str] = []
-
-    def count(event: str, _seconds: float, **_: object) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(count)
-    try:
-        return run(), len(compiles)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(count)
-
-
-def test_the_jax_side_is_compiled_as_one_program():
+def test_the_jax_side_is_compiled_as_one_program(count_compilations):
     """Evaluated op by op, JAX compiled each primitive at each shape (a Keras EfficientNetB0: 16 CPU seconds of the
     locator's, its conversion 1.5); the jaxpr is compiled whole once, with the same values and the same verdict."""
     import jax
@@ -206,7 +189,7 @@ def test_the_jax_side_is_compiled_as_one_program():
     conversion = wb.convert(layers, [("B", 11)])
     broken, node_name = swap_op(conversion.model, "Sin", "Cos", occurrence=2)
     x = np.random.default_rng(0).normal(size=(7, 11)).astype(np.float32)
-    report, compiles = _count_compilations(lambda: wb.locate_divergence(conversion, broken, inputs=[x]))
+    report, compiles = count_compilations(lambda: wb.locate_divergence(conversion, broken, inputs=[x]))
     assert compiles <= 2, f"{compiles} XLA compilations for one locator run"
     assert report.first_divergent is not None and report.first_divergent.node == node_name, repr(report)
     assert [n.node for n in report.divergent] == [node_name]

@@ -101,7 +101,7 @@ def test_symbolic_slice_of_a_fixed_table_does_not_stop_parity():
     np.testing.assert_allclose(report.results[0].jax_value, np.tril(np.ones((len(first),) * 2)) @ first, rtol=1e-5, atol=1e-5)
 
 
-def test_the_jax_side_is_compiled_once_per_sample_size():
+def test_the_jax_side_is_compiled_once_per_sample_size(count_compilations):
     """Run op by op, JAX compiled each operation at each new shape (a Keras EfficientNetB0: 609 programs, 24 of
     parity's 29 CPU seconds); the whole function is compiled once per sample size instead."""
     w = np.linspace(-1, 1, 13 * 13, dtype=np.float32).reshape(13, 13)
@@ -112,20 +112,10 @@ def test_the_jax_side_is_compiled_once_per_sample_size():
         return jnp.cumsum(x, axis=-1) / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
     conversion = wb.convert(layers, [("B", 13)])
-    compiles: list[str] = []
-
-    def count(event: str, _seconds: float, **_: object) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(count)
-    try:
-        report = wb.parity(conversion, samples=3)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(count)
+    report, compiles = count_compilations(lambda: wb.parity(conversion, samples=3))
     assert report.ok, repr(report)
     assert len({sizes["B"] for sizes in report.sizes}) == 3
-    assert len(compiles) <= 3, f"{len(compiles)} XLA compilations for 3 sample sizes"
+    assert compiles <= 3, f"{compiles} XLA compilations for 3 sample sizes"
     x = report.inputs[1][0]
     np.testing.assert_allclose(report.results[1].jax_value, np.asarray(layers(x)), rtol=1e-5, atol=1e-6)
 
