@@ -118,7 +118,8 @@ def test_to_onnx_runs_cell_converts_last_function_and_displays_one_bundle(shell,
 
 def test_a_display_walks_and_serializes_the_model_once(shell, converter, monkeypatch) -> None:
     """The header was computed three times per display, each summarizing and serializing the model: a 94 MB
-    Haiku ResNet50's display took 1.0 s, 0.9 of it there (its conversion: 0.8 s)."""
+    Haiku ResNet50's display took 1.0 s, 0.9 of it there (its conversion: 0.8 s). One reading per display,
+    none kept between displays: the next test edits the model in place."""
     from workbench.jupyter import result as result_module
 
     execution, captured = run(shell, "%%to_onnx -i B,30 --no-view\n" + MLP_CELL)
@@ -132,15 +133,33 @@ def test_a_display_walks_and_serializes_the_model_once(shell, converter, monkeyp
         return real_summarize(model)
 
     monkeypatch.setattr(result_module, "summarize", counting_summarize)
-    result._stats = None  # as if just converted
     first, again = result._repr_mimebundle_(), result._repr_mimebundle_()
-    assert walks == [result.model]
+    assert walks == [result.model, result.model]
     nodes = len(result.model.graph.node)
     for bundle in (first, again):
         assert bundle["text/plain"].startswith(f"f → ONNX: {nodes} nodes, ")
         assert f"Node table: {nodes} nodes" in bundle["text/html"] and "float32[B×20]" in bundle["text/html"]
     result.model = workbench.to_onnx(lambda x: x * 2.0, [("B", 3)])  # a replaced model is described anew
-    assert result.header_text().startswith("f → ONNX: 1 nodes, ") and len(walks) == 2
+    assert result.header_text().startswith("f → ONNX: 1 nodes, ") and len(walks) == 3
+
+
+def test_a_model_edited_in_place_shows_in_the_next_display(shell, converter) -> None:
+    """The header was cached by the model's identity: ``_onnx.model`` edited in place (a node removed, the
+    opset changed) kept showing the old node count, size and opset."""
+    execution, captured = run(shell, "%%to_onnx -i B,30 --no-view\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    result = shell.user_ns["_onnx"]
+    nodes = len(result.model.graph.node)
+    (default,) = [entry for entry in result.model.opset_import if entry.domain in ("", "ai.onnx")]
+    opset = default.version
+    before = result._repr_mimebundle_()
+    assert before["text/plain"].startswith(f"f → ONNX: {nodes} nodes, ") and before["text/plain"].endswith(f"opset {opset}")
+    del result.model.graph.node[-1]
+    default.version = opset + 1
+    after = result._repr_mimebundle_()
+    assert after["text/plain"].startswith(f"f → ONNX: {nodes - 1} nodes, "), after["text/plain"]
+    assert after["text/plain"].splitlines()[0].endswith(f"opset {opset + 1}") and f"Node table: {nodes - 1} nodes" in after["text/html"]
+    assert result.header_text() == after["text/plain"].splitlines()[0]
 
 
 def test_fn_option_name_option_and_dtype_specs(shell, converter) -> None:
