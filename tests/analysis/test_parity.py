@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 import pytest
+from jax.interpreters import mlir
 
 import workbench as wb
 from tests.support.analysis_models import W1, copy_model, mlp, scale_initializer, swap_op, two_outputs
@@ -128,6 +129,27 @@ def test_a_primitive_without_xla_lowering_still_runs_on_the_jax_side(softsign_wi
     assert report.ok, repr(report)
     x = report.inputs[0][0]
     np.testing.assert_allclose(report.results[0].jax_value, 2 * x / (1 + np.abs(x)), rtol=1e-6)
+
+
+def test_a_function_that_does_not_compile_whole_is_tried_once_per_parity_call(softsign_without_lowering):
+    """The JAX side caught the compiled run's failure and ran op by op, but tried the compile again on every sample
+    (3 samples, 3 sizes: 3 failing lowerings): the failure is remembered per parity call."""
+    softsign_p = softsign_without_lowering
+    attempts: list[tuple[int, ...]] = []
+
+    def refuse(ctx, x):
+        attempts.append(tuple(ctx.avals_in[0].shape))
+        raise NotImplementedError("no XLA lowering for this test primitive")
+
+    mlir.register_lowering(softsign_p, refuse)
+    conversion = wb.convert(lambda x: softsign_p.bind(x) * 2.0, [("B", 5)])
+    report = wb.parity(conversion, samples=3)
+    assert report.ok, repr(report)
+    assert len({sizes["B"] for sizes in report.sizes}) == 3
+    assert len(attempts) == 1, f"the whole-function compile was tried {len(attempts)} times: {attempts}"
+    assert report.subject.whole_compile.failure == "NotImplementedError: no XLA lowering for this test primitive"
+    for sample, x in enumerate(report.inputs):
+        np.testing.assert_allclose(report.results[sample].jax_value, 2 * x[0] / (1 + np.abs(x[0])), rtol=1e-6)
 
 
 def test_outputs_that_are_nan_on_both_sides_are_not_called_a_plain_pass():

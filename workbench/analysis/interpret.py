@@ -19,6 +19,7 @@ shape as the eager run does (a Keras EfficientNetB0: 16 CPU seconds eagerly).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -34,6 +35,25 @@ from workbench.jax_to_onnx.source import eqn_location
 CALL_BODIES: dict[str, str] = {"jit": "jaxpr", "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr", "remat2": "jaxpr"}
 
 ValueKey = tuple[tuple[int, ...], Any]
+
+
+@dataclass
+class WholeCompile:
+    """Whether a function compiles whole under ``jax.jit``: learned on its first run, kept for the rest.
+
+    One per parity call, shared with the locator it starts. A function that does not compile (a
+    primitive with an impl and no XLA lowering) was traced and lowered again for every sample, each
+    attempt failing the same way, and once more by the locator.
+    """
+
+    failure: str | None = None  # the first attempt's error, when the function did not compile whole
+
+    @property
+    def worth_trying(self) -> bool:
+        return self.failure is None
+
+    def note(self, error: Exception) -> None:
+        self.failure = f"{type(error).__name__}: {error}"
 
 
 def symbol_env(jaxpr: Any, args: Sequence[Any]) -> dict[str, int]:
@@ -129,14 +149,19 @@ def record_values(closed_jaxpr: Any, args: Sequence[Any]) -> dict[ValueKey, Any]
 
 
 def record_values_compiled(
-    closed_jaxpr: Any, args: Sequence[Any], wanted: Collection[ValueKey] | None = None
+    closed_jaxpr: Any,
+    args: Sequence[Any],
+    wanted: Collection[ValueKey] | None = None,
+    whole: WholeCompile | None = None,
 ) -> dict[ValueKey, Any]:
     """:func:`record_values` compiled as one XLA program; only the ``wanted`` keys (all when ``None``).
 
     The evaluation is traced once under ``jax.jit`` (the jaxpr's constants are arguments, not
     constants baked into the program) and returns the wanted intermediates as outputs. What does
     not compile whole (a primitive with an impl and no XLA lowering, one that needs concrete
-    values) is evaluated op by op instead, as :func:`record_values` does.
+    values) is evaluated op by op instead, as :func:`record_values` does; ``whole`` says whether
+    the function compiled whole before (parity's run of it: then it is not tried again) and learns
+    the answer.
     """
     keys: list[ValueKey] = []
 
@@ -145,12 +170,15 @@ def record_values_compiled(
         keys[:] = [key for key in values if wanted is None or key in wanted]
         return [values[key] for key in keys]
 
-    try:
-        outputs = jax.jit(program)(list(closed_jaxpr.consts), list(args))
-    except Exception:  # noqa: BLE001 - e.g. no XLA lowering: op by op (a genuine failure raises there too)
-        values = record_values(closed_jaxpr, args)
-        return values if wanted is None else {key: value for key, value in values.items() if key in wanted}
-    return dict(zip(keys, outputs, strict=True))
+    if whole is None or whole.worth_trying:
+        try:
+            outputs = jax.jit(program)(list(closed_jaxpr.consts), list(args))
+            return dict(zip(keys, outputs, strict=True))
+        except Exception as error:  # noqa: BLE001 - e.g. no XLA lowering: op by op (a genuine failure raises there too)
+            if whole is not None:
+                whole.note(error)
+    values = record_values(closed_jaxpr, args)
+    return values if wanted is None else {key: value for key, value in values.items() if key in wanted}
 
 
-__all__ = ["CALL_BODIES", "record_values", "record_values_compiled", "symbol_env"]
+__all__ = ["CALL_BODIES", "WholeCompile", "record_values", "record_values_compiled", "symbol_env"]

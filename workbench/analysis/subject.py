@@ -18,7 +18,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from workbench.analysis.inputs import (
     symbol_sizes,
     unflatten_args,
 )
+from workbench.analysis.interpret import WholeCompile
 from workbench.errors import SpecError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import (
     COMPLEX_DOC,
@@ -72,6 +73,7 @@ class Subject:
     source: onnx.ModelProto | Path | Conversion  # what onnxruntime runs: the proto, the file, the conversion
     conversion: Conversion | None = None  # what the model was converted from, when the caller had it
     traced_with_model_types: bool = False  # traced with the model's own input types (symbolic names)
+    whole_compile: WholeCompile = field(default_factory=WholeCompile, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -124,16 +126,22 @@ class Subject:
         """
         return jax.jit(self.traced.callable.pure)
 
+    def _run_whole_or_op_by_op(self, normalized: Any, args: Sequence[Any]) -> Any:
+        """The function compiled whole; op by op when it does not compile (tried once per subject)."""
+        if self.whole_compile.worth_trying:
+            try:
+                return self.jitted(normalized.params, *args)
+            except Exception as error:  # noqa: BLE001 - e.g. a primitive with an impl but no XLA lowering
+                self.whole_compile.note(error)
+        return normalized.pure(normalized.params, *args)
+
     def run_jax(self, flat_inputs: Sequence[np.ndarray], sizes: Mapping[str, int]) -> list[np.ndarray]:
         """The function's flat outputs as NumPy arrays; a failure names the inputs it got."""
         args = unflatten_args(self.traced, flat_inputs)
         normalized = self.traced.callable
         with self.x64_context():
             try:
-                try:
-                    result = self.jitted(normalized.params, *args)
-                except Exception:  # noqa: BLE001 - e.g. a primitive with an impl but no XLA lowering: op by op
-                    result = normalized.pure(normalized.params, *args)
+                result = self._run_whole_or_op_by_op(normalized, args)
                 # as the model carries them: complex values as (real, imag) pairs
                 return [to_pairs(leaf) for leaf in jax.tree_util.tree_leaves(result)]
             except Exception as error:  # user code raises anything; we say with which inputs
