@@ -133,7 +133,7 @@ def test_a_primitive_without_xla_lowering_still_runs_on_the_jax_side(softsign_wi
 
 def test_a_function_that_does_not_compile_whole_is_tried_once_per_parity_call(softsign_without_lowering):
     """The JAX side caught the compiled run's failure and ran op by op, but tried the compile again on every sample
-    (3 samples, 3 sizes: 3 failing lowerings): the failure is remembered per parity call."""
+    (3 samples, 3 sizes: 3 failing lowerings) and the locator once more: the failure is remembered per parity call."""
     softsign_p = softsign_without_lowering
     attempts: list[tuple[int, ...]] = []
 
@@ -150,6 +150,8 @@ def test_a_function_that_does_not_compile_whole_is_tried_once_per_parity_call(so
     assert report.subject.whole_compile.failure == "NotImplementedError: no XLA lowering for this test primitive"
     for sample, x in enumerate(report.inputs):
         np.testing.assert_allclose(report.results[sample].jax_value, 2 * x[0] / (1 + np.abs(x[0])), rtol=1e-6)
+    divergence = report.locate(sample=1)  # the locator learns it from parity and runs op by op at once
+    assert len(attempts) == 1 and divergence.first_divergent is None, repr(divergence)
 
 
 def test_outputs_that_are_nan_on_both_sides_are_not_called_a_plain_pass():
