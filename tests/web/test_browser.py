@@ -73,7 +73,19 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HarnessInfo
             export_web_harness(_half_identity(), root / "half_rounding", inputs=HALF_ROUNDED, providers=("wasm",))),
         "half_rounding_no16": _without_float16array(_with_unrounded_inputs(
             export_web_harness(_half_identity(), root / "half_rounding_no16", inputs=HALF_ROUNDED, providers=("wasm",)))),
+        # a harness written before the manifest recorded its example inputs' digest
+        "old_manifest": _without_inputs_digest(export_web_harness(web_models.mlp(), root / "old_manifest", providers=("wasm",))),
     }  # fmt: skip
+
+
+def _without_inputs_digest(info: HarnessInfo) -> HarnessInfo:
+    """The harness's manifest as it was written before ``example_inputs_sha256`` existed."""
+    import json
+
+    manifest = json.loads(info.manifest_path.read_text())
+    del manifest["example_inputs_sha256"]
+    info.manifest_path.write_text(json.dumps(manifest))
+    return info
 
 
 SEGMENTATION_CLASSES = 21
@@ -460,6 +472,17 @@ def test_the_page_only_requests_files_from_127_0_0_1(name: str, reports, harness
     requested = {urlsplit(u).path.lstrip("/") for u in report.requests}
     runtime_files = set(harnesses[name].manifest["runtime"]["files"])
     assert {"model.onnx", "harness.manifest.json", "inputs.example.json"} | runtime_files <= requested
+
+
+def test_a_harness_from_before_the_inputs_digest_runs_and_its_report_says_the_inputs_were_not_checked(reports):
+    """An old manifest has no example_inputs_sha256: the smoke test skipped the inputs check without a word."""
+    old, current = reports["old_manifest"], reports["mlp"]
+    assert old.passed, old.summary()
+    assert old.parity and all(item.ok for item in old.parity)
+    (note,) = old.notes
+    assert "no example_inputs_sha256" in note and "inputs.example.json was not checked" in note
+    assert "export the harness again" in note and f"  note: {note}" in old.summary() and note in repr(old)
+    assert current.notes == [] and "note:" not in current.summary()
 
 
 def test_timeout_gives_a_failing_report_not_a_hang(harnesses):

@@ -66,6 +66,7 @@ class SmokeReport:
     expected_tokens: list[int] | None = None
     console: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what was not checked and why (an old harness's manifest)
 
     @property
     def passed(self) -> bool:
@@ -92,6 +93,7 @@ class SmokeReport:
         lines = [f"web smoke test: {'PASSED' if self.passed else 'FAILED'} ({self.url})"]
         if self.failure:
             lines.append(f"  failure: {self.failure}")
+        lines += [f"  note: {note}" for note in self.notes]
         lines.append(
             f"  provider used: {self.provider_used}; tried {self.telemetry.get('providers_tried')}"
         )
@@ -146,6 +148,17 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
                 f"{file} is missing or does not match the sha256 in {harness.MANIFEST_NAME}; export the harness again"
             )
     return manifest
+
+
+def manifest_notes(manifest: dict[str, Any]) -> list[str]:
+    """What a smoke test of this harness cannot check, in words for its report (nothing for a current harness)."""
+    if "example_inputs_sha256" in manifest:
+        return []
+    return [
+        f"{harness.MANIFEST_NAME} has no example_inputs_sha256 (written before it was recorded): "
+        f"{manifest['example_inputs']} was not checked against a digest, so the page ran on whatever inputs it "
+        "holds now; export the harness again to have them checked"
+    ]
 
 
 def compare_outputs(manifest: dict[str, Any], telemetry: dict[str, Any], folder: Path | None = None) -> list[OutputParity]:
@@ -340,7 +353,7 @@ def _report(manifest: dict[str, Any], folder: Path, url: str, result: _PageResul
         url=url, telemetry=telemetry, parity=parity, requests=requests, external_requests=external,
         failure=_verdict(manifest, telemetry, parity, external, timed_out),
         expected_tokens=None if not generation else list(generation["expected_tokens"]),
-        console=console, elapsed_s=elapsed_s,
+        console=console, elapsed_s=elapsed_s, notes=manifest_notes(manifest),
     )  # fmt: skip
 
 
