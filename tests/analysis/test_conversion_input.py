@@ -31,10 +31,13 @@ def no_tracing(monkeypatch):
 def test_parity_of_a_conversion_matches_parity_of_fn_and_model(conversion, no_tracing):
     report = wb.parity(conversion, samples=2)
     assert report.ok and report.model_source == "<Conversion>" and report.subject.name == "mlp"
+    # the label stays data; the summary says what it is ("Parity PASS: <Conversion> vs mlp, 2 sample(s)" before)
+    assert report.summary() == "Parity PASS: mlp in JAX vs its ONNX conversion, 2 samples, onnxruntime optimisations on"
     assert [r.output for r in report.results] == ["output", "output"]
     given = [np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)]
     one = wb.parity(conversion, inputs=given)
     assert len(one.inputs) == 1 and np.array_equal(one.inputs[0][0], given[0])
+    assert one.summary().startswith("Parity PASS: mlp in JAX vs its ONNX conversion, 1 sample, ")
     np.testing.assert_allclose(one.results[0].onnx_value, np.asarray(mlp(given[0])), rtol=1e-5, atol=1e-6)
 
 

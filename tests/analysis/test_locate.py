@@ -90,6 +90,9 @@ def test_model_path_and_given_inputs(tmp_path):
     onnx.save_model(broken, path)
     report = wb.locate_divergence(two_outputs, path, [x, x + 1])
     assert report.first_divergent.node == node_name and report.model_source == str(path)
+    assert report.summary().startswith(f"Divergence locator: two_outputs in JAX vs ONNX file {path}, "), report.summary()
+    in_memory = wb.locate_divergence(two_outputs, broken, [x, x + 1])
+    assert in_memory.summary().startswith("Divergence locator: two_outputs in JAX vs the ONNX model (in memory), ")
     frame = report.to_pandas()
     assert frame["first_divergent"].sum() == 1
     assert frame.loc[frame["first_divergent"], "node"].item() == node_name

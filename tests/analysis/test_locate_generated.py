@@ -78,6 +78,7 @@ def test_a_tampered_emitter_is_found_at_its_first_node(monkeypatch):
     assert report.first_divergent is not None and report.first_divergent.node == "relu1", report
     assert report.first_divergent.op_type == "Relu"
     assert "first divergent node 'relu1'" in report.summary()
+    assert report.summary().startswith("Divergence locator: the generated JAX vs the ONNX model (in memory), ")
 
 
 def test_bad_generated_argument_is_a_clear_error():

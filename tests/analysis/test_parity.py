@@ -52,6 +52,7 @@ def test_parity_flags_a_tampered_model(mlp_model):
     assert all(r.verdict.startswith("FAIL") for r in report.results)
     assert all(0 < r.comparison.mismatch_fraction <= 1 for r in report.results)
     assert "FAIL" in repr(report)
+    assert report.summary().startswith("Parity FAIL (3 of 3 comparisons): mlp in JAX vs the ONNX model (in memory), 3 samples, ")
 
 
 def test_explicit_tolerance_overrides_dtype_default(mlp_model):

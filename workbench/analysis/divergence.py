@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.analysis.labels import model_phrase, sides
+
 # the function name of a report on generated JAX code (locate_generated.py): its nodes have no primitive
 GENERATED_LABEL = "generated JAX"
 # node rows in the HTML table: %%to_onnx --parity shows the report in the notebook, where every row of a
@@ -91,7 +93,9 @@ class DivergenceReport:
 
     def summary(self) -> str:
         compared = sum(n.compared for n in self.nodes)
-        head = f"Divergence locator: {self.model_source} vs {self.function}, {compared} of {len(self.nodes)} nodes compared"
+        pair = (f"the generated JAX vs {model_phrase(self.model_source)}" if self.function == GENERATED_LABEL
+                else sides(self.function, self.model_source))  # fmt: skip
+        head = f"Divergence locator: {pair}, {compared} of {len(self.nodes)} nodes compared"
         if self.first_divergent is None:
             return head + "; no node diverges."
         node = self.first_divergent

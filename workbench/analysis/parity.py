@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from workbench.analysis.compare import Comparison, compare_arrays, compute_tolerances, default_tolerances
+from workbench.analysis.labels import count, sides
 from workbench.analysis.subject import Subject, prepare
 from workbench.jax_to_onnx.complex_numbers import to_pairs
 
@@ -125,7 +126,7 @@ class ParityReport:
     def summary(self) -> str:
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
         text = (
-            f"Parity {verdict}: {self.model_source} vs {self.name or self.subject.name}, {len(self.inputs)} sample(s), "
+            f"Parity {verdict}: {sides(self.name or self.subject.name, self.model_source)}, {count(len(self.inputs), 'sample')}, "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
         vacuous = self.vacuous
