@@ -117,6 +117,53 @@ def test_a_run_time_failure_names_the_node_in_every_door():
         session.run(None, {"x": x, "z": z})
 
 
+def _dense() -> onnx.ModelProto:
+    """y = x @ W.T + b with Gemm's transB (the prepared form lays W out as (K, N)); x: float32[N, 3]."""
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, "dense.weight")
+    b = numpy_helper.from_array(np.ones(4, np.float32), "dense.bias")
+    return _model([helper.make_node("Gemm", ["x", "dense.weight", "dense.bias"], ["y"], name="dense", transB=1)],
+                  [vi("x", TensorProto.FLOAT, ["N", 3])], [vi("y", TensorProto.FLOAT, ["N", 4])], [w, b])  # fmt: skip
+
+
+def test_a_run_time_failure_names_the_inputs_that_differ_from_the_declared_ones():
+    """Was: only JAX's error ('dot_general requires contracting dimensions to have the same shape, got (4,) and
+    (3,)') and 'check the inputs against the model's declared inputs', which the message did not show."""
+    model = _dense()
+    forward, params = wb.to_jax(model)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(forward(params, x), run_onnx(model, [x])[0], rtol=1e-6)
+    for call in (lambda v: forward(params, v), lambda v: jax.jit(forward)(params, v), wb.jit_forward(forward, params)):
+        with pytest.raises(wb.ModelRunError, match=r"node 'dense' \(Gemm\) .* The given inputs differ from the model's: "
+                                                   r"'x' is declared float32\[N×3\], given float32\[2×4\]\. Give inputs"):  # fmt: skip
+            call(np.ones((2, 4), np.float32))
+    with pytest.raises(wb.ModelRunError, match=r"'x' is declared float32\[N×3\], given int32\[2×5\]\. Give inputs"):
+        forward(params, np.ones((2, 5), np.int32))
+    with pytest.raises(wb.ModelRunError, match="check the inputs against the model's declared inputs") as caught:
+        _symbolic_add_forward()  # inputs as declared (two symbolic sizes that do not broadcast): no mismatch to name
+    assert "differ from the model's" not in str(caught.value)
+
+
+def _symbolic_add_forward() -> None:
+    forward, params = wb.to_jax(_symbolic_add())
+    forward(params, np.arange(2, dtype=np.float32), np.ones(3, np.float32))
+
+
+def test_a_weight_missing_from_params_is_named_not_a_bare_key_error():
+    """Was: KeyError: 'dense.weight' from a line of <workbench-generated> (params loaded or edited without it)."""
+    model = _dense()
+    x = np.ones((2, 3), np.float32)
+    for prepared in (False, True):  # read by the node's statement, or by prepare() laying the weight out
+        forward, params = wb.to_jax(model, prepared=prepared)
+        without = {name: value for name, value in params.items() if name != "dense.weight"}
+        for call in (forward, jax.jit(forward)):
+            with pytest.raises(wb.ModelRunError, match=r"^<ModelProto>: params has no weight 'dense\.weight'.*Pass the "
+                                                       r"params wb\.to_jax returned with the function \(2 arrays"):  # fmt: skip
+                call(without, x)
+    forward, params = wb.to_jax(model)  # a weight prepare() does not read, eagerly: the statement reading it is known
+    with pytest.raises(wb.ModelRunError, match=r"params has no weight 'dense\.bias', which node 'dense' \(Gemm\) writing"):
+        forward({"dense.weight": params["dense.weight"]}, x)
+
+
 def test_guarded_forward_is_still_the_generated_function():
     """The guard keeps the signature, the module namespace jit_forward reads and the numbers (vs onnxruntime)."""
     import inspect

@@ -108,7 +108,8 @@ def _guarded_namespace(source: str, builder: Any) -> dict[str, Any]:
     from workbench.onnx_to_jax.run_errors import guard, source_map
 
     namespace = _load_namespace(builder.code)
-    where = source_map(builder.label, GENERATED_FILENAME, source, builder.scope.identifiers(), builder.model, HELPERS_MARKER)
+    where = source_map(builder.label, GENERATED_FILENAME, source, builder.scope.identifiers(), builder.model, HELPERS_MARKER,
+                       len(builder.params))
     for name in (builder.function_name, builder.prepared_name):
         if name in namespace:
             guard(namespace, name, where)

@@ -17,14 +17,15 @@ from __future__ import annotations
 import inspect
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import onnx
 
 from workbench.errors import ModelRunError, WorkbenchError
-from workbench.onnx_io.describe import model_graphs
+from workbench.onnx_io.describe import ValueDescription, describe_inputs, model_graphs
 
 #: what numpy, JAX and Python raise when a computation does not fit its operands
 RUN_ERRORS = (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, ArithmeticError)
@@ -41,6 +42,8 @@ class SourceMap:
     lines: tuple[str, ...]  # the generated source
     node_of_identifier: dict[str, str]  # identifier -> "node 'x' (Add) writing 'y'"
     helpers_from: int  # the line where the runtime helpers start (their locals are not model values)
+    declared_inputs: tuple[ValueDescription, ...] = ()  # the model's graph inputs, to compare the given ones with
+    weight_count: int = 0  # how many arrays the params wb.to_jax returns hold
 
     def describe(self, error: BaseException) -> str | None:
         """The failing node and its statement, from the innermost generated frame that assigns a model value."""
@@ -60,10 +63,11 @@ class SourceMap:
 
 
 def source_map(
-    label: str, filename: str, source: str, identifiers: dict[str, str], model: onnx.ModelProto, helpers_marker: str
+    label: str, filename: str, source: str, identifiers: dict[str, str], model: onnx.ModelProto, helpers_marker: str,
+    weight_count: int = 0,
 ) -> SourceMap:
     """``identifiers``: generated identifier -> the ONNX value it holds; the model tells which node writes each;
-    the runtime helpers start at the line ``helpers_marker``."""
+    the runtime helpers start at the line ``helpers_marker``; the params hold ``weight_count`` arrays."""
     writer: dict[str, str] = {}
     for graph in model_graphs(model):
         for index, node in enumerate(graph.node):
@@ -75,7 +79,42 @@ def source_map(
     nodes = {ident: writer[value] for ident, value in identifiers.items() if value in writer}
     lines = tuple(source.splitlines())
     helpers_from = next((number for number, text in enumerate(lines, 1) if text == helpers_marker), len(lines) + 1)
-    return SourceMap(label, filename, lines, nodes, helpers_from)
+    declared = tuple(describe_inputs(model.graph))
+    return SourceMap(label, filename, lines, nodes, helpers_from, declared, weight_count)
+
+
+def _given_text(value: Any) -> tuple[np.dtype | None, tuple[int, ...] | None, str]:
+    """A given input's dtype, shape and ``float32[1×3]`` text (a tracer under jax.jit has both too)."""
+    import jax
+
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        dtype, shape = np.dtype(value.dtype), tuple(int(d) for d in value.shape)
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):
+            return None, None, type(value).__name__
+        dtype, shape = array.dtype, array.shape
+    return dtype, shape, f"{dtype}[{'×'.join(str(d) for d in shape)}]"
+
+
+def input_mismatches(declared: tuple[ValueDescription, ...], given: tuple[Any, ...]) -> list[str]:
+    """Where the given inputs differ from the model's declared ones: count, element type, rank, fixed sizes."""
+    if len(given) != len(declared):
+        names = ", ".join(repr(value.name) for value in declared)
+        return [f"the model takes {len(declared)} input(s) ({names}), given {len(given)}"]
+    found = []
+    for value, arg in zip(declared, given, strict=True):
+        if not value.is_tensor:
+            continue
+        dtype, shape, text = _given_text(arg)
+        wrong_type = value.dtype is not None and dtype is not None and dtype != value.dtype
+        wrong_shape = value.shape is not None and shape is not None and (
+            len(shape) != len(value.shape) or any(isinstance(d, int) and d != n for d, n in zip(value.shape, shape, strict=True))
+        )  # fmt: skip
+        if wrong_type or wrong_shape:
+            found.append(f"{value.name!r} is declared {value.text()}, given {text}")
+    return found
 
 
 def _passes_through() -> tuple[type[BaseException], ...]:
@@ -88,20 +127,44 @@ def _passes_through() -> tuple[type[BaseException], ...]:
     return (*jax_errors, WorkbenchError)
 
 
-def translate(error: BaseException, where: SourceMap) -> None:
-    """Raise ``error`` as a ModelRunError naming its node when it comes from a model statement; else re-raise it."""
+def _missing_weight(error: BaseException, params: Any) -> str | None:
+    """The weight name a KeyError says ``params`` lacks (``None`` when it is about something else)."""
+    if not isinstance(error, KeyError) or not isinstance(params, Mapping) or len(error.args) != 1:
+        return None
+    key = error.args[0]
+    return key if isinstance(key, str) and key not in params else None
+
+
+def translate(error: BaseException, where: SourceMap, params: Any = None, inputs: tuple[Any, ...] = ()) -> None:
+    """Raise ``error`` as a ModelRunError naming its node when it comes from a model statement; else re-raise it.
+
+    ``params`` and ``inputs`` are what the call was given: a weight missing from ``params`` is named,
+    and so are the inputs that differ from the model's declared inputs, the likeliest cause of a failure.
+    """
     if isinstance(error, _passes_through()):
         raise error
     node = where.describe(error)
-    if node is None:
+    missing = _missing_weight(error, params)
+    if missing is not None:  # read by a model statement, or by prepare() laying weights out
+        reader = f", which {node} reads" if node is not None else ""
+        raise ModelRunError(
+            f"{where.label}: params has no weight {missing!r}{reader}. Pass the params wb.to_jax returned with the "
+            f"function ({where.weight_count} arrays keyed by the model's initializer names); edited or loaded "
+            "params must keep every name."
+        ) from error
+    if node is None or isinstance(error, KeyError):
         raise error
     first = (str(error).strip().splitlines() or [""])[0][:400].rstrip(".")
-    raise ModelRunError(
-        f"{where.label}: {node} failed on the given inputs: {type(error).__name__}: {first}. The inputs' shapes or "
-        "values do not fit what the model computes there (onnxruntime refuses such a run too), or the model "
-        "contradicts itself; check the inputs against the model's declared inputs, or the model's attributes at "
-        "that node."
-    ) from error
+    mismatches = input_mismatches(where.declared_inputs, inputs) if where.declared_inputs else []
+    cause = (
+        "The given inputs differ from the model's: " + "; ".join(mismatches) + ". Give inputs of the declared "
+        "element types and ranks (fixed sizes as declared)."
+        if mismatches else
+        "The inputs' shapes or values do not fit what the model computes there (onnxruntime refuses such a run too), "
+        "or the model contradicts itself; check the inputs against the model's declared inputs, or the model's "
+        "attributes at that node."
+    )  # fmt: skip
+    raise ModelRunError(f"{where.label}: {node} failed on the given inputs: {type(error).__name__}: {first}. {cause}") from error
 
 
 def guard(namespace: dict[str, Any], function_name: str, where: SourceMap) -> Callable[..., Any]:
@@ -114,16 +177,17 @@ def guard(namespace: dict[str, Any], function_name: str, where: SourceMap) -> Ca
     parameters = inspect.signature(inner).parameters.values()
     names = [f"*{p.name}" if p.kind is inspect.Parameter.VAR_POSITIONAL else p.name for p in parameters]
     arguments = ", ".join(names)
+    given = "".join(f"{name}, " for name in names[1:])  # the model inputs: every parameter after params
     code = (
         f"def {function_name}({arguments}):\n"
         f"    try:\n"
         f"        return {hidden}({arguments})\n"
         f"    except _workbench_run_errors as error:\n"
-        f"        _workbench_translate(error, _workbench_source_map)\n"
+        f"        _workbench_translate(error, _workbench_source_map, {names[0].lstrip('*')}, ({given}))\n"
     )
     import jax
 
-    namespace.update({hidden: inner, "_workbench_run_errors": (*RUN_ERRORS, jax.errors.JaxRuntimeError),
+    namespace.update({hidden: inner, "_workbench_run_errors": (*RUN_ERRORS, KeyError, jax.errors.JaxRuntimeError),
                       "_workbench_translate": translate, "_workbench_source_map": where})  # fmt: skip
     exec(compile(code, "<workbench-guard>", "exec"), namespace)  # noqa: S102 - our own fixed wrapper text
     wrapper = namespace[function_name]
@@ -131,4 +195,4 @@ def guard(namespace: dict[str, Any], function_name: str, where: SourceMap) -> Ca
     return wrapper
 
 
-__all__ = ["RUN_ERRORS", "SourceMap", "guard", "source_map", "translate"]
+__all__ = ["RUN_ERRORS", "SourceMap", "guard", "input_mismatches", "source_map", "translate"]
