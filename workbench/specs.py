@@ -5,7 +5,10 @@ A spec per positional argument is one of
   dimension such as ``"B"``; equal strings are the same dimension), float32;
 - a ``jax.ShapeDtypeStruct`` (its shape may hold strings too);
 - a concrete array (NumPy or JAX): its shape and dtype are used;
-- a pytree (dict, list, tuple) of the above.
+- a pytree (dict, list, tuple) of the above. In a pytree of values (arrays and ShapeDtypeStructs only,
+  e.g. an optimiser's state passed as it is), ``()`` and ``None`` are what JAX's pytrees make them, nodes
+  without leaves (optax's ``MultiStepsState.skip_state``), not inputs; among shape tuples ``()`` is the
+  shape of a float32 scalar.
 
 All symbolic dimensions of one call share one ``jax.export.SymbolicScope`` so
 that ``"B"`` in two inputs is the same dimension. Its constraints (``"T <= 64"``)
@@ -67,6 +70,30 @@ def _is_namedtuple(value: Any) -> bool:
     return isinstance(value, tuple) and hasattr(type(value), "_fields")
 
 
+def _is_value_tree(spec: Any, depth: int = 0) -> bool:
+    """``spec`` is a pytree holding arrays or ShapeDtypeStructs and no shape tuple other than ``()`` (a model's
+    parameters, an optimiser's state as they are): there ``()`` and ``None`` are empty nodes, as in JAX."""
+    found: list[bool] = []
+
+    def walk(node: Any, level: int) -> bool:
+        if level > MAX_SPEC_DEPTH:
+            return False  # convert() reports the depth
+        if isinstance(node, (jax.ShapeDtypeStruct, TensorSpec)) or _is_array(node):
+            found.append(True)
+            return True
+        if node is None or node == ():
+            return True
+        if _is_shape_tuple(node):
+            return False
+        if isinstance(node, dict):
+            return all(walk(value, level + 1) for value in node.values())
+        if isinstance(node, (list, tuple)):
+            return all(walk(value, level + 1) for value in node)
+        return True  # convert() refuses it with its reason
+
+    return walk(spec, depth) and bool(found)
+
+
 def _is_array(value: Any) -> bool:
     return isinstance(value, (np.ndarray, jax.Array, np.generic))
 
@@ -97,7 +124,7 @@ def parse_input_specs(inputs: Sequence[Any] | None, constraints: Sequence[str] =
     scope = _scope(constraints)
     symbols: dict[str, None] = {}
 
-    def convert(spec: Any, where: str, depth: int = 0) -> Any:
+    def convert(spec: Any, where: str, depth: int = 0, values: bool = False) -> Any:
         if depth > MAX_SPEC_DEPTH:
             raise SpecError(
                 f"{where[:80]}...: input specs nest more than {MAX_SPEC_DEPTH} levels deep; flatten the argument "
@@ -108,12 +135,15 @@ def parse_input_specs(inputs: Sequence[Any] | None, constraints: Sequence[str] =
         if _is_array(spec):
             array = np.asarray(spec) if isinstance(spec, np.generic) else spec
             return jax.ShapeDtypeStruct(tuple(array.shape), array.dtype)
+        if values and (spec is None or (isinstance(spec, tuple) and not spec)):
+            return spec  # an empty node of a pytree of values (optax's skip_state=()): no input
         if _is_shape_tuple(spec):
             return _make_struct(spec, DEFAULT_DTYPE, where)
+        values = values or (depth == 0 and _is_value_tree(spec))
         if isinstance(spec, dict):
-            return {key: convert(value, f"{where}[{key!r}]", depth + 1) for key, value in spec.items()}
+            return {key: convert(value, f"{where}[{key!r}]", depth + 1, values) for key, value in spec.items()}
         if isinstance(spec, (list, tuple)):
-            converted = [convert(value, f"{where}[{i}]", depth + 1) for i, value in enumerate(spec)]
+            converted = [convert(value, f"{where}[{i}]", depth + 1, values) for i, value in enumerate(spec)]
             return type(spec)(*converted) if _is_namedtuple(spec) else type(spec)(converted)
         raise SpecError(
             f"{where}: cannot use {type(spec).__name__} as an input spec; give a shape tuple such as ('B', 30), "

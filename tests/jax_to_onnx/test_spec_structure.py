@@ -327,3 +327,20 @@ def test_an_entry_no_code_reads_is_warned_about_and_whole_arguments_are_not():
         warnings.simplefilter("error", wb.WorkbenchWarning)
         wb.to_onnx(lambda x, unused: x * 2, [(3,), (3,)])  # a whole argument may be ignored on purpose
         wb.to_onnx(lambda d: jnp.zeros(d["size"].shape) + d["a"], [{"a": ("B",), "size": ("B",)}])  # gives a size
+
+
+def _accumulate(state, grads):
+    count, skip, moments = state
+    return (count + 1, skip, jax.tree.map(lambda m, g: 0.9 * m + g, moments, grads)), moments["w"].sum()
+
+
+def test_an_empty_tuple_or_none_in_a_pytree_of_values_is_an_empty_node_not_a_scalar_input():
+    """An optimiser's state passed as it is (optax's MultiSteps keeps ``skip_state=()``) converts with one input per
+    array: its ``()`` and ``None`` are JAX's empty nodes. Among shape tuples, ``()`` stays a float32 scalar."""
+    state = (np.int32(3), (), {"w": RNG.standard_normal((2, 3)).astype(np.float32), "unused": None})
+    grads = {"w": RNG.standard_normal((2, 3)).astype(np.float32), "unused": None}
+    model = wb.to_onnx(_accumulate, [state, grads])
+    assert [i.name for i in model.graph.input] == ["state.0", "state.2.w", "grads.w"]
+    assert_matches_jax(_accumulate, model, [state, grads])
+    scalar = wb.to_onnx(lambda tree: tree["w"] * tree["scale"], [{"w": (3,), "scale": ()}])
+    assert [tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in scalar.graph.input] == [(), (3,)]

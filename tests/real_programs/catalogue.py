@@ -4,7 +4,8 @@ Each :class:`RealProgram` builds, with random weights and no downloads, a callab
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
 pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, FlowJAX, Penzai, einops, gymnax, Jumanji, augmax, interpax, quax,
-jaxlie, lineax, tinygp, jax-cosmo, flashbax, s2fft, MuJoCo MJX, plain jax.numpy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
+jaxlie, lineax, tinygp, jax-cosmo, flashbax, s2fft, MuJoCo MJX, jmp's mixed precision, optax training steps,
+plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -97,11 +98,14 @@ def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> di
         game_programs,
         graph_image_programs,
         haiku_equinox_programs,
+        hf_composite_programs,
         jaxopt_programs,
         keras_programs,
         layer_programs,
+        numeric_corner_programs,
         numpyro_programs,
         other_programs,
+        precision_programs,
         quax_lie_programs,
         sampler_programs,
         science_programs,
@@ -198,6 +202,9 @@ CONSTANT_OUTPUTS: dict[str, tuple[tuple[int, ...], str]] = {
                                     "12 random steps never do"),
     "gymnax_minatar_breakout_mlp_policy": ((1,), _FEW_STEPS),
     "gymnax_minatar_asterix_random": ((1,), _FEW_STEPS),
+    "optax_adafactor_accumulated_step": ((19, 20, 21, 22), "the accumulated gradients: MultiSteps' exported step is "
+                                                           "the k-th, which applies the update and resets them to 0 "
+                                                           "(the parameters, moments and averages vary)"),
     "jumanji_snake_random": ((0,), "the rewards: 0 until the snake eats the fruit, which 12 random moves do not "
                                    "reach (the grids, step types and actions vary)"),
 }
@@ -210,6 +217,15 @@ EXPECTED_FAILURES: dict[str, str] = {
                           "Measured: with JAX's eigh given that same convention (canonical_signs) the model matches "
                           "JAX to 3e-6 over 4 generations; the first generation (C = I) matches bit for bit "
                           "(evosax_cma_es_generation runs)",
+    "jmp_dynamic_loss_scale_step": "converts, but onnxruntime's CPU provider refuses it: 'MLFloat16 data type is not "
+                                   "supported with ScatterND opset 16 when reduction is add' (the float16 gradient of "
+                                   "prediction[:, 0] over a symbolic batch is a scatter-add; with a constant batch JAX "
+                                   "writes a squeeze and it runs). Half-precision exports in onnxruntime are bf50's "
+                                   "work this session (notes/s22_coord.md, 2026-12-06)",
+    "linen_bfloat16_transformer_block": "converts, but onnxruntime's CPU provider has no bfloat16 MatMul: 'Could not "
+                                        "find an implementation for MatMul(13)' (flax's dtype=jnp.bfloat16 computes "
+                                        "the Dense and attention products in bfloat16). Half-precision exports in "
+                                        "onnxruntime are bf50's work this session (notes/s22_coord.md, 2026-12-06)",
     "s2fft_forward_inverse": "s2fft's on-the-fly transforms (method='jax') run their latitudinal step as s2fft's own "
                              "JAX primitives ftm_to_flm / flm_to_ftm (lowered to XLA through mlir.lower_fun of a JAX "
                              "function), which have no ONNX handler: UnsupportedPrimitiveError naming both. Their impl is "
@@ -265,6 +281,11 @@ FULL_ONLY: frozenset[str] = frozenset({
     "jax_cosmo_lensing_cl",  # 20.3
     "s2fft_precomputed_kernels",  # 10.5; the complex iota / scatter-mul it needed have handler testcases
     "mjx_pendulum_box_rollout",  # 29.4; the only MJX program (collisions and the constraint solver: a large graph)
+    # s wall at -n 0 measured 2026-12-06 under load 5.3 on 2 cores (CI runs hf_flax_bert2gpt2, the composite
+    # encoder-decoder, and optax_adamw_train_step)
+    "hf_flax_vision_encoder_decoder",  # 18.6; hf_flax_vit and hf_flax_gpt2_lm run its two halves, hf_flax_bert2gpt2 the cross-attention
+    "hf_flax_blenderbot_small_lm",  # 11.9; hf_flax_bart runs (the same encoder-decoder code)
+    "optax_adafactor_accumulated_step",  # 10.9; optax_adamw_train_step runs (the same exported-step pattern)
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
