@@ -103,6 +103,32 @@ def test_explorer_filters_runs_and_shows_statuses() -> None:
     assert {e.key for e in explorer.shown} == {e.key for e in cov.catalogue() if "cumsum" in e.key and e.area == "jnp"}
 
 
+def test_a_jax_function_name_finds_the_rows_of_the_primitives_it_binds() -> None:
+    """Searching 'jnp.cumsum', 'jax.nn.gelu' or 'jnp.matmul' (what a user types) showed 0 rows: only bare primitive,
+    testcase and ONNX op names matched."""
+    explorer = CoverageExplorer()
+    rows = cov.catalogue()
+
+    def primitive_rows(name: str) -> set[str]:
+        return {e.key for e in rows if e.direction == "JAX → ONNX" and e.subject == name}
+
+    for typed, primitives, bare in [("jnp.cumsum", {"cumsum"}, "cumsum"), ("jax.numpy.matmul", {"dot_general"}, "matmul"),
+                                    ("jax.nn.gelu", {"tanh", "integer_pow"}, None), ("lax.top_k", {"top_k"}, "top_k")]:  # fmt: skip
+        explorer.search.value = typed
+        shown = {e.key for e in explorer.shown}
+        for primitive in primitives:
+            assert primitive_rows(primitive) and primitive_rows(primitive) <= shown, (typed, primitive)
+        if bare is not None:  # the rows naming the function itself too (MatMul's ONNX → JAX emitter for matmul)
+            assert {e.key for e in rows if bare in (e.subject + " " + " ".join(e.onnx_ops)).lower()} <= shown
+        full = typed.replace("jnp.", "jax.numpy.").replace("lax.", "jax.lax.")
+        assert f"; {full} binds " in explorer.summary() and f"; {full} binds " in explorer.counts.value
+    explorer.search.value = "jnp.einsum("  # needs its subscripts: searched by its bare name
+    assert {e.key for e in explorer.shown} == {e.key for e in cov.filter_entries(rows, text="einsum")}
+    assert "jax.numpy.einsum: not traced with plain array arguments; searched by its name" in explorer.summary()
+    explorer.search.value = "os.system"  # only names under jax are resolved
+    assert explorer.shown == [] and "binds" not in explorer.summary()
+
+
 def test_a_wrong_handler_is_reported_as_failing() -> None:
     doubled_p = Primitive("workbench_test_doubled")
     doubled_p.def_impl(lambda x: x * 2)

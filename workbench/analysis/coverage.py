@@ -48,6 +48,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.analysis.coverage_search import search_terms
 from workbench.errors import WorkbenchError
 
 AREAS: tuple[str, ...] = ("lax", "jnp", "nn", "Flax", "Equinox", "StableHLO", "ONNX → JAX")
@@ -790,8 +791,10 @@ def summary_frame(frame: Any) -> Any:
 def filter_entries(
     entries: Sequence[CoverageEntry], *, text: str = "", areas: Iterable[str] = (), statuses: Iterable[str] = ()
 ) -> list[CoverageEntry]:
-    """Rows matching all given filters: ``text`` (case-insensitive, in subject/testcase/ops/module), areas, statuses."""
-    needle = text.strip().lower()
+    """Rows matching all given filters: ``text`` (case-insensitive, in subject/testcase/ops/module; a JAX function's
+    name such as ``jnp.cumsum`` also finds the rows of the primitives it binds: :mod:`coverage_search`), areas,
+    statuses."""
+    terms = search_terms(text)
     wanted_areas = set(areas)
     wanted_statuses = set(statuses)
     unknown = (wanted_areas - set(AREAS)) | (wanted_statuses - set(STATUSES))
@@ -804,7 +807,8 @@ def filter_entries(
         if wanted_statuses and status_of(entry.key) not in wanted_statuses:
             continue
         haystack = " ".join((entry.subject, entry.testcase, " ".join(entry.onnx_ops), entry.module)).lower()
-        if needle and needle not in haystack:
+        if terms.texts and not any(term in haystack for term in terms.texts) and not (
+                entry.direction == "JAX → ONNX" and entry.subject in terms.primitives):  # fmt: skip
             continue
         kept.append(entry)
     return kept

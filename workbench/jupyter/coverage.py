@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from workbench.analysis import coverage as catalogue_module
+from workbench.analysis.coverage_search import search_terms
 from workbench.analysis.coverage import AREAS, KNOWN_FAILURE, NO_CASE, NOT_RUN, STATUSES, CoverageEntry, Outcome
 from workbench.jupyter.widget_bundle import widget_bundle
 
@@ -40,7 +41,8 @@ class CoverageExplorer:
         self.use_workers: bool | None = None
         self.shown: list[CoverageEntry] = list(self.entries)
         self.selected_graph: Any = None  # the ViewerHandle of the last selected row
-        self.search = widgets.Text(placeholder="filter: primitive, testcase, ONNX op…", description="search")
+        self.search = widgets.Text(placeholder="filter: primitive, jnp./lax./nn. function, testcase, ONNX op…",
+                                   description="search")
         self.area = widgets.Dropdown(options=[_ALL, *AREAS], value=_ALL, description="area")
         self.status = widgets.Dropdown(options=[_ALL, *STATUSES], value=_ALL, description="status")
         self.run_button = widgets.Button(
@@ -83,7 +85,8 @@ class CoverageExplorer:
     def summary(self) -> str:
         statuses = Counter(catalogue_module.status_of(entry.key) for entry in self.shown)
         counted = ", ".join(f"{statuses[s]} {s}" for s in STATUSES if statuses[s])
-        return f"{len(self.shown)} of {len(self.entries)} rows shown ({counted or 'none'})"
+        meaning = search_terms(self.search.value).describe()  # what a JAX function's name was searched as
+        return f"{len(self.shown)} of {len(self.entries)} rows shown ({counted or 'none'})" + (f"; {meaning}" if meaning else "")
 
     def frame(self) -> Any:
         """The DataFrame of the rows currently shown."""
