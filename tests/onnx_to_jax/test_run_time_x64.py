@@ -90,3 +90,36 @@ def test_int64_shape_arithmetic_keeps_a_model_32_bit():
     (expected,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     forward, params = wb.to_jax(model)
     np.testing.assert_array_equal(np.asarray(forward(params, x)), expected)
+
+
+def test_a_64_bit_model_keeps_its_input_names_in_forward_and_forward_prepared():
+    """Was: ``forward(params, *inputs)`` for every model with 64-bit inputs or outputs (a torch export with ArgMax
+    or NonZero): help() showed no input names and ``forward(params, image=x)`` raised a TypeError."""
+    import inspect
+
+    weight = np.linspace(-1, 1, 2 * 3 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 3)
+    nodes = [helper.make_node("Conv", ["image", "weight"], ["features"], pads=[1, 1, 1, 1]),
+             helper.make_node("ArgMax", ["features"], ["label"], axis=1, keepdims=0)]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "classify", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N", 4, 4])],
+        [onnx.numpy_helper.from_array(weight, "weight")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    (expected,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    forward, params = wb.to_jax(model)
+    prepared, prepared_params = wb.to_jax(model, prepared=True)
+    assert f"{X64_NAME} = True" in wb.to_jax_source(model)
+    for function in (forward, prepared):
+        assert str(inspect.signature(function)) == "(params, image)", function.__name__
+    for got in (forward(params, image=x), prepared(prepared_params, image=x), wb.jit_forward(forward, params)(x)):
+        assert np.asarray(got).dtype == np.int64
+        np.testing.assert_array_equal(np.asarray(got), expected)
+    plain = helper.make_model(helper.make_graph(  # no weight to lay out: forward is the x64 wrapper itself
+        nodes[1:], "argmax", [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 2, 4, 4])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N", 4, 4])]),
+        opset_imports=[helper.make_opsetid("", 17)], ir_version=9)  # fmt: skip
+    forward, params = wb.to_jax(plain)
+    assert str(inspect.signature(forward)) == "(params, features)"
+    np.testing.assert_array_equal(np.asarray(forward(params, features=x[:, :2])), np.argmax(x[:, :2], axis=1))

@@ -235,10 +235,12 @@ class ModuleBuilder:
             # JAX's global setting in the user's process.
             module.line("")
             module.line("")
-            with module.block(f"def {outer_name}(params, *inputs):"):
+            # the inputs by name, as the body takes them: help(forward) and keyword calls see the model's inputs
+            arguments = ", ".join(["params", *arg_names])
+            with module.block(f"def {outer_name}({arguments}):"):
                 module.line('"""Runs with 64-bit types enabled: the model has 64-bit inputs or outputs."""')
                 with module.block("with jax.enable_x64(True):"):
-                    module.line(f"return {body_name}(params, *inputs)")
+                    module.line(f"return {body_name}({arguments})")
         # forward reads top-down: what it calls is defined below it (looked up when it runs)
         if parts.source().strip():
             module.line("")
