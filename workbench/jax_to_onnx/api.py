@@ -50,6 +50,7 @@ def convert(
     keep_io_types: bool = True,
     input_layout: InputLayout = None,
     constraints: Sequence[str] = (),
+    runtime: str | None = None,
 ) -> Conversion:
     """Convert ``fn`` and return the :class:`Conversion`: the model (``.model``, ``.save``, ``.run``,
     ``.parity``...), the jaxpr, value origins and timings. Arguments as for :func:`to_onnx`.
@@ -57,7 +58,7 @@ def convert(
     The conversion holds the model without copying its weights (they stay the traced arrays), so
     ``wb.convert(fn, specs).save(path)`` is the way to export a model of several GB.
     """
-    chosen = Precision.of(precision, keep_io_types)
+    chosen = Precision.of(precision, keep_io_types, runtime)
     with _collector_paused():
         start = time.perf_counter()
         target_opset = _resolve_opset(opset)
@@ -78,9 +79,10 @@ def convert_traced(
     input_layout: InputLayout = None,
     precision: str | Precision = "float32",
     keep_io_types: bool = True,
+    runtime: str | None = None,
 ) -> Conversion:
     """:func:`convert` of a function already traced (``enable_double_precision`` as it was traced with)."""
-    chosen = Precision.of(precision, keep_io_types)
+    chosen = Precision.of(precision, keep_io_types, runtime)
     with _collector_paused():
         return _lower(traced, start=time.perf_counter(), opset=_resolve_opset(opset), input_names=input_names,
                       output_names=output_names, enable_double_precision=enable_double_precision, optimize=optimize,
@@ -155,6 +157,7 @@ def to_onnx(
     keep_io_types: bool = True,
     input_layout: InputLayout = None,
     constraints: Sequence[str] = (),
+    runtime: str | None = None,
 ) -> onnx.ModelProto:
     """Convert a JAX callable to an ONNX model.
 
@@ -184,6 +187,11 @@ def to_onnx(
             for a program whose shapes depend on one: a causal mask sliced from a table of 64 positions
             has ``min(64, T)`` rows, which traces only when ``T <= 64`` is known. The model is then valid
             for sizes that meet them (ONNX shapes cannot state a bound).
+        runtime: ``"onnxruntime-cpu"`` makes the model load in onnxruntime's CPU provider, which has
+            almost no bfloat16 kernels (nor int16 Max/Min/Relu): each node the installed onnxruntime
+            has no kernel for computes in float32 (int16: int32) between Casts and is rounded back,
+            the rest as exported (:mod:`workbench.jax_to_onnx.cpu_widening`). ``None`` (default):
+            the model as traced.
 
     Returns:
         The model as an ``onnx.ModelProto`` (as the onnx package expects), weights included. When
@@ -214,7 +222,7 @@ def to_onnx(
         if enable_double_precision or input_layout is not None or constraints:
             raise SpecError("an Exported's types were fixed when it was exported: "
                             "enable_double_precision, input_layout and constraints do not apply.")
-        chosen = Precision.of(precision, keep_io_types)
+        chosen = Precision.of(precision, keep_io_types, runtime)
         with _collector_paused():
             model = exported_to_onnx(fn, opset=_resolve_opset(opset), input_names=input_names,
                                      output_names=output_names, precision=chosen)
@@ -234,6 +242,7 @@ def to_onnx(
         keep_io_types=keep_io_types,
         input_layout=input_layout,
         constraints=constraints,
+        runtime=runtime,
     )
     if path is None:
         return conversion.model

@@ -26,13 +26,16 @@ each weight only when it is written, and uses the same idea of a block list with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import ml_dtypes
 import numpy as np
 import onnx
 import onnx_ir as ir
 
+from workbench.errors import SpecError
+from workbench.jax_to_onnx.casts import CastInserter
+from workbench.jax_to_onnx.cpu_widening import RUNTIMES, has_narrow_types, widen_for_cpu, widen_invalid_types
 #: Ops computed in float32 in a half-precision export (each listed with why).
 FLOAT32_OPS: frozenset[str] = frozenset({
     # normalisations: a mean of squares loses the small variances in half precision
@@ -64,37 +67,64 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 @dataclass(frozen=True)
 class Precision:
     """The precision a model computes in: ``dtype`` (``"float32"``, ``"float16"`` or ``"bfloat16"``),
-    whether its inputs and outputs stay float32 (``keep_io_types``), and the ops kept float32."""
+    whether its inputs and outputs stay float32 (``keep_io_types``), and the ops kept float32.
+
+    ``runtime="onnxruntime-cpu"`` also makes the model load in onnxruntime's CPU provider: each node
+    it has no kernel for (bfloat16 MatMul, int16 Max...) computes in float32 (int32) between Casts
+    (:mod:`workbench.jax_to_onnx.cpu_widening`), whether the narrow types came from ``dtype`` or from
+    the function itself.
+    """
 
     dtype: str = "float32"
     keep_io_types: bool = True
     float32_ops: frozenset[str] = field(default=FLOAT32_OPS)
+    runtime: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {self.dtype!r}.")
         if not isinstance(self.keep_io_types, bool):
             raise ValueError(f"keep_io_types: expected True or False, got {self.keep_io_types!r}.")
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise SpecError(
+                f"runtime: expected None (the model as traced) or one of {', '.join(map(repr, RUNTIMES))}, "
+                f"got {self.runtime!r}."
+            )
 
     @classmethod
-    def of(cls, precision: str | Precision, keep_io_types: bool = True) -> Precision:
-        """A Precision from ``wb.to_onnx``'s arguments (a dtype name, or a Precision used as it is)."""
+    def of(cls, precision: str | Precision, keep_io_types: bool = True, runtime: str | None = None) -> Precision:
+        """A Precision from ``wb.to_onnx``'s arguments (a dtype name, or a Precision used as it is;
+        a ``runtime`` given beside it is added to it)."""
         if isinstance(precision, Precision):
-            return precision
+            return precision if runtime is None else replace(precision, runtime=runtime)
         if not isinstance(precision, str):
             raise ValueError(f"precision: expected a dtype name or a wb.Precision, got {type(precision).__name__}.")
-        return cls(precision, keep_io_types)
+        return cls(precision, keep_io_types, runtime=runtime)
 
     @property
     def is_half(self) -> bool:
         return self.dtype != "float32"
 
+    @property
+    def rewrites(self) -> bool:
+        """Whether the model is rewritten at all (a half precision, or a runtime to load in)."""
+        return self.is_half or self.runtime is not None
+
+
+def needs_rewrite(model: ir.Model, precision: Precision) -> bool:
+    """Whether :func:`convert_precision` has anything to do: a half precision, a runtime, or narrow types."""
+    return precision.rewrites or has_narrow_types(model)
+
 
 def convert_precision(model: ir.Model, precision: Precision) -> None:
-    """Rewrite the typed ``model`` to compute in ``precision`` (a no-op for float32), in place."""
-    if not precision.is_half:
-        return
-    _Rewrite(model, _LOW_TYPES[precision.dtype], precision).run()
+    """Rewrite the typed ``model`` to compute in ``precision``, in place: the half-precision rewrite, then
+    the nodes ONNX does not take in a narrow type computed wider (always), then those the runtime has no
+    kernel for (:mod:`workbench.jax_to_onnx.cpu_widening`)."""
+    if precision.is_half:
+        _Rewrite(model, _LOW_TYPES[precision.dtype], precision).run()
+    widen_invalid_types(model)
+    if precision.runtime == "onnxruntime-cpu":
+        widen_for_cpu(model)
 
 
 @dataclass
@@ -116,11 +146,8 @@ class _Rewrite:
         self.low = low
         self.precision = precision
         self.opset = next((v for d, v in model.opset_imports.items() if d in _DEFAULT_DOMAINS), 21)
-        self.casts: dict[tuple[int, ir.DataType], ir.Value] = {}
         self.plan: dict[ir.Node, _Slots | None] = {}
-        self.names = {v.name for v in self.graph.inputs} | set(self.graph.initializers) | {
-            o.name for n in self.graph.all_nodes() for o in n.outputs
-        }
+        self.casts = CastInserter(self.graph)
 
     # -- which nodes compute in half precision, and which of their inputs/outputs may be half
     def slots(self, node: ir.Node) -> _Slots | None:
@@ -183,11 +210,11 @@ class _Rewrite:
             for use in list(value.uses()):
                 wanted = self.wants(use.node, use.idx)
                 if wanted is not None and wanted != _elem(value):
-                    use.node.replace_input_with(use.idx, self.cast(value, wanted))
+                    use.node.replace_input_with(use.idx, self.casts.cast(value, wanted))
         if self.precision.keep_io_types:
             for index, value in enumerate(graph.outputs):
                 if _elem(value) == low:
-                    graph.outputs[index] = self.cast_output(value)
+                    graph.outputs[index] = self.casts.cast_output(value, ir.DataType.FLOAT)
 
     def wants(self, node: ir.Node, index: int) -> ir.DataType | None:
         """The float type input ``index`` of ``node`` needs (``None``: either will do)."""
@@ -230,44 +257,6 @@ class _Rewrite:
         )
         value.type = ir.TensorType(self.low)
 
-    def cast(self, value: ir.Value, to: ir.DataType) -> ir.Value:
-        key = (id(value), to)
-        if key not in self.casts:
-            name = self.fresh(f"{value.name}.{'float32' if to == ir.DataType.FLOAT else self.precision.dtype}")
-            node = ir.node("Cast", [value], attributes={"to": to}, name=name)
-            cast_value = node.outputs[0]
-            cast_value.name = name
-            cast_value.type = ir.TensorType(to)
-            cast_value.shape = value.shape
-            self.insert(value, node)
-            self.casts[key] = cast_value
-        return self.casts[key]
-
-    def cast_output(self, value: ir.Value) -> ir.Value:
-        """A float32 graph output with the name the output had; the half-precision value is renamed."""
-        name = value.name
-        value.name = self.fresh(f"{name}.{self.precision.dtype}")
-        cast_value = self.cast(value, ir.DataType.FLOAT)
-        cast_value.name = name
-        return cast_value
-
-    def insert(self, value: ir.Value, node: ir.Node) -> None:
-        producer = value.producer()
-        if producer is not None and producer.graph is self.graph:
-            self.graph.insert_after(producer, node)
-        elif len(self.graph):
-            self.graph.insert_before(next(iter(self.graph)), node)
-        else:
-            self.graph.append(node)
-
-    def fresh(self, base: str) -> str:
-        name, count = base, 1
-        while name in self.names:
-            count += 1
-            name = f"{base}_{count}"
-        self.names.add(name)
-        return name
-
 
 def _formal(params: list[onnx.defs.OpSchema.FormalParameter], index: int) -> onnx.defs.OpSchema.FormalParameter:
     """The formal parameter of actual input/output ``index`` (a variadic last parameter takes the rest)."""
@@ -294,4 +283,4 @@ def _converter(tensor: ir.TensorProtocol, dtype: np.dtype) -> Callable[[], ir.Te
     return lambda: ir.Tensor(_to_low(tensor.numpy(), dtype))
 
 
-__all__ = ["FLOAT32_OPS", "PRECISIONS", "Precision", "convert_precision"]
+__all__ = ["FLOAT32_OPS", "PRECISIONS", "Precision", "convert_precision", "needs_rewrite"]

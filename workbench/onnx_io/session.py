@@ -13,23 +13,36 @@ its message, the failing node.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnx_ir as ir
 
 from workbench.errors import OnnxModelError
+from workbench.onnx_io.cpu_kernels import missing_kernel_in, signature
 from workbench.onnx_io.load import PROTO_LABEL
 from workbench.onnx_io.weights import weights_set_aside
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
-# onnxruntime names a node as `In Node, ("name", Op, ...)` (load) or `Name:'name'` (run)
-_NODE_IN_MESSAGE = re.compile(r"""[Nn]ode,? \(?"?(?P<listed>[^\s()",']+)|Name:'(?P<named>[^']+)'""")
+# onnxruntime names a node as `In Node, ("name", Op, ...)` or `node with name 'name'` (load), `Name:'name'` (run)
+_NODE_IN_MESSAGE = re.compile(
+    r"""In Node, \("(?P<listed>[^"]+)"|node with name '(?P<with>[^']+)'|Name:'(?P<named>[^']+)'"""
+)
+# what a user does about a node onnxruntime's CPU provider has no kernel for
+WIDEN_ADVICE = (
+    "convert with runtime=\"onnxruntime-cpu\" (wb.convert / wb.to_onnx) or pass the model through "
+    "wb.for_onnxruntime_cpu(model): nodes without a CPU kernel then compute in float32 (int32 for int16) "
+    "between Casts, the rest as exported"
+)
 
 
 @dataclass(frozen=True)
@@ -49,15 +62,50 @@ class Session:
     def output_names(self) -> list[str]:
         return [value.name for value in self.inner.get_outputs()]
 
+    @functools.cached_property
+    def _bfloat16_io(self) -> bool:
+        """Whether an input or output is bfloat16, which onnxruntime's NumPy interface does not take or give."""
+        return any(v.type == _BFLOAT16 for v in (*self.inner.get_inputs(), *self.inner.get_outputs()))
+
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
         """The outputs (all, or those named) for ``feeds``; a failure names the model, the node and the inputs."""
+        names = self.output_names if output_names is None else list(output_names)
         try:
-            return self.inner.run(None if output_names is None else list(output_names), dict(feeds))
+            if not self._bfloat16_io:
+                return self.inner.run(names, dict(feeds))
+            values = {name: _ort_value(np.asarray(array)) for name, array in feeds.items()}
+            return [_from_ort_value(value) for value in self.inner.run_with_ort_values(names, values)]
         except Exception as error:  # onnxruntime raises its own pybind exception types
             shapes = {name: f"{np.asarray(array).dtype}{list(np.shape(array))}" for name, array in feeds.items()}
             raise OnnxModelError(
                 f"onnxruntime failed to run model {self.label}{_node_hint(error)} on inputs {shapes}: {error}"
             ) from error
+
+
+_BFLOAT16 = "tensor(bfloat16)"
+
+
+def _ort_value(array: np.ndarray) -> Any:
+    """An OrtValue of ``array``: a bfloat16 array (ml_dtypes) is handed over as its 16-bit patterns."""
+    import onnxruntime as ort
+
+    if array.dtype == ml_dtypes.bfloat16:
+        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+            np.ascontiguousarray(array).view(np.uint16), onnx_element_type=onnx.TensorProto.BFLOAT16
+        )
+    return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
+
+
+def _from_ort_value(value: Any) -> np.ndarray:
+    """A NumPy copy of an output OrtValue; bfloat16 (no NumPy type in onnxruntime) read from its CPU buffer."""
+    if value.data_type() != _BFLOAT16:
+        return value.numpy()
+    shape = tuple(value.shape())
+    count = int(np.prod(shape, dtype=np.int64))
+    if count == 0:
+        return np.zeros(shape, ml_dtypes.bfloat16)
+    buffer = (ctypes.c_uint16 * count).from_address(value.data_ptr())
+    return np.ctypeslib.as_array(buffer).copy().view(ml_dtypes.bfloat16).reshape(shape)
 
 
 # protobuf's limit on one serialized message
@@ -105,7 +153,7 @@ def open_session(
     try:
         return Session(ort.InferenceSession(what, options, providers=list(providers)), label, weights)
     except Exception as error:  # onnxruntime raises its own pybind exception types
-        raise OnnxModelError(f"onnxruntime could not load model {label}{_node_hint(error)}: {error}") from error
+        raise OnnxModelError(f"onnxruntime could not load model {label}{_load_hint(error, model)}: {error}") from error
 
 
 def _without_large_weights(model: ir.Model, options: Any, ort: Any) -> tuple[bytes, tuple[Any, ...]]:
@@ -124,7 +172,32 @@ def _node_hint(error: Exception) -> str:
     match = _NODE_IN_MESSAGE.search(str(error))
     if match is None:
         return ""
-    return f" (failing node {(match.group('listed') or match.group('named'))!r})"
+    return f" (failing node {(match.group('listed') or match.group('with') or match.group('named'))!r})"
 
 
-__all__ = ["DEFAULT_PROVIDERS", "Session", "open_session"]
+def _load_hint(error: Exception, model: onnx.ModelProto | ir.Model | str | os.PathLike[str]) -> str:
+    """The failing node; for a node without a CPU kernel also its op and types, and what to do."""
+    missing = missing_kernel_in(str(error))
+    if missing is None:
+        return _node_hint(error)
+    described = f"{missing.op_type}({missing.version})"
+    with contextlib.suppress(Exception):  # only the message depends on it: the model may not parse
+        found = _graph_of(model)
+        node = next(n for n in found.graph.all_nodes() if n.name == missing.node)
+        key = signature(node, dict(found.opset_imports))
+        if key is not None:
+            described = key.describe()
+    return (f": onnxruntime's CPU provider has no kernel for node {missing.node!r}, {described}; "
+            f"{WIDEN_ADVICE}.\nonnxruntime said")
+
+
+def _graph_of(model: onnx.ModelProto | ir.Model | str | os.PathLike[str]) -> ir.Model:
+    """The model's graph (a file's external weights are not read)."""
+    if isinstance(model, ir.Model):
+        return model
+    if isinstance(model, onnx.ModelProto):
+        return ir.serde.deserialize_model(model)
+    return ir.serde.deserialize_model(onnx.load(os.fspath(model), load_external_data=False))
+
+
+__all__ = ["DEFAULT_PROVIDERS", "WIDEN_ADVICE", "Session", "open_session"]

@@ -37,7 +37,7 @@ from workbench.jax_to_onnx.passes.scheduler import fuse_patterns, rewrite_layout
 from workbench.jax_to_onnx.passes.shapes import infer_shapes
 from workbench.jax_to_onnx.passes.unused import remove_unused_nodes
 from workbench.jax_to_onnx.passes.value_names import unique_value_names
-from workbench.jax_to_onnx.precision import Precision, convert_precision
+from workbench.jax_to_onnx.precision import Precision, convert_precision, needs_rewrite
 
 __all__ = ["run_passes", "fuse_patterns", "rewrite_layouts", "fold_constants", "fold_weight_layouts", "infer_shapes"]
 
@@ -79,7 +79,7 @@ def run_passes(
         unique_node_names(graph)
         unique_value_names(graph)
     infer_shapes(model)
-    if precision.is_half:
+    if needs_rewrite(model, precision):
         convert_precision(model, precision)  # reads the types inferred above
         for graph in (model.graph, *model.functions.values()):
             unique_value_names(graph)  # the casts it added in subgraphs

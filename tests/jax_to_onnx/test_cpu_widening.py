@@ -1,0 +1,295 @@
+"""runtime="onnxruntime-cpu": bfloat16 / int16 models load and run in onnxruntime's CPU provider, compared with JAX.
+
+onnxruntime's CPU provider has almost no bfloat16 kernel and no int16 Max/Min/Relu; the widening pass
+(workbench.jax_to_onnx.cpu_widening) makes each node it has no kernel for compute in float32 / int32
+between Casts. Correctly rounded ops then give JAX's bfloat16 bits exactly (checked bit for bit on
+values spread over 16 binades, with signed zeros and halfway cases); the others are held to the
+error stated beside them, measured against JAX and against float64.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from flax import nnx
+
+import workbench as wb
+from workbench.jax_to_onnx.cpu_widening import widen_for_cpu
+from workbench.onnx_io import open_session
+from workbench.onnx_io.cpu_kernels import has_cpu_kernel, missing_kernel_in, without_cpu_kernel
+
+BF16 = ml_dtypes.bfloat16
+EPS = float(ml_dtypes.finfo(BF16).eps)  # 2**-7, bfloat16's machine epsilon
+CPU = "onnxruntime-cpu"
+
+
+def _floats(dtype, shape, seed=0) -> np.ndarray:
+    """Values over 16 binades of both signs, with zeros of both signs: the cases rounding can get wrong."""
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(shape) * np.exp2(rng.integers(-8, 8, shape))
+    flat = values.reshape(-1)
+    flat[:4] = [0.0, -0.0, 1.0, -1.0]
+    return values.astype(np.float32).astype(dtype)
+
+
+def _run(fn, *args, **convert_args):
+    conversion = wb.convert(fn, list(args), runtime=CPU, **convert_args)
+    onnx.checker.check_model(conversion.model, full_check=True)
+    return conversion, [np.asarray(v) for v in conversion.run(*args)]
+
+
+def _same_bits(got: np.ndarray, want: np.ndarray, signed_zeros: bool = True) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if want.dtype.kind == "f" or want.dtype == BF16:
+        both_nan = np.isnan(want.astype(np.float32)) & np.isnan(got.astype(np.float32))
+        bits = got.view(np.uint16) == want.view(np.uint16)
+        if not signed_zeros:
+            bits |= (got.astype(np.float32) == 0) & (want.astype(np.float32) == 0)
+        mismatched = int((~(bits | both_nan)).sum())
+    else:
+        mismatched = int((got != want).sum())
+    assert mismatched == 0, f"{mismatched} of {want.size} values differ from JAX"
+
+
+# correctly rounded in IEEE arithmetic: float32 then one rounding to bfloat16 is the bfloat16 op
+EXACT = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "max": jnp.maximum,
+    "min": jnp.minimum,
+    "sqrt": lambda a, b: jnp.sqrt(jnp.abs(a)),
+    "relu": lambda a, b: jax.nn.relu(a),
+    "neg_abs": lambda a, b: -jnp.abs(a),
+    "less": lambda a, b: a < b,
+    "equal": lambda a, b: a == jnp.where(b > 0, a, b),
+    "where": lambda a, b: jnp.where(a > b, a, b),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_correctly_rounded_ops_give_jaxs_bfloat16_bits(name):
+    a, b = _floats(BF16, (64, 64), 1), _floats(BF16, (64, 64), 2)
+    conversion, (got,) = _run(EXACT[name], a, b)
+    # Relu(-0) is -0 in onnxruntime (in float32 too), +0 in XLA: the one difference that is not the widening's
+    _same_bits(got, np.asarray(jax.jit(EXACT[name])(a, b)), signed_zeros=name != "relu")
+    assert any(n.op_type == "Cast" for n in conversion.ir_model.graph)  # it was widened, not run natively
+
+
+INT16_OPS = {
+    "max": jnp.maximum, "min": jnp.minimum, "relu": lambda a, b: jax.nn.relu(a), "sub": lambda a, b: a - b,
+    "add": lambda a, b: a + b, "mul": lambda a, b: a * b, "equal": lambda a, b: a == b,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(INT16_OPS))
+def test_int16_ops_compute_in_int32_and_wrap_as_int16_does(name):
+    rng = np.random.default_rng(3)
+    a = rng.integers(-(2**15), 2**15, (32, 32)).astype(np.int16)
+    b = rng.integers(-(2**15), 2**15, (32, 32)).astype(np.int16)
+    a[0, :3], b[0, :3] = [-(2**15), 2**15 - 1, 0], [-1, 1, 0]  # overflowing sums and differences wrap
+    _, (got,) = _run(INT16_OPS[name], a, b)
+    _same_bits(got, np.asarray(jax.jit(INT16_OPS[name])(a, b)))
+
+
+# not correctly rounded in general: measured against JAX's bfloat16 results and against float64. On these
+# inputs Exp, Tanh, Erf, Log and MatMul (float32 accumulation rounded once, as XLA's CPU dot does) gave
+# JAX's bits; a logistic of a very negative input has a larger *relative* error in onnxruntime's float32
+# Sigmoid (up to 64 eps on values near 1e-6), so the bound is normwise: |onnx - jax| <= 1 eps * max|jax|.
+TRANSCENDENTAL = {
+    "exp": jnp.exp,
+    "tanh": jnp.tanh,
+    "erf": jax.scipy.special.erf,
+    "log": lambda a: jnp.log(jnp.abs(a) + 1),
+    "logistic": jax.nn.sigmoid,
+    "gelu": lambda a: jax.nn.gelu(a, approximate=False),
+    "silu": jax.nn.silu,
+    "softmax": jax.nn.softmax,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSCENDENTAL))
+def test_transcendental_ops_stay_within_one_bfloat16_eps_of_jax(name):
+    a = (np.random.default_rng(4).standard_normal((64, 128)) * 4).astype(BF16)
+    _, (got,) = _run(TRANSCENDENTAL[name], a)
+    want = np.asarray(jax.jit(TRANSCENDENTAL[name])(a)).astype(np.float64)
+    error = np.abs(got.astype(np.float64) - want).max() / np.abs(want).max()
+    assert error <= EPS, f"{name}: normwise error {error / EPS:.3g} eps"
+    if name in ("exp", "tanh", "erf", "log"):
+        _same_bits(got, np.asarray(jax.jit(TRANSCENDENTAL[name])(a)))
+
+
+@pytest.mark.parametrize("depth", [16, 1024])
+def test_bfloat16_matmul_accumulates_in_float32_as_jax_does(depth):
+    x, w = _floats(BF16, (16, depth), 5), _floats(BF16, (depth, 32), 6)
+    _, (got,) = _run(lambda x, w: x @ w, x, w)
+    want = np.asarray(jax.jit(lambda x, w: x @ w)(x, w))
+    scale = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64))
+    error = (np.abs(got.astype(np.float64) - want.astype(np.float64)) / scale).max()
+    assert error <= EPS, f"K={depth}: {error / EPS:.3g} eps of sum |x||w|"  # measured: 0 (the same bits)
+
+
+def test_only_nodes_without_a_kernel_are_widened_and_casts_are_shared():
+    def fn(x, w):
+        h = x @ w  # no bfloat16 MatMul: widened
+        return jnp.transpose(h) * 2, jnp.tanh(h)  # Transpose has one: left as it is; h is cast up once for both
+
+    x, w = _floats(BF16, (4, 8)), _floats(BF16, (8, 6), 1)
+    conversion, got = _run(fn, x, w)
+    graph = conversion.ir_model.graph
+    transpose = next(n for n in graph if n.op_type == "Transpose")
+    assert transpose.inputs[0].type.dtype == ir.DataType.BFLOAT16
+    casts = [n for n in graph if n.op_type == "Cast"]
+    assert len({(id(n.inputs[0]), n.attributes["to"].as_int()) for n in casts}) == len(casts)
+    for g, want in zip(got, jax.jit(fn)(x, w), strict=True):
+        _same_bits(g, np.asarray(want))
+
+
+def test_float16_needs_no_widening():
+    # onnxruntime's CPU provider runs every float16 node itself (it casts around its missing kernels)
+    x = _floats(np.float16, (4, 8))
+    conversion = wb.convert(lambda x: jnp.tanh(x @ x.T) + jnp.maximum(x, 0).sum(), [x])
+    assert widen_for_cpu(conversion.ir_model) == []
+    np.testing.assert_array_equal(conversion.run(x)[0], np.asarray(jax.jit(lambda x: jnp.tanh(x @ x.T) + jnp.maximum(x, 0).sum())(x)))
+
+
+def test_probe_agrees_with_loading_the_model():
+    x, w = _floats(BF16, (4, 8)), _floats(BF16, (8, 6), 1)
+    model = wb.convert(lambda x, w: jnp.maximum(x @ w, 0), [x, w]).ir_model
+    opsets = dict(model.opset_imports)
+    missing = without_cpu_kernel(model)
+    assert [n.op_type for n in missing] == ["MatMul", "Relu"] or [n.op_type for n in missing] == ["MatMul", "Max"]
+    assert all(not has_cpu_kernel(n, opsets) for n in missing)
+    with pytest.raises(wb.OnnxModelError) as info:
+        open_session(model)
+    reported = missing_kernel_in(str(info.value))
+    assert reported is not None and reported.node == missing[0].name
+    widened = widen_for_cpu(model)
+    assert [w.node for w in widened] == [n.name for n in missing]
+    assert "bfloat16" in widened[0].was and without_cpu_kernel(model) == []
+    open_session(model)  # loads now
+
+
+def test_missing_kernel_error_names_the_node_op_type_and_what_to_do():
+    x = _floats(BF16, (4, 8))
+    conversion = wb.convert(lambda x: x @ x.T, [x])
+    with pytest.raises(wb.OnnxModelError) as info:
+        conversion.run(x)
+    message = str(info.value)
+    assert "no kernel for node 'dot_general', MatMul (opset 21) on bfloat16, bfloat16 -> bfloat16" in message
+    assert 'runtime="onnxruntime-cpu"' in message and "wb.for_onnxruntime_cpu" in message
+    assert "failing node 'with'" not in message  # onnxruntime's "node with name '...'" is read whole
+
+
+def test_bad_runtime_is_a_clear_error():
+    with pytest.raises(ValueError, match="runtime: expected None .*'onnxruntime-cpu'.*got 'cuda'"):
+        wb.convert(lambda x: x, [(2,)], runtime="cuda")
+
+
+# ----------------------------------------------------------------------------- real models in bfloat16
+BF = jnp.bfloat16
+
+
+class _MLP(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.up = nnx.Linear(16, 64, dtype=BF, param_dtype=BF, rngs=rngs)
+        self.down = nnx.Linear(64, 8, dtype=BF, param_dtype=BF, rngs=rngs)
+
+    def __call__(self, x):
+        return self.down(nnx.gelu(self.up(x)))
+
+
+class _CNN(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(3, 8, (3, 3), dtype=BF, param_dtype=BF, rngs=rngs)  # ONNX Conv takes no bfloat16 at opset 21
+        self.norm = nnx.LayerNorm(8, dtype=BF, param_dtype=BF, rngs=rngs)
+        self.head = nnx.Linear(8, 4, dtype=BF, param_dtype=BF, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.norm(nnx.relu(self.conv(x))).mean((1, 2)))
+
+
+class _Block(nnx.Module):
+    """A pre-norm causal transformer block, parameters and compute in bfloat16."""
+
+    def __init__(self, rngs: nnx.Rngs, width: int = 32):
+        kw = {"dtype": BF, "param_dtype": BF, "rngs": rngs}
+        self.ln1, self.ln2 = nnx.LayerNorm(width, **kw), nnx.LayerNorm(width, **kw)
+        self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=width, decode=False, **kw)
+        self.up, self.down = nnx.Linear(width, 4 * width, **kw), nnx.Linear(4 * width, width, **kw)
+
+    def __call__(self, x):
+        mask = nnx.make_causal_mask(jnp.ones(x.shape[:2]))
+        x = x + self.attn(self.ln1(x), mask=mask)
+        return x + self.down(nnx.gelu(self.up(self.ln2(x))))
+
+
+def _eqx_mlp():
+    model = eqx.nn.MLP(16, 8, 32, 2, key=jax.random.key(0))
+    return jax.tree.map(lambda a: a.astype(BF) if eqx.is_inexact_array(a) else a, model)
+
+
+MODELS = {
+    "nnx_mlp": (lambda: _MLP(nnx.Rngs(0)), (4, 16)),
+    "nnx_cnn": (lambda: _CNN(nnx.Rngs(0)), (2, 8, 8, 3)),
+    "nnx_block": (lambda: _Block(nnx.Rngs(0)), (2, 6, 32)),
+    "eqx_mlp": (_eqx_mlp, (16,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_bfloat16_models_run_in_onnxruntime_cpu_as_jax_computes_them(name):
+    make, shape = MODELS[name]
+    model = make()
+    x = (np.random.default_rng(7).standard_normal(shape)).astype(BF16)
+    conversion, (got,) = _run(model, x)
+    assert got.dtype == BF16
+    # JAX op by op rounds every result to bfloat16, as the ONNX model does: the same bits (measured on all four)
+    _same_bits(got, np.asarray(model(x)))
+    # XLA's fusions keep float32 between fused ops: within 1 eps (the transformer block measured 0.33 eps)
+    jitted = np.asarray(eqx.filter_jit(lambda m, x: m(x))(model, x)).astype(np.float64)
+    assert np.abs(got.astype(np.float64) - jitted).max() <= EPS * np.abs(jitted).max()
+    assert conversion.parity().ok
+
+
+def test_half_precision_export_runs_in_onnxruntime_cpu():
+    # precision="bfloat16" used to be checkable only in ONNX's reference evaluator; widened it loads in onnxruntime
+    from onnx.reference import ReferenceEvaluator
+
+    def fn(x, w):
+        return jax.nn.gelu(x @ w) * 0.5
+
+    x, w = np.random.default_rng(8).standard_normal((8, 32), np.float32), np.random.default_rng(9).standard_normal((32, 16), np.float32)
+    plain = wb.convert(fn, [x, w], precision="bfloat16")
+    with pytest.raises(wb.OnnxModelError, match="no kernel for node"):
+        plain.run(x, w)
+    runnable = wb.convert(fn, [x, w], precision="bfloat16", runtime=CPU)
+    onnx.checker.check_model(runnable.model, full_check=True)
+    got = runnable.run(x, w)[0]
+    reference = ReferenceEvaluator(plain.model).run(None, {"x": x, "w": w})[0]
+    # the same model, rounding where it rounds: onnxruntime's float32 Erf/MatMul against the evaluator's float64
+    np.testing.assert_allclose(got, reference, rtol=2 * EPS, atol=2 * EPS * np.abs(reference).max())
+    assert runnable.parity().ok
+
+
+def test_for_onnxruntime_cpu_makes_a_runnable_copy_of_a_model(tmp_path):
+    x = _floats(BF16, (4, 8))
+    proto = wb.to_onnx(lambda x: jnp.maximum(x @ x.T, 0), [x])
+    path = tmp_path / "bf16.onnx"
+    onnx.save_model(proto, str(path))
+    for source in (proto, path):
+        runnable = wb.for_onnxruntime_cpu(source)
+        onnx.checker.check_model(runnable, full_check=True)
+        got = open_session(runnable).run({"x": x})[0]
+        _same_bits(got, np.asarray(jnp.maximum(jnp.asarray(x) @ jnp.asarray(x).T, 0)))
+    assert [n.op_type for n in proto.graph.node if n.op_type == "Cast"] == []  # the original is untouched
+    with pytest.raises(wb.SpecError, match="model: expected an onnx.ModelProto or a path"):
+        wb.for_onnxruntime_cpu(42)
+

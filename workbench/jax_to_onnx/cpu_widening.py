@@ -1,0 +1,189 @@
+"""Make a bfloat16 / float16 / int16 model load in onnxruntime's CPU provider: widen the nodes it has no kernel for.
+
+A model that computes in bfloat16 (a Flax or Equinox model with bfloat16 parameters, a mixed-precision
+policy, ``precision="bfloat16"``) is valid ONNX that onnxruntime's CPU provider refuses: it has no
+bfloat16 kernel for MatMul, Add, Max, Exp... (nor an int16 one for Max, Min, Relu). This pass asks the
+installed onnxruntime which nodes it cannot run (:mod:`workbench.onnx_io.cpu_kernels`) and makes each
+of them compute in the wider type (bfloat16 and float16 in float32, int16 in int32) between Casts; every
+other node is left as it is. Each widened result is cast back to its own type, so the model rounds at
+the same places as before: for the correctly rounded ops (Add, Sub, Mul, Div, Sqrt, Max, Min, Relu,
+comparisons, Where...) computing in float32 and rounding once to bfloat16 or float16 gives the bits the
+half-precision op gives (float32's 24 bits exceed 2p + 2 for both, so the double rounding is
+innocuous); MatMul, Exp, Tanh, Erf... round once where a half-precision kernel may round more often, and
+their transcendental approximations are onnxruntime's.
+
+Learnt from onnxruntime's own float16 handling on CPU (its graph transformer that puts float16 nodes
+without a kernel between Casts to float32), applied here to the types it leaves unrunnable. The casts
+come from the precision pass's :class:`~workbench.jax_to_onnx.casts.CastInserter`: one per value and type,
+shared by every reader.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import onnx
+import onnx_ir as ir
+
+from workbench.errors import OnnxModelError, SpecError
+from workbench.jax_to_onnx.casts import CastInserter
+from workbench.onnx_io import load_model
+from workbench.onnx_io.cpu_kernels import signature, without_cpu_kernel
+
+#: The runtimes a model can be made to load in (``runtime=`` of ``wb.to_onnx`` / ``wb.convert``).
+RUNTIMES = ("onnxruntime-cpu",)
+
+#: The type a node without a kernel computes in instead of each narrow type.
+WIDER: dict[ir.DataType, ir.DataType] = {
+    ir.DataType.BFLOAT16: ir.DataType.FLOAT,
+    ir.DataType.FLOAT16: ir.DataType.FLOAT,
+    ir.DataType.INT16: ir.DataType.INT32,  # int16 sums and products fit; the cast back wraps as int16 does
+}
+
+
+@dataclass(frozen=True)
+class Widened:
+    """One node made to compute wider: its name and what it computed on before."""
+
+    node: str
+    was: str  # e.g. "MatMul (opset 21) on bfloat16, bfloat16 -> bfloat16"
+
+
+def widen_for_cpu(model: ir.Model) -> list[Widened]:
+    """Make every node of ``model``'s main graph that onnxruntime's CPU provider has no kernel for
+    compute in the wider type between Casts, in place; returns the nodes widened.
+
+    Raises:
+        OnnxModelError: a node still has no kernel once widened (or has no narrow type to widen),
+            naming it, its op and types.
+    """
+    opsets = dict(model.opset_imports)
+    missing = without_cpu_kernel(model)
+    plan = [node for node in missing if any(_elem(v) in WIDER for v in (*node.inputs, *node.outputs) if v is not None)]
+    widened = [Widened(node.name or node.op_type, _describe(node, opsets)) for node in plan]
+    if plan:
+        _rewrite(model.graph, plan)
+    still = without_cpu_kernel(model, missing)
+    if still:
+        listed = "; ".join(f"{node.name!r}: {_describe(node, opsets)}" for node in still)
+        raise OnnxModelError(
+            f"onnxruntime's CPU provider has no kernel for {len(still)} node(s), with their bfloat16/float16/int16 "
+            f"values computed in float32/int32: {listed}. Run the model with a provider that has them, or "
+            f"compute those ops in another type in the function."
+        )
+    return widened
+
+
+def has_narrow_types(model: ir.Model) -> bool:
+    """Whether a value of the main graph is bfloat16, float16 or int16 (else nothing here applies)."""
+    graph = model.graph
+    values = [*graph.inputs, *graph.initializers.values(), *(o for node in graph for o in node.outputs)]
+    return any(_elem(v) in WIDER for v in values)
+
+
+def widen_invalid_types(model: ir.Model) -> list[Widened]:
+    """Make the default-domain nodes whose ONNX schema (at the model's opset) does not take their
+    bfloat16 / float16 / int16 types compute in the wider type between Casts, in place.
+
+    JAX computes a convolution, a rounding or an integer matmul in any type, ONNX not: ``Conv`` takes
+    no bfloat16 before opset 22, ``Round`` none before 22, ``MatMul`` no int16. Without this a bfloat16
+    CNN converts to a model the ONNX checker and every runtime reject.
+    """
+    opset = next((v for d, v in model.opset_imports.items() if d in ("", "ai.onnx")), None)
+    if opset is None:
+        return []
+    plan = [node for node in model.graph if node.domain in ("", "ai.onnx") and not _schema_takes(node, opset)]
+    widened = [Widened(node.name or node.op_type, _describe(node, dict(model.opset_imports))) for node in plan]
+    if plan:
+        _rewrite(model.graph, plan)
+    return widened
+
+
+def _schema_takes(node: ir.Node, opset: int) -> bool:
+    """Whether ``node``'s schema takes its narrow-typed inputs and outputs (True when it has none, or no schema)."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return True
+    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    for values, formals in ((node.inputs, schema.inputs), (node.outputs, schema.outputs)):
+        for index, value in enumerate(values):
+            dtype = None if value is None else _elem(value)
+            if dtype not in WIDER or not formals:
+                continue
+            type_str = formals[min(index, len(formals) - 1)].type_str
+            if f"tensor({_ONNX_TYPE_NAMES[dtype]})" not in allowed.get(type_str, {f"tensor({_ONNX_TYPE_NAMES[dtype]})"}):
+                return False
+    return True
+
+
+_ONNX_TYPE_NAMES = {ir.DataType.BFLOAT16: "bfloat16", ir.DataType.FLOAT16: "float16", ir.DataType.INT16: "int16"}
+
+
+def for_onnxruntime_cpu(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx.ModelProto:
+    """A copy of ``model`` (a ModelProto or an .onnx path) that onnxruntime's CPU provider loads: each
+    node it has no kernel for computes in float32 (int16: int32) between Casts (:func:`widen_for_cpu`).
+
+    For a model converted here, ``wb.convert(..., runtime="onnxruntime-cpu")`` does the same without a copy.
+
+    Raises:
+        SpecError: ``model`` is neither a ModelProto nor a path.
+        OnnxModelError: the file is not an ONNX model, or a node has no kernel even widened.
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    elif isinstance(model, (str, os.PathLike)):
+        proto = load_model(model).proto
+    else:
+        raise SpecError(f"model: expected an onnx.ModelProto or a path to an .onnx file, got {type(model).__name__}.")
+    copy = ir.serde.deserialize_model(proto)
+    widen_for_cpu(copy)
+    return ir.serde.serialize_model(copy)
+
+
+def _rewrite(graph: ir.Graph, plan: list[ir.Node]) -> None:
+    """Retype the planned nodes' narrow outputs wide and cast on every edge where types now differ.
+
+    A value a widened node produced reaches every reader rounded to its own type first (so a chain of
+    widened nodes rounds where the model did); a widened node reads each narrow input through one
+    shared upcast.
+    """
+    casts = CastInserter(graph)
+    wide_nodes = set(plan)
+    original: dict[ir.Value, ir.DataType] = {}
+    for node in plan:
+        for value in node.outputs:
+            dtype = _elem(value)
+            if dtype in WIDER:
+                original[value] = dtype
+                value.type = ir.TensorType(WIDER[dtype])
+    for value, dtype in original.items():  # readers that kept their kernel read the value in its own type
+        for use in list(value.uses()):
+            if use.node not in wide_nodes:
+                use.node.replace_input_with(use.idx, casts.cast(value, dtype))
+    for node in plan:
+        for index, value in enumerate(node.inputs):
+            if value is None:
+                continue
+            rounded = casts.cast(value, original[value]) if value in original else value
+            dtype = _elem(rounded)
+            if dtype in WIDER:
+                node.replace_input_with(index, casts.cast(rounded, WIDER[dtype]))
+            elif rounded is not value:
+                node.replace_input_with(index, rounded)
+    for index, value in enumerate(graph.outputs):
+        if value in original:
+            graph.outputs[index] = casts.cast_output(value, original[value])
+
+
+def _describe(node: ir.Node, opsets: dict[str, int]) -> str:
+    key = signature(node, opsets)
+    return node.op_type if key is None else key.describe()
+
+
+def _elem(value: ir.Value) -> ir.DataType | None:
+    return value.type.dtype if isinstance(value.type, ir.TensorType) else None
+
+
+__all__ = ["RUNTIMES", "WIDER", "Widened", "for_onnxruntime_cpu", "has_narrow_types", "widen_for_cpu", "widen_invalid_types"]
