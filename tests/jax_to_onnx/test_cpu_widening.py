@@ -293,3 +293,15 @@ def test_for_onnxruntime_cpu_makes_a_runnable_copy_of_a_model(tmp_path):
     with pytest.raises(wb.SpecError, match="model: expected an onnx.ModelProto or a path"):
         wb.for_onnxruntime_cpu(42)
 
+
+def test_parity_and_the_locator_run_a_bfloat16_model_through_its_twin_and_say_so():
+    model = _MLP(nnx.Rngs(1))
+    x = np.random.default_rng(10).standard_normal((4, 16)).astype(BF16)
+    conversion = wb.convert(model, [x])  # as traced: onnxruntime's CPU provider cannot load it
+    report = conversion.parity()
+    assert report.ok and {w.was.split(" ")[0] for w in report.widened} >= {"Gemm"}
+    assert "run through a twin of the model" in report.summary() and "the model itself is unchanged" in report.summary()
+    assert not any(n.op_type == "Cast" and n.name.endswith(".float32") for n in conversion.ir_model.graph)
+    located = wb.locate_divergence(conversion, inputs=[x])
+    assert located.first_divergent is None, located.summary()
+    assert wb.convert(model, [x], runtime=CPU).parity().widened == ()  # a runnable export needs no twin

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from workbench.analysis.compare import Comparison, compare_arrays, compute_toler
 from workbench.analysis.labels import count, sides
 from workbench.analysis.subject import Subject, prepare
 from workbench.jax_to_onnx.complex_numbers import to_pairs
+from workbench.jax_to_onnx.cpu_widening import Widened
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class ParityReport:
     rtol: float | None = None
     atol: float | None = None
     name: str | None = None  # what the report calls the function (default: the callable's own name)
+    # nodes onnxruntime's CPU provider had no kernel for, run in float32 in a twin of the model (it is unchanged)
+    widened: tuple[Widened, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -129,6 +133,13 @@ class ParityReport:
             f"Parity {verdict}: {sides(self.name or self.subject.name, self.model_source)}, {count(len(self.inputs), 'sample')}, "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
+        if self.widened:
+            ops = Counter(w.was.split(" ", 1)[0] for w in self.widened)
+            text += (
+                f"; run through a twin of the model: onnxruntime's CPU provider has no kernel for {len(self.widened)} "
+                f"of its nodes ({', '.join(f'{count} {op}' for op, count in ops.items())}), computed in float32 "
+                f"(int32 for int16) between Casts as wb.for_onnxruntime_cpu does; the model itself is unchanged"
+            )
         vacuous = self.vacuous
         if vacuous:
             origin = (
@@ -193,6 +204,10 @@ def parity(
         name: the function's name in the report and its figure (default: the callable's own name,
             which is ``apply`` for ``functools.partial(module.apply, variables)``).
 
+    A model onnxruntime's CPU provider cannot load for want of kernels (bfloat16 MatMul, int16 Max...)
+    is run through a twin whose such nodes compute in float32 between Casts (``wb.for_onnxruntime_cpu``),
+    and the report says so (``report.widened``); the model itself is not changed.
+
     Raises:
         WorkbenchError: when the model's inputs do not match the function's, the model is not an
             ONNX file or onnxruntime cannot load or run it, or the function fails on the inputs.
@@ -200,7 +215,7 @@ def parity(
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples: expected a positive int, got {samples!r}.")
     subject = prepare(fn, model, inputs)
-    session = subject.session(optimize)
+    session, widened = subject.runnable_session(optimize)
     floor_rtol, floor_atol = compute_tolerances(subject.loaded.proto)
     input_names = subject.input_names
     results: list[OutputResult] = []
@@ -236,6 +251,7 @@ def parity(
         rtol=rtol,
         atol=atol,
         name=name,
+        widened=widened,
     )
 
 

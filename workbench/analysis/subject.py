@@ -35,7 +35,7 @@ from workbench.analysis.inputs import (
     unflatten_args,
 )
 from workbench.analysis.interpret import WholeCompile
-from workbench.errors import SpecError, WorkbenchError
+from workbench.errors import OnnxModelError, SpecError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import (
     COMPLEX_DOC,
     real_dtype,
@@ -43,6 +43,7 @@ from workbench.jax_to_onnx.complex_numbers import (
     to_pairs,
 )
 from workbench.jax_to_onnx.conversion import CONVERSION_LABEL, Conversion
+from workbench.jax_to_onnx.cpu_widening import Widened, widen_for_cpu
 from workbench.jax_to_onnx.tracing import Traced, trace
 from workbench.onnx_io import (
     LoadedModel,
@@ -55,6 +56,7 @@ from workbench.onnx_io import (
     real_inputs,
     skeleton,
 )
+from workbench.onnx_io.cpu_kernels import missing_kernel_in
 from workbench.specs import parse_input_specs
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
@@ -92,17 +94,46 @@ class Subject:
         source = self.source.ir_model if isinstance(self.source, Conversion) else self.source
         return open_session(source, label=self.loaded.label, optimize=optimize)
 
+    def runnable_session(self, optimize: bool) -> tuple[Session, tuple[Widened, ...]]:
+        """:meth:`session`, or when onnxruntime's CPU provider has no kernel for some nodes (a bfloat16
+        model), a session on a twin of the model whose such nodes compute in float32 between Casts
+        (:func:`~workbench.jax_to_onnx.cpu_widening.widen_for_cpu`), with the nodes widened. The model
+        itself is not changed; any other load failure is raised as it is."""
+        try:
+            return self.session(optimize), ()
+        except OnnxModelError as error:
+            if missing_kernel_in(str(error)) is None:
+                raise
+        twin = self._with_real_weights(ir.serde.deserialize_model(self.loaded.proto))
+        widened = tuple(widen_for_cpu(twin))
+        return open_session(twin, label=self.loaded.label, optimize=optimize), widened
+
     def session_with_outputs(self, model: onnx.ModelProto, optimize: bool) -> Session:
-        """A session on ``model``, an edited copy of :attr:`loaded` (more graph outputs), with the real weights."""
+        """A session on ``model``, an edited copy of :attr:`loaded` (more graph outputs), with the real weights;
+        through its widened twin when onnxruntime's CPU provider has no kernel for some nodes (see
+        :meth:`runnable_session`)."""
         if isinstance(self.source, onnx.ModelProto):
-            return open_session(model, label=self.loaded.label, optimize=optimize)
-        edited = ir.serde.deserialize_model(model)  # its large weights are placeholders: give it the real ones
+            edited = ir.serde.deserialize_model(model)
+        else:
+            edited = self._with_real_weights(ir.serde.deserialize_model(model))
+        try:
+            return open_session(edited, label=self.loaded.label, optimize=optimize)
+        except OnnxModelError as error:
+            if missing_kernel_in(str(error)) is None:
+                raise
+        widen_for_cpu(edited)
+        return open_session(edited, label=self.loaded.label, optimize=optimize)
+
+    def _with_real_weights(self, edited: ir.Model) -> ir.Model:
+        """``edited`` (a copy of :attr:`loaded`'s graph) with the weights its large initializers stand for."""
+        if isinstance(self.source, onnx.ModelProto):
+            return edited  # the proto holds its weights
         owner = self.source.ir_model if isinstance(self.source, Conversion) else load_memory_mapped(self.source)
         tensors = {value.name: value.const_value for value in owner.graph.initializers.values()}
         for value in edited.graph.initializers.values():
             if value.name in tensors:
                 value.const_value = tensors[value.name]
-        return open_session(edited, label=self.loaded.label, optimize=optimize)
+        return edited
 
     def x64_context(self) -> Any:
         return jax.enable_x64(True) if self.x64 else contextlib.nullcontext()
