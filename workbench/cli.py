@@ -126,13 +126,14 @@ def _run_export(args: argparse.Namespace) -> int:
         if args.callable or args.input or args.constraint:
             raise ValueError("--from-exported FILE converts a serialized jax.export.Exported: give no callable, "
                              "--input or --constraint.")
-        model = to_onnx(Path(args.from_exported), path=args.output, opset=args.opset, precision=args.precision)
+        model = to_onnx(Path(args.from_exported), path=args.output, opset=args.opset, precision=args.precision,
+                        runtime=args.runtime)
     else:
         if not args.callable or not args.input:
             raise ValueError("give a callable (pkg.module:attr) and one --input per positional argument, "
                              "or --from-exported FILE.")
         model = to_onnx(_resolve_target(args.callable), _input_specs(args), path=args.output, opset=args.opset,
-                        precision=args.precision, constraints=tuple(args.constraint or ()))
+                        precision=args.precision, constraints=tuple(args.constraint or ()), runtime=args.runtime)
     print(f"wrote {args.output}: {len(model.graph.node)} nodes, opset {model.opset_import[0].version}")
     return 0
 
@@ -158,14 +159,18 @@ def _add_export(subparsers: Any) -> None:
     parser.set_defaults(run=_run_export)
 
 
-# the names workbench.jax_to_onnx.precision.PRECISIONS accepts, written here so that building the
-# parser (``workbench --help``) imports no converter; tests/cli checks that the two agree
+# the names workbench.jax_to_onnx.precision.PRECISIONS and cpu_widening.RUNTIMES accept, written here so that
+# building the parser (``workbench --help``) imports no converter; tests/cli checks that they agree
 PRECISION_CHOICES = ("float32", "float16", "bfloat16")
+RUNTIME_CHOICES = ("onnxruntime-cpu",)
 
 
 def _add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="float32",
                         help="compute in float16 or bfloat16 (weights stored in it; inputs and outputs stay float32)")
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None,
+                        help="make the model load in this runtime: nodes onnxruntime's CPU provider has no kernel "
+                             "for (bfloat16 MatMul, int16 Max...) compute in float32/int32 between Casts")
 
 
 # ---- ir -----------------------------------------------------------------------------------
@@ -180,7 +185,10 @@ def _run_ir(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: {len(graph['eqns'])} equations, {len(document['tensors'])} tensors"
               + (f" (large ones in {Path(args.output).with_suffix('.safetensors').name})" if args.external_weights else ""))
     elif args.ir_command == "to-onnx":
-        model = graph_ir.graph_ir_to_onnx(Path(args.ir), path=args.output, opset=args.opset, precision=args.precision)
+        from workbench.jax_to_onnx.precision import Precision
+
+        precision = Precision.of(args.precision, runtime=args.runtime)
+        model = graph_ir.graph_ir_to_onnx(Path(args.ir), path=args.output, opset=args.opset, precision=precision)
         print(f"wrote {args.output}: {len(model.graph.node)} nodes, opset {model.opset_import[0].version}")
     elif args.ir_command == "validate":
         document = graph_ir.load_graph_ir(Path(args.ir), resolve_weights=False)

@@ -100,7 +100,21 @@ def test_ir_to_onnx_and_export_at_half_precision(user_module, capsys):
 
 
 def test_precision_choices_are_the_converters():
-    from workbench.cli import PRECISION_CHOICES
+    from workbench.cli import PRECISION_CHOICES, RUNTIME_CHOICES
+    from workbench.jax_to_onnx.cpu_widening import RUNTIMES
     from workbench.jax_to_onnx.precision import PRECISIONS
 
-    assert PRECISION_CHOICES == PRECISIONS
+    assert PRECISION_CHOICES == PRECISIONS and RUNTIME_CHOICES == RUNTIMES
+
+
+def test_ir_to_onnx_and_export_in_bfloat16_for_onnxruntime_cpu(user_module):
+    document = user_module / "dense.json"
+    assert main(["ir", "export", "ir_user_models:dense", "-i", "B,4", "-o", str(document)]) == 0
+    from_ir, direct = user_module / "dense_ir.onnx", user_module / "dense.onnx"
+    flags = ["--precision", "bfloat16", "--runtime", "onnxruntime-cpu"]
+    assert main(["ir", "to-onnx", str(document), "-o", str(from_ir), *flags]) == 0
+    assert main(["export", "ir_user_models:dense", "-i", "B,4", "-o", str(direct), *flags]) == 0
+    model = onnx.load(str(from_ir))
+    assert model.SerializeToString() == onnx.load(str(direct)).SerializeToString()
+    x = np.linspace(-3, 3, 8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(run_onnx(model, [x])[0], _expected(x), rtol=2e-2, atol=2e-2)  # onnxruntime loads it
