@@ -129,6 +129,22 @@ def test_a_jax_function_name_finds_the_rows_of_the_primitives_it_binds() -> None
     assert explorer.shown == [] and "binds" not in explorer.summary()
 
 
+def test_a_search_never_calls_jax_functions_outside_the_array_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search traces the function a text names: only jax.numpy/lax/nn/scipy/random/image array functions,
+    never jax's other public callables or the file functions jnp re-exports (a search box must not run them)."""
+    from workbench.analysis.coverage_search import search_terms
+
+    called: list[str] = []
+    monkeypatch.setattr(jax, "clear_caches", lambda *a, **k: called.append("clear_caches"))
+    monkeypatch.setattr(jnp, "save", lambda *a, **k: called.append("save"))
+    for text in ("jax.clear_caches", "jnp.save", "jax.numpy.save"):
+        search_terms.cache_clear()
+        terms = search_terms(text)
+        assert terms.function is None and terms.primitives == (), text
+    assert called == []
+    assert search_terms("jax.random.normal").function == "jax.random.normal"
+
+
 def test_a_wrong_handler_is_reported_as_failing() -> None:
     doubled_p = Primitive("workbench_test_doubled")
     doubled_p.def_impl(lambda x: x * 2)

@@ -2,8 +2,10 @@
 
 A user looking for ``jnp.cumsum``, ``jax.nn.gelu`` or ``lax.top_k`` finds the rows of the primitives
 those functions trace to (``cumsum``; ``tanh``, ``mul``…; ``top_k``), and the rows naming the bare
-function (``cumsum`` testcases, the ONNX op ``MatMul`` for ``jnp.matmul``). Only names under ``jax``
-are resolved (``jnp``, ``lax``, ``nn`` and ``jsp`` stand for ``jax.numpy``, ``jax.lax``, ``jax.nn`` and
+function (``cumsum`` testcases, the ONNX op ``MatMul`` for ``jnp.matmul``). Only the array functions of
+``jax.numpy``, ``jax.lax``, ``jax.nn``, ``jax.scipy``, ``jax.random`` and ``jax.image`` (and their submodules)
+are resolved, never the numpy file and print-option functions jnp re-exports, nor any other of jax's
+public callables (``jnp``, ``lax``, ``nn`` and ``jsp`` stand for ``jax.numpy``, ``jax.lax``, ``jax.nn`` and
 ``jax.scipy``); the function is traced abstractly (``jax.make_jaxpr``) on small square float32 arrays, one to
 three of them, or one and the integer 1 (``lax.top_k(x, 1)``). A function those calls cannot trace
 (``jnp.einsum`` needs its subscripts) is searched by its bare name alone.
@@ -20,6 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _ALIASES = {"jnp": "jax.numpy", "lax": "jax.lax", "nn": "jax.nn", "jsp": "jax.scipy"}
+# the modules of array functions a search may call (abstractly): a search text must never run jax's other
+# public callables (jax.clear_caches, jax.distributed.initialize, jax.profiler.start_trace, jnp.save...)
+_SEARCHABLE_MODULES = ("jax.numpy", "jax.lax", "jax.nn", "jax.scipy", "jax.random", "jax.image")
+_SIDE_EFFECTS = frozenset({"save", "savez", "load", "fromfile", "tofile", "set_printoptions", "printoptions"})
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 # call-like primitives wrap the body the converter inlines: their rows say nothing about the function
 _WRAPPERS = frozenset({"jit", "pjit", "custom_jvp_call", "custom_vjp_call", "remat2", "closed_call"})
@@ -51,6 +57,9 @@ def _function(text: str) -> tuple[str, Any] | None:
     if parts[0] != "jax" or any(part.startswith("_") for part in parts):
         return None
     module_name, name = ".".join(parts[:-1]), parts[-1]
+    searchable = any(module_name == root or module_name.startswith(root + ".") for root in _SEARCHABLE_MODULES)
+    if not searchable or name in _SIDE_EFFECTS:
+        return None
     try:
         module = importlib.import_module(module_name)
     except ImportError:
