@@ -687,3 +687,20 @@ def test_per_box_loops_after_a_nonzero_match_onnxruntime(filled):
     got = np.asarray(forward(params, scores, boxes))
     assert expected.shape == (4, 1)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_jax_jit_of_a_value_dependent_model_says_to_call_forward_directly():
+    """Was: JAX's bare 'The size argument of jnp.nonzero must be statically specified' from <workbench-guard>, for
+    jax.jit(forward) as the README suggests for inference. JAX's error type stays (callers catch it to run eagerly);
+    a note names the nodes and what to do."""
+    model = _model([helper.make_node("Greater", ["x", "half"], ["mask"]), helper.make_node("NonZero", ["mask"], ["y"], name="where_big")],
+                   [_value("x", [4, 5])], [_value("y", [2, None], TensorProto.INT64)],
+                   [numpy_helper.from_array(np.array(0.5, np.float32), "half")])  # fmt: skip
+    x = np.random.default_rng(0).random((4, 5)).astype(np.float32)
+    forward, params = wb.to_jax(model)
+    with pytest.raises(jax.errors.ConcretizationTypeError) as caught:
+        jax.jit(forward)(params, x)
+    (note,) = [text for text in caught.value.__notes__ if text.startswith("workbench:")]  # once, not per guard
+    assert note.startswith("workbench: <ModelProto> has nodes whose output shapes depend on the input values ('where_big';")
+    assert "Call forward(params, ...) directly" in note
+    np.testing.assert_array_equal(np.asarray(forward(params, x)), run_onnx(model, [x])[0])  # as the note says

@@ -44,6 +44,7 @@ class SourceMap:
     helpers_from: int  # the line where the runtime helpers start (their locals are not model values)
     declared_inputs: tuple[ValueDescription, ...] = ()  # the model's graph inputs, to compare the given ones with
     weight_count: int = 0  # how many arrays the params wb.to_jax returns hold
+    value_dependent: tuple[str, ...] = ()  # nodes whose output shapes depend on values (VALUE_DEPENDENT_NODES)
 
     def describe(self, error: BaseException) -> str | None:
         """The failing node and its statement, from the innermost generated frame that assigns a model value."""
@@ -64,10 +65,11 @@ class SourceMap:
 
 def source_map(
     label: str, filename: str, source: str, identifiers: dict[str, str], model: onnx.ModelProto, helpers_marker: str,
-    weight_count: int = 0,
+    weight_count: int = 0, value_dependent: tuple[str, ...] = (),
 ) -> SourceMap:
     """``identifiers``: generated identifier -> the ONNX value it holds; the model tells which node writes each;
-    the runtime helpers start at the line ``helpers_marker``; the params hold ``weight_count`` arrays."""
+    the runtime helpers start at the line ``helpers_marker``; the params hold ``weight_count`` arrays;
+    ``value_dependent`` nodes have output shapes that depend on values."""
     writer: dict[str, str] = {}
     for graph in model_graphs(model):
         for index, node in enumerate(graph.node):
@@ -80,7 +82,7 @@ def source_map(
     lines = tuple(source.splitlines())
     helpers_from = next((number for number, text in enumerate(lines, 1) if text == helpers_marker), len(lines) + 1)
     declared = tuple(describe_inputs(model.graph))
-    return SourceMap(label, filename, lines, nodes, helpers_from, declared, weight_count)
+    return SourceMap(label, filename, lines, nodes, helpers_from, declared, weight_count, value_dependent)
 
 
 def _given_text(value: Any) -> tuple[np.dtype | None, tuple[int, ...] | None, str]:
@@ -135,6 +137,23 @@ def _missing_weight(error: BaseException, params: Any) -> str | None:
     return key if isinstance(key, str) and key not in params else None
 
 
+def _tracer_errors() -> tuple[type[BaseException], ...]:
+    import jax
+
+    errors = jax.errors
+    return (errors.ConcretizationTypeError, errors.TracerArrayConversionError, errors.TracerIntegerConversionError,
+            errors.TracerBoolConversionError, errors.NonConcreteBooleanIndexError)  # fmt: skip
+
+
+def _whole_jit_note(where: SourceMap) -> str:
+    nodes = ", ".join(repr(name) for name in where.value_dependent[:5]) + (" …" if len(where.value_dependent) > 5 else "")
+    return (
+        f"workbench: {where.label} has nodes whose output shapes depend on the input values ({nodes}; the module's "
+        "VALUE_DEPENDENT_NODES), so jax.jit cannot trace forward as a whole. Call forward(params, ...) directly: it "
+        "runs the parts around those nodes jitted (jax.jit(forward) works for models without them)."
+    )
+
+
 def translate(error: BaseException, where: SourceMap, params: Any = None, inputs: tuple[Any, ...] = ()) -> None:
     """Raise ``error`` as a ModelRunError naming its node when it comes from a model statement; else re-raise it.
 
@@ -142,6 +161,10 @@ def translate(error: BaseException, where: SourceMap, params: Any = None, inputs
     and so are the inputs that differ from the model's declared inputs, the likeliest cause of a failure.
     """
     if isinstance(error, _passes_through()):
+        if where.value_dependent and isinstance(error, _tracer_errors()):
+            note = _whole_jit_note(where)  # a note, JAX's own type kept: callers catch it to run eagerly
+            if note not in vars(error).get("__notes__", ()):  # forward and forward_prepared both pass it on
+                error.add_note(note)
         raise error
     node = where.describe(error)
     missing = _missing_weight(error, params)
