@@ -4,7 +4,8 @@ Each :class:`RealProgram` builds, with random weights and no downloads, a callab
 library's own examples (Flax's NNX and Linen examples, Hugging Face transformers' Flax models, Haiku's
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
 pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, FlowJAX, Penzai, einops, gymnax, Jumanji, augmax, interpax, quax,
-jaxlie, lineax, tinygp, jax-cosmo, flashbax, s2fft, MuJoCo MJX, jmp's mixed precision, optax training steps,
+jaxlie, lineax, tinygp, jax-cosmo, flashbax, s2fft, MuJoCo MJX, AQT's int8 quantization, jmp's mixed precision,
+optax training steps,
 plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
@@ -106,6 +107,7 @@ def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> di
         numpyro_programs,
         other_programs,
         precision_programs,
+        quantized_programs,
         quax_lie_programs,
         sampler_programs,
         science_programs,
@@ -286,6 +288,9 @@ FULL_ONLY: frozenset[str] = frozenset({
     "hf_flax_vision_encoder_decoder",  # 18.6; hf_flax_vit and hf_flax_gpt2_lm run its two halves, hf_flax_bert2gpt2 the cross-attention
     "hf_flax_blenderbot_small_lm",  # 11.9; hf_flax_bart runs (the same encoder-decoder code)
     "optax_adafactor_accumulated_step",  # 10.9; optax_adamw_train_step runs (the same exported-step pattern)
+    # s wall at -n 0 under load 4.1 (CI runs aqt_flax_mlp_int8_serving, 3.1, and aqt_quantized_training_step, 19.5)
+    "aqt_flax_mlp_fake_quant",  # 13.5; aqt_quantized_training_step runs the same QuantMode.TRAIN forward, and its backward
+    "aqt_cnn_int8_serving",  # 15.8 (AQT's Flax init of the CNN op by op); aqt_flax_mlp_int8_serving runs the int8 serving path
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
