@@ -22,7 +22,8 @@ from flax import nnx
 import workbench as wb
 from workbench.jax_to_onnx.cpu_widening import widen_for_cpu
 from workbench.onnx_io import open_session
-from workbench.onnx_io.cpu_kernels import has_cpu_kernel, missing_kernel_in, without_cpu_kernel
+from workbench.onnx_io.cpu_kernels import has_cpu_kernel, missing_kernel_in, refused_type_in, without_cpu_kernel
+from workbench.specs import TensorSpec
 
 BF16 = ml_dtypes.bfloat16
 EPS = float(ml_dtypes.finfo(BF16).eps)  # 2**-7, bfloat16's machine epsilon
@@ -300,8 +301,27 @@ def test_parity_and_the_locator_run_a_bfloat16_model_through_its_twin_and_say_so
     conversion = wb.convert(model, [x])  # as traced: onnxruntime's CPU provider cannot load it
     report = conversion.parity()
     assert report.ok and {w.was.split(" ")[0] for w in report.widened} >= {"Gemm"}
-    assert "run through a twin of the model" in report.summary() and "the model itself is unchanged" in report.summary()
+    assert "run through a twin of the model: onnxruntime's CPU provider cannot run" in report.summary() and "the model itself is unchanged" in report.summary()
     assert not any(n.op_type == "Cast" and n.name.endswith(".float32") for n in conversion.ir_model.graph)
     located = wb.locate_divergence(conversion, inputs=[x])
     assert located.first_divergent is None, located.summary()
     assert wb.convert(model, [x], runtime=CPU).parity().widened == ()  # a runnable export needs no twin
+
+
+def test_a_kernel_that_refuses_a_type_when_run_is_probed_too():
+    # onnxruntime loads a float16 ScatterND with reduction="add" and refuses it when run: the probe runs the
+    # node once on zeros. The gradient of x[:, 0] over a symbolic batch is such a scatter-add (prog50's jmp program)
+    def fn(x):
+        return jax.grad(lambda x: (x[:, 0] ** 2).sum())(x)
+
+    spec = TensorSpec(("B", 4), "float16")
+    x = np.random.default_rng(11).standard_normal((5, 4)).astype(np.float16)
+    plain = wb.convert(fn, [spec])
+    with pytest.raises(wb.OnnxModelError, match="Its CPU kernel refuses that type: convert with runtime=") as info:
+        plain.run(x)
+    assert refused_type_in(str(info.value)) is not None
+    report = plain.parity()
+    assert report.ok and [w.was.split(" ")[0] for w in report.widened] == ["ScatterND"]
+    runnable = wb.convert(fn, [spec], runtime=CPU)
+    onnx.checker.check_model(runnable.model, full_check=True)
+    np.testing.assert_array_equal(runnable.run(x)[0], np.asarray(jax.jit(fn)(x)))  # one term per element: exact

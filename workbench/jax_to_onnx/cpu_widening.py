@@ -58,6 +58,8 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
         OnnxModelError: a node still has no kernel once widened (or has no narrow type to widen),
             naming it, its op and types.
     """
+    if not has_narrow_types(model):
+        return []  # nothing to widen: a float32 model is not probed (its session says what it lacks)
     opsets = dict(model.opset_imports)
     missing = without_cpu_kernel(model)
     plan = [node for node in missing if any(_elem(v) in WIDER for v in (*node.inputs, *node.outputs) if v is not None)]

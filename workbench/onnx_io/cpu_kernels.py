@@ -4,14 +4,17 @@ onnxruntime picks a kernel by op, domain, opset version and the element types bo
 type variables; a node with no match fails at session creation with ``NOT_IMPLEMENTED : Could not
 find an implementation for MatMul(13) node with name '...'``. The CPU provider has almost no
 bfloat16 kernels (MatMul, Add, Max, Relu, Equal, Exp... all missing in onnxruntime 1.31; Transpose,
-Reshape, Identity and Cast exist) and no int16 kernel for Max/Min/Relu; it runs every float16 node,
+Reshape, Identity and Cast exist) and no int16 kernel for Max/Min/Relu; it loads every float16 node,
 casting around the ones it lacks itself.
 
 The answer is probed, not written down: :func:`has_cpu_kernel` builds a one-node model from the
 node itself (its attributes, its input and output types and shapes), asks onnxruntime for a session
 with graph optimisations off, and keeps the verdict per signature (domain, op, opset, input and
-output element types) for the life of the process. Why lazily rather than a table in code: the
-answer depends on the installed onnxruntime, the op's opset version and the exact type binding
+output element types; a narrow-typed node's attributes too) for the life of the process. A few kernels
+load with a narrow type and refuse it when run (float16 ScatterND with ``reduction="add"``), so a
+bfloat16/float16/int16 node that loads is also run once on zeros (its symbolic dimensions 1).
+
+Why lazily rather than a table in code: the answer depends on the installed onnxruntime, the op's opset version and the exact type binding
 (MatMul's, Max's and Relu's int16 differ), and a table of every op at every version needs a valid
 one-node model per op (required attributes, arities) that the model's own node already is. A probe
 costs about a millisecond, and a model has tens of distinct signatures.
@@ -23,6 +26,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -31,6 +35,12 @@ _MISSING_KERNEL = re.compile(
     r"Could not find an implementation for (?P<op>[\w.]+)\((?P<version>\d+)\) node with name '(?P<node>[^']*)'"
 )
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+# a kernel's refusal of a type when run (onnxruntime names the type as MLFloat16, BFloat16, int16_t...)
+_REFUSED_TYPE = re.compile(r"[^:\n]*\b(data )?type (is )?not supported[^\n]*", re.IGNORECASE)
+# the most zero elements a run probe hands a node
+_PROBE_ELEMENTS = 1 << 20
+#: The types a model computes in that the CPU provider lacks kernels for: the ones a run probe checks.
+NARROW_TYPES = frozenset({ir.DataType.BFLOAT16, ir.DataType.FLOAT16, ir.DataType.INT16})
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,9 @@ class KernelSignature:
     opset: int
     inputs: tuple[ir.DataType | None, ...]  # None: an omitted optional input
     outputs: tuple[ir.DataType | None, ...]
+    # a narrow-typed node's attributes: some kernels refuse a type only for some attribute values when
+    # run (float16 ScatterND with reduction="add"); empty for the others, whose kernel choice they do not change
+    attributes: tuple[tuple[str, object], ...] = ()
 
     def describe(self) -> str:
         """E.g. ``MatMul (opset 21) on bfloat16, bfloat16 -> bfloat16``."""
@@ -92,7 +105,23 @@ def signature(node: ir.Node, opsets: dict[str, int]) -> KernelSignature | None:
     outs = tuple(_elem(v) for v in node.outputs)
     if any(v is not None and t is None for v, t in zip(node.inputs, ins, strict=True)) or None in outs:
         return None
-    return KernelSignature(node.domain, node.op_type, opset, ins, outs)
+    attributes = _attribute_key(node) if any(t in NARROW_TYPES for t in (*ins, *outs)) else ()
+    return KernelSignature(node.domain, node.op_type, opset, ins, outs, attributes)
+
+
+def _attribute_key(node: ir.Node) -> tuple[tuple[str, object], ...]:
+    """The attributes as hashable values (a tensor by its type and shape, not its data)."""
+    key: list[tuple[str, object]] = []
+    for name, attribute in sorted(node.attributes.items()):
+        value = attribute.value
+        if attribute.type == ir.AttributeType.TENSOR:
+            value = (str(value.dtype), tuple(value.shape))
+        elif isinstance(value, (list, tuple)):
+            value = tuple(value) if all(isinstance(v, (int, float, str)) for v in value) else attribute.type.name
+        elif not isinstance(value, (int, float, str)):
+            value = attribute.type.name
+        key.append((name, value))
+    return tuple(key)
 
 
 def has_cpu_kernel(node: ir.Node, opsets: dict[str, int]) -> bool:
@@ -132,18 +161,54 @@ def _probe(node: ir.Node, opsets: dict[str, int]) -> bool:
     imports = [onnx.helper.make_opsetid(domain, version) for domain, version in opsets.items()]
     model = onnx.helper.make_model(graph, opset_imports=imports, ir_version=min(onnx.IR_VERSION, 10))
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # a refusal is the answer, not an error to log
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own pybind exception types
         return missing_kernel_in(str(error)) is None  # another fault is not a missing kernel
+    if not any(_elem(v) in NARROW_TYPES for v in (*node.inputs, *node.outputs) if v is not None):
+        return True
+    # a few kernels take a narrow type at load and refuse it when run (float16 ScatterND with reduction
+    # "add"): run the node once on zeros, its symbolic dimensions 1 (zero indices are in range)
+    feeds = _zero_feeds(list({v.name: v for v in node.inputs if v is not None}.values()), ort)
+    if feeds is None:
+        return True
+    try:
+        session.run_with_ort_values([v.name for v in outputs], feeds)
+    except Exception as error:  # onnxruntime raises its own pybind exception types
+        return refused_type_in(str(error)) is None
     return True
+
+
+def refused_type_in(message: str) -> str | None:
+    """onnxruntime's run-time refusal of a type by a kernel it has (``MLFloat16 data type is not
+    supported with ScatterND opset 16 when reduction is 'add'``), or None for any other error."""
+    match = _REFUSED_TYPE.search(message)
+    return None if match is None else match.group(0)
+
+
+def _zero_feeds(values: list[ir.Value], ort: object) -> dict[str, object] | None:
+    """OrtValues of zeros for ``values`` (symbolic dimensions 1); None when a rank is unknown, a type
+    has no fixed width or the zeros would be large (the probe then trusts session creation alone)."""
+    feeds: dict[str, object] = {}
+    total = 0
+    for value in values:
+        dtype = _elem(value)
+        if value.shape is None or dtype is None or dtype.itemsize not in (1, 2, 4, 8) or dtype == ir.DataType.STRING:
+            return None
+        shape = tuple(d if isinstance(d, int) else 1 for d in value.shape)
+        total += int(np.prod(shape, dtype=np.int64))
+        if total > _PROBE_ELEMENTS:
+            return None
+        bits = np.zeros(shape, dtype=f"uint{8 * int(dtype.itemsize)}")  # zero bits are zero in every type
+        feeds[value.name] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, onnx_element_type=int(dtype))
+    return feeds
 
 
 def _elem(value: ir.Value) -> ir.DataType | None:
     return value.type.dtype if isinstance(value.type, ir.TensorType) else None
 
 
-__all__ = ["KernelSignature", "MissingKernel", "has_cpu_kernel", "missing_kernel_in", "signature", "type_name",
-           "without_cpu_kernel"]
+__all__ = ["NARROW_TYPES", "KernelSignature", "MissingKernel", "has_cpu_kernel", "missing_kernel_in", "refused_type_in",
+           "signature", "type_name", "without_cpu_kernel"]

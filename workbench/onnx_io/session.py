@@ -28,7 +28,7 @@ import onnx
 import onnx_ir as ir
 
 from workbench.errors import OnnxModelError
-from workbench.onnx_io.cpu_kernels import missing_kernel_in, signature
+from workbench.onnx_io.cpu_kernels import missing_kernel_in, refused_type_in, signature
 from workbench.onnx_io.load import PROTO_LABEL
 from workbench.onnx_io.weights import weights_set_aside
 
@@ -77,8 +77,9 @@ class Session:
             return [_from_ort_value(value) for value in self.inner.run_with_ort_values(names, values)]
         except Exception as error:  # onnxruntime raises its own pybind exception types
             shapes = {name: f"{np.asarray(array).dtype}{list(np.shape(array))}" for name, array in feeds.items()}
+            advice = f" Its CPU kernel refuses that type: {WIDEN_ADVICE}." if refused_type_in(str(error)) else ""
             raise OnnxModelError(
-                f"onnxruntime failed to run model {self.label}{_node_hint(error)} on inputs {shapes}: {error}"
+                f"onnxruntime failed to run model {self.label}{_node_hint(error)} on inputs {shapes}: {error}{advice}"
             ) from error
 
 
