@@ -36,7 +36,8 @@ class Built:
     at given sizes where the generic rule (resize the symbolic axes, draw like the built values) is wrong,
     e.g. an attention mask that must start with real tokens. ``constraints`` bound the symbols where the
     library's model needs it (``"T <= 64"`` for a causal mask cut from a table of 64 positions); the sizes
-    tried must meet them.
+    tried must meet them. ``runtime`` is ``wb.to_onnx``'s, for a program exported for a runtime as its user
+    would (``"onnxruntime-cpu"`` for bfloat16 compute, which onnxruntime's CPU provider has few kernels for).
     """
 
     fn: Callable[..., Any]
@@ -45,6 +46,7 @@ class Built:
     sizes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     resize: ResizeArgs | None = None
     constraints: tuple[str, ...] = ()
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def check_program(entry: RealProgram, *, other_sizes: bool = True) -> None:
     from tests.real_programs.other_sizes import other_arguments
 
     built = entry.build()
-    model = wb.to_onnx(built.fn, built.specs, constraints=built.constraints)
+    model = wb.to_onnx(built.fn, built.specs, constraints=built.constraints, runtime=built.runtime)
     onnx.checker.check_model(model, full_check=True)
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -224,10 +226,6 @@ EXPECTED_FAILURES: dict[str, str] = {
                                    "prediction[:, 0] over a symbolic batch is a scatter-add; with a constant batch JAX "
                                    "writes a squeeze and it runs). Half-precision exports in onnxruntime are bf50's "
                                    "work this session (notes/s22_coord.md, 2026-12-06)",
-    "linen_bfloat16_transformer_block": "converts, but onnxruntime's CPU provider has no bfloat16 MatMul: 'Could not "
-                                        "find an implementation for MatMul(13)' (flax's dtype=jnp.bfloat16 computes "
-                                        "the Dense and attention products in bfloat16). Half-precision exports in "
-                                        "onnxruntime are bf50's work this session (notes/s22_coord.md, 2026-12-06)",
     "s2fft_forward_inverse": "s2fft's on-the-fly transforms (method='jax') run their latitudinal step as s2fft's own "
                              "JAX primitives ftm_to_flm / flm_to_ftm (lowered to XLA through mlir.lower_fun of a JAX "
                              "function), which have no ONNX handler: UnsupportedPrimitiveError naming both. Their impl is "

@@ -88,7 +88,8 @@ def jmp_dynamic_loss_scale_step() -> Built:
 @program("linen_bfloat16_transformer_block", library="flax",
          origin="a Flax Linen pre-norm transformer block with dtype=jnp.bfloat16 (the compute) and float32 "
                 "parameters, as Flax's examples configure mixed precision (nn.MultiHeadDotProductAttention, "
-                "nn.Dense, nn.LayerNorm)", rtol=5e-2, atol=5e-2)
+                "nn.Dense, nn.LayerNorm), exported for onnxruntime's CPU provider (runtime='onnxruntime-cpu')",
+         rtol=5e-2, atol=5e-2)
 def linen_bfloat16_transformer_block() -> Built:
     import flax.linen as nn
 
@@ -110,7 +111,8 @@ def linen_bfloat16_transformer_block() -> Built:
     def forward(x: jax.Array) -> jax.Array:
         return block.apply(variables, x).astype(jnp.float32)
 
-    return Built(forward, [("B", "T", 16)], [_normal(2, 7, 16)])
+    # onnxruntime's CPU provider has no bfloat16 MatMul: the export computes those nodes in float32 between casts
+    return Built(forward, [("B", "T", 16)], [_normal(2, 7, 16)], runtime="onnxruntime-cpu")
 
 
 @program("nnx_float16_params_mlp", library="flax",
