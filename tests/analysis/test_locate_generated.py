@@ -141,3 +141,29 @@ def test_a_saturating_onnxruntime_kernel_is_reported_as_the_reference_s_caveat()
         assert len(report.caveats) == 1 and "saturate" in report.caveats[0]
         assert "note: DynamicQuantizeMatMul 'qmatmul'" in repr(report)
         assert "Note: DynamicQuantizeMatMul" in report._repr_html_()
+
+
+def _symbolic_batch(batch: str | None = "batch") -> onnx.ModelProto:
+    """x [batch, 4] -> tanh(x @ W) [batch, 3], as torch.onnx exports with dynamic_axes (None: an unnamed dim)."""
+    w = numpy_helper.from_array(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), "w")
+    dims = [batch, 4] if batch else [None, 4]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Tanh", ["h"], ["y"], name="act")],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3] if batch else [None, 3])], [w])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_a_symbolic_batch_gets_random_inputs_of_size_2_or_as_sizes_says():
+    """Was: ValueError 'input x has symbolic or unknown dimensions; pass the inputs' for every torch export with
+    dynamic axes; sizes= was accepted by wb.locate_divergence and not passed on."""
+    model = _symbolic_batch()
+    report = wb.locate_divergence(model)
+    assert report.ok and report.first_divergent is None, report
+    assert [x.shape for x in report.inputs] == [(2, 4)]
+    assert [n.node for n in report.nodes if n.compared] == ["mm", "act"] and max(n.max_abs_error for n in report.nodes) < 1e-6
+    wider = wb.locate_divergence(model, sizes={"batch": 5}, seed=1)
+    assert wider.ok and [x.shape for x in wider.inputs] == [(5, 4)]
+    with pytest.raises(wb.SpecError, match=r"input 'x' .* has an unnamed dynamic dimension in the model; pass inputs=\[\.\.\.\]"):
+        wb.locate_divergence(_symbolic_batch(None))
+    given = wb.locate_divergence(_symbolic_batch(None), inputs=[np.ones((3, 4), np.float32)])
+    assert given.ok and given.inputs[0].shape == (3, 4)

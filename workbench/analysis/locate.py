@@ -62,12 +62,13 @@ def locate_divergence(
     The other direction: ``locate_divergence(onnx_model, generated)`` (an ONNX model first, then
     the params of the JAX code ``wb.to_jax`` generated from it, or ``None`` for the model's own
     weights) names the first node whose generated JAX value drifts from onnxruntime's
-    (:mod:`workbench.analysis.locate_generated`).
+    (:mod:`workbench.analysis.locate_generated`; random inputs give symbolic dimensions the size
+    in ``sizes``, else 2).
     """
     if isinstance(fn, (onnx.ModelProto, str, os.PathLike, bytes)):
         from workbench.analysis.locate_generated import locate_generated_divergence
 
-        return locate_generated_divergence(fn, model, inputs, rtol=rtol, atol=atol, seed=seed)
+        return locate_generated_divergence(fn, model, inputs, rtol=rtol, atol=atol, seed=seed, sizes=sizes)
     subject = prepare(fn, model, inputs)
     flat_inputs, chosen = subject.samples(1, seed, sizes)[0]
     return locate_on_subject(subject, flat_inputs, chosen, rtol=rtol, atol=atol, optimize=optimize)

@@ -27,7 +27,7 @@ from workbench.analysis.compare import NodeVerdict
 from workbench.analysis.divergence import GENERATED_LABEL, DivergenceReport, NodeResult
 from workbench.analysis.quantization_boundary import boundary_step_caveat
 from workbench.analysis.reference_caveats import reference_caveat
-from workbench.errors import OnnxModelError
+from workbench.errors import OnnxModelError, SpecError
 from workbench.onnx_io.load import load_model
 from workbench.onnx_io.session import open_session
 from workbench.onnx_io.tensors import constant_tensors
@@ -41,21 +41,23 @@ def locate_generated_divergence(
     rtol: float | None = None,
     atol: float | None = None,
     seed: int = 0,
+    sizes: Mapping[str, int] | None = None,
 ) -> DivergenceReport:
     """Find the first node of ``model`` whose value in the generated JAX code drifts from onnxruntime's.
 
     ``generated`` gives the weights the JAX code runs with: ``None`` (the model's own), the params
     dict of ``wb.to_jax`` / ``generate``, a ``(forward, params)`` pair, or a ``GeneratedModule``.
     Weights that differ from the model's initializers are listed in the report's
-    ``changed_initializers``. ``inputs``: one array per graph input (random ones are made from
-    the model's input types when every dimension is a number). ``rtol``/``atol`` default by dtype
+    ``changed_initializers``. ``inputs``: one array per graph input, or ``None`` for random ones of
+    the model's input types, each symbolic dimension (a torch export's ``batch``) of size
+    ``sizes[name]`` or, not given there, 2 (``sizes={"batch": 8}``). ``rtol``/``atol`` default by dtype
     (float32: 1e-4, 1e-5), judged against each tensor's scale as the other direction does.
     """
     timings: dict[str, float] = {}
     loaded = load_model(model)
     proto = loaded.proto
     params = _params_of(generated)
-    feeds = list(inputs) if inputs is not None else _random_inputs(proto, seed)
+    feeds = list(inputs) if inputs is not None else _random_inputs(proto, seed, sizes or {})
     input_names = [value.name for value in proto.graph.input if value.name not in _initializer_names(proto)]
     if len(feeds) != len(input_names):
         raise ValueError(f"inputs: model {loaded.label} takes {len(input_names)} inputs {input_names}, got {len(feeds)}")
@@ -180,7 +182,11 @@ def _expose_every_value(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[s
     return copy, names
 
 
-def _random_inputs(model: onnx.ModelProto, seed: int) -> list[np.ndarray]:
+SYMBOLIC_SIZE = 2  # a symbolic dimension's size in random inputs, unless sizes= says otherwise
+
+
+def _random_inputs(model: onnx.ModelProto, seed: int, sizes: Mapping[str, int]) -> list[np.ndarray]:
+    """One random array per graph input; a symbolic dimension ``name`` is ``sizes.get(name, SYMBOLIC_SIZE)``."""
     rng = np.random.default_rng(seed)
     initializers = _initializer_names(model)
     arrays = []
@@ -188,9 +194,13 @@ def _random_inputs(model: onnx.ModelProto, seed: int) -> list[np.ndarray]:
         if value.name in initializers:
             continue
         tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-        if None in dims or not value.type.HasField("tensor_type"):
-            raise ValueError(f"inputs: input {value.name!r} has symbolic or unknown dimensions; pass the inputs")
+        if not value.type.HasField("tensor_type") or not tensor.HasField("shape") or any(
+                not d.HasField("dim_value") and not d.dim_param for d in tensor.shape.dim):  # fmt: skip
+            raise SpecError(
+                f"inputs: input {value.name!r} is not a tensor, has no shape or has an unnamed dynamic dimension in "
+                "the model; pass inputs=[...] (one array per graph input)"
+            )
+        dims = [d.dim_value if d.HasField("dim_value") else sizes.get(d.dim_param, SYMBOLIC_SIZE) for d in tensor.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
         if dtype.kind == "f":
             arrays.append(rng.standard_normal(dims).astype(dtype))
