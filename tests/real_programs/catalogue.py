@@ -5,8 +5,7 @@ library's own examples (Flax's NNX and Linen examples, Hugging Face transformers
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
 pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, FlowJAX, Penzai, einops, gymnax, Jumanji, augmax, interpax, quax,
 jaxlie, lineax, tinygp, jax-cosmo, flashbax, s2fft, MuJoCo MJX, AQT's int8 quantization, jmp's mixed precision,
-optax training steps,
-plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
+optax training steps, jaxkd, esquilax, plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -114,6 +113,7 @@ def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> di
         sampler_programs,
         science_programs,
         solve_gp_programs,
+        spatial_programs,
         transformers_families,
         transport_search_programs,
     )
