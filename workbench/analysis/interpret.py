@@ -13,7 +13,9 @@ symbolic shapes for us.
 
 :func:`record_values_compiled` runs that same evaluation under ``jax.jit``, so XLA compiles the
 whole jaxpr once and returns the values asked for, instead of compiling every primitive at every
-shape as the eager run does (a Keras EfficientNetB0: 16 CPU seconds eagerly).
+shape as the eager run does (a Keras EfficientNetB0: 16 CPU seconds eagerly). A program computing in
+bfloat16 or float16 is compiled with ``xla_allow_excess_precision`` off, so it rounds after every op
+as the jaxpr says (and JAX op by op, and the ONNX model, do).
 """
 
 from __future__ import annotations
@@ -172,7 +174,14 @@ def record_values_compiled(
 
     if whole is None or whole.worth_trying:
         try:
-            outputs = jax.jit(program)(list(closed_jaxpr.consts), list(args))
+            consts, inputs = list(closed_jaxpr.consts), list(args)
+            if rounds_in_half_precision(closed_jaxpr.jaxpr):
+                # XLA's CPU compiler keeps float32 between the fused ops of a bfloat16/float16 program (it
+                # may skip roundings); the jaxpr, JAX op by op and the ONNX model round after every op
+                lowered = jax.jit(program).lower(consts, inputs)
+                outputs = lowered.compile(compiler_options={"xla_allow_excess_precision": False})(consts, inputs)
+            else:
+                outputs = jax.jit(program)(consts, inputs)
             return dict(zip(keys, outputs, strict=True))
         except Exception as error:  # noqa: BLE001 - e.g. no XLA lowering: op by op (a genuine failure raises there too)
             if whole is not None:
@@ -181,4 +190,17 @@ def record_values_compiled(
     return values if wanted is None else {key: value for key, value in values.items() if key in wanted}
 
 
-__all__ = ["CALL_BODIES", "WholeCompile", "record_values", "record_values_compiled", "symbol_env"]
+def rounds_in_half_precision(jaxpr: Any) -> bool:
+    """Whether a value of ``jaxpr`` (or of a jaxpr inside it) is bfloat16 or float16."""
+    for eqn in jaxpr.eqns:
+        if any(isinstance(v.aval, jax.core.ShapedArray) and v.aval.dtype in _HALF_DTYPES for v in eqn.outvars):
+            return True
+        if any(rounds_in_half_precision(inner) for inner in sub_jaxprs(eqn)):
+            return True
+    return False
+
+
+_HALF_DTYPES = frozenset({np.dtype(jax.numpy.bfloat16), np.dtype(np.float16)})
+
+__all__ = ["CALL_BODIES", "WholeCompile", "record_values", "record_values_compiled", "rounds_in_half_precision",
+           "symbol_env"]
