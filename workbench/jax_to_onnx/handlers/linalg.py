@@ -87,6 +87,7 @@ def _dense_general_split(lhs_shape: Any, rhs_shape: Any, dimension_numbers: Any)
 
 # a constant weight for the testcases of ``W @ x`` under vmap (written as Equinox's Linear does)
 _LEFT_WEIGHT = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+_LEFT_WEIGHT_U8 = np.random.default_rng(1).integers(0, 256, (5, 8)).astype(np.uint8)  # a uint8 layer weight
 
 
 def _moves_data(shape: Any, order: list[int]) -> bool:
@@ -153,8 +154,18 @@ class _Operand:
         return [*self.batch, *self.contract, *self.free]
 
 
-def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int) -> ir.Value:
-    """``left @ right`` as one MatMul, shaped ``[*batch, *left free axes, *right free axes]``."""
+def _matmul(ctx: LoweringContext, op: str, a: ir.Value, b: ir.Value, like: ir.Value, dims: Sequence[Any]) -> ir.Value:
+    """``op`` (MatMul, or MatMulInteger for 8-bit operands) of ``a`` and ``b``, typed as ``like`` with ``dims``;
+    MatMulInteger's result is int32 whatever its operands' type."""
+    result = typed_like(ctx.op(op, a, b), like, dims)
+    if op == "MatMulInteger":
+        result.type = tensor_type(np.dtype(np.int32))
+    return result
+
+
+def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int, op: str = "MatMul") -> ir.Value:
+    """``left @ right`` as one ``op`` (MatMul or MatMulInteger), shaped ``[*batch, *left free axes, *right free
+    axes]``."""
     simple_left = len(left.free) == 1 and len(left.contract) == 1
     simple_right = len(right.free) == 1 and len(right.contract) == 1
     rows, columns = _flat_dim(left.shape, left.free), _flat_dim(right.shape, right.free)
@@ -163,14 +174,14 @@ def _product(ctx: LoweringContext, left: _Operand, right: _Operand, n_batch: int
     second = _arrange(ctx, right.value, right.shape, right.as_right, n_batch,
                       None if simple_right else [depth, columns])
     batch = [left.shape[a] for a in left.batch]
-    result = typed_like(ctx.op("MatMul", first, second), left.value, [*batch, rows, columns])
+    result = _matmul(ctx, op, first, second, left.value, [*batch, rows, columns])
     if len(left.free) != 1 or len(right.free) != 1:
         out = [left.shape[a] for a in left.free] + [right.shape[a] for a in right.free]
-        result = typed_like(_reshaped(ctx, result, [*batch, rows, columns], batch + out), left.value, batch + out)
+        result = typed_like(_reshaped(ctx, result, [*batch, rows, columns], batch + out), result, batch + out)
     return result
 
 
-def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any) -> ir.Value | None:
+def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any, op: str = "MatMul") -> ir.Value | None:
     """Any contraction as Transpose → Reshape → MatMul → Reshape: ``[batch, free, contract]`` against
     ``[batch, contract, free]``, or with the operands swapped (then the result is transposed) when that
     moves fewer elements, e.g. attention's ``probs @ values``, or ``W @ x`` per example under ``vmap``
@@ -210,11 +221,11 @@ def _batched_matmul(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimensio
     # Transpose back to batch-first cancels, and the weight is then stored as ``W^T`` (a Gemm).
     weight_first = left.value.const_value is not None and right.value.const_value is None
     if swapped < straight or (weight_first and moved(right, right.as_right, 1) and not moved(right, right.as_left, 1)):
-        result = _product(ctx, right, left, n_batch)
+        result = _product(ctx, right, left, n_batch, op)
         n_r = len(right.free)
         perm = [*range(n_batch), *range(n_batch + n_r, n_batch + n_r + len(left.free)), *range(n_batch, n_batch + n_r)]
         return ctx.op("Transpose", result, perm=perm)
-    return _product(ctx, left, right, n_batch)
+    return _product(ctx, left, right, n_batch, op)
 
 
 # the size a symbolic free axis is assumed to have when weighing which operand to transpose
@@ -226,7 +237,7 @@ def _nominal(operand: _Operand, axes: list[int]) -> int:
     return int(np.prod([int(operand.shape[a]) if is_static(operand.shape[a]) else _NOMINAL_SYMBOLIC_SIZE for a in axes]))
 
 
-def _weight_on_the_left(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any) -> ir.Value | None:
+def _weight_on_the_left(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dimension_numbers: Any, op: str = "MatMul") -> ir.Value | None:
     """``W @ x`` vmapped over tokens (how Equinox and per-example code write a dense layer): a constant
     matrix contracted with the last axis of ``x``, giving ``[W's free axis, *x's free axes]``.
 
@@ -243,7 +254,7 @@ def _weight_on_the_left(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dime
     (contracted,) = lhs_contract
     free = 1 - contracted
     weight = lhs if contracted == 0 else typed_like(ctx.op("Transpose", lhs, perm=[1, 0]), lhs, [lhs_shape[1], lhs_shape[0]])
-    product = typed_like(ctx.op("MatMul", rhs, weight), rhs, [*rhs_shape[:-1], lhs_shape[free]])
+    product = _matmul(ctx, op, rhs, weight, rhs, [*rhs_shape[:-1], lhs_shape[free]])
     rank = len(rhs_shape)
     return ctx.op("Transpose", product, perm=[rank - 1, *range(rank - 1)])
 
@@ -346,6 +357,17 @@ def _scaled_along_batch(ctx: LoweringContext, lhs: ir.Value, rhs: ir.Value, dime
              [np.random.default_rng(12).integers(-128, 128, (4, 32)).astype(np.int8),
               np.random.default_rng(13).integers(0, 256, (32, 6)).astype(np.uint8)], expect_ops=("MatMulInteger",)),
     # onnxruntime's uint8 x int8 MatMulInteger saturates: that pairing stays a cast and an int32 MatMul
+    Testcase("einsum_int8_against_transposed_table", lambda x, t: jnp.einsum("bd,cd->bc", x, t,
+                                                                            preferred_element_type=jnp.int32),
+             [np.random.default_rng(14).integers(-128, 128, (3, 40)).astype(np.int8),
+              np.random.default_rng(15).integers(-128, 128, (10, 40)).astype(np.int8)], expect_ops=("MatMulInteger",)),
+    Testcase("einsum_int8_attention_scores", lambda q, k: jnp.einsum("bqhd,bkhd->bhqk", q, k,
+                                                                     preferred_element_type=jnp.int32),
+             [np.random.default_rng(16).integers(-128, 128, (2, 5, 3, 16)).astype(np.int8),
+              np.random.default_rng(17).integers(-128, 128, (2, 6, 3, 16)).astype(np.int8)], expect_ops=("MatMulInteger",)),
+    Testcase("weight_on_the_left_uint8", lambda x: jax.vmap(lambda t: lax.dot(_LEFT_WEIGHT_U8, t,
+                                                                             preferred_element_type=jnp.int32))(x),
+             [np.random.default_rng(18).integers(0, 256, (4, 8)).astype(np.uint8)], expect_ops=("MatMulInteger",)),
     Testcase("dot_uint8_times_int8_casts", lambda x, w: lax.dot(x, w, preferred_element_type=jnp.int32),
              [np.random.default_rng(12).integers(0, 256, (4, 32)).astype(np.uint8),
               np.random.default_rng(13).integers(-128, 128, (32, 6)).astype(np.int8)], expect_ops=("MatMul",)),
@@ -375,6 +397,15 @@ def _dot_general(
     # and run onnxruntime's plain int32 MatMul
     integer = _is_8bit_integer_product(lhs_aval.dtype, rhs_aval.dtype, out_dtype) and (matmul_form or dense is not None)
     matmul = "MatMulInteger" if integer else "MatMul"
+    if not integer and np.dtype(lhs_aval.dtype) == np.dtype(rhs_aval.dtype) and _is_8bit_integer_product(
+            lhs_aval.dtype, rhs_aval.dtype, out_dtype):
+        # other contractions of two int8 (or two uint8) operands, AQT's einsums (``x @ classes.T``, attention's
+        # q.k): the general paths may swap the operands, which the pairing of equal types allows
+        lowered = _weight_on_the_left(ctx, lhs, rhs, dimension_numbers, "MatMulInteger")
+        if lowered is None:
+            lowered = _batched_matmul(ctx, lhs, rhs, dimension_numbers, "MatMulInteger")
+        if lowered is not None:
+            return lowered
     if not integer and (np.dtype(lhs_aval.dtype) != np.dtype(rhs_aval.dtype) or (
         preferred_element_type is not None and np.dtype(lhs_aval.dtype) != out_dtype
     )):
