@@ -105,7 +105,10 @@ def test_explorer_filters_runs_and_shows_statuses() -> None:
 
 def test_a_jax_function_name_finds_the_rows_of_the_primitives_it_binds() -> None:
     """Searching 'jnp.cumsum', 'jax.nn.gelu' or 'jnp.matmul' (what a user types) showed 0 rows: only bare primitive,
-    testcase and ONNX op names matched."""
+    testcase and ONNX op names matched. (In JupyterLab 'jnp.matmul' then listed cholesky rows, which mention
+    MatMul, before dot_general's: the function's own primitives come first.)"""
+    from workbench.analysis.coverage_search import search_terms
+
     explorer = CoverageExplorer()
     rows = cov.catalogue()
 
@@ -120,6 +123,9 @@ def test_a_jax_function_name_finds_the_rows_of_the_primitives_it_binds() -> None
             assert primitive_rows(primitive) and primitive_rows(primitive) <= shown, (typed, primitive)
         if bare is not None:  # the rows naming the function itself too (MatMul's ONNX → JAX emitter for matmul)
             assert {e.key for e in rows if bare in (e.subject + " " + " ".join(e.onnx_ops)).lower()} <= shown
+        bound = set(search_terms(typed).primitives)
+        first = explorer.shown[: len(set().union(*map(primitive_rows, bound)))]  # all its primitives' rows first
+        assert {e.subject for e in first} <= bound and {e.direction for e in first} == {"JAX → ONNX"}, typed
         full = typed.replace("jnp.", "jax.numpy.").replace("lax.", "jax.lax.")
         assert f"; {full} binds " in explorer.summary() and f"; {full} binds " in explorer.counts.value
     explorer.search.value = "jnp.einsum("  # needs its subscripts: searched by its bare name

@@ -48,7 +48,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.analysis.coverage_search import search_terms
+from workbench.analysis.coverage_search import SearchTerms, search_terms
 from workbench.errors import WorkbenchError
 
 AREAS: tuple[str, ...] = ("lax", "jnp", "nn", "Flax", "Equinox", "StableHLO", "ONNX → JAX")
@@ -807,11 +807,16 @@ def filter_entries(
         if wanted_statuses and status_of(entry.key) not in wanted_statuses:
             continue
         haystack = " ".join((entry.subject, entry.testcase, " ".join(entry.onnx_ops), entry.module)).lower()
-        if terms.texts and not any(term in haystack for term in terms.texts) and not (
-                entry.direction == "JAX → ONNX" and entry.subject in terms.primitives):  # fmt: skip
+        if terms.texts and not any(term in haystack for term in terms.texts) and not _binds(entry, terms):
             continue
         kept.append(entry)
-    return kept
+    # a JAX function's own primitives first ('jnp.matmul': dot_general before the rows merely mentioning MatMul)
+    return sorted(kept, key=lambda entry: not _binds(entry, terms))
+
+
+def _binds(entry: CoverageEntry, terms: SearchTerms) -> bool:
+    """Whether ``entry`` is a row of a primitive the searched JAX function binds."""
+    return entry.direction == "JAX → ONNX" and entry.subject in terms.primitives
 
 
 __all__ = [
