@@ -166,7 +166,9 @@ def to_onnx(
             variables)`` or an Equinox module; or a ``jax.export.Exported``, its ``serialize()`` bytes
             or a file holding them, whose StableHLO module is converted op by op (no Python source needed).
         inputs: one spec per positional argument: a shape tuple of ints and symbolic names
-            (``("B", 30)``, float32), a ``jax.ShapeDtypeStruct``, an array, or a pytree of those.
+            (``("B", 30)``, float32), a ``jax.ShapeDtypeStruct``, an array, or a pytree of those. In a
+            pytree of arrays (an optimiser's state passed as it is) ``()`` and ``None`` are empty nodes, as in
+            JAX; among shape tuples ``()`` is a float32 scalar.
             ``None`` for an Exported, which carries its input types.
         path: also write the model there, atomically; tensors of at least ``external_data_threshold``
             bytes go to the side file ``<path>.<16 hex of its SHA-256>.data`` (``None`` keeps
