@@ -83,6 +83,23 @@ def test_unknown_domain(tmp_path):
         wb.to_jax_source(path)
 
 
+def test_every_node_of_an_unknown_domain_is_reported_at_once():
+    """Was: only the first node ('node #0 (my.ops::Pre) uses the operator domain ...'), as if it were the only one;
+    fixing it revealed the next. Every operator is counted, with its first node."""
+    nodes = [helper.make_node("Pre", ["x"], ["a"], name="pre", domain="my.ops"),
+             helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Pre", ["b"], ["c"], name="pre_again", domain="my.ops"),
+             helper.make_node("Post", ["c"], ["y"], name="post", domain="vendor.ops")]  # fmt: skip
+    model = _graph_model(nodes, domains=("my.ops", "vendor.ops"))
+    with pytest.raises(wb.OnnxModelError) as caught:
+        wb.to_jax_source(model)
+    message = str(caught.value)
+    assert message.startswith("<ModelProto>: 3 node(s) use operator domain(s) ['my.ops', 'vendor.ops'], which have no "
+                              "JAX emitters")
+    assert "'my.ops::Pre' x2 (first: node 'pre' (my.ops::Pre)); 'vendor.ops::Post' x1 (first: node 'post' " in message
+    assert "Re-export the model with standard ONNX operators" in message
+
+
 def test_unsupported_types_are_reported_clearly():
     map_type = helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, []))
     graph = helper.make_graph(
