@@ -331,3 +331,26 @@ def test_a_kernel_that_refuses_a_type_when_run_is_probed_too():
     runnable = wb.convert(fn, [spec], runtime=CPU)
     onnx.checker.check_model(runnable.model, full_check=True)
     np.testing.assert_array_equal(runnable.run(x)[0], np.asarray(jax.jit(fn)(x)))  # one term per element: exact
+
+
+def test_nodes_inside_a_scan_body_are_widened_too():
+    rng = np.random.default_rng(12)
+    w = jnp.asarray(rng.standard_normal((8, 8)) * 0.3, BF)
+
+    def rnn(xs, h):
+        def step(h, x):
+            h = jnp.tanh(h @ w + x)
+            return h, h * 2
+
+        return jax.lax.scan(step, h, xs)
+
+    xs, h = rng.standard_normal((5, 2, 8)).astype(BF16), rng.standard_normal((2, 8)).astype(BF16)
+    conversion, got = _run(rnn, xs, h)
+    body = next(n for n in conversion.ir_model.graph if n.op_type == "Scan").attributes["body"].as_graph()
+    assert any(n.op_type == "Cast" for n in body)
+    # XLA compiled to round after every op; the converter fused h @ w + x into one Gemm, which rounds once
+    # where JAX rounds twice: up to 1 ulp (measured 0.5 eps normwise), not the same bits
+    strict = jax.jit(rnn).lower(xs, h).compile(compiler_options={"xla_allow_excess_precision": False})(xs, h)
+    for g, want in zip(got, jax.tree.leaves(strict), strict=True):
+        want = np.asarray(want).astype(np.float64)
+        assert np.abs(g.astype(np.float64) - want).max() <= EPS * np.abs(want).max()

@@ -15,10 +15,11 @@ from workbench.onnx_io.cpu_kernels import type_name
 class CastInserter:
     """The casts added to ``graph``: :meth:`cast` makes one per (value, type) and reuses it."""
 
-    def __init__(self, graph: ir.Graph) -> None:
+    def __init__(self, graph: ir.Graph, names: set[str] | None = None) -> None:
+        """``names``: the names taken (shared with other inserters; default: ``graph``'s own)."""
         self.graph = graph
         self.casts: dict[tuple[int, ir.DataType], ir.Value] = {}
-        self.names = {v.name for v in graph.inputs} | set(graph.initializers) | {
+        self.names = names if names is not None else {v.name for v in graph.inputs} | set(graph.initializers) | {
             o.name for n in graph.all_nodes() for o in n.outputs
         }
 

@@ -8,9 +8,12 @@ of them compute in the wider type (bfloat16 and float16 in float32, int16 in int
 other node is left as it is. Each widened result is cast back to its own type, so the model rounds at
 the same places as before: for the correctly rounded ops (Add, Sub, Mul, Div, Sqrt, Max, Min, Relu,
 comparisons, Where...) computing in float32 and rounding once to bfloat16 or float16 gives the bits the
-half-precision op gives (float32's 24 bits exceed 2p + 2 for both, so the double rounding is
-innocuous); MatMul, Exp, Tanh, Erf... round once where a half-precision kernel may round more often, and
+half-precision op gives (float32's 24 bits are at least 2p + 2 for both, p = 8 and 11, so the double
+rounding is innocuous); MatMul, Exp, Tanh, Erf... round once where a half-precision kernel may round more often, and
 their transcendental approximations are onnxruntime's.
+
+Nodes inside If/Loop/Scan bodies are widened in their body (a cast of an outer value sits at the top
+of the body that reads it); cast names are unique across the nested scopes.
 
 Learnt from onnxruntime's own float16 handling on CPU (its graph transformer that puts float16 nodes
 without a kernel between Casts to float32), applied here to the types it leaves unrunnable. The casts
@@ -51,8 +54,8 @@ class Widened:
 
 
 def widen_for_cpu(model: ir.Model) -> list[Widened]:
-    """Make every node of ``model``'s main graph that onnxruntime's CPU provider has no kernel for
-    compute in the wider type between Casts, in place; returns the nodes widened.
+    """Make every node of ``model`` (If/Loop/Scan bodies included) that onnxruntime's CPU provider has
+    no kernel for compute in the wider type between Casts, in place; returns the nodes widened.
 
     Raises:
         OnnxModelError: a node still has no kernel once widened (or has no narrow type to widen),
@@ -64,8 +67,7 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
     missing = without_cpu_kernel(model)
     plan = [node for node in missing if any(_elem(v) in WIDER for v in (*node.inputs, *node.outputs) if v is not None)]
     widened = [Widened(node.name or node.op_type, _describe(node, opsets)) for node in plan]
-    if plan:
-        _rewrite(model.graph, plan)
+    _rewrite_graphs(model, plan)
     still = without_cpu_kernel(model, missing)
     if still:
         listed = "; ".join(f"{node.name!r}: {_describe(node, opsets)}" for node in still)
@@ -78,9 +80,10 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
 
 
 def has_narrow_types(model: ir.Model) -> bool:
-    """Whether a value of the main graph is bfloat16, float16 or int16 (else nothing here applies)."""
+    """Whether a value of the model (its If/Loop/Scan bodies included) is bfloat16, float16 or int16
+    (else nothing here applies)."""
     graph = model.graph
-    values = [*graph.inputs, *graph.initializers.values(), *(o for node in graph for o in node.outputs)]
+    values = [*graph.inputs, *graph.initializers.values(), *(o for node in graph.all_nodes() for o in node.outputs)]
     return any(_elem(v) in WIDER for v in values)
 
 
@@ -95,10 +98,10 @@ def widen_invalid_types(model: ir.Model) -> list[Widened]:
     opset = next((v for d, v in model.opset_imports.items() if d in ("", "ai.onnx")), None)
     if opset is None:
         return []
-    plan = [node for node in model.graph if node.domain in ("", "ai.onnx") and not _schema_takes(node, opset)]
+    nodes = model.graph.all_nodes()
+    plan = [node for node in nodes if node.domain in ("", "ai.onnx") and not _schema_takes(node, opset)]
     widened = [Widened(node.name or node.op_type, _describe(node, dict(model.opset_imports))) for node in plan]
-    if plan:
-        _rewrite(model.graph, plan)
+    _rewrite_graphs(model, plan)
     return widened
 
 
@@ -144,14 +147,34 @@ def for_onnxruntime_cpu(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx
     return ir.serde.serialize_model(copy)
 
 
-def _rewrite(graph: ir.Graph, plan: list[ir.Node]) -> None:
+def _rewrite_graphs(model: ir.Model, plan: list[ir.Node]) -> None:
+    """:func:`_rewrite` of each graph (the main one, If/Loop/Scan bodies) holding planned nodes, the
+    names of the casts unique across all of them (ONNX defines each name once across nested scopes)."""
+    graph = model.graph
+    names = {v.name for v in graph.inputs} | set(graph.initializers)
+    for node in graph.all_nodes():
+        names.update(o.name for o in node.outputs)
+        for attribute in node.attributes.values():
+            if attribute.type == ir.AttributeType.GRAPH:
+                names.update(v.name for v in attribute.as_graph().inputs)
+            elif attribute.type == ir.AttributeType.GRAPHS:
+                names.update(v.name for body in attribute.as_graphs() for v in body.inputs)
+    by_graph: dict[ir.Graph, list[ir.Node]] = {}
+    for node in plan:
+        if node.graph is not None:
+            by_graph.setdefault(node.graph, []).append(node)
+    for owner, nodes in by_graph.items():
+        _rewrite(owner, nodes, names)
+
+
+def _rewrite(graph: ir.Graph, plan: list[ir.Node], names: set[str]) -> None:
     """Retype the planned nodes' narrow outputs wide and cast on every edge where types now differ.
 
     A value a widened node produced reaches every reader rounded to its own type first (so a chain of
     widened nodes rounds where the model did); a widened node reads each narrow input through one
     shared upcast.
     """
-    casts = CastInserter(graph)
+    casts = CastInserter(graph, names)
     wide_nodes = set(plan)
     original: dict[ir.Value, ir.DataType] = {}
     for node in plan:

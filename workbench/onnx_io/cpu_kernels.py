@@ -139,10 +139,10 @@ def has_cpu_kernel(node: ir.Node, opsets: dict[str, int]) -> bool:
 
 
 def without_cpu_kernel(model: ir.Model, nodes: Iterable[ir.Node] | None = None) -> list[ir.Node]:
-    """The nodes of ``model``'s main graph (or of ``nodes``) the CPU provider has no kernel for."""
+    """The nodes of ``model`` (its If/Loop/Scan bodies included; or of ``nodes``) the CPU provider has no kernel for."""
     opsets = dict(model.opset_imports)
     local = {(f.domain, f.name) for f in model.functions.values()}
-    chosen = model.graph if nodes is None else nodes
+    chosen = model.graph.all_nodes() if nodes is None else nodes
     return [n for n in chosen if (n.domain, n.op_type) not in local and not has_cpu_kernel(n, opsets)]
 
 
