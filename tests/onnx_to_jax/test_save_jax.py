@@ -51,3 +51,29 @@ def test_saved_scalar_weights_keep_their_shape(tmp_path):
     y = np.asarray(forward(params, x))
     assert y.shape == (2, 3)
     np.testing.assert_allclose(y, x * 2.5 + np.array([0.5, -1.0, 2.0], np.float32), rtol=1e-6)
+
+
+def test_the_module_docstring_names_the_call_as_defined():
+    """Was 'Call forward(params, *inputs)' above 'def forward(params, image)': the docstring now says the call, with
+    the model's output names when they are plain identifiers (a name from the file never reaches the source raw)."""
+    import ast
+
+    def model(outputs: list[str]) -> onnx.ModelProto:
+        nodes = [helper.make_node("Relu", ["image"], [outputs[0]]), *(helper.make_node("Neg", ["image"], [name]) for name in outputs[1:])]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [2])],
+                                  [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2]) for name in outputs])  # fmt: skip
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    hostile = 'y"""\nimport os  # \'\'\''
+    for outputs, call in [(["logits"], "forward(params, image) -> logits"),
+                          (["boxes", "scores"], "forward(params, image) -> (boxes, scores)"),
+                          ([hostile], "forward(params, image) -> its output (ONNX_OUTPUT_NAMES[0])"),
+                          (["a", "2"], "forward(params, image) -> 2 outputs (ONNX_OUTPUT_NAMES)")]:  # fmt: skip
+        source = wb.to_jax_source(model(outputs))
+        docstring = ast.get_docstring(ast.parse(source))
+        assert f"Call {call};" in docstring, docstring
+        assert ast.parse(source).body[0].end_lineno == 5  # the docstring ends where it should: nothing was injected
+        forward, params = wb.to_jax(model(outputs))
+        x = np.array([-1.0, 2.0], np.float32)
+        first = forward(params, x)[0] if len(outputs) > 1 else forward(params, x)
+        np.testing.assert_array_equal(np.asarray(first), np.maximum(x, 0))
