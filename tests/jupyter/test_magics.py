@@ -616,8 +616,8 @@ def test_parity_title_uses_the_name_given_with_fn(shell, converter) -> None:
     )
     assert execution.success, captured.stderr
     report = shell.user_ns["_onnx"].parity
-    assert " vs encoder_fn, " in report.summary() and "apply" not in report.summary()
-    assert "vs encoder_fn" in report.figure().layout.title.text
+    assert report.summary().startswith("Parity PASS: encoder_fn in JAX vs its ONNX conversion, ") and "apply" not in report.summary()
+    assert "encoder_fn in JAX vs its ONNX conversion" in report.figure().layout.title.text
 
 
 def run_stored(shell: InteractiveShell, source: str) -> tuple[Any, CapturedIO]:
