@@ -38,7 +38,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "convert": "workbench.analysis.conversion",
     "Conversion": "workbench.analysis.conversion",
     "Precision": "workbench.jax_to_onnx.precision",
-    "for_onnxruntime_cpu": "workbench.jax_to_onnx.cpu_widening",
+    "for_onnxruntime_cpu": "workbench.jax_to_onnx.onnxruntime_cpu",
     "onnx_function": "workbench.jax_to_onnx.functions",
     "export_graph_ir": "workbench.jax_to_onnx.graph_ir.api",
     "export_graph_ir_json": "workbench.jax_to_onnx.graph_ir.api",
@@ -127,7 +127,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from workbench.analysis.conversion import Conversion, convert
     from workbench.jax_to_onnx.api import to_onnx
     from workbench.jax_to_onnx.precision import Precision
-    from workbench.jax_to_onnx.cpu_widening import for_onnxruntime_cpu
+    from workbench.jax_to_onnx.onnxruntime_cpu import for_onnxruntime_cpu
     from workbench.jupyter.coverage import coverage
     from workbench.jupyter.viewer import view
     from workbench.jax_to_onnx.functions import onnx_function

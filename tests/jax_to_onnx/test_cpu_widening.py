@@ -282,16 +282,19 @@ def test_half_precision_export_runs_in_onnxruntime_cpu():
 
 def test_for_onnxruntime_cpu_makes_a_runnable_copy_of_a_model(tmp_path):
     x = _floats(BF16, (4, 8))
-    proto = wb.to_onnx(lambda x: jnp.maximum(x @ x.T, 0), [x])
+    conversion = wb.convert(lambda x: jnp.maximum(x @ x.T, 0), [x])
+    proto = conversion.model
     path = tmp_path / "bf16.onnx"
     onnx.save_model(proto, str(path))
-    for source in (proto, path):
+    # every form the public API takes a model in: a Conversion, a ModelProto, a path (str or Path), its bytes
+    for source in (conversion, proto, path, str(path), proto.SerializeToString()):
         runnable = wb.for_onnxruntime_cpu(source)
         onnx.checker.check_model(runnable, full_check=True)
         got = open_session(runnable).run({"x": x})[0]
         _same_bits(got, np.asarray(jnp.maximum(jnp.asarray(x) @ jnp.asarray(x).T, 0)))
     assert [n.op_type for n in proto.graph.node if n.op_type == "Cast"] == []  # the original is untouched
-    with pytest.raises(wb.SpecError, match="model: expected an onnx.ModelProto or a path"):
+    assert [n.op_type for n in conversion.ir_model.graph if n.op_type == "Cast"] == []
+    with pytest.raises(wb.SpecError, match="model: expected a wb.Conversion, an onnx.ModelProto, a path"):
         wb.for_onnxruntime_cpu(42)
 
 

@@ -23,15 +23,13 @@ shared by every reader.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import onnx
 import onnx_ir as ir
 
-from workbench.errors import OnnxModelError, SpecError
+from workbench.errors import OnnxModelError
 from workbench.jax_to_onnx.casts import CastInserter
-from workbench.onnx_io import load_model
 from workbench.onnx_io.cpu_kernels import signature, without_cpu_kernel
 
 #: The runtimes a model can be made to load in (``runtime=`` of ``wb.to_onnx`` / ``wb.convert``).
@@ -126,27 +124,6 @@ def _schema_takes(node: ir.Node, opset: int) -> bool:
 _ONNX_TYPE_NAMES = {ir.DataType.BFLOAT16: "bfloat16", ir.DataType.FLOAT16: "float16", ir.DataType.INT16: "int16"}
 
 
-def for_onnxruntime_cpu(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx.ModelProto:
-    """A copy of ``model`` (a ModelProto or an .onnx path) that onnxruntime's CPU provider loads: each
-    node it has no kernel for computes in float32 (int16: int32) between Casts (:func:`widen_for_cpu`).
-
-    For a model converted here, ``wb.convert(..., runtime="onnxruntime-cpu")`` does the same without a copy.
-
-    Raises:
-        SpecError: ``model`` is neither a ModelProto nor a path.
-        OnnxModelError: the file is not an ONNX model, or a node has no kernel even widened.
-    """
-    if isinstance(model, onnx.ModelProto):
-        proto = model
-    elif isinstance(model, (str, os.PathLike)):
-        proto = load_model(model).proto
-    else:
-        raise SpecError(f"model: expected an onnx.ModelProto or a path to an .onnx file, got {type(model).__name__}.")
-    copy = ir.serde.deserialize_model(proto)
-    widen_for_cpu(copy)
-    return ir.serde.serialize_model(copy)
-
-
 def _rewrite_graphs(model: ir.Model, plan: list[ir.Node]) -> None:
     """:func:`_rewrite` of each graph (the main one, If/Loop/Scan bodies) holding planned nodes, the
     names of the casts unique across all of them (ONNX defines each name once across nested scopes)."""
@@ -211,4 +188,4 @@ def _elem(value: ir.Value) -> ir.DataType | None:
     return value.type.dtype if isinstance(value.type, ir.TensorType) else None
 
 
-__all__ = ["RUNTIMES", "WIDER", "Widened", "for_onnxruntime_cpu", "has_narrow_types", "widen_for_cpu", "widen_invalid_types"]
+__all__ = ["RUNTIMES", "WIDER", "Widened", "has_narrow_types", "widen_for_cpu", "widen_invalid_types"]
