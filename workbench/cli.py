@@ -75,7 +75,8 @@ def _run_to_jax(args: argparse.Namespace) -> int:
     from workbench.onnx_to_jax.api import save_jax
 
     out = save_jax(args.model, args.output)
-    print(f"wrote {out / 'model_jax.py'}, {out / 'weights.npz'} and {out / 'load.py'}")
+    written = sorted(path.name for path in out.iterdir())  # the folder holds exactly what save_jax wrote
+    print(f"wrote {out}: {', '.join(written)}")
     print(f"use: import sys; sys.path.insert(0, {str(out)!r}); from load import load; forward, params = load()")
     return 0
 

@@ -42,7 +42,8 @@ def test_to_jax_writes_a_runnable_module(tmp_path, capsys):
     model = cnn()
     path = _save(tmp_path, model)
     assert main(["to-jax", str(path), "-o", str(tmp_path / "out")]) == 0
-    assert "model_jax.py" in capsys.readouterr().out
+    out = capsys.readouterr().out  # every file of the folder (weights.json was left out)
+    assert out.startswith(f"wrote {tmp_path / 'out'}: load.py, model_jax.py, weights.json, weights.npz\n"), out
     forward, params = load_saved(tmp_path / "out")
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     y, _ = forward(params, x)
