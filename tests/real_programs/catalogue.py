@@ -281,14 +281,17 @@ FULL_ONLY: frozenset[str] = frozenset({
     "jax_cosmo_lensing_cl",  # 20.3
     "s2fft_precomputed_kernels",  # 10.5; the complex iota / scatter-mul it needed have handler testcases
     "mjx_pendulum_box_rollout",  # 29.4; the only MJX program (collisions and the constraint solver: a large graph)
-    # s wall at -n 0 measured 2026-12-06 under load 5.3 on 2 cores (CI runs hf_flax_bert2gpt2, the composite
-    # encoder-decoder, and optax_adamw_train_step)
-    "hf_flax_vision_encoder_decoder",  # 18.6; hf_flax_vit and hf_flax_gpt2_lm run its two halves, hf_flax_bert2gpt2 the cross-attention
+    # prog50's programs, s wall at -n 0 measured 2026-12-06 under load 4-8 on 2 cores, CPU s (load 8) where
+    # given. CI runs their other 12 (~43 CPU s under load 8 with imports already paid: jnp_*/jax_scipy_*,
+    # optax_adamw_train_step, the half-precision ones, aqt_flax_mlp_int8_serving, jaxkd, esquilax)
+    "hf_flax_vision_encoder_decoder",  # 18.6; hf_flax_vit and hf_flax_gpt2_lm run its two halves
     "hf_flax_blenderbot_small_lm",  # 11.9; hf_flax_bart runs (the same encoder-decoder code)
+    "hf_flax_bert2gpt2",  # 33 (14.6 CPU s); hf_flax_bert and hf_flax_gpt2_lm run its halves, hf_flax_bart cross-attention
     "optax_adafactor_accumulated_step",  # 10.9; optax_adamw_train_step runs (the same exported-step pattern)
-    # s wall at -n 0 under load 4.1 (CI runs aqt_flax_mlp_int8_serving, 3.1, and aqt_quantized_training_step, 19.5)
-    "aqt_flax_mlp_fake_quant",  # 13.5; aqt_quantized_training_step runs the same QuantMode.TRAIN forward, and its backward
+    "aqt_flax_mlp_fake_quant",  # 13.5; aqt_flax_mlp_int8_serving runs AQT's quantizing dot_general
     "aqt_cnn_int8_serving",  # 15.8 (AQT's Flax init of the CNN op by op); aqt_flax_mlp_int8_serving runs the int8 serving path
+    "aqt_quantized_training_step",  # 25 (19.0 CPU s: JAX compiles AQT's gradient at every size checked)
+    "jmp_haiku_mlp_half_compute",  # 9.9; nnx_float16_params_mlp runs float16 compute
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
