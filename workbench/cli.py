@@ -186,10 +186,8 @@ def _run_ir(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: {len(graph['eqns'])} equations, {len(document['tensors'])} tensors"
               + (f" (large ones in {Path(args.output).with_suffix('.safetensors').name})" if args.external_weights else ""))
     elif args.ir_command == "to-onnx":
-        from workbench.jax_to_onnx.precision import Precision
-
-        precision = Precision.of(args.precision, runtime=args.runtime)
-        model = graph_ir.graph_ir_to_onnx(Path(args.ir), path=args.output, opset=args.opset, precision=precision)
+        model = graph_ir.graph_ir_to_onnx(Path(args.ir), path=args.output, opset=args.opset, precision=args.precision,
+                                          runtime=args.runtime)
         print(f"wrote {args.output}: {len(model.graph.node)} nodes, opset {model.opset_import[0].version}")
     elif args.ir_command == "validate":
         document = graph_ir.load_graph_ir(Path(args.ir), resolve_weights=False)

@@ -237,3 +237,17 @@ def test_graph_ir_converts_at_the_precision_to_onnx_would(precision):
     assert {tensor.data_type for tensor in model.graph.initializer} == {half}
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # keep_io_types
     onnx.checker.check_model(model, full_check=True)
+
+
+def test_graph_ir_converts_for_a_runtime_as_to_onnx_would():
+    # runtime= as wb.to_onnx takes it: the bfloat16 MatMul/Add onnxruntime's CPU provider has no kernel for
+    # compute in float32 between Casts, and the model loads and runs there
+    document = _document()
+    direct = wb.to_onnx(_mlp, [("B", 4)], precision="bfloat16", runtime="onnxruntime-cpu")
+    model = wb.graph_ir_to_onnx(wb.to_json(document), precision="bfloat16", runtime="onnxruntime-cpu")
+    assert model.SerializeToString() == direct.SerializeToString()
+    assert any(n.op_type == "Cast" and n.output[0].endswith(".float32") for n in model.graph.node)
+    x = concrete_inputs([(2, 4)])[0]
+    np.testing.assert_allclose(run_onnx(model, [x])[0], np.asarray(_mlp(x)), rtol=3e-2, atol=3e-2)  # bfloat16 weights
+    with pytest.raises(wb.SpecError, match="runtime: expected None"):
+        wb.graph_ir_to_onnx(document, runtime="onnxruntime-gpu")

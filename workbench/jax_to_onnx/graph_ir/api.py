@@ -148,12 +148,13 @@ def graph_ir_to_onnx(
     input_layout: Any = None,
     precision: str | Precision = "float32",
     keep_io_types: bool = True,
+    runtime: str | None = None,
 ) -> onnx.ModelProto:
     """Convert a Graph IR (dict, JSON text/bytes, or a .json path) to ONNX with the same handlers as ``to_onnx``.
 
     The document is validated against the schema, then rebuilt into a jaxpr by fixed tables
     (primitives, parameter types, dtypes); nothing in it is executed. ``path``, ``opset`` and
-    ``external_data_threshold``, ``input_layout``, ``precision`` and ``keep_io_types`` are those of ``wb.to_onnx``;
+    ``external_data_threshold``, ``input_layout``, ``precision``, ``keep_io_types`` and ``runtime`` are those of ``wb.to_onnx``;
     ``input_names``/``output_names`` replace the document's names.
 
     Raises:
@@ -161,7 +162,7 @@ def graph_ir_to_onnx(
         UnsupportedPrimitiveError: listing every primitive without a handler, with the document's lines.
     """
     target_opset = _resolve_opset(opset)
-    chosen = Precision.of(precision, keep_io_types)
+    chosen = Precision.of(precision, keep_io_types, runtime)
     document, folder = _read(ir)
     validate_graph_ir(document)
     reader: ExternalReader | None = external_reader(folder) if folder is not None else None
