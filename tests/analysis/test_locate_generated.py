@@ -82,10 +82,12 @@ def test_a_tampered_emitter_is_found_at_its_first_node(monkeypatch):
 
 
 def test_bad_generated_argument_is_a_clear_error():
-    with pytest.raises(ValueError, match="generated: expected the params dict"):
+    with pytest.raises(wb.SpecError, match="generated: expected the params dict"):
         wb.locate_divergence(_model(), 3)
-    with pytest.raises(ValueError, match="not initializers"):
+    with pytest.raises(wb.SpecError, match="not initializers"):
         wb.locate_divergence(_model(), {"nope": np.zeros(1, np.float32)})
+    with pytest.raises(wb.SpecError, match=r"takes 1 inputs \['x'\], got 2"):
+        wb.locate_divergence(_model(), None, [np.zeros((1, 3, 8, 8), np.float32)] * 2)
 
 
 # ---- where onnxruntime itself is off: u8 x s8 integer matmuls with full-range weights (reference_caveats.py)

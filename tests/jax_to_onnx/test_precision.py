@@ -142,8 +142,11 @@ def test_parity_tolerances_follow_the_precision():
 
 
 def test_bad_precision_arguments():
-    with pytest.raises(ValueError, match="'float32', 'float16', 'bfloat16'"):
+    # SpecErrors (WorkbenchErrors that are ValueErrors), as runtime= is refused beside them
+    with pytest.raises(wb.SpecError, match="'float32', 'float16', 'bfloat16'"):
         wb.to_onnx(lambda x: x + 1, [(3,)], precision="int8")
-    with pytest.raises(ValueError, match="keep_io_types"):
+    with pytest.raises(wb.SpecError, match="a dtype name or a wb.Precision"):
+        wb.to_onnx(lambda x: x + 1, [(3,)], precision=16)  # type: ignore[arg-type]
+    with pytest.raises(wb.SpecError, match="keep_io_types"):
         wb.to_onnx(lambda x: x + 1, [(3,)], precision="float16", keep_io_types="yes")  # type: ignore[arg-type]
 

@@ -60,7 +60,7 @@ def locate_generated_divergence(
     feeds = list(inputs) if inputs is not None else _random_inputs(proto, seed, sizes or {})
     input_names = [value.name for value in proto.graph.input if value.name not in _initializer_names(proto)]
     if len(feeds) != len(input_names):
-        raise ValueError(f"inputs: model {loaded.label} takes {len(input_names)} inputs {input_names}, got {len(feeds)}")
+        raise SpecError(f"inputs: model {loaded.label} takes {len(input_names)} inputs {input_names}, got {len(feeds)}")
 
     start = time.perf_counter()
     exposed, names = _expose_every_value(proto)
@@ -72,7 +72,7 @@ def locate_generated_divergence(
     if params is not None:
         unknown = sorted(set(params) - set(own_params))
         if unknown:
-            raise ValueError(f"generated: params {unknown[:5]} are not initializers of model {loaded.label}")
+            raise SpecError(f"generated: params {unknown[:5]} are not initializers of model {loaded.label}")
         for name, value in params.items():
             if not _same(np.asarray(value), own_params[name]):
                 changed.append(name)
@@ -147,7 +147,7 @@ def _params_of(generated: Any) -> Mapping[str, Any] | None:
         return generated[1]
     if isinstance(generated, Mapping):
         return generated
-    raise ValueError(
+    raise SpecError(
         "generated: expected the params dict of wb.to_jax, a (forward, params) pair or a GeneratedModule, "
         f"got {type(generated).__name__}"
     )

@@ -36,6 +36,7 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.casts import CastInserter
 from workbench.jax_to_onnx.cpu_widening import RUNTIMES, has_narrow_types, widen_for_cpu, widen_invalid_types
+
 #: Ops computed in float32 in a half-precision export (each listed with why).
 FLOAT32_OPS: frozenset[str] = frozenset({
     # normalisations: a mean of squares loses the small variances in half precision
@@ -82,9 +83,9 @@ class Precision:
 
     def __post_init__(self) -> None:
         if self.dtype not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {self.dtype!r}.")
+            raise SpecError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {self.dtype!r}.")
         if not isinstance(self.keep_io_types, bool):
-            raise ValueError(f"keep_io_types: expected True or False, got {self.keep_io_types!r}.")
+            raise SpecError(f"keep_io_types: expected True or False, got {self.keep_io_types!r}.")
         if self.runtime is not None and self.runtime not in RUNTIMES:
             raise SpecError(
                 f"runtime: expected None (the model as traced) or one of {', '.join(map(repr, RUNTIMES))}, "
@@ -98,7 +99,7 @@ class Precision:
         if isinstance(precision, Precision):
             return precision if runtime is None else replace(precision, runtime=runtime)
         if not isinstance(precision, str):
-            raise ValueError(f"precision: expected a dtype name or a wb.Precision, got {type(precision).__name__}.")
+            raise SpecError(f"precision: expected a dtype name or a wb.Precision, got {type(precision).__name__}.")
         return cls(precision, keep_io_types, runtime=runtime)
 
     @property
