@@ -357,3 +357,29 @@ def test_nodes_inside_a_scan_body_are_widened_too():
     for g, want in zip(got, jax.tree.leaves(strict), strict=True):
         want = np.asarray(want).astype(np.float64)
         assert np.abs(g.astype(np.float64) - want).max() <= EPS * np.abs(want).max()
+
+
+@wb.onnx_function
+def _bf16_block(x, w):
+    return jnp.maximum(x @ w, 0)
+
+
+@wb.onnx_function
+def _f32_head(h):
+    return jnp.tanh(h) * 2
+
+
+def test_a_bfloat16_onnx_function_is_inlined_and_widened():
+    # an ONNX function's inputs carry no types: its bfloat16 MatMul cannot be probed in the body, and the model
+    # failed to load with runtime="onnxruntime-cpu" (advising runtime="onnxruntime-cpu"); the float32 one stays
+    def fn(x, w):
+        return _f32_head(_bf16_block(x, w).astype(jnp.float32))
+
+    x, w = _floats(BF16, (4, 8), seed=13), _floats(BF16, (8, 8), seed=14)
+    conversion, (got,) = _run(fn, x, w)
+    assert [f.name for f in conversion.model.functions] == ["_f32_head"]
+    assert any(n.op_type == "MatMul" for n in conversion.model.graph.node)  # the block's body, in the graph
+    want = np.asarray(jax.jit(fn)(x, w))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # bfloat16 block exactly, the float32 head in float32
+    runnable = wb.for_onnxruntime_cpu(wb.to_onnx(fn, [x, w]))  # a model made without runtime=, widened after
+    np.testing.assert_allclose(open_session(runnable).run({"x": x, "w": w})[0], want, rtol=1e-6, atol=1e-6)

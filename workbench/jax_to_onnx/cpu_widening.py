@@ -13,7 +13,10 @@ rounding is innocuous); MatMul, Exp, Tanh, Erf... round once where a half-precis
 their transcendental approximations are onnxruntime's.
 
 Nodes inside If/Loop/Scan bodies are widened in their body (a cast of an outer value sits at the top
-of the body that reads it); cast names are unique across the nested scopes.
+of the body that reads it); cast names are unique across the nested scopes. A model-local function
+(``@wb.onnx_function``) whose body computes in a narrow type is inlined first: an ONNX function's inputs
+carry no types, so its nodes cannot be probed in the body (onnxruntime inlines every call when it
+loads the model anyway); functions computing in other types stay functions.
 
 Learnt from onnxruntime's own float16 handling on CPU (its graph transformer that puts float16 nodes
 without a kernel between Casts to float32), applied here to the types it leaves unrunnable. The casts
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 import onnx
 import onnx_ir as ir
+from onnx_ir.passes.common import InlinePass
 
 from workbench.errors import OnnxModelError
 from workbench.jax_to_onnx.casts import CastInserter
@@ -59,6 +63,7 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
         OnnxModelError: a node still has no kernel once widened (or has no narrow type to widen),
             naming it, its op and types.
     """
+    _inline_narrow_functions(model)
     if not has_narrow_types(model):
         return []  # nothing to widen: a float32 model is not probed (its session says what it lacks)
     opsets = dict(model.opset_imports)
@@ -75,6 +80,17 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
             f"compute those ops in another type in the function."
         )
     return widened
+
+
+def _inline_narrow_functions(model: ir.Model) -> None:
+    """Inline, in place, the calls of model-local functions whose bodies hold a bfloat16/float16/int16 value."""
+    if any(_is_narrow(function) for function in model.functions.values()):
+        InlinePass(criteria=_is_narrow)(model)
+
+
+def _is_narrow(function: ir.Function) -> bool:
+    """Whether a value ``function``'s body computes (its If/Loop/Scan bodies included) is of a narrow type."""
+    return any(_elem(v) in WIDER for node in function.all_nodes() for v in node.outputs)
 
 
 def has_narrow_types(model: ir.Model) -> bool:
