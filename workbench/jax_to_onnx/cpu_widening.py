@@ -34,7 +34,7 @@ from onnx_ir.passes.common import InlinePass
 
 from workbench.errors import OnnxModelError
 from workbench.jax_to_onnx.casts import CastInserter
-from workbench.onnx_io.cpu_kernels import signature, without_cpu_kernel
+from workbench.onnx_io.cpu_kernels import element_type, signature, without_cpu_kernel
 
 #: The runtimes a model can be made to load in (``runtime=`` of ``wb.to_onnx`` / ``wb.convert``).
 RUNTIMES = ("onnxruntime-cpu",)
@@ -68,7 +68,7 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
         return []  # nothing to widen: a float32 model is not probed (its session says what it lacks)
     opsets = dict(model.opset_imports)
     missing = without_cpu_kernel(model)
-    plan = [node for node in missing if any(_elem(v) in WIDER for v in (*node.inputs, *node.outputs) if v is not None)]
+    plan = [node for node in missing if any(element_type(v) in WIDER for v in (*node.inputs, *node.outputs) if v is not None)]
     widened = [Widened(node.name or node.op_type, _describe(node, opsets)) for node in plan]
     _rewrite_graphs(model, plan)
     still = without_cpu_kernel(model, missing)
@@ -90,7 +90,7 @@ def _inline_narrow_functions(model: ir.Model) -> None:
 
 def _is_narrow(function: ir.Function) -> bool:
     """Whether a value ``function``'s body computes (its If/Loop/Scan bodies included) is of a narrow type."""
-    return any(_elem(v) in WIDER for node in function.all_nodes() for v in node.outputs)
+    return any(element_type(v) in WIDER for node in function.all_nodes() for v in node.outputs)
 
 
 def has_narrow_types(model: ir.Model) -> bool:
@@ -98,7 +98,7 @@ def has_narrow_types(model: ir.Model) -> bool:
     (else nothing here applies)."""
     graph = model.graph
     values = [*graph.inputs, *graph.initializers.values(), *(o for node in graph.all_nodes() for o in node.outputs)]
-    return any(_elem(v) in WIDER for v in values)
+    return any(element_type(v) in WIDER for v in values)
 
 
 def widen_invalid_types(model: ir.Model) -> list[Widened]:
@@ -128,7 +128,7 @@ def _schema_takes(node: ir.Node, opset: int) -> bool:
     allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
     for values, formals in ((node.inputs, schema.inputs), (node.outputs, schema.outputs)):
         for index, value in enumerate(values):
-            dtype = None if value is None else _elem(value)
+            dtype = None if value is None else element_type(value)
             if dtype not in WIDER or not formals:
                 continue
             type_str = formals[min(index, len(formals) - 1)].type_str
@@ -172,7 +172,7 @@ def _rewrite(graph: ir.Graph, plan: list[ir.Node], names: set[str]) -> None:
     original: dict[ir.Value, ir.DataType] = {}
     for node in plan:
         for value in node.outputs:
-            dtype = _elem(value)
+            dtype = element_type(value)
             if dtype in WIDER:
                 original[value] = dtype
                 value.type = ir.TensorType(WIDER[dtype])
@@ -185,7 +185,7 @@ def _rewrite(graph: ir.Graph, plan: list[ir.Node], names: set[str]) -> None:
             if value is None:
                 continue
             rounded = casts.cast(value, original[value]) if value in original else value
-            dtype = _elem(rounded)
+            dtype = element_type(rounded)
             if dtype in WIDER:
                 node.replace_input_with(index, casts.cast(rounded, WIDER[dtype]))
             elif rounded is not value:
@@ -198,10 +198,6 @@ def _rewrite(graph: ir.Graph, plan: list[ir.Node], names: set[str]) -> None:
 def _describe(node: ir.Node, opsets: dict[str, int]) -> str:
     key = signature(node, opsets)
     return node.op_type if key is None else key.describe()
-
-
-def _elem(value: ir.Value) -> ir.DataType | None:
-    return value.type.dtype if isinstance(value.type, ir.TensorType) else None
 
 
 __all__ = ["RUNTIMES", "WIDER", "Widened", "has_narrow_types", "widen_for_cpu", "widen_invalid_types"]

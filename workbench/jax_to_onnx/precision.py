@@ -36,6 +36,7 @@ import onnx_ir as ir
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.casts import CastInserter
 from workbench.jax_to_onnx.cpu_widening import RUNTIMES, has_narrow_types, widen_for_cpu, widen_invalid_types
+from workbench.onnx_io.cpu_kernels import element_type
 
 #: Ops computed in float32 in a half-precision export (each listed with why).
 FLOAT32_OPS: frozenset[str] = frozenset({
@@ -183,24 +184,24 @@ class _Rewrite:
         graph, low = self.graph, self.low
         plan = {node: self.slots(node) for node in graph}
         self.plan = plan
-        flexible = {v for v in graph.initializers.values() if _elem(v) == ir.DataType.FLOAT and not v.is_graph_output()}
+        flexible = {v for v in graph.initializers.values() if element_type(v) == ir.DataType.FLOAT and not v.is_graph_output()}
         if not self.precision.keep_io_types:
             for value in graph.inputs:
-                if _elem(value) == ir.DataType.FLOAT:
+                if element_type(value) == ir.DataType.FLOAT:
                     value.type = ir.TensorType(low)
         for node, slots in plan.items():  # in graph order: a node's inputs are decided before it
             if slots is None:
                 continue
             if slots.moves_data:
                 floats = [v for i, v in enumerate(node.inputs) if i in slots.inputs and v is not None
-                          and _elem(v) in (ir.DataType.FLOAT, low)]  # fmt: skip
+                          and element_type(v) in (ir.DataType.FLOAT, low)]  # fmt: skip
                 fixed = [v for v in floats if v not in flexible]
                 # float32 data stays float32 while it is only moved; weights follow what reads them
-                if fixed and all(_elem(v) == ir.DataType.FLOAT for v in fixed):
+                if fixed and all(element_type(v) == ir.DataType.FLOAT for v in fixed):
                     slots.output_type = ir.DataType.FLOAT
             for index in slots.outputs:
                 value = node.outputs[index]
-                if _elem(value) == ir.DataType.FLOAT and slots.output_type == low:
+                if element_type(value) == ir.DataType.FLOAT and slots.output_type == low:
                     value.type = ir.TensorType(low)
             if slots.output_type == low:
                 self.rewrite_attributes(node)
@@ -210,11 +211,11 @@ class _Rewrite:
         for value in self.float_values():
             for use in list(value.uses()):
                 wanted = self.wants(use.node, use.idx)
-                if wanted is not None and wanted != _elem(value):
+                if wanted is not None and wanted != element_type(value):
                     use.node.replace_input_with(use.idx, self.casts.cast(value, wanted))
         if self.precision.keep_io_types:
             for index, value in enumerate(graph.outputs):
-                if _elem(value) == low:
+                if element_type(value) == low:
                     graph.outputs[index] = self.casts.cast_output(value, ir.DataType.FLOAT)
 
     def wants(self, node: ir.Node, index: int) -> ir.DataType | None:
@@ -229,7 +230,7 @@ class _Rewrite:
     def float_values(self) -> list[ir.Value]:
         values = [*self.graph.inputs, *self.graph.initializers.values()]
         values += [o for node in self.graph for o in node.outputs]
-        return [v for v in values if _elem(v) in (ir.DataType.FLOAT, self.low)]
+        return [v for v in values if element_type(v) in (ir.DataType.FLOAT, self.low)]
 
     # -- rewrites
     def rewrite_attributes(self, node: ir.Node) -> None:
@@ -262,10 +263,6 @@ class _Rewrite:
 def _formal(params: list[onnx.defs.OpSchema.FormalParameter], index: int) -> onnx.defs.OpSchema.FormalParameter:
     """The formal parameter of actual input/output ``index`` (a variadic last parameter takes the rest)."""
     return params[min(index, len(params) - 1)]
-
-
-def _elem(value: ir.Value) -> ir.DataType | None:
-    return value.type.dtype if isinstance(value.type, ir.TensorType) else None
 
 
 def _to_low(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -101,8 +101,8 @@ def signature(node: ir.Node, opsets: dict[str, int]) -> KernelSignature | None:
         opset = next((opsets[d] for d in _DEFAULT_DOMAINS if d in opsets), None)
     if opset is None:
         return None
-    ins = tuple(None if v is None else _elem(v) for v in node.inputs)
-    outs = tuple(_elem(v) for v in node.outputs)
+    ins = tuple(None if v is None else element_type(v) for v in node.inputs)
+    outs = tuple(element_type(v) for v in node.outputs)
     if any(v is not None and t is None for v, t in zip(node.inputs, ins, strict=True)) or None in outs:
         return None
     attributes = _attribute_key(node) if any(t in NARROW_TYPES for t in (*ins, *outs)) else ()
@@ -167,7 +167,7 @@ def _probe(node: ir.Node, opsets: dict[str, int]) -> bool:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own pybind exception types
         return missing_kernel_in(str(error)) is None  # another fault is not a missing kernel
-    if not any(_elem(v) in NARROW_TYPES for v in (*node.inputs, *node.outputs) if v is not None):
+    if not any(element_type(v) in NARROW_TYPES for v in (*node.inputs, *node.outputs) if v is not None):
         return True
     # a few kernels take a narrow type at load and refuse it when run (float16 ScatterND with reduction
     # "add"): run the node once on zeros, its symbolic dimensions 1 (zero indices are in range)
@@ -194,7 +194,7 @@ def _zero_feeds(values: list[ir.Value], ort: object) -> dict[str, object] | None
     feeds: dict[str, object] = {}
     total = 0
     for value in values:
-        dtype = _elem(value)
+        dtype = element_type(value)
         if value.shape is None or dtype is None or dtype.itemsize not in (1, 2, 4, 8) or dtype == ir.DataType.STRING:
             return None
         shape = tuple(d if isinstance(d, int) else 1 for d in value.shape)
@@ -206,9 +206,10 @@ def _zero_feeds(values: list[ir.Value], ort: object) -> dict[str, object] | None
     return feeds
 
 
-def _elem(value: ir.Value) -> ir.DataType | None:
+def element_type(value: ir.Value) -> ir.DataType | None:
+    """``value``'s element type, or None when it is not a tensor of a known type."""
     return value.type.dtype if isinstance(value.type, ir.TensorType) else None
 
 
-__all__ = ["NARROW_TYPES", "KernelSignature", "MissingKernel", "has_cpu_kernel", "missing_kernel_in", "refused_type_in",
+__all__ = ["NARROW_TYPES", "KernelSignature", "MissingKernel", "element_type", "has_cpu_kernel", "missing_kernel_in", "refused_type_in",
            "signature", "type_name", "without_cpu_kernel"]
