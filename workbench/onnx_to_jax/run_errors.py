@@ -137,7 +137,8 @@ def _missing_weight(error: BaseException, params: Any) -> str | None:
     return key if isinstance(key, str) and key not in params else None
 
 
-def _tracer_errors() -> tuple[type[BaseException], ...]:
+def tracer_errors() -> tuple[type[BaseException], ...]:
+    """JAX's errors for code that needs a concrete value where it is traced (it cannot run under jax.jit)."""
     import jax
 
     errors = jax.errors
@@ -161,7 +162,7 @@ def translate(error: BaseException, where: SourceMap, params: Any = None, inputs
     and so are the inputs that differ from the model's declared inputs, the likeliest cause of a failure.
     """
     if isinstance(error, _passes_through()):
-        if where.value_dependent and isinstance(error, _tracer_errors()):
+        if where.value_dependent and isinstance(error, tracer_errors()):
             note = _whole_jit_note(where)  # a note, JAX's own type kept: callers catch it to run eagerly
             if note not in vars(error).get("__notes__", ()):  # forward and forward_prepared both pass it on
                 error.add_note(note)
