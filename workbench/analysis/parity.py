@@ -137,7 +137,7 @@ class ParityReport:
             ops = Counter(w.was.split(" ", 1)[0] for w in self.widened)
             text += (
                 f"; run through a twin of the model: onnxruntime's CPU provider cannot run {len(self.widened)} "
-                f"of its nodes in their types ({', '.join(f'{count} {op}' for op, count in ops.items())}), computed in float32 "
+                f"of its nodes in their types ({', '.join(f'{number} {op}' for op, number in ops.items())}), computed in float32 "
                 f"(int32 for int16) between Casts as wb.for_onnxruntime_cpu does; the model itself is unchanged"
             )
         vacuous = self.vacuous

@@ -65,8 +65,8 @@ _X64 = {"float64", "int64", "uint64", "complex128"}
 SHAPE_OPS = frozenset({"Shape", "Size", "SequenceLength", "OptionalHasElement"})
 
 
-
 def _names_text(names: list[str], limit: int = 6) -> str:
+    """The first ``limit`` names joined with commas, and how many there are when some are left out."""
     shown = ", ".join(names[:limit])
     return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
 
