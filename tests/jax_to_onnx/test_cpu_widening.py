@@ -245,6 +245,12 @@ MODELS = {
 }
 
 
+# models with a GELU or softmax: exported as the fused op (tests/jax_to_onnx/test_half_fusions.py), which
+# computes in float32 between bfloat16 input and output where JAX op by op rounds each step (a LayerNorm, computed
+# in float32 by Flax and rounded once, keeps the same bits: nnx_cnn)
+FUSED = {"nnx_mlp", "nnx_block"}
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_bfloat16_models_run_in_onnxruntime_cpu_as_jax_computes_them(name):
     make, shape = MODELS[name]
@@ -252,8 +258,13 @@ def test_bfloat16_models_run_in_onnxruntime_cpu_as_jax_computes_them(name):
     x = (np.random.default_rng(7).standard_normal(shape)).astype(BF16)
     conversion, (got,) = _run(model, x)
     assert got.dtype == BF16
-    # JAX op by op rounds every result to bfloat16, as the ONNX model does: the same bits (measured on all four)
-    _same_bits(got, np.asarray(model(x)))
+    eager = np.asarray(model(x))
+    if name in FUSED:  # a fused Gelu / Softmax does not round between its ops: measured 0.50 (block), 0.44 (mlp) eps
+        error = np.abs(got.astype(np.float64) - eager.astype(np.float64)).max() / np.abs(eager.astype(np.float64)).max()
+        print(f"{name}: {error / EPS:.3g} eps from JAX op by op")
+        assert error <= EPS
+    else:  # JAX op by op rounds every result to bfloat16, as the ONNX model does: the same bits
+        _same_bits(got, eager)
     # XLA's fusions keep float32 between fused ops: within 1 eps (the transformer block measured 0.33 eps)
     jitted = np.asarray(eqx.filter_jit(lambda m, x: m(x))(model, x)).astype(np.float64)
     assert np.abs(got.astype(np.float64) - jitted).max() <= EPS * np.abs(jitted).max()

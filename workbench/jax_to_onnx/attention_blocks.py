@@ -34,8 +34,8 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
-from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _softmax, _split
-from workbench.jax_to_onnx.builder import is_static, typed_like
+from workbench.jax_to_onnx.blocks import _FLOATS, _HALVES, Block, _Index, _literal, _softmax, _split
+from workbench.jax_to_onnx.builder import ir_shape, is_static, typed_like
 from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.passes.attention_layout import shrink_constant
 
@@ -163,13 +163,19 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
     if not same_shape(k.aval.shape, [batch, span, heads, depth]):
         return None
     dtype = np.dtype(q.aval.dtype)
-    if dtype not in _FLOATS or any(np.dtype(atom.aval.dtype) != dtype for atom in (k, dot.outvars[0])):
+    # the scores' type: the inputs' or, for half-precision inputs, float32 when the dot accumulates in it
+    # (Flax's attention in bfloat16/float16: ``preferred_element_type=float32``, the softmax in float32,
+    # the probabilities converted back before the weighted sum)
+    scores_dtype = np.dtype(dot.outvars[0].aval.dtype)
+    if dtype not in _FLOATS or np.dtype(k.aval.dtype) != dtype:
+        return None
+    if scores_dtype != dtype and not (dtype in _HALVES and scores_dtype == np.dtype(np.float32)):
         return None
     scale_eqn = index.only_reader(dot.outvars[0])
     if scale_eqn is None or scale_eqn.primitive.name != "mul":
         return None
     scale = scale_eqn.invars[1] if scale_eqn.invars[0] is dot.outvars[0] else scale_eqn.invars[0]
-    if _literal(scale) is None or np.dtype(scale.aval.dtype) != dtype or scale.aval.shape != ():
+    if _literal(scale) is None or np.dtype(scale.aval.dtype) != scores_dtype or scale.aval.shape != ():
         return None
     scaled = scale_eqn.outvars[0]
     members = [split, dot, scale_eqn]
@@ -178,7 +184,7 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
         if not _is_where_of_scores(where, scaled):
             return None
         mask, fill = where.invars[0], where.invars[2]
-        if _literal(fill) is None or np.dtype(fill.aval.dtype) != dtype:
+        if _literal(fill) is None or np.dtype(fill.aval.dtype) != scores_dtype:
             return None
         members.append(where)
         base = _mask_base(index, mask, members)
@@ -200,6 +206,13 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
             return None
         members += softmax_eqns
         probabilities = softmax_eqns[-1].outvars[0]
+    narrowed = None
+    if scores_dtype != dtype:  # the probabilities rounded to the inputs' type
+        narrowed = index.only_reader(probabilities)
+        if narrowed is None or narrowed.primitive.name != "convert_element_type" or np.dtype(narrowed.outvars[0].aval.dtype) != dtype:
+            return None
+        members.append(narrowed)
+        probabilities = narrowed.outvars[0]
     weighted = index.only_reader(probabilities)
     if weighted is None or weighted.primitive.name != "dot_general" or weighted.invars[1] is not probabilities:
         return None
@@ -238,16 +251,21 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
             builder.nodes.append(producer)
         q_heads = typed_like(builder.op("Transpose", q_value, perm=[0, 2, 1, 3]), q_value, values_dims)
         k_heads = typed_like(builder.op("Transpose", k_value, perm=[0, 2, 3, 1]), k_value, [batch, heads, depth, span])
-        scores = typed_like(builder.op("MatMul", q_heads, k_heads), q_value, scores_dims)
-        scaled_value = typed_like(builder.op("Mul", scores, read(scale)), q_value, scores_dims)
+        if narrowed is not None:  # products of two halves are exact in float32: the dot's accumulation
+            q_heads = _cast(builder, q_heads, scores_dtype, values_dims)
+            k_heads = _cast(builder, k_heads, scores_dtype, [batch, heads, depth, span])
+        scores = typed_like(builder.op("MatMul", q_heads, k_heads), q_heads, scores_dims)
+        scaled_value = typed_like(builder.op("Mul", scores, read(scale)), q_heads, scores_dims)
         selected = scaled_value
         if base is not None:
             mask_value = read(base)
             if mask_value.const_value is not None:
                 mask_value = builder.const(_scalar_if_single(shrink_constant(mask_value.const_value.numpy())))
-            fill_value = builder.const(np.asarray(_literal(fill), dtype=dtype).reshape(()))
-            selected = typed_like(builder.op("Where", mask_value, scaled_value, fill_value), q_value, scores_dims)
-        probs = typed_like(builder.op("Softmax", selected, axis=3), q_value, scores_dims)
+            fill_value = builder.const(np.asarray(_literal(fill), dtype=scores_dtype).reshape(()))
+            selected = typed_like(builder.op("Where", mask_value, scaled_value, fill_value), q_heads, scores_dims)
+        probs = typed_like(builder.op("Softmax", selected, axis=3), q_heads, scores_dims)
+        if narrowed is not None:
+            probs = _cast(builder, probs, dtype, scores_dims)
         v_heads = typed_like(builder.op("Transpose", v_value, perm=[0, 2, 1, 3]), v_value, [batch, heads, span, depth])
         mixed = typed_like(builder.op("MatMul", probs, v_heads), q_value, values_dims)
         return builder.op("Transpose", mixed, perm=[0, 2, 1, 3])
@@ -259,6 +277,15 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
         return not all(read(atom) in made for atom in (q, k, v))
 
     return Block("Attention", closed, emit, q, declines, name_all=True)
+
+
+def _cast(builder: Any, value: ir.Value, dtype: np.dtype, dims: list[Any]) -> ir.Value:
+    """``Cast(value)`` to ``dtype``, typed and shaped ``dims``."""
+    element = ir.DataType.from_numpy(dtype)
+    cast = builder.op("Cast", value, to=int(element))
+    cast.type = ir.TensorType(element)
+    cast.shape = ir_shape(dims)
+    return cast
 
 
 def _transposed_softmax(index: _Index, scores: Any) -> list[Any] | None:

@@ -13,7 +13,9 @@ equations are plain Python objects, scanned once, and the fused op is emitted in
 Each recogniser checks what the corresponding rewrite rule checks (the constants, the reduced axes,
 the dtype, the opset; what can only be checked on the ONNX values, such as a weight's contents, while
 lowering: ``Block.declines``) and, in addition, that no value inside the block is read outside it, so the
-export is the graph the rules would have made. What is not recognised here (other spellings,
+export is the graph the rules would have made. The half-precision forms (bfloat16/float16 models: statistics
+and sums in float32 between ``convert_element_type``s, constants rounded to the half type) are recognised too
+(``docs/export_passes.md``, step 0). What is not recognised here (other spellings,
 blocks split across nested jaxprs) is still fused by the rules afterwards.
 """
 
@@ -24,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
@@ -35,7 +38,8 @@ GELU_MIN_OPSET = 20  # the opsets of the rules in passes/fusions.py
 LAYER_NORMALIZATION_MIN_OPSET = 17
 SOFTMAX_MIN_OPSET = 18
 
-_FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)})
+_FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64), np.dtype(jnp.bfloat16)})
+_HALVES = frozenset({np.dtype(np.float16), np.dtype(jnp.bfloat16)})
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def _literal(atom: Any) -> float | None:
     if not isinstance(atom, jex_core.Literal):
         return None
     array = np.asarray(atom.val)
-    if array.size != 1 or array.dtype.kind not in "fiu":
+    if array.size != 1 or (array.dtype.kind not in "fiu" and array.dtype != np.dtype(jnp.bfloat16)):  # bfloat16's kind is "V"
         return None
     return float(array.reshape(()))
 
@@ -133,12 +137,18 @@ def _close(actual: float | None, expected: float, rtol: float = 1e-6) -> bool:
 
 
 def _split(eqn: Any, constant: float, rtol: float = 1e-6) -> Any | None:
-    """For a commutative binary ``eqn`` with the scalar literal ``constant`` on either side: the other operand."""
+    """For a commutative binary ``eqn`` with the scalar literal ``constant`` on either side: the other operand.
+
+    In bfloat16/float16 the literal may also be ``constant`` rounded to that type (``jax.nn.gelu`` rounds
+    its ``sqrt(2/pi)`` and ``0.044715`` to the input's type: 0.796875 and 0.044677734375 in bfloat16).
+    """
     left, right = eqn.invars
-    if _close(_literal(right), constant, rtol):
-        return left
-    if _close(_literal(left), constant, rtol):
-        return right
+    dtype = np.dtype(eqn.outvars[0].aval.dtype)
+    rounded = float(np.asarray(constant, dtype)) if dtype in _HALVES else constant
+    for literal, other in ((right, left), (left, right)):
+        actual = _literal(literal)
+        if _close(actual, constant, rtol) or _close(actual, rounded, 1e-6):
+            return other
     return None
 
 
@@ -283,9 +293,19 @@ def _layer_norm(index: _Index, rsqrt: Any) -> Block | None:
     return _layer_norm_block(closed, x, scale, bias, axes[0], trailing, float(_literal(eps_atom)))
 
 
+def _same_value(index: _Index, atom: Any, x: Any) -> bool:
+    """Whether ``atom`` is ``x`` or, as Flax writes a half-precision norm (it converts its input to float32 once
+    for the statistics and again for the centering), a conversion of the same value to the same type."""
+    if atom is x:
+        return True
+    first, second = index.eqn(atom, "convert_element_type"), index.eqn(x, "convert_element_type")
+    return (first is not None and second is not None and first.invars[0] is second.invars[0]
+            and np.dtype(atom.aval.dtype) == np.dtype(x.aval.dtype))
+
+
 def _centers(index: _Index, centered: Any, x: Any, mean_div: Any, axes: list[int]) -> bool:
     """Whether ``centered`` is ``sub(x, keep(mean))`` with the mean given back exactly its reduced axes."""
-    if centered.invars[0] is not x:
+    if not _same_value(index, centered.invars[0], x):
         return False
     keep = index.eqn(centered.invars[1], ("reshape", "broadcast_in_dim"))
     return keep is not None and keep.invars[0] is mean_div.outvars[0] and _restores_axes(keep, x.aval.shape, axes)
@@ -582,19 +602,39 @@ def _softmax(index: _Index, reduce_max: Any) -> Block | None:
     if exp is None or exp.primitive.name != "exp":
         return None
     readers = [index.eqns[i] for i in index.readers.get(exp.outvars[0], [])]
-    total = next((eqn for eqn in readers if eqn.primitive.name == "reduce_sum"), None)
     root = next((eqn for eqn in readers if eqn.primitive.name == "div"), None)
+    widened = _summed_in_float32(index, readers, x)
+    total = next((eqn for eqn in readers if eqn.primitive.name == "reduce_sum"), None) if widened is None else widened[1]
     if len(readers) != 2 or total is None or root is None or root.invars[0] is not exp.outvars[0]:
         return None
     if tuple(int(a) % rank for a in total.params["axes"]) != (axis,):
         return None
-    keep_total = index.eqn(root.invars[1], "broadcast_in_dim")
+    divisor = root.invars[1]
+    if widened is not None:  # the sum rounded back to the input's type before the division
+        narrowed = index.eqn(divisor, "convert_element_type")
+        if narrowed is None or np.dtype(divisor.aval.dtype) != np.dtype(x.aval.dtype):
+            return None
+        members += [widened[0], narrowed]
+        divisor = narrowed.invars[0]
+    keep_total = index.eqn(divisor, "broadcast_in_dim")
     if keep_total is None or keep_total.invars[0] is not total.outvars[0] or not _restores_axes(keep_total, x.aval.shape, [axis]):
         return None
     closed = index.closed([*members, shift, exp, total, keep_total, root])
     if closed is None or closed[-1] != index.index(root):
         return None
     return Block("Softmax", closed, lambda builder, read: builder.op("Softmax", read(x), axis=axis), x)
+
+
+def _summed_in_float32(index: _Index, readers: list[Any], x: Any) -> tuple[Any, Any] | None:
+    """For a half-precision softmax (JAX sums ``exp`` in float32): the ``convert_element_type`` to float32
+    among ``readers`` and the ``reduce_sum`` that alone reads it, else None."""
+    if np.dtype(x.aval.dtype) not in _HALVES:
+        return None
+    widen = next((eqn for eqn in readers if eqn.primitive.name == "convert_element_type"), None)
+    if widen is None or np.dtype(widen.outvars[0].aval.dtype) != np.dtype(np.float32):
+        return None
+    total = index.only_reader(widen.outvars[0])
+    return None if total is None or total.primitive.name != "reduce_sum" else (widen, total)
 
 
 __all__ = ["Block"]
