@@ -107,13 +107,23 @@ def widen_invalid_types(model: ir.Model) -> list[Widened]:
 
     JAX computes a convolution, a rounding or an integer matmul in any type, ONNX not: ``Conv`` takes
     no bfloat16 before opset 22, ``Round`` none before 22, ``MatMul`` no int16. Without this a bfloat16
-    CNN converts to a model the ONNX checker and every runtime reject.
+    CNN converts to a model the ONNX checker and every runtime reject. A model-local function holding
+    such a node (a bfloat16 convolution in an ``@wb.onnx_function``) is inlined first: its inputs carry
+    no types to cast by.
     """
     opset = next((v for d, v in model.opset_imports.items() if d in ("", "ai.onnx")), None)
     if opset is None:
         return []
-    nodes = model.graph.all_nodes()
-    plan = [node for node in nodes if node.domain in ("", "ai.onnx") and not _schema_takes(node, opset)]
+
+    def invalid(node: ir.Node) -> bool:
+        return node.domain in ("", "ai.onnx") and not _schema_takes(node, opset)
+
+    def holds_invalid(function: ir.Function) -> bool:
+        return any(invalid(node) for node in function.all_nodes())
+
+    if any(holds_invalid(function) for function in model.functions.values()):
+        InlinePass(criteria=holds_invalid)(model)
+    plan = [node for node in model.graph.all_nodes() if invalid(node)]
     widened = [Widened(node.name or node.op_type, _describe(node, dict(model.opset_imports))) for node in plan]
     _rewrite_graphs(model, plan)
     return widened
