@@ -261,7 +261,9 @@ def _add_coverage(subparsers: Any) -> None:
         "coverage", help="what converts: every handler testcase, zoo model and ONNX -> JAX emitter (wb.coverage)"
     )
     parser.add_argument("--area", action="append", choices=AREAS, help="only this area (repeatable)")
-    parser.add_argument("--search", default="", metavar="TEXT", help="only rows mentioning TEXT")
+    parser.add_argument("--search", default="", metavar="TEXT",
+                        help="only rows mentioning TEXT; a JAX function's name (jnp.cumsum, jax.nn.gelu) also finds "
+                             "the rows of the primitives it binds")
     parser.add_argument("--by", choices=("testcase", "subject"), default="testcase",
                         help="one row per testcase, or per primitive / model / ONNX op")
     parser.add_argument("--run", dest="execute", action="store_true", help="run the rows (exit status 1 if any fails)")

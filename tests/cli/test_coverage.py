@@ -39,6 +39,13 @@ def test_run_reports_statuses_and_exit_code(capsys) -> None:
     assert rows and all(row["subject"] == "cummax" and row["status"] == "pass" for row in rows)
 
 
+def test_search_by_a_jax_function_name_reads_as_the_explorer_does(capsys) -> None:
+    # docs/jupyter.md: `workbench coverage --search` reads a JAX function's name as the explorer does
+    assert main(["coverage", "--search", "jnp.matmul", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and rows[0]["subject"] == "dot_general"  # the primitive jnp.matmul binds, first
+
+
 def test_unknown_area_is_a_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["coverage", "--area", "pytorch"])
