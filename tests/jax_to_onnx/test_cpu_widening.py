@@ -414,3 +414,14 @@ def test_a_bfloat16_convolution_in_an_onnx_function_is_valid_onnx():
     conversion, (got,) = _run(fn, x, w)
     want = np.asarray(jax.jit(fn)(x, w)).astype(np.float32)
     np.testing.assert_allclose(got.astype(np.float32), want, rtol=0, atol=EPS * np.abs(want).max())
+
+
+def test_only_a_narrow_type_refusal_is_read_as_one_widening_mends() -> None:
+    """A run-time refusal names the type; only bfloat16/float16/int16 refusals get the advice to widen (a
+    float32 or int64 model's refusal is not one runtime="onnxruntime-cpu" changes)."""
+    narrow = "MLFloat16 data type is not supported with ScatterND opset 16 when reduction is 'add'."
+    assert refused_type_in(f"[ONNXRuntimeError] : 1 : FAIL : {narrow}") is not None
+    assert refused_type_in("[ONNXRuntimeError] : 1 : FAIL : BFloat16 type is not supported by this kernel") is not None
+    for other in ("float data type is not supported with ScatterND when reduction is 'mul'",
+                  "int64_t data type is not supported with Foo", "Non-zero status code returned while running Add"):
+        assert refused_type_in(f"[ONNXRuntimeError] : 1 : FAIL : {other}") is None, other

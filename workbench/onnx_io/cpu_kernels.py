@@ -37,6 +37,8 @@ _MISSING_KERNEL = re.compile(
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 # a kernel's refusal of a type when run (onnxruntime names the type as MLFloat16, BFloat16, int16_t...)
 _REFUSED_TYPE = re.compile(r"[^:\n]*\b(data )?type (is )?not supported[^\n]*", re.IGNORECASE)
+# the narrow types' names in such a refusal: only these are widened, so only these get the advice to widen
+_NARROW_TYPE_NAME = re.compile(r"\b(MLFloat16|BFloat16|int16_t|u?int16|b?float16)\b", re.IGNORECASE)
 # the most zero elements a run probe hands a node
 _PROBE_ELEMENTS = 1 << 20
 #: The types a model computes in that the CPU provider lacks kernels for: the ones a run probe checks.
@@ -182,10 +184,13 @@ def _probe(node: ir.Node, opsets: dict[str, int]) -> bool:
 
 
 def refused_type_in(message: str) -> str | None:
-    """onnxruntime's run-time refusal of a type by a kernel it has (``MLFloat16 data type is not
-    supported with ScatterND opset 16 when reduction is 'add'``), or None for any other error."""
+    """onnxruntime's run-time refusal of a narrow type (bfloat16, float16, int16) by a kernel it has
+    (``MLFloat16 data type is not supported with ScatterND opset 16 when reduction is 'add'``), or None for
+    any other error, a refusal of another type included."""
     match = _REFUSED_TYPE.search(message)
-    return None if match is None else match.group(0)
+    if match is None or _NARROW_TYPE_NAME.search(match.group(0)) is None:
+        return None  # not a refusal, or of a type widening does not change (a float32 model's failure)
+    return match.group(0)
 
 
 def _zero_feeds(values: list[ir.Value], ort: object) -> dict[str, object] | None:
