@@ -172,7 +172,7 @@ def test_a_symbolic_batch_gets_random_inputs_of_size_2_or_as_sizes_says():
 
 
 def test_the_generated_code_runs_as_one_compiled_program(count_compilations):
-    """Was: op by op (3 XLA programs here and a dispatch per operation; ResNet-18 at batch 2: ~9 CPU s in the JAX
+    """Was: op by op (14 XLA programs here and a dispatch per operation; ResNet-18 at batch 2: ~9 CPU s in the JAX
     run alone); now one jitted program returns every value compared (ResNet-18: ~3 CPU s, compile included).
     A tampered weight is still found at the node reading it."""
     model = _model()
