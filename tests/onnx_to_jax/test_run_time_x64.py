@@ -123,3 +123,48 @@ def test_a_64_bit_model_keeps_its_input_names_in_forward_and_forward_prepared():
     forward, params = wb.to_jax(plain)
     assert str(inspect.signature(forward)) == "(params, features)"
     np.testing.assert_array_equal(np.asarray(forward(params, features=x[:, :2])), np.argmax(x[:, :2], axis=1))
+
+
+def _argmax_and_linear_classifier() -> onnx.ModelProto:
+    """ArgMax (last index of ties) and ArgMin of x, and an ai.onnx.ml LinearClassifier: three int64 outputs that
+    index the extreme value (the classifier's label, as skl2onnx exports a logistic regression) and its scores."""
+    coefficients = np.linspace(-1, 1, 12, dtype=np.float32)
+    nodes = [helper.make_node("ArgMax", ["x"], ["last_max"], axis=1, keepdims=1, select_last_index=1),
+             helper.make_node("ArgMin", ["x"], ["min"], axis=0, keepdims=0),
+             helper.make_node("LinearClassifier", ["x"], ["label", "scores"], domain="ai.onnx.ml",
+                              coefficients=coefficients.tolist(), intercepts=[0.1, -0.2, 0.3], classlabels_ints=[4, 5, 6])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "int64_indices", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 4])],
+        [helper.make_tensor_value_info("last_max", TensorProto.INT64, [5, 1]),
+         helper.make_tensor_value_info("min", TensorProto.INT64, [4]),
+         helper.make_tensor_value_info("label", TensorProto.INT64, [5]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [5, 3])],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
+                             ir_version=9)
+
+
+def test_plain_jax_jit_of_int64_indices_matches_onnxruntime():
+    """Was: ``jax.jit(forward)`` with JAX's 64-bit mode off (its default) failed at lowering, "Cannot lower jaxpr with
+    verifier errors: type of return operand 0 ('tensor<5xi32>') doesn't match function result type
+    ('tensor<5xi64>')", for every model with an ArgMax/ArgMin or a classifier's label (torch exports, skl2onnx
+    trees and linear models): JAX lowers an int64 argmax under the mode of the outer jit. The index is now computed
+    in int32 and widened. A model that is 64-bit inside only (uint32 widened to int64 and float64) jits plainly as
+    before."""
+    model = _argmax_and_linear_classifier()
+    rng = np.random.default_rng(0)
+    x = np.round(rng.standard_normal((5, 4)), 1).astype(np.float32)
+    x[2, 1] = x[2, 3] = x[2].max() + 1  # a tie: select_last_index picks 3
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})
+    forward, params = wb.to_jax(model)
+    assert f"{X64_NAME} = True" in wb.to_jax_source(model) and not jax.config.jax_enable_x64
+    for got in (jax.jit(forward)(params, x), forward(params, x), wb.jit_forward(forward)(params, x)):
+        for g, e in zip(got, expected, strict=True):
+            assert np.asarray(g).dtype == e.dtype
+            np.testing.assert_allclose(np.asarray(g), e, rtol=1e-6, atol=1e-6)
+    inside = _uint32_widened_model()
+    u = np.array([0, 1, 2**31 - 1, 2**31, 3_000_000_000, 2**32 - 1], np.uint32)
+    (wanted,) = ort.InferenceSession(inside.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": u})
+    forward, params = wb.to_jax(inside)
+    np.testing.assert_array_equal(np.asarray(jax.jit(forward)(params, u)), wanted)

@@ -378,13 +378,17 @@ def top_k(ctx: NodeContext) -> str:
 
 @runtime_helper
 def _arg_reduce(fn, x, axis, keepdims, select_last_index):
+    """ArgMax / ArgMin (``fn``: ``lax.argmax`` or ``lax.argmin``) as int64, the index computed in int32 and then
+    widened: an int64 ``lax.argmax`` traced with x64 on (as ``forward`` runs) but lowered with it off (a plain
+    ``jax.jit(forward)``, JAX's default) fails XLA's verifier ("type of return operand 0 ('tensor<2xi32>') doesn't
+    match function result type ('tensor<2xi64>')"); an axis has fewer than 2**31 elements, so int32 is exact."""
     x = jnp.asarray(x)
     axis = axis % x.ndim
     if select_last_index:
-        flipped = jnp.flip(x, axis=axis)
-        index = x.shape[axis] - 1 - fn(flipped, axis=axis, keepdims=keepdims)
+        index = x.shape[axis] - 1 - fn(jnp.flip(x, axis=axis), axis, jnp.int32)
     else:
-        index = fn(x, axis=axis, keepdims=keepdims)
+        index = fn(x, axis, jnp.int32)
+    index = jnp.expand_dims(index, axis) if keepdims else index
     return index.astype(jnp.int64)
 
 
@@ -397,8 +401,8 @@ def _arg(fn: str):
     return emit
 
 
-emitter("ArgMax", since=(1, 11, 12, 13))(_arg("jnp.argmax"))
-emitter("ArgMin", since=(1, 11, 12, 13))(_arg("jnp.argmin"))
+emitter("ArgMax", since=(1, 11, 12, 13))(_arg("lax.argmax"))
+emitter("ArgMin", since=(1, 11, 12, 13))(_arg("lax.argmin"))
 
 
 @runtime_helper

@@ -85,7 +85,7 @@ def _tree_classifier(scores, binary, single_label, post, labels):
         negative = 1 - positive if post in (0, 4) else -positive
         scores = jnp.stack([negative, positive], axis=1)
     scores = _post_transform(scores, post)
-    best = jnp.argmax(scores, axis=1)
+    best = jax.lax.argmax(scores, 1, jnp.int32)  # int32: an int64 argmax fails a plain jax.jit (index.py)
     if single_label:
         return jnp.where(best == 1, 1, 0).astype(jnp.int64), scores
     return jnp.asarray(labels)[best], scores
@@ -115,7 +115,7 @@ def _linear_classifier(x, coefficients, intercepts, labels, post, multi_class):
             scores = scores.at[:, 0].set(-positive)
     else:
         scores = _post_transform(scores, post)
-    best = jnp.argmax(scores, axis=1)
+    best = jax.lax.argmax(scores, 1, jnp.int32)  # int32: an int64 argmax fails a plain jax.jit (index.py)
     del multi_class
     return jnp.asarray(labels)[best], scores
 

@@ -91,7 +91,7 @@ def _softmax(x, axis):
 
 @runtime_helper
 def _hardmax(x, axis):
-    index = jnp.argmax(x, axis=axis)
+    index = lax.argmax(x, axis % x.ndim, jnp.int32)  # int32: an int64 argmax fails a plain jax.jit (index.py)
     return jax.nn.one_hot(index, x.shape[axis], axis=axis, dtype=x.dtype)
 
 
