@@ -221,11 +221,6 @@ EXPECTED_FAILURES: dict[str, str] = {
                           "Measured: with JAX's eigh given that same convention (canonical_signs) the model matches "
                           "JAX to 3e-6 over 4 generations; the first generation (C = I) matches bit for bit "
                           "(evosax_cma_es_generation runs)",
-    "jmp_dynamic_loss_scale_step": "converts, but onnxruntime's CPU provider refuses it: 'MLFloat16 data type is not "
-                                   "supported with ScatterND opset 16 when reduction is add' (the float16 gradient of "
-                                   "prediction[:, 0] over a symbolic batch is a scatter-add; with a constant batch JAX "
-                                   "writes a squeeze and it runs). Half-precision exports in onnxruntime are bf50's "
-                                   "work this session (notes/s22_coord.md, 2026-12-06)",
     "s2fft_forward_inverse": "s2fft's on-the-fly transforms (method='jax') run their latitudinal step as s2fft's own "
                              "JAX primitives ftm_to_flm / flm_to_ftm (lowered to XLA through mlir.lower_fun of a JAX "
                              "function), which have no ONNX handler: UnsupportedPrimitiveError naming both. Their impl is "
