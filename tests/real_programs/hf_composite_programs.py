@@ -7,6 +7,8 @@ called as the model card shows, with decoder token ids (a teacher-forced forward
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tests.real_programs.catalogue import Built, program
@@ -24,20 +26,7 @@ def hf_flax_blenderbot_small_lm() -> Built:
 
     model = transformers.FlaxBlenderbotSmallForConditionalGeneration(
         transformers.BlenderbotSmallConfig(**SMALL_SEQ2SEQ), seed=0)
-    params = model.params
-
-    def forward(input_ids, attention_mask, decoder_input_ids):
-        return model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                     params=params, train=False).logits
-
-    mask = np.ones((2, 12), np.int32)
-    mask[1, 9:] = 0
-    return Built(forward, [token_spec("S"), token_spec("S"), token_spec("T")],
-                 [tokens(_RNG, 2, 12), mask, tokens(_RNG, 2, 6)],
-                 sizes={"S": TEXT_LENGTHS, "T": (3, 9)}, constraints=(f"S <= {MAX_POSITIONS}", f"T <= {MAX_POSITIONS}"),
-                 resize=lambda sizes, fresh: [tokens(fresh, sizes["B"], sizes["S"]),
-                                              np.ones((sizes["B"], sizes["S"]), np.int32),
-                                              tokens(fresh, sizes["B"], sizes["T"])])
+    return _text_to_text(model, source_length=12, padded_from=9)
 
 
 @program("hf_flax_vision_encoder_decoder", library="transformers",
@@ -70,16 +59,22 @@ def hf_flax_bert2gpt2() -> Built:
     config = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
         transformers.BertConfig(**SMALL_TEXT), transformers.GPT2Config(**_GPT2))
     model = transformers.FlaxEncoderDecoderModel(config, seed=0)
+    return _text_to_text(model, source_length=10, padded_from=7)
+
+
+def _text_to_text(model: Any, source_length: int, padded_from: int) -> Built:
+    """An encoder-decoder's teacher-forced logits over (input_ids, attention_mask, decoder_input_ids): two
+    sources of ``source_length`` tokens, the second padded from ``padded_from``, and 6 decoder tokens."""
     params = model.params
 
     def forward(input_ids, attention_mask, decoder_input_ids):
         return model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
                      params=params, train=False).logits
 
-    mask = np.ones((2, 10), np.int32)
-    mask[1, 7:] = 0
+    mask = np.ones((2, source_length), np.int32)
+    mask[1, padded_from:] = 0
     return Built(forward, [token_spec("S"), token_spec("S"), token_spec("T")],
-                 [tokens(_RNG, 2, 10), mask, tokens(_RNG, 2, 6)],
+                 [tokens(_RNG, 2, source_length), mask, tokens(_RNG, 2, 6)],
                  sizes={"S": TEXT_LENGTHS, "T": (3, 9)}, constraints=(f"S <= {MAX_POSITIONS}", f"T <= {MAX_POSITIONS}"),
                  resize=lambda sizes, fresh: [tokens(fresh, sizes["B"], sizes["S"]),
                                               np.ones((sizes["B"], sizes["S"]), np.int32),
