@@ -65,15 +65,20 @@ def test_a_changed_weight_is_found_at_the_node_reading_it():
     assert [n.ok for n in report.nodes[:2]] == [True, True]  # conv1 and relu1 still agree
 
 
-def test_a_tampered_emitter_is_found_at_its_first_node(monkeypatch):
-    model = _model()
+def _make_relu_leaky(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the Relu emitter (opset 17) by a wrong one for the test: it lets 1% of negative values through."""
     honest = registry.resolve("", "Relu", 17)
     table = registry._EMITTERS[("", "Relu")]
 
-    def leaky(ctx):  # a wrong Relu: lets 1% of negative values through
+    def leaky(ctx):
         return f"jnp.where({ctx.x(0)} > 0, {ctx.x(0)}, 0.01 * {ctx.x(0)})"
 
     monkeypatch.setitem(table, honest.since, registry.EmitterSpec(honest.domain, honest.op_type, honest.since, leaky))
+
+
+def test_a_tampered_emitter_is_found_at_its_first_node(monkeypatch):
+    model = _model()
+    _make_relu_leaky(monkeypatch)
     report = wb.locate_divergence(model)
     assert report.first_divergent is not None and report.first_divergent.node == "relu1", report
     assert report.first_divergent.op_type == "Relu"
@@ -205,13 +210,7 @@ def test_a_value_dependent_model_runs_its_forward_as_written(monkeypatch):
     model = _nonzero_model()
     report = wb.locate_divergence(model)
     assert report.ok and [n.node for n in report.nodes if n.compared] == ["greater", "nonzero", "transpose", "relu"]
-    honest = registry.resolve("", "Relu", 17)
-    table = registry._EMITTERS[("", "Relu")]
-
-    def leaky(ctx):  # a wrong Relu: lets 1% of negative values through
-        return f"jnp.where({ctx.x(0)} > 0, {ctx.x(0)}, 0.01 * {ctx.x(0)})"
-
-    monkeypatch.setitem(table, honest.since, registry.EmitterSpec(honest.domain, honest.op_type, honest.since, leaky))
+    _make_relu_leaky(monkeypatch)
     broken = wb.locate_divergence(model)
     assert broken.first_divergent is not None and broken.first_divergent.node == "relu", broken
     assert [n.ok for n in broken.nodes[:3]] == [True, True, True]
