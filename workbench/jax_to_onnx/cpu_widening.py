@@ -28,13 +28,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import InlinePass
 
 from workbench.errors import OnnxModelError
 from workbench.jax_to_onnx.casts import CastInserter
 from workbench.onnx_io.cpu_kernels import element_type, signature, without_cpu_kernel
+from workbench.onnx_io.schema_types import schema_types
 
 #: The runtimes a model can be made to load in (``runtime=`` of ``wb.to_onnx`` / ``wb.convert``).
 RUNTIMES = ("onnxruntime-cpu",)
@@ -131,23 +131,15 @@ def widen_invalid_types(model: ir.Model) -> list[Widened]:
 
 def _schema_takes(node: ir.Node, opset: int) -> bool:
     """Whether ``node``'s schema takes its narrow-typed inputs and outputs (True when it has none, or no schema)."""
-    try:
-        schema = onnx.defs.get_schema(node.op_type, opset, "")
-    except onnx.defs.SchemaError:
+    types = schema_types(node, opset)
+    if types is None:
         return True
-    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
-    for values, formals in ((node.inputs, schema.inputs), (node.outputs, schema.outputs)):
-        for index, value in enumerate(values):
-            dtype = None if value is None else element_type(value)
-            if dtype not in WIDER or not formals:
-                continue
-            type_str = formals[min(index, len(formals) - 1)].type_str
-            if f"tensor({_ONNX_TYPE_NAMES[dtype]})" not in allowed.get(type_str, {f"tensor({_ONNX_TYPE_NAMES[dtype]})"}):
-                return False
-    return True
-
-
-_ONNX_TYPE_NAMES = {ir.DataType.BFLOAT16: "bfloat16", ir.DataType.FLOAT16: "float16", ir.DataType.INT16: "int16"}
+    return all(
+        types.takes(type_str, dtype)
+        for values, bound in ((node.inputs, types.inputs), (node.outputs, types.outputs))
+        for value, type_str in zip(values, bound, strict=True)
+        if value is not None and (dtype := element_type(value)) in WIDER
+    )
 
 
 def _rewrite_graphs(model: ir.Model, plan: list[ir.Node]) -> None:

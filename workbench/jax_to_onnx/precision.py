@@ -30,13 +30,13 @@ from dataclasses import dataclass, field, replace
 
 import ml_dtypes
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from workbench.errors import SpecError
 from workbench.jax_to_onnx.casts import CastInserter
 from workbench.jax_to_onnx.cpu_widening import RUNTIMES, has_narrow_types, widen_for_cpu, widen_invalid_types
 from workbench.onnx_io.cpu_kernels import element_type
+from workbench.onnx_io.schema_types import schema_types
 
 #: Ops computed in float32 in a half-precision export (each listed with why).
 FLOAT32_OPS: frozenset[str] = frozenset({
@@ -158,20 +158,16 @@ class _Rewrite:
             return None
         if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values()):
             return None
-        try:
-            schema = onnx.defs.get_schema(node.op_type, self.opset, "")
-        except onnx.defs.SchemaError:
+        types = schema_types(node, self.opset)
+        if types is None:
             return None  # not an ONNX op at this opset (a model-local function)
-        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
-        half = f"tensor({'float16' if self.low == ir.DataType.FLOAT16 else 'bfloat16'})"
-        in_types = [_formal(schema.inputs, i).type_str for i in range(len(node.inputs))]
-        out_types = [_formal(schema.outputs, i).type_str for i in range(len(node.outputs))]
+        in_types, out_types = list(types.inputs), list(types.outputs)
 
-        def low_ok(type_str: str) -> bool:
-            return half in allowed.get(type_str, {type_str})
+        def low_ok(type_str: str | None) -> bool:
+            return type_str is not None and types.takes(type_str, self.low)
 
         # an input whose type variable binds nothing else (Shape's data) takes either float type as it is
-        either = {i for i, t in enumerate(in_types) if t in allowed and in_types.count(t) == 1 and t not in out_types}
+        either = {i for i, t in enumerate(in_types) if t in types.allowed and in_types.count(t) == 1 and t not in out_types}
         return _Slots(
             inputs={i for i, t in enumerate(in_types) if low_ok(t)} - either,
             outputs={i for i, t in enumerate(out_types) if low_ok(t)},
@@ -258,11 +254,6 @@ class _Rewrite:
             _converter(tensor, target), dtype=self.low, shape=tensor.shape, name=value.name
         )
         value.type = ir.TensorType(self.low)
-
-
-def _formal(params: list[onnx.defs.OpSchema.FormalParameter], index: int) -> onnx.defs.OpSchema.FormalParameter:
-    """The formal parameter of actual input/output ``index`` (a variadic last parameter takes the rest)."""
-    return params[min(index, len(params) - 1)]
 
 
 def _to_low(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
