@@ -9,6 +9,7 @@ case the full sweep found unclean before its fix (the raw error it gave is in th
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 
 import jax
 import numpy as np
@@ -161,6 +162,39 @@ def test_a_weight_missing_from_params_is_named_not_a_bare_key_error():
                 call(without, x)
     forward, params = wb.to_jax(model)  # a weight prepare() does not read, eagerly: the statement reading it is known
     with pytest.raises(wb.ModelRunError, match=r"params has no weight 'dense\.bias', which node 'dense' \(Gemm\) writing"):
+        forward({"dense.weight": params["dense.weight"]}, x)
+
+
+class _Checkpoint(Mapping):
+    """A caller's own params mapping: each model name read from a store under a prefix (the store may lack one)."""
+
+    def __init__(self, names: list[str], store: dict[str, np.ndarray]) -> None:
+        self.names, self.store = names, store
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.store["model/" + name]  # KeyError('model/...'): the store's own key, not a weight name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def test_a_key_error_that_names_no_weight_of_the_model_surfaces_unchanged():
+    """Was: any KeyError whose key was a string params did not hold read as a missing weight, so a caller's own
+    mapping failing on its own key became "params has no weight 'model/dense.bias'" (no such weight exists)."""
+    model = _dense()
+    forward, params = wb.to_jax(model)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    store = {"model/" + name: value for name, value in params.items()}
+    checkpoint = _Checkpoint(list(params), store)
+    np.testing.assert_allclose(forward(checkpoint, x), run_onnx(model, [x])[0], rtol=1e-6)
+    del store["model/dense.bias"]
+    with pytest.raises(KeyError) as caught:
+        forward(checkpoint, x)
+    assert caught.type is KeyError and caught.value.args == ("model/dense.bias",)
+    with pytest.raises(wb.ModelRunError, match=r"params has no weight 'dense\.bias'"):  # a model weight: still named
         forward({"dense.weight": params["dense.weight"]}, x)
 
 

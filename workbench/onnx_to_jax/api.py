@@ -109,7 +109,7 @@ def _guarded_namespace(source: str, builder: Any) -> dict[str, Any]:
 
     namespace = _load_namespace(builder.code)
     where = source_map(builder.label, GENERATED_FILENAME, source, builder.scope.identifiers(), builder.model, HELPERS_MARKER,
-                       len(builder.params), tuple(builder.barriers))
+                       frozenset(builder.params), tuple(builder.barriers))
     for name in (builder.function_name, builder.prepared_name):
         if name in namespace:
             guard(namespace, name, where)

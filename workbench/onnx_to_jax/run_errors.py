@@ -43,7 +43,7 @@ class SourceMap:
     node_of_identifier: dict[str, str]  # identifier -> "node 'x' (Add) writing 'y'"
     helpers_from: int  # the line where the runtime helpers start (their locals are not model values)
     declared_inputs: tuple[ValueDescription, ...] = ()  # the model's graph inputs, to compare the given ones with
-    weight_count: int = 0  # how many arrays the params wb.to_jax returns hold
+    weight_names: frozenset[str] = frozenset()  # the keys of the params wb.to_jax returns (the names forward reads)
     value_dependent: tuple[str, ...] = ()  # nodes whose output shapes depend on values (VALUE_DEPENDENT_NODES)
 
     def describe(self, error: BaseException) -> str | None:
@@ -65,11 +65,11 @@ class SourceMap:
 
 def source_map(
     label: str, filename: str, source: str, identifiers: dict[str, str], model: onnx.ModelProto, helpers_marker: str,
-    weight_count: int = 0, value_dependent: tuple[str, ...] = (),
+    weight_names: frozenset[str] = frozenset(), value_dependent: tuple[str, ...] = (),
 ) -> SourceMap:
     """``identifiers``: generated identifier -> the ONNX value it holds; the model tells which node writes each;
-    the runtime helpers start at the line ``helpers_marker``; the params hold ``weight_count`` arrays;
-    ``value_dependent`` nodes have output shapes that depend on values."""
+    the runtime helpers start at the line ``helpers_marker``; ``weight_names`` are the keys of the params the
+    generated code reads; ``value_dependent`` nodes have output shapes that depend on values."""
     writer: dict[str, str] = {}
     for graph in model_graphs(model):
         for index, node in enumerate(graph.node):
@@ -82,7 +82,7 @@ def source_map(
     lines = tuple(source.splitlines())
     helpers_from = next((number for number, text in enumerate(lines, 1) if text == helpers_marker), len(lines) + 1)
     declared = tuple(describe_inputs(model.graph))
-    return SourceMap(label, filename, lines, nodes, helpers_from, declared, weight_count, value_dependent)
+    return SourceMap(label, filename, lines, nodes, helpers_from, declared, frozenset(weight_names), value_dependent)
 
 
 def _given_text(value: Any) -> tuple[np.dtype | None, tuple[int, ...] | None, str]:
@@ -129,12 +129,14 @@ def _passes_through() -> tuple[type[BaseException], ...]:
     return (*jax_errors, WorkbenchError)
 
 
-def _missing_weight(error: BaseException, params: Any) -> str | None:
-    """The weight name a KeyError says ``params`` lacks (``None`` when it is about something else)."""
+def _missing_weight(error: BaseException, params: Any, weight_names: frozenset[str]) -> str | None:
+    """The weight name a KeyError says ``params`` lacks: one of the model's ``weight_names`` that ``params`` does
+    not hold. ``None`` when the KeyError is about something else (a key of the caller's own mapping, a lookup
+    in code forward calls): that error is the caller's and passes through unchanged."""
     if not isinstance(error, KeyError) or not isinstance(params, Mapping) or len(error.args) != 1:
         return None
     key = error.args[0]
-    return key if isinstance(key, str) and key not in params else None
+    return key if isinstance(key, str) and key in weight_names and key not in params else None
 
 
 def tracer_errors() -> tuple[type[BaseException], ...]:
@@ -168,12 +170,12 @@ def translate(error: BaseException, where: SourceMap, params: Any = None, inputs
                 error.add_note(note)
         raise error
     node = where.describe(error)
-    missing = _missing_weight(error, params)
+    missing = _missing_weight(error, params, where.weight_names)
     if missing is not None:  # read by a model statement, or by prepare() laying weights out
         reader = f", which {node} reads" if node is not None else ""
         raise ModelRunError(
             f"{where.label}: params has no weight {missing!r}{reader}. Pass the params wb.to_jax returned with the "
-            f"function ({where.weight_count} arrays keyed by the model's initializer names); edited or loaded "
+            f"function ({len(where.weight_names)} arrays keyed by the model's initializer names); edited or loaded "
             "params must keep every name."
         ) from error
     if node is None or isinstance(error, KeyError):
