@@ -14,6 +14,7 @@ from tests.support.analysis_models import W1, copy_model, mlp, scale_initializer
 from workbench.analysis.inputs import index_bounds, plan_inputs
 from workbench.jax_to_onnx.registry import REGISTRY
 from workbench.jax_to_onnx.tracing import trace
+from workbench.specs import TensorSpec
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +235,20 @@ def test_onnxruntime_load_error_names_path_and_node(tmp_path, mlp_model):
 def test_samples_must_be_positive(mlp_model):
     with pytest.raises(ValueError, match="samples"):
         wb.parity(mlp, copy_model(mlp_model), samples=0)
+
+
+def test_a_bfloat16_network_holds_its_bfloat16_outputs_as_loosely_as_its_float32_ones():
+    # a bfloat16 array is NumPy kind 'V': its outputs were held to one bfloat16 rounding (rtol 2e-2, atol 1e-2)
+    # while the same network's float32 outputs got the network's compute tolerance (5e-2, 5e-2); a Flax Linen
+    # block in bfloat16 failed parity on a 1-ulp difference at a residual sum that cancelled to ~0 (ux51)
+    weights = jnp.asarray(np.random.default_rng(3).standard_normal((16, 16)), jnp.bfloat16)
+
+    def layer(x):
+        h = jnp.tanh(x @ weights)
+        return h, h.astype(jnp.float32)
+
+    report = wb.parity(layer, wb.to_onnx(layer, [TensorSpec(("B", 16), "bfloat16")]))
+    assert report.ok, report.summary()
+    by_output = {r.dtype: (r.comparison.rtol, r.comparison.atol) for r in report.results}
+    assert by_output == {"bfloat16": (5e-2, 5e-2), "float32": (5e-2, 5e-2)}
+    assert all(r.comparison.max_abs_error <= 2 ** -7 for r in report.results)  # tanh in [-1, 1]: within 1 ulp

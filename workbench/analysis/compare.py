@@ -35,6 +35,24 @@ def default_tolerances(dtype: np.dtype) -> tuple[float, float]:
     return (0.0, 0.0)
 
 
+def is_real_float(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is a real floating-point type: NumPy's, or ml_dtypes' bfloat16 and float8 (kind 'V')."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or dtype.name == "bfloat16" or dtype.name.startswith("float8")
+
+
+def held_tolerances(dtype: np.dtype, floor: tuple[float, float]) -> tuple[float, float]:
+    """(rtol, atol) for values of ``dtype`` in a model computing to ``floor`` (``compute_tolerances``).
+
+    A real float value is held at least to the floor: a bfloat16 network's bfloat16 outputs as loosely as
+    its float32 ones. Integers and booleans must match exactly whatever the floor.
+    """
+    rtol, atol = default_tolerances(dtype)
+    if is_real_float(dtype):
+        rtol, atol = max(rtol, floor[0]), max(atol, floor[1])
+    return rtol, atol
+
+
 _HALF_TYPES = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
 # a network computed in half precision rounds at every layer: its float32 outputs are held to these
 # (a few roundings of the half type at the outputs' scale), not to one rounding
@@ -152,4 +170,7 @@ class NodeVerdict:
         return self.max_rel_error if self.compared else math.nan
 
 
-__all__ = ["Comparison", "NodeVerdict", "compare_arrays", "default_tolerances", "finite_max_abs"]
+__all__ = [
+    "Comparison", "NodeVerdict", "compare_arrays", "compute_tolerances", "default_tolerances", "finite_max_abs",
+    "held_tolerances", "is_real_float",
+]  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from workbench.analysis.compare import Comparison, compare_arrays, compute_tolerances, default_tolerances
+from workbench.analysis.compare import Comparison, compare_arrays, compute_tolerances, held_tolerances
 from workbench.analysis.labels import count, sides
 from workbench.analysis.subject import Subject, prepare
 from workbench.jax_to_onnx.complex_numbers import to_pairs
@@ -227,9 +227,8 @@ def parity(
         all_inputs.append(flat_inputs)
         all_sizes.append(chosen_sizes)
         for output_name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
-            default_rtol, default_atol = default_tolerances(jax_value.dtype)
-            if jax_value.dtype.kind == "f":  # a model computing in half precision is held to that precision
-                default_rtol, default_atol = max(default_rtol, floor_rtol), max(default_atol, floor_atol)
+            # a model computing in half precision is held to that precision (bfloat16 outputs too: kind 'V')
+            default_rtol, default_atol = held_tolerances(jax_value.dtype, (floor_rtol, floor_atol))
             comparison = compare_arrays(
                 onnx_value,
                 jax_value,
