@@ -46,3 +46,51 @@ def test_load_and_run_errors_name_the_model_node_and_inputs():
     session = open_session(mlp(), label="mlp")
     with pytest.raises(wb.OnnxModelError, match=r"failed to run model mlp .*on inputs \{'x': 'float32\[5, 8\]'\}"):
         session.run({"x": np.zeros((5, 8), np.float32)})  # the model's batch is fixed at 3
+
+
+def _bfloat16_square() -> onnx.ModelProto:
+    """x @ x computed in bfloat16: onnxruntime's CPU provider has no bfloat16 MatMul kernel, so it refuses the model."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["x"], ["xb"], name="narrow", to=TensorProto.BFLOAT16),
+             helper.make_node("MatMul", ["xb", "xb"], ["y"], name="square")]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [2, 2])],
+                              value_info=[helper.make_tensor_value_info("xb", TensorProto.BFLOAT16, [2, 2])])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+_ORT_REFUSAL = "Could not find an implementation for MatMul(13) node with name 'square'"
+
+
+def test_a_missing_kernel_names_the_node_types_and_keeps_onnxruntimes_error(monkeypatch):
+    """The advice names the node's types from the model; when the model cannot tell (onnx-ir refuses to read it),
+    the op as onnxruntime names it: onnxruntime's own error is in the message either way."""
+    from workbench.onnx_io import session as session_module
+
+    with pytest.raises(wb.OnnxModelError, match="no kernel for node 'square', MatMul \\(opset 21\\) on bfloat16, "
+                                                "bfloat16 -> bfloat16; convert with") as info:  # fmt: skip
+        open_session(_bfloat16_square())
+    assert _ORT_REFUSAL in str(info.value)
+
+    def unreadable(model: onnx.ModelProto) -> None:
+        raise session_module.ir.serde.SerdeError("onnx-ir refuses this model")
+
+    monkeypatch.setattr(session_module.ir.serde, "deserialize_model", unreadable)
+    with pytest.raises(wb.OnnxModelError, match="no kernel for node 'square', MatMul\\(13\\); convert with") as info:
+        open_session(_bfloat16_square())
+    assert _ORT_REFUSAL in str(info.value)
+
+
+def test_a_fault_of_the_advice_code_is_not_swallowed_and_keeps_onnxruntimes_error(monkeypatch):
+    """Was: contextlib.suppress(Exception) around the advice: a bug there gave the shorter advice silently. Only
+    what reading the model can raise is caught now; anything else surfaces, onnxruntime's error as its context."""
+    from workbench.onnx_io import session as session_module
+
+    def broken(node: object, opsets: dict[str, int]) -> None:
+        raise AssertionError("a bug in the advice code")
+
+    monkeypatch.setattr(session_module, "signature", broken)
+    with pytest.raises(AssertionError, match="a bug in the advice code") as info:
+        open_session(_bfloat16_square())
+    assert _ORT_REFUSAL in str(info.value.__context__)

@@ -13,7 +13,6 @@ its message, the failing node.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import os
@@ -26,9 +25,10 @@ import ml_dtypes
 import numpy as np
 import onnx
 import onnx_ir as ir
+from google.protobuf.message import DecodeError
 
 from workbench.errors import OnnxModelError
-from workbench.onnx_io.cpu_kernels import missing_kernel_in, refused_type_in, signature
+from workbench.onnx_io.cpu_kernels import MissingKernel, missing_kernel_in, refused_type_in, signature
 from workbench.onnx_io.load import PROTO_LABEL
 from workbench.onnx_io.weights import weights_set_aside
 
@@ -181,15 +181,27 @@ def _load_hint(error: Exception, model: onnx.ModelProto | ir.Model | str | os.Pa
     missing = missing_kernel_in(str(error))
     if missing is None:
         return _node_hint(error)
-    described = f"{missing.op_type}({missing.version})"
-    with contextlib.suppress(Exception):  # only the message depends on it: the model may not parse
-        found = _graph_of(model)
-        node = next(n for n in found.graph.all_nodes() if n.name == missing.node)
-        key = signature(node, dict(found.opset_imports))
-        if key is not None:
-            described = key.describe()
-    return (f": onnxruntime's CPU provider has no kernel for node {missing.node!r}, {described}; "
+    return (f": onnxruntime's CPU provider has no kernel for node {missing.node!r}, {_described(missing, model)}; "
             f"{WIDEN_ADVICE}.\nonnxruntime said")
+
+
+# what reading the model's graph for a load error's message can raise: a file gone or changed since onnxruntime
+# read it (OSError, DecodeError), a model onnx-ir does not read as onnxruntime does (its deserializer's errors)
+_UNREADABLE = (OSError, DecodeError, ir.serde.SerdeError, ValueError, TypeError, NotImplementedError)
+
+
+def _described(missing: MissingKernel, model: onnx.ModelProto | ir.Model | str | os.PathLike[str]) -> str:
+    """The op, opset and element types of the node onnxruntime has no kernel for, read from the model; its op and
+    since-version as onnxruntime names them when the model does not tell: its graph unreadable, no one node of
+    that name and op (onnxruntime names a node it made, or an unnamed node ''), or an element type unknown."""
+    named = f"{missing.op_type}({missing.version})"
+    try:
+        found = _graph_of(model)
+    except _UNREADABLE:
+        return named
+    nodes = [n for n in found.graph.all_nodes() if n.name == missing.node and n.op_type == missing.op_type]
+    key = signature(nodes[0], dict(found.opset_imports)) if len(nodes) == 1 else None
+    return named if key is None else key.describe()
 
 
 def _graph_of(model: onnx.ModelProto | ir.Model | str | os.PathLike[str]) -> ir.Model:
