@@ -94,3 +94,24 @@ def test_a_fault_of_the_advice_code_is_not_swallowed_and_keeps_onnxruntimes_erro
     with pytest.raises(AssertionError, match="a bug in the advice code") as info:
         open_session(_bfloat16_square())
     assert _ORT_REFUSAL in str(info.value.__context__)
+
+
+def test_a_load_error_reads_the_graph_the_caller_gave_not_the_file_again(tmp_path, monkeypatch):
+    """Was: the message's types came from reading the file again (a >100 MB model with its weights inside: a
+    second full read on the error path). With the graph the caller already read, the file is not opened again."""
+    path = tmp_path / "square.onnx"
+    onnx.save_model(_bfloat16_square(), str(path))
+    graph = onnx.load(str(path))
+    reads: list[str] = []
+    load = onnx.load
+
+    def counting(source: object, *args: object, **kwargs: object) -> onnx.ModelProto:
+        reads.append(str(source))
+        return load(source, *args, **kwargs)
+
+    monkeypatch.setattr(onnx, "load", counting)
+    for given, expected_reads in ((graph, 0), (None, 1)):  # without it, the one read the message needs
+        reads.clear()
+        with pytest.raises(wb.OnnxModelError, match="no kernel for node 'square', MatMul \\(opset 21\\) on bfloat16") as info:
+            open_session(path, graph=given)
+        assert _ORT_REFUSAL in str(info.value) and reads == [str(path)] * expected_reads

@@ -90,9 +90,10 @@ class Subject:
         return [o.name for o in self.loaded.proto.graph.output]
 
     def session(self, optimize: bool) -> Session:
-        """An onnxruntime session on the model, its weights read where they are."""
+        """An onnxruntime session on the model, its weights read where they are (a load error reads the
+        graph already loaded, not the file again)."""
         source = self.source.ir_model if isinstance(self.source, Conversion) else self.source
-        return open_session(source, label=self.loaded.label, optimize=optimize)
+        return open_session(source, label=self.loaded.label, optimize=optimize, graph=self.loaded.proto)
 
     def runnable_session(self, optimize: bool) -> tuple[Session, tuple[Widened, ...]]:
         """:meth:`session`, or when onnxruntime's CPU provider has no kernel for some nodes (a bfloat16

@@ -120,6 +120,7 @@ def open_session(
     optimize: bool = True,
     providers: Sequence[str] = DEFAULT_PROVIDERS,
     options: Any = None,
+    graph: onnx.ModelProto | None = None,
 ) -> Session:
     """An onnxruntime session on ``model``: a ModelProto, an onnx-ir model (its large weights read in
     place, see the module docstring), or a path (onnxruntime then reads the file and its external
@@ -128,7 +129,9 @@ def open_session(
     ``optimize`` picks ORT_ENABLE_ALL or ORT_DISABLE_ALL graph optimisations and warnings are not
     logged, unless ``options`` (an ``onnxruntime.SessionOptions``) is given: it is then used as it
     is. ``providers`` is passed through. ``label`` names the model in errors (default: the path,
-    or ``<ModelProto>``).
+    or ``<ModelProto>``). ``graph``: a path's model as the caller already read it (its external
+    weights not needed): a load error's message reads the failing node's types from it instead of
+    reading the file again.
     """
     import onnxruntime as ort
 
@@ -154,7 +157,8 @@ def open_session(
     try:
         return Session(ort.InferenceSession(what, options, providers=list(providers)), label, weights)
     except Exception as error:  # onnxruntime raises its own pybind exception types
-        raise OnnxModelError(f"onnxruntime could not load model {label}{_load_hint(error, model)}: {error}") from error
+        hint = _load_hint(error, model if graph is None or isinstance(model, ir.Model) else graph)
+        raise OnnxModelError(f"onnxruntime could not load model {label}{hint}: {error}") from error
 
 
 def _without_large_weights(model: ir.Model, options: Any, ort: Any) -> tuple[bytes, tuple[Any, ...]]:
@@ -205,7 +209,7 @@ def _described(missing: MissingKernel, model: onnx.ModelProto | ir.Model | str |
 
 
 def _graph_of(model: onnx.ModelProto | ir.Model | str | os.PathLike[str]) -> ir.Model:
-    """The model's graph (a file's external weights are not read)."""
+    """The model's graph: read from the file only when the caller gave no graph (its external weights are not read)."""
     if isinstance(model, ir.Model):
         return model
     if isinstance(model, onnx.ModelProto):

@@ -216,7 +216,7 @@ def export_web_harness(
         external_data=ExternalData(tensor_bytes=EXTERNAL_TENSOR_BYTES, model_bytes=external_data_threshold),
     )  # fmt: skip
     model_files = [path.name for path in written.files]
-    session = open_session(out / MODEL_NAME, label=MODEL_NAME)
+    session = open_session(out / MODEL_NAME, label=MODEL_NAME, graph=proto)
     expected = dict(zip([s.name for s in out_specs], session.run(example), strict=True))
     for name, value in expected.items():
         if value.dtype.name not in tensors.SUPPORTED_DTYPES:
