@@ -115,3 +115,22 @@ def test_a_load_error_reads_the_graph_the_caller_gave_not_the_file_again(tmp_pat
         with pytest.raises(wb.OnnxModelError, match="no kernel for node 'square', MatMul \\(opset 21\\) on bfloat16") as info:
             open_session(path, graph=given)
         assert _ORT_REFUSAL in str(info.value) and reads == [str(path)] * expected_reads
+
+
+def test_a_large_bfloat16_weight_held_in_memory_reaches_onnxruntime():
+    """Was: RuntimeError 'Creation of OrtValues is currently only supported from non-string numpy arrays': a
+    conversion with a bfloat16 weight of 1 MiB or more (handed to onnxruntime as an in-memory initializer) could
+    not open a session, so runtime="onnxruntime-cpu", parity and run failed on any such bfloat16 model."""
+    import jax
+    import jax.numpy as jnp
+
+    w = jax.random.normal(jax.random.key(0), (1024, 512)).astype(jnp.bfloat16)  # 1 MiB: set aside, not serialized
+
+    def project(x: jax.Array) -> jax.Array:
+        return x.astype(jnp.bfloat16) @ w
+
+    x = np.asarray(jax.random.normal(jax.random.key(1), (2, 1024)), np.float32)
+    got = wb.convert(project, [x.shape], runtime="onnxruntime-cpu").run(x)[0]
+    want = np.asarray(project(x))
+    assert got.dtype == want.dtype and np.abs(want.astype(np.float32)).max() > 1
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2**-7)  # within 1 bfloat16 eps

@@ -146,7 +146,7 @@ def open_session(
         model = ir.serde.deserialize_model(model)  # too large to serialize: its weights go in memory
     if isinstance(model, ir.Model):
         what: str | bytes
-        what, weights = _without_large_weights(model, options, ort)
+        what, weights = _without_large_weights(model, options)
         label = PROTO_LABEL if label is None else label
     elif isinstance(model, onnx.ModelProto):
         what = model.SerializeToString()
@@ -161,13 +161,13 @@ def open_session(
         raise OnnxModelError(f"onnxruntime could not load model {label}{hint}: {error}") from error
 
 
-def _without_large_weights(model: ir.Model, options: Any, ort: Any) -> tuple[bytes, tuple[Any, ...]]:
+def _without_large_weights(model: ir.Model, options: Any) -> tuple[bytes, tuple[Any, ...]]:
     """The serialized model without its large weights, those weights added to ``options`` as in-memory
     tensors (onnxruntime reads the arrays themselves on the CPU), and what must outlive the session."""
     with weights_set_aside(model) as aside:
         serialized = ir.serde.serialize_model(model).SerializeToString()
     arrays = [np.ascontiguousarray(tensor.numpy()) for _, tensor in aside]
-    values = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays]
+    values = [_ort_value(array) for array in arrays]  # bfloat16 (ml_dtypes) handed over as its bit patterns
     if values:
         options.add_external_initializers([value.name for value, _ in aside], values)
     return serialized, (*arrays, *values)
