@@ -135,7 +135,9 @@ class NodeVerdict:
 
     Each output is held to ``atol + rtol * scale``, where the scale is the reference value's largest
     finite magnitude: an intermediate deep in a network is judged against its own size, not the
-    model outputs'. ``rtol``/``atol`` of ``None`` take the reference dtype's defaults.
+    model outputs'. ``rtol``/``atol`` of ``None`` take the reference dtype's defaults, raised for a float
+    to the tolerance of the precision the model computes in (a float32 Cast of a bfloat16 value is as
+    exact as that value, not as a float32 computation).
     """
 
     compared: bool = False
@@ -144,9 +146,15 @@ class NodeVerdict:
     max_rel_error: float = 0.0
     tolerance: float = math.nan
 
-    def add(self, tested: np.ndarray, reference: np.ndarray, rtol: float | None, atol: float | None) -> bool:
-        """Compare one output; returns whether it is within its tolerance."""
-        default_rtol, default_atol = default_tolerances(np.asarray(reference).dtype)
+    def add(
+        self, tested: np.ndarray, reference: np.ndarray, rtol: float | None, atol: float | None,
+        floor: tuple[float, float] = (0.0, 0.0),
+    ) -> bool:
+        """Compare one output; returns whether it is within its tolerance.
+
+        ``floor``: the model's ``compute_tolerances``; a real float output's defaults are raised to it.
+        """
+        default_rtol, default_atol = held_tolerances(np.asarray(reference).dtype, floor)
         tolerance = (default_atol if atol is None else atol) + (default_rtol if rtol is None else rtol) * finite_max_abs(
             reference
         )

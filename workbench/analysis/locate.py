@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from jax.extend import core as jex_core
 
-from workbench.analysis.compare import NodeVerdict
+from workbench.analysis.compare import NodeVerdict, compute_tolerances
 from workbench.analysis.divergence import (
     DivergenceReport,
     NodeResult,
@@ -214,6 +214,7 @@ def _analyse(
     origins = conversion.origins
     origin_vars = conversion.origin_vars
     value_ok: dict[str, bool] = {}  # compared values only
+    floor = compute_tolerances(model)  # a bfloat16 network's float32 values are no closer than its bfloat16 ones
     producer: dict[str, int] = {}
     results: list[NodeResult] = []
     for index, node in enumerate(model.graph.node):
@@ -228,7 +229,7 @@ def _analyse(
             onnx_value = onnx_values[output]
             if output in conversion.layouts:  # kept channels-first by the export's layout pass
                 onnx_value = np.transpose(onnx_value, conversion.layouts[output])
-            value_ok[output] = verdict.add(onnx_value, jax_value, rtol, atol)
+            value_ok[output] = verdict.add(onnx_value, jax_value, rtol, atol, floor)
             _, primitive, location = origins.get(output, ("", "", ""))
             if not location:
                 location = _call_site_location(conversion.traced.closed_jaxpr.jaxpr, key[0])
