@@ -9,7 +9,7 @@ import pytest
 
 from workbench.onnx_to_jax import contrib_cases
 from workbench.onnx_to_jax.registry import registered
-from workbench.onnx_to_jax.runtime_ops import RUNTIME_DOMAINS
+from workbench.onnx_io.runtime_ops import RUNTIME_DOMAINS
 
 
 def test_every_registered_runtime_domain_op_has_a_case():

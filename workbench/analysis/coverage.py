@@ -499,7 +499,7 @@ def _emitters_are_importable(domain: str, op: str, versions: Sequence[int]) -> b
 def _has_node_cases(domain: str) -> bool:
     """Whether the installed onnx has node cases for ops of ``domain``, without building the suite: the ONNX
     domains have some for nearly every op, the domains onnxruntime defines none."""
-    from workbench.onnx_to_jax.runtime_ops import RUNTIME_DOMAINS
+    from workbench.onnx_io.runtime_ops import RUNTIME_DOMAINS
 
     return domain not in RUNTIME_DOMAINS
 

@@ -17,6 +17,10 @@ from workbench.errors import ModelSourceError
 from workbench.jax_to_onnx.conversion import Conversion
 from workbench.jax_to_onnx.cpu_widening import widen_for_cpu
 from workbench.onnx_io import ModelSource, load_model
+from workbench.onnx_io.order import sort_in_place
+from workbench.onnx_io.shapes import edges_without_shape, infer_shapes
+from workbench.onnx_io.runtime_ops import RUNTIME_ONNX_OPS
+from workbench.onnx_io.validate import check_model_rules
 
 
 def for_onnxruntime_cpu(model: Conversion | ModelSource) -> onnx.ModelProto:
@@ -30,12 +34,17 @@ def for_onnxruntime_cpu(model: Conversion | ModelSource) -> onnx.ModelProto:
 
     Raises:
         ModelSourceError: ``model`` is none of those (a :class:`~workbench.SpecError`).
-        OnnxModelError: the file or bytes are not an ONNX model, or a node has no kernel even widened.
+        OnnxModelError: the file or bytes are not an ONNX model, the graph breaks ONNX's structural rules
+            (:func:`check_structure`), or a node has no kernel even widened.
     """
     if isinstance(model, Conversion):
         proto = model.model
     elif isinstance(model, (onnx.ModelProto, str, os.PathLike, bytes, bytearray)):
-        proto = load_model(model).proto
+        loaded = load_model(model, copy=True)  # a private copy: sorted and typed below
+        proto = loaded.proto
+        check_structure(proto, loaded.label)
+        if edges_without_shape(proto.graph):  # the kernel probes need every value's type
+            infer_shapes(proto, loaded.label)
     else:
         raise ModelSourceError(
             "model: expected a wb.Conversion, an onnx.ModelProto, a path to an .onnx file or its serialized "
@@ -46,4 +55,18 @@ def for_onnxruntime_cpu(model: Conversion | ModelSource) -> onnx.ModelProto:
     return ir.serde.serialize_model(copy)
 
 
-__all__ = ["for_onnxruntime_cpu"]
+def check_structure(proto: onnx.ModelProto, label: str) -> None:
+    """The checks the ONNX -> JAX reader runs before it reads a model, on ``proto`` (its nodes sorted in place,
+    as onnxruntime sorts them: any order is accepted): every value read defined and no cycle, in the graph
+    and its If/Loop/Scan bodies, then :func:`~workbench.onnx_io.validate.check_model_rules` (onnx.checker's
+    checks, versions the installed onnx knows, ONNX element types, sizes within the limits, one producer per
+    value). Without them onnx-ir rebuilt a broken graph with made-up values (a missing weight became a new
+    graph input) or failed with its own ``SerdeError``, and onnxruntime refused the widened copy later, far
+    from the cause. Each failure is an :class:`~workbench.errors.OnnxModelError` naming ``label``, the node or
+    value and the rule.
+    """
+    sort_in_place(proto.graph, label)
+    check_model_rules(proto, label, runtime_ops={op for op, _ in RUNTIME_ONNX_OPS})
+
+
+__all__ = ["check_structure", "for_onnxruntime_cpu"]

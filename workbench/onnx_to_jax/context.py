@@ -16,7 +16,7 @@ from workbench.onnx_to_jax.masked_scatter import MaskedScatter
 from workbench.onnx_to_jax.row_scatter import RowScatter
 from workbench.onnx_to_jax.sized_unique import SizedUnique
 from workbench.onnx_to_jax.phases import Phase
-from workbench.onnx_to_jax.reader import describe_node
+from workbench.onnx_io.order import describe_node
 from workbench.onnx_to_jax.reshaped_add import ReshapedAdd
 from workbench.onnx_to_jax.trip_count import static_value
 

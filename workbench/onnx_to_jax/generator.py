@@ -35,9 +35,10 @@ from workbench.onnx_to_jax.row_scatter import RowScatter, find_row_scatters
 from workbench.onnx_to_jax.sized_unique import SizedUnique, find_sized_uniques
 from workbench.onnx_to_jax.names import NameScope
 from workbench.onnx_to_jax.phases import Phase, phase_of_slice
-from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value
+from workbench.onnx_io.describe import ValueDescription, describe_inputs, describe_tensor, describe_value, subgraph_free_names
 from workbench.onnx_io.evaluate import evaluate_node
-from workbench.onnx_to_jax.reader import CheckedModel, describe_node, subgraph_free_names, topological_order
+from workbench.onnx_io.order import describe_node, topological_order
+from workbench.onnx_to_jax.reader import CheckedModel
 from workbench.onnx_to_jax.refine import refine_output_types
 from workbench.onnx_to_jax.repeats import RepeatFinder
 from workbench.onnx_to_jax.reshaped_add import ReshapedAdd, find_reshaped_adds

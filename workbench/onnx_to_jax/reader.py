@@ -17,11 +17,12 @@ import onnx
 
 from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, warn
 from workbench.onnx_io import LoadedModel, ModelSource, default_opset, describe_inputs, infer_shapes, load_model
-from workbench.onnx_io.describe import model_graphs, subgraph_free_names
+from workbench.onnx_io.describe import model_graphs
+from workbench.onnx_io.order import describe_node, sort_in_place, topological_indices
 from workbench.onnx_io.shapes import drop_stated_shapes, light_model, spell_out_defaults
 from workbench.onnx_io.validate import check_computed_sizes, check_model_rules, check_single_assignment
 from workbench.onnx_to_jax.local_functions import inline_functions
-from workbench.onnx_to_jax.runtime_ops import RUNTIME_ONNX_OPS
+from workbench.onnx_io.runtime_ops import RUNTIME_ONNX_OPS
 
 # Domains whose operators we can translate (onnxruntime's com.microsoft: the fused ops its optimizer and
 # quantization tools write). Model-local functions add their own domains.
@@ -42,13 +43,6 @@ class CheckedModel:
         """The default-domain opset; ONNX says a model without an explicit import uses opset 1."""
         opset = default_opset(self.loaded.proto)
         return 1 if opset is None else opset
-
-
-def describe_node(node: onnx.NodeProto, index: int) -> str:
-    """How a node is named in error messages: its name (repr-escaped) or its position, and its op."""
-    domain = f"{node.domain}::" if node.domain else ""
-    name = repr(node.name) if node.name else f"#{index}"
-    return f"node {name} ({domain}{node.op_type})"
 
 
 def _check_domains(model: onnx.ModelProto, label: str) -> None:
@@ -80,87 +74,6 @@ def _check_input_kinds(model: onnx.ModelProto, label: str) -> None:
             raise UnsupportedOnnxOpError(
                 f"{label}: graph input {value.name!r} is a {value.kind}; only tensors, sequences and optionals are supported"
             )
-
-
-def topological_order(
-    graph: onnx.GraphProto, label: str, outer_names: frozenset[str] = frozenset()
-) -> list[onnx.NodeProto]:
-    """The graph's nodes ordered so every value is defined before use."""
-    return [graph.node[i] for i in topological_indices(graph, label, outer_names)]
-
-
-def topological_indices(
-    graph: onnx.GraphProto, label: str, outer_names: frozenset[str] = frozenset()
-) -> list[int]:
-    """Order the nodes so every value is defined before use; report cycles and undefined inputs."""
-    available = set(outer_names) | {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    available |= {t.name for t in graph.sparse_initializer} | {""}
-    producer: dict[str, int] = {}
-    for index, node in enumerate(graph.node):
-        for out in node.output:
-            if out:
-                producer[out] = index
-    needs = []
-    for index, node in enumerate(graph.node):
-        names = set(node.input) | subgraph_free_names(node)
-        for name in sorted(names):
-            if name not in available and name not in producer:
-                raise OnnxModelError(
-                    f"{label}: {describe_node(node, index)} reads the value {name!r}, which no node, "
-                    "graph input or initializer defines. The model is incomplete or was edited by hand."
-                )
-        needs.append({producer[n] for n in names if n not in available and n in producer})
-    order: list[int] = []
-    state = [0] * len(graph.node)  # 0 new, 1 on stack, 2 done
-    for start in range(len(graph.node)):
-        if state[start]:
-            continue
-        stack = [(start, iter(sorted(needs[start])))]
-        state[start] = 1
-        while stack:
-            index, pending = stack[-1]
-            nxt = next(pending, None)
-            if nxt is None:
-                state[index] = 2
-                order.append(index)
-                stack.pop()
-            elif state[nxt] == 1:
-                node = graph.node[nxt]
-                raise OnnxModelError(
-                    f"{label}: the graph has a cycle through {describe_node(node, nxt)}; "
-                    "ONNX graphs must be acyclic (use Loop for iteration)."
-                )
-            elif state[nxt] == 0:
-                state[nxt] = 1
-                stack.append((nxt, iter(sorted(needs[nxt]))))
-    for out in graph.output:
-        if out.name not in available and out.name not in producer:
-            raise OnnxModelError(
-                f"{label}: graph output {out.name!r} is not produced by any node or input."
-            )
-    return order
-
-
-def sort_in_place(graph: onnx.GraphProto, label: str, outer_names: frozenset[str] = frozenset()) -> None:
-    """Order the nodes of ``graph`` and of every subgraph below it topologically, in place."""
-    order = topological_indices(graph, label, outer_names)
-    if order != list(range(len(graph.node))):
-        ordered = [graph.node[i] for i in order]
-        del graph.node[:]  # the removed messages stay alive in ``ordered``
-        graph.node.extend(ordered)
-    holders = [node for node in graph.node if any(a.type in _GRAPH_ATTRIBUTES for a in node.attribute)]
-    if not holders:
-        return
-    visible = set(outer_names) | {v.name for v in graph.input} | {t.name for t in graph.initializer}
-    visible |= {t.values.name for t in graph.sparse_initializer}
-    visible |= {name for node in graph.node for name in node.output}
-    for node in holders:
-        for attribute in node.attribute:
-            for body in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
-                sort_in_place(body, label, frozenset(visible))
-
-
-_GRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def _strict_inference(model: onnx.ModelProto, label: str, light: onnx.ModelProto) -> onnx.ModelProto:

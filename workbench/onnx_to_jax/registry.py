@@ -27,7 +27,7 @@ import onnx.defs
 from workbench.errors import UnsupportedOnnxOpError
 from workbench.onnx_to_jax.helpers import registered_helpers, runtime_helper  # noqa: F401 - families register helpers through here
 # operator sets and ops onnxruntime defines (onnx.defs does not): registrations checked by tests/onnx_to_jax/test_domains.py
-from workbench.onnx_to_jax.runtime_ops import RUNTIME_DOMAINS, RUNTIME_ONNX_OPS
+from workbench.onnx_io.runtime_ops import RUNTIME_DOMAINS, RUNTIME_ONNX_OPS
 
 if TYPE_CHECKING:
     from workbench.onnx_to_jax.context import NodeContext

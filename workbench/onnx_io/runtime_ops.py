@@ -1,4 +1,4 @@
-"""Operators onnxruntime defines although onnx.defs does not: the emitters' registry and the reader's checks both need the list.
+"""Operators onnxruntime defines although onnx.defs does not: the emitters' registry, the reader's checks and wb.for_onnxruntime_cpu's need the list.
 
 Checked against onnxruntime's own schemas by tests/onnx_to_jax/test_domains.py, not at import
 time (which would import onnxruntime with the first generated model).
