@@ -3,6 +3,9 @@
 - ``add_any``: the sum of two cotangents, in every ``jax.grad``/``jax.vjp`` program: ``Add``.
 - ``optimization_barrier`` and ``device_put``: scheduling and placement hints for XLA; their
   outputs are their inputs.
+- ``name`` (``jax.ad_checkpoint.checkpoint_name``): a label that rematerialization policies
+  (``jax.checkpoint(policy=save_only_these_names(...))``) read; the value passes through. Levanter's
+  haliax names every scanned layer's carry with it.
 - ``shard_map`` over a mesh of one device: every shard is the whole array, so the body is the
   computation and is inlined. On a larger mesh the body's collectives would need several devices:
   reported with that reason.
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -18,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import onnx_ir as ir
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 
 from workbench.jax_to_onnx.lowering import LoweringContext
 from workbench.jax_to_onnx.registry import Testcase, handler
@@ -57,6 +62,31 @@ handler("device_put", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/late
     Testcase("device_put", lambda x: jax.device_put(x * 2, jax.devices()[0]) + 1, [F]),
     Testcase("device_put_pytree", lambda x, y: sum(jax.device_put((x, y))), [F, F]),
 ])(_passthrough)
+
+
+
+def _remat_scanned_layers(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Layers scanned under jax.checkpoint, saving only the named hidden states (the scan-over-layers pattern)."""
+    policy = jax.checkpoint_policies.save_only_these_names("hidden")
+
+    @functools.partial(jax.checkpoint, policy=policy)
+    def layer(h: jax.Array, layer_w: jax.Array) -> tuple[jax.Array, None]:
+        return checkpoint_name(jnp.tanh(h @ layer_w), "hidden"), None
+
+    return lax.scan(layer, x, w)[0]
+
+
+@handler("name", onnx_ops=(), area="jax",
+         doc="https://docs.jax.dev/en/latest/gradient-checkpointing.html", testcases=[
+    Testcase("checkpoint_name", lambda x: checkpoint_name(x * 2, "activation") + 1, [F]),
+    Testcase("checkpoint_name_remat_scan", _remat_scanned_layers, [F, (3, 4, 4)], rtol=1e-4, atol=1e-5),
+    Testcase("checkpoint_name_grad", jax.grad(lambda w, x: jnp.sum(checkpoint_name(jnp.sin(x @ w), "h") ** 2)),
+             [(4, 3), F], rtol=1e-4, atol=1e-5),
+])
+def _name(ctx: LoweringContext, x: ir.Value, *, name: str) -> ir.Value:
+    """The value itself: ``name`` only labels it for rematerialization policies."""
+    del ctx, name
+    return x
 
 
 # ----------------------------------------------------------------------------- shard_map on one device
