@@ -252,3 +252,21 @@ def test_a_bfloat16_network_holds_its_bfloat16_outputs_as_loosely_as_its_float32
     by_output = {r.dtype: (r.comparison.rtol, r.comparison.atol) for r in report.results}
     assert by_output == {"bfloat16": (5e-2, 5e-2), "float32": (5e-2, 5e-2)}
     assert all(r.comparison.max_abs_error <= 2 ** -7 for r in report.results)  # tanh in [-1, 1]: within 1 ulp
+
+
+def test_max_rel_is_taken_where_the_relative_tolerance_decides():
+    # a JAX zero made 'max rel 1.76e+305' in a row that passed (|diff| / float64 tiny); below atol an element
+    # is judged by its absolute error, so it is left out of the relative one
+    def fn(x):
+        return x * 3.0
+
+    shifted = wb.to_onnx(lambda x: x * 3.0 + 1e-7, [(4,)])  # within atol of fn everywhere
+    x = np.array([0.0, -1.0, 2.0, 0.5], np.float32)
+    report = wb.parity(fn, shifted, [x])
+    assert report.ok, report.summary()
+    comparison = report.results[0].comparison
+    want = np.asarray(fn(x), np.float64)
+    got = np.asarray(report.results[0].onnx_value, np.float64)
+    above = np.abs(want) > comparison.atol
+    assert comparison.max_rel_error == pytest.approx(np.max(np.abs(got - want)[above] / np.abs(want[above])))
+    assert 0 < comparison.max_rel_error < 1e-6 and 0 < comparison.max_abs_error < comparison.atol
