@@ -9,6 +9,7 @@ not import each other; web and jupyter do not import each other, and only cli si
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +141,31 @@ def test_the_checks_see_real_imports():
     assert "workbench.onnx_io.describe" in GRAPH["workbench.onnx_io.load"]
     assert "workbench.jax_to_onnx.api" in GRAPH["workbench.analysis.locate"]
     assert "workbench.errors" in GRAPH["workbench.jax_to_onnx.lowering"]
+
+
+def _half_float_sets(module: str) -> list[str]:
+    """Module-level names ``module`` binds to a set of two dtypes, float16 and bfloat16."""
+    path = MODULES[module]
+    source = path.read_text(encoding="utf-8")
+    found = []
+    for node in ast.parse(source, filename=str(path)).body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        value = node.value
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("frozenset", "set") \
+                and len(value.args) == 1:  # fmt: skip
+            value = value.args[0]
+        if not isinstance(value, (ast.Set, ast.Tuple, ast.List)) or len(value.elts) != 2:
+            continue
+        halves = sorted(re.findall(r"\bb?float16\b", ast.unparse(element)) for element in value.elts)
+        if halves == [["bfloat16"], ["float16"]]:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found += [f"{module}.{ast.unparse(target)}" for target in targets]
+    return found
+
+
+def test_the_half_float_dtypes_are_defined_once_in_the_ground_layer():
+    """Was: analysis/interpret._HALF_DTYPES and jax_to_onnx/blocks._HALVES, two layers' copies of one set; both
+    read workbench.specs.HALF_FLOATS now (the lowest layer both may import)."""
+    found = [name for module in sorted(MODULES) for name in _half_float_sets(module)]
+    assert found == ["workbench.specs.HALF_FLOATS"]

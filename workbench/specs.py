@@ -32,6 +32,9 @@ from workbench.errors import SpecError
 from workbench.limits import MAX_SPEC_DEPTH, MAX_TENSOR_BYTES
 
 DEFAULT_DTYPE = np.dtype("float32")
+#: The half-precision float dtypes (JAX's bfloat16 is ml_dtypes'): what both conversion directions and the
+#: analysis treat as rounding more coarsely than float32.
+HALF_FLOATS: frozenset[np.dtype] = frozenset({np.dtype(np.float16), np.dtype(jax.numpy.bfloat16)})
 _INT_TEXT = re.compile(r"^[-+]?[0-9]+$")  # '-1' is a (bad) int, not a symbolic expression
 _DIM_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^[-+*/%() 0-9A-Za-z_]+$")
 

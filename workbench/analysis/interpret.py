@@ -32,6 +32,7 @@ from workbench.compat import evaluate_dim
 from workbench.errors import WorkbenchError
 from workbench.jax_to_onnx.lowering import sub_jaxprs
 from workbench.jax_to_onnx.source import eqn_location
+from workbench.specs import HALF_FLOATS
 
 # call-like primitive → the parameter holding the body the converter inlines
 CALL_BODIES: dict[str, str] = {"jit": "jaxpr", "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr", "remat2": "jaxpr"}
@@ -193,14 +194,12 @@ def record_values_compiled(
 def rounds_in_half_precision(jaxpr: Any) -> bool:
     """Whether a value of ``jaxpr`` (or of a jaxpr inside it) is bfloat16 or float16."""
     for eqn in jaxpr.eqns:
-        if any(isinstance(v.aval, jax.core.ShapedArray) and v.aval.dtype in _HALF_DTYPES for v in eqn.outvars):
+        if any(isinstance(v.aval, jax.core.ShapedArray) and v.aval.dtype in HALF_FLOATS for v in eqn.outvars):
             return True
         if any(rounds_in_half_precision(inner) for inner in sub_jaxprs(eqn)):
             return True
     return False
 
-
-_HALF_DTYPES = frozenset({np.dtype(jax.numpy.bfloat16), np.dtype(np.float16)})
 
 __all__ = ["CALL_BODIES", "WholeCompile", "record_values", "record_values_compiled", "rounds_in_half_precision",
            "symbol_env"]

@@ -34,10 +34,11 @@ import numpy as np
 import onnx_ir as ir
 from jax.extend import core as jex_core
 
-from workbench.jax_to_onnx.blocks import _FLOATS, _HALVES, Block, _Index, _literal, _softmax, _split
+from workbench.jax_to_onnx.blocks import _FLOATS, Block, _Index, _literal, _softmax, _split
 from workbench.jax_to_onnx.builder import ir_shape, is_static, typed_like
 from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.passes.attention_layout import shrink_constant
+from workbench.specs import HALF_FLOATS
 
 
 # --------------------------------------------------------------------------- head projections
@@ -169,7 +170,7 @@ def attention_scores(index: _Index, dot: Any) -> Block | None:
     scores_dtype = np.dtype(dot.outvars[0].aval.dtype)
     if dtype not in _FLOATS or np.dtype(k.aval.dtype) != dtype:
         return None
-    if scores_dtype != dtype and not (dtype in _HALVES and scores_dtype == np.dtype(np.float32)):
+    if scores_dtype != dtype and not (dtype in HALF_FLOATS and scores_dtype == np.dtype(np.float32)):
         return None
     scale_eqn = index.only_reader(dot.outvars[0])
     if scale_eqn is None or scale_eqn.primitive.name != "mul":

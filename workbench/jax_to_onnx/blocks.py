@@ -33,13 +33,13 @@ from jax.extend import core as jex_core
 
 from workbench.jax_to_onnx.dims import same_shape
 from workbench.jax_to_onnx.relaid import Reader, Relaid
+from workbench.specs import HALF_FLOATS
 
 GELU_MIN_OPSET = 20  # the opsets of the rules in passes/fusions.py
 LAYER_NORMALIZATION_MIN_OPSET = 17
 SOFTMAX_MIN_OPSET = 18
 
 _FLOATS = frozenset({np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64), np.dtype(jnp.bfloat16)})
-_HALVES = frozenset({np.dtype(np.float16), np.dtype(jnp.bfloat16)})
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _split(eqn: Any, constant: float, rtol: float = 1e-6) -> Any | None:
     """
     left, right = eqn.invars
     dtype = np.dtype(eqn.outvars[0].aval.dtype)
-    rounded = float(np.asarray(constant, dtype)) if dtype in _HALVES else constant
+    rounded = float(np.asarray(constant, dtype)) if dtype in HALF_FLOATS else constant
     for literal, other in ((right, left), (left, right)):
         actual = _literal(literal)
         if _close(actual, constant, rtol) or _close(actual, rounded, 1e-6):
@@ -628,7 +628,7 @@ def _softmax(index: _Index, reduce_max: Any) -> Block | None:
 def _summed_in_float32(index: _Index, readers: list[Any], x: Any) -> tuple[Any, Any] | None:
     """For a half-precision softmax (JAX sums ``exp`` in float32): the ``convert_element_type`` to float32
     among ``readers`` and the ``reduce_sum`` that alone reads it, else None."""
-    if np.dtype(x.aval.dtype) not in _HALVES:
+    if np.dtype(x.aval.dtype) not in HALF_FLOATS:
         return None
     widen = next((eqn for eqn in readers if eqn.primitive.name == "convert_element_type"), None)
     if widen is None or np.dtype(widen.outvars[0].aval.dtype) != np.dtype(np.float32):
