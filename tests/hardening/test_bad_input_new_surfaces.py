@@ -12,6 +12,7 @@ and what to do.
 from __future__ import annotations
 
 import ml_dtypes
+import jax.numpy as jnp
 import numpy as np
 import onnx
 import pytest
@@ -95,3 +96,82 @@ def test_for_onnxruntime_cpu_takes_nodes_in_any_order_without_stated_types():
     custom = _model([helper.make_node("Frob", ["x"], ["y"], domain="com.example")], [X2], [Y2],
                     opsets=(("", 17), ("com.example", 1)))  # fmt: skip
     assert [node.domain for node in wb.for_onnxruntime_cpu(custom).graph.node] == ["com.example"]
+
+
+# ------------------------------------------------------------------ parity / locate_divergence options
+def _dense_model() -> onnx.ModelProto:
+    """y = relu(x @ w) with a symbolic batch, as a torch export with dynamic axes declares it."""
+    w = np.arange(12, dtype=np.float32).reshape(3, 4) / 10 - 0.5
+    return _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Relu", ["h"], ["y"], name="relu")],
+                  [vi("x", TensorProto.FLOAT, ["batch", 3])], [vi("y", TensorProto.FLOAT, ["batch", 4])],
+                  [numpy_helper.from_array(w, "w")])  # fmt: skip
+
+
+BAD_OPTIONS = {  # each once reached NumPy (TypeError, MemoryError, 'negative dimensions') or was ignored
+    "rtol_negative": ({"rtol": -1}, r"rtol: expected a finite number >= 0 \(or None for the default by dtype\), got -1"),
+    "rtol_text": ({"rtol": "1e-3"}, r"rtol: expected a finite number >= 0 .*got '1e-3'"),
+    "atol_nan": ({"atol": float("nan")}, r"atol: expected a finite number >= 0 .*got nan"),
+    "seed_text": ({"seed": "x"}, r"seed: expected an int >= 0 \(the random inputs' seed\), got 'x'"),
+    "seed_negative": ({"seed": -1}, r"seed: expected an int >= 0 .*got -1"),
+    "sizes_list": ({"sizes": [2]}, r'sizes: expected a dict of symbolic dimension names to sizes, e\.g\. \{"batch": 8\}, got list'),
+    "sizes_text": ({"sizes": "batch=2"}, r"sizes: expected a dict .*got str"),
+    "size_text": ({"sizes": {"batch": "2"}}, r"sizes\['batch'\]: expected an int >= 0, got '2'"),
+    "size_negative": ({"sizes": {"batch": -1}}, r"sizes\['batch'\]: expected an int >= 0, got -1"),
+    "size_fraction": ({"sizes": {"batch": 2.5}}, r"sizes\['batch'\]: expected an int >= 0, got 2\.5"),
+    "size_bool": ({"sizes": {"batch": True}}, r"sizes\['batch'\]: expected an int >= 0, got True"),
+    "size_key_int": ({"sizes": {3: 2}}, r"sizes: keys are dimension names \(str\), got 3"),
+}
+SIZE_FAULTS = {  # the dimension names and sizes depend on the model
+    "size_misspelled": ({"sizes": {"bacth": 2}}, r"sizes: \['bacth'\] not a symbolic dimension of {where}; its symbolic dimensions are \['batch'\]"),
+    "size_12_tb": ({"sizes": {"batch": 10**12}}, r"the random input 'x' of shape \[1000000000000, 3\] would be 12,000,000,000,000 bytes, "
+                                                 r"over the limit of 1,099,511,627,776; give smaller sizes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OPTIONS) + sorted(SIZE_FAULTS))
+def test_parity_and_locate_options_are_checked_in_both_directions(case):
+    options, message = BAD_OPTIONS.get(case) or SIZE_FAULTS[case]
+    model = _dense_model()
+    with pytest.raises(wb.SpecError, match=message.replace("{where}", r"model <ModelProto>'s inputs")):
+        wb.locate_divergence(model, **options)  # ONNX -> JAX: the generated code against onnxruntime
+    w = numpy_helper.to_array(model.graph.initializer[0])
+
+    def dense(x):
+        return jnp.maximum(x @ w, 0.0)
+
+    conversion = wb.convert(dense, [("batch", 3)])
+    for check in (wb.parity, wb.locate_divergence):  # JAX -> ONNX
+        with pytest.raises(wb.SpecError, match=message.replace("{where}", r"dense's inputs")):
+            check(conversion, **options)
+
+
+def test_sizes_still_fix_the_symbolic_dimensions_they_name():
+    report = wb.locate_divergence(_dense_model(), sizes={"batch": 5}, seed=3, rtol=1e-5, atol=0)
+    assert [x.shape for x in report.inputs] == [(5, 3)] and report.first_divergent is None
+    conversion = wb.convert(lambda x: jnp.tanh(x) * 2, [("B", 3)])
+    parity = wb.parity(conversion, sizes={"B": 7}, samples=2)
+    assert parity.ok and [x[0].shape for x in parity.inputs] == [(7, 3), (7, 3)]
+
+
+BAD_FEEDS = {  # the inputs of wb.locate_divergence(onnx_model, inputs=...): raw JAX TypeErrors before
+    "text": (["hello"], r"inputs: 'x' must be an array of numbers \(the model's input 'x'\), got str"),
+    "none": ([None], r"inputs: 'x' must be an array of numbers .*got NoneType"),
+    "one_array": (np.ones((2, 3), np.float32), r"inputs: expected a list of arrays, one per graph input \['x'\], got ndarray; "
+                                                r"pass inputs=\[\.\.\.\] in that order"),
+    "dict": ({"x": np.ones((2, 3), np.float32)}, r"inputs: expected a list of arrays, one per graph input \['x'\], got dict"),
+    "two": ([np.ones((2, 3), np.float32)] * 2, r"inputs: model <ModelProto> takes 1 inputs \['x'\], got 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FEEDS))
+def test_locating_an_onnx_model_checks_the_given_inputs(case):
+    inputs, message = BAD_FEEDS[case]
+    with pytest.raises(wb.SpecError, match=message):
+        wb.locate_divergence(_dense_model(), inputs=inputs)
+
+
+def test_parity_given_an_onnx_model_alone_says_what_goes_where():
+    with pytest.raises(wb.SpecError, match=r"fn: got an ONNX model \(ModelProto\) where the JAX function goes; compare a "
+                                           r"function with its model as \(fn, model, inputs\), or the JAX code generated "
+                                           r"from an ONNX model with wb\.locate_divergence\(model\)"):  # fmt: skip
+        wb.parity(_dense_model())

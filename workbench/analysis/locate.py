@@ -29,6 +29,7 @@ from workbench.analysis.divergence import (
     divergence_figure,
 )
 from workbench.analysis.interpret import CALL_BODIES, record_values_compiled
+from workbench.analysis.options import check_options
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import to_pairs
@@ -65,6 +66,7 @@ def locate_divergence(
     (:mod:`workbench.analysis.locate_generated`; random inputs give symbolic dimensions the size
     in ``sizes``, else 2).
     """
+    check_options(rtol=rtol, atol=atol, seed=seed, sizes=sizes)
     if isinstance(fn, (onnx.ModelProto, str, os.PathLike, bytes)):
         from workbench.analysis.locate_generated import locate_generated_divergence
 

@@ -31,6 +31,7 @@ import onnx
 
 from workbench.analysis.compare import NodeVerdict
 from workbench.analysis.divergence import GENERATED_LABEL, DivergenceReport, NodeResult
+from workbench.analysis.options import check_generated_bytes, check_size_names
 from workbench.analysis.quantization_boundary import boundary_step_caveat
 from workbench.analysis.reference_caveats import reference_caveat
 from workbench.errors import OnnxModelError, SpecError
@@ -66,10 +67,8 @@ def locate_generated_divergence(
     loaded = load_model(model)
     proto = loaded.proto
     params = _params_of(generated)
-    feeds = list(inputs) if inputs is not None else _random_inputs(proto, seed, sizes or {})
     input_names = [value.name for value in proto.graph.input if value.name not in _initializer_names(proto)]
-    if len(feeds) != len(input_names):
-        raise SpecError(f"inputs: model {loaded.label} takes {len(input_names)} inputs {input_names}, got {len(feeds)}")
+    feeds = _given_inputs(inputs, input_names, loaded.label) if inputs is not None else _random_inputs(proto, seed, sizes or {}, loaded.label)
 
     start = time.perf_counter()
     exposed, names = _expose_every_value(proto)
@@ -220,14 +219,31 @@ def _expose_every_value(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[s
 SYMBOLIC_SIZE = 2  # a symbolic dimension's size in random inputs, unless sizes= says otherwise
 
 
-def _random_inputs(model: onnx.ModelProto, seed: int, sizes: Mapping[str, int]) -> list[np.ndarray]:
+def _given_inputs(inputs: Any, input_names: list[str], label: str) -> list[np.ndarray]:
+    """The user's ``inputs``: one array of numbers per graph input, in the graph's order."""
+    expected = f"a list of arrays, one per graph input {input_names}"
+    if isinstance(inputs, (np.ndarray, Mapping, str, bytes)) or not isinstance(inputs, Sequence):
+        raise SpecError(f"inputs: expected {expected}, got {type(inputs).__name__}; pass inputs=[...] in that order.")
+    if len(inputs) != len(input_names):
+        raise SpecError(f"inputs: model {label} takes {len(input_names)} inputs {input_names}, got {len(inputs)}")
+    feeds = []
+    for name, given in zip(input_names, inputs, strict=True):
+        array = np.asarray(given)
+        if array.dtype.kind in "OSU":  # objects (None), strings, bytes; bfloat16 is kind "V" and stays
+            raise SpecError(f"inputs: {name!r} must be an array of numbers (the model's input {name!r}), got {type(given).__name__}.")
+        feeds.append(array)
+    return feeds
+
+
+def _random_inputs(model: onnx.ModelProto, seed: int, sizes: Mapping[str, int], label: str) -> list[np.ndarray]:
     """One random array per graph input; a symbolic dimension ``name`` is ``sizes.get(name, SYMBOLIC_SIZE)``."""
     rng = np.random.default_rng(seed)
     initializers = _initializer_names(model)
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    symbols = {d.dim_param for value in inputs for d in value.type.tensor_type.shape.dim if d.dim_param}
+    check_size_names(sizes, symbols, f"model {label}'s inputs")
     arrays = []
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
+    for value in inputs:
         tensor = value.type.tensor_type
         if not value.type.HasField("tensor_type") or not tensor.HasField("shape") or any(
                 not d.HasField("dim_value") and not d.dim_param for d in tensor.shape.dim):  # fmt: skip
@@ -237,6 +253,7 @@ def _random_inputs(model: onnx.ModelProto, seed: int, sizes: Mapping[str, int]) 
             )
         dims = [d.dim_value if d.HasField("dim_value") else sizes.get(d.dim_param, SYMBOLIC_SIZE) for d in tensor.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        check_generated_bytes([(value.name, tuple(dims), dtype)], sizes)
         if dtype.kind == "f":
             arrays.append(rng.standard_normal(dims).astype(dtype))
         elif dtype.kind == "b":

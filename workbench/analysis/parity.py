@@ -21,6 +21,7 @@ import onnx
 
 from workbench.analysis.compare import Comparison, compare_arrays, compute_tolerances, held_tolerances
 from workbench.analysis.labels import count, sides
+from workbench.analysis.options import check_options
 from workbench.analysis.subject import Subject, prepare
 from workbench.jax_to_onnx.complex_numbers import to_pairs
 from workbench.jax_to_onnx.cpu_widening import Widened
@@ -214,6 +215,7 @@ def parity(
     """
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples: expected a positive int, got {samples!r}.")
+    check_options(rtol=rtol, atol=atol, seed=seed, sizes=sizes)
     subject = prepare(fn, model, inputs)
     session, widened = subject.runnable_session(optimize)
     floor_rtol, floor_atol = compute_tolerances(subject.loaded.proto)

@@ -29,12 +29,14 @@ import onnx_ir as ir
 
 from workbench.analysis.inputs import (
     InputPlan,
+    concrete_shape,
     make_sample,
     plan_inputs,
     symbol_sizes,
     unflatten_args,
 )
 from workbench.analysis.interpret import WholeCompile
+from workbench.analysis.options import check_generated_bytes, check_size_names
 from workbench.errors import OnnxModelError, SpecError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import (
     COMPLEX_DOC,
@@ -146,9 +148,15 @@ class Subject:
         """``count`` flat input lists (the user's own inputs when given) with the symbol sizes used."""
         if self.given is not None:
             return [(list(self.given), {})]
+        symbols = {str(symbol) for plan in self.plans for dim in plan.shape if not isinstance(dim, int) for symbol in dim.get_vars()}
+        check_size_names(sizes, symbols, f"{self.name}'s inputs")
         rng = np.random.default_rng(seed)
-        return [(make_sample(self.plans, chosen, rng), chosen) for chosen in
-                (symbol_sizes(self.plans, index, sizes) for index in range(count))]
+        samples = []
+        for index in range(count):
+            chosen = symbol_sizes(self.plans, index, sizes)
+            check_generated_bytes([(plan.name, concrete_shape(plan.shape, chosen), plan.dtype) for plan in self.plans], sizes)
+            samples.append((make_sample(self.plans, chosen, rng), chosen))
+        return samples
 
     @functools.cached_property
     def jitted(self) -> Any:
@@ -259,6 +267,11 @@ def prepare(fn: Any, model: onnx.ModelProto | Any | None, inputs: Sequence[Any] 
     """
     if isinstance(fn, Conversion):
         return _prepare_conversion(fn, model, inputs)
+    if isinstance(fn, (onnx.ModelProto, str, os.PathLike, bytes)):
+        raise SpecError(
+            f"fn: got an ONNX model ({type(fn).__name__}) where the JAX function goes; compare a function with its "
+            "model as (fn, model, inputs), or the JAX code generated from an ONNX model with wb.locate_divergence(model)."
+        )
     if model is None:
         raise SpecError("model: give the ONNX model (a ModelProto or a path), or pass the Conversion from wb.convert.")
     loaded, source = _load(model)
