@@ -414,6 +414,30 @@ def test_parity_shows_report_and_plot(shell, converter) -> None:
     assert any("application/vnd.plotly.v1+json" in output.data for output in figure)
 
 
+def test_parity_in_a_terminal_ipython_shows_a_line_and_opens_no_browser(shell, converter, monkeypatch) -> None:
+    """plotly's default renderer in a terminal IPython is "browser": displaying the figure opened a browser tab per
+    plot (here, with none, webbrowser's traceback and the figure's 100-line repr). Now a line says how to get it."""
+    import webbrowser
+
+    import plotly.io as pio
+
+    opened: list[str] = []
+
+    def no_browser(using: Any = None) -> Any:
+        opened.append(str(using))
+        raise webbrowser.Error("could not locate runnable browser")
+
+    monkeypatch.setattr(webbrowser, "get", no_browser)
+    monkeypatch.setattr(pio.renderers, "default", "browser")
+    execution, captured = run(shell, "%%to_onnx -i B,30 --no-view --parity --name mlp_onnx\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    assert opened == [] and "Traceback" not in captured.stdout + captured.stderr
+    plots = [output.data for output in captured.outputs if "plot" in output.data.get("text/plain", "")]
+    assert [plot["text/plain"] for plot in plots] == ["parity plot (plotly): mlp_onnx.parity.figure()"]
+    assert set(plots[0]) == {"text/plain"}  # nothing else to show where plotly would open a browser
+    assert shell.user_ns["mlp_onnx"].parity.figure().data  # the figure itself is one call away
+
+
 DRIFTING_HANDLER_CELL = """\
 import jax.numpy as jnp, numpy as np
 from jax.extend.core import Primitive

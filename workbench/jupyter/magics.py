@@ -210,12 +210,16 @@ class WorkbenchMagics(Magics):
         display(result)
         if result.jax_source is not None and not args.to_jax:
             display(result.jax_source)  # a JaxSource: forward first, the runtime helpers folded away
+        if result.parity is not None or result.divergence is not None:
+            from workbench.jupyter.plot_output import PlotOutput
         if result.parity is not None:
             display(result.parity)  # verdict and per-output error table
-            display(result.parity.figure())  # plotly: ONNX vs JAX scatter and error histogram
+            # plotly: ONNX vs JAX scatter and error histogram (a line of text where plotly cannot render)
+            display(PlotOutput(result.parity.figure(), f"parity plot (plotly): {args.name}.parity.figure()"))
         if result.divergence is not None:
             display(result.divergence)  # the first node that drifts, its primitive and the user's line
-            display(result.divergence.figure())  # error along the graph, that node marked
+            # error along the graph, that node marked
+            display(PlotOutput(result.divergence.figure(), f"divergence plot (plotly): {args.name}.divergence.figure()"))
 
     def _specs(self, name: str) -> list[Any]:
         """The input specs held by the variable ``--specs`` names, checked as wb.to_onnx checks them."""
