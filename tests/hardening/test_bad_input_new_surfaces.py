@@ -12,6 +12,7 @@ and what to do.
 from __future__ import annotations
 
 import ml_dtypes
+import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx
@@ -175,3 +176,35 @@ def test_parity_given_an_onnx_model_alone_says_what_goes_where():
                                            r"function with its model as \(fn, model, inputs\), or the JAX code generated "
                                            r"from an ONNX model with wb\.locate_divergence\(model\)"):  # fmt: skip
         wb.parity(_dense_model())
+
+
+# ------------------------------------------------------------------ precision=
+BAD_PRECISIONS = {  # each was taken silently: a str's letters as op names, a typo keeping nothing float32
+    "ops_as_one_string": (lambda: wb.Precision("float16", float32_ops="Softmax"),
+                          r"float32_ops: expected a set of ONNX operator names such as \{'Softmax', 'LayerNormalization'\}, got 'Softmax'"),
+    "ops_misspelled": (lambda: wb.Precision("float16", float32_ops={"Sotfmax", "ReduceMean"}),
+                       r"float32_ops: \['Sotfmax'\] are not ONNX operators \(onnx\.defs, the ai\.onnx domain\); give operator names "
+                       r"as ONNX writes them"),
+    "ops_unhashable": (lambda: wb.Precision("float16", float32_ops=[["Softmax"]]), r"float32_ops: expected a set of ONNX operator names"),
+    "keep_io_types_beside_a_precision": (
+        lambda: wb.to_onnx(jnp.tanh, [(2, 3)], precision=wb.Precision("float16"), keep_io_types=False),
+        r"keep_io_types=False given beside a wb\.Precision\('float16'\) whose keep_io_types is True; set it in the Precision: "
+        r"wb\.Precision\('float16', keep_io_types=False\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PRECISIONS))
+def test_precision_options_are_checked(case):
+    call, message = BAD_PRECISIONS[case]
+    with pytest.raises(wb.SpecError, match=message):
+        call()
+
+
+def test_float32_ops_given_as_a_list_keep_those_ops_float32():
+    model = wb.to_onnx(lambda x: jax.nn.softmax(x * 3.0), [(2, 5)], precision=wb.Precision("float16", float32_ops=["Softmax"]))
+    softmax = next(node for node in model.graph.node if node.op_type == "Softmax")
+    types = {value.name: value.type.tensor_type.elem_type for value in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    assert types[softmax.input[0]] == TensorProto.FLOAT
+    x = np.linspace(-2, 2, 10, dtype=np.float32).reshape(2, 5)
+    np.testing.assert_allclose(run_onnx(model, [x])[0], jax.nn.softmax(x.astype(np.float16).astype(np.float32) * 3.0), atol=2e-3)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import ml_dtypes
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 from workbench.errors import SpecError
@@ -87,6 +88,7 @@ class Precision:
             raise SpecError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {self.dtype!r}.")
         if not isinstance(self.keep_io_types, bool):
             raise SpecError(f"keep_io_types: expected True or False, got {self.keep_io_types!r}.")
+        object.__setattr__(self, "float32_ops", _op_names(self.float32_ops))
         if self.runtime is not None and self.runtime not in RUNTIMES:
             raise SpecError(
                 f"runtime: expected None (the model as traced) or one of {', '.join(map(repr, RUNTIMES))}, "
@@ -98,6 +100,12 @@ class Precision:
         """A Precision from ``wb.to_onnx``'s arguments (a dtype name, or a Precision used as it is;
         a ``runtime`` given beside it is added to it)."""
         if isinstance(precision, Precision):
+            if keep_io_types is not precision.keep_io_types:  # only False can be told from the default here
+                raise SpecError(
+                    f"keep_io_types={keep_io_types!r} given beside a wb.Precision({precision.dtype!r}) whose keep_io_types "
+                    f"is {precision.keep_io_types!r}; set it in the Precision: "
+                    f"wb.Precision({precision.dtype!r}, keep_io_types={keep_io_types!r})."
+                )
             return precision if runtime is None else replace(precision, runtime=runtime)
         if not isinstance(precision, str):
             raise SpecError(f"precision: expected a dtype name or a wb.Precision, got {type(precision).__name__}.")
@@ -111,6 +119,25 @@ class Precision:
     def rewrites(self) -> bool:
         """Whether the model is rewritten at all (a half precision, or a runtime to load in)."""
         return self.is_half or self.runtime is not None
+
+
+def _op_names(ops: object) -> frozenset[str]:
+    """``float32_ops`` as a frozenset of ONNX operator names; a bare string (a set of its letters) or a name
+    onnx does not define (a typo, which would keep nothing in float32) is a SpecError."""
+    expected = f"float32_ops: expected a set of ONNX operator names such as {{'Softmax', 'LayerNormalization'}}, got {ops!r}."
+    if isinstance(ops, (str, bytes)) or not isinstance(ops, (set, frozenset, list, tuple)):
+        raise SpecError(expected)
+    try:
+        names = frozenset(ops)
+    except TypeError as error:  # an unhashable item (a list inside the list)
+        raise SpecError(expected) from error
+    unknown = sorted(str(name) for name in names if not isinstance(name, str) or not onnx.defs.has(name))
+    if unknown:
+        raise SpecError(
+            f"float32_ops: {unknown} are not ONNX operators (onnx.defs, the ai.onnx domain); give operator names "
+            "as ONNX writes them, e.g. 'Softmax', 'ReduceMean' (the default is workbench.jax_to_onnx.precision.FLOAT32_OPS)."
+        )
+    return names
 
 
 def needs_rewrite(model: ir.Model, precision: Precision) -> bool:
