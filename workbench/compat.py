@@ -45,6 +45,10 @@ iota_2x32_shape: Callable[..., Any] = _prng.iota_2x32_shape
 #: Graph IR writes as a record (jax.lax has no public alias for it).
 LinearSolveTuple: type = _solves._LinearSolveTuple  # noqa: SLF001
 
+#: The enum of the ``memory_space`` parameter (``empty2``, the placeholder residual of a differentiated
+#: ``cond``), which the Graph IR writes as an enum member (JAX has no public alias for it).
+MemorySpace: type = _jax_core.MemorySpace
+
 
 def jax_internal_primitives() -> dict[str, Any]:
     """JAX's own primitive objects that ``jax.extend.core.primitives`` does not list, by name.
@@ -368,6 +372,7 @@ __all__ = [
     "CommonRules",
     "Frame",
     "LinearSolveTuple",
+    "MemorySpace",
     "NormFusionClasses",
     "RuleRoot",
     "dce_jaxpr_consts",

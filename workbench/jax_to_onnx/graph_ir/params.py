@@ -38,7 +38,7 @@ import numpy as np
 import jax.extend.random as jax_random
 from jax import lax
 
-from workbench.compat import LinearSolveTuple
+from workbench.compat import LinearSolveTuple, MemorySpace
 from workbench.errors import GraphIRError
 from workbench.jax_to_onnx.graph_ir.values import decode_scalar, dtype_from_name, dtype_name, encode_scalar
 
@@ -53,6 +53,7 @@ ENUMS: dict[str, type[enum.Enum]] = {
         lax.DotAlgorithmPreset,
         lax.RandomAlgorithm,
         lax.AccuracyMode,
+        MemorySpace,  # empty2's memory_space
     )
 }
 # NamedTuples JAX uses as parameters (their fields are parameters themselves).

@@ -6,6 +6,9 @@
 - ``name`` (``jax.ad_checkpoint.checkpoint_name``): a label that rematerialization policies
   (``jax.checkpoint(policy=save_only_these_names(...))``) read; the value passes through. Levanter's
   haliax names every scanned layer's carry with it.
+- ``empty2``: the placeholder scalar JAX's partial evaluation of ``cond``/``switch`` puts in a
+  branch for a residual only another branch computes (every ``jax.grad`` through a branch whose
+  branches save different residuals); XLA lowers it as zero, and so does the export.
 - ``shard_map`` over a mesh of one device: every shard is the whole array, so the body is the
   computation and is inlined. On a larger mesh the body's collectives would need several devices:
   reported with that reason.
@@ -87,6 +90,29 @@ def _name(ctx: LoweringContext, x: ir.Value, *, name: str) -> ir.Value:
     """The value itself: ``name`` only labels it for rematerialization policies."""
     del ctx, name
     return x
+
+
+
+def _switch_loss(x: jax.Array, index: jax.Array) -> jax.Array:
+    """Three branches saving different residuals (tanh's output, the transpose, none)."""
+    return lax.switch(index, [lambda v: jnp.sum(jnp.tanh(v)), lambda v: jnp.sum(v @ v.T),
+                              lambda v: 2.0 * jnp.sum(v)], x)
+
+
+def _cond_loss(x: jax.Array) -> jax.Array:
+    return jnp.sum(lax.cond(x[0, 0] > 0, lambda v: jnp.sin(v) * v, lambda v: jnp.sum(jnp.exp(v[:, :2])) * v, x))
+
+
+@handler("empty2", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.lax.cond.html",
+         testcases=[
+    Testcase("empty2_grad_switch", jax.grad(_switch_loss), [(3, 2), jax.ShapeDtypeStruct((), jnp.int32)],
+             int_high=3, rtol=1e-4, atol=1e-5),
+    Testcase("empty2_grad_cond", jax.grad(_cond_loss), [("B", 4)], rtol=1e-4, atol=1e-5),
+])
+def _empty2(ctx: LoweringContext, *, dtype: Any, memory_space: Any) -> ir.Value:
+    """A zero of ``dtype`` (the value is never read: the branch that fills the residual is not taken)."""
+    del memory_space  # a placement hint for XLA
+    return ctx.scalar(0, np.dtype(dtype))
 
 
 # ----------------------------------------------------------------------------- shard_map on one device
