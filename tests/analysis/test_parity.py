@@ -270,3 +270,22 @@ def test_max_rel_is_taken_where_the_relative_tolerance_decides():
     above = np.abs(want) > comparison.atol
     assert comparison.max_rel_error == pytest.approx(np.max(np.abs(got - want)[above] / np.abs(want[above])))
     assert 0 < comparison.max_rel_error < 1e-6 and 0 < comparison.max_abs_error < comparison.atol
+
+
+def test_the_error_histogram_counts_exact_matches_instead_of_drawing_them_at_1e_minus_12():
+    # a bfloat16 block's plot showed 2,880 of 6,144 errors as a tall bar at log10 = -12 (ux51): those were exact
+    shift = np.float32(1e-6)
+
+    def fn(x):
+        return jnp.maximum(x, 0.0) * 2.0
+
+    model = wb.to_onnx(lambda x: jnp.maximum(x, 0.0) * 2.0 + jnp.where(x > 1.0, shift, 0.0), [(8,)])
+    x = np.array([-2.0, -1.0, 0.0, 0.5, 1.5, 2.0, 3.0, -0.5], np.float32)
+    report = wb.parity(fn, model, [x])
+    errors = np.abs(report.results[0].onnx_value.astype(np.float64) - np.asarray(fn(x), np.float64))
+    assert report.ok and np.count_nonzero(errors == 0) == 5 and np.count_nonzero(errors) == 3
+    figure = report.figure()
+    histogram = next(trace for trace in figure.data if trace.type == "histogram")
+    np.testing.assert_allclose(np.sort(histogram.x), np.sort(np.log10(errors[errors > 0])))
+    assert figure.layout.annotations[-1].text.endswith("<sup>5 of 8 values exact, not drawn</sup>")
+    assert figure.layout.title.text.startswith("Parity PASS: fn in JAX vs") and "<br><sup>1 sample," in figure.layout.title.text

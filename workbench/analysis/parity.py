@@ -128,10 +128,14 @@ class ParityReport:
         """Comparisons that matched only NaN/inf with NaN/inf (see :attr:`OutputResult.nothing_finite`)."""
         return [r for r in self.results if r.comparison.ok and r.nothing_finite]
 
-    def summary(self) -> str:
+    def headline(self) -> str:
+        """The verdict and what was compared: ``Parity PASS: mlp in JAX vs its ONNX conversion``."""
         verdict = "PASS" if self.ok else f"FAIL ({len(self.failures)} of {len(self.results)} comparisons)"
+        return f"Parity {verdict}: {sides(self.name or self.subject.name, self.model_source)}"
+
+    def summary(self) -> str:
         text = (
-            f"Parity {verdict}: {sides(self.name or self.subject.name, self.model_source)}, {count(len(self.inputs), 'sample')}, "
+            f"{self.headline()}, {count(len(self.inputs), 'sample')}, "
             f"onnxruntime optimisations {'on' if self.optimized else 'off'}"
         )
         if self.widened:
@@ -314,9 +318,21 @@ def parity_figure(report: ParityReport) -> Any:
     if errors:
         all_errors = np.concatenate(errors)
         all_errors = all_errors[np.isfinite(all_errors)]
-        logs = np.log10(np.maximum(all_errors, 1e-12))
-        figure.add_trace(go.Histogram(x=logs, name="log10 |error|", marker={"color": "#555"}), row=1, col=len(outputs) + 1)
-    figure.update_layout(title=report.summary(), height=420, width=360 * (len(outputs) + 1))
+        figure.add_trace(
+            go.Histogram(x=np.log10(all_errors[all_errors > 0]), name="log10 |error|", marker={"color": "#555"}),
+            row=1, col=len(outputs) + 1,
+        )
+        # exact matches have no logarithm: counted under the histogram's title, not drawn as a bar of 1e-12 errors
+        exact = int(np.count_nonzero(all_errors == 0))
+        if exact:
+            figure.layout.annotations[-1].text += f"<br><sup>{exact:,} of {all_errors.size:,} values exact, not drawn</sup>"
+    details = report.summary().removeprefix(report.headline() + ", ")
+    if report.widened:  # the full note is in report.summary(); the title keeps to one short line
+        before, _, rest = details.partition("; run through a twin")
+        short = f"; {count(len(report.widened), 'node')} computed in float32 for onnxruntime's CPU"
+        details = before + short + rest.partition("the model itself is unchanged")[2]
+    title = f"{html.escape(report.headline(), quote=False)}<br><sup>{html.escape(details, quote=False)}</sup>"  # plotly reads tags
+    figure.update_layout(title=title, height=440, width=360 * (len(outputs) + 1))
     return figure
 
 
