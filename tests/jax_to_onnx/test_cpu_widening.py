@@ -425,3 +425,65 @@ def test_only_a_narrow_type_refusal_is_read_as_one_widening_mends() -> None:
     for other in ("float data type is not supported with ScatterND when reduction is 'mul'",
                   "int64_t data type is not supported with Foo", "Non-zero status code returned while running Add"):
         assert refused_type_in(f"[ONNXRuntimeError] : 1 : FAIL : {other}") is None, other
+
+
+def _foreign_bfloat16_functions() -> onnx.ModelProto:
+    """A model as onnx.helper or onnxscript writes one: model-local functions and no value_info anywhere.
+    ``narrow_block`` casts its float32 inputs to bfloat16 inside; ``bf16_matmul`` is called on bfloat16 values;
+    onnxruntime's CPU provider has no bfloat16 MatMul or Relu kernel. ``head`` computes in float32."""
+    from onnx import TensorProto, helper
+
+    make = helper.make_node
+    narrow_block = helper.make_function("local", "narrow_block", ["x", "w"], ["y"], [
+        make("Cast", ["x"], ["xb"], to=TensorProto.BFLOAT16), make("Cast", ["w"], ["wb"], to=TensorProto.BFLOAT16),
+        make("MatMul", ["xb", "wb"], ["m"]), make("Relu", ["m"], ["r"]), make("Cast", ["r"], ["y"], to=TensorProto.FLOAT),
+    ], [helper.make_opsetid("", 21)])  # fmt: skip
+    bf16_matmul = helper.make_function("local", "bf16_matmul", ["a", "b"], ["c"], [make("MatMul", ["a", "b"], ["c"])],
+                                       [helper.make_opsetid("", 21)])  # fmt: skip
+    head = helper.make_function("local", "head", ["h"], ["t"], [make("Tanh", ["h"], ["t"])], [helper.make_opsetid("", 21)])
+    nodes = [
+        make("narrow_block", ["x", "w"], ["h1"], domain="local", name="block"),
+        make("Cast", ["h1"], ["h1b"], to=TensorProto.BFLOAT16), make("Cast", ["w"], ["w2"], to=TensorProto.BFLOAT16),
+        make("bf16_matmul", ["h1b", "w2"], ["h2"], domain="local", name="project"),
+        make("Cast", ["h2"], ["h3"], to=TensorProto.FLOAT), make("head", ["h3"], ["y"], domain="local", name="head"),
+    ]  # fmt: skip
+    graph = helper.make_graph(nodes, "foreign", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8]),
+                                                 helper.make_tensor_value_info("w", TensorProto.FLOAT, [8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])])  # fmt: skip
+    return helper.make_model(graph, functions=[narrow_block, bf16_matmul, head], ir_version=10,
+                             opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("local", 1)])  # fmt: skip
+
+
+def _foreign_in_jax(x, w):
+    xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    h1 = jnp.maximum(xb @ wb, 0).astype(jnp.float32)
+    return jnp.tanh((h1.astype(jnp.bfloat16) @ wb).astype(jnp.float32))
+
+
+def test_a_foreign_models_untyped_bfloat16_functions_are_inlined_and_widened(tmp_path, monkeypatch):
+    """Was: the function bodies state no types, so their bfloat16 MatMul/Relu were neither probed nor widened and
+    wb.for_onnxruntime_cpu returned a model onnxruntime still refused (parity's twin too). Bodies that compute
+    in a narrow type (a Cast to it inside, or called on narrow values) are inlined and typed by ONNX shape
+    inference; the float32 one stays a function."""
+    model = _foreign_bfloat16_functions()
+    onnx.checker.check_model(model, full_check=True)
+    with pytest.raises(wb.OnnxModelError, match="no kernel for node"):
+        open_session(model)
+    rng = np.random.default_rng(15)
+    x, w = rng.standard_normal((4, 8)).astype(np.float32), rng.standard_normal((8, 8)).astype(np.float32)
+    strict = jax.jit(_foreign_in_jax).lower(x, w).compile(compiler_options={"xla_allow_excess_precision": False})
+    want = np.asarray(strict(x, w))  # rounded to bfloat16 where the model rounds (XLA's fusion may skip it)
+    runnable = wb.for_onnxruntime_cpu(model)
+    onnx.checker.check_model(runnable, full_check=True)
+    assert [f.name for f in runnable.functions] == ["head"]
+    np.testing.assert_allclose(open_session(runnable).run({"x": x, "w": w})[0], want, rtol=1e-6, atol=1e-6)
+    path = tmp_path / "foreign.onnx"
+    onnx.save_model(model, str(path))
+    reads: list[str] = []
+    load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda source, *a, **k: reads.append(str(source)) or load(source, *a, **k))
+    # onnxruntime refuses the file: its twin runs. The float32 output of bfloat16 products: held to bfloat16's eps
+    # (plain jax.jit may keep a product in float32 where the model rounds it to bfloat16)
+    report = wb.parity(_foreign_in_jax, str(path), inputs=(x, w), rtol=EPS, atol=EPS)
+    assert report.ok and {w.was.split(" ")[0] for w in report.widened} == {"MatMul", "Relu"}, report.summary()
+    assert reads == []  # the refusal's message read the graph parity had loaded, not the file again

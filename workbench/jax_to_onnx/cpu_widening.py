@@ -16,7 +16,10 @@ Nodes inside If/Loop/Scan bodies are widened in their body (a cast of an outer v
 of the body that reads it); cast names are unique across the nested scopes. A model-local function
 (``@wb.onnx_function``) whose body computes in a narrow type is inlined first: an ONNX function's inputs
 carry no types, so its nodes cannot be probed in the body (onnxruntime inlines every call when it
-loads the model anyway); functions computing in other types stay functions.
+loads the model anyway); functions computing in other types stay functions. A model written elsewhere
+(onnx.helper, onnxscript) often states no types inside its functions, nor for the graph's inner values:
+a function whose untyped body casts to a narrow type, or that is called on narrow values, is inlined
+too, and the values without a type get the one ONNX shape inference finds before the probes run.
 
 Learnt from onnxruntime's own float16 handling on CPU (its graph transformer that puts float16 nodes
 without a kernel between Casts to float32), applied here to the types it leaves unrunnable. The casts
@@ -28,13 +31,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import InlinePass
 
 from workbench.errors import OnnxModelError
 from workbench.jax_to_onnx.casts import CastInserter
 from workbench.onnx_io.cpu_kernels import element_type, signature, without_cpu_kernel
+from workbench.onnx_io.describe import model_graphs
 from workbench.onnx_io.schema_types import schema_types
+from workbench.onnx_io.shapes import guarded_inference
+from workbench.onnx_io.weights import skeleton
 
 #: The runtimes a model can be made to load in (``runtime=`` of ``wb.to_onnx`` / ``wb.convert``).
 RUNTIMES = ("onnxruntime-cpu",)
@@ -63,7 +70,9 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
         OnnxModelError: a node still has no kernel once widened (or has no narrow type to widen),
             naming it, its op and types.
     """
+    infer_missing_types(model)  # a foreign model states few types: the probes need every value's
     _inline_narrow_functions(model)
+    infer_missing_types(model)  # the inlined bodies' values
     if not has_narrow_types(model):
         return []  # nothing to widen: a float32 model is not probed (its session says what it lacks)
     opsets = dict(model.opset_imports)
@@ -83,14 +92,58 @@ def widen_for_cpu(model: ir.Model) -> list[Widened]:
 
 
 def _inline_narrow_functions(model: ir.Model) -> None:
-    """Inline, in place, the calls of model-local functions whose bodies hold a bfloat16/float16/int16 value."""
-    if any(_is_narrow(function) for function in model.functions.values()):
-        InlinePass(criteria=_is_narrow)(model)
+    """Inline, in place, the calls of model-local functions whose bodies compute in a narrow type: a body
+    value typed bfloat16/float16/int16, or, in a body that states no types (a function written with
+    onnx.helper or onnxscript), a narrow value at one of its calls, a Cast or constant of a narrow type."""
+    called_narrow = {
+        (node.domain, node.op_type, node.overload)
+        for node in model.graph.all_nodes()
+        if any(element_type(v) in WIDER for v in (*node.inputs, *node.outputs) if v is not None)
+    }
+
+    def computes_narrow(function: ir.Function) -> bool:
+        if _is_narrow(function):
+            return True
+        untyped = any(v.type is None for node in function.all_nodes() for v in node.outputs)
+        return untyped and (function.identifier() in called_narrow or any(_makes_narrow(n) for n in function.all_nodes()))
+
+    if any(computes_narrow(function) for function in model.functions.values()):
+        InlinePass(criteria=computes_narrow)(model)
 
 
 def _is_narrow(function: ir.Function) -> bool:
     """Whether a value ``function``'s body computes (its If/Loop/Scan bodies included) is of a narrow type."""
     return any(element_type(v) in WIDER for node in function.all_nodes() for v in node.outputs)
+
+
+def _makes_narrow(node: ir.Node) -> bool:
+    """Whether ``node`` casts to a narrow type or is a constant of one (what a body without types tells)."""
+    if node.op_type == "Cast" and node.domain in ("", "ai.onnx") and "to" in node.attributes:
+        return ir.DataType(node.attributes["to"].as_int()) in WIDER
+    value = node.attributes.get("value")
+    return node.op_type == "Constant" and value is not None and value.type == ir.AttributeType.TENSOR and (
+        value.as_tensor().dtype in WIDER
+    )
+
+
+def infer_missing_types(model: ir.Model) -> None:
+    """Give each node output of the main graph and its If/Loop/Scan bodies that carries no type (a model made
+    with onnx.helper or onnxscript states few) the type and shape ONNX shape inference finds, in place: the
+    kernel probes and the widening read every value's type. Inference runs on the graph without its large
+    weights' bytes; values it cannot type stay untyped (onnxruntime's refusal then names their node)."""
+    untyped = [v for node in model.graph.all_nodes() for v in node.outputs if v.type is None and v.name]
+    if not untyped:
+        return
+    try:
+        inferred = guarded_inference(skeleton(model), strict_mode=False)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError):
+        return  # onnx's own refusal of the model: the session that loads it says more
+    found = {info.name: info for graph in model_graphs(inferred) for info in (*graph.value_info, *graph.output)}
+    for value in untyped:
+        info = found.get(value.name)
+        if info is not None and info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+            typed = ir.serde.deserialize_value_info_proto(info, None)
+            value.type, value.shape = typed.type, typed.shape
 
 
 def has_narrow_types(model: ir.Model) -> bool:
