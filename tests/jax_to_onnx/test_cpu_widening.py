@@ -487,3 +487,42 @@ def test_a_foreign_models_untyped_bfloat16_functions_are_inlined_and_widened(tmp
     report = wb.parity(_foreign_in_jax, str(path), inputs=(x, w), rtol=EPS, atol=EPS)
     assert report.ok and {w.was.split(" ")[0] for w in report.widened} == {"MatMul", "Relu"}, report.summary()
     assert reads == []  # the refusal's message read the graph parity had loaded, not the file again
+
+
+def test_for_onnxruntime_cpu_saves_its_copy_as_to_onnx_does(tmp_path, monkeypatch):
+    """Was: a ModelProto only (no path=), so a widened model of more than 2 GB could not be written without a
+    second whole copy; now path= writes atomically, large tensors to the side file, as wb.to_onnx(path=) does,
+    and a copy whose weights exceed a protobuf comes back as the saved model without its weights' bytes."""
+    from workbench.jax_to_onnx import api
+    from workbench.onnx_io import session as session_module
+
+    rng = np.random.default_rng(16)
+    w = jnp.asarray(rng.standard_normal((64, 64)), BF16)  # 8 KiB: over the threshold below, in the side file
+
+    def fn(x):
+        return jnp.maximum(x @ w, 0)
+
+    x = _floats(BF16, (4, 64), seed=17)
+    want = np.asarray(fn(x))
+    conversion = wb.convert(fn, [x])
+    saved = wb.convert(fn, [x]).save(tmp_path / "plain.onnx", external_data_threshold=1024)  # a file with a side file
+    for name, source in (("from_conversion", conversion), ("from_file", saved.model)):
+        out = tmp_path / f"{name}.onnx"
+        proto = wb.for_onnxruntime_cpu(source, path=out, external_data_threshold=1024)
+        sides = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(out.name) and p.name != out.name)
+        assert len(sides) == 1 and sides[0].endswith(".data"), sides  # the weight went to the side file
+        assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name or p.name.startswith(".")]  # nothing half-written
+        _same_bits(open_session(out).run({"x": x})[0], want)
+        _same_bits(open_session(proto).run({"x": x})[0], want)  # the proto returned holds its weights
+    monkeypatch.setattr(api, "PROTOBUF_LIMIT", 4096)  # "more than 2 GB" decided at 4 KB: the path a 3 GB model takes
+    monkeypatch.setattr(session_module, "_PROTOBUF_LIMIT", 4096)
+    proto = wb.for_onnxruntime_cpu(conversion, path=tmp_path / "large.onnx", external_data_threshold=1024)
+    assert {t.data_location for t in proto.graph.initializer if list(t.dims) == [64, 64]} == {
+        onnx.TensorProto.EXTERNAL
+    }
+    assert proto.ByteSize() < 4096
+    _same_bits(open_session(tmp_path / "large.onnx").run({"x": x})[0], want)
+    with pytest.raises(wb.SpecError, match="path: expected a file path"):
+        wb.for_onnxruntime_cpu(conversion, path=3)
+    with pytest.raises(wb.SpecError, match="external_data_threshold: expected an int >= 0"):
+        wb.for_onnxruntime_cpu(conversion, path=tmp_path / "x.onnx", external_data_threshold=-1)

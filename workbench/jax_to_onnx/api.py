@@ -26,6 +26,7 @@ from workbench.jax_to_onnx.program import (  # noqa: F401 - DEFAULT_OPSET & co. 
     MIN_OPSET,
     _resolve_opset,
     build_model,
+    check_save_options,
     program_of,
     write_model_to,
 )
@@ -208,14 +209,7 @@ def to_onnx(
         TraceError: when the function itself fails to trace with these inputs.
         UnsupportedStableHLOOpError: for an Exported, listing every op without a converter.
     """
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise SpecError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}.")
-    if external_data_threshold is not None and (
-        not isinstance(external_data_threshold, int) or isinstance(external_data_threshold, bool) or external_data_threshold < 0
-    ):
-        raise SpecError(
-            f"external_data_threshold: expected an int >= 0 (bytes) or None, got {external_data_threshold!r}."
-        )
+    check_save_options(path, external_data_threshold)
     from workbench.jax_to_onnx.stablehlo.api import exported_to_onnx, is_exported_source
 
     if is_exported_source(fn):

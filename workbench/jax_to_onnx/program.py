@@ -298,6 +298,18 @@ def _name_outputs(
 
 
 
+def check_save_options(path: object, external_data_threshold: object) -> None:
+    """``path``/``external_data_threshold`` as ``wb.to_onnx`` and ``wb.for_onnxruntime_cpu`` take them, or a SpecError."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise SpecError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}.")
+    if external_data_threshold is not None and (
+        not isinstance(external_data_threshold, int) or isinstance(external_data_threshold, bool) or external_data_threshold < 0
+    ):
+        raise SpecError(
+            f"external_data_threshold: expected an int >= 0 (bytes) or None, got {external_data_threshold!r}."
+        )
+
+
 def write_model_to(model: onnx.ModelProto | ir.Model, path: str | os.PathLike[str], external_data_threshold: int | None) -> None:
     """Write ``model`` atomically; tensors of at least ``external_data_threshold`` bytes to its side file."""
     policy = None if external_data_threshold is None else ExternalData(tensor_bytes=external_data_threshold)
