@@ -338,3 +338,28 @@ def test_an_emitter_without_any_case_is_no_case_not_fail(monkeypatch: pytest.Mon
     explorer.run_shown()
     assert cov.status_of(entry.key) == cov.NO_CASE, cov.last_outcome(entry.key)
     assert "no node cases for GlobalAveragePool" in cov.last_outcome(entry.key).detail
+
+
+def test_a_jax_function_search_says_what_its_export_is() -> None:
+    """'jax.nn.gelu' listed the rows of integer_pow, mul, add and tanh and nothing said the export fuses them into
+    one Gelu node (ux51): the counts line now gives the export's nodes, counted on a real conversion."""
+    from collections import Counter
+
+    import numpy as np
+
+    explorer = CoverageExplorer()
+    x = jax.ShapeDtypeStruct((3, 3), np.float32)
+    for typed, function, arguments in [("jax.nn.gelu", jax.nn.gelu, [x]), ("jnp.matmul", jnp.matmul, [x, x]),
+                                       ("jax.nn.dot_product_attention", jax.nn.dot_product_attention, [x, x, x])]:  # fmt: skip
+        explorer.search.value = typed
+        ops = Counter(node.op_type for node in wb.to_onnx(function, arguments).graph.node)
+        nodes = sum(ops.values())
+        said = explorer.summary().rsplit("; ", 1)[1]
+        if nodes == 1:
+            assert said == f"exports as {next(iter(ops))}", said
+        else:
+            assert said.startswith(f"exports as {nodes} nodes: "), said
+            for op, number in ops.most_common(6):
+                assert (op if number == 1 else f"{op} ×{number}") in said, (op, said)
+    explorer.search.value = "jax.nn.gelu"
+    assert explorer.summary().endswith("jax.nn.gelu binds integer_pow, mul, add, tanh; exports as Gelu")

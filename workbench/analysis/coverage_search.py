@@ -9,6 +9,11 @@ public callables (``jnp``, ``lax``, ``nn`` and ``jsp`` stand for ``jax.numpy``, 
 ``jax.scipy``); the function is traced abstractly (``jax.make_jaxpr``) on small square float32 arrays, one to
 three of them, or one and the integer 1 (``lax.top_k(x, 1)``). A function those calls cannot trace
 (``jnp.einsum`` needs its subscripts) is searched by its bare name alone.
+
+A traced function is also exported on those arrays, and the counts line says what it becomes: the
+rows list the primitives JAX binds (``jax.nn.gelu``: ``integer_pow``, ``mul``, ``add``, ``tanh``), while the
+export fuses them into one ``Gelu`` node (``jax.nn.gelu binds …; exports as Gelu``), or names the
+primitive that has no handler.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import functools
 import importlib
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,14 +44,16 @@ class SearchTerms:
     texts: tuple[str, ...]  # lower case
     primitives: tuple[str, ...] = ()  # the JAX primitives the named function binds, when it is one
     function: str | None = None  # the function's full name (``jax.numpy.cumsum``), when the text names one
+    exported: str = ""  # what its export on the traced arrays is: "Gelu", "MatMul ×2, Softmax", or why none
 
     def describe(self) -> str | None:
-        """``"jax.numpy.matmul binds dot_general"`` (for the explorer's counts line); ``None`` for plain text."""
+        """``"jax.nn.gelu binds integer_pow, mul, add, tanh; exports as Gelu"`` (the explorer's counts line); ``None`` for plain text."""
         if self.function is None:
             return None
         if not self.primitives:
             return f"{self.function}: not traced with plain array arguments; searched by its name"
-        return f"{self.function} binds {', '.join(self.primitives)}"
+        text = f"{self.function} binds {', '.join(self.primitives)}"
+        return f"{text}; {self.exported}" if self.exported else text
 
 
 def _function(text: str) -> tuple[str, Any] | None:
@@ -78,8 +86,11 @@ def _primitive_names(jaxpr: Any) -> Iterator[str]:
             yield from _primitive_names(inner)
 
 
-def _traced_primitives(function: Any) -> tuple[str, ...]:
-    """The primitives ``function`` binds on the first argument pattern it accepts (none when it accepts none)."""
+def _traced_primitives(function: Any) -> tuple[tuple[str, ...], str]:
+    """The primitives ``function`` binds on the first argument pattern it accepts, and what it exports as there.
+
+    ``((), "")`` when it accepts none of the patterns.
+    """
     import jax
     import numpy as np
 
@@ -92,8 +103,36 @@ def _traced_primitives(function: Any) -> tuple[str, ...]:
                 closed = jax.make_jaxpr(function, static_argnums=statics)(*arguments)
         except Exception:  # noqa: BLE001 - any JAX function, any refusal: try the next pattern, else none
             continue
-        return tuple(dict.fromkeys(_primitive_names(closed.jaxpr)))
-    return ()
+        arrays = [a for a in arguments if not isinstance(a, int)]
+        if statics:  # lax.top_k(x, 1): the int is part of the function exported
+            return tuple(dict.fromkeys(_primitive_names(closed.jaxpr))), _exported(lambda a: function(a, 1), arrays)
+        return tuple(dict.fromkeys(_primitive_names(closed.jaxpr))), _exported(function, arrays)
+    return (), ""
+
+
+_MAX_OPS_NAMED = 6
+
+
+def _exported(function: Any, arrays: list[Any]) -> str:
+    """``"exports as Gelu"``, ``"exports as 14 nodes: Reshape ×6, …"`` or why it does not export, on ``arrays``."""
+    from workbench.errors import UnsupportedPrimitiveError
+    from workbench.jax_to_onnx.api import to_onnx
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = to_onnx(function, arrays)
+    except UnsupportedPrimitiveError as error:
+        return f"no ONNX handler for {', '.join(p.name for p in error.primitives)}"
+    except Exception as error:  # noqa: BLE001 - a search line, not a conversion: say it failed and go on
+        return f"its export on 3×3 float32 arrays failed ({type(error).__name__})"
+    ops = Counter(node.op_type for node in model.graph.node)
+    named = [op if number == 1 else f"{op} ×{number}" for op, number in ops.most_common(_MAX_OPS_NAMED)]
+    more = ", …" if len(ops) > _MAX_OPS_NAMED else ""
+    nodes = sum(ops.values())
+    if nodes == 1:
+        return f"exports as {named[0]}"
+    return f"exports as {nodes} nodes: {', '.join(named)}{more}" if nodes else "exports as no node (an identity)"
 
 
 @functools.lru_cache(maxsize=256)
@@ -105,7 +144,8 @@ def search_terms(text: str) -> SearchTerms:
         return SearchTerms((needle.lower(),) if needle else ())
     full_name, function = resolved
     bare = full_name.rsplit(".", 1)[1].lower()
-    return SearchTerms((needle.lower(), bare), _traced_primitives(function), full_name)
+    primitives, exported = _traced_primitives(function)
+    return SearchTerms((needle.lower(), bare), primitives, full_name, exported)
 
 
 __all__ = ["SearchTerms", "search_terms"]
