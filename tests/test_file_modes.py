@@ -21,10 +21,12 @@ import pytest
 
 import workbench as wb
 from tests.support import web_models
-from tests.web.test_harness import fake_cache  # noqa: F401 - the fixture, shared with the harness tests
+from tests.web import test_harness
 from workbench import cli, files
 from workbench.jupyter.model_store import ModelStore, new_token
 from workbench.web.harness import export_web_harness
+
+fake_cache = test_harness.fake_cache  # the harness tests' fixture, shared
 
 
 @pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
@@ -70,7 +72,7 @@ def test_to_jax_cli(tmp_path: Path, umask: int):
 
 
 @pytest.mark.parametrize("threshold", [1 << 20, 1024], ids=["inline", "external_data"])
-def test_web_harness(fake_cache: Path, tmp_path: Path, umask: int, threshold: int):  # noqa: F811 - the imported fixture
+def test_web_harness(fake_cache: Path, tmp_path: Path, umask: int, threshold: int):
     info = export_web_harness(
         web_models.mlp(), tmp_path / "harness", providers=("wasm",), external_data_threshold=threshold
     )

@@ -20,7 +20,7 @@ from workbench.errors import SpecError
 from workbench.jax_to_onnx.conversion import Conversion, to_proto
 from workbench.jax_to_onnx.input_layout import InputLayout
 from workbench.jax_to_onnx.precision import Precision
-from workbench.jax_to_onnx.program import (  # noqa: F401 - DEFAULT_OPSET & co. are read from here too
+from workbench.jax_to_onnx.program import (  # DEFAULT_OPSET & co. are read from here too (__all__)
     DEFAULT_OPSET,
     MAX_OPSET,
     MIN_OPSET,
@@ -246,3 +246,6 @@ def to_onnx(
     if conversion.weight_bytes < PROTOBUF_LIMIT:
         return conversion.model
     return load_model(path, external_data=False).proto
+
+
+__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "MIN_OPSET", "PROTOBUF_LIMIT", "convert", "convert_traced", "to_onnx"]

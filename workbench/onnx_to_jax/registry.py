@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Union
 import onnx.defs
 
 from workbench.errors import UnsupportedOnnxOpError
-from workbench.onnx_to_jax.helpers import registered_helpers, runtime_helper  # noqa: F401 - families register helpers through here
+from workbench.onnx_to_jax.helpers import registered_helpers, runtime_helper  # families register helpers through here (__all__)
 # operator sets and ops onnxruntime defines (onnx.defs does not): registrations checked by tests/onnx_to_jax/test_domains.py
 from workbench.onnx_io.runtime_ops import RUNTIME_DOMAINS, RUNTIME_ONNX_OPS
 
@@ -168,3 +168,7 @@ def registered() -> dict[tuple[str, str], list[int]]:
     """Every registered (domain, op_type) with its since-versions (for docs and coverage)."""
     load_families()
     return {key: sorted(table) for key, table in sorted(_EMITTERS.items())}
+
+
+__all__ = ["EmitFn", "EmitResult", "EmitterSpec", "FAMILY_MODULES", "emitter", "helper_names", "load_families", "registered",
+           "resolve", "runtime_helper"]
