@@ -262,3 +262,20 @@ def test_a_bfloat16_block_is_not_said_to_diverge_at_the_float32_cast_of_its_resi
     assert casts and max(n.max_abs_error for n in casts) <= 2 ** -5  # 1-2 bfloat16 ulps at the sum's scale
     assert all(n.max_abs_error <= n.tolerance for n in report.nodes if n.compared)
     assert wb.parity(conversion, samples=1).ok  # the verdict the locator explains
+
+
+def test_the_html_table_shows_float32_errors_and_tolerances_with_their_digits(mlp_model):
+    # '%%to_onnx --parity' shows this table: with 3 fixed decimals a float32 model's errors (1e-7) and tolerances
+    # (1e-4) all read 0.000 (a bfloat16 block's first divergent Cast: error 0.016 > tolerance 0.000), and the
+    # error, tolerance and verdict came after the long location column, off the right edge in JupyterLab (ux51)
+    broken, node_name = swap_op(mlp_model, "Sigmoid", "Tanh")
+    report = wb.locate_divergence(mlp, broken)
+    page = report._repr_html_()
+    first = report.first_divergent
+    assert f">{first.max_abs_error:.3g}<" in page and f">{first.tolerance:.3g}<" in page
+    clean = [n for n in report.nodes if n.compared and n.ok and 0 < n.max_abs_error < 1e-3]
+    assert clean and all(f">{n.max_abs_error:.3g}<" in page for n in clean)  # '1.19e-07', was '0.000'
+    header = page[page.index("<thead>") : page.index("</thead>")]
+    order = [header.index(f">{column}<") for column in ("node", "max_abs_error", "tolerance", "ok", "location")]
+    assert order == sorted(order) and ">compared<" not in header and ">first_divergent<" not in header
+    assert "#ffcdd2" in page  # its row, highlighted

@@ -20,6 +20,7 @@ GENERATED_LABEL = "generated JAX"
 # node rows in the HTML table: %%to_onnx --parity shows the report in the notebook, where every row of a
 # 2,000-node graph would be stored (EfficientNetB0's 310 compared nodes made 283 kB of HTML)
 MAX_HTML_ROWS = 120
+_HTML_COLUMNS = ["index", "node", "op", "max_abs_error", "tolerance", "ok", "primitive", "location", "max_rel_error"]
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,18 @@ class DivergenceReport:
             )
             frame = shown
 
-        def highlight(row: Any) -> list[str]:
-            return ["background-color:#ffcdd2" if row["first_divergent"] else "" for _ in row]
+        marked = frame["first_divergent"].to_numpy()
+        # what decides a row first (error, tolerance, verdict), the long names and locations after; every row is
+        # compared and the first divergent one is highlighted, so those two columns go
+        frame = frame[_HTML_COLUMNS]
 
+        def highlight(row: Any) -> list[str]:
+            return ["background-color:#ffcdd2" if marked[frame.index.get_loc(row.name)] else "" for _ in row]
+
+        # 3 significant digits: errors and tolerances span 1e-9..1 (a fixed 3 decimals showed float32 ones as 0.000)
         # node and value names are the model's text (an untrusted file's): pandas' Styler escapes only when asked
-        table = frame.style.apply(highlight, axis=1).format(precision=3, escape="html").hide(axis="index").to_html()
+        numbers = {column: "{:.3g}" for column in ("max_abs_error", "tolerance", "max_rel_error")}
+        table = frame.style.apply(highlight, axis=1).format(numbers, escape="html").hide(axis="index").to_html()
         notes = "".join(f"<p>Note: {html.escape(caveat)}</p>" for caveat in self.caveats)
         return f'<div><b style="color:{color}">{html.escape(self.summary())}</b>{notes}{omitted}{table}</div>'
 
