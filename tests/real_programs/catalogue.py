@@ -5,7 +5,8 @@ library's own examples (Flax's NNX and Linen examples, Hugging Face transformers
 nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, NumPyro, BlackJAX, mctx,
 pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, FlowJAX, Penzai, einops, gymnax, Jumanji, augmax, interpax, quax,
 jaxlie, lineax, tinygp, jax-cosmo, flashbax, s2fft, MuJoCo MJX, AQT's int8 quantization, jmp's mixed precision,
-optax training steps, jaxkd, esquilax, plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
+optax training steps, jaxkd, esquilax, diffrax's events, SDEs, neural CDEs and dense output, optimistix's
+least squares and minimisers, Flax's nnx.bridge, plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -95,6 +96,7 @@ def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> di
         einops_programs,
         environment_programs,
         example_models,
+        flax_bridge_programs,
         flax_programs,
         flow_penzai_programs,
         game_programs,
@@ -113,6 +115,7 @@ def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> di
         sampler_programs,
         science_programs,
         solve_gp_programs,
+        solver_event_programs,
         spatial_programs,
         transformers_families,
         transport_search_programs,
@@ -287,6 +290,11 @@ FULL_ONLY: frozenset[str] = frozenset({
     "aqt_cnn_int8_serving",  # 15.8 (AQT's Flax init of the CNN op by op); aqt_flax_mlp_int8_serving runs the int8 serving path
     "aqt_quantized_training_step",  # 25 (19.0 CPU s: JAX compiles AQT's gradient at every size checked)
     "jmp_haiku_mlp_half_compute",  # 9.9; nnx_float16_params_mlp runs float16 compute
+    # prog51's programs: CPU s at -n 0 measured 2026-12-06 under load 7-8 on 2 cores (CI runs diffrax_event_falling_ball,
+    # optimistix_levenberg_marquardt_fit/_bfgs_minimise and the nnx.bridge pair: ~15 CPU s, ~35 s wall)
+    "diffrax_neural_cde",  # 11.4 (37 s wall: its own interpreter, EQX_ON_ERROR=nan); diffrax_ode_tsit5 runs Tsit5/PID
+    "diffrax_sde_brownian_tree",  # 6.2 (21 s wall: its own interpreter); diffrax_neural_ode runs fixed steps
+    "diffrax_dense_output",  # 5.6 with its other sizes; diffrax_event_falling_ball runs Tsit5's interpolation
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
