@@ -208,3 +208,74 @@ def test_float32_ops_given_as_a_list_keep_those_ops_float32():
     assert types[softmax.input[0]] == TensorProto.FLOAT
     x = np.linspace(-2, 2, 10, dtype=np.float32).reshape(2, 5)
     np.testing.assert_allclose(run_onnx(model, [x])[0], jax.nn.softmax(x.astype(np.float16).astype(np.float32) * 3.0), atol=2e-3)
+
+
+# ------------------------------------------------------------------ the Graph IR door
+_W = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+
+
+def _ir_document() -> dict:
+    """A dot_general then tanh, as wb.export_graph_ir writes them (the weight a constant)."""
+    return wb.export_graph_ir(lambda x: jnp.tanh(x @ _W), [(2, 3)])
+
+
+def _edit(change):
+    def edited() -> dict:
+        document = _ir_document()
+        change(document)
+        return document
+
+    return edited
+
+
+def _eqn(document: dict, primitive: str) -> dict:
+    return next(eqn for eqn in document["graph"]["eqns"] if eqn["primitive"] == primitive)
+
+
+EDITED_IR = {  # a bare KeyError from a fusion recogniser, or a silent conversion to a model onnxruntime refuses
+    "params_removed": (
+        _edit(lambda d: _eqn(d, "dot_general").update(params={})),
+        r"graph\.eqns\[0\]\(dot_general\): JAX's shape rule for 'dot_general' refuses the equation's inputs \['float32\[2,3\]', "
+        r"'float32\[3,4\]'\] and params \[\] \(TypeError: .*missing 4 required keyword-only arguments.*\)\. JAX does not write "
+        r"this equation: export the function again with wb\.export_graph_ir instead of editing the document",
+    ),
+    "param_of_another_primitive": (
+        _edit(lambda d: _eqn(d, "dot_general").update(params={"accuracy": None})),
+        r"JAX's shape rule for 'dot_general' refuses .*unexpected keyword argument 'accuracy'",
+    ),
+    "input_shape_edited": (
+        _edit(lambda d: d["graph"]["invars"][0].update(shape=[2, 7])),
+        r"graph\.eqns\[0\]\(dot_general\): JAX's shape rule for 'dot_general' refuses the equation's inputs "
+        r"\['float32\[2,7\]', 'float32\[3,4\]'\].*contracting dimensions",
+    ),
+    "output_shape_edited": (
+        _edit(lambda d: _eqn(d, "tanh")["outputs"][0].update(shape=[4, 2])),
+        r"graph\.eqns\[1\]\(tanh\): the document declares outputs \['float32\[4,2\]'\], but 'tanh' of inputs \['float32\[2,4\]'\] "
+        r"gives \['float32\[2,4\]'\]; export the function again",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDITED_IR))
+def test_an_edited_graph_ir_equation_is_refused_naming_it(case):
+    make, message = EDITED_IR[case]
+    with pytest.raises(wb.GraphIRError, match=message):
+        wb.graph_ir_to_onnx(make())
+
+
+def test_an_unedited_graph_ir_still_converts_with_parity():
+    model = wb.graph_ir_to_onnx(_ir_document())
+    x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(run_onnx(model, [x])[0], np.tanh(x @ _W), rtol=1e-6, atol=1e-6)
+
+
+def test_a_graph_ir_path_to_a_folder_or_a_binary_file_is_named(tmp_path):
+    with pytest.raises(wb.GraphIRError, match=r"Graph IR file .*models is a folder; give the path of the \.json file wb\.save_graph_ir wrote"):
+        (tmp_path / "models").mkdir()
+        wb.load_graph_ir(tmp_path / "models")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(_dense_model().SerializeToString())  # its float weights are not UTF-8
+    for source, where in ((model, r".*m\.onnx"), (model.read_bytes(), "the given bytes")):
+        with pytest.raises(wb.GraphIRError, match=where + r" is not a Graph IR: it is not UTF-8 text \(.* at byte \d+\), so not JSON; "
+                                                         r"give the \.json file wb\.save_graph_ir wrote"):  # fmt: skip
+            wb.graph_ir_to_onnx(source)

@@ -224,17 +224,30 @@ def _read(source: GraphIRSource) -> tuple[dict[str, Any], Path | None]:
     if isinstance(source, dict):
         return source, None
     if isinstance(source, (bytes, bytearray)):
-        return _parse(bytes(source).decode("utf-8", errors="strict"), "the given bytes"), None
+        return _parse(_utf8(bytes(source), "the given bytes"), "the given bytes"), None
     if isinstance(source, str) and source.lstrip().startswith("{"):
         return _parse(source, "the given text"), None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise GraphIRError(f"Graph IR file {path} is a folder; give the path of the .json file wb.save_graph_ir wrote.")
         if not path.is_file():
             raise GraphIRError(f"Graph IR file {path} does not exist (expected a .json file written by wb.save_graph_ir).")
-        return _parse(path.read_text(encoding="utf-8"), str(path)), path.parent
+        return _parse(_utf8(path.read_bytes(), str(path)), str(path)), path.parent
     raise GraphIRError(
         f"expected a Graph IR as a dict, JSON text or bytes, or a path to a .json file; got {type(source).__name__}."
     )
+
+
+def _utf8(data: bytes, where: str) -> str:
+    """``data`` as text; a Graph IR is UTF-8 JSON (an .onnx or .safetensors file given by mistake is not)."""
+    try:
+        return data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as error:
+        raise GraphIRError(
+            f"{where} is not a Graph IR: it is not UTF-8 text ({error.reason} at byte {error.start}), so not JSON; "
+            "give the .json file wb.save_graph_ir wrote (an .onnx model converts with wb.to_jax, not here)."
+        ) from error
 
 
 def _parse(text: str, where: str) -> dict[str, Any]:

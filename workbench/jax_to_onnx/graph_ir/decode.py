@@ -21,7 +21,7 @@ from jax.extend.core import primitives as jax_primitives
 from workbench.compat import jax_internal_primitives
 from workbench.errors import GraphIRError, SourceLocation
 from workbench.jax_to_onnx.program import Program, RecordedSourceInfo
-from workbench.jax_to_onnx.graph_ir.params import decode_param
+from workbench.jax_to_onnx.graph_ir.params import DROPPED, decode_param
 from workbench.jax_to_onnx.graph_ir.values import decode_array, dtype_from_name
 
 # JAX's primitive objects by name (the public table, and JAX's own others through compat); primitives
@@ -138,6 +138,7 @@ class Decoder:
             eqn = jex_core.new_jaxpr_eqn(
                 inputs, outputs, _primitive(name, entry.get("multiple_results", False)), params, jex_core.no_effects
             )
+            _check_shape_rule(eqn, at)
             location = _location(entry.get("source"))
             if location is not None:
                 self.recorded.locations[id(eqn)] = location
@@ -152,6 +153,39 @@ class Decoder:
             tuple(e["name"] for e in graph["invars"]), tuple(f"outvars[{i}]" for i in range(len(outvars))),
         )
         return jex_core.Jaxpr(constvars, invars, outvars, eqns, debug_info=debug_info)
+
+
+def _check_shape_rule(eqn: Any, at: str) -> None:
+    """JAX's own shape rule for a public primitive (its abstract evaluation: shapes and dtypes only, nothing is
+    computed) takes the equation's inputs and parameters and gives the outputs the document declares.
+
+    An edited or foreign document could hold an equation JAX never writes: a parameter missing or of the wrong
+    kind (a fusion recogniser or handler then met a bare ``KeyError``), or outputs whose shapes do not follow
+    from the inputs (converted silently into a model onnxruntime refuses). Primitives with parameters the
+    Graph IR drops (shardings, JVP/VJP rules) and stand-ins without JAX's rules are left to the lowering.
+    """
+    primitive = eqn.primitive
+    if _PUBLIC_PRIMITIVES.get(primitive.name) is not primitive or primitive.name in DROPPED:
+        return
+    try:
+        result, _ = primitive.abstract_eval(*(atom.aval for atom in eqn.invars), **eqn.params)
+    except Exception as error:  # noqa: BLE001 - JAX's shape rules raise TypeError, ValueError, KeyError...
+        raise GraphIRError(
+            f"{at}: JAX's shape rule for {primitive.name!r} refuses the equation's inputs "
+            f"{[atom.aval.str_short() for atom in eqn.invars]} and params {sorted(eqn.params)} "
+            f"({type(error).__name__}: {error}). JAX does not write this equation: export the function again with "
+            "wb.export_graph_ir instead of editing the document."
+        ) from error
+    produced = list(result) if primitive.multiple_results else [result]
+    declared = [var.aval for var in eqn.outvars]
+    if len(produced) != len(declared) or any(
+        tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype for got, want in zip(produced, declared, strict=False)
+    ):
+        raise GraphIRError(
+            f"{at}: the document declares outputs {[aval.str_short() for aval in declared]}, but {primitive.name!r} of "
+            f"inputs {[atom.aval.str_short() for atom in eqn.invars]} gives {[aval.str_short() for aval in produced]}; "
+            "export the function again with wb.export_graph_ir instead of editing the document."
+        )
 
 
 def _location(source: dict[str, Any] | None) -> SourceLocation | None:
