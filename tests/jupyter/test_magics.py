@@ -207,6 +207,8 @@ def test_last_callable_object_is_chosen_and_classes_are_skipped(shell, converter
         ("-i B,30 --fn nothere", "'nothere' is not defined"),
         ("-i B,30 --fn y", "is a int, not a function"),
         ("-i B,30 --specs y", "with -i/--input or with --specs NAME, not both"),
+        ("-i B,30 --precision int8", "'float32', 'float16', 'bfloat16'"),
+        ("-i B,30 --runtime onnxruntime-gpu", "onnxruntime-cpu"),
     ],
 )
 def test_usage_errors_are_one_line_and_convert_nothing(shell, converter, line: str, message: str) -> None:
@@ -485,6 +487,43 @@ def test_parity_that_passes_runs_no_locator(shell, converter) -> None:
     assert "first divergent node" not in "".join(output.data.get("text/html", "") for output in captured.outputs)
 
 
+BFLOAT16_CELL = """\
+import jax, jax.numpy as jnp, numpy as np
+w = jnp.asarray(np.random.default_rng(0).standard_normal((8, 8)), jnp.bfloat16)
+def f(x):
+    return jax.nn.relu(x @ w)
+"""
+
+
+def test_runtime_and_precision_options_export_what_onnxruntime_cpu_loads(shell, converter, tmp_path) -> None:
+    """A bfloat16 model written with --out did not load in onnxruntime ('Could not find an implementation for
+    MatMul(13)'), and the magic had no way to ask for the runnable export wb.to_onnx(runtime=) and the CLI give (ux51)."""
+    from workbench.onnx_io.session import open_session
+
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(jax.numpy.bfloat16)
+    plain, runnable = tmp_path / "plain.onnx", tmp_path / "runnable.onnx"
+    execution, captured = run(shell, f"%%to_onnx -i B,8:bfloat16 --no-view --out {plain}\n" + BFLOAT16_CELL)
+    assert execution.success, captured.stderr
+    with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.NotImplemented):
+        onnxruntime.InferenceSession(str(plain), providers=["CPUExecutionProvider"])
+    execution, captured = run(shell, f"%%to_onnx -i B,8:bfloat16 --no-view --runtime onnxruntime-cpu --out {runnable}\n" + BFLOAT16_CELL)
+    assert execution.success, captured.stderr
+    assert converter.calls[-1]["runtime"] == "onnxruntime-cpu"
+    got = open_session(str(runnable)).run({"x": x})[0]
+    want = np.asarray(shell.user_ns["f"](x))
+    assert got.dtype == want.dtype and np.abs(got.astype(np.float32) - want.astype(np.float32)).max() <= 2 ** -7 * np.abs(want.astype(np.float32)).max()
+
+    execution, captured = run(shell, "%%to_onnx -i B,30 --no-view --precision float16\n" + MLP_CELL)
+    assert execution.success, captured.stderr
+    model = shell.user_ns["_onnx"].model
+    assert converter.calls[-1]["precision"] == "float16"
+    assert {t.data_type for t in model.graph.initializer if t.dims} == {onnx.TensorProto.FLOAT16}
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # inputs stay float32
+    xs = np.random.default_rng(2).standard_normal((4, 30)).astype(np.float32)
+    ours = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {model.graph.input[0].name: xs})[0]
+    np.testing.assert_allclose(ours, np.asarray(shell.user_ns["f"](xs)), rtol=2e-2, atol=2e-2)
+
+
 def test_to_onnx_passes_constraints_on_symbolic_dims(shell, converter) -> None:
     cell = ("import jax.numpy as jnp\n"
             "def f(x):\n"
@@ -501,7 +540,8 @@ def test_to_onnx_passes_constraints_on_symbolic_dims(shell, converter) -> None:
 
 def test_help_lists_every_option(shell) -> None:
     doc = shell.find_cell_magic("to_onnx").__doc__
-    for option in ("--fn", "--input", "--constraint", "--out", "--opset", "--no-view", "--parity", "--to-jax", "--name"):
+    for option in ("--fn", "--input", "--constraint", "--out", "--opset", "--precision", "--runtime", "--no-view", "--parity",
+                   "--to-jax", "--name"):
         assert option in doc
 
 

@@ -107,6 +107,15 @@ class WorkbenchMagics(Magics):
         help="Also write the Graph IR (JSON, schema workbench_graph_ir_v1) to PATH; weights go to a .safetensors beside it.",
     )
     @magic_arguments.argument("--opset", type=int, metavar="N", help="Target ONNX opset (default: the converter's).")
+    @magic_arguments.argument(
+        "--precision", default="float32", metavar="DTYPE",
+        help="float16 or bfloat16: compute in it, weights stored in it, inputs and outputs kept float32 (wb.to_onnx's precision=).",
+    )
+    @magic_arguments.argument(
+        "--runtime", metavar="NAME",
+        help="onnxruntime-cpu: nodes onnxruntime's CPU provider has no kernel for (a bfloat16 MatMul, an int16 Max) "
+        "compute in float32/int32 between Casts, so the model loads there (wb.to_onnx's runtime=).",
+    )
     @magic_arguments.argument("--no-view", action="store_true", help="Do not show the inline graph viewer.")
     @magic_arguments.argument(
         "--parity", action="store_true",
@@ -149,6 +158,9 @@ class WorkbenchMagics(Magics):
             )
         try:
             inputs: list[Any] = [parse_input_spec(spec) for spec in args.inputs]
+            from workbench.jax_to_onnx.precision import Precision
+
+            Precision.of(args.precision, runtime=args.runtime)  # a wrong name is a usage error, before the cell runs
         except SpecError as error:
             raise UsageError(str(error)) from None
         execution = self._run_body(line, cell)
@@ -164,7 +176,8 @@ class WorkbenchMagics(Magics):
         try:
             # the Conversion: --parity need not trace again
             constraints = tuple(_unquoted(text) for text in args.constraints)
-            conversion = convert(fn, inputs, opset=args.opset, constraints=constraints)
+            conversion = convert(fn, inputs, opset=args.opset, constraints=constraints, precision=args.precision,
+                                 runtime=args.runtime)
             if args.out:
                 conversion.save(args.out)
             model = conversion.model
