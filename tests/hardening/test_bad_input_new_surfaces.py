@@ -11,9 +11,11 @@ and what to do.
 
 from __future__ import annotations
 
-import ml_dtypes
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -279,3 +281,44 @@ def test_a_graph_ir_path_to_a_folder_or_a_binary_file_is_named(tmp_path):
         with pytest.raises(wb.GraphIRError, match=where + r" is not a Graph IR: it is not UTF-8 text \(.* at byte \d+\), so not JSON; "
                                                          r"give the \.json file wb\.save_graph_ir wrote"):  # fmt: skip
             wb.graph_ir_to_onnx(source)
+
+
+# ------------------------------------------------------------------ web packaging
+def _web_cases(tmp_path: Path) -> dict:
+    model = _dense_model()
+    note = tmp_path / "notes.txt"  # written by the test
+    x = np.ones((2, 3), np.float32)
+    return {  # each was a raw FileExistsError / TypeError / AttributeError, or was taken (a negative tolerance)
+        "out_dir_is_a_file": (lambda: wb.export_web_harness(model, note),
+                              r"out_dir: .*notes\.txt is a file; give a folder for the harness \(it is created if missing\)"),
+        "out_dir_int": (lambda: wb.export_web_harness(model, 42), r"out_dir: expected a folder path \(str or os\.PathLike\), got int"),
+        "inputs_list": (lambda: wb.export_web_harness(model, tmp_path / "a", inputs=[x]),
+                        r"inputs: expected a dict of the model's input names to arrays \(or None for generated ones\), got list"),
+        "generate_text": (lambda: wb.export_web_harness(model, tmp_path / "b", generate="greedy"),
+                          r"generate: expected a workbench\.web\.harness\.GreedyGeneration or None, got 'greedy'"),
+        "threshold_text": (lambda: wb.export_web_harness(model, tmp_path / "c", external_data_threshold="big"),
+                           r"external_data_threshold: expected an int >= 0 \(bytes\), got 'big'"),
+        "atol_negative": (lambda: wb.export_web_harness(model, tmp_path / "d", atol=-1),
+                          r"atol: expected a finite number >= 0, got -1"),
+        "rtol_text": (lambda: wb.export_web_harness(model, tmp_path / "e", rtol="x"), r"rtol: expected a finite number >= 0, got 'x'"),
+        "seed_text": (lambda: wb.export_web_harness(model, tmp_path / "f", seed="x"), r"seed: expected an int >= 0"),
+        "smoke_out_dir_int": (lambda: wb.smoke_test_web_harness(42), r"out_dir: expected a harness folder \(str or os\.PathLike\), got int"),
+        "smoke_one_folder_as_the_list": (lambda: wb.smoke_test_web_harnesses(str(tmp_path)),
+                                         r"out_dirs: expected a list of harness folders, got str; for one folder call "
+                                         r"smoke_test_web_harness\(out_dir\)"),
+        "smoke_timeout_negative": (lambda: wb.smoke_test_web_harness(tmp_path, timeout=-1),
+                                   r"timeout: expected a number of seconds > 0, got -1"),
+    }
+
+
+WEB_CASES = sorted(_web_cases(Path("/nonexistent")))
+
+
+@pytest.mark.parametrize("case", WEB_CASES)
+def test_web_packaging_arguments_are_checked_before_anything_is_written(tmp_path, case):
+    (tmp_path / "notes.txt").write_text("not a folder")
+    call, message = _web_cases(tmp_path)[case]
+    with pytest.raises(wb.SpecError, match=message):
+        call()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "not a folder"

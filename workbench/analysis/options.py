@@ -20,12 +20,13 @@ from workbench.errors import SpecError
 from workbench.limits import MAX_TENSOR_BYTES
 
 
-def check_tolerance(name: str, value: Any) -> None:
-    """``rtol`` / ``atol``: ``None`` (chosen per dtype) or a finite number >= 0."""
-    if value is None:
+def check_tolerance(name: str, value: Any, *, none_means: str | None = "the default by dtype") -> None:
+    """``rtol`` / ``atol``: a finite number >= 0, or ``None`` where ``none_means`` says what it stands for."""
+    if value is None and none_means is not None:
         return
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-        raise SpecError(f"{name}: expected a finite number >= 0 (or None for the default by dtype), got {value!r}.")
+    if value is None or isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        alternative = f" (or None for {none_means})" if none_means is not None else ""
+        raise SpecError(f"{name}: expected a finite number >= 0{alternative}, got {value!r}.")
 
 
 def check_seed(seed: Any) -> None:

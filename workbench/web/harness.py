@@ -11,6 +11,7 @@ from any static file server and open ``index.html``.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +22,7 @@ import numpy as np
 import onnx
 
 from workbench import files
+from workbench.analysis.options import check_seed, check_tolerance
 from workbench.errors import OnnxModelError, SpecError
 from workbench.onnx_io import ExternalData, LoadedModel, Session, check_model, load_model, open_session, opset_imports, write_model
 from workbench.web import compat, runtime, tensors
@@ -120,6 +122,27 @@ def greedy_tokens(session: Session, generation: GreedyGeneration, input_name: st
     return generated
 
 
+def _check_arguments(out_dir: Any, inputs: Any, generate: Any, external_data_threshold: Any, atol: Any, rtol: Any,
+                     seed: Any) -> None:
+    """export_web_harness's arguments, before anything is loaded or written (each once reached Python or NumPy
+    deep inside the export: ``TypeError: unhashable type``, ``'str' object has no attribute 'steps'``...)."""
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise SpecError(f"out_dir: expected a folder path (str or os.PathLike), got {type(out_dir).__name__}.")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise SpecError(f"out_dir: {out_dir} is a file; give a folder for the harness (it is created if missing).")
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise SpecError(
+            f"inputs: expected a dict of the model's input names to arrays (or None for generated ones), got {type(inputs).__name__}."
+        )
+    if generate is not None and not isinstance(generate, GreedyGeneration):
+        raise SpecError(f"generate: expected a workbench.web.harness.GreedyGeneration or None, got {generate!r}.")
+    if isinstance(external_data_threshold, bool) or not isinstance(external_data_threshold, int) or external_data_threshold < 0:
+        raise SpecError(f"external_data_threshold: expected an int >= 0 (bytes), got {external_data_threshold!r}.")
+    check_tolerance("atol", atol, none_means=None)
+    check_tolerance("rtol", rtol, none_means=None)
+    check_seed(seed)
+
+
 def _generation_manifest(
     generation: GreedyGeneration, in_specs: list[tensors.TensorSpec],
     out_specs: list[tensors.TensorSpec], session: Session,
@@ -190,8 +213,7 @@ def export_web_harness(
     rewritten before the model is written; ``HarnessInfo.rewrites`` and the manifest list them.
     """
     providers = runtime.validate_providers(tuple(providers) if not isinstance(providers, str) else providers)
-    if external_data_threshold < 0:
-        raise ValueError("external_data_threshold must be >= 0 bytes")
+    _check_arguments(out_dir, inputs, generate, external_data_threshold, atol, rtol, seed)
     runtime_files = runtime.runtime_files(providers, None if cache_dir is None else Path(cache_dir))
     loaded = _load_model(model)
     proto = loaded.proto
@@ -210,7 +232,7 @@ def export_web_harness(
         example = tensors.coerce_inputs(inputs, in_specs)
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    files.ensure_folder(out, "the web harness")
     written = write_model(
         proto, out / MODEL_NAME,
         external_data=ExternalData(tensor_bytes=EXTERNAL_TENSOR_BYTES, model_bytes=external_data_threshold),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from workbench.errors import WorkbenchError
+from workbench.errors import SpecError, WorkbenchError
 from workbench.web import harness, tensors
 from workbench.web.server import HarnessServer
 
@@ -365,11 +366,17 @@ def smoke_test_web_harnesses(
     Each folder is served on its own ephemeral port and opened in a fresh browser context, closed before
     the next one opens. The reports come in the order of ``out_dirs``; ``timeout`` applies to each page.
     """
+    if isinstance(out_dirs, (str, bytes, os.PathLike)) or not isinstance(out_dirs, Sequence):
+        raise SpecError(f"out_dirs: expected a list of harness folders, got {type(out_dirs).__name__}; "
+                        "for one folder call smoke_test_web_harness(out_dir).")
+    for out_dir in out_dirs:
+        if not isinstance(out_dir, (str, os.PathLike)):
+            raise SpecError(f"out_dir: expected a harness folder (str or os.PathLike), got {type(out_dir).__name__}.")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise SpecError(f"timeout: expected a number of seconds > 0, got {timeout!r}.")
     folders = [Path(d) for d in out_dirs]
     manifests = [_read_manifest(folder) for folder in folders]
     executable = _executable(browser)
-    if timeout <= 0:
-        raise ValueError("timeout must be positive (seconds)")
     if not folders:
         return []
     started = time.perf_counter()
