@@ -479,3 +479,31 @@ def test_expected_files_round_trip_every_dtype_the_page_reads(tmp_path: Path, dt
     back = tensors.tensor_from_file(entry, tmp_path)
     assert back.dtype == values.dtype and back.shape == values.shape
     np.testing.assert_array_equal(back, values)
+
+
+def test_a_bfloat16_model_is_refused_with_the_export_that_runs_in_the_browser(fake_cache: Path, tmp_path: Path):
+    # onnxruntime-web 1.30.0's wasm build has no bfloat16 kernel, not even Cast: a bfloat16 Linen block exported
+    # with runtime="onnxruntime-cpu" (float32 inputs and outputs, loads in onnxruntime) passed export and failed in
+    # the page with "Could not find an implementation for Cast(21)"; bfloat16 inputs got "has dtype bfloat16; the
+    # web harness supports ..." with no way out (ux51). The float16 export it is told to use runs there.
+    import jax
+    import jax.numpy as jnp
+
+    import workbench as wb
+
+    w = jnp.asarray(np.random.default_rng(0).standard_normal((8, 8)), jnp.float32)
+
+    def layer(x):
+        return jax.nn.gelu(x @ w)
+
+    inside = wb.to_onnx(layer, [("B", 8)], precision="bfloat16", runtime="onnxruntime-cpu")
+    ort.InferenceSession(inside.SerializeToString(), providers=["CPUExecutionProvider"])  # loads in onnxruntime
+    at_inputs = wb.to_onnx(lambda x: layer(x.astype(jnp.float32)), [jax.ShapeDtypeStruct((2, 8), jnp.bfloat16)])
+    for model in (inside, at_inputs):
+        with pytest.raises(OnnxModelError, match=r"is bfloat16, and onnxruntime-web 1\.30\.0's wasm build has no bfloat16 "
+                                                 r"kernel.*precision=\"float16\""):
+            export_web_harness(model, tmp_path / "bf16")
+    assert not (tmp_path / "bf16").exists()
+    half = export_web_harness(wb.to_onnx(layer, [("B", 8)], precision="float16"), tmp_path / "f16")
+    (want,) = half.expected_outputs.values()
+    np.testing.assert_allclose(want, np.asarray(layer(half.inputs["x"])), rtol=1e-2, atol=1e-2)

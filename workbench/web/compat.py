@@ -129,4 +129,31 @@ def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     return found
 
 
-__all__ = ["WASM_KERNEL_GAPS", "WebRewrite", "web_compatible"]
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    found = [graph]
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else []) + list(attribute.graphs):
+                found += _graphs(sub)
+    return found
+
+
+def bfloat16_value(model: onnx.ModelProto) -> str | None:
+    """The first value of ``model`` that is bfloat16 (an input, weight, constant or a node's result), if any.
+
+    onnxruntime-web 1.30.0's wasm build has no bfloat16 kernel at all, not even ``Cast``: a bfloat16 Linen block
+    exported with ``runtime="onnxruntime-cpu"`` (which loads in onnxruntime 1.31) failed to load in the page with
+    "Could not find an implementation for Cast(21) node with name 'const_8.float32'" (measured by ux51).
+    """
+    for graph in _graphs(model.graph):
+        for name, elem_type in _types(graph, {}).items():
+            if elem_type == TensorProto.BFLOAT16:
+                return name
+    nodes = [*_all_nodes(model.graph), *(node for function in model.functions for node in function.node)]
+    for node in nodes:
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.BFLOAT16 for a in node.attribute):
+            return node.output[0]
+    return None
+
+
+__all__ = ["WASM_KERNEL_GAPS", "WebRewrite", "bfloat16_value", "web_compatible"]

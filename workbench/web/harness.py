@@ -217,6 +217,13 @@ def export_web_harness(
     runtime_files = runtime.runtime_files(providers, None if cache_dir is None else Path(cache_dir))
     loaded = _load_model(model)
     proto = loaded.proto
+    narrow = compat.bfloat16_value(proto)
+    if narrow is not None:
+        raise OnnxModelError(
+            f"{narrow!r} is bfloat16, and onnxruntime-web {runtime.ORT_WEB_VERSION}'s wasm build has no bfloat16 "
+            "kernel, not even Cast (runtime=\"onnxruntime-cpu\" does not help there). Export for the browser in float16 "
+            "(wb.to_onnx(fn, float32 specs, precision=\"float16\"): inputs and outputs stay float32) or in float32."
+        )
     rewrites: list[compat.WebRewrite] = []
     if web_rewrite:
         proto, rewrites = compat.web_compatible(proto)
