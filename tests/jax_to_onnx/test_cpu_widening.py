@@ -526,3 +526,27 @@ def test_for_onnxruntime_cpu_saves_its_copy_as_to_onnx_does(tmp_path, monkeypatc
         wb.for_onnxruntime_cpu(conversion, path=3)
     with pytest.raises(wb.SpecError, match="external_data_threshold: expected an int >= 0"):
         wb.for_onnxruntime_cpu(conversion, path=tmp_path / "x.onnx", external_data_threshold=-1)
+
+
+def test_parity_of_a_file_with_its_weights_inside_reads_it_once(tmp_path, monkeypatch):
+    """Was: the twin of a file model onnxruntime refuses took its weights from the file read again
+    (load_memory_mapped: a second full read of a file holding its weights, 0.15 CPU s for 104 MB); the graph
+    parity loaded already holds them. A file with a side file still maps its side file (test_big_models)."""
+    from workbench.analysis import subject as subject_module
+
+    rng = np.random.default_rng(18)
+    w = jnp.asarray(rng.standard_normal((1024, 512)), BF16)  # 1 MiB, kept inside the file (no side file)
+
+    def fn(x):
+        return x.astype(BF16) @ w
+
+    path = tmp_path / "inside.onnx"
+    wb.convert(fn, [(2, 1024)]).save(path, external_data=False)
+
+    def read_again(source: object) -> None:
+        raise AssertionError(f"{source} read again")
+
+    monkeypatch.setattr(subject_module, "load_memory_mapped", read_again)
+    x = rng.standard_normal((2, 1024)).astype(np.float32)
+    report = wb.parity(fn, path, inputs=(x,))
+    assert report.ok and [w.was.split(" ")[0] for w in report.widened] == ["MatMul"], report.summary()

@@ -59,6 +59,7 @@ from workbench.onnx_io import (
     skeleton,
 )
 from workbench.onnx_io.cpu_kernels import missing_kernel_in, without_cpu_kernel
+from workbench.onnx_io.load import external_tensors
 from workbench.specs import parse_input_specs
 
 _WIDE_DTYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("uint64"), np.dtype("complex128")})
@@ -132,8 +133,8 @@ class Subject:
 
     def _with_real_weights(self, edited: ir.Model) -> ir.Model:
         """``edited`` (a copy of :attr:`loaded`'s graph) with the weights its large initializers stand for."""
-        if isinstance(self.source, onnx.ModelProto):
-            return edited  # the proto holds its weights
+        if isinstance(self.source, onnx.ModelProto) or next(external_tensors(self.loaded.proto), None) is None:
+            return edited  # the proto holds its weights (a file's own, read once when it was loaded)
         owner = self.source.ir_model if isinstance(self.source, Conversion) else load_memory_mapped(self.source)
         tensors = {value.name: value.const_value for value in owner.graph.initializers.values()}
         for value in edited.graph.initializers.values():
