@@ -363,3 +363,16 @@ def test_a_jax_function_search_says_what_its_export_is() -> None:
                 assert (op if number == 1 else f"{op} ×{number}") in said, (op, said)
     explorer.search.value = "jax.nn.gelu"
     assert explorer.summary().endswith("jax.nn.gelu binds integer_pow, mul, add, tanh; exports as Gelu")
+
+
+def test_a_layer_class_search_with_no_rows_says_what_rows_are() -> None:
+    """'nnx.Conv', 'eqx.nn.Linear', 'flax.linen.LayerNorm' (what a Flax/Equinox user types) showed
+    '0 of 1037 rows shown (none)' and nothing else (ux51)."""
+    explorer = CoverageExplorer()
+    for typed in ("nnx.Conv", "eqx.nn.Linear", "flax.linen.LayerNorm"):
+        explorer.search.value = typed
+        assert explorer.shown == [] and "not layer classes: convert a small instance" in explorer.summary(), typed
+    explorer.search.value = "nothing_matches_this"  # plain text with no rows: no lecture
+    assert explorer.summary().endswith("rows shown (none)")
+    explorer.search.value = "jnp.cumsum"  # a function found: its own line
+    assert "not layer classes" not in explorer.summary()

@@ -24,6 +24,12 @@ MAX_STATIC_ROWS = 60  # the static fallback summarises; the full table is explor
 _STATUS_MARK = {NOT_RUN: "·", "pass": "✔", KNOWN_FAILURE: "◐", NO_CASE: "○", "fail": "✘", "error": "!"}
 
 
+_NOT_A_ROW = (
+    "rows are JAX primitives, jnp/lax/nn/scipy/random/image functions, ONNX ops and zoo models, not layer classes: "
+    "convert a small instance of a layer with %%to_onnx to see what it exports as"
+)
+
+
 def _row_label(entry: CoverageEntry) -> str:
     status = catalogue_module.status_of(entry.key)
     ops = ", ".join(entry.onnx_ops)
@@ -86,6 +92,8 @@ class CoverageExplorer:
         statuses = Counter(catalogue_module.status_of(entry.key) for entry in self.shown)
         counted = ", ".join(f"{statuses[s]} {s}" for s in STATUSES if statuses[s])
         meaning = search_terms(self.search.value).describe()  # what a JAX function's name was searched as
+        if meaning is None and not self.shown and "." in self.search.value.strip():
+            meaning = _NOT_A_ROW  # nnx.Conv, eqx.nn.Linear, flax.linen.LayerNorm: 0 rows and no word why
         return f"{len(self.shown)} of {len(self.entries)} rows shown ({counted or 'none'})" + (f"; {meaning}" if meaning else "")
 
     def frame(self) -> Any:
