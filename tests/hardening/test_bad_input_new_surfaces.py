@@ -322,3 +322,44 @@ def test_web_packaging_arguments_are_checked_before_anything_is_written(tmp_path
         call()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "not a folder"
+
+
+# ------------------------------------------------------------------ wb.jit_forward
+JIT_CASES = {  # (forward, params, an input) -> the call; raw AttributeError / TypeErrors from Python and JAX before
+    "params_list": (lambda forward, params, x: wb.jit_forward(forward, [params]),
+                    r"params: expected the dict of weights wb\.to_jax returned \(name -> array\) or None, got list"),
+    "jit_option_misspelled": (lambda forward, params, x: wb.jit_forward(forward, params, static_argnum=0),
+                              r"jit_forward: jax\.jit refuses the keyword arguments \['static_argnum'\]: .*unexpected keyword "
+                              r"argument 'static_argnum'\. Pass jax\.jit's own \(static_argnums, donate_argnums\.\.\.\) or none"),
+    "jit_option_wrong_type": (lambda forward, params, x: wb.jit_forward(forward, params, donate_argnums="x"),
+                              r"jit_forward: jax\.jit refuses the keyword arguments \['donate_argnums'\]"),
+    "input_text": (lambda forward, params, x: wb.jit_forward(forward, params)("hi"),
+                   r"the jitted model's positional argument \[0\] is a str \('hi'\), not an array; call it with the model's "
+                   r"inputs as NumPy or JAX arrays"),
+    "two_inputs_for_one": (lambda forward, params, x: wb.jit_forward(forward, params)(x, x),
+                           r"the jitted model is called as fn\(x\); it got 2 positional argument\(s\) \(too many positional arguments\)"),
+    "params_left_out": (lambda forward, params, x: wb.jit_forward(forward)(x),
+                        r"the jitted model is called as fn\(params, x\); it got 1 positional argument\(s\) "
+                        r"\(missing a required argument: 'x'\)"),
+}
+
+
+@pytest.fixture(scope="module")
+def dense_jax():
+    return wb.to_jax(_dense_model())
+
+
+@pytest.mark.parametrize("case", sorted(JIT_CASES))
+def test_jit_forward_arguments_and_calls_are_named(case, dense_jax):
+    call, message = JIT_CASES[case]
+    forward, params = dense_jax
+    with pytest.raises(wb.SpecError, match=message):
+        call(forward, params, np.ones((2, 3), np.float32))
+
+
+def test_jit_forward_still_runs_both_ways(dense_jax):
+    forward, params = dense_jax
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    (expected,) = run_onnx(_dense_model(), [x])
+    np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(wb.jit_forward(forward)(params, x=x)), expected, rtol=1e-6, atol=1e-6)

@@ -76,6 +76,7 @@ import onnx
 from workbench.errors import SpecError
 from workbench.onnx_io.tensors import constant_tensors
 from workbench.onnx_to_jax import tiered
+from workbench.onnx_to_jax.call_args import refuse_non_arrays
 from workbench.onnx_to_jax.tiered import any_traced
 
 YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
@@ -236,22 +237,28 @@ def jit_forward(
     from workbench.onnx_to_jax.helpers import _jit_with_options
 
     options = generated_options(forward)
+    if params is not None and not isinstance(params, Mapping):
+        raise SpecError(f"params: expected the dict of weights wb.to_jax returned (name -> array) or None, got {type(params).__name__}.")
     if params is not None:
         forward, params = prepared_for_folding(forward, params)
     fn = forward if params is None else functools.partial(forward, params)
-    # the same builder as the jitted parts of models whose shapes depend on values (``_segment``)
-    jitted = _jit_with_options(fn, options, **dict(jit_kwargs))
-    # inside grad / vmap / an outer jit, the same function jitted without the options (OptionsJitted)
-    nested = jax.jit(fn, **{name: value for name, value in jit_kwargs.items() if name != "compiler_options"})
+    try:
+        # the same builder as the jitted parts of models whose shapes depend on values (``_segment``)
+        jitted = _jit_with_options(fn, options, **dict(jit_kwargs))
+        # inside grad / vmap / an outer jit, the same function jitted without the options (OptionsJitted)
+        nested = jax.jit(fn, **{name: value for name, value in jit_kwargs.items() if name != "compiler_options"})
+    except TypeError as error:  # an argument jax.jit does not take (static_argnum=1), or of the wrong type
+        raise SpecError(f"jit_forward: jax.jit refuses the keyword arguments {sorted(jit_kwargs)}: {error}. "
+                        "Pass jax.jit's own (static_argnums, donate_argnums...) or none.") from error
     if forward.__globals__.get(X64_NAME) is True:
-        return X64Jitted(OptionsJitted(jitted, nested))
+        return X64Jitted(OptionsJitted(jitted, nested, fn))
     # jax.jit arguments that count positions (static_argnums, donate_argnums...) would mean other
     # arguments to the tiered jit's weights-as-arguments program: those get the folded jit alone
     plain_jit = not set(jit_kwargs) - {"compiler_options"}
     if params is not None and plain_jit and tiered.float_elements(params) >= tiered.TIERED_MIN_WEIGHTS:
         # many weights: the first calls run them as arguments while the folded program compiles (tiered.py)
         return tiered.TieredJitted(jitted, _jit_with_options(forward, options, **dict(jit_kwargs)), params, nested)
-    return OptionsJitted(jitted, nested)
+    return OptionsJitted(jitted, nested, fn)
 
 
 class OptionsJitted:
@@ -264,14 +271,19 @@ class OptionsJitted:
     is compiled with the options its own jit gives), and with arrays ``top``. ``lower`` is ``top``'s.
     """
 
-    def __init__(self, top: Any, nested: Any):
+    def __init__(self, top: Any, nested: Any, fn: Callable[..., Any] | None = None):
         self._top = top
         self._nested = nested
+        self._fn = fn  # the function jitted (params bound or not), for the message of a call that does not fit it
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if any_traced((args, kwargs)):
             return self._nested(*args, **kwargs)
-        return self._top(*args, **kwargs)
+        try:
+            return self._top(*args, **kwargs)
+        except TypeError:
+            refuse_non_arrays(args, kwargs, self._fn)  # a wrong count or a string among the inputs: named
+            raise
 
     def lower(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).lower`` of the function with its options (``.compile()`` compiles with them)."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Mapping
 
+from workbench.onnx_to_jax.call_args import refuse_non_arrays
+
 # float weight elements from which the folded program's literals cost more compile time than a
 # first call should wait for (~50 ns of XLA CPU time each: ViT-B/16's 86 M about 4.5 s); the
 # corpus's other models (at most 33 M) compile folded within ~2 s of the arguments form
@@ -63,9 +65,13 @@ class TieredJitted:
     def __call__(self, *inputs: Any) -> Any:
         if any_traced(inputs):
             return self._traced(*inputs)
-        if self._ready:
-            return self._folded(*inputs)
-        result = self._bound(self._weights, *inputs)
+        try:
+            if self._ready:
+                return self._folded(*inputs)
+            result = self._bound(self._weights, *inputs)
+        except TypeError:
+            refuse_non_arrays(inputs, {})  # a string among the inputs: named, instead of JAX's words
+            raise
         self._start(inputs)
         return result
 
