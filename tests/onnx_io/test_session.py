@@ -134,3 +134,18 @@ def test_a_large_bfloat16_weight_held_in_memory_reaches_onnxruntime():
     want = np.asarray(project(x))
     assert got.dtype == want.dtype and np.abs(want.astype(np.float32)).max() > 1
     np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2**-7)  # within 1 bfloat16 eps
+
+
+def test_a_missing_kernel_in_a_model_stating_no_types_is_described_with_the_inferred_ones(tmp_path):
+    """Was: 'MatMul(13)' alone for a model written with onnx.helper without value_info (the node's input types
+    unknown); the graph read for the message is typed by ONNX shape inference, the caller's model untouched."""
+    model = _bfloat16_square()
+    del model.graph.value_info[:]
+    path = tmp_path / "untyped.onnx"
+    onnx.save_model(model, str(path))
+    for source in (model, path):
+        with pytest.raises(wb.OnnxModelError, match="no kernel for node 'square', MatMul \\(opset 21\\) on bfloat16, "
+                                                    "bfloat16 -> bfloat16; convert with") as info:  # fmt: skip
+            open_session(source)
+        assert _ORT_REFUSAL in str(info.value)
+    assert len(model.graph.value_info) == 0

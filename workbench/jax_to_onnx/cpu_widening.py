@@ -31,17 +31,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import InlinePass
 
 from workbench.errors import OnnxModelError
 from workbench.jax_to_onnx.casts import CastInserter
 from workbench.onnx_io.cpu_kernels import element_type, signature, without_cpu_kernel
-from workbench.onnx_io.describe import model_graphs
 from workbench.onnx_io.schema_types import schema_types
-from workbench.onnx_io.shapes import guarded_inference
-from workbench.onnx_io.weights import skeleton
+from workbench.onnx_io.inferred_types import infer_missing_types
 
 #: The runtimes a model can be made to load in (``runtime=`` of ``wb.to_onnx`` / ``wb.convert``).
 RUNTIMES = ("onnxruntime-cpu",)
@@ -124,26 +121,6 @@ def _makes_narrow(node: ir.Node) -> bool:
     return node.op_type == "Constant" and value is not None and value.type == ir.AttributeType.TENSOR and (
         value.as_tensor().dtype in WIDER
     )
-
-
-def infer_missing_types(model: ir.Model) -> None:
-    """Give each node output of the main graph and its If/Loop/Scan bodies that carries no type (a model made
-    with onnx.helper or onnxscript states few) the type and shape ONNX shape inference finds, in place: the
-    kernel probes and the widening read every value's type. Inference runs on the graph without its large
-    weights' bytes; values it cannot type stay untyped (onnxruntime's refusal then names their node)."""
-    untyped = [v for node in model.graph.all_nodes() for v in node.outputs if v.type is None and v.name]
-    if not untyped:
-        return
-    try:
-        inferred = guarded_inference(skeleton(model), strict_mode=False)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError):
-        return  # onnx's own refusal of the model: the session that loads it says more
-    found = {info.name: info for graph in model_graphs(inferred) for info in (*graph.value_info, *graph.output)}
-    for value in untyped:
-        info = found.get(value.name)
-        if info is not None and info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
-            typed = ir.serde.deserialize_value_info_proto(info, None)
-            value.type, value.shape = typed.type, typed.shape
 
 
 def has_narrow_types(model: ir.Model) -> bool:

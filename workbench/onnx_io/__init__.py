@@ -8,6 +8,7 @@
 - :mod:`~workbench.onnx_io.write`: one atomic writer with one external-data policy (:class:`ExternalData`).
 - :mod:`~workbench.onnx_io.session`: one onnxruntime session helper (onnxruntime imported on first use).
 - :mod:`~workbench.onnx_io.cpu_kernels`: which nodes onnxruntime's CPU provider has a kernel for (probed).
+- :mod:`~workbench.onnx_io.inferred_types`: types for the values of a model that states none (shape inference).
 - :mod:`~workbench.onnx_io.weights`: models whose weights stay where they are (onnx-ir models, memory-mapped
   side files): the graph without its weights' bytes, weights set aside for a session.
 - :mod:`~workbench.onnx_io.evaluate`: one constant evaluator of ONNX nodes (onnx's reference operators),

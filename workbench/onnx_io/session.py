@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError
 
 from workbench.errors import OnnxModelError
 from workbench.onnx_io.cpu_kernels import MissingKernel, missing_kernel_in, refused_type_in, signature
+from workbench.onnx_io.inferred_types import infer_missing_types
 from workbench.onnx_io.load import PROTO_LABEL
 from workbench.onnx_io.weights import weights_set_aside
 
@@ -197,14 +198,20 @@ _UNREADABLE = (OSError, DecodeError, ir.serde.SerdeError, ValueError, TypeError,
 def _described(missing: MissingKernel, model: onnx.ModelProto | ir.Model | str | os.PathLike[str]) -> str:
     """The op, opset and element types of the node onnxruntime has no kernel for, read from the model; its op and
     since-version as onnxruntime names them when the model does not tell: its graph unreadable, no one node of
-    that name and op (onnxruntime names a node it made, or an unnamed node ''), or an element type unknown."""
+    that name and op (onnxruntime names a node it made, or an unnamed node ''), or an element type that not even
+    ONNX shape inference finds (a model written with onnx.helper states few types)."""
     named = f"{missing.op_type}({missing.version})"
     try:
         found = _graph_of(model)
     except _UNREADABLE:
         return named
     nodes = [n for n in found.graph.all_nodes() if n.name == missing.node and n.op_type == missing.op_type]
-    key = signature(nodes[0], dict(found.opset_imports)) if len(nodes) == 1 else None
+    if len(nodes) != 1:
+        return named
+    key = signature(nodes[0], dict(found.opset_imports))
+    if key is None and found is not model:  # a graph read here, not the caller's: typed by inference if it states few
+        infer_missing_types(found)
+        key = signature(nodes[0], dict(found.opset_imports))
     return named if key is None else key.describe()
 
 
