@@ -233,15 +233,29 @@ def _check_satisfiable(constraints: Sequence[str], scope: jax_export.SymbolicSco
         ) from error
 
 
+def _is_array_dtype(dtype: np.dtype) -> bool:
+    """Whether JAX arrays hold ``dtype``: bools, ints, floats and complex numbers up to 64/128 bits, and
+    ml_dtypes' types (bfloat16, float8, int4); not objects, strings, dates, records or NumPy's float128."""
+    if dtype.kind in "biu":
+        return True
+    if dtype.kind in "fc":
+        return dtype.itemsize <= (8 if dtype.kind == "f" else 16)
+    return dtype.kind == "V" and dtype.type.__module__ == "ml_dtypes"
+
+
 def parse_shape_text(text: str) -> tuple[tuple[int | str, ...], np.dtype]:
     """Parse the command-line / magic form ``B,30`` or ``2,64:int32`` into (shape, dtype)."""
-    shape_text, _, dtype_text = text.partition(":")
+    shape_text, colon, dtype_text = text.partition(":")
     dtype = DEFAULT_DTYPE
+    if colon and not dtype_text.strip():
+        raise SpecError(f"input spec {text!r}: no dtype after ':'; write one (2,64:int32) or leave the ':' out for {DEFAULT_DTYPE}.")
     if dtype_text:
         try:
             dtype = np.dtype(dtype_text.strip())
         except (TypeError, ValueError, SyntaxError) as error:  # numpy reads "a, b" as a record format
             raise SpecError(f"input spec {text!r}: unknown dtype {dtype_text!r}; use e.g. float32 or int32.") from error
+        if not _is_array_dtype(dtype):
+            raise SpecError(f"input spec {text!r}: {dtype} is not a dtype JAX arrays hold; use e.g. float32, int32, bool or bfloat16.")
     dims: list[int | str] = []
     for part in shape_text.split(","):
         part = part.strip()

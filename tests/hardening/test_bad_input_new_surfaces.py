@@ -11,6 +11,7 @@ and what to do.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jax
@@ -363,3 +364,31 @@ def test_jit_forward_still_runs_both_ways(dense_jax):
     (expected,) = run_onnx(_dense_model(), [x])
     np.testing.assert_allclose(np.asarray(wb.jit_forward(forward, params)(x)), expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(np.asarray(wb.jit_forward(forward)(params, x=x)), expected, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the command line
+CLI_CASES = {  # argv (with {tmp}) -> exit status and the stderr line; each exported, a traceback or a bare message before
+    "dtype_left_empty": (["export", "jax.numpy:tanh", "-i", "2,3:", "-o", "{tmp}/m.onnx"], 1,
+                         r"input spec '2,3:': no dtype after ':'; write one \(2,64:int32\) or leave the ':' out for float32"),
+    "dtype_object": (["export", "jax.numpy:tanh", "-i", "2,3:object", "-o", "{tmp}/m.onnx"], 1,
+                     r"input spec '2,3:object': object is not a dtype JAX arrays hold; use e\.g\. float32, int32, bool or bfloat16"),
+    "dtype_float128": (["export", "jax.numpy:tanh", "-i", "2,3:float128", "-o", "{tmp}/m.onnx"], 1,
+                       r"input spec '2,3:float128': float128 is not a dtype JAX arrays hold"),
+    "web_export_into_a_file": (["web", "export", "{tmp}/model.onnx", "-o", "{tmp}/notes.txt"], 1,
+                               r"error: out_dir: .*notes\.txt is a file; give a folder for the harness"),
+    "ir_validate_an_onnx_file": (["ir", "validate", "{tmp}/model.onnx"], 1,
+                                 r"model\.onnx is not a Graph IR: it is not UTF-8 text .* give the \.json file wb\.save_graph_ir wrote"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_the_command_line_names_the_fault(case, tmp_path, capsys):
+    from workbench.cli import main
+
+    onnx.save(_dense_model(), tmp_path / "model.onnx")
+    (tmp_path / "notes.txt").write_text("not a folder")
+    argv, status, message = CLI_CASES[case]
+    assert main([arg.replace("{tmp}", str(tmp_path)) for arg in argv]) == status
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.txt"]
