@@ -279,3 +279,25 @@ def test_the_html_table_shows_float32_errors_and_tolerances_with_their_digits(ml
     order = [header.index(f">{column}<") for column in ("node", "max_abs_error", "tolerance", "ok", "location")]
     assert order == sorted(order) and ">compared<" not in header and ">first_divergent<" not in header
     assert "#ffcdd2" in page  # its row, highlighted
+
+
+def test_nodes_computed_in_float32_for_onnxruntime_cpu_are_compared_as_the_cast_back_rounds_them():
+    # runtime="onnxruntime-cpu" makes a bfloat16 Add compute in float32 under its own name: the locator held the
+    # float32 value against JAX's bfloat16 one as a dtype mismatch, 'max abs error 0 > tolerance 0.206', and named
+    # it the first divergent node of a model whose parity passed (ux51, %%to_onnx --runtime onnxruntime-cpu)
+    import flax.linen as nn
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x + nn.SelfAttention(num_heads=2, dtype=jnp.bfloat16, deterministic=True)(nn.LayerNorm(dtype=jnp.bfloat16)(x))
+
+    block = Block()
+    x = np.random.default_rng(0).standard_normal((2, 8, 32)).astype(jnp.bfloat16)
+    variables = jax.tree.map(lambda a: a.astype(jnp.bfloat16), block.init(jax.random.key(0), x))
+    conversion = wb.convert(lambda x: block.apply(variables, x), [x], runtime="onnxruntime-cpu")
+    report = wb.locate_divergence(conversion, inputs=[x])
+    assert report.first_divergent is None, report.summary()
+    widened = [n for n in report.nodes if n.compared and n.op_type in ("Add", "MatMul", "Div")]
+    assert widened and all(n.ok and n.max_abs_error <= n.tolerance for n in widened)
+    assert conversion.parity(samples=1).ok

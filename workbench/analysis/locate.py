@@ -33,6 +33,7 @@ from workbench.analysis.options import check_options
 from workbench.analysis.subject import Subject, model_specs, prepare
 from workbench.errors import OnnxModelError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import to_pairs
+from workbench.jax_to_onnx.cpu_widening import WIDER
 from workbench.jax_to_onnx.source import eqn_location
 
 # a re-export must reproduce at least this share of the model's value names, or it is another model
@@ -205,6 +206,10 @@ def _changed_initializers(model: onnx.ModelProto, fresh: Any) -> list[str]:
     return changed
 
 
+# (JAX's type, the type runtime="onnxruntime-cpu" computes it in): bfloat16/float16 in float32, int16 in int32
+_WIDENED = frozenset((np.dtype(narrow.numpy()), np.dtype(wide.numpy())) for narrow, wide in WIDER.items())
+
+
 def _analyse(
     model: onnx.ModelProto,
     conversion: Any,
@@ -231,6 +236,9 @@ def _analyse(
             onnx_value = onnx_values[output]
             if output in conversion.layouts:  # kept channels-first by the export's layout pass
                 onnx_value = np.transpose(onnx_value, conversion.layouts[output])
+            if (np.asarray(jax_value).dtype, onnx_value.dtype) in _WIDENED:
+                # computed wider for onnxruntime's CPU (runtime="onnxruntime-cpu"): judged as the Cast back rounds it
+                onnx_value = onnx_value.astype(np.asarray(jax_value).dtype)
             value_ok[output] = verdict.add(onnx_value, jax_value, rtol, atol, floor)
             _, primitive, location = origins.get(output, ("", "", ""))
             if not location:
