@@ -6,7 +6,8 @@ nets, Equinox's examples, diffrax, Keras 3 on the JAX backend, jraph, dm-pix, Nu
 pgx, OTT-JAX, evosax, e3nn-jax, JAXopt, FlowJAX, Penzai, einops, gymnax, Jumanji, augmax, interpax, quax,
 jaxlie, lineax, tinygp, jax-cosmo, flashbax, s2fft, MuJoCo MJX, AQT's int8 quantization, jmp's mixed precision,
 optax training steps, jaxkd, esquilax, diffrax's events, SDEs, neural CDEs and dense output, optimistix's
-least squares and minimisers, Flax's nnx.bridge, plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
+least squares and minimisers, Flax's nnx.bridge, haliax's named tensors, sympy2jax, Jaxley's neuron
+simulations, Brax's physics and PPO policies, plain jax.numpy, lax and jax.scipy programs; distrax, TensorFlow Probability, rlax and JAX MD opt-in, see :func:`load_all`), the input
 specs to convert it with and concrete arguments for the parity check. ``EXPECTED_FAILURES`` is the one
 visible list of programs that do not convert yet, each with its reason; ``FULL_ONLY`` the slowest programs,
 which CI leaves to WORKBENCH_REAL_PROGRAMS_FULL=1.
@@ -106,6 +107,8 @@ def load_all(*, include_tfp: bool = False, include_unlocked: bool = False) -> di
         jaxopt_programs,
         keras_programs,
         layer_programs,
+        named_symbolic_programs,
+        neuro_physics_programs,
         numeric_corner_programs,
         numpyro_programs,
         other_programs,
@@ -212,6 +215,12 @@ CONSTANT_OUTPUTS: dict[str, tuple[tuple[int, ...], str]] = {
     "optax_adafactor_accumulated_step": ((19, 20, 21, 22), "the accumulated gradients: MultiSteps' exported step is "
                                                            "the k-th, which applies the update and resets them to 0 "
                                                            "(the parameters, moments and averages vary)"),
+    "brax_inverted_pendulum_generalized": ((1, 2), "the rewards and episode ends: the pendulum pays 1 on every step "
+                                                   "it stays up and 8 random steps never drop it (the observations vary)"),
+    "brax_reacher_positional": ((2,), "the episode ends: Brax's reacher never terminates (episodes are cut by a "
+                                      "time-limit wrapper outside the environment)"),
+    "brax_hopper_spring": ((2,), "the episode ends: the hopper ends an episode when it falls, which 6 steps from its "
+                                 "reset pose never reach"),
     "jumanji_snake_random": ((0,), "the rewards: 0 until the snake eats the fruit, which 12 random moves do not "
                                    "reach (the grids, step types and actions vary)"),
 }
@@ -295,6 +304,11 @@ FULL_ONLY: frozenset[str] = frozenset({
     "diffrax_neural_cde",  # 11.4 (37 s wall: its own interpreter, EQX_ON_ERROR=nan); diffrax_ode_tsit5 runs Tsit5/PID
     "diffrax_sde_brownian_tree",  # 6.2 (21 s wall: its own interpreter); diffrax_neural_ode runs fixed steps
     "diffrax_dense_output",  # 5.6 with its other sizes; diffrax_event_falling_ball runs Tsit5's interpolation
+    "haliax_conv_classifier",  # 6.2; haliax_gpt_stacked_blocks runs haliax's named layers
+    "jaxley_synaptic_network",  # 12.3; jaxley_hh_cell_step_current runs the same integrate loop
+    "brax_inverted_pendulum_generalized",  # 14.6 (JAX's own compile of the rollout: 6.1); brax_ppo_policy_inference runs
+    "brax_reacher_positional",  # ~18
+    "brax_hopper_spring",  # ~19
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program
@@ -319,6 +333,9 @@ FIXED_LENGTH: dict[str, str] = {
                                     "(TypeError: '_DimExpr' object cannot be interpreted as an integer)",
     "jnp_lru_associative_scan": "jax.lax.associative_scan over a symbolic length: NotImplementedError 'associative "
                                 "scan over axis of non-constant size: T'",
+    "haliax_gpt_stacked_blocks": "haliax's broadcast_arrays orders its operands by size (sorted(..., key=size)): with a "
+                                 "symbolic T the attention mask's where compares sizes 'T^2' < '4*B*T^2', which JAX "
+                                 "cannot decide (InconclusiveDimensionOperation); the batch B alone is decided",
     "hf_flax_whisper": "FlaxWhisperEncoder adds its whole position table (max_source_positions), so it takes exactly "
                        "2 * max_source_positions frames; the decoder's tokens have a symbolic length",
 }
