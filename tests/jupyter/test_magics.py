@@ -348,6 +348,19 @@ def test_unsupported_table_widget_shows_source_and_handler_stub(shell, converter
     assert any("def _workbench_test_wobble(" in text for text in shown)
 
 
+def test_a_primitive_that_can_have_no_handler_gets_no_stub_button(shell, converter) -> None:
+    """An Equinox MLP with a jax.pure_callback: 'what to do' said to move the callback out of the exported function
+    (an ONNX graph cannot run Python) and the row still offered a "handler stub" button (ux51)."""
+    cell = UNSUPPORTED_CELL.replace("return wobble_p.bind(x) * 2", "return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), wobble_p.bind(x))")
+    execution, captured = run(shell, "%%to_onnx -i B,30\nimport jax, numpy as np\n" + cell)
+    assert execution.success, captured.stderr
+    table = shell.user_ns["_onnx"].unsupported_table
+    assert {row.name for row in table.rows} == {"workbench_test_wobble", "pure_callback"}
+    assert set(table.stub_buttons) == {"workbench_test_wobble"}  # the primitive a handler can be written for
+    callback = next(row for row in table.rows if row.name == "pure_callback")
+    assert "move it out of the exported function" in callback.suggestion
+
+
 def test_to_jax_writes_source_that_computes_the_same(shell, converter, tmp_path) -> None:
     from workbench.onnx_to_jax.api import compile_source, generate
 

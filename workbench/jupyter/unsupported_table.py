@@ -3,7 +3,8 @@
 One row per primitive with no ONNX handler: its name, how often it appears, where (each
 ``file:line`` is a button that shows the source lines around it, read through ``linecache`` so
 notebook cells work too), what to do, and a button that shows the handler stub to fill in and
-keeps it in ``table.last_stub`` (so it can be pasted into a cell, or written out).
+keeps it in ``table.last_stub`` (so it can be pasted into a cell, or written out); none for a primitive
+that has no handler on purpose (a host callback: what to do says to move it out).
 Displayed as one bundle with a static HTML table and a text summary (see ``widget_bundle``).
 """
 
@@ -61,15 +62,18 @@ class UnsupportedTable:
             where: list[Any] = list(location_buttons) or [widgets.HTML("<i>no source location</i>")]
             if more > 0:
                 where.append(widgets.HTML(f"<i>and {more} more</i>"))
-            stub_button = widgets.Button(description="handler stub", icon="code", tooltip=f"show a handler for {usage.name}")
-            stub_button.on_click(lambda _button, usage=usage: self.show_stub(usage.name))
-            self.stub_buttons[usage.name] = stub_button
+            if usage.reason:  # no handler on purpose (a host callback) or a handler refusing this use: no stub
+                handler_cell: Any = widgets.HTML("<i>none: see what to do</i>")
+            else:
+                handler_cell = widgets.Button(description="handler stub", icon="code", tooltip=f"show a handler for {usage.name}")
+                handler_cell.on_click(lambda _button, usage=usage: self.show_stub(usage.name))
+                self.stub_buttons[usage.name] = handler_cell
             cells += [
                 widgets.HTML(f"<code>{html.escape(usage.name)}</code>"),
                 widgets.HTML(str(usage.count)),
                 widgets.VBox(where),
                 widgets.HTML(f"<span style='white-space:normal'>{html.escape(usage.suggestion)}</span>"),
-                stub_button,
+                handler_cell,
             ]
         grid = widgets.GridBox(
             cells, layout=widgets.Layout(grid_template_columns=_GRID_TEMPLATE, grid_gap="2px 10px", width="100%")
