@@ -183,8 +183,10 @@ def _run_ir(args: argparse.Namespace) -> int:
         document = graph_ir.export_graph_ir(_resolve_target(args.callable), _input_specs(args))
         graph_ir.save_graph_ir(document, args.output, external_weights=args.external_weights)
         graph = document["graph"]
+        saved = graph_ir.load_graph_ir(args.output, resolve_weights=False)  # the side file's name holds its digest
+        side = sorted({entry["data"]["external"]["file"] for entry in saved["tensors"].values() if "external" in entry["data"]})
         print(f"wrote {args.output}: {len(graph['eqns'])} equations, {len(document['tensors'])} tensors"
-              + (f" (large ones in {Path(args.output).with_suffix('.safetensors').name})" if args.external_weights else ""))
+              + (f" (large ones in {', '.join(side)})" if side else ""))
     elif args.ir_command == "to-onnx":
         model = graph_ir.graph_ir_to_onnx(Path(args.ir), path=args.output, opset=args.opset, precision=args.precision,
                                           runtime=args.runtime)

@@ -12,6 +12,7 @@ limit (RLIMIT_FSIZE) in a child process; plus injected ENOSPC errors.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import shutil
@@ -400,3 +401,47 @@ def test_two_processes_writing_one_path_take_turns(tmp_path: Path):
     assert [p.wait(timeout=300) for p in processes] == [0, 0]
     assert _loads_as(out / "m.onnx") in [_model(1, size=256), _model(2, size=256)]
     assert len(_listing(out)) == 2
+
+
+# ------------------------------------------------------------------------------ Graph IR with a side file
+def _graph_ir(seed: int) -> dict:
+    """x @ W, then one more step that differs by seed: the old JSON with the new weights is neither document."""
+    import jax.numpy as jnp
+
+    import workbench as wb
+
+    weight = np.random.default_rng(seed).standard_normal((8, 8)).astype(np.float32)  # 256 bytes: to the side file
+    step = {1: jnp.tanh, 2: jnp.sin, 3: jnp.cos}[seed]
+    return wb.export_graph_ir(lambda x: step(x @ weight), [(2, 8)])
+
+
+def test_save_graph_ir_killed_at_every_point_leaves_the_old_json_with_its_own_weights(tmp_path: Path):
+    """The side file was <stem>.safetensors, replaced before the JSON: a save killed between the two left the old
+    JSON reading the new weights (same shapes: silently wrong values). Now it is named by its content's digest."""
+    import workbench as wb
+
+    old, new, third = _graph_ir(1), _graph_ir(2), _graph_ir(3)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "new.json").write_text(wb.to_json(new))
+    before = tmp_path / "before"
+    before.mkdir()
+    wb.save_graph_ir(old, before / "m.json", external_weights=True, threshold=16)
+    work = tmp_path / "work"
+    crash_points.copy_tree(before, work)
+    args = (str(scratch / "new.json"), str(work / "m.json"), 16)
+    changes = crash_points.count_changes(crash_points.save_graph_ir_job, args, scratch)
+    assert wb.load_graph_ir(work / "m.json") == json.loads(wb.to_json(new))
+    seen = set()
+    for crash_at in range(changes):
+        crash_points.copy_tree(before, work)
+        crash_points.run_killed_at(crash_points.save_graph_ir_job, args, crash_at, scratch)
+        found = wb.load_graph_ir(work / "m.json")
+        assert found in (json.loads(wb.to_json(old)), json.loads(wb.to_json(new))), (
+            f"killed before change {crash_at}: the JSON reads weights of another save"
+        )
+        seen.add("new" if found == json.loads(wb.to_json(new)) else "old")
+        wb.save_graph_ir(third, work / "m.json", external_weights=True, threshold=16)
+        listing = _listing(work)
+        assert len(listing) == 2 and "m.json" in listing, f"left behind after change {crash_at}: {listing}"
+    assert seen == {"old", "new"}

@@ -26,7 +26,8 @@ from typing import Any
 import onnx
 
 KILLED = 86  # the exit code of a child killed at its crash point
-_PRELOAD = ["tests.support.crash_points", "workbench.onnx_io.write", "workbench.onnx_to_jax.api", "workbench.web.harness"]
+_PRELOAD = ["tests.support.crash_points", "workbench.onnx_io.write", "workbench.onnx_to_jax.api", "workbench.web.harness",
+            "workbench.jax_to_onnx.graph_ir.storage"]
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -91,6 +92,16 @@ def save_jax_job(generated_file: str, out_dir: str) -> None:
     generated = pickle.loads(Path(generated_file).read_bytes())  # noqa: S301 - written by this test run
     api.generate = lambda model, **kwargs: generated  # the child skips code generation, not any write
     api.save_jax(b"unused: generate is replaced", out_dir)
+
+
+def save_graph_ir_job(document_file: str, target: str, threshold: int) -> None:
+    """``wb.save_graph_ir(..., external_weights=True)``'s writer on the (valid) document in the JSON ``document_file``."""
+    import json
+
+    from workbench.jax_to_onnx.graph_ir.storage import save_document
+
+    document = json.loads(Path(document_file).read_text(encoding="utf-8"))
+    save_document(document, target, external_weights=True, threshold=threshold)
 
 
 def web_harness_job(model_file: str, out_dir: str, seed: int, cache_dir: str) -> None:

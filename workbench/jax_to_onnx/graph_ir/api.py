@@ -113,7 +113,8 @@ def save_graph_ir(
     threshold: int = DEFAULT_EXTERNAL_THRESHOLD,
 ) -> Path:
     """Write a Graph IR to ``path`` atomically; with ``external_weights`` tensors of at least
-    ``threshold`` bytes go to ``<stem>.safetensors`` beside it, referenced by name."""
+    ``threshold`` bytes go to ``<stem>.<16 hex digits of its SHA-256>.safetensors`` beside it, referenced by
+    name (a save killed at any point leaves the old JSON and its weights as they were)."""
     validate_graph_ir(ir)
     return save_document(ir, path, external_weights=external_weights, threshold=threshold)
 

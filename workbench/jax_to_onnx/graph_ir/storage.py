@@ -1,8 +1,9 @@
 """Graph IR files: the JSON document, and optionally its large tensors in a ``.safetensors`` file beside it.
 
-``save_graph_ir(ir, "model.json", external_weights=True)`` writes ``model.safetensors`` (tensors of at
-least ``threshold`` bytes, keyed by tensor name) and then ``model.json`` whose entries point at it;
-both are written atomically, data first, so a reader never sees a JSON pointing at a missing file.
+``save_graph_ir(ir, "model.json", external_weights=True)`` writes ``model.<digest>.safetensors`` (tensors of
+at least ``threshold`` bytes, keyed by tensor name; the name holds its content's SHA-256) and then
+``model.json`` whose entries point at it (see :func:`save_document`): a reader never sees a JSON pointing at
+a missing file or at another save's weights.
 Reading resolves a pointer only to a bare file name inside the JSON's own folder (never ``..`` or an
 absolute path) and checks the stored dtype and shape against the document.
 """
@@ -10,19 +11,23 @@ absolute path) and checks the stored dtype and shape against the document.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from workbench.errors import GraphIRError
-from workbench.files import write_bytes_atomic, write_text_atomic
+from workbench.files import create_temp_beside, folder_lock, remove_stale_temps, write_errors, write_text_atomic
 from workbench.jax_to_onnx.graph_ir.values import bytes_to_array, decode_array
 
 DEFAULT_EXTERNAL_THRESHOLD = 1024  # bytes: tensors this large go to the side file when asked for
+SIDE_SUFFIX = ".safetensors"
+_DIGEST_DIGITS = 16  # hex digits of the side file's SHA-256 in its name (as onnx_io.write names ONNX side files)
 # dtypes safetensors stores natively (others are stored as their raw bytes, uint8, shape [nbytes])
 _SAFETENSORS_NATIVE = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -42,23 +47,64 @@ def save_document(
     external_weights: bool = False,
     threshold: int = DEFAULT_EXTERNAL_THRESHOLD,
 ) -> Path:
-    """Write the document to ``path`` (and ``<stem>.safetensors`` beside it with ``external_weights``)."""
+    """Write the document to ``path`` (and, with ``external_weights``, its large tensors to a side file beside it).
+
+    The side file is named after the JSON and its content, ``<stem>.<16 hex digits of its SHA-256>.safetensors``,
+    so a new save never overwrites the weights an existing JSON points to: the side file goes in place first
+    (a new name), then the JSON (one atomic rename: the commit), then the side files of this JSON that no
+    longer belong to it are removed (a plain ``<stem>.safetensors`` of older saves too). A save killed or out
+    of disk at any point leaves the old pair readable as it was; writers of one folder take turns.
+    """
     target = Path(path)
     if target.is_dir():
         raise GraphIRError(f"cannot write the Graph IR to {target}: it is a directory; give a file path such as model.json.")
     if not target.parent.exists():
         raise GraphIRError(f"cannot write the Graph IR to {target}: folder {target.parent} does not exist.")
     document = copy.deepcopy(document)
-    if external_weights:
-        data_name = target.stem + ".safetensors"
-        side = _move_to_side_file(document, data_name, threshold)
+    folder = target.parent
+    with folder_lock(folder), write_errors(f"the Graph IR {target}"):
+        remove_stale_temps(target)  # what a killed save of this JSON left, its side file's temp included
+        data_name = None
+        side = _move_to_side_file(document, threshold) if external_weights else {}
         if side:
-            write_bytes_atomic(target.parent / data_name, _safetensors_bytes(side))
-    write_text_atomic(target, document_to_text(document))
+            data = _safetensors_bytes(side)
+            data_name = f"{target.stem}.{hashlib.sha256(data).hexdigest()[:_DIGEST_DIGITS]}{SIDE_SUFFIX}"
+            for name in side:
+                document["tensors"][name]["data"] = {"external": {"file": data_name, "key": name}}
+            _write_side_file(target, folder / data_name, data)
+        write_text_atomic(target, document_to_text(document))  # the commit
+        _remove_side_files(folder, target.stem, keep=data_name)
     return target
 
 
-def _move_to_side_file(document: dict[str, Any], data_name: str, threshold: int) -> dict[str, np.ndarray]:
+def _write_side_file(target: Path, side_file: Path, data: bytes) -> None:
+    """``data`` to ``side_file`` through a temp file named after the JSON ``target`` (so the next save of that
+    JSON removes it when a killed save left it), then renamed: a new name no JSON points to yet."""
+    temp = create_temp_beside(target)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, side_file)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def side_file_pattern(stem: str) -> re.Pattern[str]:
+    """Side files a save of ``<stem>.json`` may have written: ``<stem>.<16 hex>.safetensors`` (and older saves' plain name)."""
+    return re.compile(rf"{re.escape(stem)}(\.[0-9a-f]{{{_DIGEST_DIGITS}}})?{re.escape(SIDE_SUFFIX)}")
+
+
+def _remove_side_files(folder: Path, stem: str, *, keep: str | None) -> None:
+    """Remove the side files of ``<stem>.json`` other than ``keep`` (after the JSON that used them was replaced)."""
+    pattern = side_file_pattern(stem)
+    for entry in os.scandir(folder):
+        if entry.name != keep and pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+
+
+def _move_to_side_file(document: dict[str, Any], threshold: int) -> dict[str, np.ndarray]:
+    """The tensors of at least ``threshold`` bytes, as safetensors stores them (their entries are repointed by the caller)."""
     side: dict[str, np.ndarray] = {}
     for name, entry in document["tensors"].items():
         if "external" in entry["data"]:
@@ -67,7 +113,6 @@ def _move_to_side_file(document: dict[str, Any], data_name: str, threshold: int)
         if array.nbytes < threshold:
             continue
         side[name] = array if entry["dtype"] in _SAFETENSORS_NATIVE else np.frombuffer(array.tobytes(), dtype=np.uint8)
-        entry["data"] = {"external": {"file": data_name, "key": name}}
     return side
 
 
