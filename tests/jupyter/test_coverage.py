@@ -94,6 +94,8 @@ def test_explorer_filters_runs_and_shows_statuses() -> None:
     assert bar.children[1].value == bar.children[1].max == len(explorer.shown)
     frame = explorer.frame()
     assert set(frame["status"]) == {"pass"}, frame[["testcase", "detail"]].to_string()
+    # each row's verdict names its testcase ('Parity PASS: <lambda> in JAX vs ...' before, ux51)
+    assert all(d.startswith(f"Parity PASS: {t} in JAX vs ") for t, d in zip(frame["testcase"], frame["detail"], strict=True))
     assert frame["max_abs_error"].notna().all() and (frame["seconds"] > 0).all()
     assert all(label.startswith("✔") for label, _ in explorer.rows.options)
 

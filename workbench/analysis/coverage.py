@@ -207,9 +207,9 @@ def _handler_entries() -> Iterator[CoverageEntry]:
         def check() -> tuple[str, str, float]:
             model = _MODELS[key] = export(case)
             with jax.enable_x64(case.x64):
-                return _parity_outcome(
+                return _parity_outcome(  # named after the testcase: its function is mostly a lambda
                     case.fn, model, case.inputs, samples=1, rtol=case.rtol, atol=case.atol,
-                    sizes=case.symbolic_sizes or None,
+                    sizes=case.symbolic_sizes or None, name=case.name,
                 )
 
         return lambda: _timed(check)
