@@ -392,3 +392,32 @@ def test_the_command_line_names_the_fault(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "notes.txt"]
+
+
+def test_conversion_save_names_a_path_that_is_not_one(tmp_path):
+    conversion = wb.convert(jnp.tanh, [(2, 3)])
+    with pytest.raises(wb.SpecError, match=r"path: expected a file path \(str or os\.PathLike\), got int"):
+        conversion.save(42)  # a bare TypeError from pathlib before
+    written = conversion.save(tmp_path / "m.onnx")
+    x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(run_onnx(onnx.load(written.model), [x])[0], np.tanh(x), rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------ ONNX -> JAX options
+ONNX_TO_JAX_OPTIONS = {  # an AssertionError from the generator's own parse check, AttributeError, TypeError, or taken
+    "function_name_keyword": (lambda m, tmp: wb.to_jax_source(m, function_name="class"),
+                              r"function_name must be a plain identifier, not a Python keyword or one of \[.*'prepare'.*\], got 'class'"),
+    "function_name_int": (lambda m, tmp: wb.to_jax_source(m, function_name=42), r"function_name must be a plain identifier.*got 42"),
+    "function_name_prepare": (lambda m, tmp: wb.to_jax_source(m, function_name="prepare"), r"function_name must be .*got 'prepare'"),
+    "prepared_text": (lambda m, tmp: wb.to_jax(m, prepared="no"), r"prepared: expected True or False, got 'no'"),
+    "scan_repeats_text": (lambda m, tmp: wb.to_jax(m, scan_repeats="yes"), r"scan_repeats: expected True or False, got 'yes'"),
+    "save_jax_out_dir_int": (lambda m, tmp: wb.save_jax(m, 42), r"out_dir: expected a folder path \(str or os\.PathLike\), got int"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONNX_TO_JAX_OPTIONS))
+def test_onnx_to_jax_options_are_checked(case, tmp_path):
+    call, message = ONNX_TO_JAX_OPTIONS[case]
+    with pytest.raises(wb.SpecError, match=message):
+        call(_dense_model(), tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -108,6 +108,8 @@ def write_model(
     """
     if external_data is not None and not isinstance(external_data, ExternalData):
         raise SpecError(f"external_data: expected an ExternalData or None, got {type(external_data).__name__}.")
+    if not isinstance(path, (str, os.PathLike)):  # Conversion.save(42) was a bare TypeError from pathlib
+        raise SpecError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}.")
     target = Path(path)
     if target.is_dir():
         raise WorkbenchError(f"cannot write the ONNX model to {target}: it is a directory; give a file path.")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from workbench import files
-from workbench.errors import WorkbenchError
+from workbench.errors import SpecError, WorkbenchError
 from workbench.onnx_io import ModelSource
 from workbench.onnx_to_jax.reader import read_model
 from workbench.onnx_to_jax.source_text import JaxSource
@@ -65,10 +65,17 @@ def _unchanged(params: dict[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
+def _check_flag(name: str, value: Any) -> None:
+    """A True/False option: a string such as 'no' would read as True."""
+    if not isinstance(value, bool):
+        raise SpecError(f"{name}: expected True or False, got {value!r}.")
+
+
 def _build(model: ModelSource, function_name: str, base_dir: BaseDir, scan_repeats: bool = False):
     from workbench.onnx_to_jax.generator import ModuleBuilder
     from workbench.onnx_to_jax.row_scatter import RowScatterRefused
 
+    _check_flag("scan_repeats", scan_repeats)
     checked = read_model(model, base_dir=base_dir)
     refused: frozenset[str] = frozenset()
     while True:
@@ -193,6 +200,7 @@ def to_jax(
     """
     import jax
 
+    _check_flag("prepared", prepared)
     generated = generate_module(model, base_dir=base_dir, scan_repeats=scan_repeats)
     params: dict[str, Any] = generated.prepare(generated.params) if prepared else generated.params
     forward = generated.forward_prepared if prepared else generated.forward
@@ -251,6 +259,8 @@ def save_jax(model: ModelSource, out_dir: str | os.PathLike, *, base_dir: BaseDi
     ``base_dir``: as for :func:`to_jax_source`. Returns the folder's path.
     """
     source, params = generate(model, base_dir=base_dir)
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise SpecError(f"out_dir: expected a folder path (str or os.PathLike), got {type(out_dir).__name__}.")
     out = Path(os.path.realpath(out_dir))  # a symbolic link: the folder it points to is replaced
     _check_output_folder(out)
     files.ensure_folder(out.parent, "the JAX model")

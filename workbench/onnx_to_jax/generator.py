@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from workbench.errors import OnnxModelError, UnsupportedOnnxOpError, WorkbenchError
+from workbench.errors import OnnxModelError, SpecError, UnsupportedOnnxOpError, WorkbenchError
 from workbench.limits import MAX_FOLDED_ELEMENTS
 from workbench.onnx_io.tensors import tensor_array
 from workbench.onnx_to_jax import registry
@@ -119,8 +119,12 @@ class ModuleBuilder:
         self.scanned_runs: tuple[tuple[int, int, int], ...] = ()
         self.types: dict[str, ValueDescription] = {}
         self._collect_types(self.model.graph)
-        if not function_name.isidentifier() or function_name in RESERVED:
-            raise ValueError(f"function_name must be a plain identifier, got {function_name!r}")
+        taken = RESERVED | {"prepare", "WEIGHT_LAYOUTS", OPTIONS_NAME}  # names the module itself defines or imports
+        if not isinstance(function_name, str) or not function_name.isidentifier() or keyword.iskeyword(function_name) \
+                or function_name in taken:  # fmt: skip
+            raise SpecError(
+                f"function_name must be a plain identifier, not a Python keyword or one of {sorted(taken)}, got {function_name!r}"
+            )
         self.prepared_name = f"{function_name}_prepared"
         generated_names = {function_name, self.prepared_name, "prepare", "WEIGHT_LAYOUTS", OPTIONS_NAME}
         self.scope = NameScope(RESERVED | registry.helper_names() | generated_names)
