@@ -421,3 +421,30 @@ def test_onnx_to_jax_options_are_checked(case, tmp_path):
     with pytest.raises(wb.SpecError, match=message):
         call(_dense_model(), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ JAX -> ONNX flags, names and the Graph IR writer
+JAX_TO_ONNX_OPTIONS = {  # each was taken silently (a string read as True, a name's letters as names) or raised TypeError
+    "double_precision_text": (lambda tmp: wb.to_onnx(jnp.tanh, [(2, 3)], enable_double_precision="yes"),
+                              r"enable_double_precision: expected True or False, got 'yes'"),
+    "optimize_text": (lambda tmp: wb.convert(jnp.tanh, [(2, 3)], optimize="no"), r"optimize: expected True or False, got 'no'"),
+    "input_names_string": (lambda tmp: wb.to_onnx(jnp.tanh, [(2, 3)], input_names="x"),
+                           r"input_names: expected a list of names such as \['x'\], got the string 'x'"),
+    "fn_a_string_not_a_file": (lambda tmp: wb.to_onnx("models:encoder", [(2, 3)]),
+                               r"fn: 'models:encoder' is not a file, and a string is read as the path of a serialized "
+                               r"jax\.export\.Exported; give the function itself \(wb\.to_onnx\(fn, inputs\)\)"),
+    "ir_path_int": (lambda tmp: wb.save_graph_ir(wb.export_graph_ir(jnp.tanh, [(2,)]), 42),
+                    r"path: expected a file path such as model\.json \(str or os\.PathLike\), got int"),
+    "ir_external_weights_text": (lambda tmp: wb.save_graph_ir(wb.export_graph_ir(jnp.tanh, [(2,)]), tmp / "g.json", external_weights="no"),
+                                 r"external_weights: expected True or False, got 'no'"),
+    "ir_threshold_negative": (lambda tmp: wb.save_graph_ir(wb.export_graph_ir(jnp.tanh, [(2,)]), tmp / "g.json", external_weights=True,
+                                                           threshold=-1), r"threshold: expected an int >= 0 \(bytes\), got -1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JAX_TO_ONNX_OPTIONS))
+def test_jax_to_onnx_flags_names_and_graph_ir_writer_options_are_checked(case, tmp_path):
+    call, message = JAX_TO_ONNX_OPTIONS[case]
+    with pytest.raises(wb.SpecError, match=message):
+        call(tmp_path)
+    assert list(tmp_path.iterdir()) == []

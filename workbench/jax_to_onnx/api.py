@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 
 from workbench.errors import SpecError
@@ -59,6 +60,9 @@ def convert(
     The conversion holds the model without copying its weights (they stay the traced arrays), so
     ``wb.convert(fn, specs).save(path)`` is the way to export a model of several GB.
     """
+    for name, value in (("enable_double_precision", enable_double_precision), ("optimize", optimize)):
+        if not isinstance(value, (bool, np.bool_)):  # a string such as "no" would read as True
+            raise SpecError(f"{name}: expected True or False, got {value!r}.")
     chosen = Precision.of(precision, keep_io_types, runtime)
     with _collector_paused():
         start = time.perf_counter()
@@ -213,6 +217,11 @@ def to_onnx(
     from workbench.jax_to_onnx.stablehlo.api import exported_to_onnx, is_exported_source
 
     if is_exported_source(fn):
+        if isinstance(fn, (str, os.PathLike)) and not os.path.isfile(fn):
+            raise SpecError(
+                f"fn: {os.fspath(fn)!r} is not a file, and a string is read as the path of a serialized "
+                "jax.export.Exported; give the function itself (wb.to_onnx(fn, inputs)), or the path of such a file."
+            )
         if inputs is not None:
             raise SpecError("inputs: a jax.export.Exported carries its own input types; pass inputs=None.")
         if enable_double_precision or input_layout is not None or constraints:

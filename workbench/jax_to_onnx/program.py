@@ -51,6 +51,8 @@ def _resolve_opset(opset: int | None) -> int:
 def _names(given: Sequence[str] | None, defaults: list[str], what: str) -> list[str]:
     if given is None:
         return defaults
+    if isinstance(given, (str, bytes)):  # its letters would be the names
+        raise SpecError(f"{what}: expected a list of names such as [{given!r}], got the string {given!r}.")
     given = list(given)
     if len(given) != len(defaults) or not all(isinstance(n, str) and n for n in given):
         raise SpecError(f"{what}: expected {len(defaults)} non-empty names, got {given!r}.")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.errors import GraphIRError
+from workbench.errors import GraphIRError, SpecError
 from workbench.files import create_temp_beside, folder_lock, remove_stale_temps, write_errors, write_text_atomic
 from workbench.jax_to_onnx.graph_ir.values import bytes_to_array, decode_array
 
@@ -55,6 +55,12 @@ def save_document(
     longer belong to it are removed (a plain ``<stem>.safetensors`` of older saves too). A save killed or out
     of disk at any point leaves the old pair readable as it was; writers of one folder take turns.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise SpecError(f"path: expected a file path such as model.json (str or os.PathLike), got {type(path).__name__}.")
+    if not isinstance(external_weights, bool):
+        raise SpecError(f"external_weights: expected True or False, got {external_weights!r}.")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+        raise SpecError(f"threshold: expected an int >= 0 (bytes), got {threshold!r}.")
     target = Path(path)
     if target.is_dir():
         raise GraphIRError(f"cannot write the Graph IR to {target}: it is a directory; give a file path such as model.json.")
