@@ -1,8 +1,10 @@
 """Call-like primitives whose body is a nested jaxpr: inlined, or kept as an ONNX local function.
 
-``jit`` (pjit), ``custom_jvp_call``, ``custom_vjp_call`` and
-``remat``/``checkpoint`` only matter to differentiation or compilation; for inference the body is
-what computes, so it is lowered in place. A ``jit`` whose name carries the
+``jit`` (pjit), ``custom_jvp_call``, ``custom_vjp_call``, ``remat``/``checkpoint`` and
+``closed_call`` only matter to differentiation or compilation; for inference the body is
+what computes, so it is lowered in place. (``closed_call`` is the forward recomputation the
+gradient of a ``jax.checkpoint`` puts in the backward pass when the checkpointed function holds a
+loop: Jaxley's nested checkpointed time loop, recursive-checkpoint scans.) A ``jit`` whose name carries the
 :func:`workbench.onnx_function` marker becomes a call of an ONNX local function instead.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import onnx_ir as ir
+from jax import lax
 
 from workbench.jax_to_onnx.functions import (
     function_name_from_marker,
@@ -94,3 +97,26 @@ def _remat(ctx: LoweringContext, *operands: ir.Value, jaxpr: Any, prevent_cse: b
     del prevent_cse, differentiated, policy  # rematerialization is a training concern
     return ctx.lower_inline(jaxpr, operands)
 
+
+
+def _nested_checkpoint_scan_loss(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Scan of a checkpointed inner scan (the recursive-checkpointing time loop): its gradient recomputes the inner
+    loop in a closed_call."""
+
+    @jax.checkpoint
+    def chunk(carry: jax.Array, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return lax.scan(lambda c, x_t: (jnp.sin(c * w) + x_t, c * 2), carry, xs)
+
+    xs = jnp.linspace(0.0, 1.0, 36).reshape(4, 3, 3)
+    carry, ys = lax.scan(chunk, x, xs)
+    return jnp.sum(carry) + jnp.sum(ys ** 2)
+
+
+@handler("closed_call", onnx_ops=(), area="jax", doc="https://docs.jax.dev/en/latest/_autosummary/jax.checkpoint.html",
+         testcases=[
+    Testcase("closed_call_checkpointed_scan_grad", jax.grad(_nested_checkpoint_scan_loss, argnums=(0, 1)),
+             [(3,), ()], rtol=1e-4, atol=1e-5),
+])
+def _closed_call(ctx: LoweringContext, *operands: ir.Value, call_jaxpr: Any) -> Any:
+    """The called jaxpr, lowered in place."""
+    return ctx.lower_inline(call_jaxpr, operands)
