@@ -306,6 +306,7 @@ FULL_ONLY: frozenset[str] = frozenset({
     "diffrax_dense_output",  # 5.6 with its other sizes; diffrax_event_falling_ball runs Tsit5's interpolation
     "haliax_conv_classifier",  # 6.2; haliax_gpt_stacked_blocks runs haliax's named layers
     "jaxley_synaptic_network",  # 12.3; jaxley_hh_cell_step_current runs the same integrate loop
+    "jaxley_gradient_checkpointed",  # 20.2; closed_call's handler testcase runs its checkpointed loop's gradient
     "brax_inverted_pendulum_generalized",  # 14.6 (JAX's own compile of the rollout: 6.1); brax_ppo_policy_inference runs
     "brax_reacher_positional",  # ~18
     "brax_hopper_spring",  # ~19

@@ -4,8 +4,10 @@ as their documentation writes them.
 Jaxley: a morphologically detailed cell (three branches of four compartments, Hodgkin-Huxley channels) driven by
 a step current through ``data_stimulate``, its trainable parameters (``make_trainable``, ``get_parameters``) an
 input as in the gradient-descent tutorials; and a small network of such cells connected by ionotropic synapses
-(``jx.Network``, ``fully_connect``) with synaptic conductances trained. Each simulation is ``jx.integrate``: a
-backward-Euler time loop whose every step solves the cells' tridiagonal voltage systems.
+(``jx.Network``, ``fully_connect``) with synaptic conductances trained; and the tutorials' gradient of a voltage
+loss through the simulation with ``checkpoint_lengths`` (a checkpointed loop of loops: its backward pass
+recomputes each chunk in a ``closed_call``). Each simulation is ``jx.integrate``: a backward-Euler time loop whose
+every step solves the cells' tridiagonal voltage systems.
 Brax: environment rollouts (``envs.get_environment(..., backend=...)``, reset from a key, actions stepped under
 ``lax.scan``) on the generalized, positional and spring pipelines; and the policy a trained Brax PPO agent serves
 (``ppo_networks.make_ppo_networks`` with ``running_statistics.normalize``, ``make_inference_fn``), sampled and
@@ -86,6 +88,36 @@ def jaxley_synaptic_network() -> Built:
 
     params[0]["IonotropicSynapse_gS"] = np.array([2e-3, 3e-3], np.float32)  # trained-like: the default 1e-4 barely acts
     return Built(simulate, [params, (2,)], [params, np.array([0.35, 0.25], np.float32)])
+
+
+@program("jaxley_gradient_checkpointed", library="jaxley", rtol=2e-3, atol=1e-4,
+         origin="Jaxley's gradient-descent tutorial: the loss of a recorded voltage trace against a target, "
+                "jax.value_and_grad through jx.integrate with checkpoint_lengths (its nested checkpointed time "
+                "loop), per-branch radii and HH conductances trainable")
+def jaxley_gradient_checkpointed() -> Built:
+    import jaxley as jx
+    from jaxley.channels import HH
+
+    cell = jx.Cell(jx.Branch(jx.Compartment(), ncomp=2), parents=[-1, 0, 0])
+    cell.insert(HH())
+    cell.branch(2).comp(1).record("v", verbose=False)
+    cell.branch("all").make_trainable("radius", verbose=False)  # one radius per branch
+    cell.make_trainable("HH_gNa", verbose=False)
+    cell.make_trainable("HH_gK", verbose=False)
+    params = [{name: np.asarray(value) for name, value in group.items()} for group in cell.get_parameters()]
+    current = jx.step_current(i_delay=0.5, i_dur=2.0, i_amp=0.3, delta_t=_DT, t_max=_T_MAX)
+    stimuli = cell.branch(0).comp(0).data_stimulate(current)
+
+    def loss_and_grads(params: list[dict[str, jax.Array]], target: jax.Array) -> tuple[jax.Array, Any]:
+        def loss(p: list[dict[str, jax.Array]]) -> jax.Array:
+            # the 202 time steps in 2 checkpointed chunks of 101 (checkpoint_lengths must multiply to the count)
+            voltages = jx.integrate(cell, params=p, data_stimuli=stimuli, delta_t=_DT, checkpoint_lengths=[2, 101])
+            return jnp.mean((voltages[0, ::10] - target) ** 2)
+
+        return jax.value_and_grad(loss)(params)
+
+    target = np.linspace(-70.0, -60.0, 21).astype(np.float32)
+    return Built(loss_and_grads, [params, (21,)], [params, target])
 
 
 # ----------------------------------------------------------------------------- Brax
