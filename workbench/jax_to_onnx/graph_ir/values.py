@@ -43,6 +43,14 @@ DTYPES.update(
     }
 )
 _NAMES: dict[np.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+# ml_dtypes' floats: each value is a float64 exactly, so small tensors of them (a bfloat16 model's literals, which
+# the schema reads as numbers only) are written as readable numbers like NumPy's own floats
+_FLOATS_AS_NUMBERS = frozenset(
+    np.dtype(dtype) for dtype in (
+        ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2,
+        ml_dtypes.float8_e5m2fnuz, ml_dtypes.float4_e2m1fn,
+    )
+)  # fmt: skip
 # JAX's typed PRNG keys by implementation; a key tensor is stored as its key data (uint32, key shape
 # appended: what the ONNX graph carries), its variables keep the key dtype.
 KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
@@ -115,7 +123,7 @@ def encode_array(array: np.ndarray, *, readable: bool | None = None) -> dict[str
     if readable is None:
         readable = array.size <= READABLE_ELEMENTS
     header: dict[str, Any] = {"dtype": dtype_name(array.dtype), "shape": [int(d) for d in array.shape]}
-    if readable and array.dtype.kind in "biufc":
+    if readable and (array.dtype.kind in "biufc" or array.dtype in _FLOATS_AS_NUMBERS):
         header["data"] = {"values": [encode_scalar(v) for v in array.reshape(-1).tolist()]}
     else:
         header["data"] = {"base64": base64.b64encode(_little_endian(array).tobytes()).decode("ascii")}
