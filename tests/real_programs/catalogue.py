@@ -310,6 +310,7 @@ FULL_ONLY: frozenset[str] = frozenset({
     "brax_inverted_pendulum_generalized",  # 14.6 (JAX's own compile of the rollout: 6.1); brax_ppo_policy_inference runs
     "brax_reacher_positional",  # ~18
     "brax_hopper_spring",  # ~19
+    "brax_ppo_loss_gradient",  # 7.3 after Brax's imports; brax_ppo_policy_inference runs the same networks
 })
 # Programs whose check at other sizes is the heaviest (CPU seconds measured under load: the BART-family
 # encoder-decoders 3.3-5.5 s each, haiku_resnet18 4.6 s, Keras applications 4.7-8.1 s; the median program

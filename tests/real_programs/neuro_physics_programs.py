@@ -11,7 +11,7 @@ every step solves the cells' tridiagonal voltage systems.
 Brax: environment rollouts (``envs.get_environment(..., backend=...)``, reset from a key, actions stepped under
 ``lax.scan``) on the generalized, positional and spring pipelines; and the policy a trained Brax PPO agent serves
 (``ppo_networks.make_ppo_networks`` with ``running_statistics.normalize``, ``make_inference_fn``), sampled and
-deterministic.
+deterministic; and the PPO learner's loss and gradients (``losses.compute_ppo_loss`` under ``jax.value_and_grad``).
 """
 
 from __future__ import annotations
@@ -179,3 +179,46 @@ def brax_ppo_policy_inference() -> Built:
 
     observations = 3.0 * np.random.default_rng(9).standard_normal((4, observation_size)).astype(np.float32) + 1.0
     return Built(act, [("B", observation_size), _KEY], [observations, _key_data(10)])
+
+
+@program("brax_ppo_loss_gradient", library="brax", rtol=1e-3, atol=1e-5,
+         origin="Brax's PPO learner step: jax.value_and_grad(losses.compute_ppo_loss, has_aux=True) over the policy "
+                "and value networks' parameters on a [B, T] batch of Transitions (GAE by a reverse lax.scan, clipped "
+                "ratio, tanh-normal log-probabilities and entropy from a key)")
+def brax_ppo_loss_gradient() -> Built:
+    from brax.training import types as brax_types
+    from brax.training.acme import running_statistics, specs
+    from brax.training.agents.ppo import losses
+    from brax.training.agents.ppo import networks as ppo_networks
+
+    observation_size, action_size, batch, steps = 6, 2, 4, 5
+    networks = ppo_networks.make_ppo_networks(observation_size, action_size,
+                                              preprocess_observations_fn=running_statistics.normalize,
+                                              policy_hidden_layer_sizes=(16, 16), value_hidden_layer_sizes=(16, 16))
+    normalizer = running_statistics.init_state(specs.Array((observation_size,), jnp.dtype("float32")))
+    params = {"policy": networks.policy_network.init(jax.random.key(1)),
+              "value": networks.value_network.init(jax.random.key(2))}
+    rng = np.random.default_rng(12)
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    rollout = {"observation": normal(batch, steps, observation_size), "action": normal(batch, steps, action_size),
+               "reward": normal(batch, steps), "discount": np.ones((batch, steps), np.float32),
+               "next_observation": normal(batch, steps, observation_size),
+               "truncation": np.zeros((batch, steps), np.float32), "raw_action": normal(batch, steps, action_size),
+               "log_prob": normal(batch, steps) - 2.0, "distribution_params": normal(batch, steps, 2 * action_size)}
+
+    def loss_and_grads(params: dict[str, Any], rollout: dict[str, jax.Array], key_data: jax.Array) -> Any:
+        transitions = brax_types.Transition(
+            observation=rollout["observation"], action=rollout["action"], reward=rollout["reward"],
+            discount=rollout["discount"], next_observation=rollout["next_observation"],
+            extras={"state_extras": {"truncation": rollout["truncation"]},
+                    "policy_extras": {name: rollout[name] for name in ("raw_action", "log_prob", "distribution_params")}})
+        network_params = losses.PPONetworkParams(policy=params["policy"], value=params["value"])
+        (loss, _), grads = jax.value_and_grad(losses.compute_ppo_loss, has_aux=True)(
+            network_params, normalizer, transitions, jax.random.wrap_key_data(key_data), networks)
+        return loss, grads
+
+    params = jax.tree.map(np.asarray, params)
+    return Built(loss_and_grads, [params, rollout, _KEY], [params, rollout, _key_data(13)])
