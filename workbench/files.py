@@ -49,6 +49,10 @@ _TEMP_HEX_DIGITS = 12
 class WriteError(WorkbenchError, OSError):
     """Writing a file failed (disk full, no permission, a path through a file...); nothing was left half-written."""
 
+    def __str__(self) -> str:
+        """The message alone: OSError's own form starts with ``[Errno 21]``, which says nothing to the user."""
+        return self.strerror if self.strerror else super().__str__()
+
 
 def temp_name(target_name: str) -> str:
     """A fresh temp name for ``target_name``: ``.<target name>.<12 hex digits>.tmp``."""

@@ -448,3 +448,36 @@ def test_jax_to_onnx_flags_names_and_graph_ir_writer_options_are_checked(case, t
     with pytest.raises(wb.SpecError, match=message):
         call(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ %%to_onnx output paths
+MAGIC_PATHS = {  # a traceback (WriteError, GraphIRError) or 'f was not converted: WorkbenchError' before
+    "ir_into_a_folder": ("--ir {tmp}", r"--ir .*: cannot write the Graph IR to .*: it is a directory; give a file path such as model\.json"),
+    "ir_through_a_file": ("--ir {tmp}/notes.txt/g.json", r"--ir .*: cannot write the Graph IR to .*notes\.txt: .*notes\.txt is a file, not a folder"),
+    "out_into_a_folder": ("--out {tmp}", r"cannot write the ONNX model to .*: it is a directory; give a file path"),
+    "to_jax_into_a_folder": ("--to-jax {tmp}", r"--to-jax .*: cannot write .*: Is a directory\. The previous files were kept"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAGIC_PATHS))
+def test_the_magic_names_an_output_path_it_cannot_write(case, tmp_path):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    option, message = MAGIC_PATHS[case]
+    (tmp_path / "notes.txt").write_text("not a folder")
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "workbench")
+    try:
+        with capture_output() as captured:
+            execution = shell.run_cell(f"%%to_onnx -i 2,3 --no-view {option.format(tmp=tmp_path)}\n"
+                                       "import jax.numpy as jnp\ndef f(x):\n    return jnp.tanh(x)\n")  # fmt: skip
+    finally:
+        shell.run_line_magic("unload_ext", "workbench")
+        for name in ("f", "jnp", "_onnx"):
+            shell.user_ns.pop(name, None)
+    error = execution.error_in_exec
+    assert isinstance(error, UsageError) and re.search(message, str(error)), (error, captured.stdout)
+    assert "[Errno" not in str(error) and "Traceback" not in captured.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

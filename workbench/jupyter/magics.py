@@ -199,8 +199,10 @@ class WorkbenchMagics(Magics):
         if args.ir:
             from workbench.jax_to_onnx.graph_ir.api import graph_ir_of_traced, save_graph_ir
 
-            # from the conversion's own trace: the cell's function is traced once
-            save_graph_ir(graph_ir_of_traced(conversion.traced), args.ir, external_weights=True)
+            try:  # from the conversion's own trace: the cell's function is traced once
+                save_graph_ir(graph_ir_of_traced(conversion.traced), args.ir, external_weights=True)
+            except WriteError as error:  # the --ir path is at fault (a folder, a file on the path), not the model
+                raise UsageError(f"--ir {args.ir}: {error}") from None
             result.ir_path = args.ir
         if not args.no_view:
             from workbench.jupyter.viewer import view
@@ -211,7 +213,10 @@ class WorkbenchMagics(Magics):
 
             result.jax_source = to_jax_source(model)
             if args.to_jax:
-                write_text_atomic(Path(args.to_jax), result.jax_source)
+                try:
+                    write_text_atomic(Path(args.to_jax), result.jax_source)
+                except WriteError as error:  # the --to-jax path is at fault, not the model
+                    raise UsageError(f"--to-jax {args.to_jax}: {error}") from None
                 result.jax_path = args.to_jax
         if args.parity:
             from workbench.analysis.parity import parity

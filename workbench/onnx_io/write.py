@@ -19,6 +19,7 @@ two threads or processes writing one path give one complete model.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -30,7 +31,7 @@ import onnx
 import onnx_ir as ir
 
 from workbench import files
-from workbench.errors import OnnxModelError, SpecError, WorkbenchError
+from workbench.errors import OnnxModelError, SpecError
 from workbench.onnx_io.load import external_tensors
 from workbench.onnx_io.shapes import model_without_initializers
 
@@ -112,7 +113,7 @@ def write_model(
         raise SpecError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}.")
     target = Path(path)
     if target.is_dir():
-        raise WorkbenchError(f"cannot write the ONNX model to {target}: it is a directory; give a file path.")
+        raise files.WriteError(errno.EISDIR, f"cannot write the ONNX model to {target}: it is a directory; give a file path.")
     folder = target.parent if str(target.parent) else Path(".")
     files.existing_folder(folder, "the ONNX model")
     external = external_data is not None and external_data.applies_to(model)

@@ -11,6 +11,7 @@ absolute path) and checks the stored dtype and shape against the document.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import math
@@ -22,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import GraphIRError, SpecError
-from workbench.files import create_temp_beside, folder_lock, remove_stale_temps, write_errors, write_text_atomic
+from workbench.files import (
+    WriteError,
+    create_temp_beside,
+    existing_folder,
+    folder_lock,
+    remove_stale_temps,
+    write_errors,
+    write_text_atomic,
+)
 from workbench.jax_to_onnx.graph_ir.values import bytes_to_array, decode_array
 
 DEFAULT_EXTERNAL_THRESHOLD = 1024  # bytes: tensors this large go to the side file when asked for
@@ -63,9 +72,8 @@ def save_document(
         raise SpecError(f"threshold: expected an int >= 0 (bytes), got {threshold!r}.")
     target = Path(path)
     if target.is_dir():
-        raise GraphIRError(f"cannot write the Graph IR to {target}: it is a directory; give a file path such as model.json.")
-    if not target.parent.exists():
-        raise GraphIRError(f"cannot write the Graph IR to {target}: folder {target.parent} does not exist.")
+        raise WriteError(errno.EISDIR, f"cannot write the Graph IR to {target}: it is a directory; give a file path such as model.json.")
+    existing_folder(target.parent, "the Graph IR")  # a WriteError naming a missing folder or a file on the path
     document = copy.deepcopy(document)
     folder = target.parent
     with folder_lock(folder), write_errors(f"the Graph IR {target}"):
