@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 import workbench as wb
 from tests.support.analysis_models import W1, mlp, scale_initializer, swap_op, twice_jitted, two_outputs
@@ -239,10 +240,8 @@ def test_a_primitive_without_xla_lowering_is_evaluated_op_by_op(softsign_without
     assert report.first_divergent is not None and report.first_divergent.node == node_name
 
 
-def test_a_bfloat16_block_is_not_said_to_diverge_at_the_float32_cast_of_its_residual_sum():
-    # a Flax Linen pre-LN block in bfloat16 (ux51): its second LayerNorm widens the residual sum x + h to
-    # float32. That sum is within 1 bfloat16 ulp of JAX's (0.0156 at magnitudes 2-4, held to bfloat16's
-    # tolerance), and its exact Cast was held to float32's (4e-4) and named the first divergent node
+def _bfloat16_pre_ln_block():
+    """A Flax Linen pre-LN block (2 heads, width 32) in bfloat16 and an input: (fn, x)."""
     import flax.linen as nn
 
     class Block(nn.Module):
@@ -255,7 +254,15 @@ def test_a_bfloat16_block_is_not_said_to_diverge_at_the_float32_cast_of_its_resi
     block = Block()
     x = np.random.default_rng(0).standard_normal((2, 8, 32)).astype(jnp.bfloat16)
     variables = jax.tree.map(lambda a: a.astype(jnp.bfloat16), block.init(jax.random.key(0), x))
-    conversion = wb.convert(lambda x: block.apply(variables, x), [x])
+    return (lambda x: block.apply(variables, x)), x
+
+
+def test_a_bfloat16_block_is_not_said_to_diverge_at_the_float32_cast_of_its_residual_sum():
+    # a Flax Linen pre-LN block in bfloat16 (ux51): its second LayerNorm widens the residual sum x + h to
+    # float32. That sum is within 1 bfloat16 ulp of JAX's (0.0156 at magnitudes 2-4, held to bfloat16's
+    # tolerance), and its exact Cast was held to float32's (4e-4) and named the first divergent node
+    fn, x = _bfloat16_pre_ln_block()
+    conversion = wb.convert(fn, [x])
     report = wb.locate_divergence(conversion, inputs=[x])
     assert report.first_divergent is None, report.summary()
     casts = [n for n in report.nodes if n.op_type == "Cast" and n.compared and "LayerNorm_1" in n.node]
@@ -301,3 +308,19 @@ def test_nodes_computed_in_float32_for_onnxruntime_cpu_are_compared_as_the_cast_
     widened = [n for n in report.nodes if n.compared and n.op_type in ("Add", "MatMul", "Div")]
     assert widened and all(n.ok and n.max_abs_error <= n.tolerance for n in widened)
     assert conversion.parity(samples=1).ok
+
+
+@pytest.mark.parametrize("runtime", [None, "onnxruntime-cpu"])
+def test_a_bfloat16_block_with_a_slightly_wrong_weight_is_located_where_parity_fails(runtime):
+    # the locator's floor for a bfloat16 network's values was its outputs' compute tolerance (5e-2 + 5e-2 of the
+    # value's largest magnitude): with the Dense kernel scaled by 1.05 parity failed (0.156 > 0.05 + 0.05 |x|) and
+    # every node passed, 'no node diverges'. One bfloat16 rounding (2e-2, 1e-2) names the Dense's MatMul
+    fn, x = _bfloat16_pre_ln_block()
+    model = wb.to_onnx(fn, [x], **({"runtime": runtime} if runtime else {}))
+    dense = next(n for n in model.graph.node if n.name == "Block.Dense_0/dot_general")
+    kernel = next(t for t in model.graph.initializer if t.name == dense.input[1].removesuffix(".float32"))
+    array = numpy_helper.to_array(kernel)
+    kernel.CopyFrom(numpy_helper.from_array((array.astype(np.float32) * 1.05).astype(array.dtype), kernel.name))
+    assert not wb.parity(fn, model, [x]).ok
+    report = wb.locate_divergence(fn, model, [x])
+    assert report.first_divergent is not None and report.first_divergent.node == dense.name, report.summary()

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from jax.extend import core as jex_core
 
-from workbench.analysis.compare import NodeVerdict, compute_tolerances
+from workbench.analysis.compare import NodeVerdict, rounding_tolerances
 from workbench.analysis.divergence import (
     DivergenceReport,
     NodeResult,
@@ -221,7 +221,7 @@ def _analyse(
     origins = conversion.origins
     origin_vars = conversion.origin_vars
     value_ok: dict[str, bool] = {}  # compared values only
-    floor = compute_tolerances(model)  # a bfloat16 network's float32 values are no closer than its bfloat16 ones
+    floor = rounding_tolerances(model)  # a bfloat16 network's float32 values are no closer than its bfloat16 ones
     producer: dict[str, int] = {}
     results: list[NodeResult] = []
     for index, node in enumerate(model.graph.node):
