@@ -481,3 +481,14 @@ def test_the_magic_names_an_output_path_it_cannot_write(case, tmp_path):
     assert isinstance(error, UsageError) and re.search(message, str(error)), (error, captured.stdout)
     assert "[Errno" not in str(error) and "Traceback" not in captured.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_input_layout_of_no_input_rank_is_named():
+    """input_layout='NCDHW' (5-D) on a model of 4-D images applied to nothing, silently."""
+    with pytest.raises(wb.SpecError, match=r"input_layout='NCDHW' applies to the inputs of rank 5, and no input has that rank "
+                                           r"\(ranks \[4\]\); give the layout of the images' rank \('NCHW' for 4-D inputs\)"):  # fmt: skip
+        wb.to_onnx(jnp.tanh, [(1, 8, 8, 3)], input_layout="NCDHW")
+    model = wb.to_onnx(jnp.tanh, [(1, 8, 8, 3)], input_layout="NCHW")
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 8, 8]
+    x = np.linspace(-2, 2, 192, dtype=np.float32).reshape(1, 8, 8, 3)
+    np.testing.assert_allclose(run_onnx(model, [np.ascontiguousarray(x.transpose(0, 3, 1, 2))])[0], np.tanh(x), rtol=1e-6, atol=1e-6)

@@ -46,6 +46,12 @@ def input_permutations(option: InputLayout, avals: Sequence[Any]) -> list[list[i
     if isinstance(option, str):
         rank = len(option)
         first = _channels_first(option, "input_layout")
+        if not any(len(aval.shape) == rank for aval in avals):  # a layout that would silently apply to nothing
+            raise SpecError(
+                f"input_layout={option!r} applies to the inputs of rank {rank}, and no input has that rank (ranks "
+                f"{[len(aval.shape) for aval in avals]}); give the layout of the images' rank ('NCHW' for 4-D "
+                "inputs) or one entry per input."
+            )
         return [_to_first(rank) if first and len(aval.shape) == rank else None for aval in avals]
     entries = list(option)
     if len(entries) != len(avals):
