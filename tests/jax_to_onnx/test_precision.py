@@ -121,6 +121,20 @@ def test_keep_io_types_false_makes_inputs_and_outputs_half():
     assert _error(got, np.asarray(built.eval_fn()(x), dtype=np.float64)) <= MAX_ERROR["float16"]
 
 
+def test_keep_io_types_false_inside_a_precision_is_taken_as_it_is():
+    # 5f239b5 refused keep_io_types=False beside a Precision whose own is True; it also refused the Precision's own
+    # keep_io_types=False, since to_onnx's keep_io_types then stood at its default True ('keep_io_types=True given
+    # beside a wb.Precision('float16') whose keep_io_types is False; set it in the Precision': it was)
+    built = ZOO["nnx_mlp"]()
+    model = wb.to_onnx(built.fn, built.inputs, precision=wb.Precision("float16", keep_io_types=False))
+    graph = model.graph
+    assert [v.type.tensor_type.elem_type for v in [*graph.input, *graph.output]] == [HALF, HALF]
+    x = concrete_inputs(built.inputs, sizes={"B": 3})[0]
+    got = run_onnx(model, [x.astype(np.float16)])[0]
+    assert got.dtype == np.float16
+    assert _error(got, np.asarray(built.eval_fn()(x), dtype=np.float64)) <= MAX_ERROR["float16"]
+
+
 def test_the_float32_op_list_is_a_choice():
     built = nnx_gpt()
     everything_half = wb.Precision("float16", float32_ops=frozenset())

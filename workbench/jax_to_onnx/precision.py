@@ -100,7 +100,9 @@ class Precision:
         """A Precision from ``wb.to_onnx``'s arguments (a dtype name, or a Precision used as it is;
         a ``runtime`` given beside it is added to it)."""
         if isinstance(precision, Precision):
-            if keep_io_types is not precision.keep_io_types:  # only False can be told from the default here
+            # only a keep_io_types other than the default True can be told from not given: True beside
+            # wb.Precision(..., keep_io_types=False) is the default, and the Precision says what it wants
+            if keep_io_types is not True and keep_io_types is not precision.keep_io_types:
                 raise SpecError(
                     f"keep_io_types={keep_io_types!r} given beside a wb.Precision({precision.dtype!r}) whose keep_io_types "
                     f"is {precision.keep_io_types!r}; set it in the Precision: "
