@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from jax.interpreters import mlir
+from onnx import numpy_helper
 
 import workbench as wb
 from tests.support.analysis_models import W1, copy_model, mlp, scale_initializer, swap_op, two_outputs
@@ -252,6 +253,27 @@ def test_a_bfloat16_network_holds_its_bfloat16_outputs_as_loosely_as_its_float32
     by_output = {r.dtype: (r.comparison.rtol, r.comparison.atol) for r in report.results}
     assert by_output == {"bfloat16": (5e-2, 5e-2), "float32": (5e-2, 5e-2)}
     assert all(r.comparison.max_abs_error <= 2 ** -7 for r in report.results)  # tanh in [-1, 1]: within 1 ulp
+
+
+def test_a_bfloat16_network_with_small_outputs_is_not_passed_by_the_absolute_floor():
+    # the compute tolerance's atol (5e-2) is absolute: a bfloat16 model whose outputs are of magnitude 1e-2 passed
+    # parity with a negated weight (every output's sign flipped, max abs error 0.02 < 0.05). The floor's atol now
+    # shrinks with an output whose largest magnitude is below 1; outputs of magnitude 1 and above keep it
+    weights = jnp.asarray(np.random.default_rng(0).standard_normal((16, 16)), jnp.bfloat16)
+    x = np.random.default_rng(1).standard_normal((4, 16)).astype(jnp.bfloat16)
+    for scale in (0.01, 4.0):
+        def fn(x, scale=scale):
+            return jnp.tanh(x @ weights) * jnp.bfloat16(scale)
+
+        model = wb.to_onnx(fn, [x])
+        assert wb.parity(fn, model, [x]).ok
+        kernel = next(t for t in model.graph.initializer if tuple(t.dims) == (16, 16))
+        kernel.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(kernel), kernel.name))
+        report = wb.parity(fn, model, [x])
+        assert not report.ok, (scale, report.summary())
+        comparison = report.results[0].comparison
+        assert comparison.rtol == 5e-2 and comparison.atol == (1e-2 if scale < 1 else 5e-2)  # bfloat16's own atol
+        assert comparison.max_abs_error == pytest.approx(2 * np.abs(np.asarray(fn(x), np.float32)).max(), rel=2e-2)
 
 
 def test_max_rel_is_taken_where_the_relative_tolerance_decides():

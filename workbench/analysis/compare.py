@@ -41,15 +41,18 @@ def is_real_float(dtype: np.dtype) -> bool:
     return dtype.kind == "f" or dtype.name == "bfloat16" or dtype.name.startswith("float8")
 
 
-def held_tolerances(dtype: np.dtype, floor: tuple[float, float]) -> tuple[float, float]:
+def held_tolerances(dtype: np.dtype, floor: tuple[float, float], scale: float = math.inf) -> tuple[float, float]:
     """(rtol, atol) for values of ``dtype`` in a model computing to ``floor`` (``compute_tolerances``).
 
     A real float value is held at least to the floor: a bfloat16 network's bfloat16 outputs as loosely as
-    its float32 ones. Integers and booleans must match exactly whatever the floor.
+    its float32 ones. The floor's atol stands for values of magnitude 1 and above; for a value whose largest
+    magnitude ``scale`` is below 1 it shrinks with it (never below the dtype's own atol): 5e-2 absolute passed
+    any error on outputs of magnitude 1e-2, a bfloat16 model with a negated weight among them. Integers and
+    booleans must match exactly whatever the floor.
     """
     rtol, atol = default_tolerances(dtype)
     if is_real_float(dtype):
-        rtol, atol = max(rtol, floor[0]), max(atol, floor[1])
+        rtol, atol = max(rtol, floor[0]), max(atol, floor[1] * min(1.0, scale))
     return rtol, atol
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from workbench.analysis.compare import Comparison, compare_arrays, compute_tolerances, held_tolerances
+from workbench.analysis.compare import Comparison, compare_arrays, compute_tolerances, finite_max_abs, held_tolerances
 from workbench.analysis.labels import count, sides
 from workbench.analysis.options import check_options
 from workbench.analysis.subject import Subject, prepare
@@ -234,7 +234,7 @@ def parity(
         all_sizes.append(chosen_sizes)
         for output_name, onnx_value, jax_value in zip(subject.output_names, got, expected, strict=True):
             # a model computing in half precision is held to that precision (bfloat16 outputs too: kind 'V')
-            default_rtol, default_atol = held_tolerances(jax_value.dtype, (floor_rtol, floor_atol))
+            default_rtol, default_atol = held_tolerances(jax_value.dtype, (floor_rtol, floor_atol), finite_max_abs(jax_value))
             comparison = compare_arrays(
                 onnx_value,
                 jax_value,
