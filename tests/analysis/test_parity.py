@@ -311,3 +311,20 @@ def test_the_error_histogram_counts_exact_matches_instead_of_drawing_them_at_1e_
     np.testing.assert_allclose(np.sort(histogram.x), np.sort(np.log10(errors[errors > 0])))
     assert figure.layout.annotations[-1].text.endswith("<sup>5 of 8 values exact, not drawn</sup>")
     assert figure.layout.title.text.startswith("Parity PASS: fn in JAX vs") and "<br><sup>1 sample," in figure.layout.title.text
+
+
+def test_sizes_beside_concrete_inputs_are_refused_not_ignored(mlp_model):
+    # sizes= fixes symbolic dimensions of generated inputs; beside concrete inputs it was ignored, and the report
+    # compared inputs of other sizes than the caller asked for without a word
+    x = np.ones((2, 4), np.float32)
+    calls = (
+        lambda: wb.parity(mlp, mlp_model, [x], sizes={"B": 8}),
+        lambda: wb.locate_divergence(mlp, mlp_model, [x], sizes={"B": 8}),
+        lambda: wb.locate_divergence(mlp_model, None, [x], sizes={"B": 8}),  # the ONNX -> JAX direction
+    )
+    for call in calls:
+        with pytest.raises(wb.SpecError, match=r"sizes=\{'B': 8\}: sizes are for generated inputs, and the inputs given fix"):
+            call()
+    report = wb.parity(mlp, mlp_model, sizes={"B": 8})  # generated: the size asked for
+    assert report.ok and report.results[0].shape[0] == 8
+    assert wb.parity(mlp, mlp_model, [x]).ok and wb.parity(mlp, mlp_model, [x], sizes={}).ok

@@ -31,7 +31,7 @@ import onnx
 
 from workbench.analysis.compare import NodeVerdict
 from workbench.analysis.divergence import GENERATED_LABEL, DivergenceReport, NodeResult
-from workbench.analysis.options import check_generated_bytes, check_size_names
+from workbench.analysis.options import check_generated_bytes, check_size_names, refuse_sizes_beside_inputs
 from workbench.analysis.quantization_boundary import boundary_step_caveat
 from workbench.analysis.reference_caveats import reference_caveat
 from workbench.errors import OnnxModelError, SpecError
@@ -68,6 +68,8 @@ def locate_generated_divergence(
     proto = loaded.proto
     params = _params_of(generated)
     input_names = [value.name for value in proto.graph.input if value.name not in _initializer_names(proto)]
+    if inputs is not None:
+        refuse_sizes_beside_inputs(sizes)
     feeds = _given_inputs(inputs, input_names, loaded.label) if inputs is not None else _random_inputs(proto, seed, sizes or {}, loaded.label)
 
     start = time.perf_counter()

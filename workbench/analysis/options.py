@@ -56,6 +56,15 @@ def check_options(*, rtol: Any, atol: Any, seed: Any, sizes: Any) -> None:
     check_sizes(sizes)
 
 
+def refuse_sizes_beside_inputs(sizes: Mapping[str, int] | None) -> None:
+    """``sizes`` given beside concrete inputs: they fix every dimension, so ``sizes`` would be ignored."""
+    if sizes:
+        raise SpecError(
+            f"sizes={dict(sizes)!r}: sizes are for generated inputs, and the inputs given fix every dimension; "
+            "leave sizes out, or pass inputs=None (or input specs) to generate inputs of those sizes."
+        )
+
+
 def check_size_names(sizes: Mapping[str, int] | None, known: Collection[str], where: str) -> None:
     """Every name in ``sizes`` is a symbolic dimension of ``where`` (a misspelled name was ignored)."""
     unknown = sorted(set(sizes or {}) - set(known))
@@ -75,4 +84,7 @@ def check_generated_bytes(shapes: Sequence[tuple[str, tuple[int, ...], np.dtype]
             )
 
 
-__all__ = ["check_generated_bytes", "check_options", "check_seed", "check_size_names", "check_sizes", "check_tolerance"]
+__all__ = [
+    "check_generated_bytes", "check_options", "check_seed", "check_size_names", "check_sizes", "check_tolerance",
+    "refuse_sizes_beside_inputs",
+]  # fmt: skip

@@ -36,7 +36,7 @@ from workbench.analysis.inputs import (
     unflatten_args,
 )
 from workbench.analysis.interpret import WholeCompile
-from workbench.analysis.options import check_generated_bytes, check_size_names
+from workbench.analysis.options import check_generated_bytes, check_size_names, refuse_sizes_beside_inputs
 from workbench.errors import OnnxModelError, SpecError, WorkbenchError
 from workbench.jax_to_onnx.complex_numbers import (
     COMPLEX_DOC,
@@ -148,6 +148,7 @@ class Subject:
     def samples(self, count: int, seed: int, sizes: Mapping[str, int] | None) -> list[tuple[list[np.ndarray], dict[str, int]]]:
         """``count`` flat input lists (the user's own inputs when given) with the symbol sizes used."""
         if self.given is not None:
+            refuse_sizes_beside_inputs(sizes)  # was ignored: the report compared other sizes than asked for
             return [(list(self.given), {})]
         symbols = {str(symbol) for plan in self.plans for dim in plan.shape if not isinstance(dim, int) for symbol in dim.get_vars()}
         check_size_names(sizes, symbols, f"{self.name}'s inputs")
