@@ -147,7 +147,7 @@ def test_unsupported_ops_are_reported_all_at_once_with_locations(monkeypatch):
     "source, error, message",
     [
         (b"not a flatbuffer", StableHLOError, "not a serialized jax.export.Exported"),
-        ("no/such/file.bin", StableHLOError, "does not exist"),
+        ("no/such/file.bin", SpecError, "'no/such/file.bin' is not a file.*give the function itself"),
     ],
 )
 def test_bad_artefacts_are_refused_clearly(source, error, message):
