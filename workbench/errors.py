@@ -22,6 +22,12 @@ class SpecError(WorkbenchError, ValueError):
     """An argument (input spec, callable, option) is malformed or inconsistent."""
 
 
+def check_flag(name: str, value: object, accepted: tuple[type, ...] = (bool,)) -> None:
+    """A True/False option, or a SpecError naming it: a string such as 'no' would otherwise read as True."""
+    if not isinstance(value, accepted):
+        raise SpecError(f"{name}: expected True or False, got {value!r}.")
+
+
 class ModelSourceError(SpecError, TypeError):
     """The model argument is neither a ModelProto, a path nor bytes (a ``TypeError`` too, as Python's own)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from workbench.errors import SpecError
+from workbench.errors import SpecError, check_flag
 from workbench.jax_to_onnx.conversion import Conversion, to_proto
 from workbench.jax_to_onnx.input_layout import InputLayout
 from workbench.jax_to_onnx.precision import Precision
@@ -61,8 +61,7 @@ def convert(
     ``wb.convert(fn, specs).save(path)`` is the way to export a model of several GB.
     """
     for name, value in (("enable_double_precision", enable_double_precision), ("optimize", optimize)):
-        if not isinstance(value, (bool, np.bool_)):  # a string such as "no" would read as True
-            raise SpecError(f"{name}: expected True or False, got {value!r}.")
+        check_flag(name, value, accepted=(bool, np.bool_))
     chosen = Precision.of(precision, keep_io_types, runtime)
     with _collector_paused():
         start = time.perf_counter()

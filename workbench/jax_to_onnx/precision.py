@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from workbench.errors import SpecError
+from workbench.errors import SpecError, check_flag
 from workbench.jax_to_onnx.casts import CastInserter
 from workbench.jax_to_onnx.cpu_widening import RUNTIMES, has_narrow_types, widen_for_cpu, widen_invalid_types
 from workbench.onnx_io.cpu_kernels import element_type
@@ -86,8 +86,7 @@ class Precision:
     def __post_init__(self) -> None:
         if self.dtype not in PRECISIONS:
             raise SpecError(f"precision: expected one of {', '.join(map(repr, PRECISIONS))}, got {self.dtype!r}.")
-        if not isinstance(self.keep_io_types, bool):
-            raise SpecError(f"keep_io_types: expected True or False, got {self.keep_io_types!r}.")
+        check_flag("keep_io_types", self.keep_io_types)
         object.__setattr__(self, "float32_ops", _op_names(self.float32_ops))
         if self.runtime is not None and self.runtime not in RUNTIMES:
             raise SpecError(

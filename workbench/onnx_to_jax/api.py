@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from workbench import files
-from workbench.errors import SpecError, WorkbenchError
+from workbench.errors import SpecError, WorkbenchError, check_flag
 from workbench.onnx_io import ModelSource
 from workbench.onnx_to_jax.reader import read_model
 from workbench.onnx_to_jax.source_text import JaxSource
@@ -65,17 +65,11 @@ def _unchanged(params: dict[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
-def _check_flag(name: str, value: Any) -> None:
-    """A True/False option: a string such as 'no' would read as True."""
-    if not isinstance(value, bool):
-        raise SpecError(f"{name}: expected True or False, got {value!r}.")
-
-
 def _build(model: ModelSource, function_name: str, base_dir: BaseDir, scan_repeats: bool = False):
     from workbench.onnx_to_jax.generator import ModuleBuilder
     from workbench.onnx_to_jax.row_scatter import RowScatterRefused
 
-    _check_flag("scan_repeats", scan_repeats)
+    check_flag("scan_repeats", scan_repeats)
     checked = read_model(model, base_dir=base_dir)
     refused: frozenset[str] = frozenset()
     while True:
@@ -200,7 +194,7 @@ def to_jax(
     """
     import jax
 
-    _check_flag("prepared", prepared)
+    check_flag("prepared", prepared)
     generated = generate_module(model, base_dir=base_dir, scan_repeats=scan_repeats)
     params: dict[str, Any] = generated.prepare(generated.params) if prepared else generated.params
     forward = generated.forward_prepared if prepared else generated.forward

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.errors import GraphIRError, SpecError
+from workbench.errors import GraphIRError, SpecError, check_flag
 from workbench.files import (
     WriteError,
     create_temp_beside,
@@ -66,8 +66,7 @@ def save_document(
     """
     if not isinstance(path, (str, os.PathLike)):
         raise SpecError(f"path: expected a file path such as model.json (str or os.PathLike), got {type(path).__name__}.")
-    if not isinstance(external_weights, bool):
-        raise SpecError(f"external_weights: expected True or False, got {external_weights!r}.")
+    check_flag("external_weights", external_weights)
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
         raise SpecError(f"threshold: expected an int >= 0 (bytes), got {threshold!r}.")
     target = Path(path)
